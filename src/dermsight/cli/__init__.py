@@ -1,0 +1,33 @@
+"""``dermsight`` command line: thin layers over the library.
+
+Each area registers its sub-commands from its own module (``cli/data.py``, ``cli/model.py``,
+``cli/serve.py``, ``cli/batch.py``); heavy imports happen inside the commands so ``--help`` is fast.
+User errors print one clear line and exit non-zero; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dermsight.cli import batch as _batch
+from dermsight.cli import data as _data
+from dermsight.cli import model as _model
+from dermsight.cli import serve as _serve
+from dermsight.cli.errors import run_guarded
+
+app = typer.Typer(
+    name="dermsight",
+    help="Decision support for dermoscopic skin-lesion images. Not a diagnosis.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (_data, _model, _serve, _batch):
+    _module.register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(run_guarded(app, argv))

@@ -1,0 +1,48 @@
+"""Turn the exceptions a user can cause into one readable line and an exit code."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+#: exit codes: 0 ok, 1 some inputs failed (batch/predict error rows), 2 usage or user error,
+#: 3 missing/invalid model bundle, 130 interrupted.
+EXIT_USER = 2
+EXIT_BUNDLE = 3
+
+
+class UserError(Exception):
+    """An error caused by the user's input; printed without a traceback."""
+
+    exit_code = EXIT_USER
+
+
+def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:
+    from dermsight.bundle import BundleError
+    from dermsight.io.errors import ImageDecodeError, ReaderError
+    from dermsight.taxonomy import TaxonomyError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit as exc:  # typer/click exit with code
+        return int(exc.code or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BundleError as exc:
+        print(f"error: model bundle: {exc}", file=sys.stderr)
+        return EXIT_BUNDLE
+    except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_USER)
+    except Exception as exc:  # click usage errors and the like
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 130
+        raise
+    return 0

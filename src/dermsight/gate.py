@@ -1,0 +1,116 @@
+"""The "cannot assess" gate: cheap image-quality checks plus an out-of-distribution score on the
+model's own features. Thresholds are fitted on training/validation images and stored in the bundle
+(``card.json`` -> ``gate``; the feature statistics in ``gate.npz``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Flag:
+    code: str
+    message: str
+    blocking: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class QualityStats:
+    min_side: int
+    mean: float  # mean luminance 0..255
+    std: float  # luminance standard deviation
+    clipped: float  # fraction of pixels near black or white
+    sharpness: float  # variance of the Laplacian at 256 px
+    saturation: float  # mean HSV saturation 0..1
+
+    def as_vector(self) -> np.ndarray:
+        return np.array(
+            [self.mean, self.std, self.clipped, self.sharpness, self.saturation], np.float64
+        )
+
+
+def quality_stats(image: np.ndarray) -> QualityStats:
+    h, w = image.shape[:2]
+    small = np.asarray(
+        Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR), np.float32
+    )
+    grey = small @ np.array([0.299, 0.587, 0.114], np.float32)
+    lap = (
+        -4 * grey[1:-1, 1:-1]
+        + grey[:-2, 1:-1]
+        + grey[2:, 1:-1]
+        + grey[1:-1, :-2]
+        + grey[1:-1, 2:]
+    )
+    mx, mn = small.max(axis=2), small.min(axis=2)
+    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    return QualityStats(
+        min_side=int(min(h, w)),
+        mean=float(grey.mean()),
+        std=float(grey.std()),
+        clipped=float(np.mean((grey < 8) | (grey > 247))),
+        sharpness=float(lap.var()),
+        saturation=float(sat.mean()),
+    )
+
+
+#: Defaults used when a bundle carries no fitted values.
+DEFAULT_GATE: dict[str, float] = {
+    "min_side": 64,
+    "dark_mean": 30.0,
+    "bright_mean": 235.0,
+    "min_std": 6.0,
+    "max_clipped": 0.5,
+    "min_sharpness": 2.0,
+}
+
+
+def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
+    c = {**DEFAULT_GATE, **{k: v for k, v in cfg.items() if k in DEFAULT_GATE}}
+    flags: list[Flag] = []
+    if stats.min_side < c["min_side"]:
+        flags.append(Flag("too_small", f"image is only {stats.min_side} px on its short side; "
+                                       f"at least {int(c['min_side'])} px are needed"))
+    if stats.std < c["min_std"]:
+        flags.append(Flag("blank", "image is almost uniform: no lesion can be seen"))
+    if stats.mean < c["dark_mean"]:
+        flags.append(Flag("too_dark", "image is too dark to assess"))
+    if stats.mean > c["bright_mean"] or stats.clipped > c["max_clipped"]:
+        flags.append(Flag("overexposed", "image is over-exposed or mostly clipped"))
+    if stats.sharpness < c["min_sharpness"] and stats.std >= c["min_std"]:
+        flags.append(Flag("blurred", "image is too blurred to assess"))
+    return flags
+
+
+def ood_score(embedding: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Mahalanobis distance (squared, per PCA dimension) of pooled features to the training set.
+
+    ``embedding`` is (N, D); ``arrays`` holds ``mean`` (D,), ``components`` (K, D) and ``scale``
+    (K,) fitted on training features. Returns (N,) scores; larger = less like training images.
+    """
+    emb = np.atleast_2d(np.asarray(embedding, np.float64))
+    z = (emb - arrays["mean"]) @ arrays["components"].T / arrays["scale"]
+    return (z**2).mean(axis=1)
+
+
+def assess(
+    image: np.ndarray, embedding: np.ndarray | None, cfg: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+) -> tuple[list[Flag], float | None]:
+    """All gate flags for one image (and its OOD score if the bundle has a fitted gate)."""
+    flags = quality_flags(quality_stats(image), cfg)
+    score: float | None = None
+    if embedding is not None and arrays and "ood_threshold" in cfg:
+        score = float(ood_score(embedding, arrays)[0])
+        if score > float(cfg["ood_threshold"]):
+            flags.append(Flag("out_of_distribution",
+                              "this does not look like a dermoscopic image of a skin lesion"))
+    return flags, score

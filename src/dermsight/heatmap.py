@@ -1,0 +1,82 @@
+"""Class-activation heatmaps: normalise a CAM, colour it, overlay it on the lesion, encode PNG.
+
+Pure numpy + Pillow, so serving needs no torch and no matplotlib.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+from PIL import Image
+
+# 'turbo'-like colour map from a few anchor colours (perceptually ordered, colour-blind friendlier
+# than jet); interpolated to 256 entries.
+_ANCHORS = np.array(
+    [
+        [48, 18, 59],
+        [70, 107, 227],
+        [40, 187, 236],
+        [50, 241, 152],
+        [164, 252, 60],
+        [237, 208, 58],
+        [251, 128, 34],
+        [210, 49, 5],
+        [122, 4, 3],
+    ],
+    dtype=np.float32,
+)
+_LUT = np.stack(
+    [np.interp(np.linspace(0, 1, 256), np.linspace(0, 1, len(_ANCHORS)), _ANCHORS[:, i]) for i in
+     range(3)],
+    axis=1,
+).astype(np.uint8)
+
+
+def normalize_cam(cam: np.ndarray) -> np.ndarray:
+    """Raw class activation map (h, w) -> [0, 1] (ReLU, then divide by the max)."""
+    cam = np.maximum(np.asarray(cam, np.float32), 0.0)
+    peak = float(cam.max()) if cam.size else 0.0
+    return cam / peak if peak > 1e-12 else np.zeros_like(cam)
+
+
+def upsample(cam01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """[0, 1] map -> (H, W) float32 at ``size`` = (width, height), bilinear."""
+    img = Image.fromarray((cam01 * 255).astype(np.uint8), mode="L")
+    return np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
+
+
+def colorize(cam01: np.ndarray) -> np.ndarray:
+    """[0, 1] map -> RGB uint8 via the colour map."""
+    idx = np.clip(cam01 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return _LUT[idx]
+
+
+def overlay(image: np.ndarray, cam01: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """Blend the coloured heatmap onto the RGB image (heat weighted by its own intensity)."""
+    h, w = image.shape[:2]
+    heat = upsample(cam01, (w, h)) if cam01.shape != (h, w) else cam01
+    colour = colorize(heat).astype(np.float32)
+    a = (alpha * np.clip(heat * 1.5, 0, 1))[:, :, None]
+    out = image.astype(np.float32) * (1 - a) + colour * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+def png_bytes(rgb_or_rgba: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb_or_rgba).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def heatmap_rgba(cam01: np.ndarray, size: int = 224) -> np.ndarray:
+    """Transparent-background heatmap (RGBA) to lay over the image in a browser with opacity."""
+    heat = upsample(cam01, (size, size))
+    rgba = np.zeros((size, size, 4), np.uint8)
+    rgba[:, :, :3] = colorize(heat)
+    rgba[:, :, 3] = np.clip(heat * 1.3 * 255, 0, 255).astype(np.uint8)
+    return rgba
+
+
+def to_base64_png(arr: np.ndarray) -> str:
+    return base64.b64encode(png_bytes(arr)).decode("ascii")

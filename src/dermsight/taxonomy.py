@@ -1,0 +1,246 @@
+"""The nine ISIC diagnostic classes, metadata vocabularies, and label mappings from every source.
+
+Everything that turns a dataset's own spelling of a diagnosis, sex or body site into dermsight's
+vocabulary lives here, so readers, training and serving agree on one set of codes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+
+@dataclass(frozen=True)
+class LesionClass:
+    code: str
+    name: str
+    lay: str
+    malignant: bool
+    premalignant: bool = False
+
+
+CLASSES: Final[tuple[LesionClass, ...]] = (
+    LesionClass(
+        "MEL", "Melanoma",
+        "A cancer of the pigment cells. Can spread if not removed early; the most dangerous "
+        "common skin cancer.", malignant=True),
+    LesionClass(
+        "NV", "Melanocytic nevus",
+        "A common mole: a benign cluster of pigment cells.", malignant=False),
+    LesionClass(
+        "BCC", "Basal cell carcinoma",
+        "The most common skin cancer. Grows slowly and rarely spreads, but needs treatment.",
+        malignant=True),
+    LesionClass(
+        "AK", "Actinic keratosis",
+        "A rough, sun-damaged patch. Not cancer, but can turn into squamous cell carcinoma.",
+        malignant=False, premalignant=True),
+    LesionClass(
+        "BKL", "Benign keratosis",
+        "Seborrhoeic keratosis, solar lentigo or lichen-planus-like keratosis: harmless growths "
+        "or sun spots.", malignant=False),
+    LesionClass(
+        "DF", "Dermatofibroma",
+        "A firm, harmless bump in the skin, often on the legs.", malignant=False),
+    LesionClass(
+        "VASC", "Vascular lesion",
+        "A harmless lesion made of blood vessels, such as a cherry angioma.", malignant=False),
+    LesionClass(
+        "SCC", "Squamous cell carcinoma",
+        "A skin cancer of the outer skin cells. Usually treatable; can spread if neglected.",
+        malignant=True),
+    LesionClass(
+        "UNK", "Other / unknown",
+        "A lesion that belongs to none of the other eight groups.", malignant=False),
+)
+
+CLASS_CODES: Final[tuple[str, ...]] = tuple(c.code for c in CLASSES)
+BY_CODE: Final[dict[str, LesionClass]] = {c.code: c for c in CLASSES}
+MALIGNANT: Final[frozenset[str]] = frozenset(c.code for c in CLASSES if c.malignant)
+PREMALIGNANT: Final[frozenset[str]] = frozenset(c.code for c in CLASSES if c.premalignant)
+
+SEXES: Final[tuple[str, ...]] = ("male", "female")
+
+#: ISIC "general" anatomic-site vocabulary (ISIC 2019/2020 metadata), plus HAM's side-less torso.
+SITES: Final[tuple[str, ...]] = (
+    "anterior torso",
+    "posterior torso",
+    "lateral torso",
+    "torso",
+    "head/neck",
+    "upper extremity",
+    "lower extremity",
+    "palms/soles",
+    "oral/genital",
+)
+
+AGE_MIN: Final[int] = 0
+AGE_MAX: Final[int] = 120
+
+
+class TaxonomyError(ValueError):
+    """A label, sex, site or age that dermsight's vocabulary cannot represent."""
+
+
+# --- diagnosis mappings ------------------------------------------------------------------------
+
+#: HAM10000 ``dx``. ``akiec`` mixes actinic keratosis and Bowen's disease (SCC in situ); without
+#: the ISIC 2019 ground truth to split it, it maps to AK (the pre-malignant reading).
+HAM10000_DX: Final[dict[str, str]] = {
+    "mel": "MEL",
+    "nv": "NV",
+    "bcc": "BCC",
+    "akiec": "AK",
+    "bkl": "BKL",
+    "df": "DF",
+    "vasc": "VASC",
+    "scc": "SCC",
+}
+
+#: ISIC 2019 ground-truth one-hot columns (identical codes).
+ISIC2019_COLUMNS: Final[tuple[str, ...]] = CLASS_CODES
+
+#: SIIM-ISIC 2020 ``diagnosis`` strings.
+SIIM2020_DIAGNOSIS: Final[dict[str, str]] = {
+    "melanoma": "MEL",
+    "nevus": "NV",
+    "seborrheic keratosis": "BKL",
+    "lichenoid keratosis": "BKL",
+    "solar lentigo": "BKL",
+    "lentigo nos": "BKL",
+    "cafe-au-lait macule": "UNK",
+    "atypical melanocytic proliferation": "UNK",
+    "unknown": "UNK",
+    # Spellings that occur in other ISIC exports.
+    "basal cell carcinoma": "BCC",
+    "squamous cell carcinoma": "SCC",
+    "actinic keratosis": "AK",
+    "dermatofibroma": "DF",
+    "vascular lesion": "VASC",
+    "benign keratosis": "BKL",
+}
+
+
+def from_isic2017(melanoma: float | str, seborrheic_keratosis: float | str) -> str:
+    """ISIC 2017 part-3 ground truth: ``melanoma`` -> MEL, ``seborrheic_keratosis`` -> BKL, else NV."""
+    if float(melanoma) >= 0.5:
+        return "MEL"
+    if float(seborrheic_keratosis) >= 0.5:
+        return "BKL"
+    return "NV"
+
+
+def from_isic2019_row(row: dict[str, object]) -> str:
+    """ISIC 2019 ground truth: the one column among MEL..UNK that holds 1."""
+    hits = [c for c in ISIC2019_COLUMNS if c in row and float(str(row[c]) or 0) >= 0.5]
+    if len(hits) != 1:
+        raise TaxonomyError(f"ISIC 2019 row must have exactly one class set, found {hits or 'none'}")
+    return hits[0]
+
+
+def normalize_diagnosis(value: str) -> str:
+    """Any label spelling users meet (code, HAM dx, SIIM diagnosis, class name) -> class code."""
+    raw = (value or "").strip()
+    if not raw:
+        raise TaxonomyError("empty diagnosis")
+    up = raw.upper()
+    if up in BY_CODE:
+        return up
+    low = " ".join(raw.lower().replace("_", " ").split())
+    if low in HAM10000_DX:
+        return HAM10000_DX[low]
+    if low in SIIM2020_DIAGNOSIS:
+        return SIIM2020_DIAGNOSIS[low]
+    for c in CLASSES:
+        if c.name.lower() == low:
+            return c.code
+    raise TaxonomyError(f"unknown diagnosis {raw!r}")
+
+
+# --- metadata vocabularies ---------------------------------------------------------------------
+
+_SEX_ALIASES: Final[dict[str, str]] = {"m": "male", "f": "female", "male": "male", "female": "female"}
+
+#: HAM10000 ``localization`` -> ISIC general site (``None`` = unknown).
+HAM10000_LOCALIZATION: Final[dict[str, str | None]] = {
+    "abdomen": "anterior torso",
+    "chest": "anterior torso",
+    "back": "posterior torso",
+    "trunk": "torso",
+    "face": "head/neck",
+    "scalp": "head/neck",
+    "ear": "head/neck",
+    "neck": "head/neck",
+    "upper extremity": "upper extremity",
+    "hand": "upper extremity",
+    "lower extremity": "lower extremity",
+    "foot": "lower extremity",
+    "acral": "palms/soles",
+    "genital": "oral/genital",
+    "unknown": None,
+}
+
+_SITE_ALIASES: Final[dict[str, str]] = {
+    "head neck": "head/neck",
+    "head and neck": "head/neck",
+    "oral genital": "oral/genital",
+    "palms soles": "palms/soles",
+    "anterior trunk": "anterior torso",
+    "posterior trunk": "posterior torso",
+    "lateral trunk": "lateral torso",
+}
+
+
+def _is_missing(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and value != value:  # NaN
+        return True
+    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null", "unknown")
+
+
+def normalize_sex(value: object) -> str | None:
+    """'male'/'female' (or M/F, any case) -> canonical; missing -> None; anything else raises."""
+    if _is_missing(value):
+        return None
+    key = str(value).strip().lower()
+    if key in _SEX_ALIASES:
+        return _SEX_ALIASES[key]
+    raise TaxonomyError(f"unknown sex {value!r}: expected one of {', '.join(SEXES)}")
+
+
+def normalize_site(value: object) -> str | None:
+    """ISIC general site, HAM localization, or a common alias -> ISIC site; missing -> None."""
+    if _is_missing(value):
+        return None
+    low = " ".join(str(value).strip().lower().replace("_", " ").split())
+    if low in SITES:
+        return low
+    if low in HAM10000_LOCALIZATION:
+        return HAM10000_LOCALIZATION[low]
+    if low in _SITE_ALIASES:
+        return _SITE_ALIASES[low]
+    raise TaxonomyError(f"unknown anatomic site {value!r}: expected one of {', '.join(SITES)}")
+
+
+def normalize_age(value: object) -> float | None:
+    """Age in years (also DICOM '045Y', '006M'); missing -> None; outside 0-120 raises."""
+    if _is_missing(value):
+        return None
+    text = str(value).strip().upper()
+    scale = 1.0
+    if text[-1:] in ("Y", "M", "W", "D") and text[:-1].isdigit():
+        scale = {"Y": 1.0, "M": 1 / 12, "W": 1 / 52, "D": 1 / 365}[text[-1]]
+        text = text[:-1]
+    try:
+        age = float(text) * scale
+    except ValueError as exc:
+        raise TaxonomyError(f"age {value!r} is not a number") from exc
+    if not (AGE_MIN <= age <= AGE_MAX) or age != age:
+        raise TaxonomyError(f"age {value!r} is outside {AGE_MIN}-{AGE_MAX} years")
+    return age
+
+
+def malignant_probability(probs: dict[str, float]) -> float:
+    """Sum of the malignant classes (MEL + BCC + SCC) present in ``probs``."""
+    return float(sum(p for c, p in probs.items() if c in MALIGNANT))

@@ -1,0 +1,45 @@
+"""Shared fixtures: the real images in ../shared/data/isic-subset (beside the checkout)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("DERMSIGHT_SHARED_DATA", REPO.parent / "shared" / "data" / "isic-subset"))
+TEST_OUTPUT = Path(os.environ.get("DERMSIGHT_TEST_OUTPUT", REPO / "test-output"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA / "metadata.csv").exists():
+        pytest.fail(f"shared data not found at {DATA} (set DERMSIGHT_SHARED_DATA)")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def metadata(data_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(data_dir / "metadata.csv", dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="session")
+def sample_ids(metadata: pd.DataFrame) -> list[str]:
+    """A small, fixed, class-diverse sample of real image ids (3 per class, then sorted)."""
+    picks = (
+        metadata.sort_values("image_id").groupby("diagnosis", sort=True).head(3)["image_id"]
+    )
+    return sorted(picks.tolist())
+
+
+@pytest.fixture(scope="session")
+def sample_image(data_dir: Path, sample_ids: list[str]) -> Path:
+    return data_dir / "images" / f"{sample_ids[0]}.jpg"
+
+
+@pytest.fixture(scope="session")
+def test_output() -> Path:
+    TEST_OUTPUT.mkdir(parents=True, exist_ok=True)
+    return TEST_OUTPUT
