@@ -67,9 +67,10 @@ DEFAULT_GATE: dict[str, float] = {
     "min_side": 64,
     "dark_mean": 30.0,
     "bright_mean": 235.0,
-    "min_std": 6.0,
+    "min_std": 4.0,
     "max_clipped": 0.5,
-    "min_sharpness": 2.0,
+    "min_sharpness": 1.5,
+    "max_sharpness": 10000.0,
 }
 
 
@@ -87,6 +88,8 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
         flags.append(Flag("overexposed", "image is over-exposed or mostly clipped"))
     if stats.sharpness < c["min_sharpness"] and stats.std >= c["min_std"]:
         flags.append(Flag("blurred", "image is too blurred to assess"))
+    if stats.sharpness > c["max_sharpness"]:
+        flags.append(Flag("noise", "image is mostly noise: no lesion can be seen"))
     return flags
 
 

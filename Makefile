@@ -1,0 +1,68 @@
+# dermsight — the two commands a newcomer needs:
+#   make serve   set up (core install) and start the app on the shipped default model
+#   make test    set up everything (train/spark/dev extras, Chromium, front-end) and run all tests
+# .ci/run calls `make test`.
+
+SHELL := /bin/bash
+PY ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
+PYTEST_ARGS ?=
+
+.PHONY: serve test setup-core setup-all system-deps frontend check-frontend lint train bench \
+        bench-model bench-api bench-batch clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup-core: $(BIN)/python
+	$(BIN)/pip install -q -r requirements/core.txt
+	$(BIN)/pip install -q --no-deps -e .
+
+serve: setup-core
+	$(BIN)/dermsight serve --host $(HOST) --port $(PORT)
+
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v java >/dev/null || [ ! -e $(TCMALLOC) ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    chromium chromium-driver libtcmalloc-minimal4 openjdk-17-jre-headless >/dev/null; fi
+
+setup-all: $(BIN)/python system-deps
+	$(BIN)/pip install -q -r requirements/all.txt
+	$(BIN)/pip install -q --no-deps -e .
+
+frontend:
+	cd frontend && npm install --no-audit --no-fund --loglevel=error && npm run build
+
+# CI rebuilds the UI and checks that the committed build (what the package serves) matches.
+check-frontend: frontend
+	@if [ -n "$$(git status --porcelain -- src/dermsight/web/static)" ]; then \
+	  git status --short -- src/dermsight/web/static; \
+	  echo "the committed UI build differs from frontend/ sources: run 'make frontend' and commit"; \
+	  exit 1; fi
+
+lint: setup-all
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup-all check-frontend lint
+	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/pytest $(PYTEST_ARGS)
+
+# Reproduce the shipped default model (see README / model card), then copy it into the package.
+train: setup-all
+	LD_PRELOAD=$(TCMALLOC) $(BIN)/dermsight train --config configs/default.yaml --out runs/default \
+	  --bundle src/dermsight/assets/default
+
+bench-model: setup-all
+	$(BIN)/python benchmarks/bench_model.py
+bench-api: setup-all
+	$(BIN)/python benchmarks/bench_api.py
+bench-batch: setup-all
+	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/python benchmarks/bench_batch.py
+bench: bench-model bench-api bench-batch
+
+clean:
+	rm -rf $(VENV) frontend/node_modules test-output .pytest_cache

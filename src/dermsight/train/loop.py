@@ -1,0 +1,218 @@
+"""The training loop: AdamW + warm-up/cosine, class-imbalance handling, EMA, per-epoch validation,
+checkpoints every epoch, ``--resume``, JSONL log, and DDP under ``torchrun`` (gloo on CPU)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from copy import deepcopy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from tqdm import tqdm
+
+from dermsight.train.config import TrainConfig
+from dermsight.train.data import LesionDataset
+from dermsight.train.network import LesionNet, freeze_early, set_train_mode
+
+
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+@contextmanager
+def distributed() -> Iterator[DistInfo]:
+    """Initialise torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield DistInfo()
+        return
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    dist.init_process_group(backend=backend)
+    try:
+        yield DistInfo(rank=dist.get_rank(), world=dist.get_world_size())
+    finally:
+        dist.destroy_process_group()
+
+
+def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
+    w = w / (w[counts > 0] * counts[counts > 0]).sum() * counts.sum()
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+@torch.no_grad()
+def predict_logits(net: nn.Module, ds: LesionDataset, batch_size: int,
+                   desc: str = "eval") -> np.ndarray:
+    net.eval()
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+    out = []
+    for x, m, _ in tqdm(loader, desc=desc, leave=False, mininterval=5):
+        out.append(net(x.contiguous(memory_format=torch.channels_last), m).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> dict[str, float]:
+    """Validation metrics for model selection (the full protocol lives in dermsight.evaluate)."""
+    probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    res = {
+        "balanced_accuracy": float(balanced_accuracy_score(labels, probs.argmax(1))),
+        "nll": float(-np.log(probs[np.arange(len(labels)), labels] + 1e-12).mean()),
+    }
+    if "MEL" in classes:
+        y = labels == classes.index("MEL")
+        if 0 < y.sum() < len(y):
+            res["mel_auc"] = float(roc_auc_score(y, probs[:, classes.index("MEL")]))
+    mal = [i for i, c in enumerate(classes) if c in ("MEL", "BCC", "SCC")]
+    y = np.isin(labels, mal)
+    if 0 < y.sum() < len(y):
+        res["malignant_auc"] = float(roc_auc_score(y, probs[:, mal].sum(1)))
+    return res
+
+
+def train_model(
+    cfg: TrainConfig,
+    net: LesionNet,
+    train_ds: LesionDataset,
+    val_ds: LesionDataset,
+    out: Path,
+    resume: bool,
+    info: DistInfo,
+) -> dict[str, Any]:
+    """Train, validating every epoch; returns the best (by val ``select_metric``) state summary."""
+    tc = cfg.train
+    torch.manual_seed(cfg.seed)
+    freeze_early(net, cfg.model.freeze_fraction)
+    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    model: nn.Module = net
+    if info.world > 1:
+        model = nn.parallel.DistributedDataParallel(net)
+    ema = deepcopy(net).eval() if tc.ema_decay > 0 else None
+    if ema is not None:
+        for p in ema.parameters():
+            p.requires_grad_(False)
+
+    labels = train_ds.labels
+    n_classes = len(cfg.data.classes)
+    weight = None
+    sampler: Any = None
+    if tc.imbalance == "weighted_loss":
+        weight = class_weights(labels, n_classes, tc.class_weight_power)
+    elif tc.imbalance == "balanced_sampler":
+        cw = class_weights(labels, n_classes, 1.0).numpy()
+        sampler = WeightedRandomSampler(
+            torch.tensor(cw[labels], dtype=torch.double), num_samples=len(labels),
+            generator=torch.Generator().manual_seed(cfg.seed))
+    if info.world > 1:
+        sampler = DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,
+                                     shuffle=True, seed=cfg.seed)
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=tc.label_smoothing)
+    params = [p for p in net.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay,
+                                                            "weight_decay": 0.0}],
+        lr=tc.lr,
+    )
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=sampler is None,
+                        sampler=sampler, num_workers=0, drop_last=True, generator=gen)
+    steps_per_epoch = len(loader)
+    total = steps_per_epoch * tc.epochs
+    warmup = int(tc.warmup_epochs * steps_per_epoch)
+
+    start_epoch, best_score, best_epoch = 0, -1.0, -1
+    last_ckpt = out / "last.pt"
+    if resume and last_ckpt.exists():
+        ck = torch.load(last_ckpt, map_location="cpu", weights_only=False)
+        net.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.load_state_dict(ck["ema"])
+        start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+        if info.main:
+            print(f"resuming from epoch {start_epoch} (best so far {best_score:.4f} @ "
+                  f"{best_epoch})")
+    log_path = out / "train_log.jsonl"
+    step = start_epoch * steps_per_epoch
+    for epoch in range(start_epoch, tc.epochs):
+        train_ds.set_epoch(epoch)
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(epoch)
+        set_train_mode(net, True)
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.main,
+                   mininterval=10)
+        for x, m, y in bar:
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, warmup, tc.lr)
+            logits = model(x.contiguous(memory_format=torch.channels_last), m)
+            loss = criterion(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if ema is not None:
+                with torch.no_grad():
+                    d = min(tc.ema_decay, (1 + step) / (10 + step))
+                    for pe, pn in zip(ema.state_dict().values(), net.state_dict().values(),
+                                      strict=True):
+                        if pe.dtype.is_floating_point:
+                            pe.mul_(d).add_(pn.detach(), alpha=1 - d)
+                        else:
+                            pe.copy_(pn)
+            step += 1
+            seen += len(y)
+            loss_sum += float(loss.detach()) * len(y)
+            rate = seen / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", ips=f"{rate:.0f}", refresh=False)
+        train_time = time.perf_counter() - t0
+        if not info.main:
+            continue
+        judge = ema if ema is not None else net
+        val_logits = predict_logits(judge, val_ds, tc.eval_batch_size, "validate")
+        vm = quick_metrics(val_ds.labels, val_logits, cfg.data.classes)
+        score = vm[tc.select_metric] if tc.select_metric != "nll" else -vm["nll"]
+        improved = score > best_score
+        if improved:
+            best_score, best_epoch = score, epoch
+            torch.save({"model": judge.state_dict(), "epoch": epoch}, out / "best.pt")
+        record = {
+            "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
+            "train_img_per_s": seen * info.world / train_time, "epoch_seconds": train_time,
+            "lr_end": opt.param_groups[0]["lr"], **{f"val_{k}": v for k, v in vm.items()},
+            "best": improved,
+        }
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
+                    "ema": None if ema is None else ema.state_dict(), "epoch": epoch,
+                    "best_score": best_score, "best_epoch": best_epoch}, last_ckpt)
+    return {"best_epoch": best_epoch + 1, "best_val_score": best_score,
+            "select_metric": tc.select_metric}

