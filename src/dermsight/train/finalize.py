@@ -278,8 +278,11 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     if cfg.evaluation.linear_probe:
         lp = linear_probe(cfg, parts)
         probe_probs = softmax(lp["test_logits"], lp["temperature"])
+        probe_val = softmax(lp["val_logits"], lp["temperature"])[:, mal_idx].sum(1)
+        probe_refer = threshold_for_sensitivity(probe_val, pos_v,
+                                                cfg.calibration.refer_sensitivity)
         probe_eval = evaluate_predictions(
-            yt, probe_probs, classes, groups_t, refer_threshold=None,
+            yt, probe_probs, classes, groups_t, refer_threshold=probe_refer,
             n_boot=cfg.evaluation.n_boot, seed=cfg.seed)
         probe = {"name": "linear probe: frozen ImageNet features + metadata, logistic regression",
                  "chosen": lp["chosen"],

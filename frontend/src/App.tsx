@@ -1,0 +1,146 @@
+import { useEffect, useRef, useState } from 'react'
+import { API, ApiError, clearCache, onAuthRequired, type Health } from './api.ts'
+import { Logo } from './components/Icons.tsx'
+import { TokenPrompt } from './components/TokenPrompt.tsx'
+import {
+  AudienceContext,
+  AuthVersionContext,
+  loadAudience,
+  saveAudience,
+  useApiData,
+  useHashRoute,
+  type Audience,
+  type Route,
+} from './hooks.ts'
+import { AssessPage } from './pages/AssessPage.tsx'
+import { LearnPage } from './pages/LearnPage.tsx'
+import { ModelPage } from './pages/ModelPage.tsx'
+
+const NAV: { route: Route; href: string; label: string }[] = [
+  { route: 'assess', href: '#/', label: 'Assess' },
+  { route: 'learn', href: '#/learn', label: 'Learn' },
+  { route: 'model', href: '#/model', label: 'Model' },
+]
+
+const TITLES: Record<Route, string> = {
+  assess: 'Assess a lesion',
+  learn: 'Learn',
+  model: 'Model card',
+}
+
+export default function App() {
+  const route = useHashRoute()
+  const [audience, setAudience] = useState<Audience>(loadAudience)
+  const [authVersion, setAuthVersion] = useState(0)
+  const [needToken, setNeedToken] = useState(false)
+  const mainRef = useRef<HTMLElement>(null)
+  const firstRender = useRef(true)
+
+  useEffect(() => onAuthRequired(() => setNeedToken(true)), [])
+
+  useEffect(() => {
+    document.title = `${TITLES[route]} · dermsight`
+    if (firstRender.current) {
+      firstRender.current = false
+      return
+    }
+    // Move focus to the new page for keyboard and screen-reader users.
+    window.scrollTo(0, 0)
+    mainRef.current?.focus({ preventScroll: true })
+  }, [route])
+
+  const chooseAudience = (a: Audience) => {
+    setAudience(a)
+    saveAudience(a)
+  }
+
+  return (
+    <AudienceContext.Provider value={audience}>
+      <AuthVersionContext.Provider value={authVersion}>
+        <button type="button" className="skip-link" onClick={() => mainRef.current?.focus()}>
+          Skip to content
+        </button>
+        <header className="site-header no-print">
+          <div className="container header-inner">
+            <a className="brand" href="#/" aria-label="dermsight home">
+              <Logo />
+              <span>dermsight</span>
+            </a>
+            <nav aria-label="Main" className="main-nav">
+              {NAV.map((n) => (
+                <a
+                  key={n.route}
+                  href={n.href}
+                  className="nav-link"
+                  aria-current={route === n.route ? 'page' : undefined}
+                  data-testid={`nav-${n.route}`}
+                >
+                  {n.label}
+                </a>
+              ))}
+            </nav>
+            <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
+              <span className="audience-label" aria-hidden="true">
+                View:
+              </span>
+              {(['clinician', 'patient'] as Audience[]).map((a) => (
+                <button
+                  key={a}
+                  type="button"
+                  aria-pressed={audience === a}
+                  onClick={() => chooseAudience(a)}
+                  data-testid={`audience-${a}`}
+                >
+                  {a === 'clinician' ? 'Clinician' : 'Patient'}
+                </button>
+              ))}
+            </div>
+          </div>
+        </header>
+        {needToken && (
+          <TokenPrompt
+            onSaved={() => {
+              clearCache()
+              setNeedToken(false)
+              setAuthVersion((v) => v + 1)
+            }}
+            onDismiss={() => setNeedToken(false)}
+          />
+        )}
+        <main id="main" ref={mainRef} tabIndex={-1} className="container main">
+          {route === 'assess' && <AssessPage />}
+          {route === 'learn' && <LearnPage />}
+          {route === 'model' && <ModelPage />}
+        </main>
+        <Footer />
+      </AuthVersionContext.Provider>
+    </AudienceContext.Provider>
+  )
+}
+
+function Footer() {
+  const health = useApiData<Health>(`${API}/health`)
+  const m = health.data?.model
+  return (
+    <footer className="site-footer no-print">
+      <div className="container">
+        <p>
+          <strong>dermsight</strong> is decision support for trained clinicians, not a diagnosis. Open source,
+          Apache-2.0.
+        </p>
+        <p className="muted" data-testid="health">
+          Server:{' '}
+          {health.loading
+            ? 'checking…'
+            : health.error
+              ? health.error instanceof ApiError && health.error.status === 401
+                ? 'needs an API token'
+                : health.error instanceof ApiError && health.error.status === 0
+                  ? 'not reachable'
+                  : `error (${health.error.message})`
+              : `${health.data?.status ?? 'unknown'}${m ? ` · model ${[m.name, m.version].filter(Boolean).join(' ')}` : ''}`}
+        </p>
+      </div>
+    </footer>
+  )
+}

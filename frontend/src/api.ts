@@ -1,0 +1,173 @@
+// Client for the dermsight REST API (/api/v1). Every request goes through `apiFetch`, which adds
+// the optional bearer token, turns error bodies ({detail: ...}) into readable messages, and tells
+// the app when the server asks for a token (HTTP 401).
+
+import { errorMessageFrom } from './format.ts'
+
+export type Risk = 'high' | 'moderate' | 'low' | 'cannot_assess'
+
+export interface Flag {
+  code: string
+  message: string
+  blocking?: boolean
+}
+
+export interface PredictResponse {
+  probabilities: Record<string, number>
+  prediction?: string
+  prediction_name?: string
+  malignant_probability?: number
+  risk: Risk | string
+  flags?: Flag[]
+  ood_score?: number | null
+  model?: { name?: string; version?: string }
+  input?: { age?: number | null; sex?: string | null; site?: string | null }
+  timing_ms?: number
+  disclaimer?: string
+  heatmap?: string | null
+}
+
+export interface LesionClassInfo {
+  code: string
+  name: string
+  lay: string
+  malignant: boolean
+  premalignant?: boolean
+}
+
+export interface ExampleImage {
+  code: string
+  image_id: string
+  url: string
+  credit?: string
+  name?: string
+  license?: string
+  license_url?: string
+  attribution?: string
+}
+
+export interface Health {
+  status: string
+  model?: { name?: string; version?: string }
+}
+
+/** The model card is rendered defensively: every field may be missing or shaped differently. */
+export type ModelCard = Record<string, unknown>
+
+export const API = '/api/v1'
+const TOKEN_KEY = 'dermsight.apiToken'
+
+export class ApiError extends Error {
+  readonly status: number
+  constructor(status: number, message: string) {
+    super(message)
+    this.name = 'ApiError'
+    this.status = status
+  }
+}
+
+// --- bearer token -------------------------------------------------------------------------------
+
+export function getToken(): string | null {
+  try {
+    return sessionStorage.getItem(TOKEN_KEY)
+  } catch {
+    return null
+  }
+}
+
+export function setToken(token: string | null): void {
+  try {
+    if (token) sessionStorage.setItem(TOKEN_KEY, token)
+    else sessionStorage.removeItem(TOKEN_KEY)
+  } catch {
+    /* storage unavailable (private mode): the token lives only for this request cycle */
+  }
+}
+
+type Listener = () => void
+const authListeners = new Set<Listener>()
+
+/** Subscribe to "the server answered 401"; returns an unsubscribe function. */
+export function onAuthRequired(fn: Listener): () => void {
+  authListeners.add(fn)
+  return () => authListeners.delete(fn)
+}
+
+// --- fetch --------------------------------------------------------------------------------------
+
+export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers)
+  const token = getToken()
+  if (token) headers.set('Authorization', `Bearer ${token}`)
+  let res: Response
+  try {
+    res = await fetch(path, { ...init, headers })
+  } catch (err) {
+    if (err instanceof DOMException && err.name === 'AbortError') throw err
+    throw new ApiError(0, 'Cannot reach the dermsight server. Check your connection and try again.')
+  }
+  if (res.ok) return res
+  let body: unknown = null
+  try {
+    body = await res.json()
+  } catch {
+    /* not JSON */
+  }
+  if (res.status === 401) authListeners.forEach((fn) => fn())
+  throw new ApiError(res.status, errorMessageFrom(res.status, body))
+}
+
+export async function getJSON<T>(path: string, signal?: AbortSignal): Promise<T> {
+  const res = await apiFetch(path, { signal, headers: { Accept: 'application/json' } })
+  return (await res.json()) as T
+}
+
+export interface PredictInput {
+  image: File
+  age?: number | null
+  sex?: string | null
+  site?: string | null
+}
+
+export async function predict(input: PredictInput, signal?: AbortSignal): Promise<PredictResponse> {
+  const form = new FormData()
+  form.append('image', input.image, input.image.name || 'image')
+  if (input.age !== undefined && input.age !== null) form.append('age', String(input.age))
+  if (input.sex) form.append('sex', input.sex)
+  if (input.site) form.append('site', input.site)
+  const res = await apiFetch(`${API}/predict?heatmap=true`, {
+    method: 'POST',
+    body: form,
+    signal,
+    headers: { Accept: 'application/json' },
+  })
+  return (await res.json()) as PredictResponse
+}
+
+// --- shared GET cache ---------------------------------------------------------------------------
+// Classes, model card and examples rarely change; pages share one request per path. A failed
+// request is dropped from the cache so a retry (e.g. after entering a token) fetches again.
+
+const cache = new Map<string, Promise<unknown>>()
+
+export function cachedJSON<T>(path: string): Promise<T> {
+  let p = cache.get(path) as Promise<T> | undefined
+  if (!p) {
+    p = getJSON<T>(path)
+    cache.set(path, p)
+    p.catch(() => cache.delete(path))
+  }
+  return p
+}
+
+export function clearCache(): void {
+  cache.clear()
+}
+
+/** Fetch an image with the auth header and return a blob: URL (img tags cannot send headers). */
+export async function fetchImageUrl(path: string, signal?: AbortSignal): Promise<string> {
+  const res = await apiFetch(path, { signal })
+  const blob = await res.blob()
+  return URL.createObjectURL(blob)
+}

@@ -1,0 +1,128 @@
+import type { KeyboardEvent, ReactNode } from 'react'
+import { SITE_LABELS } from '../content.ts'
+
+interface Props {
+  value: string
+  onChange: (site: string) => void
+}
+
+type View = 'front' | 'back'
+
+interface Region {
+  site: string
+  shapes: ReactNode
+}
+
+// One simple figure, 120 x 250 units. Arms, hands, legs and feet are shared by both views.
+const head = (
+  <>
+    <circle cx="60" cy="20" r="15" />
+    <rect x="54" y="32" width="12" height="12" rx="2" />
+  </>
+)
+const arms = (
+  <>
+    <path d="M31 47 L22 50 L11 128 L21 131 L32 72 Z" />
+    <path d="M89 47 L98 50 L109 128 L99 131 L88 72 Z" />
+  </>
+)
+const legs = (
+  <>
+    <rect x="40" y="124" width="19" height="96" rx="6" />
+    <rect x="61" y="124" width="19" height="96" rx="6" />
+  </>
+)
+const handsFeet = (
+  <>
+    <ellipse cx="15" cy="138" rx="6" ry="8" />
+    <ellipse cx="105" cy="138" rx="6" ry="8" />
+    <ellipse cx="47" cy="228" rx="10" ry="5" />
+    <ellipse cx="73" cy="228" rx="10" ry="5" />
+  </>
+)
+const sides = (
+  <>
+    <rect x="31" y="46" width="9" height="76" rx="4" />
+    <rect x="80" y="46" width="9" height="76" rx="4" />
+  </>
+)
+const trunk = <rect x="40" y="43" width="40" height="81" rx="5" />
+
+const REGIONS: Record<View, Region[]> = {
+  front: [
+    { site: 'head/neck', shapes: head },
+    { site: 'upper extremity', shapes: arms },
+    { site: 'lower extremity', shapes: legs },
+    { site: 'palms/soles', shapes: handsFeet },
+    { site: 'anterior torso', shapes: trunk },
+    { site: 'lateral torso', shapes: sides },
+    {
+      site: 'oral/genital',
+      shapes: (
+        <>
+          <ellipse cx="60" cy="26" rx="5.5" ry="2.8" />
+          <ellipse cx="60" cy="127" rx="6" ry="6.5" />
+        </>
+      ),
+    },
+  ],
+  back: [
+    { site: 'head/neck', shapes: head },
+    { site: 'upper extremity', shapes: arms },
+    { site: 'lower extremity', shapes: legs },
+    { site: 'palms/soles', shapes: handsFeet },
+    { site: 'posterior torso', shapes: trunk },
+    { site: 'lateral torso', shapes: sides },
+  ],
+}
+
+const TORSO = new Set(['anterior torso', 'posterior torso', 'lateral torso'])
+
+function slug(site: string): string {
+  return site.replace(/[^a-z]+/g, '-')
+}
+
+/** Clickable front/back body outline; every region is a keyboard-focusable button. */
+export function BodyMap({ value, onChange }: Props) {
+  const pick = (site: string) => onChange(value === site ? '' : site)
+  const onKey = (e: KeyboardEvent, site: string) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault()
+      pick(site)
+    }
+  }
+  return (
+    <div className="bodymap" role="group" aria-label="Body map: choose where the lesion is">
+      {(['front', 'back'] as View[]).map((view) => (
+        <figure key={view} className="bodymap-fig">
+          <svg viewBox="0 0 120 240" className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
+            {REGIONS[view].map((r) => {
+              const selected = value === r.site
+              // "torso" (side unknown) lights every torso region faintly.
+              const partial = value === 'torso' && TORSO.has(r.site)
+              const label = `${view === 'front' ? 'Front' : 'Back'}: ${SITE_LABELS[r.site] ?? r.site}`
+              return (
+                <g
+                  key={r.site}
+                  role="button"
+                  tabIndex={0}
+                  aria-pressed={selected}
+                  aria-label={label}
+                  data-testid={`bodymap-${view}-${slug(r.site)}`}
+                  data-site={r.site}
+                  className={`bodymap-region${selected ? ' is-selected' : ''}${partial ? ' is-partial' : ''}`}
+                  onClick={() => pick(r.site)}
+                  onKeyDown={(e) => onKey(e, r.site)}
+                >
+                  <title>{label}</title>
+                  {r.shapes}
+                </g>
+              )
+            })}
+          </svg>
+          <figcaption>{view === 'front' ? 'Front' : 'Back'}</figcaption>
+        </figure>
+      ))}
+    </div>
+  )
+}

@@ -1,0 +1,90 @@
+import { describe, expect, it } from 'vitest'
+import { cardMetricSets, cardThresholds } from './card.ts'
+import { riskText } from './content.ts'
+import {
+  errorMessageFrom,
+  formatInterval,
+  formatPercent,
+  heatmapSrc,
+  humanize,
+  parseAge,
+  sortedByProbability,
+} from './format.ts'
+import { routeFromHash } from './hooks.ts'
+
+describe('formatPercent', () => {
+  it('formats probabilities', () => {
+    expect(formatPercent(0.1234)).toBe('12.3%')
+    expect(formatPercent(0)).toBe('0.0%')
+    expect(formatPercent(1)).toBe('100.0%')
+    expect(formatPercent(0.0004)).toBe('<0.1%')
+    expect(formatPercent(0.99995)).toBe('>99.9%')
+    expect(formatPercent(undefined)).toBe('—')
+    expect(formatPercent(Number.NaN)).toBe('—')
+  })
+})
+
+describe('errorMessageFrom', () => {
+  it('uses a string detail', () => {
+    expect(errorMessageFrom(415, { detail: 'not an image: cannot identify image file' })).toBe(
+      'not an image: cannot identify image file',
+    )
+  })
+  it('joins FastAPI validation errors', () => {
+    const body = { detail: [{ loc: ['body', 'age'], msg: 'Input should be less than or equal to 120' }] }
+    expect(errorMessageFrom(422, body)).toBe('age: Input should be less than or equal to 120')
+  })
+  it('falls back by status', () => {
+    expect(errorMessageFrom(413, null)).toMatch(/too large/)
+    expect(errorMessageFrom(502, 'x')).toMatch(/HTTP 502/)
+  })
+})
+
+describe('parseAge', () => {
+  it('accepts empty and whole numbers in range', () => {
+    expect(parseAge('')).toBeNull()
+    expect(parseAge(' 42 ')).toBe(42)
+    expect(parseAge('0')).toBe(0)
+    expect(parseAge('120')).toBe(120)
+  })
+  it('rejects the rest', () => {
+    for (const bad of ['121', '-1', '4.5', 'abc']) expect(() => parseAge(bad)).toThrow(/0 to 120/)
+  })
+})
+
+describe('misc helpers', () => {
+  it('builds a data URL for the heatmap', () => {
+    expect(heatmapSrc('iVBOR')).toBe('data:image/png;base64,iVBOR')
+    expect(heatmapSrc('data:image/png;base64,x')).toBe('data:image/png;base64,x')
+    expect(heatmapSrc(null)).toBeNull()
+  })
+  it('sorts classes by probability', () => {
+    expect(sortedByProbability({ MEL: 0.2, NV: 0.7, BCC: 0.1 }).map(([c]) => c)).toEqual(['NV', 'MEL', 'BCC'])
+  })
+  it('humanizes keys and intervals', () => {
+    expect(humanize('balanced_accuracy')).toBe('Balanced accuracy')
+    expect(humanize('mel_sensitivity_at_refer')).toBe('MEL sensitivity at refer')
+    expect(formatInterval({ value: 0.9123, lo: 0.9, hi: 0.93 })).toBe('0.912 (0.900–0.930)')
+  })
+  it('routes hashes', () => {
+    expect(routeFromHash('')).toBe('assess')
+    expect(routeFromHash('#/')).toBe('assess')
+    expect(routeFromHash('#/learn')).toBe('learn')
+    expect(routeFromHash('#/model/')).toBe('model')
+  })
+  it('has next-step text for every risk tier', () => {
+    expect(riskText('high').nextStep).toBe('Refer / see a dermatologist soon')
+    expect(riskText('cannot_assess').nextStep).toBe('We cannot assess this image')
+    expect(riskText('weird').label).toContain('weird')
+  })
+})
+
+describe('model card accessors', () => {
+  it('reads nested and flat metrics defensively', () => {
+    expect(cardMetricSets(null)).toEqual([])
+    expect(cardMetricSets({ metrics: { auc: { value: 0.9, lo: 0.8, hi: 0.95 } } })[0][0]).toBe('test')
+    const sets = cardMetricSets({ metrics: { val: { auc: 0.8 }, test: { auc: 0.9 } } })
+    expect(sets.map(([s]) => s)).toEqual(['test', 'val'])
+    expect(cardThresholds({ thresholds: { refer: 0.3, monitor: 'x' } })).toEqual({ refer: 0.3, monitor: null })
+  })
+})

@@ -1,0 +1,148 @@
+// Pure helpers (no DOM, no React) so they can be unit-tested with Vitest in Node.
+
+/** Probability 0..1 -> "12.3%", with "<0.1%" / ">99.9%" at the ends. */
+export function formatPercent(p: number | null | undefined): string {
+  if (p === null || p === undefined || !Number.isFinite(p)) return '—'
+  const pct = p * 100
+  if (pct > 0 && pct < 0.1) return '<0.1%'
+  if (pct < 100 && pct > 99.9) return '>99.9%'
+  return `${pct.toFixed(1)}%`
+}
+
+/** A metric value: numbers are shown with 3 significant decimals, large counts as integers. */
+export function formatNumber(v: unknown): string {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return v === null || v === undefined ? '—' : String(v)
+  if (Number.isInteger(v)) return v.toLocaleString('en-US')
+  if (Math.abs(v) >= 100) return v.toFixed(1)
+  return v.toFixed(3)
+}
+
+export interface Interval {
+  value: number
+  lo?: number | null
+  hi?: number | null
+}
+
+export function isInterval(v: unknown): v is Interval {
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !Array.isArray(v) &&
+    typeof (v as { value?: unknown }).value === 'number'
+  )
+}
+
+/** {value, lo, hi} -> "0.912 (0.894–0.930)". */
+export function formatInterval(v: Interval): string {
+  const main = formatNumber(v.value)
+  if (typeof v.lo === 'number' && typeof v.hi === 'number') {
+    return `${main} (${formatNumber(v.lo)}–${formatNumber(v.hi)})`
+  }
+  return main
+}
+
+const ACRONYMS: Record<string, string> = {
+  auc: 'AUC',
+  roc: 'ROC',
+  ece: 'ECE',
+  ood: 'OOD',
+  mel: 'MEL',
+  ppv: 'PPV',
+  npv: 'NPV',
+  f1: 'F1',
+  id: 'ID',
+  n: 'n',
+}
+
+const LABELS: Record<string, string> = {
+  balanced_accuracy: 'Balanced accuracy',
+  bacc: 'Balanced accuracy',
+  accuracy: 'Accuracy',
+  auc: 'ROC AUC',
+  roc_auc: 'ROC AUC',
+  mel_auc: 'Melanoma AUC',
+  malignant_auc: 'Malignant-vs-benign AUC',
+  sensitivity: 'Sensitivity',
+  specificity: 'Specificity',
+  ece: 'Expected calibration error',
+  brier: 'Brier score',
+  log_loss: 'Log loss',
+  nll: 'Negative log-likelihood',
+  macro_f1: 'Macro F1',
+  n: 'Images (n)',
+}
+
+/** snake_case key -> human label ("balanced_accuracy" -> "Balanced accuracy"). */
+export function humanize(key: string): string {
+  if (LABELS[key]) return LABELS[key]
+  const words = key.replace(/[_-]+/g, ' ').trim().split(/\s+/)
+  const out = words.map((w, i) => {
+    const lower = w.toLowerCase()
+    if (ACRONYMS[lower]) return ACRONYMS[lower]
+    return i === 0 ? lower.charAt(0).toUpperCase() + lower.slice(1) : lower
+  })
+  return out.join(' ')
+}
+
+interface ValidationItem {
+  loc?: unknown[]
+  msg?: string
+}
+
+/** Turn an API error body into one readable sentence. FastAPI sends {detail: string} or, for
+ * validation errors, {detail: [{loc, msg}, ...]}. */
+export function errorMessageFrom(status: number, body: unknown): string {
+  const detail = (body as { detail?: unknown } | null)?.detail
+  if (typeof detail === 'string' && detail.trim()) return detail.trim()
+  if (Array.isArray(detail) && detail.length) {
+    const parts = (detail as ValidationItem[]).map((d) => {
+      const loc = Array.isArray(d.loc) ? d.loc.filter((x) => x !== 'body' && x !== 'query') : []
+      const field = loc.length ? String(loc[loc.length - 1]) : ''
+      const msg = d.msg ?? 'invalid value'
+      return field ? `${field}: ${msg}` : msg
+    })
+    return parts.join('; ')
+  }
+  switch (status) {
+    case 401:
+      return 'This server needs an API token.'
+    case 403:
+      return 'This API token is not allowed to do that.'
+    case 413:
+      return 'The image file is too large.'
+    case 415:
+      return 'This file type is not supported. Use a JPEG, PNG, WebP, BMP, TIFF or DICOM image.'
+    case 422:
+      return 'Some of the entered values are not valid.'
+    case 429:
+      return 'Too many requests. Please wait a moment and try again.'
+    default:
+      return status >= 500
+        ? `The server had a problem (HTTP ${status}). Please try again later.`
+        : `The request failed (HTTP ${status}).`
+  }
+}
+
+/** Age field text -> number, or null when empty; throws a readable message when invalid. */
+export function parseAge(text: string): number | null {
+  const t = text.trim()
+  if (!t) return null
+  const n = Number(t)
+  if (!Number.isFinite(n) || !Number.isInteger(n) || n < 0 || n > 120) {
+    throw new Error('Age must be a whole number from 0 to 120.')
+  }
+  return n
+}
+
+/** The heatmap may arrive as bare base64 or as a data: URL. */
+export function heatmapSrc(b64: string | null | undefined): string | null {
+  if (!b64) return null
+  return b64.startsWith('data:') ? b64 : `data:image/png;base64,${b64}`
+}
+
+/** Class codes sorted by probability, highest first (stable for ties). */
+export function sortedByProbability(probs: Record<string, number>): [string, number][] {
+  return Object.entries(probs)
+    .filter(([, p]) => typeof p === 'number')
+    .sort((a, b) => b[1] - a[1])
+}

@@ -1,0 +1,120 @@
+import { createContext, useContext, useEffect, useState } from 'react'
+import { cachedJSON, fetchImageUrl } from './api.ts'
+
+// --- hash routing -------------------------------------------------------------------------------
+
+export type Route = 'assess' | 'learn' | 'model'
+
+export function routeFromHash(hash: string): Route {
+  const path = hash.replace(/^#/, '').replace(/\/+$/, '')
+  if (path === '/learn') return 'learn'
+  if (path === '/model') return 'model'
+  return 'assess'
+}
+
+export function useHashRoute(): Route {
+  const [route, setRoute] = useState<Route>(() => routeFromHash(window.location.hash))
+  useEffect(() => {
+    const onChange = () => setRoute(routeFromHash(window.location.hash))
+    window.addEventListener('hashchange', onChange)
+    return () => window.removeEventListener('hashchange', onChange)
+  }, [])
+  return route
+}
+
+// --- audience (clinician / patient), remembered in localStorage ---------------------------------
+
+export type Audience = 'clinician' | 'patient'
+const AUDIENCE_KEY = 'dermsight.audience'
+
+export function loadAudience(): Audience {
+  try {
+    return localStorage.getItem(AUDIENCE_KEY) === 'patient' ? 'patient' : 'clinician'
+  } catch {
+    return 'clinician'
+  }
+}
+
+export function saveAudience(a: Audience): void {
+  try {
+    localStorage.setItem(AUDIENCE_KEY, a)
+  } catch {
+    /* ignore */
+  }
+}
+
+export const AudienceContext = createContext<Audience>('clinician')
+export const useAudience = () => useContext(AudienceContext)
+
+/** Bumped when the user enters a new API token, so pages re-fetch. */
+export const AuthVersionContext = createContext(0)
+
+// --- data loading -------------------------------------------------------------------------------
+
+export interface Loaded<T> {
+  data: T | null
+  error: Error | null
+  loading: boolean
+}
+
+/** GET a JSON resource through the shared cache; re-fetches when the auth version changes. */
+export function useApiData<T>(path: string): Loaded<T> {
+  const authVersion = useContext(AuthVersionContext)
+  const [state, setState] = useState<Loaded<T>>({ data: null, error: null, loading: true })
+  useEffect(() => {
+    let live = true
+    setState((s) => ({ ...s, loading: true, error: null }))
+    cachedJSON<T>(path).then(
+      (data) => live && setState({ data, error: null, loading: false }),
+      (error: Error) => live && setState({ data: null, error, loading: false }),
+    )
+    return () => {
+      live = false
+    }
+  }, [path, authVersion])
+  return state
+}
+
+/** An API image fetched with the auth header, as a blob: URL (null while loading or on error). */
+export function useApiImage(path: string | null): { src: string | null; failed: boolean } {
+  const authVersion = useContext(AuthVersionContext)
+  const [state, setState] = useState<{ src: string | null; failed: boolean }>({ src: null, failed: false })
+  useEffect(() => {
+    if (!path) return
+    const ctrl = new AbortController()
+    let url: string | null = null
+    setState({ src: null, failed: false })
+    fetchImageUrl(path, ctrl.signal).then(
+      (u) => {
+        if (ctrl.signal.aborted) {
+          URL.revokeObjectURL(u)
+          return
+        }
+        url = u
+        setState({ src: u, failed: false })
+      },
+      () => {
+        if (!ctrl.signal.aborted) setState({ src: null, failed: true })
+      },
+    )
+    return () => {
+      ctrl.abort()
+      if (url) URL.revokeObjectURL(url)
+    }
+  }, [path, authVersion])
+  return state
+}
+
+/** True only once `active` has stayed true for `delayMs` (avoids spinner flicker). */
+export function useDelayedFlag(active: boolean, delayMs = 150): boolean {
+  const [shown, setShown] = useState(false)
+  useEffect(() => {
+    if (!active) {
+      setShown(false)
+      return
+    }
+    const t = window.setTimeout(() => setShown(true), delayMs)
+    return () => window.clearTimeout(t)
+  }, [active, delayMs])
+  return shown
+}

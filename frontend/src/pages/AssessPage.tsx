@@ -1,0 +1,577 @@
+import { useCallback, useEffect, useId, useRef, useState, type ChangeEvent, type DragEvent, type FormEvent } from 'react'
+import {
+  API,
+  ApiError,
+  predict,
+  type LesionClassInfo,
+  type ModelCard,
+  type PredictResponse,
+} from '../api.ts'
+import { cardCrop, cardList, cardMetricSets, cardString, cardThresholds } from '../card.ts'
+import { BodyMap } from '../components/BodyMap.tsx'
+import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
+import { IconCamera, IconDoctor, IconPrinter, IconUpload } from '../components/Icons.tsx'
+import { ProbBars } from '../components/ProbBars.tsx'
+import { RiskBanner } from '../components/RiskBanner.tsx'
+import { Spinner } from '../components/Spinner.tsx'
+import { inlineValue } from '../components/ValueView.tsx'
+import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SEXES, SITES, SITE_LABELS, riskText } from '../content.ts'
+import { formatPercent, heatmapSrc, humanize, parseAge } from '../format.ts'
+import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
+
+const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
+
+interface Outcome {
+  res: PredictResponse
+  at: Date
+  imageUrl: string | null
+  fileName: string
+  form: { age: number | null; sex: string; site: string }
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`
+  return `${(n / 1024 / 1024).toFixed(1)} MB`
+}
+
+export function AssessPage() {
+  const audience = useAudience()
+  const classesQ = useApiData<LesionClassInfo[]>(`${API}/classes`)
+  const cardQ = useApiData<ModelCard>(`${API}/model`)
+  const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
+  const card = cardQ.data
+  const modelStatus = cardString(card, 'status')
+
+  const [file, setFile] = useState<File | null>(null)
+  const [previewUrl, setPreviewUrl] = useState<string | null>(null)
+  const [age, setAge] = useState('')
+  const [sex, setSex] = useState('')
+  const [site, setSite] = useState('')
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const [outcome, setOutcome] = useState<Outcome | null>(null)
+  const [dragOver, setDragOver] = useState(false)
+  const [opacity, setOpacity] = useState(60)
+  const showSpinner = useDelayedFlag(busy, 150)
+  const abortRef = useRef<AbortController | null>(null)
+  const resultRef = useRef<HTMLElement | null>(null)
+  const ageRef = useRef<HTMLInputElement | null>(null)
+  const ids = useId()
+
+  // Release the blob: URL of the previous image.
+  useEffect(() => {
+    return () => {
+      if (previewUrl) URL.revokeObjectURL(previewUrl)
+    }
+  }, [previewUrl])
+
+  useEffect(() => () => abortRef.current?.abort(), [])
+
+  const chooseFile = useCallback((f: File | null | undefined) => {
+    if (!f) return
+    abortRef.current?.abort()
+    setBusy(false)
+    setFile(f)
+    setPreviewUrl(URL.createObjectURL(f))
+    setOutcome(null)
+    setError(null)
+  }, [])
+
+  // Paste an image from the clipboard.
+  useEffect(() => {
+    const onPaste = (e: ClipboardEvent) => {
+      const f = e.clipboardData?.files?.[0]
+      if (f) chooseFile(f)
+    }
+    window.addEventListener('paste', onPaste)
+    return () => window.removeEventListener('paste', onPaste)
+  }, [chooseFile])
+
+  const onInput = (e: ChangeEvent<HTMLInputElement>) => {
+    chooseFile(e.target.files?.[0])
+    e.target.value = '' // allow choosing the same file again
+  }
+
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault()
+    setDragOver(false)
+    chooseFile(e.dataTransfer.files?.[0])
+  }
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault()
+    if (!file) {
+      setError('Choose or take a picture of the lesion first.')
+      return
+    }
+    let ageNum: number | null
+    try {
+      if (ageRef.current?.validity.badInput) throw new Error('Age must be a whole number from 0 to 120.')
+      ageNum = parseAge(age)
+    } catch (err) {
+      setError((err as Error).message)
+      return
+    }
+    abortRef.current?.abort()
+    const ctrl = new AbortController()
+    abortRef.current = ctrl
+    setBusy(true)
+    setError(null)
+    setOutcome(null)
+    try {
+      const res = await predict({ image: file, age: ageNum, sex: sex || null, site: site || null }, ctrl.signal)
+      if (ctrl.signal.aborted) return
+      setOutcome({ res, at: new Date(), imageUrl: previewUrl, fileName: file.name, form: { age: ageNum, sex, site } })
+      requestAnimationFrame(() => {
+        const el = resultRef.current
+        if (el && el.getBoundingClientRect().top > window.innerHeight * 0.6) {
+          el.scrollIntoView({ block: 'start' })
+        }
+      })
+    } catch (err) {
+      if (ctrl.signal.aborted) return
+      setError(err instanceof ApiError || err instanceof Error ? err.message : 'Something went wrong.')
+    } finally {
+      if (abortRef.current === ctrl) setBusy(false)
+    }
+  }
+
+  const announcement = outcome
+    ? `Result: ${riskText(outcome.res.risk).label}. ${riskText(outcome.res.risk).nextStep}.`
+    : showSpinner
+      ? 'Analysing the image…'
+      : ''
+
+  return (
+    <div className="assess">
+      <div className="assess-grid">
+        <form className="assess-form no-print" onSubmit={onSubmit} noValidate aria-labelledby={`${ids}-h`}>
+          <h1 id={`${ids}-h`} className="page-title">Assess a skin lesion</h1>
+          <p className="lead">
+            Add a dermoscopic (or close-up) picture of one lesion. Age, sex and body site are optional
+            but help the model.
+          </p>
+
+          <div
+            className={`dropzone${dragOver ? ' is-over' : ''}${file ? ' has-file' : ''}`}
+            data-testid="dropzone"
+            onDragEnter={(e) => {
+              e.preventDefault()
+              setDragOver(true)
+            }}
+            onDragOver={(e) => {
+              e.preventDefault()
+              e.dataTransfer.dropEffect = 'copy'
+            }}
+            onDragLeave={(e) => {
+              if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDragOver(false)
+            }}
+            onDrop={onDrop}
+          >
+            {file ? (
+              <Thumb key={previewUrl ?? ''} src={previewUrl} file={file} />
+            ) : (
+              <div className="drop-empty">
+                <IconUpload size={36} />
+                <p>
+                  <strong>Drag and drop</strong> an image here, paste it, or
+                </p>
+              </div>
+            )}
+            <div className="drop-actions">
+              <label className="btn btn-primary file-btn">
+                <input
+                  type="file"
+                  className="visually-hidden"
+                  accept={ACCEPT}
+                  onChange={onInput}
+                  data-testid="file-input"
+                  aria-describedby={`${ids}-formats`}
+                />
+                {file ? 'Choose another image' : 'Choose image'}
+              </label>
+              <label className="btn btn-secondary file-btn camera-btn">
+                <input
+                  type="file"
+                  className="visually-hidden"
+                  accept="image/*"
+                  capture="environment"
+                  onChange={onInput}
+                  data-testid="camera-input"
+                />
+                <IconCamera /> Take photo
+              </label>
+            </div>
+            <p className="hint" id={`${ids}-formats`}>
+              JPEG, PNG, WebP, BMP, TIFF or DICOM.
+            </p>
+          </div>
+
+          <fieldset className="demographics">
+            <legend>{audience === 'patient' ? 'About you (optional)' : 'About the patient (optional)'}</legend>
+            <div className="field-row">
+              <div className="field">
+                <label htmlFor={`${ids}-age`}>Age (years)</label>
+                <input
+                  id={`${ids}-age`}
+                  type="number"
+                  inputMode="numeric"
+                  min={0}
+                  max={120}
+                  step={1}
+                  ref={ageRef}
+                  value={age}
+                  onChange={(e) => setAge(e.target.value)}
+                  data-testid="age-input"
+                />
+              </div>
+              <div className="field">
+                <label htmlFor={`${ids}-sex`}>Sex</label>
+                <select id={`${ids}-sex`} value={sex} onChange={(e) => setSex(e.target.value)} data-testid="sex-select">
+                  <option value="">Not stated</option>
+                  {SEXES.map((s) => (
+                    <option key={s.value} value={s.value}>
+                      {s.label}
+                    </option>
+                  ))}
+                </select>
+              </div>
+            </div>
+            <div className="field">
+              <label htmlFor={`${ids}-site`}>Body site</label>
+              <select id={`${ids}-site`} value={site} onChange={(e) => setSite(e.target.value)} data-testid="site-select">
+                <option value="">Not stated</option>
+                {SITES.map((s) => (
+                  <option key={s} value={s}>
+                    {SITE_LABELS[s]}
+                  </option>
+                ))}
+              </select>
+              <p className="hint">Or tap the body map:</p>
+            </div>
+            <BodyMap value={site} onChange={setSite} />
+          </fieldset>
+
+          <button type="submit" className="btn btn-primary btn-large" data-testid="submit" disabled={!file || busy}>
+            {busy ? 'Assessing…' : 'Assess lesion'}
+          </button>
+          {!file && <p className="hint">Choose an image to enable the assessment.</p>}
+        </form>
+
+        <section
+          className="result-panel"
+          ref={resultRef}
+          aria-labelledby={`${ids}-result`}
+          tabIndex={-1}
+        >
+          <h2 id={`${ids}-result`} className="result-title no-print">
+            Result
+          </h2>
+          {modelStatus && (
+            <p className="status-warning" data-testid="model-status">
+              Model status: {modelStatus}
+            </p>
+          )}
+          <p className="visually-hidden" aria-live="polite" data-testid="result-announcement">
+            {announcement}
+          </p>
+          {showSpinner && <Spinner label="Analysing the image…" />}
+          {error && (
+            <div className="error-message" role="alert" data-testid="error-message">
+              <strong>Could not assess the image.</strong> {error}
+            </div>
+          )}
+          {outcome && (
+            <ResultView
+              outcome={outcome}
+              classes={classes}
+              card={card}
+              audience={audience}
+              opacity={opacity}
+              onOpacity={setOpacity}
+            />
+          )}
+          {!outcome && !busy && !error && <EmptyResult />}
+        </section>
+      </div>
+    </div>
+  )
+}
+
+function Thumb({ src, file }: { src: string | null; file: File }) {
+  const [failed, setFailed] = useState(false)
+  return (
+    <div className="thumb">
+      {src && !failed ? (
+        <img src={src} alt="Preview of the chosen image" onError={() => setFailed(true)} />
+      ) : (
+        <div className="thumb-none">No preview for this format; the server can still read it.</div>
+      )}
+      <p className="thumb-name">
+        <span className="filename">{file.name || 'image'}</span> · {formatBytes(file.size)}
+      </p>
+    </div>
+  )
+}
+
+function EmptyResult() {
+  return (
+    <div className="empty-result">
+      <p>The result will appear here: a risk level with the next step, the probability of each lesion type, and a heatmap of the areas the model used.</p>
+      <Disclaimer />
+    </div>
+  )
+}
+
+/** The "decision support, not a diagnosis" notice (server wording when it sends one). */
+function Disclaimer({ text }: { text?: string }) {
+  const body = text?.trim() || DISCLAIMER_FALLBACK
+  const saysIt = /not a diagnosis/i.test(body)
+  return (
+    <p className="notice" role="note" data-testid="disclaimer">
+      <strong>{saysIt ? 'Important:' : 'Decision support, not a diagnosis.'}</strong> {body}
+    </p>
+  )
+}
+
+const PATIENT_ADVICE: Record<string, { title: string; text: string }> = {
+  high: {
+    title: 'See a dermatologist',
+    text: 'Book an appointment with a dermatologist soon, or ask your doctor for a referral. Take this report with you.',
+  },
+  moderate: {
+    title: 'See a dermatologist',
+    text: 'Have the spot checked by a dermatologist or your doctor. Until then, watch it for changes in size, shape or colour.',
+  },
+  low: {
+    title: 'When to see a dermatologist',
+    text: 'No urgent step is suggested, but this is not a diagnosis. See a dermatologist if the spot changes, bleeds, itches, looks different from your other moles, or if you are worried.',
+  },
+  cannot_assess: {
+    title: 'See a dermatologist if you are worried',
+    text: 'This picture could not be assessed. Try again with a clearer picture, or show the spot to a dermatologist or your doctor.',
+  },
+}
+
+function ResultView({
+  outcome,
+  classes,
+  card,
+  audience,
+  opacity,
+  onOpacity,
+}: {
+  outcome: Outcome
+  classes: LesionClassInfo[]
+  card: ModelCard | null
+  audience: Audience
+  opacity: number
+  onOpacity: (v: number) => void
+}) {
+  const { res } = outcome
+  const [showDetails, setShowDetails] = useState(false)
+  const detailsId = useId()
+  const flags = Array.isArray(res.flags) ? res.flags : []
+  const probs = res.probabilities && typeof res.probabilities === 'object' ? res.probabilities : {}
+  const byCode = new Map(classes.map((c) => [c.code, c]))
+  const predictionName = res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
+  const thresholds = cardThresholds(card)
+  const gate = card && typeof card.gate === 'object' && card.gate !== null ? (card.gate as Record<string, unknown>) : null
+  const oodThreshold = typeof gate?.ood_threshold === 'number' ? gate.ood_threshold : null
+  const advice = PATIENT_ADVICE[res.risk] ?? PATIENT_ADVICE.cannot_assess
+  const patient = audience === 'patient'
+  const modelName = [res.model?.name, res.model?.version].filter(Boolean).join(' ')
+  const input = {
+    age: res.input?.age ?? outcome.form.age,
+    sex: res.input?.sex ?? (outcome.form.sex || null),
+    site: res.input?.site ?? (outcome.form.site || null),
+  }
+  const detailsVisible = !patient || showDetails
+
+  return (
+    <div className="result" data-testid="result">
+      <header className="print-only report-head">
+        <h1>dermsight lesion report</h1>
+        <p>
+          {outcome.at.toLocaleString()} · image “{outcome.fileName}”
+        </p>
+      </header>
+
+      <dl className="inputs-summary">
+        <div>
+          <dt>Age</dt>
+          <dd>{input.age ?? 'not stated'}</dd>
+        </div>
+        <div>
+          <dt>Sex</dt>
+          <dd>{input.sex ?? 'not stated'}</dd>
+        </div>
+        <div>
+          <dt>Body site</dt>
+          <dd>{input.site ? (SITE_LABELS[input.site] ?? input.site) : 'not stated'}</dd>
+        </div>
+      </dl>
+
+      <RiskBanner risk={res.risk} flags={flags} audience={audience} predictionName={predictionName} />
+
+      {patient && (
+        <div className={`advice advice-${res.risk}`} data-testid="patient-advice">
+          <IconDoctor size={32} />
+          <div>
+            <p className="advice-title">{advice.title}</p>
+            <p>{advice.text}</p>
+          </div>
+        </div>
+      )}
+
+      {!patient && (
+        <dl className="key-numbers" data-testid="clinician-numbers">
+          {typeof res.malignant_probability === 'number' && (
+            <div>
+              <dt>Malignant probability (MEL + BCC + SCC)</dt>
+              <dd>
+                <strong>{formatPercent(res.malignant_probability)}</strong>
+                {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (
+                  <span className="muted">
+                    {' '}
+                    (refer ≥ {formatPercent(thresholds.refer)}, monitor ≥ {formatPercent(thresholds.monitor)})
+                  </span>
+                )}
+              </dd>
+            </div>
+          )}
+          {predictionName && (
+            <div>
+              <dt>Top class</dt>
+              <dd>
+                {predictionName}
+                {res.prediction && ` (${res.prediction})`}
+              </dd>
+            </div>
+          )}
+          <div>
+            <dt>Out-of-distribution score</dt>
+            <dd data-testid="ood-score">
+              {typeof res.ood_score === 'number' ? res.ood_score.toFixed(2) : 'not available'}
+              {typeof res.ood_score === 'number' && oodThreshold !== null && (
+                <span className="muted"> (flagged above {oodThreshold.toFixed(2)})</span>
+              )}
+            </dd>
+          </div>
+          <div>
+            <dt>Flags</dt>
+            <dd>
+              {flags.length === 0 ? (
+                'none'
+              ) : (
+                <ul className="flag-list" data-testid="flags">
+                  {flags.map((f) => (
+                    <li key={f.code}>
+                      <code>{f.code}</code> {f.message}
+                      {f.blocking !== false ? <span className="tag tag-malignant">blocking</span> : <span className="tag">warning</span>}
+                    </li>
+                  ))}
+                </ul>
+              )}
+            </dd>
+          </div>
+        </dl>
+      )}
+
+      {patient && (
+        <button
+          type="button"
+          className="btn btn-secondary no-print details-toggle"
+          aria-expanded={showDetails}
+          aria-controls={detailsId}
+          onClick={() => setShowDetails((v) => !v)}
+          data-testid="details-toggle"
+        >
+          {showDetails ? 'Hide details' : 'Show details'}
+        </button>
+      )}
+
+      <div id={detailsId} className={`details${detailsVisible ? '' : ' collapsed'}`}>
+        <div className="details-grid">
+          <div>
+            <h3>Where the model looked</h3>
+            <HeatmapViewer
+              imageSrc={outcome.imageUrl}
+              heatmapSrc={heatmapSrc(res.heatmap)}
+              crop={cardCrop(card)}
+              predictionName={predictionName}
+              opacity={opacity}
+              onOpacity={onOpacity}
+            />
+          </div>
+          <div>
+            <h3>{patient ? 'How likely is each type of spot?' : 'Class probabilities'}</h3>
+            {res.risk === 'cannot_assess' && (
+              <p className="muted">The image did not pass the quality checks; these numbers are not reliable.</p>
+            )}
+            <ProbBars probabilities={probs} classes={classes} prediction={res.prediction} audience={audience} />
+          </div>
+        </div>
+      </div>
+
+      <p className="model-line">
+        Model: <strong data-testid="model-name">{modelName || 'unknown'}</strong>
+        {typeof res.timing_ms === 'number' && !patient && <span className="muted"> · {Math.round(res.timing_ms)} ms</span>}
+      </p>
+
+      <Disclaimer text={res.disclaimer} />
+
+      <div className="result-actions no-print">
+        <button type="button" className="btn btn-secondary" onClick={() => window.print()} data-testid="print-report">
+          <IconPrinter /> Print report
+        </button>
+      </div>
+
+      <CardSummary card={card} />
+    </div>
+  )
+}
+
+/** Printed with the report: what the model is and how well it did. */
+function CardSummary({ card }: { card: ModelCard | null }) {
+  if (!card) return null
+  const metrics = cardMetricSets(card)[0]
+  const t = cardThresholds(card)
+  const limits = cardList(card, 'limitations').slice(0, 5)
+  const intended = card.intended_use
+  return (
+    <section className="print-only card-summary">
+      <h2>About the model</h2>
+      <p>
+        {cardString(card, 'name') ?? 'Model'} {cardString(card, 'version') ?? ''}
+        {t && t.refer !== null && (
+          <>
+            {' '}
+            · high risk when malignant probability ≥ {formatPercent(t.refer)}, moderate when ≥ {formatPercent(t.monitor)}
+          </>
+        )}
+      </p>
+      {intended !== undefined && intended !== null && <p>Intended use: {inlineValue(intended)}</p>}
+      {metrics && (
+        <p>
+          {humanize(metrics[0])} metrics (95% CI):{' '}
+          {Object.entries(metrics[1])
+            .slice(0, 6)
+            .map(([k, v]) => `${humanize(k)} ${inlineValue(v)}`)
+            .join('; ')}
+        </p>
+      )}
+      {limits.length > 0 && (
+        <>
+          <p>Known limitations:</p>
+          <ul>
+            {limits.map((l) => (
+              <li key={l}>{l}</li>
+            ))}
+          </ul>
+        </>
+      )}
+    </section>
+  )
+}

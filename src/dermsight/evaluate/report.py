@@ -1,0 +1,487 @@
+"""One self-contained HTML evaluation report (inline CSS, PNGs as base64 data URIs, no scripts,
+no external resources), rendered from a plain ``results`` dict the training pipeline fills.
+
+``results`` schema (every key optional unless marked; unknown keys are ignored)::
+
+    {
+      "title": "dermsight evaluation report",         # default shown
+      "model": {"name": "dermsight-effnet", "version": "1.2.0", ...},
+                                        # name/version in the header; every other key is listed
+      "generated": "2025-01-31T12:00Z, commit abc123", # provenance line
+      "intended_use": "Decision support for ...",     # paragraph
+      "data": {
+        "summary": {"test images": 1830, "test patients/groups": 1502, ...},  # key/value table
+        "splits": {"train": {"MEL": 900, "NV": 5000, ...}, "val": {...}, "test": {...}},
+                                        # class counts per split (a class x split table)
+        "notes": ["Group-aware split on group_id ...", ...],
+      },
+      "test": <evaluation dict>,        # REQUIRED for the metric sections: the output of
+                                        # dermsight.evaluate.evaluate_predictions(...)
+      "baseline": {                     # comparison table (e.g. a linear probe)
+        "name": "linear probe",
+        "test": <evaluation dict>,      # same test set
+        "difference": {metric: {"value", "lo", "hi", "n"}},
+                                        # optional paired CIs: evaluate.compare_predictions(...)
+      },
+      "thresholds": [                   # default: the refer/monitor thresholds in "test"
+        {"name": "refer", "value": 0.31,
+         "rule": "highest threshold with >= 95 % malignant sensitivity on validation",
+         "sensitivity": 0.95 | {"value", "lo", "hi", "n"},   # on test; if absent, taken from
+         "specificity": 0.61 | {...}},                         # test ci "<name>_sensitivity" ...
+      ],
+      "calibration": {"temperature": 1.43, "fit_on": "validation",
+                      "ece_before": 0.081, "ece_after": 0.024,
+                      "nll_before": 0.71, "nll_after": 0.64},   # any numeric keys are listed
+      "plots": {"roc": <png>, "confusion": <png>, "reliability": <png>, "risk_tiers": <png>,
+                "<other>": <png>},      # <png> = PNG bytes, base64 text, or a data:image/png URI
+                                        # (see dermsight.evaluate.plots.make_plots)
+      "limitations": ["Trained on HAM10000/ISIC 2016-2019 only ...", ...],
+    }
+
+Anything given as text is HTML-escaped. A plot value that is not PNG data (for instance a URL) is
+dropped with a visible note, so the file never loads anything from outside.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, TypeGuard
+
+import numpy as np
+
+__all__ = ["METRIC_LABELS", "render_report"]
+
+#: Display names for metric keys (others fall back to the key itself).
+METRIC_LABELS: dict[str, str] = {
+    "balanced_accuracy": "Balanced multiclass accuracy (ISIC 2019)",
+    "accuracy": "Accuracy",
+    "auc_macro": "Mean one-vs-rest AUC",
+    "malignant_auc": "Malignant vs benign AUC (MEL+BCC+SCC)",
+    "malignant_pauc80": "Malignant pAUC above 80% TPR (0-0.2)",
+    "mel_auc": "Melanoma vs rest AUC",
+    "mel_pauc80": "Melanoma pAUC above 80% TPR (0-0.2)",
+    "malignant_spec_at_95sens": "Specificity at 95% malignant sensitivity (test-chosen cut-off)",
+    "malignant_threshold_at_95sens": "Cut-off reaching 95% malignant sensitivity on test",
+    "refer_sensitivity": "Malignant sensitivity at refer threshold",
+    "refer_specificity": "Specificity at refer threshold",
+    "monitor_sensitivity": "Malignant sensitivity at monitor threshold",
+    "monitor_specificity": "Specificity at monitor threshold",
+    "ece": "Expected calibration error (15 bins)",
+    "brier": "Brier score (multiclass, 0-2)",
+    "nll": "Negative log-likelihood",
+}
+
+_HEADLINE = (
+    "balanced_accuracy",
+    "malignant_auc",
+    "malignant_pauc80",
+    "mel_auc",
+    "mel_pauc80",
+    "malignant_spec_at_95sens",
+    "refer_sensitivity",
+    "refer_specificity",
+    "monitor_sensitivity",
+    "monitor_specificity",
+    "auc_macro",
+    "ece",
+    "brier",
+    "nll",
+)
+_LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
+
+_PLOT_CAPTIONS: dict[str, str] = {
+    "roc": "One-vs-rest ROC curves on the test set (dashed: malignant = MEL+BCC+SCC).",
+    "confusion": "Confusion matrix, arg-max decision, rows normalised to the true class.",
+    "reliability": "Reliability diagram: 15 equal-width bins on the top-class probability.",
+    "risk_tiers": "Test items per risk tier, by true malignancy.",
+}
+
+_CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1d2733;
+ max-width:1100px;margin:2em auto;padding:0 1.2em;line-height:1.45}
+h1{font-size:1.7em;margin-bottom:.2em}h2{border-bottom:2px solid #d9e2ec;padding-bottom:.2em;
+ margin-top:2em}h3{margin-top:1.4em}
+.meta{color:#52606d}.note{color:#52606d;font-size:.9em}.warn{background:#fff4e5;
+ border-left:4px solid #f0a020;padding:.5em .8em}
+table{border-collapse:collapse;margin:.6em 0 1em;font-size:.92em}
+th,td{border:1px solid #d9e2ec;padding:.3em .6em;text-align:left;vertical-align:top}
+th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums;
+ white-space:nowrap}
+tr.withheld td{color:#7b8794}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #d9e2ec}
+figcaption{color:#52606d;font-size:.9em}
+.better{color:#1e7b34}.worse{color:#b3261e}
+"""
+
+
+# --- formatting helpers --------------------------------------------------------------------------
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _is_num(v: object) -> TypeGuard[numbers.Real]:
+    """A finite real number, numpy scalars included (booleans are not numbers here)."""
+    return (isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
+            and math.isfinite(float(v)))
+
+
+def _num(v: object, digits: int = 3, signed: bool = False) -> str:
+    if not _is_num(v):
+        return "&mdash;" if v is None else _e(v)
+    if isinstance(v, numbers.Integral):
+        return f"{int(v):+,}" if signed else f"{int(v):,}"
+    return f"{float(v):+.{digits}f}" if signed else f"{float(v):.{digits}f}"
+
+
+def _ci(v: object, digits: int = 3, signed: bool = False) -> str:
+    """A value, or a CI dict ``{value, lo, hi}`` as ``0.912 (0.893-0.930)``."""
+    if isinstance(v, Mapping):
+        value, lo, hi = v.get("value"), v.get("lo"), v.get("hi")
+        if value is None:
+            return "&mdash;"
+        if lo is None or hi is None:
+            return _num(value, digits, signed)
+        return (f"{_num(value, digits, signed)} <span class=\"note\">"
+                f"({_num(lo, digits, signed)} to {_num(hi, digits, signed)})</span>")
+    return _num(v, digits, signed)
+
+
+def _value(v: object) -> float | None:
+    if isinstance(v, Mapping):
+        v = v.get("value")
+    return float(v) if _is_num(v) else None
+
+
+def _table(
+    header: Sequence[str] | None,
+    rows: Iterable[Sequence[str]],
+    row_class: Sequence[str] = (),
+    num_cols: Iterable[int] = (),
+) -> str:
+    """``header`` is escaped; row cells are HTML already (use :func:`_e` / :func:`_num`)."""
+    nums = set(num_cols)
+    out = ["<table>"]
+    if header is not None:
+        out += ["<thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead>"]
+    out.append("<tbody>")
+    for i, row in enumerate(rows):
+        cls = f' class="{row_class[i]}"' if i < len(row_class) and row_class[i] else ""
+        out.append(f"<tr{cls}>")
+        out += [f'<td class="num">{c}</td>' if j in nums else f"<td>{c}</td>"
+                for j, c in enumerate(row)]
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _kv_table(d: Mapping[str, Any]) -> str:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, Mapping | list | tuple):
+            cell = _e(", ".join(f"{a}: {b}" for a, b in v.items()) if isinstance(v, Mapping)
+                      else ", ".join(str(x) for x in v))
+        else:
+            cell = _num(v) if _is_num(v) or v is None else _e(v)
+        rows.append([_e(k), cell])
+    return _table(None, rows) if rows else ""
+
+
+def _label(key: str) -> str:
+    if key in METRIC_LABELS:
+        return METRIC_LABELS[key]
+    for prefix, text in (("auc_", "AUC"), ("sensitivity_", "Sensitivity"),
+                         ("specificity_", "Specificity")):
+        if key.startswith(prefix):
+            return f"{text} {key[len(prefix):]} (one-vs-rest)"
+    return key
+
+
+def _png_uri(value: object) -> str | None:
+    """A ``data:image/png;base64,...`` URI for bytes / base64 text / a data URI; else ``None``."""
+    if isinstance(value, bytes | bytearray):
+        raw = bytes(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:"):
+            head, _, text = text.partition(",")
+            if head != "data:image/png;base64":
+                return None
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+    else:
+        return None
+    if not raw.startswith(b"\x89PNG\r\n\x1a\n"):
+        return None
+    return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
+
+
+def _figure(name: str, value: object, caption: str | None = None) -> str:
+    uri = _png_uri(value)
+    if uri is None:
+        return f'<p class="warn">Plot {_e(name)} omitted: not PNG data.</p>'
+    cap = caption or _PLOT_CAPTIONS.get(name, name)
+    return (f'<figure><img src="{uri}" alt="{_e(name)}"><figcaption>{_e(cap)}</figcaption>'
+            "</figure>")
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _header(results: Mapping[str, Any]) -> str:
+    title = results.get("title") or "dermsight evaluation report"
+    model = results.get("model") or {}
+    name = model.get("name", "unnamed model")
+    version = model.get("version", "unversioned")
+    parts = [f"<h1>{_e(title)}</h1>",
+             f'<p class="meta">Model <strong>{_e(name)}</strong> version '
+             f"<strong>{_e(version)}</strong>"]
+    if results.get("generated"):
+        parts.append(f" &middot; {_e(results['generated'])}")
+    parts.append("</p>")
+    parts.append('<p class="warn">Clinical decision support only. These figures describe '
+                 "retrospective test data; they are not a diagnosis and do not replace "
+                 "examination by a clinician.</p>")
+    extra = {k: v for k, v in model.items() if k not in ("name", "version")}
+    if extra:
+        parts.append(_kv_table(extra))
+    if results.get("intended_use"):
+        parts += ["<h2>Intended use</h2>", f"<p>{_e(results['intended_use'])}</p>"]
+    return "".join(parts)
+
+
+def _data_section(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    data = results.get("data") or {}
+    parts = ["<h2>Data</h2>"]
+    summary = dict(data.get("summary") or {})
+    if test:
+        summary.setdefault("test items", test.get("n"))
+        summary.setdefault("test groups (bootstrap unit)", test.get("n_groups"))
+    if summary:
+        parts.append(_kv_table(summary))
+    splits = data.get("splits") or {}
+    if splits:
+        names = list(splits)
+        codes: list[str] = list(test.get("classes") or [])
+        for counts in splits.values():
+            codes += [c for c in counts if c not in codes]
+        rows = [[_e(c), *(_num(splits[s].get(c, 0)) for s in names)] for c in codes]
+        rows.append(["<strong>total</strong>",
+                     *(_num(sum(int(v) for v in splits[s].values())) for s in names)])
+        parts.append(_table(["class", *names], rows, num_cols=range(1, len(names) + 1)))
+    elif test and test.get("metrics"):
+        m = test["metrics"]
+        rows = [[_e(c), _num(m.get(f"n_{c}"))] for c in test.get("classes", [])]
+        parts.append(_table(["class", "test items"], rows, num_cols=[1]))
+    parts += [f'<p class="note">{_e(n)}</p>' for n in data.get("notes") or []]
+    return "".join(parts)
+
+
+def _ci_note(test: Mapping[str, Any]) -> str:
+    return (f'<p class="note">95% intervals: percentile bootstrap over {_e(test.get("n_boot"))} '
+            f"resamples of {_e(test.get('n_groups'))} groups (seed {_e(test.get('seed'))}); a "
+            "resample in which a metric is undefined is skipped for that metric. pAUC follows "
+            "the ISIC 2024 convention (raw area above 80% sensitivity, 0.02 random, 0.2 "
+            "perfect).</p>")
+
+
+def _headline(test: Mapping[str, Any]) -> str:
+    ci = test.get("ci") or {}
+    metrics = test.get("metrics") or {}
+    rows = []
+    for key in _HEADLINE:
+        if key in ci:
+            rows.append([_e(_label(key)), _ci(ci[key])])
+        elif key in metrics:
+            rows.append([_e(_label(key)), _num(metrics[key])])
+    table = _table(["metric", "value (95% CI)"], rows, num_cols=[1])
+    return "<h2>Test metrics</h2>" + table + _ci_note(test)
+
+
+def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    btest = baseline.get("test") or {}
+    name = baseline.get("name") or "baseline"
+    diff = baseline.get("difference") or {}
+    ci, bci = test.get("ci") or {}, btest.get("ci") or {}
+    header = ["metric", "model", str(name), "difference (model - baseline)"]
+    rows = []
+    for key in _HEADLINE:
+        if key not in ci and key not in bci:
+            continue
+        a, b = _value(ci.get(key)), _value(bci.get(key))
+        if key in diff:
+            d_cell = _ci(diff[key], signed=True)
+            d = _value(diff[key])
+        else:
+            d = None if a is None or b is None else a - b
+            d_cell = "&mdash;" if d is None else f"{d:+.3f}"
+        if d is not None and d != 0:
+            good = (d < 0) if key in _LOWER_IS_BETTER else (d > 0)
+            d_cell = f'<span class="{"better" if good else "worse"}">{d_cell}</span>'
+        rows.append([_e(_label(key)), _ci(ci.get(key)), _ci(bci.get(key)), d_cell])
+    note = ("Difference intervals come from a paired bootstrap (both models on the same "
+            "resamples)." if diff else
+            "Differences are point differences; overlapping intervals are not a test.")
+    return (f"<h2>Comparison with {_e(name)}</h2>" + _table(header, rows, num_cols=[1, 2, 3])
+            + f'<p class="note">{note} Green: model better; red: baseline better.</p>')
+
+
+def _per_class(test: Mapping[str, Any]) -> str:
+    rows = []
+    for pc in test.get("per_class") or []:
+        rows.append([_e(pc.get("code")), _e(pc.get("name", "")), _num(pc.get("n")),
+                     _ci(pc.get("auc")), _ci(pc.get("sensitivity")), _ci(pc.get("specificity"))])
+    if not rows:
+        return ""
+    return ("<h2>Per-class results</h2>"
+            + _table(["class", "name", "n", "AUC (one-vs-rest)", "sensitivity (arg-max)",
+                      "specificity (arg-max)"], rows, num_cols=[2, 3, 4, 5])
+            + '<p class="note">&mdash; = undefined (class absent from the test set).</p>')
+
+
+def _default_thresholds(test: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for name in ("refer", "monitor"):
+        if test.get(f"{name}_threshold") is not None:
+            out.append({"name": name, "value": test[f"{name}_threshold"]})
+    return out
+
+
+def _thresholds(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    entries = list(results.get("thresholds") or _default_thresholds(test))
+    ci, metrics = test.get("ci") or {}, test.get("metrics") or {}
+    rows = []
+    for t in entries:
+        name = str(t.get("name", ""))
+        sens = t.get("sensitivity", ci.get(f"{name}_sensitivity"))
+        spec = t.get("specificity", ci.get(f"{name}_specificity"))
+        rows.append([_e(name), _num(t.get("value")), _e(t.get("rule", "")), _ci(sens), _ci(spec)])
+    if metrics.get("malignant_threshold_at_95sens") is not None:
+        rows.append([
+            "95% sensitivity (reference)",
+            _num(metrics["malignant_threshold_at_95sens"]),
+            "highest cut-off reaching 95% sensitivity, chosen on the test set itself "
+            "(optimistic; not a deployed threshold)",
+            _num(metrics.get("malignant_sens_at_95sens")),
+            _ci(ci.get("malignant_spec_at_95sens", metrics.get("malignant_spec_at_95sens"))),
+        ])
+    if not rows:
+        return ""
+    plots = results.get("plots") or {}
+    return ("<h2>Thresholds on P(malignant)</h2>"
+            + _table(["threshold", "value", "how chosen", "test sensitivity (95% CI)",
+                      "test specificity (95% CI)"], rows, num_cols=[1, 3, 4])
+            + '<p class="note">A case is positive when P(MEL)+P(BCC)+P(SCC) &ge; the '
+            "threshold.</p>"
+            + (_figure("risk_tiers", plots["risk_tiers"]) if "risk_tiers" in plots else ""))
+
+
+def _subgroup_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[str]], list[str]]:
+    out, classes = [], []
+    for r in rows:
+        def cell(k: str, r: Mapping[str, Any] = r) -> str:
+            return _ci({"value": r.get(k), "lo": r.get(f"{k}_lo"), "hi": r.get(f"{k}_hi")})
+
+        out.append([_e(r.get("attribute")), _e(r.get("subgroup")), _num(r.get("n")),
+                    _num(r.get("n_malignant")), cell("malignant_auc"), cell("mel_auc"),
+                    cell("balanced_accuracy"), cell("sensitivity"), cell("specificity"),
+                    _e(r.get("note") or "")])
+        classes.append("withheld" if r.get("note") else "")
+    return out, classes
+
+
+_SUBGROUP_HEADER = ["attribute", "subgroup", "n", "malignant", "malignant AUC", "MEL AUC",
+                    "balanced accuracy", "sensitivity @ refer", "specificity @ refer", "note"]
+_SUBGROUP_NUM = range(2, 9)
+
+
+def _subgroups(test: Mapping[str, Any]) -> str:
+    rows = list(test.get("subgroups") or [])
+    if not rows:
+        return ""
+    demo = [r for r in rows if r.get("attribute") != "source"]
+    source = [r for r in rows if r.get("attribute") == "source"]
+    parts = []
+    note = ('<p class="note">Metrics are withheld (&mdash;) for subgroups under 30 items, and '
+            "an AUC, sensitivity or specificity is withheld with fewer than 5 cases on either "
+            "side. Intervals: group bootstrap within the subgroup.</p>")
+    if demo:
+        body, cls = _subgroup_rows(demo)
+        parts += ["<h2>Subgroups (sex, age, anatomic site)</h2>",
+                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM), note]
+    if source:
+        body, cls = _subgroup_rows(source)
+        parts += ["<h2>Per data source</h2>",
+                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM), note]
+    return "".join(parts)
+
+
+def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    cal = results.get("calibration") or {}
+    ci = test.get("ci") or {}
+    plots = results.get("plots") or {}
+    if not cal and "ece" not in ci and "reliability" not in plots:
+        return ""
+    parts = ["<h2>Calibration</h2>"]
+    if cal:
+        parts.append(_kv_table(cal))
+    rows = [[_e(_label(k)), _ci(ci[k])] for k in ("ece", "brier", "nll") if k in ci]
+    if rows:
+        parts.append(_table(["test metric (calibrated probabilities)", "value (95% CI)"], rows,
+                            num_cols=[1]))
+    if "reliability" in plots:
+        parts.append(_figure("reliability", plots["reliability"]))
+    return "".join(parts)
+
+
+def _plots(results: Mapping[str, Any]) -> str:
+    plots = results.get("plots") or {}
+    names = [n for n in plots if n not in ("reliability", "risk_tiers")]
+    if not names:
+        return ""
+    return "<h2>Figures</h2>" + "".join(_figure(n, plots[n]) for n in names)
+
+
+def _limitations(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    items = [str(x) for x in results.get("limitations") or []]
+    withheld = [r for r in test.get("subgroups") or [] if r.get("note")]
+    if withheld:
+        items.append(f"{len(withheld)} subgroup(s) had too few cases for some or all metrics; "
+                     "performance there is unknown, not good.")
+    undefined = [pc["code"] for pc in test.get("per_class") or []
+                 if _value(pc.get("auc")) is None]
+    if undefined:
+        items.append("No test cases for: " + ", ".join(undefined) + "; performance on these "
+                     "classes is not measured.")
+    if not items:
+        return ""
+    return "<h2>Limitations</h2><ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"
+
+
+def render_report(results: Mapping[str, Any]) -> str:
+    """Render ``results`` (schema in the module docstring) to one self-contained HTML page."""
+    test: Mapping[str, Any] = results.get("test") or {}
+    title = results.get("title") or "dermsight evaluation report"
+    model = results.get("model") or {}
+    sections = [_header(results), _data_section(results, test)]
+    if test:
+        sections.append(_headline(test))
+        if results.get("baseline"):
+            sections.append(_comparison(results["baseline"], test))
+        sections += [_per_class(test), _thresholds(results, test), _subgroups(test)]
+    else:
+        sections.append('<p class="warn">No test evaluation in these results.</p>')
+    sections += [_calibration(results, test), _plots(results), _limitations(results, test)]
+    head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{_e(title)} &ndash; {_e(model.get('name', ''))} "
+            f"{_e(model.get('version', ''))}</title><style>{_CSS}</style></head><body>")
+    return head + "".join(s for s in sections if s) + "</body></html>\n"

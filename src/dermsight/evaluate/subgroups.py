@@ -1,0 +1,191 @@
+"""Key metrics per subgroup: sex, age band, anatomic site and data source.
+
+Each subgroup row holds counts, malignant AUC, MEL AUC, balanced accuracy and the malignant
+sensitivity / specificity at the refer threshold, optionally with group-bootstrap 95 % CIs.
+
+Numbers that would mislead are withheld (``None``) and the row's ``note`` says why:
+
+* the subgroup has fewer than ``min_n`` (default 30) items: every metric is withheld;
+* fewer than ``min_cases`` (default 5) positives or negatives for a metric: that AUC, sensitivity
+  or specificity is withheld (an AUC over two melanomas is noise, not evidence).
+
+``meta_df`` rows must be aligned with ``y_true``. Column names are looked up in this order:
+age ``age``/``age_approx``; sex ``sex``; site ``site``/``anatom_site``/``anatom_site_general``/
+``anatom_site_general_challenge``; source ``source``/``data_source``. An attribute whose column is
+absent is left out of the table. Empty, NaN, ``none``, ``null`` and ``unknown`` count as missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from dermsight.evaluate.bootstrap import bootstrap, group_codes
+from dermsight.evaluate.metrics import key_metrics, validate_inputs
+from dermsight.taxonomy import SEXES, SITES
+
+__all__ = [
+    "AGE_BANDS",
+    "ATTRIBUTE_COLUMNS",
+    "MIN_CASES",
+    "MIN_N",
+    "MISSING",
+    "SUBGROUP_METRICS",
+    "age_band",
+    "subgroup_labels",
+    "subgroup_table",
+]
+
+MISSING = "missing"
+AGE_BANDS: tuple[str, ...] = ("<30", "30-44", "45-59", "60-74", "75+")
+MIN_N = 30
+MIN_CASES = 5
+
+ATTRIBUTE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "sex": ("sex",),
+    "age": ("age", "age_approx"),
+    "site": ("site", "anatom_site", "anatom_site_general", "anatom_site_general_challenge"),
+    "source": ("source", "data_source"),
+}
+
+#: The metrics each row carries (each with ``<name>_lo`` / ``<name>_hi``).
+SUBGROUP_METRICS: tuple[str, ...] = (
+    "malignant_auc",
+    "mel_auc",
+    "balanced_accuracy",
+    "sensitivity",
+    "specificity",
+)
+
+_MISSING_STRINGS = frozenset({"", "nan", "none", "null", "unknown", "na", "n/a"})
+
+
+def _missing(value: object) -> bool:
+    if value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value))):
+        return True
+    return str(value).strip().lower() in _MISSING_STRINGS
+
+
+def age_band(age: object) -> str:
+    """``<30``, ``30-44``, ``45-59``, ``60-74``, ``75+`` or ``missing``."""
+    if _missing(age):
+        return MISSING
+    try:
+        a = float(str(age).strip())
+    except ValueError:
+        return MISSING
+    if a != a:
+        return MISSING
+    for upper, band in zip((30, 45, 60, 75), AGE_BANDS, strict=False):
+        if a < upper:
+            return band
+    return AGE_BANDS[-1]
+
+
+def _category(value: object) -> str:
+    return MISSING if _missing(value) else " ".join(str(value).strip().lower().split())
+
+
+def _ordered(labels: Sequence[str], preferred: Sequence[str]) -> list[str]:
+    present = set(labels)
+    head = [v for v in preferred if v in present]
+    rest = sorted(present - set(head) - {MISSING})
+    return head + rest + ([MISSING] if MISSING in present else [])
+
+
+def subgroup_labels(meta_df: pd.DataFrame) -> dict[str, tuple[npt.NDArray[np.str_], list[str]]]:
+    """``{attribute: (label per row, subgroup order)}`` for the attributes ``meta_df`` has."""
+    out: dict[str, tuple[npt.NDArray[np.str_], list[str]]] = {}
+    for attr, candidates in ATTRIBUTE_COLUMNS.items():
+        col = next((c for c in candidates if c in meta_df.columns), None)
+        if col is None:
+            continue
+        values = meta_df[col].tolist()
+        if attr == "age":
+            labels = [age_band(v) for v in values]
+            order = _ordered(labels, AGE_BANDS)
+        else:
+            labels = [_category(v) for v in values]
+            order = _ordered(labels, SEXES if attr == "sex" else SITES if attr == "site" else ())
+        out[attr] = (np.asarray(labels, dtype=str), order)
+    return out
+
+
+def _withheld(
+    m: dict[str, Any], min_n: int, min_cases: int, has_threshold: bool
+) -> tuple[set[str], list[str]]:
+    """Which metrics to withhold for this subgroup, and the notes saying why."""
+    n, n_mal, n_mel = int(m["n"]), int(m["n_malignant"]), int(m["n_mel"])
+    if n < min_n:
+        return set(SUBGROUP_METRICS), [f"n={n} < {min_n}: too few to report"]
+    drop: set[str] = set()
+    notes: list[str] = []
+    if n_mal < min_cases:
+        drop |= {"malignant_auc", "sensitivity"}
+        notes.append(f"{n_mal} malignant (< {min_cases}): malignant AUC/sensitivity withheld")
+    if n - n_mal < min_cases:
+        drop |= {"malignant_auc", "specificity"}
+        notes.append(f"{n - n_mal} benign (< {min_cases}): malignant AUC/specificity withheld")
+    if n_mel < min_cases or n - n_mel < min_cases:
+        drop.add("mel_auc")
+        notes.append(f"{n_mel} MEL of {n} (< {min_cases} either side): MEL AUC withheld")
+    if not has_threshold:
+        drop |= {"sensitivity", "specificity"}
+    return drop, notes
+
+
+def subgroup_table(
+    y_true: npt.ArrayLike,
+    probs: npt.ArrayLike,
+    classes: Sequence[str],
+    meta_df: pd.DataFrame,
+    refer_threshold: float | None = None,
+    groups: npt.ArrayLike | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
+    min_n: int = MIN_N,
+    min_cases: int = MIN_CASES,
+) -> list[dict[str, Any]]:
+    """One row per (attribute, subgroup); see the module docstring for the withholding rules.
+
+    Row keys: ``attribute``, ``subgroup``, ``n``, ``n_malignant``, ``n_mel``, each metric in
+    :data:`SUBGROUP_METRICS` with ``<metric>_lo`` / ``<metric>_hi`` (``None`` when ``n_boot`` is
+    0 or the metric is withheld), and ``note`` (``None`` when nothing was withheld).
+    """
+    classes = list(classes)
+    y, p, _ = validate_inputs(y_true, probs, classes)
+    if len(meta_df) != y.shape[0]:
+        raise ValueError(f"meta_df has {len(meta_df)} rows but y_true has {y.shape[0]}")
+    codes = group_codes(groups, y.shape[0])
+    rows: list[dict[str, Any]] = []
+    for attr, (labels, order) in subgroup_labels(meta_df.reset_index(drop=True)).items():
+        for sub in order:
+            idx = np.flatnonzero(labels == sub)
+            ys, ps, gs = y[idx], p[idx], codes[idx]
+
+            def fn(w: npt.NDArray[np.float64] | None, ys: Any = ys, ps: Any = ps) -> dict[str, Any]:
+                return key_metrics(ys, ps, classes, w, refer_threshold)
+
+            m = fn(None)
+            drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
+            keep = [k for k in SUBGROUP_METRICS if k not in drop]
+            row: dict[str, Any] = {
+                "attribute": attr,
+                "subgroup": sub,
+                "n": m["n"],
+                "n_malignant": m["n_malignant"],
+                "n_mel": m["n_mel"],
+            }
+            cis = bootstrap(fn, idx.size, gs, n_boot=n_boot, seed=seed, keys=keep) if keep else {}
+            for k in SUBGROUP_METRICS:
+                ci = cis.get(k)
+                row[k] = None if ci is None else ci["value"]
+                row[f"{k}_lo"] = None if ci is None else ci["lo"]
+                row[f"{k}_hi"] = None if ci is None else ci["hi"]
+            row["note"] = "; ".join(notes) or None
+            rows.append(row)
+    return rows
