@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(os.environ.get("DERMSIGHT_SHARED_DATA", REPO.parent / "shared" / "data" / "isic-subset"))
+DATA = Path(
+    os.environ.get("DERMSIGHT_SHARED_DATA", REPO.parent / "shared" / "data" / "isic-subset")
+)
 TEST_OUTPUT = Path(os.environ.get("DERMSIGHT_TEST_OUTPUT", REPO / "test-output"))
 
 

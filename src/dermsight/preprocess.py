@@ -108,7 +108,7 @@ def preprocess(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 
 def encode_meta(meta: Metadata | None, spec: MetaSpec) -> np.ndarray:
-    """Metadata -> float32 vector with explicit missing flags (all-missing when ``meta`` is None)."""
+    """Metadata -> float32 vector with explicit missing flags (all missing if ``meta`` is None)."""
     meta = meta or Metadata()
     v = np.zeros(spec.dim, np.float32)
     if meta.age is None:

@@ -122,7 +122,7 @@ SIIM2020_DIAGNOSIS: Final[dict[str, str]] = {
 
 
 def from_isic2017(melanoma: float | str, seborrheic_keratosis: float | str) -> str:
-    """ISIC 2017 part-3 ground truth: ``melanoma`` -> MEL, ``seborrheic_keratosis`` -> BKL, else NV."""
+    """ISIC 2017 part 3: ``melanoma`` -> MEL, ``seborrheic_keratosis`` -> BKL, else NV."""
     if float(melanoma) >= 0.5:
         return "MEL"
     if float(seborrheic_keratosis) >= 0.5:
@@ -134,7 +134,8 @@ def from_isic2019_row(row: dict[str, object]) -> str:
     """ISIC 2019 ground truth: the one column among MEL..UNK that holds 1."""
     hits = [c for c in ISIC2019_COLUMNS if c in row and float(str(row[c]) or 0) >= 0.5]
     if len(hits) != 1:
-        raise TaxonomyError(f"ISIC 2019 row must have exactly one class set, found {hits or 'none'}")
+        found = hits or "none"
+        raise TaxonomyError(f"ISIC 2019 row must have exactly one class set, found {found}")
     return hits[0]
 
 
@@ -159,7 +160,9 @@ def normalize_diagnosis(value: str) -> str:
 
 # --- metadata vocabularies ---------------------------------------------------------------------
 
-_SEX_ALIASES: Final[dict[str, str]] = {"m": "male", "f": "female", "male": "male", "female": "female"}
+_SEX_ALIASES: Final[dict[str, str]] = {
+    "m": "male", "f": "female", "male": "male", "female": "female",
+}
 
 #: HAM10000 ``localization`` -> ISIC general site (``None`` = unknown).
 HAM10000_LOCALIZATION: Final[dict[str, str | None]] = {
@@ -196,7 +199,8 @@ def _is_missing(value: object) -> bool:
         return True
     if isinstance(value, float) and value != value:  # NaN
         return True
-    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none", "null", "unknown")
+    missing = ("", "nan", "none", "null", "unknown")
+    return isinstance(value, str) and value.strip().lower() in missing
 
 
 def normalize_sex(value: object) -> str | None:

@@ -1,9 +1,174 @@
-"""`dermsight` sub-commands for this area (see cli/__init__.py)."""
+"""`dermsight data ...`: look at a dataset and split it into folds."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from dermsight.cli.errors import UserError
+
+data_app = typer.Typer(
+    help="Inspect datasets (folder + CSV, DICOM, TFRecord) and make leak-free CV folds.",
+    no_args_is_help=True,
+)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
+    app.add_typer(data_app, name="data")
+
+
+def _progress_factory(enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    def make(total: int | None) -> Any:
+        tty = sys.stderr.isatty()
+        return tqdm(
+            total=total, unit="img", desc="reading", file=sys.stderr,
+            mininterval=0.5 if tty else 10.0, dynamic_ncols=True, leave=False,
+        )
+
+    return make
+
+
+def _print_summary(d: dict[str, Any]) -> None:
+    echo = typer.echo
+    status = "verified (decoded)" if d["verified"] else "not verified (--no-verify)"
+    echo(f"{d['path']}  [{d['kind']}]  images: {status}")
+    echo(
+        f"  images: {d['n_images']}   unreadable/invalid rows: {d['n_errors']}   "
+        f"unlabeled: {d['n_unlabeled']}   groups: {d['n_groups']}"
+    )
+
+    def table(title: str, counts: dict[str, Any]) -> None:
+        total = sum(int(v) for v in counts.values()) or 1
+        echo(f"  {title}:")
+        for k, v in counts.items():
+            echo(f"    {k:<20} {int(v):>7}  {100 * int(v) / total:5.1f} %")
+
+    table("by diagnosis", d["by_diagnosis"])
+    table("by source", d["by_source"])
+    table("by sex", d["by_sex"])
+    table("by site", d["by_site"])
+    table("age", d["age_histogram"])
+    age = d["age"]
+    if age["mean"] is not None:
+        echo(f"  age min/mean/max: {age['min']:g} / {age['mean']:g} / {age['max']:g}")
+    echo(
+        "  missing: "
+        + ", ".join(f"{k} {100 * v:.1f} %" for k, v in d["missing"].items())
+    )
+    if d["image_sizes"]:
+        echo("  image sizes: " + ", ".join(f"{k} ({v})" for k, v in d["image_sizes"].items()))
+    if d["errors"]:
+        shown = len(d["errors"])
+        echo(f"  first {shown} of {d['n_errors']} errors:")
+        for e in d["errors"]:
+            echo(f"    {e}")
+
+
+@data_app.command("summary")
+def summary_cmd(
+    path: Annotated[Path, typer.Argument(help="Dataset folder, CSV, DICOM, TFRecord or image.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of tables.")
+    ] = False,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Also write a PNG chart (needs matplotlib).")
+    ] = None,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify", help="Decode every image to count unreadable files."
+        ),
+    ] = True,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, help="Decode threads (default: 2 x CPUs).")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
+    ] = True,
+) -> None:
+    """Images per class / source / sex / site, ages, missing metadata and unreadable files."""
+    from dermsight.datasummary import plot_summary, summarize
+
+    if not path.exists():
+        raise UserError(f"not found: {path}")
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError as exc:
+            raise UserError(
+                "--plot needs matplotlib, which is not installed: pip install 'dermsight[train]'"
+            ) from exc
+    result = summarize(
+        path, verify=verify, workers=workers, progress=_progress_factory(progress)
+    ).to_dict()
+    if plot is not None:
+        out = plot_summary(result, plot)
+        result["plot"] = str(out)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        _print_summary(result)
+        if plot is not None:
+            typer.echo(f"  chart written to {result['plot']}")
+
+
+@data_app.command("split")
+def split_cmd(
+    csv_path: Annotated[Path, typer.Argument(metavar="CSV", help="Dataset CSV (any layout).")],
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Number of folds.")] = 5,
+    group_col: Annotated[
+        str | None,
+        typer.Option(
+            "--group-col",
+            help="Column that groups images (default: group_id, else lesion_id, else "
+            "patient_id, else each image alone).",
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Shuffle seed.")] = 0,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write image_id,fold here (default stdout).")
+    ] = None,
+) -> None:
+    """Stratified group k-fold: every lesion's images in one fold, classes balanced."""
+    from dermsight.io.errors import ReaderError
+    from dermsight.splits import split_csv
+
+    if not csv_path.is_file():
+        raise UserError(f"CSV not found: {csv_path}")
+    try:
+        assignment = split_csv(csv_path, folds, group_col=group_col, seed=seed)
+    except (ValueError, ImportError) as exc:
+        if isinstance(exc, ReaderError):
+            raise
+        raise UserError(str(exc)) from exc
+    report = assignment.report()
+    if out is not None:
+        assignment.write_csv(out)
+    else:
+        typer.echo("image_id,fold")
+        for image_id, fold in assignment.rows():
+            typer.echo(f"{image_id},{fold}")
+    err = sys.stderr
+    print(
+        f"{report['n']} images in {report['n_groups']} groups "
+        f"(grouped by {report['group_col'] or 'image'}), {folds} folds, seed {seed}",
+        file=err,
+    )
+    classes = list(report["class_fraction"])
+    print("fold      n  " + " ".join(f"{c:>6}" for c in classes), file=err)
+    print("all  " + f"{report['n']:>6}  " + " ".join(
+        f"{100 * report['class_fraction'][c]:5.1f}%" for c in classes), file=err)
+    for f in report["folds"]:
+        print(f"{f['fold']:<4} {f['n']:>6}  " + " ".join(
+            f"{100 * f['class_fraction'][c]:5.1f}%" for c in classes), file=err)
+    if out is not None:
+        print(f"wrote {out}", file=err)

@@ -1,0 +1,210 @@
+"""Readers that turn any supported input into a stream of ``LesionRecord``.
+
+``iter_records(path)`` accepts a dataset folder (CSV + images, or images only, or TFRecord
+shards), a CSV file, a DICOM file, a TFRecord shard, or a single image file, and yields one record
+per lesion without ever holding the dataset in memory. A bad row or file becomes a record with
+``error`` set; only an input that cannot be read at all raises ``ReaderError``.
+
+``iter_records(path, decode=False)`` yields the same records with ``image=None`` (only the CSV,
+headers and file names are read), so that images can be decoded in parallel workers with
+``load_image`` / ``load_images``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermsight.io.decode import DecodeLimits, decode_image, sniff
+from dermsight.io.errors import ImageDecodeError, ReaderError
+from dermsight.records import LesionRecord
+
+__all__ = [
+    "DecodeLimits",
+    "ImageDecodeError",
+    "ReadSummary",
+    "ReaderError",
+    "decode_image",
+    "detect_kind",
+    "estimate_count",
+    "iter_records",
+    "load_image",
+    "load_images",
+]
+
+_DICOM_EXTS = (".dcm", ".dicom")
+
+
+def detect_kind(path: str | os.PathLike[str]) -> str:
+    """What ``iter_records`` will read: 'folder', 'csv', 'tfrecord', 'tfrecord-folder',
+    'dicom' or 'image'. Raises ``ReaderError`` for a missing path or an unknown file."""
+    from dermsight.io.csvfolder import IMAGE_EXTS, classify_csvs
+    from dermsight.io.tfrecord import TFRECORD_EXTS
+
+    p = Path(path)
+    if not p.exists():
+        raise ReaderError(f"not found: {p}")
+    if p.is_dir():
+        primary, _ = classify_csvs(p)
+        if primary is None and _shards(p):
+            return "tfrecord-folder"
+        return "folder"
+    name = p.name.lower()
+    if name.endswith((".csv", ".tsv")):
+        return "csv"
+    if name.endswith(TFRECORD_EXTS) or name.endswith(tuple(e + ".gz" for e in TFRECORD_EXTS)):
+        return "tfrecord"
+    try:
+        with p.open("rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise ReaderError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    if name.endswith(_DICOM_EXTS) or sniff(head) == "DICOM":
+        return "dicom"
+    if name.endswith(IMAGE_EXTS) or sniff(head) is not None or not head:
+        return "image"
+    raise ReaderError(
+        f"{p.name}: not a dataset this reader knows (expected a folder, .csv, .dcm, .tfrec or an "
+        "image file)"
+    )
+
+
+def _shards(folder: Path) -> list[Path]:
+    from dermsight.io.tfrecord import TFRECORD_EXTS
+
+    return sorted(
+        f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TFRECORD_EXTS)
+    )
+
+
+def iter_records(
+    path: str | os.PathLike[str],
+    decode: bool = True,
+    *,
+    limits: DecodeLimits | None = None,
+) -> Iterator[LesionRecord]:
+    """Stream the lesions of ``path`` (see module doc). ``decode=False``: no pixels decoded."""
+    from dermsight.io import csvfolder, dicom, tfrecord
+
+    p = Path(path)
+    kind = detect_kind(p)
+    limits = limits or DecodeLimits()
+    if kind == "folder":
+        yield from csvfolder.iter_folder(p, decode=decode, limits=limits)
+    elif kind == "csv":
+        yield from csvfolder.iter_csv(p, decode=decode, limits=limits)
+    elif kind == "tfrecord":
+        yield from tfrecord.iter_tfrecord(p, decode=decode, limits=limits)
+    elif kind == "tfrecord-folder":
+        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits)
+    elif kind == "dicom":
+        yield dicom.read_dicom(p, limits, decode=decode)
+    else:
+        rec = LesionRecord(id=p.stem, image=None, path=str(p))
+        yield load_image(rec, limits) if decode else rec
+
+
+def estimate_count(path: str | os.PathLike[str]) -> int | None:
+    """How many records ``iter_records`` will yield, when cheap to know (progress bars)."""
+    from dermsight.io import csvfolder
+
+    p = Path(path)
+    try:
+        kind = detect_kind(p)
+    except ReaderError:
+        return None
+    if kind == "csv":
+        return csvfolder.count_rows(p)
+    if kind == "folder":
+        primary, _ = csvfolder.classify_csvs(p)
+        if primary is not None:
+            return csvfolder.count_rows(primary)
+        return sum(1 for _ in csvfolder.iter_image_files(p))
+    if kind in ("dicom", "image"):
+        return 1
+    return None
+
+
+def load_image(record: LesionRecord, limits: DecodeLimits | None = None) -> LesionRecord:
+    """Decode a lazy record's image from ``record.path`` in place (sets ``error`` on failure).
+
+    Records that already have an image or an error are returned unchanged.
+    """
+    from dermsight.io.tfrecord import load_tfrecord_image, split_ref
+
+    if record.image is not None or record.error is not None or record.path is None:
+        return record
+    try:
+        if split_ref(record.path) is not None:
+            record.image = load_tfrecord_image(record.path, limits)
+        else:
+            record.image = decode_image(record.path, limits)
+    except ImageDecodeError as exc:
+        record.error = f"{record.id}: {Path(record.path.split('#')[0]).name}: {exc.reason}"
+    return record
+
+
+def load_images(
+    records: Iterable[LesionRecord],
+    workers: int | None = None,
+    limits: DecodeLimits | None = None,
+    *,
+    prefetch: int = 64,
+) -> Iterator[LesionRecord]:
+    """Decode lazy records in a thread pool (Pillow releases the GIL), keeping input order and
+    at most ``prefetch`` records in flight, so memory stays flat on any dataset size."""
+    workers = workers or min(8, os.cpu_count() or 1)
+    if workers <= 1:
+        for rec in records:
+            yield load_image(rec, limits)
+        return
+    pending: list[Future[LesionRecord]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-decode") as pool:
+        for rec in records:
+            pending.append(pool.submit(load_image, rec, limits))
+            if len(pending) >= prefetch:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+@dataclass
+class ReadSummary:
+    """Running counts over a record stream: ok / errors, with the first few error messages."""
+
+    n: int = 0
+    n_ok: int = 0
+    n_errors: int = 0
+    errors: list[str] = field(default_factory=list)
+    max_errors_kept: int = 50
+
+    def add(self, record: LesionRecord) -> LesionRecord:
+        self.n += 1
+        if record.error is not None:
+            self.n_errors += 1
+            if len(self.errors) < self.max_errors_kept:
+                self.errors.append(record.error)
+        else:
+            self.n_ok += 1
+        return record
+
+    def track(self, records: Iterable[LesionRecord]) -> Iterator[LesionRecord]:
+        """Pass records through while counting them."""
+        for rec in records:
+            yield self.add(rec)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "n_ok": self.n_ok,
+            "n_errors": self.n_errors,
+            "errors": list(self.errors),
+        }
+
+    def __str__(self) -> str:
+        return f"{self.n} records: {self.n_ok} ok, {self.n_errors} with errors"
+

@@ -1,0 +1,237 @@
+"""What is in a dataset: counts per class / source / sex / site, ages, missing metadata, unreadable
+files. Streams the records (``iter_records(decode=False)``) and, unless told not to, checks that
+every image decodes, in a thread pool, with the fast ``verify_image`` path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermsight import taxonomy
+from dermsight.io import detect_kind, estimate_count, iter_records
+from dermsight.io.decode import DecodeLimits, verify_image
+from dermsight.io.errors import ImageDecodeError
+from dermsight.records import LesionRecord
+
+AGE_BIN_WIDTH = 10
+AGE_BINS: tuple[str, ...] = tuple(
+    f"{lo}-{lo + AGE_BIN_WIDTH - 1}" for lo in range(0, 90, AGE_BIN_WIDTH)
+) + ("90+",)
+MAX_ERRORS_LISTED = 20
+
+
+def age_bin(age: float) -> str:
+    if age >= 90:
+        return "90+"
+    lo = int(age // AGE_BIN_WIDTH) * AGE_BIN_WIDTH
+    return f"{lo}-{lo + AGE_BIN_WIDTH - 1}"
+
+
+@dataclass
+class DataSummary:
+    """Counts over every record of a dataset (rows with errors included, so that a missing file
+    still counts towards its class; ``n_errors`` says how many rows are unusable)."""
+
+    path: str
+    kind: str
+    verified: bool
+    n_images: int = 0
+    n_errors: int = 0
+    n_unlabeled: int = 0
+    by_diagnosis: Counter[str] = field(default_factory=Counter)
+    by_source: Counter[str] = field(default_factory=Counter)
+    by_sex: Counter[str] = field(default_factory=Counter)
+    by_site: Counter[str] = field(default_factory=Counter)
+    age_histogram: Counter[str] = field(default_factory=Counter)
+    image_sizes: Counter[str] = field(default_factory=Counter)
+    n_missing: Counter[str] = field(default_factory=Counter)
+    groups: set[str] = field(default_factory=set)
+    age_sum: float = 0.0
+    age_min: float | None = None
+    age_max: float | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, rec: LesionRecord, size: tuple[int, int] | None = None) -> None:
+        self.n_images += 1
+        if rec.error is not None:
+            self.n_errors += 1
+            if len(self.errors) < MAX_ERRORS_LISTED:
+                self.errors.append(rec.error)
+        if rec.label is None:
+            self.n_unlabeled += 1
+            self.n_missing["diagnosis"] += 1
+        else:
+            self.by_diagnosis[rec.label] += 1
+        self.by_source[rec.source or "unknown"] += 1
+        m = rec.meta
+        self.by_sex[m.sex or "missing"] += 1
+        self.by_site[m.site or "missing"] += 1
+        if m.age is None:
+            self.age_histogram["missing"] += 1
+            self.n_missing["age"] += 1
+        else:
+            self.age_histogram[age_bin(m.age)] += 1
+            self.age_sum += m.age
+            self.age_min = m.age if self.age_min is None else min(self.age_min, m.age)
+            self.age_max = m.age if self.age_max is None else max(self.age_max, m.age)
+        if m.sex is None:
+            self.n_missing["sex"] += 1
+        if m.site is None:
+            self.n_missing["site"] += 1
+        if rec.group:
+            self.groups.add(rec.group)
+        else:
+            self.n_missing["group"] += 1
+        if size is not None:
+            self.image_sizes[f"{size[0]}x{size[1]}"] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        n = self.n_images
+        n_aged = n - self.n_missing["age"]
+
+        def rate(key: str) -> float:
+            return round(self.n_missing[key] / n, 4) if n else 0.0
+
+        sex_keys = [*taxonomy.SEXES, "missing"]
+        site_keys = [*taxonomy.SITES, "missing"]
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "verified": self.verified,
+            "n_images": n,
+            "n_ok": n - self.n_errors,
+            "n_errors": self.n_errors,
+            "n_unlabeled": self.n_unlabeled,
+            "n_groups": len(self.groups),
+            "by_diagnosis": {c: self.by_diagnosis.get(c, 0) for c in taxonomy.CLASS_CODES},
+            "by_source": dict(self.by_source.most_common()),
+            "by_sex": {k: self.by_sex.get(k, 0) for k in sex_keys},
+            "by_site": {k: self.by_site.get(k, 0) for k in site_keys if self.by_site.get(k)},
+            "age_histogram": {
+                k: self.age_histogram.get(k, 0) for k in (*AGE_BINS, "missing")
+            },
+            "age": {
+                "min": self.age_min,
+                "max": self.age_max,
+                "mean": round(self.age_sum / n_aged, 2) if n_aged else None,
+            },
+            "missing": {k: rate(k) for k in ("diagnosis", "age", "sex", "site", "group")},
+            "image_sizes": dict(self.image_sizes.most_common(10)),
+            "errors": list(self.errors),
+        }
+
+
+def _check(rec: LesionRecord, limits: DecodeLimits) -> tuple[LesionRecord, tuple[int, int] | None]:
+    """Verify that a lazy record's image decodes; the record gets ``error`` if not."""
+    from dermsight.io.tfrecord import load_tfrecord_image, split_ref
+
+    if rec.error is not None or rec.path is None:
+        return rec, None
+    try:
+        if split_ref(rec.path) is not None:
+            arr = load_tfrecord_image(rec.path, limits)
+            return rec, (int(arr.shape[1]), int(arr.shape[0]))
+        return rec, verify_image(rec.path, limits)
+    except ImageDecodeError as exc:
+        name = Path(rec.path.split("#")[0]).name
+        rec.error = f"{rec.id}: {name}: {exc.reason}"
+        return rec, None
+
+
+def _checked(
+    records: Iterable[LesionRecord], workers: int, limits: DecodeLimits, prefetch: int = 256
+) -> Iterator[tuple[LesionRecord, tuple[int, int] | None]]:
+    if workers <= 1:
+        for rec in records:
+            yield _check(rec, limits)
+        return
+    pending: list[Future[tuple[LesionRecord, tuple[int, int] | None]]] = []
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-verify") as pool:
+        for rec in records:
+            pending.append(pool.submit(_check, rec, limits))
+            if len(pending) >= prefetch:
+                yield pending.pop(0).result()
+        for fut in pending:
+            yield fut.result()
+
+
+def summarize(
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = True,
+    workers: int | None = None,
+    limits: DecodeLimits | None = None,
+    progress: Callable[[int | None], Any] | None = None,
+) -> DataSummary:
+    """Summarise the dataset at ``path``. ``progress(total)`` may return a tqdm-like object
+    (``update(n)``, ``close()``) to report progress."""
+    kind = detect_kind(path)
+    limits = limits or DecodeLimits()
+    workers = workers or min(8, (os.cpu_count() or 1) * 2)
+    summary = DataSummary(path=str(path), kind=kind, verified=verify)
+    bar = progress(estimate_count(path)) if progress else None
+    records = iter_records(path, decode=False, limits=limits)
+    stream: Iterable[tuple[LesionRecord, tuple[int, int] | None]] = (
+        _checked(records, workers, limits) if verify else ((r, None) for r in records)
+    )
+    try:
+        for rec, size in stream:
+            summary.add(rec, size)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return summary
+
+
+def plot_summary(summary: dict[str, Any], out: str | os.PathLike[str]) -> Path:
+    """Write a one-page PNG of the summary (needs matplotlib, in the ``[train]`` extra)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "--plot needs matplotlib, which is not installed: pip install 'dermsight[train]'"
+        ) from exc
+
+    fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
+    panels: list[tuple[str, dict[str, Any], str]] = [
+        ("Images per class", summary["by_diagnosis"], "tab:blue"),
+        ("Images per source", summary["by_source"], "tab:orange"),
+        ("Sex", summary["by_sex"], "tab:green"),
+        ("Anatomic site", summary["by_site"], "tab:purple"),
+        ("Age (years)", summary["age_histogram"], "tab:brown"),
+        ("Missing metadata (fraction)", summary["missing"], "tab:red"),
+    ]
+    for ax, (title, data, colour) in zip(axes.flat, panels, strict=True):
+        keys = [str(k) for k in data]
+        values = [float(v) for v in data.values()]
+        ax.bar(range(len(keys)), values, color=colour)
+        ax.set_xticks(range(len(keys)))
+        ax.set_xticklabels(keys, rotation=45, ha="right", fontsize=8)
+        ax.set_title(title)
+        for i, v in enumerate(values):
+            ax.annotate(
+                f"{v:g}", (i, v), ha="center", va="bottom", fontsize=7, xytext=(0, 1),
+                textcoords="offset points",
+            )
+    checked = "unreadable or invalid" if summary["verified"] else "invalid (images not decoded)"
+    fig.suptitle(
+        f"{Path(summary['path']).name}: {summary['n_images']} images, "
+        f"{summary['n_errors']} {checked}"
+    )
+    fig.tight_layout()
+    out_path = Path(out)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

@@ -1,0 +1,625 @@
+"""A folder of images described by a CSV -> ``LesionRecord`` stream.
+
+The CSV layout is recognised from its header, so every common ISIC export reads as is:
+
+===================  ==========================================================================
+layout               columns (case-insensitive)
+===================  ==========================================================================
+``dermsight``        image_id, diagnosis, age_approx, sex, anatom_site, source, group_id,
+                     lesion_id (the shared ``metadata.csv``)
+``ham10000``         lesion_id, image_id, dx, dx_type, age, sex, localization
+``isic2019``         image, MEL, NV, BCC, AK, BKL, DF, VASC, SCC, UNK (one-hot ground truth);
+                     ``isic2018`` is the same with AKIEC and without SCC/UNK
+``isic2019-meta``    image, age_approx, anatom_site_general, lesion_id, sex (no labels)
+``isic2017``         image_id, melanoma, seborrheic_keratosis
+``isic2017-meta``    image_id, age_approximate, sex (no labels)
+``siim2020``         image_name, patient_id, sex, age_approx, anatom_site_general_challenge,
+                     diagnosis, benign_malignant, target
+``manifest``         path (+ optional id, age, sex, site, diagnosis) for batch scoring
+``generic``          any CSV with an image id column and optional metadata columns
+===================  ==========================================================================
+
+Given a folder, the reader picks the one CSV with labels (or the only CSV) and joins any
+label-less metadata CSV beside it by image id (ISIC 2019 ground truth + ISIC 2019 metadata).
+Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere up to three
+folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
+the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
+
+A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
+image id and the reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from dermsight import taxonomy
+from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.io.errors import ImageDecodeError, ReaderError
+from dermsight.records import LesionRecord, Metadata
+
+#: File extensions the readers treat as images (content is still sniffed when decoding).
+IMAGE_EXTS: tuple[str, ...] = (
+    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
+)
+_EXT_RANK = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
+
+ID_COLS = ("image_id", "image_name", "image", "isic_id", "id")
+PATH_COLS = ("path", "filepath", "file_path", "image_path", "file", "filename")
+LABEL_COLS = ("diagnosis", "dx", "label")
+AGE_COLS = ("age_approx", "age", "age_approximate", "patient_age")
+SEX_COLS = ("sex", "gender", "patient_sex")
+SITE_COLS = (
+    "anatom_site",
+    "anatom_site_general",
+    "anatom_site_general_challenge",
+    "localization",
+    "site",
+    "body_site",
+)
+GROUP_COLS = ("group_id", "lesion_id", "patient_id")
+ONEHOT_CORE = ("MEL", "NV", "BCC", "BKL", "DF", "VASC")
+
+_MAX_INDEX_DEPTH = 3
+_CSV_FIELD_LIMIT = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """What a CSV header says: where the id, path, label and metadata are."""
+
+    name: str
+    columns: tuple[str, ...]
+    id_col: str | None = None
+    path_col: str | None = None
+    label_col: str | None = None
+    onehot: tuple[tuple[str, str], ...] = ()  # (column, class code)
+    isic2017: tuple[str, str] | None = None  # (melanoma, seborrheic_keratosis)
+    target_col: str | None = None
+    age_col: str | None = None
+    sex_col: str | None = None
+    site_col: str | None = None
+    group_cols: tuple[str, ...] = ()
+    source_col: str | None = None
+    default_source: str | None = None
+
+    @property
+    def labelled(self) -> bool:
+        return bool(self.label_col or self.onehot or self.isic2017 or self.target_col)
+
+    @property
+    def has_meta(self) -> bool:
+        return bool(self.age_col or self.sex_col or self.site_col or self.group_cols)
+
+
+def _first(lower: dict[str, str], names: Sequence[str]) -> str | None:
+    for n in names:
+        if n in lower:
+            return lower[n]
+    return None
+
+
+def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:
+    """Recognise a CSV layout from its header; raises ``ReaderError`` naming what is missing."""
+    cols = tuple(c.strip().lstrip("\ufeff") for c in columns)
+    if not any(cols):
+        raise ReaderError(f"{where} has no header row (is it empty?)")
+    lower: dict[str, str] = {}
+    for c in cols:
+        lower.setdefault(c.lower(), c)
+    id_col = _first(lower, ID_COLS)
+    path_col = _first(lower, PATH_COLS)
+    found = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
+    if id_col is None and path_col is None:
+        hint = ""
+        if "dx" in lower:
+            hint = " (a HAM10000 metadata CSV needs image_id)"
+        elif "mel" in lower:
+            hint = " (an ISIC 2019 ground-truth CSV needs image)"
+        elif "target" in lower:
+            hint = " (a SIIM-ISIC 2020 CSV needs image_name)"
+        raise ReaderError(
+            f"{where} is missing required columns: no column names the images{hint}; "
+            f"expected one of {', '.join(ID_COLS + ('path',))} (found: {found})"
+        )
+
+    label_col = _first(lower, LABEL_COLS)
+    onehot: tuple[tuple[str, str], ...] = ()
+    if "mel" in lower and "nv" in lower and label_col is None:
+        ak = lower.get("ak") or lower.get("akiec")
+        missing = [c for c in ONEHOT_CORE if c.lower() not in lower]
+        if ak is None:
+            missing.append("AK")
+        if missing or ak is None:
+            raise ReaderError(
+                f"{where} looks like ISIC 2019 ground truth but is missing required class "
+                f"columns: {', '.join(missing)} (found: {found})"
+            )
+        pairs: list[tuple[str, str]] = [(lower[c.lower()], c) for c in ONEHOT_CORE]
+        pairs.append((ak, "AK"))
+        pairs += [(lower[c], c.upper()) for c in ("scc", "unk") if c in lower]
+        onehot = tuple(pairs)
+    isic2017: tuple[str, str] | None = None
+    if ("melanoma" in lower or "seborrheic_keratosis" in lower) and label_col is None:
+        missing = [c for c in ("melanoma", "seborrheic_keratosis") if c not in lower]
+        if missing:
+            raise ReaderError(
+                f"{where} looks like ISIC 2017 ground truth but is missing required column "
+                f"{', '.join(missing)} (found: {found})"
+            )
+        isic2017 = (lower["melanoma"], lower["seborrheic_keratosis"])
+    target_col = lower.get("target")
+
+    site_col = _first(lower, SITE_COLS)
+    age_col = _first(lower, AGE_COLS)
+    if "dx" in lower:
+        name, source = "ham10000", "ham10000"
+    elif onehot:
+        name = "isic2018" if "akiec" in lower else "isic2019"
+        source = name
+    elif isic2017:
+        name, source = "isic2017", "isic2017"
+    elif "image_name" in lower and (
+        "anatom_site_general_challenge" in lower or target_col or "benign_malignant" in lower
+    ):
+        name, source = "siim2020", "isic2020"
+    elif path_col is not None and (id_col is None or "path" in lower):
+        name, source = "manifest", None
+    elif "anatom_site_general" in lower and label_col is None and not target_col:
+        name, source = "isic2019-meta", "isic2019"
+    elif "age_approximate" in lower and label_col is None and not target_col:
+        name, source = "isic2017-meta", "isic2017"
+    elif id_col == lower.get("image_id") and "diagnosis" in lower:
+        name, source = "dermsight", None
+    else:
+        name, source = "generic", None
+    return Layout(
+        name=name,
+        columns=cols,
+        id_col=id_col,
+        path_col=path_col,
+        label_col=label_col,
+        onehot=onehot,
+        isic2017=isic2017,
+        target_col=target_col,
+        age_col=age_col,
+        sex_col=_first(lower, SEX_COLS),
+        site_col=site_col,
+        group_cols=tuple(lower[c] for c in GROUP_COLS if c in lower),
+        source_col=lower.get("source"),
+        default_source=source,
+    )
+
+
+# --- parsing one row ---------------------------------------------------------------------------
+
+
+@dataclass
+class ParsedRow:
+    """A CSV row in dermsight's vocabulary; ``problems`` lists what could not be used."""
+
+    id: str
+    path_value: str | None
+    label: str | None
+    meta: Metadata
+    group: str | None
+    source: str | None
+    problems: list[str] = field(default_factory=list)
+
+
+def _cell(row: dict[str, str | None], col: str | None) -> str:
+    if col is None:
+        return ""
+    value = row.get(col)
+    return "" if value is None else str(value).strip()
+
+
+def _label(row: dict[str, str | None], layout: Layout, problems: list[str]) -> str | None:
+    label: str | None = None
+    try:
+        if layout.label_col:
+            raw = _cell(row, layout.label_col)
+            label = taxonomy.normalize_diagnosis(raw) if raw else None
+        elif layout.onehot:
+            values = {code: _cell(row, col) for col, code in layout.onehot}
+            try:
+                label = taxonomy.from_isic2019_row({k: v or "0" for k, v in values.items()})
+            except ValueError as exc:
+                if isinstance(exc, taxonomy.TaxonomyError):
+                    raise
+                raise taxonomy.TaxonomyError(
+                    f"ISIC 2019 class columns must be numbers, got {values}"
+                ) from exc
+        elif layout.isic2017:
+            mel, sk = (_cell(row, c) for c in layout.isic2017)
+            try:
+                label = taxonomy.from_isic2017(mel or "0", sk or "0")
+            except ValueError as exc:
+                raise taxonomy.TaxonomyError(
+                    f"ISIC 2017 melanoma/seborrheic_keratosis must be numbers, got {mel!r}, {sk!r}"
+                ) from exc
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+        return None
+    if layout.target_col:
+        raw_t = _cell(row, layout.target_col)
+        if raw_t:
+            try:
+                target = int(float(raw_t))
+                if target not in (0, 1):
+                    raise ValueError
+            except ValueError:
+                problems.append(f"target {raw_t!r} is not 0 or 1")
+                return label
+            if label is None and not layout.label_col and not layout.onehot:
+                # Only a binary target: melanoma is known, "benign" is not a class.
+                label = "MEL" if target == 1 else None
+            elif label is not None and (label == "MEL") != (target == 1):
+                problems.append(f"diagnosis {label} disagrees with target {target}")
+    return label
+
+
+def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str) -> ParsedRow:
+    """Normalise one CSV row; never raises for bad values (they go to ``problems``)."""
+    rid = _cell(row, layout.id_col)
+    path_value = _cell(row, layout.path_col) or None
+    if not rid and path_value:
+        rid = Path(path_value).stem
+    problems: list[str] = []
+    if not rid:
+        problems.append("no image id or path")
+        rid = f"{where}:{line}"
+    label = _label(row, layout, problems)
+    age = sex = site = None
+    try:
+        age = taxonomy.normalize_age(_cell(row, layout.age_col))
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    try:
+        sex = taxonomy.normalize_sex(_cell(row, layout.sex_col))
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    try:
+        site = taxonomy.normalize_site(_cell(row, layout.site_col))
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    group = next((v for c in layout.group_cols if (v := _cell(row, c))), None)
+    source = _cell(row, layout.source_col) or layout.default_source
+    return ParsedRow(
+        id=rid,
+        path_value=path_value,
+        label=label,
+        meta=Metadata(age=age, sex=sex, site=site),
+        group=group,
+        source=source,
+        problems=problems,
+    )
+
+
+# --- finding image files -----------------------------------------------------------------------
+
+
+class ImageIndex:
+    """Finds the file of an image id below a root folder, scanning the tree only when needed."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._direct: dict[str, str] | None = None
+        self._deep: dict[str, str] | None = None
+
+    @staticmethod
+    def _scan(folder: Path, into: dict[str, str]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            return
+        for e in entries:
+            ext = os.path.splitext(e.name)[1].lower()
+            if ext in _EXT_RANK and e.is_file():
+                stem = e.name[: -len(ext)]
+                old = into.get(stem)
+                if old is None or _EXT_RANK[ext] < _EXT_RANK[os.path.splitext(old)[1].lower()]:
+                    into[stem] = e.path
+
+    def _build_direct(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        # images/ first so that a file beside the CSV wins on a clash (scanned last, overwrites).
+        images: dict[str, str] = {}
+        for sub in ("images", "Images", "IMAGES"):
+            if (self.root / sub).is_dir():
+                self._scan(self.root / sub, images)
+        self._scan(self.root, found)
+        return {**images, **found}
+
+    def _build_deep(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        base_depth = len(self.root.parts)
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            depth = len(Path(dirpath).parts) - base_depth
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if depth >= _MAX_INDEX_DEPTH:
+                dirnames[:] = []
+            for fn in sorted(filenames):
+                ext = os.path.splitext(fn)[1].lower()
+                if ext in _EXT_RANK:
+                    found.setdefault(fn[: -len(ext)], os.path.join(dirpath, fn))
+        return found
+
+    def find(self, image_id: str) -> str | None:
+        if self._direct is None:
+            self._direct = self._build_direct()
+        stem = image_id
+        ext = os.path.splitext(image_id)[1].lower()
+        if ext in _EXT_RANK:
+            for cand in (self.root / image_id, self.root / "images" / image_id):
+                if cand.is_file():
+                    return str(cand)
+            stem = image_id[: -len(ext)]
+        hit = self._direct.get(stem)
+        if hit is not None:
+            return hit
+        if self._deep is None:
+            self._deep = self._build_deep()
+        return self._deep.get(stem)
+
+    def describe(self) -> str:
+        return f"{self.root} (and its images/ subfolder and folders below)"
+
+
+# --- the readers -------------------------------------------------------------------------------
+
+
+def _open_csv(path: Path) -> tuple[csv.DictReader[str], TextIO]:
+    try:
+        fh = path.open("r", newline="", encoding="utf-8-sig", errors="replace")
+    except FileNotFoundError as exc:
+        raise ReaderError(f"CSV not found: {path}") from exc
+    except OSError as exc:
+        raise ReaderError(f"cannot read CSV {path}: {exc.strerror or exc}") from exc
+    sample = fh.read(8192)
+    fh.seek(0)
+    delimiter = ","
+    if sample:
+        first = sample.splitlines()[0] if sample.splitlines() else ""
+        if first.count(";") > first.count(",") and first.count(";") > 0:
+            delimiter = ";"
+        elif first.count("\t") > first.count(","):
+            delimiter = "\t"
+    csv.field_size_limit(_CSV_FIELD_LIMIT)
+    return csv.DictReader(fh, delimiter=delimiter), fh
+
+
+def read_header(path: str | os.PathLike[str]) -> Layout:
+    """The layout of a CSV file, from its header row alone."""
+    p = Path(path)
+    reader, fh = _open_csv(p)
+    try:
+        try:
+            cols = reader.fieldnames
+        except csv.Error as exc:
+            raise ReaderError(f"{p.name} is not a readable CSV: {exc}") from exc
+    finally:
+        fh.close()
+    if not cols:
+        raise ReaderError(f"{p.name} is empty: no header row")
+    return detect_layout(cols, p.name)
+
+
+def iter_csv_raw(
+    path: str | os.PathLike[str],
+) -> Iterator[tuple[int, dict[str, str | None], ParsedRow]]:
+    """Stream (CSV line number, raw row, parsed row) without touching the image files."""
+    p = Path(path)
+    layout = read_header(p)
+    reader, fh = _open_csv(p)
+    try:
+        try:
+            for row in reader:
+                if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+                    continue  # blank line
+                raw = {k.strip().lstrip("\ufeff"): v for k, v in row.items() if k is not None}
+                yield reader.line_num, raw, parse_row(raw, layout, reader.line_num, p.name)
+        except csv.Error as exc:
+            raise ReaderError(f"{p.name} line {reader.line_num}: malformed CSV: {exc}") from exc
+    finally:
+        fh.close()
+
+
+def iter_csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, ParsedRow]]:
+    """Stream (CSV line number, parsed row) without touching the image files."""
+    for line, _raw, parsed in iter_csv_raw(path):
+        yield line, parsed
+
+
+def _load_side_meta(paths: Sequence[Path]) -> dict[str, ParsedRow]:
+    """Metadata-only CSVs (no labels) by image id, to fill in what the label CSV lacks."""
+    side: dict[str, ParsedRow] = {}
+    for p in paths:
+        for _line, parsed in iter_csv_rows(p):
+            side.setdefault(parsed.id, parsed)
+    return side
+
+
+def _merge(primary: ParsedRow, extra: ParsedRow | None) -> ParsedRow:
+    if extra is None:
+        return primary
+    m, e = primary.meta, extra.meta
+    primary.meta = Metadata(
+        age=m.age if m.age is not None else e.age,
+        sex=m.sex if m.sex is not None else e.sex,
+        site=m.site if m.site is not None else e.site,
+    )
+    primary.group = primary.group or extra.group
+    primary.problems.extend(extra.problems)
+    return primary
+
+
+def classify_csvs(folder: Path) -> tuple[Path | None, list[Path]]:
+    """Pick the dataset CSV of a folder and the label-less metadata CSVs to join to it."""
+    labelled: list[Path] = []
+    meta_only: list[Path] = []
+    other: list[Path] = []
+    for p in sorted(folder.iterdir()):
+        if not (p.is_file() and p.suffix.lower() in (".csv", ".tsv")):
+            continue
+        try:
+            layout = read_header(p)
+        except ReaderError:
+            continue  # not a dataset CSV (e.g. pixel dumps, result tables)
+        if layout.labelled:
+            labelled.append(p)
+        elif layout.name in ("isic2019-meta", "isic2017-meta"):
+            meta_only.append(p)
+        else:
+            other.append(p)
+    if len(labelled) > 1:
+        named = [p for p in labelled if p.name.lower() == "metadata.csv"]
+        if len(named) == 1:
+            return named[0], meta_only
+        raise ReaderError(
+            f"{folder} has several label CSVs ({', '.join(p.name for p in labelled)}): "
+            "pass the one to read"
+        )
+    if labelled:
+        return labelled[0], meta_only
+    if len(other) == 1:
+        return other[0], meta_only
+    if len(other) > 1:
+        raise ReaderError(
+            f"{folder} has several CSVs ({', '.join(p.name for p in other)}): "
+            "pass the one to read"
+        )
+    if meta_only:
+        return meta_only[0], meta_only[1:]
+    return None, []
+
+
+def _record(parsed: ParsedRow, path: str | None = None, error: str | None = None) -> LesionRecord:
+    return LesionRecord(
+        id=parsed.id,
+        image=None,
+        meta=parsed.meta,
+        label=parsed.label,
+        source=parsed.source,
+        path=path,
+        group=parsed.group,
+        error=error,
+    )
+
+
+def iter_csv(
+    csv_path: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    limits: DecodeLimits | None = None,
+    meta_csvs: Sequence[str | os.PathLike[str]] = (),
+    image_root: str | os.PathLike[str] | None = None,
+) -> Iterator[LesionRecord]:
+    """Records of one CSV; images looked up below ``image_root`` (default: the CSV's folder)."""
+    p = Path(csv_path)
+    read_header(p)  # a CSV without the needed columns fails here, before any row
+    side = _load_side_meta([Path(m) for m in meta_csvs])
+    root = Path(image_root) if image_root is not None else p.parent
+    index = ImageIndex(root)
+    limits = limits or DecodeLimits()
+    for line, parsed in iter_csv_rows(p):
+        parsed = _merge(parsed, side.get(parsed.id))
+        where = f"{p.name} line {line} ({parsed.id})"
+        if parsed.problems:
+            yield _record(parsed, error=f"{where}: {'; '.join(parsed.problems)}")
+            continue
+        if parsed.path_value is not None:
+            cand = Path(os.path.expanduser(parsed.path_value))
+            file = cand if cand.is_absolute() else root / cand
+            if not file.is_file():
+                yield _record(parsed, error=f"{where}: image file not found: {file}")
+                continue
+            file_str: str | None = str(file)
+        else:
+            file_str = index.find(parsed.id)
+            if file_str is None:
+                yield _record(
+                    parsed,
+                    error=f"{where}: image file not found ({parsed.id} with any of "
+                    f"{'/'.join(IMAGE_EXTS)} in {index.describe()})",
+                )
+                continue
+        yield _load(_record(parsed, path=file_str), decode, limits, where)
+
+
+def _load(rec: LesionRecord, decode: bool, limits: DecodeLimits, where: str) -> LesionRecord:
+    if not decode:
+        return rec
+    assert rec.path is not None
+    try:
+        rec.image = decode_image(rec.path, limits)
+    except ImageDecodeError as exc:
+        rec.error = f"{where}: {Path(rec.path).name}: {exc.reason}"
+    return rec
+
+
+def iter_image_folder(
+    folder: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    limits: DecodeLimits | None = None,
+    recursive: bool = True,
+) -> Iterator[LesionRecord]:
+    """A folder without a CSV: every image file (sorted) becomes a record with id = file stem.
+
+    DICOM files (``.dcm``) carry their own metadata, which is read from the header.
+    """
+    from dermsight.io.dicom import read_dicom
+
+    root = Path(folder)
+    limits = limits or DecodeLimits()
+    files = iter_image_files(root, recursive=recursive)
+    for f in files:
+        if f.suffix.lower() in (".dcm", ".dicom"):
+            yield read_dicom(f, limits, decode=decode)
+            continue
+        rec = LesionRecord(id=f.stem, image=None, path=str(f))
+        yield _load(rec, decode, limits, str(f.relative_to(root)))
+
+
+def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
+    """Image files below ``root`` in a stable order (hidden folders skipped)."""
+    if not recursive:
+        for e in sorted(root.iterdir()):
+            if e.is_file() and e.suffix.lower() in _EXT_RANK:
+                yield e
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for fn in sorted(filenames):
+            if os.path.splitext(fn)[1].lower() in _EXT_RANK and not fn.startswith("."):
+                yield Path(dirpath) / fn
+
+
+def iter_folder(
+    folder: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    limits: DecodeLimits | None = None,
+) -> Iterator[LesionRecord]:
+    """A dataset folder: its CSV (plus joined metadata CSVs), or just its images."""
+    root = Path(folder)
+    primary, meta = classify_csvs(root)
+    if primary is None:
+        yield from iter_image_folder(root, decode=decode, limits=limits)
+        return
+    yield from iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root)
+
+
+def count_rows(csv_path: str | os.PathLike[str]) -> int:
+    """Data rows of a CSV (for a progress bar total); cheap, no parsing of values."""
+    n = 0
+    with Path(csv_path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            n += chunk.count(b"\n")
+    return max(n - 1, 0)

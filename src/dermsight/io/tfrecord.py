@@ -1,0 +1,413 @@
+"""TFRecord shards in the SIIM-ISIC 2020 schema -> ``LesionRecord`` stream (no TensorFlow).
+
+Each ``tf.train.Example`` holds ``image`` (JPEG bytes), ``image_name``, ``patient_id``, ``sex``,
+``age_approx``, ``anatom_site_general_challenge``, ``diagnosis`` and ``target``. The widely
+shared 2020 shards store the categorical fields as integer codes (pandas ``factorize`` order of
+the 2020 ``train.csv``, -1 = missing); other exports store strings. Both are read: integer codes
+go through ``SEX_CODES`` / ``SITE_CODES`` / ``DIAGNOSIS_CODES``, which a caller may replace when
+their shards were encoded differently. An integer diagnosis is only trusted when it agrees with
+``target`` (melanoma <=> 1).
+
+Records are framed and checksummed (masked CRC32C) as TensorFlow writes them; a checksum
+mismatch or a truncated shard becomes an error record, never an exception mid-stream.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from dermsight import taxonomy
+from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.io.errors import ImageDecodeError, ReaderError
+from dermsight.records import LesionRecord, Metadata
+
+TFRECORD_EXTS = (".tfrec", ".tfrecord", ".tfrecords")
+
+#: Integer codes in the shared SIIM-ISIC 2020 shards (-1 = not given).
+SEX_CODES: dict[int, str] = {0: "male", 1: "female"}
+SITE_CODES: dict[int, str] = {
+    0: "head/neck",
+    1: "upper extremity",
+    2: "lower extremity",
+    3: "torso",
+    4: "palms/soles",
+    5: "oral/genital",
+}
+DIAGNOSIS_CODES: dict[int, str] = {
+    0: "unknown",
+    1: "nevus",
+    2: "melanoma",
+    3: "seborrheic keratosis",
+    4: "lentigo NOS",
+    5: "lichenoid keratosis",
+    6: "solar lentigo",
+    7: "cafe-au-lait macule",
+    8: "atypical melanocytic proliferation",
+}
+MISSING_CODE = -1
+
+#: A lazy record's ``path`` is ``<shard>#<byte offset>``; ``load_image`` reads it back.
+REF_SEP = "#"
+
+_MAX_RECORD_BYTES = 256 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Codes:
+    """How integer-coded fields map to strings (defaults: the shared 2020 shards)."""
+
+    sex: Mapping[int, str] = field(default_factory=lambda: dict(SEX_CODES))
+    site: Mapping[int, str] = field(default_factory=lambda: dict(SITE_CODES))
+    diagnosis: Mapping[int, str] = field(default_factory=lambda: dict(DIAGNOSIS_CODES))
+
+
+def _tfrecord() -> Any:
+    """The ``tfrecord`` package, imported without its optional torch DataLoader.
+
+    ``tfrecord/__init__`` tries ``from tfrecord import torch``, which imports PyTorch (seconds,
+    and absent on serving installs); marking that submodule unavailable for the duration of the
+    import makes the package skip it. Nothing else is changed.
+    """
+    if "tfrecord" not in sys.modules:
+        blocked = "tfrecord.torch" not in sys.modules
+        if blocked:
+            sys.modules["tfrecord.torch"] = None  # type: ignore[assignment]
+        try:
+            import tfrecord  # noqa: F401
+        finally:
+            if blocked and sys.modules.get("tfrecord.torch", 0) is None:
+                del sys.modules["tfrecord.torch"]
+    import tfrecord
+
+    return tfrecord
+
+
+def _masked_crc(data: bytes) -> bytes:
+    return bytes(_tfrecord().writer.TFRecordWriter.masked_crc(data))
+
+
+def _open(path: Path) -> BinaryIO:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, bytes | None, str | None]]:
+    """Yield ``(index, byte offset, payload or None, problem or None)`` for each framed record.
+
+    A damaged length header cannot be skipped past, so it ends the shard with one problem.
+    """
+    p = Path(path)
+    try:
+        fh = _open(p)
+    except FileNotFoundError as exc:
+        raise ReaderError(f"TFRecord file not found: {p}") from exc
+    except OSError as exc:
+        raise ReaderError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    with fh:
+        index = 0
+        while True:
+            offset = fh.tell()
+            try:
+                header = fh.read(12)
+            except (OSError, EOFError) as exc:
+                yield index, offset, None, f"unreadable shard ({exc})"
+                return
+            if not header:
+                return
+            if len(header) < 12:
+                yield index, offset, None, "truncated shard: incomplete record header"
+                return
+            length_bytes, length_crc = header[:8], header[8:]
+            if _masked_crc(length_bytes) != length_crc:
+                yield index, offset, None, (
+                    "not a TFRecord file, or corrupt (record length checksum mismatch)"
+                )
+                return
+            (length,) = struct.unpack("<Q", length_bytes)
+            if length > _MAX_RECORD_BYTES:
+                yield index, offset, None, f"record of {length} bytes is larger than allowed"
+                return
+            data = fh.read(length)
+            footer = fh.read(4)
+            if len(data) < length or len(footer) < 4:
+                yield index, offset, None, "truncated shard: the last record is incomplete"
+                return
+            if _masked_crc(data) != footer:
+                yield index, offset, None, "corrupt record (data checksum mismatch)"
+            else:
+                yield index, offset, data, None
+            index += 1
+
+
+def parse_example(data: bytes) -> dict[str, list[Any]]:
+    """A serialized ``tf.train.Example`` -> {feature name: list of values (bytes/int/float)}."""
+    ex = _tfrecord().example_pb2.Example()
+    ex.ParseFromString(data)
+    out: dict[str, list[Any]] = {}
+    for key, feat in ex.features.feature.items():
+        kind = feat.WhichOneof("kind")
+        if kind is None:
+            out[key] = []
+        else:
+            out[key] = list(getattr(feat, kind).value)
+    return out
+
+
+def _scalar(features: Mapping[str, list[Any]], key: str) -> Any:
+    values = features.get(key)
+    if not values:
+        return None
+    value = values[0]
+    if isinstance(value, bytes):
+        text = value.decode("utf-8", errors="replace").strip()
+        return text or None
+    return value
+
+
+def _coded(value: Any, table: Mapping[int, str], what: str) -> str | None:
+    """An int code through ``table``; a string passes through; -1 / None = missing."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    code = int(value)
+    if code == MISSING_CODE:
+        return None
+    if code not in table:
+        raise taxonomy.TaxonomyError(f"unknown {what} code {code}")
+    return table[code]
+
+
+def _record_from(
+    features: Mapping[str, list[Any]], codes: Codes, fallback_id: str
+) -> tuple[LesionRecord, bytes | None]:
+    problems: list[str] = []
+    rid = str(_scalar(features, "image_name") or fallback_id)
+    age = sex = site = label = None
+    raw_age = _scalar(features, "age_approx")
+    try:
+        if isinstance(raw_age, (int, float)) and raw_age == MISSING_CODE:
+            raw_age = None
+        age = taxonomy.normalize_age(raw_age)
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    try:
+        sex = taxonomy.normalize_sex(_coded(_scalar(features, "sex"), codes.sex, "sex"))
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    try:
+        site = taxonomy.normalize_site(
+            _coded(_scalar(features, "anatom_site_general_challenge"), codes.site, "site")
+        )
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    raw_dx = _scalar(features, "diagnosis")
+    raw_target = _scalar(features, "target")
+    target: int | None = None
+    if raw_target is not None:
+        try:
+            target = int(float(raw_target))
+        except ValueError:
+            target = -99  # reported below
+    try:
+        dx = _coded(raw_dx, codes.diagnosis, "diagnosis")
+        label = taxonomy.normalize_diagnosis(dx) if dx else None
+    except taxonomy.TaxonomyError as exc:
+        problems.append(str(exc))
+    if target is not None and target not in (0, 1):
+        problems.append(f"target {raw_target!r} is not 0 or 1")
+    elif target is not None:
+        if label is None and raw_dx is None:
+            label = "MEL" if target == 1 else None
+        elif label is not None and (label == "MEL") != (target == 1):
+            coded = isinstance(raw_dx, int)
+            hint = " (are the diagnosis codes those of this shard?)" if coded else ""
+            problems.append(f"diagnosis {label} disagrees with target {target}{hint}")
+    patient = _scalar(features, "patient_id")
+    group = None if patient is None or patient == MISSING_CODE else str(patient)
+    source = _scalar(features, "source")
+    image_bytes = _scalar_bytes(features, "image")
+    if image_bytes is None:
+        problems.append("record has no image feature")
+    rec = LesionRecord(
+        id=rid,
+        image=None,
+        meta=Metadata(age=age, sex=sex, site=site),
+        label=label,
+        source=str(source) if source is not None else "tfrecord",
+        group=group,
+        error="; ".join(problems) if problems else None,
+    )
+    return rec, image_bytes
+
+
+def _scalar_bytes(features: Mapping[str, list[Any]], key: str) -> bytes | None:
+    values = features.get(key)
+    if not values or not isinstance(values[0], bytes) or not values[0]:
+        return None
+    return bytes(values[0])
+
+
+def iter_tfrecord(
+    path: str | os.PathLike[str],
+    *,
+    decode: bool = True,
+    limits: DecodeLimits | None = None,
+    codes: Codes | None = None,
+) -> Iterator[LesionRecord]:
+    """Records of one shard. ``decode=False`` leaves ``image`` None and ``path`` as
+    ``<shard>#<offset>`` so that :func:`load_tfrecord_image` can decode it later."""
+    p = Path(path)
+    codes = codes or Codes()
+    limits = limits or DecodeLimits()
+    for index, offset, data, problem in iter_raw(p):
+        where = f"{p.name} record {index}"
+        if data is None:
+            yield LesionRecord(
+                id=f"{p.stem}:{index}", image=None, path=f"{p}{REF_SEP}{offset}",
+                error=f"{where}: {problem}",
+            )
+            continue
+        try:
+            features = parse_example(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf DecodeError and friends
+            yield LesionRecord(
+                id=f"{p.stem}:{index}", image=None, path=f"{p}{REF_SEP}{offset}",
+                error=f"{where}: not a tf.train.Example ({exc})",
+            )
+            continue
+        rec, image_bytes = _record_from(features, codes, f"{p.stem}:{index}")
+        rec.path = f"{p}{REF_SEP}{offset}"
+        where = f"{where} ({rec.id})"
+        if rec.error:
+            rec.error = f"{where}: {rec.error}"
+        elif decode and image_bytes is not None:
+            try:
+                rec.image = decode_image(image_bytes, limits)
+            except ImageDecodeError as exc:
+                rec.error = f"{where}: {exc.reason}"
+        yield rec
+
+
+def iter_tfrecords(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    decode: bool = True,
+    limits: DecodeLimits | None = None,
+    codes: Codes | None = None,
+) -> Iterator[LesionRecord]:
+    for p in paths:
+        yield from iter_tfrecord(p, decode=decode, limits=limits, codes=codes)
+
+
+def split_ref(path: str) -> tuple[str, int] | None:
+    """``"<shard>#<offset>"`` -> (shard, offset); None if ``path`` is no TFRecord reference."""
+    base, sep, tail = path.rpartition(REF_SEP)
+    if not sep or not tail.isdigit():
+        return None
+    if not base.lower().endswith(TFRECORD_EXTS + tuple(e + ".gz" for e in TFRECORD_EXTS)):
+        return None
+    return base, int(tail)
+
+
+def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
+    """Decode the image of the record at ``<shard>#<offset>``; raises ``ImageDecodeError``."""
+    parts = split_ref(ref)
+    if parts is None:
+        raise ImageDecodeError(f"not a TFRecord reference: {ref}")
+    shard, offset = parts
+    try:
+        with _open(Path(shard)) as fh:
+            fh.seek(offset)
+            header = fh.read(12)
+            if len(header) < 12:
+                raise ImageDecodeError(f"{Path(shard).name}: no record at byte {offset}")
+            (length,) = struct.unpack("<Q", header[:8])
+            if _masked_crc(header[:8]) != header[8:] or length > _MAX_RECORD_BYTES:
+                raise ImageDecodeError(f"{Path(shard).name}: no record at byte {offset}")
+            data = fh.read(length)
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {shard}: {exc.strerror or exc}") from exc
+    image = _scalar_bytes(parse_example(data), "image")
+    if image is None:
+        raise ImageDecodeError("record has no image feature")
+    return decode_image(image, limits)
+
+
+# --- writing (used by tests and by anyone converting a folder to shards) ------------------------
+
+
+def _inverse(table: Mapping[int, str], value: str | None, normalise: Any) -> int:
+    if value is None:
+        return MISSING_CODE
+    wanted = normalise(value)
+    for code, text in table.items():
+        if normalise(text) == wanted:
+            return code
+    raise ValueError(f"{value!r} has no integer code")
+
+
+def write_tfrecord(
+    path: str | os.PathLike[str],
+    examples: Iterable[Mapping[str, Any]],
+    *,
+    int_codes: bool = False,
+    codes: Codes | None = None,
+) -> Path:
+    """Write SIIM-ISIC-schema examples. Each mapping has ``image`` (encoded bytes),
+    ``image_name`` and optionally ``patient_id``, ``sex``, ``age_approx``,
+    ``anatom_site_general_challenge``, ``diagnosis``, ``target`` (strings/numbers as in the
+    2020 CSV; ``None`` = missing). ``int_codes=True`` stores sex/site/diagnosis/patient as
+    integer codes the way the shared 2020 shards do."""
+    codes = codes or Codes()
+    p = Path(path)
+    writer = _tfrecord().writer.TFRecordWriter(str(p))
+    patients: dict[str, int] = {}
+    try:
+        for ex in examples:
+            datum: dict[str, tuple[Any, str]] = {
+                "image": (bytes(ex["image"]), "byte"),
+                "image_name": (str(ex["image_name"]).encode(), "byte"),
+            }
+            sex, site, dx = ex.get("sex"), ex.get("anatom_site_general_challenge"), ex.get(
+                "diagnosis"
+            )
+            age, target, patient = ex.get("age_approx"), ex.get("target"), ex.get("patient_id")
+            if int_codes:
+                datum["sex"] = (_inverse(codes.sex, sex, taxonomy.normalize_sex), "int")
+                datum["anatom_site_general_challenge"] = (
+                    _inverse(codes.site, site, taxonomy.normalize_site),
+                    "int",
+                )
+                datum["diagnosis"] = (
+                    _inverse(codes.diagnosis, dx, lambda v: str(v).strip().lower()),
+                    "int",
+                )
+                datum["age_approx"] = (MISSING_CODE if age is None else int(age), "int")
+                if patient is not None:
+                    datum["patient_id"] = (patients.setdefault(str(patient), len(patients)), "int")
+            else:
+                for key, value in (
+                    ("sex", sex),
+                    ("anatom_site_general_challenge", site),
+                    ("diagnosis", dx),
+                    ("patient_id", patient),
+                ):
+                    if value is not None:
+                        datum[key] = (str(value).encode(), "byte")
+                if age is not None:
+                    datum["age_approx"] = (float(age), "float")
+            if target is not None:
+                datum["target"] = (int(target), "int")
+            writer.write(datum)
+    finally:
+        writer.close()
+    return p
