@@ -50,7 +50,9 @@ def quality_stats(image: np.ndarray) -> QualityStats:
         + grey[1:-1, :-2]
         + grey[1:-1, 2:]
     )
-    mx, mn = small.max(axis=2), small.min(axis=2)
+    r, g, b = small[:, :, 0], small[:, :, 1], small[:, :, 2]
+    # elementwise max/min: a reduction over the 3-long last axis is ~15x slower (hot path)
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
     return QualityStats(
         min_side=int(min(h, w)),
@@ -94,14 +96,18 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
 
 
 def ood_score(embedding: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarray:
-    """Mahalanobis distance (squared, per PCA dimension) of pooled features to the training set.
+    """Deep k-nearest-neighbour distance of pooled features to the training set.
 
-    ``embedding`` is (N, D); ``arrays`` holds ``mean`` (D,), ``components`` (K, D) and ``scale``
-    (K,) fitted on training features. Returns (N,) scores; larger = less like training images.
+    ``embedding`` is (N, D). ``arrays`` holds ``bank`` (M, D): L2-normalised pooled features of M
+    training images, and ``k`` (the neighbour rank). The score is 1 - cosine similarity to the
+    k-th nearest training image; larger = less like a dermoscopic training image.
     """
-    emb = np.atleast_2d(np.asarray(embedding, np.float64))
-    z = (emb - arrays["mean"]) @ arrays["components"].T / arrays["scale"]
-    return (z**2).mean(axis=1)
+    emb = np.atleast_2d(np.asarray(embedding, np.float32))
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = emb @ arrays["bank"].astype(np.float32).T
+    k = int(arrays["k"])
+    kth = np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k]
+    return (1.0 - kth).astype(np.float64)
 
 
 def assess(

@@ -54,5 +54,49 @@ def train(
     typer.echo(f"done: {summary}")
 
 
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="training run folder (best.pt, config.json)")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="copy the bundle here")] = None,
+) -> None:
+    """(Re-)export a trained run as a bundle: ONNX + parity check, calibration, test evaluation."""
+    _need_train_extra()
+    from dermsight.train.config import load_config
+    from dermsight.train.network import ConfigError
+    from dermsight.train.pipeline import run
+
+    if not (run_dir / "best.pt").exists() or not (run_dir / "config.json").exists():
+        raise UserError(f"{run_dir} is not a finished training run (needs best.pt, config.json)")
+    try:
+        cfg = load_config(run_dir / "config.json")
+        summary = run(cfg, run_dir, stage="finalize")
+    except ConfigError as exc:
+        raise UserError(str(exc)) from exc
+    if out is not None:
+        import shutil
+
+        shutil.copytree(run_dir / "bundle", out, dirs_exist_ok=True)
+    typer.echo(f"bundle: {out or run_dir / 'bundle'}  {summary}")
+
+
+def evaluate(
+    bundle: Annotated[Path, typer.Argument(help="model bundle folder")],
+    data: Annotated[str, typer.Argument(help="labelled images (folder, CSV, DICOM, TFRecord)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("evaluation"),
+) -> None:
+    """Score a labelled dataset with a bundle; write per-image scores, metrics and HTML report.
+
+    Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class and
+    subgroup tables, plots). No torch needed.
+    """
+    from dermsight.batch.local import run_local
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary = run_local(data, out / "scores", bundle=bundle, evaluate=True)
+    typer.echo(summary.render())
+    typer.echo(f"report: {out / 'scores.report.html'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("export")(export)
+    app.command("evaluate")(evaluate)

@@ -35,21 +35,20 @@ def threshold_for_sensitivity(scores: np.ndarray, positive: np.ndarray, sensitiv
 
 
 def fit_gate(
-    train_emb: np.ndarray, val_emb: np.ndarray, false_reject: float, n_components: int = 64,
+    train_emb: np.ndarray, val_emb: np.ndarray, false_reject: float, bank_size: int = 2000,
+    k: int = 5, seed: int = 0,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """PCA-whitened Mahalanobis score on pooled features; threshold = validation quantile."""
-    mean = train_emb.mean(axis=0)
-    centred = train_emb - mean
-    _, s, vt = np.linalg.svd(centred, full_matrices=False)
-    k = min(n_components, vt.shape[0])
-    comps = vt[:k]
-    scale = s[:k] / np.sqrt(max(len(train_emb) - 1, 1)) + 1e-6
-    arrays = {"mean": mean.astype(np.float64), "components": comps.astype(np.float64),
-              "scale": scale.astype(np.float64)}
+    """Deep-kNN gate (Sun et al., ICML 2022) on pooled features: a bank of L2-normalised training
+    embeddings; threshold = the (1 - false_reject) quantile of validation scores."""
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(len(train_emb), min(bank_size, len(train_emb)), replace=False))
+    bank = train_emb[idx] / np.maximum(np.linalg.norm(train_emb[idx], axis=1, keepdims=True),
+                                       1e-12)
+    arrays = {"bank": bank.astype(np.float16), "k": np.array(k)}
     val_scores = gate_mod.ood_score(val_emb, arrays)
     threshold = float(np.quantile(val_scores, 1 - false_reject))
-    cfg = {"ood_threshold": threshold, "ood_components": k,
-           "ood_fit": f"PCA({k}) Mahalanobis on pooled features of {len(train_emb)} training "
-                      f"images; threshold = {100 * (1 - false_reject):.1f}th percentile of "
-                      f"{len(val_emb)} validation images"}
+    cfg = {"ood_threshold": threshold, "ood_method": "deep-knn",
+           "ood_fit": f"1 - cosine similarity to the {k}th nearest of {len(idx)} training images "
+                      f"(pooled features); threshold = {100 * (1 - false_reject):.1f}th "
+                      f"percentile of {len(val_emb)} validation images"}
     return cfg, arrays

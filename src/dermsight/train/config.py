@@ -67,7 +67,7 @@ class TrainLoopConfig:
 class CalibrationConfig:
     refer_sensitivity: float = 0.95
     monitor_sensitivity: float = 0.99
-    gate_false_reject: float = 0.01
+    gate_false_reject: float = 0.005
 
 
 @dataclass

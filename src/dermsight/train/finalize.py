@@ -234,7 +234,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     monitor = threshold_for_sensitivity(mal_v, pos_v, cfg.calibration.monitor_sensitivity)
     monitor = min(monitor, refer)
     gate_cfg, gate_arrays = fit_gate(res["train"]["embedding"], res["val"]["embedding"],
-                                     cfg.calibration.gate_false_reject)
+                                     cfg.calibration.gate_false_reject, seed=cfg.seed)
     quality = np.array([gate_mod.quality_stats(im).as_vector() for im in parts["val"]["images"]])
     gate_cfg["val_quality_percentiles"] = {
         name: [float(np.percentile(quality[:, i], q)) for q in (0.5, 50, 99.5)]
