@@ -130,8 +130,15 @@ def linear_probe(cfg: TrainConfig, parts: dict[str, dict[str, Any]]) -> dict[str
                 best = (bacc, clf, strategy, c)
     assert best is not None
     clf = best[1]
-    val_logits = clf.decision_function(xs["val"])
-    test_logits = clf.decision_function(xs["test"])
+    n_classes = len(cfg.data.classes)
+
+    def logits(x: np.ndarray) -> np.ndarray:
+        # classes absent from the training subset get a logit that gives them ~0 probability
+        full = np.full((len(x), n_classes), -1e4)
+        full[:, clf.classes_] = clf.decision_function(x).reshape(len(x), -1)
+        return full
+
+    val_logits, test_logits = logits(xs["val"]), logits(xs["test"])
     t = fit_temperature(val_logits, y["val"])
     return {
         "val_logits": val_logits, "test_logits": test_logits, "temperature": t,
