@@ -171,7 +171,9 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
     gate_path = root / GATE_FILE
     if gate_path.exists():
         with np.load(gate_path) as z:
-            gate_arrays = {k: z[k] for k in z.files}
+            # float16 on disk (half the size); float32 in memory so no request pays a conversion
+            gate_arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
+                           for k in z.files}
     return Bundle(path=root, card=card, gate_arrays=gate_arrays)
 
 

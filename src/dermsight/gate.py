@@ -104,7 +104,7 @@ def ood_score(embedding: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarra
     """
     emb = np.atleast_2d(np.asarray(embedding, np.float32))
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
-    sims = emb @ arrays["bank"].astype(np.float32).T
+    sims = emb @ arrays["bank"].astype(np.float32, copy=False).T  # no per-call copy if f32
     k = int(arrays["k"])
     kth = np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k]
     return (1.0 - kth).astype(np.float64)

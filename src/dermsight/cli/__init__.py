@@ -25,6 +25,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
+
+@app.callback()
+def _root() -> None:
+    """Decision support for dermoscopic skin-lesion images. Not a diagnosis."""
+
+
 for _module in (_data, _model, _serve, _batch):
     _module.register(app)
 

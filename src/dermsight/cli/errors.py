@@ -36,13 +36,12 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:
     except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER)
-    except Exception as exc:  # click usage errors and the like
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # click usage errors (typer may vendor its own click)
+        if type(exc).__name__ == "Abort":
             return 130
+        show = getattr(exc, "show", None)
+        if callable(show) and hasattr(exc, "exit_code"):
+            show()
+            return int(exc.exit_code)
         raise
     return 0

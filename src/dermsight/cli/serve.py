@@ -1,9 +1,181 @@
-"""`dermsight` sub-commands for this area (see cli/__init__.py)."""
+"""``dermsight predict`` (score image files from the shell) and ``dermsight serve`` (HTTP API + UI).
+
+``predict`` exit codes: 0 all images scored, 1 at least one image could not be read (the others
+are still printed), 2 bad metadata / usage, 3 model bundle problem.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from dermsight.cli.errors import UserError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from dermsight.predict import Prediction
+
+EXIT_BAD_INPUT = 1
+
+
+def _heatmap_path(out: Path, image: Path, several: bool) -> Path:
+    return out.with_name(f"{out.stem}_{image.stem}{out.suffix or '.png'}") if several else out
+
+
+def _pct(p: float) -> str:
+    return f"{100.0 * p:5.1f} %"
+
+
+def _print_human(path: Path, pred: Prediction) -> None:
+    from dermsight import taxonomy
+
+    d = pred.to_dict(heatmap_png=False)
+    typer.echo(
+        f"{path}: {d['prediction_name']} ({d['prediction']})  risk: {d['risk']}  "
+        f"malignant: {_pct(d['malignant_probability']).strip()}"
+    )
+    top = sorted(d["probabilities"].items(), key=lambda kv: -kv[1])[:3]
+    typer.echo("    " + "   ".join(
+        f"{code} {taxonomy.BY_CODE[code].name}: {_pct(p).strip()}" for code, p in top))
+    for flag in d["flags"]:
+        typer.echo(f"    {'cannot assess' if flag['blocking'] else 'note'}: {flag['message']}")
+
+
+def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Prediction:
+    """One file; a DICOM file's tags fill the metadata the command line left out."""
+    from dermsight.io.decode import sniff
+    from dermsight.io.errors import ImageDecodeError
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        head = b""  # decode_image reports the problem in its own words
+    if sniff(head) == "DICOM":
+        from dermsight.io.dicom import decode_dicom_bytes
+        from dermsight.web.metadata import merge_meta
+
+        size = path.stat().st_size
+        if size > m.limits.max_bytes:
+            raise ImageDecodeError(f"file too large: {size / 1e6:.1f} MB")
+        record = decode_dicom_bytes(path.read_bytes(), m.limits)
+        return m.predict(record.image, meta=merge_meta(meta, record.meta), heatmap=heatmap,
+                         tta=tta)
+    return m.predict(path, meta=meta, heatmap=heatmap, tta=tta)
+
+
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files (JPEG/PNG/WebP/BMP/TIFF/DICOM)",
+                                                show_default=False)],
+    age: Annotated[str | None, typer.Option(help="age in years (0-120)")] = None,
+    sex: Annotated[str | None, typer.Option(help="male | female")] = None,
+    site: Annotated[str | None, typer.Option(
+        help="anatomic site, e.g. 'posterior torso', 'head/neck', 'lower extremity'")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print a JSON list (API fields)")] = False,
+    heatmap: Annotated[Path | None, typer.Option(
+        "--heatmap", help="write the heatmap overlaid on the image to this PNG (several images: "
+                          "<name>_<image>.png)")] = None,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model bundle folder (default: the shipped model)")] = None,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="average over 8 flips/rotations (slower)")] = False,
+) -> None:
+    """Assess lesion images with the model. Decision support only, not a diagnosis."""
+    from dermsight.io.errors import ImageDecodeError
+    from dermsight.predict import DISCLAIMER, Dermsight
+    from dermsight.records import Metadata
+
+    meta = Metadata.parse(age=age, sex=sex, site=site)  # TaxonomyError -> exit 2
+    if heatmap is not None and heatmap.suffix.lower() not in ("", ".png"):
+        raise UserError(f"--heatmap must name a .png file, got {heatmap}")
+    m = Dermsight.load(model)  # BundleError -> exit 3
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in images:
+        try:
+            pred = _predict_file(m, path, meta, heatmap is not None, tta)
+        except ImageDecodeError as exc:
+            failed += 1
+            print(f"error: {path}: {exc.reason}", file=sys.stderr)
+            results.append({"file": str(path), "error": exc.reason})
+            continue
+        entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
+        if heatmap is not None:
+            out = _heatmap_path(heatmap, path, len(images) > 1)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(pred.overlay_png())
+            entry["heatmap_file"] = str(out)
+        results.append(entry)
+        if not as_json:
+            _print_human(path, pred)
+            if heatmap is not None:
+                typer.echo(f"    heatmap: {entry['heatmap_file']}")
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    elif len(results) > failed:
+        typer.echo(f"\n{DISCLAIMER}")
+    if failed:
+        raise SystemExit(EXIT_BAD_INPUT)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
+    model: Annotated[Path | None, typer.Option(
+        "--model", help="model bundle folder (default: $DERMSIGHT_MODEL or the shipped model)")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(
+        "--workers", min=1, help="inferences at the same time (default: CPU count)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="ONNX Runtime threads per inference (default 1)")] = None,
+    log_level: Annotated[str | None, typer.Option(
+        "--log-level", help="debug | info | warning | error")] = None,
+) -> None:
+    """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
+    import uvicorn
+
+    from dermsight.web.app import create_app
+    from dermsight.web.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from exc
+    changes: dict[str, Any] = {}
+    if model is not None:
+        changes["model_path"] = model
+    if workers is not None:
+        changes["workers"] = workers
+    if threads is not None:
+        changes["ort_threads"] = threads
+    if log_level is not None:
+        changes["log_level"] = log_level.lower()
+    settings = settings.with_(**changes)
+    level = getattr(logging, settings.log_level.upper(), None)
+    if not isinstance(level, int):
+        raise UserError(f"unknown log level {settings.log_level!r}")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+
+    app = create_app(settings=settings)  # BundleError -> exit 3
+    shown = f"[{host}]" if ":" in host else host
+    card = app.state.model.card
+    typer.echo(f"dermsight: serving {card.name} {card.version} at http://{shown}:{port}/ "
+               f"(API docs: http://{shown}:{port}/api/v1/docs)")
+    if settings.api_token:
+        typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
+    sys.stdout.flush()
+    uvicorn.run(
+        app, host=host, port=port, log_level=settings.log_level, access_log=False,
+        server_header=False, timeout_keep_alive=5,
+    )
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
+    app.command("predict")(predict)
+    app.command("serve")(serve)

@@ -1,0 +1,1 @@
+"""The HTTP service (FastAPI): ``create_app()`` in ``dermsight.web.app``."""

@@ -1,0 +1,167 @@
+"""Pure-ASGI middleware: security headers, request-body cap, request log + catch-all 500.
+
+Order (outermost first): SecurityHeaders -> [CORS] -> BodyLimit -> RequestLog -> FastAPI's
+ExceptionMiddleware -> routes. Every response, error responses included, passes through
+SecurityHeaders. RequestLog turns any exception that escapes a route into a generic JSON 500
+(and logs the traceback), so a client never sees a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("dermsight.web")
+
+#: CSP for the app and the API (the brief's policy; the UI shows heatmaps from data: URIs).
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+    "frame-ancestors 'none'"
+)
+#: Swagger UI loads its script and CSS from jsDelivr and starts with an inline script.
+DOCS_CSP = (
+    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
+)
+
+
+def json_body(detail: str) -> bytes:
+    return json.dumps({"detail": detail}).encode()
+
+
+async def send_json(send: Send, status: int, detail: str, close: bool = False) -> None:
+    body = json_body(detail)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if close:
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, app: ASGIApp, docs_path: str = "/api/v1/docs") -> None:
+        self.app = app
+        self.docs_path = docs_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = (DOCS_CSP if path.startswith(self.docs_path) else CSP).encode()
+        no_store = path.startswith("/api/") and not path.startswith(
+            ("/api/v1/examples/", "/api/v1/model/plots/")
+        )
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                extra = [
+                    (b"content-security-policy", csp),
+                    (b"x-content-type-options", b"nosniff"),
+                    (b"referrer-policy", b"no-referrer"),
+                    (b"x-frame-options", b"DENY"),
+                ]
+                if no_store:
+                    extra.append((b"cache-control", b"no-store"))
+                headers += [(k, v) for k, v in extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class PayloadTooLarge(HTTPException):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            status_code=413,
+            detail=f"request too large: the limit is {limit / 1024 / 1024:.0f} MB",
+        )
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes``: from Content-Length before reading anything, else while
+    the body streams in (chunked uploads); the body is never buffered here."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, image_limit: int | None = None) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+        self.image_limit = image_limit or max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = Headers(scope=scope).get("content-length")
+        if raw is not None:
+            try:
+                length = int(raw)
+                if length < 0:
+                    raise ValueError(raw)
+            except ValueError:
+                await send_json(send, 400, "invalid Content-Length header", close=True)
+                return
+            if length > self.max_bytes:
+                await send_json(send, 413, PayloadTooLarge(self.image_limit).detail, close=True)
+                return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise PayloadTooLarge(self.image_limit)
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+class RequestLogMiddleware:
+    """One log line per request (method, path, status, time: no query, no body, no form data)
+    and the catch-all for real bugs: a generic JSON 500, the traceback only in the server log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = 0
+
+        async def logging_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        method, path = scope.get("method", "?"), scope.get("path", "?")
+        try:
+            await self.app(scope, receive, logging_send)
+        except ClientDisconnect:
+            log.info("%s %s: client went away before the request was complete", method, path)
+            return
+        except Exception:
+            log.exception("unhandled error on %s %s", method, path)
+            if status == 0:
+                status = 500
+                await send_json(send, 500, "internal server error")
+            return
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                ms = (time.perf_counter() - t0) * 1000.0
+                log.info("%s %s %s %.1f ms", method, path, status or "-", ms)

@@ -1,0 +1,141 @@
+"""Pydantic models of the HTTP API (``/api/v1``): the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from dermsight import taxonomy
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong, as a sentence a person understands.")
+
+
+class FlagOut(BaseModel):
+    code: str = Field(description="machine-readable reason, e.g. 'too_small'")
+    message: str
+    blocking: bool = Field(description="true: the model's answer must not be used (risk is "
+                                       "'cannot_assess')")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+
+
+class InputMeta(BaseModel):
+    age: float | None = Field(None, description="years; null when not given")
+    sex: Literal["male", "female"] | None = None
+    site: str | None = Field(None, description="ISIC general anatomic site; null when not given")
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    probabilities: dict[str, float] = Field(
+        description="calibrated probability per trained class code (they sum to 1)"
+    )
+    prediction: str = Field(description="class code with the highest probability")
+    prediction_name: str
+    malignant_probability: float = Field(description="P(MEL) + P(BCC) + P(SCC)")
+    risk: Literal["high", "moderate", "low", "cannot_assess"]
+    flags: list[FlagOut]
+    ood_score: float | None = Field(
+        None, description="out-of-distribution score (higher = less like the training images)"
+    )
+    model: ModelInfo
+    input: InputMeta = Field(description="the metadata the model used (after validation; from "
+                                         "DICOM tags when the form left a field empty)")
+    timing_ms: float = Field(description="decode + inference + heatmap time on the server")
+    disclaimer: str
+    heatmap: str | None = Field(
+        None,
+        description="class-activation heatmap for the predicted class: base64 RGBA PNG, square, "
+                    "112 px, over the region the model saw (the centre square when the card's "
+                    "input_spec.crop is center_square); transparent where the model paid no "
+                    "attention; scale it over the image. Omitted with ?heatmap=false",
+    )
+
+
+class ClassOut(BaseModel):
+    code: str
+    name: str
+    lay: str = Field(description="plain-language description")
+    malignant: bool
+    premalignant: bool
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"]
+    model: ModelInfo
+    dermsight: str = Field(description="dermsight package version")
+
+
+class ExampleOut(BaseModel):
+    file: str
+    url: str = Field(description="where to GET the JPEG")
+    image_id: str = Field(description="ISIC image id")
+    code: str = Field(description="diagnosis class code")
+    name: str = Field(description="diagnosis class name")
+    age: float | None = None
+    sex: str | None = None
+    site: str | None = None
+    dataset: str
+    license: str
+    license_url: str
+    attribution: str
+    credit: str = Field(description="one-line credit to show under the image")
+
+
+class PlotsResponse(BaseModel):
+    plots: list[str] = Field(description="names usable as /api/v1/model/plots/{name}.png")
+
+
+#: The multipart body of POST /api/v1/predict. Written by hand because the route parses the body
+#: itself (streaming, in memory); this keeps the OpenAPI contract exact.
+PREDICT_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["image"],
+                "properties": {
+                    "image": {
+                        "type": "string",
+                        "format": "binary",
+                        "contentMediaType": "application/octet-stream",
+                        "description": "JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file "
+                                       "(its PatientAge / PatientSex / BodyPartExamined are used "
+                                       "for fields the form leaves empty)",
+                    },
+                    "age": {
+                        "type": "number", "minimum": taxonomy.AGE_MIN,
+                        "maximum": taxonomy.AGE_MAX, "description": "years",
+                    },
+                    "sex": {"type": "string", "enum": list(taxonomy.SEXES)},
+                    "site": {"type": "string", "enum": list(taxonomy.SITES)},
+                },
+            },
+            "encoding": {"image": {"contentType": "application/octet-stream"}},
+        }
+    },
+}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    text = {
+        400: "malformed request (bad multipart body, bad Content-Length)",
+        401: "missing or wrong bearer token (only when the server sets DERMSIGHT_API_TOKEN)",
+        404: "not found",
+        408: "the upload took longer than the server's upload timeout",
+        413: "request or image larger than the upload cap (default 20 MB)",
+        415: "not an image: unsupported or unrecognised file type (text, PDF, SVG, GIF, ...), an "
+             "empty file, or a request that is not multipart/form-data",
+        422: "bad metadata (age outside 0-120, unknown sex/site, over-long field), a missing or "
+             "repeated image, or an image in an accepted format that cannot be used (truncated, "
+             "corrupt, too many pixels)",
+    }
+    return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}

@@ -1,0 +1,110 @@
+"""Service settings, read from ``DERMSIGHT_*`` environment variables (no extra dependency).
+
+* ``DERMSIGHT_MODEL``: model bundle folder (default: the shipped bundle).
+* ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
+  ``Authorization: Bearer <token>``; unset = no auth.
+* ``DERMSIGHT_CORS_ORIGINS``: comma-separated allowed origins; unset = CORS off.
+* ``DERMSIGHT_MAX_UPLOAD_MB`` (20): largest accepted image / request body, in MiB.
+* ``DERMSIGHT_MAX_IMAGE_PIXELS`` (50,000,000): largest image (width x height), from the header.
+* ``DERMSIGHT_UPLOAD_TIMEOUT_S`` (60): the body must arrive within this time (slow uploads).
+* ``DERMSIGHT_ORT_THREADS`` (1): ONNX Runtime intra-op threads per inference.
+* ``DERMSIGHT_BLAS_THREADS`` (1): numpy BLAS threads (the OOD gate's matmul).
+* ``DERMSIGHT_WORKERS`` (CPU count, max 8): inferences running at the same time.
+* ``DERMSIGHT_STATIC_DIR`` (``dermsight/web/static``): built front-end served at ``/``.
+* ``DERMSIGHT_LOG_LEVEL`` (info): level of the ``dermsight.web`` logger.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+MIB = 1024 * 1024
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
+
+class SettingsError(ValueError):
+    """An environment variable with a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(float(raw))
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    if not value > 0:
+        raise SettingsError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def default_workers() -> int:
+    return max(1, min(8, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class Settings:
+    model_path: Path | None = None
+    api_token: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    max_upload_bytes: int = 20 * MIB
+    max_image_pixels: int = 50_000_000
+    upload_timeout_s: float = 60.0
+    ort_threads: int = 1
+    blas_threads: int = 1
+    workers: int = field(default_factory=default_workers)
+    static_dir: Path = STATIC_DIR
+    log_level: str = "info"
+    #: the longest accepted text form field (age / sex / site) in bytes
+    max_field_bytes: int = 1024
+    #: parts (files + fields) accepted in one multipart body
+    max_parts: int = 16
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Whole request body: the image cap plus room for the form fields and boundaries."""
+        return self.max_upload_bytes + 64 * 1024
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        model = env.get("DERMSIGHT_MODEL", "").strip()
+        token = env.get("DERMSIGHT_API_TOKEN", "").strip()
+        origins = tuple(
+            o.strip().rstrip("/") for o in env.get("DERMSIGHT_CORS_ORIGINS", "").split(",")
+            if o.strip()
+        )
+        static = env.get("DERMSIGHT_STATIC_DIR", "").strip()
+        return cls(
+            model_path=Path(model) if model else None,
+            api_token=token or None,
+            cors_origins=origins,
+            max_upload_bytes=int(_float(env, "DERMSIGHT_MAX_UPLOAD_MB", 20.0) * MIB),
+            max_image_pixels=_int(env, "DERMSIGHT_MAX_IMAGE_PIXELS", 50_000_000),
+            upload_timeout_s=_float(env, "DERMSIGHT_UPLOAD_TIMEOUT_S", 60.0),
+            ort_threads=_int(env, "DERMSIGHT_ORT_THREADS", 1),
+            blas_threads=_int(env, "DERMSIGHT_BLAS_THREADS", 1),
+            workers=_int(env, "DERMSIGHT_WORKERS", default_workers()),
+            static_dir=Path(static) if static else STATIC_DIR,
+            log_level=(env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info").lower(),
+        )

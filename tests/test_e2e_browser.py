@@ -1,0 +1,161 @@
+"""End-to-end: the built web UI, served by a real ``dermsight serve``, driven in headless Chromium.
+
+Needs the Debian ``chromium`` package (``/usr/bin/chromium``, or set ``DERMSIGHT_CHROMIUM``) and the
+``playwright`` Python package (``playwright install`` is not needed: the system browser is used).
+Skipped when either is missing or the UI is not built (``src/dermsight/web/static/index.html``).
+Screenshots go to the ``test_output`` folder (``test-output/e2e-*.png``). Set
+``DERMSIGHT_E2E_MODEL=<bundle>`` to drive the UI with another bundle (e.g. a trained one, whose
+card has metrics for the Model page).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import test_api_support as support
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path(os.environ.get("DERMSIGHT_CHROMIUM", "/usr/bin/chromium"))
+STATIC_INDEX = support.REPO / "src" / "dermsight" / "web" / "static" / "index.html"
+RISKS = {"high", "moderate", "low", "cannot_assess"}
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
+    if not STATIC_INDEX.exists():
+        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
+    model = os.environ.get("DERMSIGHT_E2E_MODEL")  # e.g. a trained bundle with metrics
+    if model:
+        workdir = tmp_path_factory.mktemp("e2e")
+        return support.shared_server(
+            f"e2e:{model}", lambda: support.start_server(workdir, model=Path(model)))
+    return support.main_server(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any, ui_server: support.Server) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+          if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.problems = problems
+    pg.goto(f"{ui_server.base}/")
+    pg.get_by_test_id("nav-assess").wait_for()
+    yield pg
+    context.close()
+
+
+def assess(page: Any, image: Path, age: str | None = None, sex: str | None = None,
+           site: str | None = None) -> dict[str, Any]:
+    page.get_by_test_id("file-input").set_input_files(str(image))
+    if age is not None:
+        page.get_by_test_id("age-input").fill(age)
+    if sex is not None:
+        page.get_by_test_id("sex-select").select_option(sex)
+    if site is not None:
+        page.get_by_test_id("site-select").select_option(site)
+    with page.expect_response(re.compile(r"/api/v1/predict")) as resp:
+        page.get_by_test_id("submit").click()
+    response = resp.value
+    assert response.status == 200, response.text()
+    return dict(response.json())
+
+
+def test_assess_a_real_lesion(page: Any, sample_image: Path, test_output: Path) -> None:
+    page.get_by_test_id("audience-clinician").click()
+    result = assess(page, sample_image, age="55", sex="female", site="posterior torso")
+    assert result["input"] == {"age": 55.0, "sex": "female", "site": "posterior torso"}
+
+    banner = page.get_by_test_id("risk-banner")
+    banner.wait_for()
+    assert banner.get_attribute("data-risk") == result["risk"]
+    assert result["risk"] in RISKS
+    for code in result["probabilities"]:
+        assert page.get_by_test_id(f"prob-bar-{code}").is_visible(), code
+
+    overlay = page.get_by_test_id("heatmap-overlay")
+    overlay.wait_for()
+    assert overlay.is_visible()
+    slider = page.get_by_test_id("opacity-slider")
+    before = overlay.evaluate("e => getComputedStyle(e).opacity")
+    slider.fill("10" if float(slider.input_value()) > 20 else "90")
+    after = overlay.evaluate("e => getComputedStyle(e).opacity")
+    assert after != before
+    page.screenshot(path=str(test_output / "e2e-assess-clinician.png"), full_page=True)
+
+    page.get_by_test_id("audience-patient").click()
+    assert page.get_by_test_id("audience-toggle").get_attribute("data-audience") == "patient"
+    page.get_by_test_id("patient-advice").wait_for()
+    assert page.get_by_test_id("risk-banner").is_visible()
+    page.screenshot(path=str(test_output / "e2e-assess-patient.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_text_file_shows_a_readable_error(page: Any, tmp_path: Path, test_output: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Patient notes: lesion on the back, 6 mm.\n")
+    page.get_by_test_id("file-input").set_input_files(str(notes))
+    submit = page.get_by_test_id("submit")
+    if submit.is_enabled():  # the UI may refuse the file itself, or send it and show the 415
+        submit.click()
+    error = page.get_by_test_id("error-message")
+    error.wait_for()
+    text = error.inner_text().strip()
+    assert text
+    assert "Traceback" not in text and "undefined" not in text and "[object" not in text
+    assert page.get_by_test_id("risk-banner").count() == 0
+    page.screenshot(path=str(test_output / "e2e-text-file-error.png"), full_page=True)
+    page.problems[:] = [p for p in page.problems if "415" not in p]  # the browser logs the 415
+    assert page.problems == []
+
+
+def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output: Path) -> None:
+    page.get_by_test_id("nav-learn").click()
+    learn = page.get_by_test_id("learn-page")
+    learn.wait_for()
+    assert "Melanoma" in learn.inner_text()
+    # the example images (GET /api/v1/examples/...) arrive as blob: URLs, which the CSP allows
+    page.wait_for_function(
+        "() => { const im = [...document.querySelectorAll('img[src^=\"blob:\"]')];"
+        " return im.length >= 1 && im.every(i => i.complete && i.naturalWidth > 0); }")
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=str(test_output / "e2e-learn.png"), full_page=True)
+
+    page.get_by_test_id("nav-model").click()
+    model = page.get_by_test_id("model-page")
+    model.wait_for()
+    page.wait_for_load_state("networkidle")
+    card = httpx.get(f"{ui_server.base}/api/v1/model").json()
+    assert card["name"] in model.inner_text() or card["version"] in model.inner_text()
+    if card.get("metrics"):
+        assert page.get_by_test_id("metrics-table").first.is_visible()
+    page.screenshot(path=str(test_output / "e2e-model.png"), full_page=True)
+
+    page.get_by_test_id("nav-assess").click()
+    page.get_by_test_id("dropzone").wait_for()
+    assert page.problems == []
