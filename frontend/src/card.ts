@@ -1,10 +1,28 @@
 // Defensive accessors for the model card (GET /api/v1/model): any field may be missing.
+// The shape written by `dermsight train` (src/dermsight/train/finalize.py) is documented next to
+// each helper; older or hand-written cards fall back to the generic renderers of the Model page.
 
 import type { ModelCard } from './api.ts'
 import { isInterval } from './format.ts'
 
-function rec(v: unknown): Record<string, unknown> | null {
+export function rec(v: unknown): Record<string, unknown> | null {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
+}
+
+/** A finite number, else null. */
+export function num(v: unknown): number | null {
+  return typeof v === 'number' && Number.isFinite(v) ? v : null
+}
+
+/** card.a.b.c, or undefined when any step is missing. */
+export function dig(v: unknown, ...keys: string[]): unknown {
+  let cur: unknown = v
+  for (const k of keys) {
+    const r = rec(cur)
+    if (!r) return undefined
+    cur = r[k]
+  }
+  return cur
 }
 
 export function cardString(card: ModelCard | null, key: string): string | null {
@@ -12,10 +30,17 @@ export function cardString(card: ModelCard | null, key: string): string | null {
   return typeof v === 'string' || typeof v === 'number' ? String(v) : null
 }
 
+/** The card's `status` when it warrants a warning: present and not "trained" (e.g. a
+ * development placeholder). A trained model gets no banner. */
+export function cardStatusWarning(card: ModelCard | null): string | null {
+  const s = cardString(card, 'status')?.trim()
+  if (!s || s.toLowerCase() === 'trained') return null
+  return s
+}
+
 export function cardThresholds(card: ModelCard | null): { refer: number | null; monitor: number | null } | null {
   const t = rec(card?.thresholds)
   if (!t) return null
-  const num = (x: unknown) => (typeof x === 'number' && Number.isFinite(x) ? x : null)
   return { refer: num(t.refer), monitor: num(t.monitor) }
 }
 
@@ -26,7 +51,8 @@ export function cardCrop(card: ModelCard | null): string {
 
 const isMetricValue = (v: unknown) => typeof v === 'number' || isInterval(v)
 
-/** metrics -> [[split, {metric: value}]]; accepts {test: {...}, val: {...}} or a flat {metric: v}. */
+/** metrics -> [[split, {metric: value}]]; accepts {test: {...}, val: {...}} or a flat {metric: v}.
+ * Generic fallback for cards without the `dermsight.evaluation` shape (see cardTestEvaluation). */
 export function cardMetricSets(card: ModelCard | null): [string, Record<string, unknown>][] {
   const m = rec(card?.metrics)
   if (!m) return []
@@ -47,4 +73,260 @@ export function cardList(card: ModelCard | null, key: string): string[] {
   if (Array.isArray(v)) return v.map((x) => (typeof x === 'string' ? x : JSON.stringify(x)))
   if (typeof v === 'string' && v.trim()) return [v]
   return []
+}
+
+// --- the evaluation written by `dermsight train` -------------------------------------------------
+
+export interface MetricDef {
+  key: string
+  label: string
+  /** one line for clinicians */
+  hint: string
+  lowerIsBetter?: boolean
+}
+
+/** The headline metrics, in display order. Malignant = melanoma + BCC + SCC. */
+export const HEADLINE_METRICS: MetricDef[] = [
+  {
+    key: 'balanced_accuracy',
+    label: 'Balanced accuracy (8 classes)',
+    hint: 'Average over the 8 classes of the share whose top-ranked class was right.',
+  },
+  { key: 'mel_auc', label: 'Melanoma vs rest AUC', hint: 'How well melanoma is ranked above everything else (0.5 = chance, 1 = perfect).' },
+  {
+    key: 'malignant_auc',
+    label: 'Malignant vs benign AUC',
+    hint: 'Malignant = melanoma, basal cell or squamous cell carcinoma (0.5 = chance, 1 = perfect).',
+  },
+  {
+    key: 'malignant_pauc80',
+    label: 'Malignant vs benign partial AUC (sensitivity ≥ 80%)',
+    hint: 'Area under the ROC curve above 80% sensitivity: 0.02 = chance, 0.20 = perfect.',
+  },
+  {
+    key: 'mel_pauc80',
+    label: 'Melanoma partial AUC (sensitivity ≥ 80%)',
+    hint: 'As above, for melanoma vs rest: 0.02 = chance, 0.20 = perfect.',
+  },
+  {
+    key: 'refer_sensitivity',
+    label: 'Sensitivity at the refer threshold',
+    hint: 'Share of malignant lesions rated high risk (refer).',
+  },
+  {
+    key: 'refer_specificity',
+    label: 'Specificity at the refer threshold',
+    hint: 'Share of benign lesions not rated high risk.',
+  },
+  {
+    key: 'monitor_sensitivity',
+    label: 'Sensitivity at the monitor threshold',
+    hint: 'Share of malignant lesions rated moderate or high risk.',
+  },
+  {
+    key: 'monitor_specificity',
+    label: 'Specificity at the monitor threshold',
+    hint: 'Share of benign lesions rated low risk.',
+  },
+  {
+    key: 'malignant_spec_at_95sens',
+    label: 'Specificity at 95% sensitivity (malignant)',
+    hint: 'Benign lesions spared when the cut-off is set to catch 95% of malignant ones (cut-off chosen on the test set itself).',
+  },
+  {
+    key: 'ece',
+    label: 'Expected calibration error',
+    hint: 'Average gap between stated confidence and observed accuracy; lower is better.',
+    lowerIsBetter: true,
+  },
+  {
+    key: 'brier',
+    label: 'Brier score',
+    hint: 'Mean squared error of the 8 class probabilities (0 = perfect, up to 2); lower is better.',
+    lowerIsBetter: true,
+  },
+  {
+    key: 'nll',
+    label: 'Negative log-likelihood',
+    hint: 'Penalises confident wrong answers; lower is better.',
+    lowerIsBetter: true,
+  },
+]
+
+export interface Estimate {
+  value: number | null
+  lo: number | null
+  hi: number | null
+}
+
+/** A number or {value, lo, hi} -> Estimate; null when there is no value at all. */
+export function estimate(v: unknown): Estimate | null {
+  if (typeof v === 'number') return Number.isFinite(v) ? { value: v, lo: null, hi: null } : null
+  const r = rec(v)
+  if (!r) return null
+  const e = { value: num(r.value), lo: num(r.lo), hi: num(r.hi) }
+  return e.value === null && e.lo === null && e.hi === null ? null : e
+}
+
+export interface PerClassRow {
+  code: string
+  name: string
+  n: number | null
+  auc: Estimate | null
+  sensitivity: Estimate | null
+  specificity: Estimate | null
+}
+
+export interface SubgroupRow {
+  attribute: string
+  subgroup: string
+  n: number | null
+  nMalignant: number | null
+  malignantAuc: Estimate | null
+  melAuc: Estimate | null
+  balancedAccuracy: Estimate | null
+  sensitivity: Estimate | null
+  specificity: Estimate | null
+  note: string | null
+}
+
+export interface TestEvaluation {
+  n: number | null
+  nGroups: number | null
+  nBoot: number | null
+  ciLevel: number | null
+  /** point estimates {key: number} */
+  metrics: Record<string, unknown>
+  /** bootstrap intervals {key: {value, lo, hi, n}} */
+  ci: Record<string, unknown>
+  perClass: PerClassRow[]
+  subgroups: SubgroupRow[]
+}
+
+function str(v: unknown): string {
+  return typeof v === 'string' ? v : typeof v === 'number' ? String(v) : ''
+}
+
+/** {value: r[k], lo: r[k_lo], hi: r[k_hi]} for the flat subgroup rows. */
+function flatEstimate(r: Record<string, unknown>, k: string): Estimate | null {
+  return estimate({ value: r[k], lo: r[`${k}_lo`], hi: r[`${k}_hi`] })
+}
+
+function evaluation(v: unknown): TestEvaluation | null {
+  const t = rec(v)
+  if (!t) return null
+  const metrics = rec(t.metrics)
+  const ci = rec(t.ci)
+  if (!metrics && !ci) return null
+  const perClass = (Array.isArray(t.per_class) ? t.per_class : [])
+    .map(rec)
+    .filter((r): r is Record<string, unknown> => r !== null)
+    .map((r) => ({
+      code: str(r.code),
+      name: str(r.name),
+      n: num(r.n),
+      auc: estimate(r.auc),
+      sensitivity: estimate(r.sensitivity),
+      specificity: estimate(r.specificity),
+    }))
+  const subgroups = (Array.isArray(t.subgroups) ? t.subgroups : [])
+    .map(rec)
+    .filter((r): r is Record<string, unknown> => r !== null)
+    .map((r) => ({
+      attribute: str(r.attribute) || 'other',
+      subgroup: str(r.subgroup),
+      n: num(r.n),
+      nMalignant: num(r.n_malignant),
+      malignantAuc: flatEstimate(r, 'malignant_auc'),
+      melAuc: flatEstimate(r, 'mel_auc'),
+      balancedAccuracy: flatEstimate(r, 'balanced_accuracy'),
+      sensitivity: flatEstimate(r, 'sensitivity'),
+      specificity: flatEstimate(r, 'specificity'),
+      note: typeof r.note === 'string' && r.note.trim() ? r.note : null,
+    }))
+  return {
+    n: num(t.n) ?? num(metrics?.n),
+    nGroups: num(t.n_groups),
+    nBoot: num(t.n_boot),
+    ciLevel: num(t.ci_level),
+    metrics: metrics ?? {},
+    ci: ci ?? {},
+    perClass,
+    subgroups,
+  }
+}
+
+/** metrics.test in the `dermsight.evaluation/1` shape ({n, n_groups, n_boot, metrics, ci,
+ * per_class, subgroups}); null for other shapes. */
+export function cardTestEvaluation(card: ModelCard | null): TestEvaluation | null {
+  return evaluation(dig(card, 'metrics', 'test'))
+}
+
+/** One headline metric: the point estimate from `metrics`, the interval from `ci`. */
+export function headline(ev: TestEvaluation | null, key: string): Estimate | null {
+  if (!ev) return null
+  const ci = estimate(ev.ci[key])
+  const point = num(ev.metrics[key])
+  if (!ci) return point === null ? null : { value: point, lo: null, hi: null }
+  return { ...ci, value: point ?? ci.value }
+}
+
+export interface MetricColumn {
+  key: string
+  label: string
+  note: string
+  metrics: Record<string, unknown>
+}
+
+const OTHER_SETS: { key: string; label: string; note: string }[] = [
+  {
+    key: 'test_uncalibrated',
+    label: 'Test, before calibration',
+    note: 'same test images, probabilities before temperature scaling',
+  },
+  {
+    key: 'test_without_metadata',
+    label: 'Test, without age/sex/site',
+    note: 'same test images with the patient details left empty',
+  },
+  {
+    key: 'validation',
+    label: 'Validation',
+    note: 'used to pick the epoch, the temperature and the thresholds, so it is optimistic',
+  },
+]
+
+/** The flat {key: number} metric sets shown next to the test results. */
+export function cardOtherMetricSets(card: ModelCard | null): MetricColumn[] {
+  const m = rec(card?.metrics)
+  if (!m) return []
+  const out: MetricColumn[] = []
+  for (const s of OTHER_SETS) {
+    const r = rec(m[s.key])
+    if (r && Object.keys(r).length) out.push({ ...s, metrics: r })
+  }
+  return out
+}
+
+/** Subgroup rows grouped by attribute, in first-seen order. */
+export function groupSubgroups(rows: SubgroupRow[]): [string, SubgroupRow[]][] {
+  const groups: [string, SubgroupRow[]][] = []
+  for (const r of rows) {
+    const g = groups.find(([a]) => a === r.attribute)
+    if (g) g[1].push(r)
+    else groups.push([r.attribute, [r]])
+  }
+  return groups
+}
+
+/** A few headline numbers for the printed report: [label, estimate]. */
+export function cardKeyMetrics(card: ModelCard | null, keys: string[]): [string, Estimate][] {
+  const ev = cardTestEvaluation(card)
+  const out: [string, Estimate][] = []
+  for (const k of keys) {
+    const e = headline(ev, k)
+    const def = HEADLINE_METRICS.find((d) => d.key === k)
+    if (e && e.value !== null) out.push([def?.label ?? k, e])
+  }
+  return out
 }

@@ -146,3 +146,44 @@ export function sortedByProbability(probs: Record<string, number>): [string, num
     .filter(([, p]) => typeof p === 'number')
     .sort((a, b) => b[1] - a[1])
 }
+
+/** A metric with exactly 3 decimals ("0.901"), "—" when missing. */
+export function format3(v: number | null | undefined): string {
+  return typeof v === 'number' && Number.isFinite(v) ? v.toFixed(3) : '—'
+}
+
+/** A confidence interval "0.875–0.922", "—" when either end is missing. */
+export function formatCI(lo: number | null | undefined, hi: number | null | undefined): string {
+  if (typeof lo !== 'number' || typeof hi !== 'number' || !Number.isFinite(lo) || !Number.isFinite(hi)) return '—'
+  return `${lo.toFixed(3)}–${hi.toFixed(3)}`
+}
+
+/** A signed difference "+0.157" / "−0.029". */
+export function formatSigned(v: number | null | undefined): string {
+  if (typeof v !== 'number' || !Number.isFinite(v)) return '—'
+  const s = Math.abs(v).toFixed(3)
+  if (Number(s) === 0) return s
+  return v > 0 ? `+${s}` : `−${s}`
+}
+
+/** Seconds -> "42 s", "10.6 min", "1 h 12 min". */
+export function formatDuration(seconds: number | null | undefined): string {
+  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 0) return '—'
+  if (seconds < 90) return `${Math.round(seconds)} s`
+  const min = seconds / 60
+  if (min < 60) return min < 10 ? `${min.toFixed(1)} min` : `${Math.round(min)} min`
+  const h = Math.floor(min / 60)
+  const m = Math.round(min - h * 60)
+  return m === 60 ? `${h + 1} h` : m ? `${h} h ${m} min` : `${h} h`
+}
+
+/** ISO 8601 "2026-11-27T00:55:36Z" -> "2026-11-27 00:55 UTC" (no locale or time-zone shifts). */
+export function formatTimestamp(iso: unknown): string {
+  if (typeof iso !== 'string' || !iso.trim()) return '—'
+  const m = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$/.exec(iso.trim())
+  if (!m) return iso
+  const [, date, time, zone] = m
+  if (!time) return date
+  const tz = zone === 'Z' || zone === '+00:00' || zone === '+0000' ? ' UTC' : zone ? ` (UTC${zone})` : ''
+  return `${date} ${time}${tz}`
+}

@@ -7,7 +7,7 @@ import {
   type ModelCard,
   type PredictResponse,
 } from '../api.ts'
-import { cardCrop, cardList, cardMetricSets, cardString, cardThresholds } from '../card.ts'
+import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds } from '../card.ts'
 import { BodyMap } from '../components/BodyMap.tsx'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconCamera, IconDoctor, IconPrinter, IconUpload } from '../components/Icons.tsx'
@@ -16,7 +16,7 @@ import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SEXES, SITES, SITE_LABELS, riskText } from '../content.ts'
-import { formatPercent, heatmapSrc, humanize, parseAge } from '../format.ts'
+import { formatInterval, formatPercent, heatmapSrc, humanize, parseAge } from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
@@ -41,7 +41,7 @@ export function AssessPage() {
   const cardQ = useApiData<ModelCard>(`${API}/model`)
   const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
   const card = cardQ.data
-  const modelStatus = cardString(card, 'status')
+  const modelStatus = cardStatusWarning(card)
 
   const [file, setFile] = useState<File | null>(null)
   const [previewUrl, setPreviewUrl] = useState<string | null>(null)
@@ -270,7 +270,7 @@ export function AssessPage() {
           </h2>
           {modelStatus && (
             <p className="status-warning" data-testid="model-status">
-              Model status: {modelStatus}
+              Model status: {modelStatus}. This is not a fully trained and evaluated model: do not rely on its results.
             </p>
           )}
           <p className="visually-hidden" aria-live="polite" data-testid="result-announcement">
@@ -536,6 +536,7 @@ function ResultView({
 /** Printed with the report: what the model is and how well it did. */
 function CardSummary({ card }: { card: ModelCard | null }) {
   if (!card) return null
+  const key = cardKeyMetrics(card, ['malignant_auc', 'mel_auc', 'refer_sensitivity', 'refer_specificity', 'balanced_accuracy'])
   const metrics = cardMetricSets(card)[0]
   const t = cardThresholds(card)
   const limits = cardList(card, 'limitations').slice(0, 5)
@@ -553,14 +554,20 @@ function CardSummary({ card }: { card: ModelCard | null }) {
         )}
       </p>
       {intended !== undefined && intended !== null && <p>Intended use: {inlineValue(intended)}</p>}
-      {metrics && (
+      {key.length > 0 ? (
         <p>
-          {humanize(metrics[0])} metrics (95% CI):{' '}
-          {Object.entries(metrics[1])
-            .slice(0, 6)
-            .map(([k, v]) => `${humanize(k)} ${inlineValue(v)}`)
-            .join('; ')}
+          Test set (95% CI): {key.map(([label, e]) => `${label} ${formatInterval({ value: e.value ?? NaN, lo: e.lo, hi: e.hi })}`).join('; ')}
         </p>
+      ) : (
+        metrics && (
+          <p>
+            {humanize(metrics[0])} metrics (95% CI):{' '}
+            {Object.entries(metrics[1])
+              .slice(0, 6)
+              .map(([k, v]) => `${humanize(k)} ${inlineValue(v)}`)
+              .join('; ')}
+          </p>
+        )
       )}
       {limits.length > 0 && (
         <>

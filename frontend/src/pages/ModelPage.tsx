@@ -1,9 +1,39 @@
-import { useCallback, useEffect, useState, type ReactNode } from 'react'
-import { API, type ModelCard } from '../api.ts'
-import { cardList, cardMetricSets, cardString, cardThresholds } from '../card.ts'
+import { useCallback, useEffect, useState, type MouseEvent, type ReactNode } from 'react'
+import { API, apiFetch, getToken, type ModelCard } from '../api.ts'
+import {
+  HEADLINE_METRICS,
+  cardList,
+  cardMetricSets,
+  cardOtherMetricSets,
+  cardStatusWarning,
+  cardString,
+  cardTestEvaluation,
+  cardThresholds,
+  dig,
+  estimate,
+  groupSubgroups,
+  headline,
+  num,
+  rec,
+  type Estimate,
+  type MetricDef,
+  type SubgroupRow,
+  type TestEvaluation,
+} from '../card.ts'
+import { FALLBACK_CLASSES } from '../content.ts'
 import { Spinner } from '../components/Spinner.tsx'
-import { RecordTable, ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
-import { formatNumber, formatPercent, humanize, isInterval } from '../format.ts'
+import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
+import {
+  format3,
+  formatCI,
+  formatDuration,
+  formatNumber,
+  formatPercent,
+  formatSigned,
+  formatTimestamp,
+  humanize,
+  isInterval,
+} from '../format.ts'
 import { useApiData, useApiImage, useDelayedFlag } from '../hooks.ts'
 
 const PLOTS = [
@@ -11,13 +41,13 @@ const PLOTS = [
     name: 'roc',
     title: 'ROC curves',
     alt: 'Receiver operating characteristic curves: true-positive rate against false-positive rate on the test set',
-    caption: 'Sensitivity against 1 − specificity as the cut-off moves; the closer to the top-left corner, the better.',
+    caption: 'Sensitivity against 1 − specificity as the cut-off moves, one curve per class and one for malignant vs benign (dashed); the closer to the top-left corner, the better.',
   },
   {
     name: 'confusion',
     title: 'Confusion matrix',
     alt: 'Confusion matrix of true class against predicted class on the test set',
-    caption: 'Rows are the true diagnosis, columns the model’s top class. The diagonal holds correct answers.',
+    caption: 'Rows are the true diagnosis, columns the model’s most likely class. The diagonal holds correct answers.',
   },
   {
     name: 'reliability',
@@ -25,13 +55,24 @@ const PLOTS = [
     alt: 'Reliability diagram: predicted probability against observed frequency on the test set',
     caption: 'Calibration: when the model says 30%, about 30% of such lesions should be that class. Points near the diagonal are well calibrated.',
   },
+  {
+    name: 'risk_tiers',
+    title: 'Risk tiers',
+    alt: 'Bar chart of test lesions in the low, moderate and high risk tiers, split into benign and malignant',
+    caption: 'How many test lesions fell into each risk tier, and how many of them were malignant.',
+  },
 ]
 
-const KNOWN = new Set([
-  'schema_version', 'name', 'version', 'classes', 'class_names', 'input_spec', 'meta_spec', 'temperature',
-  'thresholds', 'onnx', 'gate', 'metrics', 'subgroups', 'per_source', 'training', 'data', 'intended_use',
-  'limitations', 'licence', 'license', 'outputs', 'links', 'status',
-])
+const SPLIT_LABELS: Record<string, string> = { train: 'Training', val: 'Validation', validation: 'Validation', test: 'Test' }
+
+const ATTRIBUTE_LABELS: Record<string, string> = {
+  sex: 'Sex',
+  age: 'Age (years)',
+  site: 'Anatomic site',
+  source: 'Data source',
+}
+
+const CI = '95\u00a0% CI'
 
 export function ModelPage() {
   const q = useApiData<ModelCard>(`${API}/model`)
@@ -57,157 +98,115 @@ export function ModelPage() {
   )
 }
 
-function Block({ title, children }: { title: string; children: ReactNode }) {
+// --- small building blocks ------------------------------------------------------------------------
+
+function Block({ id, title, testId, children }: { id?: string; title: string; testId?: string; children: ReactNode }) {
   return (
-    <section className="card-block">
+    <section className="card-block" id={id ? `model-${id}` : undefined} data-testid={testId}>
       <h2>{title}</h2>
       {children}
     </section>
   )
 }
 
-function CardView({ card }: { card: ModelCard }) {
-  const sets = cardMetricSets(card)
-  const t = cardThresholds(card)
-  const limitations = cardList(card, 'limitations')
-  const licence = card.licence ?? card.license
-  const classNames = isRecord(card.class_names) ? (card.class_names as Record<string, string>) : null
-  const classes = Array.isArray(card.classes) ? (card.classes as string[]) : classNames ? Object.keys(classNames) : []
-  const spec = isRecord(card.input_spec) ? card.input_spec : null
-  const extra = Object.entries(card).filter(([k, v]) => !KNOWN.has(k) && !isEmpty(v))
-  const links = isRecord(card.links) ? card.links : null
+function Row({ label, children }: { label: ReactNode; children: ReactNode }) {
+  return (
+    <div className="kv-row">
+      <dt>{label}</dt>
+      <dd>{children}</dd>
+    </div>
+  )
+}
 
-  const status = cardString(card, 'status')
+/** "0.901" with the interval in small print: "0.875–0.922". */
+function EstimateCell({ e, withheld }: { e: Estimate | null; withheld?: boolean }) {
+  if (!e || e.value === null) {
+    return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
+  }
+  return (
+    <td className="num">
+      {format3(e.value)}
+      {e.lo !== null && e.hi !== null && <span className="ci">{formatCI(e.lo, e.hi)}</span>}
+    </td>
+  )
+}
+
+function pct(v: number | null | undefined): string {
+  return typeof v === 'number' && Number.isFinite(v) ? formatPercent(v) : '—'
+}
+
+/** 0.95 -> "95%", 0.995 -> "99.5%" (targets and settings, not measurements). */
+function pctShort(v: number | null | undefined): string {
+  return typeof v === 'number' && Number.isFinite(v) ? `${Math.round(v * 1000) / 10}%` : '—'
+}
+
+/** Settings as written: 0.01 stays "0.01", balanced_sampler becomes "balanced sampler". */
+function plain(v: unknown): string {
+  if (typeof v === 'number') return String(v)
+  if (typeof v === 'string') return v.replace(/_/g, ' ')
+  return inlineValue(v)
+}
+
+function pctCI(e: Estimate | null): string {
+  return e && e.lo !== null && e.hi !== null ? `${pct(e.lo)}–${pct(e.hi)}` : ''
+}
+
+function strings(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
+}
+
+const outsideCI = (e: Estimate | null) =>
+  !!e && e.value !== null && e.lo !== null && e.hi !== null && (e.value < e.lo || e.value > e.hi)
+
+// --- the page ---------------------------------------------------------------------------------------
+
+interface Section {
+  id: string
+  title: string
+}
+
+function CardView({ card }: { card: ModelCard }) {
+  const ev = cardTestEvaluation(card)
+  const status = cardStatusWarning(card)
+  const baseline = rec(card.baseline)
+  const gate = rec(card.gate)
+  const hasGate = !!gate && (!!rec(gate.evaluation) || typeof gate.ood_fit === 'string' || !!rec(gate.quality))
+  const hasSubgroups = !!ev && ev.subgroups.length > 0
+
+  const sections: Section[] = [
+    { id: 'performance', title: 'Test performance' },
+    ...(ev && ev.perClass.length ? [{ id: 'per-class', title: 'Per class' }] : []),
+    ...(cardThresholds(card) ? [{ id: 'thresholds', title: 'Risk tiers' }] : []),
+    ...(baseline && ev ? [{ id: 'baseline', title: 'Baseline' }] : []),
+    ...(hasSubgroups ? [{ id: 'subgroups', title: 'Subgroups' }] : []),
+    ...(hasGate ? [{ id: 'gate', title: '“Cannot assess” gate' }] : []),
+    { id: 'plots', title: 'Plots' },
+    { id: 'data', title: 'Data and training' },
+    { id: 'limitations', title: 'Limitations' },
+  ]
+
   return (
     <>
       {status && (
         <p className="status-warning" data-testid="model-status">
-          Model status: {status}
+          Model status: {status}. This is not a fully trained and evaluated model: do not rely on its results.
         </p>
       )}
-      <Block title="Overview">
-        <dl className="kv">
-          <div className="kv-row">
-            <dt>Name</dt>
-            <dd>{cardString(card, 'name') ?? '—'}</dd>
-          </div>
-          <div className="kv-row">
-            <dt>Version</dt>
-            <dd>{cardString(card, 'version') ?? '—'}</dd>
-          </div>
-          {classes.length > 0 && (
-            <div className="kv-row">
-              <dt>Classes ({classes.length})</dt>
-              <dd>{classes.map((c) => (classNames?.[c] ? `${classNames[c]} (${c})` : c)).join(', ')}</dd>
-            </div>
-          )}
-          {spec && (
-            <div className="kv-row">
-              <dt>Input</dt>
-              <dd>
-                {typeof spec.size === 'number' && `${spec.size} × ${spec.size} px RGB`}
-                {spec.crop === 'center_square' && ', centre square crop'}
-                {spec.crop === 'none' && ', whole image resized (not cropped)'}
-              </dd>
-            </div>
-          )}
-          {typeof card.temperature === 'number' && (
-            <div className="kv-row">
-              <dt>Calibration temperature</dt>
-              <dd>{formatNumber(card.temperature)}</dd>
-            </div>
-          )}
-        </dl>
-      </Block>
+      <Overview card={card} ev={ev} />
+      <PageToc sections={sections} />
 
-      {!isEmpty(card.intended_use) && (
-        <Block title="Intended use">
-          <ValueView value={card.intended_use} />
-        </Block>
-      )}
-
-      <Block title="Test performance">
-        {sets.length === 0 && <p className="muted">This model card lists no metrics.</p>}
-        {sets.map(([split, metrics], i) => (
-          <MetricsTable key={split} split={split} metrics={metrics} testId={i === 0 ? 'metrics-table' : `metrics-table-${split}`} />
-        ))}
-      </Block>
-
-      {t && (
-        <Block title="Risk thresholds">
-          <p>
-            The risk level comes from the calibrated probability that the lesion is malignant (melanoma + basal cell
-            carcinoma + squamous cell carcinoma):
-          </p>
-          <ul className="threshold-list">
-            <li className="risk-high">
-              <strong>High — refer</strong>: malignant probability ≥ {formatPercent(t.refer)}.
-            </li>
-            <li className="risk-moderate">
-              <strong>Moderate — have it checked, monitor</strong>: from {formatPercent(t.monitor)} up to{' '}
-              {formatPercent(t.refer)}.
-            </li>
-            <li className="risk-low">
-              <strong>Low</strong>: below {formatPercent(t.monitor)}.
-            </li>
-            <li className="risk-cannot_assess">
-              <strong>Cannot assess</strong>: the image failed a quality check or does not look like the training
-              images, whatever the probabilities.
-            </li>
-          </ul>
-        </Block>
-      )}
-
+      {ev ? <Performance card={card} ev={ev} /> : <GenericMetrics card={card} />}
+      {ev && ev.perClass.length > 0 && <PerClass ev={ev} />}
+      <Thresholds card={card} ev={ev} />
+      {baseline && ev && <Baseline baseline={baseline} ev={ev} />}
+      {hasSubgroups && <Subgroups rows={ev.subgroups} />}
+      {hasGate && gate && <Gate gate={gate} />}
       <PlotsBlock card={card} />
-      {typeof links?.report === 'string' && (
-        <p>
-          <a href={links.report} target="_blank" rel="noreferrer">
-            Full evaluation report (HTML)
-          </a>
-        </p>
-      )}
+      <DataBlock card={card} />
+      <TrainingBlock card={card} />
+      <Limitations card={card} />
+      <Licences card={card} />
 
-      {!isEmpty(card.subgroups) && (
-        <Block title="Performance by subgroup">
-          <ValueView value={card.subgroups} />
-        </Block>
-      )}
-      {!isEmpty(card.per_source) && (
-        <Block title="Performance by data source">
-          <ValueView value={card.per_source} />
-        </Block>
-      )}
-      {!isEmpty(card.data) && (
-        <Block title="Data provenance">
-          <ValueView value={card.data} />
-        </Block>
-      )}
-      {!isEmpty(card.training) && (
-        <Block title="Training">
-          <ValueView value={card.training} />
-        </Block>
-      )}
-      <Block title="Known limitations">
-        {limitations.length ? (
-          <ul className="plain-list">
-            {limitations.map((l) => (
-              <li key={l}>{l}</li>
-            ))}
-          </ul>
-        ) : (
-          <p className="muted">None listed in the model card. That does not mean there are none: see the Learn page.</p>
-        )}
-      </Block>
-      {!isEmpty(licence) && (
-        <Block title="Licences">
-          <ValueView value={licence} />
-        </Block>
-      )}
-      {extra.length > 0 && (
-        <Block title="Other information">
-          <ValueView value={Object.fromEntries(extra)} />
-        </Block>
-      )}
       <details className="raw-card">
         <summary>Full model card (JSON)</summary>
         <pre>{JSON.stringify(card, null, 2)}</pre>
@@ -216,77 +215,675 @@ function CardView({ card }: { card: ModelCard }) {
   )
 }
 
-function MetricsTable({ split, metrics, testId }: { split: string; metrics: Record<string, unknown>; testId: string }) {
-  const rows = Object.entries(metrics)
-  const allRecords = rows.every(([, v]) => isRecord(v) && !isInterval(v))
-  if (allRecords) {
-    // e.g. per-class metrics {MEL: {auc: {...}, sensitivity: {...}}}
-    return (
-      <RecordTable
-        caption={`${humanize(split)} set`}
-        testId={testId}
-        rows={rows.map(([k, v]) => ({ class: k, ...(v as Record<string, unknown>) }))}
-      />
-    )
+/** In-page links; buttons, because the URL hash holds the route (#/model). */
+function PageToc({ sections }: { sections: Section[] }) {
+  const go = (id: string) => {
+    const el = document.getElementById(`model-${id}`)
+    if (!el) return
+    el.scrollIntoView({ block: 'start' })
+    const h = el.querySelector('h2')
+    if (h) {
+      h.setAttribute('tabindex', '-1')
+      h.focus({ preventScroll: true })
+    }
   }
   return (
-    <div className="table-wrap">
-      <table className="data-table" data-testid={testId}>
-        <caption>{humanize(split)} set</caption>
-        <thead>
-          <tr>
-            <th scope="col">Metric</th>
-            <th scope="col">Value</th>
-            <th scope="col">95% CI</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.map(([k, v]) => (
-            <tr key={k}>
-              <th scope="row">{humanize(k)}</th>
-              {isInterval(v) ? (
-                <>
-                  <td className="num">{formatNumber(v.value)}</td>
-                  <td className="num">
-                    {typeof v.lo === 'number' && typeof v.hi === 'number'
-                      ? `${formatNumber(v.lo)} – ${formatNumber(v.hi)}`
-                      : '—'}
-                  </td>
-                </>
-              ) : (
-                <>
-                  <td className={typeof v === 'number' ? 'num' : undefined}>{inlineValue(v)}</td>
-                  <td className="num">—</td>
-                </>
-              )}
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </div>
+    <nav className="model-toc no-print" aria-label="On this page">
+      {sections.map((s) => (
+        <button key={s.id} type="button" className="chip" onClick={() => go(s.id)}>
+          {s.title}
+        </button>
+      ))}
+    </nav>
   )
 }
 
-/** Plot names: those the card lists under links.plots, else the three standard ones. */
+// --- overview ---------------------------------------------------------------------------------------
+
+function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) {
+  const classNames = rec(card.class_names)
+  const classes = strings(card.classes).length ? strings(card.classes) : classNames ? Object.keys(classNames) : []
+  const spec = rec(card.input_spec)
+  const backbone = dig(card, 'training', 'config', 'model', 'backbone')
+  const pretrained = dig(card, 'training', 'config', 'model', 'pretrained') === true
+  const metaFields = strings(dig(card, 'meta_spec', 'fields'))
+  const size = num(spec?.size)
+  const intended = card.intended_use
+
+  const malAuc = headline(ev, 'malignant_auc')
+  const sens = headline(ev, 'refer_sensitivity')
+  const spec_ = headline(ev, 'refer_specificity')
+
+  return (
+    <section className="card-block model-overview" data-testid="model-overview">
+      <h2 className="visually-hidden">Overview</h2>
+      {!isEmpty(intended) && (
+        <div className="intended-use">
+          <h3>Intended use</h3>
+          {typeof intended === 'string' ? <p>{intended}</p> : <ValueView value={intended} />}
+        </div>
+      )}
+      {ev && (malAuc || sens) && (
+        <dl className="stat-grid" data-testid="model-stats">
+          {malAuc?.value != null && (
+            <div className="stat">
+              <dt>Malignant vs benign AUC</dt>
+              <dd>{format3(malAuc.value)}</dd>
+              <span className="stat-sub">{CI} {formatCI(malAuc.lo, malAuc.hi)}</span>
+            </div>
+          )}
+          {sens?.value != null && (
+            <div className="stat">
+              <dt>Malignant lesions sent for referral</dt>
+              <dd>{pct(sens.value)}</dd>
+              <span className="stat-sub">sensitivity, {CI} {pctCI(sens)}</span>
+            </div>
+          )}
+          {spec_?.value != null && (
+            <div className="stat">
+              <dt>Benign lesions not referred</dt>
+              <dd>{pct(spec_.value)}</dd>
+              <span className="stat-sub">specificity, {CI} {pctCI(spec_)}</span>
+            </div>
+          )}
+          {ev.n !== null && (
+            <div className="stat">
+              <dt>Held-out test images</dt>
+              <dd>{formatNumber(ev.n)}</dd>
+              {ev.nGroups !== null && <span className="stat-sub">{formatNumber(ev.nGroups)} lesion groups</span>}
+            </div>
+          )}
+        </dl>
+      )}
+      <dl className="kv">
+        <Row label="Name">{cardString(card, 'name') ?? '—'}</Row>
+        <Row label="Version">{cardString(card, 'version') ?? '—'}</Row>
+        {card.created !== undefined && <Row label="Created">{formatTimestamp(card.created)}</Row>}
+        {typeof backbone === 'string' && (
+          <Row label="Network">
+            {backbone}
+            {pretrained && ' (ImageNet-pretrained, fine-tuned)'}
+            {metaFields.length > 0 && ` + patient details (${metaFields.join(', ')})`}
+          </Row>
+        )}
+        {spec && (
+          <Row label="Input">
+            {size !== null ? `${size} × ${size} px RGB` : 'RGB image'}
+            {spec.crop === 'center_square' && ', centre square crop'}
+            {spec.crop === 'none' && ', whole image resized (not cropped)'}
+            {typeof spec.interpolation === 'string' && `, ${spec.interpolation} resizing`}
+          </Row>
+        )}
+        {classes.length > 0 && (
+          <Row label={`Output (${classes.length} classes)`}>
+            {classes.map((c) => (typeof classNames?.[c] === 'string' ? `${classNames[c]} (${c})` : c)).join(', ')}
+            <span className="hint">
+              Malignant probability = melanoma + basal cell carcinoma + squamous cell carcinoma.
+            </span>
+          </Row>
+        )}
+      </dl>
+    </section>
+  )
+}
+
+// --- test performance -------------------------------------------------------------------------------
+
+function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
+  const rows = HEADLINE_METRICS.map((d) => [d, headline(ev, d.key)] as const).filter(([, e]) => e && e.value !== null)
+  const odd = rows.filter(([, e]) => outsideCI(e)).map(([d]) => d.key)
+  const others = cardOtherMetricSets(card)
+  const level = ev.ciLevel !== null ? `${Math.round(ev.ciLevel * 100)}\u00a0%` : '95\u00a0%'
+  return (
+    <Block id="performance" title="Test performance">
+      <p>
+        Measured once, after all choices were made, on a held-out <strong>test split</strong> of{' '}
+        <strong>{formatNumber(ev.n)} images</strong>
+        {ev.nGroups !== null && (
+          <>
+            {' '}
+            from <strong>{formatNumber(ev.nGroups)} lesion groups</strong>
+          </>
+        )}
+        . Images are split by lesion group, so no lesion has images in both training and test.
+      </p>
+      <p className="muted">
+        {level} confidence intervals (CI): percentile <strong>group bootstrap</strong>
+        {ev.nBoot !== null && ` over ${formatNumber(ev.nBoot)} resamples`} of lesion groups. They show sampling
+        variation only.
+      </p>
+      <div className="table-wrap">
+        <table className="data-table metrics" data-testid="metrics-table">
+          <caption>Headline metrics on the test set</caption>
+          <thead>
+            <tr>
+              <th scope="col">Metric</th>
+              <th scope="col">Value</th>
+              <th scope="col">{CI}</th>
+              <th scope="col">What it means</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map(([d, e]) => (
+              <tr key={d.key} data-metric={d.key}>
+                <th scope="row">{d.label}</th>
+                <td className="num">
+                  {format3(e?.value)}
+                  {odd.includes(d.key) && <sup>†</sup>}
+                </td>
+                <td className="num">{formatCI(e?.lo, e?.hi)}</td>
+                <td className="metric-hint">{d.hint}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      {odd.length > 0 && (
+        <p className="hint">
+          † The point estimate lies outside its bootstrap interval: the metric is biased in bootstrap resamples (for the
+          calibration error, repeated images make the bins noisier), so the interval mainly shows how much it varies.
+        </p>
+      )}
+      {others.length > 0 && <OtherSets ev={ev} others={others} />}
+    </Block>
+  )
+}
+
+function OtherSets({ ev, others }: { ev: TestEvaluation; others: { key: string; label: string; note: string; metrics: Record<string, unknown> }[] }) {
+  const defs = HEADLINE_METRICS.filter(
+    (d) => headline(ev, d.key) || others.some((o) => num(o.metrics[d.key]) !== null),
+  )
+  return (
+    <>
+      <h3 className="sub-title">The same metrics in other settings</h3>
+      <div className="table-wrap">
+        <table className="data-table" data-testid="metrics-compare-table">
+          <caption className="visually-hidden">Headline metrics: test, test before calibration, test without patient details, validation</caption>
+          <thead>
+            <tr>
+              <th scope="col">Metric</th>
+              <th scope="col">Test (above)</th>
+              {others.map((o) => (
+                <th scope="col" key={o.key}>
+                  {o.label}
+                </th>
+              ))}
+            </tr>
+          </thead>
+          <tbody>
+            {defs.map((d) => (
+              <tr key={d.key}>
+                <th scope="row">{d.label}</th>
+                <td className="num">{format3(headline(ev, d.key)?.value)}</td>
+                {others.map((o) => (
+                  <td className="num" key={o.key}>
+                    {format3(num(o.metrics[d.key]))}
+                  </td>
+                ))}
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <ul className="hint-list">
+        {others.map((o) => (
+          <li key={o.key}>
+            <strong>{o.label}</strong>: {o.note}.
+          </li>
+        ))}
+        <li>Point estimates only; — = not computed for that setting.</li>
+      </ul>
+    </>
+  )
+}
+
+/** Cards without the `dermsight.evaluation` shape: one table per metric set. */
+function GenericMetrics({ card }: { card: ModelCard }) {
+  const sets = cardMetricSets(card)
+  return (
+    <Block id="performance" title="Test performance">
+      {sets.length === 0 && <p className="muted">This model card lists no metrics.</p>}
+      {sets.map(([split, metrics], i) => (
+        <div className="table-wrap" key={split}>
+          <table className="data-table" data-testid={i === 0 ? 'metrics-table' : `metrics-table-${split}`}>
+            <caption>{humanize(split)} set</caption>
+            <thead>
+              <tr>
+                <th scope="col">Metric</th>
+                <th scope="col">Value</th>
+                <th scope="col">{CI}</th>
+              </tr>
+            </thead>
+            <tbody>
+              {Object.entries(metrics).map(([k, v]) => (
+                <tr key={k}>
+                  <th scope="row">{HEADLINE_METRICS.find((d) => d.key === k)?.label ?? humanize(k)}</th>
+                  {isInterval(v) ? (
+                    <>
+                      <td className="num">{formatNumber(v.value)}</td>
+                      <td className="num">{formatCI(v.lo, v.hi)}</td>
+                    </>
+                  ) : (
+                    <>
+                      <td className={typeof v === 'number' ? 'num' : undefined}>{inlineValue(v)}</td>
+                      <td className="num">—</td>
+                    </>
+                  )}
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      ))}
+    </Block>
+  )
+}
+
+// --- per class ---------------------------------------------------------------------------------------
+
+function PerClass({ ev }: { ev: TestEvaluation }) {
+  const small = ev.perClass.filter((r) => r.n !== null && r.n < 50)
+  return (
+    <Block id="per-class" title="Performance per diagnosis (test set)">
+      <div className="table-wrap">
+        <table className="data-table" data-testid="per-class-table">
+          <caption className="visually-hidden">Per-class AUC, sensitivity and specificity with {CI}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Diagnosis</th>
+              <th scope="col">Test images</th>
+              <th scope="col">AUC (one vs rest)</th>
+              <th scope="col">Sensitivity</th>
+              <th scope="col">Specificity</th>
+            </tr>
+          </thead>
+          <tbody>
+            {ev.perClass.map((r) => {
+              const info = FALLBACK_CLASSES.find((c) => c.code === r.code)
+              return (
+                <tr key={r.code}>
+                  <th scope="row">
+                    {r.name || info?.name || r.code} <span className="muted">({r.code})</span>
+                    {info?.malignant && <span className="tag tag-malignant">malignant</span>}
+                    {info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
+                  </th>
+                  <td className="num">{formatNumber(r.n)}</td>
+                  <EstimateCell e={r.auc} />
+                  <EstimateCell e={r.sensitivity} />
+                  <EstimateCell e={r.specificity} />
+                </tr>
+              )
+            })}
+          </tbody>
+        </table>
+      </div>
+      <p className="hint">
+        Small print under each value: {CI}. Sensitivity and specificity here are for the model’s single most likely
+        class (is the top-ranked class this diagnosis?), not for the risk tiers.
+        {small.length > 0 &&
+          ` Few test images for ${small.map((r) => `${r.code} (${r.n})`).join(', ')}: their intervals are wide.`}
+      </p>
+    </Block>
+  )
+}
+
+// --- thresholds ---------------------------------------------------------------------------------------
+
+function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) {
+  const t = cardThresholds(card)
+  if (!t) return null
+  const rs = headline(ev, 'refer_sensitivity')
+  const rsp = headline(ev, 'refer_specificity')
+  const ms = headline(ev, 'monitor_sensitivity')
+  const msp = headline(ev, 'monitor_specificity')
+  const nMal = num(ev?.metrics.n_malignant)
+  const missed = nMal !== null && ms?.value != null ? Math.round(nMal * (1 - ms.value)) : null
+  const calib = rec(dig(card, 'training', 'config', 'calibration'))
+  const targetRefer = num(calib?.refer_sensitivity)
+  const targetMonitor = num(calib?.monitor_sensitivity)
+  const temperature = num(card.temperature)
+  const eceAfter = headline(ev, 'ece')?.value ?? null
+  const eceBefore = num(dig(card, 'metrics', 'test_uncalibrated', 'ece'))
+
+  return (
+    <Block id="thresholds" title="Risk tiers and thresholds" testId="thresholds">
+      <p>
+        The risk tier comes from the calibrated <strong>malignant probability</strong>: P(melanoma) + P(basal cell
+        carcinoma) + P(squamous cell carcinoma).
+      </p>
+      <ul className="threshold-list">
+        <li className="risk-high">
+          <strong>High — refer</strong>: malignant probability ≥ {formatPercent(t.refer)}. Refer to a dermatologist.
+          {rs?.value != null && (
+            <span className="tier-stat">
+              Test set: {pct(rs.value)} of malignant lesions reached this tier (sensitivity, {CI} {pctCI(rs)})
+              {rsp?.value != null && (
+                <>
+                  ; {pct(rsp.value)} of benign lesions stayed below it (specificity, {CI} {pctCI(rsp)})
+                </>
+              )}
+              .
+            </span>
+          )}
+        </li>
+        <li className="risk-moderate">
+          <strong>Moderate — have it checked, monitor</strong>: from {formatPercent(t.monitor)} up to{' '}
+          {formatPercent(t.refer)}.
+          {ms?.value != null && (
+            <span className="tier-stat">
+              Test set: {pct(ms.value)} of malignant lesions were rated moderate or high (sensitivity, {CI} {pctCI(ms)})
+              {msp?.value != null && (
+                <>
+                  ; {pct(msp.value)} of benign lesions were rated low (specificity, {CI} {pctCI(msp)})
+                </>
+              )}
+              .
+            </span>
+          )}
+        </li>
+        <li className="risk-low">
+          <strong>Low</strong>: below {formatPercent(t.monitor)}.
+          {missed !== null && nMal !== null && (
+            <span className="tier-stat">
+              Test set: {missed} of {formatNumber(nMal)} malignant lesions ({pct(1 - (ms?.value ?? 0))}) fell in this
+              tier. Low is not “benign”: changing or worrying lesions still need a clinician.
+            </span>
+          )}
+        </li>
+        <li className="risk-cannot_assess">
+          <strong>Cannot assess</strong>: the image failed a quality check or does not look like a dermoscopic image
+          (see the gate below), whatever the probabilities.
+        </li>
+      </ul>
+      {(targetRefer !== null || targetMonitor !== null) && (
+        <p className="hint">
+          The thresholds were chosen on the validation set to reach
+          {targetRefer !== null && ` ${pctShort(targetRefer)} sensitivity (refer)`}
+          {targetRefer !== null && targetMonitor !== null && ' and'}
+          {targetMonitor !== null && ` ${pctShort(targetMonitor)} sensitivity (monitor)`} for malignant lesions, then
+          checked once on the test set (numbers above).
+        </p>
+      )}
+      {temperature !== null && (
+        <p className="hint" data-testid="temperature">
+          Calibration: the network’s scores are divided by a temperature T = {temperature.toFixed(3)} (fitted on the
+          validation set) before they become probabilities
+          {eceBefore !== null && eceAfter !== null &&
+            `; this lowered the test calibration error (ECE) from ${format3(eceBefore)} to ${format3(eceAfter)}`}
+          .
+        </p>
+      )}
+    </Block>
+  )
+}
+
+// --- baseline -----------------------------------------------------------------------------------------
+
+function verdict(d: MetricDef, diff: Estimate | null): { text: string; cls: string } {
+  if (!diff || diff.lo === null || diff.hi === null) return { text: '', cls: '' }
+  if (diff.lo <= 0 && diff.hi >= 0) return { text: 'no clear difference', cls: 'muted' }
+  const modelBetter = d.lowerIsBetter ? diff.hi < 0 : diff.lo > 0
+  return modelBetter ? { text: 'model better', cls: 'better' } : { text: 'baseline better', cls: 'worse' }
+}
+
+function Baseline({ baseline, ev }: { baseline: Record<string, unknown>; ev: TestEvaluation }) {
+  const bm = rec(dig(baseline, 'test', 'metrics')) ?? {}
+  const diffs = rec(baseline.difference) ?? {}
+  const name = typeof baseline.name === 'string' ? baseline.name : 'baseline'
+  const chosen = rec(baseline.chosen)
+  const rows = HEADLINE_METRICS.filter((d) => headline(ev, d.key) || num(bm[d.key]) !== null || diffs[d.key])
+  const pointOnly = rows.some(
+    (d) => !estimate(diffs[d.key]) && headline(ev, d.key)?.value != null && num(bm[d.key]) !== null,
+  )
+  const bRefer = num(dig(baseline, 'test', 'refer_threshold'))
+  return (
+    <Block id="baseline" title="Comparison with a simple baseline" testId="baseline">
+      <p>
+        Baseline: <strong>{name}</strong>
+        {chosen && (
+          <span className="muted">
+            {' '}
+            (settings chosen on validation:{' '}
+            {Object.entries(chosen)
+              .filter(([k]) => !k.startsWith('val_'))
+              .map(([k, v]) => `${k.length <= 2 ? k : humanize(k).toLowerCase()} ${plain(v)}`)
+              .join(', ')}
+            )
+          </span>
+        )}
+        . Both were tested on the same test images.
+      </p>
+      <div className="table-wrap">
+        <table className="data-table" data-testid="baseline-table">
+          <caption className="visually-hidden">This model against the baseline on the test set</caption>
+          <thead>
+            <tr>
+              <th scope="col">Metric</th>
+              <th scope="col">This model</th>
+              <th scope="col">Baseline</th>
+              <th scope="col">Difference ({CI})</th>
+              <th scope="col">Verdict</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((d) => {
+              const a = headline(ev, d.key)?.value ?? null
+              const b = num(bm[d.key])
+              const diff = estimate(diffs[d.key]) ?? (a !== null && b !== null ? { value: a - b, lo: null, hi: null } : null)
+              const pointOnly = !!diff && !estimate(diffs[d.key])
+              const v = verdict(d, diff)
+              return (
+                <tr key={d.key}>
+                  <th scope="row">{d.label}</th>
+                  <td className="num">{format3(a)}</td>
+                  <td className="num">{format3(b)}</td>
+                  <td className="num">
+                    {formatSigned(diff?.value)}
+                    {pointOnly && <sup>*</sup>}
+                    {diff && diff.lo !== null && diff.hi !== null && (
+                      <span className="ci">
+                        {formatSigned(diff.lo)} to {formatSigned(diff.hi)}
+                      </span>
+                    )}
+                  </td>
+                  <td className={v.cls}>{v.text}</td>
+                </tr>
+              )
+            })}
+          </tbody>
+        </table>
+      </div>
+      <p className="hint">
+        Difference = this model − baseline, from a paired group bootstrap (both models on the same resamples). For
+        calibration error, Brier score and log-likelihood lower is better. “No clear difference” = the interval includes
+        zero.
+        {pointOnly &&
+          ` * Point difference only, no interval: each model has its own thresholds, chosen the same way on validation${
+            bRefer !== null ? ` (baseline refer threshold ${formatPercent(bRefer)})` : ''
+          }.`}
+      </p>
+    </Block>
+  )
+}
+
+// --- subgroups ----------------------------------------------------------------------------------------
+
+function Subgroups({ rows }: { rows: SubgroupRow[] }) {
+  const groups = groupSubgroups(rows)
+  return (
+    <Block id="subgroups" title="Performance by subgroup (test set)" testId="subgroups">
+      <p>
+        Does the model work equally well for different patients, body sites and image sources? Sensitivity and
+        specificity are for malignant lesions at the refer threshold.
+      </p>
+      <div className="table-wrap">
+        <table className="data-table subgroup-table" data-testid="subgroup-table">
+          <caption className="visually-hidden">Test metrics by sex, age, anatomic site and data source, with {CI}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Subgroup</th>
+              <th scope="col">Images</th>
+              <th scope="col">Malignant</th>
+              <th scope="col">Malignant AUC</th>
+              <th scope="col">Melanoma AUC</th>
+              <th scope="col">Balanced accuracy</th>
+              <th scope="col">Sensitivity (refer)</th>
+              <th scope="col">Specificity (refer)</th>
+            </tr>
+          </thead>
+          {groups.map(([attr, list]) => (
+            <tbody key={attr}>
+              <tr className="group-row">
+                <th scope="colgroup" colSpan={8}>
+                  {ATTRIBUTE_LABELS[attr] ?? humanize(attr)}
+                </th>
+              </tr>
+              {list.map((r) => {
+                const w = !!r.note
+                return [
+                  <tr key={`${attr}:${r.subgroup}`} className={w ? 'has-note' : undefined}>
+                    <th scope="row" className="nowrap">
+                      {r.subgroup === 'missing' ? <em>not recorded</em> : r.subgroup}
+                    </th>
+                    <td className="num">{formatNumber(r.n)}</td>
+                    <td className="num">{formatNumber(r.nMalignant)}</td>
+                    <EstimateCell e={r.malignantAuc} withheld={w} />
+                    <EstimateCell e={r.melAuc} withheld={w} />
+                    <EstimateCell e={r.balancedAccuracy} withheld={w} />
+                    <EstimateCell e={r.sensitivity} withheld={w} />
+                    <EstimateCell e={r.specificity} withheld={w} />
+                  </tr>,
+                  w && (
+                    <tr key={`${attr}:${r.subgroup}:note`} className="note-row">
+                      <td colSpan={8}>
+                        <span className="note-text">
+                          <span className="visually-hidden">Note for {r.subgroup}: </span>
+                          {r.note}
+                        </span>
+                      </td>
+                    </tr>
+                  ),
+                ]
+              })}
+            </tbody>
+          ))}
+        </table>
+      </div>
+      <p className="hint">
+        Small print: {CI} (group bootstrap within the subgroup). Numbers that would mislead are withheld, with the
+        reason in a note under the row: every metric
+        for subgroups under 30 images, and an AUC, sensitivity or specificity when there are fewer than 5 cases on
+        either side. Overlapping intervals are common here; a single split cannot prove that subgroups differ.
+      </p>
+    </Block>
+  )
+}
+
+// --- gate ---------------------------------------------------------------------------------------------
+
+function Gate({ gate }: { gate: Record<string, unknown> }) {
+  const e = rec(gate.evaluation)
+  const q = rec(gate.quality)
+  const auroc = num(e?.auroc)
+  const frr = num(e?.false_reject_rate_test)
+  const det = num(e?.detect_rate_non_dermoscopic)
+  const nDerm = num(e?.n_dermoscopic_test)
+  const nNon = num(e?.n_non_dermoscopic)
+  const missed = strings(e?.non_dermoscopic_missed)
+  const qualityRules: string[] = []
+  if (q) {
+    if (num(q.min_side) !== null) qualityRules.push(`shorter side under ${q.min_side} px`)
+    if (num(q.dark_mean) !== null || num(q.bright_mean) !== null)
+      qualityRules.push(`too dark (mean brightness < ${plain(q.dark_mean)}) or too bright (> ${plain(q.bright_mean)})`)
+    if (num(q.min_std) !== null) qualityRules.push(`almost no contrast (std < ${plain(q.min_std)})`)
+    if (num(q.max_clipped) !== null) qualityRules.push(`more than ${pctShort(num(q.max_clipped))} of pixels clipped`)
+    if (num(q.min_sharpness) !== null) qualityRules.push(`blurred (sharpness < ${plain(q.min_sharpness)})`)
+  }
+  return (
+    <Block id="gate" title="The “cannot assess” gate" testId="gate">
+      <p>Before any risk is shown, each image must pass two checks; failing either gives “cannot assess”.</p>
+      <ol className="plain-list">
+        <li>
+          <strong>Image quality</strong>
+          {qualityRules.length > 0 ? `: rejected when ${qualityRules.join('; ')}.` : '.'}
+        </li>
+        <li>
+          <strong>Looks like the training images</strong> (out-of-distribution check
+          {typeof gate.ood_method === 'string' && `, ${gate.ood_method}`})
+          {typeof gate.ood_fit === 'string' ? `: ${gate.ood_fit}.` : '.'}
+        </li>
+      </ol>
+      {e && (
+        <>
+          <h3 className="sub-title">How well the gate worked</h3>
+          <dl className="kv" data-testid="gate-evaluation">
+            {frr !== null && (
+              <Row label="Dermoscopic test images wrongly rejected">
+                {pct(frr)}
+                {nDerm !== null && ` of ${formatNumber(nDerm)} (about ${Math.round(frr * nDerm)} images)`}
+              </Row>
+            )}
+            {det !== null && (
+              <Row label="Non-dermoscopic images caught">
+                {pct(det)}
+                {nNon !== null && ` of ${formatNumber(nNon)} (${Math.round(det * nNon)} caught, ${nNon - Math.round(det * nNon)} missed)`}
+              </Row>
+            )}
+            {auroc !== null && (
+              <Row label="Separation of dermoscopic vs other images (AUROC)">{format3(auroc)}</Row>
+            )}
+            {typeof e.set === 'string' && <Row label="Non-dermoscopic test images">{e.set}</Row>}
+          </dl>
+          {missed.length > 0 && (
+            <details className="small-details">
+              <summary>The {missed.length} non-dermoscopic images the gate missed</summary>
+              <p className="muted mono-list">{missed.join(', ')}</p>
+            </details>
+          )}
+          <p className="hint">
+            The gate only catches images that are not dermoscopic at all. A dermoscopic image of a lesion outside the 8
+            trained classes passes it and is forced into one of them.
+          </p>
+        </>
+      )}
+    </Block>
+  )
+}
+
+// --- plots --------------------------------------------------------------------------------------------
+
+/** Plot names: those the server lists under links.plots, else the card's `plots`, else the standard four. */
 function plotNames(card: ModelCard): string[] {
-  const listed = isRecord(card.links) && isRecord(card.links.plots) ? Object.keys(card.links.plots) : null
+  const links = rec(card.links)
+  const listed = rec(links?.plots) ? Object.keys(rec(links?.plots)!) : strings(card.plots).length ? strings(card.plots) : null
   if (!listed) return PLOTS.map((p) => p.name)
   const known = PLOTS.map((p) => p.name).filter((n) => listed.includes(n))
   return [...known, ...listed.filter((n) => !known.includes(n)).sort()]
 }
 
+function reportUrl(card: ModelCard): string | null {
+  const links = rec(card.links)
+  if (!links) return `${API}/model/report`
+  return typeof links.report === 'string' ? links.report : null
+}
+
 function PlotsBlock({ card }: { card: ModelCard }) {
   const names = plotNames(card)
+  const report = reportUrl(card)
   const [failed, setFailed] = useState<string[]>([])
   const onFail = useCallback((n: string) => setFailed((f) => (f.includes(n) ? f : [...f, n])), [])
-  if (names.length === 0 || names.every((n) => failed.includes(n))) return null
+  const allFailed = names.length === 0 || names.every((n) => failed.includes(n))
+  if (allFailed && !report) return null
   return (
-    <Block title="Plots">
-      <div className="plot-grid">
-        {names.map((n) => (
-          <Plot key={n} name={n} onFail={onFail} />
-        ))}
-      </div>
+    <Block id="plots" title="Plots (test set)">
+      {!allFailed && (
+        <div className="plot-grid">
+          {names.map((n) => (
+            <Plot key={n} name={n} onFail={onFail} />
+          ))}
+        </div>
+      )}
+      {report && <ReportLink href={report} />}
     </Block>
   )
 }
@@ -305,5 +902,282 @@ function Plot({ name, onFail }: { name: string; onFail: (name: string) => void }
       {src ? <img src={src} alt={info?.alt ?? `${title} plot`} /> : <div className="plot-ph" aria-hidden="true" />}
       {info && <figcaption>{info.caption}</figcaption>}
     </figure>
+  )
+}
+
+/** A plain link; with an API token set, the report is fetched with the token and opened as a blob. */
+function ReportLink({ href }: { href: string }) {
+  const [error, setError] = useState<string | null>(null)
+  const onClick = async (ev: MouseEvent<HTMLAnchorElement>) => {
+    if (!getToken()) return
+    ev.preventDefault()
+    setError(null)
+    const win = window.open('', '_blank')
+    if (win) win.opener = null
+    try {
+      const res = await apiFetch(href, { headers: { Accept: 'text/html' } })
+      const blob = new Blob([await res.blob()], { type: 'text/html' })
+      const url = URL.createObjectURL(blob)
+      if (win) win.location.href = url
+      else window.location.assign(url)
+      window.setTimeout(() => URL.revokeObjectURL(url), 60_000)
+    } catch (err) {
+      win?.close()
+      setError(err instanceof Error ? err.message : String(err))
+    }
+  }
+  return (
+    <p className="report-link">
+      <a href={href} target="_blank" rel="noreferrer" onClick={onClick} data-testid="report-link">
+        Full evaluation report (HTML)
+      </a>{' '}
+      <span className="muted">— every table and plot above, with the method notes.</span>
+      {error && (
+        <span className="error-inline" role="alert">
+          {' '}
+          Could not open the report: {error}
+        </span>
+      )}
+    </p>
+  )
+}
+
+// --- data and training --------------------------------------------------------------------------------
+
+function DataBlock({ card }: { card: ModelCard }) {
+  const data = rec(card.data)
+  if (!data) return null
+  const bySplit = rec(data.by_split)
+  const splits = bySplit ? Object.keys(bySplit).filter((s) => rec(bySplit[s])) : []
+  const classNames = rec(card.class_names)
+  const order = strings(card.classes)
+  const codes = [...order]
+  for (const s of splits) {
+    for (const c of Object.keys(rec(dig(bySplit, s, 'by_diagnosis')) ?? {})) if (!codes.includes(c)) codes.push(c)
+  }
+  const count = (s: string, c: string) => num(dig(bySplit, s, 'by_diagnosis', c))
+  const hashes = rec(data.split_sha256)
+  const excluded = strings(data.excluded_source_repos)
+  const total = (c: string) => splits.reduce((a, s) => a + (count(s, c) ?? 0), 0)
+  const grand = splits.reduce((a, s) => a + (num(dig(bySplit, s, 'n')) ?? 0), 0)
+  const known = new Set(['root', 'n_images', 'by_split', 'split_sha256', 'excluded_source_repos', 'group_col'])
+  const rest = Object.fromEntries(Object.entries(data).filter(([k, v]) => !known.has(k) && !isEmpty(v)))
+
+  return (
+    <Block id="data" title="Data" testId="data">
+      <dl className="kv">
+        {typeof data.root === 'string' && <Row label="Image collection">{data.root}</Row>}
+        {num(data.n_images) !== null && <Row label="Images used">{formatNumber(data.n_images)}</Row>}
+        {typeof data.group_col === 'string' && (
+          <Row label="Split">
+            Training / validation / test, by lesion group (<code>{data.group_col}</code>): all images of one lesion are
+            in the same split.
+          </Row>
+        )}
+        {excluded.length > 0 && (
+          <Row label="Excluded sources">
+            {excluded.map((x) => (
+              <code key={x} className="wrap">
+                {x}
+              </code>
+            ))}
+          </Row>
+        )}
+        {hashes && (
+          <Row label="Split fingerprints (SHA-256)">
+            <ul className="hash-list">
+              {Object.entries(hashes).map(([s, h]) => (
+                <li key={s}>
+                  {SPLIT_LABELS[s] ?? s}: <code className="wrap">{String(h)}</code>
+                </li>
+              ))}
+            </ul>
+          </Row>
+        )}
+      </dl>
+      {splits.length > 0 && (
+        <div className="table-wrap">
+          <table className="data-table compact" data-testid="split-table">
+            <caption>Images per diagnosis and split</caption>
+            <thead>
+              <tr>
+                <th scope="col">Diagnosis</th>
+                {splits.map((s) => (
+                  <th scope="col" key={s} className="num">
+                    {SPLIT_LABELS[s] ?? humanize(s)}
+                  </th>
+                ))}
+                {splits.length > 1 && (
+                  <th scope="col" className="num">
+                    Total
+                  </th>
+                )}
+              </tr>
+            </thead>
+            <tbody>
+              {codes.map((c) => (
+                <tr key={c}>
+                  <th scope="row">
+                    {typeof classNames?.[c] === 'string' ? classNames[c] : c} <span className="muted">({c})</span>
+                  </th>
+                  {splits.map((s) => (
+                    <td className="num" key={s}>
+                      {formatNumber(count(s, c))}
+                    </td>
+                  ))}
+                  {splits.length > 1 && <td className="num">{formatNumber(total(c))}</td>}
+                </tr>
+              ))}
+              <tr className="total-row">
+                <th scope="row">All</th>
+                {splits.map((s) => (
+                  <td className="num" key={s}>
+                    {formatNumber(num(dig(bySplit, s, 'n')))}
+                  </td>
+                ))}
+                {splits.length > 1 && <td className="num">{formatNumber(grand)}</td>}
+              </tr>
+            </tbody>
+          </table>
+        </div>
+      )}
+      {Object.keys(rest).length > 0 && <ValueView value={rest} />}
+    </Block>
+  )
+}
+
+function TrainingBlock({ card }: { card: ModelCard }) {
+  const training = rec(card.training)
+  if (!training) return null
+  const summary = rec(training.summary)
+  const cfg = rec(training.config)
+  const train = rec(cfg?.train)
+  const model = rec(cfg?.model)
+  const epochs = (Array.isArray(training.epochs_log) ? training.epochs_log : []).map(rec).filter((r) => r !== null)
+  const best = num(summary?.best_epoch)
+  const seed = num(training.seed) ?? num(cfg?.seed)
+  const select = typeof summary?.select_metric === 'string' ? summary.select_metric : null
+  const settings: string[] = []
+  if (train) {
+    if (num(train.epochs) !== null) settings.push(`${train.epochs} epochs`)
+    if (num(train.batch_size) !== null) settings.push(`batch size ${train.batch_size}`)
+    if (num(train.lr) !== null) settings.push(`learning rate ${train.lr}`)
+    if (num(train.weight_decay) !== null) settings.push(`weight decay ${train.weight_decay}`)
+    if (typeof train.imbalance === 'string') settings.push(`class imbalance: ${plain(train.imbalance)}`)
+    if (num(train.ema_decay) !== null) settings.push(`weight averaging (EMA ${train.ema_decay})`)
+  }
+  if (model && num(model.freeze_fraction) !== null) settings.push(`first ${pctShort(num(model.freeze_fraction))} of the network frozen`)
+
+  return (
+    <Block id="training" title="Training" testId="training">
+      <dl className="kv">
+        {summary && best !== null && (
+          <Row label="Selected epoch">
+            {best}
+            {epochs.length > 0 && ` of ${epochs.length}`}
+            {select && ` (best validation ${humanize(select).toLowerCase()}`}
+            {select && num(summary.best_val_score) !== null && ` ${format3(num(summary.best_val_score))}`}
+            {select && ')'}
+          </Row>
+        )}
+        {num(summary?.train_seconds) !== null && (
+          <Row label="Training time">
+            {formatDuration(num(summary?.train_seconds))}
+            {typeof training.machine === 'string' && ` on ${training.machine}`}
+          </Row>
+        )}
+        {settings.length > 0 && <Row label="Settings">{settings.join(', ')}</Row>}
+        {seed !== null && <Row label="Random seed">{seed}</Row>}
+        {typeof training.reproduce === 'string' && (
+          <Row label="Reproduce">
+            <code className="wrap">{training.reproduce}</code>
+          </Row>
+        )}
+      </dl>
+      {epochs.length > 0 && (
+        <div className="table-wrap">
+          <table className="data-table compact" data-testid="epochs-table">
+            <caption>Training log, per epoch</caption>
+            <thead>
+              <tr>
+                <th scope="col">Epoch</th>
+                <th scope="col" className="num">
+                  Training loss
+                </th>
+                <th scope="col" className="num">
+                  Validation balanced accuracy
+                </th>
+                <th scope="col" className="num">
+                  Validation melanoma AUC
+                </th>
+                <th scope="col" className="num">
+                  Time
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {epochs.map((r, i) => {
+                const ep = num(r.epoch) ?? i + 1
+                const isBest = best !== null && ep === best
+                return (
+                  <tr key={ep} className={isBest ? 'is-best' : undefined}>
+                    <th scope="row">
+                      {ep}
+                      {isBest && <span className="tag tag-benign">selected</span>}
+                    </th>
+                    <td className="num">{format3(num(r.train_loss))}</td>
+                    <td className="num">{format3(num(r.val_balanced_accuracy))}</td>
+                    <td className="num">{format3(num(r.val_mel_auc))}</td>
+                    <td className="num">{formatDuration(num(r.epoch_seconds))}</td>
+                  </tr>
+                )
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </Block>
+  )
+}
+
+// --- limitations and licences -------------------------------------------------------------------------
+
+function Limitations({ card }: { card: ModelCard }) {
+  const limitations = cardList(card, 'limitations')
+  return (
+    <Block id="limitations" title="Known limitations" testId="limitations">
+      {limitations.length ? (
+        <ul className="plain-list">
+          {limitations.map((l) => (
+            <li key={l}>{l}</li>
+          ))}
+        </ul>
+      ) : (
+        <p className="muted">None listed in the model card. That does not mean there are none: see the Learn page.</p>
+      )}
+    </Block>
+  )
+}
+
+const LICENCE_LABELS: Record<string, string> = { data: 'Data', weights: 'Model weights', code: 'Code' }
+
+function Licences({ card }: { card: ModelCard }) {
+  const licence = card.licence ?? card.license
+  if (isEmpty(licence)) return null
+  const r = rec(licence)
+  return (
+    <Block id="licence" title="Licences" testId="licence">
+      {r ? (
+        <dl className="kv">
+          {Object.entries(r).map(([k, v]) => (
+            <Row key={k} label={LICENCE_LABELS[k] ?? humanize(k)}>
+              {inlineValue(v)}
+            </Row>
+          ))}
+        </dl>
+      ) : (
+        <ValueView value={licence} />
+      )}
+    </Block>
   )
 }
