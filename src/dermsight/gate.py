@@ -110,16 +110,29 @@ def ood_score(embedding: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarra
     return (1.0 - kth).astype(np.float64)
 
 
+OOD_FLAG = Flag("out_of_distribution",
+                "this does not look like a dermoscopic image of a skin lesion")
+
+
+def ood_flags(
+    embeddings: np.ndarray, cfg: dict[str, Any], arrays: dict[str, np.ndarray]
+) -> list[tuple[list[Flag], float | None]]:
+    """The out-of-distribution part of the gate for a batch of pooled features (N, D)."""
+    n = len(np.atleast_2d(embeddings))
+    if not arrays or "ood_threshold" not in cfg:
+        return [([], None)] * n
+    threshold = float(cfg["ood_threshold"])
+    scores = ood_score(embeddings, arrays)
+    return [([OOD_FLAG], float(s)) if float(s) > threshold else ([], float(s)) for s in scores]
+
+
 def assess(
     image: np.ndarray, embedding: np.ndarray | None, cfg: dict[str, Any],
     arrays: dict[str, np.ndarray],
 ) -> tuple[list[Flag], float | None]:
     """All gate flags for one image (and its OOD score if the bundle has a fitted gate)."""
     flags = quality_flags(quality_stats(image), cfg)
-    score: float | None = None
-    if embedding is not None and arrays and "ood_threshold" in cfg:
-        score = float(ood_score(embedding, arrays)[0])
-        if score > float(cfg["ood_threshold"]):
-            flags.append(Flag("out_of_distribution",
-                              "this does not look like a dermoscopic image of a skin lesion"))
-    return flags, score
+    if embedding is None:
+        return flags, None
+    ood, score = ood_flags(embedding, cfg, arrays)[0]
+    return flags + ood, score

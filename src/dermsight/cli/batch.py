@@ -1,9 +1,120 @@
-"""`dermsight` sub-commands for this area (see cli/__init__.py)."""
+"""``dermsight batch``: score a folder, CSV manifest, DICOM files or TFRecord shards."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
 import typer
+
+from dermsight.cli.errors import UserError
+
+
+def _storage_options(items: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs (VALUE parsed as JSON when it is JSON) -> fsspec storage options."""
+    opts: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--storage-option takes KEY=VALUE, got {item!r}")
+        try:
+            opts[key] = json.loads(value)
+        except ValueError:
+            opts[key] = value
+    return opts
+
+
+def batch(
+    input: Annotated[str, typer.Argument(
+        help="folder of images, CSV manifest (ISIC layouts too), DICOM file, TFRecord shard(s), "
+             "or an s3:// / gs:// prefix or manifest (needs the s3 extra)",
+        show_default=False)],
+    out: Annotated[Path, typer.Option(
+        "--out", "-o", help="output folder: a dataset of part files (re-run to resume)",
+        show_default=False)],
+    model: Annotated[Path | None, typer.Option(
+        "--model", "-m", help="model bundle folder (default: the bundled model)")] = None,
+    engine: Annotated[str, typer.Option(help="local | spark")] = "local",
+    master: Annotated[str | None, typer.Option(
+        help="Spark master, e.g. local[2] or spark://host:7077 (spark engine; default: the "
+             "active session's, else local[*])")] = None,
+    workers: Annotated[int | None, typer.Option(
+        help="scoring threads, each decoding and inferring whole batches (local: default one "
+             "per core; spark: per task, default 1)")] = None,
+    threads: Annotated[int | None, typer.Option(
+        help="ONNX Runtime threads per inference call (default 1: the parallelism comes from "
+             "--workers / Spark tasks)")] = None,
+    chunk_size: Annotated[int, typer.Option(
+        help="rows per output part file (local engine)", min=1)] = 1024,
+    batch_size: Annotated[int, typer.Option(help="images per inference call", min=1)] = 8,
+    partitions: Annotated[int | None, typer.Option(
+        help="Spark partitions (default: 4 x the cluster's cores)", min=1)] = None,
+    tta: Annotated[bool, typer.Option(
+        "--tta", help="average over 8 flips/rotations (8x slower)")] = False,
+    heatmaps: Annotated[Path | None, typer.Option(
+        help="also write a heatmap overlay PNG per image into this folder")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "parquet",
+    evaluate: Annotated[bool, typer.Option(
+        "--evaluate", help="if the input has labels, write OUT.report.html + "
+                           "OUT.evaluation.json")] = False,
+    limit: Annotated[int | None, typer.Option(
+        help="stop after this many new rows (a partial run; re-run to continue)", min=0)] = None,
+    storage_option: Annotated[list[str] | None, typer.Option(
+        "--storage-option",
+        help="fsspec option for remote paths, KEY=VALUE (repeatable), e.g. "
+             "endpoint_url=http://127.0.0.1:9000 or anon=true")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Score many lesion images into Parquet/CSV: one row per input, errors as rows.
+
+    Resumable: re-running with the same --out skips rows already written.
+
+    Exit code 1 when some inputs could not be scored (the error column says why).
+    """
+    from dermsight.batch.store import OutputError
+
+    if engine not in ("local", "spark"):
+        raise UserError("--engine must be local or spark")
+    if fmt not in ("parquet", "csv"):
+        raise UserError("--format must be parquet or csv")
+    opts = _storage_options(storage_option)
+    progress = not quiet and sys.stderr.isatty()
+    try:
+        if engine == "local":
+            from dermsight.batch.local import run_local
+
+            summary = run_local(
+                input, out, bundle=model, workers=workers, threads=threads,
+                chunk_size=chunk_size, batch_size=batch_size, tta=tta, heatmaps=heatmaps,
+                fmt=fmt, evaluate=evaluate, limit=limit, progress=progress,
+                storage_options=opts,
+            )
+        else:
+            try:
+                import pyspark  # noqa: F401
+            except ImportError as exc:
+                raise UserError(
+                    "--engine spark needs the [spark] extra: pip install 'dermsight[spark]' "
+                    "(and Java 17+)"
+                ) from exc
+            from dermsight.batch.spark import run_spark
+
+            summary = run_spark(
+                input, out, bundle=model, master=master, workers=workers, threads=threads,
+                batch_size=batch_size, partitions=partitions, tta=tta, heatmaps=heatmaps,
+                fmt=fmt, evaluate=evaluate, limit=limit, storage_options=opts,
+            )
+    except OutputError as exc:
+        raise UserError(str(exc)) from exc
+    typer.echo(summary.render())
+    if "unavailable" in summary.evaluation:
+        typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
+    if summary.errors:
+        raise SystemExit(1)
 
 
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
+    app.command("batch")(batch)

@@ -1,0 +1,218 @@
+"""What a batch job reads: any input the readers know, or a remote prefix / manifest via fsspec.
+
+``open_source(input)`` returns a :class:`Source` whose ``rows()`` streams one dict per lesion
+(``id``, ``path``, ``age``, ``sex``, ``site``, ``label``, ``group``, ``error``) without decoding a
+single pixel: the image is read later, in parallel, by ``score.prepare_row``.
+
+Local inputs go through ``dermsight.io.iter_records(path, decode=False)`` (image folders, ISIC CSV
+layouts and manifests, DICOM files, TFRecord shards), so the batch runners understand exactly
+what the rest of dermsight does. Remote inputs (``s3://bucket/prefix/``, ``gs://...``, a remote
+``manifest.csv``) need the ``[s3]`` extra: the prefix is listed with fsspec and its CSV rows are
+parsed by the same CSV reader code.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dermsight.batch.score import is_remote
+from dermsight.io.errors import ReaderError
+from dermsight.records import LesionRecord
+
+ROW_KEYS: tuple[str, ...] = ("id", "path", "age", "sex", "site", "label", "group", "error")
+
+
+def record_row(rec: LesionRecord) -> dict[str, Any]:
+    """A lazy reader record -> the input row ``score_frame`` reads."""
+    return {
+        "id": rec.id,
+        "path": rec.path,
+        "age": rec.meta.age,
+        "sex": rec.meta.sex,
+        "site": rec.meta.site,
+        "label": rec.label,
+        "group": rec.group,
+        "error": rec.error,
+    }
+
+
+def row_key(rid: object, path: object) -> tuple[str, str]:
+    """The identity of a row for resuming: (id, source path)."""
+    from dermsight.batch.score import local_path
+
+    p = "" if path is None or (isinstance(path, float) and path != path) else str(path)
+    return (str(rid), local_path(p))
+
+
+@dataclass
+class Source:
+    """A batch input: where it is, what kind it is and how many rows it probably has."""
+
+    input: str
+    kind: str
+    estimate: int | None = None
+    storage_options: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def remote(self) -> bool:
+        return self.kind.startswith("remote")
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        if self.remote:
+            yield from _remote_rows(self.input, self.storage_options)
+            return
+        from dermsight.io import iter_records
+
+        for rec in iter_records(self.input, decode=False):
+            yield record_row(rec)
+
+    def image_folder(self) -> str | None:
+        """The folder when the input is a plain local folder of image files (no CSV, no
+        TFRecord shards): the Spark engine reads those with ``binaryFile``."""
+        if self.kind != "folder":
+            return None
+        from dermsight.io.csvfolder import classify_csvs
+
+        primary, _ = classify_csvs(Path(self.input))
+        return None if primary is not None else self.input
+
+
+def open_source(input: str | os.PathLike[str],
+                storage_options: Mapping[str, Any] | None = None) -> Source:
+    """Recognise a batch input. Raises ``ReaderError`` when it cannot be read at all."""
+    text = os.fspath(input)
+    opts = dict(storage_options or {})
+    if is_remote(text):
+        fs, root = _fs(text, opts)
+        try:
+            is_file = fs.isfile(root)
+        except Exception as exc:  # noqa: BLE001 - network/credential errors become one line
+            raise ReaderError(f"cannot list {text}: {type(exc).__name__}: {exc}") from exc
+        if is_file:
+            if not root.lower().endswith((".csv", ".tsv")):
+                raise ReaderError(
+                    f"{text}: a remote input must be a prefix of image files or a CSV manifest"
+                )
+            return Source(text, "remote-csv", None, opts)
+        return Source(text, "remote-prefix", None, opts)
+    from dermsight.io import detect_kind, estimate_count
+
+    p = Path(text).expanduser().resolve()
+    kind = detect_kind(p)
+    return Source(str(p), kind, estimate_count(p), opts)
+
+
+# --- remote inputs (fsspec) ---------------------------------------------------------------------
+
+
+def _fs(url: str, opts: Mapping[str, Any]) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ReaderError(
+            f"{url}: remote inputs need the [s3] extra (pip install 'dermsight[s3]')"
+        ) from exc
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **dict(opts))
+    except (ImportError, ValueError) as exc:
+        raise ReaderError(f"{url}: {exc}") from exc
+    return fs, str(root).rstrip("/")
+
+
+def _image_files(fs: Any, root: str) -> list[str]:
+    from dermsight.io.csvfolder import IMAGE_EXTS
+
+    try:
+        found = fs.find(root)
+    except FileNotFoundError as exc:
+        raise ReaderError(f"not found: {root}") from exc
+    except Exception as exc:  # noqa: BLE001
+        raise ReaderError(f"cannot list {root}: {type(exc).__name__}: {exc}") from exc
+    names = [f for f in found if os.path.splitext(f)[1].lower() in IMAGE_EXTS
+             and not posixpath.basename(f).startswith(".")]
+    return sorted(names)
+
+
+def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    fs, root = _fs(url, opts)
+    if fs.isfile(root):
+        yield from _remote_csv_rows(fs, root, opts)
+        return
+    try:
+        top = [f for f in fs.ls(root, detail=False)
+               if str(f).lower().endswith((".csv", ".tsv"))]
+    except FileNotFoundError as exc:
+        raise ReaderError(f"not found: {url}") from exc
+    except Exception as exc:  # noqa: BLE001 - credentials, network: one readable line
+        raise ReaderError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
+    if len(top) == 1:
+        yield from _remote_csv_rows(fs, str(top[0]), opts)
+        return
+    if len(top) > 1:
+        raise ReaderError(
+            f"{url} has several CSVs ({', '.join(posixpath.basename(str(t)) for t in top)}): "
+            "pass the one to read"
+        )
+    files = _image_files(fs, root)
+    if not files:
+        raise ReaderError(f"no image files found under {url}")
+    for f in files:
+        yield {
+            "id": posixpath.splitext(posixpath.basename(f))[0],
+            "path": fs.unstrip_protocol(f),
+            "age": None, "sex": None, "site": None, "label": None, "group": None, "error": None,
+        }
+
+
+def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """A remote CSV (manifest or ISIC layout): parsed by the CSV reader; images are the CSV's
+    ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder."""
+    from dermsight.io.csvfolder import IMAGE_EXTS, iter_csv_rows
+
+    base = posixpath.dirname(csv_path)
+    with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
+        local = Path(tmp) / posixpath.basename(csv_path)
+        try:
+            fs.get(csv_path, str(local))
+        except FileNotFoundError as exc:
+            raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
+        index: dict[str, str] | None = None
+        for line, parsed in iter_csv_rows(local):
+            where = f"{local.name} line {line} ({parsed.id})"
+            row: dict[str, Any] = {
+                "id": parsed.id, "path": None, "age": parsed.meta.age, "sex": parsed.meta.sex,
+                "site": parsed.meta.site, "label": parsed.label, "group": parsed.group,
+                "error": None,
+            }
+            if parsed.problems:
+                row["error"] = f"{where}: {'; '.join(parsed.problems)}"
+            elif parsed.path_value is not None:
+                value = parsed.path_value
+                if is_remote(value) or value.startswith("/"):
+                    row["path"] = value if is_remote(value) else fs.unstrip_protocol(value)
+                else:
+                    row["path"] = fs.unstrip_protocol(posixpath.normpath(
+                        posixpath.join(base, value)))
+            else:
+                if index is None:
+                    index = {}
+                    rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
+                    for f in _image_files(fs, base):
+                        stem, ext = posixpath.splitext(posixpath.basename(f))
+                        old = index.get(stem)
+                        if old is None or rank[ext.lower()] < rank[posixpath.splitext(old)[1]
+                                                                   .lower()]:
+                            index[stem] = f
+                hit = index.get(parsed.id)
+                if hit is None:
+                    row["error"] = (f"{where}: image file not found ({parsed.id} under "
+                                    f"{fs.unstrip_protocol(base)})")
+                else:
+                    row["path"] = fs.unstrip_protocol(hit)
+            yield row

@@ -1,0 +1,209 @@
+"""The output folder of a batch job: a dataset of part files, written atomically, resumable.
+
+``OUT/`` holds ``part-*.parquet`` (or ``part-*.csv``) files, each a complete, immutable chunk of
+output rows with the schema of ``score.arrow_schema``. A part is written to a hidden temporary
+file, flushed to disk and renamed into place, so a killed job leaves only whole parts behind (and
+perhaps a temporary file, removed by the next run). A re-run reads the ``(id, path)`` keys of the
+existing parts and skips them: no duplicates, no gaps. The Spark engine writes the same layout
+(Spark's own ``part-*`` names) and resumes the same way.
+
+``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
+the summary) are ignored by Parquet readers.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from dermsight.batch.score import RISK_TIERS, arrow_schema
+from dermsight.batch.sources import row_key
+
+FORMATS = ("parquet", "csv")
+LOCK_FILE = "_lock"
+SUMMARY_FILE = "_summary.json"
+_TMP_PREFIX = ".tmp-"
+
+
+class OutputError(Exception):
+    """An output folder that cannot be used (locked, mixed formats, not a folder)."""
+
+
+def part_files(out: str | os.PathLike[str], fmt: str | None = None) -> list[Path]:
+    """The finished part files in ``out`` (both formats unless ``fmt`` is given), sorted."""
+    root = Path(out)
+    if not root.is_dir():
+        return []
+    exts = (f".{fmt}",) if fmt else tuple(f".{f}" for f in FORMATS)
+    return sorted(
+        p for p in root.iterdir()
+        if p.is_file() and p.name.startswith("part-") and p.name.endswith(exts)
+    )
+
+
+def _read_part(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    if path.name.endswith(".csv"):
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
+        return df.replace({"": None})
+    return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+
+
+def iter_output(out: str | os.PathLike[str],
+                columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+    """Stream the parts of an output folder as frames (only ``columns`` when given)."""
+    for p in part_files(out):
+        yield _read_part(p, columns)
+
+
+def read_output(out: str | os.PathLike[str],
+                columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The whole output (or some of its columns) as one frame; numbers as floats for CSV too."""
+    frames = list(iter_output(out, columns))
+    if not frames:
+        return pd.DataFrame(columns=list(columns) if columns else [])
+    df = pd.concat(frames, ignore_index=True)
+    for c in df.columns:
+        if c.startswith("p_") or c in ("malignant_probability", "ood_score", "age"):
+            df[c] = pd.to_numeric(df[c], errors="coerce")
+    return df
+
+
+def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts over an output folder: rows, errors and rows per risk tier."""
+    risk: Counter[str] = Counter()
+    rows = errors = 0
+    for df in iter_output(out, ["risk", "error"]):
+        rows += len(df)
+        errors += int(df["error"].notna().sum())
+        risk.update(df["risk"].dropna().astype(str))
+    return {"rows": rows, "errors": errors, "risk": {t: risk.get(t, 0) for t in RISK_TIERS}}
+
+
+def done_keys(out: str | os.PathLike[str]) -> set[tuple[str, str]]:
+    """``(id, path)`` of every row already in ``out``."""
+    keys: set[tuple[str, str]] = set()
+    for df in iter_output(out, ["id", "path"]):
+        keys.update(row_key(i, p) for i, p in zip(df["id"], df["path"], strict=True))
+    return keys
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class PartStore:
+    """Exclusive, resumable writer of part files into ``out`` (use as a context manager)."""
+
+    def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str]) -> None:
+        if fmt not in FORMATS:
+            raise OutputError(f"unknown format {fmt!r}: use parquet or csv")
+        self.out = Path(out)
+        self.fmt = fmt
+        self.classes = list(classes)
+        self.schema = arrow_schema(self.classes)
+        self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
+        self._seq = 0
+        self._lock: IO[str] | None = None
+
+    def __enter__(self) -> PartStore:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"--out must be a folder (a dataset of part files): {self.out}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        other = [f for f in FORMATS if f != self.fmt]
+        if any(part_files(self.out, f) for f in other):
+            raise OutputError(
+                f"{self.out} already holds {other[0]} parts: use --format {other[0]} to resume "
+                "it, or another --out"
+            )
+        fh = (self.out / LOCK_FILE).open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            fh.close()
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise OutputError(f"another batch job is writing to {self.out}") from exc
+            raise
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        self._lock = fh
+        for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
+            tmp.unlink(missing_ok=True)
+        self._check_schema()
+
+    def _check_schema(self) -> None:
+        parts = part_files(self.out, self.fmt)
+        if not parts:
+            return
+        if self.fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            names = pq.read_schema(parts[0]).names
+        else:
+            names = list(pd.read_csv(parts[0], nrows=0).columns)
+        if names != self.schema.names:
+            raise OutputError(
+                f"{self.out} holds results with other columns (another model's classes?): "
+                "use another --out"
+            )
+
+    def close(self) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock.fileno(), fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+    def write(self, df: pd.DataFrame) -> Path:
+        """Write one part atomically; returns its final path."""
+        if self._lock is None:
+            raise OutputError("PartStore is not open")
+        name = f"part-{self.run}-{self._seq:05d}.{self.fmt}"
+        self._seq += 1
+        final = self.out / name
+        tmp = self.out / f"{_TMP_PREFIX}{name}"
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(df[self.schema.names], schema=self.schema,
+                                         preserve_index=False)
+            pq.write_table(table, tmp, compression="zstd")
+        else:
+            df[self.schema.names].to_csv(tmp, index=False)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(self.out)
+        return final
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        tmp = self.out / f"{_TMP_PREFIX}{SUMMARY_FILE}"
+        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+        os.replace(tmp, self.out / SUMMARY_FILE)

@@ -1,0 +1,187 @@
+"""The end of a batch job: the summary it prints and the optional evaluation report."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dermsight.batch.score import RISK_TIERS
+from dermsight.batch.store import read_output
+
+if TYPE_CHECKING:
+    from dermsight.bundle import Card
+
+
+class EvaluationUnavailable(Exception):
+    """``--evaluate`` cannot run (no labels, or the evaluation module is missing)."""
+
+
+@dataclass
+class RunSummary:
+    """What one batch run did (``this run``) and what the output folder now holds (``total``)."""
+
+    input: str
+    out: str
+    engine: str
+    model: dict[str, str]
+    fmt: str = "parquet"
+    skipped: int = 0  # rows already in the output before this run (resume)
+    scored: int = 0  # rows written by this run (ok + errors)
+    errors: int = 0  # of which error rows
+    risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_TIERS, 0))
+    elapsed_s: float = 0.0  # wall time of the run
+    startup_s: float = 0.0  # Spark session start-up (0 for the local engine)
+    total: dict[str, Any] = field(default_factory=dict)  # tally() of the whole output
+    evaluation: dict[str, str] = field(default_factory=dict)  # report / json paths
+    finished_at: str = ""
+
+    @property
+    def images_per_s(self) -> float:
+        busy = self.elapsed_s - self.startup_s
+        return self.scored / busy if busy > 0 else 0.0
+
+    def add(self, risk: Sequence[Any], error: Sequence[Any]) -> None:
+        """Count a written chunk (its ``risk`` and ``error`` columns)."""
+        self.scored += len(risk)
+        self.errors += sum(1 for e in error if e is not None and e == e)
+        counts = Counter(str(r) for r in risk if r is not None and r == r)
+        for tier in RISK_TIERS:
+            self.risk[tier] += counts.get(tier, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["images_per_s"] = round(self.images_per_s, 2)
+        return d
+
+    def render(self) -> str:
+        """The plain-text summary printed at the end of a run."""
+        ok = self.scored - self.errors
+        lines = [
+            f"dermsight batch ({self.engine}) -> {self.out}  [{self.fmt}]",
+            f"model: {self.model.get('name')} {self.model.get('version')}",
+            f"this run: {self.scored} rows in {self.elapsed_s:.1f} s "
+            f"({self.images_per_s:.1f} images/s"
+            + (f", excluding {self.startup_s:.1f} s Spark start-up" if self.startup_s else "")
+            + f"); {ok} scored, {self.errors} errors, {self.skipped} already done (skipped)",
+            "",
+            f"{'risk tier':<16}{'this run':>10}{'output total':>14}",
+        ]
+        total_risk = self.total.get("risk", {})
+        for tier in RISK_TIERS:
+            lines.append(f"{tier:<16}{self.risk.get(tier, 0):>10}{total_risk.get(tier, 0):>14}")
+        lines.append(f"{'errors':<16}{self.errors:>10}{self.total.get('errors', 0):>14}")
+        lines.append(f"{'rows':<16}{self.scored:>10}{self.total.get('rows', 0):>14}")
+        for name, path in self.evaluation.items():
+            lines.append(f"evaluation {name}: {path}")
+        return "\n".join(lines)
+
+
+def sidecar(out: str | os.PathLike[str], suffix: str) -> Path:
+    """A file next to the output folder: ``OUT`` -> ``OUT.<suffix>``."""
+    p = Path(out)
+    return p.with_name(p.name.rstrip("/") + "." + suffix)
+
+
+def evaluate_output(
+    out: str | os.PathLike[str],
+    classes: Sequence[str],
+    card: Card,
+    model_info: Mapping[str, str],
+    *,
+    input_name: str = "",
+    n_boot: int = 200,
+) -> dict[str, str]:
+    """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``.
+
+    Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
+    their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
+    """
+    try:
+        from dermsight.evaluate import evaluate_predictions
+        from dermsight.evaluate.report import render_report
+    except ImportError as exc:
+        raise EvaluationUnavailable(
+            "TODO: --evaluate needs dermsight.evaluate.evaluate_predictions and "
+            "dermsight.evaluate.report.render_report, which this install does not have yet "
+            f"({exc}); the predictions were written, evaluate them later"
+        ) from exc
+    prob_cols = [f"p_{c}" for c in classes]
+    df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols])
+    n_all = len(df)
+    n_err = int(df["error"].notna().sum()) if n_all else 0
+    labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
+    if labelled.empty:
+        raise EvaluationUnavailable(
+            "--evaluate: the input has no labels (no diagnosis column), nothing to evaluate"
+        )
+    known = labelled["label"].isin(list(classes))
+    n_unknown = int((~known).sum())
+    labelled = labelled[known].reset_index(drop=True)
+    if labelled.empty:
+        raise EvaluationUnavailable(
+            f"--evaluate: no labelled row has one of the model's classes ({', '.join(classes)})"
+        )
+    groups = labelled["group"].where(labelled["group"].notna(), labelled["id"]).astype(str)
+    probs = labelled[prob_cols].to_numpy(np.float64)
+    evaluation = evaluate_predictions(
+        labelled["label"].astype(str).to_numpy(), probs, list(classes), groups.to_numpy(),
+        meta_df=labelled[["age", "sex", "site"]].reset_index(drop=True),
+        refer_threshold=card.thresholds.refer, monitor_threshold=card.thresholds.monitor,
+        n_boot=n_boot,
+    )
+    results = {
+        "title": "dermsight batch evaluation",
+        "model": dict(model_info),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z") + f", from {out}",
+        "data": {
+            "summary": {
+                "input": input_name or str(out),
+                "output rows": n_all,
+                "evaluated rows (labelled, scored)": len(labelled),
+                "error rows (left out)": n_err,
+                "labels outside the model's classes (left out)": n_unknown,
+                "bootstrap groups": evaluation.get("n_groups"),
+            },
+            "notes": [
+                "Metrics on the rows of this batch output that carry a ground-truth label.",
+                "Confidence intervals resample by group (lesion/patient id when the input has "
+                "one, else by image).",
+            ],
+        },
+        "test": evaluation,
+        "limitations": [
+            "Only as representative as the input: check how these images were selected.",
+            "Rows the model could not score (errors) are not counted.",
+        ],
+    }
+    json_path = sidecar(out, "evaluation.json")
+    html_path = sidecar(out, "report.html")
+    json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
+    html_path.write_text(render_report(results), encoding="utf-8")
+    return {"json": str(json_path), "report": str(html_path)}
+
+
+def run_evaluation(out: str | os.PathLike[str], card: Card, input_name: str) -> dict[str, str]:
+    """``evaluate_output`` for a run: its file paths, or ``{"unavailable": reason}``."""
+    try:
+        return evaluate_output(out, card.classes, card, {"name": card.name,
+                                                         "version": card.version},
+                               input_name=input_name)
+    except EvaluationUnavailable as exc:
+        return {"unavailable": str(exc)}
+
+
+def _jsonable(value: object) -> object:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -1,0 +1,439 @@
+"""Batch scoring: the shared core, the local runner, its inputs, errors, resume and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermsight.batch.local import run_local
+from dermsight.batch.score import output_columns, score_frame
+from dermsight.batch.store import OutputError, PartStore, part_files, read_output
+from dermsight.bundle import default_bundle_path
+from dermsight.cli import main as cli_main
+from dermsight.io.decode import decode_image
+from dermsight.predict import Dermsight
+
+TOL = 1e-6
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def png_bomb(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A tiny PNG whose IHDR claims a huge 8-bit RGB image (a decompression bomb header)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 1024)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def copy_images(data_dir: Path, ids: list[str], dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for i in ids:
+        shutil.copyfile(data_dir / "images" / f"{i}.jpg", dest / f"{i}.jpg")
+    return dest
+
+
+def add_bad_files(folder: Path, data_dir: Path, some_id: str) -> dict[str, str]:
+    """A truncated JPEG, a text file named .jpg and a PNG bomb; -> {id: expected error text}."""
+    good = (data_dir / "images" / f"{some_id}.jpg").read_bytes()
+    (folder / "zz_truncated.jpg").write_bytes(good[: len(good) // 3])
+    (folder / "zz_text.jpg").write_text("this is not an image\n")
+    (folder / "zz_bomb.png").write_bytes(png_bomb())
+    return {"zz_truncated": "truncated", "zz_text": "not an image", "zz_bomb": "too large"}
+
+
+@pytest.fixture(scope="module")
+def model() -> Dermsight:
+    return Dermsight.load(threads=2)
+
+
+@pytest.fixture(scope="module")
+def ids(metadata: pd.DataFrame) -> list[str]:
+    """24 real images, class-diverse, with metadata."""
+    picks = metadata.sort_values("image_id").groupby("diagnosis", sort=True).head(3)
+    return sorted(picks["image_id"].tolist())
+
+
+@pytest.fixture(scope="module")
+def image_folder(data_dir: Path, ids: list[str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_images(data_dir, ids, tmp_path_factory.mktemp("batch-images") / "imgs")
+
+
+def frame_for(data_dir: Path, metadata: pd.DataFrame, ids: list[str]) -> pd.DataFrame:
+    m = metadata.set_index("image_id").loc[ids]
+    return pd.DataFrame({
+        "id": ids,
+        "path": [str(data_dir / "images" / f"{i}.jpg") for i in ids],
+        "age": m["age_approx"].tolist(),
+        "sex": m["sex"].tolist(),
+        "site": m["anatom_site"].tolist(),
+    })
+
+
+# --- the core -----------------------------------------------------------------------------------
+
+
+def test_score_frame_matches_the_facade(model: Dermsight, data_dir: Path,
+                                        metadata: pd.DataFrame, ids: list[str]) -> None:
+    df = frame_for(data_dir, metadata, ids)
+    out = score_frame(df, model, batch_size=7, workers=2)
+    assert list(out.columns) == output_columns(model.classes)
+    assert out["id"].tolist() == ids
+    assert out["error"].isna().all()
+    for row, rec in zip(out.itertuples(index=False), df.itertuples(index=False), strict=True):
+        pred = model.predict(rec.path, age=rec.age, sex=rec.sex, site=rec.site, heatmap=False)
+        row_d = row._asdict()
+        for c in model.classes:
+            assert abs(row_d[f"p_{c}"] - pred.probabilities[c]) < TOL
+        assert abs(row.malignant_probability - pred.malignant_probability) < TOL
+        assert row.prediction == pred.prediction
+        assert row.risk == pred.risk
+        assert row.flags == ";".join(f.code for f in pred.flags)
+        if pred.ood_score is not None:
+            assert abs(row.ood_score - pred.ood_score) < 1e-5
+        assert row.model_name == model.info["name"]
+        assert row.model_version == model.info["version"]
+
+
+def test_bytes_and_paths_give_the_same_rows(model: Dermsight, data_dir: Path,
+                                            metadata: pd.DataFrame, ids: list[str]) -> None:
+    by_path = frame_for(data_dir, metadata, ids[:8])
+    by_bytes = by_path.assign(image=[Path(p).read_bytes() for p in by_path["path"]])
+    a = score_frame(by_path, model)
+    b = score_frame(by_bytes, model, workers=3, batch_size=3)
+    prob = [f"p_{c}" for c in model.classes]
+    np.testing.assert_allclose(a[prob].to_numpy(), b[prob].to_numpy(), atol=1e-5)
+    assert a["risk"].tolist() == b["risk"].tolist()
+
+
+def test_nullable_dtypes_are_missing_values(model: Dermsight, data_dir: Path,
+                                            ids: list[str]) -> None:
+    path = str(data_dir / "images" / f"{ids[0]}.jpg")
+    df = pd.DataFrame({"id": ["a", "b"], "path": [path, path],
+                       "age": pd.array([None, 40], dtype="Int64"),
+                       "sex": pd.array([None, "male"], dtype="string")})
+    out = score_frame(df, model)
+    assert out["error"].isna().all()
+    assert out["age"].isna().tolist() == [True, False] and out["sex"].tolist() == [None, "male"]
+
+
+def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
+                                             ids: list[str]) -> None:
+    good = str(data_dir / "images" / f"{ids[0]}.jpg")
+    jpeg = Path(good).read_bytes()
+    df = pd.DataFrame([
+        {"id": "ok1", "path": good, "age": 50, "sex": "female", "site": "torso"},
+        {"id": "bad_sex", "path": good, "age": 50, "sex": "alien"},
+        {"id": "bad_age", "path": good, "age": "old"},
+        {"id": "missing", "path": "/no/such/file.jpg"},
+        {"id": "nothing"},
+        {"id": "text", "image": b"hello, not an image"},
+        {"id": "bomb", "image": png_bomb()},
+        {"id": "truncated", "image": jpeg[:2000]},
+        {"id": "garbage", "image": b"\xff\xd8\xff" + os.urandom(3000)},
+        {"id": "reader", "path": good, "error": "metadata.csv line 7: unknown sex 'x'"},
+        {"id": "ok2", "image": jpeg, "age": None, "sex": None, "site": None},
+    ])
+    out = score_frame(df, model, batch_size=4, workers=2)
+    assert out["id"].tolist() == df["id"].tolist()
+    err = dict(zip(out["id"], out["error"], strict=True))
+    assert err["ok1"] is None and err["ok2"] is None
+    assert "sex" in err["bad_sex"] and "age" in err["bad_age"]
+    assert "not found" in err["missing"]
+    assert "neither" in err["nothing"]
+    assert "not an image" in err["text"]
+    assert "too large" in err["bomb"]
+    assert "truncated" in err["truncated"] or "corrupt" in err["truncated"]
+    assert err["garbage"] is not None
+    assert err["reader"] == "metadata.csv line 7: unknown sex 'x'"
+    bad = out[out["error"].notna()]
+    assert bad["risk"].isna().all() and bad["p_MEL"].isna().all()
+    ok = out[out["error"].isna()]
+    assert np.allclose(ok[[f"p_{c}" for c in model.classes]].sum(axis=1), 1.0)
+    assert ok.loc[ok["id"] == "ok1", "site"].item() == "torso"
+
+
+def test_out_of_distribution_gate_matches_the_facade(
+    model: Dermsight, data_dir: Path, metadata: pd.DataFrame, ids: list[str], tmp_path: Path,
+) -> None:
+    """The bundle's fitted OOD gate, with the threshold moved to the median score of these
+    images so that some are flagged: batch flags/scores/tiers equal Dermsight.predict's."""
+    from dermsight import gate
+
+    if not model.bundle.gate_arrays or "ood_threshold" not in model.card.gate:
+        pytest.skip("the default bundle has no fitted OOD gate")
+    df = frame_for(data_dir, metadata, ids[:12])
+    prepared = [model.prepare(decode_image(p), None) for p in df["path"]]
+    emb = model.run_arrays(np.stack([a for a, _ in prepared]),
+                           np.stack([b for _, b in prepared]))["embedding"]
+    scores = gate.ood_score(emb, model.bundle.gate_arrays)
+    bundle = tmp_path / "gated"
+    shutil.copytree(default_bundle_path(), bundle)
+    card = json.loads((bundle / "card.json").read_text())
+    card["gate"]["ood_threshold"] = float(np.median(scores))
+    (bundle / "card.json").write_text(json.dumps(card))
+    gated = Dermsight.load(bundle, threads=2)
+    out = score_frame(df, gated, batch_size=5, workers=2)
+    flagged = 0
+    for row, rec in zip(out.itertuples(index=False), df.itertuples(index=False), strict=True):
+        pred = gated.predict(rec.path, age=rec.age, sex=rec.sex, site=rec.site, heatmap=False)
+        assert row.flags == ";".join(f.code for f in pred.flags)
+        assert row.risk == pred.risk
+        assert pred.ood_score is not None
+        assert abs(row.ood_score - pred.ood_score) < 1e-5
+        flagged += "out_of_distribution" in row.flags
+    assert 0 < flagged < len(df)
+    assert (out.loc[out["flags"].str.contains("out_of_distribution"), "risk"]
+            == "cannot_assess").all()
+
+
+# --- the local runner ---------------------------------------------------------------------------
+
+
+def test_folder_with_bad_files_completes(data_dir: Path, ids: list[str], image_folder: Path,
+                                         tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                         ) -> None:
+    folder = tmp_path / "mixed"
+    shutil.copytree(image_folder, folder)
+    expected = add_bad_files(folder, data_dir, ids[0])
+    out = tmp_path / "out"
+    heat = tmp_path / "heat"
+    code = _cli(["batch", str(folder), "--out", str(out), "--chunk-size", "10", "--workers", "2",
+                 "--heatmaps", str(heat), "--quiet"])
+    assert code == 1  # some inputs failed, the job still completed
+    text = capsys.readouterr().out
+    assert "errors" in text and "images/s" in text and "high" in text
+    df = read_output(out)
+    assert sorted(df["id"]) == sorted([*ids, *expected])
+    assert df["id"].is_unique
+    for rid, needle in expected.items():
+        msg = df.loc[df["id"] == rid, "error"].item()
+        assert needle in msg, msg
+    ok = df[df["error"].isna()]
+    assert len(ok) == len(ids)
+    assert ok["risk"].isin(["high", "moderate", "low", "cannot_assess"]).all()
+    assert sorted(p.stem for p in heat.glob("*.png")) == sorted(ids)
+    summary = json.loads((out / "_summary.json").read_text())
+    assert summary["scored"] == len(ids) + 3 and summary["errors"] == 3
+    assert summary["total"]["rows"] == len(ids) + 3
+    assert len(part_files(out)) == 3  # 27 rows in chunks of 10
+
+
+def _cli(argv: list[str]) -> int:
+    try:
+        cli_main(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_resume_after_a_failure_mid_run(image_folder: Path, ids: list[str],
+                                        tmp_path: Path) -> None:
+    """Fault injection: the job dies after its 2nd part; the re-run fills the rest exactly."""
+    out = tmp_path / "out"
+    written: list[Path] = []
+
+    def boom(part: Path) -> None:
+        written.append(part)
+        if len(written) == 2:
+            raise RuntimeError("injected failure")
+
+    with pytest.raises(RuntimeError, match="injected"):
+        run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False,
+                  on_part=boom)
+    first = read_output(out)
+    assert len(first) == 10 and first["id"].is_unique
+    # a half-written temporary part from the killed run is cleaned up, never read
+    (out / ".tmp-part-dead.parquet").write_bytes(b"PAR1 half written")
+    summary = run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False)
+    assert summary.skipped == 10 and summary.scored == len(ids) - 10
+    df = read_output(out)
+    assert sorted(df["id"]) == sorted(ids) and df["id"].is_unique
+    assert not list(out.glob(".tmp-*"))
+    again = run_local(image_folder, out, progress=False)
+    assert again.scored == 0 and again.skipped == len(ids)
+
+
+def test_limit_then_resume_csv_format(image_folder: Path, ids: list[str], tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    s1 = run_local(image_folder, out, fmt="csv", limit=7, chunk_size=3, progress=False)
+    assert s1.scored == 7 and len(part_files(out, "csv")) == 3
+    s2 = run_local(image_folder, out, fmt="csv", chunk_size=50, progress=False)
+    assert s2.skipped == 7 and s2.scored == len(ids) - 7
+    df = read_output(out)
+    assert sorted(df["id"]) == sorted(ids) and df["id"].is_unique
+    assert df["p_MEL"].dtype == np.float64
+    with pytest.raises(OutputError, match="csv parts"):
+        run_local(image_folder, out, fmt="parquet", progress=False)
+
+
+def test_output_folder_is_locked(tmp_path: Path) -> None:
+    classes = Dermsight.load().classes
+    with PartStore(tmp_path / "o", "parquet", classes), pytest.raises(OutputError,
+                                                                      match="another"):
+        PartStore(tmp_path / "o", "parquet", classes).open()
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_without_duplicates_or_gaps(
+    data_dir: Path, metadata: pd.DataFrame, tmp_path: Path,
+) -> None:
+    """SIGKILL a real `dermsight batch` process mid-run, then re-run it."""
+    chosen = sorted(metadata["image_id"])[:200]
+    folder = copy_images(data_dir, chosen, tmp_path / "imgs")
+    out = tmp_path / "out"
+    # one worker and small parts: slow enough to be killed mid-run even on a fast machine
+    cmd = [sys.executable, "-c", "from dermsight.cli import main; main()", "batch", str(folder),
+           "--out", str(out), "--chunk-size", "8", "--batch-size", "4", "--workers", "1",
+           "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 600
+        while len(part_files(out)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    partial = read_output(out)
+    assert 0 < len(partial) < len(chosen) and partial["id"].is_unique
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"{len(partial)} already done" in rerun.stdout
+    df = read_output(out)
+    assert sorted(df["id"]) == chosen and df["id"].is_unique
+    assert df["error"].isna().all()
+
+
+# --- other inputs -------------------------------------------------------------------------------
+
+
+def _dataset_folder(data_dir: Path, metadata: pd.DataFrame, ids: list[str], root: Path) -> Path:
+    """A dermsight-layout CSV (labels, metadata, group ids) + images/ beside it."""
+    copy_images(data_dir, ids, root / "images")
+    sub = metadata.set_index("image_id").loc[ids].reset_index()
+    sub[["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "group_id",
+         "source"]].to_csv(root / "metadata.csv", index=False)
+    return root
+
+
+def test_csv_dataset_with_labels_and_evaluate(
+    data_dir: Path, metadata: pd.DataFrame, ids: list[str], tmp_path: Path, model: Dermsight,
+    test_output: Path,
+) -> None:
+    root = _dataset_folder(data_dir, metadata, ids, tmp_path / "ds")
+    out = tmp_path / "res"
+    summary = run_local(root, out, evaluate=True, progress=False, chunk_size=10)
+    assert summary.errors == 0 and summary.scored == len(ids)
+    df = read_output(out).set_index("id").loc[ids]
+    m = metadata.set_index("image_id").loc[ids]
+    assert df["label"].tolist() == m["diagnosis"].tolist()
+    assert df["group"].tolist() == m["group_id"].tolist()
+    assert (df["sex"].fillna("") == m["sex"]).all()
+    assert "report" in summary.evaluation, summary.evaluation
+    html = Path(summary.evaluation["report"]).read_text()
+    assert "<html" in html and model.info["name"] in html
+    ev = json.loads(Path(summary.evaluation["json"]).read_text())
+    assert ev["n"] == sum(m["diagnosis"].isin(model.classes))
+    assert Path(summary.evaluation["report"]).parent == out.parent
+    shutil.copy(summary.evaluation["report"], test_output / "batch_evaluate_report.html")
+
+
+def test_evaluate_without_labels_is_a_clear_note(image_folder: Path, tmp_path: Path) -> None:
+    summary = run_local(image_folder, tmp_path / "o", evaluate=True, limit=3, progress=False)
+    assert "no labels" in summary.evaluation["unavailable"]
+
+
+def test_manifest_csv_with_paths_and_metadata(
+    data_dir: Path, metadata: pd.DataFrame, ids: list[str], tmp_path: Path, model: Dermsight,
+) -> None:
+    df = frame_for(data_dir, metadata, ids[:6])
+    manifest = tmp_path / "manifest.csv"
+    rows = df.copy()
+    rows.loc[2, "sex"] = "unknown-value"  # a bad row: an error row, not a crash
+    rows.loc[len(rows)] = ["ghost", str(tmp_path / "ghost.jpg"), 40, "male", "torso"]
+    rows.to_csv(manifest, index=False)
+    summary = run_local(manifest, tmp_path / "o", progress=False)
+    out = read_output(tmp_path / "o").set_index("id")
+    assert summary.scored == 7 and summary.errors == 2
+    assert "sex" in out.loc[ids[2], "error"] and "not found" in out.loc["ghost", "error"]
+    direct = score_frame(df.drop(index=2), model).set_index("id")
+    for i in direct.index:
+        assert abs(out.loc[i, "p_MEL"] - direct.loc[i, "p_MEL"]) < 1e-5
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_dicom_and_tfrecord_inputs(
+    data_dir: Path, metadata: pd.DataFrame, ids: list[str], tmp_path: Path, model: Dermsight,
+) -> None:
+    from dermsight.io.dicom import write_dicom
+    from dermsight.io.tfrecord import write_tfrecord
+
+    chosen = ids[:8]
+    ref = score_frame(frame_for(data_dir, metadata, chosen), model).set_index("id")
+    m = metadata.set_index("image_id").loc[chosen]
+    # DICOM, uncompressed pixels: exactly the JPEG's decoded pixels, metadata in the header
+    dcm = tmp_path / "dicom"
+    dcm.mkdir()
+    for i in chosen:
+        rgb = decode_image(data_dir / "images" / f"{i}.jpg")
+        age = float(m.loc[i, "age_approx"]) if m.loc[i, "age_approx"] else None
+        write_dicom(dcm / f"{i}.dcm", rgb, age=age, sex=m.loc[i, "sex"] or None,
+                    site=m.loc[i, "anatom_site"] or None, jpeg=False)
+    (dcm / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00garbage")
+    run_local(dcm, tmp_path / "o_dcm", progress=False)
+    got = read_output(tmp_path / "o_dcm").set_index("id")
+    assert got.loc["broken", "error"] is not None
+    for i in chosen:
+        assert got.loc[i, "error"] is None, got.loc[i, "error"]
+        assert abs(got.loc[i, "p_MEL"] - ref.loc[i, "p_MEL"]) < 1e-5
+        assert got.loc[i, "sex"] == ref.loc[i, "sex"]
+        assert got.loc[i, "site"] == ref.loc[i, "site"]
+    # TFRecord (SIIM-ISIC schema, the original JPEG bytes)
+    shard = tmp_path / "train00-8.tfrec"
+    write_tfrecord(shard, [
+        {"image": (data_dir / "images" / f"{i}.jpg").read_bytes(), "image_name": i,
+         "sex": m.loc[i, "sex"] or None, "age_approx": float(m.loc[i, "age_approx"] or 0) or None,
+         "anatom_site_general_challenge": m.loc[i, "anatom_site"] or None,
+         "diagnosis": "melanoma" if m.loc[i, "diagnosis"] == "MEL" else None,
+         "target": int(m.loc[i, "diagnosis"] == "MEL")}
+        for i in chosen
+    ])
+    run_local(shard, tmp_path / "o_tfr", progress=False, workers=2)
+    tf = read_output(tmp_path / "o_tfr").set_index("id")
+    assert sorted(tf.index) == sorted(chosen)
+    for i in chosen:
+        assert tf.loc[i, "error"] is None, tf.loc[i, "error"]
+        assert abs(tf.loc[i, "p_MEL"] - ref.loc[i, "p_MEL"]) < 1e-5
+        assert "#" in tf.loc[i, "path"]
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _cli(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "not found" in err and "Traceback" not in err
+    assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
+    assert "--engine" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
+    assert "folder" in capsys.readouterr().err

@@ -1,0 +1,112 @@
+"""The Spark engine (local[2]): same rows as the local runner, from folders and manifests."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("pyspark")
+
+from dermsight.batch.local import run_local  # noqa: E402
+from dermsight.batch.spark import get_session, run_spark  # noqa: E402
+from dermsight.batch.store import read_output  # noqa: E402
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+N_IMAGES = 200
+
+
+@pytest.fixture(scope="module")
+def spark() -> Iterator[Any]:
+    if shutil.which("java") is None and not Path("/usr/lib/jvm").exists():
+        pytest.skip("Spark needs Java")
+    session = get_session("local[2]")
+    yield session
+    session.stop()
+
+
+def _compare(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same rows (by id), numbers within 1e-5, everything else equal."""
+    a = a.sort_values("id").reset_index(drop=True)
+    b = b.sort_values("id").reset_index(drop=True)
+    assert list(a.columns) == list(b.columns)
+    assert a["id"].tolist() == b["id"].tolist()
+    for c in a.columns:
+        if a[c].dtype.kind == "f" or b[c].dtype.kind == "f":
+            np.testing.assert_allclose(a[c].to_numpy(np.float64), b[c].to_numpy(np.float64),
+                                       atol=1e-5, equal_nan=True, err_msg=c)
+        else:  # CSV cannot tell an empty string from a missing value
+            left = [v if isinstance(v, str) and v else None for v in a[c]]
+            right = [v if isinstance(v, str) and v else None for v in b[c]]
+            assert left == right, c
+
+
+def test_spark_and_local_give_identical_rows_on_200_images(
+    spark: Any, data_dir: Path, metadata: pd.DataFrame, tmp_path: Path,
+) -> None:
+    ids = sorted(metadata["image_id"])[::50][:N_IMAGES]
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in ids:
+        shutil.copyfile(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
+    (folder / "zz_text.jpg").write_text("not an image")
+    run_local(folder, tmp_path / "local", progress=False, chunk_size=64)
+    summary = run_spark(folder, tmp_path / "spark", partitions=4)
+    assert summary.scored == N_IMAGES + 1 and summary.errors == 1
+    local = read_output(tmp_path / "local")
+    dist = read_output(tmp_path / "spark")
+    assert len(dist) == N_IMAGES + 1 and dist["id"].is_unique
+    _compare(local, dist)
+    # resume: nothing left to do, nothing duplicated
+    again = run_spark(folder, tmp_path / "spark")
+    assert again.scored == 0 and again.skipped == N_IMAGES + 1
+    assert len(read_output(tmp_path / "spark")) == N_IMAGES + 1
+
+
+def test_spark_manifest_input_resumes_and_matches_local(
+    spark: Any, data_dir: Path, metadata: pd.DataFrame, tmp_path: Path,
+) -> None:
+    """A CSV dataset (labels + metadata) goes through the driver-side manifest path."""
+    ids = sorted(metadata["image_id"])[1::97][:40]
+    root = tmp_path / "ds"
+    (root / "images").mkdir(parents=True)
+    for i in ids:
+        shutil.copyfile(data_dir / "images" / f"{i}.jpg", root / "images" / f"{i}.jpg")
+    sub = metadata.set_index("image_id").loc[ids].reset_index()
+    sub.loc[3, "sex"] = "not-a-sex"
+    sub[["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "group_id"]].to_csv(
+        root / "metadata.csv", index=False)
+    first = run_spark(root, tmp_path / "spark", limit=15, fmt="csv")
+    assert first.scored == 15
+    # a job killed before its commit leaves committed tasks in _temporary: they must not leak
+    stale = tmp_path / "spark" / "_temporary" / "0" / "task_202601010000_0001_m_000000"
+    stale.mkdir(parents=True)
+    biggest = max((tmp_path / "spark").glob("part-*.csv"), key=lambda p: p.stat().st_size)
+    shutil.copy(biggest, stale / "part-99999.csv")
+    second = run_spark(root, tmp_path / "spark", fmt="csv", evaluate=True)
+    assert second.skipped == 15 and second.scored == len(ids) - 15
+    assert "report" in second.evaluation or "unavailable" in second.evaluation
+    dist = read_output(tmp_path / "spark")
+    assert sorted(dist["id"]) == sorted(ids) and dist["id"].is_unique
+    assert dist["error"].notna().sum() == 1
+    run_local(root, tmp_path / "local", progress=False)
+    _compare(read_output(tmp_path / "local"), dist)
+
+
+def test_spark_tfrecord_input(spark: Any, data_dir: Path, metadata: pd.DataFrame,
+                              tmp_path: Path) -> None:
+    from dermsight.io.tfrecord import write_tfrecord
+
+    ids = sorted(metadata["image_id"])[7::301][:12]
+    shard = tmp_path / "part-0.tfrec"
+    write_tfrecord(shard, [{"image": (data_dir / "images" / f"{i}.jpg").read_bytes(),
+                            "image_name": i} for i in ids])
+    run_spark(shard, tmp_path / "spark")
+    run_local(shard, tmp_path / "local", progress=False)
+    _compare(read_output(tmp_path / "local"), read_output(tmp_path / "spark"))
