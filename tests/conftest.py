@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -45,3 +47,24 @@ def sample_image(data_dir: Path, sample_ids: list[str]) -> Path:
 def test_output() -> Path:
     TEST_OUTPUT.mkdir(parents=True, exist_ok=True)
     return TEST_OUTPUT
+
+
+# --- shared by the API test modules (a real uvicorn server on loopback) -------------------------
+
+
+@pytest.fixture(scope="session")
+def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    import test_api_support as support
+
+    return support.main_server(tmp_path_factory.mktemp("api"))
+
+
+@pytest.fixture()
+def client(api: Any) -> Iterator[Any]:
+    with api.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def jpeg(sample_image: Path) -> bytes:
+    return sample_image.read_bytes()

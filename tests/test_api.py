@@ -7,7 +7,6 @@ import base64
 import hashlib
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,20 +28,7 @@ SECURITY_HEADERS = {
 }
 
 
-@pytest.fixture(scope="session")
-def api(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
-    return support.main_server(tmp_path_factory.mktemp("api"))
 
-
-@pytest.fixture()
-def client(api: support.Server) -> Iterator[httpx.Client]:
-    with api.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def jpeg(sample_image: Path) -> bytes:
-    return sample_image.read_bytes()
 
 
 def assert_security_headers(r: httpx.Response, csp: str = CSP) -> None:

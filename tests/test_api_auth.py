@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -32,10 +31,6 @@ def authed(strict: support.Server) -> Iterator[httpx.Client]:
     with strict.client() as c:
         yield c
 
-
-@pytest.fixture(scope="session")
-def jpeg(sample_image: Path) -> bytes:
-    return sample_image.read_bytes()
 
 
 def post(c: httpx.Client, data: bytes, **headers: str) -> httpx.Response:

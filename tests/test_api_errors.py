@@ -6,8 +6,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -15,22 +13,6 @@ import pytest
 import test_api_support as support
 from dermsight.web.middleware import CSP
 from test_api_support import RawResponse, multipart, request_head
-
-
-@pytest.fixture(scope="session")
-def api(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
-    return support.main_server(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture()
-def client(api: support.Server) -> Iterator[httpx.Client]:
-    with api.client() as c:
-        yield c
-
-
-@pytest.fixture(scope="session")
-def jpeg(sample_image: Path) -> bytes:
-    return sample_image.read_bytes()
 
 
 def post(client: httpx.Client, data: bytes | None = None, filename: str = "x.jpg",

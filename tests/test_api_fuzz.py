@@ -25,10 +25,6 @@ FUZZ_SETTINGS = settings(
 )
 
 
-@pytest.fixture(scope="session")
-def api(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
-    return support.main_server(tmp_path_factory.mktemp("api"))
-
 
 @pytest.fixture(scope="session")
 def api_schema(api: support.Server) -> schemathesis.BaseSchema:
