@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     folder = prepare_images(args.data, args.n, work)
     results: dict[str, Any] = {
-        "benchmark": "batch", "n_images": args.n, "image_source": str(args.data / "images"),
+        "benchmark": "batch", "n_images": args.n,
+        "image_source": os.path.relpath(args.data / "images"),
         "tta": False, "machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "runs": {},
     }
