@@ -169,8 +169,7 @@ def prepare_for_serving(model: Dermsight, blas_threads: int) -> None:
     * numpy's BLAS (the OOD gate's k-NN matmul) would start one spinning thread per core for
       every call and fight the inference threads: limit it (``threadpoolctl``) to
       ``blas_threads``.
-    * The gate's feature bank is stored as float16 to keep bundles small; converting it on every
-      request cost ~15 ms CPU, so it is converted to float32 once here.
+    (The gate's float16 feature bank is already converted to float32 once by ``load_bundle``.)
     """
     try:
         from threadpoolctl import threadpool_limits
@@ -178,10 +177,6 @@ def prepare_for_serving(model: Dermsight, blas_threads: int) -> None:
         threadpool_limits(limits=blas_threads, user_api="blas")
     except ImportError:  # pragma: no cover - core dependency
         log.warning("threadpoolctl missing: numpy BLAS may oversubscribe the CPUs")
-    arrays = model.bundle.gate_arrays
-    bank = arrays.get("bank")
-    if isinstance(bank, np.ndarray) and bank.dtype != np.float32:
-        arrays["bank"] = np.ascontiguousarray(bank, dtype=np.float32)
 
 
 def _warm_up(model: Dermsight) -> None:
