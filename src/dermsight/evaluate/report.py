@@ -54,6 +54,8 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from dermsight.evaluate.metrics import HEADLINE_METRICS
+
 __all__ = ["METRIC_LABELS", "render_report"]
 
 #: Display names for metric keys (others fall back to the key itself).
@@ -76,21 +78,11 @@ METRIC_LABELS: dict[str, str] = {
     "nll": "Negative log-likelihood",
 }
 
-_HEADLINE = (
-    "balanced_accuracy",
-    "malignant_auc",
-    "malignant_pauc80",
-    "mel_auc",
-    "mel_pauc80",
-    "malignant_spec_at_95sens",
-    "refer_sensitivity",
-    "refer_specificity",
-    "monitor_sensitivity",
-    "monitor_specificity",
-    "auc_macro",
-    "ece",
-    "brier",
-    "nll",
+#: HEADLINE_METRICS plus the monitor-threshold rows, right after the refer-threshold rows.
+_HEADLINE = tuple(
+    k for key in HEADLINE_METRICS
+    for k in ((key, "monitor_sensitivity", "monitor_specificity")
+              if key == "refer_specificity" else (key,))
 )
 _LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
 

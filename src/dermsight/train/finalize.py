@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dermsight import gate as gate_mod
 from dermsight import taxonomy
 from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
+from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.predict import Dermsight, softmax
 from dermsight.preprocess import MetaSpec, encode_meta, preprocess
 from dermsight.train.calibrate import fit_gate, fit_temperature, threshold_for_sensitivity
@@ -147,14 +148,10 @@ def linear_probe(cfg: TrainConfig, parts: dict[str, dict[str, Any]]) -> dict[str
     }
 
 
-HEADLINE_KEYS = (
-    "balanced_accuracy", "mel_auc", "malignant_auc", "malignant_pauc80", "mel_pauc80",
-    "malignant_spec_at_95sens", "refer_sensitivity", "refer_specificity", "ece", "brier", "nll",
-)
 
 
 def _headline(ev: dict[str, Any]) -> dict[str, Any]:
-    return {k: ev["metrics"].get(k) for k in HEADLINE_KEYS if k in ev["metrics"]}
+    return {k: ev["metrics"].get(k) for k in HEADLINE_METRICS if k in ev["metrics"]}
 
 
 def measure_gate(model: Dermsight, cfg: dict[str, Any], arrays: dict[str, np.ndarray],
