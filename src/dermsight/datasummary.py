@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from dermsight import taxonomy
 from dermsight.io import detect_kind, estimate_count, iter_records
 from dermsight.io.decode import DecodeLimits, verify_image
 from dermsight.io.errors import ImageDecodeError
+from dermsight.parallel import ordered_map
 from dermsight.records import LesionRecord
 
 AGE_BIN_WIDTH = 10
@@ -147,18 +147,8 @@ def _check(rec: LesionRecord, limits: DecodeLimits) -> tuple[LesionRecord, tuple
 def _checked(
     records: Iterable[LesionRecord], workers: int, limits: DecodeLimits, prefetch: int = 256
 ) -> Iterator[tuple[LesionRecord, tuple[int, int] | None]]:
-    if workers <= 1:
-        for rec in records:
-            yield _check(rec, limits)
-        return
-    pending: list[Future[tuple[LesionRecord, tuple[int, int] | None]]] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-verify") as pool:
-        for rec in records:
-            pending.append(pool.submit(_check, rec, limits))
-            if len(pending) >= prefetch:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+    yield from ordered_map(lambda rec: _check(rec, limits), records, prefetch,
+                           workers=workers, name="dermsight-verify")
 
 
 def summarize(

@@ -44,6 +44,7 @@ import pandas as pd
 from dermsight import gate, heatmap, taxonomy
 from dermsight.io.decode import decode_image, sniff
 from dermsight.io.errors import ImageDecodeError
+from dermsight.parallel import ordered_map
 from dermsight.records import Metadata
 
 if TYPE_CHECKING:
@@ -475,7 +476,7 @@ def score_rows(
 
     queue: list[Prepared] = []
     n_ok = 0
-    for p in _ordered_map(executor, prep, rows, prefetch):
+    for p in ordered_map(prep, rows, prefetch, executor=executor):
         queue.append(p)
         n_ok += p.error is None
         if n_ok >= batch_size or len(queue) >= 4 * batch_size:
@@ -487,22 +488,6 @@ def score_rows(
                                 pending=hm_pending))
     for fut in hm_pending:
         fut.result()
-
-
-def _ordered_map(
-    executor: Executor,
-    fn: Callable[[Mapping[str, Any]], Prepared],
-    rows: Iterable[Mapping[str, Any]],
-    window: int,
-) -> Iterator[Prepared]:
-    """``executor.map`` in input order with at most ``window`` tasks in flight (lazy input)."""
-    pending: deque[Future[Prepared]] = deque()
-    for row in rows:
-        pending.append(executor.submit(fn, row))
-        if len(pending) >= window:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
 
 
 def frame_rows(df: pd.DataFrame) -> Iterator[dict[str, Any]]:

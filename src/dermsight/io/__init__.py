@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError, ReaderError
+from dermsight.parallel import ordered_map
 from dermsight.records import LesionRecord
 
 __all__ = [
@@ -158,18 +158,8 @@ def load_images(
     """Decode lazy records in a thread pool (Pillow releases the GIL), keeping input order and
     at most ``prefetch`` records in flight, so memory stays flat on any dataset size."""
     workers = workers or min(8, os.cpu_count() or 1)
-    if workers <= 1:
-        for rec in records:
-            yield load_image(rec, limits)
-        return
-    pending: list[Future[LesionRecord]] = []
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-decode") as pool:
-        for rec in records:
-            pending.append(pool.submit(load_image, rec, limits))
-            if len(pending) >= prefetch:
-                yield pending.pop(0).result()
-        for fut in pending:
-            yield fut.result()
+    yield from ordered_map(lambda rec: load_image(rec, limits), records, prefetch,
+                           workers=workers, name="dermsight-decode")
 
 
 @dataclass
