@@ -4,7 +4,6 @@ baseline, gate, ONNX export, bundle). Everything lands in one run folder with lo
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -86,7 +85,3 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all") -
 
             summary = finalize(cfg, df, out, info=DistInfo())
         return summary
-
-
-def main_env_threads() -> None:
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
