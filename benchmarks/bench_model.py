@@ -1,5 +1,7 @@
-"""Model speed on this machine, in one run: training images/s with and without tcmalloc, and
-inference latency / throughput of PyTorch eager vs ONNX Runtime for the shipped model.
+"""Model speed on this machine, in one run: training images/s with and without tcmalloc,
+inference latency / throughput of PyTorch eager vs ONNX Runtime for the shipped model, and the
+ONNX Runtime cost of the same network at other input sizes (what a larger default would cost the
+API and batch scoring).
 
     make bench-model        # = python benchmarks/bench_model.py
 
@@ -99,6 +101,36 @@ def inference(bundle: str | None, threads: int) -> dict[str, float]:
     return res
 
 
+def ort_by_size(threads: int, sizes: tuple[int, ...] = (160, 192, 224)) -> dict[str, float]:
+    """ONNX Runtime batch-1 latency (1 thread, as the API runs it) and batch-32 throughput
+    (``threads``) of Lite0 + metadata exported at each input size (random weights: cost only)."""
+    import torch
+
+    from dermsight.predict import ort_session
+    from dermsight.preprocess import MetaSpec
+    from dermsight.train.export import export_onnx
+    from dermsight.train.network import LesionNet
+
+    torch.manual_seed(0)
+    d = MetaSpec().dim
+    net = LesionNet("tf_efficientnet_lite0", 8, d, pretrained=False).eval()
+    res: dict[str, float] = {}
+    for size in sizes:
+        onnx = export_onnx(net, size)
+        for bs, n_threads in ((1, 1), (32, threads)):
+            sess = ort_session(onnx, n_threads)
+            feed = {"image": np.random.default_rng(0).standard_normal((bs, 3, size, size),
+                                                                      dtype=np.float32),
+                    "meta": np.zeros((bs, d), np.float32)}
+            sess.run(None, feed)
+            ms = median_ms(lambda sess=sess, feed=feed: sess.run(None, feed), 30 if bs == 1 else 8)
+            if bs == 1:
+                res[f"ort_ms_b1_{size}px"] = ms
+            else:
+                res[f"ort_img_s_b32_{size}px"] = bs * 1000 / ms
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bundle", default=None, help="bundle folder (default: shipped model)")
@@ -118,10 +150,12 @@ def main() -> None:
             train[key] = train_rate(size, frac, tc, args.threads)
     results["train"] = train
     results["inference"] = inference(args.bundle, args.threads)
+    results["ort_by_input_size"] = ort_by_size(args.threads)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print("| measurement | value |\n|---|---|")
-    for k, v in {**train, **results["inference"]}.items():  # type: ignore[dict-item]
+    rows = {**train, **results["inference"], **results["ort_by_input_size"]}  # type: ignore[dict-item]
+    for k, v in rows.items():
         print(f"| {k} | {v:.1f} |")
 
 

@@ -144,6 +144,26 @@ def test_cli_train_errors_are_clear(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown backbone" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_class_weights_balance_the_loss_or_the_sampler() -> None:
+    from dermsight.train.loop import class_weights
+
+    labels = np.array([0] * 80 + [1] * 15 + [2] * 5)
+    full = class_weights(labels, 3, 1.0).numpy()
+    mass = np.bincount(labels, weights=full[labels])  # total weight each class gets
+    assert np.allclose(mass, mass[0])  # power 1: every class equally often / equally heavy
+    half = class_weights(labels, 3, 0.5).numpy()
+    assert half[2] / half[0] == pytest.approx(4.0)  # sqrt(80 / 5)
+    assert float((half[labels]).mean()) == pytest.approx(1.0)  # the mean per-sample weight stays 1
+
+
+def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
+    from dermsight.train.loop import DistInfo, train_model
+
+    cfg = load_config(REPO / "configs" / "default.yaml", ["train.imbalance=balanced_sampler"])
+    with pytest.raises(ConfigError, match="balanced_sampler is not supported under torchrun"):
+        train_model(cfg, None, None, None, tmp_path, False, DistInfo(rank=0, world=2))  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"

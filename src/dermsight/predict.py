@@ -75,22 +75,26 @@ class Prediction:
         return heatmap.png_bytes(heatmap.overlay(self.image, self.cam, alpha))
 
 
+def ort_session(model: str | Path | bytes, threads: int | None = None) -> Any:
+    """An ONNX Runtime CPU session as dermsight runs one (``threads`` intra-op threads)."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+
+
 class Dermsight:
     """A loaded model bundle, ready to predict."""
 
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.bundle = bundle
         self.card = bundle.card
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = threads
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            str(bundle.onnx_path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort_session(bundle.onnx_path, threads)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.classes: list[str] = list(self.card.classes)
         self.limits = DecodeLimits()

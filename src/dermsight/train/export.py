@@ -41,9 +41,9 @@ def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int 
 
 def parity(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray) -> float:
     """Max |logit difference| between PyTorch eager and ONNX Runtime on the same inputs."""
-    import onnxruntime as ort
+    from dermsight.predict import ort_session
 
-    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    sess = ort_session(onnx_bytes)
     onnx_logits = sess.run(["logits"], {"image": x.astype(np.float32),
                                         "meta": m.astype(np.float32)})[0]
     with torch.no_grad():

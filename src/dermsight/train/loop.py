@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from dermsight.train.config import TrainConfig
+from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset
 from dermsight.train.network import LesionNet, freeze_early, set_train_mode
 
@@ -106,6 +106,10 @@ def train_model(
 ) -> dict[str, Any]:
     """Train, validating every epoch; returns the best (by val ``select_metric``) state summary."""
     tc = cfg.train
+    if info.world > 1 and tc.imbalance == "balanced_sampler":
+        # a DistributedSampler replaces the weighted one: the balancing would silently vanish
+        raise ConfigError("train.imbalance=balanced_sampler is not supported under torchrun "
+                          "(DDP); use train.imbalance=weighted_loss")
     torch.manual_seed(cfg.seed)
     freeze_early(net, cfg.model.freeze_fraction)
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
@@ -124,7 +128,8 @@ def train_model(
     if tc.imbalance == "weighted_loss":
         weight = class_weights(labels, n_classes, tc.class_weight_power)
     elif tc.imbalance == "balanced_sampler":
-        cw = class_weights(labels, n_classes, 1.0).numpy()
+        # per-sample weight (1/freq)^power: power 1 = every class equally often
+        cw = class_weights(labels, n_classes, tc.class_weight_power).numpy()
         sampler = WeightedRandomSampler(
             torch.tensor(cw[labels], dtype=torch.double), num_samples=len(labels),
             generator=torch.Generator().manual_seed(cfg.seed))
