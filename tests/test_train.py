@@ -157,11 +157,15 @@ def test_class_weights_balance_the_loss_or_the_sampler() -> None:
 
 
 def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
-    from dermsight.train.loop import DistInfo, train_model
+    from dermsight.train.loop import DistInfo, check_distributed, train_model
 
     cfg = load_config(REPO / "configs" / "default.yaml", ["train.imbalance=balanced_sampler"])
+    check_distributed(cfg, DistInfo(rank=0, world=1))  # one process: fine
+    with pytest.raises(ConfigError, match="balanced_sampler is not supported under torchrun"):
+        check_distributed(cfg, DistInfo(rank=1, world=2))
     with pytest.raises(ConfigError, match="balanced_sampler is not supported under torchrun"):
         train_model(cfg, None, None, None, tmp_path, False, DistInfo(rank=0, world=2))  # type: ignore[arg-type]
+    check_distributed(load_config(REPO / "configs" / "default.yaml"), DistInfo(rank=0, world=2))
 
 
 @pytest.mark.slow

@@ -52,6 +52,14 @@ def distributed() -> Iterator[DistInfo]:
         dist.destroy_process_group()
 
 
+def check_distributed(cfg: TrainConfig, info: DistInfo) -> None:
+    """Refuse settings that DDP would silently change (call before any data is loaded)."""
+    if info.world > 1 and cfg.train.imbalance == "balanced_sampler":
+        # a DistributedSampler replaces the weighted one: the balancing would silently vanish
+        raise ConfigError("train.imbalance=balanced_sampler is not supported under torchrun "
+                          "(DDP); use train.imbalance=weighted_loss")
+
+
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
@@ -106,10 +114,7 @@ def train_model(
 ) -> dict[str, Any]:
     """Train, validating every epoch; returns the best (by val ``select_metric``) state summary."""
     tc = cfg.train
-    if info.world > 1 and tc.imbalance == "balanced_sampler":
-        # a DistributedSampler replaces the weighted one: the balancing would silently vanish
-        raise ConfigError("train.imbalance=balanced_sampler is not supported under torchrun "
-                          "(DDP); use train.imbalance=weighted_loss")
+    check_distributed(cfg, info)
     torch.manual_seed(cfg.seed)
     freeze_early(net, cfg.model.freeze_fraction)
     net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]

@@ -21,7 +21,7 @@ from dermsight.train.data import (
     load_table,
     row_meta,
 )
-from dermsight.train.loop import DistInfo, distributed, train_model
+from dermsight.train.loop import DistInfo, check_distributed, distributed, train_model
 from dermsight.train.network import LesionNet
 
 
@@ -66,6 +66,7 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all") -
     torch.set_num_threads(cfg.train.num_threads)
     out.mkdir(parents=True, exist_ok=True)
     with distributed() as info:
+        check_distributed(cfg, info)
         t0 = time.perf_counter()
         df = prepare_data(cfg)
         if info.main:
