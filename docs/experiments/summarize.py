@@ -3,9 +3,9 @@
     python docs/experiments/summarize.py
 
 Reads ``*.jsonl`` (the ``train_log.jsonl`` each training run writes, copied here) and
-``runs.json`` (what each run changed and the command that reproduces it); writes
-``summary.md`` and ``val_curves.png`` beside them. Validation numbers only: the test split is
-scored once, for the shipped model, by ``dermsight train`` itself.
+``runs.json`` (what each run changed and the command that reproduces it); prints the table of
+``README.md`` with the commands, and writes ``val_curves.png`` beside them. Validation numbers
+only: the test split is scored once, for the shipped model, by ``dermsight train`` itself.
 """
 
 from __future__ import annotations
@@ -47,8 +47,7 @@ def main() -> None:
     fig.tight_layout()
     fig.savefig(HERE / "val_curves.png", dpi=110)
     cmds = "\n".join(f"- {r['name']}: `{r['command']}`" for r in runs)
-    (HERE / "summary.md").write_text("\n".join(rows) + "\n\nCommands:\n\n" + cmds + "\n")
-    print("\n".join(rows))
+    print("\n".join(rows) + "\n\nCommands:\n\n" + cmds)
 
 
 if __name__ == "__main__":
