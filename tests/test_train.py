@@ -156,6 +156,21 @@ def test_class_weights_balance_the_loss_or_the_sampler() -> None:
     assert float((half[labels]).mean()) == pytest.approx(1.0)  # the mean per-sample weight stays 1
 
 
+def test_mixup_mixes_image_and_metadata_reproducibly() -> None:
+    from dermsight.train.loop import mix_batch
+
+    g = torch.Generator().manual_seed(0)
+    x, m = torch.rand(4, 3, 8, 8, generator=g), torch.rand(4, 5, generator=g)
+    xm, mm, lam = mix_batch(x, m, 0.4, seed=42, step=7)
+    assert 0.0 < lam < 1.0
+    assert torch.allclose(xm, lam * x + (1 - lam) * x.flip(0))
+    assert torch.allclose(mm, lam * m + (1 - lam) * m.flip(0))  # metadata follows the image
+    assert mix_batch(x, m, 0.4, seed=42, step=7)[2] == lam  # a resumed run draws the same lam
+    assert mix_batch(x, m, 0.4, seed=42, step=8)[2] != lam
+    with pytest.raises(ConfigError, match="mixup_alpha"):
+        load_config(REPO / "configs" / "default.yaml", ["train.mixup_alpha=-1"])
+
+
 def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
     from dermsight.train.loop import DistInfo, check_distributed, train_model
 
@@ -177,8 +192,9 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     for o in _tiny_overrides(data_dir):
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    r = subprocess.run(cmd + ["--set", "train.num_threads=1"], capture_output=True, text=True,
-                       timeout=900, env=env)
+    # mixup on: its loss path runs here in a real (distributed) training loop
+    r = subprocess.run(cmd + ["--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4"],
+                       capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 1  # only rank 0 logs

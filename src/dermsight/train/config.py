@@ -58,6 +58,7 @@ class TrainLoopConfig:
     meta_dropout: float = 0.3
     ema_decay: float = 0.998
     label_smoothing: float = 0.0
+    mixup_alpha: float = 0.0  # > 0: mix image + metadata pairs, lam ~ Beta(alpha, alpha)
     num_threads: int = 2
     eval_batch_size: int = 64
     select_metric: str = "balanced_accuracy"
@@ -97,6 +98,9 @@ class TrainConfig:
                               f"got {self.train.imbalance!r}")
         if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
+        if self.train.mixup_alpha < 0:
+            raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
+                              f"got {self.train.mixup_alpha}")
         if self.train.epochs < 1 or self.train.batch_size < 2:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         from dermsight import taxonomy

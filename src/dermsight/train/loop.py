@@ -67,6 +67,15 @@ def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Ten
     return torch.tensor(w, dtype=torch.float32)
 
 
+def mix_batch(x: torch.Tensor, m: torch.Tensor, alpha: float, seed: int, step: int
+              ) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang et al. 2018) of each sample with its mirror in the batch (as timm does), applied
+    to the image *and* the metadata vector; lam ~ Beta(alpha, alpha) drawn from (seed, step), so a
+    resumed run draws the same values. The loss is then lam * CE(y) + (1 - lam) * CE(y.flip(0))."""
+    lam = float(np.random.default_rng([seed, step]).beta(alpha, alpha))
+    return lam * x + (1 - lam) * x.flip(0), lam * m + (1 - lam) * m.flip(0), lam
+
+
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     if step < warmup:
         return base * (step + 1) / warmup
@@ -182,8 +191,13 @@ def train_model(
         for x, m, y in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
+            lam = 1.0
+            if tc.mixup_alpha > 0:
+                x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
             logits = model(x.contiguous(memory_format=torch.channels_last), m)
             loss = criterion(logits, y)
+            if lam < 1.0:
+                loss = lam * loss + (1 - lam) * criterion(logits, y.flip(0))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
