@@ -43,6 +43,21 @@ def test_predict_real_image(model: Dermsight, sample_image: Path) -> None:
     assert p.overlay_png().startswith(b"\x89PNG")
 
 
+def test_gate_runs_blas_on_one_thread_and_restores_the_callers_setting(
+        model: Dermsight, sample_image: Path) -> None:
+    from threadpoolctl import ThreadpoolController
+
+    from dermsight.gate import one_blas_thread
+
+    blas = ThreadpoolController().select(user_api="blas")
+    with blas.limit(limits=2):  # what a 2-core machine gives numpy by default
+        before = [lib["num_threads"] for lib in blas.info()]
+        with one_blas_thread():
+            assert all(lib["num_threads"] == 1 for lib in blas.info())
+        model.predict(sample_image)
+        assert [lib["num_threads"] for lib in blas.info()] == before
+
+
 def test_metadata_changes_nothing_structural_and_bytes_equal_path(
     model: Dermsight, sample_image: Path
 ) -> None:
