@@ -47,6 +47,7 @@ check-frontend: frontend
 
 lint: setup-all
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 test: setup-all check-frontend lint
 	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/pytest $(PYTEST_ARGS)

@@ -97,7 +97,7 @@ def resize_rgb(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 
 def normalize(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 (S, S, 3) -> float32 (3, S, S), scaled to [0, 1] then standardised by mean/std."""
-    x = image.astype(np.float32) / 255.0
+    x: np.ndarray = image.astype(np.float32) / 255.0
     x = (x - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 

@@ -46,8 +46,8 @@ def photos() -> Iterator[tuple[str, np.ndarray]]:
         from matplotlib import cbook
 
         for name in ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png", "logo2.png"):
-            with cbook.get_sample_data(name) as f:
-                yield f"matplotlib:{name}", to_rgb(Image.open(f))
+            with Image.open(cbook.get_sample_data(name, asfileobj=False)) as im:
+                yield f"matplotlib:{name}", to_rgb(im)
     except Exception:  # noqa: BLE001
         return
 

@@ -125,7 +125,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING \
             else None
         if sub is not None and dataclasses.is_dataclass(sub):
-            kwargs[k] = _build(sub, v or {}, f"{where}{k}.")  # type: ignore[arg-type]
+            kwargs[k] = _build(sub, v or {}, f"{where}{k}.")
         else:
             kwargs[k] = v
     return cls(**kwargs)

@@ -20,7 +20,7 @@ OUTPUTS = {
 
 def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int = 17) -> bytes:
     """Export (image, meta) -> (logits, features, cam) with a dynamic batch axis."""
-    net = net.eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    net = net.eval().to(memory_format=torch.contiguous_format)
     wrapper = ExportWrapper(net).eval()
     x = torch.zeros(2, 3, size, size)
     m = torch.zeros(2, net.meta_dim)
@@ -28,7 +28,8 @@ def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (x, m), buf, input_names=["image", "meta"],
+            wrapper, (x, m), buf,  # type: ignore[arg-type]  # a file object works too
+            input_names=["image", "meta"],
             output_names=list(OUTPUTS), opset_version=opset, dynamo=False,
             dynamic_axes={"image": {0: "batch"}, "meta": {0: "batch"},
                           **{k: {0: "batch"} for k in OUTPUTS}},

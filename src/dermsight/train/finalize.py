@@ -301,7 +301,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
            if line.strip()]
     train_summary = json.loads((out / "train_summary.json").read_text()) \
         if (out / "train_summary.json").exists() else {}
-    data_summary = {
+    data_summary: dict[str, Any] = {
         "root": "shared/data/isic-subset (12,394 images; see its README)",
         "excluded_source_repos": cfg.data.exclude_source_repos,
         "n_images": int(len(df)),
@@ -311,7 +311,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         "split_sha256": {s: split_hash(df, df["split"], s) for s in ("train", "val", "test")},
         "group_col": cfg.data.group_col,
     }
-    extra = {
+    extra: dict[str, Any] = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "status": "trained",
         "metrics": {"test": test_eval,

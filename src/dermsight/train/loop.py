@@ -126,7 +126,7 @@ def train_model(
     check_distributed(cfg, info)
     torch.manual_seed(cfg.seed)
     freeze_early(net, cfg.model.freeze_fraction)
-    net = net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    net = net.to(memory_format=torch.channels_last)
     model: nn.Module = net
     if info.world > 1:
         model = nn.parallel.DistributedDataParallel(net)
@@ -145,7 +145,7 @@ def train_model(
         # per-sample weight (1/freq)^power: power 1 = every class equally often
         cw = class_weights(labels, n_classes, tc.class_weight_power).numpy()
         sampler = WeightedRandomSampler(
-            torch.tensor(cw[labels], dtype=torch.double), num_samples=len(labels),
+            cw[labels].tolist(), num_samples=len(labels),
             generator=torch.Generator().manual_seed(cfg.seed))
     if info.world > 1:
         sampler = DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,

