@@ -50,6 +50,7 @@ def test_gate_runs_blas_on_one_thread_and_restores_the_callers_setting(
     from dermsight.gate import one_blas_thread
 
     blas = ThreadpoolController().select(user_api="blas")
+    assert blas.info(), "numpy should come with a BLAS library"
     with blas.limit(limits=2):  # what a 2-core machine gives numpy by default
         before = [lib["num_threads"] for lib in blas.info()]
         with one_blas_thread():
