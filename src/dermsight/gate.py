@@ -115,9 +115,10 @@ def one_blas_thread() -> Iterator[None]:
 
     OpenBLAS would otherwise wake one spinning thread per core for a sub-millisecond product and
     those threads keep competing with ONNX Runtime's inference threads: measured on 2 cores under
-    load, 32 vs 38 ms per ``Dermsight.predict`` (median of 100); the product alone takes well
-    under a millisecond either way. The lock keeps concurrent callers from restoring each other's
-    limit, so the caller's own BLAS setting is back unchanged afterwards.
+    load, 32 vs 38 ms per ``Dermsight.predict`` (median of 100), for a product that itself costs
+    0.6 ms on one thread vs 0.3 ms on two (the web app and batch scorer already limit BLAS to one
+    thread for the whole process; there this adds < 0.1 ms per call). The lock keeps concurrent
+    callers from restoring each other's limit, so the caller's BLAS setting is back unchanged.
     """
     with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
         yield
