@@ -166,9 +166,10 @@ class UIMount(Mount):
 def prepare_for_serving(model: Dermsight, blas_threads: int) -> None:
     """Per-process tuning for many concurrent inferences on few cores.
 
-    * numpy's BLAS (the OOD gate's k-NN matmul) would start one spinning thread per core for
-      every call and fight the inference threads: limit it (``threadpoolctl``) to
-      ``blas_threads``.
+    * numpy's BLAS would start one spinning thread per core for every call and fight the
+      inference threads: limit it process-wide (``threadpoolctl``) to ``blas_threads``. (The
+      gate's k-NN product, the largest BLAS call, pins itself to one thread in any case:
+      ``gate.one_blas_thread``.)
     (The gate's float16 feature bank is already converted to float32 once by ``load_bundle``.)
     """
     try:
