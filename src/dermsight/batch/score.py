@@ -84,8 +84,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 @contextmanager
 def single_threaded_blas() -> Iterator[None]:
-    """Limit numpy's BLAS to one thread while scoring (the gate's feature-bank product would
-    otherwise start BLAS threads inside every worker thread and oversubscribe the cores).
+    """Limit numpy's BLAS to one thread, process-wide, while scoring: the decode/quality-check
+    worker threads' numpy calls would otherwise each start BLAS threads and oversubscribe the
+    cores. (The gate's feature-bank product pins itself: ``gate.one_blas_thread``.)
     A no-op when ``threadpoolctl`` is not installed."""
     try:
         from threadpoolctl import threadpool_limits
