@@ -17,6 +17,7 @@ from PIL import Image
 
 import test_api_support as support
 from dermsight import taxonomy
+from dermsight.bundle import write_manifest
 from dermsight.web.middleware import CSP, DOCS_CSP
 from dermsight.web.schemas import ClassOut, ExampleOut, HealthResponse, PredictResponse
 
@@ -334,6 +335,7 @@ def test_gated_bundle_is_prepared_for_serving(tmp_path: Path, jpeg: bytes) -> No
     bank = rng.standard_normal((64, emb_dim)).astype(np.float32)
     bank /= np.linalg.norm(bank, axis=1, keepdims=True)
     np.savez(bundle / "gate.npz", bank=bank.astype(np.float16), k=np.array(5))
+    write_manifest(bundle)
     expected = Dermsight.load(bundle).predict(jpeg, heatmap=False)
     assert expected.ood_score is not None
 

@@ -157,6 +157,9 @@ def make_report_bundle(root: Path) -> Path:
         encoding="utf-8")
     (root / "plots").mkdir(exist_ok=True)
     Image.new("RGB", (40, 30), (10, 120, 200)).save(root / "plots" / "roc.png")
+    from dermsight.bundle import write_manifest
+
+    write_manifest(root)  # the report and plot are new files: cover them
     return root
 
 

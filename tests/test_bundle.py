@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 
 from dermsight import Dermsight, taxonomy
-from dermsight.bundle import BundleError, default_bundle_path, load_bundle
+from dermsight.bundle import (
+    BundleError,
+    default_bundle_path,
+    load_bundle,
+    save_bundle,
+    sha256_file,
+    write_manifest,
+)
 from dermsight.io.errors import ImageDecodeError
 
 
@@ -132,3 +139,65 @@ def test_missing_bundle_and_missing_files(tmp_path: Path) -> None:
     (b / "card.json").write_text("{not json")
     with pytest.raises(BundleError, match="cannot read"):
         load_bundle(b)
+
+
+def test_manifest_covers_every_file_the_bundle_loads(tmp_path: Path) -> None:
+    card = json.loads((default_bundle_path() / "card.json").read_text())
+    files = card["files"]
+    assert {"model.onnx", "gate.npz"} <= set(files)
+    assert "card.json" not in files
+    for name, digest in files.items():
+        assert sha256_file(default_bundle_path() / name) == digest
+
+
+@pytest.mark.parametrize("name", ["gate.npz", "report.html", "plots/roc.png"])
+def test_tampered_gate_report_or_plot_is_refused(tmp_path: Path, name: str) -> None:
+    b = _copy_bundle(tmp_path)
+    with open(b / name, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(BundleError, match="sha256.*changed or corrupted"):
+        load_bundle(b)
+    assert write_manifest(b)[name] == sha256_file(b / name)  # the one function that re-seals it
+    load_bundle(b)
+
+
+def test_missing_or_unlisted_file_and_missing_manifest_are_refused(tmp_path: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    (b / "gate.npz").unlink()
+    with pytest.raises(BundleError, match="gate.npz is listed in the bundle's manifest"):
+        load_bundle(b)
+    b2 = _copy_bundle(tmp_path / "2")
+    (b2 / "plots" / "extra.png").write_bytes((b2 / "plots" / "roc.png").read_bytes())
+    with pytest.raises(BundleError, match="extra.png is not in the bundle's 'files' manifest"):
+        load_bundle(b2)
+    b3 = _copy_bundle(tmp_path / "3")
+    card = json.loads((b3 / "card.json").read_text())
+    del card["files"]
+    (b3 / "card.json").write_text(json.dumps(card))
+    with pytest.raises(BundleError, match="no 'files' integrity manifest"):
+        load_bundle(b3)
+
+
+def test_cli_refuses_a_tampered_gate_with_exit_code_3(
+        tmp_path: Path, sample_image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermsight.cli import app
+    from dermsight.cli.errors import run_guarded
+
+    b = _copy_bundle(tmp_path)
+    with open(b / "gate.npz", "ab") as f:
+        f.write(b"\0")
+    code = run_guarded(app, ["predict", str(sample_image), "--model", str(b)])
+    err = capsys.readouterr().err.strip()
+    assert code == 3
+    assert err.startswith("error: model bundle:") and "gate.npz" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_save_bundle_writes_a_manifest_that_loads(tmp_path: Path) -> None:
+    src = load_bundle()
+    out = save_bundle(tmp_path / "b", src.onnx_path, src.card,
+                      gate_arrays={"bank": np.eye(4, dtype=np.float16)}, report_html="<p>r</p>")
+    card = json.loads((out / "card.json").read_text())
+    assert set(card["files"]) == {"model.onnx", "gate.npz", "report.html"}
+    assert card["onnx"]["sha256"] == card["files"]["model.onnx"]
+    assert load_bundle(out).gate_arrays["bank"].dtype == np.float32

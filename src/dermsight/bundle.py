@@ -1,7 +1,10 @@
 """The model bundle: a folder with ``model.onnx`` + ``card.json`` (+ optional ``gate.npz``,
 ``report.html``). The card carries everything needed to use the model correctly: classes,
 preprocessing, metadata layout, temperature, risk thresholds, the out-of-distribution gate and the
-honest test metrics. Loading checks the schema version and the ONNX file's sha256.
+honest test metrics. Loading checks the schema version and the sha256 of every file the bundle
+loads or serves (``model.onnx``, ``gate.npz``, ``report.html``, ``plots/*.png``) against the
+card's ``files`` manifest. Anything that writes or changes a bundle file must finish with
+:func:`write_manifest` (``save_bundle`` does).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from dermsight import taxonomy
+from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
 
 SCHEMA_VERSION = 1
@@ -23,6 +27,9 @@ CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
 REPORT_FILE = "report.html"
+PLOTS_DIR = "plots"
+#: card key holding ``{relative path: sha256}`` of every covered file
+MANIFEST_KEY = "files"
 
 
 class BundleError(Exception):
@@ -70,6 +77,10 @@ class Card:
     outputs: dict[str, str] = field(default_factory=dict)
     gate: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)  # metrics, training, intended use, ...
+    #: the integrity manifest: ``{relative path: sha256}`` (see ``write_manifest``)
+    files: dict[str, str] = field(default_factory=dict)
+    #: how the suggested class is chosen (plain arg-max unless the card says otherwise)
+    decision: DecisionRule = field(default_factory=DecisionRule)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -84,8 +95,11 @@ class Card:
             "thresholds": {"refer": self.thresholds.refer, "monitor": self.thresholds.monitor},
             "onnx": {"file": ONNX_FILE, "sha256": self.onnx_sha256, "outputs": self.outputs},
             "gate": self.gate,
+            "decision": self.decision.to_dict(),
         }
         d.update(self.extra)
+        if self.files:
+            d[MANIFEST_KEY] = dict(self.files)
         return d
 
     @classmethod
@@ -103,8 +117,12 @@ class Card:
                 raise BundleError(f"card lists unknown classes {unknown}")
             known = {
                 "schema_version", "name", "version", "classes", "class_names", "input_spec",
-                "meta_spec", "temperature", "thresholds", "onnx", "gate",
+                "meta_spec", "temperature", "thresholds", "onnx", "gate", MANIFEST_KEY, "decision",
             }
+            files = d.get(MANIFEST_KEY, {})
+            if not isinstance(files, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+                raise BundleError(f"card.json: '{MANIFEST_KEY}' must map file names to sha256")
             return cls(
                 name=str(d["name"]),
                 version=str(d["version"]),
@@ -120,6 +138,8 @@ class Card:
                 outputs=dict(d["onnx"].get("outputs", {})),
                 gate=dict(d.get("gate", {})),
                 extra={k: v for k, v in d.items() if k not in known},
+                files=dict(files),
+                decision=DecisionRule.from_dict(d.get("decision")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"card.json is missing or has a bad field: {exc}") from exc
@@ -139,6 +159,70 @@ class Bundle:
     def report_path(self) -> Path | None:
         p = self.path / REPORT_FILE
         return p if p.exists() else None
+
+
+def covered_files(root: Path) -> list[str]:
+    """The bundle files the manifest covers (those present): everything dermsight loads or
+    serves from a bundle. ``card.json`` holds the manifest, so it is not in it."""
+    names = [n for n in (ONNX_FILE, GATE_FILE, REPORT_FILE) if (root / n).exists()]
+    plots = root / PLOTS_DIR
+    if plots.is_dir():
+        names += sorted(f"{PLOTS_DIR}/{p.name}" for p in plots.glob("*.png"))
+    return names
+
+
+def write_manifest(bundle_dir: str | Path) -> dict[str, str]:
+    """(Re)write the integrity manifest of a bundle folder in place and return it.
+
+    Hashes every covered file present (``model.onnx``, ``gate.npz``, ``report.html``,
+    ``plots/*.png``) into ``card.json``'s ``files`` (and ``onnx.sha256``). Call it after any
+    change to a bundle's files; ``save_bundle`` calls it. The rest of the card is kept as is.
+    """
+    root = Path(bundle_dir)
+    card_path = root / CARD_FILE
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read {card_path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{card_path} must hold a JSON object")
+    files = {name: sha256_file(root / name) for name in covered_files(root)}
+    raw[MANIFEST_KEY] = files
+    if ONNX_FILE in files and isinstance(raw.get("onnx"), dict):
+        raw["onnx"]["sha256"] = files[ONNX_FILE]
+    tmp = card_path.with_name(f".{CARD_FILE}.tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(card_path)
+    return files
+
+
+def verify_files(root: Path, card: Card) -> None:
+    """Check every covered file against the card's manifest; ``BundleError`` on any mismatch."""
+    if not card.files:
+        raise BundleError(
+            f"{root / CARD_FILE} has no '{MANIFEST_KEY}' integrity manifest (a bundle from an "
+            "older dermsight): re-export it, or rewrite the manifest with "
+            "dermsight.bundle.write_manifest if you trust its files"
+        )
+    present = covered_files(root)
+    unlisted = [n for n in present if n not in card.files]
+    if unlisted:
+        raise BundleError(
+            f"{root / unlisted[0]} is not in the bundle's '{MANIFEST_KEY}' manifest: "
+            "the bundle was changed after it was written"
+        )
+    for name, expected in sorted(card.files.items()):
+        path = root / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise BundleError(f"card.json: bad file name in '{MANIFEST_KEY}': {name[:80]!r}")
+        if not path.is_file():
+            raise BundleError(f"{path} is listed in the bundle's manifest but missing")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise BundleError(
+                f"{path} does not match its card (sha256 {actual[:12]}… != {expected[:12]}…): "
+                "the file was changed or corrupted"
+            )
 
 
 def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
@@ -161,12 +245,9 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
         raise BundleError(f"{card_path} must hold a JSON object")
     card = Card.from_dict(raw)
     if verify:
-        actual = sha256_file(onnx_path)
-        if actual != card.onnx_sha256:
-            raise BundleError(
-                f"{onnx_path} does not match its card (sha256 {actual[:12]}… != "
-                f"{card.onnx_sha256[:12]}…): the file was changed or corrupted"
-            )
+        if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
+            raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
+        verify_files(root, card)
     gate_arrays: dict[str, np.ndarray] = {}
     gate_path = root / GATE_FILE
     if gate_path.exists():
@@ -184,7 +265,8 @@ def save_bundle(
     gate_arrays: dict[str, np.ndarray] | None = None,
     report_html: str | None = None,
 ) -> Path:
-    """Write a bundle folder; the card's sha256 is set from the ONNX file actually written."""
+    """Write a bundle folder, then its integrity manifest (``write_manifest``) from the files
+    actually written (plots already in ``out/plots`` are covered too)."""
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     onnx_path = root / ONNX_FILE
@@ -193,9 +275,11 @@ def save_bundle(
     elif Path(onnx_bytes_or_path).resolve() != onnx_path.resolve():
         onnx_path.write_bytes(Path(onnx_bytes_or_path).read_bytes())
     card.onnx_sha256 = sha256_file(onnx_path)
+    card.files = {}
     (root / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
     if gate_arrays:
         np.savez(root / GATE_FILE, **gate_arrays)  # type: ignore[arg-type]
     if report_html is not None:
         (root / REPORT_FILE).write_text(report_html, encoding="utf-8")
+    card.files = write_manifest(root)
     return root
