@@ -1,0 +1,275 @@
+"""Cross-source validation tables: does the model work on each data source, and on a source it
+never saw?
+
+Two protocols, one row shape:
+
+* ``test_split_by_source``: the held-out test split scored by the shipped model, one row per
+  data source (``ham10000``, ``isic2017``, ``isic2020``, ...);
+* ``leave_one_source_out``: a model trained on all *other* sources, scored on every image of the
+  left-out source (``trained_on`` lists the sources it was trained on).
+
+The card carries the section as ``cross_source`` (type :class:`CrossSource`)::
+
+    {
+      "schema": "dermsight.cross_source/1",
+      "metrics": ["balanced_accuracy", "mel_auc", "malignant_auc",
+                  "refer_sensitivity", "refer_specificity"],
+      "min_n": 30, "min_cases": 5, "ci_level": 0.95,
+      "rows": [
+        {"protocol": "test_split_by_source", "source": "ham10000",
+         "n_images": 1477, "n_groups": 1180, "n_malignant": 265, "n_mel": 159,
+         "classes_present": ["MEL", "NV", ...],
+         "metrics": {"balanced_accuracy": {"value": 0.58, "lo": 0.53, "hi": 0.64}, ...},
+         "note": null,                      # why metrics were withheld, else null
+         "n_boot": 200, "trained_on": null, # LOSO: the training sources
+         "run": {"config": "configs/default.yaml", "seed": 42, "command": "make train"}},
+        ...
+      ],
+    }
+
+Each metric is ``{"value", "lo", "hi"}`` (95 % group-bootstrap percentile interval); all three
+are ``null`` when withheld under the subgroup rule (:mod:`dermsight.evaluate.subgroups`: under 30
+images every metric, under 5 positives or negatives that AUC / sensitivity / specificity) or
+undefined (e.g. no malignant image). Balanced accuracy is over the classes present in that
+source (ISIC 2017/2019 hold only MEL/NV/BKL), so it is not comparable across sources with
+different class mixes; ``classes_present`` says which.
+
+Predictions frames (input of :func:`source_rows` / :func:`add_loso_row`) have one row per
+image: ``label`` (class code), ``source``, optional ``group`` (bootstrap unit, e.g. lesion or
+patient id; missing = the image itself) and one probability column ``p_<CODE>`` per class, as
+``dermsight batch`` writes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict  # pydantic validates these only on Python >= 3.12
+
+from dermsight.evaluate.bootstrap import bootstrap, group_codes
+from dermsight.evaluate.metrics import key_metrics, validate_inputs
+from dermsight.evaluate.subgroups import MIN_CASES, MIN_N, _withheld
+
+__all__ = [
+    "CROSS_SOURCE_METRICS",
+    "CROSS_SOURCE_SCHEMA",
+    "LOSO",
+    "TEST_BY_SOURCE",
+    "CrossSource",
+    "CrossSourceRow",
+    "Estimate",
+    "RunInfo",
+    "add_loso_row",
+    "cross_source_section",
+    "source_row",
+    "source_rows",
+    "validate_cross_source",
+]
+
+CROSS_SOURCE_SCHEMA = "dermsight.cross_source/1"
+TEST_BY_SOURCE: Final = "test_split_by_source"
+LOSO: Final = "leave_one_source_out"
+Protocol = Literal["test_split_by_source", "leave_one_source_out"]
+
+#: Row metric -> key of :func:`dermsight.evaluate.metrics.key_metrics`.
+_KEY_METRIC: dict[str, str] = {
+    "balanced_accuracy": "balanced_accuracy",
+    "mel_auc": "mel_auc",
+    "malignant_auc": "malignant_auc",
+    "refer_sensitivity": "sensitivity",
+    "refer_specificity": "specificity",
+}
+CROSS_SOURCE_METRICS: tuple[str, ...] = tuple(_KEY_METRIC)
+
+
+class Estimate(TypedDict):
+    value: float | None
+    lo: float | None
+    hi: float | None
+
+
+class RunInfo(TypedDict):
+    """Which run produced the scores: config file, seed, and the command that reproduces it."""
+
+    config: str | None
+    seed: int | None
+    command: str | None
+
+
+class CrossSourceRow(TypedDict):
+    protocol: Protocol
+    source: str
+    n_images: int
+    n_groups: int
+    n_malignant: int
+    n_mel: int
+    classes_present: list[str]
+    metrics: dict[str, Estimate]
+    note: str | None
+    n_boot: int
+    trained_on: list[str] | None
+    run: RunInfo
+
+
+class CrossSource(TypedDict):
+    schema: str
+    metrics: list[str]
+    min_n: int
+    min_cases: int
+    ci_level: float
+    rows: list[CrossSourceRow]
+
+
+@cache
+def _adapter() -> TypeAdapter[CrossSource]:
+    return TypeAdapter(CrossSource)
+
+
+def validate_cross_source(obj: Any) -> CrossSource:
+    """Check a ``cross_source`` section (e.g. read back from a card); raises
+    ``pydantic.ValidationError`` on a bad shape."""
+    return _adapter().validate_python(obj)
+
+
+def _frame_arrays(
+    frame: pd.DataFrame, classes: Sequence[str], label_col: str, group_col: str
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    prob_cols = [f"p_{c}" for c in classes]
+    missing = [c for c in (label_col, *prob_cols) if c not in frame.columns]
+    if missing:
+        raise ValueError(f"predictions frame lacks column(s): {', '.join(missing)}")
+    labels = frame[label_col].astype(str).to_numpy()
+    unknown = sorted(set(labels) - set(classes))
+    if unknown:
+        raise ValueError(f"labels outside the model's classes: {', '.join(unknown)} "
+                         "(drop or map those rows first)")
+    y, p, _ = validate_inputs(labels, frame[prob_cols].to_numpy(np.float64), classes)
+    groups = frame[group_col].to_numpy(dtype=object) if group_col in frame.columns else None
+    return y, p, group_codes(groups, y.shape[0])
+
+
+def source_row(
+    frame: pd.DataFrame,
+    classes: Sequence[str],
+    source: str,
+    protocol: Protocol,
+    run: RunInfo,
+    *,
+    refer_threshold: float | None = None,
+    n_boot: int = 200,
+    seed: int = 0,
+    offsets: npt.ArrayLike | None = None,
+    trained_on: Sequence[str] | None = None,
+    label_col: str = "label",
+    group_col: str = "group",
+    min_n: int = MIN_N,
+    min_cases: int = MIN_CASES,
+) -> CrossSourceRow:
+    """One row from the predictions of one source (every row of ``frame`` is used)."""
+    classes = list(classes)
+    if frame.empty:
+        raise ValueError(f"no predictions for source {source!r}")
+    y, p, codes = _frame_arrays(frame, classes, label_col, group_col)
+
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        return key_metrics(y, p, classes, w, refer_threshold, offsets=offsets)
+
+    m = fn(None)
+    drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
+    keep = [k for k in _KEY_METRIC.values() if k not in drop]
+    cis = bootstrap(fn, y.shape[0], codes, n_boot=n_boot, seed=seed, keys=keep) if keep else {}
+    metrics: dict[str, Estimate] = {}
+    for name, key in _KEY_METRIC.items():
+        ci = cis.get(key)
+        metrics[name] = {
+            "value": None if ci is None or ci["value"] is None else float(ci["value"]),
+            "lo": None if ci is None or ci["lo"] is None else float(ci["lo"]),
+            "hi": None if ci is None or ci["hi"] is None else float(ci["hi"]),
+        }
+    present = set(y.tolist())
+    return {
+        "protocol": protocol,
+        "source": str(source),
+        "n_images": int(y.shape[0]),
+        "n_groups": int(np.unique(codes).size),
+        "n_malignant": int(m["n_malignant"] or 0),
+        "n_mel": int(m["n_mel"] or 0),
+        "classes_present": [c for i, c in enumerate(classes) if i in present],
+        "metrics": metrics,
+        "note": "; ".join(notes) or None,
+        "n_boot": int(n_boot),
+        "trained_on": None if trained_on is None else [str(s) for s in trained_on],
+        "run": run,
+    }
+
+
+def source_rows(
+    frame: pd.DataFrame,
+    classes: Sequence[str],
+    run: RunInfo,
+    *,
+    source_col: str = "source",
+    protocol: Protocol = "test_split_by_source",
+    **kwargs: Any,
+) -> list[CrossSourceRow]:
+    """Per-source rows from a predictions frame (e.g. the test split), sources in name order.
+
+    ``kwargs`` go to :func:`source_row` (``refer_threshold``, ``n_boot``, ``seed``, ``offsets``,
+    ``label_col``, ``group_col``, ``min_n``, ``min_cases``).
+    """
+    if source_col not in frame.columns:
+        raise ValueError(f"predictions frame lacks the {source_col!r} column")
+    sources = frame[source_col].fillna("unknown").astype(str)
+    return [source_row(frame[sources == s], classes, s, protocol, run, **kwargs)
+            for s in sorted(sources.unique())]
+
+
+def cross_source_section(
+    rows: Iterable[CrossSourceRow], min_n: int = MIN_N, min_cases: int = MIN_CASES
+) -> CrossSource:
+    """Wrap rows into the card's ``cross_source`` section (test-split rows first)."""
+    ordered = sorted(rows, key=lambda r: (r["protocol"] != TEST_BY_SOURCE, r["source"]))
+    return {
+        "schema": CROSS_SOURCE_SCHEMA,
+        "metrics": list(CROSS_SOURCE_METRICS),
+        "min_n": int(min_n),
+        "min_cases": int(min_cases),
+        "ci_level": 0.95,
+        "rows": ordered,
+    }
+
+
+def add_loso_row(
+    section: CrossSource | None,
+    frame: pd.DataFrame,
+    classes: Sequence[str],
+    left_out: str,
+    trained_on: Sequence[str],
+    run: RunInfo,
+    *,
+    source_col: str = "source",
+    **kwargs: Any,
+) -> CrossSource:
+    """Score a left-out source and add its ``leave_one_source_out`` row to ``section``.
+
+    ``frame`` holds the predictions of a model trained on ``trained_on`` (which must not include
+    ``left_out``) for the left-out images; rows of other sources in ``frame`` are ignored. An
+    earlier LOSO row for the same source is replaced. Returns a new section; ``kwargs`` go to
+    :func:`source_row`.
+    """
+    if left_out in trained_on:
+        raise ValueError(f"{left_out!r} cannot be both left out and trained on")
+    if source_col in frame.columns:
+        frame = frame[frame[source_col].astype(str) == left_out]
+    row = source_row(frame, classes, left_out, LOSO, run, trained_on=trained_on, **kwargs)
+    old = [] if section is None else list(section["rows"])
+    kept = [r for r in old if not (r["protocol"] == LOSO and r["source"] == left_out)]
+    min_n = kwargs.get("min_n", MIN_N if section is None else section["min_n"])
+    min_cases = kwargs.get("min_cases", MIN_CASES if section is None else section["min_cases"])
+    return cross_source_section([*kept, row], min_n=min_n, min_cases=min_cases)
