@@ -49,12 +49,15 @@ class Prediction:
     cam: np.ndarray | None = None  # [0, 1] map for the predicted class, network resolution
     ood_score: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded RGB input
+    #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
+    decision_rule: str = "most probable class"
 
     def to_dict(self, heatmap_png: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "prediction": self.prediction,
             "prediction_name": taxonomy.BY_CODE[self.prediction].name,
+            "decision_rule": self.decision_rule,
             "malignant_probability": round(self.malignant_probability, 6),
             "risk": self.risk,
             "flags": [f.to_dict() for f in self.flags],
@@ -210,7 +213,7 @@ class Dermsight:
     ) -> Prediction:
         probs = self.probabilities(out["logits"][i : i + 1])[0]
         p_mal = float(self.malignant(probs[None])[0])
-        top = int(np.argmax(probs))
+        top = int(self.card.decision.choose(probs[None], self.classes)[0])
         flags, score = gate.assess(rgb, out["embedding"][i : i + 1], self.card.gate,
                                    self.bundle.gate_arrays)
         blocking = any(f.blocking for f in flags)
@@ -225,6 +228,7 @@ class Dermsight:
             model=self.info,
             meta=meta,
             timing_ms=(time.perf_counter() - t0) * 1000.0,
+            decision_rule=self.card.decision.description,
             cam=cam,
             ood_score=score,
             image=rgb,

@@ -360,7 +360,7 @@ def infer_batch(
     for i, p in enumerate(batch):
         ood_flags, score = ood[i]
         flags = [*p.flags, *ood_flags]
-        top = int(np.argmax(probs[i]))
+        top = int(model.card.decision.choose(probs[i : i + 1], model.classes)[0])
         blocking = any(f.blocking for f in flags)
         row = _base_row(p, model)
         row.update({f"p_{c}": float(v) for c, v in zip(model.classes, probs[i], strict=True)})

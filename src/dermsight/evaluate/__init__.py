@@ -77,22 +77,26 @@ def evaluate_predictions(
     *,
     monitor_threshold: float | None = None,
     subgroup_n_boot: int | None = None,
+    decision_offsets: npt.ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Metrics + group-bootstrap CIs + subgroups in one call (see the module docstring).
 
     ``groups`` (e.g. ``group_id`` / patient id per item, ``None`` = independent items) defines the
     resampling unit. ``meta_df`` (rows aligned with ``y_true``) enables the subgroup table.
     ``subgroup_n_boot`` defaults to ``n_boot``; use 0 to skip subgroup intervals.
+    ``decision_offsets`` (per class, :mod:`dermsight.decision`) set the class-decision rule used
+    for accuracy, balanced accuracy, per-class sensitivity and the confusion matrix.
     """
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
     codes = group_codes(groups, y.shape[0])
     ci = bootstrap_metrics(
         y, p, classes, codes, refer_threshold=refer_threshold, n_boot=n_boot, seed=seed,
-        monitor_threshold=monitor_threshold,
+        monitor_threshold=monitor_threshold, offsets=decision_offsets,
     )
     metrics = compute_metrics(
-        y, p, classes, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold
+        y, p, classes, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
+        offsets=decision_offsets,
     )
     empty = {"value": None, "lo": None, "hi": None, "n": 0}
     per_class = [
@@ -111,6 +115,7 @@ def evaluate_predictions(
         subgroups = subgroup_table(
             y, p, classes, meta_df, refer_threshold=refer_threshold, groups=codes,
             n_boot=n_boot if subgroup_n_boot is None else subgroup_n_boot, seed=seed,
+            offsets=decision_offsets,
         )
     return {
         "schema": EVALUATION_SCHEMA,
@@ -125,7 +130,7 @@ def evaluate_predictions(
         "metrics": metrics,
         "ci": ci,
         "per_class": per_class,
-        "confusion": {"classes": classes, "counts": confusion_counts(y, p).tolist()},
+        "confusion": {"classes": classes, "counts": confusion_counts(y, p, offsets=decision_offsets).tolist()},
         "reliability": reliability_bins(y, p),
         "subgroups": subgroups,
     }
@@ -140,6 +145,7 @@ def compare_predictions(
     refer_threshold: float | None = None,
     n_boot: int = 200,
     seed: int = 0,
+    decision_offsets: npt.ArrayLike | None = None,
 ) -> dict[str, dict[str, float | int | None]]:
     """Paired group-bootstrap CIs of ``model - baseline`` for every metric (same resamples).
 
@@ -148,5 +154,5 @@ def compare_predictions(
     y = np.asarray(y_true)
     return bootstrap_difference(
         y, probs, baseline_probs, classes, groups, refer_threshold=refer_threshold,
-        n_boot=n_boot, seed=seed,
+        n_boot=n_boot, seed=seed, offsets=decision_offsets,
     )

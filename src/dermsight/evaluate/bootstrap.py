@@ -124,13 +124,15 @@ def bootstrap_metrics(
     seed: int = 0,
     alpha: float = 0.05,
     monitor_threshold: float | None = None,
+    offsets: npt.ArrayLike | None = None,
 ) -> dict[str, CI]:
     """Group-bootstrap CIs for everything :func:`compute_metrics` returns (counts excluded)."""
     y, p, _ = validate_inputs(y_true, probs, classes)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
         return compute_metrics(
-            y, p, classes, w, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold
+            y, p, classes, w, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
+            offsets=offsets,
         )
 
     return bootstrap(fn, y.shape[0], groups, n_boot=n_boot, seed=seed, alpha=alpha)
@@ -146,6 +148,7 @@ def bootstrap_difference(
     n_boot: int = 200,
     seed: int = 0,
     alpha: float = 0.05,
+    offsets: npt.ArrayLike | None = None,
 ) -> dict[str, CI]:
     """Paired group bootstrap of ``metric(model) - metric(baseline)`` on the same resamples.
 
@@ -156,8 +159,8 @@ def bootstrap_difference(
     _, pb, _ = validate_inputs(y, baseline_probs, classes)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        a = compute_metrics(y, p, classes, w, refer_threshold=refer_threshold)
-        b = compute_metrics(y, pb, classes, w, refer_threshold=refer_threshold)
+        a = compute_metrics(y, p, classes, w, refer_threshold=refer_threshold, offsets=offsets)
+        b = compute_metrics(y, pb, classes, w, refer_threshold=refer_threshold, offsets=offsets)
         out: dict[str, Any] = {}
         for k, va in a.items():
             vb = b.get(k)

@@ -142,9 +142,15 @@ def validate_inputs(
     return y, p, w
 
 
-def predicted_labels(probs: npt.ArrayLike) -> IntArray:
-    """Arg-max class per row; ``-1`` where the maximum is tied (ISIC scorer's 'undecided')."""
+def predicted_labels(probs: npt.ArrayLike, offsets: npt.ArrayLike | None = None) -> IntArray:
+    """Arg-max class per row; ``-1`` where the maximum is tied (ISIC scorer's 'undecided').
+
+    With ``offsets`` (per class, see :mod:`dermsight.decision`) the arg-max is taken over
+    ``log p + offsets``: the balanced decision rule a bundle may carry.
+    """
     p = np.asarray(probs, dtype=np.float64)
+    if offsets is not None:
+        p = np.log(np.maximum(p, 1e-300)) + np.asarray(offsets, np.float64)[None, :]
     pred = np.argmax(p, axis=1).astype(np.int64)
     top = p[np.arange(p.shape[0]), pred]
     tied = (p == top[:, None]).sum(axis=1) > 1
@@ -297,24 +303,26 @@ def _ratio(num: float, den: float) -> float | None:
 
 
 def confusion_counts(
-    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
+    offsets: npt.ArrayLike | None = None,
 ) -> FloatArray:
     """``(C, C+1)`` matrix: rows = truth, columns = predicted class, last column = undecided."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
     n_classes = p.shape[1]
     w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    pred = predicted_labels(p)
+    pred = predicted_labels(p, offsets)
     pred = np.where(pred < 0, n_classes, pred)
     flat = np.bincount(y * (n_classes + 1) + pred, weights=w, minlength=n_classes * (n_classes + 1))
     return flat.astype(np.float64).reshape(n_classes, n_classes + 1)
 
 
 def balanced_accuracy(
-    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
+    offsets: npt.ArrayLike | None = None,
 ) -> float | None:
     """Mean recall over the classes present in ``y_true`` (ISIC 2018/2019 main metric)."""
-    cm = confusion_counts(y_true, probs, sample_weight)
+    cm = confusion_counts(y_true, probs, sample_weight, offsets)
     support = cm.sum(axis=1)
     present = support > 0
     if not present.any():
@@ -404,6 +412,7 @@ def key_metrics(
     classes: Sequence[str],
     sample_weight: npt.ArrayLike | None = None,
     refer_threshold: float | None = None,
+    offsets: npt.ArrayLike | None = None,
 ) -> dict[str, float | int | None]:
     """The small set used per subgroup: counts, malignant/MEL AUC, balanced accuracy, refer rates.
 
@@ -420,7 +429,7 @@ def key_metrics(
         "n_mel": _count(w[y == mel].sum()) if mel is not None else 0,
         "malignant_auc": None if mal_score is None else binary_auc(mal, mal_score, w),
         "mel_auc": None if mel is None else binary_auc(y == mel, p[:, mel], w),
-        "balanced_accuracy": balanced_accuracy(y, p, w),
+        "balanced_accuracy": balanced_accuracy(y, p, w, offsets),
         "sensitivity": None,
         "specificity": None,
     }
@@ -438,6 +447,7 @@ def compute_metrics(
     sample_weight: npt.ArrayLike | None = None,
     refer_threshold: float | None = None,
     monitor_threshold: float | None = None,
+    offsets: npt.ArrayLike | None = None,
 ) -> dict[str, float | int | None]:
     """Every metric as one flat, JSON-serialisable dict (``None`` = undefined on this data).
 
@@ -453,10 +463,13 @@ def compute_metrics(
     * ``refer_threshold``, ``refer_sensitivity``, ``refer_specificity`` (malignant, ``p >= t``),
       and the same three for ``monitor_`` when that threshold is given;
     * calibration: ``ece`` (15 bins), ``brier``, ``nll``.
+
+    ``offsets`` (see :mod:`dermsight.decision`) change only the class decision (accuracy,
+    balanced accuracy, per-class sensitivity/specificity); AUCs and calibration use ``probs``.
     """
     classes = list(classes)
     y, p, w = validate_inputs(y_true, probs, classes, sample_weight)
-    pred = predicted_labels(p)
+    pred = predicted_labels(p, offsets)
     total = w.sum()
     out: dict[str, float | int | None] = {"n": _count(total)}
 
@@ -479,7 +492,7 @@ def compute_metrics(
     out["n_undecided"] = _count(w[pred < 0].sum())
 
     out["accuracy"] = _ratio(w[pred == y].sum(), total)
-    out["balanced_accuracy"] = balanced_accuracy(y, p, w)
+    out["balanced_accuracy"] = balanced_accuracy(y, p, w, offsets)
     out["auc_macro"] = float(np.mean(aucs)) if aucs else None
     out.update(per_class)
 

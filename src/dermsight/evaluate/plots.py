@@ -80,12 +80,15 @@ def roc_curves_png(
 
 
 def confusion_matrix_png(
-    y_true: npt.ArrayLike, probs: npt.ArrayLike, classes: Sequence[str]
+    y_true: npt.ArrayLike, probs: npt.ArrayLike, classes: Sequence[str],
+    offsets: npt.ArrayLike | None = None,
 ) -> bytes:
-    """Row-normalised confusion matrix (arg-max), each cell annotated with fraction and count."""
+    """Row-normalised confusion matrix (the bundle's decision rule: arg-max, or arg-max after
+    ``offsets``), each cell annotated with fraction and count."""
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
-    counts = confusion_counts(y, p)[:, :-1]  # tied (undecided) rows are left out of the cells
+    # tied (undecided) rows are left out of the cells
+    counts = confusion_counts(y, p, offsets=offsets)[:, :-1]
     support = np.bincount(y, minlength=len(classes)).astype(np.float64)
     frac = np.divide(counts, support[:, None], out=np.zeros_like(counts),
                      where=support[:, None] > 0)
@@ -188,6 +191,7 @@ def make_plots(
     classes: Sequence[str],
     probs_uncalibrated: npt.ArrayLike | None = None,
     thresholds: Mapping[str, float] | None = None,
+    decision_offsets: npt.ArrayLike | None = None,
 ) -> dict[str, bytes]:
     """All standard figures: ``roc``, ``confusion``, ``reliability`` and (with ``thresholds``
     holding ``refer`` and optionally ``monitor``) ``risk_tiers``."""
@@ -195,7 +199,7 @@ def make_plots(
     y, p, _ = validate_inputs(y_true, probs, classes)
     plots = {
         "roc": roc_curves_png(y, p, classes),
-        "confusion": confusion_matrix_png(y, p, classes),
+        "confusion": confusion_matrix_png(y, p, classes, decision_offsets),
         "reliability": reliability_png(y, p, probs_uncalibrated),
     }
     mal_score = malignant_scores(p, classes)

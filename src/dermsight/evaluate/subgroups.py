@@ -149,6 +149,7 @@ def subgroup_table(
     seed: int = 0,
     min_n: int = MIN_N,
     min_cases: int = MIN_CASES,
+    offsets: npt.ArrayLike | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (attribute, subgroup); see the module docstring for the withholding rules.
 
@@ -168,7 +169,7 @@ def subgroup_table(
             ys, ps, gs = y[idx], p[idx], codes[idx]
 
             def fn(w: npt.NDArray[np.float64] | None, ys: Any = ys, ps: Any = ps) -> dict[str, Any]:
-                return key_metrics(ys, ps, classes, w, refer_threshold)
+                return key_metrics(ys, ps, classes, w, refer_threshold, offsets)
 
             m = fn(None)
             drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
