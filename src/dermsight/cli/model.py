@@ -41,8 +41,9 @@ def train(
         raise UserError("--stage must be all, train or finalize")
     try:
         cfg = load_config(config, set_ or [])
-        if not (Path(cfg.data.root) / "metadata.csv").exists():
-            raise UserError(f"data folder not found or has no metadata.csv: {cfg.data.root}")
+        for root in cfg.data.roots:
+            if not (Path(root) / "metadata.csv").exists():
+                raise UserError(f"data folder not found or has no metadata.csv: {root}")
         summary = run(cfg, out, resume=resume, stage=stage)
     except ConfigError as exc:
         raise UserError(str(exc)) from exc

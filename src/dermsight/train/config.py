@@ -15,7 +15,8 @@ from dermsight.train.network import ConfigError
 
 @dataclass
 class DataConfig:
-    root: str = "../shared/data/isic-subset"
+    #: one data folder (metadata.csv + images/) or a list of them (multi-source training)
+    root: str | list[str] = "../shared/data/isic-subset"
     group_col: str = "group_id"
     test_fraction: float = 0.15
     val_fraction: float = 0.15
@@ -25,6 +26,13 @@ class DataConfig:
         default_factory=lambda: ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
     )
     limit: int | None = None
+    #: sources (the ``source`` column) kept out of train/val/test and scored after training:
+    #: the leave-one-source-out protocol (split "external")
+    holdout_sources: list[str] = field(default_factory=list)
+
+    @property
+    def roots(self) -> list[str]:
+        return [self.root] if isinstance(self.root, str) else list(self.root)
 
 
 @dataclass
@@ -44,6 +52,8 @@ class InputConfig:
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     interpolation: str = "bicubic"
     crop: str = "center_square"
+    color_constancy: str = "none"  # none | shades_of_gray
+    cc_power: float = 6.0
 
 
 @dataclass
@@ -62,6 +72,8 @@ class TrainLoopConfig:
     num_threads: int = 2
     eval_batch_size: int = 64
     select_metric: str = "balanced_accuracy"
+    augment: str = "basic"  # basic | dermoscopy (adds vignettes, zoom-out, blur, JPEG, gamma, hair)
+    amp: bool = True  # mixed precision when training on a CUDA GPU (ignored on CPU)
 
 
 @dataclass
@@ -105,6 +117,15 @@ class TrainConfig:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         from dermsight import taxonomy
 
+        if self.train.augment not in ("basic", "dermoscopy"):
+            raise ConfigError(f"train.augment must be basic|dermoscopy, got {self.train.augment!r}")
+        from dermsight.preprocess import COLOR_CONSTANCY
+
+        if self.input.color_constancy not in COLOR_CONSTANCY:
+            raise ConfigError(f"input.color_constancy must be one of {'|'.join(COLOR_CONSTANCY)}, "
+                              f"got {self.input.color_constancy!r}")
+        if not self.data.roots:
+            raise ConfigError("data.root must name at least one data folder")
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
         if bad:
             raise ConfigError(f"data.classes has unknown codes {bad}")
@@ -159,8 +180,12 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for o in overrides or []:
         _set_override(tree, o)
     cfg: TrainConfig = _build(TrainConfig, tree, "")
-    root = Path(cfg.data.root)
-    if not root.is_absolute() and not root.exists() and (base_dir / root).exists():
-        cfg.data.root = str((base_dir / root).resolve())
+    roots = []
+    for r in cfg.data.roots:
+        root = Path(r)
+        if not root.is_absolute() and not root.exists() and (base_dir / root).exists():
+            root = (base_dir / root).resolve()
+        roots.append(str(root))
+    cfg.data.root = roots[0] if isinstance(cfg.data.root, str) else roots
     cfg.validate()
     return cfg

@@ -32,12 +32,37 @@ from dermsight.train.loop import DistInfo
 from dermsight.train.network import LesionNet
 from dermsight.train.pipeline import input_spec
 
-INTENDED_USE = (
-    "Decision support for clinicians and informed patients: estimates how likely a dermoscopic "
-    "image of a single skin lesion belongs to each of 8 ISIC diagnostic classes, and a "
-    "malignancy risk tier. It is not a diagnosis, not a medical device, and must not delay or "
-    "replace examination by a dermatologist. Research use only (non-commercial data licences)."
-)
+
+def intended_use(n_classes: int) -> str:
+    return (
+        "Decision support for clinicians and informed patients: estimates how likely a "
+        f"dermoscopic image of a single skin lesion belongs to each of {n_classes} ISIC "
+        "diagnostic classes, and a malignancy risk tier. It is not a diagnosis, not a medical "
+        "device, and must not delay or replace examination by a dermatologist. Research use only "
+        "(non-commercial data licences)."
+    )
+
+
+def limitations(classes: list[str], roots: list[str]) -> list[str]:
+    """The card's limitations, true for what this model was trained on."""
+    has_2020 = any("2020" in Path(r).name for r in roots)
+    out = [
+        "Trained and tested on low-resolution copies (150-256 px) of HAM10000 and ISIC "
+        "2016/2017/2019 images" + (" and a 65-patient sample of SIIM-ISIC 2020" if has_2020
+                                    else "") + "; full-resolution clinical images may behave "
+        "differently.",
+    ]
+    if "UNK" in classes:
+        out.append(
+            "UNK ('other', benign lesions without a specific diagnosis) comes from one source "
+            "only (SIIM-ISIC 2020): the model may partly learn that source's look instead of the "
+            "lesion; see the per-source table.")
+    else:
+        out.append(
+            f"No UNK/other class: lesions outside the {len(classes)} trained classes will be "
+            "forced into one of them (the out-of-distribution gate catches only "
+            "non-dermoscopic inputs).")
+    return out + LIMITATIONS[2:]
 
 LIMITATIONS = [
     "Trained and tested on low-resolution copies (150-256 px) of HAM10000 and ISIC 2016/2017/2019 "
@@ -62,6 +87,13 @@ LICENCE = {
                "(Apache-2.0); fine-tuned weights inherit the non-commercial data terms.",
     "code": "Apache-2.0",
 }
+
+
+def machine_description() -> str:
+    """Where this bundle was trained, in words (CPU threads, or the GPU name)."""
+    if torch.cuda.is_available():
+        return f"{platform.machine()}, GPU {torch.cuda.get_device_name(0)}"
+    return f"{platform.machine()}, {torch.get_num_threads()} CPU threads, no GPU"
 
 
 def _infer(model: Dermsight, images: list[np.ndarray], metas: list[Any], bs: int = 64,
@@ -201,7 +233,8 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     # 1. export + parity on real images
     parts: dict[str, dict[str, Any]] = {}
     rng = np.random.default_rng(cfg.seed)
-    for s in ("val", "test", "train"):
+    splits = ["val", "test", "train"] + (["external"] if (df["split"] == "external").any() else [])
+    for s in splits:
         part = df[df["split"] == s]
         if s == "train" and len(part) > 3000 and not cfg.evaluation.linear_probe:
             part = part.iloc[np.sort(rng.choice(len(part), 3000, replace=False))]
@@ -237,6 +270,12 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     refer = threshold_for_sensitivity(mal_v, pos_v, cfg.calibration.refer_sensitivity)
     monitor = threshold_for_sensitivity(mal_v, pos_v, cfg.calibration.monitor_sensitivity)
     monitor = min(monitor, refer)
+    # the suggested class: logit adjustment by the training prior, tau fitted on validation
+    from dermsight.decision import class_prior, fit_decision_rule
+
+    prior = class_prior(df.loc[df["split"] == "train", "label"].to_numpy(), classes)
+    decision, tau_curve = fit_decision_rule(pv, yv, classes, prior)
+    offsets = decision.offsets(classes)
     gate_cfg, gate_arrays = fit_gate(res["train"]["embedding"], res["val"]["embedding"],
                                      cfg.calibration.gate_false_reject, seed=cfg.seed)
     quality = np.array([gate_mod.quality_stats(im).as_vector() for im in parts["val"]["images"]])
@@ -261,15 +300,29 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     })
     test_eval = evaluate_predictions(
         yt, pt, classes, groups_t, meta_df=meta_df, refer_threshold=refer,
-        monitor_threshold=monitor, n_boot=cfg.evaluation.n_boot, seed=cfg.seed)
-    uncal = evaluate_predictions(yt, pt_uncal, classes, groups_t, n_boot=0, seed=cfg.seed)
+        monitor_threshold=monitor, n_boot=cfg.evaluation.n_boot, seed=cfg.seed,
+        decision_offsets=offsets)
+    test_argmax = evaluate_predictions(yt, pt, classes, groups_t, n_boot=0, seed=cfg.seed)
+    uncal = evaluate_predictions(yt, pt_uncal, classes, groups_t, n_boot=0, seed=cfg.seed,
+                                 decision_offsets=offsets)
     val_eval = evaluate_predictions(yv, pv, classes, None, n_boot=0, seed=cfg.seed,
-                                    refer_threshold=refer, monitor_threshold=monitor)
+                                    refer_threshold=refer, monitor_threshold=monitor,
+                                    decision_offsets=offsets)
+    external_eval: dict[str, Any] | None = None
+    if "external" in parts:  # leave-one-source-out: sources never seen in training
+        ye = parts["external"]["labels"]
+        edf = parts["external"]["df"]
+        external_eval = evaluate_predictions(
+            ye, softmax(res["external"]["logits"], temperature), classes,
+            edf[cfg.data.group_col].to_numpy(), refer_threshold=refer, monitor_threshold=monitor,
+            n_boot=cfg.evaluation.n_boot, seed=cfg.seed, decision_offsets=offsets)
+        external_eval["sources"] = sorted(edf["source"].unique().tolist())
     # Without metadata: the model must stay useful when a user gives none.
     no_meta = [None] * len(parts["test"]["images"])
     res_nometa = _infer(model, parts["test"]["images"], no_meta, desc="score test, no metadata")
     test_nometa = evaluate_predictions(yt, softmax(res_nometa["logits"], temperature), classes,
-                                       groups_t, n_boot=0, seed=cfg.seed, refer_threshold=refer)
+                                       groups_t, n_boot=0, seed=cfg.seed, refer_threshold=refer,
+                                       decision_offsets=offsets)
 
     # 5. the "cannot assess" gate: dermoscopic test images vs an offline non-dermoscopic set
     gate_cfg["quality"] = dict(gate_mod.DEFAULT_GATE)
@@ -287,7 +340,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
                                                 cfg.calibration.refer_sensitivity)
         probe_eval = evaluate_predictions(
             yt, probe_probs, classes, groups_t, refer_threshold=probe_refer,
-            n_boot=cfg.evaluation.n_boot, seed=cfg.seed)
+            n_boot=cfg.evaluation.n_boot, seed=cfg.seed, decision_offsets=offsets)
         probe = {"name": "linear probe: frozen ImageNet features + metadata, logistic regression",
                  "chosen": lp["chosen"],
                  "imbalance_comparison_val_balanced_accuracy":
@@ -295,14 +348,18 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
                  "test": probe_eval,
                  "difference": compare_predictions(yt, pt, probe_probs, classes, groups_t,
                                                    n_boot=cfg.evaluation.n_boot,
-                                                   seed=cfg.seed)}
+                                                   seed=cfg.seed, decision_offsets=offsets)}
 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()
            if line.strip()]
     train_summary = json.loads((out / "train_summary.json").read_text()) \
         if (out / "train_summary.json").exists() else {}
     data_summary: dict[str, Any] = {
-        "root": "shared/data/isic-subset (12,394 images; see its README)",
+        "root": ", ".join(f"shared/data/{Path(r).name}" for r in cfg.data.roots)
+                + " (see each folder's README)",
+        "by_source": {str(k): {s_: int(v) for s_, v in g.value_counts().items()}
+                      for k, g in df.groupby("source")["split"]},
+        "holdout_sources": list(cfg.data.holdout_sources),
         "excluded_source_repos": cfg.data.exclude_source_repos,
         "n_images": int(len(df)),
         "by_split": {s: {"n": int((df["split"] == s).sum()),
@@ -316,6 +373,8 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         "status": "trained",
         "metrics": {"test": test_eval,
                     "test_uncalibrated": _headline(uncal),
+                    "test_argmax_decision": _headline(test_argmax),
+                    "external": external_eval,
                     "test_without_metadata": _headline(test_nometa),
                     "validation": _headline(val_eval),
                     "onnx_parity_max_abs_logit_diff": max_diff},
@@ -324,25 +383,27 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
             "config": cfg.to_dict(), "seed": cfg.seed, "epochs_log": log,
             "summary": train_summary,
             "reproduce": "make train   # = dermsight train --config configs/default.yaml",
-            "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, CPU only",
+            "machine": machine_description(),
             "finalize_seconds": None,
         },
         "data": data_summary,
-        "intended_use": INTENDED_USE,
-        "limitations": LIMITATIONS,
+        "intended_use": intended_use(len(classes)),
+        "limitations": limitations(classes, cfg.data.roots),
         "licence": LICENCE,
+        "decision_fit": {"fit_on": "validation", "metric": "balanced_accuracy",
+                         "val_balanced_accuracy_by_tau": tau_curve},
     }
     card = Card(name=cfg.name, version=cfg.version, classes=classes, input_spec=spec,
                 meta_spec=meta_spec, temperature=temperature,
                 thresholds=Thresholds(refer=refer, monitor=monitor), onnx_sha256="",
-                outputs=OUTPUTS, gate=gate_cfg, extra=extra)
+                outputs=OUTPUTS, gate=gate_cfg, extra=extra, decision=decision)
     extra["training"]["finalize_seconds"] = round(time.perf_counter() - t_start, 1)
 
     from dermsight.evaluate.plots import make_plots
     from dermsight.evaluate.report import render_report
 
     plots = make_plots(yt, pt, classes, probs_uncalibrated=pt_uncal,
-                       thresholds={"refer": refer, "monitor": monitor})
+                       thresholds={"refer": refer, "monitor": monitor}, decision_offsets=offsets)
     (bundle_dir / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         (bundle_dir / "plots" / f"{name}.png").write_bytes(png)
@@ -352,7 +413,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         "model": {"name": cfg.name, "version": cfg.version, "backbone": cfg.model.backbone,
                   "input": f"{spec.size} px", "temperature": round(temperature, 4)},
         "generated": extra["created"],
-        "intended_use": INTENDED_USE,
+        "intended_use": intended_use(len(classes)),
         "data": {
             "summary": {"images used": len(df), "test images": len(yt),
                         "test groups": int(len(set(groups_t)))},
@@ -371,7 +432,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
                         "nll_before": uncal["metrics"].get("nll"),
                         "nll_after": test_eval["metrics"].get("nll")},
         "plots": plots,
-        "limitations": LIMITATIONS,
+        "limitations": limitations(classes, cfg.data.roots),
     })
     save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate_arrays, report_html=html)
     load_bundle(bundle_dir)  # validate what we wrote

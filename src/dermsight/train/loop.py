@@ -83,14 +83,31 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def train_device(info: DistInfo | None = None) -> torch.device:
+    """The CUDA GPU of this process when there is one (``LOCAL_RANK`` under torchrun), else CPU."""
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", local % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """Mixed-precision dtype on CUDA (bfloat16 where supported, else float16); None on CPU."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
 @torch.no_grad()
 def predict_logits(net: nn.Module, ds: LesionDataset, batch_size: int,
                    desc: str = "eval") -> np.ndarray:
     net.eval()
+    device = next(net.parameters()).device
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
     out = []
     for x, m, _ in tqdm(loader, desc=desc, leave=False, mininterval=5):
-        out.append(net(x.contiguous(memory_format=torch.channels_last), m).float().numpy())
+        x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        out.append(net(x, m.to(device, non_blocking=True)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -126,10 +143,17 @@ def train_model(
     check_distributed(cfg, info)
     torch.manual_seed(cfg.seed)
     freeze_early(net, cfg.model.freeze_fraction)
-    net = net.to(memory_format=torch.channels_last)
+    device = train_device(info)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    dtype = amp_dtype(device, tc.amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    if info.main:
+        print(f"training on {device}" + (f" with {dtype} mixed precision" if dtype else ""),
+              flush=True)
     model: nn.Module = net
     if info.world > 1:
-        model = nn.parallel.DistributedDataParallel(net)
+        model = nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None)
     ema = deepcopy(net).eval() if tc.ema_decay > 0 else None
     if ema is not None:
         for p in ema.parameters():
@@ -140,7 +164,7 @@ def train_model(
     weight = None
     sampler: Any = None
     if tc.imbalance == "weighted_loss":
-        weight = class_weights(labels, n_classes, tc.class_weight_power)
+        weight = class_weights(labels, n_classes, tc.class_weight_power).to(device)
     elif tc.imbalance == "balanced_sampler":
         # per-sample weight (1/freq)^power: power 1 = every class equally often
         cw = class_weights(labels, n_classes, tc.class_weight_power).numpy()
@@ -169,7 +193,7 @@ def train_model(
     start_epoch, best_score, best_epoch = 0, -1.0, -1
     last_ckpt = out / "last.pt"
     if resume and last_ckpt.exists():
-        ck = torch.load(last_ckpt, map_location="cpu", weights_only=False)
+        ck = torch.load(last_ckpt, map_location=device, weights_only=False)
         net.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck.get("ema") is not None:
@@ -191,16 +215,21 @@ def train_model(
         for x, m, y in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
+            x, m, y = (x.to(device, non_blocking=True), m.to(device, non_blocking=True),
+                       y.to(device, non_blocking=True))
             lam = 1.0
             if tc.mixup_alpha > 0:
                 x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
-            logits = model(x.contiguous(memory_format=torch.channels_last), m)
-            loss = criterion(logits, y)
-            if lam < 1.0:
-                loss = lam * loss + (1 - lam) * criterion(logits, y.flip(0))
+            with torch.autocast(device.type, dtype=dtype or torch.float32,
+                                enabled=dtype is not None):
+                logits = model(x.contiguous(memory_format=torch.channels_last), m)
+                loss = criterion(logits.float(), y)
+                if lam < 1.0:
+                    loss = lam * loss + (1 - lam) * criterion(logits.float(), y.flip(0))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             if ema is not None:
                 with torch.no_grad():
                     d = min(tc.ema_decay, (1 + step) / (10 + step))

@@ -28,7 +28,8 @@ from dermsight.train.network import LesionNet
 def input_spec(cfg: TrainConfig) -> InputSpec:
     i = cfg.input
     return InputSpec(size=i.size, mean=tuple(i.mean), std=tuple(i.std),  # type: ignore[arg-type]
-                     interpolation=i.interpolation, crop=i.crop)
+                     interpolation=i.interpolation, crop=i.crop,
+                     color_constancy=i.color_constancy, cc_power=i.cc_power)
 
 
 def build_net(cfg: TrainConfig, meta_spec: MetaSpec) -> LesionNet:
@@ -57,7 +58,8 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         metas = [row_meta(r) for _, r in part.iterrows()]
         out[s] = LesionDataset(
             images, metas, part["label"].to_numpy(), spec, meta_spec,
-            augment=Augment(spec.size) if s == "train" else None,
+            augment=Augment(spec.size, dermoscopy=cfg.train.augment == "dermoscopy",
+                            resample=spec.interpolation) if s == "train" else None,
             meta_dropout=cfg.train.meta_dropout if s == "train" else 0.0, seed=cfg.seed)
     return out
 

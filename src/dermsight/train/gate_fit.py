@@ -1,0 +1,264 @@
+"""Fit and measure the "cannot assess" gate v2 (numpy + scikit-learn; no torch).
+
+Gate v2 = the quality checks + a logistic regression "not dermoscopic" head on the model's own
+features (the pooled embedding, the deep-kNN score of gate v1 and five image statistics),
+fitted with outlier exposure: dermoscopic TRAINING images against many kinds of non-dermoscopic
+images (``dermsight.evaluate.negatives``). Its threshold is set on VALIDATION dermoscopic images
+only. A second head, dermoscopic vs simulated clinical skin photos, gives the non-blocking
+"not a dermoscopic image" flag. The fitted heads are stored as plain arrays (``gate.npz``) and
+scored with numpy at serving time (``dermsight.gate.v2_flags``), so serving needs no sklearn.
+
+``measure_gate_v2`` refits the gate once per negative category without that category
+(leave-one-category-out) to measure false accepts on kinds of images the gate never saw, and
+measures false rejects of dermoscopic TEST images per source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dermsight import gate as gate_mod
+from dermsight.evaluate.negatives import CLINICAL, Negative
+from dermsight.preprocess import encode_meta, preprocess
+
+if TYPE_CHECKING:
+    from dermsight.predict import Dermsight
+    from dermsight.records import Metadata
+
+#: Validation false-reject rate the blocking threshold is set for, and the one of the
+#: (non-blocking) clinical-photo flag.
+FALSE_REJECT = 0.01
+CLINICAL_FLAG_RATE = 0.02
+#: Inverse regularisation strength of both logistic regressions (fixed before measuring).
+C_REG = 0.05
+
+
+@dataclass
+class GateFeatures:
+    """What the gate sees of a set of images (rows line up)."""
+
+    embedding: np.ndarray  # (N, D) pooled features
+    quality: np.ndarray  # (N, 5) gate.QualityStats.as_vector()
+    quality_blocked: np.ndarray  # (N,) bool: a blocking quality flag fired
+    logits: np.ndarray | None = None  # (N, C) class logits (with the metadata given)
+
+    def subset(self, idx: np.ndarray) -> GateFeatures:
+        return GateFeatures(self.embedding[idx], self.quality[idx], self.quality_blocked[idx],
+                            None if self.logits is None else self.logits[idx])
+
+    @staticmethod
+    def concat(parts: Sequence[GateFeatures]) -> GateFeatures:
+        logits = None if any(p.logits is None for p in parts) else np.concatenate(
+            [p.logits for p in parts if p.logits is not None])
+        return GateFeatures(np.concatenate([p.embedding for p in parts]),
+                            np.concatenate([p.quality for p in parts]),
+                            np.concatenate([p.quality_blocked for p in parts]), logits)
+
+    def save(self, path: Any) -> None:
+        arrays = {"embedding": self.embedding, "quality": self.quality,
+                  "quality_blocked": self.quality_blocked}
+        if self.logits is not None:
+            arrays["logits"] = self.logits
+        np.savez(path, **arrays)
+
+    @staticmethod
+    def load(path: Any) -> GateFeatures:
+        with np.load(path) as z:
+            return GateFeatures(z["embedding"], z["quality"], z["quality_blocked"],
+                                z.get("logits", None))
+
+
+def gate_features(model: Dermsight, images: Sequence[np.ndarray],
+                  metas: Sequence[Metadata | None] | None = None, bs: int = 32
+                  ) -> GateFeatures:
+    """Run the serving path (preprocess + ONNX Runtime) and the quality checks over images."""
+    metas = list(metas) if metas is not None else [None] * len(images)
+    emb, logits, qual, blocked = [], [], [], []
+    for i in range(0, len(images), bs):
+        chunk = images[i : i + bs]
+        x = np.stack([preprocess(im, model.card.input_spec) for im in chunk])
+        m = np.stack([encode_meta(mt, model.card.meta_spec) for mt in metas[i : i + bs]])
+        out = model.run_arrays(x, m)
+        emb.append(out["embedding"])
+        logits.append(out["logits"])
+        for im in chunk:
+            stats = gate_mod.quality_stats(im)
+            qual.append(stats.as_vector())
+            flags = gate_mod.quality_flags(stats, model.card.gate)
+            blocked.append(any(f.blocking for f in flags))
+    return GateFeatures(np.concatenate(emb).astype(np.float32), np.array(qual, np.float64),
+                        np.array(blocked, bool), np.concatenate(logits))
+
+
+def knn_scores(emb: np.ndarray, arrays: dict[str, np.ndarray], exclude_self: bool = False
+               ) -> np.ndarray:
+    """Gate v1's deep-kNN score; with ``exclude_self``, an image that is itself in the bank
+    (cosine > 0.9999) is scored against the others (training images used to fit the head)."""
+    if not exclude_self:
+        return gate_mod.ood_score(emb, arrays)
+    e = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    sims = e.astype(np.float32) @ arrays["bank"].astype(np.float32).T
+    sims[sims > 0.9999] = -1.0
+    k = int(arrays["k"])
+    return (1.0 - np.partition(sims, sims.shape[1] - k, axis=1)[:, sims.shape[1] - k]
+            ).astype(np.float64)
+
+
+def _design(f: GateFeatures, knn: np.ndarray) -> np.ndarray:
+    return gate_mod.v2_inputs(f.embedding, knn, f.quality)
+
+
+@dataclass
+class _Head:
+    w: np.ndarray
+    b: float
+
+
+def _fit_head(x_pos: np.ndarray, x_neg: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+              seed: int) -> _Head:
+    """Logistic regression: non-dermoscopic (1) vs dermoscopic (0), classes weighted equally."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = (np.concatenate([x_pos, x_neg]) - mean) / scale
+    y = np.r_[np.zeros(len(x_pos)), np.ones(len(x_neg))]
+    clf = LogisticRegression(C=C_REG, class_weight="balanced", max_iter=3000,
+                             random_state=seed)
+    clf.fit(x, y)
+    return _Head(clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
+
+
+def fit_gate_v2_features(
+    v1_arrays: dict[str, np.ndarray], train: GateFeatures, val: GateFeatures,
+    negatives: GateFeatures, categories: Sequence[str], seed: int = 0,
+    false_reject: float = FALSE_REJECT, clinical_rate: float = CLINICAL_FLAG_RATE,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Fit gate v2 from precomputed features; ``categories`` names each negative's kind.
+
+    Returns the card's ``gate`` entries for v2 and the arrays to add to ``gate.npz``.
+    The blocking head is fitted on every category except the clinical proxy; the clinical head
+    (when there are clinical proxies) on the proxies alone. Thresholds: the ``1 - false_reject``
+    and ``1 - clinical_rate`` quantiles of the validation images' scores.
+    """
+    cats = np.asarray(categories)
+    x_tr = _design(train, knn_scores(train.embedding, v1_arrays, exclude_self=True))
+    x_val = _design(val, knn_scores(val.embedding, v1_arrays))
+    x_neg = _design(negatives, knn_scores(negatives.embedding, v1_arrays))
+    mean = x_tr.mean(axis=0)
+    scale = np.maximum(x_tr.std(axis=0), 1e-6)
+    block_neg = x_neg[cats != CLINICAL]
+    if len(block_neg) == 0:
+        raise ValueError("gate v2 needs non-dermoscopic images other than clinical proxies")
+    head = _fit_head(x_tr, block_neg, mean, scale, seed)
+    arrays: dict[str, np.ndarray] = {
+        "v2_mean": mean.astype(np.float32), "v2_scale": scale.astype(np.float32),
+        "v2_w": head.w.astype(np.float32), "v2_b": np.array(head.b),
+    }
+    val_block = gate_mod.v2_logit(x_val, arrays, "v2")
+    val_ok = ~val.quality_blocked
+    cfg: dict[str, Any] = {
+        "v2_threshold": float(np.quantile(val_block[val_ok], 1 - false_reject)),
+    }
+    clin = x_neg[cats == CLINICAL]
+    if len(clin):
+        chead = _fit_head(x_tr, clin, mean, scale, seed)
+        arrays["v2c_w"], arrays["v2c_b"] = chead.w.astype(np.float32), np.array(chead.b)
+        val_clin = gate_mod.v2_logit(x_val, arrays, "v2c")
+        cfg["v2_clinical_threshold"] = float(np.quantile(val_clin[val_ok], 1 - clinical_rate))
+    cfg["v2_fit"] = (
+        f"logistic regression (C={C_REG}, balanced classes) on standardised [pooled features, "
+        f"kNN score, 5 image statistics]: {len(x_tr)} dermoscopic training images vs "
+        f"{len(block_neg)} non-dermoscopic images of {len(set(cats[cats != CLINICAL]))} kinds; "
+        f"threshold = {100 * (1 - false_reject):.1f}th percentile of {int(val_ok.sum())} "
+        f"validation images; clinical-photo flag: a second head vs {len(clin)} simulated "
+        f"clinical skin photos, flagging {100 * clinical_rate:.0f} % of validation images"
+    )
+    return cfg, arrays
+
+
+def fit_gate_v2(
+    model: Dermsight, dermo_train: Sequence[np.ndarray], dermo_val: Sequence[np.ndarray],
+    negatives: Sequence[Negative], seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Gate v2 for ``model`` from images: its gate v1 (``model.bundle.gate_arrays``: the kNN
+    bank) must already be fitted. Returns ``(cfg, arrays)`` to merge into the bundle's gate."""
+    feats = [gate_features(model, list(s)) for s in
+             (dermo_train, dermo_val, [n.image for n in negatives])]
+    return fit_gate_v2_features(model.bundle.gate_arrays, feats[0], feats[1], feats[2],
+                                [n.category for n in negatives], seed=seed)
+
+
+def decisions(cfg: dict[str, Any], arrays: dict[str, np.ndarray], f: GateFeatures,
+              v1_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(blocked, clinical-flagged) per image, as the serving path decides them."""
+    knn = knn_scores(f.embedding, arrays)
+    if v1_only:
+        return f.quality_blocked | (knn > float(cfg["ood_threshold"])), np.zeros(len(knn), bool)
+    x = _design(f, knn)
+    blocked = f.quality_blocked | (gate_mod.v2_logit(x, arrays, "v2") > cfg["v2_threshold"])
+    if "v2c_w" in arrays:
+        clin = ~blocked & (gate_mod.v2_logit(x, arrays, "v2c") > cfg["v2_clinical_threshold"])
+    else:
+        clin = np.zeros(len(knn), bool)
+    return blocked, clin
+
+
+def _rate(mask: np.ndarray) -> dict[str, Any]:
+    return {"n": int(len(mask)), "k": int(mask.sum()),
+            "rate": float(mask.mean()) if len(mask) else None}
+
+
+def measure_gate_v2(
+    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], train: GateFeatures,
+    val: GateFeatures, negatives: GateFeatures, categories: Sequence[str],
+    test_by_source: dict[str, GateFeatures], fresh_clinical: GateFeatures | None = None,
+    seed: int = 0,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Fit gate v2 on everything, then measure it honestly.
+
+    * held-out kinds: for each negative category, refit without it and count how many of its
+      images the refitted gate lets through (false accepts);
+    * false rejects of dermoscopic test images per source, with the final gate;
+    * the clinical-photo flag on ``fresh_clinical`` (proxies made from images not used to fit);
+    * the same figures for gate v1 (kNN + quality), for comparison.
+    Returns (cfg, arrays, evaluation).
+    """
+    cats = np.asarray(categories)
+    cfg, arrays = fit_gate_v2_features(v1_arrays, train, val, negatives, cats, seed=seed)
+    full_cfg, full_arrays = {**v1_cfg, **cfg}, {**v1_arrays, **arrays}
+    held_out: dict[str, Any] = {}
+    v1_fa: dict[str, Any] = {}
+    for c in sorted(set(cats.tolist())):
+        keep = cats != c
+        if not np.any(keep & (cats != CLINICAL)):
+            continue
+        c_cfg, c_arrays = fit_gate_v2_features(v1_arrays, train, val, negatives.subset(
+            np.flatnonzero(keep)), cats[keep], seed=seed)
+        part = negatives.subset(np.flatnonzero(cats == c))
+        blocked, clin = decisions({**v1_cfg, **c_cfg}, {**v1_arrays, **c_arrays}, part)
+        held_out[c] = {"false_accept": _rate(~blocked), "accepted_without_any_flag":
+                       _rate(~blocked & ~clin)}
+        v1_fa[c] = _rate(~decisions(v1_cfg, v1_arrays, part, v1_only=True)[0])
+    fr: dict[str, Any] = {}
+    fr_v1: dict[str, Any] = {}
+    clin_on_dermo: dict[str, Any] = {}
+    for src, f in test_by_source.items():
+        blocked, clin = decisions(full_cfg, full_arrays, f)
+        fr[src] = _rate(blocked)
+        clin_on_dermo[src] = _rate(clin)
+        fr_v1[src] = _rate(decisions(v1_cfg, v1_arrays, f, v1_only=True)[0])
+    ev: dict[str, Any] = {
+        "held_out_false_accept": held_out,
+        "false_reject_test": fr,
+        "clinical_flag_on_dermoscopic_test": clin_on_dermo,
+        "v1_false_accept": v1_fa,
+        "v1_false_reject_test": fr_v1,
+    }
+    if fresh_clinical is not None:
+        blocked, clin = decisions(full_cfg, full_arrays, fresh_clinical)
+        ev["clinical_proxy_fresh"] = {"blocked": _rate(blocked), "flagged": _rate(clin),
+                                      "neither": _rate(~blocked & ~clin)}
+    return cfg, arrays, ev
