@@ -218,3 +218,43 @@ def test_minimal_results_render() -> None:
                           "test": evaluate_predictions(y, p, CLASSES8, g, n_boot=5)})
     _check(html)
     assert "Per-class results" in html and "Subgroups" not in html and "Comparison" not in html
+
+
+def test_report_ita_and_cross_source_sections() -> None:
+    from dermsight.evaluate.cross_source import add_loso_row, cross_source_section, source_rows
+    from dermsight.evaluate.skin_tone import ita_table
+
+    y, p, g, meta = _data(400, seed=5)
+    test = evaluate_predictions(y, p, CLASSES8, g, n_boot=10, refer_threshold=0.35)
+    ita = [70.0] * 350 + [20.0] * 20 + [None] * 30
+    test["by_ita"] = ita_table(y, p, CLASSES8, ita, refer_threshold=0.35, groups=g, n_boot=10)
+    frame = pd.DataFrame({f"p_{c}": p[:, i] for i, c in enumerate(CLASSES8)})
+    frame["label"] = [CLASSES8[k] for k in y]
+    frame["group"] = g
+    frame["source"] = ["ham10000"] * 380 + ["isic2016"] * 20
+    run = {"config": "configs/default.yaml", "seed": 42, "command": "make train"}
+    section = cross_source_section(source_rows(frame, CLASSES8, run, n_boot=10,
+                                               refer_threshold=0.35))
+    loso_run = {"config": "configs/loso.yaml", "seed": 1, "command": "dermsight train <x>"}
+    section = add_loso_row(section, frame.assign(source="isic2020"), CLASSES8, "isic2020",
+                           ["ham10000"], loso_run, n_boot=10)
+    html = render_report({"test": test, "cross_source": section})
+    c = _check(html)
+    text = " ".join(c.text)
+    assert "<h2>By skin tone (ITA, estimated from the image)</h2>" in html
+    assert "Of 400 images, a skin tone (ITA) could be estimated for 370" in text
+    assert "tan 20, brown 0, dark 0" in text
+    for band in ("very light", "light", "intermediate", "tan", "brown", "dark",
+                 "not estimable"):
+        assert f"<td>{band}</td>" in html, band
+    assert "&gt; 55°" in html and "no images" in text
+    assert "<h2>Cross-source validation</h2>" in html
+    assert "<h3>Held-out test split, per data source</h3>" in html
+    assert "<h3>Leave one source out</h3>" in html
+    assert "withheld (n &lt; 30)" in html  # isic2016: 20 images
+    assert "trained on ham10000" in text and "dermsight train &lt;x&gt;" in html
+    ham = section["rows"][0]
+    assert f"{ham['metrics']['mel_auc']['value']:.3f}" in text
+    # absent sections render nothing
+    plain = render_report({"test": evaluate_predictions(y, p, CLASSES8, g, n_boot=0)})
+    assert "Cross-source" not in plain and "skin tone" not in plain

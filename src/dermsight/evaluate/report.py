@@ -36,7 +36,12 @@ no external resources), rendered from a plain ``results`` dict the training pipe
                 "<other>": <png>},      # <png> = PNG bytes, base64 text, or a data:image/png URI
                                         # (see dermsight.evaluate.plots.make_plots)
       "limitations": ["Trained on HAM10000/ISIC 2016-2019 only ...", ...],
+      "cross_source": <cross_source section>,   # dermsight.evaluate.cross_source: per-source
+                                        # test rows and leave-one-source-out rows
     }
+
+``test["by_ita"]`` (optional, :func:`dermsight.evaluate.skin_tone.ita_table`) adds the table by
+skin-tone band with its plain statement of how few darker-skin images there are.
 
 Anything given as text is HTML-escaped. A plot value that is not PNG data (for instance a URL) is
 dropped with a visible note, so the file never loads anything from outside.
@@ -416,6 +421,88 @@ def _subgroups(test: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _ita(test: Mapping[str, Any]) -> str:
+    table = test.get("by_ita") or {}
+    rows = list(table.get("bands") or [])
+    if not rows:
+        return ""
+    body, cls = _subgroup_rows(rows)
+    for cells, r in zip(body, rows, strict=True):
+        cells[0] = _e(r.get("ita_range") or "")
+    header = ["ITA range", "band", *_SUBGROUP_HEADER[2:]]
+    parts = ["<h2>By skin tone (ITA, estimated from the image)</h2>"]
+    if table.get("statement"):
+        parts.append(f'<p class="warn">{_e(table["statement"])}</p>')
+    parts.append(_table(header, body, cls, _SUBGROUP_NUM))
+    if table.get("method"):
+        parts.append(f'<p class="note">{_e(table["method"])}</p>')
+    parts.append(f'<p class="note">Every band is listed with its image count; metrics are '
+                 f"withheld (&mdash;) under {_e(table.get('min_n', 30))} images, and an AUC, "
+                 f"sensitivity or specificity under {_e(table.get('min_cases', 5))} cases on "
+                 "either side.</p>")
+    return "".join(parts)
+
+
+_PROTOCOLS: dict[str, tuple[str, str]] = {
+    "test_split_by_source": (
+        "Held-out test split, per data source",
+        "The shipped model on the test images of each source."),
+    "leave_one_source_out": (
+        "Leave one source out",
+        "A model trained on all other sources, scored on every image of the left-out source: "
+        "how it does on a source it never saw."),
+}
+
+
+def _cross_source(results: Mapping[str, Any]) -> str:
+    section = results.get("cross_source") or {}
+    rows = [r for r in section.get("rows") or [] if isinstance(r, Mapping)]
+    if not rows:
+        return ""
+    names = [str(m) for m in section.get("metrics") or []] or sorted(
+        {k for r in rows for k in (r.get("metrics") or {})})
+    min_n = section.get("min_n", 30)
+    parts = ["<h2>Cross-source validation</h2>"]
+    protocols = list(dict.fromkeys(str(r.get("protocol")) for r in rows))
+    for protocol in protocols:
+        title, text = _PROTOCOLS.get(protocol, (protocol, ""))
+        body, cls = [], []
+        for r in (r for r in rows if str(r.get("protocol")) == protocol):
+            n = r.get("n_images")
+            small = _is_num(n) and float(n) < float(min_n)
+            metrics = r.get("metrics") or {}
+            cells = [_e(r.get("source")), _num(n), _num(r.get("n_groups")),
+                     _num(r.get("n_malignant")),
+                     _e(", ".join(str(c) for c in r.get("classes_present") or []))]
+            for m in names:
+                e = metrics.get(m)
+                if small:
+                    cells.append(f"withheld (n &lt; {_e(min_n)})")
+                elif _value(e) is None and r.get("note"):
+                    cells.append("withheld")
+                else:
+                    cells.append(_ci(e))
+            run = r.get("run") or {}
+            trained = r.get("trained_on")
+            extra = [f"trained on {', '.join(str(s) for s in trained)}"] if trained else []
+            extra += [f"{k}: {run[k]}" for k in ("config", "seed", "command") if run.get(k)]
+            if r.get("note"):
+                extra.insert(0, str(r["note"]))
+            cells.append(_e("; ".join(extra)))
+            body.append(cells)
+            cls.append("withheld" if r.get("note") else "")
+        header = ["source", "images", "groups", "malignant", "classes present",
+                  *(_label(m) for m in names), "note / run"]
+        parts += [f"<h3>{_e(title)}</h3>", f'<p class="note">{_e(text)}</p>' if text else "",
+                  _table(header, body, cls, range(1, 4 + len(names) + 1))]
+    parts.append(f'<p class="note">95% intervals: group bootstrap within each source. Metrics '
+                 f"are withheld under {_e(min_n)} images, and an AUC, sensitivity or "
+                 f"specificity under {_e(section.get('min_cases', 5))} cases on either side. "
+                 "Balanced accuracy is over the classes present in that source, so it is not "
+                 "comparable between sources with different class mixes.</p>")
+    return "".join(parts)
+
+
 def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     cal = results.get("calibration") or {}
     ci = test.get("ci") or {}
@@ -468,10 +555,11 @@ def render_report(results: Mapping[str, Any]) -> str:
         sections.append(_headline(test))
         if results.get("baseline"):
             sections.append(_comparison(results["baseline"], test))
-        sections += [_per_class(test), _thresholds(results, test), _subgroups(test)]
+        sections += [_per_class(test), _thresholds(results, test), _subgroups(test), _ita(test)]
     else:
         sections.append('<p class="warn">No test evaluation in these results.</p>')
-    sections += [_calibration(results, test), _plots(results), _limitations(results, test)]
+    sections += [_cross_source(results), _calibration(results, test), _plots(results),
+                 _limitations(results, test)]
     head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)} &ndash; {_e(model.get('name', ''))} "
