@@ -2,9 +2,21 @@
 
 * Allow-list by *content* (magic bytes), never by file name: JPEG, PNG, WebP, BMP, TIFF.
   DICOM files are recognised and routed to the DICOM reader.
-* Byte cap before reading, pixel cap from the header *before* decoding (decompression bombs):
-  PNG and JPEG dimensions are read by hand from the header, so a bomb is refused before
-  Pillow allocates anything; other formats rely on the size Pillow reads from the header.
+* Bounded before decoding (decompression bombs, "tiny file, huge image"): the byte cap, then the
+  size *declared in the header* (read by hand for PNG, JPEG, BMP and WebP, so a bomb is refused
+  before Pillow allocates anything) against a pixel cap (``max_pixels``, default 25 MP), an
+  aspect-ratio cap (``max_aspect``, 10:1) and an estimate of the memory the decoder will need
+  (``max_decode_bytes``, default 96 MiB: pixels x bytes per pixel of the decoded mode, plus what
+  the codec itself holds: libjpeg's whole-image coefficient buffer for progressive / multi-scan
+  JPEGs, libwebp's canvas, a TIFF tile). Every decode then holds its estimate of a process-wide
+  memory budget (``budget.py``), so concurrent decodes cannot add up past it.
+* Only the first frame is ever decoded: animated PNG/WebP are refused from their header
+  (frame count), GIF is refused outright, a multi-page TIFF gives its first page (the other
+  pages are never read).
+* Large images are decoded small: a JPEG is decoded with DCT scaling (Pillow ``draft``, 1/2, 1/4
+  or 1/8) and any other image is box-reduced right after decoding, so that what leaves this
+  module has at most ``work_pixels`` (2 MP) — the model uses 160 px; no conversion ever runs on
+  the full-size pixels.
 * EXIF orientation applied; every mode (L, LA, P, RGBA, CMYK, I;16, F, ...) -> 8-bit RGB.
 * Nothing but pixels leaves this function (EXIF/GPS/ICC/text chunks are dropped).
 * Thread-safe: no global state (warning filters, Pillow limits) is touched, so images can be
@@ -15,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import re
 import struct
@@ -24,10 +37,44 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from dermsight.io.budget import decode_budget
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_PIXELS",
+    "DecodeLimits",
+    "check_dimensions",
+    "decode_image",
+    "header_size",
+    "sniff",
+    "to_rgb",
+    "verify_image",
+]
+
+MIB = 1024 * 1024
+#: Built-in defaults (the ``DERMSIGHT_*`` environment variables below override them).
+MAX_PIXELS_BUILTIN = 25_000_000  # 6000 x 4000 dermatoscope cameras fit
+MAX_DECODE_BYTES_BUILTIN = 96 * MIB
 
 DEFAULT_MAX_BYTES = int(os.environ.get("DERMSIGHT_MAX_IMAGE_BYTES", 20 * 1024 * 1024))
-DEFAULT_MAX_PIXELS = int(os.environ.get("DERMSIGHT_MAX_IMAGE_PIXELS", 50_000_000))
+DEFAULT_MAX_PIXELS = int(os.environ.get("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN))
+DEFAULT_MAX_DECODE_BYTES = int(
+    float(os.environ.get("DERMSIGHT_MAX_DECODE_MB", MAX_DECODE_BYTES_BUILTIN / MIB)) * MIB
+)
+#: Longest side / shortest side: dermoscopy is about square; a 1 x 49,000,000 strip is an attack.
+DEFAULT_MAX_ASPECT = 10.0
+#: Images larger than this are decoded small (JPEG DCT scaling) or box-reduced after decoding.
+DEFAULT_WORK_PIXELS = 2_000_000
+#: More scans than this in one JPEG is a CPU attack (each scan walks the whole image again);
+#: ordinary progressive JPEGs have about 10.
+MAX_JPEG_SCANS = 100
+#: Pillow decodes RLE-compressed BMPs in pure Python: bound their size (CPU).
+MAX_RLE_BMP_BYTES = 2 * MIB
+#: A single TIFF tile/strip buffer libtiff allocates.
+MAX_TIFF_TILE_BYTES = 32 * MIB
 
 #: Pillow format name -> what we call it in messages.
 ALLOWED_FORMATS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "BMP": "BMP", "TIFF": "TIFF"}
@@ -39,6 +86,9 @@ _BMP_DIB_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)
 class DecodeLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES
+    max_aspect: float = DEFAULT_MAX_ASPECT
+    work_pixels: int = DEFAULT_WORK_PIXELS
 
 
 def sniff(data: bytes) -> str | None:
@@ -80,41 +130,6 @@ def _describe_refused(kind: str | None, data: bytes) -> str:
         return "not an image (unrecognised file format)"
 
 
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the first SOF marker, without decoding; None if not found."""
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            return None
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD9)):
-            i += 2
-            continue
-        (seg_len,) = struct.unpack(">H", data[i + 2 : i + 4])
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            if i + 9 > n:
-                return None
-            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
-            return w, h
-        if marker == 0xDA:  # start of scan before any frame header
-            return None
-        i += 2 + seg_len
-    return None
-
-
-def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
-    """Image (width, height) read straight from a PNG/JPEG header; None when unknown."""
-    if kind == "PNG" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    if kind == "JPEG":
-        return _jpeg_size(data)
-    return None
-
-
 def _too_large(w: int, h: int, limits: DecodeLimits) -> ImageDecodeError:
     return ImageDecodeError(
         f"image too large: {w}x{h} ({w * h / 1e6:.0f} megapixels, "
@@ -122,17 +137,54 @@ def _too_large(w: int, h: int, limits: DecodeLimits) -> ImageDecodeError:
     )
 
 
+def check_dimensions(w: int, h: int, limits: DecodeLimits, label: str = "image") -> None:
+    """Refuse a declared size before decoding: not positive, over the pixel cap, or a strip."""
+    if w <= 0 or h <= 0:
+        raise ImageDecodeError(f"invalid {label}: {w}x{h} pixels")
+    if w * h > limits.max_pixels:
+        raise _too_large(w, h, limits)
+    if max(w, h) > limits.max_aspect * min(w, h):
+        raise ImageDecodeError(
+            f"{label} of {w}x{h} pixels is refused: its sides differ by more than "
+            f"{limits.max_aspect:g}:1, which is not a photo of a skin lesion"
+        )
+
+
+def _check_cost(w: int, h: int, cost: int, limits: DecodeLimits, label: str) -> None:
+    if cost > limits.max_decode_bytes:
+        raise ImageDecodeError(
+            f"image too large: this {w}x{h} {label} needs about {cost / MIB:.0f} MB to decode "
+            f"(limit {limits.max_decode_bytes / MIB:.0f} MB)"
+        )
+
+
+def reduce_factor(pixels: int, target: int) -> int:
+    """Smallest integer factor that brings ``pixels`` down to ``target`` or fewer."""
+    if pixels <= target or target <= 0:
+        return 1
+    return max(1, math.ceil(math.sqrt(pixels / target)))
+
+
+def _mode_bytes(mode: str) -> int:
+    """Bytes per pixel of a decoded Pillow image in this mode."""
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
 def to_rgb(img: Image.Image) -> np.ndarray:
     """Any Pillow mode -> (H, W, 3) uint8, compositing transparency onto white."""
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
+        arr = np.asarray(img, dtype=np.float32)
         hi = float(arr.max()) if arr.size else 0.0
         scale = 65535.0 if mode.startswith("I;16") or hi > 255 else 255.0
         if mode == "F" and hi <= 1.0:
             scale = 1.0
-        arr = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2)
+        out = np.clip(arr / scale * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(out[:, :, None], 3, axis=2)
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
         mode in ("P", "L", "RGB") and "transparency" in img.info
     ):
@@ -180,7 +232,10 @@ def decode_image(
     source: bytes | bytearray | memoryview | str | os.PathLike[str],
     limits: DecodeLimits | None = None,
 ) -> np.ndarray:
-    """Bytes or a file path -> RGB uint8 array (H, W, 3). Raises ``ImageDecodeError``."""
+    """Bytes or a file path -> RGB uint8 array (H, W, 3). Raises ``ImageDecodeError``.
+
+    Images over ``limits.work_pixels`` come back reduced by an integer factor (see module doc).
+    """
     limits = limits or DecodeLimits()
     data, name = _read_source(source, limits)
     kind = sniff(data)
@@ -211,25 +266,42 @@ def verify_image(
         return int(arr.shape[1]), int(arr.shape[0])
     if kind not in ALLOWED_FORMATS:
         raise ImageDecodeError(_describe_refused(kind, data))
-    img = _open_checked(data, kind, limits)
-    size = img.size
-    if kind == "JPEG":
-        img.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
-    _load(img, kind)
-    return int(size[0]), int(size[1])
+    opened = _open_checked(data, kind, limits, scale=8)
+    with decode_budget().reserve(opened.cost):
+        _load(opened.img, kind)
+    return opened.size
 
 
 _BOMB_RE = re.compile(r"\((\d+) pixels\)")
 
 
-def _open_checked(data: bytes, kind: str, limits: DecodeLimits) -> Image.Image:
-    """Open lazily (header only) and enforce the pixel cap and the still-image rule."""
+@dataclass
+class _Opened:
+    img: Image.Image
+    size: tuple[int, int]  # as declared in the file (before any DCT scaling)
+    cost: int  # estimated bytes the decode needs
+
+
+def _open_checked(
+    data: bytes, kind: str, limits: DecodeLimits, scale: int | None = None
+) -> _Opened:
+    """Open lazily (header only) and enforce every limit that the header allows to check:
+    pixel cap, aspect ratio, still image, decode memory. JPEGs are set up for DCT scaling
+    (``scale``: at least this reduction; default: down to ``limits.work_pixels``)."""
     label = ALLOWED_FORMATS[kind]
+    frame = jpeg_frame(data) if kind == "JPEG" else None
     peek = header_size(data, kind)
     if peek is not None:
-        w, h = peek
-        if w * h > limits.max_pixels:
-            raise _too_large(w, h, limits)
+        check_dimensions(*peek, limits, label)
+    if frame is not None and frame.scans > MAX_JPEG_SCANS:
+        raise ImageDecodeError(
+            f"corrupt JPEG file: {frame.scans} scans (at most {MAX_JPEG_SCANS} are accepted)"
+        )
+    if kind == "BMP" and bmp_compression(data) in (1, 2) and len(data) > MAX_RLE_BMP_BYTES:
+        raise ImageDecodeError(
+            f"RLE-compressed BMP over {MAX_RLE_BMP_BYTES // MIB} MB is not accepted: "
+            "send a JPEG or PNG"
+        )
     try:
         img = Image.open(io.BytesIO(data), formats=[kind])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -238,16 +310,77 @@ def _open_checked(data: bytes, kind: str, limits: DecodeLimits) -> Image.Image:
         raise ImageDecodeError(
             f"image too large: {px} (limit {limits.max_pixels / 1e6:.0f})"
         ) from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, struct.error,
+            EOFError, TypeError, KeyError, IndexError, ZeroDivisionError,
+            OverflowError, MemoryError) as exc:
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     w, h = img.size
-    if w <= 0 or h <= 0:
-        raise ImageDecodeError(f"invalid {label}: {w}x{h} pixels")
-    if w * h > limits.max_pixels:
-        raise _too_large(w, h, limits)
-    if getattr(img, "n_frames", 1) > 1 and kind != "TIFF":
+    check_dimensions(w, h, limits, label)
+    if kind in ("PNG", "WEBP") and getattr(img, "n_frames", 1) > 1:
         raise ImageDecodeError(f"animated {label} files are not accepted: send a still photo")
-    return img
+    try:
+        cost = _decode_cost(img, kind, frame, limits, scale)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a header Pillow accepted but we cannot size
+        raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
+    _check_cost(w, h, cost, limits, label)
+    return _Opened(img, (int(w), int(h)), cost)
+
+
+def _decode_cost(
+    img: Image.Image, kind: str, frame: object, limits: DecodeLimits, scale: int | None
+) -> int:
+    """Estimated peak bytes to decode the first frame (and set up JPEG DCT scaling)."""
+    w, h = img.size
+    px = w * h
+    # what the conversions after decoding cost, on at most work_pixels (see _finish)
+    after = min(px, limits.work_pixels) * 16
+    if kind == "JPEG":
+        from dermsight.io.headers import JpegFrame
+
+        want = scale or reduce_factor(px, limits.work_pixels)
+        if want > 1:
+            img.draft(None, (max(1, w // want), max(1, h // want)))
+        dw, dh = img.size
+        cost = dw * dh * _mode_bytes(img.mode) + after
+        if isinstance(frame, JpegFrame) and frame.needs_full_buffer:
+            cost += frame.coefficient_bytes
+        return cost
+    cost = px * _mode_bytes(img.mode) + after
+    if px > limits.work_pixels and _mode_bytes(img.mode) < 4:
+        cost += px * 4  # _shrink converts P / 1 / I;16 to a 4-byte mode before reducing
+    if kind == "WEBP":
+        # libwebp's output buffer and its animation decoder's two RGBA canvases (measured:
+        # about 16 bytes per pixel in all for a still WebP)
+        cost += px * 12
+    elif kind == "TIFF":
+        cost += _tiff_tile_bytes(img)
+    return cost
+
+
+def _tiff_tile_bytes(img: Image.Image) -> int:
+    """The tile or strip buffer libtiff will allocate; refuses absurd ones."""
+    tags = getattr(img, "tag_v2", {})
+    w, h = img.size
+    spp = int(tags.get(277, 1) or 1)
+    bps_raw = tags.get(258, 8)
+    bps = max(bps_raw) if isinstance(bps_raw, tuple) and bps_raw else int(bps_raw or 8)
+    bytes_per_px = max(1, spp * max(1, int(bps)) // 8)
+    if 322 in tags or 323 in tags:
+        tw, th = int(tags.get(322, 0) or 0), int(tags.get(323, 0) or 0)
+        buf = tw * th * bytes_per_px
+    else:
+        rows = min(int(tags.get(278, h) or h), h)
+        buf = rows * w * bytes_per_px
+    if buf > MAX_TIFF_TILE_BYTES:
+        raise ImageDecodeError(
+            f"TIFF tiles/strips of {buf / MIB:.0f} MB are not accepted "
+            f"(limit {MAX_TIFF_TILE_BYTES // MIB} MB)"
+        )
+    compression = int(tags.get(259, 1) or 1)
+    # libtiff-decoded JPEG/OJPEG TIFFs go through an RGBA buffer of the whole image
+    return buf + (w * h * 4 if compression in (6, 7) else 0)
 
 
 def _load(img: Image.Image, kind: str) -> None:
@@ -255,22 +388,45 @@ def _load(img: Image.Image, kind: str) -> None:
     try:
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError(f"image too large: {exc}") from exc
-    except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
+        raise ImageDecodeError("image too large: too many pixels") from exc
+    except (OSError, SyntaxError, ValueError, struct.error, EOFError, TypeError, KeyError,
+            IndexError, ZeroDivisionError, OverflowError, MemoryError) as exc:
         text = str(exc).lower()
         if "truncat" in text or "premature" in text or "end of file" in text:
             raise ImageDecodeError(f"truncated {label}: the file is incomplete") from exc
-        raise ImageDecodeError(f"corrupt {label} file: {exc}") from exc
+        raise ImageDecodeError(f"corrupt {label} file: the image data cannot be decoded") from exc
+
+
+def _shrink(img: Image.Image, work_pixels: int) -> Image.Image:
+    """Box-reduce a decoded image to at most ``work_pixels`` (an integer factor)."""
+    w, h = img.size
+    f = reduce_factor(w * h, work_pixels)
+    if f <= 1:
+        return img
+    if img.mode in ("P", "PA") or img.mode.startswith("I;16") or img.mode == "1":
+        target = (
+            "RGBA" if img.mode in ("P", "PA") else "I" if img.mode.startswith("I;16") else "L"
+        )
+        img = img.convert(target)
+    return img.reduce(f)
 
 
 def _decode_raster(data: bytes, kind: str, limits: DecodeLimits, name: str) -> np.ndarray:
-    img = _open_checked(data, kind, limits)
-    _load(img, kind)
-    with contextlib.suppress(Exception):  # a broken EXIF block must not reject good pixels
-        img = ImageOps.exif_transpose(img) or img
-    try:
-        return to_rgb(img)
-    except (ValueError, OSError) as exc:
-        raise ImageDecodeError(
-            f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}: {exc}"
-        ) from exc
+    opened = _open_checked(data, kind, limits)
+    with decode_budget().reserve(opened.cost):
+        img = opened.img
+        _load(img, kind)
+        try:
+            img = _shrink(img, limits.work_pixels)
+        except (ValueError, OSError, MemoryError) as exc:
+            raise ImageDecodeError(
+                f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
+            ) from exc
+        with contextlib.suppress(Exception):  # a broken EXIF block must not reject good pixels
+            img = ImageOps.exif_transpose(img) or img
+        try:
+            return to_rgb(img)
+        except (ValueError, OSError, MemoryError) as exc:
+            raise ImageDecodeError(
+                f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
+            ) from exc

@@ -1,0 +1,67 @@
+"""A process-wide bound on the memory that image decodes may use at the same time.
+
+Every decode first estimates, from the header, how many bytes it will need (see
+``decode.py``) and then holds that many bytes of a shared :class:`DecodeBudget` while it runs.
+Small images (a 256 px JPEG needs ~1 MB) pass straight through; only when several large images
+would be decoded at once do the later ones wait until memory is free again, so N concurrent
+uploads at the largest allowed size can never add up beyond the budget.
+
+The budget is ``DERMSIGHT_DECODE_MEMORY_MB`` (default 256 MiB: two decodes at the largest
+allowed size). The web app and batch scoring share the one budget of their process;
+:func:`set_decode_memory` changes it (e.g. from a server setting).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+MIB = 1024 * 1024
+DEFAULT_DECODE_MEMORY = int(float(os.environ.get("DERMSIGHT_DECODE_MEMORY_MB", 256)) * MIB)
+
+
+class DecodeBudget:
+    """A counting semaphore in bytes. A request larger than the whole budget is clamped to it
+    (it then runs alone), so a single decode never waits forever."""
+
+    def __init__(self, total_bytes: int) -> None:
+        if total_bytes <= 0:
+            raise ValueError("the decode memory budget must be positive")
+        self.total = int(total_bytes)
+        self.used = 0
+        self.waiting = 0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        n = max(0, min(int(nbytes), self.total))
+        with self._cond:
+            if self.used + n > self.total:
+                self.waiting += 1
+                try:
+                    self._cond.wait_for(lambda: self.used + n <= self.total)
+                finally:
+                    self.waiting -= 1
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= n
+                self._cond.notify_all()
+
+
+_BUDGET = DecodeBudget(DEFAULT_DECODE_MEMORY)
+
+
+def decode_budget() -> DecodeBudget:
+    """The budget every decode of this process draws from."""
+    return _BUDGET
+
+
+def set_decode_memory(total_bytes: int) -> None:
+    """Resize the shared budget (decodes already running keep their reservation)."""
+    global _BUDGET
+    _BUDGET = DecodeBudget(total_bytes)
