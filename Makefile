@@ -24,7 +24,7 @@ setup-core: $(BIN)/python
 	$(BIN)/pip install -q --no-deps -e .
 
 serve: setup-core
-	$(BIN)/dermsight serve --host $(HOST) --port $(PORT)
+	$(BIN)/dermsight serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v java >/dev/null || [ ! -e $(TCMALLOC) ]; then \

@@ -34,6 +34,11 @@ def _print_human(path: Path, pred: Prediction) -> None:
     from dermsight import taxonomy
 
     d = pred.to_dict(heatmap_png=False)
+    if not pred.assessable:  # no class, probabilities or tier shown as if valid
+        typer.echo(f"{path}: cannot assess (no result)")
+        for flag in d["flags"]:
+            typer.echo(f"    {'cannot assess' if flag['blocking'] else 'note'}: {flag['message']}")
+        return
     typer.echo(
         f"{path}: {d['prediction_name']} ({d['prediction']})  risk: {d['risk']}  "
         f"malignant: {_pct(d['malignant_probability']).strip()}"
@@ -104,7 +109,7 @@ def predict(
             results.append({"file": str(path), "error": exc.reason})
             continue
         entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
-        if heatmap is not None:
+        if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
             out = _heatmap_path(heatmap, path, len(images) > 1)
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(pred.overlay_png())
@@ -112,7 +117,7 @@ def predict(
         results.append(entry)
         if not as_json:
             _print_human(path, pred)
-            if heatmap is not None:
+            if "heatmap_file" in entry:
                 typer.echo(f"    heatmap: {entry['heatmap_file']}")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
@@ -134,17 +139,26 @@ def serve(
         "--threads", min=1, help="ONNX Runtime threads per inference (default 1)")] = None,
     log_level: Annotated[str | None, typer.Option(
         "--log-level", help="debug | info | warning | error")] = None,
+    insecure_no_auth: Annotated[bool, typer.Option(
+        "--insecure-no-auth",
+        help="allow serving beyond loopback without DERMSIGHT_API_TOKEN (anyone on the network "
+             "can use the API)")] = False,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
     import uvicorn
 
-    from dermsight.web.app import create_app
+    from dermsight.web.server import bind_refusal, uvicorn_options
     from dermsight.web.settings import Settings, SettingsError
 
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         raise UserError(str(exc)) from exc
+    refusal = bind_refusal(host, settings.api_token, insecure_no_auth)
+    if refusal is not None:
+        raise UserError(refusal)
+
+    from dermsight.web.app import create_app
     changes: dict[str, Any] = {}
     if model is not None:
         changes["model_path"] = model
@@ -168,11 +182,12 @@ def serve(
                f"(API docs: http://{shown}:{port}/api/v1/docs)")
     if settings.api_token:
         typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
+    elif insecure_no_auth:
+        typer.echo(f"dermsight: WARNING: no API token: anyone who can reach {shown} can use "
+                   "the API")
     sys.stdout.flush()
-    uvicorn.run(
-        app, host=host, port=port, log_level=settings.log_level, access_log=False,
-        server_header=False, timeout_keep_alive=5,
-    )
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level,
+                **uvicorn_options(settings))
 
 
 def register(app: typer.Typer) -> None:

@@ -50,9 +50,11 @@ from dermsight.io.decode import ALLOWED_FORMATS, DecodeLimits, sniff
 from dermsight.io.errors import ImageDecodeError
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
+from dermsight.web.docs import docs_router
 from dermsight.web.metadata import merge_meta
 from dermsight.web.middleware import (
     BodyLimitMiddleware,
+    InflightBudget,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
 )
@@ -75,6 +77,10 @@ API = "/api/v1"
 #: cells, so 112 px keeps all of it while costing a quarter of 224 px to colour and encode (about
 #: 1.9 ms instead of 6.4 ms CPU per request); browsers scale the overlay to the image with CSS.
 HEATMAP_PX = 112
+TTA_DISABLED = (
+    "test-time augmentation (?tta=true, 8x the compute) is turned off on this server; the "
+    "operator can allow it with DERMSIGHT_ALLOW_TTA=true"
+)
 PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 DESCRIPTION = """\
@@ -211,7 +217,7 @@ def create_app(
         version=__version__,
         description=DESCRIPTION,
         openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
+        docs_url=None,  # served from the package below (no CDN)
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
     )
@@ -281,14 +287,17 @@ def create_app(
         openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
         responses={
             200: {"model": PredictResponse, "description": "the assessment"},
-            **error_responses(400, 408, 413, 415, 422),
+            **error_responses(400, 403, 408, 413, 415, 422, 503),
         },
     )
     async def predict(
         request: Request,
         heatmap: bool = Query(True, description="include the base64 PNG heatmap"),
-        tta: bool = Query(False, description="average over 8 flips/rotations (8x slower)"),
+        tta: bool = Query(False, description="average over 8 flips/rotations (8x the compute); "
+                          "only when the operator sets DERMSIGHT_ALLOW_TTA=true, else 403"),
     ) -> Response:
+        if tta and not settings.allow_tta:
+            raise UploadError(403, TTA_DISABLED, drain=False)
         form = await read_upload(request, settings)
         if form.image is None:
             raise UploadError(422, "no image: send the photo in a form field named 'image'")
@@ -396,6 +405,7 @@ def create_app(
                             headers={"Cache-Control": "public, max-age=86400"})
 
     app.include_router(public)
+    app.include_router(docs_router(f"{API}/docs", f"{API}/openapi.json", "dermsight API"))
     app.include_router(api)
 
     # -- the web UI -----------------------------------------------------------------------
@@ -413,7 +423,8 @@ def create_app(
 
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       image_limit=settings.max_upload_bytes)
+                       image_limit=settings.max_upload_bytes,
+                       budget=InflightBudget(settings.max_inflight_bytes))
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

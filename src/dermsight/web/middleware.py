@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve
+
 log = logging.getLogger("dermsight.web")
 
 #: CSP for the app and the API (the brief's policy; the UI shows heatmaps from data: URIs).
@@ -24,11 +26,10 @@ CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
     "frame-ancestors 'none'"
 )
-#: Swagger UI loads its script and CSS from jsDelivr and starts with an inline script.
+#: Swagger UI (served from the package, started by an external script): scripts from 'self' only.
 DOCS_CSP = (
-    "default-src 'self'; img-src 'self' data: https://fastapi.tiangolo.com; "
-    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    "script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; frame-ancestors 'none'"
+    "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    "script-src 'self'; frame-ancestors 'none'"
 )
 
 
@@ -90,14 +91,52 @@ class PayloadTooLarge(HTTPException):
         )
 
 
-class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes``: from Content-Length before reading anything, else while
-    the body streams in (chunked uploads); the body is never buffered here."""
+class ServerBusy(HTTPException):
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            status_code=503,
+            detail="server busy: too many uploads in progress, retry in a few seconds",
+            headers={"Retry-After": str(retry_after_s), "Connection": "close"},
+        )
 
-    def __init__(self, app: ASGIApp, max_bytes: int, image_limit: int | None = None) -> None:
+
+class InflightBudget:
+    """Request-body bytes held by all requests together (one event loop: no lock needed).
+
+    A body's declared size (Content-Length) is reserved when its request starts; a chunked body
+    is counted as it arrives; both are released when the request ends (response sent). A body is
+    refused when it would take the total over ``limit``; bodies over ``small_bytes`` may only
+    use ``limit - small_reserve``, so ordinary photos still get through while large uploads fill
+    the budget.
+    """
+
+    def __init__(self, limit: int, small_bytes: int = SMALL_BODY_BYTES,
+                 reserve: int | None = None) -> None:
+        self.limit = limit
+        self.small_bytes = small_bytes
+        self.small_reserve = small_reserve(limit) if reserve is None else reserve
+        self.used = 0
+
+    def room_for(self, size: int) -> int:
+        """Bytes a body of ``size`` bytes may take in total right now."""
+        return self.limit - (0 if size <= self.small_bytes else self.small_reserve)
+
+    def admits(self, size: int) -> bool:
+        return self.used + size <= self.room_for(size)
+
+
+class BodyLimitMiddleware:
+    """Refuse bodies over ``max_bytes`` (413) and bodies the in-flight ``budget`` cannot hold
+    (503 + Retry-After): from Content-Length before reading anything, else while the body streams
+    in (chunked uploads); the body is never buffered here."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int, image_limit: int | None = None,
+                 budget: InflightBudget | None = None, retry_after_s: int = 10) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.image_limit = image_limit or max_bytes
+        self.budget = budget
+        self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,18 +154,51 @@ class BodyLimitMiddleware:
             if length > self.max_bytes:
                 await send_json(send, 413, PayloadTooLarge(self.image_limit).detail, close=True)
                 return
+        else:
+            length = 0
+        budget = self.budget
+        if budget is not None and not budget.admits(length):
+            log.warning("in-flight upload budget full (%d MB held): 503 for a %d kB body",
+                        budget.used // (1024 * 1024), length // 1024)
+            busy = ServerBusy(self.retry_after_s)
+            await send_busy(send, busy)
+            return
+        # a declared body is reserved whole up front; a chunked one is counted as it arrives
+        held = length if budget is not None else 0
+        if budget is not None:
+            budget.used += held
         seen = 0
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, held
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     raise PayloadTooLarge(self.image_limit)
+                if budget is not None and seen > held:
+                    budget.used += seen - held
+                    held = seen
+                    if budget.used > budget.room_for(held):
+                        raise ServerBusy(self.retry_after_s)
             return message
 
-        await self.app(scope, counting_receive, send)
+        try:
+            await self.app(scope, counting_receive, send)
+        finally:
+            if budget is not None:
+                budget.used -= held
+
+
+async def send_busy(send: Send, busy: ServerBusy) -> None:
+    body = json_body(str(busy.detail))
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *((k.lower().encode(), v.encode()) for k, v in (busy.headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class RequestLogMiddleware:

@@ -31,19 +31,50 @@ class InputMeta(BaseModel):
     site: str | None = Field(None, description="ISIC general anatomic site; null when not given")
 
 
+class UnreliableOut(BaseModel):
+    """The numbers the model computed for an image the gate refused: NOT a valid result."""
+
+    note: str = Field(description="why these numbers must not be used")
+    probabilities: dict[str, float]
+    prediction: str
+    prediction_name: str
+    decision_rule: str
+    malignant_probability: float
+
+
 class PredictResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
-    probabilities: dict[str, float] = Field(
-        description="calibrated probability per trained class code (they sum to 1)"
+    risk: Literal["high", "moderate", "low", "cannot_assess"] = Field(
+        description="risk tier; 'cannot_assess' when a blocking flag fired: then the class "
+                    "probabilities, suggested class, malignant probability and heatmap are NOT "
+                    "given at the top level (see 'unreliable')"
     )
-    prediction: str = Field(description="class code with the highest probability")
-    prediction_name: str
-    malignant_probability: float = Field(description="P(MEL) + P(BCC) + P(SCC)")
-    risk: Literal["high", "moderate", "low", "cannot_assess"]
+    probabilities: dict[str, float] | None = Field(
+        None, description="calibrated probability per trained class code (they sum to 1); "
+                          "absent when risk is 'cannot_assess'"
+    )
+    prediction: str | None = Field(
+        None, description="suggested class code (see decision_rule); absent when risk is "
+                          "'cannot_assess'"
+    )
+    prediction_name: str | None = Field(None, description="absent when risk is 'cannot_assess'")
+    decision_rule: str | None = Field(
+        None, description="how the suggested class was chosen from the probabilities; absent "
+                          "when risk is 'cannot_assess'"
+    )
+    malignant_probability: float | None = Field(
+        None, description="P(MEL) + P(BCC) + P(SCC); absent when risk is 'cannot_assess'"
+    )
+    unreliable: UnreliableOut | None = Field(
+        None, description="only when risk is 'cannot_assess': what the model computed anyway, "
+                          "with a note; not a valid result, never to be shown as one"
+    )
     flags: list[FlagOut]
     ood_score: float | None = Field(
-        None, description="out-of-distribution score (higher = less like the training images)"
+        None, description="the gate's out-of-distribution score (higher = less like a "
+                          "dermoscopic training image; gate v2: the logit of its "
+                          "'not dermoscopic' head, refused above the card's gate.v2_threshold)"
     )
     model: ModelInfo
     input: InputMeta = Field(description="the metadata the model used (after validation; from "
@@ -55,7 +86,8 @@ class PredictResponse(BaseModel):
         description="class-activation heatmap for the predicted class: base64 RGBA PNG, square, "
                     "112 px, over the region the model saw (the centre square when the card's "
                     "input_spec.crop is center_square); transparent where the model paid no "
-                    "attention; scale it over the image. Omitted with ?heatmap=false",
+                    "attention; scale it over the image. Omitted with ?heatmap=false and when "
+                    "risk is 'cannot_assess'",
     )
 
 
@@ -129,6 +161,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     text = {
         400: "malformed request (bad multipart body, bad Content-Length)",
         401: "missing or wrong bearer token (only when the server sets DERMSIGHT_API_TOKEN)",
+        403: "?tta=true while the server does not allow it (DERMSIGHT_ALLOW_TTA)",
         404: "not found",
         408: "the upload took longer than the server's upload timeout",
         413: "request or image larger than the upload cap (default 20 MB)",
@@ -137,5 +170,7 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         422: "bad metadata (age outside 0-120, unknown sex/site, over-long field), a missing or "
              "repeated image, or an image in an accepted format that cannot be used (truncated, "
              "corrupt, too many pixels)",
+        503: "server busy: the uploads in progress fill its memory budget "
+             "(DERMSIGHT_MAX_INFLIGHT_MB) or connection limit; retry after Retry-After seconds",
     }
     return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}

@@ -7,6 +7,15 @@
 * ``DERMSIGHT_MAX_UPLOAD_MB`` (20): largest accepted image / request body, in MiB.
 * ``DERMSIGHT_MAX_IMAGE_PIXELS`` (50,000,000): largest image (width x height), from the header.
 * ``DERMSIGHT_UPLOAD_TIMEOUT_S`` (60): the body must arrive within this time (slow uploads).
+* ``DERMSIGHT_MAX_INFLIGHT_MB`` (256): request bodies held in memory by all requests together,
+  in MiB; a request that would go over it gets a 503 with ``Retry-After`` (the last
+  ``small_reserve()`` of it, 32 MiB, is kept for bodies up to ``SMALL_BODY_BYTES``, 1 MiB).
+* ``DERMSIGHT_MAX_CONNECTIONS`` (100): open connections + running requests; beyond it the server
+  answers 503 (uvicorn ``limit_concurrency``).
+* ``DERMSIGHT_HEADER_TIMEOUT_S`` (10): a client must send a request's complete headers within this
+  time, else the connection is closed (slowloris guard).
+* ``DERMSIGHT_ALLOW_TTA`` (false): allow ``?tta=true`` (8x the compute per request); when off,
+  such a request is refused with a 403.
 * ``DERMSIGHT_ORT_THREADS`` (1): ONNX Runtime intra-op threads per inference.
 * ``DERMSIGHT_BLAS_THREADS`` (1): numpy BLAS threads (the OOD gate's matmul).
 * ``DERMSIGHT_WORKERS`` (CPU count, max 8): inferences running at the same time.
@@ -55,6 +64,26 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
+#: bodies up to this size count as "small" for the in-flight budget ...
+SMALL_BODY_BYTES = MIB
+
+
+def small_reserve(max_inflight_bytes: int) -> int:
+    """... and this last part of the budget is kept for them (32 MiB, at most an eighth)."""
+    return min(32 * MIB, max_inflight_bytes // 8)
+
+
 def default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
@@ -76,6 +105,10 @@ class Settings:
     max_field_bytes: int = 1024
     #: parts (files + fields) accepted in one multipart body
     max_parts: int = 16
+    max_inflight_bytes: int = 256 * MIB
+    max_connections: int = 100
+    header_timeout_s: float = 10.0
+    allow_tta: bool = False
 
     @property
     def max_body_bytes(self) -> int:
@@ -95,7 +128,7 @@ class Settings:
             if o.strip()
         )
         static = env.get("DERMSIGHT_STATIC_DIR", "").strip()
-        return cls(
+        settings = cls(
             model_path=Path(model) if model else None,
             api_token=token or None,
             cors_origins=origins,
@@ -107,4 +140,15 @@ class Settings:
             workers=_int(env, "DERMSIGHT_WORKERS", default_workers()),
             static_dir=Path(static) if static else STATIC_DIR,
             log_level=(env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info").lower(),
+            max_inflight_bytes=int(_float(env, "DERMSIGHT_MAX_INFLIGHT_MB", 256.0) * MIB),
+            max_connections=_int(env, "DERMSIGHT_MAX_CONNECTIONS", 100),
+            header_timeout_s=_float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
+            allow_tta=_bool(env, "DERMSIGHT_ALLOW_TTA", False),
         )
+        limit = settings.max_inflight_bytes
+        if limit - small_reserve(limit) < settings.max_body_bytes:
+            raise SettingsError(
+                f"DERMSIGHT_MAX_INFLIGHT_MB={limit / MIB:g} is too small for "
+                f"DERMSIGHT_MAX_UPLOAD_MB={settings.max_upload_bytes / MIB:g}: no upload of the "
+                "maximum size could ever be accepted (give it at least 1.2x the upload cap)")
+        return settings

@@ -1,0 +1,121 @@
+"""Run the app under uvicorn with connection-level limits, and decide who may be served.
+
+uvicorn times out idle keep-alive connections (``timeout_keep_alive``) but has no timeout for a
+request's *headers*: a client that sends one header byte every few seconds (slowloris) holds its
+connection, and a slot of ``limit_concurrency``, forever. ``HeaderTimeoutProtocol`` (uvicorn's
+h11 protocol plus one timer) closes a connection whose request headers are not complete within
+``Settings.header_timeout_s`` of its first byte (or of the connection opening). The request body
+has its own deadline (``Settings.upload_timeout_s``, in ``upload.py``).
+
+``bind_refusal`` keeps an unauthenticated API on loopback unless the operator says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from dermsight.web.settings import Settings
+
+log = logging.getLogger("dermsight.web")
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 (also ``[::1]``) and ``localhost``; False for anything else,
+    including ``0.0.0.0`` / ``::`` (all interfaces) and host names that may resolve elsewhere."""
+    name = host.strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_refusal(host: str, token: str | None, insecure_no_auth: bool) -> str | None:
+    """Why ``serve`` must not start on ``host`` (one line), or None when it may."""
+    if token or insecure_no_auth or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve on {host!r} without an API token: set DERMSIGHT_API_TOKEN, bind to "
+        "127.0.0.1, or pass --insecure-no-auth to expose the API to the network unauthenticated"
+    )
+
+
+class HeaderTimeoutProtocol(H11Protocol):
+    """uvicorn's h11 protocol that closes connections whose request headers arrive too slowly.
+
+    The timer is armed when the connection opens and when the first byte of each further
+    request arrives; it is cancelled once h11 has parsed the request line and all headers
+    (a new request cycle exists). Idle keep-alive connections are closed by uvicorn itself.
+    """
+
+    header_timeout_s: float = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def _waiting_for_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm_header_timer(self) -> None:
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self.header_timeout_s,
+                                                      self._header_timeout)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self._waiting_for_headers() and not self.transport.is_closing():
+            log.info("closed a connection whose request headers took over %g s",
+                     self.header_timeout_s)
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        if self._waiting_for_headers():
+            self._arm_header_timer()
+        super().data_received(data)
+        if not self._waiting_for_headers():
+            self._cancel_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # between requests uvicorn's keep-alive timer applies; ours restarts with the next byte
+        self._cancel_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+
+def protocol_for(settings: Settings) -> type[HeaderTimeoutProtocol]:
+    """A protocol class carrying this server's header timeout (uvicorn instantiates it)."""
+    return type("DermsightHTTPProtocol", (HeaderTimeoutProtocol,),
+                {"header_timeout_s": settings.header_timeout_s})
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """The keyword arguments for ``uvicorn.run`` that enforce the connection-level limits."""
+    return {
+        "http": protocol_for(settings),
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": 5,
+        "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
+        "access_log": False,
+        "server_header": False,
+    }
