@@ -14,16 +14,27 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import warnings
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from dermsight import taxonomy
-from dermsight.io.decode import DecodeLimits, to_rgb
+from dermsight.io.budget import decode_budget
+from dermsight.io.decode import (
+    DecodeLimits,
+    check_dimensions,
+    decode_image,
+    reduce_factor,
+    sniff,
+    to_rgb,
+)
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.headers import jpeg_frame
 from dermsight.records import LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
@@ -92,41 +103,123 @@ def dicom_site(value: object) -> str | None:
         raise
 
 
+_QUIET = False
+
+
 def _import_pydicom() -> Any:
     try:
         import pydicom
     except ImportError as exc:  # pragma: no cover - core dependency
         raise ImageDecodeError("reading DICOM needs pydicom: pip install pydicom") from exc
+    global _QUIET
+    if not _QUIET:
+        _quiet_pydicom(pydicom)
+        _QUIET = True
     return pydicom
 
 
-def _read_dataset(data: bytes) -> Any:
+class _DropRecords(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+def _quiet_pydicom(pydicom: Any) -> None:
+    """pydicom's log records and warnings quote tag values (names, IDs: PHI) when a file is
+    odd: drop them all, and do not validate values while reading (we check what we use)."""
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    logging.getLogger("pydicom").addFilter(_DropRecords())
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+
+
+def _inflate_if_deflated(data: bytes, limits: DecodeLimits) -> bytes:
+    """A Deflated Explicit VR Little Endian file -> the same file, inflated (at most
+    ``limits.max_bytes``, the upload cap, so deflate never buys an attacker more than a plain
+    upload) and re-labelled Explicit VR Little Endian; any other file unchanged."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import _read_file_meta_info
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    if len(data) < 132 or data[128:132] != b"DICM":
+        return data
+    fp = io.BytesIO(data)
+    fp.seek(132)
+    meta = _read_file_meta_info(fp)
+    if str(meta.get("TransferSyntaxUID", "")) != DeflatedExplicitVRLittleEndian:
+        return data
+    start = fp.tell()
+    cap = limits.max_bytes
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(data[start:], cap + 1)
+    except zlib.error as exc:
+        raise ImageDecodeError("corrupt DICOM file: the deflated data set cannot be read") \
+            from exc
+    if len(body) > cap or inflater.unconsumed_tail:
+        raise ImageDecodeError(
+            f"DICOM deflated data set is too large once decompressed (limit {cap / 1e6:.0f} MB)"
+        )
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    out = DicomBytesIO()
+    write_file_meta_info(out, meta, enforce_standard=False)
+    return data[:132] + out.getvalue() + body
+
+
+def _read_dataset(data: bytes, limits: DecodeLimits, *, header_only: bool = False) -> Any:
+    """Parse DICOM bytes. Every failure becomes an ``ImageDecodeError`` with a generic reason:
+    pydicom's own messages can quote tag values (PHI) and never reach a log or a client."""
     pydicom = _import_pydicom()
     from pydicom.errors import InvalidDicomError
 
     try:
-        return pydicom.dcmread(io.BytesIO(data), force=False)
+        data = _inflate_if_deflated(data, limits)
+        return pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=header_only)
+    except ImageDecodeError:
+        raise
     except InvalidDicomError as exc:
         raise ImageDecodeError("not a valid DICOM file (no DICM preamble)") from exc
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types on corrupt files
-        raise ImageDecodeError(f"corrupt DICOM file: {exc}") from exc
+        raise ImageDecodeError("corrupt DICOM file: the header cannot be read") from exc
 
 
 def _tag_str(ds: Any, keyword: str) -> str | None:
-    value = ds.get(keyword)
-    if value is None:
+    """A tag as text; None when absent or unreadable (a value with the wrong VR or length)."""
+    try:
+        value = ds.get(keyword)
+        if value is None:
+            return None
+        text = str(value).strip()
+    except Exception:  # noqa: BLE001 - pydicom converts lazily and raises many types
         return None
-    text = str(value).strip()
     return text or None
+
+
+def _tag_int(ds: Any, keyword: str, default: int) -> int:
+    """An integer tag (US / IS); ``ImageDecodeError`` naming the tag (never its value)."""
+    try:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            return default
+        if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            raise ValueError("several values")
+        number = int(str(value).strip())
+    except Exception as exc:  # noqa: BLE001
+        raise ImageDecodeError(f"invalid DICOM header: {keyword} is not a valid number") \
+            from exc
+    return number
 
 
 def _site_from(ds: Any) -> str | None:
     raw = _tag_str(ds, "BodyPartExamined")
     if raw:
         return dicom_site(raw)
-    seq = ds.get("AnatomicRegionSequence")
-    if seq:
-        meaning = _tag_str(seq[0], "CodeMeaning")
+    try:
+        seq = ds.get("AnatomicRegionSequence")
+        first = seq[0] if seq else None
+    except Exception:  # noqa: BLE001 - an unreadable sequence is no site
+        return None
+    if first is not None:
+        meaning = _tag_str(first, "CodeMeaning")
         if meaning:
             return dicom_site(meaning)
     return None
@@ -155,73 +248,151 @@ def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
     return Metadata(age=age, sex=sex, site=site), problems
 
 
-def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:
-    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
-        raise ImageDecodeError(NO_PIXELS)
-    rows = int(ds.get("Rows", 0) or 0)
-    cols = int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if rows <= 0 or cols <= 0:
-        raise ImageDecodeError(f"invalid DICOM image: {cols}x{rows} pixels")
-    if rows * cols > limits.max_pixels:
-        raise ImageDecodeError(
-            f"image too large: {cols}x{rows} ({rows * cols / 1e6:.0f} megapixels, "
-            f"limit {limits.max_pixels / 1e6:.0f})"
-        )
-    if rows * cols * frames > 4 * limits.max_pixels:
-        raise ImageDecodeError(f"DICOM has too many frames ({frames}) of {cols}x{rows} pixels")
+#: Transfer syntaxes whose pixel data this reader decodes.
+_JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51")
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+def _transfer_syntax(ds: Any) -> str:
     try:
-        # Only the first frame: dermoscopy is a still image.
-        arr = ds.pixel_array if frames == 1 else _first_frame(ds)
-    except ImageDecodeError:
-        raise
-    except NotImplementedError as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        name = getattr(syntax, "name", syntax)
+        return str(ds.file_meta.TransferSyntaxUID)
+    except Exception:  # noqa: BLE001 - no file meta: pydicom guessed a native syntax
+        return "1.2.840.10008.1.2.1"
+
+
+def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:
+    """The first frame as RGB uint8, every size checked from the header before decoding."""
+    try:
+        has_pixels = "PixelData" in ds
+        other = "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
+    except Exception as exc:  # noqa: BLE001
+        raise ImageDecodeError("corrupt DICOM file: the header cannot be read") from exc
+    if not has_pixels:
+        if other:
+            raise ImageDecodeError("DICOM float pixel data is not supported: send 8/16-bit "
+                                   "images")
+        raise ImageDecodeError(NO_PIXELS)
+    rows = _tag_int(ds, "Rows", 0)
+    cols = _tag_int(ds, "Columns", 0)
+    frames = _tag_int(ds, "NumberOfFrames", 1)
+    spp = _tag_int(ds, "SamplesPerPixel", 1)
+    bits = _tag_int(ds, "BitsAllocated", 8)
+    if frames < 1:
+        raise ImageDecodeError("invalid DICOM header: NumberOfFrames is not a valid number")
+    if spp not in (1, 3) or bits not in (1, 8, 16, 32):
+        raise ImageDecodeError(
+            f"unsupported DICOM pixel layout ({spp} samples of {bits} bits per pixel)")
+    check_dimensions(cols, rows, limits, "DICOM image")
+    syntax = _transfer_syntax(ds)
+    try:
+        raw = ds["PixelData"].value
+        if not isinstance(raw, (bytes, bytearray)):
+            raise TypeError("pixel data is not bytes")
+    except Exception as exc:  # noqa: BLE001
+        raise ImageDecodeError("corrupt DICOM pixel data: it cannot be read") from exc
+    if syntax in _JPEG_SYNTAXES:
+        rgb = _jpeg_frame_pixels(bytes(raw), frames, rows, cols, limits)
+    elif syntax in _NATIVE_SYNTAXES:
+        need = rows * cols * spp * max(bits, 8) // 8 if bits != 1 else -(-rows * cols // 8)
+        if len(raw) < need:
+            raise ImageDecodeError("truncated DICOM: the pixel data is incomplete")
+        if need * 3 > limits.max_decode_bytes:
+            raise ImageDecodeError(
+                f"image too large: this {cols}x{rows} DICOM image needs about "
+                f"{need * 3 / 1024 / 1024:.0f} MB to decode "
+                f"(limit {limits.max_decode_bytes / 1024 / 1024:.0f} MB)")
+        with decode_budget().reserve(need * 3):
+            rgb = _array_to_rgb(_native_first_frame(ds), ds)
+    else:
+        name = _syntax_name(syntax)
         raise ImageDecodeError(
             f"DICOM pixel data in {name} cannot be decoded here (JPEG baseline and "
             "uncompressed are supported)"
-        ) from exc
+        )
+    return _shrink_array(rgb, limits)
+
+
+def _syntax_name(syntax: str) -> str:
+    try:
+        from pydicom.uid import UID
+
+        name = UID(syntax).name
+    except Exception:  # noqa: BLE001
+        name = ""
+    # a registered name, or the UID itself when it only holds digits and dots
+    if name and name != syntax:
+        return str(name)
+    return syntax if all(c.isdigit() or c == "." for c in syntax[:64]) else "an unknown syntax"
+
+
+def _jpeg_frame_pixels(raw: bytes, frames: int, rows: int, cols: int,
+                       limits: DecodeLimits) -> np.ndarray:
+    """The first encapsulated JPEG frame, checked against Rows/Columns from its own frame
+    header and decoded by dermsight's bounded decoder (never by pydicom)."""
+    from pydicom.encaps import generate_frames
+
+    try:
+        frame = next(generate_frames(raw, number_of_frames=frames))
+    except Exception as exc:  # noqa: BLE001 - bad item tags, offsets, ...
+        raise ImageDecodeError("corrupt DICOM pixel data: the encapsulated frame cannot be read") \
+            from exc
+    if sniff(frame) != "JPEG":
+        raise ImageDecodeError("corrupt DICOM pixel data: the frame is not a JPEG image")
+    head = jpeg_frame(frame)
+    if head is None:
+        raise ImageDecodeError("corrupt DICOM pixel data: the JPEG frame has no size")
+    if (head.width, head.height) != (cols, rows):
+        raise ImageDecodeError(
+            f"corrupt DICOM: the JPEG frame is {head.width}x{head.height} pixels but the "
+            f"header says {cols}x{rows}")
+    try:
+        return decode_image(frame, limits)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"DICOM pixel data: {exc.reason}") from exc
+
+
+def _native_first_frame(ds: Any) -> np.ndarray:
+    try:
+        ds.pixel_array_options(index=0)
+        return np.asarray(ds.pixel_array)
+    except ImageDecodeError:
+        raise
     except Exception as exc:  # noqa: BLE001 - decoder errors come in many types
-        text = str(exc).lower()
-        if "truncat" in text or "end of" in text or "premature" in text:
-            raise ImageDecodeError("truncated DICOM: the pixel data is incomplete") from exc
-        raise ImageDecodeError(f"corrupt DICOM pixel data: {exc}") from exc
-    return _array_to_rgb(np.asarray(arr), ds)
+        raise ImageDecodeError("corrupt DICOM pixel data: it cannot be decoded") from exc
 
 
-def _first_frame(ds: Any) -> np.ndarray:
-    from pydicom.pixels import pixel_array
+def _shrink_array(rgb: np.ndarray, limits: DecodeLimits) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    f = reduce_factor(h * w, limits.work_pixels)
+    if f <= 1:
+        return rgb
+    from PIL import Image
 
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    buf.seek(0)
-    return np.asarray(pixel_array(buf, index=0))
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb), mode="RGB").reduce(f))
 
 
 def _array_to_rgb(arr: np.ndarray, ds: Any) -> np.ndarray:
     from PIL import Image
 
-    photometric = str(ds.get("PhotometricInterpretation", "")).upper()
+    photometric = (_tag_str(ds, "PhotometricInterpretation") or "").upper()
     if arr.ndim == 3 and arr.shape[-1] == 3:
         if arr.dtype != np.uint8:
             hi = float(arr.max()) if arr.size else 0.0
             scale = 255.0 / hi if hi > 255 else 1.0
-            arr = np.clip(arr.astype(np.float64) * scale + 0.5, 0, 255).astype(np.uint8)
+            arr = np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr)
     if arr.ndim == 2:
         if arr.dtype == np.uint8:
-            img = Image.fromarray(arr, mode="L")
-            rgb = to_rgb(img)
+            rgb = to_rgb(Image.fromarray(arr, mode="L"))
         else:
-            a = arr.astype(np.float64)
+            a = arr.astype(np.float32)
             lo, hi = float(a.min()), float(a.max())
-            a = (a - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(a)
+            a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
             rgb = np.repeat(np.clip(a + 0.5, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
         if photometric == "MONOCHROME1":
             rgb = 255 - rgb
         return rgb
-    raise ImageDecodeError(f"unsupported DICOM pixel layout {arr.shape} ({photometric})")
+    raise ImageDecodeError(f"unsupported DICOM pixel layout {arr.shape} ({photometric[:16]})")
 
 
 def read_dicom_dataset(
@@ -236,13 +407,17 @@ def read_dicom_dataset(
         raise ImageDecodeError(
             f"file too large: {len(data) / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
         )
-    ds = _read_dataset(data)
-    image = _pixels_from(ds, limits)
-    meta, _problems = _metadata_from(ds)
-    rid = name or _tag_str(ds, "SOPInstanceUID") or _tag_str(ds, "PatientID") or "dicom"
-    return LesionRecord(
-        id=rid, image=image, meta=meta, source="dicom", group=_tag_str(ds, "PatientID")
-    )
+    try:
+        ds = _read_dataset(data, limits)
+        image = _pixels_from(ds, limits)
+        meta, _problems = _metadata_from(ds)
+        rid = name or _tag_str(ds, "SOPInstanceUID") or _tag_str(ds, "PatientID") or "dicom"
+        group = _tag_str(ds, "PatientID")
+    except ImageDecodeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last line: pydicom raises lazily, many types
+        raise ImageDecodeError("corrupt DICOM file: it cannot be read") from exc
+    return LesionRecord(id=rid, image=image, meta=meta, source="dicom", group=group)
 
 
 def decode_dicom_bytes(data: bytes, limits: DecodeLimits | None = None) -> LesionRecord:
@@ -267,15 +442,7 @@ def read_dicom(
             raise ImageDecodeError(
                 f"file too large: {size / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
             )
-        if decode:
-            data = p.read_bytes()
-            ds = _read_dataset(data)
-        else:
-            pydicom = _import_pydicom()
-            try:
-                ds = pydicom.dcmread(str(p), stop_before_pixels=True)
-            except Exception as exc:  # noqa: BLE001
-                raise ImageDecodeError(f"not a readable DICOM file: {exc}") from exc
+        ds = _read_dataset(p.read_bytes(), limits, header_only=not decode)
     except FileNotFoundError:
         return LesionRecord(id=rid, image=None, path=str(p), error=f"{p.name}: file not found")
     except ImageDecodeError as exc:
