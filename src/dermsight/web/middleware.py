@@ -3,7 +3,8 @@
 Order (outermost first): SecurityHeaders -> [CORS] -> BodyLimit -> RequestLog -> FastAPI's
 ExceptionMiddleware -> routes. Every response, error responses included, passes through
 SecurityHeaders. RequestLog turns any exception that escapes a route into a generic JSON 500
-(and logs the traceback), so a client never sees a traceback.
+and logs only the exception's type and a request id (never its message or traceback, which can
+quote upload contents), so a client never sees a traceback and the log never holds PHI.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import uuid
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -227,11 +229,14 @@ class RequestLogMiddleware:
         except ClientDisconnect:
             log.info("%s %s: client went away before the request was complete", method, path)
             return
-        except Exception:
-            log.exception("unhandled error on %s %s", method, path)
+        except Exception as exc:
+            # Only the exception's type and a request id: its message and traceback can hold
+            # values from the upload (e.g. DICOM tags: PHI), and logs must never hold those.
+            rid = uuid.uuid4().hex[:12]
+            log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, method, path, rid)
             if status == 0:
                 status = 500
-                await send_json(send, 500, "internal server error")
+                await send_json(send, 500, f"internal server error (request {rid})")
             return
         finally:
             if log.isEnabledFor(logging.INFO):

@@ -5,7 +5,8 @@
   ``Authorization: Bearer <token>``; unset = no auth.
 * ``DERMSIGHT_CORS_ORIGINS``: comma-separated allowed origins; unset = CORS off.
 * ``DERMSIGHT_MAX_UPLOAD_MB`` (20): largest accepted image / request body, in MiB.
-* ``DERMSIGHT_MAX_IMAGE_PIXELS`` (50,000,000): largest image (width x height), from the header.
+* ``DERMSIGHT_MAX_IMAGE_PIXELS`` (25,000,000): largest image (width x height), from the header
+  (see ``dermsight.io.decode`` for the other decoding limits).
 * ``DERMSIGHT_UPLOAD_TIMEOUT_S`` (60): the body must arrive within this time (slow uploads).
 * ``DERMSIGHT_MAX_INFLIGHT_MB`` (256): request bodies held in memory by all requests together,
   in MiB; a request that would go over it gets a 503 with ``Retry-After`` (the last
@@ -29,6 +30,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from dermsight.io.decode import MAX_PIXELS_BUILTIN
 
 MIB = 1024 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -94,7 +97,7 @@ class Settings:
     api_token: str | None = None
     cors_origins: tuple[str, ...] = ()
     max_upload_bytes: int = 20 * MIB
-    max_image_pixels: int = 50_000_000
+    max_image_pixels: int = MAX_PIXELS_BUILTIN
     upload_timeout_s: float = 60.0
     ort_threads: int = 1
     blas_threads: int = 1
@@ -133,7 +136,7 @@ class Settings:
             api_token=token or None,
             cors_origins=origins,
             max_upload_bytes=int(_float(env, "DERMSIGHT_MAX_UPLOAD_MB", 20.0) * MIB),
-            max_image_pixels=_int(env, "DERMSIGHT_MAX_IMAGE_PIXELS", 50_000_000),
+            max_image_pixels=_int(env, "DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN),
             upload_timeout_s=_float(env, "DERMSIGHT_UPLOAD_TIMEOUT_S", 60.0),
             ort_threads=_int(env, "DERMSIGHT_ORT_THREADS", 1),
             blas_threads=_int(env, "DERMSIGHT_BLAS_THREADS", 1),
