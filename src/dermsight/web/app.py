@@ -14,7 +14,7 @@ Status codes a client can cause: 400 malformed multipart / Content-Length, 401 t
 ``DERMSIGHT_API_TOKEN``), 404, 405, 408 upload timeout, 413 too large, 415 not an image or not
 multipart, 422 bad metadata / missing or repeated image / an image in an accepted format that
 cannot be used (truncated, corrupt, too many pixels). A 500 only ever means a bug; it carries no
-details (the traceback goes to the server log).
+details (the server log gets the exception type and a request id).
 
 Uploaded bytes stay in memory (see ``upload.py``) and are never written to disk or logged.
 """
