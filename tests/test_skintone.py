@@ -217,7 +217,7 @@ def _real_images(data_dir: Path, n: int, source: str | None = None) -> list[np.n
 def test_real_images_give_plausible_values(data_dir: Path) -> None:
     values = ita_for_images(_real_images(data_dir, 40, source="ham10000"))
     got = [v for v in values if v is not None]
-    # about a quarter of HAM10000 images have a purple cast (skin b* <= 0): not estimable
+    # about a third of HAM10000 images have a purple cast (skin b* <= 0): not estimable
     assert len(got) >= 0.6 * len(values)
     # human skin lies within about -60 to +90 degrees; HAM10000 is mostly light skin
     assert all(-70.0 < v < 90.0 for v in got)

@@ -23,8 +23,8 @@ Which pixels count as skin (all on a copy subsampled to at most ``MAX_SIDE`` px 
 :func:`ita_degrees` returns ``None`` when fewer than ``MIN_SKIN_FRACTION`` of the pixels are
 skin or the median b* is not positive (ITA is then undefined). The second case is common: many
 dermoscopy images have a blue, grey or purple colour cast from the instrument's lighting and
-white balance (most early ISIC archive images, about a quarter of HAM10000), and no colour
-correction is attempted, because it would also remove the skin's own yellow. This is an
+white balance (about a third of HAM10000, a tenth of ISIC 2017/2019: docs/skin-tone.md), and no
+colour correction is attempted, because it would also remove the skin's own yellow. This is an
 *estimate* under dermoscopic lighting, not a colorimeter reading: treat bands as coarse, and the
 darker bands as "few images here", not as measured Fitzpatrick types.
 
