@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from dermsight.evaluate.skin_tone import band_ranges
 from dermsight.io.decode import decode_image
 from dermsight.skintone import BANDS, DARKER_BANDS, NOT_ESTIMABLE, ita_band, ita_degrees
-from dermsight.evaluate.skin_tone import band_ranges
 
 COLUMNS = (*BANDS, NOT_ESTIMABLE)
 SETS = ("isic-subset", "isic2020-sample")
