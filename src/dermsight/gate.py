@@ -142,18 +142,68 @@ def ood_score(embedding: np.ndarray, arrays: dict[str, np.ndarray]) -> np.ndarra
 
 OOD_FLAG = Flag("out_of_distribution",
                 "this does not look like a dermoscopic image of a skin lesion")
+CLINICAL_FLAG = Flag("not_dermoscopic",
+                     "not a dermoscopic image \u2014 accuracy unknown: this looks like a "
+                     "clinical (non-dermoscopic) photo of skin; the model was trained and tested "
+                     "on dermoscopic images only", blocking=False)
+
+
+def v2_inputs(embedding: np.ndarray, knn: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Gate v2's input row per image: pooled features, the kNN score and five image statistics
+    (mean and spread of luminance /255, clipped fraction, log(1 + sharpness), saturation)."""
+    q = np.atleast_2d(np.asarray(quality, np.float64))
+    stats = np.column_stack([q[:, 0] / 255.0, q[:, 1] / 255.0, q[:, 2], np.log1p(q[:, 3]),
+                             q[:, 4]])
+    emb = np.atleast_2d(np.asarray(embedding, np.float64))
+    return np.concatenate([emb, np.asarray(knn, np.float64).reshape(-1, 1), stats], axis=1)
+
+
+def v2_logit(x: np.ndarray, arrays: dict[str, np.ndarray], head: str = "v2") -> np.ndarray:
+    """A gate v2 head's logit (higher = less like a dermoscopic image) for ``v2_inputs`` rows:
+    a logistic regression stored as plain arrays (``{head}_w``, ``{head}_b``, and the shared
+    standardisation ``v2_mean`` / ``v2_scale``)."""
+    z = (x - arrays["v2_mean"].astype(np.float64)) / arrays["v2_scale"].astype(np.float64)
+    return np.asarray(z @ arrays[f"{head}_w"].astype(np.float64) + float(arrays[f"{head}_b"]),
+                      np.float64)
+
+
+def has_v2(cfg: dict[str, Any], arrays: dict[str, np.ndarray]) -> bool:
+    return "v2_threshold" in cfg and "v2_w" in arrays and "bank" in arrays
 
 
 def ood_flags(
-    embeddings: np.ndarray, cfg: dict[str, Any], arrays: dict[str, np.ndarray]
+    embeddings: np.ndarray, cfg: dict[str, Any], arrays: dict[str, np.ndarray],
+    quality: np.ndarray | None = None,
 ) -> list[tuple[list[Flag], float | None]]:
-    """The out-of-distribution part of the gate for a batch of pooled features (N, D)."""
+    """The out-of-distribution part of the gate for a batch of pooled features (N, D).
+
+    With a gate v2 in the bundle and the images' ``quality`` vectors (N, 5), the v2 heads
+    decide (the score returned is the blocking head's logit); otherwise gate v1 (the kNN score
+    against ``ood_threshold``)."""
     n = len(np.atleast_2d(embeddings))
     if not arrays or "ood_threshold" not in cfg:
         return [([], None)] * n
-    threshold = float(cfg["ood_threshold"])
-    scores = ood_score(embeddings, arrays)
-    return [([OOD_FLAG], float(s)) if float(s) > threshold else ([], float(s)) for s in scores]
+    knn = ood_score(embeddings, arrays)
+    if quality is None or not has_v2(cfg, arrays):
+        threshold = float(cfg["ood_threshold"])
+        return [([OOD_FLAG], float(s)) if float(s) > threshold else ([], float(s)) for s in knn]
+    x = v2_inputs(embeddings, knn, quality)
+    block = v2_logit(x, arrays, "v2")
+    clinical = (v2_logit(x, arrays, "v2c") > float(cfg["v2_clinical_threshold"])
+                if "v2c_w" in arrays and "v2_clinical_threshold" in cfg else np.zeros(n, bool))
+    out: list[tuple[list[Flag], float | None]] = []
+    for s, c in zip(block, clinical, strict=True):
+        if float(s) > float(cfg["v2_threshold"]):
+            out.append(([OOD_FLAG], float(s)))
+        else:
+            out.append(([CLINICAL_FLAG] if c else [], float(s)))
+    return out
+
+
+def quality_gate(image: np.ndarray, cfg: dict[str, Any]) -> tuple[list[Flag], np.ndarray]:
+    """The quality checks for one image, and its statistics vector (gate v2 uses it)."""
+    stats = quality_stats(image)
+    return quality_flags(stats, cfg), stats.as_vector()
 
 
 def assess(
@@ -161,8 +211,8 @@ def assess(
     arrays: dict[str, np.ndarray],
 ) -> tuple[list[Flag], float | None]:
     """All gate flags for one image (and its OOD score if the bundle has a fitted gate)."""
-    flags = quality_flags(quality_stats(image), cfg)
+    flags, quality = quality_gate(image, cfg)
     if embedding is None:
         return flags, None
-    ood, score = ood_flags(embedding, cfg, arrays)[0]
+    ood, score = ood_flags(embedding, cfg, arrays, quality[None])[0]
     return flags + ood, score

@@ -28,6 +28,11 @@ DISCLAIMER = (
     "worries you or the patient."
 )
 
+UNRELIABLE_NOTE = (
+    "The image could not be assessed (see flags), so these numbers are not a valid result: the "
+    "model computed them on an image it is not built for. Do not use them."
+)
+
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     z = np.asarray(logits, np.float64) / temperature
@@ -52,13 +57,23 @@ class Prediction:
     #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
     decision_rule: str = "most probable class"
 
+    @property
+    def assessable(self) -> bool:
+        """False when the gate refused the image: its numbers must not be shown as valid."""
+        return self.risk != "cannot_assess"
+
     def to_dict(self, heatmap_png: bool = True) -> dict[str, Any]:
-        d: dict[str, Any] = {
+        """The JSON form (the API's response). For a "cannot assess" result the class
+        probabilities, suggested class and malignant probability are NOT at the top level: they
+        sit under ``unreliable`` with a note, and there is no heatmap."""
+        answer: dict[str, Any] = {
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "prediction": self.prediction,
             "prediction_name": taxonomy.BY_CODE[self.prediction].name,
             "decision_rule": self.decision_rule,
             "malignant_probability": round(self.malignant_probability, 6),
+        }
+        d: dict[str, Any] = {
             "risk": self.risk,
             "flags": [f.to_dict() for f in self.flags],
             "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
@@ -67,6 +82,10 @@ class Prediction:
             "timing_ms": round(self.timing_ms, 2),
             "disclaimer": DISCLAIMER,
         }
+        if not self.assessable:
+            d["unreliable"] = {"note": UNRELIABLE_NOTE, **answer}
+            return d
+        d.update(answer)
         if heatmap_png and self.cam is not None:
             d["heatmap"] = heatmap.to_base64_png(heatmap.heatmap_rgba(self.cam))
         return d
@@ -218,7 +237,8 @@ class Dermsight:
                                    self.bundle.gate_arrays)
         blocking = any(f.blocking for f in flags)
         risk = "cannot_assess" if blocking else self.card.thresholds.tier(p_mal)
-        cam = heatmap.normalize_cam(out["cam"][i, top]) if want_heatmap else None
+        # no heatmap for an image the gate refused: it would look like a valid explanation
+        cam = heatmap.normalize_cam(out["cam"][i, top]) if want_heatmap and not blocking else None
         return Prediction(
             probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
             prediction=self.classes[top],

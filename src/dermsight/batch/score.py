@@ -151,6 +151,7 @@ class Prepared:
     x: np.ndarray | None = None
     m: np.ndarray | None = None
     flags: list[gate.Flag] = field(default_factory=list)
+    quality: np.ndarray | None = None  # gate.QualityStats vector (gate v2 uses it)
     thumb: np.ndarray | None = None  # small RGB copy, only when heatmaps are wanted
     error: str | None = None
 
@@ -268,7 +269,7 @@ def prepare_row(
         prep.meta = _merge_meta(meta, header_meta)
         prep.x, prep.m = model.prepare(rgb, prep.meta)
         # Quality part of the gate (no embedding yet: the OOD part runs after inference).
-        prep.flags, _ = gate.assess(rgb, None, model.card.gate, model.bundle.gate_arrays)
+        prep.flags, prep.quality = gate.quality_gate(rgb, model.card.gate)
         if keep_thumb:
             prep.thumb = _thumbnail(rgb)
     except ImageDecodeError as exc:
@@ -285,9 +286,12 @@ def prepare_row(
 # --- inference on a batch of prepared rows ------------------------------------------------------
 
 
-def _ood(model: Dermsight, embeddings: np.ndarray) -> list[tuple[list[gate.Flag], float | None]]:
-    """The out-of-distribution part of the gate for a batch (same score, rule and flag)."""
-    return gate.ood_flags(embeddings, model.card.gate, model.bundle.gate_arrays)
+def _ood(model: Dermsight, embeddings: np.ndarray, batch: Sequence[Prepared]
+         ) -> list[tuple[list[gate.Flag], float | None]]:
+    """The out-of-distribution part of the gate for a batch (same score, rule and flags)."""
+    rows = [p.quality for p in batch if p.quality is not None]
+    quality = np.stack(rows) if len(rows) == len(batch) else None
+    return gate.ood_flags(embeddings, model.card.gate, model.bundle.gate_arrays, quality)
 
 
 def _base_row(p: Prepared, model: Dermsight) -> dict[str, Any]:
@@ -356,7 +360,7 @@ def infer_batch(
     probs = model.probabilities(out["logits"])
     p_mal = model.malignant(probs)
     rows = []
-    ood = _ood(model, out["embedding"])
+    ood = _ood(model, out["embedding"], batch)
     for i, p in enumerate(batch):
         ood_flags, score = ood[i]
         flags = [*p.flags, *ood_flags]

@@ -63,7 +63,7 @@ class GateFeatures:
                   "quality_blocked": self.quality_blocked}
         if self.logits is not None:
             arrays["logits"] = self.logits
-        np.savez(path, **arrays)
+        np.savez(path, **arrays)  # type: ignore[arg-type]
 
     @staticmethod
     def load(path: Any) -> GateFeatures:
@@ -227,7 +227,8 @@ def measure_gate_v2(
     Returns (cfg, arrays, evaluation).
     """
     cats = np.asarray(categories)
-    cfg, arrays = fit_gate_v2_features(v1_arrays, train, val, negatives, cats, seed=seed)
+    cfg, arrays = fit_gate_v2_features(v1_arrays, train, val, negatives, list(categories),
+                                       seed=seed)
     full_cfg, full_arrays = {**v1_cfg, **cfg}, {**v1_arrays, **arrays}
     held_out: dict[str, Any] = {}
     v1_fa: dict[str, Any] = {}
@@ -236,7 +237,7 @@ def measure_gate_v2(
         if not np.any(keep & (cats != CLINICAL)):
             continue
         c_cfg, c_arrays = fit_gate_v2_features(v1_arrays, train, val, negatives.subset(
-            np.flatnonzero(keep)), cats[keep], seed=seed)
+            np.flatnonzero(keep)), cats[keep].tolist(), seed=seed)
         part = negatives.subset(np.flatnonzero(cats == c))
         blocked, clin = decisions({**v1_cfg, **c_cfg}, {**v1_arrays, **c_arrays}, part)
         held_out[c] = {"false_accept": _rate(~blocked), "accepted_without_any_flag":

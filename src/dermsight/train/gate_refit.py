@@ -14,6 +14,7 @@ import json
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,10 @@ def _images(paths: list[str]) -> list[np.ndarray]:
     return [decode_image(p) for p in paths]
 
 
+def _dermo_features(model: Dermsight, dset: DermoSet) -> GateFeatures:
+    return gate_features(model, _images(dset.paths), dset.metas)
+
+
 def refit_bundle(
     bundle: Path, data: Path, split_csv: Path, out: Path, cache: Path,
     isic2020: Path | None = None, system_negatives: bool = True, seed: int = 0,
@@ -120,12 +125,12 @@ def refit_bundle(
     sets = load_sets(data, split_csv, isic2020, seed)
     mkey = model.card.onnx_sha256
     feats: dict[str, GateFeatures] = {}
-    for name, s in sets.items():
+    for name, dset in sets.items():
         if name == "clinical_fit":
             continue
-        log(f"features: {name} ({len(s.paths)} images)")
-        feats[name] = _cached(cache, name, mkey + "\n".join(s.ids), lambda s=s: gate_features(
-            model, _images(s.paths), s.metas))
+        log(f"features: {name} ({len(dset.paths)} images)")
+        feats[name] = _cached(cache, name, mkey + "\n".join(dset.ids),
+                              partial(_dermo_features, model, dset))
 
     log("features: non-dermoscopic images")
     negatives = build_negatives(seed=seed, system=system_negatives,
@@ -149,8 +154,8 @@ def refit_bundle(
 
     by_source: dict[str, GateFeatures] = {}
     src = np.asarray(test.sources)
-    for s in sorted(set(test.sources)):
-        by_source[s] = feats["test"].subset(np.flatnonzero(src == s))
+    for name in sorted(set(test.sources)):
+        by_source[name] = feats["test"].subset(np.flatnonzero(src == name))
     if "isic2020" in feats:
         by_source["isic2020 (all; never in any split)"] = feats["isic2020"]
     log("fitting gate v2 and its leave-one-category-out checks")

@@ -1,0 +1,60 @@
+"""``dermsight gate fit`` (needs the [train] extra: scikit-learn, scikit-image, matplotlib)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dermsight.cli.errors import UserError
+
+gate_app = typer.Typer(help="The \"cannot assess\" gate of a model bundle.", no_args_is_help=True)
+
+
+@gate_app.command("fit")
+def fit(
+    bundle: Annotated[Path, typer.Argument(help="model bundle folder (with gate v1 fitted)")],
+    data: Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")] = Path(
+        "/work/shared/data/isic-subset"),
+    split: Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")] = Path(
+        "configs/default-split.csv"),
+    isic2020: Annotated[Path | None, typer.Option(
+        help="isic2020-sample folder: extra false-reject figures (never fitted on)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="write the refitted bundle here (default: in place)")] = None,
+    cache: Annotated[Path, typer.Option(help="feature cache folder")] = Path("runs/gate-v2"),
+    system_negatives: Annotated[bool, typer.Option(
+        help="also use Debian wallpapers / clip art when installed")] = True,
+    seed: Annotated[int, typer.Option(help="sampling and generation seed")] = 0,
+) -> None:
+    """Refit gate v2 on the bundle's training/validation images, measure it (held-out kinds of
+    non-dermoscopic images, false rejects per source on TEST) and write it into the bundle."""
+    try:
+        import skimage  # noqa: F401
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise UserError("gate fitting needs the [train] extra: pip install 'dermsight[train]'"
+                        ) from exc
+    from dermsight.train.gate_refit import refit_bundle
+
+    for p in (data / "metadata.csv", split):
+        if not p.exists():
+            raise UserError(f"not found: {p}")
+    try:
+        ev = refit_bundle(bundle, data, split, out or bundle, cache, isic2020=isic2020,
+                          system_negatives=system_negatives, seed=seed, log=typer.echo)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    for cat, r in ev["held_out_false_accept"].items():
+        fa = r["false_accept"]
+        typer.echo(f"held-out {cat:22s} false accepts {fa['k']:4d}/{fa['n']:<5d} "
+                   f"{100 * fa['rate']:.1f} %")
+    for src, r in ev["false_reject_test"].items():
+        typer.echo(f"test {src:34s} false rejects {r['k']:4d}/{r['n']:<5d} "
+                   f"{100 * r['rate']:.2f} %")
+    typer.echo(f"bundle written: {out or bundle}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(gate_app, name="gate")
