@@ -39,6 +39,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dermsight.io.budget import decode_budget
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.files import read_regular_file
 from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
 
 __all__ = [
@@ -205,22 +206,8 @@ def _read_source(
     else:
         path = Path(source)
         name = path.name
-        try:
-            if path.is_dir():
-                raise ImageDecodeError(f"{path} is a folder, not an image")
-            size = path.stat().st_size
-        except FileNotFoundError as exc:
-            raise ImageDecodeError(f"file not found: {path}") from exc
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if size > limits.max_bytes:
-            raise ImageDecodeError(
-                f"file too large: {size / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
-            )
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageDecodeError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        # regular files only: a FIFO / socket / device named x.jpg must not block or never end
+        data = read_regular_file(path, limits.max_bytes)
     if len(data) > limits.max_bytes:
         raise ImageDecodeError(
             f"file too large: {len(data) / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"

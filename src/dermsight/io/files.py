@@ -1,0 +1,84 @@
+"""Read only regular files: a FIFO, socket or device named ``x.jpg`` must never block a reader.
+
+``open()`` on a FIFO blocks until a writer appears, and reading a character device (``/dev/zero``)
+never ends. ``not_regular_reason`` says why a path cannot be read as an image file (without
+opening it); ``read_regular_file`` opens without blocking, checks the opened file itself (no
+race with a swap after the check) and reads at most ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from dermsight.io.errors import ImageDecodeError
+
+_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _kind(mode: int) -> str:
+    for test, name in _KINDS:
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def not_regular_reason(path: str | os.PathLike[str]) -> str | None:
+    """None for a regular file (or a link to one), else a short reason (no file is opened)."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        return f"{p.name} is a broken link" if p.is_symlink() else f"file not found: {p}"
+    except OSError as exc:
+        return f"cannot read {p.name}: {exc.strerror or exc}"
+    if stat.S_ISREG(mode):
+        return None
+    return f"{p.name} is {_kind(mode)}, not an image file"
+
+
+def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``; ``ImageDecodeError`` otherwise."""
+    p = Path(path)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(p, flags)
+    except FileNotFoundError as exc:
+        reason = f"{p.name} is a broken link" if p.is_symlink() else f"file not found: {p}"
+        raise ImageDecodeError(reason) from exc
+    except IsADirectoryError as exc:
+        raise ImageDecodeError(f"{p} is a folder, not an image") from exc
+    except OSError as exc:  # e.g. ENXIO: a socket, or a FIFO in some modes
+        reason = not_regular_reason(p) or f"cannot read {p}: {exc.strerror or exc}"
+        raise ImageDecodeError(reason) from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageDecodeError(f"{p} is a folder, not an image")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageDecodeError(f"{p.name} is {_kind(st.st_mode)}, not an image file")
+        if st.st_size > max_bytes:
+            raise ImageDecodeError(
+                f"file too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.0f} MB)"
+            )
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=True) as fh:
+            fd = -1
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise ImageDecodeError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise ImageDecodeError(
+            f"file too large: more than {max_bytes / 1e6:.0f} MB (limit {max_bytes / 1e6:.0f} MB)"
+        )
+    return data
