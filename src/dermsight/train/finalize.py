@@ -21,6 +21,7 @@ from tqdm import tqdm
 from dermsight import gate as gate_mod
 from dermsight import taxonomy
 from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
+from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.predict import Dermsight, softmax
 from dermsight.preprocess import MetaSpec, encode_meta, preprocess
@@ -329,6 +330,20 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     gate_eval = measure_gate(model, gate_cfg, gate_arrays, parts["test"]["images"],
                              res["test"]["embedding"], cfg.seed)
     gate_cfg["evaluation"] = gate_eval
+    # gate v2: outlier exposure on offline non-dermoscopic images of many kinds, threshold on
+    # validation; measured on held-out kinds of images and on test images per source
+    from dermsight.train.gate_refit import fit_for_run
+
+    v2_cfg, v2_arrays, v2_eval = fit_for_run(
+        model, gate_cfg, gate_arrays,
+        (parts["train"]["images"], res["train"]["embedding"]),
+        (parts["val"]["images"], res["val"]["embedding"]),
+        (parts["test"]["images"], res["test"]["embedding"], tdf["source"].tolist()),
+        seed=cfg.seed)
+    gate_cfg["v1_evaluation"] = gate_cfg.pop("evaluation")
+    gate_cfg.update(v2_cfg)
+    gate_cfg["v2_evaluation"] = v2_eval
+    gate_arrays.update(v2_arrays)
 
     # 6. baseline
     probe: dict[str, Any] | None = None
@@ -390,6 +405,9 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         "intended_use": intended_use(len(classes)),
         "limitations": limitations(classes, cfg.data.roots),
         "licence": LICENCE,
+        "natural_frequencies": natural_frequencies(
+            mal_v, pos_v, Thresholds(refer=refer, monitor=monitor),
+            parts["val"]["df"]["source"].tolist()),
         "decision_fit": {"fit_on": "validation", "metric": "balanced_accuracy",
                          "val_balanced_accuracy_by_tau": tau_curve},
     }

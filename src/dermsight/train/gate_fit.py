@@ -94,6 +94,18 @@ def gate_features(model: Dermsight, images: Sequence[np.ndarray],
                         np.array(blocked, bool), np.concatenate(logits))
 
 
+def features_from(images: Sequence[np.ndarray], embedding: np.ndarray,
+                  gate_cfg: dict[str, Any], logits: np.ndarray | None = None) -> GateFeatures:
+    """GateFeatures from embeddings already computed (e.g. in finalize) plus the images."""
+    qual, blocked = [], []
+    for im in images:
+        stats = gate_mod.quality_stats(im)
+        qual.append(stats.as_vector())
+        blocked.append(any(f.blocking for f in gate_mod.quality_flags(stats, gate_cfg)))
+    return GateFeatures(np.asarray(embedding, np.float32), np.array(qual, np.float64),
+                        np.array(blocked, bool), logits)
+
+
 def knn_scores(emb: np.ndarray, arrays: dict[str, np.ndarray], exclude_self: bool = False
                ) -> np.ndarray:
     """Gate v1's deep-kNN score; with ``exclude_self``, an image that is itself in the bank

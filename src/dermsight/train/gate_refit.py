@@ -23,7 +23,7 @@ import pandas as pd
 
 from dermsight import bundle as bundle_mod
 from dermsight.evaluate.frequencies import natural_frequencies
-from dermsight.evaluate.negatives import CLINICAL, build_negatives, drawn_clinical
+from dermsight.evaluate.negatives import CLINICAL, Negative, build_negatives, drawn_clinical
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
@@ -161,13 +161,7 @@ def refit_bundle(
     log("fitting gate v2 and its leave-one-category-out checks")
     cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, feats["train"], feats["val"],
                                       neg_feats, cats, by_source, fresh_feats, seed=seed)
-    counts: dict[str, int] = {}
-    bases: dict[str, set[str]] = {}
-    for n in negatives:
-        counts[n.category] = counts.get(n.category, 0) + 1
-        bases.setdefault(n.category, set()).add(n.base)
-    ev["negatives"] = {c: {"images": counts[c], "distinct_sources": len(bases[c])}
-                       for c in sorted(counts)}
+    ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system_negatives
     ev["seed"] = seed
     ev["command"] = (f"dermsight gate fit BUNDLE --data {data} --split {split_csv}"
@@ -188,6 +182,48 @@ def refit_bundle(
     return ev
 
 
+def fit_for_run(
+    model: Dermsight, v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray],
+    train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarray], np.ndarray],
+    test: tuple[list[np.ndarray], np.ndarray, list[str]], seed: int, system: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
+    """Gate v2 inside ``train/finalize.py``: (images, embeddings) of the training sample and of
+    validation, (images, embeddings, sources) of test. The last N_CLINICAL_FIT training images
+    become zoomed-out clinical proxies, the rest are the dermoscopic side of the fit."""
+    from dermsight.train.gate_fit import features_from
+
+    n_fit = max(len(train[0]) - N_CLINICAL_FIT, len(train[0]) // 2)
+    f_train = features_from(train[0][:n_fit], train[1][:n_fit], v1_cfg)
+    f_val = features_from(val[0], val[1], v1_cfg)
+    f_test = features_from(test[0], test[1], v1_cfg)
+    negatives = build_negatives(seed=seed, system=system, dermo_for_clinical=train[0][n_fit:])
+    neg = gate_features(model, [n.image for n in negatives])
+    rng = np.random.default_rng(seed + 1)
+    pick = np.sort(rng.choice(len(test[0]), min(N_CLINICAL_EVAL, len(test[0])), replace=False))
+    from dermsight.evaluate.negatives import zoomed_out
+
+    fresh = gate_features(model, [zoomed_out(test[0][i], rng) for i in pick]
+                          + [drawn_clinical(rng) for _ in range(100)])
+    src = np.asarray(test[2])
+    by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
+    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, f_train, f_val, neg,
+                                      [n.category for n in negatives], by_source, fresh,
+                                      seed=seed)
+    ev["negatives"] = _negative_counts(negatives)
+    ev["system_negatives"] = system
+    ev["seed"] = seed
+    return cfg, arrays, ev
+
+
+def _negative_counts(negatives: list[Negative]) -> dict[str, Any]:
+    counts: dict[str, int] = {}
+    bases: dict[str, set[str]] = {}
+    for n in negatives:
+        counts[n.category] = counts.get(n.category, 0) + 1
+        bases.setdefault(n.category, set()).add(n.base)
+    return {c: {"images": counts[c], "distinct_sources": len(bases[c])} for c in sorted(counts)}
+
+
 def _write(bundle: Path, out: Path, cfg: dict[str, Any], arrays: dict[str, np.ndarray],
            ev: dict[str, Any], freq: dict[str, Any]) -> None:
     if out.resolve() != bundle.resolve():
@@ -197,6 +233,8 @@ def _write(bundle: Path, out: Path, cfg: dict[str, Any], arrays: dict[str, np.nd
     card_path = out / bundle_mod.CARD_FILE
     raw = json.loads(card_path.read_text(encoding="utf-8"))
     gate = {k: v for k, v in raw.get("gate", {}).items() if not k.startswith("v2")}
+    if "evaluation" in gate:  # gate v1's figures on the 255-image set: superseded, kept apart
+        gate["v1_evaluation"] = gate.pop("evaluation")
     gate.update(cfg)
     gate["v2_evaluation"] = ev
     raw["gate"] = gate
