@@ -1,0 +1,119 @@
+"""The balanced decision rule (post-hoc logit adjustment): fitting, the arithmetic, the card
+round trip, the evaluation metrics that honour it, and the facade that applies it."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermsight.bundle import Card, load_bundle
+from dermsight.decision import (
+    ARGMAX,
+    LOGIT_ADJUSTED,
+    DecisionRule,
+    balanced_accuracy_of,
+    class_prior,
+    decide,
+    fit_decision_rule,
+)
+from dermsight.evaluate import evaluate_predictions
+from dermsight.evaluate.metrics import compute_metrics
+
+CLASSES = ["MEL", "NV", "DF"]
+
+
+def _imbalanced(seed: int = 0, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """A calibrated-ish classifier on 80 % NV / 15 % MEL / 5 % DF data: arg-max favours NV."""
+    rng = np.random.default_rng(seed)
+    prior = np.array([0.15, 0.80, 0.05])
+    y = rng.choice(3, size=n, p=prior)
+    signal = np.eye(3)[y] * 1.2 + rng.normal(0, 1.0, (n, 3))
+    logits = signal + np.log(prior)  # Bayes posterior shape: likelihood x prior
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_decide_is_argmax_without_offsets_and_shifts_with_them() -> None:
+    p = np.array([[0.5, 0.4, 0.1], [0.1, 0.8, 0.1]])
+    assert decide(p).tolist() == [0, 1]
+    rule = DecisionRule(LOGIT_ADJUSTED, 1.0, {"MEL": 0.5, "NV": 0.1, "DF": 0.4})
+    # log p - log prior: row 0 -> [0, 1.39, -1.39] -> NV
+    assert rule.choose(p, CLASSES).tolist() == [1, 1]
+    off = rule.offsets(CLASSES)
+    assert off is not None and np.allclose(off, -np.log([0.5, 0.1, 0.4]))
+    assert DecisionRule().offsets(CLASSES) is None
+    assert DecisionRule(LOGIT_ADJUSTED, 0.0, {"MEL": 1.0}).offsets(CLASSES) is None
+
+
+def test_fitted_tau_raises_validation_balanced_accuracy_and_transfers() -> None:
+    y, p = _imbalanced(0)
+    prior = class_prior(y, CLASSES)
+    rule, curve = fit_decision_rule(p, y, CLASSES, prior)
+    assert rule.rule == LOGIT_ADJUSTED and 0.3 <= rule.tau <= 1.5
+    plain = balanced_accuracy_of(y, p.argmax(1), 3)
+    assert curve["0"] == pytest.approx(plain, abs=1e-4)
+    assert max(curve.values()) == pytest.approx(balanced_accuracy_of(y, rule.choose(p, CLASSES),
+                                                                     3), abs=1e-4)
+    # on fresh data from the same distribution the rule still beats arg-max
+    y2, p2 = _imbalanced(1)
+    assert balanced_accuracy_of(y2, rule.choose(p2, CLASSES), 3) > \
+        balanced_accuracy_of(y2, p2.argmax(1), 3) + 0.03
+
+
+def test_balanced_data_keeps_plain_argmax() -> None:
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(3), 400)
+    logits = np.eye(3)[y] * 2 + rng.normal(0, 1, (1200, 3))
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    rule, _ = fit_decision_rule(p, y, CLASSES, class_prior(y, CLASSES))
+    # equal priors: every tau gives the same decisions, ties go to tau = 0
+    assert rule.rule == ARGMAX and rule.tau == 0.0
+
+
+def test_metrics_use_the_rule_for_decisions_only() -> None:
+    y, p = _imbalanced(0)
+    rule, _ = fit_decision_rule(p, y, CLASSES, class_prior(y, CLASSES))
+    off = rule.offsets(CLASSES)
+    plain = compute_metrics(y, p, CLASSES)
+    adjusted = compute_metrics(y, p, CLASSES, offsets=off)
+    assert adjusted["balanced_accuracy"] == pytest.approx(
+        balanced_accuracy_of(y, rule.choose(p, CLASSES), 3))
+    assert adjusted["balanced_accuracy"] > plain["balanced_accuracy"]  # type: ignore[operator]
+    for k in ("mel_auc", "auc_DF", "ece", "nll", "malignant_auc"):
+        assert adjusted[k] == plain[k]
+    ev = evaluate_predictions(y, p, CLASSES, None, n_boot=20, decision_offsets=off)
+    assert ev["metrics"]["balanced_accuracy"] == adjusted["balanced_accuracy"]
+    counts = np.array(ev["confusion"]["counts"])
+    assert counts[2, 2] > np.array(evaluate_predictions(
+        y, p, CLASSES, None, n_boot=0)["confusion"]["counts"])[2, 2]  # more DF found
+
+
+def test_card_round_trip_and_unknown_rule() -> None:
+    card = load_bundle().card
+    rule = DecisionRule(LOGIT_ADJUSTED, 0.7, {c: 1 / len(card.classes) for c in card.classes})
+    d = replace(card, decision=rule).to_dict()
+    assert d["decision"]["rule"] == LOGIT_ADJUSTED and "logit adjustment" in \
+        d["decision"]["description"]
+    assert Card.from_dict(d).decision == rule
+    with pytest.raises(ValueError, match="unknown decision rule"):
+        DecisionRule.from_dict({"rule": "coin_flip"})
+
+
+def test_facade_names_the_rule_and_applies_it(data_dir: Path, sample_ids: list[str]) -> None:
+    from dermsight import Dermsight
+
+    model = Dermsight.load()
+    image = data_dir / "images" / f"{sample_ids[0]}.jpg"
+    before = model.predict(image, heatmap=False)
+    assert before.to_dict()["decision_rule"] == model.card.decision.description
+    # a prior that makes the current top class look very common: the rule must move away from it
+    prior = {c: 0.001 for c in model.classes}
+    prior[before.prediction] = 0.99
+    model.card = replace(model.card, decision=DecisionRule(LOGIT_ADJUSTED, 2.0, prior))
+    after = model.predict(image, heatmap=False)
+    assert after.probabilities == before.probabilities  # probabilities untouched
+    assert after.prediction != before.prediction
+    assert "logit adjustment" in after.to_dict()["decision_rule"]
