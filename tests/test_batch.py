@@ -437,3 +437,91 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     (tmp_path / "file").write_text("x")
     assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
     assert "folder" in capsys.readouterr().err
+
+
+# --- entries that are not regular files ---------------------------------------------------------
+
+
+def test_fifo_socket_device_links_and_folders_named_like_images_are_error_rows(
+        ids: list[str], image_folder: Path, tmp_path: Path) -> None:
+    import socket as socketlib
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    for i in ids[:3]:
+        shutil.copyfile(image_folder / f"{i}.jpg", folder / f"{i}.jpg")
+    os.mkfifo(folder / "pipe.jpg")
+    os.mkfifo(folder / "dpipe.dcm")
+    (folder / "dangling.png").symlink_to(folder / "missing.png")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    (folder / "dir.jpg").mkdir()
+    shutil.copyfile(image_folder / f"{ids[3]}.jpg", folder / "dir.jpg" / f"{ids[3]}.jpg")
+    sock = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_STREAM)
+    short = Path(f"/tmp/ds-{os.getpid()}-sock.jpg")  # AF_UNIX paths are limited to ~107 bytes
+    sock.bind(str(short))
+    try:
+        (folder / "sock.jpg").symlink_to(short)
+        out = tmp_path / "out"
+        cmd = [sys.executable, "-c", "from dermsight.cli import main; main()", "batch",
+               str(folder), "--out", str(out), "--quiet", "--workers", "2"]
+        try:  # a hang is the bug: fail instead of blocking the suite
+            run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail("dermsight batch hung on a folder with a FIFO / socket / device")
+    finally:
+        sock.close()
+        short.unlink(missing_ok=True)
+    assert run.returncode == 1, run.stderr  # some inputs failed, the job completed
+    assert "Traceback" not in run.stderr
+    df = read_output(out).set_index("id")
+    expected = {"pipe": "named pipe", "dangling": "broken link", "zero": "character device",
+                "dir": "folder", "sock": "socket"}
+    for rid, needle in expected.items():
+        assert needle in str(df.loc[rid, "error"]), (rid, df.loc[rid, "error"])
+        assert str(df.loc[rid, "path"]).startswith(str(folder)), "error rows keep their path"
+    assert "named pipe" in str(df.loc["dpipe", "error"])
+    assert df.loc["dpipe", "path"] == str(folder / "dpipe.dcm")
+    ok = df[df["error"].isna()]
+    assert sorted(ok.index) == sorted(ids[:4])  # including the image inside dir.jpg/
+
+
+def test_a_fifo_given_as_the_input_is_refused(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    os.mkfifo(tmp_path / "in.csv")
+    assert _cli(["batch", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "named pipe" in err and len(err.strip().splitlines()) == 1
+
+
+def test_duplicate_ids_are_warned_about_once_with_the_count(
+        ids: list[str], image_folder: Path, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "dups"
+    for sub in ("a", "b", "c"):
+        (folder / sub).mkdir(parents=True)
+        for i in ids[:2]:
+            shutil.copyfile(image_folder / f"{i}.jpg", folder / sub / f"{i}.jpg")
+    assert _cli(["batch", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(err) == 1 and err[0].startswith("warning: 4 input rows repeat an id"), err
+    df = read_output(tmp_path / "o")
+    assert len(df) == 6 and df["path"].is_unique
+
+
+def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
+                                             tmp_path: Path) -> None:
+    shutil.copyfile(image_folder / f"{ids[0]}.jpg", tmp_path / "ok.jpg")
+    (tmp_path / "text.jpg").write_text("not a picture")
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "m.csv").write_text(
+        "image_id,path,age,sex\n"
+        "a,ok.jpg,50,male\nb,text.jpg,50,male\nc,missing.jpg,50,male\n"
+        "d,ok.jpg,400,male\ne,pipe.jpg,50,female\n")
+    summary = run_local(tmp_path / "m.csv", tmp_path / "out", progress=False, workers=1)
+    assert summary.errors == 4
+    df = read_output(tmp_path / "out").set_index("id")
+    for rid, name in {"a": "ok.jpg", "b": "text.jpg", "c": "missing.jpg", "d": "ok.jpg",
+                      "e": "pipe.jpg"}.items():
+        assert df.loc[rid, "path"] == str(tmp_path / name), rid
+    assert df["error"].isna().tolist() == [True, False, False, False, False]
+    assert "named pipe" in df.loc["e", "error"] and "400" in df.loc["d", "error"]

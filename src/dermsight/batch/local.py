@@ -30,7 +30,7 @@ from dermsight.batch.score import (
     score_rows,
     single_threaded_blas,
 )
-from dermsight.batch.sources import Source, open_source, row_key
+from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 
@@ -44,9 +44,12 @@ def default_workers() -> int:
 
 
 def pending_rows(source: Source, done: set[tuple[str, str]],
-                 limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """The source's rows that are not in the output yet (at most ``limit``)."""
-    rows = (r for r in source.rows() if row_key(r["id"], r["path"]) not in done)
+                 limit: int | None = None,
+                 duplicates: DuplicateIds | None = None) -> Iterator[dict[str, Any]]:
+    """The source's rows that are not in the output yet (at most ``limit``); ``duplicates``
+    counts repeated ids over the whole input (done rows included)."""
+    every = source.rows() if duplicates is None else duplicates.watch(source.rows())
+    rows = (r for r in every if row_key(r["id"], r["path"]) not in done)
     return islice(rows, limit) if limit is not None else rows
 
 
@@ -106,11 +109,13 @@ def run_local(
             if limit is not None:
                 total = min(total, limit)
         bar = _progress_bar(total, progress)
+        duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
         try:
             with single_threaded_blas():
                 scored = score_rows(
-                    pending_rows(source, done, limit), model, batch_size=batch_size, tta=tta,
+                    pending_rows(source, done, limit, duplicates), model,
+                    batch_size=batch_size, tta=tta,
                     executor=pool if workers > 1 else None,
                     prefetch=max(4 * batch_size, 8 * workers), heatmaps=writer,
                     storage_options=source.storage_options, progress=bar.update,
@@ -128,6 +133,7 @@ def run_local(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
+        summary.duplicate_ids = duplicates.count
         summary.elapsed_s = time.perf_counter() - t0
         summary.total = tally(out)
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")

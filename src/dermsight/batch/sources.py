@@ -50,6 +50,24 @@ def row_key(rid: object, path: object) -> tuple[str, str]:
     return (str(rid), local_path(p))
 
 
+class DuplicateIds:
+    """Counts input rows whose id an earlier row of the same input already had. Such rows are
+    all scored (resume tells them apart by path); the runner warns once with the count."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.count = 0
+
+    def watch(self, rows: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for row in rows:
+            rid = str(row.get("id"))
+            if rid in self.seen:
+                self.count += 1
+            else:
+                self.seen.add(rid)
+            yield row
+
+
 @dataclass
 class Source:
     """A batch input: where it is, what kind it is and how many rows it probably has."""
@@ -77,10 +95,17 @@ class Source:
         TFRecord shards): the Spark engine reads those with ``binaryFile``."""
         if self.kind != "folder":
             return None
-        from dermsight.io.csvfolder import classify_csvs
+        from dermsight.io.csvfolder import classify_csvs, iter_image_files
+        from dermsight.io.files import not_regular_reason
 
         primary, _ = classify_csvs(Path(self.input))
-        return None if primary is not None else self.input
+        if primary is not None:
+            return None
+        # Spark's binaryFile would block on a FIFO named x.jpg: such folders go through the
+        # readers instead, which turn every non-regular entry into an error row
+        if any(not_regular_reason(f) is not None for f in iter_image_files(Path(self.input))):
+            return None
+        return self.input
 
 
 def open_source(input: str | os.PathLike[str],
@@ -190,16 +215,16 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
                 "site": parsed.meta.site, "label": parsed.label, "group": parsed.group,
                 "error": None,
             }
-            if parsed.problems:
+            if parsed.problems:  # the row keeps the path its CSV gave, if any
                 row["error"] = f"{where}: {'; '.join(parsed.problems)}"
-            elif parsed.path_value is not None:
+            if parsed.path_value is not None:
                 value = parsed.path_value
                 if is_remote(value) or value.startswith("/"):
                     row["path"] = value if is_remote(value) else fs.unstrip_protocol(value)
                 else:
                     row["path"] = fs.unstrip_protocol(posixpath.normpath(
                         posixpath.join(base, value)))
-            else:
+            elif row["error"] is None:
                 if index is None:
                     index = {}
                     rank = {e: i for i, e in enumerate(IMAGE_EXTS)}

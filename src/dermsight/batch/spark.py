@@ -35,7 +35,7 @@ from dermsight.batch.score import (
     single_threaded_blas,
     spark_ddl,
 )
-from dermsight.batch.sources import open_source, row_key
+from dermsight.batch.sources import DuplicateIds, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
@@ -264,11 +264,14 @@ def run_spark(
                 if limit is not None:
                     df = df.orderBy("path").limit(limit).repartition(n_parts)
             else:
+                duplicates = DuplicateIds()
                 rows: Iterator[dict[str, Any]] = (
-                    r for r in source.rows() if row_key(r["id"], r["path"]) not in done)
+                    r for r in duplicates.watch(source.rows())
+                    if row_key(r["id"], r["path"]) not in done)
                 if limit is not None:
                     rows = islice(rows, limit)
                 manifest = _manifest_frame(spark, rows)
+                summary.duplicate_ids = duplicates.count
                 df = manifest.repartition(n_parts) if manifest is not None else None
             if df is not None:
                 scorer = make_scorer(

@@ -42,6 +42,7 @@ class RunSummary:
     total: dict[str, Any] = field(default_factory=dict)  # tally() of the whole output
     evaluation: dict[str, str] = field(default_factory=dict)  # report / json paths
     finished_at: str = ""
+    duplicate_ids: int = 0  # input rows whose id an earlier row already had (all are scored)
 
     @property
     def images_per_s(self) -> float:

@@ -109,6 +109,9 @@ def batch(
     except OutputError as exc:
         raise UserError(str(exc)) from exc
     typer.echo(summary.render())
+    if summary.duplicate_ids:
+        typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
+                   "(all were scored; tell them apart by the path column)", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:

@@ -53,6 +53,11 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
         if primary is None and _shards(p):
             return "tfrecord-folder"
         return "folder"
+    from dermsight.io.files import not_regular_reason
+
+    reason = not_regular_reason(p)  # a FIFO / device given as input must not block
+    if reason is not None:
+        raise ReaderError(reason)
     name = p.name.lower()
     if name.endswith((".csv", ".tsv")):
         return "csv"

@@ -530,16 +530,21 @@ def iter_csv(
     for line, parsed in iter_csv_rows(p):
         parsed = _merge(parsed, side.get(parsed.id))
         where = f"{p.name} line {line} ({parsed.id})"
-        if parsed.problems:
-            yield _record(parsed, error=f"{where}: {'; '.join(parsed.problems)}")
-            continue
+        given: Path | None = None
         if parsed.path_value is not None:
             cand = Path(os.path.expanduser(parsed.path_value))
-            file = cand if cand.is_absolute() else root / cand
-            if not file.is_file():
-                yield _record(parsed, error=f"{where}: image file not found: {file}")
+            given = cand if cand.is_absolute() else root / cand
+        if parsed.problems:  # an error row keeps the path its CSV gave, so it can be found
+            yield _record(parsed, path=str(given) if given is not None else None,
+                          error=f"{where}: {'; '.join(parsed.problems)}")
+            continue
+        if given is not None:
+            file = given
+            if not file.exists() and not file.is_symlink():
+                yield _record(parsed, path=str(file),
+                              error=f"{where}: image file not found: {file}")
                 continue
-            file_str: str | None = str(file)
+            file_str: str | None = str(file)  # not a regular file: the reader says so
         else:
             file_str = index.find(parsed.id)
             if file_str is None:
@@ -588,15 +593,22 @@ def iter_image_folder(
 
 
 def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
-    """Image files below ``root`` in a stable order (hidden folders skipped)."""
+    """Entries named like images below ``root`` in a stable order (hidden ones skipped).
+
+    Every such name is yielded, whatever it is (a FIFO, socket, device, broken link or a folder
+    named ``x.jpg``), so that the reader turns it into an error row instead of silently dropping
+    it; only regular files are ever read (``io.files.read_regular_file``). Folders named like
+    images are still searched.
+    """
     if not recursive:
         for e in sorted(root.iterdir()):
-            if e.is_file() and e.suffix.lower() in _EXT_RANK:
+            if e.suffix.lower() in _EXT_RANK and not e.name.startswith("."):
                 yield e
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for fn in sorted(filenames):
+        names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in _EXT_RANK]
+        for fn in sorted(names):
             if os.path.splitext(fn)[1].lower() in _EXT_RANK and not fn.startswith("."):
                 yield Path(dirpath) / fn
 

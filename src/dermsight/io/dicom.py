@@ -34,6 +34,7 @@ from dermsight.io.decode import (
     to_rgb,
 )
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.files import read_regular_file
 from dermsight.io.headers import jpeg_frame
 from dermsight.records import LesionRecord, Metadata
 
@@ -437,12 +438,8 @@ def read_dicom(
     p = Path(path)
     rid = p.stem
     try:
-        size = p.stat().st_size
-        if size > limits.max_bytes:
-            raise ImageDecodeError(
-                f"file too large: {size / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
-            )
-        ds = _read_dataset(p.read_bytes(), limits, header_only=not decode)
+        # regular files only (a FIFO named x.dcm must not block), at most max_bytes
+        ds = _read_dataset(read_regular_file(p, limits.max_bytes), limits, header_only=not decode)
     except FileNotFoundError:
         return LesionRecord(id=rid, image=None, path=str(p), error=f"{p.name}: file not found")
     except ImageDecodeError as exc:
