@@ -25,6 +25,7 @@ The card carries the section as ``cross_source`` (type :class:`CrossSource`)::
          "run": {"config": "configs/default.yaml", "seed": 42, "command": "make train"}},
         ...
       ],
+      "generated_by": "python tools/card_tables.py ...",   # optional
     }
 
 Each metric is ``{"value", "lo", "hi"}`` (95 % group-bootstrap percentile interval); all three
@@ -44,13 +45,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from functools import cache
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, NotRequired
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from pydantic import TypeAdapter
-from typing_extensions import TypedDict  # pydantic validates these only on Python >= 3.12
+from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
 from dermsight.evaluate.bootstrap import bootstrap, group_codes
 from dermsight.evaluate.metrics import key_metrics, validate_inputs
@@ -124,6 +125,8 @@ class CrossSource(TypedDict):
     min_cases: int
     ci_level: float
     rows: list[CrossSourceRow]
+    #: the command that computed the rows, when not the training run itself
+    generated_by: NotRequired[str]
 
 
 @cache
@@ -231,11 +234,14 @@ def source_rows(
 
 
 def cross_source_section(
-    rows: Iterable[CrossSourceRow], min_n: int = MIN_N, min_cases: int = MIN_CASES
+    rows: Iterable[CrossSourceRow],
+    min_n: int = MIN_N,
+    min_cases: int = MIN_CASES,
+    generated_by: str | None = None,
 ) -> CrossSource:
     """Wrap rows into the card's ``cross_source`` section (test-split rows first)."""
     ordered = sorted(rows, key=lambda r: (r["protocol"] != TEST_BY_SOURCE, r["source"]))
-    return {
+    section: CrossSource = {
         "schema": CROSS_SOURCE_SCHEMA,
         "metrics": list(CROSS_SOURCE_METRICS),
         "min_n": int(min_n),
@@ -243,6 +249,9 @@ def cross_source_section(
         "ci_level": 0.95,
         "rows": ordered,
     }
+    if generated_by:
+        section["generated_by"] = generated_by
+    return section
 
 
 def add_loso_row(
@@ -272,4 +281,6 @@ def add_loso_row(
     kept = [r for r in old if not (r["protocol"] == LOSO and r["source"] == left_out)]
     min_n = kwargs.get("min_n", MIN_N if section is None else section["min_n"])
     min_cases = kwargs.get("min_cases", MIN_CASES if section is None else section["min_cases"])
-    return cross_source_section([*kept, row], min_n=min_n, min_cases=min_cases)
+    generated_by = None if section is None else section.get("generated_by")
+    return cross_source_section([*kept, row], min_n=min_n, min_cases=min_cases,
+                                generated_by=generated_by)

@@ -41,7 +41,8 @@ ITA_METHOD = (
     "the non-lesion skin pixels of each image (dark vignette, hair, glare and the darker lesion "
     "excluded; dermsight.skintone), banded as in Del Bino et al. 2006. Estimated from dermoscopic "
     "colour, not measured: an image whose skin shows a blue/purple cast (b* <= 0) is 'not "
-    "estimable'."
+    "estimable', and dim exposures push light skin into the darker bands, so their counts are "
+    "an upper bound (docs/skin-tone.md)."
 )
 
 
@@ -60,13 +61,15 @@ def band_ranges() -> dict[str, str]:
     return out
 
 
-def ita_statement(counts: dict[str, int], n: int, min_n: int = MIN_N) -> str:
-    """The plain sentence on how few darker-skin images there are."""
+def ita_statement(
+    counts: dict[str, int], n: int, min_n: int = MIN_N, noun: str = "images"
+) -> str:
+    """The plain sentence on how few darker-skin images there are (``noun``: "test images")."""
     n_est = n - counts.get(NOT_ESTIMABLE, 0)
     n_dark = sum(counts.get(b, 0) for b in DARKER_BANDS)
     parts = ", ".join(f"{b} {counts.get(b, 0):,}" for b in DARKER_BANDS)
     share = f" ({100.0 * n_dark / n_est:.1f} % of those)" if n_est else ""
-    text = (f"Of {n:,} images, a skin tone (ITA) could be estimated for {n_est:,}; only "
+    text = (f"Of {n:,} {noun}, a skin tone (ITA) could be estimated for {n_est:,}; only "
             f"{n_dark:,}{share} fall in the tan, brown or dark bands ({parts}).")
     thin = [b for b in DARKER_BANDS if counts.get(b, 0) < min_n]
     if thin:
@@ -88,11 +91,13 @@ def ita_table(
     min_n: int = MIN_N,
     min_cases: int = MIN_CASES,
     offsets: npt.ArrayLike | None = None,
+    noun: str = "images",
 ) -> dict[str, Any]:
     """Metrics per ITA band (``ita[i]`` in degrees or ``None``, aligned with ``y_true``).
 
     ``offsets`` is the per-class decision rule for balanced accuracy (see
-    :mod:`dermsight.decision`); ``None`` = arg-max.
+    :mod:`dermsight.decision`); ``None`` = arg-max. ``noun`` names the items in the statement
+    (e.g. ``"test images"``).
     """
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
@@ -138,7 +143,7 @@ def ita_table(
         "n_estimable": n - counts[NOT_ESTIMABLE],
         "darker_bands": list(DARKER_BANDS),
         "n_darker": sum(counts[b] for b in DARKER_BANDS),
-        "statement": ita_statement(counts, n, min_n),
+        "statement": ita_statement(counts, n, min_n, noun),
         "min_n": int(min_n),
         "min_cases": int(min_cases),
         "n_boot": int(n_boot),

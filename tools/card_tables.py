@@ -1,0 +1,156 @@
+"""Add the per-source test table and the skin-tone (ITA) table to a trained bundle's card.
+
+    .venv/bin/python tools/card_tables.py [--bundle src/dermsight/assets/default]
+        [--split configs/default-split.csv] [--data ../shared/data/isic-subset] [--check-only]
+
+For bundles made before ``finalize`` wrote these tables itself (the shipped default model). It
+re-scores the held-out TEST split through the serving path (decode -> preprocess -> ONNX Runtime
+-> temperature), refuses to write anything unless the split's sha256 and the recomputed pooled
+test metrics equal the ones in the card (so the tables describe exactly the evaluated model and
+images), then computes with the card's own bootstrap settings (n_boot, seed, refer threshold):
+
+* ``cross_source``: rows of protocol ``test_split_by_source`` (dermsight.evaluate.cross_source);
+* ``metrics.test.by_ita``: metrics by ITA band (dermsight.evaluate.skin_tone).
+
+Nothing is fitted or chosen here: the test split only describes the model. The card is
+rewritten and the bundle's integrity manifest refreshed (dermsight.bundle.write_manifest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from dermsight.bundle import write_manifest
+from dermsight.evaluate.cross_source import RunInfo, cross_source_section, source_rows
+from dermsight.evaluate.metrics import compute_metrics
+from dermsight.evaluate.skin_tone import ita_table
+from dermsight.io.decode import decode_image
+from dermsight.predict import Dermsight
+from dermsight.preprocess import encode_meta, preprocess
+from dermsight.records import Metadata
+from dermsight.skintone import ita_for_images
+
+REPO = Path(__file__).resolve().parents[1]
+COMMAND = ".venv/bin/python tools/card_tables.py"
+#: pooled metrics that must match the card before anything is written
+CHECKED = ("balanced_accuracy", "mel_auc", "malignant_auc", "refer_sensitivity",
+           "refer_specificity", "ece")
+
+
+def _meta(row: pd.Series) -> Metadata:
+    """As the shipped model's finalize read metadata.csv (an invalid value drops all three)."""
+    try:
+        return Metadata.parse(row.get("age_approx"), row.get("sex"), row.get("anatom_site"))
+    except ValueError:
+        return Metadata()
+
+
+def load_test(split_csv: Path, data: Path) -> pd.DataFrame:
+    split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
+    meta = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    test = split[split["split"] == "test"][["image_id", "group_id"]]
+    df = test.merge(meta.drop(columns=["group_id"]), on="image_id", how="left",
+                    validate="one_to_one")
+    if df["diagnosis"].isna().any():
+        raise SystemExit("test images missing from metadata.csv")
+    df["path"] = [str(data / "images" / f"{i}.jpg") for i in df["image_id"]]
+    return df.reset_index(drop=True)
+
+
+def score(model: Dermsight, images: list[np.ndarray], metas: list[Metadata],
+          bs: int = 64) -> np.ndarray:
+    logits = []
+    for i in range(0, len(images), bs):
+        x = np.stack([preprocess(im, model.card.input_spec) for im in images[i : i + bs]])
+        m = np.stack([encode_meta(mt, model.card.meta_spec) for mt in metas[i : i + bs]])
+        logits.append(model.run_arrays(x, m)["logits"])
+    return model.probabilities(np.concatenate(logits))
+
+
+def _close(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return math.isclose(float(a), float(b), abs_tol=1e-6)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", type=Path, default=REPO / "src/dermsight/assets/default")
+    ap.add_argument("--split", type=Path, default=REPO / "configs/default-split.csv")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/isic-subset")
+    ap.add_argument("--check-only", action="store_true", help="verify, write nothing")
+    args = ap.parse_args()
+
+    t0 = time.perf_counter()
+    model = Dermsight.load(args.bundle, threads=2)
+    card_path = args.bundle / "card.json"
+    card = json.loads(card_path.read_text())
+    test_ev = card["metrics"]["test"]
+    df = load_test(args.split, args.data)
+    ids = "\n".join(sorted(df["image_id"])).encode()
+    want_hash = card.get("data", {}).get("split_sha256", {}).get("test")
+    if hashlib.sha256(ids).hexdigest() != want_hash:
+        raise SystemExit(f"the test split in {args.split} is not the one in the card")
+
+    images = [decode_image(p) for p in df["path"]]
+    probs = score(model, images, [_meta(r) for _, r in df.iterrows()])
+    classes = list(model.classes)
+    refer, monitor = test_ev.get("refer_threshold"), test_ev.get("monitor_threshold")
+    decision = getattr(model.card, "decision", None)
+    offsets = decision.offsets(classes) if decision is not None else None
+    pooled = compute_metrics(df["diagnosis"].to_numpy(), probs, classes, refer_threshold=refer,
+                             monitor_threshold=monitor, offsets=offsets)
+    bad = [k for k in CHECKED if not _close(pooled.get(k), test_ev["metrics"].get(k))]
+    if bad:
+        raise SystemExit("recomputed test metrics differ from the card: " + ", ".join(
+            f"{k} {pooled.get(k)} vs {test_ev['metrics'].get(k)}" for k in bad))
+    print(f"scored {len(df)} test images; pooled metrics match the card "
+          f"({', '.join(CHECKED)})")
+
+    n_boot, seed = int(test_ev.get("n_boot", 200)), int(test_ev.get("seed", 0))
+    training = card.get("training", {})
+    run: RunInfo = {"config": "configs/default.yaml", "seed": training.get("seed"),
+                    "command": training.get("reproduce")}
+    frame = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
+    frame["label"] = df["diagnosis"]
+    frame["group"] = df["group_id"]
+    frame["source"] = df["source"]
+    generated_by = f"{COMMAND} (tables added to the card after training)"
+    rows = source_rows(frame, classes, run, refer_threshold=refer, n_boot=n_boot, seed=seed,
+                       offsets=offsets)
+    t_ita = time.perf_counter()
+    ita = ita_for_images(images)
+    ita_ms = 1000.0 * (time.perf_counter() - t_ita) / len(images)
+    by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita, refer_threshold=refer,
+                       groups=df["group_id"].to_numpy(), n_boot=n_boot, seed=seed,
+                       offsets=offsets, noun="test images")
+    by_ita["generated_by"] = generated_by
+    for r in rows:
+        m = r["metrics"]
+        print(f"{r['source']:<14} n={r['n_images']:>5}  bacc={m['balanced_accuracy']['value']}"
+              f"  mel_auc={m['mel_auc']['value']}  note={r['note']}")
+    for b in by_ita["bands"]:
+        print(f"{b['subgroup']:<14} n={b['n']:>5}  mal_auc={b['malignant_auc']}  "
+              f"note={b['note']}")
+    print(by_ita["statement"])
+    print(f"ITA: {ita_ms:.2f} ms per image; total {time.perf_counter() - t0:.1f} s")
+    if args.check_only:
+        return
+    card["cross_source"] = cross_source_section(rows, generated_by=generated_by)
+    card["metrics"]["test"]["by_ita"] = by_ita
+    card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+    write_manifest(args.bundle)
+    print(f"wrote {card_path}")
+
+
+if __name__ == "__main__":
+    main()
