@@ -70,8 +70,8 @@ def test_tiny_webp_declaring_7000x7000_is_refused_before_decoding() -> None:
     assert _reason(h.webp_vp8x(7000, 7000)).startswith("image too large: 7000x7000")
     # under the pixel cap, WebP's decoder holds ~16 bytes a pixel: the memory estimate decides
     reason = _reason(h.solid_webp(4000))
-    assert reason == ("image too large: this 4000x4000 WebP needs about 275 MB to decode "
-                      "(limit 96 MB)")
+    assert reason == ("image too large: this 4000x4000 WebP needs about 259 MB to decode "
+                      "(limit 128 MB)")
 
 
 def test_jpeg_lying_about_its_size_is_refused_before_decoding(sample_image: Path) -> None:
@@ -147,7 +147,7 @@ def test_progressive_jpeg_memory_estimate_counts_the_coefficient_buffer(real: np
     assert frame is not None and frame.progressive and frame.coefficient_bytes == 54_000_000
     limits = DecodeLimits(max_decode_bytes=40 * 1024 * 1024)
     assert decode_image(base.getvalue(), limits).shape == (750, 750, 3)
-    assert "needs about 91 MB to decode (limit 40 MB)" in _reason(prog.getvalue(), limits)
+    assert "needs about 75 MB to decode (limit 40 MB)" in _reason(prog.getvalue(), limits)
 
 
 # --- the decode memory budget ------------------------------------------------------------------

@@ -6,7 +6,7 @@
   size *declared in the header* (read by hand for PNG, JPEG, BMP and WebP, so a bomb is refused
   before Pillow allocates anything) against a pixel cap (``max_pixels``, default 25 MP), an
   aspect-ratio cap (``max_aspect``, 10:1) and an estimate of the memory the decoder will need
-  (``max_decode_bytes``, default 96 MiB: pixels x bytes per pixel of the decoded mode, plus what
+  (``max_decode_bytes``, default 128 MiB: pixels x bytes per pixel of the decoded mode, plus what
   the codec itself holds: libjpeg's whole-image coefficient buffer for progressive / multi-scan
   JPEGs, libwebp's canvas, a TIFF tile). Every decode then holds its estimate of a process-wide
   memory budget (``budget.py``), so concurrent decodes cannot add up past it.
@@ -58,7 +58,7 @@ __all__ = [
 MIB = 1024 * 1024
 #: Built-in defaults (the ``DERMSIGHT_*`` environment variables below override them).
 MAX_PIXELS_BUILTIN = 25_000_000  # 6000 x 4000 dermatoscope cameras fit
-MAX_DECODE_BYTES_BUILTIN = 96 * MIB
+MAX_DECODE_BYTES_BUILTIN = 128 * MIB
 
 DEFAULT_MAX_BYTES = int(os.environ.get("DERMSIGHT_MAX_IMAGE_BYTES", 20 * 1024 * 1024))
 DEFAULT_MAX_PIXELS = int(os.environ.get("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN))
@@ -321,8 +321,10 @@ def _decode_cost(
     """Estimated peak bytes to decode the first frame (and set up JPEG DCT scaling)."""
     w, h = img.size
     px = w * h
-    # what the conversions after decoding cost, on at most work_pixels (see _finish)
-    after = min(px, limits.work_pixels) * 16
+    # what the conversions after decoding cost, on at most work_pixels: about 8 bytes a pixel
+    # for plain RGB/L (the array + Pillow's copy), 16 with alpha compositing or 16-bit scaling
+    per_px = 8 if img.mode in ("RGB", "L", "CMYK", "YCbCr") else 16
+    after = min(px, limits.work_pixels) * per_px
     if kind == "JPEG":
         from dermsight.io.headers import JpegFrame
 
@@ -330,7 +332,7 @@ def _decode_cost(
         if want > 1:
             img.draft(None, (max(1, w // want), max(1, h // want)))
         dw, dh = img.size
-        cost = dw * dh * _mode_bytes(img.mode) + after
+        cost = dw * dh * _mode_bytes(img.mode) + min(dw * dh, limits.work_pixels) * per_px
         if isinstance(frame, JpegFrame) and frame.needs_full_buffer:
             cost += frame.coefficient_bytes
         return cost
