@@ -354,3 +354,38 @@ def test_gated_bundle_is_prepared_for_serving(tmp_path: Path, jpeg: bytes) -> No
             assert abs(r.json()["probabilities"][code] - p) < 1e-5
     finally:
         threadpool_limits(limits=before)
+
+
+def test_lenient_metadata_is_accepted_but_flagged_without_echoing_values(
+        client: httpx.Client, jpeg: bytes, sample_image: Path, tmp_path: Path) -> None:
+    r = post_image(client, jpeg, params={"heatmap": "false"}, age="١٢", sex="NaN",
+                   site="null")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["input"] == {"age": 12.0, "sex": None, "site": None}
+    flags = {f["code"]: f for f in body["flags"]}
+    assert not flags["metadata_ignored"]["blocking"]
+    assert flags["metadata_ignored"]["message"].startswith("sex, site:")
+    assert flags["metadata_normalised"]["message"].startswith("age:")
+    text = json.dumps(body["flags"], ensure_ascii=False)
+    assert "١٢" not in text and "NaN" not in text and "null" not in text
+    # plain values: no metadata flag at all
+    plain = post_image(client, jpeg, params={"heatmap": "false"}, age="12", sex="female")
+    assert not [f for f in plain.json()["flags"] if f["code"].startswith("metadata_")]
+    # a DICOM age tag that cannot be used is dropped and flagged, unless the form gives an age
+    import pydicom
+
+    dicom = pytest.importorskip("dermsight.io.dicom")
+    rgb = np.asarray(Image.open(sample_image).convert("RGB"))
+    path = dicom.write_dicom(tmp_path / "a.dcm", rgb, age=40, sex="male")
+    ds = pydicom.dcmread(path)
+    ds.PatientAge = "999Y"
+    ds.save_as(path)
+    r = post_image(client, path.read_bytes(), params={"heatmap": "false"}, filename="a.dcm")
+    assert r.status_code == 200, r.text
+    assert r.json()["input"] == {"age": None, "sex": "male", "site": None}
+    codes = {f["code"]: f["message"] for f in r.json()["flags"]}
+    assert codes["metadata_ignored"].startswith("age:") and "999" not in codes["metadata_ignored"]
+    r = post_image(client, path.read_bytes(), params={"heatmap": "false"}, filename="a.dcm",
+                   age="50")
+    assert "metadata_ignored" not in {f["code"] for f in r.json()["flags"]}

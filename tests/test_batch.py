@@ -525,3 +525,17 @@ def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
         assert df.loc[rid, "path"] == str(tmp_path / name), rid
     assert df["error"].isna().tolist() == [True, False, False, False, False]
     assert "named pipe" in df.loc["e", "error"] and "400" in df.loc["d", "error"]
+
+
+def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
+        model: Dermsight, data_dir: Path, ids: list[str]) -> None:
+    df = pd.DataFrame({"id": ids[:2], "path": [str(data_dir / "images" / f"{i}.jpg")
+                                                for i in ids[:2]],
+                       "age": ["٤٥", "45"], "sex": ["null", "male"], "site": [None, None]})
+    out = score_frame(df, model, batch_size=2, workers=1)
+    first = out.iloc[0]["flags"].split(";")
+    assert "metadata_ignored" in first and "metadata_normalised" in first
+    assert "metadata" not in out.iloc[1]["flags"]
+    pred = model.predict(df.loc[0, "path"], age="٤٥", sex="null", heatmap=False)
+    assert out.iloc[0]["flags"] == ";".join(f.code for f in pred.flags)
+    assert out.iloc[0]["age"] == 45.0

@@ -201,3 +201,25 @@ def test_save_bundle_writes_a_manifest_that_loads(tmp_path: Path) -> None:
     assert set(card["files"]) == {"model.onnx", "gate.npz", "report.html"}
     assert card["onnx"]["sha256"] == card["files"]["model.onnx"]
     assert load_bundle(out).gate_arrays["bank"].dtype == np.float32
+
+
+@pytest.mark.parametrize(("age", "expected", "note"), [
+    ("12", 12.0, None), ("045Y", 45.0, None), ("١٢", 12.0, "normalised"),
+    ("1e1", 10.0, "normalised"), ("12_0", 120.0, "normalised"), ("NaN", None, "ignored"),
+    ("", None, None), (None, None, None), (33, 33.0, None),
+])
+def test_metadata_parse_notes_lenient_values(age: object, expected: float | None,
+                                             note: str | None) -> None:
+    from dermsight.records import Metadata
+
+    meta = Metadata.parse(age=age)
+    assert meta.age == expected
+    assert meta.notes == ((("age", note),) if note else ())
+    assert meta == Metadata(age=expected)  # notes never change what the metadata is
+
+
+def test_facade_flags_ignored_metadata(model: Dermsight, sample_image: Path) -> None:
+    p = model.predict(sample_image, age="NaN", sex="female", heatmap=False)
+    flags = [f for f in p.flags if f.code.startswith("metadata_")]
+    assert [(f.code, f.blocking) for f in flags] == [("metadata_ignored", False)]
+    assert p.risk != "cannot_assess" or any(f.blocking for f in p.flags)

@@ -18,6 +18,7 @@ import numpy as np
 from dermsight import gate, heatmap, taxonomy
 from dermsight.bundle import Bundle, load_bundle
 from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.metaflags import metadata_flags
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
 
@@ -235,6 +236,7 @@ class Dermsight:
         top = int(self.card.decision.choose(probs[None], self.classes)[0])
         flags, score = gate.assess(rgb, out["embedding"][i : i + 1], self.card.gate,
                                    self.bundle.gate_arrays)
+        flags = [*flags, *metadata_flags(meta)]  # non-blocking: metadata accepted but noted
         blocking = any(f.blocking for f in flags)
         risk = "cannot_assess" if blocking else self.card.thresholds.tier(p_mal)
         # no heatmap for an image the gate refused: it would look like a valid explanation

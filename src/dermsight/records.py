@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from dermsight import taxonomy
+
+IGNORED = "ignored"
+NORMALISED = "normalised"
+#: strings that stand for "no value" and are read as missing, with a note
+PLACEHOLDERS = frozenset({"nan", "none", "null"})
+_PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^[0-9]{1,3}[YMWDymwd]$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -16,14 +23,43 @@ class Metadata:
     age: float | None = None
     sex: str | None = None
     site: str | None = None
+    #: ``(field, IGNORED | NORMALISED)`` for values that were given but not used, or read
+    #: leniently; field names only, never the values (they may be identifying)
+    notes: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def parse(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
-        """Validate and normalise user or file values; raises ``taxonomy.TaxonomyError``."""
+        """Validate and normalise user or file values; raises ``taxonomy.TaxonomyError``.
+
+        Accepted but noted (``notes``): a placeholder string ("NaN", "none", "null") given for
+        a field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
+        Arabic-Indic digits, "1e2", "12_0") is read as the number it denotes (NORMALISED).
+        """
+        notes = [(name, IGNORED) for name, value in (("age", age), ("sex", sex), ("site", site))
+                 if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS]
+        parsed = taxonomy.normalize_age(age)
+        if parsed is not None and isinstance(age, str) and not _PLAIN_AGE.match(age.strip()):
+            notes.append(("age", NORMALISED))
         return cls(
-            age=taxonomy.normalize_age(age),
+            age=parsed,
             sex=taxonomy.normalize_sex(sex),
             site=taxonomy.normalize_site(site),
+            notes=tuple(notes),
+        )
+
+    def noted(self, *notes: tuple[str, str]) -> Metadata:
+        """A copy with more notes."""
+        return Metadata(self.age, self.sex, self.site, notes=self.notes + tuple(notes))
+
+    def fill_from(self, other: Metadata) -> Metadata:
+        """Fields left empty here take ``other``'s values (e.g. DICOM tags under the form's);
+        ``other``'s notes are kept only for the fields it filled."""
+        kept = tuple(n for n in other.notes if getattr(self, n[0]) is None)
+        return Metadata(
+            age=self.age if self.age is not None else other.age,
+            sex=self.sex if self.sex is not None else other.sex,
+            site=self.site if self.site is not None else other.site,
+            notes=self.notes + kept,
         )
 
     def as_dict(self) -> dict[str, object]:

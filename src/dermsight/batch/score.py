@@ -44,6 +44,7 @@ import pandas as pd
 from dermsight import gate, heatmap, taxonomy
 from dermsight.io.decode import decode_image, sniff
 from dermsight.io.errors import ImageDecodeError
+from dermsight.metaflags import metadata_flags
 from dermsight.parallel import ordered_map
 from dermsight.records import Metadata
 
@@ -214,13 +215,7 @@ def _decode(
 
 
 def _merge_meta(given: Metadata, header: Metadata | None) -> Metadata:
-    if header is None:
-        return given
-    return Metadata(
-        age=given.age if given.age is not None else header.age,
-        sex=given.sex if given.sex is not None else header.sex,
-        site=given.site if given.site is not None else header.site,
-    )
+    return given if header is None else given.fill_from(header)
 
 
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -363,7 +358,7 @@ def infer_batch(
     ood = _ood(model, out["embedding"], batch)
     for i, p in enumerate(batch):
         ood_flags, score = ood[i]
-        flags = [*p.flags, *ood_flags]
+        flags = [*p.flags, *ood_flags, *metadata_flags(p.meta)]  # same order as the facade
         top = int(model.card.decision.choose(probs[i : i + 1], model.classes)[0])
         blocking = any(f.blocking for f in flags)
         row = _base_row(p, model)

@@ -36,7 +36,7 @@ from dermsight.io.decode import (
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import jpeg_frame
-from dermsight.records import LesionRecord, Metadata
+from dermsight.records import IGNORED, LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
 
@@ -227,7 +227,8 @@ def _site_from(ds: Any) -> str | None:
 
 
 def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
-    """Metadata from the tags; a value outside the vocabulary is dropped and reported."""
+    """Metadata from the tags; a value outside the vocabulary is dropped and reported (the
+    ``Metadata.notes`` say which fields were dropped, without the values)."""
     problems: list[str] = []
     age: float | None = None
     sex: str | None = None
@@ -246,7 +247,9 @@ def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
         site = _site_from(ds)
     except taxonomy.TaxonomyError as exc:
         problems.append(f"BodyPartExamined: {exc}")
-    return Metadata(age=age, sex=sex, site=site), problems
+    fields = {"PatientAge": "age", "PatientSex": "sex", "BodyPartExamined": "site"}
+    notes = tuple((fields[p.split(":")[0]], IGNORED) for p in problems)
+    return Metadata(age=age, sex=sex, site=site, notes=notes), problems
 
 
 #: Transfer syntaxes whose pixel data this reader decodes.

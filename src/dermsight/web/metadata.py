@@ -6,9 +6,6 @@ from dermsight.records import Metadata
 
 
 def merge_meta(given: Metadata, tags: Metadata) -> Metadata:
-    """Values the user gave win; DICOM tag values fill the fields the user left empty."""
-    return Metadata(
-        age=given.age if given.age is not None else tags.age,
-        sex=given.sex if given.sex is not None else tags.sex,
-        site=given.site if given.site is not None else tags.site,
-    )
+    """Values the user gave win; DICOM tag values fill the fields the user left empty (a tag
+    that could not be used is noted, and flagged, only for a field the user left empty)."""
+    return given.fill_from(tags)
