@@ -5,11 +5,12 @@
 * Bounded before decoding (decompression bombs, "tiny file, huge image"): the byte cap, then the
   size *declared in the header* (read by hand for PNG, JPEG, BMP and WebP, so a bomb is refused
   before Pillow allocates anything) against a pixel cap (``max_pixels``, default 25 MP), an
-  aspect-ratio cap (``max_aspect``, 10:1) and an estimate of the memory the decoder will need
-  (``max_decode_bytes``, default 128 MiB: pixels x bytes per pixel of the decoded mode, plus what
-  the codec itself holds: libjpeg's whole-image coefficient buffer for progressive / multi-scan
-  JPEGs, libwebp's canvas, a TIFF tile). Every decode then holds its estimate of a process-wide
-  memory budget (``budget.py``), so concurrent decodes cannot add up past it.
+  aspect-ratio cap (``max_aspect``, 10:1, for images over 4096 px long) and an estimate of the
+  memory the decoder will need (``max_decode_bytes``, default 128 MiB: pixels x bytes per
+  pixel of the decoded mode, plus what the codec itself holds: libjpeg's whole-image
+  coefficient buffer for progressive / multi-scan JPEGs, libwebp's canvases, a TIFF tile).
+  Every decode then holds its estimate of a process-wide memory budget (``budget.py``), so
+  concurrent decodes cannot add up past it.
 * Only the first frame is ever decoded: animated PNG/WebP are refused from their header
   (frame count), GIF is refused outright, a multi-page TIFF gives its first page (the other
   pages are never read).
@@ -67,6 +68,9 @@ DEFAULT_MAX_DECODE_BYTES = int(
 )
 #: Longest side / shortest side: dermoscopy is about square; a 1 x 49,000,000 strip is an attack.
 DEFAULT_MAX_ASPECT = 10.0
+#: ... but only beyond this long side: small odd shapes cost nothing and the quality gate
+#: answers them ("too small"); long strips cost CPU per row.
+MAX_STRIP_SIDE = 4096
 #: Images larger than this are decoded small (JPEG DCT scaling) or box-reduced after decoding.
 DEFAULT_WORK_PIXELS = 2_000_000
 #: More scans than this in one JPEG is a CPU attack (each scan walks the whole image again);
@@ -144,7 +148,7 @@ def check_dimensions(w: int, h: int, limits: DecodeLimits, label: str = "image")
         raise ImageDecodeError(f"invalid {label}: {w}x{h} pixels")
     if w * h > limits.max_pixels:
         raise _too_large(w, h, limits)
-    if max(w, h) > limits.max_aspect * min(w, h):
+    if max(w, h) > limits.max_aspect * min(w, h) and max(w, h) > MAX_STRIP_SIDE:
         raise ImageDecodeError(
             f"{label} of {w}x{h} pixels is refused: its sides differ by more than "
             f"{limits.max_aspect:g}:1, which is not a photo of a skin lesion"
