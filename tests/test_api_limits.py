@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -311,3 +312,57 @@ def test_twenty_hostile_uploads_keep_memory_and_latency_bounded(
             assert c.get("/api/v1/health").status_code == 200
     finally:
         server.stop()
+
+
+# --- API docs: served from the package, CSP script-src 'self' ---------------------------------
+
+
+def test_docs_assets_are_local_and_csp_allows_only_self(api: support.Server) -> None:
+    with api.client() as c:
+        page = c.get("/api/v1/docs")
+        assert page.status_code == 200
+        csp = page.headers["content-security-policy"]
+        assert "script-src 'self';" in csp and "http" not in csp and "unsafe-eval" not in csp
+        assert "<script>" not in page.text and "cdn" not in page.text.lower()
+        for name, ctype in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css"),
+                            ("docs-init.js", "javascript")):
+            r = c.get(f"/api/v1/docs/assets/{name}")
+            assert r.status_code == 200 and ctype in r.headers["content-type"], name
+            assert f"/api/v1/docs/assets/{name}" in page.text
+        assert c.get("/api/v1/docs/assets/LICENSE").status_code == 404  # only the listed files
+        assert c.get("/api/v1/docs/assets/..%2F..%2Fsettings.py").status_code == 404
+
+
+@pytest.mark.browser
+def test_docs_page_renders_offline_in_chromium(api: support.Server) -> None:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    chromium = Path(os.environ.get("DERMSIGHT_CHROMIUM", "/usr/bin/chromium"))
+    if not chromium.exists():
+        pytest.skip(f"no Chromium at {chromium}")
+    outside: list[str] = []
+    problems: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), headless=True,
+                                    args=["--no-sandbox", "--disable-gpu",
+                                          "--disable-dev-shm-usage"])
+        try:
+            page = browser.new_page()
+
+            def offline(route: Any) -> None:  # no network beyond the server itself
+                if route.request.url.startswith(api.base):
+                    route.continue_()
+                else:
+                    outside.append(route.request.url)
+                    route.abort()
+
+            page.route("**/*", offline)
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.goto(f"{api.base}/api/v1/docs")
+            page.locator(".opblock-summary-path", has_text="/api/v1/predict").first.wait_for(
+                timeout=60_000)
+            assert page.locator(".opblock").count() >= 8
+        finally:
+            browser.close()
+    assert outside == [], outside
+    assert problems == [], problems
