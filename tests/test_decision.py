@@ -45,6 +45,11 @@ def test_decide_is_argmax_without_offsets_and_shifts_with_them() -> None:
     off = rule.offsets(CLASSES)
     assert off is not None and np.allclose(off, -np.log([0.5, 0.1, 0.4]))
     assert DecisionRule().offsets(CLASSES) is None
+    # a class never seen in training is not boosted (its prior would be 0 -> infinite offset)
+    unseen = DecisionRule(LOGIT_ADJUSTED, 1.0, {"MEL": 0.2, "NV": 0.8, "DF": 0.0})
+    off2 = unseen.offsets(CLASSES)
+    assert off2 is not None and off2[2] == 0.0 and np.isfinite(off2).all()
+    assert unseen.choose(np.array([[0.3, 0.4, 0.3]]), CLASSES).tolist() == [0]
     assert DecisionRule(LOGIT_ADJUSTED, 0.0, {"MEL": 1.0}).offsets(CLASSES) is None
 
 

@@ -39,8 +39,10 @@ class DecisionRule:
         """Per-class additive offsets on log-probabilities (``None`` for plain arg-max)."""
         if self.rule == ARGMAX or not self.tau or not self.prior:
             return None
-        prior = np.array([max(float(self.prior.get(c, 0.0)), 1e-6) for c in classes])
-        return np.asarray(-self.tau * np.log(prior), np.float64)
+        prior = np.array([float(self.prior.get(c, 0.0)) for c in classes])
+        # a class absent from training (e.g. UNK when its only source is held out) gets no boost
+        safe = np.where(prior > 0, prior, 1.0)
+        return np.asarray(np.where(prior > 0, -self.tau * np.log(safe), 0.0), np.float64)
 
     def choose(self, probs: npt.ArrayLike, classes: Sequence[str]) -> np.ndarray:
         """Index of the suggested class per row of (N, C) probabilities."""

@@ -287,6 +287,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
 
     # 4. test evaluation (once) through the calibrated serving path
     from dermsight.evaluate import compare_predictions, evaluate_predictions
+    from dermsight.evaluate.source_check import single_source_classes, source_check
 
     pt = softmax(res["test"]["logits"], temperature)
     pt_uncal = softmax(res["test"]["logits"], 1.0)
@@ -318,6 +319,20 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
             edf[cfg.data.group_col].to_numpy(), refer_threshold=refer, monitor_threshold=monitor,
             n_boot=cfg.evaluation.n_boot, seed=cfg.seed, decision_offsets=offsets)
         external_eval["sources"] = sorted(edf["source"].unique().tolist())
+    # per-source test rows, leave-one-source-out rows and metrics by skin tone (ITA)
+    from dermsight.evaluate.card_tables import ScoredSet, card_tables
+
+    reproduce = "make train   # = dermsight train --config configs/default.yaml"
+    held_out = None if "external" not in parts else ScoredSet(
+        parts["external"]["labels"], softmax(res["external"]["logits"], temperature),
+        parts["external"]["df"]["source"].tolist(),
+        parts["external"]["df"][cfg.data.group_col].to_numpy())
+    cross_source, test_eval["by_ita"] = card_tables(
+        classes, ScoredSet(yt, pt, tdf["source"].tolist(), groups_t), parts["test"]["images"],
+        {"config": cfg.name, "seed": cfg.seed, "command": reproduce},
+        refer_threshold=refer, n_boot=cfg.evaluation.n_boot, seed=cfg.seed, offsets=offsets,
+        held_out=held_out,
+        trained_on=sorted(df.loc[df["split"] == "train", "source"].astype(str).unique()))
     # Without metadata: the model must stay useful when a user gives none.
     no_meta = [None] * len(parts["test"]["images"])
     res_nometa = _infer(model, parts["test"]["images"], no_meta, desc="score test, no metadata")
@@ -389,15 +404,21 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         "metrics": {"test": test_eval,
                     "test_uncalibrated": _headline(uncal),
                     "test_argmax_decision": _headline(test_argmax),
+                    "source_check": source_check(
+                        yt, pt, tdf["source"].tolist(), classes,
+                        single_source_classes(parts["train"]["labels"],
+                                              parts["train"]["df"]["source"].tolist(), classes),
+                        offsets),
                     "external": external_eval,
                     "test_without_metadata": _headline(test_nometa),
                     "validation": _headline(val_eval),
                     "onnx_parity_max_abs_logit_diff": max_diff},
         "baseline": probe,
+        "cross_source": cross_source,
         "training": {
             "config": cfg.to_dict(), "seed": cfg.seed, "epochs_log": log,
             "summary": train_summary,
-            "reproduce": "make train   # = dermsight train --config configs/default.yaml",
+            "reproduce": reproduce,
             "machine": machine_description(),
             "finalize_seconds": None,
         },
@@ -451,6 +472,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
                         "nll_after": test_eval["metrics"].get("nll")},
         "plots": plots,
         "limitations": limitations(classes, cfg.data.roots),
+        "cross_source": cross_source,
     })
     save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate_arrays, report_html=html)
     load_bundle(bundle_dir)  # validate what we wrote
