@@ -11,9 +11,10 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
 * ``/api/v1/openapi.json`` and ``/api/v1/docs``; the built web UI at ``/``.
 
 Status codes a client can cause: 400 malformed multipart / Content-Length, 401 token (only with
-``DERMSIGHT_API_TOKEN``), 404, 405, 408 upload timeout, 413 too large, 415 not an image or not
-multipart, 422 bad metadata / missing or repeated image / an image in an accepted format that
-cannot be used (truncated, corrupt, too many pixels). A 500 only ever means a bug; it carries no
+``DERMSIGHT_API_TOKEN``), 403 TTA not allowed, 404, 405, 408 upload timeout, 413 too large, 415 not
+an image or not multipart, 422 bad metadata / missing or repeated image / an image in an
+accepted format that cannot be used (truncated, corrupt, too many pixels), 503 busy (in-flight
+upload budget / connection limit). A 500 only ever means a bug; it carries no
 details (the server log gets the exception type and a request id).
 
 Uploaded bytes stay in memory (see ``upload.py``) and are never written to disk or logged.
@@ -88,10 +89,11 @@ Decision support for dermoscopic skin-lesion images. **Not a diagnosis**: a derm
 examine any lesion that worries you or the patient.
 
 Errors are JSON `{"detail": "..."}`: 400 malformed multipart body, 401 missing/wrong bearer token
-(only when the operator sets `DERMSIGHT_API_TOKEN`), 404, 408 upload too slow, 413 upload over
-the size cap, 415 not an image (or not `multipart/form-data`), 422 bad metadata, a missing or
-repeated image, or an image in an accepted format that cannot be used (truncated, corrupt, too
-many pixels). Uploaded images are processed in memory and never stored.
+(only when the operator sets `DERMSIGHT_API_TOKEN`), 403 `?tta=true` on a server that does not
+allow it (`DERMSIGHT_ALLOW_TTA`), 404, 408 upload too slow, 413 upload over the size cap, 415 not
+an image (or not `multipart/form-data`), 422 bad metadata, a missing or repeated image, or an image
+in an accepted format that cannot be used (truncated, corrupt, too many pixels), 503 server busy
+(retry after `Retry-After` seconds). Uploaded images are processed in memory and never stored.
 """
 
 UI_MISSING_HTML = """<!doctype html>
