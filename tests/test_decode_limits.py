@@ -273,3 +273,19 @@ def test_hostile_dicom_is_a_clear_reason_that_never_quotes_a_tag(
     reason, logged = _quiet_capture(caplog, files[name])
     assert reason == expected
     assert PHI.decode() not in reason and PHI.decode() not in logged
+
+
+def test_pydicom_loggers_reach_no_handler(caplog: pytest.LogCaptureFixture, tmp_path: Path,
+                                          real: np.ndarray) -> None:
+    """pydicom's own log records (which may quote tag values) never reach the application."""
+    decode_image(write_dicom(tmp_path / "a.dcm", real))  # reading DICOM once sets this up
+    caplog.set_level(logging.DEBUG)
+    for name in ("pydicom", "pydicom.pixels.utils", "pydicom.pixels.decoders.base"):
+        logging.getLogger(name).error("value %s", PHI.decode())
+    assert PHI.decode() not in caplog.text
+
+
+def test_dicom_multiframe_gives_the_first_frame_only() -> None:
+    frames = np.stack([np.full((16, 20, 3), v, np.uint8) for v in (30, 200)])
+    native = h.dicom(h.image_elements(16, 20, frames=b"2"), frames.tobytes())
+    assert np.array_equal(decode_image(native), frames[0])

@@ -128,7 +128,13 @@ def _quiet_pydicom(pydicom: Any) -> None:
     """pydicom's log records and warnings quote tag values (names, IDs: PHI) when a file is
     odd: drop them all, and do not validate values while reading (we check what we use)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
-    logging.getLogger("pydicom").addFilter(_DropRecords())
+    # "pydicom" and its children ("pydicom.pixels.utils", ...): nothing is emitted, nothing
+    # reaches the application's handlers (a logger's filter alone would not stop children)
+    quiet = logging.getLogger("pydicom")
+    quiet.setLevel(logging.CRITICAL + 1)
+    quiet.addFilter(_DropRecords())
+    quiet.addHandler(logging.NullHandler())
+    quiet.propagate = False
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
