@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest'
 import {
+  cardCrossSource,
+  cardDecisionRule,
+  cardItaTable,
   cardKeyMetrics,
   cardOtherMetricSets,
   cardStatusWarning,
@@ -7,6 +10,7 @@ import {
   estimate,
   groupSubgroups,
   headline,
+  tooFew,
 } from './card.ts'
 import { formatCI, formatDuration, formatSigned, formatTimestamp } from './format.ts'
 
@@ -107,5 +111,128 @@ describe('formatting for the model page', () => {
     expect(formatTimestamp('2026-11-27T00:55:36Z')).toBe('2026-11-27 00:55 UTC')
     expect(formatTimestamp('2026-11-27')).toBe('2026-11-27')
     expect(formatTimestamp('yesterday')).toBe('yesterday')
+  })
+})
+
+// --- cross-source, skin tone (ITA), decision rule ---------------------------------------------
+
+const CROSS_CARD = {
+  cross_source: {
+    schema: 'dermsight.cross_source/1',
+    metrics: ['balanced_accuracy', 'mel_auc'],
+    min_n: 30,
+    min_cases: 5,
+    generated_by: '.venv/bin/python tools/card_tables.py',
+    rows: [
+      {
+        protocol: 'leave_one_source_out',
+        source: 'isic2020',
+        n_images: 1198,
+        n_groups: 65,
+        n_malignant: 17,
+        classes_present: ['MEL', 'NV', 'UNK'],
+        metrics: { balanced_accuracy: { value: 0.41, lo: 0.3, hi: 0.5 }, mel_auc: { value: null, lo: null, hi: null } },
+        note: '17 MEL of 1198',
+        trained_on: ['ham10000', 'isic2017'],
+        run: { config: 'loso.yaml', seed: 1, command: 'dermsight train --config loso.yaml' },
+      },
+      {
+        protocol: 'test_split_by_source',
+        source: 'ham10000',
+        n_images: 1477,
+        n_groups: 1180,
+        n_malignant: 265,
+        classes_present: ['MEL', 'NV'],
+        metrics: { balanced_accuracy: { value: 0.58, lo: 0.53, hi: 0.64 }, mel_auc: { value: 0.9, lo: 0.87, hi: 0.93 } },
+        note: null,
+        trained_on: null,
+        run: { config: 'configs/default.yaml', seed: 42, command: 'make train' },
+      },
+      { protocol: 'test_split_by_source', source: 'isic2016', n_images: 12, metrics: {}, note: 'n=12 < 30' },
+    ],
+  },
+  metrics: {
+    test: {
+      metrics: { n: 100 },
+      by_ita: {
+        n: 100,
+        n_estimable: 80,
+        n_darker: 7,
+        darker_bands: ['tan', 'brown', 'dark'],
+        statement: 'Of 100 test images, ... only 7 fall in the tan, brown or dark bands.',
+        method: 'ITA ...',
+        min_n: 30,
+        bands: [
+          { attribute: 'ita_band', subgroup: 'very light', ita_range: '> 55°', n: 73, n_malignant: 20, malignant_auc: 0.9, malignant_auc_lo: 0.8, malignant_auc_hi: 0.95, note: null },
+          { attribute: 'ita_band', subgroup: 'dark', ita_range: '≤ -30°', n: 0, n_malignant: 0, malignant_auc: null, note: 'no images' },
+        ],
+      },
+    },
+  },
+}
+
+describe('cardCrossSource', () => {
+  it('reads rows, groups them by protocol with the test split first', () => {
+    const t = cardCrossSource(CROSS_CARD)!
+    expect(t.metrics).toEqual(['balanced_accuracy', 'mel_auc'])
+    expect(t.minN).toBe(30)
+    expect(t.generatedBy).toContain('card_tables')
+    expect(t.protocols.map(([p, rows]) => [p, rows.map((r) => r.source)])).toEqual([
+      ['test_split_by_source', ['ham10000', 'isic2016']],
+      ['leave_one_source_out', ['isic2020']],
+    ])
+    const loso = t.protocols[1][1][0]
+    expect(loso.trainedOn).toEqual(['ham10000', 'isic2017'])
+    expect(loso.metrics.mel_auc).toBeNull()
+    expect(loso.metrics.balanced_accuracy).toEqual({ value: 0.41, lo: 0.3, hi: 0.5 })
+    expect(loso.run).toEqual({ config: 'loso.yaml', seed: 1, command: 'dermsight train --config loso.yaml' })
+    const small = t.protocols[0][1][1]
+    expect(tooFew(small.nImages, t.minN)).toBe(true)
+    expect(small.trainedOn).toEqual([])
+    expect(tooFew(t.protocols[0][1][0].nImages, t.minN)).toBe(false)
+  })
+
+  it('is null when the card has no (usable) section', () => {
+    expect(cardCrossSource(null)).toBeNull()
+    expect(cardCrossSource(CARD)).toBeNull()
+    expect(cardCrossSource({ cross_source: { rows: [] } })).toBeNull()
+    expect(cardCrossSource({ cross_source: 'x' })).toBeNull()
+  })
+})
+
+describe('cardItaTable', () => {
+  it('reads every band with its range, counts and the statement', () => {
+    const t = cardItaTable(CROSS_CARD)!
+    expect(t.bands.map((b) => [b.subgroup, b.itaRange, b.n])).toEqual([
+      ['very light', '> 55°', 73],
+      ['dark', '≤ -30°', 0],
+    ])
+    expect(t.bands[0].malignantAuc).toEqual({ value: 0.9, lo: 0.8, hi: 0.95 })
+    expect(t.bands[1].note).toBe('no images')
+    expect(t.nDarker).toBe(7)
+    expect(t.statement).toContain('only 7')
+    expect(t.darkerBands).toEqual(['tan', 'brown', 'dark'])
+  })
+
+  it('is null without metrics.test.by_ita', () => {
+    expect(cardItaTable(CARD)).toBeNull()
+    expect(cardItaTable(null)).toBeNull()
+  })
+})
+
+describe('cardDecisionRule', () => {
+  it('says "most probable class" when the card has no decision', () => {
+    expect(cardDecisionRule(CARD).text).toBe('Most probable class.')
+    expect(cardDecisionRule(null).rule).toBe('argmax')
+    expect(cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0, prior: {} } }).text).toBe('Most probable class.')
+  })
+
+  it('describes the logit-adjusted rule with its tau and prior', () => {
+    const d = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0.8, prior: { NV: 0.6, MEL: 0.2, DF: 0.01 } } })
+    expect(d.rule).toBe('logit_adjusted')
+    expect(d.tau).toBe(0.8)
+    expect(d.text).toContain('τ = 0.8')
+    expect(d.text).toContain('training frequency')
+    expect(d.prior.map(([c]) => c)).toEqual(['NV', 'MEL', 'DF'])
   })
 })

@@ -212,6 +212,25 @@ function flatEstimate(r: Record<string, unknown>, k: string): Estimate | null {
   return estimate({ value: r[k], lo: r[`${k}_lo`], hi: r[`${k}_hi`] })
 }
 
+function records(v: unknown): Record<string, unknown>[] {
+  return (Array.isArray(v) ? v : []).map(rec).filter((r): r is Record<string, unknown> => r !== null)
+}
+
+function subgroupRow(r: Record<string, unknown>): SubgroupRow {
+  return {
+    attribute: str(r.attribute) || 'other',
+    subgroup: str(r.subgroup),
+    n: num(r.n),
+    nMalignant: num(r.n_malignant),
+    malignantAuc: flatEstimate(r, 'malignant_auc'),
+    melAuc: flatEstimate(r, 'mel_auc'),
+    balancedAccuracy: flatEstimate(r, 'balanced_accuracy'),
+    sensitivity: flatEstimate(r, 'sensitivity'),
+    specificity: flatEstimate(r, 'specificity'),
+    note: typeof r.note === 'string' && r.note.trim() ? r.note : null,
+  }
+}
+
 function evaluation(v: unknown): TestEvaluation | null {
   const t = rec(v)
   if (!t) return null
@@ -229,21 +248,7 @@ function evaluation(v: unknown): TestEvaluation | null {
       sensitivity: estimate(r.sensitivity),
       specificity: estimate(r.specificity),
     }))
-  const subgroups = (Array.isArray(t.subgroups) ? t.subgroups : [])
-    .map(rec)
-    .filter((r): r is Record<string, unknown> => r !== null)
-    .map((r) => ({
-      attribute: str(r.attribute) || 'other',
-      subgroup: str(r.subgroup),
-      n: num(r.n),
-      nMalignant: num(r.n_malignant),
-      malignantAuc: flatEstimate(r, 'malignant_auc'),
-      melAuc: flatEstimate(r, 'mel_auc'),
-      balancedAccuracy: flatEstimate(r, 'balanced_accuracy'),
-      sensitivity: flatEstimate(r, 'sensitivity'),
-      specificity: flatEstimate(r, 'specificity'),
-      note: typeof r.note === 'string' && r.note.trim() ? r.note : null,
-    }))
+  const subgroups = records(t.subgroups).map(subgroupRow)
   return {
     n: num(t.n) ?? num(metrics?.n),
     nGroups: num(t.n_groups),
@@ -329,4 +334,182 @@ export function cardKeyMetrics(card: ModelCard | null, keys: string[]): [string,
     if (e && e.value !== null) out.push([def?.label ?? k, e])
   }
   return out
+}
+
+// --- cross-source validation (card.cross_source, dermsight.evaluate.cross_source) ---------------
+
+export interface RunInfo {
+  config: string | null
+  seed: number | null
+  command: string | null
+}
+
+export interface CrossSourceRow {
+  protocol: string
+  source: string
+  nImages: number | null
+  nGroups: number | null
+  nMalignant: number | null
+  classesPresent: string[]
+  /** metric key -> estimate; null when withheld or undefined */
+  metrics: Record<string, Estimate | null>
+  note: string | null
+  trainedOn: string[]
+  run: RunInfo
+}
+
+export interface CrossSourceTable {
+  /** metric keys, in column order */
+  metrics: string[]
+  minN: number
+  /** rows grouped by protocol, test-split rows first */
+  protocols: [string, CrossSourceRow[]][]
+  generatedBy: string | null
+}
+
+export const CROSS_SOURCE_PROTOCOLS: Record<string, { title: string; note: string }> = {
+  test_split_by_source: {
+    title: 'Held-out test split, per data source',
+    note: 'This model on the test images of each source.',
+  },
+  leave_one_source_out: {
+    title: 'Leave one source out',
+    note: 'A model trained on all other sources, scored on every image of a source it never saw.',
+  },
+}
+
+export const CROSS_SOURCE_METRIC_LABELS: Record<string, string> = {
+  balanced_accuracy: 'Balanced accuracy',
+  mel_auc: 'Melanoma AUC',
+  malignant_auc: 'Malignant AUC',
+  refer_sensitivity: 'Sensitivity (refer)',
+  refer_specificity: 'Specificity (refer)',
+}
+
+function strList(v: unknown): string[] {
+  return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
+}
+
+/** card.cross_source, or null when the card has none (or no usable row). */
+export function cardCrossSource(card: ModelCard | null): CrossSourceTable | null {
+  const cs = rec(card?.cross_source)
+  if (!cs) return null
+  const rows: CrossSourceRow[] = records(cs.rows).map((r) => {
+    const m = rec(r.metrics) ?? {}
+    const run = rec(r.run) ?? {}
+    return {
+      protocol: str(r.protocol) || 'other',
+      source: str(r.source),
+      nImages: num(r.n_images),
+      nGroups: num(r.n_groups),
+      nMalignant: num(r.n_malignant),
+      classesPresent: strList(r.classes_present),
+      metrics: Object.fromEntries(Object.entries(m).map(([k, v]) => [k, estimate(v)])),
+      note: typeof r.note === 'string' && r.note.trim() ? r.note : null,
+      trainedOn: strList(r.trained_on),
+      run: {
+        config: typeof run.config === 'string' ? run.config : null,
+        seed: num(run.seed),
+        command: typeof run.command === 'string' ? run.command : null,
+      },
+    }
+  })
+  if (!rows.length) return null
+  const listed = strList(cs.metrics)
+  const metrics = listed.length ? listed : [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))]
+  const protocols: [string, CrossSourceRow[]][] = []
+  for (const r of rows) {
+    const g = protocols.find(([p]) => p === r.protocol)
+    if (g) g[1].push(r)
+    else protocols.push([r.protocol, [r]])
+  }
+  const order = Object.keys(CROSS_SOURCE_PROTOCOLS)
+  const rank = (p: string) => (order.includes(p) ? order.indexOf(p) : order.length)
+  protocols.sort((a, b) => rank(a[0]) - rank(b[0]))
+  return {
+    metrics,
+    minN: num(cs.min_n) ?? 30,
+    protocols,
+    generatedBy: typeof cs.generated_by === 'string' ? cs.generated_by : null,
+  }
+}
+
+/** A row or band with fewer images than the reporting minimum: every metric is withheld. */
+export function tooFew(n: number | null, minN: number): boolean {
+  return n !== null && n < minN
+}
+
+// --- skin tone (metrics.test.by_ita, dermsight.evaluate.skin_tone) ------------------------------
+
+export interface ItaBand extends SubgroupRow {
+  itaRange: string
+}
+
+export interface ItaTable {
+  bands: ItaBand[]
+  n: number | null
+  nEstimable: number | null
+  nDarker: number | null
+  darkerBands: string[]
+  statement: string | null
+  method: string | null
+  minN: number
+}
+
+/** metrics.test.by_ita, or null when the card has none. */
+export function cardItaTable(card: ModelCard | null): ItaTable | null {
+  const t = rec(dig(card, 'metrics', 'test', 'by_ita'))
+  if (!t) return null
+  const bands = records(t.bands).map((r) => ({ ...subgroupRow(r), itaRange: str(r.ita_range) }))
+  if (!bands.length) return null
+  return {
+    bands,
+    n: num(t.n),
+    nEstimable: num(t.n_estimable),
+    nDarker: num(t.n_darker),
+    darkerBands: strList(t.darker_bands),
+    statement: typeof t.statement === 'string' ? t.statement : null,
+    method: typeof t.method === 'string' ? t.method : null,
+    minN: num(t.min_n) ?? 30,
+  }
+}
+
+// --- the decision rule for the suggested class (card.decision) ----------------------------------
+
+export interface DecisionRuleView {
+  /** "argmax" when the card has no decision section */
+  rule: string
+  tau: number | null
+  /** training class frequencies, largest first */
+  prior: [string, number][]
+  /** one plain sentence */
+  text: string
+}
+
+/** How the suggested class is chosen: card.decision, else the plain most probable class. */
+export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
+  const d = rec(card?.decision)
+  const rule = typeof d?.rule === 'string' ? d.rule : 'argmax'
+  const tau = num(d?.tau)
+  const priorRec = rec(d?.prior) ?? {}
+  const prior = Object.entries(priorRec)
+    .map(([k, v]) => [k, num(v)] as [string, number | null])
+    .filter((e): e is [string, number] => e[1] !== null)
+    .sort((a, b) => b[1] - a[1])
+  if (rule === 'logit_adjusted' && tau !== null && tau !== 0) {
+    return {
+      rule,
+      tau,
+      prior,
+      text:
+        `Balanced rule (logit adjustment, τ = ${tau}): the most probable class after dividing each class’s ` +
+        `probability by its training frequency to the power τ, so rare classes are not always outvoted by ` +
+        `common ones. The probabilities shown are not changed.`,
+    }
+  }
+  if (rule === 'argmax' || rule === 'logit_adjusted') {
+    return { rule, tau, prior, text: 'Most probable class.' }
+  }
+  const desc = typeof d?.description === 'string' ? d.description : rule
+  return { rule, tau, prior, text: desc }
 }

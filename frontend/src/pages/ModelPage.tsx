@@ -2,6 +2,9 @@ import { useCallback, useEffect, useState, type MouseEvent, type ReactNode } fro
 import { API, apiFetch, getToken, type ModelCard } from '../api.ts'
 import {
   HEADLINE_METRICS,
+  cardCrossSource,
+  cardDecisionRule,
+  cardItaTable,
   cardList,
   cardMetricSets,
   cardOtherMetricSets,
@@ -21,6 +24,7 @@ import {
   type TestEvaluation,
 } from '../card.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
+import { CrossSourceBlock, SkinToneBlock } from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
 import {
@@ -172,6 +176,8 @@ function CardView({ card }: { card: ModelCard }) {
   const gate = rec(card.gate)
   const hasGate = !!gate && (!!rec(gate.evaluation) || typeof gate.ood_fit === 'string' || !!rec(gate.quality))
   const hasSubgroups = !!ev && ev.subgroups.length > 0
+  const crossSource = cardCrossSource(card)
+  const ita = cardItaTable(card)
 
   const sections: Section[] = [
     { id: 'performance', title: 'Test performance' },
@@ -179,6 +185,8 @@ function CardView({ card }: { card: ModelCard }) {
     ...(cardThresholds(card) ? [{ id: 'thresholds', title: 'Risk tiers' }] : []),
     ...(baseline && ev ? [{ id: 'baseline', title: 'Baseline' }] : []),
     ...(hasSubgroups ? [{ id: 'subgroups', title: 'Subgroups' }] : []),
+    ...(ita ? [{ id: 'skin-tone', title: 'Skin tone' }] : []),
+    ...(crossSource ? [{ id: 'cross-source', title: 'Cross-source' }] : []),
     ...(hasGate ? [{ id: 'gate', title: '“Cannot assess” gate' }] : []),
     { id: 'plots', title: 'Plots' },
     { id: 'data', title: 'Data and training' },
@@ -200,6 +208,8 @@ function CardView({ card }: { card: ModelCard }) {
       <Thresholds card={card} ev={ev} />
       {baseline && ev && <Baseline baseline={baseline} ev={ev} />}
       {hasSubgroups && <Subgroups rows={ev.subgroups} />}
+      {ita && <SkinToneBlock table={ita} />}
+      {crossSource && <CrossSourceBlock table={crossSource} />}
       {hasGate && gate && <Gate gate={gate} />}
       <PlotsBlock card={card} />
       <DataBlock card={card} />
@@ -322,6 +332,9 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
             </span>
           </Row>
         )}
+        <Row label="Suggested class">
+          <span data-testid="decision-rule">{cardDecisionRule(card).text}</span>
+        </Row>
       </dl>
     </section>
   )
