@@ -197,3 +197,31 @@ def test_band_ranges_and_statement() -> None:
     assert "(brown, dark) get no metrics" in text
     plenty = ita_statement(dict.fromkeys(("tan", "brown", "dark"), 50), 150)
     assert "no metrics" not in plenty
+
+
+# --- card_tables (what finalize calls) ---------------------------------------------------------
+
+
+def test_card_tables_from_a_run() -> None:
+    from dermsight.evaluate.card_tables import ScoredSet, card_tables
+
+    frame = _test_split()
+    y = frame["label"].map(CLASSES8.index).to_numpy()  # integer labels, as finalize has them
+    p = frame[[f"p_{c}" for c in CLASSES8]].to_numpy()
+    test = ScoredSet(y, p, frame["source"].tolist(), frame["group"].to_numpy())
+    ext = _predictions(90, 12)
+    held = ScoredSet(ext["label"].to_numpy(), ext[[f"p_{c}" for c in CLASSES8]].to_numpy(),
+                     ["isic2020"] * 60 + ["derm7pt"] * 30, ext["group"].to_numpy())
+    skin = np.broadcast_to(np.array([225, 180, 160], np.uint8), (32, 32, 3))
+    images = [skin] * (len(frame) - 10) + [np.zeros((32, 32, 3), np.uint8)] * 10
+    section, by_ita = card_tables(CLASSES8, test, images, RUN, refer_threshold=0.3, n_boot=5,
+                                  seed=0, held_out=held, trained_on=["ham10000", "isic2017"])
+    validate_cross_source(section)
+    got = [(r["protocol"], r["source"], r["n_images"]) for r in section["rows"]]
+    assert got == [(TEST_BY_SOURCE, "ham10000", 400), (TEST_BY_SOURCE, "isic2016", 12),
+                   (TEST_BY_SOURCE, "isic2017", 120), (LOSO, "derm7pt", 30),
+                   (LOSO, "isic2020", 60)]
+    assert section["rows"][-1]["trained_on"] == ["ham10000", "isic2017"]
+    counts = {b["subgroup"]: b["n"] for b in by_ita["bands"]}
+    assert counts[NOT_ESTIMABLE] == 10 and sum(counts.values()) == len(frame)
+    assert by_ita["statement"].startswith(f"Of {len(frame)} test images")
