@@ -142,3 +142,20 @@ def test_console_script_json(images: list[Path], tmp_path: Path) -> None:
     results = json.loads(p.stdout)
     assert results[0]["input"]["age"] == 40.0 and "error" in results[1]
     assert p.stderr.strip().splitlines()[-1].startswith(f"error: {text}")
+
+
+def test_fifo_and_device_are_errors_not_hangs(images: list[Path], tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    cmd = [sys.executable, "-c", "from dermsight.cli import main; main()", "predict",
+           str(tmp_path / "pipe.jpg"), str(tmp_path / "zero.png"), str(images[0]), "--json"]
+    try:  # the bug was a process blocked forever in open(): fail instead of hanging
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired:
+        pytest.fail("dermsight predict hung on a FIFO")
+    assert r.returncode == 1, r.stderr
+    results = json.loads(r.stdout)
+    assert "named pipe" in results[0]["error"] and "character device" in results[1]["error"]
+    assert "probabilities" in results[2]

@@ -53,24 +53,18 @@ def _print_human(path: Path, pred: Prediction) -> None:
 def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Prediction:
     """One file; a DICOM file's tags fill the metadata the command line left out."""
     from dermsight.io.decode import sniff
-    from dermsight.io.errors import ImageDecodeError
+    from dermsight.io.files import read_regular_file
 
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        head = b""  # decode_image reports the problem in its own words
-    if sniff(head) == "DICOM":
+    # regular files only (a FIFO named x.jpg must not block), at most the decode limit
+    data = read_regular_file(path, m.limits.max_bytes)
+    if sniff(data[:132]) == "DICOM":
         from dermsight.io.dicom import decode_dicom_bytes
         from dermsight.web.metadata import merge_meta
 
-        size = path.stat().st_size
-        if size > m.limits.max_bytes:
-            raise ImageDecodeError(f"file too large: {size / 1e6:.1f} MB")
-        record = decode_dicom_bytes(path.read_bytes(), m.limits)
+        record = decode_dicom_bytes(data, m.limits)
         return m.predict(record.image, meta=merge_meta(meta, record.meta), heatmap=heatmap,
                          tta=tta)
-    return m.predict(path, meta=meta, heatmap=heatmap, tta=tta)
+    return m.predict(data, meta=meta, heatmap=heatmap, tta=tta)
 
 
 def predict(
