@@ -366,3 +366,28 @@ def test_docs_page_renders_offline_in_chromium(api: support.Server) -> None:
             browser.close()
     assert outside == [], outside
     assert problems == [], problems
+
+
+def test_limit_settings_are_read_and_checked() -> None:
+    from dermsight.web.settings import MIB, Settings, SettingsError
+
+    s = Settings.from_env({})
+    assert (s.max_inflight_bytes, s.max_connections, s.header_timeout_s, s.allow_tta) == (
+        256 * MIB, 100, 10.0, False)
+    s = Settings.from_env({"DERMSIGHT_MAX_INFLIGHT_MB": "64", "DERMSIGHT_MAX_CONNECTIONS": "7",
+                           "DERMSIGHT_HEADER_TIMEOUT_S": "2.5", "DERMSIGHT_ALLOW_TTA": "yes"})
+    assert (s.max_inflight_bytes, s.max_connections, s.header_timeout_s, s.allow_tta) == (
+        64 * MIB, 7, 2.5, True)
+    for env, needle in [({"DERMSIGHT_ALLOW_TTA": "maybe"}, "true or false"),
+                        ({"DERMSIGHT_MAX_INFLIGHT_MB": "20"}, "too small"),
+                        ({"DERMSIGHT_MAX_CONNECTIONS": "0"}, "at least 1"),
+                        ({"DERMSIGHT_HEADER_TIMEOUT_S": "-1"}, "positive")]:
+        with pytest.raises(SettingsError, match=needle):
+            Settings.from_env(env)
+
+
+def test_a_bad_limit_setting_stops_serve_with_one_line() -> None:
+    r = _serve(["--port", str(support.free_port())], {"DERMSIGHT_MAX_INFLIGHT_MB": "10"})
+    assert r.returncode == 2
+    assert r.stderr.strip().startswith("error: DERMSIGHT_MAX_INFLIGHT_MB=10 is too small")
+    assert len(r.stderr.strip().splitlines()) == 1
