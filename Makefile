@@ -46,7 +46,7 @@ check-frontend: frontend
 	  exit 1; fi
 
 lint: setup-all
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools docs
 	$(BIN)/mypy
 
 test: setup-all check-frontend lint

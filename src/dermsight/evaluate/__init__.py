@@ -130,7 +130,8 @@ def evaluate_predictions(
         "metrics": metrics,
         "ci": ci,
         "per_class": per_class,
-        "confusion": {"classes": classes, "counts": confusion_counts(y, p, offsets=decision_offsets).tolist()},
+        "confusion": {"classes": classes,
+                      "counts": confusion_counts(y, p, offsets=decision_offsets).tolist()},
         "reliability": reliability_bins(y, p),
         "subgroups": subgroups,
     }
