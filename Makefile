@@ -12,8 +12,8 @@ PORT ?= 8000
 TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 PYTEST_ARGS ?=
 
-.PHONY: serve test setup-core setup-all system-deps frontend check-frontend lint train bench \
-        bench-model bench-api bench-batch clean
+.PHONY: serve test check setup-core setup-all setup-py system-deps frontend check-frontend lint \
+        lint-py train bench bench-model bench-api bench-batch clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -31,7 +31,10 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver libtcmalloc-minimal4 openjdk-17-jre-headless >/dev/null; fi
 
-setup-all: $(BIN)/python system-deps
+setup-all: setup-py system-deps
+
+# the Python side of setup-all only (no apt): what `make check` needs
+setup-py: $(BIN)/python
 	$(BIN)/pip install -q -r requirements/all.txt
 	$(BIN)/pip install -q --no-deps -e .
 
@@ -45,9 +48,16 @@ check-frontend: frontend
 	  echo "the committed UI build differs from frontend/ sources: run 'make frontend' and commit"; \
 	  exit 1; fi
 
-lint: setup-all
+lint: setup-all lint-py
+
+lint-py:
 	$(BIN)/ruff check src tests benchmarks tools docs
 	$(BIN)/mypy
+
+# The fast loop before a commit: ruff + mypy + the tests that need no browser, Spark or slow
+# runs. No apt, no npm; `make test` (CI) still runs everything.
+check: setup-py lint-py
+	$(BIN)/pytest -q -x -m "not slow and not browser and not spark" $(PYTEST_ARGS)
 
 test: setup-all check-frontend lint
 	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/pytest $(PYTEST_ARGS)
