@@ -12,6 +12,10 @@ images), then computes with the card's own bootstrap settings (n_boot, seed, ref
 * ``cross_source``: rows of protocol ``test_split_by_source`` (dermsight.evaluate.cross_source);
 * ``metrics.test.by_ita``: metrics by ITA band (dermsight.evaluate.skin_tone).
 
+The bundle's report.html is re-rendered with the two new tables, but only after the same
+rendering WITHOUT them reproduces the existing report.html byte for byte (so nothing else in the
+report changes); otherwise the report is left alone and a message says so.
+
 Nothing is fitted or chosen here: the test split only describes the model. The card is
 rewritten and the bundle's integrity manifest refreshed (dermsight.bundle.write_manifest).
 """
@@ -32,6 +36,7 @@ import pandas as pd
 from dermsight.bundle import write_manifest
 from dermsight.evaluate.cross_source import RunInfo, cross_source_section, source_rows
 from dermsight.evaluate.metrics import compute_metrics
+from dermsight.evaluate.report import render_report
 from dermsight.evaluate.skin_tone import ita_table
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
@@ -74,6 +79,60 @@ def score(model: Dermsight, images: list[np.ndarray], metas: list[Metadata],
         m = np.stack([encode_meta(mt, model.card.meta_spec) for mt in metas[i : i + bs]])
         logits.append(model.run_arrays(x, m)["logits"])
     return model.probabilities(np.concatenate(logits))
+
+
+def report_results(card: dict[str, Any], bundle: Path) -> dict[str, Any]:
+    """The ``render_report`` input that finalize (v1) built, rebuilt from a card + its plots."""
+    cfg = card.get("training", {}).get("config", {})
+    data_cfg, test = cfg.get("data", {}), card["metrics"]["test"]
+    uncal = card["metrics"].get("test_uncalibrated", {})
+    names = ["roc", "confusion", "reliability", "risk_tiers"]
+    names += sorted(set(card.get("plots", [])) - set(names))
+    plots = {n: (bundle / "plots" / f"{n}.png").read_bytes() for n in names
+             if (bundle / "plots" / f"{n}.png").exists()}
+    return {
+        "title": "dermsight model evaluation (held-out test split)",
+        "model": {"name": card["name"], "version": card["version"],
+                  "backbone": cfg.get("model", {}).get("backbone"),
+                  "input": f"{card['input_spec']['size']} px",
+                  "temperature": round(card["temperature"], 4)},
+        "generated": card.get("created"),
+        "intended_use": card.get("intended_use"),
+        "data": {
+            "summary": {"images used": card["data"]["n_images"], "test images": test["n"],
+                        "test groups": test["n_groups"]},
+            "splits": {s: card["data"]["by_split"][s]["by_diagnosis"]
+                       for s in ("train", "val", "test")},
+            "notes": [f"Group-disjoint split on {data_cfg.get('group_col')} (seed "
+                      f"{data_cfg.get('split_seed')}); test never used for training, early "
+                      "stopping, temperature, thresholds or the gate.",
+                      "Excluded source repos: "
+                      + ", ".join(data_cfg.get("exclude_source_repos", []))],
+        },
+        "test": test,
+        "baseline": card.get("baseline"),
+        "calibration": {"temperature": card["temperature"], "fit_on": "validation",
+                        "ece_before": uncal.get("ece"), "ece_after": test["metrics"].get("ece"),
+                        "nll_before": uncal.get("nll"), "nll_after": test["metrics"].get("nll")},
+        "plots": plots,
+        "limitations": card.get("limitations"),
+    }
+
+
+def update_report(card: dict[str, Any], bundle: Path) -> bool:
+    """Re-render report.html with the new tables if the old one is reproduced exactly."""
+    path = bundle / "report.html"
+    old = dict(card, metrics=dict(card["metrics"], test={
+        k: v for k, v in card["metrics"]["test"].items() if k != "by_ita"}))
+    if not path.exists() or render_report(report_results(old, bundle)) != path.read_text(
+            encoding="utf-8"):
+        print("report.html: not reproduced exactly from the card; left unchanged")
+        return False
+    results = report_results(card, bundle)
+    results["cross_source"] = card["cross_source"]
+    path.write_text(render_report(results), encoding="utf-8")
+    print(f"rewrote {path} (old report reproduced exactly; tables added)")
+    return True
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -148,6 +207,7 @@ def main() -> None:
     card["cross_source"] = cross_source_section(rows, generated_by=generated_by)
     card["metrics"]["test"]["by_ita"] = by_ita
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+    update_report(card, args.bundle)
     write_manifest(args.bundle)
     print(f"wrote {card_path}")
 
