@@ -99,9 +99,9 @@ def test_slow_headers_are_cut_off(limited: support.Server) -> None:
 def test_inflight_budget_refuses_with_503_and_retry_after(
         limited: support.Server, jpeg: bytes) -> None:
     body, ctype = support.multipart([("image", jpeg, "a.jpg", "image/jpeg")])
-    held = [_hold_upload(limited, 4 * MIB, 1 * MIB) for _ in range(2)]  # 8 MB reserved
+    held = [_hold_upload(limited, 4 * MIB, 4 * MIB - 4096) for _ in range(2)]  # ~8 MB held
     try:
-        time.sleep(0.5)
+        time.sleep(1.0)
         with _hold_upload(limited, 4 * MIB, 0) as third:
             r = support.read_response(third, timeout=10)
         assert r.status == 503
@@ -130,8 +130,22 @@ def test_inflight_budget_refuses_with_503_and_retry_after(
     assert status == 0, "the in-flight budget was not released after the uploads ended"
 
 
+def test_declared_but_unsent_bytes_hold_no_budget(limited: support.Server) -> None:
+    # a client that declares a large body and trickles it must not lock others out
+    idle = [_hold_upload(limited, 4 * MIB, 0) for _ in range(4)]  # 16 MB declared, 0 sent
+    try:
+        time.sleep(0.5)
+        with _hold_upload(limited, 4 * MIB, 0) as big:
+            big.settimeout(1.5)
+            with pytest.raises(TimeoutError):  # admitted: the server waits for its body
+                support.read_response(big, timeout=1.5)
+    finally:
+        for s in idle:
+            s.close()
+
+
 def test_chunked_upload_over_the_budget_is_refused(limited: support.Server) -> None:
-    held = [_hold_upload(limited, 4 * MIB, 2 * MIB) for _ in range(2)]
+    held = [_hold_upload(limited, 4 * MIB, 3 * MIB) for _ in range(2)]  # 6 MB held
     try:
         time.sleep(0.5)
         with _connect(limited) as sock:
@@ -141,7 +155,7 @@ def test_chunked_upload_over_the_budget_is_refused(limited: support.Server) -> N
             }))
             chunk = b"\xff" * (256 * 1024)
             try:
-                for _ in range(16):  # 4 MB: more than the 0.75 MB left for large bodies
+                for _ in range(16):  # 4 MB: more than the 2.75 MB left for large bodies
                     sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
             except OSError:
                 pass  # the server may answer and close before we finish

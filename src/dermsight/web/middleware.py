@@ -105,11 +105,13 @@ class ServerBusy(HTTPException):
 class InflightBudget:
     """Request-body bytes held by all requests together (one event loop: no lock needed).
 
-    A body's declared size (Content-Length) is reserved when its request starts; a chunked body
-    is counted as it arrives; both are released when the request ends (response sent). A body is
-    refused when it would take the total over ``limit``; bodies over ``small_bytes`` may only
-    use ``limit - small_reserve``, so ordinary photos still get through while large uploads fill
-    the budget.
+    ``used`` counts the body bytes requests have actually received and still hold; they are
+    released when the request ends (response sent). A request is refused up front when its
+    declared size (Content-Length) would take ``used`` over its room, and while streaming as soon
+    as ``used`` goes over it (several admitted uploads arriving at once). Counting received bytes,
+    not declared ones, means a client that declares 20 MB and then trickles holds no budget.
+    Bodies over ``small_bytes`` may only fill ``limit - small_reserve``, so ordinary photos still
+    get through while large uploads fill the budget.
     """
 
     def __init__(self, limit: int, small_bytes: int = SMALL_BODY_BYTES,
@@ -165,24 +167,21 @@ class BodyLimitMiddleware:
             busy = ServerBusy(self.retry_after_s)
             await send_busy(send, busy)
             return
-        # a declared body is reserved whole up front; a chunked one is counted as it arrives
-        held = length if budget is not None else 0
-        if budget is not None:
-            budget.used += held
-        seen = 0
+        seen = held = 0
 
         async def counting_receive() -> Message:
             nonlocal seen, held
             message = await receive()
             if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
+                n = len(message.get("body", b""))
+                seen += n
+                if budget is not None and n:
+                    budget.used += n
+                    held += n
                 if seen > self.max_bytes:
                     raise PayloadTooLarge(self.image_limit)
-                if budget is not None and seen > held:
-                    budget.used += seen - held
-                    held = seen
-                    if budget.used > budget.room_for(held):
-                        raise ServerBusy(self.retry_after_s)
+                if budget is not None and n and budget.used > budget.room_for(max(length, seen)):
+                    raise ServerBusy(self.retry_after_s)
             return message
 
         try:

@@ -8,8 +8,9 @@
 * ``DERMSIGHT_MAX_IMAGE_PIXELS`` (25,000,000): largest image (width x height), from the header
   (see ``dermsight.io.decode`` for the other decoding limits).
 * ``DERMSIGHT_UPLOAD_TIMEOUT_S`` (60): the body must arrive within this time (slow uploads).
-* ``DERMSIGHT_MAX_INFLIGHT_MB`` (256): request bodies held in memory by all requests together,
-  in MiB; a request that would go over it gets a 503 with ``Retry-After`` (the last
+* ``DERMSIGHT_MAX_INFLIGHT_MB`` (256): request-body bytes received and held in memory by all
+  requests together, in MiB; a request that would go over it (by its Content-Length, or while
+  its body streams in) gets a 503 with ``Retry-After`` (the last
   ``small_reserve()`` of it, 32 MiB, is kept for bodies up to ``SMALL_BODY_BYTES``, 1 MiB).
 * ``DERMSIGHT_MAX_CONNECTIONS`` (100): open connections + running requests; beyond it the server
   answers 503 (uvicorn ``limit_concurrency``).
