@@ -80,8 +80,17 @@ DEFAULT_GATE: dict[str, float] = {
 }
 
 
+def quality_thresholds(cfg: dict[str, Any]) -> dict[str, float]:
+    """The quality thresholds in force: the card's ``gate.quality`` (what finalize writes and the
+    Model page shows) over the defaults; top-level keys of older cards are still honoured."""
+    nested = cfg.get("quality") if isinstance(cfg.get("quality"), dict) else {}
+    legacy = {k: v for k, v in cfg.items() if k in DEFAULT_GATE}
+    return {**DEFAULT_GATE, **legacy,
+            **{k: float(v) for k, v in nested.items() if k in DEFAULT_GATE}}
+
+
 def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
-    c = {**DEFAULT_GATE, **{k: v for k, v in cfg.items() if k in DEFAULT_GATE}}
+    c = quality_thresholds(cfg)
     flags: list[Flag] = []
     if stats.min_side < c["min_side"]:
         flags.append(Flag("too_small", f"image is only {stats.min_side} px on its short side; "

@@ -1,0 +1,66 @@
+"""The image-quality half of the "cannot assess" gate: each check on images made to fail it, a
+real dermoscopic image that passes, and the card's ``gate.quality`` thresholds actually in force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dermsight.gate import DEFAULT_GATE, quality_flags, quality_stats, quality_thresholds
+from dermsight.io.decode import decode_image
+
+
+def _codes(image: np.ndarray, cfg: dict[str, object] | None = None) -> set[str]:
+    return {f.code for f in quality_flags(quality_stats(image), cfg or {})}
+
+
+@pytest.fixture(scope="module")
+def lesion(data_dir: Path, sample_ids: list[str]) -> np.ndarray:
+    return decode_image(data_dir / "images" / f"{sample_ids[0]}.jpg")
+
+
+def test_a_real_dermoscopic_image_passes(lesion: np.ndarray) -> None:
+    assert _codes(lesion) == set()
+
+
+def test_each_check_fires_on_the_image_made_to_fail_it(lesion: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    assert "too_small" in _codes(lesion[:40, :40])
+    assert "blank" in _codes(np.full((200, 200, 3), 128, np.uint8))
+    assert "too_dark" in _codes((lesion // 12).astype(np.uint8))
+    bright = np.clip(lesion.astype(int) + 200, 0, 255).astype(np.uint8)
+    assert "overexposed" in _codes(bright)
+    noise = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    assert "noise" in _codes(noise)
+    from PIL import Image, ImageFilter
+
+    blurred = np.asarray(Image.fromarray(lesion).filter(ImageFilter.GaussianBlur(12)))
+    assert "blurred" in _codes(blurred)
+
+
+def test_the_cards_quality_thresholds_are_the_ones_in_force(lesion: np.ndarray) -> None:
+    # what finalize writes: gate.quality = {...}; raising min_side above the image must flag it
+    cfg = {"quality": {**DEFAULT_GATE, "min_side": lesion.shape[0] + 1}}
+    assert quality_thresholds(cfg)["min_side"] == lesion.shape[0] + 1
+    assert "too_small" in _codes(lesion, cfg)
+    # older cards kept them at the top level: still honoured; the nested section wins
+    assert quality_thresholds({"dark_mean": 99.0})["dark_mean"] == 99.0
+    both = {"dark_mean": 99.0, "quality": {"dark_mean": 5.0}}
+    assert quality_thresholds(both)["dark_mean"] == 5.0
+    assert quality_thresholds({}) == DEFAULT_GATE
+
+
+def test_editing_the_cards_quality_section_changes_what_the_facade_does(
+        lesion: np.ndarray) -> None:
+    from dermsight import Dermsight
+
+    model = Dermsight.load()
+    assert "too_small" not in {f.code for f in model.predict(lesion, heatmap=False).flags}
+    model.card.gate = {**model.card.gate,
+                       "quality": {**model.card.gate.get("quality", {}),
+                                   "min_side": lesion.shape[0] + 1}}
+    result = model.predict(lesion, heatmap=False)
+    assert "too_small" in {f.code for f in result.flags}
+    assert result.risk == "cannot_assess"
