@@ -78,7 +78,8 @@ def jpeg_with_size(jpeg: bytes, width: int, height: int) -> bytes:
         marker = jpeg[i + 1]
         (seg,) = struct.unpack(">H", jpeg[i + 2 : i + 4])
         if marker in (0xC0, 0xC1, 0xC2):
-            return jpeg[: i + 5] + struct.pack(">HH", height, width) + jpeg[i + 9 :]
+            return jpeg[: i + 5] + struct.pack(">HH", height & 0xFFFF, width & 0xFFFF) \
+                + jpeg[i + 9 :]
         i += 2 + seg
     raise ValueError("no SOF marker")
 

@@ -289,3 +289,15 @@ def test_dicom_multiframe_gives_the_first_frame_only() -> None:
     frames = np.stack([np.full((16, 20, 3), v, np.uint8) for v in (30, 200)])
     native = h.dicom(h.image_elements(16, 20, frames=b"2"), frames.tobytes())
     assert np.array_equal(decode_image(native), frames[0])
+
+
+def test_decode_cost_tells_heavy_uploads_from_ordinary_ones(sample_image: Path,
+                                                            big_jpeg: bytes) -> None:
+    from dermsight.io.decode import HEAVY_DECODE_BYTES, decode_cost
+
+    ordinary = sample_image.read_bytes()
+    assert 0 < decode_cost(ordinary) < HEAVY_DECODE_BYTES
+    assert decode_cost(h.png(4900, 4900, colour=2)) > HEAVY_DECODE_BYTES
+    assert 0 < decode_cost(big_jpeg) < HEAVY_DECODE_BYTES  # 6 MP JPEG: decoded at 1/2 scale
+    for refused in (h.png_strip(), h.solid_webp(7000), b"not an image", h.tiff_tiled_bomb()):
+        assert decode_cost(refused) == 0  # refused from the header: the decode fails fast

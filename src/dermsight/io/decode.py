@@ -49,6 +49,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DecodeLimits",
     "check_dimensions",
+    "decode_cost",
     "decode_image",
     "header_size",
     "sniff",
@@ -242,6 +243,32 @@ def decode_image(
     return _decode_raster(data, kind, limits, name)
 
 
+#: Decodes estimated above this are "heavy": a server runs them one at a time, apart from its
+#: ordinary workers, so that large uploads cannot hold every worker (see ``decode_cost``).
+HEAVY_DECODE_BYTES = 32 * MIB
+
+
+def decode_cost(data: bytes, limits: DecodeLimits | None = None) -> int:
+    """Header-only estimate of the bytes decoding ``data`` will need: 0 when the header is
+    refused or unreadable (the decode itself then fails in a few microseconds). DICOM, whose
+    header is not parsed here, counts 8 bytes per byte of file."""
+    limits = limits or DecodeLimits()
+    kind = sniff(data)
+    if kind == "DICOM":
+        return min(limits.max_decode_bytes, 8 * len(data))
+    if kind not in ALLOWED_FORMATS or len(data) > limits.max_bytes:
+        return 0
+    frame = jpeg_frame(data) if kind == "JPEG" else None
+    size = (frame.width, frame.height) if frame is not None else header_size(data, kind)
+    small = size is not None and 0 < size[0] * size[1] <= 500_000
+    if small and (frame is None or frame.scans <= MAX_JPEG_SCANS):
+        return size[0] * size[1] * 32 if size is not None else 0  # no need to ask Pillow
+    try:
+        return _open_checked(data, kind, limits).cost
+    except ImageDecodeError:
+        return 0
+
+
 def verify_image(
     source: bytes | bytearray | memoryview | str | os.PathLike[str],
     limits: DecodeLimits | None = None,
@@ -281,7 +308,7 @@ def _open_checked(
     (``scale``: at least this reduction; default: down to ``limits.work_pixels``)."""
     label = ALLOWED_FORMATS[kind]
     frame = jpeg_frame(data) if kind == "JPEG" else None
-    peek = header_size(data, kind)
+    peek = (frame.width, frame.height) if frame is not None else header_size(data, kind)
     if peek is not None:
         check_dimensions(*peek, limits, label)
     if frame is not None and frame.scans > MAX_JPEG_SCANS:

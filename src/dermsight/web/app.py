@@ -47,7 +47,13 @@ from starlette.types import Scope
 
 from dermsight import __version__, taxonomy
 from dermsight import heatmap as hm
-from dermsight.io.decode import ALLOWED_FORMATS, DecodeLimits, sniff
+from dermsight.io.decode import (
+    ALLOWED_FORMATS,
+    HEAVY_DECODE_BYTES,
+    DecodeLimits,
+    decode_cost,
+    sniff,
+)
 from dermsight.io.errors import ImageDecodeError
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
@@ -232,8 +238,17 @@ def create_app(
             limiter_box.append(anyio.CapacityLimiter(settings.workers))
         return limiter_box[0]
 
-    async def in_thread(fn: Callable[[], Any]) -> Any:
-        return await anyio.to_thread.run_sync(fn, limiter=limiter())
+    heavy_box: list[anyio.CapacityLimiter] = []
+
+    def heavy_limiter() -> anyio.CapacityLimiter:
+        """Large decodes (``io.decode.decode_cost``) run one at a time, beside the workers,
+        so that big uploads can never hold every worker."""
+        if not heavy_box:
+            heavy_box.append(anyio.CapacityLimiter(1))
+        return heavy_box[0]
+
+    async def in_thread(fn: Callable[[], Any], heavy: bool = False) -> Any:
+        return await anyio.to_thread.run_sync(fn, limiter=heavy_limiter() if heavy else limiter())
 
     # -- errors ---------------------------------------------------------------------------
 
@@ -313,8 +328,11 @@ def create_app(
             raise UploadError(422, str(exc)) from exc
         data = form.image
         kind = sniff(data)
+        heavy = await anyio.to_thread.run_sync(decode_cost, data, model.limits) > \
+            HEAVY_DECODE_BYTES
         try:
-            body = await in_thread(partial(run_prediction, model, data, kind, meta, heatmap, tta))
+            body = await in_thread(partial(run_prediction, model, data, kind, meta, heatmap, tta),
+                                   heavy)
         except ImageDecodeError as exc:
             status = 422 if (kind in ALLOWED_FORMATS or kind == "DICOM") else 415
             raise UploadError(status, exc.reason) from exc
