@@ -252,9 +252,11 @@ def _rss_sampler(pid: int, stop: threading.Event, peak: list[int]) -> None:
 
 
 def hostile_load(server: support.Server, jpeg: bytes, uploads: int = 20,
-                 size: int = 19 * MIB, hold_s: float = 8.0) -> dict[str, float]:
+                 size: int = 19 * MIB, hold_s: float = 8.0,
+                 slowloris: int = 20) -> dict[str, float]:
     """``uploads`` connections each declare and send ``size`` bytes but the last KB, then hold
-    for ``hold_s``; meanwhile one client times ordinary predict requests. Returns the numbers."""
+    for ``hold_s``, and ``slowloris`` more connections send half a request head and stall;
+    meanwhile one client times ordinary predict requests. Returns the numbers."""
     proc = psutil.Process(server.proc.pid)
     rss0 = proc.memory_info().rss
     stop, peak = threading.Event(), [rss0]
@@ -282,6 +284,11 @@ def hostile_load(server: support.Server, jpeg: bytes, uploads: int = 20,
 
     body, ctype = support.multipart([("image", jpeg, "a.jpg", "image/jpeg"),
                                      ("age", b"55", None, None)])
+    stalled = []
+    for _ in range(slowloris):
+        s = _connect(server)
+        s.sendall(b"POST /api/v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+        stalled.append(s)
     threads = [threading.Thread(target=attacker) for _ in range(uploads)]
     for t in threads:
         t.start()
@@ -297,17 +304,18 @@ def hostile_load(server: support.Server, jpeg: bytes, uploads: int = 20,
             time.sleep(0.05)
     for t in threads:
         t.join(timeout=30)
-    for s in socks:
+    for s in socks + stalled:
         s.close()
     time.sleep(0.5)
     stop.set()
     sampler.join()
+    slowest_at = times.index(max(times))  # which request (0 = the first, as the attack starts)
     times.sort()
     return {
         "rss_start_mb": rss0 / MIB, "rss_peak_mb": peak[0] / MIB,
         "requests": len(times), "ok": statuses.count(200),
         "p50_ms": statistics.median(times), "p90_ms": times[int(0.9 * (len(times) - 1))],
-        "max_ms": times[-1], "attackers_cut": refused[0],
+        "max_ms": times[-1], "slowest_request_no": slowest_at, "attackers_cut": refused[0],
     }
 
 
