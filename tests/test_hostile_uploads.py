@@ -297,6 +297,31 @@ def test_fuzz_long(http: httpx.Client, real_jpegs: dict[str, bytes], fmt: str) -
     run()
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's notes on malformed headers
+def test_decode_image_in_process_raises_only_image_decode_error(
+        real_jpegs: dict[str, bytes]) -> None:
+    """The same corpus straight into ``decode_image`` (what CLI and batch call): any failure is
+    an ``ImageDecodeError`` with a one-line reason, never another exception type."""
+    from dermsight.io.decode import decode_image
+    from dermsight.io.errors import ImageDecodeError
+
+    everything = (png_files() | jpeg_files() | webp_files() | tiff_files() | bmp_files()
+                  | GIFS | dicom_files())
+
+    @settings(FUZZ, max_examples=200)
+    @given(data=everything)
+    def run(data: bytes) -> None:
+        try:
+            out = decode_image(data)
+        except ImageDecodeError as exc:
+            assert exc.reason and "\n" not in exc.reason
+            return
+        assert out.dtype.name == "uint8" and out.ndim == 3 and out.shape[2] == 3
+        assert out.shape[0] * out.shape[1] <= 2_000_000
+
+    run()
+
+
 def test_zz_fuzz_left_no_phi_and_no_traceback_in_the_server_log(api: support.Server) -> None:
     """Runs after the fuzz tests of this module (pytest keeps file order)."""
     assert len(PLANTED) >= 100, "the DICOM fuzz tests did not run"

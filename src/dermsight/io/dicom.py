@@ -302,6 +302,8 @@ def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:
         raise ImageDecodeError("corrupt DICOM pixel data: it cannot be read") from exc
     if syntax in _JPEG_SYNTAXES:
         rgb = _jpeg_frame_pixels(bytes(raw), frames, rows, cols, limits)
+        if (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "MONOCHROME1":
+            rgb = 255 - rgb
     elif syntax in _NATIVE_SYNTAXES:
         need = rows * cols * spp * max(bits, 8) // 8 if bits != 1 else -(-rows * cols // 8)
         if len(raw) < need:
