@@ -402,7 +402,7 @@ def test_limit_settings_are_read_and_checked() -> None:
         64 * MIB, 7, 2.5, True)
     for env, needle in [({"DERMSIGHT_ALLOW_TTA": "maybe"}, "true or false"),
                         ({"DERMSIGHT_MAX_INFLIGHT_MB": "20"}, "too small"),
-                        ({"DERMSIGHT_MAX_CONNECTIONS": "0"}, "at least 1"),
+                        ({"DERMSIGHT_MAX_CONNECTIONS": "1"}, "at least 2"),
                         ({"DERMSIGHT_HEADER_TIMEOUT_S": "-1"}, "positive")]:
         with pytest.raises(SettingsError, match=needle):
             Settings.from_env(env)

@@ -12,8 +12,8 @@
   requests together, in MiB; a request that would go over it (by its Content-Length, or while
   its body streams in) gets a 503 with ``Retry-After`` (the last
   ``small_reserve()`` of it, 32 MiB, is kept for bodies up to ``SMALL_BODY_BYTES``, 1 MiB).
-* ``DERMSIGHT_MAX_CONNECTIONS`` (100): open connections + running requests; beyond it the server
-  answers 503 (uvicorn ``limit_concurrency``).
+* ``DERMSIGHT_MAX_CONNECTIONS`` (100, at least 2): open connections (the new one included) or
+  running requests; at the limit the server answers 503 (uvicorn ``limit_concurrency``).
 * ``DERMSIGHT_HEADER_TIMEOUT_S`` (10): a client must send a request's complete headers within this
   time, else the connection is closed (slowloris guard).
 * ``DERMSIGHT_ALLOW_TTA`` (false): allow ``?tta=true`` (8x the compute per request); when off,
@@ -145,7 +145,7 @@ class Settings:
             static_dir=Path(static) if static else STATIC_DIR,
             log_level=(env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info").lower(),
             max_inflight_bytes=int(_float(env, "DERMSIGHT_MAX_INFLIGHT_MB", 256.0) * MIB),
-            max_connections=_int(env, "DERMSIGHT_MAX_CONNECTIONS", 100),
+            max_connections=_int(env, "DERMSIGHT_MAX_CONNECTIONS", 100, minimum=2),
             header_timeout_s=_float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
             allow_tta=_bool(env, "DERMSIGHT_ALLOW_TTA", False),
         )
