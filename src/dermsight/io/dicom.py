@@ -1,12 +1,21 @@
 """DICOM dermoscopy images (as the SIIM-ISIC 2020 challenge distributes them) -> ``LesionRecord``.
 
-* Pixel data: JPEG baseline (encapsulated, decoded by pydicom's Pillow plugin) or uncompressed
-  (explicit/implicit VR little endian). Photometric interpretation YBR_FULL(_422) is converted to
-  RGB by pydicom; monochrome images are repeated to three channels.
+* Pixel data: JPEG baseline/extended (encapsulated; the first frame is decoded by dermsight's own
+  bounded decoder, ``decode.decode_image``, after its SOF size is checked against Rows/Columns),
+  or uncompressed (explicit/implicit VR little endian, explicit big endian; first frame only,
+  by pydicom). Other transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
+  Monochrome images are repeated to three channels (MONOCHROME1 inverted).
+* Deflated Explicit VR Little Endian: inflated here, at most the upload cap (``max_bytes``),
+  before pydicom sees it (a 2 MB file can otherwise inflate to gigabytes).
+* Sizes come from the header (Rows, Columns, SamplesPerPixel, BitsAllocated) and pass the same
+  pixel / aspect / memory limits as any image *before* decoding.
+* Nothing read from a file reaches a log or an error message: every pydicom failure becomes an
+  ``ImageDecodeError`` with a generic reason (a tag is named, its value never), unreadable
+  metadata tags count as absent, and pydicom's logger and warnings are silenced (they quote
+  values, e.g. patient names).
 * Metadata: ``PatientAge`` ("045Y"), ``PatientSex`` ("M"/"F"), the anatomic site from
   ``BodyPartExamined`` (SIIM-ISIC writes e.g. "TORSO", "LOWER EXTREMITY", "HEAD/NECK") or the
   ``AnatomicRegionSequence`` code meaning; ``PatientID`` becomes the record's group.
-* The pixel count is checked from the header (Rows x Columns x frames) *before* decoding.
 
 ``write_dicom`` writes a SIIM-ISIC-like file; tests use it to make fixtures from real images.
 """
