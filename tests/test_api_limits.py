@@ -86,6 +86,12 @@ def test_slow_headers_are_cut_off(limited: support.Server) -> None:
         t0 = time.monotonic()
         assert sock.recv(1) == b""
         assert time.monotonic() - t0 <= 5.0
+    # on a kept-alive connection, the next request's headers get the same deadline
+    with _connect(limited) as sock:
+        sock.sendall(support.request_head("GET", "/api/v1/health", limited.port, {}))
+        assert support.read_response(sock, timeout=10).status == 200
+        took = _closed_after(sock, payload, step_s=0.2, limit_s=15)
+    assert 1.8 <= took <= 5.0, f"second request's slow headers cut after {took:.1f} s"
     # a client that is merely slow, but finishes its headers in time, is served
     with _connect(limited) as sock:
         head = support.request_head("GET", "/api/v1/health", limited.port, {})
