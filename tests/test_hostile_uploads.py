@@ -338,11 +338,12 @@ def test_zz_fuzz_left_no_phi_and_no_traceback_in_the_server_log(api: support.Ser
 # --- peak RSS under the worst single uploads ---------------------------------------------------
 
 
-def _vm_hwm_mb(pid: int) -> float:
+def _vm_hwm_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process, in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024.0
-    raise AssertionError("no VmHWM in /proc/PID/status")
+    raise AssertionError(f"no {field} in /proc/PID/status")
 
 
 @pytest.fixture(scope="module")
@@ -413,3 +414,4 @@ def test_worst_single_uploads_keep_peak_rss_under_600_mb(
                                                        "image/jpeg")})
         assert r.status_code == 200 and r.json()["prediction"]
     assert "Traceback" not in rss_server.log()
+    print(f"server RSS afterwards {_vm_hwm_mb(rss_server.proc.pid, 'VmRSS'):.0f} MB")
