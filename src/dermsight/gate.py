@@ -83,7 +83,8 @@ DEFAULT_GATE: dict[str, float] = {
 def quality_thresholds(cfg: dict[str, Any]) -> dict[str, float]:
     """The quality thresholds in force: the card's ``gate.quality`` (what finalize writes and the
     Model page shows) over the defaults; top-level keys of older cards are still honoured."""
-    nested = cfg.get("quality") if isinstance(cfg.get("quality"), dict) else {}
+    raw = cfg.get("quality")
+    nested: dict[str, Any] = raw if isinstance(raw, dict) else {}
     legacy = {k: v for k, v in cfg.items() if k in DEFAULT_GATE}
     return {**DEFAULT_GATE, **legacy,
             **{k: float(v) for k, v in nested.items() if k in DEFAULT_GATE}}

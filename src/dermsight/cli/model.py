@@ -33,8 +33,7 @@ def train(
 ) -> None:
     """Train a model, then calibrate, evaluate on the held-out test split and export a bundle."""
     _need_train_extra()
-    from dermsight.train.config import load_config
-    from dermsight.train.network import ConfigError
+    from dermsight.train.config import ConfigError, load_config
     from dermsight.train.pipeline import run
 
     if stage not in ("all", "train", "finalize"):
@@ -61,8 +60,7 @@ def export(
 ) -> None:
     """(Re-)export a trained run as a bundle: ONNX + parity check, calibration, test evaluation."""
     _need_train_extra()
-    from dermsight.train.config import load_config
-    from dermsight.train.network import ConfigError
+    from dermsight.train.config import ConfigError, load_config
     from dermsight.train.pipeline import run
 
     if not (run_dir / "best.pt").exists() or not (run_dir / "config.json").exists():

@@ -10,7 +10,9 @@ from typing import Any
 
 import yaml
 
-from dermsight.train.network import ConfigError
+
+class ConfigError(ValueError):
+    """A bad training/model configuration (unknown backbone, bad key, missing file)."""
 
 
 @dataclass

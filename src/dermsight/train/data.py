@@ -27,8 +27,7 @@ from dermsight.preprocess import (
     preprocess,
 )
 from dermsight.records import Metadata
-from dermsight.train.config import DataConfig
-from dermsight.train.network import ConfigError
+from dermsight.train.config import ConfigError, DataConfig
 
 SPLITS = ("train", "val", "test")
 #: rows of a held-out source (leave-one-source-out): never trained, tuned or tested on

