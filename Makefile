@@ -13,7 +13,7 @@ TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 PYTEST_ARGS ?=
 
 .PHONY: serve test check setup-core setup-all setup-py system-deps frontend check-frontend lint \
-        lint-py train bench bench-model bench-api bench-batch clean
+        lint-py test-frontend train bench bench-model bench-api bench-batch clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,10 @@ setup-py: $(BIN)/python
 frontend:
 	cd frontend && npm install --no-audit --no-fund --loglevel=error && npm run build
 
+# the front end's own unit tests (vitest), run by make test
+test-frontend: frontend
+	cd frontend && npm test
+
 # CI rebuilds the UI and checks that the committed build (what the package serves) matches.
 check-frontend: frontend
 	@if [ -n "$$(git status --porcelain -- src/dermsight/web/static)" ]; then \
@@ -59,7 +63,7 @@ lint-py:
 check: setup-py lint-py
 	$(BIN)/pytest -q -x -m "not slow and not browser and not spark" $(PYTEST_ARGS)
 
-test: setup-all check-frontend lint
+test: setup-all check-frontend test-frontend lint
 	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/pytest $(PYTEST_ARGS)
 
 # Reproduce the shipped default model (see README / model card), then copy it into the package.
