@@ -27,7 +27,7 @@ def _kind(mode: int) -> str:
     for test, name in _KINDS:
         if test(mode):
             return name
-    return "not a regular file"
+    return "a special file"
 
 
 def not_regular_reason(path: str | os.PathLike[str]) -> str | None:
@@ -41,7 +41,7 @@ def not_regular_reason(path: str | os.PathLike[str]) -> str | None:
         return f"cannot read {p.name}: {exc.strerror or exc}"
     if stat.S_ISREG(mode):
         return None
-    return f"{p.name} is {_kind(mode)}, not an image file"
+    return f"{p.name} is {_kind(mode)}, not a regular file"
 
 
 def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
@@ -63,7 +63,7 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         if stat.S_ISDIR(st.st_mode):
             raise ImageDecodeError(f"{p} is a folder, not an image")
         if not stat.S_ISREG(st.st_mode):
-            raise ImageDecodeError(f"{p.name} is {_kind(st.st_mode)}, not an image file")
+            raise ImageDecodeError(f"{p.name} is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > max_bytes:
             raise ImageDecodeError(
                 f"file too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.0f} MB)"
