@@ -301,3 +301,14 @@ def test_decode_cost_tells_heavy_uploads_from_ordinary_ones(sample_image: Path,
     assert 0 < decode_cost(big_jpeg) < HEAVY_DECODE_BYTES  # 6 MP JPEG: decoded at 1/2 scale
     for refused in (h.png_strip(), h.solid_webp(7000), b"not an image", h.tiff_tiled_bomb()):
         assert decode_cost(refused) == 0  # refused from the header: the decode fails fast
+
+
+def test_bad_limit_in_the_environment_warns_and_keeps_the_default(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from dermsight.io.budget import env_number
+
+    monkeypatch.setenv("DERMSIGHT_MAX_DECODE_MB", "lots")
+    with pytest.warns(UserWarning, match="DERMSIGHT_MAX_DECODE_MB='lots' is not a positive"):
+        assert env_number("DERMSIGHT_MAX_DECODE_MB", 128) == 128
+    monkeypatch.setenv("DERMSIGHT_MAX_DECODE_MB", "64")
+    assert env_number("DERMSIGHT_MAX_DECODE_MB", 128) == 64

@@ -15,11 +15,31 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 MIB = 1024 * 1024
-DEFAULT_DECODE_MEMORY = int(float(os.environ.get("DERMSIGHT_DECODE_MEMORY_MB", 256)) * MIB)
+
+
+def env_number(name: str, default: float) -> float:
+    """A positive number from the environment; a bad value warns (one line) and gives
+    ``default`` (a library import must not fail with a traceback over it)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+        if not value > 0:
+            raise ValueError(raw)
+    except ValueError:
+        warnings.warn(f"{name}={raw[:40]!r} is not a positive number: using {default:g}",
+                      stacklevel=2)
+        return default
+    return value
+
+
+DEFAULT_DECODE_MEMORY = int(env_number("DERMSIGHT_DECODE_MEMORY_MB", 256) * MIB)
 
 
 class DecodeBudget:

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from dermsight.io.budget import decode_budget
+from dermsight.io.budget import decode_budget, env_number
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
@@ -62,10 +62,10 @@ MIB = 1024 * 1024
 MAX_PIXELS_BUILTIN = 25_000_000  # 6000 x 4000 dermatoscope cameras fit
 MAX_DECODE_BYTES_BUILTIN = 128 * MIB
 
-DEFAULT_MAX_BYTES = int(os.environ.get("DERMSIGHT_MAX_IMAGE_BYTES", 20 * 1024 * 1024))
-DEFAULT_MAX_PIXELS = int(os.environ.get("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN))
+DEFAULT_MAX_BYTES = int(env_number("DERMSIGHT_MAX_IMAGE_BYTES", 20 * 1024 * 1024))
+DEFAULT_MAX_PIXELS = int(env_number("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN))
 DEFAULT_MAX_DECODE_BYTES = int(
-    float(os.environ.get("DERMSIGHT_MAX_DECODE_MB", MAX_DECODE_BYTES_BUILTIN / MIB)) * MIB
+    env_number("DERMSIGHT_MAX_DECODE_MB", MAX_DECODE_BYTES_BUILTIN / MIB) * MIB
 )
 #: Longest side / shortest side: dermoscopy is about square; a 1 x 49,000,000 strip is an attack.
 DEFAULT_MAX_ASPECT = 10.0
