@@ -47,11 +47,24 @@ def train(
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if bundle is not None and (out / "bundle").exists():
-        import shutil
-
-        shutil.copytree(out / "bundle", bundle, dirs_exist_ok=True)
+        copy_bundle(out / "bundle", bundle)
         typer.echo(f"bundle copied to {bundle}")
     typer.echo(f"done: {summary}")
+
+
+def copy_bundle(src: Path, dst: Path) -> None:
+    """Put the bundle ``src`` at ``dst``, replacing a bundle already there as a whole (files of
+    the old one left beside the new would break its integrity manifest). A folder that is not a
+    bundle is never overwritten."""
+    import shutil
+
+    from dermsight.bundle import CARD_FILE
+
+    if dst.exists():
+        if not dst.is_dir() or (any(dst.iterdir()) and not (dst / CARD_FILE).is_file()):
+            raise UserError(f"{dst} exists and is not a model bundle: refusing to overwrite it")
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
 
 
 def export(
@@ -71,9 +84,7 @@ def export(
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if out is not None:
-        import shutil
-
-        shutil.copytree(run_dir / "bundle", out, dirs_exist_ok=True)
+        copy_bundle(run_dir / "bundle", out)
     typer.echo(f"bundle: {out or run_dir / 'bundle'}  {summary}")
 
 
