@@ -1,7 +1,8 @@
-"""One small concurrency helper shared by readers, data summary and batch scoring."""
+"""Small concurrency helpers shared by readers, data summary, batch scoring and the web app."""
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -9,6 +10,16 @@ from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def default_workers(most: int | None = None) -> int:
+    """Worker threads: one per core this process may run on (its CPU affinity, else the CPU
+    count), at least 1 and at most ``most`` when given."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        n = os.cpu_count() or 1
+    return max(1, n if most is None else min(most, n))
 
 
 def ordered_map(

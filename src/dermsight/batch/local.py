@@ -33,14 +33,7 @@ from dermsight.batch.score import (
 from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
-
-
-def default_workers() -> int:
-    """Scoring threads: one per core the process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+from dermsight.parallel import default_workers
 
 
 def pending_rows(source: Source, done: set[tuple[str, str]],

@@ -20,7 +20,7 @@
   such a request is refused with a 403.
 * ``DERMSIGHT_ORT_THREADS`` (1): ONNX Runtime intra-op threads per inference.
 * ``DERMSIGHT_BLAS_THREADS`` (1): numpy BLAS threads (the OOD gate's matmul).
-* ``DERMSIGHT_WORKERS`` (CPU count, max 8): inferences running at the same time.
+* ``DERMSIGHT_WORKERS`` (cores the process may use, max 8): inferences running at the same time.
 * ``DERMSIGHT_STATIC_DIR`` (``dermsight/web/static``): built front-end served at ``/``.
 * ``DERMSIGHT_LOG_LEVEL`` (info): level of the ``dermsight.web`` logger.
 """
@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dermsight.io.decode import MAX_PIXELS_BUILTIN
+from dermsight.parallel import default_workers
 
 MIB = 1024 * 1024
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -88,8 +89,8 @@ def small_reserve(max_inflight_bytes: int) -> int:
     return min(32 * MIB, max_inflight_bytes // 8)
 
 
-def default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
+#: the default ``DERMSIGHT_WORKERS``: one per core the process may use, at most this many
+MAX_DEFAULT_WORKERS = 8
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class Settings:
     upload_timeout_s: float = 60.0
     ort_threads: int = 1
     blas_threads: int = 1
-    workers: int = field(default_factory=default_workers)
+    workers: int = field(default_factory=lambda: default_workers(MAX_DEFAULT_WORKERS))
     static_dir: Path = STATIC_DIR
     log_level: str = "info"
     #: the longest accepted text form field (age / sex / site) in bytes
@@ -141,7 +142,7 @@ class Settings:
             upload_timeout_s=_float(env, "DERMSIGHT_UPLOAD_TIMEOUT_S", 60.0),
             ort_threads=_int(env, "DERMSIGHT_ORT_THREADS", 1),
             blas_threads=_int(env, "DERMSIGHT_BLAS_THREADS", 1),
-            workers=_int(env, "DERMSIGHT_WORKERS", default_workers()),
+            workers=_int(env, "DERMSIGHT_WORKERS", default_workers(MAX_DEFAULT_WORKERS)),
             static_dir=Path(static) if static else STATIC_DIR,
             log_level=(env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info").lower(),
             max_inflight_bytes=int(_float(env, "DERMSIGHT_MAX_INFLIGHT_MB", 256.0) * MIB),
