@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -457,15 +456,13 @@ def score_rows(
                                         storage_options=storage_options))
         return
     if parallel == "batches":
-        inflight: deque[Future[list[dict[str, Any]]]] = deque()
+        def batch(chunk: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+            return score_batch(model, chunk, tta=tta, heatmaps=writer,
+                               storage_options=storage_options)
+
         window = max(2, prefetch // batch_size)
-        for chunk in _batched(rows, batch_size):
-            inflight.append(executor.submit(score_batch, model, chunk, tta=tta, heatmaps=writer,
-                                            storage_options=storage_options))
-            if len(inflight) >= window:
-                yield from done(inflight.popleft().result())
-        while inflight:
-            yield from done(inflight.popleft().result())
+        for out in ordered_map(batch, _batched(rows, batch_size), window, executor=executor):
+            yield from done(out)
         return
 
     keep = writer is not None
