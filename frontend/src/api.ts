@@ -12,11 +12,23 @@ export interface Flag {
   blocking?: boolean
 }
 
-export interface PredictResponse {
-  probabilities: Record<string, number>
+/** What the model computed for an image the gate refused: not a valid result, never shown as one. */
+export interface Unreliable {
+  note?: string
+  probabilities?: Record<string, number>
   prediction?: string
   prediction_name?: string
   malignant_probability?: number
+}
+
+export interface PredictResponse {
+  /** Absent when risk is "cannot_assess" (then only under `unreliable`). */
+  probabilities?: Record<string, number>
+  prediction?: string
+  prediction_name?: string
+  decision_rule?: string
+  malignant_probability?: number
+  unreliable?: Unreliable | null
   risk: Risk | string
   flags?: Flag[]
   ood_score?: number | null

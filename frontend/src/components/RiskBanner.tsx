@@ -30,6 +30,8 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
   const cannot = risk === 'cannot_assess'
   const blocking = flags.filter((f) => f.blocking !== false)
   const shownFlags = cannot ? (blocking.length ? blocking : flags) : []
+  // non-blocking warnings (e.g. not a dermoscopic image: accuracy unknown) go with a valid result
+  const warnings = cannot ? [] : flags.filter((f) => f.blocking === false)
   return (
     <div
       className={`risk-banner risk-${known ? risk : 'unknown'}`}
@@ -46,6 +48,15 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
           <p className="risk-pred">
             Most likely class: <strong>{predictionName}</strong>
           </p>
+        )}
+        {warnings.length > 0 && (
+          <ul className="risk-warnings" data-testid="risk-warnings">
+            {warnings.map((f) => (
+              <li key={f.code} data-code={f.code}>
+                {capitalize(f.message)}
+              </li>
+            ))}
+          </ul>
         )}
         {cannot && (
           <>

@@ -11,6 +11,7 @@ import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, 
 import { BodyMap } from '../components/BodyMap.tsx'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconCamera, IconDoctor, IconPrinter, IconUpload } from '../components/Icons.tsx'
+import { NaturalFrequency } from '../components/NaturalFrequency.tsx'
 import { ProbBars } from '../components/ProbBars.tsx'
 import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
@@ -373,12 +374,18 @@ function ResultView({
   const [showDetails, setShowDetails] = useState(false)
   const detailsId = useId()
   const flags = Array.isArray(res.flags) ? res.flags : []
-  const probs = res.probabilities && typeof res.probabilities === 'object' ? res.probabilities : {}
+  // A "cannot assess" result has no valid class, probabilities, heatmap or tier: none is shown.
+  const cannot = res.risk === 'cannot_assess'
+  const probs = !cannot && res.probabilities && typeof res.probabilities === 'object' ? res.probabilities : {}
   const byCode = new Map(classes.map((c) => [c.code, c]))
-  const predictionName = res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
+  const predictionName = cannot
+    ? undefined
+    : res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
   const thresholds = cardThresholds(card)
   const gate = card && typeof card.gate === 'object' && card.gate !== null ? (card.gate as Record<string, unknown>) : null
-  const oodThreshold = typeof gate?.ood_threshold === 'number' ? gate.ood_threshold : null
+  // gate v2 scores with its own head (v2_threshold); gate v1 with the kNN score (ood_threshold)
+  const oodThreshold =
+    typeof gate?.v2_threshold === 'number' ? gate.v2_threshold : typeof gate?.ood_threshold === 'number' ? gate.ood_threshold : null
   const advice = PATIENT_ADVICE[res.risk] ?? PATIENT_ADVICE.cannot_assess
   const patient = audience === 'patient'
   const modelName = [res.model?.name, res.model?.version].filter(Boolean).join(' ')
@@ -425,9 +432,11 @@ function ResultView({
         </div>
       )}
 
+      {patient && !cannot && <NaturalFrequency card={card} risk={res.risk} />}
+
       {!patient && (
         <dl className="key-numbers" data-testid="clinician-numbers">
-          {typeof res.malignant_probability === 'number' && (
+          {!cannot && typeof res.malignant_probability === 'number' && (
             <div>
               <dt>Malignant probability (MEL + BCC + SCC)</dt>
               <dd>
@@ -479,7 +488,7 @@ function ResultView({
         </dl>
       )}
 
-      {patient && (
+      {patient && !cannot && (
         <button
           type="button"
           className="btn btn-secondary no-print details-toggle"
@@ -492,6 +501,12 @@ function ResultView({
         </button>
       )}
 
+      {cannot ? (
+        <p className="muted" data-testid="no-result">
+          No result is shown for this image: no risk level, no probabilities and no heatmap, because the model was not
+          built for it and any numbers would be meaningless.
+        </p>
+      ) : (
       <div id={detailsId} className={`details${detailsVisible ? '' : ' collapsed'}`}>
         <div className="details-grid">
           <div>
@@ -507,13 +522,11 @@ function ResultView({
           </div>
           <div>
             <h3>{patient ? 'How likely is each type of spot?' : 'Class probabilities'}</h3>
-            {res.risk === 'cannot_assess' && (
-              <p className="muted">The image did not pass the quality checks; these numbers are not reliable.</p>
-            )}
             <ProbBars probabilities={probs} classes={classes} prediction={res.prediction} audience={audience} />
           </div>
         </div>
       </div>
+      )}
 
       <p className="model-line">
         Model: <strong data-testid="model-name">{modelName || 'unknown'}</strong>

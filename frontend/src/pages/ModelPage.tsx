@@ -26,6 +26,7 @@ import {
 import { FALLBACK_CLASSES } from '../content.ts'
 import { CrossSourceBlock, SkinToneBlock } from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
+import { GateV2Figures } from '../components/GateV2Figures.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
 import {
   format3,
@@ -826,6 +827,7 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
           {typeof gate.ood_fit === 'string' ? `: ${gate.ood_fit}.` : '.'}
         </li>
       </ol>
+      <GateV2Figures gate={gate} />
       {e && (
         <>
           <h3 className="sub-title">How well the gate worked</h3>
