@@ -154,6 +154,23 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
     assert card["name"] in model.inner_text() or card["version"] in model.inner_text()
     if card.get("metrics"):
         assert page.get_by_test_id("metrics-table").first.is_visible()
+    # the skin-tone and cross-source tables appear exactly when the card has them
+    by_ita = ((card.get("metrics") or {}).get("test") or {}).get("by_ita")
+    if by_ita:
+        statement = page.get_by_test_id("skin-tone-statement").inner_text()
+        assert by_ita["statement"] in statement
+    else:
+        assert page.get_by_test_id("skin-tone").count() == 0
+    if card.get("cross_source"):
+        table = page.get_by_test_id("cross-source-test_split_by_source")
+        for row in card["cross_source"]["rows"]:
+            if row["protocol"] == "test_split_by_source":
+                assert row["source"] in table.inner_text()
+    else:
+        assert page.get_by_test_id("cross-source").count() == 0
+    rule = page.get_by_test_id("decision-rule").inner_text()
+    tau = (card.get("decision") or {}).get("tau")
+    assert ("τ" in rule) if tau else rule == "Most probable class."
     page.screenshot(path=str(test_output / "e2e-model.png"), full_page=True)
 
     page.get_by_test_id("nav-assess").click()
