@@ -61,3 +61,17 @@ def test_ordered_map_keeps_order_and_bounds_the_window() -> None:
         assert len(consumed) <= len(out) + 3  # lazy: never more than the window ahead
     assert out == [i * i for i in range(40)]
     assert most <= 3
+
+
+def test_limit_blas_limits_then_restores_in_a_with_block_and_stays_when_called_alone() -> None:
+    import numpy as np  # noqa: F401 - loads the BLAS library to be limited
+    from threadpoolctl import ThreadpoolController
+
+    blas = ThreadpoolController().select(user_api="blas")
+    assert blas.info(), "numpy should come with a BLAS library"
+    with blas.limit(limits=2):
+        with parallel.limit_blas(1):
+            assert [lib["num_threads"] for lib in blas.info()] == [1] * len(blas.info())
+        assert all(lib["num_threads"] == 2 for lib in blas.info())
+        parallel.limit_blas(1)  # the web app's process-wide setting
+        assert all(lib["num_threads"] == 1 for lib in blas.info())

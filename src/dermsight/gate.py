@@ -9,11 +9,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import cache
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from dermsight.parallel import limit_blas
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,6 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
     return flags
 
 
-@cache
-def _blas_controller() -> Any:
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()  # scanning the loaded libraries once, not per call
-
-
 _BLAS_LOCK = threading.Lock()
 
 
@@ -130,7 +124,7 @@ def one_blas_thread() -> Iterator[None]:
     thread for the whole process; there this adds < 0.1 ms per call). The lock keeps concurrent
     callers from restoring each other's limit, so the caller's BLAS setting is back unchanged.
     """
-    with _BLAS_LOCK, _blas_controller().limit(limits=1, user_api="blas"):
+    with _BLAS_LOCK, limit_blas(1):
         yield
 
 

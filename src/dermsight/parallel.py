@@ -1,4 +1,5 @@
-"""Small concurrency helpers shared by readers, data summary, batch scoring and the web app."""
+"""Small concurrency helpers shared by readers, data summary, batch scoring, the gate and the web
+app."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from typing import TypeVar
+from contextlib import AbstractContextManager
+from functools import cache
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -20,6 +23,21 @@ def default_workers(most: int | None = None) -> int:
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
         n = os.cpu_count() or 1
     return max(1, n if most is None else min(most, n))
+
+
+@cache
+def _blas_controller() -> Any:
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()  # scanning the loaded libraries once, not per call
+
+
+def limit_blas(threads: int) -> AbstractContextManager[Any]:
+    """Limit numpy's BLAS to ``threads`` threads, process-wide, from this call on
+    (``threadpoolctl``). Used as a context manager, the previous setting is restored at exit;
+    called alone, the limit stays. Not thread-safe against another caller's restore: a caller
+    that needs that holds its own lock (``gate.one_blas_thread``)."""
+    return _blas_controller().limit(limits=threads, user_api="blas")
 
 
 def ordered_map(

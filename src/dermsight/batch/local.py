@@ -28,12 +28,11 @@ from dermsight.batch.score import (
     HeatmapWriter,
     rows_to_frame,
     score_rows,
-    single_threaded_blas,
 )
 from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
-from dermsight.parallel import default_workers
+from dermsight.parallel import default_workers, limit_blas
 
 
 def pending_rows(source: Source, done: set[tuple[str, str]],
@@ -105,7 +104,7 @@ def run_local(
         duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
         try:
-            with single_threaded_blas():
+            with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates), model,
                     batch_size=batch_size, tta=tta,

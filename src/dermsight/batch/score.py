@@ -31,7 +31,6 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -80,21 +79,6 @@ DEFAULT_BATCH = 8
 HEATMAP_MAX_SIDE = 512
 _REMOTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-@contextmanager
-def single_threaded_blas() -> Iterator[None]:
-    """Limit numpy's BLAS to one thread, process-wide, while scoring: the decode/quality-check
-    worker threads' numpy calls would otherwise each start BLAS threads and oversubscribe the
-    cores. (The gate's feature-bank product pins itself: ``gate.one_blas_thread``.)
-    A no-op when ``threadpoolctl`` is not installed."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        yield
-        return
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def output_columns(classes: Sequence[str]) -> list[str]:

@@ -32,13 +32,13 @@ from dermsight.batch.score import (
     DEFAULT_BATCH,
     local_path,
     score_frame,
-    single_threaded_blas,
     spark_ddl,
 )
 from dermsight.batch.sources import DuplicateIds, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
+from dermsight.parallel import limit_blas
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -82,7 +82,7 @@ def make_scorer(
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = worker_model(bundle_name, threads)
-        with single_threaded_blas():
+        with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
             yield from _score_batches(model, batches, batch_size=batch_size, tta=tta,
                                       workers=workers, heatmaps=heatmaps, storage_options=opts)
 

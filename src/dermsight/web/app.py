@@ -55,6 +55,7 @@ from dermsight.io.decode import (
     sniff,
 )
 from dermsight.io.errors import ImageDecodeError
+from dermsight.parallel import limit_blas
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
 from dermsight.web.docs import docs_router
@@ -181,17 +182,12 @@ def prepare_for_serving(model: Dermsight, blas_threads: int) -> None:
     """Per-process tuning for many concurrent inferences on few cores.
 
     * numpy's BLAS would start one spinning thread per core for every call and fight the
-      inference threads: limit it process-wide (``threadpoolctl``) to ``blas_threads``. (The
-      gate's k-NN product, the largest BLAS call, pins itself to one thread in any case:
+      inference threads: limit it process-wide (``parallel.limit_blas``) to ``blas_threads``.
+      (The gate's k-NN product, the largest BLAS call, pins itself to one thread in any case:
       ``gate.one_blas_thread``.)
     (The gate's float16 feature bank is already converted to float32 once by ``load_bundle``.)
     """
-    try:
-        from threadpoolctl import threadpool_limits
-
-        threadpool_limits(limits=blas_threads, user_api="blas")
-    except ImportError:  # pragma: no cover - core dependency
-        log.warning("threadpoolctl missing: numpy BLAS may oversubscribe the CPUs")
+    limit_blas(blas_threads)
 
 
 def _warm_up(model: Dermsight) -> None:
