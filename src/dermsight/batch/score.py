@@ -197,10 +197,6 @@ def _decode(
     return decode_image(local_path(path), limits), None
 
 
-def _merge_meta(given: Metadata, header: Metadata | None) -> Metadata:
-    return given if header is None else given.fill_from(header)
-
-
 def _thumbnail(rgb: np.ndarray) -> np.ndarray:
     h, w = rgb.shape[:2]
     if max(h, w) <= HEATMAP_MAX_SIDE:
@@ -244,7 +240,7 @@ def prepare_row(
     where = Path(path.split("#")[0]).name if path else rid
     try:
         rgb, header_meta = _decode(model, image, path, storage_options)
-        prep.meta = _merge_meta(meta, header_meta)
+        prep.meta = meta if header_meta is None else meta.fill_from(header_meta)
         prep.x, prep.m = model.prepare(rgb, prep.meta)
         # Quality part of the gate (no embedding yet: the OOD part runs after inference).
         prep.flags, prep.quality = gate.quality_gate(rgb, model.card.gate)

@@ -59,10 +59,9 @@ def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Pr
     data = read_regular_file(path, m.limits.max_bytes)
     if sniff(data[:132]) == "DICOM":
         from dermsight.io.dicom import decode_dicom_bytes
-        from dermsight.web.metadata import merge_meta
 
         record = decode_dicom_bytes(data, m.limits)
-        return m.predict(record.image, meta=merge_meta(meta, record.meta), heatmap=heatmap,
+        return m.predict(record.image, meta=meta.fill_from(record.meta), heatmap=heatmap,
                          tta=tta)
     return m.predict(data, meta=meta, heatmap=heatmap, tta=tta)
 

@@ -59,7 +59,6 @@ from dermsight.parallel import limit_blas
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
 from dermsight.web.docs import docs_router
-from dermsight.web.metadata import merge_meta
 from dermsight.web.middleware import (
     BodyLimitMiddleware,
     InflightBudget,
@@ -145,7 +144,7 @@ def run_prediction(
         record = decode_dicom_bytes(data, model.limits)
         if record.image is None:  # pragma: no cover - the reader raises instead
             raise ImageDecodeError("DICOM file has no image (pixel data)")
-        meta = merge_meta(meta, record.meta)
+        meta = meta.fill_from(record.meta)  # the form's values win over the tags
         pred = model.predict(record.image, meta=meta, heatmap=heatmap, tta=tta)
     else:
         pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
