@@ -171,6 +171,17 @@ def covered_files(root: Path) -> list[str]:
     return names
 
 
+def _read_card_json(card_path: Path) -> dict[str, Any]:
+    """``card.json`` as a JSON object; anything else is a ``BundleError`` that names the file."""
+    try:
+        raw = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"cannot read {card_path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise BundleError(f"{card_path} must hold a JSON object")
+    return raw
+
+
 def write_manifest(bundle_dir: str | Path) -> dict[str, str]:
     """(Re)write the integrity manifest of a bundle folder in place and return it.
 
@@ -180,12 +191,7 @@ def write_manifest(bundle_dir: str | Path) -> dict[str, str]:
     """
     root = Path(bundle_dir)
     card_path = root / CARD_FILE
-    try:
-        raw = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"cannot read {card_path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise BundleError(f"{card_path} must hold a JSON object")
+    raw = _read_card_json(card_path)
     files = {name: sha256_file(root / name) for name in covered_files(root)}
     raw[MANIFEST_KEY] = files
     if ONNX_FILE in files and isinstance(raw.get("onnx"), dict):
@@ -237,13 +243,7 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
         raise BundleError(f"{root} is not a dermsight bundle: no {CARD_FILE}")
     if not onnx_path.exists():
         raise BundleError(f"{root} is not a dermsight bundle: no {ONNX_FILE}")
-    try:
-        raw = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BundleError(f"cannot read {card_path}: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise BundleError(f"{card_path} must hold a JSON object")
-    card = Card.from_dict(raw)
+    card = Card.from_dict(_read_card_json(card_path))
     if verify:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
