@@ -54,7 +54,7 @@ def test_output() -> Path:
 
 @pytest.fixture(scope="session")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    import test_api_support as support
+    import api_support as support
 
     return support.main_server(tmp_path_factory.mktemp("api"))
 

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-import test_api_support as support
+import api_support as support
 from dermsight import taxonomy
 from dermsight.bundle import write_manifest
 from dermsight.web.middleware import CSP, DOCS_CSP

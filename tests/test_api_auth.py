@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-import test_api_support as support
+import api_support as support
+from api_support import STRICT_ORIGIN, STRICT_TOKEN, multipart, request_head
 from dermsight.web.middleware import CSP
-from test_api_support import STRICT_ORIGIN, STRICT_TOKEN, multipart, request_head
 
 
 @pytest.fixture(scope="session")

@@ -10,9 +10,9 @@ import time
 import httpx
 import pytest
 
-import test_api_support as support
+import api_support as support
+from api_support import RawResponse, multipart, request_head
 from dermsight.web.middleware import CSP
-from test_api_support import RawResponse, multipart, request_head
 
 
 def post(client: httpx.Client, data: bytes | None = None, filename: str = "x.jpg",

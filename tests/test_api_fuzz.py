@@ -16,7 +16,7 @@ from schemathesis import checks as sc
 from schemathesis.core.result import Ok
 from schemathesis.generation.modes import GenerationMode
 
-import test_api_support as support
+import api_support as support
 from dermsight import taxonomy
 
 FUZZ_SETTINGS = settings(

@@ -17,7 +17,7 @@ from typing import Any
 import psutil
 import pytest
 
-import test_api_support as support
+import api_support as support
 from dermsight.web.schemas import PredictResponse
 
 MIB = 1024 * 1024

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-import test_api_support as support
+import api_support as support
 
 pytestmark = pytest.mark.browser
 

@@ -26,8 +26,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+import api_support as support
 import hostile_inputs as h
-import test_api_support as support
 
 PEAK_RSS_LIMIT_MB = 600.0
 FUZZ = settings(max_examples=50, deadline=None, derandomize=True, database=None,
