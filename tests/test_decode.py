@@ -236,10 +236,48 @@ def test_broken_exif_does_not_reject_pixels(rgb: np.ndarray) -> None:
 
 
 def test_decoded_array_carries_no_metadata(rgb: np.ndarray) -> None:
+    """EXIF (description + GPS), a JPEG comment, XMP and an ICC profile with identifying text
+    reach neither the decoded array (nor anything it keeps alive) nor what the facade returns."""
+    import json
+
+    from dermsight import Dermsight
+
+    secrets = (b"DESC-Jane-Doe-1953", b"COMMENT-MRN-0042", b"XMP-ward-7", b"ICC-site-clinic")
     exif = Image.Exif()
-    exif[0x8825] = {1: "N"}  # GPS IFD
-    out = decode_image(_jpeg(rgb, exif=exif.tobytes()))
-    assert type(out) is np.ndarray  # plain pixels, nothing else attached
+    exif[0x010E] = secrets[0].decode()  # ImageDescription
+    exif[0x8825] = {1: "N", 2: (51.0, 30.0, 12.0)}  # GPS IFD: latitude
+    data = _jpeg(rgb, quality=95, exif=exif.tobytes(), comment=secrets[1],
+                 xmp=b"<x:xmpmeta>" + secrets[2] + b"</x:xmpmeta>", icc_profile=secrets[3] * 8)
+    assert all(s in data for s in secrets)  # the input really carries them
+    assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
+
+    out = decode_image(data)
+    assert type(out) is np.ndarray and out.dtype == np.uint8 and out.shape == rgb.shape
+    assert not hasattr(out, "info") and not getattr(out, "__dict__", None)
+    # The array keeps alive only raw pixel buffers of its own size (not the file, not the image).
+    base: object = out
+    while base is not None:
+        assert isinstance(base, (np.ndarray, bytes, bytearray, memoryview)), type(base)
+        raw = base.tobytes() if isinstance(base, np.ndarray) else bytes(base)
+        assert len(raw) == out.nbytes
+        assert not any(s in raw for s in secrets)
+        base = getattr(base, "base", None)
+
+    pred = Dermsight.load().predict(data, age=50, sex="female", site="torso")
+    assert pred.cam is not None  # a real dermoscopic image: a result with a heatmap
+    png = pred.overlay_png()
+    assert not {b"eXIf", b"tEXt", b"iTXt", b"zTXt", b"iCCP"} & set(_png_chunks(png))
+    for blob in (json.dumps(pred.to_dict(heatmap_png=True)).encode(), png):
+        assert not any(s in blob for s in secrets)
+
+
+def _png_chunks(png: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack(">I", png[pos:pos + 4])
+        kinds.append(png[pos + 4:pos + 8])
+        pos += 12 + length
+    return kinds
 
 
 def test_dicom_without_pixel_data(rgb: np.ndarray, tmp_path: Path) -> None:
