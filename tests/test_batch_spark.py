@@ -102,11 +102,31 @@ def test_spark_manifest_input_resumes_and_matches_local(
 def test_spark_tfrecord_input(spark: Any, data_dir: Path, metadata: pd.DataFrame,
                               tmp_path: Path) -> None:
     from dermsight.io.tfrecord import write_tfrecord
+    from dermsight.taxonomy import normalize_site
 
     ids = sorted(metadata["image_id"])[7::301][:12]
+    assert len(ids) == 12
+    m = metadata.set_index("image_id").loc[ids]
     shard = tmp_path / "part-0.tfrec"
-    write_tfrecord(shard, [{"image": (data_dir / "images" / f"{i}.jpg").read_bytes(),
-                            "image_name": i} for i in ids])
-    run_spark(shard, tmp_path / "spark")
+    write_tfrecord(shard, [
+        {"image": (data_dir / "images" / f"{i}.jpg").read_bytes(), "image_name": i,
+         "sex": m.loc[i, "sex"] or None, "age_approx": float(m.loc[i, "age_approx"] or 0) or None,
+         "anatom_site_general_challenge": m.loc[i, "anatom_site"] or None}
+        for i in ids
+    ])
+    summary = run_spark(shard, tmp_path / "spark")
+    assert summary.scored == len(ids) and summary.errors == 0
+    dist = read_output(tmp_path / "spark")
+    # one scored row per example, carrying the example's own metadata
+    assert sorted(dist["id"]) == ids and dist["id"].is_unique
+    assert dist["error"].isna().all(), dist["error"].dropna().tolist()
+    assert dist["path"].str.contains("#").all()
+    p = dist[[c for c in dist.columns if c.startswith("p_")]].to_numpy(np.float64)
+    assert p.shape[0] == len(ids) and np.allclose(p.sum(axis=1), 1.0, atol=1e-4)
+    for row in dist.itertuples():
+        age = float(m.loc[row.id, "age_approx"] or 0) or None
+        assert (None if pd.isna(row.age) else row.age) == age, row.id
+        assert (row.sex or None) == (m.loc[row.id, "sex"] or None), row.id
+        assert (row.site or None) == normalize_site(m.loc[row.id, "anatom_site"] or None), row.id
     run_local(shard, tmp_path / "local", progress=False)
-    _compare(read_output(tmp_path / "local"), read_output(tmp_path / "spark"))
+    _compare(read_output(tmp_path / "local"), dist)
