@@ -120,6 +120,46 @@ def start_server(
                        f"{server.log()}")
 
 
+#: what the shared server must never log: a traceback, an error line, a 500 answer
+LOG_FAILURES = ("Traceback", "ERROR", " 500 ")
+
+
+class LogWatch:
+    """What a server logs from now on: lets a test (or a fixture around it) check the log lines
+    its own requests caused, whatever ran before it."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.offset = self._size()
+
+    def _size(self) -> int:
+        try:
+            return self.server.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def new(self, settle_s: float = 2.0) -> str:
+        """The log written since this watch began, once the server (still running) has answered
+        a health check and the log has stopped growing (at most ``settle_s``)."""
+        assert self.server.alive(), f"the server exited:\n{self.server.log()[-3000:]}"
+        assert httpx.get(f"{self.server.base}/api/v1/health", timeout=30).status_code == 200
+        size, deadline = self._size(), time.monotonic() + settle_s
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            if (now := self._size()) == size:
+                break
+            size = now
+        start = self.offset if size >= self.offset else 0  # a restarted server: a new log
+        with open(self.server.log_path, "rb") as f:
+            f.seek(start)
+            return f.read().decode("utf-8", errors="replace")
+
+
+def assert_log_clean(text: str) -> None:
+    for bad in LOG_FAILURES:
+        assert bad not in text, f"{bad!r} in the server log:\n{text[-3000:]}"
+
+
 _SERVERS: dict[str, Server] = {}
 
 

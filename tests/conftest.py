@@ -59,6 +59,21 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Any:
     return support.main_server(tmp_path_factory.mktemp("api"))
 
 
+@pytest.fixture(autouse=True)
+def server_log(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """For a test that uses the shared server (``api``): the server's log lines written while it
+    ran (an ``api_support.LogWatch``) must hold no traceback, no ERROR line and no 500. Checked
+    after each such test, so no test has to run last; ``None`` for the other tests."""
+    if "api" not in request.fixturenames:
+        yield None
+        return
+    import api_support as support
+
+    watch = support.LogWatch(request.getfixturevalue("api"))
+    yield watch
+    support.assert_log_clean(watch.new())
+
+
 @pytest.fixture()
 def client(api: Any) -> Iterator[Any]:
     with api.client() as c:
