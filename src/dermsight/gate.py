@@ -1,6 +1,18 @@
-"""The "cannot assess" gate: cheap image-quality checks plus an out-of-distribution score on the
-model's own features. Thresholds are fitted on training/validation images and stored in the bundle
-(``card.json`` -> ``gate``; the feature statistics in ``gate.npz``).
+"""The "cannot assess" gate, scored with numpy only (the fitting lives in ``dermsight.train``).
+
+* Quality checks (``quality_flags``): too small, blank, too dark, over-exposed, blurred, noise.
+  Fixed thresholds (``DEFAULT_GATE``, written to the card's ``gate.quality``), not fitted.
+* Gate v1 (``ood_score``): the deep-kNN distance of the model's pooled features to a bank of
+  training images (``gate.npz``: ``bank``, ``k``); blocking above ``ood_threshold``, which is set
+  on validation images (``train.calibrate.fit_gate``).
+* Gate v2 (``v2_inputs``, ``v2_logit``), used in place of v1's threshold when the bundle has it
+  (``has_v2``) and the image's quality statistics are given: a logistic "not dermoscopic" head on
+  the pooled features, the kNN score and five image statistics (blocking above
+  ``v2_threshold``), and a second head for clinical skin photos that gives a non-blocking flag
+  (``v2_clinical_threshold``). Both heads are plain arrays in ``gate.npz``, fitted by
+  ``train.gate_fit`` (its threshold set on validation images).
+
+Blocking flags make a result "cannot assess" (``ood_flags``, ``assess``).
 """
 
 from __future__ import annotations
