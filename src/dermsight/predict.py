@@ -1,7 +1,10 @@
 """The facade: ``Dermsight.load()`` then ``.predict(image, age=, sex=, site=)``.
 
-Runs on ONNX Runtime only (no torch). The web API, the CLI and the batch runners are thin layers
-over this class, so every entry point gives the same answer for the same input.
+Runs on ONNX Runtime only (no torch). The web API and ``dermsight predict`` call ``predict``.
+Batch scoring (``dermsight.batch.score``) does not: it calls ``prepare`` and ``run_arrays`` on
+whole batches, then builds its output rows itself with the same pieces (``probabilities``,
+``malignant``, the card's decision rule and tiers, ``dermsight.gate``); ``tests/test_batch.py``
+checks that its rows give the facade's answers.
 """
 
 from __future__ import annotations
