@@ -105,15 +105,9 @@ def evaluate_output(
     Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
-    try:
-        from dermsight.evaluate import evaluate_predictions
-        from dermsight.evaluate.report import render_report
-    except ImportError as exc:
-        raise EvaluationUnavailable(
-            "TODO: --evaluate needs dermsight.evaluate.evaluate_predictions and "
-            "dermsight.evaluate.report.render_report, which this install does not have yet "
-            f"({exc}); the predictions were written, evaluate them later"
-        ) from exc
+    from dermsight.evaluate import evaluate_predictions
+    from dermsight.evaluate.report import render_report
+
     prob_cols = [f"p_{c}" for c in classes]
     df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols])
     n_all = len(df)
