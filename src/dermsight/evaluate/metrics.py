@@ -101,6 +101,11 @@ HEADLINE_METRICS: tuple[str, ...] = (
 # --- input handling ----------------------------------------------------------------------------
 
 
+def _weights(sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:
+    """Row weights as float64: all ones when none are given."""
+    return np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
+
+
 def validate_inputs(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
@@ -189,7 +194,7 @@ def roc_curve(
     """
     y = np.asarray(y_bin).astype(bool)
     s = np.asarray(score, dtype=np.float64)
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     keep = w > 0
     if not keep.all():
         y, s, w = y[keep], s[keep], w[keep]
@@ -263,7 +268,7 @@ def rates_at_threshold(
     """``(sensitivity, specificity)`` of the rule ``score >= threshold``; ``None`` if undefined."""
     y = np.asarray(y_bin).astype(bool)
     pos_pred = np.asarray(score, dtype=np.float64) >= threshold
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     return _ratio(w[y & pos_pred].sum(), w[y].sum()), _ratio(w[~y & ~pos_pred].sum(), w[~y].sum())
 
 
@@ -310,7 +315,7 @@ def confusion_counts(
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
     n_classes = p.shape[1]
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     pred = predicted_labels(p, offsets)
     pred = np.where(pred < 0, n_classes, pred)
     flat = np.bincount(y * (n_classes + 1) + pred, weights=w, minlength=n_classes * (n_classes + 1))
@@ -344,7 +349,7 @@ def reliability_bins(
     """
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     conf = p.max(axis=1)
     correct = (np.argmax(p, axis=1) == y).astype(np.float64)
     idx = np.clip(np.ceil(conf * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
@@ -382,7 +387,7 @@ def brier_score(
     """Multiclass Brier score: mean of ``sum_c (p_c - onehot_c)^2`` (0 best, 2 worst)."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     if w.sum() <= 0:
         return None
     rows = np.arange(y.shape[0])
@@ -396,7 +401,7 @@ def negative_log_likelihood(
     """Mean ``-log p(true class)``, probabilities clipped to ``>= 1e-15``."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    w = np.ones(y.shape[0]) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    w = _weights(sample_weight, y.shape[0])
     if w.sum() <= 0:
         return None
     p_true = np.clip(p[np.arange(y.shape[0]), y], 1e-15, None)
