@@ -42,7 +42,7 @@ positives, ...) is ``None`` rather than NaN or an exception.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -381,31 +381,34 @@ def expected_calibration_error(
     return ece
 
 
-def brier_score(
-    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+def _mean_row_loss(
+    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None,
+    loss: Callable[[FloatArray, FloatArray], FloatArray],
 ) -> float | None:
-    """Multiclass Brier score: mean of ``sum_c (p_c - onehot_c)^2`` (0 best, 2 worst)."""
+    """Weighted mean over rows of ``loss(probs, probability of the true class)``; ``None`` when
+    the weights sum to 0."""
     p = np.asarray(probs, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
     w = _weights(sample_weight, y.shape[0])
     if w.sum() <= 0:
         return None
-    rows = np.arange(y.shape[0])
-    sq = (p**2).sum(axis=1) - 2.0 * p[rows, y] + 1.0
-    return float(np.dot(w, sq) / w.sum())
+    return float(np.dot(w, loss(p, p[np.arange(y.shape[0]), y])) / w.sum())
+
+
+def brier_score(
+    y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
+) -> float | None:
+    """Multiclass Brier score: mean of ``sum_c (p_c - onehot_c)^2`` (0 best, 2 worst)."""
+    return _mean_row_loss(y_true, probs, sample_weight,
+                          lambda p, p_true: (p**2).sum(axis=1) - 2.0 * p_true + 1.0)
 
 
 def negative_log_likelihood(
     y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None
 ) -> float | None:
     """Mean ``-log p(true class)``, probabilities clipped to ``>= 1e-15``."""
-    p = np.asarray(probs, dtype=np.float64)
-    y = np.asarray(y_true, dtype=np.int64)
-    w = _weights(sample_weight, y.shape[0])
-    if w.sum() <= 0:
-        return None
-    p_true = np.clip(p[np.arange(y.shape[0]), y], 1e-15, None)
-    return float(np.dot(w, -np.log(p_true)) / w.sum())
+    return _mean_row_loss(y_true, probs, sample_weight,
+                          lambda p, p_true: -np.log(np.clip(p_true, 1e-15, None)))
 
 
 # --- the flat metric dicts ---------------------------------------------------------------------
