@@ -70,8 +70,9 @@ def test_limit_blas_limits_then_restores_in_a_with_block_and_stays_when_called_a
     blas = ThreadpoolController().select(user_api="blas")
     assert blas.info(), "numpy should come with a BLAS library"
     with blas.limit(limits=2):
-        with parallel.limit_blas(1):
-            assert [lib["num_threads"] for lib in blas.info()] == [1] * len(blas.info())
-        assert all(lib["num_threads"] == 2 for lib in blas.info())
+        for cached in (False, True):  # a fresh lookup of the libraries, or the first one again
+            with parallel.limit_blas(1, cached=cached):
+                assert [lib["num_threads"] for lib in blas.info()] == [1] * len(blas.info())
+            assert all(lib["num_threads"] == 2 for lib in blas.info())
         parallel.limit_blas(1)  # the web app's process-wide setting
         assert all(lib["num_threads"] == 1 for lib in blas.info())

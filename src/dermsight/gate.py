@@ -136,7 +136,7 @@ def one_blas_thread() -> Iterator[None]:
     thread for the whole process; there this adds < 0.1 ms per call). The lock keeps concurrent
     callers from restoring each other's limit, so the caller's BLAS setting is back unchanged.
     """
-    with _BLAS_LOCK, limit_blas(1):
+    with _BLAS_LOCK, limit_blas(1, cached=True):
         yield
 
 

@@ -25,19 +25,24 @@ def default_workers(most: int | None = None) -> int:
     return max(1, n if most is None else min(most, n))
 
 
-@cache
-def _blas_controller() -> Any:
+def _scan_blas() -> Any:
     from threadpoolctl import ThreadpoolController
 
-    return ThreadpoolController()  # scanning the loaded libraries once, not per call
+    return ThreadpoolController()  # finds the thread-pool libraries loaded now
 
 
-def limit_blas(threads: int) -> AbstractContextManager[Any]:
+_cached_blas = cache(_scan_blas)
+
+
+def limit_blas(threads: int, *, cached: bool = False) -> AbstractContextManager[Any]:
     """Limit numpy's BLAS to ``threads`` threads, process-wide, from this call on
     (``threadpoolctl``). Used as a context manager, the previous setting is restored at exit;
-    called alone, the limit stays. Not thread-safe against another caller's restore: a caller
-    that needs that holds its own lock (``gate.one_blas_thread``)."""
-    return _blas_controller().limit(limits=threads, user_api="blas")
+    called alone, the limit stays. The loaded libraries are looked up on each call (a library
+    loaded later is covered too); ``cached=True`` reuses the first lookup, for a limit set on
+    every call of a hot path. Not thread-safe against another caller's restore: a caller that
+    needs that holds its own lock (``gate.one_blas_thread``)."""
+    controller = _cached_blas() if cached else _scan_blas()
+    return controller.limit(limits=threads, user_api="blas")
 
 
 def ordered_map(
