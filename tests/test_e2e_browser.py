@@ -97,6 +97,10 @@ def test_assess_a_real_lesion(page: Any, sample_image: Path, test_output: Path) 
     assert result["risk"] in RISKS
     for code in result["probabilities"]:
         assert page.get_by_test_id(f"prob-bar-{code}").is_visible(), code
+    # the suggested class names the rule that chose it (the API says which)
+    suggested = page.get_by_test_id("suggested-class")
+    assert f"({result['prediction']})" in suggested.inner_text()
+    assert result["decision_rule"] in page.get_by_test_id("decision-rule").inner_text()
 
     overlay = page.get_by_test_id("heatmap-overlay")
     overlay.wait_for()

@@ -452,10 +452,16 @@ function ResultView({
           )}
           {predictionName && (
             <div>
-              <dt>Top class</dt>
-              <dd>
+              <dt>Suggested class</dt>
+              <dd data-testid="suggested-class">
                 {predictionName}
                 {res.prediction && ` (${res.prediction})`}
+                {res.decision_rule && (
+                  <span className="muted" data-testid="decision-rule">
+                    {' '}
+                    — chosen as: {res.decision_rule}
+                  </span>
+                )}
               </dd>
             </div>
           )}
