@@ -253,6 +253,7 @@ def test_report_ita_and_cross_source_sections() -> None:
     assert "<h3>Leave one source out</h3>" in html
     assert "withheld (n &lt; 30)" in html  # isic2016: 20 images
     assert "trained on ham10000" in text and "dermsight train &lt;x&gt;" in html
+    assert "Model run: config configs/default.yaml; seed 42; reproduce: make train." in text
     ham = section["rows"][0]
     assert f"{ham['metrics']['mel_auc']['value']:.3f}" in text
     # absent sections render nothing

@@ -446,12 +446,31 @@ def _ita(test: Mapping[str, Any]) -> str:
 _PROTOCOLS: dict[str, tuple[str, str]] = {
     "test_split_by_source": (
         "Held-out test split, per data source",
-        "The shipped model on the test images of each source."),
+        "This model on the test images of each source."),
     "leave_one_source_out": (
         "Leave one source out",
         "A model trained on all other sources, scored on every image of the left-out source: "
         "how it does on a source it never saw."),
 }
+
+
+_CROSS_LABELS: dict[str, str] = {
+    "balanced_accuracy": "balanced accuracy",
+    "mel_auc": "MEL AUC",
+    "malignant_auc": "malignant AUC",
+    "refer_sensitivity": "sensitivity @ refer",
+    "refer_specificity": "specificity @ refer",
+}
+
+
+def _run_text(r: Mapping[str, Any]) -> str:
+    run = r.get("run") or {}
+    trained = r.get("trained_on")
+    parts = [f"trained on {', '.join(str(s) for s in trained)}"] if trained else []
+    parts += [f"{k} {run[k]}" for k in ("config", "seed") if run.get(k) is not None]
+    if run.get("command"):
+        parts.append(f"reproduce: {run['command']}")
+    return "; ".join(parts)
 
 
 def _cross_source(results: Mapping[str, Any]) -> str:
@@ -466,8 +485,11 @@ def _cross_source(results: Mapping[str, Any]) -> str:
     protocols = list(dict.fromkeys(str(r.get("protocol")) for r in rows))
     for protocol in protocols:
         title, text = _PROTOCOLS.get(protocol, (protocol, ""))
+        group = [r for r in rows if str(r.get("protocol")) == protocol]
+        runs = {_run_text(r) for r in group}
+        shared = runs.pop() if len(runs) == 1 else None
         body, cls = [], []
-        for r in (r for r in rows if str(r.get("protocol")) == protocol):
+        for r in group:
             n = r.get("n_images")
             small = _is_num(n) and float(n) < float(min_n)
             metrics = r.get("metrics") or {}
@@ -482,19 +504,21 @@ def _cross_source(results: Mapping[str, Any]) -> str:
                     cells.append("withheld")
                 else:
                     cells.append(_ci(e))
-            run = r.get("run") or {}
-            trained = r.get("trained_on")
-            extra = [f"trained on {', '.join(str(s) for s in trained)}"] if trained else []
-            extra += [f"{k}: {run[k]}" for k in ("config", "seed", "command") if run.get(k)]
-            if r.get("note"):
-                extra.insert(0, str(r["note"]))
-            cells.append(_e("; ".join(extra)))
+            extra = [str(r["note"])] if r.get("note") else []
+            if shared is None:
+                extra.append(_run_text(r))
+            cells.append(_e("; ".join(x for x in extra if x)))
             body.append(cells)
             cls.append("withheld" if r.get("note") else "")
         header = ["source", "images", "groups", "malignant", "classes present",
-                  *(_label(m) for m in names), "note / run"]
+                  *(_CROSS_LABELS.get(m, _label(m)) for m in names), "note"]
+        nums = [1, 2, 3, *range(5, 5 + len(names))]
         parts += [f"<h3>{_e(title)}</h3>", f'<p class="note">{_e(text)}</p>' if text else "",
-                  _table(header, body, cls, range(1, 4 + len(names) + 1))]
+                  _table(header, body, cls, nums)]
+        if shared:
+            parts.append(f'<p class="note">Model run: {_e(shared)}.</p>')
+    if section.get("generated_by"):
+        parts.append(f'<p class="note">Tables computed with: {_e(section["generated_by"])}</p>')
     parts.append(f'<p class="note">95% intervals: group bootstrap within each source. Metrics '
                  f"are withheld under {_e(min_n)} images, and an AUC, sensitivity or "
                  f"specificity under {_e(section.get('min_cases', 5))} cases on either side. "
