@@ -120,6 +120,14 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
     assert card["metrics"]["test"] and card["data"]["split_sha256"]["test"]
     assert card["metrics"]["onnx_parity_max_abs_logit_diff"] < 1e-4
     assert (out / "bundle" / "report.html").read_text().count("<html") == 1
+    # the per-source table and the skin-tone table (every band counted) reach card and report
+    rows = card["cross_source"]["rows"]
+    assert rows and {r["protocol"] for r in rows} <= {"test_split_by_source",
+                                                      "leave_one_source_out"}
+    by_ita = card["metrics"]["test"]["by_ita"]
+    assert len(by_ita["bands"]) == 7 and by_ita["n"] == card["metrics"]["test"]["n"]
+    report = (out / "bundle" / "report.html").read_text()
+    assert "Cross-source validation" in report and "By skin tone (ITA" in report
     split = pd.read_csv(out / "split.csv")
     assert split.groupby("group_id")["split"].nunique().max() == 1
     p = model.predict(data_dir / "images" / f"{split['image_id'][0]}.jpg", age=40)
