@@ -33,7 +33,7 @@ def train(
 ) -> None:
     """Train a model, then calibrate, evaluate on the held-out test split and export a bundle."""
     _need_train_extra()
-    from dermsight.train.config import ConfigError, load_config
+    from dermsight.train.config import ConfigError, Provenance, load_config
     from dermsight.train.pipeline import run
 
     if stage not in ("all", "train", "finalize"):
@@ -43,7 +43,8 @@ def train(
         for root in cfg.data.roots:
             if not (Path(root) / "metadata.csv").exists():
                 raise UserError(f"data folder not found or has no metadata.csv: {root}")
-        summary = run(cfg, out, resume=resume, stage=stage)
+        summary = run(cfg, out, resume=resume, stage=stage,
+                      provenance=Provenance.of(config, out, set_))
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if bundle is not None and (out / "bundle").exists():
@@ -73,14 +74,15 @@ def export(
 ) -> None:
     """(Re-)export a trained run as a bundle: ONNX + parity check, calibration, test evaluation."""
     _need_train_extra()
-    from dermsight.train.config import ConfigError, load_config
+    from dermsight.train.config import ConfigError, Provenance, load_config
     from dermsight.train.pipeline import run
 
     if not (run_dir / "best.pt").exists() or not (run_dir / "config.json").exists():
         raise UserError(f"{run_dir} is not a finished training run (needs best.pt, config.json)")
     try:
         cfg = load_config(run_dir / "config.json")
-        summary = run(cfg, run_dir, stage="finalize")
+        summary = run(cfg, run_dir, stage="finalize",
+                      provenance=Provenance.of(run_dir / "config.json", run_dir))
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if out is not None:

@@ -15,6 +15,20 @@ class ConfigError(ValueError):
     """A bad training/model configuration (unknown backbone, bad key, missing file)."""
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run came from, for its card: the config file and the command that reproduces it."""
+
+    config: str
+    command: str
+
+    @classmethod
+    def of(cls, config: str | Path, out: str | Path, overrides: list[str] | None = None
+           ) -> Provenance:
+        sets = "".join(f" --set '{o}'" for o in overrides or [])
+        return cls(str(config), f"dermsight train --config {config} --out {out}{sets}")
+
+
 @dataclass
 class DataConfig:
     #: one data folder (metadata.csv + images/) or a list of them (multi-source training)

@@ -26,7 +26,7 @@ from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.predict import Dermsight, softmax
 from dermsight.preprocess import MetaSpec, encode_meta, preprocess
 from dermsight.train.calibrate import fit_gate, fit_temperature, threshold_for_sensitivity
-from dermsight.train.config import TrainConfig
+from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.data import load_images, row_meta, split_hash
 from dermsight.train.export import OUTPUTS, export_onnx, parity
 from dermsight.train.loop import DistInfo
@@ -220,7 +220,8 @@ def measure_gate(model: Dermsight, cfg: dict[str, Any], arrays: dict[str, np.nda
     }
 
 
-def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> dict[str, Any]:
+def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
+             provenance: Provenance | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     classes = list(cfg.data.classes)
     spec, meta_spec = input_spec(cfg), MetaSpec()
@@ -322,14 +323,15 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
     # per-source test rows, leave-one-source-out rows and metrics by skin tone (ITA)
     from dermsight.evaluate.card_tables import ScoredSet, card_tables
 
-    reproduce = "make train   # = dermsight train --config configs/default.yaml"
+    provenance = provenance or Provenance.of(cfg.name, out)
+    reproduce = provenance.command
     held_out = None if "external" not in parts else ScoredSet(
         parts["external"]["labels"], softmax(res["external"]["logits"], temperature),
         parts["external"]["df"]["source"].tolist(),
         parts["external"]["df"][cfg.data.group_col].to_numpy())
     cross_source, test_eval["by_ita"] = card_tables(
         classes, ScoredSet(yt, pt, tdf["source"].tolist(), groups_t), parts["test"]["images"],
-        {"config": cfg.name, "seed": cfg.seed, "command": reproduce},
+        {"config": provenance.config, "seed": cfg.seed, "command": reproduce},
         refer_threshold=refer, n_boot=cfg.evaluation.n_boot, seed=cfg.seed, offsets=offsets,
         held_out=held_out,
         trained_on=sorted(df.loc[df["split"] == "train", "source"].astype(str).unique()))
@@ -354,7 +356,8 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo) -> d
         (parts["train"]["images"], res["train"]["embedding"]),
         (parts["val"]["images"], res["val"]["embedding"]),
         (parts["test"]["images"], res["test"]["embedding"], tdf["source"].tolist()),
-        seed=cfg.seed)
+        seed=cfg.seed, train_sources=parts["train"]["df"]["source"].tolist(),
+        val_sources=parts["val"]["df"]["source"].tolist())
     gate_cfg["v1_evaluation"] = gate_cfg.pop("evaluation")
     gate_cfg.update(v2_cfg)
     gate_cfg["v2_evaluation"] = v2_eval

@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from dermsight.preprocess import InputSpec, MetaSpec
-from dermsight.train.config import TrainConfig
+from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.data import (
     Augment,
     LesionDataset,
@@ -64,7 +64,8 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
     return out
 
 
-def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all") -> dict[str, Any]:
+def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",
+        provenance: Provenance | None = None) -> dict[str, Any]:
     torch.set_num_threads(cfg.train.num_threads)
     out.mkdir(parents=True, exist_ok=True)
     with distributed() as info:
@@ -86,5 +87,6 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all") -
         if stage in ("all", "finalize") and info.main:
             from dermsight.train.finalize import finalize
 
-            summary = finalize(cfg, df, out, info=DistInfo())
+            summary = finalize(cfg, df, out, info=DistInfo(),
+                               provenance=provenance or Provenance.of(cfg.name, out))
         return summary
