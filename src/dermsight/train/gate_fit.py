@@ -130,16 +130,35 @@ class _Head:
     b: float
 
 
+def source_weights(sources: Sequence[str] | None, n: int) -> np.ndarray:
+    """Weights giving every source the same total weight (mean 1); all 1 without sources."""
+    if sources is None:
+        return np.ones(n)
+    src = np.asarray(sources)
+    names, inverse, counts = np.unique(src, return_inverse=True, return_counts=True)
+    w = 1.0 / counts[inverse]
+    return w * (n / w.sum())
+
+
+def weighted_quantile(values: np.ndarray, q: float, weights: np.ndarray) -> float:
+    """The smallest value v with (weighted) P(X <= v) >= q."""
+    order = np.argsort(values)
+    cum = np.cumsum(weights[order]) / weights.sum()
+    return float(values[order][min(int(np.searchsorted(cum, q)), len(values) - 1)])
+
+
 def _fit_head(x_pos: np.ndarray, x_neg: np.ndarray, mean: np.ndarray, scale: np.ndarray,
-              seed: int) -> _Head:
-    """Logistic regression: non-dermoscopic (1) vs dermoscopic (0), classes weighted equally."""
+              seed: int, pos_weight: np.ndarray | None = None) -> _Head:
+    """Logistic regression: non-dermoscopic (1) vs dermoscopic (0); the two classes weigh the
+    same in total, and within the dermoscopic class each source weighs the same."""
     from sklearn.linear_model import LogisticRegression
 
     x = (np.concatenate([x_pos, x_neg]) - mean) / scale
     y = np.r_[np.zeros(len(x_pos)), np.ones(len(x_neg))]
-    clf = LogisticRegression(C=C_REG, class_weight="balanced", max_iter=3000,
-                             random_state=seed)
-    clf.fit(x, y)
+    wp = np.ones(len(x_pos)) if pos_weight is None else pos_weight
+    w = np.r_[wp / wp.sum(), np.full(len(x_neg), 1.0 / len(x_neg))] * (len(y) / 2)
+    clf = LogisticRegression(C=C_REG, max_iter=3000, random_state=seed)
+    clf.fit(x, y, sample_weight=w)
     return _Head(clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
 
 
@@ -147,13 +166,16 @@ def fit_gate_v2_features(
     v1_arrays: dict[str, np.ndarray], train: GateFeatures, val: GateFeatures,
     negatives: GateFeatures, categories: Sequence[str], seed: int = 0,
     false_reject: float = FALSE_REJECT, clinical_rate: float = CLINICAL_FLAG_RATE,
+    train_sources: Sequence[str] | None = None, val_sources: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Fit gate v2 from precomputed features; ``categories`` names each negative's kind.
 
     Returns the card's ``gate`` entries for v2 and the arrays to add to ``gate.npz``.
     The blocking head is fitted on every category except the clinical proxy; the clinical head
     (when there are clinical proxies) on the proxies alone. Thresholds: the ``1 - false_reject``
-    and ``1 - clinical_rate`` quantiles of the validation images' scores.
+    and ``1 - clinical_rate`` quantiles of the validation images' scores. With sources given,
+    every dermoscopic source weighs the same, in the fit and in the quantiles (so a small source
+    is not sacrificed to the largest one).
     """
     cats = np.asarray(categories)
     x_tr = _design(train, knn_scores(train.embedding, v1_arrays, exclude_self=True))
@@ -164,43 +186,52 @@ def fit_gate_v2_features(
     block_neg = x_neg[cats != CLINICAL]
     if len(block_neg) == 0:
         raise ValueError("gate v2 needs non-dermoscopic images other than clinical proxies")
-    head = _fit_head(x_tr, block_neg, mean, scale, seed)
+    w_tr = source_weights(train_sources, len(x_tr))
+    head = _fit_head(x_tr, block_neg, mean, scale, seed, w_tr)
     arrays: dict[str, np.ndarray] = {
         "v2_mean": mean.astype(np.float32), "v2_scale": scale.astype(np.float32),
         "v2_w": head.w.astype(np.float32), "v2_b": np.array(head.b),
     }
     val_block = gate_mod.v2_logit(x_val, arrays, "v2")
     val_ok = ~val.quality_blocked
+    w_val = source_weights(val_sources, len(x_val))[val_ok]
     cfg: dict[str, Any] = {
-        "v2_threshold": float(np.quantile(val_block[val_ok], 1 - false_reject)),
+        "v2_threshold": weighted_quantile(val_block[val_ok], 1 - false_reject, w_val),
     }
     clin = x_neg[cats == CLINICAL]
     if len(clin):
-        chead = _fit_head(x_tr, clin, mean, scale, seed)
+        chead = _fit_head(x_tr, clin, mean, scale, seed, w_tr)
         arrays["v2c_w"], arrays["v2c_b"] = chead.w.astype(np.float32), np.array(chead.b)
         val_clin = gate_mod.v2_logit(x_val, arrays, "v2c")
-        cfg["v2_clinical_threshold"] = float(np.quantile(val_clin[val_ok], 1 - clinical_rate))
+        cfg["v2_clinical_threshold"] = weighted_quantile(val_clin[val_ok], 1 - clinical_rate,
+                                                         w_val)
+    n_src = "" if train_sources is None else f" of {len(set(train_sources))} sources"
+    weighting = "" if train_sources is None else ", sources weighted equally"
+    kinds = len(set(cats[cats != CLINICAL].tolist()))
     cfg["v2_fit"] = (
-        f"logistic regression (C={C_REG}, balanced classes) on standardised [pooled features, "
-        f"kNN score, 5 image statistics]: {len(x_tr)} dermoscopic training images vs "
-        f"{len(block_neg)} non-dermoscopic images of {len(set(cats[cats != CLINICAL]))} kinds; "
-        f"threshold = {100 * (1 - false_reject):.1f}th percentile of {int(val_ok.sum())} "
-        f"validation images; clinical-photo flag: a second head vs {len(clin)} simulated "
-        f"clinical skin photos, flagging {100 * clinical_rate:.0f} % of validation images"
+        f"logistic regression (C={C_REG}, the two classes weighted equally{weighting}) on "
+        f"standardised [pooled features, kNN score, 5 image statistics]: {len(x_tr)} "
+        f"dermoscopic training images{n_src} vs {len(block_neg)} non-dermoscopic images of "
+        f"{kinds} kinds; threshold = {100 * (1 - false_reject):.1f}th percentile of "
+        f"{int(val_ok.sum())} validation images{weighting}; clinical-photo flag: a second head "
+        f"vs {len(clin)} simulated clinical skin photos, flagging "
+        f"{100 * clinical_rate:.0f} % of validation images"
     )
     return cfg, arrays
 
 
 def fit_gate_v2(
     model: Dermsight, dermo_train: Sequence[np.ndarray], dermo_val: Sequence[np.ndarray],
-    negatives: Sequence[Negative], seed: int = 0,
+    negatives: Sequence[Negative], seed: int = 0, train_sources: Sequence[str] | None = None,
+    val_sources: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Gate v2 for ``model`` from images: its gate v1 (``model.bundle.gate_arrays``: the kNN
     bank) must already be fitted. Returns ``(cfg, arrays)`` to merge into the bundle's gate."""
     feats = [gate_features(model, list(s)) for s in
              (dermo_train, dermo_val, [n.image for n in negatives])]
     return fit_gate_v2_features(model.bundle.gate_arrays, feats[0], feats[1], feats[2],
-                                [n.category for n in negatives], seed=seed)
+                                [n.category for n in negatives], seed=seed,
+                                train_sources=train_sources, val_sources=val_sources)
 
 
 def decisions(cfg: dict[str, Any], arrays: dict[str, np.ndarray], f: GateFeatures,
@@ -227,7 +258,8 @@ def measure_gate_v2(
     v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], train: GateFeatures,
     val: GateFeatures, negatives: GateFeatures, categories: Sequence[str],
     test_by_source: dict[str, GateFeatures], fresh_clinical: GateFeatures | None = None,
-    seed: int = 0,
+    seed: int = 0, train_sources: Sequence[str] | None = None,
+    val_sources: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Fit gate v2 on everything, then measure it honestly.
 
@@ -239,8 +271,9 @@ def measure_gate_v2(
     Returns (cfg, arrays, evaluation).
     """
     cats = np.asarray(categories)
-    cfg, arrays = fit_gate_v2_features(v1_arrays, train, val, negatives, list(categories),
-                                       seed=seed)
+    cfg, arrays = fit_gate_v2_features(
+        v1_arrays, train, val, negatives, list(categories), seed=seed,
+        train_sources=train_sources, val_sources=val_sources)
     full_cfg, full_arrays = {**v1_cfg, **cfg}, {**v1_arrays, **arrays}
     held_out: dict[str, Any] = {}
     v1_fa: dict[str, Any] = {}
@@ -248,8 +281,9 @@ def measure_gate_v2(
         keep = cats != c
         if not np.any(keep & (cats != CLINICAL)):
             continue
-        c_cfg, c_arrays = fit_gate_v2_features(v1_arrays, train, val, negatives.subset(
-            np.flatnonzero(keep)), cats[keep].tolist(), seed=seed)
+        c_cfg, c_arrays = fit_gate_v2_features(
+            v1_arrays, train, val, negatives.subset(np.flatnonzero(keep)), cats[keep].tolist(),
+            seed=seed, train_sources=train_sources, val_sources=val_sources)
         part = negatives.subset(np.flatnonzero(cats == c))
         blocked, clin = decisions({**v1_cfg, **c_cfg}, {**v1_arrays, **c_arrays}, part)
         held_out[c] = {"false_accept": _rate(~blocked), "accepted_without_any_flag":
@@ -275,3 +309,51 @@ def measure_gate_v2(
         ev["clinical_proxy_fresh"] = {"blocked": _rate(blocked), "flagged": _rate(clin),
                                       "neither": _rate(~blocked & ~clin)}
     return cfg, arrays, ev
+
+
+def dermoscope_variation(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One random view of a dermoscopic image as another dermatoscope/camera might give it:
+    colour cast, gamma, saturation, blur, JPEG, a circular field of view or a zoom out with a
+    dark border, a zoom in, flips. Used to widen the dermoscopic side of the gate's fit so that
+    a new source's images are not refused for their colour or framing."""
+    import io
+
+    from PIL import Image, ImageFilter
+
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    s = min(pil.size)
+    if rng.random() < 0.3:  # zoom in
+        f = rng.uniform(0.6, 0.9)
+        c = int(s * f)
+        x0 = int(rng.integers(0, pil.size[0] - c + 1))
+        y0 = int(rng.integers(0, pil.size[1] - c + 1))
+        pil = pil.crop((x0, y0, x0 + c, y0 + c))
+    elif rng.random() < 0.3:  # zoom out with a dark border
+        f = rng.uniform(0.6, 0.9)
+        small = pil.resize((max(1, int(pil.size[0] * f)), max(1, int(pil.size[1] * f))))
+        canvas = Image.new("RGB", pil.size, (int(rng.integers(0, 25)),) * 3)
+        canvas.paste(small, ((pil.size[0] - small.size[0]) // 2,
+                             (pil.size[1] - small.size[1]) // 2))
+        pil = canvas
+    if rng.random() < 0.5:
+        pil = pil.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.25:
+        pil = pil.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.5))))
+    if rng.random() < 0.3:
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=int(rng.integers(40, 90)))
+        pil = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    x = np.asarray(pil, np.float32)
+    x = x * rng.uniform(0.8, 1.2, 3).astype(np.float32)  # colour cast / white balance
+    if rng.random() < 0.5:
+        x = 255.0 * np.power(np.clip(x, 0, 255) / 255.0, float(np.exp(rng.uniform(-0.4, 0.4))))
+    if rng.random() < 0.4:  # saturation
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * float(rng.uniform(0.6, 1.4))
+    if rng.random() < 0.3:  # circular field of view, dark outside
+        h, w = x.shape[:2]
+        r = rng.uniform(0.45, 0.7) * min(h, w)
+        yy, xx = np.mgrid[0:h, 0:w]
+        mask = np.clip((r - np.hypot(yy - h / 2, xx - w / 2)) / (0.04 * min(h, w)) + 0.5, 0, 1)
+        x = x * mask[:, :, None] + (1 - mask[:, :, None]) * float(rng.uniform(0, 20))
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)

@@ -3,7 +3,8 @@
 ``dermsight gate fit BUNDLE`` calls :func:`refit_bundle`. Data: the bundle's own split
 (``configs/default-split.csv`` for the shipped model) over ``isic-subset``: the gate is fitted on
 TRAINING images, its threshold set on VALIDATION images, and false rejects are measured on TEST
-images per source, plus every ``isic2020-sample`` image (a source the model never saw). Features
+images per source. ``isic2020-sample`` (a source the model never saw) is split by patient into
+fit / validation / test parts (40/20/40 %). Features
 are cached under ``cache`` (extracting ~9,000 images takes minutes on 2 cores).
 """
 
@@ -90,6 +91,19 @@ def load_sets(data: Path, split_csv: Path, isic2020: Path | None, seed: int
     return sets
 
 
+def isic2020_parts(isic2020: Path, seed: int) -> np.ndarray:
+    """Each isic2020-sample image's part, by patient (``group_id``): 40 % of the patients
+    "fit", 20 % "val", 40 % "test" (seeded; no patient in two parts)."""
+    md20 = pd.read_csv(isic2020 / "metadata.csv", dtype=str, keep_default_na=False)
+    patients = sorted(set(md20["group_id"]))
+    order = np.random.default_rng(seed).permutation(len(patients))
+    part = {}
+    for rank, i in enumerate(order):
+        f = rank / len(patients)
+        part[patients[i]] = "fit" if f < 0.4 else "val" if f < 0.6 else "test"
+    return np.array([part[g] for g in md20["group_id"]])
+
+
 def _cached(cache: Path, name: str, key: str, make: Callable[[], GateFeatures]
             ) -> GateFeatures:
     path = cache / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
@@ -156,11 +170,27 @@ def refit_bundle(
     src = np.asarray(test.sources)
     for name in sorted(set(test.sources)):
         by_source[name] = feats["test"].subset(np.flatnonzero(src == name))
-    if "isic2020" in feats:
-        by_source["isic2020 (all; never in any split)"] = feats["isic2020"]
+    train_f, val_f = feats["train"], feats["val"]
+    train_src, val_src = list(sets["train"].sources), list(sets["val"].sources)
+    if "isic2020" in feats and isic2020 is not None:
+        # its patients split 40/20/40 into fit / val / test: a dermoscopic source the gate
+        # must accept though the model never saw it
+        part = isic2020_parts(isic2020, seed)
+        i20 = feats["isic2020"]
+        train_f = GateFeatures.concat([train_f, i20.subset(np.flatnonzero(part == "fit"))])
+        val_f = GateFeatures.concat([val_f, i20.subset(np.flatnonzero(part == "val"))])
+        train_src += ["isic2020"] * int((part == "fit").sum())
+        val_src += ["isic2020"] * int((part == "val").sum())
+        by_source["isic2020 (test patients)"] = i20.subset(np.flatnonzero(part == "test"))
     log("fitting gate v2 and its leave-one-category-out checks")
-    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, feats["train"], feats["val"],
-                                      neg_feats, cats, by_source, fresh_feats, seed=seed)
+    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats,
+                                      by_source, fresh_feats, seed=seed,
+                                      train_sources=train_src, val_sources=val_src)
+    ev["unseen_source_false_reject"] = unseen_source_false_rejects(
+        v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats, by_source, train_src, val_src,
+        seed)
+    ev["isic2020_split"] = ("isic2020-sample patients: 40 % fit, 20 % validation, 40 % test "
+                            f"(seed {seed})") if isic2020 is not None else None
     ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system_negatives
     ev["seed"] = seed
@@ -182,10 +212,38 @@ def refit_bundle(
     return ev
 
 
+def unseen_source_false_rejects(
+    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], train: GateFeatures,
+    val: GateFeatures, neg: GateFeatures, cats: list[str], test_by_source: dict[str, GateFeatures],
+    train_src: list[str], val_src: list[str], seed: int,
+) -> dict[str, Any]:
+    """For each dermoscopic source but the largest: refit the gate without that source's
+    training and validation images and count its test images refused: how the gate treats
+    dermoscopic images from a source (camera, clinic, processing) it has never seen."""
+    from dermsight.train.gate_fit import decisions, fit_gate_v2_features
+
+    ts, vs = np.asarray(train_src), np.asarray(val_src)
+    largest = max(set(train_src), key=train_src.count)
+    out: dict[str, Any] = {}
+    for name, f in test_by_source.items():
+        s = name.split(" ")[0]
+        if s == largest or s not in set(train_src) or len(f.embedding) < 50:
+            continue
+        ti, vi = np.flatnonzero(ts != s), np.flatnonzero(vs != s)
+        cfg, arrays = fit_gate_v2_features(
+            v1_arrays, train.subset(ti), val.subset(vi), neg, cats, seed=seed,
+            train_sources=ts[ti].tolist(), val_sources=vs[vi].tolist())
+        blocked, _ = decisions({**v1_cfg, **cfg}, {**v1_arrays, **arrays}, f)
+        out[name] = {"n": int(len(blocked)), "k": int(blocked.sum()),
+                     "rate": float(blocked.mean())}
+    return out
+
+
 def fit_for_run(
     model: Dermsight, v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray],
     train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarray], np.ndarray],
     test: tuple[list[np.ndarray], np.ndarray, list[str]], seed: int, system: bool = True,
+    train_sources: list[str] | None = None, val_sources: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Gate v2 inside ``train/finalize.py``: (images, embeddings) of the training sample and of
     validation, (images, embeddings, sources) of test. The last N_CLINICAL_FIT training images
@@ -206,9 +264,10 @@ def fit_for_run(
                           + [drawn_clinical(rng) for _ in range(100)])
     src = np.asarray(test[2])
     by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
-    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, f_train, f_val, neg,
-                                      [n.category for n in negatives], by_source, fresh,
-                                      seed=seed)
+    cfg, arrays, ev = measure_gate_v2(
+        v1_cfg, v1_arrays, f_train, f_val, neg, [n.category for n in negatives], by_source,
+        fresh, seed=seed, val_sources=val_sources,
+        train_sources=None if train_sources is None else train_sources[:n_fit])
     ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system
     ev["seed"] = seed

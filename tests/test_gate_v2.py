@@ -1,0 +1,229 @@
+"""Gate v2: the offline negatives, the numpy scoring of the fitted heads, the flags it raises, the
+"cannot assess" result that never shows numbers as valid, and natural frequencies per tier."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from dermsight import gate
+from dermsight.bundle import Thresholds
+from dermsight.evaluate.frequencies import natural_frequencies
+
+pytest.importorskip("sklearn")
+pytest.importorskip("skimage")
+
+
+def test_negatives_are_small_deterministic_and_labelled() -> None:
+    from dermsight.evaluate.negatives import CATEGORIES, CLINICAL, build_negatives
+
+    derm = [np.full((120, 120, 3), (200, 150, 130), np.uint8)]
+    a = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm)
+    b = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm)
+    assert [n.name for n in a] == [n.name for n in b]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
+    counts = Counter(n.category for n in a)
+    assert set(counts) == set(CATEGORIES)  # every kind is represented, even in a small call
+    assert counts[CLINICAL] >= 3  # drawn proxies + the one made from the dermoscopic image
+    for n in a:
+        assert n.image.dtype == np.uint8 and n.image.ndim == 3 and n.image.shape[2] == 3
+        assert min(n.image.shape[:2]) >= 32
+    assert len(a) < 150  # small enough for the default test suite
+    c = build_negatives(seed=4, n_generated=2, views=2)
+    assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=False))
+
+
+def _features(rng: np.random.Generator, n: int, centre: float, d: int = 16) -> Any:
+    from dermsight.train.gate_fit import GateFeatures
+
+    emb = rng.normal(centre, 1.0, (n, d)).astype(np.float32)
+    quality = np.column_stack([rng.uniform(90, 200, n), rng.uniform(20, 60, n),
+                               rng.uniform(0, 0.05, n), rng.uniform(20, 300, n),
+                               rng.uniform(0.1, 0.5, n)])
+    return GateFeatures(emb, quality, np.zeros(n, bool))
+
+
+def _bank(rng: np.random.Generator, d: int = 16) -> dict[str, np.ndarray]:
+    bank = rng.normal(0.0, 1.0, (200, d)).astype(np.float32)
+    return {"bank": bank / np.linalg.norm(bank, axis=1, keepdims=True), "k": np.array(5)}
+
+
+def test_fit_stores_plain_arrays_that_numpy_scores_like_sklearn() -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from dermsight.train import gate_fit
+
+    rng = np.random.default_rng(0)
+    v1 = _bank(rng)
+    train, val = _features(rng, 400, 0.0), _features(rng, 300, 0.0)
+    neg = gate_fit.GateFeatures.concat([_features(rng, 150, 3.0), _features(rng, 60, -3.0)])
+    cats = ["a"] * 150 + ["clinical_skin_proxy"] * 60
+    cfg, arrays = gate_fit.fit_gate_v2_features(v1, train, val, neg, cats, seed=0)
+    assert set(arrays) == {"v2_mean", "v2_scale", "v2_w", "v2_b", "v2c_w", "v2c_b"}
+    assert all(isinstance(v, np.ndarray) for v in arrays.values())
+    # the stored head is the same logistic regression sklearn fits
+    x_tr = gate.v2_inputs(train.embedding, gate_fit.knn_scores(train.embedding, v1, True),
+                          train.quality)
+    x_neg = gate.v2_inputs(neg.embedding[:150], gate_fit.knn_scores(neg.embedding[:150], v1),
+                           neg.quality[:150])
+    z = (np.concatenate([x_tr, x_neg]) - arrays["v2_mean"]) / arrays["v2_scale"]
+    clf = LogisticRegression(C=gate_fit.C_REG, class_weight="balanced", max_iter=3000)
+    clf.fit(z, np.r_[np.zeros(len(x_tr)), np.ones(len(x_neg))])
+    np.testing.assert_allclose(gate.v2_logit(x_neg, arrays), clf.decision_function(z[400:]),
+                               rtol=1e-3, atol=1e-3)
+    # threshold at the 99th percentile of validation scores: about 1 % of them refused
+    blocked, _ = gate_fit.decisions({"ood_threshold": 9.0, **cfg}, {**v1, **arrays}, val)
+    assert 0.0 < blocked.mean() <= 0.03
+    blocked_neg, clin = gate_fit.decisions({"ood_threshold": 9.0, **cfg}, {**v1, **arrays},
+                                           neg.subset(np.arange(150)))
+    assert blocked_neg.mean() > 0.9
+
+
+def test_leave_one_category_out_reports_every_kind() -> None:
+    from dermsight.train import gate_fit
+
+    rng = np.random.default_rng(1)
+    v1 = _bank(rng)
+    train, val = _features(rng, 300, 0.0), _features(rng, 200, 0.0)
+    neg = gate_fit.GateFeatures.concat([_features(rng, 80, 3.0), _features(rng, 80, -3.0),
+                                        _features(rng, 40, 2.0)])
+    cats = ["up"] * 80 + ["down"] * 80 + ["clinical_skin_proxy"] * 40
+    _, _, ev = gate_fit.measure_gate_v2({"ood_threshold": 9.0}, v1, train, val, neg, cats,
+                                        {"src": _features(rng, 100, 0.0)}, seed=0)
+    held = ev["held_out_false_accept"]
+    assert set(held) == {"up", "down", "clinical_skin_proxy"}
+    # fitted only on "up", the gate has never seen "down": it is let through far more often
+    assert held["down"]["false_accept"]["rate"] > held["up"]["false_accept"]["rate"] or \
+        held["down"]["false_accept"]["rate"] > 0.5
+    assert ev["false_reject_test"]["src"]["n"] == 100
+    assert set(ev["v1_false_accept"]) == set(held)
+
+
+def _v2_arrays(d: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    bank = np.eye(d, dtype=np.float32)[:6]
+    n_in = d + 1 + 5
+    w = np.zeros(n_in, np.float32)
+    w[0] = 1.0  # blocking head: feature 0
+    wc = np.zeros(n_in, np.float32)
+    wc[1] = 1.0  # clinical head: feature 1
+    arrays = {"bank": bank, "k": np.array(1), "v2_mean": np.zeros(n_in, np.float32),
+              "v2_scale": np.ones(n_in, np.float32), "v2_w": w, "v2_b": np.array(0.0),
+              "v2c_w": wc, "v2c_b": np.array(0.0)}
+    cfg = {"ood_threshold": 2.0, "v2_threshold": 0.5, "v2_clinical_threshold": 0.5}
+    return cfg, arrays
+
+
+def test_ood_flags_block_or_warn_with_v2() -> None:
+    cfg, arrays = _v2_arrays(8)
+    emb = np.zeros((3, 8), np.float32)
+    emb[0, 0] = 1.0  # blocking head fires
+    emb[1, 1] = 1.0  # clinical head fires: non-blocking flag
+    emb[2, 2] = 1.0  # neither
+    quality = np.tile([120.0, 40.0, 0.0, 100.0, 0.3], (3, 1))
+    out = gate.ood_flags(emb, cfg, arrays, quality)
+    assert [f.code for f in out[0][0]] == ["out_of_distribution"] and out[0][0][0].blocking
+    assert [f.code for f in out[1][0]] == ["not_dermoscopic"]
+    assert out[1][0][0].blocking is False
+    assert "accuracy unknown" in out[1][0][0].message
+    assert out[2][0] == []
+    # without the images' statistics (or without a v2 head) the v1 kNN rule applies
+    v1 = gate.ood_flags(emb, cfg, arrays)
+    assert all(flags == [] for flags, _ in v1)
+
+
+def test_cannot_assess_result_shows_no_numbers_as_valid(jpeg: bytes) -> None:
+    from dermsight.predict import Dermsight
+
+    model = Dermsight.load()
+    blank = np.full((300, 300, 3), 128, np.uint8)
+    pred = model.predict(blank, heatmap=True)
+    assert pred.risk == "cannot_assess" and not pred.assessable
+    assert pred.cam is None
+    d = pred.to_dict()
+    for key in ("probabilities", "prediction", "prediction_name", "malignant_probability",
+                "heatmap"):
+        assert key not in d, key
+    u = d["unreliable"]
+    assert "not a valid result" in u["note"]
+    assert abs(sum(u["probabilities"].values()) - 1) < 1e-4
+    assert u["probabilities"] == pytest.approx(
+        {k: round(v, 6) for k, v in pred.probabilities.items()})
+    ok = model.predict(jpeg, heatmap=True).to_dict()
+    if ok["risk"] != "cannot_assess":
+        assert "unreliable" not in ok and "probabilities" in ok and "heatmap" in ok
+
+
+def test_cli_prints_no_class_for_a_refused_image(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from dermsight.cli import app
+
+    img = tmp_path / "blank.png"
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(img)
+    res = CliRunner().invoke(app, ["predict", str(img), "--heatmap", str(tmp_path / "h.png")])
+    assert res.exit_code == 0, res.output
+    assert "cannot assess (no result)" in res.output
+    assert "malignant" not in res.output and "risk: " not in res.output
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_natural_frequencies_count_per_tier() -> None:
+    p = np.array([0.9, 0.8, 0.5, 0.4, 0.1, 0.05, 0.02, 0.01])
+    y = np.array([1, 0, 1, 0, 0, 0, 0, 1], bool)
+    nf = natural_frequencies(p, y, Thresholds(refer=0.7, monitor=0.3), ["a"] * 5 + ["b"] * 3)
+    assert nf["per_tier"]["high"] == {"n": 2, "malignant": 1, "per_100": 50}
+    assert nf["per_tier"]["moderate"] == {"n": 2, "malignant": 1, "per_100": 50}
+    assert nf["per_tier"]["low"] == {"n": 4, "malignant": 1, "per_100": 25}
+    assert nf["source_mix"] == {"a": 5, "b": 3}
+    assert "not this patient's own risk" in nf["limits"]
+    empty = natural_frequencies(p[:1], y[:1], Thresholds(refer=0.7, monitor=0.3))
+    assert empty["per_tier"]["low"] == {"n": 0, "malignant": 0, "per_100": None}
+
+
+def test_shipped_card_has_gate_v2_figures_and_frequencies() -> None:
+    from dermsight.bundle import load_bundle
+
+    b = load_bundle()
+    if "v2_threshold" not in b.card.gate:
+        pytest.skip("the shipped bundle has no gate v2")
+    ev = b.card.gate["v2_evaluation"]
+    assert set(ev["held_out_false_accept"]) >= {"natural_photo", "documents", "medical_other"}
+    assert all(r["n"] > 0 for r in ev["false_reject_test"].values())
+    assert {"v2_w", "v2_b", "v2_mean", "v2_scale"} <= set(b.gate_arrays)
+    nf = b.card.extra["natural_frequencies"]
+    assert nf["split"] == "validation"
+    assert sum(t["n"] for t in nf["per_tier"].values()) == nf["n"]
+
+
+@pytest.mark.slow
+def test_reduced_fit_on_the_shipped_model(data_dir: Path) -> None:
+    """A reduced gate v2 fit end to end on real images (40 training / 40 validation images)."""
+    import pandas as pd
+
+    from dermsight.evaluate.negatives import build_negatives
+    from dermsight.io.decode import decode_image
+    from dermsight.predict import Dermsight
+    from dermsight.train.gate_fit import fit_gate_v2
+
+    model = Dermsight.load()
+    split = pd.read_csv(Path(__file__).parents[1] / "configs" / "default-split.csv")
+    paths = {s: [data_dir / "images" / f"{i}.jpg"
+                 for i in split.loc[split["split"] == s, "image_id"].head(40)]
+             for s in ("train", "val")}
+    if not all(p.exists() for ps in paths.values() for p in ps):
+        pytest.skip("isic-subset images not available")
+    imgs = {s: [decode_image(str(p)) for p in ps] for s, ps in paths.items()}
+    negs = build_negatives(seed=0, n_generated=3, views=2, dermo_for_clinical=imgs["train"][:5])
+    cfg, arrays = fit_gate_v2(model, imgs["train"], imgs["val"], negs, seed=0)
+    assert "v2_threshold" in cfg and "v2_clinical_threshold" in cfg
+    full_cfg = {**model.card.gate, **cfg}
+    full_arrays = {**model.bundle.gate_arrays, **arrays}
+    x, m = model.prepare(imgs["val"][0], None)
+    emb = model.run_arrays(x[None], m[None])["embedding"]
+    flags, _ = gate.assess(imgs["val"][0], emb, full_cfg, full_arrays)
+    assert isinstance(flags, list)
