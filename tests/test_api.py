@@ -312,6 +312,28 @@ def test_openapi_document_is_valid_and_has_the_routes(client: httpx.Client) -> N
     assert "securitySchemes" not in doc.get("components", {})  # no token configured
 
 
+def test_cannot_assess_response_keeps_numbers_only_under_unreliable(
+        client: httpx.Client) -> None:
+    """A refused image: risk cannot_assess, no top-level probabilities / class / malignant
+    probability / heatmap, the numbers under ``unreliable`` with a note; matches the schema."""
+    buf = io.BytesIO()
+    Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(buf, format="PNG")
+    r = post_image(client, buf.getvalue())
+    assert r.status_code == 200, r.text
+    raw = r.json()
+    body = PredictResponse.model_validate(raw)
+    assert body.risk == "cannot_assess"
+    assert any(f.blocking for f in body.flags)
+    for key in ("probabilities", "prediction", "prediction_name", "malignant_probability",
+                "heatmap"):
+        assert key not in raw, key
+    assert body.unreliable is not None and body.unreliable.note
+    assert abs(sum(body.unreliable.probabilities.values()) - 1.0) < 1e-4
+    schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
+    assert "unreliable" in schema["PredictResponse"]["properties"]
+    assert "probabilities" not in schema["PredictResponse"].get("required", [])
+
+
 # --- serving preparation (in-process) --------------------------------------------------------
 
 
@@ -349,9 +371,14 @@ def test_gated_bundle_is_prepared_for_serving(tmp_path: Path, jpeg: bytes) -> No
             r = c.post("/api/v1/predict?heatmap=false",
                        files={"image": ("a.jpg", jpeg, "image/jpeg")})
         assert r.status_code == 200, r.text
-        assert abs(r.json()["ood_score"] - round(expected.ood_score, 4)) < 2e-3
+        body = r.json()
+        assert abs(body["ood_score"] - round(expected.ood_score, 4)) < 2e-3
+        assert body["risk"] == expected.risk
+        # a refused image keeps its numbers only under "unreliable"
+        probs = body["probabilities"] if expected.assessable else body["unreliable"][
+            "probabilities"]
         for code, p in expected.probabilities.items():
-            assert abs(r.json()["probabilities"][code] - p) < 1e-5
+            assert abs(probs[code] - p) < 1e-5
     finally:
         threadpool_limits(limits=before)
 

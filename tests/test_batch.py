@@ -173,21 +173,23 @@ def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
 def test_out_of_distribution_gate_matches_the_facade(
     model: Dermsight, data_dir: Path, metadata: pd.DataFrame, ids: list[str], tmp_path: Path,
 ) -> None:
-    """The bundle's fitted OOD gate, with the threshold moved to the median score of these
-    images so that some are flagged: batch flags/scores/tiers equal Dermsight.predict's."""
+    """The bundle's fitted OOD gate (v2 when the bundle has one, else the kNN rule), with the
+    threshold moved to the median score of these images so that some are flagged (and, for
+    v2, the clinical-photo flag's threshold below it so that some get that non-blocking flag):
+    batch flags/scores/tiers equal Dermsight.predict's."""
     from dermsight import gate
 
     if not model.bundle.gate_arrays or "ood_threshold" not in model.card.gate:
         pytest.skip("the default bundle has no fitted OOD gate")
     df = frame_for(data_dir, metadata, ids[:12])
-    prepared = [model.prepare(decode_image(p), None) for p in df["path"]]
-    emb = model.run_arrays(np.stack([a for a, _ in prepared]),
-                           np.stack([b for _, b in prepared]))["embedding"]
-    scores = gate.ood_score(emb, model.bundle.gate_arrays)
+    scores = np.array([model.predict(p, heatmap=False).ood_score for p in df["path"]])
     bundle = tmp_path / "gated"
     shutil.copytree(default_bundle_path(), bundle)
     card = json.loads((bundle / "card.json").read_text())
-    card["gate"]["ood_threshold"] = float(np.median(scores))
+    v2 = gate.has_v2(model.card.gate, model.bundle.gate_arrays)
+    card["gate"]["v2_threshold" if v2 else "ood_threshold"] = float(np.median(scores))
+    if v2:
+        card["gate"]["v2_clinical_threshold"] = -1e9  # every accepted image gets the flag
     (bundle / "card.json").write_text(json.dumps(card))
     gated = Dermsight.load(bundle, threads=2)
     out = score_frame(df, gated, batch_size=5, workers=2)
@@ -202,6 +204,9 @@ def test_out_of_distribution_gate_matches_the_facade(
     assert 0 < flagged < len(df)
     assert (out.loc[out["flags"].str.contains("out_of_distribution"), "risk"]
             == "cannot_assess").all()
+    if v2:  # the non-blocking flag leaves the tier in place
+        warned = out[out["flags"].str.contains("not_dermoscopic")]
+        assert len(warned) and (warned["risk"] != "cannot_assess").all()
 
 
 # --- the local runner ---------------------------------------------------------------------------
