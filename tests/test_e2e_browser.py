@@ -180,3 +180,62 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
     page.get_by_test_id("nav-assess").click()
     page.get_by_test_id("dropzone").wait_for()
     assert page.problems == []
+
+
+def test_cannot_assess_upload_shows_no_result_numbers(
+    page: Any, tmp_path: Path, test_output: Path
+) -> None:
+    """An image the gate refuses: no tier, no probabilities, no top class, no heatmap, no
+    natural frequency, in either view; the API keeps its numbers only under ``unreliable``."""
+    from PIL import Image, ImageDraw
+
+    doc = Image.new("RGB", (600, 800), (250, 250, 248))
+    draw = ImageDraw.Draw(doc)
+    for i in range(30):  # a text page: not a skin lesion at all
+        draw.text((30, 30 + 24 * i), "Invoice 2026 - total due before Monday", fill=(0, 0, 0))
+    path = tmp_path / "page.png"
+    doc.save(path)
+    page.get_by_test_id("audience-clinician").click()
+    result = assess(page, path)
+    assert result["risk"] == "cannot_assess"
+    for key in ("probabilities", "prediction", "malignant_probability", "heatmap"):
+        assert key not in result, key
+    assert "note" in result["unreliable"]
+    banner = page.get_by_test_id("risk-banner")
+    banner.wait_for()
+    assert banner.get_attribute("data-risk") == "cannot_assess"
+    page.get_by_test_id("no-result").wait_for()
+    for audience in ("clinician", "patient"):
+        page.get_by_test_id(f"audience-{audience}").click()
+        assert page.locator("[data-testid^='prob-bar-']").count() == 0
+        assert page.get_by_test_id("heatmap-overlay").count() == 0
+        assert page.get_by_test_id("natural-frequency").count() == 0
+        text = page.get_by_test_id("result").inner_text()
+        assert "Top class" not in text and "Malignant probability" not in text
+        assert not re.search(r"\b(High|Moderate|Low) risk\b", text)
+    page.screenshot(path=str(test_output / "e2e-cannot-assess.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_patient_view_states_the_natural_frequency(
+    page: Any, ui_server: support.Server, sample_image: Path, test_output: Path
+) -> None:
+    """The patient view says "of 100 lesions that get this result, about N turned out to be
+    cancer", N from the card's validation counts for the result's tier, with its limits."""
+    card = httpx.get(f"{ui_server.base}/api/v1/model").json()
+    if "natural_frequencies" not in card:
+        pytest.skip("this bundle's card has no natural_frequencies")
+    page.get_by_test_id("audience-patient").click()
+    result = assess(page, sample_image, age="55", sex="female", site="posterior torso")
+    if result["risk"] == "cannot_assess":
+        pytest.skip("the sample image was refused by the gate")
+    tier = card["natural_frequencies"]["per_tier"][result["risk"]]
+    box = page.get_by_test_id("natural-frequency")
+    box.wait_for()
+    text = box.inner_text()
+    assert f"Of 100 lesions that get this result, about {tier['per_100']} turned out to be " \
+           "cancer" in text
+    assert f"{tier['n']:,}" in text or str(tier["n"]) in text
+    assert "not this patient's own risk" in text
+    page.screenshot(path=str(test_output / "e2e-natural-frequency.png"), full_page=True)
+    assert page.problems == []
