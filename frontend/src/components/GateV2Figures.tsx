@@ -44,6 +44,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
   const negs = rec(ev.negatives) ?? {}
   const fr = rec(ev.false_reject_test) ?? {}
   const v1fr = rec(ev.v1_false_reject_test) ?? {}
+  const unseen = rec(ev.unseen_source_false_reject) ?? {}
   const clin = rec(ev.clinical_proxy_fresh)
   return (
     <div data-testid="gate-v2">
@@ -81,13 +82,17 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
           </tbody>
         </table>
       </div>
-      <p>Dermoscopic TEST images wrongly refused, per source:</p>
+      <p>
+        Dermoscopic TEST images wrongly refused, per source (and with the gate refitted without that source: how it
+        treats a dermatoscope or clinic it has never seen):
+      </p>
       <div className="table-wrap">
         <table className="data-table" data-testid="gate-v2-sources">
           <thead>
             <tr>
               <th>source</th>
               <th>refused, gate v2</th>
+              <th>refused, gate v2 refitted without this source</th>
               <th>refused, gate v1</th>
             </tr>
           </thead>
@@ -96,6 +101,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
               <tr key={s}>
                 <td>{s}</td>
                 <td>{show(rate(fr[s]))}</td>
+                <td>{show(rate(unseen[s]))}</td>
                 <td>{show(rate(v1fr[s]))}</td>
               </tr>
             ))}
