@@ -92,9 +92,16 @@ def test_leave_one_category_out_reports_every_kind() -> None:
     neg = gate_fit.GateFeatures.concat([_features(rng, 80, 3.0), _features(rng, 80, -3.0),
                                         _features(rng, 40, 2.0)])
     cats = ["up"] * 80 + ["down"] * 80 + ["clinical_skin_proxy"] * 40
+    groups = [f"pic{i // 4}" for i in range(len(cats))]  # 4 views per picture
     _, _, ev = gate_fit.measure_gate_v2({"ood_threshold": 9.0}, v1, train, val, neg, cats,
-                                        {"src": _features(rng, 100, 0.0)}, seed=0)
+                                        {"src": _features(rng, 100, 0.0)}, seed=0,
+                                        groups=groups)
     held = ev["held_out_false_accept"]
+    new = ev["new_pictures_false_accept"]
+    assert set(new) == set(held)
+    assert sum(r["false_accept"]["n"] for r in new.values()) == len(cats)
+    # pictures of a kind the gate has seen are caught at least as often as an unseen kind
+    assert new["down"]["false_accept"]["rate"] <= held["down"]["false_accept"]["rate"]
     assert set(held) == {"up", "down", "clinical_skin_proxy"}
     # fitted only on "up", the gate has never seen "down": it is let through far more often
     assert held["down"]["false_accept"]["rate"] > held["up"]["false_accept"]["rate"] or \

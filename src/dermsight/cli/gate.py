@@ -50,6 +50,10 @@ def fit(
         fa = r["false_accept"]
         typer.echo(f"held-out {cat:22s} false accepts {fa['k']:4d}/{fa['n']:<5d} "
                    f"{100 * fa['rate']:.1f} %")
+    for cat, r in ev.get("new_pictures_false_accept", {}).items():
+        fa = r["false_accept"]
+        typer.echo(f"new pictures {cat:18s} false accepts {fa['k']:4d}/{fa['n']:<5d} "
+                   f"{100 * fa['rate']:.1f} %")
     for src, r in ev["false_reject_test"].items():
         typer.echo(f"test {src:34s} false rejects {r['k']:4d}/{r['n']:<5d} "
                    f"{100 * r['rate']:.2f} %")

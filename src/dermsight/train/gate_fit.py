@@ -259,13 +259,16 @@ def measure_gate_v2(
     val: GateFeatures, negatives: GateFeatures, categories: Sequence[str],
     test_by_source: dict[str, GateFeatures], fresh_clinical: GateFeatures | None = None,
     seed: int = 0, train_sources: Sequence[str] | None = None,
-    val_sources: Sequence[str] | None = None,
+    val_sources: Sequence[str] | None = None, groups: Sequence[str] | None = None,
+    folds: int = 4,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Fit gate v2 on everything, then measure it honestly.
 
     * held-out kinds: for each negative category, refit without it and count how many of its
       images the refitted gate lets through (false accepts);
     * false rejects of dermoscopic test images per source, with the final gate;
+    * with ``groups`` (the source picture of each negative): new pictures of kinds the gate has
+      seen, by grouped ``folds``-fold cross-fitting (no picture's views on both sides);
     * the clinical-photo flag on ``fresh_clinical`` (proxies made from images not used to fit);
     * the same figures for gate v1 (kNN + quality), for comparison.
     Returns (cfg, arrays, evaluation).
@@ -289,6 +292,25 @@ def measure_gate_v2(
         held_out[c] = {"false_accept": _rate(~blocked), "accepted_without_any_flag":
                        _rate(~blocked & ~clin)}
         v1_fa[c] = _rate(~decisions(v1_cfg, v1_arrays, part, v1_only=True)[0])
+    new_pictures: dict[str, Any] = {}
+    if groups is not None:
+        names, gidx = np.unique(np.asarray(groups), return_inverse=True)
+        fold_of = np.random.default_rng(seed).permutation(len(names))[gidx] % folds
+        blocked_cv = np.zeros(len(cats), bool)
+        clin_cv = np.zeros(len(cats), bool)
+        for k in range(folds):
+            out = fold_of == k
+            k_cfg, k_arrays = fit_gate_v2_features(
+                v1_arrays, train, val, negatives.subset(np.flatnonzero(~out)),
+                cats[~out].tolist(), seed=seed, train_sources=train_sources,
+                val_sources=val_sources)
+            b_k, c_k = decisions({**v1_cfg, **k_cfg}, {**v1_arrays, **k_arrays},
+                                 negatives.subset(np.flatnonzero(out)))
+            blocked_cv[out], clin_cv[out] = b_k, c_k
+        for c in sorted(set(cats.tolist())):
+            m = cats == c
+            new_pictures[c] = {"false_accept": _rate(~blocked_cv[m]),
+                               "accepted_without_any_flag": _rate(~blocked_cv[m] & ~clin_cv[m])}
     fr: dict[str, Any] = {}
     fr_v1: dict[str, Any] = {}
     clin_on_dermo: dict[str, Any] = {}
@@ -299,6 +321,7 @@ def measure_gate_v2(
         fr_v1[src] = _rate(decisions(v1_cfg, v1_arrays, f, v1_only=True)[0])
     ev: dict[str, Any] = {
         "held_out_false_accept": held_out,
+        "new_pictures_false_accept": new_pictures,
         "false_reject_test": fr,
         "clinical_flag_on_dermoscopic_test": clin_on_dermo,
         "v1_false_accept": v1_fa,

@@ -185,7 +185,8 @@ def refit_bundle(
     log("fitting gate v2 and its leave-one-category-out checks")
     cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats,
                                       by_source, fresh_feats, seed=seed,
-                                      train_sources=train_src, val_sources=val_src)
+                                      train_sources=train_src, val_sources=val_src,
+                                      groups=[n.base for n in negatives])
     ev["unseen_source_false_reject"] = unseen_source_false_rejects(
         v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats, by_source, train_src, val_src,
         seed)
@@ -266,7 +267,7 @@ def fit_for_run(
     by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
     cfg, arrays, ev = measure_gate_v2(
         v1_cfg, v1_arrays, f_train, f_val, neg, [n.category for n in negatives], by_source,
-        fresh, seed=seed, val_sources=val_sources,
+        fresh, seed=seed, val_sources=val_sources, groups=[n.base for n in negatives],
         train_sources=None if train_sources is None else train_sources[:n_fit])
     ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system
