@@ -251,18 +251,22 @@ def fit_for_run(
     become zoomed-out clinical proxies, the rest are the dermoscopic side of the fit."""
     from dermsight.train.gate_fit import features_from
 
+    # a tiny run (tests, smoke runs: under 1,000 training images) gets a small negative set
+    small = len(train[0]) < 1000
     n_fit = max(len(train[0]) - N_CLINICAL_FIT, len(train[0]) // 2)
     f_train = features_from(train[0][:n_fit], train[1][:n_fit], v1_cfg)
     f_val = features_from(val[0], val[1], v1_cfg)
     f_test = features_from(test[0], test[1], v1_cfg)
-    negatives = build_negatives(seed=seed, system=system, dermo_for_clinical=train[0][n_fit:])
+    negatives = build_negatives(seed=seed, system=system and not small,
+                                dermo_for_clinical=train[0][n_fit:],
+                                **({"n_generated": 4, "views": 2} if small else {}))
     neg = gate_features(model, [n.image for n in negatives])
     rng = np.random.default_rng(seed + 1)
     pick = np.sort(rng.choice(len(test[0]), min(N_CLINICAL_EVAL, len(test[0])), replace=False))
     from dermsight.evaluate.negatives import zoomed_out
 
     fresh = gate_features(model, [zoomed_out(test[0][i], rng) for i in pick]
-                          + [drawn_clinical(rng) for _ in range(100)])
+                          + [drawn_clinical(rng) for _ in range(10 if small else 100)])
     src = np.asarray(test[2])
     by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
     cfg, arrays, ev = measure_gate_v2(
@@ -270,7 +274,8 @@ def fit_for_run(
         fresh, seed=seed, val_sources=val_sources, groups=[n.base for n in negatives],
         train_sources=None if train_sources is None else train_sources[:n_fit])
     ev["negatives"] = _negative_counts(negatives)
-    ev["system_negatives"] = system
+    ev["system_negatives"] = system and not small
+    ev["small_negative_set"] = small
     ev["seed"] = seed
     return cfg, arrays, ev
 
