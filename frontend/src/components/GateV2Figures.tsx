@@ -40,6 +40,8 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
   const ev = rec(gate.v2_evaluation)
   if (!ev) return null
   const held = rec(ev.held_out_false_accept) ?? {}
+  const seen = rec(ev.new_pictures_false_accept) ?? {}
+  const hasSeen = Object.keys(seen).length > 0
   const v1fa = rec(ev.v1_false_accept) ?? {}
   const negs = rec(ev.negatives) ?? {}
   const fr = rec(ev.false_reject_test) ?? {}
@@ -52,7 +54,8 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
       {typeof gate.v2_fit === 'string' && <p className="muted">{gate.v2_fit}.</p>}
       <p>
         Non-dermoscopic images let through, per kind of image, with the gate refitted <em>without</em> that kind (so
-        each figure is for images of a kind the gate never saw). Gate v1 (kNN score only) alongside.
+        each figure is for images of a kind the gate never saw), and for new pictures of kinds it has seen (fitted
+        without those pictures). Gate v1 (kNN score only) alongside.
       </p>
       <div className="table-wrap">
         <table className="data-table" data-testid="gate-v2-categories">
@@ -60,7 +63,8 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
             <tr>
               <th>kind of image (held out)</th>
               <th>images (distinct sources)</th>
-              <th>let through, gate v2</th>
+              <th>let through, gate v2 (kind held out)</th>
+              {hasSeen && <th>let through, gate v2 (new pictures of a kind it has seen)</th>}
               <th>let through, gate v1</th>
             </tr>
           </thead>
@@ -75,6 +79,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
                     {typeof n?.distinct_sources === 'number' ? ` (${n.distinct_sources})` : ''}
                   </td>
                   <td>{show(rate(rec(held[c])?.false_accept))}</td>
+                  {hasSeen && <td>{show(rate(rec(seen[c])?.false_accept))}</td>}
                   <td>{show(rate(v1fa[c]))}</td>
                 </tr>
               )
