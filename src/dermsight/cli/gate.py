@@ -23,7 +23,9 @@ def fit(
         help="isic2020-sample folder: extra false-reject figures (never fitted on)")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="write the refitted bundle here (default: in place)")] = None,
-    cache: Annotated[Path, typer.Option(help="feature cache folder")] = Path("runs/gate-v2"),
+    cache: Annotated[Path, typer.Option(
+        help="feature cache folder (keyed by the model and the image names: empty it after "
+             "changing the image generators)")] = Path("runs/gate-v2"),
     system_negatives: Annotated[bool, typer.Option(
         help="also use Debian wallpapers / clip art when installed")] = True,
     seed: Annotated[int, typer.Option(help="sampling and generation seed")] = 0,

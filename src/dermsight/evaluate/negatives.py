@@ -27,6 +27,7 @@ Needs the [train] extra for the package photos and charts (scikit-image, matplot
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -374,16 +375,23 @@ def _system_files(root: str) -> list[Path]:
 
 def _read(path: Path) -> np.ndarray | None:
     try:
-        with Image.open(path) as f:
-            f.draft("RGB", (800, 800))
-            im: Image.Image = f
-            if im.mode in ("RGBA", "LA", "P"):
-                rgba = im.convert("RGBA")
-                bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im = Image.alpha_composite(bg, rgba)
-            return _fit(to_rgb(im))
+        with warnings.catch_warnings():  # a few clip-art PNGs are huge; they still decode
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return _read_one(path)
     except Exception:  # noqa: BLE001 - an unreadable file is skipped
         return None
+
+
+def _read_one(path: Path) -> np.ndarray:
+    """A picture file as RGB (transparency over white), at most 640 px on its long side."""
+    with Image.open(path) as f:
+        f.draft("RGB", (800, 800))
+        im: Image.Image = f
+        if im.mode in ("RGBA", "LA", "P"):
+            rgba = im.convert("RGBA")
+            bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            im = Image.alpha_composite(bg, rgba)
+        return _fit(to_rgb(im))
 
 
 def _photo_like(img: np.ndarray) -> bool:
