@@ -25,7 +25,7 @@ def fit(
         "--out", "-o", help="write the refitted bundle here (default: in place)")] = None,
     cache: Annotated[Path, typer.Option(
         help="feature cache folder (keyed by the model and the image names: empty it after "
-             "changing the image generators)")] = Path("runs/gate-v2"),
+             "changing the image generators)")] = Path("runs/gate-v2/cache"),
     system_negatives: Annotated[bool, typer.Option(
         help="also use Debian wallpapers / clip art when installed")] = True,
     seed: Annotated[int, typer.Option(help="sampling and generation seed")] = 0,
