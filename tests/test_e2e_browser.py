@@ -233,8 +233,9 @@ def test_patient_view_states_the_natural_frequency(
     box = page.get_by_test_id("natural-frequency")
     box.wait_for()
     text = box.inner_text()
-    assert f"Of 100 lesions that get this result, about {tier['per_100']} turned out to be " \
-           "cancer" in text
+    how_many = (f"about {tier['per_100']}" if tier["per_100"] >= 1
+                else "fewer than 1" if tier["malignant"] else "none")
+    assert f"Of 100 lesions that get this result, {how_many} turned out to be cancer" in text
     assert f"{tier['n']:,}" in text or str(tier["n"]) in text
     assert "not this patient's own risk" in text
     page.screenshot(path=str(test_output / "e2e-natural-frequency.png"), full_page=True)

@@ -26,11 +26,13 @@ export function NaturalFrequency({ card, risk }: { card: ModelCard | null; risk:
   const f = tierFrequency(card, risk)
   if (!f) return null
   const { tier } = f
+  // rounding 3 in 676 to "about 0" would say "never": say "fewer than 1" instead
+  const howMany = tier.per100 >= 1 ? `about ${tier.per100}` : tier.malignant > 0 ? 'fewer than 1' : 'none'
   return (
     <div className="natural-frequency" data-testid="natural-frequency">
       <p>
         <strong>
-          Of 100 lesions that get this result, about {tier.per100} turned out to be cancer
+          Of 100 lesions that get this result, {howMany} turned out to be cancer
         </strong>{' '}
         (melanoma, basal cell or squamous cell carcinoma). Counted on the {tier.n.toLocaleString()} validation images
         (kept out of training) that got this result: {tier.malignant.toLocaleString()} were cancer.

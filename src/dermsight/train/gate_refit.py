@@ -69,17 +69,21 @@ def _dermo(df: pd.DataFrame, root: Path, age: str, site: str) -> DermoSet:
 
 def load_sets(data: Path, split_csv: Path, isic2020: Path | None, seed: int
               ) -> dict[str, DermoSet]:
-    """train (a seeded sample of N_TRAIN), clinical_fit (other training images), val, test and
-    isic2020, from the metadata files and the split file."""
+    """train (a seeded sample of N_TRAIN), clinical_fit (other training images), excluded (in
+    the data but in no split), val, test and isic2020, from the metadata files and the split
+    file."""
     md = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
     split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)[["image_id", "split"]]
     df = md.merge(split, on="image_id", how="inner")
     rng = np.random.default_rng(seed)
     train = df[df["split"] == "train"].reset_index(drop=True)
     order = rng.permutation(len(train))
+    excluded = md[~md["image_id"].isin(split["image_id"])]
     sets = {
         "train": _dermo(train.iloc[np.sort(order[:N_TRAIN])], data, "age_approx",
                         "anatom_site"),
+        # images the split left out (the 180-px re-uploads): dermoscopic, never fitted on
+        "excluded": _dermo(excluded, data, "age_approx", "anatom_site"),
         "clinical_fit": _dermo(train.iloc[np.sort(order[N_TRAIN : N_TRAIN + N_CLINICAL_FIT])],
                                data, "age_approx", "anatom_site"),
         "val": _dermo(df[df["split"] == "val"], data, "age_approx", "anatom_site"),
@@ -170,6 +174,10 @@ def refit_bundle(
     src = np.asarray(test.sources)
     for name in sorted(set(test.sources)):
         by_source[name] = feats["test"].subset(np.flatnonzero(src == name))
+    exc = np.asarray(sets["excluded"].sources)
+    for name in sorted(set(exc.tolist())):
+        by_source[f"{name} (left out of the split: 180-px re-uploads)"] = feats[
+            "excluded"].subset(np.flatnonzero(exc == name))
     train_f, val_f = feats["train"], feats["val"]
     train_src, val_src = list(sets["train"].sources), list(sets["val"].sources)
     if "isic2020" in feats and isic2020 is not None:
