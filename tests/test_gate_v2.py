@@ -234,3 +234,32 @@ def test_reduced_fit_on_the_shipped_model(data_dir: Path) -> None:
     emb = model.run_arrays(x[None], m[None])["embedding"]
     flags, _ = gate.assess(imgs["val"][0], emb, full_cfg, full_arrays)
     assert isinstance(flags, list)
+
+
+def test_source_weights_and_weighted_quantile() -> None:
+    from dermsight.train.gate_fit import source_weights, weighted_quantile
+
+    w = source_weights(["a"] * 8 + ["b"] * 2, 10)
+    assert w[:8].sum() == pytest.approx(w[8:].sum()) and w.mean() == pytest.approx(1.0)
+    assert np.array_equal(source_weights(None, 3), np.ones(3))
+    v = np.arange(100, dtype=float)
+    assert weighted_quantile(v, 0.5, np.ones(100)) == pytest.approx(49.0)
+    # the 10 large values carry half the weight: the median moves into them
+    w2 = np.r_[np.ones(90), np.full(10, 9.0)]
+    assert weighted_quantile(v, 0.6, w2) >= 90
+
+
+def test_gate_fit_cli_errors_are_one_line(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from dermsight.cli import app
+    from dermsight.cli.errors import run_guarded
+
+    code = run_guarded(app, ["gate", "fit", str(tmp_path), "--data", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not found" in err and "metadata.csv" in err and "Traceback" not in err
+    (tmp_path / "metadata.csv").write_text("image_id\n")
+    code = run_guarded(app, ["gate", "fit", str(tmp_path / "no-bundle"), "--data",
+                             str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 3 and "bundle" in err and "Traceback" not in err
