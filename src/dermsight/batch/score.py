@@ -351,7 +351,8 @@ def infer_batch(
             "error": None,
         })
         rows.append(row)
-        if heatmaps is not None and p.thumb is not None:
+        if heatmaps is not None and p.thumb is not None and not blocking:
+            # no heatmap for a refused image (as Dermsight.predict): it would look valid
             cam = np.array(out["cam"][i, top])
             if executor is not None and pending is not None:
                 pending.append(executor.submit(heatmaps.write, p.id, p.thumb, cam))
