@@ -16,7 +16,7 @@ gate_app = typer.Typer(help="The \"cannot assess\" gate of a model bundle.", no_
 def fit(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (with gate v1 fitted)")],
     data: Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")] = Path(
-        "/work/shared/data/isic-subset"),
+        "../shared/data/isic-subset"),
     split: Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")] = Path(
         "configs/default-split.csv"),
     isic2020: Annotated[Path | None, typer.Option(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,15 @@ def _dermo(df: pd.DataFrame, root: Path, age: str, site: str) -> DermoSet:
         sources=df["source"].tolist(),
         labels=df["diagnosis"].tolist(),
     )
+
+
+def _shown(path: Path) -> str:
+    """A path as the card records it: relative to the working directory where it can be (no
+    absolute path of the machine that fitted the gate)."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
 
 
 def load_sets(data: Path, split_csv: Path, isic2020: Path | None, seed: int
@@ -203,8 +213,8 @@ def refit_bundle(
     ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system_negatives
     ev["seed"] = seed
-    ev["command"] = (f"dermsight gate fit BUNDLE --data {data} --split {split_csv}"
-                     + (f" --isic2020 {isic2020}" if isic2020 else "")
+    ev["command"] = (f"dermsight gate fit BUNDLE --data {_shown(data)} --split {_shown(split_csv)}"
+                     + (f" --isic2020 {_shown(isic2020)}" if isic2020 else "")
                      + ("" if system_negatives else " --no-system-negatives")
                      + f" --seed {seed}")
 
