@@ -49,8 +49,9 @@ def _folder_frame(model: Dermsight, folder: Path) -> pd.DataFrame:
     meta = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
     meta = meta.rename(columns={"age_approx": "age", "anatom_site": "site"})
     known = meta["diagnosis"].isin(model.classes)
-    if not known.all():
-        print(f"left out {int((~known).sum())} images of classes the model does not have")
+    left = meta.loc[~known, "diagnosis"].value_counts()
+    if len(left):
+        print(f"left out {int(left.sum())} images of classes the model does not have")
     meta = meta[known].reset_index(drop=True)
     probs = []
     for i in range(0, len(meta), 64):
@@ -63,6 +64,7 @@ def _folder_frame(model: Dermsight, folder: Path) -> pd.DataFrame:
     frame["label"] = meta["diagnosis"]
     frame["group"] = meta["group_id"]
     frame["source"] = meta["source"] if "source" in meta.columns else folder.name
+    frame.attrs["left_out"] = ", ".join(f"{n} {c}" for c, n in left.items())
     return frame
 
 
@@ -100,6 +102,12 @@ def main() -> None:
                 section, frame, model.classes, str(source), trained_on, run,
                 refer_threshold=model.card.thresholds.refer, n_boot=int(test.get("n_boot", 200)),
                 seed=int(test.get("seed", 0)), offsets=model.card.decision.offsets(model.classes))
+            if frame.attrs["left_out"]:
+                row = next(r for r in section["rows"]
+                           if r["protocol"] == LOSO and r["source"] == str(source))
+                extra = (f"images of classes this model does not have were left out "
+                         f"({frame.attrs['left_out']})")
+                row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
     card["cross_source"] = validate_cross_source(section)
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     write_manifest(a.bundle)
