@@ -50,7 +50,8 @@ def test_health(client: httpx.Client) -> None:
     r = client.get("/api/v1/health")
     assert r.status_code == 200
     body = HealthResponse.model_validate(r.json())
-    assert body.status == "ok" and body.model.name
+    assert body.status == "ok"
+    assert body.model.name
     assert_security_headers(r)
     assert r.headers["cache-control"] == "no-store"
 
@@ -85,7 +86,8 @@ def test_model_report_and_plots(client: httpx.Client) -> None:
     assert_security_headers(r)
     assert client.get("/api/v1/model/plots").json() == {"plots": ["roc"]}
     r = client.get("/api/v1/model/plots/roc.png")
-    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == (40, 30)
 
 
@@ -109,7 +111,8 @@ def test_examples_list_and_files(client: httpx.Client, metadata: pd.DataFrame) -
         assert truth.loc[e.image_id, "diagnosis"] == e.code  # labels match the shared data
         assert e.license in ("CC BY-NC 4.0", "CC-0")
         img = client.get(e.url)
-        assert img.status_code == 200 and img.headers["content-type"] == "image/jpeg"
+        assert img.status_code == 200
+        assert img.headers["content-type"] == "image/jpeg"
         assert hashlib.sha256(img.content).hexdigest() == sha[e.file]
         assert 8_000 < len(img.content) < 40_000
 
@@ -122,10 +125,12 @@ def test_example_unknown_is_404(client: httpx.Client, name: str) -> None:
 
 def test_unknown_api_route_is_json_404_and_wrong_method_405(client: httpx.Client) -> None:
     r = client.get("/api/v1/does-not-exist")
-    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    assert r.status_code == 404
+    assert r.json() == {"detail": "Not Found"}
     assert_security_headers(r)
     r = client.delete("/api/v1/model")
-    assert r.status_code == 405 and isinstance(r.json()["detail"], str)
+    assert r.status_code == 405
+    assert isinstance(r.json()["detail"], str)
     r = client.get("/api/v1/predict")
     assert r.status_code == 405
 
@@ -168,7 +173,8 @@ def test_predict_with_metadata_and_heatmap(client: httpx.Client, jpeg: bytes) ->
     assert abs(body.malignant_probability - mal) < 1e-4
     assert body.heatmap is not None
     png = Image.open(io.BytesIO(base64.b64decode(body.heatmap)))
-    assert png.mode == "RGBA" and png.size[0] == png.size[1]
+    assert png.mode == "RGBA"
+    assert png.size[0] == png.size[1]
 
 
 def test_predict_without_metadata_and_without_heatmap(client: httpx.Client, jpeg: bytes) -> None:
@@ -327,7 +333,8 @@ def test_cannot_assess_response_keeps_numbers_only_under_unreliable(
     for key in ("probabilities", "prediction", "prediction_name", "malignant_probability",
                 "heatmap"):
         assert key not in raw, key
-    assert body.unreliable is not None and body.unreliable.note
+    assert body.unreliable is not None
+    assert body.unreliable.note
     assert abs(sum(body.unreliable.probabilities.values()) - 1.0) < 1e-4
     schema = client.get("/api/v1/openapi.json").json()["components"]["schemas"]
     assert "unreliable" in schema["PredictResponse"]["properties"]
@@ -395,7 +402,9 @@ def test_lenient_metadata_is_accepted_but_flagged_without_echoing_values(
     assert flags["metadata_ignored"]["message"].startswith("sex, site:")
     assert flags["metadata_normalised"]["message"].startswith("age:")
     text = json.dumps(body["flags"], ensure_ascii=False)
-    assert "١٢" not in text and "NaN" not in text and "null" not in text
+    assert "١٢" not in text
+    assert "NaN" not in text
+    assert "null" not in text
     # plain values: no metadata flag at all
     plain = post_image(client, jpeg, params={"heatmap": "false"}, age="12", sex="female")
     assert not [f for f in plain.json()["flags"] if f["code"].startswith("metadata_")]
@@ -412,7 +421,8 @@ def test_lenient_metadata_is_accepted_but_flagged_without_echoing_values(
     assert r.status_code == 200, r.text
     assert r.json()["input"] == {"age": None, "sex": "male", "site": None}
     codes = {f["code"]: f["message"] for f in r.json()["flags"]}
-    assert codes["metadata_ignored"].startswith("age:") and "999" not in codes["metadata_ignored"]
+    assert codes["metadata_ignored"].startswith("age:")
+    assert "999" not in codes["metadata_ignored"]
     r = post_image(client, path.read_bytes(), params={"heatmap": "false"}, filename="a.dcm",
                    age="50")
     assert "metadata_ignored" not in {f["code"] for f in r.json()["flags"]}

@@ -166,7 +166,8 @@ def test_chunked_upload_over_the_budget_is_refused(limited: support.Server) -> N
             except OSError:
                 pass  # the server may answer and close before we finish
             r = support.read_response(sock, timeout=10)
-        assert r.status == 503 and r.headers["retry-after"].isdigit()
+        assert r.status == 503
+        assert r.headers["retry-after"].isdigit()
     finally:
         for s in held:
             s.close()
@@ -204,7 +205,8 @@ def test_serve_refuses_a_public_bind_without_a_token(host: str) -> None:
     assert r.returncode == 2, r.stdout + r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "DERMSIGHT_API_TOKEN" in lines[0] and "--insecure-no-auth" in lines[0]
+    assert "DERMSIGHT_API_TOKEN" in lines[0]
+    assert "--insecure-no-auth" in lines[0]
     assert "Traceback" not in r.stderr
 
 
@@ -212,7 +214,8 @@ def test_bind_rules() -> None:
     from dermsight.web.server import bind_refusal, is_loopback
 
     for host in ("127.0.0.1", "127.8.9.10", "::1", "[::1]", "localhost", "LOCALHOST"):
-        assert is_loopback(host) and bind_refusal(host, None, False) is None
+        assert is_loopback(host)
+        assert bind_refusal(host, None, False) is None
     for host in ("0.0.0.0", "::", "", "10.0.0.1", "lan-host"):
         assert not is_loopback(host)
         assert bind_refusal(host, None, False) is not None
@@ -350,12 +353,16 @@ def test_docs_assets_are_local_and_csp_allows_only_self(api: support.Server) -> 
         page = c.get("/api/v1/docs")
         assert page.status_code == 200
         csp = page.headers["content-security-policy"]
-        assert "script-src 'self';" in csp and "http" not in csp and "unsafe-eval" not in csp
-        assert "<script>" not in page.text and "cdn" not in page.text.lower()
+        assert "script-src 'self';" in csp
+        assert "http" not in csp
+        assert "unsafe-eval" not in csp
+        assert "<script>" not in page.text
+        assert "cdn" not in page.text.lower()
         for name, ctype in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "css"),
                             ("docs-init.js", "javascript")):
             r = c.get(f"/api/v1/docs/assets/{name}")
-            assert r.status_code == 200 and ctype in r.headers["content-type"], name
+            assert r.status_code == 200, name
+            assert ctype in r.headers["content-type"], name
             assert f"/api/v1/docs/assets/{name}" in page.text
         assert c.get("/api/v1/docs/assets/LICENSE").status_code == 404  # only the listed files
         assert c.get("/api/v1/docs/assets/..%2F..%2Fsettings.py").status_code == 404

@@ -131,7 +131,8 @@ def test_nullable_dtypes_are_missing_values(model: Dermsight, data_dir: Path,
                        "sex": pd.array([None, "male"], dtype="string")})
     out = score_frame(df, model)
     assert out["error"].isna().all()
-    assert out["age"].isna().tolist() == [True, False] and out["sex"].tolist() == [None, "male"]
+    assert out["age"].isna().tolist() == [True, False]
+    assert out["sex"].tolist() == [None, "male"]
 
 
 def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
@@ -154,8 +155,10 @@ def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
     out = score_frame(df, model, batch_size=4, workers=2)
     assert out["id"].tolist() == df["id"].tolist()
     err = dict(zip(out["id"], out["error"], strict=True))
-    assert err["ok1"] is None and err["ok2"] is None
-    assert "sex" in err["bad_sex"] and "age" in err["bad_age"]
+    assert err["ok1"] is None
+    assert err["ok2"] is None
+    assert "sex" in err["bad_sex"]
+    assert "age" in err["bad_age"]
     assert "not found" in err["missing"]
     assert "neither" in err["nothing"]
     assert "not an image" in err["text"]
@@ -164,7 +167,8 @@ def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
     assert err["garbage"] is not None
     assert err["reader"] == "metadata.csv line 7: unknown sex 'x'"
     bad = out[out["error"].notna()]
-    assert bad["risk"].isna().all() and bad["p_MEL"].isna().all()
+    assert bad["risk"].isna().all()
+    assert bad["p_MEL"].isna().all()
     ok = out[out["error"].isna()]
     assert np.allclose(ok[[f"p_{c}" for c in model.classes]].sum(axis=1), 1.0)
     assert ok.loc[ok["id"] == "ok1", "site"].item() == "torso"
@@ -206,7 +210,8 @@ def test_out_of_distribution_gate_matches_the_facade(
             == "cannot_assess").all()
     if v2:  # the non-blocking flag leaves the tier in place
         warned = out[out["flags"].str.contains("not_dermoscopic")]
-        assert len(warned) and (warned["risk"] != "cannot_assess").all()
+        assert len(warned)
+        assert (warned["risk"] != "cannot_assess").all()
 
 
 # --- the local runner ---------------------------------------------------------------------------
@@ -224,7 +229,9 @@ def test_folder_with_bad_files_completes(data_dir: Path, ids: list[str], image_f
                  "--heatmaps", str(heat), "--quiet"])
     assert code == 1  # some inputs failed, the job still completed
     text = capsys.readouterr().out
-    assert "errors" in text and "images/s" in text and "high" in text
+    assert "errors" in text
+    assert "images/s" in text
+    assert "high" in text
     df = read_output(out)
     assert sorted(df["id"]) == sorted([*ids, *expected])
     assert df["id"].is_unique
@@ -237,7 +244,8 @@ def test_folder_with_bad_files_completes(data_dir: Path, ids: list[str], image_f
     assessed = ok.loc[ok["risk"] != "cannot_assess", "id"]  # no heatmap for a refused image
     assert sorted(p.stem for p in heat.glob("*.png")) == sorted(assessed)
     summary = json.loads((out / "_summary.json").read_text())
-    assert summary["scored"] == len(ids) + 3 and summary["errors"] == 3
+    assert summary["scored"] == len(ids) + 3
+    assert summary["errors"] == 3
     assert summary["total"]["rows"] == len(ids) + 3
     assert len(part_files(out)) == 3  # 27 rows in chunks of 10
 
@@ -265,26 +273,33 @@ def test_resume_after_a_failure_mid_run(image_folder: Path, ids: list[str],
         run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False,
                   on_part=boom)
     first = read_output(out)
-    assert len(first) == 10 and first["id"].is_unique
+    assert len(first) == 10
+    assert first["id"].is_unique
     # a half-written temporary part from the killed run is cleaned up, never read
     (out / ".tmp-part-dead.parquet").write_bytes(b"PAR1 half written")
     summary = run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False)
-    assert summary.skipped == 10 and summary.scored == len(ids) - 10
+    assert summary.skipped == 10
+    assert summary.scored == len(ids) - 10
     df = read_output(out)
-    assert sorted(df["id"]) == sorted(ids) and df["id"].is_unique
+    assert sorted(df["id"]) == sorted(ids)
+    assert df["id"].is_unique
     assert not list(out.glob(".tmp-*"))
     again = run_local(image_folder, out, progress=False)
-    assert again.scored == 0 and again.skipped == len(ids)
+    assert again.scored == 0
+    assert again.skipped == len(ids)
 
 
 def test_limit_then_resume_csv_format(image_folder: Path, ids: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
     s1 = run_local(image_folder, out, fmt="csv", limit=7, chunk_size=3, progress=False)
-    assert s1.scored == 7 and len(part_files(out, "csv")) == 3
+    assert s1.scored == 7
+    assert len(part_files(out, "csv")) == 3
     s2 = run_local(image_folder, out, fmt="csv", chunk_size=50, progress=False)
-    assert s2.skipped == 7 and s2.scored == len(ids) - 7
+    assert s2.skipped == 7
+    assert s2.scored == len(ids) - 7
     df = read_output(out)
-    assert sorted(df["id"]) == sorted(ids) and df["id"].is_unique
+    assert sorted(df["id"]) == sorted(ids)
+    assert df["id"].is_unique
     assert df["p_MEL"].dtype == np.float64
     with pytest.raises(OutputError, match="csv parts"):
         run_local(image_folder, out, fmt="parquet", progress=False)
@@ -319,12 +334,14 @@ def test_killed_process_resumes_without_duplicates_or_gaps(
     finally:
         proc.wait()
     partial = read_output(out)
-    assert 0 < len(partial) < len(chosen) and partial["id"].is_unique
+    assert 0 < len(partial) < len(chosen)
+    assert partial["id"].is_unique
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(partial)} already done" in rerun.stdout
     df = read_output(out)
-    assert sorted(df["id"]) == chosen and df["id"].is_unique
+    assert sorted(df["id"]) == chosen
+    assert df["id"].is_unique
     assert df["error"].isna().all()
 
 
@@ -347,7 +364,8 @@ def test_csv_dataset_with_labels_and_evaluate(
     root = _dataset_folder(data_dir, metadata, ids, tmp_path / "ds")
     out = tmp_path / "res"
     summary = run_local(root, out, evaluate=True, progress=False, chunk_size=10)
-    assert summary.errors == 0 and summary.scored == len(ids)
+    assert summary.errors == 0
+    assert summary.scored == len(ids)
     df = read_output(out).set_index("id").loc[ids]
     m = metadata.set_index("image_id").loc[ids]
     assert df["label"].tolist() == m["diagnosis"].tolist()
@@ -355,7 +373,8 @@ def test_csv_dataset_with_labels_and_evaluate(
     assert (df["sex"].fillna("") == m["sex"]).all()
     assert "report" in summary.evaluation, summary.evaluation
     html = Path(summary.evaluation["report"]).read_text()
-    assert "<html" in html and model.info["name"] in html
+    assert "<html" in html
+    assert model.info["name"] in html
     ev = json.loads(Path(summary.evaluation["json"]).read_text())
     assert ev["n"] == sum(m["diagnosis"].isin(model.classes))
     assert Path(summary.evaluation["report"]).parent == out.parent
@@ -378,8 +397,10 @@ def test_manifest_csv_with_paths_and_metadata(
     rows.to_csv(manifest, index=False)
     summary = run_local(manifest, tmp_path / "o", progress=False)
     out = read_output(tmp_path / "o").set_index("id")
-    assert summary.scored == 7 and summary.errors == 2
-    assert "sex" in out.loc[ids[2], "error"] and "not found" in out.loc["ghost", "error"]
+    assert summary.scored == 7
+    assert summary.errors == 2
+    assert "sex" in out.loc[ids[2], "error"]
+    assert "not found" in out.loc["ghost", "error"]
     direct = score_frame(df.drop(index=2), model).set_index("id")
     for i in direct.index:
         assert abs(out.loc[i, "p_MEL"] - direct.loc[i, "p_MEL"]) < 1e-5
@@ -437,7 +458,8 @@ def test_dicom_and_tfrecord_inputs(
 def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _cli(["batch", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "not found" in err and "Traceback" not in err
+    assert "not found" in err
+    assert "Traceback" not in err
     assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
     assert "--engine" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
@@ -496,7 +518,8 @@ def test_a_fifo_given_as_the_input_is_refused(tmp_path: Path,
     os.mkfifo(tmp_path / "in.csv")
     assert _cli(["batch", str(tmp_path / "in.csv"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "named pipe" in err and len(err.strip().splitlines()) == 1
+    assert "named pipe" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_duplicate_ids_are_warned_about_once_with_the_count(
@@ -509,9 +532,11 @@ def test_duplicate_ids_are_warned_about_once_with_the_count(
             shutil.copyfile(image_folder / f"{i}.jpg", folder / sub / f"{i}.jpg")
     assert _cli(["batch", str(folder), "--out", str(tmp_path / "o"), "--quiet"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert len(err) == 1 and err[0].startswith("warning: 4 input rows repeat an id"), err
+    assert len(err) == 1, err
+    assert err[0].startswith("warning: 4 input rows repeat an id"), err
     df = read_output(tmp_path / "o")
-    assert len(df) == 6 and df["path"].is_unique
+    assert len(df) == 6
+    assert df["path"].is_unique
 
 
 def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
@@ -530,7 +555,8 @@ def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
                       "e": "pipe.jpg"}.items():
         assert df.loc[rid, "path"] == str(tmp_path / name), rid
     assert df["error"].isna().tolist() == [True, False, False, False, False]
-    assert "named pipe" in df.loc["e", "error"] and "400" in df.loc["d", "error"]
+    assert "named pipe" in df.loc["e", "error"]
+    assert "400" in df.loc["d", "error"]
 
 
 def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
@@ -540,7 +566,8 @@ def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
                        "age": ["٤٥", "45"], "sex": ["null", "male"], "site": [None, None]})
     out = score_frame(df, model, batch_size=2, workers=1)
     first = out.iloc[0]["flags"].split(";")
-    assert "metadata_ignored" in first and "metadata_normalised" in first
+    assert "metadata_ignored" in first
+    assert "metadata_normalised" in first
     assert "metadata" not in out.iloc[1]["flags"]
     pred = model.predict(df.loc[0, "path"], age="٤٥", sex="null", heatmap=False)
     assert out.iloc[0]["flags"] == ";".join(f.code for f in pred.flags)

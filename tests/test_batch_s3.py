@@ -74,7 +74,8 @@ def test_local_runner_reads_an_s3_prefix(s3: dict[str, Any], local_reference: pd
                                          tmp_path: Path) -> None:
     summary = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", progress=False,
                         storage_options=s3["options"], workers=2)
-    assert summary.scored == len(s3["ids"]) + 1 and summary.errors == 1
+    assert summary.scored == len(s3["ids"]) + 1
+    assert summary.errors == 1
     out = read_output(tmp_path / "o").set_index("id")
     assert "not an image" in out.loc["zz_text", "error"]
     assert out.loc[s3["ids"][0], "path"] == f"s3://{BUCKET}/lesions/img/{s3['ids'][0]}.jpg"
@@ -85,14 +86,16 @@ def test_local_runner_reads_an_s3_prefix(s3: dict[str, Any], local_reference: pd
     # resume over S3 too
     again = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", progress=False,
                       storage_options=s3["options"])
-    assert again.scored == 0 and again.skipped == len(s3["ids"]) + 1
+    assert again.scored == 0
+    assert again.skipped == len(s3["ids"]) + 1
 
 
 def test_local_runner_reads_an_s3_manifest(s3: dict[str, Any], local_reference: pd.DataFrame,
                                            tmp_path: Path) -> None:
     summary = run_local(f"s3://{BUCKET}/lesions/manifest.csv", tmp_path / "o", progress=False,
                         storage_options=s3["options"])
-    assert summary.scored == len(s3["ids"]) and summary.errors == 0
+    assert summary.scored == len(s3["ids"])
+    assert summary.errors == 0
     out = read_output(tmp_path / "o").set_index("id")
     assert out.loc[s3["ids"], "sex"].notna().any()
     # metadata changes the prediction; the image is the same as the local file
@@ -128,7 +131,8 @@ def test_spark_reads_s3_through_fsspec(s3: dict[str, Any], local_reference: pd.D
 
     summary = run_spark(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", master="local[2]",
                         storage_options=s3["options"])
-    assert summary.scored == len(s3["ids"]) + 1 and summary.errors == 1
+    assert summary.scored == len(s3["ids"]) + 1
+    assert summary.errors == 1
     out = read_output(tmp_path / "o").set_index("id").drop(index="zz_text")
     cols = [c for c in out.columns if c.startswith("p_")]
     np.testing.assert_allclose(out.loc[s3["ids"], cols].to_numpy(),

@@ -58,14 +58,17 @@ def test_spark_and_local_give_identical_rows_on_200_images(
     (folder / "zz_text.jpg").write_text("not an image")
     run_local(folder, tmp_path / "local", progress=False, chunk_size=64)
     summary = run_spark(folder, tmp_path / "spark", partitions=4)
-    assert summary.scored == N_IMAGES + 1 and summary.errors == 1
+    assert summary.scored == N_IMAGES + 1
+    assert summary.errors == 1
     local = read_output(tmp_path / "local")
     dist = read_output(tmp_path / "spark")
-    assert len(dist) == N_IMAGES + 1 and dist["id"].is_unique
+    assert len(dist) == N_IMAGES + 1
+    assert dist["id"].is_unique
     _compare(local, dist)
     # resume: nothing left to do, nothing duplicated
     again = run_spark(folder, tmp_path / "spark")
-    assert again.scored == 0 and again.skipped == N_IMAGES + 1
+    assert again.scored == 0
+    assert again.skipped == N_IMAGES + 1
     assert len(read_output(tmp_path / "spark")) == N_IMAGES + 1
 
 
@@ -90,10 +93,12 @@ def test_spark_manifest_input_resumes_and_matches_local(
     biggest = max((tmp_path / "spark").glob("part-*.csv"), key=lambda p: p.stat().st_size)
     shutil.copy(biggest, stale / "part-99999.csv")
     second = run_spark(root, tmp_path / "spark", fmt="csv", evaluate=True)
-    assert second.skipped == 15 and second.scored == len(ids) - 15
+    assert second.skipped == 15
+    assert second.scored == len(ids) - 15
     assert "report" in second.evaluation or "unavailable" in second.evaluation
     dist = read_output(tmp_path / "spark")
-    assert sorted(dist["id"]) == sorted(ids) and dist["id"].is_unique
+    assert sorted(dist["id"]) == sorted(ids)
+    assert dist["id"].is_unique
     assert dist["error"].notna().sum() == 1
     run_local(root, tmp_path / "local", progress=False)
     _compare(read_output(tmp_path / "local"), dist)
@@ -115,14 +120,17 @@ def test_spark_tfrecord_input(spark: Any, data_dir: Path, metadata: pd.DataFrame
         for i in ids
     ])
     summary = run_spark(shard, tmp_path / "spark")
-    assert summary.scored == len(ids) and summary.errors == 0
+    assert summary.scored == len(ids)
+    assert summary.errors == 0
     dist = read_output(tmp_path / "spark")
     # one scored row per example, carrying the example's own metadata
-    assert sorted(dist["id"]) == ids and dist["id"].is_unique
+    assert sorted(dist["id"]) == ids
+    assert dist["id"].is_unique
     assert dist["error"].isna().all(), dist["error"].dropna().tolist()
     assert dist["path"].str.contains("#").all()
     p = dist[[c for c in dist.columns if c.startswith("p_")]].to_numpy(np.float64)
-    assert p.shape[0] == len(ids) and np.allclose(p.sum(axis=1), 1.0, atol=1e-4)
+    assert p.shape[0] == len(ids)
+    assert np.allclose(p.sum(axis=1), 1.0, atol=1e-4)
     for row in dist.itertuples():
         age = float(m.loc[row.id, "age_approx"] or 0) or None
         assert (None if pd.isna(row.age) else row.age) == age, row.id

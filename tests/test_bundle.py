@@ -43,9 +43,12 @@ def test_predict_real_image(model: Dermsight, sample_image: Path) -> None:
     mal = sum(v for k, v in p.probabilities.items() if k in taxonomy.MALIGNANT)
     assert p.malignant_probability == pytest.approx(mal, abs=1e-6)
     assert p.risk in ("high", "moderate", "low", "cannot_assess")
-    assert p.cam is not None and p.cam.min() >= 0 and p.cam.max() <= 1
+    assert p.cam is not None
+    assert p.cam.min() >= 0
+    assert p.cam.max() <= 1
     d = p.to_dict()
-    assert d["heatmap"] and d["model"]["name"] == model.card.name
+    assert d["heatmap"]
+    assert d["model"]["name"] == model.card.name
     json.dumps(d)
     assert p.overlay_png().startswith(b"\x89PNG")
 
@@ -86,7 +89,8 @@ def test_batch_equals_single(model: Dermsight, data_dir: Path, sample_ids: list[
 def test_tta_runs_and_is_a_distribution(model: Dermsight, sample_image: Path) -> None:
     p = model.predict(sample_image, tta=True)
     assert abs(sum(p.probabilities.values()) - 1) < 1e-5
-    assert p.cam is not None and p.cam.shape[0] == p.cam.shape[1]
+    assert p.cam is not None
+    assert p.cam.shape[0] == p.cam.shape[1]
 
 
 def test_bad_inputs_raise_clear_errors(model: Dermsight, tmp_path: Path) -> None:
@@ -189,7 +193,8 @@ def test_cli_refuses_a_tampered_gate_with_exit_code_3(
     code = run_guarded(app, ["predict", str(sample_image), "--model", str(b)])
     err = capsys.readouterr().err.strip()
     assert code == 3
-    assert err.startswith("error: model bundle:") and "gate.npz" in err
+    assert err.startswith("error: model bundle:")
+    assert "gate.npz" in err
     assert len(err.splitlines()) == 1
 
 

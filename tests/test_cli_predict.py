@@ -37,7 +37,8 @@ def test_predict_json(capsys: pytest.CaptureFixture[str], images: list[Path]) ->
         assert abs(sum(r["probabilities"].values()) - 1) < 1e-4
         assert r["risk"] in ("high", "moderate", "low", "cannot_assess")
         assert r["input"] == {"age": 55.0, "sex": "female", "site": "posterior torso"}
-        assert "heatmap" not in r and r["disclaimer"]
+        assert "heatmap" not in r
+        assert r["disclaimer"]
 
 
 def test_predict_matches_the_library(capsys: pytest.CaptureFixture[str],
@@ -64,7 +65,8 @@ def test_bad_image_exit_1_good_ones_still_printed(
     assert len(results) == 4
     assert results[1] == {"file": str(text), "error": "not an image (looks like a text file)"}
     assert "not found" in results[2]["error"]
-    assert "probabilities" in results[0] and "probabilities" in results[3]
+    assert "probabilities" in results[0]
+    assert "probabilities" in results[3]
     assert f"error: {text}: not an image" in err
     assert "Traceback" not in err
 
@@ -75,7 +77,9 @@ def test_human_output(capsys: pytest.CaptureFixture[str], images: list[Path],
     bad.write_bytes(images[0].read_bytes()[: images[0].stat().st_size // 2])
     code, out, err = run(capsys, "predict", str(images[0]), str(bad))
     assert code == 1
-    assert str(images[0]) in out and "risk:" in out and "not a diagnosis" in out
+    assert str(images[0]) in out
+    assert "risk:" in out
+    assert "not a diagnosis" in out
     assert f"error: {bad}: truncated JPEG" in err
 
 
@@ -85,7 +89,8 @@ def test_bad_metadata_exit_2(capsys: pytest.CaptureFixture[str], images: list[Pa
                              args: tuple[str, str]) -> None:
     code, out, err = run(capsys, "predict", str(images[0]), *args)
     assert code == 2
-    assert err.startswith("error: ") and "Traceback" not in err
+    assert err.startswith("error: ")
+    assert "Traceback" not in err
     assert out == ""
 
 
@@ -103,19 +108,22 @@ def test_heatmap_files(capsys: pytest.CaptureFixture[str], images: list[Path],
     assert code == 0
     assert json.loads(out)[0]["heatmap_file"] == str(out_png)
     img = Image.open(out_png)
-    assert img.size == Image.open(images[0]).size and img.mode == "RGB"
+    assert img.size == Image.open(images[0]).size
+    assert img.mode == "RGB"
     code, out, _ = run(capsys, "predict", *map(str, images), "--heatmap", str(out_png), "--json")
     assert code == 0
     for r, p in zip(json.loads(out), images, strict=True):
         assert r["heatmap_file"] == str(tmp_path / f"heat_{p.stem}.png")
         assert Path(r["heatmap_file"]).exists()
     code, _, err = run(capsys, "predict", str(images[0]), "--heatmap", str(tmp_path / "h.jpg"))
-    assert code == 2 and ".png" in err
+    assert code == 2
+    assert ".png" in err
 
 
 def test_tta(capsys: pytest.CaptureFixture[str], images: list[Path]) -> None:
     code, out, _ = run(capsys, "predict", str(images[0]), "--tta", "--json")
-    assert code == 0 and json.loads(out)[0]["prediction"]
+    assert code == 0
+    assert json.loads(out)[0]["prediction"]
 
 
 def test_dicom_tags_fill_missing_metadata(capsys: pytest.CaptureFixture[str],
@@ -140,7 +148,8 @@ def test_console_script_json(images: list[Path], tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == 1
     results = json.loads(p.stdout)
-    assert results[0]["input"]["age"] == 40.0 and "error" in results[1]
+    assert results[0]["input"]["age"] == 40.0
+    assert "error" in results[1]
     assert p.stderr.strip().splitlines()[-1].startswith(f"error: {text}")
 
 
@@ -157,5 +166,6 @@ def test_fifo_and_device_are_errors_not_hangs(images: list[Path], tmp_path: Path
         pytest.fail("dermsight predict hung on a FIFO")
     assert r.returncode == 1, r.stderr
     results = json.loads(r.stdout)
-    assert "named pipe" in results[0]["error"] and "character device" in results[1]["error"]
+    assert "named pipe" in results[0]["error"]
+    assert "character device" in results[1]["error"]
     assert "probabilities" in results[2]

@@ -64,12 +64,15 @@ def test_source_rows_match_direct_metrics_and_withhold_small_sources() -> None:
     y = part["label"].map(CLASSES8.index).to_numpy()
     p = part[[f"p_{c}" for c in CLASSES8]].to_numpy()
     direct = key_metrics(y, p, CLASSES8, refer_threshold=0.3)
-    assert ham["n_images"] == 400 and ham["n_groups"] == part["group"].nunique()
+    assert ham["n_images"] == 400
+    assert ham["n_groups"] == part["group"].nunique()
     assert ham["metrics"]["mel_auc"]["value"] == pytest.approx(direct["mel_auc"])
     assert ham["metrics"]["refer_sensitivity"]["value"] == pytest.approx(direct["sensitivity"])
     for name in CROSS_SOURCE_METRICS:
         e = ham["metrics"][name]
-        assert e["lo"] is not None and e["hi"] is not None and e["lo"] <= e["hi"]
+        assert e["lo"] is not None
+        assert e["hi"] is not None
+        assert e["lo"] <= e["hi"]
     small = rows[1]
     assert small["n_images"] == 12
     assert all(e == {"value": None, "lo": None, "hi": None} for e in small["metrics"].values())
@@ -122,7 +125,8 @@ def test_add_loso_row_appends_and_replaces() -> None:
     out = add_loso_row(section, pd.concat([left_out, other]), CLASSES8, "isic2020",
                        ["ham10000", "isic2017"], loso_run, n_boot=10)
     loso = [r for r in out["rows"] if r["protocol"] == LOSO]
-    assert len(loso) == 1 and loso[0]["source"] == "isic2020"
+    assert len(loso) == 1
+    assert loso[0]["source"] == "isic2020"
     assert loso[0]["n_images"] == 200  # rows of other sources are ignored
     assert loso[0]["trained_on"] == ["ham10000", "isic2017"]
     assert loso[0]["run"] == loso_run
@@ -131,7 +135,8 @@ def test_add_loso_row_appends_and_replaces() -> None:
     again = add_loso_row(out, left_out.iloc[:100], CLASSES8, "isic2020", ["ham10000"],
                          loso_run, n_boot=0)
     loso = [r for r in again["rows"] if r["protocol"] == LOSO]
-    assert len(loso) == 1 and loso[0]["n_images"] == 100
+    assert len(loso) == 1
+    assert loso[0]["n_images"] == 100
     with pytest.raises(ValueError, match="both"):
         add_loso_row(None, left_out, CLASSES8, "isic2020", ["isic2020"], loso_run)
     first = add_loso_row(None, left_out, CLASSES8, "isic2020", ["ham10000"], loso_run, n_boot=0)
@@ -171,17 +176,23 @@ def test_ita_table_counts_every_band_and_withholds_small_ones() -> None:
     by = {r["subgroup"]: r for r in table["bands"]}
     assert sum(r["n"] for r in table["bands"]) == 500
     assert (by["tan"]["n"], by["brown"]["n"], by["dark"]["n"]) == (12, 3, 0)
-    assert table["n_darker"] == 15 and table["n_estimable"] == 475
-    assert by["dark"]["note"] == "no images" and by["dark"]["mel_auc"] is None
-    assert by["tan"]["balanced_accuracy"] is None and "too few" in by["tan"]["note"]
+    assert table["n_darker"] == 15
+    assert table["n_estimable"] == 475
+    assert by["dark"]["note"] == "no images"
+    assert by["dark"]["mel_auc"] is None
+    assert by["tan"]["balanced_accuracy"] is None
+    assert "too few" in by["tan"]["note"]
     light = by["very light"]
-    assert light["n"] >= 30 and light["malignant_auc"] is not None
+    assert light["n"] >= 30
+    assert light["malignant_auc"] is not None
     idx = [i for i, v in enumerate(ita) if v == 70.0]
     direct = key_metrics(y[idx], p[idx], CLASSES8, refer_threshold=0.3)
     assert light["malignant_auc"] == pytest.approx(direct["malignant_auc"])
     assert light["malignant_auc_lo"] <= light["malignant_auc"] <= light["malignant_auc_hi"]
-    assert by["very light"]["ita_range"] == "> 55°" and by["dark"]["ita_range"] == "≤ -30°"
-    assert "15" in table["statement"] and "tan 12, brown 3, dark 0" in table["statement"]
+    assert by["very light"]["ita_range"] == "> 55°"
+    assert by["dark"]["ita_range"] == "≤ -30°"
+    assert "15" in table["statement"]
+    assert "tan 12, brown 3, dark 0" in table["statement"]
     json.dumps(table, allow_nan=False)
     with pytest.raises(ValueError, match="ita"):
         ita_table(y, p, CLASSES8, ita[:10])
@@ -223,5 +234,6 @@ def test_card_tables_from_a_run() -> None:
                    (LOSO, "isic2020", 60)]
     assert section["rows"][-1]["trained_on"] == ["ham10000", "isic2017"]
     counts = {b["subgroup"]: b["n"] for b in by_ita["bands"]}
-    assert counts[NOT_ESTIMABLE] == 10 and sum(counts.values()) == len(frame)
+    assert counts[NOT_ESTIMABLE] == 10
+    assert sum(counts.values()) == len(frame)
     assert by_ita["statement"].startswith(f"Of {len(frame)} test images")

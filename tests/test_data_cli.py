@@ -54,16 +54,21 @@ def test_summary_json(small_dataset: Path, capsys: pytest.CaptureFixture[str]) -
     code, out, err = run(["data", "summary", str(small_dataset), "--json"], capsys)
     assert code == 0, err
     d = json.loads(out)  # exactly one JSON object on stdout (the progress bar is on stderr)
-    assert d["n_images"] == 10 and d["n_errors"] == 2 and d["n_ok"] == 8
+    assert d["n_images"] == 10
+    assert d["n_errors"] == 2
+    assert d["n_ok"] == 8
     assert d["by_diagnosis"] == {**dict.fromkeys(README_COUNTS, 0), "MEL": 2, "NV": 4,
                                  "BCC": 2, "AK": 2}
     assert d["by_source"] == {"test": 9, "other": 1}
     assert d["by_sex"] == {"male": 5, "female": 4, "missing": 1}
     assert d["by_site"] == {"torso": 6, "head/neck": 1, "missing": 3}
-    assert d["age_histogram"]["20-29"] == 1 and d["age_histogram"]["90+"] == 2
+    assert d["age_histogram"]["20-29"] == 1
+    assert d["age_histogram"]["90+"] == 2
     assert d["age_histogram"]["missing"] == 1
-    assert d["missing"]["age"] == 0.1 and d["missing"]["site"] == 0.3
-    assert d["n_groups"] == 6 and d["image_sizes"] == {"256x256": 8}
+    assert d["missing"]["age"] == 0.1
+    assert d["missing"]["site"] == 0.3
+    assert d["n_groups"] == 6
+    assert d["image_sizes"] == {"256x256": 8}
     assert any("GONE" in e and "image file not found" in e for e in d["errors"])
     assert any("CUT" in e and "truncated JPEG" in e for e in d["errors"])
 
@@ -73,7 +78,8 @@ def test_summary_no_verify_does_not_open_images(
 ) -> None:
     code, out, _ = run(["data", "summary", str(small_dataset), "--json", "--no-verify"], capsys)
     d = json.loads(out)
-    assert code == 0 and d["verified"] is False
+    assert code == 0
+    assert d["verified"] is False
     assert d["n_errors"] == 1  # only the missing file; the truncated one is not decoded
     assert d["image_sizes"] == {}
 
@@ -81,8 +87,10 @@ def test_summary_no_verify_does_not_open_images(
 def test_summary_tables(small_dataset: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["data", "summary", str(small_dataset), "--no-progress"], capsys)
     assert code == 0
-    assert "images: 10" in out and "unreadable/invalid rows: 2" in out
-    assert "MEL" in out and "truncated JPEG" in out
+    assert "images: 10" in out
+    assert "unreadable/invalid rows: 2" in out
+    assert "MEL" in out
+    assert "truncated JPEG" in out
 
 
 def test_summary_plot(
@@ -100,7 +108,8 @@ def test_summary_plot(
 
 def test_summary_of_missing_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(["data", "summary", str(tmp_path / "nowhere")], capsys)
-    assert code == EXIT_USER and out == ""
+    assert code == EXIT_USER
+    assert out == ""
     assert err.strip() == f"error: not found: {tmp_path / 'nowhere'}"
 
 
@@ -112,7 +121,8 @@ def test_summary_of_csv_missing_columns(
     code, _, err = run(["data", "summary", str(p), "--no-progress"], capsys)
     assert code == EXIT_USER
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: bad.csv is missing required columns")
+    assert len(lines) == 1
+    assert lines[0].startswith("error: bad.csv is missing required columns")
 
 
 def test_split_cli(small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,7 +135,8 @@ def test_split_cli(small_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFi
     assert code == 0, err
     with out_csv.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 10 and set(rows[0]) == {"image_id", "fold"}
+    assert len(rows) == 10
+    assert set(rows[0]) == {"image_id", "fold"}
     assert {r["fold"] for r in rows} == {"0", "1"}
     assert "grouped by group_id" in err
     # Same seed, same folds, on stdout this time.
@@ -147,13 +158,15 @@ def test_split_user_errors(
     small_dataset: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
 ) -> None:
     code, _, err = run(["data", "split", str(small_dataset / "metadata.csv"), *extra], capsys)
-    assert code == EXIT_USER and err.startswith(message)
+    assert code == EXIT_USER
+    assert err.startswith(message)
     assert len(err.strip().splitlines()) == 1
 
 
 def test_split_missing_csv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(["data", "split", str(tmp_path / "x.csv")], capsys)
-    assert code == EXIT_USER and err.strip() == f"error: CSV not found: {tmp_path / 'x.csv'}"
+    assert code == EXIT_USER
+    assert err.strip() == f"error: CSV not found: {tmp_path / 'x.csv'}"
 
 
 def test_installed_command_gives_one_line_and_exit_2(tmp_path: Path) -> None:
@@ -184,7 +197,8 @@ def test_summary_of_the_shared_dataset(data_dir: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     d = json.loads(proc.stdout)
-    assert d["n_images"] == 12394 and d["n_errors"] == 0
+    assert d["n_images"] == 12394
+    assert d["n_errors"] == 0
     assert d["by_diagnosis"] == README_COUNTS
     assert d["by_source"] == {"ham10000": 10013, "isic2017": 1430, "isic2019": 749,
                               "isic_archive": 201, "isic2016": 1}

@@ -43,12 +43,15 @@ def test_decide_is_argmax_without_offsets_and_shifts_with_them() -> None:
     # log p - log prior: row 0 -> [0, 1.39, -1.39] -> NV
     assert rule.choose(p, CLASSES).tolist() == [1, 1]
     off = rule.offsets(CLASSES)
-    assert off is not None and np.allclose(off, -np.log([0.5, 0.1, 0.4]))
+    assert off is not None
+    assert np.allclose(off, -np.log([0.5, 0.1, 0.4]))
     assert DecisionRule().offsets(CLASSES) is None
     # a class never seen in training is not boosted (its prior would be 0 -> infinite offset)
     unseen = DecisionRule(LOGIT_ADJUSTED, 1.0, {"MEL": 0.2, "NV": 0.8, "DF": 0.0})
     off2 = unseen.offsets(CLASSES)
-    assert off2 is not None and off2[2] == 0.0 and np.isfinite(off2).all()
+    assert off2 is not None
+    assert off2[2] == 0.0
+    assert np.isfinite(off2).all()
     assert unseen.choose(np.array([[0.3, 0.4, 0.3]]), CLASSES).tolist() == [0]
     assert DecisionRule(LOGIT_ADJUSTED, 0.0, {"MEL": 1.0}).offsets(CLASSES) is None
 
@@ -57,7 +60,8 @@ def test_fitted_tau_raises_validation_balanced_accuracy_and_transfers() -> None:
     y, p = _imbalanced(0)
     prior = class_prior(y, CLASSES)
     rule, curve = fit_decision_rule(p, y, CLASSES, prior)
-    assert rule.rule == LOGIT_ADJUSTED and 0.3 <= rule.tau <= 1.5
+    assert rule.rule == LOGIT_ADJUSTED
+    assert 0.3 <= rule.tau <= 1.5
     plain = balanced_accuracy_of(y, p.argmax(1), 3)
     assert curve["0"] == pytest.approx(plain, abs=1e-4)
     assert max(curve.values()) == pytest.approx(balanced_accuracy_of(y, rule.choose(p, CLASSES),
@@ -75,7 +79,8 @@ def test_balanced_data_keeps_plain_argmax() -> None:
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     rule, _ = fit_decision_rule(p, y, CLASSES, class_prior(y, CLASSES))
     # equal priors: every tau gives the same decisions, ties go to tau = 0
-    assert rule.rule == ARGMAX and rule.tau == 0.0
+    assert rule.rule == ARGMAX
+    assert rule.tau == 0.0
 
 
 def test_metrics_use_the_rule_for_decisions_only() -> None:
@@ -100,7 +105,8 @@ def test_card_round_trip_and_unknown_rule() -> None:
     card = load_bundle().card
     rule = DecisionRule(LOGIT_ADJUSTED, 0.7, {c: 1 / len(card.classes) for c in card.classes})
     d = replace(card, decision=rule).to_dict()
-    assert d["decision"]["rule"] == LOGIT_ADJUSTED and "logit adjustment" in \
+    assert d["decision"]["rule"] == LOGIT_ADJUSTED
+    assert "logit adjustment" in \
         d["decision"]["description"]
     assert Card.from_dict(d).decision == rule
     with pytest.raises(ValueError, match="unknown decision rule"):

@@ -51,7 +51,8 @@ def _reason(source: object, limits: DecodeLimits | None = None) -> str:
 
 def test_real_image_decodes(sample_image: Path) -> None:
     arr = decode_image(sample_image)
-    assert arr.shape == (256, 256, 3) and arr.dtype == np.uint8
+    assert arr.shape == (256, 256, 3)
+    assert arr.dtype == np.uint8
     assert np.array_equal(decode_image(sample_image.read_bytes()), arr)
     assert verify_image(sample_image) == (256, 256)
 
@@ -164,7 +165,8 @@ def test_cmyk_jpeg(rgb: np.ndarray) -> None:
     Image.fromarray(rgb).convert("CMYK").save(buf, format="JPEG", quality=95)
     assert Image.open(io.BytesIO(buf.getvalue())).mode == "CMYK"
     out = decode_image(buf.getvalue())
-    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert out.shape == rgb.shape
+    assert out.dtype == np.uint8
     assert np.abs(out.astype(int) - rgb).mean() < 4
 
 
@@ -204,7 +206,8 @@ def test_other_modes_become_rgb(rgb: np.ndarray, mode: str) -> None:
     buf = io.BytesIO()
     img.save(buf, format="TIFF" if mode in ("I", "F") else "PNG")
     out = decode_image(buf.getvalue())
-    assert out.shape == rgb.shape and out.dtype == np.uint8
+    assert out.shape == rgb.shape
+    assert out.dtype == np.uint8
 
 
 @pytest.mark.parametrize("fmt", ["WEBP", "BMP", "TIFF"])
@@ -252,8 +255,11 @@ def test_decoded_array_carries_no_metadata(rgb: np.ndarray) -> None:
     assert Image.open(io.BytesIO(data)).getexif().get_ifd(0x8825)
 
     out = decode_image(data)
-    assert type(out) is np.ndarray and out.dtype == np.uint8 and out.shape == rgb.shape
-    assert not hasattr(out, "info") and not getattr(out, "__dict__", None)
+    assert type(out) is np.ndarray
+    assert out.dtype == np.uint8
+    assert out.shape == rgb.shape
+    assert not hasattr(out, "info")
+    assert not getattr(out, "__dict__", None)
     # The array keeps alive only raw pixel buffers of its own size (not the file, not the image).
     base: object = out
     while base is not None:

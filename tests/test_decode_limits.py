@@ -87,7 +87,8 @@ def test_tiff_with_giant_tiles_is_refused() -> None:
 def test_jpeg_with_too_many_scans_is_refused(sample_image: Path) -> None:
     jpeg = h.real_jpeg(sample_image, progressive=True)
     ok = jpeg_frame(jpeg)
-    assert ok is not None and 2 <= ok.scans <= 20
+    assert ok is not None
+    assert 2 <= ok.scans <= 20
     assert _reason(h.jpeg_many_scans(jpeg, 500)).startswith("corrupt JPEG file: 5")
 
 
@@ -109,7 +110,8 @@ def test_animated_png_and_webp_are_refused_from_the_header() -> None:
 
 def test_multipage_tiff_gives_its_first_page_only() -> None:
     out = decode_image(h.multipage_tiff(40))
-    assert out.shape == (32, 32, 3) and tuple(out[0, 0]) == (0, 90, 120)
+    assert out.shape == (32, 32, 3)
+    assert tuple(out[0, 0]) == (0, 90, 120)
 
 
 # --- decoding big images small -----------------------------------------------------------------
@@ -144,7 +146,9 @@ def test_progressive_jpeg_memory_estimate_counts_the_coefficient_buffer(real: np
     img.save(base, format="JPEG", quality=80, subsampling=0)
     img.save(prog, format="JPEG", quality=80, subsampling=0, progressive=True)
     frame = jpeg_frame(prog.getvalue())
-    assert frame is not None and frame.progressive and frame.coefficient_bytes == 54_000_000
+    assert frame is not None
+    assert frame.progressive
+    assert frame.coefficient_bytes == 54_000_000
     limits = DecodeLimits(max_decode_bytes=40 * 1024 * 1024)
     assert decode_image(base.getvalue(), limits).shape == (750, 750, 3)
     assert "needs about 75 MB to decode (limit 40 MB)" in _reason(prog.getvalue(), limits)
@@ -228,7 +232,8 @@ def test_dicom_jpeg_frame_larger_than_its_header_is_refused(sample_image: Path) 
 def test_dicom_jpeg_round_trip_through_write_dicom(real: np.ndarray, tmp_path: Path) -> None:
     p = write_dicom(tmp_path / "a.dcm", real, 50, "male", "torso")
     out = decode_image(p)
-    assert out.shape == real.shape and np.abs(out.astype(int) - real).mean() < 2.0
+    assert out.shape == real.shape
+    assert np.abs(out.astype(int) - real).mean() < 2.0
 
 
 @pytest.mark.parametrize(
@@ -272,7 +277,8 @@ def test_hostile_dicom_is_a_clear_reason_that_never_quotes_a_tag(
     }
     reason, logged = _quiet_capture(caplog, files[name])
     assert reason == expected
-    assert PHI.decode() not in reason and PHI.decode() not in logged
+    assert PHI.decode() not in reason
+    assert PHI.decode() not in logged
 
 
 def test_pydicom_loggers_reach_no_handler(caplog: pytest.LogCaptureFixture, tmp_path: Path,

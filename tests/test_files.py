@@ -54,7 +54,8 @@ def test_special_files_are_refused_without_blocking(tmp_path: Path) -> None:
         for name, needle in expected.items():
             assert needle in errors[name], (name, errors.get(name))
             reason = not_regular_reason(tmp_path / name)
-            assert reason is not None and needle in reason
+            assert reason is not None
+            assert needle in reason
     finally:
         sock.close()
         sock_path.unlink(missing_ok=True)

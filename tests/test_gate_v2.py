@@ -30,7 +30,9 @@ def test_negatives_are_small_deterministic_and_labelled() -> None:
     assert set(counts) == set(CATEGORIES)  # every kind is represented, even in a small call
     assert counts[CLINICAL] >= 3  # drawn proxies + the one made from the dermoscopic image
     for n in a:
-        assert n.image.dtype == np.uint8 and n.image.ndim == 3 and n.image.shape[2] == 3
+        assert n.image.dtype == np.uint8
+        assert n.image.ndim == 3
+        assert n.image.shape[2] == 3
         assert min(n.image.shape[:2]) >= 32
     assert len(a) < 150  # small enough for the default test suite
     c = build_negatives(seed=4, n_generated=2, views=2)
@@ -132,7 +134,8 @@ def test_ood_flags_block_or_warn_with_v2() -> None:
     emb[2, 2] = 1.0  # neither
     quality = np.tile([120.0, 40.0, 0.0, 100.0, 0.3], (3, 1))
     out = gate.ood_flags(emb, cfg, arrays, quality)
-    assert [f.code for f in out[0][0]] == ["out_of_distribution"] and out[0][0][0].blocking
+    assert [f.code for f in out[0][0]] == ["out_of_distribution"]
+    assert out[0][0][0].blocking
     assert [f.code for f in out[1][0]] == ["not_dermoscopic"]
     assert out[1][0][0].blocking is False
     assert "accuracy unknown" in out[1][0][0].message
@@ -148,7 +151,8 @@ def test_cannot_assess_result_shows_no_numbers_as_valid(jpeg: bytes) -> None:
     model = Dermsight.load()
     blank = np.full((300, 300, 3), 128, np.uint8)
     pred = model.predict(blank, heatmap=True)
-    assert pred.risk == "cannot_assess" and not pred.assessable
+    assert pred.risk == "cannot_assess"
+    assert not pred.assessable
     assert pred.cam is None
     d = pred.to_dict()
     for key in ("probabilities", "prediction", "prediction_name", "malignant_probability",
@@ -161,7 +165,9 @@ def test_cannot_assess_result_shows_no_numbers_as_valid(jpeg: bytes) -> None:
         {k: round(v, 6) for k, v in pred.probabilities.items()})
     ok = model.predict(jpeg, heatmap=True).to_dict()
     if ok["risk"] != "cannot_assess":
-        assert "unreliable" not in ok and "probabilities" in ok and "heatmap" in ok
+        assert "unreliable" not in ok
+        assert "probabilities" in ok
+        assert "heatmap" in ok
 
 
 def test_cli_prints_no_class_for_a_refused_image(tmp_path: Path) -> None:
@@ -175,7 +181,8 @@ def test_cli_prints_no_class_for_a_refused_image(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["predict", str(img), "--heatmap", str(tmp_path / "h.png")])
     assert res.exit_code == 0, res.output
     assert "cannot assess (no result)" in res.output
-    assert "malignant" not in res.output and "risk: " not in res.output
+    assert "malignant" not in res.output
+    assert "risk: " not in res.output
     assert not (tmp_path / "h.png").exists()
 
 
@@ -227,7 +234,8 @@ def test_reduced_fit_on_the_shipped_model(data_dir: Path) -> None:
     imgs = {s: [decode_image(str(p)) for p in ps] for s, ps in paths.items()}
     negs = build_negatives(seed=0, n_generated=3, views=2, dermo_for_clinical=imgs["train"][:5])
     cfg, arrays = fit_gate_v2(model, imgs["train"], imgs["val"], negs, seed=0)
-    assert "v2_threshold" in cfg and "v2_clinical_threshold" in cfg
+    assert "v2_threshold" in cfg
+    assert "v2_clinical_threshold" in cfg
     full_cfg = {**model.card.gate, **cfg}
     full_arrays = {**model.bundle.gate_arrays, **arrays}
     x, m = model.prepare(imgs["val"][0], None)
@@ -240,7 +248,8 @@ def test_source_weights_and_weighted_quantile() -> None:
     from dermsight.train.gate_fit import source_weights, weighted_quantile
 
     w = source_weights(["a"] * 8 + ["b"] * 2, 10)
-    assert w[:8].sum() == pytest.approx(w[8:].sum()) and w.mean() == pytest.approx(1.0)
+    assert w[:8].sum() == pytest.approx(w[8:].sum())
+    assert w.mean() == pytest.approx(1.0)
     assert np.array_equal(source_weights(None, 3), np.ones(3))
     v = np.arange(100, dtype=float)
     assert weighted_quantile(v, 0.5, np.ones(100)) == pytest.approx(49.0)
@@ -257,9 +266,13 @@ def test_gate_fit_cli_errors_are_one_line(tmp_path: Path,
     code = run_guarded(app, ["gate", "fit", str(tmp_path), "--data", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert "not found" in err and "metadata.csv" in err and "Traceback" not in err
+    assert "not found" in err
+    assert "metadata.csv" in err
+    assert "Traceback" not in err
     (tmp_path / "metadata.csv").write_text("image_id\n")
     code = run_guarded(app, ["gate", "fit", str(tmp_path / "no-bundle"), "--data",
                              str(tmp_path)])
     err = capsys.readouterr().err
-    assert code == 3 and "bundle" in err and "Traceback" not in err
+    assert code == 3
+    assert "bundle" in err
+    assert "Traceback" not in err

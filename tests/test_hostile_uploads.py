@@ -67,7 +67,10 @@ def _post(http: httpx.Client, data: bytes, fields: dict[str, str] | None = None)
     body = r.json()
     if r.status_code != 200:
         detail = body["detail"]
-        assert isinstance(detail, str) and detail and "\n" not in detail and len(detail) < 300
+        assert isinstance(detail, str)
+        assert detail
+        assert "\n" not in detail
+        assert len(detail) < 300
         assert "Traceback" not in detail
         for token in PLANTED:
             assert token not in detail
@@ -264,7 +267,8 @@ def _fuzz(http: httpx.Client, strategy: st.SearchStrategy[bytes],
     run()
     got = STATUSES - before
     print(f"\nfuzz statuses: {dict(got)}")
-    assert got.total() >= 40 and got[422] >= 10, dict(got)
+    assert got.total() >= 40, dict(got)
+    assert got[422] >= 10, dict(got)
     return got
 
 
@@ -335,9 +339,12 @@ def test_decode_image_in_process_raises_only_image_decode_error(
         try:
             out = decode_image(data)
         except ImageDecodeError as exc:
-            assert exc.reason and "\n" not in exc.reason
+            assert exc.reason
+            assert "\n" not in exc.reason
             return
-        assert out.dtype.name == "uint8" and out.ndim == 3 and out.shape[2] == 3
+        assert out.dtype.name == "uint8"
+        assert out.ndim == 3
+        assert out.shape[2] == 3
         assert out.shape[0] * out.shape[1] <= 2_000_000
 
     run()
@@ -415,11 +422,13 @@ def test_worst_single_uploads_keep_peak_rss_under_600_mb(
         codes = list(pool.map(lambda _: _post_once(rss_server, big_png), range(4)))
     burst_peak = _vm_hwm_mb(rss_server.proc.pid)
     print(f"4 concurrent 4900x4900 PNGs: {codes}, peak RSS {burst_peak:.0f} MB")
-    assert all(c in (200, 503) for c in codes) and 200 in codes
+    assert all(c in (200, 503) for c in codes)
+    assert 200 in codes
     assert burst_peak <= PEAK_RSS_LIMIT_MB
     with rss_server.client() as c:  # a normal request still answers
         r = c.post("/api/v1/predict", files={"image": ("a.jpg", real_jpegs["baseline"],
                                                        "image/jpeg")})
-        assert r.status_code == 200 and r.json()["prediction"]
+        assert r.status_code == 200
+        assert r.json()["prediction"]
     assert "Traceback" not in rss_server.log()
     print(f"server RSS afterwards {_vm_hwm_mb(rss_server.proc.pid, 'VmRSS'):.0f} MB")

@@ -170,9 +170,12 @@ def test_balanced_accuracy_and_per_class_hand_case() -> None:
     assert m["specificity_MEL"] == pytest.approx(2 / 3)  # rows 3-5: one predicted MEL
     assert m["sensitivity_NV"] == pytest.approx(1.0)
     assert m["specificity_NV"] == pytest.approx(4 / 5)
-    assert m["auc_AK"] is None and m["sensitivity_AK"] is None
+    assert m["auc_AK"] is None
+    assert m["sensitivity_AK"] is None
     assert m["specificity_AK"] == pytest.approx(1.0)
-    assert m["n"] == 6 and m["n_MEL"] == 3 and m["n_AK"] == 0
+    assert m["n"] == 6
+    assert m["n_MEL"] == 3
+    assert m["n_AK"] == 0
     assert m["n_malignant"] == 5  # MEL + BCC
     # MEL-vs-rest AUC: MEL scores .8 .6 .2 vs .1 .1 .5 -> (3 + 2 + 1) / 9 + 0 ties
     assert m["mel_auc"] == pytest.approx(8 / 9)
@@ -196,9 +199,13 @@ def test_calibration_hand_cases() -> None:
     # bins: 0.9 -> bin 13 (correct), 0.6 -> bin 8, (8/15, 9/15] (wrong)
     assert expected_calibration_error(y, p) == pytest.approx(0.5 * 0.1 + 0.5 * 0.6)
     bins = reliability_bins(y, p)
-    assert bins["count"][13] == 1 and bins["count"][8] == 1 and sum(bins["count"]) == 2
-    assert bins["accuracy"][8] == 0.0 and bins["confidence"][13] == pytest.approx(0.9)
-    assert bins["accuracy"][0] is None and len(bins["edges"]) == 16
+    assert bins["count"][13] == 1
+    assert bins["count"][8] == 1
+    assert sum(bins["count"]) == 2
+    assert bins["accuracy"][8] == 0.0
+    assert bins["confidence"][13] == pytest.approx(0.9)
+    assert bins["accuracy"][0] is None
+    assert len(bins["edges"]) == 16
     assert brier_score(y, p) == pytest.approx((0.02 + 0.72) / 2)
     assert negative_log_likelihood(y, p) == pytest.approx(-(math.log(0.9) + math.log(0.4)) / 2)
     # zero probability on the truth is clipped, not infinite
@@ -215,13 +222,17 @@ def test_perfect_classifier() -> None:
     y = np.repeat(np.arange(8), 10)
     p = np.eye(8)[y]
     m = compute_metrics(y, p, CLASSES8, refer_threshold=0.5)
-    assert m["balanced_accuracy"] == 1.0 and m["accuracy"] == 1.0
+    assert m["balanced_accuracy"] == 1.0
+    assert m["accuracy"] == 1.0
     for key in ("mel_auc", "malignant_auc", "auc_macro", *(f"auc_{c}" for c in CLASSES8)):
         assert m[key] == pytest.approx(1.0), key
-    assert m["mel_pauc80"] == pytest.approx(0.2) and m["malignant_pauc80"] == pytest.approx(0.2)
+    assert m["mel_pauc80"] == pytest.approx(0.2)
+    assert m["malignant_pauc80"] == pytest.approx(0.2)
     assert m["malignant_spec_at_95sens"] == pytest.approx(1.0)
-    assert m["refer_sensitivity"] == 1.0 and m["refer_specificity"] == 1.0
-    assert m["ece"] == pytest.approx(0.0) and m["brier"] == pytest.approx(0.0)
+    assert m["refer_sensitivity"] == 1.0
+    assert m["refer_specificity"] == 1.0
+    assert m["ece"] == pytest.approx(0.0)
+    assert m["brier"] == pytest.approx(0.0)
     assert m["nll"] == pytest.approx(0.0)
 
 
@@ -230,7 +241,8 @@ def test_random_classifiers() -> None:
     uniform = np.full((200, 8), 1 / 8)
     m = compute_metrics(y, uniform, CLASSES8)
     assert m["balanced_accuracy"] == 0.0  # every row tied -> undecided (ISIC semantics)
-    assert m["mel_auc"] == pytest.approx(0.5) and m["malignant_auc"] == pytest.approx(0.5)
+    assert m["mel_auc"] == pytest.approx(0.5)
+    assert m["malignant_auc"] == pytest.approx(0.5)
     assert m["mel_pauc80"] == pytest.approx(0.02)  # random ranking: 0.2^2 / 2
     assert m["brier"] == pytest.approx(1 - 1 / 8)
     assert m["nll"] == pytest.approx(math.log(8))
@@ -258,7 +270,8 @@ def test_absent_classes_and_missing_columns() -> None:
     json.dumps(m, allow_nan=False)
     # no MEL column at all (e.g. a benign-only head) -> None, not a crash
     m2 = compute_metrics([0, 1], [[0.7, 0.3], [0.2, 0.8]], ["NV", "BKL"], refer_threshold=0.5)
-    assert m2["mel_auc"] is None and m2["malignant_auc"] is None
+    assert m2["mel_auc"] is None
+    assert m2["malignant_auc"] is None
     assert m2["refer_sensitivity"] is None
 
 
@@ -307,8 +320,10 @@ def test_key_metrics() -> None:
     y, p, _ = synthetic(300, seed=4)
     k = key_metrics(y, p, CLASSES8, refer_threshold=0.4)
     m = compute_metrics(y, p, CLASSES8, refer_threshold=0.4)
-    assert k["malignant_auc"] == m["malignant_auc"] and k["mel_auc"] == m["mel_auc"]
-    assert k["sensitivity"] == m["refer_sensitivity"] and k["n_mel"] == m["n_MEL"]
+    assert k["malignant_auc"] == m["malignant_auc"]
+    assert k["mel_auc"] == m["mel_auc"]
+    assert k["sensitivity"] == m["refer_sensitivity"]
+    assert k["n_mel"] == m["n_MEL"]
 
 
 # --- bootstrap -------------------------------------------------------------------------------
@@ -353,8 +368,11 @@ def test_bootstrap_ci_contains_point_and_is_reproducible() -> None:
                 "refer_sensitivity", "refer_specificity", "malignant_pauc80"):
         ci = a[key]
         assert ci["lo"] <= ci["value"] <= ci["hi"], key
-        assert ci["hi"] > ci["lo"] and ci["n"] == 60
-    assert "n" not in a and "n_MEL" not in a and "refer_threshold" not in a
+        assert ci["hi"] > ci["lo"]
+        assert ci["n"] == 60
+    assert "n" not in a
+    assert "n_MEL" not in a
+    assert "refer_threshold" not in a
     json.dumps(a, allow_nan=False)
 
 
@@ -431,7 +449,8 @@ def test_subgroup_table_rows_and_withholding() -> None:
                                          "sensitivity", "specificity", "malignant_auc_lo"))
     assert "too few" in small["note"]
     torso = next(r for r in rows if r["subgroup"] == "torso")
-    assert torso["note"] is None and torso["malignant_auc"] is not None
+    assert torso["note"] is None
+    assert torso["malignant_auc"] is not None
     assert torso["malignant_auc_lo"] <= torso["malignant_auc"] <= torso["malignant_auc_hi"]
     direct = key_metrics(y[meta.anatom_site == "torso"], p[meta.anatom_site == "torso"],
                          CLASSES8, refer_threshold=0.4)
@@ -446,10 +465,13 @@ def test_subgroup_without_positives_reports_none_with_note() -> None:
     rows = subgroup_table(y, p, CLASSES8, meta, refer_threshold=0.4)
     male = next(r for r in rows if r["subgroup"] == "male")
     assert male["n_malignant"] == 0
-    assert male["malignant_auc"] is None and male["mel_auc"] is None
+    assert male["malignant_auc"] is None
+    assert male["mel_auc"] is None
     assert male["sensitivity"] is None
-    assert male["specificity"] is not None and male["balanced_accuracy"] is not None
-    assert "malignant" in male["note"] and "MEL" in male["note"]
+    assert male["specificity"] is not None
+    assert male["balanced_accuracy"] is not None
+    assert "malignant" in male["note"]
+    assert "MEL" in male["note"]
     with pytest.raises(ValueError, match="rows"):
         subgroup_table(y, p, CLASSES8, meta.iloc[:10])
 
@@ -463,15 +485,18 @@ def test_evaluate_predictions_end_to_end() -> None:
     ev = evaluate_predictions(y, p, CLASSES8, g, meta, refer_threshold=0.4, n_boot=20, seed=1,
                               subgroup_n_boot=10)
     assert ev["schema"] == "dermsight.evaluation/1"
-    assert ev["n"] == 500 and ev["n_groups"] == len(set(g.tolist()))
-    assert ev["metrics"]["refer_threshold"] == 0.4 and ev["refer_threshold"] == 0.4
+    assert ev["n"] == 500
+    assert ev["n_groups"] == len(set(g.tolist()))
+    assert ev["metrics"]["refer_threshold"] == 0.4
+    assert ev["refer_threshold"] == 0.4
     assert ev["ci"]["malignant_auc"]["value"] == ev["metrics"]["malignant_auc"]
     assert [pc["code"] for pc in ev["per_class"]] == CLASSES8
     assert ev["per_class"][0]["name"] == "Melanoma"
     assert np.asarray(ev["confusion"]["counts"]).shape == (8, 9)
     assert len(ev["reliability"]["count"]) == 15
     assert ev["ci"]["mel_auc"]["n"] == 20
-    assert ev["subgroups"] and {r["attribute"] for r in ev["subgroups"]} == {
+    assert ev["subgroups"]
+    assert {r["attribute"] for r in ev["subgroups"]} == {
         "sex", "age", "site", "source"}
     round_trip = json.loads(json.dumps(ev, allow_nan=False))
     assert round_trip == ev
@@ -479,4 +504,5 @@ def test_evaluate_predictions_end_to_end() -> None:
                                subgroup_n_boot=10)
     assert ev2 == ev
     bare = evaluate_predictions(y, p, CLASSES8, None, n_boot=5)
-    assert bare["subgroups"] == [] and bare["n_groups"] == 500
+    assert bare["subgroups"] == []
+    assert bare["n_groups"] == 500

@@ -21,7 +21,8 @@ def test_square_crop_takes_the_centre_of_the_short_side() -> None:
     img = np.zeros((100, 160, 3), np.uint8)
     img[:, 30:130] = 255  # the centre 100 columns
     out = square_crop(img)
-    assert out.shape == (100, 100, 3) and out.min() == 255
+    assert out.shape == (100, 100, 3)
+    assert out.min() == 255
 
 
 def test_resize_follows_the_spec_and_refuses_non_rgb() -> None:
@@ -42,8 +43,12 @@ def test_normalize_scales_and_standardises_channels_first() -> None:
     img = np.zeros((4, 4, 3), np.uint8)
     img[..., 0], img[..., 1], img[..., 2] = 0, 255, 51
     x = normalize(img, InputSpec(size=4, mean=(0.5, 0.5, 0.2), std=(0.5, 0.5, 0.1)))
-    assert x.shape == (3, 4, 4) and x.dtype == np.float32 and x.flags.c_contiguous
-    assert np.allclose(x[0], -1.0) and np.allclose(x[1], 1.0) and np.allclose(x[2], 0.0)
+    assert x.shape == (3, 4, 4)
+    assert x.dtype == np.float32
+    assert x.flags.c_contiguous
+    assert np.allclose(x[0], -1.0)
+    assert np.allclose(x[1], 1.0)
+    assert np.allclose(x[2], 0.0)
     assert preprocess(np.zeros((300, 200, 3), np.uint8), InputSpec(size=32)).shape == (3, 32, 32)
 
 
@@ -55,7 +60,8 @@ def test_colour_constancy_is_part_of_the_spec_and_round_trips() -> None:
     cast = np.zeros((8, 8, 3), np.uint8)
     cast[...] = (200, 150, 100)  # a flat warm cast becomes neutral grey
     x = normalize(cast, spec)
-    assert np.allclose(x[0], x[1], atol=1e-5) and np.allclose(x[1], x[2], atol=1e-5)
+    assert np.allclose(x[0], x[1], atol=1e-5)
+    assert np.allclose(x[1], x[2], atol=1e-5)
     with pytest.raises(ValueError, match="unknown color_constancy"):
         normalize(cast, InputSpec(size=8, color_constancy="retinex"))
 
@@ -63,11 +69,17 @@ def test_colour_constancy_is_part_of_the_spec_and_round_trips() -> None:
 def test_metadata_vector_layout_and_missing_flags() -> None:
     spec = MetaSpec()
     v = encode_meta(Metadata(age=50, sex="female", site="palms/soles"), spec)
-    assert v.shape == (spec.dim,) and v[0] == pytest.approx(0.5) and v[1] == 0
+    assert v.shape == (spec.dim,)
+    assert v[0] == pytest.approx(0.5)
+    assert v[1] == 0
     sex = v[2 : 2 + len(spec.sexes) + 1]
-    assert sex[spec.sexes.index("female")] == 1 and sex.sum() == 1
+    assert sex[spec.sexes.index("female")] == 1
+    assert sex.sum() == 1
     site = v[2 + len(spec.sexes) + 1 :]
-    assert site[spec.sites.index("palms/soles")] == 1 and site.sum() == 1
+    assert site[spec.sites.index("palms/soles")] == 1
+    assert site.sum() == 1
     empty = encode_meta(None, spec)
-    assert empty[1] == 1 and empty[2 + len(spec.sexes)] == 1 and empty[-1] == 1
+    assert empty[1] == 1
+    assert empty[2 + len(spec.sexes)] == 1
+    assert empty[-1] == 1
     assert empty.sum() == 3

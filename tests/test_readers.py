@@ -65,10 +65,15 @@ def test_shared_dataset_streams_lazily(data_dir: Path, metadata: pd.DataFrame) -
     first = list(itertools.islice(iter_records(data_dir, decode=False), 50))
     row = metadata.iloc[0]
     rec = first[0]
-    assert rec.id == row.image_id and rec.image is None and rec.error is None
-    assert rec.label == row.diagnosis and rec.source == row.source and rec.group == row.group_id
+    assert rec.id == row.image_id
+    assert rec.image is None
+    assert rec.error is None
+    assert rec.label == row.diagnosis
+    assert rec.source == row.source
+    assert rec.group == row.group_id
     assert rec.meta == Metadata.parse(row.age_approx, row.sex, row.anatom_site)
-    assert rec.path is not None and Path(rec.path) == data_dir / "images" / f"{row.image_id}.jpg"
+    assert rec.path is not None
+    assert Path(rec.path) == data_dir / "images" / f"{row.image_id}.jpg"
     decoded = list(load_images(first[:8], workers=2))
     assert [r.id for r in decoded] == [r.id for r in first[:8]]
     assert all(r.ok and r.image is not None and r.image.shape == (256, 256, 3) for r in decoded)
@@ -100,7 +105,8 @@ def test_ham10000_layout(data_dir: Path, ids: list[str], tmp_path: Path) -> None
         rows,
     )
     recs = by_id(list(iter_records(tmp_path)))
-    assert len(recs) == 6 and all(r.ok for r in recs.values())
+    assert len(recs) == 6
+    assert all(r.ok for r in recs.values())
     r0, r1, r2 = (recs[i] for i in ids[:3])
     assert (r0.label, r0.meta, r0.group, r0.source) == (
         "MEL",
@@ -109,7 +115,9 @@ def test_ham10000_layout(data_dir: Path, ids: list[str], tmp_path: Path) -> None
         "ham10000",
     )
     assert r1.meta == Metadata(age=41.0, sex=None, site="head/neck")
-    assert r2.label == "AK" and r2.meta.age is None and r2.meta.site is None
+    assert r2.label == "AK"
+    assert r2.meta.age is None
+    assert r2.meta.site is None
     assert recs[ids[5]].meta.site == "palms/soles"
 
 
@@ -131,10 +139,12 @@ def test_isic2019_ground_truth_joined_with_metadata(
          for k, i in enumerate(ids)],
     )
     recs = list(iter_records(tmp_path))
-    assert [r.id for r in recs] == ids and all(r.ok for r in recs)
+    assert [r.id for r in recs] == ids
+    assert all(r.ok for r in recs)
     assert [r.label for r in recs] == ["MEL", "SCC", "AK", "UNK", "NV", "BCC"]
     assert recs[1].meta == Metadata(age=35.0, sex="female", site="anterior torso")
-    assert recs[1].group == "BCN_1" and recs[0].group is None
+    assert recs[1].group == "BCN_1"
+    assert recs[0].group is None
     assert recs[0].source == "isic2019"
     # The ground-truth CSV alone: labels, no metadata.
     alone = list(iter_records(tmp_path / "ISIC_2019_Training_GroundTruth.csv", decode=False))
@@ -158,7 +168,8 @@ def test_isic2017_layout(data_dir: Path, ids: list[str], tmp_path: Path) -> None
         [[ids[0], "1.0", "0.0"], [ids[1], "0.0", "1.0"], [ids[2], "0.0", "0.0"]],
     )
     recs = list(iter_records(tmp_path))
-    assert [r.label for r in recs] == ["MEL", "BKL", "NV"] and all(r.ok for r in recs)
+    assert [r.label for r in recs] == ["MEL", "BKL", "NV"]
+    assert all(r.ok for r in recs)
     assert recs[0].source == "isic2017"
 
 
@@ -193,8 +204,10 @@ def test_siim_test_csv_without_labels(tmp_path: Path) -> None:
         [["ISIC_0052060", "IP_3579794", "male", "70.0", ""]],
     )
     (rec,) = iter_records(tmp_path / "test.csv", decode=False)
-    assert rec.label is None and rec.meta == Metadata(age=70.0, sex="male")
-    assert rec.error is not None and "image file not found" in rec.error
+    assert rec.label is None
+    assert rec.meta == Metadata(age=70.0, sex="male")
+    assert rec.error is not None
+    assert "image file not found" in rec.error
 
 
 def test_manifest_with_paths(data_dir: Path, ids: list[str], tmp_path: Path) -> None:
@@ -211,7 +224,8 @@ def test_manifest_with_paths(data_dir: Path, ids: list[str], tmp_path: Path) -> 
     )
     assert detect_layout(["path", "age", "sex", "site"]).name == "manifest"
     recs = list(iter_records(tmp_path / "batch.csv"))
-    assert [r.id for r in recs] == ids[:3] and all(r.ok for r in recs)
+    assert [r.id for r in recs] == ids[:3]
+    assert all(r.ok for r in recs)
     assert recs[0].meta == Metadata(age=61.0, sex="female", site="posterior torso")
     assert recs[0].label is None
     assert np.array_equal(recs[2].image, decode_image(absolute))  # type: ignore[arg-type]
@@ -225,14 +239,16 @@ def test_folder_without_csv(data_dir: Path, ids: list[str], tmp_path: Path) -> N
     )
     (tmp_path / "readme.txt").write_text("not an image, not listed")
     recs = list(iter_records(tmp_path))
-    assert [r.id for r in recs] == [*ids[:2], "x"] and all(r.ok for r in recs)
+    assert [r.id for r in recs] == [*ids[:2], "x"]
+    assert all(r.ok for r in recs)
     assert all(r.label is None and r.meta == Metadata() for r in recs)
 
 
 def test_single_image_file(sample_image: Path) -> None:
     assert detect_kind(sample_image) == "image"
     (rec,) = iter_records(sample_image)
-    assert rec.ok and rec.id == sample_image.stem
+    assert rec.ok
+    assert rec.id == sample_image.stem
 
 
 # --- bad inputs --------------------------------------------------------------------------------
@@ -279,7 +295,8 @@ def test_bad_rows_become_error_records(data_dir: Path, ids: list[str], tmp_path:
     summary = ReadSummary()
     recs = list(summary.track(iter_records(tmp_path)))
     assert len(recs) == len(rows)  # nothing aborted
-    assert summary.n_ok == 1 and summary.n_errors == 8
+    assert summary.n_ok == 1
+    assert summary.n_errors == 8
     errors = [r.error or "" for r in recs]
     assert errors[0] == ""
     assert errors[1] == f"metadata.csv line 3 ({ids[1]}): unknown diagnosis 'psoriasis'"
@@ -297,7 +314,9 @@ def test_bad_rows_become_error_records(data_dir: Path, ids: list[str], tmp_path:
     )
     assert "unknown anatomic site 'elbow pit'" in errors[8]
     # Good parts of a bad row are kept.
-    assert recs[2].label == "MEL" and recs[2].meta.sex == "female" and recs[2].image is None
+    assert recs[2].label == "MEL"
+    assert recs[2].meta.sex == "female"
+    assert recs[2].image is None
     # Lazy reading finds the row problems but not the undecodable files...
     lazy = list(iter_records(tmp_path, decode=False))
     assert [r.error is None for r in lazy] == [True] + [False] * 5 + [True, True, False]
@@ -330,7 +349,9 @@ def test_semicolon_csv_and_bom(tmp_path: Path) -> None:
         "\ufeffimage_id;diagnosis;sex\nISIC_1;MEL;F\n".encode()
     )
     (rec,) = iter_csv(tmp_path / "m.csv", decode=False)
-    assert rec.id == "ISIC_1" and rec.label == "MEL" and rec.meta.sex == "female"
+    assert rec.id == "ISIC_1"
+    assert rec.label == "MEL"
+    assert rec.meta.sex == "female"
 
 
 # --- DICOM -------------------------------------------------------------------------------------
@@ -342,8 +363,11 @@ def test_dicom_round_trip(data_dir: Path, ids: list[str], tmp_path: Path, jpeg: 
     p = write_dicom(tmp_path / f"{ids[0]}.dcm", src, 45, "female", "head/neck", jpeg=jpeg,
                     patient_id="IP_0001")
     rec = read_dicom(p)
-    assert rec.ok and rec.image is not None, rec.error
-    assert rec.id == ids[0] and rec.group == "IP_0001" and rec.source == "dicom"
+    assert rec.ok, rec.error
+    assert rec.image is not None, rec.error
+    assert rec.id == ids[0]
+    assert rec.group == "IP_0001"
+    assert rec.source == "dicom"
     assert rec.meta == Metadata(age=45.0, sex="female", site="head/neck")
     diff = np.abs(rec.image.astype(int) - src).mean()
     assert diff < (2.0 if jpeg else 1e-9)
@@ -351,7 +375,9 @@ def test_dicom_round_trip(data_dir: Path, ids: list[str], tmp_path: Path, jpeg: 
     assert np.array_equal(decode_image(p), rec.image)
     # Header-only read: metadata without pixels.
     lazy = read_dicom(p, decode=False)
-    assert lazy.image is None and lazy.error is None and lazy.meta == rec.meta
+    assert lazy.image is None
+    assert lazy.error is None
+    assert lazy.meta == rec.meta
 
 
 def test_dicom_folder(data_dir: Path, ids: list[str], tmp_path: Path) -> None:
@@ -402,7 +428,8 @@ def test_not_a_dicom(tmp_path: Path) -> None:
     p = tmp_path / "x.dcm"
     p.write_text("hello")
     rec = read_dicom(p)
-    assert rec.error is not None and rec.error.startswith("x.dcm: not a valid DICOM file")
+    assert rec.error is not None
+    assert rec.error.startswith("x.dcm: not a valid DICOM file")
 
 
 # --- TFRecord ----------------------------------------------------------------------------------
@@ -434,7 +461,8 @@ def test_tfrecord_round_trip(
     shard = write_tfrecord(tmp_path / "train00-4.tfrec", examples, int_codes=int_codes)
     assert detect_kind(shard) == "tfrecord"
     recs = list(iter_records(shard))
-    assert [r.id for r in recs] == ids[:4] and all(r.ok for r in recs), [r.error for r in recs]
+    assert [r.id for r in recs] == ids[:4], [r.error for r in recs]
+    assert all(r.ok for r in recs), [r.error for r in recs]
     assert [r.label for r in recs] == ["MEL", "NV", "UNK", "BKL"]
     assert recs[0].meta == Metadata(age=45.0, sex="male", site="torso")
     assert recs[2].meta == Metadata()
@@ -466,7 +494,8 @@ def test_tfrecord_custom_codes_and_disagreement(
     shard = write_tfrecord(tmp_path / "s.tfrec", ex, int_codes=True)
     swapped = Codes(diagnosis={1: "melanoma", 2: "nevus", 0: "unknown"})
     errs = [r.error or "" for r in iter_tfrecord(shard, codes=swapped, decode=False)]
-    assert "disagrees with target" in errs[0] and "are the diagnosis codes" in errs[0]
+    assert "disagrees with target" in errs[0]
+    assert "are the diagnosis codes" in errs[0]
 
 
 def test_tfrecord_damage_is_reported_not_raised(
@@ -490,7 +519,8 @@ def test_tfrecord_damage_is_reported_not_raised(
     # Not a TFRecord at all.
     (tmp_path / "junk.tfrec").write_bytes(b"hello world, definitely not a shard")
     (rec,) = iter_records(tmp_path / "junk.tfrec")
-    assert rec.error is not None and "not a TFRecord file" in rec.error
+    assert rec.error is not None
+    assert "not a TFRecord file" in rec.error
 
 
 def test_tfrecord_bad_values(data_dir: Path, ids: list[str], tmp_path: Path) -> None:
@@ -519,7 +549,8 @@ def test_load_images_keeps_order_and_bounds_memory(data_dir: Path, sample_ids: l
     out = list(load_images(iter(recs), workers=3, prefetch=4))
     assert [r.id for r in out] == [r.id for r in recs]
     assert all(r.ok for r in out[:-1])
-    assert out[-1].error is not None and "file not found" in out[-1].error
+    assert out[-1].error is not None
+    assert "file not found" in out[-1].error
 
 
 def test_unknown_file_kind(tmp_path: Path) -> None:
@@ -537,4 +568,5 @@ def test_png_bytes_in_a_csv_folder(data_dir: Path, ids: list[str], tmp_path: Pat
     (tmp_path / "images" / f"{ids[0]}.png").write_bytes(buf.getvalue())
     write_csv(tmp_path / "labels.csv", ["image_id", "diagnosis"], [[ids[0], "NV"]])
     (rec,) = iter_records(tmp_path)
-    assert rec.ok and np.array_equal(rec.image, arr)  # type: ignore[arg-type]
+    assert rec.ok
+    assert np.array_equal(rec.image, arr)  # type: ignore[arg-type]

@@ -148,7 +148,8 @@ def test_central_dark_lesion_barely_moves_the_estimate(
     bare = ita_degrees(_patch(skin, noise=2.0))
     # a lesion covering about 35 % of the image, centred
     with_lesion = ita_degrees(_with_lesion(_patch(skin, noise=2.0), lesion, radius=0.3 * SIZE))
-    assert bare is not None and with_lesion is not None
+    assert bare is not None
+    assert with_lesion is not None
     assert with_lesion == pytest.approx(bare, abs=1.0)
     # without the skin-pixel selection, the lesion would pull the median down clearly
     naive = srgb_to_lab(_with_lesion(_patch(skin), lesion, radius=0.45 * SIZE)).reshape(-1, 3)

@@ -22,7 +22,8 @@ def test_every_image_gets_one_fold(real_folds: FoldAssignment, metadata: pd.Data
     assert real_folds.ids == metadata.image_id.tolist()
     assert set(real_folds.folds) == {0, 1, 2, 3, 4}
     sizes = pd.Series(real_folds.folds).value_counts()
-    assert sizes.min() > 0.17 * len(metadata) and sizes.max() < 0.23 * len(metadata)
+    assert sizes.min() > 0.17 * len(metadata)
+    assert sizes.max() < 0.23 * len(metadata)
 
 
 def test_groups_never_cross_folds(real_folds: FoldAssignment, metadata: pd.DataFrame) -> None:
@@ -73,7 +74,8 @@ def test_write_csv(real_folds: FoldAssignment, tmp_path: Path) -> None:
     out = real_folds.write_csv(tmp_path / "folds" / "folds.csv")
     with out.open() as fh:
         rows = list(csv.reader(fh))
-    assert rows[0] == ["image_id", "fold"] and len(rows) == len(real_folds.ids) + 1
+    assert rows[0] == ["image_id", "fold"]
+    assert len(rows) == len(real_folds.ids) + 1
 
 
 def _small_csv(tmp_path: Path, header: list[str], rows: list[list[str]]) -> Path:
@@ -103,7 +105,8 @@ def test_group_column_fallbacks(tmp_path: Path) -> None:
     ]
     p2 = _small_csv(tmp_path, ["image_name", "patient_id", "diagnosis", "target"], rows2)
     b = split_csv(p2, 3, group_col="patient_id")
-    assert b.group_col == "patient_id" and len(set(b.groups)) == 7
+    assert b.group_col == "patient_id"
+    assert len(set(b.groups)) == 7
     # No group column at all: every image alone.
     p3 = _small_csv(tmp_path, ["image_id", "dx"], [[f"I{i}", "nv"] for i in range(10)])
     assert split_csv(p3, 2).group_col is None

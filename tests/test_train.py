@@ -53,7 +53,8 @@ def test_holdout_split_is_group_disjoint_and_stratified(data_dir: Path) -> None:
     split = assign_split(df, cfg)
     groups = df.groupby("group_id")[[]].size().index
     per_group = split.groupby(df["group_id"]).nunique()
-    assert (per_group == 1).all() and len(per_group) == len(groups)
+    assert (per_group == 1).all()
+    assert len(per_group) == len(groups)
     frac = split.value_counts(normalize=True)
     assert frac["test"] == pytest.approx(0.15, abs=0.02)
     assert frac["val"] == pytest.approx(0.15, abs=0.02)
@@ -68,7 +69,8 @@ def test_threshold_for_sensitivity_semantics() -> None:
     scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95])
     pos = np.ones(10, bool)
     t = threshold_for_sensitivity(scores, pos, 0.9)
-    assert t == 0.2 and (scores[pos] >= t).mean() >= 0.9
+    assert t == 0.2
+    assert (scores[pos] >= t).mean() >= 0.9
     assert threshold_for_sensitivity(scores, pos, 1.0) == 0.1
 
 
@@ -110,24 +112,29 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
-    assert len(log) == 1 and "val_balanced_accuracy" in log[0]
+    assert len(log) == 1
+    assert "val_balanced_accuracy" in log[0]
     for f in ("last.pt", "best.pt", "split.csv"):
         assert (out / f).exists()
     from dermsight import Dermsight
 
     model = Dermsight.load(out / "bundle")
     card = model.card.to_dict()
-    assert card["metrics"]["test"] and card["data"]["split_sha256"]["test"]
+    assert card["metrics"]["test"]
+    assert card["data"]["split_sha256"]["test"]
     assert card["metrics"]["onnx_parity_max_abs_logit_diff"] < 1e-4
     assert (out / "bundle" / "report.html").read_text().count("<html") == 1
     # the per-source table and the skin-tone table (every band counted) reach card and report
     rows = card["cross_source"]["rows"]
-    assert rows and {r["protocol"] for r in rows} <= {"test_split_by_source",
+    assert rows
+    assert {r["protocol"] for r in rows} <= {"test_split_by_source",
                                                       "leave_one_source_out"}
     by_ita = card["metrics"]["test"]["by_ita"]
-    assert len(by_ita["bands"]) == 7 and by_ita["n"] == card["metrics"]["test"]["n"]
+    assert len(by_ita["bands"]) == 7
+    assert by_ita["n"] == card["metrics"]["test"]["n"]
     report = (out / "bundle" / "report.html").read_text()
-    assert "Cross-source validation" in report and "By skin tone (ITA" in report
+    assert "Cross-source validation" in report
+    assert "By skin tone (ITA" in report
     split = pd.read_csv(out / "split.csv")
     assert split.groupby("group_id")["split"].nunique().max() == 1
     p = model.predict(data_dir / "images" / f"{split['image_id'][0]}.jpg", age=40)
@@ -144,12 +151,16 @@ def test_cli_train_errors_are_clear(tmp_path: Path) -> None:
                         str(REPO / "configs" / "default.yaml"), "--out", str(tmp_path / "o"),
                         "--set", f"data.root={tmp_path / 'nodata'}"],
                        capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2 and "metadata.csv" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    assert "metadata.csv" in r.stderr
+    assert "Traceback" not in r.stderr
     r = subprocess.run([sys.executable, "-m", "dermsight.cli", "train", "--set",
                         "model.backbone=nonexistent_net", "--set", "train.epochs=1",
                         "--out", str(tmp_path / "o2")],
                        capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert r.returncode == 2 and "unknown backbone" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2
+    assert "unknown backbone" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_class_weights_balance_the_loss_or_the_sampler() -> None:

@@ -50,7 +50,9 @@ def test_two_folders_one_table_with_normalised_metadata(data_dir: Path,
     # both metadata layouts end up in the same columns and parse
     sub = df[df["root"] == isic2020_dir.name].iloc[0]
     m = row_meta(sub)
-    assert m.age is not None and m.sex in ("male", "female") and m.site is not None
+    assert m.age is not None
+    assert m.sex in ("male", "female")
+    assert m.site is not None
     ham = df[df["source"] == "ham10000"].iloc[0]
     assert row_meta(ham).age is not None
     assert "torso" in set(df.loc[df["root"] == isic2020_dir.name, "site"])  # 2020: side-less
@@ -86,7 +88,8 @@ def test_holdout_source_is_external_and_leaves_the_rest_alone(data_dir: Path) ->
     df = load_table(base)
     s_base, s_loso = assign_split(df, base), assign_split(df, loso)
     held = df["source"] == "isic2017"
-    assert held.sum() > 1000 and (s_loso[held] == EXTERNAL).all()
+    assert held.sum() > 1000
+    assert (s_loso[held] == EXTERNAL).all()
     assert (s_loso[~held] == s_base[~held]).all()
 
 
@@ -104,7 +107,8 @@ def test_dermoscopy_augmentation_is_reproducible_and_varied(data_dir: Path,
     img = decode_image(data_dir / "images" / f"{sample_ids[0]}.jpg")
     aug = Augment(96, dermoscopy=True)
     a = aug(img, np.random.default_rng(7))
-    assert a.shape == (96, 96, 3) and a.dtype == np.uint8
+    assert a.shape == (96, 96, 3)
+    assert a.dtype == np.uint8
     assert np.array_equal(a, aug(img, np.random.default_rng(7)))
     outs = [aug(img, np.random.default_rng(i)) for i in range(40)]
     corners = [o[:4, :4].mean() for o in outs]
