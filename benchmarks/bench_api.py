@@ -57,7 +57,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_image(size: int = 256) -> bytes:
+def lesion_jpeg(size: int = 256) -> bytes:
     """A real lesion image as a ``size`` px JPEG (quality 90)."""
     src = DATA / "images" / "ISIC_0000000.jpg"
     img = Image.open(src).convert("RGB") if src.exists() else Image.fromarray(
@@ -274,7 +274,7 @@ def main() -> None:
     n_load = args.total or (400 if args.quick else 5000)
     n_cmp = max(100, n_load // 5)
 
-    image = test_image(256)
+    image = lesion_jpeg(256)
     body, ctype = multipart(image)
     log_dir = REPO / "benchmarks" / "out"  # server logs (git-ignored)
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -74,7 +74,7 @@ def server_log(request: pytest.FixtureRequest) -> Iterator[Any]:
     support.assert_log_clean(watch.new())
 
 
-@pytest.fixture()
+@pytest.fixture
 def client(api: Any) -> Iterator[Any]:
     with api.client() as c:
         yield c

@@ -20,13 +20,13 @@ def strict(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
     return support.strict_server(tmp_path_factory.mktemp("strict"))
 
 
-@pytest.fixture()
+@pytest.fixture
 def anon(strict: support.Server) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=strict.base, timeout=120) as c:
         yield c
 
 
-@pytest.fixture()
+@pytest.fixture
 def authed(strict: support.Server) -> Iterator[httpx.Client]:
     with strict.client() as c:
         yield c

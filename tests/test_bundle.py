@@ -137,7 +137,7 @@ def test_missing_bundle_and_missing_files(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="not found"):
         load_bundle(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(BundleError, match="card.json"):
+    with pytest.raises(BundleError, match=r"card\.json"):
         load_bundle(tmp_path / "empty")
     b = _copy_bundle(tmp_path)
     (b / "card.json").write_text("{not json")
@@ -159,7 +159,7 @@ def test_tampered_gate_report_or_plot_is_refused(tmp_path: Path, name: str) -> N
     b = _copy_bundle(tmp_path)
     with open(b / name, "ab") as f:
         f.write(b"\0")
-    with pytest.raises(BundleError, match="sha256.*changed or corrupted"):
+    with pytest.raises(BundleError, match=r"sha256.*changed or corrupted"):
         load_bundle(b)
     assert write_manifest(b)[name] == sha256_file(b / name)  # the one function that re-seals it
     load_bundle(b)
@@ -168,11 +168,11 @@ def test_tampered_gate_report_or_plot_is_refused(tmp_path: Path, name: str) -> N
 def test_missing_or_unlisted_file_and_missing_manifest_are_refused(tmp_path: Path) -> None:
     b = _copy_bundle(tmp_path)
     (b / "gate.npz").unlink()
-    with pytest.raises(BundleError, match="gate.npz is listed in the bundle's manifest"):
+    with pytest.raises(BundleError, match=r"gate\.npz is listed in the bundle's manifest"):
         load_bundle(b)
     b2 = _copy_bundle(tmp_path / "2")
     (b2 / "plots" / "extra.png").write_bytes((b2 / "plots" / "roc.png").read_bytes())
-    with pytest.raises(BundleError, match="extra.png is not in the bundle's 'files' manifest"):
+    with pytest.raises(BundleError, match=r"extra\.png is not in the bundle's 'files' manifest"):
         load_bundle(b2)
     b3 = _copy_bundle(tmp_path / "3")
     card = json.loads((b3 / "card.json").read_text())

@@ -27,7 +27,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-@pytest.fixture()
+@pytest.fixture
 def small_dataset(data_dir: Path, sample_ids: list[str], tmp_path: Path) -> Path:
     """Eight real images + one missing file + one truncated file, in the shared layout."""
     root = tmp_path / "ds"

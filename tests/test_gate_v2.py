@@ -80,7 +80,7 @@ def test_fit_stores_plain_arrays_that_numpy_scores_like_sklearn() -> None:
     # threshold at the 99th percentile of validation scores: about 1 % of them refused
     blocked, _ = gate_fit.decisions({"ood_threshold": 9.0, **cfg}, {**v1, **arrays}, val)
     assert 0.0 < blocked.mean() <= 0.03
-    blocked_neg, clin = gate_fit.decisions({"ood_threshold": 9.0, **cfg}, {**v1, **arrays},
+    blocked_neg, _clin = gate_fit.decisions({"ood_threshold": 9.0, **cfg}, {**v1, **arrays},
                                            neg.subset(np.arange(150)))
     assert blocked_neg.mean() > 0.9
 

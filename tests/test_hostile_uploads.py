@@ -339,8 +339,10 @@ def test_decode_image_in_process_raises_only_image_decode_error(
         try:
             out = decode_image(data)
         except ImageDecodeError as exc:
-            assert exc.reason
-            assert "\n" not in exc.reason
+            # A fuzzed input may decode or be refused: both outcomes are checked, so no
+            # pytest.raises here.
+            assert exc.reason  # noqa: PT017
+            assert "\n" not in exc.reason  # noqa: PT017
             return
         assert out.dtype.name == "uint8"
         assert out.ndim == 3

@@ -51,7 +51,7 @@ def by_id(records: Sequence[LesionRecord]) -> dict[str, LesionRecord]:
     return {r.id: r for r in records}
 
 
-@pytest.fixture()
+@pytest.fixture
 def ids(sample_ids: list[str]) -> list[str]:
     return sample_ids[:6]
 

@@ -240,7 +240,7 @@ def test_report_ita_and_cross_source_sections() -> None:
     from dermsight.evaluate.cross_source import add_loso_row, cross_source_section, source_rows
     from dermsight.evaluate.skin_tone import ita_table
 
-    y, p, g, meta = _data(400, seed=5)
+    y, p, g, _meta = _data(400, seed=5)
     test = evaluate_predictions(y, p, CLASSES8, g, n_boot=10, refer_threshold=0.35)
     ita = [70.0] * 350 + [20.0] * 20 + [None] * 30
     test["by_ita"] = ita_table(y, p, CLASSES8, ita, refer_threshold=0.35, groups=g, n_boot=10)

@@ -41,7 +41,7 @@ def test_unknown_backbone_and_bad_config_key(tmp_path: Path) -> None:
         LesionNet("not_a_net", 8, 15, pretrained=False)
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  epocks: 3\n")
-    with pytest.raises(ConfigError, match="train.epocks"):
+    with pytest.raises(ConfigError, match=r"train\.epocks"):
         load_config(bad)
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "missing.yaml")
@@ -140,7 +140,7 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
     p = model.predict(data_dir / "images" / f"{split['image_id'][0]}.jpg", age=40)
     assert abs(sum(p.probabilities.values()) - 1) < 1e-5
     # --resume on a finished run trains nothing more and still finalises
-    r2 = subprocess.run(cmd + ["--resume", "--stage", "train"], capture_output=True, text=True,
+    r2 = subprocess.run([*cmd, "--resume", "--stage", "train"], capture_output=True, text=True,
                         timeout=600)
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 1
@@ -212,7 +212,7 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # mixup on: its loss path runs here in a real (distributed) training loop
-    r = subprocess.run(cmd + ["--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4"],
+    r = subprocess.run([*cmd, "--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4"],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]

@@ -20,9 +20,10 @@ from dermsight.parallel import ordered_map
 from dermsight.records import LesionRecord
 
 AGE_BIN_WIDTH = 10
-AGE_BINS: tuple[str, ...] = tuple(
-    f"{lo}-{lo + AGE_BIN_WIDTH - 1}" for lo in range(0, 90, AGE_BIN_WIDTH)
-) + ("90+",)
+AGE_BINS: tuple[str, ...] = (
+    *(f"{lo}-{lo + AGE_BIN_WIDTH - 1}" for lo in range(0, 90, AGE_BIN_WIDTH)),
+    "90+",
+)
 MAX_ERRORS_LISTED = 20
 
 

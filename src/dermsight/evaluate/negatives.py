@@ -339,7 +339,7 @@ def generated(rng: np.random.Generator, n: int) -> Iterator[Negative]:
 def package_photos(rng: np.random.Generator, views: int) -> Iterator[Negative]:
     """scikit-image / matplotlib / scikit-learn sample pictures, each with ``views`` views."""
     items: list[tuple[str, str, np.ndarray]] = []
-    import skimage.data as data
+    from skimage import data
 
     for name, category in _SK_PHOTOS.items():
         try:

@@ -35,7 +35,7 @@ def _rgb(a: np.ndarray) -> np.ndarray:
 
 
 def photos() -> Iterator[tuple[str, np.ndarray]]:
-    import skimage.data as data
+    from skimage import data
 
     for name in _SKIMAGE:
         try:

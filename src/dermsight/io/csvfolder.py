@@ -125,7 +125,7 @@ def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:
             hint = " (a SIIM-ISIC 2020 CSV needs image_name)"
         raise ReaderError(
             f"{where} is missing required columns: no column names the images{hint}; "
-            f"expected one of {', '.join(ID_COLS + ('path',))} (found: {found})"
+            f"expected one of {', '.join((*ID_COLS, 'path'))} (found: {found})"
         )
 
     label_col = _first(lower, LABEL_COLS)

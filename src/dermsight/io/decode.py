@@ -277,7 +277,7 @@ def verify_image(
     byte of the entropy-coded data is still read, so truncation and corruption are caught).
     Returns the full (width, height); raises ``ImageDecodeError`` like ``decode_image``."""
     limits = limits or DecodeLimits()
-    data, name = _read_source(source, limits)
+    data, _name = _read_source(source, limits)
     kind = sniff(data)
     if kind == "DICOM":
         arr = decode_image(data, limits)

@@ -135,7 +135,7 @@ def source_weights(sources: Sequence[str] | None, n: int) -> np.ndarray:
     if sources is None:
         return np.ones(n)
     src = np.asarray(sources)
-    names, inverse, counts = np.unique(src, return_inverse=True, return_counts=True)
+    _names, inverse, counts = np.unique(src, return_inverse=True, return_counts=True)
     w = 1.0 / counts[inverse]
     return w * (n / w.sum())
 
