@@ -54,7 +54,7 @@ def browser() -> Iterator[Any]:
         b.close()
 
 
-@pytest.fixture()
+@pytest.fixture
 def page(browser: Any, ui_server: support.Server) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 1000})
     context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
@@ -131,7 +131,9 @@ def test_text_file_shows_a_readable_error(page: Any, tmp_path: Path, test_output
     error.wait_for()
     text = error.inner_text().strip()
     assert text
-    assert "Traceback" not in text and "undefined" not in text and "[object" not in text
+    assert "Traceback" not in text
+    assert "undefined" not in text
+    assert "[object" not in text
     assert page.get_by_test_id("risk-banner").count() == 0
     page.screenshot(path=str(test_output / "e2e-text-file-error.png"), full_page=True)
     page.problems[:] = [p for p in page.problems if "415" not in p]  # the browser logs the 415
@@ -211,7 +213,8 @@ def test_cannot_assess_upload_shows_no_result_numbers(
         assert page.get_by_test_id("heatmap-overlay").count() == 0
         assert page.get_by_test_id("natural-frequency").count() == 0
         text = page.get_by_test_id("result").inner_text()
-        assert "Top class" not in text and "Malignant probability" not in text
+        assert "Top class" not in text
+        assert "Malignant probability" not in text
         assert not re.search(r"\b(High|Moderate|Low) risk\b", text)
     page.screenshot(path=str(test_output / "e2e-cannot-assess.png"), full_page=True)
     assert page.problems == []
