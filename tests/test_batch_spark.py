@@ -13,9 +13,9 @@ import pytest
 
 pytest.importorskip("pyspark")
 
-from dermsight.batch.local import run_local  # noqa: E402
-from dermsight.batch.spark import get_session, run_spark  # noqa: E402
-from dermsight.batch.store import read_output  # noqa: E402
+from dermsight.batch.local import run_local
+from dermsight.batch.spark import get_session, run_spark
+from dermsight.batch.store import read_output
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 

@@ -13,15 +13,15 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from dermsight.evaluate import compare_predictions, evaluate_predictions  # noqa: E402
-from dermsight.evaluate.plots import (  # noqa: E402
+from dermsight.evaluate import compare_predictions, evaluate_predictions
+from dermsight.evaluate.plots import (
     confusion_matrix_png,
     make_plots,
     risk_tier_png,
     roc_curves_png,
 )
-from dermsight.evaluate.report import render_report  # noqa: E402
-from dermsight.taxonomy import CLASS_CODES  # noqa: E402
+from dermsight.evaluate.report import render_report
+from dermsight.taxonomy import CLASS_CODES
 
 CLASSES8 = list(CLASS_CODES[:8])
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -192,7 +192,8 @@ class Dermsight:
             return np.ascontiguousarray(image[:, :, :3].astype(np.uint8, copy=False))
         return decode_image(image, self.limits)
 
-    def predict(
+    # ruff noqa below: public API: positional order kept.
+    def predict(  # noqa: PLR0917
         self,
         image: ImageInput,
         age: object = None,

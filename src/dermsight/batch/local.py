@@ -52,7 +52,8 @@ def _progress_bar(total: int | None, enabled: bool) -> Any:
                 dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
 
 
-def run_local(
+# ruff noqa below: known debt (issue 11): batch options.
+def run_local(  # noqa: PLR0913
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,

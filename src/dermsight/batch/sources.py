@@ -117,7 +117,7 @@ def open_source(input: str | os.PathLike[str],
         fs, root = _fs(text, opts)
         try:
             is_file = fs.isfile(root)
-        except Exception as exc:  # noqa: BLE001 - network/credential errors become one line
+        except Exception as exc:  # network/credential errors become one line
             raise ReaderError(f"cannot list {text}: {type(exc).__name__}: {exc}") from exc
         if is_file:
             if not root.lower().endswith((".csv", ".tsv")):
@@ -157,7 +157,7 @@ def _image_files(fs: Any, root: str) -> list[str]:
         found = fs.find(root)
     except FileNotFoundError as exc:
         raise ReaderError(f"not found: {root}") from exc
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ReaderError(f"cannot list {root}: {type(exc).__name__}: {exc}") from exc
     names = [f for f in found if os.path.splitext(f)[1].lower() in IMAGE_EXTS
              and not posixpath.basename(f).startswith(".")]
@@ -174,7 +174,7 @@ def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
                if str(f).lower().endswith((".csv", ".tsv"))]
     except FileNotFoundError as exc:
         raise ReaderError(f"not found: {url}") from exc
-    except Exception as exc:  # noqa: BLE001 - credentials, network: one readable line
+    except Exception as exc:  # credentials, network: one readable line
         raise ReaderError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
     if len(top) == 1:
         yield from _remote_csv_rows(fs, str(top[0]), opts)

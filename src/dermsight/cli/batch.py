@@ -26,7 +26,8 @@ def _storage_options(items: list[str] | None) -> dict[str, Any]:
     return opts
 
 
-def batch(
+# ruff noqa below: known debt (issue 11): one parameter per CLI option.
+def batch(  # noqa: PLR0913
     input: Annotated[str, typer.Argument(
         help="folder of images, CSV manifest (ISIC layouts too), DICOM file, TFRecord shard(s), "
              "or an s3:// / gs:// prefix or manifest (needs the s3 extra)",

@@ -18,7 +18,8 @@ class UserError(Exception):
     exit_code = EXIT_USER
 
 
-def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:
+# ruff noqa below: one exit code per kind of error.
+def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa: PLR0911
     from dermsight.bundle import BundleError
     from dermsight.io.errors import ImageDecodeError, ReaderError
     from dermsight.taxonomy import TaxonomyError

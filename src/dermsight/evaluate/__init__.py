@@ -65,7 +65,8 @@ __all__ = [
 EVALUATION_SCHEMA = "dermsight.evaluation/1"
 
 
-def evaluate_predictions(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def evaluate_predictions(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
@@ -137,7 +138,8 @@ def evaluate_predictions(
     }
 
 
-def compare_predictions(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def compare_predictions(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     baseline_probs: npt.ArrayLike,

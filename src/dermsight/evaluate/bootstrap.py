@@ -70,7 +70,8 @@ def group_weights(
         yield per_group[codes]
 
 
-def bootstrap(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def bootstrap(  # noqa: PLR0917
     metric_fn: MetricFn,
     n_items: int,
     groups: npt.ArrayLike | None = None,
@@ -114,7 +115,8 @@ def bootstrap(
     return out
 
 
-def bootstrap_metrics(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def bootstrap_metrics(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
@@ -138,7 +140,8 @@ def bootstrap_metrics(
     return bootstrap(fn, y.shape[0], groups, n_boot=n_boot, seed=seed, alpha=alpha)
 
 
-def bootstrap_difference(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def bootstrap_difference(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     baseline_probs: npt.ArrayLike,

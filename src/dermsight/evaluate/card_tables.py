@@ -53,7 +53,8 @@ def predictions_frame(scored: ScoredSet, classes: Sequence[str]) -> pd.DataFrame
     return frame
 
 
-def card_tables(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def card_tables(  # noqa: PLR0913
     classes: Sequence[str],
     test: ScoredSet,
     test_images: Sequence[npt.ArrayLike],

@@ -106,7 +106,8 @@ def _weights(sample_weight: npt.ArrayLike | None, n: int) -> FloatArray:
     return np.ones(n) if sample_weight is None else np.asarray(sample_weight, np.float64)
 
 
-def validate_inputs(
+# ruff noqa below: one check per input rule.
+def validate_inputs(  # noqa: PLR0912
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
@@ -448,7 +449,8 @@ def key_metrics(
     return out
 
 
-def compute_metrics(
+# ruff noqa below: known debt (issue 11): one metric after another.
+def compute_metrics(  # noqa: PLR0915, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],

@@ -79,7 +79,8 @@ def ita_statement(
     return text
 
 
-def ita_table(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def ita_table(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],

@@ -30,7 +30,8 @@ def single_source_classes(labels: npt.ArrayLike, sources: Sequence[str],
     return out
 
 
-def source_check(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def source_check(  # noqa: PLR0917
     labels: npt.ArrayLike, probs: npt.ArrayLike, sources: Sequence[str], classes: Sequence[str],
     watch: dict[str, str], offsets: npt.ArrayLike | None = None, min_n: int = 10,
 ) -> dict[str, Any]:

@@ -138,7 +138,8 @@ def _withheld(
     return drop, notes
 
 
-def subgroup_table(
+# ruff noqa below: known debt (issue 11): evaluation options.
+def subgroup_table(  # noqa: PLR0913, PLR0917
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],

@@ -97,7 +97,8 @@ class DecodeLimits:
     work_pixels: int = DEFAULT_WORK_PIXELS
 
 
-def sniff(data: bytes) -> str | None:
+# ruff noqa below: one return per file format.
+def sniff(data: bytes) -> str | None:  # noqa: PLR0911
     """Recognise a format from its first bytes; None if it is none we know."""
     head = data[:132]
     if head.startswith(b"\xff\xd8\xff"):
@@ -328,13 +329,13 @@ def _open_checked(
         raise ImageDecodeError(
             f"image too large: {px} (limit {limits.max_pixels / 1e6:.0f})"
         ) from exc
-    except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes is theirs
+    except Exception as exc:  # any failure on untrusted bytes is theirs
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     w, h = img.size
     check_dimensions(w, h, limits, label)
     try:
         frames = int(getattr(img, "n_frames", 1)) if kind in ("PNG", "WEBP") else 1
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     if frames > 1:
         raise ImageDecodeError(f"animated {label} files are not accepted: send a still photo")
@@ -342,7 +343,7 @@ def _open_checked(
         cost = _decode_cost(img, kind, frame, limits, scale)
     except ImageDecodeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a header Pillow accepted but we cannot size
+    except Exception as exc:  # a header Pillow accepted but we cannot size
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     _check_cost(w, h, cost, limits, label)
     return _Opened(img, (int(w), int(h)), cost)
@@ -411,7 +412,7 @@ def _load(img: Image.Image, kind: str) -> None:
         img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageDecodeError("image too large: too many pixels") from exc
-    except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes is theirs
+    except Exception as exc:  # any failure on untrusted bytes is theirs
         text = str(exc).lower()
         if "truncat" in text or "premature" in text or "end of file" in text:
             raise ImageDecodeError(f"truncated {label}: the file is incomplete") from exc
@@ -439,7 +440,7 @@ def _decode_raster(data: bytes, kind: str, limits: DecodeLimits, name: str) -> n
         _load(img, kind)
         try:
             img = _shrink(img, limits.work_pixels)
-        except Exception as exc:  # noqa: BLE001 - an odd mode of untrusted bytes
+        except Exception as exc:  # an odd mode of untrusted bytes
             raise ImageDecodeError(
                 f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
             ) from exc
@@ -447,7 +448,7 @@ def _decode_raster(data: bytes, kind: str, limits: DecodeLimits, name: str) -> n
             img = ImageOps.exif_transpose(img) or img
         try:
             return to_rgb(img)
-        except Exception as exc:  # noqa: BLE001 - an odd mode of untrusted bytes
+        except Exception as exc:  # an odd mode of untrusted bytes
             raise ImageDecodeError(
                 f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
             ) from exc

@@ -50,7 +50,8 @@ class JpegFrame:
         return self.progressive or self.scans > 1
 
 
-def jpeg_frame(data: bytes) -> JpegFrame | None:
+# ruff noqa below: one return per marker case.
+def jpeg_frame(data: bytes) -> JpegFrame | None:  # noqa: PLR0911
     """The first SOF of a JPEG (width, height, sampling, scan count); None if none is found
     before the first scan or the header is cut short."""
     i, n = 2, len(data)

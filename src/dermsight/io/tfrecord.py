@@ -80,7 +80,7 @@ def _tfrecord() -> Any:
         if blocked:
             sys.modules["tfrecord.torch"] = None  # type: ignore[assignment]
         try:
-            import tfrecord  # noqa: F401
+            import tfrecord
         finally:
             if blocked and sys.modules.get("tfrecord.torch", 0) is None:
                 del sys.modules["tfrecord.torch"]
@@ -186,7 +186,8 @@ def _coded(value: Any, table: Mapping[int, str], what: str) -> str | None:
     return table[code]
 
 
-def _record_from(
+# ruff noqa below: one branch per TFRecord feature.
+def _record_from(  # noqa: C901
     features: Mapping[str, list[Any]], codes: Codes, fallback_id: str
 ) -> tuple[LesionRecord, bytes | None]:
     problems: list[str] = []

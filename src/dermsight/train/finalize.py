@@ -220,7 +220,8 @@ def measure_gate(model: Dermsight, cfg: dict[str, Any], arrays: dict[str, np.nda
     }
 
 
-def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
+# ruff noqa below: known debt (issue 11): every step after training.
+def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,  # noqa: PLR0915
              provenance: Provenance | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     classes = list(cfg.data.classes)

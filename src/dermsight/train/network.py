@@ -73,7 +73,8 @@ class LesionNet(nn.Module):
 
     _frozen: list[nn.Module]  # set by ``freeze_early``: kept in eval mode while training
 
-    def __init__(
+    # ruff noqa below: known debt (issue 11): network options.
+    def __init__(  # noqa: PLR0917
         self,
         backbone: str,
         num_classes: int,
