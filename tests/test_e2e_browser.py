@@ -243,3 +243,136 @@ def test_patient_view_states_the_natural_frequency(
     assert "not this patient's own risk" in text
     page.screenshot(path=str(test_output / "e2e-natural-frequency.png"), full_page=True)
     assert page.problems == []
+
+
+def pdf_pages(pdf: bytes) -> int:
+    """Pages of a PDF Chromium wrote: its page objects (``/Type /Page``, not ``/Pages``)."""
+    return len(re.findall(rb"/Type\s*/Page\b", pdf))
+
+
+def test_dicom_upload_shows_a_placeholder_then_the_heatmap_alone(
+    page: Any, sample_image: Path, tmp_path: Path, test_output: Path
+) -> None:
+    """No browser can display DICOM: the picker says so instead of a black box, and the result
+    shows the server's heatmap on its own (no overlay on an image the browser cannot draw)."""
+    import numpy as np
+    from PIL import Image
+
+    from dermsight.io.dicom import write_dicom
+
+    rgb = np.asarray(Image.open(sample_image).convert("RGB"))
+    # recognised by its content (the "DICM" magic), not only by the ".dcm" name
+    unnamed = write_dicom(tmp_path / "scan", rgb, age=60, sex="male", site="posterior torso")
+    page.get_by_test_id("file-input").set_input_files(str(unnamed))
+    page.get_by_test_id("dicom-placeholder").wait_for()
+    dcm = write_dicom(tmp_path / "lesion.dcm", rgb, age=60, sex="male", site="posterior torso")
+    page.get_by_test_id("audience-clinician").click()
+    result = assess(page, dcm)
+    placeholder = page.get_by_test_id("dicom-placeholder")
+    assert "preview not available in the browser" in placeholder.inner_text()
+    assert page.get_by_test_id("dropzone").locator("img").count() == 0  # no broken image
+    assert result["input"]["age"] == 60
+    assert result["input"]["site"] == "posterior torso"
+    if result["risk"] == "cannot_assess":
+        pytest.skip("the DICOM of the sample image was refused by the gate")
+    assert result["heatmap"]
+    alone = page.get_by_test_id("heatmap-alone")
+    alone.wait_for()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=heatmap-alone]');"
+        " return i && i.complete && i.naturalWidth > 0; }")
+    assert page.get_by_test_id("heatmap-overlay").count() == 0
+    assert page.get_by_test_id("opacity-slider").count() == 0
+    assert "DICOM" in page.get_by_test_id("heatmap-alone-caption").inner_text()
+    page.get_by_test_id("risk-banner").wait_for()
+    page.screenshot(path=str(test_output / "e2e-assess-dicom.png"), full_page=True)
+
+    # a JPEG afterwards is previewed again
+    page.get_by_test_id("file-input").set_input_files(str(sample_image))
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=dropzone] img');"
+        " return i && i.complete && i.naturalWidth > 0; }")
+    assert page.get_by_test_id("dicom-placeholder").count() == 0
+    assert page.problems == []
+
+
+def test_new_case_clears_everything_and_kept_metadata_is_said(
+    page: Any, data_dir: Path, sample_ids: list[str], test_output: Path
+) -> None:
+    """Age/sex/site kept for the next image are pointed out; "New case" clears image, result and
+    the three fields."""
+    first, second = (data_dir / "images" / f"{i}.jpg" for i in sample_ids[:2])
+    age, sex, site = (page.get_by_test_id(t) for t in ("age-input", "sex-select", "site-select"))
+    carried = page.get_by_test_id("metadata-carried")
+
+    age.fill("41")  # filled before the first image: nothing is "kept" yet
+    page.get_by_test_id("file-input").set_input_files(str(first))
+    assert carried.count() == 0
+    assess(page, first, sex="male", site="head/neck")
+    page.get_by_test_id("result").wait_for()
+
+    page.get_by_test_id("file-input").set_input_files(str(second))
+    carried.wait_for()
+    assert "previous image" in carried.inner_text()
+    assert "New case" in carried.inner_text()
+    assert (age.input_value(), sex.input_value(), site.input_value()) == ("41", "male", "head/neck")
+    assert page.get_by_test_id("result").count() == 0
+    page.screenshot(path=str(test_output / "e2e-metadata-kept.png"), full_page=True)
+    age.fill("42")  # the user has looked at the fields: the note goes
+    assert carried.count() == 0
+
+    page.get_by_test_id("new-case").click()
+    assert (age.input_value(), sex.input_value(), site.input_value()) == ("", "", "")
+    assert page.get_by_test_id("dropzone").locator("img").count() == 0
+    assert page.get_by_test_id("submit").is_disabled()
+    assert page.get_by_test_id("result").count() == 0
+    assert carried.count() == 0
+    assert page.get_by_test_id("new-case").count() == 0  # nothing left to clear
+
+    # the same from the result panel, after an assessment
+    assess(page, second, age="70", sex="female", site="upper extremity")
+    page.get_by_test_id("new-case-result").click()
+    assert (age.input_value(), sex.input_value(), site.input_value()) == ("", "", "")
+    assert page.get_by_test_id("result").count() == 0
+    assert page.get_by_test_id("submit").is_disabled()
+    page.get_by_test_id("file-input").set_input_files(str(first))
+    assert carried.count() == 0
+    assert page.problems == []
+
+
+def test_printed_report_fits_one_page(
+    page: Any, sample_image: Path, test_output: Path
+) -> None:
+    """Chromium's print to PDF of a normal result: one page on A4 and on Letter, in both views,
+    with the lines to fill in by hand and without the form."""
+    page.get_by_test_id("nav-learn").click()
+    page.get_by_test_id("learn-page").wait_for()
+    assert pdf_pages(page.pdf(format="A4")) > 1  # the counter sees more than one page
+    page.get_by_test_id("nav-assess").click()
+    page.get_by_test_id("dropzone").wait_for()
+
+    result = assess(page, sample_image, age="55", sex="female", site="posterior torso")
+    if result["risk"] == "cannot_assess":
+        pytest.skip("the sample image was refused by the gate")
+    page.get_by_test_id("risk-banner").wait_for()
+    for audience in ("clinician", "patient"):
+        page.get_by_test_id(f"audience-{audience}").click()
+        page.get_by_test_id("heatmap-overlay").wait_for(state="attached")
+        for fmt in ("A4", "Letter"):
+            pdf = page.pdf(format=fmt, print_background=True)
+            (test_output / f"e2e-report-{audience}-{fmt}.pdf").write_bytes(pdf)
+            assert pdf_pages(pdf) == 1, (audience, fmt)
+    page.emulate_media(media="print")
+    try:
+        fields = page.get_by_test_id("report-fields")
+        assert fields.is_visible()
+        for label in ("Patient reference", "Lesion location", "Clinician", "Date"):
+            assert label in fields.inner_text()
+        assert not page.get_by_test_id("dropzone").is_visible()
+        assert page.get_by_test_id("model-name").is_visible()
+        assert page.get_by_test_id("disclaimer").is_visible()
+        page.screenshot(path=str(test_output / "e2e-report-print.png"), full_page=True)
+    finally:
+        page.emulate_media(media="null")
+    assert not page.get_by_test_id("report-fields").is_visible()  # on screen: not shown
+    assert page.problems == []

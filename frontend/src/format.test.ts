@@ -7,6 +7,8 @@ import {
   formatPercent,
   heatmapSrc,
   humanize,
+  isDicom,
+  keptSentence,
   parseAge,
   sortedByProbability,
 } from './format.ts'
@@ -37,6 +39,38 @@ describe('errorMessageFrom', () => {
   it('falls back by status', () => {
     expect(errorMessageFrom(413, null)).toMatch(/too large/)
     expect(errorMessageFrom(502, 'x')).toMatch(/HTTP 502/)
+  })
+})
+
+describe('isDicom', () => {
+  const head = (magic: string) => {
+    const b = new Uint8Array(200)
+    for (let i = 0; i < magic.length; i++) b[128 + i] = magic.charCodeAt(i)
+    return b
+  }
+  it('reads the DICM magic at byte 128 whatever the name', () => {
+    expect(isDicom('scan', '', head('DICM'))).toBe(true)
+    expect(isDicom('lesion.jpg', 'image/jpeg', head('DICM'))).toBe(true)
+  })
+  it('trusts the content over the name once the bytes are known', () => {
+    expect(isDicom('lesion.dcm', 'application/dicom', head('JFIF'))).toBe(false)
+    expect(isDicom('short.dcm', '', new Uint8Array(40))).toBe(false)
+  })
+  it('guesses from the MIME type or extension before the bytes are read', () => {
+    expect(isDicom('ISIC_1.DCM', '')).toBe(true)
+    expect(isDicom('x.dicom', '')).toBe(true)
+    expect(isDicom('x', 'application/dicom')).toBe(true)
+    expect(isDicom('x.jpg', 'image/jpeg')).toBe(false)
+    expect(isDicom('dcm.png', 'image/png')).toBe(false)
+  })
+})
+
+describe('keptSentence', () => {
+  it('names the fields still filled in', () => {
+    expect(keptSentence(true, true, true)).toBe('Age, sex and body site are kept from the previous image.')
+    expect(keptSentence(true, false, true)).toBe('Age and body site are kept from the previous image.')
+    expect(keptSentence(false, false, true)).toBe('Body site is kept from the previous image.')
+    expect(keptSentence(false, false, false)).toBe('')
   })
 })
 

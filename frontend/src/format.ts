@@ -134,6 +134,31 @@ export function parseAge(text: string): number | null {
   return n
 }
 
+/** Bytes a file must offer to `isDicom` (the 128-byte preamble and the "DICM" magic). */
+export const DICOM_HEAD_BYTES = 132
+
+/**
+ * Whether an upload is DICOM, which no browser can display: by its first bytes when they are known
+ * (the "DICM" magic at byte 128, as the server decides), else by its MIME type or file name.
+ */
+export function isDicom(name: string, type: string, head?: Uint8Array | null): boolean {
+  if (head) {
+    // the content decides when it is known: a JPEG named ".dcm" is shown, as the server reads it
+    return head.length >= DICOM_HEAD_BYTES && head[128] === 0x44 && head[129] === 0x49 && head[130] === 0x43 && head[131] === 0x4d
+  }
+  if (type.toLowerCase() === 'application/dicom') return true
+  return /\.(dcm|dicom)$/i.test(name.trim())
+}
+
+/** "Age and body site are kept from the previous image." for the fields still filled in. */
+export function keptSentence(age: boolean, sex: boolean, site: boolean): string {
+  const names = [age && 'age', sex && 'sex', site && 'body site'].filter((n): n is string => Boolean(n))
+  if (names.length === 0) return ''
+  const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`
+  const verb = names.length === 1 ? 'is' : 'are'
+  return `${list.charAt(0).toUpperCase()}${list.slice(1)} ${verb} kept from the previous image.`
+}
+
 /** The heatmap may arrive as bare base64 or as a data: URL. */
 export function heatmapSrc(b64: string | null | undefined): string | null {
   if (!b64) return null

@@ -1,7 +1,10 @@
 import { useId, useState } from 'react'
 
 interface Props {
+  /** The uploaded image as the browser can show it; null when it cannot (DICOM). */
   imageSrc: string | null
+  /** Why there is no image to show, e.g. "This DICOM file"; used in the caption. */
+  noImageReason?: string
   heatmapSrc: string | null
   /** "center_square": the model saw the centre square (CSS object-fit: cover); "none": squashed. */
   crop: string
@@ -11,21 +14,64 @@ interface Props {
   onOpacity: (v: number) => void
 }
 
-/** The uploaded image with the model's heatmap stacked on top (CSS), plus an opacity slider. */
-export function HeatmapViewer({ imageSrc, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
+/**
+ * The uploaded image with the model's heatmap stacked on top (CSS), plus an opacity slider. When
+ * the browser cannot show the image (DICOM, some TIFFs), the heatmap is shown on its own, at full
+ * strength, so the user still sees where the model looked.
+ */
+export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
   const [imgFailed, setImgFailed] = useState(false)
   const sliderId = useId()
   const fit = crop === 'none' ? 'fill' : 'cover'
+  const hasImage = imageSrc !== null && !imgFailed
+  const looked = (
+    <>
+      Warm colours show the areas that most influenced the model's answer
+      {predictionName ? <> (“{predictionName}”)</> : null}. This is not an outline of the lesion and not proof of a
+      diagnosis.
+    </>
+  )
+  if (!hasImage) {
+    const what = noImageReason ?? 'This image'
+    return (
+      <figure className="heatmap-viewer">
+        {heatmapSrc ? (
+          <>
+            <div className="heatmap-stack heatmap-alone-stack">
+              <img
+                className="heatmap-base heatmap-alone"
+                src={heatmapSrc}
+                alt="Heatmap of the areas the model used; the image itself cannot be shown in the browser"
+                data-testid="heatmap-alone"
+              />
+            </div>
+            <figcaption data-testid="heatmap-alone-caption">
+              {what} cannot be shown in the browser, so the heatmap is shown on its own
+              {crop !== 'none' ? ' (it covers the centre square of the image, the part the model saw)' : ''}. {looked}
+            </figcaption>
+          </>
+        ) : (
+          <>
+            <div className="heatmap-stack heatmap-noimg-stack">
+              <div className="heatmap-base heatmap-noimg">
+                <span>{what} cannot be shown in the browser</span>
+              </div>
+            </div>
+            <figcaption>No heatmap was returned for this image.</figcaption>
+          </>
+        )}
+      </figure>
+    )
+  }
   return (
     <figure className="heatmap-viewer">
       <div className="heatmap-pair">
-      {imageSrc && !imgFailed && heatmapSrc && (
-        <div className="heatmap-stack print-only print-plain">
-          <img className="heatmap-base" src={imageSrc} alt="" style={{ objectFit: fit }} />
-        </div>
-      )}
-      <div className="heatmap-stack">
-        {imageSrc && !imgFailed ? (
+        {heatmapSrc && (
+          <div className="heatmap-stack print-only print-plain">
+            <img className="heatmap-base" src={imageSrc} alt="" style={{ objectFit: fit }} />
+          </div>
+        )}
+        <div className="heatmap-stack">
           <img
             className="heatmap-base"
             src={imageSrc}
@@ -33,21 +79,16 @@ export function HeatmapViewer({ imageSrc, heatmapSrc, crop, predictionName, opac
             style={{ objectFit: fit }}
             onError={() => setImgFailed(true)}
           />
-        ) : (
-          <div className="heatmap-base heatmap-noimg">
-            <span>This image format cannot be shown in the browser</span>
-          </div>
-        )}
-        {heatmapSrc && (
-          <img
-            className="heatmap-top"
-            src={heatmapSrc}
-            alt=""
-            data-testid="heatmap-overlay"
-            style={{ opacity: opacity / 100 }}
-          />
-        )}
-      </div>
+          {heatmapSrc && (
+            <img
+              className="heatmap-top"
+              src={heatmapSrc}
+              alt=""
+              data-testid="heatmap-overlay"
+              style={{ opacity: opacity / 100 }}
+            />
+          )}
+        </div>
       </div>
       {heatmapSrc ? (
         <>
@@ -67,9 +108,7 @@ export function HeatmapViewer({ imageSrc, heatmapSrc, crop, predictionName, opac
             <output htmlFor={sliderId}>{opacity}%</output>
           </div>
           <figcaption>
-            Warm colours show the areas that most influenced the model's answer
-            {predictionName ? <> (“{predictionName}”)</> : null}. This is not an outline of the
-            lesion and not proof of a diagnosis.
+            {looked}
             {crop !== 'none' && ' The model looks at the centre square of the image.'}
           </figcaption>
         </>

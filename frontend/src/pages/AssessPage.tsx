@@ -17,7 +17,16 @@ import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SEXES, SITES, SITE_LABELS, riskText } from '../content.ts'
-import { formatInterval, formatPercent, heatmapSrc, humanize, parseAge } from '../format.ts'
+import {
+  DICOM_HEAD_BYTES,
+  formatInterval,
+  formatPercent,
+  heatmapSrc,
+  humanize,
+  isDicom,
+  keptSentence,
+  parseAge,
+} from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
@@ -25,10 +34,17 @@ const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
 interface Outcome {
   res: PredictResponse
   at: Date
-  imageUrl: string | null
   fileName: string
   form: { age: number | null; sex: string; site: string }
 }
+
+/** How the chosen file can be shown: a blob: URL, or none (DICOM, which no browser displays). */
+interface Preview {
+  url: string | null
+  dicom: boolean
+}
+
+const NO_PREVIEW: Preview = { url: null, dicom: false }
 
 function formatBytes(n: number): string {
   if (n < 1024) return `${n} B`
@@ -45,10 +61,12 @@ export function AssessPage() {
   const modelStatus = cardStatusWarning(card)
 
   const [file, setFile] = useState<File | null>(null)
-  const [previewUrl, setPreviewUrl] = useState<string | null>(null)
+  const [preview, setPreview] = useState<Preview>(NO_PREVIEW)
   const [age, setAge] = useState('')
   const [sex, setSex] = useState('')
   const [site, setSite] = useState('')
+  // age/sex/site were filled for an image already assessed and are still there for this one
+  const [carried, setCarried] = useState(false)
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | null>(null)
   const [outcome, setOutcome] = useState<Outcome | null>(null)
@@ -58,26 +76,69 @@ export function AssessPage() {
   const abortRef = useRef<AbortController | null>(null)
   const resultRef = useRef<HTMLElement | null>(null)
   const ageRef = useRef<HTMLInputElement | null>(null)
+  const fileInputRef = useRef<HTMLInputElement | null>(null)
+  const pickRef = useRef(0) // which pick a late answer of the content check belongs to
+  // what chooseFile (a stable callback) needs to know about the case on screen
+  const caseRef = useRef({ assessed: false, metaFilled: false, carried: false })
   const ids = useId()
+  const metaFilled = Boolean(age.trim() || sex || site)
+
+  useEffect(() => {
+    caseRef.current = { assessed: outcome !== null, metaFilled, carried }
+  }, [outcome, metaFilled, carried])
 
   // Release the blob: URL of the previous image.
   useEffect(() => {
     return () => {
-      if (previewUrl) URL.revokeObjectURL(previewUrl)
+      if (preview.url) URL.revokeObjectURL(preview.url)
     }
-  }, [previewUrl])
+  }, [preview.url])
 
   useEffect(() => () => abortRef.current?.abort(), [])
 
   const chooseFile = useCallback((f: File | null | undefined) => {
     if (!f) return
     abortRef.current?.abort()
+    const pick = ++pickRef.current
+    const prev = caseRef.current
+    setCarried(prev.metaFilled && (prev.assessed || prev.carried))
     setBusy(false)
     setFile(f)
-    setPreviewUrl(URL.createObjectURL(f))
+    // The name gives a first guess; the first bytes decide (DICOM: "DICM" at byte 128).
+    const guess = isDicom(f.name, f.type)
+    setPreview({ url: null, dicom: guess })
     setOutcome(null)
     setError(null)
+    const settle = (dicom: boolean) => {
+      if (pickRef.current === pick) setPreview({ url: dicom ? null : URL.createObjectURL(f), dicom })
+    }
+    f.slice(0, DICOM_HEAD_BYTES)
+      .arrayBuffer()
+      .then((buf) => settle(isDicom(f.name, f.type, new Uint8Array(buf))))
+      .catch(() => settle(guess))
   }, [])
+
+  /** Start over: no image, no result, no age/sex/site. Nothing of the case is kept anywhere. */
+  const newCase = () => {
+    abortRef.current?.abort()
+    pickRef.current++
+    setBusy(false)
+    setFile(null)
+    setPreview(NO_PREVIEW)
+    setOutcome(null)
+    setError(null)
+    setAge('')
+    setSex('')
+    setSite('')
+    setCarried(false)
+    window.scrollTo({ top: 0 })
+    fileInputRef.current?.focus()
+  }
+
+  const editMeta = (set: (v: string) => void) => (v: string) => {
+    set(v)
+    setCarried(false) // the user has looked at the fields
+  }
 
   // Paste an image from the clipboard.
   useEffect(() => {
@@ -123,7 +184,7 @@ export function AssessPage() {
     try {
       const res = await predict({ image: file, age: ageNum, sex: sex || null, site: site || null }, ctrl.signal)
       if (ctrl.signal.aborted) return
-      setOutcome({ res, at: new Date(), imageUrl: previewUrl, fileName: file.name, form: { age: ageNum, sex, site } })
+      setOutcome({ res, at: new Date(), fileName: file.name, form: { age: ageNum, sex, site } })
       requestAnimationFrame(() => {
         const el = resultRef.current
         if (el && el.getBoundingClientRect().top > window.innerHeight * 0.6) {
@@ -148,7 +209,14 @@ export function AssessPage() {
     <div className="assess">
       <div className="assess-grid">
         <form className="assess-form no-print" onSubmit={onSubmit} noValidate aria-labelledby={`${ids}-h`}>
-          <h1 id={`${ids}-h`} className="page-title">Assess a skin lesion</h1>
+          <div className="assess-title-row">
+            <h1 id={`${ids}-h`} className="page-title">Assess a skin lesion</h1>
+            {(file || outcome || error || metaFilled) && (
+              <button type="button" className="btn btn-secondary" onClick={newCase} data-testid="new-case">
+                New case
+              </button>
+            )}
+          </div>
           <p className="lead">
             Add a dermoscopic (or close-up) picture of one lesion. Age, sex and body site are optional
             but help the model.
@@ -171,7 +239,7 @@ export function AssessPage() {
             onDrop={onDrop}
           >
             {file ? (
-              <Thumb key={previewUrl ?? ''} src={previewUrl} file={file} />
+              <Thumb key={preview.url ?? ''} preview={preview} file={file} />
             ) : (
               <div className="drop-empty">
                 <IconUpload size={36} />
@@ -187,6 +255,7 @@ export function AssessPage() {
                   className="visually-hidden"
                   accept={ACCEPT}
                   onChange={onInput}
+                  ref={fileInputRef}
                   data-testid="file-input"
                   aria-describedby={`${ids}-formats`}
                 />
@@ -211,6 +280,12 @@ export function AssessPage() {
 
           <fieldset className="demographics">
             <legend>{audience === 'patient' ? 'About you (optional)' : 'About the patient (optional)'}</legend>
+            {carried && metaFilled && (
+              <p className="carried-note" role="status" data-testid="metadata-carried">
+                {keptSentence(age.trim() !== '', sex !== '', site !== '')} Check, or press <strong>New case</strong> to
+                clear.
+              </p>
+            )}
             <div className="field-row">
               <div className="field">
                 <label htmlFor={`${ids}-age`}>Age (years)</label>
@@ -223,13 +298,13 @@ export function AssessPage() {
                   step={1}
                   ref={ageRef}
                   value={age}
-                  onChange={(e) => setAge(e.target.value)}
+                  onChange={(e) => editMeta(setAge)(e.target.value)}
                   data-testid="age-input"
                 />
               </div>
               <div className="field">
                 <label htmlFor={`${ids}-sex`}>Sex</label>
-                <select id={`${ids}-sex`} value={sex} onChange={(e) => setSex(e.target.value)} data-testid="sex-select">
+                <select id={`${ids}-sex`} value={sex} onChange={(e) => editMeta(setSex)(e.target.value)} data-testid="sex-select">
                   <option value="">Not stated</option>
                   {SEXES.map((s) => (
                     <option key={s.value} value={s.value}>
@@ -241,7 +316,7 @@ export function AssessPage() {
             </div>
             <div className="field">
               <label htmlFor={`${ids}-site`}>Body site</label>
-              <select id={`${ids}-site`} value={site} onChange={(e) => setSite(e.target.value)} data-testid="site-select">
+              <select id={`${ids}-site`} value={site} onChange={(e) => editMeta(setSite)(e.target.value)} data-testid="site-select">
                 <option value="">Not stated</option>
                 {SITES.map((s) => (
                   <option key={s} value={s}>
@@ -251,7 +326,7 @@ export function AssessPage() {
               </select>
               <p className="hint">Or tap the body map:</p>
             </div>
-            <BodyMap value={site} onChange={setSite} />
+            <BodyMap value={site} onChange={editMeta(setSite)} />
           </fieldset>
 
           <button type="submit" className="btn btn-primary btn-large" data-testid="submit" disabled={!file || busy}>
@@ -286,6 +361,8 @@ export function AssessPage() {
           {outcome && (
             <ResultView
               outcome={outcome}
+              preview={preview}
+              onNewCase={newCase}
               classes={classes}
               card={card}
               audience={audience}
@@ -300,14 +377,21 @@ export function AssessPage() {
   )
 }
 
-function Thumb({ src, file }: { src: string | null; file: File }) {
+function Thumb({ preview, file }: { preview: Preview; file: File }) {
   const [failed, setFailed] = useState(false)
   return (
     <div className="thumb">
-      {src && !failed ? (
-        <img src={src} alt="Preview of the chosen image" onError={() => setFailed(true)} />
-      ) : (
+      {preview.dicom ? (
+        <div className="thumb-none" data-testid="dicom-placeholder">
+          DICOM file: preview not available in the browser. The server reads it; the result shows where the model
+          looked.
+        </div>
+      ) : preview.url && !failed ? (
+        <img src={preview.url} alt="Preview of the chosen image" onError={() => setFailed(true)} />
+      ) : preview.url ? (
         <div className="thumb-none">No preview for this format; the server can still read it.</div>
+      ) : (
+        <div className="thumb-none" aria-hidden="true" />
       )}
       <p className="thumb-name">
         <span className="filename">{file.name || 'image'}</span> · {formatBytes(file.size)}
@@ -357,6 +441,8 @@ const PATIENT_ADVICE: Record<string, { title: string; text: string }> = {
 
 function ResultView({
   outcome,
+  preview,
+  onNewCase,
   classes,
   card,
   audience,
@@ -364,6 +450,8 @@ function ResultView({
   onOpacity,
 }: {
   outcome: Outcome
+  preview: Preview
+  onNewCase: () => void
   classes: LesionClassInfo[]
   card: ModelCard | null
   audience: Audience
@@ -403,6 +491,15 @@ function ResultView({
         <p>
           {outcome.at.toLocaleString()} · image “{outcome.fileName}”
         </p>
+        {/* Blank lines to fill in by hand on paper: nothing of the kind is typed, stored or sent. */}
+        <dl className="report-fields" data-testid="report-fields">
+          {['Patient reference', 'Lesion location', 'Clinician', 'Date'].map((label) => (
+            <div key={label}>
+              <dt>{label}</dt>
+              <dd />
+            </div>
+          ))}
+        </dl>
       </header>
 
       <dl className="inputs-summary">
@@ -518,7 +615,9 @@ function ResultView({
           <div>
             <h3>Where the model looked</h3>
             <HeatmapViewer
-              imageSrc={outcome.imageUrl}
+              key={preview.url ?? 'none'}
+              imageSrc={preview.url}
+              noImageReason={preview.dicom ? 'This DICOM file' : undefined}
               heatmapSrc={heatmapSrc(res.heatmap)}
               crop={cardCrop(card)}
               predictionName={predictionName}
@@ -544,6 +643,9 @@ function ResultView({
       <div className="result-actions no-print">
         <button type="button" className="btn btn-secondary" onClick={() => window.print()} data-testid="print-report">
           <IconPrinter /> Print report
+        </button>
+        <button type="button" className="btn btn-secondary" onClick={onNewCase} data-testid="new-case-result">
+          New case
         </button>
       </div>
 

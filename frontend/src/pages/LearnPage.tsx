@@ -159,8 +159,9 @@ export function LearnPage() {
         <ul className="plain-list">
           <li>
             The <strong>risk level</strong> comes from the estimated probability that the lesion is one of the three
-            cancers (melanoma, basal cell or squamous cell carcinoma), compared with cut-offs chosen on test data (see
-            the Model page).
+            cancers (melanoma, basal cell or squamous cell carcinoma), compared with two cut-offs. The cut-offs were set
+            on the validation images (kept out of training); the test images were scored only once, after every choice
+            was made, to measure how well the tool does (see the Model page).
           </li>
           <li>
             The <strong>bars</strong> show how likely the model thinks each type is. They add up to 100%. A close race
