@@ -105,12 +105,13 @@ def test_assess_a_real_lesion(page: Any, sample_image: Path, test_output: Path) 
     overlay = page.get_by_test_id("heatmap-overlay")
     overlay.wait_for()
     assert overlay.is_visible()
+    # at the default opacity (the README's screenshot): before the slider is moved
+    page.screenshot(path=str(test_output / "e2e-assess-clinician.png"), full_page=True)
     slider = page.get_by_test_id("opacity-slider")
     before = overlay.evaluate("e => getComputedStyle(e).opacity")
     slider.fill("10" if float(slider.input_value()) > 20 else "90")
     after = overlay.evaluate("e => getComputedStyle(e).opacity")
     assert after != before
-    page.screenshot(path=str(test_output / "e2e-assess-clinician.png"), full_page=True)
 
     page.get_by_test_id("audience-patient").click()
     assert page.get_by_test_id("audience-toggle").get_attribute("data-audience") == "patient"
