@@ -383,8 +383,7 @@ function Thumb({ preview, file }: { preview: Preview; file: File }) {
     <div className="thumb">
       {preview.dicom ? (
         <div className="thumb-none" data-testid="dicom-placeholder">
-          DICOM file: preview not available in the browser. The server reads it; the result shows where the model
-          looked.
+          DICOM file: preview not available in the browser. The server can still read it.
         </div>
       ) : preview.url && !failed ? (
         <img src={preview.url} alt="Preview of the chosen image" onError={() => setFailed(true)} />
