@@ -157,7 +157,8 @@ class LogWatch:
 
 def assert_log_clean(text: str) -> None:
     for bad in LOG_FAILURES:
-        assert bad not in text, f"{bad!r} in the server log:\n{text[-3000:]}"
+        hits = [line for line in text.splitlines() if bad in line]
+        assert not hits, f"{bad!r} in the server log:\n" + "\n".join(hits[:20])
 
 
 _SERVERS: dict[str, Server] = {}

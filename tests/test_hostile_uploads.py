@@ -278,7 +278,7 @@ def test_fuzz_png(http: httpx.Client) -> None:
 
 def test_fuzz_jpeg(http: httpx.Client, real_jpegs: dict[str, bytes]) -> None:
     # mutated real JPEGs often still decode: the accepting path is fuzzed too
-    assert _fuzz(http, jpeg_files())[200] >= 10
+    assert _fuzz(http, jpeg_files())[200] >= 5
 
 
 def test_fuzz_webp(http: httpx.Client) -> None:
