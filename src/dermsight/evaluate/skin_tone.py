@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dermsight.evaluate.bootstrap import bootstrap, group_codes
-from dermsight.evaluate.metrics import key_metrics, validate_inputs
-from dermsight.evaluate.subgroups import MIN_CASES, MIN_N, SUBGROUP_METRICS, _withheld
+from dermsight.evaluate.bootstrap import group_codes
+from dermsight.evaluate.metrics import validate_inputs
+from dermsight.evaluate.subgroups import MIN_CASES, MIN_N, SUBGROUP_METRICS, subgroup_metrics
 from dermsight.skintone import BAND_LIMITS, BANDS, DARKER_BANDS, NOT_ESTIMABLE, ita_band
 
 __all__ = ["ITA_ATTRIBUTE", "ITA_METHOD", "band_ranges", "ita_statement", "ita_table"]
@@ -118,22 +118,9 @@ def ita_table(  # noqa: PLR0913, PLR0917
             row["note"] = "no images"
             rows.append(row)
             continue
-        ys, ps, gs = y[idx], p[idx], codes[idx]
-
-        def fn(w: npt.NDArray[np.float64] | None, ys: Any = ys, ps: Any = ps) -> dict[str, Any]:
-            return key_metrics(ys, ps, classes, w, refer_threshold, offsets=offsets)
-
-        m = fn(None)
-        drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
-        keep = [k for k in SUBGROUP_METRICS if k not in drop]
-        row.update({"n": m["n"], "n_malignant": m["n_malignant"], "n_mel": m["n_mel"]})
-        cis = bootstrap(fn, idx.size, gs, n_boot=n_boot, seed=seed, keys=keep) if keep else {}
-        for k in SUBGROUP_METRICS:
-            ci = cis.get(k)
-            row[k] = None if ci is None else ci["value"]
-            row[f"{k}_lo"] = None if ci is None else ci["lo"]
-            row[f"{k}_hi"] = None if ci is None else ci["hi"]
-        row["note"] = "; ".join(notes) or None
+        row.update(subgroup_metrics(
+            y[idx], p[idx], codes[idx], classes, refer_threshold=refer_threshold, n_boot=n_boot,
+            seed=seed, min_n=min_n, min_cases=min_cases, offsets=offsets))
         rows.append(row)
     counts = {r["subgroup"]: int(r["n"]) for r in rows}
     n = int(y.shape[0])

@@ -167,27 +167,43 @@ def subgroup_table(  # noqa: PLR0913, PLR0917
     for attr, (labels, order) in subgroup_labels(meta_df.reset_index(drop=True)).items():
         for sub in order:
             idx = np.flatnonzero(labels == sub)
-            ys, ps, gs = y[idx], p[idx], codes[idx]
-
-            def fn(w: npt.NDArray[np.float64] | None, ys: Any = ys, ps: Any = ps) -> dict[str, Any]:
-                return key_metrics(ys, ps, classes, w, refer_threshold, offsets)
-
-            m = fn(None)
-            drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
-            keep = [k for k in SUBGROUP_METRICS if k not in drop]
-            row: dict[str, Any] = {
-                "attribute": attr,
-                "subgroup": sub,
-                "n": m["n"],
-                "n_malignant": m["n_malignant"],
-                "n_mel": m["n_mel"],
-            }
-            cis = bootstrap(fn, idx.size, gs, n_boot=n_boot, seed=seed, keys=keep) if keep else {}
-            for k in SUBGROUP_METRICS:
-                ci = cis.get(k)
-                row[k] = None if ci is None else ci["value"]
-                row[f"{k}_lo"] = None if ci is None else ci["lo"]
-                row[f"{k}_hi"] = None if ci is None else ci["hi"]
-            row["note"] = "; ".join(notes) or None
+            row: dict[str, Any] = {"attribute": attr, "subgroup": sub}
+            row.update(subgroup_metrics(
+                y[idx], p[idx], codes[idx], classes, refer_threshold=refer_threshold,
+                n_boot=n_boot, seed=seed, min_n=min_n, min_cases=min_cases, offsets=offsets))
             rows.append(row)
     return rows
+
+
+def subgroup_metrics(  # noqa: PLR0913 - the same settings subgroup_table passes on
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.float64],
+    group_codes_: npt.NDArray[np.int64],
+    classes: Sequence[str],
+    *,
+    refer_threshold: float | None,
+    n_boot: int,
+    seed: int,
+    min_n: int = MIN_N,
+    min_cases: int = MIN_CASES,
+    offsets: npt.ArrayLike | None = None,
+) -> dict[str, Any]:
+    """One subgroup's row body: counts, each metric of :data:`SUBGROUP_METRICS` with its
+    group-bootstrap interval (``None`` where withheld), and the withholding ``note``."""
+
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        return key_metrics(y, p, classes, w, refer_threshold, offsets)
+
+    m = fn(None)
+    drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
+    keep = [k for k in SUBGROUP_METRICS if k not in drop]
+    row: dict[str, Any] = {"n": m["n"], "n_malignant": m["n_malignant"], "n_mel": m["n_mel"]}
+    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=n_boot, seed=seed, keys=keep) \
+        if keep else {}
+    for k in SUBGROUP_METRICS:
+        ci = cis.get(k)
+        row[k] = None if ci is None else ci["value"]
+        row[f"{k}_lo"] = None if ci is None else ci["lo"]
+        row[f"{k}_hi"] = None if ci is None else ci["hi"]
+    row["note"] = "; ".join(notes) or None
+    return row
