@@ -42,6 +42,11 @@ from dermsight.io.budget import decode_budget, env_number
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
+from dermsight.io.quiet import silence_logger
+
+# Pillow logs odd files at ERROR ("More samples per pixel than can be decoded: 35", TIFF/EXIF
+# fields): values from an untrusted upload must not reach the logs; our own reason is raised.
+silence_logger("PIL")
 
 __all__ = [
     "ALLOWED_FORMATS",

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import io
-import logging
 import os
 import warnings
 import zlib
@@ -45,6 +44,7 @@ from dermsight.io.decode import (
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import jpeg_frame
+from dermsight.io.quiet import silence_logger
 from dermsight.records import IGNORED, LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
@@ -128,22 +128,13 @@ def _import_pydicom() -> Any:
     return pydicom
 
 
-class _DropRecords(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return False
-
-
 def _quiet_pydicom(pydicom: Any) -> None:
     """pydicom's log records and warnings quote tag values (names, IDs: PHI) when a file is
     odd: drop them all, and do not validate values while reading (we check what we use)."""
     pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
     # "pydicom" and its children ("pydicom.pixels.utils", ...): nothing is emitted, nothing
     # reaches the application's handlers (a logger's filter alone would not stop children)
-    quiet = logging.getLogger("pydicom")
-    quiet.setLevel(logging.CRITICAL + 1)
-    quiet.addFilter(_DropRecords())
-    quiet.addHandler(logging.NullHandler())
-    quiet.propagate = False
+    silence_logger("pydicom")
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
 
 
