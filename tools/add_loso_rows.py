@@ -33,18 +33,6 @@ from dermsight.records import Metadata
 COMMAND = ".venv/bin/python tools/add_loso_rows.py"
 
 
-def _meta(row: pd.Series) -> Metadata:
-    """age/sex/site of a metadata row; a value that does not parse becomes missing alone."""
-    values: dict[str, Any] = {}
-    for name in ("age", "sex", "site"):
-        try:
-            Metadata.parse(**{name: row.get(name)})
-            values[name] = row.get(name)
-        except ValueError:
-            values[name] = None
-    return Metadata.parse(**values)
-
-
 def _folder_frame(model: Dermsight, folder: Path) -> pd.DataFrame:
     meta = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
     meta = meta.rename(columns={"age_approx": "age", "anatom_site": "site"})
@@ -57,7 +45,8 @@ def _folder_frame(model: Dermsight, folder: Path) -> pd.DataFrame:
     for i in range(0, len(meta), 64):
         part = meta.iloc[i:i + 64]
         imgs = [decode_image(folder / "images" / f"{x}.jpg") for x in part["image_id"]]
-        metas: list[Metadata | None] = [_meta(r) for _, r in part.iterrows()]
+        metas: list[Metadata | None] = [Metadata.lenient(r.get("age"), r.get("sex"), r.get("site"))
+                                         for _, r in part.iterrows()]
         out = model.predict_batch(imgs, metas)
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
     frame = pd.DataFrame(np.array(probs), columns=[f"p_{c}" for c in model.classes])

@@ -41,15 +41,8 @@ def _rows(split: pd.DataFrame) -> pd.DataFrame:
     return split.merge(meta, on="image_id", how="left")
 
 
-def _meta(r: pd.Series) -> Metadata:
-    vals: dict[str, Any] = {}
-    for k in ("age", "sex", "site"):
-        try:
-            Metadata.parse(**{k: r[k]})
-            vals[k] = r[k]
-        except ValueError:
-            vals[k] = None
-    return Metadata.parse(**vals)
+def _meta(row: pd.Series) -> Metadata:
+    return Metadata.lenient(row.get("age"), row.get("sex"), row.get("site"))
 
 
 def score(model: Dermsight, df: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -47,6 +47,21 @@ class Metadata:
             notes=tuple(notes),
         )
 
+    @classmethod
+    def lenient(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
+        """Like :meth:`parse`, but a value that does not parse becomes missing on its own (noted
+        IGNORED) instead of raising: for data files, where one bad cell must not cost the row's
+        other fields."""
+        given = {"age": age, "sex": sex, "site": site}
+        bad: list[str] = []
+        for name, value in given.items():
+            try:
+                cls.parse(**{name: value})
+            except taxonomy.TaxonomyError:
+                bad.append(name)
+        usable = {k: (None if k in bad else v) for k, v in given.items()}
+        return cls.parse(**usable).noted(*((name, IGNORED) for name in bad))
+
     def noted(self, *notes: tuple[str, str]) -> Metadata:
         """A copy with more notes."""
         return Metadata(self.age, self.sex, self.site, notes=self.notes + tuple(notes))

@@ -118,15 +118,7 @@ def split_hash(df: pd.DataFrame, split: pd.Series, name: str) -> str:
 
 def row_meta(row: pd.Series) -> Metadata:
     """Metadata from a ``load_table`` row (an invalid value is treated as missing)."""
-    values: dict[str, object] = {}
-    for name in ("age", "sex", "site"):
-        raw = row.get(name)
-        try:
-            Metadata.parse(**{name: raw})
-            values[name] = raw
-        except ValueError:
-            values[name] = None
-    return Metadata.parse(**values)
+    return Metadata.lenient(row.get("age"), row.get("sex"), row.get("site"))
 
 
 def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:

@@ -21,14 +21,7 @@ from dermsight.records import Metadata
 
 
 def _meta(row: pd.Series) -> Metadata:
-    values: dict[str, object] = {}
-    for name in ("age", "sex", "site"):
-        try:
-            Metadata.parse(**{name: row.get(name)})
-            values[name] = row.get(name)
-        except ValueError:
-            values[name] = None
-    return Metadata.parse(**values)
+    return Metadata.lenient(row.get("age"), row.get("sex"), row.get("site"))
 
 
 def main() -> None:

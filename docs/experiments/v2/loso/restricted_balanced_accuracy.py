@@ -22,14 +22,7 @@ DATA = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "isic-su
 
 
 def _meta(row: pd.Series) -> Metadata:
-    values: dict[str, object] = {}
-    for name, col in (("age", "age_approx"), ("sex", "sex"), ("site", "anatom_site")):
-        try:
-            Metadata.parse(**{name: row[col]})
-            values[name] = row[col]
-        except ValueError:
-            values[name] = None
-    return Metadata.parse(**values)
+    return Metadata.lenient(row.get("age_approx"), row.get("sex"), row.get("anatom_site"))
 
 
 def main() -> None:
