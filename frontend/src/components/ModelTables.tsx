@@ -116,14 +116,9 @@ export function CrossSourceBlock({ table }: { table: CrossSourceTable }) {
                         )}
                       </tr>,
                       extra.length > 0 && (
-                        <tr key={`${r.source}:note`} className="note-row">
-                          <td colSpan={span}>
-                            <span className="note-text">
-                              <span className="visually-hidden">Note for {r.source}: </span>
-                              {extra.join('; ')}
-                            </span>
-                          </td>
-                        </tr>
+                        <NoteRow key={`${r.source}:note`} label={r.source} span={span}>
+                          {extra.join('; ')}
+                        </NoteRow>
                       ),
                     ]
                   })}
@@ -210,14 +205,9 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
                   )}
                 </tr>,
                 b.note && !small && (
-                  <tr key={`${b.subgroup}:note`} className="note-row">
-                    <td colSpan={span}>
-                      <span className="note-text">
-                        <span className="visually-hidden">Note for {b.subgroup}: </span>
-                        {b.note}
-                      </span>
-                    </td>
-                  </tr>
+                  <NoteRow key={`${b.subgroup}:note`} label={b.subgroup} span={span}>
+                    {b.note}
+                  </NoteRow>
                 ),
               ]
             })}
@@ -232,5 +222,19 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
         {table.method && <> Method: {table.method}</>}
       </p>
     </Section>
+  )
+}
+
+/** The note row under a table row: why its numbers are withheld or qualified. */
+export function NoteRow({ label, span, children }: { label: string; span: number; children: ReactNode }) {
+  return (
+    <tr className="note-row">
+      <td colSpan={span}>
+        <span className="note-text">
+          <span className="visually-hidden">Note for {label}: </span>
+          {children}
+        </span>
+      </td>
+    </tr>
   )
 }

@@ -24,7 +24,7 @@ import {
   type TestEvaluation,
 } from '../card.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
-import { CrossSourceBlock, SkinToneBlock } from '../components/ModelTables.tsx'
+import { CrossSourceBlock, NoteRow, SkinToneBlock } from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { GateV2Figures } from '../components/GateV2Figures.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
@@ -768,14 +768,9 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
                     <EstimateCell e={r.specificity} withheld={w} />
                   </tr>,
                   w && (
-                    <tr key={`${attr}:${r.subgroup}:note`} className="note-row">
-                      <td colSpan={8}>
-                        <span className="note-text">
-                          <span className="visually-hidden">Note for {r.subgroup}: </span>
-                          {r.note}
-                        </span>
-                      </td>
-                    </tr>
+                    <NoteRow key={`${attr}:${r.subgroup}:note`} label={r.subgroup} span={8}>
+                      {r.note}
+                    </NoteRow>
                   ),
                 ]
               })}
