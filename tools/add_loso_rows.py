@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,12 @@ def main() -> None:
                 row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
     card["cross_source"] = validate_cross_source(section)
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
+    # the report shows the same table: re-rendered only where the rest of it is reproduced
+    # exactly from the card (tools/card_tables.py), then the manifest re-sealed
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from card_tables import update_report
+
+    update_report(card, a.bundle)
     write_manifest(a.bundle)
     for r in card["cross_source"]["rows"]:
         if r["protocol"] == LOSO:

@@ -219,7 +219,10 @@ def main() -> None:  # noqa: PLR0915
     print(f"ITA: {ita_ms:.2f} ms per image; total {time.perf_counter() - t0:.1f} s")
     if args.check_only:
         return
-    card["cross_source"] = cross_source_section(rows, generated_by=generated_by)
+    # leave-one-source-out rows come from other runs (tools/add_loso_rows.py): keep them
+    kept = [r for r in (card.get("cross_source") or {}).get("rows", [])
+            if r["protocol"] == "leave_one_source_out"]
+    card["cross_source"] = cross_source_section([*rows, *kept], generated_by=generated_by)
     card["metrics"]["test"]["by_ita"] = by_ita
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     update_report(card, args.bundle)
