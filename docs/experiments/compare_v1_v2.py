@@ -27,7 +27,6 @@ from dermsight.records import Metadata
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO.parent / "shared" / "data"
-FOLDERS = {"isic2020": "isic2020-sample"}
 
 
 def _rows(split: pd.DataFrame) -> pd.DataFrame:

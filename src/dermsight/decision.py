@@ -35,9 +35,14 @@ class DecisionRule:
     tau: float = 0.0
     prior: dict[str, float] | None = None
 
+    @property
+    def plain(self) -> bool:
+        """True when the rule is the plain arg-max (no adjustment to apply)."""
+        return self.rule == ARGMAX or not self.tau or not self.prior
+
     def offsets(self, classes: Sequence[str]) -> np.ndarray | None:
         """Per-class additive offsets on log-probabilities (``None`` for plain arg-max)."""
-        if self.rule == ARGMAX or not self.tau or not self.prior:
+        if self.plain or self.prior is None:
             return None
         prior = np.array([float(self.prior.get(c, 0.0)) for c in classes])
         # a class absent from training (e.g. UNK when its only source is held out) gets no boost
@@ -50,7 +55,7 @@ class DecisionRule:
 
     @property
     def description(self) -> str:
-        if self.offsets(list(self.prior or {})) is None:
+        if self.plain:
             return "most probable class"
         return (f"balanced: most probable class after dividing by the training class frequency "
                 f"to the power {self.tau:g} (logit adjustment)")

@@ -333,12 +333,13 @@ def infer_batch(
                                                        executor=executor, pending=pending)]
     probs = model.probabilities(out["logits"])
     p_mal = model.malignant(probs)
+    tops = model.card.decision.choose(probs, model.classes)  # the whole batch at once
     rows = []
     ood = _ood(model, out["embedding"], batch)
     for i, p in enumerate(batch):
         ood_flags, score = ood[i]
         flags = [*p.flags, *ood_flags, *metadata_flags(p.meta)]  # same order as the facade
-        top = int(model.card.decision.choose(probs[i : i + 1], model.classes)[0])
+        top = int(tops[i])
         blocking = any(f.blocking for f in flags)
         row = _base_row(p, model)
         row.update({f"p_{c}": float(v) for c, v in zip(model.classes, probs[i], strict=True)})

@@ -306,7 +306,9 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,  # n
         yt, pt, classes, groups_t, meta_df=meta_df, refer_threshold=refer,
         monitor_threshold=monitor, n_boot=cfg.evaluation.n_boot, seed=cfg.seed,
         decision_offsets=offsets)
-    test_argmax = evaluate_predictions(yt, pt, classes, groups_t, n_boot=0, seed=cfg.seed)
+    # the plain arg-max figures beside the rule's (the same evaluation when the rule is arg-max)
+    test_argmax = test_eval if offsets is None else evaluate_predictions(
+        yt, pt, classes, groups_t, n_boot=0, seed=cfg.seed)
     uncal = evaluate_predictions(yt, pt_uncal, classes, groups_t, n_boot=0, seed=cfg.seed,
                                  decision_offsets=offsets)
     val_eval = evaluate_predictions(yv, pv, classes, None, n_boot=0, seed=cfg.seed,
