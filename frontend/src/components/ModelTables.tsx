@@ -168,18 +168,7 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
       <div className="table-wrap">
         <table className="data-table subgroup-table" data-testid="skin-tone-table">
           <caption className="visually-hidden">Test metrics by estimated skin-tone band, with {CI}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Skin tone (ITA)</th>
-              <th scope="col">Images</th>
-              <th scope="col">Malignant</th>
-              <th scope="col">Malignant AUC</th>
-              <th scope="col">Melanoma AUC</th>
-              <th scope="col">Balanced accuracy</th>
-              <th scope="col">Sensitivity (refer)</th>
-              <th scope="col">Specificity (refer)</th>
-            </tr>
-          </thead>
+          <SubgroupHead first="Skin tone (ITA)" />
           <tbody>
             {table.bands.map((b: ItaBand) => {
               const small = tooFew(b.n, table.minN)
@@ -236,5 +225,23 @@ export function NoteRow({ label, span, children }: { label: string; span: number
         </span>
       </td>
     </tr>
+  )
+}
+
+/** The header of a per-subgroup metrics table (subgroups, skin-tone bands): the same columns. */
+export function SubgroupHead({ first }: { first: string }) {
+  return (
+    <thead>
+      <tr>
+        <th scope="col">{first}</th>
+        <th scope="col">Images</th>
+        <th scope="col">Malignant</th>
+        <th scope="col">Malignant AUC</th>
+        <th scope="col">Melanoma AUC</th>
+        <th scope="col">Balanced accuracy</th>
+        <th scope="col">Sensitivity (refer)</th>
+        <th scope="col">Specificity (refer)</th>
+      </tr>
+    </thead>
   )
 }

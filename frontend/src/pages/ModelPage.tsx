@@ -24,7 +24,7 @@ import {
   type TestEvaluation,
 } from '../card.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
-import { CrossSourceBlock, NoteRow, SkinToneBlock } from '../components/ModelTables.tsx'
+import { CrossSourceBlock, NoteRow, SkinToneBlock, SubgroupHead } from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { GateV2Figures } from '../components/GateV2Figures.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
@@ -733,18 +733,7 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
       <div className="table-wrap">
         <table className="data-table subgroup-table" data-testid="subgroup-table">
           <caption className="visually-hidden">Test metrics by sex, age, anatomic site and data source, with {CI}</caption>
-          <thead>
-            <tr>
-              <th scope="col">Subgroup</th>
-              <th scope="col">Images</th>
-              <th scope="col">Malignant</th>
-              <th scope="col">Malignant AUC</th>
-              <th scope="col">Melanoma AUC</th>
-              <th scope="col">Balanced accuracy</th>
-              <th scope="col">Sensitivity (refer)</th>
-              <th scope="col">Specificity (refer)</th>
-            </tr>
-          </thead>
+          <SubgroupHead first="Subgroup" />
           {groups.map(([attr, list]) => (
             <tbody key={attr}>
               <tr className="group-row">
