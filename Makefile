@@ -39,7 +39,7 @@ setup-py: $(BIN)/python
 	$(BIN)/pip install -q --no-deps -e .
 
 frontend:
-	cd frontend && npm install --no-audit --no-fund --loglevel=error && npm run build
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build
 
 # the front end's own unit tests (vitest), run by make test
 test-frontend: frontend

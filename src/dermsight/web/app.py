@@ -106,7 +106,7 @@ UI_MISSING_HTML = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>dermsight</title></head>
 <body style="font-family: system-ui, sans-serif; max-width: 40rem; margin: 3rem auto">
 <h1>dermsight</h1>
-<p>The web UI is not built. Build it with <code>cd frontend &amp;&amp; npm install &amp;&amp;
+<p>The web UI is not built. Build it with <code>cd frontend &amp;&amp; npm ci &amp;&amp;
 npm run build</code>, or use the API: <a href="/api/v1/docs">/api/v1/docs</a>.</p>
 </body></html>
 """
