@@ -30,6 +30,10 @@ system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v java >/dev/null || [ ! -e $(TCMALLOC) ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver libtcmalloc-minimal4 openjdk-17-jre-headless >/dev/null; fi
+	@# PostgreSQL server binaries (initdb, pg_ctl): the clinic storage tests start a throwaway one
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
+	    >/dev/null; fi
 
 setup-all: setup-py system-deps
 
