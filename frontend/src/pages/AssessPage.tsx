@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useId, useRef, useState, type ChangeEvent, type DragEvent, type FormEvent } from 'react'
+import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import {
   API,
   ApiError,
@@ -8,48 +8,24 @@ import {
   type PredictResponse,
 } from '../api.ts'
 import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds } from '../card.ts'
-import { BodyMap } from '../components/BodyMap.tsx'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
-import { IconCamera, IconDoctor, IconPrinter, IconUpload } from '../components/Icons.tsx'
+import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
+import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from '../components/ImageDrop.tsx'
 import { NaturalFrequency } from '../components/NaturalFrequency.tsx'
+import { PatientFields } from '../components/PatientFields.tsx'
 import { ProbBars } from '../components/ProbBars.tsx'
 import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
-import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SEXES, SITES, SITE_LABELS, riskText } from '../content.ts'
-import {
-  DICOM_HEAD_BYTES,
-  formatInterval,
-  formatPercent,
-  heatmapSrc,
-  humanize,
-  isDicom,
-  keptSentence,
-  parseAge,
-} from '../format.ts'
+import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
+import { formatInterval, formatPercent, heatmapSrc, humanize, keptSentence, parseAge } from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
-
-const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
 
 interface Outcome {
   res: PredictResponse
   at: Date
   fileName: string
   form: { age: number | null; sex: string; site: string }
-}
-
-/** How the chosen file can be shown: a blob: URL, or none (DICOM, which no browser displays). */
-interface Preview {
-  url: string | null
-  dicom: boolean
-}
-
-const NO_PREVIEW: Preview = { url: null, dicom: false }
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`
-  return `${(n / 1024 / 1024).toFixed(1)} MB`
 }
 
 export function AssessPage() {
@@ -70,7 +46,6 @@ export function AssessPage() {
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | null>(null)
   const [outcome, setOutcome] = useState<Outcome | null>(null)
-  const [dragOver, setDragOver] = useState(false)
   const [opacity, setOpacity] = useState(60)
   const showSpinner = useDelayedFlag(busy, 150)
   const abortRef = useRef<AbortController | null>(null)
@@ -105,17 +80,13 @@ export function AssessPage() {
     setBusy(false)
     setFile(f)
     // The name gives a first guess; the first bytes decide (DICOM: "DICM" at byte 128).
-    const guess = isDicom(f.name, f.type)
-    setPreview({ url: null, dicom: guess })
+    setPreview(guessPreview(f))
     setOutcome(null)
     setError(null)
-    const settle = (dicom: boolean) => {
-      if (pickRef.current === pick) setPreview({ url: dicom ? null : URL.createObjectURL(f), dicom })
-    }
-    f.slice(0, DICOM_HEAD_BYTES)
-      .arrayBuffer()
-      .then((buf) => settle(isDicom(f.name, f.type, new Uint8Array(buf))))
-      .catch(() => settle(guess))
+    void settlePreview(f).then((p) => {
+      if (pickRef.current === pick) setPreview(p)
+      else if (p.url) URL.revokeObjectURL(p.url)
+    })
   }, [])
 
   /** Start over: no image, no result, no age/sex/site. Nothing of the case is kept anywhere. */
@@ -149,17 +120,6 @@ export function AssessPage() {
     window.addEventListener('paste', onPaste)
     return () => window.removeEventListener('paste', onPaste)
   }, [chooseFile])
-
-  const onInput = (e: ChangeEvent<HTMLInputElement>) => {
-    chooseFile(e.target.files?.[0])
-    e.target.value = '' // allow choosing the same file again
-  }
-
-  const onDrop = (e: DragEvent) => {
-    e.preventDefault()
-    setDragOver(false)
-    chooseFile(e.dataTransfer.files?.[0])
-  }
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
@@ -222,112 +182,25 @@ export function AssessPage() {
             but help the model.
           </p>
 
-          <div
-            className={`dropzone${dragOver ? ' is-over' : ''}${file ? ' has-file' : ''}`}
-            data-testid="dropzone"
-            onDragEnter={(e) => {
-              e.preventDefault()
-              setDragOver(true)
-            }}
-            onDragOver={(e) => {
-              e.preventDefault()
-              e.dataTransfer.dropEffect = 'copy'
-            }}
-            onDragLeave={(e) => {
-              if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDragOver(false)
-            }}
-            onDrop={onDrop}
-          >
-            {file ? (
-              <Thumb key={preview.url ?? ''} preview={preview} file={file} />
-            ) : (
-              <div className="drop-empty">
-                <IconUpload size={36} />
-                <p>
-                  <strong>Drag and drop</strong> an image here, paste it, or
-                </p>
-              </div>
-            )}
-            <div className="drop-actions">
-              <label className="btn btn-primary file-btn">
-                <input
-                  type="file"
-                  className="visually-hidden"
-                  accept={ACCEPT}
-                  onChange={onInput}
-                  ref={fileInputRef}
-                  data-testid="file-input"
-                  aria-describedby={`${ids}-formats`}
-                />
-                {file ? 'Choose another image' : 'Choose image'}
-              </label>
-              <label className="btn btn-secondary file-btn camera-btn">
-                <input
-                  type="file"
-                  className="visually-hidden"
-                  accept="image/*"
-                  capture="environment"
-                  onChange={onInput}
-                  data-testid="camera-input"
-                />
-                <IconCamera /> Take photo
-              </label>
-            </div>
-            <p className="hint" id={`${ids}-formats`}>
-              JPEG, PNG, WebP, BMP, TIFF or DICOM.
-            </p>
-          </div>
+          <ImageDrop file={file} preview={preview} onFile={chooseFile} inputRef={fileInputRef} />
 
-          <fieldset className="demographics">
-            <legend>{audience === 'patient' ? 'About you (optional)' : 'About the patient (optional)'}</legend>
+          <PatientFields
+            legend={audience === 'patient' ? 'About you (optional)' : 'About the patient (optional)'}
+            age={age}
+            sex={sex}
+            site={site}
+            onAge={editMeta(setAge)}
+            onSex={editMeta(setSex)}
+            onSite={editMeta(setSite)}
+            ageRef={ageRef}
+          >
             {carried && metaFilled && (
               <p className="carried-note" role="status" data-testid="metadata-carried">
                 {keptSentence(age.trim() !== '', sex !== '', site !== '')} Check, or press <strong>New case</strong> to
                 clear.
               </p>
             )}
-            <div className="field-row">
-              <div className="field">
-                <label htmlFor={`${ids}-age`}>Age (years)</label>
-                <input
-                  id={`${ids}-age`}
-                  type="number"
-                  inputMode="numeric"
-                  min={0}
-                  max={120}
-                  step={1}
-                  ref={ageRef}
-                  value={age}
-                  onChange={(e) => editMeta(setAge)(e.target.value)}
-                  data-testid="age-input"
-                />
-              </div>
-              <div className="field">
-                <label htmlFor={`${ids}-sex`}>Sex</label>
-                <select id={`${ids}-sex`} value={sex} onChange={(e) => editMeta(setSex)(e.target.value)} data-testid="sex-select">
-                  <option value="">Not stated</option>
-                  {SEXES.map((s) => (
-                    <option key={s.value} value={s.value}>
-                      {s.label}
-                    </option>
-                  ))}
-                </select>
-              </div>
-            </div>
-            <div className="field">
-              <label htmlFor={`${ids}-site`}>Body site</label>
-              <select id={`${ids}-site`} value={site} onChange={(e) => editMeta(setSite)(e.target.value)} data-testid="site-select">
-                <option value="">Not stated</option>
-                {SITES.map((s) => (
-                  <option key={s} value={s}>
-                    {SITE_LABELS[s]}
-                  </option>
-                ))}
-              </select>
-              <p className="hint">Or tap the body map:</p>
-            </div>
-            <BodyMap value={site} onChange={editMeta(setSite)} />
-          </fieldset>
+          </PatientFields>
 
           <button type="submit" className="btn btn-primary btn-large" data-testid="submit" disabled={!file || busy}>
             {busy ? 'Assessing…' : 'Assess lesion'}
@@ -373,28 +246,6 @@ export function AssessPage() {
           {!outcome && !busy && !error && <EmptyResult />}
         </section>
       </div>
-    </div>
-  )
-}
-
-function Thumb({ preview, file }: { preview: Preview; file: File }) {
-  const [failed, setFailed] = useState(false)
-  return (
-    <div className="thumb">
-      {preview.dicom ? (
-        <div className="thumb-none" data-testid="dicom-placeholder">
-          DICOM file: preview not available in the browser. The server can still read it.
-        </div>
-      ) : preview.url && !failed ? (
-        <img src={preview.url} alt="Preview of the chosen image" onError={() => setFailed(true)} />
-      ) : preview.url ? (
-        <div className="thumb-none">No preview for this format; the server can still read it.</div>
-      ) : (
-        <div className="thumb-none" aria-hidden="true" />
-      )}
-      <p className="thumb-name">
-        <span className="filename">{file.name || 'image'}</span> · {formatBytes(file.size)}
-      </p>
     </div>
   )
 }
