@@ -1,8 +1,10 @@
 """The model bundle: a folder with ``model.onnx`` + ``card.json`` (+ optional ``gate.npz``,
 ``report.html``). The card carries everything needed to use the model correctly: classes,
 preprocessing, metadata layout, temperature, risk thresholds, the out-of-distribution gate and the
-honest test metrics. Loading checks the schema version and the sha256 of every file the bundle
-loads or serves (``model.onnx``, ``gate.npz``, ``report.html``, ``plots/*.png``) against the
+honest test metrics. Loading checks the card against its typed schema (``dermsight.cardschema``)
+and the sha256 of every file the bundle
+loads or serves (``model.onnx``, ``gate.npz``, ``report.html``, ``plots/*.png``,
+``reference/*``) against the
 card's ``files`` manifest. Anything that writes or changes a bundle file must finish with
 :func:`write_manifest` (``save_bundle`` does).
 """
@@ -19,10 +21,21 @@ from typing import Any
 import numpy as np
 
 from dermsight import taxonomy
+from dermsight.cardschema import (
+    RUNTIME_KEYS,
+    SCHEMA_VERSION,
+    CardError,
+    Thresholds,
+    default_malignant,
+    gate_config,
+    validate_card,
+)
 from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
+from dermsight.similar import REFERENCE_DIR
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "load_bundle",
+           "save_bundle", "write_manifest"]
 CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
@@ -50,22 +63,10 @@ def default_bundle_path() -> Path:
 
 
 @dataclass
-class Thresholds:
-    """Cut-offs on the calibrated malignant probability (MEL + BCC + SCC)."""
-
-    refer: float  # >= refer -> "high" (refer to a dermatologist)
-    monitor: float  # monitor <= p < refer -> "moderate"; below -> "low"
-
-    def tier(self, p_malignant: float) -> str:
-        if p_malignant >= self.refer:
-            return "high"
-        if p_malignant >= self.monitor:
-            return "moderate"
-        return "low"
-
-
-@dataclass
 class Card:
+    """The card as the runtime uses it. ``from_dict`` checks a ``card.json`` against the typed
+    schema (:mod:`dermsight.cardschema`) first; ``extra`` holds the report section as written."""
+
     name: str
     version: str
     classes: list[str]
@@ -81,6 +82,13 @@ class Card:
     files: dict[str, str] = field(default_factory=dict)
     #: how the suggested class is chosen (plain arg-max unless the card says otherwise)
     decision: DecisionRule = field(default_factory=DecisionRule)
+    #: classes summed into the malignant probability; empty when constructed means the
+    #: taxonomy's malignant classes among ``classes`` (filled in here, then written to the card)
+    malignant: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.malignant:
+            self.malignant = default_malignant(self.classes)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -89,6 +97,7 @@ class Card:
             "version": self.version,
             "classes": self.classes,
             "class_names": {c: taxonomy.BY_CODE[c].name for c in self.classes},
+            "malignant": list(self.malignant),
             "input_spec": self.input_spec.to_dict(),
             "meta_spec": self.meta_spec.to_dict(),
             "temperature": self.temperature,
@@ -97,7 +106,7 @@ class Card:
             "gate": self.gate,
             "decision": self.decision.to_dict(),
         }
-        d.update(self.extra)
+        d.update({k: v for k, v in self.extra.items() if k not in RUNTIME_KEYS})
         if self.files:
             d[MANIFEST_KEY] = dict(self.files)
         return d
@@ -111,38 +120,26 @@ class Card:
                 f"(expects {SCHEMA_VERSION}); re-export the bundle or upgrade dermsight"
             )
         try:
-            classes = list(d["classes"])
-            unknown = [c for c in classes if c not in taxonomy.BY_CODE]
-            if unknown:
-                raise BundleError(f"card lists unknown classes {unknown}")
-            known = {
-                "schema_version", "name", "version", "classes", "class_names", "input_spec",
-                "meta_spec", "temperature", "thresholds", "onnx", "gate", MANIFEST_KEY, "decision",
-            }
-            files = d.get(MANIFEST_KEY, {})
-            if not isinstance(files, dict) or not all(
-                    isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
-                raise BundleError(f"card.json: '{MANIFEST_KEY}' must map file names to sha256")
-            return cls(
-                name=str(d["name"]),
-                version=str(d["version"]),
-                classes=classes,
-                input_spec=InputSpec.from_dict(d["input_spec"]),
-                meta_spec=MetaSpec.from_dict(d["meta_spec"]),
-                temperature=float(d["temperature"]),
-                thresholds=Thresholds(
-                    refer=float(d["thresholds"]["refer"]),
-                    monitor=float(d["thresholds"]["monitor"]),
-                ),
-                onnx_sha256=str(d["onnx"]["sha256"]),
-                outputs=dict(d["onnx"].get("outputs", {})),
-                gate=dict(d.get("gate", {})),
-                extra={k: v for k, v in d.items() if k not in known},
-                files=dict(files),
-                decision=DecisionRule.from_dict(d.get("decision")),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"card.json is missing or has a bad field: {exc}") from exc
+            doc = validate_card(d)
+        except CardError as exc:
+            raise BundleError(f"card.json does not match the card schema: {exc}") from None
+        raw_gate = d.get("gate")
+        return cls(
+            name=doc.name,
+            version=doc.version,
+            classes=list(doc.classes),
+            input_spec=doc.input_spec.to_spec(),
+            meta_spec=doc.meta_spec.to_spec(),
+            temperature=doc.temperature,
+            thresholds=doc.thresholds,
+            onnx_sha256=doc.onnx.sha256,
+            outputs=dict(doc.onnx.outputs),
+            gate=gate_config(doc.gate, raw_gate if isinstance(raw_gate, dict) else {}),
+            extra={k: v for k, v in d.items() if k not in RUNTIME_KEYS},
+            files=dict(doc.files),
+            decision=doc.decision.to_rule() if doc.decision else DecisionRule(),
+            malignant=list(doc.malignant or default_malignant(doc.classes)),
+        )
 
 
 @dataclass
@@ -168,6 +165,9 @@ def covered_files(root: Path) -> list[str]:
     plots = root / PLOTS_DIR
     if plots.is_dir():
         names += sorted(f"{PLOTS_DIR}/{p.name}" for p in plots.glob("*.png"))
+    reference = root / REFERENCE_DIR  # the similar-cases reference set (dermsight.similar)
+    if reference.is_dir():
+        names += sorted(f"{REFERENCE_DIR}/{p.name}" for p in reference.iterdir() if p.is_file())
     return names
 
 
@@ -276,7 +276,13 @@ def save_bundle(
         onnx_path.write_bytes(Path(onnx_bytes_or_path).read_bytes())
     card.onnx_sha256 = sha256_file(onnx_path)
     card.files = {}
-    (root / CARD_FILE).write_text(json.dumps(card.to_dict(), indent=2) + "\n", encoding="utf-8")
+    d = card.to_dict()
+    try:
+        validate_card(d)  # a writer never leaves a card that loading would refuse
+    except CardError as exc:
+        raise BundleError(f"refusing to write a card that does not match the schema: {exc}") \
+            from None
+    (root / CARD_FILE).write_text(json.dumps(d, indent=2) + "\n", encoding="utf-8")
     if gate_arrays:
         np.savez(root / GATE_FILE, **gate_arrays)  # type: ignore[arg-type]
     if report_html is not None:

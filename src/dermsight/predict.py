@@ -175,7 +175,7 @@ class Dermsight:
         return softmax(logits, self.card.temperature)
 
     def malignant(self, probs: np.ndarray) -> np.ndarray:
-        idx = [i for i, c in enumerate(self.classes) if c in taxonomy.MALIGNANT]
+        idx = [i for i, c in enumerate(self.classes) if c in self.card.malignant]
         return probs[:, idx].sum(axis=1)
 
     def prepare(self, image: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, np.ndarray]:

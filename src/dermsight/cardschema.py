@@ -1,0 +1,264 @@
+"""The typed model of a bundle's ``card.json`` (pydantic): what a card must hold, checked on load.
+
+``card.json`` stays one flat JSON object (schema version 1); its keys fall in two sections:
+
+* the **runtime** section (:class:`CardRuntime`): everything the serving path reads — classes, the
+  malignant set, input and metadata layout, temperature, risk thresholds, the decision rule, the
+  gate (with its quality thresholds) and the ONNX file. Every field is typed and checked; a
+  missing or mistyped value is a :class:`CardError` that names the field.
+* the **report** section (:class:`CardReport`): what a person reads — metrics, baseline, training,
+  data, cross-source rows, natural frequencies, intended use, limitations, licence, plots. Only
+  the outer type of the known keys is checked; keys it does not know are kept as they are, so
+  tools that add sections (``reference``, ...) do not break loading.
+
+:class:`CardDocument` is the whole file (both sections plus identity and the integrity manifest);
+``card_json_schema`` exports its JSON Schema (``dermsight bundle schema``), from which the front
+end's TypeScript types are generated (``frontend/src/generated/card.ts``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.dataclasses import dataclass as pydantic_dataclass
+
+from dermsight import taxonomy
+from dermsight.decision import DecisionRule
+from dermsight.preprocess import InputSpec, MetaSpec
+
+SCHEMA_VERSION = 1
+#: the JSON Schema's ``$id``-like title (the front end's generated type is named after it)
+SCHEMA_TITLE = "ModelCard"
+
+Interpolation = Literal["bicubic", "bilinear", "nearest", "lanczos"]
+Crop = Literal["center_square", "none"]
+ColorConstancy = Literal["none", "shades_of_gray"]
+RuleName = Literal["argmax", "logit_adjusted"]
+
+_STRICT = ConfigDict(extra="forbid")
+
+
+class CardError(ValueError):
+    """A card that does not match the schema; ``str()`` is one line naming the field."""
+
+
+@pydantic_dataclass
+class Thresholds:
+    """Cut-offs on the calibrated malignant probability (the card's malignant classes summed)."""
+
+    refer: float = Field(ge=0, le=1, description='>= refer: "high" (refer to a dermatologist)')
+    monitor: float = Field(ge=0, le=1, description='monitor <= p < refer: "moderate"; below: "low"')
+
+    def __post_init__(self) -> None:
+        if self.monitor > self.refer:
+            raise ValueError(f"monitor ({self.monitor:g}) must not exceed refer ({self.refer:g})")
+
+    def tier(self, p_malignant: float) -> str:
+        if p_malignant >= self.refer:
+            return "high"
+        if p_malignant >= self.monitor:
+            return "moderate"
+        return "low"
+
+
+class InputSpecCard(BaseModel):
+    """How an image becomes the network's input (``preprocess.InputSpec``)."""
+
+    model_config = _STRICT
+    size: int = Field(ge=8, le=4096, description="side of the square input, pixels")
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    interpolation: Interpolation = "bicubic"
+    crop: Crop = Field(default="center_square",
+                       description="center_square: crop the short side; none: squash")
+    color_constancy: ColorConstancy = "none"
+    cc_power: float = Field(default=6.0, gt=0, description="Minkowski norm of Shades of Gray")
+
+    @model_validator(mode="after")
+    def _positive_std(self) -> InputSpecCard:
+        if min(self.std) <= 0:
+            raise ValueError("std must be positive")
+        return self
+
+    def to_spec(self) -> InputSpec:
+        return InputSpec(**self.model_dump())
+
+
+class MetaSpecCard(BaseModel):
+    """Layout of the metadata vector (``preprocess.MetaSpec``)."""
+
+    model_config = _STRICT
+    sexes: list[str] = Field(min_length=1)
+    sites: list[str] = Field(min_length=1)
+    age_scale: float = Field(default=100.0, gt=0)
+    fields: list[str] = Field(default_factory=lambda: ["age", "sex", "site"])
+    dim: int | None = Field(default=None,
+                            description="length of the vector (checked against the lists)")
+
+    def to_spec(self) -> MetaSpec:
+        return MetaSpec(sexes=tuple(self.sexes), sites=tuple(self.sites),
+                        age_scale=self.age_scale, fields=tuple(self.fields))
+
+    @model_validator(mode="after")
+    def _dim_agrees(self) -> MetaSpecCard:
+        if self.dim is not None and self.dim != self.to_spec().dim:
+            raise ValueError(f"dim {self.dim} disagrees with the listed sexes and sites "
+                             f"({self.to_spec().dim})")
+        return self
+
+
+class DecisionCard(BaseModel):
+    """How the suggested class is chosen (``decision.DecisionRule``)."""
+
+    model_config = _STRICT
+    rule: RuleName = "argmax"
+    tau: float = Field(default=0.0, ge=0)
+    prior: dict[str, float] | None = Field(default=None, description="training class frequencies")
+    description: str | None = Field(default=None,
+                                    description="the rule in words (written, not read)")
+
+    def to_rule(self) -> DecisionRule:
+        return DecisionRule(rule=self.rule, tau=self.tau, prior=self.prior)
+
+
+class QualityCard(BaseModel):
+    """Image quality thresholds of the gate (``gate.DEFAULT_GATE`` fills what is missing)."""
+
+    model_config = _STRICT
+    min_side: float | None = None
+    dark_mean: float | None = None
+    bright_mean: float | None = None
+    min_std: float | None = None
+    max_clipped: float | None = None
+    min_sharpness: float | None = None
+    max_sharpness: float | None = None
+
+
+class GateCard(BaseModel):
+    """The "cannot assess" gate. Typed: the values the gate reads; other keys (how it was fitted,
+    its evaluation) are kept for the report."""
+
+    model_config = ConfigDict(extra="allow")
+    ood_threshold: float | None = Field(default=None,
+                                        description="gate v1: kNN score above it blocks")
+    ood_method: str | None = None
+    v2_threshold: float | None = Field(default=None, description="gate v2: logit above it blocks")
+    v2_clinical_threshold: float | None = Field(
+        default=None, description="gate v2: clinical-photo head logit above it flags")
+    quality: QualityCard | None = None
+
+
+class OnnxCard(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    file: str = "model.onnx"
+    sha256: str = Field(pattern=r"^([0-9a-f]{64})?$")
+    outputs: dict[str, str] = Field(default_factory=dict, description="output name -> meaning")
+
+
+class CardRuntime(BaseModel):
+    """The runtime section: every value the serving path uses."""
+
+    classes: list[str] = Field(min_length=1, description="class codes in network output order")
+    malignant: list[str] | None = Field(
+        default=None, description="classes summed into the malignant probability (absent: the "
+                                  "taxonomy's malignant classes among `classes`)")
+    input_spec: InputSpecCard
+    meta_spec: MetaSpecCard
+    temperature: float = Field(gt=0, description="divides the logits before the softmax")
+    thresholds: Thresholds
+    decision: DecisionCard | None = None
+    gate: GateCard = Field(default_factory=lambda: GateCard())
+    onnx: OnnxCard
+
+    @model_validator(mode="after")
+    def _classes_known(self) -> CardRuntime:
+        unknown = [c for c in self.classes if c not in taxonomy.BY_CODE]
+        if unknown:
+            raise ValueError(f"classes: unknown class codes {unknown}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes: a class is listed twice")
+        if self.malignant is not None:
+            if not self.malignant:
+                raise ValueError("malignant: must name at least one class")
+            stray = [c for c in self.malignant if c not in self.classes]
+            if stray:
+                raise ValueError(f"malignant: {stray} are not among the classes")
+        return self
+
+
+class CardReport(BaseModel):
+    """The report section: what a person reads. Unknown keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+    created: str | None = None
+    status: str | None = Field(default=None,
+                               description='"trained", or why the model is a placeholder')
+    intended_use: str | None = None
+    limitations: list[str] | None = None
+    licence: dict[str, str] | None = None
+    plots: list[str] | None = None
+    metrics: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    cross_source: dict[str, Any] | None = None
+    natural_frequencies: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+
+
+class CardDocument(CardRuntime, CardReport):
+    """The whole ``card.json``: identity, the runtime and report sections, the manifest."""
+
+    model_config = ConfigDict(extra="allow", title=SCHEMA_TITLE, json_schema_extra={
+        "x-sections": {
+            "runtime": list(CardRuntime.model_fields),
+            "report": list(CardReport.model_fields),
+        },
+    })
+    schema_version: Literal[1]
+    name: str = Field(min_length=1)
+    version: str
+    class_names: dict[str, str] | None = None
+    files: dict[str, str] = Field(default_factory=dict,
+                                  description="integrity manifest: relative path -> sha256")
+
+
+#: the top-level keys of the runtime section (and identity/manifest keys the Card holds itself)
+RUNTIME_KEYS: frozenset[str] = frozenset(CardRuntime.model_fields) | {
+    "schema_version", "name", "version", "class_names", "files"}
+
+
+def _where(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in loc) or "(card)"
+
+
+def validate_card(d: dict[str, Any]) -> CardDocument:
+    """``d`` checked against the schema; :class:`CardError` (one line, naming the first bad field
+    and how many more there are) otherwise."""
+    try:
+        return CardDocument.model_validate(d)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise CardError(f"field '{_where(first['loc'])}': {msg}{more}") from None
+
+
+def default_malignant(classes: list[str]) -> list[str]:
+    """The taxonomy's malignant classes among ``classes`` (what a new card records)."""
+    return [c for c in classes if c in taxonomy.MALIGNANT]
+
+
+def gate_config(gate: GateCard, raw: dict[str, Any]) -> dict[str, Any]:
+    """The gate as the runtime reads it: the card's keys with the typed values checked above;
+    a key written as ``null`` is left out (the gate treats it as absent)."""
+    typed = gate.model_dump(include=set(GateCard.model_fields), exclude_unset=True,
+                            exclude_none=True)
+    return {**{k: v for k, v in raw.items() if v is not None}, **typed}
+
+
+def card_json_schema() -> dict[str, Any]:
+    """The JSON Schema of ``card.json`` (what ``dermsight bundle schema`` prints)."""
+    return CardDocument.model_json_schema(mode="validation")
