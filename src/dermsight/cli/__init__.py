@@ -1,7 +1,8 @@
 """``dermsight`` command line: thin layers over the library.
 
 Each area registers its sub-commands from its own module (``cli/data.py``, ``cli/model.py``,
-``cli/serve.py``, ``cli/batch.py``, ``cli/gate.py``, ``cli/bundle.py``); heavy imports happen
+``cli/serve.py``, ``cli/batch.py``, ``cli/gate.py``, ``cli/bundle.py``,
+``cli/reference.py``); heavy imports happen
 inside the commands so ``--help`` is fast.
 User errors print one clear line and exit non-zero; they never print a traceback.
 """
@@ -17,6 +18,7 @@ from dermsight.cli import bundle as _bundle
 from dermsight.cli import data as _data
 from dermsight.cli import gate as _gate
 from dermsight.cli import model as _model
+from dermsight.cli import reference as _reference
 from dermsight.cli import serve as _serve
 from dermsight.cli.errors import run_guarded
 
@@ -35,7 +37,7 @@ def _root() -> None:
     """Decision support for dermoscopic skin-lesion images. Not a diagnosis."""
 
 
-for _module in (_data, _model, _serve, _batch, _gate, _bundle):
+for _module in (_data, _model, _serve, _batch, _gate, _bundle, _reference):
     _module.register(app)
 
 

@@ -1,0 +1,50 @@
+"""``dermsight reference build``: the similar-cases reference set of a bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dermsight.cli.errors import UserError
+
+reference_app = typer.Typer(help="The similar-cases reference set of a model bundle.",
+                            no_args_is_help=True)
+
+
+@reference_app.command("build")
+def build(
+    bundle: Annotated[Path, typer.Argument(help="model bundle folder (written in place)")],
+    data: Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")] = Path(
+        "../shared/data/isic-subset"),
+    split: Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")] = Path(
+        "configs/default-split.csv"),
+    per_class: Annotated[int, typer.Option(min=1, help="training images per class (at most)")
+                         ] = 300,
+    seed: Annotated[int, typer.Option(help="order in which images of a class are picked")] = 0,
+    threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime threads")] = 1,
+) -> None:
+    """Pick training images per class, embed them with the bundle's model, store them with
+    thumbnails and licences in BUNDLE/reference/, measure retrieval on the TEST split (card
+    'retrieval') and rewrite the bundle's manifest."""
+    from dermsight.reference_build import build_reference
+
+    for p in (data / "metadata.csv", split):
+        if not p.exists():
+            raise UserError(f"not found: {p}")
+    result = build_reference(bundle, data, split, per_class=per_class, seed=seed,
+                             threads=threads, log=typer.echo)
+    m = result["metrics"]
+    for code, row in m["precision_at_k"]["per_class"].items():
+        p = row["precision_at_k"]
+        typer.echo(f"{code:5s} precision@{m['k']} "
+                   f"{'-' if p is None else f'{p:.3f}'}  (n={row['n_queries']})")
+    for name in ("knn_vote", "classifier"):
+        r = m[name]
+        typer.echo(f"{name:10s} accuracy {r['accuracy']:.3f}  balanced accuracy "
+                   f"{r['balanced_accuracy']:.3f}  ({r['correct']}/{r['n']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(reference_app, name="reference")

@@ -1,0 +1,267 @@
+"""Build a bundle's reference set (``reference/``) and measure its retrieval on the TEST split.
+
+``dermsight reference build BUNDLE --data isic-subset --split configs/default-split.csv`` calls
+:func:`build_reference`. It
+
+1. checks that the split file is the bundle's own (its train/test sha256 equal the card's
+   ``data.split_sha256``), so no test image can enter the reference set;
+2. picks up to ``per_class`` TRAINING images per class (every class; images whose licence is
+   unknown are left out; redistributable CC-0 images first, then the rest, each group in a random
+   order fixed by ``seed``);
+3. embeds them with the bundle's ONNX model through the facade's own preprocessing
+   (``Dermsight.prepare`` + ``run_arrays``) and stores the L2-normalised embeddings (float16),
+   ids, diagnoses, a licence row per image and a WebP thumbnail per image in
+   ``reference/reference.npz``, with the licences and attributions in ``reference/credits.json``;
+4. embeds the TEST images the same way and writes precision@k per class and the k-NN vote vs the
+   classifier's own accuracy to the card's ``retrieval`` section (``evaluate.retrieval``);
+5. rewrites the bundle's manifest (``bundle.write_manifest``).
+
+Serving needs none of this module (``dermsight.similar`` reads what it writes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from dermsight import similar
+from dermsight.bundle import BundleError, write_manifest
+from dermsight.evaluate.retrieval import retrieval_metrics
+from dermsight.io.decode import decode_image
+from dermsight.predict import Dermsight
+from dermsight.records import Metadata
+
+#: licence of each image source of isic-subset (see its README, "Licenses and citation");
+#: images of any other source (folder-fallback labels, unknown licence) are never picked
+HAM = {
+    "name": "HAM10000",
+    "licence": "CC BY-NC-SA 4.0",
+    "licence_url": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "licence_note": "HAM10000 is published as CC BY-NC 4.0; some mirrors state CC BY-NC-SA 4.0, "
+                    "so share-alike is assumed. Non-commercial use only.",
+    "attribution": "HAM10000, ViDIR Group, Department of Dermatology, Medical University of "
+                   "Vienna (Tschandl P, Rosendahl C, Kittler H. Sci Data 5, 180161 (2018), "
+                   "doi:10.1038/sdata.2018.161)",
+}
+ISIC2017 = {
+    "name": "ISIC 2017",
+    "licence": "CC-0",
+    "licence_url": "https://creativecommons.org/publicdomain/zero/1.0/",
+    "licence_note": "ISIC 2016/2017 challenge images are CC-0 according to the ISIC Archive.",
+    "attribution": "ISIC 2017 challenge image via the ISIC Archive (Codella NCF et al., "
+                   "arXiv:1710.05006)",
+}
+#: datasets in preference order (the first is picked first within a class)
+DATASETS = (ISIC2017, HAM)
+PER_CLASS = 300
+THUMB_PX = 96
+THUMB_QUALITY = 70
+BATCH = 32
+
+
+def dataset_of(row: pd.Series) -> int | None:
+    """Index in ``DATASETS`` of an isic-subset row's licence, None when it is unknown."""
+    source = row["source"]
+    if source == "ham10000":
+        return DATASETS.index(HAM)
+    # the isic2019 rows that are not HAM10000 are MSK images of the ISIC 2017 challenge
+    if source in ("isic2017", "isic2019") and str(row.get("source_path", "")).startswith(
+            "ISIC-2017_"):
+        return DATASETS.index(ISIC2017)
+    return None
+
+
+def _ids_hash(ids: pd.Series) -> str:
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+def load_split(data: Path, split_csv: Path, card_extra: dict[str, Any]) -> pd.DataFrame:
+    """isic-subset's metadata joined to the bundle's split; ``BundleError`` when the split file
+    is not the one the card records."""
+    md = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+    split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)[["image_id", "split"]]
+    recorded = (card_extra.get("data") or {}).get("split_sha256") or {}
+    for name in ("train", "test"):
+        if name not in recorded:
+            raise BundleError("the card records no data.split_sha256: cannot check that the "
+                              "reference set holds training images only")
+        got = _ids_hash(split.loc[split["split"] == name, "image_id"])
+        if got != recorded[name]:
+            raise BundleError(f"{split_csv} is not this bundle's split: its {name} ids hash to "
+                              f"{got[:12]}…, the card records {recorded[name][:12]}…")
+    df = md.merge(split, on="image_id", how="inner")
+    df["path"] = [str(data / "images" / f"{i}.jpg") for i in df["image_id"]]
+    return df
+
+
+def select_reference(train: pd.DataFrame, classes: list[str], per_class: int, seed: int
+                     ) -> pd.DataFrame:
+    """Up to ``per_class`` rows per class: licence known, CC-0 first, random within a licence."""
+    rng = np.random.default_rng(seed)
+    rows = train.assign(dataset=[dataset_of(r) for _, r in train.iterrows()])
+    rows = rows[rows["dataset"].notna()].sort_values("image_id").reset_index(drop=True)
+    rows["dataset"] = rows["dataset"].astype(int)
+    rows["order"] = rng.permutation(len(rows))
+    picked = []
+    for code in classes:
+        cls = rows[rows["diagnosis"] == code].sort_values(["dataset", "order"])
+        if cls.empty:
+            raise BundleError(f"no training image of class {code} with a known licence")
+        picked.append(cls.head(per_class))
+    return pd.concat(picked, ignore_index=True).drop(columns="order")
+
+
+def thumbnail(image: np.ndarray, px: int = THUMB_PX, quality: int = THUMB_QUALITY) -> bytes:
+    """A WebP thumbnail, at most ``px`` on its long side (aspect kept)."""
+    im = Image.fromarray(image)
+    im.thumbnail((px, px), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    im.save(buf, format="WEBP", quality=quality, method=6)
+    return buf.getvalue()
+
+
+def _meta(row: pd.Series) -> Metadata:
+    return Metadata.lenient(row.get("age_approx"), row.get("sex"), row.get("anatom_site"))
+
+
+def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, list[bytes]]]:
+    """Per batch of rows: pooled embeddings, logits (with the row's metadata) and, when asked,
+    WebP thumbnails. Decoded images are dropped after each batch."""
+    for start in range(0, len(rows), BATCH):
+        chunk = rows.iloc[start : start + BATCH]
+        images = [decode_image(p) for p in chunk["path"]]
+        prepared = [model.prepare(im, _meta(r)) for im, (_, r) in
+                    zip(images, chunk.iterrows(), strict=True)]
+        out = model.run_arrays(np.stack([p[0] for p in prepared]),
+                               np.stack([p[1] for p in prepared]))
+        yield out["embedding"], out["logits"], [thumbnail(im) for im in images] if thumbs else []
+
+
+def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
+                    thumbs: list[bytes], build: dict[str, Any]) -> None:
+    """``reference/reference.npz`` + ``reference/credits.json`` under a bundle folder."""
+    folder = root / similar.REFERENCE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    offsets = np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64)
+    np.savez_compressed(
+        root / similar.REFERENCE_NPZ,
+        embedding=similar.normalize(embedding).astype(np.float16),
+        image_id=picked["image_id"].to_numpy(dtype=str),
+        diagnosis=picked["diagnosis"].to_numpy(dtype=str),
+        dataset=picked["dataset"].to_numpy(dtype=np.int8),
+        thumb_data=np.frombuffer(b"".join(thumbs), np.uint8),
+        thumb_offset=offsets,
+    )
+    credits = {
+        "description": (
+            "Reference images shown as 'similar cases' beside a result: training images of the "
+            "shipped model, with their confirmed diagnosis from the ISIC ground truth. They are "
+            "images that look alike to the model's features, not a diagnosis. Non-commercial "
+            "research use; each image's licence and attribution are given per dataset below "
+            "('dataset' in reference.npz is the row of 'datasets')."),
+        "thumbnail_type": "image/webp",
+        "datasets": list(DATASETS),
+        "build": build,
+    }
+    (root / similar.REFERENCE_CREDITS).write_text(json.dumps(credits, indent=2) + "\n",
+                                                  encoding="utf-8")
+
+
+def _shown(path: Path) -> str:
+    """A path as the card records it: relative to the working directory where it can be."""
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+def _count_by(df: pd.DataFrame, col: str) -> dict[str, int]:
+    return {str(k): int(v) for k, v in df[col].value_counts().sort_index().items()}
+
+
+def build_reference(  # noqa: PLR0917
+    bundle: Path,
+    data: Path,
+    split_csv: Path,
+    per_class: int = PER_CLASS,
+    seed: int = 0,
+    k: int = 5,
+    threads: int | None = 1,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Build ``bundle``'s reference set in place, measure it on TEST, update card + manifest."""
+    model = Dermsight.load(bundle, threads=threads)
+    classes = list(model.classes)
+    df = load_split(data, split_csv, model.card.extra)
+    picked = select_reference(df[df["split"] == "train"], classes, per_class, seed)
+    log(f"reference: {len(picked)} training images ({_count_by(picked, 'diagnosis')})")
+    emb, thumbs = [], []
+    for e, _, t in embed_rows(model, picked, thumbs=True):
+        emb.append(e)
+        thumbs.extend(t)
+    bank = similar.normalize(np.concatenate(emb))
+    test = df[df["split"] == "test"].reset_index(drop=True)
+    log(f"test: embedding {len(test)} images")
+    test_emb, test_logits = [], []
+    for e, lg, _ in embed_rows(model, test, thumbs=False):
+        test_emb.append(e)
+        test_logits.append(lg)
+    probs = model.probabilities(np.concatenate(test_logits))
+    suggested = [classes[i] for i in model.card.decision.choose(probs, classes)]
+    # measured against the float16 bank that is shipped, as served
+    metrics = retrieval_metrics(np.concatenate(test_emb), list(test["diagnosis"]),
+                                bank.astype(np.float16), list(picked["diagnosis"]), classes,
+                                k=k, classifier_labels=suggested)
+    build = {
+        "command": (f"dermsight reference build BUNDLE --data {_shown(data)} --split "
+                    f"{_shown(split_csv)} --per-class {per_class} --seed {seed}"),
+        "seed": seed,
+        "per_class": per_class,
+        "selection": ("TRAINING split only (checked against the card's split_sha256); per "
+                      "class up to per_class images with a known licence, CC-0 (ISIC 2017) "
+                      "before HAM10000, random within each in a seed-fixed order; the cap "
+                      "was chosen on VALIDATION (docs/experiments/reference-set.md)"),
+        "split_sha256": {"train": _ids_hash(df.loc[df["split"] == "train", "image_id"])},
+        "n_images": len(picked),
+        "by_diagnosis": _count_by(picked, "diagnosis"),
+        "by_dataset": {DATASETS[int(i)]["name"]: n for i, n in
+                       _count_by(picked, "dataset").items()},
+        "thumbnail": f"WebP, {THUMB_PX} px long side, quality {THUMB_QUALITY}",
+        "embedding": "the model's pooled last feature map (run_arrays 'embedding'), L2-normalised, "
+                     "float16",
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": platform.machine(),
+    }
+    write_reference(bundle, picked, bank, thumbs, build)
+    card_path = bundle / "card.json"
+    raw = json.loads(card_path.read_text(encoding="utf-8"))
+    raw["retrieval"] = {
+        "description": (
+            f"Similar cases: the {k} reference images nearest to a query by cosine similarity of "
+            "the model's pooled features. Measured on the TEST split (queries) against the "
+            "shipped reference set (training images only). precision@k: fraction of the k "
+            "neighbours with the query's diagnosis. k-NN vote: the diagnosis most neighbours "
+            "have, beside the classifier's own suggestion on the same images."),
+        "reference": {key: build[key] for key in ("command", "seed", "per_class", "n_images",
+                                                  "by_diagnosis", "by_dataset", "selection")},
+        "test": metrics,
+    }
+    tmp = card_path.with_name(".card.json.tmp")
+    tmp.write_text(json.dumps(raw, indent=2) + "\n", encoding="utf-8")
+    tmp.replace(card_path)
+    write_manifest(bundle)
+    size = sum(p.stat().st_size for p in (bundle / similar.REFERENCE_DIR).iterdir())
+    log(f"reference set written: {size / 1e6:.2f} MB")
+    return {"build": build, "metrics": metrics, "bytes": size}
