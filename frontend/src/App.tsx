@@ -1,5 +1,10 @@
 import { useEffect, useRef, useState } from 'react'
 import { API, ApiError, clearCache, onAuthRequired, type Health } from './api.ts'
+import { logout, me, onSessionExpired } from './clinic/api.ts'
+import { clinicHref } from './clinic/format.ts'
+import { ClinicContext, useClinicRoute } from './clinic/session.ts'
+import type { Session } from './clinic/types.ts'
+import { ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
 import { Logo } from './components/Icons.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
 import {
@@ -13,6 +18,7 @@ import {
   type Route,
 } from './hooks.ts'
 import { AssessPage } from './pages/AssessPage.tsx'
+import { CLINIC_TITLES, ClinicMain } from './pages/ClinicMain.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
 
@@ -35,11 +41,30 @@ export default function App() {
   const [needToken, setNeedToken] = useState(false)
   const mainRef = useRef<HTMLElement>(null)
   const firstRender = useRef(true)
+  // The clinic (patients, visits, dashboard) exists only when the server stores cases.
+  const health = useApiData<Health>(`${API}/health`)
+  const clinicOn = health.data?.clinic === true
+  const clinicRoute = useClinicRoute()
+  const clinicPage = clinicOn ? clinicRoute : null
+  const [session, setSession] = useState<Session | null>(null)
+  const [sessionChecked, setSessionChecked] = useState(false)
+  const pageKey = clinicPage ? `clinic:${window.location.hash}` : route
 
   useEffect(() => onAuthRequired(() => setNeedToken(true)), [])
+  useEffect(() => onSessionExpired(() => setSession(null)), [])
+  useEffect(() => {
+    if (!clinicOn) return
+    me().then(
+      (s) => {
+        setSession(s)
+        setSessionChecked(true)
+      },
+      () => setSessionChecked(true),
+    )
+  }, [clinicOn])
 
   useEffect(() => {
-    document.title = `${TITLES[route]} · dermsight`
+    document.title = `${clinicPage ? CLINIC_TITLES[clinicPage.page] : TITLES[route]} · dermsight`
     if (firstRender.current) {
       firstRender.current = false
       return
@@ -47,7 +72,14 @@ export default function App() {
     // Move focus to the new page for keyboard and screen-reader users.
     window.scrollTo(0, 0)
     mainRef.current?.focus({ preventScroll: true })
-  }, [route])
+  }, [pageKey])
+
+  const signOut = () => {
+    void logout().finally(() => {
+      setSession(null)
+      window.location.hash = clinicHref.patients
+    })
+  }
 
   const chooseAudience = (a: Audience) => {
     setAudience(a)
@@ -72,13 +104,15 @@ export default function App() {
                   key={n.route}
                   href={n.href}
                   className="nav-link"
-                  aria-current={route === n.route ? 'page' : undefined}
+                  aria-current={route === n.route && !clinicPage ? 'page' : undefined}
                   data-testid={`nav-${n.route}`}
                 >
                   {n.label}
                 </a>
               ))}
+              {clinicOn && <ClinicNavLinks route={clinicPage} session={session} />}
             </nav>
+            {clinicOn && <ClinicUser session={session} onLogout={signOut} />}
             <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
               <span className="audience-label" aria-hidden="true">
                 View:
@@ -108,9 +142,17 @@ export default function App() {
           />
         )}
         <main id="main" ref={mainRef} tabIndex={-1} className="container main">
-          {route === 'assess' && <AssessPage />}
-          {route === 'learn' && <LearnPage />}
-          {route === 'model' && <ModelPage />}
+          {clinicPage ? (
+            <ClinicContext.Provider value={{ session, setSession }}>
+              <ClinicMain route={clinicPage} checked={sessionChecked} />
+            </ClinicContext.Provider>
+          ) : (
+            <>
+              {route === 'assess' && <AssessPage />}
+              {route === 'learn' && <LearnPage />}
+              {route === 'model' && <ModelPage />}
+            </>
+          )}
         </main>
         <Footer />
       </AuthVersionContext.Provider>

@@ -61,6 +61,8 @@ export interface ExampleImage {
 export interface Health {
   status: string
   model?: { name?: string; version?: string }
+  /** true when the server stores cases (`dermsight serve --database URL`): the clinic pages */
+  clinic?: boolean
 }
 
 /** The model card is rendered defensively: every field may be missing or shaped differently. */

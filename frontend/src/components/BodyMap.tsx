@@ -1,12 +1,50 @@
-import type { KeyboardEvent, ReactNode } from 'react'
+import type { KeyboardEvent, MouseEvent, ReactNode } from 'react'
 import { SITE_LABELS } from '../content.ts'
+
+export type View = 'front' | 'back'
+
+/** A lesion pinned on the figure (clinic lesion map), in the figure's 120 x 240 units. */
+export interface Pin {
+  id: number
+  view: View
+  x: number
+  y: number
+  label: string
+  selected?: boolean
+  /** drawn in the alert colour (e.g. the lesion's risk rose) */
+  alert?: boolean
+}
+
+export interface MapPoint {
+  view: View
+  x: number
+  y: number
+  site: string
+}
 
 interface Props {
   value: string
   onChange: (site: string) => void
+  pins?: Pin[]
+  /** When given, a click on a region places a point there (the caller pins a lesion). */
+  onPoint?: (p: MapPoint) => void
+  onPinSelect?: (id: number) => void
 }
 
-type View = 'front' | 'back'
+/** Where a click fell, in the figure's units; the middle of the region's first shape for a
+ * keyboard or synthetic click (no pointer position). */
+function pointOf(e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>): { x: number; y: number } {
+  const g = e.currentTarget
+  const svg = g.ownerSVGElement
+  const ctm = svg?.getScreenCTM()
+  if ('clientX' in e && e.detail > 0 && ctm) {
+    const p = new DOMPoint(e.clientX, e.clientY).matrixTransform(ctm.inverse())
+    return { x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10 }
+  }
+  const shape = g.querySelector<SVGGraphicsElement>('circle, rect, path, ellipse')
+  const b = shape?.getBBox()
+  return b ? { x: Math.round(b.x + b.width / 2), y: Math.round(b.y + b.height / 2) } : { x: 60, y: 120 }
+}
 
 interface Region {
   site: string
@@ -83,12 +121,21 @@ function slug(site: string): string {
 }
 
 /** Clickable front/back body outline; every region is a keyboard-focusable button. */
-export function BodyMap({ value, onChange }: Props) {
-  const pick = (site: string) => onChange(value === site ? '' : site)
-  const onKey = (e: KeyboardEvent, site: string) => {
+export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect }: Props) {
+  const pick = (e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>, view: View, site: string) => {
+    if (onPoint) onPoint({ view, site, ...pointOf(e) })
+    else onChange(value === site ? '' : site)
+  }
+  const onKey = (e: KeyboardEvent<SVGGElement>, view: View, site: string) => {
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault()
-      pick(site)
+      pick(e, view, site)
+    }
+  }
+  const onPinKey = (e: KeyboardEvent, id: number) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault()
+      onPinSelect?.(id)
     }
   }
   return (
@@ -111,14 +158,32 @@ export function BodyMap({ value, onChange }: Props) {
                   data-testid={`bodymap-${view}-${slug(r.site)}`}
                   data-site={r.site}
                   className={`bodymap-region${selected ? ' is-selected' : ''}${partial ? ' is-partial' : ''}`}
-                  onClick={() => pick(r.site)}
-                  onKeyDown={(e) => onKey(e, r.site)}
+                  onClick={(e) => pick(e, view, r.site)}
+                  onKeyDown={(e) => onKey(e, view, r.site)}
                 >
                   <title>{label}</title>
                   {r.shapes}
                 </g>
               )
             })}
+            {pins
+              .filter((p) => p.view === view)
+              .map((p) => (
+                <g
+                  key={p.id}
+                  role="button"
+                  tabIndex={0}
+                  aria-pressed={Boolean(p.selected)}
+                  aria-label={p.label}
+                  data-testid={`pin-${p.id}`}
+                  className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}`}
+                  onClick={() => onPinSelect?.(p.id)}
+                  onKeyDown={(e) => onPinKey(e, p.id)}
+                >
+                  <title>{p.label}</title>
+                  <circle cx={p.x} cy={p.y} r={4.5} />
+                </g>
+              ))}
           </svg>
           <figcaption>{view === 'front' ? 'Front' : 'Back'}</figcaption>
         </figure>

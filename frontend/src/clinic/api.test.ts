@@ -1,0 +1,57 @@
+import { afterEach, describe, expect, it, vi } from 'vitest'
+import { createPatient, listPatients, login, logout } from './api.ts'
+
+function reply(body: unknown, status = 200): Response {
+  return new Response(body === null ? null : JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
+}
+
+afterEach(() => {
+  vi.unstubAllGlobals()
+})
+
+describe('clinic API client', () => {
+  it('keeps the CSRF token from login in memory and sends it on unsafe requests only', async () => {
+    const calls: { url: string; init: RequestInit }[] = []
+    const answers = [
+      reply({ user: { id: 1, username: 'ana', role: 'clinician' }, csrf_token: 'csrf-abc' }),
+      reply([]),
+      reply({ id: 3, ref: 'P-1' }),
+      new Response(null, { status: 204 }),
+      reply({ detail: 'CSRF token missing' }, 403),
+    ]
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+      calls.push({ url, init })
+      return answers.shift()!
+    })
+    await login('ana', 'pw')
+    await listPatients('P')
+    await createPatient('P-1')
+    await logout()
+    await expect(createPatient('P-2')).rejects.toThrow('CSRF token missing')
+
+    const header = (i: number) => new Headers(calls[i].init.headers).get('X-CSRF-Token')
+    expect(calls[0].url).toBe('/api/v1/auth/login')
+    expect(header(0)).toBeNull() // no token before login
+    expect(calls[1].url).toBe('/api/v1/patients?q=P')
+    expect(header(1)).toBeNull() // GET
+    expect(calls[2].init.method).toBe('POST')
+    expect(header(2)).toBe('csrf-abc')
+    expect(JSON.parse(String(calls[2].init.body))).toEqual({ ref: 'P-1' })
+    expect(header(3)).toBe('csrf-abc') // logout itself is protected
+    expect(header(4)).toBeNull() // forgotten after logout
+    for (const c of calls) expect(c.init.credentials).toBe('same-origin')
+  })
+
+  it('turns a failed login into the server’s message', async () => {
+    vi.stubGlobal('fetch', async () => reply({ detail: 'Wrong user name or password.' }, 401))
+    await expect(login('ana', 'bad')).rejects.toThrow('Wrong user name or password.')
+  })
+
+  it('says how long to wait after too many attempts', async () => {
+    vi.stubGlobal(
+      'fetch',
+      async () => new Response(JSON.stringify({ detail: 'Too many failed sign-ins.' }), { status: 429, headers: { 'Retry-After': '600' } }),
+    )
+    await expect(login('ana', 'bad')).rejects.toThrow('Too many failed sign-ins. Try again in 10 min.')
+  })
+})

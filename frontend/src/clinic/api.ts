@@ -1,0 +1,168 @@
+// Client for the clinic API. The session lives in an HttpOnly cookie; the CSRF token the server
+// hands out at login (or /auth/me) is kept in memory only, never in storage, and sent as
+// `X-CSRF-Token` on every unsafe request (see `withCsrf`).
+
+import { API, ApiError } from '../api.ts'
+import { errorMessageFrom } from '../format.ts'
+import { withCsrf } from './format.ts'
+import type {
+  ApiTokenInfo,
+  AuditEntry,
+  Dashboard,
+  Diagnosis,
+  Lesion,
+  LesionDetail,
+  MapPoint,
+  NewApiToken,
+  Patient,
+  PatientSummary,
+  Role,
+  Session,
+  Side,
+  User,
+  Visit,
+} from './types.ts'
+
+let csrfToken: string | null = null
+
+export function setCsrfToken(token: string | null): void {
+  csrfToken = token
+}
+
+type Listener = () => void
+const expiredListeners = new Set<Listener>()
+
+/** Subscribe to "the session is gone" (a 401 from a clinic call); returns an unsubscribe function. */
+export function onSessionExpired(fn: Listener): () => void {
+  expiredListeners.add(fn)
+  return () => expiredListeners.delete(fn)
+}
+
+async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired = true): Promise<Response> {
+  let res: Response
+  try {
+    res = await fetch(`${API}${path}`, withCsrf(init, csrfToken))
+  } catch {
+    throw new ApiError(0, 'Cannot reach the dermsight server. Check your connection and try again.')
+  }
+  if (res.ok) return res
+  let body: unknown = null
+  try {
+    body = await res.json()
+  } catch {
+    /* not JSON */
+  }
+  if (res.status === 401 && notifyExpired) expiredListeners.forEach((fn) => fn())
+  let message = errorMessageFrom(res.status, body)
+  if (res.status === 401 && !(body as { detail?: unknown } | null)?.detail) message = 'Please sign in again.'
+  if (res.status === 429) {
+    const wait = Number(res.headers.get('Retry-After'))
+    if (Number.isFinite(wait) && wait > 0) message = `${message} Try again in ${Math.ceil(wait / 60)} min.`
+  }
+  throw new ApiError(res.status, message)
+}
+
+async function json<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const headers = new Headers(init.headers)
+  headers.set('Accept', 'application/json')
+  if (typeof init.body === 'string') headers.set('Content-Type', 'application/json')
+  const res = await clinicFetch(path, { ...init, headers })
+  return (await res.json()) as T
+}
+
+const send = (method: string, body?: unknown): RequestInit => ({
+  method,
+  body: body === undefined ? undefined : JSON.stringify(body),
+})
+
+// --- auth -----------------------------------------------------------------------------------------
+
+export async function login(username: string, password: string): Promise<Session> {
+  const res = await clinicFetch(
+    '/auth/login',
+    { method: 'POST', body: JSON.stringify({ username, password }), headers: { 'Content-Type': 'application/json', Accept: 'application/json' } },
+    false,
+  )
+  const s = (await res.json()) as Session
+  setCsrfToken(s.csrf_token)
+  return s
+}
+
+/** The current session, or null when nobody is signed in. */
+export async function me(): Promise<Session | null> {
+  try {
+    const res = await clinicFetch('/auth/me', { headers: { Accept: 'application/json' } }, false)
+    const s = (await res.json()) as Session
+    setCsrfToken(s.csrf_token)
+    return s
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return null
+    throw err
+  }
+}
+
+export async function logout(): Promise<void> {
+  try {
+    await clinicFetch('/auth/logout', { method: 'POST' }, false)
+  } finally {
+    setCsrfToken(null)
+  }
+}
+
+export const listTokens = () => json<ApiTokenInfo[]>('/auth/tokens')
+export const createToken = (name: string) => json<NewApiToken>('/auth/tokens', send('POST', { name }))
+export const deleteToken = (id: number) => clinicFetch(`/auth/tokens/${id}`, { method: 'DELETE' }).then(() => undefined)
+
+// --- admin ----------------------------------------------------------------------------------------
+
+export const listUsers = () => json<User[]>('/admin/users')
+export const createUser = (username: string, password: string, role: Role) =>
+  json<User>('/admin/users', send('POST', { username, password, role }))
+export const listAudit = (limit = 100) => json<AuditEntry[]>(`/admin/audit?limit=${limit}`)
+
+// --- patients, lesions, visits --------------------------------------------------------------------
+
+export const listPatients = (q: string) => json<PatientSummary[]>(`/patients${q.trim() ? `?q=${encodeURIComponent(q.trim())}` : ''}`)
+export const createPatient = (ref: string) => json<PatientSummary>('/patients', send('POST', { ref }))
+export const getPatient = (id: number) => json<Patient>(`/patients/${id}`)
+export const deletePatient = (id: number) => clinicFetch(`/patients/${id}`, { method: 'DELETE' }).then(() => undefined)
+export const patientExportUrl = (id: number) => `${API}/patients/${id}/export`
+export const confirmedExportUrl = () => `${API}/clinic/export/confirmed`
+
+export interface NewLesion {
+  body_site: string | null
+  side: Side | null
+  location: string | null
+  map: MapPoint | null
+}
+
+export const createLesion = (patientId: number, l: NewLesion) => json<Lesion>(`/patients/${patientId}/lesions`, send('POST', l))
+export const getLesion = (id: number) => json<LesionDetail>(`/lesions/${id}`)
+
+export interface NewVisit {
+  image: File
+  age: number | null
+  sex: string | null
+  site: string | null
+  note: string
+  taken_at: string | null
+}
+
+export async function createVisit(lesionId: number, v: NewVisit): Promise<Visit> {
+  const form = new FormData()
+  form.append('image', v.image, v.image.name || 'image')
+  if (v.age !== null) form.append('age', String(v.age))
+  if (v.sex) form.append('sex', v.sex)
+  if (v.site) form.append('site', v.site)
+  if (v.note.trim()) form.append('note', v.note.trim())
+  if (v.taken_at) form.append('taken_at', v.taken_at)
+  return json<Visit>(`/lesions/${lesionId}/visits`, { method: 'POST', body: form })
+}
+
+export const updateVisitNote = (id: number, note: string) => json<Visit>(`/visits/${id}`, send('PATCH', { note }))
+
+export const recordDiagnosis = (lesionId: number, d: { code: string; method: string; note: string }) =>
+  json<Diagnosis>(`/lesions/${lesionId}/diagnosis`, send('PUT', d))
+
+export const getDashboard = () => json<Dashboard>('/clinic/dashboard')
+

@@ -1,0 +1,41 @@
+// Small pieces shared by the clinic pages: tier and "risk rose" badges, error box, the notice.
+
+import { latestSummary, tierLabel } from './format.ts'
+
+export function TierBadge({ risk, p, testId }: { risk: string | null; p?: number | null; testId?: string }) {
+  return (
+    <span className={`tier-badge tier-${risk ?? 'none'}`} data-testid={testId} data-risk={risk ?? ''}>
+      {p === undefined ? tierLabel(risk) : latestSummary(risk, p)}
+    </span>
+  )
+}
+
+export function RiskRoseBadge({ rose, testId = 'risk-rose' }: { rose: boolean; testId?: string }) {
+  if (!rose) return null
+  return (
+    <span className="risk-rose" data-testid={testId} title="The model's risk for this lesion rose between two visits">
+      ▲ risk rose
+    </span>
+  )
+}
+
+export function ErrorBox({ error, what, testId = 'error-message' }: { error: Error | string | null; what?: string; testId?: string }) {
+  if (!error) return null
+  return (
+    <div className="error-message" role="alert" data-testid={testId}>
+      {what && <strong>{what} </strong>}
+      {typeof error === 'string' ? error : error.message}
+    </div>
+  )
+}
+
+/** The wording every clinic page carries. */
+export function ClinicNotice() {
+  return (
+    <p className="notice" role="note" data-testid="clinic-notice">
+      <strong>Decision support, not a diagnosis.</strong> Tiers and probabilities come from the model and help a
+      trained clinician decide; the clinician decides. A rise between visits is a reason to look again, not a
+      finding.
+    </p>
+  )
+}

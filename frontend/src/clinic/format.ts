@@ -1,0 +1,134 @@
+// Pure helpers of the clinic pages (no DOM, no React): unit-tested with Vitest.
+
+import { riskText } from '../content.ts'
+import { formatPercent } from '../format.ts'
+import type { Change, Estimate, Lesion } from './types.ts'
+
+// --- CSRF -----------------------------------------------------------------------------------------
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE'])
+
+/** Whether a request changes state (and so must carry the CSRF token with cookie auth). */
+export function isUnsafeMethod(method: string | undefined): boolean {
+  return !SAFE_METHODS.has((method ?? 'GET').toUpperCase())
+}
+
+/**
+ * The request options for a clinic call: the session cookie goes along (same origin only) and
+ * every unsafe request carries `X-CSRF-Token` when a token is known. Nothing else is changed.
+ */
+export function withCsrf(init: RequestInit, csrf: string | null): RequestInit {
+  const headers = new Headers(init.headers)
+  if (csrf && isUnsafeMethod(init.method)) headers.set('X-CSRF-Token', csrf)
+  return { ...init, headers, credentials: 'same-origin' }
+}
+
+// --- routes ---------------------------------------------------------------------------------------
+
+export type ClinicRoute =
+  | { page: 'patients' }
+  | { page: 'patient'; id: number }
+  | { page: 'lesion'; id: number }
+  | { page: 'dashboard' }
+  | { page: 'admin' }
+
+/** "#/clinic/lesions/7" -> {page: 'lesion', id: 7}; null for hashes outside the clinic. */
+export function clinicRouteFromHash(hash: string): ClinicRoute | null {
+  const path = hash.replace(/^#/, '').replace(/\/+$/, '')
+  if (path === '/clinic' || path === '/clinic/patients') return { page: 'patients' }
+  if (path === '/clinic/dashboard') return { page: 'dashboard' }
+  if (path === '/clinic/admin') return { page: 'admin' }
+  const m = /^\/clinic\/(patients|lesions)\/(\d+)$/.exec(path)
+  if (m) return { page: m[1] === 'patients' ? 'patient' : 'lesion', id: Number(m[2]) }
+  return null
+}
+
+export const clinicHref = {
+  patients: '#/clinic',
+  patient: (id: number) => `#/clinic/patients/${id}`,
+  lesion: (id: number) => `#/clinic/lesions/${id}`,
+  dashboard: '#/clinic/dashboard',
+  admin: '#/clinic/admin',
+}
+
+// --- changes between visits -----------------------------------------------------------------------
+
+/** A change in malignant probability in percentage points: 0.123 -> "+12.3 points". */
+export function formatDelta(delta: number | null | undefined): string {
+  if (typeof delta !== 'number' || !Number.isFinite(delta)) return 'not available'
+  const pts = Math.abs(delta * 100)
+  const s = pts.toFixed(1)
+  if (Number(s) === 0) return 'no change (0.0 points)'
+  return `${delta > 0 ? '+' : '−'}${s} points`
+}
+
+/** 0 -> "same day", 1 -> "1 day", 45 -> "45 days", 400 -> "400 days (1.1 years)". */
+export function formatDays(days: number | null | undefined): string {
+  if (typeof days !== 'number' || !Number.isFinite(days) || days < 0) return 'unknown interval'
+  const d = Math.round(days)
+  if (d === 0) return 'same day'
+  if (d === 1) return '1 day'
+  if (d >= 365) return `${d} days (${(d / 365.25).toFixed(1)} years)`
+  return `${d} days`
+}
+
+/** The tier's short label ("High risk"), or "no result" for a visit the model could not assess. */
+export function tierLabel(risk: string | null | undefined): string {
+  if (!risk) return 'no result'
+  if (risk === 'cannot_assess') return 'Cannot assess'
+  return riskText(risk).label
+}
+
+/** One sentence for the change between two visits. */
+export function describeChange(c: Change): string {
+  const tiers =
+    c.tier_from === c.tier_to
+      ? `tier unchanged (${tierLabel(c.tier_to)})`
+      : `tier ${tierLabel(c.tier_from)} → ${tierLabel(c.tier_to)}`
+  const parts = [`After ${formatDays(c.days)}: malignant probability ${formatDelta(c.malignant_delta)}`, tiers]
+  return `${parts.join('; ')}${c.risk_rose ? '. Risk rose.' : '.'}`
+}
+
+// --- lesions --------------------------------------------------------------------------------------
+
+/** "Left, arm — 3 cm above the elbow" from the lesion's side, site and free-text location. */
+export function lesionPlace(l: Pick<Lesion, 'side' | 'body_site' | 'location'>, siteLabels: Record<string, string> = {}): string {
+  const side = l.side ? l.side.charAt(0).toUpperCase() + l.side.slice(1) : ''
+  const site = l.body_site ? (siteLabels[l.body_site] ?? l.body_site) : ''
+  const head = [side, side ? site.toLowerCase() : site].filter(Boolean).join(', ')
+  const loc = l.location?.trim() ?? ''
+  if (head && loc) return `${head} — ${loc}`
+  return head || loc || 'location not recorded'
+}
+
+/** Latest malignant probability with the tier: "High risk · 71.2%". */
+export function latestSummary(risk: string | null, p: number | null | undefined): string {
+  if (!risk) return 'no visit yet'
+  return typeof p === 'number' ? `${tierLabel(risk)} · ${formatPercent(p)}` : tierLabel(risk)
+}
+
+// --- dashboard ------------------------------------------------------------------------------------
+
+/** Whether the API withheld an estimate (null, or no value: too few cases). */
+export function isWithheld(e: Estimate | null | undefined): boolean {
+  return !e || typeof e.value !== 'number' || !Number.isFinite(e.value)
+}
+
+/** "0.833 (0.600–1.000), 5 of 6" or "withheld: too few cases (2 melanomas)". */
+export function formatEstimate(e: Estimate | null | undefined): string {
+  if (isWithheld(e)) {
+    const why = typeof e?.reason === 'string' && e.reason.trim() ? e.reason.trim() : typeof e?.withheld === 'string' ? e.withheld : ''
+    return why ? `withheld: ${why}` : 'withheld: too few cases'
+  }
+  const v = e as Estimate & { value: number }
+  const ci = typeof v.lo === 'number' && typeof v.hi === 'number' ? ` (95% CI ${v.lo.toFixed(3)}–${v.hi.toFixed(3)})` : ''
+  const counts = typeof v.k === 'number' && typeof v.n === 'number' ? `, ${v.k} of ${v.n}` : typeof v.n === 'number' ? `, n = ${v.n}` : ''
+  return `${v.value.toFixed(3)}${ci}${counts}`
+}
+
+/** Below this many cases an estimate is shown with a small-count warning. */
+export const SMALL_COUNT = 30
+
+export function smallCount(n: number | null | undefined): boolean {
+  return typeof n === 'number' && n < SMALL_COUNT
+}

@@ -1,0 +1,147 @@
+// Shapes of the clinic API (/api/v1/auth, /patients, /lesions, /visits, /clinic, /admin).
+// Present only when the server runs with case storage (`dermsight serve --database URL`).
+
+import type { PredictResponse } from '../api.ts'
+
+export type Role = 'clinician' | 'admin'
+
+export interface User {
+  id: number
+  username: string
+  role: Role
+}
+
+export interface Session {
+  user: User
+  csrf_token: string
+}
+
+export interface ApiTokenInfo {
+  id: number
+  name: string
+  created_at: string
+  last_used_at: string | null
+}
+
+export interface NewApiToken {
+  id: number
+  name: string
+  token: string
+}
+
+export interface AuditEntry {
+  at: string
+  user: string | null
+  action: string
+  object_type: string | null
+  object_id: number | string | null
+}
+
+export type Side = 'left' | 'right' | 'midline'
+export type MapView = 'front' | 'back'
+
+export interface MapPoint {
+  view: MapView
+  x: number
+  y: number
+}
+
+export interface PatientSummary {
+  id: number
+  ref: string
+  created_at: string
+  n_lesions: number
+  n_visits: number
+  last_visit_at: string | null
+  latest_risk: string | null
+  risk_rose: boolean
+}
+
+export interface Diagnosis {
+  code: string
+  method: 'histopathology' | 'clinical'
+  note: string | null
+  recorded_by: string | null
+  recorded_at: string
+}
+
+export interface Lesion {
+  id: number
+  body_site: string | null
+  side: Side | null
+  location: string | null
+  map: MapPoint | null
+  n_visits: number
+  latest_risk: string | null
+  latest_malignant_probability: number | null
+  risk_rose: boolean
+  diagnosis: Diagnosis | null
+}
+
+export interface Patient {
+  id: number
+  ref: string
+  created_at: string
+  lesions: Lesion[]
+}
+
+export interface Visit {
+  id: number
+  lesion_id: number
+  taken_at: string
+  created_at: string
+  created_by: string | null
+  age: number | null
+  sex: string | null
+  site: string | null
+  note: string | null
+  result: PredictResponse
+  image_url: string
+  heatmap_url: string | null
+  model: { name?: string; version?: string; bundle_sha256?: string }
+}
+
+export interface Change {
+  from_visit: number
+  to_visit: number
+  days: number | null
+  malignant_delta: number | null
+  tier_from: string | null
+  tier_to: string | null
+  risk_rose: boolean
+}
+
+export interface LesionDetail {
+  lesion: Lesion
+  patient: { id: number; ref: string }
+  visits: Visit[]
+  changes: Change[]
+  diagnosis: Diagnosis | null
+}
+
+export interface Estimate {
+  value: number | null
+  lo?: number | null
+  hi?: number | null
+  k?: number
+  n?: number
+  /** why the value is withheld (too few cases), when it is */
+  reason?: string | null
+  withheld?: string | boolean | null
+}
+
+export interface ModelFigures {
+  name: string
+  version: string
+  n_lesions: number
+  n_malignant: number
+  n_mel: number
+  refer: { sensitivity: Estimate | null; specificity: Estimate | null } | null
+  mel_auc: Estimate | null
+  confusion: { labels: string[]; matrix: number[][] } | null
+  note?: string | null
+}
+
+export interface Dashboard {
+  models: ModelFigures[]
+}

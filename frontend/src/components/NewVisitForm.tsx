@@ -1,0 +1,106 @@
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
+import { createVisit } from '../clinic/api.ts'
+import { ErrorBox } from '../clinic/badges.tsx'
+import { parseAge } from '../format.ts'
+import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
+import { PatientFields } from './PatientFields.tsx'
+import { Spinner } from './Spinner.tsx'
+
+interface Props {
+  lesionId: number
+  /** the lesion's body site, the default for the visit's site */
+  site: string | null
+  /** age and sex of the latest visit, as defaults */
+  age: number | null
+  sex: string | null
+  onSaved: () => void
+}
+
+/** A new visit of a lesion: image + age/sex/site + note; the server assesses and stores it. */
+export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: lastSex, onSaved }: Props) {
+  const ids = useId()
+  const [file, setFile] = useState<File | null>(null)
+  const [preview, setPreview] = useState<Preview>(NO_PREVIEW)
+  const [age, setAge] = useState(lastAge === null ? '' : String(lastAge))
+  const [sex, setSex] = useState(lastSex ?? '')
+  const [site, setSite] = useState(lesionSite ?? '')
+  const [note, setNote] = useState('')
+  const [takenAt, setTakenAt] = useState('')
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const pickRef = useRef(0)
+  const ageRef = useRef<HTMLInputElement | null>(null)
+
+  useEffect(() => {
+    return () => {
+      if (preview.url) URL.revokeObjectURL(preview.url)
+    }
+  }, [preview.url])
+
+  const chooseFile = (f: File | null | undefined) => {
+    if (!f) return
+    const pick = ++pickRef.current
+    setFile(f)
+    setError(null)
+    setPreview(guessPreview(f))
+    void settlePreview(f).then((p) => {
+      if (pickRef.current === pick) setPreview(p)
+      else if (p.url) URL.revokeObjectURL(p.url)
+    })
+  }
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault()
+    if (!file) {
+      setError('Choose the image of this visit first.')
+      return
+    }
+    let ageNum: number | null
+    try {
+      if (ageRef.current?.validity.badInput) throw new Error('Age must be a whole number from 0 to 120.')
+      ageNum = parseAge(age)
+    } catch (err) {
+      setError((err as Error).message)
+      return
+    }
+    setBusy(true)
+    setError(null)
+    try {
+      await createVisit(lesionId, { image: file, age: ageNum, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
+      pickRef.current++
+      setFile(null)
+      setPreview(NO_PREVIEW)
+      setNote('')
+      setTakenAt('')
+      onSaved()
+    } catch (err) {
+      setError((err as Error).message)
+    } finally {
+      setBusy(false)
+    }
+  }
+
+  return (
+    <form className="new-visit" onSubmit={onSubmit} noValidate data-testid="new-visit-form">
+      <div className="two-col">
+        <ImageDrop file={file} preview={preview} onFile={chooseFile} />
+        <div>
+          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setSex} onSite={setSite} ageRef={ageRef} bodyMap={false} />
+          <div className="field">
+            <label htmlFor={`${ids}-date`}>Date the image was taken (optional, default today)</label>
+            <input id={`${ids}-date`} type="date" value={takenAt} onChange={(e) => setTakenAt(e.target.value)} data-testid="visit-date" />
+          </div>
+          <div className="field">
+            <label htmlFor={`${ids}-note`}>Clinician note (optional)</label>
+            <textarea id={`${ids}-note`} rows={3} maxLength={4000} value={note} onChange={(e) => setNote(e.target.value)} data-testid="visit-note-input" />
+          </div>
+        </div>
+      </div>
+      <ErrorBox error={error} what="Could not save the visit." />
+      {busy && <Spinner label="Assessing and saving the visit…" />}
+      <button type="submit" className="btn btn-primary" disabled={!file || busy} data-testid="visit-submit">
+        {busy ? 'Saving…' : 'Assess and save visit'}
+      </button>
+    </form>
+  )
+}

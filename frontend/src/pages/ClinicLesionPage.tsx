@@ -1,0 +1,92 @@
+import { useId, useState } from 'react'
+import { API, type ModelCard } from '../api.ts'
+import { cardCrop } from '../card.ts'
+import { getLesion } from '../clinic/api.ts'
+import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { clinicHref, lesionPlace } from '../clinic/format.ts'
+import { useLoad } from '../clinic/session.ts'
+import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
+import { NewVisitForm } from '../components/NewVisitForm.tsx'
+import { CompareVisits, VisitTimeline } from '../components/VisitTimeline.tsx'
+import { SITE_LABELS } from '../content.ts'
+import { useApiData } from '../hooks.ts'
+
+type Tab = 'timeline' | 'compare'
+
+/** One lesion: its visits over time, the change between them, a new visit, compare, diagnosis. */
+export function ClinicLesionPage({ id }: { id: number }) {
+  const ids = useId()
+  const lesion = useLoad(() => getLesion(id), String(id))
+  const cardQ = useApiData<ModelCard>(`${API}/model`)
+  const crop = cardCrop(cardQ.data)
+  const fit = crop === 'none' ? 'fill' : 'cover'
+  const [tab, setTab] = useState<Tab>('timeline')
+
+  if (lesion.error) return <ErrorBox error={lesion.error} what="Could not load the lesion." />
+  const d = lesion.data
+  if (!d) return <p className="muted">Loading…</p>
+  const { visits, changes } = d
+  const last = visits[visits.length - 1]
+  const rose = changes.some((c) => c.risk_rose)
+
+  return (
+    <div className="clinic-page" data-testid="lesion-page" data-lesion-id={d.lesion.id}>
+      <p className="crumbs">
+        <a href={clinicHref.patients}>Patients</a> › <a href={clinicHref.patient(d.patient.id)} data-testid="lesion-patient-link">{d.patient.ref}</a> ›
+      </p>
+      <h1 className="page-title">
+        Lesion: {lesionPlace(d.lesion, SITE_LABELS)} <RiskRoseBadge rose={rose} testId="lesion-risk-rose" />
+      </h1>
+      <p className="muted">
+        {visits.length} visit{visits.length === 1 ? '' : 's'}
+        {last && (
+          <>
+            {' '}
+            · latest: <TierBadge risk={last.result.risk} p={last.result.malignant_probability ?? null} testId="lesion-latest" />
+          </>
+        )}
+      </p>
+
+      <section aria-labelledby={`${ids}-visits`}>
+        <div className="section-head">
+          <h2 id={`${ids}-visits`}>Visits</h2>
+          <div className="audience" role="group" aria-label="Show">
+            <button type="button" aria-pressed={tab === 'timeline'} onClick={() => setTab('timeline')} data-testid="tab-timeline">
+              Timeline
+            </button>
+            <button type="button" aria-pressed={tab === 'compare'} onClick={() => setTab('compare')} disabled={visits.length < 2} data-testid="tab-compare">
+              Compare two
+            </button>
+          </div>
+        </div>
+        {tab === 'timeline' ? (
+          <VisitTimeline visits={visits} changes={changes} fit={fit} onChanged={lesion.reload} />
+        ) : (
+          <CompareVisits visits={visits} crop={crop} />
+        )}
+        <p className="hint">
+          The change is the model’s malignant probability (MEL + BCC + SCC) at the later visit minus the earlier one,
+          in percentage points. Photos taken with another camera, light or zoom change the number too.
+        </p>
+      </section>
+
+      <section className="card-block" aria-labelledby={`${ids}-new`}>
+        <h2 id={`${ids}-new`}>New visit</h2>
+        <NewVisitForm
+          key={visits.length}
+          lesionId={d.lesion.id}
+          site={last?.site ?? d.lesion.body_site}
+          age={last?.age ?? null}
+          sex={last?.sex ?? null}
+          onSaved={lesion.reload}
+        />
+      </section>
+
+      <section className="card-block" aria-labelledby={`${ids}-dx`}>
+        <h2 id={`${ids}-dx`}>Confirmed diagnosis</h2>
+        <DiagnosisForm key={d.diagnosis?.recorded_at ?? 'none'} lesionId={d.lesion.id} diagnosis={d.diagnosis} onSaved={lesion.reload} />
+      </section>
+      <ClinicNotice />
+    </div>
+  )
+}

@@ -1,0 +1,251 @@
+import { useId, useState, type FormEvent } from 'react'
+import { createLesion, deletePatient, getPatient, patientExportUrl } from '../clinic/api.ts'
+import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { clinicHref, lesionPlace } from '../clinic/format.ts'
+import { useClinic, useLoad } from '../clinic/session.ts'
+import type { Side } from '../clinic/types.ts'
+import { BodyMap, type MapPoint, type Pin } from '../components/BodyMap.tsx'
+import { SITES, SITE_LABELS } from '../content.ts'
+import { formatTimestamp } from '../format.ts'
+
+const SIDES: { value: Side; label: string }[] = [
+  { value: 'left', label: 'Left' },
+  { value: 'right', label: 'Right' },
+  { value: 'midline', label: 'Midline' },
+]
+
+/** One patient: the lesion map (pins), the list of lesions, a new lesion, export and delete. */
+export function ClinicPatientPage({ id }: { id: number }) {
+  const { session } = useClinic()
+  const patient = useLoad(() => getPatient(id), String(id))
+  const ids = useId()
+  const [point, setPoint] = useState<MapPoint | null>(null)
+  const [site, setSite] = useState('')
+  const [side, setSide] = useState('')
+  const [location, setLocation] = useState('')
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const [confirming, setConfirming] = useState(false)
+  const [confirmRef, setConfirmRef] = useState('')
+
+  const p = patient.data
+  const isAdmin = session?.user.role === 'admin'
+
+  const pins: Pin[] = (p?.lesions ?? [])
+    .filter((l) => l.map)
+    .map((l, i) => ({
+      id: l.id,
+      view: l.map!.view,
+      x: l.map!.x,
+      y: l.map!.y,
+      label: `Lesion ${i + 1}: ${lesionPlace(l, SITE_LABELS)}`,
+      alert: l.risk_rose,
+    }))
+  if (point) pins.push({ id: 0, view: point.view, x: point.x, y: point.y, label: 'New lesion (not saved yet)', selected: true })
+
+  const onPoint = (pt: MapPoint) => {
+    setPoint(pt)
+    setSite(pt.site)
+  }
+
+  const onCreate = async (e: FormEvent) => {
+    e.preventDefault()
+    if (!point && !site && !location.trim()) {
+      setError('Tap the body map, choose a body site or describe where the lesion is.')
+      return
+    }
+    setBusy(true)
+    setError(null)
+    try {
+      const l = await createLesion(id, {
+        body_site: site || null,
+        side: (side || null) as Side | null,
+        location: location.trim() || null,
+        map: point ? { view: point.view, x: point.x, y: point.y } : null,
+      })
+      window.location.hash = clinicHref.lesion(l.id)
+    } catch (err) {
+      setError((err as Error).message)
+    } finally {
+      setBusy(false)
+    }
+  }
+
+  const onDelete = async () => {
+    setError(null)
+    try {
+      await deletePatient(id)
+      window.location.hash = clinicHref.patients
+    } catch (err) {
+      setError((err as Error).message)
+    }
+  }
+
+  if (patient.error) return <ErrorBox error={patient.error} what="Could not load the patient." />
+  if (!p) return <p className="muted">Loading…</p>
+
+  return (
+    <div className="clinic-page" data-testid="patient-page" data-patient-id={p.id}>
+      <p className="crumbs">
+        <a href={clinicHref.patients}>Patients</a> ›
+      </p>
+      <h1 className="page-title">
+        Patient <span data-testid="patient-ref">{p.ref}</span>
+      </h1>
+      <p className="muted">Added {formatTimestamp(p.created_at)}</p>
+
+      <div className="two-col clinic-map-grid">
+        <section className="card-block" aria-labelledby={`${ids}-map`}>
+          <h2 id={`${ids}-map`}>Lesion map</h2>
+          <p className="hint">
+            Pins show this patient’s lesions (red: the model’s risk rose between visits). Tap a pin to open the
+            lesion; tap the body to place a new one.
+          </p>
+          <div data-testid="lesion-map">
+            <BodyMap
+              value={site}
+              onChange={setSite}
+              pins={pins}
+              onPoint={onPoint}
+              onPinSelect={(lid) => {
+                if (lid) window.location.hash = clinicHref.lesion(lid)
+              }}
+            />
+          </div>
+        </section>
+
+        <section className="card-block" aria-labelledby={`${ids}-new`}>
+          <h2 id={`${ids}-new`}>New lesion</h2>
+          <form onSubmit={onCreate} noValidate data-testid="new-lesion-form">
+            <p className="hint" data-testid="new-lesion-point">
+              {point ? `Placed on the ${point.view} view (${SITE_LABELS[point.site] ?? point.site}).` : 'Not placed on the map yet.'}
+            </p>
+            <div className="field-row">
+              <div className="field">
+                <label htmlFor={`${ids}-site`}>Body site</label>
+                <select id={`${ids}-site`} value={site} onChange={(e) => setSite(e.target.value)} data-testid="lesion-site">
+                  <option value="">Not stated</option>
+                  {SITES.map((s) => (
+                    <option key={s} value={s}>
+                      {SITE_LABELS[s]}
+                    </option>
+                  ))}
+                </select>
+              </div>
+              <div className="field">
+                <label htmlFor={`${ids}-side`}>Side</label>
+                <select id={`${ids}-side`} value={side} onChange={(e) => setSide(e.target.value)} data-testid="lesion-side">
+                  <option value="">Not stated</option>
+                  {SIDES.map((s) => (
+                    <option key={s.value} value={s.value}>
+                      {s.label}
+                    </option>
+                  ))}
+                </select>
+              </div>
+            </div>
+            <div className="field">
+              <label htmlFor={`${ids}-loc`}>Location (free text)</label>
+              <input
+                id={`${ids}-loc`}
+                value={location}
+                maxLength={200}
+                placeholder="e.g. 3 cm below the left scapula"
+                onChange={(e) => setLocation(e.target.value)}
+                data-testid="lesion-location"
+              />
+            </div>
+            <ErrorBox error={error} />
+            <button type="submit" className="btn btn-primary" disabled={busy} data-testid="new-lesion-submit">
+              Add lesion
+            </button>
+          </form>
+        </section>
+      </div>
+
+      <section aria-labelledby={`${ids}-list`}>
+        <h2 id={`${ids}-list`}>Lesions</h2>
+        <div className="table-wrap">
+          <table className="data-table clinic-table" data-testid="lesion-list">
+            <thead>
+              <tr>
+                <th scope="col">Lesion</th>
+                <th scope="col">Visits</th>
+                <th scope="col">Latest result</th>
+                <th scope="col">Confirmed diagnosis</th>
+              </tr>
+            </thead>
+            <tbody>
+              {p.lesions.length === 0 && (
+                <tr>
+                  <td colSpan={4} className="muted">
+                    No lesions yet.
+                  </td>
+                </tr>
+              )}
+              {p.lesions.map((l, i) => (
+                <tr key={l.id} data-testid={`lesion-row-${l.id}`}>
+                  <th scope="row">
+                    <a href={clinicHref.lesion(l.id)} data-testid="lesion-link">
+                      Lesion {i + 1}
+                    </a>{' '}
+                    <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>
+                  </th>
+                  <td>{l.n_visits}</td>
+                  <td>
+                    {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} /> : <span className="muted">no visit yet</span>}{' '}
+                    <RiskRoseBadge rose={l.risk_rose} />
+                  </td>
+                  <td>{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      </section>
+
+      <section className="card-block" aria-labelledby={`${ids}-rights`}>
+        <h2 id={`${ids}-rights`}>Patient data</h2>
+        <p className="hint">
+          The export holds everything stored about this patient: a JSON file and the images (stored without their
+          metadata). Exports and deletions are written to the audit log.
+        </p>
+        <div className="result-actions">
+          <a className="btn btn-secondary" href={patientExportUrl(p.id)} download data-testid="patient-export">
+            Export this patient (ZIP)
+          </a>
+          {isAdmin && !confirming && (
+            <button type="button" className="btn btn-danger" onClick={() => setConfirming(true)} data-testid="patient-delete">
+              Delete this patient…
+            </button>
+          )}
+        </div>
+        {isAdmin && confirming && (
+          <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-confirm`} data-testid="delete-confirm-box">
+            <p id={`${ids}-confirm`}>
+              <strong>This deletes the patient, every lesion, visit and image, and cannot be undone.</strong> Type the
+              reference <code>{p.ref}</code> to confirm.
+            </p>
+            <input value={confirmRef} onChange={(e) => setConfirmRef(e.target.value)} aria-label="Patient reference" data-testid="delete-confirm-input" />
+            <div className="result-actions">
+              <button type="button" className="btn btn-danger" disabled={confirmRef !== p.ref} onClick={onDelete} data-testid="delete-confirm">
+                Delete permanently
+              </button>
+              <button
+                type="button"
+                className="btn btn-secondary"
+                onClick={() => {
+                  setConfirming(false)
+                  setConfirmRef('')
+                }}
+              >
+                Cancel
+              </button>
+            </div>
+          </div>
+        )}
+      </section>
+      <ClinicNotice />
+    </div>
+  )
+}

@@ -1,0 +1,108 @@
+import { useEffect, useId, useState, type FormEvent } from 'react'
+import { createPatient, listPatients } from '../clinic/api.ts'
+import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { clinicHref } from '../clinic/format.ts'
+import { useLoad } from '../clinic/session.ts'
+import { formatTimestamp } from '../format.ts'
+
+/** The clinic's patients: search by reference, open one, add a new one. */
+export function ClinicPatientsPage() {
+  const ids = useId()
+  const [query, setQuery] = useState('')
+  const [q, setQ] = useState('') // the query sent (debounced)
+  const patients = useLoad(() => listPatients(q), q)
+  const [ref, setRef] = useState('')
+  const [error, setError] = useState<string | null>(null)
+  const [busy, setBusy] = useState(false)
+
+  useEffect(() => {
+    const t = window.setTimeout(() => setQ(query), 250)
+    return () => window.clearTimeout(t)
+  }, [query])
+
+  const onCreate = async (e: FormEvent) => {
+    e.preventDefault()
+    if (!ref.trim()) {
+      setError('Enter the patient reference (your clinic’s own id for the patient).')
+      return
+    }
+    setBusy(true)
+    setError(null)
+    try {
+      const p = await createPatient(ref.trim())
+      window.location.hash = clinicHref.patient(p.id)
+    } catch (err) {
+      setError((err as Error).message)
+    } finally {
+      setBusy(false)
+    }
+  }
+
+  const rows = patients.data ?? []
+  return (
+    <div className="clinic-page" data-testid="patients-page">
+      <h1 className="page-title">Patients</h1>
+      <p className="lead">
+        Patients are kept under your clinic’s own pseudonymous reference: no names are stored. Open a patient to see
+        their lesions on the body map and each lesion’s visits over time.
+      </p>
+      <div className="clinic-toolbar">
+        <div className="field">
+          <label htmlFor={`${ids}-q`}>Search by reference</label>
+          <input
+            id={`${ids}-q`}
+            type="search"
+            value={query}
+            placeholder="Start of the reference"
+            onChange={(e) => setQuery(e.target.value)}
+            data-testid="patient-search"
+          />
+        </div>
+        <form className="inline-form" onSubmit={onCreate} noValidate>
+          <div className="field">
+            <label htmlFor={`${ids}-ref`}>New patient reference</label>
+            <input id={`${ids}-ref`} value={ref} onChange={(e) => setRef(e.target.value)} data-testid="new-patient-ref" />
+          </div>
+          <button type="submit" className="btn btn-primary" disabled={busy} data-testid="new-patient-submit">
+            New patient
+          </button>
+        </form>
+      </div>
+      <ErrorBox error={error} what="Could not add the patient." />
+      <ErrorBox error={patients.error} what="Could not load the patients." />
+      <div className="table-wrap">
+        <table className="data-table clinic-table" data-testid="patient-list">
+          <caption>{patients.loading ? 'Loading…' : `${rows.length} patient${rows.length === 1 ? '' : 's'}${q ? ` whose reference starts with “${q}”` : ''}`}</caption>
+          <thead>
+            <tr>
+              <th scope="col">Reference</th>
+              <th scope="col">Lesions</th>
+              <th scope="col">Visits</th>
+              <th scope="col">Last visit</th>
+              <th scope="col">Latest tier</th>
+            </tr>
+          </thead>
+          <tbody>
+            {rows.map((p) => (
+              <tr key={p.id} data-testid={`patient-row-${p.id}`} data-ref={p.ref}>
+                <th scope="row">
+                  <a href={clinicHref.patient(p.id)} data-testid="patient-link">
+                    {p.ref}
+                  </a>
+                </th>
+                <td>{p.n_lesions}</td>
+                <td>{p.n_visits}</td>
+                <td>{p.last_visit_at ? formatTimestamp(p.last_visit_at) : '—'}</td>
+                <td>
+                  {p.latest_risk ? <TierBadge risk={p.latest_risk} /> : <span className="muted">no visit yet</span>}{' '}
+                  <RiskRoseBadge rose={p.risk_rose} />
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </div>
+      <ClinicNotice />
+    </div>
+  )
+}

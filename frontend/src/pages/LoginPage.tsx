@@ -1,0 +1,69 @@
+import { useId, useState, type FormEvent } from 'react'
+import { login } from '../clinic/api.ts'
+import { ErrorBox } from '../clinic/badges.tsx'
+import { useClinic } from '../clinic/session.ts'
+
+/** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server. */
+export function LoginPage() {
+  const { setSession } = useClinic()
+  const ids = useId()
+  const [username, setUsername] = useState('')
+  const [password, setPassword] = useState('')
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+
+  const onSubmit = async (e: FormEvent) => {
+    e.preventDefault()
+    if (!username.trim() || !password) {
+      setError('Enter your user name and password.')
+      return
+    }
+    setBusy(true)
+    setError(null)
+    try {
+      setSession(await login(username.trim(), password))
+    } catch (err) {
+      setError((err as Error).message)
+      setPassword('')
+    } finally {
+      setBusy(false)
+    }
+  }
+
+  return (
+    <div className="login-page" data-testid="login-page">
+      <h1 className="page-title">Sign in to the clinic</h1>
+      <p className="lead">
+        This server stores patients, lesions and visits. Sign in with the account your clinic's administrator made
+        for you. The Assess, Learn and Model pages work without signing in and store nothing.
+      </p>
+      <form className="card-block login-form" onSubmit={onSubmit} noValidate>
+        <div className="field">
+          <label htmlFor={`${ids}-user`}>User name</label>
+          <input
+            id={`${ids}-user`}
+            autoComplete="username"
+            value={username}
+            onChange={(e) => setUsername(e.target.value)}
+            data-testid="login-username"
+          />
+        </div>
+        <div className="field">
+          <label htmlFor={`${ids}-pw`}>Password</label>
+          <input
+            id={`${ids}-pw`}
+            type="password"
+            autoComplete="current-password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            data-testid="login-password"
+          />
+        </div>
+        <ErrorBox error={error} what="Could not sign in." testId="login-error" />
+        <button type="submit" className="btn btn-primary" disabled={busy} data-testid="login-submit">
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+      </form>
+    </div>
+  )
+}
