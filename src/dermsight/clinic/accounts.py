@@ -1,0 +1,185 @@
+"""Local accounts: argon2 password hashes, server-side sessions with a CSRF token, per-user API
+tokens (stored as sha256), and login rate limiting kept in the database (shared by instances)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
+
+from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
+
+SESSION_DAYS = 7
+#: failures per username or per client address within the window before logins are refused
+MAX_FAILURES = 5
+FAILURE_WINDOW = timedelta(minutes=15)
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
+
+_hasher = PasswordHasher()
+#: verified against when the username does not exist, so both cases take the same time
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+class AccountError(ValueError):
+    """A user-caused problem with an account request (bad username, weak password)."""
+
+
+class AccountExists(AccountError):
+    """The username is taken."""
+
+
+def aware(t: datetime) -> datetime:
+    """SQLite returns naive datetimes: they were stored in UTC."""
+    return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_username(username: str) -> str:
+    name = username.strip()
+    if not 1 <= len(name) <= 64 or not set(name) <= USERNAME_CHARS:
+        raise AccountError("a username is 1-64 letters, digits or . _ - @")
+    return name
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise AccountError(f"a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters long")
+
+
+def create_user(db: DbSession, username: str, password: str, role: str) -> User:
+    name = check_username(username)
+    check_password(password)
+    if role not in ROLES:
+        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+    if db.scalar(select(User).where(User.username == name)) is not None:
+        raise AccountExists(f"a user named {name!r} exists already")
+    user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
+    db.add(user)
+    db.flush()
+    return user
+
+
+def verify_password(db: DbSession, username: str, password: str) -> User | None:
+    user = db.scalar(select(User).where(User.username == username.strip()))
+    if user is None or not user.active:
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            _hasher.verify(_DUMMY_HASH, password)
+        return None
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+# --- rate limiting -------------------------------------------------------------------------------
+
+
+def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None) -> int:
+    """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
+    the username or from the address within ``FAILURE_WINDOW`` lock both for the rest of it."""
+    now = now or utcnow()
+    since = now - FAILURE_WINDOW
+    waits = []
+    for column, value in ((LoginAttempt.username, username.strip()), (LoginAttempt.ip, ip)):
+        failed = list(db.scalars(
+            select(LoginAttempt.at).where(column == value, LoginAttempt.at >= since,
+                                          LoginAttempt.success.is_(False))
+            .order_by(LoginAttempt.at.desc()).limit(MAX_FAILURES)))
+        if len(failed) >= MAX_FAILURES:
+            oldest = aware(failed[-1])
+            waits.append(max(1, int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1))
+    return max(waits, default=0)
+
+
+def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> None:
+    db.add(LoginAttempt(username=username.strip()[:64], ip=ip[:64], success=success))
+    # keep the table small: attempts older than the window no longer count
+    db.query(LoginAttempt).filter(LoginAttempt.at < utcnow() - 2 * FAILURE_WINDOW).delete()
+
+
+# --- sessions ------------------------------------------------------------------------------------
+
+
+def open_session(db: DbSession, user: User) -> tuple[str, Session]:
+    """A new session; returns the cookie value (only its hash is stored) and the row."""
+    cookie = secrets.token_urlsafe(32)
+    row = Session(id=sha256(cookie), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
+                  expires_at=utcnow() + timedelta(days=SESSION_DAYS))
+    db.add(row)
+    db.query(Session).filter(Session.expires_at < utcnow()).delete()
+    return cookie, row
+
+
+def session_user(db: DbSession, cookie: str) -> tuple[Session, User] | None:
+    row = db.get(Session, sha256(cookie))
+    if row is None or aware(row.expires_at) < utcnow():
+        return None
+    user = db.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    return row, user
+
+
+def close_session(db: DbSession, cookie: str) -> None:
+    db.query(Session).filter(Session.id == sha256(cookie)).delete()
+
+
+def csrf_ok(row: Session, header: str | None) -> bool:
+    return header is not None and hmac.compare_digest(header.encode(), row.csrf_token.encode())
+
+
+# --- API tokens ----------------------------------------------------------------------------------
+
+
+def create_token(db: DbSession, user: User, name: str) -> tuple[str, ApiToken]:
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise AccountError("a token name is 1-100 characters")
+    token = "dsk_" + secrets.token_urlsafe(32)
+    row = ApiToken(user_id=user.id, name=name, token_hash=sha256(token))
+    db.add(row)
+    db.flush()
+    return token, row
+
+
+def token_user(db: DbSession, token: str) -> User | None:
+    row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(token)))
+    if row is None or row.revoked_at is not None:
+        return None
+    user = db.get(User, row.user_id)
+    if user is None or not user.active:
+        return None
+    row.last_used_at = utcnow()
+    return user
+
+
+def user_tokens(db: DbSession, user: User) -> list[ApiToken]:
+    return list(db.scalars(select(ApiToken).where(
+        ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)))
+
+
+def revoke_token(db: DbSession, user: User, token_id: int) -> bool:
+    row = db.get(ApiToken, token_id)
+    if row is None or row.user_id != user.id or row.revoked_at is not None:
+        return False
+    row.revoked_at = utcnow()
+    return True
+
+
+def count_users(db: DbSession) -> int:
+    return int(db.scalar(select(func.count(User.id))) or 0)

@@ -1,0 +1,231 @@
+"""Patients -> lesions -> visits: rows in, JSON out, and the lesion timeline.
+
+A lesion's *change* between two consecutive visits: days apart, the change in malignant
+probability, the tiers; ``risk_rose`` when the tier went up (low < moderate < high) or the
+malignant probability rose by at least ``RISE_DELTA``. Visits the gate could not assess have no
+numbers and never count as a rise.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from typing import Any, TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session as DbSession
+
+from dermsight.clinic.accounts import aware
+from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
+
+#: rise of the malignant probability (absolute) between visits that flags a lesion
+RISE_DELTA = 0.10
+TIER_RANK = {"low": 0, "moderate": 1, "high": 2}
+API = "/api/v1"
+
+
+class NotFound(LookupError):
+    """An id that does not exist (404)."""
+
+
+class Conflict(ValueError):
+    """A unique value that exists already (409)."""
+
+
+T = TypeVar("T")
+
+
+def get_or_404(db: DbSession, model: type[T], object_id: int, what: str) -> T:
+    row = db.get(model, object_id)
+    if row is None:
+        raise NotFound(f"no {what} with id {object_id}")
+    return row
+
+
+# --- light per-visit facts (no result JSON) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VisitFact:
+    id: int
+    lesion_id: int
+    taken_at: date
+    risk: str
+    malignant_probability: float | None
+
+
+def visit_facts(db: DbSession, lesion_ids: list[int]) -> dict[int, list[VisitFact]]:
+    """Per lesion, its visits oldest first (id breaks ties on one day)."""
+    out: dict[int, list[VisitFact]] = defaultdict(list)
+    if not lesion_ids:
+        return out
+    rows = db.execute(
+        select(Visit.id, Visit.lesion_id, Visit.taken_at, Visit.risk,
+               Visit.malignant_probability)
+        .where(Visit.lesion_id.in_(lesion_ids)).order_by(Visit.taken_at, Visit.id))
+    for r in rows:
+        out[r.lesion_id].append(VisitFact(r.id, r.lesion_id, r.taken_at, r.risk,
+                                          r.malignant_probability))
+    return out
+
+
+def changes(facts: list[VisitFact]) -> list[dict[str, Any]]:
+    out = []
+    for a, b in itertools.pairwise(facts):
+        delta = None
+        if a.malignant_probability is not None and b.malignant_probability is not None:
+            delta = round(b.malignant_probability - a.malignant_probability, 6)
+        rose = (a.risk in TIER_RANK and b.risk in TIER_RANK
+                and (TIER_RANK[b.risk] > TIER_RANK[a.risk]
+                     or (delta is not None and delta >= RISE_DELTA)))
+        out.append({"from_visit": a.id, "to_visit": b.id, "days": (b.taken_at - a.taken_at).days,
+                    "malignant_delta": delta, "tier_from": a.risk, "tier_to": b.risk,
+                    "risk_rose": bool(rose)})
+    return out
+
+
+def risk_rose(facts: list[VisitFact]) -> bool:
+    """Did the risk rise between the lesion's last two visits?"""
+    ch = changes(facts[-2:])
+    return bool(ch and ch[-1]["risk_rose"])
+
+
+# --- JSON forms ----------------------------------------------------------------------------------
+
+
+def diagnosis_json(d: Diagnosis | None, usernames: dict[int, str]) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    return {"code": d.code, "method": d.method, "note": d.note,
+            "recorded_by": usernames.get(d.recorded_by or -1),
+            "recorded_at": aware(d.recorded_at).isoformat()}
+
+
+def usernames(db: DbSession) -> dict[int, str]:
+    return {uid: name for uid, name in db.execute(select(User.id, User.username))}
+
+
+def lesion_json(lesion: Lesion, facts: list[VisitFact], names: dict[int, str]) -> dict[str, Any]:
+    last = facts[-1] if facts else None
+    return {
+        "id": lesion.id, "patient_id": lesion.patient_id, "body_site": lesion.body_site,
+        "side": lesion.side, "location": lesion.location,
+        "map": ({"view": lesion.map_view, "x": lesion.map_x, "y": lesion.map_y}
+                if lesion.map_view is not None else None),
+        "created_at": aware(lesion.created_at).isoformat(),
+        "n_visits": len(facts),
+        "latest_risk": last.risk if last else None,
+        "latest_malignant_probability": last.malignant_probability if last else None,
+        "risk_rose": risk_rose(facts),
+        "diagnosis": diagnosis_json(lesion.diagnosis, names),
+    }
+
+
+def visit_json(v: Visit, names: dict[int, str]) -> dict[str, Any]:
+    return {
+        "id": v.id, "lesion_id": v.lesion_id, "taken_at": v.taken_at.isoformat(),
+        "created_at": aware(v.created_at).isoformat(),
+        "created_by": names.get(v.created_by or -1),
+        "age": v.age, "sex": v.sex, "site": v.site, "note": v.note,
+        "result": json.loads(v.result_json),
+        "image_url": f"{API}/visits/{v.id}/image",
+        "heatmap_url": f"{API}/visits/{v.id}/heatmap" if v.heatmap_key else None,
+        "model": {"name": v.model_name, "version": v.model_version,
+                  "bundle_sha256": v.bundle_sha256},
+    }
+
+
+def patient_json(p: Patient) -> dict[str, Any]:
+    return {"id": p.id, "ref": p.ref, "created_at": aware(p.created_at).isoformat()}
+
+
+# --- patients ------------------------------------------------------------------------------------
+
+
+def create_patient(db: DbSession, ref: str, user: User) -> Patient:
+    ref = ref.strip()
+    if db.scalar(select(Patient.id).where(Patient.ref == ref)) is not None:
+        raise Conflict(f"a patient with reference {ref!r} exists already")
+    p = Patient(ref=ref, created_by=user.id)
+    db.add(p)
+    db.flush()
+    return p
+
+
+def list_patients(db: DbSession, prefix: str | None, limit: int = 200) -> list[dict[str, Any]]:
+    q = select(Patient).order_by(Patient.ref).limit(limit)
+    if prefix:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        q = q.where(Patient.ref.like(f"{escaped}%", escape="\\"))
+    patients = list(db.scalars(q))
+    lesions: dict[int, list[int]] = defaultdict(list)
+    if patients:
+        for lid, pid in db.execute(select(Lesion.id, Lesion.patient_id).where(
+                Lesion.patient_id.in_([p.id for p in patients]))):
+            lesions[pid].append(lid)
+    facts = visit_facts(db, [lid for ids in lesions.values() for lid in ids])
+    out = []
+    for p in patients:
+        per = [facts.get(lid, []) for lid in lesions[p.id]]
+        visits = sorted((f for fs in per for f in fs), key=lambda f: (f.taken_at, f.id))
+        out.append({
+            **patient_json(p), "n_lesions": len(per), "n_visits": len(visits),
+            "last_visit_at": visits[-1].taken_at.isoformat() if visits else None,
+            "latest_risk": visits[-1].risk if visits else None,
+            "risk_rose": any(risk_rose(fs) for fs in per),
+        })
+    return out
+
+
+def patient_detail(db: DbSession, patient: Patient) -> dict[str, Any]:
+    facts = visit_facts(db, [le.id for le in patient.lesions])
+    names = usernames(db)
+    return {**patient_json(patient),
+            "lesions": [lesion_json(le, facts.get(le.id, []), names) for le in patient.lesions]}
+
+
+# --- lesions -------------------------------------------------------------------------------------
+
+
+def create_lesion(db: DbSession, patient: Patient, body_site: str | None, side: str | None,
+                  location: str | None, map_: dict[str, Any] | None) -> Lesion:
+    le = Lesion(patient_id=patient.id, body_site=body_site, side=side, location=location,
+                map_view=map_["view"] if map_ else None, map_x=map_["x"] if map_ else None,
+                map_y=map_["y"] if map_ else None)
+    db.add(le)
+    db.flush()
+    return le
+
+
+def lesion_detail(db: DbSession, lesion: Lesion) -> dict[str, Any]:
+    names = usernames(db)
+    facts = visit_facts(db, [lesion.id]).get(lesion.id, [])
+    return {
+        "lesion": lesion_json(lesion, facts, names),
+        "patient": {"id": lesion.patient.id, "ref": lesion.patient.ref},
+        "visits": [visit_json(v, names) for v in lesion.visits],
+        "changes": changes(facts),
+        "diagnosis": diagnosis_json(lesion.diagnosis, names),
+    }
+
+
+def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: str | None,
+                  user: User) -> Diagnosis:
+    d = lesion.diagnosis
+    if d is None:
+        d = Diagnosis(lesion_id=lesion.id, code=code, method=method, note=note,
+                      recorded_by=user.id)
+        db.add(d)
+        lesion.diagnosis = d
+    else:
+        d.code, d.method, d.note, d.recorded_by = code, method, note, user.id
+        d.recorded_at = utcnow()
+    db.flush()
+    return d
+
+
+def count_rows(db: DbSession, model: type[Any]) -> int:
+    return int(db.scalar(select(func.count()).select_from(model)) or 0)

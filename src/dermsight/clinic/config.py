@@ -1,0 +1,100 @@
+"""Where the clinic keeps its data: the database URL, the image folder, the retention period."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ClinicConfigError(ValueError):
+    """A storage setting that cannot be used (the CLI prints it as one line)."""
+
+
+def database_url(raw: str) -> str:
+    """A bare path or ``sqlite:///path`` -> SQLite; ``postgresql+psycopg://...`` -> PostgreSQL."""
+    raw = raw.strip()
+    if not raw:
+        raise ClinicConfigError("the database URL is empty")
+    if raw.startswith("sqlite:"):
+        return raw
+    if raw.startswith(("postgresql://", "postgres://")):
+        rest = raw.split("://", 1)[1]
+        return f"postgresql+psycopg://{rest}"
+    if raw.startswith("postgresql+psycopg://"):
+        return raw
+    if "://" in raw:
+        raise ClinicConfigError(
+            f"unsupported database URL scheme {raw.split('://', 1)[0]!r}: use a file path, "
+            "sqlite:///path or postgresql+psycopg://user@host/db")
+    return f"sqlite:///{Path(raw).expanduser().resolve()}"
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite:")
+
+
+def sqlite_path(url: str) -> Path | None:
+    if not is_sqlite(url) or url in ("sqlite://", "sqlite:///:memory:"):
+        return None
+    return Path(url.split("sqlite:///", 1)[1])
+
+
+@dataclass(frozen=True)
+class ClinicConfig:
+    database_url: str
+    #: folder (or ``s3://bucket/prefix``) holding visit images and heatmaps
+    images: str
+    #: visits older than this many days are purged by ``dermsight clinic purge``; None = keep
+    retention_days: int | None = None
+    #: unreferenced image files younger than this survive the start-up sweep (another instance
+    #: may be writing a visit right now)
+    sweep_grace_s: float = 300.0
+    #: extra fsspec options for an ``s3://`` image store (endpoint_url, key, secret)
+    storage_options: Mapping[str, object] | None = None
+
+    @classmethod
+    def resolve(
+        cls, database: str | None = None, images: str | None = None,
+        retention_days: int | None = None, env: Mapping[str, str] | None = None,
+    ) -> ClinicConfig | None:
+        """From explicit values, else ``DERMSIGHT_DATABASE_URL`` / ``DERMSIGHT_CLINIC_IMAGES`` /
+        ``DERMSIGHT_RETENTION_DAYS``. None when storage is off (no database given)."""
+        env = os.environ if env is None else env
+        raw = database or env.get("DERMSIGHT_DATABASE_URL", "").strip()
+        if not raw:
+            return None
+        url = database_url(raw)
+        folder = images or env.get("DERMSIGHT_CLINIC_IMAGES", "").strip()
+        if not folder:
+            path = sqlite_path(url)
+            if path is None:
+                raise ClinicConfigError(
+                    "a PostgreSQL database needs an image folder shared by every instance: "
+                    "--images DIR (or s3://bucket/prefix) or DERMSIGHT_CLINIC_IMAGES")
+            folder = str(path.with_name(path.stem + "-images"))
+        if retention_days is None:
+            raw_days = env.get("DERMSIGHT_RETENTION_DAYS", "").strip()
+            if raw_days:
+                try:
+                    retention_days = int(raw_days)
+                except ValueError as exc:
+                    raise ClinicConfigError(
+                        f"DERMSIGHT_RETENTION_DAYS={raw_days!r} is not a number") from exc
+        if retention_days is not None and retention_days < 1:
+            raise ClinicConfigError("the retention period must be at least 1 day")
+        grace = env.get("DERMSIGHT_CLINIC_SWEEP_GRACE_S", "").strip()
+        return cls(database_url=url, images=folder, retention_days=retention_days,
+                   sweep_grace_s=float(grace) if grace else 300.0)
+
+    def check_not_under(self, static_root: Path) -> None:
+        """Images must never be served as static files."""
+        if "://" in self.images:
+            return
+        img = Path(self.images).expanduser().resolve()
+        root = static_root.resolve()
+        if img == root or root in img.parents:
+            raise ClinicConfigError(
+                f"the clinic image folder {img} lies under the web UI's static folder: it would "
+                "be served to anyone; choose another folder")

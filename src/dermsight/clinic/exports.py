@@ -1,0 +1,71 @@
+"""Zip exports: the clinic's confirmed cases in the layout ``dermsight evaluate`` / ``train``
+read directly (``metadata.csv`` + ``images/``), and everything stored about one patient."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import zipfile
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
+
+from dermsight.clinic.cases import patient_detail, usernames, visit_json
+from dermsight.clinic.imagestore import ImageStore
+from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
+
+#: the ``dermsight`` CSV layout (io/csvfolder.py) plus where each row came from
+CONFIRMED_COLUMNS = ("image_id", "diagnosis", "age_approx", "sex", "anatom_site", "lesion_id",
+                     "group_id", "source", "diagnosis_method", "taken_at")
+
+
+def confirmed_zip(db: DbSession, images: ImageStore) -> tuple[bytes, int]:
+    """Every visit of every lesion with a confirmed diagnosis (one row per image; lesion and
+    patient as ``lesion_id`` / ``group_id`` so splits and bootstraps keep them together).
+    Returns the zip bytes and the number of rows."""
+    rows = db.execute(
+        select(Visit.id, Visit.image_key, Visit.age, Visit.sex, Visit.site, Visit.taken_at,
+               Visit.lesion_id, Lesion.patient_id, Diagnosis.code, Diagnosis.method)
+        .join(Lesion, Lesion.id == Visit.lesion_id)
+        .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
+        .order_by(Visit.id))
+    buf = io.BytesIO()
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(CONFIRMED_COLUMNS)
+    n = 0
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for r in rows:
+            image_id = f"visit_{r.id}"
+            zf.writestr(f"images/{image_id}.png", images.get(r.image_key))
+            age = "" if r.age is None else f"{r.age:g}"
+            writer.writerow([image_id, r.code, age, r.sex or "", r.site or "",
+                             f"lesion_{r.lesion_id}", f"patient_{r.patient_id}", "clinic",
+                             r.method, r.taken_at.isoformat()])
+            n += 1
+        zf.writestr("metadata.csv", table.getvalue())
+    return buf.getvalue(), n
+
+
+def patient_zip(db: DbSession, images: ImageStore, patient: Patient) -> bytes:
+    """``patient.json`` (the patient, lesions, diagnoses, every visit with its result) and
+    ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png``."""
+    names = usernames(db)
+    doc: dict[str, Any] = patient_detail(db, patient)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for lesion_doc, lesion in zip(doc["lesions"], patient.lesions, strict=True):
+            visits = []
+            for v in lesion.visits:
+                vj = visit_json(v, names)
+                vj["image_file"] = f"images/visit_{v.id}.png"
+                zf.writestr(vj["image_file"], images.get(v.image_key))
+                if v.heatmap_key:
+                    vj["heatmap_file"] = f"images/visit_{v.id}_heatmap.png"
+                    zf.writestr(vj["heatmap_file"], images.get(v.heatmap_key))
+                visits.append(vj)
+            lesion_doc["visits"] = visits
+        zf.writestr("patient.json", json.dumps(doc, indent=2))
+    return buf.getvalue()

@@ -1,0 +1,103 @@
+"""Visit images and heatmaps as files named by their content sha256, in a folder or ``s3://``.
+
+Writes are crash-safe: a local file is written under a temporary name and renamed into place
+(an S3 PUT is atomic by itself), and only then is the visit row committed. A server killed in
+between leaves at most a file no row references; ``sweep`` (run at start) deletes those once
+they are older than a grace period (another instance may be between the two steps right now).
+Files are shared by content: a file is deleted only when no row references it any more.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+TMP_PREFIX = ".tmp-"
+
+
+class ImageStore:
+    def __init__(self, root: str, storage_options: Mapping[str, object] | None = None) -> None:
+        import fsspec
+
+        self.root = root.rstrip("/")
+        self.fs: Any
+        self.fs, self._base = fsspec.core.url_to_fs(self.root, **dict(storage_options or {}))
+        self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
+                                else (self.fs.protocol,))
+        if self.local:
+            Path(self._base).mkdir(parents=True, exist_ok=True)
+        else:
+            self.fs.makedirs(self._base, exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        if not key or "/" in key or key.startswith("."):
+            raise ValueError(f"bad image key {key!r}")
+        return f"{self._base}/{key}"
+
+    @staticmethod
+    def key_for(data: bytes, ext: str) -> str:
+        return f"{hashlib.sha256(data).hexdigest()}.{ext}"
+
+    def put(self, data: bytes, ext: str) -> str:
+        """Store ``data`` (atomically) and return its key; an existing identical file is kept."""
+        key = self.key_for(data, ext)
+        path = self._path(key)
+        if self.local:
+            if os.path.exists(path):
+                os.utime(path)  # fresh mtime: the sweep's grace period covers this visit too
+                return key
+            tmp = f"{self._base}/{TMP_PREFIX}{uuid.uuid4().hex}"
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        else:
+            self.fs.pipe_file(path, data)
+        return key
+
+    def get(self, key: str) -> bytes:
+        data: bytes = self.fs.cat_file(self._path(key))
+        return data
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def delete(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            path = self._path(key)
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
+
+    def keys(self) -> list[str]:
+        """Every file in the store (temporary files included)."""
+        if self.local:
+            return sorted(os.listdir(self._base))
+        self.fs.invalidate_cache(self._base)
+        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.find(self._base))
+
+    def _age_s(self, name: str) -> float:
+        path = f"{self._base}/{name}"
+        if self.local:
+            return time.time() - os.path.getmtime(path)
+        return time.time() - self.fs.modified(path).timestamp()
+
+    def sweep(self, referenced: set[str], grace_s: float) -> list[str]:
+        """Delete files no row references (and stale temporary files) older than ``grace_s``."""
+        removed = []
+        for name in self.keys():
+            if name in referenced:
+                continue
+            try:
+                if self._age_s(name) < grace_s:
+                    continue
+                self.fs.rm_file(f"{self._base}/{name}")
+            except FileNotFoundError:
+                continue
+            removed.append(name)
+        return removed

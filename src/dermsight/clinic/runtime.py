@@ -1,0 +1,53 @@
+"""The running clinic: database + image store + the loaded model, opened once per process."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from dermsight.clinic.config import ClinicConfig
+from dermsight.clinic.db import Database
+from dermsight.clinic.imagestore import ImageStore
+from dermsight.clinic.models import Visit
+
+log = logging.getLogger("dermsight.clinic")
+
+
+@dataclass
+class Clinic:
+    config: ClinicConfig
+    db: Database
+    images: ImageStore
+
+    @classmethod
+    def open(cls, config: ClinicConfig, migrate: bool = True, sweep: bool = True) -> Clinic:
+        """Connect, run the migrations, delete image files left by an interrupted upload."""
+        db = Database(config.database_url)
+        if migrate:
+            db.upgrade()
+        clinic = cls(config, db, ImageStore(config.images, config.storage_options))
+        if sweep:
+            removed = clinic.sweep()
+            if removed:
+                log.info("removed %d image files no visit references", len(removed))
+        return clinic
+
+    def referenced_keys(self) -> set[str]:
+        with self.db.session() as s:
+            keys = set(s.scalars(select(Visit.image_key)))
+            keys |= {k for k in s.scalars(select(Visit.heatmap_key)) if k}
+        return keys
+
+    def sweep(self, grace_s: float | None = None) -> list[str]:
+        grace = self.config.sweep_grace_s if grace_s is None else grace_s
+        return self.images.sweep(self.referenced_keys(), grace)
+
+    def delete_unreferenced(self, keys: set[str]) -> None:
+        """After rows are gone: delete those of ``keys`` no remaining visit uses."""
+        if keys:
+            self.images.delete(sorted(keys - self.referenced_keys()))
+
+    def close(self) -> None:
+        self.db.dispose()

@@ -1,0 +1,85 @@
+"""Assess one visit image with the model and store it: image (decoded RGB re-encoded as PNG, so
+no metadata of the upload survives), heatmap, result, model identity, embedding; then the row.
+
+Order (crash safety, see ``imagestore``): files first, the row last, in one transaction.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+from PIL import Image
+
+from dermsight import heatmap as hm
+from dermsight.clinic.models import Lesion, User, Visit
+from dermsight.clinic.runtime import Clinic
+from dermsight.predict import Dermsight
+from dermsight.records import Metadata
+
+#: side of the stored heatmap PNG (the API's size: the CAM itself is only a few cells)
+HEATMAP_PX = 112
+NOTE_MAX = 2000
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8), "RGB").save(
+        buf, format="PNG", optimize=False, compress_level=6)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Assessment:
+    result: dict[str, object]
+    image_png: bytes
+    heatmap_png: bytes | None
+    embedding: bytes
+    risk: str
+    malignant_probability: float | None
+
+
+def assess(model: Dermsight, data: bytes, meta: Metadata) -> Assessment:
+    """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image."""
+    pred = model.predict(data, meta=meta, heatmap=True)
+    rgb = pred.image
+    assert rgb is not None  # the facade keeps the decoded input
+    x, m = model.prepare(rgb, meta)
+    emb = model.run_arrays(x[None], m[None])["embedding"][0].astype(np.float32)
+    heat = (hm.png_bytes(hm.heatmap_rgba(pred.cam, size=HEATMAP_PX))
+            if pred.cam is not None else None)
+    return Assessment(
+        result=pred.to_dict(heatmap_png=False), image_png=png_bytes(rgb), heatmap_png=heat,
+        embedding=emb.tobytes(), risk=pred.risk,
+        malignant_probability=pred.malignant_probability if pred.assessable else None)
+
+
+def store_visit(
+    clinic: Clinic, model: Dermsight, a: Assessment, *, lesion_id: int, meta: Metadata,
+    taken_at: date, note: str | None, user: User,
+) -> int:
+    """Write the files, then the row (one transaction). Returns the visit id."""
+    image_key = clinic.images.put(a.image_png, "png")
+    heatmap_key = clinic.images.put(a.heatmap_png, "png") if a.heatmap_png else None
+    card = model.card
+    with clinic.db.session() as s:
+        if s.get(Lesion, lesion_id) is None:  # deleted meanwhile: the sweep takes the files
+            from dermsight.clinic.cases import NotFound
+
+            raise NotFound(f"no lesion with id {lesion_id}")
+        v = Visit(
+            lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,
+            age=meta.age, sex=meta.sex, site=meta.site, note=note,
+            result_json=json.dumps(a.result, separators=(",", ":")), risk=a.risk,
+            malignant_probability=a.malignant_probability, model_name=card.name,
+            model_version=card.version, bundle_sha256=card.onnx_sha256,
+            image_key=image_key, heatmap_key=heatmap_key, embedding=a.embedding)
+        s.add(v)
+        s.flush()
+        from dermsight.clinic.audit import record
+
+        record(s, user, "create", "visit", v.id)
+        return v.id
