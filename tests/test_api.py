@@ -371,10 +371,12 @@ def test_gated_bundle_is_prepared_for_serving(tmp_path: Path, jpeg: bytes) -> No
 
     before = {i["prefix"]: i["num_threads"] for i in threadpool_info()}
     try:
-        app = create_app(bundle, settings=Settings(static_dir=tmp_path / "no-ui"))
-        assert app.state.model.bundle.gate_arrays["bank"].dtype == np.float32
-        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
+        app = create_app(Settings(model_path=bundle, static_dir=tmp_path / "no-ui"))
+        assert not hasattr(app.state, "model")  # loaded by the lifespan, at start
         with TestClient(app) as c:
+            assert app.state.model.bundle.gate_arrays["bank"].dtype == np.float32
+            assert all(i["num_threads"] == 1 for i in threadpool_info()
+                       if i["user_api"] == "blas")
             r = c.post("/api/v1/predict?heatmap=false",
                        files={"image": ("a.jpg", jpeg, "image/jpeg")})
         assert r.status_code == 200, r.text

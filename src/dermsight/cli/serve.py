@@ -138,49 +138,38 @@ def serve(
              "can use the API)")] = False,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
-    import uvicorn
-
-    from dermsight.web.server import bind_refusal, uvicorn_options
+    from dermsight.web.server import bind_refusal, serve_app
     from dermsight.web.settings import Settings, SettingsError
 
-    try:
-        settings = Settings.from_env()
+    try:  # the flags win over the DERMSIGHT_* variables
+        settings = Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
+                                     log_level=log_level)
     except SettingsError as exc:
         raise UserError(str(exc)) from exc
     refusal = bind_refusal(host, settings.api_token, insecure_no_auth)
     if refusal is not None:
         raise UserError(refusal)
-
-    from dermsight.web.app import create_app
-    changes: dict[str, Any] = {}
-    if model is not None:
-        changes["model_path"] = model
-    if workers is not None:
-        changes["workers"] = workers
-    if threads is not None:
-        changes["ort_threads"] = threads
-    if log_level is not None:
-        changes["log_level"] = log_level.lower()
-    settings = settings.with_(**changes)
-    level = getattr(logging, settings.log_level.upper(), None)
-    if not isinstance(level, int):
-        raise UserError(f"unknown log level {settings.log_level!r}")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
 
-    app = create_app(settings=settings)  # BundleError -> exit 3
+    from dermsight.web.app import create_app
+
+    app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
-    card = app.state.model.card
-    typer.echo(f"dermsight: serving {card.name} {card.version} at http://{shown}:{port}/ "
-               f"(API docs: http://{shown}:{port}/api/v1/docs)")
-    if settings.api_token:
-        typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
-    elif insecure_no_auth:
-        typer.echo(f"dermsight: WARNING: no API token: anyone who can reach {shown} can use "
-                   "the API")
-    sys.stdout.flush()
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level,
-                **uvicorn_options(settings))
+
+    def announce() -> None:  # the model is loaded (a BundleError -> exit 3 comes before this)
+        card = app.state.model.card
+        typer.echo(f"dermsight: serving {card.name} {card.version} at http://{shown}:{port}/ "
+                   f"(API docs: http://{shown}:{port}/api/v1/docs)")
+        if settings.api_token:
+            typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
+        elif insecure_no_auth:
+            typer.echo(f"dermsight: WARNING: no API token: anyone who can reach {shown} can use "
+                       "the API")
+        sys.stdout.flush()
+
+    serve_app(app, host, port, settings, on_ready=announce)
 
 
 def register(app: typer.Typer) -> None:

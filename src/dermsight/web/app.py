@@ -1,4 +1,8 @@
-"""The HTTP service: ``create_app()`` builds a FastAPI app around one loaded model bundle.
+"""The HTTP service: ``create_app(settings)`` wires the API around one model bundle.
+
+``create_app`` only assembles: the routers (``routes/``), the exception handlers, the middleware
+and the web UI. The model is loaded once, at start, by the lifespan (``lifespan.py``); routes get
+it, the settings and the inference workers through the dependencies in ``deps.py``.
 
 Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
 
@@ -22,73 +26,31 @@ Uploaded bytes stay in memory (see ``upload.py``) and are never written to disk 
 
 from __future__ import annotations
 
-import hmac
-import json
-import logging
-import re
-from collections.abc import Callable
-from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.to_thread
-import numpy as np
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from dermsight import __version__, taxonomy
-from dermsight import heatmap as hm
-from dermsight.io.decode import (
-    ALLOWED_FORMATS,
-    HEAVY_DECODE_BYTES,
-    DecodeLimits,
-    decode_cost,
-    sniff,
-)
-from dermsight.io.errors import ImageDecodeError
-from dermsight.parallel import limit_blas
-from dermsight.predict import Dermsight
-from dermsight.records import Metadata
+from dermsight import __version__
+from dermsight.web.deps import require_token
 from dermsight.web.docs import docs_router
+from dermsight.web.lifespan import lifespan
 from dermsight.web.middleware import (
     BodyLimitMiddleware,
     InflightBudget,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
 )
-from dermsight.web.schemas import (
-    PREDICT_REQUEST_BODY,
-    ClassOut,
-    ExampleOut,
-    HealthResponse,
-    PlotsResponse,
-    PredictResponse,
-    error_responses,
-)
+from dermsight.web.routes import API, examples, health, model, predict, reference
+from dermsight.web.schemas import error_responses
 from dermsight.web.settings import Settings
-from dermsight.web.upload import UploadError, read_upload
-
-log = logging.getLogger("dermsight.web")
-
-API = "/api/v1"
-#: Side of the heatmap PNG the API returns. The class-activation map itself is only ~5x5 to 7x7
-#: cells, so 112 px keeps all of it while costing a quarter of 224 px to colour and encode (about
-#: 1.9 ms instead of 6.4 ms CPU per request); browsers scale the overlay to the image with CSS.
-HEATMAP_PX = 112
-TTA_DISABLED = (
-    "test-time augmentation (?tta=true, 8x the compute) is turned off on this server; the "
-    "operator can allow it with DERMSIGHT_ALLOW_TTA=true"
-)
-PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 DESCRIPTION = """\
 Decision support for dermoscopic skin-lesion images. **Not a diagnosis**: a dermatologist must
@@ -112,49 +74,32 @@ npm run build</code>, or use the API: <a href="/api/v1/docs">/api/v1/docs</a>.</
 """
 
 
-# --- helpers -----------------------------------------------------------------------------------
+# --- routers -----------------------------------------------------------------------------------
 
 
-def examples_dir() -> Path:
-    return Path(str(resources.files("dermsight") / "assets" / "examples"))
+def protected_routers(settings: Settings) -> list[APIRouter]:
+    """The routers behind the API token (when one is set), in the order they are matched.
+
+    Optional router sets go here, included only when their feature is enabled in the settings:
+    the clinic (case storage) API, ``routes/clinic*.py``, is added when ``dermsight serve
+    --database URL`` is given (its connection is opened and closed in ``lifespan.py``). Routers
+    listed here get the token check and the 401 response in the OpenAPI document from
+    ``create_app``; a public router goes in ``create_app`` beside ``health`` instead.
+    """
+    return [predict.router, model.router, examples.router, reference.router]
 
 
-def load_examples() -> tuple[str, list[dict[str, Any]]]:
-    credits = examples_dir() / "credits.json"
-    if not credits.exists():
-        return "", []
-    doc = json.loads(credits.read_text(encoding="utf-8"))
-    return str(doc.get("description", "")), list(doc.get("images", []))
+# --- errors ------------------------------------------------------------------------------------
 
 
-def _field(fields: dict[str, str], name: str) -> str | None:
-    value = fields.get(name)
-    if value is None or not value.strip():
-        return None
-    return value
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    if exc.status_code in (204, 304):  # pragma: no cover - no body allowed
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 
-def run_prediction(
-    model: Dermsight, data: bytes, kind: str | None, meta: Metadata, heatmap: bool, tta: bool
-) -> bytes:
-    """Decode + predict + serialise (runs in a worker thread; ONNX Runtime releases the GIL)."""
-    if kind == "DICOM":
-        from dermsight.io.dicom import decode_dicom_bytes
-
-        record = decode_dicom_bytes(data, model.limits)
-        if record.image is None:  # pragma: no cover - the reader raises instead
-            raise ImageDecodeError("DICOM file has no image (pixel data)")
-        meta = meta.fill_from(record.meta)  # the form's values win over the tags
-        pred = model.predict(record.image, meta=meta, heatmap=heatmap, tta=tta)
-    else:
-        pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
-    out = pred.to_dict(heatmap_png=False)
-    if heatmap and pred.cam is not None:
-        out["heatmap"] = hm.to_base64_png(hm.heatmap_rgba(pred.cam, size=HEATMAP_PX))
-    return json.dumps(out, separators=(",", ":")).encode()
-
-
-def _validation_message(exc: RequestValidationError) -> str:
+def validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
         loc = [str(x) for x in err.get("loc", ())]
@@ -167,6 +112,13 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+    return JSONResponse({"detail": validation_message(exc)}, status_code=422)
+
+
+# --- the web UI --------------------------------------------------------------------------------
+
+
 class UIMount(Mount):
     """The web UI at ``/``: never answers for ``/api/...`` (those keep their JSON 404/405)."""
 
@@ -177,45 +129,26 @@ class UIMount(Mount):
         return super().matches(scope)
 
 
-def prepare_for_serving(model: Dermsight, blas_threads: int) -> None:
-    """Per-process tuning for many concurrent inferences on few cores.
-
-    * numpy's BLAS would start one spinning thread per core for every call and fight the
-      inference threads: limit it process-wide (``parallel.limit_blas``) to ``blas_threads``.
-      (The gate's k-NN product, the largest BLAS call, pins itself to one thread in any case:
-      ``gate.one_blas_thread``.)
-    (The gate's float16 feature bank is already converted to float32 once by ``load_bundle``.)
-    """
-    limit_blas(blas_threads)
+async def ui_missing() -> HTMLResponse:
+    return HTMLResponse(UI_MISSING_HTML)
 
 
-def _warm_up(model: Dermsight) -> None:
-    """One inference at start-up so the first real request does not pay ORT's first-run cost."""
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 255, size=(96, 96, 3), dtype=np.uint8)
-    model.predict(img, heatmap=True).to_dict(heatmap_png=True)
+def add_ui(app: FastAPI, static: Path) -> None:
+    """The built front end at ``/``, or a page that says how to build it."""
+    if (static / "index.html").is_file():
+        app.router.routes.append(UIMount("/", app=StaticFiles(directory=static, html=True),
+                                         name="ui"))
+    else:
+        app.add_api_route("/", ui_missing, methods=["GET"], include_in_schema=False)
 
 
 # --- the app -----------------------------------------------------------------------------------
 
 
-# ruff noqa below: known debt (issue 11): every route in one closure.
-def create_app(  # noqa: C901, PLR0915
-    model_path: str | Path | None = None,
-    settings: Settings | None = None,
-    model: Dermsight | None = None,
-) -> FastAPI:
-    """Build the service. Loads the bundle (``BundleError`` if it is missing or invalid) once."""
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service for ``settings`` (default: ``Settings.from_env()``). Nothing is loaded
+    here: the lifespan loads the model when the app starts (``BundleError`` then)."""
     settings = settings or Settings.from_env()
-    if model is None:
-        model = Dermsight.load(model_path or settings.model_path, threads=settings.ort_threads)
-    model.limits = DecodeLimits(
-        max_bytes=settings.max_upload_bytes, max_pixels=settings.max_image_pixels
-    )
-    prepare_for_serving(model, settings.blas_threads)
-    _warm_up(model)
-    log.info("model %s %s loaded from %s", model.card.name, model.card.version, model.bundle.path)
-
     app = FastAPI(
         title="dermsight API",
         version=__version__,
@@ -224,219 +157,23 @@ def create_app(  # noqa: C901, PLR0915
         docs_url=None,  # served from the package below (no CDN)
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        lifespan=lifespan,
     )
-    app.state.model = model
     app.state.settings = settings
-    limiter_box: list[anyio.CapacityLimiter] = []
+    app.exception_handler(HTTPException)(http_error)
+    app.exception_handler(RequestValidationError)(validation_error)
 
-    def limiter() -> anyio.CapacityLimiter:
-        if not limiter_box:
-            limiter_box.append(anyio.CapacityLimiter(settings.workers))
-        return limiter_box[0]
-
-    heavy_box: list[anyio.CapacityLimiter] = []
-
-    def heavy_limiter() -> anyio.CapacityLimiter:
-        """Large decodes (``io.decode.decode_cost``) run one at a time, beside the workers,
-        so that big uploads can never hold every worker."""
-        if not heavy_box:
-            heavy_box.append(anyio.CapacityLimiter(1))
-        return heavy_box[0]
-
-    async def in_thread(fn: Callable[[], Any], heavy: bool = False) -> Any:
-        return await anyio.to_thread.run_sync(fn, limiter=heavy_limiter() if heavy else limiter())
-
-    # -- errors ---------------------------------------------------------------------------
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
-        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
-        if exc.status_code in (204, 304):  # pragma: no cover - no body allowed
-            return Response(status_code=exc.status_code, headers=exc.headers)
-        return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return JSONResponse({"detail": _validation_message(exc)}, status_code=422)
-
-    # -- auth -----------------------------------------------------------------------------
-
-    dependencies: list[Any] = []
-    if settings.api_token:
-        bearer = HTTPBearer(
-            auto_error=False,
-            description="Set by the operator with DERMSIGHT_API_TOKEN.",
-        )
-        expected = settings.api_token.encode()
-
-        async def require_token(
-            credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-        ) -> None:
-            given = credentials.credentials.encode() if credentials is not None else b""
-            if credentials is None or not hmac.compare_digest(given, expected):
-                raise HTTPException(
-                    status_code=401,
-                    detail="missing or invalid API token: send 'Authorization: Bearer <token>'",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-
-        dependencies.append(Depends(require_token))
-
-    public = APIRouter(prefix=API, tags=["service"])
-    api = APIRouter(prefix=API, dependencies=dependencies,
-                    responses=error_responses(401) if settings.api_token else None)
-
-    # -- routes ---------------------------------------------------------------------------
-
-    @public.get("/health", response_model=HealthResponse, summary="Liveness and model identity")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "model": model.info, "dermsight": __version__}
-
-    @api.post(
-        "/predict",
-        tags=["predict"],
-        summary="Assess one lesion image",
-        response_model=None,
-        openapi_extra={"requestBody": PREDICT_REQUEST_BODY},
-        responses={
-            200: {"model": PredictResponse, "description": "the assessment"},
-            **error_responses(400, 403, 408, 413, 415, 422, 503),
-        },
-    )
-    async def predict(
-        request: Request,
-        heatmap: bool = Query(True, description="include the base64 PNG heatmap"),
-        tta: bool = Query(False, description="average over 8 flips/rotations (8x the compute); "
-                          "only when the operator sets DERMSIGHT_ALLOW_TTA=true, else 403"),
-    ) -> Response:
-        if tta and not settings.allow_tta:
-            raise UploadError(403, TTA_DISABLED, drain=False)
-        form = await read_upload(request, settings)
-        if form.image is None:
-            raise UploadError(422, "no image: send the photo in a form field named 'image'")
-        try:
-            meta = Metadata.parse(
-                age=_field(form.fields, "age"),
-                sex=_field(form.fields, "sex"),
-                site=_field(form.fields, "site"),
-            )
-        except taxonomy.TaxonomyError as exc:
-            raise UploadError(422, str(exc)) from exc
-        data = form.image
-        kind = sniff(data)
-        heavy = await anyio.to_thread.run_sync(decode_cost, data, model.limits) > \
-            HEAVY_DECODE_BYTES
-        try:
-            body = await in_thread(partial(run_prediction, model, data, kind, meta, heatmap, tta),
-                                   heavy)
-        except ImageDecodeError as exc:
-            status = 422 if (kind in ALLOWED_FORMATS or kind == "DICOM") else 415
-            raise UploadError(status, exc.reason) from exc
-        return Response(content=body, media_type="application/json")
-
-    def _plots_dir() -> Path:
-        return model.bundle.path / "plots"
-
-    @api.get("/model", tags=["model"], summary="The model card (JSON)")
-    async def model_card() -> dict[str, Any]:
-        card = model.card.to_dict()
-        plots = sorted(p.stem for p in _plots_dir().glob("*.png")) if _plots_dir().is_dir() \
-            else []
-        card.setdefault("links", {
-            "report": f"{API}/model/report" if model.bundle.report_path else None,
-            "plots": {p: f"{API}/model/plots/{p}.png" for p in plots},
-        })
-        return card
-
-    @api.get(
-        "/model/report", tags=["model"], summary="The bundle's HTML evaluation report",
-        response_class=HTMLResponse, responses=error_responses(404),
-    )
-    async def model_report() -> Response:
-        report = model.bundle.report_path
-        if report is None:
-            raise HTTPException(404, "this model bundle has no evaluation report")
-        return FileResponse(report, media_type="text/html; charset=utf-8")
-
-    @api.get("/model/plots", tags=["model"], response_model=PlotsResponse,
-             summary="Names of the evaluation plots in the bundle")
-    async def model_plots() -> dict[str, Any]:
-        d = _plots_dir()
-        return {"plots": sorted(p.stem for p in d.glob("*.png")) if d.is_dir() else []}
-
-    @api.get(
-        "/model/plots/{name}.png", tags=["model"], summary="One evaluation plot (PNG)",
-        response_class=Response, responses={
-            200: {"content": {"image/png": {}}, "description": "the plot"},
-            **error_responses(404),
-        },
-    )
-    async def model_plot(name: str) -> Response:
-        d = _plots_dir()
-        path = d / f"{name}.png"
-        if not PLOT_NAME.match(name) or not path.is_file() or path.resolve().parent != d.resolve():
-            raise HTTPException(404, f"no plot named {name[:60]!r} in this model bundle")
-        return FileResponse(path, media_type="image/png",
-                            headers={"Cache-Control": "public, max-age=3600"})
-
-    @api.get("/classes", tags=["model"], response_model=list[ClassOut],
-             summary="The classes this model was trained on")
-    async def classes() -> list[dict[str, Any]]:
-        out = []
-        for code in model.classes:
-            c = taxonomy.BY_CODE[code]
-            out.append({"code": c.code, "name": c.name, "lay": c.lay, "malignant": c.malignant,
-                        "premalignant": c.premalignant})
-        return out
-
-    _, examples = load_examples()
-    by_file = {e["file"]: e for e in examples}
-
-    @api.get("/examples", tags=["examples"], response_model=list[ExampleOut],
-             summary="Real example images (one per class) with credits")
-    async def list_examples() -> list[dict[str, Any]]:
-        return [
-            {
-                **{k: e.get(k) for k in ("file", "image_id", "age", "sex", "site", "dataset",
-                                         "license", "license_url", "attribution")},
-                "code": e["diagnosis"],
-                "name": taxonomy.BY_CODE[e["diagnosis"]].name,
-                "url": f"{API}/examples/{e['file']}",
-                "credit": f"{e['image_id']}, {e['dataset']} ({e['license']})",
-            }
-            for e in examples
-        ]
-
-    @api.get(
-        "/examples/{file}", tags=["examples"], summary="One example image (JPEG)",
-        response_class=Response, responses={
-            200: {"content": {"image/jpeg": {}}, "description": "the image"},
-            **error_responses(404),
-        },
-    )
-    async def example_file(file: str) -> Response:
-        if file not in by_file:
-            raise HTTPException(404, f"no example named {file[:60]!r}")
-        return FileResponse(examples_dir() / file, media_type="image/jpeg",
-                            headers={"Cache-Control": "public, max-age=86400"})
-
-    app.include_router(public)
+    app.include_router(health.router)
     app.include_router(docs_router(f"{API}/docs", f"{API}/openapi.json", "dermsight API"))
-    app.include_router(api)
+    auth: dict[str, Any] = (
+        {"dependencies": [Depends(require_token)], "responses": error_responses(401)}
+        if settings.api_token else {}
+    )
+    for router in protected_routers(settings):
+        app.include_router(router, **auth)
+    add_ui(app, settings.static_dir)
 
-    # -- the web UI -----------------------------------------------------------------------
-
-    static = settings.static_dir
-    if (static / "index.html").is_file():
-        app.router.routes.append(UIMount("/", app=StaticFiles(directory=static, html=True),
-                                         name="ui"))
-    else:
-        @app.get("/", include_in_schema=False)
-        async def ui_missing() -> HTMLResponse:
-            return HTMLResponse(UI_MISSING_HTML)
-
-    # -- middleware (last added = outermost) ----------------------------------------------
-
+    # middleware (last added = outermost)
     app.add_middleware(RequestLogMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        image_limit=settings.max_upload_bytes,

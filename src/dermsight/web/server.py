@@ -8,6 +8,8 @@ h11 protocol plus one timer) closes a connection whose request headers are not c
 has its own deadline (``Settings.upload_timeout_s``, in ``upload.py``).
 
 ``bind_refusal`` keeps an unauthenticated API on loopback unless the operator says otherwise.
+``serve_app`` runs the app's lifespan (the model load) *before* uvicorn binds the port, so that a
+start-up error (an unusable bundle) reaches the command as an exception: one line, no traceback.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from collections.abc import Callable
 from typing import Any
 
+import uvicorn
+from fastapi import FastAPI
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dermsight.web.settings import Settings
@@ -119,3 +124,23 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "access_log": False,
         "server_header": False,
     }
+
+
+def serve_app(app: FastAPI, host: str, port: int, settings: Settings,
+              on_ready: Callable[[], None] = lambda: None) -> None:
+    """Serve ``app`` until interrupted: its lifespan runs first (errors propagate before the port
+    is bound), ``on_ready`` once it has started, then uvicorn with ``uvicorn_options``."""
+    config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level,
+                            lifespan="off", **uvicorn_options(settings))
+    server = uvicorn.Server(config)
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            on_ready()
+            await server.serve()
+
+    try:
+        with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
+            runner.run(main())
+    except KeyboardInterrupt:  # a second Ctrl-C, or the one uvicorn re-raises after shutdown
+        pass

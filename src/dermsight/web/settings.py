@@ -1,4 +1,8 @@
-"""Service settings, read from ``DERMSIGHT_*`` environment variables (no extra dependency).
+"""The one settings object of the service: ``DERMSIGHT_*`` environment variables, overridden by
+``dermsight serve``'s flags (``Settings.from_env(env, **flags)``), checked once when built.
+
+``--model``, ``--workers``, ``--threads`` and ``--log-level`` override ``DERMSIGHT_MODEL``,
+``DERMSIGHT_WORKERS``, ``DERMSIGHT_ORT_THREADS`` and ``DERMSIGHT_LOG_LEVEL``. Variables:
 
 * ``DERMSIGHT_MODEL``: model bundle folder (default: the shipped bundle).
 * ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
@@ -22,15 +26,17 @@
 * ``DERMSIGHT_BLAS_THREADS`` (1): numpy BLAS threads (the OOD gate's matmul).
 * ``DERMSIGHT_WORKERS`` (cores the process may use, max 8): inferences running at the same time.
 * ``DERMSIGHT_STATIC_DIR`` (``dermsight/web/static``): built front-end served at ``/``.
-* ``DERMSIGHT_LOG_LEVEL`` (info): level of the ``dermsight.web`` logger.
+* ``DERMSIGHT_LOG_LEVEL`` (info): debug | info | warning | error | critical, for the
+  ``dermsight.web`` logger and uvicorn.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from dermsight.io.decode import MAX_PIXELS_BUILTIN
 from dermsight.parallel import default_workers
@@ -40,7 +46,11 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 
 class SettingsError(ValueError):
-    """An environment variable with a value that cannot be used."""
+    """An environment variable or flag with a value that cannot be used."""
+
+
+#: the log levels both ``logging`` and uvicorn know
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
@@ -115,16 +125,28 @@ class Settings:
     header_timeout_s: float = 10.0
     allow_tta: bool = False
 
+    def __post_init__(self) -> None:
+        """The checks that involve more than one value (each variable is checked as it is read)."""
+        if self.log_level not in LOG_LEVELS:
+            raise SettingsError(f"unknown log level {self.log_level!r} (use one of "
+                                f"{' | '.join(LOG_LEVELS)})")
+        limit = self.max_inflight_bytes
+        if limit - small_reserve(limit) < self.max_body_bytes:
+            raise SettingsError(
+                f"DERMSIGHT_MAX_INFLIGHT_MB={limit / MIB:g} is too small for "
+                f"DERMSIGHT_MAX_UPLOAD_MB={self.max_upload_bytes / MIB:g}: no upload of the "
+                "maximum size could ever be accepted (give it at least 1.2x the upload cap)")
+
     @property
     def max_body_bytes(self) -> int:
         """Whole request body: the image cap plus room for the form fields and boundaries."""
         return self.max_upload_bytes + 64 * 1024
 
-    def with_(self, **changes: object) -> Settings:
-        return replace(self, **changes)  # type: ignore[arg-type]
-
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **flags: object) -> Settings:
+        """Settings from ``DERMSIGHT_*`` variables (``env``, default ``os.environ``); ``flags``
+        (command-line options, by field name, ``None`` = not given) win over them.
+        ``SettingsError`` names the variable or value that cannot be used."""
         env = os.environ if env is None else env
         model = env.get("DERMSIGHT_MODEL", "").strip()
         token = env.get("DERMSIGHT_API_TOKEN", "").strip()
@@ -133,27 +155,26 @@ class Settings:
             if o.strip()
         )
         static = env.get("DERMSIGHT_STATIC_DIR", "").strip()
-        settings = cls(
-            model_path=Path(model) if model else None,
-            api_token=token or None,
-            cors_origins=origins,
-            max_upload_bytes=int(_float(env, "DERMSIGHT_MAX_UPLOAD_MB", 20.0) * MIB),
-            max_image_pixels=_int(env, "DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN),
-            upload_timeout_s=_float(env, "DERMSIGHT_UPLOAD_TIMEOUT_S", 60.0),
-            ort_threads=_int(env, "DERMSIGHT_ORT_THREADS", 1),
-            blas_threads=_int(env, "DERMSIGHT_BLAS_THREADS", 1),
-            workers=_int(env, "DERMSIGHT_WORKERS", default_workers(MAX_DEFAULT_WORKERS)),
-            static_dir=Path(static) if static else STATIC_DIR,
-            log_level=(env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info").lower(),
-            max_inflight_bytes=int(_float(env, "DERMSIGHT_MAX_INFLIGHT_MB", 256.0) * MIB),
-            max_connections=_int(env, "DERMSIGHT_MAX_CONNECTIONS", 100, minimum=2),
-            header_timeout_s=_float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
-            allow_tta=_bool(env, "DERMSIGHT_ALLOW_TTA", False),
-        )
-        limit = settings.max_inflight_bytes
-        if limit - small_reserve(limit) < settings.max_body_bytes:
-            raise SettingsError(
-                f"DERMSIGHT_MAX_INFLIGHT_MB={limit / MIB:g} is too small for "
-                f"DERMSIGHT_MAX_UPLOAD_MB={settings.max_upload_bytes / MIB:g}: no upload of the "
-                "maximum size could ever be accepted (give it at least 1.2x the upload cap)")
-        return settings
+        values: dict[str, Any] = {
+            "model_path": Path(model) if model else None,
+            "api_token": token or None,
+            "cors_origins": origins,
+            "max_upload_bytes": int(_float(env, "DERMSIGHT_MAX_UPLOAD_MB", 20.0) * MIB),
+            "max_image_pixels": _int(env, "DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN),
+            "upload_timeout_s": _float(env, "DERMSIGHT_UPLOAD_TIMEOUT_S", 60.0),
+            "ort_threads": _int(env, "DERMSIGHT_ORT_THREADS", 1),
+            "blas_threads": _int(env, "DERMSIGHT_BLAS_THREADS", 1),
+            "workers": _int(env, "DERMSIGHT_WORKERS", default_workers(MAX_DEFAULT_WORKERS)),
+            "static_dir": Path(static) if static else STATIC_DIR,
+            "log_level": env.get("DERMSIGHT_LOG_LEVEL", "").strip() or "info",
+            "max_inflight_bytes": int(_float(env, "DERMSIGHT_MAX_INFLIGHT_MB", 256.0) * MIB),
+            "max_connections": _int(env, "DERMSIGHT_MAX_CONNECTIONS", 100, minimum=2),
+            "header_timeout_s": _float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
+            "allow_tta": _bool(env, "DERMSIGHT_ALLOW_TTA", False),
+        }
+        unknown = set(flags) - set(cls.__dataclass_fields__)
+        if unknown:  # a programming error, not a user's
+            raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
+        values.update({name: value for name, value in flags.items() if value is not None})
+        values["log_level"] = str(values["log_level"]).lower()
+        return cls(**values)
