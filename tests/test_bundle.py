@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 import pytest
@@ -40,7 +45,8 @@ def test_predict_real_image(model: Dermsight, sample_image: Path) -> None:
     assert set(p.probabilities) == set(model.classes)
     assert abs(sum(p.probabilities.values()) - 1) < 1e-5
     assert p.prediction == max(p.probabilities, key=p.probabilities.__getitem__)
-    mal = sum(v for k, v in p.probabilities.items() if k in taxonomy.MALIGNANT)
+    assert model.card.malignant == ["MEL", "BCC", "SCC"]  # written in the shipped card
+    mal = sum(v for k, v in p.probabilities.items() if k in model.card.malignant)
     assert p.malignant_probability == pytest.approx(mal, abs=1e-6)
     assert p.risk in ("high", "moderate", "low", "cannot_assess")
     assert p.cam is not None
@@ -228,3 +234,103 @@ def test_facade_flags_ignored_metadata(model: Dermsight, sample_image: Path) -> 
     flags = [f for f in p.flags if f.code.startswith("metadata_")]
     assert [(f.code, f.blocking) for f in flags] == [("metadata_ignored", False)]
     assert p.risk != "cannot_assess" or any(f.blocking for f in p.flags)
+
+
+# --- the typed card (dermsight.cardschema) --------------------------------------------------------
+
+
+def _edit_card(b: Path, edit: Callable[[dict[str, Any]], object]) -> None:
+    card = json.loads((b / "card.json").read_text())
+    edit(card)
+    (b / "card.json").write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize(("edit", "named"), [
+    (lambda c: c.update(temperature="hot"), r"field 'temperature': .*valid number.*'hot'"),
+    (lambda c: c.pop("thresholds"), r"field 'thresholds': Field required"),
+    (lambda c: c["thresholds"].update(monitor=0.9), r"'thresholds': monitor \(0.9\) must not"),
+    (lambda c: c["input_spec"].update(interpolation="cubic"), r"'input_spec.interpolation'"),
+    (lambda c: c["input_spec"].pop("size"), r"'input_spec.size': Field required"),
+    (lambda c: c["meta_spec"].update(sites="torso"), r"'meta_spec.sites': .*valid list"),
+    (lambda c: c["gate"]["quality"].update(min_side="big"), r"'gate.quality.min_side'"),
+    (lambda c: c["gate"].update(v2_threshold=[1]), r"'gate.v2_threshold'"),
+    (lambda c: c.update(malignant=["UNK"]), r"'malignant': \['UNK'\] are not among"),
+    (lambda c: c.update(classes=["MEL", "XYZ"]), r"'classes': unknown class codes \['XYZ'\]"),
+    (lambda c: c.update(decision={"rule": "coin_flip"}), r"'decision.rule'"),
+])
+def test_a_card_field_that_is_missing_or_mistyped_is_named(
+        tmp_path: Path, edit: Callable[[dict[str, Any]], object], named: str) -> None:
+    b = _copy_bundle(tmp_path)
+    _edit_card(b, edit)
+    with pytest.raises(BundleError, match=named) as info:
+        load_bundle(b)
+    assert str(info.value).startswith("card.json does not match the card schema: ")
+    assert "\n" not in str(info.value)
+
+
+def test_report_keys_it_does_not_know_load_and_are_written_back(tmp_path: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    reference = {"n_images": 3, "by_class": {"MEL": 1}}
+    _edit_card(b, lambda c: c.update(reference=reference))
+    card = load_bundle(b).card
+    assert card.extra["reference"] == reference
+    out = save_bundle(tmp_path / "saved", b / "model.onnx", card)
+    written = json.loads((out / "card.json").read_text())
+    assert written["reference"] == reference
+    assert written["metrics"] == card.extra["metrics"]
+    assert load_bundle(out).card.malignant == ["MEL", "BCC", "SCC"]
+
+
+def test_the_malignant_probability_sums_the_cards_malignant_classes(
+        tmp_path: Path, model: Dermsight, sample_image: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    _edit_card(b, lambda c: c.update(malignant=["MEL"]))
+    only_mel = Dermsight.load(b).predict(sample_image, heatmap=False)
+    assert only_mel.malignant_probability == pytest.approx(only_mel.probabilities["MEL"],
+                                                           abs=1e-6)
+    shipped = model.predict(sample_image, heatmap=False)
+    assert shipped.malignant_probability > only_mel.malignant_probability  # BCC, SCC add to it
+    # a card written before the field existed: the taxonomy's malignant classes
+    _edit_card(b, lambda c: c.pop("malignant"))
+    assert load_bundle(b).card.malignant == ["MEL", "BCC", "SCC"]
+
+
+def test_save_bundle_refuses_a_card_the_schema_rejects(tmp_path: Path) -> None:
+    src = load_bundle()
+    bad = replace(src.card, temperature=0.0)
+    with pytest.raises(BundleError, match=r"field 'temperature': .*greater than 0"):
+        save_bundle(tmp_path / "b", src.onnx_path, bad)
+    assert not (tmp_path / "b" / "card.json").exists()
+
+
+def test_the_schemas_vocabularies_are_the_runtimes() -> None:
+    from dermsight import cardschema, decision, gate, preprocess
+
+    assert set(get_args(cardschema.Interpolation)) == set(preprocess._RESAMPLE)
+    assert set(get_args(cardschema.ColorConstancy)) == set(preprocess.COLOR_CONSTANCY)
+    assert set(get_args(cardschema.RuleName)) == {decision.ARGMAX, decision.LOGIT_ADJUSTED}
+    assert set(cardschema.QualityCard.model_fields) == set(gate.DEFAULT_GATE)
+
+
+def test_the_exported_schema_accepts_the_shipped_card_and_rejects_a_broken_one() -> None:
+    from jsonschema import Draft202012Validator
+
+    from dermsight.cardschema import card_json_schema
+
+    validator = Draft202012Validator(card_json_schema())
+    card = json.loads((default_bundle_path() / "card.json").read_text())
+    assert list(validator.iter_errors(card)) == []
+    card["thresholds"]["refer"] = "high"
+    del card["input_spec"]
+    bad = {".".join(map(str, e.absolute_path)) or e.message for e in validator.iter_errors(card)}
+    assert "thresholds.refer" in bad
+    assert any("input_spec" in m for m in bad)
+
+
+def test_the_front_ends_generated_files_are_current() -> None:
+    """frontend/src/generated/{card.schema.json,taxonomy.ts} are what the package says now
+    (the front end's npm test checks card.ts against card.schema.json)."""
+    tool = Path(__file__).resolve().parent.parent / "tools" / "gen_frontend_types.py"
+    r = subprocess.run([sys.executable, str(tool), "--check"], capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr

@@ -1,6 +1,8 @@
 """The typed model of a bundle's ``card.json`` (pydantic): what a card must hold, checked on load.
 
-``card.json`` stays one flat JSON object (schema version 1); its keys fall in two sections:
+``card.json`` stays one flat JSON object (schema version 1: cards written before this model
+still load; a card without ``malignant`` gets the taxonomy's). Besides its identity (schema
+version, name, version) and the integrity manifest (``files``), its keys fall in two sections:
 
 * the **runtime** section (:class:`CardRuntime`): everything the serving path reads — classes, the
   malignant set, input and metadata layout, temperature, risk thresholds, the decision rule, the
@@ -43,7 +45,7 @@ class CardError(ValueError):
     """A card that does not match the schema; ``str()`` is one line naming the field."""
 
 
-@pydantic_dataclass
+@pydantic_dataclass(config=_STRICT)
 class Thresholds:
     """Cut-offs on the calibrated malignant probability (the card's malignant classes summed)."""
 
@@ -67,8 +69,8 @@ class InputSpecCard(BaseModel):
 
     model_config = _STRICT
     size: int = Field(ge=8, le=4096, description="side of the square input, pixels")
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    mean: list[float] = Field(min_length=3, max_length=3, description="per RGB channel")
+    std: list[float] = Field(min_length=3, max_length=3, description="per RGB channel")
     interpolation: Interpolation = "bicubic"
     crop: Crop = Field(default="center_square",
                        description="center_square: crop the short side; none: squash")
@@ -82,7 +84,8 @@ class InputSpecCard(BaseModel):
         return self
 
     def to_spec(self) -> InputSpec:
-        return InputSpec(**self.model_dump())
+        return InputSpec(**{**self.model_dump(), "mean": tuple(self.mean),
+                            "std": tuple(self.std)})
 
 
 class MetaSpecCard(BaseModel):
@@ -175,15 +178,15 @@ class CardRuntime(BaseModel):
     def _classes_known(self) -> CardRuntime:
         unknown = [c for c in self.classes if c not in taxonomy.BY_CODE]
         if unknown:
-            raise ValueError(f"classes: unknown class codes {unknown}")
+            raise ValueError(f"field 'classes': unknown class codes {unknown}")
         if len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes: a class is listed twice")
+            raise ValueError("field 'classes': a class is listed twice")
         if self.malignant is not None:
             if not self.malignant:
-                raise ValueError("malignant: must name at least one class")
+                raise ValueError("field 'malignant': must name at least one class")
             stray = [c for c in self.malignant if c not in self.classes]
             if stray:
-                raise ValueError(f"malignant: {stray} are not among the classes")
+                raise ValueError(f"field 'malignant': {stray} are not among the classes")
         return self
 
 
@@ -207,30 +210,41 @@ class CardReport(BaseModel):
     provenance: dict[str, Any] | None = None
 
 
-class CardDocument(CardRuntime, CardReport):
-    """The whole ``card.json``: identity, the runtime and report sections, the manifest."""
+class CardIdentity(BaseModel):
+    """Which model this is."""
 
-    model_config = ConfigDict(extra="allow", title=SCHEMA_TITLE, json_schema_extra={
-        "x-sections": {
-            "runtime": list(CardRuntime.model_fields),
-            "report": list(CardReport.model_fields),
-        },
-    })
     schema_version: Literal[1]
     name: str = Field(min_length=1)
     version: str
     class_names: dict[str, str] | None = None
+
+
+class CardDocument(CardReport, CardRuntime, CardIdentity):
+    """The whole ``card.json``: identity, the runtime and report sections, the manifest."""
+
+    model_config = ConfigDict(extra="allow", title=SCHEMA_TITLE, json_schema_extra={
+        "x-sections": {
+            "identity": list(CardIdentity.model_fields),
+            "runtime": list(CardRuntime.model_fields),
+            "report": list(CardReport.model_fields),
+        },
+    })
     files: dict[str, str] = Field(default_factory=dict,
                                   description="integrity manifest: relative path -> sha256")
 
 
 #: the top-level keys of the runtime section (and identity/manifest keys the Card holds itself)
-RUNTIME_KEYS: frozenset[str] = frozenset(CardRuntime.model_fields) | {
-    "schema_version", "name", "version", "class_names", "files"}
+RUNTIME_KEYS: frozenset[str] = frozenset(CardRuntime.model_fields) | frozenset(
+    CardIdentity.model_fields) | {"files"}
 
 
-def _where(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(p) for p in loc) or "(card)"
+def _describe(error: Any) -> str:
+    """One pydantic error as ``field 'a.b': what is wrong (got ...)``."""
+    loc = ".".join(str(p) for p in error["loc"])
+    msg = str(error["msg"]).removeprefix("Value error, ")
+    scalar = not isinstance(error.get("input"), dict)
+    got = f" (got {error['input']!r:.40})" if loc and scalar and error["type"] != "missing" else ""
+    return f"field '{loc}': {msg}{got}" if loc else msg
 
 
 def validate_card(d: dict[str, Any]) -> CardDocument:
@@ -240,10 +254,8 @@ def validate_card(d: dict[str, Any]) -> CardDocument:
         return CardDocument.model_validate(d)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
-        first = errors[0]
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise CardError(f"field '{_where(first['loc'])}': {msg}{more}") from None
+        raise CardError(f"{_describe(errors[0])}{more}") from None
 
 
 def default_malignant(classes: list[str]) -> list[str]:
