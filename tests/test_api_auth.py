@@ -135,3 +135,36 @@ def test_ui_not_built_page(anon: httpx.Client) -> None:
     assert "not built" in r.text
     assert r.headers["content-security-policy"] == CSP
     assert anon.get("/api/v1/nothing").json() == {"detail": "Not Found"}
+
+
+def test_require_token_is_a_dependency_any_router_can_use() -> None:
+    """The token check reads the settings from the app it runs in: a router of another feature
+    gets the same 401 (and no check at all when no token is set)."""
+    from fastapi import APIRouter, Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from dermsight.web.deps import require_token
+    from dermsight.web.settings import Settings
+
+    router = APIRouter(dependencies=[Depends(require_token)])
+
+    @router.get("/feature")
+    async def feature() -> dict[str, bool]:
+        return {"ok": True}
+
+    def app_with(token: str | None) -> FastAPI:
+        app = FastAPI()
+        app.state.settings = Settings(api_token=token)
+        app.include_router(router)
+        return app
+
+    with TestClient(app_with(STRICT_TOKEN)) as c:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": STRICT_TOKEN}):
+            r = c.get("/feature", headers=headers)
+            assert r.status_code == 401, headers
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert "API token" in r.json()["detail"]
+        r = c.get("/feature", headers={"Authorization": f"Bearer {STRICT_TOKEN}"})
+        assert (r.status_code, r.json()) == (200, {"ok": True})
+    with TestClient(app_with(None)) as c:
+        assert c.get("/feature").status_code == 200

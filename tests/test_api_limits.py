@@ -426,3 +426,34 @@ def test_a_bad_limit_setting_stops_serve_with_one_line() -> None:
     assert r.returncode == 2
     assert r.stderr.strip().startswith("error: DERMSIGHT_MAX_INFLIGHT_MB=10 is too small")
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_serve_flags_win_over_the_environment_in_one_checked_settings_object() -> None:
+    from dermsight.web.settings import MIB, Settings, SettingsError
+
+    env = {"DERMSIGHT_WORKERS": "3", "DERMSIGHT_ORT_THREADS": "2", "DERMSIGHT_LOG_LEVEL": "DEBUG",
+           "DERMSIGHT_MODEL": "from-env"}
+    s = Settings.from_env(env, workers=5, ort_threads=None, log_level=None, model_path=None)
+    assert (s.workers, s.ort_threads, s.log_level, s.model_path) == (5, 2, "debug",
+                                                                     Path("from-env"))
+    s = Settings.from_env(env, log_level="WARNING", model_path=Path("from-flag"))
+    assert (s.log_level, s.model_path) == ("warning", Path("from-flag"))
+    with pytest.raises(SettingsError, match="unknown log level 'loud'"):
+        Settings.from_env({}, log_level="loud")
+    with pytest.raises(SettingsError, match="too small"):  # checked however it is built
+        Settings(max_inflight_bytes=16 * MIB)
+
+
+def test_serve_stops_with_one_line_on_a_bad_flag_or_an_unusable_bundle(tmp_path: Path) -> None:
+    r = _serve(["--port", str(support.free_port()), "--log-level", "loud"], {})
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().startswith("error: unknown log level 'loud'")
+    assert len(r.stderr.strip().splitlines()) == 1
+    # the lifespan loads the bundle before the port is bound: exit 3, no traceback
+    r = _serve(["--port", str(support.free_port()), "--model", str(tmp_path)], {})
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stderr.strip().startswith("error: model bundle:")
+    assert "no card.json" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "serving" not in r.stdout
