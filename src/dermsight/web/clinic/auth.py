@@ -1,0 +1,130 @@
+"""Login, logout, the current user, per-user API tokens; admin: users and the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import select
+from starlette.exceptions import HTTPException
+
+from dermsight.clinic import accounts, audit
+from dermsight.clinic.accounts import aware
+from dermsight.clinic.models import User
+from dermsight.web.clinic.bodies import LoginIn, TokenIn, UserIn
+from dermsight.web.clinic.deps import COOKIE, AdminUser, CurrentUser, authenticate, clinic_of
+
+router = APIRouter(tags=["clinic: accounts"])
+
+
+def user_json(u: User) -> dict[str, Any]:
+    return {"id": u.id, "username": u.username, "role": u.role}
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _https(request: Request) -> bool:
+    return (request.url.scheme == "https"
+            or request.headers.get("x-forwarded-proto", "").lower() == "https")
+
+
+@router.post("/auth/login", summary="Log in: sets the session cookie, returns the CSRF token")
+def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
+    clinic = clinic_of(request)
+    ip = _client_ip(request)
+    with clinic.db.session() as s:
+        wait = accounts.retry_after_s(s, body.username, ip)
+    if wait:
+        raise HTTPException(429, f"too many failed logins: try again in {wait} s",
+                            headers={"Retry-After": str(wait)})
+    with clinic.db.session() as s:
+        user = accounts.verify_password(s, body.username, body.password)
+        accounts.record_attempt(s, body.username, ip, success=user is not None)
+        if user is None:
+            cookie, row = "", None
+        else:
+            cookie, row = accounts.open_session(s, user)
+            audit.record(s, user, "login", "user", user.id)
+    if user is None or row is None:
+        raise HTTPException(401, "wrong username or password")
+    response.set_cookie(COOKIE, cookie, max_age=accounts.SESSION_DAYS * 86400, httponly=True,
+                        samesite="strict", secure=_https(request), path="/")
+    return {"user": user_json(user), "csrf_token": row.csrf_token}
+
+
+@router.post("/auth/logout", status_code=204, summary="Log out (ends the session)")
+def logout(request: Request) -> Response:
+    authenticate(request)  # cookie sessions need the CSRF header here too
+    cookie = request.cookies.get(COOKIE)
+    clinic = clinic_of(request)
+    if cookie:
+        with clinic.db.session() as s:
+            accounts.close_session(s, cookie)
+    response = Response(status_code=204)
+    response.delete_cookie(COOKIE, path="/")
+    return response
+
+
+@router.get("/auth/me", summary="The logged-in user and the session's CSRF token")
+def me(request: Request) -> dict[str, Any]:
+    auth = authenticate(request)
+    return {"user": user_json(auth.user),
+            "csrf_token": auth.session.csrf_token if auth.session else None}
+
+
+@router.get("/auth/tokens", summary="Your API tokens (never the token itself)")
+def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
+    with clinic_of(request).db.session() as s:
+        rows = accounts.user_tokens(s, user)
+    return [{"id": t.id, "name": t.name, "created_at": aware(t.created_at).isoformat(),
+             "last_used_at": aware(t.last_used_at).isoformat() if t.last_used_at else None}
+            for t in rows]
+
+
+@router.post("/auth/tokens", status_code=201, summary="A new API token (shown once)")
+def create_token(body: TokenIn, request: Request, user: CurrentUser
+                 ) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        token, row = accounts.create_token(s, user, body.name)
+        audit.record(s, user, "create", "api_token", row.id)
+    return {"id": row.id, "name": row.name, "token": token}
+
+
+@router.delete("/auth/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")
+def revoke_token(token_id: int, request: Request, user: CurrentUser
+                 ) -> Response:
+    with clinic_of(request).db.session() as s:
+        if not accounts.revoke_token(s, user, token_id):
+            raise HTTPException(404, f"you have no API token with id {token_id}")
+        audit.record(s, user, "delete", "api_token", token_id)
+    return Response(status_code=204)
+
+
+@router.get("/admin/users", summary="Every account (admin)")
+def list_users(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
+    with clinic_of(request).db.session() as s:
+        users = list(s.scalars(select(User).order_by(User.id)))
+    return [{**user_json(u), "active": u.active,
+             "created_at": aware(u.created_at).isoformat()} for u in users]
+
+
+@router.post("/admin/users", status_code=201, summary="Create an account (admin)")
+def create_user(body: UserIn, request: Request, admin: AdminUser
+                ) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        try:
+            user = accounts.create_user(s, body.username, body.password, body.role)
+        except accounts.AccountError as exc:
+            status = 409 if isinstance(exc, accounts.AccountExists) else 422
+            raise HTTPException(status, str(exc)) from exc
+        audit.record(s, admin, "create", "user", user.id)
+    return user_json(user)
+
+
+@router.get("/admin/audit", summary="The audit log, newest first (ids and times only; admin)")
+def audit_log(request: Request, admin: AdminUser,
+              limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    with clinic_of(request).db.session() as s:
+        return audit.recent(s, limit)

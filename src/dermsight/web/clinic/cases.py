@@ -1,0 +1,203 @@
+"""Patients, lesions, visits and diagnoses; a patient's export and deletion."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response
+from starlette.exceptions import HTTPException
+
+from dermsight import taxonomy
+from dermsight.clinic import audit, cases, exports, rights
+from dermsight.clinic.models import Lesion, Patient, Visit
+from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
+from dermsight.io.errors import ImageDecodeError
+from dermsight.records import Metadata
+from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, NoteIn, PatientIn
+from dermsight.web.clinic.deps import AdminUser, CurrentUser, clinic_of, model_of
+from dermsight.web.settings import Settings
+from dermsight.web.upload import UploadError, read_upload
+
+router = APIRouter(tags=["clinic: cases"])
+ZIP = "application/zip"
+PNG_CACHE = {"Cache-Control": "private, max-age=3600"}
+
+
+def _check_note(note: str | None) -> str | None:
+    if note is not None and len(note) > NOTE_MAX:
+        raise HTTPException(413, f"the note is too long ({len(note)} characters, at most "
+                                 f"{NOTE_MAX})")
+    return note or None
+
+
+@router.get("/patients", summary="Patients, optionally those whose reference starts with q")
+def list_patients(request: Request, user: CurrentUser,
+                  q: str | None = Query(None, max_length=64)) -> list[dict[str, Any]]:
+    with clinic_of(request).db.session() as s:
+        return cases.list_patients(s, q)
+
+
+@router.post("/patients", status_code=201, summary="A new patient (409 if the ref exists)")
+def create_patient(body: PatientIn, request: Request, user: CurrentUser
+                   ) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        p = cases.create_patient(s, body.ref, user)
+        audit.record(s, user, "create", "patient", p.id)
+        return {**cases.patient_json(p), "n_lesions": 0, "n_visits": 0, "last_visit_at": None,
+                "latest_risk": None, "risk_rose": False}
+
+
+@router.get("/patients/{patient_id}", summary="A patient with their lesions")
+def get_patient(patient_id: int, request: Request, user: CurrentUser
+                ) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        p = cases.get_or_404(s, Patient, patient_id, "patient")
+        audit.record(s, user, "view", "patient", p.id)
+        return cases.patient_detail(s, p)
+
+
+@router.delete("/patients/{patient_id}", status_code=204,
+               summary="Delete a patient with every row and image file (admin)")
+def delete_patient(patient_id: int, request: Request, admin: AdminUser
+                   ) -> Response:
+    rights.delete_patient(clinic_of(request), patient_id, admin)
+    return Response(status_code=204)
+
+
+@router.get("/patients/{patient_id}/export", response_class=Response,
+            summary="Everything stored about one patient (zip: patient.json + images/)")
+def export_patient(patient_id: int, request: Request, user: CurrentUser
+                   ) -> Response:
+    clinic = clinic_of(request)
+    with clinic.db.session() as s:
+        p = cases.get_or_404(s, Patient, patient_id, "patient")
+        data = exports.patient_zip(s, clinic.images, p)
+        audit.record(s, user, "export", "patient", p.id)
+    return Response(data, media_type=ZIP, headers={
+        "Content-Disposition": f'attachment; filename="patient_{patient_id}.zip"'})
+
+
+@router.post("/patients/{patient_id}/lesions", status_code=201, summary="A new lesion")
+def create_lesion(patient_id: int, body: LesionIn, request: Request,
+                  user: CurrentUser) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        p = cases.get_or_404(s, Patient, patient_id, "patient")
+        le = cases.create_lesion(s, p, body.body_site, body.side, body.location,
+                                 body.map.model_dump() if body.map else None)
+        audit.record(s, user, "create", "lesion", le.id)
+        return cases.lesion_json(le, [], {})
+
+
+@router.get("/lesions/{lesion_id}", summary="A lesion's timeline: visits, changes, diagnosis")
+def get_lesion(lesion_id: int, request: Request, user: CurrentUser
+               ) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        audit.record(s, user, "view", "lesion", le.id)
+        return cases.lesion_detail(s, le)
+
+
+def _form_value(fields: dict[str, str], name: str) -> str | None:
+    value = fields.get(name)
+    return value if value is not None and value.strip() else None
+
+
+def _taken_at(raw: str | None) -> dt.date:
+    today = dt.datetime.now(dt.UTC).date()
+    if raw is None:
+        return today
+    try:
+        day = dt.date.fromisoformat(raw.strip()[:10])
+    except ValueError as exc:
+        raise UploadError(422, f"taken_at {raw[:40]!r} is not an ISO date (YYYY-MM-DD)") from exc
+    if day > today + dt.timedelta(days=1):
+        raise UploadError(422, f"taken_at {day} lies in the future")
+    return day
+
+
+@router.post("/lesions/{lesion_id}/visits", status_code=201,
+             summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store")
+async def create_visit(lesion_id: int, request: Request, user: CurrentUser
+                       ) -> dict[str, Any]:
+    clinic, model = clinic_of(request), model_of(request)
+    with clinic.db.session() as s:
+        cases.get_or_404(s, Lesion, lesion_id, "lesion")
+    settings: Settings = request.app.state.settings
+    form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX))
+    if form.image is None:
+        raise UploadError(422, "no image: send the photo in a form field named 'image'")
+    note = _check_note(_form_value(form.fields, "note"))
+    try:
+        meta = Metadata.parse(age=_form_value(form.fields, "age"),
+                              sex=_form_value(form.fields, "sex"),
+                              site=_form_value(form.fields, "site"))
+    except taxonomy.TaxonomyError as exc:
+        raise UploadError(422, str(exc)) from exc
+    taken_at = _taken_at(_form_value(form.fields, "taken_at"))
+    limiter: anyio.CapacityLimiter = request.app.state.clinic_limiter
+    try:
+        a = await anyio.to_thread.run_sync(partial(assess, model, form.image, meta),
+                                           limiter=limiter)
+    except ImageDecodeError as exc:
+        raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
+    visit_id = await anyio.to_thread.run_sync(
+        partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,
+                taken_at=taken_at, note=note, user=user),
+        limiter=limiter)
+    with clinic.db.session() as s:
+        return cases.visit_json(cases.get_or_404(s, Visit, visit_id, "visit"),
+                                cases.usernames(s))
+
+
+@router.patch("/visits/{visit_id}", summary="Change a visit's clinician note")
+def update_visit(visit_id: int, body: NoteIn, request: Request,
+                 user: CurrentUser) -> dict[str, Any]:
+    note = _check_note(body.note)
+    with clinic_of(request).db.session() as s:
+        v = cases.get_or_404(s, Visit, visit_id, "visit")
+        v.note = note
+        audit.record(s, user, "update", "visit", v.id)
+        return cases.visit_json(v, cases.usernames(s))
+
+
+def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
+    clinic = clinic_of(request)
+    with clinic.db.session() as s:
+        v = cases.get_or_404(s, Visit, visit_id, "visit")
+        key = v.heatmap_key if heatmap else v.image_key
+    if key is None:
+        raise HTTPException(404, f"visit {visit_id} has no heatmap (the image could not be "
+                                 "assessed)")
+    return Response(clinic.images.get(key), media_type="image/png", headers=PNG_CACHE)
+
+
+@router.get("/visits/{visit_id}/image", response_class=Response,
+            summary="The visit's image (PNG, metadata stripped)")
+def visit_image(visit_id: int, request: Request, user: CurrentUser
+                ) -> Response:
+    return _visit_file(request, visit_id, heatmap=False)
+
+
+@router.get("/visits/{visit_id}/heatmap", response_class=Response,
+            summary="The visit's heatmap (PNG with alpha, to lay over the image)")
+def visit_heatmap(visit_id: int, request: Request, user: CurrentUser
+                  ) -> Response:
+    return _visit_file(request, visit_id, heatmap=True)
+
+
+@router.put("/lesions/{lesion_id}/diagnosis", summary="Record the confirmed diagnosis")
+def put_diagnosis(lesion_id: int, body: DiagnosisIn, request: Request,
+                  user: CurrentUser) -> dict[str, Any]:
+    note = _check_note(body.note)
+    with clinic_of(request).db.session() as s:
+        le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        d = cases.set_diagnosis(s, le, body.code, body.method, note, user)
+        audit.record(s, user, "update", "diagnosis", le.id)
+        out = cases.diagnosis_json(d, cases.usernames(s))
+    assert out is not None
+    return out

@@ -1,0 +1,42 @@
+"""The clinic's dashboard, the confirmed-case export and similar cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+
+from dermsight.clinic import audit, cases, exports, figures, similar
+from dermsight.clinic.models import Visit
+from dermsight.web.clinic.deps import CurrentUser, clinic_of
+
+router = APIRouter(tags=["clinic: figures"])
+
+
+@router.get("/clinic/dashboard",
+            summary="The model's figures on the clinic's confirmed cases, per model version")
+def dashboard(request: Request, user: CurrentUser) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        return figures.dashboard(s)
+
+
+@router.get("/clinic/export/confirmed", response_class=Response,
+            summary="Confirmed cases as metadata.csv + images/ (zip; dermsight evaluate/train "
+                    "read it)")
+def export_confirmed(request: Request, user: CurrentUser) -> Response:
+    clinic = clinic_of(request)
+    with clinic.db.session() as s:
+        data, _ = exports.confirmed_zip(s, clinic.images)
+        audit.record(s, user, "export", "confirmed_cases", None)
+    return Response(data, media_type="application/zip", headers={
+        "Content-Disposition": 'attachment; filename="confirmed_cases.zip"'})
+
+
+@router.get("/visits/{visit_id}/similar",
+            summary="The nearest confirmed cases: the bundled reference set and the clinic's own")
+def similar_cases(visit_id: int, request: Request, user: CurrentUser,
+                  k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        v = cases.get_or_404(s, Visit, visit_id, "visit")
+        clinic_hits = similar.clinic_similar(s, v, k)
+    return {"reference": [], "clinic": clinic_hits}
