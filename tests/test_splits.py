@@ -123,3 +123,30 @@ def test_split_errors(tmp_path: Path) -> None:
     dup = _small_csv(tmp_path, ["image_id", "diagnosis"], [["a", "NV"], ["a", "MEL"]])
     with pytest.raises(ReaderError, match="image id a appears twice"):
         split_csv(dup, 2)
+
+
+def test_holdout_split_is_group_disjoint_and_sized(metadata: pd.DataFrame) -> None:
+    from dermsight.splits import holdout_split
+
+    labels, groups = metadata.diagnosis.tolist(), metadata.group_id.tolist()
+    split = holdout_split(labels, groups, test_fraction=0.15, val_fraction=0.15, seed=0)
+    frame = pd.DataFrame({"split": split, "group": groups, "label": labels})
+    assert frame.groupby("group").split.nunique().max() == 1
+    share = frame.split.value_counts(normalize=True)
+    assert share["test"] == pytest.approx(0.15, abs=0.01)
+    assert share["val"] == pytest.approx(0.15, abs=0.01)
+    # the same 20 folds as stratified_group_folds: test = folds 0-2, val = folds 3-5
+    folds = stratified_group_folds(labels, groups, 20, 0)
+    assert [s == "test" for s in split] == [f < 3 for f in folds]
+    assert [s == "val" for s in split] == [3 <= f < 6 for f in folds]
+    with pytest.raises(ValueError, match="leave no whole fold"):
+        holdout_split(labels, groups, test_fraction=0.01, val_fraction=0.15)
+
+
+def test_split_sha256_is_of_the_sorted_ids() -> None:
+    import hashlib
+
+    from dermsight.splits import split_sha256
+
+    assert split_sha256(["b", "a"]) == split_sha256(["a", "b"])
+    assert split_sha256(["a", "b"]) == hashlib.sha256(b"a\nb").hexdigest()

@@ -19,8 +19,8 @@ pytest.importorskip("timm")
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess  # noqa: E402
 from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity  # noqa: E402
 from dermsight.train.config import DataConfig, load_config  # noqa: E402
-from dermsight.train.data import assign_split, load_table  # noqa: E402
 from dermsight.train.network import ConfigError, LesionNet, load_imagenet_classifier  # noqa: E402
+from dermsight.train.table import assign_split, load_table  # noqa: E402
 
 pytestmark = pytest.mark.train
 REPO = Path(__file__).resolve().parents[1]

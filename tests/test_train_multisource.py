@@ -16,15 +16,10 @@ pytest.importorskip("timm")
 from dermsight.io.decode import decode_image  # noqa: E402
 from dermsight.preprocess import InputSpec, MetaSpec, preprocess, shades_of_gray  # noqa: E402
 from dermsight.records import Metadata  # noqa: E402
+from dermsight.train.augment import Augment  # noqa: E402
 from dermsight.train.config import ConfigError, DataConfig  # noqa: E402
-from dermsight.train.data import (  # noqa: E402
-    EXTERNAL,
-    Augment,
-    LesionDataset,
-    assign_split,
-    load_table,
-    row_meta,
-)
+from dermsight.train.data import LesionDataset  # noqa: E402
+from dermsight.train.table import EXTERNAL, assign_split, load_table, row_meta  # noqa: E402
 
 pytestmark = pytest.mark.train
 NINE = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
@@ -105,15 +100,45 @@ def test_duplicate_image_ids_across_folders_are_refused(data_dir: Path, tmp_path
 def test_dermoscopy_augmentation_is_reproducible_and_varied(data_dir: Path,
                                                             sample_ids: list[str]) -> None:
     img = decode_image(data_dir / "images" / f"{sample_ids[0]}.jpg")
-    aug = Augment(96, dermoscopy=True)
-    a = aug(img, np.random.default_rng(7))
+    aug, spec = Augment(dermoscopy=True), InputSpec(size=96)
+    a = aug(img, spec, np.random.default_rng(7))
     assert a.shape == (96, 96, 3)
     assert a.dtype == np.uint8
-    assert np.array_equal(a, aug(img, np.random.default_rng(7)))
-    outs = [aug(img, np.random.default_rng(i)) for i in range(40)]
+    assert np.array_equal(a, aug(img, spec, np.random.default_rng(7)))
+    outs = [aug(img, spec, np.random.default_rng(i)) for i in range(40)]
     corners = [o[:4, :4].mean() for o in outs]
     # some draws add a black vignette/border (dark corners), most keep the skin
     assert min(corners) < 30 < max(corners)
+
+
+def _dihedral(x: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/rotations of a (C, H, W) array."""
+    rots = [np.rot90(x, k, axes=(1, 2)) for k in range(4)]
+    return rots + [r[:, :, ::-1] for r in rots]
+
+
+@pytest.mark.parametrize("crop", ["center_square", "none"])
+def test_training_feeds_the_serving_geometry_of_the_spec(
+        data_dir: Path, sample_ids: list[str], crop: str) -> None:
+    """What training feeds the network follows the InputSpec (crop, size, interpolation, colour
+    constancy) exactly as serving does: with the random crop and the colour jitter switched off,
+    a training tensor is one of the 8 flips/rotations of ``preprocess(image, spec)``; changing
+    the spec's interpolation changes the training tensor."""
+    img = decode_image(data_dir / "images" / f"{sample_ids[2]}.jpg")[:, 40:]  # 256 x 216
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    fed: dict[str, np.ndarray] = {}
+    for interpolation in ("bicubic", "nearest", "bilinear"):
+        spec = InputSpec(size=72, interpolation=interpolation, crop=crop,
+                         color_constancy="shades_of_gray")
+        ds = LesionDataset([img], [Metadata()], np.zeros(1, int), spec, MetaSpec(),
+                           augment=neutral, seed=3)
+        fed[interpolation] = ds[0][0].numpy()
+        served = preprocess(img, spec)
+        # equal up to float32 summation order (colour constancy sums a rotated image)
+        assert min(np.abs(fed[interpolation] - v).max() for v in _dihedral(served)) < 1e-5, \
+            interpolation
+    assert np.abs(fed["bicubic"] - fed["nearest"]).max() > 0.01  # >= 1 grey level, not rounding
+    assert np.abs(fed["bicubic"] - fed["bilinear"]).max() > 0.01
 
 
 def test_shades_of_gray_removes_a_colour_cast(data_dir: Path, sample_ids: list[str]) -> None:

@@ -23,6 +23,9 @@ _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+#: the values ``InputSpec.interpolation`` and ``InputSpec.crop`` may take
+INTERPOLATIONS = tuple(_RESAMPLE)
+CROPS = ("center_square", "none")
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,18 @@ derives for any supported layout (HAM10000 dx, ISIC 2019 one-hot, ISIC 2017, SII
 
 The fold assignment is scikit-learn's ``StratifiedGroupKFold`` (shuffle, seed) algorithm,
 vectorised so that it runs in about a second on the shared dataset and needs no scikit-learn.
+
+``holdout_split`` cuts the same folds into the fixed test / val / train split every dermsight
+model is trained and evaluated on, and ``split_sha256`` is the fingerprint of one split that a
+model card records (``data.split_sha256``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,8 @@ from dermsight.io.csvfolder import GROUP_COLS, iter_csv_raw, read_header
 from dermsight.io.errors import ReaderError
 
 UNLABELED = "(none)"
+#: the fixed test / val / train split is cut from this many stratified group folds
+HOLDOUT_FOLDS = 20
 
 
 @dataclass
@@ -77,7 +84,7 @@ class FoldAssignment:
         }
 
 
-def _resolve_group_col(columns: Sequence[str], requested: str | None) -> str | None:
+def resolve_group_col(columns: Sequence[str], requested: str | None) -> str | None:
     lower = {c.lower(): c for c in columns}
     if requested:
         if requested in columns:
@@ -91,6 +98,12 @@ def _resolve_group_col(columns: Sequence[str], requested: str | None) -> str | N
         if name in lower:
             return lower[name]
     return None
+
+
+def group_of(image_id: str, value: str | None) -> str:
+    """The group of an image: its group column's value, or the image alone when that is empty."""
+    value = (value or "").strip()
+    return value or f"IMG_{image_id}"
 
 
 def stratified_group_folds(
@@ -163,7 +176,7 @@ def split_csv(
     """Assign every row of a dataset CSV to one of ``n_folds`` folds (see module doc)."""
     p = Path(csv_path)
     layout = read_header(p)
-    gcol = _resolve_group_col(layout.columns, group_col)
+    gcol = resolve_group_col(layout.columns, group_col)
     ids: list[str] = []
     labels: list[str] = []
     groups: list[str] = []
@@ -176,9 +189,38 @@ def split_csv(
         seen.add(parsed.id)
         ids.append(parsed.id)
         labels.append(parsed.label or UNLABELED)
-        value = (raw.get(gcol) or "").strip() if gcol else ""
-        groups.append(value or f"IMG_{parsed.id}")
+        groups.append(group_of(parsed.id, raw.get(gcol) if gcol else None))
     if not ids:
         raise ReaderError(f"{p.name} has no rows to split")
     folds = stratified_group_folds(labels, groups, n_folds, seed)
     return FoldAssignment(ids, labels, groups, folds, gcol, n_folds)
+
+
+def holdout_split(
+    labels: Sequence[str],
+    groups: Sequence[str],
+    *,
+    test_fraction: float,
+    val_fraction: float,
+    seed: int = 0,
+    n_folds: int = HOLDOUT_FOLDS,
+) -> list[str]:
+    """"test", "val" or "train" per item: stratified by label, group-disjoint, deterministic in
+    ``seed``. The items are cut into ``n_folds`` stratified group folds; the first
+    ``round(test_fraction * n_folds)`` of them form the test split, the next
+    ``round(val_fraction * n_folds)`` the validation split, the rest the training split."""
+    n_test = round(test_fraction * n_folds)
+    n_val = round(val_fraction * n_folds)
+    if n_test < 1 or n_val < 1 or n_test + n_val >= n_folds:
+        raise ValueError(
+            f"test fraction {test_fraction} and validation fraction {val_fraction} leave no "
+            f"whole fold of {n_folds} for each of test, validation and training"
+        )
+    folds = stratified_group_folds(labels, groups, n_folds, seed)
+    return ["test" if f < n_test else "val" if f < n_test + n_val else "train" for f in folds]
+
+
+def split_sha256(ids: Iterable[str]) -> str:
+    """Fingerprint of one split: sha256 of its sorted image ids, one per line (no newline at
+    the end); a model card records it per split (``data.split_sha256``)."""
+    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()

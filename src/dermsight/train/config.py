@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSpec
+
 
 class ConfigError(ValueError):
     """A bad training/model configuration (unknown backbone, bad key, missing file)."""
@@ -70,6 +72,13 @@ class InputConfig:
     crop: str = "center_square"
     color_constancy: str = "none"  # none | shades_of_gray
     cc_power: float = 6.0
+
+    def spec(self) -> InputSpec:
+        """The ``InputSpec`` that training, export, the card and serving all use."""
+        return InputSpec(size=self.size, mean=tuple(self.mean),  # type: ignore[arg-type]
+                         std=tuple(self.std),  # type: ignore[arg-type]
+                         interpolation=self.interpolation, crop=self.crop,
+                         color_constancy=self.color_constancy, cc_power=self.cc_power)
 
 
 @dataclass
@@ -135,11 +144,11 @@ class TrainConfig:
 
         if self.train.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {self.train.augment!r}")
-        from dermsight.preprocess import COLOR_CONSTANCY
-
-        if self.input.color_constancy not in COLOR_CONSTANCY:
-            raise ConfigError(f"input.color_constancy must be one of {'|'.join(COLOR_CONSTANCY)}, "
-                              f"got {self.input.color_constancy!r}")
+        for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),
+                             ("interpolation", INTERPOLATIONS)):
+            if getattr(self.input, key) not in allowed:
+                raise ConfigError(f"input.{key} must be one of {'|'.join(allowed)}, "
+                                  f"got {getattr(self.input, key)!r}")
         if not self.data.roots:
             raise ConfigError("data.root must name at least one data folder")
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]

@@ -27,11 +27,11 @@ from dermsight.predict import Dermsight, softmax
 from dermsight.preprocess import MetaSpec, encode_meta, preprocess
 from dermsight.train.calibrate import fit_gate, fit_temperature, threshold_for_sensitivity
 from dermsight.train.config import Provenance, TrainConfig
-from dermsight.train.data import load_images, row_meta, split_hash
+from dermsight.train.data import load_images
 from dermsight.train.export import OUTPUTS, export_onnx, parity
 from dermsight.train.loop import DistInfo
 from dermsight.train.network import LesionNet
-from dermsight.train.pipeline import input_spec
+from dermsight.train.table import row_meta, split_hashes
 
 
 def intended_use(n_classes: int) -> str:
@@ -131,7 +131,7 @@ def linear_probe(cfg: TrainConfig, parts: dict[str, dict[str, Any]]) -> dict[str
 
     from dermsight.train.network import load_imagenet_classifier
 
-    spec = input_spec(cfg)
+    spec = cfg.input.spec()
     bb = load_imagenet_classifier(cfg.model.backbone, cfg.model.weights)
     bb.reset_classifier(0)
     bb.eval()
@@ -225,7 +225,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,  # n
              provenance: Provenance | None = None) -> dict[str, Any]:
     t_start = time.perf_counter()
     classes = list(cfg.data.classes)
-    spec, meta_spec = input_spec(cfg), MetaSpec()
+    spec, meta_spec = cfg.input.spec(), MetaSpec()
     ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     net = LesionNet(cfg.model.backbone, len(classes), meta_spec.dim,
                     meta_hidden=cfg.model.meta_hidden, pretrained=False,
@@ -401,7 +401,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,  # n
         "by_split": {s: {"n": int((df["split"] == s).sum()),
                          "by_diagnosis": df.loc[df["split"] == s, "diagnosis"]
                          .value_counts().to_dict()} for s in ("train", "val", "test")},
-        "split_sha256": {s: split_hash(df, df["split"], s) for s in ("train", "val", "test")},
+        "split_sha256": split_hashes(df),
         "group_col": cfg.data.group_col,
     }
     extra: dict[str, Any] = {

@@ -11,25 +11,13 @@ from typing import Any
 import pandas as pd
 import torch
 
-from dermsight.preprocess import InputSpec, MetaSpec
+from dermsight.preprocess import MetaSpec
+from dermsight.train.augment import Augment
 from dermsight.train.config import Provenance, TrainConfig
-from dermsight.train.data import (
-    Augment,
-    LesionDataset,
-    assign_split,
-    load_images,
-    load_table,
-    row_meta,
-)
+from dermsight.train.data import LesionDataset, load_images
 from dermsight.train.loop import DistInfo, check_distributed, distributed, train_model
 from dermsight.train.network import LesionNet
-
-
-def input_spec(cfg: TrainConfig) -> InputSpec:
-    i = cfg.input
-    return InputSpec(size=i.size, mean=tuple(i.mean), std=tuple(i.std),  # type: ignore[arg-type]
-                     interpolation=i.interpolation, crop=i.crop,
-                     color_constancy=i.color_constancy, cc_power=i.cc_power)
+from dermsight.train.table import assign_split, load_table, row_meta
 
 
 def build_net(cfg: TrainConfig, meta_spec: MetaSpec) -> LesionNet:
@@ -50,7 +38,7 @@ def prepare_data(cfg: TrainConfig) -> pd.DataFrame:
 
 def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
                   ) -> dict[str, LesionDataset]:
-    spec, meta_spec = input_spec(cfg), MetaSpec()
+    spec, meta_spec = cfg.input.spec(), MetaSpec()
     out = {}
     for s in splits:
         part = df[df["split"] == s]
@@ -58,8 +46,8 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         metas = [row_meta(r) for _, r in part.iterrows()]
         out[s] = LesionDataset(
             images, metas, part["label"].to_numpy(), spec, meta_spec,
-            augment=Augment(spec.size, dermoscopy=cfg.train.augment == "dermoscopy",
-                            resample=spec.interpolation) if s == "train" else None,
+            augment=Augment(dermoscopy=cfg.train.augment == "dermoscopy") if s == "train"
+            else None,
             meta_dropout=cfg.train.meta_dropout if s == "train" else 0.0, seed=cfg.seed)
     return out
 

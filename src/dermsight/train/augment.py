@@ -1,0 +1,130 @@
+"""Training augmentations on RGB uint8 images, with the serving geometry of the ``InputSpec``.
+
+The crop mode, output size and interpolation come from the spec the card stores (the same one
+``preprocess`` serves with), so training never sees a geometry that serving does not: with
+``crop="center_square"`` the random crop is taken inside the centre square that serving uses,
+with ``crop="none"`` it keeps the image's aspect (relative aspect 1 = the whole image, squashed to
+a square as in serving); the resize is ``preprocess.resize_rgb`` with the spec's interpolation.
+Colour constancy and standardisation follow in ``preprocess.normalize`` (``LesionDataset``).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+from dermsight.preprocess import InputSpec, resize_rgb, square_crop
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Augmentations on RGB uint8: the 8 flips/rotations, random resized crop,
+    brightness/contrast/saturation/hue jitter. Output is (spec.size, spec.size) uint8 RGB.
+
+    With ``dermoscopy=True`` also what other dermatoscopes and cameras do to an image (each with
+    its own probability): zoom-out onto a black border, a circular dermatoscope vignette, blur,
+    JPEG re-compression, gamma, and hairs.
+    """
+
+    #: area fraction of the crop (of the serving field of view) and its relative aspect ratio
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (0.8, 1.25)
+    jitter: float = 0.15
+    hue: float = 0.03
+    dermoscopy: bool = False
+
+    def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
+                 ) -> np.ndarray:
+        out = self.colour(self.geometry(img, spec, rng), rng)
+        return dermoscopy_effects(out, rng) if self.dermoscopy else out
+
+    def geometry(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
+                 ) -> np.ndarray:
+        """Random resized crop of the spec's field of view, then one of the 8 flips/rotations;
+        (spec.size, spec.size) uint8 RGB."""
+        view = square_crop(img) if spec.crop == "center_square" else img
+        h, w = view.shape[:2]
+        aspect = w / h
+        for _ in range(10):
+            a = h * w * rng.uniform(*self.scale)
+            r = np.exp(rng.uniform(np.log(self.ratio[0]), np.log(self.ratio[1])))
+            cw, ch = int(round(np.sqrt(a * r * aspect))), int(round(np.sqrt(a / (r * aspect))))
+            if 0 < cw <= w and 0 < ch <= h:
+                break
+        else:
+            cw, ch = w, h
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+        # the crop is squashed to the square: the spec's own resize, nothing cropped again
+        out = resize_rgb(np.ascontiguousarray(view[top : top + ch, left : left + cw]),
+                         replace(spec, crop="none"))
+        k = int(rng.integers(0, 8))
+        out = np.rot90(out, k % 4)
+        return out[:, ::-1] if k >= 4 else out
+
+    def colour(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Brightness, contrast, saturation and hue jitter on uint8 RGB."""
+        x = img.astype(np.float32)
+        b = 1 + rng.uniform(-self.jitter, self.jitter)
+        c = 1 + rng.uniform(-self.jitter, self.jitter)
+        s = 1 + rng.uniform(-self.jitter, self.jitter)
+        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+        x = x * b
+        x = (x - grey.mean() * b) * c + grey.mean() * b
+        g = (x @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+        x = g + (x - g) * s
+        if self.hue:
+            shift = rng.uniform(-self.hue, self.hue) * 255
+            x = x + np.array([shift, 0.0, -shift], np.float32)
+        return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Camera/dermatoscope variation on a square uint8 RGB image (same size out).
+
+    The zoom-out's own bilinear downscale is part of the simulated optics (another device's
+    image), not the serving resize, which ``Augment.geometry`` has already done per the spec.
+    """
+    s = img.shape[0]
+    pil = Image.fromarray(np.ascontiguousarray(img))
+    if rng.random() < 0.25:  # zoom out: the lesion smaller, a black (or dark) border around
+        f = rng.uniform(0.6, 0.9)
+        small = pil.resize((max(1, int(s * f)),) * 2, Image.Resampling.BILINEAR)
+        canvas = Image.new("RGB", (s, s), (int(rng.integers(0, 25)),) * 3)
+        room = s - small.size[0] + 1
+        off = int(rng.integers(0, room)), int(rng.integers(0, room))
+        canvas.paste(small, off)
+        pil = canvas
+    if rng.random() < 0.15:  # hairs: thin dark curves
+        draw = ImageDraw.Draw(pil)
+        colour = tuple(int(v) for v in rng.integers(10, 60, 3))
+        for _ in range(int(rng.integers(1, 7))):
+            pts = [tuple(float(v) for v in rng.uniform(0, s, 2))]
+            angle = rng.uniform(0, 2 * np.pi)
+            for _ in range(4):
+                angle += rng.normal(0, 0.3)
+                step = s / 8
+                px, py = pts[-1]
+                pts.append((px + step * np.cos(angle), py + step * np.sin(angle)))
+            draw.line(pts, fill=colour, width=int(rng.integers(1, 3)))
+    if rng.random() < 0.15:
+        pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.5)))
+    if rng.random() < 0.2:
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=int(rng.integers(35, 90)))
+        pil = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    x = np.asarray(pil, np.float32)
+    if rng.random() < 0.3:
+        gamma = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
+        x = 255.0 * np.power(x / 255.0, gamma)
+    if rng.random() < 0.3:  # circular dermatoscope field of view, black outside
+        r = rng.uniform(0.45, 0.75) * s
+        cy, cx = ((s - 1) / 2 + rng.normal(0, s * 0.03, 2)).tolist()
+        yy, xx = np.mgrid[0:s, 0:s]
+        dist = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        mask = np.clip((r - dist) / (0.04 * s) + 0.5, 0.0, 1.0)[:, :, None]
+        x = x * mask + (1 - mask) * np.float32(rng.uniform(0, 20))
+    return np.clip(x + 0.5, 0, 255).astype(np.uint8)
