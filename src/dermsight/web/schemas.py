@@ -42,6 +42,19 @@ class UnreliableOut(BaseModel):
     malignant_probability: float
 
 
+class SimilarCaseOut(BaseModel):
+    """A reference image that looks like the upload to the model: a visual aid, not a diagnosis."""
+
+    image_id: str = Field(description="ISIC image id of the reference image")
+    diagnosis: str = Field(description="its confirmed diagnosis (class code)")
+    diagnosis_name: str
+    similarity: float = Field(description="cosine similarity of the model's pooled features "
+                                          "(1 = identical to the model)")
+    thumbnail_url: str = Field(description="where to GET its WebP thumbnail (96 px)")
+    licence: str
+    attribution: str
+
+
 class PredictResponse(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
@@ -88,6 +101,13 @@ class PredictResponse(BaseModel):
                     "input_spec.crop is center_square); transparent where the model paid no "
                     "attention; scale it over the image. Omitted with ?heatmap=false and when "
                     "risk is 'cannot_assess'",
+    )
+    similar: list[SimilarCaseOut] | None = Field(
+        None,
+        description="the 5 reference images (training images of the model with a confirmed "
+                    "diagnosis, shipped in the bundle) most similar to this one by the model's "
+                    "own features, most similar first: images that look alike to the model, not "
+                    "a diagnosis. Absent when risk is 'cannot_assess'",
     )
 
 
