@@ -1,6 +1,8 @@
 """Class-activation heatmaps: normalise a CAM, colour it, overlay it on the lesion, encode PNG.
 
-Pure numpy + Pillow, so serving needs no torch and no matplotlib.
+The map itself (the CAM of the suggested class over the whole image) is computed by
+``dermsight.camgrid``; this module only draws it. Pure numpy + Pillow, so serving needs no torch
+and no matplotlib.
 """
 
 from __future__ import annotations
@@ -69,10 +71,22 @@ def png_bytes(rgb_or_rgba: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def rgba_size(shape: tuple[int, ...], size: int) -> tuple[int, int]:
+    """(width, height) of a ``heatmap_rgba`` PNG: the map's aspect, ``size`` px on its long side."""
+    h, w = shape[:2]
+    if h >= w:
+        return max(1, round(size * w / h)), size
+    return size, max(1, round(size * h / w))
+
+
 def heatmap_rgba(cam01: np.ndarray, size: int = 224) -> np.ndarray:
-    """Transparent-background heatmap (RGBA) to lay over the image in a browser with opacity."""
-    heat = upsample(cam01, (size, size))
-    rgba = np.zeros((size, size, 4), np.uint8)
+    """Transparent-background heatmap (RGBA) to lay over the image in a browser with opacity.
+
+    The map (``camgrid.class_map``) tiles the whole image, so the PNG keeps its aspect, ``size``
+    px on the long side, and is meant to be stretched over the whole image."""
+    w, h = rgba_size(cam01.shape, size)
+    heat = upsample(cam01, (w, h))
+    rgba = np.zeros((h, w, 4), np.uint8)
     rgba[:, :, :3] = colorize(heat)
     rgba[:, :, 3] = np.clip(heat * 1.3 * 255, 0, 255).astype(np.uint8)
     return rgba

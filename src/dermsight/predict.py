@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from dermsight import gate, heatmap, taxonomy
+from dermsight import camgrid, gate, heatmap, taxonomy
 from dermsight.bundle import Bundle, load_bundle
 from dermsight.io.decode import DecodeLimits, decode_image
 from dermsight.metaflags import metadata_flags
@@ -55,7 +55,7 @@ class Prediction:
     model: dict[str, str]
     meta: Metadata
     timing_ms: float
-    cam: np.ndarray | None = None  # [0, 1] map for the predicted class, network resolution
+    cam: np.ndarray | None = None  # [0, 1] map for the predicted class over the whole image
     ood_score: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded RGB input
     #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
@@ -244,7 +244,8 @@ class Dermsight:
         blocking = any(f.blocking for f in flags)
         risk = "cannot_assess" if blocking else self.card.thresholds.tier(p_mal)
         # no heatmap for an image the gate refused: it would look like a valid explanation
-        cam = heatmap.normalize_cam(out["cam"][i, top]) if want_heatmap and not blocking else None
+        cam = (camgrid.class_map(self.session, rgb, self.card, meta, top, out["cam"][i, top])
+               if want_heatmap and not blocking else None)
         return Prediction(
             probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
             prediction=self.classes[top],

@@ -1,0 +1,161 @@
+"""The heatmap's map: the class activation map (CAM) of one class over the WHOLE image, on a grid
+twice as fine as the network's.
+
+The classification looks at the centre square at ``InputSpec.size`` px (``preprocess``); its own
+CAM is a coarse ``size / 32`` grid (5 x 5 at 160 px) of that square only. This module explains
+the same class over the whole frame instead:
+
+* the whole image is resized so that its short side is ``InputSpec.size`` px (the scale the
+  classification sees; ``crop="none"`` bundles squash the frame to a square as they do when
+  classifying) and normalised like the network input (``preprocess.normalize``);
+* the network is run on it four times, on the frame and on the frame cropped by half a stride
+  (16 px) at the top, the left and both: every run puts its CAM cells half a stride apart from
+  the others', so together they sample the map every 16 px instead of every 32 px;
+* the samples are interpolated (separably, linearly) onto a regular grid of cells of half a
+  stride that covers the frame edge to edge, then ReLU + divide by the maximum.
+
+So the result is a ``(ny, nx)`` map in [0, 1] whose cells tile the whole image (ny / nx is the
+image's aspect to within one cell): 10 x 10 for a square image, 10 x 13 for 4:3. It needs a model
+whose ONNX input has symbolic height and width (the shipped bundle does; ``train.export`` exports
+them so); for a bundle with a fixed input size it falls back to the classification's own CAM of
+the centre square, placed in the full frame with zero heat outside it.
+
+The classification itself is untouched: only the explanation is computed here.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import numpy as np
+from PIL import Image
+
+from dermsight.heatmap import normalize_cam, upsample
+from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, normalize, preprocess
+from dermsight.records import Metadata
+
+#: Most pixels of the frame the map is computed on, as a multiple of ``size`` squared. Frames
+#: wider than 2:1 are computed at a smaller scale so that the cost stays bounded.
+MAX_AREA = 2.0
+
+
+class CardLike(Protocol):
+    @property
+    def input_spec(self) -> InputSpec: ...
+
+    @property
+    def meta_spec(self) -> MetaSpec: ...
+
+
+def frame_size(h: int, w: int, spec: InputSpec) -> tuple[int, int]:
+    """(height, width) the whole image is resized to for the map, at the classification's scale:
+    short side ``spec.size`` (``crop="none"``: the square the classification squashes to)."""
+    s = spec.size
+    if spec.crop == "none":
+        return s, s
+    scale = s / min(h, w)
+    area = h * w * scale * scale
+    if area > MAX_AREA * s * s:
+        scale *= math.sqrt(MAX_AREA * s * s / area)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def is_dynamic(session: Any) -> bool:
+    """True when the ONNX ``image`` input accepts any height and width."""
+    shape = session.get_inputs()[0].shape
+    return not (isinstance(shape[2], int) and isinstance(shape[3], int))
+
+
+def _resample(spec: InputSpec) -> Image.Resampling:
+    return Image.Resampling[spec.interpolation.upper()]
+
+
+def _cam(session: Any, x: np.ndarray, meta: np.ndarray, cls: int) -> np.ndarray:
+    (cam,) = session.run(["cam"], {"image": x[None], "meta": meta[None]})
+    return np.asarray(cam[0, cls], np.float32)
+
+
+def _resample_axis(values: np.ndarray, centres: np.ndarray, n: int, length: int,
+                   axis: int) -> np.ndarray:
+    """Linear interpolation along ``axis`` from samples at pixel ``centres`` to the centres of
+    ``n`` equal cells tiling ``length`` pixels (values beyond the outer samples are held)."""
+    targets = (np.arange(n) + 0.5) * length / n
+    order = np.argsort(centres, kind="stable")
+    values = np.take(values, order, axis=axis)
+    return np.apply_along_axis(lambda v: np.interp(targets, centres[order], v), axis, values)
+
+
+def shifted_grid(session: Any, frame: np.ndarray, meta: np.ndarray, cls: int,
+                 spec: InputSpec, base: np.ndarray | None = None) -> np.ndarray:
+    """Raw CAM of class ``cls`` on a half-stride grid over ``frame`` (uint8 RGB); ``base`` is the
+    unshifted run's CAM when the caller already has it."""
+    fh, fw = frame.shape[:2]
+    if base is None:
+        base = _cam(session, normalize(frame, spec), meta, cls)
+    stride = 2 ** round(math.log2(max(fh / base.shape[0], fw / base.shape[1])))
+    half = stride // 2
+    runs = {(0, 0): base}
+    for dy, dx in ((0, half), (half, 0), (half, half)):
+        if fh - dy >= half and fw - dx >= half:
+            runs[(dy, dx)] = _cam(session, normalize(frame[dy:, dx:], spec), meta, cls)
+    shifts_y = sorted({dy for dy, _ in runs})
+    shifts_x = sorted({dx for _, dx in runs})
+    # the lattice of sample positions: every y shift's rows x every x shift's columns
+    rows = [(dy, k) for dy in shifts_y for k in range(runs[(dy, 0)].shape[0])]
+    cols = [(dx, k) for dx in shifts_x for k in range(runs[(0, dx)].shape[1])]
+    grid = np.empty((len(rows), len(cols)), np.float32)
+    for a, (dy, ky) in enumerate(rows):
+        for b, (dx, kx) in enumerate(cols):
+            grid[a, b] = runs[(dy, dx)][ky, kx]
+    cy = np.array([min(dy + stride * k + stride / 2, fh) for dy, k in rows], np.float64)
+    cx = np.array([min(dx + stride * k + stride / 2, fw) for dx, k in cols], np.float64)
+    ny, nx = max(1, round(fh / half)), max(1, round(fw / half))
+    grid = _resample_axis(grid, cy, ny, fh, axis=0)
+    return _resample_axis(grid, cx, nx, fw, axis=1).astype(np.float32)
+
+
+def centre_only(session: Any, image: np.ndarray, meta: np.ndarray, cls: int,
+                spec: InputSpec) -> np.ndarray:
+    """Fallback for a fixed-size model: its CAM of the centre square, placed in the full frame
+    (zero outside the square, which that model never sees), one cell per pixel of the frame."""
+    cam = _cam(session, preprocess(image, spec), meta, cls)
+    if spec.crop == "none":
+        return cam
+    h, w = image.shape[:2]
+    fh, fw = (max(1, round(n * spec.size / min(h, w))) for n in (h, w))
+    top, left = (fh - spec.size) // 2, (fw - spec.size) // 2
+    peak = float(cam.max())
+    out = np.zeros((fh, fw), np.float32)
+    if peak > 0:  # upsample expects [0, 1]; normalize_cam rescales the result anyway
+        square = upsample(np.maximum(cam, 0) / peak, (spec.size, spec.size))
+        out[top : top + spec.size, left : left + spec.size] = square
+    return out
+
+
+def class_map(
+    session: Any, image: np.ndarray, card: CardLike, meta: Metadata | None, cls: int,
+    classified: np.ndarray | None = None,
+) -> np.ndarray:
+    """The heatmap of class index ``cls`` for ``image`` (uint8 RGB, any size): a [0, 1] map
+    whose cells tile the whole image (see the module docstring).
+
+    ``classified`` is the CAM of ``cls`` from the classification's own run, if the caller has
+    it: when that run's input is exactly the unshifted frame (a square image, or a squashing
+    ``crop="none"`` bundle) it is reused instead of being computed again (one run of four less).
+    With test-time augmentation it is the flip/rotation average, so the map then mixes it in.
+    """
+    spec = card.input_spec
+    m = encode_meta(meta, card.meta_spec)
+    if not is_dynamic(session):
+        return normalize_cam(centre_only(session, image, m, cls, spec))
+    h, w = image.shape[:2]
+    fh, fw = frame_size(h, w, spec)
+    same_input = spec.crop == "none" or h == w
+    base = classified if same_input and classified is not None else None
+    if (fh, fw) == (h, w):
+        frame = image
+    else:
+        frame = np.asarray(Image.fromarray(image).resize((fw, fh), _resample(spec)))
+    return normalize_cam(shifted_grid(session, frame, m, cls, spec, base))
+
