@@ -3,6 +3,7 @@
 // the app when the server asks for a token (HTTP 401).
 
 import { errorMessageFrom } from './format.ts'
+import type { ModelCard as CardDocument } from './generated/card.ts'
 
 export type Risk = 'high' | 'moderate' | 'low' | 'cannot_assess'
 
@@ -65,8 +66,17 @@ export interface Health {
   clinic?: boolean
 }
 
-/** The model card is rendered defensively: every field may be missing or shaped differently. */
-export type ModelCard = Record<string, unknown>
+/** What GET /api/v1/model adds to the card: where the bundle's report and plots are served. */
+export interface ModelCardLinks {
+  report: string | null
+  plots: Record<string, string>
+}
+
+/** The model card (GET /api/v1/model): card.json typed by the schema generated from the Python
+ * card model (src/generated/card.ts, `npm run gen:types`), plus the API's links. The server only
+ * serves cards that pass that schema, but the pages still render every field defensively (a
+ * field may be absent and report sections are open), so all fields are optional here. */
+export type ModelCard = Partial<CardDocument> & { links?: ModelCardLinks }
 
 export const API = '/api/v1'
 const TOKEN_KEY = 'dermsight.apiToken'

@@ -1,9 +1,13 @@
-// Defensive accessors for the model card (GET /api/v1/model): any field may be missing.
-// The shape written by `dermsight train` (src/dermsight/train/finalize.py) is documented next to
-// each helper; older or hand-written cards fall back to the generic renderers of the Model page.
+// Accessors for the model card (GET /api/v1/model). Its type (ModelCard in api.ts) is generated
+// from the Python card model, dermsight.cardschema (src/generated/card.ts): the runtime fields
+// (thresholds, input_spec, decision, ...) are typed; the report sections (metrics, cross_source,
+// ...) are open objects whose inner shape, written by `dermsight train`
+// (src/dermsight/train/finalize.py), is documented next to each helper and read defensively;
+// older or hand-written cards fall back to the generic renderers of the Model page.
 
 import type { ModelCard } from './api.ts'
 import { isInterval } from './format.ts'
+import type { Crop } from './generated/card.ts'
 
 export function rec(v: unknown): Record<string, unknown> | null {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
@@ -44,9 +48,8 @@ export function cardThresholds(card: ModelCard | null): { refer: number | null; 
   return { refer: num(t.refer), monitor: num(t.monitor) }
 }
 
-export function cardCrop(card: ModelCard | null): string {
-  const spec = rec(card?.input_spec)
-  return typeof spec?.crop === 'string' ? spec.crop : 'center_square'
+export function cardCrop(card: ModelCard | null): Crop {
+  return card?.input_spec?.crop ?? 'center_square'
 }
 
 const isMetricValue = (v: unknown) => typeof v === 'number' || isInterval(v)
@@ -488,11 +491,10 @@ export interface DecisionRuleView {
 
 /** How the suggested class is chosen: card.decision, else the plain most probable class. */
 export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
-  const d = rec(card?.decision)
-  const rule = typeof d?.rule === 'string' ? d.rule : 'argmax'
+  const d = card?.decision
+  const rule: string = d?.rule ?? 'argmax'
   const tau = num(d?.tau)
-  const priorRec = rec(d?.prior) ?? {}
-  const prior = Object.entries(priorRec)
+  const prior = Object.entries(d?.prior ?? {})
     .map(([k, v]) => [k, num(v)] as [string, number | null])
     .filter((e): e is [string, number] => e[1] !== null)
     .sort((a, b) => b[1] - a[1])

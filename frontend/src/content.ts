@@ -1,21 +1,18 @@
-// Static wording and vocabularies shared by the pages.
+// Static wording shared by the pages. The vocabularies (classes, sexes, anatomic sites) come from
+// src/generated/taxonomy.ts, generated from dermsight.taxonomy (tools/gen_frontend_types.py);
+// only their display labels live here, and `satisfies` makes tsc refuse a label list that does
+// not cover exactly the generated vocabulary.
 
 import type { LesionClassInfo } from './api.ts'
+import { CLASSES, SEXES as SEX_VALUES, SITES as SITE_VALUES } from './generated/taxonomy.ts'
+
+export type Site = (typeof SITE_VALUES)[number]
+export type Sex = (typeof SEX_VALUES)[number]
 
 /** Anatomic sites accepted by the API (ISIC "general" vocabulary; `torso` = side not known). */
-export const SITES = [
-  'anterior torso',
-  'posterior torso',
-  'lateral torso',
-  'torso',
-  'head/neck',
-  'upper extremity',
-  'lower extremity',
-  'palms/soles',
-  'oral/genital',
-] as const
+export const SITES: readonly Site[] = SITE_VALUES
 
-export const SITE_LABELS: Record<string, string> = {
+const SITE_LABEL_TEXT = {
   'anterior torso': 'Torso – front (chest, abdomen)',
   'posterior torso': 'Torso – back',
   'lateral torso': 'Torso – side',
@@ -25,24 +22,17 @@ export const SITE_LABELS: Record<string, string> = {
   'lower extremity': 'Leg',
   'palms/soles': 'Palm or sole',
   'oral/genital': 'Mouth or genital area',
-}
+} satisfies Record<Site, string>
 
-export const SEXES = [
-  { value: 'female', label: 'Female' },
-  { value: 'male', label: 'Male' },
-]
+export const SITE_LABELS: Record<string, string> = SITE_LABEL_TEXT
 
-/** Used when /api/v1/classes cannot be loaded (mirrors dermsight.taxonomy). */
-export const FALLBACK_CLASSES: LesionClassInfo[] = [
-  { code: 'MEL', name: 'Melanoma', lay: 'A cancer of the pigment cells. Can spread if not removed early; the most dangerous common skin cancer.', malignant: true },
-  { code: 'NV', name: 'Melanocytic nevus', lay: 'A common mole: a benign cluster of pigment cells.', malignant: false },
-  { code: 'BCC', name: 'Basal cell carcinoma', lay: 'The most common skin cancer. Grows slowly and rarely spreads, but needs treatment.', malignant: true },
-  { code: 'AK', name: 'Actinic keratosis', lay: 'A rough, sun-damaged patch. Not cancer, but can turn into squamous cell carcinoma.', malignant: false, premalignant: true },
-  { code: 'BKL', name: 'Benign keratosis', lay: 'Seborrhoeic keratosis, solar lentigo or lichen-planus-like keratosis: harmless growths or sun spots.', malignant: false },
-  { code: 'DF', name: 'Dermatofibroma', lay: 'A firm, harmless bump in the skin, often on the legs.', malignant: false },
-  { code: 'VASC', name: 'Vascular lesion', lay: 'A harmless lesion made of blood vessels, such as a cherry angioma.', malignant: false },
-  { code: 'SCC', name: 'Squamous cell carcinoma', lay: 'A skin cancer of the outer skin cells. Usually treatable; can spread if neglected.', malignant: true },
-]
+const SEX_LABELS = { female: 'Female', male: 'Male' } satisfies Record<Sex, string>
+
+/** Sex choices in display order (female first). */
+export const SEXES = Object.entries(SEX_LABELS).map(([value, label]) => ({ value, label }))
+
+/** Used when /api/v1/classes cannot be loaded: every class of dermsight.taxonomy. */
+export const FALLBACK_CLASSES: LesionClassInfo[] = CLASSES.map((c) => ({ ...c }))
 
 export interface RiskText {
   label: string

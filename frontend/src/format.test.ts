@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import type { ModelCard } from './api.ts'
 import { cardMetricSets, cardThresholds } from './card.ts'
 import { riskText } from './content.ts'
 import {
@@ -119,6 +120,7 @@ describe('model card accessors', () => {
     expect(cardMetricSets({ metrics: { auc: { value: 0.9, lo: 0.8, hi: 0.95 } } })[0][0]).toBe('test')
     const sets = cardMetricSets({ metrics: { val: { auc: 0.8 }, test: { auc: 0.9 } } })
     expect(sets.map(([s]) => s)).toEqual(['test', 'val'])
-    expect(cardThresholds({ thresholds: { refer: 0.3, monitor: 'x' } })).toEqual({ refer: 0.3, monitor: null })
+    const malformed = { thresholds: { refer: 0.3, monitor: 'x' } } as unknown as ModelCard
+    expect(cardThresholds(malformed)).toEqual({ refer: 0.3, monitor: null })
   })
 })
