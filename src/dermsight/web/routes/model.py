@@ -79,6 +79,6 @@ async def classes(model: ModelDep) -> list[dict[str, Any]]:
     out = []
     for code in model.classes:
         c = taxonomy.BY_CODE[code]
-        out.append({"code": c.code, "name": c.name, "lay": c.lay, "malignant": c.malignant,
-                    "premalignant": c.premalignant})
+        out.append({"code": c.code, "name": c.name, "lay": c.lay,
+                    "malignant": code in model.card.malignant, "premalignant": c.premalignant})
     return out
