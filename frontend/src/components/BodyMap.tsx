@@ -3,7 +3,10 @@ import { SITE_LABELS } from '../content.ts'
 
 export type View = 'front' | 'back'
 
-/** A lesion pinned on the figure (clinic lesion map), in the figure's 120 x 240 units. */
+/** The figure's size in SVG units (its viewBox). */
+export const FIGURE = { width: 120, height: 240 }
+
+/** A lesion pinned on the figure (clinic lesion map), in the figure's units (see FIGURE). */
 export interface Pin {
   id: number
   view: View
@@ -142,7 +145,7 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect }: Pr
     <div className="bodymap" role="group" aria-label="Body map: choose where the lesion is">
       {(['front', 'back'] as View[]).map((view) => (
         <figure key={view} className="bodymap-fig">
-          <svg viewBox="0 0 120 240" className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
+          <svg viewBox={`0 0 ${FIGURE.width} ${FIGURE.height}`} className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
             {REGIONS[view].map((r) => {
               const selected = value === r.site
               // "torso" (side unknown) lights every torso region faintly.

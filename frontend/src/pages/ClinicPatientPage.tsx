@@ -4,7 +4,7 @@ import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badg
 import { clinicHref, lesionPlace } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
-import { BodyMap, type MapPoint, type Pin } from '../components/BodyMap.tsx'
+import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
 import { SITES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
 
@@ -13,6 +13,8 @@ const SIDES: { value: Side; label: string }[] = [
   { value: 'right', label: 'Right' },
   { value: 'midline', label: 'Midline' },
 ]
+
+const round3 = (v: number) => Math.min(1, Math.max(0, Math.round(v * 1000) / 1000))
 
 /** One patient: the lesion map (pins), the list of lesions, a new lesion, export and delete. */
 export function ClinicPatientPage({ id }: { id: number }) {
@@ -36,8 +38,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
     .map((l, i) => ({
       id: l.id,
       view: l.map!.view,
-      x: l.map!.x,
-      y: l.map!.y,
+      x: l.map!.x * FIGURE.width, // the API keeps map points as fractions of the figure
+      y: l.map!.y * FIGURE.height,
       label: `Lesion ${i + 1}: ${lesionPlace(l, SITE_LABELS)}`,
       alert: l.risk_rose,
     }))
@@ -61,7 +63,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
         body_site: site || null,
         side: (side || null) as Side | null,
         location: location.trim() || null,
-        map: point ? { view: point.view, x: point.x, y: point.y } : null,
+        map: point ? { view: point.view, x: round3(point.x / FIGURE.width), y: round3(point.y / FIGURE.height) } : null,
       })
       window.location.hash = clinicHref.lesion(l.id)
     } catch (err) {

@@ -59,7 +59,7 @@ function ModelBlock({ m }: { m: ModelFigures }) {
       <p data-testid="dashboard-counts">
         <strong>{m.n_lesions}</strong> confirmed lesion{m.n_lesions === 1 ? '' : 's'} assessed by this model version:{' '}
         {m.n_malignant} malignant, {m.n_mel} melanoma{m.n_mel === 1 ? '' : 's'}. Each lesion counts once, with its
-        latest visit before the diagnosis.
+        latest visit assessed by this model version.
       </p>
       {smallCount(m.n_lesions) && (
         <p className="status-warning" data-testid="small-count-warning">
