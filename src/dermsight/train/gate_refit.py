@@ -29,7 +29,7 @@ from dermsight.evaluate.negatives import CLINICAL, Negative, build_negatives, dr
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
-from dermsight.taxonomy import MALIGNANT, TaxonomyError
+from dermsight.taxonomy import TaxonomyError
 from dermsight.train.gate_fit import GateFeatures, gate_features, measure_gate_v2
 
 N_TRAIN = 4000  # dermoscopic training images the heads are fitted on (sampled, seeded)
@@ -225,7 +225,7 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
     assert logits is not None
     probs = model.probabilities(logits)
     p_mal = model.malignant(probs)
-    freq = natural_frequencies(p_mal, np.isin(val.labels, sorted(MALIGNANT)),
+    freq = natural_frequencies(p_mal, np.isin(val.labels, model.card.malignant),
                                model.card.thresholds, val.sources)
 
     _write(bundle, out, cfg, arrays, ev, freq)

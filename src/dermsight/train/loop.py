@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from dermsight.taxonomy import MALIGNANT
+from dermsight.cardschema import default_malignant
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset
 from dermsight.train.network import LesionNet, freeze_early, set_train_mode
@@ -123,7 +123,8 @@ def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str]) ->
         y = labels == classes.index("MEL")
         if 0 < y.sum() < len(y):
             res["mel_auc"] = float(roc_auc_score(y, probs[:, classes.index("MEL")]))
-    mal = [i for i, c in enumerate(classes) if c in MALIGNANT]
+    malignant = default_malignant(classes)  # the set the card will record
+    mal = [i for i, c in enumerate(classes) if c in malignant]
     y = np.isin(labels, mal)
     if 0 < y.sum() < len(y):
         res["malignant_auc"] = float(roc_auc_score(y, probs[:, mal].sum(1)))
