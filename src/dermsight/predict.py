@@ -1,10 +1,19 @@
 """The facade: ``Dermsight.load()`` then ``.predict(image, age=, sex=, site=)``.
 
-Runs on ONNX Runtime only (no torch). The web API and ``dermsight predict`` call ``predict``.
-Batch scoring (``dermsight.batch.score``) does not: it calls ``prepare`` and ``run_arrays`` on
-whole batches, then builds its output rows itself with the same pieces (``probabilities``,
-``malignant``, the card's decision rule and tiers, ``dermsight.gate``); ``tests/test_batch.py``
-checks that its rows give the facade's answers.
+Runs on ONNX Runtime only (no torch). It holds the one path from an input to an answer; the web
+API, ``dermsight predict`` and batch scoring all take it:
+
+* ``decode``: bytes / a file path / an array -> RGB pixels + ``Metadata`` (a DICOM file's tags
+  fill the fields the caller left empty; the caller's values win);
+* ``prepare_image``: preprocessing, metadata encoding and the quality part of the gate, per image
+  (``PreparedImage``; batch scoring runs this in worker threads);
+* ``assess``: one ONNX Runtime call for a batch of prepared images, then temperature scaling, the
+  malignant sum, the card's decision rule, the out-of-distribution gate, the metadata flags and
+  the risk tier (or "cannot assess"), all for the whole batch at once (``Assessment``: arrays,
+  one row per image).
+
+``predict`` / ``predict_batch`` turn an ``Assessment`` into ``Prediction`` objects; batch scoring
+(``dermsight.batch.scorer``) turns it into output rows, without re-computing any of it.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +30,13 @@ import numpy as np
 
 from dermsight import camgrid, gate, heatmap, taxonomy
 from dermsight.bundle import Bundle, load_bundle
-from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.io.decode import DecodeLimits, decode_image, sniff
+from dermsight.io.errors import ImageDecodeError
+from dermsight.io.files import read_regular_file
 from dermsight.metaflags import metadata_flags
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
+from dermsight.similar import ReferenceSet, SimilarCase
 
 ImageInput = str | os.PathLike[str] | bytes | np.ndarray
 
@@ -45,6 +58,51 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+CANNOT_ASSESS = "cannot_assess"
+
+
+@dataclass
+class PreparedImage:
+    """One decoded image made ready for the network (everything done per image before it)."""
+
+    x: np.ndarray  # (3, S, S) float32: the network's image input
+    m: np.ndarray  # (D,) float32: the encoded metadata
+    meta: Metadata
+    flags: list[gate.Flag]  # the quality part of the gate
+    quality: np.ndarray  # the gate.QualityStats vector (gate v2 uses it)
+
+
+@dataclass
+class Assessment:
+    """The answers for a batch of images as arrays, row ``i`` for image ``i``: everything after
+    the network, computed once for the batch. ``Prediction`` objects and batch scoring's output
+    rows are both read from it."""
+
+    classes: list[str]
+    probabilities: np.ndarray  # (N, C) calibrated (temperature-scaled)
+    malignant: np.ndarray  # (N,) P(malignant): the sum over the card's malignant classes
+    top: np.ndarray  # (N,) index of the suggested class (the card's decision rule)
+    flags: list[list[gate.Flag]]  # quality, out-of-distribution, then metadata flags
+    ood_scores: list[float | None]
+    risks: list[str]  # the tier, or "cannot_assess" when a flag blocks
+    cams: np.ndarray  # (N, C, h, w) raw class activation maps
+    embeddings: np.ndarray | None = None  # (N, F) pooled features (similar cases)
+
+    def __len__(self) -> int:
+        return len(self.risks)
+
+    def prediction(self, i: int) -> str:
+        return self.classes[int(self.top[i])]
+
+    def assessable(self, i: int) -> bool:
+        """False when the gate refused image ``i``: no valid result, no heatmap."""
+        return self.risks[i] != CANNOT_ASSESS
+
+    def cam(self, i: int) -> np.ndarray:
+        """The raw class activation map of image ``i``'s suggested class."""
+        return self.cams[i, int(self.top[i])]
+
+
 @dataclass
 class Prediction:
     probabilities: dict[str, float]
@@ -60,11 +118,13 @@ class Prediction:
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded RGB input
     #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
     decision_rule: str = "most probable class"
+    #: the pooled features (``Dermsight.similar`` finds the reference images nearest to them)
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def assessable(self) -> bool:
         """False when the gate refused the image: its numbers must not be shown as valid."""
-        return self.risk != "cannot_assess"
+        return self.risk != CANNOT_ASSESS
 
     def to_dict(self, heatmap_png: bool = True) -> dict[str, Any]:
         """The JSON form (the API's response). For a "cannot assess" result the class
@@ -130,11 +190,23 @@ class Dermsight:
         """Load a bundle folder; with no path, the default model shipped in the package."""
         return cls(load_bundle(path), threads=threads)
 
+    @cached_property
+    def reference(self) -> ReferenceSet | None:
+        """The bundle's similar-cases reference set (None without one), loaded on first use."""
+        return ReferenceSet.load(self.bundle.path)
+
+    def similar(self, prediction: Prediction, k: int = 5) -> list[SimilarCase]:
+        """The ``k`` reference images nearest to a result by the model's own features (visually
+        similar to the model, not a diagnosis); none for a "cannot assess" result."""
+        if not prediction.assessable or prediction.embedding is None or self.reference is None:
+            return []
+        return self.reference.nearest(prediction.embedding, k)
+
     @property
     def info(self) -> dict[str, str]:
         return {"name": self.card.name, "version": self.card.version}
 
-    # -- low level: arrays in, arrays out (used by batch scoring) -----------------------------
+    # -- arrays in, arrays out -----------------------------------------------------------------
 
     def run_arrays(
         self, x: np.ndarray, meta: np.ndarray, tta: bool = False
@@ -181,16 +253,68 @@ class Dermsight:
     def prepare(self, image: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, np.ndarray]:
         return preprocess(image, self.card.input_spec), encode_meta(meta, self.card.meta_spec)
 
+    def prepare_image(self, image: np.ndarray, meta: Metadata) -> PreparedImage:
+        """Preprocess one RGB image and its metadata and run the quality checks on it."""
+        x, m = self.prepare(image, meta)
+        flags, quality = gate.quality_gate(image, self.card.gate)
+        return PreparedImage(x=x, m=m, meta=meta, flags=flags, quality=quality)
+
+    def assess(self, images: Sequence[PreparedImage], tta: bool = False) -> Assessment:
+        """Run the network on prepared images (at least one) and everything after it: one
+        ONNX Runtime call, then calibration, malignant sum, decision rule, gate and tier for the
+        whole batch."""
+        out = self.run_arrays(np.stack([p.x for p in images]), np.stack([p.m for p in images]),
+                              tta=tta)
+        probs = self.probabilities(out["logits"])
+        p_mal = self.malignant(probs)
+        ood = gate.ood_flags(out["embedding"], self.card.gate, self.bundle.gate_arrays,
+                             np.stack([p.quality for p in images]))
+        flags = [[*p.flags, *ood_flags, *metadata_flags(p.meta)]  # metadata: non-blocking notes
+                 for p, (ood_flags, _) in zip(images, ood, strict=True)]
+        tier = self.card.thresholds.tier
+        risks = [CANNOT_ASSESS if any(f.blocking for f in fl) else tier(float(pm))
+                 for fl, pm in zip(flags, p_mal, strict=True)]
+        return Assessment(
+            classes=self.classes, probabilities=probs, malignant=p_mal,
+            top=np.asarray(self.card.decision.choose(probs, self.classes)),
+            flags=flags, ood_scores=[score for _, score in ood], risks=risks, cams=out["cam"],
+            embeddings=out["embedding"],
+        )
+
     # -- high level ---------------------------------------------------------------------------
 
+    def decode(self, image: ImageInput, meta: Metadata | None = None
+               ) -> tuple[np.ndarray, Metadata]:
+        """The RGB pixels and the metadata of one input (bytes, a file path or an array).
+
+        A DICOM file's tags (age, sex, site) fill the fields ``meta`` leaves empty; the values
+        given win. Raises ``ImageDecodeError`` for an input that cannot be used.
+        """
+        meta = meta if meta is not None else Metadata()
+        if isinstance(image, np.ndarray):
+            return self.load_image(image), meta
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            data = bytes(image)
+        else:  # regular files only (a FIFO named x.jpg must not block), at most the byte cap
+            data = read_regular_file(image, self.limits.max_bytes)
+        if sniff(data) != "DICOM":
+            return decode_image(data, self.limits), meta
+        from dermsight.io.dicom import decode_dicom_bytes
+
+        record = decode_dicom_bytes(data, self.limits)
+        if record.image is None:  # pragma: no cover - the reader raises instead
+            raise ImageDecodeError("DICOM file has no image (pixel data)")
+        return record.image, meta.fill_from(record.meta)
+
     def load_image(self, image: ImageInput) -> np.ndarray:
+        """The RGB pixels of one input (see ``decode``, which also returns its metadata)."""
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
                 image = np.repeat(image[:, :, None], 3, axis=2)
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
             return np.ascontiguousarray(image[:, :, :3].astype(np.uint8, copy=False))
-        return decode_image(image, self.limits)
+        return self.decode(image)[0]
 
     # ruff noqa below: public API: positional order kept.
     def predict(  # noqa: PLR0917
@@ -203,13 +327,15 @@ class Dermsight:
         tta: bool = False,
         meta: Metadata | None = None,
     ) -> Prediction:
-        """Classify one lesion image. Raises ImageDecodeError / TaxonomyError for bad input."""
+        """Classify one lesion image. Raises ImageDecodeError / TaxonomyError for bad input.
+
+        ``meta`` (or ``age`` / ``sex`` / ``site``) wins over a DICOM file's tags (see ``decode``).
+        """
         t0 = time.perf_counter()
-        rgb = self.load_image(image)
         meta = meta if meta is not None else Metadata.parse(age=age, sex=sex, site=site)
-        x, m = self.prepare(rgb, meta)
-        out = self.run_arrays(x[None], m[None], tta=tta)
-        return self._prediction(rgb, meta, out, 0, heatmap, t0)
+        rgb, meta = self.decode(image, meta)
+        item = self.prepare_image(rgb, meta)
+        return self._prediction(rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)
 
     def predict_batch(
         self,
@@ -220,43 +346,36 @@ class Dermsight:
     ) -> list[Prediction]:
         """Classify many images in one ONNX call (all must decode; see batch/ for error rows)."""
         t0 = time.perf_counter()
+        if not images:
+            return []
         metas = list(metas) if metas is not None else [None] * len(images)
-        rgbs = [self.load_image(im) for im in images]
-        prepared = [self.prepare(im, mt) for im, mt in zip(rgbs, metas, strict=True)]
-        x = np.stack([p[0] for p in prepared])
-        m = np.stack([p[1] for p in prepared])
-        out = self.run_arrays(x, m, tta=tta)
-        return [
-            self._prediction(rgb, mt or Metadata(), out, i, heatmap, t0)
-            for i, (rgb, mt) in enumerate(zip(rgbs, metas, strict=True))
-        ]
+        decoded = [self.decode(im, mt) for im, mt in zip(images, metas, strict=True)]
+        items = [self.prepare_image(rgb, mt) for rgb, mt in decoded]
+        result = self.assess(items, tta=tta)
+        return [self._prediction(rgb, item, result, i, heatmap, t0)
+                for i, ((rgb, _), item) in enumerate(zip(decoded, items, strict=True))]
 
     def _prediction(
-        self, rgb: np.ndarray, meta: Metadata, out: dict[str, np.ndarray], i: int,
+        self, rgb: np.ndarray, item: PreparedImage, result: Assessment, i: int,
         want_heatmap: bool, t0: float,
     ) -> Prediction:
-        probs = self.probabilities(out["logits"][i : i + 1])[0]
-        p_mal = float(self.malignant(probs[None])[0])
-        top = int(self.card.decision.choose(probs[None], self.classes)[0])
-        flags, score = gate.assess(rgb, out["embedding"][i : i + 1], self.card.gate,
-                                   self.bundle.gate_arrays)
-        flags = [*flags, *metadata_flags(meta)]  # non-blocking: metadata accepted but noted
-        blocking = any(f.blocking for f in flags)
-        risk = "cannot_assess" if blocking else self.card.thresholds.tier(p_mal)
         # no heatmap for an image the gate refused: it would look like a valid explanation
-        cam = (camgrid.class_map(self.session, rgb, self.card, meta, top, out["cam"][i, top])
-               if want_heatmap and not blocking else None)
+        cam = (camgrid.class_map(self.session, rgb, self.card, item.meta, int(result.top[i]),
+                                 result.cam(i))
+               if want_heatmap and result.assessable(i) else None)
         return Prediction(
-            probabilities={c: float(p) for c, p in zip(self.classes, probs, strict=True)},
-            prediction=self.classes[top],
-            malignant_probability=p_mal,
-            risk=risk,
-            flags=flags,
+            probabilities={c: float(p)
+                           for c, p in zip(self.classes, result.probabilities[i], strict=True)},
+            prediction=result.prediction(i),
+            malignant_probability=float(result.malignant[i]),
+            risk=result.risks[i],
+            flags=result.flags[i],
             model=self.info,
-            meta=meta,
+            meta=item.meta,
             timing_ms=(time.perf_counter() - t0) * 1000.0,
             decision_rule=self.card.decision.description,
             cam=cam,
-            ood_score=score,
+            ood_score=result.ood_scores[i],
             image=rgb,
+            embedding=None if result.embeddings is None else result.embeddings[i],
         )

@@ -51,19 +51,9 @@ def _print_human(path: Path, pred: Prediction) -> None:
 
 
 def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Prediction:
-    """One file; a DICOM file's tags fill the metadata the command line left out."""
-    from dermsight.io.decode import sniff
-    from dermsight.io.files import read_regular_file
-
-    # regular files only (a FIFO named x.jpg must not block), at most the decode limit
-    data = read_regular_file(path, m.limits.max_bytes)
-    if sniff(data[:132]) == "DICOM":
-        from dermsight.io.dicom import decode_dicom_bytes
-
-        record = decode_dicom_bytes(data, m.limits)
-        return m.predict(record.image, meta=meta.fill_from(record.meta), heatmap=heatmap,
-                         tta=tta)
-    return m.predict(data, meta=meta, heatmap=heatmap, tta=tta)
+    """One file (regular files only, at most the decode limit: the facade reads it); a DICOM
+    file's tags fill the metadata the command line left out."""
+    return m.predict(path, meta=meta, heatmap=heatmap, tta=tta)
 
 
 def predict(

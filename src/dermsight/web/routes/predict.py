@@ -47,19 +47,11 @@ def _field(fields: dict[str, str], name: str) -> str | None:
 
 
 def run_prediction(
-    model: Dermsight, data: bytes, kind: str | None, meta: Metadata, heatmap: bool, tta: bool
+    model: Dermsight, data: bytes, meta: Metadata, heatmap: bool, tta: bool
 ) -> bytes:
-    """Decode + predict + serialise (runs in a worker thread; ONNX Runtime releases the GIL)."""
-    if kind == "DICOM":
-        from dermsight.io.dicom import decode_dicom_bytes
-
-        record = decode_dicom_bytes(data, model.limits)
-        if record.image is None:  # pragma: no cover - the reader raises instead
-            raise ImageDecodeError("DICOM file has no image (pixel data)")
-        meta = meta.fill_from(record.meta)  # the form's values win over the tags
-        pred = model.predict(record.image, meta=meta, heatmap=heatmap, tta=tta)
-    else:
-        pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
+    """Decode + predict + serialise (runs in a worker thread; ONNX Runtime releases the GIL).
+    The facade decodes (a DICOM upload's tags fill the fields the form left empty)."""
+    pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
     out = pred.to_dict(heatmap_png=False)
     if pred.assessable:
         out["similar"] = similar_cases(model, pred)
@@ -105,7 +97,7 @@ async def predict(
     kind = sniff(data)
     heavy = await anyio.to_thread.run_sync(decode_cost, data, model.limits) > HEAVY_DECODE_BYTES
     try:
-        body = await workers.run(partial(run_prediction, model, data, kind, meta, heatmap, tta),
+        body = await workers.run(partial(run_prediction, model, data, meta, heatmap, tta),
                                  heavy)
     except ImageDecodeError as exc:
         status = 422 if (kind in ALLOWED_FORMATS or kind == "DICOM") else 415
