@@ -12,6 +12,7 @@ import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from '../components/ImageDrop.tsx'
 import { NaturalFrequency } from '../components/NaturalFrequency.tsx'
+import { SimilarCases } from '../components/SimilarCases.tsx'
 import { PatientFields } from '../components/PatientFields.tsx'
 import { ProbBars } from '../components/ProbBars.tsx'
 import { RiskBanner } from '../components/RiskBanner.tsx'
@@ -480,6 +481,7 @@ function ResultView({
             <ProbBars probabilities={probs} classes={classes} prediction={res.prediction} audience={audience} />
           </div>
         </div>
+        {!patient && <SimilarCases result={res} />}
       </div>
       )}
 

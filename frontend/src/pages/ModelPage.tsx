@@ -27,6 +27,7 @@ import { FALLBACK_CLASSES } from '../content.ts'
 import { CrossSourceBlock, NoteRow, SkinToneBlock, SubgroupHead } from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { GateV2Figures } from '../components/GateV2Figures.tsx'
+import { RetrievalBlock, hasRetrieval } from '../components/RetrievalBlock.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
 import {
   format3,
@@ -189,6 +190,7 @@ function CardView({ card }: { card: ModelCard }) {
     ...(ita ? [{ id: 'skin-tone', title: 'Skin tone' }] : []),
     ...(crossSource ? [{ id: 'cross-source', title: 'Cross-source' }] : []),
     ...(hasGate ? [{ id: 'gate', title: '“Cannot assess” gate' }] : []),
+    ...(hasRetrieval(card) ? [{ id: 'retrieval', title: 'Similar cases' }] : []),
     { id: 'plots', title: 'Plots' },
     { id: 'data', title: 'Data and training' },
     { id: 'limitations', title: 'Limitations' },
@@ -212,6 +214,7 @@ function CardView({ card }: { card: ModelCard }) {
       {ita && <SkinToneBlock table={ita} />}
       {crossSource && <CrossSourceBlock table={crossSource} />}
       {hasGate && gate && <Gate gate={gate} />}
+      <RetrievalBlock card={card} />
       <PlotsBlock card={card} />
       <DataBlock card={card} />
       <TrainingBlock card={card} />
