@@ -121,6 +121,47 @@ def test_assess_a_real_lesion(page: Any, sample_image: Path, test_output: Path) 
     assert page.problems == []
 
 
+def test_the_heatmap_covers_the_whole_image(
+    page: Any, sample_image: Path, tmp_path: Path, test_output: Path
+) -> None:
+    """A 3:2 image (a real lesion with its own skin added on the right): the viewer shows the
+    whole image at its own aspect, the heatmap stretched over all of it, and outlines the centre
+    square the answer came from."""
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(sample_image).convert("RGB"))
+    strip = rgb[:, -32:]
+    tiles = [strip[:, ::-1] if k % 2 == 0 else strip for k in range(4)]
+    wide = np.concatenate([rgb, *tiles], axis=1)  # 256 x 384
+    path = tmp_path / "wide-lesion.jpg"
+    Image.fromarray(wide).save(path, quality=92)
+    page.get_by_test_id("audience-clinician").click()
+    result = assess(page, path)
+    if result["risk"] == "cannot_assess":
+        pytest.skip("the widened sample image was refused by the gate")
+    overlay = page.get_by_test_id("heatmap-overlay")
+    overlay.wait_for()
+    page.wait_for_function(
+        "() => { const i = document.querySelector('[data-testid=heatmap-overlay]');"
+        " return i && i.complete && i.naturalWidth > 0; }")
+    page.get_by_test_id("classified-square").wait_for()
+    stack = page.get_by_test_id("heatmap-stack").bounding_box()
+    heat = overlay.bounding_box()
+    square = page.get_by_test_id("classified-square").bounding_box()
+    assert stack["width"] / stack["height"] == pytest.approx(384 / 256, abs=0.02)
+    for key in ("x", "y", "width", "height"):  # the heatmap covers the whole image
+        assert heat[key] == pytest.approx(stack[key], abs=1.0)
+    natural = overlay.evaluate("e => e.naturalWidth / e.naturalHeight")
+    assert natural == pytest.approx(384 / 256, abs=0.1)  # the map's aspect, to one cell
+    assert square["width"] == pytest.approx(stack["height"], abs=2.0)
+    assert square["x"] - stack["x"] == pytest.approx(
+        stack["x"] + stack["width"] - square["x"] - square["width"], abs=2.0)
+    assert "centre square" in page.get_by_test_id("heatmap-caption").inner_text()
+    page.screenshot(path=str(test_output / "e2e-assess-heatmap-whole-image.png"), full_page=True)
+    assert page.problems == []
+
+
 def test_text_file_shows_a_readable_error(page: Any, tmp_path: Path, test_output: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("Patient notes: lesion on the back, 6 mm.\n")

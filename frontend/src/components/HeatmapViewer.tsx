@@ -1,4 +1,4 @@
-import { useId, useState } from 'react'
+import { useId, useState, type CSSProperties, type SyntheticEvent } from 'react'
 
 interface Props {
   /** The uploaded image as the browser can show it; null when it cannot (DICOM). */
@@ -6,7 +6,7 @@ interface Props {
   /** Why there is no image to show, e.g. "This DICOM file"; used in the caption. */
   noImageReason?: string
   heatmapSrc: string | null
-  /** "center_square": the model saw the centre square (CSS object-fit: cover); "none": squashed. */
+  /** "center_square": the answer comes from the centre square (outlined); "none": the whole image, squashed. */
   crop: string
   predictionName?: string
   /** 0..100 */
@@ -14,19 +14,41 @@ interface Props {
   onOpacity: (v: number) => void
 }
 
+interface Size {
+  w: number
+  h: number
+}
+
+/** The centre square of a w x h frame, as CSS percentages of the frame (null for a square frame). */
+export function centreSquare({ w, h }: Size): CSSProperties | null {
+  if (!(w > 0 && h > 0) || Math.abs(w - h) < 1) return null
+  const side = Math.min(w, h)
+  return {
+    left: `${((w - side) / 2 / w) * 100}%`,
+    top: `${((h - side) / 2 / h) * 100}%`,
+    width: `${(side / w) * 100}%`,
+    height: `${(side / h) * 100}%`,
+  }
+}
+
 /**
- * The uploaded image with the model's heatmap stacked on top (CSS), plus an opacity slider. When
- * the browser cannot show the image (DICOM, some TIFFs), the heatmap is shown on its own, at full
- * strength, so the user still sees where the model looked.
+ * The whole uploaded image (its own aspect) with the model's heatmap stretched over it (CSS), plus an
+ * opacity slider. The heatmap covers the whole image; when the answer itself came from the centre square
+ * only, that square is outlined. When the browser cannot show the image (DICOM, some TIFFs), the heatmap is
+ * shown on its own, at full strength, so the user still sees where the model looked.
  */
 export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
   const [imgFailed, setImgFailed] = useState(false)
+  const [size, setSize] = useState<Size | null>(null)
   const sliderId = useId()
-  const fit = crop === 'none' ? 'fill' : 'cover'
   const hasImage = imageSrc !== null && !imgFailed
+  const aspect: CSSProperties = size ? { aspectRatio: `${size.w} / ${size.h}` } : {}
+  const onSize = (e: SyntheticEvent<HTMLImageElement>) =>
+    setSize({ w: e.currentTarget.naturalWidth, h: e.currentTarget.naturalHeight })
+  const square = crop !== 'none' && size ? centreSquare(size) : null
   const looked = (
     <>
-      Warm colours show the areas that most influenced the model's answer
+      Warm colours show the areas of the whole image that most influenced the model's answer
       {predictionName ? <> (“{predictionName}”)</> : null}. This is not an outline of the lesion and not proof of a
       diagnosis.
     </>
@@ -37,17 +59,18 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
       <figure className="heatmap-viewer">
         {heatmapSrc ? (
           <>
-            <div className="heatmap-stack heatmap-alone-stack">
+            <div className="heatmap-stack heatmap-alone-stack" style={aspect}>
               <img
                 className="heatmap-base heatmap-alone"
                 src={heatmapSrc}
+                onLoad={onSize}
                 alt="Heatmap of the areas the model used; the image itself cannot be shown in the browser"
                 data-testid="heatmap-alone"
               />
             </div>
             <figcaption data-testid="heatmap-alone-caption">
-              {what} cannot be shown in the browser, so the heatmap is shown on its own
-              {crop !== 'none' ? ' (it covers the centre square of the image, the part the model saw)' : ''}. {looked}
+              {what} cannot be shown in the browser, so the heatmap is shown on its own (it covers the whole
+              image). {looked}
             </figcaption>
           </>
         ) : (
@@ -67,16 +90,16 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
     <figure className="heatmap-viewer">
       <div className="heatmap-pair">
         {heatmapSrc && (
-          <div className="heatmap-stack print-only print-plain">
-            <img className="heatmap-base" src={imageSrc} alt="" style={{ objectFit: fit }} />
+          <div className="heatmap-stack print-only print-plain" style={aspect}>
+            <img className="heatmap-base" src={imageSrc} alt="" />
           </div>
         )}
-        <div className="heatmap-stack">
+        <div className="heatmap-stack" style={aspect} data-testid="heatmap-stack">
           <img
             className="heatmap-base"
             src={imageSrc}
             alt="The uploaded lesion image"
-            style={{ objectFit: fit }}
+            onLoad={onSize}
             onError={() => setImgFailed(true)}
           />
           {heatmapSrc && (
@@ -86,6 +109,14 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
               alt=""
               data-testid="heatmap-overlay"
               style={{ opacity: opacity / 100 }}
+            />
+          )}
+          {heatmapSrc && square && (
+            <div
+              className="heatmap-square"
+              data-testid="classified-square"
+              aria-hidden="true"
+              style={{ position: 'absolute', ...square, border: '2px dashed rgba(255, 255, 255, 0.85)', boxSizing: 'border-box', pointerEvents: 'none' }}
             />
           )}
         </div>
@@ -107,9 +138,11 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
             />
             <output htmlFor={sliderId}>{opacity}%</output>
           </div>
-          <figcaption>
+          <figcaption data-testid="heatmap-caption">
             {looked}
-            {crop !== 'none' && ' The model looks at the centre square of the image.'}
+            {square
+              ? ' The answer itself comes from the centre square of the image (dashed outline); the heatmap shows the same class over the whole image.'
+              : null}
           </figcaption>
         </>
       ) : (

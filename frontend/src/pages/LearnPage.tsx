@@ -168,8 +168,9 @@ export function LearnPage() {
             between two types means the model is unsure.
           </li>
           <li>
-            The <strong>heatmap</strong> shows which parts of the image influenced the answer most. Use the slider to
-            fade it.
+            The <strong>heatmap</strong> shows which parts of the whole image influenced the answer most. The answer
+            itself comes from the centre square of the image (outlined when the image is not square); the heatmap shows
+            the same type over the whole picture. Use the slider to fade it.
           </li>
           <li>
             <strong>Cannot assess</strong> means the image is too dark, blurred, small, or does not look like a
