@@ -77,15 +77,17 @@ spark = None
 startup, cpu0 = 0.0, 0.0
 if engine == "local":
     from dermsight.batch.local import run_local
-    s = run_local(folder, out, progress=False, **opts)
+    from dermsight.batch.options import ScoreOptions
+    s = run_local(folder, out, ScoreOptions(**opts), progress=False)
     elapsed = s.elapsed_s
 else:
+    from dermsight.batch.options import ScoreOptions
     from dermsight.batch.spark import get_session, run_spark
     t0 = time.perf_counter()
     spark = get_session(opts.pop("master", None))  # the JVM start-up, measured on its own
     startup = time.perf_counter() - t0
     cpu0 = tree_usage()[0]
-    s = run_spark(folder, out, **opts)  # uses the session above and leaves it running
+    s = run_spark(folder, out, ScoreOptions(**opts))  # the session above, left running
     elapsed = startup + s.elapsed_s
 cpu_s, tree_hwm = tree_usage()
 if spark is not None:

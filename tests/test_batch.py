@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,14 @@ import pandas as pd
 import pytest
 
 from dermsight.batch.local import run_local
-from dermsight.batch.score import output_columns, score_frame
+from dermsight.batch.options import ScoreOptions
+from dermsight.batch.schema import output_columns
+from dermsight.batch.scorer import score_frame
 from dermsight.batch.store import OutputError, PartStore, part_files, read_output
 from dermsight.bundle import default_bundle_path
 from dermsight.cli import main as cli_main
 from dermsight.io.decode import decode_image
-from dermsight.predict import Dermsight
+from dermsight.predict import Assessment, Dermsight, PreparedImage
 
 TOL = 1e-6
 
@@ -93,7 +96,7 @@ def frame_for(data_dir: Path, metadata: pd.DataFrame, ids: list[str]) -> pd.Data
 def test_score_frame_matches_the_facade(model: Dermsight, data_dir: Path,
                                         metadata: pd.DataFrame, ids: list[str]) -> None:
     df = frame_for(data_dir, metadata, ids)
-    out = score_frame(df, model, batch_size=7, workers=2)
+    out = score_frame(df, model, ScoreOptions(batch_size=7, workers=2))
     assert list(out.columns) == output_columns(model.classes)
     assert out["id"].tolist() == ids
     assert out["error"].isna().all()
@@ -117,7 +120,7 @@ def test_bytes_and_paths_give_the_same_rows(model: Dermsight, data_dir: Path,
     by_path = frame_for(data_dir, metadata, ids[:8])
     by_bytes = by_path.assign(image=[Path(p).read_bytes() for p in by_path["path"]])
     a = score_frame(by_path, model)
-    b = score_frame(by_bytes, model, workers=3, batch_size=3)
+    b = score_frame(by_bytes, model, ScoreOptions(workers=3, batch_size=3))
     prob = [f"p_{c}" for c in model.classes]
     np.testing.assert_allclose(a[prob].to_numpy(), b[prob].to_numpy(), atol=1e-5)
     assert a["risk"].tolist() == b["risk"].tolist()
@@ -152,7 +155,7 @@ def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
         {"id": "reader", "path": good, "error": "metadata.csv line 7: unknown sex 'x'"},
         {"id": "ok2", "image": jpeg, "age": None, "sex": None, "site": None},
     ])
-    out = score_frame(df, model, batch_size=4, workers=2)
+    out = score_frame(df, model, ScoreOptions(batch_size=4, workers=2))
     assert out["id"].tolist() == df["id"].tolist()
     err = dict(zip(out["id"], out["error"], strict=True))
     assert err["ok1"] is None
@@ -196,7 +199,7 @@ def test_out_of_distribution_gate_matches_the_facade(
         card["gate"]["v2_clinical_threshold"] = -1e9  # every accepted image gets the flag
     (bundle / "card.json").write_text(json.dumps(card))
     gated = Dermsight.load(bundle, threads=2)
-    out = score_frame(df, gated, batch_size=5, workers=2)
+    out = score_frame(df, gated, ScoreOptions(batch_size=5, workers=2))
     flagged = 0
     for row, rec in zip(out.itertuples(index=False), df.itertuples(index=False), strict=True):
         pred = gated.predict(rec.path, age=rec.age, sex=rec.sex, site=rec.site, heatmap=False)
@@ -212,6 +215,62 @@ def test_out_of_distribution_gate_matches_the_facade(
         warned = out[out["flags"].str.contains("not_dermoscopic")]
         assert len(warned)
         assert (warned["risk"] != "cannot_assess").all()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_web_cli_and_batch_read_the_facades_one_tail_for_a_dicom_with_tags(
+    model: Dermsight, data_dir: Path, ids: list[str], tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """There is one post-processing path: the web API, `dermsight predict` and batch rows are
+    read from ``Dermsight.assess``. A marker put into its result shows in each of them (a layer
+    with its own copy of the tail would not show it), and each merges the DICOM's tags the same
+    way (they fill the metadata nobody gave)."""
+    from dermsight.io.dicom import write_dicom
+    from dermsight.records import Metadata
+    from dermsight.web.routes.predict import run_prediction
+
+    rgb = decode_image(data_dir / "images" / f"{ids[0]}.jpg")
+    dcm = write_dicom(tmp_path / "lesion.dcm", rgb, age=65, sex="female", site="head/neck")
+    tags = {"age": 65.0, "sex": "female", "site": "head/neck"}
+    real_assess = Dermsight.assess
+    batches: list[int] = []
+
+    def marked(self: Dermsight, images: Sequence[PreparedImage], tta: bool = False) -> Assessment:
+        result = real_assess(self, images, tta)
+        batches.append(len(images))
+        result.risks = [f"marked-{r}" for r in result.risks]
+        return result
+
+    monkeypatch.setattr(Dermsight, "assess", marked)
+    facade = model.predict(dcm, heatmap=False)
+    assert facade.meta.as_dict() == tags
+    assert facade.risk.startswith("marked-")
+    web = json.loads(run_prediction(model, dcm.read_bytes(), Metadata(), False, False))
+    assert _cli(["predict", str(dcm), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)[0]
+    for answer in (web, cli):
+        assert answer["risk"] == facade.risk
+        assert answer["input"] == tags
+        assert answer["prediction"] == facade.prediction
+        assert answer["probabilities"] == pytest.approx(facade.probabilities, abs=1e-6)
+        assert [f["code"] for f in answer["flags"]] == [f.code for f in facade.flags]
+    row = score_frame(pd.DataFrame({"id": ["lesion"], "image": [dcm.read_bytes()]}),
+                      model).iloc[0]
+    assert row["risk"] == facade.risk
+    assert {k: row[k] for k in tags} == tags
+    assert row["prediction"] == facade.prediction
+    assert row["flags"] == ";".join(f.code for f in facade.flags)
+    for c in model.classes:
+        assert abs(row[f"p_{c}"] - facade.probabilities[c]) < TOL
+    assert batches == [1, 1, 1, 1]  # facade, web, CLI, batch: each one call of the one tail
+    # the values given win over the tags, everywhere
+    given = Metadata.parse(age=30, sex="male")
+    assert model.predict(dcm, meta=given, heatmap=False).meta.as_dict() == {
+        "age": 30.0, "sex": "male", "site": "head/neck"}
+    row = score_frame(pd.DataFrame({"id": ["x"], "path": [str(dcm)], "age": [30],
+                                    "sex": ["male"]}), model).iloc[0]
+    assert (row["age"], row["sex"], row["site"]) == (30.0, "male", "head/neck")
 
 
 # --- the local runner ---------------------------------------------------------------------------
@@ -270,14 +329,15 @@ def test_resume_after_a_failure_mid_run(image_folder: Path, ids: list[str],
             raise RuntimeError("injected failure")
 
     with pytest.raises(RuntimeError, match="injected"):
-        run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False,
-                  on_part=boom)
+        run_local(image_folder, out, ScoreOptions(batch_size=4, workers=2), chunk_size=5,
+                  progress=False, on_part=boom)
     first = read_output(out)
     assert len(first) == 10
     assert first["id"].is_unique
     # a half-written temporary part from the killed run is cleaned up, never read
     (out / ".tmp-part-dead.parquet").write_bytes(b"PAR1 half written")
-    summary = run_local(image_folder, out, chunk_size=5, batch_size=4, workers=2, progress=False)
+    summary = run_local(image_folder, out, ScoreOptions(batch_size=4, workers=2), chunk_size=5,
+                        progress=False)
     assert summary.skipped == 10
     assert summary.scored == len(ids) - 10
     df = read_output(out)
@@ -291,10 +351,11 @@ def test_resume_after_a_failure_mid_run(image_folder: Path, ids: list[str],
 
 def test_limit_then_resume_csv_format(image_folder: Path, ids: list[str], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    s1 = run_local(image_folder, out, fmt="csv", limit=7, chunk_size=3, progress=False)
+    s1 = run_local(image_folder, out, ScoreOptions(fmt="csv", limit=7), chunk_size=3,
+                   progress=False)
     assert s1.scored == 7
     assert len(part_files(out, "csv")) == 3
-    s2 = run_local(image_folder, out, fmt="csv", chunk_size=50, progress=False)
+    s2 = run_local(image_folder, out, ScoreOptions(fmt="csv"), chunk_size=50, progress=False)
     assert s2.skipped == 7
     assert s2.scored == len(ids) - 7
     df = read_output(out)
@@ -302,7 +363,7 @@ def test_limit_then_resume_csv_format(image_folder: Path, ids: list[str], tmp_pa
     assert df["id"].is_unique
     assert df["p_MEL"].dtype == np.float64
     with pytest.raises(OutputError, match="csv parts"):
-        run_local(image_folder, out, fmt="parquet", progress=False)
+        run_local(image_folder, out, ScoreOptions(fmt="parquet"), progress=False)
 
 
 def test_output_folder_is_locked(tmp_path: Path) -> None:
@@ -363,7 +424,7 @@ def test_csv_dataset_with_labels_and_evaluate(
 ) -> None:
     root = _dataset_folder(data_dir, metadata, ids, tmp_path / "ds")
     out = tmp_path / "res"
-    summary = run_local(root, out, evaluate=True, progress=False, chunk_size=10)
+    summary = run_local(root, out, ScoreOptions(evaluate=True), progress=False, chunk_size=10)
     assert summary.errors == 0
     assert summary.scored == len(ids)
     df = read_output(out).set_index("id").loc[ids]
@@ -382,7 +443,8 @@ def test_csv_dataset_with_labels_and_evaluate(
 
 
 def test_evaluate_without_labels_is_a_clear_note(image_folder: Path, tmp_path: Path) -> None:
-    summary = run_local(image_folder, tmp_path / "o", evaluate=True, limit=3, progress=False)
+    summary = run_local(image_folder, tmp_path / "o", ScoreOptions(evaluate=True, limit=3),
+                        progress=False)
     assert "no labels" in summary.evaluation["unavailable"]
 
 
@@ -443,7 +505,7 @@ def test_dicom_and_tfrecord_inputs(
          "target": int(m.loc[i, "diagnosis"] == "MEL")}
         for i in chosen
     ])
-    run_local(shard, tmp_path / "o_tfr", progress=False, workers=2)
+    run_local(shard, tmp_path / "o_tfr", ScoreOptions(workers=2), progress=False)
     tf = read_output(tmp_path / "o_tfr").set_index("id")
     assert sorted(tf.index) == sorted(chosen)
     for i in chosen:
@@ -462,6 +524,10 @@ def test_cli_user_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "Traceback" not in err
     assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--engine", "dask"]) == 2
     assert "--engine" in capsys.readouterr().err
+    assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "o"), "--format", "xml"]) == 2
+    err = capsys.readouterr().err
+    assert "format must be parquet or csv" in err
+    assert "Traceback" not in err
     (tmp_path / "file").write_text("x")
     assert _cli(["batch", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
     assert "folder" in capsys.readouterr().err
@@ -548,7 +614,8 @@ def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
         "image_id,path,age,sex\n"
         "a,ok.jpg,50,male\nb,text.jpg,50,male\nc,missing.jpg,50,male\n"
         "d,ok.jpg,400,male\ne,pipe.jpg,50,female\n")
-    summary = run_local(tmp_path / "m.csv", tmp_path / "out", progress=False, workers=1)
+    summary = run_local(tmp_path / "m.csv", tmp_path / "out", ScoreOptions(workers=1),
+                        progress=False)
     assert summary.errors == 4
     df = read_output(tmp_path / "out").set_index("id")
     for rid, name in {"a": "ok.jpg", "b": "text.jpg", "c": "missing.jpg", "d": "ok.jpg",
@@ -564,7 +631,7 @@ def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
     df = pd.DataFrame({"id": ids[:2], "path": [str(data_dir / "images" / f"{i}.jpg")
                                                 for i in ids[:2]],
                        "age": ["٤٥", "45"], "sex": ["null", "male"], "site": [None, None]})
-    out = score_frame(df, model, batch_size=2, workers=1)
+    out = score_frame(df, model, ScoreOptions(batch_size=2, workers=1))
     first = out.iloc[0]["flags"].split(";")
     assert "metadata_ignored" in first
     assert "metadata_normalised" in first

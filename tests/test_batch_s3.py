@@ -16,6 +16,7 @@ pytest.importorskip("boto3")
 moto_server = pytest.importorskip("moto.server")
 
 from dermsight.batch.local import run_local  # noqa: E402
+from dermsight.batch.options import ScoreOptions  # noqa: E402
 from dermsight.batch.store import read_output  # noqa: E402
 
 BUCKET = "derm-bucket"
@@ -72,8 +73,8 @@ def local_reference(s3: dict[str, Any], data_dir: Path,
 
 def test_local_runner_reads_an_s3_prefix(s3: dict[str, Any], local_reference: pd.DataFrame,
                                          tmp_path: Path) -> None:
-    summary = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", progress=False,
-                        storage_options=s3["options"], workers=2)
+    summary = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o",
+                        ScoreOptions(storage_options=s3["options"], workers=2), progress=False)
     assert summary.scored == len(s3["ids"]) + 1
     assert summary.errors == 1
     out = read_output(tmp_path / "o").set_index("id")
@@ -84,16 +85,16 @@ def test_local_runner_reads_an_s3_prefix(s3: dict[str, Any], local_reference: pd
     np.testing.assert_allclose(ok.loc[s3["ids"], cols].to_numpy(),
                                local_reference.loc[s3["ids"], cols].to_numpy(), atol=1e-5)
     # resume over S3 too
-    again = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", progress=False,
-                      storage_options=s3["options"])
+    again = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o",
+                      ScoreOptions(storage_options=s3["options"]), progress=False)
     assert again.scored == 0
     assert again.skipped == len(s3["ids"]) + 1
 
 
 def test_local_runner_reads_an_s3_manifest(s3: dict[str, Any], local_reference: pd.DataFrame,
                                            tmp_path: Path) -> None:
-    summary = run_local(f"s3://{BUCKET}/lesions/manifest.csv", tmp_path / "o", progress=False,
-                        storage_options=s3["options"])
+    summary = run_local(f"s3://{BUCKET}/lesions/manifest.csv", tmp_path / "o",
+                        ScoreOptions(storage_options=s3["options"]), progress=False)
     assert summary.scored == len(s3["ids"])
     assert summary.errors == 0
     out = read_output(tmp_path / "o").set_index("id")
@@ -118,8 +119,8 @@ def test_missing_bucket_is_a_reader_error(s3: dict[str, Any], tmp_path: Path) ->
     from dermsight.io.errors import ReaderError
 
     with pytest.raises(ReaderError):
-        run_local("s3://no-such-bucket/x/", tmp_path / "o", progress=False,
-                  storage_options=s3["options"])
+        run_local("s3://no-such-bucket/x/", tmp_path / "o",
+                  ScoreOptions(storage_options=s3["options"]), progress=False)
 
 
 @pytest.mark.spark
@@ -129,8 +130,8 @@ def test_spark_reads_s3_through_fsspec(s3: dict[str, Any], local_reference: pd.D
     pytest.importorskip("pyspark")
     from dermsight.batch.spark import run_spark
 
-    summary = run_spark(f"s3://{BUCKET}/lesions/img/", tmp_path / "o", master="local[2]",
-                        storage_options=s3["options"])
+    summary = run_spark(f"s3://{BUCKET}/lesions/img/", tmp_path / "o",
+                        ScoreOptions(storage_options=s3["options"]), master="local[2]")
     assert summary.scored == len(s3["ids"]) + 1
     assert summary.errors == 1
     out = read_output(tmp_path / "o").set_index("id").drop(index="zz_text")

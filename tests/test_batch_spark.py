@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("pyspark")
 
 from dermsight.batch.local import run_local
+from dermsight.batch.options import ScoreOptions
 from dermsight.batch.spark import get_session, run_spark
 from dermsight.batch.store import read_output
 
@@ -85,14 +86,14 @@ def test_spark_manifest_input_resumes_and_matches_local(
     sub.loc[3, "sex"] = "not-a-sex"
     sub[["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "group_id"]].to_csv(
         root / "metadata.csv", index=False)
-    first = run_spark(root, tmp_path / "spark", limit=15, fmt="csv")
+    first = run_spark(root, tmp_path / "spark", ScoreOptions(limit=15, fmt="csv"))
     assert first.scored == 15
     # a job killed before its commit leaves committed tasks in _temporary: they must not leak
     stale = tmp_path / "spark" / "_temporary" / "0" / "task_202601010000_0001_m_000000"
     stale.mkdir(parents=True)
     biggest = max((tmp_path / "spark").glob("part-*.csv"), key=lambda p: p.stat().st_size)
     shutil.copy(biggest, stale / "part-99999.csv")
-    second = run_spark(root, tmp_path / "spark", fmt="csv", evaluate=True)
+    second = run_spark(root, tmp_path / "spark", ScoreOptions(fmt="csv", evaluate=True))
     assert second.skipped == 15
     assert second.scored == len(ids) - 15
     assert "report" in second.evaluation or "unavailable" in second.evaluation

@@ -1,10 +1,17 @@
 """Batch scoring: one core (``score_frame``) shared by the local runner and the Spark runner.
 
-* ``score.score_frame(df, model)``: a pandas frame of lesions -> one output row each.
-* ``local.run_local(input, out)``: any input the readers know, on all local cores, resumable.
-* ``spark.run_spark(input, out, master=...)``: the same through Spark ``mapInPandas``
+* ``scorer.score_frame(df, model, options)``: a pandas frame of lesions -> one output row each,
+  built from the facade's ``Dermsight.assess`` (the same answers as ``Dermsight.predict``).
+* ``local.run_local(input, out, options)``: any input the readers know, on all local cores,
+  resumable.
+* ``spark.run_spark(input, out, options, master=...)``: the same through Spark ``mapInPandas``
   (extra ``[spark]``).
+* ``options.ScoreOptions``: what both runners, ``score_frame`` and ``dermsight batch`` share.
 * ``store.read_output(out)``: read a result folder (Parquet or CSV parts) back.
+
+The rest: ``references.py`` (where a row's image is: bytes, file, TFRecord, URL), ``schema.py``
+(input and output columns, Arrow / Spark schemas), ``overlays.py`` (heatmap PNGs),
+``sources.py`` (inputs), ``store.py`` (part files), ``summary.py`` (the run summary).
 
 See docs/batch.md.
 """
@@ -13,11 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from dermsight.batch.score import arrow_schema, output_columns, score_frame
+from dermsight.batch.options import ScoreOptions
+from dermsight.batch.schema import arrow_schema, output_columns
+from dermsight.batch.scorer import score_frame
 from dermsight.batch.store import read_output
 
 __all__ = [
-    "arrow_schema", "output_columns", "read_output", "run_local", "run_spark", "score_frame",
+    "ScoreOptions", "arrow_schema", "output_columns", "read_output", "run_local", "run_spark",
+    "score_frame",
 ]
 
 

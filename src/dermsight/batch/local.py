@@ -1,4 +1,4 @@
-"""The local batch runner: stream any input through ``score_frame`` on all cores, resumably.
+"""The local batch runner: stream any input through the scoring core on all cores, resumably.
 
 Memory stays flat whatever the input size: records are enumerated lazily (ids and paths only),
 at most ``chunk_size`` output rows and a bounded window of decoded images are held at once, and
@@ -17,18 +17,16 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from dermsight.batch.score import (
-    DEFAULT_BATCH,
-    HeatmapWriter,
-    rows_to_frame,
-    score_rows,
-)
+from dermsight.batch.options import ScoreOptions
+from dermsight.batch.schema import rows_to_frame
+from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
@@ -52,48 +50,41 @@ def _progress_bar(total: int | None, enabled: bool) -> Any:
                 dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
 
 
-# ruff noqa below: known debt (issue 11): batch options.
-def run_local(  # noqa: PLR0913
+def run_local(
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    options: ScoreOptions | None = None,
     *,
     bundle: str | os.PathLike[str] | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
     chunk_size: int = 1024,
-    batch_size: int = DEFAULT_BATCH,
-    tta: bool = False,
-    heatmaps: str | os.PathLike[str] | None = None,
-    fmt: str = "parquet",
-    evaluate: bool = False,
-    limit: int | None = None,
     progress: bool = True,
-    storage_options: Mapping[str, Any] | None = None,
     on_part: Callable[[Path], None] | None = None,
-    parallel: str = "batches",
 ) -> RunSummary:
     """Score ``input`` into the part-file dataset ``out``; skips rows already there.
 
-    ``workers``: scoring threads (default: one per core). ``parallel="batches"`` (default): each
-    worker decodes, preprocesses and infers whole batches, with ``threads`` ONNX Runtime threads
-    per call (default 1). ``parallel="pipeline"``: the workers decode while the calling thread
-    infers with ``threads`` intra-op threads (default: one per core). ``limit``: stop after that
-    many new rows (a partial run that a later run resumes). Raises ``ReaderError`` /
-    ``BundleError`` / ``OutputError`` for inputs that cannot be used at all; bad images and bad
-    rows become error rows.
+    ``options`` (``ScoreOptions``): ``workers`` scoring threads (default: one per core);
+    ``parallel="batches"`` (default): each worker decodes, preprocesses and infers whole batches,
+    with ``threads`` ONNX Runtime threads per call (default 1); ``parallel="pipeline"``: the
+    workers decode while the calling thread infers with ``threads`` intra-op threads (default:
+    one per core); ``limit``: stop after that many new rows (a partial run that a later run
+    resumes). ``chunk_size``: rows per part file. Raises ``ReaderError`` / ``BundleError`` /
+    ``OutputError`` for inputs that cannot be used at all; bad images and bad rows become error
+    rows.
     """
     from dermsight.predict import Dermsight
 
+    options = options or ScoreOptions()
     t0 = time.perf_counter()
-    source = open_source(input, storage_options)
+    source = open_source(input, options.storage_options)
+    threads = options.threads
     if threads is None:
-        threads = 1 if parallel == "batches" else default_workers()
+        threads = 1 if options.parallel == "batches" else default_workers()
     model = Dermsight.load(Path(bundle) if bundle is not None else None, threads=threads)
     summary = RunSummary(input=source.input, out=str(out), engine="local", model=model.info,
-                         fmt=fmt)
-    workers = workers or default_workers()
-    writer = HeatmapWriter(heatmaps) if heatmaps is not None else None
-    with PartStore(out, fmt, model.classes) as store:
+                         fmt=options.fmt)
+    workers = options.workers or default_workers()
+    limit = options.limit
+    with PartStore(out, options.fmt, model.classes) as store:
         done = done_keys(out)
         summary.skipped = len(done)
         total = None
@@ -108,11 +99,9 @@ def run_local(  # noqa: PLR0913
             with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates), model,
-                    batch_size=batch_size, tta=tta,
+                    replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
-                    prefetch=max(4 * batch_size, 8 * workers), heatmaps=writer,
-                    storage_options=source.storage_options, progress=bar.update,
-                    parallel=parallel,
+                    prefetch=max(4 * options.batch_size, 8 * workers), progress=bar.update,
                 )
                 while True:
                     chunk = list(islice(scored, chunk_size))
@@ -130,7 +119,7 @@ def run_local(  # noqa: PLR0913
         summary.elapsed_s = time.perf_counter() - t0
         summary.total = tally(out)
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if evaluate:
+        if options.evaluate:
             summary.evaluation = run_evaluation(out, model.card, source.input)
         store.write_summary(summary.to_dict())
     return summary

@@ -2,7 +2,7 @@
 
 ``open_source(input)`` returns a :class:`Source` whose ``rows()`` streams one dict per lesion
 (``id``, ``path``, ``age``, ``sex``, ``site``, ``label``, ``group``, ``error``) without decoding a
-single pixel: the image is read later, in parallel, by ``score.prepare_row``.
+single pixel: the image is read later, in parallel, by ``scorer.prepare_row``.
 
 Local inputs go through ``dermsight.io.iter_records(path, decode=False)`` (image folders, ISIC CSV
 layouts and manifests, DICOM files, TFRecord shards), so the batch runners understand exactly
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermsight.batch.score import is_remote
+from dermsight.batch.references import is_remote, local_path
 from dermsight.io.errors import ReaderError
 from dermsight.records import LesionRecord
 
@@ -44,8 +44,6 @@ def record_row(rec: LesionRecord) -> dict[str, Any]:
 
 def row_key(rid: object, path: object) -> tuple[str, str]:
     """The identity of a row for resuming: (id, source path)."""
-    from dermsight.batch.score import local_path
-
     p = "" if path is None or (isinstance(path, float) and path != path) else str(path)
     return (str(rid), local_path(p))
 

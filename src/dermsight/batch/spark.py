@@ -1,4 +1,4 @@
-"""The Spark batch runner (extra ``[spark]``): the same ``score_frame`` inside ``mapInPandas``.
+"""The Spark batch runner (extra ``[spark]``): the scoring core inside ``mapInPandas``.
 
 * A plain folder of image files is read with Spark's ``binaryFile`` source (bytes travel in Arrow
   batches to the Python workers). Any other input (CSV manifests and ISIC layouts, DICOM,
@@ -22,19 +22,18 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from dermsight.batch.score import (
-    DEFAULT_BATCH,
-    local_path,
-    score_frame,
-    spark_ddl,
-)
-from dermsight.batch.sources import DuplicateIds, open_source, row_key
+from dermsight.batch.options import ScoreOptions
+from dermsight.batch.references import local_path
+from dermsight.batch.schema import spark_ddl
+from dermsight.batch.scorer import score_frame
+from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
 from dermsight.batch.store import PartStore, done_keys, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
@@ -68,39 +67,33 @@ def worker_model(bundle_name: str, threads: int) -> Dermsight:
 
 
 def make_scorer(
-    bundle_name: str,
-    *,
-    threads: int = 1,
-    workers: int = 1,
-    batch_size: int = DEFAULT_BATCH,
-    tta: bool = False,
-    heatmaps: str | None = None,
-    storage_options: Mapping[str, Any] | None = None,
+    bundle_name: str, options: ScoreOptions | None = None,
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The ``mapInPandas`` function: Arrow batches of input rows -> ``score_frame`` output."""
-    opts = dict(storage_options or {})
+    """The ``mapInPandas`` function: Arrow batches of input rows -> ``score_frame`` output.
+
+    ``options.threads`` (ONNX Runtime threads) and ``options.workers`` (scoring threads) are per
+    Spark task, default 1 each; ``options.heatmaps`` must be a folder every executor can write.
+    """
+    options = options or ScoreOptions()
+    threads = options.threads or 1
 
     def score_partition(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         model = worker_model(bundle_name, threads)
         with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
-            yield from _score_batches(model, batches, batch_size=batch_size, tta=tta,
-                                      workers=workers, heatmaps=heatmaps, storage_options=opts)
+            yield from _score_batches(model, batches, options)
 
     return score_partition
 
 
-def _score_batches(
-    model: Dermsight, batches: Iterator[pd.DataFrame], *, batch_size: int, tta: bool,
-    workers: int, heatmaps: str | None, storage_options: Mapping[str, Any],
-) -> Iterator[pd.DataFrame]:
+def _score_batches(model: Dermsight, batches: Iterator[pd.DataFrame], options: ScoreOptions,
+                   ) -> Iterator[pd.DataFrame]:
     for pdf in batches:
         if "path" in pdf.columns:
             pdf = pdf.assign(path=[None if p is None else local_path(str(p))
                                    for p in pdf["path"]])
         if "id" not in pdf.columns:
             pdf = pdf.assign(id=[Path(p).stem if p else None for p in pdf["path"]])
-        yield score_frame(pdf, model, batch_size=batch_size, tta=tta, workers=workers,
-                          heatmaps=heatmaps, storage_options=storage_options)
+        yield score_frame(pdf, model, options)
 
 
 def _image_glob() -> str:
@@ -196,42 +189,72 @@ def _manifest_frame(spark: SparkSession, rows: Iterator[dict[str, Any]]) -> Data
     return df
 
 
-# ruff noqa below: known debt (issue 11): batch options.
-def run_spark(  # noqa: PLR0913, PLR0915
+def _folder_frame(spark: SparkSession, folder: str, done: set[tuple[str, str]],
+                  limit: int | None, n_parts: int) -> DataFrame:
+    """A plain folder of images through Spark's ``binaryFile`` source (bytes in Arrow batches),
+    without the paths already done."""
+    from pyspark.sql import functions as F
+
+    # Small files: split by bytes into ~n_parts tasks instead of shuffling them.
+    spark.conf.set("spark.sql.files.minPartitionNum", str(n_parts))
+    spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
+    df = (spark.read.format("binaryFile")
+          .option("recursiveFileLookup", "true")
+          .option("pathGlobFilter", _image_glob())
+          .load(f"file://{Path(folder).resolve()}")
+          .select(F.regexp_replace("path", r"^file:(//)?", "").alias("path"),
+                  F.col("content").alias("image")))
+    if done:
+        done_df = spark.createDataFrame(pd.DataFrame({"path": sorted({p for _, p in done})}))
+        df = df.join(F.broadcast(done_df), on="path", how="left_anti")
+    if limit is not None:
+        df = df.orderBy("path").limit(limit).repartition(n_parts)
+    return df
+
+
+def _input_frame(spark: SparkSession, source: Source, done: set[tuple[str, str]],
+                 limit: int | None, n_parts: int, summary: RunSummary) -> DataFrame | None:
+    """The rows still to score as a Spark DataFrame (None: nothing left)."""
+    folder = source.image_folder()
+    if folder is not None:
+        return _folder_frame(spark, folder, done, limit, n_parts)
+    duplicates = DuplicateIds()
+    rows: Iterator[dict[str, Any]] = (
+        r for r in duplicates.watch(source.rows()) if row_key(r["id"], r["path"]) not in done)
+    if limit is not None:
+        rows = islice(rows, limit)
+    manifest = _manifest_frame(spark, rows)
+    summary.duplicate_ids = duplicates.count
+    return manifest.repartition(n_parts) if manifest is not None else None
+
+
+def run_spark(
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
+    options: ScoreOptions | None = None,
     *,
     bundle: str | os.PathLike[str] | None = None,
     master: str | None = None,
-    workers: int | None = None,
-    threads: int | None = None,
-    batch_size: int = DEFAULT_BATCH,
     partitions: int | None = None,
-    tta: bool = False,
-    heatmaps: str | os.PathLike[str] | None = None,
-    fmt: str = "parquet",
-    evaluate: bool = False,
-    limit: int | None = None,
-    storage_options: Mapping[str, Any] | None = None,
     spark_conf: Mapping[str, str] | None = None,
     stop_session: bool | None = None,
 ) -> RunSummary:
     """Score ``input`` with Spark into the part-file dataset ``out`` (skips rows already there).
 
-    ``heatmaps`` must be a folder every executor can write to (local mode: any local folder).
-    ``stop_session``: stop the session at the end (default: only if this call started it).
+    ``options``: see ``ScoreOptions`` (``workers`` and ``threads`` are per Spark task, default
+    1). ``options.heatmaps`` must be a folder every executor can write to (local mode: any local
+    folder). ``partitions``: default 4 x the cluster's cores. ``stop_session``: stop the session
+    at the end (default: only if this call started it).
     """
-    from pyspark.sql import functions as F
-
+    options = options or ScoreOptions()
     t0 = time.perf_counter()
     bundle_dir = Path(bundle) if bundle is not None else default_bundle_path()
-    loaded = load_bundle(bundle_dir)  # validate on the driver before starting anything
-    card = loaded.card
-    info = {"name": card.name, "version": card.version}
-    source = open_source(input, storage_options)
-    summary = RunSummary(input=source.input, out=str(out), engine="spark", model=info, fmt=fmt)
+    card = load_bundle(bundle_dir).card  # validate on the driver before starting anything
+    source = open_source(input, options.storage_options)
+    summary = RunSummary(input=source.input, out=str(out), engine="spark",
+                         model={"name": card.name, "version": card.version}, fmt=options.fmt)
     had_session = _active_session() is not None
-    with PartStore(out, fmt, card.classes) as store:
+    with PartStore(out, options.fmt, card.classes) as store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.
@@ -245,45 +268,16 @@ def run_spark(  # noqa: PLR0913, PLR0915
             sc = spark.sparkContext
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
-            n_parts = partitions or 4 * sc.defaultParallelism
-            folder = source.image_folder()
-            df: DataFrame | None
-            if folder is not None:
-                # Small files: split by bytes into ~n_parts tasks instead of shuffling them.
-                spark.conf.set("spark.sql.files.minPartitionNum", str(n_parts))
-                spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
-                df = (spark.read.format("binaryFile")
-                      .option("recursiveFileLookup", "true")
-                      .option("pathGlobFilter", _image_glob())
-                      .load(f"file://{Path(folder).resolve()}")
-                      .select(F.regexp_replace("path", r"^file:(//)?", "").alias("path"),
-                              F.col("content").alias("image")))
-                if done:
-                    done_df = spark.createDataFrame(
-                        pd.DataFrame({"path": sorted({p for _, p in done})}))
-                    df = df.join(F.broadcast(done_df), on="path", how="left_anti")
-                if limit is not None:
-                    df = df.orderBy("path").limit(limit).repartition(n_parts)
-            else:
-                duplicates = DuplicateIds()
-                rows: Iterator[dict[str, Any]] = (
-                    r for r in duplicates.watch(source.rows())
-                    if row_key(r["id"], r["path"]) not in done)
-                if limit is not None:
-                    rows = islice(rows, limit)
-                manifest = _manifest_frame(spark, rows)
-                summary.duplicate_ids = duplicates.count
-                df = manifest.repartition(n_parts) if manifest is not None else None
+            df = _input_frame(spark, source, done, options.limit,
+                              partitions or 4 * sc.defaultParallelism, summary)
             if df is not None:
-                scorer = make_scorer(
-                    bundle_dir.name, threads=threads or 1, workers=workers or 1,
-                    batch_size=batch_size, tta=tta,
-                    heatmaps=str(Path(heatmaps).resolve()) if heatmaps is not None else None,
-                    storage_options=source.storage_options,
-                )
+                heatmaps = (Path(options.heatmaps).resolve()
+                            if options.heatmaps is not None else None)
+                scorer = make_scorer(bundle_dir.name, replace(
+                    options, heatmaps=heatmaps, storage_options=source.storage_options))
                 result = df.mapInPandas(scorer, schema=spark_ddl(card.classes))
-                writer = result.write.mode("append").format(fmt)
-                if fmt == "csv":
+                writer = result.write.mode("append").format(options.fmt)
+                if options.fmt == "csv":
                     writer = writer.option("header", "true")
                 else:
                     writer = writer.option("compression", "zstd")
@@ -298,7 +292,7 @@ def run_spark(  # noqa: PLR0913, PLR0915
         summary.errors = after["errors"] - before["errors"]
         summary.risk = {k: after["risk"][k] - before["risk"][k] for k in after["risk"]}
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if evaluate:
+        if options.evaluate:
             summary.evaluation = run_evaluation(out, card, source.input)
         store.write_summary(summary.to_dict())
     return summary

@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from dermsight.batch.score import RISK_TIERS, arrow_schema
+from dermsight.batch.schema import RISK_TIERS, arrow_schema
 from dermsight.batch.sources import row_key
 
 FORMATS = ("parquet", "csv")

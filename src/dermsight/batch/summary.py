@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dermsight.batch.score import RISK_TIERS
+from dermsight.batch.schema import RISK_TIERS
 from dermsight.batch.store import read_output
 
 if TYPE_CHECKING:

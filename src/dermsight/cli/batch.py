@@ -26,7 +26,7 @@ def _storage_options(items: list[str] | None) -> dict[str, Any]:
     return opts
 
 
-# ruff noqa below: known debt (issue 11): one parameter per CLI option.
+# ruff noqa below: one parameter per CLI option (typer); they become one ScoreOptions.
 def batch(  # noqa: PLR0913
     input: Annotated[str, typer.Argument(
         help="folder of images, CSV manifest (ISIC layouts too), DICOM file, TFRecord shard(s), "
@@ -74,24 +74,25 @@ def batch(  # noqa: PLR0913
 
     Exit code 1 when some inputs could not be scored (the error column says why).
     """
+    from dermsight.batch.options import ScoreOptions
     from dermsight.batch.store import OutputError
 
     if engine not in ("local", "spark"):
         raise UserError("--engine must be local or spark")
-    if fmt not in ("parquet", "csv"):
-        raise UserError("--format must be parquet or csv")
-    opts = _storage_options(storage_option)
-    progress = not quiet and sys.stderr.isatty()
+    storage_options = _storage_options(storage_option)
+    try:
+        options = ScoreOptions(
+            batch_size=batch_size, tta=tta, workers=workers, threads=threads, heatmaps=heatmaps,
+            fmt=fmt, evaluate=evaluate, limit=limit, storage_options=storage_options,
+        )
+    except ValueError as exc:  # e.g. --format
+        raise UserError(str(exc)) from exc
     try:
         if engine == "local":
             from dermsight.batch.local import run_local
 
-            summary = run_local(
-                input, out, bundle=model, workers=workers, threads=threads,
-                chunk_size=chunk_size, batch_size=batch_size, tta=tta, heatmaps=heatmaps,
-                fmt=fmt, evaluate=evaluate, limit=limit, progress=progress,
-                storage_options=opts,
-            )
+            summary = run_local(input, out, options, bundle=model, chunk_size=chunk_size,
+                                progress=not quiet and sys.stderr.isatty())
         else:
             try:
                 import pyspark  # noqa: F401
@@ -102,11 +103,8 @@ def batch(  # noqa: PLR0913
                 ) from exc
             from dermsight.batch.spark import run_spark
 
-            summary = run_spark(
-                input, out, bundle=model, master=master, workers=workers, threads=threads,
-                batch_size=batch_size, partitions=partitions, tta=tta, heatmaps=heatmaps,
-                fmt=fmt, evaluate=evaluate, limit=limit, storage_options=opts,
-            )
+            summary = run_spark(input, out, options, bundle=model, master=master,
+                                partitions=partitions)
     except OutputError as exc:
         raise UserError(str(exc)) from exc
     typer.echo(summary.render())

@@ -101,9 +101,10 @@ def evaluate(
     subgroup tables, plots). No torch needed.
     """
     from dermsight.batch.local import run_local
+    from dermsight.batch.options import ScoreOptions
 
     out.mkdir(parents=True, exist_ok=True)
-    summary = run_local(data, out / "scores", bundle=bundle, evaluate=True)
+    summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle)
     typer.echo(summary.render())
     typer.echo(f"report: {out / 'scores.report.html'}")
 

@@ -1,0 +1,83 @@
+"""The columns of batch scoring: the input frame's, and the output's as rows, pandas, Arrow and
+Spark DDL (every engine writes exactly these)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+#: Input columns ``score_frame`` reads (see ``scorer``'s module doc).
+INPUT_COLUMNS: tuple[str, ...] = (
+    "id", "image", "path", "age", "sex", "site", "label", "group", "error",
+)
+#: Output columns before and after the per-class probabilities ``p_<CODE>``.
+HEAD_COLUMNS: tuple[str, ...] = ("id", "path")
+TAIL_COLUMNS: tuple[str, ...] = (
+    "prediction",
+    "malignant_probability",
+    "risk",
+    "flags",
+    "ood_score",
+    "error",
+    "age",
+    "sex",
+    "site",
+    "label",
+    "group",
+    "model_name",
+    "model_version",
+)
+_FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "age"})
+RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
+
+
+def output_columns(classes: Sequence[str]) -> list[str]:
+    """Column order of ``score_frame``'s output for a model with ``classes``."""
+    return [*HEAD_COLUMNS, *(f"p_{c}" for c in classes), *TAIL_COLUMNS]
+
+
+def _is_float(name: str) -> bool:
+    return name.startswith("p_") or name in _FLOAT_TAIL
+
+
+def arrow_schema(classes: Sequence[str]) -> pa.Schema:
+    """The Arrow schema of the output (Parquet parts of every engine use exactly this)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, pa.float64() if _is_float(name) else pa.string())
+                      for name in output_columns(classes)])
+
+
+def spark_ddl(classes: Sequence[str]) -> str:
+    """The same schema as a Spark DDL string (for ``mapInPandas``)."""
+    return ", ".join(f"`{name}` {'double' if _is_float(name) else 'string'}"
+                     for name in output_columns(classes))
+
+
+def frame_rows(df: pd.DataFrame) -> Iterator[dict[str, Any]]:
+    """Input frame -> row dicts (only the columns ``score_frame`` reads)."""
+    if "id" not in df.columns and "path" not in df.columns:
+        raise ValueError("score_frame needs an 'id' column (and 'image' bytes or 'path')")
+    wanted = [c for c in INPUT_COLUMNS if c in df.columns]
+    cols = [df[c].tolist() for c in wanted]
+    for values in zip(*cols, strict=True):
+        # nullable dtypes give pd.NA / pd.NaT for missing values: the readers expect None
+        yield {k: None if v is pd.NA or v is pd.NaT else v
+               for k, v in zip(wanted, values, strict=True)}
+
+
+def rows_to_frame(rows: Iterable[Mapping[str, Any]], classes: Sequence[str]) -> pd.DataFrame:
+    """Output rows -> a frame with exactly ``output_columns(classes)`` and stable dtypes."""
+    cols = output_columns(classes)
+    df = pd.DataFrame.from_records(list(rows), columns=cols)
+    for c in cols:
+        if _is_float(c):
+            df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+        else:
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
