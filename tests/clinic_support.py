@@ -184,13 +184,16 @@ class ClinicHarness:
 def make_app(clinic: Any, model: Any) -> Any:
     from fastapi import FastAPI
 
-    from dermsight.web.clinic.mount import mount_clinic
+    from dermsight.web.clinic.mount import include_clinic
+    from dermsight.web.deps import Workers
     from dermsight.web.settings import Settings
 
     app = FastAPI()
     app.state.model = model
     app.state.settings = replace(Settings(), workers=2)
-    mount_clinic(app, clinic, API, workers=2)
+    app.state.workers = Workers(2)
+    app.state.clinic = clinic
+    include_clinic(app, API)
     return app
 
 

@@ -15,6 +15,7 @@ import typer
 
 from dermsight.cli import batch as _batch
 from dermsight.cli import bundle as _bundle
+from dermsight.cli import clinic as _clinic
 from dermsight.cli import data as _data
 from dermsight.cli import gate as _gate
 from dermsight.cli import model as _model
@@ -37,7 +38,7 @@ def _root() -> None:
     """Decision support for dermoscopic skin-lesion images. Not a diagnosis."""
 
 
-for _module in (_data, _model, _serve, _batch, _gate, _bundle, _reference):
+for _module in (_data, _model, _serve, _batch, _gate, _bundle, _reference, _clinic):
     _module.register(app)
 
 

@@ -21,6 +21,7 @@ class UserError(Exception):
 # ruff noqa below: one exit code per kind of error.
 def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa: PLR0911
     from dermsight.bundle import BundleError
+    from dermsight.clinic.config import ClinicConfigError
     from dermsight.io.errors import ImageDecodeError, ReaderError
     from dermsight.taxonomy import TaxonomyError
 
@@ -34,7 +35,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
     except BundleError as exc:
         print(f"error: model bundle: {exc}", file=sys.stderr)
         return EXIT_BUNDLE
-    except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError) as exc:
+    except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError,
+            ClinicConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER)
     except Exception as exc:  # click usage errors (typer may vendor its own click)

@@ -110,7 +110,8 @@ def predict(
         raise SystemExit(EXIT_BAD_INPUT)
 
 
-def serve(
+# ruff noqa below: one parameter per command-line flag.
+def serve(  # noqa: PLR0913
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     model: Annotated[Path | None, typer.Option(
@@ -126,15 +127,25 @@ def serve(
         "--insecure-no-auth",
         help="allow serving beyond loopback without DERMSIGHT_API_TOKEN (anyone on the network "
              "can use the API)")] = False,
+    database: Annotated[str | None, typer.Option(
+        "--database", help="turn on clinic case storage (docs/clinic.md): a file path, "
+                           "sqlite:///path or postgresql+psycopg://... (default: "
+                           "$DERMSIGHT_DATABASE_URL; unset = stateless)")] = None,
+    images: Annotated[str | None, typer.Option(
+        "--images", help="clinic image folder or s3://bucket/prefix (default: "
+                         "$DERMSIGHT_CLINIC_IMAGES; SQLite: a folder beside the database)")] = None,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
+    from dermsight.clinic.config import ClinicConfig, ClinicConfigError
     from dermsight.web.server import bind_refusal, serve_app
     from dermsight.web.settings import Settings, SettingsError
 
     try:  # the flags win over the DERMSIGHT_* variables
+        clinic = (ClinicConfig.resolve(database=database, images=images)
+                  if database or images else None)
         settings = Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
-                                     log_level=log_level)
-    except SettingsError as exc:
+                                     log_level=log_level, clinic=clinic)
+    except (SettingsError, ClinicConfigError) as exc:
         raise UserError(str(exc)) from exc
     refusal = bind_refusal(host, settings.api_token, insecure_no_auth)
     if refusal is not None:
@@ -152,6 +163,9 @@ def serve(
         card = app.state.model.card
         typer.echo(f"dermsight: serving {card.name} {card.version} at http://{shown}:{port}/ "
                    f"(API docs: http://{shown}:{port}/api/v1/docs)")
+        if settings.clinic is not None:
+            typer.echo("dermsight: clinic storage on: log in at / (first account: dermsight "
+                       "clinic create-user --role admin)")
         if settings.api_token:
             typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
         elif insecure_no_auth:

@@ -58,9 +58,12 @@ class ClinicConfig:
     def resolve(
         cls, database: str | None = None, images: str | None = None,
         retention_days: int | None = None, env: Mapping[str, str] | None = None,
+        require_images: bool = True,
     ) -> ClinicConfig | None:
         """From explicit values, else ``DERMSIGHT_DATABASE_URL`` / ``DERMSIGHT_CLINIC_IMAGES`` /
-        ``DERMSIGHT_RETENTION_DAYS``. None when storage is off (no database given)."""
+        ``DERMSIGHT_RETENTION_DAYS``. None when storage is off (no database given).
+        ``require_images=False``: a PostgreSQL URL without an image folder is accepted (for
+        commands that touch no image: ``images`` is then empty)."""
         env = os.environ if env is None else env
         raw = database or env.get("DERMSIGHT_DATABASE_URL", "").strip()
         if not raw:
@@ -69,11 +72,14 @@ class ClinicConfig:
         folder = images or env.get("DERMSIGHT_CLINIC_IMAGES", "").strip()
         if not folder:
             path = sqlite_path(url)
-            if path is None:
+            if path is None and not require_images:  # a command that touches no image
+                folder = ""
+            elif path is None:
                 raise ClinicConfigError(
                     "a PostgreSQL database needs an image folder shared by every instance: "
                     "--images DIR (or s3://bucket/prefix) or DERMSIGHT_CLINIC_IMAGES")
-            folder = str(path.with_name(path.stem + "-images"))
+            else:
+                folder = str(path.with_name(path.stem + "-images"))
         if retention_days is None:
             raw_days = env.get("DERMSIGHT_RETENTION_DAYS", "").strip()
             if raw_days:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from dermsight.clinic.config import ClinicConfig
+from dermsight.clinic.config import ClinicConfig, ClinicConfigError
 from dermsight.clinic.db import Database
 from dermsight.clinic.imagestore import ImageStore
 from dermsight.clinic.models import Visit
@@ -23,11 +23,20 @@ class Clinic:
 
     @classmethod
     def open(cls, config: ClinicConfig, migrate: bool = True, sweep: bool = True) -> Clinic:
-        """Connect, run the migrations, delete image files left by an interrupted upload."""
+        """Connect, run the migrations, delete image files left by an interrupted upload.
+        ``ClinicConfigError`` (one line) when the database or the image store cannot be used."""
+        from sqlalchemy.exc import SQLAlchemyError
+
         db = Database(config.database_url)
-        if migrate:
-            db.upgrade()
-        clinic = cls(config, db, ImageStore(config.images, config.storage_options))
+        try:
+            if migrate:
+                db.upgrade()
+            images = ImageStore(config.images, config.storage_options)
+        except (SQLAlchemyError, OSError) as exc:
+            db.dispose()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ClinicConfigError(f"cannot open the clinic storage: {first}") from exc
+        clinic = cls(config, db, images)
         if sweep:
             removed = clinic.sweep()
             if removed:

@@ -80,11 +80,11 @@ npm run build</code>, or use the API: <a href="/api/v1/docs">/api/v1/docs</a>.</
 def protected_routers(settings: Settings) -> list[APIRouter]:
     """The routers behind the API token (when one is set), in the order they are matched.
 
-    Optional router sets go here, included only when their feature is enabled in the settings:
-    the clinic (case storage) API, ``routes/clinic*.py``, is added when ``dermsight serve
-    --database URL`` is given (its connection is opened and closed in ``lifespan.py``). Routers
-    listed here get the token check and the 401 response in the OpenAPI document from
-    ``create_app``; a public router goes in ``create_app`` beside ``health`` instead.
+    Routers listed here get the token check and the 401 response in the OpenAPI document from
+    ``create_app``; a public router goes in ``create_app`` beside ``health`` instead. The clinic
+    (case storage) API, ``web/clinic/``, is not listed: it authenticates its own users (sessions,
+    per-user tokens) and ``create_app`` adds it when ``dermsight serve --database URL`` is given
+    (the lifespan opens and closes its database).
     """
     return [predict.router, model.router, examples.router, reference.router]
 
@@ -171,6 +171,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     for router in protected_routers(settings):
         app.include_router(router, **auth)
+    if settings.clinic is not None:  # own auth: user sessions / tokens (docs/clinic.md)
+        from dermsight.web.clinic.mount import include_clinic
+
+        include_clinic(app, API)
     add_ui(app, settings.static_dir)
 
     # middleware (last added = outermost)

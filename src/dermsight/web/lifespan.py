@@ -66,4 +66,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.model = await anyio.to_thread.run_sync(load_model, settings)
     app.state.workers = Workers(settings.workers)
-    yield
+    if settings.clinic is None:
+        yield
+        return
+    from dermsight.clinic.runtime import Clinic  # storage on: connect, migrate, sweep
+
+    app.state.clinic = await anyio.to_thread.run_sync(Clinic.open, settings.clinic)
+    try:
+        yield
+    finally:
+        app.state.clinic.close()

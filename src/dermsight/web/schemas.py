@@ -123,6 +123,8 @@ class HealthResponse(BaseModel):
     status: Literal["ok"]
     model: ModelInfo
     dermsight: str = Field(description="dermsight package version")
+    clinic: bool = Field(description="clinic case storage is on (dermsight serve --database): "
+                                     "the clinic routes exist and need a logged-in user")
 
 
 class ExampleOut(BaseModel):

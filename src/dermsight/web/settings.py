@@ -26,6 +26,8 @@
 * ``DERMSIGHT_BLAS_THREADS`` (1): numpy BLAS threads (the OOD gate's matmul).
 * ``DERMSIGHT_WORKERS`` (cores the process may use, max 8): inferences running at the same time.
 * ``DERMSIGHT_STATIC_DIR`` (``dermsight/web/static``): built front-end served at ``/``.
+* ``DERMSIGHT_DATABASE_URL`` (unset = stateless): turns on clinic case storage (``docs/clinic.md``;
+  with ``DERMSIGHT_CLINIC_IMAGES`` and ``DERMSIGHT_RETENTION_DAYS``, see ``clinic/config.py``).
 * ``DERMSIGHT_LOG_LEVEL`` (info): debug | info | warning | error | critical, for the
   ``dermsight.web`` logger and uvicorn.
 """
@@ -38,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dermsight.clinic.config import ClinicConfig, ClinicConfigError
 from dermsight.io.decode import MAX_PIXELS_BUILTIN
 from dermsight.parallel import default_workers
 
@@ -90,6 +93,13 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name}={raw!r} must be true or false")
 
 
+def _clinic(env: Mapping[str, str]) -> ClinicConfig | None:
+    try:
+        return ClinicConfig.resolve(env=env)
+    except ClinicConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+
+
 #: bodies up to this size count as "small" for the in-flight budget ...
 SMALL_BODY_BYTES = MIB
 
@@ -124,12 +134,19 @@ class Settings:
     max_connections: int = 100
     header_timeout_s: float = 10.0
     allow_tta: bool = False
+    #: clinic case storage (``dermsight serve --database``); None = stateless
+    clinic: ClinicConfig | None = None
 
     def __post_init__(self) -> None:
         """The checks that involve more than one value (each variable is checked as it is read)."""
         if self.log_level not in LOG_LEVELS:
             raise SettingsError(f"unknown log level {self.log_level!r} (use one of "
                                 f"{' | '.join(LOG_LEVELS)})")
+        if self.clinic is not None:
+            try:
+                self.clinic.check_not_under(self.static_dir)
+            except ClinicConfigError as exc:
+                raise SettingsError(str(exc)) from exc
         limit = self.max_inflight_bytes
         if limit - small_reserve(limit) < self.max_body_bytes:
             raise SettingsError(
@@ -171,6 +188,7 @@ class Settings:
             "max_connections": _int(env, "DERMSIGHT_MAX_CONNECTIONS", 100, minimum=2),
             "header_timeout_s": _float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
             "allow_tta": _bool(env, "DERMSIGHT_ALLOW_TTA", False),
+            "clinic": _clinic(env),
         }
         unknown = set(flags) - set(cls.__dataclass_fields__)
         if unknown:  # a programming error, not a user's

@@ -3,5 +3,5 @@
 ``deps.py`` (the clinic, the current user, CSRF), ``bodies.py`` (request bodies),
 ``auth.py`` (login, sessions, API tokens, admin), ``cases.py`` (patients, lesions, visits,
 diagnoses, data rights), ``figures.py`` (dashboard, confirmed-case export, similar cases),
-``mount.py`` (``mount_clinic``: routers + error mapping onto an app).
+``mount.py`` (``include_clinic``: routers + error mapping onto an app).
 """

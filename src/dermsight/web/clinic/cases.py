@@ -7,8 +7,6 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from starlette.exceptions import HTTPException
 
@@ -19,8 +17,8 @@ from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
 from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, NoteIn, PatientIn
-from dermsight.web.clinic.deps import AdminUser, CurrentUser, clinic_of, model_of
-from dermsight.web.settings import Settings
+from dermsight.web.clinic.deps import AdminUser, CurrentUser, clinic_of
+from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.upload import UploadError, read_upload
 
 router = APIRouter(tags=["clinic: cases"])
@@ -122,12 +120,12 @@ def _taken_at(raw: str | None) -> dt.date:
 
 @router.post("/lesions/{lesion_id}/visits", status_code=201,
              summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store")
-async def create_visit(lesion_id: int, request: Request, user: CurrentUser
+async def create_visit(lesion_id: int, request: Request, user: CurrentUser,
+                       model: ModelDep, workers: WorkersDep, settings: SettingsDep,
                        ) -> dict[str, Any]:
-    clinic, model = clinic_of(request), model_of(request)
+    clinic = clinic_of(request)
     with clinic.db.session() as s:
         cases.get_or_404(s, Lesion, lesion_id, "lesion")
-    settings: Settings = request.app.state.settings
     form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX))
     if form.image is None:
         raise UploadError(422, "no image: send the photo in a form field named 'image'")
@@ -139,16 +137,13 @@ async def create_visit(lesion_id: int, request: Request, user: CurrentUser
     except taxonomy.TaxonomyError as exc:
         raise UploadError(422, str(exc)) from exc
     taken_at = _taken_at(_form_value(form.fields, "taken_at"))
-    limiter: anyio.CapacityLimiter = request.app.state.clinic_limiter
     try:
-        a = await anyio.to_thread.run_sync(partial(assess, model, form.image, meta),
-                                           limiter=limiter)
+        a = await workers.run(partial(assess, model, form.image, meta))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
-    visit_id = await anyio.to_thread.run_sync(
-        partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,
-                taken_at=taken_at, note=note, user=user),
-        limiter=limiter)
+    visit_id = await workers.run(partial(
+        store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta, taken_at=taken_at,
+        note=note, user=user))
     with clinic.db.session() as s:
         return cases.visit_json(cases.get_or_404(s, Visit, visit_id, "visit"),
                                 cases.usernames(s))

@@ -16,7 +16,6 @@ from starlette.exceptions import HTTPException
 from dermsight.clinic import accounts
 from dermsight.clinic.models import Session, User
 from dermsight.clinic.runtime import Clinic
-from dermsight.predict import Dermsight
 
 COOKIE = "dermsight_session"
 CSRF_HEADER = "X-CSRF-Token"
@@ -24,13 +23,9 @@ UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def clinic_of(request: Request) -> Clinic:
+    """The clinic the lifespan opened (``app.state.clinic``)."""
     clinic: Clinic = request.app.state.clinic
     return clinic
-
-
-def model_of(request: Request) -> Dermsight:
-    model: Dermsight = request.app.state.model
-    return model
 
 
 @dataclass(frozen=True)

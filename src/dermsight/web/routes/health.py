@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from dermsight import __version__
-from dermsight.web.deps import ModelDep
+from dermsight.web.deps import ModelDep, SettingsDep
 from dermsight.web.routes import API
 from dermsight.web.schemas import HealthResponse
 
@@ -15,5 +15,6 @@ router = APIRouter(prefix=API, tags=["service"])
 
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness and model identity")
-async def health(model: ModelDep) -> dict[str, Any]:
-    return {"status": "ok", "model": model.info, "dermsight": __version__}
+async def health(model: ModelDep, settings: SettingsDep) -> dict[str, Any]:
+    return {"status": "ok", "model": model.info, "dermsight": __version__,
+            "clinic": settings.clinic is not None}
