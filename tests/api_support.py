@@ -185,7 +185,8 @@ def shared_server(key: str, factory: Callable[[], Server]) -> Server:
 
 
 def make_report_bundle(root: Path) -> Path:
-    """The shipped bundle (ONNX symlinked) plus a report.html and a plots/ folder."""
+    """The shipped bundle (ONNX symlinked, reference set copied) plus a report.html and a plots/
+    folder."""
     root.mkdir(parents=True, exist_ok=True)
     for name in ("card.json", "gate.npz"):
         if (DEFAULT_BUNDLE / name).exists():
@@ -193,6 +194,8 @@ def make_report_bundle(root: Path) -> Path:
     onnx = root / "model.onnx"
     if not onnx.exists():
         onnx.symlink_to(DEFAULT_BUNDLE / "model.onnx")
+    if (DEFAULT_BUNDLE / "reference").is_dir():  # the similar-cases reference set
+        shutil.copytree(DEFAULT_BUNDLE / "reference", root / "reference", dirs_exist_ok=True)
     (root / "report.html").write_text(
         "<!doctype html><html><body><h1>Evaluation report (test)</h1></body></html>\n",
         encoding="utf-8")

@@ -105,6 +105,16 @@ def test_assess_a_real_lesion(page: Any, sample_image: Path, test_output: Path) 
     overlay = page.get_by_test_id("heatmap-overlay")
     overlay.wait_for()
     assert overlay.is_visible()
+    # the similar confirmed cases: one figure per entry, each thumbnail loaded (blob: URL)
+    if result.get("similar"):
+        page.get_by_test_id("similar-cases").wait_for()
+        figures = page.get_by_test_id("similar-case")
+        assert figures.count() == len(result["similar"])
+        assert result["similar"][0]["licence"] in figures.first.inner_text()
+        page.wait_for_function(
+            "n => [...document.querySelectorAll('[data-testid=similar-case] img')]"
+            ".filter(i => i.complete && i.naturalWidth > 0).length === n",
+            arg=len(result["similar"]))
     # at the default opacity (the README's screenshot): before the slider is moved
     page.screenshot(path=str(test_output / "e2e-assess-clinician.png"), full_page=True)
     slider = page.get_by_test_id("opacity-slider")
@@ -216,6 +226,8 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
                 assert row["source"] in table.inner_text()
     else:
         assert page.get_by_test_id("cross-source").count() == 0
+    if card.get("retrieval"):  # the similar cases' measured retrieval
+        assert page.get_by_test_id("retrieval-table").is_visible()
     rule = page.get_by_test_id("decision-rule").inner_text()
     tau = (card.get("decision") or {}).get("tau")
     assert ("τ" in rule) if tau else rule == "Most probable class."
@@ -254,6 +266,7 @@ def test_cannot_assess_upload_shows_no_result_numbers(
         assert page.locator("[data-testid^='prob-bar-']").count() == 0
         assert page.get_by_test_id("heatmap-overlay").count() == 0
         assert page.get_by_test_id("natural-frequency").count() == 0
+        assert page.get_by_test_id("similar-cases").count() == 0
         text = page.get_by_test_id("result").inner_text()
         assert "Top class" not in text
         assert "Malignant probability" not in text
