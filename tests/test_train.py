@@ -94,7 +94,14 @@ def test_onnx_matches_pytorch_on_real_images(data_dir: Path, sample_ids: list[st
     imgs = [decode_image(data_dir / "images" / f"{i}.jpg") for i in sample_ids[:6]]
     x = np.stack([preprocess(im, spec) for im in imgs])
     m = np.stack([encode_meta(Metadata(age=50, sex="male"), MetaSpec()) for _ in imgs])
-    assert parity(net, export_onnx(net, 160), x, m) < 1e-4
+    data = export_onnx(net, 160)
+    assert parity(net, data, x, m) < 1e-4
+    # any height and width (the whole-image heatmap, dermsight.camgrid, needs it)
+    from dermsight.predict import ort_session
+
+    wide = np.ascontiguousarray(np.concatenate([x[:1], x[1:2]], axis=3))  # 160 x 320
+    assert ort_session(data, threads=1).run(["cam"], {"image": wide, "meta": m[:1]})[0].shape \
+        == (1, 8, 5, 10)
 
 
 def _tiny_overrides(data_dir: Path) -> list[str]:

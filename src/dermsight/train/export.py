@@ -19,7 +19,7 @@ OUTPUTS = {
 
 
 def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int = 17) -> bytes:
-    """Export (image, meta) -> (logits, features, cam) with a dynamic batch axis."""
+    """Export (image, meta) -> (logits, features, cam) with dynamic batch, height and width axes."""
     net = net.eval().to(memory_format=torch.contiguous_format)
     wrapper = ExportWrapper(net).eval()
     x = torch.zeros(2, 3, size, size)
@@ -31,8 +31,11 @@ def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int 
             wrapper, (x, m), buf,  # type: ignore[arg-type]  # a file object works too
             input_names=["image", "meta"],
             output_names=list(OUTPUTS), opset_version=opset, dynamo=False,
-            dynamic_axes={"image": {0: "batch"}, "meta": {0: "batch"},
-                          **{k: {0: "batch"} for k in OUTPUTS}},
+            # height and width too: the heatmap (dermsight.camgrid) runs it on the whole image
+            dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"}, "meta": {0: "batch"},
+                          "logits": {0: "batch"},
+                          **{k: {0: "batch", 2: "map_height", 3: "map_width"}
+                             for k in ("features", "cam")}},
         )
     data = buf.getvalue()
     if path is not None:
