@@ -96,11 +96,13 @@ class PredictResponse(BaseModel):
     disclaimer: str
     heatmap: str | None = Field(
         None,
-        description="class-activation heatmap for the predicted class: base64 RGBA PNG, square, "
-                    "112 px, over the region the model saw (the centre square when the card's "
-                    "input_spec.crop is center_square); transparent where the model paid no "
-                    "attention; scale it over the image. Omitted with ?heatmap=false and when "
-                    "risk is 'cannot_assess'",
+        description="class-activation heatmap for the suggested class over the WHOLE image: "
+                    "base64 RGBA PNG, 112 px on its long side, the image's aspect to within one "
+                    "cell of its grid (half the network's stride: 10 x 10 for a square image); "
+                    "transparent where the model paid no attention; stretch it over the whole "
+                    "image. The suggested class itself comes from the centre square when the "
+                    "card's input_spec.crop is center_square. Omitted with ?heatmap=false and "
+                    "when risk is 'cannot_assess'",
     )
     similar: list[SimilarCaseOut] | None = Field(
         None,

@@ -29,9 +29,9 @@ from dermsight.web.upload import UploadError, read_upload
 
 router = APIRouter(prefix=API, tags=["predict"])
 
-#: Side of the heatmap PNG the API returns. The class-activation map itself is only ~5x5 to 7x7
-#: cells, so 112 px keeps all of it while costing a quarter of 224 px to colour and encode (about
-#: 1.9 ms instead of 6.4 ms CPU per request); browsers scale the overlay to the image with CSS.
+#: Long side of the heatmap PNG the API returns. The map itself (dermsight.camgrid) is 10 cells on
+#: the image's short side, so 112 px keeps all of it while costing a quarter of 224 px to colour
+#: and encode; browsers stretch the overlay over the whole image with CSS.
 HEATMAP_PX = 112
 TTA_DISABLED = (
     "test-time augmentation (?tta=true, 8x the compute) is turned off on this server; the "
