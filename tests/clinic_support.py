@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -74,15 +75,14 @@ class PgCluster:
         return self.url(name)
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    bindir = pg_bin_dir()
-    if bindir is None:
-        reason = ("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's "
-                  "'postgresql' package (make system-deps) to run the PostgreSQL storage tests")
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+PG_MISSING = ("PostgreSQL server binaries (initdb, pg_ctl) not found: install Debian's "
+              "'postgresql' package (make system-deps) to run the PostgreSQL storage tests")
+
+
+@contextmanager
+def running_pg_cluster(bindir: Path) -> Iterator[PgCluster]:
+    """A throwaway cluster from ``bindir`` (``pg_bin_dir()``), stopped and removed on exit.
+    Also used outside pytest (``benchmarks/bench_clinic.py``)."""
     # a short folder: unix socket paths are limited to ~107 bytes
     root = Path(tempfile.mkdtemp(prefix="dspg-", dir="/tmp"))
     root.chmod(0o777)
@@ -102,6 +102,17 @@ def pg_cluster() -> Iterator[PgCluster]:
                                          "immediate", "stop"]), capture_output=True,
                        check=False)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    bindir = pg_bin_dir()
+    if bindir is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(PG_MISSING)
+        pytest.skip(PG_MISSING)
+    with running_pg_cluster(bindir) as cluster:
+        yield cluster
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
