@@ -232,3 +232,31 @@ def test_no_heatmap_for_an_image_the_gate_refuses(model: Dermsight) -> None:
     pred = model.predict(dark)
     assert not pred.assessable
     assert pred.cam is None
+
+
+def test_batch_overlays_use_the_whole_image_map(
+    model: Dermsight, lesions: list[tuple[str, np.ndarray, np.ndarray]], tmp_path: Path
+) -> None:
+    """``dermsight batch --heatmaps``: the overlay of a 2:1 image (lesion on the left) is the
+    whole-image map drawn on it: the facade's map, with its heat on the lesion side."""
+    from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.scorer import score_frame
+
+    for _, rgb, _ in lesions:  # the first widened image the gate accepts
+        wide = skin_extended(rgb, rgb.shape[1])  # 256 x 512: the batch thumbnail is the image
+        pred = model.predict(wide)
+        if pred.cam is not None:
+            break
+    assert pred.cam is not None
+    path = tmp_path / "wide.png"
+    Image.fromarray(wide).save(path)
+    heat_dir = tmp_path / "heat"
+    rows = score_frame(pd.DataFrame({"id": ["wide"], "path": [str(path)]}), model,
+                       ScoreOptions(heatmaps=heat_dir))
+    assert rows["error"].isna().all()
+    png = np.asarray(Image.open(heat_dir / "wide.png").convert("RGB"))
+    assert png.shape == wide.shape
+    assert np.array_equal(png, heatmap.overlay(wide, pred.cam))
+    edge = (wide.shape[1] - wide.shape[0]) // 2
+    heat = heat_on(wide, pred.cam)
+    assert heat[:, :edge].mean() > heat[:, -edge:].mean()

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dermsight import taxonomy
+from dermsight import camgrid, taxonomy
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import HeatmapWriter, thumbnail
 from dermsight.batch.references import local_path, row_image
@@ -179,12 +179,22 @@ class _Job:
     executor: Executor | None = None  # writes heatmaps in the background when given
     pending: list[Future[None]] = field(default_factory=list)
 
-    def write_heatmap(self, rid: str, thumb: np.ndarray, cam: np.ndarray) -> None:
-        assert self.heatmaps is not None
+    def write_heatmap(self, p: PreparedRow, top: int, cam: np.ndarray) -> None:
+        """The overlay of the whole-image map (``camgrid``, drawn on the thumbnail) of class
+        ``top``; ``cam`` is that class's CAM from the classification run (reused when it can be)."""
+        heatmaps, thumb = self.heatmaps, p.thumb
+        assert heatmaps is not None
+        assert thumb is not None
+
+        def work() -> None:
+            model = self.model
+            whole = camgrid.class_map(model.session, thumb, model.card, p.meta, top, cam)
+            heatmaps.write(p.id, thumb, whole)
+
         if self.executor is not None:
-            self.pending.append(self.executor.submit(self.heatmaps.write, rid, thumb, cam))
+            self.pending.append(self.executor.submit(work))
         else:
-            self.heatmaps.write(rid, thumb, cam)
+            work()
 
 
 def infer_batch(job: _Job, batch: Sequence[PreparedRow]) -> list[dict[str, Any]]:
@@ -206,7 +216,7 @@ def infer_batch(job: _Job, batch: Sequence[PreparedRow]) -> list[dict[str, Any]]
         rows.append(scored_row(p, model, result, i))
         # no heatmap for a refused image (as Dermsight.predict): it would look valid
         if job.heatmaps is not None and p.thumb is not None and result.assessable(i):
-            job.write_heatmap(p.id, p.thumb, np.array(result.cam(i)))
+            job.write_heatmap(p, int(result.top[i]), np.array(result.cam(i)))
         p.thumb = None
     return rows
 
