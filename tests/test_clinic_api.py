@@ -208,6 +208,14 @@ def test_patients_lesions_visits_timeline(  # noqa: PLR0915
     assert sim["clinic"][0]["visit_id"] == v3["id"]  # the same image
     assert sim["clinic"][0]["similarity"] == pytest.approx(1.0, abs=1e-4)
     assert sim["clinic"][0]["diagnosis"] == "MEL"
+    # the bundled reference set: the same neighbours the facade finds for this image
+    if v2["result"]["risk"] != "cannot_assess":
+        pred = clinic_model.predict(mel, age=55, sex="female", site="posterior torso",
+                                    heatmap=False)
+        expected = [c.image_id for c in clinic_model.similar(pred, 3)]
+        assert [c["image_id"] for c in sim["reference"]] == expected
+        assert all(c["licence"] and c["thumbnail_url"].endswith(".webp")
+                   for c in sim["reference"])
     # the patient's export
     r = h.get(f"/patients/{pid}/export")
     assert r.headers["content-type"] == "application/zip"

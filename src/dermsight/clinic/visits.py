@@ -37,7 +37,7 @@ class Assessment:
     result: dict[str, object]
     image_png: bytes
     heatmap_png: bytes | None
-    embedding: bytes
+    embedding: bytes | None
     risk: str
     malignant_probability: float | None
 
@@ -47,13 +47,12 @@ def assess(model: Dermsight, data: bytes, meta: Metadata) -> Assessment:
     pred = model.predict(data, meta=meta, heatmap=True)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
-    x, m = model.prepare(rgb, meta)
-    emb = model.run_arrays(x[None], m[None])["embedding"][0].astype(np.float32)
     heat = (hm.png_bytes(hm.heatmap_rgba(pred.cam, size=HEATMAP_PX))
             if pred.cam is not None else None)
     return Assessment(
         result=pred.to_dict(heatmap_png=False), image_png=png_bytes(rgb), heatmap_png=heat,
-        embedding=emb.tobytes(), risk=pred.risk,
+        embedding=None if pred.embedding is None else
+        np.asarray(pred.embedding, np.float32).tobytes(), risk=pred.risk,
         malignant_probability=pred.malignant_probability if pred.assessable else None)
 
 

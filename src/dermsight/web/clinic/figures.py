@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request, Response
 from dermsight.clinic import audit, cases, exports, figures, similar
 from dermsight.clinic.models import Visit
 from dermsight.web.clinic.deps import CurrentUser, clinic_of
+from dermsight.web.deps import ModelDep
+from dermsight.web.routes.reference import case_json
 
 router = APIRouter(tags=["clinic: figures"])
 
@@ -34,9 +36,16 @@ def export_confirmed(request: Request, user: CurrentUser) -> Response:
 
 @router.get("/visits/{visit_id}/similar",
             summary="The nearest confirmed cases: the bundled reference set and the clinic's own")
-def similar_cases(visit_id: int, request: Request, user: CurrentUser,
+def similar_cases(visit_id: int, request: Request, user: CurrentUser, model: ModelDep,
                   k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
+    """Both halves use the features the visit was assessed with; the bundled reference set only
+    when the visit was assessed by the model being served (same bundle hash)."""
     with clinic_of(request).db.session() as s:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         clinic_hits = similar.clinic_similar(s, v, k)
-    return {"reference": [], "clinic": clinic_hits}
+    emb = similar.embedding_of(v)
+    ref = model.reference
+    reference = ([case_json(c) for c in ref.nearest(emb, k)]
+                 if emb is not None and ref is not None
+                 and v.bundle_sha256 == model.card.onnx_sha256 else [])
+    return {"reference": reference, "clinic": clinic_hits}

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from dermsight import taxonomy
 from dermsight.predict import Dermsight, Prediction
+from dermsight.similar import SimilarCase
 from dermsight.web.deps import ModelDep
 from dermsight.web.routes import API
 from dermsight.web.schemas import error_responses
@@ -34,20 +35,22 @@ def thumbnail_url(image_id: str) -> str:
     return f"{API}/reference/{image_id}.webp"
 
 
+def case_json(c: SimilarCase) -> dict[str, Any]:
+    """One reference image as the API shows it (also the clinic's ``/visits/{id}/similar``)."""
+    return {
+        "image_id": c.image_id,
+        "diagnosis": c.diagnosis,
+        "diagnosis_name": taxonomy.BY_CODE[c.diagnosis].name,
+        "similarity": round(c.similarity, 4),
+        "thumbnail_url": thumbnail_url(c.thumbnail),
+        "licence": c.licence,
+        "attribution": c.attribution,
+    }
+
+
 def similar_cases(model: Dermsight, prediction: Prediction, k: int = K) -> list[dict[str, Any]]:
     """The predict response's ``similar`` entries (none for a "cannot assess" result)."""
-    return [
-        {
-            "image_id": c.image_id,
-            "diagnosis": c.diagnosis,
-            "diagnosis_name": taxonomy.BY_CODE[c.diagnosis].name,
-            "similarity": round(c.similarity, 4),
-            "thumbnail_url": thumbnail_url(c.thumbnail),
-            "licence": c.licence,
-            "attribution": c.attribution,
-        }
-        for c in model.similar(prediction, k)
-    ]
+    return [case_json(c) for c in model.similar(prediction, k)]
 
 
 @router.get(
