@@ -54,4 +54,10 @@ describe('clinic API client', () => {
     )
     await expect(login('ana', 'bad')).rejects.toThrow('Too many failed sign-ins. Try again in 10 min.')
   })
+
+  it('does not repeat the wait when the server already says it', async () => {
+    const detail = 'too many failed logins: try again in 600 s'
+    vi.stubGlobal('fetch', async () => new Response(JSON.stringify({ detail }), { status: 429, headers: { 'Retry-After': '600' } }))
+    await expect(login('ana', 'bad')).rejects.toThrow(new RegExp(`^${detail}$`))
+  })
 })

@@ -57,7 +57,7 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
   if (res.status === 401 && !(body as { detail?: unknown } | null)?.detail) message = 'Please sign in again.'
   if (res.status === 429) {
     const wait = Number(res.headers.get('Retry-After'))
-    if (Number.isFinite(wait) && wait > 0) message = `${message} Try again in ${Math.ceil(wait / 60)} min.`
+    if (Number.isFinite(wait) && wait > 0 && !/try again in/i.test(message)) message = `${message} Try again in ${Math.ceil(wait / 60)} min.`
   }
   throw new ApiError(res.status, message)
 }

@@ -14,18 +14,18 @@ function modelText(v: Visit): string {
   return [v.model?.name ?? v.result.model?.name, v.model?.version ?? v.result.model?.version].filter(Boolean).join(' ') || 'unknown model'
 }
 
-/** The photo and the same photo under the model's heatmap, side by side. */
-function VisitImages({ visit, fit }: { visit: Visit; fit: 'cover' | 'fill' }) {
+/** The whole photo, and the same photo with the model's heatmap stretched over all of it. */
+function VisitImages({ visit }: { visit: Visit }) {
   return (
     <div className="visit-images">
-      <img className="visit-img" src={visit.image_url} alt={`Visit of ${visitDate(visit)}`} style={{ objectFit: fit }} data-testid="visit-image" />
+      <img className="visit-img" src={visit.image_url} alt={`Visit of ${visitDate(visit)}`} data-testid="visit-image" />
       {visit.heatmap_url ? (
-        <div className="heatmap-stack visit-img">
-          <img className="heatmap-base" src={visit.image_url} alt="" style={{ objectFit: fit }} />
-          <img className="heatmap-top" src={visit.heatmap_url} alt="Heatmap of the areas the model used" style={{ opacity: 0.6 }} data-testid="visit-heatmap" />
+        <div className="visit-stack">
+          <img className="visit-img" src={visit.image_url} alt="" />
+          <img className="visit-heat" src={visit.heatmap_url} alt="Heatmap of the areas the model used" data-testid="visit-heatmap" />
         </div>
       ) : (
-        <div className="visit-img visit-noheat">No heatmap for this visit</div>
+        <div className="visit-noheat">No heatmap for this visit</div>
       )}
     </div>
   )
@@ -66,7 +66,7 @@ function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
   )
 }
 
-function VisitCard({ visit, index, fit, onChanged }: { visit: Visit; index: number; fit: 'cover' | 'fill'; onChanged: () => void }) {
+function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; onChanged: () => void }) {
   const r = visit.result
   const cannot = r.risk === 'cannot_assess'
   return (
@@ -76,7 +76,7 @@ function VisitCard({ visit, index, fit, onChanged }: { visit: Visit; index: numb
           Visit {index + 1} · <time dateTime={visit.taken_at}>{visitDate(visit)}</time>
         </h3>
       </header>
-      <VisitImages visit={visit} fit={fit} />
+      <VisitImages visit={visit} />
       <dl className="visit-facts">
         <div>
           <dt>Tier</dt>
@@ -124,7 +124,7 @@ function ChangeArrow({ change }: { change: Change }) {
 }
 
 /** Visits side by side (oldest first), with the change between each pair. */
-export function VisitTimeline({ visits, changes, fit, onChanged }: { visits: Visit[]; changes: Change[]; fit: 'cover' | 'fill'; onChanged: () => void }) {
+export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[]; changes: Change[]; onChanged: () => void }) {
   if (visits.length === 0) return <p className="muted">No visits yet. Add the first image below.</p>
   return (
     <>
@@ -134,7 +134,7 @@ export function VisitTimeline({ visits, changes, fit, onChanged }: { visits: Vis
           return (
             <li key={v.id} className="timeline-item">
               {change && <ChangeArrow change={change} />}
-              <VisitCard visit={v} index={i} fit={fit} onChanged={onChanged} />
+              <VisitCard visit={v} index={i} onChanged={onChanged} />
             </li>
           )
         })}

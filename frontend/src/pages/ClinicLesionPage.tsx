@@ -19,7 +19,6 @@ export function ClinicLesionPage({ id }: { id: number }) {
   const lesion = useLoad(() => getLesion(id), String(id))
   const cardQ = useApiData<ModelCard>(`${API}/model`)
   const crop = cardCrop(cardQ.data)
-  const fit = crop === 'none' ? 'fill' : 'cover'
   const [tab, setTab] = useState<Tab>('timeline')
 
   if (lesion.error) return <ErrorBox error={lesion.error} what="Could not load the lesion." />
@@ -60,7 +59,7 @@ export function ClinicLesionPage({ id }: { id: number }) {
           </div>
         </div>
         {tab === 'timeline' ? (
-          <VisitTimeline visits={visits} changes={changes} fit={fit} onChanged={lesion.reload} />
+          <VisitTimeline visits={visits} changes={changes} onChanged={lesion.reload} />
         ) : (
           <CompareVisits visits={visits} crop={crop} />
         )}

@@ -1,0 +1,339 @@
+"""End-to-end: the clinic pages of the built web UI, on a real ``dermsight serve --database``,
+driven in headless Chromium (the same browser setup as ``test_e2e_browser.py``).
+
+One walk through a clinic's day: sign in (a wrong password first), add a patient, pin a lesion
+on the body map, add two visits with two real images, read the timeline and the change between
+the visits, compare them, record the confirmed diagnosis, open the dashboard, export the
+confirmed cases and the patient, make an API token, read the audit log, delete the patient,
+sign out. Screenshots of each page go to ``test-output/e2e-clinic-*.png``.
+
+Two real images of different lesions stand in for one lesion photographed twice: a benign nevus
+first, then a melanoma, so that the model's malignant probability rises between the visits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import re
+import subprocess
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import api_support as support
+from test_e2e_browser import STATIC_INDEX, browser  # noqa: F401  (browser: a fixture)
+
+pytestmark = pytest.mark.browser
+
+ADMIN = "e2e-admin"
+PASSWORD = "correct horse battery staple"
+#: a nevus, then a melanoma (both posterior torso): the malignant probability rises
+FIRST, SECOND = "ISIC_0000006", "ISIC_0000170"
+REF = "E2E-0001"
+
+
+@pytest.fixture(scope="module")
+def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
+    if not STATIC_INDEX.exists():
+        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
+    workdir = tmp_path_factory.mktemp("clinic-e2e")
+    db = f"sqlite:///{workdir / 'clinic.db'}"
+    made = subprocess.run(
+        [*support.dermsight_command(), "clinic", "create-user", "--database", db,
+         "--username", ADMIN, "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
+    assert made.returncode == 0, made.stdout + made.stderr
+    server = support.start_server(workdir, extra_args=["--database", db])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def clinic_page(browser: Any, clinic_server: support.Server) -> Iterator[Any]:  # noqa: F811
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+          if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.problems = problems
+    yield pg
+    context.close()
+
+
+def add_visit(page: Any, image: Path, *, taken_at: str | None, note: str) -> dict[str, Any]:
+    form = page.get_by_test_id("new-visit-form")
+    form.get_by_test_id("file-input").set_input_files(str(image))
+    form.get_by_test_id("age-input").fill("55")
+    form.get_by_test_id("sex-select").select_option("female")
+    if taken_at:
+        form.get_by_test_id("visit-date").fill(taken_at)
+    form.get_by_test_id("visit-note-input").fill(note)
+    with page.expect_response(re.compile(r"/api/v1/lesions/\d+/visits$")) as resp:
+        form.get_by_test_id("visit-submit").click()
+    assert resp.value.status == 201, resp.value.text()
+    return dict(resp.value.json())
+
+
+def download(page: Any, testid: str) -> zipfile.ZipFile:
+    with page.expect_download() as d:
+        page.get_by_test_id(testid).click()
+    path = d.value.path()
+    assert d.value.failure() is None
+    return zipfile.ZipFile(io.BytesIO(Path(path).read_bytes()))
+
+
+@dataclass
+class Walk:
+    """One browser session through the clinic and the ids it made."""
+
+    page: Any
+    base: str
+    out: Path
+    patient_id: int = 0
+    lesion_id: int = 0
+    visits: list[dict[str, Any]] = field(default_factory=list)
+    points: str = ""  # the change between the two visits as the UI writes it
+
+    def json(self, path: str) -> Any:
+        """GET through the browser's own session (its cookie)."""
+        r = self.page.request.get(f"{self.base}/api/v1{path}")
+        assert r.status == 200, r.text()
+        return r.json()
+
+    def shot(self, name: str) -> None:
+        self.page.wait_for_load_state("networkidle")
+        self.page.screenshot(path=str(self.out / f"e2e-clinic-{name}.png"), full_page=True)
+
+
+def sign_in(w: Walk) -> None:
+    """A wrong password is refused with a readable message; the right one opens the clinic."""
+    page = w.page
+    page.goto(f"{w.base}/#/clinic")
+    page.get_by_test_id("login-page").wait_for()
+    assert page.get_by_test_id("nav-patients").is_visible()
+    page.get_by_test_id("login-username").fill(ADMIN)
+    page.get_by_test_id("login-password").fill("not the password")
+    page.get_by_test_id("login-submit").click()
+    error = page.get_by_test_id("login-error")
+    error.wait_for()
+    assert "password" in error.inner_text().lower()
+    w.shot("login")
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patients-page").wait_for()
+    assert ADMIN in page.get_by_test_id("clinic-user").inner_text()
+
+
+def add_patient_and_lesion(w: Walk) -> None:
+    """A patient, and a lesion pinned on the back of the body map."""
+    page = w.page
+    page.get_by_test_id("new-patient-ref").fill(REF)
+    page.get_by_test_id("new-patient-submit").click()
+    page.get_by_test_id("patient-page").wait_for()
+    assert page.get_by_test_id("patient-ref").inner_text() == REF
+    w.patient_id = int(page.get_by_test_id("patient-page").get_attribute("data-patient-id"))
+    page.get_by_test_id("lesion-map").get_by_test_id("bodymap-back-posterior-torso") \
+        .dispatch_event("click")
+    assert "back view" in page.get_by_test_id("new-lesion-point").inner_text()
+    assert page.get_by_test_id("lesion-site").input_value() == "posterior torso"
+    page.get_by_test_id("pin-0").wait_for()  # the unsaved pin
+    page.get_by_test_id("lesion-side").select_option("left")
+    page.get_by_test_id("lesion-location").fill("3 cm below the scapula")
+    page.get_by_test_id("new-lesion-submit").click()
+    page.get_by_test_id("lesion-page").wait_for()
+    w.lesion_id = int(page.get_by_test_id("lesion-page").get_attribute("data-lesion-id"))
+    lesion = w.json(f"/lesions/{w.lesion_id}")["lesion"]
+    assert (lesion["side"], lesion["body_site"]) == ("left", "posterior torso")
+    assert lesion["map"]["view"] == "back"
+    assert 0 < lesion["map"]["x"] < 1
+
+
+def two_visits(w: Walk, images: Path) -> None:
+    """Two visits 91 days apart: the timeline shows both and the change between them."""
+    page = w.page
+    earlier = (dt.date.today() - dt.timedelta(days=91)).isoformat()
+    v1 = add_visit(page, images / f"{FIRST}.jpg", taken_at=earlier, note="first visit")
+    page.get_by_test_id(f"visit-{v1['id']}").wait_for()
+    v2 = add_visit(page, images / f"{SECOND}.jpg", taken_at=None, note="looks darker")
+    page.get_by_test_id(f"visit-{v2['id']}").wait_for()
+    w.visits = [v1, v2]
+    detail = w.json(f"/lesions/{w.lesion_id}")
+    assert [v["id"] for v in detail["visits"]] == [v1["id"], v2["id"]]
+    (change,) = detail["changes"]
+    assert change["days"] == 91
+    card2 = page.get_by_test_id(f"visit-{v2['id']}")
+    assert card2.get_by_test_id("visit-tier").get_attribute("data-risk") == v2["result"]["risk"]
+    assert card2.get_by_test_id("visit-note").inner_text() == "looks darker"
+    w.points = f"{abs(change['malignant_delta']) * 100:.1f} points"
+    arrow = page.get_by_test_id(f"change-{v1['id']}-{v2['id']}")
+    assert w.points in arrow.inner_text()
+    assert "91 days" in arrow.inner_text()
+    assert arrow.get_attribute("data-risk-rose") == str(change["risk_rose"]).lower()
+    assert change["malignant_delta"] > 0.10  # nevus -> melanoma
+    assert change["risk_rose"]
+    assert arrow.get_by_test_id("change-risk-rose").is_visible()
+    assert page.get_by_test_id("lesion-risk-rose").is_visible()
+    for v in (v1, v2):  # image and heatmap load (same origin, the session cookie)
+        card = page.get_by_test_id(f"visit-{v['id']}")
+        for testid in ("visit-image", "visit-heatmap"):
+            card.get_by_test_id(testid).evaluate(
+                "img => img.complete && img.naturalWidth > 0 || new Promise((ok, bad) => {"
+                " img.onload = ok; img.onerror = bad })")
+    w.shot("timeline")
+
+
+def compare_and_diagnose(w: Walk) -> None:
+    """Two chosen visits side by side; then the confirmed diagnosis."""
+    page = w.page
+    v1, v2 = w.visits
+    page.get_by_test_id("tab-compare").click()
+    compare = page.get_by_test_id("compare-view")
+    compare.wait_for()
+    assert compare.get_by_test_id("heatmap-overlay").count() == 2
+    assert w.points in page.get_by_test_id("compare-delta").inner_text()
+    page.get_by_test_id("compare-b").select_option(str(v1["id"]))
+    assert "no change" in page.get_by_test_id("compare-delta").inner_text()
+    page.get_by_test_id("compare-b").select_option(str(v2["id"]))
+    w.shot("compare")
+    page.get_by_test_id("tab-timeline").click()
+
+    page.get_by_test_id("diagnosis-code").select_option("MEL")
+    page.get_by_test_id("diagnosis-method").select_option("histopathology")
+    page.get_by_test_id("diagnosis-note").fill("superficial spreading, Breslow 0.4 mm")
+    page.get_by_test_id("diagnosis-submit").click()
+    diagnosis = page.get_by_test_id("diagnosis")
+    diagnosis.wait_for()
+    assert diagnosis.get_attribute("data-code") == "MEL"
+    assert "histopathology" in diagnosis.inner_text()
+
+
+def patient_and_list(w: Walk) -> None:
+    """The patient page (pin, latest result, "risk rose"), then the list searched by reference."""
+    page = w.page
+    page.get_by_test_id("lesion-patient-link").click()
+    page.get_by_test_id("patient-page").wait_for()
+    page.get_by_test_id(f"pin-{w.lesion_id}").wait_for()
+    row = page.get_by_test_id(f"lesion-row-{w.lesion_id}")
+    assert row.get_by_test_id("risk-rose").is_visible()
+    assert "MEL" in row.inner_text()
+    w.shot("patient")
+
+    page.get_by_test_id("nav-patients").click()
+    page.get_by_test_id("patients-page").wait_for()
+    mine = page.get_by_test_id(f"patient-row-{w.patient_id}")
+    page.get_by_test_id("patient-search").fill("E2E")
+    mine.wait_for()
+    page.get_by_test_id("patient-search").fill("ZZZ")
+    mine.wait_for(state="detached")
+    page.get_by_test_id("patient-search").fill("")
+    mine.wait_for()
+    assert mine.get_by_test_id("risk-rose").is_visible()
+    w.shot("patients")
+
+
+def dashboard_and_export(w: Walk) -> None:
+    """One confirmed melanoma: figures withheld with the reason; the confirmed-case export."""
+    page = w.page
+    page.get_by_test_id("nav-dashboard").click()
+    page.get_by_test_id("dashboard-page").wait_for()
+    (model,) = w.json("/clinic/dashboard")["models"]
+    assert (model["n_lesions"], model["n_mel"]) == (1, 1)
+    counts = page.get_by_test_id("dashboard-counts")
+    counts.wait_for()
+    assert "1 confirmed lesion" in counts.inner_text()
+    assert page.get_by_test_id("small-count-warning").is_visible()
+    sens = page.get_by_test_id("fig-sensitivity")
+    withheld = model["refer"]["sensitivity"] is None
+    assert sens.get_attribute("data-withheld") == str(withheld).lower()
+    if withheld:
+        assert "withheld" in sens.inner_text()
+    assert page.get_by_test_id("confusion-matrix").is_visible()
+    if model.get("note"):
+        assert page.get_by_test_id("dashboard-note").inner_text() == model["note"]
+    w.shot("dashboard")
+    confirmed = download(page, "export-confirmed")
+    assert "metadata.csv" in confirmed.namelist()
+    assert any(n.startswith("images/") for n in confirmed.namelist())
+    assert "MEL" in confirmed.read("metadata.csv").decode()
+
+
+def account(w: Walk) -> None:
+    """An API token shown once (and usable), the audit log."""
+    page = w.page
+    page.get_by_test_id("nav-admin").click()
+    page.get_by_test_id("admin-page").wait_for()
+    page.get_by_test_id("token-name").fill("e2e script")
+    page.get_by_test_id("token-create").click()
+    token = page.get_by_test_id("new-token").inner_text().strip()
+    assert len(token) >= 20
+    me = httpx.get(f"{w.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
+    assert me.status_code == 200, me.text
+    assert me.json()["user"]["username"] == ADMIN
+    audit = page.get_by_test_id("audit-log")
+    audit.get_by_text("export").first.wait_for()
+    assert "login" in audit.inner_text()
+    w.shot("admin")
+
+
+def export_and_delete(w: Walk) -> None:
+    """The patient's data: export, then delete with the confirm step; then sign out."""
+    page = w.page
+    page.goto(f"{w.base}/#/clinic/patients/{w.patient_id}")
+    page.get_by_test_id("patient-page").wait_for()
+    export = download(page, "patient-export")
+    assert REF in json.dumps(json.loads(export.read("patient.json")))
+    assert sum(n.startswith("images/") for n in export.namelist()) >= 2
+    page.get_by_test_id("patient-delete").click()
+    confirm = page.get_by_test_id("delete-confirm")
+    assert confirm.is_disabled()
+    page.get_by_test_id("delete-confirm-input").fill(REF)
+    confirm.click()
+    page.get_by_test_id("patients-page").wait_for()
+    page.get_by_test_id(f"patient-row-{w.patient_id}").wait_for(state="detached")
+    assert page.request.get(f"{w.base}/api/v1/patients/{w.patient_id}").status == 404
+
+    page.get_by_test_id("logout").click()
+    page.get_by_test_id("login-page").wait_for()
+    assert page.request.get(f"{w.base}/api/v1/auth/me").status == 401
+
+
+def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: Path,
+                    test_output: Path) -> None:
+    assert httpx.get(f"{clinic_server.base}/api/v1/health").json()["clinic"] is True
+    w = Walk(clinic_page, clinic_server.base, test_output)
+    sign_in(w)
+    add_patient_and_lesion(w)
+    two_visits(w, data_dir / "images")
+    compare_and_diagnose(w)
+    patient_and_list(w)
+    dashboard_and_export(w)
+    account(w)
+    export_and_delete(w)
+    # the refused password and the 404/401 checks are logged by the browser as failed loads
+    assert [p for p in clinic_page.problems if "Failed to load resource" not in p] == []
+
+
+def test_stateless_server_shows_no_clinic(browser: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+                                          ) -> None:
+    """Storage off: no clinic links, and a clinic address shows the Assess page as before."""
+    if not STATIC_INDEX.exists():
+        pytest.skip("web UI not built")
+    server = support.main_server(tmp_path_factory.mktemp("api"))
+    assert httpx.get(f"{server.base}/api/v1/health").json().get("clinic") in (False, None)
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.base}/#/clinic")
+    page.get_by_test_id("dropzone").wait_for()
+    page.get_by_test_id("health").get_by_text("model").wait_for()
+    for testid in ("nav-patients", "nav-dashboard", "nav-login", "login-page"):
+        assert page.get_by_test_id(testid).count() == 0, testid
+    context.close()
