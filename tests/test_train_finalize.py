@@ -1,0 +1,84 @@
+"""finalize's named steps on their own (needs the [train] extra): calibration on validation, and
+the card's data sections and limitations derived from the data, not written in. The whole chain
+runs in test_train.py's tiny end-to-end training run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+from dermsight.records import Metadata
+from dermsight.train.config import TrainConfig, load_config
+from dermsight.train.finalize.calibration import calibrate
+from dermsight.train.finalize.card import data_section, limitations
+from dermsight.train.finalize.scoring import Part
+from dermsight.train.table import assign_split, load_table
+
+pytestmark = pytest.mark.train
+REPO = Path(__file__).resolve().parents[1]
+CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+
+
+def _val_part(n: int = 3000, temperature: float = 2.0, seed: int = 0) -> Part:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(n, len(CLASSES))) * 3
+    p = np.exp(logits / temperature)
+    p /= p.sum(1, keepdims=True)
+    labels = np.array([rng.choice(len(CLASSES), p=row) for row in p])
+    return Part(pd.DataFrame({"source": ["s"] * n}), [], [Metadata()] * n, labels,
+                logits=logits)
+
+
+def test_calibrate_fits_temperature_and_keeps_the_sensitivities() -> None:
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    val = _val_part()
+    calib = calibrate(cfg, val)
+    assert calib.temperature == pytest.approx(2.0, rel=0.1)
+    assert [CLASSES[i] for i in calib.malignant] == ["MEL", "BCC", "SCC"]
+    p_mal = calib.malignant_probability(val.logits)
+    positive = calib.is_malignant(val.labels)
+    assert (p_mal[positive] >= calib.refer).mean() >= cfg.calibration.refer_sensitivity
+    assert (p_mal[positive] >= calib.monitor).mean() >= cfg.calibration.monitor_sensitivity
+    assert calib.monitor <= calib.refer
+    # the largest such threshold: one step higher loses sensitivity
+    above = np.sort(p_mal[positive])
+    nxt = above[above > calib.refer][0]
+    assert (p_mal[positive] >= nxt).mean() < cfg.calibration.refer_sensitivity
+
+
+def _table(cfg: TrainConfig) -> pd.DataFrame:
+    df = load_table(cfg.data)
+    df["split"] = assign_split(df, cfg.data)
+    return df
+
+
+def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None:
+    isic2020 = data_dir.parent / "isic2020-sample"
+    cfg = load_config(REPO / "configs" / "v2.yaml", [f"data.root=[{data_dir}, {isic2020}]"])
+    df = _table(cfg)
+    data = data_section(cfg, df)
+    assert data["n_images"] == len(df) == sum(data["by_split"][s]["n"] for s in data["by_split"])
+    n_subset = int((df["root"] == data_dir.name).sum())
+    assert f"{data_dir.name}: {n_subset:,} images used" in data["root"]
+    lim = limitations(cfg, df)
+    patients = pd.read_csv(isic2020 / "metadata.csv", dtype=str)["patient_id"].nunique()
+    n_2020 = int((df["source"] == "isic2020").sum())
+    assert f"SIIM-ISIC 2020 ({n_2020:,} images of {patients:,} patients)" in lim[0]
+    n_ham = int((df["source"] == "ham10000").sum())
+    assert f"HAM10000 ({n_ham:,} images)" in lim[0]
+    assert "(150-256 px where the source recorded it)" in lim[0]
+    assert "comes from one source only (SIIM-ISIC 2020)" in lim[1]
+    # the 8-class model's table: no 2020 images, each source's missing classes named
+    cfg8 = load_config(REPO / "configs" / "default.yaml",
+                       [f"data.root={data_dir}", "data.holdout_sources=[isic2017]"])
+    lim8 = limitations(cfg8, _table(cfg8))
+    assert "SIIM-ISIC 2020" not in lim8[0]
+    assert "No UNK/other class: lesions outside the 8 trained classes" in lim8[1]
+    assert "ISIC 2019: MEL/NV/BKL only" in lim8[3]
+    assert "ISIC 2017" not in lim8[3]  # held out: not part of the trained/tested mix
+    assert "the held-out sources (ISIC 2017) are scored separately" in lim8[4]
