@@ -189,6 +189,22 @@ def two_visits(w: Walk, images: Path) -> None:
                 "img => img.complete && img.naturalWidth > 0 || new Promise((ok, bad) => {"
                 " img.onload = ok; img.onerror = bad })")
     w.shot("timeline")
+    similar_cases(w)
+
+
+def similar_cases(w: Walk) -> None:
+    """The latest visit's nearest reference images; no other confirmed lesion in this clinic yet."""
+    section = w.page.get_by_test_id("clinic-similar")
+    section.wait_for()
+    similar = w.json(f"/visits/{w.visits[-1]['id']}/similar?k=5")
+    assert similar["clinic"] == []
+    section.get_by_test_id("clinic-similar-none").wait_for()
+    figures = section.get_by_test_id("similar-case")
+    if similar["reference"]:
+        figures.nth(len(similar["reference"]) - 1).wait_for()
+    assert figures.count() == len(similar["reference"])
+    for item in similar["reference"]:
+        assert item["image_id"] in section.inner_text()
 
 
 def compare_and_diagnose(w: Walk) -> None:
@@ -267,7 +283,7 @@ def dashboard_and_export(w: Walk) -> None:
 
 
 def account(w: Walk) -> None:
-    """An API token shown once (and usable), the audit log."""
+    """An API token shown once (and usable), a new user, the audit log."""
     page = w.page
     page.get_by_test_id("nav-admin").click()
     page.get_by_test_id("admin-page").wait_for()
@@ -278,6 +294,12 @@ def account(w: Walk) -> None:
     me = httpx.get(f"{w.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"})
     assert me.status_code == 200, me.text
     assert me.json()["user"]["username"] == ADMIN
+    page.get_by_test_id("user-username").fill("e2e-clinician")
+    page.get_by_test_id("user-password").fill(PASSWORD)
+    page.get_by_test_id("user-role").select_option("clinician")
+    page.get_by_test_id("user-create").click()
+    assert page.get_by_test_id("user-row-e2e-clinician").inner_text().split() == [
+        "e2e-clinician", "clinician"]
     audit = page.get_by_test_id("audit-log")
     audit.get_by_text("export").first.wait_for()
     assert "login" in audit.inner_text()

@@ -21,6 +21,7 @@ import type {
   Side,
   User,
   Visit,
+  VisitSimilar,
 } from './types.ts'
 
 let csrfToken: string | null = null
@@ -165,4 +166,6 @@ export const recordDiagnosis = (lesionId: number, d: { code: string; method: str
   json<Diagnosis>(`/lesions/${lesionId}/diagnosis`, send('PUT', d))
 
 export const getDashboard = () => json<Dashboard>('/clinic/dashboard')
+
+export const getSimilar = (visitId: number, k = 5) => json<VisitSimilar>(`/visits/${visitId}/similar?k=${k}`)
 

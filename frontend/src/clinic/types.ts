@@ -145,3 +145,18 @@ export interface ModelFigures {
 export interface Dashboard {
   models: ModelFigures[]
 }
+
+/** One of the clinic's own confirmed lesions near a visit (GET /visits/{id}/similar). */
+export interface ClinicSimilarCase {
+  visit_id: number
+  diagnosis: string
+  diagnosis_name?: string
+  similarity: number
+  thumbnail_url: string
+}
+
+export interface VisitSimilar {
+  /** the bundled reference set (same shape as /predict's `similar`) */
+  reference: unknown[]
+  clinic: ClinicSimilarCase[]
+}

@@ -12,7 +12,7 @@ export interface SimilarCase {
   attribution: string
 }
 
-function isSimilarCase(v: unknown): v is SimilarCase {
+export function isSimilarCase(v: unknown): v is SimilarCase {
   if (typeof v !== 'object' || v === null) return false
   const r = v as Record<string, unknown>
   return (
@@ -30,7 +30,7 @@ export function similarCases(res: PredictResponse): SimilarCase[] {
   return Array.isArray(raw) ? raw.filter(isSimilarCase) : []
 }
 
-function SimilarCaseFigure({ item }: { item: SimilarCase }) {
+export function SimilarCaseFigure({ item }: { item: SimilarCase }) {
   const { src } = useApiImage(item.thumbnail_url)
   const name = item.diagnosis_name || item.diagnosis
   return (

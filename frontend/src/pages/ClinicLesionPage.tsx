@@ -5,6 +5,7 @@ import { getLesion } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { clinicHref, lesionPlace } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
+import { ClinicSimilar } from '../components/ClinicSimilar.tsx'
 import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
 import { NewVisitForm } from '../components/NewVisitForm.tsx'
 import { CompareVisits, VisitTimeline } from '../components/VisitTimeline.tsx'
@@ -68,6 +69,13 @@ export function ClinicLesionPage({ id }: { id: number }) {
           in percentage points. Photos taken with another camera, light or zoom change the number too.
         </p>
       </section>
+
+      {last && last.result.risk !== 'cannot_assess' && (
+        <section className="card-block" aria-labelledby={`${ids}-similar`}>
+          <h2 id={`${ids}-similar`}>Similar confirmed cases</h2>
+          <ClinicSimilar key={last.id} visit={last} />
+        </section>
+      )}
 
       <section className="card-block" aria-labelledby={`${ids}-new`}>
         <h2 id={`${ids}-new`}>New visit</h2>
