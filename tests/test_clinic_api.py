@@ -190,6 +190,8 @@ def test_patients_lesions_visits_timeline(  # noqa: PLR0915
     assert h.visit(lid, nv, taken_at="yesterday").status_code == 422
     assert h.visit(999999, nv).status_code == 404
     assert h.get("/patients/999999").status_code == 404
+    assert h.get("/patients/99999999999").status_code == 422  # beyond any id (PostgreSQL int)
+    assert h.get("/visits/0/image").status_code == 422
     assert h.get("/lesions/999999").status_code == 404
     assert h.get("/visits/999999/image").status_code == 404
     assert h.post("/patients/999999/lesions", json={}).status_code == 404

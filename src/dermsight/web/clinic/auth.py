@@ -12,7 +12,14 @@ from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.models import User
 from dermsight.web.clinic.bodies import LoginIn, TokenIn, UserIn
-from dermsight.web.clinic.deps import COOKIE, AdminUser, CurrentUser, authenticate, clinic_of
+from dermsight.web.clinic.deps import (
+    COOKIE,
+    AdminUser,
+    CurrentUser,
+    ObjectId,
+    authenticate,
+    clinic_of,
+)
 
 router = APIRouter(tags=["clinic: accounts"])
 
@@ -93,7 +100,7 @@ def create_token(body: TokenIn, request: Request, user: CurrentUser
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")
-def revoke_token(token_id: int, request: Request, user: CurrentUser
+def revoke_token(token_id: ObjectId, request: Request, user: CurrentUser
                  ) -> Response:
     with clinic_of(request).db.session() as s:
         if not accounts.revoke_token(s, user, token_id):

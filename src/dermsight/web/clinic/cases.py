@@ -17,7 +17,7 @@ from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
 from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, NoteIn, PatientIn
-from dermsight.web.clinic.deps import AdminUser, CurrentUser, clinic_of
+from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.upload import UploadError, read_upload
 
@@ -51,7 +51,7 @@ def create_patient(body: PatientIn, request: Request, user: CurrentUser
 
 
 @router.get("/patients/{patient_id}", summary="A patient with their lesions")
-def get_patient(patient_id: int, request: Request, user: CurrentUser
+def get_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                 ) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
         p = cases.get_or_404(s, Patient, patient_id, "patient")
@@ -61,7 +61,7 @@ def get_patient(patient_id: int, request: Request, user: CurrentUser
 
 @router.delete("/patients/{patient_id}", status_code=204,
                summary="Delete a patient with every row and image file (admin)")
-def delete_patient(patient_id: int, request: Request, admin: AdminUser
+def delete_patient(patient_id: ObjectId, request: Request, admin: AdminUser
                    ) -> Response:
     rights.delete_patient(clinic_of(request), patient_id, admin)
     return Response(status_code=204)
@@ -69,7 +69,7 @@ def delete_patient(patient_id: int, request: Request, admin: AdminUser
 
 @router.get("/patients/{patient_id}/export", response_class=Response,
             summary="Everything stored about one patient (zip: patient.json + images/)")
-def export_patient(patient_id: int, request: Request, user: CurrentUser
+def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                    ) -> Response:
     clinic = clinic_of(request)
     with clinic.db.session() as s:
@@ -81,7 +81,7 @@ def export_patient(patient_id: int, request: Request, user: CurrentUser
 
 
 @router.post("/patients/{patient_id}/lesions", status_code=201, summary="A new lesion")
-def create_lesion(patient_id: int, body: LesionIn, request: Request,
+def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
                   user: CurrentUser) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
         p = cases.get_or_404(s, Patient, patient_id, "patient")
@@ -92,7 +92,7 @@ def create_lesion(patient_id: int, body: LesionIn, request: Request,
 
 
 @router.get("/lesions/{lesion_id}", summary="A lesion's timeline: visits, changes, diagnosis")
-def get_lesion(lesion_id: int, request: Request, user: CurrentUser
+def get_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser
                ) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
@@ -120,7 +120,7 @@ def _taken_at(raw: str | None) -> dt.date:
 
 @router.post("/lesions/{lesion_id}/visits", status_code=201,
              summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store")
-async def create_visit(lesion_id: int, request: Request, user: CurrentUser,
+async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                        model: ModelDep, workers: WorkersDep, settings: SettingsDep,
                        ) -> dict[str, Any]:
     clinic = clinic_of(request)
@@ -150,7 +150,7 @@ async def create_visit(lesion_id: int, request: Request, user: CurrentUser,
 
 
 @router.patch("/visits/{visit_id}", summary="Change a visit's clinician note")
-def update_visit(visit_id: int, body: NoteIn, request: Request,
+def update_visit(visit_id: ObjectId, body: NoteIn, request: Request,
                  user: CurrentUser) -> dict[str, Any]:
     note = _check_note(body.note)
     with clinic_of(request).db.session() as s:
@@ -173,20 +173,20 @@ def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
 
 @router.get("/visits/{visit_id}/image", response_class=Response,
             summary="The visit's image (PNG, metadata stripped)")
-def visit_image(visit_id: int, request: Request, user: CurrentUser
+def visit_image(visit_id: ObjectId, request: Request, user: CurrentUser
                 ) -> Response:
     return _visit_file(request, visit_id, heatmap=False)
 
 
 @router.get("/visits/{visit_id}/heatmap", response_class=Response,
             summary="The visit's heatmap (PNG with alpha, to lay over the image)")
-def visit_heatmap(visit_id: int, request: Request, user: CurrentUser
+def visit_heatmap(visit_id: ObjectId, request: Request, user: CurrentUser
                   ) -> Response:
     return _visit_file(request, visit_id, heatmap=True)
 
 
 @router.put("/lesions/{lesion_id}/diagnosis", summary="Record the confirmed diagnosis")
-def put_diagnosis(lesion_id: int, body: DiagnosisIn, request: Request,
+def put_diagnosis(lesion_id: ObjectId, body: DiagnosisIn, request: Request,
                   user: CurrentUser) -> dict[str, Any]:
     note = _check_note(body.note)
     with clinic_of(request).db.session() as s:

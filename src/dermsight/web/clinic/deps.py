@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts
@@ -78,3 +78,5 @@ def require_admin(request: Request) -> User:
 #: route parameters: the logged-in user / an admin (401 / 403 otherwise)
 CurrentUser = Annotated[User, Depends(current_user)]
 AdminUser = Annotated[User, Depends(require_admin)]
+#: a path id: a positive 32-bit integer (PostgreSQL's INTEGER; larger ids exist nowhere: 404 or 422)
+ObjectId = Annotated[int, Path(ge=1, le=2_147_483_647)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from dermsight.clinic import audit, cases, exports, figures, similar
 from dermsight.clinic.models import Visit
-from dermsight.web.clinic.deps import CurrentUser, clinic_of
+from dermsight.web.clinic.deps import CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep
 from dermsight.web.routes.reference import case_json
 
@@ -36,7 +36,7 @@ def export_confirmed(request: Request, user: CurrentUser) -> Response:
 
 @router.get("/visits/{visit_id}/similar",
             summary="The nearest confirmed cases: the bundled reference set and the clinic's own")
-def similar_cases(visit_id: int, request: Request, user: CurrentUser, model: ModelDep,
+def similar_cases(visit_id: ObjectId, request: Request, user: CurrentUser, model: ModelDep,
                   k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
     """Both halves use the features the visit was assessed with; the bundled reference set only
     when the visit was assessed by the model being served (same bundle hash)."""
