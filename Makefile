@@ -13,7 +13,7 @@ TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 PYTEST_ARGS ?=
 
 .PHONY: serve test check setup-core setup-all setup-py system-deps frontend check-frontend lint \
-        lint-py test-frontend train bench bench-model bench-api bench-batch clean
+        lint-py test-frontend train bench bench-model bench-api bench-batch bench-clinic clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -81,7 +81,10 @@ bench-api: setup-all
 	$(BIN)/python benchmarks/bench_api.py
 bench-batch: setup-all
 	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/python benchmarks/bench_batch.py
-bench: bench-model bench-api bench-batch
+# clinic mode: 8 clients x 2,000 visits on PostgreSQL (a throwaway cluster) and on SQLite
+bench-clinic: setup-all
+	$(BIN)/python benchmarks/bench_clinic.py
+bench: bench-model bench-api bench-batch bench-clinic
 
 clean:
 	rm -rf $(VENV) frontend/node_modules test-output .pytest_cache
