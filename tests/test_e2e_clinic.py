@@ -306,6 +306,27 @@ def account(w: Walk) -> None:
     w.shot("admin")
 
 
+def clinician_view(w: Walk) -> None:
+    """A clinician (made on the admin page) sees the patient but no delete, users or audit log."""
+    context = w.page.context.browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(f"{w.base}/#/clinic/patients/{w.patient_id}")
+    page.get_by_test_id("login-username").fill("e2e-clinician")
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patient-page").wait_for()
+    assert page.get_by_test_id("clinic-user").get_attribute("data-role") == "clinician"
+    page.get_by_test_id(f"lesion-row-{w.lesion_id}").wait_for()
+    assert page.get_by_test_id("patient-export").is_visible()
+    assert page.get_by_test_id("patient-delete").count() == 0
+    assert page.get_by_test_id("nav-admin").inner_text() == "Account"
+    page.get_by_test_id("nav-admin").click()
+    page.get_by_test_id("tokens-section").wait_for()
+    assert page.get_by_test_id("users-section").count() == 0
+    assert page.get_by_test_id("audit-section").count() == 0
+    context.close()
+
+
 def export_and_delete(w: Walk) -> None:
     """The patient's data: export, then delete with the confirm step; then sign out."""
     page = w.page
@@ -339,6 +360,7 @@ def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: P
     patient_and_list(w)
     dashboard_and_export(w)
     account(w)
+    clinician_view(w)
     export_and_delete(w)
     # the refused password and the 404/401 checks are logged by the browser as failed loads
     assert [p for p in clinic_page.problems if "Failed to load resource" not in p] == []
