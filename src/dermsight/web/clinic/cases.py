@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from dataclasses import replace
 from functools import partial
@@ -19,6 +20,7 @@ from dermsight.records import Metadata
 from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, NoteIn, PatientIn
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
+from dermsight.web.schemas import PREDICT_REQUEST_BODY
 from dermsight.web.upload import UploadError, read_upload
 
 router = APIRouter(tags=["clinic: cases"])
@@ -118,8 +120,21 @@ def _taken_at(raw: str | None) -> dt.date:
     return day
 
 
+def _visit_body() -> dict[str, Any]:
+    """The multipart form of a new visit: the predict form plus note and taken_at."""
+    body = copy.deepcopy(PREDICT_REQUEST_BODY)
+    form = body["content"]["multipart/form-data"]["schema"]
+    form["properties"]["image"]["description"] = (
+        "JPEG, PNG, WebP, BMP or TIFF photo (stored as PNG of the decoded pixels, no metadata)")
+    form["properties"]["note"] = {"type": "string", "maxLength": NOTE_MAX}
+    form["properties"]["taken_at"] = {"type": "string", "format": "date",
+                                      "description": "ISO date (default: today)"}
+    return body
+
+
 @router.post("/lesions/{lesion_id}/visits", status_code=201,
-             summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store")
+             summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store",
+             openapi_extra={"requestBody": _visit_body()})
 async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                        model: ModelDep, workers: WorkersDep, settings: SettingsDep,
                        ) -> dict[str, Any]:
