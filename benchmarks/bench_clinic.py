@@ -21,7 +21,7 @@ embedding), stores the PNGs and writes the row. Measured:
 * afterwards, straight from the database and the image folder: one row per 201, every row's
   files present, no file that no row references;
 * in this process, one thread, the CPU time of each step a visit takes (``clinic.visits``:
-  prediction with and without the heatmap, the embedding run, the PNG encodings, the DB write):
+  prediction with and without the heatmap, the PNG encodings, files + row):
   where the server's CPU per visit goes.
 
 Writes ``benchmarks/results/clinic.json`` and prints a markdown table.
@@ -258,16 +258,39 @@ class RssSampler:
 # --- storage backends ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Backend:
+    url: str
+    postmaster: int | None = None  # PostgreSQL: its server process (its CPU is counted too)
+
+    def db_cpu_s(self) -> float:
+        """CPU seconds of the PostgreSQL server and its backends so far (0 for SQLite, whose
+        work is done inside the app process)."""
+        if self.postmaster is None:
+            return 0.0
+        import psutil
+
+        root = psutil.Process(self.postmaster)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                t = proc.cpu_times()
+                total += t.user + t.system
+        return total
+
+
 @contextlib.contextmanager
-def backend_url(name: str, workdir: Path) -> Iterator[str]:
+def backend(name: str, workdir: Path) -> Iterator[Backend]:
     if name == "sqlite":
-        yield f"sqlite:///{workdir / 'clinic.db'}"
+        yield Backend(f"sqlite:///{workdir / 'clinic.db'}")
         return
     bindir = pg_bin_dir()
     if bindir is None:
         raise SystemExit("PostgreSQL server binaries not found (make system-deps)")
     with running_pg_cluster(bindir) as cluster:
-        yield cluster.new_database()
+        pid_file = cluster.socket_dir / "data" / "postmaster.pid"  # clinic_support's layout
+        pid = int(pid_file.read_text().split()[0]) if pid_file.is_file() else None
+        yield Backend(cluster.new_database(), pid)
 
 
 def integrity(url: str, images: Path) -> dict[str, Any]:
@@ -296,7 +319,8 @@ def create_user(url: str) -> None:
 def bench_backend(name: str, args: argparse.Namespace, work: list[Upload],
                   warm: list[Upload], baseline: list[Upload]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-clinic-{name}-") as tmp, \
-            backend_url(name, Path(tmp)) as url:
+            backend(name, Path(tmp)) as db:
+        url = db.url
         images = Path(tmp) / "images"
         create_user(url)
         extra = ["--database", url, "--images", str(images), "--log-level", "warning"]
@@ -306,13 +330,14 @@ def bench_backend(name: str, args: argparse.Namespace, work: list[Upload],
                                           extra_args=extra)
         try:
             pool = [Client(server.port, k) for k in range(args.clients)]
-            warm_run = drive(pool, warm)  # worker threads, arenas, connections, DB pool
+            warm_run = drive(pool, warm)
             run = Run()
-            cpu0 = cpu_s(server.proc.pid)
+            cpu0, db0 = cpu_s(server.proc.pid), db.db_cpu_s()
             load0 = os.getloadavg()[0]
             with RssSampler(server.proc.pid, run) as sampler:
                 measured = drive(pool, work, run=run)
             cpu_ms = 1000.0 * (cpu_s(server.proc.pid) - cpu0) / len(work)
+            db_ms = 1000.0 * (db.db_cpu_s() - db0) / len(work)
             stateless = drive(pool, baseline, stateless=True)
             for c in pool:
                 c.close()
@@ -329,6 +354,7 @@ def bench_backend(name: str, args: argparse.Namespace, work: list[Upload],
         "throughput_rps": len(work) / measured.wall_s, "p50_ms": pct(lat, 50),
         "p95_ms": pct(lat, 95), "p99_ms": pct(lat, 99), "max_ms": max(lat),
         "mean_ms": statistics.fmean(lat), "server_cpu_ms_per_visit": cpu_ms,
+        "postgresql_cpu_ms_per_visit": db_ms if name == "postgresql" else None,
         "loadavg_1m_at_start": load0, "loadavg_1m_during": sampler.loads,
         "rss": sampler.summary(),
         "stateless_predict": {
@@ -361,9 +387,6 @@ def profile_steps(work: list[Upload], n: int) -> dict[str, float]:
     """Median CPU ms (this thread) of each step ``clinic.visits.assess`` / ``store_visit`` take,
     on ``n`` of the benchmark's images, one at a time (SQLite, local image folder)."""
     import datetime as dt
-    import io
-
-    from PIL import Image
 
     from dermsight import heatmap as hm
     from dermsight.clinic.accounts import create_user as add_user
@@ -384,11 +407,6 @@ def profile_steps(work: list[Upload], n: int) -> dict[str, float]:
         steps.setdefault(name, []).append(1000.0 * (time.thread_time() - c0))
         return out
 
-    def png1(rgb: np.ndarray) -> bytes:
-        buf = io.BytesIO()
-        Image.fromarray(rgb, "RGB").save(buf, format="PNG", compress_level=1)
-        return buf.getvalue()
-
     with tempfile.TemporaryDirectory(prefix="bench-clinic-profile-") as tmp:
         clinic = Clinic.open(ClinicConfig(database_url=f"sqlite:///{tmp}/c.db",
                                           images=f"{tmp}/images"))
@@ -405,10 +423,7 @@ def profile_steps(work: list[Upload], n: int) -> dict[str, float]:
             image = up.image
             pred = timed("predict_with_heatmap", model.predict, image, meta=meta, heatmap=True)
             timed("predict_without_heatmap", model.predict, image, meta=meta, heatmap=False)
-            x, m = model.prepare(pred.image, meta)
-            timed("embedding_run", model.run_arrays, x[None], m[None])
-            timed("image_png_level6", png_bytes, pred.image)
-            timed("image_png_level1", png1, pred.image)
+            timed("image_png", png_bytes, pred.image)
             timed("heatmap_png", lambda cam: hm.png_bytes(hm.heatmap_rgba(cam, size=HEATMAP_PX)),
                   pred.cam)
             a = timed("assess_total", assess, model, image, meta)
@@ -434,7 +449,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     total = args.total or (200 if args.quick else 2000)
-    n_warm, n_base = 4 * args.clients, max(args.clients * 4, total // 5)
+    # warm-up as in bench_api: worker threads, arenas, connections, the DB pool
+    n_warm, n_base = max(4 * args.clients, total // 20), max(4 * args.clients, total // 5)
     (REPO / "benchmarks" / "out").mkdir(parents=True, exist_ok=True)
     pool = uploads(n_warm + total)
     warm, work = pool[:n_warm], pool[n_warm:]
@@ -472,7 +488,8 @@ def main() -> None:
 
 def markdown(r: dict[str, Any]) -> str:
     mark = {True: "yes", False: "**no**"}
-    rows = ["| backend | visits | errors | p50 / p95 / p99 ms | visits/s | server CPU ms/visit | "
+    rows = ["| backend | visits | errors | p50 / p95 / p99 ms | visits/s | "
+            "CPU ms/visit: app (+ DB) | "
             "RSS start / peak / end MB (slope MB per 1k) | predict p50 / p95 ms | "
             "integrity | targets met |",
             "|---|---|---|---|---|---|---|---|---|---|"]
@@ -481,7 +498,9 @@ def markdown(r: dict[str, Any]) -> str:
         rows.append(
             f"| {name} | {x['requests']} ({x['clients']} clients) | {x['errors']} | "
             f"{x['p50_ms']:.0f} / {x['p95_ms']:.0f} / {x['p99_ms']:.0f} | "
-            f"{x['throughput_rps']:.1f} | {x['server_cpu_ms_per_visit']:.0f} | "
+            f"{x['throughput_rps']:.1f} | {x['server_cpu_ms_per_visit']:.0f}"
+            + (f" (+ {x['postgresql_cpu_ms_per_visit']:.0f})"
+               if x["postgresql_cpu_ms_per_visit"] is not None else "") + " | "
             f"{rss['start_mb']:.0f} / {rss['peak_mb']:.0f} / {rss['end_mb']:.0f} "
             f"({rss['slope_mb_per_1000']:+.1f}; "
             f"2nd half {rss['slope_second_half_mb_per_1000']:+.1f}) | "
