@@ -16,7 +16,7 @@ from dermsight import Dermsight, similar
 from dermsight.bundle import BundleError, covered_files, default_bundle_path, load_bundle
 from dermsight.evaluate.retrieval import knn_vote, retrieval_metrics
 from dermsight.io.decode import decode_image
-from dermsight.reference_build import DATASETS, load_split
+from dermsight.reference_build import BATCH, DATASETS, embed_rows, load_split
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "default-split.csv"
@@ -130,6 +130,27 @@ def test_reference_embeddings_are_the_models_own(
         assert top[0].similarity > 0.999
         assert [c.similarity for c in top] == sorted((c.similarity for c in top), reverse=True)
         assert model.similar(pred, 5) == top if pred.assessable else model.similar(pred) == []
+
+
+def test_embed_rows_reproduces_the_shipped_reference(
+        reference: similar.ReferenceSet, model: Dermsight, data_dir: Path) -> None:
+    """The build's batched embedding (34 rows: more than one batch) gives the shipped bank's
+    vectors, one logit row and one WebP thumbnail per row; no thumbnails when not asked."""
+    n = BATCH + 2
+    card = json.loads((default_bundle_path() / "card.json").read_text(encoding="utf-8"))
+    rows = load_split(data_dir, SPLIT, card).set_index("image_id").loc[
+        [str(i) for i in reference.image_id[:n]]].reset_index()
+    emb, logits, thumbs = embed_rows(model, rows, thumbs=True)
+    assert emb.shape == (n, reference.embedding.shape[1])
+    assert logits.shape == (n, len(model.classes))
+    np.testing.assert_allclose(similar.normalize(emb), reference.embedding[:n].astype(np.float32),
+                               atol=2e-3)
+    assert len(thumbs) == n
+    assert all(Image.open(io.BytesIO(t)).format == "WEBP" for t in thumbs)
+    emb2, logits2, none = embed_rows(model, rows.iloc[:3], thumbs=False)
+    assert none == []
+    np.testing.assert_allclose(emb2, emb[:3], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(logits2, logits[:3], rtol=1e-4, atol=1e-5)
 
 
 def test_refused_result_has_no_similar_cases(model: Dermsight) -> None:

@@ -26,7 +26,7 @@ import io
 import json
 import os
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -136,9 +136,13 @@ def _meta(row: pd.Series) -> Metadata:
 
 
 def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, list[bytes]]]:
-    """Per batch of rows: pooled embeddings, logits (with the row's metadata) and, when asked,
-    WebP thumbnails. Decoded images are dropped after each batch."""
+               ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
+    """All rows' pooled embeddings, logits (with the row's metadata) and, when asked, WebP
+    thumbnails (else an empty list), computed in batches; decoded images are dropped after
+    each batch."""
+    emb: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    thumb_data: list[bytes] = []
     for start in range(0, len(rows), BATCH):
         chunk = rows.iloc[start : start + BATCH]
         images = [decode_image(p) for p in chunk["path"]]
@@ -146,7 +150,11 @@ def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
                     zip(images, chunk.iterrows(), strict=True)]
         out = model.run_arrays(np.stack([p[0] for p in prepared]),
                                np.stack([p[1] for p in prepared]))
-        yield out["embedding"], out["logits"], [thumbnail(im) for im in images] if thumbs else []
+        emb.append(out["embedding"])
+        logits.append(out["logits"])
+        if thumbs:
+            thumb_data.extend(thumbnail(im) for im in images)
+    return np.concatenate(emb), np.concatenate(logits), thumb_data
 
 
 def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
@@ -207,21 +215,15 @@ def build_reference(  # noqa: PLR0917
     df = load_split(data, split_csv, model.card.extra)
     picked = select_reference(df[df["split"] == "train"], classes, per_class, seed)
     log(f"reference: {len(picked)} training images ({_count_by(picked, 'diagnosis')})")
-    emb, thumbs = [], []
-    for e, _, t in embed_rows(model, picked, thumbs=True):
-        emb.append(e)
-        thumbs.extend(t)
-    bank = similar.normalize(np.concatenate(emb))
+    emb, _, thumbs = embed_rows(model, picked, thumbs=True)
+    bank = similar.normalize(emb)
     test = df[df["split"] == "test"].reset_index(drop=True)
     log(f"test: embedding {len(test)} images")
-    test_emb, test_logits = [], []
-    for e, lg, _ in embed_rows(model, test, thumbs=False):
-        test_emb.append(e)
-        test_logits.append(lg)
-    probs = model.probabilities(np.concatenate(test_logits))
+    test_emb, test_logits, _ = embed_rows(model, test, thumbs=False)
+    probs = model.probabilities(test_logits)
     suggested = [classes[i] for i in model.card.decision.choose(probs, classes)]
     # measured against the float16 bank that is shipped, as served
-    metrics = retrieval_metrics(np.concatenate(test_emb), list(test["diagnosis"]),
+    metrics = retrieval_metrics(test_emb, list(test["diagnosis"]),
                                 bank.astype(np.float16), list(picked["diagnosis"]), classes,
                                 k=k, classifier_labels=suggested)
     build = {
