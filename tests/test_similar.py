@@ -229,6 +229,20 @@ def test_build_refuses_a_split_that_is_not_the_bundles(tmp_path: Path, data_dir:
     assert len(load_split(data_dir, SPLIT, card)) == len(split)
 
 
+def test_reference_build_cli_names_a_missing_input(
+        tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from dermsight.cli import app
+    from dermsight.cli.errors import run_guarded
+
+    bundle = str(default_bundle_path())
+    assert run_guarded(app, ["reference", "build", bundle, "--data", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: not found: {tmp_path / 'metadata.csv'}"
+    nowhere = tmp_path / "split.csv"
+    assert run_guarded(app, ["reference", "build", bundle, "--data", str(data_dir),
+                             "--split", str(nowhere)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: not found: {nowhere}"
+
+
 # --- the API -------------------------------------------------------------------------------------
 
 

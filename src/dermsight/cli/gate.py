@@ -8,6 +8,13 @@ from typing import Annotated
 import typer
 
 from dermsight.cli.errors import UserError
+from dermsight.cli.labelled_data import (
+    DEFAULT_DATA,
+    DEFAULT_SPLIT,
+    DataOpt,
+    SplitOpt,
+    require_labelled_data,
+)
 
 gate_app = typer.Typer(help="The \"cannot assess\" gate of a model bundle.", no_args_is_help=True)
 
@@ -15,10 +22,8 @@ gate_app = typer.Typer(help="The \"cannot assess\" gate of a model bundle.", no_
 @gate_app.command("fit")
 def fit(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (with gate v1 fitted)")],
-    data: Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")] = Path(
-        "../shared/data/isic-subset"),
-    split: Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")] = Path(
-        "configs/default-split.csv"),
+    data: DataOpt = DEFAULT_DATA,
+    split: SplitOpt = DEFAULT_SPLIT,
     isic2020: Annotated[Path | None, typer.Option(
         help="isic2020-sample folder: extra false-reject figures (never fitted on)")] = None,
     out: Annotated[Path | None, typer.Option(
@@ -40,9 +45,7 @@ def fit(
                         ) from exc
     from dermsight.train.gate_refit import refit_bundle
 
-    for p in (data / "metadata.csv", split):
-        if not p.exists():
-            raise UserError(f"not found: {p}")
+    require_labelled_data(data, split)
     try:
         ev = refit_bundle(bundle, data, split, out or bundle, cache, isic2020=isic2020,
                           system_negatives=system_negatives, seed=seed, log=typer.echo)

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from dermsight.cli.errors import UserError
+from dermsight.cli.labelled_data import (
+    DEFAULT_DATA,
+    DEFAULT_SPLIT,
+    DataOpt,
+    SplitOpt,
+    require_labelled_data,
+)
 
 reference_app = typer.Typer(help="The similar-cases reference set of a model bundle.",
                             no_args_is_help=True)
@@ -16,10 +22,8 @@ reference_app = typer.Typer(help="The similar-cases reference set of a model bun
 @reference_app.command("build")
 def build(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (written in place)")],
-    data: Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")] = Path(
-        "../shared/data/isic-subset"),
-    split: Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")] = Path(
-        "configs/default-split.csv"),
+    data: DataOpt = DEFAULT_DATA,
+    split: SplitOpt = DEFAULT_SPLIT,
     per_class: Annotated[int, typer.Option(min=1, help="training images per class (at most)")
                          ] = 300,
     seed: Annotated[int, typer.Option(help="order in which images of a class are picked")] = 0,
@@ -30,9 +34,7 @@ def build(
     'retrieval') and rewrite the bundle's manifest."""
     from dermsight.reference_build import build_reference
 
-    for p in (data / "metadata.csv", split):
-        if not p.exists():
-            raise UserError(f"not found: {p}")
+    require_labelled_data(data, split)
     result = build_reference(bundle, data, split, per_class=per_class, seed=seed,
                              threads=threads, log=typer.echo)
     m = result["metrics"]

@@ -1,0 +1,23 @@
+"""The ``--data`` / ``--split`` options of the commands that work on a bundle's labelled images
+(``dermsight gate fit``, ``dermsight reference build``), and their existence check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dermsight.cli.errors import UserError
+
+DataOpt = Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")]
+SplitOpt = Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")]
+DEFAULT_DATA = Path("../shared/data/isic-subset")
+DEFAULT_SPLIT = Path("configs/default-split.csv")
+
+
+def require_labelled_data(data: Path, split: Path) -> None:
+    """``UserError`` (exit 2) when ``data/metadata.csv`` or the split CSV does not exist."""
+    for p in (data / "metadata.csv", split):
+        if not p.exists():
+            raise UserError(f"not found: {p}")
