@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
 from dermsight import taxonomy
 from dermsight.clinic import audit, cases, exports, rights
-from dermsight.clinic.models import Lesion, Patient, Visit
+from dermsight.clinic.models import Lesion, Patient, User, Visit
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
@@ -26,6 +28,7 @@ from dermsight.web.upload import UploadError, read_upload
 router = APIRouter(tags=["clinic: cases"])
 ZIP = "application/zip"
 PNG_CACHE = {"Cache-Control": "private, max-age=3600"}
+_Row = TypeVar("_Row", Patient, Lesion)
 
 
 def _check_note(note: str | None) -> str | None:
@@ -33,6 +36,15 @@ def _check_note(note: str | None) -> str | None:
         raise HTTPException(413, f"the note is too long ({len(note)} characters, at most "
                                  f"{NOTE_MAX})")
     return note or None
+
+
+def _view(request: Request, user: User, model: type[_Row], object_id: int, what: str,
+          detail: Callable[[DbSession, _Row], dict[str, Any]]) -> dict[str, Any]:
+    """One patient's or lesion's page: 404 when absent, the view audited, then its detail."""
+    with clinic_of(request).db.session() as s:
+        row = cases.get_or_404(s, model, object_id, what)
+        audit.record(s, user, "view", what, row.id)
+        return detail(s, row)
 
 
 @router.get("/patients", summary="Patients, optionally those whose reference starts with q")
@@ -55,10 +67,7 @@ def create_patient(body: PatientIn, request: Request, user: CurrentUser
 @router.get("/patients/{patient_id}", summary="A patient with their lesions")
 def get_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                 ) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
-        p = cases.get_or_404(s, Patient, patient_id, "patient")
-        audit.record(s, user, "view", "patient", p.id)
-        return cases.patient_detail(s, p)
+    return _view(request, user, Patient, patient_id, "patient", cases.patient_detail)
 
 
 @router.delete("/patients/{patient_id}", status_code=204,
@@ -96,10 +105,7 @@ def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
 @router.get("/lesions/{lesion_id}", summary="A lesion's timeline: visits, changes, diagnosis")
 def get_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser
                ) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
-        le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
-        audit.record(s, user, "view", "lesion", le.id)
-        return cases.lesion_detail(s, le)
+    return _view(request, user, Lesion, lesion_id, "lesion", cases.lesion_detail)
 
 
 def _form_value(fields: dict[str, str], name: str) -> str | None:
