@@ -253,6 +253,7 @@ def test_admin_users_audit_and_patient_deletion(
     _visit_ok(h.visit(keep, other))  # shares the second image file with the deleted patient
     folder = tmp_path / "images"
     before = set(p.name for p in folder.iterdir())
+    assert h.get(f"/patients/{pid}").status_code == 200
     assert h.get(f"/patients/{pid}/export").status_code == 200
     assert h.client.delete(f"{API}/patients/{pid}").status_code == 204
     assert h.get(f"/patients/{pid}").status_code == 404
@@ -268,6 +269,9 @@ def test_admin_users_audit_and_patient_deletion(
     log = h.get("/admin/audit", params={"limit": 50}).json()
     seen = {(e["action"], e["object_type"]) for e in log}
     assert {("create", "patient"), ("create", "visit"), ("export", "patient"),
-            ("delete", "patient"), ("create", "user"), ("login", "user")} <= seen
+            ("delete", "patient"), ("create", "user"), ("login", "user"), ("view", "patient"),
+            ("view", "lesion")} <= seen
+    assert ("view", "patient", pid) in {(e["action"], e["object_type"], e["object_id"])
+                                        for e in log}
     assert all(set(e) == {"at", "user", "action", "object_type", "object_id"} for e in log)
     assert "DEL-1" not in json.dumps(log)  # ids and times only
