@@ -13,50 +13,35 @@ import pytest
 
 pytest.importorskip("s3fs")
 pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
-from dermsight.batch.local import run_local  # noqa: E402
-from dermsight.batch.options import ScoreOptions  # noqa: E402
-from dermsight.batch.store import read_output  # noqa: E402
+from dermsight.batch.local import run_local
+from dermsight.batch.options import ScoreOptions
+from dermsight.batch.store import read_output
+from s3_support import moto_s3
 
 BUCKET = "derm-bucket"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-         "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture(scope="module")
 def s3(data_dir: Path, metadata: pd.DataFrame) -> Iterator[dict[str, Any]]:
     """A moto S3 server on loopback with 16 real images (+ a text file named .jpg) and a
     manifest CSV with relative paths and metadata."""
-    import boto3
-
-    mp = pytest.MonkeyPatch()
-    for k, v in CREDS.items():
-        mp.setenv(k, v)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    ids = sorted(metadata["image_id"])[3::211][:16]
-    for i in ids:
-        client.put_object(Bucket=BUCKET, Key=f"lesions/img/{i}.jpg",
-                          Body=(data_dir / "images" / f"{i}.jpg").read_bytes())
-    client.put_object(Bucket=BUCKET, Key="lesions/img/zz_text.jpg", Body=b"not an image")
-    m = metadata.set_index("image_id").loc[ids]
-    manifest = pd.DataFrame({
-        "id": ids, "path": [f"img/{i}.jpg" for i in ids], "age": m["age_approx"].tolist(),
-        "sex": m["sex"].tolist(), "site": m["anatom_site"].tolist(),
-    })
-    client.put_object(Bucket=BUCKET, Key="lesions/manifest.csv",
-                      Body=manifest.to_csv(index=False).encode())
-    try:
-        yield {"endpoint": endpoint, "ids": ids,
-               "options": {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}}
-    finally:
-        server.stop()
-        mp.undo()
+    with moto_s3(BUCKET) as server:
+        client = server.client
+        ids = sorted(metadata["image_id"])[3::211][:16]
+        for i in ids:
+            client.put_object(Bucket=BUCKET, Key=f"lesions/img/{i}.jpg",
+                              Body=(data_dir / "images" / f"{i}.jpg").read_bytes())
+        client.put_object(Bucket=BUCKET, Key="lesions/img/zz_text.jpg", Body=b"not an image")
+        m = metadata.set_index("image_id").loc[ids]
+        manifest = pd.DataFrame({
+            "id": ids, "path": [f"img/{i}.jpg" for i in ids], "age": m["age_approx"].tolist(),
+            "sex": m["sex"].tolist(), "site": m["anatom_site"].tolist(),
+        })
+        client.put_object(Bucket=BUCKET, Key="lesions/manifest.csv",
+                          Body=manifest.to_csv(index=False).encode())
+        yield {"endpoint": server.endpoint, "ids": ids, "options": server.options}
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("s3fs")
 pytest.importorskip("boto3")
-moto_server = pytest.importorskip("moto.server")
+pytest.importorskip("moto.server")
 
-from clinic_support import (  # noqa: E402
+from clinic_support import (
     API,
     ClinicHarness,
     image_bytes,
@@ -22,32 +22,16 @@ from clinic_support import (  # noqa: E402
     make_app,
     open_clinic,
 )
-from clinic_support import clinic_model as clinic_model  # noqa: E402 - fixture
+from clinic_support import clinic_model as clinic_model  # a fixture
+from s3_support import moto_s3
 
 BUCKET = "clinic-bucket"
-CREDS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-         "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 @pytest.fixture
 def s3() -> Iterator[dict[str, Any]]:
-    import boto3
-
-    mp = pytest.MonkeyPatch()
-    for k, v in CREDS.items():
-        mp.setenv(k, v)
-    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=BUCKET)
-    try:
-        yield {"client": client,
-               "options": {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}}
-    finally:
-        server.stop()
-        mp.undo()
+    with moto_s3(BUCKET) as server:
+        yield {"client": server.client, "options": server.options}
 
 
 def _keys(client: Any) -> set[str]:
