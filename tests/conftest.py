@@ -16,6 +16,9 @@ DATA = Path(
 )
 TEST_OUTPUT = Path(os.environ.get("DERMSIGHT_TEST_OUTPUT", REPO / "test-output"))
 
+#: the clinic fixtures (pg_cluster, db_url, clinic_model, harness) for every test module
+pytest_plugins = ("clinic_support",)
+
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:

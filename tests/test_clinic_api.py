@@ -15,17 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from clinic_support import (  # noqa: F401 - fixtures
-    API,
-    PASSWORD,
-    ClinicHarness,
-    clinic_model,
-    db_url,
-    harness,
-    image_bytes,
-    image_ids,
-    pg_cluster,
-)
+from clinic_support import API, PASSWORD, ClinicHarness, image_bytes, image_ids
 
 
 def _png(data: bytes) -> Image.Image:
@@ -34,7 +24,7 @@ def _png(data: bytes) -> Image.Image:
     return im
 
 
-def test_login_cookie_csrf_and_roles(harness: ClinicHarness) -> None:  # noqa: F811
+def test_login_cookie_csrf_and_roles(harness: ClinicHarness) -> None:
     h = harness
     h.add_user("ana")
     assert h.get("/patients").status_code == 401
@@ -72,7 +62,7 @@ def test_login_cookie_csrf_and_roles(harness: ClinicHarness) -> None:  # noqa: F
     assert h.get("/patients").status_code == 401
 
 
-def test_login_rate_limit(harness: ClinicHarness) -> None:  # noqa: F811
+def test_login_rate_limit(harness: ClinicHarness) -> None:
     h = harness
     h.add_user("ana")
     for _ in range(5):
@@ -83,7 +73,7 @@ def test_login_rate_limit(harness: ClinicHarness) -> None:  # noqa: F811
     assert int(r.headers["Retry-After"]) > 0
 
 
-def test_api_tokens(harness: ClinicHarness) -> None:  # noqa: F811
+def test_api_tokens(harness: ClinicHarness) -> None:
     h = harness
     h.add_user("ana")
     h.add_user("bob")
@@ -118,7 +108,7 @@ def _visit_ok(r: Any) -> dict[str, Any]:
 
 
 def test_patients_lesions_visits_timeline(  # noqa: PLR0915
-        harness: ClinicHarness, clinic_model: Any, data_dir: Path,  # noqa: F811
+        harness: ClinicHarness, clinic_model: Any, data_dir: Path,
         metadata: pd.DataFrame) -> None:
     h = harness
     h.add_user("ana")
@@ -230,7 +220,7 @@ def test_patients_lesions_visits_timeline(  # noqa: PLR0915
 
 
 def test_admin_users_audit_and_patient_deletion(
-        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,  # noqa: F811
+        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,
         tmp_path: Path) -> None:
     h = harness
     h.add_user("root", role="admin")

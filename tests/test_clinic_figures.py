@@ -13,15 +13,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from clinic_support import (  # noqa: F401 - fixtures
-    ClinicHarness,
-    clinic_model,
-    db_url,
-    harness,
-    image_bytes,
-    image_ids,
-    pg_cluster,
-)
+from clinic_support import ClinicHarness, image_bytes, image_ids
 from dermsight import taxonomy
 from dermsight.cli import app as cli_app
 from dermsight.io import iter_records
@@ -31,7 +23,7 @@ CASES = {"MEL": 5, "BCC": 1, "NV": 4, "BKL": 2}
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_dashboard_and_confirmed_export(
-        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,  # noqa: F811
+        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,
         tmp_path: Path) -> None:
     h = harness
     h.add_user("ana")

@@ -19,18 +19,7 @@ import pandas as pd
 import pytest
 
 import api_support
-from clinic_support import (  # noqa: F401 - fixtures
-    API,
-    PASSWORD,
-    ClinicHarness,
-    PgCluster,
-    clinic_model,
-    db_url,
-    harness,
-    image_bytes,
-    image_ids,
-    pg_cluster,
-)
+from clinic_support import API, PASSWORD, ClinicHarness, PgCluster, image_bytes, image_ids
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +57,7 @@ def upload(c: httpx.Client, lesion_id: int, image: bytes) -> httpx.Response:
 
 
 def test_two_instances_on_one_postgresql(
-        pg_cluster: PgCluster, tmp_path: Path, data_dir: Path,  # noqa: F811
+        pg_cluster: PgCluster, tmp_path: Path, data_dir: Path,
         metadata: pd.DataFrame) -> None:
     url = pg_cluster.new_database()
     create_user(url, "ana")
@@ -176,8 +165,8 @@ def test_sigkill_during_uploads_leaves_no_half_visit_and_no_orphan(
 
 
 def test_retention_purge_by_the_cli(
-        harness: ClinicHarness, tmp_path: Path, data_dir: Path,  # noqa: F811
-        metadata: pd.DataFrame, db_url: str) -> None:  # noqa: F811
+        harness: ClinicHarness, tmp_path: Path, data_dir: Path,
+        metadata: pd.DataFrame, db_url: str) -> None:
     h = harness
     h.add_user("ana")
     h.login("ana")

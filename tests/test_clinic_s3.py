@@ -14,15 +14,7 @@ pytest.importorskip("s3fs")
 pytest.importorskip("boto3")
 pytest.importorskip("moto.server")
 
-from clinic_support import (
-    API,
-    ClinicHarness,
-    image_bytes,
-    image_ids,
-    make_app,
-    open_clinic,
-)
-from clinic_support import clinic_model as clinic_model  # a fixture
+from clinic_support import API, ClinicHarness, image_bytes, image_ids, make_app, open_clinic
 from s3_support import moto_s3
 
 BUCKET = "clinic-bucket"

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
-from clinic_support import db_url, pg_cluster  # noqa: F401 - fixtures
 from dermsight.clinic import accounts
 from dermsight.clinic.config import ClinicConfig, ClinicConfigError, database_url
 from dermsight.clinic.db import HEAD, Database, current_revision, table_names, upgrade
@@ -21,7 +20,7 @@ TABLES = {"users", "api_tokens", "sessions", "login_attempts", "patients", "lesi
           "diagnoses", "audit_events"}
 
 
-def test_upgrade_from_empty(db_url: str) -> None:  # noqa: F811
+def test_upgrade_from_empty(db_url: str) -> None:
     db = Database(db_url)
     assert current_revision(db.engine) is None
     db.upgrade()
@@ -36,7 +35,7 @@ def test_upgrade_from_empty(db_url: str) -> None:  # noqa: F811
     db.dispose()
 
 
-def test_upgrade_from_revision_1_keeps_the_data(db_url: str) -> None:  # noqa: F811
+def test_upgrade_from_revision_1_keeps_the_data(db_url: str) -> None:
     db = Database(db_url)
     upgrade(db.engine, "0001")
     assert "embedding" not in {c["name"] for c in inspect(db.engine).get_columns("visits")}
@@ -105,7 +104,7 @@ def test_image_store_is_content_addressed_and_the_sweep_keeps_referenced_files(
         store.get("../etc/passwd")
 
 
-def test_passwords_tokens_and_the_login_rate_limit(db_url: str) -> None:  # noqa: F811
+def test_passwords_tokens_and_the_login_rate_limit(db_url: str) -> None:
     db = Database(db_url)
     db.upgrade()
     with db.session() as s:
