@@ -16,8 +16,9 @@ DATA = Path(
 )
 TEST_OUTPUT = Path(os.environ.get("DERMSIGHT_TEST_OUTPUT", REPO / "test-output"))
 
-#: the clinic fixtures (pg_cluster, db_url, clinic_model, harness) for every test module
-pytest_plugins = ("clinic_support",)
+#: fixtures for every test module: the clinic's (pg_cluster, db_url, clinic_model, harness)
+#: and the end-to-end tests' headless Chromium (browser)
+pytest_plugins = ("browser_support", "clinic_support")
 
 
 @pytest.fixture(scope="session")

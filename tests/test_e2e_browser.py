@@ -20,11 +20,10 @@ import httpx
 import pytest
 
 import api_support as support
+from browser_support import STATIC_INDEX, watched_page
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path(os.environ.get("DERMSIGHT_CHROMIUM", "/usr/bin/chromium"))
-STATIC_INDEX = support.REPO / "src" / "dermsight" / "web" / "static" / "index.html"
 RISKS = {"high", "moderate", "low", "cannot_assess"}
 
 
@@ -40,34 +39,12 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
     return support.main_server(tmp_path_factory.mktemp("api"))
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
-        )
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(browser: Any, ui_server: support.Server) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-          if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.problems = problems
-    pg.goto(f"{ui_server.base}/")
-    pg.get_by_test_id("nav-assess").wait_for()
-    yield pg
-    context.close()
+    with watched_page(browser) as pg:
+        pg.goto(f"{ui_server.base}/")
+        pg.get_by_test_id("nav-assess").wait_for()
+        yield pg
 
 
 def assess(page: Any, image: Path, age: str | None = None, sex: str | None = None,

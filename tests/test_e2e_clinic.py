@@ -1,5 +1,5 @@
 """End-to-end: the clinic pages of the built web UI, on a real ``dermsight serve --database``,
-driven in headless Chromium (the same browser setup as ``test_e2e_browser.py``).
+driven in headless Chromium (``browser_support.py``, shared with ``test_e2e_browser.py``).
 
 One walk through a clinic's day: sign in (a wrong password first), add a patient, pin a lesion
 on the body map, add two visits with two real images, read the timeline and the change between
@@ -28,7 +28,7 @@ import httpx
 import pytest
 
 import api_support as support
-from test_e2e_browser import STATIC_INDEX, browser  # noqa: F401  (browser: a fixture)
+from browser_support import STATIC_INDEX, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -56,17 +56,9 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.
 
 
 @pytest.fixture
-def clinic_page(browser: Any, clinic_server: support.Server) -> Iterator[Any]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-    context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-          if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.problems = problems
-    yield pg
-    context.close()
+def clinic_page(browser: Any, clinic_server: support.Server) -> Iterator[Any]:
+    with watched_page(browser, accept_downloads=True) as pg:
+        yield pg
 
 
 def add_visit(page: Any, image: Path, *, taken_at: str | None, note: str) -> dict[str, Any]:
@@ -366,7 +358,7 @@ def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: P
     assert [p for p in clinic_page.problems if "Failed to load resource" not in p] == []
 
 
-def test_stateless_server_shows_no_clinic(browser: Any, tmp_path_factory: pytest.TempPathFactory  # noqa: F811
+def test_stateless_server_shows_no_clinic(browser: Any, tmp_path_factory: pytest.TempPathFactory
                                           ) -> None:
     """Storage off: no clinic links, and a clinic address shows the Assess page as before."""
     if not STATIC_INDEX.exists():
