@@ -19,7 +19,7 @@ from dermsight.clinic.models import Lesion, Patient, User, Visit
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
-from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, NoteIn, PatientIn
+from dermsight.web.clinic.bodies import LINE, DiagnosisIn, LesionIn, NoteIn, PatientIn
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.schemas import PREDICT_REQUEST_BODY
@@ -27,7 +27,8 @@ from dermsight.web.upload import UploadError, read_upload
 
 router = APIRouter(tags=["clinic: cases"])
 ZIP = "application/zip"
-PNG_CACHE = {"Cache-Control": "private, max-age=3600"}
+#: patient images stay out of the browser's disk cache (a shared workstation keeps none of them)
+NO_STORE = {"Cache-Control": "no-store"}
 _Row = TypeVar("_Row", Patient, Lesion)
 
 
@@ -35,6 +36,8 @@ def _check_note(note: str | None) -> str | None:
     if note is not None and len(note) > NOTE_MAX:
         raise HTTPException(413, f"the note is too long ({len(note)} characters, at most "
                                  f"{NOTE_MAX})")
+    if note is not None and "\x00" in note:  # PostgreSQL cannot store it
+        raise HTTPException(422, "the note contains a NUL character")
     return note or None
 
 
@@ -49,7 +52,8 @@ def _view(request: Request, user: User, model: type[_Row], object_id: int, what:
 
 @router.get("/patients", summary="Patients, optionally those whose reference starts with q")
 def list_patients(request: Request, user: CurrentUser,
-                  q: str | None = Query(None, max_length=64)) -> list[dict[str, Any]]:
+                  q: str | None = Query(None, max_length=64, pattern=LINE)
+                  ) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
         return cases.list_patients(s, q)
 
@@ -189,7 +193,7 @@ def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
     if key is None:
         raise HTTPException(404, f"visit {visit_id} has no heatmap (the image could not be "
                                  "assessed)")
-    return Response(clinic.images.get(key), media_type="image/png", headers=PNG_CACHE)
+    return Response(clinic.images.get(key), media_type="image/png", headers=NO_STORE)
 
 
 @router.get("/visits/{visit_id}/image", response_class=Response,
