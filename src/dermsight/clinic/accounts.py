@@ -89,16 +89,19 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
 # --- rate limiting -------------------------------------------------------------------------------
 
 
-def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None) -> int:
+def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
+                  exclude: int | None = None) -> int:
     """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
-    the username or from the address within ``FAILURE_WINDOW`` lock both for the rest of it."""
+    the username or from the address within ``FAILURE_WINDOW`` lock both for the rest of it.
+    ``exclude``: the caller's own attempt (``claim_attempt``), not counted against it."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
     waits = []
     for column, value in ((LoginAttempt.username, username.strip()), (LoginAttempt.ip, ip)):
         failed = list(db.scalars(
             select(LoginAttempt.at).where(column == value, LoginAttempt.at >= since,
-                                          LoginAttempt.success.is_(False))
+                                          LoginAttempt.success.is_(False),
+                                          LoginAttempt.id != (exclude or 0))
             .order_by(LoginAttempt.at.desc()).limit(MAX_FAILURES)))
         if len(failed) >= MAX_FAILURES:
             oldest = aware(failed[-1])
@@ -106,10 +109,30 @@ def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = 
     return max(waits, default=0)
 
 
-def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> None:
-    db.add(LoginAttempt(username=username.strip()[:64], ip=ip[:64], success=success))
+def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> LoginAttempt:
+    row = LoginAttempt(username=username.strip()[:64], ip=ip[:64], success=success)
+    db.add(row)
     # keep the table small: attempts older than the window no longer count
     db.query(LoginAttempt).filter(LoginAttempt.at < utcnow() - 2 * FAILURE_WINDOW).delete()
+    db.flush()
+    return row
+
+
+def claim_attempt(db: DbSession, username: str, ip: str) -> int:
+    """Record a login attempt as failed *before* the password is checked (commit it at once):
+    concurrent attempts then count against each other, so a burst of parallel guesses gets no
+    more than ``MAX_FAILURES`` checks. Returns its id (``retry_after_s(exclude=)``,
+    ``settle_attempt``)."""
+    return record_attempt(db, username, ip, success=False).id
+
+
+def settle_attempt(db: DbSession, attempt_id: int, success: bool | None) -> None:
+    """The claimed attempt succeeded (True), failed (False: it stays), or was refused before
+    the password was checked (None: forgotten, so waiting out the lock is not prolonged)."""
+    if success is None:
+        db.query(LoginAttempt).filter(LoginAttempt.id == attempt_id).delete()
+    elif success:
+        db.query(LoginAttempt).filter(LoginAttempt.id == attempt_id).update({"success": True})
 
 
 # --- sessions ------------------------------------------------------------------------------------

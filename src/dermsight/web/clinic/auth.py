@@ -41,17 +41,24 @@ def _https(request: Request) -> bool:
 def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
     clinic = clinic_of(request)
     ip = _client_ip(request)
+    with clinic.db.session() as s:  # committed before the check: parallel guesses see it
+        attempt = accounts.claim_attempt(s, body.username, ip)
     with clinic.db.session() as s:
-        wait = accounts.retry_after_s(s, body.username, ip)
+        wait = accounts.retry_after_s(s, body.username, ip, exclude=attempt)
+        if wait:
+            accounts.settle_attempt(s, attempt, None)
     if wait:
         raise HTTPException(429, f"too many failed logins: try again in {wait} s",
                             headers={"Retry-After": str(wait)})
     with clinic.db.session() as s:
         user = accounts.verify_password(s, body.username, body.password)
-        accounts.record_attempt(s, body.username, ip, success=user is not None)
+        accounts.settle_attempt(s, attempt, success=user is not None)
         if user is None:
             cookie, row = "", None
         else:
+            old = request.cookies.get(COOKIE)
+            if old:  # a new session id at every login: the browser's previous one ends
+                accounts.close_session(s, old)
             cookie, row = accounts.open_session(s, user)
             audit.record(s, user, "login", "user", user.id)
     if user is None or row is None:
