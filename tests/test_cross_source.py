@@ -22,6 +22,7 @@ from dermsight.evaluate.cross_source import (
 )
 from dermsight.evaluate.metrics import key_metrics
 from dermsight.evaluate.skin_tone import band_ranges, ita_statement, ita_table
+from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.skintone import BANDS, NOT_ESTIMABLE
 from dermsight.taxonomy import CLASS_CODES
 
@@ -169,8 +170,8 @@ def test_ita_table_counts_every_band_and_withholds_small_ones() -> None:
     # mostly light skin, a handful of tan/brown, no dark, some not estimable
     ita: list[float | None] = list(rng.choice([70.0, 48.0, 35.0], size=460))
     ita += [20.0] * 12 + [0.0] * 3 + [None] * 25
-    table = ita_table(y, p, CLASSES8, ita, refer_threshold=0.3, groups=frame["group"],
-                      n_boot=20)
+    table = ita_table(y, p, CLASSES8, ita, groups=frame["group"],
+                      settings=SubgroupSettings(refer_threshold=0.3, n_boot=20))
     bands = [r["subgroup"] for r in table["bands"]]
     assert bands == [*BANDS, NOT_ESTIMABLE]
     by = {r["subgroup"]: r for r in table["bands"]}

@@ -27,7 +27,7 @@ from dermsight.evaluate.metrics import (
     reliability_bins,
     specificity_at_sensitivity,
 )
-from dermsight.evaluate.subgroups import age_band, subgroup_table
+from dermsight.evaluate.subgroups import SubgroupSettings, age_band, subgroup_table
 from dermsight.taxonomy import CLASS_CODES
 
 CLASSES8 = list(CLASS_CODES[:8])  # MEL NV BCC AK BKL DF VASC SCC
@@ -434,7 +434,8 @@ def _meta(n: int, seed: int = 0) -> pd.DataFrame:
 def test_subgroup_table_rows_and_withholding() -> None:
     y, p, g = synthetic(600, seed=3)
     meta = _meta(600)
-    rows = subgroup_table(y, p, CLASSES8, meta, refer_threshold=0.4, groups=g, n_boot=20)
+    rows = subgroup_table(y, p, CLASSES8, meta, groups=g,
+                          settings=SubgroupSettings(refer_threshold=0.4, n_boot=20))
     attrs = [r["attribute"] for r in rows]
     assert attrs == sorted(attrs, key=["sex", "age", "site", "source"].index)
     sexes = [r["subgroup"] for r in rows if r["attribute"] == "sex"]
@@ -462,7 +463,7 @@ def test_subgroup_without_positives_reports_none_with_note() -> None:
     y, p, _ = synthetic(200, seed=6)
     meta = pd.DataFrame({"sex": ["male"] * 100 + ["female"] * 100})
     y[:100] = NV  # no malignant (and no MEL) among men
-    rows = subgroup_table(y, p, CLASSES8, meta, refer_threshold=0.4)
+    rows = subgroup_table(y, p, CLASSES8, meta, settings=SubgroupSettings(refer_threshold=0.4))
     male = next(r for r in rows if r["subgroup"] == "male")
     assert male["n_malignant"] == 0
     assert male["malignant_auc"] is None

@@ -239,11 +239,13 @@ def test_minimal_results_render() -> None:
 def test_report_ita_and_cross_source_sections() -> None:
     from dermsight.evaluate.cross_source import add_loso_row, cross_source_section, source_rows
     from dermsight.evaluate.skin_tone import ita_table
+    from dermsight.evaluate.subgroups import SubgroupSettings
 
     y, p, g, _meta = _data(400, seed=5)
     test = evaluate_predictions(y, p, CLASSES8, g, n_boot=10, refer_threshold=0.35)
     ita = [70.0] * 350 + [20.0] * 20 + [None] * 30
-    test["by_ita"] = ita_table(y, p, CLASSES8, ita, refer_threshold=0.35, groups=g, n_boot=10)
+    test["by_ita"] = ita_table(y, p, CLASSES8, ita, groups=g,
+                               settings=SubgroupSettings(refer_threshold=0.35, n_boot=10))
     frame = pd.DataFrame({f"p_{c}": p[:, i] for i, c in enumerate(CLASSES8)})
     frame["label"] = [CLASSES8[k] for k in y]
     frame["group"] = g

@@ -39,6 +39,7 @@ from dermsight.evaluate.cross_source import RunInfo, cross_source_section, sourc
 from dermsight.evaluate.metrics import compute_metrics
 from dermsight.evaluate.report import render_report
 from dermsight.evaluate.skin_tone import ita_table
+from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.preprocess import encode_meta, preprocess
@@ -204,9 +205,10 @@ def main() -> None:  # noqa: PLR0915
     t_ita = time.perf_counter()
     ita = ita_for_images(images)
     ita_ms = 1000.0 * (time.perf_counter() - t_ita) / len(images)
-    by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita, refer_threshold=refer,
-                       groups=df["group_id"].to_numpy(), n_boot=n_boot, seed=seed,
-                       offsets=offsets, noun="test images")
+    by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita,
+                       groups=df["group_id"].to_numpy(), noun="test images",
+                       settings=SubgroupSettings(refer_threshold=refer, n_boot=n_boot, seed=seed,
+                                                 offsets=offsets))
     by_ita["generated_by"] = generated_by
     for r in rows:
         m = r["metrics"]

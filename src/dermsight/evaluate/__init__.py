@@ -47,12 +47,13 @@ from dermsight.evaluate.metrics import (
     reliability_bins,
     validate_inputs,
 )
-from dermsight.evaluate.subgroups import subgroup_table
+from dermsight.evaluate.subgroups import SubgroupSettings, subgroup_table
 from dermsight.taxonomy import BY_CODE
 
 __all__ = [
     "EVALUATION_SCHEMA",
     "HEADLINE_METRICS",
+    "SubgroupSettings",
     "bootstrap",
     "bootstrap_difference",
     "bootstrap_metrics",
@@ -113,11 +114,9 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     ]
     subgroups: list[dict[str, Any]] = []
     if meta_df is not None:
-        subgroups = subgroup_table(
-            y, p, classes, meta_df, refer_threshold=refer_threshold, groups=codes,
-            n_boot=n_boot if subgroup_n_boot is None else subgroup_n_boot, seed=seed,
-            offsets=decision_offsets,
-        )
+        subgroups = subgroup_table(y, p, classes, meta_df, groups=codes, settings=SubgroupSettings(
+            refer_threshold=refer_threshold, seed=seed, offsets=decision_offsets,
+            n_boot=n_boot if subgroup_n_boot is None else subgroup_n_boot))
     return {
         "schema": EVALUATION_SCHEMA,
         "classes": classes,

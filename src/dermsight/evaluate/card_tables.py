@@ -23,6 +23,7 @@ from dermsight.evaluate.cross_source import (
     source_rows,
 )
 from dermsight.evaluate.skin_tone import ita_table
+from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.skintone import ita_for_images
 
 __all__ = ["ScoredSet", "card_tables", "predictions_frame"]
@@ -82,5 +83,6 @@ def card_tables(  # noqa: PLR0913
             section = add_loso_row(section, frame, classes, source, list(trained_on), run,
                                    **kwargs)
     by_ita = ita_table(test.labels, test.probs, classes, ita_for_images(test_images),
-                       groups=test.groups, noun="test images", **kwargs)
+                       groups=test.groups, settings=SubgroupSettings(**kwargs),
+                       noun="test images")
     return section, by_ita

@@ -30,7 +30,12 @@ import numpy.typing as npt
 
 from dermsight.evaluate.bootstrap import group_codes
 from dermsight.evaluate.metrics import validate_inputs
-from dermsight.evaluate.subgroups import MIN_CASES, MIN_N, SUBGROUP_METRICS, subgroup_metrics
+from dermsight.evaluate.subgroups import (
+    MIN_N,
+    SUBGROUP_METRICS,
+    SubgroupSettings,
+    subgroup_metrics,
+)
 from dermsight.skintone import BAND_LIMITS, BANDS, DARKER_BANDS, NOT_ESTIMABLE, ita_band
 
 __all__ = ["ITA_ATTRIBUTE", "ITA_METHOD", "band_ranges", "ita_statement", "ita_table"]
@@ -79,27 +84,24 @@ def ita_statement(
     return text
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def ita_table(  # noqa: PLR0913, PLR0917
+def ita_table(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
     ita: Sequence[float | None],
-    refer_threshold: float | None = None,
+    *,
     groups: npt.ArrayLike | None = None,
-    n_boot: int = 0,
-    seed: int = 0,
-    min_n: int = MIN_N,
-    min_cases: int = MIN_CASES,
-    offsets: npt.ArrayLike | None = None,
+    settings: SubgroupSettings | None = None,
     noun: str = "images",
 ) -> dict[str, Any]:
     """Metrics per ITA band (``ita[i]`` in degrees or ``None``, aligned with ``y_true``).
 
-    ``offsets`` is the per-class decision rule for balanced accuracy (see
-    :mod:`dermsight.decision`); ``None`` = arg-max. ``noun`` names the items in the statement
-    (e.g. ``"test images"``).
+    ``groups`` is the bootstrap's resampling unit (``None`` = independent images), ``settings``
+    the threshold, resamples and withholding limits that every band's row is computed with
+    (:class:`~dermsight.evaluate.subgroups.SubgroupSettings`; default: no refer threshold, no
+    intervals). ``noun`` names the items in the statement (e.g. ``"test images"``).
     """
+    st = settings or SubgroupSettings()
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
     if len(ita) != y.shape[0]:
@@ -118,9 +120,7 @@ def ita_table(  # noqa: PLR0913, PLR0917
             row["note"] = "no images"
             rows.append(row)
             continue
-        row.update(subgroup_metrics(
-            y[idx], p[idx], codes[idx], classes, refer_threshold=refer_threshold, n_boot=n_boot,
-            seed=seed, min_n=min_n, min_cases=min_cases, offsets=offsets))
+        row.update(subgroup_metrics(y[idx], p[idx], codes[idx], classes, st))
         rows.append(row)
     counts = {r["subgroup"]: int(r["n"]) for r in rows}
     n = int(y.shape[0])
@@ -131,8 +131,8 @@ def ita_table(  # noqa: PLR0913, PLR0917
         "n_estimable": n - counts[NOT_ESTIMABLE],
         "darker_bands": list(DARKER_BANDS),
         "n_darker": sum(counts[b] for b in DARKER_BANDS),
-        "statement": ita_statement(counts, n, min_n, noun),
-        "min_n": int(min_n),
-        "min_cases": int(min_cases),
-        "n_boot": int(n_boot),
+        "statement": ita_statement(counts, n, st.min_n, noun),
+        "min_n": int(st.min_n),
+        "min_cases": int(st.min_cases),
+        "n_boot": int(st.n_boot),
     }

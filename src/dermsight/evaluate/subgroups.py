@@ -18,6 +18,7 @@ absent is left out of the table. Empty, NaN, ``none``, ``null`` and ``unknown`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "MIN_N",
     "MISSING",
     "SUBGROUP_METRICS",
+    "SubgroupSettings",
     "age_band",
     "subgroup_labels",
     "subgroup_table",
@@ -138,21 +140,34 @@ def _withheld(
     return drop, notes
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def subgroup_table(  # noqa: PLR0913, PLR0917
+@dataclass(frozen=True)
+class SubgroupSettings:
+    """How every subgroup row is computed (:func:`subgroup_table`, and the ITA bands of
+    :func:`dermsight.evaluate.skin_tone.ita_table`): the refer threshold for sensitivity /
+    specificity (``None``: not computed), bootstrap resamples (0: no intervals) and their seed,
+    the withholding limits, and the per-class decision ``offsets`` for balanced accuracy
+    (:mod:`dermsight.decision`; ``None`` = arg-max)."""
+
+    refer_threshold: float | None = None
+    n_boot: int = 0
+    seed: int = 0
+    min_n: int = MIN_N
+    min_cases: int = MIN_CASES
+    offsets: npt.ArrayLike | None = None
+
+
+def subgroup_table(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
     meta_df: pd.DataFrame,
-    refer_threshold: float | None = None,
+    *,
     groups: npt.ArrayLike | None = None,
-    n_boot: int = 0,
-    seed: int = 0,
-    min_n: int = MIN_N,
-    min_cases: int = MIN_CASES,
-    offsets: npt.ArrayLike | None = None,
+    settings: SubgroupSettings | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (attribute, subgroup); see the module docstring for the withholding rules.
+    ``groups``: the bootstrap's resampling unit (``None`` = independent items); ``settings``:
+    see :class:`SubgroupSettings` (default: no refer threshold, no intervals).
 
     Row keys: ``attribute``, ``subgroup``, ``n``, ``n_malignant``, ``n_mel``, each metric in
     :data:`SUBGROUP_METRICS` with ``<metric>_lo`` / ``<metric>_hi`` (``None`` when ``n_boot`` is
@@ -168,37 +183,30 @@ def subgroup_table(  # noqa: PLR0913, PLR0917
         for sub in order:
             idx = np.flatnonzero(labels == sub)
             row: dict[str, Any] = {"attribute": attr, "subgroup": sub}
-            row.update(subgroup_metrics(
-                y[idx], p[idx], codes[idx], classes, refer_threshold=refer_threshold,
-                n_boot=n_boot, seed=seed, min_n=min_n, min_cases=min_cases, offsets=offsets))
+            row.update(subgroup_metrics(y[idx], p[idx], codes[idx], classes, settings))
             rows.append(row)
     return rows
 
 
-def subgroup_metrics(  # noqa: PLR0913 - the same settings subgroup_table passes on
+def subgroup_metrics(
     y: npt.NDArray[np.int64],
     p: npt.NDArray[np.float64],
     group_codes_: npt.NDArray[np.int64],
     classes: Sequence[str],
-    *,
-    refer_threshold: float | None,
-    n_boot: int,
-    seed: int,
-    min_n: int = MIN_N,
-    min_cases: int = MIN_CASES,
-    offsets: npt.ArrayLike | None = None,
+    settings: SubgroupSettings | None = None,
 ) -> dict[str, Any]:
     """One subgroup's row body: counts, each metric of :data:`SUBGROUP_METRICS` with its
     group-bootstrap interval (``None`` where withheld), and the withholding ``note``."""
+    st = settings or SubgroupSettings()
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, refer_threshold, offsets)
+        return key_metrics(y, p, classes, w, st.refer_threshold, st.offsets)
 
     m = fn(None)
-    drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
+    drop, notes = _withheld(m, st.min_n, st.min_cases, st.refer_threshold is not None)
     keep = [k for k in SUBGROUP_METRICS if k not in drop]
     row: dict[str, Any] = {"n": m["n"], "n_malignant": m["n_malignant"], "n_mel": m["n_mel"]}
-    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=n_boot, seed=seed, keys=keep) \
+    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=st.n_boot, seed=st.seed, keys=keep) \
         if keep else {}
     for k in SUBGROUP_METRICS:
         ci = cis.get(k)
