@@ -6,6 +6,8 @@ write at once); PostgreSQL is used as is (several app instances share it).
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -24,6 +26,9 @@ def make_engine(url: str) -> Engine:
         path = sqlite_path(url)
         if path is not None and not path.parent.is_dir():
             raise ClinicConfigError(f"the database folder {path.parent} does not exist")
+        if path is not None:  # a new file is the server user's only (SQLite's -wal/-shm follow)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -33,6 +38,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
             cur.close()
 
         return engine
@@ -94,6 +100,15 @@ class Database:
             raise
         finally:
             s.close()
+
+    def scrub(self) -> None:
+        """After a deletion: SQLite copies the WAL (which still holds the deleted rows' earlier
+        versions) into the file and truncates it; with ``secure_delete`` the file then holds
+        no trace of them. (PostgreSQL: dead rows are gone after (auto)vacuum.) Best effort:
+        readers active at this moment can keep part of the WAL until the next checkpoint."""
+        if is_sqlite(self.url):
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def dispose(self) -> None:
         self.engine.dispose()

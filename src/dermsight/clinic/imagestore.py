@@ -9,6 +9,7 @@ Files are shared by content: a file is deleted only when no row references it an
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -29,8 +30,9 @@ class ImageStore:
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **dict(storage_options or {}))
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
                                 else (self.fs.protocol,))
-        if self.local:
-            Path(self._base).mkdir(parents=True, exist_ok=True)
+        if self.local:  # a new folder is the server user's only (files: 0600, see put)
+            Path(self._base).parent.mkdir(parents=True, exist_ok=True)
+            Path(self._base).mkdir(mode=0o700, exist_ok=True)
         else:
             self.fs.makedirs(self._base, exist_ok=True)
 
@@ -52,7 +54,8 @@ class ImageStore:
                 os.utime(path)  # fresh mtime: the sweep's grace period covers this visit too
                 return key
             tmp = f"{self._base}/{TMP_PREFIX}{uuid.uuid4().hex}"
-            with open(tmp, "wb") as fh:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with open(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -71,8 +74,10 @@ class ImageStore:
     def delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             path = self._path(key)
-            if self.fs.exists(path):
-                self.fs.rm_file(path)
+            # another instance may delete the same file at the same moment (retention)
+            with contextlib.suppress(FileNotFoundError):
+                if self.fs.exists(path):
+                    self.fs.rm_file(path)
 
     def keys(self) -> list[str]:
         """Every file in the store (temporary files included)."""

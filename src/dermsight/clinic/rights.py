@@ -26,6 +26,7 @@ def delete_patient(clinic: Clinic, patient_id: int, user: User | None) -> None:
         keys = _keys(visits)
         s.delete(patient)
         record(s, user, "delete", "patient", patient_id)
+    clinic.db.scrub()
     clinic.delete_unreferenced(keys)
 
 
@@ -49,5 +50,6 @@ def purge_expired(clinic: Clinic, days: int) -> int:
                 if patient is not None and not patient.lesions:
                     s.delete(patient)
         record(s, None, "purge", "visit", None)
+    clinic.db.scrub()
     clinic.delete_unreferenced(keys)
     return len(visits)
