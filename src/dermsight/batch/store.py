@@ -1,7 +1,7 @@
 """The output folder of a batch job: a dataset of part files, written atomically, resumable.
 
 ``OUT/`` holds ``part-*.parquet`` (or ``part-*.csv``) files, each a complete, immutable chunk of
-output rows with the schema of ``score.arrow_schema``. A part is written to a hidden temporary
+output rows with the schema of ``schema.arrow_schema``. A part is written to a hidden temporary
 file, flushed to disk and renamed into place, so a killed job leaves only whole parts behind (and
 perhaps a temporary file, removed by the next run). A re-run reads the ``(id, path)`` keys of the
 existing parts and skips them: no duplicates, no gaps. The Spark engine writes the same layout

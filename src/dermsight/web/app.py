@@ -11,8 +11,11 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
   tags fill the metadata fields the form leaves empty.
 * ``GET /api/v1/model`` (the model card), ``/api/v1/model/report`` (the bundle's HTML evaluation
   report), ``/api/v1/model/plots`` + ``/api/v1/model/plots/{name}.png``, ``/api/v1/classes``,
-  ``/api/v1/health``, ``/api/v1/examples`` + ``/api/v1/examples/{file}``.
+  ``/api/v1/health``, ``/api/v1/examples`` + ``/api/v1/examples/{file}``,
+  ``/api/v1/reference/{image_id}.webp`` (a similar case's thumbnail).
 * ``/api/v1/openapi.json`` and ``/api/v1/docs``; the built web UI at ``/``.
+* With clinic storage on (``serve --database``): the clinic API under ``/api/v1`` (patients,
+  lesions, visits, dashboard, exports, accounts; ``web/clinic/``, ``docs/clinic.md``).
 
 Status codes a client can cause: 400 malformed multipart / Content-Length, 401 token (only with
 ``DERMSIGHT_API_TOKEN``), 403 TTA not allowed, 404, 405, 408 upload timeout, 413 too large, 415 not

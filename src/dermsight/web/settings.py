@@ -2,7 +2,8 @@
 ``dermsight serve``'s flags (``Settings.from_env(env, **flags)``), checked once when built.
 
 ``--model``, ``--workers``, ``--threads`` and ``--log-level`` override ``DERMSIGHT_MODEL``,
-``DERMSIGHT_WORKERS``, ``DERMSIGHT_ORT_THREADS`` and ``DERMSIGHT_LOG_LEVEL``. Variables:
+``DERMSIGHT_WORKERS``, ``DERMSIGHT_ORT_THREADS`` and ``DERMSIGHT_LOG_LEVEL``; ``--database`` and
+``--images`` override ``DERMSIGHT_DATABASE_URL`` and ``DERMSIGHT_CLINIC_IMAGES``. Variables:
 
 * ``DERMSIGHT_MODEL``: model bundle folder (default: the shipped bundle).
 * ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
