@@ -1,9 +1,8 @@
 """``dermsight`` command line: thin layers over the library.
 
 Each area registers its sub-commands from its own module (``cli/data.py``, ``cli/model.py``,
-``cli/serve.py``, ``cli/batch.py``, ``cli/gate.py``, ``cli/bundle.py``,
-``cli/reference.py``); heavy imports happen
-inside the commands so ``--help`` is fast.
+``cli/serve.py``, ``cli/batch.py``, ``cli/gate.py``, ``cli/bundle.py``, ``cli/reference.py``,
+``cli/clinic.py``); heavy imports happen inside the commands so ``--help`` is fast.
 User errors print one clear line and exit non-zero; they never print a traceback.
 """
 

@@ -6,7 +6,8 @@ fitted with outlier exposure: dermoscopic TRAINING images against many kinds of 
 images (``dermsight.evaluate.negatives``). Its threshold is set on VALIDATION dermoscopic images
 only. A second head, dermoscopic vs simulated clinical skin photos, gives the non-blocking
 "not a dermoscopic image" flag. The fitted heads are stored as plain arrays (``gate.npz``) and
-scored with numpy at serving time (``dermsight.gate.v2_flags``), so serving needs no sklearn.
+scored with numpy at serving time (``dermsight.gate.v2_logit`` in ``ood_flags``), so serving
+needs no sklearn.
 
 ``measure_gate_v2`` refits the gate once per negative category without that category
 (leave-one-category-out) to measure false accepts on kinds of images the gate never saw, and
