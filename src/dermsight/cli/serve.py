@@ -134,6 +134,10 @@ def serve(  # noqa: PLR0913
     images: Annotated[str | None, typer.Option(
         "--images", help="clinic image folder or s3://bucket/prefix (default: "
                          "$DERMSIGHT_CLINIC_IMAGES; SQLite: a folder beside the database)")] = None,
+    retention_days: Annotated[int | None, typer.Option(
+        "--retention-days", min=1,
+        help="clinic storage: delete visits stored more than this many days ago, at start and "
+             "then daily (default: $DERMSIGHT_RETENTION_DAYS; unset = keep)")] = None,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
     from dermsight.clinic.config import ClinicConfig, ClinicConfigError
@@ -141,8 +145,12 @@ def serve(  # noqa: PLR0913
     from dermsight.web.settings import Settings, SettingsError
 
     try:  # the flags win over the DERMSIGHT_* variables
-        clinic = (ClinicConfig.resolve(database=database, images=images)
-                  if database or images else None)
+        clinic = (ClinicConfig.resolve(database=database, images=images,
+                                       retention_days=retention_days)
+                  if database or images or retention_days else None)
+        if retention_days is not None and clinic is None:
+            raise UserError("--retention-days needs clinic storage: give --database URL (or "
+                            "set DERMSIGHT_DATABASE_URL)")
         settings = Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
                                      log_level=log_level, clinic=clinic)
     except (SettingsError, ClinicConfigError) as exc:
@@ -166,6 +174,10 @@ def serve(  # noqa: PLR0913
         if settings.clinic is not None:
             typer.echo("dermsight: clinic storage on: log in at / (first account: dermsight "
                        "clinic create-user --role admin)")
+            if settings.clinic.retention_days is not None:
+                typer.echo(f"dermsight: retention: visits stored more than "
+                           f"{settings.clinic.retention_days} days ago are deleted at start "
+                           "and daily")
         if settings.api_token:
             typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
         elif insecure_no_auth:

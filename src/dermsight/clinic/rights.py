@@ -35,6 +35,10 @@ def purge_expired(clinic: Clinic, days: int) -> int:
     diagnosis and patients left without lesions. Returns the number of visits deleted."""
     cutoff = utcnow() - timedelta(days=days)
     with clinic.db.session() as s:
+        # written first: on SQLite this takes the write lock before anything is read, so two
+        # processes purging at once run one after the other (the second finds the rows gone)
+        record(s, None, "purge", "visit", None)
+        s.flush()
         visits = list(s.scalars(select(Visit).where(Visit.created_at < cutoff)))
         keys = _keys(visits)
         touched = {v.lesion_id for v in visits}
@@ -49,7 +53,6 @@ def purge_expired(clinic: Clinic, days: int) -> int:
                 patient = s.get(Patient, pid)
                 if patient is not None and not patient.lesions:
                     s.delete(patient)
-        record(s, None, "purge", "visit", None)
     clinic.db.scrub()
     clinic.delete_unreferenced(keys)
     return len(visits)

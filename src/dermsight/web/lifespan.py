@@ -11,6 +11,8 @@ shutdown) belong here too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -71,8 +73,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         return
     from dermsight.clinic.runtime import Clinic  # storage on: connect, migrate, sweep
 
-    app.state.clinic = await anyio.to_thread.run_sync(Clinic.open, settings.clinic)
+    clinic = app.state.clinic = await anyio.to_thread.run_sync(Clinic.open, settings.clinic)
+    days, purging = settings.clinic.retention_days, None
+    if days is not None:  # the retention period: purge now, then daily (clinic/retention.py)
+        from dermsight.clinic.retention import purge_logged, retention_loop
+
+        await anyio.to_thread.run_sync(purge_logged, clinic, days)
+        purging = asyncio.create_task(retention_loop(clinic, days))
     try:
         yield
     finally:
-        app.state.clinic.close()
+        if purging is not None:
+            purging.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purging
+        clinic.close()
