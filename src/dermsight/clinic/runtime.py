@@ -1,4 +1,5 @@
-"""The running clinic: database + image store + the loaded model, opened once per process."""
+"""The running clinic: database + image store (+ its config), opened once per process; the model
+is the served app's own (``app.state.model``), not held here."""
 
 from __future__ import annotations
 
