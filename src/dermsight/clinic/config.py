@@ -53,6 +53,10 @@ class ClinicConfig:
     sweep_grace_s: float = 300.0
     #: extra fsspec options for an ``s3://`` image store (endpoint_url, key, secret)
     storage_options: Mapping[str, object] | None = None
+    #: mark the session cookie ``Secure`` on every login (``DERMSIGHT_SECURE_COOKIE``), for a
+    #: TLS proxy that does not send ``X-Forwarded-Proto: https``; without it the cookie is
+    #: ``Secure`` when the login request arrived over HTTPS or says so in that header
+    secure_cookie: bool = False
 
     @classmethod
     def resolve(
@@ -91,8 +95,12 @@ class ClinicConfig:
         if retention_days is not None and retention_days < 1:
             raise ClinicConfigError("the retention period must be at least 1 day")
         grace = env.get("DERMSIGHT_CLINIC_SWEEP_GRACE_S", "").strip()
+        secure = env.get("DERMSIGHT_SECURE_COOKIE", "").strip().lower()
+        if secure not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
+            raise ClinicConfigError(f"DERMSIGHT_SECURE_COOKIE={secure!r} must be true or false")
         return cls(database_url=url, images=folder, retention_days=retention_days,
-                   sweep_grace_s=float(grace) if grace else 300.0)
+                   sweep_grace_s=float(grace) if grace else 300.0,
+                   secure_cookie=secure in ("1", "true", "yes", "on"))
 
     def check_not_under(self, static_root: Path) -> None:
         """Images must never be served as static files."""

@@ -64,7 +64,8 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
     if user is None or row is None:
         raise HTTPException(401, "wrong username or password")
     response.set_cookie(COOKIE, cookie, max_age=accounts.SESSION_DAYS * 86400, httponly=True,
-                        samesite="strict", secure=_https(request), path="/")
+                        samesite="strict", secure=_https(request) or clinic.config.secure_cookie,
+                        path="/")
     return {"user": user_json(user), "csrf_token": row.csrf_token}
 
 
