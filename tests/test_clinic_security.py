@@ -546,6 +546,7 @@ def test_serve_applies_the_retention_period_at_start_and_daily(
 def test_purge_skips_while_another_instance_purges(
         harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame) -> None:  # noqa: F811
     from dermsight.clinic import retention
+    from test_clinic_processes import cli
 
     h = harness
     h.add_user("ana")
@@ -556,6 +557,10 @@ def test_purge_skips_while_another_instance_purges(
     with h.clinic.db.engine.connect() as other:  # another instance holds the purge lock
         other.execute(text("SELECT pg_advisory_lock(:k)"), {"k": retention.PURGE_LOCK_KEY})
         assert retention.purge_once(h.clinic, 30) is None
+        r = cli("clinic", "purge", "--retention-days", "30", "--database", h.clinic.db.url,
+                "--images", h.clinic.config.images)
+        assert r.returncode == 0, r.stderr
+        assert "another instance is purging" in r.stdout
         other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": retention.PURGE_LOCK_KEY})
     assert retention.purge_once(h.clinic, 30) == 1
 

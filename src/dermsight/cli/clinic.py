@@ -108,7 +108,7 @@ def purge(
 ) -> None:
     """Delete visits past the retention period, with their image files (and lesions and
     patients left empty)."""
-    from dermsight.clinic.rights import purge_expired
+    from dermsight.clinic.retention import purge_once
     from dermsight.clinic.runtime import Clinic
 
     config = _config(database, images, retention_days)
@@ -118,9 +118,12 @@ def purge(
     _database(config).dispose()
     clinic = Clinic.open(config, sweep=False)
     try:
-        n = purge_expired(clinic, config.retention_days)
+        n = purge_once(clinic, config.retention_days)  # takes turns with running servers
     finally:
         clinic.close()
+    if n is None:
+        typer.echo("another instance is purging right now: nothing done")
+        return
     typer.echo(f"purged {n} visits older than {config.retention_days} days")
 
 
