@@ -445,10 +445,15 @@ def test_deleting_a_patient_leaves_nothing_in_the_sqlite_files(
     assert v.status_code == 201
     h.client.put(f"{API}/lesions/{lid}/diagnosis",
                  json={"code": "NV", "method": "clinical", "note": "GONE-DX-5521"})
-    keys = {v.json()["image_url"]}
-    assert keys
+    visit = v.json()
     assert h.client.delete(f"{API}/patients/{pid}").status_code == 204
     assert not [p for p in (tmp_path / "images").iterdir() if p.is_file()]
+    # the deleted patient's URLs are 404s, not errors
+    for url in (visit["image_url"], visit["heatmap_url"], f"{API}/visits/{visit['id']}/similar",
+                f"{API}/lesions/{lid}", f"{API}/patients/{pid}/export"):
+        if url:
+            assert h.client.get(url).status_code == 404, url
+    assert h.client.patch(f"{API}/visits/{visit['id']}", json={"note": "x"}).status_code == 404
     db = tmp_path / "clinic.db"
     with sqlite3.connect(db) as conn:
         for table in ("patients", "lesions", "visits", "diagnoses"):
