@@ -14,7 +14,7 @@ the same class over the whole frame instead:
   the black squares of a chessboard); each other cell of that grid is the mean of its sampled
   neighbours. (Four runs, shifted in x, y and both, would sample every cell; on 40 real lesion
   images their map and this one correlate 0.995 (median, per pixel) at twice the cost, while the
-  old 32 px map correlates 0.91 with it.) For a square image the first run IS the
+  old 32 px map correlates 0.915 with it.) For a square image the first run IS the
   classification's run, so its CAM is reused and only one run is added;
 * the samples are interpolated (separably, linearly) onto a regular grid of cells of half a
   stride that covers the frame edge to edge, then ReLU + divide by the maximum.
