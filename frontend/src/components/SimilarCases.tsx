@@ -55,7 +55,7 @@ export function SimilarCases({ result }: { result: PredictResponse }) {
   const cases = similarCases(result)
   if (cases.length === 0) return null
   return (
-    <section data-testid="similar-cases" aria-labelledby="similar-cases-title">
+    <section className="no-print" data-testid="similar-cases" aria-labelledby="similar-cases-title">
       <h3 id="similar-cases-title">Similar confirmed cases</h3>
       <p className="muted">
         Training images with a confirmed diagnosis that look most alike to the model’s own features (cosine similarity, 1 =
