@@ -153,21 +153,30 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 1
 
 
-def test_cli_train_errors_are_clear(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "dermsight.cli", "train", "--config",
-                        str(REPO / "configs" / "default.yaml"), "--out", str(tmp_path / "o"),
-                        "--set", f"data.root={tmp_path / 'nodata'}"],
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 2
-    assert "metadata.csv" in r.stderr
-    assert "Traceback" not in r.stderr
-    r = subprocess.run([sys.executable, "-m", "dermsight.cli", "train", "--set",
-                        "model.backbone=nonexistent_net", "--set", "train.epochs=1",
-                        "--out", str(tmp_path / "o2")],
-                       capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert r.returncode == 2
-    assert "unknown backbone" in r.stderr
-    assert "Traceback" not in r.stderr
+def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run ``dermsight`` in this process (the same guarded entry point as the console script,
+    without paying torch's import again in a subprocess)."""
+    from dermsight.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    return int(done.value.code or 0), capsys.readouterr().err
+
+
+def test_cli_train_errors_are_clear(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, err = _cli(["train", "--config", str(REPO / "configs" / "default.yaml"), "--out",
+                      str(tmp_path / "o"), "--set", f"data.root={tmp_path / 'nodata'}"], capsys)
+    assert code == 2
+    assert "metadata.csv" in err
+    assert "Traceback" not in err
+    monkeypatch.chdir(REPO)  # the default config's data root is relative to the checkout
+    code, err = _cli(["train", "--set", "model.backbone=nonexistent_net", "--set",
+                      "train.epochs=1", "--out", str(tmp_path / "o2")], capsys)
+    assert code == 2
+    assert "unknown backbone" in err
+    assert "Traceback" not in err
 
 
 def test_class_weights_balance_the_loss_or_the_sampler() -> None:

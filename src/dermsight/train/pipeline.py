@@ -66,8 +66,8 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         summary: dict[str, Any] = {}
         if stage in ("all", "train"):
+            net = build_net(cfg, MetaSpec())  # first: a bad backbone fails before images load
             ds = make_datasets(cfg, df, ("train", "val"))
-            net = build_net(cfg, MetaSpec())
             summary = train_model(cfg, net, ds["train"], ds["val"], out, resume, info)
             summary["train_seconds"] = time.perf_counter() - t0
             if info.main:
