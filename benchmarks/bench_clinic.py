@@ -316,6 +316,16 @@ def create_user(url: str) -> None:
         raise SystemExit(f"create-user failed: {r.stderr.strip()}")
 
 
+def server_env(args: argparse.Namespace) -> dict[str, str]:
+    env = {}
+    for item in args.server_env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--server-env wants KEY=VALUE, not {item!r}")
+        env[key] = value
+    return env
+
+
 def bench_backend(name: str, args: argparse.Namespace, work: list[Upload],
                   warm: list[Upload], baseline: list[Upload]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"bench-clinic-{name}-") as tmp, \
@@ -327,7 +337,7 @@ def bench_backend(name: str, args: argparse.Namespace, work: list[Upload],
         if args.workers:
             extra += ["--workers", str(args.workers)]
         server = api_support.start_server(REPO / "benchmarks" / "out" / f"clinic-{name}",
-                                          extra_args=extra)
+                                          env=server_env(args), extra_args=extra)
         try:
             pool = [Client(server.port, k) for k in range(args.clients)]
             warm_run = drive(pool, warm)
@@ -444,6 +454,8 @@ def main() -> None:
     ap.add_argument("--backends", nargs="+", choices=["postgresql", "sqlite"],
                     default=["postgresql", "sqlite"])
     ap.add_argument("--workers", type=int, default=None, help="server --workers (its default)")
+    ap.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment variable for the server (e.g. MALLOC_ARENA_MAX=2)")
     ap.add_argument("--profile", type=int, default=100,
                     help="images for the per-step CPU profile (100; 0: none)")
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -477,6 +489,7 @@ def main() -> None:
                    "count": len(pool),
                    "mean_bytes": statistics.fmean(len(u.body) for u in pool)},
         "targets": TARGETS,
+        "server_env": server_env(args),
         "runs": runs,
         "cpu_ms_per_step": steps,
     }
