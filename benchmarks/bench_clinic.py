@@ -3,6 +3,7 @@
     python benchmarks/bench_clinic.py           # PostgreSQL + SQLite, 8 clients x 2,000 visits
     python benchmarks/bench_clinic.py --quick   # 200 visits per backend (development)
     python benchmarks/bench_clinic.py --backends sqlite
+    python benchmarks/bench_clinic.py --total 8000 --server-env MALLOC_ARENA_MAX=2  # RSS
 
 For each storage backend (a throwaway PostgreSQL cluster started from the Debian server binaries,
 the same code the tests use; a SQLite file), one server is started with an image folder, a
