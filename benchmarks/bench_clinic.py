@@ -89,6 +89,8 @@ def uploads(n: int) -> list[Upload]:
     (values the clinic would refuse are left out, as a clinician would leave them empty)."""
     from dermsight.records import Metadata
 
+    if not (DATA / "metadata.csv").is_file():
+        raise SystemExit(f"shared data not found at {DATA} (set DERMSIGHT_SHARED_DATA)")
     md = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
     md = md[md["near_dup_of"] == ""].sort_values("image_id")  # no near-duplicate images
     rows = md.sample(n=min(n, len(md)), random_state=1)  # the subset's own class mix
