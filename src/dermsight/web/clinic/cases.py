@@ -9,6 +9,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 from dermsight import taxonomy
 from dermsight.clinic import audit, cases, exports, rights
 from dermsight.clinic.models import Lesion, Patient, User, Visit
+from dermsight.clinic.runtime import Clinic
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
@@ -142,15 +144,31 @@ def _visit_body() -> dict[str, Any]:
     return body
 
 
+def _lesion_exists(clinic: Clinic, lesion_id: int) -> None:
+    with clinic.db.session() as s:
+        cases.get_or_404(s, Lesion, lesion_id, "lesion")
+
+
+def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
+    """Files, then the row (``store_visit``), then the new visit as the API shows it."""
+    visit_id = store()
+    with clinic.db.session() as s:
+        return cases.visit_json(cases.get_or_404(s, Visit, visit_id, "visit"),
+                                cases.usernames(s))
+
+
 @router.post("/lesions/{lesion_id}/visits", status_code=201,
              summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store",
              openapi_extra={"requestBody": _visit_body()})
 async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                        model: ModelDep, workers: WorkersDep, settings: SettingsDep,
                        ) -> dict[str, Any]:
+    """Async for the upload (``read_upload`` streams it on the event loop); every blocking step
+    runs in a worker thread: the database reads and the storage step in anyio's default thread
+    pool (FastAPI's, which the plain ``def`` routes use), only ``assess`` in the inference
+    workers, so that waits for the disk (fsync) or the database never hold an inference slot."""
     clinic = clinic_of(request)
-    with clinic.db.session() as s:
-        cases.get_or_404(s, Lesion, lesion_id, "lesion")
+    await anyio.to_thread.run_sync(_lesion_exists, clinic, lesion_id)
     form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX))
     if form.image is None:
         raise UploadError(422, "no image: send the photo in a form field named 'image'")
@@ -166,12 +184,9 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
         a = await workers.run(partial(assess, model, form.image, meta))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
-    visit_id = await workers.run(partial(
-        store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta, taken_at=taken_at,
-        note=note, user=user))
-    with clinic.db.session() as s:
-        return cases.visit_json(cases.get_or_404(s, Visit, visit_id, "visit"),
-                                cases.usernames(s))
+    store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,
+                    taken_at=taken_at, note=note, user=user)
+    return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 
 @router.patch("/visits/{visit_id}", summary="Change a visit's clinician note")
