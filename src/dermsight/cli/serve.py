@@ -141,7 +141,7 @@ def serve(  # noqa: PLR0913
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
     from dermsight.clinic.config import ClinicConfig, ClinicConfigError
-    from dermsight.web.server import bind_refusal, serve_app
+    from dermsight.web.server import bind_refusal, limit_malloc_arenas, serve_app
     from dermsight.web.settings import Settings, SettingsError
 
     try:  # the flags win over the DERMSIGHT_* variables
@@ -161,6 +161,7 @@ def serve(  # noqa: PLR0913
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    limit_malloc_arenas()  # before the model load and the worker threads
 
     from dermsight.web.app import create_app
 
