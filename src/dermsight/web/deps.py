@@ -2,8 +2,10 @@
 and the API-token check.
 
 All of them read ``request.app.state``: ``create_app`` puts the ``Settings`` there, the lifespan
-(``lifespan.py``) the model and the workers. A route declares what it needs with the annotated
-aliases (``settings: SettingsDep``, ``model: ModelDep``, ``workers: WorkersDep``);
+(``lifespan.py``) the model and the workers. The three getters are ``async`` because FastAPI runs a
+plain ``def`` dependency in a worker thread: a thread hop per dependency per request. A route
+declares what it needs with the annotated aliases (``settings: SettingsDep``, ``model: ModelDep``,
+``workers: WorkersDep``);
 ``require_token`` guards a whole router (``create_app`` applies it to every router but health and
 the docs) or a single route (``dependencies=[Depends(require_token)]``).
 """
@@ -43,19 +45,19 @@ class Workers:
         return await anyio.to_thread.run_sync(fn, limiter=self.heavy if heavy else self.normal)
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_model(request: Request) -> Dermsight:
+async def get_model(request: Request) -> Dermsight:
     model: Dermsight | None = getattr(request.app.state, "model", None)
     if model is None:
         raise RuntimeError(NOT_STARTED)
     return model
 
 
-def get_workers(request: Request) -> Workers:
+async def get_workers(request: Request) -> Workers:
     workers: Workers | None = getattr(request.app.state, "workers", None)
     if workers is None:
         raise RuntimeError(NOT_STARTED)
