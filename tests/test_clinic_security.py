@@ -677,3 +677,27 @@ def test_server_log_of_a_full_flow_holds_no_patient_data_or_passwords(
     for secret in secrets:
         assert secret not in log, secret
     assert "Traceback" not in log
+
+
+@SQLITE_ONLY
+def test_a_visit_whose_stored_image_vanished_is_a_404_not_a_500(
+        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,  # noqa: F811
+        tmp_path: Path) -> None:
+    """A file gone from the image store (its patient deleted while the same image was being
+    uploaded, or an operator's mistake) is a clear 404 on the image route and the export."""
+    h = harness
+    h.add_user("ana", role="admin")
+    h.login("ana")
+    pid = h.patient("GONE-1")
+    r = h.post(f"/lesions/{h.lesion(pid)}/visits",
+               files={"image": ("x.jpg", _image(data_dir, metadata), "image/jpeg")})
+    assert r.status_code == 201, r.text
+    visit = r.json()
+    with h.clinic.db.session() as s:
+        key = s.get(Visit, visit["id"]).image_key
+    (tmp_path / "images" / key).unlink()
+    for path in (visit["image_url"].removeprefix(API), f"/patients/{pid}/export"):
+        r = h.get(path)
+        assert r.status_code == 404, (path, r.status_code, r.text)
+        assert "missing" in r.json()["detail"]
+    assert h.get(visit["heatmap_url"].removeprefix(API)).status_code == 200  # the rest still works

@@ -65,7 +65,14 @@ class ImageStore:
         return key
 
     def get(self, key: str) -> bytes:
-        data: bytes = self.fs.cat_file(self._path(key))
+        """The stored bytes; ``NotFound`` (404) when the file is gone (e.g. its patient was
+        deleted while the same image was being uploaded), never a bare ``FileNotFoundError``."""
+        from dermsight.clinic.cases import NotFound
+
+        try:
+            data: bytes = self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            raise NotFound("the stored image is missing from the image store") from None
         return data
 
     def exists(self, key: str) -> bool:
