@@ -120,6 +120,17 @@ export function onAuthRequired(fn: Listener): () => void {
 
 // --- fetch --------------------------------------------------------------------------------------
 
+export const UNREACHABLE = 'Cannot reach the dermsight server. Check your connection and try again.'
+
+/** The JSON body of an error response (`{"detail": ...}`), or null when it is not JSON. */
+export async function errorBody(res: Response): Promise<unknown> {
+  try {
+    return await res.json()
+  } catch {
+    return null
+  }
+}
+
 export async function apiFetch(path: string, init: RequestInit = {}): Promise<Response> {
   const headers = new Headers(init.headers)
   const token = getToken()
@@ -129,15 +140,10 @@ export async function apiFetch(path: string, init: RequestInit = {}): Promise<Re
     res = await fetch(path, { ...init, headers })
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err
-    throw new ApiError(0, 'Cannot reach the dermsight server. Check your connection and try again.')
+    throw new ApiError(0, UNREACHABLE)
   }
   if (res.ok) return res
-  let body: unknown = null
-  try {
-    body = await res.json()
-  } catch {
-    /* not JSON */
-  }
+  const body = await errorBody(res)
   if (res.status === 401) authListeners.forEach((fn) => fn())
   throw new ApiError(res.status, errorMessageFrom(res.status, body))
 }

@@ -26,6 +26,9 @@ const SITE_LABEL_TEXT = {
 
 export const SITE_LABELS: Record<string, string> = SITE_LABEL_TEXT
 
+/** The body sites as list choices, in the taxonomy's order. */
+export const SITE_CHOICES = SITES.map((value) => ({ value, label: SITE_LABELS[value] }))
+
 const SEX_LABELS = { female: 'Female', male: 'Male' } satisfies Record<Sex, string>
 
 /** Sex choices in display order (female first). */

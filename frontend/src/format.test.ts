@@ -85,6 +85,10 @@ describe('parseAge', () => {
   it('rejects the rest', () => {
     for (const bad of ['121', '-1', '4.5', 'abc']) expect(() => parseAge(bad)).toThrow(/0 to 120/)
   })
+  it('rejects what the browser could not parse (its number field then reads as empty)', () => {
+    expect(() => parseAge('', true)).toThrow(/0 to 120/)
+    expect(() => parseAge('42', true)).toThrow(/0 to 120/)
+  })
 })
 
 describe('misc helpers', () => {

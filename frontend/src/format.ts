@@ -124,11 +124,11 @@ export function errorMessageFrom(status: number, body: unknown): string {
 }
 
 /** Age field text -> number, or null when empty; throws a readable message when invalid. */
-export function parseAge(text: string): number | null {
+export function parseAge(text: string, badInput = false): number | null {
   const t = text.trim()
-  if (!t) return null
+  if (!t && !badInput) return null
   const n = Number(t)
-  if (!Number.isFinite(n) || !Number.isInteger(n) || n < 0 || n > 120) {
+  if (badInput || !Number.isFinite(n) || !Number.isInteger(n) || n < 0 || n > 120) {
     throw new Error('Age must be a whole number from 0 to 120.')
   }
   return n

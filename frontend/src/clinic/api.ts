@@ -2,7 +2,7 @@
 // hands out at login (or /auth/me) is kept in memory only, never in storage, and sent as
 // `X-CSRF-Token` on every unsafe request (see `withCsrf`).
 
-import { API, ApiError } from '../api.ts'
+import { API, ApiError, UNREACHABLE, errorBody } from '../api.ts'
 import { errorMessageFrom } from '../format.ts'
 import { withCsrf } from './format.ts'
 import type {
@@ -44,15 +44,10 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
   try {
     res = await fetch(`${API}${path}`, withCsrf(init, csrfToken))
   } catch {
-    throw new ApiError(0, 'Cannot reach the dermsight server. Check your connection and try again.')
+    throw new ApiError(0, UNREACHABLE)
   }
   if (res.ok) return res
-  let body: unknown = null
-  try {
-    body = await res.json()
-  } catch {
-    /* not JSON */
-  }
+  const body = await errorBody(res)
   if (res.status === 401 && notifyExpired) expiredListeners.forEach((fn) => fn())
   let message = errorMessageFrom(res.status, body)
   if (res.status === 401 && !(body as { detail?: unknown } | null)?.detail) message = 'Please sign in again.'

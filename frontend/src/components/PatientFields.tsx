@@ -1,5 +1,6 @@
 import { useId, type ReactNode, type Ref } from 'react'
-import { SEXES, SITES, SITE_LABELS } from '../content.ts'
+import { SEXES, SITE_CHOICES } from '../content.ts'
+import { ChoiceField } from './ChoiceField.tsx'
 import { BodyMap } from './BodyMap.tsx'
 
 interface Props {
@@ -40,30 +41,11 @@ export function PatientFields({ legend, age, sex, site, onAge, onSex, onSite, ag
             data-testid="age-input"
           />
         </div>
-        <div className="field">
-          <label htmlFor={`${ids}-sex`}>Sex</label>
-          <select id={`${ids}-sex`} value={sex} onChange={(e) => onSex(e.target.value)} data-testid="sex-select">
-            <option value="">Not stated</option>
-            {SEXES.map((s) => (
-              <option key={s.value} value={s.value}>
-                {s.label}
-              </option>
-            ))}
-          </select>
-        </div>
+        <ChoiceField id={`${ids}-sex`} label="Sex" value={sex} onChange={onSex} choices={SEXES} testId="sex-select" />
       </div>
-      <div className="field">
-        <label htmlFor={`${ids}-site`}>Body site</label>
-        <select id={`${ids}-site`} value={site} onChange={(e) => onSite(e.target.value)} data-testid="site-select">
-          <option value="">Not stated</option>
-          {SITES.map((s) => (
-            <option key={s} value={s}>
-              {SITE_LABELS[s]}
-            </option>
-          ))}
-        </select>
+      <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={onSite} choices={SITE_CHOICES} testId="site-select">
         {bodyMap && <p className="hint">Or tap the body map:</p>}
-      </div>
+      </ChoiceField>
       {bodyMap && <BodyMap value={site} onChange={onSite} />}
     </fieldset>
   )

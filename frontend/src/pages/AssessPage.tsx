@@ -130,8 +130,7 @@ export function AssessPage() {
     }
     let ageNum: number | null
     try {
-      if (ageRef.current?.validity.badInput) throw new Error('Age must be a whole number from 0 to 120.')
-      ageNum = parseAge(age)
+      ageNum = parseAge(age, ageRef.current?.validity.badInput)
     } catch (err) {
       setError((err as Error).message)
       return

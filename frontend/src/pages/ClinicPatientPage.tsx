@@ -5,7 +5,8 @@ import { clinicHref, lesionPlace } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
 import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
-import { SITES, SITE_LABELS } from '../content.ts'
+import { ChoiceField } from '../components/ChoiceField.tsx'
+import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
 
 const SIDES: { value: Side; label: string }[] = [
@@ -123,28 +124,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
               {point ? `Placed on the ${point.view} view (${SITE_LABELS[point.site] ?? point.site}).` : 'Not placed on the map yet.'}
             </p>
             <div className="field-row">
-              <div className="field">
-                <label htmlFor={`${ids}-site`}>Body site</label>
-                <select id={`${ids}-site`} value={site} onChange={(e) => setSite(e.target.value)} data-testid="lesion-site">
-                  <option value="">Not stated</option>
-                  {SITES.map((s) => (
-                    <option key={s} value={s}>
-                      {SITE_LABELS[s]}
-                    </option>
-                  ))}
-                </select>
-              </div>
-              <div className="field">
-                <label htmlFor={`${ids}-side`}>Side</label>
-                <select id={`${ids}-side`} value={side} onChange={(e) => setSide(e.target.value)} data-testid="lesion-side">
-                  <option value="">Not stated</option>
-                  {SIDES.map((s) => (
-                    <option key={s.value} value={s.value}>
-                      {s.label}
-                    </option>
-                  ))}
-                </select>
-              </div>
+              <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={setSite} choices={SITE_CHOICES} testId="lesion-site" />
+              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-side" />
             </div>
             <div className="field">
               <label htmlFor={`${ids}-loc`}>Location (free text)</label>
