@@ -14,6 +14,7 @@ import io
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.fft as sfft
 from PIL import Image, ImageDraw, ImageFilter
 
 from dermsight.preprocess import InputSpec, resize_rgb, square_crop
@@ -128,3 +129,21 @@ def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         mask = np.clip((r - dist) / (0.04 * s) + 0.5, 0.0, 1.0)[:, :, None]
         x = x * mask + (1 - mask) * np.float32(rng.uniform(0, 20))
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def swap_style(img: np.ndarray, donor: np.ndarray, beta: float, mix: float) -> np.ndarray:
+    """Fourier domain style swap (FDA, Yang & Soatto 2020): the low-frequency amplitude spectrum
+    of ``img`` (colour cast, illumination, vignetting: what a camera adds) moves ``mix`` of the
+    way to ``donor``'s inside the window of frequencies up to ``beta`` x side; the phase (the
+    lesion's structure) is kept. Same-size uint8 RGB in, uint8 RGB out."""
+    h, w = img.shape[:2]
+    f = sfft.rfft2(img.astype(np.float32), axes=(0, 1), workers=1)
+    fd = sfft.rfft2(donor.astype(np.float32), axes=(0, 1), workers=1)
+    b = max(1, int(min(h, w) * beta))
+    rows = np.r_[0 : b + 1, h - b : h]  # the lowest frequencies, both signs (rfft: cols >= 0)
+    win = np.ix_(rows, np.arange(b + 1))
+    amp, phase = np.abs(f[win]), np.angle(f[win])
+    amp = (1 - mix) * amp + mix * np.abs(fd[win])
+    f[win] = amp * np.exp(1j * phase)
+    out = sfft.irfft2(f, s=(h, w), axes=(0, 1), workers=1)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

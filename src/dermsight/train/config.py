@@ -99,6 +99,15 @@ class TrainLoopConfig:
     select_metric: str = "balanced_accuracy"
     augment: str = "basic"  # basic | dermoscopy (adds vignettes, zoom-out, blur, JPEG, gamma, hair)
     amp: bool = True  # mixed precision when training on a CUDA GPU (ignored on CPU)
+    #: > 0: each class's loss weight spread evenly over the sources that have it, to the power
+    #: given (1 = every (source, class) cell of a class weighs the same): source no longer
+    #: predicts the label as cheaply
+    source_balance: float = 0.0
+    #: probability of giving a training image the low-frequency look (colour, illumination,
+    #: vignetting) of an image from another source (Fourier amplitude swap, Yang & Soatto 2020)
+    style_mix: float = 0.0
+    #: largest half-width of the swapped low-frequency window, as a fraction of the image side
+    style_mix_beta: float = 0.02
 
 
 @dataclass
@@ -138,6 +147,12 @@ class TrainConfig:
         if self.train.mixup_alpha < 0:
             raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
                               f"got {self.train.mixup_alpha}")
+        if not 0 <= self.train.style_mix <= 1 or not 0 < self.train.style_mix_beta <= 0.5:
+            raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
+                              "(0, 0.5]")
+        if self.train.source_balance < 0:
+            raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
+                              f"got {self.train.source_balance}")
         if self.train.epochs < 1 or self.train.batch_size < 2:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         from dermsight import taxonomy

@@ -13,9 +13,17 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dermsight.io.decode import decode_image
-from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, normalize, preprocess
+from dermsight.preprocess import (
+    InputSpec,
+    MetaSpec,
+    encode_meta,
+    normalize,
+    preprocess,
+    resize_rgb,
+    square_crop,
+)
 from dermsight.records import Metadata
-from dermsight.train.augment import Augment
+from dermsight.train.augment import Augment, swap_style
 
 
 def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
@@ -25,7 +33,7 @@ def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
 
 
 class LesionDataset(Dataset):
-    """Cached RGB images + metadata -> (image tensor, meta vector, label).
+    """Cached RGB images + metadata -> (image tensor, meta vector, label, sample weight).
 
     Evaluation uses ``preprocess`` (the serving path); training augments the RGB image with the
     geometry of the same ``spec`` (crop, size, interpolation) and then applies the same
@@ -33,7 +41,7 @@ class LesionDataset(Dataset):
     """
 
     # ruff noqa below: known debt (issue 11): dataset options.
-    def __init__(  # noqa: PLR0917
+    def __init__(  # noqa: PLR0913, PLR0917
         self,
         images: list[np.ndarray],
         metas: list[Metadata],
@@ -43,11 +51,19 @@ class LesionDataset(Dataset):
         augment: Augment | None = None,
         meta_dropout: float = 0.0,
         seed: int = 0,
+        sources: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+        style_mix: float = 0.0,
+        style_beta: float = 0.02,
     ) -> None:
         self.images, self.metas, self.labels = images, metas, labels
         self.spec, self.meta_spec = spec, meta_spec
         self.augment, self.meta_dropout = augment, meta_dropout
         self.seed, self.epoch = seed, 0
+        self.sources = sources
+        self.weights = np.ones(len(images), np.float32) if weights is None else \
+            np.asarray(weights, np.float32)
+        self.style_mix, self.style_beta = style_mix, style_beta
 
     def __len__(self) -> int:
         return len(self.images)
@@ -55,11 +71,27 @@ class LesionDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def donor(self, i: int, rng: np.random.Generator) -> np.ndarray | None:
+        """A random image from another source than image ``i``'s, at the network's size."""
+        if self.sources is None:
+            return None
+        others = np.flatnonzero(self.sources != self.sources[i])
+        if not len(others):
+            return None
+        img = self.images[int(others[rng.integers(len(others))])]
+        return resize_rgb(square_crop(img), self.spec)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
         img, meta = self.images[i], self.metas[i]
         if self.augment is not None:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            x = normalize(self.augment(img, self.spec, rng), self.spec)
+            aug = self.augment(img, self.spec, rng)
+            if self.style_mix and rng.random() < self.style_mix:
+                donor = self.donor(i, rng)
+                if donor is not None:
+                    aug = swap_style(aug, donor, rng.uniform(0.2, 1.0) * self.style_beta,
+                                     rng.uniform(0.5, 1.0))
+            x = normalize(aug, self.spec)
             if self.meta_dropout and rng.random() < self.meta_dropout:
                 meta = Metadata()
             elif self.meta_dropout:
@@ -71,4 +103,5 @@ class LesionDataset(Dataset):
         else:
             x = preprocess(img, self.spec)
         m = encode_meta(meta, self.meta_spec)
-        return torch.from_numpy(x), torch.from_numpy(m), int(self.labels[i])
+        return torch.from_numpy(x), torch.from_numpy(m), int(self.labels[i]), \
+            float(self.weights[i])

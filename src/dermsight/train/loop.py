@@ -68,6 +68,32 @@ def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Ten
     return torch.tensor(w, dtype=torch.float32)
 
 
+def source_balance_weights(labels: np.ndarray, sources: np.ndarray, power: float
+                           ) -> np.ndarray:
+    """Per-sample weights that spread each class's weight evenly over the sources that have the
+    class: (n_class / (n_sources_with_class * n_source_class)) ** power, rescaled to mean 1
+    within each class (so the class weights are unchanged). ``power`` 0 = all ones."""
+    w = np.ones(len(labels), np.float64)
+    if power <= 0 or not len(labels):
+        return w.astype(np.float32)
+    for c in np.unique(labels):
+        in_c = labels == c
+        src, idx, counts = np.unique(sources[in_c], return_inverse=True, return_counts=True)
+        wc = (in_c.sum() / (len(src) * counts[idx])) ** power
+        w[in_c] = wc / wc.mean()
+    return w.astype(np.float32)
+
+
+def weighted_ce(logits: torch.Tensor, y: torch.Tensor, sample_w: torch.Tensor,
+                class_w: torch.Tensor | None, smoothing: float) -> torch.Tensor:
+    """Cross-entropy with class and per-sample weights, normalised by the summed weights (as
+    ``nn.CrossEntropyLoss(weight=...)`` does with class weights alone)."""
+    ce = nn.functional.cross_entropy(logits, y, weight=class_w, reduction="none",
+                                     label_smoothing=smoothing)
+    cw = class_w[y] if class_w is not None else torch.ones_like(sample_w)
+    return (ce * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
+
+
 def mix_batch(x: torch.Tensor, m: torch.Tensor, alpha: float, seed: int, step: int
               ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Mixup (Zhang et al. 2018) of each sample with its mirror in the batch (as timm does), applied
@@ -106,7 +132,7 @@ def predict_logits(net: nn.Module, ds: LesionDataset, batch_size: int,
     device = next(net.parameters()).device
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
     out = []
-    for x, m, _ in tqdm(loader, desc=desc, leave=False, mininterval=5):
+    for x, m, *_ in tqdm(loader, desc=desc, leave=False, mininterval=5):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
         out.append(net(x, m.to(device, non_blocking=True)).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
@@ -177,7 +203,6 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if info.world > 1:
         sampler = DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,
                                      shuffle=True, seed=cfg.seed)
-    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=tc.label_smoothing)
     params = [p for p in net.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
@@ -215,20 +240,22 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.main,
                    mininterval=10)
-        for x, m, y in bar:
+        for x, m, y, sw in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
-            x, m, y = (x.to(device, non_blocking=True), m.to(device, non_blocking=True),
-                       y.to(device, non_blocking=True))
+            x, m, y, sw = (x.to(device, non_blocking=True), m.to(device, non_blocking=True),
+                           y.to(device, non_blocking=True),
+                           sw.to(device, dtype=torch.float32, non_blocking=True))
             lam = 1.0
             if tc.mixup_alpha > 0:
                 x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
             with torch.autocast(device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
                 logits = model(x.contiguous(memory_format=torch.channels_last), m)
-                loss = criterion(logits.float(), y)
+                loss = weighted_ce(logits.float(), y, sw, weight, tc.label_smoothing)
                 if lam < 1.0:
-                    loss = lam * loss + (1 - lam) * criterion(logits.float(), y.flip(0))
+                    loss = lam * loss + (1 - lam) * weighted_ce(
+                        logits.float(), y.flip(0), sw.flip(0), weight, tc.label_smoothing)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)

@@ -15,7 +15,13 @@ from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
 from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.data import LesionDataset, load_images
-from dermsight.train.loop import DistInfo, check_distributed, distributed, train_model
+from dermsight.train.loop import (
+    DistInfo,
+    check_distributed,
+    distributed,
+    source_balance_weights,
+    train_model,
+)
 from dermsight.train.network import LesionNet
 from dermsight.train.table import assign_split, load_table, row_meta
 
@@ -44,11 +50,17 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         part = df[df["split"] == s]
         images = load_images(part["path"].tolist(), desc=f"load {s}")
         metas = [row_meta(r) for _, r in part.iterrows()]
+        labels, sources = part["label"].to_numpy(), part["source"].astype(str).to_numpy()
+        train = s == "train"
         out[s] = LesionDataset(
-            images, metas, part["label"].to_numpy(), spec, meta_spec,
-            augment=Augment(dermoscopy=cfg.train.augment == "dermoscopy") if s == "train"
-            else None,
-            meta_dropout=cfg.train.meta_dropout if s == "train" else 0.0, seed=cfg.seed)
+            images, metas, labels, spec, meta_spec,
+            augment=Augment(dermoscopy=cfg.train.augment == "dermoscopy") if train else None,
+            meta_dropout=cfg.train.meta_dropout if train else 0.0, seed=cfg.seed,
+            sources=sources,
+            weights=source_balance_weights(labels, sources, cfg.train.source_balance)
+            if train else None,
+            style_mix=cfg.train.style_mix if train else 0.0,
+            style_beta=cfg.train.style_mix_beta)
     return out
 
 
