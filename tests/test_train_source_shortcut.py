@@ -1,0 +1,107 @@
+"""Model v2.1's two training measures against the source shortcut (needs the [train] extra):
+source-balanced loss weights and cross-source Fourier style swaps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from dermsight.io.decode import decode_image  # noqa: E402
+from dermsight.preprocess import InputSpec, MetaSpec, resize_rgb  # noqa: E402
+from dermsight.records import Metadata  # noqa: E402
+from dermsight.train.augment import Augment, swap_style  # noqa: E402
+from dermsight.train.config import ConfigError, load_config  # noqa: E402
+from dermsight.train.data import LesionDataset  # noqa: E402
+from dermsight.train.loop import source_balance_weights, weighted_ce  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+
+def test_source_balance_spreads_each_class_evenly_over_its_sources() -> None:
+    labels = np.array([0] * 90 + [0] * 10 + [1] * 30 + [2] * 5 + [2] * 45)
+    sources = np.array(["a"] * 90 + ["b"] * 10 + ["a"] * 30 + ["a"] * 5 + ["c"] * 45)
+    w = source_balance_weights(labels, sources, 1.0)
+    for c in (0, 1, 2):  # the class weights stay as they were: mean 1 inside each class
+        assert w[labels == c].mean() == pytest.approx(1.0)
+    # power 1: each (source, class) cell of a class carries the same total weight
+    assert w[:90].sum() == pytest.approx(w[90:100].sum())
+    assert w[130:135].sum() == pytest.approx(w[135:].sum())
+    assert np.all(w[labels == 1] == 1.0)  # one source: nothing to balance
+    half = source_balance_weights(labels, sources, 0.5)
+    assert 1 < half[90] / half[0] < w[90] / w[0]  # power 0.5: part of the way
+    assert np.all(source_balance_weights(labels, sources, 0.0) == 1.0)
+
+
+def test_weighted_ce_matches_torch_and_a_weight_of_two_is_a_duplicate() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(6, 4, generator=g), torch.tensor([0, 1, 2, 3, 1, 0])
+    cw = torch.tensor([1.0, 2.0, 0.5, 3.0])
+    ref = torch.nn.CrossEntropyLoss(weight=cw)(logits, y)
+    assert weighted_ce(logits, y, torch.ones(6), cw, 0.0) == pytest.approx(float(ref), rel=1e-6)
+    sw = torch.tensor([2.0, 1, 1, 1, 1, 1])
+    dup = torch.nn.CrossEntropyLoss(weight=cw)(torch.cat([logits, logits[:1]]),
+                                               torch.cat([y, y[:1]]))
+    assert weighted_ce(logits, y, sw, cw, 0.0) == pytest.approx(float(dup), rel=1e-6)
+    assert weighted_ce(logits, y, torch.ones(6), None, 0.1) == pytest.approx(
+        float(torch.nn.CrossEntropyLoss(label_smoothing=0.1)(logits, y)), rel=1e-6)
+
+
+def _pair(data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    spec = InputSpec(size=128)
+    ham = sorted((data_dir / "images").glob("ISIC_00[2-3]*.jpg"))[0]
+    other = sorted((data_dir.parent / "isic2020-sample" / "images").glob("*.jpg"))[3]
+    return (resize_rgb(decode_image(ham), spec), resize_rgb(decode_image(other), spec))
+
+
+def test_style_swap_takes_the_donors_look_and_keeps_the_structure(data_dir: Path) -> None:
+    a, b = _pair(data_dir)
+    assert np.abs(swap_style(a, a, 0.02, 1.0).astype(int) - a).max() <= 1  # own look: no change
+    out = swap_style(a, b, 0.02, 1.0)
+    assert out.shape == a.shape
+    assert out.dtype == np.uint8
+    mean = lambda x: x.reshape(-1, 3).astype(float).mean(0)  # noqa: E731
+    # the mean colour (the zero frequency) is the donor's ...
+    assert np.abs(mean(out) - mean(b)).max() < 0.25 * np.abs(mean(a) - mean(b)).max() + 2
+    # ... while the fine structure (high frequencies) is the image's own
+    def detail(x: np.ndarray) -> np.ndarray:
+        g = x.astype(float).mean(2)
+        return g[1:-1, 1:-1] * 4 - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+    assert np.corrcoef(detail(out).ravel(), detail(a).ravel())[0, 1] > 0.9
+    assert np.corrcoef(detail(out).ravel(), detail(b).ravel())[0, 1] < 0.3
+    halfway = swap_style(a, b, 0.02, 0.5)
+    assert np.abs(mean(halfway) - (mean(a) + mean(b)) / 2).max() < 3
+
+
+def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -> None:
+    a, b = _pair(data_dir)
+    spec = InputSpec(size=64)
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    imgs, metas = [a, a.copy(), b], [Metadata()] * 3
+    kw = {"augment": neutral, "seed": 1, "sources": np.array(["ham", "ham", "2020"])}
+    plain = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(), **kw)
+    mixed = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(), style_mix=1.0,
+                          **kw)
+    rng = np.random.default_rng(0)
+    for _ in range(10):  # image 0's only other-source donor is image 2
+        assert np.array_equal(mixed.donor(0, rng), resize_rgb(b, spec))
+    assert not np.allclose(mixed[0][0].numpy(), plain[0][0].numpy())
+    assert mixed[0][3] == 1.0  # default sample weight
+    weighted = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(),
+                             weights=np.array([0.5, 0.5, 2.0]))
+    assert [weighted[i][3] for i in range(3)] == [0.5, 0.5, 2.0]
+    alone = LesionDataset(imgs[:2], metas[:2], np.zeros(2, int), spec, MetaSpec(),
+                          style_mix=1.0, **{**kw, "sources": np.array(["ham", "ham"])})
+    assert alone.donor(0, rng) is None  # no other source: the image keeps its look
+    assert np.allclose(alone[0][0].numpy(), plain[0][0].numpy())
+
+
+@pytest.mark.parametrize("bad", ["train.style_mix=1.5", "train.style_mix_beta=0",
+                                 "train.source_balance=-1"])
+def test_bad_shortcut_settings_are_refused(bad: str) -> None:
+    with pytest.raises(ConfigError):
+        load_config(Path(__file__).parents[1] / "configs" / "v2.1.yaml", [bad])
