@@ -16,7 +16,15 @@ from dermsight import Dermsight, similar
 from dermsight.bundle import BundleError, covered_files, default_bundle_path, load_bundle
 from dermsight.evaluate.retrieval import knn_vote, retrieval_metrics
 from dermsight.io.decode import decode_image
-from dermsight.reference_build import BATCH, DATASETS, embed_rows, load_split
+from dermsight.reference_build import (
+    BATCH,
+    DATASETS,
+    ISIC2020,
+    _ids_hash,
+    dataset_of,
+    embed_rows,
+    load_split,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "default-split.csv"
@@ -37,6 +45,28 @@ def reference(model: Dermsight) -> similar.ReferenceSet:
 @pytest.fixture(scope="module")
 def split() -> pd.DataFrame:
     return pd.read_csv(SPLIT, dtype=str, keep_default_na=False)
+
+
+@pytest.fixture(scope="module")
+def folders(data_dir: Path) -> list[Path]:
+    """isic-subset and every other shared data folder beside it (isic2020-sample): a bundle
+    trained on several folders (the nine-class one) has train / test images in each."""
+    others = sorted(f for f in data_dir.parent.iterdir()
+                    if f != data_dir and (f / "metadata.csv").exists())
+    return [data_dir, *others]
+
+
+@pytest.fixture(scope="module")
+def card_json() -> dict[str, object]:
+    doc: dict[str, object] = json.loads(
+        (default_bundle_path() / "card.json").read_text(encoding="utf-8"))
+    return doc
+
+
+@pytest.fixture(scope="module")
+def rows(folders: list[Path], card_json: dict[str, object]) -> pd.DataFrame:
+    """The bundle's split joined to the data folders (``path``: the image file), by image id."""
+    return load_split(folders, SPLIT, card_json).set_index("image_id")
 
 
 # --- the kNN ---------------------------------------------------------------------------------
@@ -119,11 +149,11 @@ def test_reference_holds_training_images_of_every_class_with_licences(
 
 
 def test_reference_embeddings_are_the_models_own(
-        reference: similar.ReferenceSet, model: Dermsight, data_dir: Path) -> None:
+        reference: similar.ReferenceSet, model: Dermsight, rows: pd.DataFrame) -> None:
     """A reference image, predicted through the facade, finds itself first (cosine ~ 1)."""
     for row in (0, len(reference) // 2, len(reference) - 1):
         image_id = str(reference.image_id[row])
-        pred = model.predict(data_dir / "images" / f"{image_id}.jpg", heatmap=False)
+        pred = model.predict(rows.loc[image_id, "path"], heatmap=False)
         assert pred.embedding is not None
         top = reference.nearest(pred.embedding, 5)
         assert top[0].image_id == image_id
@@ -133,21 +163,19 @@ def test_reference_embeddings_are_the_models_own(
 
 
 def test_embed_rows_reproduces_the_shipped_reference(
-        reference: similar.ReferenceSet, model: Dermsight, data_dir: Path) -> None:
+        reference: similar.ReferenceSet, model: Dermsight, rows: pd.DataFrame) -> None:
     """The build's batched embedding (34 rows: more than one batch) gives the shipped bank's
     vectors, one logit row and one WebP thumbnail per row; no thumbnails when not asked."""
     n = BATCH + 2
-    card = json.loads((default_bundle_path() / "card.json").read_text(encoding="utf-8"))
-    rows = load_split(data_dir, SPLIT, card).set_index("image_id").loc[
-        [str(i) for i in reference.image_id[:n]]].reset_index()
-    emb, logits, thumbs = embed_rows(model, rows, thumbs=True)
+    picked = rows.loc[[str(i) for i in reference.image_id[:n]]].reset_index()
+    emb, logits, thumbs = embed_rows(model, picked, thumbs=True)
     assert emb.shape == (n, reference.embedding.shape[1])
     assert logits.shape == (n, len(model.classes))
     np.testing.assert_allclose(similar.normalize(emb), reference.embedding[:n].astype(np.float32),
                                atol=2e-3)
     assert len(thumbs) == n
     assert all(Image.open(io.BytesIO(t)).format == "WEBP" for t in thumbs)
-    emb2, logits2, none = embed_rows(model, rows.iloc[:3], thumbs=False)
+    emb2, logits2, none = embed_rows(model, picked.iloc[:3], thumbs=False)
     assert none == []
     np.testing.assert_allclose(emb2, emb[:3], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(logits2, logits[:3], rtol=1e-4, atol=1e-5)
@@ -172,12 +200,12 @@ def test_knn_vote_majority_then_similarity() -> None:
 
 
 def test_retrieval_metrics_on_real_test_images(
-        reference: similar.ReferenceSet, model: Dermsight, data_dir: Path,
+        reference: similar.ReferenceSet, model: Dermsight, rows: pd.DataFrame,
         split: pd.DataFrame) -> None:
     """Two TEST images per class against the shipped set: the per-class precision@5 and the
     vote equal a by-hand count over a full sort of the cosines."""
     test = split[split["split"] == "test"].sort_values("image_id").groupby("diagnosis").head(2)
-    images = [decode_image(data_dir / "images" / f"{i}.jpg") for i in test["image_id"]]
+    images = [decode_image(rows.loc[i, "path"]) for i in test["image_id"]]
     preds = model.predict_batch(images)
     emb = np.stack([p.embedding for p in preds if p.embedding is not None])
     labels = list(test["diagnosis"])
@@ -216,17 +244,47 @@ def test_card_records_retrieval_on_test(model: Dermsight) -> None:
     assert test["classifier"]["n"] == test["knn_vote"]["n"] == test["n_queries"]
 
 
-def test_build_refuses_a_split_that_is_not_the_bundles(tmp_path: Path, data_dir: Path,
-                                                       split: pd.DataFrame) -> None:
-    card = json.loads((default_bundle_path() / "card.json").read_text(encoding="utf-8"))
+def test_build_refuses_a_split_that_is_not_the_bundles(
+        tmp_path: Path, folders: list[Path], split: pd.DataFrame,
+        card_json: dict[str, object]) -> None:
+    card = card_json
     moved = split.copy()
     first_test = moved.index[moved["split"] == "test"][0]
     moved.loc[first_test, "split"] = "train"  # a test image moved into train
     path = tmp_path / "split.csv"
     moved.to_csv(path, index=False)
     with pytest.raises(BundleError, match="not this bundle's split"):
-        load_split(data_dir, path, card)
-    assert len(load_split(data_dir, SPLIT, card)) == len(split)
+        load_split(folders, path, card)
+    assert len(load_split(folders, SPLIT, card)) == len(split)
+
+
+def test_build_refuses_data_folders_that_miss_split_images(
+        tmp_path: Path, folders: list[Path], split: pd.DataFrame) -> None:
+    """A split whose train / test images are not all in the given folders (a bundle trained on
+    two folders, built with one --data) is refused instead of silently measured on a part."""
+    extra = pd.DataFrame([{"image_id": "ISIC_9999999", "diagnosis": "UNK", "split": "train"}])
+    grown = pd.concat([split, extra], ignore_index=True)
+    path = tmp_path / "split.csv"
+    grown.to_csv(path, index=False)
+    card = {"data": {"split_sha256": {
+        name: _ids_hash(grown.loc[grown["split"] == name, "image_id"])
+        for name in ("train", "test")}}}
+    with pytest.raises(BundleError, match=r"1 train/test images .*ISIC_9999999.* none of the data"):
+        load_split(folders, path, card)
+
+
+def test_isic2020_images_have_a_known_licence(folders: list[Path]) -> None:
+    """The nine-class model's UNK images (isic2020-sample only) can enter a reference set."""
+    sample = next((f for f in folders if f.name == "isic2020-sample"), None)
+    if sample is None:
+        pytest.skip("isic2020-sample not found beside isic-subset")
+    md = pd.read_csv(sample / "metadata.csv", dtype=str, keep_default_na=False)
+    row = md[md["diagnosis"] == "UNK"].iloc[0]
+    index = dataset_of(row)
+    assert index is not None
+    assert DATASETS[index] is ISIC2020
+    # a reference set stores each image's row of DATASETS: the earlier rows keep their places
+    assert [d["name"] for d in DATASETS][:2] == ["ISIC 2017", "HAM10000"]
 
 
 def test_reference_build_cli_names_a_missing_input(
@@ -246,7 +304,7 @@ def test_reference_build_cli_names_a_missing_input(
 # --- the API -------------------------------------------------------------------------------------
 
 
-def test_api_returns_similar_cases_with_working_thumbnails(tmp_path: Path, data_dir: Path,
+def test_api_returns_similar_cases_with_working_thumbnails(tmp_path: Path, rows: pd.DataFrame,
                                                            split: pd.DataFrame) -> None:
     from fastapi.testclient import TestClient
 
@@ -254,7 +312,7 @@ def test_api_returns_similar_cases_with_working_thumbnails(tmp_path: Path, data_
     from dermsight.web.settings import Settings
 
     image_id = split.loc[split["split"] == "test", "image_id"].sort_values().iloc[0]
-    jpeg = (data_dir / "images" / f"{image_id}.jpg").read_bytes()
+    jpeg = Path(rows.loc[image_id, "path"]).read_bytes()
     grey = io.BytesIO()
     Image.fromarray(np.full((300, 300, 3), 128, np.uint8)).save(grey, format="PNG")
     app = create_app(Settings(static_dir=tmp_path / "no-ui"))

@@ -6,6 +6,9 @@ rare classes are not drowned by nevi), as long as the reference set stays under 
 (within 0.005) goes to the smaller set.
 
     .venv/bin/python tools/reference_per_class.py --data ../shared/data/isic-subset
+
+A bundle trained on several data folders needs ``--data`` once for each (as ``dermsight reference
+build``), e.g. ``--data ../shared/data/isic-subset --data ../shared/data/isic2020-sample``.
 """
 
 from __future__ import annotations
@@ -27,13 +30,16 @@ CAPS = (150, 300, 600, 1000)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path("../shared/data/isic-subset"))
+    ap.add_argument("--data", type=Path, action="append",
+                    help="data folder; once per folder the bundle was trained on "
+                         "(default ../shared/data/isic-subset)")
     ap.add_argument("--split", type=Path, default=Path("configs/default-split.csv"))
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     model = Dermsight.load(default_bundle_path(), threads=1)
     classes = list(model.classes)
-    df = load_split(args.data, args.split, model.card.extra)
+    df = load_split(args.data or [Path("../shared/data/isic-subset")], args.split,
+                    model.card.extra)
     biggest = select_reference(df[df["split"] == "train"], classes, max(CAPS), args.seed)
     bank = similar.normalize(np.concatenate([e for e, _, _ in embed_rows(model, biggest, False)]))
     val = df[df["split"] == "val"].reset_index(drop=True)

@@ -1,10 +1,12 @@
 """Build a bundle's reference set (``reference/``) and measure its retrieval on the TEST split.
 
-``dermsight reference build BUNDLE --data isic-subset --split configs/default-split.csv`` calls
-:func:`build_reference`. It
+``dermsight reference build BUNDLE --data isic-subset [--data isic2020-sample] --split
+configs/default-split.csv`` calls :func:`build_reference`. It
 
 1. checks that the split file is the bundle's own (its train/test sha256 equal the card's
-   ``data.split_sha256``), so no test image can enter the reference set;
+   ``data.split_sha256``), so no test image can enter the reference set, and that every one of
+   its train and test images is in one of the data folders (a bundle trained on several folders,
+   e.g. the nine-class one with ISIC 2020's UNK images, needs each of them);
 2. picks up to ``per_class`` TRAINING images per class (every class; images whose licence is
    unknown are left out; redistributable CC-0 images first, then the rest, each group in a random
    order fixed by ``seed``);
@@ -26,7 +28,7 @@ import io
 import json
 import os
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,8 +44,9 @@ from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
 
-#: licence of each image source of isic-subset (see its README, "Licenses and citation");
-#: images of any other source (folder-fallback labels, unknown licence) are never picked
+#: licence of each image source of isic-subset and isic2020-sample (see their READMEs, "Licenses
+#: and citation" / "Licence and citation"); images of any other source (folder-fallback labels,
+#: unknown licence) are never picked
 HAM = {
     "name": "HAM10000",
     "licence": "CC BY-NC-SA 4.0",
@@ -62,8 +65,19 @@ ISIC2017 = {
     "attribution": "ISIC 2017 challenge image via the ISIC Archive (Codella NCF et al., "
                    "arXiv:1710.05006)",
 }
-#: datasets in preference order (the first is picked first within a class)
-DATASETS = (ISIC2017, HAM)
+ISIC2020 = {
+    "name": "ISIC 2020",
+    "licence": "CC BY-NC 4.0",
+    "licence_url": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "licence_note": "SIIM-ISIC 2020 challenge training image (isic2020-sample). "
+                    "Non-commercial use only.",
+    "attribution": "SIIM-ISIC 2020 challenge image via the ISIC Archive (Rotemberg V, Kurtansky "
+                   "N, Betz-Stablein B, et al. Sci Data 8, 34 (2021), "
+                   "doi:10.1038/s41597-021-00815-z)",
+}
+#: datasets in preference order (the first is picked first within a class); a row's index here
+#: is stored in reference.npz, so new datasets go at the end
+DATASETS = (ISIC2017, HAM, ISIC2020)
 PER_CLASS = 300
 THUMB_PX = 96
 THUMB_QUALITY = 70
@@ -71,10 +85,12 @@ BATCH = 32
 
 
 def dataset_of(row: pd.Series) -> int | None:
-    """Index in ``DATASETS`` of an isic-subset row's licence, None when it is unknown."""
+    """Index in ``DATASETS`` of a data row's licence, None when it is unknown."""
     source = row["source"]
     if source == "ham10000":
         return DATASETS.index(HAM)
+    if source == "isic2020":
+        return DATASETS.index(ISIC2020)
     # the isic2019 rows that are not HAM10000 are MSK images of the ISIC 2017 challenge
     if source in ("isic2017", "isic2019") and str(row.get("source_path", "")).startswith(
             "ISIC-2017_"):
@@ -86,10 +102,30 @@ def _ids_hash(ids: pd.Series) -> str:
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
 
 
-def load_split(data: Path, split_csv: Path, card_extra: dict[str, Any]) -> pd.DataFrame:
-    """isic-subset's metadata joined to the bundle's split; ``BundleError`` when the split file
-    is not the one the card records."""
-    md = pd.read_csv(data / "metadata.csv", dtype=str, keep_default_na=False)
+#: metadata column names of isic2020-sample that isic-subset spells differently (``_meta``
+#: reads isic-subset's)
+COLUMN_ALIASES = {"age": "age_approx", "site": "anatom_site"}
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    md = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
+    md = md.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
+                            if k in md.columns and v not in md.columns})
+    md["path"] = [str(folder / "images" / f"{i}.jpg") for i in md["image_id"]]
+    return md
+
+
+def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[str, Any]
+               ) -> pd.DataFrame:
+    """The data folders' metadata joined to the bundle's split (column ``path``: the image
+    file); ``BundleError`` when the split file is not the one the card records, or when one of
+    its train / test images is in none of the folders (a folder the bundle was trained on was
+    not given)."""
+    folders = [data] if isinstance(data, Path) else list(data)
+    md = pd.concat([_read_folder(f) for f in folders], ignore_index=True)
+    twice = md["image_id"][md["image_id"].duplicated()]
+    if len(twice):
+        raise BundleError(f"image id {twice.iloc[0]} is in more than one data folder")
     split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)[["image_id", "split"]]
     recorded = (card_extra.get("data") or {}).get("split_sha256") or {}
     for name in ("train", "test"):
@@ -100,9 +136,14 @@ def load_split(data: Path, split_csv: Path, card_extra: dict[str, Any]) -> pd.Da
         if got != recorded[name]:
             raise BundleError(f"{split_csv} is not this bundle's split: its {name} ids hash to "
                               f"{got[:12]}…, the card records {recorded[name][:12]}…")
-    df = md.merge(split, on="image_id", how="inner")
-    df["path"] = [str(data / "images" / f"{i}.jpg") for i in df["image_id"]]
-    return df
+    used = split[split["split"].isin(["train", "test"])]
+    absent = used.loc[~used["image_id"].isin(md["image_id"]), "image_id"]
+    if len(absent):
+        raise BundleError(
+            f"{len(absent)} train/test images of {split_csv.name} (e.g. {absent.iloc[0]}) are in "
+            f"none of the data folders ({', '.join(str(f) for f in folders)}): give every folder "
+            "the bundle was trained on (card data.root), one --data each")
+    return md.merge(split, on="image_id", how="inner")
 
 
 def select_reference(train: pd.DataFrame, classes: list[str], per_class: int, seed: int
@@ -201,7 +242,7 @@ def _count_by(df: pd.DataFrame, col: str) -> dict[str, int]:
 
 def build_reference(  # noqa: PLR0917
     bundle: Path,
-    data: Path,
+    data: Path | Sequence[Path],
     split_csv: Path,
     per_class: int = PER_CLASS,
     seed: int = 0,
@@ -212,6 +253,7 @@ def build_reference(  # noqa: PLR0917
     """Build ``bundle``'s reference set in place, measure it on TEST, update card + manifest."""
     model = Dermsight.load(bundle, threads=threads)
     classes = list(model.classes)
+    folders = [data] if isinstance(data, Path) else list(data)
     df = load_split(data, split_csv, model.card.extra)
     picked = select_reference(df[df["split"] == "train"], classes, per_class, seed)
     log(f"reference: {len(picked)} training images ({_count_by(picked, 'diagnosis')})")
@@ -227,13 +269,15 @@ def build_reference(  # noqa: PLR0917
                                 bank.astype(np.float16), list(picked["diagnosis"]), classes,
                                 k=k, classifier_labels=suggested)
     build = {
-        "command": (f"dermsight reference build BUNDLE --data {_shown(data)} --split "
+        "command": (f"dermsight reference build BUNDLE "
+                    f"{' '.join(f'--data {_shown(f)}' for f in folders)} --split "
                     f"{_shown(split_csv)} --per-class {per_class} --seed {seed}"),
         "seed": seed,
         "per_class": per_class,
         "selection": ("TRAINING split only (checked against the card's split_sha256); per "
                       "class up to per_class images with a known licence, CC-0 (ISIC 2017) "
-                      "before HAM10000, random within each in a seed-fixed order; the cap "
+                      "before HAM10000 before ISIC 2020, random within each in a seed-fixed "
+                      "order; the cap "
                       "was chosen on VALIDATION (docs/experiments/reference-set.md)"),
         "split_sha256": {"train": _ids_hash(df.loc[df["split"] == "train", "image_id"])},
         "n_images": len(picked),

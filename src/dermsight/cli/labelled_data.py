@@ -11,13 +11,19 @@ import typer
 from dermsight.cli.errors import UserError
 
 DataOpt = Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")]
+#: ``--data`` given once per data folder (a bundle trained on several folders needs each)
+DataFoldersOpt = Annotated[list[Path] | None, typer.Option(
+    "--data", metavar="<path>",
+    help="data folder (metadata.csv, images/); repeat it for each folder the bundle was "
+         "trained on (card data.root); default ../shared/data/isic-subset")]
 SplitOpt = Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")]
 DEFAULT_DATA = Path("../shared/data/isic-subset")
 DEFAULT_SPLIT = Path("configs/default-split.csv")
 
 
-def require_labelled_data(data: Path, split: Path) -> None:
-    """``UserError`` (exit 2) when ``data/metadata.csv`` or the split CSV does not exist."""
-    for p in (data / "metadata.csv", split):
+def require_labelled_data(data: Path | list[Path], split: Path) -> None:
+    """``UserError`` (exit 2) when a ``data/metadata.csv`` or the split CSV does not exist."""
+    folders = [data] if isinstance(data, Path) else data
+    for p in (*(f / "metadata.csv" for f in folders), split):
         if not p.exists():
             raise UserError(f"not found: {p}")

@@ -10,7 +10,7 @@ import typer
 from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT,
-    DataOpt,
+    DataFoldersOpt,
     SplitOpt,
     require_labelled_data,
 )
@@ -22,7 +22,7 @@ reference_app = typer.Typer(help="The similar-cases reference set of a model bun
 @reference_app.command("build")
 def build(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (written in place)")],
-    data: DataOpt = DEFAULT_DATA,
+    data: DataFoldersOpt = None,
     split: SplitOpt = DEFAULT_SPLIT,
     per_class: Annotated[int, typer.Option(min=1, help="training images per class (at most)")
                          ] = 300,
@@ -34,8 +34,9 @@ def build(
     'retrieval') and rewrite the bundle's manifest."""
     from dermsight.reference_build import build_reference
 
-    require_labelled_data(data, split)
-    result = build_reference(bundle, data, split, per_class=per_class, seed=seed,
+    folders = data or [DEFAULT_DATA]
+    require_labelled_data(folders, split)
+    result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
                              threads=threads, log=typer.echo)
     m = result["metrics"]
     for code, row in m["precision_at_k"]["per_class"].items():
