@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from dermsight.bundle import default_bundle_path
+from dermsight.taxonomy import MALIGNANT
 
 
 def _bundle(*args: str) -> subprocess.CompletedProcess[str]:
@@ -42,15 +43,21 @@ def test_a_tampered_or_broken_bundle_fails_with_one_line(tmp_path: Path) -> None
     missing = _verify(str(tmp_path / "nowhere"))
     assert missing.returncode == 3
     assert "Traceback" not in missing.stderr
-    # a card that lists more classes than the network has: caught by running it once
+    # a card that lists fewer classes than the network has (its last benign class left out):
+    # caught by running it once, whatever the number of classes of the shipped model
     shutil.rmtree(copy)
     shutil.copytree(default_bundle_path(), copy)
     card = json.loads((copy / "card.json").read_text())
-    card["classes"] = [*card["classes"], "UNK"]
+    n = len(card["classes"])
+    dropped = next(c for c in reversed(card["classes"]) if c not in MALIGNANT)
+    card["classes"].remove(dropped)
+    for section in (card.get("class_names"), (card.get("decision") or {}).get("prior")):
+        if isinstance(section, dict):
+            section.pop(dropped, None)
     (copy / "card.json").write_text(json.dumps(card))
     r = _verify(str(copy))
     assert r.returncode == 3
-    assert "9 classes" in r.stderr
+    assert f"the network gives {n} outputs but the card lists {n - 1} classes" in r.stderr
 
 
 def test_a_card_with_a_wrong_type_or_a_missing_runtime_field_fails_naming_it(
