@@ -92,8 +92,8 @@ export interface MetricDef {
 export const HEADLINE_METRICS: MetricDef[] = [
   {
     key: 'balanced_accuracy',
-    label: 'Balanced accuracy (8 classes)',
-    hint: 'Average over the 8 classes of the share whose top-ranked class was right.',
+    label: 'Balanced accuracy (all classes)',
+    hint: "Average over the model's classes of the share whose top-ranked class was right.",
   },
   { key: 'mel_auc', label: 'Melanoma vs rest AUC', hint: 'How well melanoma is ranked above everything else (0.5 = chance, 1 = perfect).' },
   {

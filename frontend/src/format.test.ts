@@ -3,6 +3,8 @@ import type { ModelCard } from './api.ts'
 import { cardMetricSets, cardThresholds } from './card.ts'
 import { riskText } from './content.ts'
 import {
+  classMixSentence,
+  countWord,
   errorMessageFrom,
   formatInterval,
   formatPercent,
@@ -126,5 +128,28 @@ describe('model card accessors', () => {
     expect(sets.map(([s]) => s)).toEqual(['test', 'val'])
     const malformed = { thresholds: { refer: 0.3, monitor: 'x' } } as unknown as ModelCard
     expect(cardThresholds(malformed)).toEqual({ refer: 0.3, monitor: null })
+  })
+})
+
+describe('classMixSentence', () => {
+  const cls = (codes: string) =>
+    codes.split(' ').map((code) => ({ code, malignant: ['MEL', 'BCC', 'SCC'].includes(code), premalignant: code === 'AK' }))
+  it('describes the eight-class model as before', () => {
+    const eight = cls('MEL NV BCC AK BKL DF VASC SCC')
+    expect(`${countWord(eight.length)} groups. ${classMixSentence(eight)}`).toBe(
+      'eight groups. Three are cancers, one can turn into cancer, and four are harmless.',
+    )
+  })
+  it('follows the classes of a nine-class model (UNK: neither a cancer nor called harmless)', () => {
+    const nine = cls('MEL NV BCC AK BKL DF VASC SCC UNK')
+    expect(countWord(nine.length)).toBe('nine')
+    expect(classMixSentence(nine)).toBe(
+      'Three are cancers, one can turn into cancer, four are harmless, and one is for lesions of none of these kinds.',
+    )
+  })
+  it('handles single and missing groups', () => {
+    expect(classMixSentence(cls('MEL NV'))).toBe('One is a cancer and one is harmless.')
+    expect(classMixSentence([])).toBe('')
+    expect(countWord(13)).toBe('13')
   })
 })

@@ -159,6 +159,34 @@ export function keptSentence(age: boolean, sex: boolean, site: boolean): string 
   return `${list.charAt(0).toUpperCase()}${list.slice(1)} ${verb} kept from the previous image.`
 }
 
+const COUNT_WORDS = ['no', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten', 'eleven', 'twelve']
+
+/** A count in words up to twelve ("nine"), digits above. */
+export function countWord(n: number): string {
+  return Number.isInteger(n) && n >= 0 && n < COUNT_WORDS.length ? COUNT_WORDS[n] : String(n)
+}
+
+/** The catch-all class (taxonomy "Other / unknown"): neither a cancer nor called harmless. */
+export const OTHER_CLASS = 'UNK'
+
+/** "Three are cancers, one can turn into cancer, and four are harmless." for a model's classes
+ * (the /classes flags, i.e. the card's malignant set), so the Learn page follows the model. */
+export function classMixSentence(classes: { code?: string; malignant: boolean; premalignant?: boolean }[]): string {
+  const cancers = classes.filter((c) => c.malignant).length
+  const pre = classes.filter((c) => !c.malignant && c.premalignant).length
+  const other = classes.filter((c) => !c.malignant && !c.premalignant && c.code === OTHER_CLASS).length
+  const benign = classes.length - cancers - pre - other
+  const parts = [
+    cancers > 0 && `${countWord(cancers)} ${cancers === 1 ? 'is a cancer' : 'are cancers'}`,
+    pre > 0 && `${countWord(pre)} can turn into cancer`,
+    benign > 0 && `${countWord(benign)} ${benign === 1 ? 'is' : 'are'} harmless`,
+    other > 0 && `${countWord(other)} ${other === 1 ? 'is' : 'are'} for lesions of none of these kinds`,
+  ].filter((t): t is string => Boolean(t))
+  if (parts.length === 0) return ''
+  const list = parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')}${parts.length > 2 ? ',' : ''} and ${parts[parts.length - 1]}`
+  return `${list.charAt(0).toUpperCase()}${list.slice(1)}.`
+}
+
 /** The heatmap may arrive as bare base64 or as a data: URL. */
 export function heatmapSrc(b64: string | null | undefined): string | null {
   if (!b64) return null

@@ -1,6 +1,7 @@
 import type { ReactNode } from 'react'
 import { API, type ExampleImage, type LesionClassInfo } from '../api.ts'
 import { FALLBACK_CLASSES, PHOTO_TIPS, RISK_TEXT } from '../content.ts'
+import { classMixSentence, countWord, OTHER_CLASS } from '../format.ts'
 import { useApiData, useApiImage } from '../hooks.ts'
 
 const SECTIONS = [
@@ -45,8 +46,7 @@ export function LearnPage() {
 
       <Section id="learn-types" title="What the tool can recognise">
         <p>
-          The model sorts a dermoscopic image into one of eight groups. Three are cancers, one can turn into cancer,
-          and four are harmless.
+          The model sorts a dermoscopic image into one of {countWord(classes.length)} groups. {classMixSentence(classes)}
         </p>
         <div className="class-grid">
           {classes.map((c) => (
@@ -55,8 +55,10 @@ export function LearnPage() {
                 {c.name} <span className="muted">({c.code})</span>
               </h3>
               <p>
-                <span className={`tag ${c.malignant ? 'tag-malignant' : c.premalignant ? 'tag-premalignant' : 'tag-benign'}`}>
-                  {c.malignant ? 'cancer' : c.premalignant ? 'pre-cancer' : 'benign'}
+                <span
+                  className={`tag${c.malignant ? ' tag-malignant' : c.premalignant ? ' tag-premalignant' : c.code === OTHER_CLASS ? '' : ' tag-benign'}`}
+                >
+                  {c.malignant ? 'cancer' : c.premalignant ? 'pre-cancer' : c.code === OTHER_CLASS ? 'other' : 'benign'}
                 </span>
               </p>
               <p>{c.lay}</p>
@@ -194,8 +196,8 @@ export function LearnPage() {
             and may be lower.
           </li>
           <li>
-            It knows only <strong>eight types</strong> of lesion. Anything else (e.g. rare tumours, rashes, infections)
-            will still be forced into one of the eight.
+            It knows only <strong>{countWord(classes.length)} types</strong> of lesion. Anything else (e.g. rare tumours,
+            rashes, infections) will still be forced into one of the {countWord(classes.length)}.
           </li>
           <li>
             Not for lesions of the <strong>nails</strong>, <strong>mucosa</strong> (mouth, genitals, eyes), or for
