@@ -9,7 +9,9 @@ import {
   cardTestEvaluation,
   estimate,
   groupSubgroups,
+  cardMalignant,
   headline,
+  malignantSumText,
   tooFew,
 } from './card.ts'
 import type { ModelCard } from './api.ts'
@@ -236,5 +238,20 @@ describe('cardDecisionRule', () => {
     expect(d.text).toContain('τ = 0.8')
     expect(d.text).toContain('training frequency')
     expect(d.prior.map(([c]) => c)).toEqual(['NV', 'MEL', 'DF'])
+  })
+})
+
+describe('cardMalignant', () => {
+  const nine = ['MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'SCC', 'UNK']
+  it("reads the card's malignant set", () => {
+    const card = { classes: nine, malignant: ['MEL', 'SCC'] } as unknown as ModelCard
+    expect(cardMalignant(card)).toEqual(['MEL', 'SCC'])
+    expect(malignantSumText(card)).toBe('P(melanoma) + P(squamous cell carcinoma)')
+  })
+  it("falls back to the taxonomy's malignant classes among the card's (UNK is not one)", () => {
+    const card = { classes: nine, class_names: { UNK: 'Other / unknown' } } as unknown as ModelCard
+    expect(cardMalignant(card)).toEqual(['MEL', 'BCC', 'SCC'])
+    expect(malignantSumText(card)).toBe('P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)')
+    expect(cardMalignant({ classes: ['NV', 'MEL'] } as unknown as ModelCard)).toEqual(['MEL'])
   })
 })

@@ -6,6 +6,7 @@ import {
   cardDecisionRule,
   cardItaTable,
   cardList,
+  cardMalignant,
   cardMetricSets,
   cardOtherMetricSets,
   cardStatusWarning,
@@ -16,6 +17,7 @@ import {
   estimate,
   groupSubgroups,
   headline,
+  malignantSumText,
   num,
   rec,
   type Estimate,
@@ -207,7 +209,7 @@ function CardView({ card }: { card: ModelCard }) {
       <PageToc sections={sections} />
 
       {ev ? <Performance card={card} ev={ev} /> : <GenericMetrics card={card} />}
-      {ev && ev.perClass.length > 0 && <PerClass ev={ev} />}
+      {ev && ev.perClass.length > 0 && <PerClass card={card} ev={ev} />}
       <Thresholds card={card} ev={ev} />
       {baseline && ev && <Baseline baseline={baseline} ev={ev} />}
       {hasSubgroups && <Subgroups rows={ev.subgroups} />}
@@ -498,7 +500,8 @@ function GenericMetrics({ card }: { card: ModelCard }) {
 
 // --- per class ---------------------------------------------------------------------------------------
 
-function PerClass({ ev }: { ev: TestEvaluation }) {
+function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
+  const malignant = cardMalignant(card)
   const small = ev.perClass.filter((r) => r.n !== null && r.n < 50)
   return (
     <Block id="per-class" title="Performance per diagnosis (test set)">
@@ -521,8 +524,8 @@ function PerClass({ ev }: { ev: TestEvaluation }) {
                 <tr key={r.code}>
                   <th scope="row">
                     {r.name || info?.name || r.code} <span className="muted">({r.code})</span>
-                    {info?.malignant && <span className="tag tag-malignant">malignant</span>}
-                    {info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
+                    {malignant.includes(r.code) && <span className="tag tag-malignant">malignant</span>}
+                    {!malignant.includes(r.code) && info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
                   </th>
                   <td className="num">{formatNumber(r.n)}</td>
                   <EstimateCell e={r.auc} />
@@ -565,8 +568,7 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
   return (
     <Block id="thresholds" title="Risk tiers and thresholds" testId="thresholds">
       <p>
-        The risk tier comes from the calibrated <strong>malignant probability</strong>: P(melanoma) + P(basal cell
-        carcinoma) + P(squamous cell carcinoma).
+        The risk tier comes from the calibrated <strong>malignant probability</strong>: {malignantSumText(card)}.
       </p>
       <ul className="threshold-list">
         <li className="risk-high">
