@@ -24,6 +24,7 @@ from dermsight.reference_build import (
     dataset_of,
     embed_rows,
     load_split,
+    trained_folders,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,6 +272,23 @@ def test_build_refuses_data_folders_that_miss_split_images(
         for name in ("train", "test")}}}
     with pytest.raises(BundleError, match=r"1 train/test images .*ISIC_9999999.* none of the data"):
         load_split(folders, path, card)
+
+
+def test_build_defaults_to_the_folders_the_card_was_trained_on(tmp_path: Path) -> None:
+    """Without --data the build takes the folders the card's training config names (both for
+    the nine-class model), so the default split is never measured on half of its folders."""
+    card = json.loads((default_bundle_path() / "card.json").read_text(encoding="utf-8"))
+    named = card["training"]["config"]["data"]["root"]
+    assert trained_folders(default_bundle_path()) == [
+        Path(r) for r in ([named] if isinstance(named, str) else named)]
+    for root, want in (("../a", [Path("../a")]), (["../a", "../b"], [Path("../a"), Path("../b")]),
+                       (None, [])):
+        (tmp_path / "card.json").write_text(json.dumps(
+            {"training": {"config": {"data": {"root": root}}}}), encoding="utf-8")
+        assert trained_folders(tmp_path) == want
+    (tmp_path / "card.json").write_text("{not json", encoding="utf-8")
+    assert trained_folders(tmp_path) == []
+    assert trained_folders(tmp_path / "nowhere") == []
 
 
 def test_isic2020_images_have_a_known_licence(folders: list[Path]) -> None:

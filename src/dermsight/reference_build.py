@@ -142,7 +142,7 @@ def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[st
         raise BundleError(
             f"{len(absent)} train/test images of {split_csv.name} (e.g. {absent.iloc[0]}) are in "
             f"none of the data folders ({', '.join(str(f) for f in folders)}): give every folder "
-            "the bundle was trained on (card data.root), one --data each")
+            "the bundle was trained on (card training.config.data.root), one --data each")
     return md.merge(split, on="image_id", how="inner")
 
 
@@ -226,6 +226,19 @@ def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
     }
     (root / similar.REFERENCE_CREDITS).write_text(json.dumps(credits, indent=2) + "\n",
                                                   encoding="utf-8")
+
+
+def trained_folders(bundle: Path) -> list[Path]:
+    """The data folders the bundle was trained on, as its card records them
+    (``training.config.data.root``: one path or a list, relative to the repository root);
+    empty when the card does not say (then the caller's default applies)."""
+    try:
+        raw = json.loads((bundle / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    root = (((raw.get("training") or {}).get("config") or {}).get("data") or {}).get("root")
+    roots = [root] if isinstance(root, str) else root if isinstance(root, list) else []
+    return [Path(r) for r in roots if isinstance(r, str) and r]
 
 
 def _shown(path: Path) -> str:

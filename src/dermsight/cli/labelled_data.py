@@ -15,7 +15,8 @@ DataOpt = Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, i
 DataFoldersOpt = Annotated[list[Path] | None, typer.Option(
     "--data", metavar="<path>",
     help="data folder (metadata.csv, images/); repeat it for each folder the bundle was "
-         "trained on (card data.root); default ../shared/data/isic-subset")]
+         "trained on; default: the folders its card records (training.config.data.root), "
+         "else ../shared/data/isic-subset")]
 SplitOpt = Annotated[Path, typer.Option(help="the bundle's split CSV (image_id, split)")]
 DEFAULT_DATA = Path("../shared/data/isic-subset")
 DEFAULT_SPLIT = Path("configs/default-split.csv")

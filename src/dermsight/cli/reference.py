@@ -32,9 +32,9 @@ def build(
     """Pick training images per class, embed them with the bundle's model, store them with
     thumbnails and licences in BUNDLE/reference/, measure retrieval on the TEST split (card
     'retrieval') and rewrite the bundle's manifest."""
-    from dermsight.reference_build import build_reference
+    from dermsight.reference_build import build_reference, trained_folders
 
-    folders = data or [DEFAULT_DATA]
+    folders = data or trained_folders(bundle) or [DEFAULT_DATA]
     require_labelled_data(folders, split)
     result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
                              threads=threads, log=typer.echo)
