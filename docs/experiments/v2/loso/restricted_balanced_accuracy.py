@@ -33,13 +33,14 @@ def main() -> None:
     model = Dermsight.load(a.bundle)
     df = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
     df = df[df["source"] == a.source].reset_index(drop=True)
-    probs = []
+    probs, suggested = [], []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
         out = model.predict_batch([decode_image(DATA / "images" / f"{x}.jpg")
                                    for x in part["image_id"]],
                                   [_meta(r) for _, r in part.iterrows()])
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
+        suggested += [p.prediction for p in out]  # the card's decision rule
     p = np.array(probs)
     y = df["diagnosis"].to_numpy()
     present = sorted(set(y), key=model.classes.index)
@@ -52,6 +53,12 @@ def main() -> None:
           + ", ".join(f"{c} {r:.3f}" for c, r in recalls.items()))
     others = pd.Series(plain[~np.isin(plain, present)]).value_counts()
     print("plain arg-max, share given to classes the source does not have: "
+          + (", ".join(f"{c} {n / len(y):.3f}" for c, n in others.items()) or "none"))
+    rule = np.array(suggested)
+    others = pd.Series(rule[~np.isin(rule, present)]).value_counts()
+    rec = {c: float(np.mean(rule[y == c] == c)) for c in present}
+    print(f"suggested class (the card's decision rule): balanced accuracy "
+          f"{np.mean(list(rec.values())):.3f}; share given to classes the source does not have: "
           + (", ".join(f"{c} {n / len(y):.3f}" for c, n in others.items()) or "none"))
 
 

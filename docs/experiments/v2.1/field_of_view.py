@@ -1,0 +1,90 @@
+"""How the field of view drives the UNK shortcut: score a bundle with the image centre-cropped
+to a fraction of its side (zoomed in) before the serving facade, on one part of a run's split.
+
+    .venv/bin/python docs/experiments/v2.1/field_of_view.py --bundle runs/loso21-isic2017/bundle \
+        --split runs/loso21-isic2017/split.csv --part external
+    .venv/bin/python docs/experiments/v2.1/field_of_view.py --bundle runs/v2.1/bundle \
+        --split runs/v2.1/split.csv --part val
+
+For each fraction: the share of images whose suggested class (the card's decision rule) is UNK,
+the balanced accuracy of the suggested class over the classes present, and the melanoma AUC,
+for every source in the part. A diagnostic, not a tuning step: the shipped preprocessing is not
+changed by it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from compare_v1_v2 import DATA, _meta, _rows
+
+from dermsight import Dermsight
+from dermsight.evaluate.metrics import binary_auc
+from dermsight.io.decode import decode_image
+
+FRACTIONS = (1.0, 0.85, 0.7)
+
+
+def zoom(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The centre square of ``fraction`` x the short side, back at the original short side."""
+    h, w = image.shape[:2]
+    side = int(min(h, w) * fraction)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
+    return np.asarray(crop.resize((min(h, w),) * 2, Image.Resampling.BICUBIC))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bundle", type=Path, required=True)
+    ap.add_argument("--split", type=Path, required=True)
+    ap.add_argument("--part", default="val", help="val | external (a held-out source)")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args()
+    split = pd.read_csv(a.split, dtype=str, keep_default_na=False)
+    df = _rows(split[split["split"] == a.part]).reset_index(drop=True)
+    model = Dermsight.load(a.bundle)
+    images = [decode_image(DATA / f / "images" / f"{x}.jpg")
+              for f, x in zip(df["folder"], df["image_id"], strict=True)]
+    metas = [_meta(r) for _, r in df.iterrows()]
+    y, src = df["diagnosis"].to_numpy(), df["source"].to_numpy()
+    result: dict[str, Any] = {"bundle": str(a.bundle), "part": a.part, "by_fraction": {}}
+    for frac in FRACTIONS:
+        pred, p_mel = [], []
+        for i in range(0, len(images), 64):
+            out = model.predict_batch([zoom(im, frac) for im in images[i:i + 64]],
+                                      metas[i:i + 64])
+            pred += [p.prediction for p in out]
+            p_mel += [p.probabilities["MEL"] for p in out]
+        pred_a, p_mel_a = np.array(pred), np.array(p_mel)
+        rows = {}
+        for s in sorted(set(src)):
+            k = src == s
+            present = sorted(set(y[k]))
+            mel = y[k] == "MEL"
+            rows[s] = {
+                "n": int(k.sum()), "n_mel": int(mel.sum()),
+                "unk_share": float(np.mean(pred_a[k] == "UNK")),
+                "balanced_accuracy": float(np.mean([np.mean(pred_a[k][y[k] == c] == c)
+                                                    for c in present])),
+                "mel_auc": binary_auc(mel, p_mel_a[k]) if 2 <= mel.sum() < k.sum() else None,
+            }
+            print(f"fraction {frac:.2f} {s}: " + ", ".join(
+                f"{m} {v:.3f}" if isinstance(v, float) else f"{m} {v}"
+                for m, v in rows[s].items()), flush=True)
+        result["by_fraction"][f"{frac:.2f}"] = rows
+    if a.out:
+        a.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
