@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -260,3 +261,23 @@ def test_batch_overlays_use_the_whole_image_map(
     edge = (wide.shape[1] - wide.shape[0]) // 2
     heat = heat_on(wide, pred.cam)
     assert heat[:, :edge].mean() > heat[:, -edge:].mean()
+
+
+def test_a_closer_view_keeps_the_map_on_the_whole_image(model: Dermsight,
+                                                        sample_image: Path) -> None:
+    """With ``crop_fraction`` < 1 the classification sees the centre of the image at a larger
+    scale; the map is computed at that scale and still covers the whole image, and the
+    fixed-size fallback puts the heat inside the centre the network saw."""
+    rgb = decode_image(sample_image)
+    spec = replace(model.card.input_spec, crop_fraction=0.5)
+    card = type("C", (), {"input_spec": spec, "meta_spec": model.card.meta_spec})()
+    assert camgrid.frame_size(256, 256, spec) == (320, 320)
+    cam = camgrid.class_map(model.session, rgb, card, None, 1)
+    full = camgrid.class_map(model.session, rgb, model.card, None, 1)
+    assert cam.shape == (20, 20)  # twice the cells of the whole-view map (10 x 10)
+    assert full.shape == (10, 10)
+    fixed = camgrid.class_map(FixedSize(model.session), rgb, card, None, 1)
+    assert fixed.shape == (320, 320)
+    assert not fixed[:80].any()  # the outer half of each side was never seen
+    assert not fixed[:, 240:].any()
+    assert fixed[80:240, 80:240].max() == pytest.approx(1.0)

@@ -83,3 +83,35 @@ def test_metadata_vector_layout_and_missing_flags() -> None:
     assert empty[2 + len(spec.sexes)] == 1
     assert empty[-1] == 1
     assert empty.sum() == 3
+
+
+def test_crop_fraction_shows_the_centre_of_the_view_and_round_trips() -> None:
+    img = np.zeros((100, 160, 3), np.uint8)
+    img[35:65, 65:95] = 255  # a bright 30 x 30 centre patch
+    full = resize_rgb(img, InputSpec(size=30))
+    assert full.shape == (30, 30, 3)
+    assert 0 < full.mean() < 255  # the whole 100 x 100 centre square, mostly dark
+    close = resize_rgb(img, InputSpec(size=30, crop_fraction=0.3))
+    assert close.shape == (30, 30, 3)
+    assert close.min() == 255  # only the centre 30 % of each side: the patch
+    squashed = resize_rgb(img, InputSpec(size=30, crop="none", crop_fraction=0.5))
+    assert np.array_equal(squashed, resize_rgb(img[25:75, 40:120], InputSpec(size=30,
+                                                                          crop="none")))
+    spec = InputSpec(size=8, crop_fraction=0.85)
+    assert InputSpec.from_dict(spec.to_dict()) == spec
+    assert InputSpec.from_dict({"size": 8, "mean": [0.5] * 3, "std": [0.5] * 3}).crop_fraction \
+        == 1.0  # bundles made before crop_fraction see all of the view, as before
+    assert InputSpec(size=8, crop_fraction=1.0) == InputSpec(size=8)
+
+
+def test_the_card_schema_bounds_crop_fraction() -> None:
+    from pydantic import ValidationError
+
+    from dermsight.cardschema import InputSpecCard
+
+    base = {"size": 160, "mean": [0.5] * 3, "std": [0.5] * 3}
+    assert InputSpecCard.model_validate(base).crop_fraction == 1.0
+    assert InputSpecCard.model_validate({**base, "crop_fraction": 0.85}).crop_fraction == 0.85
+    for bad in (0.1, 1.2):
+        with pytest.raises(ValidationError):
+            InputSpecCard.model_validate({**base, "crop_fraction": bad})

@@ -101,7 +101,25 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
 
 
 @pytest.mark.parametrize("bad", ["train.style_mix=1.5", "train.style_mix_beta=0",
+                                 "input.crop_fraction=0.2", "input.crop_fraction=1.5",
                                  "train.source_balance=-1"])
 def test_bad_shortcut_settings_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError):
         load_config(Path(__file__).parents[1] / "configs" / "v2.1.yaml", [bad])
+
+
+def test_training_crops_inside_the_served_centre(data_dir: Path) -> None:
+    """With ``crop_fraction`` < 1 training never sees more than serving does: with the random
+    crop and the jitter off, the training input is a flip/rotation of what serving feeds."""
+    from dermsight.preprocess import preprocess
+
+    img = decode_image(sorted((data_dir / "images").glob("*.jpg"))[5])[:, 30:]  # not square
+    spec = InputSpec(size=64, crop_fraction=0.7)
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    ds = LesionDataset([img], [Metadata()], np.zeros(1, int), spec, MetaSpec(), augment=neutral)
+    fed = ds[0][0].numpy()
+    served = preprocess(img, spec)
+    variants = [np.rot90(served, k, axes=(1, 2)) for k in range(4)]
+    variants += [v[:, :, ::-1] for v in variants]
+    assert min(np.abs(fed - v).max() for v in variants) < 1e-5
+    assert not np.allclose(served, preprocess(img, InputSpec(size=64)))

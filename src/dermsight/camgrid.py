@@ -5,7 +5,8 @@ The classification looks at the centre square at ``InputSpec.size`` px (``prepro
 CAM is a coarse ``size / 32`` grid (5 x 5 at 160 px) of that square only. This module explains
 the same class over the whole frame instead:
 
-* the whole image is resized so that its short side is ``InputSpec.size`` px (the scale the
+* the whole image is resized so that its short side is ``InputSpec.size`` px, or
+  ``size / crop_fraction`` when the classification sees only the centre (the scale the
   classification sees; ``crop="none"`` bundles squash the frame to a square as they do when
   classifying) and normalised like the network input (``preprocess.normalize``);
 * the network is run on it twice: on the frame, and on the frame cropped by half a stride (16 px)
@@ -55,10 +56,11 @@ class CardLike(Protocol):
 
 def frame_size(h: int, w: int, spec: InputSpec) -> tuple[int, int]:
     """(height, width) the whole image is resized to for the map, at the classification's scale:
-    short side ``spec.size`` (``crop="none"``: the square the classification squashes to)."""
-    s = spec.size
+    short side ``spec.size`` / ``spec.crop_fraction`` (``crop="none"``: the square the
+    classification squashes to)."""
+    s = spec.size / spec.crop_fraction  # the classification sees the centre crop_fraction
     if spec.crop == "none":
-        return s, s
+        return round(s), round(s)
     scale = s / min(h, w)
     area = h * w * scale * scale
     if area > MAX_AREA * s * s:
@@ -137,13 +139,15 @@ def shifted_grid(session: Any, frame: np.ndarray, meta: np.ndarray, cls: int,
 
 def centre_only(session: Any, image: np.ndarray, meta: np.ndarray, cls: int,
                 spec: InputSpec) -> np.ndarray:
-    """Fallback for a fixed-size model: its CAM of the centre square, placed in the full frame
-    (zero outside the square, which that model never sees), one cell per pixel of the frame."""
+    """Fallback for a fixed-size model: its CAM of the centre square (of its centre
+    ``crop_fraction``), placed in the full frame (zero outside it, which that model never sees),
+    one cell per pixel of the frame."""
     cam = _cam(session, preprocess(image, spec), meta, cls)
-    if spec.crop == "none":
+    if spec.crop == "none" and spec.crop_fraction >= 1:
         return cam
-    h, w = image.shape[:2]
-    fh, fw = (max(1, round(n * spec.size / min(h, w))) for n in (h, w))
+    h, w = image.shape[:2] if spec.crop != "none" else (1, 1)  # "none": a squashed square
+    scale = spec.size / (spec.crop_fraction * min(h, w))
+    fh, fw = (max(spec.size, round(n * scale)) for n in (h, w))
     top, left = (fh - spec.size) // 2, (fw - spec.size) // 2
     peak = float(cam.max())
     out = np.zeros((fh, fw), np.float32)
@@ -171,7 +175,7 @@ def class_map(
         return normalize_cam(centre_only(session, image, m, cls, spec))
     h, w = image.shape[:2]
     fh, fw = frame_size(h, w, spec)
-    same_input = spec.crop == "none" or h == w
+    same_input = (spec.crop == "none" or h == w) and spec.crop_fraction >= 1
     base = classified if same_input and classified is not None else None
     if (fh, fw) == (h, w):
         frame = image

@@ -74,6 +74,9 @@ class InputSpecCard(BaseModel):
     interpolation: Interpolation = "bicubic"
     crop: Crop = Field(default="center_square",
                        description="center_square: crop the short side; none: squash")
+    crop_fraction: float = Field(default=1.0, ge=0.3, le=1.0,
+                                 description="the network sees (and training crops inside) the "
+                                             "centre crop_fraction of each side of that view")
     color_constancy: ColorConstancy = "none"
     cc_power: float = Field(default=6.0, gt=0, description="Minkowski norm of Shades of Gray")
 

@@ -35,6 +35,10 @@ class InputSpec:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
     interpolation: str = "bicubic"
     crop: str = "center_square"  # "center_square" (crop the short side) or "none" (squash)
+    #: the network sees the centre ``crop_fraction`` of that field of view (each side), resized
+    #: to ``size`` (like timm's ``crop_pct``); 1 = all of it. Training's random crops are taken
+    #: inside that same centre, so training never sees more of the image than serving does
+    crop_fraction: float = 1.0
     #: "none" or "shades_of_gray" (Finlayson & Trezzi 2004, Minkowski norm ``cc_power``)
     color_constancy: str = "none"
     cc_power: float = 6.0
@@ -50,6 +54,7 @@ class InputSpec:
             std=tuple(float(x) for x in d["std"]),  # type: ignore[arg-type]
             interpolation=str(d.get("interpolation", "bicubic")),
             crop=str(d.get("crop", "center_square")),
+            crop_fraction=float(d.get("crop_fraction", 1.0)),
             color_constancy=str(d.get("color_constancy", "none")),
             cc_power=float(d.get("cc_power", 6.0)),
         )
@@ -91,12 +96,30 @@ def square_crop(image: np.ndarray) -> np.ndarray:
     return image[top : top + s, left : left + s]
 
 
+def field_of_view(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The part of an (H, W, 3) image the network sees (serving) and training crops from: the
+    centre square (``crop="center_square"``) or all of it (``"none"``), then its centre
+    ``crop_fraction``."""
+    view = square_crop(image) if spec.crop == "center_square" else image
+    return centre_fraction(view, spec.crop_fraction)
+
+
+def centre_fraction(image: np.ndarray, fraction: float) -> np.ndarray:
+    """The centre ``fraction`` of each side of an (H, W, 3) image (at least 1 pixel)."""
+    if fraction >= 1.0:
+        return image
+    h, w = image.shape[:2]
+    ch, cw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    return image[top : top + ch, left : left + cw]
+
+
 def resize_rgb(image: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """Geometric part of preprocessing: crop per spec and resize to (size, size) uint8 RGB."""
+    """Geometric part of preprocessing: crop per spec (field of view, then its centre
+    ``crop_fraction``) and resize to (size, size) uint8 RGB."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
-    if spec.crop == "center_square":
-        image = square_crop(image)
+    image = np.ascontiguousarray(field_of_view(image, spec))
     if image.shape[0] == spec.size and image.shape[1] == spec.size:
         return image
     pil = Image.fromarray(image).resize((spec.size, spec.size), _RESAMPLE[spec.interpolation])

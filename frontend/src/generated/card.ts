@@ -44,6 +44,10 @@ export type Interpolation = "bicubic" | "bilinear" | "nearest" | "lanczos";
  * center_square: crop the short side; none: squash
  */
 export type Crop = "center_square" | "none";
+/**
+ * the network sees (and training crops inside) the centre crop_fraction of each side of that view
+ */
+export type CropFraction = number;
 export type ColorConstancy = "none" | "shades_of_gray";
 /**
  * Minkowski norm of Shades of Gray
@@ -184,6 +188,7 @@ export interface InputSpecCard {
   std: Std;
   interpolation?: Interpolation;
   crop?: Crop;
+  crop_fraction?: CropFraction;
   color_constancy?: ColorConstancy;
   cc_power?: CcPower;
 }

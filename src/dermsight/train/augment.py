@@ -2,7 +2,8 @@
 
 The crop mode, output size and interpolation come from the spec the card stores (the same one
 ``preprocess`` serves with), so training never sees a geometry that serving does not: with
-``crop="center_square"`` the random crop is taken inside the centre square that serving uses,
+``crop="center_square"`` the random crop is taken inside the centre square that serving uses
+(and inside its centre ``crop_fraction``, ``preprocess.field_of_view``),
 with ``crop="none"`` it keeps the image's aspect (relative aspect 1 = the whole image, squashed to
 a square as in serving); the resize is ``preprocess.resize_rgb`` with the spec's interpolation.
 Colour constancy and standardisation follow in ``preprocess.normalize`` (``LesionDataset``).
@@ -17,7 +18,7 @@ import numpy as np
 import scipy.fft as sfft
 from PIL import Image, ImageDraw, ImageFilter
 
-from dermsight.preprocess import InputSpec, resize_rgb, square_crop
+from dermsight.preprocess import InputSpec, field_of_view, resize_rgb
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Augment:
                  ) -> np.ndarray:
         """Random resized crop of the spec's field of view, then one of the 8 flips/rotations;
         (spec.size, spec.size) uint8 RGB."""
-        view = square_crop(img) if spec.crop == "center_square" else img
+        view = field_of_view(img, spec)
         h, w = view.shape[:2]
         aspect = w / h
         for _ in range(10):
@@ -61,7 +62,7 @@ class Augment:
         left = int(rng.integers(0, w - cw + 1))
         # the crop is squashed to the square: the spec's own resize, nothing cropped again
         out = resize_rgb(np.ascontiguousarray(view[top : top + ch, left : left + cw]),
-                         replace(spec, crop="none"))
+                         replace(spec, crop="none", crop_fraction=1.0))
         k = int(rng.integers(0, 8))
         out = np.rot90(out, k % 4)
         return out[:, ::-1] if k >= 4 else out

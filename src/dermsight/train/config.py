@@ -70,6 +70,7 @@ class InputConfig:
     std: list[float] = field(default_factory=lambda: [0.5, 0.5, 0.5])
     interpolation: str = "bicubic"
     crop: str = "center_square"
+    crop_fraction: float = 1.0  # the network sees the centre of the field of view (timm crop_pct)
     color_constancy: str = "none"  # none | shades_of_gray
     cc_power: float = 6.0
 
@@ -78,6 +79,7 @@ class InputConfig:
         return InputSpec(size=self.size, mean=tuple(self.mean),  # type: ignore[arg-type]
                          std=tuple(self.std),  # type: ignore[arg-type]
                          interpolation=self.interpolation, crop=self.crop,
+                         crop_fraction=self.crop_fraction,
                          color_constancy=self.color_constancy, cc_power=self.cc_power)
 
 
@@ -139,36 +141,46 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def validate(self) -> None:
-        if self.train.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
-            raise ConfigError(f"train.imbalance must be weighted_loss|balanced_sampler|none, "
-                              f"got {self.train.imbalance!r}")
         if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
-        if self.train.mixup_alpha < 0:
-            raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
-                              f"got {self.train.mixup_alpha}")
-        if not 0 <= self.train.style_mix <= 1 or not 0 < self.train.style_mix_beta <= 0.5:
-            raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
-                              "(0, 0.5]")
-        if self.train.source_balance < 0:
-            raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
-                              f"got {self.train.source_balance}")
-        if self.train.epochs < 1 or self.train.batch_size < 2:
-            raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
+        self._validate_train()
+        self._validate_input()
         from dermsight import taxonomy
 
-        if self.train.augment not in ("basic", "dermoscopy"):
-            raise ConfigError(f"train.augment must be basic|dermoscopy, got {self.train.augment!r}")
-        for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),
-                             ("interpolation", INTERPOLATIONS)):
-            if getattr(self.input, key) not in allowed:
-                raise ConfigError(f"input.{key} must be one of {'|'.join(allowed)}, "
-                                  f"got {getattr(self.input, key)!r}")
         if not self.data.roots:
             raise ConfigError("data.root must name at least one data folder")
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
         if bad:
             raise ConfigError(f"data.classes has unknown codes {bad}")
+
+    def _validate_train(self) -> None:
+        t = self.train
+        if t.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
+            raise ConfigError(f"train.imbalance must be weighted_loss|balanced_sampler|none, "
+                              f"got {t.imbalance!r}")
+        if t.mixup_alpha < 0:
+            raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
+                              f"got {t.mixup_alpha}")
+        if not 0 <= t.style_mix <= 1 or not 0 < t.style_mix_beta <= 0.5:
+            raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
+                              "(0, 0.5]")
+        if t.source_balance < 0:
+            raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
+                              f"got {t.source_balance}")
+        if t.epochs < 1 or t.batch_size < 2:
+            raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
+        if t.augment not in ("basic", "dermoscopy"):
+            raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
+
+    def _validate_input(self) -> None:
+        for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),
+                             ("interpolation", INTERPOLATIONS)):
+            if getattr(self.input, key) not in allowed:
+                raise ConfigError(f"input.{key} must be one of {'|'.join(allowed)}, "
+                                  f"got {getattr(self.input, key)!r}")
+        if not 0.3 <= self.input.crop_fraction <= 1.0:
+            raise ConfigError(f"input.crop_fraction must be in [0.3, 1], "
+                              f"got {self.input.crop_fraction}")
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:

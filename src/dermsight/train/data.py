@@ -20,7 +20,6 @@ from dermsight.preprocess import (
     normalize,
     preprocess,
     resize_rgb,
-    square_crop,
 )
 from dermsight.records import Metadata
 from dermsight.train.augment import Augment, swap_style
@@ -79,7 +78,7 @@ class LesionDataset(Dataset):
         if not len(others):
             return None
         img = self.images[int(others[rng.integers(len(others))])]
-        return resize_rgb(square_crop(img), self.spec)
+        return resize_rgb(img, self.spec)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
         img, meta = self.images[i], self.metas[i]
