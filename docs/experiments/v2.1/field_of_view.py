@@ -8,8 +8,8 @@ to a fraction of its side (zoomed in) before the serving facade, on one part of 
 
 For each fraction: the share of images whose suggested class (the card's decision rule) is UNK,
 the balanced accuracy of the suggested class over the classes present, and the melanoma AUC,
-for every source in the part. A diagnostic, not a tuning step: the shipped preprocessing is not
-changed by it.
+for every source in the part (``--no-metadata``: every image scored without metadata). A
+diagnostic, not a tuning step: the shipped preprocessing is not changed by it.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from compare_v1_v2 import DATA, _meta, _rows
 from dermsight import Dermsight
 from dermsight.evaluate.metrics import binary_auc
 from dermsight.io.decode import decode_image
+from dermsight.records import Metadata
 
 FRACTIONS = (1.0, 0.85, 0.7)
 
@@ -49,13 +50,15 @@ def main() -> None:
     ap.add_argument("--split", type=Path, required=True)
     ap.add_argument("--part", default="val", help="val | external (a held-out source)")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--no-metadata", action="store_true",
+                    help="score every image without age, sex and site")
     a = ap.parse_args()
     split = pd.read_csv(a.split, dtype=str, keep_default_na=False)
     df = _rows(split[split["split"] == a.part]).reset_index(drop=True)
     model = Dermsight.load(a.bundle)
     images = [decode_image(DATA / f / "images" / f"{x}.jpg")
               for f, x in zip(df["folder"], df["image_id"], strict=True)]
-    metas = [_meta(r) for _, r in df.iterrows()]
+    metas = [Metadata() if a.no_metadata else _meta(r) for _, r in df.iterrows()]
     y, src = df["diagnosis"].to_numpy(), df["source"].to_numpy()
     result: dict[str, Any] = {"bundle": str(a.bundle), "part": a.part, "by_fraction": {}}
     for frac in FRACTIONS:
