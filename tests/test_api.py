@@ -74,6 +74,8 @@ def test_model_card(client: httpx.Client) -> None:
     card = r.json()
     for key in ("schema_version", "name", "version", "classes", "input_spec", "thresholds"):
         assert key in card
+    # always sent resolved (the UI reads it as is): the runtime's malignant set
+    assert card["malignant"] == [c for c in card["classes"] if c in taxonomy.MALIGNANT]
     assert card["links"]["report"] == "/api/v1/model/report"
     assert card["links"]["plots"] == {"roc": "/api/v1/model/plots/roc.png"}
 

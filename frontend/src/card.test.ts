@@ -243,15 +243,14 @@ describe('cardDecisionRule', () => {
 
 describe('cardMalignant', () => {
   const nine = ['MEL', 'NV', 'BCC', 'AK', 'BKL', 'DF', 'VASC', 'SCC', 'UNK']
-  it("reads the card's malignant set", () => {
-    const card = { classes: nine, malignant: ['MEL', 'SCC'] } as unknown as ModelCard
+  it("reads the card's malignant set and names it with the card's class names", () => {
+    const card = {
+      classes: nine,
+      malignant: ['MEL', 'SCC'],
+      class_names: { MEL: 'Melanoma', SCC: 'Squamous cell carcinoma', UNK: 'Other / unknown' },
+    } as unknown as ModelCard
     expect(cardMalignant(card)).toEqual(['MEL', 'SCC'])
     expect(malignantSumText(card)).toBe('P(melanoma) + P(squamous cell carcinoma)')
-  })
-  it("falls back to the taxonomy's malignant classes among the card's (UNK is not one)", () => {
-    const card = { classes: nine, class_names: { UNK: 'Other / unknown' } } as unknown as ModelCard
-    expect(cardMalignant(card)).toEqual(['MEL', 'BCC', 'SCC'])
-    expect(malignantSumText(card)).toBe('P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)')
-    expect(cardMalignant({ classes: ['NV', 'MEL'] } as unknown as ModelCard)).toEqual(['MEL'])
+    expect(cardMalignant({ classes: nine, malignant: ['MEL', 7] } as unknown as ModelCard)).toEqual(['MEL'])
   })
 })

@@ -8,7 +8,6 @@
 import type { ModelCard } from './api.ts'
 import { isInterval } from './format.ts'
 import type { Crop } from './generated/card.ts'
-import { CLASSES } from './generated/taxonomy.ts'
 
 export function rec(v: unknown): Record<string, unknown> | null {
   return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null
@@ -19,23 +18,18 @@ export function num(v: unknown): number | null {
   return typeof v === 'number' && Number.isFinite(v) ? v : null
 }
 
-/** The classes summed into the malignant probability: the card's ``malignant``, or (a card
- * without it) the taxonomy's malignant classes among its classes, as the runtime reads it. */
+/** The classes summed into the malignant probability: the card's ``malignant`` list, which the
+ * server always sends resolved (``GET /model``: ``Card.to_dict`` fills in the taxonomy's
+ * malignant classes for a card file without it). */
 export function cardMalignant(card: ModelCard): string[] {
-  const own = Array.isArray(card.malignant) ? card.malignant.filter((c): c is string => typeof c === 'string') : []
-  if (own.length) return own
-  const classes: string[] = Array.isArray(card.classes) ? card.classes : []
-  return CLASSES.filter((c) => c.malignant && classes.includes(c.code)).map((c) => c.code)
+  return Array.isArray(card.malignant) ? card.malignant.filter((c): c is string => typeof c === 'string') : []
 }
 
 /** "P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)" for the card's malignant set. */
 export function malignantSumText(card: ModelCard): string {
   const names = rec(card.class_names)
   return cardMalignant(card)
-    .map((code) => {
-      const name = typeof names?.[code] === 'string' ? (names[code] as string) : CLASSES.find((c) => c.code === code)?.name ?? code
-      return `P(${name.toLowerCase()})`
-    })
+    .map((code) => `P(${(typeof names?.[code] === 'string' ? (names[code] as string) : code).toLowerCase()})`)
     .join(' + ')
 }
 
