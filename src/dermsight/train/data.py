@@ -60,6 +60,9 @@ class LesionDataset(Dataset):
         self.augment, self.meta_dropout = augment, meta_dropout
         self.seed, self.epoch = seed, 0
         self.sources = sources
+        #: for each source, the indices of the images from every other source (style donors)
+        self._donors = {} if sources is None else {
+            s: np.flatnonzero(sources != s) for s in np.unique(sources)}
         self.weights = np.ones(len(images), np.float32) if weights is None else \
             np.asarray(weights, np.float32)
         self.style_mix, self.style_beta = style_mix, style_beta
@@ -74,7 +77,7 @@ class LesionDataset(Dataset):
         """A random image from another source than image ``i``'s, at the network's size."""
         if self.sources is None:
             return None
-        others = np.flatnonzero(self.sources != self.sources[i])
+        others = self._donors[self.sources[i]]
         if not len(others):
             return None
         img = self.images[int(others[rng.integers(len(others))])]
