@@ -119,7 +119,7 @@ def resize_rgb(image: np.ndarray, spec: InputSpec) -> np.ndarray:
     ``crop_fraction``) and resize to (size, size) uint8 RGB."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
-    image = np.ascontiguousarray(field_of_view(image, spec))
+    image = field_of_view(image, spec)
     if image.shape[0] == spec.size and image.shape[1] == spec.size:
         return image
     pil = Image.fromarray(image).resize((spec.size, spec.size), _RESAMPLE[spec.interpolation])
