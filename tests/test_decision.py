@@ -1,5 +1,6 @@
-"""The balanced decision rule (post-hoc logit adjustment): fitting, the arithmetic, the card
-round trip, the evaluation metrics that honour it, and the facade that applies it."""
+"""The balanced decision rule (post-hoc logit adjustment and per-class margins): fitting, the
+arithmetic, the card round trip, the evaluation metrics that honour it, and the facade that
+applies it."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dermsight.decision import (
     class_prior,
     decide,
     fit_decision_rule,
+    fit_margins,
 )
 from dermsight.evaluate import evaluate_predictions
 from dermsight.evaluate.metrics import compute_metrics
@@ -128,3 +130,97 @@ def test_facade_names_the_rule_and_applies_it(data_dir: Path, sample_ids: list[s
     assert after.probabilities == before.probabilities  # probabilities untouched
     assert after.prediction != before.prediction
     assert "logit adjustment" in after.to_dict()["decision_rule"]
+
+
+def test_a_margin_names_its_class_only_when_it_leads_by_more() -> None:
+    # UNK (index 2) leads NV by log(0.6/0.3) = 0.69 in row 0 and by log(0.9/0.05) = 2.89 in row 1
+    p = np.array([[0.1, 0.3, 0.6], [0.05, 0.05, 0.9]])
+    classes = ["MEL", "NV", "UNK"]
+    assert decide(p).tolist() == [2, 2]
+    rule = DecisionRule(LOGIT_ADJUSTED, 0.0, None, {"UNK": 1.0})
+    assert not rule.plain  # tau 0 but a margin: not the plain arg-max
+    off = rule.offsets(classes)
+    assert off is not None
+    assert off.tolist() == [0.0, 0.0, -1.0]
+    assert rule.choose(p, classes).tolist() == [1, 2]  # row 0 falls back to NV
+    assert "UNK named only when it leads the next class by more than 1" in rule.description
+    # margins add to the logit adjustment
+    both = DecisionRule(LOGIT_ADJUSTED, 1.0, {"MEL": 0.2, "NV": 0.4, "UNK": 0.4}, {"UNK": 1.0})
+    off2 = both.offsets(classes)
+    assert off2 is not None
+    assert np.allclose(off2, -np.log([0.2, 0.4, 0.4]) - np.array([0, 0, 1.0]))
+    # a zero margin is no margin
+    assert DecisionRule(ARGMAX, 0.0, None, {"UNK": 0.0}).plain
+
+
+def _confounded(seed: int, n: int = 3000) -> tuple[np.ndarray, np.ndarray]:
+    """Class 2 is found with near certainty (like UNK on its own collection): margin is cheap."""
+    rng = np.random.default_rng(seed)
+    y = rng.choice(3, size=n, p=[0.3, 0.5, 0.2])
+    logits = np.eye(3)[y] * np.array([1.5, 1.5, 6.0]) + rng.normal(0, 1.0, (n, 3))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    return y, p / p.sum(1, keepdims=True)
+
+
+def test_fitted_margin_is_the_largest_within_the_tolerance() -> None:
+    y, p = _confounded(0)
+    base_rule = DecisionRule()
+    base = balanced_accuracy_of(y, base_rule.choose(p, CLASSES), 3)
+    rule, curves = fit_margins(base_rule, p, y, CLASSES, ["DF"], tolerance=0.01)
+    m = (rule.margins or {})["DF"]
+    assert m >= 2.0  # the confident class affords a large margin
+    curve = curves["DF"]
+    assert curve["0"] == pytest.approx(base, abs=1e-4)
+    assert curve[f"{m:g}"] >= base - 0.01 - 1e-4
+    assert all(v < base - 0.01 for k, v in curve.items() if float(k) > m)
+    assert balanced_accuracy_of(y, rule.choose(p, CLASSES), 3) >= base - 0.01 - 1e-9
+    # the margin only ever takes decisions away from its class
+    assert np.all((rule.choose(p, CLASSES) == 2) <= (base_rule.choose(p, CLASSES) == 2))
+    # a stricter tolerance never gives a larger margin; a class not in the model is an error
+    strict, _ = fit_margins(base_rule, p, y, CLASSES, ["DF"], tolerance=0.0)
+    assert (strict.margins or {}).get("DF", 0.0) <= m
+    with pytest.raises(ValueError, match="not one of the model's classes"):
+        fit_margins(base_rule, p, y, CLASSES, ["UNK"], tolerance=0.01)
+
+
+def test_card_round_trip_with_margins_and_bad_margins() -> None:
+    from dermsight.cardschema import DecisionCard
+
+    card = load_bundle().card
+    prior = {c: 1 / len(card.classes) for c in card.classes}
+    rule = DecisionRule(LOGIT_ADJUSTED, 0.3, prior, {card.classes[-1]: 2.5})
+    d = replace(card, decision=rule).to_dict()
+    assert d["decision"]["margins"] == {card.classes[-1]: 2.5}
+    assert "log-odds" in d["decision"]["description"]
+    assert Card.from_dict(d).decision == rule
+    with pytest.raises(ValueError, match="greater than 0"):
+        DecisionCard.model_validate({"rule": "logit_adjusted", "tau": 0.3, "prior": prior,
+                                     "margins": {card.classes[-1]: -1.0}})
+    with pytest.raises(ValueError, match="without a prior"):
+        DecisionCard.model_validate({"rule": "logit_adjusted", "tau": 0.3, "prior": prior,
+                                     "margins": {"XYZ": 1.0}})
+
+
+def test_config_margin_classes_must_be_model_classes() -> None:
+    from dermsight.train.config import ConfigError, load_config
+
+    cfg = load_config(None, ["calibration.margin_classes=[MEL]"])
+    assert cfg.calibration.margin_classes == ["MEL"]
+    with pytest.raises(ConfigError, match="margin_classes"):
+        load_config(None, ["calibration.margin_classes=[UNK]", "data.classes=[MEL, NV]"])
+    with pytest.raises(ConfigError, match="margin_tolerance"):
+        load_config(None, ["calibration.margin_tolerance=0.5"])
+
+
+def test_facade_applies_a_margin(data_dir: Path, sample_ids: list[str]) -> None:
+    from dermsight import Dermsight
+
+    model = Dermsight.load()
+    image = data_dir / "images" / f"{sample_ids[0]}.jpg"
+    before = model.predict(image, heatmap=False)
+    model.card = replace(model.card, decision=DecisionRule(
+        LOGIT_ADJUSTED, 0.0, None, {before.prediction: 20.0}))
+    after = model.predict(image, heatmap=False)
+    assert after.probabilities == before.probabilities
+    assert after.prediction != before.prediction
+    assert f"{before.prediction} named only when it leads" in after.to_dict()["decision_rule"]

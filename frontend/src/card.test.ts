@@ -238,6 +238,19 @@ describe('cardDecisionRule', () => {
     expect(d.text).toContain('τ = 0.8')
     expect(d.text).toContain('training frequency')
     expect(d.prior.map(([c]) => c)).toEqual(['NV', 'MEL', 'DF'])
+    expect(d.margins).toEqual([])
+    expect(d.text).not.toContain('log-odds')
+  })
+
+  it('names a class margin with the logit adjustment and on its own', () => {
+    const d = cardDecisionRule({
+      decision: { rule: 'logit_adjusted', tau: 0.3, prior: { NV: 0.6, UNK: 0.1 }, margins: { UNK: 3 } },
+    })
+    expect(d.margins).toEqual([['UNK', 3]])
+    expect(d.text).toContain('τ = 0.3')
+    expect(d.text).toContain('UNK is suggested only when it leads the next class by more than 3 in log-odds')
+    const alone = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0, margins: { UNK: 2.5 } } })
+    expect(alone.text).toMatch(/^Most probable class\. UNK is suggested only when it leads .* by more than 2\.5/)
   })
 })
 

@@ -500,8 +500,21 @@ export interface DecisionRuleView {
   tau: number | null
   /** training class frequencies, largest first */
   prior: [string, number][]
+  /** classes named only when they lead by a margin (log-odds), as [class, margin] */
+  margins: [string, number][]
   /** one plain sentence */
   text: string
+}
+
+/** The sentence for each class margin (a class named only when it leads by more than m). */
+function marginText(margins: [string, number][]): string {
+  return margins
+    .map(
+      ([c, m]) =>
+        ` ${c} is suggested only when it leads the next class by more than ${m} in log-odds (margin fitted on ` +
+        `validation: all its training images come from one collection).`,
+    )
+    .join('')
 }
 
 /** How the suggested class is chosen: card.decision, else the plain most probable class. */
@@ -513,20 +526,29 @@ export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
     .map(([k, v]) => [k, num(v)] as [string, number | null])
     .filter((e): e is [string, number] => e[1] !== null)
     .sort((a, b) => b[1] - a[1])
+  const margins = Object.entries(d?.margins ?? {})
+    .map(([k, v]) => [k, num(v)] as [string, number | null])
+    .filter((e): e is [string, number] => e[1] !== null && e[1] > 0)
   if (rule === 'logit_adjusted' && tau !== null && tau !== 0) {
     return {
       rule,
       tau,
       prior,
+      margins,
       text:
         `Balanced rule (logit adjustment, τ = ${tau}): the most probable class after dividing each class’s ` +
         `probability by its training frequency to the power τ, so rare classes are not always outvoted by ` +
-        `common ones. The probabilities shown are not changed.`,
+        `common ones.` +
+        marginText(margins) +
+        ` The probabilities shown are not changed.`,
     }
   }
   if (rule === 'argmax' || rule === 'logit_adjusted') {
-    return { rule, tau, prior, text: 'Most probable class.' }
+    const text = margins.length
+      ? `Most probable class.${marginText(margins)} The probabilities shown are not changed.`
+      : 'Most probable class.'
+    return { rule, tau, prior, margins, text }
   }
   const desc = typeof d?.description === 'string' ? d.description : rule
-  return { rule, tau, prior, text: desc }
+  return { rule, tau, prior, margins, text: desc }
 }

@@ -20,7 +20,7 @@ end's TypeScript types are generated (``frontend/src/generated/card.ts``).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.dataclasses import dataclass as pydantic_dataclass
@@ -121,11 +121,21 @@ class DecisionCard(BaseModel):
     rule: RuleName = "argmax"
     tau: float = Field(default=0.0, ge=0)
     prior: dict[str, float] | None = Field(default=None, description="training class frequencies")
+    margins: dict[str, Annotated[float, Field(gt=0, le=20)]] | None = Field(
+        default=None, description="log-odds lead a class needs to be named (fitted on validation)")
     description: str | None = Field(default=None,
                                     description="the rule in words (written, not read)")
 
+    @model_validator(mode="after")
+    def _margins_name_classes(self) -> DecisionCard:
+        if self.margins and self.prior:
+            stray = sorted(set(self.margins) - set(self.prior))
+            if stray:
+                raise ValueError(f"margins name classes without a prior: {stray}")
+        return self
+
     def to_rule(self) -> DecisionRule:
-        return DecisionRule(rule=self.rule, tau=self.tau, prior=self.prior)
+        return DecisionRule(rule=self.rule, tau=self.tau, prior=self.prior, margins=self.margins)
 
 
 class QualityCard(BaseModel):

@@ -9,12 +9,18 @@ post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustmen
 with ``prior`` the training class frequencies and ``tau`` fitted on validation balanced accuracy.
 ``tau = 0`` is the plain "most probable class" rule. Rare classes (dermatofibroma, AK, SCC) get a
 fairer chance of being named; the shown probabilities do not change.
+
+A class may also carry a **margin** m (log-odds, ``margins``): it is named only when it leads the
+best other class by more than m. It is meant for a class whose training images all come from one
+collection (UNK: only ISIC 2020), where the network's certainty partly means "looks like that
+collection"; m is fitted on validation as the largest value that costs at most a set tolerance of
+balanced accuracy (``fit_margins``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -25,29 +31,46 @@ LOGIT_ADJUSTED = "logit_adjusted"
 
 #: tau values tried when fitting the rule on validation
 TAU_GRID: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(0, 21))
+#: margins (log-odds) tried when fitting a class's margin on validation
+MARGIN_GRID: tuple[float, ...] = tuple(0.5 * k for k in range(0, 13))
 
 
 @dataclass(frozen=True)
 class DecisionRule:
-    """``offsets[c] = -tau * log(prior[c])`` is added to ``log p`` before the arg-max."""
+    """``offsets[c] = -tau * log(prior[c]) - margins[c]`` is added to ``log p``, then arg-max."""
 
     rule: str = ARGMAX
     tau: float = 0.0
     prior: dict[str, float] | None = None
+    #: per-class handicap in log-odds (a class is named only when it leads by more than this)
+    margins: dict[str, float] | None = None
+
+    @property
+    def adjusts_prior(self) -> bool:
+        return self.rule == LOGIT_ADJUSTED and bool(self.tau) and bool(self.prior)
+
+    @property
+    def active_margins(self) -> dict[str, float]:
+        return {c: m for c, m in (self.margins or {}).items() if m > 0}
 
     @property
     def plain(self) -> bool:
         """True when the rule is the plain arg-max (no adjustment to apply)."""
-        return self.rule == ARGMAX or not self.tau or not self.prior
+        return not self.adjusts_prior and not self.active_margins
 
     def offsets(self, classes: Sequence[str]) -> np.ndarray | None:
         """Per-class additive offsets on log-probabilities (``None`` for plain arg-max)."""
-        if self.plain or self.prior is None:
+        if self.plain:
             return None
-        prior = np.array([float(self.prior.get(c, 0.0)) for c in classes])
-        # a class absent from training (e.g. UNK when its only source is held out) gets no boost
-        safe = np.where(prior > 0, prior, 1.0)
-        return np.asarray(np.where(prior > 0, -self.tau * np.log(safe), 0.0), np.float64)
+        out = np.zeros(len(classes), np.float64)
+        if self.adjusts_prior and self.prior is not None:
+            prior = np.array([float(self.prior.get(c, 0.0)) for c in classes])
+            # a class absent from training (e.g. UNK when its only source is held out): no boost
+            safe = np.where(prior > 0, prior, 1.0)
+            out += np.where(prior > 0, -self.tau * np.log(safe), 0.0)
+        margins = self.active_margins
+        out -= np.array([margins.get(c, 0.0) for c in classes], np.float64)
+        return out
 
     def choose(self, probs: npt.ArrayLike, classes: Sequence[str]) -> np.ndarray:
         """Index of the suggested class per row of (N, C) probabilities."""
@@ -57,12 +80,20 @@ class DecisionRule:
     def description(self) -> str:
         if self.plain:
             return "most probable class"
-        return (f"balanced: most probable class after dividing by the training class frequency "
-                f"to the power {self.tau:g} (logit adjustment)")
+        text = ("balanced: most probable class after dividing by the training class frequency "
+                f"to the power {self.tau:g} (logit adjustment)" if self.adjusts_prior
+                else "most probable class")
+        for c, m in sorted(self.active_margins.items()):
+            text += (f"; {c} named only when it leads the next class by more than {m:g} in "
+                     f"log-odds (its training images come from one collection)")
+        return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rule": self.rule, "tau": self.tau, "prior": self.prior,
-                "description": self.description}
+        d: dict[str, Any] = {"rule": self.rule, "tau": self.tau, "prior": self.prior}
+        if self.active_margins:
+            d["margins"] = self.active_margins
+        d["description"] = self.description
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> DecisionRule:
@@ -71,9 +102,11 @@ class DecisionRule:
         rule = str(d.get("rule", ARGMAX))
         if rule not in (ARGMAX, LOGIT_ADJUSTED):
             raise ValueError(f"unknown decision rule {rule!r}")
-        prior = d.get("prior")
+        prior, margins = d.get("prior"), d.get("margins")
         return cls(rule=rule, tau=float(d.get("tau", 0.0)),
-                   prior=None if prior is None else {str(k): float(v) for k, v in prior.items()})
+                   prior=None if prior is None else {str(k): float(v) for k, v in prior.items()},
+                   margins=None if not margins else {str(k): float(v)
+                                                     for k, v in margins.items()})
 
 
 def decide(probs: npt.ArrayLike, offsets: npt.ArrayLike | None = None) -> np.ndarray:
@@ -117,3 +150,36 @@ def fit_decision_rule(
             best_tau, best = float(tau), score
     rule = DecisionRule(LOGIT_ADJUSTED if best_tau else ARGMAX, best_tau, prior)
     return rule, curve
+
+
+def fit_margins(
+    rule: DecisionRule, probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[str],
+    margin_classes: Sequence[str], tolerance: float, *, grid: Sequence[float] = MARGIN_GRID,
+) -> tuple[DecisionRule, dict[str, dict[str, float]]]:
+    """Give each of ``margin_classes`` the largest margin on ``grid`` at which the (validation)
+    balanced accuracy stays within ``tolerance`` of the rule's own (margin 0).
+
+    Classes are fitted one after another, each on top of the margins already chosen. Returns the
+    rule (``rule`` unchanged when no class is given) and the balanced accuracy per margin tried.
+    """
+    curves: dict[str, dict[str, float]] = {}
+    n = len(classes)
+    base = balanced_accuracy_of(labels, rule.choose(probs, classes), n)
+    margins = dict(rule.margins or {})
+    for cls_name in margin_classes:
+        if cls_name not in classes:
+            raise ValueError(f"margin class {cls_name!r} is not one of the model's classes")
+        curve: dict[str, float] = {}
+        chosen = 0.0
+        for m in sorted(grid):
+            trial = replace(rule, rule=LOGIT_ADJUSTED, margins={**margins, cls_name: float(m)})
+            score = balanced_accuracy_of(labels, trial.choose(probs, classes), n)
+            curve[f"{m:g}"] = round(score, 4)
+            if score >= base - tolerance - 1e-9:
+                chosen = float(m)
+        margins[cls_name] = chosen
+        curves[cls_name] = curve
+    active = {c: m for c, m in margins.items() if m > 0}
+    if not active:
+        return rule, curves
+    return replace(rule, rule=LOGIT_ADJUSTED, margins=active), curves

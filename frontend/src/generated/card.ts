@@ -88,6 +88,12 @@ export type Prior = {
   [k: string]: number;
 } | null;
 /**
+ * log-odds lead a class needs to be named (fitted on validation)
+ */
+export type Margins = {
+  [k: string]: number;
+} | null;
+/**
  * the rule in words (written, not read)
  */
 export type Description = string | null;
@@ -216,6 +222,7 @@ export interface DecisionCard {
   rule?: Rule;
   tau?: Tau;
   prior?: Prior;
+  margins?: Margins;
   description?: Description;
 }
 /**

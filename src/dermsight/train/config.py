@@ -117,6 +117,11 @@ class CalibrationConfig:
     refer_sensitivity: float = 0.95
     monitor_sensitivity: float = 0.99
     gate_false_reject: float = 0.005
+    #: classes named only when they lead by a margin (log-odds) fitted on validation: for a class
+    #: whose training images all come from one collection (UNK); empty = no margins
+    margin_classes: list[str] = field(default_factory=list)
+    #: the largest margin whose validation balanced accuracy is within this of margin 0
+    margin_tolerance: float = 0.01
 
 
 @dataclass
@@ -152,6 +157,12 @@ class TrainConfig:
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
         if bad:
             raise ConfigError(f"data.classes has unknown codes {bad}")
+        stray = [c for c in self.calibration.margin_classes if c not in self.data.classes]
+        if stray:
+            raise ConfigError(f"calibration.margin_classes {stray} are not in data.classes")
+        if not 0 <= self.calibration.margin_tolerance <= 0.2:
+            raise ConfigError(f"calibration.margin_tolerance must be in [0, 0.2], "
+                              f"got {self.calibration.margin_tolerance}")
 
     def _validate_train(self) -> None:
         t = self.train

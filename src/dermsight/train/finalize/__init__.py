@@ -61,7 +61,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     score(model, parts)
 
     calib = calibrate(cfg, parts["val"])
-    decision, tau_curve = fit_decision(cfg, df, calib, parts["val"])
+    decision, decision_fit = fit_decision(cfg, df, calib, parts["val"])
     offsets = decision.offsets(list(cfg.data.classes))
     gate = fit_gate(cfg, model, parts)
     evaluation = evaluate_test(
@@ -82,8 +82,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         "natural_frequencies": natural_frequencies(
             calib.malignant_probability(val.logits), calib.is_malignant(val.labels),
             calib.thresholds, val.sources),
-        "decision_fit": {"fit_on": "validation", "metric": "balanced_accuracy",
-                         "val_balanced_accuracy_by_tau": tau_curve},
+        "decision_fit": decision_fit,
     }
     html, extra["plots"] = render_report(cfg, bundle_dir, parts["test"], calib=calib,
                                          offsets=offsets, evaluation=evaluation, sections=extra)

@@ -4,13 +4,14 @@ and the rule that picks the suggested class (``fit_decision``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from dermsight import taxonomy
 from dermsight.bundle import Thresholds
-from dermsight.decision import DecisionRule, class_prior, fit_decision_rule
+from dermsight.decision import DecisionRule, class_prior, fit_decision_rule, fit_margins
 from dermsight.predict import softmax
 from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
 from dermsight.train.config import TrainConfig
@@ -58,9 +59,20 @@ def calibrate(cfg: TrainConfig, val: Part) -> Calibration:
 
 
 def fit_decision(cfg: TrainConfig, df: pd.DataFrame, calib: Calibration, val: Part
-                 ) -> tuple[DecisionRule, dict[str, float]]:
+                 ) -> tuple[DecisionRule, dict[str, Any]]:
     """The suggested class: logit adjustment by the training prior, tau fitted on validation
-    (balanced accuracy); also the validation curve over tau."""
+    (balanced accuracy), then the margins of ``calibration.margin_classes`` (those present in
+    training); also the validation curves (for the card's ``decision_fit``)."""
     classes = list(cfg.data.classes)
     prior = class_prior(df.loc[df["split"] == "train", "label"].to_numpy(), classes)
-    return fit_decision_rule(calib.probs(val.logits), val.labels, classes, prior)
+    probs = calib.probs(val.logits)
+    rule, tau_curve = fit_decision_rule(probs, val.labels, classes, prior)
+    fit: dict[str, Any] = {"fit_on": "validation", "metric": "balanced_accuracy",
+                           "val_balanced_accuracy_by_tau": tau_curve}
+    margin_classes = [c for c in cfg.calibration.margin_classes if prior.get(c, 0.0) > 0]
+    if margin_classes:
+        rule, margin_curves = fit_margins(rule, probs, val.labels, classes, margin_classes,
+                                          cfg.calibration.margin_tolerance)
+        fit["margin_tolerance"] = cfg.calibration.margin_tolerance
+        fit["val_balanced_accuracy_by_margin"] = margin_curves
+    return rule, fit
