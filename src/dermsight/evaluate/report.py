@@ -93,7 +93,8 @@ _LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
 
 _PLOT_CAPTIONS: dict[str, str] = {
     "roc": "One-vs-rest ROC curves on the test set (dashed: malignant = MEL+BCC+SCC).",
-    "confusion": "Confusion matrix, arg-max decision, rows normalised to the true class.",
+    "confusion": ("Confusion matrix of the suggested class (the bundle's decision rule), "
+                  "rows normalised to the true class."),
     "reliability": "Reliability diagram: 15 equal-width bins on the top-class probability.",
     "risk_tiers": "Test items per risk tier, by true malignancy.",
 }
@@ -339,8 +340,8 @@ def _per_class(test: Mapping[str, Any]) -> str:
     if not rows:
         return ""
     return ("<h2>Per-class results</h2>"
-            + _table(["class", "name", "n", "AUC (one-vs-rest)", "sensitivity (arg-max)",
-                      "specificity (arg-max)"], rows, num_cols=[2, 3, 4, 5])
+            + _table(["class", "name", "n", "AUC (one-vs-rest)", "sensitivity (suggested class)",
+                      "specificity (suggested class)"], rows, num_cols=[2, 3, 4, 5])
             + '<p class="note">&mdash; = undefined (class absent from the test set).</p>')
 
 
