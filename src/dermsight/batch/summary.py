@@ -130,7 +130,7 @@ def evaluate_output(
         labelled["label"].astype(str).to_numpy(), probs, list(classes), groups.to_numpy(),
         meta_df=labelled[["age", "sex", "site"]].reset_index(drop=True),
         refer_threshold=card.thresholds.refer, monitor_threshold=card.thresholds.monitor,
-        n_boot=n_boot,
+        n_boot=n_boot, decision_offsets=card.decision.offsets(classes),
     )
     results = {
         "title": "dermsight batch evaluation",
