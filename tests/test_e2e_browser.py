@@ -207,7 +207,16 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
         assert page.get_by_test_id("retrieval-table").is_visible()
     rule = page.get_by_test_id("decision-rule").inner_text()
     tau = (card.get("decision") or {}).get("tau")
-    assert ("τ" in rule) if tau else rule == "Most probable class."
+    margins = (card.get("decision") or {}).get("margins") or {}
+    assert ("τ" in rule) if tau else rule.startswith("Most probable class.")
+    for cls, m in margins.items():
+        assert f"{cls} is suggested only when it leads the next class by more than {m:g}" in rule
+    if not tau and not margins:
+        assert rule == "Most probable class."
+    spec = card["input_spec"]
+    shown = page.get_by_test_id("model-input").inner_text()
+    assert f"{spec['size']} × {spec['size']} px RGB" in shown
+    assert ("colour constancy" in shown) == (spec.get("color_constancy") == "shades_of_gray")
     page.screenshot(path=str(test_output / "e2e-model.png"), full_page=True)
 
     page.get_by_test_id("nav-assess").click()

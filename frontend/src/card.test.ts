@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import {
   cardCrossSource,
   cardDecisionRule,
+  cardInputText,
   cardItaTable,
   cardKeyMetrics,
   cardOtherMetricSets,
@@ -265,5 +266,24 @@ describe('cardMalignant', () => {
     expect(cardMalignant(card)).toEqual(['MEL', 'SCC'])
     expect(malignantSumText(card)).toBe('P(melanoma) + P(squamous cell carcinoma)')
     expect(cardMalignant({ classes: nine, malignant: ['MEL', 7] } as unknown as ModelCard)).toEqual(['MEL'])
+  })
+})
+
+const M: [number, number, number] = [0.5, 0.5, 0.5]
+
+describe('cardInputText', () => {
+  it('names size, crop and resizing, and nothing a card leaves at its default', () => {
+    const text = cardInputText({ input_spec: { size: 160, mean: M, std: M, crop: 'center_square', interpolation: 'bicubic' } })
+    expect(text).toBe('160 × 160 px RGB, centre square crop, bicubic resizing')
+    expect(cardInputText(null)).toBeNull()
+  })
+
+  it('says when the network sees the centre of the view and colour constancy', () => {
+    const text = cardInputText({
+      input_spec: { size: 192, mean: M, std: M, crop: 'center_square', crop_fraction: 0.7, color_constancy: 'shades_of_gray', cc_power: 6 },
+    })
+    expect(text).toContain('the centre 70 % of each side')
+    expect(text).toContain('Shades-of-Gray colour constancy (p = 6)')
+    expect(cardInputText({ input_spec: { size: 160, mean: M, std: M, crop_fraction: 1 } })).not.toContain('centre 100')
   })
 })

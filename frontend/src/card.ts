@@ -67,6 +67,27 @@ export function cardCrop(card: ModelCard | null): Crop {
   return card?.input_spec?.crop ?? 'center_square'
 }
 
+/** The input the network sees, in words: size, crop, the centre fraction, colour constancy,
+ * resizing (card.input_spec; keys a card omits are at their defaults). */
+export function cardInputText(card: ModelCard | null): string | null {
+  const spec = card?.input_spec
+  if (!spec) return null
+  const size = num(spec.size)
+  const parts = [size !== null ? `${size} × ${size} px RGB` : 'RGB image']
+  if (spec.crop === 'center_square' || spec.crop === undefined) parts.push('centre square crop')
+  if (spec.crop === 'none') parts.push('whole image resized (not cropped)')
+  const fraction = num(spec.crop_fraction)
+  if (fraction !== null && fraction < 1) {
+    parts.push(`then the centre ${Math.round(fraction * 100)} % of each side (a closer view)`)
+  }
+  if (spec.color_constancy === 'shades_of_gray') {
+    const p = num(spec.cc_power)
+    parts.push(`Shades-of-Gray colour constancy${p !== null ? ` (p = ${p})` : ''}`)
+  }
+  if (typeof spec.interpolation === 'string') parts.push(`${spec.interpolation} resizing`)
+  return parts.join(', ')
+}
+
 const isMetricValue = (v: unknown) => typeof v === 'number' || isInterval(v)
 
 /** metrics -> [[split, {metric: value}]]; accepts {test: {...}, val: {...}} or a flat {metric: v}.

@@ -4,6 +4,7 @@ import {
   HEADLINE_METRICS,
   cardCrossSource,
   cardDecisionRule,
+  cardInputText,
   cardItaTable,
   cardList,
   cardMalignant,
@@ -263,7 +264,6 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
   const backbone = dig(card, 'training', 'config', 'model', 'backbone')
   const pretrained = dig(card, 'training', 'config', 'model', 'pretrained') === true
   const metaFields = strings(dig(card, 'meta_spec', 'fields'))
-  const size = num(spec?.size)
   const intended = card.intended_use
 
   const malAuc = headline(ev, 'malignant_auc')
@@ -324,17 +324,14 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
         )}
         {spec && (
           <Row label="Input">
-            {size !== null ? `${size} × ${size} px RGB` : 'RGB image'}
-            {spec.crop === 'center_square' && ', centre square crop'}
-            {spec.crop === 'none' && ', whole image resized (not cropped)'}
-            {typeof spec.interpolation === 'string' && `, ${spec.interpolation} resizing`}
+            <span data-testid="model-input">{cardInputText(card)}</span>
           </Row>
         )}
         {classes.length > 0 && (
           <Row label={`Output (${classes.length} classes)`}>
             {classes.map((c) => (typeof classNames?.[c] === 'string' ? `${classNames[c]} (${c})` : c)).join(', ')}
             <span className="hint">
-              Malignant probability = melanoma + basal cell carcinoma + squamous cell carcinoma.
+              Malignant probability = {malignantSumText(card)}.
             </span>
           </Row>
         )}
