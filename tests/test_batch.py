@@ -20,13 +20,17 @@ import pytest
 
 from dermsight.batch.local import run_local
 from dermsight.batch.options import ScoreOptions
-from dermsight.batch.schema import output_columns
+from dermsight.batch.schema import output_columns, rows_to_frame
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.store import OutputError, PartStore, part_files, read_output
+from dermsight.batch.summary import evaluate_output, sidecar
 from dermsight.bundle import default_bundle_path
 from dermsight.cli import main as cli_main
+from dermsight.evaluate.skin_tone import ita_table
+from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.io.decode import decode_image
 from dermsight.predict import Assessment, Dermsight, PreparedImage
+from dermsight.skintone import BANDS, NOT_ESTIMABLE, ita_band, ita_for_images
 
 TOL = 1e-6
 
@@ -172,6 +176,8 @@ def test_bad_rows_become_error_rows_in_order(model: Dermsight, data_dir: Path,
     bad = out[out["error"].notna()]
     assert bad["risk"].isna().all()
     assert bad["p_MEL"].isna().all()
+    assert bad["ita"].isna().all()
+    assert bad["ita_band"].isna().all()
     ok = out[out["error"].isna()]
     assert np.allclose(ok[[f"p_{c}" for c in model.classes]].sum(axis=1), 1.0)
     assert ok.loc[ok["id"] == "ok1", "site"].item() == "torso"
@@ -406,6 +412,89 @@ def test_killed_process_resumes_without_duplicates_or_gaps(
     assert df["error"].isna().all()
 
 
+# --- skin tone (ITA) -----------------------------------------------------------------------------
+
+
+def test_ita_columns_are_the_estimator_on_the_decoded_images(
+    model: Dermsight, data_dir: Path, metadata: pd.DataFrame, ids: list[str],
+) -> None:
+    """``ita`` is ``ita_for_images`` on the images as decoded for the card (NaN: not estimable),
+    ``ita_band`` its Del Bino band, whichever way the image arrives (path or bytes)."""
+    df = frame_for(data_dir, metadata, ids)
+    df["image"] = [Path(p).read_bytes() if k % 2 else None for k, p in enumerate(df["path"])]
+    out = score_frame(df, model, ScoreOptions(batch_size=5, workers=2))
+    assert out["error"].isna().all()
+    assert out["ita"].dtype == np.float64
+    expected = ita_for_images([decode_image(p) for p in df["path"]])
+    want = np.array([np.nan if v is None else v for v in expected])
+    np.testing.assert_array_equal(out["ita"].to_numpy(), want)  # the same pixels: exact
+    assert out["ita_band"].tolist() == [ita_band(v) for v in expected]
+    assert out["ita"].notna().sum() >= len(ids) // 2  # most real images are estimable
+
+
+def _synthetic_output(out: Path, classes: list[str], n: int, ita: list[float | None],
+                      drop_ita: bool = False) -> pd.DataFrame:
+    """An output folder of ``n`` labelled rows (random calibrated-looking probabilities)."""
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(len(classes)) * 0.5, size=n)
+    labels = [classes[i] for i in rng.integers(0, len(classes), size=n)]
+    rows = [{"id": f"s{i:03d}", "path": None, **{f"p_{c}": float(probs[i, j])
+                                                for j, c in enumerate(classes)},
+             "label": labels[i], "group": f"g{i // 2}", "ita": ita[i], "ita_band": ita_band(ita[i]),
+             "age": 50.0, "sex": "female", "site": "torso", "risk": "low", "prediction": "NV"}
+            for i in range(n)]
+    df = rows_to_frame(rows, classes)
+    if drop_ita:  # as written before the ita columns existed
+        out.mkdir(parents=True)
+        df.drop(columns=["ita", "ita_band"]).to_parquet(out / "part-old-00000.parquet")
+    else:
+        with PartStore(out, "parquet", classes) as store:
+            store.write(df)
+    return df
+
+
+def test_evaluation_by_ita_is_the_cards_table_with_the_cards_settings(
+    model: Dermsight, tmp_path: Path,
+) -> None:
+    classes = list(model.classes)
+    n = 60
+    ita: list[float | None] = [62.0] * 40 + [20.0] * 8 + [None] * 12  # very light, tan, n/e
+    df = _synthetic_output(tmp_path / "o", classes, n, ita)
+    paths = evaluate_output(tmp_path / "o", classes, model.card, model.info, n_boot=20)
+    ev = json.loads(Path(paths["json"]).read_text())
+    card = model.card
+    want = ita_table(df["label"].to_numpy(), df[[f"p_{c}" for c in classes]].to_numpy(),
+                     classes, ita, groups=df["group"].to_numpy(),
+                     settings=SubgroupSettings(refer_threshold=card.thresholds.refer,
+                                               n_boot=20, seed=ev["seed"],
+                                               offsets=card.decision.offsets(classes)),
+                     noun="evaluated images")
+    assert ev["by_ita"] == json.loads(json.dumps(want, default=float))
+    rows = {r["subgroup"]: r for r in ev["by_ita"]["bands"]}
+    assert [rows[b]["n"] for b in (*BANDS, NOT_ESTIMABLE)] == [40, 0, 0, 8, 0, 0, 12]
+    assert rows["very light"]["balanced_accuracy"] is not None  # 40 >= 30: shown
+    assert rows["tan"]["balanced_accuracy"] is None  # 8 < 30: withheld, count kept
+    assert rows["light"]["note"] == "no images"
+    html = Path(paths["report"]).read_text()
+    assert "By skin tone (ITA, estimated from the image)" in html
+    assert "&gt; 55°" in html
+    assert "not estimable" in html
+
+
+def test_evaluation_of_an_output_without_the_ita_column_has_no_table(
+    model: Dermsight, image_folder: Path, tmp_path: Path,
+) -> None:
+    classes = list(model.classes)
+    _synthetic_output(tmp_path / "old", classes, 40, [50.0] * 40, drop_ita=True)
+    paths = evaluate_output(tmp_path / "old", classes, model.card, model.info, n_boot=0)
+    ev = json.loads(Path(paths["json"]).read_text())
+    assert ev["n"] == 40
+    assert "by_ita" not in ev
+    assert "By skin tone" not in Path(paths["report"]).read_text()
+    with pytest.raises(OutputError, match="older dermsight"):  # and it cannot be resumed
+        run_local(image_folder, tmp_path / "old", ScoreOptions(limit=1), progress=False)
+
+
 # --- other inputs -------------------------------------------------------------------------------
 
 
@@ -439,6 +528,18 @@ def test_csv_dataset_with_labels_and_evaluate(
     ev = json.loads(Path(summary.evaluation["json"]).read_text())
     assert ev["n"] == sum(m["diagnosis"].isin(model.classes))
     assert Path(summary.evaluation["report"]).parent == out.parent
+    # by skin tone: the card's seven-row table over the labelled rows, from the ita column
+    by_ita = ev["by_ita"]
+    bands = [r["subgroup"] for r in by_ita["bands"]]
+    assert bands == [*BANDS, NOT_ESTIMABLE]
+    assert sum(r["n"] for r in by_ita["bands"]) == ev["n"] == by_ita["n"]
+    labelled = df[df["label"].isin(model.classes)]
+    expected = labelled["ita_band"].value_counts().to_dict()
+    assert {r["subgroup"]: r["n"] for r in by_ita["bands"] if r["n"]} == expected
+    assert by_ita["min_n"] == 30
+    assert all(r["malignant_auc"] is None and r["note"] for r in by_ita["bands"])  # all < 30
+    assert "By skin tone (ITA, estimated from the image)" in html
+    assert f"Of {ev['n']} evaluated images, a skin tone (ITA) could be estimated" in html
     shutil.copy(summary.evaluation["report"], test_output / "batch_evaluate_report.html")
 
 
@@ -446,6 +547,13 @@ def test_evaluate_without_labels_is_a_clear_note(image_folder: Path, tmp_path: P
     summary = run_local(image_folder, tmp_path / "o", ScoreOptions(evaluate=True, limit=3),
                         progress=False)
     assert "no labels" in summary.evaluation["unavailable"]
+    assert not sidecar(tmp_path / "o", "evaluation.json").exists()
+    assert not sidecar(tmp_path / "o", "report.html").exists()
+    df = read_output(tmp_path / "o")  # scored as usual, with the skin tone of every image
+    assert len(df) == 3
+    assert df["error"].isna().all()
+    assert df["ita_band"].notna().all()
+    assert df["ita_band"].tolist() == [ita_band(v) for v in df["ita"]]
 
 
 def test_manifest_csv_with_paths_and_metadata(

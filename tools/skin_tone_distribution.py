@@ -92,7 +92,10 @@ Del Bino bands. This is the distribution over **all** shared images, per source.
 {n - n_na:,}; only **{darker:,}** ({100.0 * darker / (n - n_na):.1f} % of those) fall in the
 tan, brown or dark bands (tan {allc['tan']:,}, brown {allc['brown']:,}, dark {allc['dark']:,}).
 Performance on darker skin therefore cannot be measured with this data; the per-band test table
-in the model card and report shows the counts and withholds metrics under 30 images.
+in the model card and report shows the counts and withholds metrics under 30 images. The same
+table is in the report of `dermsight evaluate` / `dermsight batch --evaluate` for a new labelled
+cohort (`by_ita` in `OUT.evaluation.json`), from the `ita` / `ita_band` columns that batch scoring
+writes for every scored image ([batch.md](batch.md)).
 
 {chr(10).join(lines)}
 

@@ -1,5 +1,11 @@
 """The columns of batch scoring: the input frame's, and the output's as rows, pandas, Arrow and
-Spark DDL (every engine writes exactly these)."""
+Spark DDL (every engine writes exactly these).
+
+Besides the model's answer, each scored row carries the image's estimated skin tone: ``ita``
+(individual typology angle in degrees, :func:`dermsight.skintone.ita_degrees` on the decoded
+image; NaN when not estimable) and ``ita_band`` (its Del Bino band, or ``not estimable``). Error
+rows have neither. ``--evaluate`` builds the by-skin-tone table from them.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "risk",
     "flags",
     "ood_score",
+    "ita",
+    "ita_band",
     "error",
     "age",
     "sex",
@@ -32,7 +40,7 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
 )
-_FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "age"})
+_FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
 
 
@@ -41,7 +49,8 @@ def output_columns(classes: Sequence[str]) -> list[str]:
     return [*HEAD_COLUMNS, *(f"p_{c}" for c in classes), *TAIL_COLUMNS]
 
 
-def _is_float(name: str) -> bool:
+def is_float(name: str) -> bool:
+    """True for the output's float64 columns (probabilities, scores, ITA, age)."""
     return name.startswith("p_") or name in _FLOAT_TAIL
 
 
@@ -49,13 +58,13 @@ def arrow_schema(classes: Sequence[str]) -> pa.Schema:
     """The Arrow schema of the output (Parquet parts of every engine use exactly this)."""
     import pyarrow as pa
 
-    return pa.schema([pa.field(name, pa.float64() if _is_float(name) else pa.string())
+    return pa.schema([pa.field(name, pa.float64() if is_float(name) else pa.string())
                       for name in output_columns(classes)])
 
 
 def spark_ddl(classes: Sequence[str]) -> str:
     """The same schema as a Spark DDL string (for ``mapInPandas``)."""
-    return ", ".join(f"`{name}` {'double' if _is_float(name) else 'string'}"
+    return ", ".join(f"`{name}` {'double' if is_float(name) else 'string'}"
                      for name in output_columns(classes))
 
 
@@ -76,7 +85,7 @@ def rows_to_frame(rows: Iterable[Mapping[str, Any]], classes: Sequence[str]) -> 
     cols = output_columns(classes)
     df = pd.DataFrame.from_records(list(rows), columns=cols)
     for c in cols:
-        if _is_float(c):
+        if is_float(c):
             df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
         else:
             df[c] = df[c].astype(object).where(df[c].notna(), None)

@@ -22,8 +22,10 @@ Nothing here re-implements the model: ``references.row_image`` finds a row's ima
 decodes it (``Dermsight.decode``, DICOM tags included) and prepares it
 (``Dermsight.prepare_image``) in worker threads, and assesses a batch at a time
 (``Dermsight.assess``: inference, calibration, decision rule, gate, tier); the output rows are read
-from that ``Assessment``. A bad file or bad metadata becomes an output row whose ``error`` says
-why; it never raises.
+from that ``Assessment``. The worker threads also estimate each image's skin tone on the same
+decoded pixels (``ita`` / ``ita_band``: ``dermsight.skintone.ita_degrees``, the estimator of the
+card's by-skin-tone table, on a <= 128 px subsample). A bad file or bad metadata becomes an
+output row whose ``error`` says why; it never raises.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from dermsight.batch.schema import frame_rows, rows_to_frame
 from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
 from dermsight.records import Metadata
+from dermsight.skintone import ita_band, ita_degrees
 
 if TYPE_CHECKING:
     from dermsight.predict import Assessment, Dermsight, PreparedImage
@@ -67,6 +70,7 @@ class PreparedRow:
     group: str | None = None
     image: PreparedImage | None = None
     thumb: np.ndarray | None = None  # small RGB copy, only when heatmaps are wanted
+    ita: float | None = None  # skin tone of the decoded image (None: not estimable)
     error: str | None = None
 
 
@@ -88,7 +92,9 @@ def prepare_row(
     keep_thumb: bool = False,
     storage_options: Mapping[str, Any] | None = None,
 ) -> PreparedRow:
-    """Decode, validate metadata, preprocess and run the quality gate for one input row.
+    """Decode, validate metadata, preprocess, run the quality gate and estimate the skin tone
+    (ITA, on the decoded pixels: the same estimator as the card's by-skin-tone table) for one
+    input row.
 
     Never raises: any problem becomes ``PreparedRow.error``.
     """
@@ -114,6 +120,7 @@ def prepare_row(
         rgb, prep.meta = model.decode(row_image(image, path, storage_options, model.limits),
                                       prep.meta)
         prep.image = model.prepare_image(rgb, prep.meta)
+        prep.ita = ita_degrees(rgb)
         if keep_thumb:
             prep.thumb = thumbnail(rgb)
     except ImageDecodeError as exc:
@@ -161,6 +168,8 @@ def scored_row(p: PreparedRow, model: Dermsight, result: Assessment, i: int) -> 
         "risk": result.risks[i],
         "flags": ";".join(f.code for f in result.flags[i]),
         "ood_score": result.ood_scores[i],
+        "ita": p.ita,
+        "ita_band": ita_band(p.ita),
         "error": None,
     })
     return row

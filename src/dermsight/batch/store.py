@@ -26,7 +26,7 @@ from typing import IO, Any
 
 import pandas as pd
 
-from dermsight.batch.schema import RISK_TIERS, arrow_schema
+from dermsight.batch.schema import RISK_TIERS, arrow_schema, is_float
 from dermsight.batch.sources import row_key
 
 FORMATS = ("parquet", "csv")
@@ -73,9 +73,21 @@ def read_output(out: str | os.PathLike[str],
         return pd.DataFrame(columns=list(columns) if columns else [])
     df = pd.concat(frames, ignore_index=True)
     for c in df.columns:
-        if c.startswith("p_") or c in ("malignant_probability", "ood_score", "age"):
+        if is_float(c):
             df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
+
+
+def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[str] | None:
+    """The column names of the first part file in ``out`` (``None`` when it has none yet)."""
+    parts = part_files(out, fmt)
+    if not parts:
+        return None
+    if parts[0].name.endswith(".csv"):
+        return list(pd.read_csv(parts[0], nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(parts[0]).names)
 
 
 def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
@@ -159,19 +171,11 @@ class PartStore:
         self._check_schema()
 
     def _check_schema(self) -> None:
-        parts = part_files(self.out, self.fmt)
-        if not parts:
-            return
-        if self.fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(parts[0]).names
-        else:
-            names = list(pd.read_csv(parts[0], nrows=0).columns)
-        if names != self.schema.names:
+        names = stored_columns(self.out, self.fmt)
+        if names is not None and names != self.schema.names:
             raise OutputError(
-                f"{self.out} holds results with other columns (another model's classes?): "
-                "use another --out"
+                f"{self.out} holds results with other columns (another model's classes, or "
+                "written by an older dermsight without the ita columns?): use another --out"
             )
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermsight.batch.schema import RISK_TIERS
-from dermsight.batch.store import read_output
+from dermsight.batch.store import read_output, stored_columns
 
 if TYPE_CHECKING:
     from dermsight.bundle import Card
@@ -102,14 +102,25 @@ def evaluate_output(
 ) -> dict[str, str]:
     """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``.
 
+    The metrics use the bundle's decision rule and refer/monitor thresholds; besides the
+    per-class and subgroup (sex, age, site) tables, ``by_ita`` holds the metrics by skin-tone
+    band (:func:`dermsight.evaluate.skin_tone.ita_table` on the output's ``ita`` column, with the
+    card's settings and withholding: all seven bands with their counts, metrics withheld under
+    30 images), which the report shows as its "By skin tone" section. An output folder written
+    before the ``ita`` column existed gets no ``by_ita``.
+
     Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
     from dermsight.evaluate import evaluate_predictions
     from dermsight.evaluate.report import render_report
+    from dermsight.evaluate.skin_tone import ita_table
+    from dermsight.evaluate.subgroups import SubgroupSettings
 
     prob_cols = [f"p_{c}" for c in classes]
-    df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols])
+    has_ita = "ita" in (stored_columns(out) or [])
+    df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols,
+                           *(["ita"] if has_ita else [])])
     n_all = len(df)
     n_err = int(df["error"].notna().sum()) if n_all else 0
     labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
@@ -126,12 +137,22 @@ def evaluate_output(
         )
     groups = labelled["group"].where(labelled["group"].notna(), labelled["id"]).astype(str)
     probs = labelled[prob_cols].to_numpy(np.float64)
+    y = labelled["label"].astype(str).to_numpy()
+    offsets = card.decision.offsets(classes)
     evaluation = evaluate_predictions(
-        labelled["label"].astype(str).to_numpy(), probs, list(classes), groups.to_numpy(),
+        y, probs, list(classes), groups.to_numpy(),
         meta_df=labelled[["age", "sex", "site"]].reset_index(drop=True),
         refer_threshold=card.thresholds.refer, monitor_threshold=card.thresholds.monitor,
-        n_boot=n_boot, decision_offsets=card.decision.offsets(classes),
+        n_boot=n_boot, decision_offsets=offsets,
     )
+    if has_ita:  # the card's table (evaluate.card_tables), with this evaluation's settings
+        ita = [float(v) if np.isfinite(v) else None
+               for v in labelled["ita"].to_numpy(np.float64)]
+        evaluation["by_ita"] = ita_table(
+            y, probs, list(classes), ita, groups=groups.to_numpy(),
+            settings=SubgroupSettings(refer_threshold=card.thresholds.refer, n_boot=n_boot,
+                                      seed=int(evaluation["seed"]), offsets=offsets),
+            noun="evaluated images")
     results = {
         "title": "dermsight batch evaluation",
         "model": dict(model_info),

@@ -97,8 +97,8 @@ def evaluate(
 ) -> None:
     """Score a labelled dataset with a bundle; write per-image scores, metrics and HTML report.
 
-    Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class and
-    subgroup tables, plots). No torch needed.
+    Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class,
+    subgroup and skin-tone (ITA band) tables). No torch needed.
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
