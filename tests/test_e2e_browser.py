@@ -215,7 +215,7 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
         assert rule == "Most probable class."
     spec = card["input_spec"]
     shown = page.get_by_test_id("model-input").inner_text()
-    assert f"{spec['size']} × {spec['size']} px RGB" in shown
+    assert f"{spec['size']} \u00d7 {spec['size']} px RGB" in shown
     assert ("colour constancy" in shown) == (spec.get("color_constancy") == "shades_of_gray")
     page.screenshot(path=str(test_output / "e2e-model.png"), full_page=True)
 
