@@ -77,9 +77,11 @@ def heldout(split: pd.DataFrame, bundle: Path, refit_margin: bool) -> None:
         p_mal = probs[:, mal].sum(1)
         renorm = p_mal / np.clip(1 - probs[:, unk], 1e-9, None)
         name = "held-out source" if part == "external" else "validation"
+        argmax_unk = np.mean(probs.argmax(1) == unk)
+        suggested_unk = np.mean([o.prediction == "UNK" for o in out])
         print(f"{name}: {len(df)} images, {pos.sum()} malignant; median P(UNK) "
-              f"{np.median(probs[:, unk]):.3f}; plain arg-max UNK {np.mean(probs.argmax(1) == unk):.3f}; "
-              f"suggested UNK {np.mean([o.prediction == 'UNK' for o in out]):.3f}")
+              f"{np.median(probs[:, unk]):.3f}; plain arg-max UNK {argmax_unk:.3f}; "
+              f"suggested UNK {suggested_unk:.3f}")
         print(f"  as is: {_refer(p_mal, pos, thr)}")
         print(f"  UNK's share taken out (same threshold): {_refer(renorm, pos, thr)}")
         if part == "external":
@@ -93,9 +95,9 @@ def heldout(split: pd.DataFrame, bundle: Path, refit_margin: bool) -> None:
                 pred = np.array(classes)[r.choose(ext_probs, classes)]
                 present = sorted(set(ext_y))
                 bal = np.mean([np.mean(pred[ext_y == c] == c) for c in present])
-                print(f"  {what}: validation balanced accuracy "
-                      f"{balanced_accuracy_of(labels, r.choose(probs, classes), len(classes)):.4f}; "
-                      f"held-out called UNK {np.mean(pred == 'UNK'):.3f}, balanced accuracy {bal:.3f}")
+                val_bal = balanced_accuracy_of(labels, r.choose(probs, classes), len(classes))
+                print(f"  {what}: validation balanced accuracy {val_bal:.4f}; held-out called "
+                      f"UNK {np.mean(pred == 'UNK'):.3f}, balanced accuracy {bal:.3f}")
 
 
 def main() -> None:
