@@ -14,7 +14,7 @@ pytest.importorskip("torch")
 
 from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig, load_config
-from dermsight.train.finalize.calibration import calibrate
+from dermsight.train.finalize.calibration import calibrate, fit_decision
 from dermsight.train.finalize.card import data_section, limitations
 from dermsight.train.finalize.scoring import Part
 from dermsight.train.table import assign_split, load_table
@@ -49,6 +49,28 @@ def test_calibrate_fits_temperature_and_keeps_the_sensitivities() -> None:
     above = np.sort(p_mal[positive])
     nxt = above[above > calib.refer][0]
     assert (p_mal[positive] >= nxt).mean() < cfg.calibration.refer_sensitivity
+
+
+def test_fit_decision_fits_margins_only_for_trained_margin_classes() -> None:
+    cfg = load_config(REPO / "configs" / "default.yaml",
+                      ["calibration.margin_classes=[DF, VASC]"])
+    val = _val_part(temperature=1.0, seed=1)
+    calib = calibrate(cfg, val)
+    # VASC has no training image: its margin is not fitted (it is never suggested anyway)
+    train = pd.DataFrame({"label": [0] * 50 + [1] * 300 + [5] * 20 + [2, 3, 4, 7] * 5,
+                          "split": "train"})
+    rule, fit = fit_decision(cfg, train, calib, val)
+    assert fit["fit_on"] == "validation"
+    assert set(fit["val_balanced_accuracy_by_margin"]) == {"DF"}
+    assert fit["margin_tolerance"] == cfg.calibration.margin_tolerance
+    curve = fit["val_balanced_accuracy_by_margin"]["DF"]
+    chosen = (rule.margins or {}).get("DF", 0.0)
+    assert curve[f"{chosen:g}"] >= curve["0"] - cfg.calibration.margin_tolerance - 1e-4
+    # without margin classes the fit is tau alone, as before
+    plain_cfg = load_config(REPO / "configs" / "default.yaml")
+    plain_rule, plain_fit = fit_decision(plain_cfg, train, calib, val)
+    assert "val_balanced_accuracy_by_margin" not in plain_fit
+    assert not plain_rule.margins
 
 
 def _table(cfg: TrainConfig) -> pd.DataFrame:
