@@ -23,24 +23,13 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from compare_v1_v2 import DATA, _meta, _rows
+from compare_v1_v2 import _rows, score
 
 from dermsight import Dermsight
 from dermsight.decision import DecisionRule, balanced_accuracy_of, fit_margins
 from dermsight.evaluate.metrics import binary_auc
-from dermsight.io.decode import decode_image
 
 MALIGNANT = ("MEL", "BCC", "SCC")
-
-
-def _score(model: Dermsight, df: pd.DataFrame) -> list:
-    out = []
-    for i in range(0, len(df), 64):
-        part = df.iloc[i:i + 64]
-        images = [decode_image(DATA / f / "images" / f"{x}.jpg")
-                  for f, x in zip(part["folder"], part["image_id"], strict=True)]
-        out += model.predict_batch(images, [_meta(r) for _, r in part.iterrows()])
-    return out
 
 
 def isic2020(split: pd.DataFrame, bundles: list[Path]) -> None:
@@ -48,13 +37,15 @@ def isic2020(split: pd.DataFrame, bundles: list[Path]) -> None:
     df = _rows(rows).reset_index(drop=True)
     mel = df["diagnosis"].to_numpy() == "MEL"
     for b in bundles:
-        out = _score(Dermsight.load(b), df)
-        risk = np.array([o.risk for o in out])
+        model = Dermsight.load(b)
+        s = score(model, df)
+        risk = s["risk"]
+        p_mal = s["p"][:, [model.classes.index(c) for c in MALIGNANT]].sum(1)
         print(f"{b}: {len(df)} ISIC 2020 val+test images, referred (high) {np.sum(risk == 'high')} "
               f"({np.mean(risk == 'high'):.3f}); melanomas ({mel.sum()}): "
-              + ", ".join(f"{r} (P_mal {o.malignant_probability:.3f})"
-                          for r, o, m in zip(risk, out, mel, strict=True) if m))
-        print("  suggested:", pd.Series([o.prediction for o in out]).value_counts().to_dict())
+              + ", ".join(f"{r} (P_mal {pm:.3f})"
+                          for r, pm in zip(risk[mel], p_mal[mel], strict=True)))
+        print("  suggested:", pd.Series(s["pred"]).value_counts().to_dict())
 
 
 def _refer(p_mal: np.ndarray, pos: np.ndarray, thr: float) -> str:
@@ -70,15 +61,15 @@ def heldout(split: pd.DataFrame, bundle: Path, refit_margin: bool) -> None:
     thr = model.card.thresholds.refer
     for part in ("external", "val"):
         df = _rows(split[split["split"] == part]).reset_index(drop=True)
-        out = _score(model, df)
-        probs = np.array([[o.probabilities[c] for c in classes] for o in out])
+        scored = score(model, df)
+        probs = scored["p"]
         y = df["diagnosis"].to_numpy()
         pos = np.isin(y, MALIGNANT)
         p_mal = probs[:, mal].sum(1)
         renorm = p_mal / np.clip(1 - probs[:, unk], 1e-9, None)
         name = "held-out source" if part == "external" else "validation"
         argmax_unk = np.mean(probs.argmax(1) == unk)
-        suggested_unk = np.mean([o.prediction == "UNK" for o in out])
+        suggested_unk = np.mean(scored["pred"] == "UNK")
         print(f"{name}: {len(df)} images, {pos.sum()} malignant; median P(UNK) "
               f"{np.median(probs[:, unk]):.3f}; plain arg-max UNK {argmax_unk:.3f}; "
               f"suggested UNK {suggested_unk:.3f}")
