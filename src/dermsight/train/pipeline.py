@@ -29,7 +29,8 @@ from dermsight.train.table import assign_split, load_table, row_meta
 def build_net(cfg: TrainConfig, meta_spec: MetaSpec) -> LesionNet:
     m = cfg.model
     return LesionNet(m.backbone, len(cfg.data.classes), meta_spec.dim, meta_hidden=m.meta_hidden,
-                     pretrained=m.pretrained, weights=m.weights, drop_rate=m.drop_rate)
+                     pretrained=m.pretrained, weights=m.weights, drop_rate=m.drop_rate,
+                     unspecified_head=m.unspecified_head)
 
 
 def prepare_data(cfg: TrainConfig) -> pd.DataFrame:

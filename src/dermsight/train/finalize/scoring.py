@@ -71,7 +71,8 @@ def load_network(cfg: TrainConfig, out: Path, meta_spec: MetaSpec) -> LesionNet:
     ck = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     net = LesionNet(cfg.model.backbone, len(cfg.data.classes), meta_spec.dim,
                     meta_hidden=cfg.model.meta_hidden, pretrained=False,
-                    drop_rate=cfg.model.drop_rate)
+                    drop_rate=cfg.model.drop_rate,
+                    unspecified_head=cfg.model.unspecified_head)
     net.load_state_dict(ck["model"])
     return net.eval()
 
