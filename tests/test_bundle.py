@@ -262,6 +262,10 @@ def _edit_card(b: Path, edit: Callable[[dict[str, Any]], object]) -> None:
                         malignant=["MEL", "BCC", "SCC"]), r"'malignant': \['SCC'\] are not among"),
     (lambda c: c.update(classes=["MEL", "XYZ"]), r"'classes': unknown class codes \['XYZ'\]"),
     (lambda c: c.update(decision={"rule": "coin_flip"}), r"'decision.rule'"),
+    (lambda c: c.update(malignant_excluded=["UNK"]), r"'malignant_excluded': \['UNK'\] are not"),
+    (lambda c: c.update(malignant_excluded=["BCC"]), r"'malignant_excluded': \['BCC'\] are malig"),
+    (lambda c: c.update(malignant_excluded=["NV", "AK", "BKL", "DF", "VASC"]),
+     r"'malignant_excluded' leaves no benign class"),
 ])
 def test_a_card_field_that_is_missing_or_mistyped_is_named(
         tmp_path: Path, edit: Callable[[dict[str, Any]], object], named: str) -> None:
@@ -298,6 +302,22 @@ def test_the_malignant_probability_sums_the_cards_malignant_classes(
     # a card written before the field existed: the taxonomy's malignant classes
     _edit_card(b, lambda c: c.pop("malignant"))
     assert load_bundle(b).card.malignant == ["MEL", "BCC", "SCC"]
+
+
+def test_a_card_can_leave_a_class_out_of_the_malignant_probability(
+        tmp_path: Path, model: Dermsight, sample_image: Path) -> None:
+    b = _copy_bundle(tmp_path)
+    _edit_card(b, lambda c: c.update(malignant_excluded=["NV"]))
+    card = load_bundle(b).card
+    assert card.malignant_excluded == ["NV"]
+    assert json.loads(json.dumps(card.to_dict()))["malignant_excluded"] == ["NV"]
+    shared = Dermsight.load(b).predict(sample_image, heatmap=False)
+    p = shared.probabilities
+    mal = p["MEL"] + p["BCC"] + p["SCC"]
+    assert shared.malignant_probability == pytest.approx(mal / (1 - p["NV"]), rel=1e-5)
+    plain = model.predict(sample_image, heatmap=False)
+    assert plain.malignant_probability == pytest.approx(mal, abs=1e-6)
+    assert load_bundle().card.malignant_excluded == []  # the shipped card: the plain sum
 
 
 def test_save_bundle_refuses_a_card_the_schema_rejects(tmp_path: Path) -> None:

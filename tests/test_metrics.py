@@ -507,3 +507,29 @@ def test_evaluate_predictions_end_to_end() -> None:
     bare = evaluate_predictions(y, p, CLASSES8, None, n_boot=5)
     assert bare["subgroups"] == []
     assert bare["n_groups"] == 500
+
+
+def test_the_malignant_metrics_follow_the_bundles_malignant_probability() -> None:
+    """With ``malignant_excluded`` every malignant figure (AUC, refer rates, subgroup rows, the
+    bootstrap) uses the share of the specific diagnoses, as serving does."""
+    nine = list(CLASS_CODES[:9])
+    rng = np.random.default_rng(3)
+    n = 400
+    y = rng.integers(0, 9, n)
+    p = rng.dirichlet(np.ones(9), size=n)
+    p[np.arange(n), y] += 0.5
+    p[:, 8] += rng.uniform(0, 3, n)  # UNK takes a varying share, unrelated to the label
+    p /= p.sum(1, keepdims=True)
+    share = p[:, [0, 2, 7]].sum(1) / (1 - p[:, 8])
+    t = float(np.median(share))
+    mal = np.isin(y, [0, 2, 7])
+    plain = compute_metrics(y, p, nine, refer_threshold=t)
+    m = compute_metrics(y, p, nine, refer_threshold=t, malignant_excluded=["UNK"])
+    assert m["refer_sensitivity"] == pytest.approx((share[mal] >= t).mean())
+    assert m["refer_specificity"] == pytest.approx((share[~mal] < t).mean())
+    assert m["malignant_auc"] != pytest.approx(plain["malignant_auc"])
+    assert m["mel_auc"] == plain["mel_auc"]  # per-class figures use the probabilities as they are
+    ev = evaluate_predictions(y, p, nine, None, refer_threshold=t, n_boot=5,
+                              malignant_excluded=["UNK"])
+    assert ev["metrics"]["malignant_auc"] == pytest.approx(m["malignant_auc"])
+    assert ev["ci"]["malignant_auc"]["value"] == pytest.approx(m["malignant_auc"])

@@ -267,6 +267,21 @@ describe('cardMalignant', () => {
     expect(malignantSumText(card)).toBe('P(melanoma) + P(squamous cell carcinoma)')
     expect(cardMalignant({ classes: nine, malignant: ['MEL', 7] } as unknown as ModelCard)).toEqual(['MEL'])
   })
+  it('divides by the classes a card leaves out of the malignant probability', () => {
+    const card = {
+      classes: nine,
+      malignant: ['MEL', 'SCC'],
+      malignant_excluded: ['UNK'],
+      class_names: { MEL: 'Melanoma', SCC: 'Squamous cell carcinoma', UNK: 'Other / unknown' },
+    } as unknown as ModelCard
+    expect(malignantSumText(card)).toBe(
+      '(P(melanoma) + P(squamous cell carcinoma)) / (1 − P(other / unknown)): the malignant share of ' +
+        'the specific diagnoses, so that UNK can name a lesion but never lower its risk',
+    )
+    expect(malignantSumText({ ...card, malignant_excluded: [] } as unknown as ModelCard)).toBe(
+      'P(melanoma) + P(squamous cell carcinoma)',
+    )
+  })
 })
 
 const M: [number, number, number] = [0.5, 0.5, 0.5]

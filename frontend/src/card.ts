@@ -25,12 +25,19 @@ export function cardMalignant(card: ModelCard): string[] {
   return Array.isArray(card.malignant) ? card.malignant.filter((c): c is string => typeof c === 'string') : []
 }
 
-/** "P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)" for the card's malignant set. */
+/** "P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)" for the card's malignant set;
+ * with ``malignant_excluded`` (classes left out of the denominator) the sum is divided by
+ * "(1 − P(other / unknown))" and the text says why. */
 export function malignantSumText(card: ModelCard): string {
   const names = rec(card.class_names)
-  return cardMalignant(card)
-    .map((code) => `P(${(typeof names?.[code] === 'string' ? (names[code] as string) : code).toLowerCase()})`)
-    .join(' + ')
+  const p = (code: string) => `P(${(typeof names?.[code] === 'string' ? (names[code] as string) : code).toLowerCase()})`
+  const sum = cardMalignant(card).map(p).join(' + ')
+  const excluded = Array.isArray(card.malignant_excluded)
+    ? card.malignant_excluded.filter((c): c is string => typeof c === 'string')
+    : []
+  if (excluded.length === 0) return sum
+  return `(${sum}) / (1 − ${excluded.map(p).join(' − ')}): the malignant share of the specific ` +
+    `diagnoses, so that ${excluded.join(', ')} can name a lesion but never lower its risk`
 }
 
 /** card.a.b.c, or undefined when any step is missing. */

@@ -85,6 +85,8 @@ class Card:
     #: classes summed into the malignant probability; empty when constructed means the
     #: taxonomy's malignant classes among ``classes`` (filled in here, then written to the card)
     malignant: list[str] = field(default_factory=list)
+    #: classes left out of the malignant probability's denominator (:mod:`dermsight.malignancy`)
+    malignant_excluded: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.malignant:
@@ -98,6 +100,7 @@ class Card:
             "classes": self.classes,
             "class_names": {c: taxonomy.BY_CODE[c].name for c in self.classes},
             "malignant": list(self.malignant),
+            "malignant_excluded": list(self.malignant_excluded),
             "input_spec": self.input_spec.to_dict(),
             "meta_spec": self.meta_spec.to_dict(),
             "temperature": self.temperature,
@@ -139,6 +142,7 @@ class Card:
             files=dict(doc.files),
             decision=doc.decision.to_rule() if doc.decision else DecisionRule(),
             malignant=list(doc.malignant or default_malignant(doc.classes)),
+            malignant_excluded=list(doc.malignant_excluded),
         )
 
 

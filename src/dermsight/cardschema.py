@@ -179,6 +179,11 @@ class CardRuntime(BaseModel):
     malignant: list[str] | None = Field(
         default=None, description="classes summed into the malignant probability (absent: the "
                                   "taxonomy's malignant classes among `classes`)")
+    malignant_excluded: list[str] = Field(
+        default_factory=list,
+        description="classes left out of the malignant probability's denominator: it is then the "
+                    "malignant classes' share of the other classes (e.g. [UNK]: a class learned "
+                    "from one collection may name a lesion but not lower its risk)")
     input_spec: InputSpecCard
     meta_spec: MetaSpecCard
     temperature: float = Field(gt=0, description="divides the logits before the softmax")
@@ -200,7 +205,21 @@ class CardRuntime(BaseModel):
             stray = [c for c in self.malignant if c not in self.classes]
             if stray:
                 raise ValueError(f"field 'malignant': {stray} are not among the classes")
+        self._check_excluded()
         return self
+
+    def _check_excluded(self) -> None:
+        excluded = self.malignant_excluded
+        stray = [c for c in excluded if c not in self.classes]
+        if stray:
+            raise ValueError(f"field 'malignant_excluded': {stray} are not among the classes")
+        malignant = self.malignant if self.malignant is not None else default_malignant(
+            self.classes)
+        both = [c for c in excluded if c in malignant]
+        if both:
+            raise ValueError(f"field 'malignant_excluded': {both} are malignant classes")
+        if excluded and len(set(excluded)) >= len(self.classes) - len(malignant):
+            raise ValueError("field 'malignant_excluded' leaves no benign class")
 
 
 class CardReport(BaseModel):

@@ -33,6 +33,7 @@ from dermsight.bundle import Bundle, load_bundle
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
+from dermsight.malignancy import malignant_probability
 from dermsight.metaflags import metadata_flags
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
@@ -247,8 +248,11 @@ class Dermsight:
         return softmax(logits, self.card.temperature)
 
     def malignant(self, probs: np.ndarray) -> np.ndarray:
-        idx = [i for i, c in enumerate(self.classes) if c in self.card.malignant]
-        return probs[:, idx].sum(axis=1)
+        """P(malignant) per row: the card's malignant classes, as a share of the classes not in
+        its ``malignant_excluded`` (:mod:`dermsight.malignancy`)."""
+        p = malignant_probability(probs, self.classes, self.card.malignant,
+                                  self.card.malignant_excluded)
+        return np.zeros(len(probs)) if p is None else p
 
     def prepare(self, image: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, np.ndarray]:
         return preprocess(image, self.card.input_spec), encode_meta(meta, self.card.meta_spec)

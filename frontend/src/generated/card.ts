@@ -22,6 +22,10 @@ export type Classes = [string, ...string[]];
  */
 export type Malignant = string[] | null;
 /**
+ * classes left out of the malignant probability's denominator: it is then the malignant classes' share of the other classes (e.g. [UNK]: a class learned from one collection may name a lesion but not lower its risk)
+ */
+export type MalignantExcluded = string[];
+/**
  * side of the square input, pixels
  */
 export type Size = number;
@@ -162,6 +166,7 @@ export interface ModelCard {
   class_names?: ClassNames;
   classes: Classes;
   malignant?: Malignant;
+  malignant_excluded?: MalignantExcluded;
   input_spec: InputSpecCard;
   meta_spec: MetaSpecCard;
   temperature: Temperature;

@@ -80,6 +80,7 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     monitor_threshold: float | None = None,
     subgroup_n_boot: int | None = None,
     decision_offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Metrics + group-bootstrap CIs + subgroups in one call (see the module docstring).
 
@@ -87,7 +88,9 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     resampling unit. ``meta_df`` (rows aligned with ``y_true``) enables the subgroup table.
     ``subgroup_n_boot`` defaults to ``n_boot``; use 0 to skip subgroup intervals.
     ``decision_offsets`` (per class, :mod:`dermsight.decision`) set the class-decision rule used
-    for accuracy, balanced accuracy, per-class sensitivity and the confusion matrix.
+    for accuracy, balanced accuracy, per-class sensitivity and the confusion matrix;
+    ``malignant_excluded`` the classes left out of the malignant probability's denominator
+    (:mod:`dermsight.malignancy`).
     """
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
@@ -95,10 +98,11 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     ci = bootstrap_metrics(
         y, p, classes, codes, refer_threshold=refer_threshold, n_boot=n_boot, seed=seed,
         monitor_threshold=monitor_threshold, offsets=decision_offsets,
+        malignant_excluded=malignant_excluded,
     )
     metrics = compute_metrics(
         y, p, classes, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
-        offsets=decision_offsets,
+        offsets=decision_offsets, malignant_excluded=malignant_excluded,
     )
     empty = {"value": None, "lo": None, "hi": None, "n": 0}
     per_class = [
@@ -116,6 +120,7 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     if meta_df is not None:
         subgroups = subgroup_table(y, p, classes, meta_df, groups=codes, settings=SubgroupSettings(
             refer_threshold=refer_threshold, seed=seed, offsets=decision_offsets,
+            malignant_excluded=tuple(malignant_excluded),
             n_boot=n_boot if subgroup_n_boot is None else subgroup_n_boot))
     return {
         "schema": EVALUATION_SCHEMA,
@@ -148,6 +153,7 @@ def compare_predictions(  # noqa: PLR0913, PLR0917
     n_boot: int = 200,
     seed: int = 0,
     decision_offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, dict[str, float | int | None]]:
     """Paired group-bootstrap CIs of ``model - baseline`` for every metric (same resamples).
 
@@ -156,5 +162,5 @@ def compare_predictions(  # noqa: PLR0913, PLR0917
     y = np.asarray(y_true)
     return bootstrap_difference(
         y, probs, baseline_probs, classes, groups, refer_threshold=refer_threshold,
-        n_boot=n_boot, seed=seed, offsets=decision_offsets,
+        n_boot=n_boot, seed=seed, offsets=decision_offsets, malignant_excluded=malignant_excluded,
     )

@@ -127,6 +127,7 @@ def bootstrap_metrics(  # noqa: PLR0913, PLR0917
     alpha: float = 0.05,
     monitor_threshold: float | None = None,
     offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, CI]:
     """Group-bootstrap CIs for everything :func:`compute_metrics` returns (counts excluded)."""
     y, p, _ = validate_inputs(y_true, probs, classes)
@@ -134,7 +135,7 @@ def bootstrap_metrics(  # noqa: PLR0913, PLR0917
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
         return compute_metrics(
             y, p, classes, w, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
-            offsets=offsets,
+            offsets=offsets, malignant_excluded=malignant_excluded,
         )
 
     return bootstrap(fn, y.shape[0], groups, n_boot=n_boot, seed=seed, alpha=alpha)
@@ -152,6 +153,7 @@ def bootstrap_difference(  # noqa: PLR0913, PLR0917
     seed: int = 0,
     alpha: float = 0.05,
     offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, CI]:
     """Paired group bootstrap of ``metric(model) - metric(baseline)`` on the same resamples.
 
@@ -162,8 +164,10 @@ def bootstrap_difference(  # noqa: PLR0913, PLR0917
     _, pb, _ = validate_inputs(y, baseline_probs, classes)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        a = compute_metrics(y, p, classes, w, refer_threshold=refer_threshold, offsets=offsets)
-        b = compute_metrics(y, pb, classes, w, refer_threshold=refer_threshold, offsets=offsets)
+        a = compute_metrics(y, p, classes, w, refer_threshold=refer_threshold, offsets=offsets,
+                            malignant_excluded=malignant_excluded)
+        b = compute_metrics(y, pb, classes, w, refer_threshold=refer_threshold, offsets=offsets,
+                            malignant_excluded=malignant_excluded)
         out: dict[str, Any] = {}
         for k, va in a.items():
             vb = b.get(k)

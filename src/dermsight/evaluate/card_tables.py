@@ -65,6 +65,7 @@ def card_tables(  # noqa: PLR0913
     n_boot: int,
     seed: int,
     offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
     held_out: ScoredSet | None = None,
     trained_on: Sequence[str] = (),
 ) -> tuple[CrossSource, dict[str, Any]]:
@@ -74,7 +75,8 @@ def card_tables(  # noqa: PLR0913
     same model; one LOSO row per source in it, ``trained_on`` naming the training sources.
     """
     kwargs: dict[str, Any] = {"refer_threshold": refer_threshold, "n_boot": n_boot,
-                              "seed": seed, "offsets": offsets}
+                              "seed": seed, "offsets": offsets,
+                              "malignant_excluded": tuple(malignant_excluded)}
     section = cross_source_section(source_rows(predictions_frame(test, classes), classes, run,
                                                **kwargs))
     if held_out is not None:

@@ -169,6 +169,7 @@ def source_row(  # noqa: PLR0913
     n_boot: int = 200,
     seed: int = 0,
     offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
     trained_on: Sequence[str] | None = None,
     label_col: str = "label",
     group_col: str = "group",
@@ -182,7 +183,8 @@ def source_row(  # noqa: PLR0913
     y, p, codes = _frame_arrays(frame, classes, label_col, group_col)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, refer_threshold, offsets=offsets)
+        return key_metrics(y, p, classes, w, refer_threshold, offsets=offsets,
+                           malignant_excluded=malignant_excluded)
 
     m = fn(None)
     drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
@@ -225,6 +227,7 @@ def source_rows(
     """Per-source rows from a predictions frame (e.g. the test split), sources in name order.
 
     ``kwargs`` go to :func:`source_row` (``refer_threshold``, ``n_boot``, ``seed``, ``offsets``,
+    ``malignant_excluded``,
     ``label_col``, ``group_col``, ``min_n``, ``min_cases``).
     """
     if source_col not in frame.columns:

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from dermsight.malignancy import malignant_probability
 from dermsight.taxonomy import MALIGNANT
 
 __all__ = [
@@ -164,13 +165,11 @@ def predicted_labels(probs: npt.ArrayLike, offsets: npt.ArrayLike | None = None)
     return np.asarray(pred, dtype=np.int64)
 
 
-def malignant_scores(probs: npt.ArrayLike, classes: Sequence[str]) -> FloatArray | None:
-    """P(malignant) = sum of the MEL/BCC/SCC columns present; ``None`` if none is present."""
-    cols = [i for i, c in enumerate(classes) if c in MALIGNANT]
-    if not cols:
-        return None
-    scores: FloatArray = np.asarray(probs, dtype=np.float64)[:, cols].sum(axis=1)
-    return scores
+def malignant_scores(probs: npt.ArrayLike, classes: Sequence[str],
+                     excluded: Sequence[str] = ()) -> FloatArray | None:
+    """P(malignant) = sum of the MEL/BCC/SCC columns present, as a share of the classes not in
+    ``excluded`` (:mod:`dermsight.malignancy`); ``None`` if none is present."""
+    return malignant_probability(probs, classes, None, excluded)
 
 
 def _class_index(classes: Sequence[str], code: str) -> int | None:
@@ -422,6 +421,8 @@ def key_metrics(
     sample_weight: npt.ArrayLike | None = None,
     refer_threshold: float | None = None,
     offsets: npt.ArrayLike | None = None,
+    *,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, float | int | None]:
     """The small set used per subgroup: counts, malignant/MEL AUC, balanced accuracy, refer rates.
 
@@ -430,7 +431,7 @@ def key_metrics(
     """
     y, p, w = validate_inputs(y_true, probs, classes, sample_weight)
     mal = _is_malignant(y, classes)
-    mal_score = malignant_scores(p, classes)
+    mal_score = malignant_scores(p, classes, malignant_excluded)
     mel = _class_index(classes, "MEL")
     out: dict[str, float | int | None] = {
         "n": _count(w.sum()),
@@ -458,6 +459,7 @@ def compute_metrics(  # noqa: PLR0915, PLR0917
     refer_threshold: float | None = None,
     monitor_threshold: float | None = None,
     offsets: npt.ArrayLike | None = None,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, float | int | None]:
     """Every metric as one flat, JSON-serialisable dict (``None`` = undefined on this data).
 
@@ -476,6 +478,8 @@ def compute_metrics(  # noqa: PLR0915, PLR0917
 
     ``offsets`` (see :mod:`dermsight.decision`) change only the class decision (accuracy,
     balanced accuracy, per-class sensitivity/specificity); AUCs and calibration use ``probs``.
+    ``malignant_excluded``: classes left out of the malignant probability's denominator (the
+    bundle's, :mod:`dermsight.malignancy`).
     """
     classes = list(classes)
     y, p, w = validate_inputs(y_true, probs, classes, sample_weight)
@@ -513,7 +517,7 @@ def compute_metrics(  # noqa: PLR0915, PLR0917
     else:
         out["mel_auc"] = out["mel_pauc80"] = None
 
-    mal_score = malignant_scores(p, classes)
+    mal_score = malignant_scores(p, classes, malignant_excluded)
     if mal_score is not None:
         mal_curve = roc_curve(mal, mal_score, w)
         out["malignant_auc"] = _auc(mal_curve)

@@ -48,6 +48,7 @@ def roc_curves_png(
     probs: npt.ArrayLike,
     classes: Sequence[str],
     include_malignant: bool = True,
+    malignant_excluded: Sequence[str] = (),
 ) -> bytes:
     """One-vs-rest ROC curve per class present (AUC in the legend) + the malignant curve."""
     classes = list(classes)
@@ -61,7 +62,7 @@ def roc_curves_png(
             continue
         auc = binary_auc(y == j, p[:, j])
         ax.plot(curve[0], curve[1], lw=1.4, label=f"{code} (AUC {auc:.3f}, n={(y == j).sum()})")
-    mal_score = malignant_scores(p, classes) if include_malignant else None
+    mal_score = malignant_scores(p, classes, malignant_excluded) if include_malignant else None
     if mal_score is not None:
         mal = np.isin(y, [j for j, c in enumerate(classes) if c in MALIGNANT])
         curve = roc_curve(mal, mal_score)
@@ -192,17 +193,19 @@ def make_plots(
     probs_uncalibrated: npt.ArrayLike | None = None,
     thresholds: Mapping[str, float] | None = None,
     decision_offsets: npt.ArrayLike | None = None,
+    *,
+    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, bytes]:
     """All standard figures: ``roc``, ``confusion``, ``reliability`` and (with ``thresholds``
     holding ``refer`` and optionally ``monitor``) ``risk_tiers``."""
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
     plots = {
-        "roc": roc_curves_png(y, p, classes),
+        "roc": roc_curves_png(y, p, classes, malignant_excluded=malignant_excluded),
         "confusion": confusion_matrix_png(y, p, classes, decision_offsets),
         "reliability": reliability_png(y, p, probs_uncalibrated),
     }
-    mal_score = malignant_scores(p, classes)
+    mal_score = malignant_scores(p, classes, malignant_excluded)
     if thresholds and "refer" in thresholds and mal_score is not None:
         mal = np.isin(y, [j for j, c in enumerate(classes) if c in MALIGNANT])
         plots["risk_tiers"] = risk_tier_png(

@@ -146,7 +146,8 @@ class SubgroupSettings:
     :func:`dermsight.evaluate.skin_tone.ita_table`): the refer threshold for sensitivity /
     specificity (``None``: not computed), bootstrap resamples (0: no intervals) and their seed,
     the withholding limits, and the per-class decision ``offsets`` for balanced accuracy
-    (:mod:`dermsight.decision`; ``None`` = arg-max)."""
+    (:mod:`dermsight.decision`; ``None`` = arg-max) and the classes left out of the malignant
+    probability's denominator (:mod:`dermsight.malignancy`)."""
 
     refer_threshold: float | None = None
     n_boot: int = 0
@@ -154,6 +155,7 @@ class SubgroupSettings:
     min_n: int = MIN_N
     min_cases: int = MIN_CASES
     offsets: npt.ArrayLike | None = None
+    malignant_excluded: Sequence[str] = ()
 
 
 def subgroup_table(
@@ -200,7 +202,8 @@ def subgroup_metrics(
     st = settings or SubgroupSettings()
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, st.refer_threshold, st.offsets)
+        return key_metrics(y, p, classes, w, st.refer_threshold, st.offsets,
+                           malignant_excluded=st.malignant_excluded)
 
     m = fn(None)
     drop, notes = _withheld(m, st.min_n, st.min_cases, st.refer_threshold is not None)

@@ -103,7 +103,7 @@ def baseline(cfg: TrainConfig, parts: dict[str, Part], calib: Calibration,
     groups_t = test.groups(cfg.data.group_col)
     lp = linear_probe(cfg, parts)
     probe_probs = softmax(lp["test_logits"], lp["temperature"])
-    probe_val = softmax(lp["val_logits"], lp["temperature"])[:, list(calib.malignant)].sum(1)
+    probe_val = calib.malignant_of(softmax(lp["val_logits"], lp["temperature"]))
     probe_refer = threshold_for_sensitivity(probe_val, calib.is_malignant(val.labels),
                                             cfg.calibration.refer_sensitivity)
     return {
@@ -113,8 +113,10 @@ def baseline(cfg: TrainConfig, parts: dict[str, Part], calib: Calibration,
             lp["imbalance_comparison_val_balanced_accuracy"],
         "test": evaluate_predictions(test.labels, probe_probs, classes, groups_t,
                                      refer_threshold=probe_refer, n_boot=n_boot, seed=seed,
-                                     decision_offsets=offsets),
+                                     decision_offsets=offsets,
+                                     malignant_excluded=calib.excluded),
         "difference": compare_predictions(test.labels, calib.probs(test.logits), probe_probs,
                                           classes, groups_t, n_boot=n_boot, seed=seed,
-                                          decision_offsets=offsets),
+                                          decision_offsets=offsets,
+                                          malignant_excluded=calib.excluded),
     }

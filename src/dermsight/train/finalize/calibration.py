@@ -3,7 +3,7 @@ and the rule that picks the suggested class (``fit_decision``)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ import pandas as pd
 from dermsight import taxonomy
 from dermsight.bundle import Thresholds
 from dermsight.decision import DecisionRule, class_prior, fit_decision_rule, fit_margins
+from dermsight.malignancy import malignant_probability
 from dermsight.predict import softmax
 from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
 from dermsight.train.config import TrainConfig
@@ -27,12 +28,25 @@ class Calibration:
     monitor: float
     #: indices of the malignant classes, whose probabilities are summed
     malignant: tuple[int, ...]
+    #: the class codes in output order, and those left out of the malignant probability's
+    #: denominator (:mod:`dermsight.malignancy`; the card's ``malignant_excluded``)
+    classes: tuple[str, ...] = ()
+    excluded: tuple[str, ...] = ()
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         return softmax(logits, self.temperature)
 
+    def malignant_of(self, probs: np.ndarray) -> np.ndarray:
+        """The malignant probability of rows of class probabilities (as serving computes it)."""
+        if not self.classes:
+            return np.asarray(probs)[:, list(self.malignant)].sum(1)
+        out = malignant_probability(probs, self.classes, [self.classes[i] for i in self.malignant],
+                                    self.excluded)
+        assert out is not None  # ``malignant`` is never empty here
+        return out
+
     def malignant_probability(self, logits: np.ndarray) -> np.ndarray:
-        return self.probs(logits)[:, list(self.malignant)].sum(1)
+        return self.malignant_of(self.probs(logits))
 
     def is_malignant(self, labels: np.ndarray) -> np.ndarray:
         return np.isin(labels, list(self.malignant))
@@ -46,16 +60,24 @@ def malignant_indices(classes: list[str]) -> tuple[int, ...]:
     return tuple(i for i, c in enumerate(classes) if c in taxonomy.MALIGNANT)
 
 
+def malignant_excluded(cfg: TrainConfig) -> tuple[str, ...]:
+    """Classes left out of the malignant probability's denominator: UNK when it has its own head
+    (``model.unspecified_head``: UNK may name a lesion but not lower its risk)."""
+    return (taxonomy.UNSPECIFIED,) if cfg.model.unspecified_head else ()
+
+
 def calibrate(cfg: TrainConfig, val: Part) -> Calibration:
     """Temperature minimising validation NLL; refer / monitor = the largest thresholds that keep
     the configured sensitivities for malignant lesions on validation (monitor <= refer)."""
     malignant = malignant_indices(list(cfg.data.classes))
     temperature = fit_temperature(val.logits, val.labels)
-    p_mal = softmax(val.logits, temperature)[:, list(malignant)].sum(1)
-    positive = np.isin(val.labels, list(malignant))
+    scale = Calibration(temperature, 1.0, 1.0, malignant, tuple(cfg.data.classes),
+                        malignant_excluded(cfg))
+    p_mal = scale.malignant_probability(val.logits)
+    positive = scale.is_malignant(val.labels)
     refer = threshold_for_sensitivity(p_mal, positive, cfg.calibration.refer_sensitivity)
     monitor = threshold_for_sensitivity(p_mal, positive, cfg.calibration.monitor_sensitivity)
-    return Calibration(temperature, refer, min(monitor, refer), malignant)
+    return replace(scale, refer=refer, monitor=min(monitor, refer))
 
 
 def fit_decision(cfg: TrainConfig, df: pd.DataFrame, calib: Calibration, val: Part

@@ -173,7 +173,8 @@ def write_card(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, *, calib: 
     card = Card(name=cfg.name, version=cfg.version, classes=list(cfg.data.classes),
                 input_spec=cfg.input.spec(), meta_spec=MetaSpec(),
                 temperature=calib.temperature, thresholds=calib.thresholds, onnx_sha256="",
-                outputs=OUTPUTS, gate=gate[0], extra=extra, decision=decision)
+                outputs=OUTPUTS, gate=gate[0], extra=extra, decision=decision,
+                malignant_excluded=list(calib.excluded))
     save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate[1], report_html=report_html)
     load_bundle(bundle_dir)  # validate what we wrote
     return card

@@ -62,20 +62,23 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
     """Evaluate once on test (``offsets``: the decision rule's, None = plain arg-max)."""
     classes, seed, n_boot = list(cfg.data.classes), cfg.seed, cfg.evaluation.n_boot
     test, val = parts["test"], parts["val"]
+    excl = calib.excluded
     pt = calib.probs(test.logits)
     groups_t = test.groups(cfg.data.group_col)
     test_eval = evaluate_predictions(test.labels, pt, classes, groups_t,
                                      meta_df=_meta_frame(test), n_boot=n_boot, seed=seed,
                                      decision_offsets=offsets, refer_threshold=calib.refer,
-                                     monitor_threshold=calib.monitor)
+                                     monitor_threshold=calib.monitor, malignant_excluded=excl)
     # the plain arg-max figures beside the rule's (the same evaluation when the rule is arg-max)
     test_argmax = test_eval if offsets is None else evaluate_predictions(
-        test.labels, pt, classes, groups_t, n_boot=0, seed=seed)
+        test.labels, pt, classes, groups_t, n_boot=0, seed=seed, malignant_excluded=excl)
     uncal = evaluate_predictions(test.labels, softmax(test.logits, 1.0), classes, groups_t,
-                                 n_boot=0, seed=seed, decision_offsets=offsets)
+                                 n_boot=0, seed=seed, decision_offsets=offsets,
+                                 malignant_excluded=excl)
     val_eval = evaluate_predictions(val.labels, calib.probs(val.logits), classes, None, n_boot=0,
                                     seed=seed, decision_offsets=offsets,
-                                    refer_threshold=calib.refer, monitor_threshold=calib.monitor)
+                                    refer_threshold=calib.refer, monitor_threshold=calib.monitor,
+                                    malignant_excluded=excl)
     external = parts.get(EXTERNAL)
     external_eval: dict[str, Any] | None = None
     held_out: ScoredSet | None = None
@@ -84,7 +87,7 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
         external_eval = evaluate_predictions(
             external.labels, pe, classes, external.groups(cfg.data.group_col), n_boot=n_boot,
             seed=seed, decision_offsets=offsets, refer_threshold=calib.refer,
-            monitor_threshold=calib.monitor)
+            monitor_threshold=calib.monitor, malignant_excluded=excl)
         external_eval["sources"] = sorted(set(external.sources))
         held_out = ScoredSet(external.labels, pe, external.sources,
                              external.groups(cfg.data.group_col))
@@ -93,13 +96,14 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
         classes, ScoredSet(test.labels, pt, test.sources, groups_t), test.images,
         {"config": provenance.config, "seed": seed, "command": provenance.command},
         refer_threshold=calib.refer, n_boot=n_boot, seed=seed, offsets=offsets,
-        held_out=held_out, trained_on=trained_on)
+        malignant_excluded=excl, held_out=held_out, trained_on=trained_on)
     # without metadata: the model must stay useful when a user gives none
     no_meta = infer(model, test.images, [None] * len(test.images),
                     desc="score test, no metadata")
     test_nometa = evaluate_predictions(test.labels, calib.probs(no_meta["logits"]), classes,
                                        groups_t, n_boot=0, seed=seed,
-                                       refer_threshold=calib.refer, decision_offsets=offsets)
+                                       refer_threshold=calib.refer, decision_offsets=offsets,
+                                       malignant_excluded=excl)
     train = parts["train"]
     watch = single_source_classes(train.labels, train.sources, classes)
     return Evaluation(

@@ -27,7 +27,7 @@ def render_report(cfg: TrainConfig, bundle_dir: Path, test: Part, *, calib: Cali
     pt, pt_uncal = calib.probs(test.logits), softmax(test.logits, 1.0)
     plots = make_plots(test.labels, pt, classes, probs_uncalibrated=pt_uncal,
                        thresholds={"refer": calib.refer, "monitor": calib.monitor},
-                       decision_offsets=offsets)
+                       decision_offsets=offsets, malignant_excluded=calib.excluded)
     (bundle_dir / "plots").mkdir(exist_ok=True)
     for name, png in plots.items():
         (bundle_dir / "plots" / f"{name}.png").write_bytes(png)

@@ -1,0 +1,108 @@
+"""``model.unspecified_head`` (needs the [train] extra): UNK by its own sigmoid, so UNK images
+never train the eight specific diagnoses; its ONNX export; the config check; and finalize's
+malignant probability taken among the specific diagnoses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("timm")
+
+from dermsight.preprocess import MetaSpec  # noqa: E402
+from dermsight.records import Metadata  # noqa: E402
+from dermsight.train.config import ConfigError, load_config  # noqa: E402
+from dermsight.train.finalize.calibration import calibrate  # noqa: E402
+from dermsight.train.finalize.scoring import Part  # noqa: E402
+from dermsight.train.network import LesionNet, unspecified_log_probs  # noqa: E402
+
+pytestmark = pytest.mark.train
+REPO = Path(__file__).resolve().parents[1]
+NINE = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
+
+
+def test_the_outputs_are_log_probabilities_of_specific_times_not_unk_and_unk() -> None:
+    raw = torch.randn(16, 9, generator=torch.Generator().manual_seed(0)) * 4
+    p = unspecified_log_probs(raw).exp()
+    u = torch.sigmoid(raw[:, -1])
+    specific = torch.softmax(raw[:, :-1], dim=1)
+    torch.testing.assert_close(p.sum(1), torch.ones(16))
+    torch.testing.assert_close(p[:, -1], u)
+    torch.testing.assert_close(p[:, :-1], specific * (1 - u)[:, None])
+    # softmax of the outputs (what serving and temperature scaling do) gives them back
+    torch.testing.assert_close(torch.softmax(unspecified_log_probs(raw), 1), p)
+
+
+def test_unk_images_do_not_train_the_specific_diagnoses() -> None:
+    raw = torch.randn(4, 9, generator=torch.Generator().manual_seed(1)).requires_grad_(True)
+    unk = torch.full((4,), 8)
+    torch.nn.functional.cross_entropy(unspecified_log_probs(raw), unk).backward()
+    assert raw.grad is not None
+    # zero up to float rounding (cross-entropy re-normalises log-probabilities that sum to 1)
+    assert raw.grad[:, :8].abs().max() < 1e-6
+    assert torch.all(raw.grad[:, 8] < 0)  # pushes UNK's own score up
+    raw.grad = None
+    mel = torch.zeros(4, dtype=torch.long)
+    torch.nn.functional.cross_entropy(unspecified_log_probs(raw), mel).backward()
+    assert torch.all(raw.grad[:, 0] < 0)
+    assert torch.all(raw.grad[:, 8] > 0)
+    # a joint softmax, for contrast: a UNK label pushes every specific logit down
+    raw.grad = None
+    torch.nn.functional.cross_entropy(raw, unk).backward()
+    assert torch.all(raw.grad[:, :8] > 0)
+
+
+def test_the_onnx_export_carries_the_head() -> None:
+    from dermsight.train.export import export_onnx, parity
+
+    torch.manual_seed(0)
+    net = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                    unspecified_head=True).eval()
+    x = np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)
+    m = np.zeros((3, MetaSpec().dim), np.float32)
+    data = export_onnx(net, 64)
+    assert parity(net, data, x, m) < 1e-4
+    from dermsight.predict import ort_session
+
+    logits = ort_session(data, threads=1).run(["logits"], {"image": x, "meta": m})[0]
+    np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, rtol=1e-5)  # log-probabilities
+
+
+def test_the_config_needs_unk_as_the_last_class() -> None:
+    cfg = REPO / "configs" / "v2.4.yaml"
+    assert load_config(cfg).model.unspecified_head
+    with pytest.raises(ConfigError, match=r"UNK as the last of data\.classes"):
+        load_config(cfg, ["data.classes=[UNK, MEL, NV, BCC, AK, BKL, DF, VASC, SCC]"])
+    with pytest.raises(ConfigError, match=r"UNK as the last of data\.classes"):
+        load_config(cfg, ["data.classes=[MEL, NV, BCC, AK, BKL, DF, VASC, SCC]",
+                          "calibration.margin_classes=[]"])
+
+
+def _val_part(n: int = 3000, seed: int = 0) -> Part:
+    rng = np.random.default_rng(seed)
+    raw = torch.as_tensor(rng.normal(size=(n, 9)) * 2.5, dtype=torch.float32)
+    logits = unspecified_log_probs(raw).numpy().astype(np.float64)
+    p = np.exp(logits)
+    labels = np.array([rng.choice(9, p=row / row.sum()) for row in p])
+    return Part(pd.DataFrame({"source": ["s"] * n}), [], [Metadata()] * n, labels, logits=logits)
+
+
+def test_finalize_takes_the_malignant_probability_among_the_specific_diagnoses() -> None:
+    cfg = load_config(REPO / "configs" / "v2.4.yaml")
+    val = _val_part()
+    calib = calibrate(cfg, val)
+    assert calib.excluded == ("UNK",)
+    p = calib.probs(val.logits)
+    share = p[:, [0, 2, 7]].sum(1) / p[:, :8].sum(1)
+    np.testing.assert_allclose(calib.malignant_probability(val.logits), share)
+    positive = calib.is_malignant(val.labels)
+    assert (share[positive] >= calib.refer).mean() >= cfg.calibration.refer_sensitivity
+    # the joint-softmax configs keep the plain sum
+    joint = calibrate(load_config(REPO / "configs" / "v2.3.yaml"), val)
+    assert joint.excluded == ()
+    np.testing.assert_allclose(joint.malignant_probability(val.logits),
+                               joint.probs(val.logits)[:, [0, 2, 7]].sum(1))
