@@ -12,6 +12,7 @@ import {
   groupSubgroups,
   cardMalignant,
   headline,
+  malignantCodesText,
   malignantSumText,
   tooFew,
 } from './card.ts'
@@ -281,6 +282,9 @@ describe('cardMalignant', () => {
     expect(malignantSumText({ ...card, malignant_excluded: [] } as unknown as ModelCard)).toBe(
       'P(melanoma) + P(squamous cell carcinoma)',
     )
+    expect(malignantCodesText(card)).toBe('MEL + SCC, as a share of all classes but UNK')
+    expect(malignantCodesText({ ...card, malignant_excluded: [] } as unknown as ModelCard)).toBe('MEL + SCC')
+    expect(malignantCodesText(null)).toBe('MEL + BCC + SCC')
   })
 })
 

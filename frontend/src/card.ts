@@ -25,6 +25,21 @@ export function cardMalignant(card: ModelCard): string[] {
   return Array.isArray(card.malignant) ? card.malignant.filter((c): c is string => typeof c === 'string') : []
 }
 
+/** The classes a card leaves out of the malignant probability's denominator (``malignant_excluded``). */
+export function cardMalignantExcluded(card: ModelCard | null): string[] {
+  const v = card?.malignant_excluded
+  return Array.isArray(v) ? v.filter((c): c is string => typeof c === 'string') : []
+}
+
+/** "MEL + BCC + SCC" (the card's malignant codes; the taxonomy's before the card has loaded),
+ * "…, as a share of all classes but UNK" when the card leaves classes out of the denominator. */
+export function malignantCodesText(card: ModelCard | null): string {
+  const codes = card ? cardMalignant(card) : []
+  const sum = (codes.length > 0 ? codes : ['MEL', 'BCC', 'SCC']).join(' + ')
+  const excluded = cardMalignantExcluded(card)
+  return excluded.length > 0 ? `${sum}, as a share of all classes but ${excluded.join(', ')}` : sum
+}
+
 /** "P(melanoma) + P(basal cell carcinoma) + P(squamous cell carcinoma)" for the card's malignant set;
  * with ``malignant_excluded`` (classes left out of the denominator) the sum is divided by
  * "(1 − P(other / unknown))" and the text says why. */
@@ -32,9 +47,7 @@ export function malignantSumText(card: ModelCard): string {
   const names = rec(card.class_names)
   const p = (code: string) => `P(${(typeof names?.[code] === 'string' ? (names[code] as string) : code).toLowerCase()})`
   const sum = cardMalignant(card).map(p).join(' + ')
-  const excluded = Array.isArray(card.malignant_excluded)
-    ? card.malignant_excluded.filter((c): c is string => typeof c === 'string')
-    : []
+  const excluded = cardMalignantExcluded(card)
   if (excluded.length === 0) return sum
   return `(${sum}) / (1 − ${excluded.map(p).join(' − ')}): the malignant share of the specific ` +
     `diagnoses, so that ${excluded.join(', ')} can name a lesion but never lower its risk`

@@ -7,7 +7,7 @@ import {
   type ModelCard,
   type PredictResponse,
 } from '../api.ts'
-import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds } from '../card.ts'
+import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds, malignantCodesText } from '../card.ts'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from '../components/ImageDrop.tsx'
@@ -385,7 +385,7 @@ function ResultView({
         <dl className="key-numbers" data-testid="clinician-numbers">
           {!cannot && typeof res.malignant_probability === 'number' && (
             <div>
-              <dt>Malignant probability (MEL + BCC + SCC)</dt>
+              <dt>Malignant probability ({malignantCodesText(card)})</dt>
               <dd>
                 <strong>{formatPercent(res.malignant_probability)}</strong>
                 {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (
