@@ -45,7 +45,7 @@ def _meta(row: pd.Series) -> Metadata:
 
 
 def score(model: Dermsight, df: pd.DataFrame) -> dict[str, np.ndarray]:
-    probs, preds, risks = [], [], []
+    probs, preds, risks, p_mal = [], [], [], []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
         imgs = [decode_image(DATA / f / "images" / f"{x}.jpg")
@@ -54,7 +54,10 @@ def score(model: Dermsight, df: pd.DataFrame) -> dict[str, np.ndarray]:
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
         preds += [p.prediction for p in out]
         risks += [p.risk for p in out]
-    return {"p": np.array(probs), "pred": np.array(preds), "risk": np.array(risks)}
+        p_mal += [p.malignant_probability for p in out]
+    # p_mal: the bundle's malignant probability (the card's rule, dermsight.malignancy)
+    return {"p": np.array(probs), "pred": np.array(preds), "risk": np.array(risks),
+            "p_mal": np.array(p_mal)}
 
 
 def summary(model: Dermsight, s: dict[str, np.ndarray], y: np.ndarray,
@@ -62,7 +65,7 @@ def summary(model: Dermsight, s: dict[str, np.ndarray], y: np.ndarray,
     cls = model.classes
     mel = y == "MEL"
     mal = np.isin(y, ["MEL", "BCC", "SCC"])
-    p_mal = s["p"][:, [cls.index(c) for c in ("MEL", "BCC", "SCC")]].sum(1)
+    p_mal = s["p_mal"]
     recalls = [float(np.mean(s["pred"][y == c] == c)) for c in shared if np.any(y == c)]
     return {
         "n": int(len(y)), "n_mel": int(mel.sum()),

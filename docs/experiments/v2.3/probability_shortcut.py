@@ -40,7 +40,7 @@ def isic2020(split: pd.DataFrame, bundles: list[Path]) -> None:
         model = Dermsight.load(b)
         s = score(model, df)
         risk = s["risk"]
-        p_mal = s["p"][:, [model.classes.index(c) for c in MALIGNANT]].sum(1)
+        p_mal = s["p_mal"]  # the bundle's malignant probability, as its risk tier reads it
         print(f"{b}: {len(df)} ISIC 2020 val+test images, referred (high) {np.sum(risk == 'high')} "
               f"({np.mean(risk == 'high'):.3f}); melanomas ({mel.sum()}): "
               + ", ".join(f"{r} (P_mal {pm:.3f})"
@@ -65,8 +65,8 @@ def heldout(split: pd.DataFrame, bundle: Path, refit_margin: bool) -> None:
         probs = scored["p"]
         y = df["diagnosis"].to_numpy()
         pos = np.isin(y, MALIGNANT)
-        p_mal = probs[:, mal].sum(1)
-        renorm = p_mal / np.clip(1 - probs[:, unk], 1e-9, None)
+        p_mal = scored["p_mal"]  # the bundle's (the card's rule, dermsight.malignancy)
+        renorm = probs[:, mal].sum(1) / np.clip(1 - probs[:, unk], 1e-9, None)
         name = "held-out source" if part == "external" else "validation"
         argmax_unk = np.mean(probs.argmax(1) == unk)
         suggested_unk = np.mean(scored["pred"] == "UNK")
