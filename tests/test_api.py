@@ -18,6 +18,8 @@ from PIL import Image
 import api_support as support
 from dermsight import taxonomy
 from dermsight.bundle import write_manifest
+from dermsight.decision import DecisionRule
+from dermsight.malignancy import malignant_probability
 from dermsight.web.middleware import CSP, DOCS_CSP
 from dermsight.web.schemas import ClassOut, ExampleOut, HealthResponse, PredictResponse
 
@@ -167,12 +169,16 @@ def test_predict_with_metadata_and_heatmap(client: httpx.Client, jpeg: bytes) ->
     card = client.get("/api/v1/model").json()
     assert list(body.probabilities) == card["classes"]
     assert abs(sum(body.probabilities.values()) - 1.0) < 1e-4
-    assert body.prediction == max(body.probabilities, key=body.probabilities.__getitem__)
+    row = np.array([[body.probabilities[c] for c in card["classes"]]])
+    rule = DecisionRule.from_dict(card.get("decision"))
+    assert body.prediction == card["classes"][int(rule.choose(row, card["classes"])[0])]
     assert body.input.model_dump() == {"age": 55.0, "sex": "female", "site": "posterior torso"}
     assert body.model.name == card["name"]
     assert body.disclaimer
-    mal = sum(p for c, p in body.probabilities.items() if c in taxonomy.MALIGNANT)
-    assert abs(body.malignant_probability - mal) < 1e-4
+    mal = malignant_probability(row, card["classes"], card["malignant"],
+                                card.get("malignant_excluded", []))
+    assert mal is not None
+    assert abs(body.malignant_probability - float(mal[0])) < 1e-4
     assert body.heatmap is not None
     png = Image.open(io.BytesIO(base64.b64decode(body.heatmap)))
     assert png.mode == "RGBA"

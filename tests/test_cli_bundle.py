@@ -51,9 +51,11 @@ def test_a_tampered_or_broken_bundle_fails_with_one_line(tmp_path: Path) -> None
     n = len(card["classes"])
     dropped = next(c for c in reversed(card["classes"]) if c not in MALIGNANT)
     card["classes"].remove(dropped)
-    for section in (card.get("class_names"), (card.get("decision") or {}).get("prior")):
+    for section in (card.get("class_names"), (card.get("decision") or {}).get("prior"),
+                    (card.get("decision") or {}).get("margins")):
         if isinstance(section, dict):
             section.pop(dropped, None)
+    card["malignant_excluded"] = [c for c in card.get("malignant_excluded", []) if c != dropped]
     (copy / "card.json").write_text(json.dumps(card))
     r = _verify(str(copy))
     assert r.returncode == 3
