@@ -12,6 +12,7 @@ import sys
 import time
 import zlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from dermsight.cli import main as cli_main
 from dermsight.evaluate.skin_tone import ita_table
 from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.io.decode import decode_image
+from dermsight.malignancy import malignant_probability
 from dermsight.predict import Assessment, Dermsight, PreparedImage
 from dermsight.skintone import BANDS, NOT_ESTIMABLE, ita_band, ita_for_images
 
@@ -479,6 +481,23 @@ def test_evaluation_by_ita_is_the_cards_table_with_the_cards_settings(
     assert "By skin tone (ITA, estimated from the image)" in html
     assert "&gt; 55°" in html
     assert "not estimable" in html
+
+
+def test_evaluation_uses_the_cards_malignant_probability(model: Dermsight, tmp_path: Path) -> None:
+    """A card that leaves a class out of the malignant probability's denominator is evaluated
+    with that probability (as its tiers were), not with the plain sum."""
+    classes = list(model.classes)
+    df = _synthetic_output(tmp_path / "o", classes, 80, [50.0] * 80)
+    card = replace(model.card, malignant_excluded=["NV"])
+    ev = json.loads(Path(evaluate_output(tmp_path / "o", classes, card, model.info,
+                                         n_boot=0)["json"]).read_text())
+    probs = df[[f"p_{c}" for c in classes]].to_numpy()
+    share = malignant_probability(probs, classes, card.malignant, ["NV"])
+    assert share is not None
+    positive = df["label"].isin(card.malignant).to_numpy()
+    refer = card.thresholds.refer
+    assert ev["metrics"]["refer_sensitivity"] == pytest.approx((share[positive] >= refer).mean())
+    assert ev["metrics"]["refer_specificity"] == pytest.approx((share[~positive] < refer).mean())
 
 
 def test_evaluation_of_an_output_without_the_ita_column_has_no_table(

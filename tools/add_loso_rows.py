@@ -91,7 +91,8 @@ def main() -> None:
             section = add_loso_row(
                 section, frame, model.classes, str(source), trained_on, run,
                 refer_threshold=model.card.thresholds.refer, n_boot=int(test.get("n_boot", 200)),
-                seed=int(test.get("seed", 0)), offsets=model.card.decision.offsets(model.classes))
+                seed=int(test.get("seed", 0)), offsets=model.card.decision.offsets(model.classes),
+                malignant_excluded=model.card.malignant_excluded)
             if frame.attrs["left_out"]:
                 row = next(r for r in section["rows"]
                            if r["protocol"] == LOSO and r["source"] == str(source))

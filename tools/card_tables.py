@@ -182,8 +182,10 @@ def main() -> None:  # noqa: PLR0915
     refer, monitor = test_ev.get("refer_threshold"), test_ev.get("monitor_threshold")
     decision = getattr(model.card, "decision", None)
     offsets = decision.offsets(classes) if decision is not None else None
+    excluded = model.card.malignant_excluded
     pooled = compute_metrics(df["diagnosis"].to_numpy(), probs, classes, refer_threshold=refer,
-                             monitor_threshold=monitor, offsets=offsets)
+                             monitor_threshold=monitor, offsets=offsets,
+                             malignant_excluded=excluded)
     bad = [k for k in CHECKED if not _close(pooled.get(k), test_ev["metrics"].get(k))]
     if bad:
         raise SystemExit("recomputed test metrics differ from the card: " + ", ".join(
@@ -201,14 +203,15 @@ def main() -> None:  # noqa: PLR0915
     frame["source"] = df["source"]
     generated_by = f"{COMMAND} (tables added to the card after training)"
     rows = source_rows(frame, classes, run, refer_threshold=refer, n_boot=n_boot, seed=seed,
-                       offsets=offsets)
+                       offsets=offsets, malignant_excluded=excluded)
     t_ita = time.perf_counter()
     ita = ita_for_images(images)
     ita_ms = 1000.0 * (time.perf_counter() - t_ita) / len(images)
     by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita,
                        groups=df["group_id"].to_numpy(), noun="test images",
                        settings=SubgroupSettings(refer_threshold=refer, n_boot=n_boot, seed=seed,
-                                                 offsets=offsets))
+                                                 offsets=offsets,
+                                                 malignant_excluded=tuple(excluded)))
     by_ita["generated_by"] = generated_by
     for r in rows:
         m = r["metrics"]

@@ -143,7 +143,7 @@ def evaluate_output(
         y, probs, list(classes), groups.to_numpy(),
         meta_df=labelled[["age", "sex", "site"]].reset_index(drop=True),
         refer_threshold=card.thresholds.refer, monitor_threshold=card.thresholds.monitor,
-        n_boot=n_boot, decision_offsets=offsets,
+        n_boot=n_boot, decision_offsets=offsets, malignant_excluded=card.malignant_excluded,
     )
     if has_ita:  # the card's table (evaluate.card_tables), with this evaluation's settings
         ita = [float(v) if np.isfinite(v) else None
@@ -151,7 +151,8 @@ def evaluate_output(
         evaluation["by_ita"] = ita_table(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
             settings=SubgroupSettings(refer_threshold=card.thresholds.refer, n_boot=n_boot,
-                                      seed=int(evaluation["seed"]), offsets=offsets),
+                                      seed=int(evaluation["seed"]), offsets=offsets,
+                                      malignant_excluded=tuple(card.malignant_excluded)),
             noun="evaluated images")
     results = {
         "title": "dermsight batch evaluation",
