@@ -469,7 +469,8 @@ def test_evaluation_by_ita_is_the_cards_table_with_the_cards_settings(
                      classes, ita, groups=df["group"].to_numpy(),
                      settings=SubgroupSettings(refer_threshold=card.thresholds.refer,
                                                n_boot=20, seed=ev["seed"],
-                                               offsets=card.decision.offsets(classes)),
+                                               offsets=card.decision.offsets(classes),
+                                               malignant_excluded=tuple(card.malignant_excluded)),
                      noun="evaluated images")
     assert ev["by_ita"] == json.loads(json.dumps(want, default=float))
     rows = {r["subgroup"]: r for r in ev["by_ita"]["bands"]}

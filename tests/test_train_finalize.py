@@ -22,6 +22,7 @@ from dermsight.train.table import assign_split, load_table
 pytestmark = pytest.mark.train
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"]
+V1 = REPO / "configs" / "v1.yaml"  # the eight-class config (the default until v2.4)
 
 
 def _val_part(n: int = 3000, temperature: float = 2.0, seed: int = 0) -> Part:
@@ -35,7 +36,7 @@ def _val_part(n: int = 3000, temperature: float = 2.0, seed: int = 0) -> Part:
 
 
 def test_calibrate_fits_temperature_and_keeps_the_sensitivities() -> None:
-    cfg = load_config(REPO / "configs" / "default.yaml")
+    cfg = load_config(V1)  # eight classes, as the synthetic logits
     val = _val_part()
     calib = calibrate(cfg, val)
     assert calib.temperature == pytest.approx(2.0, rel=0.1)
@@ -52,8 +53,7 @@ def test_calibrate_fits_temperature_and_keeps_the_sensitivities() -> None:
 
 
 def test_fit_decision_fits_margins_only_for_trained_margin_classes() -> None:
-    cfg = load_config(REPO / "configs" / "default.yaml",
-                      ["calibration.margin_classes=[DF, VASC]"])
+    cfg = load_config(V1, ["calibration.margin_classes=[DF, VASC]"])
     val = _val_part(temperature=1.0, seed=1)
     calib = calibrate(cfg, val)
     # VASC has no training image: its margin is not fitted (it is never suggested anyway)
@@ -67,7 +67,7 @@ def test_fit_decision_fits_margins_only_for_trained_margin_classes() -> None:
     chosen = (rule.margins or {}).get("DF", 0.0)
     assert curve[f"{chosen:g}"] >= curve["0"] - cfg.calibration.margin_tolerance - 1e-4
     # without margin classes the fit is tau alone, as before
-    plain_cfg = load_config(REPO / "configs" / "default.yaml")
+    plain_cfg = load_config(V1)
     plain_rule, plain_fit = fit_decision(plain_cfg, train, calib, val)
     assert "val_balanced_accuracy_by_margin" not in plain_fit
     assert not plain_rule.margins
@@ -95,11 +95,8 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert f"HAM10000 ({n_ham:,} images)" in lim[0]
     assert "(150-256 px where the source recorded it)" in lim[0]
     assert "comes from one source only (SIIM-ISIC 2020)" in lim[1]
-    # the 8-class model's table: no 2020 images, each source's missing classes named (its
-    # classes given here, so the test holds whichever model configs/default.yaml reproduces)
-    cfg8 = load_config(REPO / "configs" / "default.yaml",
-                       [f"data.root={data_dir}", "data.holdout_sources=[isic2017]",
-                        "data.classes=[MEL, NV, BCC, AK, BKL, DF, VASC, SCC]"])
+    # the 8-class model's table (configs/v1.yaml): no 2020 images, each source's missing classes
+    cfg8 = load_config(V1, [f"data.root={data_dir}", "data.holdout_sources=[isic2017]"])
     lim8 = limitations(cfg8, _table(cfg8))
     assert "SIIM-ISIC 2020" not in lim8[0]
     assert "No UNK/other class: lesions outside the 8 trained classes" in lim8[1]

@@ -115,3 +115,12 @@ def test_input_settings_outside_the_spec_vocabulary_are_refused() -> None:
         load_config(cfg, ["input.interpolation=cubic"])
     with pytest.raises(ConfigError, match=r"input\.crop must be one of"):
         load_config(cfg, ["input.crop=centre"])
+
+
+def test_the_default_config_is_the_shipped_recipe() -> None:
+    """configs/default.yaml (make train) holds the settings the shipped bundle was trained with
+    (configs/v2.4.yaml, named in its card): the two files may differ in comments only."""
+    card = json.loads(CARD.read_text(encoding="utf-8"))
+    default = load_config(REPO / "configs" / "default.yaml").to_dict()
+    assert default == load_config(REPO / "configs" / "v2.4.yaml").to_dict()
+    assert default == card["training"]["config"]
