@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig, load_config
 from dermsight.train.finalize.calibration import calibrate, fit_decision
-from dermsight.train.finalize.card import data_section, limitations
+from dermsight.train.finalize.card import UNSPECIFIED_HEAD_LIMITATION, data_section, limitations
 from dermsight.train.finalize.scoring import Part
 from dermsight.train.table import assign_split, load_table
 
@@ -95,6 +95,9 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert f"HAM10000 ({n_ham:,} images)" in lim[0]
     assert "(150-256 px where the source recorded it)" in lim[0]
     assert "comes from one source only (SIIM-ISIC 2020)" in lim[1]
+    assert UNSPECIFIED_HEAD_LIMITATION not in lim  # v2: UNK shares the softmax
+    head = load_config(REPO / "configs" / "v2.4.yaml", [f"data.root=[{data_dir}, {isic2020}]"])
+    assert limitations(head, df)[2] == UNSPECIFIED_HEAD_LIMITATION  # UNK never lowers the risk
     # the 8-class model's table (configs/v1.yaml): no 2020 images, each source's missing classes
     cfg8 = load_config(V1, [f"data.root={data_dir}", "data.holdout_sources=[isic2017]"])
     lim8 = limitations(cfg8, _table(cfg8))

@@ -97,6 +97,14 @@ def _label_mix(df: pd.DataFrame, classes: list[str]) -> str:
     return f" ({'; '.join(parts)})" if parts else ""
 
 
+#: the limitation a model trained with ``model.unspecified_head`` carries (docs/experiments, v2.4)
+UNSPECIFIED_HEAD_LIMITATION = (
+    "UNK never lowers the risk tier (the malignant probability is taken among the specific "
+    "diagnoses, model.unspecified_head): lesions that look like the UNK source, or come from a "
+    "camera the model has not seen, are referred far more often - on such a collection most "
+    "lesions may be referred; see the cross-source table.")
+
+
 def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
     """The card's limitations, true for the data this model was trained and tested on."""
     classes = list(cfg.data.classes)
@@ -109,6 +117,8 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
             f"UNK ('other', benign lesions without a specific diagnosis) comes from {origin}: "
             "the model may partly learn that source's look instead of the lesion; see the "
             "per-source table.")
+        if cfg.model.unspecified_head:
+            out.append(UNSPECIFIED_HEAD_LIMITATION)
     else:
         out.append(
             f"No UNK/other class: lesions outside the {len(classes)} trained classes will be "
