@@ -146,6 +146,14 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def malignant_excluded(self) -> list[str]:
+        """Classes left out of the malignant probability's denominator (the card's
+        ``malignant_excluded``): UNK when it has its own head (``model.unspecified_head``: UNK may
+        name a lesion but not lower its risk)."""
+        from dermsight import taxonomy
+
+        return [taxonomy.UNSPECIFIED] if self.model.unspecified_head else []
+
     def validate(self) -> None:
         if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")

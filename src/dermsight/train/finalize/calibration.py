@@ -60,19 +60,13 @@ def malignant_indices(classes: list[str]) -> tuple[int, ...]:
     return tuple(i for i, c in enumerate(classes) if c in taxonomy.MALIGNANT)
 
 
-def malignant_excluded(cfg: TrainConfig) -> tuple[str, ...]:
-    """Classes left out of the malignant probability's denominator: UNK when it has its own head
-    (``model.unspecified_head``: UNK may name a lesion but not lower its risk)."""
-    return (taxonomy.UNSPECIFIED,) if cfg.model.unspecified_head else ()
-
-
 def calibrate(cfg: TrainConfig, val: Part) -> Calibration:
     """Temperature minimising validation NLL; refer / monitor = the largest thresholds that keep
     the configured sensitivities for malignant lesions on validation (monitor <= refer)."""
     malignant = malignant_indices(list(cfg.data.classes))
     temperature = fit_temperature(val.logits, val.labels)
     scale = Calibration(temperature, 1.0, 1.0, malignant, tuple(cfg.data.classes),
-                        malignant_excluded(cfg))
+                        tuple(cfg.malignant_excluded()))
     p_mal = scale.malignant_probability(val.logits)
     positive = scale.is_malignant(val.labels)
     refer = threshold_for_sensitivity(p_mal, positive, cfg.calibration.refer_sensitivity)

@@ -18,7 +18,6 @@ from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
 from dermsight.predict import Dermsight
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.records import Metadata
-from dermsight.taxonomy import UNSPECIFIED
 from dermsight.train.config import TrainConfig
 from dermsight.train.data import load_images
 from dermsight.train.export import OUTPUTS, export_onnx, parity
@@ -98,7 +97,7 @@ def serving_model(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, spec: I
     prov = Card(name=cfg.name, version=cfg.version, classes=list(cfg.data.classes),
                 input_spec=spec, meta_spec=meta_spec, temperature=1.0,
                 thresholds=Thresholds(1.0, 1.0), onnx_sha256="", outputs=OUTPUTS,
-                malignant_excluded=[UNSPECIFIED] if cfg.model.unspecified_head else [])
+                malignant_excluded=cfg.malignant_excluded())
     save_bundle(bundle_dir, onnx_bytes, prov)
     return Dermsight(load_bundle(bundle_dir), threads=cfg.train.num_threads)
 
