@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from dermsight import gate
-from dermsight.bundle import Thresholds
+from dermsight.bundle import Thresholds, default_bundle_path
 from dermsight.evaluate.frequencies import natural_frequencies
 
 pytest.importorskip("sklearn")
@@ -276,3 +277,16 @@ def test_gate_fit_cli_errors_are_one_line(tmp_path: Path,
     assert code == 3
     assert "bundle" in err
     assert "Traceback" not in err
+    # a bundle trained on two data folders (the shipped nine-class one): refused, nothing written
+    card = json.loads((default_bundle_path() / "card.json").read_text())
+    roots = card["training"]["config"]["data"]["root"]
+    if not (isinstance(roots, list) and len(roots) > 1):
+        pytest.skip("the shipped bundle was trained on one data folder")
+    before = (default_bundle_path() / "gate.npz").read_bytes()
+    code = run_guarded(app, ["gate", "fit", str(default_bundle_path()), "--data",
+                             str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0
+    assert "refits one-folder bundles only" in err
+    assert "Traceback" not in err
+    assert (default_bundle_path() / "gate.npz").read_bytes() == before

@@ -147,6 +147,13 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
     ``gate`` section (fit description + measured figures) and ``natural_frequencies``, to
     ``out`` (may be ``bundle`` itself). Returns the evaluation."""
     model = Dermsight.load(bundle)
+    roots = model.card.extra.get("training", {}).get("config", {}).get("data", {}).get("root")
+    if isinstance(roots, list) and len(roots) > 1:
+        raise ValueError(
+            f"{bundle} was trained on {len(roots)} data folders ({', '.join(map(str, roots))}); "
+            "`dermsight gate fit` refits one-folder bundles only (it splits the ISIC 2020 "
+            "sample's patients itself, which would mix this model's test patients into the "
+            "gate's fit). Its gate was fitted by training's finalize step; retrain to refit it")
     if "bank" not in model.bundle.gate_arrays or "ood_threshold" not in model.card.gate:
         raise ValueError(f"{bundle} has no fitted gate v1 (kNN bank) to build gate v2 on")
     v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
