@@ -245,8 +245,3 @@ def normalize_age(value: object) -> float | None:
     if not (AGE_MIN <= age <= AGE_MAX) or age != age:
         raise TaxonomyError(f"age {value!r} is outside {AGE_MIN}-{AGE_MAX} years")
     return age
-
-
-def malignant_probability(probs: dict[str, float]) -> float:
-    """Sum of the malignant classes (MEL + BCC + SCC) present in ``probs``."""
-    return float(sum(p for c, p in probs.items() if c in MALIGNANT))

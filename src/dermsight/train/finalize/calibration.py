@@ -30,16 +30,14 @@ class Calibration:
     malignant: tuple[int, ...]
     #: the class codes in output order, and those left out of the malignant probability's
     #: denominator (:mod:`dermsight.malignancy`; the card's ``malignant_excluded``)
-    classes: tuple[str, ...] = ()
-    excluded: tuple[str, ...] = ()
+    classes: tuple[str, ...]
+    excluded: tuple[str, ...]
 
     def probs(self, logits: np.ndarray) -> np.ndarray:
         return softmax(logits, self.temperature)
 
     def malignant_of(self, probs: np.ndarray) -> np.ndarray:
         """The malignant probability of rows of class probabilities (as serving computes it)."""
-        if not self.classes:
-            return np.asarray(probs)[:, list(self.malignant)].sum(1)
         out = malignant_probability(probs, self.classes, [self.classes[i] for i in self.malignant],
                                     self.excluded)
         assert out is not None  # ``malignant`` is never empty here
