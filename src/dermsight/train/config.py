@@ -12,6 +12,9 @@ import yaml
 
 from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSpec
 
+#: train.select_metric: the validation figures the training loop logs, or the last epoch
+SELECT_METRICS = ("balanced_accuracy", "nll", "mel_auc", "malignant_auc", "last")
+
 
 class ConfigError(ValueError):
     """A bad training/model configuration (unknown backbone, bad key, missing file)."""
@@ -99,6 +102,8 @@ class TrainLoopConfig:
     mixup_alpha: float = 0.0  # > 0: mix image + metadata pairs, lam ~ Beta(alpha, alpha)
     num_threads: int = 2
     eval_batch_size: int = 64
+    #: which epoch's (EMA) weights become best.pt: the best by this validation figure, or
+    #: ``last`` (the final epoch's, whatever the figures)
     select_metric: str = "balanced_accuracy"
     augment: str = "basic"  # basic | dermoscopy (adds vignettes, zoom-out, blur, JPEG, gamma, hair)
     amp: bool = True  # mixed precision when training on a CUDA GPU (ignored on CPU)
@@ -195,6 +200,9 @@ class TrainConfig:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         if t.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
+        if t.select_metric not in SELECT_METRICS:
+            raise ConfigError(f"train.select_metric must be one of {'|'.join(SELECT_METRICS)}, "
+                              f"got {t.select_metric!r}")
 
     def _validate_input(self) -> None:
         for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),

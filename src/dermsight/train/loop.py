@@ -7,7 +7,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from tqdm import tqdm
 
 from dermsight.cardschema import default_malignant
+from dermsight.malignancy import malignant_probability
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset
 from dermsight.train.network import LesionNet, freeze_early, set_train_mode
@@ -138,8 +139,11 @@ def predict_logits(net: nn.Module, ds: LesionDataset, batch_size: int,
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
-def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str]) -> dict[str, float]:
-    """Validation metrics for model selection (the full protocol lives in dermsight.evaluate)."""
+def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str],
+                  malignant_excluded: Sequence[str] = ()) -> dict[str, float]:
+    """Validation metrics for model selection (the full protocol lives in dermsight.evaluate).
+    The malignant AUC ranks by the malignant probability the bundle will use (its classes and
+    ``malignant_excluded``)."""
     probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
     res = {
         "balanced_accuracy": float(balanced_accuracy_score(labels, probs.argmax(1))),
@@ -150,11 +154,21 @@ def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str]) ->
         if 0 < y.sum() < len(y):
             res["mel_auc"] = float(roc_auc_score(y, probs[:, classes.index("MEL")]))
     malignant = default_malignant(classes)  # the set the card will record
-    mal = [i for i, c in enumerate(classes) if c in malignant]
-    y = np.isin(labels, mal)
-    if 0 < y.sum() < len(y):
-        res["malignant_auc"] = float(roc_auc_score(y, probs[:, mal].sum(1)))
+    score = malignant_probability(probs, classes, malignant, malignant_excluded)
+    y = np.isin(labels, [i for i, c in enumerate(classes) if c in malignant])
+    if score is not None and 0 < y.sum() < len(y):
+        res["malignant_auc"] = float(roc_auc_score(y, score))
     return res
+
+
+def select_score(vm: dict[str, float], metric: str, epoch: int) -> float:
+    """The figure an epoch is selected by (higher is better): ``last`` always takes the newest
+    epoch; a validation figure missing this epoch (an AUC without positives) never wins."""
+    if metric == "last":
+        return float(epoch)
+    if metric == "nll":
+        return -vm["nll"]
+    return vm.get(metric, float("-inf"))
 
 
 # ruff noqa below: known debt (issue 11): the training loop.
@@ -279,8 +293,9 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
             continue
         judge = ema if ema is not None else net
         val_logits = predict_logits(judge, val_ds, tc.eval_batch_size, "validate")
-        vm = quick_metrics(val_ds.labels, val_logits, cfg.data.classes)
-        score = vm[tc.select_metric] if tc.select_metric != "nll" else -vm["nll"]
+        vm = quick_metrics(val_ds.labels, val_logits, cfg.data.classes,
+                           cfg.malignant_excluded())
+        score = select_score(vm, tc.select_metric, epoch)
         improved = score > best_score
         if improved:
             best_score, best_epoch = score, epoch
@@ -297,5 +312,7 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
                     "ema": None if ema is None else ema.state_dict(), "epoch": epoch,
                     "best_score": best_score, "best_epoch": best_epoch}, last_ckpt)
-    return {"best_epoch": best_epoch + 1, "best_val_score": best_score,
+    # ``last`` has no validation figure: its score is only the epoch number
+    return {"best_epoch": best_epoch + 1,
+            "best_val_score": None if tc.select_metric == "last" else best_score,
             "select_metric": tc.select_metric}
