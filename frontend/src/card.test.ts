@@ -14,6 +14,7 @@ import {
   headline,
   malignantCodesText,
   malignantSumText,
+  selectedEpochNote,
   tooFew,
 } from './card.ts'
 import type { ModelCard } from './api.ts'
@@ -304,5 +305,20 @@ describe('cardInputText', () => {
     expect(text).toContain('the centre 70 % of each side')
     expect(text).toContain('Shades-of-Gray colour constancy (p = 6)')
     expect(cardInputText({ input_spec: { size: 160, mean: M, std: M, crop_fraction: 1 } })).not.toContain('centre 100')
+  })
+})
+
+describe('selectedEpochNote', () => {
+  it('names the validation figure and its value, or the last epoch', () => {
+    expect(selectedEpochNote({ select_metric: 'balanced_accuracy', best_val_score: 0.74491 })).toBe(
+      ' (best validation balanced accuracy 0.745)',
+    )
+    expect(selectedEpochNote({ select_metric: 'last', best_val_score: null })).toBe(
+      " (the last epoch's weights, kept whatever the validation figures)",
+    )
+    expect(selectedEpochNote({ select_metric: 'nll', best_val_score: -0.5134 })).toBe(
+      ' (best validation negative log-likelihood 0.513)',
+    )
+    expect(selectedEpochNote(null)).toBe('')
   })
 })

@@ -6,7 +6,7 @@
 // older or hand-written cards fall back to the generic renderers of the Model page.
 
 import type { ModelCard } from './api.ts'
-import { isInterval } from './format.ts'
+import { format3, humanize, isInterval } from './format.ts'
 import type { Crop } from './generated/card.ts'
 
 export function rec(v: unknown): Record<string, unknown> | null {
@@ -592,4 +592,15 @@ export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
   }
   const desc = typeof d?.description === 'string' ? d.description : rule
   return { rule, tau, prior, margins, text: desc }
+}
+
+/** How the training run chose the weights it kept, for "Selected epoch": the validation figure
+ * and its value, or the last epoch (``train.select_metric: last``, which has no figure). */
+export function selectedEpochNote(summary: Record<string, unknown> | null): string {
+  const select = typeof summary?.select_metric === 'string' ? summary.select_metric : null
+  if (!select) return ''
+  if (select === 'last') return " (the last epoch's weights, kept whatever the validation figures)"
+  const raw = num(summary?.best_val_score)
+  const score = raw !== null && select === 'nll' ? -raw : raw // the loop maximises -NLL
+  return ` (best validation ${humanize(select).toLowerCase()}${score !== null ? ` ${format3(score)}` : ''})`
 }

@@ -21,6 +21,7 @@ import {
   malignantSumText,
   num,
   rec,
+  selectedEpochNote,
   type Estimate,
   type MetricDef,
   type SubgroupRow,
@@ -1057,7 +1058,6 @@ function TrainingBlock({ card }: { card: ModelCard }) {
   const epochs = (Array.isArray(training.epochs_log) ? training.epochs_log : []).map(rec).filter((r) => r !== null)
   const best = num(summary?.best_epoch)
   const seed = num(training.seed) ?? num(cfg?.seed)
-  const select = typeof summary?.select_metric === 'string' ? summary.select_metric : null
   const settings: string[] = []
   if (train) {
     if (num(train.epochs) !== null) settings.push(`${train.epochs} epochs`)
@@ -1076,9 +1076,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
           <Row label="Selected epoch">
             {best}
             {epochs.length > 0 && ` of ${epochs.length}`}
-            {select && ` (best validation ${humanize(select).toLowerCase()}`}
-            {select && num(summary.best_val_score) !== null && ` ${format3(num(summary.best_val_score))}`}
-            {select && ')'}
+            {selectedEpochNote(summary)}
           </Row>
         )}
         {num(summary?.train_seconds) !== null && (
