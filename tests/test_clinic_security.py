@@ -121,6 +121,51 @@ def test_expired_session_and_a_clinician_on_admin_routes(
 
 
 @SQLITE_ONLY
+def test_a_session_ends_after_its_idle_timeout_and_each_request_extends_it(
+        harness: ClinicHarness) -> None:  # noqa: F811
+    h = harness
+    assert h.clinic.config.session_idle_minutes == 30  # the default
+    h.add_user("ana")
+    h.login("ana")
+    sid = accounts.sha256(h.client.cookies["dermsight_session"])
+
+    def idle_for(minutes: float) -> None:
+        with h.clinic.db.session() as s:
+            s.execute(update(Session).where(Session.id == sid)
+                      .values(last_seen_at=utcnow() - timedelta(minutes=minutes)))
+
+    def last_seen_ago() -> timedelta:
+        with h.clinic.db.session() as s:
+            row = s.get(Session, sid)
+            assert row is not None
+            assert row.last_seen_at is not None
+            return utcnow() - accounts.aware(row.last_seen_at)
+
+    idle_for(29)  # within the timeout: the request passes and counts as activity
+    assert h.get("/patients").status_code == 200
+    assert last_seen_ago() < timedelta(minutes=1)
+    idle_for(29)
+    assert h.get("/auth/me").status_code == 200
+    idle_for(31)  # past it: 401 that says why, and the session is gone from the database
+    r = h.get("/patients")
+    assert r.status_code == 401
+    assert "30 minutes without activity" in r.json()["detail"]
+    with h.clinic.db.session() as s:
+        assert s.get(Session, sid) is None
+    idle_for(0)
+    assert h.get("/patients").status_code == 401  # not revived by a later update
+    h.login("ana")
+    assert h.get("/patients").status_code == 200
+    # a shorter timeout from the clinic's settings (--session-idle-minutes / the variable)
+    h.clinic.config = replace(h.clinic.config, session_idle_minutes=5)
+    sid = accounts.sha256(h.client.cookies["dermsight_session"])
+    idle_for(6)
+    r = h.get("/patients")
+    assert r.status_code == 401
+    assert "5 minutes without activity" in r.json()["detail"]
+
+
+@SQLITE_ONLY
 def test_csrf_on_every_unsafe_cookie_route(harness: ClinicHarness) -> None:  # noqa: F811
     h = harness
     h.add_user("root", role="admin")
@@ -608,12 +653,13 @@ def test_two_processes_purging_one_sqlite_file_at_once_purge_once(
         c.close()
 
 
-def test_serve_retention_flag_needs_storage() -> None:
+@pytest.mark.parametrize("flag", ["--retention-days", "--session-idle-minutes"])
+def test_serve_clinic_flags_need_storage(flag: str) -> None:
     from test_clinic_processes import cli
 
-    r = cli("serve", "--retention-days", "30")
+    r = cli("serve", flag, "30")
     assert r.returncode == 2
-    assert "--retention-days" in r.stderr
+    assert flag in r.stderr
     assert "--database" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -14,7 +14,7 @@ from dermsight.clinic import accounts
 from dermsight.clinic.config import ClinicConfig, ClinicConfigError, database_url
 from dermsight.clinic.db import HEAD, Database, current_revision, table_names, upgrade
 from dermsight.clinic.imagestore import ImageStore
-from dermsight.clinic.models import LoginAttempt, Visit
+from dermsight.clinic.models import LoginAttempt, Session, Visit
 
 TABLES = {"users", "api_tokens", "sessions", "login_attempts", "patients", "lesions", "visits",
           "diagnoses", "audit_events"}
@@ -52,6 +52,9 @@ def test_upgrade_from_revision_1_keeps_the_data(db_url: str) -> None:
             "malignant_probability, model_name, model_version, bundle_sha256, image_key) VALUES "
             "(1, 1, '2026-01-02', '2026-01-02T03:04:05+00:00', '{\"risk\": \"low\"}', 'low', "
             "0.1, 'm', '1', 'abc', 'k.png')"))
+        conn.execute(text(
+            "INSERT INTO sessions (id, user_id, csrf_token, created_at, expires_at) VALUES "
+            "('s1', 1, 'c', '2026-01-02T03:04:05+00:00', '2026-01-09T03:04:05+00:00')"))
     db.upgrade()
     assert current_revision(db.engine) == HEAD
     assert "embedding" in {c["name"] for c in inspect(db.engine).get_columns("visits")}
@@ -62,6 +65,9 @@ def test_upgrade_from_revision_1_keeps_the_data(db_url: str) -> None:
         assert v is not None
         assert (v.risk, v.image_key, v.embedding, v.lesion.patient.ref) == \
             ("low", "k.png", None, "P-001")
+        session = s.get(Session, "s1")  # 0003: not used since created (idle time from then)
+        assert session is not None
+        assert session.last_seen_at is None
     db.dispose()
 
 
@@ -76,6 +82,16 @@ def test_database_url_forms(tmp_path: Path) -> None:
     assert cfg is not None
     assert cfg.images == str(tmp_path / "c-images")
     assert cfg.retention_days == 30
+    assert cfg.session_idle_minutes == 30  # the default idle timeout
+    idle = {"DERMSIGHT_DATABASE_URL": str(tmp_path / "c.db")}
+    assert ClinicConfig.resolve(env={**idle, "DERMSIGHT_SESSION_IDLE_MINUTES": "5"}
+                                ).session_idle_minutes == 5  # type: ignore[union-attr]
+    assert ClinicConfig.resolve(session_idle_minutes=7, env={
+        **idle, "DERMSIGHT_SESSION_IDLE_MINUTES": "5"}).session_idle_minutes == 7  # type: ignore[union-attr]
+    for bad, message in (("soon", "not a whole number"), ("0", "1-10080 minutes"),
+                         ("20000", "1-10080 minutes")):
+        with pytest.raises(ClinicConfigError, match=message):
+            ClinicConfig.resolve(env={**idle, "DERMSIGHT_SESSION_IDLE_MINUTES": bad})
     assert ClinicConfig.resolve(env={}) is None
     with pytest.raises(ClinicConfigError, match="image folder shared by every instance"):
         ClinicConfig.resolve(database="postgresql+psycopg://u@/db", env={})

@@ -17,6 +17,7 @@ import datetime as dt
 import io
 import json
 import re
+import sqlite3
 import subprocess
 import zipfile
 from collections.abc import Iterator
@@ -356,6 +357,84 @@ def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: P
     export_and_delete(w)
     # the refused password and the 404/401 checks are logged by the browser as failed loads
     assert [p for p in clinic_page.problems if "Failed to load resource" not in p] == []
+
+
+def age_sessions(server: support.Server) -> None:
+    """Every session's last request 31 minutes ago (the default idle timeout is 30)."""
+    db = sqlite3.connect(server.tmpdir.parent / "clinic.db")
+    with db:
+        aged = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S")
+        assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
+    db.close()
+
+
+def switch_user_then_sign_out(page: Any, server: support.Server) -> None:
+    """Ended again: "someone else" discards the kept page for the plain sign-in page; an explicit
+    sign-out is not a timeout either (the plain page, nothing kept)."""
+    resume = page.locator('[data-testid="login-page"][data-resume="true"]')
+    # ended again: "someone else" discards the kept page for the plain sign-in page
+    age_sessions(server)
+    page.get_by_test_id("nav-dashboard").click()
+    resume.wait_for()
+    resume.get_by_test_id("login-switch-user").click()
+    page.locator('[data-testid="login-page"]:not([data-resume])').wait_for()
+    assert page.get_by_test_id("clinic-page-holder").count() == 0
+    assert page.get_by_test_id("login-username").input_value() == ""
+    page.get_by_test_id("login-username").fill(ADMIN)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("dashboard-page").wait_for()
+    # signing out is not a timeout: the plain sign-in page, no page kept for anyone
+    page.get_by_test_id("logout").click()
+    page.get_by_test_id("login-page").wait_for()
+    assert page.get_by_test_id("login-page").get_attribute("data-resume") is None
+    assert page.get_by_test_id("clinic-page-holder").count() == 0
+
+
+def test_an_idle_timeout_keeps_the_unsaved_page_for_the_same_user(
+        clinic_page: Any, clinic_server: support.Server, test_output: Path) -> None:
+    """The server ends a session after a while without activity (here: its row is aged in the
+    database, as 30 idle minutes would): the next save gets 401, the page is hidden — patient
+    data off the screen — under a sign-in form for the same user, and after signing in again
+    what was typed is still there and saves."""
+    page = clinic_page
+    w = Walk(page, clinic_server.base, test_output)
+    page.goto(f"{w.base}/#/clinic")
+    page.get_by_test_id("login-username").fill(ADMIN)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patients-page").wait_for()
+    ref = "E2E-IDLE-0001"
+    page.get_by_test_id("new-patient-ref").fill(ref)
+    age_sessions(clinic_server)
+    with page.expect_response(re.compile(r"/api/v1/patients$")) as resp:
+        page.get_by_test_id("new-patient-submit").click()
+    assert resp.value.status == 401
+    assert "minutes without activity" in resp.value.json()["detail"]
+    resume = page.locator('[data-testid="login-page"][data-resume="true"]')
+    resume.wait_for()
+    assert ADMIN in resume.get_by_test_id("login-resume-note").inner_text()
+    assert resume.get_by_test_id("login-username").input_value() == ADMIN
+    assert resume.get_by_test_id("login-username").get_attribute("readonly") is not None
+    assert not page.get_by_test_id("patients-page").is_visible()  # off the screen, still there
+    w.shot("session-ended")
+    resume.get_by_test_id("login-password").fill(PASSWORD)
+    resume.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patients-page").wait_for()
+    assert page.get_by_test_id("login-page").count() == 0
+    assert page.get_by_test_id("new-patient-ref").input_value() == ref  # nothing typed was lost
+    page.get_by_test_id("new-patient-submit").click()
+    page.get_by_test_id("patient-page").wait_for()
+    assert page.get_by_test_id("patient-ref").inner_text() == ref
+    # leave the clinic as found: delete the patient again (an admin, through the UI)
+    patient_id = page.get_by_test_id("patient-page").get_attribute("data-patient-id")
+    page.get_by_test_id("patient-delete").click()
+    page.get_by_test_id("delete-confirm-input").fill(ref)
+    page.get_by_test_id("delete-confirm").click()
+    page.get_by_test_id("patients-page").wait_for()
+    assert page.request.get(f"{w.base}/api/v1/patients/{patient_id}").status == 404
+    switch_user_then_sign_out(page, clinic_server)
+    assert [p for p in page.problems if "Failed to load resource" not in p] == []
 
 
 def test_stateless_server_shows_no_clinic(browser: Any, tmp_path_factory: pytest.TempPathFactory

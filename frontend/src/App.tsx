@@ -47,11 +47,26 @@ export default function App() {
   const clinicRoute = useClinicRoute()
   const clinicPage = clinicOn ? clinicRoute : null
   const [session, setSession] = useState<Session | null>(null)
+  // who was signed in when the server ended the session (idle timeout): the page stays mounted,
+  // hidden, under a sign-in form for that user, so nothing typed on it is lost
+  const [resumeAs, setResumeAs] = useState<string | null>(null)
+  const sessionRef = useRef<Session | null>(null)
+  useEffect(() => {
+    sessionRef.current = session
+  }, [session])
   const [sessionChecked, setSessionChecked] = useState(false)
   const pageKey = clinicPage ? `clinic:${window.location.hash}` : route
 
   useEffect(() => onAuthRequired(() => setNeedToken(true)), [])
-  useEffect(() => onSessionExpired(() => setSession(null)), [])
+  useEffect(
+    () =>
+      onSessionExpired(() => {
+        const was = sessionRef.current?.user.username ?? null
+        setResumeAs((prev) => was ?? prev)
+        setSession(null)
+      }),
+    [],
+  )
   useEffect(() => {
     if (!clinicOn) return
     me().then(
@@ -77,6 +92,7 @@ export default function App() {
   const signOut = () => {
     void logout().finally(() => {
       setSession(null)
+      setResumeAs(null) // signing out discards the page, unlike a session that timed out
       window.location.hash = clinicHref.patients
     })
   }
@@ -144,7 +160,12 @@ export default function App() {
         <main id="main" ref={mainRef} tabIndex={-1} className="container main">
           {clinicPage ? (
             <ClinicContext.Provider value={{ session, setSession }}>
-              <ClinicMain route={clinicPage} checked={sessionChecked} />
+              <ClinicMain
+                route={clinicPage}
+                checked={sessionChecked}
+                resumeAs={resumeAs}
+                onSwitchUser={() => setResumeAs(null)}
+              />
             </ClinicContext.Provider>
           ) : (
             <>

@@ -15,11 +15,34 @@ export const CLINIC_TITLES: Record<ClinicRoute['page'], string> = {
   admin: 'Account',
 }
 
-/** The clinic page for a route: the sign-in page until someone is signed in. */
-export function ClinicMain({ route, checked }: { route: ClinicRoute; checked: boolean }) {
+/** The clinic page for a route: the sign-in page until someone is signed in. When the server
+ * ended the session (idle timeout) the page stays mounted but hidden — its typed-in state kept,
+ * its patient data off the screen — under a sign-in form for the same user (`resumeAs`). */
+export function ClinicMain({
+  route,
+  checked,
+  resumeAs = null,
+  onSwitchUser,
+}: {
+  route: ClinicRoute
+  checked: boolean
+  resumeAs?: string | null
+  onSwitchUser?: () => void
+}) {
   const { session } = useClinic()
   if (!checked) return <p className="muted">Checking your session…</p>
-  if (!session) return <LoginPage />
+  if (!session && !resumeAs) return <LoginPage key="sign-in" />
+  return (
+    <>
+      {!session && resumeAs && <LoginPage key={`resume:${resumeAs}`} resumeAs={resumeAs} onSwitchUser={onSwitchUser} />}
+      <div hidden={!session} data-testid="clinic-page-holder">
+        <ClinicPage route={route} />
+      </div>
+    </>
+  )
+}
+
+function ClinicPage({ route }: { route: ClinicRoute }) {
   switch (route.page) {
     case 'patients':
       return <ClinicPatientsPage />

@@ -3,11 +3,13 @@ import { login } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic } from '../clinic/session.ts'
 
-/** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server. */
-export function LoginPage() {
+/** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server.
+ * `resumeAs`: the session of that user ended (idle timeout) and the page they were on waits,
+ * hidden, below: only they can sign back in here; `onSwitchUser` discards it for another user. */
+export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwitchUser?: () => void } = {}) {
   const { setSession } = useClinic()
   const ids = useId()
-  const [username, setUsername] = useState('')
+  const [username, setUsername] = useState(resumeAs ?? '')
   const [password, setPassword] = useState('')
   const [busy, setBusy] = useState(false)
   const [error, setError] = useState<string | null>(null)
@@ -31,12 +33,25 @@ export function LoginPage() {
   }
 
   return (
-    <div className="login-page" data-testid="login-page">
-      <h1 className="page-title">Sign in to the clinic</h1>
-      <p className="lead">
-        This server stores patients, lesions and visits. Sign in with the account your clinic's administrator made
-        for you. The Assess, Learn and Model pages work without signing in and store nothing.
-      </p>
+    <div className="login-page" data-testid="login-page" data-resume={resumeAs ? 'true' : undefined}>
+      {resumeAs ? (
+        <>
+          <h1 className="page-title">Your session has ended</h1>
+          <p className="lead" data-testid="login-resume-note">
+            You were signed out after a while without activity, so that nobody else can use this screen. Sign in again
+            as <strong>{resumeAs}</strong> to carry on: what you had entered on the page is kept, and anything you
+            were saving when this appeared was not saved yet — save it again.
+          </p>
+        </>
+      ) : (
+        <>
+          <h1 className="page-title">Sign in to the clinic</h1>
+          <p className="lead">
+            This server stores patients, lesions and visits. Sign in with the account your clinic's administrator
+            made for you. The Assess, Learn and Model pages work without signing in and store nothing.
+          </p>
+        </>
+      )}
       <form className="card-block login-form" onSubmit={onSubmit} noValidate>
         <div className="field">
           <label htmlFor={`${ids}-user`}>User name</label>
@@ -44,6 +59,7 @@ export function LoginPage() {
             id={`${ids}-user`}
             autoComplete="username"
             value={username}
+            readOnly={Boolean(resumeAs)}
             onChange={(e) => setUsername(e.target.value)}
             data-testid="login-username"
           />
@@ -63,6 +79,11 @@ export function LoginPage() {
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="login-submit">
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
+        {resumeAs && onSwitchUser && (
+          <button type="button" className="btn btn-link" onClick={onSwitchUser} data-testid="login-switch-user">
+            Sign in as someone else (discards the unsaved page)
+          </button>
+        )}
       </form>
     </div>
   )

@@ -138,6 +138,10 @@ def serve(  # noqa: PLR0913
         "--retention-days", min=1,
         help="clinic storage: delete visits stored more than this many days ago, at start and "
              "then daily (default: $DERMSIGHT_RETENTION_DAYS; unset = keep)")] = None,
+    session_idle_minutes: Annotated[int | None, typer.Option(
+        "--session-idle-minutes", min=1, max=10080,
+        help="clinic storage: a login session ends after this many minutes without a request "
+             "(default: $DERMSIGHT_SESSION_IDLE_MINUTES, else 30)")] = None,
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
     from dermsight.clinic.config import ClinicConfig, ClinicConfigError
@@ -145,12 +149,16 @@ def serve(  # noqa: PLR0913
     from dermsight.web.settings import Settings, SettingsError
 
     try:  # the flags win over the DERMSIGHT_* variables
+        clinic_flags = {"--retention-days": retention_days,
+                        "--session-idle-minutes": session_idle_minutes}
         clinic = (ClinicConfig.resolve(database=database, images=images,
-                                       retention_days=retention_days)
-                  if database or images or retention_days else None)
-        if retention_days is not None and clinic is None:
-            raise UserError("--retention-days needs clinic storage: give --database URL (or "
-                            "set DERMSIGHT_DATABASE_URL)")
+                                       retention_days=retention_days,
+                                       session_idle_minutes=session_idle_minutes)
+                  if database or images or retention_days or session_idle_minutes else None)
+        for flag, value in clinic_flags.items():
+            if value is not None and clinic is None:
+                raise UserError(f"{flag} needs clinic storage: give --database URL (or set "
+                                "DERMSIGHT_DATABASE_URL)")
         settings = Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
                                      log_level=log_level, clinic=clinic)
     except (SettingsError, ClinicConfigError) as exc:
@@ -175,6 +183,8 @@ def serve(  # noqa: PLR0913
         if settings.clinic is not None:
             typer.echo("dermsight: clinic storage on: log in at / (first account: dermsight "
                        "clinic create-user --role admin)")
+            typer.echo(f"dermsight: clinic sessions end after "
+                       f"{settings.clinic.session_idle_minutes} minutes without activity")
             if settings.clinic.retention_days is not None:
                 typer.echo(f"dermsight: retention: visits stored more than "
                            f"{settings.clinic.retention_days} days ago are deleted at start "

@@ -14,9 +14,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
+from dermsight.clinic.config import SESSION_DAYS
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
-SESSION_DAYS = 7
 #: failures per username or per client address within the window before logins are refused
 MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
@@ -138,20 +138,38 @@ def settle_attempt(db: DbSession, attempt_id: int, success: bool | None) -> None
 # --- sessions ------------------------------------------------------------------------------------
 
 
-def open_session(db: DbSession, user: User) -> tuple[str, Session]:
-    """A new session; returns the cookie value (only its hash is stored) and the row."""
+def open_session(db: DbSession, user: User, idle: timedelta | None = None
+                 ) -> tuple[str, Session]:
+    """A new session; returns the cookie value (only its hash is stored) and the row. Sessions
+    past their 7 days (or unused for longer than ``idle``) are deleted on the way."""
     cookie = secrets.token_urlsafe(32)
+    now = utcnow()
     row = Session(id=sha256(cookie), user_id=user.id, csrf_token=secrets.token_urlsafe(32),
-                  expires_at=utcnow() + timedelta(days=SESSION_DAYS))
+                  created_at=now, last_seen_at=now,
+                  expires_at=now + timedelta(days=SESSION_DAYS))
     db.add(row)
-    db.query(Session).filter(Session.expires_at < utcnow()).delete()
+    db.query(Session).filter(Session.expires_at < now).delete()
+    if idle is not None:
+        db.query(Session).filter(
+            func.coalesce(Session.last_seen_at, Session.created_at) < now - idle).delete()
     return cookie, row
 
 
-def session_user(db: DbSession, cookie: str) -> tuple[Session, User] | None:
+def session_user(db: DbSession, cookie: str, idle: timedelta | None = None
+                 ) -> tuple[Session, User] | None:
+    """The live session of ``cookie`` and its user, else None: unknown, past its 7 days, or
+    (``idle``) unused for longer than that; an idle one is deleted. A live one is marked as
+    used now (written at most every minute, or every quarter of ``idle`` if shorter)."""
     row = db.get(Session, sha256(cookie))
-    if row is None or aware(row.expires_at) < utcnow():
+    now = utcnow()
+    if row is None or aware(row.expires_at) < now:
         return None
+    last = aware(row.last_seen_at or row.created_at)
+    if idle is not None and now - last > idle:
+        db.delete(row)
+        return None
+    if now - last >= min(timedelta(minutes=1), (idle or timedelta(minutes=4)) / 4):
+        row.last_seen_at = now
     user = db.get(User, row.user_id)
     if user is None or not user.active:
         return None

@@ -5,7 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+
+#: a login session's whole lifetime (the cookie's max-age)
+SESSION_DAYS = 7
+#: a session also ends after this long without a request (``session_idle_minutes``): a clinic
+#: workstation left logged in does not stay open to the next person for a week
+SESSION_IDLE_MINUTES = 30
+MAX_IDLE_MINUTES = SESSION_DAYS * 24 * 60
 
 
 class ClinicConfigError(ValueError):
@@ -41,6 +49,24 @@ def sqlite_path(url: str) -> Path | None:
     return Path(url.split("sqlite:///", 1)[1])
 
 
+def _idle_minutes(given: int | None, env: Mapping[str, str]) -> int:
+    """The flag, else ``DERMSIGHT_SESSION_IDLE_MINUTES``, else 30; 1 minute to 7 days."""
+    if given is None:
+        raw = env.get("DERMSIGHT_SESSION_IDLE_MINUTES", "").strip()
+        if not raw:
+            return SESSION_IDLE_MINUTES
+        try:
+            given = int(raw)
+        except ValueError as exc:
+            raise ClinicConfigError(
+                f"DERMSIGHT_SESSION_IDLE_MINUTES={raw!r} is not a whole number of minutes"
+            ) from exc
+    if not 1 <= given <= MAX_IDLE_MINUTES:
+        raise ClinicConfigError(f"the session idle timeout must be 1-{MAX_IDLE_MINUTES} minutes "
+                                f"(7 days, a session's whole lifetime); got {given}")
+    return given
+
+
 @dataclass(frozen=True)
 class ClinicConfig:
     database_url: str
@@ -57,15 +83,23 @@ class ClinicConfig:
     #: TLS proxy that does not send ``X-Forwarded-Proto: https``; without it the cookie is
     #: ``Secure`` when the login request arrived over HTTPS or says so in that header
     secure_cookie: bool = False
+    #: a login session ends after this many minutes without a request
+    #: (``DERMSIGHT_SESSION_IDLE_MINUTES``; at most 7 days, the session's whole lifetime)
+    session_idle_minutes: int = SESSION_IDLE_MINUTES
+
+    @property
+    def session_idle(self) -> timedelta:
+        return timedelta(minutes=self.session_idle_minutes)
 
     @classmethod
     def resolve(
         cls, database: str | None = None, images: str | None = None,
         retention_days: int | None = None, env: Mapping[str, str] | None = None,
-        require_images: bool = True,
+        require_images: bool = True, session_idle_minutes: int | None = None,
     ) -> ClinicConfig | None:
         """From explicit values, else ``DERMSIGHT_DATABASE_URL`` / ``DERMSIGHT_CLINIC_IMAGES`` /
-        ``DERMSIGHT_RETENTION_DAYS``. None when storage is off (no database given).
+        ``DERMSIGHT_RETENTION_DAYS`` / ``DERMSIGHT_SESSION_IDLE_MINUTES``. None when storage
+        is off (no database given).
         ``require_images=False``: a PostgreSQL URL without an image folder is accepted (for
         commands that touch no image: ``images`` is then empty)."""
         env = os.environ if env is None else env
@@ -94,13 +128,15 @@ class ClinicConfig:
                         f"DERMSIGHT_RETENTION_DAYS={raw_days!r} is not a number") from exc
         if retention_days is not None and retention_days < 1:
             raise ClinicConfigError("the retention period must be at least 1 day")
+        idle = _idle_minutes(session_idle_minutes, env)
         grace = env.get("DERMSIGHT_CLINIC_SWEEP_GRACE_S", "").strip()
         secure = env.get("DERMSIGHT_SECURE_COOKIE", "").strip().lower()
         if secure not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
             raise ClinicConfigError(f"DERMSIGHT_SECURE_COOKIE={secure!r} must be true or false")
         return cls(database_url=url, images=folder, retention_days=retention_days,
                    sweep_grace_s=float(grace) if grace else 300.0,
-                   secure_cookie=secure in ("1", "true", "yes", "on"))
+                   secure_cookie=secure in ("1", "true", "yes", "on"),
+                   session_idle_minutes=idle)
 
     def check_not_under(self, static_root: Path) -> None:
         """Images must never be served as static files."""

@@ -59,7 +59,7 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
             old = request.cookies.get(COOKIE)
             if old:  # a new session id at every login: the browser's previous one ends
                 accounts.close_session(s, old)
-            cookie, row = accounts.open_session(s, user)
+            cookie, row = accounts.open_session(s, user, clinic.config.session_idle)
             audit.record(s, user, "login", "user", user.id)
     if user is None or row is None:
         raise HTTPException(401, "wrong username or password")

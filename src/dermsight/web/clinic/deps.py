@@ -54,9 +54,11 @@ def authenticate(request: Request) -> Auth:
     if not cookie:
         raise _unauthorized("not logged in")
     with clinic.db.session() as s:
-        found = accounts.session_user(s, cookie)
+        found = accounts.session_user(s, cookie, clinic.config.session_idle)
     if found is None:
-        raise _unauthorized("the session has expired: log in again")
+        raise _unauthorized(
+            f"the session has ended (logged out, {clinic.config.session_idle_minutes} minutes "
+            "without activity, or 7 days old): log in again")
     row, user = found
     if request.method in UNSAFE and not accounts.csrf_ok(row, request.headers.get(CSRF_HEADER)):
         raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (log in again to get "
