@@ -20,12 +20,12 @@ from dermsight.reference_build import (
     BATCH,
     DATASETS,
     ISIC2020,
-    _ids_hash,
     dataset_of,
     embed_rows,
     load_split,
     trained_folders,
 )
+from dermsight.splits import split_sha256
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "default-split.csv"
@@ -268,7 +268,7 @@ def test_build_refuses_data_folders_that_miss_split_images(
     path = tmp_path / "split.csv"
     grown.to_csv(path, index=False)
     card = {"data": {"split_sha256": {
-        name: _ids_hash(grown.loc[grown["split"] == name, "image_id"])
+        name: split_sha256(grown.loc[grown["split"] == name, "image_id"])
         for name in ("train", "test")}}}
     with pytest.raises(BundleError, match=r"1 train/test images .*ISIC_9999999.* none of the data"):
         load_split(folders, path, card)

@@ -23,7 +23,6 @@ Serving needs none of this module (``dermsight.similar`` reads what it writes).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -42,7 +41,9 @@ from dermsight.bundle import BundleError, write_manifest
 from dermsight.evaluate.retrieval import retrieval_metrics
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
-from dermsight.records import Metadata
+from dermsight.splits import split_sha256
+from dermsight.train.config import ConfigError, DataConfig
+from dermsight.train.table import load_table, row_meta
 
 #: licence of each image source of isic-subset and isic2020-sample (see their READMEs, "Licenses
 #: and citation" / "Licence and citation"); images of any other source (folder-fallback labels,
@@ -98,44 +99,31 @@ def dataset_of(row: pd.Series) -> int | None:
     return None
 
 
-def _ids_hash(ids: pd.Series) -> str:
-    return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
-
-
-#: metadata column names of isic2020-sample that isic-subset spells differently (``_meta``
-#: reads isic-subset's)
-COLUMN_ALIASES = {"age": "age_approx", "site": "anatom_site"}
-
-
-def _read_folder(folder: Path) -> pd.DataFrame:
-    md = pd.read_csv(folder / "metadata.csv", dtype=str, keep_default_na=False)
-    md = md.rename(columns={k: v for k, v in COLUMN_ALIASES.items()
-                            if k in md.columns and v not in md.columns})
-    md["path"] = [str(folder / "images" / f"{i}.jpg") for i in md["image_id"]]
-    return md
-
-
 def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[str, Any]
                ) -> pd.DataFrame:
-    """The data folders' metadata joined to the bundle's split (column ``path``: the image
-    file); ``BundleError`` when the split file is not the one the card records, or when one of
-    its train / test images is in none of the folders (a folder the bundle was trained on was
-    not given)."""
+    """The data folders' labelled images, read as training reads them
+    (``train.table.load_table``: the same layouts, metadata and image files), joined to the
+    bundle's split (column ``path``: the image file; ``age`` / ``sex`` / ``site``: the parsed
+    metadata); ``BundleError`` when the split file is not the one the card records, or when
+    one of its train / test images is in none of the folders (a folder the bundle was trained
+    on was not given)."""
     folders = [data] if isinstance(data, Path) else list(data)
-    md = pd.concat([_read_folder(f) for f in folders], ignore_index=True)
-    twice = md["image_id"][md["image_id"].duplicated()]
-    if len(twice):
-        raise BundleError(f"image id {twice.iloc[0]} is in more than one data folder")
-    split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)[["image_id", "split"]]
+    split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)[
+        ["image_id", "diagnosis", "split"]]
     recorded = (card_extra.get("data") or {}).get("split_sha256") or {}
     for name in ("train", "test"):
         if name not in recorded:
             raise BundleError("the card records no data.split_sha256: cannot check that the "
                               "reference set holds training images only")
-        got = _ids_hash(split.loc[split["split"] == name, "image_id"])
+        got = split_sha256(split.loc[split["split"] == name, "image_id"])
         if got != recorded[name]:
             raise BundleError(f"{split_csv} is not this bundle's split: its {name} ids hash to "
                               f"{got[:12]}…, the card records {recorded[name][:12]}…")
+    try:
+        md = load_table(DataConfig(root=[str(f) for f in folders],
+                                   classes=sorted(set(split["diagnosis"]))))
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from exc
     used = split[split["split"].isin(["train", "test"])]
     absent = used.loc[~used["image_id"].isin(md["image_id"]), "image_id"]
     if len(absent):
@@ -143,7 +131,8 @@ def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[st
             f"{len(absent)} train/test images of {split_csv.name} (e.g. {absent.iloc[0]}) are in "
             f"none of the data folders ({', '.join(str(f) for f in folders)}): give every folder "
             "the bundle was trained on (card training.config.data.root), one --data each")
-    return md.merge(split, on="image_id", how="inner")
+    return md.drop(columns=["split"], errors="ignore").merge(
+        split[["image_id", "split"]], on="image_id", how="inner")
 
 
 def select_reference(train: pd.DataFrame, classes: list[str], per_class: int, seed: int
@@ -172,10 +161,6 @@ def thumbnail(image: np.ndarray, px: int = THUMB_PX, quality: int = THUMB_QUALIT
     return buf.getvalue()
 
 
-def _meta(row: pd.Series) -> Metadata:
-    return Metadata.lenient(row.get("age_approx"), row.get("sex"), row.get("anatom_site"))
-
-
 def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
                ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """All rows' pooled embeddings, logits (with the row's metadata) and, when asked, WebP
@@ -187,7 +172,7 @@ def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
     for start in range(0, len(rows), BATCH):
         chunk = rows.iloc[start : start + BATCH]
         images = [decode_image(p) for p in chunk["path"]]
-        prepared = [model.prepare(im, _meta(r)) for im, (_, r) in
+        prepared = [model.prepare(im, row_meta(r)) for im, (_, r) in
                     zip(images, chunk.iterrows(), strict=True)]
         out = model.run_arrays(np.stack([p[0] for p in prepared]),
                                np.stack([p[1] for p in prepared]))
@@ -292,7 +277,7 @@ def build_reference(  # noqa: PLR0917
                       "before HAM10000 before ISIC 2020, random within each in a seed-fixed "
                       "order; the cap "
                       "was chosen on VALIDATION (docs/experiments/reference-set.md)"),
-        "split_sha256": {"train": _ids_hash(df.loc[df["split"] == "train", "image_id"])},
+        "split_sha256": {"train": split_sha256(df.loc[df["split"] == "train", "image_id"])},
         "n_images": len(picked),
         "by_diagnosis": _count_by(picked, "diagnosis"),
         "by_dataset": {DATASETS[int(i)]["name"]: n for i, n in
