@@ -29,7 +29,6 @@ from dermsight.evaluate.negatives import CLINICAL, Negative, build_negatives, dr
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
-from dermsight.taxonomy import TaxonomyError
 from dermsight.train.gate_fit import GateFeatures, gate_features, measure_gate_v2
 
 N_TRAIN = 4000  # dermoscopic training images the heads are fitted on (sampled, seeded)
@@ -46,22 +45,11 @@ class DermoSet:
     labels: list[str]
 
 
-def _meta(age: object, sex: object, site: object) -> Metadata:
-    values: dict[str, object] = {}
-    for name, v in (("age", age), ("sex", sex), ("site", site)):
-        try:
-            Metadata.parse(**{name: v})
-            values[name] = v
-        except TaxonomyError:
-            values[name] = None
-    return Metadata.parse(**values)
-
-
 def _dermo(df: pd.DataFrame, root: Path, age: str, site: str) -> DermoSet:
     return DermoSet(
         ids=df["image_id"].tolist(),
         paths=[str(root / "images" / f"{i}.jpg") for i in df["image_id"]],
-        metas=[_meta(a or None, s or None, t or None)
+        metas=[Metadata.lenient(a or None, s or None, t or None)
                for a, s, t in zip(df[age], df["sex"], df[site], strict=True)],
         sources=df["source"].tolist(),
         labels=df["diagnosis"].tolist(),
