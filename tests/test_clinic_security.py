@@ -156,6 +156,19 @@ def test_a_session_ends_after_its_idle_timeout_and_each_request_extends_it(
     assert h.get("/patients").status_code == 401  # not revived by a later update
     h.login("ana")
     assert h.get("/patients").status_code == 200
+    # a login clears the idle sessions other browsers left behind (not only the 7-day-old ones)
+    with h.clinic.db.session() as s:
+        user = s.scalar(select(User).where(User.username == "ana"))
+        assert user is not None
+        left = [accounts.open_session(s, user)[1].id for _ in range(2)]
+    with h.clinic.db.session() as s:
+        s.execute(update(Session).where(Session.id == left[0])
+                  .values(last_seen_at=utcnow() - timedelta(minutes=31)))
+    with h.clinic.db.session() as s:
+        accounts.open_session(s, user, h.clinic.config.session_idle)
+    with h.clinic.db.session() as s:
+        assert s.get(Session, left[0]) is None
+        assert s.get(Session, left[1]) is not None
     # a shorter timeout from the clinic's settings (--session-idle-minutes / the variable)
     h.clinic.config = replace(h.clinic.config, session_idle_minutes=5)
     sid = accounts.sha256(h.client.cookies["dermsight_session"])
