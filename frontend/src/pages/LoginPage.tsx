@@ -38,7 +38,8 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
         <>
           <h1 className="page-title">Your session has ended</h1>
           <p className="lead" data-testid="login-resume-note">
-            You were signed out after a while without activity, so that nobody else can use this screen. Sign in again
+            The server signed you out — usually after a while without activity, so that nobody else can use this
+            screen. Sign in again
             as <strong>{resumeAs}</strong> to carry on: what you had entered on the page is kept, and anything you
             were saving when this appeared was not saved yet — save it again.
           </p>
