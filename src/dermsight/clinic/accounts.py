@@ -168,7 +168,8 @@ def session_user(db: DbSession, cookie: str, idle: timedelta | None = None
     if idle is not None and now - last > idle:
         db.delete(row)
         return None
-    if now - last >= min(timedelta(minutes=1), (idle or timedelta(minutes=4)) / 4):
+    touch_every = timedelta(minutes=1) if idle is None else min(timedelta(minutes=1), idle / 4)
+    if now - last >= touch_every:
         row.last_seen_at = now
     user = db.get(User, row.user_id)
     if user is None or not user.active:
