@@ -1,0 +1,148 @@
+"""Held-out figures of several bundles and of the mean of their probabilities, on one source of
+isic-subset that none of them trained on ("Held-out seed spread and a two-seed average" in
+docs/experiments/README.md). Every figure, single bundle or average, comes from the same code:
+
+- melanoma AUC (P(MEL)) and malignant AUC (the bundles' malignant probability, UNK left out of
+  the denominator as the bundle says), with 95 % group-bootstrap intervals (``group_id``);
+- balanced accuracy of the arg-max over the classes the source has (MEL/NV/BKL for ISIC 2017);
+- paired bootstrap differences: each bundle against the first, and the average against each.
+
+    .venv/bin/python docs/experiments/v2.7/heldout_seeds.py --source isic2017 \
+        --bundle v2.6-s42=runs/loso26-isic2017/bundle \
+        --bundle v2.6-s43=runs/loso26s43-isic2017/bundle \
+        --average v2.6-s42,v2.6-s43 --out docs/experiments/v2.7/heldout_isic2017.json
+
+The class probabilities of each bundle are cached beside ``--out`` (``probs_<name>.npz``) so that
+re-running with other averages does not score again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from dermsight import Dermsight
+from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.metrics import balanced_accuracy, binary_auc
+from dermsight.io.decode import decode_image
+from dermsight.malignancy import malignant_probability
+from dermsight.records import Metadata
+
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "isic-subset"
+MALIGNANT = ("MEL", "BCC", "SCC")
+Metric = Callable[[npt.NDArray[np.float64] | None], dict[str, Any]]
+
+
+def _score(bundle: Path, df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+    model = Dermsight.load(bundle)
+    probs = []
+    for i in range(0, len(df), 64):
+        part = df.iloc[i:i + 64]
+        out = model.predict_batch(
+            [decode_image(DATA / "images" / f"{x}.jpg") for x in part["image_id"]],
+            [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
+             for _, r in part.iterrows()])
+        probs += [[p.probabilities[c] for c in model.classes] for p in out]
+    return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
+
+
+def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path) -> dict[str, Any]:
+    file = cache / f"probs_{name}.npz"
+    if file.exists():
+        z = np.load(file, allow_pickle=False)
+        if list(z["image_id"]) == list(df["image_id"]):
+            return {"classes": list(z["classes"]), "excluded": list(z["excluded"]),
+                    "p": z["p"]}
+    classes, excluded, p = _score(bundle, df)
+    np.savez_compressed(file, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
+                        excluded=np.array(excluded, dtype=str), p=p)
+    return {"classes": classes, "excluded": excluded, "p": p}
+
+
+def _metric(y: np.ndarray, m: dict[str, Any], present: Sequence[str]) -> Metric:
+    classes, p = m["classes"], m["p"]
+    mel = p[:, classes.index("MEL")]
+    mal = malignant_probability(p, classes, MALIGNANT, m["excluded"])
+    cols = [classes.index(c) for c in present]
+    sub = p[:, cols] / p[:, cols].sum(axis=1, keepdims=True)
+    y_sub = np.array([list(present).index(c) for c in y])
+    is_mal = np.isin(y, MALIGNANT)
+
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        return {"mel_auc": binary_auc(y == "MEL", mel, w),
+                "malignant_auc": binary_auc(is_mal, mal, w),
+                "balanced_accuracy_present": balanced_accuracy(y_sub, sub, w)}
+
+    return fn
+
+
+def _difference(a: Metric, b: Metric) -> Metric:
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        ma, mb = a(w), b(w)
+        return {k: None if ma[k] is None or mb[k] is None else ma[k] - mb[k] for k in ma}
+
+    return fn
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source", required=True)
+    ap.add_argument("--bundle", action="append", required=True, help="NAME=PATH")
+    ap.add_argument("--average", action="append", default=[], help="NAME,NAME[,...]")
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--n-boot", type=int, default=1000)
+    a = ap.parse_args()
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
+    df = df[df["source"] == a.source].reset_index(drop=True)
+    y = df["diagnosis"].to_numpy()
+    groups = df["group_id"].to_numpy()
+    models: dict[str, dict[str, Any]] = {}
+    for spec in a.bundle:
+        name, path = spec.split("=", 1)
+        models[name] = _probs(name, Path(path), df, a.out.parent)
+    classes = next(iter(models.values()))["classes"]
+    for spec in a.average:
+        names = spec.split(",")
+        if any(models[n]["classes"] != classes for n in names):
+            raise SystemExit("an average needs bundles with the same classes")
+        models["mean(" + "+".join(names) + ")"] = {
+            "classes": classes, "excluded": models[names[0]]["excluded"],
+            "p": np.mean([models[n]["p"] for n in names], axis=0), "members": names}
+    present = [c for c in classes if c in set(y)]
+    fns = {name: _metric(y, m, present) for name, m in models.items()}
+    boot = {"n": len(df), "groups": groups, "n_boot": a.n_boot, "seed": 0}
+    result: dict[str, Any] = {
+        "source": a.source, "n_images": len(df), "n_groups": int(pd.Series(groups).nunique()),
+        "classes_present": present, "n_mel": int((y == "MEL").sum()),
+        "n_malignant": int(np.isin(y, MALIGNANT).sum()), "n_boot": a.n_boot,
+        "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle},
+        "figures": {}, "differences": {},
+    }
+    for name, fn in fns.items():
+        result["figures"][name] = bootstrap(fn, boot["n"], groups, a.n_boot, 0)
+    first = next(iter(fns))
+    pairs = [(n, first) for n in fns if n != first and "members" not in models[n]]
+    pairs += [(n, m) for n in fns for m in models[n].get("members", [])]
+    for x, ref in pairs:
+        result["differences"][f"{x} - {ref}"] = bootstrap(
+            _difference(fns[x], fns[ref]), boot["n"], groups, a.n_boot, 0)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    for section in ("figures", "differences"):
+        print(section)
+        for name, cis in result[section].items():
+            print(f"  {name}: " + ", ".join(
+                f"{k} {v['value']:+.3f} ({v['lo']:+.3f} to {v['hi']:+.3f})"
+                if section == "differences" else
+                f"{k} {v['value']:.3f} ({v['lo']:.3f}-{v['hi']:.3f})" for k, v in cis.items()))
+
+
+if __name__ == "__main__":
+    main()
