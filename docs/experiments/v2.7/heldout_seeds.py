@@ -13,7 +13,8 @@ docs/experiments/README.md). Every figure, single bundle or average, comes from 
         --average v2.6-s42,v2.6-s43 --out docs/experiments/v2.7/heldout_isic2017.json
 
 The class probabilities of each bundle are cached beside ``--out`` (``probs_<name>.npz``) so that
-re-running with other averages does not score again.
+re-running with other averages does not score again. ``--views flips4`` scores each bundle as the
+mean over the image and its left-right, up-down and both flips (test-time augmentation).
 """
 
 from __future__ import annotations
@@ -40,27 +41,40 @@ MALIGNANT = ("MEL", "BCC", "SCC")
 Metric = Callable[[npt.NDArray[np.float64] | None], dict[str, Any]]
 
 
-def _score(bundle: Path, df: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray]:
+#: test-time views: the image as is, or the mean over it and its three flips
+VIEWS: dict[str, list[Callable[[np.ndarray], np.ndarray]]] = {
+    "single": [lambda im: im],
+    "flips4": [lambda im: im, lambda im: im[:, ::-1], lambda im: im[::-1],
+               lambda im: im[::-1, ::-1]],
+}
+
+
+def _score(bundle: Path, df: pd.DataFrame,
+           views: str) -> tuple[list[str], list[str], np.ndarray]:
     model = Dermsight.load(bundle)
     probs = []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
-        out = model.predict_batch(
-            [decode_image(DATA / "images" / f"{x}.jpg") for x in part["image_id"]],
-            [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
-             for _, r in part.iterrows()])
-        probs += [[p.probabilities[c] for c in model.classes] for p in out]
+        images = [decode_image(DATA / "images" / f"{x}.jpg") for x in part["image_id"]]
+        meta = [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
+                for _, r in part.iterrows()]
+        per_view = []
+        for view in VIEWS[views]:
+            out = model.predict_batch([np.ascontiguousarray(view(im)) for im in images], meta)
+            per_view.append([[p.probabilities[c] for c in model.classes] for p in out])
+        probs += np.mean(per_view, axis=0).tolist()
     return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
 
 
-def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path) -> dict[str, Any]:
-    file = cache / f"probs_{name}.npz"
+def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path,
+           views: str) -> dict[str, Any]:
+    file = cache / f"probs_{name}_{views}.npz"
     if file.exists():
         z = np.load(file, allow_pickle=False)
         if list(z["image_id"]) == list(df["image_id"]):
             return {"classes": list(z["classes"]), "excluded": list(z["excluded"]),
                     "p": z["p"]}
-    classes, excluded, p = _score(bundle, df)
+    classes, excluded, p = _score(bundle, df, views)
     np.savez_compressed(file, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
                         excluded=np.array(excluded, dtype=str), p=p)
     return {"classes": classes, "excluded": excluded, "p": p}
@@ -98,6 +112,8 @@ def main() -> None:
     ap.add_argument("--average", action="append", default=[], help="NAME,NAME[,...]")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--views", choices=sorted(VIEWS), default="single",
+                    help="flips4: each bundle's probabilities are the mean over four flips")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
@@ -107,7 +123,7 @@ def main() -> None:
     models: dict[str, dict[str, Any]] = {}
     for spec in a.bundle:
         name, path = spec.split("=", 1)
-        models[name] = _probs(name, Path(path), df, a.out.parent)
+        models[name] = _probs(name, Path(path), df, a.out.parent, a.views)
     classes = next(iter(models.values()))["classes"]
     for spec in a.average:
         names = spec.split(",")
@@ -118,22 +134,22 @@ def main() -> None:
             "p": np.mean([models[n]["p"] for n in names], axis=0), "members": names}
     present = [c for c in classes if c in set(y)]
     fns = {name: _metric(y, m, present) for name, m in models.items()}
-    boot = {"n": len(df), "groups": groups, "n_boot": a.n_boot, "seed": 0}
     result: dict[str, Any] = {
-        "source": a.source, "n_images": len(df), "n_groups": int(pd.Series(groups).nunique()),
+        "source": a.source, "views": a.views, "n_images": len(df),
+        "n_groups": int(pd.Series(groups).nunique()),
         "classes_present": present, "n_mel": int((y == "MEL").sum()),
         "n_malignant": int(np.isin(y, MALIGNANT).sum()), "n_boot": a.n_boot,
         "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle},
         "figures": {}, "differences": {},
     }
     for name, fn in fns.items():
-        result["figures"][name] = bootstrap(fn, boot["n"], groups, a.n_boot, 0)
+        result["figures"][name] = bootstrap(fn, len(df), groups, a.n_boot, 0)
     first = next(iter(fns))
     pairs = [(n, first) for n in fns if n != first and "members" not in models[n]]
     pairs += [(n, m) for n in fns for m in models[n].get("members", [])]
     for x, ref in pairs:
         result["differences"][f"{x} - {ref}"] = bootstrap(
-            _difference(fns[x], fns[ref]), boot["n"], groups, a.n_boot, 0)
+            _difference(fns[x], fns[ref]), len(df), groups, a.n_boot, 0)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     for section in ("figures", "differences"):
         print(section)
