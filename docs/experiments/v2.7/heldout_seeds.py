@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from dermsight.io.decode import decode_image
 from dermsight.malignancy import malignant_probability
 from dermsight.records import Metadata
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "isic-subset"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 MALIGNANT = ("MEL", "BCC", "SCC")
 Metric = Callable[[npt.NDArray[np.float64] | None], dict[str, Any]]
 
@@ -51,11 +51,12 @@ VIEWS: dict[str, list[Callable[[np.ndarray], np.ndarray]]] = {
 
 def _score(bundle: Path, df: pd.DataFrame,
            views: str) -> tuple[list[str], list[str], np.ndarray]:
+    images_dir = SHARED / df.attrs["data"] / "images"
     model = Dermsight.load(bundle)
     probs = []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
-        images = [decode_image(DATA / "images" / f"{x}.jpg") for x in part["image_id"]]
+        images = [decode_image(images_dir / f"{x}.jpg") for x in part["image_id"]]
         meta = [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
                 for _, r in part.iterrows()]
         per_view = []
@@ -66,33 +67,47 @@ def _score(bundle: Path, df: pd.DataFrame,
     return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
 
 
+def _load(file: Path, df: pd.DataFrame) -> dict[str, Any] | None:
+    z = np.load(file, allow_pickle=False)
+    if list(z["image_id"]) != list(df["image_id"]):
+        return None
+    return {"classes": [str(c) for c in z["classes"]],
+            "excluded": [str(c) for c in z["excluded"]], "p": z["p"]}
+
+
 def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path,
            views: str) -> dict[str, Any]:
-    file = cache / f"probs_{name}_{views}.npz"
-    if file.exists():
-        z = np.load(file, allow_pickle=False)
-        if list(z["image_id"]) == list(df["image_id"]):
-            return {"classes": list(z["classes"]), "excluded": list(z["excluded"]),
-                    "p": z["p"]}
+    file = cache / f"probs_{_source(df)}_{name}_{views}.npz"
+    if file.exists() and (cached := _load(file, df)) is not None:
+        return cached
     classes, excluded, p = _score(bundle, df, views)
     np.savez_compressed(file, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
                         excluded=np.array(excluded, dtype=str), p=p)
     return {"classes": classes, "excluded": excluded, "p": p}
 
 
-def _metric(y: np.ndarray, m: dict[str, Any], present: Sequence[str]) -> Metric:
+def _source(df: pd.DataFrame) -> str:
+    return str(df.attrs["source"])
+
+
+def _metric(y: np.ndarray, m: dict[str, Any]) -> Metric:
+    """The figures of one model; balanced accuracy over the source's classes that the model
+    has (the arg-max over those only; images of other classes left out of it)."""
     classes, p = m["classes"], m["p"]
+    present = [c for c in classes if c in set(y)]
+    known = np.isin(y, present)
     mel = p[:, classes.index("MEL")]
     mal = malignant_probability(p, classes, MALIGNANT, m["excluded"])
     cols = [classes.index(c) for c in present]
     sub = p[:, cols] / p[:, cols].sum(axis=1, keepdims=True)
-    y_sub = np.array([list(present).index(c) for c in y])
+    y_sub = np.array([present.index(c) for c in y[known]])
     is_mal = np.isin(y, MALIGNANT)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
         return {"mel_auc": binary_auc(y == "MEL", mel, w),
                 "malignant_auc": binary_auc(is_mal, mal, w),
-                "balanced_accuracy_present": balanced_accuracy(y_sub, sub, w)}
+                "balanced_accuracy_present": balanced_accuracy(
+                    y_sub, sub[known], None if w is None else w[known])}
 
     return fn
 
@@ -108,7 +123,10 @@ def _difference(a: Metric, b: Metric) -> Metric:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--source", required=True)
-    ap.add_argument("--bundle", action="append", required=True, help="NAME=PATH")
+    ap.add_argument("--data", default="isic-subset", help="a folder of ../shared/data")
+    ap.add_argument("--bundle", action="append", default=[], help="NAME=PATH")
+    ap.add_argument("--probs", action="append", default=[],
+                    help="NAME=FILE.npz: probabilities scored elsewhere (peer_sklesion.py)")
     ap.add_argument("--average", action="append", default=[], help="NAME,NAME[,...]")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n-boot", type=int, default=1000)
@@ -116,14 +134,22 @@ def main() -> None:
                     help="flips4: each bundle's probabilities are the mean over four flips")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    df = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
+    df = pd.read_csv(SHARED / a.data / "metadata.csv", dtype=str, keep_default_na=False)
+    df = df.rename(columns={"age": "age_approx", "site": "anatom_site"})
     df = df[df["source"] == a.source].reset_index(drop=True)
+    df.attrs.update(data=a.data, source=a.source)
     y = df["diagnosis"].to_numpy()
     groups = df["group_id"].to_numpy()
     models: dict[str, dict[str, Any]] = {}
     for spec in a.bundle:
         name, path = spec.split("=", 1)
         models[name] = _probs(name, Path(path), df, a.out.parent, a.views)
+    for spec in a.probs:
+        name, path = spec.split("=", 1)
+        loaded = _load(Path(path), df)
+        if loaded is None:
+            raise SystemExit(f"{path} does not hold the {a.source} images in this order")
+        models[name] = loaded
     classes = next(iter(models.values()))["classes"]
     for spec in a.average:
         names = spec.split(",")
@@ -132,14 +158,15 @@ def main() -> None:
         models["mean(" + "+".join(names) + ")"] = {
             "classes": classes, "excluded": models[names[0]]["excluded"],
             "p": np.mean([models[n]["p"] for n in names], axis=0), "members": names}
-    present = [c for c in classes if c in set(y)]
-    fns = {name: _metric(y, m, present) for name, m in models.items()}
+    present = sorted(set(y))
+    fns = {name: _metric(y, m) for name, m in models.items()}
     result: dict[str, Any] = {
         "source": a.source, "views": a.views, "n_images": len(df),
         "n_groups": int(pd.Series(groups).nunique()),
         "classes_present": present, "n_mel": int((y == "MEL").sum()),
         "n_malignant": int(np.isin(y, MALIGNANT).sum()), "n_boot": a.n_boot,
-        "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle},
+        "data": a.data,
+        "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle + a.probs},
         "figures": {}, "differences": {},
     }
     for name, fn in fns.items():
