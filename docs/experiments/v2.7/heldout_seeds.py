@@ -1,20 +1,25 @@
 """Held-out figures of several bundles and of the mean of their probabilities, on one source of
-isic-subset that none of them trained on ("Held-out seed spread and a two-seed average" in
-docs/experiments/README.md). Every figure, single bundle or average, comes from the same code:
+the shared data (``--data``, default isic-subset) that none of them trained on ("Held-out seed
+spread and a two-seed average" in docs/experiments/README.md). Every figure, single bundle or
+average, comes from the same code:
 
 - melanoma AUC (P(MEL)) and malignant AUC (the bundles' malignant probability, UNK left out of
   the denominator as the bundle says), with 95 % group-bootstrap intervals (``group_id``);
-- balanced accuracy of the arg-max over the classes the source has (MEL/NV/BKL for ISIC 2017);
-- paired bootstrap differences: each bundle against the first, and the average against each.
+- balanced accuracy of the arg-max over the classes the source has and the model knows
+  (MEL/NV/BKL for ISIC 2017);
+- paired bootstrap differences: each bundle against the first, an average against each of its
+  members, and the pairs named with ``--diff``.
 
     .venv/bin/python docs/experiments/v2.7/heldout_seeds.py --source isic2017 \
         --bundle v2.6-s42=runs/loso26-isic2017/bundle \
         --bundle v2.6-s43=runs/loso26s43-isic2017/bundle \
         --average v2.6-s42,v2.6-s43 --out docs/experiments/v2.7/heldout_isic2017.json
 
-The class probabilities of each bundle are cached beside ``--out`` (``probs_<name>.npz``) so that
-re-running with other averages does not score again. ``--views flips4`` scores each bundle as the
-mean over the image and its left-right, up-down and both flips (test-time augmentation).
+The class probabilities of each bundle are cached beside ``--out``
+(``probs_<source>_<name>_<views>.npz``), so re-running with other averages does not score again.
+``--views flips4`` scores each bundle as the mean over the image and its left-right, up-down and
+both flips (test-time augmentation). ``--probs NAME=FILE.npz`` adds probabilities scored
+elsewhere (the peer, ``peer_sklesion.py``).
 """
 
 from __future__ import annotations
@@ -129,6 +134,8 @@ def main() -> None:
                     help="NAME=FILE.npz: probabilities scored elsewhere (peer_sklesion.py)")
     ap.add_argument("--average", action="append", default=[], help="NAME,NAME[,...]")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--diff", action="append", default=[],
+                    help="NAME,NAME: also the paired difference first minus second")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--views", choices=sorted(VIEWS), default="single",
                     help="flips4: each bundle's probabilities are the mean over four flips")
@@ -174,6 +181,7 @@ def main() -> None:
     first = next(iter(fns))
     pairs = [(n, first) for n in fns if n != first and "members" not in models[n]]
     pairs += [(n, m) for n in fns for m in models[n].get("members", [])]
+    pairs += [tuple(d.split(",", 1)) for d in a.diff]
     for x, ref in pairs:
         result["differences"][f"{x} - {ref}"] = bootstrap(
             _difference(fns[x], fns[ref]), len(df), groups, a.n_boot, 0)
