@@ -16,9 +16,10 @@ average, comes from the same code:
         --average v2.6-s42,v2.6-s43 --out docs/experiments/v2.7/heldout_isic2017.json
 
 The class probabilities of each bundle are cached beside ``--out``
-(``probs_<source>_<name>_<views>.npz``), so re-running with other averages does not score again.
-``--views flips4`` scores each bundle as the mean over the image and its left-right, up-down and
-both flips (test-time augmentation). ``--probs NAME=FILE.npz`` adds probabilities scored
+(``probs_<source>_<name>_<single|tta>.npz``), so re-running with other averages does not score
+again. ``--tta`` scores with the facade's own test-time augmentation (``predict_batch(...,
+tta=True)``: logits averaged over the 8 flips/rotations, as ``dermsight predict --tta`` and the
+API's ``?tta=true`` serve it). ``--probs NAME=FILE.npz`` adds probabilities scored
 elsewhere (the peer, ``peer_sklesion.py``).
 """
 
@@ -34,7 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight import Dermsight
+from dermsight import Dermsight, taxonomy
 from dermsight.evaluate.bootstrap import bootstrap
 from dermsight.evaluate.metrics import balanced_accuracy, binary_auc
 from dermsight.io.decode import decode_image
@@ -42,33 +43,20 @@ from dermsight.malignancy import malignant_probability
 from dermsight.records import Metadata
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-MALIGNANT = ("MEL", "BCC", "SCC")
 Metric = Callable[[npt.NDArray[np.float64] | None], dict[str, Any]]
 
 
-#: test-time views: the image as is, or the mean over it and its three flips
-VIEWS: dict[str, list[Callable[[np.ndarray], np.ndarray]]] = {
-    "single": [lambda im: im],
-    "flips4": [lambda im: im, lambda im: im[:, ::-1], lambda im: im[::-1],
-               lambda im: im[::-1, ::-1]],
-}
-
-
-def _score(bundle: Path, df: pd.DataFrame,
-           views: str) -> tuple[list[str], list[str], np.ndarray]:
+def _score(bundle: Path, df: pd.DataFrame, tta: bool) -> tuple[list[str], list[str], np.ndarray]:
     images_dir = SHARED / df.attrs["data"] / "images"
     model = Dermsight.load(bundle)
     probs = []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
-        images = [decode_image(images_dir / f"{x}.jpg") for x in part["image_id"]]
-        meta = [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
-                for _, r in part.iterrows()]
-        per_view = []
-        for view in VIEWS[views]:
-            out = model.predict_batch([np.ascontiguousarray(view(im)) for im in images], meta)
-            per_view.append([[p.probabilities[c] for c in model.classes] for p in out])
-        probs += np.mean(per_view, axis=0).tolist()
+        out = model.predict_batch(
+            [decode_image(images_dir / f"{x}.jpg") for x in part["image_id"]],
+            [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
+             for _, r in part.iterrows()], tta=tta)
+        probs += [[p.probabilities[c] for c in model.classes] for p in out]
     return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
 
 
@@ -81,11 +69,11 @@ def _load(file: Path, df: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path,
-           views: str) -> dict[str, Any]:
-    file = cache / f"probs_{_source(df)}_{name}_{views}.npz"
+           tta: bool) -> dict[str, Any]:
+    file = cache / f"probs_{_source(df)}_{name}_{'tta' if tta else 'single'}.npz"
     if file.exists() and (cached := _load(file, df)) is not None:
         return cached
-    classes, excluded, p = _score(bundle, df, views)
+    classes, excluded, p = _score(bundle, df, tta)
     np.savez_compressed(file, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
                         excluded=np.array(excluded, dtype=str), p=p)
     return {"classes": classes, "excluded": excluded, "p": p}
@@ -102,11 +90,11 @@ def _metric(y: np.ndarray, m: dict[str, Any]) -> Metric:
     present = [c for c in classes if c in set(y)]
     known = np.isin(y, present)
     mel = p[:, classes.index("MEL")]
-    mal = malignant_probability(p, classes, MALIGNANT, m["excluded"])
+    mal = malignant_probability(p, classes, excluded=m["excluded"])
     cols = [classes.index(c) for c in present]
     sub = p[:, cols] / p[:, cols].sum(axis=1, keepdims=True)
     y_sub = np.array([present.index(c) for c in y[known]])
-    is_mal = np.isin(y, MALIGNANT)
+    is_mal = np.isin(y, sorted(taxonomy.MALIGNANT))
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
         return {"mel_auc": binary_auc(y == "MEL", mel, w),
@@ -137,8 +125,8 @@ def main() -> None:
     ap.add_argument("--diff", action="append", default=[],
                     help="NAME,NAME: also the paired difference first minus second")
     ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--views", choices=sorted(VIEWS), default="single",
-                    help="flips4: each bundle's probabilities are the mean over four flips")
+    ap.add_argument("--tta", action="store_true",
+                    help="score with the facade's test-time augmentation (8 flips/rotations)")
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.read_csv(SHARED / a.data / "metadata.csv", dtype=str, keep_default_na=False)
@@ -150,7 +138,7 @@ def main() -> None:
     models: dict[str, dict[str, Any]] = {}
     for spec in a.bundle:
         name, path = spec.split("=", 1)
-        models[name] = _probs(name, Path(path), df, a.out.parent, a.views)
+        models[name] = _probs(name, Path(path), df, a.out.parent, a.tta)
     for spec in a.probs:
         name, path = spec.split("=", 1)
         loaded = _load(Path(path), df)
@@ -168,10 +156,10 @@ def main() -> None:
     present = sorted(set(y))
     fns = {name: _metric(y, m) for name, m in models.items()}
     result: dict[str, Any] = {
-        "source": a.source, "views": a.views, "n_images": len(df),
+        "source": a.source, "tta": a.tta, "n_images": len(df),
         "n_groups": int(pd.Series(groups).nunique()),
         "classes_present": present, "n_mel": int((y == "MEL").sum()),
-        "n_malignant": int(np.isin(y, MALIGNANT).sum()), "n_boot": a.n_boot,
+        "n_malignant": int(np.isin(y, sorted(taxonomy.MALIGNANT)).sum()), "n_boot": a.n_boot,
         "data": a.data,
         "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle + a.probs},
         "figures": {}, "differences": {},
