@@ -404,10 +404,14 @@ def test_an_idle_timeout_keeps_the_unsaved_page_for_the_same_user(
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()
     page.get_by_test_id("patients-page").wait_for()
+    # the page's own list request must be answered before the session is aged: otherwise its
+    # response (200, or 401 if sent after the aging) is taken for the save's
+    page.get_by_test_id("patient-list").locator("caption", has_not_text="Loading").wait_for()
     ref = "E2E-IDLE-0001"
     page.get_by_test_id("new-patient-ref").fill(ref)
     age_sessions(clinic_server)
-    with page.expect_response(re.compile(r"/api/v1/patients$")) as resp:
+    with page.expect_response(lambda r: r.request.method == "POST"
+                              and re.search(r"/api/v1/patients$", r.url) is not None) as resp:
         page.get_by_test_id("new-patient-submit").click()
     assert resp.value.status == 401
     assert "minutes without activity" in resp.value.json()["detail"]
