@@ -10,6 +10,14 @@ For each fraction: the share of images whose suggested class (the card's decisio
 the balanced accuracy of the suggested class over the classes present, and the melanoma AUC,
 for every source in the part (``--no-metadata``: every image scored without metadata). A
 diagnostic, not a tuning step: the shipped preprocessing is not changed by it.
+
+Added for the v2.9 experiment ("A closer view at scoring time only" in
+docs/experiments/README.md): ``--fractions`` (default 1.0, 0.85, 0.7), the malignant AUC (the
+bundle's malignant probability, malignant = MEL/BCC/SCC, UNK counted as not malignant) beside the
+melanoma AUC, and an ``all`` row over every source of the part.
+
+    .venv/bin/python docs/experiments/v2.1/field_of_view.py --bundle src/dermsight/assets/default \
+        --split configs/default-split.csv --part val --fractions 1.0,0.9,0.8,0.7
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare_v1_v2 import DATA, _meta, _rows
 
-from dermsight import Dermsight
+from dermsight import Dermsight, taxonomy
 from dermsight.evaluate.metrics import binary_auc
 from dermsight.io.decode import decode_image
 from dermsight.records import Metadata
@@ -52,6 +60,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--no-metadata", action="store_true",
                     help="score every image without age, sex and site")
+    ap.add_argument("--fractions", default=",".join(str(f) for f in FRACTIONS),
+                    help="comma-separated fractions of the side to keep")
     a = ap.parse_args()
     split = pd.read_csv(a.split, dtype=str, keep_default_na=False)
     df = _rows(split[split["split"] == a.part]).reset_index(drop=True)
@@ -61,25 +71,31 @@ def main() -> None:
     metas = [Metadata() if a.no_metadata else _meta(r) for _, r in df.iterrows()]
     y, src = df["diagnosis"].to_numpy(), df["source"].to_numpy()
     result: dict[str, Any] = {"bundle": str(a.bundle), "part": a.part, "by_fraction": {}}
-    for frac in FRACTIONS:
-        pred, p_mel = [], []
+    for frac in [float(f) for f in a.fractions.split(",")]:
+        pred, p_mel, p_mal = [], [], []
         for i in range(0, len(images), 64):
             out = model.predict_batch([zoom(im, frac) for im in images[i:i + 64]],
                                       metas[i:i + 64])
             pred += [p.prediction for p in out]
             p_mel += [p.probabilities["MEL"] for p in out]
-        pred_a, p_mel_a = np.array(pred), np.array(p_mel)
+            p_mal += [p.malignant_probability for p in out]
+        pred_a, p_mel_a, p_mal_a = np.array(pred), np.array(p_mel), np.array(p_mal)
+        is_mal = np.isin(y, sorted(taxonomy.MALIGNANT))
         rows = {}
-        for s in sorted(set(src)):
-            k = src == s
+        for s in [*sorted(set(src)), "all"]:
+            k = np.ones(len(src), bool) if s == "all" else src == s
             present = sorted(set(y[k]))
             mel = y[k] == "MEL"
+            mal = is_mal[k]
             rows[s] = {
                 "n": int(k.sum()), "n_mel": int(mel.sum()),
                 "unk_share": float(np.mean(pred_a[k] == "UNK")),
                 "balanced_accuracy": float(np.mean([np.mean(pred_a[k][y[k] == c] == c)
                                                     for c in present])),
                 "mel_auc": binary_auc(mel, p_mel_a[k]) if 2 <= mel.sum() < k.sum() else None,
+                "n_malignant": int(mal.sum()),
+                "malignant_auc": binary_auc(mal, p_mal_a[k]) if 2 <= mal.sum() < k.sum()
+                else None,
             }
             print(f"fraction {frac:.2f} {s}: " + ", ".join(
                 f"{m} {v:.3f}" if isinstance(v, float) else f"{m} {v}"
