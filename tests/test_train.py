@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,6 +152,27 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
                         timeout=600)
     assert r2.returncode == 0, r2.stderr[-2000:]
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_one_command_and_seed_train_the_same_network(data_dir: Path, tmp_path: Path) -> None:
+    """Two processes (torch seeds its global generator at random in each) running the same
+    command with the same seed end with the same weights; another seed gives other weights."""
+    def train(name: str, seed: int) -> dict[str, Any]:
+        out = tmp_path / name
+        cmd = [sys.executable, "-m", "dermsight.cli", "train", "--config",
+               str(REPO / "configs" / "default.yaml"), "--out", str(out), "--stage", "train",
+               "--set", f"seed={seed}"]
+        for o in _tiny_overrides(data_dir):
+            cmd += ["--set", o]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return dict(torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"])
+
+    a, b, c = train("a", 7), train("b", 7), train("c", 8)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

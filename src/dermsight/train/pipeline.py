@@ -79,6 +79,9 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",
             (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         summary: dict[str, Any] = {}
         if stage in ("all", "train"):
+            # the new head's initial weights come from torch's global generator, which torch
+            # seeds at random in every process: seed it, or one command gives two networks
+            torch.manual_seed(cfg.seed)
             net = build_net(cfg, MetaSpec())  # first: a bad backbone fails before images load
             ds = make_datasets(cfg, df, ("train", "val"))
             summary = train_model(cfg, net, ds["train"], ds["val"], out, resume, info)
