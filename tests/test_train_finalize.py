@@ -16,7 +16,7 @@ from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig, load_config
 from dermsight.train.finalize.calibration import calibrate, fit_decision
 from dermsight.train.finalize.card import UNSPECIFIED_HEAD_LIMITATION, data_section, limitations
-from dermsight.train.finalize.scoring import Part
+from dermsight.train.finalize.scoring import Part, within_parity
 from dermsight.train.table import assign_split, load_table
 
 pytestmark = pytest.mark.train
@@ -106,3 +106,17 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert "ISIC 2019: MEL/NV/BKL only" in lim8[3]
     assert "ISIC 2017" not in lim8[3]  # held out: not part of the trained/tested mix
     assert "the held-out sources (ISIC 2017) are scored separately" in lim8[4]
+
+
+def test_onnx_parity_allows_float_rounding_on_large_logits_and_refuses_a_wrong_export() -> None:
+    """The finalize check scales with the logit: the 1.3e-3 difference measured at a logit of
+    -10.6 (float32 kernels rounding differently) passes; differences a wrong export makes do
+    not, nor does 2e-4 on a logit near zero."""
+    torch_logits = np.array([[-10.630341, 2.0, 0.01]], np.float32)
+    rounding = torch_logits + np.array([[-0.0013046, 0.00005, -0.00005]], np.float32)
+    assert within_parity(rounding, torch_logits)
+    assert not within_parity(torch_logits + np.array([[0.0, 0.05, 0.0]], np.float32),
+                             torch_logits)
+    assert not within_parity(torch_logits + np.array([[0.0, 0.0, 2e-4]], np.float32),
+                             torch_logits)
+    assert not within_parity(torch_logits * 1.01, torch_logits)

@@ -43,8 +43,9 @@ def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int 
     return data
 
 
-def parity(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray) -> float:
-    """Max |logit difference| between PyTorch eager and ONNX Runtime on the same inputs."""
+def both_logits(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(ONNX Runtime logits, PyTorch eager logits) of the same inputs."""
     from dermsight.predict import ort_session
 
     sess = ort_session(onnx_bytes)
@@ -52,4 +53,10 @@ def parity(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray) -> f
                                         "meta": m.astype(np.float32)})[0]
     with torch.no_grad():
         torch_logits = net.eval()(torch.from_numpy(x), torch.from_numpy(m)).numpy()
+    return onnx_logits, torch_logits
+
+
+def parity(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray) -> float:
+    """Max |logit difference| between PyTorch eager and ONNX Runtime on the same inputs."""
+    onnx_logits, torch_logits = both_logits(net, onnx_bytes, x, m)
     return float(np.abs(onnx_logits - torch_logits).max())

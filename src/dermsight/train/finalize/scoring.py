@@ -20,15 +20,25 @@ from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig
 from dermsight.train.data import load_images
-from dermsight.train.export import OUTPUTS, export_onnx, parity
+from dermsight.train.export import OUTPUTS, both_logits, export_onnx
 from dermsight.train.network import LesionNet
 from dermsight.train.table import EXTERNAL, row_meta
 
 #: training images scored for the gate and the provisional checks when no linear probe needs
 #: the whole training split
 TRAIN_SAMPLE = 3000
-#: largest |ONNX - PyTorch| logit difference accepted on real test images
-PARITY_TOLERANCE = 1e-4
+#: |ONNX - PyTorch| logit difference accepted on real test images: PARITY_ATOL +
+#: PARITY_RTOL x |logit|. ONNX Runtime's and PyTorch's float32 kernels round differently, by
+#: about 1e-4 of a logit's size (measured: 1.3e-3 at a logit of -10.6, a seed-44 v2.4 run);
+#: a wrong export differs by tenths.
+PARITY_ATOL = 1e-4
+PARITY_RTOL = 1e-3
+
+
+def within_parity(onnx_logits: np.ndarray, torch_logits: np.ndarray) -> bool:
+    """Every ONNX logit within ``PARITY_ATOL + PARITY_RTOL * |PyTorch logit|`` of PyTorch's."""
+    return bool(np.all(np.abs(onnx_logits - torch_logits)
+                       <= PARITY_ATOL + PARITY_RTOL * np.abs(torch_logits)))
 
 
 @dataclass
@@ -80,13 +90,15 @@ def load_network(cfg: TrainConfig, out: Path, meta_spec: MetaSpec) -> LesionNet:
 def export_checked(net: LesionNet, spec: InputSpec, meta_spec: MetaSpec, test: Part
                    ) -> tuple[bytes, float]:
     """ONNX bytes of ``net`` and the max |logit difference| to PyTorch on 16 real test images;
-    raises when it is over ``PARITY_TOLERANCE``."""
+    raises when a logit is outside :func:`within_parity`."""
     onnx_bytes = export_onnx(net, spec.size)
     xs = np.stack([preprocess(im, spec) for im in test.images[:16]])
     ms = np.stack([encode_meta(mt, meta_spec) for mt in test.metas[:16]])
-    max_diff = parity(net, onnx_bytes, xs, ms)
-    if max_diff > PARITY_TOLERANCE:
-        raise RuntimeError(f"ONNX parity failed: max |logit diff| = {max_diff:.2e}")
+    onnx_logits, torch_logits = both_logits(net, onnx_bytes, xs, ms)
+    max_diff = float(np.abs(onnx_logits - torch_logits).max())
+    if not within_parity(onnx_logits, torch_logits):
+        raise RuntimeError(f"ONNX parity failed: max |logit diff| = {max_diff:.2e}, more than "
+                           f"{PARITY_ATOL:g} + {PARITY_RTOL:g} x |logit| allows")
     return onnx_bytes, max_diff
 
 
