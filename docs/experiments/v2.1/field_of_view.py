@@ -43,13 +43,58 @@ from dermsight.records import Metadata
 FRACTIONS = (1.0, 0.85, 0.7)
 
 
+def crop_square(image: np.ndarray, top: int, left: int, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` square at ``(top, left)``, back at the image's short side."""
+    crop = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
+    return np.asarray(crop.resize((min(image.shape[:2]),) * 2, Image.Resampling.BICUBIC))
+
+
 def zoom(image: np.ndarray, fraction: float) -> np.ndarray:
     """The centre square of ``fraction`` x the short side, back at the original short side."""
     h, w = image.shape[:2]
     side = int(min(h, w) * fraction)
-    top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
-    return np.asarray(crop.resize((min(h, w),) * 2, Image.Resampling.BICUBIC))
+    return crop_square(image, (h - side) // 2, (w - side) // 2, side)
+
+
+def score(model: Dermsight, images: list[np.ndarray], metas: list[Metadata]
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Suggested class, P(MEL) and the malignant probability of each image, by the facade."""
+    pred, p_mel, p_mal = [], [], []
+    for i in range(0, len(images), 64):
+        out = model.predict_batch(images[i:i + 64], metas[i:i + 64])
+        pred += [p.prediction for p in out]
+        p_mel += [p.probabilities["MEL"] for p in out]
+        p_mal += [p.malignant_probability for p in out]
+    return np.array(pred), np.array(p_mel), np.array(p_mal)
+
+
+def figures_by_source(y: np.ndarray, src: np.ndarray, pred: np.ndarray, p_mel: np.ndarray,
+                      p_mal: np.ndarray) -> dict[str, dict[str, Any]]:
+    """Per source and over ``all``: counts, share called UNK, balanced accuracy of the suggested
+    class over the classes present, melanoma and malignant AUCs (None with < 2 positives)."""
+    is_mal = np.isin(y, sorted(taxonomy.MALIGNANT))
+    rows = {}
+    for s in [*sorted(set(src)), "all"]:
+        k = np.ones(len(src), bool) if s == "all" else src == s
+        present = sorted(set(y[k]))
+        mel, mal = y[k] == "MEL", is_mal[k]
+        rows[s] = {
+            "n": int(k.sum()), "n_mel": int(mel.sum()),
+            "unk_share": float(np.mean(pred[k] == "UNK")),
+            "balanced_accuracy": float(np.mean([np.mean(pred[k][y[k] == c] == c)
+                                                for c in present])),
+            "mel_auc": binary_auc(mel, p_mel[k]) if 2 <= mel.sum() < k.sum() else None,
+            "n_malignant": int(mal.sum()),
+            "malignant_auc": binary_auc(mal, p_mal[k]) if 2 <= mal.sum() < k.sum() else None,
+        }
+    return rows
+
+
+def print_rows(label: str, rows: dict[str, dict[str, Any]]) -> None:
+    for s, row in rows.items():
+        print(f"{label} {s}: " + ", ".join(
+            f"{m} {v:.3f}" if isinstance(v, float) else f"{m} {v}" for m, v in row.items()),
+            flush=True)
 
 
 def main() -> None:
@@ -72,34 +117,8 @@ def main() -> None:
     y, src = df["diagnosis"].to_numpy(), df["source"].to_numpy()
     result: dict[str, Any] = {"bundle": str(a.bundle), "part": a.part, "by_fraction": {}}
     for frac in [float(f) for f in a.fractions.split(",")]:
-        pred, p_mel, p_mal = [], [], []
-        for i in range(0, len(images), 64):
-            out = model.predict_batch([zoom(im, frac) for im in images[i:i + 64]],
-                                      metas[i:i + 64])
-            pred += [p.prediction for p in out]
-            p_mel += [p.probabilities["MEL"] for p in out]
-            p_mal += [p.malignant_probability for p in out]
-        pred_a, p_mel_a, p_mal_a = np.array(pred), np.array(p_mel), np.array(p_mal)
-        is_mal = np.isin(y, sorted(taxonomy.MALIGNANT))
-        rows = {}
-        for s in [*sorted(set(src)), "all"]:
-            k = np.ones(len(src), bool) if s == "all" else src == s
-            present = sorted(set(y[k]))
-            mel = y[k] == "MEL"
-            mal = is_mal[k]
-            rows[s] = {
-                "n": int(k.sum()), "n_mel": int(mel.sum()),
-                "unk_share": float(np.mean(pred_a[k] == "UNK")),
-                "balanced_accuracy": float(np.mean([np.mean(pred_a[k][y[k] == c] == c)
-                                                    for c in present])),
-                "mel_auc": binary_auc(mel, p_mel_a[k]) if 2 <= mel.sum() < k.sum() else None,
-                "n_malignant": int(mal.sum()),
-                "malignant_auc": binary_auc(mal, p_mal_a[k]) if 2 <= mal.sum() < k.sum()
-                else None,
-            }
-            print(f"fraction {frac:.2f} {s}: " + ", ".join(
-                f"{m} {v:.3f}" if isinstance(v, float) else f"{m} {v}"
-                for m, v in rows[s].items()), flush=True)
+        rows = figures_by_source(y, src, *score(model, [zoom(im, frac) for im in images], metas))
+        print_rows(f"fraction {frac:.2f}", rows)
         result["by_fraction"][f"{frac:.2f}"] = rows
     if a.out:
         a.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,14 +36,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from PIL import Image
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.1"))
 from compare_v1_v2 import DATA, _meta, _rows
+from field_of_view import crop_square, figures_by_source, print_rows, score
 
-from dermsight import Dermsight, taxonomy
-from dermsight.evaluate.metrics import binary_auc
+from dermsight import Dermsight
 from dermsight.io.decode import decode_image
 from dermsight.skintone import (
     BRIGHT_L,
@@ -103,29 +103,12 @@ def lesion_square(image: npt.NDArray[np.uint8]) -> tuple[int, int, int] | None:
     return top, left, side
 
 
-def lesion_view(image: npt.NDArray[np.uint8]) -> tuple[npt.NDArray[np.uint8], float]:
+def lesion_view(image: npt.NDArray[np.uint8]) -> tuple[np.ndarray, float]:
     """The lesion-centred square back at the shorter side, and the fraction kept (1.0: whole)."""
     box = lesion_square(image)
     if box is None:
         return image, 1.0
-    top, left, side = box
-    short = min(image.shape[:2])
-    crop = Image.fromarray(np.ascontiguousarray(image[top:top + side, left:left + side]))
-    return np.asarray(crop.resize((short, short), Image.Resampling.BICUBIC)), side / short
-
-
-def _figures(y: np.ndarray, pred: np.ndarray, p_mel: np.ndarray, p_mal: np.ndarray,
-             k: np.ndarray) -> dict[str, Any]:
-    present = sorted(set(y[k]))
-    mel, mal = y[k] == "MEL", np.isin(y[k], sorted(taxonomy.MALIGNANT))
-    return {
-        "n": int(k.sum()), "n_mel": int(mel.sum()), "n_malignant": int(mal.sum()),
-        "unk_share": float(np.mean(pred[k] == "UNK")),
-        "balanced_accuracy": float(np.mean([np.mean(pred[k][y[k] == c] == c)
-                                            for c in present])),
-        "mel_auc": binary_auc(mel, p_mel[k]) if 2 <= mel.sum() < k.sum() else None,
-        "malignant_auc": binary_auc(mal, p_mal[k]) if 2 <= mal.sum() < k.sum() else None,
-    }
+    return crop_square(image, *box), box[2] / min(image.shape[:2])
 
 
 def main() -> None:
@@ -140,34 +123,20 @@ def main() -> None:
     model = Dermsight.load(a.bundle)
     y, src = df["diagnosis"].to_numpy(), df["source"].to_numpy()
     metas = [_meta(r) for _, r in df.iterrows()]
+    images = [decode_image(DATA / f / "images" / f"{x}.jpg")
+              for f, x in zip(df["folder"], df["image_id"], strict=True)]
+    views = [lesion_view(im) for im in images]
+    fractions = np.array([v[1] for v in views])
     out: dict[str, Any] = {"bundle": str(a.bundle), "part": a.part, "margin": MARGIN,
                            "floor": FLOOR, "keep_whole": KEEP_WHOLE, "views": {}}
-    fractions = np.ones(len(df))
-    for view in ("whole", "lesion"):
-        pred, p_mel, p_mal = [], [], []
-        for i in range(0, len(df), 64):
-            images = [decode_image(DATA / f / "images" / f"{x}.jpg") for f, x in zip(
-                df["folder"].iloc[i:i + 64], df["image_id"].iloc[i:i + 64], strict=True)]
-            if view == "lesion":
-                views = [lesion_view(im) for im in images]
-                images = [v[0] for v in views]
-                fractions[i:i + 64] = [v[1] for v in views]
-            res = model.predict_batch(images, metas[i:i + 64])
-            pred += [r.prediction for r in res]
-            p_mel += [r.probabilities["MEL"] for r in res]
-            p_mal += [r.malignant_probability for r in res]
-        arrays = np.array(pred), np.array(p_mel), np.array(p_mal)
-        rows: dict[str, Any] = {}
-        for s in [*sorted(set(src)), "all"]:
-            k = np.ones(len(src), bool) if s == "all" else src == s
-            rows[s] = _figures(y, *arrays, k)
-            if view == "lesion":
-                f = fractions[k]
-                rows[s]["share_cropped"] = float(np.mean(f < 1.0))
-                rows[s]["fraction_quartiles"] = [float(q) for q in np.quantile(f, [.25, .5, .75])]
-            print(f"{view} {s}: " + ", ".join(
-                f"{m} {v:.3f}" if isinstance(v, float) else f"{m} {v}"
-                for m, v in rows[s].items()), flush=True)
+    for view, shown in (("whole", images), ("lesion", [v[0] for v in views])):
+        rows = figures_by_source(y, src, *score(model, shown, metas))
+        if view == "lesion":
+            for s, row in rows.items():
+                f = fractions if s == "all" else fractions[src == s]
+                row["share_cropped"] = float(np.mean(f < 1.0))
+                row["fraction_quartiles"] = [float(q) for q in np.quantile(f, [.25, .5, .75])]
+        print_rows(view, rows)
         out["views"][view] = rows
     a.out.write_text(json.dumps(out, indent=2) + "\n")
 
