@@ -40,6 +40,21 @@ def test_negatives_are_small_deterministic_and_labelled() -> None:
     assert any(not np.array_equal(x.image, y.image) for x, y in zip(a, c, strict=False))
 
 
+def test_missing_debian_pictures_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine without the wallpaper / clip-art packages fits a different gate: the packages
+    not installed are named (training warns), installed ones are not."""
+    import shutil
+
+    from dermsight.evaluate import negatives
+
+    if shutil.which("dpkg-query") is None:
+        pytest.skip("not a Debian system")
+    monkeypatch.setattr(negatives, "SYSTEM_PACKAGES", ("bash", "dermsight-no-such-package"))
+    assert negatives.system_pictures_missing() == ["dermsight-no-such-package"]
+    monkeypatch.setattr(negatives, "SYSTEM_PACKAGES", ("bash", "coreutils"))
+    assert negatives.system_pictures_missing() == []
+
+
 def _features(rng: np.random.Generator, n: int, centre: float, d: int = 16) -> Any:
     from dermsight.train.gate_fit import GateFeatures
 

@@ -27,6 +27,8 @@ Needs the [train] extra for the package photos and charts (scikit-image, matplot
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +65,9 @@ _MPL = {"grace_hopper.jpg": "people", "Minduka_Present_Blue_Pack.png": "graphics
 #: Debian folders read when ``system=True`` (what installs them: see the module docstring).
 WALLPAPER_DIRS = ("/usr/share/backgrounds", "/usr/share/wallpapers", "/usr/share/desktop-base")
 CLIPART_DIR = "/usr/share/openclipart/png"
+#: the Debian packages that fill those folders (`make train` installs them)
+SYSTEM_PACKAGES = ("gnome-backgrounds", "mate-backgrounds", "ukui-wallpapers", "desktop-base",
+                   "openclipart-png")
 _SYSTEM_EXT = (".jpg", ".jpeg", ".png", ".webp")
 
 #: Skin tones (RGB) from light to dark, for drawn skin.
@@ -371,6 +376,17 @@ def _system_files(root: str) -> list[Path]:
     if not p.is_dir():
         return []
     return sorted(f for f in p.rglob("*") if f.suffix.lower() in _SYSTEM_EXT and f.is_file())
+
+
+def system_pictures_missing() -> list[str]:
+    """The packages of ``SYSTEM_PACKAGES`` not installed here (all of them without dpkg):
+    without them the gate is fitted on fewer non-dermoscopic pictures (a different gate)."""
+    if shutil.which("dpkg-query") is None:
+        return list(SYSTEM_PACKAGES)
+    out = subprocess.run(["dpkg-query", "-W", "-f=${Package} ${Status}\n", *SYSTEM_PACKAGES],
+                         capture_output=True, text=True, check=False).stdout
+    ok = {line.split()[0] for line in out.splitlines() if line.endswith("install ok installed")}
+    return [p for p in SYSTEM_PACKAGES if p not in ok]
 
 
 def _read(path: Path) -> np.ndarray | None:

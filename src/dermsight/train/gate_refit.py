@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -25,7 +26,14 @@ import pandas as pd
 
 from dermsight import bundle as bundle_mod
 from dermsight.evaluate.frequencies import natural_frequencies
-from dermsight.evaluate.negatives import CLINICAL, Negative, build_negatives, drawn_clinical
+from dermsight.evaluate.negatives import (
+    CLINICAL,
+    SYSTEM_PACKAGES,
+    Negative,
+    build_negatives,
+    drawn_clinical,
+    system_pictures_missing,
+)
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
@@ -274,6 +282,11 @@ def fit_for_run(  # noqa: PLR0913, PLR0917
     f_train = features_from(train[0][:n_fit], train[1][:n_fit], v1_cfg)
     f_val = features_from(val[0], val[1], v1_cfg)
     f_test = features_from(test[0], test[1], v1_cfg)
+    if system and not small and (missing := system_pictures_missing()):
+        print(f"warning: {' '.join(missing)} not installed: the gate is fitted on fewer "
+              "non-dermoscopic pictures than the shipped model's was, so this run will not "
+              f"rebuild its gate (install {' '.join(SYSTEM_PACKAGES)}; make train does)",
+              file=sys.stderr, flush=True)
     negatives = build_negatives(seed=seed, system=system and not small,
                                 dermo_for_clinical=train[0][n_fit:],
                                 **({"n_generated": 4, "views": 2} if small else {}))
