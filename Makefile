@@ -72,11 +72,11 @@ test: setup-all check-frontend test-frontend lint
 
 # The gate's outlier-exposure pictures (Debian wallpapers and clip art): without them training
 # fits the "cannot assess" gate on fewer negatives and does not rebuild the shipped gate.
-GATE_PICTURES = gnome-backgrounds mate-backgrounds ukui-wallpapers desktop-base openclipart-png
-gate-pictures:
-	@if ! dpkg -s $(GATE_PICTURES) >/dev/null 2>&1; then \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(GATE_PICTURES) \
-	    >/dev/null; fi
+# The package list and the check are training's own (dermsight.evaluate.negatives).
+gate-pictures: setup-py
+	@missing="$$($(BIN)/python -c 'from dermsight.evaluate.negatives import system_pictures_missing as m; print(*m())')" || exit 1; \
+	if [ -n "$$missing" ]; then apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # Reproduce the shipped default model (see README / model card), then copy it into the package.
 train: setup-all gate-pictures

@@ -37,8 +37,7 @@ PARITY_RTOL = 1e-3
 
 def within_parity(onnx_logits: np.ndarray, torch_logits: np.ndarray) -> bool:
     """Every ONNX logit within ``PARITY_ATOL + PARITY_RTOL * |PyTorch logit|`` of PyTorch's."""
-    return bool(np.all(np.abs(onnx_logits - torch_logits)
-                       <= PARITY_ATOL + PARITY_RTOL * np.abs(torch_logits)))
+    return bool(np.allclose(onnx_logits, torch_logits, rtol=PARITY_RTOL, atol=PARITY_ATOL))
 
 
 @dataclass
