@@ -240,6 +240,41 @@ def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
     check_distributed(load_config(REPO / "configs" / "default.yaml"), DistInfo(rank=0, world=2))
 
 
+def test_head_probe_trains_the_head_only_on_the_frozen_backbone(
+        data_dir: Path, tmp_path: Path) -> None:
+    """LP-FT's probe (train.head_probe_epochs) changes the metadata branch and the classifier and
+    nothing of the backbone (weights and BatchNorm statistics); settings it cannot honour are
+    refused."""
+    from dermsight.train.loop import DistInfo, check_distributed, class_weights, probe_head
+    from dermsight.train.network import freeze_early
+    from dermsight.train.pipeline import build_net, make_datasets, prepare_data
+
+    cfg = load_config(REPO / "configs" / "default.yaml",
+                      [*_tiny_overrides(data_dir), "train.head_probe_epochs=2"])
+    torch.manual_seed(0)
+    net = build_net(cfg, MetaSpec())
+    freeze_early(net, cfg.model.freeze_fraction)
+    train = make_datasets(cfg, prepare_data(cfg), ("train",))["train"]
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    w = class_weights(train.labels, len(cfg.data.classes), cfg.train.class_weight_power)
+    probe_head(cfg, net, train, w, tmp_path / "probe.jsonl")
+    after = net.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("classifier.") for k in changed)
+    assert any(k.startswith("meta.") for k in changed)
+    assert all(k.startswith(("classifier.", "meta.")) for k in changed), changed
+    log = [json.loads(x) for x in (tmp_path / "probe.jsonl").read_text().splitlines()]
+    assert [r["head_probe_epoch"] for r in log] == [1, 2]
+    assert all(np.isfinite(r["train_loss"]) for r in log)
+    with pytest.raises(ConfigError, match="head_probe_epochs"):
+        load_config(REPO / "configs" / "default.yaml", ["train.head_probe_epochs=-1"])
+    with pytest.raises(ConfigError, match="head_probe_epochs needs"):
+        load_config(REPO / "configs" / "default.yaml",
+                    ["train.head_probe_epochs=1", "train.imbalance=balanced_sampler"])
+    with pytest.raises(ConfigError, match="head_probe_epochs is not supported under torchrun"):
+        check_distributed(cfg, DistInfo(rank=0, world=2))
+
+
 @pytest.mark.slow
 def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "ddp"

@@ -116,6 +116,11 @@ class TrainLoopConfig:
     style_mix: float = 0.0
     #: largest half-width of the swapped low-frequency window, as a fraction of the image side
     style_mix_beta: float = 0.02
+    #: > 0: before fine-tuning, train only the head (metadata branch + classifier) this many
+    #: epochs on the frozen backbone, with ``head_probe_lr`` on a cosine (LP-FT, Kumar et al.
+    #: 2022: fine-tuning from a probed head distorts the pretrained features less)
+    head_probe_epochs: int = 0
+    head_probe_lr: float = 3e-3
 
 
 @dataclass
@@ -193,6 +198,12 @@ class TrainConfig:
         if not 0 <= t.style_mix <= 1 or not 0 < t.style_mix_beta <= 0.5:
             raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
                               "(0, 0.5]")
+        if t.head_probe_epochs < 0 or t.head_probe_lr <= 0:
+            raise ConfigError("train.head_probe_epochs must be >= 0 (0: no probe) and "
+                              "train.head_probe_lr > 0")
+        if t.head_probe_epochs and t.imbalance == "balanced_sampler":
+            raise ConfigError("train.head_probe_epochs needs train.imbalance weighted_loss or "
+                              "none (the probe shuffles plainly)")
         if t.source_balance < 0:
             raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
                               f"got {t.source_balance}")

@@ -60,6 +60,8 @@ def check_distributed(cfg: TrainConfig, info: DistInfo) -> None:
         # a DistributedSampler replaces the weighted one: the balancing would silently vanish
         raise ConfigError("train.imbalance=balanced_sampler is not supported under torchrun "
                           "(DDP); use train.imbalance=weighted_loss")
+    if info.world > 1 and cfg.train.head_probe_epochs:
+        raise ConfigError("train.head_probe_epochs is not supported under torchrun (DDP)")
 
 
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
@@ -171,6 +173,51 @@ def select_score(vm: dict[str, float], metric: str, epoch: int) -> float:
     return vm.get(metric, float("-inf"))
 
 
+def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
+               class_w: torch.Tensor | None, log_path: Path) -> None:
+    """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): ``train.head_probe_epochs``
+    epochs that train only the head (metadata branch + classifier) on the frozen backbone, its
+    BatchNorm statistics included, with AdamW and ``head_probe_lr`` on a cosine. The data order
+    and augmentations have their own seeds (epochs 10,000 + k), so fine-tuning afterwards sees
+    the same batches as without the probe. One line per epoch goes to ``log_path``."""
+    tc = cfg.train
+    device = next(net.parameters()).device
+    head = [p for p in (*net.meta.parameters(), *net.classifier.parameters())]
+    opt = torch.optim.AdamW([{"params": [p for p in head if p.ndim > 1],
+                              "weight_decay": tc.weight_decay},
+                             {"params": [p for p in head if p.ndim <= 1], "weight_decay": 0.0}],
+                            lr=tc.head_probe_lr)
+    loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True, num_workers=0,
+                        drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.seed + 10_000))
+    total, step = len(loader) * tc.head_probe_epochs, 0
+    for k in range(tc.head_probe_epochs):
+        train_ds.set_epoch(10_000 + k)
+        net.train()
+        net.backbone.eval()  # frozen: weights and BatchNorm statistics stay ImageNet's
+        t0, seen, loss_sum = time.perf_counter(), 0, 0.0
+        for x, m, y, sw in tqdm(loader, desc=f"head probe {k + 1}/{tc.head_probe_epochs}",
+                                mininterval=10):
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step, total, 0, tc.head_probe_lr)
+            with torch.no_grad():
+                fmap = net.feature_map(x.to(device).contiguous(memory_format=torch.channels_last))
+            logits = net.head(fmap, m.to(device))
+            loss = weighted_ce(logits.float(), y.to(device),
+                               sw.to(device, dtype=torch.float32), class_w, tc.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            seen += len(y)
+            loss_sum += float(loss.detach()) * len(y)
+        record = {"head_probe_epoch": k + 1, "train_loss": loss_sum / max(seen, 1),
+                  "epoch_seconds": time.perf_counter() - t0}
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+        print(json.dumps(record), flush=True)
+
+
 # ruff noqa below: known debt (issue 11): the training loop.
 def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     cfg: TrainConfig,
@@ -193,6 +240,15 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if info.main:
         print(f"training on {device}" + (f" with {dtype} mixed precision" if dtype else ""),
               flush=True)
+    labels = train_ds.labels
+    n_classes = len(cfg.data.classes)
+    weight = None
+    sampler: Any = None
+    if tc.imbalance == "weighted_loss":
+        weight = class_weights(labels, n_classes, tc.class_weight_power).to(device)
+    last_ckpt = out / "last.pt"
+    if tc.head_probe_epochs and not (resume and last_ckpt.exists()):
+        probe_head(cfg, net, train_ds, weight, out / "head_probe_log.jsonl")
     model: nn.Module = net
     if info.world > 1:
         model = nn.parallel.DistributedDataParallel(
@@ -201,13 +257,6 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if ema is not None:
         for p in ema.parameters():
             p.requires_grad_(False)
-
-    labels = train_ds.labels
-    n_classes = len(cfg.data.classes)
-    weight = None
-    sampler: Any = None
-    if tc.imbalance == "weighted_loss":
-        weight = class_weights(labels, n_classes, tc.class_weight_power).to(device)
     elif tc.imbalance == "balanced_sampler":
         # per-sample weight (1/freq)^power: power 1 = every class equally often
         cw = class_weights(labels, n_classes, tc.class_weight_power).numpy()
@@ -233,7 +282,6 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     warmup = int(tc.warmup_epochs * steps_per_epoch)
 
     start_epoch, best_score, best_epoch = 0, -1.0, -1
-    last_ckpt = out / "last.pt"
     if resume and last_ckpt.exists():
         ck = torch.load(last_ckpt, map_location=device, weights_only=False)
         net.load_state_dict(ck["model"])
