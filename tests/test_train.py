@@ -173,6 +173,16 @@ def test_one_command_and_seed_train_the_same_network(data_dir: Path, tmp_path: P
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
+    # tools/compare_runs.py, which checks a rebuild of the shipped model, says the same
+    tool = [sys.executable, str(REPO / "tools" / "compare_runs.py")]
+    same = subprocess.run([*tool, str(tmp_path / "a"), str(tmp_path / "b")], capture_output=True,
+                          text=True, timeout=120)
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "best.pt: identical" in same.stdout
+    other = subprocess.run([*tool, str(tmp_path / "a"), str(tmp_path / "c")],
+                           capture_output=True, text=True, timeout=120)
+    assert other.returncode == 1, other.stdout + other.stderr
+    assert "last.pt: DIFFERENT" in other.stdout
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
