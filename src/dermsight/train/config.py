@@ -260,6 +260,15 @@ def _set_override(tree: dict[str, Any], dotted: str) -> None:
     node[parts[-1]] = yaml.safe_load(raw)
 
 
+def config_from_dict(tree: dict[str, Any]) -> TrainConfig:
+    """A config from its ``to_dict()`` form, as a card records it. Settings added to the code
+    since then take their defaults, which leave the recipe as it was (a new setting is off by
+    default), so an older card's recipe compares equal to the file it was trained from."""
+    cfg: TrainConfig = _build(TrainConfig, tree, "")
+    cfg.validate()
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> TrainConfig:
     tree: dict[str, Any] = {}
     base_dir = Path.cwd()
