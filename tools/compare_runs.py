@@ -4,10 +4,11 @@
 
 RUN_A / RUN_B are `dermsight train --out` folders. Compared: split.csv (bytes), best.pt and last.pt
 (every tensor, torch.equal; the largest difference when not equal), train_log.jsonl (every field
-but times and speeds), and the bundles' model.onnx (sha256), gate.npz (every array) and card.json
-(every value but times, dates and speeds; the paths that differ are listed) when both runs
-have one (``--stage train`` runs have none: not compared). Exit 0 when
-everything compared is identical, 1 when something differs, 2 when a file is missing.
+but times and speeds), and, when both runs have a bundle (``--stage train`` runs have none), its
+model.onnx (sha256), gate.npz (every array) and card.json (every value but times, dates and
+speeds; the run folder's name, the report's checksum and settings added since, at their off
+defaults, made alike; the paths that differ are listed). Exit 0 when everything compared is
+identical, 1 when something differs, 2 when a file is missing.
 """
 
 from __future__ import annotations
@@ -79,6 +80,22 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _comparable_card(run: Path) -> Any:
+    """The run's card with what names the run rather than describes it made alike: the run
+    folder in commands (RUN), the report's checksum (the report prints the creation time), and
+    the recorded config read through today's settings (a setting added since, at its off
+    default, is not a difference)."""
+    from dermsight.train.config import config_from_dict
+
+    text = (run / "bundle" / "card.json").read_text(encoding="utf-8")
+    card = json.loads(text.replace(json.dumps(str(run))[1:-1], "RUN"))
+    card.get("files", {}).pop("report.html", None)
+    training = card.get("training", {})
+    if isinstance(training.get("config"), dict):
+        training["config"] = config_from_dict(training["config"]).to_dict()
+    return card
+
+
 def compare(a: Path, b: Path) -> tuple[list[str], bool]:
     """(report lines, all identical)."""
     lines, same = [], True
@@ -104,9 +121,9 @@ def compare(a: Path, b: Path) -> tuple[list[str], bool]:
     say("bundle/model.onnx (sha256)", None if _sha(a / "bundle" / "model.onnx")
         == _sha(b / "bundle" / "model.onnx") else "different bytes")
     say("bundle/gate.npz", compare_gates(a / "bundle" / "gate.npz", b / "bundle" / "gate.npz"))
-    card = [json.loads((r / "bundle" / "card.json").read_text(encoding="utf-8")) for r in (a, b)]
+    card = [_comparable_card(r) for r in (a, b)]
     diffs = json_differences(*card)
-    say("bundle/card.json (times and dates left out)",
+    say("bundle/card.json (times, dates and the run folder left out)",
         f"{len(diffs)} values: " + "; ".join(diffs[:8]) if diffs else None)
     return lines, same
 
