@@ -22,12 +22,13 @@ from typing import Any
 
 import numpy as np
 
-#: key fragments of values that are allowed to differ between two identical runs
-VOLATILE = ("second", "created", "img_per_s", "time", "date", "machine", "duration")
+#: values allowed to differ between two identical runs: when and where they ran, how fast
+VOLATILE_KEYS = {"created", "machine"}
+VOLATILE_SUFFIXES = ("_seconds", "_img_per_s")
 
 
 def _volatile(key: str) -> bool:
-    return any(v in key.lower() for v in VOLATILE)
+    return key in VOLATILE_KEYS or key.endswith(VOLATILE_SUFFIXES)
 
 
 def json_differences(a: Any, b: Any, path: str = "") -> list[str]:

@@ -182,7 +182,7 @@ def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
     the same batches as without the probe. One line per epoch goes to ``log_path``."""
     tc = cfg.train
     device = next(net.parameters()).device
-    head = [p for p in (*net.meta.parameters(), *net.classifier.parameters())]
+    head = [*net.meta.parameters(), *net.classifier.parameters()]
     opt = torch.optim.AdamW([{"params": [p for p in head if p.ndim > 1],
                               "weight_decay": tc.weight_decay},
                              {"params": [p for p in head if p.ndim <= 1], "weight_decay": 0.0}],
