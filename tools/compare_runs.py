@@ -14,7 +14,6 @@ identical, 1 when something differs, 2 when a file is missing.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -77,10 +76,6 @@ def _log(path: Path) -> list[dict[str, Any]]:
     return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _comparable_card(run: Path) -> Any:
     """The run's card with what names the run rather than describes it made alike: the run
     folder in commands (RUN), the report's checksum (the report prints the creation time), and
@@ -119,8 +114,10 @@ def compare(a: Path, b: Path) -> tuple[list[str], bool]:
     if not all(has):
         say("bundle", f"only run {'A' if has[0] else 'B'} has one")
         return lines, same
-    say("bundle/model.onnx (sha256)", None if _sha(a / "bundle" / "model.onnx")
-        == _sha(b / "bundle" / "model.onnx") else "different bytes")
+    from dermsight.bundle import sha256_file
+
+    say("bundle/model.onnx (sha256)", None if sha256_file(a / "bundle" / "model.onnx")
+        == sha256_file(b / "bundle" / "model.onnx") else "different bytes")
     say("bundle/gate.npz", compare_gates(a / "bundle" / "gate.npz", b / "bundle" / "gate.npz"))
     card = [_comparable_card(r) for r in (a, b)]
     diffs = json_differences(*card)

@@ -173,6 +173,13 @@ def select_score(vm: dict[str, float], metric: str, epoch: int) -> float:
     return vm.get(metric, float("-inf"))
 
 
+def adamw(params: Sequence[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on weights and none on biases and norm scales (1-d parameters)."""
+    return torch.optim.AdamW(
+        [{"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+         {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0}], lr=lr)
+
+
 def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
                class_w: torch.Tensor | None, log_path: Path) -> None:
     """Linear probing before fine-tuning (LP-FT, Kumar et al. 2022): ``train.head_probe_epochs``
@@ -182,11 +189,8 @@ def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
     the same batches as without the probe. One line per epoch goes to ``log_path``."""
     tc = cfg.train
     device = next(net.parameters()).device
-    head = [*net.meta.parameters(), *net.classifier.parameters()]
-    opt = torch.optim.AdamW([{"params": [p for p in head if p.ndim > 1],
-                              "weight_decay": tc.weight_decay},
-                             {"params": [p for p in head if p.ndim <= 1], "weight_decay": 0.0}],
-                            lr=tc.head_probe_lr)
+    opt = adamw([*net.meta.parameters(), *net.classifier.parameters()], tc.head_probe_lr,
+                tc.weight_decay)
     loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True, num_workers=0,
                         drop_last=True,
                         generator=torch.Generator().manual_seed(cfg.seed + 10_000))
@@ -266,14 +270,7 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if info.world > 1:
         sampler = DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,
                                      shuffle=True, seed=cfg.seed)
-    params = [p for p in net.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": tc.weight_decay}, {"params": no_decay,
-                                                            "weight_decay": 0.0}],
-        lr=tc.lr,
-    )
+    opt = adamw([p for p in net.parameters() if p.requires_grad], tc.lr, tc.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=sampler is None,
                         sampler=sampler, num_workers=0, drop_last=True, generator=gen)
