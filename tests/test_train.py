@@ -238,6 +238,48 @@ def test_mixup_mixes_image_and_metadata_reproducibly() -> None:
         load_config(REPO / "configs" / "default.yaml", ["train.mixup_alpha=-1"])
 
 
+def test_mixstyle_mixes_feature_statistics_in_training_only() -> None:
+    """MixStyle keeps each image's normalised features and gives it channel statistics between
+    those of the batch; in eval mode (validation, export, serving) it changes nothing."""
+    from dermsight.train.mixstyle import MixStyle
+    from dermsight.train.network import add_mixstyle
+
+    torch.manual_seed(0)
+    scale = torch.tensor([0.5, 1.0, 2.0, 4.0]).view(4, 1, 1, 1)
+    x = torch.randn(4, 6, 7, 7) * scale + scale * 3  # four very different "styles"
+    ms = MixStyle(p=1.0, alpha=0.3).train()
+    y = ms(x)
+    mu, sd = x.mean((2, 3), keepdim=True), x.std((2, 3), keepdim=True)
+    mu_y, sd_y = y.mean((2, 3), keepdim=True), y.std((2, 3), keepdim=True)
+    assert torch.allclose((y - mu_y) / sd_y, (x - mu) / sd, atol=1e-4)  # content kept
+    assert not torch.allclose(mu_y, mu, atol=1e-3)  # style moved
+    lo, hi = mu.min(0).values, mu.max(0).values
+    assert bool(((mu_y >= lo - 1e-5) & (mu_y <= hi + 1e-5)).all())  # between the batch's styles
+    assert torch.equal(ms.eval()(x), x)
+    assert torch.equal(MixStyle(p=0.0).train()(x), x)
+
+    torch.manual_seed(1)
+    plain = LesionNet("tf_efficientnet_lite0", 4, 15, pretrained=False)
+    mixed = LesionNet("tf_efficientnet_lite0", 4, 15, pretrained=False)
+    mixed.load_state_dict(plain.state_dict())
+    add_mixstyle(mixed, 1.0, 0.1, [1, 2, 3])
+    assert mixed.state_dict().keys() == plain.state_dict().keys()  # nothing new to save/export
+    img, meta = torch.rand(4, 3, 64, 64), torch.rand(4, 15)
+    with torch.no_grad():
+        assert torch.equal(mixed.eval()(img, meta), plain.eval()(img, meta))
+        mixed.train()
+        plain.train()
+        assert not torch.allclose(mixed.feature_map(img), plain.feature_map(img), atol=1e-3)
+        mixed.mixstyle.p = 0.0  # type: ignore[union-attr]
+        # the block-by-block path is timm's forward_features when nothing is mixed
+        assert torch.allclose(mixed.feature_map(img), plain.feature_map(img), atol=1e-5)
+    for after in ([6], [], [-1]):
+        with pytest.raises(ConfigError, match="mixstyle_after"):
+            add_mixstyle(mixed, 0.5, 0.1, after)
+    with pytest.raises(ConfigError, match="mixstyle_p"):
+        load_config(REPO / "configs" / "default.yaml", ["train.mixstyle_p=1.5"])
+
+
 def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
     from dermsight.train.loop import DistInfo, check_distributed, train_model
 
@@ -294,8 +336,9 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     for o in _tiny_overrides(data_dir):
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # mixup on: its loss path runs here in a real (distributed) training loop
-    r = subprocess.run([*cmd, "--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4"],
+    # mixup and MixStyle on: their paths run here in a real (distributed) training loop
+    r = subprocess.run([*cmd, "--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4",
+                        "--set", "train.mixstyle_p=0.5"],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]

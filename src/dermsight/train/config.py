@@ -121,6 +121,12 @@ class TrainLoopConfig:
     #: 2022: fine-tuning from a probed head distorts the pretrained features less)
     head_probe_epochs: int = 0
     head_probe_lr: float = 3e-3
+    #: > 0: MixStyle (Zhou et al. 2021) with this probability per batch: the channel means and
+    #: standard deviations of each image's features after the blocks ``mixstyle_after`` are mixed
+    #: with another image's, weight ~ Beta(mixstyle_alpha, mixstyle_alpha); training only
+    mixstyle_p: float = 0.0
+    mixstyle_alpha: float = 0.1
+    mixstyle_after: list[int] = field(default_factory=lambda: [1, 2, 3])
 
 
 @dataclass
@@ -204,6 +210,9 @@ class TrainConfig:
         if t.head_probe_epochs and t.imbalance == "balanced_sampler":
             raise ConfigError("train.head_probe_epochs needs train.imbalance weighted_loss or "
                               "none (the probe shuffles plainly)")
+        if not 0 <= t.mixstyle_p <= 1 or t.mixstyle_alpha <= 0:
+            raise ConfigError("train.mixstyle_p must be in [0, 1] (0: off) and "
+                              "train.mixstyle_alpha > 0")
         if t.source_balance < 0:
             raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
                               f"got {t.source_balance}")

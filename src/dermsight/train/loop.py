@@ -26,7 +26,7 @@ from dermsight.cardschema import default_malignant
 from dermsight.malignancy import malignant_probability
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset
-from dermsight.train.network import LesionNet, freeze_early, set_train_mode
+from dermsight.train.network import LesionNet, add_mixstyle, freeze_early, set_train_mode
 
 
 @dataclass
@@ -237,6 +237,8 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     check_distributed(cfg, info)
     torch.manual_seed(cfg.seed)
     freeze_early(net, cfg.model.freeze_fraction)
+    if tc.mixstyle_p > 0:
+        add_mixstyle(net, tc.mixstyle_p, tc.mixstyle_alpha, tc.mixstyle_after)
     device = train_device(info)
     net = net.to(device).to(memory_format=torch.channels_last)
     dtype = amp_dtype(device, tc.amp)

