@@ -37,9 +37,9 @@ def prepare_data(cfg: TrainConfig) -> pd.DataFrame:
     df = load_table(cfg.data)
     df["split"] = assign_split(df, cfg.data)
     if cfg.data.limit:
-        df = (df.groupby("split", group_keys=False)
-                .apply(lambda g: g.sample(min(len(g), cfg.data.limit), random_state=cfg.seed)))
-        df = df.reset_index(drop=True)
+        limit = cfg.data.limit
+        df = pd.concat([g.sample(min(len(g), limit), random_state=cfg.seed)
+                        for _, g in df.groupby("split", sort=True)]).reset_index(drop=True)
     return df
 
 
