@@ -106,7 +106,7 @@ def ort_by_size(threads: int, sizes: tuple[int, ...] = (160, 192, 224)) -> dict[
     (``threads``) of Lite0 + metadata exported at each input size (random weights: cost only)."""
     import torch
 
-    from dermsight.predict import ort_session
+    from dermsight.onnxsession import ort_session
     from dermsight.preprocess import MetaSpec
     from dermsight.train.export import export_onnx
     from dermsight.train.network import LesionNet

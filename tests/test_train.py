@@ -98,7 +98,7 @@ def test_onnx_matches_pytorch_on_real_images(data_dir: Path, sample_ids: list[st
     data = export_onnx(net, 160)
     assert parity(net, data, x, m) < 1e-4
     # any height and width (the whole-image heatmap, dermsight.camgrid, needs it)
-    from dermsight.predict import ort_session
+    from dermsight.onnxsession import ort_session
 
     wide = np.ascontiguousarray(np.concatenate([x[:1], x[1:2]], axis=3))  # 160 x 320
     assert ort_session(data, threads=1).run(["cam"], {"image": wide, "meta": m[:1]})[0].shape \

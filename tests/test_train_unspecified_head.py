@@ -66,7 +66,7 @@ def test_the_onnx_export_carries_the_head() -> None:
     m = np.zeros((3, MetaSpec().dim), np.float32)
     data = export_onnx(net, 64)
     assert parity(net, data, x, m) < 1e-4
-    from dermsight.predict import ort_session
+    from dermsight.onnxsession import ort_session
 
     logits = ort_session(data, threads=1).run(["logits"], {"image": x, "meta": m})[0]
     np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, rtol=1e-5)  # log-probabilities

@@ -23,7 +23,7 @@ import onnx
 
 from dermsight.bundle import ONNX_FILE, load_bundle, write_manifest
 from dermsight.io.decode import decode_image
-from dermsight.predict import ort_session
+from dermsight.onnxsession import ort_session
 from dermsight.preprocess import encode_meta, preprocess
 
 

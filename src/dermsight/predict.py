@@ -35,6 +35,7 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.malignancy import malignant_probability
 from dermsight.metaflags import metadata_flags
+from dermsight.onnxsession import ModelSession
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.similar import ReferenceSet, SimilarCase
@@ -152,7 +153,7 @@ class Prediction:
             return d
         d.update(answer)
         if heatmap_png and self.cam is not None:
-            d["heatmap"] = heatmap.to_base64_png(heatmap.heatmap_rgba(self.cam))
+            d["heatmap"] = heatmap.heatmap_base64(self.cam)
         return d
 
     def overlay_png(self, alpha: float = 0.45) -> bytes:
@@ -162,26 +163,13 @@ class Prediction:
         return heatmap.png_bytes(heatmap.overlay(self.image, self.cam, alpha))
 
 
-def ort_session(model: str | Path | bytes, threads: int | None = None) -> Any:
-    """An ONNX Runtime CPU session as dermsight runs one (``threads`` intra-op threads)."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    if threads:
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 class Dermsight:
     """A loaded model bundle, ready to predict."""
 
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
         self.bundle = bundle
         self.card = bundle.card
-        self.session = ort_session(bundle.onnx_path, threads)
+        self.session = ModelSession(bundle.onnx_path, threads)
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.classes: list[str] = list(self.card.classes)
         self.limits = DecodeLimits()

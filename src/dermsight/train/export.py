@@ -46,7 +46,7 @@ def export_onnx(net: LesionNet, size: int, path: Path | None = None, opset: int 
 def both_logits(net: LesionNet, onnx_bytes: bytes, x: np.ndarray, m: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray]:
     """(ONNX Runtime logits, PyTorch eager logits) of the same inputs."""
-    from dermsight.predict import ort_session
+    from dermsight.onnxsession import ort_session
 
     sess = ort_session(onnx_bytes)
     onnx_logits = sess.run(["logits"], {"image": x.astype(np.float32),
