@@ -437,7 +437,7 @@ def profile_steps(work: list[Upload], n: int) -> dict[str, float]:
             pred = timed("predict_with_heatmap", model.predict, image, meta=meta, heatmap=True)
             timed("predict_without_heatmap", model.predict, image, meta=meta, heatmap=False)
             timed("image_png", png_bytes, pred.image)
-            timed("heatmap_png", lambda cam: hm.png_bytes(hm.heatmap_rgba(cam, size=HEATMAP_PX)),
+            timed("heatmap_png", lambda cam: hm.heatmap_png(cam, size=HEATMAP_PX),
                   pred.cam)
             a = timed("assess_total", assess, model, image, meta)
             timed("store_visit_sqlite", store_visit, clinic, model, a, lesion_id=lesion_id,

@@ -64,12 +64,12 @@ def main() -> None:
                 model.predict(img, heatmap=False)
 
             def old(cam: np.ndarray = res["cam"][0, top]) -> None:
-                heatmap.to_base64_png(heatmap.heatmap_rgba(heatmap.normalize_cam(cam), API_PNG_PX))
+                heatmap.heatmap_base64(heatmap.normalize_cam(cam), API_PNG_PX)
 
             def new(img: np.ndarray = img, cam: np.ndarray = res["cam"][0, top],
                     top: int = top) -> None:
-                heatmap.to_base64_png(heatmap.heatmap_rgba(
-                    camgrid.class_map(model.session, img, model.card, None, top, cam), API_PNG_PX))
+                heatmap.heatmap_base64(
+                    camgrid.class_map(model.session, img, model.card, None, top, cam), API_PNG_PX)
 
             times["predict_no_heatmap"].append(ms(plain))
             times["old_map_png"].append(ms(old))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 from dataclasses import replace
 from pathlib import Path
@@ -106,7 +107,16 @@ def test_the_map_has_the_image_aspect_and_twice_the_network_grid(
     w, h = heatmap.rgba_size(pred.cam.shape, 112)
     assert max(w, h) == 112
     assert abs(w / h - nx / ny) < 0.02
-    assert heatmap.heatmap_rgba(pred.cam, 112).shape == (h, w, 4)
+    rgba = heatmap.heatmap_rgba(pred.cam, 112)
+    assert rgba.shape == (h, w, 4)
+    # the palette PNG the API sends decodes to exactly these pixels, and is the smaller file
+    png = heatmap.heatmap_png(pred.cam, 112)
+    decoded = np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+    np.testing.assert_array_equal(decoded, rgba)
+    assert len(png) < len(heatmap.png_bytes(rgba))
+    assert base64.b64decode(heatmap.heatmap_base64(pred.cam, 112)) == png
+    assert rgba[..., 3].max() == 255  # the hottest cells opaque
+    assert rgba[..., 3][heatmap.heat_levels(pred.cam, 112) == 0].max(initial=0) == 0  # cold: clear
     assert Image.open(io.BytesIO(pred.overlay_png())).size == (cols, rows)
 
 

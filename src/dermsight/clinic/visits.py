@@ -49,7 +49,7 @@ def assess(model: Dermsight, data: bytes, meta: Metadata) -> Assessment:
     pred = model.predict(data, meta=meta, heatmap=True)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
-    heat = (hm.png_bytes(hm.heatmap_rgba(pred.cam, size=HEATMAP_PX))
+    heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)
             if pred.cam is not None else None)
     return Assessment(
         result=pred.to_dict(heatmap_png=False), image_png=png_bytes(rgb), heatmap_png=heat,

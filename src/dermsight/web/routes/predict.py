@@ -56,7 +56,7 @@ def run_prediction(
     if pred.assessable:
         out["similar"] = similar_cases(model, pred)
     if heatmap and pred.cam is not None:
-        out["heatmap"] = hm.to_base64_png(hm.heatmap_rgba(pred.cam, size=HEATMAP_PX))
+        out["heatmap"] = hm.heatmap_base64(pred.cam, size=HEATMAP_PX)
     return json.dumps(out, separators=(",", ":")).encode()
 
 
