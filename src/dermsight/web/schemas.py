@@ -97,7 +97,8 @@ class PredictResponse(BaseModel):
     heatmap: str | None = Field(
         None,
         description="class-activation heatmap for the suggested class over the WHOLE image: "
-                    "base64 RGBA PNG, 112 px on its long side, the image's aspect to within one "
+                    "base64 PNG (colour-map palette with per-entry transparency: decodes to "
+                    "RGBA), 112 px on its long side, the image's aspect to within one "
                     "cell of its grid (half the network's stride: 10 x 10 for a square image); "
                     "transparent where the model paid no attention; stretch it over the whole "
                     "image. The suggested class itself comes from the centre square when the "
