@@ -181,7 +181,8 @@ def test_predict_with_metadata_and_heatmap(client: httpx.Client, jpeg: bytes) ->
     assert abs(body.malignant_probability - float(mal[0])) < 1e-4
     assert body.heatmap is not None
     png = Image.open(io.BytesIO(base64.b64decode(body.heatmap)))
-    assert png.mode == "RGBA"
+    assert png.has_transparency_data  # a palette PNG with per-entry opacity (tRNS)
+    assert np.asarray(png.convert("RGBA"))[..., 3].max() == 255  # the hottest cells opaque
     assert png.size[0] == png.size[1]
 
 

@@ -139,7 +139,8 @@ def test_patients_lesions_visits_timeline(  # noqa: PLR0915
     assert not stored.info.get("exif")
     assert stored.size == Image.open(io.BytesIO(nv)).size
     if v1["heatmap_url"]:
-        assert _png(h.get(v1["heatmap_url"].removeprefix(API)).content).mode == "RGBA"
+        heat = _png(h.get(v1["heatmap_url"].removeprefix(API)).content)
+        assert heat.has_transparency_data  # laid over the image: see-through where cold
     # the timeline
     lesion = h.get(f"/lesions/{lid}").json()
     assert [v["id"] for v in lesion["visits"]] == [v1["id"], v2["id"]]
