@@ -49,10 +49,14 @@ def upsample(cam01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(img.resize(size, Image.Resampling.BILINEAR), np.float32) / 255.0
 
 
+def levels(cam01: np.ndarray) -> np.ndarray:
+    """[0, 1] map -> its colour-map index (uint8, 256 levels)."""
+    return np.clip(cam01 * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def colorize(cam01: np.ndarray) -> np.ndarray:
     """[0, 1] map -> RGB uint8 via the colour map."""
-    idx = np.clip(cam01 * 255.0 + 0.5, 0, 255).astype(np.uint8)
-    return _LUT[idx]
+    return _LUT[levels(cam01)]
 
 
 def overlay(image: np.ndarray, cam01: np.ndarray, alpha: float = 0.45) -> np.ndarray:
@@ -85,9 +89,8 @@ _ALPHA = np.clip(np.arange(256) * 1.3, 0, 255).astype(np.uint8)
 
 
 def heat_levels(cam01: np.ndarray, size: int = 224) -> np.ndarray:
-    """The map upsampled to ``rgba_size`` and quantised to 256 levels (uint8 colour-map index)."""
-    heat = upsample(cam01, rgba_size(cam01.shape, size))
-    return np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """The map upsampled to ``rgba_size``, as colour-map indices (``levels``)."""
+    return levels(upsample(cam01, rgba_size(cam01.shape, size)))
 
 
 def heatmap_rgba(cam01: np.ndarray, size: int = 224) -> np.ndarray:
