@@ -223,6 +223,86 @@ def test_class_weights_balance_the_loss_or_the_sampler() -> None:
     assert float((half[labels]).mean()) == pytest.approx(1.0)  # the mean per-sample weight stays 1
 
 
+def test_balanced_sampler_draws_by_class_weight_with_ema_on(data_dir: Path) -> None:
+    """train.imbalance=balanced_sampler gives the loader a class-weighted sampler whatever the EMA
+    setting (it was once silently dropped whenever EMA was on); under torchrun a
+    DistributedSampler; otherwise a plain shuffle."""
+    from torch.utils.data import DistributedSampler, WeightedRandomSampler
+
+    from dermsight.train.loop import DistInfo, class_weights, train_sampler
+    from dermsight.train.pipeline import make_datasets, prepare_data
+
+    cfg = load_config(REPO / "configs" / "default.yaml",
+                      [*_tiny_overrides(data_dir), "train.imbalance=balanced_sampler"])
+    assert cfg.train.ema_decay > 0
+    train = make_datasets(cfg, prepare_data(cfg), ("train",))["train"]
+    sampler = train_sampler(cfg, train, DistInfo())
+    assert isinstance(sampler, WeightedRandomSampler)
+    w = class_weights(train.labels, len(cfg.data.classes), cfg.train.class_weight_power)
+    assert np.allclose(sampler.weights.numpy(), w.numpy()[train.labels])
+    assert len(set(sampler.weights.tolist())) > 1  # the tiny split has several classes
+    plain = load_config(REPO / "configs" / "default.yaml", _tiny_overrides(data_dir))
+    assert train_sampler(plain, train, DistInfo()) is None
+    assert isinstance(train_sampler(plain, train, DistInfo(rank=1, world=2)), DistributedSampler)
+
+
+def test_weight_average_becomes_the_kept_model(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.swa_from: best.pt holds the mean of the per-epoch (EMA) weights, the selected epoch
+    moves to best_epoch.pt, and --resume on the finished run changes neither."""
+    from dermsight.train import loop
+    from dermsight.train.pipeline import build_net, make_datasets, prepare_data
+    from dermsight.train.swa import WeightAverage
+
+    avg = WeightAverage()
+    states = [{"w": torch.tensor([1.0, 2.0]), "k": torch.tensor(1)},
+              {"w": torch.tensor([3.0, 6.0]), "k": torch.tensor(2)},
+              {"w": torch.tensor([5.0, 1.0]), "k": torch.tensor(3)}]
+    for st in states:
+        avg.add(st)
+    assert torch.allclose(avg.state["w"], torch.tensor([3.0, 3.0]))
+    assert int(avg.state["k"]) == 3  # integer buffers (BatchNorm counters): the newest
+    assert states[0]["w"].tolist() == [1.0, 2.0]  # the inputs are not modified
+    assert WeightAverage.from_dict(avg.to_dict()).n == 3
+    with pytest.raises(ValueError, match="same keys"):
+        avg.add({"other": torch.zeros(2)})
+    with pytest.raises(ConfigError, match="swa_from"):
+        load_config(REPO / "configs" / "default.yaml", ["train.epochs=3", "train.swa_from=4"])
+
+    cfg = load_config(REPO / "configs" / "default.yaml",
+                      [*_tiny_overrides(data_dir), "train.epochs=2", "train.swa_from=1"])
+    # epoch 1 is "selected", so best_epoch.pt holds epoch 1's weights and last.pt epoch 2's
+    monkeypatch.setattr(loop, "select_score", lambda vm, metric, epoch: -float(epoch))
+    df = prepare_data(cfg)
+    ds = make_datasets(cfg, df, ("train", "val"))
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.manual_seed(0)
+    summary = loop.train_model(cfg, build_net(cfg, MetaSpec()), ds["train"], ds["val"], out,
+                               False, loop.DistInfo())
+    assert summary["kept"] == "swa"
+    assert summary["best_epoch"] is None
+    assert summary["swa_epochs"] == [1, 2]
+    assert summary["swa_snapshots"] == 2
+    assert summary["best_single_epoch"] == 1
+    assert 0 <= summary["swa_val_balanced_accuracy"] <= 1
+
+    def load(name: str, key: str = "model") -> dict[str, Any]:
+        return dict(torch.load(out / name, map_location="cpu", weights_only=False)[key])
+
+    kept, first, second = load("best.pt"), load("best_epoch.pt"), load("last.pt", "ema")
+    floats = [k for k in kept if kept[k].dtype.is_floating_point]
+    moved = [k for k in floats if not torch.equal(first[k], second[k])]
+    assert moved  # the two epochs differ, so the mean is a third set of weights
+    for k in floats:
+        assert torch.allclose(kept[k], (first[k] + second[k]) / 2, atol=1e-6), k
+    again = loop.train_model(cfg, build_net(cfg, MetaSpec()), ds["train"], ds["val"], out,
+                             True, loop.DistInfo())
+    assert again == summary
+    assert all(torch.equal(load("best_epoch.pt")[k], first[k]) for k in first)
+    assert all(torch.equal(load("best.pt")[k], kept[k]) for k in kept)
+
+
 def test_mixup_mixes_image_and_metadata_reproducibly() -> None:
     from dermsight.train.loop import mix_batch
 

@@ -127,6 +127,10 @@ class TrainLoopConfig:
     mixstyle_p: float = 0.0
     mixstyle_alpha: float = 0.1
     mixstyle_after: list[int] = field(default_factory=lambda: [1, 2, 3])
+    #: > 0: the kept weights (best.pt) are the uniform mean of the (EMA) weights at the end of
+    #: epochs swa_from..epochs (SWA), not the epoch chosen by ``select_metric``; that epoch's
+    #: weights stay in best_epoch.pt for comparison
+    swa_from: int = 0
 
 
 @dataclass
@@ -213,6 +217,9 @@ class TrainConfig:
         if not 0 <= t.mixstyle_p <= 1 or t.mixstyle_alpha <= 0:
             raise ConfigError("train.mixstyle_p must be in [0, 1] (0: off) and "
                               "train.mixstyle_alpha > 0")
+        if not 0 <= t.swa_from <= t.epochs:
+            raise ConfigError(f"train.swa_from must be between 0 (off) and train.epochs "
+                              f"({t.epochs}), got {t.swa_from}")
         if t.source_balance < 0:
             raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
                               f"got {t.source_balance}")

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from dermsight.cardschema import default_malignant
@@ -27,6 +27,7 @@ from dermsight.malignancy import malignant_probability
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset
 from dermsight.train.network import LesionNet, add_mixstyle, freeze_early, set_train_mode
+from dermsight.train.swa import WeightAverage
 
 
 @dataclass
@@ -222,6 +223,22 @@ def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
         print(json.dumps(record), flush=True)
 
 
+def train_sampler(cfg: TrainConfig, train_ds: LesionDataset, info: DistInfo
+                  ) -> Sampler[int] | None:
+    """How the loader draws training images: a DistributedSampler under torchrun; with
+    ``train.imbalance: balanced_sampler`` images drawn with weight (1/class frequency)^power
+    (power 1 = every class equally often); otherwise None (a plain shuffle)."""
+    if info.world > 1:
+        return DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,
+                                  shuffle=True, seed=cfg.seed)
+    if cfg.train.imbalance != "balanced_sampler":
+        return None
+    labels = train_ds.labels
+    cw = class_weights(labels, len(cfg.data.classes), cfg.train.class_weight_power).numpy()
+    return WeightedRandomSampler(cw[labels].tolist(), num_samples=len(labels),
+                                 generator=torch.Generator().manual_seed(cfg.seed))
+
+
 # ruff noqa below: known debt (issue 11): the training loop.
 def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     cfg: TrainConfig,
@@ -249,7 +266,6 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     labels = train_ds.labels
     n_classes = len(cfg.data.classes)
     weight = None
-    sampler: Any = None
     if tc.imbalance == "weighted_loss":
         weight = class_weights(labels, n_classes, tc.class_weight_power).to(device)
     last_ckpt = out / "last.pt"
@@ -263,15 +279,8 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if ema is not None:
         for p in ema.parameters():
             p.requires_grad_(False)
-    elif tc.imbalance == "balanced_sampler":
-        # per-sample weight (1/freq)^power: power 1 = every class equally often
-        cw = class_weights(labels, n_classes, tc.class_weight_power).numpy()
-        sampler = WeightedRandomSampler(
-            cw[labels].tolist(), num_samples=len(labels),
-            generator=torch.Generator().manual_seed(cfg.seed))
-    if info.world > 1:
-        sampler = DistributedSampler(train_ds, num_replicas=info.world, rank=info.rank,
-                                     shuffle=True, seed=cfg.seed)
+    swa = WeightAverage() if tc.swa_from else None
+    sampler = train_sampler(cfg, train_ds, info)
     opt = adamw([p for p in net.parameters() if p.requires_grad], tc.lr, tc.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=sampler is None,
@@ -287,6 +296,8 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         opt.load_state_dict(ck["optimizer"])
         if ema is not None and ck.get("ema") is not None:
             ema.load_state_dict(ck["ema"])
+        if swa is not None and ck.get("swa") is not None:
+            swa = WeightAverage.from_dict(ck["swa"])
         start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
         if info.main:
             print(f"resuming from epoch {start_epoch} (best so far {best_score:.4f} @ "
@@ -356,10 +367,45 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
+        if swa is not None and epoch + 1 >= tc.swa_from:
+            swa.add(judge.state_dict())
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
                     "ema": None if ema is None else ema.state_dict(), "epoch": epoch,
-                    "best_score": best_score, "best_epoch": best_epoch}, last_ckpt)
+                    "best_score": best_score, "best_epoch": best_epoch,
+                    "swa": None if swa is None else swa.to_dict()}, last_ckpt)
     # ``last`` has no validation figure: its score is only the epoch number
-    return {"best_epoch": best_epoch + 1,
-            "best_val_score": None if tc.select_metric == "last" else best_score,
-            "select_metric": tc.select_metric}
+    summary = {"best_epoch": best_epoch + 1,
+               "best_val_score": None if tc.select_metric == "last" else best_score,
+               "select_metric": tc.select_metric}
+    if swa is None or not info.main:
+        return summary
+    return keep_weight_average(cfg, ema if ema is not None else net, swa, val_ds, out, summary)
+
+
+def keep_weight_average(cfg: TrainConfig, model: nn.Module, swa: WeightAverage,
+                        val_ds: LesionDataset, out: Path, summary: dict[str, Any]
+                        ) -> dict[str, Any]:
+    """``train.swa_from``: the mean of the per-epoch weights becomes best.pt (the weights the
+    bundle is made of), validated once; the epoch ``select_metric`` chose moves to
+    best_epoch.pt. Done once per run: ``--resume`` on a finished run reads the result back."""
+    tc = cfg.train
+    done = out / "swa_summary.json"
+    if done.exists():
+        return dict(json.loads(done.read_text()))
+    avg = deepcopy(model)
+    avg.load_state_dict(swa.state)
+    vm = quick_metrics(val_ds.labels, predict_logits(avg, val_ds, tc.eval_batch_size,
+                                                     "validate the average"),
+                       cfg.data.classes, cfg.malignant_excluded())
+    (out / "best.pt").replace(out / "best_epoch.pt")
+    epochs = [tc.swa_from, tc.epochs]
+    torch.save({"model": avg.state_dict(), "epoch": tc.epochs - 1, "swa_epochs": epochs},
+               out / "best.pt")
+    result = {**summary, "best_epoch": None, "best_val_score": None, "kept": "swa",
+              "swa_epochs": epochs, "swa_snapshots": swa.n,
+              "best_single_epoch": summary["best_epoch"],
+              "best_single_val_score": summary["best_val_score"],
+              **{f"swa_val_{k}": v for k, v in vm.items()}}
+    done.write_text(json.dumps(result, indent=2))
+    print(json.dumps({"swa": result}), flush=True)
+    return result
