@@ -15,6 +15,7 @@ import {
   malignantCodesText,
   malignantSumText,
   selectedEpochNote,
+  keptWeightsNote,
   tooFew,
 } from './card.ts'
 import type { ModelCard } from './api.ts'
@@ -320,5 +321,22 @@ describe('selectedEpochNote', () => {
       ' (best validation negative log-likelihood 0.513)',
     )
     expect(selectedEpochNote(null)).toBe('')
+  })
+})
+
+describe('keptWeightsNote', () => {
+  it('names the averaged epochs and both validation figures, and nothing for one epoch', () => {
+    expect(
+      keptWeightsNote({
+        kept: 'swa', swa_epochs: [8, 14], swa_val_balanced_accuracy: 0.7512,
+        best_single_epoch: 7, best_single_val_score: 0.7445, select_metric: 'balanced_accuracy',
+      }),
+    ).toBe(
+      'the mean of the weights after epochs 8–14 (weight averaging); validation balanced accuracy 0.751; ' +
+        'best single epoch: 7 (validation balanced accuracy 0.745)',
+    )
+    expect(keptWeightsNote({ kept: 'swa', swa_epochs: [3, 3] })).toBe('the mean of the weights after epoch 3 (weight averaging)')
+    expect(keptWeightsNote({ select_metric: 'balanced_accuracy', best_epoch: 9 })).toBeNull()
+    expect(keptWeightsNote(null)).toBeNull()
   })
 })

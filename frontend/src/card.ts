@@ -594,6 +594,30 @@ export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
   return { rule, tau, prior, margins, text: desc }
 }
 
+/** For "Weights kept", when a run kept the mean of its late epochs' weights
+ * (``train.swa_from``) instead of one epoch's: which epochs, the mean's validation balanced
+ * accuracy and, for comparison, the best single epoch's. Null for a run that kept one epoch. */
+export function keptWeightsNote(summary: Record<string, unknown> | null): string | null {
+  if (summary?.kept !== 'swa') return null
+  const span = Array.isArray(summary.swa_epochs) ? summary.swa_epochs.map(num) : []
+  const [from, to] = span
+  const epochs = from != null && to != null ? (from === to ? `epoch ${from}` : `epochs ${from}–${to}`) : 'the late epochs'
+  const avg = num(summary.swa_val_balanced_accuracy)
+  const single = num(summary.best_single_epoch)
+  const singleScore = num(summary.best_single_val_score)
+  const select = typeof summary.select_metric === 'string' ? summary.select_metric : null
+  let text = `the mean of the weights after ${epochs} (weight averaging)`
+  if (avg !== null) text += `; validation balanced accuracy ${format3(avg)}`
+  if (single !== null) {
+    text += `; best single epoch: ${single}`
+    if (singleScore !== null && select) {
+      const score = select === 'nll' ? -singleScore : singleScore // the loop maximises -NLL
+      text += ` (validation ${humanize(select).toLowerCase()} ${format3(score)})`
+    }
+  }
+  return text
+}
+
 /** How the training run chose the weights it kept, for "Selected epoch": the validation figure
  * and its value, or the last epoch (``train.select_metric: last``, which has no figure). */
 export function selectedEpochNote(summary: Record<string, unknown> | null): string {

@@ -22,6 +22,7 @@ import {
   num,
   rec,
   selectedEpochNote,
+  keptWeightsNote,
   type Estimate,
   type MetricDef,
   type SubgroupRow,
@@ -1057,6 +1058,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
   const model = rec(cfg?.model)
   const epochs = (Array.isArray(training.epochs_log) ? training.epochs_log : []).map(rec).filter((r) => r !== null)
   const best = num(summary?.best_epoch)
+  const kept = keptWeightsNote(summary)
   const seed = num(training.seed) ?? num(cfg?.seed)
   const settings: string[] = []
   if (train) {
@@ -1079,6 +1081,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
             {selectedEpochNote(summary)}
           </Row>
         )}
+        {kept !== null && <Row label="Weights kept">{kept}</Row>}
         {num(summary?.train_seconds) !== null && (
           <Row label="Training time">
             {formatDuration(num(summary?.train_seconds))}
