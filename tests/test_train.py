@@ -416,11 +416,14 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     for o in _tiny_overrides(data_dir):
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # mixup and MixStyle on: their paths run here in a real (distributed) training loop
+    # mixup, MixStyle and weight averaging on: their paths run here in a real (distributed)
+    # training loop
     r = subprocess.run([*cmd, "--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4",
-                        "--set", "train.mixstyle_p=0.5"],
+                        "--set", "train.mixstyle_p=0.5", "--set", "train.swa_from=1"],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     log = [json.loads(x) for x in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 1  # only rank 0 logs
     assert (out / "best.pt").exists()
+    assert (out / "best_epoch.pt").exists()  # rank 0 kept the average, once
+    assert json.loads((out / "train_summary.json").read_text())["swa_snapshots"] == 1
