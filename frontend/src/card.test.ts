@@ -336,6 +336,10 @@ describe('keptWeightsNote', () => {
         'best single epoch: 7 (validation balanced accuracy 0.745)',
     )
     expect(keptWeightsNote({ kept: 'swa', swa_epochs: [3, 3] })).toBe('the mean of the weights after epoch 3 (weight averaging)')
+    // NLL is stored negated (the loop maximises its score): shown as the loss itself
+    expect(
+      keptWeightsNote({ kept: 'swa', swa_epochs: [2, 4], best_single_epoch: 3, best_single_val_score: -0.5134, select_metric: 'nll' }),
+    ).toBe('the mean of the weights after epochs 2–4 (weight averaging); best single epoch: 3 (validation negative log-likelihood 0.513)')
     expect(keptWeightsNote({ select_metric: 'balanced_accuracy', best_epoch: 9 })).toBeNull()
     expect(keptWeightsNote(null)).toBeNull()
   })

@@ -594,6 +594,12 @@ export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
   return { rule, tau, prior, margins, text: desc }
 }
 
+/** The validation figure an epoch was selected by, as a person reads it: the training loop
+ * maximises its score, so NLL is stored negated. */
+function selectionFigure(select: string | null, score: number | null): number | null {
+  return score !== null && select === 'nll' ? -score : score
+}
+
 /** For "Weights kept", when a run kept the mean of its late epochs' weights
  * (``train.swa_from``) instead of one epoch's: which epochs, the mean's validation balanced
  * accuracy and, for comparison, the best single epoch's. Null for a run that kept one epoch. */
@@ -610,10 +616,8 @@ export function keptWeightsNote(summary: Record<string, unknown> | null): string
   if (avg !== null) text += `; validation balanced accuracy ${format3(avg)}`
   if (single !== null) {
     text += `; best single epoch: ${single}`
-    if (singleScore !== null && select) {
-      const score = select === 'nll' ? -singleScore : singleScore // the loop maximises -NLL
-      text += ` (validation ${humanize(select).toLowerCase()} ${format3(score)})`
-    }
+    const score = selectionFigure(select, singleScore)
+    if (score !== null && select) text += ` (validation ${humanize(select).toLowerCase()} ${format3(score)})`
   }
   return text
 }
@@ -624,7 +628,6 @@ export function selectedEpochNote(summary: Record<string, unknown> | null): stri
   const select = typeof summary?.select_metric === 'string' ? summary.select_metric : null
   if (!select) return ''
   if (select === 'last') return " (the last epoch's weights, kept whatever the validation figures)"
-  const raw = num(summary?.best_val_score)
-  const score = raw !== null && select === 'nll' ? -raw : raw // the loop maximises -NLL
+  const score = selectionFigure(select, num(summary?.best_val_score))
   return ` (best validation ${humanize(select).toLowerCase()}${score !== null ? ` ${format3(score)}` : ''})`
 }
