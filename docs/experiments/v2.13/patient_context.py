@@ -12,14 +12,15 @@ difference s minus plain P(MEL) on the same network. Nothing is fitted.
         --bundle s42=runs/loso241s42-isic2020/bundle --bundle s43=runs/loso241s43-isic2020/bundle \
         --out docs/experiments/v2.13/patient_context.json
 
-The class probabilities of each bundle are cached beside ``--out``
-(``probs_isic2020_<name>.npz``).
+Each bundle scores the images through the serving facade with ``v2.7/heldout_seeds.py``'s own
+scoring, cached beside ``--out`` (``probs_isic2020_<name>_single.npz``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,14 +29,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight import Dermsight
 from dermsight.evaluate.bootstrap import bootstrap
 from dermsight.evaluate.metrics import binary_auc
-from dermsight.io.decode import decode_image
 from dermsight.malignancy import malignant_probability
-from dermsight.records import Metadata
 
-DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "isic2020-sample"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
+from heldout_seeds import SHARED, _probs  # the held-out scoring of v2.7
+
+DATA = "isic2020-sample"
 Floats = npt.NDArray[np.float64]
 Metric = Callable[[Floats | None], dict[str, Any]]
 EPS = 1e-6
@@ -79,26 +80,6 @@ def rank_in_patient(z: Floats, patients: npt.NDArray[np.str_]) -> Floats:
     return out
 
 
-def score(bundle: Path, df: pd.DataFrame, cache: Path) -> tuple[list[str], list[str], Floats]:
-    if cache.exists():
-        z = np.load(cache, allow_pickle=False)
-        if list(z["image_id"]) == list(df["image_id"]):
-            return [str(c) for c in z["classes"]], [str(c) for c in z["excluded"]], z["p"]
-    model = Dermsight.load(bundle)
-    probs: list[list[float]] = []
-    for i in range(0, len(df), 64):
-        part = df.iloc[i:i + 64]
-        out = model.predict_batch(
-            [decode_image(DATA / "images" / f"{x}.jpg") for x in part["image_id"]],
-            [Metadata.lenient(r["age"], r["sex"], r["site"]) for _, r in part.iterrows()])
-        probs += [[p.probabilities[c] for c in model.classes] for p in out]
-    classes, excluded = list(model.classes), list(model.card.malignant_excluded)
-    p = np.array(probs)
-    np.savez_compressed(cache, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
-                        excluded=np.array(excluded, dtype=str), p=p)
-    return classes, excluded, p
-
-
 def auc_of(y: npt.NDArray[np.bool_], s: Floats, keep: npt.NDArray[np.bool_]) -> Metric:
     def fn(w: Floats | None) -> dict[str, Any]:
         return {"auc": binary_auc(y[keep], s[keep], None if w is None else w[keep])}
@@ -113,23 +94,23 @@ def difference(a: Metric, b: Metric) -> Metric:
 
 
 def figures(name: str, bundle: Path, df: pd.DataFrame, out: Path, n_boot: int) -> dict[str, Any]:
-    classes, excluded, p = score(bundle, df, out.parent / f"probs_isic2020_{name}.npz")
+    m = _probs(name, bundle, df, out.parent, tta=False)
+    classes, excluded, p = m["classes"], m["excluded"], m["p"]
     patients = df["patient_id"].to_numpy(str)
     groups = df["group_id"].to_numpy(str)
     y = df["diagnosis"].to_numpy(str) == "MEL"
     mel = logit(p[:, classes.index("MEL")])
     mal_p = malignant_probability(p, classes, excluded=excluded)
     mal = logit(np.asarray(mal_p, np.float64))
-    multi = ~np.isnan(relative(mel, patients))
-    everyone = np.ones(len(df), bool)
+    rel_mel, std_mel = relative(mel, patients), standardised(mel, patients)
+    multi = ~np.isnan(rel_mel)
     scores = {
-        "plain_mel_all": (mel, everyone),
+        "plain_mel_all": (mel, np.ones(len(df), bool)),
         "plain_mel": (mel, multi),
-        "relative_mel": (relative(mel, patients), multi),
+        "relative_mel": (rel_mel, multi),
         "plain_malignant": (mal, multi),
         "relative_malignant": (relative(mal, patients), multi),
-        "standardised_mel": (standardised(mel, patients),
-                             ~np.isnan(standardised(mel, patients))),
+        "standardised_mel": (std_mel, ~np.isnan(std_mel)),
         "rank_mel": (rank_in_patient(mel, patients), multi),
     }
     fns = {k: auc_of(y, s, keep) for k, (s, keep) in scores.items()}
@@ -158,8 +139,11 @@ def main() -> None:
     ap.add_argument("--n-boot", type=int, default=1000)
     a = ap.parse_args()
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    df = pd.read_csv(DATA / "metadata.csv", dtype=str, keep_default_na=False)
-    result = {"data": "isic2020-sample", "n_boot": a.n_boot,
+    df = pd.read_csv(SHARED / DATA / "metadata.csv", dtype=str, keep_default_na=False)
+    # heldout_seeds' scoring reads the isic-subset column names
+    df = df.rename(columns={"age": "age_approx", "site": "anatom_site"})
+    df.attrs.update(data=DATA, source="isic2020")
+    result = {"data": DATA, "n_boot": a.n_boot,
               "n_patients": int(df["patient_id"].nunique()), "runs": {}}
     for spec in a.bundle:
         name, path = spec.split("=", 1)
