@@ -20,7 +20,8 @@ The class probabilities of each bundle are cached beside ``--out``
 again. ``--tta`` scores with the facade's own test-time augmentation (``predict_batch(...,
 tta=True)``: logits averaged over the 8 flips/rotations, as ``dermsight predict --tta`` and the
 API's ``?tta=true`` serve it). ``--probs NAME=FILE.npz`` adds probabilities scored
-elsewhere (the peer, ``peer_sklesion.py``).
+elsewhere (the peer, ``peer_sklesion.py``). ``--no-metadata NAME=BUNDLE`` scores a bundle with
+age, sex and site all unknown (cached as ``..._nometa.npz``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 Metric = Callable[[npt.NDArray[np.float64] | None], dict[str, Any]]
 
 
-def _score(bundle: Path, df: pd.DataFrame, tta: bool) -> tuple[list[str], list[str], np.ndarray]:
+def _score(bundle: Path, df: pd.DataFrame, tta: bool, metadata: bool = True
+           ) -> tuple[list[str], list[str], np.ndarray]:
     images_dir = SHARED / df.attrs["data"] / "images"
     model = Dermsight.load(bundle)
     probs = []
@@ -55,7 +57,7 @@ def _score(bundle: Path, df: pd.DataFrame, tta: bool) -> tuple[list[str], list[s
         out = model.predict_batch(
             [decode_image(images_dir / f"{x}.jpg") for x in part["image_id"]],
             [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
-             for _, r in part.iterrows()], tta=tta)
+             if metadata else Metadata() for _, r in part.iterrows()], tta=tta)
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
     return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
 
@@ -69,11 +71,12 @@ def _load(file: Path, df: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def _probs(name: str, bundle: Path, df: pd.DataFrame, cache: Path,
-           tta: bool) -> dict[str, Any]:
-    file = cache / f"probs_{_source(df)}_{name}_{'tta' if tta else 'single'}.npz"
+           tta: bool, metadata: bool = True) -> dict[str, Any]:
+    file = cache / (f"probs_{_source(df)}_{name}_{'tta' if tta else 'single'}"
+                    f"{'' if metadata else '_nometa'}.npz")
     if file.exists() and (cached := _load(file, df)) is not None:
         return cached
-    classes, excluded, p = _score(bundle, df, tta)
+    classes, excluded, p = _score(bundle, df, tta, metadata)
     np.savez_compressed(file, image_id=df["image_id"].to_numpy(str), classes=np.array(classes),
                         excluded=np.array(excluded, dtype=str), p=p)
     return {"classes": classes, "excluded": excluded, "p": p}
@@ -125,6 +128,8 @@ def main() -> None:
     ap.add_argument("--diff", action="append", default=[],
                     help="NAME,NAME: also the paired difference first minus second")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--no-metadata", action="append", default=[],
+                    help="NAME=PATH: a bundle scored with every metadata field unknown")
     ap.add_argument("--tta", action="store_true",
                     help="score with the facade's test-time augmentation (8 flips/rotations)")
     a = ap.parse_args()
@@ -139,6 +144,9 @@ def main() -> None:
     for spec in a.bundle:
         name, path = spec.split("=", 1)
         models[name] = _probs(name, Path(path), df, a.out.parent, a.tta)
+    for spec in a.no_metadata:
+        name, path = spec.split("=", 1)
+        models[name] = _probs(name, Path(path), df, a.out.parent, a.tta, metadata=False)
     for spec in a.probs:
         name, path = spec.split("=", 1)
         loaded = _load(Path(path), df)
@@ -161,7 +169,9 @@ def main() -> None:
         "classes_present": present, "n_mel": int((y == "MEL").sum()),
         "n_malignant": int(np.isin(y, sorted(taxonomy.MALIGNANT)).sum()), "n_boot": a.n_boot,
         "data": a.data,
-        "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1] for s in a.bundle + a.probs},
+        "bundles": {s.split("=", 1)[0]: s.split("=", 1)[1]
+                    for s in a.bundle + a.probs + a.no_metadata},
+        "scored_without_metadata": [s.split("=", 1)[0] for s in a.no_metadata],
         "figures": {}, "differences": {},
     }
     for name, fn in fns.items():
