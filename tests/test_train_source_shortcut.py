@@ -1,5 +1,6 @@
-"""Model v2.1's two training measures against the source shortcut (needs the [train] extra):
-source-balanced loss weights and cross-source Fourier style swaps."""
+"""Training measures against the source shortcut and other cameras' looks (needs the [train]
+extra): source-balanced loss weights (v2.1), cross-source Fourier style swaps (v2.1) and random
+convolutions (v2.14)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ pytest.importorskip("timm")
 from dermsight.io.decode import decode_image  # noqa: E402
 from dermsight.preprocess import InputSpec, MetaSpec, resize_rgb  # noqa: E402
 from dermsight.records import Metadata  # noqa: E402
-from dermsight.train.augment import Augment, swap_style  # noqa: E402
+from dermsight.train.augment import Augment, random_convolution, swap_style  # noqa: E402
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
 from dermsight.train.data import LesionDataset  # noqa: E402
 from dermsight.train.loop import source_balance_weights, weighted_ce  # noqa: E402
@@ -77,6 +78,35 @@ def test_style_swap_takes_the_donors_look_and_keeps_the_structure(data_dir: Path
     assert np.abs(mean(halfway) - (mean(a) + mean(b)) / 2).max() < 3
 
 
+def test_random_convolution_changes_the_look_and_keeps_the_shapes(data_dir: Path) -> None:
+    a, _ = _pair(data_dir)
+    flat = a.reshape(-1, 3).astype(float)
+    # a 1x1 kernel only mixes colours: every output pixel is one affine map of its own RGB
+    out = random_convolution(a, np.random.default_rng(3), sizes=(1,))
+    assert out.shape == a.shape
+    assert out.dtype == np.uint8
+    y = out.reshape(-1, 3).astype(float)
+    kept = ((y > 0) & (y < 255)).all(1)  # pixels the clip to 0..255 left alone
+    x = np.c_[flat, np.ones(len(flat))][kept]
+    coef, *_ = np.linalg.lstsq(x, y[kept], rcond=None)
+    assert np.abs(x @ coef - y[kept]).max() <= 1.0  # rounding to uint8 only
+    assert np.abs(out.astype(float) - a).mean() > 3  # ... and not the identity
+    # a 7x7 kernel: each channel keeps its mean, and the coarse layout (the lesion) stays
+    for seed in range(5):
+        big = random_convolution(a, np.random.default_rng(seed), sizes=(7,))
+        assert np.abs(big.reshape(-1, 3).mean(0) - flat.mean(0)).max() < 6
+        coarse = lambda z: z.astype(float).mean(2).reshape(16, 8, 16, 8).mean((1, 3))  # noqa: E731
+        assert abs(np.corrcoef(coarse(big).ravel(), coarse(a).ravel())[0, 1]) > 0.5
+    # in Augment, with randconv=1 every image gets one (after the geometry and the jitter)
+    spec = InputSpec(size=128)
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    always = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0, randconv=1.0)
+    for seed in range(3):
+        plain = neutral(a, spec, np.random.default_rng(seed))
+        assert np.abs(always(a, spec, np.random.default_rng(seed)).astype(float) - plain
+                      ).mean() > 3
+
+
 def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -> None:
     a, b = _pair(data_dir)
     spec = InputSpec(size=64)
@@ -102,7 +132,8 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
 
 @pytest.mark.parametrize("bad", ["train.style_mix=1.5", "train.style_mix_beta=0",
                                  "input.crop_fraction=0.2", "input.crop_fraction=1.5",
-                                 "train.source_balance=-1"])
+                                 "train.source_balance=-1", "train.randconv_p=1.5",
+                                 "train.randconv_p=-0.1"])
 def test_bad_shortcut_settings_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError):
         load_config(Path(__file__).parents[1] / "configs" / "v2.1.yaml", [bad])

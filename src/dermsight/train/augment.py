@@ -28,7 +28,9 @@ class Augment:
 
     With ``dermoscopy=True`` also what other dermatoscopes and cameras do to an image (each with
     its own probability): zoom-out onto a black border, a circular dermatoscope vignette, blur,
-    JPEG re-compression, gamma, and hairs.
+    JPEG re-compression, gamma, and hairs. With ``randconv > 0``, that share of the images gets
+    a random convolution first (``random_convolution``); at 0 no random number is drawn for it,
+    so every other augmentation stays the same draw.
     """
 
     #: area fraction of the crop (of the serving field of view) and its relative aspect ratio
@@ -37,10 +39,14 @@ class Augment:
     jitter: float = 0.15
     hue: float = 0.03
     dermoscopy: bool = False
+    #: probability of a random convolution (``random_convolution``) after the colour jitter
+    randconv: float = 0.0
 
     def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
         out = self.colour(self.geometry(img, spec, rng), rng)
+        if self.randconv and rng.random() < self.randconv:
+            out = random_convolution(out, rng)
         return dermoscopy_effects(out, rng) if self.dermoscopy else out
 
     def geometry(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
@@ -82,6 +88,29 @@ class Augment:
             shift = rng.uniform(-self.hue, self.hue) * 255
             x = x + np.array([shift, 0.0, -shift], np.float32)
         return np.clip(x + 0.5, 0, 255).astype(np.uint8)
+
+
+def random_convolution(img: np.ndarray, rng: np.random.Generator,
+                       sizes: tuple[int, ...] = (1, 3, 5, 7)) -> np.ndarray:
+    """RandConv (Xu et al., ICLR 2021): a convolution with random weights (3 -> 3 channels,
+    kernel side drawn from ``sizes``, He-normal weights, reflected borders) changes the local
+    colour and texture response the way another sensor or optic would, while the shapes stay.
+    Each output channel is rescaled to the input channel's own mean and standard deviation, then
+    blended with the input by a weight ~ U(0, 1). Same-size uint8 RGB in and out."""
+    k = int(rng.choice(sizes))
+    x = img.astype(np.float32) / 255.0
+    h, w = x.shape[:2]
+    weights = rng.normal(0.0, np.sqrt(2.0 / (3 * k * k)), (k, k, 3, 3)).astype(np.float32)
+    p = k // 2
+    padded = np.pad(x, ((p, p), (p, p), (0, 0)), mode="reflect")
+    out = np.zeros_like(x)
+    for i in range(k):
+        for j in range(k):
+            out += padded[i:i + h, j:j + w] @ weights[i, j]
+    mean, std = x.mean(axis=(0, 1)), x.std(axis=(0, 1))
+    out = (out - out.mean(axis=(0, 1))) / (out.std(axis=(0, 1)) + 1e-6) * std + mean
+    alpha = np.float32(rng.uniform(0.0, 1.0))
+    return np.clip((alpha * x + (1 - alpha) * out) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
 def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -131,6 +131,9 @@ class TrainLoopConfig:
     #: epochs swa_from..epochs (SWA), not the epoch chosen by ``select_metric``; that epoch's
     #: weights stay in best_epoch.pt for comparison
     swa_from: int = 0
+    #: > 0: this share of the training images gets a random convolution (RandConv, Xu et al.
+    #: 2021: random local colour and texture filters, ``train.augment.random_convolution``)
+    randconv_p: float = 0.0
 
 
 @dataclass
@@ -178,6 +181,7 @@ class TrainConfig:
         if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
         self._validate_train()
+        self._validate_augment()
         self._validate_input()
         from dermsight import taxonomy
 
@@ -205,18 +209,12 @@ class TrainConfig:
         if t.mixup_alpha < 0:
             raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
                               f"got {t.mixup_alpha}")
-        if not 0 <= t.style_mix <= 1 or not 0 < t.style_mix_beta <= 0.5:
-            raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
-                              "(0, 0.5]")
         if t.head_probe_epochs < 0 or t.head_probe_lr <= 0:
             raise ConfigError("train.head_probe_epochs must be >= 0 (0: no probe) and "
                               "train.head_probe_lr > 0")
         if t.head_probe_epochs and t.imbalance == "balanced_sampler":
             raise ConfigError("train.head_probe_epochs needs train.imbalance weighted_loss or "
                               "none (the probe shuffles plainly)")
-        if not 0 <= t.mixstyle_p <= 1 or t.mixstyle_alpha <= 0:
-            raise ConfigError("train.mixstyle_p must be in [0, 1] (0: off) and "
-                              "train.mixstyle_alpha > 0")
         if not 0 <= t.swa_from <= t.epochs:
             raise ConfigError(f"train.swa_from must be between 0 (off) and train.epochs "
                               f"({t.epochs}), got {t.swa_from}")
@@ -225,11 +223,23 @@ class TrainConfig:
                               f"got {t.source_balance}")
         if t.epochs < 1 or t.batch_size < 2:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
-        if t.augment not in ("basic", "dermoscopy"):
-            raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
         if t.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {'|'.join(SELECT_METRICS)}, "
                               f"got {t.select_metric!r}")
+
+    def _validate_augment(self) -> None:
+        """The training-time augmentations of images and features."""
+        t = self.train
+        if not 0 <= t.style_mix <= 1 or not 0 < t.style_mix_beta <= 0.5:
+            raise ConfigError("train.style_mix must be in [0, 1] and train.style_mix_beta in "
+                              "(0, 0.5]")
+        if not 0 <= t.mixstyle_p <= 1 or t.mixstyle_alpha <= 0:
+            raise ConfigError("train.mixstyle_p must be in [0, 1] (0: off) and "
+                              "train.mixstyle_alpha > 0")
+        if not 0 <= t.randconv_p <= 1:
+            raise ConfigError(f"train.randconv_p must be in [0, 1] (0: off), got {t.randconv_p}")
+        if t.augment not in ("basic", "dermoscopy"):
+            raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
 
     def _validate_input(self) -> None:
         for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),
