@@ -132,7 +132,8 @@ class TrainLoopConfig:
     #: weights stay in best_epoch.pt for comparison
     swa_from: int = 0
     #: > 0: this share of the training images gets a random convolution (RandConv, Xu et al.
-    #: 2021: random local colour and texture filters, ``train.augment.random_convolution``)
+    #: 2021: random local colour and texture filters;
+    #: ``dermsight.train.augment.random_convolution``)
     randconv_p: float = 0.0
 
 
