@@ -39,6 +39,7 @@ from torch import nn
 from dermsight import Dermsight, taxonomy
 from dermsight.bundle import write_manifest
 from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.metrics import balanced_accuracy
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.train.config import load_config
@@ -48,7 +49,7 @@ from dermsight.train.finalize.scoring import load_network
 from dermsight.train.network import LesionNet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
-from heldout_seeds import SHARED  # the shared data folder, as v2.7 finds it
+from heldout_seeds import SHARED, _difference  # the shared data folder and paired differences
 
 BATCH = 32
 
@@ -101,13 +102,15 @@ def _figures(y: np.ndarray, pred: np.ndarray, refer: np.ndarray
     pi = np.array([codes.get(c, -1) for c in pred])  # another class: wrong for every class
     mal = np.isin(y, sorted(taxonomy.MALIGNANT))
 
+    # the suggested class as one-hot "probabilities", a last column for classes the source
+    # does not have (no truth there: always wrong)
+    onehot = np.eye(len(present) + 1)[np.where(pi < 0, len(present), pi)]
+
     def fn(w: np.ndarray | None) -> dict[str, Any]:
         ww = np.ones(len(y)) if w is None else w
-        per_class = [np.sum(ww * (yi == c)) for c in range(len(present))]
-        recalls = [np.sum(ww * ((yi == c) & (pi == c))) / n for c, n in enumerate(per_class)
-                   if n > 0]
+        every_class = all(np.sum(ww * (yi == c)) > 0 for c in range(len(present)))
         return {"suggested_balanced_accuracy":  # undefined in a draw without some class
-                None if len(recalls) < len(present) else float(np.mean(recalls)),
+                balanced_accuracy(yi, onehot, w) if every_class else None,
                 "share_unk": float(np.sum(ww * (pred == "UNK")) / ww.sum()),
                 "refer_sensitivity": float(np.sum(ww * (refer & mal)) / np.sum(ww * mal)),
                 "refer_specificity": float(np.sum(ww * (~refer & ~mal)) / np.sum(ww * ~mal))}
@@ -117,10 +120,6 @@ def _figures(y: np.ndarray, pred: np.ndarray, refer: np.ndarray
 
 def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.3f}"
-
-
-def _difference(x: dict[str, Any], ref: dict[str, Any]) -> dict[str, Any]:
-    return {k: None if v is None or ref[k] is None else v - ref[k] for k, v in x.items()}
 
 
 def main() -> None:  # noqa: PLR0915
@@ -188,8 +187,7 @@ def main() -> None:  # noqa: PLR0915
         "n_boot": a.n_boot,
         "plain": bootstrap(f_plain, len(df), groups, a.n_boot, 0),
         tag: bootstrap(f_adapt, len(df), groups, a.n_boot, 0),
-        f"{tag} - plain": bootstrap(lambda w: _difference(f_adapt(w), f_plain(w)),
-                                    len(df), groups, a.n_boot, 0),
+        f"{tag} - plain": bootstrap(_difference(f_adapt, f_plain), len(df), groups, a.n_boot, 0),
     }
     (a.out / f"suggested_{a.source}_{a.name}-{tag}.json").write_text(
         json.dumps(result, indent=2) + "\n")
