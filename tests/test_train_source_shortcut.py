@@ -1,6 +1,6 @@
 """Training measures against the source shortcut and other cameras' looks (needs the [train]
-extra): source-balanced loss weights (v2.1), cross-source Fourier style swaps (v2.1) and random
-convolutions (v2.14)."""
+extra): source-balanced loss weights (v2.1), cross-source Fourier style swaps (v2.1), random
+convolutions (v2.14) and the zoom-out onto a field of skin (v2.15)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
@@ -15,7 +16,12 @@ pytest.importorskip("timm")
 from dermsight.io.decode import decode_image  # noqa: E402
 from dermsight.preprocess import InputSpec, MetaSpec, resize_rgb  # noqa: E402
 from dermsight.records import Metadata  # noqa: E402
-from dermsight.train.augment import Augment, random_convolution, swap_style  # noqa: E402
+from dermsight.train.augment import (  # noqa: E402
+    Augment,
+    random_convolution,
+    swap_style,
+    zoom_out_onto_skin,
+)
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
 from dermsight.train.data import LesionDataset  # noqa: E402
 from dermsight.train.loop import source_balance_weights, weighted_ce  # noqa: E402
@@ -107,6 +113,47 @@ def test_random_convolution_changes_the_look_and_keeps_the_shapes(data_dir: Path
                       ).mean() > 3
 
 
+def test_zoom_out_onto_skin_shows_the_lesion_smaller_among_its_own_skin(data_dir: Path
+                                                                       ) -> None:
+    a, _ = _pair(data_dir)
+    s = a.shape[0]
+    b = s // 10
+    ring = np.concatenate([a[:b].reshape(-1, 3), a[-b:].reshape(-1, 3),
+                           a[b:-b, :b].reshape(-1, 3), a[b:-b, -b:].reshape(-1, 3)]).astype(float)
+    grey = lambda z: z.astype(float).mean(2)  # noqa: E731
+    for seed in range(5):
+        out = zoom_out_onto_skin(a, np.random.default_rng(seed), shrink=(0.5, 0.5))
+        assert out.shape == a.shape
+        assert out.dtype == np.uint8
+        # the whole image is in there, at half the side: find it by correlation
+        n = s // 2
+        small = np.asarray(Image.fromarray(a).resize((n, n), Image.Resampling.BILINEAR))
+        best = max((np.corrcoef(grey(out[t:t + n, u:u + n])[6:-6, 6:-6].ravel(),
+                                grey(small)[6:-6, 6:-6].ravel())[0, 1], t, u)
+                   for t in range(0, s - n + 1, 2) for u in range(0, s - n + 1, 2))
+        assert best[0] > 0.98
+        # outside it: skin of the image's own ring colour, no black border, no copy of the lesion
+        outside = np.ones((s, s), bool)
+        outside[best[1]:best[1] + n, best[2]:best[2] + n] = False
+        rest = out[outside].astype(float)
+        assert np.abs(rest.mean(0) - ring.mean(0)).max() < 12
+        assert rest.std(0).max() < ring.std(0).max() + 8
+        assert grey(out)[outside].min() > 0.5 * grey(a).mean() * 0.5
+    # in Augment, with wide_field=1 every image gets it; at 0 the draws are those of before
+    spec = InputSpec(size=128)
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    off = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0, wide_field=0.0,
+                  dermoscopy=True)
+    before = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0, dermoscopy=True)
+    always = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0, wide_field=1.0)
+    for seed in range(3):
+        assert np.array_equal(off(a, spec, np.random.default_rng(seed)),
+                              before(a, spec, np.random.default_rng(seed)))
+        plain = neutral(a, spec, np.random.default_rng(seed))
+        assert np.abs(always(a, spec, np.random.default_rng(seed)).astype(float) - plain
+                      ).mean() > 5
+
+
 def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -> None:
     a, b = _pair(data_dir)
     spec = InputSpec(size=64)
@@ -133,7 +180,8 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
 @pytest.mark.parametrize("bad", ["train.style_mix=1.5", "train.style_mix_beta=0",
                                  "input.crop_fraction=0.2", "input.crop_fraction=1.5",
                                  "train.source_balance=-1", "train.randconv_p=1.5",
-                                 "train.randconv_p=-0.1"])
+                                 "train.randconv_p=-0.1", "train.wide_field_p=1.5",
+                                 "train.wide_field_p=-0.1"])
 def test_bad_shortcut_settings_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError):
         load_config(Path(__file__).parents[1] / "configs" / "v2.1.yaml", [bad])

@@ -29,8 +29,9 @@ class Augment:
     With ``dermoscopy=True`` also what other dermatoscopes and cameras do to an image (each with
     its own probability): zoom-out onto a black border, a circular dermatoscope vignette, blur,
     JPEG re-compression, gamma, and hairs. With ``randconv > 0``, that share of the images gets
-    a random convolution first (``random_convolution``); at 0 no random number is drawn for it,
-    so every other augmentation stays the same draw.
+    a random convolution first (``random_convolution``); with ``wide_field > 0``, that share is
+    shown smaller in a field of skin (``zoom_out_onto_skin``). At 0 no random number is drawn
+    for either, so every other augmentation stays the same draw.
     """
 
     #: area fraction of the crop (of the serving field of view) and its relative aspect ratio
@@ -41,12 +42,16 @@ class Augment:
     dermoscopy: bool = False
     #: probability of a random convolution (``random_convolution``) after the colour jitter
     randconv: float = 0.0
+    #: probability of showing the image smaller in a field of skin (``zoom_out_onto_skin``)
+    wide_field: float = 0.0
 
     def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
         out = self.colour(self.geometry(img, spec, rng), rng)
         if self.randconv and rng.random() < self.randconv:
             out = random_convolution(out, rng)
+        if self.wide_field and rng.random() < self.wide_field:
+            out = zoom_out_onto_skin(out, rng)
         return dermoscopy_effects(out, rng) if self.dermoscopy else out
 
     def geometry(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
@@ -111,6 +116,39 @@ def random_convolution(img: np.ndarray, rng: np.random.Generator,
     out = (out - out.mean(axis=(0, 1))) / (out.std(axis=(0, 1)) + 1e-6) * std + mean
     alpha = np.float32(rng.uniform(0.0, 1.0))
     return np.clip((alpha * x + (1 - alpha) * out) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def zoom_out_onto_skin(img: np.ndarray, rng: np.random.Generator,
+                       shrink: tuple[float, float] = (0.45, 0.8)) -> np.ndarray:
+    """The image shrunk (side x U(``shrink``)) and placed at a random spot of a field of skin, as
+    a wide-field dermatoscope would show the same lesion among more skin. The skin is drawn from
+    the lighter half of the image's own outer ring (its mean colour, with smooth light/dark
+    blotches and a fine grain of its spread), and the pasted image fades into it over 10 % of
+    its side, so no border or seam says "pasted".
+    Tight crops (HAM10000's lesions fill the frame) then also appear as wide-field images, the
+    way other cameras take them. Same-size uint8 RGB in and out."""
+    s = img.shape[0]
+    n = max(2, int(round(s * rng.uniform(*shrink))))
+    small = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize(
+        (n, n), Image.Resampling.BILINEAR), np.float32)
+    b = max(1, s // 10)
+    ring = np.concatenate([img[:b].reshape(-1, 3), img[-b:].reshape(-1, 3),
+                           img[b:-b, :b].reshape(-1, 3), img[b:-b, -b:].reshape(-1, 3)]
+                          ).astype(np.float32)
+    grey = ring @ np.array([0.299, 0.587, 0.114], np.float32)
+    skin = ring[grey >= np.median(grey)]  # the ring's lighter half: skin, not lesion or hair
+    spread = float(np.std(skin @ np.array([0.299, 0.587, 0.114], np.float32)))
+    coarse = rng.normal(0.0, 1.0, (max(2, s // 16),) * 2).astype(np.float32)
+    blotches = np.asarray(Image.fromarray(coarse).resize((s, s), Image.Resampling.BICUBIC))
+    grain = rng.normal(0.0, 0.3, (s, s)).astype(np.float32)  # the skin's fine texture
+    canvas = skin.mean(0) + (spread * (0.5 * blotches + grain))[:, :, None]  # light/dark only
+    top, left = (int(v) for v in rng.integers(0, s - n + 1, 2))
+    edge = np.minimum(np.arange(n), np.arange(n)[::-1]) + 0.5
+    fade = np.clip(edge / max(1.0, 0.1 * n), 0.0, 1.0)
+    alpha = np.minimum(fade[:, None], fade[None, :])[:, :, None]
+    region = canvas[top:top + n, left:left + n]
+    canvas[top:top + n, left:left + n] = alpha * small + (1 - alpha) * region
+    return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
 
 
 def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -135,6 +135,9 @@ class TrainLoopConfig:
     #: 2021: random local colour and texture filters;
     #: ``dermsight.train.augment.random_convolution``)
     randconv_p: float = 0.0
+    #: > 0: this share of the training images is shown smaller in a field of skin
+    #: (``dermsight.train.augment.zoom_out_onto_skin``)
+    wide_field_p: float = 0.0
 
 
 @dataclass
@@ -239,6 +242,9 @@ class TrainConfig:
                               "train.mixstyle_alpha > 0")
         if not 0 <= t.randconv_p <= 1:
             raise ConfigError(f"train.randconv_p must be in [0, 1] (0: off), got {t.randconv_p}")
+        if not 0 <= t.wide_field_p <= 1:
+            raise ConfigError(f"train.wide_field_p must be in [0, 1] (0: off), got "
+                              f"{t.wide_field_p}")
         if t.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
 

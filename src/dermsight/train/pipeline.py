@@ -56,7 +56,8 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         out[s] = LesionDataset(
             images, metas, labels, spec, meta_spec,
             augment=Augment(dermoscopy=cfg.train.augment == "dermoscopy",
-                            randconv=cfg.train.randconv_p) if train else None,
+                            randconv=cfg.train.randconv_p,
+                            wide_field=cfg.train.wide_field_p) if train else None,
             meta_dropout=cfg.train.meta_dropout if train else 0.0, seed=cfg.seed,
             sources=sources,
             weights=source_balance_weights(labels, sources, cfg.train.source_balance)
