@@ -30,10 +30,9 @@ def single_source_classes(labels: npt.ArrayLike, sources: Sequence[str],
     return out
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def source_check(  # noqa: PLR0917
+def source_check(
     labels: npt.ArrayLike, probs: npt.ArrayLike, sources: Sequence[str], classes: Sequence[str],
-    watch: dict[str, str], offsets: npt.ArrayLike | None = None, min_n: int = 10,
+    watch: dict[str, str], *, offsets: npt.ArrayLike | None = None, min_n: int = 10,
 ) -> dict[str, Any]:
     """Per (source, true class) with at least ``min_n`` images: how often each watched class is
     suggested (under the bundle's decision rule) and its mean probability."""

@@ -222,10 +222,9 @@ def fit_gate_v2_features(  # noqa: PLR0913, PLR0917
     return cfg, arrays
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def fit_gate_v2(  # noqa: PLR0917
+def fit_gate_v2(
     model: Dermsight, dermo_train: Sequence[np.ndarray], dermo_val: Sequence[np.ndarray],
-    negatives: Sequence[Negative], seed: int = 0, train_sources: Sequence[str] | None = None,
+    negatives: Sequence[Negative], *, seed: int = 0, train_sources: Sequence[str] | None = None,
     val_sources: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Gate v2 for ``model`` from images: its gate v1 (``model.bundle.gate_arrays``: the kNN

@@ -82,12 +82,12 @@ class LesionNet(nn.Module):
 
     _frozen: list[nn.Module]  # set by ``freeze_early``: kept in eval mode while training
 
-    # ruff noqa below: known debt (issue 11): network options.
-    def __init__(  # noqa: PLR0917
+    def __init__(
         self,
         backbone: str,
         num_classes: int,
         meta_dim: int,
+        *,
         meta_hidden: int = 32,
         pretrained: bool = True,
         weights: str | Path | None = None,

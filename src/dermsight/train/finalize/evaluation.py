@@ -109,5 +109,6 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
     return Evaluation(
         test=test_eval, test_argmax=test_argmax, uncalibrated=uncal, validation=val_eval,
         without_metadata=test_nometa, external=external_eval,
-        source_check=source_check(test.labels, pt, test.sources, classes, watch, offsets),
+        source_check=source_check(test.labels, pt, test.sources, classes, watch,
+                                  offsets=offsets),
         cross_source=cross_source)
