@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dermsight.parallel import limit_blas
+from dermsight.preprocess import LUMA
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def quality_stats(image: np.ndarray) -> QualityStats:
     small = np.asarray(
         Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR), np.float32
     )
-    grey = small @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = small @ LUMA
     lap = (
         -4 * grey[1:-1, 1:-1]
         + grey[:-2, 1:-1]

@@ -26,6 +26,8 @@ _RESAMPLE = {
 #: the values ``InputSpec.interpolation`` and ``InputSpec.crop`` may take
 INTERPOLATIONS = tuple(_RESAMPLE)
 CROPS = ("center_square", "none")
+#: RGB -> luma weights (ITU-R BT.601): an image's brightness (the gate, the augmentations)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import scipy.fft as sfft
 from PIL import Image, ImageDraw, ImageFilter
 
-from dermsight.preprocess import InputSpec, field_of_view, resize_rgb
+from dermsight.preprocess import LUMA, InputSpec, field_of_view, resize_rgb
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,10 @@ class Augment:
         b = 1 + rng.uniform(-self.jitter, self.jitter)
         c = 1 + rng.uniform(-self.jitter, self.jitter)
         s = 1 + rng.uniform(-self.jitter, self.jitter)
-        grey = x @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = x @ LUMA
         x = x * b
         x = (x - grey.mean() * b) * c + grey.mean() * b
-        g = (x @ np.array([0.299, 0.587, 0.114], np.float32))[:, :, None]
+        g = (x @ LUMA)[:, :, None]
         x = g + (x - g) * s
         if self.hue:
             shift = rng.uniform(-self.hue, self.hue) * 255
@@ -135,9 +135,9 @@ def zoom_out_onto_skin(img: np.ndarray, rng: np.random.Generator,
     ring = np.concatenate([img[:b].reshape(-1, 3), img[-b:].reshape(-1, 3),
                            img[b:-b, :b].reshape(-1, 3), img[b:-b, -b:].reshape(-1, 3)]
                           ).astype(np.float32)
-    grey = ring @ np.array([0.299, 0.587, 0.114], np.float32)
+    grey = ring @ LUMA
     skin = ring[grey >= np.median(grey)]  # the ring's lighter half: skin, not lesion or hair
-    spread = float(np.std(skin @ np.array([0.299, 0.587, 0.114], np.float32)))
+    spread = float(np.std(skin @ LUMA))
     coarse = rng.normal(0.0, 1.0, (max(2, s // 16),) * 2).astype(np.float32)
     blotches = np.asarray(Image.fromarray(coarse).resize((s, s), Image.Resampling.BICUBIC))
     grain = rng.normal(0.0, 0.3, (s, s)).astype(np.float32)  # the skin's fine texture
