@@ -73,6 +73,16 @@ def adapt_batchnorm(net: LesionNet, images: list[np.ndarray], metas: list[Metada
     return len(layers)
 
 
+def group_folds(groups: np.ndarray) -> np.ndarray:
+    """Two folds (0 / 1) by group: a seeded permutation (seed 0) of the sorted unique groups,
+    its first half fold 0."""
+    uniq = np.unique(groups)
+    perm = np.random.default_rng(0).permutation(len(uniq))
+    fold_of_group = dict(zip(uniq[perm], (np.arange(len(uniq)) >= len(uniq) // 2).astype(int),
+                             strict=True))
+    return np.array([fold_of_group[g] for g in groups])
+
+
 def _score(bundle: Path, images: list[np.ndarray], metas: list[Metadata]
            ) -> tuple[Dermsight, np.ndarray, np.ndarray, np.ndarray]:
     """Probabilities, suggested classes and refer calls of a bundle through the facade."""
@@ -122,7 +132,7 @@ def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:+.3f}"
 
 
-def main() -> None:  # noqa: PLR0915
+def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", type=Path, required=True, help="finished run: best.pt + bundle/")
     ap.add_argument("--source", required=True)
@@ -145,10 +155,7 @@ def main() -> None:  # noqa: PLR0915
              for _, r in df.iterrows()]
     groups = df["group_id"].to_numpy()
     uniq = np.unique(groups)
-    perm = np.random.default_rng(0).permutation(len(uniq))
-    fold_of_group = dict(zip(uniq[perm], (np.arange(len(uniq)) >= len(uniq) // 2).astype(int),
-                             strict=True))
-    fold = np.array([fold_of_group[g] for g in groups])
+    fold = group_folds(groups)
 
     plain_file = a.out / f"probs_{a.source}_{a.name}_single.npz"
     model, p_plain, pred_plain, refer_plain = _score(a.run / "bundle", images, metas)

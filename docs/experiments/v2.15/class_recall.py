@@ -24,11 +24,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dermsight import Dermsight
+from dermsight import taxonomy
 from dermsight.io.decode import decode_image
 from dermsight.records import Metadata
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.14"))
+from adapt_bn import _score  # a bundle's probabilities through the facade
 from heldout_seeds import SHARED  # the shared data folder
 
 
@@ -60,8 +62,7 @@ def main() -> None:
     df = pd.read_csv(SHARED / a.data / "metadata.csv", dtype=str, keep_default_na=False)
     df = df[df["source"] == a.source].reset_index(drop=True)
     y = df["diagnosis"].to_numpy()
-    present = [c for c in ("MEL", "NV", "BKL", "BCC", "AK", "DF", "VASC", "SCC", "UNK")
-               if c in set(y)]
+    present = [c for c in taxonomy.CLASS_CODES if c in set(y)]
     result: dict[str, Any] = {"source": a.source, "classes": present, "held_out": {}}
     specs = list(a.probs)
     if a.stored:
@@ -84,12 +85,11 @@ def main() -> None:
     own = pd.read_csv(a.split, dtype=str, keep_default_na=False)
     val_ids = set(own.loc[(own["split"] == "val") & (own["source"] == a.source), "image_id"])
     val = df[df["image_id"].isin(val_ids)].reset_index(drop=True)
-    model = Dermsight.load(Path(bundle))
-    out = model.predict_batch(
+    model, p, _, _ = _score(
+        Path(bundle),
         [decode_image(SHARED / a.data / "images" / f"{x}.jpg") for x in val["image_id"]],
         [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
          for _, r in val.iterrows()])
-    p = np.array([[r.probabilities[c] for c in model.classes] for r in out])
     result["seen_camera_validation"] = {name: _recall(val["diagnosis"].to_numpy(), p,
                                                       list(model.classes), present)}
     a.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,7 +36,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from dermsight import Dermsight
+from dermsight import Dermsight, taxonomy
 from dermsight.evaluate.metrics import balanced_accuracy, binary_auc
 from dermsight.predict import softmax
 from dermsight.preprocess import encode_meta
@@ -45,19 +45,12 @@ from dermsight.train.data import load_images
 from dermsight.train.finalize.scoring import infer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.14"))
+from adapt_bn import group_folds  # the two group folds of the AdaBN section
 from heldout_seeds import SHARED  # the shared data folder
 
 UPDATES = {"recalibrate": 1.0, "revise": 0.01}  # update -> inverse regularisation C
 SUMMARY = {"mean": np.mean, "min": np.min, "max": np.max}
-
-
-def _folds(groups: np.ndarray) -> np.ndarray:
-    """Two folds by group: the seeded permutation of v2.14/adapt_bn.py."""
-    uniq = np.unique(groups)
-    perm = np.random.default_rng(0).permutation(len(uniq))
-    fold_of_group = dict(zip(uniq[perm], (np.arange(len(uniq)) >= len(uniq) // 2).astype(int),
-                             strict=True))
-    return np.array([fold_of_group[g] for g in groups])
 
 
 def _features(update: str, logp: np.ndarray, emb: np.ndarray, meta: np.ndarray) -> np.ndarray:
@@ -91,15 +84,14 @@ def main() -> None:
     df = pd.read_csv(SHARED / a.data / "metadata.csv", dtype=str, keep_default_na=False)
     df = df.rename(columns={"age": "age_approx", "site": "anatom_site"})
     df = df[df["source"] == a.source].reset_index(drop=True)
-    present = [c for c in ("MEL", "NV", "BKL", "BCC", "AK", "DF", "VASC", "SCC", "UNK")
-               if c in set(df["diagnosis"])]
+    present = [c for c in taxonomy.CLASS_CODES if c in set(df["diagnosis"])]
     if present[0] != "MEL":
         raise SystemExit(f"{a.source} has no melanomas")
     y = np.array([present.index(c) for c in df["diagnosis"]])
     images = load_images([str(SHARED / a.data / "images" / f"{x}.jpg") for x in df["image_id"]])
     metas = [Metadata.lenient(r.get("age_approx"), r.get("sex"), r.get("anatom_site"))
              for _, r in df.iterrows()]
-    fold = _folds(df["group_id"].to_numpy())
+    fold = group_folds(df["group_id"].to_numpy())
     sizes = [int(s) for s in a.sizes.split(",")]
     result: dict[str, Any] = {"source": a.source, "classes": present, "n_images": len(df),
                               "fold_sizes": [int((fold == k).sum()) for k in (0, 1)],

@@ -30,29 +30,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dermsight import Dermsight, taxonomy
+from dermsight import taxonomy
 from dermsight.evaluate.metrics import binary_auc
 from dermsight.malignancy import malignant_probability
 from dermsight.predict import softmax
 from dermsight.train.config import load_config
 from dermsight.train.finalize.baseline import linear_probe
-from dermsight.train.finalize.scoring import Part, load_parts
+from dermsight.train.finalize.scoring import load_parts
 from dermsight.train.pipeline import prepare_data
 from dermsight.train.table import EXTERNAL
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.14"))
+from adapt_bn import _score  # a bundle's probabilities through the facade
 from heldout_seeds import SHARED  # the shared data folder
 
 WEIGHTS = (0.25, 0.5, 0.75)
-
-
-def _network_val(bundle: Path, val: Part) -> tuple[list[str], list[str], np.ndarray]:
-    model = Dermsight.load(bundle)
-    probs = []
-    for i in range(0, len(val.images), 64):
-        out = model.predict_batch(val.images[i:i + 64], val.metas[i:i + 64])
-        probs += [[p.probabilities[c] for c in model.classes] for p in out]
-    return list(model.classes), list(model.card.malignant_excluded), np.array(probs)
 
 
 def _aucs(y: np.ndarray, p: np.ndarray, classes: list[str], excluded: list[str]
@@ -110,12 +103,12 @@ def main() -> None:
                                 classes=z["classes"], excluded=z["excluded"],
                                 p=(1 - w) * z["p"] + w * p_ext)
 
-    y_val = parts["val"].labels
-    y_val = np.array([classes[i] for i in y_val]) if y_val.dtype.kind in "iu" else y_val
+    y_val = np.array(classes)[parts["val"].labels]
     validation: dict[str, Any] = {"probe": _aucs(y_val, p_val, classes, excluded)}
     for spec in a.bundle:
         name, bundle = spec.split("=", 1)
-        b_classes, b_excluded, p_net = _network_val(Path(bundle), parts["val"])
+        model, p_net, _, _ = _score(Path(bundle), parts["val"].images, parts["val"].metas)
+        b_classes, b_excluded = list(model.classes), list(model.card.malignant_excluded)
         validation[name] = _aucs(y_val, p_net, b_classes, b_excluded)
         for w in WEIGHTS:
             validation[f"{name}-mix{w}"] = _aucs(y_val, (1 - w) * p_net + w * p_val,
