@@ -138,6 +138,10 @@ class TrainLoopConfig:
     #: > 0: this share of the training images is shown smaller in a field of skin
     #: (``dermsight.train.augment.zoom_out_onto_skin``)
     wide_field_p: float = 0.0
+    #: > 0: a class-conditional source adversary (``dermsight.train.adversary``) whose reversed
+    #: gradient, ramped from 0 to this weight over the run, pushes the backbone towards features
+    #: that do not tell the sources apart within a diagnosis; training only
+    source_adversary: float = 0.0
 
 
 @dataclass
@@ -245,6 +249,9 @@ class TrainConfig:
         if not 0 <= t.wide_field_p <= 1:
             raise ConfigError(f"train.wide_field_p must be in [0, 1] (0: off), got "
                               f"{t.wide_field_p}")
+        if t.source_adversary < 0:
+            raise ConfigError(f"train.source_adversary must be >= 0 (0: off), got "
+                              f"{t.source_adversary}")
         if t.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
 

@@ -6,6 +6,7 @@ augmentations of ``train.augment`` under the same ``InputSpec``. The tables and 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 import torch
@@ -107,3 +108,16 @@ class LesionDataset(Dataset):
         m = encode_meta(meta, self.meta_spec)
         return torch.from_numpy(x), torch.from_numpy(m), int(self.labels[i]), \
             float(self.weights[i])
+
+
+class WithIndex(Dataset):
+    """A dataset's items with each item's index appended (for per-image training targets)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)  # type: ignore[arg-type]
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return (*self.ds[i], i)

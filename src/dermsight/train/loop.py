@@ -24,8 +24,9 @@ from tqdm import tqdm
 
 from dermsight.cardschema import default_malignant
 from dermsight.malignancy import malignant_probability
+from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
-from dermsight.train.data import LesionDataset
+from dermsight.train.data import LesionDataset, WithIndex
 from dermsight.train.network import LesionNet, add_mixstyle, freeze_early, set_train_mode
 from dermsight.train.swa import WeightAverage
 
@@ -63,6 +64,8 @@ def check_distributed(cfg: TrainConfig, info: DistInfo) -> None:
                           "(DDP); use train.imbalance=weighted_loss")
     if info.world > 1 and cfg.train.head_probe_epochs:
         raise ConfigError("train.head_probe_epochs is not supported under torchrun (DDP)")
+    if info.world > 1 and cfg.train.source_adversary:
+        raise ConfigError("train.source_adversary is not supported under torchrun (DDP)")
 
 
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
@@ -280,10 +283,22 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         for p in ema.parameters():
             p.requires_grad_(False)
     swa = WeightAverage() if tc.swa_from else None
+    adv = None
+    if tc.source_adversary > 0:
+        if train_ds.sources is None:
+            raise ConfigError("train.source_adversary needs the training images' sources")
+        adv = AdversaryTraining(net.num_features, labels, train_ds.sources, n_classes,
+                                peak=tc.source_adversary, device=device)
+        if info.main:
+            print("source adversary over " + json.dumps(adv.targets.describe(cfg.data.classes)),
+                  flush=True)
     sampler = train_sampler(cfg, train_ds, info)
-    opt = adamw([p for p in net.parameters() if p.requires_grad], tc.lr, tc.weight_decay)
+    opt = adamw([p for p in net.parameters() if p.requires_grad]
+                + ([] if adv is None else list(adv.head.parameters())), tc.lr, tc.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
-    loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=sampler is None,
+    # with the adversary each batch also carries its images' indices (the same batches)
+    loader = DataLoader(train_ds if adv is None else WithIndex(train_ds),
+                        batch_size=tc.batch_size, shuffle=sampler is None,
                         sampler=sampler, num_workers=0, drop_last=True, generator=gen)
     steps_per_epoch = len(loader)
     total = steps_per_epoch * tc.epochs
@@ -298,6 +313,8 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
             ema.load_state_dict(ck["ema"])
         if swa is not None and ck.get("swa") is not None:
             swa = WeightAverage.from_dict(ck["swa"])
+        if adv is not None and ck.get("adversary") is not None:
+            adv.head.load_state_dict(ck["adversary"])
         start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
         if info.main:
             print(f"resuming from epoch {start_epoch} (best so far {best_score:.4f} @ "
@@ -312,7 +329,7 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.main,
                    mininterval=10)
-        for x, m, y, sw in bar:
+        for x, m, y, sw, *idx in bar:
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
             x, m, y, sw = (x.to(device, non_blocking=True), m.to(device, non_blocking=True),
@@ -323,11 +340,18 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
                 x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
             with torch.autocast(device.type, dtype=dtype or torch.float32,
                                 enabled=dtype is not None):
-                logits = model(x.contiguous(memory_format=torch.channels_last), m)
+                x = x.contiguous(memory_format=torch.channels_last)
+                if adv is None:
+                    logits = model(x, m)
+                else:  # one process (check_distributed): model is net
+                    fmap = net.feature_map(x)
+                    logits = net.head(fmap, m)
                 loss = weighted_ce(logits.float(), y, sw, weight, tc.label_smoothing)
                 if lam < 1.0:
                     loss = lam * loss + (1 - lam) * weighted_ce(
                         logits.float(), y.flip(0), sw.flip(0), weight, tc.label_smoothing)
+                if adv is not None:
+                    loss = loss + adv.loss(fmap, y, idx[0], step=step, total=total, lam=lam)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
@@ -362,6 +386,7 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
             "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
             "train_img_per_s": seen * info.world / train_time, "epoch_seconds": train_time,
             "lr_end": opt.param_groups[0]["lr"], **{f"val_{k}": v for k, v in vm.items()},
+            **({} if adv is None else adv.epoch_record()),
             "best": improved,
         }
         with open(log_path, "a", encoding="utf-8") as f:
@@ -372,7 +397,8 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
                     "ema": None if ema is None else ema.state_dict(), "epoch": epoch,
                     "best_score": best_score, "best_epoch": best_epoch,
-                    "swa": None if swa is None else swa.to_dict()}, last_ckpt)
+                    "swa": None if swa is None else swa.to_dict(),
+                    "adversary": None if adv is None else adv.head.state_dict()}, last_ckpt)
     # ``last`` has no validation figure: its score is only the epoch number
     summary = {"best_epoch": best_epoch + 1,
                "best_val_score": None if tc.select_metric == "last" else best_score,
