@@ -279,7 +279,7 @@ def test_weight_average_becomes_the_kept_model(
     out.mkdir()
     torch.manual_seed(0)
     summary = loop.train_model(cfg, build_net(cfg, MetaSpec()), ds["train"], ds["val"], out,
-                               False, loop.DistInfo())
+                               resume=False, info=loop.DistInfo())
     assert summary["kept"] == "swa"
     assert summary["best_epoch"] is None
     assert summary["swa_epochs"] == [1, 2]
@@ -297,7 +297,7 @@ def test_weight_average_becomes_the_kept_model(
     for k in floats:
         assert torch.allclose(kept[k], (first[k] + second[k]) / 2, atol=1e-6), k
     again = loop.train_model(cfg, build_net(cfg, MetaSpec()), ds["train"], ds["val"], out,
-                             True, loop.DistInfo())
+                             resume=True, info=loop.DistInfo())
     assert again == summary
     assert all(torch.equal(load("best_epoch.pt")[k], first[k]) for k in first)
     assert all(torch.equal(load("best.pt")[k], kept[k]) for k in kept)
@@ -368,7 +368,8 @@ def test_balanced_sampler_is_refused_under_ddp(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="balanced_sampler is not supported under torchrun"):
         check_distributed(cfg, DistInfo(rank=1, world=2))
     with pytest.raises(ConfigError, match="balanced_sampler is not supported under torchrun"):
-        train_model(cfg, None, None, None, tmp_path, False, DistInfo(rank=0, world=2))  # type: ignore[arg-type]
+        train_model(cfg, None, None, None, tmp_path, resume=False,  # type: ignore[arg-type]
+                    info=DistInfo(rank=0, world=2))
     check_distributed(load_config(REPO / "configs" / "default.yaml"), DistInfo(rank=0, world=2))
 
 

@@ -172,7 +172,7 @@ def test_source_adversary_runs_in_the_training_loop_and_stays_out_of_the_network
     assert t.cells.any(), "the tiny split should have a class seen in two sources"
     torch.manual_seed(0)
     net = build_net(cfg, MetaSpec())
-    train_model(cfg, net, data["train"], data["val"], tmp_path, False, DistInfo())
+    train_model(cfg, net, data["train"], data["val"], tmp_path, resume=False, info=DistInfo())
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert len(log) == 2
     for r in log:
@@ -195,7 +195,7 @@ def test_source_adversary_runs_in_the_training_loop_and_stays_out_of_the_network
     monkeypatch.setattr(SourceAdversary, "load_state_dict",
                         lambda self, sd, *a, **k: (restored.append(sd),
                                                    real_load(self, sd, *a, **k))[1])
-    train_model(cfg3, net3, data["train"], data["val"], tmp_path, True, DistInfo())
+    train_model(cfg3, net3, data["train"], data["val"], tmp_path, resume=True, info=DistInfo())
     assert len(restored) == 1
     assert all(torch.equal(restored[0][k], v) for k, v in last["adversary"].items())
     log = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]

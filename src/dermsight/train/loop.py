@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -242,13 +242,174 @@ def train_sampler(cfg: TrainConfig, train_ds: LesionDataset, info: DistInfo
                                  generator=torch.Generator().manual_seed(cfg.seed))
 
 
-# ruff noqa below: known debt (issue 11): the training loop.
-def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
+@dataclass
+class RunState:
+    """What a training run carries from epoch to epoch and keeps in last.pt: the network, its
+    optimiser, the EMA copy, the weight average, the source adversary, the best epoch so far."""
+
+    net: LesionNet
+    opt: torch.optim.Optimizer
+    ema: LesionNet | None = None
+    swa: WeightAverage | None = None
+    adv: AdversaryTraining | None = None
+    #: loss scaling for float16 mixed precision (CUDA without bfloat16); a no-op otherwise
+    scaler: torch.amp.GradScaler = field(
+        default_factory=lambda: torch.amp.GradScaler("cuda", enabled=False))
+    best_score: float = -1.0
+    best_epoch: int = -1
+
+    @property
+    def judge(self) -> LesionNet:
+        """The weights validated and kept: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.net
+
+    def optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``."""
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+
+    def update_ema(self, decay: float, step: int) -> None:
+        if self.ema is None:
+            return
+        with torch.no_grad():
+            d = min(decay, (1 + step) / (10 + step))
+            for pe, pn in zip(self.ema.state_dict().values(), self.net.state_dict().values(),
+                              strict=True):
+                if pe.dtype.is_floating_point:
+                    pe.mul_(d).add_(pn.detach(), alpha=1 - d)
+                else:
+                    pe.copy_(pn)
+
+    def save(self, path: Path, epoch: int) -> None:
+        torch.save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                    "ema": None if self.ema is None else self.ema.state_dict(), "epoch": epoch,
+                    "best_score": self.best_score, "best_epoch": self.best_epoch,
+                    "swa": None if self.swa is None else self.swa.to_dict(),
+                    "adversary": None if self.adv is None else self.adv.head.state_dict()},
+                   path)
+
+    def restore(self, path: Path, device: torch.device) -> int:
+        """Everything ``save`` wrote; returns the epoch to go on with."""
+        ck = torch.load(path, map_location=device, weights_only=False)
+        self.net.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        if self.ema is not None and ck.get("ema") is not None:
+            self.ema.load_state_dict(ck["ema"])
+        if self.swa is not None and ck.get("swa") is not None:
+            self.swa = WeightAverage.from_dict(ck["swa"])
+        if self.adv is not None and ck.get("adversary") is not None:
+            self.adv.head.load_state_dict(ck["adversary"])
+        self.best_score, self.best_epoch = ck["best_score"], ck["best_epoch"]
+        return int(ck["epoch"]) + 1
+
+
+def start_state(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset, info: DistInfo
+                ) -> RunState:
+    """A run's state before its first step: the EMA copy, the weight average and the source
+    adversary as configured, and AdamW over the trainable weights (and the adversary's)."""
+    tc = cfg.train
+    ema = None
+    if tc.ema_decay > 0:
+        ema = deepcopy(net).eval()
+        for p in ema.parameters():
+            p.requires_grad_(False)
+    adv = None
+    if tc.source_adversary > 0:
+        if train_ds.sources is None:
+            raise ConfigError("train.source_adversary needs the training images' sources")
+        adv = AdversaryTraining(net.num_features, train_ds.labels, train_ds.sources,
+                                len(cfg.data.classes), peak=tc.source_adversary,
+                                device=next(net.parameters()).device)
+        if info.main:
+            print("source adversary over " + json.dumps(adv.targets.describe(cfg.data.classes)),
+                  flush=True)
+    opt = adamw([p for p in net.parameters() if p.requires_grad]
+                + ([] if adv is None else list(adv.head.parameters())), tc.lr, tc.weight_decay)
+    dtype = amp_dtype(next(net.parameters()).device, tc.amp)
+    return RunState(net=net, opt=opt, ema=ema, swa=WeightAverage() if tc.swa_from else None,
+                    adv=adv,
+                    scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
+
+
+def prepare_net(cfg: TrainConfig, net: LesionNet, info: DistInfo
+                ) -> tuple[LesionNet, torch.device]:
+    """Freeze the early blocks, add MixStyle when set, move the network to this process's
+    device (channels-last) and say where training runs."""
+    tc = cfg.train
+    freeze_early(net, cfg.model.freeze_fraction)
+    if tc.mixstyle_p > 0:
+        add_mixstyle(net, tc.mixstyle_p, tc.mixstyle_alpha, tc.mixstyle_after)
+    device = train_device(info)
+    net = net.to(device).to(memory_format=torch.channels_last)
+    dtype = amp_dtype(device, tc.amp)
+    if info.main:
+        print(f"training on {device}" + (f" with {dtype} mixed precision" if dtype else ""),
+              flush=True)
+    return net, device
+
+
+def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
+               batch: Sequence[torch.Tensor], *, step: int, total: int,
+               class_w: torch.Tensor | None) -> torch.Tensor:
+    """One training batch's loss: (image, meta, label, sample weight[, index]) on the training
+    device, mixup when set, the class-weighted cross-entropy, plus the source adversary's loss
+    when it is on (it reads the feature maps, so it calls the network's parts itself)."""
+    tc = cfg.train
+    device = next(state.net.parameters()).device
+    x, m, y = (t.to(device, non_blocking=True) for t in batch[:3])
+    sw = batch[3].to(device, dtype=torch.float32, non_blocking=True)
+    lam = 1.0
+    if tc.mixup_alpha > 0:
+        x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
+    dtype = amp_dtype(device, tc.amp)
+    with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        x = x.contiguous(memory_format=torch.channels_last)
+        if state.adv is None:
+            logits = model(x, m)
+        else:  # one process (check_distributed): model is the network itself
+            fmap = state.net.feature_map(x)
+            logits = state.net.head(fmap, m)
+        loss = weighted_ce(logits.float(), y, sw, class_w, tc.label_smoothing)
+        if lam < 1.0:
+            loss = lam * loss + (1 - lam) * weighted_ce(
+                logits.float(), y.flip(0), sw.flip(0), class_w, tc.label_smoothing)
+        if state.adv is not None:
+            loss = loss + state.adv.loss(fmap, y, batch[4], step=step, total=total, lam=lam)
+    return loss
+
+
+def end_epoch(cfg: TrainConfig, state: RunState, val_ds: LesionDataset, out: Path,
+              epoch: int, record: dict[str, Any]) -> None:
+    """Validate the epoch's (EMA) weights, keep them as best.pt when they score best, log the
+    epoch (``record``: its training figures), add them to the weight average, save last.pt."""
+    tc = cfg.train
+    vm = quick_metrics(val_ds.labels,
+                       predict_logits(state.judge, val_ds, tc.eval_batch_size, "validate"),
+                       cfg.data.classes, cfg.malignant_excluded())
+    score = select_score(vm, tc.select_metric, epoch)
+    improved = score > state.best_score
+    if improved:
+        state.best_score, state.best_epoch = score, epoch
+        torch.save({"model": state.judge.state_dict(), "epoch": epoch}, out / "best.pt")
+    record = {"epoch": epoch + 1, **record, **{f"val_{k}": v for k, v in vm.items()},
+              **({} if state.adv is None else state.adv.epoch_record()), "best": improved}
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+    print(json.dumps(record), flush=True)
+    if state.swa is not None and epoch + 1 >= tc.swa_from:
+        state.swa.add(state.judge.state_dict())
+    state.save(out / "last.pt", epoch)
+
+
+def train_model(
     cfg: TrainConfig,
     net: LesionNet,
     train_ds: LesionDataset,
     val_ds: LesionDataset,
     out: Path,
+    *,
     resume: bool,
     info: DistInfo,
 ) -> dict[str, Any]:
@@ -256,21 +417,11 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     tc = cfg.train
     check_distributed(cfg, info)
     torch.manual_seed(cfg.seed)
-    freeze_early(net, cfg.model.freeze_fraction)
-    if tc.mixstyle_p > 0:
-        add_mixstyle(net, tc.mixstyle_p, tc.mixstyle_alpha, tc.mixstyle_after)
-    device = train_device(info)
-    net = net.to(device).to(memory_format=torch.channels_last)
-    dtype = amp_dtype(device, tc.amp)
-    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-    if info.main:
-        print(f"training on {device}" + (f" with {dtype} mixed precision" if dtype else ""),
-              flush=True)
-    labels = train_ds.labels
-    n_classes = len(cfg.data.classes)
+    net, device = prepare_net(cfg, net, info)
     weight = None
     if tc.imbalance == "weighted_loss":
-        weight = class_weights(labels, n_classes, tc.class_weight_power).to(device)
+        weight = class_weights(train_ds.labels, len(cfg.data.classes),
+                               tc.class_weight_power).to(device)
     last_ckpt = out / "last.pt"
     if tc.head_probe_epochs and not (resume and last_ckpt.exists()):
         probe_head(cfg, net, train_ds, weight, out / "head_probe_log.jsonl")
@@ -278,49 +429,22 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
     if info.world > 1:
         model = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
-    ema = deepcopy(net).eval() if tc.ema_decay > 0 else None
-    if ema is not None:
-        for p in ema.parameters():
-            p.requires_grad_(False)
-    swa = WeightAverage() if tc.swa_from else None
-    adv = None
-    if tc.source_adversary > 0:
-        if train_ds.sources is None:
-            raise ConfigError("train.source_adversary needs the training images' sources")
-        adv = AdversaryTraining(net.num_features, labels, train_ds.sources, n_classes,
-                                peak=tc.source_adversary, device=device)
-        if info.main:
-            print("source adversary over " + json.dumps(adv.targets.describe(cfg.data.classes)),
-                  flush=True)
+    state = start_state(cfg, net, train_ds, info)
     sampler = train_sampler(cfg, train_ds, info)
-    opt = adamw([p for p in net.parameters() if p.requires_grad]
-                + ([] if adv is None else list(adv.head.parameters())), tc.lr, tc.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed)
     # with the adversary each batch also carries its images' indices (the same batches)
-    loader = DataLoader(train_ds if adv is None else WithIndex(train_ds),
+    loader = DataLoader(train_ds if state.adv is None else WithIndex(train_ds),
                         batch_size=tc.batch_size, shuffle=sampler is None,
-                        sampler=sampler, num_workers=0, drop_last=True, generator=gen)
-    steps_per_epoch = len(loader)
-    total = steps_per_epoch * tc.epochs
-    warmup = int(tc.warmup_epochs * steps_per_epoch)
-
-    start_epoch, best_score, best_epoch = 0, -1.0, -1
+                        sampler=sampler, num_workers=0, drop_last=True,
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    total = len(loader) * tc.epochs
+    warmup = int(tc.warmup_epochs * len(loader))
+    start_epoch = 0
     if resume and last_ckpt.exists():
-        ck = torch.load(last_ckpt, map_location=device, weights_only=False)
-        net.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
-        if swa is not None and ck.get("swa") is not None:
-            swa = WeightAverage.from_dict(ck["swa"])
-        if adv is not None and ck.get("adversary") is not None:
-            adv.head.load_state_dict(ck["adversary"])
-        start_epoch, best_score, best_epoch = ck["epoch"] + 1, ck["best_score"], ck["best_epoch"]
+        start_epoch = state.restore(last_ckpt, device)
         if info.main:
-            print(f"resuming from epoch {start_epoch} (best so far {best_score:.4f} @ "
-                  f"{best_epoch})")
-    log_path = out / "train_log.jsonl"
-    step = start_epoch * steps_per_epoch
+            print(f"resuming from epoch {start_epoch} (best so far {state.best_score:.4f} @ "
+                  f"{state.best_epoch})")
+    step = start_epoch * len(loader)
     for epoch in range(start_epoch, tc.epochs):
         train_ds.set_epoch(epoch)
         if isinstance(sampler, DistributedSampler):
@@ -329,83 +453,30 @@ def train_model(  # noqa: C901, PLR0912, PLR0915, PLR0917
         t0, seen, loss_sum = time.perf_counter(), 0, 0.0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{tc.epochs}", disable=not info.main,
                    mininterval=10)
-        for x, m, y, sw, *idx in bar:
-            for g in opt.param_groups:
+        for batch in bar:
+            for g in state.opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
-            x, m, y, sw = (x.to(device, non_blocking=True), m.to(device, non_blocking=True),
-                           y.to(device, non_blocking=True),
-                           sw.to(device, dtype=torch.float32, non_blocking=True))
-            lam = 1.0
-            if tc.mixup_alpha > 0:
-                x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
-            with torch.autocast(device.type, dtype=dtype or torch.float32,
-                                enabled=dtype is not None):
-                x = x.contiguous(memory_format=torch.channels_last)
-                if adv is None:
-                    logits = model(x, m)
-                else:  # one process (check_distributed): model is net
-                    fmap = net.feature_map(x)
-                    logits = net.head(fmap, m)
-                loss = weighted_ce(logits.float(), y, sw, weight, tc.label_smoothing)
-                if lam < 1.0:
-                    loss = lam * loss + (1 - lam) * weighted_ce(
-                        logits.float(), y.flip(0), sw.flip(0), weight, tc.label_smoothing)
-                if adv is not None:
-                    loss = loss + adv.loss(fmap, y, idx[0], step=step, total=total, lam=lam)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            if ema is not None:
-                with torch.no_grad():
-                    d = min(tc.ema_decay, (1 + step) / (10 + step))
-                    for pe, pn in zip(ema.state_dict().values(), net.state_dict().values(),
-                                      strict=True):
-                        if pe.dtype.is_floating_point:
-                            pe.mul_(d).add_(pn.detach(), alpha=1 - d)
-                        else:
-                            pe.copy_(pn)
+            loss = batch_loss(cfg, model, state, batch, step=step, total=total, class_w=weight)
+            state.optimise(loss)
+            state.update_ema(tc.ema_decay, step)
             step += 1
-            seen += len(y)
-            loss_sum += float(loss.detach()) * len(y)
-            rate = seen / (time.perf_counter() - t0)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", ips=f"{rate:.0f}", refresh=False)
+            seen += len(batch[2])
+            loss_sum += float(loss.detach()) * len(batch[2])
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}",
+                            ips=f"{seen / (time.perf_counter() - t0):.0f}", refresh=False)
         train_time = time.perf_counter() - t0
-        if not info.main:
-            continue
-        judge = ema if ema is not None else net
-        val_logits = predict_logits(judge, val_ds, tc.eval_batch_size, "validate")
-        vm = quick_metrics(val_ds.labels, val_logits, cfg.data.classes,
-                           cfg.malignant_excluded())
-        score = select_score(vm, tc.select_metric, epoch)
-        improved = score > best_score
-        if improved:
-            best_score, best_epoch = score, epoch
-            torch.save({"model": judge.state_dict(), "epoch": epoch}, out / "best.pt")
-        record = {
-            "epoch": epoch + 1, "train_loss": loss_sum / max(seen, 1),
-            "train_img_per_s": seen * info.world / train_time, "epoch_seconds": train_time,
-            "lr_end": opt.param_groups[0]["lr"], **{f"val_{k}": v for k, v in vm.items()},
-            **({} if adv is None else adv.epoch_record()),
-            "best": improved,
-        }
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps(record), flush=True)
-        if swa is not None and epoch + 1 >= tc.swa_from:
-            swa.add(judge.state_dict())
-        torch.save({"model": net.state_dict(), "optimizer": opt.state_dict(),
-                    "ema": None if ema is None else ema.state_dict(), "epoch": epoch,
-                    "best_score": best_score, "best_epoch": best_epoch,
-                    "swa": None if swa is None else swa.to_dict(),
-                    "adversary": None if adv is None else adv.head.state_dict()}, last_ckpt)
+        if info.main:
+            end_epoch(cfg, state, val_ds, out, epoch,
+                      {"train_loss": loss_sum / max(seen, 1),
+                       "train_img_per_s": seen * info.world / train_time,
+                       "epoch_seconds": train_time, "lr_end": state.opt.param_groups[0]["lr"]})
     # ``last`` has no validation figure: its score is only the epoch number
-    summary = {"best_epoch": best_epoch + 1,
-               "best_val_score": None if tc.select_metric == "last" else best_score,
+    summary = {"best_epoch": state.best_epoch + 1,
+               "best_val_score": None if tc.select_metric == "last" else state.best_score,
                "select_metric": tc.select_metric}
-    if swa is None or not info.main:
+    if state.swa is None or not info.main:
         return summary
-    return keep_weight_average(cfg, ema if ema is not None else net, swa, val_ds, out, summary)
+    return keep_weight_average(cfg, state.judge, state.swa, val_ds, out, summary)
 
 
 def keep_weight_average(cfg: TrainConfig, model: nn.Module, swa: WeightAverage,

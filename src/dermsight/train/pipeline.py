@@ -86,7 +86,8 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",
             torch.manual_seed(cfg.seed)
             net = build_net(cfg, MetaSpec())  # first: a bad backbone fails before images load
             ds = make_datasets(cfg, df, ("train", "val"))
-            summary = train_model(cfg, net, ds["train"], ds["val"], out, resume, info)
+            summary = train_model(cfg, net, ds["train"], ds["val"], out, resume=resume,
+                                  info=info)
             del net, ds  # finalize decodes the images it needs itself: free the training cache
             summary["train_seconds"] = time.perf_counter() - t0
             if info.main:
