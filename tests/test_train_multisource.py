@@ -18,7 +18,7 @@ from dermsight.preprocess import InputSpec, MetaSpec, preprocess, shades_of_gray
 from dermsight.records import Metadata  # noqa: E402
 from dermsight.train.augment import Augment  # noqa: E402
 from dermsight.train.config import ConfigError, DataConfig  # noqa: E402
-from dermsight.train.data import LesionDataset  # noqa: E402
+from dermsight.train.data import LesionDataset, TrainingDraws  # noqa: E402
 from dermsight.train.table import EXTERNAL, assign_split, load_table, row_meta  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -131,7 +131,7 @@ def test_training_feeds_the_serving_geometry_of_the_spec(
         spec = InputSpec(size=72, interpolation=interpolation, crop=crop,
                          color_constancy="shades_of_gray")
         ds = LesionDataset([img], [Metadata()], np.zeros(1, int), spec, MetaSpec(),
-                           augment=neutral, seed=3)
+                           draws=TrainingDraws(neutral, seed=3))
         fed[interpolation] = ds[0][0].numpy()
         served = preprocess(img, spec)
         # equal up to float32 summation order (colour constancy sums a rotated image)

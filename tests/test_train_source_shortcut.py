@@ -24,7 +24,7 @@ from dermsight.train.augment import (  # noqa: E402
     zoom_out_onto_skin,
 )
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
-from dermsight.train.data import LesionDataset  # noqa: E402
+from dermsight.train.data import LesionDataset, TrainingDraws  # noqa: E402
 from dermsight.train.loop import source_balance_weights, weighted_ce  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -160,10 +160,12 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
     spec = InputSpec(size=64)
     neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
     imgs, metas = [a, a.copy(), b], [Metadata()] * 3
-    kw = {"augment": neutral, "seed": 1, "sources": np.array(["ham", "ham", "2020"])}
-    plain = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(), **kw)
-    mixed = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(), style_mix=1.0,
-                          **kw)
+    sources = np.array(["ham", "ham", "2020"])
+    plain = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(),
+                          draws=TrainingDraws(neutral, seed=1), sources=sources)
+    mixing = TrainingDraws(neutral, seed=1, style_mix=1.0)
+    mixed = LesionDataset(imgs, metas, np.zeros(3, int), spec, MetaSpec(), draws=mixing,
+                          sources=sources)
     rng = np.random.default_rng(0)
     for _ in range(10):  # image 0's only other-source donor is image 2
         assert np.array_equal(mixed.donor(0, rng), resize_rgb(b, spec))
@@ -173,7 +175,7 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
                              weights=np.array([0.5, 0.5, 2.0]))
     assert [weighted[i][3] for i in range(3)] == [0.5, 0.5, 2.0]
     alone = LesionDataset(imgs[:2], metas[:2], np.zeros(2, int), spec, MetaSpec(),
-                          style_mix=1.0, **{**kw, "sources": np.array(["ham", "ham"])})
+                          draws=mixing, sources=np.array(["ham", "ham"]))
     assert alone.donor(0, rng) is None  # no other source: the image keeps its look
     assert np.allclose(alone[0][0].numpy(), plain[0][0].numpy())
 
@@ -196,7 +198,8 @@ def test_training_crops_inside_the_served_centre(data_dir: Path) -> None:
     img = decode_image(sorted((data_dir / "images").glob("*.jpg"))[5])[:, 30:]  # not square
     spec = InputSpec(size=64, crop_fraction=0.7)
     neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
-    ds = LesionDataset([img], [Metadata()], np.zeros(1, int), spec, MetaSpec(), augment=neutral)
+    ds = LesionDataset([img], [Metadata()], np.zeros(1, int), spec, MetaSpec(),
+                       draws=TrainingDraws(neutral))
     fed = ds[0][0].numpy()
     served = preprocess(img, spec)
     variants = [np.rot90(served, k, axes=(1, 2)) for k in range(4)]

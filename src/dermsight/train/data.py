@@ -6,6 +6,7 @@ augmentations of ``train.augment`` under the same ``InputSpec``. The tables and 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,19 @@ def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
                          mininterval=5))
 
 
+@dataclass(frozen=True)
+class TrainingDraws:
+    """What a training set changes in each image, drawn anew from (seed, epoch, image): the
+    augmentations, the cross-source style swap (``style_mix``: its probability, ``style_beta``:
+    the largest swapped window) and the metadata dropout. Evaluation sets have none."""
+
+    augment: Augment
+    seed: int = 0
+    meta_dropout: float = 0.0
+    style_mix: float = 0.0
+    style_beta: float = 0.02
+
+
 class LesionDataset(Dataset):
     """Cached RGB images + metadata -> (image tensor, meta vector, label, sample weight).
 
@@ -40,33 +54,27 @@ class LesionDataset(Dataset):
     ``normalize`` (colour constancy, scale, standardise).
     """
 
-    # ruff noqa below: known debt (issue 11): dataset options.
-    def __init__(  # noqa: PLR0913, PLR0917
+    def __init__(
         self,
         images: list[np.ndarray],
         metas: list[Metadata],
         labels: np.ndarray,
         spec: InputSpec,
         meta_spec: MetaSpec,
-        augment: Augment | None = None,
-        meta_dropout: float = 0.0,
-        seed: int = 0,
+        *,
+        draws: TrainingDraws | None = None,
         sources: np.ndarray | None = None,
         weights: np.ndarray | None = None,
-        style_mix: float = 0.0,
-        style_beta: float = 0.02,
     ) -> None:
         self.images, self.metas, self.labels = images, metas, labels
         self.spec, self.meta_spec = spec, meta_spec
-        self.augment, self.meta_dropout = augment, meta_dropout
-        self.seed, self.epoch = seed, 0
+        self.draws, self.epoch = draws, 0
         self.sources = sources
         #: for each source, the indices of the images from every other source (style donors)
         self._donors = {} if sources is None else {
             s: np.flatnonzero(sources != s) for s in np.unique(sources)}
         self.weights = np.ones(len(images), np.float32) if weights is None else \
             np.asarray(weights, np.float32)
-        self.style_mix, self.style_beta = style_mix, style_beta
 
     def __len__(self) -> int:
         return len(self.images)
@@ -86,18 +94,19 @@ class LesionDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, int, float]:
         img, meta = self.images[i], self.metas[i]
-        if self.augment is not None:
-            rng = np.random.default_rng((self.seed, self.epoch, i))
-            aug = self.augment(img, self.spec, rng)
-            if self.style_mix and rng.random() < self.style_mix:
+        d = self.draws
+        if d is not None:
+            rng = np.random.default_rng((d.seed, self.epoch, i))
+            aug = d.augment(img, self.spec, rng)
+            if d.style_mix and rng.random() < d.style_mix:
                 donor = self.donor(i, rng)
                 if donor is not None:
-                    aug = swap_style(aug, donor, rng.uniform(0.2, 1.0) * self.style_beta,
+                    aug = swap_style(aug, donor, rng.uniform(0.2, 1.0) * d.style_beta,
                                      rng.uniform(0.5, 1.0))
             x = normalize(aug, self.spec)
-            if self.meta_dropout and rng.random() < self.meta_dropout:
+            if d.meta_dropout and rng.random() < d.meta_dropout:
                 meta = Metadata()
-            elif self.meta_dropout:
+            elif d.meta_dropout:
                 meta = Metadata(
                     age=None if rng.random() < 0.1 else meta.age,
                     sex=None if rng.random() < 0.1 else meta.sex,

@@ -14,7 +14,7 @@ import torch
 from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
 from dermsight.train.config import Provenance, TrainConfig
-from dermsight.train.data import LesionDataset, load_images
+from dermsight.train.data import LesionDataset, TrainingDraws, load_images
 from dermsight.train.loop import (
     DistInfo,
     check_distributed,
@@ -53,17 +53,17 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         metas = [row_meta(r) for _, r in part.iterrows()]
         labels, sources = part["label"].to_numpy(), part["source"].astype(str).to_numpy()
         train = s == "train"
+        tc = cfg.train
+        draws = TrainingDraws(
+            Augment(dermoscopy=tc.augment == "dermoscopy", randconv=tc.randconv_p,
+                    wide_field=tc.wide_field_p),
+            seed=cfg.seed, meta_dropout=tc.meta_dropout, style_mix=tc.style_mix,
+            style_beta=tc.style_mix_beta)
         out[s] = LesionDataset(
-            images, metas, labels, spec, meta_spec,
-            augment=Augment(dermoscopy=cfg.train.augment == "dermoscopy",
-                            randconv=cfg.train.randconv_p,
-                            wide_field=cfg.train.wide_field_p) if train else None,
-            meta_dropout=cfg.train.meta_dropout if train else 0.0, seed=cfg.seed,
+            images, metas, labels, spec, meta_spec, draws=draws if train else None,
             sources=sources,
-            weights=source_balance_weights(labels, sources, cfg.train.source_balance)
-            if train else None,
-            style_mix=cfg.train.style_mix if train else 0.0,
-            style_beta=cfg.train.style_mix_beta)
+            weights=source_balance_weights(labels, sources, tc.source_balance)
+            if train else None)
     return out
 
 
