@@ -428,3 +428,35 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     assert (out / "best.pt").exists()
     assert (out / "best_epoch.pt").exists()  # rank 0 kept the average, once
     assert json.loads((out / "train_summary.json").read_text())["swa_snapshots"] == 1
+
+
+@pytest.mark.slow  # worker processes take a while to start
+def test_batch_preparing_processes_change_nothing_but_speed(
+        data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """train.num_workers: the same tiny run (augmentations, metadata dropout and the source
+    adversary's per-image targets all on) trained with batches made in-process and by two
+    worker processes ends with bit-identical weights and validation figures."""
+    from dermsight.train import adversary
+    from dermsight.train.loop import DistInfo, train_model
+    from dermsight.train.pipeline import build_net, make_datasets, prepare_data
+
+    monkeypatch.setattr(adversary, "MIN_CELL", 1)  # 24 training images: tiny cells
+    runs = {}
+    for workers in (0, 2):
+        cfg = load_config(REPO / "configs" / "default.yaml",
+                          [*_tiny_overrides(data_dir), "train.source_adversary=0.5",
+                           f"train.num_workers={workers}"])
+        data = make_datasets(cfg, prepare_data(cfg), ("train", "val"))
+        torch.manual_seed(0)
+        out = tmp_path / str(workers)
+        out.mkdir()
+        train_model(cfg, build_net(cfg, MetaSpec()), data["train"], data["val"], out,
+                    resume=False, info=DistInfo())
+        runs[workers] = out
+    a, b = (torch.load(runs[w] / "last.pt", weights_only=False) for w in (0, 2))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert all(torch.equal(a["adversary"][k], b["adversary"][k]) for k in a["adversary"])
+    log = [json.loads((runs[w] / "train_log.jsonl").read_text()) for w in (0, 2)]
+    assert log[0]["val_nll"] == log[1]["val_nll"]
+    with pytest.raises(ConfigError, match="num_workers"):
+        load_config(REPO / "configs" / "default.yaml", ["train.num_workers=-1"])

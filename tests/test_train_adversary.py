@@ -204,3 +204,4 @@ def test_source_adversary_runs_in_the_training_loop_and_stays_out_of_the_network
         load_config(REPO / "configs" / "default.yaml", ["train.source_adversary=-1"])
     with pytest.raises(ConfigError, match="source_adversary is not supported under torchrun"):
         check_distributed(cfg, DistInfo(rank=0, world=2))
+

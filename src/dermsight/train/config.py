@@ -101,6 +101,11 @@ class TrainLoopConfig:
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix image + metadata pairs, lam ~ Beta(alpha, alpha)
     num_threads: int = 2
+    #: processes that prepare the training and validation batches (augmentations, preprocessing):
+    #: 0 = the training process itself (enough on a CPU); a GPU needs several to be kept busy.
+    #: The batches are the same whatever the number (each image's draws come from (seed, epoch,
+    #: image))
+    num_workers: int = 0
     eval_batch_size: int = 64
     #: which epoch's (EMA) weights become best.pt: the best by this validation figure, or
     #: ``last`` (the final epoch's, whatever the figures)
@@ -229,6 +234,8 @@ class TrainConfig:
         if t.source_balance < 0:
             raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
                               f"got {t.source_balance}")
+        if t.num_workers < 0:
+            raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
         if t.epochs < 1 or t.batch_size < 2:
             raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         if t.select_metric not in SELECT_METRICS:

@@ -132,12 +132,25 @@ def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
+def _one_thread(_: int) -> None:
+    torch.set_num_threads(1)  # a batch-preparing process: the cores are shared among them
+
+
+def loader_options(num_workers: int) -> dict[str, Any]:
+    """DataLoader settings for ``train.num_workers`` processes (0: batches made in-process)."""
+    if not num_workers:
+        return {"num_workers": 0}
+    return {"num_workers": num_workers, "worker_init_fn": _one_thread,
+            "pin_memory": torch.cuda.is_available()}
+
+
 @torch.no_grad()
 def predict_logits(net: nn.Module, ds: LesionDataset, batch_size: int,
-                   desc: str = "eval") -> np.ndarray:
+                   desc: str = "eval", *, num_workers: int = 0) -> np.ndarray:
     net.eval()
     device = next(net.parameters()).device
-    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=0)
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False,
+                        **loader_options(num_workers))
     out = []
     for x, m, *_ in tqdm(loader, desc=desc, leave=False, mininterval=5):
         x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
@@ -195,7 +208,8 @@ def probe_head(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset,
     device = next(net.parameters()).device
     opt = adamw([*net.meta.parameters(), *net.classifier.parameters()], tc.head_probe_lr,
                 tc.weight_decay)
-    loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True, num_workers=0,
+    loader = DataLoader(train_ds, batch_size=tc.batch_size, shuffle=True,
+                        **loader_options(tc.num_workers),
                         drop_last=True,
                         generator=torch.Generator().manual_seed(cfg.seed + 10_000))
     total, step = len(loader) * tc.head_probe_epochs, 0
@@ -386,7 +400,8 @@ def end_epoch(cfg: TrainConfig, state: RunState, val_ds: LesionDataset, out: Pat
     epoch (``record``: its training figures), add them to the weight average, save last.pt."""
     tc = cfg.train
     vm = quick_metrics(val_ds.labels,
-                       predict_logits(state.judge, val_ds, tc.eval_batch_size, "validate"),
+                       predict_logits(state.judge, val_ds, tc.eval_batch_size, "validate",
+                                      num_workers=tc.num_workers),
                        cfg.data.classes, cfg.malignant_excluded())
     score = select_score(vm, tc.select_metric, epoch)
     improved = score > state.best_score
@@ -434,7 +449,7 @@ def train_model(
     # with the adversary each batch also carries its images' indices (the same batches)
     loader = DataLoader(train_ds if state.adv is None else WithIndex(train_ds),
                         batch_size=tc.batch_size, shuffle=sampler is None,
-                        sampler=sampler, num_workers=0, drop_last=True,
+                        sampler=sampler, drop_last=True, **loader_options(tc.num_workers),
                         generator=torch.Generator().manual_seed(cfg.seed))
     total = len(loader) * tc.epochs
     warmup = int(tc.warmup_epochs * len(loader))
