@@ -72,6 +72,39 @@ def test_the_onnx_export_carries_the_head() -> None:
     np.testing.assert_allclose(np.exp(logits).sum(1), 1.0, rtol=1e-5)  # log-probabilities
 
 
+def test_the_served_head_stays_finite_where_the_unk_score_is_extreme() -> None:
+    """ONNX Runtime's Sigmoid returns exactly 0 below about -17, so a graph computing
+    log(sigmoid(z)) served -inf for a confident "not UNK" (and for a confident UNK, on the other
+    classes), and finalize's parity check then stopped a finished training. With UNK's raw score
+    set to -40 ... +40, the exported log-probabilities are finite and match torch's."""
+    from dermsight.onnxsession import ort_session
+    from dermsight.train.export import export_onnx
+    from dermsight.train.finalize.scoring import within_parity
+
+    torch.manual_seed(0)
+    net = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                    unspecified_head=True).eval()
+    z = torch.tensor([-40.0, -25.0, -18.0, -10.0, 0.0, 10.0, 18.0, 25.0, 40.0])
+    x = np.zeros((len(z), 3, 64, 64), np.float32)
+    m = np.zeros((len(z), MetaSpec().dim), np.float32)
+    with torch.no_grad():  # every image scores alike; only UNK's bias varies, one image each
+        net.classifier.weight.zero_()
+        net.classifier.bias.copy_(torch.linspace(-1.0, 1.0, 9))
+    served, ref = [], []
+    for zi in z:
+        with torch.no_grad():
+            net.classifier.bias[-1] = zi
+            ref.append(net(torch.from_numpy(x[:1]), torch.from_numpy(m[:1])).numpy())
+        session = ort_session(export_onnx(net, 64), threads=1)
+        served.append(session.run(["logits"], {"image": x[:1], "meta": m[:1]})[0])
+    onnx_logits, torch_logits = np.concatenate(served), np.concatenate(ref)
+    assert np.isfinite(torch_logits).all()
+    assert np.isfinite(onnx_logits).all(), onnx_logits
+    assert within_parity(onnx_logits, torch_logits)
+    assert onnx_logits[0, -1] == pytest.approx(-40.0, abs=1e-3)  # log sigmoid(-40)
+    assert onnx_logits[-1, 0] == pytest.approx(torch_logits[-1, 0], abs=1e-3)
+
+
 def test_the_config_needs_unk_as_the_last_class() -> None:
     cfg = REPO / "configs" / "v2.4.yaml"
     assert load_config(cfg).model.unspecified_head

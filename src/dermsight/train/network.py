@@ -149,8 +149,19 @@ def unspecified_log_probs(raw: torch.Tensor) -> torch.Tensor:
     """``[l_1..l_K, z]`` -> ``[log(1 - u) + log_softmax(l), log u]``, ``u = sigmoid(z)``: log
     P(class) with the last class decided by its own sigmoid (softmax of the result = its exp)."""
     specific, z = raw[:, :-1], raw[:, -1:]
-    return torch.cat([nn.functional.log_softmax(specific, dim=1) + nn.functional.logsigmoid(-z),
-                      nn.functional.logsigmoid(z)], dim=1)
+    return torch.cat([nn.functional.log_softmax(specific, dim=1) + log_sigmoid(-z),
+                      log_sigmoid(z)], dim=1)
+
+
+def log_sigmoid(x: torch.Tensor) -> torch.Tensor:
+    """log(sigmoid(x)), finite for every finite x in the exported graph too. The ONNX exporter
+    writes ``logsigmoid`` as Log(Sigmoid(x)), and ONNX Runtime's Sigmoid returns exactly 0 below
+    about -17 (a fast approximation), so the served log-probability became -inf there; the graph
+    gets min(x, 0) - log(1 + exp(-|x|)) instead. Training keeps torch's own function (same
+    numbers, so a rebuild trains the same network)."""
+    if torch.onnx.is_in_onnx_export():
+        return torch.clamp(x, max=0.0) - torch.log1p(torch.exp(-x.abs()))
+    return nn.functional.logsigmoid(x)
 
 
 class ExportWrapper(nn.Module):
