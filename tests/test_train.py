@@ -460,3 +460,14 @@ def test_batch_preparing_processes_change_nothing_but_speed(
     assert log[0]["val_nll"] == log[1]["val_nll"]
     with pytest.raises(ConfigError, match="num_workers"):
         load_config(REPO / "configs" / "default.yaml", ["train.num_workers=-1"])
+
+
+def test_a_gpu_run_without_batch_processes_is_told_how_to_feed_it() -> None:
+    from dermsight.train.loop import loader_hint
+
+    assert loader_hint(torch.device("cpu"), 0) is None  # on a CPU in-process batches are right
+    assert loader_hint(torch.device("cuda", 0), 8) is None
+    hint = loader_hint(torch.device("cuda", 0), 0)
+    assert hint is not None
+    assert "train.num_workers=" in hint
+    assert int(hint.split("train.num_workers=")[1].split()[0]) >= 1
