@@ -80,7 +80,8 @@ def test_fit_stores_plain_arrays_that_numpy_scores_like_sklearn() -> None:
     train, val = _features(rng, 400, 0.0), _features(rng, 300, 0.0)
     neg = gate_fit.GateFeatures.concat([_features(rng, 150, 3.0), _features(rng, 60, -3.0)])
     cats = ["a"] * 150 + ["clinical_skin_proxy"] * 60
-    cfg, arrays = gate_fit.fit_gate_v2_features(v1, train, val, neg, cats, seed=0)
+    cfg, arrays = gate_fit.fit_gate_v2_features(
+        v1, gate_fit.GateFitSet(train, val, neg, cats), seed=0)
     assert set(arrays) == {"v2_mean", "v2_scale", "v2_w", "v2_b", "v2c_w", "v2c_b"}
     assert all(isinstance(v, np.ndarray) for v in arrays.values())
     # the stored head is the same logistic regression sklearn fits
@@ -111,7 +112,8 @@ def test_leave_one_category_out_reports_every_kind() -> None:
                                         _features(rng, 40, 2.0)])
     cats = ["up"] * 80 + ["down"] * 80 + ["clinical_skin_proxy"] * 40
     groups = [f"pic{i // 4}" for i in range(len(cats))]  # 4 views per picture
-    _, _, ev = gate_fit.measure_gate_v2({"ood_threshold": 9.0}, v1, train, val, neg, cats,
+    _, _, ev = gate_fit.measure_gate_v2({"ood_threshold": 9.0}, v1,
+                                        gate_fit.GateFitSet(train, val, neg, cats),
                                         {"src": _features(rng, 100, 0.0)}, seed=0,
                                         groups=groups)
     held = ev["held_out_false_accept"]

@@ -17,7 +17,7 @@ measures false rejects of dermoscopic TEST images per source.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -125,6 +125,34 @@ def _design(f: GateFeatures, knn: np.ndarray) -> np.ndarray:
     return gate_mod.v2_inputs(f.embedding, knn, f.quality)
 
 
+@dataclass(frozen=True)
+class GateFitSet:
+    """What gate v2 is fitted on: the dermoscopic training and validation images' features (with
+    each image's source, or None: every image weighs the same) and the non-dermoscopic images'
+    features with each one's kind (``categories``)."""
+
+    train: GateFeatures
+    val: GateFeatures
+    negatives: GateFeatures
+    categories: Sequence[str]
+    train_sources: Sequence[str] | None = None
+    val_sources: Sequence[str] | None = None
+
+    def negatives_at(self, idx: np.ndarray) -> GateFitSet:
+        """The same set with only the negatives ``idx`` (a kind or some pictures left out)."""
+        return replace(self, negatives=self.negatives.subset(idx),
+                       categories=np.asarray(self.categories)[idx].tolist())
+
+    def without_source(self, source: str) -> GateFitSet:
+        """The same set without one source's training and validation images."""
+        if self.train_sources is None or self.val_sources is None:
+            raise ValueError("without_source needs the training and validation sources")
+        ts, vs = np.asarray(self.train_sources), np.asarray(self.val_sources)
+        ti, vi = np.flatnonzero(ts != source), np.flatnonzero(vs != source)
+        return replace(self, train=self.train.subset(ti), val=self.val.subset(vi),
+                       train_sources=ts[ti].tolist(), val_sources=vs[vi].tolist())
+
+
 @dataclass
 class _Head:
     w: np.ndarray
@@ -163,14 +191,11 @@ def _fit_head(x_pos: np.ndarray, x_neg: np.ndarray, mean: np.ndarray, scale: np.
     return _Head(clf.coef_[0].astype(np.float64), float(clf.intercept_[0]))
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def fit_gate_v2_features(  # noqa: PLR0913, PLR0917
-    v1_arrays: dict[str, np.ndarray], train: GateFeatures, val: GateFeatures,
-    negatives: GateFeatures, categories: Sequence[str], seed: int = 0,
+def fit_gate_v2_features(
+    v1_arrays: dict[str, np.ndarray], fit: GateFitSet, *, seed: int = 0,
     false_reject: float = FALSE_REJECT, clinical_rate: float = CLINICAL_FLAG_RATE,
-    train_sources: Sequence[str] | None = None, val_sources: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Fit gate v2 from precomputed features; ``categories`` names each negative's kind.
+    """Fit gate v2 from precomputed features (``fit``).
 
     Returns the card's ``gate`` entries for v2 and the arrays to add to ``gate.npz``.
     The blocking head is fitted on every category except the clinical proxy; the clinical head
@@ -179,7 +204,9 @@ def fit_gate_v2_features(  # noqa: PLR0913, PLR0917
     every dermoscopic source weighs the same, in the fit and in the quantiles (so a small source
     is not sacrificed to the largest one).
     """
-    cats = np.asarray(categories)
+    train, val, negatives = fit.train, fit.val, fit.negatives
+    train_sources, val_sources = fit.train_sources, fit.val_sources
+    cats = np.asarray(fit.categories)
     x_tr = _design(train, knn_scores(train.embedding, v1_arrays, exclude_self=True))
     x_val = _design(val, knn_scores(val.embedding, v1_arrays))
     x_neg = _design(negatives, knn_scores(negatives.embedding, v1_arrays))
@@ -231,9 +258,9 @@ def fit_gate_v2(
     bank) must already be fitted. Returns ``(cfg, arrays)`` to merge into the bundle's gate."""
     feats = [gate_features(model, list(s)) for s in
              (dermo_train, dermo_val, [n.image for n in negatives])]
-    return fit_gate_v2_features(model.bundle.gate_arrays, feats[0], feats[1], feats[2],
-                                [n.category for n in negatives], seed=seed,
-                                train_sources=train_sources, val_sources=val_sources)
+    fit = GateFitSet(feats[0], feats[1], feats[2], [n.category for n in negatives],
+                     train_sources=train_sources, val_sources=val_sources)
+    return fit_gate_v2_features(model.bundle.gate_arrays, fit, seed=seed)
 
 
 def decisions(cfg: dict[str, Any], arrays: dict[str, np.ndarray], f: GateFeatures,
@@ -256,14 +283,10 @@ def _rate(mask: np.ndarray) -> dict[str, Any]:
             "rate": float(mask.mean()) if len(mask) else None}
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def measure_gate_v2(  # noqa: PLR0913, PLR0917
-    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], train: GateFeatures,
-    val: GateFeatures, negatives: GateFeatures, categories: Sequence[str],
-    test_by_source: dict[str, GateFeatures], fresh_clinical: GateFeatures | None = None,
-    seed: int = 0, train_sources: Sequence[str] | None = None,
-    val_sources: Sequence[str] | None = None, groups: Sequence[str] | None = None,
-    folds: int = 4,
+def measure_gate_v2(
+    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], fit: GateFitSet,
+    test_by_source: dict[str, GateFeatures], *, fresh_clinical: GateFeatures | None = None,
+    seed: int = 0, groups: Sequence[str] | None = None, folds: int = 4,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Fit gate v2 on everything, then measure it honestly.
 
@@ -276,10 +299,9 @@ def measure_gate_v2(  # noqa: PLR0913, PLR0917
     * the same figures for gate v1 (kNN + quality), for comparison.
     Returns (cfg, arrays, evaluation).
     """
-    cats = np.asarray(categories)
-    cfg, arrays = fit_gate_v2_features(
-        v1_arrays, train, val, negatives, list(categories), seed=seed,
-        train_sources=train_sources, val_sources=val_sources)
+    cats = np.asarray(fit.categories)
+    negatives = fit.negatives
+    cfg, arrays = fit_gate_v2_features(v1_arrays, fit, seed=seed)
     full_cfg, full_arrays = {**v1_cfg, **cfg}, {**v1_arrays, **arrays}
     held_out: dict[str, Any] = {}
     v1_fa: dict[str, Any] = {}
@@ -288,8 +310,7 @@ def measure_gate_v2(  # noqa: PLR0913, PLR0917
         if not np.any(keep & (cats != CLINICAL)):
             continue
         c_cfg, c_arrays = fit_gate_v2_features(
-            v1_arrays, train, val, negatives.subset(np.flatnonzero(keep)), cats[keep].tolist(),
-            seed=seed, train_sources=train_sources, val_sources=val_sources)
+            v1_arrays, fit.negatives_at(np.flatnonzero(keep)), seed=seed)
         part = negatives.subset(np.flatnonzero(cats == c))
         blocked, clin = decisions({**v1_cfg, **c_cfg}, {**v1_arrays, **c_arrays}, part)
         held_out[c] = {"false_accept": _rate(~blocked), "accepted_without_any_flag":
@@ -304,9 +325,7 @@ def measure_gate_v2(  # noqa: PLR0913, PLR0917
         for k in range(folds):
             out = fold_of == k
             k_cfg, k_arrays = fit_gate_v2_features(
-                v1_arrays, train, val, negatives.subset(np.flatnonzero(~out)),
-                cats[~out].tolist(), seed=seed, train_sources=train_sources,
-                val_sources=val_sources)
+                v1_arrays, fit.negatives_at(np.flatnonzero(~out)), seed=seed)
             b_k, c_k = decisions({**v1_cfg, **k_cfg}, {**v1_arrays, **k_arrays},
                                  negatives.subset(np.flatnonzero(out)))
             blocked_cv[out], clin_cv[out] = b_k, c_k

@@ -37,7 +37,7 @@ from dermsight.evaluate.negatives import (
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
-from dermsight.train.gate_fit import GateFeatures, gate_features, measure_gate_v2
+from dermsight.train.gate_fit import GateFeatures, GateFitSet, gate_features, measure_gate_v2
 
 N_TRAIN = 4000  # dermoscopic training images the heads are fitted on (sampled, seeded)
 N_CLINICAL_FIT = 600  # training images turned into zoomed-out clinical proxies to fit on
@@ -205,13 +205,13 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
         val_src += ["isic2020"] * int((part == "val").sum())
         by_source["isic2020 (test patients)"] = i20.subset(np.flatnonzero(part == "test"))
     log("fitting gate v2 and its leave-one-category-out checks")
-    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats,
-                                      by_source, fresh_feats, seed=seed,
-                                      train_sources=train_src, val_sources=val_src,
+    fit = GateFitSet(train_f, val_f, neg_feats, cats, train_sources=train_src,
+                     val_sources=val_src)
+    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source,
+                                      fresh_clinical=fresh_feats, seed=seed,
                                       groups=[n.base for n in negatives])
     ev["unseen_source_false_reject"] = unseen_source_false_rejects(
-        v1_cfg, v1_arrays, train_f, val_f, neg_feats, cats, by_source, train_src, val_src,
-        seed)
+        v1_cfg, v1_arrays, fit, by_source, seed=seed)
     ev["isic2020_split"] = ("isic2020-sample patients: 40 % fit, 20 % validation, 40 % test "
                             f"(seed {seed})") if isic2020 is not None else None
     ev["negatives"] = _negative_counts(negatives)
@@ -235,28 +235,23 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
     return ev
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def unseen_source_false_rejects(  # noqa: PLR0913, PLR0917
-    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], train: GateFeatures,
-    val: GateFeatures, neg: GateFeatures, cats: list[str], test_by_source: dict[str, GateFeatures],
-    train_src: list[str], val_src: list[str], seed: int,
+def unseen_source_false_rejects(
+    v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray], fit: GateFitSet,
+    test_by_source: dict[str, GateFeatures], *, seed: int,
 ) -> dict[str, Any]:
     """For each dermoscopic source but the largest: refit the gate without that source's
     training and validation images and count its test images refused: how the gate treats
     dermoscopic images from a source (camera, clinic, processing) it has never seen."""
     from dermsight.train.gate_fit import decisions, fit_gate_v2_features
 
-    ts, vs = np.asarray(train_src), np.asarray(val_src)
+    train_src = list(fit.train_sources or [])
     largest = max(set(train_src), key=train_src.count)
     out: dict[str, Any] = {}
     for name, f in test_by_source.items():
         s = name.split(" ")[0]
         if s == largest or s not in set(train_src) or len(f.embedding) < 50:
             continue
-        ti, vi = np.flatnonzero(ts != s), np.flatnonzero(vs != s)
-        cfg, arrays = fit_gate_v2_features(
-            v1_arrays, train.subset(ti), val.subset(vi), neg, cats, seed=seed,
-            train_sources=ts[ti].tolist(), val_sources=vs[vi].tolist())
+        cfg, arrays = fit_gate_v2_features(v1_arrays, fit.without_source(s), seed=seed)
         blocked, _ = decisions({**v1_cfg, **cfg}, {**v1_arrays, **arrays}, f)
         out[name] = {"n": int(len(blocked)), "k": int(blocked.sum()),
                      "rate": float(blocked.mean())}
@@ -299,10 +294,11 @@ def fit_for_run(  # noqa: PLR0913, PLR0917
                           + [drawn_clinical(rng) for _ in range(10 if small else 100)])
     src = np.asarray(test[2])
     by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
-    cfg, arrays, ev = measure_gate_v2(
-        v1_cfg, v1_arrays, f_train, f_val, neg, [n.category for n in negatives], by_source,
-        fresh, seed=seed, val_sources=val_sources, groups=[n.base for n in negatives],
-        train_sources=None if train_sources is None else train_sources[:n_fit])
+    fit = GateFitSet(f_train, f_val, neg, [n.category for n in negatives],
+                     train_sources=None if train_sources is None else train_sources[:n_fit],
+                     val_sources=val_sources)
+    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source, fresh_clinical=fresh,
+                                      seed=seed, groups=[n.base for n in negatives])
     ev["negatives"] = _negative_counts(negatives)
     ev["system_negatives"] = system and not small
     ev["small_negative_set"] = small
