@@ -307,3 +307,25 @@ def test_gate_fit_cli_errors_are_one_line(tmp_path: Path,
     assert "refits one-folder bundles only" in err
     assert "Traceback" not in err
     assert (default_bundle_path() / "gate.npz").read_bytes() == before
+
+
+def test_the_fit_set_leaves_out_a_kind_or_a_source_and_nothing_else() -> None:
+    from dermsight.train import gate_fit
+
+    rng = np.random.default_rng(2)
+    train, val, neg = _features(rng, 6, 0.0), _features(rng, 4, 0.0), _features(rng, 5, 3.0)
+    fit = gate_fit.GateFitSet(train, val, neg, ["a", "b", "a", "c", "b"],
+                              train_sources=["x", "y", "x", "x", "y", "z"],
+                              val_sources=["y", "x", "z", "x"])
+    no_b = fit.negatives_at(np.array([0, 2, 3]))
+    assert list(no_b.categories) == ["a", "a", "c"]
+    np.testing.assert_array_equal(no_b.negatives.embedding, neg.embedding[[0, 2, 3]])
+    assert no_b.train is train
+    no_x = fit.without_source("x")
+    assert list(no_x.train_sources or []) == ["y", "y", "z"]
+    assert list(no_x.val_sources or []) == ["y", "z"]
+    np.testing.assert_array_equal(no_x.train.embedding, train.embedding[[1, 4, 5]])
+    np.testing.assert_array_equal(no_x.val.embedding, val.embedding[[0, 2]])
+    assert no_x.negatives is neg
+    with pytest.raises(ValueError, match="sources"):
+        gate_fit.GateFitSet(train, val, neg, ["a"] * 5).without_source("x")
