@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from dermsight.cardschema import default_malignant
 from dermsight.malignancy import malignant_probability
+from dermsight.parallel import default_workers
 from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset, WithIndex
@@ -263,6 +264,9 @@ class RunState:
 
     net: LesionNet
     opt: torch.optim.Optimizer
+    #: where the network trains and its mixed-precision dtype (None: full precision), found once
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    amp: torch.dtype | None = None
     ema: LesionNet | None = None
     swa: WeightAverage | None = None
     adv: AdversaryTraining | None = None
@@ -341,9 +345,10 @@ def start_state(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset, info:
                   flush=True)
     opt = adamw([p for p in net.parameters() if p.requires_grad]
                 + ([] if adv is None else list(adv.head.parameters())), tc.lr, tc.weight_decay)
-    dtype = amp_dtype(next(net.parameters()).device, tc.amp)
-    return RunState(net=net, opt=opt, ema=ema, swa=WeightAverage() if tc.swa_from else None,
-                    adv=adv,
+    device = next(net.parameters()).device
+    dtype = amp_dtype(device, tc.amp)
+    return RunState(net=net, opt=opt, device=device, amp=dtype, ema=ema,
+                    swa=WeightAverage() if tc.swa_from else None, adv=adv,
                     scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
 
 
@@ -371,8 +376,7 @@ def loader_hint(device: torch.device, num_workers: int) -> str | None:
     """A note when a GPU would wait on batches made in the training process."""
     if device.type != "cuda" or num_workers:
         return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    suggest = max(1, min(12, (cores or 2) - 2))
+    suggest = max(1, min(12, default_workers() - 2))
     return (f"note: train.num_workers is 0, so one CPU process prepares every batch and the GPU "
             f"mostly waits; --set train.num_workers={suggest} gives the same batches faster")
 
@@ -384,13 +388,12 @@ def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
     device, mixup when set, the class-weighted cross-entropy, plus the source adversary's loss
     when it is on (it reads the feature maps, so it calls the network's parts itself)."""
     tc = cfg.train
-    device = next(state.net.parameters()).device
+    device, dtype = state.device, state.amp
     x, m, y = (t.to(device, non_blocking=True) for t in batch[:3])
     sw = batch[3].to(device, dtype=torch.float32, non_blocking=True)
     lam = 1.0
     if tc.mixup_alpha > 0:
         x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
-    dtype = amp_dtype(device, tc.amp)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         x = x.contiguous(memory_format=torch.channels_last)
         if state.adv is None:
