@@ -19,6 +19,7 @@ import scipy.fft as sfft
 from PIL import Image, ImageDraw, ImageFilter
 
 from dermsight.preprocess import LUMA, InputSpec, field_of_view, resize_rgb
+from dermsight.train.augment_siim2020 import siim2020_augment
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,10 @@ class Augment:
     JPEG re-compression, gamma, and hairs. With ``randconv > 0``, that share of the images gets
     a random convolution first (``random_convolution``); with ``wide_field > 0``, that share is
     shown smaller in a field of skin (``zoom_out_onto_skin``). At 0 no random number is drawn
-    for either, so every other augmentation stays the same draw.
+    for either, so every other augmentation stays the same draw. With ``siim2020=True`` the
+    colour jitter is replaced by the 1st-place SIIM-ISIC 2020 augmentations
+    (``augment_siim2020``: brightness, contrast, blur or noise, optical / grid / elastic
+    distortion, CLAHE, hue-saturation-value, shift-scale-rotate and one square hole).
     """
 
     #: area fraction of the crop (of the serving field of view) and its relative aspect ratio
@@ -44,10 +48,13 @@ class Augment:
     randconv: float = 0.0
     #: probability of showing the image smaller in a field of skin (``zoom_out_onto_skin``)
     wide_field: float = 0.0
+    #: the 1st-place SIIM-ISIC 2020 augmentations instead of ``colour``
+    siim2020: bool = False
 
     def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
-        out = self.colour(self.geometry(img, spec, rng), rng)
+        out = self.geometry(img, spec, rng)
+        out = siim2020_augment(out, rng) if self.siim2020 else self.colour(out, rng)
         if self.randconv and rng.random() < self.randconv:
             out = random_convolution(out, rng)
         if self.wide_field and rng.random() < self.wide_field:

@@ -4,6 +4,7 @@ overrides from the command line."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,6 +144,9 @@ class TrainLoopConfig:
     #: > 0: this share of the training images is shown smaller in a field of skin
     #: (``dermsight.train.augment.zoom_out_onto_skin``)
     wide_field_p: float = 0.0
+    #: the 1st-place SIIM-ISIC 2020 augmentations (``dermsight.train.augment_siim2020``) in
+    #: place of the colour jitter, after the same crop and flips; with either ``augment``
+    siim2020_augment: bool = False
     #: > 0: a class-conditional source adversary (``dermsight.train.adversary``) whose reversed
     #: gradient, ramped from 0 to this weight over the run, pushes the backbone towards features
     #: that do not tell the sources apart within a diagnosis; training only
@@ -259,6 +263,12 @@ class TrainConfig:
         if t.source_adversary < 0:
             raise ConfigError(f"train.source_adversary must be >= 0 (0: off), got "
                               f"{t.source_adversary}")
+        if not isinstance(t.siim2020_augment, bool):
+            raise ConfigError(f"train.siim2020_augment must be true or false, got "
+                              f"{t.siim2020_augment!r}")
+        if t.siim2020_augment and importlib.util.find_spec("albumentations") is None:
+            raise ConfigError("train.siim2020_augment needs albumentations (the [train] extra: "
+                              "pip install -e '.[train]')")
         if t.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
 
