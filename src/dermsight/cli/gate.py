@@ -43,11 +43,11 @@ def fit(
     except ImportError as exc:
         raise UserError("gate fitting needs the [train] extra: pip install 'dermsight[train]'"
                         ) from exc
-    from dermsight.train.gate_refit import refit_bundle
+    from dermsight.train.gate_refit import RefitData, refit_bundle
 
     require_labelled_data(data, split)
     try:
-        ev = refit_bundle(bundle, data, split, out or bundle, cache, isic2020=isic2020,
+        ev = refit_bundle(bundle, RefitData(data, split, cache, isic2020), out or bundle,
                           system_negatives=system_negatives, seed=seed, log=typer.echo)
     except ValueError as exc:
         raise UserError(str(exc)) from exc

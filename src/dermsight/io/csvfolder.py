@@ -104,8 +104,7 @@ def _first(lower: dict[str, str], names: Sequence[str]) -> str | None:
     return None
 
 
-# ruff noqa below: known debt (issue 11): one branch per CSV layout.
-def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:  # noqa: C901, PLR0912, PLR0915
+def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:
     """Recognise a CSV layout from its header; raises ``ReaderError`` naming what is missing."""
     cols = tuple(c.strip().lstrip("\ufeff") for c in columns)
     if not any(cols):
@@ -117,68 +116,17 @@ def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:  # noqa
     path_col = _first(lower, PATH_COLS)
     found = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
     if id_col is None and path_col is None:
-        hint = ""
-        if "dx" in lower:
-            hint = " (a HAM10000 metadata CSV needs image_id)"
-        elif "mel" in lower:
-            hint = " (an ISIC 2019 ground-truth CSV needs image)"
-        elif "target" in lower:
-            hint = " (a SIIM-ISIC 2020 CSV needs image_name)"
         raise ReaderError(
-            f"{where} is missing required columns: no column names the images{hint}; "
-            f"expected one of {', '.join((*ID_COLS, 'path'))} (found: {found})"
+            f"{where} is missing required columns: no column names the images"
+            f"{_image_column_hint(lower)}; expected one of {', '.join((*ID_COLS, 'path'))} "
+            f"(found: {found})"
         )
-
     label_col = _first(lower, LABEL_COLS)
-    onehot: tuple[tuple[str, str], ...] = ()
-    if "mel" in lower and "nv" in lower and label_col is None:
-        ak = lower.get("ak") or lower.get("akiec")
-        missing = [c for c in ONEHOT_CORE if c.lower() not in lower]
-        if ak is None:
-            missing.append("AK")
-        if missing or ak is None:
-            raise ReaderError(
-                f"{where} looks like ISIC 2019 ground truth but is missing required class "
-                f"columns: {', '.join(missing)} (found: {found})"
-            )
-        pairs: list[tuple[str, str]] = [(lower[c.lower()], c) for c in ONEHOT_CORE]
-        pairs.append((ak, "AK"))
-        pairs += [(lower[c], c.upper()) for c in ("scc", "unk") if c in lower]
-        onehot = tuple(pairs)
-    isic2017: tuple[str, str] | None = None
-    if ("melanoma" in lower or "seborrheic_keratosis" in lower) and label_col is None:
-        missing = [c for c in ("melanoma", "seborrheic_keratosis") if c not in lower]
-        if missing:
-            raise ReaderError(
-                f"{where} looks like ISIC 2017 ground truth but is missing required column "
-                f"{', '.join(missing)} (found: {found})"
-            )
-        isic2017 = (lower["melanoma"], lower["seborrheic_keratosis"])
+    onehot = _isic2019_class_columns(lower, where, found) if label_col is None else ()
+    isic2017 = _isic2017_columns(lower, where, found) if label_col is None else None
     target_col = lower.get("target")
-
-    site_col = _first(lower, SITE_COLS)
-    age_col = _first(lower, AGE_COLS)
-    if "dx" in lower:
-        name, source = "ham10000", "ham10000"
-    elif onehot:
-        name = "isic2018" if "akiec" in lower else "isic2019"
-        source = name
-    elif isic2017:
-        name, source = "isic2017", "isic2017"
-    elif "image_name" in lower and (
-        "anatom_site_general_challenge" in lower or target_col or "benign_malignant" in lower
-    ):
-        name, source = "siim2020", "isic2020"
-    elif path_col is not None and (id_col is None or "path" in lower):
-        name, source = "manifest", None
-    elif "anatom_site_general" in lower and label_col is None and not target_col:
-        name, source = "isic2019-meta", "isic2019"
-    elif "age_approximate" in lower and label_col is None and not target_col:
-        name, source = "isic2017-meta", "isic2017"
-    elif id_col == lower.get("image_id") and "diagnosis" in lower:
-        name, source = "dermsight", None
-    else:
-        name, source = "generic", None
+    name, source = _layout_name(lower, onehot=onehot, isic2017=isic2017, id_col=id_col,
+                                path_col=path_col, label_col=label_col, target_col=target_col)
     return Layout(
         name=name,
         columns=cols,
@@ -188,13 +136,83 @@ def detect_layout(columns: Sequence[str], where: str = "CSV") -> Layout:  # noqa
         onehot=onehot,
         isic2017=isic2017,
         target_col=target_col,
-        age_col=age_col,
+        age_col=_first(lower, AGE_COLS),
         sex_col=_first(lower, SEX_COLS),
-        site_col=site_col,
+        site_col=_first(lower, SITE_COLS),
         group_cols=tuple(lower[c] for c in GROUP_COLS if c in lower),
         source_col=lower.get("source"),
         default_source=source,
     )
+
+
+def _image_column_hint(lower: dict[str, str]) -> str:
+    """Which known CSV the header looks like, for the error naming its missing image column."""
+    if "dx" in lower:
+        return " (a HAM10000 metadata CSV needs image_id)"
+    if "mel" in lower:
+        return " (an ISIC 2019 ground-truth CSV needs image)"
+    if "target" in lower:
+        return " (a SIIM-ISIC 2020 CSV needs image_name)"
+    return ""
+
+
+def _isic2019_class_columns(lower: dict[str, str], where: str, found: str
+                            ) -> tuple[tuple[str, str], ...]:
+    """(column, class) pairs of an ISIC 2018/2019 one-hot ground truth (MEL and NV columns,
+    no diagnosis column); empty for any other header."""
+    if "mel" not in lower or "nv" not in lower:
+        return ()
+    ak = lower.get("ak") or lower.get("akiec")
+    missing = [c for c in ONEHOT_CORE if c.lower() not in lower]
+    if ak is None:
+        missing.append("AK")
+    if missing or ak is None:
+        raise ReaderError(
+            f"{where} looks like ISIC 2019 ground truth but is missing required class "
+            f"columns: {', '.join(missing)} (found: {found})"
+        )
+    pairs: list[tuple[str, str]] = [(lower[c.lower()], c) for c in ONEHOT_CORE]
+    pairs.append((ak, "AK"))
+    pairs += [(lower[c], c.upper()) for c in ("scc", "unk") if c in lower]
+    return tuple(pairs)
+
+
+def _isic2017_columns(lower: dict[str, str], where: str, found: str) -> tuple[str, str] | None:
+    """The (melanoma, seborrheic_keratosis) columns of an ISIC 2017 ground truth (no diagnosis
+    column); None for any other header."""
+    if "melanoma" not in lower and "seborrheic_keratosis" not in lower:
+        return None
+    missing = [c for c in ("melanoma", "seborrheic_keratosis") if c not in lower]
+    if missing:
+        raise ReaderError(
+            f"{where} looks like ISIC 2017 ground truth but is missing required column "
+            f"{', '.join(missing)} (found: {found})"
+        )
+    return lower["melanoma"], lower["seborrheic_keratosis"]
+
+
+def _layout_name(
+    lower: dict[str, str], *, onehot: tuple[tuple[str, str], ...],
+    isic2017: tuple[str, str] | None, id_col: str | None, path_col: str | None,
+    label_col: str | None, target_col: str | None,
+) -> tuple[str, str | None]:
+    """The layout's name and the source its rows come from (None: not known from the header),
+    by the first rule that matches."""
+    unlabelled = label_col is None and not target_col
+    isic2018_or_2019 = "isic2018" if "akiec" in lower else "isic2019"
+    rules: tuple[tuple[bool, str, str | None], ...] = (
+        ("dx" in lower, "ham10000", "ham10000"),
+        (bool(onehot), isic2018_or_2019, isic2018_or_2019),
+        (isic2017 is not None, "isic2017", "isic2017"),
+        ("image_name" in lower and ("anatom_site_general_challenge" in lower
+                                    or bool(target_col) or "benign_malignant" in lower),
+         "siim2020", "isic2020"),
+        (path_col is not None and (id_col is None or "path" in lower), "manifest", None),
+        ("anatom_site_general" in lower and unlabelled, "isic2019-meta", "isic2019"),
+        ("age_approximate" in lower and unlabelled, "isic2017-meta", "isic2017"),
+        (id_col == lower.get("image_id") and "diagnosis" in lower, "dermsight", None),
+    )
+    return next(((name, source) for hit, name, source in rules if hit), ("generic", None))
 
 
 # --- parsing one row ---------------------------------------------------------------------------
@@ -220,49 +238,61 @@ def _cell(row: dict[str, str | None], col: str | None) -> str:
     return "" if value is None else str(value).strip()
 
 
-# ruff noqa below: known debt (issue 11): one branch per label layout.
-def _label(row: dict[str, str | None], layout: Layout, problems: list[str]) -> str | None:  # noqa: C901, PLR0912
-    label: str | None = None
+def _label(row: dict[str, str | None], layout: Layout, problems: list[str]) -> str | None:
     try:
-        if layout.label_col:
-            raw = _cell(row, layout.label_col)
-            label = taxonomy.normalize_diagnosis(raw) if raw else None
-        elif layout.onehot:
-            values = {code: _cell(row, col) for col, code in layout.onehot}
-            try:
-                label = taxonomy.from_isic2019_row({k: v or "0" for k, v in values.items()})
-            except ValueError as exc:
-                if isinstance(exc, taxonomy.TaxonomyError):
-                    raise
-                raise taxonomy.TaxonomyError(
-                    f"ISIC 2019 class columns must be numbers, got {values}"
-                ) from exc
-        elif layout.isic2017:
-            mel, sk = (_cell(row, c) for c in layout.isic2017)
-            try:
-                label = taxonomy.from_isic2017(mel or "0", sk or "0")
-            except ValueError as exc:
-                raise taxonomy.TaxonomyError(
-                    f"ISIC 2017 melanoma/seborrheic_keratosis must be numbers, got {mel!r}, {sk!r}"
-                ) from exc
+        label = _diagnosis(row, layout)
     except taxonomy.TaxonomyError as exc:
         problems.append(str(exc))
         return None
-    if layout.target_col:
-        raw_t = _cell(row, layout.target_col)
-        if raw_t:
-            try:
-                target = int(float(raw_t))
-                if target not in (0, 1):
-                    raise ValueError
-            except ValueError:
-                problems.append(f"target {raw_t!r} is not 0 or 1")
-                return label
-            if label is None and not layout.label_col and not layout.onehot:
-                # Only a binary target: melanoma is known, "benign" is not a class.
-                label = "MEL" if target == 1 else None
-            elif label is not None and (label == "MEL") != (target == 1):
-                problems.append(f"diagnosis {label} disagrees with target {target}")
+    return _checked_against_target(row, layout, label, problems)
+
+
+def _diagnosis(row: dict[str, str | None], layout: Layout) -> str | None:
+    """The row's class from its diagnosis column, ISIC 2019 one-hot columns or ISIC 2017
+    columns; ``TaxonomyError`` for a value that names none."""
+    if layout.label_col:
+        raw = _cell(row, layout.label_col)
+        return taxonomy.normalize_diagnosis(raw) if raw else None
+    if layout.onehot:
+        values = {code: _cell(row, col) for col, code in layout.onehot}
+        try:
+            return taxonomy.from_isic2019_row({k: v or "0" for k, v in values.items()})
+        except ValueError as exc:
+            if isinstance(exc, taxonomy.TaxonomyError):
+                raise
+            raise taxonomy.TaxonomyError(
+                f"ISIC 2019 class columns must be numbers, got {values}"
+            ) from exc
+    if layout.isic2017:
+        mel, sk = (_cell(row, c) for c in layout.isic2017)
+        try:
+            return taxonomy.from_isic2017(mel or "0", sk or "0")
+        except ValueError as exc:
+            raise taxonomy.TaxonomyError(
+                f"ISIC 2017 melanoma/seborrheic_keratosis must be numbers, got {mel!r}, {sk!r}"
+            ) from exc
+    return None
+
+
+def _checked_against_target(row: dict[str, str | None], layout: Layout, label: str | None,
+                            problems: list[str]) -> str | None:
+    """The label with a SIIM-ISIC ``target`` (0/1 melanoma) column taken into account: MEL from
+    the target alone when nothing else names the class; a disagreement goes to ``problems``."""
+    raw_t = _cell(row, layout.target_col) if layout.target_col else ""
+    if not raw_t:
+        return label
+    try:
+        target = int(float(raw_t))
+        if target not in (0, 1):
+            raise ValueError
+    except ValueError:
+        problems.append(f"target {raw_t!r} is not 0 or 1")
+        return label
+    if label is None and not layout.label_col and not layout.onehot:
+        # Only a binary target: melanoma is known, "benign" is not a class.
+        return "MEL" if target == 1 else None
+    if label is not None and (label == "MEL") != (target == 1):
+        problems.append(f"diagnosis {label} disagrees with target {target}")
     return label
 
 

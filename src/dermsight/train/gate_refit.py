@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -133,15 +133,74 @@ def _dermo_features(model: Dermsight, dset: DermoSet) -> GateFeatures:
     return gate_features(model, _images(dset.paths), dset.metas)
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
-    bundle: Path, data: Path, split_csv: Path, out: Path, cache: Path,
-    isic2020: Path | None = None, system_negatives: bool = True, seed: int = 0,
-    log: Callable[[str], None] = print,
+@dataclass(frozen=True)
+class RefitData:
+    """Where gate v2's dermoscopic images come from: the labelled folder and the bundle's split
+    over it, optionally the ISIC 2020 sample (a source the model never saw), and the folder that
+    caches their features."""
+
+    data: Path
+    split_csv: Path
+    cache: Path
+    isic2020: Path | None = None
+
+    def command(self, system_negatives: bool, seed: int) -> str:
+        """The ``dermsight gate fit`` command line that refits with these inputs."""
+        return (f"dermsight gate fit BUNDLE --data {_shown(self.data)} "
+                f"--split {_shown(self.split_csv)}"
+                + (f" --isic2020 {_shown(self.isic2020)}" if self.isic2020 else "")
+                + ("" if system_negatives else " --no-system-negatives")
+                + f" --seed {seed}")
+
+
+def refit_bundle(
+    bundle: Path, source: RefitData, out: Path, *, system_negatives: bool = True,
+    seed: int = 0, log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Fit gate v2 for ``bundle`` and write the bundle, with the new ``gate.npz`` and the card's
     ``gate`` section (fit description + measured figures) and ``natural_frequencies``, to
     ``out`` (may be ``bundle`` itself). Returns the evaluation."""
+    model = _refittable(bundle)
+    v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
+    v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
+    sets = load_sets(source.data, source.split_csv, source.isic2020, seed)
+    mkey = model.card.onnx_sha256
+    feats: dict[str, GateFeatures] = {}
+    for name, dset in sets.items():
+        if name == "clinical_fit":
+            continue
+        log(f"features: {name} ({len(dset.paths)} images)")
+        feats[name] = _cached(source.cache, name, mkey + "\n".join(dset.ids),
+                              partial(_dermo_features, model, dset))
+
+    log("features: non-dermoscopic images")
+    negatives = build_negatives(seed=seed, system=system_negatives,
+                                dermo_for_clinical=_images(sets["clinical_fit"].paths))
+    neg_key = mkey + "\n".join(f"{n.category}|{n.name}" for n in negatives)
+    neg_feats = _cached(source.cache, "negatives", neg_key,
+                        lambda: gate_features(model, [n.image for n in negatives]))
+    fresh_feats = _fresh_clinical(model, sets["test"], source.cache, seed)
+    fit, by_source = _refit_set(sets, feats, neg_feats, [n.category for n in negatives],
+                                source.isic2020, seed)
+    log("fitting gate v2 and its leave-one-category-out checks")
+    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source,
+                                      fresh_clinical=fresh_feats, seed=seed,
+                                      groups=[n.base for n in negatives])
+    ev["unseen_source_false_reject"] = unseen_source_false_rejects(
+        v1_cfg, v1_arrays, fit, by_source, seed=seed)
+    ev["isic2020_split"] = ("isic2020-sample patients: 40 % fit, 20 % validation, 40 % test "
+                            f"(seed {seed})") if source.isic2020 is not None else None
+    ev["negatives"] = _negative_counts(negatives)
+    ev["system_negatives"] = system_negatives
+    ev["seed"] = seed
+    ev["command"] = source.command(system_negatives, seed)
+    _write(bundle, out, cfg, arrays, ev, _val_frequencies(model, sets["val"], feats["val"]))
+    return ev
+
+
+def _refittable(bundle: Path) -> Dermsight:
+    """The bundle, loaded, once it is known that ``gate fit`` can refit it (``ValueError``
+    saying why not otherwise)."""
     model = Dermsight.load(bundle)
     roots = model.card.extra.get("training", {}).get("config", {}).get("data", {}).get("root")
     if isinstance(roots, list) and len(roots) > 1:
@@ -152,38 +211,33 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
             "gate's fit). Its gate was fitted by training's finalize step; retrain to refit it")
     if "bank" not in model.bundle.gate_arrays or "ood_threshold" not in model.card.gate:
         raise ValueError(f"{bundle} has no fitted gate v1 (kNN bank) to build gate v2 on")
-    v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
-    v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
-    sets = load_sets(data, split_csv, isic2020, seed)
-    mkey = model.card.onnx_sha256
-    feats: dict[str, GateFeatures] = {}
-    for name, dset in sets.items():
-        if name == "clinical_fit":
-            continue
-        log(f"features: {name} ({len(dset.paths)} images)")
-        feats[name] = _cached(cache, name, mkey + "\n".join(dset.ids),
-                              partial(_dermo_features, model, dset))
+    return model
 
-    log("features: non-dermoscopic images")
-    negatives = build_negatives(seed=seed, system=system_negatives,
-                                dermo_for_clinical=_images(sets["clinical_fit"].paths))
-    neg_key = mkey + "\n".join(f"{n.category}|{n.name}" for n in negatives)
-    neg_feats = _cached(cache, "negatives", neg_key,
-                        lambda: gate_features(model, [n.image for n in negatives]))
-    cats = [n.category for n in negatives]
+
+def _fresh_clinical(model: Dermsight, test: DermoSet, cache: Path, seed: int) -> GateFeatures:
+    """Fresh clinical-photo proxies to measure the clinical flag on: N_CLINICAL_EVAL test images
+    zoomed out, and 100 drawn ones."""
+    from dermsight.evaluate.negatives import zoomed_out
 
     rng = np.random.default_rng(seed + 1)
-    test = sets["test"]
     pick = np.sort(rng.choice(len(test.paths), N_CLINICAL_EVAL, replace=False))
-    from dermsight.evaluate.negatives import zoomed_out
 
     def fresh() -> GateFeatures:
         imgs = [zoomed_out(im, rng) for im in _images([test.paths[i] for i in pick])]
         imgs += [drawn_clinical(rng) for _ in range(100)]
         return gate_features(model, imgs)
 
-    fresh_feats = _cached(cache, "clinical_eval", mkey + f"{seed}", fresh)
+    return _cached(cache, "clinical_eval", model.card.onnx_sha256 + f"{seed}", fresh)
 
+
+def _refit_set(
+    sets: dict[str, DermoSet], feats: dict[str, GateFeatures], neg_feats: GateFeatures,
+    categories: list[str], isic2020: Path | None, seed: int,
+) -> tuple[GateFitSet, dict[str, GateFeatures]]:
+    """What gate v2 is fitted on (the training and validation features, with the ISIC 2020
+    sample's fit and validation patients when given) and the test features per source it is
+    measured on."""
+    test = sets["test"]
     by_source: dict[str, GateFeatures] = {}
     src = np.asarray(test.sources)
     for name in sorted(set(test.sources)):
@@ -204,35 +258,17 @@ def refit_bundle(  # noqa: PLR0913, PLR0915, PLR0917
         train_src += ["isic2020"] * int((part == "fit").sum())
         val_src += ["isic2020"] * int((part == "val").sum())
         by_source["isic2020 (test patients)"] = i20.subset(np.flatnonzero(part == "test"))
-    log("fitting gate v2 and its leave-one-category-out checks")
-    fit = GateFitSet(train_f, val_f, neg_feats, cats, train_sources=train_src,
+    fit = GateFitSet(train_f, val_f, neg_feats, categories, train_sources=train_src,
                      val_sources=val_src)
-    cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source,
-                                      fresh_clinical=fresh_feats, seed=seed,
-                                      groups=[n.base for n in negatives])
-    ev["unseen_source_false_reject"] = unseen_source_false_rejects(
-        v1_cfg, v1_arrays, fit, by_source, seed=seed)
-    ev["isic2020_split"] = ("isic2020-sample patients: 40 % fit, 20 % validation, 40 % test "
-                            f"(seed {seed})") if isic2020 is not None else None
-    ev["negatives"] = _negative_counts(negatives)
-    ev["system_negatives"] = system_negatives
-    ev["seed"] = seed
-    ev["command"] = (f"dermsight gate fit BUNDLE --data {_shown(data)} --split {_shown(split_csv)}"
-                     + (f" --isic2020 {_shown(isic2020)}" if isic2020 else "")
-                     + ("" if system_negatives else " --no-system-negatives")
-                     + f" --seed {seed}")
+    return fit, by_source
 
-    # natural frequencies per risk tier on the VALIDATION split
-    val = sets["val"]
-    logits = feats["val"].logits
-    assert logits is not None
-    probs = model.probabilities(logits)
-    p_mal = model.malignant(probs)
-    freq = natural_frequencies(p_mal, np.isin(val.labels, model.card.malignant),
+
+def _val_frequencies(model: Dermsight, val: DermoSet, feats: GateFeatures) -> dict[str, Any]:
+    """Natural frequencies per risk tier on the VALIDATION split."""
+    assert feats.logits is not None
+    probs = model.probabilities(feats.logits)
+    return natural_frequencies(model.malignant(probs), np.isin(val.labels, model.card.malignant),
                                model.card.thresholds, val.sources)
-
-    _write(bundle, out, cfg, arrays, ev, freq)
-    return ev
 
 
 def unseen_source_false_rejects(
@@ -258,45 +294,56 @@ def unseen_source_false_rejects(
     return out
 
 
-# ruff noqa below: known debt (issue 11): gate options.
-def fit_for_run(  # noqa: PLR0913, PLR0917
+class ScoredImages(Protocol):
+    """Decoded images with the serving path's pooled features and each image's source, as
+    finalize holds a split (``train.finalize.scoring.Part``)."""
+
+    @property
+    def images(self) -> list[np.ndarray]: ...
+
+    @property
+    def embedding(self) -> np.ndarray: ...
+
+    @property
+    def sources(self) -> list[str]: ...
+
+
+def fit_for_run(
     model: Dermsight, v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray],
-    train: tuple[list[np.ndarray], np.ndarray], val: tuple[list[np.ndarray], np.ndarray],
-    test: tuple[list[np.ndarray], np.ndarray, list[str]], seed: int, system: bool = True,
-    train_sources: list[str] | None = None, val_sources: list[str] | None = None,
+    train: ScoredImages, val: ScoredImages, test: ScoredImages, *, seed: int,
+    system: bool = True,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-    """Gate v2 inside finalize (``train/finalize/gating.py``): (images, embeddings) of the
-    training sample and of validation, (images, embeddings, sources) of test. The last
-    N_CLINICAL_FIT training images become zoomed-out clinical proxies, the rest are the
-    dermoscopic side of the fit."""
+    """Gate v2 inside finalize (``train/finalize/gating.py``) on the training sample, validation
+    and test. The last N_CLINICAL_FIT training images become zoomed-out clinical proxies, the
+    rest are the dermoscopic side of the fit."""
     from dermsight.train.gate_fit import features_from
 
     # a tiny run (tests, smoke runs: under 1,000 training images) gets a small negative set
-    small = len(train[0]) < 1000
-    n_fit = max(len(train[0]) - N_CLINICAL_FIT, len(train[0]) // 2)
-    f_train = features_from(train[0][:n_fit], train[1][:n_fit], v1_cfg)
-    f_val = features_from(val[0], val[1], v1_cfg)
-    f_test = features_from(test[0], test[1], v1_cfg)
+    small = len(train.images) < 1000
+    n_fit = max(len(train.images) - N_CLINICAL_FIT, len(train.images) // 2)
+    f_train = features_from(train.images[:n_fit], train.embedding[:n_fit], v1_cfg)
+    f_val = features_from(val.images, val.embedding, v1_cfg)
+    f_test = features_from(test.images, test.embedding, v1_cfg)
     if system and not small and (missing := system_pictures_missing()):
         print(f"warning: {' '.join(missing)} not installed: the gate is fitted on fewer "
               "non-dermoscopic pictures than the shipped model's was, so this run will not "
               f"rebuild its gate (install {' '.join(SYSTEM_PACKAGES)}; make train does)",
               file=sys.stderr, flush=True)
     negatives = build_negatives(seed=seed, system=system and not small,
-                                dermo_for_clinical=train[0][n_fit:],
+                                dermo_for_clinical=train.images[n_fit:],
                                 **({"n_generated": 4, "views": 2} if small else {}))
     neg = gate_features(model, [n.image for n in negatives])
     rng = np.random.default_rng(seed + 1)
-    pick = np.sort(rng.choice(len(test[0]), min(N_CLINICAL_EVAL, len(test[0])), replace=False))
+    pick = np.sort(rng.choice(len(test.images), min(N_CLINICAL_EVAL, len(test.images)),
+                              replace=False))
     from dermsight.evaluate.negatives import zoomed_out
 
-    fresh = gate_features(model, [zoomed_out(test[0][i], rng) for i in pick]
+    fresh = gate_features(model, [zoomed_out(test.images[i], rng) for i in pick]
                           + [drawn_clinical(rng) for _ in range(10 if small else 100)])
-    src = np.asarray(test[2])
-    by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test[2]))}
+    src = np.asarray(test.sources)
+    by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test.sources))}
     fit = GateFitSet(f_train, f_val, neg, [n.category for n in negatives],
-                     train_sources=None if train_sources is None else train_sources[:n_fit],
-                     val_sources=val_sources)
+                     train_sources=train.sources[:n_fit], val_sources=val.sources)
     cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source, fresh_clinical=fresh,
                                       seed=seed, groups=[n.base for n in negatives])
     ev["negatives"] = _negative_counts(negatives)
@@ -337,4 +384,4 @@ def _write(bundle: Path, out: Path, cfg: dict[str, Any], arrays: dict[str, np.nd
     bundle_mod.write_manifest(out)
 
 
-__all__ = ["CLINICAL", "refit_bundle"]
+__all__ = ["CLINICAL", "RefitData", "refit_bundle"]

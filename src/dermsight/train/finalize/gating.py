@@ -36,12 +36,8 @@ def fit_gate(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part]
     # validation; measured on held-out kinds of images and on test images per source
     from dermsight.train.gate_refit import fit_for_run
 
-    v2_cfg, v2_arrays, v2_eval = fit_for_run(
-        model, gate_cfg, arrays,
-        (parts["train"].images, parts["train"].embedding),
-        (parts["val"].images, parts["val"].embedding),
-        (test.images, test.embedding, test.sources),
-        seed=cfg.seed, train_sources=parts["train"].sources, val_sources=parts["val"].sources)
+    v2_cfg, v2_arrays, v2_eval = fit_for_run(model, gate_cfg, arrays, parts["train"],
+                                             parts["val"], test, seed=cfg.seed)
     gate_cfg["v1_evaluation"] = gate_cfg.pop("evaluation")
     gate_cfg.update(v2_cfg)
     gate_cfg["v2_evaluation"] = v2_eval
