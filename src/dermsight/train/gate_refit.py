@@ -341,7 +341,7 @@ def fit_for_run(
     fresh = gate_features(model, [zoomed_out(test.images[i], rng) for i in pick]
                           + [drawn_clinical(rng) for _ in range(10 if small else 100)])
     src = np.asarray(test.sources)
-    by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(test.sources))}
+    by_source = {s: f_test.subset(np.flatnonzero(src == s)) for s in sorted(set(src.tolist()))}
     fit = GateFitSet(f_train, f_val, neg, [n.category for n in negatives],
                      train_sources=train.sources[:n_fit], val_sources=val.sources)
     cfg, arrays, ev = measure_gate_v2(v1_cfg, v1_arrays, fit, by_source, fresh_clinical=fresh,
