@@ -27,8 +27,8 @@ from dermsight.batch.store import OutputError, PartStore, part_files, read_outpu
 from dermsight.batch.summary import evaluate_output, sidecar
 from dermsight.bundle import default_bundle_path
 from dermsight.cli import main as cli_main
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import ita_table
-from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.io.decode import decode_image
 from dermsight.malignancy import malignant_probability
 from dermsight.predict import Assessment, Dermsight, PreparedImage
@@ -467,10 +467,10 @@ def test_evaluation_by_ita_is_the_cards_table_with_the_cards_settings(
     card = model.card
     want = ita_table(df["label"].to_numpy(), df[[f"p_{c}" for c in classes]].to_numpy(),
                      classes, ita, groups=df["group"].to_numpy(),
-                     settings=SubgroupSettings(refer_threshold=card.thresholds.refer,
-                                               n_boot=20, seed=ev["seed"],
-                                               offsets=card.decision.offsets(classes),
-                                               malignant_excluded=tuple(card.malignant_excluded)),
+
+                     settings=EvalSettings(refer_threshold=card.thresholds.refer, n_boot=20,
+                                           seed=ev["seed"], offsets=card.decision.offsets(classes),
+                                           malignant_excluded=tuple(card.malignant_excluded)),
                      noun="evaluated images")
     assert ev["by_ita"] == json.loads(json.dumps(want, default=float))
     rows = {r["subgroup"]: r for r in ev["by_ita"]["bands"]}

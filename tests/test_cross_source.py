@@ -21,8 +21,8 @@ from dermsight.evaluate.cross_source import (
     validate_cross_source,
 )
 from dermsight.evaluate.metrics import key_metrics
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import band_ranges, ita_statement, ita_table
-from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.skintone import BANDS, NOT_ESTIMABLE
 from dermsight.taxonomy import CLASS_CODES
 
@@ -57,7 +57,8 @@ def _test_split() -> pd.DataFrame:
 
 def test_source_rows_match_direct_metrics_and_withhold_small_sources() -> None:
     frame = _test_split()
-    rows = source_rows(frame, CLASSES8, RUN, refer_threshold=0.3, n_boot=30, seed=0)
+    rows = source_rows(frame, CLASSES8, RUN,
+                       settings=EvalSettings(refer_threshold=0.3, n_boot=30, seed=0))
     assert [r["source"] for r in rows] == ["ham10000", "isic2016", "isic2017"]
     assert all(r["protocol"] == TEST_BY_SOURCE and r["trained_on"] is None for r in rows)
     ham = rows[0]
@@ -86,7 +87,7 @@ def test_source_rows_match_direct_metrics_and_withhold_small_sources() -> None:
 
 def test_source_row_intervals_are_group_bootstrap() -> None:
     frame = _predictions(300, 5).assign(source="ham10000")
-    row = source_rows(frame, CLASSES8, RUN, n_boot=25, seed=7)[0]
+    row = source_rows(frame, CLASSES8, RUN, settings=EvalSettings(n_boot=25, seed=7))[0]
     y = frame["label"].map(CLASSES8.index).to_numpy()
     p = frame[[f"p_{c}" for c in CLASSES8]].to_numpy()
 
@@ -118,13 +119,14 @@ def test_source_rows_refuse_bad_frames() -> None:
 
 
 def test_add_loso_row_appends_and_replaces() -> None:
-    section = cross_source_section(source_rows(_test_split(), CLASSES8, RUN, n_boot=0))
+    section = cross_source_section(source_rows(_test_split(), CLASSES8, RUN,
+                                               settings=EvalSettings(n_boot=0)))
     left_out = _predictions(200, 9).assign(source="isic2020")
     other = _predictions(50, 10).assign(source="ham10000")
     loso_run: RunInfo = {"config": "configs/loso-isic2020.yaml", "seed": 1,
                          "command": "dermsight train --config configs/loso-isic2020.yaml"}
     out = add_loso_row(section, pd.concat([left_out, other]), CLASSES8, "isic2020",
-                       ["ham10000", "isic2017"], loso_run, n_boot=10)
+                       ["ham10000", "isic2017"], loso_run, settings=EvalSettings(n_boot=10))
     loso = [r for r in out["rows"] if r["protocol"] == LOSO]
     assert len(loso) == 1
     assert loso[0]["source"] == "isic2020"
@@ -133,20 +135,22 @@ def test_add_loso_row_appends_and_replaces() -> None:
     assert loso[0]["run"] == loso_run
     assert [r["protocol"] for r in out["rows"]] == [TEST_BY_SOURCE] * 3 + [LOSO]
     assert len(section["rows"]) == 3  # the input is not modified
-    again = add_loso_row(out, left_out.iloc[:100], CLASSES8, "isic2020", ["ham10000"],
-                         loso_run, n_boot=0)
+    again = add_loso_row(out, left_out.iloc[:100], CLASSES8, "isic2020", ["ham10000"], loso_run,
+                         settings=EvalSettings(n_boot=0))
     loso = [r for r in again["rows"] if r["protocol"] == LOSO]
     assert len(loso) == 1
     assert loso[0]["n_images"] == 100
     with pytest.raises(ValueError, match="both"):
         add_loso_row(None, left_out, CLASSES8, "isic2020", ["isic2020"], loso_run)
-    first = add_loso_row(None, left_out, CLASSES8, "isic2020", ["ham10000"], loso_run, n_boot=0)
+    first = add_loso_row(None, left_out, CLASSES8, "isic2020", ["ham10000"], loso_run,
+                         settings=EvalSettings(n_boot=0))
     assert first["rows"][0]["protocol"] == LOSO
 
 
 def test_section_is_json_and_validates() -> None:
-    section = cross_source_section(source_rows(_test_split(), CLASSES8, RUN, n_boot=10,
-                                               refer_threshold=0.3))
+    section = cross_source_section(source_rows(_test_split(), CLASSES8, RUN,
+                                               settings=EvalSettings(n_boot=10,
+                                                                     refer_threshold=0.3)))
     text = json.dumps(section, allow_nan=False)
     back = validate_cross_source(json.loads(text))
     assert back == section
@@ -171,7 +175,7 @@ def test_ita_table_counts_every_band_and_withholds_small_ones() -> None:
     ita: list[float | None] = list(rng.choice([70.0, 48.0, 35.0], size=460))
     ita += [20.0] * 12 + [0.0] * 3 + [None] * 25
     table = ita_table(y, p, CLASSES8, ita, groups=frame["group"],
-                      settings=SubgroupSettings(refer_threshold=0.3, n_boot=20))
+                      settings=EvalSettings(refer_threshold=0.3, n_boot=20))
     bands = [r["subgroup"] for r in table["bands"]]
     assert bands == [*BANDS, NOT_ESTIMABLE]
     by = {r["subgroup"]: r for r in table["bands"]}
@@ -226,8 +230,9 @@ def test_card_tables_from_a_run() -> None:
                      ["isic2020"] * 60 + ["derm7pt"] * 30, ext["group"].to_numpy())
     skin = np.broadcast_to(np.array([225, 180, 160], np.uint8), (32, 32, 3))
     images = [skin] * (len(frame) - 10) + [np.zeros((32, 32, 3), np.uint8)] * 10
-    section, by_ita = card_tables(CLASSES8, test, images, RUN, refer_threshold=0.3, n_boot=5,
-                                  seed=0, held_out=held, trained_on=["ham10000", "isic2017"])
+    section, by_ita = card_tables(CLASSES8, test, images, RUN, held_out=held,
+                                  trained_on=["ham10000", "isic2017"],
+                                  settings=EvalSettings(refer_threshold=0.3, n_boot=5, seed=0))
     validate_cross_source(section)
     got = [(r["protocol"], r["source"], r["n_images"]) for r in section["rows"]]
     assert got == [(TEST_BY_SOURCE, "ham10000", 400), (TEST_BY_SOURCE, "isic2016", 12),

@@ -21,7 +21,7 @@ from dermsight.decision import (
     fit_decision_rule,
     fit_margins,
 )
-from dermsight.evaluate import evaluate_predictions
+from dermsight.evaluate import EvalSettings, evaluate_predictions
 from dermsight.evaluate.metrics import compute_metrics
 
 CLASSES = ["MEL", "NV", "DF"]
@@ -96,11 +96,11 @@ def test_metrics_use_the_rule_for_decisions_only() -> None:
     assert adjusted["balanced_accuracy"] > plain["balanced_accuracy"]  # type: ignore[operator]
     for k in ("mel_auc", "auc_DF", "ece", "nll", "malignant_auc"):
         assert adjusted[k] == plain[k]
-    ev = evaluate_predictions(y, p, CLASSES, None, n_boot=20, decision_offsets=off)
+    ev = evaluate_predictions(y, p, CLASSES, None, settings=EvalSettings(n_boot=20, offsets=off))
     assert ev["metrics"]["balanced_accuracy"] == adjusted["balanced_accuracy"]
     counts = np.array(ev["confusion"]["counts"])
-    assert counts[2, 2] > np.array(evaluate_predictions(
-        y, p, CLASSES, None, n_boot=0)["confusion"]["counts"])[2, 2]  # more DF found
+    plain_ev = evaluate_predictions(y, p, CLASSES, None, settings=EvalSettings(n_boot=0))
+    assert counts[2, 2] > np.array(plain_ev["confusion"]["counts"])[2, 2]  # more DF found
 
 
 def test_card_round_trip_and_unknown_rule() -> None:

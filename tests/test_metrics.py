@@ -27,7 +27,8 @@ from dermsight.evaluate.metrics import (
     reliability_bins,
     specificity_at_sensitivity,
 )
-from dermsight.evaluate.subgroups import SubgroupSettings, age_band, subgroup_table
+from dermsight.evaluate.settings import EvalSettings
+from dermsight.evaluate.subgroups import age_band, subgroup_table
 from dermsight.taxonomy import CLASS_CODES
 
 CLASSES8 = list(CLASS_CODES[:8])  # MEL NV BCC AK BKL DF VASC SCC
@@ -359,9 +360,12 @@ def test_bootstrap_resamples_whole_groups() -> None:
 
 def test_bootstrap_ci_contains_point_and_is_reproducible() -> None:
     y, p, g = synthetic(500, seed=7)
-    a = bootstrap_metrics(y, p, CLASSES8, g, refer_threshold=0.4, n_boot=60, seed=3)
-    b = bootstrap_metrics(y, p, CLASSES8, g, refer_threshold=0.4, n_boot=60, seed=3)
-    c = bootstrap_metrics(y, p, CLASSES8, g, refer_threshold=0.4, n_boot=10, seed=4)
+    a = bootstrap_metrics(y, p, CLASSES8, g,
+                          settings=EvalSettings(refer_threshold=0.4, n_boot=60, seed=3))
+    b = bootstrap_metrics(y, p, CLASSES8, g,
+                          settings=EvalSettings(refer_threshold=0.4, n_boot=60, seed=3))
+    c = bootstrap_metrics(y, p, CLASSES8, g,
+                          settings=EvalSettings(refer_threshold=0.4, n_boot=10, seed=4))
     assert a == b
     assert a["malignant_auc"] != c["malignant_auc"]
     for key in ("balanced_accuracy", "malignant_auc", "mel_auc", "auc_macro", "brier", "nll",
@@ -382,28 +386,30 @@ def test_bootstrap_skips_resamples_where_metric_undefined() -> None:
     y[y == SCC] = NV
     y[0] = SCC
     groups = np.arange(120) // 3
-    ci = bootstrap_metrics(y, p, CLASSES8, groups, n_boot=60, seed=0)
+    ci = bootstrap_metrics(y, p, CLASSES8, groups, settings=EvalSettings(n_boot=60, seed=0))
     assert 0 < ci["auc_SCC"]["n"] < 60
     assert ci["balanced_accuracy"]["n"] == 60
     # AK absent entirely: value None and no interval, not a crash
     y[y == AK] = NV
-    ci = bootstrap_metrics(y, p, CLASSES8, groups, n_boot=20, seed=0)
+    ci = bootstrap_metrics(y, p, CLASSES8, groups, settings=EvalSettings(n_boot=20, seed=0))
     assert ci["auc_AK"] == {"value": None, "lo": None, "hi": None, "n": 0}
 
 
 def test_bootstrap_speed_1800_items() -> None:
     y, p, g = synthetic(1800, seed=0, n_groups=1500)
     t0 = time.process_time()
-    bootstrap_metrics(y, p, CLASSES8, g, refer_threshold=0.4, n_boot=200, seed=0)
+    bootstrap_metrics(y, p, CLASSES8, g,
+                      settings=EvalSettings(refer_threshold=0.4, n_boot=200, seed=0))
     assert time.process_time() - t0 < 30  # about 1-2 s in practice
 
 
 def test_paired_difference() -> None:
     y, p, g = synthetic(400, seed=2)
-    d = compare_predictions(y, p, p, CLASSES8, g, refer_threshold=0.4, n_boot=30)
+    d = compare_predictions(y, p, p, CLASSES8, g,
+                            settings=EvalSettings(refer_threshold=0.4, n_boot=30))
     assert d["malignant_auc"] == {"value": 0.0, "lo": 0.0, "hi": 0.0, "n": 30}
     flat = np.full_like(p, 1 / 8)
-    d = compare_predictions(y, p, flat, CLASSES8, g, n_boot=30)
+    d = compare_predictions(y, p, flat, CLASSES8, g, settings=EvalSettings(n_boot=30))
     assert d["malignant_auc"]["lo"] > 0  # any signal beats a constant
 
 
@@ -435,7 +441,7 @@ def test_subgroup_table_rows_and_withholding() -> None:
     y, p, g = synthetic(600, seed=3)
     meta = _meta(600)
     rows = subgroup_table(y, p, CLASSES8, meta, groups=g,
-                          settings=SubgroupSettings(refer_threshold=0.4, n_boot=20))
+                          settings=EvalSettings(refer_threshold=0.4, n_boot=20))
     attrs = [r["attribute"] for r in rows]
     assert attrs == sorted(attrs, key=["sex", "age", "site", "source"].index)
     sexes = [r["subgroup"] for r in rows if r["attribute"] == "sex"]
@@ -463,7 +469,8 @@ def test_subgroup_without_positives_reports_none_with_note() -> None:
     y, p, _ = synthetic(200, seed=6)
     meta = pd.DataFrame({"sex": ["male"] * 100 + ["female"] * 100})
     y[:100] = NV  # no malignant (and no MEL) among men
-    rows = subgroup_table(y, p, CLASSES8, meta, settings=SubgroupSettings(refer_threshold=0.4))
+    rows = subgroup_table(y, p, CLASSES8, meta,
+                          settings=EvalSettings(refer_threshold=0.4, n_boot=0))
     male = next(r for r in rows if r["subgroup"] == "male")
     assert male["n_malignant"] == 0
     assert male["malignant_auc"] is None
@@ -483,8 +490,8 @@ def test_subgroup_without_positives_reports_none_with_note() -> None:
 def test_evaluate_predictions_end_to_end() -> None:
     y, p, g = synthetic(500, seed=8)
     meta = _meta(500, seed=1)
-    ev = evaluate_predictions(y, p, CLASSES8, g, meta, refer_threshold=0.4, n_boot=20, seed=1,
-                              subgroup_n_boot=10)
+    ev = evaluate_predictions(y, p, CLASSES8, g, meta, subgroup_n_boot=10,
+                              settings=EvalSettings(refer_threshold=0.4, n_boot=20, seed=1))
     assert ev["schema"] == "dermsight.evaluation/1"
     assert ev["n"] == 500
     assert ev["n_groups"] == len(set(g.tolist()))
@@ -501,10 +508,10 @@ def test_evaluate_predictions_end_to_end() -> None:
         "sex", "age", "site", "source"}
     round_trip = json.loads(json.dumps(ev, allow_nan=False))
     assert round_trip == ev
-    ev2 = evaluate_predictions(y, p, CLASSES8, g, meta, refer_threshold=0.4, n_boot=20, seed=1,
-                               subgroup_n_boot=10)
+    ev2 = evaluate_predictions(y, p, CLASSES8, g, meta, subgroup_n_boot=10,
+                               settings=EvalSettings(refer_threshold=0.4, n_boot=20, seed=1))
     assert ev2 == ev
-    bare = evaluate_predictions(y, p, CLASSES8, None, n_boot=5)
+    bare = evaluate_predictions(y, p, CLASSES8, None, settings=EvalSettings(n_boot=5))
     assert bare["subgroups"] == []
     assert bare["n_groups"] == 500
 
@@ -529,7 +536,8 @@ def test_the_malignant_metrics_follow_the_bundles_malignant_probability() -> Non
     assert m["refer_specificity"] == pytest.approx((share[~mal] < t).mean())
     assert m["malignant_auc"] != pytest.approx(plain["malignant_auc"])
     assert m["mel_auc"] == plain["mel_auc"]  # per-class figures use the probabilities as they are
-    ev = evaluate_predictions(y, p, nine, None, refer_threshold=t, n_boot=5,
-                              malignant_excluded=["UNK"])
+    ev = evaluate_predictions(y, p, nine, None,
+                              settings=EvalSettings(refer_threshold=t, n_boot=5,
+                                                    malignant_excluded=["UNK"]))
     assert ev["metrics"]["malignant_auc"] == pytest.approx(m["malignant_auc"])
     assert ev["ci"]["malignant_auc"]["value"] == pytest.approx(m["malignant_auc"])

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from dermsight.evaluate import compare_predictions, evaluate_predictions
+from dermsight.evaluate import EvalSettings, compare_predictions, evaluate_predictions
 from dermsight.evaluate.plots import (
     confusion_matrix_png,
     make_plots,
@@ -55,10 +55,12 @@ def plots() -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def results(plots: dict[str, bytes]) -> dict:
     y, p, g, meta = _data()
-    test = evaluate_predictions(y, p, CLASSES8, g, meta, refer_threshold=0.35, n_boot=20,
-                                monitor_threshold=0.15)
+    test = evaluate_predictions(y, p, CLASSES8, g, meta,
+                                settings=EvalSettings(refer_threshold=0.35, n_boot=20,
+                                                      monitor_threshold=0.15))
     flat = np.full_like(p, 1 / 8) + np.random.default_rng(1).normal(0, 1e-3, p.shape)
-    baseline = evaluate_predictions(y, flat, CLASSES8, g, refer_threshold=0.35, n_boot=20)
+    baseline = evaluate_predictions(y, flat, CLASSES8, g,
+                                    settings=EvalSettings(refer_threshold=0.35, n_boot=20))
     return {
         "title": "Test report",
         "model": {"name": "dermsight-<script>alert(1)</script>", "version": "1.2.3",
@@ -75,8 +77,9 @@ def results(plots: dict[str, bytes]) -> dict:
         "baseline": {
             "name": "linear probe",
             "test": baseline,
-            "difference": compare_predictions(y, p, flat, CLASSES8, g, refer_threshold=0.35,
-                                              n_boot=20),
+            "difference": compare_predictions(y, p, flat, CLASSES8, g,
+                                              settings=EvalSettings(refer_threshold=0.35,
+                                                                    n_boot=20)),
         },
         "thresholds": [{"name": "refer", "value": 0.35,
                         "rule": "highest threshold with >= 95% sensitivity on validation"}],
@@ -229,7 +232,8 @@ def test_minimal_results_render() -> None:
     assert "No test evaluation" in html
     y, p, g, _ = _data(80, seed=3)
     html = render_report({"model": {"name": "m", "version": "0"},
-                          "test": evaluate_predictions(y, p, CLASSES8, g, n_boot=5)})
+                          "test": evaluate_predictions(y, p, CLASSES8, g,
+                                                       settings=EvalSettings(n_boot=5))})
     _check(html)
     assert "Per-class results" in html
     assert "Subgroups" not in html
@@ -239,23 +243,24 @@ def test_minimal_results_render() -> None:
 def test_report_ita_and_cross_source_sections() -> None:
     from dermsight.evaluate.cross_source import add_loso_row, cross_source_section, source_rows
     from dermsight.evaluate.skin_tone import ita_table
-    from dermsight.evaluate.subgroups import SubgroupSettings
 
     y, p, g, _meta = _data(400, seed=5)
-    test = evaluate_predictions(y, p, CLASSES8, g, n_boot=10, refer_threshold=0.35)
+    test = evaluate_predictions(y, p, CLASSES8, g,
+                                settings=EvalSettings(n_boot=10, refer_threshold=0.35))
     ita = [70.0] * 350 + [20.0] * 20 + [None] * 30
     test["by_ita"] = ita_table(y, p, CLASSES8, ita, groups=g,
-                               settings=SubgroupSettings(refer_threshold=0.35, n_boot=10))
+                               settings=EvalSettings(refer_threshold=0.35, n_boot=10))
     frame = pd.DataFrame({f"p_{c}": p[:, i] for i, c in enumerate(CLASSES8)})
     frame["label"] = [CLASSES8[k] for k in y]
     frame["group"] = g
     frame["source"] = ["ham10000"] * 380 + ["isic2016"] * 20
     run = {"config": "configs/default.yaml", "seed": 42, "command": "make train"}
-    section = cross_source_section(source_rows(frame, CLASSES8, run, n_boot=10,
-                                               refer_threshold=0.35))
+    section = cross_source_section(source_rows(frame, CLASSES8, run,
+                                               settings=EvalSettings(n_boot=10,
+                                                                     refer_threshold=0.35)))
     loso_run = {"config": "configs/loso.yaml", "seed": 1, "command": "dermsight train <x>"}
     section = add_loso_row(section, frame.assign(source="isic2020"), CLASSES8, "isic2020",
-                           ["ham10000"], loso_run, n_boot=10)
+                           ["ham10000"], loso_run, settings=EvalSettings(n_boot=10))
     html = render_report({"test": test, "cross_source": section})
     c = _check(html)
     text = " ".join(c.text)
@@ -277,6 +282,7 @@ def test_report_ita_and_cross_source_sections() -> None:
     ham = section["rows"][0]
     assert f"{ham['metrics']['mel_auc']['value']:.3f}" in text
     # absent sections render nothing
-    plain = render_report({"test": evaluate_predictions(y, p, CLASSES8, g, n_boot=0)})
+    plain = render_report({"test": evaluate_predictions(y, p, CLASSES8, g,
+                                                        settings=EvalSettings(n_boot=0))})
     assert "Cross-source" not in plain
     assert "skin tone" not in plain

@@ -28,6 +28,7 @@ import pandas as pd
 from dermsight import Dermsight
 from dermsight.bundle import CARD_FILE, write_manifest
 from dermsight.evaluate.cross_source import LOSO, add_loso_row, validate_cross_source
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.io.decode import decode_image
 from dermsight.records import Metadata
 
@@ -87,12 +88,14 @@ def main() -> None:
         frame = _folder_frame(model, a.score_folder)
         run = {"config": card.get("name"), "seed": card.get("training", {}).get("seed"),
                "command": f"{COMMAND} --bundle {a.bundle} --score-folder {a.score_folder.name}"}
+        settings = EvalSettings(
+            refer_threshold=model.card.thresholds.refer,
+            offsets=model.card.decision.offsets(model.classes),
+            malignant_excluded=tuple(model.card.malignant_excluded),
+            n_boot=int(test.get("n_boot", 200)), seed=int(test.get("seed", 0)))
         for source in sorted(frame["source"].unique()):
             section = add_loso_row(
-                section, frame, model.classes, str(source), trained_on, run,
-                refer_threshold=model.card.thresholds.refer, n_boot=int(test.get("n_boot", 200)),
-                seed=int(test.get("seed", 0)), offsets=model.card.decision.offsets(model.classes),
-                malignant_excluded=model.card.malignant_excluded)
+                section, frame, model.classes, str(source), trained_on, run, settings=settings)
             if frame.attrs["left_out"]:
                 row = next(r for r in section["rows"]
                            if r["protocol"] == LOSO and r["source"] == str(source))

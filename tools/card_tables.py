@@ -38,8 +38,8 @@ from dermsight.bundle import write_manifest
 from dermsight.evaluate.cross_source import RunInfo, cross_source_section, source_rows
 from dermsight.evaluate.metrics import compute_metrics
 from dermsight.evaluate.report import render_report
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import ita_table
-from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.preprocess import encode_meta, preprocess
@@ -202,16 +202,14 @@ def main() -> None:  # noqa: PLR0915
     frame["group"] = df["group_id"]
     frame["source"] = df["source"]
     generated_by = f"{COMMAND} (tables added to the card after training)"
-    rows = source_rows(frame, classes, run, refer_threshold=refer, n_boot=n_boot, seed=seed,
-                       offsets=offsets, malignant_excluded=excluded)
+    settings = EvalSettings(refer_threshold=refer, offsets=offsets,
+                            malignant_excluded=tuple(excluded), n_boot=n_boot, seed=seed)
+    rows = source_rows(frame, classes, run, settings=settings)
     t_ita = time.perf_counter()
     ita = ita_for_images(images)
     ita_ms = 1000.0 * (time.perf_counter() - t_ita) / len(images)
     by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita,
-                       groups=df["group_id"].to_numpy(), noun="test images",
-                       settings=SubgroupSettings(refer_threshold=refer, n_boot=n_boot, seed=seed,
-                                                 offsets=offsets,
-                                                 malignant_excluded=tuple(excluded)))
+                       groups=df["group_id"].to_numpy(), noun="test images", settings=settings)
     by_ita["generated_by"] = generated_by
     for r in rows:
         m = r["metrics"]

@@ -118,17 +118,18 @@ def figures(name: str, bundle: Path, df: pd.DataFrame, out: Path, n_boot: int) -
         "bundle": str(bundle),
         "n_images": {k: int(keep.sum()) for k, (_, keep) in scores.items()},
         "n_mel": {k: int(y[keep].sum()) for k, (_, keep) in scores.items()},
-        "figures": {k: bootstrap(fn, len(df), groups, n_boot, 0)["auc"] for k, fn in fns.items()},
+        "figures": {k: bootstrap(fn, len(df), groups, n_boot=n_boot, seed=0)["auc"]
+                    for k, fn in fns.items()},
         "differences": {},
     }
     for a, b in (("relative_mel", "plain_mel"), ("relative_malignant", "plain_malignant"),
                  ("rank_mel", "plain_mel")):
         res["differences"][f"{a} - {b}"] = bootstrap(
-            difference(fns[a], fns[b]), len(df), groups, n_boot, 0)["auc"]
+            difference(fns[a], fns[b]), len(df), groups, n_boot=n_boot, seed=0)["auc"]
     keep = scores["standardised_mel"][1]
     res["differences"]["standardised_mel - plain_mel (same images)"] = bootstrap(
-        difference(fns["standardised_mel"], auc_of(y, mel, keep)), len(df), groups, n_boot,
-        0)["auc"]
+        difference(fns["standardised_mel"], auc_of(y, mel, keep)), len(df), groups,
+        n_boot=n_boot, seed=0)["auc"]
     return res
 
 

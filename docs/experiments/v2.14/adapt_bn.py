@@ -192,9 +192,10 @@ def main() -> None:
         "n_groups": len(uniq), "fold_sizes": [int((fold == k).sum()) for k in (0, 1)],
         "adaptation_images_per_fold": adapt_counts, "batchnorm_layers_adapted": n_layers,
         "n_boot": a.n_boot,
-        "plain": bootstrap(f_plain, len(df), groups, a.n_boot, 0),
-        tag: bootstrap(f_adapt, len(df), groups, a.n_boot, 0),
-        f"{tag} - plain": bootstrap(_difference(f_adapt, f_plain), len(df), groups, a.n_boot, 0),
+        "plain": bootstrap(f_plain, len(df), groups, n_boot=a.n_boot, seed=0),
+        tag: bootstrap(f_adapt, len(df), groups, n_boot=a.n_boot, seed=0),
+        f"{tag} - plain": bootstrap(_difference(f_adapt, f_plain), len(df), groups,
+                                    n_boot=a.n_boot, seed=0),
     }
     (a.out / f"suggested_{a.source}_{a.name}-{tag}.json").write_text(
         json.dumps(result, indent=2) + "\n")

@@ -90,10 +90,10 @@ def main() -> None:
                               "n_boot": a.n_boot, "figures": {}, "differences": {}}
     base = _metric(y, scored["original"])
     for name, m in scored.items():
-        result["figures"][name] = bootstrap(_metric(y, m), len(y), groups, a.n_boot)
+        result["figures"][name] = bootstrap(_metric(y, m), len(y), groups, n_boot=a.n_boot)
         if name != "original":
             result["differences"][f"{name} - original"] = bootstrap(
-                _difference(_metric(y, m), base), len(y), groups, a.n_boot)
+                _difference(_metric(y, m), base), len(y), groups, n_boot=a.n_boot)
     a.out.write_text(json.dumps(result, indent=2))
     for kind in ("figures", "differences"):
         print(kind)

@@ -175,14 +175,14 @@ def main() -> None:
         "figures": {}, "differences": {},
     }
     for name, fn in fns.items():
-        result["figures"][name] = bootstrap(fn, len(df), groups, a.n_boot, 0)
+        result["figures"][name] = bootstrap(fn, len(df), groups, n_boot=a.n_boot, seed=0)
     first = next(iter(fns))
     pairs = [(n, first) for n in fns if n != first and "members" not in models[n]]
     pairs += [(n, m) for n in fns for m in models[n].get("members", [])]
     pairs += [tuple(d.split(",", 1)) for d in a.diff]
     for x, ref in pairs:
         result["differences"][f"{x} - {ref}"] = bootstrap(
-            _difference(fns[x], fns[ref]), len(df), groups, a.n_boot, 0)
+            _difference(fns[x], fns[ref]), len(df), groups, n_boot=a.n_boot, seed=0)
     a.out.write_text(json.dumps(result, indent=2) + "\n")
     for section in ("figures", "differences"):
         print(section)

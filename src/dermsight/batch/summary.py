@@ -112,10 +112,9 @@ def evaluate_output(
     Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
-    from dermsight.evaluate import evaluate_predictions
+    from dermsight.evaluate import EvalSettings, evaluate_predictions
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
-    from dermsight.evaluate.subgroups import SubgroupSettings
 
     prob_cols = [f"p_{c}" for c in classes]
     has_ita = "ita" in (stored_columns(out) or [])
@@ -139,21 +138,18 @@ def evaluate_output(
     probs = labelled[prob_cols].to_numpy(np.float64)
     y = labelled["label"].astype(str).to_numpy()
     offsets = card.decision.offsets(classes)
+    settings = EvalSettings(refer_threshold=card.thresholds.refer,
+                            monitor_threshold=card.thresholds.monitor, offsets=offsets,
+                            malignant_excluded=tuple(card.malignant_excluded), n_boot=n_boot)
     evaluation = evaluate_predictions(
         y, probs, list(classes), groups.to_numpy(),
-        meta_df=labelled[["age", "sex", "site"]].reset_index(drop=True),
-        refer_threshold=card.thresholds.refer, monitor_threshold=card.thresholds.monitor,
-        n_boot=n_boot, decision_offsets=offsets, malignant_excluded=card.malignant_excluded,
-    )
+        labelled[["age", "sex", "site"]].reset_index(drop=True), settings)
     if has_ita:  # the card's table (evaluate.card_tables), with this evaluation's settings
         ita = [float(v) if np.isfinite(v) else None
                for v in labelled["ita"].to_numpy(np.float64)]
         evaluation["by_ita"] = ita_table(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
-            settings=SubgroupSettings(refer_threshold=card.thresholds.refer, n_boot=n_boot,
-                                      seed=int(evaluation["seed"]), offsets=offsets,
-                                      malignant_excluded=tuple(card.malignant_excluded)),
-            noun="evaluated images")
+            settings=settings, noun="evaluated images")
     results = {
         "title": "dermsight batch evaluation",
         "model": dict(model_info),

@@ -28,6 +28,7 @@ The HTML report's ``results`` schema (which embeds this dict) is documented in
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.bootstrap import (
+    DEFAULTS,
     bootstrap,
     bootstrap_difference,
     bootstrap_metrics,
@@ -47,13 +49,14 @@ from dermsight.evaluate.metrics import (
     reliability_bins,
     validate_inputs,
 )
-from dermsight.evaluate.subgroups import SubgroupSettings, subgroup_table
+from dermsight.evaluate.settings import EvalSettings
+from dermsight.evaluate.subgroups import subgroup_table
 from dermsight.taxonomy import BY_CODE
 
 __all__ = [
     "EVALUATION_SCHEMA",
     "HEADLINE_METRICS",
-    "SubgroupSettings",
+    "EvalSettings",
     "bootstrap",
     "bootstrap_difference",
     "bootstrap_metrics",
@@ -66,44 +69,31 @@ __all__ = [
 EVALUATION_SCHEMA = "dermsight.evaluation/1"
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def evaluate_predictions(  # noqa: PLR0913, PLR0917
+def evaluate_predictions(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
     groups: npt.ArrayLike | None,
     meta_df: pd.DataFrame | None = None,
-    refer_threshold: float | None = None,
-    n_boot: int = 200,
-    seed: int = 0,
+    settings: EvalSettings = DEFAULTS,
     *,
-    monitor_threshold: float | None = None,
     subgroup_n_boot: int | None = None,
-    decision_offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Metrics + group-bootstrap CIs + subgroups in one call (see the module docstring).
 
     ``groups`` (e.g. ``group_id`` / patient id per item, ``None`` = independent items) defines the
     resampling unit. ``meta_df`` (rows aligned with ``y_true``) enables the subgroup table.
-    ``subgroup_n_boot`` defaults to ``n_boot``; use 0 to skip subgroup intervals.
-    ``decision_offsets`` (per class, :mod:`dermsight.decision`) set the class-decision rule used
-    for accuracy, balanced accuracy, per-class sensitivity and the confusion matrix;
-    ``malignant_excluded`` the classes left out of the malignant probability's denominator
-    (:mod:`dermsight.malignancy`).
+    ``settings`` (:class:`~dermsight.evaluate.settings.EvalSettings`): the thresholds, the
+    per-class decision offsets (:mod:`dermsight.decision`) used for accuracy, balanced accuracy,
+    per-class sensitivity and the confusion matrix, the classes left out of the malignant
+    probability's denominator (:mod:`dermsight.malignancy`), and the resampling.
+    ``subgroup_n_boot`` defaults to ``settings.n_boot``; use 0 to skip subgroup intervals.
     """
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
     codes = group_codes(groups, y.shape[0])
-    ci = bootstrap_metrics(
-        y, p, classes, codes, refer_threshold=refer_threshold, n_boot=n_boot, seed=seed,
-        monitor_threshold=monitor_threshold, offsets=decision_offsets,
-        malignant_excluded=malignant_excluded,
-    )
-    metrics = compute_metrics(
-        y, p, classes, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
-        offsets=decision_offsets, malignant_excluded=malignant_excluded,
-    )
+    ci = bootstrap_metrics(y, p, classes, codes, settings)
+    metrics = compute_metrics(y, p, classes, **settings.decisions())
     empty = {"value": None, "lo": None, "hi": None, "n": 0}
     per_class = [
         {
@@ -118,49 +108,44 @@ def evaluate_predictions(  # noqa: PLR0913, PLR0917
     ]
     subgroups: list[dict[str, Any]] = []
     if meta_df is not None:
-        subgroups = subgroup_table(y, p, classes, meta_df, groups=codes, settings=SubgroupSettings(
-            refer_threshold=refer_threshold, seed=seed, offsets=decision_offsets,
-            malignant_excluded=tuple(malignant_excluded),
-            n_boot=n_boot if subgroup_n_boot is None else subgroup_n_boot))
+        n_sub = settings.n_boot if subgroup_n_boot is None else subgroup_n_boot
+        subgroups = subgroup_table(y, p, classes, meta_df, groups=codes,
+                                   settings=replace(settings, n_boot=n_sub))
     return {
         "schema": EVALUATION_SCHEMA,
         "classes": classes,
         "n": int(y.shape[0]),
         "n_groups": int(codes.max()) + 1 if codes.size else 0,
-        "n_boot": int(n_boot),
-        "seed": int(seed),
+        "n_boot": int(settings.n_boot),
+        "seed": int(settings.seed),
         "ci_level": 0.95,
-        "refer_threshold": None if refer_threshold is None else float(refer_threshold),
-        "monitor_threshold": None if monitor_threshold is None else float(monitor_threshold),
+        "refer_threshold": _float_or_none(settings.refer_threshold),
+        "monitor_threshold": _float_or_none(settings.monitor_threshold),
         "metrics": metrics,
         "ci": ci,
         "per_class": per_class,
         "confusion": {"classes": classes,
-                      "counts": confusion_counts(y, p, offsets=decision_offsets).tolist()},
+                      "counts": confusion_counts(y, p, offsets=settings.offsets).tolist()},
         "reliability": reliability_bins(y, p),
         "subgroups": subgroups,
     }
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def compare_predictions(  # noqa: PLR0913, PLR0917
+def compare_predictions(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     baseline_probs: npt.ArrayLike,
     classes: Sequence[str],
     groups: npt.ArrayLike | None,
-    refer_threshold: float | None = None,
-    n_boot: int = 200,
-    seed: int = 0,
-    decision_offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
+    settings: EvalSettings = DEFAULTS,
 ) -> dict[str, dict[str, float | int | None]]:
     """Paired group-bootstrap CIs of ``model - baseline`` for every metric (same resamples).
 
     Put the result in ``results["baseline"]["difference"]`` for the report.
     """
     y = np.asarray(y_true)
-    return bootstrap_difference(
-        y, probs, baseline_probs, classes, groups, refer_threshold=refer_threshold,
-        n_boot=n_boot, seed=seed, offsets=decision_offsets, malignant_excluded=malignant_excluded,
-    )
+    return bootstrap_difference(y, probs, baseline_probs, classes, groups, settings)
+
+
+def _float_or_none(x: float | None) -> float | None:
+    return None if x is None else float(x)

@@ -21,6 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.metrics import compute_metrics, validate_inputs
+from dermsight.evaluate.settings import EvalSettings
 
 __all__ = [
     "CI",
@@ -35,6 +36,8 @@ __all__ = [
 #: One metric with its interval: ``{"value", "lo", "hi", "n"}`` (``n`` = resamples used).
 CI = dict[str, float | int | None]
 MetricFn = Callable[[npt.NDArray[np.float64] | None], Mapping[str, float | int | None]]
+#: The settings of a call that passes none (arg-max, no thresholds, 200 resamples, seed 0).
+DEFAULTS = EvalSettings()
 
 
 def is_count_key(key: str) -> bool:
@@ -70,11 +73,11 @@ def group_weights(
         yield per_group[codes]
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def bootstrap(  # noqa: PLR0917
+def bootstrap(
     metric_fn: MetricFn,
     n_items: int,
     groups: npt.ArrayLike | None = None,
+    *,
     n_boot: int = 200,
     seed: int = 0,
     alpha: float = 0.05,
@@ -115,59 +118,44 @@ def bootstrap(  # noqa: PLR0917
     return out
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def bootstrap_metrics(  # noqa: PLR0913, PLR0917
+def bootstrap_metrics(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
     groups: npt.ArrayLike | None = None,
-    refer_threshold: float | None = None,
-    n_boot: int = 200,
-    seed: int = 0,
-    alpha: float = 0.05,
-    monitor_threshold: float | None = None,
-    offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
+    settings: EvalSettings = DEFAULTS,
 ) -> dict[str, CI]:
     """Group-bootstrap CIs for everything :func:`compute_metrics` returns (counts excluded)."""
     y, p, _ = validate_inputs(y_true, probs, classes)
+    decisions = settings.decisions()
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return compute_metrics(
-            y, p, classes, w, refer_threshold=refer_threshold, monitor_threshold=monitor_threshold,
-            offsets=offsets, malignant_excluded=malignant_excluded,
-        )
+        return compute_metrics(y, p, classes, w, **decisions)
 
-    return bootstrap(fn, y.shape[0], groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    return bootstrap(fn, y.shape[0], groups, **settings.resampling())
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def bootstrap_difference(  # noqa: PLR0913, PLR0917
+def bootstrap_difference(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     baseline_probs: npt.ArrayLike,
     classes: Sequence[str],
     groups: npt.ArrayLike | None = None,
-    refer_threshold: float | None = None,
-    n_boot: int = 200,
-    seed: int = 0,
-    alpha: float = 0.05,
-    offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
+    settings: EvalSettings = DEFAULTS,
 ) -> dict[str, CI]:
     """Paired group bootstrap of ``metric(model) - metric(baseline)`` on the same resamples.
 
     Both models are scored on each resample, so the interval reflects the paired difference
-    (narrower and more honest than comparing two separate intervals).
+    (narrower and more honest than comparing two separate intervals). The monitor threshold is
+    not compared (``settings.monitor_threshold`` is ignored).
     """
     y, p, _ = validate_inputs(y_true, probs, classes)
     _, pb, _ = validate_inputs(y, baseline_probs, classes)
+    decisions = {**settings.decisions(), "monitor_threshold": None}
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        a = compute_metrics(y, p, classes, w, refer_threshold=refer_threshold, offsets=offsets,
-                            malignant_excluded=malignant_excluded)
-        b = compute_metrics(y, pb, classes, w, refer_threshold=refer_threshold, offsets=offsets,
-                            malignant_excluded=malignant_excluded)
+        a = compute_metrics(y, p, classes, w, **decisions)
+        b = compute_metrics(y, pb, classes, w, **decisions)
         out: dict[str, Any] = {}
         for k, va in a.items():
             vb = b.get(k)
@@ -175,4 +163,4 @@ def bootstrap_difference(  # noqa: PLR0913, PLR0917
                 out[k] = None if va is None or vb is None else float(va) - float(vb)
         return out
 
-    return bootstrap(fn, y.shape[0], groups, n_boot=n_boot, seed=seed, alpha=alpha)
+    return bootstrap(fn, y.shape[0], groups, **settings.resampling())

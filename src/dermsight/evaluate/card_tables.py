@@ -22,8 +22,8 @@ from dermsight.evaluate.cross_source import (
     cross_source_section,
     source_rows,
 )
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import ita_table
-from dermsight.evaluate.subgroups import SubgroupSettings
 from dermsight.skintone import ita_for_images
 
 __all__ = ["ScoredSet", "card_tables", "predictions_frame"]
@@ -54,18 +54,13 @@ def predictions_frame(scored: ScoredSet, classes: Sequence[str]) -> pd.DataFrame
     return frame
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def card_tables(  # noqa: PLR0913
+def card_tables(
     classes: Sequence[str],
     test: ScoredSet,
     test_images: Sequence[npt.ArrayLike],
     run: RunInfo,
     *,
-    refer_threshold: float | None,
-    n_boot: int,
-    seed: int,
-    offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
+    settings: EvalSettings,
     held_out: ScoredSet | None = None,
     trained_on: Sequence[str] = (),
 ) -> tuple[CrossSource, dict[str, Any]]:
@@ -73,18 +68,17 @@ def card_tables(  # noqa: PLR0913
 
     ``held_out``: images of sources left out of training (leave-one-source-out), scored by the
     same model; one LOSO row per source in it, ``trained_on`` naming the training sources.
+    ``settings``: the refer threshold, decision offsets, malignant denominator, resampling and
+    withholding limits of every row (the card's; ``monitor_threshold`` is not read).
     """
-    kwargs: dict[str, Any] = {"refer_threshold": refer_threshold, "n_boot": n_boot,
-                              "seed": seed, "offsets": offsets,
-                              "malignant_excluded": tuple(malignant_excluded)}
     section = cross_source_section(source_rows(predictions_frame(test, classes), classes, run,
-                                               **kwargs))
+                                               settings=settings),
+                                   min_n=settings.min_n, min_cases=settings.min_cases)
     if held_out is not None:
         frame = predictions_frame(held_out, classes)
         for source in sorted(frame["source"].unique()):
             section = add_loso_row(section, frame, classes, source, list(trained_on), run,
-                                   **kwargs)
+                                   settings=settings)
     by_ita = ita_table(test.labels, test.probs, classes, ita_for_images(test_images),
-                       groups=test.groups, settings=SubgroupSettings(**kwargs),
-                       noun="test images")
+                       groups=test.groups, settings=settings, noun="test images")
     return section, by_ita

@@ -44,6 +44,7 @@ patient id; missing = the image itself) and one probability column ``p_<CODE>`` 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any, Final, Literal, NotRequired
 
@@ -53,9 +54,10 @@ import pandas as pd
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from dermsight.evaluate.bootstrap import bootstrap, group_codes
+from dermsight.evaluate.bootstrap import DEFAULTS, bootstrap, group_codes
 from dermsight.evaluate.metrics import key_metrics, validate_inputs
-from dermsight.evaluate.subgroups import MIN_CASES, MIN_N, _withheld
+from dermsight.evaluate.settings import MIN_CASES, MIN_N, EvalSettings
+from dermsight.evaluate.subgroups import _withheld
 
 __all__ = [
     "CROSS_SOURCE_METRICS",
@@ -141,7 +143,7 @@ def validate_cross_source(obj: Any) -> CrossSource:
 
 
 def _frame_arrays(
-    frame: pd.DataFrame, classes: Sequence[str], label_col: str, group_col: str
+    frame: pd.DataFrame, classes: Sequence[str], label_col: str = "label", group_col: str = "group"
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     prob_cols = [f"p_{c}" for c in classes]
     missing = [c for c in (label_col, *prob_cols) if c not in frame.columns]
@@ -157,39 +159,32 @@ def _frame_arrays(
     return y, p, group_codes(groups, y.shape[0])
 
 
-# ruff noqa below: known debt (issue 11): evaluation options.
-def source_row(  # noqa: PLR0913
+def source_row(
     frame: pd.DataFrame,
     classes: Sequence[str],
     source: str,
     protocol: Protocol,
     run: RunInfo,
     *,
-    refer_threshold: float | None = None,
-    n_boot: int = 200,
-    seed: int = 0,
-    offsets: npt.ArrayLike | None = None,
-    malignant_excluded: Sequence[str] = (),
+    settings: EvalSettings = DEFAULTS,
     trained_on: Sequence[str] | None = None,
-    label_col: str = "label",
-    group_col: str = "group",
-    min_n: int = MIN_N,
-    min_cases: int = MIN_CASES,
 ) -> CrossSourceRow:
     """One row from the predictions of one source (every row of ``frame`` is used)."""
     classes = list(classes)
     if frame.empty:
         raise ValueError(f"no predictions for source {source!r}")
-    y, p, codes = _frame_arrays(frame, classes, label_col, group_col)
+    y, p, codes = _frame_arrays(frame, classes)
+    st = settings
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, refer_threshold, offsets=offsets,
-                           malignant_excluded=malignant_excluded)
+        return key_metrics(y, p, classes, w, st.refer_threshold, offsets=st.offsets,
+                           malignant_excluded=st.malignant_excluded)
 
     m = fn(None)
-    drop, notes = _withheld(m, min_n, min_cases, refer_threshold is not None)
+    drop, notes = _withheld(m, st.min_n, st.min_cases, st.refer_threshold is not None)
     keep = [k for k in _KEY_METRIC.values() if k not in drop]
-    cis = bootstrap(fn, y.shape[0], codes, n_boot=n_boot, seed=seed, keys=keep) if keep else {}
+    cis = bootstrap(fn, y.shape[0], codes, n_boot=st.n_boot, seed=st.seed, keys=keep) \
+        if keep else {}
     metrics: dict[str, Estimate] = {}
     for name, key in _KEY_METRIC.items():
         ci = cis.get(key)
@@ -209,7 +204,7 @@ def source_row(  # noqa: PLR0913
         "classes_present": [c for i, c in enumerate(classes) if i in present],
         "metrics": metrics,
         "note": "; ".join(notes) or None,
-        "n_boot": int(n_boot),
+        "n_boot": int(st.n_boot),
         "trained_on": None if trained_on is None else [str(s) for s in trained_on],
         "run": run,
     }
@@ -222,18 +217,14 @@ def source_rows(
     *,
     source_col: str = "source",
     protocol: Protocol = "test_split_by_source",
-    **kwargs: Any,
+    settings: EvalSettings = DEFAULTS,
 ) -> list[CrossSourceRow]:
-    """Per-source rows from a predictions frame (e.g. the test split), sources in name order.
-
-    ``kwargs`` go to :func:`source_row` (``refer_threshold``, ``n_boot``, ``seed``, ``offsets``,
-    ``malignant_excluded``,
-    ``label_col``, ``group_col``, ``min_n``, ``min_cases``).
-    """
+    """Per-source rows from a predictions frame (e.g. the test split), sources in name order,
+    each scored with ``settings`` (:func:`source_row`)."""
     if source_col not in frame.columns:
         raise ValueError(f"predictions frame lacks the {source_col!r} column")
     sources = frame[source_col].fillna("unknown").astype(str)
-    return [source_row(frame[sources == s], classes, s, protocol, run, **kwargs)
+    return [source_row(frame[sources == s], classes, s, protocol, run, settings=settings)
             for s in sorted(sources.unique())]
 
 
@@ -267,24 +258,27 @@ def add_loso_row(
     run: RunInfo,
     *,
     source_col: str = "source",
-    **kwargs: Any,
+    settings: EvalSettings | None = None,
 ) -> CrossSource:
     """Score a left-out source and add its ``leave_one_source_out`` row to ``section``.
 
     ``frame`` holds the predictions of a model trained on ``trained_on`` (which must not include
     ``left_out``) for the left-out images; rows of other sources in ``frame`` are ignored. An
-    earlier LOSO row for the same source is replaced. Returns a new section; ``kwargs`` go to
-    :func:`source_row`.
+    earlier LOSO row for the same source is replaced. Returns a new section. The row is scored
+    with ``settings`` (:func:`source_row`); without them, with the defaults and the section's own
+    withholding limits.
     """
     if left_out in trained_on:
         raise ValueError(f"{left_out!r} cannot be both left out and trained on")
     if source_col in frame.columns:
         frame = frame[frame[source_col].astype(str) == left_out]
-    row = source_row(frame, classes, left_out, LOSO, run, trained_on=trained_on, **kwargs)
+    if settings is None:
+        settings = DEFAULTS if section is None else replace(
+            DEFAULTS, min_n=section["min_n"], min_cases=section["min_cases"])
+    row = source_row(frame, classes, left_out, LOSO, run, settings=settings,
+                     trained_on=trained_on)
     old = [] if section is None else list(section["rows"])
     kept = [r for r in old if not (r["protocol"] == LOSO and r["source"] == left_out)]
-    min_n = kwargs.get("min_n", MIN_N if section is None else section["min_n"])
-    min_cases = kwargs.get("min_cases", MIN_CASES if section is None else section["min_cases"])
     generated_by = None if section is None else section.get("generated_by")
-    return cross_source_section([*kept, row], min_n=min_n, min_cases=min_cases,
-                                generated_by=generated_by)
+    return cross_source_section([*kept, row], min_n=settings.min_n,
+                                min_cases=settings.min_cases, generated_by=generated_by)

@@ -76,6 +76,8 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: An ROC curve ``(fpr, tpr, thresholds)``, ``None`` where undefined (see :func:`roc_curve`).
+Curve = tuple[FloatArray, FloatArray, FloatArray] | None
 
 ECE_BINS = 15
 MIN_TPR = 0.80
@@ -450,12 +452,12 @@ def key_metrics(
     return out
 
 
-# ruff noqa below: known debt (issue 11): one metric after another.
-def compute_metrics(  # noqa: PLR0915, PLR0917
+def compute_metrics(
     y_true: npt.ArrayLike,
     probs: npt.ArrayLike,
     classes: Sequence[str],
     sample_weight: npt.ArrayLike | None = None,
+    *,
     refer_threshold: float | None = None,
     monitor_threshold: float | None = None,
     offsets: npt.ArrayLike | None = None,
@@ -486,50 +488,23 @@ def compute_metrics(  # noqa: PLR0915, PLR0917
     pred = predicted_labels(p, offsets)
     total = w.sum()
     out: dict[str, float | int | None] = {"n": _count(total)}
-
-    aucs: list[float] = []
-    per_class: dict[str, float | int | None] = {}
-    curves = []
-    for j, code in enumerate(classes):
-        is_c = y == j
-        out[f"n_{code}"] = _count(w[is_c].sum())
-        curves.append(roc_curve(is_c, p[:, j], w))
-        auc = _auc(curves[j])
-        if auc is not None:
-            aucs.append(auc)
-        per_class[f"auc_{code}"] = auc
-        hit = pred == j
-        per_class[f"sensitivity_{code}"] = _ratio(w[is_c & hit].sum(), w[is_c].sum())
-        per_class[f"specificity_{code}"] = _ratio(w[~is_c & ~hit].sum(), w[~is_c].sum())
+    per_class, curves = _per_class(y, p, w, pred, classes, out)
     mal = _is_malignant(y, classes)
     out["n_malignant"] = _count(w[mal].sum())
     out["n_undecided"] = _count(w[pred < 0].sum())
 
+    aucs = [v for k, v in per_class.items() if k.startswith("auc_") and v is not None]
     out["accuracy"] = _ratio(w[pred == y].sum(), total)
     out["balanced_accuracy"] = balanced_accuracy(y, p, w, offsets)
     out["auc_macro"] = float(np.mean(aucs)) if aucs else None
     out.update(per_class)
 
     mel = _class_index(classes, "MEL")
-    if mel is not None:
-        out["mel_auc"] = per_class[f"auc_{classes[mel]}"]
-        out["mel_pauc80"] = _pauc(curves[mel])
-    else:
-        out["mel_auc"] = out["mel_pauc80"] = None
+    out["mel_auc"] = None if mel is None else per_class[f"auc_{classes[mel]}"]
+    out["mel_pauc80"] = None if mel is None else _pauc(curves[mel])
 
     mal_score = malignant_scores(p, classes, malignant_excluded)
-    if mal_score is not None:
-        mal_curve = roc_curve(mal, mal_score, w)
-        out["malignant_auc"] = _auc(mal_curve)
-        out["malignant_pauc80"] = _pauc(mal_curve)
-        op = _operating_point(mal_curve, SENS_TARGET)
-    else:
-        out["malignant_auc"] = out["malignant_pauc80"] = None
-        op = {"specificity": None, "sensitivity": None, "threshold": None}
-    out["malignant_spec_at_95sens"] = op["specificity"]
-    out["malignant_sens_at_95sens"] = op["sensitivity"]
-    out["malignant_threshold_at_95sens"] = op["threshold"]
-
+    out.update(_malignant_ranking(mal, mal_score, w))
     for name, thr in (("refer", refer_threshold), ("monitor", monitor_threshold)):
         if thr is None:
             continue
@@ -541,6 +516,47 @@ def compute_metrics(  # noqa: PLR0915, PLR0917
     out["brier"] = brier_score(y, p, w)
     out["nll"] = negative_log_likelihood(y, p, w)
     return out
+
+
+def _per_class(
+    y: npt.NDArray[np.int64],
+    p: npt.NDArray[np.float64],
+    w: npt.NDArray[np.float64],
+    pred: npt.NDArray[np.int64],
+    classes: Sequence[str],
+    counts: dict[str, float | int | None],
+) -> tuple[dict[str, float | int | None], list[Curve]]:
+    """One-vs-rest AUC, sensitivity and specificity per class (and each class's ROC curve);
+    the class counts ``n_<C>`` go into ``counts``."""
+    per_class: dict[str, float | int | None] = {}
+    curves = []
+    for j, code in enumerate(classes):
+        is_c = y == j
+        counts[f"n_{code}"] = _count(w[is_c].sum())
+        curves.append(roc_curve(is_c, p[:, j], w))
+        per_class[f"auc_{code}"] = _auc(curves[j])
+        hit = pred == j
+        per_class[f"sensitivity_{code}"] = _ratio(w[is_c & hit].sum(), w[is_c].sum())
+        per_class[f"specificity_{code}"] = _ratio(w[~is_c & ~hit].sum(), w[~is_c].sum())
+    return per_class, curves
+
+
+def _malignant_ranking(
+    mal: npt.NDArray[np.bool_],
+    mal_score: npt.NDArray[np.float64] | None,
+    w: npt.NDArray[np.float64],
+) -> dict[str, float | int | None]:
+    """Malignant AUC, pAUC and the operating point at >= 95 % sensitivity (``None`` without a
+    malignant probability)."""
+    if mal_score is None:
+        return dict.fromkeys(("malignant_auc", "malignant_pauc80", "malignant_spec_at_95sens",
+                              "malignant_sens_at_95sens", "malignant_threshold_at_95sens"))
+    curve = roc_curve(mal, mal_score, w)
+    op = _operating_point(curve, SENS_TARGET)
+    return {"malignant_auc": _auc(curve), "malignant_pauc80": _pauc(curve),
+            "malignant_spec_at_95sens": op["specificity"],
+            "malignant_sens_at_95sens": op["sensitivity"],
+            "malignant_threshold_at_95sens": op["threshold"]}
 
 
 def _count(x: float) -> int:

@@ -30,10 +30,11 @@ import numpy.typing as npt
 
 from dermsight.evaluate.bootstrap import group_codes
 from dermsight.evaluate.metrics import validate_inputs
+from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.subgroups import (
     MIN_N,
+    NO_INTERVALS,
     SUBGROUP_METRICS,
-    SubgroupSettings,
     subgroup_metrics,
 )
 from dermsight.skintone import BAND_LIMITS, BANDS, DARKER_BANDS, NOT_ESTIMABLE, ita_band
@@ -91,17 +92,16 @@ def ita_table(
     ita: Sequence[float | None],
     *,
     groups: npt.ArrayLike | None = None,
-    settings: SubgroupSettings | None = None,
+    settings: EvalSettings = NO_INTERVALS,
     noun: str = "images",
 ) -> dict[str, Any]:
     """Metrics per ITA band (``ita[i]`` in degrees or ``None``, aligned with ``y_true``).
 
     ``groups`` is the bootstrap's resampling unit (``None`` = independent images), ``settings``
     the threshold, resamples and withholding limits that every band's row is computed with
-    (:class:`~dermsight.evaluate.subgroups.SubgroupSettings`; default: no refer threshold, no
+    (:class:`~dermsight.evaluate.settings.EvalSettings`; default: no refer threshold, no
     intervals). ``noun`` names the items in the statement (e.g. ``"test images"``).
     """
-    st = settings or SubgroupSettings()
     classes = list(classes)
     y, p, _ = validate_inputs(y_true, probs, classes)
     if len(ita) != y.shape[0]:
@@ -120,7 +120,7 @@ def ita_table(
             row["note"] = "no images"
             rows.append(row)
             continue
-        row.update(subgroup_metrics(y[idx], p[idx], codes[idx], classes, st))
+        row.update(subgroup_metrics(y[idx], p[idx], codes[idx], classes, settings))
         rows.append(row)
     counts = {r["subgroup"]: int(r["n"]) for r in rows}
     n = int(y.shape[0])
@@ -131,8 +131,8 @@ def ita_table(
         "n_estimable": n - counts[NOT_ESTIMABLE],
         "darker_bands": list(DARKER_BANDS),
         "n_darker": sum(counts[b] for b in DARKER_BANDS),
-        "statement": ita_statement(counts, n, st.min_n, noun),
-        "min_n": int(st.min_n),
-        "min_cases": int(st.min_cases),
-        "n_boot": int(st.n_boot),
+        "statement": ita_statement(counts, n, settings.min_n, noun),
+        "min_n": int(settings.min_n),
+        "min_cases": int(settings.min_cases),
+        "n_boot": int(settings.n_boot),
     }

@@ -18,7 +18,6 @@ absent is left out of the table. Empty, NaN, ``none``, ``null`` and ``unknown`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import pandas as pd
 
 from dermsight.evaluate.bootstrap import bootstrap, group_codes
 from dermsight.evaluate.metrics import key_metrics, validate_inputs
+from dermsight.evaluate.settings import MIN_CASES, MIN_N, EvalSettings
 from dermsight.taxonomy import SEXES, SITES
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "MIN_N",
     "MISSING",
     "SUBGROUP_METRICS",
-    "SubgroupSettings",
     "age_band",
     "subgroup_labels",
     "subgroup_table",
@@ -44,8 +43,6 @@ __all__ = [
 
 MISSING = "missing"
 AGE_BANDS: tuple[str, ...] = ("<30", "30-44", "45-59", "60-74", "75+")
-MIN_N = 30
-MIN_CASES = 5
 
 ATTRIBUTE_COLUMNS: dict[str, tuple[str, ...]] = {
     "sex": ("sex",),
@@ -140,22 +137,8 @@ def _withheld(
     return drop, notes
 
 
-@dataclass(frozen=True)
-class SubgroupSettings:
-    """How every subgroup row is computed (:func:`subgroup_table`, and the ITA bands of
-    :func:`dermsight.evaluate.skin_tone.ita_table`): the refer threshold for sensitivity /
-    specificity (``None``: not computed), bootstrap resamples (0: no intervals) and their seed,
-    the withholding limits, and the per-class decision ``offsets`` for balanced accuracy
-    (:mod:`dermsight.decision`; ``None`` = arg-max) and the classes left out of the malignant
-    probability's denominator (:mod:`dermsight.malignancy`)."""
-
-    refer_threshold: float | None = None
-    n_boot: int = 0
-    seed: int = 0
-    min_n: int = MIN_N
-    min_cases: int = MIN_CASES
-    offsets: npt.ArrayLike | None = None
-    malignant_excluded: Sequence[str] = ()
+#: Subgroup rows without given settings: no refer threshold, no intervals.
+NO_INTERVALS = EvalSettings(n_boot=0)
 
 
 def subgroup_table(
@@ -165,11 +148,12 @@ def subgroup_table(
     meta_df: pd.DataFrame,
     *,
     groups: npt.ArrayLike | None = None,
-    settings: SubgroupSettings | None = None,
+    settings: EvalSettings = NO_INTERVALS,
 ) -> list[dict[str, Any]]:
     """One row per (attribute, subgroup); see the module docstring for the withholding rules.
     ``groups``: the bootstrap's resampling unit (``None`` = independent items); ``settings``:
-    see :class:`SubgroupSettings` (default: no refer threshold, no intervals).
+    see :class:`~dermsight.evaluate.settings.EvalSettings` (default: no refer threshold, no
+    intervals; ``monitor_threshold`` and ``alpha`` are not read).
 
     Row keys: ``attribute``, ``subgroup``, ``n``, ``n_malignant``, ``n_mel``, each metric in
     :data:`SUBGROUP_METRICS` with ``<metric>_lo`` / ``<metric>_hi`` (``None`` when ``n_boot`` is
@@ -195,22 +179,22 @@ def subgroup_metrics(
     p: npt.NDArray[np.float64],
     group_codes_: npt.NDArray[np.int64],
     classes: Sequence[str],
-    settings: SubgroupSettings | None = None,
+    settings: EvalSettings = NO_INTERVALS,
 ) -> dict[str, Any]:
     """One subgroup's row body: counts, each metric of :data:`SUBGROUP_METRICS` with its
     group-bootstrap interval (``None`` where withheld), and the withholding ``note``."""
-    st = settings or SubgroupSettings()
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, st.refer_threshold, st.offsets,
-                           malignant_excluded=st.malignant_excluded)
+        return key_metrics(y, p, classes, w, settings.refer_threshold, settings.offsets,
+                           malignant_excluded=settings.malignant_excluded)
 
     m = fn(None)
-    drop, notes = _withheld(m, st.min_n, st.min_cases, st.refer_threshold is not None)
+    drop, notes = _withheld(m, settings.min_n, settings.min_cases,
+                            settings.refer_threshold is not None)
     keep = [k for k in SUBGROUP_METRICS if k not in drop]
     row: dict[str, Any] = {"n": m["n"], "n_malignant": m["n_malignant"], "n_mel": m["n_mel"]}
-    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=st.n_boot, seed=st.seed, keys=keep) \
-        if keep else {}
+    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=settings.n_boot, seed=settings.seed,
+                    keys=keep) if keep else {}
     for k in SUBGROUP_METRICS:
         ci = cis.get(k)
         row[k] = None if ci is None else ci["value"]

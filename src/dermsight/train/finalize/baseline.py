@@ -3,13 +3,14 @@ regression (``linear_probe``), evaluated on test beside the model, with the pair
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from dermsight.evaluate import compare_predictions, evaluate_predictions
+from dermsight.evaluate import EvalSettings, compare_predictions, evaluate_predictions
 from dermsight.predict import softmax
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
@@ -106,17 +107,15 @@ def baseline(cfg: TrainConfig, parts: dict[str, Part], calib: Calibration,
     probe_val = calib.malignant_of(softmax(lp["val_logits"], lp["temperature"]))
     probe_refer = threshold_for_sensitivity(probe_val, calib.is_malignant(val.labels),
                                             cfg.calibration.refer_sensitivity)
+    rule = EvalSettings(offsets=offsets, malignant_excluded=calib.excluded, n_boot=n_boot,
+                        seed=seed)
     return {
         "name": NAME,
         "chosen": lp["chosen"],
         "imbalance_comparison_val_balanced_accuracy":
             lp["imbalance_comparison_val_balanced_accuracy"],
         "test": evaluate_predictions(test.labels, probe_probs, classes, groups_t,
-                                     refer_threshold=probe_refer, n_boot=n_boot, seed=seed,
-                                     decision_offsets=offsets,
-                                     malignant_excluded=calib.excluded),
+                                     settings=replace(rule, refer_threshold=probe_refer)),
         "difference": compare_predictions(test.labels, calib.probs(test.logits), probe_probs,
-                                          classes, groups_t, n_boot=n_boot, seed=seed,
-                                          decision_offsets=offsets,
-                                          malignant_excluded=calib.excluded),
+                                          classes, groups_t, rule),
     }

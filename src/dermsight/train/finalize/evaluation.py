@@ -5,13 +5,13 @@ figures, and held-out sources (leave-one-source-out) when configured."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from dermsight.evaluate import evaluate_predictions
+from dermsight.evaluate import EvalSettings, evaluate_predictions
 from dermsight.evaluate.card_tables import CrossSource, ScoredSet, card_tables
 from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.evaluate.source_check import single_source_classes, source_check
@@ -65,29 +65,26 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
     excl = calib.excluded
     pt = calib.probs(test.logits)
     groups_t = test.groups(cfg.data.group_col)
-    test_eval = evaluate_predictions(test.labels, pt, classes, groups_t,
-                                     meta_df=_meta_frame(test), n_boot=n_boot, seed=seed,
-                                     decision_offsets=offsets, refer_threshold=calib.refer,
-                                     monitor_threshold=calib.monitor, malignant_excluded=excl)
+    # the rule's decisions with the refer / monitor thresholds and intervals; the figures beside
+    # it drop what they do not report
+    full = EvalSettings(refer_threshold=calib.refer, monitor_threshold=calib.monitor,
+                        offsets=offsets, malignant_excluded=excl, n_boot=n_boot, seed=seed)
+    test_eval = evaluate_predictions(test.labels, pt, classes, groups_t, _meta_frame(test), full)
     # the plain arg-max figures beside the rule's (the same evaluation when the rule is arg-max)
+    plain = EvalSettings(malignant_excluded=excl, n_boot=0, seed=seed)
     test_argmax = test_eval if offsets is None else evaluate_predictions(
-        test.labels, pt, classes, groups_t, n_boot=0, seed=seed, malignant_excluded=excl)
+        test.labels, pt, classes, groups_t, settings=plain)
     uncal = evaluate_predictions(test.labels, softmax(test.logits, 1.0), classes, groups_t,
-                                 n_boot=0, seed=seed, decision_offsets=offsets,
-                                 malignant_excluded=excl)
-    val_eval = evaluate_predictions(val.labels, calib.probs(val.logits), classes, None, n_boot=0,
-                                    seed=seed, decision_offsets=offsets,
-                                    refer_threshold=calib.refer, monitor_threshold=calib.monitor,
-                                    malignant_excluded=excl)
+                                 settings=replace(plain, offsets=offsets))
+    val_eval = evaluate_predictions(val.labels, calib.probs(val.logits), classes, None,
+                                    settings=replace(full, n_boot=0))
     external = parts.get(EXTERNAL)
     external_eval: dict[str, Any] | None = None
     held_out: ScoredSet | None = None
     if external is not None:  # leave-one-source-out: sources never seen in training
         pe = calib.probs(external.logits)
         external_eval = evaluate_predictions(
-            external.labels, pe, classes, external.groups(cfg.data.group_col), n_boot=n_boot,
-            seed=seed, decision_offsets=offsets, refer_threshold=calib.refer,
-            monitor_threshold=calib.monitor, malignant_excluded=excl)
+            external.labels, pe, classes, external.groups(cfg.data.group_col), settings=full)
         external_eval["sources"] = sorted(set(external.sources))
         held_out = ScoredSet(external.labels, pe, external.sources,
                              external.groups(cfg.data.group_col))
@@ -95,15 +92,13 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
     cross_source, test_eval["by_ita"] = card_tables(
         classes, ScoredSet(test.labels, pt, test.sources, groups_t), test.images,
         {"config": provenance.config, "seed": seed, "command": provenance.command},
-        refer_threshold=calib.refer, n_boot=n_boot, seed=seed, offsets=offsets,
-        malignant_excluded=excl, held_out=held_out, trained_on=trained_on)
+        settings=full, held_out=held_out, trained_on=trained_on)
     # without metadata: the model must stay useful when a user gives none
     no_meta = infer(model, test.images, [None] * len(test.images),
                     desc="score test, no metadata")
     test_nometa = evaluate_predictions(test.labels, calib.probs(no_meta["logits"]), classes,
-                                       groups_t, n_boot=0, seed=seed,
-                                       refer_threshold=calib.refer, decision_offsets=offsets,
-                                       malignant_excluded=excl)
+                                       groups_t, settings=replace(full, monitor_threshold=None,
+                                                                  n_boot=0))
     train = parts["train"]
     watch = single_source_classes(train.labels, train.sources, classes)
     return Evaluation(
