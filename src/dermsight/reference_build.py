@@ -238,10 +238,11 @@ def _count_by(df: pd.DataFrame, col: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in df[col].value_counts().sort_index().items()}
 
 
-def build_reference(  # noqa: PLR0917
+def build_reference(
     bundle: Path,
     data: Path | Sequence[Path],
     split_csv: Path,
+    *,
     per_class: int = PER_CLASS,
     seed: int = 0,
     k: int = 5,

@@ -47,12 +47,13 @@ def accuracy_figures(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     }
 
 
-def retrieval_metrics(  # noqa: PLR0917
+def retrieval_metrics(
     query_embedding: np.ndarray,
     query_labels: Sequence[str],
     bank: np.ndarray,
     bank_labels: Sequence[str],
     classes: Sequence[str],
+    *,
     k: int = 5,
     classifier_labels: Sequence[str] | None = None,
 ) -> dict[str, Any]:
