@@ -36,7 +36,6 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.bootstrap import (
-    DEFAULTS,
     bootstrap,
     bootstrap_difference,
     bootstrap_metrics,
@@ -49,7 +48,7 @@ from dermsight.evaluate.metrics import (
     reliability_bins,
     validate_inputs,
 )
-from dermsight.evaluate.settings import EvalSettings
+from dermsight.evaluate.settings import DEFAULTS, EvalSettings
 from dermsight.evaluate.subgroups import subgroup_table
 from dermsight.taxonomy import BY_CODE
 

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.metrics import compute_metrics, validate_inputs
-from dermsight.evaluate.settings import EvalSettings
+from dermsight.evaluate.settings import DEFAULTS, EvalSettings
 
 __all__ = [
     "CI",
@@ -36,8 +36,6 @@ __all__ = [
 #: One metric with its interval: ``{"value", "lo", "hi", "n"}`` (``n`` = resamples used).
 CI = dict[str, float | int | None]
 MetricFn = Callable[[npt.NDArray[np.float64] | None], Mapping[str, float | int | None]]
-#: The settings of a call that passes none (arg-max, no thresholds, 200 resamples, seed 0).
-DEFAULTS = EvalSettings()
 
 
 def is_count_key(key: str) -> bool:

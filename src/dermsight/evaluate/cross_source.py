@@ -54,10 +54,10 @@ import pandas as pd
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict  # pydantic needs this one on Python < 3.12
 
-from dermsight.evaluate.bootstrap import DEFAULTS, bootstrap, group_codes
-from dermsight.evaluate.metrics import key_metrics, validate_inputs
-from dermsight.evaluate.settings import MIN_CASES, MIN_N, EvalSettings
-from dermsight.evaluate.subgroups import _withheld
+from dermsight.evaluate.bootstrap import group_codes
+from dermsight.evaluate.metrics import validate_inputs
+from dermsight.evaluate.settings import DEFAULTS, MIN_CASES, MIN_N, EvalSettings
+from dermsight.evaluate.subgroups import subgroup_metrics
 
 __all__ = [
     "CROSS_SOURCE_METRICS",
@@ -143,8 +143,9 @@ def validate_cross_source(obj: Any) -> CrossSource:
 
 
 def _frame_arrays(
-    frame: pd.DataFrame, classes: Sequence[str], label_col: str = "label", group_col: str = "group"
+    frame: pd.DataFrame, classes: Sequence[str]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    label_col, group_col = "label", "group"
     prob_cols = [f"p_{c}" for c in classes]
     missing = [c for c in (label_col, *prob_cols) if c not in frame.columns]
     if missing:
@@ -174,40 +175,31 @@ def source_row(
     if frame.empty:
         raise ValueError(f"no predictions for source {source!r}")
     y, p, codes = _frame_arrays(frame, classes)
-    st = settings
-
-    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
-        return key_metrics(y, p, classes, w, st.refer_threshold, offsets=st.offsets,
-                           malignant_excluded=st.malignant_excluded)
-
-    m = fn(None)
-    drop, notes = _withheld(m, st.min_n, st.min_cases, st.refer_threshold is not None)
-    keep = [k for k in _KEY_METRIC.values() if k not in drop]
-    cis = bootstrap(fn, y.shape[0], codes, n_boot=st.n_boot, seed=st.seed, keys=keep) \
-        if keep else {}
-    metrics: dict[str, Estimate] = {}
-    for name, key in _KEY_METRIC.items():
-        ci = cis.get(key)
-        metrics[name] = {
-            "value": None if ci is None or ci["value"] is None else float(ci["value"]),
-            "lo": None if ci is None or ci["lo"] is None else float(ci["lo"]),
-            "hi": None if ci is None or ci["hi"] is None else float(ci["hi"]),
-        }
+    # the same figures, withholding rules and group bootstrap as a subgroup row
+    body = subgroup_metrics(y, p, codes, classes, settings)
+    metrics: dict[str, Estimate] = {
+        name: {"value": _float(body[key]), "lo": _float(body[f"{key}_lo"]),
+               "hi": _float(body[f"{key}_hi"])}
+        for name, key in _KEY_METRIC.items()}
     present = set(y.tolist())
     return {
         "protocol": protocol,
         "source": str(source),
         "n_images": int(y.shape[0]),
         "n_groups": int(np.unique(codes).size),
-        "n_malignant": int(m["n_malignant"] or 0),
-        "n_mel": int(m["n_mel"] or 0),
+        "n_malignant": int(body["n_malignant"] or 0),
+        "n_mel": int(body["n_mel"] or 0),
         "classes_present": [c for i, c in enumerate(classes) if i in present],
         "metrics": metrics,
-        "note": "; ".join(notes) or None,
-        "n_boot": int(st.n_boot),
+        "note": body["note"],
+        "n_boot": int(settings.n_boot),
         "trained_on": None if trained_on is None else [str(s) for s in trained_on],
         "run": run,
     }
+
+
+def _float(x: Any) -> float | None:
+    return None if x is None else float(x)
 
 
 def source_rows(

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy.typing as npt
 
-__all__ = ["MIN_CASES", "MIN_N", "EvalSettings"]
+__all__ = ["DEFAULTS", "MIN_CASES", "MIN_N", "NO_INTERVALS", "EvalSettings"]
 
 #: Fewer items than this in a group (subgroup, source, ITA band): every metric is withheld.
 MIN_N = 30
@@ -56,3 +56,9 @@ class EvalSettings:
     def resampling(self) -> dict[str, Any]:
         """The keyword arguments of :func:`dermsight.evaluate.bootstrap.bootstrap`."""
         return {"n_boot": self.n_boot, "seed": self.seed, "alpha": self.alpha}
+
+
+#: The settings of a call that passes none (arg-max, no thresholds, 200 resamples, seed 0).
+DEFAULTS = EvalSettings()
+#: Subgroup and ITA rows without given settings: no refer threshold, no intervals.
+NO_INTERVALS = EvalSettings(n_boot=0)

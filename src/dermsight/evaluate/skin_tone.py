@@ -30,10 +30,9 @@ import numpy.typing as npt
 
 from dermsight.evaluate.bootstrap import group_codes
 from dermsight.evaluate.metrics import validate_inputs
-from dermsight.evaluate.settings import EvalSettings
+from dermsight.evaluate.settings import NO_INTERVALS, EvalSettings
 from dermsight.evaluate.subgroups import (
     MIN_N,
-    NO_INTERVALS,
     SUBGROUP_METRICS,
     subgroup_metrics,
 )

@@ -26,7 +26,7 @@ import pandas as pd
 
 from dermsight.evaluate.bootstrap import bootstrap, group_codes
 from dermsight.evaluate.metrics import key_metrics, validate_inputs
-from dermsight.evaluate.settings import MIN_CASES, MIN_N, EvalSettings
+from dermsight.evaluate.settings import MIN_CASES, MIN_N, NO_INTERVALS, EvalSettings
 from dermsight.taxonomy import SEXES, SITES
 
 __all__ = [
@@ -135,10 +135,6 @@ def _withheld(
     if not has_threshold:
         drop |= {"sensitivity", "specificity"}
     return drop, notes
-
-
-#: Subgroup rows without given settings: no refer threshold, no intervals.
-NO_INTERVALS = EvalSettings(n_boot=0)
 
 
 def subgroup_table(
