@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +32,10 @@ from dermsight import Dermsight
 from dermsight.evaluate import compare_predictions, evaluate_predictions
 from dermsight.evaluate.settings import EvalSettings
 from dermsight.io.decode import decode_image
-from dermsight.records import Metadata
+from dermsight.train.config import load_config
+from dermsight.train.table import load_table, row_meta
 
 ROOT = Path(__file__).resolve().parents[3]
-SHARED = ROOT.parent / "shared" / "data"
 #: (name, Pillow format, quality); "stored" is the file as it is (JPEG quality 90).
 LEVELS: list[tuple[str, str | None, int | None]] = [
     ("stored", None, None),
@@ -47,14 +48,14 @@ DECIDING = ("mel_auc", "malignant_auc", "balanced_accuracy")
 
 
 def validation_rows() -> pd.DataFrame:
+    """The validation rows of the default config's two data folders, read by the training
+    code's own loader (the metadata normalised as for training), in the split file's order."""
+    os.chdir(ROOT)  # the config's data roots are relative to the repository
+    table = load_table(load_config(ROOT / "configs" / "default.yaml").data)
     split = pd.read_csv(ROOT / "configs" / "default-split.csv")
-    split = split[split["split"] == "val"]
-    frames = []
-    for folder in ("isic-subset", "isic2020-sample"):
-        meta = pd.read_csv(SHARED / folder / "metadata.csv", low_memory=False)
-        meta["path"] = [str(SHARED / folder / "images" / f"{i}.jpg") for i in meta["image_id"]]
-        frames.append(meta[["image_id", "age_approx", "sex", "anatom_site", "path"]])
-    df = split.merge(pd.concat(frames), on="image_id", how="left", validate="one_to_one")
+    split = split.loc[split["split"] == "val", ["image_id", "diagnosis"]]
+    df = split.merge(table.drop(columns="diagnosis"), on="image_id", how="left",
+                     validate="one_to_one")
     if df["path"].isna().any():
         raise SystemExit("validation images missing from ../shared/data")
     return df.reset_index(drop=True)
@@ -79,7 +80,7 @@ def score(model: Dermsight, df: pd.DataFrame, fmt: str | None, quality: int | No
         n_bytes += sum(len(b) for b in blobs)
         out = model.predict_batch(
             [decode_image(b) for b in blobs],
-            [Metadata.lenient(r.age_approx, r.sex, r.anatom_site) for r in part.itertuples()])
+            [row_meta(r) for _, r in part.iterrows()])
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
     return np.asarray(probs, np.float64), n_bytes
 
@@ -103,7 +104,7 @@ def main() -> None:
                             offsets=card.decision.offsets(classes),
                             malignant_excluded=tuple(card.malignant_excluded),
                             n_boot=args.n_boot)
-    y, groups = df["diagnosis"].to_numpy(str), df["group_id"].to_numpy(str)
+    y, groups = df["diagnosis"].to_numpy(str), df["group_id"].astype(str).to_numpy(str)
     probs: dict[str, np.ndarray] = {}
     sizes: dict[str, float] = {}
     for name, fmt, quality in LEVELS:
