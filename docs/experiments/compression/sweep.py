@@ -41,7 +41,10 @@ LEVELS: list[tuple[str, str | None, int | None]] = [
     ("stored", None, None),
     ("jpeg75", "JPEG", 75), ("jpeg50", "JPEG", 50), ("jpeg30", "JPEG", 30), ("jpeg15", "JPEG", 15),
     ("webp80", "WEBP", 80), ("webp50", "WEBP", 50), ("webp30", "WEBP", 30),
+    ("jpeg90", "JPEG", 90),  # control, added after the figures above: re-saved at the same quality
 ]
+#: Levels reported for the record only, outside the pre-registered rule.
+CONTROLS = ("jpeg90",)
 KEYS = ("mel_auc", "malignant_auc", "balanced_accuracy", "refer_sensitivity",
         "refer_specificity")
 DECIDING = ("mel_auc", "malignant_auc", "balanced_accuracy")
@@ -129,6 +132,9 @@ def main() -> None:
             diff = compare_predictions(y, probs[name], probs["stored"], classes, groups,
                                        settings)
             row["difference"] = {k: _ci(diff, k) for k in KEYS}
+            row["sensitivity_difference"] = {
+                c: _ci(diff, f"sensitivity_{c}")["value"] for c in classes}
+            row["control"] = name in CONTROLS
             row["measured_worse"] = any(
                 (d := row["difference"][k])["hi"] is not None and d["hi"] < 0 for k in DECIDING)
         levels.append(row)
