@@ -238,6 +238,22 @@ def test_predict_other_formats(client: httpx.Client, sample_image: Path, fmt: st
     assert r.status_code == 200, r.text
 
 
+def test_a_heavily_compressed_upload_is_answered_with_a_non_blocking_note(
+        client: httpx.Client, jpeg: bytes) -> None:
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(jpeg)).save(buf, format="JPEG", quality=50)
+    r = post_image(client, buf.getvalue(), params={"heatmap": "false"}, age="60", sex="male")
+    assert r.status_code == 200, r.text
+    body = PredictResponse.model_validate(r.json())
+    notes = [f for f in body.flags if f.code == "compressed"]
+    assert len(notes) == 1
+    assert notes[0].blocking is False
+    assert "JPEG quality about 50" in notes[0].message
+    assert body.risk != "cannot_assess"
+    stored = post_image(client, jpeg, params={"heatmap": "false"}, age="60", sex="male")
+    assert "compressed" not in [f["code"] for f in stored.json()["flags"]]
+
+
 def test_tiny_and_odd_shaped_images_do_not_break_the_server(client: httpx.Client) -> None:
     for w, h, mode in [(1, 1, "RGB"), (1, 600, "L"), (600, 2, "RGBA"), (17, 9, "P")]:
         buf = io.BytesIO()

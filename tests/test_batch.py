@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -130,6 +131,21 @@ def test_bytes_and_paths_give_the_same_rows(model: Dermsight, data_dir: Path,
     prob = [f"p_{c}" for c in model.classes]
     np.testing.assert_allclose(a[prob].to_numpy(), b[prob].to_numpy(), atol=1e-5)
     assert a["risk"].tolist() == b["risk"].tolist()
+
+
+def test_a_heavily_compressed_input_gets_the_note_in_the_flags_column(
+        model: Dermsight, data_dir: Path, metadata: pd.DataFrame, ids: list[str]) -> None:
+    from PIL import Image
+
+    rows = frame_for(data_dir, metadata, ids[:2])
+    buf = io.BytesIO()
+    Image.open(rows["path"].iloc[1]).save(buf, format="JPEG", quality=40)
+    rows = rows.assign(image=[Path(rows["path"].iloc[0]).read_bytes(), buf.getvalue()])
+    out = score_frame(rows, model)
+    assert out["error"].isna().all()
+    assert "compressed" not in out["flags"].iloc[0].split(";")
+    assert "compressed" in out["flags"].iloc[1].split(";")
+    assert out["risk"].iloc[1] != "cannot_assess"
 
 
 def test_nullable_dtypes_are_missing_values(model: Dermsight, data_dir: Path,

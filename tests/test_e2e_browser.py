@@ -213,6 +213,10 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
         assert f"{cls} is suggested only when it leads the next class by more than {m:g}" in rule
     if not tau and not margins:
         assert rule == "Most probable class."
+    quality = (card.get("gate") or {}).get("quality") or {}
+    if quality.get("flag_jpeg_quality"):
+        compressed = page.get_by_test_id("gate-compressed").inner_text()
+        assert f"quality {quality['flag_jpeg_quality']:g} or lower" in compressed
     spec = card["input_spec"]
     shown = page.get_by_test_id("model-input").inner_text()
     assert f"{spec['size']} \u00d7 {spec['size']} px RGB" in shown
@@ -258,6 +262,27 @@ def test_cannot_assess_upload_shows_no_result_numbers(
         assert "Malignant probability" not in text
         assert not re.search(r"\b(High|Moderate|Low) risk\b", text)
     page.screenshot(path=str(test_output / "e2e-cannot-assess.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_a_heavily_compressed_upload_shows_the_note_beside_the_result(
+    page: Any, sample_image: Path, tmp_path: Path, test_output: Path
+) -> None:
+    from PIL import Image
+
+    resaved = tmp_path / "forwarded.jpg"
+    Image.open(sample_image).save(resaved, format="JPEG", quality=50)
+    page.get_by_test_id("audience-clinician").click()
+    result = assess(page, resaved, age="55", sex="female", site="posterior torso")
+    if result["risk"] == "cannot_assess":
+        pytest.skip("the re-saved sample image was refused by the gate")
+    note = next(f for f in result["flags"] if f["code"] == "compressed")
+    shown = page.get_by_test_id("risk-warnings").locator("li[data-code=compressed]")
+    shown.wait_for()
+    assert "JPEG quality about 50" in shown.inner_text()
+    assert note["message"][1:] in shown.inner_text()  # the UI capitalises the first letter
+    assert page.get_by_test_id("risk-banner").get_attribute("data-risk") == result["risk"]
+    page.screenshot(path=str(test_output / "e2e-compressed-note.png"), full_page=True)
     assert page.problems == []
 
 

@@ -149,6 +149,11 @@ class QualityCard(BaseModel):
     max_clipped: float | None = None
     min_sharpness: float | None = None
     max_sharpness: float | None = None
+    flag_jpeg_quality: float | None = Field(
+        default=None, description="JPEG uploads at or below this estimated quality get the "
+        "non-blocking 'compressed' flag (0: never)")
+    flag_lossy_webp: float | None = Field(
+        default=None, description="1: every lossy WebP upload gets the 'compressed' flag")
 
 
 class GateCard(BaseModel):

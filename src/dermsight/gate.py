@@ -91,6 +91,11 @@ DEFAULT_GATE: dict[str, float] = {
     "max_clipped": 0.5,
     "min_sharpness": 1.5,
     "max_sharpness": 10000.0,
+    # not blocking: the "compressed" flag (dermsight.compression) for JPEG uploads at or below
+    # this estimated quality (0: never) and, when 1, for every lossy WebP; measured on the
+    # shipped network's validation images ("Compressed uploads", docs/experiments/README.md)
+    "flag_jpeg_quality": 75.0,
+    "flag_lossy_webp": 1.0,
 }
 
 

@@ -4,9 +4,10 @@ Runs on ONNX Runtime only (no torch). It holds the one path from an input to an 
 API, ``dermsight predict`` and batch scoring all take it:
 
 * ``decode``: bytes / a file path / an array -> RGB pixels + ``Metadata`` (a DICOM file's tags
-  fill the fields the caller left empty; the caller's values win);
-* ``prepare_image``: preprocessing, metadata encoding and the quality part of the gate, per image
-  (``PreparedImage``; batch scoring runs this in worker threads);
+  fill the fields the caller left empty; the caller's values win) + the file's compression
+  (``DecodedImage``);
+* ``prepare_image``: preprocessing, metadata encoding, the quality part of the gate and the
+  ``compressed`` note, per image (``PreparedImage``; batch scoring runs this in worker threads);
 * ``assess``: one ONNX Runtime call for a batch of prepared images, then temperature scaling, the
   malignant sum, the card's decision rule, the out-of-distribution gate, the metadata flags and
   the risk tier (or "cannot assess"), all for the whole batch at once (``Assessment``: arrays,
@@ -30,6 +31,8 @@ import numpy as np
 
 from dermsight import camgrid, gate, heatmap, taxonomy
 from dermsight.bundle import Bundle, load_bundle
+from dermsight.compression import Compression, compression_flags
+from dermsight.compression import inspect as inspect_compression
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
@@ -61,6 +64,15 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 CANNOT_ASSESS = "cannot_assess"
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """One input as ``Dermsight.decode`` read it."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    meta: Metadata  # as given, DICOM tags filling what was left empty
+    compression: Compression | None = None  # what the file's header says (JPEG / WebP only)
 
 
 @dataclass
@@ -245,10 +257,13 @@ class Dermsight:
     def prepare(self, image: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, np.ndarray]:
         return preprocess(image, self.card.input_spec), encode_meta(meta, self.card.meta_spec)
 
-    def prepare_image(self, image: np.ndarray, meta: Metadata) -> PreparedImage:
-        """Preprocess one RGB image and its metadata and run the quality checks on it."""
+    def prepare_image(self, image: np.ndarray, meta: Metadata,
+                      compression: Compression | None = None) -> PreparedImage:
+        """Preprocess one RGB image and its metadata and run the quality checks on it (with the
+        non-blocking ``compressed`` note when its file's ``compression`` calls for one)."""
         x, m = self.prepare(image, meta)
         flags, quality = gate.quality_gate(image, self.card.gate)
+        flags += compression_flags(compression, self.card.gate)
         return PreparedImage(x=x, m=m, meta=meta, flags=flags, quality=quality)
 
     def assess(self, images: Sequence[PreparedImage], tta: bool = False) -> Assessment:
@@ -275,28 +290,28 @@ class Dermsight:
 
     # -- high level ---------------------------------------------------------------------------
 
-    def decode(self, image: ImageInput, meta: Metadata | None = None
-               ) -> tuple[np.ndarray, Metadata]:
-        """The RGB pixels and the metadata of one input (bytes, a file path or an array).
+    def decode(self, image: ImageInput, meta: Metadata | None = None) -> DecodedImage:
+        """The RGB pixels, the metadata and the file's compression of one input (bytes, a file
+        path or an array; an array has no file, so no compression).
 
         A DICOM file's tags (age, sex, site) fill the fields ``meta`` leaves empty; the values
         given win. Raises ``ImageDecodeError`` for an input that cannot be used.
         """
         meta = meta if meta is not None else Metadata()
         if isinstance(image, np.ndarray):
-            return self.load_image(image), meta
+            return DecodedImage(self.load_image(image), meta)
         if isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
         else:  # regular files only (a FIFO named x.jpg must not block), at most the byte cap
             data = read_regular_file(image, self.limits.max_bytes)
         if sniff(data) != "DICOM":
-            return decode_image(data, self.limits), meta
+            return DecodedImage(decode_image(data, self.limits), meta, inspect_compression(data))
         from dermsight.io.dicom import decode_dicom_bytes
 
         record = decode_dicom_bytes(data, self.limits)
         if record.image is None:  # pragma: no cover - the reader raises instead
             raise ImageDecodeError("DICOM file has no image (pixel data)")
-        return record.image, meta.fill_from(record.meta)
+        return DecodedImage(record.image, meta.fill_from(record.meta))
 
     def load_image(self, image: ImageInput) -> np.ndarray:
         """The RGB pixels of one input (see ``decode``, which also returns its metadata)."""
@@ -306,7 +321,7 @@ class Dermsight:
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
             return np.ascontiguousarray(image[:, :, :3].astype(np.uint8, copy=False))
-        return self.decode(image)[0]
+        return self.decode(image).rgb
 
     # ruff noqa below: public API: positional order kept.
     def predict(  # noqa: PLR0917
@@ -325,9 +340,9 @@ class Dermsight:
         """
         t0 = time.perf_counter()
         meta = meta if meta is not None else Metadata.parse(age=age, sex=sex, site=site)
-        rgb, meta = self.decode(image, meta)
-        item = self.prepare_image(rgb, meta)
-        return self._prediction(rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)
+        d = self.decode(image, meta)
+        item = self.prepare_image(d.rgb, d.meta, d.compression)
+        return self._prediction(d.rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)
 
     def predict_batch(
         self,
@@ -342,10 +357,10 @@ class Dermsight:
             return []
         metas = list(metas) if metas is not None else [None] * len(images)
         decoded = [self.decode(im, mt) for im, mt in zip(images, metas, strict=True)]
-        items = [self.prepare_image(rgb, mt) for rgb, mt in decoded]
+        items = [self.prepare_image(d.rgb, d.meta, d.compression) for d in decoded]
         result = self.assess(items, tta=tta)
-        return [self._prediction(rgb, item, result, i, heatmap, t0)
-                for i, ((rgb, _), item) in enumerate(zip(decoded, items, strict=True))]
+        return [self._prediction(d.rgb, item, result, i, heatmap, t0)
+                for i, (d, item) in enumerate(zip(decoded, items, strict=True))]
 
     def _prediction(
         self, rgb: np.ndarray, item: PreparedImage, result: Assessment, i: int,

@@ -121,6 +121,14 @@ export type MinStd = number | null;
 export type MaxClipped = number | null;
 export type MinSharpness = number | null;
 export type MaxSharpness = number | null;
+/**
+ * JPEG uploads at or below this estimated quality get the non-blocking 'compressed' flag (0: never)
+ */
+export type FlagJpegQuality = number | null;
+/**
+ * 1: every lossy WebP upload gets the 'compressed' flag
+ */
+export type FlagLossyWebp = number | null;
 export type File = string;
 export type Sha256 = string;
 export type Created = string | null;
@@ -253,6 +261,8 @@ export interface QualityCard {
   max_clipped?: MaxClipped;
   min_sharpness?: MinSharpness;
   max_sharpness?: MaxSharpness;
+  flag_jpeg_quality?: FlagJpegQuality;
+  flag_lossy_webp?: FlagLossyWebp;
 }
 export interface OnnxCard {
   file?: File;

@@ -801,6 +801,10 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
     if (num(q.max_clipped) !== null) qualityRules.push(`more than ${pctShort(num(q.max_clipped))} of pixels clipped`)
     if (num(q.min_sharpness) !== null) qualityRules.push(`blurred (sharpness < ${plain(q.min_sharpness)})`)
   }
+  const compressedNotes: string[] = []
+  const jpegQ = num(q?.flag_jpeg_quality)
+  if (jpegQ !== null && jpegQ > 0) compressedNotes.push(`JPEG files saved at quality ${jpegQ} or lower (estimated from the file)`)
+  if ((num(q?.flag_lossy_webp) ?? 0) > 0) compressedNotes.push('lossy WebP files')
   return (
     <Block id="gate" title="The “cannot assess” gate" testId="gate">
       <p>Before any risk is shown, each image must pass two checks; failing either gives “cannot assess”.</p>
@@ -808,6 +812,12 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
         <li>
           <strong>Image quality</strong>
           {qualityRules.length > 0 ? `: rejected when ${qualityRules.join('; ')}.` : '.'}
+          {compressedNotes.length > 0 && (
+            <span data-testid="gate-compressed">
+              {' '}Not rejected but noted as heavily compressed: {compressedNotes.join(' and ')}
+              {' '}(on validation images re-saved so, the model was measured less accurate).
+            </span>
+          )}
         </li>
         <li>
           <strong>Looks like the training images</strong> (out-of-distribution check

@@ -117,9 +117,9 @@ def prepare_row(
     image = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else None
     where = Path(path.split("#")[0]).name if path else rid
     try:
-        rgb, prep.meta = model.decode(row_image(image, path, storage_options, model.limits),
-                                      prep.meta)
-        prep.image = model.prepare_image(rgb, prep.meta)
+        decoded = model.decode(row_image(image, path, storage_options, model.limits), prep.meta)
+        rgb, prep.meta = decoded.rgb, decoded.meta
+        prep.image = model.prepare_image(rgb, prep.meta, decoded.compression)
         prep.ita = ita_degrees(rgb)
         if keep_thumb:
             prep.thumb = thumbnail(rgb)

@@ -1,0 +1,122 @@
+"""How much an upload was compressed, read from its file header (no pixel is decoded).
+
+The shipped network was trained, validated and tested on JPEGs saved at quality 90. On the
+validation images re-saved with more compression its accuracy was measured lower
+("Compressed uploads" in docs/experiments/README.md); this module finds such uploads so the
+result can say so (a non-blocking flag, ``compression_flags``):
+
+* **JPEG**: the quality is estimated from the luminance quantisation table, as the nearest table
+  of the IJG scale (libjpeg's ``quality`` 1–100, which Pillow, libjpeg-turbo and most software
+  use). Cameras and other encoders with tables of their own get the nearest IJG quality: an
+  estimate, named as one.
+* **WebP**: lossy (a ``VP8 `` chunk) or lossless (``VP8L``); a lossy WebP's quality is not stored
+  in the file in a form read here.
+* Everything else (PNG, BMP, TIFF, DICOM) is not inspected (``None``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dermsight.gate import Flag, quality_thresholds
+
+__all__ = ["Compression", "compression_flags", "inspect", "jpeg_quality"]
+
+#: The IJG standard luminance quantisation table (ITU T.81, Annex K.1), natural order.
+_IJG_LUMA = np.array([
+    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
+], np.int64)
+
+
+def _ijg_table(quality: int) -> np.ndarray:
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return np.clip((_IJG_LUMA * scale + 50) // 100, 1, 255)
+
+
+_IJG_TABLES = np.stack([_ijg_table(q) for q in range(1, 101)])  # row q-1: quality q
+
+
+@dataclass(frozen=True)
+class Compression:
+    """What an image file's header says about its compression."""
+
+    format: str  # "JPEG" or "WebP"
+    lossy: bool
+    quality: int | None = None  # estimated JPEG quality (IJG scale); None: not read
+
+    def describe(self) -> str:
+        if self.quality is not None:
+            return f"{self.format} quality about {self.quality}"
+        return f"{'lossy' if self.lossy else 'lossless'} {self.format}"
+
+
+def jpeg_quality(luma_table: Any) -> int:
+    """The IJG quality (1–100) whose luminance table is nearest to ``luma_table`` (64 values in
+    natural order, as Pillow's ``quantization[0]``), by the sum of absolute differences; ties go
+    to the higher quality."""
+    table = np.asarray(luma_table, np.int64).reshape(-1)
+    if table.size != 64:
+        raise ValueError(f"a JPEG quantisation table has 64 values, got {table.size}")
+    err = np.abs(_IJG_TABLES - table).sum(axis=1)
+    return int(100 - np.argmin(err[::-1]))
+
+
+def _webp_lossy(data: bytes) -> bool | None:
+    """True for a lossy WebP (a ``VP8 `` chunk), False for a lossless one, None if unreadable."""
+    if len(data) < 16 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if fourcc == b"VP8 ":
+            return True
+        if fourcc == b"VP8L":
+            return False
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
+    return None
+
+
+def inspect(data: bytes) -> Compression | None:
+    """The compression of a JPEG or WebP file's bytes (``None`` for other formats or a header
+    that cannot be read: the decode itself reports broken files)."""
+    if data[:3] == b"\xff\xd8\xff":
+        with warnings.catch_warnings(), contextlib.suppress(Exception):
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:  # parses the header, decodes nothing
+                tables = getattr(im, "quantization", None) or {}
+                if 0 in tables:
+                    return Compression("JPEG", lossy=True, quality=jpeg_quality(tables[0]))
+        return None
+    lossy = _webp_lossy(data)
+    return None if lossy is None else Compression("WebP", lossy=lossy)
+
+
+def compression_flags(c: Compression | None, cfg: dict[str, Any]) -> list[Flag]:
+    """The non-blocking ``compressed`` flag for an upload saved with more compression than the
+    card's gate allows without comment (``gate.quality``: ``flag_jpeg_quality``, JPEG at or
+    below it; ``flag_lossy_webp`` 1 = any lossy WebP; 0 turns either off)."""
+    if c is None or not c.lossy:
+        return []
+    limits = quality_thresholds(cfg)
+    max_q = limits["flag_jpeg_quality"]
+    if c.quality is not None and max_q > 0 and c.quality <= max_q:
+        return [_flag(f"heavily compressed image ({c.describe()}): validation images re-saved "
+                      f"at JPEG quality {int(max_q)} or lower were classified less accurately")]
+    if c.format == "WebP" and limits["flag_lossy_webp"] > 0:
+        return [_flag("lossy WebP image (its quality cannot be read from the file): validation "
+                      "images re-saved as lossy WebP were classified less accurately")]
+    return []
+
+
+def _flag(what: str) -> Flag:
+    return Flag("compressed", f"{what}; use the original file if you have it", blocking=False)

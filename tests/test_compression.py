@@ -1,0 +1,120 @@
+"""The ``compressed`` note: what an upload's file header says about its compression, and the
+non-blocking flag the facade adds for uploads compressed more than the training images were."""
+
+from __future__ import annotations
+
+import copy
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermsight import Dermsight
+from dermsight.bundle import Card
+from dermsight.compression import Compression, compression_flags, inspect, jpeg_quality
+from dermsight.gate import DEFAULT_GATE
+
+
+@pytest.fixture(scope="module")
+def model() -> Dermsight:
+    return Dermsight.load()
+
+
+@pytest.fixture(scope="module")
+def stored(sample_image: Path) -> bytes:
+    return sample_image.read_bytes()
+
+
+def _resaved(data: bytes, fmt: str, **kw: object) -> bytes:
+    buf = io.BytesIO()
+    with Image.open(io.BytesIO(data)) as im:
+        im.convert("RGB").save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def _codes(model: Dermsight, data: bytes | np.ndarray) -> list[str]:
+    return [f.code for f in model.predict(data, age=50, sex="male", heatmap=False).flags]
+
+
+def test_the_jpeg_quality_pillow_saved_with_is_read_back(stored: bytes) -> None:
+    # a rounding slip in the IJG scale formula would put some qualities one off
+    wrong = {q: got for q in range(1, 101)
+             if (got := inspect(_resaved(stored, "JPEG", quality=q)).quality) != q}  # type: ignore[union-attr]
+    assert wrong == {}
+
+
+def test_the_shared_images_are_jpeg_quality_90_and_get_no_note(
+        model: Dermsight, stored: bytes) -> None:
+    assert inspect(stored) == Compression("JPEG", lossy=True, quality=90)
+    assert "compressed" not in _codes(model, stored)
+
+
+def test_uploads_compressed_more_than_the_card_allows_are_flagged_not_blocked(
+        model: Dermsight, stored: bytes) -> None:
+    assert model.card.gate["quality"]["flag_jpeg_quality"] == 75  # the shipped card's limit
+    q60 = model.predict(_resaved(stored, "JPEG", quality=60), heatmap=False)
+    note = [f for f in q60.flags if f.code == "compressed"]
+    assert len(note) == 1
+    assert not note[0].blocking
+    assert "quality about 60" in note[0].message
+    assert "75 or lower" in note[0].message
+    assert q60.assessable
+    assert q60.risk != "cannot_assess"
+    assert "compressed" in _codes(model, _resaved(stored, "JPEG", quality=75))
+    assert "compressed" not in _codes(model, _resaved(stored, "JPEG", quality=80))
+    webp = model.predict(_resaved(stored, "WEBP", quality=95), heatmap=False)
+    assert [f.code for f in webp.flags if f.code == "compressed"] == ["compressed"]
+    assert "lossy WebP" in next(f.message for f in webp.flags if f.code == "compressed")
+    for lossless in (_resaved(stored, "WEBP", lossless=True), _resaved(stored, "PNG")):
+        assert "compressed" not in _codes(model, lossless)
+    # an array has no file: nothing is known about its compression, so nothing is said
+    pixels = np.asarray(Image.open(io.BytesIO(_resaved(stored, "JPEG", quality=20))))
+    assert "compressed" not in _codes(model, pixels)
+
+
+def test_a_file_path_is_inspected_like_its_bytes(
+        model: Dermsight, stored: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "upload.jpg"
+    path.write_bytes(_resaved(stored, "JPEG", quality=40))
+    assert "compressed" in _codes(model, path)  # type: ignore[arg-type]
+    decoded = model.decode(path)
+    assert decoded.compression == Compression("JPEG", lossy=True, quality=40)
+    assert decoded.rgb.shape[2] == 3
+
+
+def test_the_cards_limits_are_the_ones_in_force(stored: bytes) -> None:
+    q80 = inspect(_resaved(stored, "JPEG", quality=80))
+    webp = inspect(_resaved(stored, "WEBP", quality=50))
+    assert compression_flags(q80, {}) == []  # defaults: JPEG at or below 75
+    assert [f.code for f in compression_flags(q80, {"quality": {"flag_jpeg_quality": 85}})] \
+        == ["compressed"]
+    off = {"quality": {"flag_jpeg_quality": 0, "flag_lossy_webp": 0}}
+    assert compression_flags(inspect(_resaved(stored, "JPEG", quality=10)), off) == []
+    assert compression_flags(webp, off) == []
+    assert [f.code for f in compression_flags(webp, {})] == ["compressed"]
+    assert DEFAULT_GATE["flag_jpeg_quality"] == 75.0
+    assert DEFAULT_GATE["flag_lossy_webp"] == 1.0
+
+
+def test_the_card_schema_takes_the_limits_and_refuses_a_wrong_type(model: Dermsight) -> None:
+    raw = copy.deepcopy(model.card.to_dict())
+    assert Card.from_dict(raw).gate["quality"]["flag_lossy_webp"] == 1.0
+    raw["gate"]["quality"]["flag_jpeg_quality"] = "high"
+    with pytest.raises(Exception, match="flag_jpeg_quality"):
+        Card.from_dict(raw)
+
+
+@pytest.mark.parametrize("data", [
+    b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0" + b"\x00" * 40, b"RIFF\x00\x00\x00\x00WEBP",
+    b"RIFF\x10\x00\x00\x00WEBPJUNK\xff\xff\xff\xff", b"\x89PNG\r\n\x1a\n" + b"\x00" * 30,
+    b"GIF89a" + b"\x00" * 30,
+])
+def test_broken_or_other_headers_say_nothing_and_never_raise(data: bytes) -> None:
+    assert inspect(data) is None
+
+
+def test_a_table_of_the_wrong_size_is_refused() -> None:
+    with pytest.raises(ValueError, match="64 values"):
+        jpeg_quality([1] * 10)
