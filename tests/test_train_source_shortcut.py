@@ -1,6 +1,7 @@
 """Training measures against the source shortcut and other cameras' looks (needs the [train]
 extra): source-balanced loss weights (v2.1), cross-source Fourier style swaps (v2.1), random
-convolutions (v2.14) and the zoom-out onto a field of skin (v2.15)."""
+convolutions (v2.14), the zoom-out onto a field of skin (v2.15) and the lossy re-save of the whole
+image (compressed uploads)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dermsight.train.augment import (  # noqa: E402
     Augment,
     dermoscopy_effects,
     random_convolution,
+    resave_lossy,
     swap_style,
     zoom_out_onto_skin,
 )
@@ -155,6 +157,36 @@ def test_zoom_out_onto_skin_shows_the_lesion_smaller_among_its_own_skin(data_dir
                       ).mean() > 5
 
 
+def test_resave_lossy_compresses_the_whole_image_and_is_drawn_only_when_asked(
+        data_dir: Path) -> None:
+    a, _ = _pair(data_dir)
+    formats = set()
+    for seed in range(12):
+        out = resave_lossy(a, np.random.default_rng(seed))
+        assert out.shape == a.shape
+        assert out.dtype == np.uint8
+        diff = np.abs(out.astype(float) - a)
+        assert 0.3 < diff.mean() < 12  # compressed, not another picture
+        # the same draw again gives the same bytes: what was saved is the rng's alone
+        rng = np.random.default_rng(seed)
+        fmt = "JPEG" if rng.random() < 0.5 else "WEBP"
+        formats.add(fmt)
+        assert np.array_equal(out, resave_lossy(a, np.random.default_rng(seed)))
+    assert formats == {"JPEG", "WEBP"}
+    # at resave=0 no random number is drawn: the same draws as an Augment without the field
+    spec = InputSpec(size=96)
+    base, off = Augment(dermoscopy=True), Augment(dermoscopy=True, resave=0.0)
+    on = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0, resave=1.0)
+    neutral = Augment(scale=(1.0, 1.0), ratio=(1.0, 1.0), jitter=0.0, hue=0.0)
+    for seed in range(3):
+        assert np.array_equal(base(a, spec, np.random.default_rng(seed)),
+                              off(a, spec, np.random.default_rng(seed)))
+        rng = np.random.default_rng(seed)
+        assert rng.random() < 1.0  # the resave draw, then the re-saved image's own draws
+        by_hand = neutral(resave_lossy(a, rng), spec, rng)
+        assert np.array_equal(on(a, spec, np.random.default_rng(seed)), by_hand)
+
+
 def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -> None:
     a, b = _pair(data_dir)
     spec = InputSpec(size=64)
@@ -184,7 +216,8 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
                                  "input.crop_fraction=0.2", "input.crop_fraction=1.5",
                                  "train.source_balance=-1", "train.randconv_p=1.5",
                                  "train.randconv_p=-0.1", "train.wide_field_p=1.5",
-                                 "train.wide_field_p=-0.1"])
+                                 "train.wide_field_p=-0.1", "train.resave_p=1.5",
+                                 "train.resave_p=-0.1"])
 def test_bad_shortcut_settings_are_refused(bad: str) -> None:
     with pytest.raises(ConfigError):
         load_config(Path(__file__).parents[1] / "configs" / "v2.1.yaml", [bad])

@@ -31,9 +31,10 @@ class Augment:
     its own probability): zoom-out onto a black border, a circular dermatoscope vignette, blur,
     JPEG re-compression, gamma, and hairs. With ``randconv > 0``, that share of the images gets
     a random convolution first (``random_convolution``); with ``wide_field > 0``, that share is
-    shown smaller in a field of skin (``zoom_out_onto_skin``). At 0 no random number is drawn
-    for either, so every other augmentation stays the same draw. With ``siim2020=True`` the
-    colour jitter is replaced by the 1st-place SIIM-ISIC 2020 augmentations
+    shown smaller in a field of skin (``zoom_out_onto_skin``); with ``resave > 0``, that share
+    is first re-saved whole as a JPEG or lossy WebP (``resave_lossy``). At 0 no random number
+    is drawn for any of them, so every other augmentation stays the same draw. With
+    ``siim2020=True`` the colour jitter is replaced by the 1st-place SIIM-ISIC 2020 augmentations
     (``augment_siim2020``: brightness, contrast, blur or noise, optical / grid / elastic
     distortion, CLAHE, hue-saturation-value, shift-scale-rotate and one square hole).
     """
@@ -50,9 +51,14 @@ class Augment:
     wide_field: float = 0.0
     #: the 1st-place SIIM-ISIC 2020 augmentations instead of ``colour``
     siim2020: bool = False
+    #: probability of re-saving the whole image, before the crop, as a JPEG or lossy WebP of
+    #: random quality (``resave_lossy``: how uploads arrive after a messaging app)
+    resave: float = 0.0
 
     def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
+        if self.resave and rng.random() < self.resave:
+            img = resave_lossy(img, rng)
         out = self.geometry(img, spec, rng)
         out = siim2020_augment(out, rng) if self.siim2020 else self.colour(out, rng)
         if self.randconv and rng.random() < self.randconv:
@@ -156,6 +162,24 @@ def zoom_out_onto_skin(img: np.ndarray, rng: np.random.Generator,
     region = canvas[top:top + n, left:left + n]
     canvas[top:top + n, left:left + n] = alpha * small + (1 - alpha) * region
     return np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+
+
+#: the qualities ``resave_lossy`` draws from (uniform, both ends included)
+RESAVE_QUALITY = (30, 90)
+
+
+def resave_lossy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The image saved once more at its own size as JPEG or lossy WebP (even odds; Pillow's
+    defaults otherwise, 4:2:0 chroma for JPEG) at a quality drawn from ``RESAVE_QUALITY``, and
+    decoded again: the compression an upload gets from a messaging app or a web export, at the
+    resolution it is applied at (before the serving resize). The measured cost of such uploads
+    to the shipped network: "Compressed uploads" in docs/experiments/README.md."""
+    fmt = "JPEG" if rng.random() < 0.5 else "WEBP"
+    quality = int(rng.integers(RESAVE_QUALITY[0], RESAVE_QUALITY[1] + 1))
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(img)).save(buf, format=fmt, quality=quality)
+    with Image.open(io.BytesIO(buf.getvalue())) as out:
+        return np.asarray(out.convert("RGB"))
 
 
 def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:

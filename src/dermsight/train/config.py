@@ -147,6 +147,9 @@ class TrainLoopConfig:
     #: the 1st-place SIIM-ISIC 2020 augmentations (``dermsight.train.augment_siim2020``) in
     #: place of the colour jitter, after the same crop and flips; with either ``augment``
     siim2020_augment: bool = False
+    #: > 0: this share of the training images is re-saved whole, before the crop, as a JPEG or
+    #: lossy WebP of quality 30-90 (``dermsight.train.augment.resave_lossy``)
+    resave_p: float = 0.0
     #: > 0: a class-conditional source adversary (``dermsight.train.adversary``) whose reversed
     #: gradient, ramped from 0 to this weight over the run, pushes the backbone towards features
     #: that do not tell the sources apart within a diagnosis; training only
@@ -257,6 +260,8 @@ class TrainConfig:
                               "train.mixstyle_alpha > 0")
         if not 0 <= t.randconv_p <= 1:
             raise ConfigError(f"train.randconv_p must be in [0, 1] (0: off), got {t.randconv_p}")
+        if not 0 <= t.resave_p <= 1:
+            raise ConfigError(f"train.resave_p must be in [0, 1] (0: off), got {t.resave_p}")
         if not 0 <= t.wide_field_p <= 1:
             raise ConfigError(f"train.wide_field_p must be in [0, 1] (0: off), got "
                               f"{t.wide_field_p}")
