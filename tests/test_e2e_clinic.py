@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 import pytest
+from PIL import Image
 
 import api_support as support
 from browser_support import STATIC_INDEX, watched_page
@@ -150,14 +151,22 @@ def add_patient_and_lesion(w: Walk) -> None:
     assert 0 < lesion["map"]["x"] < 1
 
 
-def two_visits(w: Walk, images: Path) -> None:
-    """Two visits 91 days apart: the timeline shows both and the change between them."""
+def two_visits(w: Walk, images: Path, tmp: Path) -> None:
+    """Two visits 91 days apart: the timeline shows both and the change between them. The first
+    photo came through a messaging app (re-saved at JPEG quality 60): its visit says so."""
     page = w.page
     earlier = (dt.date.today() - dt.timedelta(days=91)).isoformat()
-    v1 = add_visit(page, images / f"{FIRST}.jpg", taken_at=earlier, note="first visit")
+    forwarded = tmp / f"{FIRST}-forwarded.jpg"
+    Image.open(images / f"{FIRST}.jpg").save(forwarded, format="JPEG", quality=60)
+    v1 = add_visit(page, forwarded, taken_at=earlier, note="first visit")
     page.get_by_test_id(f"visit-{v1['id']}").wait_for()
+    note = page.get_by_test_id(f"visit-{v1['id']}").get_by_test_id("visit-flags")
+    assert "JPEG quality about 60" in note.locator("li[data-code=compressed]").inner_text()
+    assert any(f["code"] == "compressed" and not f["blocking"] for f in v1["result"]["flags"])
     v2 = add_visit(page, images / f"{SECOND}.jpg", taken_at=None, note="looks darker")
     page.get_by_test_id(f"visit-{v2['id']}").wait_for()
+    if not any(not f["blocking"] for f in v2["result"]["flags"]):
+        assert page.get_by_test_id(f"visit-{v2['id']}").get_by_test_id("visit-flags").count() == 0
     w.visits = [v1, v2]
     detail = w.json(f"/lesions/{w.lesion_id}")
     assert [v["id"] for v in detail["visits"]] == [v1["id"], v2["id"]]
@@ -343,12 +352,12 @@ def export_and_delete(w: Walk) -> None:
 
 
 def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: Path,
-                    test_output: Path) -> None:
+                    test_output: Path, tmp_path: Path) -> None:
     assert httpx.get(f"{clinic_server.base}/api/v1/health").json()["clinic"] is True
     w = Walk(clinic_page, clinic_server.base, test_output)
     sign_in(w)
     add_patient_and_lesion(w)
-    two_visits(w, data_dir / "images")
+    two_visits(w, data_dir / "images", tmp_path)
     compare_and_diagnose(w)
     patient_and_list(w)
     dashboard_and_export(w)

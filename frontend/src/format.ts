@@ -240,3 +240,8 @@ export function formatTimestamp(iso: unknown): string {
   const tz = zone === 'Z' || zone === '+00:00' || zone === '+0000' ? ' UTC' : zone ? ` (UTC${zone})` : ''
   return `${date} ${time}${tz}`
 }
+
+/** The first letter upper-case (flag messages start lower-case, to read inside a sentence too). */
+export function capitalize(s: string): string {
+  return s ? s.charAt(0).toUpperCase() + s.slice(1) : s
+}

@@ -1,5 +1,6 @@
 import type { Flag } from '../api.ts'
 import { PHOTO_TIPS, riskText } from '../content.ts'
+import { capitalize } from '../format.ts'
 import type { Audience } from '../hooks.ts'
 import { IconAlert, IconCheck, IconEye, IconQuestion } from './Icons.tsx'
 
@@ -78,8 +79,4 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
       </div>
     </div>
   )
-}
-
-function capitalize(s: string): string {
-  return s ? s.charAt(0).toUpperCase() + s.slice(1) : s
 }

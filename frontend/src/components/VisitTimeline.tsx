@@ -3,7 +3,7 @@ import { updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
 import type { Change, Visit } from '../clinic/types.ts'
-import { formatPercent, formatTimestamp } from '../format.ts'
+import { capitalize, formatPercent, formatTimestamp } from '../format.ts'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
 
 function visitDate(v: Visit): string {
@@ -69,6 +69,8 @@ function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
 function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; onChanged: () => void }) {
   const r = visit.result
   const cannot = r.risk === 'cannot_assess'
+  // as on the Assess page: why it could not be assessed, or the warnings that go with a result
+  const notes = (r.flags ?? []).filter((f) => (cannot ? f.blocking !== false : f.blocking === false))
   return (
     <article className="visit-card" data-testid={`visit-${visit.id}`}>
       <header>
@@ -99,6 +101,15 @@ function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; o
           </div>
         )}
       </dl>
+      {notes.length > 0 && (
+        <ul className="risk-warnings" data-testid="visit-flags">
+          {notes.map((f) => (
+            <li key={f.code} data-code={f.code}>
+              {capitalize(f.message)}
+            </li>
+          ))}
+        </ul>
+      )}
       <VisitNote visit={visit} onSaved={onChanged} />
     </article>
   )
