@@ -1,7 +1,7 @@
 import type { Flag } from '../api.ts'
 import { PHOTO_TIPS, riskText } from '../content.ts'
-import { capitalize } from '../format.ts'
 import type { Audience } from '../hooks.ts'
+import { FlagList } from './FlagList.tsx'
 import { IconAlert, IconCheck, IconEye, IconQuestion } from './Icons.tsx'
 
 interface Props {
@@ -50,24 +50,10 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
             Most likely class: <strong>{predictionName}</strong>
           </p>
         )}
-        {warnings.length > 0 && (
-          <ul className="risk-warnings" data-testid="risk-warnings">
-            {warnings.map((f) => (
-              <li key={f.code} data-code={f.code}>
-                {capitalize(f.message)}
-              </li>
-            ))}
-          </ul>
-        )}
+        <FlagList flags={warnings} className="risk-warnings" testId="risk-warnings" />
         {cannot && (
           <>
-            {shownFlags.length > 0 && (
-              <ul className="risk-flags">
-                {shownFlags.map((f) => (
-                  <li key={f.code}>{capitalize(f.message)}</li>
-                ))}
-              </ul>
-            )}
+            <FlagList flags={shownFlags} className="risk-flags" />
             <p className="risk-tips-title">How to take a better image:</p>
             <ul className="risk-tips">
               {PHOTO_TIPS.map((tip) => (

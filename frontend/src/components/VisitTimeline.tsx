@@ -3,7 +3,8 @@ import { updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
 import type { Change, Visit } from '../clinic/types.ts'
-import { capitalize, formatPercent, formatTimestamp } from '../format.ts'
+import { formatPercent, formatTimestamp } from '../format.ts'
+import { FlagList } from './FlagList.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
 
 function visitDate(v: Visit): string {
@@ -101,15 +102,7 @@ function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; o
           </div>
         )}
       </dl>
-      {notes.length > 0 && (
-        <ul className="risk-warnings" data-testid="visit-flags">
-          {notes.map((f) => (
-            <li key={f.code} data-code={f.code}>
-              {capitalize(f.message)}
-            </li>
-          ))}
-        </ul>
-      )}
+      <FlagList flags={notes} className="risk-warnings" testId="visit-flags" />
       <VisitNote visit={visit} onSaved={onChanged} />
     </article>
   )
