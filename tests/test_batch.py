@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import struct
@@ -146,6 +147,33 @@ def test_a_heavily_compressed_input_gets_the_note_in_the_flags_column(
     assert "compressed" not in out["flags"].iloc[0].split(";")
     assert "compressed" in out["flags"].iloc[1].split(";")
     assert out["risk"].iloc[1] != "cannot_assess"
+
+
+def test_the_run_summary_counts_rows_per_flag(data_dir: Path, ids: list[str],
+                                               tmp_path: Path) -> None:
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in ids[:3]:
+        shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
+    Image.open(data_dir / "images" / f"{ids[3]}.jpg").save(folder / "forwarded.jpg", quality=40)
+    Image.open(data_dir / "images" / f"{ids[4]}.jpg").save(folder / "forwarded.webp", quality=80)
+    out = tmp_path / "out"
+    first = run_local(folder, out, ScoreOptions(limit=4), progress=False)
+    rows = read_output(out)
+    per_code = rows["flags"].fillna("").str.split(";").explode().value_counts()
+    assert first.flags == {c: int(n) for c, n in per_code.items() if c}
+    assert first.flags["compressed"] == 1  # the JPEG-40 file; the stored ones are JPEG 90
+    assert first.total["flags"] == first.flags
+    second = run_local(folder, out, progress=False)  # resumes: the WebP file only
+    assert second.scored == 1
+    assert second.flags["compressed"] == 1
+    assert second.total["flags"]["compressed"] == 2
+    text = second.render()
+    assert "rows flagged" in text
+    assert re.search(r"compressed\s+1\s+2\b", text), text
+    assert json.loads((out / "_summary.json").read_text())["total"]["flags"]["compressed"] == 2
 
 
 def test_nullable_dtypes_are_missing_values(model: Dermsight, data_dir: Path,

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 pytest.importorskip("pyspark")
 
@@ -57,10 +58,13 @@ def test_spark_and_local_give_identical_rows_on_200_images(
     for i in ids:
         shutil.copyfile(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
     (folder / "zz_text.jpg").write_text("not an image")
-    run_local(folder, tmp_path / "local", progress=False, chunk_size=64)
+    Image.open(folder / f"{ids[0]}.jpg").save(folder / f"{ids[0]}.jpg", quality=40)  # forwarded
+    local_summary = run_local(folder, tmp_path / "local", progress=False, chunk_size=64)
     summary = run_spark(folder, tmp_path / "spark", partitions=4)
     assert summary.scored == N_IMAGES + 1
     assert summary.errors == 1
+    assert summary.flags == local_summary.flags  # rows per flag code, this run
+    assert summary.flags["compressed"] == 1
     local = read_output(tmp_path / "local")
     dist = read_output(tmp_path / "spark")
     assert len(dist) == N_IMAGES + 1

@@ -109,7 +109,7 @@ def run_local(
                         break
                     df = rows_to_frame(chunk, model.classes)
                     part = store.write(df)
-                    summary.add(df["risk"].tolist(), df["error"].tolist())
+                    summary.add(df["risk"].tolist(), df["error"].tolist(), df["flags"].tolist())
                     if on_part is not None:
                         on_part(part)
         finally:

@@ -291,6 +291,8 @@ def run_spark(
         summary.scored = after["rows"] - before["rows"]
         summary.errors = after["errors"] - before["errors"]
         summary.risk = {k: after["risk"][k] - before["risk"][k] for k in after["risk"]}
+        summary.flags = {k: n - before["flags"].get(k, 0) for k, n in after["flags"].items()
+                         if n - before["flags"].get(k, 0)}
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if options.evaluate:
             summary.evaluation = run_evaluation(out, card, source.input)

@@ -20,7 +20,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -90,15 +90,27 @@ def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[
     return list(pq.read_schema(parts[0]).names)
 
 
+def flag_counts(flags: Iterable[Any]) -> Counter[str]:
+    """Rows per flag code from ``flags`` cells (codes joined with ``;``; empty or missing: none)."""
+    counts: Counter[str] = Counter()
+    for cell in flags:
+        if isinstance(cell, str) and cell:
+            counts.update(set(cell.split(";")))
+    return counts
+
+
 def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Counts over an output folder: rows, errors and rows per risk tier."""
+    """Counts over an output folder: rows, errors, rows per risk tier and rows per flag code."""
     risk: Counter[str] = Counter()
+    flags: Counter[str] = Counter()
     rows = errors = 0
-    for df in iter_output(out, ["risk", "error"]):
+    for df in iter_output(out, ["risk", "error", "flags"]):
         rows += len(df)
         errors += int(df["error"].notna().sum())
         risk.update(df["risk"].dropna().astype(str))
-    return {"rows": rows, "errors": errors, "risk": {t: risk.get(t, 0) for t in RISK_TIERS}}
+        flags.update(flag_counts(df["flags"]))
+    return {"rows": rows, "errors": errors, "risk": {t: risk.get(t, 0) for t in RISK_TIERS},
+            "flags": dict(sorted(flags.items()))}
 
 
 def done_keys(out: str | os.PathLike[str]) -> set[tuple[str, str]]:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermsight.batch.schema import RISK_TIERS
-from dermsight.batch.store import read_output, stored_columns
+from dermsight.batch.store import flag_counts, read_output, stored_columns
 
 if TYPE_CHECKING:
     from dermsight.bundle import Card
@@ -37,6 +37,7 @@ class RunSummary:
     scored: int = 0  # rows written by this run (ok + errors)
     errors: int = 0  # of which error rows
     risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_TIERS, 0))
+    flags: dict[str, int] = field(default_factory=dict)  # rows per flag code (a row counts once)
     elapsed_s: float = 0.0  # wall time of the run
     startup_s: float = 0.0  # Spark session start-up (0 for the local engine)
     total: dict[str, Any] = field(default_factory=dict)  # tally() of the whole output
@@ -49,13 +50,15 @@ class RunSummary:
         busy = self.elapsed_s - self.startup_s
         return self.scored / busy if busy > 0 else 0.0
 
-    def add(self, risk: Sequence[Any], error: Sequence[Any]) -> None:
-        """Count a written chunk (its ``risk`` and ``error`` columns)."""
+    def add(self, risk: Sequence[Any], error: Sequence[Any], flags: Sequence[Any] = ()) -> None:
+        """Count a written chunk (its ``risk``, ``error`` and ``flags`` columns)."""
         self.scored += len(risk)
         self.errors += sum(1 for e in error if e is not None and e == e)
         counts = Counter(str(r) for r in risk if r is not None and r == r)
         for tier in RISK_TIERS:
             self.risk[tier] += counts.get(tier, 0)
+        for code, n in flag_counts(flags).items():
+            self.flags[code] = self.flags.get(code, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -80,6 +83,12 @@ class RunSummary:
             lines.append(f"{tier:<16}{self.risk.get(tier, 0):>10}{total_risk.get(tier, 0):>14}")
         lines.append(f"{'errors':<16}{self.errors:>10}{self.total.get('errors', 0):>14}")
         lines.append(f"{'rows':<16}{self.scored:>10}{self.total.get('rows', 0):>14}")
+        total_flags = self.total.get("flags", {})
+        codes = sorted(set(self.flags) | set(total_flags))
+        if codes:  # blocking ones explain "cannot_assess"; the others are notes beside a result
+            lines += ["", f"{'rows flagged':<24}{'this run':>10}{'output total':>14}"]
+            lines += [f"{c:<24}{self.flags.get(c, 0):>10}{total_flags.get(c, 0):>14}"
+                      for c in codes]
         for name, path in self.evaluation.items():
             lines.append(f"evaluation {name}: {path}")
         return "\n".join(lines)
