@@ -106,6 +106,18 @@ def test_the_card_schema_takes_the_limits_and_refuses_a_wrong_type(model: Dermsi
         Card.from_dict(raw)
 
 
+def test_a_lossy_webp_with_alpha_is_read_behind_its_extended_header(stored: bytes) -> None:
+    rgba = Image.open(io.BytesIO(stored)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))  # an alpha that must be kept
+    for kw, lossy in (({"quality": 80}, True), ({"lossless": True}, False)):
+        buf = io.BytesIO()
+        rgba.save(buf, format="WEBP", **kw)
+        data = buf.getvalue()
+        if lossy:  # alpha: the extended layout (VP8X, ALPH, then the VP8 image chunk)
+            assert data[12:16] == b"VP8X"
+        assert inspect(data) == Compression("WebP", lossy=lossy)
+
+
 @pytest.mark.parametrize("data", [
     b"", b"\xff\xd8\xff", b"\xff\xd8\xff\xe0" + b"\x00" * 40, b"RIFF\x00\x00\x00\x00WEBP",
     b"RIFF\x10\x00\x00\x00WEBPJUNK\xff\xff\xff\xff", b"\x89PNG\r\n\x1a\n" + b"\x00" * 30,

@@ -9,8 +9,8 @@ result can say so (a non-blocking flag, ``compression_flags``):
   of the IJG scale (libjpeg's ``quality`` 1–100, which Pillow, libjpeg-turbo and most software
   use). Cameras and other encoders with tables of their own get the nearest IJG quality: an
   estimate, named as one.
-* **WebP**: lossy (a ``VP8 `` chunk) or lossless (``VP8L``); a lossy WebP's quality is not stored
-  in the file in a form read here.
+* **WebP**: lossy or lossless (``dermsight.io.headers.webp_lossy``); a lossy WebP's quality is not
+  stored in the file in a form read here.
 * Everything else (PNG, BMP, TIFF, DICOM) is not inspected (``None``).
 """
 
@@ -26,6 +26,8 @@ import numpy as np
 from PIL import Image
 
 from dermsight.gate import Flag, quality_thresholds
+from dermsight.io.decode import sniff
+from dermsight.io.headers import webp_lossy
 
 __all__ = ["Compression", "compression_flags", "inspect", "jpeg_quality"]
 
@@ -71,25 +73,11 @@ def jpeg_quality(luma_table: Any) -> int:
     return int(100 - np.argmin(err[::-1]))
 
 
-def _webp_lossy(data: bytes) -> bool | None:
-    """True for a lossy WebP (a ``VP8 `` chunk), False for a lossless one, None if unreadable."""
-    if len(data) < 16 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
-        return None
-    pos = 12
-    while pos + 8 <= len(data):
-        fourcc, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        if fourcc == b"VP8 ":
-            return True
-        if fourcc == b"VP8L":
-            return False
-        pos += 8 + size + (size & 1)  # chunks are padded to an even size
-    return None
-
-
 def inspect(data: bytes) -> Compression | None:
     """The compression of a JPEG or WebP file's bytes (``None`` for other formats or a header
     that cannot be read: the decode itself reports broken files)."""
-    if data[:3] == b"\xff\xd8\xff":
+    kind = sniff(data)
+    if kind == "JPEG":
         with warnings.catch_warnings(), contextlib.suppress(Exception):
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as im:  # parses the header, decodes nothing
@@ -97,7 +85,7 @@ def inspect(data: bytes) -> Compression | None:
                 if 0 in tables:
                     return Compression("JPEG", lossy=True, quality=jpeg_quality(tables[0]))
         return None
-    lossy = _webp_lossy(data)
+    lossy = webp_lossy(data) if kind == "WEBP" else None
     return None if lossy is None else Compression("WebP", lossy=lossy)
 
 

@@ -50,7 +50,7 @@ class RunSummary:
         busy = self.elapsed_s - self.startup_s
         return self.scored / busy if busy > 0 else 0.0
 
-    def add(self, risk: Sequence[Any], error: Sequence[Any], flags: Sequence[Any] = ()) -> None:
+    def add(self, risk: Sequence[Any], error: Sequence[Any], flags: Sequence[Any]) -> None:
         """Count a written chunk (its ``risk``, ``error`` and ``flags`` columns)."""
         self.scored += len(risk)
         self.errors += sum(1 for e in error if e is not None and e == e)

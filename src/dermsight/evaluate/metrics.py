@@ -488,7 +488,8 @@ def compute_metrics(
     pred = predicted_labels(p, offsets)
     total = w.sum()
     out: dict[str, float | int | None] = {"n": _count(total)}
-    per_class, curves = _per_class(y, p, w, pred, classes, out)
+    counts, per_class, curves = _per_class(y, p, w, pred, classes)
+    out.update(counts)
     mal = _is_malignant(y, classes)
     out["n_malignant"] = _count(w[mal].sum())
     out["n_undecided"] = _count(w[pred < 0].sum())
@@ -524,10 +525,10 @@ def _per_class(
     w: npt.NDArray[np.float64],
     pred: npt.NDArray[np.int64],
     classes: Sequence[str],
-    counts: dict[str, float | int | None],
-) -> tuple[dict[str, float | int | None], list[Curve]]:
-    """One-vs-rest AUC, sensitivity and specificity per class (and each class's ROC curve);
-    the class counts ``n_<C>`` go into ``counts``."""
+) -> tuple[dict[str, float | int | None], dict[str, float | int | None], list[Curve]]:
+    """Per class: the count ``n_<C>``; one-vs-rest AUC, sensitivity and specificity; and the ROC
+    curve."""
+    counts: dict[str, float | int | None] = {}
     per_class: dict[str, float | int | None] = {}
     curves = []
     for j, code in enumerate(classes):
@@ -538,7 +539,7 @@ def _per_class(
         hit = pred == j
         per_class[f"sensitivity_{code}"] = _ratio(w[is_c & hit].sum(), w[is_c].sum())
         per_class[f"specificity_{code}"] = _ratio(w[~is_c & ~hit].sum(), w[~is_c].sum())
-    return per_class, curves
+    return counts, per_class, curves
 
 
 def _malignant_ranking(

@@ -2,8 +2,8 @@
 
 Only a few bytes are parsed by hand (no Pillow): the PNG ``IHDR``, the JPEG frame header
 (``SOFn``, with its components' sampling factors and the number of scans, which decide how much
-memory libjpeg needs), the BMP info header and the WebP ``VP8 ``/``VP8L``/``VP8X`` chunk. The
-same JPEG parser checks JPEG frames embedded in DICOM files.
+memory libjpeg needs), the BMP info header and the WebP ``VP8 ``/``VP8L``/``VP8X`` chunk (and
+whether a WebP is lossy). The same JPEG parser checks JPEG frames embedded in DICOM files.
 """
 
 from __future__ import annotations
@@ -133,6 +133,22 @@ def webp_size(data: bytes) -> tuple[int, int] | None:
     if chunk == b"VP8 " and len(body) >= 10 and body[3:6] == b"\x9d\x01\x2a":
         w, h = struct.unpack("<HH", body[6:10])
         return int(w & 0x3FFF), int(h & 0x3FFF)
+    return None
+
+
+def webp_lossy(data: bytes) -> bool | None:
+    """True for a lossy WebP (its image is a ``VP8 `` chunk, also behind ``VP8X`` / ``ALPH``),
+    False for a lossless one (``VP8L``), None when neither chunk is found."""
+    if len(data) < 16 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        chunk, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if chunk == b"VP8 ":
+            return True
+        if chunk == b"VP8L":
+            return False
+        pos += 8 + size + (size & 1)  # chunks are padded to an even size
     return None
 
 
