@@ -1,14 +1,17 @@
 """How far the shipped network holds up when its input was saved with more compression than
 its training images ("Compressed uploads" in docs/experiments/README.md).
 
-Every image of the validation split (``configs/default-split.csv``; never the test split) is
-re-encoded from its stored file (JPEG quality 90) by Pillow at each level, decoded the way an
+Every image of the validation split (``configs/default-split.csv``; the figures the rule was
+set on) is re-encoded from its stored file (JPEG quality 90) by Pillow at each level, decoded the way an
 upload is (``decode_image``), and scored by the facade with its metadata. Each level is compared
 with the stored images, paired (the same images and resamples), by
 :func:`dermsight.evaluate.compare_predictions` with the card's decision rule, refer threshold
-and 1,000 group-bootstrap draws (``group_id``).
+and 1,000 group-bootstrap draws (``group_id``). ``--split test`` checks the finished rule once on
+the test split, which set nothing.
 
     .venv/bin/python docs/experiments/compression/sweep.py --out docs/experiments/compression
+    .venv/bin/python docs/experiments/compression/sweep.py --split test \
+        --levels jpeg75,jpeg50,webp80 --out docs/experiments/compression/test
 
 writes ``sweep.json`` (every level's figures and paired differences) and caches the class
 probabilities per level (``probs_<level>.npz``) so a re-run scores nothing again.
@@ -50,17 +53,18 @@ KEYS = ("mel_auc", "malignant_auc", "balanced_accuracy", "refer_sensitivity",
 DECIDING = ("mel_auc", "malignant_auc", "balanced_accuracy")
 
 
-def validation_rows() -> pd.DataFrame:
-    """The validation rows of the default config's two data folders, read by the training
-    code's own loader (the metadata normalised as for training), in the split file's order."""
+def validation_rows(split_name: str = "val") -> pd.DataFrame:
+    """The rows of one split (``val``; ``test`` for the check on images the rule was not set on)
+    of the default config's two data folders, read by the training code's own loader (the
+    metadata normalised as for training), in the split file's order."""
     os.chdir(ROOT)  # the config's data roots are relative to the repository
     table = load_table(load_config(ROOT / "configs" / "default.yaml").data)
     split = pd.read_csv(ROOT / "configs" / "default-split.csv")
-    split = split.loc[split["split"] == "val", ["image_id", "diagnosis"]]
+    split = split.loc[split["split"] == split_name, ["image_id", "diagnosis"]]
     df = split.merge(table.drop(columns="diagnosis"), on="image_id", how="left",
                      validate="one_to_one")
     if df["path"].isna().any():
-        raise SystemExit("validation images missing from ../shared/data")
+        raise SystemExit(f"{split_name} images missing from ../shared/data")
     return df.reset_index(drop=True)
 
 
@@ -97,8 +101,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "docs/experiments/compression")
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--split", choices=["val", "test"], default="val")
+    ap.add_argument("--levels", help="comma-separated level names (default: all)")
     args = ap.parse_args()
-    df = validation_rows()
+    levels = [lv for lv in LEVELS if args.levels is None or lv[0] in
+              {"stored", *args.levels.split(",")}]
+    args.out.mkdir(parents=True, exist_ok=True)
+    df = validation_rows(args.split)
     model = Dermsight.load()
     card = model.card
     classes = list(model.classes)
@@ -110,7 +119,7 @@ def main() -> None:
     y, groups = df["diagnosis"].to_numpy(str), df["group_id"].astype(str).to_numpy(str)
     probs: dict[str, np.ndarray] = {}
     sizes: dict[str, float] = {}
-    for name, fmt, quality in LEVELS:
+    for name, fmt, quality in levels:
         cache = args.out / f"probs_{name}.npz"
         if cache.exists():
             z = np.load(cache, allow_pickle=False)
@@ -121,8 +130,8 @@ def main() -> None:
         np.savez_compressed(cache, image_id=df["image_id"].to_numpy(str),
                             classes=np.array(classes), p=p, mean_bytes=sizes[name])
     base = evaluate_predictions(y, probs["stored"], classes, groups, None, settings)
-    levels = []
-    for name, fmt, quality in LEVELS:
+    rows = []
+    for name, fmt, quality in levels:
         ev = base if name == "stored" else evaluate_predictions(
             y, probs[name], classes, groups, None, settings)
         row: dict[str, Any] = {"level": name, "format": fmt or "stored JPEG (quality 90)",
@@ -137,14 +146,15 @@ def main() -> None:
             row["control"] = name in CONTROLS
             row["measured_worse"] = any(
                 (d := row["difference"][k])["hi"] is not None and d["hi"] < 0 for k in DECIDING)
-        levels.append(row)
-    result = {"bundle": model.info, "split": "val (configs/default-split.csv)", "n": len(df),
+        rows.append(row)
+    result = {"bundle": model.info, "split": f"{args.split} (configs/default-split.csv)",
+              "n": len(df),
               "n_groups": base["n_groups"], "n_boot": args.n_boot,
               "rule": "measured worse: the paired interval of MEL AUC, malignant AUC or "
                       "balanced accuracy (suggested class) lies entirely below 0",
-              "levels": levels}
+              "levels": rows}
     (args.out / "sweep.json").write_text(json.dumps(result, indent=2) + "\n")
-    for r in levels:
+    for r in rows:
         d = r.get("difference", {})
         print(r["level"], r["mean_kib"], "KiB",
               " ".join(f"{k}={r['figures'][k]['value']:.3f}"
