@@ -2,8 +2,9 @@
 its training images ("Compressed uploads" in docs/experiments/README.md).
 
 Every image of the validation split (``configs/default-split.csv``; the figures the rule was
-set on) is re-encoded from its stored file (JPEG quality 90) by Pillow at each level, decoded the way an
-upload is (``decode_image``), and scored by the facade with its metadata. Each level is compared
+set on) is re-encoded from its stored file (JPEG quality 90) by Pillow at each level, decoded
+the way an upload is (``decode_image``), and scored by the facade with its metadata. Each level
+is compared
 with the stored images, paired (the same images and resamples), by
 :func:`dermsight.evaluate.compare_predictions` with the card's decision rule, refer threshold
 and 1,000 group-bootstrap draws (``group_id``). ``--split test`` checks the finished rule once on
