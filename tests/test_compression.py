@@ -130,3 +130,24 @@ def test_broken_or_other_headers_say_nothing_and_never_raise(data: bytes) -> Non
 def test_a_table_of_the_wrong_size_is_refused() -> None:
     with pytest.raises(ValueError, match="64 values"):
         jpeg_quality([1] * 10)
+
+
+def test_a_dicom_files_jpeg_frame_is_inspected_and_uncompressed_pixels_say_nothing(
+        model: Dermsight, stored: bytes, tmp_path: Path) -> None:
+    from dermsight.io import dicom
+
+    rgb = np.asarray(Image.open(io.BytesIO(stored)).convert("RGB"))
+    low = dicom.write_dicom(tmp_path / "low.dcm", rgb, age=60, sex="female", quality=50)
+    decoded = model.decode(low)
+    assert decoded.compression == Compression("DICOM JPEG", lossy=True, quality=50)
+    assert decoded.meta.age == 60  # the tags still fill the metadata
+    note = [f for f in model.predict(low, heatmap=False).flags if f.code == "compressed"]
+    assert len(note) == 1
+    assert not note[0].blocking
+    assert "DICOM JPEG quality about 50" in note[0].message
+    high = dicom.write_dicom(tmp_path / "high.dcm", rgb, quality=95)
+    assert model.decode(high).compression == Compression("DICOM JPEG", lossy=True, quality=95)
+    assert "compressed" not in _codes(model, high.read_bytes())
+    bare = dicom.write_dicom(tmp_path / "bare.dcm", rgb, jpeg=False)
+    assert model.decode(bare).compression is None
+    assert "compressed" not in _codes(model, bare.read_bytes())

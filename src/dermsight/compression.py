@@ -11,7 +11,10 @@ result can say so (a non-blocking flag, ``compression_flags``):
   estimate, named as one.
 * **WebP**: lossy or lossless (``dermsight.io.headers.webp_lossy``); a lossy WebP's quality is not
   stored in the file in a form read here.
-* Everything else (PNG, BMP, TIFF, DICOM) is not inspected (``None``).
+* **DICOM**: a JPEG-baseline file's encapsulated frame is read as a JPEG (``Dermsight.decode``
+  passes it here; format "DICOM JPEG"); uncompressed pixel data says nothing.
+* Everything else (PNG, BMP, TIFF) is not inspected (``None``): a PNG screenshot of a
+  compressed picture carries its losses without a trace in its header.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ _IJG_TABLES = np.stack([_ijg_table(q) for q in range(1, 101)])  # row q-1: quali
 class Compression:
     """What an image file's header says about its compression."""
 
-    format: str  # "JPEG" or "WebP"
+    format: str  # "JPEG", "WebP" or "DICOM JPEG"
     lossy: bool
     quality: int | None = None  # estimated JPEG quality (IJG scale); None: not read
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -292,7 +292,8 @@ class Dermsight:
 
     def decode(self, image: ImageInput, meta: Metadata | None = None) -> DecodedImage:
         """The RGB pixels, the metadata and the file's compression of one input (bytes, a file
-        path or an array; an array has no file, so no compression).
+        path or an array; an array has no file, so no compression; a DICOM file's is its JPEG
+        frame's, none for uncompressed pixel data).
 
         A DICOM file's tags (age, sex, site) fill the fields ``meta`` leaves empty; the values
         given win. Raises ``ImageDecodeError`` for an input that cannot be used.
@@ -306,12 +307,15 @@ class Dermsight:
             data = read_regular_file(image, self.limits.max_bytes)
         if sniff(data) != "DICOM":
             return DecodedImage(decode_image(data, self.limits), meta, inspect_compression(data))
-        from dermsight.io.dicom import decode_dicom_bytes
+        from dermsight.io.dicom import decode_dicom_upload
 
-        record = decode_dicom_bytes(data, self.limits)
+        record, frame = decode_dicom_upload(data, self.limits)
         if record.image is None:  # pragma: no cover - the reader raises instead
             raise ImageDecodeError("DICOM file has no image (pixel data)")
-        return DecodedImage(record.image, meta.fill_from(record.meta))
+        compression = inspect_compression(frame) if frame is not None else None
+        if compression is not None:
+            compression = replace(compression, format="DICOM JPEG")
+        return DecodedImage(record.image, meta.fill_from(record.meta), compression)
 
     def load_image(self, image: ImageInput) -> np.ndarray:
         """The RGB pixels of one input (see ``decode``, which also returns its metadata)."""

@@ -271,8 +271,10 @@ def _transfer_syntax(ds: Any) -> str:
 
 
 # ruff noqa below: one branch per DICOM pixel layout.
-def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:  # noqa: C901, PLR0912
-    """The first frame as RGB uint8, every size checked from the header before decoding."""
+def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
+                 ) -> tuple[np.ndarray, bytes | None]:
+    """The first frame as RGB uint8, every size checked from the header before decoding, and
+    the encapsulated JPEG frame it was decoded from (``None`` for uncompressed pixel data)."""
     try:
         has_pixels = "PixelData" in ds
         other = "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
@@ -301,8 +303,13 @@ def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:  # noqa: C901, PL
             raise TypeError("pixel data is not bytes")
     except Exception as exc:
         raise ImageDecodeError("corrupt DICOM pixel data: it cannot be read") from exc
+    frame: bytes | None = None
     if syntax in _JPEG_SYNTAXES:
-        rgb = _jpeg_frame_pixels(bytes(raw), frames, rows, cols, limits)
+        frame = _first_jpeg_frame(bytes(raw), frames, rows, cols)
+        try:
+            rgb = decode_image(frame, limits)
+        except ImageDecodeError as exc:
+            raise ImageDecodeError(f"DICOM pixel data: {exc.reason}") from exc
         if (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "MONOCHROME1":
             rgb = 255 - rgb
     elif syntax in _NATIVE_SYNTAXES:
@@ -322,7 +329,7 @@ def _pixels_from(ds: Any, limits: DecodeLimits) -> np.ndarray:  # noqa: C901, PL
             f"DICOM pixel data in {name} cannot be decoded here (JPEG baseline and "
             "uncompressed are supported)"
         )
-    return _shrink_array(rgb, limits)
+    return _shrink_array(rgb, limits), frame
 
 
 def _syntax_name(syntax: str) -> str:
@@ -338,10 +345,9 @@ def _syntax_name(syntax: str) -> str:
     return syntax if all(c.isdigit() or c == "." for c in syntax[:64]) else "an unknown syntax"
 
 
-def _jpeg_frame_pixels(raw: bytes, frames: int, rows: int, cols: int,
-                       limits: DecodeLimits) -> np.ndarray:
+def _first_jpeg_frame(raw: bytes, frames: int, rows: int, cols: int) -> bytes:
     """The first encapsulated JPEG frame, checked against Rows/Columns from its own frame
-    header and decoded by dermsight's bounded decoder (never by pydicom)."""
+    header (it is then decoded by dermsight's bounded decoder, never by pydicom)."""
     from pydicom.encaps import generate_frames
 
     try:
@@ -358,10 +364,7 @@ def _jpeg_frame_pixels(raw: bytes, frames: int, rows: int, cols: int,
         raise ImageDecodeError(
             f"corrupt DICOM: the JPEG frame is {head.width}x{head.height} pixels but the "
             f"header says {cols}x{rows}")
-    try:
-        return decode_image(frame, limits)
-    except ImageDecodeError as exc:
-        raise ImageDecodeError(f"DICOM pixel data: {exc.reason}") from exc
+    return bytes(frame)
 
 
 def _native_first_frame(ds: Any) -> np.ndarray:
@@ -415,6 +418,15 @@ def read_dicom_dataset(
 
     Metadata values outside the vocabulary are dropped here (the pixels are still usable);
     :func:`read_dicom`, the dataset reader, reports them in ``record.error`` instead."""
+    return decode_dicom_upload(data, limits, name=name)[0]
+
+
+def decode_dicom_upload(
+    data: bytes, limits: DecodeLimits | None = None, *, name: str | None = None
+) -> tuple[LesionRecord, bytes | None]:
+    """``read_dicom_dataset``'s record and the encapsulated JPEG frame its pixels were decoded
+    from (``None`` for uncompressed pixel data): the frame's header says how much the image was
+    compressed (``dermsight.compression.inspect``)."""
     limits = limits or DecodeLimits()
     if len(data) > limits.max_bytes:
         raise ImageDecodeError(
@@ -422,7 +434,7 @@ def read_dicom_dataset(
         )
     try:
         ds = _read_dataset(data, limits)
-        image = _pixels_from(ds, limits)
+        image, frame = _pixels_from(ds, limits)
         meta, _problems = _metadata_from(ds)
         rid = name or _tag_str(ds, "SOPInstanceUID") or _tag_str(ds, "PatientID") or "dicom"
         group = _tag_str(ds, "PatientID")
@@ -430,7 +442,7 @@ def read_dicom_dataset(
         raise
     except Exception as exc:  # last line: pydicom raises lazily, many types
         raise ImageDecodeError("corrupt DICOM file: it cannot be read") from exc
-    return LesionRecord(id=rid, image=image, meta=meta, source="dicom", group=group)
+    return LesionRecord(id=rid, image=image, meta=meta, source="dicom", group=group), frame
 
 
 def decode_dicom_bytes(data: bytes, limits: DecodeLimits | None = None) -> LesionRecord:
@@ -468,7 +480,7 @@ def read_dicom(
         error = f"{p.name}: " + "; ".join(problems)
     elif decode:
         try:
-            image = _pixels_from(ds, limits)
+            image = _pixels_from(ds, limits)[0]
         except ImageDecodeError as exc:
             error = f"{p.name}: {exc.reason}"
     return LesionRecord(
