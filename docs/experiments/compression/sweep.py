@@ -13,6 +13,8 @@ the test split, which set nothing.
     .venv/bin/python docs/experiments/compression/sweep.py --out docs/experiments/compression
     .venv/bin/python docs/experiments/compression/sweep.py --split test \
         --levels jpeg75,jpeg50,webp80 --out docs/experiments/compression/test
+    .venv/bin/python docs/experiments/compression/sweep.py --levels jpeg85,jpeg80 \
+        --out docs/experiments/compression/mid
 
 writes ``sweep.json`` (every level's figures and paired differences) and caches the class
 probabilities per level (``probs_<level>.npz``) so a re-run scores nothing again.
@@ -47,6 +49,10 @@ LEVELS: list[tuple[str, str | None, int | None]] = [
     ("webp80", "WEBP", 80), ("webp50", "WEBP", 50), ("webp30", "WEBP", 30),
     ("jpeg90", "JPEG", 90),  # control, added after the figures above: re-saved at the same quality
 ]
+#: Levels run only when named in --levels: JPEG 85 and 80, pre-registered in the session of
+#: 2026-12-04 19:10 UTC ("Compressed uploads between JPEG 76 and 89"), written to compression/mid/.
+NAMED_ONLY: list[tuple[str, str | None, int | None]] = [("jpeg85", "JPEG", 85),
+                                                        ("jpeg80", "JPEG", 80)]
 #: Levels reported for the record only, outside the pre-registered rule.
 CONTROLS = ("jpeg90",)
 KEYS = ("mel_auc", "malignant_auc", "balanced_accuracy", "refer_sensitivity",
@@ -105,8 +111,9 @@ def main() -> None:
     ap.add_argument("--split", choices=["val", "test"], default="val")
     ap.add_argument("--levels", help="comma-separated level names (default: all)")
     args = ap.parse_args()
-    levels = [lv for lv in LEVELS if args.levels is None or lv[0] in
-              {"stored", *args.levels.split(",")}]
+    named = {"stored", *args.levels.split(",")} if args.levels else None
+    levels = [lv for lv in LEVELS + NAMED_ONLY
+              if (named is None and lv not in NAMED_ONLY) or (named and lv[0] in named)]
     args.out.mkdir(parents=True, exist_ok=True)
     df = validation_rows(args.split)
     model = Dermsight.load()
