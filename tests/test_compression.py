@@ -53,17 +53,17 @@ def test_the_shared_images_are_jpeg_quality_90_and_get_no_note(
 
 def test_uploads_compressed_more_than_the_card_allows_are_flagged_not_blocked(
         model: Dermsight, stored: bytes) -> None:
-    assert model.card.gate["quality"]["flag_jpeg_quality"] == 75  # the shipped card's limit
+    assert model.card.gate["quality"]["flag_jpeg_quality"] == 85  # the shipped card's limit
     q60 = model.predict(_resaved(stored, "JPEG", quality=60), heatmap=False)
     note = [f for f in q60.flags if f.code == "compressed"]
     assert len(note) == 1
     assert not note[0].blocking
     assert "quality about 60" in note[0].message
-    assert "75 or lower" in note[0].message
+    assert "85 or lower" in note[0].message
     assert q60.assessable
     assert q60.risk != "cannot_assess"
-    assert "compressed" in _codes(model, _resaved(stored, "JPEG", quality=75))
-    assert "compressed" not in _codes(model, _resaved(stored, "JPEG", quality=80))
+    assert "compressed" in _codes(model, _resaved(stored, "JPEG", quality=85))
+    assert "compressed" not in _codes(model, _resaved(stored, "JPEG", quality=86))
     webp = model.predict(_resaved(stored, "WEBP", quality=95), heatmap=False)
     assert [f.code for f in webp.flags if f.code == "compressed"] == ["compressed"]
     assert "lossy WebP" in next(f.message for f in webp.flags if f.code == "compressed")
@@ -85,16 +85,16 @@ def test_a_file_path_is_inspected_like_its_bytes(
 
 
 def test_the_cards_limits_are_the_ones_in_force(stored: bytes) -> None:
-    q80 = inspect(_resaved(stored, "JPEG", quality=80))
+    q88 = inspect(_resaved(stored, "JPEG", quality=88))
     webp = inspect(_resaved(stored, "WEBP", quality=50))
-    assert compression_flags(q80, {}) == []  # defaults: JPEG at or below 75
-    assert [f.code for f in compression_flags(q80, {"quality": {"flag_jpeg_quality": 85}})] \
+    assert compression_flags(q88, {}) == []  # defaults: JPEG at or below 85
+    assert [f.code for f in compression_flags(q88, {"quality": {"flag_jpeg_quality": 88}})] \
         == ["compressed"]
     off = {"quality": {"flag_jpeg_quality": 0, "flag_lossy_webp": 0}}
     assert compression_flags(inspect(_resaved(stored, "JPEG", quality=10)), off) == []
     assert compression_flags(webp, off) == []
     assert [f.code for f in compression_flags(webp, {})] == ["compressed"]
-    assert DEFAULT_GATE["flag_jpeg_quality"] == 75.0
+    assert DEFAULT_GATE["flag_jpeg_quality"] == 85.0
     assert DEFAULT_GATE["flag_lossy_webp"] == 1.0
 
 

@@ -94,7 +94,7 @@ DEFAULT_GATE: dict[str, float] = {
     # not blocking: the "compressed" flag (dermsight.compression) for JPEG uploads at or below
     # this estimated quality (0: never) and, when 1, for every lossy WebP; measured on the
     # shipped network's validation images ("Compressed uploads", docs/experiments/README.md)
-    "flag_jpeg_quality": 75.0,
+    "flag_jpeg_quality": 85.0,
     "flag_lossy_webp": 1.0,
 }
 
