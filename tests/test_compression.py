@@ -151,3 +151,49 @@ def test_a_dicom_files_jpeg_frame_is_inspected_and_uncompressed_pixels_say_nothi
     bare = dicom.write_dicom(tmp_path / "bare.dcm", rgb, jpeg=False)
     assert model.decode(bare).compression is None
     assert "compressed" not in _codes(model, bare.read_bytes())
+
+
+def test_a_survey_counts_files_by_compression_and_the_note_applies_only_to_jpeg_90_training(
+        data_dir: Path, stored: bytes, tmp_path: Path) -> None:
+    from dermsight.compression import note_limits, survey
+
+    shared = sorted((data_dir / "images").glob("*.jpg"))[:40]
+    assert survey(shared) == {"JPEG 90": 40}
+    (tmp_path / "a.jpg").write_bytes(_resaved(stored, "JPEG", quality=75))
+    (tmp_path / "b.webp").write_bytes(_resaved(stored, "WEBP", quality=80))
+    (tmp_path / "c.png").write_bytes(_resaved(stored, "PNG"))
+    mixed = survey([*shared[:2], *sorted(tmp_path.iterdir())])
+    assert mixed == {"JPEG 90": 2, "JPEG 75": 1, "lossy WebP": 1, "not JPEG or WebP": 1}
+    measured = dict(DEFAULT_GATE)
+    assert note_limits({"JPEG 90": 40}, measured) == measured
+    assert note_limits({"JPEG 95": 3, "JPEG 90": 40}, measured) == measured
+    # a cohort saved at 75, or with any PNG or WebP, or nothing read: the note is off
+    for files in ({"JPEG 75": 40}, {"JPEG 90": 39, "not JPEG or WebP": 1}, {"lossy WebP": 2}, {}):
+        off = note_limits(files, measured)
+        assert off["flag_jpeg_quality"] == 0
+        assert off["flag_lossy_webp"] == 0
+        assert off["min_std"] == measured["min_std"]  # the other quality checks are untouched
+        assert compression_flags(inspect(_resaved(stored, "JPEG", quality=20)),
+                                 {"quality": off}) == []
+
+
+def test_the_shipped_card_says_what_its_training_files_were(
+        model: Dermsight, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from dermsight.compression import note_limits, survey
+    from dermsight.train.config import load_config
+    from dermsight.train.table import load_table
+
+    repo = Path(__file__).resolve().parents[1]
+    card = model.card.to_dict()
+    split = pd.read_csv(repo / "configs" / "default-split.csv")
+    monkeypatch.chdir(repo)  # the config's data roots are relative to the repository
+    table = load_table(load_config(repo / "configs" / "default.yaml").data)
+    train = split.loc[split["split"] == "train", ["image_id"]].merge(
+        table[["image_id", "path"]], on="image_id", how="left", validate="one_to_one")
+    files = survey(train["path"])
+    assert card["data"]["train_compression"] == files == {"JPEG 90": 9344}
+    assert note_limits(files, card["gate"]["quality"]) == card["gate"]["quality"]
+    assert any("(JPEG 90: 9,344)" in line and "85 or lower" in line
+               for line in card["limitations"])

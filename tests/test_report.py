@@ -286,3 +286,22 @@ def test_report_ita_and_cross_source_sections() -> None:
                                                         settings=EvalSettings(n_boot=0))})
     assert "Cross-source" not in plain
     assert "skin tone" not in plain
+
+
+def test_the_shipped_report_is_its_cards_rendering() -> None:
+    """The shipped report.html says what the shipped card says: rendered from the card and its
+    plots (``tools/card_tables.py --report-only`` rewrites it after a change to the card)."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("card_tables", repo / "tools" / "card_tables.py")
+    assert spec is not None
+    assert spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    bundle = repo / "src" / "dermsight" / "assets" / "default"
+    card = json.loads((bundle / "card.json").read_text())
+    shipped = (bundle / "report.html").read_text(encoding="utf-8")
+    assert tool.rendered_report(card, bundle) == shipped
+    assert "Training images by compression (JPEG 90: 9,344)" in shipped

@@ -143,6 +143,13 @@ def test_tiny_end_to_end_training_run(data_dir: Path, tmp_path: Path) -> None:
     report = (out / "bundle" / "report.html").read_text()
     assert "Cross-source validation" in report
     assert "By skin tone (ITA" in report
+    # trained on the shared JPEG-90 files: the compressed note's measured limits apply, and say so
+    files = card["data"]["train_compression"]
+    assert files == {"JPEG 90": card["data"]["by_split"]["train"]["n"]}
+    assert card["gate"]["quality"]["flag_jpeg_quality"] == 85
+    assert any(line.startswith("Training images by compression (JPEG 90: ")
+               for line in card["limitations"])
+    assert "Training images by compression" in report
     split = pd.read_csv(out / "split.csv")
     assert split.groupby("group_id")["split"].nunique().max() == 1
     p = model.predict(data_dir / "images" / f"{split['image_id'][0]}.jpg", age=40)

@@ -12,10 +12,16 @@ import pytest
 
 pytest.importorskip("torch")
 
+from dermsight.gate import DEFAULT_GATE
 from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig, load_config
 from dermsight.train.finalize.calibration import calibrate, fit_decision
-from dermsight.train.finalize.card import UNSPECIFIED_HEAD_LIMITATION, data_section, limitations
+from dermsight.train.finalize.card import (
+    UNSPECIFIED_HEAD_LIMITATION,
+    compression_limitation,
+    data_section,
+    limitations,
+)
 from dermsight.train.finalize.scoring import Part, within_parity
 from dermsight.train.table import assign_split, load_table
 
@@ -120,3 +126,17 @@ def test_onnx_parity_allows_float_rounding_on_large_logits_and_refuses_a_wrong_e
     assert not within_parity(torch_logits + np.array([[0.0, 0.0, 2e-4]], np.float32),
                              torch_logits)
     assert not within_parity(torch_logits * 1.01, torch_logits)
+
+
+def test_the_compression_limitation_says_what_the_training_files_were_and_what_follows() -> None:
+    from dermsight.compression import note_limits
+
+    shipped = compression_limitation({"JPEG 90": 9344}, DEFAULT_GATE)
+    assert "(JPEG 90: 9,344)" in shipped
+    assert "JPEG at an estimated quality of 85 or lower or any lossy WebP" in shipped
+    cohort = {"JPEG 75": 500, "not JPEG or WebP": 20}
+    off = compression_limitation(cohort, note_limits(cohort, DEFAULT_GATE))
+    assert "(JPEG 75: 500, not JPEG or WebP: 20)" in off
+    assert "the 'compressed' note is off" in off
+    assert "not measured" in off
+

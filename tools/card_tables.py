@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/card_tables.py [--bundle src/dermsight/assets/default]
         [--split configs/default-split.csv] [--data ../shared/data/isic-subset] [--check-only]
+    .venv/bin/python tools/card_tables.py --report-only     # report.html from the card as it is
 
 For bundles made before ``finalize`` wrote these tables itself (the shipped default model). It
 re-scores the held-out TEST split through the serving path (decode -> preprocess -> ONNX Runtime
@@ -134,6 +135,13 @@ def without_new_sections(html: str) -> str:
     return html
 
 
+def rendered_report(card: dict[str, Any], bundle: Path) -> str:
+    """The bundle's report.html as its card (and plots) render it, tables included."""
+    results = report_results(card, bundle)
+    results["cross_source"] = card.get("cross_source")
+    return render_report(results)
+
+
 def update_report(card: dict[str, Any], bundle: Path) -> bool:
     """Re-render report.html with the new tables if the rest of it is reproduced exactly."""
     path = bundle / "report.html"
@@ -143,11 +151,19 @@ def update_report(card: dict[str, Any], bundle: Path) -> bool:
             path.read_text(encoding="utf-8")):
         print("report.html: not reproduced exactly from the card; left unchanged")
         return False
-    results = report_results(card, bundle)
-    results["cross_source"] = card["cross_source"]
-    path.write_text(render_report(results), encoding="utf-8")
+    path.write_text(rendered_report(card, bundle), encoding="utf-8")
     print(f"rewrote {path} (the rest of the report reproduced exactly; tables added)")
     return True
+
+
+def rerender_report(bundle: Path) -> None:
+    """``--report-only``: report.html rewritten from the card as it is now (after a change to
+    the card's text, such as a limitation), and the integrity manifest refreshed. Nothing is
+    scored; tests/test_report.py checks that the shipped report is this rendering."""
+    card = json.loads((bundle / "card.json").read_text())
+    (bundle / "report.html").write_text(rendered_report(card, bundle), encoding="utf-8")
+    write_manifest(bundle)
+    print(f"rewrote {bundle / 'report.html'} from its card")
 
 
 def _close(a: Any, b: Any) -> bool:
@@ -163,7 +179,12 @@ def main() -> None:  # noqa: PLR0915
     ap.add_argument("--split", type=Path, default=REPO / "configs/default-split.csv")
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared/data/isic-subset")
     ap.add_argument("--check-only", action="store_true", help="verify, write nothing")
+    ap.add_argument("--report-only", action="store_true",
+                    help="only re-render report.html from the card as it is (nothing scored)")
     args = ap.parse_args()
+    if args.report_only:
+        rerender_report(args.bundle)
+        return
 
     t0 = time.perf_counter()
     model = Dermsight.load(args.bundle, threads=2)

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import warnings
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,7 +36,12 @@ from dermsight.gate import Flag, quality_thresholds
 from dermsight.io.decode import sniff
 from dermsight.io.headers import webp_lossy
 
-__all__ = ["Compression", "compression_flags", "inspect", "jpeg_quality"]
+__all__ = ["MEASURED_ON_QUALITY", "Compression", "compression_flags", "inspect", "jpeg_quality",
+           "note_limits", "survey"]
+
+#: The note's limits were measured on a network whose training images were all JPEGs of this
+#: quality (every image in ../shared); they say nothing about a network trained on other files.
+MEASURED_ON_QUALITY = 90
 
 #: The IJG standard luminance quantisation table (ITU T.81, Annex K.1), natural order.
 _IJG_LUMA = np.array([
@@ -90,6 +99,35 @@ def inspect(data: bytes) -> Compression | None:
         return None
     lossy = webp_lossy(data) if kind == "WEBP" else None
     return None if lossy is None else Compression("WebP", lossy=lossy)
+
+
+def _label(c: Compression | None) -> str:
+    if c is None:
+        return "not JPEG or WebP"
+    return f"JPEG {c.quality}" if c.quality is not None else c.describe()
+
+
+def survey(paths: Iterable[str | os.PathLike[str]]) -> dict[str, int]:
+    """How a collection's files are compressed: counts by kind ("JPEG 90", "lossy WebP",
+    "not JPEG or WebP"; a JPEG's quality is the IJG estimate), most common first. Reads each
+    file's header only (``inspect``)."""
+    counts = Counter(_label(inspect(Path(p).read_bytes())) for p in paths)
+    return dict(counts.most_common())
+
+
+def note_limits(files: Mapping[str, int], limits: Mapping[str, float]) -> dict[str, float]:
+    """The ``compressed`` note's limits for a network trained on ``files`` (a ``survey``): the
+    measured ``limits`` when every training file is a JPEG of quality ``MEASURED_ON_QUALITY`` or
+    more, else both off (0) — the flag's message cites a measurement made only for such networks,
+    and a network trained on, say, JPEG 75 files would have its own clinic's uploads called
+    compressed."""
+    measured = bool(files) and all(
+        kind.startswith("JPEG ") and kind[5:].isdigit() and int(kind[5:]) >= MEASURED_ON_QUALITY
+        for kind in files)
+    out = dict(limits)
+    if not measured:
+        out.update(flag_jpeg_quality=0.0, flag_lossy_webp=0.0)
+    return out
 
 
 def compression_flags(c: Compression | None, cfg: dict[str, Any]) -> list[Flag]:

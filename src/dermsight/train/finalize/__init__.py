@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from dermsight.compression import note_limits, survey
 from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.preprocess import MetaSpec
 from dermsight.train.config import Provenance, TrainConfig
@@ -25,6 +26,7 @@ from dermsight.train.finalize.baseline import baseline
 from dermsight.train.finalize.calibration import calibrate, fit_decision
 from dermsight.train.finalize.card import (
     LICENCE,
+    compression_limitation,
     data_section,
     intended_use,
     limitations,
@@ -64,6 +66,9 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     decision, decision_fit = fit_decision(cfg, df, calib, parts["val"])
     offsets = decision.offsets(list(cfg.data.classes))
     gate = fit_gate(cfg, model, parts)
+    # the compressed note applies only to networks trained on files like those it was measured for
+    files = survey(df.loc[df["split"] == "train", "path"])
+    gate[0]["quality"] = note_limits(files, gate[0]["quality"])
     evaluation = evaluate_test(
         cfg, model, parts, calib, offsets, provenance=provenance,
         trained_on=sorted(df.loc[df["split"] == "train", "source"].astype(str).unique()))
@@ -75,9 +80,10 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         "baseline": baseline(cfg, parts, calib, offsets),
         "cross_source": evaluation.cross_source,
         "training": training_section(cfg, out, provenance),
-        "data": data_section(cfg, df),
+        "data": {**data_section(cfg, df), "train_compression": files},
         "intended_use": intended_use(len(cfg.data.classes)),
-        "limitations": limitations(cfg, df),
+        "limitations": [*limitations(cfg, df),
+                        compression_limitation(files, gate[0]["quality"])],
         "licence": LICENCE,
         "natural_frequencies": natural_frequencies(
             calib.malignant_probability(val.logits), calib.is_malignant(val.labels),

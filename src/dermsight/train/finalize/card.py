@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 
 from dermsight.bundle import Card, save_bundle
+from dermsight.compression import MEASURED_ON_QUALITY
 from dermsight.decision import DecisionRule
 from dermsight.preprocess import MetaSpec
 from dermsight.train.config import Provenance, TrainConfig
@@ -138,6 +140,23 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
         "intervals reflect sampling variation only.",
         "Not validated for mucosal, nail, or non-dermoscopic (clinical close-up) photographs.",
     ]
+
+
+def compression_limitation(files: Mapping[str, int], limits: Mapping[str, float]) -> str:
+    """The card's line on compressed uploads, for a network trained on ``files`` (a
+    ``compression.survey`` of its training images) with the note's ``limits`` (``note_limits``)."""
+    kinds = ", ".join(f"{kind}: {n:,}" for kind, n in files.items()) or "none read"
+    jpeg_q = float(limits.get("flag_jpeg_quality") or 0)
+    if jpeg_q > 0 or float(limits.get("flag_lossy_webp") or 0) > 0:
+        rule = ([f"JPEG at an estimated quality of {jpeg_q:g} or lower"] if jpeg_q > 0 else []) \
+            + (["any lossy WebP"] if float(limits.get("flag_lossy_webp") or 0) > 0 else [])
+        return (f"Training images by compression ({kinds}). Uploads compressed more ("
+                f"{' or '.join(rule)}) get the non-blocking 'compressed' note: the shipped network "
+                "was measured less accurate on validation images re-saved so.")
+    return (f"Training images by compression ({kinds}): not all JPEGs of quality "
+            f"{MEASURED_ON_QUALITY} or more, so the 'compressed' note is off - its limits were "
+            "measured for a network trained on such images; how this model fares on compressed "
+            "uploads is not measured.")
 
 
 def data_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, Any]:
