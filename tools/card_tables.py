@@ -4,7 +4,9 @@
         [--split configs/default-split.csv] [--data ../shared/data/isic-subset] [--check-only]
     .venv/bin/python tools/card_tables.py --report-only     # report.html from the card as it is
 
-For bundles made before ``finalize`` wrote these tables itself (the shipped default model). It
+For bundles made before ``finalize`` wrote these tables itself (the 8-class bundles of one data
+folder; the 9-class default writes them in finalize, and its test split spans two folders, which
+this step does not read). ``--report-only`` works for any bundle. It
 re-scores the held-out TEST split through the serving path (decode -> preprocess -> ONNX Runtime
 -> temperature), refuses to write anything unless the split's sha256 and the recomputed pooled
 test metrics equal the ones in the card (so the tables describe exactly the evaluated model and
@@ -49,6 +51,7 @@ from dermsight.skintone import ita_for_images
 
 REPO = Path(__file__).resolve().parents[1]
 COMMAND = ".venv/bin/python tools/card_tables.py"
+GENERATED_BY = f"{COMMAND} (tables added to the card after training)"
 #: pooled metrics that must match the card before anything is written
 CHECKED = ("balanced_accuracy", "mel_auc", "malignant_auc", "refer_sensitivity",
            "refer_specificity", "ece")
@@ -172,8 +175,74 @@ def _close(a: Any, b: Any) -> bool:
     return math.isclose(float(a), float(b), abs_tol=1e-6)
 
 
-# ruff noqa below: known debt (issue 11): one table after another.
-def main() -> None:  # noqa: PLR0915
+def verified_test_scores(model: Dermsight, card: dict[str, Any], split: Path, data: Path
+                         ) -> tuple[pd.DataFrame, list[np.ndarray], np.ndarray]:
+    """The test rows, their decoded images and the served probabilities — refused unless the
+    split's sha256 and the recomputed pooled test metrics equal the card's."""
+    test_ev = card["metrics"]["test"]
+    df = load_test(split, data)
+    ids = "\n".join(sorted(df["image_id"])).encode()
+    want_hash = card.get("data", {}).get("split_sha256", {}).get("test")
+    if hashlib.sha256(ids).hexdigest() != want_hash:
+        raise SystemExit(f"the test split in {split} is not the one in the card")
+    images = [decode_image(p) for p in df["path"]]
+    probs = score(model, images, [_meta(r) for _, r in df.iterrows()])
+    pooled = compute_metrics(df["diagnosis"].to_numpy(), probs, list(model.classes),
+                             **_thresholds(model, card))
+    bad = [k for k in CHECKED if not _close(pooled.get(k), test_ev["metrics"].get(k))]
+    if bad:
+        raise SystemExit("recomputed test metrics differ from the card: " + ", ".join(
+            f"{k} {pooled.get(k)} vs {test_ev['metrics'].get(k)}" for k in bad))
+    print(f"scored {len(df)} test images; pooled metrics match the card "
+          f"({', '.join(CHECKED)})")
+    return df, images, probs
+
+
+def _thresholds(model: Dermsight, card: dict[str, Any]) -> dict[str, Any]:
+    test_ev = card["metrics"]["test"]
+    decision = getattr(model.card, "decision", None)
+    return {"refer_threshold": test_ev.get("refer_threshold"),
+            "monitor_threshold": test_ev.get("monitor_threshold"),
+            "offsets": decision.offsets(list(model.classes)) if decision is not None else None,
+            "malignant_excluded": model.card.malignant_excluded}
+
+
+def new_tables(model: Dermsight, card: dict[str, Any], df: pd.DataFrame,
+               images: list[np.ndarray], probs: np.ndarray
+               ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The per-source rows and the by-ITA table, with the card's own bootstrap settings."""
+    test_ev, classes = card["metrics"]["test"], list(model.classes)
+    th = _thresholds(model, card)
+    training = card.get("training", {})
+    run: RunInfo = {"config": "configs/default.yaml", "seed": training.get("seed"),
+                    "command": training.get("reproduce")}
+    frame = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
+    frame["label"] = df["diagnosis"]
+    frame["group"] = df["group_id"]
+    frame["source"] = df["source"]
+    settings = EvalSettings(refer_threshold=th["refer_threshold"], offsets=th["offsets"],
+                            malignant_excluded=tuple(th["malignant_excluded"]),
+                            n_boot=int(test_ev.get("n_boot", 200)),
+                            seed=int(test_ev.get("seed", 0)))
+    rows = source_rows(frame, classes, run, settings=settings)
+    t_ita = time.perf_counter()
+    ita = ita_for_images(images)
+    print(f"ITA: {1000.0 * (time.perf_counter() - t_ita) / len(images):.2f} ms per image")
+    by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita,
+                       groups=df["group_id"].to_numpy(), noun="test images", settings=settings)
+    by_ita["generated_by"] = GENERATED_BY
+    for r in rows:
+        m = r["metrics"]
+        print(f"{r['source']:<14} n={r['n_images']:>5}  bacc={m['balanced_accuracy']['value']}"
+              f"  mel_auc={m['mel_auc']['value']}  note={r['note']}")
+    for b in by_ita["bands"]:
+        print(f"{b['subgroup']:<14} n={b['n']:>5}  mal_auc={b['malignant_auc']}  "
+              f"note={b['note']}")
+    print(by_ita["statement"])
+    return rows, by_ita
+
+
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--bundle", type=Path, default=REPO / "src/dermsight/assets/default")
     ap.add_argument("--split", type=Path, default=REPO / "configs/default-split.csv")
@@ -185,68 +254,19 @@ def main() -> None:  # noqa: PLR0915
     if args.report_only:
         rerender_report(args.bundle)
         return
-
     t0 = time.perf_counter()
     model = Dermsight.load(args.bundle, threads=2)
     card_path = args.bundle / "card.json"
     card = json.loads(card_path.read_text())
-    test_ev = card["metrics"]["test"]
-    df = load_test(args.split, args.data)
-    ids = "\n".join(sorted(df["image_id"])).encode()
-    want_hash = card.get("data", {}).get("split_sha256", {}).get("test")
-    if hashlib.sha256(ids).hexdigest() != want_hash:
-        raise SystemExit(f"the test split in {args.split} is not the one in the card")
-
-    images = [decode_image(p) for p in df["path"]]
-    probs = score(model, images, [_meta(r) for _, r in df.iterrows()])
-    classes = list(model.classes)
-    refer, monitor = test_ev.get("refer_threshold"), test_ev.get("monitor_threshold")
-    decision = getattr(model.card, "decision", None)
-    offsets = decision.offsets(classes) if decision is not None else None
-    excluded = model.card.malignant_excluded
-    pooled = compute_metrics(df["diagnosis"].to_numpy(), probs, classes, refer_threshold=refer,
-                             monitor_threshold=monitor, offsets=offsets,
-                             malignant_excluded=excluded)
-    bad = [k for k in CHECKED if not _close(pooled.get(k), test_ev["metrics"].get(k))]
-    if bad:
-        raise SystemExit("recomputed test metrics differ from the card: " + ", ".join(
-            f"{k} {pooled.get(k)} vs {test_ev['metrics'].get(k)}" for k in bad))
-    print(f"scored {len(df)} test images; pooled metrics match the card "
-          f"({', '.join(CHECKED)})")
-
-    n_boot, seed = int(test_ev.get("n_boot", 200)), int(test_ev.get("seed", 0))
-    training = card.get("training", {})
-    run: RunInfo = {"config": "configs/default.yaml", "seed": training.get("seed"),
-                    "command": training.get("reproduce")}
-    frame = pd.DataFrame({f"p_{c}": probs[:, i] for i, c in enumerate(classes)})
-    frame["label"] = df["diagnosis"]
-    frame["group"] = df["group_id"]
-    frame["source"] = df["source"]
-    generated_by = f"{COMMAND} (tables added to the card after training)"
-    settings = EvalSettings(refer_threshold=refer, offsets=offsets,
-                            malignant_excluded=tuple(excluded), n_boot=n_boot, seed=seed)
-    rows = source_rows(frame, classes, run, settings=settings)
-    t_ita = time.perf_counter()
-    ita = ita_for_images(images)
-    ita_ms = 1000.0 * (time.perf_counter() - t_ita) / len(images)
-    by_ita = ita_table(df["diagnosis"].to_numpy(), probs, classes, ita,
-                       groups=df["group_id"].to_numpy(), noun="test images", settings=settings)
-    by_ita["generated_by"] = generated_by
-    for r in rows:
-        m = r["metrics"]
-        print(f"{r['source']:<14} n={r['n_images']:>5}  bacc={m['balanced_accuracy']['value']}"
-              f"  mel_auc={m['mel_auc']['value']}  note={r['note']}")
-    for b in by_ita["bands"]:
-        print(f"{b['subgroup']:<14} n={b['n']:>5}  mal_auc={b['malignant_auc']}  "
-              f"note={b['note']}")
-    print(by_ita["statement"])
-    print(f"ITA: {ita_ms:.2f} ms per image; total {time.perf_counter() - t0:.1f} s")
+    df, images, probs = verified_test_scores(model, card, args.split, args.data)
+    rows, by_ita = new_tables(model, card, df, images, probs)
+    print(f"total {time.perf_counter() - t0:.1f} s")
     if args.check_only:
         return
     # leave-one-source-out rows come from other runs (tools/add_loso_rows.py): keep them
     kept = [r for r in (card.get("cross_source") or {}).get("rows", [])
             if r["protocol"] == "leave_one_source_out"]
-    card["cross_source"] = cross_source_section([*rows, *kept], generated_by=generated_by)
+    card["cross_source"] = cross_source_section([*rows, *kept], generated_by=GENERATED_BY)
     card["metrics"]["test"]["by_ita"] = by_ita
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     update_report(card, args.bundle)
