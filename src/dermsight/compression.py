@@ -139,8 +139,9 @@ def compression_flags(c: Compression | None, cfg: dict[str, Any]) -> list[Flag]:
     limits = quality_thresholds(cfg)
     max_q = limits["flag_jpeg_quality"]
     if c.quality is not None and max_q > 0 and c.quality <= max_q:
-        return [_flag(f"heavily compressed image ({c.describe()}): validation images re-saved "
-                      f"at JPEG quality {int(max_q)} or lower were classified less accurately")]
+        return [_flag(f"image compressed more than the training images ({c.describe()}): "
+                      f"validation images re-saved at JPEG quality {int(max_q)} or lower were "
+                      "classified less accurately")]
     if c.format == "WebP" and limits["flag_lossy_webp"] > 0:
         return [_flag("lossy WebP image (its quality cannot be read from the file): validation "
                       "images re-saved as lossy WebP were classified less accurately")]

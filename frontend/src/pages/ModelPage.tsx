@@ -814,7 +814,7 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
           {qualityRules.length > 0 ? `: rejected when ${qualityRules.join('; ')}.` : '.'}
           {compressedNotes.length > 0 && (
             <span data-testid="gate-compressed">
-              {' '}Not rejected but noted as heavily compressed: {compressedNotes.join(' and ')}
+              {' '}Not rejected but noted as compressed more than the training images: {compressedNotes.join(' and ')}
               {' '}(on validation images re-saved so, the model was measured less accurate).
             </span>
           )}
