@@ -176,10 +176,14 @@ def resave_lossy(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     to the shipped network: "Compressed uploads" in docs/experiments/README.md."""
     fmt = "JPEG" if rng.random() < 0.5 else "WEBP"
     quality = int(rng.integers(RESAVE_QUALITY[0], RESAVE_QUALITY[1] + 1))
+    return np.asarray(_reencoded(Image.fromarray(np.ascontiguousarray(img)), fmt, quality))
+
+
+def _reencoded(pil: Image.Image, fmt: str, quality: int) -> Image.Image:
+    """``pil`` saved by Pillow as ``fmt`` at ``quality`` and decoded again (RGB)."""
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(img)).save(buf, format=fmt, quality=quality)
-    with Image.open(io.BytesIO(buf.getvalue())) as out:
-        return np.asarray(out.convert("RGB"))
+    pil.save(buf, format=fmt, quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
 def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -213,9 +217,7 @@ def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < 0.15:
         pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.5)))
     if rng.random() < 0.2:
-        buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=int(rng.integers(35, 90)))
-        pil = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        pil = _reencoded(pil, "JPEG", int(rng.integers(35, 90)))
     x = np.asarray(pil, np.float32)
     if rng.random() < 0.3:
         gamma = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
