@@ -325,6 +325,49 @@ def test_mixup_mixes_image_and_metadata_reproducibly() -> None:
         load_config(REPO / "configs" / "default.yaml", ["train.mixup_alpha=-1"])
 
 
+def test_mixup_can_spare_the_pairs_that_hold_an_unk_image() -> None:
+    """``train.mixup_spare_unk``: a pair with a UNK image stays unmixed (image, metadata, loss);
+    the other pairs get the lam plain mixup draws for the same seed and step."""
+    from dermsight.train.loop import mix_batch, mix_batch_sparing, mixed_ce, weighted_ce
+
+    g = torch.Generator().manual_seed(1)
+    x, m = torch.rand(6, 3, 8, 8, generator=g), torch.rand(6, 5, generator=g)
+    y = torch.tensor([8, 0, 1, 4, 2, 3])  # UNK (8) first: pairs are (0, 5), (1, 4), (2, 3)
+    xs, ms, w = mix_batch_sparing(x, m, y, 0.4, seed=42, step=7, spare=8)
+    xm, mm, lam = mix_batch(x, m, 0.4, seed=42, step=7)
+    assert w.tolist() == pytest.approx([1.0, lam, lam, lam, lam, 1.0])
+    for i in (0, 5):
+        assert torch.equal(xs[i], x[i])
+        assert torch.equal(ms[i], m[i])
+    for i in (1, 2, 3, 4):
+        assert torch.equal(xs[i], xm[i])
+        assert torch.equal(ms[i], mm[i])
+
+    logits = torch.randn(6, 9, generator=g)
+    sw, cw = torch.rand(6, generator=g) + 0.5, torch.rand(9, generator=g) + 0.5
+    ones = torch.ones(6)
+    # w = 1 everywhere: the plain weighted loss; the same lam everywhere (no class or sample
+    # weights): plain mixup's lam * CE(y) + (1 - lam) * CE(mirror)
+    assert mixed_ce(logits, y, sw, cw, 0.0, w=ones) == pytest.approx(
+        float(weighted_ce(logits, y, sw, cw, 0.0)))
+    plain = lam * weighted_ce(logits, y, ones, None, 0.0) + \
+        (1 - lam) * weighted_ce(logits, y.flip(0), ones, None, 0.0)
+    assert mixed_ce(logits, y, ones, None, 0.0, w=ones * lam) == pytest.approx(float(plain))
+    # a spared UNK sample's loss is its own label's cross-entropy alone; mixed, it would not be
+    only_0 = torch.tensor([1.0, 0, 0, 0, 0, 0])
+    ce0 = float(torch.nn.functional.cross_entropy(logits[:1], y[:1]))
+    assert float(mixed_ce(logits, y, only_0, None, 0.0, w=w)) == pytest.approx(ce0)
+    assert float(mixed_ce(logits, y, only_0, None, 0.0, w=ones * lam)) != pytest.approx(ce0)
+
+    for bad in (["train.mixup_spare_unk=true"],  # without mixup
+                ["train.mixup_spare_unk=true", "train.mixup_alpha=0.2",
+                 "train.source_adversary=0.5"],
+                ["train.mixup_spare_unk=true", "train.mixup_alpha=0.2",
+                 "data.classes=[MEL,NV,BKL]", "model.unspecified_head=false"]):
+        with pytest.raises(ConfigError, match="mixup_spare_unk"):
+            load_config(REPO / "configs" / "default.yaml", bad)
+
+
 def test_mixstyle_mixes_feature_statistics_in_training_only() -> None:
     """MixStyle keeps each image's normalised features and gives it channel statistics between
     those of the batch; in eval mode (validation, export, serving) it changes nothing."""
@@ -424,9 +467,10 @@ def test_ddp_two_process_gloo_smoke(data_dir: Path, tmp_path: Path) -> None:
     for o in _tiny_overrides(data_dir):
         cmd += ["--set", o]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # mixup, MixStyle and weight averaging on: their paths run here in a real (distributed)
-    # training loop
+    # mixup (sparing UNK pairs), MixStyle and weight averaging on: their paths run here in a real
+    # (distributed) training loop
     r = subprocess.run([*cmd, "--set", "train.num_threads=1", "--set", "train.mixup_alpha=0.4",
+                        "--set", "train.mixup_spare_unk=true",
                         "--set", "train.mixstyle_p=0.5", "--set", "train.swa_from=1"],
                        capture_output=True, text=True, timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]

@@ -101,6 +101,9 @@ class TrainLoopConfig:
     ema_decay: float = 0.998
     label_smoothing: float = 0.0
     mixup_alpha: float = 0.0  # > 0: mix image + metadata pairs, lam ~ Beta(alpha, alpha)
+    #: with mixup: a pair in which either image is UNK is left unmixed, so "no specific
+    #: diagnosis" (one source's images) is never taught as a share of a blend of two cameras
+    mixup_spare_unk: bool = False
     num_threads: int = 2
     #: processes that prepare the training and validation batches (augmentations, preprocessing):
     #: 0 = the training process itself (enough on a CPU); a GPU needs several to be kept busy.
@@ -222,6 +225,8 @@ class TrainConfig:
                               f"got {self.calibration.margin_tolerance}")
 
     def _validate_train(self) -> None:
+        from dermsight import taxonomy
+
         t = self.train
         if t.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
             raise ConfigError(f"train.imbalance must be weighted_loss|balanced_sampler|none, "
@@ -229,6 +234,11 @@ class TrainConfig:
         if t.mixup_alpha < 0:
             raise ConfigError(f"train.mixup_alpha must be >= 0 (0 disables mixup), "
                               f"got {t.mixup_alpha}")
+        if t.mixup_spare_unk and (t.mixup_alpha <= 0 or t.source_adversary
+                                  or taxonomy.UNSPECIFIED not in self.data.classes):
+            raise ConfigError(f"train.mixup_spare_unk needs train.mixup_alpha > 0, "
+                              f"{taxonomy.UNSPECIFIED} among data.classes and no "
+                              f"train.source_adversary")
         if t.head_probe_epochs < 0 or t.head_probe_lr <= 0:
             raise ConfigError("train.head_probe_epochs must be >= 0 (0: no probe) and "
                               "train.head_probe_lr > 0")

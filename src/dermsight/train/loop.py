@@ -22,6 +22,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
+from dermsight import taxonomy
 from dermsight.cardschema import default_malignant
 from dermsight.malignancy import malignant_probability
 from dermsight.parallel import default_workers
@@ -109,6 +110,35 @@ def mix_batch(x: torch.Tensor, m: torch.Tensor, alpha: float, seed: int, step: i
     resumed run draws the same values. The loss is then lam * CE(y) + (1 - lam) * CE(y.flip(0))."""
     lam = float(np.random.default_rng([seed, step]).beta(alpha, alpha))
     return lam * x + (1 - lam) * x.flip(0), lam * m + (1 - lam) * m.flip(0), lam
+
+
+def mix_batch_sparing(x: torch.Tensor, m: torch.Tensor, y: torch.Tensor, alpha: float, *,
+                      seed: int, step: int, spare: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``mix_batch`` (the same lam for the same seed and step) with every pair that holds a
+    ``spare``-labelled sample left unmixed. Returns the images, the metadata and each sample's own
+    weight ``w`` (lam, or 1 for a spared pair): its loss is w * CE(y) + (1 - w) * CE(y.flip(0))."""
+    xm, mm, lam = mix_batch(x, m, alpha, seed, step)
+    spared = (y == spare) | (y == spare).flip(0)
+    w = torch.where(spared, 1.0, lam).to(x.dtype)
+    return (torch.where(spared.view(-1, 1, 1, 1), x, xm), torch.where(spared[:, None], m, mm),
+            w)
+
+
+def mixed_ce(logits: torch.Tensor, y: torch.Tensor, sample_w: torch.Tensor,
+             class_w: torch.Tensor | None, smoothing: float, *, w: torch.Tensor) -> torch.Tensor:
+    """The mixup loss with a per-sample mixing weight ``w``: each sample's cross-entropies with
+    its own label and its mirror's, weighted by w and 1 - w times their class and sample weights,
+    normalised by the summed weights (``weighted_ce`` when w is all 1)."""
+    yb, swb = y.flip(0), sample_w.flip(0)
+    ce_a = nn.functional.cross_entropy(logits, y, weight=class_w, reduction="none",
+                                       label_smoothing=smoothing)
+    ce_b = nn.functional.cross_entropy(logits, yb, weight=class_w, reduction="none",
+                                       label_smoothing=smoothing)
+    cw_a = class_w[y] if class_w is not None else torch.ones_like(sample_w)
+    cw_b = class_w[yb] if class_w is not None else torch.ones_like(sample_w)
+    num = (w * sample_w * ce_a + (1 - w) * swb * ce_b).sum()
+    return num / (w * sample_w * cw_a + (1 - w) * swb * cw_b).sum().clamp_min(1e-12)
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -391,8 +421,11 @@ def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
     device, dtype = state.device, state.amp
     x, m, y = (t.to(device, non_blocking=True) for t in batch[:3])
     sw = batch[3].to(device, dtype=torch.float32, non_blocking=True)
-    lam = 1.0
-    if tc.mixup_alpha > 0:
+    lam, w = 1.0, None
+    if tc.mixup_alpha > 0 and tc.mixup_spare_unk:
+        x, m, w = mix_batch_sparing(x, m, y, tc.mixup_alpha, seed=cfg.seed, step=step,
+                                    spare=cfg.data.classes.index(taxonomy.UNSPECIFIED))
+    elif tc.mixup_alpha > 0:
         x, m, lam = mix_batch(x, m, tc.mixup_alpha, cfg.seed, step)
     with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         x = x.contiguous(memory_format=torch.channels_last)
@@ -401,7 +434,10 @@ def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
         else:  # one process (check_distributed): model is the network itself
             fmap = state.net.feature_map(x)
             logits = state.net.head(fmap, m)
-        loss = weighted_ce(logits.float(), y, sw, class_w, tc.label_smoothing)
+        if w is not None:
+            loss = mixed_ce(logits.float(), y, sw, class_w, tc.label_smoothing, w=w)
+        else:
+            loss = weighted_ce(logits.float(), y, sw, class_w, tc.label_smoothing)
         if lam < 1.0:
             loss = lam * loss + (1 - lam) * weighted_ce(
                 logits.float(), y.flip(0), sw.flip(0), class_w, tc.label_smoothing)
