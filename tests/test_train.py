@@ -522,3 +522,27 @@ def test_a_gpu_run_without_batch_processes_is_told_how_to_feed_it() -> None:
     assert hint is not None
     assert "train.num_workers=" in hint
     assert int(hint.split("train.num_workers=")[1].split()[0]) >= 1
+
+
+def test_finalize_scores_on_every_core_unless_told(tmp_path: Path) -> None:
+    """``evaluation.num_threads``: finalize's ONNX Runtime scoring uses one thread per core by
+    default (not ``train.num_threads``, which the shipped recipe sets to 1), or the number given;
+    negative numbers are refused."""
+    from dermsight.bundle import load_bundle
+    from dermsight.parallel import default_workers
+    from dermsight.train.finalize.scoring import serving_model
+
+    shipped = load_bundle()
+    onnx = shipped.onnx_path.read_bytes()
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    assert cfg.train.num_threads == 1
+    assert cfg.evaluation.num_threads == 0
+    model = serving_model(cfg, tmp_path / "a", onnx, shipped.card.input_spec,
+                          shipped.card.meta_spec)
+    assert model.session.threads == default_workers()
+    one = load_config(REPO / "configs" / "default.yaml", ["evaluation.num_threads=1"])
+    model = serving_model(one, tmp_path / "b", onnx, shipped.card.input_spec,
+                          shipped.card.meta_spec)
+    assert model.session.threads == 1
+    with pytest.raises(ConfigError, match=r"evaluation\.num_threads"):
+        load_config(REPO / "configs" / "default.yaml", ["evaluation.num_threads=-1"])

@@ -175,6 +175,9 @@ class CalibrationConfig:
 class EvaluationConfig:
     n_boot: int = 200
     linear_probe: bool = True
+    #: ONNX Runtime threads for finalize's scoring (0: one per core). Not ``train.num_threads``:
+    #: a run trained on one thread need not be scored on one (the scores were measured identical)
+    num_threads: int = 0
 
 
 @dataclass
@@ -205,6 +208,9 @@ class TrainConfig:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
         self._validate_train()
         self._validate_augment()
+        if self.evaluation.num_threads < 0:
+            raise ConfigError(f"evaluation.num_threads must be >= 0 (0: one per core), "
+                              f"got {self.evaluation.num_threads}")
         self._validate_input()
         from dermsight import taxonomy
 

@@ -15,6 +15,7 @@ import torch
 from tqdm import tqdm
 
 from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
+from dermsight.parallel import default_workers
 from dermsight.predict import Dermsight
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.records import Metadata
@@ -110,7 +111,8 @@ def serving_model(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, spec: I
                 thresholds=Thresholds(1.0, 1.0), onnx_sha256="", outputs=OUTPUTS,
                 malignant_excluded=cfg.malignant_excluded())
     save_bundle(bundle_dir, onnx_bytes, prov)
-    return Dermsight(load_bundle(bundle_dir), threads=cfg.train.num_threads)
+    return Dermsight(load_bundle(bundle_dir),
+                     threads=cfg.evaluation.num_threads or default_workers())
 
 
 def infer(model: Dermsight, images: list[np.ndarray], metas: list[Any], bs: int = 64,
