@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from dermsight import taxonomy
 from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSpec
 
 #: train.select_metric: the validation figures the training loop logs, or the last epoch
@@ -199,8 +200,6 @@ class TrainConfig:
         """Classes left out of the malignant probability's denominator (the card's
         ``malignant_excluded``): UNK when it has its own head (``model.unspecified_head``: UNK may
         name a lesion but not lower its risk)."""
-        from dermsight import taxonomy
-
         return [taxonomy.UNSPECIFIED] if self.model.unspecified_head else []
 
     def validate(self) -> None:
@@ -212,8 +211,6 @@ class TrainConfig:
             raise ConfigError(f"evaluation.num_threads must be >= 0 (0: one per core), "
                               f"got {self.evaluation.num_threads}")
         self._validate_input()
-        from dermsight import taxonomy
-
         if not self.data.roots:
             raise ConfigError("data.root must name at least one data folder")
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
@@ -231,8 +228,6 @@ class TrainConfig:
                               f"got {self.calibration.margin_tolerance}")
 
     def _validate_train(self) -> None:
-        from dermsight import taxonomy
-
         t = self.train
         if t.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
             raise ConfigError(f"train.imbalance must be weighted_loss|balanced_sampler|none, "

@@ -67,11 +67,12 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     offsets = decision.offsets(list(cfg.data.classes))
     gate = fit_gate(cfg, model, parts)
     # the compressed note applies only to networks trained on files like those it was measured for
-    files = survey(df.loc[df["split"] == "train", "path"])
+    train_rows = df[df["split"] == "train"]
+    files = survey(train_rows["path"])
     gate[0]["quality"] = note_limits(files, gate[0]["quality"])
     evaluation = evaluate_test(
         cfg, model, parts, calib, offsets, provenance=provenance,
-        trained_on=sorted(df.loc[df["split"] == "train", "source"].astype(str).unique()))
+        trained_on=sorted(train_rows["source"].astype(str).unique()))
     val = parts["val"]
     extra: dict[str, Any] = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),

@@ -147,9 +147,9 @@ def compression_limitation(files: Mapping[str, int], limits: Mapping[str, float]
     ``compression.survey`` of its training images) with the note's ``limits`` (``note_limits``)."""
     kinds = ", ".join(f"{kind}: {n:,}" for kind, n in files.items()) or "none read"
     jpeg_q = float(limits.get("flag_jpeg_quality") or 0)
-    if jpeg_q > 0 or float(limits.get("flag_lossy_webp") or 0) > 0:
-        rule = ([f"JPEG at an estimated quality of {jpeg_q:g} or lower"] if jpeg_q > 0 else []) \
-            + (["any lossy WebP"] if float(limits.get("flag_lossy_webp") or 0) > 0 else [])
+    rule = ([f"JPEG at an estimated quality of {jpeg_q:g} or lower"] if jpeg_q > 0 else []) \
+        + (["any lossy WebP"] if float(limits.get("flag_lossy_webp") or 0) > 0 else [])
+    if rule:
         return (f"Training images by compression ({kinds}). Uploads compressed more ("
                 f"{' or '.join(rule)}) get the non-blocking 'compressed' note: the shipped network "
                 "was measured less accurate on validation images re-saved so.")
