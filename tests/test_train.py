@@ -325,6 +325,51 @@ def test_mixup_mixes_image_and_metadata_reproducibly() -> None:
         load_config(REPO / "configs" / "default.yaml", ["train.mixup_alpha=-1"])
 
 
+def test_freeze_bn_stats_keeps_the_backbones_imagenet_statistics_while_it_trains(
+        data_dir: Path) -> None:
+    """``model.freeze_bn_stats``: after training steps the backbone's BatchNorm running
+    statistics are the ImageNet ones while their scale and shift moved; the metadata branch's
+    BatchNorm (no pretrained statistics) still learns its own; the option is refused without
+    pretrained weights."""
+    from dermsight.train.loop import DistInfo, prepare_net
+    from dermsight.train.network import set_train_mode
+    from dermsight.train.pipeline import build_net
+
+    def steps(freeze: bool) -> tuple[LesionNet, dict[str, torch.Tensor]]:
+        cfg = load_config(REPO / "configs" / "default.yaml",
+                          [*_tiny_overrides(data_dir), f"model.freeze_bn_stats={freeze}"])
+        torch.manual_seed(0)
+        net, _ = prepare_net(cfg, build_net(cfg, MetaSpec()), DistInfo())
+        before = {k: v.clone() for k, v in net.state_dict().items()}
+        opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(2):
+            set_train_mode(net, True)
+            x, m = torch.randn(4, 3, 64, 64, generator=g), torch.rand(4, net.meta_dim, generator=g)
+            opt.zero_grad()
+            (-net(x, m)[:, 0].mean()).backward()  # log P(MEL): the head gives log-probabilities
+            opt.step()
+        return net, before
+
+    net, before = steps(True)
+    after = net.state_dict()
+    last_bn = "backbone.bn2"  # the head's BatchNorm: trainable, after every frozen block
+    for key in (f"{last_bn}.running_mean", f"{last_bn}.running_var", "backbone.bn1.running_mean"):
+        assert torch.equal(after[key], before[key]), key
+    assert not torch.equal(after[f"{last_bn}.weight"], before[f"{last_bn}.weight"])
+    assert not torch.equal(after["meta.1.running_mean"], before["meta.1.running_mean"])
+    bns = [m for m in net.backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) > 10
+    assert not any(m.training for m in bns)
+    # the default (off): the same steps move the trainable blocks' statistics
+    net_off, before_off = steps(False)
+    assert not torch.equal(net_off.state_dict()[f"{last_bn}.running_mean"],
+                           before_off[f"{last_bn}.running_mean"])
+    with pytest.raises(ConfigError, match="freeze_bn_stats"):
+        load_config(REPO / "configs" / "default.yaml",
+                    ["model.freeze_bn_stats=true", "model.pretrained=false"])
+
+
 def test_mixup_can_spare_the_pairs_that_hold_an_unk_image() -> None:
     """``train.mixup_spare_unk``: a pair with a UNK image stays unmixed (image, metadata, loss);
     the other pairs get the lam plain mixup draws for the same seed and step."""

