@@ -1,0 +1,150 @@
+"""Does the validation split predict the unseen clinic? Every stored held-out ISIC 2017 run.
+
+For each run with ISIC 2017 held out of training whose held-out figures and per-epoch training
+log are committed under docs/experiments/, this reads the validation melanoma / malignant AUC of
+the epoch the run kept (``best_epoch`` from its training summary, else the last epoch its log
+marks "best") and the same figures on the held-out ISIC 2017 images (1,430 images, 257
+melanomas). It writes one scatter plot per figure and a JSON table with Spearman's rank
+correlation. Post hoc and descriptive: the runs are not independent draws (they share seeds,
+splits and most of a recipe), so no interval is claimed for the correlation.
+
+Runs left out on purpose: the SWA runs (``v2.12/loso212s4?``: the averaged weights' validation
+figures are not in the log; their best-epoch twins ``-epoch`` are in), the "last epoch" rereads
+(``v2.5/v2.4-last``, ``v2.5-last``: the same trainings as two runs here), and the 8-class or
+pre-v2.4 runs (``v2/``, ``v2.1``–``v2.3``: another class set and another UNK handling).
+
+    .venv/bin/python docs/experiments/v2.21/validation_vs_heldout.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from scipy.stats import spearmanr
+
+HERE = Path(__file__).resolve().parent
+EXP = HERE.parent
+
+#: (label, recipe, held-out figures file, training log) — the v2.4 recipe's runs first.
+RUNS: list[tuple[str, str, str, str]] = [
+    ("2.4.0 s42", "v2.4", "v2.4/loso/isic2017.json", "v2.4/loso/isic2017_train_log.jsonl"),
+    ("2.4.1 s42", "v2.4", "v2.4.1/loso/isic2017.json", "v2.4.1/loso/isic2017_train_log.jsonl"),
+    ("s43", "v2.4", "v2.7/loso24s43/isic2017.json", "v2.7/loso24s43/train_log.jsonl"),
+    ("s44", "v2.4", "v2.8/loso24s44/isic2017.json", "v2.8/loso24s44/train_log.jsonl"),
+    ("s43 rerun", "v2.4", "v2.9/loso24s43r/isic2017.json", "v2.9/loso24s43r/train_log.jsonl"),
+    ("s44 rerun", "v2.4", "v2.9/loso24s44r/isic2017.json", "v2.9/loso24s44r/train_log.jsonl"),
+    ("s42 seeded", "v2.4", "v2.12/loso212s42-epoch/isic2017.json",
+     "v2.12/loso212s42-epoch/train_log.jsonl"),
+    ("s43 seeded", "v2.4", "v2.12/loso212s43-epoch/isic2017.json",
+     "v2.12/loso212s43-epoch/train_log.jsonl"),
+    ("192 px", "other", "v2.5/v2.5/loso_isic2017.json", "v2.5/v2.5/loso_isic2017_train_log.jsonl"),
+    ("more frozen s43", "other", "v2.7/loso26s43/isic2017.json", "v2.7/loso26s43/train_log.jsonl"),
+    ("more frozen s44", "other", "v2.8/loso26s44/isic2017.json", "v2.8/loso26s44/train_log.jsonl"),
+    ("Lite1 s43", "other", "v2.8/loso28s43/isic2017.json", "v2.8/loso28s43/train_log.jsonl"),
+    ("Lite1 s44", "other", "v2.8/loso28s44/isic2017.json", "v2.8/loso28s44/train_log.jsonl"),
+    ("LP-FT", "other", "v2.10/loso210s43/isic2017.json", "v2.10/loso210s43/train_log.jsonl"),
+    ("MixStyle s43", "other", "v2.11/loso211s43/isic2017.json", "v2.11/loso211s43/train_log.jsonl"),
+    ("MixStyle s44", "other", "v2.11/loso211s44/isic2017.json", "v2.11/loso211s44/train_log.jsonl"),
+    ("RandConv", "other", "v2.14/loso214s42/isic2017.json", "v2.14/loso214s42/train_log.jsonl"),
+    ("wide field", "other", "v2.15/loso215s42/isic2017.json", "v2.15/loso215s42/train_log.jsonl"),
+    ("adversary 1", "other", "v2.16/loso216s42/isic2017.json", "v2.16/loso216s42/train_log.jsonl"),
+    ("adversary 1 (GPU)", "other", "v2.16/loso216-gpuA1s42/isic2017.json",
+     "v2.16/loso216-gpuA1s42/train_log.jsonl"),
+    ("adversary 3 (GPU)", "other", "v2.16/loso216-gpuB3s42/isic2017.json",
+     "v2.16/loso216-gpuB3s42/train_log.jsonl"),
+    ("winners' aug", "other", "v2.17/loso217s42/isic2017.json", "v2.17/loso217s42/train_log.jsonl"),
+    ("lossy re-saves", "other", "v2.18/loso-resave-s42/isic2017.json",
+     "v2.18/loso-resave-s42/train_log.jsonl"),
+    ("label smoothing", "other", "v2.19/loso-ls-s42/isic2017.json",
+     "v2.19/loso-ls-s42/train_log.jsonl"),
+    ("mixup", "other", "v2.19/loso-mixup-s42/isic2017.json",
+     "v2.19/loso-mixup-s42/train_log.jsonl"),
+    ("128 px", "other", "v2.20/128-s42/isic2017.json", "v2.20/128-s42/train_log.jsonl"),
+    ("mixup sparing UNK", "other", "v2.20/mixspare-s42/isic2017.json",
+     "v2.20/mixspare-s42/train_log.jsonl"),
+    ("Lite2", "other", "v2.21/lite2-s42/isic2017.json", "v2.21/lite2-s42/train_log.jsonl"),
+]
+FIGURES = ("mel_auc", "malignant_auc")
+
+
+def _find(obj: Any, pred: Any) -> Any:
+    """The first dict inside ``obj`` (depth first) for which ``pred`` holds."""
+    if isinstance(obj, dict):
+        if pred(obj):
+            return obj
+        children = list(obj.values())
+    elif isinstance(obj, list):
+        children = obj
+    else:
+        return None
+    for child in children:
+        hit = _find(child, pred)
+        if hit is not None:
+            return hit
+    return None
+
+
+def heldout(path: Path) -> dict[str, float]:
+    row = _find(json.loads(path.read_text()), lambda d: d.get("source") == "isic2017"
+                and d.get("protocol") == "leave_one_source_out")
+    if row is None:
+        raise SystemExit(f"{path}: no leave-one-source-out ISIC 2017 row")
+    return {k: float(row["metrics"][k]["value"]) for k in FIGURES}
+
+
+def kept_epoch(figures_file: Path, log: list[dict[str, Any]]) -> int:
+    summary = _find(json.loads(figures_file.read_text()), lambda d: "best_epoch" in d)
+    if summary is not None:
+        return int(summary["best_epoch"])
+    return max(int(r["epoch"]) for r in log if r.get("best"))
+
+
+def main() -> None:
+    rows = []
+    for label, recipe, figures, log_file in RUNS:
+        log = [json.loads(x) for x in (EXP / log_file).read_text().splitlines() if x.strip()]
+        epoch = kept_epoch(EXP / figures, log)
+        val = next(r for r in log if int(r["epoch"]) == epoch)
+        rows.append({"run": label, "recipe": recipe, "figures": figures, "epoch": epoch,
+                     "validation": {k: float(val[f"val_{k}"]) for k in FIGURES},
+                     "heldout_isic2017": heldout(EXP / figures)})
+    out: dict[str, Any] = {"n_runs": len(rows), "rows": rows, "spearman": {}}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 5))
+    for ax, k in zip(axes, FIGURES, strict=True):
+        x = [r["validation"][k] for r in rows]
+        y = [r["heldout_isic2017"][k] for r in rows]
+        rho, p = spearmanr(x, y)
+        out["spearman"][k] = {"rho": float(rho), "p_if_independent": float(p)}
+        for r in rows:
+            v2_4 = r["recipe"] == "v2.4"
+            ax.scatter(r["validation"][k], r["heldout_isic2017"][k], s=36,
+                       c="tab:blue" if v2_4 else "tab:orange", marker="o" if v2_4 else "s")
+            if not v2_4:
+                ax.annotate(r["run"], (r["validation"][k], r["heldout_isic2017"][k]),
+                            fontsize=7, xytext=(3, 2), textcoords="offset points")
+        name = "melanoma AUC" if k == "mel_auc" else "malignant AUC"
+        ax.set_xlabel(f"validation {name} (kept epoch; the training sources)")
+        ax.set_ylabel(f"held-out ISIC 2017 {name} (a clinic never trained on)")
+        ax.set_title(f"{name}: Spearman rho {rho:+.2f} over {len(rows)} runs")
+        ax.grid(alpha=0.3)
+    n_v24 = sum(r["recipe"] == "v2.4" for r in rows)
+    axes[0].scatter([], [], c="tab:blue", marker="o", label=f"v2.4 recipe (shipped), {n_v24} runs")
+    axes[0].scatter([], [], c="tab:orange", marker="s", label="other recipes, one point per run")
+    axes[0].legend(loc="upper left", fontsize=8)
+    fig.suptitle("Each stored run with ISIC 2017 held out: its validation figure against its "
+                 "figure on the held-out clinic", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(HERE / "validation_vs_heldout.png", dpi=110)
+    (HERE / "validation_vs_heldout.json").write_text(json.dumps(out, indent=1) + "\n")
+    for k, s in out["spearman"].items():
+        print(f"{k}: Spearman rho {s['rho']:+.3f} over {len(rows)} runs")
+
+
+if __name__ == "__main__":
+    main()
