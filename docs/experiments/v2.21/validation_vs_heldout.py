@@ -31,45 +31,35 @@ from scipy.stats import spearmanr
 HERE = Path(__file__).resolve().parent
 EXP = HERE.parent
 
-#: (label, recipe, held-out figures file, training log) — the v2.4 recipe's runs first.
-RUNS: list[tuple[str, str, str, str]] = [
-    ("2.4.0 s42", "v2.4", "v2.4/loso/isic2017.json", "v2.4/loso/isic2017_train_log.jsonl"),
-    ("2.4.1 s42", "v2.4", "v2.4.1/loso/isic2017.json", "v2.4.1/loso/isic2017_train_log.jsonl"),
-    ("s43", "v2.4", "v2.7/loso24s43/isic2017.json", "v2.7/loso24s43/train_log.jsonl"),
-    ("s44", "v2.4", "v2.8/loso24s44/isic2017.json", "v2.8/loso24s44/train_log.jsonl"),
-    ("s43 rerun", "v2.4", "v2.9/loso24s43r/isic2017.json", "v2.9/loso24s43r/train_log.jsonl"),
-    ("s44 rerun", "v2.4", "v2.9/loso24s44r/isic2017.json", "v2.9/loso24s44r/train_log.jsonl"),
-    ("s42 seeded", "v2.4", "v2.12/loso212s42-epoch/isic2017.json",
-     "v2.12/loso212s42-epoch/train_log.jsonl"),
-    ("s43 seeded", "v2.4", "v2.12/loso212s43-epoch/isic2017.json",
-     "v2.12/loso212s43-epoch/train_log.jsonl"),
-    ("192 px", "other", "v2.5/v2.5/loso_isic2017.json", "v2.5/v2.5/loso_isic2017_train_log.jsonl"),
-    ("more frozen s43", "other", "v2.7/loso26s43/isic2017.json", "v2.7/loso26s43/train_log.jsonl"),
-    ("more frozen s44", "other", "v2.8/loso26s44/isic2017.json", "v2.8/loso26s44/train_log.jsonl"),
-    ("Lite1 s43", "other", "v2.8/loso28s43/isic2017.json", "v2.8/loso28s43/train_log.jsonl"),
-    ("Lite1 s44", "other", "v2.8/loso28s44/isic2017.json", "v2.8/loso28s44/train_log.jsonl"),
-    ("LP-FT", "other", "v2.10/loso210s43/isic2017.json", "v2.10/loso210s43/train_log.jsonl"),
-    ("MixStyle s43", "other", "v2.11/loso211s43/isic2017.json", "v2.11/loso211s43/train_log.jsonl"),
-    ("MixStyle s44", "other", "v2.11/loso211s44/isic2017.json", "v2.11/loso211s44/train_log.jsonl"),
-    ("RandConv", "other", "v2.14/loso214s42/isic2017.json", "v2.14/loso214s42/train_log.jsonl"),
-    ("wide field", "other", "v2.15/loso215s42/isic2017.json", "v2.15/loso215s42/train_log.jsonl"),
-    ("adversary 1", "other", "v2.16/loso216s42/isic2017.json", "v2.16/loso216s42/train_log.jsonl"),
-    ("adversary 1 (GPU)", "other", "v2.16/loso216-gpuA1s42/isic2017.json",
-     "v2.16/loso216-gpuA1s42/train_log.jsonl"),
-    ("adversary 3 (GPU)", "other", "v2.16/loso216-gpuB3s42/isic2017.json",
-     "v2.16/loso216-gpuB3s42/train_log.jsonl"),
-    ("winners' aug", "other", "v2.17/loso217s42/isic2017.json", "v2.17/loso217s42/train_log.jsonl"),
-    ("lossy re-saves", "other", "v2.18/loso-resave-s42/isic2017.json",
-     "v2.18/loso-resave-s42/train_log.jsonl"),
-    ("label smoothing", "other", "v2.19/loso-ls-s42/isic2017.json",
-     "v2.19/loso-ls-s42/train_log.jsonl"),
-    ("mixup", "other", "v2.19/loso-mixup-s42/isic2017.json",
-     "v2.19/loso-mixup-s42/train_log.jsonl"),
-    ("128 px", "other", "v2.20/128-s42/isic2017.json", "v2.20/128-s42/train_log.jsonl"),
-    ("mixup sparing UNK", "other", "v2.20/mixspare-s42/isic2017.json",
-     "v2.20/mixspare-s42/train_log.jsonl"),
-    ("Lite2", "other", "v2.21/lite2-s42/isic2017.json", "v2.21/lite2-s42/train_log.jsonl"),
+#: (label, recipe, folder under docs/experiments/) — the v2.4 recipe's runs first. A folder holds
+#: ``isic2017.json`` (held-out figures) and ``train_log.jsonl`` unless ``OTHER_NAMES`` says else.
+RUNS: list[tuple[str, str, str]] = [
+    ("2.4.0 s42", "v2.4", "v2.4/loso"), ("2.4.1 s42", "v2.4", "v2.4.1/loso"),
+    ("s43", "v2.4", "v2.7/loso24s43"), ("s44", "v2.4", "v2.8/loso24s44"),
+    ("s43 rerun", "v2.4", "v2.9/loso24s43r"), ("s44 rerun", "v2.4", "v2.9/loso24s44r"),
+    ("s42 seeded", "v2.4", "v2.12/loso212s42-epoch"),
+    ("s43 seeded", "v2.4", "v2.12/loso212s43-epoch"),
+    ("192 px", "other", "v2.5/v2.5"),
+    ("more frozen s43", "other", "v2.7/loso26s43"), ("more frozen s44", "other", "v2.8/loso26s44"),
+    ("Lite1 s43", "other", "v2.8/loso28s43"), ("Lite1 s44", "other", "v2.8/loso28s44"),
+    ("LP-FT", "other", "v2.10/loso210s43"),
+    ("MixStyle s43", "other", "v2.11/loso211s43"), ("MixStyle s44", "other", "v2.11/loso211s44"),
+    ("RandConv", "other", "v2.14/loso214s42"), ("wide field", "other", "v2.15/loso215s42"),
+    ("adversary 1", "other", "v2.16/loso216s42"),
+    ("adversary 1 (GPU)", "other", "v2.16/loso216-gpuA1s42"),
+    ("adversary 3 (GPU)", "other", "v2.16/loso216-gpuB3s42"),
+    ("winners' aug", "other", "v2.17/loso217s42"),
+    ("lossy re-saves", "other", "v2.18/loso-resave-s42"),
+    ("label smoothing", "other", "v2.19/loso-ls-s42"), ("mixup", "other", "v2.19/loso-mixup-s42"),
+    ("128 px", "other", "v2.20/128-s42"), ("mixup sparing UNK", "other", "v2.20/mixspare-s42"),
+    ("Lite2", "other", "v2.21/lite2-s42"),
 ]
+#: folders written before the per-run layout: (held-out figures, training log)
+OTHER_NAMES = {
+    "v2.4/loso": ("isic2017.json", "isic2017_train_log.jsonl"),
+    "v2.4.1/loso": ("isic2017.json", "isic2017_train_log.jsonl"),
+    "v2.5/v2.5": ("loso_isic2017.json", "loso_isic2017_train_log.jsonl"),
+}
 FIGURES = ("mel_auc", "malignant_auc")
 
 
@@ -107,7 +97,9 @@ def kept_epoch(figures_file: Path, log: list[dict[str, Any]]) -> int:
 
 def main() -> None:
     rows = []
-    for label, recipe, figures, log_file in RUNS:
+    for label, recipe, folder in RUNS:
+        names = OTHER_NAMES.get(folder, ("isic2017.json", "train_log.jsonl"))
+        figures, log_file = (f"{folder}/{n}" for n in names)
         log = [json.loads(x) for x in (EXP / log_file).read_text().splitlines() if x.strip()]
         epoch = kept_epoch(EXP / figures, log)
         val = next(r for r in log if int(r["epoch"]) == epoch)
