@@ -80,16 +80,16 @@ def _find(obj: Any, pred: Any) -> Any:
     return None
 
 
-def heldout(path: Path) -> dict[str, float]:
-    row = _find(json.loads(path.read_text()), lambda d: d.get("source") == "isic2017"
+def heldout(figures: dict[str, Any], where: str) -> dict[str, float]:
+    row = _find(figures, lambda d: d.get("source") == "isic2017"
                 and d.get("protocol") == "leave_one_source_out")
     if row is None:
-        raise SystemExit(f"{path}: no leave-one-source-out ISIC 2017 row")
+        raise SystemExit(f"{where}: no leave-one-source-out ISIC 2017 row")
     return {k: float(row["metrics"][k]["value"]) for k in FIGURES}
 
 
-def kept_epoch(figures_file: Path, log: list[dict[str, Any]]) -> int:
-    summary = _find(json.loads(figures_file.read_text()), lambda d: "best_epoch" in d)
+def kept_epoch(figures: dict[str, Any], log: list[dict[str, Any]]) -> int:
+    summary = _find(figures, lambda d: "best_epoch" in d)
     if summary is not None:
         return int(summary["best_epoch"])
     return max(int(r["epoch"]) for r in log if r.get("best"))
@@ -101,11 +101,12 @@ def main() -> None:
         names = OTHER_NAMES.get(folder, ("isic2017.json", "train_log.jsonl"))
         figures, log_file = (f"{folder}/{n}" for n in names)
         log = [json.loads(x) for x in (EXP / log_file).read_text().splitlines() if x.strip()]
-        epoch = kept_epoch(EXP / figures, log)
+        held = json.loads((EXP / figures).read_text())
+        epoch = kept_epoch(held, log)
         val = next(r for r in log if int(r["epoch"]) == epoch)
         rows.append({"run": label, "recipe": recipe, "figures": figures, "epoch": epoch,
                      "validation": {k: float(val[f"val_{k}"]) for k in FIGURES},
-                     "heldout_isic2017": heldout(EXP / figures)})
+                     "heldout_isic2017": heldout(held, figures)})
     out: dict[str, Any] = {"n_runs": len(rows), "rows": rows, "spearman": {}}
     fig, axes = plt.subplots(1, 2, figsize=(11, 5))
     for ax, k in zip(axes, FIGURES, strict=True):
