@@ -370,6 +370,39 @@ def test_freeze_bn_stats_keeps_the_backbones_imagenet_statistics_while_it_trains
                     ["model.freeze_bn_stats=true", "model.pretrained=false"])
 
 
+def test_sharpness_aware_step_uses_the_gradient_at_the_worst_nearby_weights() -> None:
+    """``train.sam_rho``: the step's gradient is taken at w + rho * g / ||g|| and applied to w
+    (checked against the closed form for sum(w**4) / 4, whose gradient is w**3); BatchNorm
+    counts the batch once; a learning rate of 0 leaves the weights where they were."""
+    from dermsight.train.sharpness import sharpness_aware_step
+
+    w0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    w = torch.nn.Parameter(w0.clone())
+    opt = torch.optim.SGD([w], lr=0.1)
+    rho = 0.05
+    sharpness_aware_step(opt, (w**4).sum() / 4, lambda: (w**4).sum() / 4, rho, torch.nn.Module())
+    g = w0**3
+    expected = w0 - 0.1 * (w0 + rho * g / g.norm()) ** 3
+    assert torch.allclose(w.detach(), expected)
+    assert not torch.allclose(expected, w0 - 0.1 * g)  # not the plain step
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4),
+                              torch.nn.Linear(4, 1)).train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.randn(16, 4)
+    opt = torch.optim.SGD(net.parameters(), lr=0.0)
+    sharpness_aware_step(opt, net(x).square().mean(), lambda: net(x).square().mean(), 0.5, net)
+    after = net.state_dict()
+    for k in ("0.weight", "0.bias", "2.weight", "1.weight"):
+        assert torch.equal(after[k], before[k]), k  # perturbation undone (lr 0)
+    batch_mean = net[0](x).mean(0).detach()
+    assert torch.allclose(after["1.running_mean"], 0.1 * batch_mean, atol=1e-6)  # counted once
+    assert net[1].momentum == 0.1  # restored after the second pass
+    with pytest.raises(ConfigError, match="sam_rho"):
+        load_config(REPO / "configs" / "default.yaml", ["train.sam_rho=-0.1"])
+
+
 def test_mixup_can_spare_the_pairs_that_hold_an_unk_image() -> None:
     """``train.mixup_spare_unk``: a pair with a UNK image stays unmixed (image, metadata, loss);
     the other pairs get the lam plain mixup draws for the same seed and step."""

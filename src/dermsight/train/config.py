@@ -159,6 +159,10 @@ class TrainLoopConfig:
     #: gradient, ramped from 0 to this weight over the run, pushes the backbone towards features
     #: that do not tell the sources apart within a diagnosis; training only
     source_adversary: float = 0.0
+    #: > 0: sharpness-aware minimisation (SAM, Foret et al. 2021) with this radius: each step's
+    #: gradient is taken again at the weights moved this far up the loss's own gradient
+    #: (``dermsight.train.sharpness``); each step then costs two passes of its batch
+    sam_rho: float = 0.0
 
 
 @dataclass
@@ -256,6 +260,8 @@ class TrainConfig:
         if t.source_balance < 0:
             raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
                               f"got {t.source_balance}")
+        if t.sam_rho < 0:
+            raise ConfigError(f"train.sam_rho must be >= 0 (0: off), got {t.sam_rho}")
         if t.num_workers < 0:
             raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
         if t.epochs < 1 or t.batch_size < 2:

@@ -7,10 +7,11 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from copy import deepcopy
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from dermsight.train.network import (
     freeze_early,
     set_train_mode,
 )
+from dermsight.train.sharpness import sharpness_aware_step
 from dermsight.train.swa import WeightAverage
 
 
@@ -317,8 +319,16 @@ class RunState:
         """The weights validated and kept: the EMA copy when there is one."""
         return self.ema if self.ema is not None else self.net
 
-    def optimise(self, loss: torch.Tensor) -> None:
-        """One optimiser step on ``loss``."""
+    def optimise(self, loss: torch.Tensor, again: Callable[[], torch.Tensor] | None = None,
+                 sam_rho: float = 0.0) -> None:
+        """One optimiser step on ``loss``; with ``sam_rho`` > 0 a SAM step
+        (``train.sam_rho``), for which ``again`` recomputes the batch's loss."""
+        if sam_rho > 0 and again is not None:
+            if self.scaler.is_enabled():
+                raise ConfigError("train.sam_rho does not work with float16 loss scaling (a GPU "
+                                  "without bfloat16): set train.amp=false")
+            sharpness_aware_step(self.opt, loss, again, sam_rho, self.net)
+            return
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.opt)
@@ -532,7 +542,8 @@ def train_model(
             for g in state.opt.param_groups:
                 g["lr"] = lr_at(step, total, warmup, tc.lr)
             loss = batch_loss(cfg, model, state, batch, step=step, total=total, class_w=weight)
-            state.optimise(loss)
+            state.optimise(loss, partial(batch_loss, cfg, model, state, batch, step=step,
+                                         total=total, class_w=weight), tc.sam_rho)
             state.update_ema(tc.ema_decay, step)
             step += 1
             seen += len(batch[2])
