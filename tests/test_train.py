@@ -403,6 +403,39 @@ def test_sharpness_aware_step_uses_the_gradient_at_the_worst_nearby_weights() ->
         load_config(REPO / "configs" / "default.yaml", ["train.sam_rho=-0.1"])
 
 
+def test_drop_path_drops_blocks_in_training_only() -> None:
+    """``model.drop_path_rate``: the backbone's residual blocks get stochastic depth rising to
+    the rate; two training passes of the same input differ, scoring is deterministic and equal
+    to the same weights without it; the rate is checked."""
+    from timm.layers import DropPath
+
+    torch.manual_seed(0)
+    net = LesionNet("tf_efficientnet_lite0", 3, 4, drop_path_rate=0.2)
+    rates = [m.drop_prob for m in net.backbone.modules() if isinstance(m, DropPath)]
+    assert rates
+    assert 0.15 < max(rates) <= 0.2
+    assert rates == sorted(rates)
+    plain = LesionNet("tf_efficientnet_lite0", 3, 4, pretrained=False)
+    plain.load_state_dict(net.state_dict())  # the same parameters: stochastic depth adds none
+    x, m = torch.randn(4, 3, 64, 64), torch.rand(4, 4)
+    net.train()
+    plain.train()
+    torch.manual_seed(1)
+    a = net.feature_map(x)
+    torch.manual_seed(2)
+    b = net.feature_map(x)
+    assert not torch.allclose(a, b)  # the batch statistics are the same: blocks were dropped
+    torch.manual_seed(1)
+    assert not torch.allclose(a, plain.feature_map(x))
+    plain.load_state_dict(net.state_dict())  # the running statistics those passes moved
+    net.eval()
+    plain.eval()
+    with torch.no_grad():
+        assert torch.allclose(net(x, m), plain(x, m))
+    with pytest.raises(ConfigError, match="drop_path_rate"):
+        load_config(REPO / "configs" / "default.yaml", ["model.drop_path_rate=1.5"])
+
+
 def test_mixup_can_spare_the_pairs_that_hold_an_unk_image() -> None:
     """``train.mixup_spare_unk``: a pair with a UNK image stays unmixed (image, metadata, loss);
     the other pairs get the lam plain mixup draws for the same seed and step."""

@@ -65,6 +65,9 @@ class ModelConfig:
     weights: str | None = None
     meta_hidden: int = 32
     drop_rate: float = 0.2
+    #: > 0: stochastic depth (Huang et al. 2016) in the backbone's blocks while training, the
+    #: rate rising with depth to this value (timm ``drop_path_rate``); none when scoring
+    drop_path_rate: float = 0.0
     freeze_fraction: float = 0.0
     unspecified_head: bool = False  # UNK (last class) by its own sigmoid, not a softmax share
     freeze_bn_stats: bool = False  # backbone BatchNorm keeps ImageNet statistics; scale/shift train
@@ -228,6 +231,9 @@ class TrainConfig:
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
             raise ConfigError(f"model.unspecified_head needs {taxonomy.UNSPECIFIED} as the last of "
                               f"data.classes (and two or more others), got {self.data.classes}")
+        if not 0 <= self.model.drop_path_rate < 1:
+            raise ConfigError(f"model.drop_path_rate must be in [0, 1) (0: off), "
+                              f"got {self.model.drop_path_rate}")
         if self.model.freeze_bn_stats and not (self.model.pretrained or self.model.weights):
             raise ConfigError("model.freeze_bn_stats keeps the pretrained BatchNorm statistics: "
                               "it needs model.pretrained or model.weights")

