@@ -43,13 +43,13 @@ def sharpness_aware_step(opt: torch.optim.Optimizer, loss: torch.Tensor,
     grads = [p.grad for p in params if p.grad is not None]
     with torch.no_grad():
         scale = rho / (torch.linalg.vector_norm(torch.stack([g.norm(2) for g in grads])) + 1e-12)
-        moves = [g * scale for g in grads]
-        for p, e in zip(params, moves, strict=True):
-            p.add_(e)
+        kept = [p.detach().clone() for p in params]  # w exactly (w + e - e need not round to w)
+        for p, g in zip(params, grads, strict=True):
+            p.add_(g * scale)
     opt.zero_grad(set_to_none=True)
     with running_stats_kept(net):
         again().backward()
     with torch.no_grad():
-        for p, e in zip(params, moves, strict=True):
-            p.sub_(e)
+        for p, w in zip(params, kept, strict=True):
+            p.copy_(w)
     opt.step()
