@@ -323,10 +323,7 @@ class RunState:
                  sam_rho: float = 0.0) -> None:
         """One optimiser step on ``loss``; with ``sam_rho`` > 0 a SAM step
         (``train.sam_rho``), for which ``again`` recomputes the batch's loss."""
-        if sam_rho > 0 and again is not None:
-            if self.scaler.is_enabled():
-                raise ConfigError("train.sam_rho does not work with float16 loss scaling (a GPU "
-                                  "without bfloat16): set train.amp=false")
+        if sam_rho > 0 and again is not None:  # start_state refused float16 loss scaling
             sharpness_aware_step(self.opt, loss, again, sam_rho, self.net)
             return
         self.opt.zero_grad(set_to_none=True)
@@ -393,6 +390,9 @@ def start_state(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset, info:
                 + ([] if adv is None else list(adv.head.parameters())), tc.lr, tc.weight_decay)
     device = next(net.parameters()).device
     dtype = amp_dtype(device, tc.amp)
+    if tc.sam_rho > 0 and dtype == torch.float16:
+        raise ConfigError("train.sam_rho does not work with float16 loss scaling (a GPU "
+                          "without bfloat16): set train.amp=false")
     return RunState(net=net, opt=opt, device=device, amp=dtype, ema=ema,
                     swa=WeightAverage() if tc.swa_from else None, adv=adv,
                     scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
