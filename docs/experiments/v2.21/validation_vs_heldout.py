@@ -14,10 +14,14 @@ figures are not in the log; their best-epoch twins ``-epoch`` are in), the "last
 pre-v2.4 runs (``v2/``, ``v2.1``–``v2.3``: another class set and another UNK handling).
 
     .venv/bin/python docs/experiments/v2.21/validation_vs_heldout.py
+
+``--with-later --out docs/experiments/v2.23`` adds the held-out runs stored after this figure
+was first drawn (``LATER_RUNS``) and writes there, leaving the 28-run files here as they were.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -53,6 +57,12 @@ RUNS: list[tuple[str, str, str]] = [
     ("label smoothing", "other", "v2.19/loso-ls-s42"), ("mixup", "other", "v2.19/loso-mixup-s42"),
     ("128 px", "other", "v2.20/128-s42"), ("mixup sparing UNK", "other", "v2.20/mixspare-s42"),
     ("Lite2", "other", "v2.21/lite2-s42"),
+]
+#: held-out runs stored after the 28-run figure (2026-12-05)
+LATER_RUNS: list[tuple[str, str, str]] = [
+    ("frozen BN stats", "other", "v2.21/frozenbn-s42"),
+    ("SAM", "other", "v2.22/sam-s42"), ("stochastic depth", "other", "v2.22/droppath-s42"),
+    ("s42, 2 threads", "v2.4", "v2.23/alpha1-s42"),
 ]
 #: folders written before the per-run layout: (held-out figures, training log)
 OTHER_NAMES = {
@@ -96,8 +106,12 @@ def kept_epoch(figures: dict[str, Any], log: list[dict[str, Any]]) -> int:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--with-later", action="store_true", help="add LATER_RUNS")
+    ap.add_argument("--out", type=Path, default=HERE, help="folder for the PNG and JSON")
+    args = ap.parse_args()
     rows = []
-    for label, recipe, folder in RUNS:
+    for label, recipe, folder in RUNS + (LATER_RUNS if args.with_later else []):
         names = OTHER_NAMES.get(folder, ("isic2017.json", "train_log.jsonl"))
         figures, log_file = (f"{folder}/{n}" for n in names)
         log = [json.loads(x) for x in (EXP / log_file).read_text().splitlines() if x.strip()]
@@ -133,8 +147,9 @@ def main() -> None:
     fig.suptitle("Each stored run with ISIC 2017 held out: its validation figure against its "
                  "figure on the held-out clinic", fontsize=11)
     fig.tight_layout()
-    fig.savefig(HERE / "validation_vs_heldout.png", dpi=110)
-    (HERE / "validation_vs_heldout.json").write_text(json.dumps(out, indent=1) + "\n")
+    args.out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.out / "validation_vs_heldout.png", dpi=110)
+    (args.out / "validation_vs_heldout.json").write_text(json.dumps(out, indent=1) + "\n")
     for k, s in out["spearman"].items():
         print(f"{k}: Spearman rho {s['rho']:+.3f} over {len(rows)} runs")
 

@@ -1,0 +1,48 @@
+"""How often would the one-seed held-out rule pass a recipe, for a given true gain?
+
+The rule (every held-out recipe since LP-FT): a single run is a candidate only if its held-out
+ISIC 2017 melanoma AUC exceeds 0.771 and its malignant AUC exceeds 0.770 (the two tops of the v2.4
+recipe's first six runs; the suggested-class condition is left out here). This reads every stored
+v2.4-recipe run from ``validation_vs_heldout.json`` (v2.23: nine runs), fits a bivariate normal
+to their two AUCs (mean, standard deviations, correlation) and gives the probability that one run
+of a recipe whose two AUCs are both shifted by ``gain`` (same spread) passes both bars.
+Descriptive: nine runs, some of them reruns of one seed on other thread counts or machines, and a
+normal shape assumed.
+
+    .venv/bin/python docs/experiments/v2.23/rule_power.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import multivariate_normal
+
+HERE = Path(__file__).resolve().parent
+BARS = np.array([0.771, 0.770])  # melanoma AUC, malignant AUC
+GAINS = (0.0, 0.01, 0.02, 0.03, 0.04)
+
+
+def main() -> None:
+    rows = json.loads((HERE / "validation_vs_heldout.json").read_text())["rows"]
+    xy = np.array([[r["heldout_isic2017"]["mel_auc"], r["heldout_isic2017"]["malignant_auc"]]
+                   for r in rows if r["recipe"] == "v2.4"])
+    mean, cov = xy.mean(0), np.cov(xy.T)
+    sd = np.sqrt(np.diag(cov))
+    out = {"n_runs": len(xy), "mean": mean.tolist(), "sd": sd.tolist(),
+           "correlation": float(cov[0, 1] / (sd[0] * sd[1])), "bars": BARS.tolist(),
+           "p_pass": {}}
+    for g in GAINS:
+        # P(X > bars) = P(-X < -bars) for X ~ N(mean + g, cov)
+        p = float(multivariate_normal(-(mean + g), cov).cdf(-BARS))
+        out["p_pass"][f"{g:+.2f}"] = p
+        print(f"gain {g:+.2f} on both AUCs: P(one run passes both bars) = {p:.2f}")
+    print(f"v2.4 runs: {len(xy)}, mean {np.round(mean, 3)}, sd {np.round(sd, 3)}, "
+          f"correlation {out['correlation']:+.2f}")
+    (HERE / "rule_power.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
