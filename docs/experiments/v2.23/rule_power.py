@@ -7,7 +7,8 @@ v2.4-recipe run from ``validation_vs_heldout.json`` (v2.23: nine runs), fits a b
 to their two AUCs (mean, standard deviations, correlation) and gives the probability that one run
 of a recipe whose two AUCs are both shifted by ``gain`` (same spread) passes both bars.
 Descriptive: nine runs, some of them reruns of one seed on other thread counts or machines, and a
-normal shape assumed.
+normal shape assumed. It also sets the three runs of v2.6 ("more frozen", the recipe closest to
+a gain) against the nine: the difference of means with Welch's 95 % interval.
 
     .venv/bin/python docs/experiments/v2.23/rule_power.py
 """
@@ -18,11 +19,30 @@ import json
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import multivariate_normal
+from scipy.stats import multivariate_normal, ttest_ind
 
 HERE = Path(__file__).resolve().parent
 BARS = np.array([0.771, 0.770])  # melanoma AUC, malignant AUC
 GAINS = (0.0, 0.01, 0.02, 0.03, 0.04)
+#: v2.6's held-out ISIC 2017 runs, seeds 42 / 43 / 44 (folders under docs/experiments/)
+MORE_FROZEN = ("v2.6/loso_isic2017.json", "v2.7/loso26s43/isic2017.json",
+               "v2.8/loso26s44/isic2017.json")
+FIGURES = ("mel_auc", "malignant_auc")
+
+
+def heldout_row(path: Path) -> dict[str, float]:
+    """The leave-ISIC-2017-out row's values in a stored card excerpt (depth-first search)."""
+    stack: list[object] = [json.loads(path.read_text())]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("source") == "isic2017" and node.get("protocol") == \
+                    "leave_one_source_out":
+                return {k: float(node["metrics"][k]["value"]) for k in FIGURES}
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    raise SystemExit(f"{path}: no leave-one-source-out ISIC 2017 row")
 
 
 def main() -> None:
@@ -41,6 +61,16 @@ def main() -> None:
         print(f"gain {g:+.2f} on both AUCs: P(one run passes both bars) = {p:.2f}")
     print(f"v2.4 runs: {len(xy)}, mean {np.round(mean, 3)}, sd {np.round(sd, 3)}, "
           f"correlation {out['correlation']:+.2f}")
+    frozen = np.array([[heldout_row(HERE.parent / f)[k] for k in FIGURES] for f in MORE_FROZEN])
+    out["more_frozen_vs_v2_4"] = {}
+    for j, k in enumerate(FIGURES):
+        t = ttest_ind(frozen[:, j], xy[:, j], equal_var=False)
+        ci = t.confidence_interval(0.95)
+        diff = float(frozen[:, j].mean() - xy[:, j].mean())
+        out["more_frozen_vs_v2_4"][k] = {"v2_6_runs": frozen[:, j].tolist(), "difference": diff,
+                                         "welch_95": [float(ci.low), float(ci.high)]}
+        print(f"v2.6 (3 runs) - v2.4 (9 runs), {k}: {diff:+.3f} "
+              f"({ci.low:+.3f} to {ci.high:+.3f}, Welch)")
     (HERE / "rule_power.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
