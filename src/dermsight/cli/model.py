@@ -109,7 +109,38 @@ def evaluate(
     typer.echo(f"report: {out / 'scores.report.html'}")
 
 
+def distill_targets(
+    bundle: Annotated[list[Path], typer.Option(
+        "--bundle", "-b", help="a teacher bundle (repeat for an ensemble)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the soft-target file (.npz)")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="the student's YAML config")] = (
+        Path("configs/default.yaml")),
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="override a config key, as for train (repeatable)")] = None,
+) -> None:
+    """Soft targets for distilling: the teachers' mean probabilities on the config's training
+    images, for ``dermsight train --set train.distill_targets=FILE --set train.distill_weight=W``.
+    """
+    _need_train_extra()
+    from dermsight.bundle import BundleError
+    from dermsight.train.config import ConfigError, load_config
+    from dermsight.train.distill import teacher_targets, write_soft_targets
+
+    for b in bundle:
+        if not b.is_dir():
+            raise UserError(f"teacher bundle not found: {b}")
+    try:
+        cfg = load_config(config, set_ or [])
+        ids, probs, provenance = teacher_targets(cfg, bundle)
+    except (ConfigError, BundleError) as exc:
+        raise UserError(str(exc)) from exc
+    write_soft_targets(out, ids, cfg.data.classes, probs, provenance)
+    typer.echo(f"soft targets for {len(ids)} training images from {len(bundle)} teacher(s): "
+               f"{out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.command("distill-targets")(distill_targets)
     app.command("export")(export)
     app.command("evaluate")(evaluate)

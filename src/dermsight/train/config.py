@@ -166,6 +166,11 @@ class TrainLoopConfig:
     #: gradient is taken again at the weights moved this far up the loss's own gradient
     #: (``dermsight.train.sharpness``); each step then costs two passes of its batch
     sam_rho: float = 0.0
+    #: > 0: the loss is (1 - w) * the labels' cross-entropy + w * the cross-entropy against the
+    #: soft targets in ``distill_targets`` (mean teacher probabilities per training image, made
+    #: by ``dermsight distill-targets``; ``dermsight.train.distill``)
+    distill_weight: float = 0.0
+    distill_targets: str | None = None
 
 
 @dataclass
@@ -215,6 +220,7 @@ class TrainConfig:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
         self._validate_train()
         self._validate_augment()
+        self._validate_distill()
         if self.evaluation.num_threads < 0:
             raise ConfigError(f"evaluation.num_threads must be >= 0 (0: one per core), "
                               f"got {self.evaluation.num_threads}")
@@ -275,6 +281,19 @@ class TrainConfig:
         if t.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {'|'.join(SELECT_METRICS)}, "
                               f"got {t.select_metric!r}")
+
+    def _validate_distill(self) -> None:
+        """Distilling from soft targets (``dermsight.train.distill``)."""
+        t = self.train
+        if not 0 <= t.distill_weight <= 1:
+            raise ConfigError(f"train.distill_weight must be in [0, 1] (0: off), got "
+                              f"{t.distill_weight}")
+        if t.distill_weight > 0 and not t.distill_targets:
+            raise ConfigError("train.distill_weight needs train.distill_targets (a file from "
+                              "`dermsight distill-targets`)")
+        if t.distill_weight > 0 and t.mixup_alpha > 0:
+            raise ConfigError("train.distill_weight does not combine with train.mixup_alpha "
+                              "(a mixed image has no teacher answer)")
 
     def _validate_augment(self) -> None:
         """The training-time augmentations of images and features."""

@@ -67,6 +67,9 @@ class LesionDataset(Dataset):
         weights: np.ndarray | None = None,
     ) -> None:
         self.images, self.metas, self.labels = images, metas, labels
+        #: per-image teacher probabilities (N x C) when distilling (``train.distill_weight``),
+        #: set by ``pipeline.make_datasets`` on the training set
+        self.soft_targets: np.ndarray | None = None
         self.spec, self.meta_spec = spec, meta_spec
         self.draws, self.epoch = draws, 0
         self.sources = sources

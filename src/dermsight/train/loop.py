@@ -30,6 +30,7 @@ from dermsight.parallel import default_workers
 from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset, WithIndex
+from dermsight.train.distill import soft_cross_entropy
 from dermsight.train.network import (
     LesionNet,
     add_mixstyle,
@@ -308,6 +309,8 @@ class RunState:
     ema: LesionNet | None = None
     swa: WeightAverage | None = None
     adv: AdversaryTraining | None = None
+    #: the training images' teacher probabilities on the training device (distilling)
+    soft: torch.Tensor | None = None
     #: loss scaling for float16 mixed precision (CUDA without bfloat16); a no-op otherwise
     scaler: torch.amp.GradScaler = field(
         default_factory=lambda: torch.amp.GradScaler("cuda", enabled=False))
@@ -393,8 +396,10 @@ def start_state(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset, info:
     if tc.sam_rho > 0 and dtype == torch.float16:
         raise ConfigError("train.sam_rho does not work with float16 loss scaling (a GPU "
                           "without bfloat16): set train.amp=false")
+    soft = None if train_ds.soft_targets is None else \
+        torch.from_numpy(np.asarray(train_ds.soft_targets, np.float32)).to(device)
     return RunState(net=net, opt=opt, device=device, amp=dtype, ema=ema,
-                    swa=WeightAverage() if tc.swa_from else None, adv=adv,
+                    swa=WeightAverage() if tc.swa_from else None, adv=adv, soft=soft,
                     scaler=torch.amp.GradScaler("cuda", enabled=dtype == torch.float16))
 
 
@@ -459,6 +464,10 @@ def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
         if lam < 1.0:
             loss = lam * loss + (1 - lam) * weighted_ce(
                 logits.float(), y.flip(0), sw.flip(0), class_w, tc.label_smoothing)
+        if state.soft is not None:  # config refuses mixup here: lam is 1, w is None
+            q = state.soft[batch[4].to(device)]
+            loss = (1 - tc.distill_weight) * loss + tc.distill_weight * soft_cross_entropy(
+                logits.float(), q, y, sw, class_w)
         if state.adv is not None:
             loss = loss + state.adv.loss(fmap, y, batch[4], step=step, total=total, lam=lam)
     return loss
@@ -516,8 +525,10 @@ def train_model(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     state = start_state(cfg, net, train_ds, info)
     sampler = train_sampler(cfg, train_ds, info)
-    # with the adversary each batch also carries its images' indices (the same batches)
-    loader = DataLoader(train_ds if state.adv is None else WithIndex(train_ds),
+    # with the adversary or soft targets each batch also carries its images' indices (the
+    # same batches)
+    indexed = state.adv is not None or state.soft is not None
+    loader = DataLoader(WithIndex(train_ds) if indexed else train_ds,
                         batch_size=tc.batch_size, shuffle=sampler is None,
                         sampler=sampler, drop_last=True, **loader_options(tc.num_workers),
                         generator=torch.Generator().manual_seed(cfg.seed))

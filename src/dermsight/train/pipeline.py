@@ -15,6 +15,7 @@ from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
 from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.data import LesionDataset, TrainingDraws, load_images
+from dermsight.train.distill import load_soft_targets
 from dermsight.train.loop import (
     DistInfo,
     check_distributed,
@@ -49,11 +50,15 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
     out = {}
     for s in splits:
         part = df[df["split"] == s]
+        train = s == "train"
+        tc = cfg.train
+        soft = None  # read before the images load, so a wrong file fails at once
+        if train and tc.distill_weight > 0:
+            soft = load_soft_targets(str(tc.distill_targets), part["image_id"].tolist(),
+                                     cfg.data.classes)
         images = load_images(part["path"].tolist(), desc=f"load {s}")
         metas = [row_meta(r) for _, r in part.iterrows()]
         labels, sources = part["label"].to_numpy(), part["source"].astype(str).to_numpy()
-        train = s == "train"
-        tc = cfg.train
         draws = TrainingDraws(
             Augment(dermoscopy=tc.augment == "dermoscopy", randconv=tc.randconv_p,
                     wide_field=tc.wide_field_p, siim2020=tc.siim2020_augment,
@@ -65,6 +70,7 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
             sources=sources,
             weights=source_balance_weights(labels, sources, tc.source_balance)
             if train else None)
+        out[s].soft_targets = soft
     return out
 
 
