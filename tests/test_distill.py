@@ -119,13 +119,14 @@ def test_distill_targets_are_the_teachers_probabilities_on_the_training_images(
     row = train.iloc[3]
     p = model.predict(row["path"], meta=row_meta(row), heatmap=False)
     assert np.allclose(z["p"][3], [p.probabilities[c] for c in model.classes], atol=1e-5)
-    # a teacher that is not there is a clear error, not a traceback
-    with pytest.raises(SystemExit) as done:
-        main(["distill-targets", "--bundle", str(tmp_path / "nope"), "--out", str(out)])
-    err = capsys.readouterr().err
-    assert done.value.code == 2
-    assert "teacher bundle not found" in err
-    assert "Traceback" not in err
+    # a teacher that is not there, or is not a bundle, exits 3 as any unusable bundle does
+    for bad in (tmp_path / "nope", tmp_path):
+        with pytest.raises(SystemExit) as done:
+            main(["distill-targets", "--bundle", str(bad), "--out", str(tmp_path / "x.npz")])
+        err = capsys.readouterr().err
+        assert done.value.code == 3, err
+        assert "Traceback" not in err
+    assert not (tmp_path / "x.npz").exists()
 
 
 @pytest.mark.slow

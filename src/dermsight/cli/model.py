@@ -126,13 +126,13 @@ def distill_targets(
     from dermsight.train.config import ConfigError, load_config
     from dermsight.train.distill import teacher_targets, write_soft_targets
 
-    for b in bundle:
+    for b in bundle:  # a missing or broken teacher exits 3, as any unusable bundle does
         if not b.is_dir():
-            raise UserError(f"teacher bundle not found: {b}")
+            raise BundleError(f"teacher bundle not found: {b}")
     try:
         cfg = load_config(config, set_ or [])
         ids, probs, provenance = teacher_targets(cfg, bundle)
-    except (ConfigError, BundleError) as exc:
+    except ConfigError as exc:
         raise UserError(str(exc)) from exc
     write_soft_targets(out, ids, cfg.data.classes, probs, provenance)
     typer.echo(f"soft targets for {len(ids)} training images from {len(bundle)} teacher(s): "
