@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dermsight.train.config import ConfigError
+from dermsight.train.config import ConfigError, TrainConfig
 
 SCHEMA = "dermsight.soft_targets/1"
 
@@ -81,7 +81,7 @@ def soft_cross_entropy(logits: torch.Tensor, soft: torch.Tensor, y: torch.Tensor
     return (ce * cw * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
 
 
-def teacher_targets(cfg: Any, bundles: Sequence[Path], batch_size: int = 64
+def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64
                     ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The mean calibrated probabilities of the teacher ``bundles`` for every training image of
     ``cfg`` (its split, its held-out sources left out), scored through the serving facade as a
