@@ -5,6 +5,9 @@ average and each member on the same images).
 
     .venv/bin/python docs/experiments/v2.23/ensemble_curve.py \
         --out docs/experiments/v2.23/ensemble_isic2017_v2.4.json
+
+``--member NAME=FILE`` (repeatable; FILE relative to docs/experiments/) averages those instead of
+the seven stored draws.
 """
 
 from __future__ import annotations
@@ -50,19 +53,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--member", action="append", default=[],
+                    help="NAME=FILE under docs/experiments/ (default: the seven v2.4 draws)")
     args = ap.parse_args()
+    members = dict(m.split("=", 1) for m in args.member) if args.member else MEMBERS
     hs = _heldout_seeds()
     df = pd.read_csv(hs.SHARED / "isic-subset" / "metadata.csv", dtype=str,
                      keep_default_na=False)
     df = df[df["source"] == "isic2017"].reset_index(drop=True)
     y, groups = df["diagnosis"].to_numpy(), df["group_id"].to_numpy()
     models = {}
-    for name, file in MEMBERS.items():
+    for name, file in members.items():
         m = hs._load(EXP / file, df)
         if m is None:
             raise SystemExit(f"{file} does not hold the ISIC 2017 images in this order")
         models[name] = m
-    names = list(MEMBERS)
+    names = list(members)
     classes, excluded = models[names[0]]["classes"], models[names[0]]["excluded"]
     fns = {n: hs._metric(y, m) for n, m in models.items()}
     result: dict[str, Any] = {"members": names, "n_images": len(df), "n_boot": args.n_boot,
