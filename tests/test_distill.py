@@ -14,12 +14,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
-from dermsight.train.distill import (  # noqa: E402
-    load_soft_targets,
-    soft_cross_entropy,
-    write_soft_targets,
-)
-from dermsight.train.loop import weighted_ce  # noqa: E402
+from dermsight.train.distill import load_soft_targets, write_soft_targets  # noqa: E402
+from dermsight.train.loop import soft_cross_entropy, weighted_ce  # noqa: E402
 
 pytestmark = pytest.mark.train
 REPO = Path(__file__).resolve().parents[1]

@@ -15,8 +15,11 @@ a gain) against the nine: the difference of means with Welch's 95 % interval.
 
 from __future__ import annotations
 
+import importlib.util
 import json
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy.stats import multivariate_normal, ttest_ind
@@ -27,22 +30,25 @@ GAINS = (0.0, 0.01, 0.02, 0.03, 0.04)
 #: v2.6's held-out ISIC 2017 runs, seeds 42 / 43 / 44 (folders under docs/experiments/)
 MORE_FROZEN = ("v2.6/loso_isic2017.json", "v2.7/loso26s43/isic2017.json",
                "v2.8/loso26s44/isic2017.json")
-FIGURES = ("mel_auc", "malignant_auc")
+FIGURES = ("mel_auc", "malignant_auc")  # as validation_vs_heldout.FIGURES
+
+
+@cache
+def _scatter() -> Any:
+    """``v2.21/validation_vs_heldout.py`` as a module, loaded once."""
+    spec = importlib.util.spec_from_file_location(
+        "validation_vs_heldout", HERE.parent / "v2.21" / "validation_vs_heldout.py")
+    if spec is None or spec.loader is None:
+        raise SystemExit("docs/experiments/v2.21/validation_vs_heldout.py not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def heldout_row(path: Path) -> dict[str, float]:
-    """The leave-ISIC-2017-out row's values in a stored card excerpt (depth-first search)."""
-    stack: list[object] = [json.loads(path.read_text())]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if node.get("source") == "isic2017" and node.get("protocol") == \
-                    "leave_one_source_out":
-                return {k: float(node["metrics"][k]["value"]) for k in FIGURES}
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    raise SystemExit(f"{path}: no leave-one-source-out ISIC 2017 row")
+    """The leave-ISIC-2017-out figures of a stored card excerpt, read by the 32-run scatter's
+    own ``heldout`` (``v2.21/validation_vs_heldout.py``)."""
+    return dict(_scatter().heldout(json.loads(path.read_text()), str(path)))
 
 
 def main() -> None:

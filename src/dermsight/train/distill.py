@@ -5,7 +5,7 @@ The teachers are finished bundles. ``dermsight distill-targets`` scores a config
 images with each of them through the serving facade (their calibrated probabilities) and writes
 the mean per image to an ``.npz`` (``write_soft_targets``); a training run then reads it
 (``load_soft_targets``) and adds, per image, the cross-entropy of its prediction against that
-mean (``soft_cross_entropy``) to the usual loss. The targets are the teachers' answers for the
+mean (``loop.soft_cross_entropy``) to the usual loss. The targets are the teachers' answers for the
 image as stored; the student sees it augmented (offline distillation: no teacher runs while the
 student trains, so distilling costs no more than training).
 """
@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
 from dermsight.train.config import ConfigError, TrainConfig
 
@@ -68,17 +66,6 @@ def load_soft_targets(path: str | Path, image_ids: Sequence[str], classes: Seque
             not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         raise ConfigError(f"train.distill_targets: {p} holds rows that are not probabilities")
     return out
-
-
-def soft_cross_entropy(logits: torch.Tensor, soft: torch.Tensor, y: torch.Tensor,
-                       sample_w: torch.Tensor, class_w: torch.Tensor | None) -> torch.Tensor:
-    """-sum_c soft_c * log softmax(logits)_c per image, weighted and normalised as
-    ``loop.weighted_ce`` weighs the hard label (class weight of the image's own label times its
-    sample weight), so distilling keeps the run's class balance. With one-hot ``soft`` it equals
-    that cross-entropy."""
-    ce = -(soft * nn.functional.log_softmax(logits, dim=1)).sum(dim=1)
-    cw = class_w[y] if class_w is not None else torch.ones_like(sample_w)
-    return (ce * cw * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
 
 
 def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64

@@ -30,7 +30,6 @@ from dermsight.parallel import default_workers
 from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset, WithIndex
-from dermsight.train.distill import soft_cross_entropy
 from dermsight.train.network import (
     LesionNet,
     add_mixstyle,
@@ -110,6 +109,17 @@ def weighted_ce(logits: torch.Tensor, y: torch.Tensor, sample_w: torch.Tensor,
                                      label_smoothing=smoothing)
     cw = class_w[y] if class_w is not None else torch.ones_like(sample_w)
     return (ce * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
+
+
+def soft_cross_entropy(logits: torch.Tensor, soft: torch.Tensor, y: torch.Tensor,
+                       sample_w: torch.Tensor, class_w: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy against per-image probabilities ``soft`` (distilling,
+    ``dermsight.train.distill``), weighted as ``weighted_ce`` weighs the hard label (the class
+    weight of the image's own label times its sample weight), so distilling keeps the run's class
+    balance; with one-hot ``soft`` it is ``weighted_ce``."""
+    ce = nn.functional.cross_entropy(logits, soft, reduction="none")  # probability targets
+    cw = class_w[y] if class_w is not None else torch.ones_like(sample_w)
+    return (ce * cw * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
 
 
 def mix_batch(x: torch.Tensor, m: torch.Tensor, alpha: float, seed: int, step: int
