@@ -14,7 +14,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
-from dermsight.train.distill import load_soft_targets, write_soft_targets  # noqa: E402
+from dermsight.train.distill import (  # noqa: E402
+    load_soft_targets,
+    merge_soft_targets,
+    write_soft_targets,
+)
 from dermsight.train.loop import soft_cross_entropy, weighted_ce  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -72,6 +76,27 @@ def test_soft_target_file_is_read_by_image_id_and_refused_when_wrong(tmp_path: P
         load_soft_targets(tmp_path / "bad.npz", ["a"], CLASSES)
 
 
+
+def test_merged_targets_are_the_mean_over_every_teacher_whatever_the_row_order() -> None:
+    """A two-teacher set and a one-teacher set merge 2 : 1 into the three teachers' mean; rows are
+    matched by image id, and sets for other images or other held-out sources are refused."""
+    rng = np.random.default_rng(0)
+    t1, t2, t3 = (rng.dirichlet(np.ones(9), size=4) for _ in range(3))
+    ids = ["a", "b", "c", "d"]
+    pair = (ids, (t1 + t2) / 2, {"teachers": [{"n": 1}, {"n": 2}], "holdout_sources": ["x"]})
+    shuffled = [2, 0, 3, 1]
+    third = ([ids[k] for k in shuffled], t3[shuffled],
+             {"teachers": [{"n": 3}], "holdout_sources": ["x"]})
+    got_ids, probs, prov = merge_soft_targets([pair, third])
+    assert got_ids == ids
+    assert np.allclose(probs, (t1 + t2 + t3) / 3, atol=1e-6)
+    assert [t["n"] for t in prov["teachers"]] == [1, 2, 3]
+    assert [m["n_teachers"] for m in prov["merged_from"]] == [2, 1]
+    with pytest.raises(ConfigError, match="other images"):
+        merge_soft_targets([pair, (["a", "b", "c", "e"], t3, third[2])])
+    with pytest.raises(ConfigError, match="held-out sources"):
+        merge_soft_targets([pair, (ids, t3, {"teachers": [{}], "holdout_sources": []})])
+
 def test_config_refuses_distilling_without_targets_or_with_mixup() -> None:
     cfg = REPO / "configs" / "default.yaml"
     with pytest.raises(ConfigError, match=r"needs train\.distill_targets"):
@@ -115,6 +140,20 @@ def test_distill_targets_are_the_teachers_probabilities_on_the_training_images(
     row = train.iloc[3]
     p = model.predict(row["path"], meta=row_meta(row), heatmap=False)
     assert np.allclose(z["p"][3], [p.probabilities[c] for c in model.classes], atol=1e-5)
+    # --merge adds an earlier file's teachers: this file (2 teachers) + one more = their mean
+    merged = tmp_path / "merged.npz"
+    with pytest.raises(SystemExit) as done:
+        main(["distill-targets", "--merge", str(out), "--merge", str(out), "--out", str(merged),
+              "--config", str(REPO / "configs" / "default.yaml")])
+    assert done.value.code in (0, None), capsys.readouterr().err
+    m = np.load(merged)
+    assert list(m["image_id"]) == list(z["image_id"])
+    assert np.allclose(m["p"], z["p"], atol=1e-6)
+    assert len(json.loads(str(m["provenance"]))["teachers"]) == 4
+    with pytest.raises(SystemExit) as done:  # nothing to distil from
+        main(["distill-targets", "--out", str(tmp_path / "x.npz")])
+    assert done.value.code == 2
+    assert "at least one teacher" in capsys.readouterr().err
     # a teacher that is not there, or is not a bundle, exits 3 as any unusable bundle does
     for bad in (tmp_path / "nope", tmp_path):
         with pytest.raises(SystemExit) as done:

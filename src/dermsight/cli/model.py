@@ -110,9 +110,12 @@ def evaluate(
 
 
 def distill_targets(
-    bundle: Annotated[list[Path], typer.Option(
-        "--bundle", "-b", help="a teacher bundle (repeat for an ensemble)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the soft-target file (.npz)")],
+    bundle: Annotated[list[Path] | None, typer.Option(
+        "--bundle", "-b", help="a teacher bundle (repeat for an ensemble)")] = None,
+    merge: Annotated[list[Path] | None, typer.Option(
+        "--merge", help="an earlier soft-target file to add, weighted by its teacher count "
+                        "(repeatable)")] = None,
     config: Annotated[Path, typer.Option("--config", "-c", help="the student's YAML config")] = (
         Path("configs/default.yaml")),
     set_: Annotated[list[str] | None, typer.Option(
@@ -120,23 +123,44 @@ def distill_targets(
 ) -> None:
     """Soft targets for distilling: the teachers' mean probabilities on the config's training
     images, for ``dermsight train --set train.distill_targets=FILE --set train.distill_weight=W``.
+    ``--merge`` adds earlier files' teachers to the mean (each file weighted by its number of
+    teachers), so a teacher can be added without the earlier teachers' networks.
     """
     _need_train_extra()
     from dermsight.bundle import BundleError
     from dermsight.train.config import ConfigError, load_config
-    from dermsight.train.distill import teacher_targets, write_soft_targets
+    from dermsight.train.distill import (
+        merge_soft_targets,
+        read_soft_targets,
+        teacher_targets,
+        write_soft_targets,
+    )
 
-    for b in bundle:  # a missing or broken teacher exits 3, as any unusable bundle does
+    bundles, earlier = bundle or [], merge or []
+    if not bundles and not earlier:
+        raise UserError("give at least one teacher --bundle or soft-target file to --merge")
+    for b in bundles:  # a missing or broken teacher exits 3, as any unusable bundle does
         if not b.is_dir():
             raise BundleError(f"teacher bundle not found: {b}")
     try:
         cfg = load_config(config, set_ or [])
-        ids, probs, provenance = teacher_targets(cfg, bundle)
+        parts = []
+        if bundles:
+            ids, probs, provenance = teacher_targets(cfg, bundles)
+            parts.append((ids, probs, provenance))
+        for f in earlier:
+            f_ids, f_classes, f_probs, f_prov = read_soft_targets(f)
+            if f_classes != list(cfg.data.classes):
+                raise ConfigError(f"{f} has classes {f_classes}, the config "
+                                  f"{list(cfg.data.classes)}")
+            parts.append((f_ids, f_probs, {**f_prov, "file": f.name}))
+        ids, probs, provenance = merge_soft_targets(parts)
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
+    provenance.pop("schema", None)
     write_soft_targets(out, ids, cfg.data.classes, probs, provenance)
-    typer.echo(f"soft targets for {len(ids)} training images from {len(bundle)} teacher(s): "
-               f"{out}")
+    typer.echo(f"soft targets for {len(ids)} training images from "
+               f"{len(provenance['teachers'])} teacher(s): {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,11 +37,10 @@ def write_soft_targets(path: Path, image_ids: Sequence[str], classes: Sequence[s
                         provenance=np.asarray(json.dumps({"schema": SCHEMA, **provenance})))
 
 
-def load_soft_targets(path: str | Path, image_ids: Sequence[str], classes: Sequence[str]
-                      ) -> np.ndarray:
-    """The soft targets for ``image_ids`` in that order (N x C float32). Refuses a file that is
-    missing, holds other classes, lacks any of the images or has rows that are not
-    probabilities: a silently partial target would train on nothing without saying so."""
+def read_soft_targets(path: str | Path) -> tuple[list[str], list[str], np.ndarray,
+                                                 dict[str, Any]]:
+    """A soft-target file whole: image ids, classes, probabilities (N x C float32) and its
+    provenance; ``ConfigError`` when it is missing or not such a file."""
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"train.distill_targets: no such file {p} (make it with "
@@ -50,8 +49,22 @@ def load_soft_targets(path: str | Path, image_ids: Sequence[str], classes: Seque
         z = np.load(p, allow_pickle=False)
         ids, file_classes, probs = [str(x) for x in z["image_id"]], \
             [str(c) for c in z["classes"]], np.asarray(z["p"], np.float32)
+        provenance = json.loads(str(z["provenance"])) if "provenance" in z.files else {}
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"train.distill_targets: {p} is not a soft-target file ({exc})") from exc
+    if probs.shape != (len(ids), len(file_classes)) or not isinstance(provenance, dict):
+        raise ConfigError(f"train.distill_targets: {p} is not a soft-target file (probabilities "
+                          f"of shape {probs.shape} for {len(ids)} images)")
+    return ids, file_classes, probs, provenance
+
+
+def load_soft_targets(path: str | Path, image_ids: Sequence[str], classes: Sequence[str]
+                      ) -> np.ndarray:
+    """The soft targets for ``image_ids`` in that order (N x C float32). Refuses a file that is
+    missing, holds other classes, lacks any of the images or has rows that are not
+    probabilities: a silently partial target would train on nothing without saying so."""
+    p = Path(path)
+    ids, file_classes, probs, _ = read_soft_targets(p)
     if file_classes != list(classes):
         raise ConfigError(f"train.distill_targets: {p} has classes {file_classes}, the config "
                           f"{list(classes)}")
@@ -66,6 +79,38 @@ def load_soft_targets(path: str | Path, image_ids: Sequence[str], classes: Seque
             not np.allclose(out.sum(axis=1), 1.0, atol=1e-3):
         raise ConfigError(f"train.distill_targets: {p} holds rows that are not probabilities")
     return out
+
+
+def merge_soft_targets(parts: Sequence[tuple[list[str], np.ndarray, dict[str, Any]]]
+                       ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
+    """The mean over every teacher of several target sets (ids, probabilities, provenance), each
+    set weighted by its number of teachers: adding a third teacher to a two-teacher file gives
+    the three teachers' mean, without the first two's networks. The sets must hold the same
+    images (in any order) and come from the same held-out sources."""
+    if not parts:
+        raise ConfigError("merging soft targets needs at least one set")
+    ids = list(parts[0][0])
+    order = {i: k for k, i in enumerate(ids)}
+    total = np.zeros_like(np.asarray(parts[0][1], np.float64))
+    teachers: list[Any] = []
+    holdout = parts[0][2].get("holdout_sources")
+    for k, (part_ids, probs, prov) in enumerate(parts):
+        if len(part_ids) != len(ids) or set(part_ids) != set(order):
+            raise ConfigError(f"soft-target set {k + 1} holds other images than the first "
+                              f"({len(part_ids)} against {len(ids)}): made for another split")
+        if prov.get("holdout_sources") != holdout:
+            raise ConfigError(f"soft-target set {k + 1} was made with held-out sources "
+                              f"{prov.get('holdout_sources')}, the first with {holdout}")
+        n = max(1, len(prov.get("teachers", [])))
+        back = np.argsort([order[i] for i in part_ids])
+        total += n * np.asarray(probs, np.float64)[back]
+        teachers += prov.get("teachers", []) or [{"unrecorded": True}]
+    provenance = {**parts[0][2], "teachers": teachers,
+                  "merged_from": [{"n_teachers": max(1, len(p[2].get("teachers", []))),
+                                   **({"file": p[2]["file"]} if "file" in p[2] else {})}
+                                  for p in parts]}
+    provenance.pop("file", None)
+    return ids, (total / len(teachers)).astype(np.float32), provenance
 
 
 def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64
