@@ -43,7 +43,7 @@ def read_soft_targets(path: str | Path) -> tuple[list[str], list[str], np.ndarra
     provenance; ``ConfigError`` when it is missing or not such a file."""
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"train.distill_targets: no such file {p} (make it with "
+        raise ConfigError(f"soft targets: no such file {p} (make it with "
                           f"`dermsight distill-targets`)")
     try:
         z = np.load(p, allow_pickle=False)
@@ -51,10 +51,10 @@ def read_soft_targets(path: str | Path) -> tuple[list[str], list[str], np.ndarra
             [str(c) for c in z["classes"]], np.asarray(z["p"], np.float32)
         provenance = json.loads(str(z["provenance"])) if "provenance" in z.files else {}
     except (OSError, ValueError, KeyError) as exc:
-        raise ConfigError(f"train.distill_targets: {p} is not a soft-target file ({exc})") from exc
+        raise ConfigError(f"soft targets: {p} is not a soft-target file ({exc})") from exc
     if probs.shape != (len(ids), len(file_classes)) or not isinstance(provenance, dict):
-        raise ConfigError(f"train.distill_targets: {p} is not a soft-target file (probabilities "
-                          f"of shape {probs.shape} for {len(ids)} images)")
+        raise ConfigError(f"soft targets: {p} is not a soft-target file (probabilities of shape "
+                          f"{probs.shape} for {len(ids)} images)")
     return ids, file_classes, probs, provenance
 
 
@@ -93,6 +93,7 @@ def merge_soft_targets(parts: Sequence[tuple[list[str], np.ndarray, dict[str, An
     order = {i: k for k, i in enumerate(ids)}
     total = np.zeros_like(np.asarray(parts[0][1], np.float64))
     teachers: list[Any] = []
+    merged_from: list[dict[str, Any]] = []
     holdout = parts[0][2].get("holdout_sources")
     for k, (part_ids, probs, prov) in enumerate(parts):
         if len(part_ids) != len(ids) or set(part_ids) != set(order):
@@ -101,16 +102,15 @@ def merge_soft_targets(parts: Sequence[tuple[list[str], np.ndarray, dict[str, An
         if prov.get("holdout_sources") != holdout:
             raise ConfigError(f"soft-target set {k + 1} was made with held-out sources "
                               f"{prov.get('holdout_sources')}, the first with {holdout}")
-        n = max(1, len(prov.get("teachers", [])))
+        own = prov.get("teachers") or [{"unrecorded": True}]
         back = np.argsort([order[i] for i in part_ids])
-        total += n * np.asarray(probs, np.float64)[back]
-        teachers += prov.get("teachers", []) or [{"unrecorded": True}]
-    provenance = {**parts[0][2], "teachers": teachers,
-                  "merged_from": [{"n_teachers": max(1, len(p[2].get("teachers", []))),
-                                   **({"file": p[2]["file"]} if "file" in p[2] else {})}
-                                  for p in parts]}
-    provenance.pop("file", None)
-    return ids, (total / len(teachers)).astype(np.float32), provenance
+        total += len(own) * np.asarray(probs, np.float64)[back]
+        teachers += own
+        merged_from.append({"n_teachers": len(own),
+                            **({"file": prov["file"]} if "file" in prov else {})})
+    provenance = {k: v for k, v in parts[0][2].items() if k != "file"}
+    return ids, (total / len(teachers)).astype(np.float32), {
+        **provenance, "teachers": teachers, "merged_from": merged_from}
 
 
 def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64
