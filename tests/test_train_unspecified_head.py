@@ -56,6 +56,64 @@ def test_unk_images_do_not_train_the_specific_diagnoses() -> None:
     assert torch.all(raw.grad[:, :8] > 0)
 
 
+def _grads(net: LesionNet, label: int) -> dict[str, torch.Tensor]:
+    torch.manual_seed(3)  # the same dropout mask for every call
+    x = torch.randn(4, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    m = torch.randn(4, MetaSpec().dim, generator=torch.Generator().manual_seed(4))
+    net.zero_grad()
+    out = net.train()(x, m)  # log-probabilities: nll_loss, so no re-normalising rounding
+    torch.nn.functional.nll_loss(out, torch.full((4,), label)).backward()
+    return {k: (p.grad.clone() if p.grad is not None else torch.zeros_like(p))
+            for k, p in net.named_parameters()}
+
+
+def test_a_detached_unk_head_learns_without_shaping_the_features() -> None:
+    """``model.unspecified_detach``: a UNK image's loss trains the classifier's last row and
+    nothing else; a specific diagnosis still trains the backbone, the metadata branch and (its
+    "not UNK" part) UNK's row; and the network computes the same function as without it."""
+    torch.manual_seed(0)
+    plain = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                      unspecified_head=True)
+    detached = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                         unspecified_head=True, unspecified_detach=True)
+    detached.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    m = torch.zeros(3, MetaSpec().dim)
+    with torch.no_grad():
+        torch.testing.assert_close(detached.eval()(x, m), plain.eval()(x, m))
+        torch.manual_seed(7)
+        a = plain.train()(x, m)
+        torch.manual_seed(7)
+        torch.testing.assert_close(detached.train()(x, m), a)  # same scores while training
+
+    unk_detached, unk_plain = _grads(detached, 8), _grads(plain, 8)
+    stem = "backbone.conv_stem.weight"
+    assert unk_plain[stem].abs().max() > 0  # without it, UNK images shape the features
+    for name, g in unk_detached.items():
+        if name.startswith(("backbone.", "meta.")):
+            assert g.abs().max() == 0, name
+    assert unk_detached["classifier.weight"][:8].abs().max() == 0
+    assert unk_detached["classifier.weight"][8].abs().max() > 0
+    torch.testing.assert_close(unk_detached["classifier.weight"][8],
+                               unk_plain["classifier.weight"][8])
+
+    mel_detached, mel_plain = _grads(detached, 0), _grads(plain, 0)
+    assert mel_detached[stem].abs().max() > 0
+    assert mel_detached["meta.0.weight"].abs().max() > 0
+    assert mel_detached["classifier.weight"][8].abs().max() > 0  # "not UNK" trains UNK's row
+    # the backbone gets only the specific diagnoses' part of the loss
+    assert not torch.allclose(mel_detached[stem], mel_plain[stem])
+
+
+def test_a_detached_unk_head_needs_the_unk_head() -> None:
+    cfg = REPO / "configs" / "default.yaml"
+    assert load_config(cfg, ["model.unspecified_detach=true"]).model.unspecified_detach
+    with pytest.raises(ConfigError, match=r"unspecified_detach needs model\.unspecified_head"):
+        load_config(cfg, ["model.unspecified_detach=true", "model.unspecified_head=false",
+                          "data.classes=[MEL,NV,BCC,AK,BKL,DF,VASC,SCC]",
+                          "calibration.margin_classes=[]"])
+
+
 def test_the_onnx_export_carries_the_head() -> None:
     from dermsight.train.export import export_onnx, parity
 

@@ -10,6 +10,9 @@ instead of a share of the softmax: raw scores ``[l_1..l_K, z]`` become the log-p
 binary loss for "unspecified or not" plus a K-class loss over the specific diagnoses that UNK
 images never touch, so what UNK learns from its one collection cannot flatten the specific
 diagnoses of a lesion that looks like that collection (docs/experiments, "Model v2.4").
+With ``unspecified_detach`` as well, the UNK score is learned on detached features while
+training: UNK's loss trains only the classifier's last row, never the backbone or the metadata
+branch (the scored function is unchanged).
 """
 
 from __future__ import annotations
@@ -97,11 +100,15 @@ class LesionNet(nn.Module):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
         unspecified_head: bool = False,
+        unspecified_detach: bool = False,
     ) -> None:
         super().__init__()
         if unspecified_head and num_classes < 3:
             raise ConfigError("model.unspecified_head needs at least two specific classes + UNK")
+        if unspecified_detach and not unspecified_head:
+            raise ConfigError("model.unspecified_detach needs model.unspecified_head")
         self.unspecified_head = unspecified_head
+        self.unspecified_detach = unspecified_detach
         if backbone not in timm.list_models():
             raise ConfigError(f"unknown backbone {backbone!r} (any timm model name works)")
         if pretrained:
@@ -138,7 +145,12 @@ class LesionNet(nn.Module):
     def head(self, fmap: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         pooled = fmap.mean(dim=(2, 3))
         fused = torch.cat([pooled, self.meta(meta)], dim=1)
-        raw = self.classifier(self.dropout(fused))
+        dropped = self.dropout(fused)
+        raw = self.classifier(dropped)
+        if self.unspecified_detach and self.training:
+            # the same UNK score, but its gradient stops at the classifier's last row
+            w, b = self.classifier.weight[-1:], self.classifier.bias[-1:]
+            raw = torch.cat([raw[:, :-1], nn.functional.linear(dropped.detach(), w, b)], dim=1)
         return unspecified_log_probs(raw) if self.unspecified_head else raw
 
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:

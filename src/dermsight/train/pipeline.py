@@ -31,7 +31,8 @@ def build_net(cfg: TrainConfig, meta_spec: MetaSpec) -> LesionNet:
     m = cfg.model
     return LesionNet(m.backbone, len(cfg.data.classes), meta_spec.dim, meta_hidden=m.meta_hidden,
                      pretrained=m.pretrained, weights=m.weights, drop_rate=m.drop_rate,
-                     drop_path_rate=m.drop_path_rate, unspecified_head=m.unspecified_head)
+                     drop_path_rate=m.drop_path_rate, unspecified_head=m.unspecified_head,
+                     unspecified_detach=m.unspecified_detach)
 
 
 def prepare_data(cfg: TrainConfig) -> pd.DataFrame:
