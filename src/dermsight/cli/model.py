@@ -33,13 +33,20 @@ def train(
 ) -> None:
     """Train a model, then calibrate, evaluate on the held-out test split and export a bundle."""
     _need_train_extra()
-    from dermsight.train.config import ConfigError, Provenance, load_config
+    from dermsight.train.config import (
+        ConfigError,
+        Provenance,
+        load_config,
+        name_backbone_mismatch,
+    )
     from dermsight.train.pipeline import run
 
     if stage not in ("all", "train", "finalize"):
         raise UserError("--stage must be all, train or finalize")
     try:
         cfg = load_config(config, set_ or [])
+        if (mismatch := name_backbone_mismatch(cfg)) is not None:
+            typer.echo(f"warning: {mismatch}", err=True)
         for root in cfg.data.roots:
             if not (Path(root) / "metadata.csv").exists():
                 raise UserError(f"data folder not found or has no metadata.csv: {root}")

@@ -407,3 +407,25 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     cfg.data.root = roots[0] if isinstance(cfg.data.root, str) else roots
     cfg.validate()
     return cfg
+
+
+def _backbone_tag(backbone: str) -> str:
+    """How a config's ``name`` spells a backbone: ``tf_efficientnet_lite2`` -> ``effnetlite2``."""
+    if backbone.startswith("tf_efficientnet_lite"):
+        return "effnetlite" + backbone.removeprefix("tf_efficientnet_lite")
+    return backbone.replace("_", "")
+
+
+def name_backbone_mismatch(cfg: TrainConfig) -> str | None:
+    """A warning when the config's ``name`` (what the card, the app and every prediction call
+    the model) spells another EfficientNet-Lite than ``model.backbone`` — as ``--set
+    model.backbone=...`` without ``--set name=...`` leaves it; None when they agree."""
+    backbone = cfg.model.backbone
+    named = [f"tf_efficientnet_lite{i}" for i in range(5)
+             if _backbone_tag(f"tf_efficientnet_lite{i}") in cfg.name.lower()]
+    if not named or backbone in named:
+        return None
+    suggested = cfg.name.lower().replace(_backbone_tag(named[0]), _backbone_tag(backbone))
+    return (f"the model's name {cfg.name!r} says {named[0]}, but model.backbone is {backbone}; "
+            f"the card, the app and every prediction will carry that name — add "
+            f"--set name={suggested} (or another name)")
