@@ -76,7 +76,8 @@ def main() -> None:
                      "unk_auc": round(float(binary_auc(unk, p[:, classes.index("UNK")])), 4),
                      "suggested_recall": recall,
                      "suggested_balanced_accuracy": round(float(np.mean(list(recall.values()))), 4),
-                     "suggested_unk_share_of_non_unk": round(float((s[unk == 0] == "UNK").mean()), 4)}
+                     "suggested_unk_share_of_non_unk":
+                         round(float((s[unk == 0] == "UNK").mean()), 4)}
         print(name, doc[name])
     args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
