@@ -21,26 +21,17 @@ import pandas as pd
 from dermsight import Dermsight
 from dermsight.evaluate.metrics import binary_auc
 from dermsight.io.decode import decode_image
-from dermsight.records import Metadata
-
-SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
-#: data folder and metadata columns (age, sex, site) of each source
-FOLDERS = {"isic2020": ("isic2020-sample", ("age", "sex", "site"))}
-DEFAULT = ("isic-subset", ("age_approx", "sex", "anatom_site"))
+from dermsight.train.config import load_config
+from dermsight.train.table import load_table, row_meta
 
 
 def _validation(run: Path) -> pd.DataFrame:
+    """The run's validation images, read through the training loader (every data folder's
+    metadata normalised as training saw it), in ``split.csv`` as the run recorded it."""
     split = pd.read_csv(run / "split.csv")
-    val = split[split["split"] == "val"]
-    parts = []
-    for source, rows in val.groupby("source"):
-        folder, cols = FOLDERS.get(str(source), DEFAULT)
-        meta = pd.read_csv(SHARED / folder / "metadata.csv").set_index("image_id")
-        m = meta.loc[rows["image_id"], list(cols)].reset_index()
-        m.columns = ["image_id", "age", "sex", "site"]
-        parts.append(rows[["image_id", "diagnosis", "source"]].merge(m, on="image_id")
-                     .assign(folder=folder))
-    return pd.concat(parts, ignore_index=True)
+    val = set(split.loc[split["split"] == "val", "image_id"])
+    df = load_table(load_config(run / "config.json").data)
+    return df[df["image_id"].isin(val)].reset_index(drop=True)
 
 
 def _score(run: Path, df: pd.DataFrame) -> tuple[list[str], np.ndarray, list[str]]:
@@ -49,10 +40,8 @@ def _score(run: Path, df: pd.DataFrame) -> tuple[list[str], np.ndarray, list[str
     suggested: list[str] = []
     for i in range(0, len(df), 64):
         part = df.iloc[i:i + 64]
-        out = model.predict_batch(
-            [decode_image(SHARED / r.folder / "images" / f"{r.image_id}.jpg")
-             for r in part.itertuples()],
-            [Metadata.lenient(r.age, r.sex, r.site) for r in part.itertuples()])
+        out = model.predict_batch([decode_image(p) for p in part["path"]],
+                                  [row_meta(r) for _, r in part.iterrows()])
         probs += [[p.probabilities[c] for c in model.classes] for p in out]
         suggested += [p.prediction for p in out]
     return list(model.classes), np.array(probs), suggested
