@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -425,7 +426,8 @@ def name_backbone_mismatch(cfg: TrainConfig) -> str | None:
              if _backbone_tag(f"tf_efficientnet_lite{i}") in cfg.name.lower()]
     if not named or backbone in named:
         return None
-    suggested = cfg.name.lower().replace(_backbone_tag(named[0]), _backbone_tag(backbone))
+    suggested = re.sub(re.escape(_backbone_tag(named[0])), _backbone_tag(backbone), cfg.name,
+                       flags=re.IGNORECASE)
     return (f"the model's name {cfg.name!r} says {named[0]}, but model.backbone is {backbone}; "
             f"the card, the app and every prediction will carry that name — add "
             f"--set name={suggested} (or another name)")
