@@ -105,6 +105,43 @@ def test_a_detached_unk_head_learns_without_shaping_the_features() -> None:
     assert not torch.allclose(mel_detached[stem], mel_plain[stem])
 
 
+def test_a_partly_detached_unk_head_passes_that_share_of_its_gradient() -> None:
+    """``model.unspecified_detach: 0.9``: a UNK image's loss reaches the backbone and the metadata
+    branch at a tenth of its full strength, trains UNK's row as fully, and the network computes
+    the same function."""
+    torch.manual_seed(0)
+    plain = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                      unspecified_head=True)
+    part = LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                     unspecified_head=True, unspecified_detach=0.9)
+    part.load_state_dict(plain.state_dict())
+    x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    m = torch.zeros(3, MetaSpec().dim)
+    with torch.no_grad():
+        torch.manual_seed(7)
+        a = plain.train()(x, m)
+        torch.manual_seed(7)
+        torch.testing.assert_close(part.train()(x, m), a)
+
+    unk_part, unk_plain = _grads(part, 8), _grads(plain, 8)
+    for name in ("backbone.conv_stem.weight", "meta.0.weight"):
+        assert unk_plain[name].abs().max() > 0
+        want = 0.1 * unk_plain[name]  # float rounding through BatchNorm: compare by norm
+        assert float((unk_part[name] - want).norm() / want.norm()) < 1e-3, name
+    torch.testing.assert_close(unk_part["classifier.weight"][8], unk_plain["classifier.weight"][8])
+
+
+@pytest.mark.parametrize("bad", ["1.5", "-0.1", "half"])
+def test_the_detached_share_must_be_between_0_and_1(bad: str) -> None:
+    cfg = REPO / "configs" / "default.yaml"
+    assert load_config(cfg, ["model.unspecified_detach=0.9"]).model.unspecified_detach == 0.9
+    with pytest.raises(ConfigError, match=r"unspecified_detach must be true, false or a number"):
+        load_config(cfg, [f"model.unspecified_detach={bad}"])
+    with pytest.raises(ConfigError, match=r"unspecified_detach must be in \[0, 1\]"):
+        LesionNet("tf_efficientnet_lite0", 9, MetaSpec().dim, pretrained=False,
+                  unspecified_head=True, unspecified_detach=float(bad) if bad != "half" else 2.0)
+
+
 def test_a_detached_unk_head_needs_the_unk_head() -> None:
     cfg = REPO / "configs" / "default.yaml"
     assert load_config(cfg, ["model.unspecified_detach=true"]).model.unspecified_detach

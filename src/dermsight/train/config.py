@@ -73,8 +73,9 @@ class ModelConfig:
     unspecified_head: bool = False  # UNK (last class) by its own sigmoid, not a softmax share
     #: with ``unspecified_head``: UNK's sigmoid learns on the features without shaping them (its
     #: loss reaches only its own row of the classifier; the backbone and the metadata branch learn
-    #: from the specific diagnoses alone). Training only: the scored network is the same function
-    unspecified_detach: bool = False
+    #: from the specific diagnoses alone). Training only: the scored network is the same function.
+    #: A number d in [0, 1] removes that share of UNK's gradient into the features (true = 1)
+    unspecified_detach: bool | float = False
     freeze_bn_stats: bool = False  # backbone BatchNorm keeps ImageNet statistics; scale/shift train
 
 
@@ -242,7 +243,11 @@ class TrainConfig:
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
             raise ConfigError(f"model.unspecified_head needs {taxonomy.UNSPECIFIED} as the last of "
                               f"data.classes (and two or more others), got {self.data.classes}")
-        if self.model.unspecified_detach and not self.model.unspecified_head:
+        detach = self.model.unspecified_detach
+        if not isinstance(detach, bool | int | float) or not 0 <= detach <= 1:
+            raise ConfigError(f"model.unspecified_detach must be true, false or a number in "
+                              f"[0, 1], got {detach!r}")
+        if detach and not self.model.unspecified_head:
             raise ConfigError("model.unspecified_detach needs model.unspecified_head: true")
         if not 0 <= self.model.drop_path_rate < 1:
             raise ConfigError(f"model.drop_path_rate must be in [0, 1) (0: off), "

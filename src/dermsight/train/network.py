@@ -12,7 +12,8 @@ images never touch, so what UNK learns from its one collection cannot flatten th
 diagnoses of a lesion that looks like that collection (docs/experiments, "Model v2.4").
 With ``unspecified_detach`` as well, the UNK score is learned on detached features while
 training: UNK's loss trains only the classifier's last row, never the backbone or the metadata
-branch (the scored function is unchanged).
+branch (the scored function is unchanged). A fraction d in (0, 1) removes that share of UNK's
+gradient into the features (they receive ``1 - d`` of it); ``true`` is 1, ``false`` 0.
 """
 
 from __future__ import annotations
@@ -100,15 +101,19 @@ class LesionNet(nn.Module):
         drop_rate: float = 0.2,
         drop_path_rate: float = 0.0,
         unspecified_head: bool = False,
-        unspecified_detach: bool = False,
+        unspecified_detach: float = 0.0,
     ) -> None:
         super().__init__()
         if unspecified_head and num_classes < 3:
             raise ConfigError("model.unspecified_head needs at least two specific classes + UNK")
         if unspecified_detach and not unspecified_head:
             raise ConfigError("model.unspecified_detach needs model.unspecified_head")
+        if not 0 <= float(unspecified_detach) <= 1:
+            raise ConfigError(f"model.unspecified_detach must be in [0, 1] (or true/false), got "
+                              f"{unspecified_detach}")
         self.unspecified_head = unspecified_head
-        self.unspecified_detach = unspecified_detach
+        #: the share of UNK's gradient kept out of the features (0: none, 1: all)
+        self.unspecified_detach = float(unspecified_detach)
         if backbone not in timm.list_models():
             raise ConfigError(f"unknown backbone {backbone!r} (any timm model name works)")
         if pretrained:
@@ -148,9 +153,12 @@ class LesionNet(nn.Module):
         dropped = self.dropout(fused)
         raw = self.classifier(dropped)
         if self.unspecified_detach and self.training:
-            # the same UNK score, but its gradient stops at the classifier's last row
+            # the same UNK score; its gradient into the features is scaled by 1 - d (stops at
+            # the classifier's last row when d = 1)
+            d = self.unspecified_detach
+            seen = dropped.detach() if d == 1 else dropped.detach() * d + dropped * (1 - d)
             w, b = self.classifier.weight[-1:], self.classifier.bias[-1:]
-            raw = torch.cat([raw[:, :-1], nn.functional.linear(dropped.detach(), w, b)], dim=1)
+            raw = torch.cat([raw[:, :-1], nn.functional.linear(seen, w, b)], dim=1)
         return unspecified_log_probs(raw) if self.unspecified_head else raw
 
     def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
