@@ -37,6 +37,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from dermsight import Dermsight, gate
+from dermsight.decision import decide
 from dermsight.io.decode import decode_image
 from dermsight.records import Metadata
 from dermsight.train.config import load_config
@@ -93,15 +94,16 @@ def _cached(run: Path, model: Dermsight, parts: dict[str, pd.DataFrame], unk_sou
 
 def _suggest(model: Dermsight, p: np.ndarray, far: np.ndarray | None) -> np.ndarray:
     """The card's rule; with ``far`` given, a UNK suggestion where ``far`` becomes the rule's best
-    other class."""
+    other class (the same rule with UNK ruled out)."""
     classes = list(model.classes)
-    offsets = model.card.decision.offsets(classes)
-    score = np.log(np.maximum(p, 1e-300)) + (0.0 if offsets is None else offsets[None, :])
-    top = score.argmax(1)
+    rule = model.card.decision
+    top = rule.choose(p, classes)
     if far is not None:
         unk = classes.index("UNK")
-        second = np.where(np.arange(len(classes)) == unk, -np.inf, 0.0)[None, :] + score
-        top = np.where((top == unk) & far, second.argmax(1), top)
+        offsets = rule.offsets(classes)
+        without_unk = np.zeros(len(classes)) if offsets is None else offsets.copy()
+        without_unk[unk] = -np.inf
+        top = np.where((top == unk) & far, decide(p, without_unk), top)
     return np.array(classes)[top]
 
 
