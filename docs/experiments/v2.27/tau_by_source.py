@@ -1,0 +1,191 @@
+"""τ of the logit adjustment fitted on the mean of each validation source's balanced accuracy
+instead of the pooled one, on the stored held-out runs ("τ chosen by each validation source's
+balanced accuracy" in docs/experiments/README.md). No training: each run's bundle scores its own
+validation split and the held-out clinic (its ``split.csv``; never the test split); τ and the
+UNK margin are refitted both ways and compared on the clinic.
+
+    .venv/bin/python docs/experiments/v2.27/tau_by_source.py \
+        --run loso-wise-s42=runs/loso-wise-s42-isic2017 ... \
+        --out docs/experiments/v2.27/tau_by_source.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from dermsight import Dermsight
+from dermsight.decision import (
+    LOGIT_ADJUSTED,
+    TAU_GRID,
+    DecisionRule,
+    balanced_accuracy_of,
+    fit_decision_rule,
+    fit_margins,
+)
+from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.metrics import balanced_accuracy
+from dermsight.io.decode import decode_image
+from dermsight.train.config import load_config
+from dermsight.train.table import load_table, row_meta
+
+MIN_CLASS_IMAGES = 10
+CACHE = "tau_by_source_cache.npz"
+
+
+def _parts(run: Path) -> dict[str, pd.DataFrame]:
+    """The run's validation and held-out ("external") images, read through the training loader."""
+    split = pd.read_csv(run / "split.csv")
+    df = load_table(load_config(run / "config.json").data)
+    out = {}
+    for part in ("val", "external"):
+        ids = split.loc[split["split"] == part, "image_id"]
+        out[part] = df.set_index("image_id").loc[ids].reset_index()
+    return out
+
+
+def _probs(model: Dermsight, df: pd.DataFrame) -> np.ndarray:
+    probs: list[list[float]] = []
+    for i in range(0, len(df), 64):
+        part = df.iloc[i:i + 64]
+        out = model.predict_batch([decode_image(p) for p in part["path"]],
+                                  [row_meta(r) for _, r in part.iterrows()])
+        probs += [[p.probabilities[c] for c in model.classes] for p in out]
+    return np.array(probs)
+
+
+def _scored(run: Path, model: Dermsight, parts: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
+    cache = run / CACHE
+    if cache.exists():
+        z = np.load(cache, allow_pickle=False)
+        if all(list(z[f"{k}_ids"]) == list(parts[k]["image_id"]) for k in parts):
+            return {k: z[k] for k in parts}
+    probs = {k: _probs(model, df) for k, df in parts.items()}
+    np.savez_compressed(cache, **probs, **{f"{k}_ids": np.array(df["image_id"], dtype=str)
+                                           for k, df in parts.items()})
+    return probs
+
+
+def source_mean_balanced_accuracy(y: npt.NDArray[np.int64], pred: npt.NDArray[np.int64],
+                                  sources: npt.NDArray[np.str_], n_classes: int) -> float:
+    """Mean over sources of the balanced accuracy over that source's classes with at least
+    ``MIN_CLASS_IMAGES`` images (a prediction of any other class counts as wrong)."""
+    scores = []
+    for s in sorted(set(sources)):
+        m = sources == s
+        counts = np.bincount(y[m], minlength=n_classes)
+        keep = m & np.isin(y, np.flatnonzero(counts >= MIN_CLASS_IMAGES))
+        if keep.any():
+            scores.append(balanced_accuracy_of(y[keep], pred[keep], n_classes))
+    return float(np.mean(scores))
+
+
+def fit_by_source(probs: np.ndarray, y: npt.NDArray[np.int64], sources: npt.NDArray[np.str_],
+                  classes: Sequence[str], prior: dict[str, float]
+                  ) -> tuple[DecisionRule, dict[str, float]]:
+    curve: dict[str, float] = {}
+    best_tau, best = 0.0, -1.0
+    for tau in TAU_GRID:
+        rule = DecisionRule(LOGIT_ADJUSTED, float(tau), prior)
+        score = source_mean_balanced_accuracy(y, rule.choose(probs, classes), sources,
+                                              len(classes))
+        curve[f"{tau:g}"] = round(score, 4)
+        if score > best + 1e-9:
+            best_tau, best = float(tau), score
+    return DecisionRule(LOGIT_ADJUSTED if best_tau else "argmax", best_tau, prior), curve
+
+
+def _per_source(y: np.ndarray, pred: np.ndarray, sources: np.ndarray, n: int) -> dict[str, float]:
+    return {s: round(balanced_accuracy_of(y[sources == s], pred[sources == s], n), 4)
+            for s in sorted(set(sources))}
+
+
+def _clinic(y: np.ndarray, p: np.ndarray, groups: np.ndarray, classes: list[str],
+            rules: dict[str, DecisionRule]) -> dict[str, Any]:
+    off = {k: r.offsets(classes) for k, r in rules.items()}
+
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        a = {k: balanced_accuracy(y, p, w, o) for k, o in off.items()}
+        return {**a, "difference": a["by_source"] - a["pooled"]}  # type: ignore[operator]
+
+    ci = bootstrap(fn, len(y), groups, n_boot=1000, seed=0)
+    present = sorted(set(y))
+    out: dict[str, Any] = {"balanced_accuracy": {k: {kk: None if vv is None else round(vv, 4)
+                                                     for kk, vv in v.items()}
+                                                 for k, v in ci.items()}}
+    for k, r in rules.items():
+        pred = r.choose(p, classes)
+        out[k] = {"recall": {classes[c]: round(float(np.mean(pred[y == c] == c)), 4)
+                             for c in present},
+                  "share_UNK": round(float(np.mean(pred == classes.index("UNK"))), 4),
+                  "share_absent_class": round(float(np.mean(~np.isin(pred, present))), 4)}
+    return out
+
+
+def analyse(run: Path) -> dict[str, Any]:
+    model = Dermsight.load(run / "bundle")
+    card = json.loads((run / "bundle" / "card.json").read_text(encoding="utf-8"))
+    classes = list(model.classes)
+    parts = _parts(run)
+    probs = _scored(run, model, parts)
+    cfg = load_config(run / "config.json")
+    prior = card["decision"]["prior"]
+    val = parts["val"]
+    yv = np.array([classes.index(c) for c in val["diagnosis"]], np.int64)
+    sv = val["source"].to_numpy(str)
+    margin_classes = [c for c in cfg.calibration.margin_classes if prior.get(c, 0.0) > 0]
+    rules: dict[str, DecisionRule] = {}
+    curves: dict[str, Any] = {}
+    pooled, curves["pooled"] = fit_decision_rule(probs["val"], yv, classes, prior)
+    by_source, curves["by_source"] = fit_by_source(probs["val"], yv, sv, classes, prior)
+    for name, rule in (("pooled", pooled), ("by_source", by_source)):
+        if margin_classes:
+            rule, _ = fit_margins(rule, probs["val"], yv, classes, margin_classes,
+                                  cfg.calibration.margin_tolerance)
+        rules[name] = rule
+    ext = parts["external"]
+    ye = np.array([classes.index(c) for c in ext["diagnosis"]], np.int64)
+    clinic = _clinic(ye, probs["external"], ext["group_id"].to_numpy(str), classes, rules)
+    card_row = next(r for r in card["cross_source"]["rows"]
+                    if r["protocol"] == "leave_one_source_out")["metrics"]
+    doc: dict[str, Any] = {
+        "card": {"tau": card["decision"]["tau"], "margins": card["decision"].get("margins"),
+                 "clinic_balanced_accuracy": round(card_row["balanced_accuracy"]["value"], 4)},
+        "val_curves": curves, "clinic": clinic}
+    for name, rule in rules.items():
+        pred = rule.choose(probs["val"], classes)
+        pooled_ba = balanced_accuracy_of(yv, pred, len(classes))
+        doc[name] = {"tau": rule.tau, "margins": rule.active_margins,
+                     "val_balanced_accuracy": round(pooled_ba, 4),
+                     "val_source_mean": round(source_mean_balanced_accuracy(yv, pred, sv,
+                                                                             len(classes)), 4),
+                     "val_by_source": _per_source(yv, pred, sv, len(classes))}
+    return doc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR")
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    doc: dict[str, Any] = {"min_class_images": MIN_CLASS_IMAGES, "runs": {}}
+    for spec in args.run:
+        name, run = spec.split("=", 1)
+        r = analyse(Path(run))
+        doc["runs"][name] = r
+        ba = r["clinic"]["balanced_accuracy"]
+        print(name, "card", r["card"], "| pooled", r["pooled"]["tau"], ba["pooled"]["value"],
+              "| by_source", r["by_source"]["tau"], ba["by_source"]["value"],
+              "| diff", ba["difference"], flush=True)
+        args.out.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
