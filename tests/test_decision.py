@@ -20,6 +20,7 @@ from dermsight.decision import (
     decide,
     fit_decision_rule,
     fit_margins,
+    source_mean_balanced_accuracy,
 )
 from dermsight.evaluate import EvalSettings, evaluate_predictions
 from dermsight.evaluate.metrics import compute_metrics
@@ -72,6 +73,50 @@ def test_fitted_tau_raises_validation_balanced_accuracy_and_transfers() -> None:
     y2, p2 = _imbalanced(1)
     assert balanced_accuracy_of(y2, rule.choose(p2, CLASSES), 3) > \
         balanced_accuracy_of(y2, p2.argmax(1), 3) + 0.03
+
+
+def test_source_mean_balanced_accuracy_weighs_each_source_once_and_skips_small_classes() -> None:
+    # source "a": MEL 20 (15 right), NV 20 (all right), DF 3 (below 10 images: left out, and a
+    # DF guess on an "a" MEL counts as wrong); source "b": 30 NV, 10 right
+    y = np.array([0] * 20 + [1] * 20 + [2] * 3 + [1] * 30)
+    pred = np.array([0] * 15 + [2] * 5 + [1] * 20 + [2] * 3 + [1] * 10 + [0] * 20)
+    src = np.array(["a"] * 43 + ["b"] * 30)
+    expected = np.mean([np.mean([15 / 20, 1.0]), 10 / 30])
+    assert source_mean_balanced_accuracy(y, pred, src, 3) == pytest.approx(expected)
+    # pooled, the 30 "b" nevi are a small part of one class's recall, and DF counts
+    assert balanced_accuracy_of(y, pred, 3) == pytest.approx(np.mean([15 / 20, 30 / 50, 1.0]))
+    # a lower bar lets DF in; no source with a large enough class: 0
+    assert source_mean_balanced_accuracy(y, pred, src, 3, min_class_images=3) == pytest.approx(
+        np.mean([np.mean([15 / 20, 1.0, 1.0]), 10 / 30]))
+    assert source_mean_balanced_accuracy(y, pred, src, 3, min_class_images=100) == 0.0
+    with pytest.raises(ValueError, match="same length"):
+        source_mean_balanced_accuracy(y, pred, src[:-1], 3)
+
+
+def test_tau_by_source_does_not_trade_one_collections_nevi_for_anothers_rare_class() -> None:
+    """Pooled balanced accuracy pulls tau up for a rare class of one collection; a second
+    collection (nevi and melanomas only, the nevi read as less certain) loses its nevi to that
+    rare class. The by-source criterion chooses a smaller tau and scores better by its own
+    measure; with one source and every class large enough it is the pooled fit."""
+    y1, p1 = _imbalanced(0)
+    rng = np.random.default_rng(5)
+    y2 = rng.choice([0, 1], size=600, p=[0.2, 0.8])
+    p2 = np.where(y2[:, None] == 1, [0.25, 0.6, 0.15], [0.6, 0.3, 0.1])
+    p2 = p2 * rng.uniform(0.8, 1.2, p2.shape)
+    p2 /= p2.sum(1, keepdims=True)
+    y, p = np.concatenate([y1, y2]), np.concatenate([p1, p2])
+    src = np.array(["ham"] * len(y1) + ["clinic"] * len(y2))
+    prior = class_prior(y1, CLASSES)
+    pooled, _ = fit_decision_rule(p, y, CLASSES, prior)
+    by_source, curve = fit_decision_rule(p, y, CLASSES, prior, sources=src)
+    assert by_source.tau < pooled.tau
+    assert max(curve.values()) == pytest.approx(source_mean_balanced_accuracy(
+        y, by_source.choose(p, CLASSES), src, 3), abs=1e-4)
+    nv = y2 == 1
+    clinic_nv = lambda r: float(np.mean(r.choose(p2, CLASSES)[nv] == 1))  # noqa: E731
+    assert clinic_nv(by_source) > clinic_nv(pooled) + 0.1
+    one, _ = fit_decision_rule(p1, y1, CLASSES, prior, sources=np.array(["ham"] * len(y1)))
+    assert one.tau == fit_decision_rule(p1, y1, CLASSES, prior)[0].tau
 
 
 def test_balanced_data_keeps_plain_argmax() -> None:
@@ -210,6 +255,11 @@ def test_config_margin_classes_must_be_model_classes() -> None:
         load_config(None, ["calibration.margin_classes=[UNK]", "data.classes=[MEL, NV]"])
     with pytest.raises(ConfigError, match="margin_tolerance"):
         load_config(None, ["calibration.margin_tolerance=0.5"])
+    assert load_config(None).calibration.tau_metric == "pooled"
+    assert load_config(None, ["calibration.tau_metric=source_mean"]
+                       ).calibration.tau_metric == "source_mean"
+    with pytest.raises(ConfigError, match=r"tau_metric must be pooled\|source_mean"):
+        load_config(None, ["calibration.tau_metric=per_source"])
 
 
 def test_facade_applies_a_margin(data_dir: Path, sample_ids: list[str]) -> None:

@@ -12,6 +12,7 @@ import pytest
 
 pytest.importorskip("torch")
 
+from dermsight.decision import class_prior, fit_decision_rule
 from dermsight.gate import DEFAULT_GATE
 from dermsight.records import Metadata
 from dermsight.train.config import TrainConfig, load_config
@@ -77,6 +78,33 @@ def test_fit_decision_fits_margins_only_for_trained_margin_classes() -> None:
     plain_rule, plain_fit = fit_decision(plain_cfg, train, calib, val)
     assert "val_balanced_accuracy_by_margin" not in plain_fit
     assert not plain_rule.margins
+
+
+def test_fit_decision_by_source_reads_the_validation_sources() -> None:
+    val = _val_part(temperature=1.0, seed=2)
+    n = len(val.labels)
+    train = pd.DataFrame({"label": [0] * 50 + [1] * 300 + [5] * 20 + [2, 3, 4, 6, 7] * 5,
+                          "split": "train"})
+    cfg = load_config(V1, ["calibration.tau_metric=source_mean"])
+    # one source: the same tau as the pooled fit, the card names the criterion
+    pooled_rule, pooled_fit = fit_decision(load_config(V1), train, calibrate(cfg, val), val)
+    rule, fit = fit_decision(cfg, train, calibrate(cfg, val), val)
+    assert fit["metric"] == "source_mean_balanced_accuracy"
+    assert fit["min_source_class_images"] == 10
+    assert "val_balanced_accuracy_by_tau" not in fit
+    assert pooled_fit["metric"] == "balanced_accuracy"
+    assert rule.tau == pooled_rule.tau
+    # two sources: the fit is the by-source criterion over the part's own sources
+    two = Part(pd.DataFrame({"source": ["a"] * (n - 400) + ["b"] * 400}), [], val.metas,
+               val.labels, logits=val.logits)
+    calib = calibrate(cfg, two)
+    rule, fit = fit_decision(cfg, train, calib, two)
+    prior = class_prior(train["label"].to_numpy(), CLASSES)
+    probs = calib.probs(two.logits)
+    want, curve = fit_decision_rule(probs, two.labels, CLASSES, prior, sources=two.sources)
+    assert fit["val_source_mean_balanced_accuracy_by_tau"] == curve
+    assert rule.tau == want.tau
+    assert curve != fit_decision_rule(probs, two.labels, CLASSES, prior)[1]
 
 
 def _table(cfg: TrainConfig) -> pd.DataFrame:

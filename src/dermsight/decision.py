@@ -6,7 +6,10 @@ post-hoc logit adjustment (Menon et al., "Long-tail learning via logit adjustmen
 
     suggested = argmax_c  log p_c - tau * log prior_c
 
-with ``prior`` the training class frequencies and ``tau`` fitted on validation balanced accuracy.
+with ``prior`` the training class frequencies and ``tau`` fitted on validation balanced accuracy:
+pooled over the validation split, or (``sources`` given) the mean over validation sources of each
+source's balanced accuracy, which keeps a few dozen rare images of one collection from pulling
+tau up at the expense of another collection's nevi (``source_mean_balanced_accuracy``).
 ``tau = 0`` is the plain "most probable class" rule. Rare classes (dermatofibroma, AK, SCC) get a
 fairer chance of being named; the shown probabilities do not change.
 
@@ -31,6 +34,8 @@ LOGIT_ADJUSTED = "logit_adjusted"
 
 #: tau values tried when fitting the rule on validation
 TAU_GRID: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(0, 21))
+#: a source's class counts in the by-source criterion only with at least this many images
+MIN_SOURCE_CLASS_IMAGES = 10
 #: margins (log-odds) tried when fitting a class's margin on validation
 MARGIN_GRID: tuple[float, ...] = tuple(0.5 * k for k in range(0, 13))
 
@@ -132,19 +137,44 @@ def balanced_accuracy_of(y: npt.ArrayLike, pred: npt.ArrayLike, n_classes: int) 
     return float(np.mean(recalls)) if recalls else 0.0
 
 
+def source_mean_balanced_accuracy(
+    y: npt.ArrayLike, pred: npt.ArrayLike, sources: npt.ArrayLike, n_classes: int,
+    min_class_images: int = MIN_SOURCE_CLASS_IMAGES,
+) -> float:
+    """Mean over sources of each source's balanced accuracy, over that source's classes with at
+    least ``min_class_images`` images (a prediction of any other class counts as wrong); sources
+    without such a class are left out (0.0 when none is left)."""
+    yy, pp = np.asarray(y, np.int64), np.asarray(pred, np.int64)
+    src = np.asarray(sources).astype(str)
+    if not yy.shape == pp.shape == src.shape:
+        raise ValueError("labels, predictions and sources must have the same length")
+    scores = []
+    for s in sorted(set(src.tolist())):
+        m = src == s
+        counts = np.bincount(yy[m], minlength=n_classes)
+        keep = m & np.isin(yy, np.flatnonzero(counts >= min_class_images))
+        if keep.any():
+            scores.append(balanced_accuracy_of(yy[keep], pp[keep], n_classes))
+    return float(np.mean(scores)) if scores else 0.0
+
+
 def fit_decision_rule(
     probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[str],
     prior: dict[str, float], grid: Sequence[float] = TAU_GRID,
+    sources: npt.ArrayLike | None = None,
 ) -> tuple[DecisionRule, dict[str, float]]:
     """Choose tau on (validation) data by balanced accuracy; ties go to the smaller tau.
 
-    Returns the rule and the balanced accuracy per tau tried (for the card).
+    With ``sources`` (one per row) the criterion is ``source_mean_balanced_accuracy`` instead of
+    the pooled balanced accuracy. Returns the rule and the criterion per tau tried (for the card).
     """
     curve: dict[str, float] = {}
     best_tau, best = 0.0, -1.0
     for tau in grid:
         rule = DecisionRule(LOGIT_ADJUSTED, float(tau), prior)
-        score = balanced_accuracy_of(labels, rule.choose(probs, classes), len(classes))
+        pred = rule.choose(probs, classes)
+        score = (balanced_accuracy_of(labels, pred, len(classes)) if sources is None
+                 else source_mean_balanced_accuracy(labels, pred, sources, len(classes)))
         curve[f"{tau:g}"] = round(score, 4)
         if score > best + 1e-9:
             best_tau, best = float(tau), score

@@ -1,6 +1,8 @@
 """τ of the logit adjustment fitted on the mean of each validation source's balanced accuracy
 instead of the pooled one, on the stored held-out runs ("τ chosen by each validation source's
-balanced accuracy" in docs/experiments/README.md). No training: each run's bundle scores its own
+balanced accuracy" in docs/experiments/README.md; the criterion is
+``dermsight.decision.source_mean_balanced_accuracy``, ``calibration.tau_metric: source_mean``).
+No training: each run's bundle scores its own
 validation split and the held-out clinic (its ``split.csv``; never the test split); τ and the
 UNK margin are refitted both ways and compared on the clinic.
 
@@ -13,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,12 @@ import pandas as pd
 
 from dermsight import Dermsight
 from dermsight.decision import (
-    LOGIT_ADJUSTED,
-    TAU_GRID,
+    MIN_SOURCE_CLASS_IMAGES,
     DecisionRule,
     balanced_accuracy_of,
     fit_decision_rule,
     fit_margins,
+    source_mean_balanced_accuracy,
 )
 from dermsight.evaluate.bootstrap import bootstrap
 from dermsight.evaluate.metrics import balanced_accuracy
@@ -36,7 +37,6 @@ from dermsight.io.decode import decode_image
 from dermsight.train.config import load_config
 from dermsight.train.table import load_table, row_meta
 
-MIN_CLASS_IMAGES = 10
 CACHE = "tau_by_source_cache.npz"
 
 
@@ -71,35 +71,6 @@ def _scored(run: Path, model: Dermsight, parts: dict[str, pd.DataFrame]) -> dict
     np.savez_compressed(cache, **probs, **{f"{k}_ids": np.array(df["image_id"], dtype=str)
                                            for k, df in parts.items()})
     return probs
-
-
-def source_mean_balanced_accuracy(y: npt.NDArray[np.int64], pred: npt.NDArray[np.int64],
-                                  sources: npt.NDArray[np.str_], n_classes: int) -> float:
-    """Mean over sources of the balanced accuracy over that source's classes with at least
-    ``MIN_CLASS_IMAGES`` images (a prediction of any other class counts as wrong)."""
-    scores = []
-    for s in sorted(set(sources)):
-        m = sources == s
-        counts = np.bincount(y[m], minlength=n_classes)
-        keep = m & np.isin(y, np.flatnonzero(counts >= MIN_CLASS_IMAGES))
-        if keep.any():
-            scores.append(balanced_accuracy_of(y[keep], pred[keep], n_classes))
-    return float(np.mean(scores))
-
-
-def fit_by_source(probs: np.ndarray, y: npt.NDArray[np.int64], sources: npt.NDArray[np.str_],
-                  classes: Sequence[str], prior: dict[str, float]
-                  ) -> tuple[DecisionRule, dict[str, float]]:
-    curve: dict[str, float] = {}
-    best_tau, best = 0.0, -1.0
-    for tau in TAU_GRID:
-        rule = DecisionRule(LOGIT_ADJUSTED, float(tau), prior)
-        score = source_mean_balanced_accuracy(y, rule.choose(probs, classes), sources,
-                                              len(classes))
-        curve[f"{tau:g}"] = round(score, 4)
-        if score > best + 1e-9:
-            best_tau, best = float(tau), score
-    return DecisionRule(LOGIT_ADJUSTED if best_tau else "argmax", best_tau, prior), curve
 
 
 def _per_source(y: np.ndarray, pred: np.ndarray, sources: np.ndarray, n: int) -> dict[str, float]:
@@ -144,7 +115,8 @@ def analyse(run: Path) -> dict[str, Any]:
     rules: dict[str, DecisionRule] = {}
     curves: dict[str, Any] = {}
     pooled, curves["pooled"] = fit_decision_rule(probs["val"], yv, classes, prior)
-    by_source, curves["by_source"] = fit_by_source(probs["val"], yv, sv, classes, prior)
+    by_source, curves["by_source"] = fit_decision_rule(probs["val"], yv, classes, prior,
+                                                       sources=sv)
     for name, rule in (("pooled", pooled), ("by_source", by_source)):
         if margin_classes:
             rule, _ = fit_margins(rule, probs["val"], yv, classes, margin_classes,
@@ -175,7 +147,7 @@ def main() -> None:
     ap.add_argument("--run", action="append", required=True, help="NAME=RUN_DIR")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    doc: dict[str, Any] = {"min_class_images": MIN_CLASS_IMAGES, "runs": {}}
+    doc: dict[str, Any] = {"min_class_images": MIN_SOURCE_CLASS_IMAGES, "runs": {}}
     for spec in args.run:
         name, run = spec.split("=", 1)
         r = analyse(Path(run))

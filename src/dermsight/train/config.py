@@ -17,6 +17,8 @@ from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSp
 
 #: train.select_metric: the validation figures the training loop logs, or the last epoch
 SELECT_METRICS = ("balanced_accuracy", "nll", "mel_auc", "malignant_auc", "last")
+#: calibration.tau_metric: pooled validation balanced accuracy, or the mean over its sources
+TAU_METRICS = ("pooled", "source_mean")
 
 
 class ConfigError(ValueError):
@@ -189,6 +191,9 @@ class CalibrationConfig:
     margin_classes: list[str] = field(default_factory=list)
     #: the largest margin whose validation balanced accuracy is within this of margin 0
     margin_tolerance: float = 0.01
+    #: what tau of the logit adjustment maximises on validation: ``pooled`` balanced accuracy, or
+    #: ``source_mean`` (the mean of each validation source's balanced accuracy)
+    tau_metric: str = "pooled"
 
 
 @dataclass
@@ -236,9 +241,7 @@ class TrainConfig:
         bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
         if bad:
             raise ConfigError(f"data.classes has unknown codes {bad}")
-        stray = [c for c in self.calibration.margin_classes if c not in self.data.classes]
-        if stray:
-            raise ConfigError(f"calibration.margin_classes {stray} are not in data.classes")
+        self._validate_calibration()
         if self.model.unspecified_head and (len(self.data.classes) < 3
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
             raise ConfigError(f"model.unspecified_head needs {taxonomy.UNSPECIFIED} as the last of "
@@ -255,9 +258,18 @@ class TrainConfig:
         if self.model.freeze_bn_stats and not (self.model.pretrained or self.model.weights):
             raise ConfigError("model.freeze_bn_stats keeps the pretrained BatchNorm statistics: "
                               "it needs model.pretrained or model.weights")
-        if not 0 <= self.calibration.margin_tolerance <= 0.2:
+
+    def _validate_calibration(self) -> None:
+        c = self.calibration
+        stray = [k for k in c.margin_classes if k not in self.data.classes]
+        if stray:
+            raise ConfigError(f"calibration.margin_classes {stray} are not in data.classes")
+        if not 0 <= c.margin_tolerance <= 0.2:
             raise ConfigError(f"calibration.margin_tolerance must be in [0, 0.2], "
-                              f"got {self.calibration.margin_tolerance}")
+                              f"got {c.margin_tolerance}")
+        if c.tau_metric not in TAU_METRICS:
+            raise ConfigError(f"calibration.tau_metric must be {'|'.join(TAU_METRICS)}, "
+                              f"got {c.tau_metric!r}")
 
     def _validate_train(self) -> None:
         t = self.train

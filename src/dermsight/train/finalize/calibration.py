@@ -11,7 +11,13 @@ import pandas as pd
 
 from dermsight import taxonomy
 from dermsight.bundle import Thresholds
-from dermsight.decision import DecisionRule, class_prior, fit_decision_rule, fit_margins
+from dermsight.decision import (
+    MIN_SOURCE_CLASS_IMAGES,
+    DecisionRule,
+    class_prior,
+    fit_decision_rule,
+    fit_margins,
+)
 from dermsight.malignancy import malignant_probability
 from dermsight.predict import softmax
 from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
@@ -75,14 +81,21 @@ def calibrate(cfg: TrainConfig, val: Part) -> Calibration:
 def fit_decision(cfg: TrainConfig, df: pd.DataFrame, calib: Calibration, val: Part
                  ) -> tuple[DecisionRule, dict[str, Any]]:
     """The suggested class: logit adjustment by the training prior, tau fitted on validation
-    (balanced accuracy), then the margins of ``calibration.margin_classes`` (those present in
-    training); also the validation curves (for the card's ``decision_fit``)."""
+    (balanced accuracy, pooled or the mean over sources: ``calibration.tau_metric``), then the
+    margins of ``calibration.margin_classes`` (those present in training); also the validation
+    curves (for the card's ``decision_fit``)."""
     classes = list(cfg.data.classes)
     prior = class_prior(df.loc[df["split"] == "train", "label"].to_numpy(), classes)
     probs = calib.probs(val.logits)
-    rule, tau_curve = fit_decision_rule(probs, val.labels, classes, prior)
-    fit: dict[str, Any] = {"fit_on": "validation", "metric": "balanced_accuracy",
-                           "val_balanced_accuracy_by_tau": tau_curve}
+    by_source = cfg.calibration.tau_metric == "source_mean"
+    rule, tau_curve = fit_decision_rule(probs, val.labels, classes, prior,
+                                        sources=val.sources if by_source else None)
+    fit: dict[str, Any] = (
+        {"fit_on": "validation", "metric": "source_mean_balanced_accuracy",
+         "min_source_class_images": MIN_SOURCE_CLASS_IMAGES,
+         "val_source_mean_balanced_accuracy_by_tau": tau_curve} if by_source else
+        {"fit_on": "validation", "metric": "balanced_accuracy",
+         "val_balanced_accuracy_by_tau": tau_curve})
     margin_classes = [c for c in cfg.calibration.margin_classes if prior.get(c, 0.0) > 0]
     if margin_classes:
         rule, margin_curves = fit_margins(rule, probs, val.labels, classes, margin_classes,
