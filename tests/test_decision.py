@@ -118,6 +118,10 @@ def test_tau_by_source_does_not_trade_one_collections_nevi_for_anothers_rare_cla
     assert clinic_nv_recall(by_source) > clinic_nv_recall(pooled) + 0.1
     one, _ = fit_decision_rule(p1, y1, CLASSES, prior, sources=np.array(["ham"] * len(y1)))
     assert one.tau == fit_decision_rule(p1, y1, CLASSES, prior)[0].tau
+    # the class-size bar reaches the criterion: with no class large enough every tau scores 0
+    none, flat = fit_decision_rule(p, y, CLASSES, prior, sources=src, min_class_images=10**6)
+    assert set(flat.values()) == {0.0}
+    assert none.tau == 0.0
 
 
 def test_balanced_data_keeps_plain_argmax() -> None:

@@ -160,13 +160,14 @@ def source_mean_balanced_accuracy(
 
 def fit_decision_rule(
     probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[str],
-    prior: dict[str, float], grid: Sequence[float] = TAU_GRID,
-    sources: npt.ArrayLike | None = None,
+    prior: dict[str, float], grid: Sequence[float] = TAU_GRID, *,
+    sources: npt.ArrayLike | None = None, min_class_images: int = MIN_SOURCE_CLASS_IMAGES,
 ) -> tuple[DecisionRule, dict[str, float]]:
     """Choose tau on (validation) data by balanced accuracy; ties go to the smaller tau.
 
-    With ``sources`` (one per row) the criterion is ``source_mean_balanced_accuracy`` instead of
-    the pooled balanced accuracy. Returns the rule and the criterion per tau tried (for the card).
+    With ``sources`` (one per row) the criterion is ``source_mean_balanced_accuracy`` (classes
+    with at least ``min_class_images`` images of a source) instead of the pooled balanced
+    accuracy. Returns the rule and the criterion per tau tried (for the card).
     """
     curve: dict[str, float] = {}
     best_tau, best = 0.0, -1.0
@@ -174,7 +175,8 @@ def fit_decision_rule(
         rule = DecisionRule(LOGIT_ADJUSTED, float(tau), prior)
         pred = rule.choose(probs, classes)
         score = (balanced_accuracy_of(labels, pred, len(classes)) if sources is None
-                 else source_mean_balanced_accuracy(labels, pred, sources, len(classes)))
+                 else source_mean_balanced_accuracy(labels, pred, sources, len(classes),
+                                                    min_class_images))
         curve[f"{tau:g}"] = round(score, 4)
         if score > best + 1e-9:
             best_tau, best = float(tau), score
