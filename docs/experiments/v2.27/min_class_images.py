@@ -17,40 +17,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from dermsight import Dermsight
-from dermsight.decision import fit_decision_rule, fit_margins
 from dermsight.evaluate.metrics import balanced_accuracy
-from dermsight.train.config import load_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tau_by_source import _parts, _scored
+from tau_by_source import load_run
 
 SETTINGS = (5, 10, 20)
 
 
 def analyse(run: Path) -> dict[str, Any]:
-    model = Dermsight.load(run / "bundle")
-    card = json.loads((run / "bundle" / "card.json").read_text(encoding="utf-8"))
-    classes = list(model.classes)
-    parts = _parts(run)
-    probs = _scored(run, model, parts)
-    cfg = load_config(run / "config.json")
-    prior = card["decision"]["prior"]
-    yv = np.array([classes.index(c) for c in parts["val"]["diagnosis"]], np.int64)
-    sv = parts["val"]["source"].to_numpy(str)
-    ye = np.array([classes.index(c) for c in parts["external"]["diagnosis"]], np.int64)
-    margin_classes = [c for c in cfg.calibration.margin_classes if prior.get(c, 0.0) > 0]
+    s = load_run(run)
+    sv = s.parts["val"]["source"].to_numpy(str)
+    ye = s.labels("external")
     out: dict[str, Any] = {}
     for m in (None, *SETTINGS):
-        rule, _ = fit_decision_rule(probs["val"], yv, classes, prior,
-                                    sources=None if m is None else sv,
-                                    min_class_images=m or 0)
-        if margin_classes:
-            rule, _ = fit_margins(rule, probs["val"], yv, classes, margin_classes,
-                                  cfg.calibration.margin_tolerance)
-        ba = balanced_accuracy(ye, probs["external"], None, rule.offsets(classes))
+        rule, _ = s.refit(None) if m is None else s.refit(sv, m)
+        ba = balanced_accuracy(ye, s.probs["external"], None, rule.offsets(s.classes))
         out["pooled" if m is None else str(m)] = {"tau": rule.tau,
                                                   "clinic_balanced_accuracy": round(ba or 0, 4)}
     return out

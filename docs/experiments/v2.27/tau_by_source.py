@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ from dermsight.decision import (
 from dermsight.evaluate.bootstrap import bootstrap
 from dermsight.evaluate.metrics import balanced_accuracy
 from dermsight.io.decode import decode_image
-from dermsight.train.config import load_config
+from dermsight.train.config import TrainConfig, load_config
 from dermsight.train.table import load_table, row_meta
 
 CACHE = "tau_by_source_cache.npz"
@@ -100,31 +101,59 @@ def _clinic(y: np.ndarray, p: np.ndarray, groups: np.ndarray, classes: list[str]
     return out
 
 
-def analyse(run: Path) -> dict[str, Any]:
+@dataclass
+class Scored:
+    """One stored run's bundle, card, config and calibrated probabilities on its validation and
+    held-out images, with the labels as class indices."""
+
+    card: dict[str, Any]
+    cfg: TrainConfig
+    classes: list[str]
+    parts: dict[str, pd.DataFrame]
+    probs: dict[str, np.ndarray]
+
+    @property
+    def prior(self) -> dict[str, float]:
+        return dict(self.card["decision"]["prior"])
+
+    def labels(self, part: str) -> npt.NDArray[np.int64]:
+        return np.array([self.classes.index(c) for c in self.parts[part]["diagnosis"]], np.int64)
+
+    def refit(self, sources: npt.NDArray[np.str_] | None,
+              min_class_images: int = MIN_SOURCE_CLASS_IMAGES
+              ) -> tuple[DecisionRule, dict[str, float]]:
+        """τ on validation (pooled, or by source), then the UNK margin as the trainer fits it."""
+        p, y = self.probs["val"], self.labels("val")
+        rule, curve = fit_decision_rule(p, y, self.classes, self.prior, sources=sources,
+                                        min_class_images=min_class_images)
+        margin_classes = [c for c in self.cfg.calibration.margin_classes
+                          if self.prior.get(c, 0.0) > 0]
+        if margin_classes:
+            rule, _ = fit_margins(rule, p, y, self.classes, margin_classes,
+                                  self.cfg.calibration.margin_tolerance)
+        return rule, curve
+
+
+def load_run(run: Path) -> Scored:
     model = Dermsight.load(run / "bundle")
     card = json.loads((run / "bundle" / "card.json").read_text(encoding="utf-8"))
-    classes = list(model.classes)
     parts = _parts(run)
-    probs = _scored(run, model, parts)
-    cfg = load_config(run / "config.json")
-    prior = card["decision"]["prior"]
-    val = parts["val"]
-    yv = np.array([classes.index(c) for c in val["diagnosis"]], np.int64)
-    sv = val["source"].to_numpy(str)
-    margin_classes = [c for c in cfg.calibration.margin_classes if prior.get(c, 0.0) > 0]
+    return Scored(card, load_config(run / "config.json"), list(model.classes), parts,
+                  _scored(run, model, parts))
+
+
+def analyse(run: Path) -> dict[str, Any]:
+    s = load_run(run)
+    classes, probs, parts, card = s.classes, s.probs, s.parts, s.card
+    yv = s.labels("val")
+    sv = parts["val"]["source"].to_numpy(str)
     rules: dict[str, DecisionRule] = {}
     curves: dict[str, Any] = {}
-    pooled, curves["pooled"] = fit_decision_rule(probs["val"], yv, classes, prior)
-    by_source, curves["by_source"] = fit_decision_rule(probs["val"], yv, classes, prior,
-                                                       sources=sv)
-    for name, rule in (("pooled", pooled), ("by_source", by_source)):
-        if margin_classes:
-            rule, _ = fit_margins(rule, probs["val"], yv, classes, margin_classes,
-                                  cfg.calibration.margin_tolerance)
-        rules[name] = rule
+    rules["pooled"], curves["pooled"] = s.refit(None)
+    rules["by_source"], curves["by_source"] = s.refit(sv)
     ext = parts["external"]
-    ye = np.array([classes.index(c) for c in ext["diagnosis"]], np.int64)
-    clinic = _clinic(ye, probs["external"], ext["group_id"].to_numpy(str), classes, rules)
+    clinic = _clinic(s.labels("external"), probs["external"], ext["group_id"].to_numpy(str),
+                     classes, rules)
     card_row = next(r for r in card["cross_source"]["rows"]
                     if r["protocol"] == "leave_one_source_out")["metrics"]
     doc: dict[str, Any] = {
