@@ -41,15 +41,13 @@ from dermsight.train.table import load_table, row_meta
 CACHE = "tau_by_source_cache.npz"
 
 
-def _parts(run: Path) -> dict[str, pd.DataFrame]:
-    """The run's validation and held-out ("external") images, read through the training loader."""
-    split = pd.read_csv(run / "split.csv")
-    df = load_table(load_config(run / "config.json").data)
-    out = {}
-    for part in ("val", "external"):
-        ids = split.loc[split["split"] == part, "image_id"]
-        out[part] = df.set_index("image_id").loc[ids].reset_index()
-    return out
+def _parts(split_csv: Path, cfg: TrainConfig, names: tuple[str, ...]
+           ) -> dict[str, pd.DataFrame]:
+    """The split's images of each part in ``names``, read through the training loader."""
+    split = pd.read_csv(split_csv)
+    df = load_table(cfg.data).set_index("image_id")
+    return {part: df.loc[split.loc[split["split"] == part, "image_id"]].reset_index()
+            for part in names}
 
 
 def _probs(model: Dermsight, df: pd.DataFrame) -> np.ndarray:
@@ -62,15 +60,16 @@ def _probs(model: Dermsight, df: pd.DataFrame) -> np.ndarray:
     return np.array(probs)
 
 
-def _scored(run: Path, model: Dermsight, parts: dict[str, pd.DataFrame]) -> dict[str, np.ndarray]:
-    cache = run / CACHE
-    if cache.exists():
+def _scored(cache: Path | None, model: Dermsight, parts: dict[str, pd.DataFrame]
+            ) -> dict[str, np.ndarray]:
+    if cache is not None and cache.exists():
         z = np.load(cache, allow_pickle=False)
         if all(list(z[f"{k}_ids"]) == list(parts[k]["image_id"]) for k in parts):
             return {k: z[k] for k in parts}
     probs = {k: _probs(model, df) for k, df in parts.items()}
-    np.savez_compressed(cache, **probs, **{f"{k}_ids": np.array(df["image_id"], dtype=str)
-                                           for k, df in parts.items()})
+    if cache is not None:
+        np.savez_compressed(cache, **probs, **{f"{k}_ids": np.array(df["image_id"], dtype=str)
+                                               for k, df in parts.items()})
     return probs
 
 
@@ -134,40 +133,50 @@ class Scored:
         return rule, curve
 
 
+    def summary(self, rule: DecisionRule) -> dict[str, Any]:
+        """The rule and its validation figures: pooled, mean over sources, per source."""
+        y, n = self.labels("val"), len(self.classes)
+        sources = self.parts["val"]["source"].to_numpy(str)
+        pred = rule.choose(self.probs["val"], self.classes)
+        return {"tau": rule.tau, "margins": rule.active_margins,
+                "val_balanced_accuracy": round(balanced_accuracy_of(y, pred, n), 4),
+                "val_source_mean": round(source_mean_balanced_accuracy(y, pred, sources, n), 4),
+                "val_by_source": _per_source(y, pred, sources, n)}
+
+
+def load(bundle: Path, config: Path, split_csv: Path, cache: Path | None,
+         names: tuple[str, ...] = ("val", "external")) -> Scored:
+    """A bundle scored on the parts ``names`` of a split (probabilities cached in ``cache``)."""
+    model = Dermsight.load(bundle)
+    card = json.loads((bundle / "card.json").read_text(encoding="utf-8"))
+    cfg = load_config(config)
+    parts = _parts(split_csv, cfg, names)
+    return Scored(card, cfg, list(model.classes), parts, _scored(cache, model, parts))
+
+
 def load_run(run: Path) -> Scored:
-    model = Dermsight.load(run / "bundle")
-    card = json.loads((run / "bundle" / "card.json").read_text(encoding="utf-8"))
-    parts = _parts(run)
-    return Scored(card, load_config(run / "config.json"), list(model.classes), parts,
-                  _scored(run, model, parts))
+    """A stored run: its bundle on its own validation and held-out images."""
+    return load(run / "bundle", run / "config.json", run / "split.csv", run / CACHE)
 
 
 def analyse(run: Path) -> dict[str, Any]:
     s = load_run(run)
-    classes, probs, parts, card = s.classes, s.probs, s.parts, s.card
-    yv = s.labels("val")
-    sv = parts["val"]["source"].to_numpy(str)
+    sv = s.parts["val"]["source"].to_numpy(str)
     rules: dict[str, DecisionRule] = {}
     curves: dict[str, Any] = {}
     rules["pooled"], curves["pooled"] = s.refit(None)
     rules["by_source"], curves["by_source"] = s.refit(sv)
-    ext = parts["external"]
-    clinic = _clinic(s.labels("external"), probs["external"], ext["group_id"].to_numpy(str),
-                     classes, rules)
-    card_row = next(r for r in card["cross_source"]["rows"]
+    ext = s.parts["external"]
+    clinic = _clinic(s.labels("external"), s.probs["external"], ext["group_id"].to_numpy(str),
+                     s.classes, rules)
+    card_row = next(r for r in s.card["cross_source"]["rows"]
                     if r["protocol"] == "leave_one_source_out")["metrics"]
     doc: dict[str, Any] = {
-        "card": {"tau": card["decision"]["tau"], "margins": card["decision"].get("margins"),
+        "card": {"tau": s.card["decision"]["tau"], "margins": s.card["decision"].get("margins"),
                  "clinic_balanced_accuracy": round(card_row["balanced_accuracy"]["value"], 4)},
         "val_curves": curves, "clinic": clinic}
     for name, rule in rules.items():
-        pred = rule.choose(probs["val"], classes)
-        pooled_ba = balanced_accuracy_of(yv, pred, len(classes))
-        doc[name] = {"tau": rule.tau, "margins": rule.active_margins,
-                     "val_balanced_accuracy": round(pooled_ba, 4),
-                     "val_source_mean": round(source_mean_balanced_accuracy(yv, pred, sv,
-                                                                             len(classes)), 4),
-                     "val_by_source": _per_source(yv, pred, sv, len(classes))}
+        doc[name] = s.summary(rule)
     return doc
 
 
