@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from dermsight import taxonomy
-from dermsight.decision import DecisionRule
+from dermsight.decision import DecisionRule, LocalUpdate
 from dermsight.preprocess import InputSpec, MetaSpec
 
 SCHEMA_VERSION = 1
@@ -114,6 +114,35 @@ class MetaSpecCard(BaseModel):
         return self
 
 
+class LocalUpdateCard(BaseModel):
+    """A clinic's local update of the suggested class (``decision.LocalUpdate``, written by
+    ``dermsight bundle adapt``)."""
+
+    model_config = _STRICT
+    classes: list[str] = Field(min_length=2, description="the classes it re-decides among")
+    weights: list[list[float]] = Field(
+        description="one row per class of `classes`, one column per model class (on log p)")
+    bias: list[float]
+    name: str = Field(min_length=1, max_length=200, description="whose labelled cases")
+    n_images: int = Field(ge=1, description="labelled cases it was fitted on")
+    created: str
+    evaluation: dict[str, Any] | None = Field(
+        default=None, description="its cross-fitted figures on those cases (written, not read)")
+
+    @model_validator(mode="after")
+    def _shapes_agree(self) -> LocalUpdateCard:
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("local_update: a class is listed twice")
+        if not len(self.weights) == len(self.bias) == len(self.classes):
+            raise ValueError("local_update: needs one weight row and one bias per class")
+        if len({len(r) for r in self.weights}) != 1:
+            raise ValueError("local_update: weight rows of different lengths")
+        return self
+
+    def to_update(self) -> LocalUpdate:
+        return LocalUpdate.from_dict(self.model_dump())
+
+
 class DecisionCard(BaseModel):
     """How the suggested class is chosen (``decision.DecisionRule``)."""
 
@@ -125,6 +154,8 @@ class DecisionCard(BaseModel):
         default=None, description="log-odds lead a class needs to be named (fitted on validation)")
     description: str | None = Field(default=None,
                                     description="the rule in words (written, not read)")
+    local_update: LocalUpdateCard | None = Field(
+        default=None, description="a clinic's local update, applied after the rule")
 
     @model_validator(mode="after")
     def _margins_name_classes(self) -> DecisionCard:
@@ -135,7 +166,9 @@ class DecisionCard(BaseModel):
         return self
 
     def to_rule(self) -> DecisionRule:
-        return DecisionRule(rule=self.rule, tau=self.tau, prior=self.prior, margins=self.margins)
+        return DecisionRule(rule=self.rule, tau=self.tau, prior=self.prior, margins=self.margins,
+                            local=None if self.local_update is None
+                            else self.local_update.to_update())
 
 
 class QualityCard(BaseModel):
@@ -211,7 +244,19 @@ class CardRuntime(BaseModel):
             if stray:
                 raise ValueError(f"field 'malignant': {stray} are not among the classes")
         self._check_excluded()
+        self._check_local_update()
         return self
+
+    def _check_local_update(self) -> None:
+        local = self.decision.local_update if self.decision else None
+        if local is None:
+            return
+        stray = [c for c in local.classes if c not in self.classes]
+        if stray:
+            raise ValueError(f"field 'decision.local_update': {stray} are not among the classes")
+        if len(local.weights[0]) != len(self.classes):
+            raise ValueError("field 'decision.local_update': its weight rows need one column "
+                             f"per class ({len(self.classes)})")
 
     def _check_excluded(self) -> None:
         excluded = self.malignant_excluded

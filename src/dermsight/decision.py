@@ -18,12 +18,19 @@ best other class by more than m. It is meant for a class whose training images a
 collection (UNK: only ISIC 2020), where the network's certainty partly means "looks like that
 collection"; m is fitted on validation as the largest value that costs at most a set tolerance of
 balanced accuracy (``fit_margins``).
+
+A bundle adapted to one clinic (``dermsight bundle adapt``, :mod:`dermsight.local_update`) also
+carries a **local update** (``LocalUpdate``): a multinomial logistic regression from the
+log-probabilities to the classes the clinic's labelled cases cover. When the rule above suggests
+one of those classes, the update's first-ranked class among them is suggested instead; any other
+suggestion stands. Probabilities, the malignant probability and the tiers are never touched.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -38,6 +45,73 @@ TAU_GRID: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(0, 21))
 MIN_SOURCE_CLASS_IMAGES = 10
 #: margins (log-odds) tried when fitting a class's margin on validation
 MARGIN_GRID: tuple[float, ...] = tuple(0.5 * k for k in range(0, 13))
+#: probabilities are floored here before the log a local update reads (fitting and serving alike)
+LOG_FLOOR = 1e-12
+
+
+def log_probs(probs: npt.ArrayLike) -> np.ndarray:
+    """``log(max(p, LOG_FLOOR))``: what a local update is fitted on and applied to."""
+    return np.log(np.maximum(np.asarray(probs, np.float64), LOG_FLOOR))
+
+
+@dataclass(frozen=True)
+class LocalUpdate:
+    """A clinic's update of the suggested class: ``classes`` (the classes its labelled cases
+    cover), scores ``weights @ log p + bias`` (one row per class of ``classes``, one column per
+    model class). ``evaluation`` holds its own cross-fitted figures (written for the card)."""
+
+    classes: tuple[str, ...]
+    weights: tuple[tuple[float, ...], ...]
+    bias: tuple[float, ...]
+    #: whose cases (a clinic or collection name, as given to ``dermsight bundle adapt``)
+    name: str
+    n_images: int
+    created: str
+    evaluation: dict[str, Any] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
+            raise ValueError("a local update needs at least two distinct classes")
+        if not len(self.weights) == len(self.bias) == len(self.classes):
+            raise ValueError("a local update needs one weight row and one bias per class")
+        if len({len(r) for r in self.weights}) != 1:
+            raise ValueError("a local update's weight rows must have the same length")
+
+    def redecide(self, probs: npt.ArrayLike, top: npt.ArrayLike,
+                 classes: Sequence[str]) -> np.ndarray:
+        """``top`` (suggested class indices) with each suggestion among ``self.classes``
+        replaced by the update's first-ranked class among them."""
+        missing = [c for c in self.classes if c not in classes]
+        if missing or len(self.weights[0]) != len(classes):
+            raise ValueError(f"the local update does not fit the model's classes {list(classes)}")
+        idx = np.array([list(classes).index(c) for c in self.classes], np.int64)
+        score = log_probs(probs) @ np.asarray(self.weights, np.float64).T
+        score += np.asarray(self.bias, np.float64)[None, :]
+        t = np.asarray(top, np.int64)
+        return np.where(np.isin(t, idx), idx[np.argmax(score, axis=1)], t)
+
+    @property
+    def description(self) -> str:
+        return (f"then, when that class is one of {', '.join(self.classes)}, re-decided among "
+                f"them by a local update fitted on {self.n_images} labelled cases of "
+                f"{self.name} ({self.created[:10]})")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"classes": list(self.classes),
+                             "weights": [list(r) for r in self.weights],
+                             "bias": list(self.bias), "name": self.name,
+                             "n_images": self.n_images, "created": self.created}
+        if self.evaluation is not None:
+            d["evaluation"] = self.evaluation
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LocalUpdate:
+        return cls(classes=tuple(str(c) for c in d["classes"]),
+                   weights=tuple(tuple(float(v) for v in r) for r in d["weights"]),
+                   bias=tuple(float(v) for v in d["bias"]), name=str(d["name"]),
+                   n_images=int(d["n_images"]), created=str(d["created"]),
+                   evaluation=d.get("evaluation"))
 
 
 @dataclass(frozen=True)
@@ -49,6 +123,8 @@ class DecisionRule:
     prior: dict[str, float] | None = None
     #: per-class handicap in log-odds (a class is named only when it leads by more than this)
     margins: dict[str, float] | None = None
+    #: a clinic's local update, applied after the rule above (``dermsight bundle adapt``)
+    local: LocalUpdate | None = None
 
     @property
     def adjusts_prior(self) -> bool:
@@ -77,12 +153,25 @@ class DecisionRule:
         out -= np.array([margins.get(c, 0.0) for c in classes], np.float64)
         return out
 
+    def decider(self, classes: Sequence[str]) -> np.ndarray | Callable[..., np.ndarray] | None:
+        """What an evaluation's ``offsets`` take: the offsets (``None``: plain arg-max), or with
+        a local update the whole rule as a function of the probabilities."""
+        if self.local is None:
+            return self.offsets(classes)
+        return partial(self.choose, classes=list(classes))
+
     def choose(self, probs: npt.ArrayLike, classes: Sequence[str]) -> np.ndarray:
         """Index of the suggested class per row of (N, C) probabilities."""
-        return decide(probs, self.offsets(classes))
+        top = decide(probs, self.offsets(classes))
+        return top if self.local is None else self.local.redecide(probs, top, classes)
 
     @property
     def description(self) -> str:
+        text = self._base_description
+        return text if self.local is None else f"{text}; {self.local.description}"
+
+    @property
+    def _base_description(self) -> str:
         if self.plain:
             return "most probable class"
         text = ("balanced: most probable class after dividing by the training class frequency "
@@ -97,6 +186,8 @@ class DecisionRule:
         d: dict[str, Any] = {"rule": self.rule, "tau": self.tau, "prior": self.prior}
         if self.active_margins:
             d["margins"] = self.active_margins
+        if self.local is not None:
+            d["local_update"] = self.local.to_dict()
         d["description"] = self.description
         return d
 
@@ -107,11 +198,12 @@ class DecisionRule:
         rule = str(d.get("rule", ARGMAX))
         if rule not in (ARGMAX, LOGIT_ADJUSTED):
             raise ValueError(f"unknown decision rule {rule!r}")
-        prior, margins = d.get("prior"), d.get("margins")
+        prior, margins, local = d.get("prior"), d.get("margins"), d.get("local_update")
         return cls(rule=rule, tau=float(d.get("tau", 0.0)),
                    prior=None if prior is None else {str(k): float(v) for k, v in prior.items()},
                    margins=None if not margins else {str(k): float(v)
-                                                     for k, v in margins.items()})
+                                                     for k, v in margins.items()},
+                   local=None if not local else LocalUpdate.from_dict(local))
 
 
 def decide(probs: npt.ArrayLike, offsets: npt.ArrayLike | None = None) -> np.ndarray:

@@ -102,6 +102,32 @@ export type Margins = {
  */
 export type Description = string | null;
 /**
+ * the classes it re-decides among
+ *
+ * @minItems 2
+ */
+export type Classes1 = [string, string, ...string[]];
+/**
+ * one row per class of `classes`, one column per model class (on log p)
+ */
+export type Weights = number[][];
+export type Bias = number[];
+/**
+ * whose labelled cases
+ */
+export type Name1 = string;
+/**
+ * labelled cases it was fitted on
+ */
+export type NImages = number;
+export type Created = string;
+/**
+ * its cross-fitted figures on those cases (written, not read)
+ */
+export type Evaluation = {
+  [k: string]: unknown;
+} | null;
+/**
  * gate v1: kNN score above it blocks
  */
 export type OodThreshold = number | null;
@@ -131,7 +157,7 @@ export type FlagJpegQuality = number | null;
 export type FlagLossyWebp = number | null;
 export type File = string;
 export type Sha256 = string;
-export type Created = string | null;
+export type Created1 = string | null;
 /**
  * "trained", or why the model is a placeholder
  */
@@ -182,7 +208,7 @@ export interface ModelCard {
   decision?: DecisionCard | null;
   gate?: GateCard;
   onnx: OnnxCard;
-  created?: Created;
+  created?: Created1;
   status?: Status;
   intended_use?: IntendedUse;
   limitations?: Limitations;
@@ -237,6 +263,23 @@ export interface DecisionCard {
   prior?: Prior;
   margins?: Margins;
   description?: Description;
+  /**
+   * a clinic's local update, applied after the rule
+   */
+  local_update?: LocalUpdateCard | null;
+}
+/**
+ * A clinic's local update of the suggested class (``decision.LocalUpdate``, written by
+ * ``dermsight bundle adapt``).
+ */
+export interface LocalUpdateCard {
+  classes: Classes1;
+  weights: Weights;
+  bias: Bias;
+  name: Name1;
+  n_images: NImages;
+  created: Created;
+  evaluation?: Evaluation;
 }
 /**
  * The "cannot assess" gate. Typed: the values the gate reads; other keys (how it was fitted,

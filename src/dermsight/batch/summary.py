@@ -146,7 +146,7 @@ def evaluate_output(
     groups = labelled["group"].where(labelled["group"].notna(), labelled["id"]).astype(str)
     probs = labelled[prob_cols].to_numpy(np.float64)
     y = labelled["label"].astype(str).to_numpy()
-    offsets = card.decision.offsets(classes)
+    offsets = card.decision.decider(classes)  # with a clinic's local update: the whole rule
     settings = EvalSettings(refer_threshold=card.thresholds.refer,
                             monitor_threshold=card.thresholds.monitor, offsets=offsets,
                             malignant_excluded=tuple(card.malignant_excluded), n_boot=n_boot)

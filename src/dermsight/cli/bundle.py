@@ -1,5 +1,7 @@
 """``dermsight bundle verify``: is a model bundle complete, untampered and loadable?
-``dermsight bundle schema``: the JSON Schema of ``card.json``."""
+``dermsight bundle schema``: the JSON Schema of ``card.json``.
+``dermsight bundle adapt``: a clinic's local update of the suggested class
+(:mod:`dermsight.local_update`)."""
 
 from __future__ import annotations
 
@@ -61,6 +63,66 @@ def schema(
             out.write_text(text, encoding="utf-8")
         except OSError as exc:
             raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
+
+
+@bundle_app.command("adapt")
+def adapt(
+    data: Annotated[str, typer.Argument(
+        help="the clinic's labelled images (folder + CSV, DICOM, TFRecord: what `dermsight "
+             "batch` reads), with a diagnosis per image")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="the adapted bundle (a new folder)")],
+    name: Annotated[str, typer.Option(
+        "--name", help="whose cases (clinic or collection name, written into the card)")],
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", "-b", help="the bundle to adapt (default: the shipped bundle)")] = None,
+    scores: Annotated[Path | None, typer.Option(
+        "--scores", help="where the cases are scored (a run resumes it); default: OUT.scores")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the folds and the bootstrap")] = 0,
+) -> None:
+    """Update the suggested class on a clinic's own labelled cases, validated on them first.
+
+    Scores the cases with the bundle, fits a logistic regression from its log-probabilities to
+    the classes the cases cover (10 or more cases each, 100 in all), and checks it on the cases
+    themselves (two group-disjoint folds, each scored by an update fitted on the other, against
+    the unchanged model; paired group bootstrap). Accepted only when balanced accuracy is shown
+    to gain and melanoma recall falls by at most 0.05: then the adapted bundle is written to
+    OUT. Otherwise exit code 4 and no bundle. Either way the figures go to OUT.assessment.json.
+    Only the suggested class changes; probabilities, risk tiers and the gate stay the model's.
+    """
+    from dermsight.batch.local import run_local
+    from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.store import read_output
+    from dermsight.bundle import default_bundle_path
+    from dermsight.cli.errors import RefusedError, UserError
+    from dermsight.local_update import NoLabels, UpdateRefused, adapt_bundle
+
+    try:
+        import sklearn  # noqa: F401
+    except ImportError as exc:
+        raise UserError("fitting a local update needs scikit-learn: pip install "
+                        "'dermsight[train]' (serving the adapted bundle does not)") from exc
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} already exists; --out must be a new (or empty) folder")
+    bundle_dir = bundle if bundle is not None else default_bundle_path()
+    scores_dir = scores if scores is not None else out.with_name(f"{out.name}.scores")
+    summary = run_local(data, scores_dir, ScoreOptions(), bundle=bundle_dir)
+    typer.echo(summary.render())
+    report = out.with_name(f"{out.name}.assessment.json")
+    try:
+        written, assessment = adapt_bundle(bundle_dir, read_output(scores_dir), out, name,
+                                           seed=seed)
+    except UpdateRefused as exc:
+        if exc.assessment is not None:
+            typer.echo(exc.assessment.render())
+            report.write_text(json.dumps(exc.assessment.to_dict(), indent=2) + "\n",
+                              encoding="utf-8")
+        raise RefusedError(f"no local update written: {exc}") from None
+    except NoLabels as exc:
+        raise UserError(str(exc)) from None
+    typer.echo(assessment.render())
+    report.write_text(json.dumps(assessment.to_dict(), indent=2) + "\n", encoding="utf-8")
+    typer.echo(f"adapted bundle: {written} (serve it with: dermsight serve --model {written})")
 
 
 def register(app: typer.Typer) -> None:

@@ -7,15 +7,23 @@ import sys
 import typer
 
 #: exit codes: 0 ok, 1 some inputs failed (batch/predict error rows), 2 usage or user error,
-#: 3 missing/invalid model bundle, 130 interrupted.
+#: 3 missing/invalid model bundle, 4 a local update refused (``dermsight bundle adapt``: too few
+#: cases, or no gain on them), 130 interrupted.
 EXIT_USER = 2
 EXIT_BUNDLE = 3
+EXIT_REFUSED = 4
 
 
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
 
     exit_code = EXIT_USER
+
+
+class RefusedError(UserError):
+    """A request the data do not support (a local update that would not help); exit code 4."""
+
+    exit_code = EXIT_REFUSED
 
 
 # ruff noqa below: one exit code per kind of error.

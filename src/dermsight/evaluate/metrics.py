@@ -76,6 +76,9 @@ __all__ = [
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
+#: how the class is decided: per-class offsets on log p, the whole rule as a function of the
+#: (N, C) probabilities (``DecisionRule.decider``), or None for the plain arg-max
+Offsets = npt.ArrayLike | Callable[[FloatArray], npt.ArrayLike] | None
 #: An ROC curve ``(fpr, tpr, thresholds)``, ``None`` where undefined (see :func:`roc_curve`).
 Curve = tuple[FloatArray, FloatArray, FloatArray] | None
 
@@ -151,13 +154,16 @@ def validate_inputs(  # noqa: PLR0912
     return y, p, w
 
 
-def predicted_labels(probs: npt.ArrayLike, offsets: npt.ArrayLike | None = None) -> IntArray:
+def predicted_labels(probs: npt.ArrayLike, offsets: Offsets = None) -> IntArray:
     """Arg-max class per row; ``-1`` where the maximum is tied (ISIC scorer's 'undecided').
 
     With ``offsets`` (per class, see :mod:`dermsight.decision`) the arg-max is taken over
-    ``log p + offsets``: the balanced decision rule a bundle may carry.
+    ``log p + offsets``: the balanced decision rule a bundle may carry. A function instead is the
+    whole rule (``DecisionRule.decider``: a bundle with a clinic's local update) and is used as is.
     """
     p = np.asarray(probs, dtype=np.float64)
+    if callable(offsets):
+        return np.asarray(offsets(p), dtype=np.int64)
     if offsets is not None:
         p = np.log(np.maximum(p, 1e-300)) + np.asarray(offsets, np.float64)[None, :]
     pred = np.argmax(p, axis=1).astype(np.int64)
@@ -311,7 +317,7 @@ def _ratio(num: float, den: float) -> float | None:
 
 def confusion_counts(
     y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
-    offsets: npt.ArrayLike | None = None,
+    offsets: Offsets = None,
 ) -> FloatArray:
     """``(C, C+1)`` matrix: rows = truth, columns = predicted class, last column = undecided."""
     p = np.asarray(probs, dtype=np.float64)
@@ -326,7 +332,7 @@ def confusion_counts(
 
 def balanced_accuracy(
     y_true: npt.ArrayLike, probs: npt.ArrayLike, sample_weight: npt.ArrayLike | None = None,
-    offsets: npt.ArrayLike | None = None,
+    offsets: Offsets = None,
 ) -> float | None:
     """Mean recall over the classes present in ``y_true`` (ISIC 2018/2019 main metric)."""
     cm = confusion_counts(y_true, probs, sample_weight, offsets)
@@ -422,7 +428,7 @@ def key_metrics(
     classes: Sequence[str],
     sample_weight: npt.ArrayLike | None = None,
     refer_threshold: float | None = None,
-    offsets: npt.ArrayLike | None = None,
+    offsets: Offsets = None,
     *,
     malignant_excluded: Sequence[str] = (),
 ) -> dict[str, float | int | None]:
@@ -460,7 +466,7 @@ def compute_metrics(
     *,
     refer_threshold: float | None = None,
     monitor_threshold: float | None = None,
-    offsets: npt.ArrayLike | None = None,
+    offsets: Offsets = None,
     malignant_excluded: Sequence[str] = (),
 ) -> dict[str, float | int | None]:
     """Every metric as one flat, JSON-serialisable dict (``None`` = undefined on this data).

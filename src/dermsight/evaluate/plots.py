@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 
 from dermsight.evaluate.metrics import (
     ECE_BINS,
+    Offsets,
     binary_auc,
     confusion_counts,
     malignant_scores,
@@ -82,7 +83,7 @@ def roc_curves_png(
 
 def confusion_matrix_png(
     y_true: npt.ArrayLike, probs: npt.ArrayLike, classes: Sequence[str],
-    offsets: npt.ArrayLike | None = None,
+    offsets: Offsets = None,
 ) -> bytes:
     """Row-normalised confusion matrix (the bundle's decision rule: arg-max, or arg-max after
     ``offsets``), each cell annotated with fraction and count."""
@@ -192,7 +193,7 @@ def make_plots(
     classes: Sequence[str],
     probs_uncalibrated: npt.ArrayLike | None = None,
     thresholds: Mapping[str, float] | None = None,
-    decision_offsets: npt.ArrayLike | None = None,
+    decision_offsets: Offsets = None,
     *,
     malignant_excluded: Sequence[str] = (),
 ) -> dict[str, bytes]:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy.typing as npt
+if TYPE_CHECKING:
+    from dermsight.evaluate.metrics import Offsets
 
 __all__ = ["DEFAULTS", "MIN_CASES", "MIN_N", "NO_INTERVALS", "EvalSettings"]
 
@@ -31,7 +32,8 @@ class EvalSettings:
 
     * ``refer_threshold`` / ``monitor_threshold``: malignant-probability thresholds whose
       sensitivity / specificity are reported (``None``: not computed);
-    * ``offsets``: per-class decision offsets (``None`` = arg-max);
+    * ``offsets``: per-class decision offsets (``None`` = arg-max), or the whole rule as a
+      function (``DecisionRule.decider``);
     * ``malignant_excluded``: classes left out of the malignant probability's denominator;
     * ``n_boot`` (0: no intervals), ``seed``, ``alpha`` (0.05: 95 % intervals);
     * ``min_n``, ``min_cases``: the withholding limits.
@@ -39,7 +41,7 @@ class EvalSettings:
 
     refer_threshold: float | None = None
     monitor_threshold: float | None = None
-    offsets: npt.ArrayLike | None = None
+    offsets: Offsets = None
     malignant_excluded: Sequence[str] = ()
     n_boot: int = 200
     seed: int = 0

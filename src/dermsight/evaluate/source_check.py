@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from dermsight.evaluate.metrics import predicted_labels
+from dermsight.evaluate.metrics import Offsets, predicted_labels
 
 
 def single_source_classes(labels: npt.ArrayLike, sources: Sequence[str],
@@ -32,7 +32,7 @@ def single_source_classes(labels: npt.ArrayLike, sources: Sequence[str],
 
 def source_check(
     labels: npt.ArrayLike, probs: npt.ArrayLike, sources: Sequence[str], classes: Sequence[str],
-    watch: dict[str, str], *, offsets: npt.ArrayLike | None = None, min_n: int = 10,
+    watch: dict[str, str], *, offsets: Offsets = None, min_n: int = 10,
 ) -> dict[str, Any]:
     """Per (source, true class) with at least ``min_n`` images: how often each watched class is
     suggested (under the bundle's decision rule) and its mean probability."""

@@ -1,0 +1,328 @@
+"""A clinic's own labelled cases: fit, validate and write a local update of the suggested class
+(``dermsight bundle adapt``).
+
+A network trained on other cameras loses the held-out clinic's keratoses (docs/experiments,
+"A clinic's own labelled cases"); a few hundred of the clinic's own labelled cases bring much
+of it back. The update here is that section's "recalibrate": a multinomial logistic regression
+(C = 1, balanced class weights) from the bundle's nine calibrated log-probabilities to the
+classes the clinic's cases cover (``S``: at least ``MIN_CLASS_IMAGES`` usable cases each). It
+changes only the suggested class and only when the bundle's own rule suggests a class of ``S``
+(``decision.LocalUpdate``); probabilities, the malignant probability, the tiers and the gate stay.
+
+Before anything is written, the update is validated on the clinic's own cases: two
+group-disjoint folds (stratified by class), each scored by an update fitted on the other, against
+the unchanged rule on the same images — balanced accuracy over ``S`` (a suggestion outside ``S``
+counts as wrong) with a paired group-bootstrap interval, and each class's recall. It is accepted
+only if the difference's lower bound is above 0 and melanoma recall (when MEL is in ``S``) falls
+by no more than ``MEL_RECALL_TOLERANCE``; otherwise ``UpdateRefused`` carries the figures.
+Fitting needs scikit-learn (the ``train`` extra); serving an adapted bundle needs only numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from dermsight.bundle import CARD_FILE, BundleError, load_bundle, write_manifest
+from dermsight.decision import DecisionRule, LocalUpdate, log_probs
+from dermsight.evaluate.bootstrap import bootstrap
+
+__all__ = ["MIN_CLASS_IMAGES", "MIN_IMAGES", "Assessment", "LocalCases", "NoLabels",
+           "UpdateRefused",
+           "adapt_bundle", "assess_update", "cases_from_scores", "fit_update", "write_adapted"]
+
+#: fewer usable labelled cases than this: no update (v2.15: 25-50 cases made things worse)
+MIN_IMAGES = 100
+#: a class takes part in the update only with at least this many usable cases
+MIN_CLASS_IMAGES = 10
+#: the largest fall of melanoma recall (suggested class, cross-fitted) an update may bring
+MEL_RECALL_TOLERANCE = 0.05
+#: the logistic regression's inverse regularisation strength (v2.15's "recalibrate")
+C_INVERSE = 1.0
+FOLDS = 2
+N_BOOT = 1000
+
+
+class NoLabels(ValueError):
+    """The scored images carry no diagnosis: there is nothing to fit an update on."""
+
+
+class UpdateRefused(Exception):
+    """The clinic's cases do not support an update (too few, or it does not beat the unchanged
+    rule on them); ``assessment`` holds the figures when it got that far."""
+
+    def __init__(self, message: str, assessment: Assessment | None = None) -> None:
+        super().__init__(message)
+        self.assessment = assessment
+
+
+@dataclass
+class LocalCases:
+    """The usable labelled cases: calibrated probabilities, class indices and bootstrap groups."""
+
+    probs: npt.NDArray[np.float64]
+    labels: npt.NDArray[np.int64]
+    groups: npt.NDArray[np.str_]
+    #: rows left out, by reason
+    left_out: dict[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def counts(self, classes: Sequence[str]) -> dict[str, int]:
+        n = np.bincount(self.labels, minlength=len(classes))
+        return {c: int(k) for c, k in zip(classes, n, strict=True) if k}
+
+
+@dataclass
+class Assessment:
+    """The cross-fitted comparison on the clinic's cases (``to_dict`` goes into the card)."""
+
+    update_classes: list[str]
+    counts: dict[str, int]
+    balanced_accuracy: dict[str, dict[str, float | int | None]]
+    recall: dict[str, dict[str, float]]
+    accepted: bool
+    reasons: list[str]
+    left_out: dict[str, int]
+    seed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": (f"{FOLDS} group-disjoint folds stratified by class, each scored by an "
+                       "update fitted on the other; against the unchanged rule on the same "
+                       f"images; paired group bootstrap, {N_BOOT} resamples, 95 % intervals"),
+            "rule": ("accepted when the balanced accuracy difference's lower bound is above 0 "
+                     f"and melanoma recall falls by at most {MEL_RECALL_TOLERANCE:g}"),
+            "update_classes": self.update_classes, "cases_per_class": self.counts,
+            "balanced_accuracy": self.balanced_accuracy, "recall": self.recall,
+            "accepted": self.accepted, "reasons": self.reasons, "left_out": self.left_out,
+            "seed": self.seed,
+        }
+
+    def render(self) -> str:
+        ba = self.balanced_accuracy
+        lines = [f"cases: {sum(self.counts.values())} ("
+                 + ", ".join(f"{c} {n}" for c, n in self.counts.items()) + ")",
+                 f"update classes: {', '.join(self.update_classes)}",
+                 "balanced accuracy over them (cross-fitted): unchanged "
+                 f"{_fmt(ba['unchanged'])}, updated {_fmt(ba['updated'])}, difference "
+                 f"{_fmt(ba['difference'], signed=True)}"]
+        for c, r in self.recall.items():
+            lines.append(f"  {c} recall {r['unchanged']:.3f} -> {r['updated']:.3f}")
+        if self.left_out:
+            lines.append("left out: " + ", ".join(f"{n} {why}" for why, n in
+                                                  self.left_out.items()))
+        lines.append(("accepted: " if self.accepted else "refused: ") + "; ".join(self.reasons))
+        return "\n".join(lines)
+
+
+def _fmt(ci: dict[str, float | int | None], signed: bool = False) -> str:
+    def num(v: float | int | None) -> str:
+        return "n/a" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
+
+    return f"{num(ci['value'])} ({num(ci['lo'])} to {num(ci['hi'])})"
+
+
+def cases_from_scores(frame: pd.DataFrame, classes: Sequence[str]) -> LocalCases:
+    """The usable rows of a ``dermsight batch`` output: scored, not refused by the gate, with a
+    label among ``classes``. Groups: the reader's group, else the image id."""
+    error = frame["error"].notna() if "error" in frame else pd.Series(False, index=frame.index)
+    refused = ~error & (frame["risk"] == "cannot_assess")
+    label = frame["label"] if "label" in frame else pd.Series(None, index=frame.index)
+    if not label[~error].notna().any():
+        raise NoLabels("the images have no diagnosis labels: adapt needs each case's diagnosis "
+                       "(a diagnosis column in the CSV, or the format's label field)")
+    unlabelled = ~error & ~refused & label.isna()
+    foreign = ~error & ~refused & label.notna() & ~label.isin(list(classes))
+    usable = ~(error | refused | unlabelled | foreign)
+    left_out = {"unreadable images": int(error.sum()), "refused by the gate": int(refused.sum()),
+                "without a label": int(unlabelled.sum()),
+                "labelled with a class the model does not have": int(foreign.sum())}
+    rows = frame[usable]
+    probs = rows[[f"p_{c}" for c in classes]].to_numpy(np.float64)
+    index = {c: i for i, c in enumerate(classes)}
+    labels = np.array([index[str(v)] for v in rows["label"]], np.int64)
+    groups = rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy()
+    return LocalCases(probs=probs, labels=labels, groups=groups,
+                      left_out={k: v for k, v in left_out.items() if v})
+
+
+def update_classes(cases: LocalCases, classes: Sequence[str],
+                   min_class_images: int = MIN_CLASS_IMAGES) -> list[str]:
+    """The classes with at least ``min_class_images`` usable cases, in model order."""
+    counts = np.bincount(cases.labels, minlength=len(classes))
+    return [c for c, k in zip(classes, counts, strict=True) if k >= min_class_images]
+
+
+def fit_update(probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[str],
+               subset: Sequence[str], *, name: str, created: str,
+               evaluation: dict[str, Any] | None = None) -> LocalUpdate:
+    """The logistic regression on the cases labelled with a class of ``subset``."""
+    from sklearn.linear_model import LogisticRegression
+
+    idx = [list(classes).index(c) for c in subset]
+    y = np.asarray(labels, np.int64)
+    keep = np.isin(y, idx)
+    x = log_probs(np.asarray(probs, np.float64)[keep])
+    model = LogisticRegression(C=C_INVERSE, class_weight="balanced", max_iter=5000)
+    model.fit(x, y[keep])
+    fitted = [int(k) for k in model.classes_]
+    if sorted(fitted) != sorted(idx):
+        raise ValueError("every class of the update needs cases to fit on")
+    coef, intercept = np.asarray(model.coef_), np.asarray(model.intercept_)
+    if coef.shape[0] == 1:  # two classes: sklearn keeps one row (the second class's log-odds)
+        coef = np.vstack([np.zeros_like(coef[0]), coef[0]])
+        intercept = np.array([0.0, intercept[0]])
+    return LocalUpdate(classes=tuple(classes[k] for k in fitted),
+                       weights=tuple(tuple(float(v) for v in r) for r in coef),
+                       bias=tuple(float(v) for v in intercept), name=name,
+                       n_images=int(keep.sum()), created=created, evaluation=evaluation)
+
+
+def cross_fitted(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
+                 subset: Sequence[str], seed: int) -> npt.NDArray[np.int64]:
+    """Each case's suggested class under an update fitted on the other fold."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    out = np.full(len(cases), -1, np.int64)
+    folds = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
+    for fit_idx, score_idx in folds.split(cases.probs, cases.labels, cases.groups):
+        update = fit_update(cases.probs[fit_idx], cases.labels[fit_idx], classes, subset,
+                            name="fold", created="")
+        out[score_idx] = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins,
+                                      local=update).choose(cases.probs[score_idx], classes)
+    return out
+
+
+def _balanced_accuracy(y: npt.NDArray[np.int64], pred: npt.NDArray[np.int64],
+                       members: Sequence[int], w: npt.NDArray[np.float64] | None) -> float | None:
+    weights = np.ones(len(y)) if w is None else w
+    recalls = []
+    for k in members:
+        m = (y == k) * weights
+        if m.sum() > 0:
+            recalls.append(float(((pred == k) * m).sum() / m.sum()))
+    return float(np.mean(recalls)) if len(recalls) == len(members) else None
+
+
+def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str], *,
+                  seed: int = 0, n_boot: int = N_BOOT,
+                  min_images: int = MIN_IMAGES,
+                  min_class_images: int = MIN_CLASS_IMAGES) -> Assessment:
+    """Cross-fit the update on the clinic's cases and apply the acceptance rule. Raises
+    ``UpdateRefused`` when there are too few cases to try."""
+    if rule.local is not None:
+        raise UpdateRefused("this bundle already carries a local update "
+                            f"({rule.local.name}); adapt the bundle it was made from")
+    counts = cases.counts(classes)
+    subset = update_classes(cases, classes, min_class_images)
+    if len(cases) < min_images:
+        raise UpdateRefused(f"{len(cases)} usable labelled cases; an update needs at least "
+                            f"{min_images} (fewer made the suggested class worse in our tests)")
+    if len(subset) < 2:  # an update chooses between at least two classes
+        raise UpdateRefused(f"an update needs at least two classes with {min_class_images} or "
+                            f"more usable cases each; the cases hold {counts}")
+    base = rule.choose(cases.probs, classes)
+    try:
+        updated = cross_fitted(cases, rule, classes, subset, seed)
+    except ValueError as exc:  # a class whose cases all come from one lesion / patient group
+        raise UpdateRefused(f"the cases cannot be split into {FOLDS} group-disjoint folds that "
+                            f"each hold every class of {', '.join(subset)} ({exc}); add cases "
+                            "from more patients") from None
+    members = [list(classes).index(c) for c in subset]
+    inside = np.isin(cases.labels, members)
+    y, b, u = cases.labels[inside], base[inside], updated[inside]
+
+    def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
+        before = _balanced_accuracy(y, b, members, w)
+        after = _balanced_accuracy(y, u, members, w)
+        diff = None if before is None or after is None else after - before
+        return {"unchanged": before, "updated": after, "difference": diff}
+
+    ci = bootstrap(figures, int(y.shape[0]), cases.groups[inside], n_boot=n_boot, seed=seed)
+    recall = {classes[k]: {"unchanged": round(float(np.mean(b[y == k] == k)), 4),
+                           "updated": round(float(np.mean(u[y == k] == k)), 4)}
+              for k in members}
+    rounded = {k: {kk: (round(vv, 4) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+               for k, v in ci.items()}
+    reasons: list[str] = []
+    lo = ci["difference"]["lo"]
+    gains = lo is not None and lo > 0
+    reasons.append(f"balanced accuracy difference {_fmt(rounded['difference'], signed=True)}: "
+                   + ("its lower bound is above 0" if gains
+                      else "not shown to be better than the unchanged rule"))
+    keeps_mel = True
+    if "MEL" in recall:
+        fall = recall["MEL"]["unchanged"] - recall["MEL"]["updated"]
+        keeps_mel = fall <= MEL_RECALL_TOLERANCE + 1e-12
+        if not keeps_mel:
+            reasons.append(f"melanoma recall falls by {fall:.3f} (more than "
+                           f"{MEL_RECALL_TOLERANCE:g})")
+    return Assessment(update_classes=list(subset), counts=counts, balanced_accuracy=rounded,
+                      recall=recall, accepted=gains and keeps_mel, reasons=reasons,
+                      left_out=dict(cases.left_out), seed=seed)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40] or "clinic"
+
+
+def write_adapted(bundle_dir: Path, out: Path, update: LocalUpdate) -> Path:
+    """Copy the bundle to ``out`` with the update in its card's decision section."""
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} exists and is not empty; choose another --out")
+    if out.exists():
+        out.rmdir()
+    shutil.copytree(bundle_dir, out)
+    card_path = out / CARD_FILE
+    card = json.loads(card_path.read_text(encoding="utf-8"))
+    rule = DecisionRule.from_dict(card.get("decision"))
+    rule = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins, local=update)
+    card["decision"] = rule.to_dict()
+    card["version"] = f"{card['version']}+local.{_slug(update.name)}"
+    note = (f"Locally updated on {update.n_images} labelled cases of {update.name} "
+            f"({update.created[:10]}): the suggested class is re-decided among "
+            f"{', '.join(update.classes)}; the test figures in this card and its report are the "
+            "unchanged model's, the update's own cross-fitted figures are in "
+            "decision.local_update.evaluation. Probabilities, risk tiers and the gate are "
+            "unchanged.")
+    card["limitations"] = [note, *(card.get("limitations") or [])]
+    card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_manifest(out)
+    load_bundle(out)  # the written bundle loads, or this raises
+    return out
+
+
+def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
+                 seed: int = 0) -> tuple[Path, Assessment]:
+    """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of
+    ``bundle_dir``) and, when accepted, write the adapted bundle to ``out``."""
+    if not name.strip():
+        raise UpdateRefused("give the clinic's name (--name): the card says whose cases these are")
+    bundle = load_bundle(bundle_dir)
+    card = bundle.card
+    versions = set(frame["model_version"].dropna().astype(str)) if "model_version" in frame \
+        else set()
+    if versions - {card.version}:
+        raise BundleError(f"the scores were made by model version {sorted(versions)}, not "
+                          f"{card.version}: remove the scores folder and run again")
+    cases = cases_from_scores(frame, card.classes)
+    assessment = assess_update(cases, card.decision, card.classes, seed=seed)
+    if not assessment.accepted:
+        raise UpdateRefused("the update does not beat the unchanged model on these cases",
+                            assessment)
+    created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    update = fit_update(cases.probs, cases.labels, card.classes, assessment.update_classes,
+                        name=name.strip(), created=created, evaluation=assessment.to_dict())
+    return write_adapted(bundle.path, out, update), assessment

@@ -1,0 +1,276 @@
+"""A clinic's local update of the suggested class (``dermsight bundle adapt``,
+``dermsight.local_update``, ``decision.LocalUpdate``): what it changes and what it never does,
+its cross-fitted validation and refusal rule, the card, and the command on real images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dermsight.bundle import BundleError, Card, default_bundle_path, load_bundle, write_manifest
+from dermsight.decision import LOGIT_ADJUSTED, DecisionRule, LocalUpdate
+from dermsight.evaluate.metrics import compute_metrics
+from dermsight.local_update import (
+    LocalCases,
+    UpdateRefused,
+    assess_update,
+    cases_from_scores,
+    fit_update,
+)
+
+CLASSES = ["MEL", "NV", "BCC", "BKL"]
+
+
+def _update(**kw: object) -> LocalUpdate:
+    base = {"classes": ("NV", "BKL"), "weights": ((0.0, 0.0, 0.0, 0.0), (0.0, 0.0, 0.0, 0.0)),
+            "bias": (0.0, 5.0), "name": "Clinic A", "n_images": 120, "created": "2026-12-05"}
+    return LocalUpdate(**{**base, **kw})  # type: ignore[arg-type]
+
+
+def test_the_update_redecides_only_among_its_classes_and_only_their_suggestions() -> None:
+    rule = DecisionRule(local=_update())  # plain arg-max, then "always BKL among NV / BKL"
+    probs = np.array([[0.1, 0.7, 0.1, 0.1],    # NV -> BKL (one of the update's classes)
+                      [0.1, 0.1, 0.7, 0.1],    # BCC stays: not one of them
+                      [0.7, 0.1, 0.1, 0.1],    # MEL stays
+                      [0.1, 0.1, 0.1, 0.7]])   # BKL stays BKL
+    assert [CLASSES[i] for i in rule.choose(probs, CLASSES)] == ["BKL", "BCC", "MEL", "BKL"]
+    assert [CLASSES[i] for i in DecisionRule().choose(probs, CLASSES)] == \
+        ["NV", "BCC", "MEL", "BKL"]
+    assert "local update fitted on 120 labelled cases of Clinic A" in rule.description
+    with pytest.raises(ValueError, match="does not fit"):
+        rule.choose(probs[:, :3], CLASSES[:3])
+    with pytest.raises(ValueError, match="two distinct classes"):
+        _update(classes=("NV",), weights=((0.0,) * 4,), bias=(0.0,))
+
+
+def test_evaluation_scores_the_whole_rule_with_the_update() -> None:
+    rule = DecisionRule(local=_update())
+    probs = np.array([[0.1, 0.7, 0.1, 0.1], [0.1, 0.1, 0.1, 0.7], [0.7, 0.1, 0.1, 0.1]])
+    y = np.array([3, 3, 0])  # BKL, BKL, MEL: the update gets the first one right
+    with_update = compute_metrics(y, probs, CLASSES, offsets=rule.decider(CLASSES))
+    without = compute_metrics(y, probs, CLASSES, offsets=DecisionRule().decider(CLASSES))
+    assert with_update["balanced_accuracy"] == 1.0
+    assert without["balanced_accuracy"] == 0.75
+    assert with_update["mel_auc"] == without["mel_auc"]  # probabilities untouched
+
+
+def _shifted_cases(n: int, seed: int, *, informative: bool = True) -> LocalCases:
+    """A network that calls this clinic's keratoses nevi: true BKL gets NV 0.55 / BKL 0.35."""
+    rng = np.random.default_rng(seed)
+    labels = rng.choice([0, 1, 3], size=n, p=[0.2, 0.5, 0.3])
+    centre = {0: [0.6, 0.2, 0.05, 0.15], 1: [0.05, 0.8, 0.05, 0.1], 3: [0.05, 0.55, 0.05, 0.35]}
+    probs = np.array([rng.dirichlet(np.array(centre[int(k)]) * 40) for k in labels])
+    if not informative:
+        labels = rng.permutation(labels)
+    groups = np.array([f"g{i // 2}" for i in range(n)])  # two images per lesion
+    return LocalCases(probs=probs, labels=labels.astype(np.int64), groups=groups)
+
+
+def test_fit_update_recovers_the_clinics_keratoses_and_keeps_two_class_updates_right() -> None:
+    cases = _shifted_cases(600, 0)
+    base = DecisionRule().choose(cases.probs, CLASSES)
+    bkl = cases.labels == 3
+    assert np.mean(base[bkl] == 3) < 0.2
+    update = fit_update(cases.probs, cases.labels, CLASSES, ["MEL", "NV", "BKL"], name="A",
+                        created="2026-12-05")
+    after = DecisionRule(local=update).choose(cases.probs, CLASSES)
+    assert np.mean(after[bkl] == 3) > 0.8
+    assert update.n_images == 600
+    assert update.classes == ("MEL", "NV", "BKL")
+    # two classes: sklearn keeps one row of log-odds; the update must still rank both
+    two = fit_update(cases.probs, cases.labels, CLASSES, ["NV", "BKL"], name="A", created="x")
+    after2 = DecisionRule(local=two).choose(cases.probs, CLASSES)
+    assert len(two.weights) == 2
+    assert np.mean(after2[bkl] == 3) > 0.8
+    assert np.mean(after2[cases.labels == 1] == 1) > 0.8
+
+
+def test_assessment_accepts_a_real_gain_and_refuses_noise() -> None:
+    good = assess_update(_shifted_cases(600, 1), DecisionRule(), CLASSES, n_boot=200)
+    assert good.accepted, good.reasons
+    assert good.balanced_accuracy["difference"]["lo"] > 0.1
+    assert good.recall["BKL"]["updated"] > good.recall["BKL"]["unchanged"] + 0.5
+    noise = assess_update(_shifted_cases(600, 1, informative=False), DecisionRule(), CLASSES,
+                          n_boot=200)
+    assert not noise.accepted
+    assert "not shown to be better" in noise.reasons[0]
+    assert noise.to_dict()["accepted"] is False
+
+
+def test_an_update_that_costs_melanoma_recall_is_refused() -> None:
+    """The unchanged rule calls melanoma generously (a large margin against nevi): balancing the
+    two raises balanced accuracy but names fewer melanomas, so the update is refused."""
+    rng = np.random.default_rng(3)
+    labels = rng.choice([0, 1], size=800, p=[0.4, 0.6])
+    score = rng.normal(np.where(labels == 0, 1.0, -1.0), 1.0)  # log-odds MEL vs NV, overlapping
+    p_mel = 1 / (1 + np.exp(-score))
+    probs = np.stack([p_mel * 0.98, (1 - p_mel) * 0.98, np.full(800, 0.01), np.full(800, 0.01)],
+                     axis=1)
+    cases = LocalCases(probs=probs, labels=labels.astype(np.int64),
+                       groups=np.array([str(i) for i in range(800)]))
+    generous = DecisionRule(LOGIT_ADJUSTED, 0.0, {c: 0.25 for c in CLASSES}, {"NV": 2.0})
+    a = assess_update(cases, generous, CLASSES, n_boot=200)
+    assert a.balanced_accuracy["difference"]["lo"] > 0  # it does gain ...
+    assert not a.accepted  # ... but not at melanoma's expense
+    assert any("melanoma recall falls" in r for r in a.reasons)
+
+
+def test_too_few_cases_one_class_or_an_adapted_bundle_are_refused() -> None:
+    with pytest.raises(UpdateRefused, match="at least 100"):
+        assess_update(_shifted_cases(80, 0), DecisionRule(), CLASSES)
+    one = _shifted_cases(300, 0)
+    one.labels[:] = 1
+    with pytest.raises(UpdateRefused, match="at least two classes"):
+        assess_update(one, DecisionRule(), CLASSES)
+    with pytest.raises(UpdateRefused, match="already carries a local update"):
+        assess_update(_shifted_cases(300, 0), DecisionRule(local=_update()), CLASSES)
+
+
+def test_cases_from_scores_leave_out_errors_refusals_and_foreign_labels() -> None:
+    frame = pd.DataFrame({
+        "id": ["a", "b", "c", "d", "e"], "group": ["g1", None, "g3", "g4", "g5"],
+        "label": ["NV", "BKL", "NV", None, "XYZ"],
+        "risk": ["low", "low", "cannot_assess", "low", "low"],
+        "error": [None, None, None, None, None],
+        **{f"p_{c}": [0.25] * 5 for c in CLASSES}})
+    frame.loc[len(frame)] = {"id": "f", "error": "cannot decode", "label": "NV"}
+    cases = cases_from_scores(frame, CLASSES)
+    assert list(cases.labels) == [1, 3]
+    assert list(cases.groups) == ["g1", "b"]  # no group: the image is its own
+    assert cases.left_out == {"unreadable images": 1, "refused by the gate": 1,
+                              "without a label": 1,
+                              "labelled with a class the model does not have": 1}
+
+
+def test_the_card_carries_the_update_and_rejects_a_broken_one() -> None:
+    card = load_bundle().card
+    d = card.to_dict()
+    n = len(card.classes)
+    local = {"classes": ["NV", "BKL"], "weights": [[0.0] * n, [0.1] * n], "bias": [0.0, 1.0],
+             "name": "Clinic A", "n_images": 150, "created": "2026-12-05T10:00:00Z",
+             "evaluation": {"accepted": True}}
+    d["decision"]["local_update"] = local
+    back = Card.from_dict(d)
+    assert back.decision.local is not None
+    assert back.decision.local.classes == ("NV", "BKL")
+    assert back.to_dict()["decision"]["local_update"]["evaluation"] == {"accepted": True}
+    for broken, what in (({**local, "classes": ["NV", "XX"]}, "not among the classes"),
+                         ({**local, "weights": [[0.0] * (n - 1)] * 2}, "one column per class"),
+                         ({**local, "bias": [0.0]}, "one weight row and one bias")):
+        d["decision"]["local_update"] = broken
+        with pytest.raises(BundleError, match=what):
+            Card.from_dict(d)
+
+
+# --- the command on real images -------------------------------------------------------------
+
+
+def _clinic(tmp: Path, data_dir: Path, metadata: pd.DataFrame, per_class: int,
+            classes: tuple[str, ...] = ("NV", "BKL")) -> Path:
+    """A clinic's folder: HAM10000 nevi and keratoses of the shipped bundle's validation split
+    (images it never trained on)."""
+    split = pd.read_csv(Path(__file__).resolve().parents[1] / "configs" / "default-split.csv")
+    val = set(split.loc[split["split"] == "val", "image_id"])
+    rows = metadata[(metadata["source"] == "ham10000") & metadata["diagnosis"].isin(classes)
+                    & metadata["image_id"].isin(val)]
+    rows = rows.sort_values("image_id").groupby("diagnosis").head(per_class)
+    folder = tmp / "clinic"
+    folder.mkdir()
+    rows.to_csv(folder / "metadata.csv", index=False)
+    (folder / "images").symlink_to(data_dir / "images")
+    return folder
+
+
+def _off_bundle(tmp: Path) -> Path:
+    """The shipped bundle with a rule that is off for the clinic: every class but BKL named only
+    when it leads by 8 log-odds, so keratoses are suggested far too often (what a clinic sees,
+    less starkly, when the training mix does not fit its own)."""
+    out = tmp / "off-bundle"
+    shutil.copytree(default_bundle_path(), out)
+    card = json.loads((out / "card.json").read_text())
+    card["decision"]["margins"] = {c: 8.0 for c in card["classes"] if c != "BKL"}
+    (out / "card.json").write_text(json.dumps(card))
+    write_manifest(out)
+    return out
+
+
+def _run(argv: list[str]) -> int:
+    from dermsight.cli import app
+    from dermsight.cli.errors import run_guarded
+
+    return run_guarded(app, argv)
+
+
+def test_adapt_writes_a_validated_bundle_that_serves_the_update(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from dermsight import Dermsight
+
+    clinic = _clinic(tmp_path, data_dir, metadata, per_class=100)
+    bundle, out = _off_bundle(tmp_path), tmp_path / "adapted"
+    code = _run(["bundle", "adapt", str(clinic), "--bundle", str(bundle), "--out", str(out),
+                 "--name", "Clinic A"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    assert "accepted" in printed.out
+    report = json.loads((tmp_path / "adapted.assessment.json").read_text())
+    assert report["accepted"]
+    assert report["update_classes"] == ["NV", "BKL"]
+    assert report["recall"]["NV"]["updated"] > report["recall"]["NV"]["unchanged"]
+    assert _run(["bundle", "verify", str(out)]) == 0
+    model, original = Dermsight.load(out), Dermsight.load(bundle)
+    card = model.card
+    assert card.version == f"{original.card.version}+local.clinic-a"
+    assert card.decision.local is not None
+    assert card.decision.local.n_images == 199
+    assert card.extra["limitations"][0].startswith("Locally updated on 199 labelled cases")
+    # on the clinic's images: probabilities and risk identical, suggestions moved towards NV
+    ids = pd.read_csv(clinic / "metadata.csv")["image_id"].head(40)
+    images = [clinic / "images" / f"{i}.jpg" for i in ids]
+    a = model.predict_batch(images, heatmap=False)
+    b = original.predict_batch(images, heatmap=False)
+    assert [r.probabilities for r in a] == [r.probabilities for r in b]
+    assert [r.risk for r in a] == [r.risk for r in b]
+    assert sum(r.prediction == "NV" for r in a) > sum(r.prediction == "NV" for r in b)
+    served = model.predict(images[0], heatmap=False).to_dict()
+    assert "local update fitted on 199 labelled cases of Clinic A" in served["decision_rule"]
+    # adapting an adapted bundle is refused (exit 4), as is writing over a bundle
+    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(out), "--out",
+                 str(tmp_path / "twice"), "--name", "A"]) == 4
+    assert "already carries a local update" in capsys.readouterr().err
+    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(bundle), "--out", str(out),
+                 "--name", "A"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_adapt_refuses_too_few_cases_and_unusable_inputs(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    clinic = _clinic(tmp_path, data_dir, metadata, per_class=30)
+    out = tmp_path / "adapted"
+    code = _run(["bundle", "adapt", str(clinic), "--out", str(out), "--name", "Clinic B"])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert "an update needs at least 100" in err
+    assert "Traceback" not in err
+    assert not out.exists()
+    # the scores stay: a second run resumes them instead of scoring again
+    assert (tmp_path / "adapted.scores").is_dir()
+    code = _run(["bundle", "adapt", str(tmp_path / "nowhere"), "--out", str(out),
+                 "--name", "B"])
+    assert code == 2
+    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(tmp_path / "no-bundle"),
+                 "--out", str(tmp_path / "x"), "--name", "B"]) == 3
+    unlabelled = tmp_path / "unlabelled"
+    unlabelled.mkdir()
+    for i in pd.read_csv(clinic / "metadata.csv")["image_id"].head(3):
+        shutil.copy(clinic / "images" / f"{i}.jpg", unlabelled / f"{i}.jpg")
+    capsys.readouterr()
+    assert _run(["bundle", "adapt", str(unlabelled), "--out", str(tmp_path / "y"),
+                 "--name", "B"]) == 2
+    assert "no diagnosis" in capsys.readouterr().err
