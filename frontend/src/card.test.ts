@@ -20,6 +20,7 @@ import {
 } from './card.ts'
 import type { ModelCard } from './api.ts'
 import { formatCI, formatDuration, formatSigned, formatTimestamp } from './format.ts'
+import type { LocalUpdateCard } from './generated/card.ts'
 
 // A trimmed copy of the shape written by `dermsight train` (assets/default/card.json).
 const CARD = {
@@ -255,6 +256,27 @@ describe('cardDecisionRule', () => {
     expect(d.text).toContain('UNK is suggested only when it leads the next class by more than 3 in log-odds')
     const alone = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0, margins: { UNK: 2.5 } } })
     expect(alone.text).toMatch(/^Most probable class\. UNK is suggested only when it leads .* by more than 2\.5/)
+  })
+})
+
+describe('cardDecisionRule with a local update', () => {
+  it("names the clinic's update, its cases and its own check after the rule", () => {
+    const local: LocalUpdateCard = {
+      classes: ['MEL', 'NV', 'BKL'],
+      weights: [[0], [0], [0]],
+      bias: [0, 0, 0],
+      name: 'Clinic A',
+      n_images: 412,
+      created: '2026-12-05T19:00:00Z',
+      evaluation: { balanced_accuracy: { unchanged: { value: 0.515 }, updated: { value: 0.633 } } },
+    }
+    const d = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0.2, prior: { NV: 0.6 }, local_update: local } })
+    expect(d.text).toContain('τ = 0.2')
+    expect(d.text).toContain('one of MEL, NV, BKL, it is re-decided among them')
+    expect(d.text).toContain('412 labelled cases of Clinic A (2026-12-05)')
+    expect(d.text).toContain('0.515 → 0.633')
+    expect(d.text).toContain("the model's before that update")
+    expect(cardDecisionRule({ decision: { rule: 'argmax' } }).text).toBe('Most probable class.')
   })
 })
 

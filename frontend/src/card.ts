@@ -558,8 +558,37 @@ function marginText(margins: [string, number][]): string {
     .join('')
 }
 
+/** A clinic's local update (``dermsight bundle adapt``), as a sentence after the rule; '' without. */
+function localUpdateText(local: unknown): string {
+  if (!local || typeof local !== 'object') return ''
+  const u = local as Record<string, unknown>
+  const classes = Array.isArray(u.classes) ? u.classes.filter((c) => typeof c === 'string') : []
+  if (classes.length < 2) return ''
+  const n = num(u.n_images)
+  const name = typeof u.name === 'string' ? u.name : 'one clinic'
+  const date = typeof u.created === 'string' ? ` (${u.created.slice(0, 10)})` : ''
+  const ev = (u.evaluation ?? {}) as Record<string, unknown>
+  const ba = (ev.balanced_accuracy ?? {}) as Record<string, Record<string, unknown> | undefined>
+  const before = num(ba.unchanged?.value)
+  const after = num(ba.updated?.value)
+  const check =
+    before !== null && after !== null
+      ? ` On those cases, cross-fitted, balanced accuracy over these classes went ${format3(before)} → ${format3(after)}.`
+      : ''
+  return (
+    ` Then a local update: when the suggestion is one of ${classes.join(', ')}, it is re-decided among them by ` +
+    `a model fitted on ${n ?? 'its'} labelled cases of ${name}${date}.${check} The test figures on this page ` +
+    `are the model's before that update.`
+  )
+}
+
 /** How the suggested class is chosen: card.decision, else the plain most probable class. */
 export function cardDecisionRule(card: ModelCard | null): DecisionRuleView {
+  const view = baseDecisionRule(card)
+  return { ...view, text: view.text + localUpdateText(card?.decision?.local_update) }
+}
+
+function baseDecisionRule(card: ModelCard | null): DecisionRuleView {
   const d = card?.decision
   const rule: string = d?.rule ?? 'argmax'
   const tau = num(d?.tau)
