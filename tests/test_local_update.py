@@ -210,6 +210,7 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
         tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
         capsys: pytest.CaptureFixture[str]) -> None:
     from dermsight import Dermsight
+    from dermsight.batch.summary import evaluate_output
 
     clinic = _clinic(tmp_path, data_dir, metadata, per_class=100)
     bundle, out = _off_bundle(tmp_path), tmp_path / "adapted"
@@ -239,6 +240,17 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
     assert sum(r.prediction == "NV" for r in a) > sum(r.prediction == "NV" for r in b)
     served = model.predict(images[0], heatmap=False).to_dict()
     assert "local update fitted on 199 labelled cases of Clinic A" in served["decision_rule"]
+    # `dermsight evaluate` / `batch --evaluate` score the whole rule, update included (same
+    # network, so the same scores; here in-sample, so only the direction is asserted)
+    figures = {}
+    for which, m in (("adapted", model), ("original", original)):
+        paths = evaluate_output(tmp_path / "adapted.scores", m.card.classes, m.card,
+                                m.info, n_boot=0)
+        figures[which] = json.loads(Path(paths["json"]).read_text())["metrics"]
+    assert figures["adapted"]["balanced_accuracy"] > figures["original"]["balanced_accuracy"]
+    for key in ("auc_macro", "nll", "refer_specificity"):  # probabilities and tiers: the same
+        assert figures["adapted"][key] is not None
+        assert figures["adapted"][key] == figures["original"][key]
     # adapting an adapted bundle is refused (exit 4), as is writing over a bundle
     assert _run(["bundle", "adapt", str(clinic), "--bundle", str(out), "--out",
                  str(tmp_path / "twice"), "--name", "A"]) == 4
