@@ -1,6 +1,7 @@
 """The clinic's own figures and the confirmed-case export, from real images: the dashboard's
 counts and refer-tier rates match the stored visits, too few cases withhold a figure with a reason,
-and the export is read as is by the dataset reader and by ``dermsight evaluate``."""
+and the export is read as is by the dataset reader, by ``dermsight evaluate`` and by
+``dermsight bundle adapt``."""
 
 from __future__ import annotations
 
@@ -66,6 +67,11 @@ def test_dashboard_and_confirmed_export(
     assert sum(map(sum, matrix)) == len(assessed)
     for c, v in assessed:
         assert matrix[labels.index(c)][labels.index(v["result"]["prediction"])] >= 1
+    _check_confirmed_export(h, visits, tmp_path)
+
+
+def _check_confirmed_export(h: ClinicHarness, visits: list[tuple[str, dict[str, Any], int]],
+                            tmp_path: Path) -> None:
     # the export: metadata.csv + images/ in the layout the readers know
     r = h.get("/clinic/export/confirmed")
     assert r.status_code == 200
@@ -84,3 +90,15 @@ def test_dashboard_and_confirmed_export(
         "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert (out / "scores.report.html").is_file()
+    # `dermsight bundle adapt` reads it as is (patients as groups); 12 cases are far too few for
+    # a local update, so it refuses (exit 4) and writes no bundle, keeping the scored cases
+    from dermsight.batch.store import read_output
+    from dermsight.cli.errors import run_guarded
+
+    adapted = tmp_path / "adapted"
+    assert run_guarded(cli_app, ["bundle", "adapt", str(folder), "--out", str(adapted),
+                                 "--name", "this clinic"]) == 4
+    assert not adapted.exists()
+    scored = read_output(tmp_path / "adapted.scores")
+    assert sorted(scored["label"]) == sorted(c for c, _, _ in visits)
+    assert set(scored["group"]) == set(table["group_id"])
