@@ -276,6 +276,8 @@ def test_adapt_refuses_too_few_cases_and_unusable_inputs(
     code = _run(["bundle", "adapt", str(tmp_path / "nowhere"), "--out", str(out),
                  "--name", "B"])
     assert code == 2
+    assert _run(["bundle", "adapt", str(clinic), "--out", str(out), "--name", " "]) == 2
+    assert "--name must have" in capsys.readouterr().err
     assert _run(["bundle", "adapt", str(clinic), "--bundle", str(tmp_path / "no-bundle"),
                  "--out", str(tmp_path / "x"), "--name", "B"]) == 3
     unlabelled = tmp_path / "unlabelled"

@@ -37,7 +37,7 @@ from dermsight.bundle import CARD_FILE, BundleError, load_bundle, write_manifest
 from dermsight.decision import DecisionRule, LocalUpdate, log_probs
 from dermsight.evaluate.bootstrap import bootstrap
 
-__all__ = ["MIN_CLASS_IMAGES", "MIN_IMAGES", "Assessment", "LocalCases", "NoLabels",
+__all__ = ["MAX_NAME", "MIN_CLASS_IMAGES", "MIN_IMAGES", "Assessment", "LocalCases", "NoLabels",
            "UpdateRefused",
            "adapt_bundle", "assess_update", "cases_from_scores", "fit_update", "write_adapted"]
 
@@ -51,6 +51,8 @@ MEL_RECALL_TOLERANCE = 0.05
 C_INVERSE = 1.0
 FOLDS = 2
 N_BOOT = 1000
+#: the longest clinic name the card takes
+MAX_NAME = 200
 
 
 class NoLabels(ValueError):
@@ -229,7 +231,7 @@ def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     subset = update_classes(cases, classes, min_class_images)
     if len(cases) < min_images:
         raise UpdateRefused(f"{len(cases)} usable labelled cases; an update needs at least "
-                            f"{min_images} (fewer made the suggested class worse in our tests)")
+                            f"{min_images} (with 25 cases, updates made the suggested class worse in most of our tests)")
     if len(subset) < 2:  # an update chooses between at least two classes
         raise UpdateRefused(f"an update needs at least two classes with {min_class_images} or "
                             f"more usable cases each; the cases hold {counts}")
@@ -299,8 +301,12 @@ def write_adapted(bundle_dir: Path, out: Path, update: LocalUpdate) -> Path:
             "unchanged.")
     card["limitations"] = [note, *(card.get("limitations") or [])]
     card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
-    write_manifest(out)
-    load_bundle(out)  # the written bundle loads, or this raises
+    try:
+        write_manifest(out)
+        load_bundle(out)  # the written bundle loads, or this raises
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)  # never leave a half-written bundle behind
+        raise
     return out
 
 
@@ -308,8 +314,9 @@ def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
                  seed: int = 0) -> tuple[Path, Assessment]:
     """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of
     ``bundle_dir``) and, when accepted, write the adapted bundle to ``out``."""
-    if not name.strip():
-        raise UpdateRefused("give the clinic's name (--name): the card says whose cases these are")
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise ValueError(f"the clinic's name (--name) must have 1 to {MAX_NAME} characters: the "
+                         "card says whose cases these are")
     bundle = load_bundle(bundle_dir)
     card = bundle.card
     versions = set(frame["model_version"].dropna().astype(str)) if "model_version" in frame \

@@ -95,13 +95,15 @@ def adapt(
     from dermsight.batch.store import read_output
     from dermsight.bundle import default_bundle_path
     from dermsight.cli.errors import RefusedError, UserError
-    from dermsight.local_update import NoLabels, UpdateRefused, adapt_bundle
+    from dermsight.local_update import MAX_NAME, NoLabels, UpdateRefused, adapt_bundle
 
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
         raise UserError("fitting a local update needs scikit-learn: pip install "
                         "'dermsight[train]' (serving the adapted bundle does not)") from exc
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise UserError(f"--name must have 1 to {MAX_NAME} characters (whose cases these are)")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} already exists; --out must be a new (or empty) folder")
     bundle_dir = bundle if bundle is not None else default_bundle_path()
