@@ -231,7 +231,8 @@ def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     subset = update_classes(cases, classes, min_class_images)
     if len(cases) < min_images:
         raise UpdateRefused(f"{len(cases)} usable labelled cases; an update needs at least "
-                            f"{min_images} (with 25 cases, updates made the suggested class worse in most of our tests)")
+                            f"{min_images} (with 25 cases, updates made the suggested class "
+                            "worse in most of our tests)")
     if len(subset) < 2:  # an update chooses between at least two classes
         raise UpdateRefused(f"an update needs at least two classes with {min_class_images} or "
                             f"more usable cases each; the cases hold {counts}")
