@@ -24,6 +24,7 @@ from dermsight.local_update import (
 )
 
 CLASSES = ["MEL", "NV", "BCC", "BKL"]
+MALIGNANT = ("MEL", "BCC")
 
 
 def _update(**kw: object) -> LocalUpdate:
@@ -76,14 +77,15 @@ def test_fit_update_recovers_the_clinics_keratoses_and_keeps_two_class_updates_r
     base = DecisionRule().choose(cases.probs, CLASSES)
     bkl = cases.labels == 3
     assert np.mean(base[bkl] == 3) < 0.2
-    update = fit_update(cases.probs, cases.labels, CLASSES, ["MEL", "NV", "BKL"], name="A",
-                        created="2026-12-05")
+    update = fit_update(cases.probs, cases.labels, CLASSES, ["MEL", "NV", "BKL"], kept=(),
+                        name="A", created="2026-12-05")
     after = DecisionRule(local=update).choose(cases.probs, CLASSES)
     assert np.mean(after[bkl] == 3) > 0.8
     assert update.n_images == 600
     assert update.classes == ("MEL", "NV", "BKL")
     # two classes: sklearn keeps one row of log-odds; the update must still rank both
-    two = fit_update(cases.probs, cases.labels, CLASSES, ["NV", "BKL"], name="A", created="x")
+    two = fit_update(cases.probs, cases.labels, CLASSES, ["NV", "BKL"], kept=(), name="A",
+                     created="x")
     after2 = DecisionRule(local=two).choose(cases.probs, CLASSES)
     assert len(two.weights) == 2
     assert np.mean(after2[bkl] == 3) > 0.8
@@ -91,12 +93,13 @@ def test_fit_update_recovers_the_clinics_keratoses_and_keeps_two_class_updates_r
 
 
 def test_assessment_accepts_a_real_gain_and_refuses_noise() -> None:
-    good = assess_update(_shifted_cases(600, 1), DecisionRule(), CLASSES, n_boot=200)
+    good = assess_update(_shifted_cases(600, 1), DecisionRule(), CLASSES, kept=MALIGNANT,
+                         n_boot=200)
     assert good.accepted, good.reasons
     assert good.balanced_accuracy["difference"]["lo"] > 0.1
     assert good.recall["BKL"]["updated"] > good.recall["BKL"]["unchanged"] + 0.5
     noise = assess_update(_shifted_cases(600, 1, informative=False), DecisionRule(), CLASSES,
-                          n_boot=200)
+                          kept=MALIGNANT, n_boot=200)
     assert not noise.accepted
     assert "not shown to be better" in noise.reasons[0]
     assert noise.to_dict()["accepted"] is False
@@ -114,21 +117,50 @@ def test_an_update_that_costs_melanoma_recall_is_refused() -> None:
     cases = LocalCases(probs=probs, labels=labels.astype(np.int64),
                        groups=np.array([str(i) for i in range(800)]))
     generous = DecisionRule(LOGIT_ADJUSTED, 0.0, {c: 0.25 for c in CLASSES}, {"NV": 2.0})
-    a = assess_update(cases, generous, CLASSES, n_boot=200)
+    a = assess_update(cases, generous, CLASSES, kept=(), n_boot=200)  # the clause on its own
     assert a.balanced_accuracy["difference"]["lo"] > 0  # it does gain ...
     assert not a.accepted  # ... but not at melanoma's expense
     assert any("melanoma recall falls" in r for r in a.reasons)
 
 
+def test_kept_malignant_suggestions_are_never_changed_so_melanoma_recall_cannot_fall() -> None:
+    """A rule that handicaps nevi (their suggestions go to melanoma or keratosis): an update that
+    keeps MEL / BCC suggestions can only add melanoma suggestions, on any images; it still wins
+    back the nevi called keratoses, and the melanoma clause then passes."""
+    rng = np.random.default_rng(4)
+    labels = rng.choice([0, 1, 3], size=900, p=[0.3, 0.5, 0.2])
+    probs = np.array([rng.dirichlet(np.array(c) * 8) for c in
+                      ([0.5, 0.3, 0.02, 0.18] if k == 0 else [0.1, 0.5, 0.02, 0.38] if k == 1
+                       else [0.1, 0.4, 0.02, 0.48] for k in labels)])
+    generous = DecisionRule(LOGIT_ADJUSTED, 0.0, {c: 0.25 for c in CLASSES}, {"NV": 2.0})
+    update = fit_update(probs, labels, CLASSES, ["MEL", "NV", "BKL"], kept=MALIGNANT, name="A",
+                        created="x")
+    assert update.kept == ("MEL", "BCC")
+    before = generous.choose(probs, CLASSES)
+    after = DecisionRule(generous.rule, generous.tau, generous.prior, generous.margins,
+                         local=update).choose(probs, CLASSES)
+    assert np.all(after[before == 0] == 0)  # a melanoma suggestion stands
+    assert np.all(after[before == 2] == 2)  # so does BCC
+    assert np.mean(after[labels == 0] == 0) >= np.mean(before[labels == 0] == 0)
+    assert np.mean(after[labels == 1] == 1) > np.mean(before[labels == 1] == 1)
+    assert "a suggestion of MEL, BCC is never changed by it" in update.description
+    a = assess_update(LocalCases(probs=probs, labels=labels.astype(np.int64),
+                                 groups=np.array([str(i) for i in range(900)])),
+                      generous, CLASSES, kept=MALIGNANT, n_boot=200)
+    assert a.recall["MEL"]["updated"] >= a.recall["MEL"]["unchanged"]
+    assert not any("melanoma recall falls" in r for r in a.reasons)
+
+
 def test_too_few_cases_one_class_or_an_adapted_bundle_are_refused() -> None:
     with pytest.raises(UpdateRefused, match="at least 100"):
-        assess_update(_shifted_cases(80, 0), DecisionRule(), CLASSES)
+        assess_update(_shifted_cases(80, 0), DecisionRule(), CLASSES, kept=MALIGNANT)
     one = _shifted_cases(300, 0)
     one.labels[:] = 1
     with pytest.raises(UpdateRefused, match="at least two classes"):
-        assess_update(one, DecisionRule(), CLASSES)
+        assess_update(one, DecisionRule(), CLASSES, kept=MALIGNANT)
     with pytest.raises(UpdateRefused, match="already carries a local update"):
-        assess_update(_shifted_cases(300, 0), DecisionRule(local=_update()), CLASSES)
+        assess_update(_shifted_cases(300, 0), DecisionRule(local=_update()), CLASSES,
+                      kept=MALIGNANT)
 
 
 def test_cases_from_scores_leave_out_errors_refusals_and_foreign_labels() -> None:
@@ -229,6 +261,7 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
     assert card.version == f"{original.card.version}+local.clinic-a"
     assert card.decision.local is not None
     assert card.decision.local.n_images == 199
+    assert card.decision.local.kept == tuple(card.malignant)
     assert card.extra["limitations"][0].startswith("Locally updated on 199 labelled cases")
     # on the clinic's images: probabilities and risk identical, suggestions moved towards NV
     ids = pd.read_csv(clinic / "metadata.csv")["image_id"].head(40)

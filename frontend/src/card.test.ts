@@ -268,11 +268,13 @@ describe('cardDecisionRule with a local update', () => {
       name: 'Clinic A',
       n_images: 412,
       created: '2026-12-05T19:00:00Z',
+      kept: ['MEL'],
       evaluation: { balanced_accuracy: { unchanged: { value: 0.515 }, updated: { value: 0.633 } } },
     }
     const d = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0.2, prior: { NV: 0.6 }, local_update: local } })
     expect(d.text).toContain('τ = 0.2')
-    expect(d.text).toContain('one of MEL, NV, BKL, it is re-decided among them')
+    expect(d.text).toContain('when the suggestion is NV or BKL, it is re-decided among MEL, NV, BKL')
+    expect(d.text).toContain('A suggestion of MEL is never changed by it.')
     expect(d.text).toContain('412 labelled cases of Clinic A (2026-12-05)')
     expect(d.text).toContain('0.515 → 0.633')
     expect(d.text).toContain("the model's before that update")

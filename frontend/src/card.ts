@@ -567,6 +567,9 @@ function localUpdateText(local: unknown): string {
   const n = num(u.n_images)
   const name = typeof u.name === 'string' ? u.name : 'one clinic'
   const date = typeof u.created === 'string' ? ` (${u.created.slice(0, 10)})` : ''
+  const kept = Array.isArray(u.kept) ? u.kept.filter((c) => typeof c === 'string') : []
+  const changed = classes.filter((c) => !kept.includes(c))
+  const keptText = kept.length ? ` A suggestion of ${kept.join(', ')} is never changed by it.` : ''
   const ev = (u.evaluation ?? {}) as Record<string, unknown>
   const ba = (ev.balanced_accuracy ?? {}) as Record<string, Record<string, unknown> | undefined>
   const before = num(ba.unchanged?.value)
@@ -576,9 +579,9 @@ function localUpdateText(local: unknown): string {
       ? ` On those cases, cross-fitted, balanced accuracy over these classes went ${format3(before)} → ${format3(after)}.`
       : ''
   return (
-    ` Then a local update: when the suggestion is one of ${classes.join(', ')}, it is re-decided among them by ` +
-    `a model fitted on ${n ?? 'its'} labelled cases of ${name}${date}.${check} The test figures on this page ` +
-    `are the model's before that update.`
+    ` Then a local update: when the suggestion is ${changed.join(' or ')}, it is re-decided among ` +
+    `${classes.join(', ')} by a model fitted on ${n ?? 'its'} labelled cases of ${name}${date}.${keptText}${check} ` +
+    `The test figures on this page are the model's before that update.`
   )
 }
 

@@ -128,6 +128,8 @@ class LocalUpdateCard(BaseModel):
     created: str
     evaluation: dict[str, Any] | None = Field(
         default=None, description="its cross-fitted figures on those cases (written, not read)")
+    kept: list[str] = Field(default_factory=list,
+                            description="suggestions of these classes are never changed by it")
 
     @model_validator(mode="after")
     def _shapes_agree(self) -> LocalUpdateCard:
@@ -251,7 +253,7 @@ class CardRuntime(BaseModel):
         local = self.decision.local_update if self.decision else None
         if local is None:
             return
-        stray = [c for c in local.classes if c not in self.classes]
+        stray = [c for c in (*local.classes, *local.kept) if c not in self.classes]
         if stray:
             raise ValueError(f"field 'decision.local_update': {stray} are not among the classes")
         if len(local.weights[0]) != len(self.classes):

@@ -22,8 +22,9 @@ balanced accuracy (``fit_margins``).
 A bundle adapted to one clinic (``dermsight bundle adapt``, :mod:`dermsight.local_update`) also
 carries a **local update** (``LocalUpdate``): a multinomial logistic regression from the
 log-probabilities to the classes the clinic's labelled cases cover. When the rule above suggests
-one of those classes, the update's first-ranked class among them is suggested instead; any other
-suggestion stands. Probabilities, the malignant probability and the tiers are never touched.
+one of those classes that is not a kept (malignant) class, the update's first-ranked class among
+them is suggested instead; any other suggestion stands, so a suggestion of melanoma (BCC, SCC) is
+never taken away. Probabilities, the malignant probability and the tiers are never touched.
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ class LocalUpdate:
     n_images: int
     created: str
     evaluation: dict[str, Any] | None = field(default=None, compare=False)
+    #: suggestions of these classes are never changed (the model's malignant classes)
+    kept: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.classes) < 2 or len(set(self.classes)) != len(self.classes):
@@ -79,28 +82,35 @@ class LocalUpdate:
 
     def redecide(self, probs: npt.ArrayLike, top: npt.ArrayLike,
                  classes: Sequence[str]) -> np.ndarray:
-        """``top`` (suggested class indices) with each suggestion among ``self.classes``
-        replaced by the update's first-ranked class among them."""
-        missing = [c for c in self.classes if c not in classes]
+        """``top`` (suggested class indices) with each suggestion among ``self.classes`` and
+        not among ``self.kept`` replaced by the update's first-ranked class among ``classes``."""
+        missing = [c for c in (*self.classes, *self.kept) if c not in classes]
         if missing or len(self.weights[0]) != len(classes):
             raise ValueError(f"the local update does not fit the model's classes {list(classes)}")
         idx = np.array([list(classes).index(c) for c in self.classes], np.int64)
+        kept = np.array([list(classes).index(c) for c in self.kept], np.int64)
         score = log_probs(probs) @ np.asarray(self.weights, np.float64).T
         score += np.asarray(self.bias, np.float64)[None, :]
         t = np.asarray(top, np.int64)
-        return np.where(np.isin(t, idx), idx[np.argmax(score, axis=1)], t)
+        changes = np.isin(t, idx) & ~np.isin(t, kept)
+        return np.where(changes, idx[np.argmax(score, axis=1)], t)
 
     @property
     def description(self) -> str:
-        return (f"then, when that class is one of {', '.join(self.classes)}, re-decided among "
-                f"them by a local update fitted on {self.n_images} labelled cases of "
-                f"{self.name} ({self.created[:10]})")
+        changed = [c for c in self.classes if c not in self.kept]
+        text = (f"then, when that class is {' or '.join(changed)}, re-decided among "
+                f"{', '.join(self.classes)} by a local update fitted on {self.n_images} labelled "
+                f"cases of {self.name} ({self.created[:10]})")
+        if self.kept:
+            text += f"; a suggestion of {', '.join(self.kept)} is never changed by it"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"classes": list(self.classes),
                              "weights": [list(r) for r in self.weights],
                              "bias": list(self.bias), "name": self.name,
-                             "n_images": self.n_images, "created": self.created}
+                             "n_images": self.n_images, "created": self.created,
+                             "kept": list(self.kept)}
         if self.evaluation is not None:
             d["evaluation"] = self.evaluation
         return d
@@ -111,7 +121,8 @@ class LocalUpdate:
                    weights=tuple(tuple(float(v) for v in r) for r in d["weights"]),
                    bias=tuple(float(v) for v in d["bias"]), name=str(d["name"]),
                    n_images=int(d["n_images"]), created=str(d["created"]),
-                   evaluation=d.get("evaluation"))
+                   evaluation=d.get("evaluation"),
+                   kept=tuple(str(c) for c in d.get("kept") or ()))
 
 
 @dataclass(frozen=True)

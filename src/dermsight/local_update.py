@@ -6,8 +6,11 @@ A network trained on other cameras loses the held-out clinic's keratoses (docs/e
 of it back. The update here is that section's "recalibrate": a multinomial logistic regression
 (C = 1, balanced class weights) from the bundle's nine calibrated log-probabilities to the
 classes the clinic's cases cover (``S``: at least ``MIN_CLASS_IMAGES`` usable cases each). It
-changes only the suggested class and only when the bundle's own rule suggests a class of ``S``
-(``decision.LocalUpdate``); probabilities, the malignant probability, the tiers and the gate stay.
+changes only the suggested class, only when the bundle's own rule suggests a class of ``S``, and
+never a suggestion of a malignant class (``kept``: the card's ``malignant``), so melanoma recall
+cannot fall (``decision.LocalUpdate``; docs/experiments, "Does an accepted local update hold on
+the clinic's other images?": a statistical melanoma bound on a few dozen melanomas did not hold);
+probabilities, the malignant probability, the tiers and the gate stay.
 
 Before anything is written, the update is validated on the clinic's own cases: two
 group-disjoint folds (stratified by class), each scored by an update fitted on the other, against
@@ -168,9 +171,10 @@ def update_classes(cases: LocalCases, classes: Sequence[str],
 
 
 def fit_update(probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[str],
-               subset: Sequence[str], *, name: str, created: str,
+               subset: Sequence[str], *, kept: Sequence[str], name: str, created: str,
                evaluation: dict[str, Any] | None = None) -> LocalUpdate:
-    """The logistic regression on the cases labelled with a class of ``subset``."""
+    """The logistic regression on the cases labelled with a class of ``subset``; suggestions of
+    the ``kept`` classes are never changed by it."""
     from sklearn.linear_model import LogisticRegression
 
     idx = [list(classes).index(c) for c in subset]
@@ -189,11 +193,12 @@ def fit_update(probs: npt.ArrayLike, labels: npt.ArrayLike, classes: Sequence[st
     return LocalUpdate(classes=tuple(classes[k] for k in fitted),
                        weights=tuple(tuple(float(v) for v in r) for r in coef),
                        bias=tuple(float(v) for v in intercept), name=name,
-                       n_images=int(keep.sum()), created=created, evaluation=evaluation)
+                       n_images=int(keep.sum()), created=created, evaluation=evaluation,
+                       kept=tuple(c for c in classes if c in set(kept)))
 
 
 def cross_fitted(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
-                 subset: Sequence[str], seed: int) -> npt.NDArray[np.int64]:
+                 subset: Sequence[str], seed: int, kept: Sequence[str]) -> npt.NDArray[np.int64]:
     """Each case's suggested class under an update fitted on the other fold."""
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -201,7 +206,7 @@ def cross_fitted(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     folds = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
     for fit_idx, score_idx in folds.split(cases.probs, cases.labels, cases.groups):
         update = fit_update(cases.probs[fit_idx], cases.labels[fit_idx], classes, subset,
-                            name="fold", created="")
+                            kept=kept, name="fold", created="")
         out[score_idx] = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins,
                                       local=update).choose(cases.probs[score_idx], classes)
     return out
@@ -219,7 +224,7 @@ def _balanced_accuracy(y: npt.NDArray[np.int64], pred: npt.NDArray[np.int64],
 
 
 def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str], *,
-                  seed: int = 0, n_boot: int = N_BOOT,
+                  kept: Sequence[str], seed: int = 0, n_boot: int = N_BOOT,
                   min_images: int = MIN_IMAGES,
                   min_class_images: int = MIN_CLASS_IMAGES) -> Assessment:
     """Cross-fit the update on the clinic's cases and apply the acceptance rule. Raises
@@ -238,7 +243,7 @@ def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
                             f"more usable cases each; the cases hold {counts}")
     base = rule.choose(cases.probs, classes)
     try:
-        updated = cross_fitted(cases, rule, classes, subset, seed)
+        updated = cross_fitted(cases, rule, classes, subset, seed, kept)
     except ValueError as exc:  # a class whose cases all come from one lesion / patient group
         raise UpdateRefused(f"the cases cannot be split into {FOLDS} group-disjoint folds that "
                             f"each hold every class of {', '.join(subset)} ({exc}); add cases "
@@ -296,8 +301,9 @@ def write_adapted(bundle_dir: Path, out: Path, update: LocalUpdate) -> Path:
     card["version"] = f"{card['version']}+local.{_slug(update.name)}"
     note = (f"Locally updated on {update.n_images} labelled cases of {update.name} "
             f"({update.created[:10]}): the suggested class is re-decided among "
-            f"{', '.join(update.classes)}; the test figures in this card and its report are the "
-            "unchanged model's, the update's own cross-fitted figures are in "
+            f"{', '.join(update.classes)} (never a suggestion of "
+            f"{', '.join(update.kept) or 'no class'}); the test figures in this card and its "
+            "report are the unchanged model's, the update's own cross-fitted figures are in "
             "decision.local_update.evaluation. Probabilities, risk tiers and the gate are "
             "unchanged.")
     card["limitations"] = [note, *(card.get("limitations") or [])]
@@ -326,11 +332,13 @@ def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
         raise BundleError(f"the scores were made by model version {sorted(versions)}, not "
                           f"{card.version}: remove the scores folder and run again")
     cases = cases_from_scores(frame, card.classes)
-    assessment = assess_update(cases, card.decision, card.classes, seed=seed)
+    assessment = assess_update(cases, card.decision, card.classes, kept=card.malignant,
+                               seed=seed)
     if not assessment.accepted:
         raise UpdateRefused("the update does not beat the unchanged model on these cases",
                             assessment)
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     update = fit_update(cases.probs, cases.labels, card.classes, assessment.update_classes,
-                        name=name.strip(), created=created, evaluation=assessment.to_dict())
+                        kept=card.malignant, name=name.strip(), created=created,
+                        evaluation=assessment.to_dict())
     return write_adapted(bundle.path, out, update), assessment

@@ -7,7 +7,10 @@ Runs the command itself (a subprocess per case) and collects each ``OUT.assessme
 one JSON. Run from the repository root:
 
     .venv/bin/python docs/experiments/v2.28/adapt_demo.py --work /tmp/adapt-demo \
-        --out docs/experiments/v2.28/adapt_demo.json
+        --out docs/experiments/v2.28/adapt_demo_kept.json
+
+(``adapt_demo.json``: the same run with the command as first built, at commit 0f533ed, before
+malignant suggestions were kept.)
 """
 
 from __future__ import annotations

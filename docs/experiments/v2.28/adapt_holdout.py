@@ -8,7 +8,8 @@ defaults; ``fit_update`` on all n), then the suggested class on the remaining im
 without the update. Run from the repository root after ``adapt_demo.py``:
 
     .venv/bin/python docs/experiments/v2.28/adapt_holdout.py --scores /tmp/adapt-demo \
-        --out docs/experiments/v2.28/adapt_holdout.json
+        --out docs/experiments/v2.28/adapt_holdout_kept.json
+    # the first design (adapt_holdout.json): add --first-design
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--scores", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--first-design", action="store_true",
+                    help="the update as first built: malignant suggestions not kept")
     args = ap.parse_args()
     rows = []
     for label, run in RUNS.items():
@@ -71,18 +74,21 @@ def main() -> None:
         cases = cases_from_scores(frame, classes)
         members = [classes.index(c) for c in THREE]
         rule = card.decision
+        # the command keeps the card's malignant suggestions; --first-design: the first design's
+        # update, which kept none (docs/experiments: before "malignant suggestions kept")
+        kept = () if args.first_design else tuple(card.malignant)
         for n in SIZES:
             for d in tqdm(range(DRAWS), desc=f"{label} n={n}", leave=False):
                 mask = draw_groups(cases.groups, n, seed=1000 * n + d)
                 local, rest = subset(cases, mask), subset(cases, ~mask)
                 try:
-                    a = assess_update(local, rule, classes)
+                    a = assess_update(local, rule, classes, kept=kept)
                     accepted, reasons = a.accepted, a.reasons
                 except UpdateRefused as exc:
                     accepted, reasons = False, [str(exc)]
                 names = update_classes(local, classes)
-                upd = fit_update(local.probs, local.labels, classes, names, name="x",
-                                 created="")
+                upd = fit_update(local.probs, local.labels, classes, names, kept=kept,
+                                 name="x", created="")
                 with_rule = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins,
                                          local=upd)
                 y = rest.labels

@@ -128,6 +128,10 @@ export type Evaluation = {
   [k: string]: unknown;
 } | null;
 /**
+ * suggestions of these classes are never changed by it
+ */
+export type Kept = string[];
+/**
  * gate v1: kNN score above it blocks
  */
 export type OodThreshold = number | null;
@@ -280,6 +284,7 @@ export interface LocalUpdateCard {
   n_images: NImages;
   created: Created;
   evaluation?: Evaluation;
+  kept?: Kept;
 }
 /**
  * The "cannot assess" gate. Typed: the values the gate reads; other keys (how it was fitted,
