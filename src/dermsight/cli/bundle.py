@@ -86,9 +86,10 @@ def adapt(
     the classes the cases cover (10 or more cases each, 100 in all), and checks it on the cases
     themselves (two group-disjoint folds, each scored by an update fitted on the other, against
     the unchanged model; paired group bootstrap). Accepted only when balanced accuracy is shown
-    to gain and melanoma recall falls by at most 0.05: then the adapted bundle is written to
-    OUT. Otherwise exit code 4 and no bundle. Either way the figures go to OUT.assessment.json.
-    Only the suggested class changes; probabilities, risk tiers and the gate stay the model's.
+    to gain: then the adapted bundle is written to OUT. Otherwise exit code 4 and no bundle.
+    Either way the figures go to OUT.assessment.json. Only the suggested class changes, and never
+    a suggestion of a malignant class (MEL, BCC, SCC), so melanoma recall cannot fall;
+    probabilities, risk tiers and the gate stay the model's.
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
