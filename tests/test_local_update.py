@@ -284,6 +284,10 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
     for key in ("auc_macro", "nll", "refer_specificity"):  # probabilities and tiers: the same
         assert figures["adapted"][key] is not None
         assert figures["adapted"][key] == figures["original"][key]
+    # the facade does the same in one call (a new folder; the same cases and seed, the same fit)
+    again = original.adapt(clinic, tmp_path / "adapted-again", "Clinic A")
+    assert again.card.decision.local is not None
+    assert again.card.decision.local.weights == card.decision.local.weights
     # adapting an adapted bundle is refused (exit 4), as is writing over a bundle
     assert _run(["bundle", "adapt", str(clinic), "--bundle", str(out), "--out",
                  str(tmp_path / "twice"), "--name", "A"]) == 4

@@ -24,24 +24,34 @@ Fitting needs scikit-learn (the ``train`` extra); serving an adapted bundle need
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight.bundle import CARD_FILE, BundleError, load_bundle, write_manifest
+from dermsight.bundle import (
+    CARD_FILE,
+    BundleError,
+    default_bundle_path,
+    load_bundle,
+    write_manifest,
+)
 from dermsight.decision import DecisionRule, LocalUpdate, log_probs
 from dermsight.evaluate.bootstrap import bootstrap
 
-__all__ = ["MAX_NAME", "MIN_CLASS_IMAGES", "MIN_IMAGES", "Assessment", "LocalCases", "NoLabels",
-           "UpdateRefused",
+if TYPE_CHECKING:
+    from dermsight.batch.summary import RunSummary
+
+__all__ = ["MAX_NAME", "MIN_CLASS_IMAGES", "MIN_IMAGES", "AdaptInputError", "Adapted",
+           "Assessment", "LocalCases", "NoLabels", "UpdateRefused", "adapt",
            "adapt_bundle", "assess_update", "cases_from_scores", "fit_update", "write_adapted"]
 
 #: fewer usable labelled cases than this: no update (v2.15: 25-50 cases made things worse)
@@ -58,7 +68,11 @@ N_BOOT = 1000
 MAX_NAME = 200
 
 
-class NoLabels(ValueError):
+class AdaptInputError(ValueError):
+    """An input of ``adapt`` that cannot be used (a bad name, a used output folder)."""
+
+
+class NoLabels(AdaptInputError):
     """The scored images carry no diagnosis: there is nothing to fit an update on."""
 
 
@@ -322,8 +336,8 @@ def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
     """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of
     ``bundle_dir``) and, when accepted, write the adapted bundle to ``out``."""
     if not 0 < len(name.strip()) <= MAX_NAME:
-        raise ValueError(f"the clinic's name (--name) must have 1 to {MAX_NAME} characters: the "
-                         "card says whose cases these are")
+        raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
+                              "are)")
     bundle = load_bundle(bundle_dir)
     card = bundle.card
     versions = set(frame["model_version"].dropna().astype(str)) if "model_version" in frame \
@@ -342,3 +356,63 @@ def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
                         kept=card.malignant, name=name.strip(), created=created,
                         evaluation=assessment.to_dict())
     return write_adapted(bundle.path, out, update), assessment
+
+
+@dataclass
+class Adapted:
+    """What ``adapt`` wrote: the adapted bundle, its check, and where the check's figures are."""
+
+    bundle: Path
+    assessment: Assessment
+    report: Path
+
+
+def scores_path(out: Path) -> Path:
+    """Where ``adapt`` scores the cases by default: ``OUT.scores`` beside the bundle folder."""
+    return out.with_name(f"{out.name}.scores")
+
+
+def report_path(out: Path) -> Path:
+    """Where ``adapt`` keeps the check's figures: ``OUT.assessment.json``."""
+    return out.with_name(f"{out.name}.assessment.json")
+
+
+def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, *,
+          bundle: str | os.PathLike[str] | None = None,
+          scores: str | os.PathLike[str] | None = None, seed: int = 0,
+          on_scored: Callable[[RunSummary], None] | None = None) -> Adapted:
+    """``dermsight bundle adapt``: score the clinic's labelled cases in ``data`` with ``bundle``
+    (default: the shipped one; resumable in ``scores``, default ``OUT.scores``), check an update
+    on them and, when accepted, write the adapted bundle to ``out``. The check's figures go to
+    ``OUT.assessment.json`` either way. Raises ``UpdateRefused`` (with the figures when the check
+    ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``).
+    """
+    from dermsight.batch.local import run_local
+    from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.store import read_output
+
+    target = Path(out)
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
+                              "are)")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
+    bundle_dir = Path(bundle) if bundle is not None else default_bundle_path()
+    scores_dir = Path(scores) if scores is not None else scores_path(target)
+    summary = run_local(data, scores_dir, ScoreOptions(), bundle=bundle_dir)
+    if on_scored is not None:
+        on_scored(summary)
+    report = report_path(target)
+    try:
+        written, assessment = adapt_bundle(bundle_dir, read_output(scores_dir), target, name,
+                                           seed=seed)
+    except UpdateRefused as exc:
+        if exc.assessment is not None:
+            _write_json(report, exc.assessment.to_dict())
+        raise
+    _write_json(report, assessment.to_dict())
+    return Adapted(bundle=written, assessment=assessment, report=report)
+
+
+def _write_json(path: Path, obj: dict[str, Any]) -> None:
+    path.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")

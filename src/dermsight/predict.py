@@ -191,6 +191,17 @@ class Dermsight:
         """Load a bundle folder; with no path, the default model shipped in the package."""
         return cls(load_bundle(path), threads=threads)
 
+    def adapt(self, data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, *,
+              seed: int = 0) -> Dermsight:
+        """This model with a clinic's local update of its suggested class, fitted on the
+        clinic's labelled cases in ``data`` and checked on them first (``dermsight bundle
+        adapt``, :mod:`dermsight.local_update`); the adapted bundle is written to ``out``.
+        Raises ``local_update.UpdateRefused`` (with the figures) when the cases do not support
+        an update. Needs scikit-learn (extra ``[train]``)."""
+        from dermsight.local_update import adapt
+
+        return Dermsight.load(adapt(data, out, name, bundle=self.bundle.path, seed=seed).bundle)
+
     @cached_property
     def reference(self) -> ReferenceSet | None:
         """The bundle's similar-cases reference set (None without one), loaded on first use."""

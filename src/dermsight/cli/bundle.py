@@ -91,41 +91,27 @@ def adapt(
     a suggestion of a malignant class (MEL, BCC, SCC), so melanoma recall cannot fall;
     probabilities, risk tiers and the gate stay the model's.
     """
-    from dermsight.batch.local import run_local
-    from dermsight.batch.options import ScoreOptions
-    from dermsight.batch.store import read_output
-    from dermsight.bundle import default_bundle_path
     from dermsight.cli.errors import RefusedError, UserError
-    from dermsight.local_update import MAX_NAME, NoLabels, UpdateRefused, adapt_bundle
+    from dermsight.local_update import AdaptInputError, UpdateRefused
+    from dermsight.local_update import adapt as adapt_to_clinic
 
     try:
         import sklearn  # noqa: F401
     except ImportError as exc:
         raise UserError("fitting a local update needs scikit-learn: pip install "
                         "'dermsight[train]' (serving the adapted bundle does not)") from exc
-    if not 0 < len(name.strip()) <= MAX_NAME:
-        raise UserError(f"--name must have 1 to {MAX_NAME} characters (whose cases these are)")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} already exists; --out must be a new (or empty) folder")
-    bundle_dir = bundle if bundle is not None else default_bundle_path()
-    scores_dir = scores if scores is not None else out.with_name(f"{out.name}.scores")
-    summary = run_local(data, scores_dir, ScoreOptions(), bundle=bundle_dir)
-    typer.echo(summary.render())
-    report = out.with_name(f"{out.name}.assessment.json")
     try:
-        written, assessment = adapt_bundle(bundle_dir, read_output(scores_dir), out, name,
-                                           seed=seed)
+        result = adapt_to_clinic(data, out, name, bundle=bundle, scores=scores, seed=seed,
+                                 on_scored=lambda summary: typer.echo(summary.render()))
     except UpdateRefused as exc:
         if exc.assessment is not None:
             typer.echo(exc.assessment.render())
-            report.write_text(json.dumps(exc.assessment.to_dict(), indent=2) + "\n",
-                              encoding="utf-8")
         raise RefusedError(f"no local update written: {exc}") from None
-    except NoLabels as exc:
+    except AdaptInputError as exc:
         raise UserError(str(exc)) from None
-    typer.echo(assessment.render())
-    report.write_text(json.dumps(assessment.to_dict(), indent=2) + "\n", encoding="utf-8")
-    typer.echo(f"adapted bundle: {written} (serve it with: dermsight serve --model {written})")
+    typer.echo(result.assessment.render())
+    typer.echo(f"adapted bundle: {result.bundle} (serve it with: dermsight serve --model "
+               f"{result.bundle}); figures: {result.report}")
 
 
 def register(app: typer.Typer) -> None:
