@@ -308,8 +308,22 @@ def test_adapt_refuses_too_few_cases_and_unusable_inputs(
     assert "an update needs at least 100" in err
     assert "Traceback" not in err
     assert not out.exists()
-    # the scores stay: a second run resumes them instead of scoring again
+    # the scores stay: a second run resumes them instead of scoring again, but only with the
+    # network that scored them
     assert (tmp_path / "adapted.scores").is_dir()
+    assert _run(["bundle", "adapt", str(clinic), "--out", str(out), "--name", "Clinic B"]) == 4
+    assert "60 already done (skipped)" in capsys.readouterr().out  # nothing left to score
+    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(_off_bundle(tmp_path)),
+                 "--out", str(out), "--name", "Clinic B"]) == 4  # same network: same scores
+    capsys.readouterr()
+    other = tmp_path / "other-network"
+    shutil.copytree(default_bundle_path(), other)
+    with open(other / "model.onnx", "ab") as f:  # any other network: its own sha256
+        f.write(b"\0")
+    write_manifest(other)
+    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(other), "--out", str(out),
+                 "--name", "Clinic B"]) == 2
+    assert "another network's scores" in capsys.readouterr().err
     code = _run(["bundle", "adapt", str(tmp_path / "nowhere"), "--out", str(out),
                  "--name", "B"])
     assert code == 2

@@ -399,6 +399,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
     bundle_dir = Path(bundle) if bundle is not None else default_bundle_path()
     scores_dir = Path(scores) if scores is not None else scores_path(target)
+    _claim_scores(scores_dir, load_bundle(bundle_dir).card.onnx_sha256)
     summary = run_local(data, scores_dir, ScoreOptions(), bundle=bundle_dir)
     if on_scored is not None:
         on_scored(summary)
@@ -412,6 +413,22 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise
     _write_json(report, assessment.to_dict())
     return Adapted(bundle=written, assessment=assessment, report=report)
+
+
+def _claim_scores(scores_dir: Path, onnx_sha256: str) -> None:
+    """Mark ``scores_dir`` as this network's (``OUT.scores.network``), or refuse it when an
+    earlier run scored it with another network (bundles of one version can differ)."""
+    marker = scores_dir.with_name(f"{scores_dir.name}.network")
+    if marker.exists():
+        if marker.read_text(encoding="utf-8").strip() != onnx_sha256:
+            raise AdaptInputError(f"{scores_dir} holds another network's scores; remove it (and "
+                                  f"{marker.name}) or give --scores another folder")
+    elif scores_dir.exists() and any(scores_dir.iterdir()):
+        raise AdaptInputError(f"{scores_dir} holds scores of an unknown network; remove it or "
+                              "give --scores another folder")
+    else:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(onnx_sha256 + "\n", encoding="utf-8")
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
