@@ -158,6 +158,10 @@ def test_too_few_cases_one_class_or_an_adapted_bundle_are_refused() -> None:
     one.labels[:] = 1
     with pytest.raises(UpdateRefused, match="at least two classes"):
         assess_update(one, DecisionRule(), CLASSES, kept=MALIGNANT)
+    malignant_only = _shifted_cases(300, 0)
+    malignant_only.labels[:150], malignant_only.labels[150:] = 0, 2  # MEL and BCC cases only
+    with pytest.raises(UpdateRefused, match="all malignant"):
+        assess_update(malignant_only, DecisionRule(), CLASSES, kept=MALIGNANT)
     with pytest.raises(UpdateRefused, match="already carries a local update"):
         assess_update(_shifted_cases(300, 0), DecisionRule(local=_update()), CLASSES,
                       kept=MALIGNANT)

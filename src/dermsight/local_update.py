@@ -255,6 +255,9 @@ def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     if len(subset) < 2:  # an update chooses between at least two classes
         raise UpdateRefused(f"an update needs at least two classes with {min_class_images} or "
                             f"more usable cases each; the cases hold {counts}")
+    if not [c for c in subset if c not in set(kept)]:
+        raise UpdateRefused(f"the cases' classes ({', '.join(subset)}) are all malignant, and an "
+                            "update never changes a malignant suggestion: add benign cases")
     base = rule.choose(cases.probs, classes)
     try:
         updated = cross_fitted(cases, rule, classes, subset, seed, kept)
