@@ -16,7 +16,9 @@ from dermsight.bundle import BundleError, Card, default_bundle_path, load_bundle
 from dermsight.decision import LOGIT_ADJUSTED, DecisionRule, LocalUpdate
 from dermsight.evaluate.metrics import compute_metrics
 from dermsight.local_update import (
+    AdaptInputError,
     LocalCases,
+    NoLabels,
     UpdateRefused,
     assess_update,
     cases_from_scores,
@@ -176,6 +178,10 @@ def test_cases_from_scores_leave_out_errors_refusals_and_foreign_labels() -> Non
         **{f"p_{c}": [0.25] * 5 for c in CLASSES}})
     frame.loc[len(frame)] = {"id": "f", "error": "cannot decode", "label": "NV"}
     cases = cases_from_scores(frame, CLASSES)
+    with pytest.raises(AdaptInputError, match="none of the 2 images could be read"):
+        cases_from_scores(frame.tail(2).assign(error="cannot decode"), CLASSES)
+    with pytest.raises(NoLabels, match="no diagnosis labels"):
+        cases_from_scores(frame.head(5).assign(label=None), CLASSES)
     assert list(cases.labels) == [1, 3]
     assert list(cases.groups) == ["g1", "b"]  # no group: the image is its own
     assert cases.left_out == {"unreadable images": 1, "refused by the gate": 1,

@@ -159,6 +159,9 @@ def cases_from_scores(frame: pd.DataFrame, classes: Sequence[str]) -> LocalCases
     error = frame["error"].notna() if "error" in frame else pd.Series(False, index=frame.index)
     refused = ~error & (frame["risk"] == "cannot_assess")
     label = frame["label"] if "label" in frame else pd.Series(None, index=frame.index)
+    if bool(error.all()):
+        raise AdaptInputError(f"none of the {len(frame)} images could be read (see the error "
+                              "column of the scores)")
     if not label[~error].notna().any():
         raise NoLabels("the images have no diagnosis labels: adapt needs each case's diagnosis "
                        "(a diagnosis column in the CSV, or the format's label field)")
