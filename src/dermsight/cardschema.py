@@ -133,12 +133,7 @@ class LocalUpdateCard(BaseModel):
 
     @model_validator(mode="after")
     def _shapes_agree(self) -> LocalUpdateCard:
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError("local_update: a class is listed twice")
-        if not len(self.weights) == len(self.bias) == len(self.classes):
-            raise ValueError("local_update: needs one weight row and one bias per class")
-        if len({len(r) for r in self.weights}) != 1:
-            raise ValueError("local_update: weight rows of different lengths")
+        self.to_update()  # LocalUpdate checks its classes and shapes (ValueError)
         return self
 
     def to_update(self) -> LocalUpdate:

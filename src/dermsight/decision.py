@@ -233,10 +233,17 @@ def class_prior(labels: npt.ArrayLike, classes: Sequence[str]) -> dict[str, floa
     return {c: float(n / counts.sum()) for c, n in zip(classes, counts, strict=True)}
 
 
-def balanced_accuracy_of(y: npt.ArrayLike, pred: npt.ArrayLike, n_classes: int) -> float:
-    """Mean recall over the classes present in ``y``."""
+def balanced_accuracy_of(y: npt.ArrayLike, pred: npt.ArrayLike, n_classes: int,
+                         sample_weight: npt.ArrayLike | None = None) -> float:
+    """Mean recall over the classes present in ``y`` (with ``sample_weight``: weighted recalls
+    over the classes with weight, e.g. a bootstrap resample's item counts)."""
     yy, pp = np.asarray(y, np.int64), np.asarray(pred, np.int64)
-    recalls = [float(np.mean(pp[yy == c] == c)) for c in range(n_classes) if np.any(yy == c)]
+    if sample_weight is None:
+        recalls = [float(np.mean(pp[yy == c] == c)) for c in range(n_classes) if np.any(yy == c)]
+    else:
+        w = np.asarray(sample_weight, np.float64)
+        recalls = [float(w[(yy == c) & (pp == c)].sum() / w[yy == c].sum())
+                   for c in range(n_classes) if w[yy == c].sum() > 0]
     return float(np.mean(recalls)) if recalls else 0.0
 
 

@@ -37,14 +37,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight.bundle import (
-    CARD_FILE,
-    BundleError,
-    default_bundle_path,
-    load_bundle,
-    write_manifest,
-)
-from dermsight.decision import DecisionRule, LocalUpdate, log_probs
+from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_manifest
+from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
 from dermsight.evaluate.bootstrap import bootstrap
 
 if TYPE_CHECKING:
@@ -229,17 +223,6 @@ def cross_fitted(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     return out
 
 
-def _balanced_accuracy(y: npt.NDArray[np.int64], pred: npt.NDArray[np.int64],
-                       members: Sequence[int], w: npt.NDArray[np.float64] | None) -> float | None:
-    weights = np.ones(len(y)) if w is None else w
-    recalls = []
-    for k in members:
-        m = (y == k) * weights
-        if m.sum() > 0:
-            recalls.append(float(((pred == k) * m).sum() / m.sum()))
-    return float(np.mean(recalls)) if len(recalls) == len(members) else None
-
-
 def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str], *,
                   kept: Sequence[str], seed: int = 0, n_boot: int = N_BOOT,
                   min_images: int = MIN_IMAGES,
@@ -273,10 +256,11 @@ def assess_update(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
     y, b, u = cases.labels[inside], base[inside], updated[inside]
 
     def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
-        before = _balanced_accuracy(y, b, members, w)
-        after = _balanced_accuracy(y, u, members, w)
-        diff = None if before is None or after is None else after - before
-        return {"unchanged": before, "updated": after, "difference": diff}
+        if w is not None and any(w[y == k].sum() == 0 for k in members):
+            return {"unchanged": None, "updated": None, "difference": None}  # a class not drawn
+        before = balanced_accuracy_of(y, b, len(classes), w)
+        after = balanced_accuracy_of(y, u, len(classes), w)
+        return {"unchanged": before, "updated": after, "difference": after - before}
 
     ci = bootstrap(figures, int(y.shape[0]), cases.groups[inside], n_boot=n_boot, seed=seed)
     recall = {classes[k]: {"unchanged": round(float(np.mean(b[y == k] == k)), 4),
@@ -337,14 +321,13 @@ def write_adapted(bundle_dir: Path, out: Path, update: LocalUpdate) -> Path:
     return out
 
 
-def adapt_bundle(bundle_dir: Path, frame: pd.DataFrame, out: Path, name: str, *,
+def adapt_bundle(bundle: Bundle, frame: pd.DataFrame, out: Path, name: str, *,
                  seed: int = 0) -> tuple[Path, Assessment]:
-    """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of
-    ``bundle_dir``) and, when accepted, write the adapted bundle to ``out``."""
+    """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of ``bundle``)
+    and, when accepted, write the adapted bundle to ``out``."""
     if not 0 < len(name.strip()) <= MAX_NAME:
         raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
                               "are)")
-    bundle = load_bundle(bundle_dir)
     card = bundle.card
     versions = set(frame["model_version"].dropna().astype(str)) if "model_version" in frame \
         else set()
@@ -403,15 +386,15 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
                               "are)")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
-    bundle_dir = Path(bundle) if bundle is not None else default_bundle_path()
+    loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
     scores_dir = Path(scores) if scores is not None else scores_path(target)
-    _claim_scores(scores_dir, load_bundle(bundle_dir).card.onnx_sha256)
-    summary = run_local(data, scores_dir, ScoreOptions(), bundle=bundle_dir)
+    _claim_scores(scores_dir, loaded.card.onnx_sha256)
+    summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path)
     if on_scored is not None:
         on_scored(summary)
     report = report_path(target)
     try:
-        written, assessment = adapt_bundle(bundle_dir, read_output(scores_dir), target, name,
+        written, assessment = adapt_bundle(loaded, read_output(scores_dir), target, name,
                                            seed=seed)
     except UpdateRefused as exc:
         if exc.assessment is not None:
