@@ -325,9 +325,7 @@ def adapt_bundle(bundle: Bundle, frame: pd.DataFrame, out: Path, name: str, *,
                  seed: int = 0) -> tuple[Path, Assessment]:
     """Assess an update on scored cases (``frame``: a ``dermsight batch`` output of ``bundle``)
     and, when accepted, write the adapted bundle to ``out``."""
-    if not 0 < len(name.strip()) <= MAX_NAME:
-        raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
-                              "are)")
+    _check_name(name)
     card = bundle.card
     versions = set(frame["model_version"].dropna().astype(str)) if "model_version" in frame \
         else set()
@@ -381,9 +379,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     from dermsight.batch.store import read_output
 
     target = Path(out)
-    if not 0 < len(name.strip()) <= MAX_NAME:
-        raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
-                              "are)")
+    _check_name(name)
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
     loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
@@ -402,6 +398,12 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise
     _write_json(report, assessment.to_dict())
     return Adapted(bundle=written, assessment=assessment, report=report)
+
+
+def _check_name(name: str) -> None:
+    if not 0 < len(name.strip()) <= MAX_NAME:
+        raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
+                              "are)")
 
 
 def _claim_scores(scores_dir: Path, onnx_sha256: str) -> None:
