@@ -1,0 +1,79 @@
+"""The documentation's internal links: the experiments index is generated from the headings
+and current, and every anchor the README links to exists."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = ROOT / "docs" / "experiments" / "README.md"
+
+
+def _index_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("experiments_index",
+                                                  ROOT / "docs" / "experiments" / "index.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _anchors(text: str) -> set[str]:
+    """GitHub's anchors of a Markdown text's headings (outside code fences), duplicates numbered."""
+    slug = _index_module().slug
+    seen: Counter[str] = Counter()
+    out, fenced = set(), False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        m = None if fenced else re.match(r"^#{1,6} (.*)$", line)
+        if m:
+            base = slug(m.group(1))
+            out.add(base if not seen[base] else f"{base}-{seen[base]}")
+            seen[base] += 1
+    return out
+
+
+def test_experiments_index_is_current() -> None:
+    text = EXPERIMENTS.read_text(encoding="utf-8")
+    assert _index_module().render(text) == text, "run python docs/experiments/index.py"
+
+
+def test_index_rows_links_and_duplicates() -> None:
+    ix = _index_module()
+    text = ("# Title\n\n## Index of the experiments\n\n<!-- index:start -->\nold\n"
+            "<!-- index:end -->\n\n## First: a | b (τ 0.5)\n\n### Result: **shown**\n\n"
+            "```\n# a comment, not a heading\n### Result: inside code\n```\n\n"
+            "## Second\n\n### Result: **not shown**\n\n### Result, seed 43\n\n"
+            "## Third\n\ntext\n\n### Result: **shown**\n")
+    out = ix.render(text)
+    rows = out.split(ix.START)[1].split(ix.END)[0].strip().splitlines()
+    assert rows[:2] == ["| experiment | result |", "|---|---|"]
+    assert rows[2] == ("| [First: a \\| b (τ 0.5)](#first-a--b-τ-05) | "
+                       "[Result: **shown**](#result-shown) |")
+    assert rows[3] == ("| [Second](#second) | [Result: **not shown**](#result-not-shown)<br>"
+                       "[Result, seed 43](#result-seed-43) |")
+    # the second "Result: **shown**" heading is GitHub's "-1" anchor
+    assert rows[4] == "| [Third](#third) | [Result: **shown**](#result-shown-1) |"
+    assert len(rows) == 5
+    assert "old" not in out
+    assert ix.render(out) == out
+
+
+def test_readme_anchors_resolve() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    experiments = _anchors(EXPERIMENTS.read_text(encoding="utf-8"))
+    links = re.findall(r"docs/experiments/README\.md#([^)\s]+)", readme)
+    assert len(links) > 20
+    assert [a for a in links if a not in experiments] == []
+    own = _anchors(readme)
+    assert [a for a in re.findall(r"\]\(#([^)]+)\)", readme) if a not in own] == []
+    index = EXPERIMENTS.read_text(encoding="utf-8").split("<!-- index:start -->")[1]
+    index_links = re.findall(r"\]\(#([^)]+)\)", index.split("<!-- index:end -->")[0])
+    assert len(index_links) > 50
+    assert [a for a in index_links if a not in experiments] == []
