@@ -26,7 +26,8 @@ function Section({ id, title, testId, children }: { id: string; title: string; t
   )
 }
 
-function Cell({ e, withheld }: { e: Estimate | null; withheld: boolean }) {
+/** "0.901" with the interval in small print: "0.875–0.922"; "withheld" or "—" without a value. */
+export function EstimateCell({ e, withheld }: { e: Estimate | null; withheld?: boolean }) {
   if (!e || e.value === null) {
     return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
   }
@@ -112,7 +113,7 @@ export function CrossSourceBlock({ table }: { table: CrossSourceTable }) {
                         {small ? (
                           <WithheldCells span={cols.length} minN={table.minN} />
                         ) : (
-                          cols.map((c) => <Cell key={c} e={r.metrics[c] ?? null} withheld={!!r.note} />)
+                          cols.map((c) => <EstimateCell key={c} e={r.metrics[c] ?? null} withheld={!!r.note} />)
                         )}
                       </tr>,
                       extra.length > 0 && (
@@ -185,11 +186,11 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
                     <WithheldCells span={5} minN={table.minN} />
                   ) : (
                     <>
-                      <Cell e={b.malignantAuc} withheld={!!b.note} />
-                      <Cell e={b.melAuc} withheld={!!b.note} />
-                      <Cell e={b.balancedAccuracy} withheld={!!b.note} />
-                      <Cell e={b.sensitivity} withheld={!!b.note} />
-                      <Cell e={b.specificity} withheld={!!b.note} />
+                      <EstimateCell e={b.malignantAuc} withheld={!!b.note} />
+                      <EstimateCell e={b.melAuc} withheld={!!b.note} />
+                      <EstimateCell e={b.balancedAccuracy} withheld={!!b.note} />
+                      <EstimateCell e={b.sensitivity} withheld={!!b.note} />
+                      <EstimateCell e={b.specificity} withheld={!!b.note} />
                     </>
                   )}
                 </tr>,

@@ -29,7 +29,13 @@ import {
   type TestEvaluation,
 } from '../card.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
-import { CrossSourceBlock, NoteRow, SkinToneBlock, SubgroupHead } from '../components/ModelTables.tsx'
+import {
+  CrossSourceBlock,
+  EstimateCell,
+  NoteRow,
+  SkinToneBlock,
+  SubgroupHead,
+} from '../components/ModelTables.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { GateV2Figures } from '../components/GateV2Figures.tsx'
 import { RetrievalBlock, hasRetrieval } from '../components/RetrievalBlock.tsx'
@@ -126,19 +132,6 @@ function Row({ label, children }: { label: ReactNode; children: ReactNode }) {
       <dt>{label}</dt>
       <dd>{children}</dd>
     </div>
-  )
-}
-
-/** "0.901" with the interval in small print: "0.875–0.922". */
-function EstimateCell({ e, withheld }: { e: Estimate | null; withheld?: boolean }) {
-  if (!e || e.value === null) {
-    return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
-  }
-  return (
-    <td className="num">
-      {format3(e.value)}
-      {e.lo !== null && e.hi !== null && <span className="ci">{formatCI(e.lo, e.hi)}</span>}
-    </td>
   )
 }
 
