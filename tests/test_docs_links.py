@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections import Counter
 from pathlib import Path
 from types import ModuleType
 
@@ -24,19 +23,7 @@ def _index_module() -> ModuleType:
 
 
 def _anchors(text: str) -> set[str]:
-    """GitHub's anchors of a Markdown text's headings (outside code fences), duplicates numbered."""
-    slug = _index_module().slug
-    seen: Counter[str] = Counter()
-    out, fenced = set(), False
-    for line in text.splitlines():
-        if line.startswith("```"):
-            fenced = not fenced
-        m = None if fenced else re.match(r"^#{1,6} (.*)$", line)
-        if m:
-            base = slug(m.group(1))
-            out.add(base if not seen[base] else f"{base}-{seen[base]}")
-            seen[base] += 1
-    return out
+    return {anchor for _, _, anchor in _index_module().headings(text)}
 
 
 def test_experiments_index_is_current() -> None:

@@ -28,10 +28,11 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
-def index(text: str) -> str:
-    """The index table for the README ``text`` (its own block and title left out)."""
+def headings(text: str) -> list[tuple[int, str, str]]:
+    """Every heading outside code fences: its level, title and GitHub anchor (a repeated anchor
+    gets ``-1``, ``-2``, ... as GitHub numbers it)."""
     seen: Counter[str] = Counter()
-    rows: list[tuple[str, list[str]]] = []
+    out: list[tuple[int, str, str]] = []
     fenced = False
     for line in text.splitlines():
         if line.startswith("```"):
@@ -39,10 +40,17 @@ def index(text: str) -> str:
         m = None if fenced else re.match(r"^(#{1,6}) (.*)$", line)
         if m is None:
             continue
-        level, title = len(m.group(1)), m.group(2).strip()
+        title = m.group(2).strip()
         base = slug(title)
-        anchor = base if not seen[base] else f"{base}-{seen[base]}"
+        out.append((len(m.group(1)), title, base if not seen[base] else f"{base}-{seen[base]}"))
         seen[base] += 1
+    return out
+
+
+def index(text: str) -> str:
+    """The index table for the README ``text`` (its own block and title left out)."""
+    rows: list[tuple[str, list[str]]] = []
+    for level, title, anchor in headings(text):
         link = f"[{_cell(title)}](#{anchor})"
         if level == 2 and title != INDEX_TITLE:
             rows.append((link, []))
