@@ -1,6 +1,6 @@
 """The shipped gate on four photos of people it never saw ("The shipped gate on four more photos
 of people" in docs/experiments/README.md). The pictures are the distinct test images of the
-``face_recognition`` 1.3.0 source distribution on PyPI (official White House photographs),
+``face_recognition`` 1.3.0 source distribution on PyPI (portraits of two US presidents),
 fetched by pip into ``--cache``:
 
     .venv/bin/python docs/experiments/gate-people/people.py --cache /tmp/face-recognition \
