@@ -31,6 +31,7 @@ DRAWS = (
     ("s43, 2 threads", "shipped recipe", "v2.23/probs_isic2017_v2.23-teacher-s43_single.npz"),
     ("s45, 2 threads", "shipped recipe", "v2.24/probs_isic2017_v2.24-teacher-s45_single.npz"),
     ("no colour constancy, s42", "ablation", "v2.29/probs_isic2017_v2.29-nocc-s42_single.npz"),
+    ("no colour constancy, s43", "ablation", "v2.29/probs_isic2017_v2.29-nocc-s43_single.npz"),
     ("basic augmentations, s42", "ablation",
      "v2.29/probs_isic2017_v2.29-basicaug-s42_single.npz"),
 )
