@@ -238,12 +238,9 @@ def balanced_accuracy_of(y: npt.ArrayLike, pred: npt.ArrayLike, n_classes: int,
     """Mean recall over the classes present in ``y`` (with ``sample_weight``: weighted recalls
     over the classes with weight, e.g. a bootstrap resample's item counts)."""
     yy, pp = np.asarray(y, np.int64), np.asarray(pred, np.int64)
-    if sample_weight is None:
-        recalls = [float(np.mean(pp[yy == c] == c)) for c in range(n_classes) if np.any(yy == c)]
-    else:
-        w = np.asarray(sample_weight, np.float64)
-        recalls = [float(w[(yy == c) & (pp == c)].sum() / w[yy == c].sum())
-                   for c in range(n_classes) if w[yy == c].sum() > 0]
+    w = np.ones(len(yy)) if sample_weight is None else np.asarray(sample_weight, np.float64)
+    recalls = [float(w[(yy == c) & (pp == c)].sum() / w[yy == c].sum())
+               for c in range(n_classes) if w[yy == c].sum() > 0]
     return float(np.mean(recalls)) if recalls else 0.0
 
 
