@@ -15,6 +15,10 @@ validation figures, τ).
         --run no-colour-constancy=docs/experiments/v2.29/nocc-s42 \
         --run basic-augmentations=docs/experiments/v2.29/basicaug-s42 \
         --out docs/experiments/v2.29/ablation.json
+
+``--pair NAME=FOLDER,FOLDER`` reads two draws of one recipe by the mean of their two AUCs
+against the 95 % prediction interval for the mean of two further reference draws,
+m ± t(0.975, n − 1) · s · √(1/2 + 1/n): "both above", "both below" or "unresolved".
 """
 
 from __future__ import annotations
@@ -55,12 +59,15 @@ def reference() -> list[dict[str, Any]]:
     return out
 
 
-def intervals(ref: list[dict[str, Any]], level: float = 0.95) -> dict[str, dict[str, float]]:
+def intervals(ref: list[dict[str, Any]], level: float = 0.95, draws: int = 1
+              ) -> dict[str, dict[str, float]]:
+    """The prediction interval for the mean of ``draws`` further draws of the reference recipe:
+    m ± t(level, n − 1) · s · √(1 / draws + 1 / n)."""
     out = {}
     for k in FIGURES:
         x = np.array([r[k] for r in ref])
         n, m, s = len(x), float(x.mean()), float(x.std(ddof=1))
-        half = float(student_t.ppf(0.5 + level / 2, n - 1) * s * np.sqrt(1 + 1 / n))
+        half = float(student_t.ppf(0.5 + level / 2, n - 1) * s * np.sqrt(1 / draws + 1 / n))
         out[k] = {"n": n, "mean": m, "sd": s, "lo": m - half, "hi": m + half, "half_width": half}
     return out
 
@@ -94,6 +101,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                     help="an ablation run's folder from v2.11/heldout_row.py (repeatable)")
+    ap.add_argument("--pair", action="append", default=[], metavar="NAME=FOLDER,FOLDER",
+                    help="two draws of one recipe, read by the mean of their figures against "
+                         "the interval for the mean of two draws (repeatable)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     ref = reference()
@@ -111,6 +121,25 @@ def main() -> None:
         print(f"{name}: melanoma AUC {figures['mel_auc']:.3f}, malignant AUC "
               f"{figures['malignant_auc']:.3f}, suggested balanced accuracy "
               f"{figures['balanced_accuracy']:.3f} -> {figures['decision']}")
+    if args.pair:
+        pi2 = intervals(ref, draws=2)
+        result["prediction_intervals_95_mean_of_two"] = pi2
+        result["pairs"] = {}
+    for spec in args.pair:
+        name, _, folders = spec.partition("=")
+        each = [run_figures(Path(f)) for f in folders.split(",")]
+        if len(each) != 2:
+            raise SystemExit(f"--pair {name}: give two folders, got {len(each)}")
+        mean = {k: float(np.mean([e[k] for e in each])) for k in FIGURES}
+        # where the pair's means lie, without the ablations' reading of it
+        where = {"pays": "both below", "costs": "both above"}.get(decide(mean, pi2), "unresolved")
+        pair = {"draws": dict(zip(folders.split(","), each, strict=True)), "mean": mean,
+                "position": where}
+        result["pairs"][name] = pair
+        print(f"{name} (mean of two): melanoma AUC {mean['mel_auc']:.3f} "
+              f"({pi2['mel_auc']['lo']:.3f}-{pi2['mel_auc']['hi']:.3f}), malignant AUC "
+              f"{mean['malignant_auc']:.3f} ({pi2['malignant_auc']['lo']:.3f}-"
+              f"{pi2['malignant_auc']['hi']:.3f}) -> {where}")
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -54,6 +54,8 @@ class Augment:
     #: probability of re-saving the whole image, before the crop, as a JPEG or lossy WebP of
     #: random quality (``resave_lossy``: how uploads arrive after a messaging app)
     resave: float = 0.0
+    #: each dermoscopy effect's probability times this (capped at 1); magnitudes unchanged
+    dermoscopy_strength: float = 1.0
 
     def __call__(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
@@ -65,7 +67,8 @@ class Augment:
             out = random_convolution(out, rng)
         if self.wide_field and rng.random() < self.wide_field:
             out = zoom_out_onto_skin(out, rng)
-        return dermoscopy_effects(out, rng) if self.dermoscopy else out
+        return dermoscopy_effects(out, rng, self.dermoscopy_strength) if self.dermoscopy \
+            else out
 
     def geometry(self, img: np.ndarray, spec: InputSpec, rng: np.random.Generator
                  ) -> np.ndarray:
@@ -186,15 +189,25 @@ def _reencoded(pil: Image.Image, fmt: str, quality: int) -> Image.Image:
     return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
 
 
-def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+#: each dermoscopy effect's probability at strength 1 (``dermoscopy_effects``)
+DERMOSCOPY_P = {"zoom_out": 0.25, "hair": 0.15, "blur": 0.15, "jpeg": 0.2, "gamma": 0.3,
+                "vignette": 0.3}
+
+
+def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator, strength: float = 1.0
+                       ) -> np.ndarray:
     """Camera/dermatoscope variation on a square uint8 RGB image (same size out).
+
+    Each effect happens with its probability in ``DERMOSCOPY_P`` times ``strength`` (capped at
+    1); at strength 1 every draw is the shipped recipe's.
 
     The zoom-out's own bilinear downscale is part of the simulated optics (another device's
     image), not the serving resize, which ``Augment.geometry`` has already done per the spec.
     """
+    p = {k: min(1.0, v * strength) for k, v in DERMOSCOPY_P.items()}
     s = img.shape[0]
     pil = Image.fromarray(np.ascontiguousarray(img))
-    if rng.random() < 0.25:  # zoom out: the lesion smaller, a black (or dark) border around
+    if rng.random() < p["zoom_out"]:  # zoom out: the lesion smaller, a dark border around
         f = rng.uniform(0.6, 0.9)
         small = pil.resize((max(1, int(s * f)),) * 2, Image.Resampling.BILINEAR)
         canvas = Image.new("RGB", (s, s), (int(rng.integers(0, 25)),) * 3)
@@ -202,7 +215,7 @@ def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         off = int(rng.integers(0, room)), int(rng.integers(0, room))
         canvas.paste(small, off)
         pil = canvas
-    if rng.random() < 0.15:  # hairs: thin dark curves
+    if rng.random() < p["hair"]:  # hairs: thin dark curves
         draw = ImageDraw.Draw(pil)
         colour = tuple(int(v) for v in rng.integers(10, 60, 3))
         for _ in range(int(rng.integers(1, 7))):
@@ -214,15 +227,15 @@ def dermoscopy_effects(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                 px, py = pts[-1]
                 pts.append((px + step * np.cos(angle), py + step * np.sin(angle)))
             draw.line(pts, fill=colour, width=int(rng.integers(1, 3)))
-    if rng.random() < 0.15:
+    if rng.random() < p["blur"]:
         pil = pil.filter(ImageFilter.GaussianBlur(rng.uniform(0.4, 1.5)))
-    if rng.random() < 0.2:
+    if rng.random() < p["jpeg"]:
         pil = _reencoded(pil, "JPEG", int(rng.integers(35, 90)))
     x = np.asarray(pil, np.float32)
-    if rng.random() < 0.3:
+    if rng.random() < p["gamma"]:
         gamma = float(np.exp(rng.uniform(np.log(0.7), np.log(1.4))))
         x = 255.0 * np.power(x / 255.0, gamma)
-    if rng.random() < 0.3:  # circular dermatoscope field of view, black outside
+    if rng.random() < p["vignette"]:  # circular dermatoscope field of view, black outside
         r = rng.uniform(0.45, 0.75) * s
         cy, cx = ((s - 1) / 2 + rng.normal(0, s * 0.03, 2)).tolist()
         yy, xx = np.mgrid[0:s, 0:s]

@@ -128,6 +128,9 @@ class TrainLoopConfig:
     #: ``last`` (the final epoch's, whatever the figures)
     select_metric: str = "balanced_accuracy"
     augment: str = "basic"  # basic | dermoscopy (adds vignettes, zoom-out, blur, JPEG, gamma, hair)
+    #: with ``augment: dermoscopy``: each effect's probability times this, capped at 1
+    #: (``dermsight.train.augment.DERMOSCOPY_P``; 1 = the shipped recipe)
+    dermoscopy_strength: float = 1.0
     amp: bool = True  # mixed precision when training on a CUDA GPU (ignored on CPU)
     #: > 0: each class's loss weight spread evenly over the sources that have it, to the power
     #: given (1 = every (source, class) cell of a class weighs the same): source no longer
@@ -346,6 +349,9 @@ class TrainConfig:
                               "pip install -e '.[train]')")
         if t.augment not in ("basic", "dermoscopy"):
             raise ConfigError(f"train.augment must be basic|dermoscopy, got {t.augment!r}")
+        if not t.dermoscopy_strength > 0:
+            raise ConfigError(f"train.dermoscopy_strength must be > 0 (1: as shipped), got "
+                              f"{t.dermoscopy_strength}")
 
     def _validate_input(self) -> None:
         for key, allowed in (("color_constancy", COLOR_CONSTANCY), ("crop", CROPS),

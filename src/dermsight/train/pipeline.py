@@ -63,7 +63,7 @@ def make_datasets(cfg: TrainConfig, df: pd.DataFrame, splits: tuple[str, ...]
         draws = TrainingDraws(
             Augment(dermoscopy=tc.augment == "dermoscopy", randconv=tc.randconv_p,
                     wide_field=tc.wide_field_p, siim2020=tc.siim2020_augment,
-                    resave=tc.resave_p),
+                    resave=tc.resave_p, dermoscopy_strength=tc.dermoscopy_strength),
             seed=cfg.seed, meta_dropout=tc.meta_dropout, style_mix=tc.style_mix,
             style_beta=tc.style_mix_beta)
         out[s] = LesionDataset(
