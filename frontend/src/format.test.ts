@@ -3,6 +3,7 @@ import type { ModelCard } from './api.ts'
 import { cardMetricSets, cardThresholds } from './card.ts'
 import { riskText } from './content.ts'
 import {
+  checkImageForm,
   classMixSentence,
   countWord,
   errorMessageFrom,
@@ -90,6 +91,21 @@ describe('parseAge', () => {
   it('rejects what the browser could not parse (its number field then reads as empty)', () => {
     expect(() => parseAge('', true)).toThrow(/0 to 120/)
     expect(() => parseAge('42', true)).toThrow(/0 to 120/)
+  })
+})
+
+describe('checkImageForm', () => {
+  const file = new File([new Uint8Array([1, 2, 3])], 'lesion.jpg', { type: 'image/jpeg' })
+  it('stops a form without a file, with the form\'s own message', () => {
+    expect(checkImageForm(null, '42', false, 'Choose an image.')).toEqual({ error: 'Choose an image.' })
+  })
+  it('stops an invalid age with parseAge\'s message', () => {
+    expect(checkImageForm(file, '130', false, 'x')).toEqual({ error: 'Age must be a whole number from 0 to 120.' })
+    expect(checkImageForm(file, '', true, 'x')).toEqual({ error: 'Age must be a whole number from 0 to 120.' })
+  })
+  it('passes the file and the parsed age (or null) on', () => {
+    expect(checkImageForm(file, ' 42 ', false, 'x')).toEqual({ file, age: 42 })
+    expect(checkImageForm(file, '', undefined, 'x')).toEqual({ file, age: null })
   })
 })
 

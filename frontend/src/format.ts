@@ -134,6 +134,24 @@ export function parseAge(text: string, badInput = false): number | null {
   return n
 }
 
+/**
+ * What an image form may submit: its chosen file and parsed age, or the message that stops it
+ * (no file chosen: `noFile`; an invalid age: `parseAge`'s message).
+ */
+export function checkImageForm(
+  file: File | null,
+  age: string,
+  badInput: boolean | undefined,
+  noFile: string,
+): { file: File; age: number | null } | { error: string } {
+  if (!file) return { error: noFile }
+  try {
+    return { file, age: parseAge(age, badInput) }
+  } catch (err) {
+    return { error: (err as Error).message }
+  }
+}
+
 /** Bytes a file must offer to `isDicom` (the 128-byte preamble and the "DICM" magic). */
 export const DICOM_HEAD_BYTES = 132
 

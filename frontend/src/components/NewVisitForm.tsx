@@ -1,7 +1,7 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
-import { parseAge } from '../format.ts'
+import { checkImageForm } from '../format.ts'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
@@ -51,21 +51,16 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
-    if (!file) {
-      setError('Choose the image of this visit first.')
-      return
-    }
-    let ageNum: number | null
-    try {
-      ageNum = parseAge(age, ageRef.current?.validity.badInput)
-    } catch (err) {
-      setError((err as Error).message)
+    const checked = checkImageForm(file, age, ageRef.current?.validity.badInput,
+      'Choose the image of this visit first.')
+    if ('error' in checked) {
+      setError(checked.error)
       return
     }
     setBusy(true)
     setError(null)
     try {
-      await createVisit(lesionId, { image: file, age: ageNum, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
+      await createVisit(lesionId, { image: checked.file, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
       pickRef.current++
       setFile(null)
       setPreview(NO_PREVIEW)

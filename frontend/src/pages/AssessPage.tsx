@@ -19,7 +19,7 @@ import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
-import { formatInterval, formatPercent, heatmapSrc, humanize, keptSentence, parseAge } from '../format.ts'
+import { formatInterval, formatPercent, heatmapSrc, humanize, keptSentence, checkImageForm } from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 interface Outcome {
@@ -124,15 +124,10 @@ export function AssessPage() {
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
-    if (!file) {
-      setError('Choose or take a picture of the lesion first.')
-      return
-    }
-    let ageNum: number | null
-    try {
-      ageNum = parseAge(age, ageRef.current?.validity.badInput)
-    } catch (err) {
-      setError((err as Error).message)
+    const checked = checkImageForm(file, age, ageRef.current?.validity.badInput,
+      'Choose or take a picture of the lesion first.')
+    if ('error' in checked) {
+      setError(checked.error)
       return
     }
     abortRef.current?.abort()
@@ -142,9 +137,9 @@ export function AssessPage() {
     setError(null)
     setOutcome(null)
     try {
-      const res = await predict({ image: file, age: ageNum, sex: sex || null, site: site || null }, ctrl.signal)
+      const res = await predict({ image: checked.file, age: checked.age, sex: sex || null, site: site || null }, ctrl.signal)
       if (ctrl.signal.aborted) return
-      setOutcome({ res, at: new Date(), fileName: file.name, form: { age: ageNum, sex, site } })
+      setOutcome({ res, at: new Date(), fileName: checked.file.name, form: { age: checked.age, sex, site } })
       requestAnimationFrame(() => {
         const el = resultRef.current
         if (el && el.getBoundingClientRect().top > window.innerHeight * 0.6) {
