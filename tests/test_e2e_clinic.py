@@ -120,6 +120,10 @@ def sign_in(w: Walk) -> None:
     error = page.get_by_test_id("login-error")
     error.wait_for()
     assert "password" in error.inner_text().lower()
+    # the refused password is cleared, the user name kept, the button usable again
+    assert page.get_by_test_id("login-password").input_value() == ""
+    assert page.get_by_test_id("login-username").input_value() == ADMIN
+    assert page.get_by_test_id("login-submit").is_enabled()
     w.shot("login")
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()

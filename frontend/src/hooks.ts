@@ -1,4 +1,4 @@
-import { createContext, useContext, useEffect, useState } from 'react'
+import { createContext, useCallback, useContext, useEffect, useState } from 'react'
 import { cachedJSON, fetchImageUrl } from './api.ts'
 
 // --- hash routing -------------------------------------------------------------------------------
@@ -117,4 +117,32 @@ export function useDelayedFlag(active: boolean, delayMs = 150): boolean {
     return () => window.clearTimeout(t)
   }, [active, delayMs])
   return shown
+}
+
+/**
+ * A form's busy flag and error message. `submit(action, onError)` runs the action with the form
+ * busy and the old error cleared; a thrown error's message becomes the form's error (then
+ * `onError` runs, e.g. to clear a password). Validation before it uses `setError`.
+ */
+export function useFormAction(): {
+  busy: boolean
+  error: string | null
+  setError: (e: string | null) => void
+  submit: (action: () => Promise<void>, onError?: () => void) => Promise<void>
+} {
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const submit = useCallback(async (action: () => Promise<void>, onError?: () => void) => {
+    setBusy(true)
+    setError(null)
+    try {
+      await action()
+    } catch (err) {
+      setError((err as Error).message)
+      onError?.()
+    } finally {
+      setBusy(false)
+    }
+  }, [])
+  return { busy, error, setError, submit }
 }

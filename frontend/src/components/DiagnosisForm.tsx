@@ -5,7 +5,7 @@ import { ErrorBox } from '../clinic/badges.tsx'
 import type { Diagnosis } from '../clinic/types.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
-import { useApiData } from '../hooks.ts'
+import { useApiData, useFormAction } from '../hooks.ts'
 
 /** The nine ISIC codes a confirmed diagnosis may take: the model's classes plus UNK. */
 function diagnosisCodes(classes: LesionClassInfo[]): { code: string; name: string }[] {
@@ -24,8 +24,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const [code, setCode] = useState(diagnosis?.code ?? '')
   const [method, setMethod] = useState<string>(diagnosis?.method ?? 'histopathology')
   const [note, setNote] = useState(diagnosis?.note ?? '')
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit } = useFormAction()
   const nameOf = (c: string) => codes.find((x) => x.code === c)?.name ?? c
 
   const onSubmit = async (e: FormEvent) => {
@@ -34,17 +33,11 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
       setError('Choose the confirmed diagnosis.')
       return
     }
-    setBusy(true)
-    setError(null)
-    try {
+    await submit(async () => {
       await recordDiagnosis(lesionId, { code, method, note: note.trim() })
       setEditing(false)
       onSaved()
-    } catch (err) {
-      setError((err as Error).message)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
 
   return (

@@ -5,6 +5,7 @@ import { checkImageForm } from '../format.ts'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
+import { useFormAction } from '../hooks.ts'
 
 interface Props {
   lesionId: number
@@ -26,8 +27,7 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
   const [site, setSite] = useState(lesionSite ?? '')
   const [note, setNote] = useState('')
   const [takenAt, setTakenAt] = useState('')
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit } = useFormAction()
   const pickRef = useRef(0)
   const ageRef = useRef<HTMLInputElement | null>(null)
 
@@ -57,9 +57,7 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       setError(checked.error)
       return
     }
-    setBusy(true)
-    setError(null)
-    try {
+    await submit(async () => {
       await createVisit(lesionId, { image: checked.file, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
       pickRef.current++
       setFile(null)
@@ -67,11 +65,7 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       setNote('')
       setTakenAt('')
       onSaved()
-    } catch (err) {
-      setError((err as Error).message)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
 
   return (

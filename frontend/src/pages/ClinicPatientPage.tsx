@@ -8,6 +8,7 @@ import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.
 import { ChoiceField } from '../components/ChoiceField.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
+import { useFormAction } from '../hooks.ts'
 
 const SIDES: { value: Side; label: string }[] = [
   { value: 'left', label: 'Left' },
@@ -26,8 +27,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
   const [site, setSite] = useState('')
   const [side, setSide] = useState('')
   const [location, setLocation] = useState('')
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit } = useFormAction()
   const [confirming, setConfirming] = useState(false)
   const [confirmRef, setConfirmRef] = useState('')
 
@@ -57,9 +57,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
       setError('Tap the body map, choose a body site or describe where the lesion is.')
       return
     }
-    setBusy(true)
-    setError(null)
-    try {
+    await submit(async () => {
       const l = await createLesion(id, {
         body_site: site || null,
         side: (side || null) as Side | null,
@@ -67,11 +65,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
         map: point ? { view: point.view, x: round3(point.x / FIGURE.width), y: round3(point.y / FIGURE.height) } : null,
       })
       window.location.hash = clinicHref.lesion(l.id)
-    } catch (err) {
-      setError((err as Error).message)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
 
   const onDelete = async () => {

@@ -4,6 +4,7 @@ import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badg
 import { clinicHref } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { formatTimestamp } from '../format.ts'
+import { useFormAction } from '../hooks.ts'
 
 /** The clinic's patients: search by reference, open one, add a new one. */
 export function ClinicPatientsPage() {
@@ -12,8 +13,7 @@ export function ClinicPatientsPage() {
   const [q, setQ] = useState('') // the query sent (debounced)
   const patients = useLoad(() => listPatients(q), q)
   const [ref, setRef] = useState('')
-  const [error, setError] = useState<string | null>(null)
-  const [busy, setBusy] = useState(false)
+  const { busy, error, setError, submit } = useFormAction()
 
   useEffect(() => {
     const t = window.setTimeout(() => setQ(query), 250)
@@ -26,16 +26,10 @@ export function ClinicPatientsPage() {
       setError('Enter the patient reference (your clinic’s own id for the patient).')
       return
     }
-    setBusy(true)
-    setError(null)
-    try {
+    await submit(async () => {
       const p = await createPatient(ref.trim())
       window.location.hash = clinicHref.patient(p.id)
-    } catch (err) {
-      setError((err as Error).message)
-    } finally {
-      setBusy(false)
-    }
+    })
   }
 
   const rows = patients.data ?? []

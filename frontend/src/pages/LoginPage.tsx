@@ -2,6 +2,7 @@ import { useId, useState, type FormEvent } from 'react'
 import { login } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic } from '../clinic/session.ts'
+import { useFormAction } from '../hooks.ts'
 
 /** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server.
  * `resumeAs`: the session of that user ended (idle timeout) and the page they were on waits,
@@ -11,8 +12,7 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
   const ids = useId()
   const [username, setUsername] = useState(resumeAs ?? '')
   const [password, setPassword] = useState('')
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit } = useFormAction()
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
@@ -20,16 +20,7 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
       setError('Enter your user name and password.')
       return
     }
-    setBusy(true)
-    setError(null)
-    try {
-      setSession(await login(username.trim(), password))
-    } catch (err) {
-      setError((err as Error).message)
-      setPassword('')
-    } finally {
-      setBusy(false)
-    }
+    await submit(async () => setSession(await login(username.trim(), password)), () => setPassword(''))
   }
 
   return (
