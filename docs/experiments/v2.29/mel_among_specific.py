@@ -23,7 +23,7 @@ EXP = Path(__file__).resolve().parent.parent
 REPO = EXP.parent.parent
 META = REPO.parent / "shared" / "data" / "isic-subset" / "metadata.csv"
 #: (name, recipe, probabilities file under docs/experiments) — the shipped recipe's draws with
-#: stored probabilities, then the two ablations
+#: stored probabilities, the two ablations, then the dermoscopy effects at double strength (v2.30)
 DRAWS = (
     ("s42 seeded", "shipped recipe", "v2.12/probs_isic2017_v2.12-s42-epoch_single.npz"),
     ("s43 seeded", "shipped recipe", "v2.12/probs_isic2017_v2.12-s43-epoch_single.npz"),
@@ -34,6 +34,8 @@ DRAWS = (
     ("no colour constancy, s43", "ablation", "v2.29/probs_isic2017_v2.29-nocc-s43_single.npz"),
     ("basic augmentations, s42", "ablation",
      "v2.29/probs_isic2017_v2.29-basicaug-s42_single.npz"),
+    ("dermoscopy effects x2, s42", "double strength",
+     "v2.30/probs_isic2017_v2.30-derm2-s42_single.npz"),
 )
 
 
