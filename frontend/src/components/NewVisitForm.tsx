@@ -2,10 +2,10 @@ import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { checkImageForm } from '../format.ts'
+import { useFormAction } from '../hooks.ts'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
-import { useFormAction } from '../hooks.ts'
 
 interface Props {
   lesionId: number

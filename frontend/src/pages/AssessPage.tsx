@@ -19,7 +19,7 @@ import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
-import { formatInterval, formatPercent, heatmapSrc, humanize, keptSentence, checkImageForm } from '../format.ts'
+import { checkImageForm, formatInterval, formatPercent, heatmapSrc, humanize, keptSentence } from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 interface Outcome {
