@@ -36,6 +36,8 @@ DRAWS = (
      "v2.29/probs_isic2017_v2.29-basicaug-s42_single.npz"),
     ("dermoscopy effects x2, s42", "double strength",
      "v2.30/probs_isic2017_v2.30-derm2-s42_single.npz"),
+    ("dermoscopy effects x2, s43", "double strength",
+     "v2.30/probs_isic2017_v2.30-derm2-s43_single.npz"),
 )
 
 
