@@ -25,6 +25,7 @@ from dermsight.records import Metadata  # noqa: E402
 from dermsight.train.augment import Augment, dermoscopy_effects  # noqa: E402
 from dermsight.train.config import ConfigError, DataConfig, load_config  # noqa: E402
 from dermsight.train.data import LesionDataset, TrainingDraws  # noqa: E402
+from dermsight.train.pipeline import make_datasets, prepare_data  # noqa: E402
 from dermsight.train.table import EXTERNAL, assign_split, load_table, row_meta  # noqa: E402
 
 pytestmark = pytest.mark.train
@@ -119,9 +120,9 @@ def test_dermoscopy_augmentation_is_reproducible_and_varied(data_dir: Path,
 
 def test_dermoscopy_strength_scales_how_often_the_effects_happen(
         data_dir: Path, sample_ids: list[str]) -> None:
-    """``dermoscopy_strength`` multiplies each effect's probability (capped at 1): at 1 the
-    draws are the shipped recipe's, near 0 an image comes back untouched, at 2 fewer images
-    escape every effect than at 1, and far above 1 none does."""
+    """``dermoscopy_strength`` multiplies each effect's probability (capped at 1): near 0 an
+    image comes back untouched, at 2 fewer images escape every effect than at 1, and far above 1
+    none does; the config's value reaches the training images' augmentation."""
     img = resize_rgb(decode_image(data_dir / "images" / f"{sample_ids[0]}.jpg"),
                      InputSpec(size=64))
 
@@ -130,17 +131,19 @@ def test_dermoscopy_strength_scales_how_often_the_effects_happen(
                                                          strength), img)
                    for i in range(200))
 
-    spec = InputSpec(size=64)
-    shipped, explicit = Augment(dermoscopy=True), Augment(dermoscopy=True, dermoscopy_strength=1)
-    assert all(np.array_equal(shipped(img, spec, np.random.default_rng(i)),
-                              explicit(img, spec, np.random.default_rng(i))) for i in range(20))
     once, twice = touched(1.0), touched(2.0)
     assert touched(1e-6) == 0
     assert 130 < once < twice  # about 79 % of the images at 1, 98 % at 2
     assert touched(50.0) == 200
     cfg = load_config(Path(__file__).parents[1] / "configs" / "default.yaml",
-                      ["train.dermoscopy_strength=2"])
-    assert cfg.train.dermoscopy_strength == 2
+                      [f"data.root={data_dir}", "data.limit=8", "input.size=64",
+                       "train.dermoscopy_strength=2"])
+    built = make_datasets(cfg, prepare_data(cfg), ("train", "val"))
+    draws = built["train"].draws
+    assert draws is not None
+    assert draws.augment.dermoscopy
+    assert draws.augment.dermoscopy_strength == 2
+    assert built["val"].draws is None  # validation is never augmented
     for bad in ("0", "-1"):
         with pytest.raises(ConfigError, match="dermoscopy_strength"):
             load_config(Path(__file__).parents[1] / "configs" / "default.yaml",
