@@ -72,12 +72,18 @@ def intervals(ref: list[dict[str, Any]], level: float = 0.95, draws: int = 1
     return out
 
 
-def decide(figures: dict[str, float], pi: dict[str, dict[str, float]]) -> str:
+def position(figures: dict[str, float], pi: dict[str, dict[str, float]]) -> str:
+    """Where both AUCs lie against their intervals: "both below", "both above" or "unresolved"."""
     if all(figures[k] < pi[k]["lo"] for k in FIGURES):
-        return "pays"
+        return "both below"
     if all(figures[k] > pi[k]["hi"] for k in FIGURES):
-        return "costs"
+        return "both above"
     return "unresolved"
+
+
+def decide(figures: dict[str, float], pi: dict[str, dict[str, float]]) -> str:
+    """The ablation's reading: a piece whose removal puts both AUCs below the spread pays."""
+    return {"both below": "pays", "both above": "costs"}.get(position(figures, pi), "unresolved")
 
 
 def run_figures(folder: Path) -> dict[str, Any]:
@@ -131,8 +137,7 @@ def main() -> None:
         if len(each) != 2:
             raise SystemExit(f"--pair {name}: give two folders, got {len(each)}")
         mean = {k: float(np.mean([e[k] for e in each])) for k in FIGURES}
-        # where the pair's means lie, without the ablations' reading of it
-        where = {"pays": "both below", "costs": "both above"}.get(decide(mean, pi2), "unresolved")
+        where = position(mean, pi2)
         pair = {"draws": dict(zip(folders.split(","), each, strict=True)), "mean": mean,
                 "position": where}
         result["pairs"][name] = pair
