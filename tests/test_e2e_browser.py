@@ -169,6 +169,26 @@ def test_text_file_shows_a_readable_error(page: Any, tmp_path: Path, test_output
     assert page.problems == []
 
 
+def _check_cross_source(page: Any, card: dict[str, Any]) -> None:
+    """The Model page's cross-source tables appear exactly when the card has them, with
+    every row and, beside the held-out rows, their notes."""
+    if card.get("cross_source"):
+        table = page.get_by_test_id("cross-source-test_split_by_source")
+        for row in card["cross_source"]["rows"]:
+            if row["protocol"] == "test_split_by_source":
+                assert row["source"] in table.inner_text()
+        # held-out rows carry what a reader must know beside them (one draw of several)
+        held_out = [r for r in card["cross_source"]["rows"]
+                    if r["protocol"] == "leave_one_source_out"]
+        if held_out:
+            shown = page.get_by_test_id("cross-source-leave_one_source_out").inner_text()
+            for row in held_out:
+                assert row["source"] in shown
+                assert (row["note"] or "") in shown
+    else:
+        assert page.get_by_test_id("cross-source").count() == 0
+
+
 def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output: Path) -> None:
     page.get_by_test_id("nav-learn").click()
     learn = page.get_by_test_id("learn-page")
@@ -196,13 +216,7 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
         assert by_ita["statement"] in statement
     else:
         assert page.get_by_test_id("skin-tone").count() == 0
-    if card.get("cross_source"):
-        table = page.get_by_test_id("cross-source-test_split_by_source")
-        for row in card["cross_source"]["rows"]:
-            if row["protocol"] == "test_split_by_source":
-                assert row["source"] in table.inner_text()
-    else:
-        assert page.get_by_test_id("cross-source").count() == 0
+    _check_cross_source(page, card)
     if card.get("retrieval"):  # the similar cases' measured retrieval
         assert page.get_by_test_id("retrieval-table").is_visible()
     rule = page.get_by_test_id("decision-rule").inner_text()

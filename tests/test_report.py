@@ -281,6 +281,14 @@ def test_report_ita_and_cross_source_sections() -> None:
     assert "Model run: config configs/default.yaml; seed 42; reproduce: make train." in text
     ham = section["rows"][0]
     assert f"{ham['metrics']['mel_auc']['value']:.3f}" in text
+    # a note explaining withheld figures greys its row out; a note beside full figures (the
+    # spread of other training draws, tools/add_loso_rows.py --note) is shown, not greyed
+    assert '<tr class="withheld"><td>isic2016</td>' in html
+    section["rows"][0]["note"] = "one training draw of several"  # ham10000: every figure
+    html = render_report({"test": test, "cross_source": section})
+    assert "one training draw of several" in html
+    assert "<tr><td>ham10000</td>" in html
+    assert '<tr class="withheld"><td>isic2016</td>' in html
     # absent sections render nothing
     plain = render_report({"test": evaluate_predictions(y, p, CLASSES8, g,
                                                         settings=EvalSettings(n_boot=0))})

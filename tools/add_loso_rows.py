@@ -8,6 +8,11 @@
     .venv/bin/python tools/add_loso_rows.py --bundle src/dermsight/assets/default \
         --from runs/loso-isic2020/bundle
 
+    # add what a reader must know about a row (e.g. the spread of other draws) to its note;
+    # alone, or with --from / --score-folder (then said of the rows just added):
+    .venv/bin/python tools/add_loso_rows.py --bundle src/dermsight/assets/default \
+        --note "isic2017=one training draw; ..."
+
 Scoring goes through the serving facade (decode -> preprocess -> ONNX Runtime -> temperature ->
 decision rule) with the card's own bootstrap settings; nothing is fitted. Copied rows keep their
 ``run`` (config, seed, command) and ``trained_on``, so the card says which model produced them.
@@ -59,49 +64,92 @@ def _folder_frame(model: Dermsight, folder: Path) -> pd.DataFrame:
     return frame
 
 
+def _parse_note(value: str, ap: argparse.ArgumentParser) -> tuple[str, str]:
+    source, sep, text = value.partition("=")
+    if not sep or not source.strip() or not text.strip():
+        ap.error(f"--note takes SOURCE=TEXT, got {value!r}")
+    return source.strip(), text.strip()
+
+
+def _append_note(row: dict[str, Any], text: str) -> None:
+    """Add ``text`` to the row's note (kept once: running the same command again adds nothing)."""
+    old = row.get("note")
+    if old and f"; {text}; " in f"; {old}; ":
+        return
+    row["note"] = f"{old}; {text}" if old else text
+
+
+def _copied(section: dict[str, Any] | None, bundle: Path, from_bundle: Path) -> dict[str, Any]:
+    """``--from``: the other bundle's LOSO rows replace this card's rows of the same sources."""
+    other = json.loads((from_bundle / CARD_FILE).read_text()).get("cross_source") or {}
+    rows = [r for r in other.get("rows", []) if r["protocol"] == LOSO]
+    if not rows:
+        raise SystemExit(f"{from_bundle} has no leave-one-source-out rows")
+    if section is None:
+        raise SystemExit(f"{bundle} has no cross_source section to add rows to")
+    replaced = {r["source"] for r in rows}
+    return dict(section, rows=[r for r in section["rows"]
+                               if not (r["protocol"] == LOSO and r["source"] in replaced)] + rows)
+
+
+def _scored(section: dict[str, Any] | None, card: dict[str, Any], bundle: Path, folder: Path,
+            trained_on: list[str]) -> dict[str, Any]:
+    """``--score-folder``: every image of ``folder`` scored by the bundle, one row per source."""
+    model = Dermsight.load(bundle)
+    test = card["metrics"]["test"]
+    frame = _folder_frame(model, folder)
+    run = {"config": card.get("name"), "seed": card.get("training", {}).get("seed"),
+           "command": f"{COMMAND} --bundle {bundle} --score-folder {folder.name}"}
+    settings = EvalSettings(
+        refer_threshold=model.card.thresholds.refer,
+        offsets=model.card.decision.offsets(model.classes),
+        malignant_excluded=tuple(model.card.malignant_excluded),
+        n_boot=int(test.get("n_boot", 200)), seed=int(test.get("seed", 0)))
+    for source in sorted(frame["source"].unique()):
+        section = add_loso_row(
+            section, frame, model.classes, str(source), trained_on, run, settings=settings)
+        if frame.attrs["left_out"]:
+            _append_note(_loso_row(section, str(source), bundle),
+                         f"images of classes this model does not have were left out "
+                         f"({frame.attrs['left_out']})")
+    assert section is not None
+    return section
+
+
+def _loso_row(section: dict[str, Any], source: str, bundle: Path) -> dict[str, Any]:
+    row = next((r for r in section["rows"]
+                if r["protocol"] == LOSO and r["source"] == source), None)
+    if row is None:
+        raise SystemExit(f"{bundle} has no leave-one-source-out row for {source!r}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
-    src = ap.add_mutually_exclusive_group(required=True)
+    src = ap.add_mutually_exclusive_group()
     src.add_argument("--score-folder", type=Path)
     src.add_argument("--from", dest="from_bundle", type=Path)
     ap.add_argument("--trained-on", default="", help="comma-separated training sources")
+    ap.add_argument("--note", action="append", default=[], metavar="SOURCE=TEXT",
+                    help="append TEXT to the note of SOURCE's leave-one-source-out row "
+                         "(repeatable)")
     a = ap.parse_args()
+    if a.score_folder is None and a.from_bundle is None and not a.note:
+        ap.error("give --score-folder, --from or --note")
+    notes = [_parse_note(n, ap) for n in a.note]
     card_path = a.bundle / CARD_FILE
     card: dict[str, Any] = json.loads(card_path.read_text())
     section = card.get("cross_source")
     if a.from_bundle is not None:
-        other = json.loads((a.from_bundle / CARD_FILE).read_text()).get("cross_source") or {}
-        rows = [r for r in other.get("rows", []) if r["protocol"] == LOSO]
-        if not rows:
-            raise SystemExit(f"{a.from_bundle} has no leave-one-source-out rows")
-        if section is None:
-            raise SystemExit(f"{a.bundle} has no cross_source section to add rows to")
-        replaced = {r["source"] for r in rows}
-        section = dict(section)
-        section["rows"] = [r for r in section["rows"]
-                           if not (r["protocol"] == LOSO and r["source"] in replaced)] + rows
-    else:
-        model = Dermsight.load(a.bundle)
-        test = card["metrics"]["test"]
-        trained_on = [s for s in a.trained_on.split(",") if s]
-        frame = _folder_frame(model, a.score_folder)
-        run = {"config": card.get("name"), "seed": card.get("training", {}).get("seed"),
-               "command": f"{COMMAND} --bundle {a.bundle} --score-folder {a.score_folder.name}"}
-        settings = EvalSettings(
-            refer_threshold=model.card.thresholds.refer,
-            offsets=model.card.decision.offsets(model.classes),
-            malignant_excluded=tuple(model.card.malignant_excluded),
-            n_boot=int(test.get("n_boot", 200)), seed=int(test.get("seed", 0)))
-        for source in sorted(frame["source"].unique()):
-            section = add_loso_row(
-                section, frame, model.classes, str(source), trained_on, run, settings=settings)
-            if frame.attrs["left_out"]:
-                row = next(r for r in section["rows"]
-                           if r["protocol"] == LOSO and r["source"] == str(source))
-                extra = (f"images of classes this model does not have were left out "
-                         f"({frame.attrs['left_out']})")
-                row["note"] = f"{row['note']}; {extra}" if row["note"] else extra
+        section = _copied(section, a.bundle, a.from_bundle)
+    elif a.score_folder is not None:
+        section = _scored(section, card, a.bundle, a.score_folder,
+                          [s for s in a.trained_on.split(",") if s])
+    if section is None:
+        raise SystemExit(f"{a.bundle} has no cross_source section")
+    for source, text in notes:
+        _append_note(_loso_row(section, source, a.bundle), text)
     card["cross_source"] = validate_cross_source(section)
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     # the report shows the same table: re-rendered only where the rest of it is reproduced
@@ -115,7 +163,7 @@ def main() -> None:
         if r["protocol"] == LOSO:
             m = {k: (v or {}).get("value") for k, v in r["metrics"].items()}
             print(r["source"], r["n_images"], {k: None if v is None else round(v, 3)
-                                               for k, v in m.items()})
+                                               for k, v in m.items()}, r["note"] or "")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ The card carries the section as ``cross_source`` (type :class:`CrossSource`)::
          "n_images": 1477, "n_groups": 1180, "n_malignant": 265, "n_mel": 159,
          "classes_present": ["MEL", "NV", ...],
          "metrics": {"balanced_accuracy": {"value": 0.58, "lo": 0.53, "hi": 0.64}, ...},
-         "note": null,                      # why metrics were withheld, else null
+         "note": null,                      # why metrics were withheld, or what else a
+                                            # reader must know (e.g. other draws' spread)
          "n_boot": 200, "trained_on": null, # LOSO: the training sources
          "run": {"config": "configs/default.yaml", "seed": 42, "command": "make train"}},
         ...

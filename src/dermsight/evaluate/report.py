@@ -510,7 +510,10 @@ def _cross_source(results: Mapping[str, Any]) -> str:
                 extra.append(_run_text(r))
             cells.append(_e("; ".join(x for x in extra if x)))
             body.append(cells)
-            cls.append("withheld" if r.get("note") else "")
+            # greyed when its note explains withheld figures, not for a note beside full ones
+            # (e.g. the spread of other training draws, tools/add_loso_rows.py --note)
+            held = small or any(_value(metrics.get(m)) is None for m in names)
+            cls.append("withheld" if r.get("note") and held else "")
         header = ["source", "images", "groups", "malignant", "classes present",
                   *(_CROSS_LABELS.get(m, _label(m)) for m in names), "note"]
         nums = [1, 2, 3, *range(5, 5 + len(names))]
