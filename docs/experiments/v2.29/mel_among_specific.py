@@ -38,6 +38,10 @@ DRAWS = (
      "v2.30/probs_isic2017_v2.30-derm2-s42_single.npz"),
     ("dermoscopy effects x2, s43", "double strength",
      "v2.30/probs_isic2017_v2.30-derm2-s43_single.npz"),
+    ("source-balanced weights, s42", "source balance",
+     "v2.31/probs_isic2017_v2.31-srcbal-s42_single.npz"),
+    ("source-balanced weights, s43", "source balance",
+     "v2.31/probs_isic2017_v2.31-srcbal-s43_single.npz"),
 )
 
 
