@@ -16,9 +16,9 @@ validation figures, τ).
         --run basic-augmentations=docs/experiments/v2.29/basicaug-s42 \
         --out docs/experiments/v2.29/ablation.json
 
-``--pair NAME=FOLDER,FOLDER`` reads two draws of one recipe by the mean of their two AUCs
-against the 95 % prediction interval for the mean of two further reference draws,
-m ± t(0.975, n − 1) · s · √(1/2 + 1/n): "both above", "both below" or "unresolved".
+``--pair NAME=FOLDER,FOLDER[,...]`` reads two to four draws of one recipe by the mean of their
+AUCs against the 95 % prediction interval for the mean of as many further reference draws,
+m ± t(0.975, n − 1) · s · √(1/k + 1/n): "both above", "both below" or "unresolved".
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ def reference() -> list[dict[str, Any]]:
     for folder in REFERENCE:
         out.append({"run": folder, **heldout_row(EXP / folder / "isic2017.json")})
     return out
+
+
+#: how many draws a --pair may read, and the word in its output key
+MEAN_OF = {2: "two", 3: "three", 4: "four"}
 
 
 def intervals(ref: list[dict[str, Any]], level: float = 0.95, draws: int = 1
@@ -107,9 +111,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", action="append", default=[], metavar="NAME=FOLDER",
                     help="an ablation run's folder from v2.11/heldout_row.py (repeatable)")
-    ap.add_argument("--pair", action="append", default=[], metavar="NAME=FOLDER,FOLDER",
-                    help="two draws of one recipe, read by the mean of their figures against "
-                         "the interval for the mean of two draws (repeatable)")
+    ap.add_argument("--pair", action="append", default=[], metavar="NAME=FOLDER,FOLDER[,...]",
+                    help="two to four draws of one recipe, read by the mean of their figures "
+                         "against the interval for the mean of as many draws (repeatable)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     ref = reference()
@@ -127,24 +131,23 @@ def main() -> None:
         print(f"{name}: melanoma AUC {figures['mel_auc']:.3f}, malignant AUC "
               f"{figures['malignant_auc']:.3f}, suggested balanced accuracy "
               f"{figures['balanced_accuracy']:.3f} -> {figures['decision']}")
-    if args.pair:
-        pi2 = intervals(ref, draws=2)
-        result["prediction_intervals_95_mean_of_two"] = pi2
-        result["pairs"] = {}
     for spec in args.pair:
         name, _, folders = spec.partition("=")
         each = [run_figures(Path(f)) for f in folders.split(",")]
-        if len(each) != 2:
-            raise SystemExit(f"--pair {name}: give two folders, got {len(each)}")
+        if len(each) not in MEAN_OF:
+            raise SystemExit(f"--pair {name}: give two to four folders, got {len(each)}")
+        words = MEAN_OF[len(each)]
+        pik = result.setdefault(f"prediction_intervals_95_mean_of_{words}",
+                                intervals(ref, draws=len(each)))
         mean = {k: float(np.mean([e[k] for e in each])) for k in FIGURES}
-        where = position(mean, pi2)
+        where = position(mean, pik)
         pair = {"draws": dict(zip(folders.split(","), each, strict=True)), "mean": mean,
                 "position": where}
-        result["pairs"][name] = pair
-        print(f"{name} (mean of two): melanoma AUC {mean['mel_auc']:.3f} "
-              f"({pi2['mel_auc']['lo']:.3f}-{pi2['mel_auc']['hi']:.3f}), malignant AUC "
-              f"{mean['malignant_auc']:.3f} ({pi2['malignant_auc']['lo']:.3f}-"
-              f"{pi2['malignant_auc']['hi']:.3f}) -> {where}")
+        result.setdefault("pairs", {})[name] = pair
+        print(f"{name} (mean of {words}): melanoma AUC {mean['mel_auc']:.3f} "
+              f"({pik['mel_auc']['lo']:.3f}-{pik['mel_auc']['hi']:.3f}), malignant AUC "
+              f"{mean['malignant_auc']:.3f} ({pik['malignant_auc']['lo']:.3f}-"
+              f"{pik['malignant_auc']['hi']:.3f}) -> {where}")
     args.out.write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -42,6 +42,8 @@ DRAWS = (
      "v2.31/probs_isic2017_v2.31-srcbal-s42_single.npz"),
     ("source-balanced weights, s43", "source balance",
      "v2.31/probs_isic2017_v2.31-srcbal-s43_single.npz"),
+    ("source-balanced weights, s45", "source balance",
+     "v2.31/probs_isic2017_v2.31-srcbal-s45_single.npz"),
 )
 
 
