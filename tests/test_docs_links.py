@@ -82,3 +82,44 @@ def test_model_history_links_resolve() -> None:
     files = [a.split("#", 1)[0] for a in links if "://" not in a]
     assert [f for f in files if not (ROOT / "docs" / f).exists()] == []
     assert (ROOT / "docs" / "model.md").name in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _relative_links(text: str) -> list[str]:
+    """Markdown link targets that point inside the checkout (no scheme), outside code blocks."""
+    prose = re.sub(r"```.*?```", "", text, flags=re.S)
+    return [t for t in re.findall(r"\]\(([^)\s]+)\)", prose) if "://" not in t
+            and not t.startswith("mailto:")]
+
+
+def _broken_links(pages: list[Path]) -> tuple[list[str], int]:
+    broken, checked = [], 0
+    for page in pages:
+        for target in _relative_links(page.read_text(encoding="utf-8")):
+            path, _, anchor = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            checked += 1
+            lands = dest.exists() and not (anchor and dest.suffix == ".md" and anchor not in
+                                           _anchors(dest.read_text(encoding="utf-8")))
+            if not lands:
+                broken.append(f"{page.name}: {target}")
+    return broken, checked
+
+
+def test_every_relative_link_in_the_docs_lands() -> None:
+    """Every link of the README and of docs/*.md to a file of the checkout finds it, and a link
+    to a heading of a Markdown file finds that heading (GitHub's anchors)."""
+    broken, checked = _broken_links(
+        [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), EXPERIMENTS])
+    assert checked > 100
+    assert broken == []
+
+
+def test_the_link_check_reports_what_does_not_land(tmp_path: Path) -> None:
+    (tmp_path / "other.md").write_text("# Other\n\n## Kept heading\n", encoding="utf-8")
+    page = tmp_path / "page.md"
+    page.write_text("[a](#here) [b](other.md#kept-heading) [c](other.md#gone) [d](missing.md) "
+                    "[e](https://example.org/x.md)\n```\n[f](nowhere.md)\n```\n\n## Here\n",
+                    encoding="utf-8")
+    broken, checked = _broken_links([page])
+    assert checked == 4
+    assert broken == ["page.md: other.md#gone", "page.md: missing.md"]
