@@ -23,6 +23,9 @@ from dermsight.local_update import (
     assess_update,
     cases_from_scores,
     fit_update,
+    fitted_refer_sensitivity,
+    refer_on_cases,
+    render_refer,
 )
 
 CLASSES = ["MEL", "NV", "BCC", "BKL"]
@@ -184,9 +187,46 @@ def test_cases_from_scores_leave_out_errors_refusals_and_foreign_labels() -> Non
         cases_from_scores(frame.head(5).assign(label=None), CLASSES)
     assert list(cases.labels) == [1, 3]
     assert list(cases.groups) == ["g1", "b"]  # no group: the image is its own
+    assert cases.referred is not None
+    assert list(cases.referred) == [False, False]  # both served "low"
     assert cases.left_out == {"unreadable images": 1, "refused by the gate": 1,
                               "without a label": 1,
                               "labelled with a class the model does not have": 1}
+
+
+def test_the_refer_tier_on_the_clinics_cases_counts_what_was_served_and_warns_below_fit(
+) -> None:
+    """20 malignant cases (MEL, BCC), 18 of them served "high"; 30 others, 6 of them "high"."""
+    labels = np.array([0] * 12 + [2] * 8 + [1] * 20 + [3] * 10, np.int64)
+    referred = np.zeros(50, bool)
+    referred[:18] = True  # two BCC cases missed
+    referred[20:26] = True  # six nevi referred
+    cases = LocalCases(probs=np.full((50, 4), 0.25), labels=labels,
+                       groups=np.array([f"g{i}" for i in range(50)]), referred=referred)
+    r = refer_on_cases(cases, CLASSES, MALIGNANT, 0.95, n_boot=200)
+    assert r is not None
+    assert (r["n_malignant"], r["malignant_referred"], r["n_other"], r["others_referred"]) == (
+        20, 18, 30, 6)
+    assert r["sensitivity"]["value"] == 0.9
+    assert r["specificity"]["value"] == 0.8
+    assert r["sensitivity"]["lo"] < 0.9 < r["sensitivity"]["hi"] <= 1.0
+    assert r["below_fitted"] is True
+    assert "WARNING: below the sensitivity of 0.95" in "\n".join(render_refer(r))
+    ok = refer_on_cases(cases, CLASSES, MALIGNANT, 0.85, n_boot=0)
+    assert ok is not None
+    assert ok["below_fitted"] is False
+    assert "WARNING" not in "\n".join(render_refer(ok))
+    # nothing to measure: tiers unknown, or no malignant (or no other) case
+    assert refer_on_cases(LocalCases(cases.probs, labels, cases.groups), CLASSES, MALIGNANT,
+                          0.95) is None
+    only_benign = LocalCases(cases.probs[20:], labels[20:], cases.groups[20:],
+                             referred=referred[20:])
+    assert refer_on_cases(only_benign, CLASSES, MALIGNANT, 0.95) is None
+    # what the threshold was fitted for: the training config, else the validation figure
+    assert fitted_refer_sensitivity(
+        {"training": {"config": {"calibration": {"refer_sensitivity": 0.95}}}}) == 0.95
+    assert fitted_refer_sensitivity({"metrics": {"validation": {"refer_sensitivity": 0.9}}}) == 0.9
+    assert fitted_refer_sensitivity({}) is None
 
 
 def test_the_card_carries_the_update_and_rejects_a_broken_one() -> None:
@@ -265,6 +305,8 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
     assert report["accepted"]
     assert report["update_classes"] == ["NV", "BKL"]
     assert report["recall"]["NV"]["updated"] > report["recall"]["NV"]["unchanged"]
+    assert report["refer_tier"] is None  # nevi and keratoses only: no sensitivity to measure
+    assert "refer tier" not in printed.out
     assert _run(["bundle", "verify", str(out)]) == 0
     model, original = Dermsight.load(out), Dermsight.load(bundle)
     card = model.card
@@ -305,6 +347,43 @@ def test_adapt_writes_a_validated_bundle_that_serves_the_update(
     assert _run(["bundle", "adapt", str(clinic), "--bundle", str(bundle), "--out", str(out),
                  "--name", "A"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_adapt_reports_the_refer_tier_on_the_clinics_cases(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """With melanomas among the cases, the check also counts how the unchanged refer tier did on
+    them, from the tiers the scoring served — accepted or refused, it is in the figures."""
+    from dermsight.batch.store import read_output
+
+    clinic = _clinic(tmp_path, data_dir, metadata, per_class=40, classes=("MEL", "NV", "BKL"))
+    out = tmp_path / "adapted"
+    code = _run(["bundle", "adapt", str(clinic), "--out", str(out), "--name", "Clinic B"])
+    printed = capsys.readouterr()
+    assert code in (0, 4), printed.err
+    refer = json.loads((tmp_path / "adapted.assessment.json").read_text())["refer_tier"]
+    scores = read_output(tmp_path / "adapted.scores")
+    served = scores[scores["risk"] != "cannot_assess"]
+    mel = served[served["label"] == "MEL"]
+    others = served[served["label"] != "MEL"]
+    assert (refer["n_malignant"], refer["n_other"]) == (len(mel), len(others))
+    assert len(mel) >= 30
+    assert refer["malignant_referred"] == int((mel["risk"] == "high").sum())
+    assert refer["others_referred"] == int((others["risk"] == "high").sum())
+    assert refer["sensitivity"]["value"] == pytest.approx(
+        (mel["risk"] == "high").mean(), abs=1e-4)
+    assert refer["fitted_sensitivity"] == 0.95  # the shipped bundle's training config
+    assert refer["below_fitted"] == (refer["sensitivity"]["value"] < 0.95)
+    assert refer["malignant_classes"] == ["MEL", "BCC", "SCC"]
+    assert f"{refer['malignant_referred']} of {refer['n_malignant']} malignant cases referred" \
+        in printed.out
+    if code == 0:  # an accepted update's card keeps the same figures
+        from dermsight import Dermsight
+
+        local = Dermsight.load(out).card.decision.local
+        assert local is not None
+        assert local.evaluation is not None
+        assert local.evaluation["refer_tier"] == refer
 
 
 def test_adapt_refuses_too_few_cases_and_unusable_inputs(

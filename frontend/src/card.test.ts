@@ -278,7 +278,15 @@ describe('cardDecisionRule with a local update', () => {
     expect(d.text).toContain('412 labelled cases of Clinic A (2026-12-05)')
     expect(d.text).toContain('0.515 → 0.633')
     expect(d.text).toContain("the model's before that update")
+    expect(d.text).not.toContain('refer tier')
     expect(cardDecisionRule({ decision: { rule: 'argmax' } }).text).toBe('Most probable class.')
+    const refer = { malignant_referred: 235, n_malignant: 257, sensitivity: { value: 0.9144 } }
+    const below = { ...refer, fitted_sensitivity: 0.95, below_fitted: true }
+    const withTier = (r: object) =>
+      cardDecisionRule({ decision: { rule: 'argmax', local_update: { ...local, evaluation: { refer_tier: r } } } }).text
+    expect(withTier(refer)).toContain('the refer tier, which the update does not change, referred 235 of 257 malignant lesions (sensitivity 0.914).')
+    expect(withTier(below)).toContain('(sensitivity 0.914), below the 0.95 its threshold was fitted for')
+    expect(withTier({ ...below, below_fitted: false })).not.toContain('below the')
   })
 })
 

@@ -580,9 +580,26 @@ function localUpdateText(local: unknown): string {
       : ''
   return (
     ` Then a local update: when the suggestion is ${changed.join(' or ')}, it is re-decided among ` +
-    `${classes.join(', ')} by a model fitted on ${n ?? 'its'} labelled cases of ${name}${date}.${keptText}${check} ` +
+    `${classes.join(', ')} by a model fitted on ${n ?? 'its'} labelled cases of ${name}${date}.${keptText}${check}` +
+    `${referTierText(ev.refer_tier)} ` +
     `The test figures on this page are the model's before that update.`
   )
+}
+
+/** The unchanged refer tier on the clinic's cases (``refer_tier`` of the update's figures). */
+function referTierText(refer: unknown): string {
+  if (!refer || typeof refer !== 'object') return ''
+  const r = refer as Record<string, unknown>
+  const hit = num(r.malignant_referred)
+  const all = num(r.n_malignant)
+  const sens = num((r.sensitivity as Record<string, unknown> | undefined)?.value)
+  if (hit === null || all === null || sens === null) return ''
+  const fitted = num(r.fitted_sensitivity)
+  const below =
+    r.below_fitted === true && fitted !== null
+      ? `, below the ${fitted.toFixed(2)} its threshold was fitted for: on that camera it misses more malignant lesions than this page's figures say`
+      : ''
+  return ` On the same cases the refer tier, which the update does not change, referred ${hit} of ${all} malignant lesions (sensitivity ${format3(sens)})${below}.`
 }
 
 /** How the suggested class is chosen: card.decision, else the plain most probable class. */

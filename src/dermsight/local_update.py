@@ -12,6 +12,13 @@ cannot fall (``decision.LocalUpdate``; docs/experiments, "Does an accepted local
 the clinic's other images?": a statistical melanoma bound on a few dozen melanomas did not hold);
 probabilities, the malignant probability, the tiers and the gate stay.
 
+Beside the update, and whatever its outcome, the same cases show how the (unchanged) refer tier
+does on the clinic's camera: the share of its malignant cases served "high" (sensitivity) and of
+its other cases not (specificity), with group-bootstrap intervals, against the sensitivity the
+threshold was fitted for on the model's own validation images (``refer_on_cases``). On a camera
+the model never saw that sensitivity can fall below the fitted one (held-out ISIC 2017: 0.91 in
+two draws of the source-balanced recipe, docs/experiments v2.31); the command says so.
+
 Before anything is written, the update is validated on the clinic's own cases: two
 group-disjoint folds (stratified by class), each scored by an update fitted on the other, against
 the unchanged rule on the same images — balanced accuracy over ``S`` (a suggestion outside ``S``
@@ -46,7 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MAX_NAME", "MIN_CLASS_IMAGES", "MIN_IMAGES", "AdaptInputError", "Adapted",
            "Assessment", "LocalCases", "NoLabels", "UpdateRefused", "adapt",
-           "adapt_bundle", "assess_update", "cases_from_scores", "fit_update", "write_adapted"]
+           "adapt_bundle", "assess_update", "cases_from_scores", "fit_update",
+           "fitted_refer_sensitivity", "refer_on_cases", "render_refer", "write_adapted"]
 
 #: fewer usable labelled cases than this: no update (v2.15: 25-50 cases made things worse)
 MIN_IMAGES = 100
@@ -88,6 +96,8 @@ class LocalCases:
     groups: npt.NDArray[np.str_]
     #: rows left out, by reason
     left_out: dict[str, int] = field(default_factory=dict)
+    #: whether each case was served the "high" (refer) tier; None when not known
+    referred: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -109,6 +119,8 @@ class Assessment:
     reasons: list[str]
     left_out: dict[str, int]
     seed: int
+    #: the unchanged refer tier on these cases (``refer_on_cases``); None when not measurable
+    refer: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,7 +132,7 @@ class Assessment:
             "update_classes": self.update_classes, "cases_per_class": self.counts,
             "balanced_accuracy": self.balanced_accuracy, "recall": self.recall,
             "accepted": self.accepted, "reasons": self.reasons, "left_out": self.left_out,
-            "seed": self.seed,
+            "seed": self.seed, "refer_tier": self.refer,
         }
 
     def render(self) -> str:
@@ -133,6 +145,8 @@ class Assessment:
                  f"{_fmt(ba['difference'], signed=True)}"]
         for c, r in self.recall.items():
             lines.append(f"  {c} recall {r['unchanged']:.3f} -> {r['updated']:.3f}")
+        if self.refer is not None:
+            lines.extend(render_refer(self.refer))
         if self.left_out:
             lines.append("left out: " + ", ".join(f"{n} {why}" for why, n in
                                                   self.left_out.items()))
@@ -145,6 +159,72 @@ def _fmt(ci: dict[str, float | int | None], signed: bool = False) -> str:
         return "n/a" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
 
     return f"{num(ci['value'])} ({num(ci['lo'])} to {num(ci['hi'])})"
+
+
+def refer_on_cases(cases: LocalCases, classes: Sequence[str], malignant: Sequence[str],
+                   fitted_for: float | None, *, seed: int = 0,
+                   n_boot: int = N_BOOT) -> dict[str, Any] | None:
+    """The refer tier as served on the clinic's cases: sensitivity over the cases labelled with a
+    ``malignant`` class, specificity over the others (group-bootstrap 95 % intervals), beside
+    ``fitted_for`` (the sensitivity its threshold was fitted for on the model's validation
+    images). None when the tiers are not known or the cases lack either kind."""
+    if cases.referred is None:
+        return None
+    sick = np.isin(cases.labels, [i for i, c in enumerate(classes) if c in set(malignant)])
+    if not sick.any() or sick.all():
+        return None
+    high = cases.referred
+
+    def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
+        ww = np.ones(len(high)) if w is None else w
+        pos, neg = ww[sick].sum(), ww[~sick].sum()
+        return {"sensitivity": float(ww[sick & high].sum() / pos) if pos else None,
+                "specificity": float(ww[~sick & ~high].sum() / neg) if neg else None}
+
+    ci = bootstrap(figures, len(cases), cases.groups, n_boot=n_boot, seed=seed)
+    sens = ci["sensitivity"]["value"]
+    below = fitted_for is not None and sens is not None and sens < fitted_for
+    return {
+        "malignant_classes": [c for c in classes if c in set(malignant)],
+        "n_malignant": int(sick.sum()), "n_other": int((~sick).sum()),
+        "malignant_referred": int((sick & high).sum()),
+        "others_referred": int((~sick & high).sum()),
+        "sensitivity": {k: (round(v, 4) if isinstance(v, float) else v)
+                        for k, v in ci["sensitivity"].items()},
+        "specificity": {k: (round(v, 4) if isinstance(v, float) else v)
+                        for k, v in ci["specificity"].items()},
+        "fitted_sensitivity": fitted_for, "below_fitted": bool(below),
+        "note": ("the refer tier is the model's, unchanged by any local update; a case the gate "
+                 "refused is not counted"),
+    }
+
+
+def render_refer(refer: dict[str, Any]) -> list[str]:
+    """``refer_on_cases``'s figures as the command prints them."""
+    lines = [f"refer tier on these cases (the model's, unchanged): {refer['malignant_referred']} "
+             f"of {refer['n_malignant']} malignant cases referred, sensitivity "
+             f"{_fmt(refer['sensitivity'])}; {refer['others_referred']} of {refer['n_other']} "
+             f"others referred, specificity {_fmt(refer['specificity'])}"]
+    fitted = refer["fitted_sensitivity"]
+    if refer["below_fitted"]:
+        lines.append(f"  WARNING: below the sensitivity of {fitted:.2f} its threshold was fitted "
+                     "for on the model's validation images: on these cases the refer tier "
+                     "misses more malignant lesions than the model card says")
+    elif fitted is not None:
+        lines.append(f"  (its threshold was fitted for a sensitivity of {fitted:.2f} on the "
+                     "model's validation images)")
+    return lines
+
+
+def fitted_refer_sensitivity(card_extra: dict[str, Any]) -> float | None:
+    """The sensitivity a bundle's refer threshold was fitted for: its training config's
+    ``calibration.refer_sensitivity``, else its measured validation figure, else None."""
+    config = ((card_extra.get("training") or {}).get("config") or {}).get("calibration") or {}
+    value = config.get("refer_sensitivity")
+    if value is None:
+        value = ((card_extra.get("metrics") or {}).get("validation") or {}).get(
+            "refer_sensitivity")
+    return None if value is None else float(value)
 
 
 def cases_from_scores(frame: pd.DataFrame, classes: Sequence[str]) -> LocalCases:
@@ -171,7 +251,8 @@ def cases_from_scores(frame: pd.DataFrame, classes: Sequence[str]) -> LocalCases
     labels = np.array([index[str(v)] for v in rows["label"]], np.int64)
     groups = rows["group"].where(rows["group"].notna(), rows["id"]).astype(str).to_numpy()
     return LocalCases(probs=probs, labels=labels, groups=groups,
-                      left_out={k: v for k, v in left_out.items() if v})
+                      left_out={k: v for k, v in left_out.items() if v},
+                      referred=(rows["risk"] == "high").to_numpy(bool))
 
 
 def update_classes(cases: LocalCases, classes: Sequence[str],
@@ -335,6 +416,8 @@ def adapt_bundle(bundle: Bundle, frame: pd.DataFrame, out: Path, name: str, *,
     cases = cases_from_scores(frame, card.classes)
     assessment = assess_update(cases, card.decision, card.classes, kept=card.malignant,
                                seed=seed)
+    assessment.refer = refer_on_cases(cases, card.classes, card.malignant,
+                                      fitted_refer_sensitivity(card.extra), seed=seed)
     if not assessment.accepted:
         raise UpdateRefused("the update does not beat the unchanged model on these cases",
                             assessment)
