@@ -22,6 +22,7 @@ from dermsight.train.finalize.card import (
     compression_limitation,
     data_section,
     limitations,
+    refer_transfer_limitation,
 )
 from dermsight.train.finalize.scoring import Part, within_parity
 from dermsight.train.table import assign_split, load_table
@@ -140,6 +141,11 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert "ISIC 2019: MEL/NV/BKL only" in lim8[3]
     assert "ISIC 2017" not in lim8[3]  # held out: not part of the trained/tested mix
     assert "the held-out sources (ISIC 2017) are scored separately" in lim8[4]
+    # the refer threshold's fit does not travel to other cameras: said with the config's figure
+    assert lim8[5] == refer_transfer_limitation(0.95)
+    assert lim8[5].startswith("The refer threshold is fitted for 95 % sensitivity")
+    other = load_config(V1, [f"data.root={data_dir}", "calibration.refer_sensitivity=0.9"])
+    assert "fitted for 90 % sensitivity" in limitations(other, _table(other))[5]
 
 
 def test_the_licence_names_every_source_learnt_from_and_the_backbone_package(

@@ -134,6 +134,18 @@ UNSPECIFIED_HEAD_LIMITATION = (
     "lesions may be referred; see the cross-source table.")
 
 
+def refer_transfer_limitation(refer_sensitivity: float) -> str:
+    """The card's line on the refer threshold on other cameras (docs/experiments, v2.32: held out
+    of training, one collection was referred at 0.59 sensitivity, another at 0.91-0.97 with most
+    benign lesions referred)."""
+    return (f"The refer threshold is fitted for {refer_sensitivity * 100:g} % sensitivity on "
+            "validation images of the training cameras; on another camera neither that "
+            "sensitivity nor its specificity carries over - collections held out of training lost "
+            "sensitivity (fewer melanomas referred) or specificity (most benign lesions referred; "
+            "see the cross-source table's refer columns). `dermsight bundle adapt` measures both "
+            "on a clinic's own labelled cases.")
+
+
 def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
     """The card's limitations, true for the data this model was trained and tested on."""
     classes = list(cfg.data.classes)
@@ -165,6 +177,7 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
         "inflated by source differences.",
         f"Test set: one group-disjoint split of this collection{external}; confidence "
         "intervals reflect sampling variation only.",
+        refer_transfer_limitation(cfg.calibration.refer_sensitivity),
         "Not validated for mucosal, nail, or non-dermoscopic (clinical close-up) photographs.",
     ]
 
