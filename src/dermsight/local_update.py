@@ -12,12 +12,13 @@ cannot fall (``decision.LocalUpdate``; docs/experiments, "Does an accepted local
 the clinic's other images?": a statistical melanoma bound on a few dozen melanomas did not hold);
 probabilities, the malignant probability, the tiers and the gate stay.
 
-Beside the update, and whatever its outcome, the same cases show how the (unchanged) refer tier
-does on the clinic's camera: the share of its malignant cases served "high" (sensitivity) and of
-its other cases not (specificity), with group-bootstrap intervals, against the sensitivity the
-threshold was fitted for on the model's own validation images (``refer_on_cases``). On a camera
-the model never saw that sensitivity can fall below the fitted one (held-out ISIC 2017: 0.91 in
-two draws of the source-balanced recipe, docs/experiments v2.31); the command says so.
+Whenever the update is assessed, accepted or refused, the same cases also show how the
+(unchanged) refer tier does on the clinic's camera: the share of its malignant cases served
+"high" (sensitivity) and of its other cases not (specificity), with group-bootstrap intervals,
+against the sensitivity the threshold was fitted for on the model's own validation images
+(``refer_on_cases``). On a camera the model never saw that sensitivity can fall below the fitted
+one (held-out ISIC 2017: 0.91 in two draws of the source-balanced recipe, docs/experiments
+v2.31-v2.32); the command says so.
 
 Before anything is written, the update is validated on the clinic's own cases: two
 group-disjoint folds (stratified by class), each scored by an update fitted on the other, against
