@@ -142,8 +142,8 @@ def refer_transfer_limitation(refer_sensitivity: float) -> str:
             "validation images of the training cameras; on another camera neither that "
             "sensitivity nor its specificity carries over - collections held out of training lost "
             "sensitivity (fewer melanomas referred) or specificity (most benign lesions referred; "
-            "see the cross-source table's refer columns). `dermsight bundle adapt` measures both "
-            "on a clinic's own labelled cases.")
+            "see the cross-source table's refer columns). The command 'dermsight bundle adapt' "
+            "measures both on a clinic's own labelled cases.")
 
 
 def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
