@@ -26,8 +26,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-
-from dermsight.malignancy import malignant_probability
+from refer_operating_point import _malignant  # the same malignant share from stored probabilities
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SIZES = (100, 200, 400, 700)
@@ -86,11 +85,8 @@ def main() -> None:
     for spec in a.run:
         name, files = spec.split("=", 1)
         bundle, npz = (Path(x) for x in files.split(","))
-        d = np.load(npz, allow_pickle=False)
-        score = malignant_probability(d["p"], [str(c) for c in d["classes"]],
-                                      excluded=[str(c) for c in d["excluded"]])
-        assert score is not None
-        rows = meta.loc[[str(i) for i in d["image_id"]]]
+        ids, score = _malignant(npz)
+        rows = meta.loc[[str(i) for i in ids]]
         pos = (rows["diagnosis"] == "MEL").to_numpy()
         t_val = None if str(bundle) == "-" else float(
             json.loads((bundle / "card.json").read_text())["thresholds"]["refer"])
