@@ -48,6 +48,7 @@ import pandas as pd
 from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_manifest
 from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
 from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.metrics import rates_at_threshold
 
 if TYPE_CHECKING:
     from dermsight.batch.summary import RunSummary
@@ -177,10 +178,8 @@ def refer_on_cases(cases: LocalCases, classes: Sequence[str], malignant: Sequenc
     high = cases.referred
 
     def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
-        ww = np.ones(len(high)) if w is None else w
-        pos, neg = ww[sick].sum(), ww[~sick].sum()
-        return {"sensitivity": float(ww[sick & high].sum() / pos) if pos else None,
-                "specificity": float(ww[~sick & ~high].sum() / neg) if neg else None}
+        sens, spec = rates_at_threshold(sick, high.astype(float), 1.0, w)  # referred: 1 >= 1
+        return {"sensitivity": sens, "specificity": spec}
 
     ci = bootstrap(figures, len(cases), cases.groups, n_boot=n_boot, seed=seed)
     sens = ci["sensitivity"]["value"]
