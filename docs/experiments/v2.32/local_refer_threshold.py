@@ -28,25 +28,21 @@ import numpy.typing as npt
 import pandas as pd
 from refer_operating_point import _malignant  # the same malignant share from stored probabilities
 
+from dermsight.evaluate.metrics import rates_at_threshold
+from dermsight.train.calibrate import threshold_for_sensitivity
+
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 SIZES = (100, 200, 400, 700)
 TARGET = 0.95
-
-
-def _fit(score: npt.NDArray[np.float64], pos: npt.NDArray[np.bool_]) -> float:
-    """The largest threshold t with mean(score[pos] >= t) >= TARGET."""
-    s = np.sort(score[pos])[::-1]
-    k = int(np.ceil(TARGET * len(s)))  # the k highest must be at or above t
-    return float(s[k - 1])
 
 
 def _one(score: npt.NDArray[np.float64], pos: npt.NDArray[np.bool_],
          groups: npt.NDArray[np.str_], t_val: float | None, draws: int) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     uniq = np.unique(groups)
-    out: dict[str, Any] = {"validation_threshold": None if t_val is None else {
-        "sensitivity": float(np.mean(score[pos] >= t_val)),
-        "specificity": float(np.mean(score[~pos] < t_val))}}
+    at_val = None if t_val is None else rates_at_threshold(pos, score, t_val)
+    out: dict[str, Any] = {"validation_threshold": None if at_val is None else {
+        "sensitivity": at_val[0], "specificity": at_val[1]}}
     for n in SIZES:
         sens, spec, n_mel = [], [], []
         for _ in range(draws):
@@ -58,10 +54,10 @@ def _one(score: npt.NDArray[np.float64], pos: npt.NDArray[np.bool_],
                 fit |= groups == g
             if pos[fit].sum() < 2:
                 continue
-            t = _fit(score[fit], pos[fit])
-            rest = ~fit
-            sens.append(float(np.mean(score[rest & pos] >= t)))
-            spec.append(float(np.mean(score[rest & ~pos] < t)))
+            t = threshold_for_sensitivity(score[fit], pos[fit], TARGET)  # as finalize fits it
+            s_rest, p_rest = rates_at_threshold(pos[~fit], score[~fit], t)
+            sens.append(s_rest)
+            spec.append(p_rest)
             n_mel.append(int(pos[fit].sum()))
         s = np.array(sens)
         out[str(n)] = {"draws": len(s), "median_melanomas_in_fit": float(np.median(n_mel)),

@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.metrics import rates_at_threshold
 from dermsight.malignancy import malignant_probability
 
 SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data"
@@ -39,12 +40,6 @@ def _malignant(npz: Path) -> tuple[npt.NDArray[np.str_], F]:
     p = malignant_probability(d["p"], list(d["classes"]), excluded=list(d["excluded"]))
     assert p is not None
     return d["image_id"], p
-
-
-def _sens_spec(score: F, pos: npt.NDArray[np.bool_], t: float, w: F) -> tuple[float, float]:
-    hit = score >= t
-    return (float(w[pos & hit].sum() / w[pos].sum()),
-            float(w[~pos & ~hit].sum() / w[~pos].sum()))
 
 
 def _threshold_at_spec(score: F, pos: npt.NDArray[np.bool_], spec: float, w: F) -> float:
@@ -69,9 +64,12 @@ def _pair(bundle: Path, new_npz: Path, ref_npz: Path, n_boot: int) -> dict[str, 
 
     def metric(w: F | None) -> dict[str, float]:
         ww = np.ones(len(new)) if w is None else w
-        sens_new, spec_new = _sens_spec(new, pos, t_new, ww)
+        sens_new, spec_new = rates_at_threshold(pos, new, t_new, ww)
+        assert sens_new is not None
+        assert spec_new is not None
         t_ref = _threshold_at_spec(ref, pos, spec_new, ww)
-        sens_ref, spec_ref = _sens_spec(ref, pos, t_ref, ww)
+        sens_ref, spec_ref = rates_at_threshold(pos, ref, t_ref, ww)
+        assert sens_ref is not None
         return {"sens_new": sens_new, "spec_new": spec_new, "sens_ref_at_spec_new": sens_ref,
                 "spec_ref_matched": spec_ref, "sens_diff_at_equal_spec": sens_new - sens_ref}
 
