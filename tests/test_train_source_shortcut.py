@@ -27,7 +27,12 @@ from dermsight.train.augment import (  # noqa: E402
 )
 from dermsight.train.config import ConfigError, load_config  # noqa: E402
 from dermsight.train.data import LesionDataset, TrainingDraws  # noqa: E402
-from dermsight.train.loop import source_balance_weights, weighted_ce  # noqa: E402
+from dermsight.train.loop import (  # noqa: E402
+    source_balance_weights,
+    specific_weighted_ce,
+    weighted_ce,
+)
+from dermsight.train.network import unspecified_log_probs  # noqa: E402
 
 pytestmark = pytest.mark.train
 
@@ -210,6 +215,49 @@ def test_dataset_style_mix_uses_donors_from_other_sources_only(data_dir: Path) -
                           draws=mixing, sources=np.array(["ham", "ham"]))
     assert alone.donor(0, rng) is None  # no other source: the image keeps its look
     assert np.allclose(alone[0][0].numpy(), plain[0][0].numpy())
+
+
+def test_specific_scope_weights_only_the_specific_diagnoses() -> None:
+    """``source_balance_scope: specific``: with weights 1 the loss is the plain weighted
+    cross-entropy; a sample weight changes only the specific-diagnosis part - the UNK score's
+    gradient ("unspecified or not") is the same whatever the weights."""
+    g = torch.Generator().manual_seed(0)
+    raw = torch.randn(6, 5, generator=g, requires_grad=True)
+    y, cw = torch.tensor([0, 1, 4, 3, 4, 2]), torch.tensor([1.0, 2.0, 0.5, 3.0, 1.5])
+    logp = unspecified_log_probs(raw).detach()
+    ones = torch.ones(6)
+    assert float(specific_weighted_ce(logp, y, ones, cw)) == pytest.approx(
+        float(weighted_ce(logp, y, ones, cw, 0.0)), rel=1e-6)
+    sw = torch.tensor([3.0, 0.2, 5.0, 1.0, 0.1, 2.0])
+    grads = []
+    for w in (ones, sw):
+        raw.grad = None
+        specific_weighted_ce(unspecified_log_probs(raw), y, w, cw).backward()
+        grads.append(raw.grad.clone())
+    # the UNK column (last raw score) feels "unspecified or not" alone: unchanged by weights
+    assert torch.allclose(grads[0][:, -1], grads[1][:, -1])
+    # the specific diagnoses of a weighted image move; UNK images' specific scores do not
+    assert not torch.allclose(grads[0][0, :4], grads[1][0, :4])
+    assert torch.allclose(grads[1][2, :4], torch.zeros(4))
+    assert torch.allclose(grads[1][4, :4], torch.zeros(4))
+    # whereas the whole-loss weights (scope "all") do move the UNK score's gradient
+    raw.grad = None
+    weighted_ce(unspecified_log_probs(raw), y, sw, cw, 0.0).backward()
+    assert not torch.allclose(raw.grad[:, -1], grads[0][:, -1])
+
+
+@pytest.mark.parametrize("bad", [["train.source_balance_scope=some"],
+                                 ["train.source_balance_scope=specific",
+                                  "train.source_balance=0"],
+                                 ["train.source_balance_scope=specific",
+                                  "model.unspecified_head=false"],
+                                 ["train.source_balance_scope=specific",
+                                  "train.mixup_alpha=0.2"]])
+def test_specific_scope_needs_its_setting(bad: list[str]) -> None:
+    cfg = Path(__file__).parents[1] / "configs" / "default.yaml"
+    load_config(cfg, ["train.source_balance=0.5", "train.source_balance_scope=specific"])
+    with pytest.raises(ConfigError, match="source_balance_scope"):
+        load_config(cfg, ["train.source_balance=0.5", *bad])
 
 
 @pytest.mark.parametrize("bad", ["train.style_mix=1.5", "train.style_mix_beta=0",

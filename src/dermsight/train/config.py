@@ -136,6 +136,11 @@ class TrainLoopConfig:
     #: given (1 = every (source, class) cell of a class weighs the same): source no longer
     #: predicts the label as cheaply
     source_balance: float = 0.0
+    #: which part of the loss those weights multiply: ``all`` (the whole cross-entropy) or
+    #: ``specific`` (with ``model.unspecified_head`` only: the loss over the specific diagnoses;
+    #: "unspecified or not" keeps weight 1, so UNK - from one collection - is learned as without
+    #: the weights; ``dermsight.train.loop.specific_weighted_ce``)
+    source_balance_scope: str = "all"
     #: probability of giving a training image the low-frequency look (colour, illumination,
     #: vignetting) of an image from another source (Fourier amplitude swap, Yang & Soatto 2020)
     style_mix: float = 0.0
@@ -274,6 +279,21 @@ class TrainConfig:
             raise ConfigError(f"calibration.tau_metric must be {'|'.join(TAU_METRICS)}, "
                               f"got {c.tau_metric!r}")
 
+    def _validate_source_balance(self) -> None:
+        t = self.train
+        if t.source_balance < 0:
+            raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
+                              f"got {t.source_balance}")
+        if t.source_balance_scope not in ("all", "specific"):
+            raise ConfigError(f"train.source_balance_scope must be all|specific, "
+                              f"got {t.source_balance_scope!r}")
+        if t.source_balance_scope == "specific" and not (
+                self.model.unspecified_head and t.source_balance > 0 and t.mixup_alpha == 0
+                and t.label_smoothing == 0 and t.distill_weight == 0):
+            raise ConfigError("train.source_balance_scope specific needs model.unspecified_head, "
+                              "train.source_balance > 0 and no mixup, label smoothing or "
+                              "distillation")
+
     def _validate_train(self) -> None:
         t = self.train
         if t.imbalance not in ("weighted_loss", "balanced_sampler", "none"):
@@ -296,9 +316,7 @@ class TrainConfig:
         if not 0 <= t.swa_from <= t.epochs:
             raise ConfigError(f"train.swa_from must be between 0 (off) and train.epochs "
                               f"({t.epochs}), got {t.swa_from}")
-        if t.source_balance < 0:
-            raise ConfigError(f"train.source_balance must be >= 0 (0 disables it), "
-                              f"got {t.source_balance}")
+        self._validate_source_balance()
         if t.sam_rho < 0:
             raise ConfigError(f"train.sam_rho must be >= 0 (0: off), got {t.sam_rho}")
         if t.num_workers < 0:

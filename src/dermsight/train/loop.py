@@ -111,6 +111,24 @@ def weighted_ce(logits: torch.Tensor, y: torch.Tensor, sample_w: torch.Tensor,
     return (ce * sample_w).sum() / (cw * sample_w).sum().clamp_min(1e-12)
 
 
+def specific_weighted_ce(logp: torch.Tensor, y: torch.Tensor, sample_w: torch.Tensor,
+                         class_w: torch.Tensor | None) -> torch.Tensor:
+    """``weighted_ce`` of an unspecified-head network (``model.unspecified_head``: ``logp`` are
+    log-probabilities whose last class is UNK) with the per-sample weights on the specific
+    diagnoses only. -log P(y) splits into -log P(specific or not), every image, kept at weight 1,
+    and -log p(y | specific), images with a specific diagnosis, multiplied by ``sample_w``;
+    class weights multiply both, normalised by their sum. With ``sample_w`` all 1 it is
+    ``weighted_ce`` (no smoothing)."""
+    unk = logp.shape[1] - 1
+    log_specific = torch.logsumexp(logp[:, :unk], dim=1)
+    is_unk = y == unk
+    binary = -torch.where(is_unk, logp[:, unk], log_specific)
+    own = logp.gather(1, y[:, None])[:, 0]
+    specific = torch.where(is_unk, torch.zeros_like(own), log_specific - own)
+    cw = class_w[y] if class_w is not None else torch.ones_like(sample_w)
+    return (cw * (binary + sample_w * specific)).sum() / cw.sum().clamp_min(1e-12)
+
+
 def soft_cross_entropy(logits: torch.Tensor, soft: torch.Tensor, y: torch.Tensor,
                        sample_w: torch.Tensor, class_w: torch.Tensor | None) -> torch.Tensor:
     """Cross-entropy against per-image probabilities ``soft`` (distilling,
@@ -469,6 +487,8 @@ def batch_loss(cfg: TrainConfig, model: nn.Module, state: RunState,
             logits = state.net.head(fmap, m)
         if w is not None:
             loss = mixed_ce(logits.float(), y, sw, class_w, tc.label_smoothing, w=w)
+        elif tc.source_balance_scope == "specific":  # config: no mixup, smoothing, distilling
+            loss = specific_weighted_ce(logits.float(), y, sw, class_w)
         else:
             loss = weighted_ce(logits.float(), y, sw, class_w, tc.label_smoothing)
         if lam < 1.0:
