@@ -59,3 +59,41 @@ def test_bad_notes_are_refused_without_touching_the_bundle(tmp_path: Path) -> No
         assert done.returncode == 2, bad
         assert "Traceback" not in done.stderr
     assert (bundle / "card.json").read_bytes() == card
+
+
+def test_refresh_rewrites_the_test_set_line_from_the_rows(tmp_path: Path) -> None:
+    """--refresh changes no row; the "Test set" limitation then names the copied rows as other
+    networks' (the shipped card's two leave-one-source-out rows come from runs trained without
+    ISIC 2017 / SIIM-ISIC 2020), the report shows it, and the re-sealed bundle loads."""
+    bundle = tmp_path / "bundle"
+    shutil.copytree(SHIPPED, bundle)
+    before = json.loads((bundle / "card.json").read_text())
+    done = _run("--bundle", str(bundle), "--refresh")
+    assert done.returncode == 0, done.stderr
+    card = json.loads((bundle / "card.json").read_text())
+    assert card["cross_source"] == before["cross_source"]
+    lines = [x for x in card["limitations"] if x.startswith("Test set: ")]
+    assert len(lines) == 1
+    assert ("leave-one-source-out rows for ISIC 2017, SIIM-ISIC 2020 come from networks trained "
+            "the same way without that collection, not from this one") in lines[0]
+    assert len(card["limitations"]) == len(before["limitations"])
+    assert "come from networks trained the same way" in (bundle / "report.html").read_text(
+        encoding="utf-8")
+    Dermsight.load(bundle)
+
+
+def test_rows_scored_by_the_tool_count_as_this_network_s(tmp_path: Path) -> None:
+    """A row the tool scored itself (--score-folder: its command) is this network's own
+    external figure; the line says so instead of "not scored outside its training data"."""
+    sys.path.insert(0, str(TOOL.parent))
+    from add_loso_rows import COMMAND, refresh_test_set_limitation
+
+    card = json.loads((SHIPPED / "card.json").read_text())
+    for r in card["cross_source"]["rows"]:
+        if r["protocol"] == "leave_one_source_out" and r["source"] == "isic2020":
+            r["run"] = dict(r["run"] or {}, command=f"{COMMAND} --bundle b --score-folder x")
+    refresh_test_set_limitation(card)
+    line = next(x for x in card["limitations"] if x.startswith("Test set: "))
+    assert "scores this network on collections it never trained on (SIIM-ISIC 2020)" in line
+    assert "rows for ISIC 2017 come from networks trained the same way" in line
+    assert "not scored on any collection" not in line

@@ -21,6 +21,7 @@ from dermsight.train.finalize.card import (
     UNSPECIFIED_HEAD_LIMITATION,
     compression_limitation,
     data_section,
+    external_validation_limitation,
     limitations,
     refer_transfer_limitation,
 )
@@ -146,6 +147,26 @@ def test_data_section_and_limitations_come_from_the_data(data_dir: Path) -> None
     assert lim8[5].startswith("The refer threshold is fitted for 95 % sensitivity")
     other = load_config(V1, [f"data.root={data_dir}", "calibration.refer_sensitivity=0.9"])
     assert "fitted for 90 % sensitivity" in limitations(other, _table(other))[5]
+
+
+def test_the_test_set_line_says_which_network_met_other_collections() -> None:
+    """The card's "Test set" line: no claim of external validation unless this network was
+    scored outside its training data; rows copied from other networks of the recipe are named
+    as such."""
+    none = external_validation_limitation()
+    assert none.startswith("Test set: one group-disjoint split of this collection; ")
+    assert "not scored on any collection outside its training data" in none
+    assert none.endswith("confidence intervals reflect sampling variation only.")
+    held = external_validation_limitation(["isic2017"])
+    assert "the held-out sources (ISIC 2017) are scored separately" in held
+    assert "not scored" not in held
+    copied = external_validation_limitation(other_networks=["isic2020", "isic2017"])
+    assert "rows for ISIC 2017, SIIM-ISIC 2020 come from networks trained the same way" in copied
+    assert "not scored on any collection outside its training data" in copied  # still true
+    scored = external_validation_limitation(scored_here=["isic2020"], other_networks=["isic2017"])
+    assert "scores this network on collections it never trained on (SIIM-ISIC 2020)" in scored
+    assert "rows for ISIC 2017 come from networks" in scored
+    assert "not scored on any" not in scored
 
 
 def test_the_licence_names_every_source_learnt_from_and_the_backbone_package(

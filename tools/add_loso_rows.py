@@ -13,10 +13,15 @@
     .venv/bin/python tools/add_loso_rows.py --bundle src/dermsight/assets/default \
         --note "isic2017=one training draw; ..."
 
+    # only rewrite the card's test-set limitation from the rows it holds:
+    .venv/bin/python tools/add_loso_rows.py --bundle src/dermsight/assets/default --refresh
+
 Scoring goes through the serving facade (decode -> preprocess -> ONNX Runtime -> temperature ->
 decision rule) with the card's own bootstrap settings; nothing is fitted. Copied rows keep their
 ``run`` (config, seed, command) and ``trained_on``, so the card says which model produced them.
-The card is rewritten and the bundle's integrity manifest refreshed.
+Every call also rewrites the card's "Test set: ..." limitation from its rows (which collections
+this network itself was scored on, which rows come from other networks of the recipe). The card
+is rewritten and the bundle's integrity manifest refreshed.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ from dermsight.evaluate.cross_source import LOSO, add_loso_row, validate_cross_s
 from dermsight.evaluate.settings import EvalSettings
 from dermsight.io.decode import decode_image
 from dermsight.records import Metadata
+from dermsight.train.finalize.card import (
+    TEST_SET_LIMITATION_START,
+    external_validation_limitation,
+)
 
 COMMAND = ".venv/bin/python tools/add_loso_rows.py"
 
@@ -124,6 +133,22 @@ def _loso_row(section: dict[str, Any], source: str, bundle: Path) -> dict[str, A
     return row
 
 
+def refresh_test_set_limitation(card: dict[str, Any]) -> None:
+    """Rewrite the card's "Test set: ..." limitation from its leave-one-source-out rows: rows
+    scored by this tool (``--score-folder``) describe this network, copied rows (``--from``)
+    another network of the recipe."""
+    rows = [r for r in (card.get("cross_source") or {}).get("rows", []) if r["protocol"] == LOSO]
+    here = [r["source"] for r in rows
+            if str((r.get("run") or {}).get("command", "")).startswith(COMMAND)]
+    other = [r["source"] for r in rows if r["source"] not in here]
+    line = external_validation_limitation(scored_here=here, other_networks=other)
+    lims = card.get("limitations") or []
+    card["limitations"] = [line if str(x).startswith(TEST_SET_LIMITATION_START) else x
+                           for x in lims]
+    if line not in card["limitations"]:
+        card["limitations"].append(line)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bundle", type=Path, required=True)
@@ -134,9 +159,11 @@ def main() -> None:
     ap.add_argument("--note", action="append", default=[], metavar="SOURCE=TEXT",
                     help="append TEXT to the note of SOURCE's leave-one-source-out row "
                          "(repeatable)")
+    ap.add_argument("--refresh", action="store_true",
+                    help="change no row: only rewrite the card's test-set limitation")
     a = ap.parse_args()
-    if a.score_folder is None and a.from_bundle is None and not a.note:
-        ap.error("give --score-folder, --from or --note")
+    if a.score_folder is None and a.from_bundle is None and not a.note and not a.refresh:
+        ap.error("give --score-folder, --from, --note or --refresh")
     notes = [_parse_note(n, ap) for n in a.note]
     card_path = a.bundle / CARD_FILE
     card: dict[str, Any] = json.loads(card_path.read_text())
@@ -151,13 +178,15 @@ def main() -> None:
     for source, text in notes:
         _append_note(_loso_row(section, source, a.bundle), text)
     card["cross_source"] = validate_cross_source(section)
+    before = dict(card, limitations=list(card.get("limitations") or []))
+    refresh_test_set_limitation(card)
     card_path.write_text(json.dumps(card, indent=2, allow_nan=False) + "\n")
     # the report shows the same table: re-rendered only where the rest of it is reproduced
     # exactly from the card (tools/card_tables.py), then the manifest re-sealed
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from card_tables import update_report
 
-    update_report(card, a.bundle)
+    update_report(card, a.bundle, before=before)
     write_manifest(a.bundle)
     for r in card["cross_source"]["rows"]:
         if r["protocol"] == LOSO:

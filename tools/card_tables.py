@@ -145,11 +145,14 @@ def rendered_report(card: dict[str, Any], bundle: Path) -> str:
     return render_report(results)
 
 
-def update_report(card: dict[str, Any], bundle: Path) -> bool:
-    """Re-render report.html with the new tables if the rest of it is reproduced exactly."""
+def update_report(card: dict[str, Any], bundle: Path, *,
+                  before: dict[str, Any] | None = None) -> bool:
+    """Re-render report.html with the new tables if the rest of it is reproduced exactly (from
+    ``before``, the card as it was, when the caller also changed its text)."""
     path = bundle / "report.html"
-    old = dict(card, metrics=dict(card["metrics"], test={
-        k: v for k, v in card["metrics"]["test"].items() if k != "by_ita"}))
+    was = card if before is None else before
+    old = dict(was, metrics=dict(was["metrics"], test={
+        k: v for k, v in was["metrics"]["test"].items() if k != "by_ita"}))
     if not path.exists() or render_report(report_results(old, bundle)) != without_new_sections(
             path.read_text(encoding="utf-8")):
         print("report.html: not reproduced exactly from the card; left unchanged")

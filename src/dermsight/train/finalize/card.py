@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,37 @@ def refer_transfer_limitation(refer_sensitivity: float) -> str:
             "measures both on a clinic's own labelled cases.")
 
 
+TEST_SET_LIMITATION_START = "Test set: "
+
+
+def external_validation_limitation(held_out: Sequence[str] = (), *, scored_here: Sequence[str] = (),
+                        other_networks: Sequence[str] = ()) -> str:
+    """The card's line on what its test figures can and cannot say about other cameras.
+    ``held_out``: sources this run kept out of training and scored (leave-one-source-out);
+    ``scored_here``: collections this network never trained on, scored later
+    (``tools/add_loso_rows.py --score-folder``); ``other_networks``: sources whose
+    leave-one-source-out rows were copied from networks trained the same way without them
+    (``--from``): they describe the recipe, not this network."""
+    def names(sources: Sequence[str]) -> str:
+        return ", ".join(sorted({_source_name(s) for s in sources}))
+
+    parts = []
+    if held_out:
+        parts.append(f"the held-out sources ({names(held_out)}) are scored separately "
+                     "(leave-one-source-out)")
+    if scored_here:
+        parts.append(f"the cross-source table scores this network on collections it never "
+                     f"trained on ({names(scored_here)})")
+    if other_networks:
+        parts.append(f"the cross-source table's leave-one-source-out rows for "
+                     f"{names(other_networks)} come from networks trained the same way without "
+                     f"that collection, not from this one")
+    if not held_out and not scored_here:
+        parts.append("this network was not scored on any collection outside its training data")
+    return (f"{TEST_SET_LIMITATION_START}one group-disjoint split of this collection; "
+            + "; ".join(parts) + "; confidence intervals reflect sampling variation only.")
+
+
 def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
     """The card's limitations, true for the data this model was trained and tested on."""
     classes = list(cfg.data.classes)
@@ -165,9 +196,6 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
             f"No UNK/other class: lesions outside the {len(classes)} trained classes will be "
             "forced into one of them (the out-of-distribution gate catches only "
             "non-dermoscopic inputs).")
-    held_out = sorted({_source_name(s) for s in cfg.data.holdout_sources})
-    external = ("; the held-out sources (" + ", ".join(held_out) + ") are scored separately "
-                "(leave-one-source-out)" if held_out else " (no external validation)")
     return [
         *out,
         "No skin-type (Fitzpatrick) labels: performance on darker skin is unknown; the source "
@@ -175,8 +203,7 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
         f"Sources differ in label mix{_label_mix(df[df['split'] != EXTERNAL], classes)} and "
         "image processing; metrics are reported per source because pooled numbers can be "
         "inflated by source differences.",
-        f"Test set: one group-disjoint split of this collection{external}; confidence "
-        "intervals reflect sampling variation only.",
+        external_validation_limitation(cfg.data.holdout_sources),
         refer_transfer_limitation(cfg.calibration.refer_sensitivity),
         "Not validated for mucosal, nail, or non-dermoscopic (clinical close-up) photographs.",
     ]
