@@ -32,6 +32,13 @@ def test_each_check_fires_on_the_image_made_to_fail_it(lesion: np.ndarray) -> No
     assert "too_dark" in _codes((lesion // 12).astype(np.uint8))
     bright = np.clip(lesion.astype(int) + 200, 0, 255).astype(np.uint8)
     assert "overexposed" in _codes(bright)
+    # the message names what is wrong: a half-black frame is clipped, not over-exposed
+    black_half = lesion.copy()
+    black_half[: int(lesion.shape[0] * 0.6)] = 0
+    msgs = {f.code: f.message for f in quality_flags(quality_stats(black_half), DEFAULT_GATE)}
+    assert msgs.get("overexposed") == "most of the image is pure black or pure white"
+    msgs = {f.code: f.message for f in quality_flags(quality_stats(bright), DEFAULT_GATE)}
+    assert msgs["overexposed"] == "image is over-exposed"
     noise = rng.integers(0, 256, (256, 256, 3), dtype=np.uint8)
     assert "noise" in _codes(noise)
     from PIL import Image, ImageFilter

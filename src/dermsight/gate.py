@@ -119,8 +119,10 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
         flags.append(Flag("blank", "image is almost uniform: no lesion can be seen"))
     if stats.mean < c["dark_mean"]:
         flags.append(Flag("too_dark", "image is too dark to assess"))
-    if stats.mean > c["bright_mean"] or stats.clipped > c["max_clipped"]:
-        flags.append(Flag("overexposed", "image is over-exposed or mostly clipped"))
+    if stats.mean > c["bright_mean"]:
+        flags.append(Flag("overexposed", "image is over-exposed"))
+    elif stats.clipped > c["max_clipped"]:  # same code: the API's codes stay as they were
+        flags.append(Flag("overexposed", "most of the image is pure black or pure white"))
     if stats.sharpness < c["min_sharpness"] and stats.std >= c["min_std"]:
         flags.append(Flag("blurred", "image is too blurred to assess"))
     if stats.sharpness > c["max_sharpness"]:
