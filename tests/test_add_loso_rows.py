@@ -97,3 +97,9 @@ def test_rows_scored_by_the_tool_count_as_this_network_s(tmp_path: Path) -> None
     assert "scores this network on collections it never trained on (SIIM-ISIC 2020)" in line
     assert "rows for ISIC 2017 come from networks trained the same way" in line
     assert "not scored on any collection" not in line
+    # a held-out run's own card: finalize scored the source it left out - this network's row
+    card["training"]["config"]["data"]["holdout_sources"] = ["isic2017"]
+    refresh_test_set_limitation(card)
+    line = next(x for x in card["limitations"] if x.startswith("Test set: "))
+    assert "the held-out sources (ISIC 2017) are scored separately" in line
+    assert "come from networks" not in line

@@ -134,14 +134,17 @@ def _loso_row(section: dict[str, Any], source: str, bundle: Path) -> dict[str, A
 
 
 def refresh_test_set_limitation(card: dict[str, Any]) -> None:
-    """Rewrite the card's "Test set: ..." limitation from its leave-one-source-out rows: rows
-    scored by this tool (``--score-folder``) describe this network, copied rows (``--from``)
-    another network of the recipe."""
+    """Rewrite the card's "Test set: ..." limitation from its leave-one-source-out rows: the
+    sources its own run held out (finalize scored them) and rows scored by this tool
+    (``--score-folder``) describe this network, copied rows (``--from``) another network of the
+    recipe."""
+    config = (card.get("training") or {}).get("config") or {}
+    held = [str(x) for x in (config.get("data") or {}).get("holdout_sources") or []]
     rows = [r for r in (card.get("cross_source") or {}).get("rows", []) if r["protocol"] == LOSO]
-    here = [r["source"] for r in rows
-            if str((r.get("run") or {}).get("command", "")).startswith(COMMAND)]
-    other = [r["source"] for r in rows if r["source"] not in here]
-    line = external_validation_limitation(scored_here=here, other_networks=other)
+    here = [r["source"] for r in rows if r["source"] not in held
+            and str((r.get("run") or {}).get("command", "")).startswith(COMMAND)]
+    other = [r["source"] for r in rows if r["source"] not in held and r["source"] not in here]
+    line = external_validation_limitation(held, scored_here=here, other_networks=other)
     lims = card.get("limitations") or []
     card["limitations"] = [line if str(x).startswith(TEST_SET_LIMITATION_START) else x
                            for x in lims]

@@ -149,8 +149,9 @@ def refer_transfer_limitation(refer_sensitivity: float) -> str:
 TEST_SET_LIMITATION_START = "Test set: "
 
 
-def external_validation_limitation(held_out: Sequence[str] = (), *, scored_here: Sequence[str] = (),
-                        other_networks: Sequence[str] = ()) -> str:
+def external_validation_limitation(held_out: Sequence[str] = (), *,
+                                   scored_here: Sequence[str] = (),
+                                   other_networks: Sequence[str] = ()) -> str:
     """The card's line on what its test figures can and cannot say about other cameras.
     ``held_out``: sources this run kept out of training and scored (leave-one-source-out);
     ``scored_here``: collections this network never trained on, scored later
