@@ -192,6 +192,27 @@ def test_one_command_and_seed_train_the_same_network(data_dir: Path, tmp_path: P
     assert "last.pt: DIFFERENT" in other.stdout
 
 
+@pytest.mark.slow
+def test_source_balance_scope_reaches_the_training_loss(data_dir: Path, tmp_path: Path) -> None:
+    """``train.source_balance_scope: specific`` trains (through ``dermsight train``) and gives
+    other weights than the whole-loss scope from the same seed and data; the run records it."""
+    def train(scope: str) -> dict[str, Any]:
+        out = tmp_path / scope
+        cmd = [sys.executable, "-m", "dermsight.cli", "train", "--config",
+               str(REPO / "configs" / "default.yaml"), "--out", str(out), "--stage", "train",
+               "--set", "train.source_balance=1.0", "--set", f"train.source_balance_scope={scope}"]
+        for o in _tiny_overrides(data_dir):
+            cmd += ["--set", o]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        saved = json.loads((out / "config.json").read_text())
+        assert saved["train"]["source_balance_scope"] == scope
+        return dict(torch.load(out / "last.pt", map_location="cpu", weights_only=False)["model"])
+
+    whole, specific = train("all"), train("specific")
+    assert not all(torch.equal(whole[k], specific[k]) for k in whole)
+
+
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """Run ``dermsight`` in this process (the same guarded entry point as the console script,
     without paying torch's import again in a subprocess)."""
