@@ -10,7 +10,8 @@ nearly all one class (the ``isic_archive`` rows are nearly all melanomas), ranki
 collections can be won by recognising the collection. This splits the pooled AUC into the
 **within-source** pairs (both images from the same collection: the lesion has to be ranked
 against others from the same camera) and the **between-source** pairs, for melanoma and for the
-bundle's malignant probability, and gives paired group-bootstrap differences between bundles.
+bundle's malignant probability, and gives paired group-bootstrap differences between bundles
+(``dermsight.evaluate.bootstrap``, seed 0 for each difference).
 Validation images only (the test split is never read). Images are scored through the serving
 facade by ``compare_v1_v2.score``.
 """
@@ -27,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight import Dermsight
+from dermsight.evaluate.bootstrap import bootstrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import compare_v1_v2 as cmp
@@ -82,24 +84,23 @@ def main() -> None:
         "bundles": {n: {t: pair_aucs(targets[t], d[t], source) for t in targets}
                     for n, d in scores.items()},
     }
-    groups = val["group_id"].to_numpy()
-    uniq, inv = np.unique(groups, return_inverse=True)
-    rng = np.random.default_rng(0)
+    parts = ("pooled", "within_source", "between_source")
     for spec in a.diff:
         x, z = spec.split(",")
-        boots: dict[str, dict[str, list[float]]] = {t: {} for t in targets}
-        for _ in range(a.n_boot):
-            w = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))[inv]
-            w = w.astype(float)
+
+        def diff(w: np.ndarray | None, x: str = x, z: str = z) -> dict[str, float]:
+            out = {}
             for t in targets:
                 ax = pair_aucs(targets[t], scores[x][t], source, w)
                 az = pair_aucs(targets[t], scores[z][t], source, w)
-                for k in ("pooled", "within_source", "between_source"):
-                    boots[t].setdefault(k, []).append(ax[k] - az[k])
+                out |= {f"{t}|{k}": ax[k] - az[k] for k in parts}
+            return out
+
+        ci = bootstrap(diff, len(val), val["group_id"].to_numpy(), n_boot=a.n_boot, seed=0)
         result[f"{x} - {z}"] = {
-            t: {k: {"point": result["bundles"][x][t][k] - result["bundles"][z][t][k],
-                    "ci95": [float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))]}
-                for k, v in boots[t].items()} for t in targets}
+            t: {k: {"point": ci[f"{t}|{k}"]["value"],
+                    "ci95": [ci[f"{t}|{k}"]["lo"], ci[f"{t}|{k}"]["hi"]]} for k in parts}
+            for t in targets}
     text = json.dumps(result, indent=2)
     print(text)
     a.out.write_text(text + "\n")
