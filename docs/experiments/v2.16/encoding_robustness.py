@@ -10,6 +10,13 @@ from ``v2.7/heldout_seeds.py``'s code, with 1,000 group-bootstrap draws over ``g
 
     .venv/bin/python docs/experiments/v2.16/encoding_robustness.py \
         --out docs/experiments/v2.16/encoding_robustness.json
+
+The same code scores a black-and-white copy of the validation images (the ``colourless`` gate
+check, "Black-and-white images" in docs/experiments/README.md; the output also gives the share of
+each variant the gate refuses):
+
+    .venv/bin/python docs/experiments/v2.16/encoding_robustness.py --part val \
+        --variants original greyscale_jpeg_q95 --out docs/experiments/v2.34/greyscale_val.json
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import io
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,22 +42,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "v2.7"))
 from heldout_seeds import _difference, _metric
 
 REPO = Path(__file__).resolve().parents[3]
-#: name -> (format, quality, shorter side in px or a scale factor; None: as it is)
-VARIANTS: dict[str, tuple[str, int, float | None] | None] = {
+
+
+class Variant(NamedTuple):
+    fmt: str
+    quality: int
+    size: float | None  # shorter side in px or a scale factor; None: as it is
+    grey: bool = False  # saved as one luminance channel (a black-and-white photo)
+
+
+#: name -> how the file is re-encoded (None: the original file)
+VARIANTS: dict[str, Variant | None] = {
     "original": None,
-    "jpeg_q75": ("JPEG", 75, None),
-    "jpeg_q50": ("JPEG", 50, None),
-    "webp_q70_192px": ("WEBP", 70, 192),
-    "half_size_jpeg_q95": ("JPEG", 95, 0.5),
+    "jpeg_q75": Variant("JPEG", 75, None),
+    "jpeg_q50": Variant("JPEG", 50, None),
+    "webp_q70_192px": Variant("WEBP", 70, 192),
+    "half_size_jpeg_q95": Variant("JPEG", 95, 0.5),
+    "greyscale_jpeg_q95": Variant("JPEG", 95, None, grey=True),
 }
+#: the variants scored when --variants is not given (the v2.16 measurement)
+DEFAULT_VARIANTS = ["original", "jpeg_q75", "jpeg_q50", "webp_q70_192px", "half_size_jpeg_q95"]
 
 
-def reencode(path: str, variant: tuple[str, int, float | None] | None) -> bytes:
+def reencode(path: str, variant: Variant | None) -> bytes:
     data = Path(path).read_bytes()
     if variant is None:
         return data
-    fmt, quality, size = variant
-    im = Image.open(io.BytesIO(data)).convert("RGB")
+    fmt, quality, size, grey = variant
+    im = Image.open(io.BytesIO(data)).convert("L" if grey else "RGB")
     if size is not None:
         w, h = im.size
         s = size if size < 1 else min(1.0, size / min(w, h))
@@ -65,6 +84,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bundle", type=Path, default=None, help="default: the shipped model")
     ap.add_argument("--split", type=Path, default=REPO / "configs" / "default-split.csv")
+    ap.add_argument("--part", default="test", choices=["train", "val", "test"],
+                    help="which part of the split to score")
+    ap.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS, choices=list(VARIANTS),
+                    help="the first one is the reference of the paired differences")
     ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
@@ -72,29 +95,35 @@ def main() -> None:
     cfg = load_config(REPO / "configs" / "default.yaml")
     table = load_table(cfg.data)
     split = pd.read_csv(a.split, dtype=str, keep_default_na=False)
-    test = table.merge(split[split["split"] == "test"][["image_id"]], on="image_id")
+    test = table.merge(split[split["split"] == a.part][["image_id"]], on="image_id")
     metas = [row_meta(r) for _, r in test.iterrows()]
     y = test["diagnosis"].to_numpy(str)
     groups = test[cfg.data.group_col].to_numpy(str)
     scored: dict[str, dict[str, Any]] = {}
-    for name, variant in VARIANTS.items():
-        probs = []
+    refused: dict[str, float] = {}
+    for name in a.variants:
+        probs, blocked = [], []
         paths = test["path"].tolist()
         for i in tqdm(range(0, len(paths), 64), desc=name):
-            batch = [reencode(p, variant) for p in paths[i:i + 64]]
-            probs += [[p.probabilities[c] for c in model.classes]
-                      for p in model.predict_batch(batch, metas[i:i + 64])]
+            batch = [reencode(p, VARIANTS[name]) for p in paths[i:i + 64]]
+            preds = model.predict_batch(batch, metas[i:i + 64])
+            probs += [[p.probabilities[c] for c in model.classes] for p in preds]
+            blocked += [not p.assessable for p in preds]
         scored[name] = {"classes": list(model.classes),
                         "excluded": list(model.card.malignant_excluded), "p": np.array(probs)}
-    result: dict[str, Any] = {"bundle": str(a.bundle or "shipped"), "images": len(test),
-                              "n_boot": a.n_boot, "figures": {}, "differences": {}}
-    base = _metric(y, scored["original"])
+        refused[name] = float(np.mean(blocked))
+    result: dict[str, Any] = {"bundle": str(a.bundle or "shipped"), "part": a.part,
+                              "images": len(test), "n_boot": a.n_boot,
+                              "refused_by_gate": refused, "figures": {}, "differences": {}}
+    ref = a.variants[0]
+    base = _metric(y, scored[ref])
     for name, m in scored.items():
         result["figures"][name] = bootstrap(_metric(y, m), len(y), groups, n_boot=a.n_boot)
-        if name != "original":
-            result["differences"][f"{name} - original"] = bootstrap(
+        if name != ref:
+            result["differences"][f"{name} - {ref}"] = bootstrap(
                 _difference(_metric(y, m), base), len(y), groups, n_boot=a.n_boot)
     a.out.write_text(json.dumps(result, indent=2))
+    print("refused by the gate: " + ", ".join(f"{k} {v:.1%}" for k, v in refused.items()))
     for kind in ("figures", "differences"):
         print(kind)
         for name, ci in result[kind].items():
