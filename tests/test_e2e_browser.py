@@ -231,6 +231,10 @@ def test_learn_and_model_pages(page: Any, ui_server: support.Server, test_output
     if quality.get("flag_jpeg_quality"):
         compressed = page.get_by_test_id("gate-compressed").inner_text()
         assert f"quality {quality['flag_jpeg_quality']:g} or lower" in compressed
+    if quality.get("min_coloured"):
+        gate_text = page.get_by_test_id("gate").inner_text()
+        assert (f"black and white (fewer than {quality['min_coloured'] * 100:g}% of pixels show "
+                "colour)") in gate_text
     spec = card["input_spec"]
     shown = page.get_by_test_id("model-input").inner_text()
     assert f"{spec['size']} \u00d7 {spec['size']} px RGB" in shown
@@ -276,6 +280,23 @@ def test_cannot_assess_upload_shows_no_result_numbers(
         assert "Malignant probability" not in text
         assert not re.search(r"\b(High|Moderate|Low) risk\b", text)
     page.screenshot(path=str(test_output / "e2e-cannot-assess.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_a_black_and_white_photo_is_refused_with_its_reason(
+    page: Any, sample_image: Path, tmp_path: Path
+) -> None:
+    """A real lesion sent in black and white: refused (the network reads colour), and the page
+    says why, so the user knows to send the colour original."""
+    from PIL import Image
+
+    path = tmp_path / "grey.jpg"
+    Image.open(sample_image).convert("L").save(path, quality=90)
+    result = assess(page, path)
+    assert result["risk"] == "cannot_assess"
+    assert "greyscale" in [f["code"] for f in result["flags"]]
+    page.get_by_test_id("no-result").wait_for()
+    assert "black and white" in page.get_by_test_id("result").inner_text()
     assert page.problems == []
 
 

@@ -71,3 +71,48 @@ def test_editing_the_cards_quality_section_changes_what_the_facade_does(
     result = model.predict(lesion, heatmap=False)
     assert "too_small" in {f.code for f in result.flags}
     assert result.risk == "cannot_assess"
+
+
+def _black_and_white_jpeg(path: Path) -> bytes:
+    """The file as a black-and-white camera or an export 'in grey' would send it."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.open(path).convert("L").save(buf, "JPEG", quality=75)
+    return buf.getvalue()
+
+
+def test_black_and_white_copies_are_refused_and_their_colour_originals_are_not(
+        data_dir: Path, sample_ids: list[str]) -> None:
+    from dermsight import Dermsight
+
+    model = Dermsight.load()
+    paths = [data_dir / "images" / f"{i}.jpg" for i in sample_ids]
+    originals = model.predict_batch(paths)
+    greys = model.predict_batch([_black_and_white_jpeg(p) for p in paths])
+    for path, colour, grey in zip(paths, originals, greys, strict=True):
+        assert "greyscale" not in {f.code for f in colour.flags}, path.name
+        flag = next(f for f in grey.flags if f.code == "greyscale")
+        assert flag.blocking
+        assert "black and white" in flag.message
+        assert grey.risk == "cannot_assess"
+        assert not grey.assessable
+    # a small coloured mark (a pen dot, a label) in a black-and-white picture leaves it that
+    grey = decode_image(_black_and_white_jpeg(paths[0])).copy()
+    grey[:5, :5] = (255, 0, 0)
+    assert "greyscale" in _codes(grey)
+    assert quality_stats(grey).coloured < DEFAULT_GATE["min_coloured"]
+    # 0 turns the check off, as the card's other quality thresholds do
+    assert "greyscale" not in _codes(grey, {"quality": {"min_coloured": 0.0}})
+
+
+def test_no_dermoscopic_image_of_either_data_folder_is_called_black_and_white(
+        data_dir: Path) -> None:
+    # every 20th image of both folders (the full sweep over all 13,592 is in the experiment log)
+    folders = [data_dir, data_dir.parent / "isic2020-sample"]
+    paths = [p for d in folders for p in sorted((d / "images").iterdir())[::20]]
+    assert len(paths) > 600
+    coloured = [quality_stats(decode_image(p)).coloured for p in paths]
+    assert min(coloured) > 2 * DEFAULT_GATE["min_coloured"]

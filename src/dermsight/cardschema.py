@@ -179,6 +179,9 @@ class QualityCard(BaseModel):
     max_clipped: float | None = None
     min_sharpness: float | None = None
     max_sharpness: float | None = None
+    min_coloured: float | None = Field(
+        default=None, description="images with fewer coloured pixels than this share are "
+        "black-and-white: 'greyscale', blocking (0: never)")
     flag_jpeg_quality: float | None = Field(
         default=None, description="JPEG uploads at or below this estimated quality get the "
         "non-blocking 'compressed' flag (0: never)")

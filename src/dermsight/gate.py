@@ -1,7 +1,8 @@
 """The "cannot assess" gate, scored with numpy only (the fitting lives in ``dermsight.train``).
 
-* Quality checks (``quality_flags``): too small, blank, too dark, over-exposed, blurred, noise.
-  Fixed thresholds (``DEFAULT_GATE``, written to the card's ``gate.quality``), not fitted.
+* Quality checks (``quality_flags``): too small, blank, too dark, over-exposed, blurred, noise,
+  no colour (a black-and-white image). Fixed thresholds (``DEFAULT_GATE``, written to the card's
+  ``gate.quality``), not fitted.
 * Gate v1 (``ood_score``): the deep-kNN distance of the model's pooled features to a bank of
   training images (``gate.npz``: ``bank``, ``k``); blocking above ``ood_threshold``, which is set
   on validation images (``train.calibrate.fit_gate``).
@@ -48,11 +49,20 @@ class QualityStats:
     clipped: float  # fraction of pixels near black or white
     sharpness: float  # variance of the Laplacian at 256 px
     saturation: float  # mean HSV saturation 0..1
+    #: share of pixels with visible colour (channel spread > ``COLOUR_SPREAD``); not in the vector
+    coloured: float = 1.0
 
     def as_vector(self) -> np.ndarray:
         return np.array(
             [self.mean, self.std, self.clipped, self.sharpness, self.saturation], np.float64
         )
+
+
+#: a pixel counts as coloured when its largest and smallest channel differ by more than this
+#: (of 255, at 256 px): a black-and-white copy has none (JPEG chroma noise stays below it), each
+#: of the 13,592 dermoscopic images in ../shared at least 4.9 % of its pixels
+#: (docs/experiments/README.md, "Black-and-white images")
+COLOUR_SPREAD = 8.0
 
 
 def quality_stats(image: np.ndarray) -> QualityStats:
@@ -71,7 +81,8 @@ def quality_stats(image: np.ndarray) -> QualityStats:
     r, g, b = small[:, :, 0], small[:, :, 1], small[:, :, 2]
     # elementwise max/min: a reduction over the 3-long last axis is ~15x slower (hot path)
     mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-    sat = np.where(mx > 0, (mx - mn) / np.maximum(mx, 1e-6), 0.0)
+    spread = mx - mn
+    sat = np.where(mx > 0, spread / np.maximum(mx, 1e-6), 0.0)
     return QualityStats(
         min_side=int(min(h, w)),
         mean=float(grey.mean()),
@@ -79,6 +90,7 @@ def quality_stats(image: np.ndarray) -> QualityStats:
         clipped=float(np.mean((grey < 8) | (grey > 247))),
         sharpness=float(lap.var()),
         saturation=float(sat.mean()),
+        coloured=float(np.mean(spread > COLOUR_SPREAD)),
     )
 
 
@@ -91,6 +103,10 @@ DEFAULT_GATE: dict[str, float] = {
     "max_clipped": 0.5,
     "min_sharpness": 1.5,
     "max_sharpness": 10000.0,
+    # fewer coloured pixels than this share (QualityStats.coloured): a black-and-white image,
+    # which the network (trained on colour) ranks far worse (docs/experiments/README.md,
+    # "Black-and-white images"); 0 turns the check off
+    "min_coloured": 0.01,
     # not blocking: the "compressed" flag (dermsight.compression) for JPEG uploads at or below
     # this estimated quality (0: never) and, when 1, for every lossy WebP; measured on the
     # shipped network's validation images ("Compressed uploads", docs/experiments/README.md)
@@ -127,6 +143,9 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
         flags.append(Flag("blurred", "image is too blurred to assess"))
     if stats.sharpness > c["max_sharpness"]:
         flags.append(Flag("noise", "image is mostly noise: no lesion can be seen"))
+    if stats.coloured < c["min_coloured"] and stats.std >= c["min_std"]:
+        flags.append(Flag("greyscale", "image has no colour (black and white): the model reads "
+                                       "colour and cannot assess it; send the colour original"))
     return flags
 
 

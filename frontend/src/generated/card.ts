@@ -152,6 +152,10 @@ export type MaxClipped = number | null;
 export type MinSharpness = number | null;
 export type MaxSharpness = number | null;
 /**
+ * images with fewer coloured pixels than this share are black-and-white: 'greyscale', blocking (0: never)
+ */
+export type MinColoured = number | null;
+/**
  * JPEG uploads at or below this estimated quality get the non-blocking 'compressed' flag (0: never)
  */
 export type FlagJpegQuality = number | null;
@@ -309,6 +313,7 @@ export interface QualityCard {
   max_clipped?: MaxClipped;
   min_sharpness?: MinSharpness;
   max_sharpness?: MaxSharpness;
+  min_coloured?: MinColoured;
   flag_jpeg_quality?: FlagJpegQuality;
   flag_lossy_webp?: FlagLossyWebp;
 }

@@ -175,8 +175,8 @@ export function LearnPage() {
             the same type over the whole picture. Use the slider to fade it.
           </li>
           <li>
-            <strong>Cannot assess</strong> means the image is too dark, blurred, small, or does not look like a
-            dermoscopic picture of a skin lesion. Take a better picture, or see a doctor.
+            <strong>Cannot assess</strong> means the image is too dark, blurred, small, black and white, or does not
+            look like a dermoscopic picture of a skin lesion. Take a better picture, or see a doctor.
           </li>
         </ul>
       </Section>

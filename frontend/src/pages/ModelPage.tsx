@@ -793,6 +793,8 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
     if (num(q.min_std) !== null) qualityRules.push(`almost no contrast (std < ${plain(q.min_std)})`)
     if (num(q.max_clipped) !== null) qualityRules.push(`more than ${pctShort(num(q.max_clipped))} of pixels clipped`)
     if (num(q.min_sharpness) !== null) qualityRules.push(`blurred (sharpness < ${plain(q.min_sharpness)})`)
+    if ((num(q.min_coloured) ?? 0) > 0)
+      qualityRules.push(`black and white (fewer than ${pctShort(num(q.min_coloured))} of pixels show colour)`)
   }
   const compressedNotes: string[] = []
   const jpegQ = num(q?.flag_jpeg_quality)

@@ -34,6 +34,7 @@ from dermsight.evaluate.negatives import (
     drawn_clinical,
     system_pictures_missing,
 )
+from dermsight.gate import quality_thresholds
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
@@ -164,7 +165,9 @@ def refit_bundle(
     v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
     v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
     sets = load_sets(source.data, source.split_csv, source.isic2020, seed)
-    mkey = model.card.onnx_sha256
+    # the cached rows hold which images a quality check blocked: keyed by the thresholds too
+    mkey = model.card.onnx_sha256 + json.dumps(quality_thresholds(model.card.gate),
+                                               sort_keys=True)
     feats: dict[str, GateFeatures] = {}
     for name, dset in sets.items():
         if name == "clinical_fit":
