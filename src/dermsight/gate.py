@@ -144,8 +144,8 @@ def quality_flags(stats: QualityStats, cfg: dict[str, Any]) -> list[Flag]:
     if stats.sharpness > c["max_sharpness"]:
         flags.append(Flag("noise", "image is mostly noise: no lesion can be seen"))
     if stats.coloured < c["min_coloured"] and stats.std >= c["min_std"]:
-        flags.append(Flag("greyscale", "image has no colour (black and white): the model reads "
-                                       "colour and cannot assess it; send the colour original"))
+        flags.append(Flag("greyscale", "image is black and white: the model reads colour; "
+                                       "send the colour original"))
     return flags
 
 
