@@ -108,6 +108,23 @@ def test_black_and_white_copies_are_refused_and_their_colour_originals_are_not(
     assert "greyscale" not in _codes(grey, {"quality": {"min_coloured": 0.0}})
 
 
+def test_a_monochrome_dicom_is_refused_as_black_and_white(
+        data_dir: Path, sample_ids: list[str]) -> None:
+    # the DICOM reader repeats a MONOCHROME2 frame to three channels; the gate then refuses it
+    from PIL import Image
+
+    import hostile_inputs as h
+    from dermsight import Dermsight
+
+    grey = np.asarray(Image.open(data_dir / "images" / f"{sample_ids[0]}.jpg").convert("L"))
+    rows, cols = grey.shape
+    dcm = h.dicom(h.image_elements(rows, cols, spp=1, photometric=b"MONOCHROME2"),
+                  grey.tobytes())
+    result = Dermsight.load().predict(dcm, heatmap=False)
+    assert "greyscale" in {f.code for f in result.flags}
+    assert result.risk == "cannot_assess"
+
+
 def test_no_dermoscopic_image_of_either_data_folder_is_called_black_and_white(
         data_dir: Path) -> None:
     # every 20th image of both folders (the full sweep over all 13,592 is in the experiment log)

@@ -4,7 +4,8 @@
   bounded decoder, ``decode.decode_image``, after its SOF size is checked against Rows/Columns),
   or uncompressed (explicit/implicit VR little endian, explicit big endian; first frame only,
   by pydicom). Other transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
-  Monochrome images are repeated to three channels (MONOCHROME1 inverted).
+  Monochrome images are repeated to three channels (MONOCHROME1 inverted); the gate then
+  refuses them as black and white (``greyscale``): the network reads colour.
 * Deflated Explicit VR Little Endian: inflated here, at most the upload cap (``max_bytes``),
   before pydicom sees it (a 2 MB file can otherwise inflate to gigabytes).
 * Sizes come from the header (Rows, Columns, SamplesPerPixel, BitsAllocated) and pass the same
