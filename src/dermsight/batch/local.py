@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from itertools import islice
@@ -25,22 +25,23 @@ from pathlib import Path
 from typing import Any
 
 from dermsight.batch.options import ScoreOptions
+from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
-from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
-from dermsight.batch.store import PartStore, done_keys, tally
+from dermsight.batch.sources import DuplicateIds, Source, open_source
+from dermsight.batch.store import Key, PartStore, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
 
 
-def pending_rows(source: Source, done: set[tuple[str, str]],
+def pending_rows(source: Source, done: Mapping[Key, int],
                  limit: int | None = None,
-                 duplicates: DuplicateIds | None = None) -> Iterator[dict[str, Any]]:
-    """The source's rows that are not in the output yet (at most ``limit``); ``duplicates``
-    counts repeated ids over the whole input (done rows included)."""
+                 duplicates: DuplicateIds | None = None) -> Iterator[Mapping[str, Any]]:
+    """The source's rows that are not in the output yet (at most ``limit``; see
+    ``resume.pending``); ``duplicates`` counts repeated ids over the whole input (done rows
+    included)."""
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
-    rows = (r for r in every if row_key(r["id"], r["path"]) not in done)
-    return islice(rows, limit) if limit is not None else rows
+    return pending(every, done, limit)
 
 
 def _progress_bar(total: int | None, enabled: bool) -> Any:
@@ -60,7 +61,8 @@ def run_local(
     progress: bool = True,
     on_part: Callable[[Path], None] | None = None,
 ) -> RunSummary:
-    """Score ``input`` into the part-file dataset ``out``; skips rows already there.
+    """Score ``input`` into the part-file dataset ``out``; skips rows already there and
+    retries the error rows the input still lists (see ``resume.py``).
 
     ``options`` (``ScoreOptions``): ``workers`` scoring threads (default: one per core);
     ``parallel="batches"`` (default): each worker decodes, preprocesses and infers whole batches,
@@ -85,11 +87,12 @@ def run_local(
     workers = options.workers or default_workers()
     limit = options.limit
     with PartStore(out, options.fmt, model.classes) as store:
-        done = done_keys(out)
-        summary.skipped = len(done)
+        resume = prepare_resume(store, source.rows, limit)
+        done = resume.done
+        summary.skipped, summary.retried = resume.skipped, resume.retried
         total = None
         if source.estimate is not None:
-            total = max(source.estimate - len(done), 0)
+            total = max(source.estimate - resume.skipped, 0)
             if limit is not None:
                 total = min(total, limit)
         bar = _progress_bar(total, progress)

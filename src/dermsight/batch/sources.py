@@ -43,14 +43,16 @@ def record_row(rec: LesionRecord) -> dict[str, Any]:
 
 
 def row_key(rid: object, path: object) -> tuple[str, str]:
-    """The identity of a row for resuming: (id, source path)."""
+    """The key of a row for resuming: (id, source path; "" when it has none). A key listed
+    several times is told apart by its order (``resume.pending``)."""
     p = "" if path is None or (isinstance(path, float) and path != path) else str(path)
     return (str(rid), local_path(p))
 
 
 class DuplicateIds:
     """Counts input rows whose id an earlier row of the same input already had. Such rows are
-    all scored (resume tells them apart by path); the runner warns once with the count."""
+    all scored, once each (resume tells them apart by path and order); the runner warns once
+    with the count."""
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
@@ -222,7 +224,7 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
                 else:
                     row["path"] = fs.unstrip_protocol(posixpath.normpath(
                         posixpath.join(base, value)))
-            elif row["error"] is None:
+            elif parsed.id:  # found by id (an error row too: it keeps its path for resuming)
                 if index is None:
                     index = {}
                     rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
@@ -233,9 +235,9 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
                                                                    .lower()]:
                             index[stem] = f
                 hit = index.get(parsed.id)
-                if hit is None:
+                if hit is not None:
+                    row["path"] = fs.unstrip_protocol(hit)
+                elif row["error"] is None:
                     row["error"] = (f"{where}: image file not found ({parsed.id} under "
                                     f"{fs.unstrip_protocol(base)})")
-                else:
-                    row["path"] = fs.unstrip_protocol(hit)
             yield row

@@ -8,7 +8,7 @@
 * The model bundle is shipped with ``SparkContext.addFile`` and opened once per Python worker
   (one ONNX Runtime session, cached in a module global; Spark reuses Python workers).
 * Output: the part-file dataset of ``store.py`` (Parquet or CSV), appended to, so a re-run skips
-  rows already written, exactly like the local runner.
+  rows already written and retries error rows, exactly like the local runner (``resume.py``).
 
 Reading ``s3a://`` paths natively needs the hadoop-aws connector jars on the cluster (EMR,
 Dataproc and Databricks ship them); this runner does not need them, because ``s3://`` inputs are
@@ -23,7 +23,6 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,10 +30,11 @@ import pandas as pd
 
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.references import local_path
+from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
-from dermsight.batch.sources import DuplicateIds, Source, open_source, row_key
-from dermsight.batch.store import PartStore, done_keys, tally
+from dermsight.batch.sources import DuplicateIds, Source, open_source
+from dermsight.batch.store import Key, PartStore, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
 from dermsight.parallel import limit_blas
@@ -153,7 +153,8 @@ def get_session(master: str | None, conf: Mapping[str, str] | None = None) -> Sp
     return builder.getOrCreate()
 
 
-def _manifest_frame(spark: SparkSession, rows: Iterator[dict[str, Any]]) -> DataFrame | None:
+def _manifest_frame(spark: SparkSession,
+                    rows: Iterator[Mapping[str, Any]]) -> DataFrame | None:
     """Driver-side manifest (ids, paths, metadata; no pixels) -> a Spark DataFrame."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
@@ -164,7 +165,7 @@ def _manifest_frame(spark: SparkSession, rows: Iterator[dict[str, Any]]) -> Data
         StructField("group", StringType()), StructField("error", StringType()),
     ])
     frames: list[DataFrame] = []
-    chunk: list[dict[str, Any]] = []
+    chunk: list[Mapping[str, Any]] = []
 
     def flush() -> None:
         pdf = pd.DataFrame.from_records(chunk, columns=schema.fieldNames())
@@ -189,7 +190,7 @@ def _manifest_frame(spark: SparkSession, rows: Iterator[dict[str, Any]]) -> Data
     return df
 
 
-def _folder_frame(spark: SparkSession, folder: str, done: set[tuple[str, str]],
+def _folder_frame(spark: SparkSession, folder: str, done: Mapping[Key, int],
                   limit: int | None, n_parts: int) -> DataFrame:
     """A plain folder of images through Spark's ``binaryFile`` source (bytes in Arrow batches),
     without the paths already done."""
@@ -212,17 +213,14 @@ def _folder_frame(spark: SparkSession, folder: str, done: set[tuple[str, str]],
     return df
 
 
-def _input_frame(spark: SparkSession, source: Source, done: set[tuple[str, str]],
+def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
                  limit: int | None, n_parts: int, summary: RunSummary) -> DataFrame | None:
     """The rows still to score as a Spark DataFrame (None: nothing left)."""
     folder = source.image_folder()
     if folder is not None:
         return _folder_frame(spark, folder, done, limit, n_parts)
     duplicates = DuplicateIds()
-    rows: Iterator[dict[str, Any]] = (
-        r for r in duplicates.watch(source.rows()) if row_key(r["id"], r["path"]) not in done)
-    if limit is not None:
-        rows = islice(rows, limit)
+    rows = pending(duplicates.watch(source.rows()), done, limit)
     manifest = _manifest_frame(spark, rows)
     summary.duplicate_ids = duplicates.count
     return manifest.repartition(n_parts) if manifest is not None else None
@@ -259,8 +257,8 @@ def run_spark(
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.
         shutil.rmtree(Path(out) / "_temporary", ignore_errors=True)
-        done = done_keys(out)
-        summary.skipped = len(done)
+        resume = prepare_resume(store, source.rows, options.limit)
+        summary.skipped, summary.retried = resume.skipped, resume.retried
         before = tally(out)
         spark = get_session(master, spark_conf)
         summary.startup_s = time.perf_counter() - t0
@@ -268,7 +266,7 @@ def run_spark(
             sc = spark.sparkContext
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
-            df = _input_frame(spark, source, done, options.limit,
+            df = _input_frame(spark, source, resume.done, options.limit,
                               partitions or 4 * sc.defaultParallelism, summary)
             if df is not None:
                 heatmaps = (Path(options.heatmaps).resolve()

@@ -4,8 +4,10 @@
 output rows with the schema of ``schema.arrow_schema``. A part is written to a hidden temporary
 file, flushed to disk and renamed into place, so a killed job leaves only whole parts behind (and
 perhaps a temporary file, removed by the next run). A re-run reads the ``(id, path)`` keys of the
-existing parts and skips them: no duplicates, no gaps. The Spark engine writes the same layout
-(Spark's own ``part-*`` names) and resumes the same way.
+existing parts and skips the input rows they hold (``resume.py``: one output row per input row,
+repeated listings included); error rows that the input still lists are removed (``drop``: each
+part rewritten atomically in place) and scored again. No duplicates, no gaps. The Spark engine
+writes the same layout (Spark's own ``part-*`` names) and resumes the same way.
 
 ``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
 the summary) are ignored by Parquet readers.
@@ -20,7 +22,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -113,12 +115,21 @@ def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
             "flags": dict(sorted(flags.items()))}
 
 
-def done_keys(out: str | os.PathLike[str]) -> set[tuple[str, str]]:
-    """``(id, path)`` of every row already in ``out``."""
-    keys: set[tuple[str, str]] = set()
-    for df in iter_output(out, ["id", "path"]):
-        keys.update(row_key(i, p) for i, p in zip(df["id"], df["path"], strict=True))
-    return keys
+Key = tuple[str, str]
+
+
+def output_keys(out: str | os.PathLike[str]) -> tuple[Counter[Key], Counter[Key]]:
+    """How many rows of each ``(id, path)`` key ``out`` holds: (scored rows, error rows)."""
+    ok: Counter[Key] = Counter()
+    errors: Counter[Key] = Counter()
+    for df in iter_output(out, ["id", "path", "error"]):
+        for i, p, e in zip(df["id"], df["path"], df["error"], strict=True):
+            (ok if _missing(e) else errors)[row_key(i, p)] += 1
+    return ok, errors
+
+
+def _missing(value: object) -> bool:
+    return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -218,6 +229,46 @@ class PartStore:
         os.replace(tmp, final)
         _fsync_dir(self.out)
         return final
+
+    def drop(self, keys: Collection[Key], *, errors: bool) -> int:
+        """Remove the rows whose ``(id, path)`` is in ``keys`` and that are error rows
+        (``errors=True``) or not (``errors=False``). Each part that holds some is rewritten
+        atomically in place (deleted when none of its rows is left); returns the rows removed."""
+        if self._lock is None:
+            raise OutputError("PartStore is not open")
+        wanted = set(keys)
+        removed = 0
+        for part in part_files(self.out, self.fmt):
+            df = _read_part(part, ["id", "path", "error"])
+            drop = [row_key(i, p) in wanted and _missing(e) != errors
+                    for i, p, e in zip(df["id"], df["path"], df["error"], strict=True)]
+            n = sum(drop)
+            if not n:
+                continue
+            removed += n
+            if n == len(drop):
+                part.unlink()
+            else:
+                self._rewrite(part, [not d for d in drop])
+            _fsync_dir(self.out)
+        return removed
+
+    def _rewrite(self, part: Path, keep: list[bool]) -> None:
+        """Replace ``part`` by its rows where ``keep`` is true (atomically: a temporary file,
+        flushed, renamed over it), unchanged otherwise."""
+        tmp = self.out / f"{_TMP_PREFIX}{part.name}"
+        if part.name.endswith(".csv"):  # the cells as written, text in, text out
+            df = pd.read_csv(part, dtype=str, keep_default_na=False)
+            df[keep].to_csv(tmp, index=False)
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(part)
+            pq.write_table(table.filter(pa.array(keep)), tmp, compression="zstd")
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, part)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         tmp = self.out / f"{_TMP_PREFIX}{SUMMARY_FILE}"

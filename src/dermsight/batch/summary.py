@@ -34,6 +34,7 @@ class RunSummary:
     model: dict[str, str]
     fmt: str = "parquet"
     skipped: int = 0  # rows already in the output before this run (resume)
+    retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
     scored: int = 0  # rows written by this run (ok + errors)
     errors: int = 0  # of which error rows
     risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_TIERS, 0))
@@ -75,6 +76,11 @@ class RunSummary:
             f"({self.images_per_s:.1f} images/s"
             + (f", excluding {self.startup_s:.1f} s Spark start-up" if self.startup_s else "")
             + f"); {ok} scored, {self.errors} errors, {self.skipped} already done (skipped)",
+        ]
+        if self.retried:
+            lines.append(f"retried: {self.retried} error rows of earlier runs (removed; their "
+                         "inputs are scored again)")
+        lines += [
             "",
             f"{'risk tier':<16}{'this run':>10}{'output total':>14}",
         ]

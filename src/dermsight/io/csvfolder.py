@@ -566,9 +566,11 @@ def iter_csv(
         if parsed.path_value is not None:
             cand = Path(os.path.expanduser(parsed.path_value))
             given = cand if cand.is_absolute() else root / cand
-        if parsed.problems:  # an error row keeps the path its CSV gave, so it can be found
-            yield _record(parsed, path=str(given) if given is not None else None,
-                          error=f"{where}: {'; '.join(parsed.problems)}")
+        if parsed.problems:  # an error row keeps its path (the CSV's, or the file of its id),
+            # so that a batch re-run recognises it
+            found = str(given) if given is not None else (index.find(parsed.id)
+                                                          if parsed.id else None)
+            yield _record(parsed, path=found, error=f"{where}: {'; '.join(parsed.problems)}")
             continue
         if given is not None:
             file = given

@@ -1,0 +1,111 @@
+"""Resuming a batch job: which input rows a re-run still scores, and which error rows it retries.
+
+An input row is identified by its key ``(id, source path)`` *and* how many rows with that key came
+before it in the input: the n-th listing of a key is done when the output holds at least n rows
+with that key. So an image listed twice (say with ages 45 and 50) is scored twice, once per
+listing, and a re-run after an interruption scores exactly the listings still missing. The
+runners write rows in input order and a ``--limit`` takes the first pending rows, so the rows of
+a key in the output are always its first listings.
+
+Error rows do not count as done for an input that still lists them: a re-run **retries** them.
+Before scoring, every row (error or not) of a key that has an error row and that the input still
+lists is removed from the output (each part file rewritten atomically, in place), and all
+listings of that key are scored again, in order. The output therefore never holds two rows for
+one listing, and a fixed CSV row, a file added later or a bad image replaced by a good one is
+picked up by simply running the same command again. An error row without a path (a CSV that names
+images by id only, whose file was missing) is retried by any input row with the same id. Error
+rows of inputs no longer listed are kept. With ``--limit`` only the keys the run reaches are
+retried. A run killed after removing rows leaves them pending: the next run scores them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any
+
+from dermsight.batch.sources import row_key
+from dermsight.batch.store import Key, PartStore, output_keys
+
+__all__ = ["Resume", "pending", "prepare_resume", "retry_keys"]
+
+
+@dataclass
+class Resume:
+    """What a run resumes from: the keys of the rows kept in the output (a multiset) and how
+    many error rows of earlier runs it removed to score again."""
+
+    done: Counter[Key] = field(default_factory=Counter)
+    retried: int = 0
+
+    @property
+    def skipped(self) -> int:
+        """Rows already in the output, not scored again."""
+        return sum(self.done.values())
+
+
+def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
+            limit: int | None = None) -> Iterator[Mapping[str, Any]]:
+    """The input rows the output does not hold yet, in order (at most ``limit``): the n-th row
+    with a key is pending when the output holds fewer than n rows with that key."""
+    seen: Counter[Key] = Counter()
+
+    def todo() -> Iterator[Mapping[str, Any]]:
+        for row in rows:
+            k = row_key(row.get("id"), row.get("path"))
+            seen[k] += 1
+            if seen[k] > done.get(k, 0):
+                yield row
+
+    return islice(todo(), limit) if limit is not None else todo()
+
+
+def retry_keys(rows: Iterable[Mapping[str, Any]], ok: Mapping[Key, int],
+               errors: Mapping[Key, int], limit: int | None = None) -> set[Key]:
+    """The keys of error rows that the input still lists (up to the ``limit``-th pending row):
+    a key ``(id, path)`` listed again, or ``(id, "")`` (no path) when any row has that id."""
+    if not errors or limit == 0:
+        return set()
+    pathless = {rid for rid, p in errors if p == ""}
+    retry: set[Key] = set()
+    seen: Counter[Key] = Counter()
+    n_pending = 0
+    for row in rows:
+        k = row_key(row.get("id"), row.get("path"))
+        if errors.get(k, 0):
+            retry.add(k)
+        if k[0] in pathless:
+            retry.add((k[0], ""))
+        seen[k] += 1
+        if k in retry or seen[k] > ok.get(k, 0):
+            n_pending += 1
+            if limit is not None and n_pending >= limit:
+                break
+    return retry
+
+
+def prepare_resume(store: PartStore, rows: Callable[[], Iterator[Mapping[str, Any]]],
+                   limit: int | None = None) -> Resume:
+    """Remove the error rows the input retries, and every other row of their keys; returns
+    the keys left in the output. ``rows()`` lists the input (without pixels); it is only
+    called when the output holds error rows."""
+    ok, errors = output_keys(store.out)
+    retried = 0
+    if errors:
+        listing = rows()
+        try:
+            retry = retry_keys(listing, ok, errors, limit)
+        finally:
+            close = getattr(listing, "close", None)
+            if close is not None:
+                close()
+        if retry:
+            # rows that are not errors first: a run killed in between still has the error rows,
+            # so the next run retries the same keys
+            store.drop(retry, errors=False)
+            retried = store.drop(retry, errors=True)
+            ok, errors = output_keys(store.out)
+    return Resume(done=ok + errors, retried=retried)
+
