@@ -12,6 +12,7 @@ import typer
 EXIT_USER = 2
 EXIT_BUNDLE = 3
 EXIT_REFUSED = 4
+EXIT_INTERRUPTED = 130
 
 
 class UserError(Exception):
@@ -34,12 +35,12 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
     from dermsight.taxonomy import TaxonomyError
 
     try:
-        app(args=argv, standalone_mode=False)
+        # standalone_mode=False: typer/click *return* the code of an Exit (Ctrl-C: Exit(130))
+        code = app(args=argv, standalone_mode=False)
     except SystemExit as exc:  # typer/click exit with code
         return int(exc.code or 0)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except BundleError as exc:
         print(f"error: model bundle: {exc}", file=sys.stderr)
         return EXIT_BUNDLE
@@ -48,11 +49,18 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER)
     except Exception as exc:  # click usage errors (typer may vendor its own click)
-        if type(exc).__name__ == "Abort":
-            return 130
+        if type(exc).__name__ == "Abort":  # click's Ctrl-C / end of input at a prompt
+            return _interrupted()
         show = getattr(exc, "show", None)
         if callable(show) and hasattr(exc, "exit_code"):
             show()
             return int(exc.exit_code)
         raise
+    if isinstance(code, int) and code:
+        return _interrupted() if code == EXIT_INTERRUPTED else code
     return 0
+
+
+def _interrupted() -> int:
+    print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED

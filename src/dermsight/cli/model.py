@@ -106,6 +106,9 @@ def evaluate(
 
     Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class,
     subgroup and skin-tone (ITA band) tables). No torch needed.
+
+    Exit code 2 when the data have nothing to evaluate (no labels), 1 when some images could
+    not be scored (the error column of the scores says why; the report leaves them out).
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
@@ -113,7 +116,11 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle)
     typer.echo(summary.render())
-    typer.echo(f"report: {out / 'scores.report.html'}")
+    if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
+        raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
+    typer.echo(f"report: {summary.evaluation['report']}")
+    if summary.errors:
+        raise SystemExit(1)
 
 
 def distill_targets(

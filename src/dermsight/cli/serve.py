@@ -1,11 +1,13 @@
 """``dermsight predict`` (score image files from the shell) and ``dermsight serve`` (HTTP API + UI).
 
 ``predict`` exit codes: 0 all images scored, 1 at least one image could not be read (the others
-are still printed), 2 bad metadata / usage, 3 model bundle problem.
+are still printed), 2 bad metadata / usage or a heatmap that could not be written (the results are
+still printed), 3 model bundle problem.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import sys
@@ -14,16 +16,65 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dermsight.cli.errors import UserError
+from dermsight.cli.errors import EXIT_USER, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from dermsight.batch.overlays import UniqueNames
     from dermsight.predict import Prediction
 
 EXIT_BAD_INPUT = 1
 
 
-def _heatmap_path(out: Path, image: Path, several: bool) -> Path:
-    return out.with_name(f"{out.stem}_{image.stem}{out.suffix or '.png'}") if several else out
+def _check_heatmap(out: Path) -> None:
+    """Refuse, before any scoring, a ``--heatmap`` that cannot be written: not a .png, a folder,
+    or under a file / a folder it may not write to (its folder is made here)."""
+    from dermsight.batch.overlays import make_folder
+
+    if out.suffix.lower() not in ("", ".png"):
+        raise UserError(f"--heatmap must name a .png file, got {out}")
+    if out.is_dir():
+        raise UserError(f"--heatmap must name a .png file, {out} is a folder")
+    if (why := make_folder(out.parent)) is not None:
+        raise UserError(f"--heatmap {out}: cannot write into the folder {out.parent}: {why}")
+
+
+def _heatmap_path(out: Path, image: Path, names: UniqueNames | None) -> Path:
+    """``out`` for a single image; else ``<out>_<image>.png``, with ``-2``, ``-3``, ... when an
+    earlier image of the run had the same name (so no heatmap replaces another)."""
+    if names is None:
+        return out
+    return out.with_name(names.claim(f"{out.stem}_{image.stem}", out.suffix or ".png"))
+
+
+def _listen_refusal(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (one line), or None. Checked before the model
+    loads: uvicorn itself would only log the error and exit 3, dermsight's code for a bad
+    bundle. Binds as uvicorn does (every address of ``host``, SO_REUSEADDR, IPv6 only on
+    IPv6), then lets go."""
+    import socket
+
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host!r}: {exc.strerror}"
+    for family, kind, proto, _, address in addresses:
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # e.g. no IPv6 here: uvicorn skips it too
+            continue
+        with sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return (f"port {port} on {host} is already in use: stop what uses it or "
+                            "choose another --port")
+                return f"cannot listen on {host} port {port}: {exc.strerror or exc}"
+    return None
 
 
 def _pct(p: float) -> str:
@@ -66,23 +117,26 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list (API fields)")] = False,
     heatmap: Annotated[Path | None, typer.Option(
         "--heatmap", help="write the heatmap overlaid on the image to this PNG (several images: "
-                          "<name>_<image>.png)")] = None,
+                          "<name>_<image>.png, then <name>_<image>-2.png, ... for a repeated "
+                          "image name)")] = None,
     model: Annotated[Path | None, typer.Option(
         "--model", help="model bundle folder (default: the shipped model)")] = None,
     tta: Annotated[bool, typer.Option(
         "--tta", help="average over 8 flips/rotations (slower)")] = False,
 ) -> None:
     """Assess lesion images with the model. Decision support only, not a diagnosis."""
+    from dermsight.batch.overlays import UniqueNames
     from dermsight.io.errors import ImageDecodeError
     from dermsight.predict import DISCLAIMER, Dermsight
     from dermsight.records import Metadata
 
     meta = Metadata.parse(age=age, sex=sex, site=site)  # TaxonomyError -> exit 2
-    if heatmap is not None and heatmap.suffix.lower() not in ("", ".png"):
-        raise UserError(f"--heatmap must name a .png file, got {heatmap}")
+    if heatmap is not None:
+        _check_heatmap(heatmap)
     m = Dermsight.load(model)  # BundleError -> exit 3
+    names = UniqueNames() if len(images) > 1 else None
     results: list[dict[str, Any]] = []
-    failed = 0
+    failed = unwritten = 0
     for path in images:
         try:
             pred = _predict_file(m, path, meta, heatmap is not None, tta)
@@ -93,10 +147,14 @@ def predict(
             continue
         entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
         if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
-            out = _heatmap_path(heatmap, path, len(images) > 1)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(pred.overlay_png())
-            entry["heatmap_file"] = str(out)
+            out = _heatmap_path(heatmap, path, names)
+            try:  # a failed write loses no result: all are still printed, then exit 2
+                out.write_bytes(pred.overlay_png())
+                entry["heatmap_file"] = str(out)
+            except OSError as exc:
+                unwritten += 1
+                print(f"error: {path}: heatmap not written to {out}: {exc.strerror or exc}",
+                      file=sys.stderr)
         results.append(entry)
         if not as_json:
             _print_human(path, pred)
@@ -106,6 +164,8 @@ def predict(
         typer.echo(json.dumps(results, indent=2))
     elif len(results) > failed:
         typer.echo(f"\n{DISCLAIMER}")
+    if unwritten:
+        raise SystemExit(EXIT_USER)
     if failed:
         raise SystemExit(EXIT_BAD_INPUT)
 
@@ -163,7 +223,8 @@ def serve(  # noqa: PLR0913
                                      log_level=log_level, clinic=clinic)
     except (SettingsError, ClinicConfigError) as exc:
         raise UserError(str(exc)) from exc
-    refusal = bind_refusal(host, settings.api_token, insecure_no_auth)
+    refusal = bind_refusal(host, settings.api_token, insecure_no_auth) or _listen_refusal(
+        host, port)
     if refusal is not None:
         raise UserError(refusal)
     logging.basicConfig(level=settings.log_level.upper(),
@@ -196,7 +257,14 @@ def serve(  # noqa: PLR0913
                        "the API")
         sys.stdout.flush()
 
-    serve_app(app, host, port, settings, on_ready=announce)
+    try:
+        serve_app(app, host, port, settings, on_ready=announce)
+    except SystemExit as exc:  # uvicorn's 3 (port taken since the check) is no bundle error
+        from uvicorn.config import STARTUP_FAILURE
+
+        if exc.code != STARTUP_FAILURE:
+            raise
+        raise UserError(f"cannot listen on {host} port {port} (uvicorn's error above)") from None
 
 
 def register(app: typer.Typer) -> None:
