@@ -215,7 +215,9 @@ def test_cli_refuses_a_tampered_gate_with_exit_code_3(
 def test_save_bundle_writes_a_manifest_that_loads(tmp_path: Path) -> None:
     src = load_bundle()
     out = save_bundle(tmp_path / "b", src.onnx_path, src.card,
-                      gate_arrays={"bank": np.eye(4, dtype=np.float16)}, report_html="<p>r</p>")
+                      gate_arrays={**src.gate_arrays,
+                                   "bank": src.gate_arrays["bank"].astype(np.float16)},
+                      report_html="<p>r</p>")
     card = json.loads((out / "card.json").read_text())
     assert set(card["files"]) == {"model.onnx", "gate.npz", "report.html"}
     assert card["onnx"]["sha256"] == card["files"]["model.onnx"]

@@ -6,13 +6,18 @@ and the sha256 of every file the bundle
 loads or serves (``model.onnx``, ``gate.npz``, ``report.html``, ``plots/*.png``,
 ``reference/*``) against the
 card's ``files`` manifest. Anything that writes or changes a bundle file must finish with
-:func:`write_manifest` (``save_bundle`` does).
+:func:`write_manifest` (``save_bundle`` does). It also checks, without running the model, that
+the contents fit (:func:`load_bundle`): ``gate.npz`` holds every array the card's gate reads,
+the reference set is readable; ``onnxsession`` refuses an ONNX file ONNX Runtime cannot read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -20,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dermsight import taxonomy
+from dermsight import gate, taxonomy
 from dermsight.cardschema import (
     RUNTIME_KEYS,
     SCHEMA_VERSION,
@@ -32,7 +37,6 @@ from dermsight.cardschema import (
 )
 from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
-from dermsight.similar import REFERENCE_DIR
 
 __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "load_bundle",
            "save_bundle", "write_manifest"]
@@ -41,12 +45,65 @@ ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
 REPORT_FILE = "report.html"
 PLOTS_DIR = "plots"
+#: the similar-cases reference set (:mod:`dermsight.similar`)
+REFERENCE_DIR = "reference"
 #: card key holding ``{relative path: sha256}`` of every covered file
 MANIFEST_KEY = "files"
 
 
 class BundleError(Exception):
     """A bundle that is missing, unreadable, incompatible or tampered with."""
+
+
+#: what reading a damaged ``.npz`` archive may raise (numpy, zipfile, zlib)
+_NPZ_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error)
+#: the ``.npy`` header reader of each format version ``np.savez`` writes
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _reason(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def npz_arrays(path: Path, names: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive (those in ``names``, else all), never unpickling.
+    ``ValueError`` with a readable reason for a file that is not such an archive or lacks one
+    of ``names`` (numpy alone would talk about pickled data for any file that is not a zip)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in (z.files if names is None else names) if k in z.files}
+    except _NPZ_ERRORS as exc:
+        raise ValueError(_reason(exc)) from exc
+    missing = [k for k in names or () if k not in arrays]
+    if missing:
+        raise ValueError(f"no array {', '.join(map(repr, missing))}")
+    odd = [k for k, a in arrays.items() if not isinstance(a, np.ndarray)]  # numpy: raw bytes
+    if odd:
+        raise ValueError(f"{odd[0]!r} is not a .npy array")
+    return arrays
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array in an ``.npz`` archive, from the ``.npy`` headers alone (no
+    array data is read). ``ValueError`` with a readable reason for a damaged archive."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for name in zf.namelist():
+                with zf.open(name) as f:
+                    version = np.lib.format.read_magic(f)
+                    if version not in _NPY_HEADERS:
+                        raise ValueError(f"{name}: .npy format {version} is not supported")
+                    shape = _NPY_HEADERS[version](f)[0]
+                shapes[name.removesuffix(".npy")] = tuple(int(d) for d in shape)
+    except zipfile.BadZipFile:
+        raise ValueError("not a .npz archive") from None
+    except _NPZ_ERRORS as exc:
+        raise ValueError(_reason(exc)) from exc
+    return shapes
 
 
 def sha256_file(path: Path) -> str:
@@ -169,7 +226,7 @@ def covered_files(root: Path) -> list[str]:
     plots = root / PLOTS_DIR
     if plots.is_dir():
         names += sorted(f"{PLOTS_DIR}/{p.name}" for p in plots.glob("*.png"))
-    reference = root / REFERENCE_DIR  # the similar-cases reference set (dermsight.similar)
+    reference = root / REFERENCE_DIR
     if reference.is_dir():
         names += sorted(f"{REFERENCE_DIR}/{p.name}" for p in reference.iterdir() if p.is_file())
     return names
@@ -252,14 +309,68 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
         verify_files(root, card)
-    gate_arrays: dict[str, np.ndarray] = {}
-    gate_path = root / GATE_FILE
-    if gate_path.exists():
-        with np.load(gate_path) as z:
-            # float16 on disk (half the size); float32 in memory so no request pays a conversion
-            gate_arrays = {k: z[k].astype(np.float32) if z[k].dtype == np.float16 else z[k]
-                           for k in z.files}
+    gate_arrays = load_gate(root / GATE_FILE, card.gate)
+    check_reference(root, gate_arrays)
     return Bundle(path=root, card=card, gate_arrays=gate_arrays)
+
+
+#: the ``gate.npz`` arrays ``dermsight.gate`` reads for each key of the card's gate (none of
+#: them without ``ood_threshold``): gate v1's kNN score, gate v2's blocking head, its
+#: clinical-photo head and its recoloured-image head
+GATE_ARRAYS = {"ood_threshold": ("bank", "k"),
+               "v2_threshold": ("v2_mean", "v2_scale", "v2_w", "v2_b"),
+               "v2_clinical_threshold": ("v2c_w", "v2c_b"),
+               "v2_recoloured_threshold": ("v2r_w", "v2r_b")}
+
+
+def load_gate(path: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The arrays of ``gate.npz`` (none without the file), checked against the card's gate
+    ``cfg``: ``BundleError`` for a file that is not an ``.npz`` archive, lacks an array the
+    gate reads, or whose arrays the gate cannot run on (it is run once on made-up features)."""
+    if not path.exists():
+        return {}
+    try:
+        raw = npz_arrays(path)
+    except ValueError as exc:
+        raise BundleError(f"{path} is unreadable: {exc}") from exc
+    # float16 on disk (half the size); float32 in memory so no request pays a conversion
+    arrays = {k: a.astype(np.float32) if a.dtype == np.float16 else a for k, a in raw.items()}
+    if "ood_threshold" not in cfg:
+        return arrays
+    missing = [name for key, names in GATE_ARRAYS.items() if key in cfg for name in names
+               if name not in arrays]
+    if missing:
+        raise BundleError(f"{path} has no {', '.join(map(repr, missing))} "
+                          f"array{'s' if len(missing) > 1 else ''}, which the card's gate "
+                          "needs: refit the gate or re-export the bundle")
+    bank, k = arrays["bank"], arrays["k"]
+    if bank.ndim != 2 or not bank.size:
+        raise BundleError(f"{path}: 'bank' must be a non-empty (images, features) array, not "
+                          f"of shape {bank.shape}")
+    whole = k.shape == () and k.dtype.kind in "iuf" and float(k).is_integer()
+    if not whole or not 1 <= int(k) <= len(bank):
+        raise BundleError(f"{path}: 'k' must be one whole number from 1 to the bank's "
+                          f"{len(bank)} images, not {k.tolist()!r}"[:300])
+    quality = gate.QualityStats(min_side=0, mean=0.0, std=0.0, clipped=0.0, sharpness=0.0,
+                                saturation=0.0).as_vector()
+    try:
+        gate.ood_flags(np.ones((1, bank.shape[1]), np.float32), cfg, arrays, quality[None])
+    except (ValueError, TypeError, IndexError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise BundleError(f"{path}: its arrays do not fit the card's gate: {reason}") from exc
+    return arrays
+
+
+def check_reference(root: Path, gate_arrays: dict[str, np.ndarray]) -> None:
+    """Check the bundle's reference set, if it has one, as far as that is quick
+    (``similar.ReferenceSet.check``), and that its features are as wide as the gate's."""
+    from dermsight.similar import ReferenceSet
+
+    shape = ReferenceSet.check(root)  # ReferenceError is a BundleError
+    bank = gate_arrays.get("bank")
+    if shape is not None and bank is not None and bank.ndim == 2 and bank.shape[1] != shape[1]:
+        raise BundleError(f"{root / REFERENCE_DIR}: its embeddings have {shape[1]} features but "
+                          f"{root / GATE_FILE}'s bank {bank.shape[1]}: not the same model's")
 
 
 def save_bundle(

@@ -17,6 +17,7 @@ each) and runs every other shape, and every batch, in the shape-agnostic session
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -43,7 +44,37 @@ def ort_session(model: str | Path | bytes, threads: int | None = None,
     for name, value in (fixed_dims or {}).items():
         opts.add_free_dimension_override_by_name(name, int(value))
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    try:
+        return ort.InferenceSession(source, sess_options=opts, providers=["CPUExecutionProvider"])
+    except _unloadable() as exc:
+        from dermsight.bundle import BundleError
+
+        what = "the ONNX model" if isinstance(model, bytes) else f"the ONNX file {model}"
+        raise BundleError(f"{what} is unreadable (ONNX Runtime cannot load it): "
+                          f"{_reason(exc)}") from exc
+
+
+#: ONNX Runtime's message: "[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from
+#: /b/model.onnx failed:Protobuf parsing failed."
+_ORT_MESSAGE = re.compile(
+    r"\[ONNXRuntimeError\] : \d+ : (\w+) : (?:Load model from .* failed:)?(.*)")
+
+
+def _reason(exc: Exception) -> str:
+    """ONNX Runtime's error on one line, without its preamble: "INVALID_PROTOBUF: Protobuf
+    parsing failed."."""
+    text = " ".join(str(exc).split())
+    m = _ORT_MESSAGE.fullmatch(text)
+    return f"{m[1]}: {m[2].strip()}" if m else text
+
+
+def _unloadable() -> tuple[type[Exception], ...]:
+    """What ONNX Runtime raises for a model file it cannot load (truncated, not ONNX, an
+    unknown operator, ...)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    return (state.Fail, state.InvalidArgument, state.InvalidGraph, state.InvalidProtobuf,
+            state.NoSuchFile, state.NotImplemented, state.RuntimeException)
 
 
 class ModelSession:

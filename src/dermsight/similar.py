@@ -23,16 +23,17 @@ from typing import Any
 
 import numpy as np
 
-#: folder of a bundle holding the reference set, and its files (all in the bundle's manifest)
-REFERENCE_DIR = "reference"
+from dermsight.bundle import REFERENCE_DIR, BundleError, npz_arrays, npz_shapes
+
+#: the files of the reference set, in a bundle's ``REFERENCE_DIR`` (all in its manifest)
 REFERENCE_NPZ = f"{REFERENCE_DIR}/reference.npz"
 REFERENCE_CREDITS = f"{REFERENCE_DIR}/credits.json"
 #: the arrays ``reference.npz`` holds
 ARRAYS = ("embedding", "image_id", "diagnosis", "dataset", "thumb_data", "thumb_offset")
 
 
-class ReferenceError(Exception):
-    """A reference set that is missing pieces or does not fit the model."""
+class ReferenceError(BundleError):
+    """A reference set that is unreadable, missing pieces or does not fit the model."""
 
 
 def normalize(x: np.ndarray) -> np.ndarray:
@@ -109,27 +110,26 @@ class ReferenceSet:
         return int(self.embedding.shape[0])
 
     @classmethod
+    def check(cls, bundle_dir: str | Path) -> tuple[int, int] | None:
+        """Check a bundle folder's reference set without reading its embeddings or thumbnails
+        (quick enough for every bundle load): the shape of its embeddings, None when the bundle
+        has none, ``ReferenceError`` naming the problem (:func:`_survey`)."""
+        found = _survey(Path(bundle_dir))
+        return None if found is None else found[2]
+
+    @classmethod
     def load(cls, bundle_dir: str | Path) -> ReferenceSet | None:
         """The reference set of a bundle folder, or None when the bundle has none. The files'
         hashes are checked by ``bundle.load_bundle`` (they are in its manifest)."""
         root = Path(bundle_dir)
-        npz, credits_path = root / REFERENCE_NPZ, root / REFERENCE_CREDITS
-        if not npz.exists():
+        found = _survey(root)
+        if found is None:
             return None
+        datasets, thumb_type, _ = found
         try:
-            credits = json.loads(credits_path.read_text(encoding="utf-8"))
-            with np.load(npz, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in ARRAYS}
-            datasets = [dict(d) for d in credits["datasets"]]
-            thumb_type = str(credits.get("thumbnail_type", "image/webp"))
-        except (OSError, KeyError, TypeError, ValueError) as exc:
-            raise ReferenceError(f"cannot read the reference set in {root / REFERENCE_DIR}: "
-                                 f"{exc}") from exc
-        n = arrays["embedding"].shape[0]
-        if any(arrays[k].shape[0] != n for k in ("image_id", "diagnosis", "dataset")) or \
-                arrays["thumb_offset"].shape[0] != n + 1 or \
-                int(arrays["dataset"].max(initial=0)) >= len(datasets):
-            raise ReferenceError(f"{npz}: its arrays do not line up")
+            arrays = npz_arrays(root / REFERENCE_NPZ, ARRAYS)
+        except ValueError as exc:
+            raise _unreadable(root / REFERENCE_NPZ, exc) from exc
         return cls(
             embedding=normalize(arrays["embedding"]),
             image_id=arrays["image_id"].astype(str),
@@ -164,3 +164,53 @@ class ReferenceSet:
         """The ``k`` reference images most similar to one pooled embedding, most similar first."""
         idx, sims = knn(embedding, self.embedding, k)
         return [self.case(int(r), float(s)) for r, s in zip(idx[0], sims[0], strict=True)]
+
+
+def _unreadable(path: Path, why: object) -> ReferenceError:
+    return ReferenceError(f"reference set unreadable: {path}: {why}")
+
+
+def _read_credits(path: Path) -> tuple[list[dict[str, str]], str]:
+    """``credits.json``: every dataset (with its licence and attribution), the thumbnails'
+    type."""
+    try:
+        credits = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # ValueError: not UTF-8 or not JSON
+        raise _unreadable(path, exc) from exc
+    raw = credits.get("datasets") if isinstance(credits, dict) else None
+    if not isinstance(raw, list) or not all(
+            isinstance(d, dict) and all(isinstance(d.get(k), str) for k in ("licence",
+                                                                           "attribution"))
+            for d in raw):
+        raise _unreadable(path, "no 'datasets' list with a licence and attribution for each")
+    return [dict(d) for d in raw], str(credits.get("thumbnail_type", "image/webp"))
+
+
+def _survey(root: Path) -> tuple[list[dict[str, str]], str, tuple[int, int]] | None:
+    """What :meth:`ReferenceSet.check` checks, from the credits, the ``.npy`` headers and the
+    small ``dataset`` array: both files readable, every array present, their lengths lined up,
+    every image's dataset in the credits. The datasets, the thumbnails' type and the shape of
+    the embeddings; None when the bundle has no reference set."""
+    npz = root / REFERENCE_NPZ
+    if not npz.exists():
+        return None
+    datasets, thumb_type = _read_credits(root / REFERENCE_CREDITS)
+    try:
+        shapes = npz_shapes(npz)
+        missing = [k for k in ARRAYS if k not in shapes]
+        if missing:
+            raise ValueError(f"no array {', '.join(map(repr, missing))}")
+        dataset = npz_arrays(npz, ["dataset"])["dataset"]
+    except ValueError as exc:
+        raise _unreadable(npz, exc) from exc
+    emb = shapes["embedding"]
+    n = emb[0] if len(emb) == 2 else -1
+    if n < 0 or any(shapes[k] != (n,) for k in ("image_id", "diagnosis", "dataset")) or \
+            shapes["thumb_offset"] != (n + 1,) or len(shapes["thumb_data"]) != 1:
+        raise ReferenceError(f"reference set invalid: {npz}: its arrays do not line up ("
+                             + ", ".join(f"{k} {shapes[k]}" for k in ARRAYS) + ")")
+    if not np.issubdtype(dataset.dtype, np.integer) or \
+            (dataset.size and not 0 <= int(dataset.min()) <= int(dataset.max()) < len(datasets)):
+        raise ReferenceError(f"reference set invalid: {npz}: its dataset indices do not match "
+                             f"the {len(datasets)} datasets of {REFERENCE_CREDITS}")
+    return datasets, thumb_type, (n, emb[1])

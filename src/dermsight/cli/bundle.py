@@ -21,22 +21,33 @@ def verify(
 ) -> None:
     """Check a bundle as loading does — the card against its schema (every runtime field present
     and of the right type), the sha256 of every file it loads or serves against the card's
-    manifest, no unlisted file — then build its ONNX Runtime session and run it once. Exit code 3
-    and one line naming the problem (the card field, the file) when anything is wrong."""
+    manifest, no unlisted file, an ONNX file ONNX Runtime can load, the gate arrays the card's
+    gate needs, a readable reference set — then run the network once and check that its classes
+    and features fit the card, the gate and the whole reference set. Exit code 3 and one line
+    naming the problem (the card field, the file) when anything is wrong."""
     import numpy as np
 
+    from dermsight.bundle import BundleError
     from dermsight.predict import Dermsight
 
     model = Dermsight.load(path)  # BundleError -> one line, exit code 3
     card = model.card
     x = np.zeros((1, 3, card.input_spec.size, card.input_spec.size), np.float32)
     m = np.zeros((1, card.meta_spec.dim), np.float32)
-    logits = model.run_arrays(x, m)["logits"]
+    out = model.run_arrays(x, m)
+    logits = out["logits"]
     if logits.shape != (1, len(card.classes)):
-        from dermsight.bundle import BundleError
-
         raise BundleError(f"the network gives {logits.shape[1]} outputs but the card lists "
                           f"{len(card.classes)} classes")
+    width = out["embedding"].shape[1]
+    bank = model.bundle.gate_arrays.get("bank")
+    reference = model.reference  # read in full; a ReferenceError is a BundleError
+    for what, features in (("gate.npz's bank", None if bank is None else bank.shape[-1]),
+                           ("the reference set",
+                            None if reference is None else reference.embedding.shape[1])):
+        if features is not None and features != width:
+            raise BundleError(f"the network gives {width} features but {what} holds "
+                              f"{features}: not this model's")
     where = model.bundle.path
     typer.echo(f"ok: {card.name} {card.version} at {where}: the card matches its schema, "
                f"{len(card.files)} files match the manifest, {len(card.classes)} classes "
