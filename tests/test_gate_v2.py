@@ -23,8 +23,14 @@ def test_negatives_are_small_deterministic_and_labelled() -> None:
     from dermsight.evaluate.negatives import CATEGORIES, CLINICAL, build_negatives
 
     derm = [np.full((120, 120, 3), (200, 150, 130), np.uint8)]
-    a = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm)
-    b = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm)
+    a = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm,
+                        recoloured=True)
+    b = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm,
+                        recoloured=True)
+    # off by default (the shipped gate has no recoloured head), and the same images otherwise
+    plain = build_negatives(seed=3, n_generated=2, views=2, dermo_for_clinical=derm)
+    assert [n.name for n in plain] == [n.name for n in a if n.category != "recoloured"]
+    assert all(np.array_equal(x.image, y.image) for x, y in zip(plain, a, strict=False))
     assert [n.name for n in a] == [n.name for n in b]
     assert all(np.array_equal(x.image, y.image) for x, y in zip(a, b, strict=True))
     counts = Counter(n.category for n in a)
@@ -329,3 +335,81 @@ def test_the_fit_set_leaves_out_a_kind_or_a_source_and_nothing_else() -> None:
     assert no_x.negatives is neg
     with pytest.raises(ValueError, match="sources"):
         gate_fit.GateFitSet(train, val, neg, ["a"] * 5).without_source("x")
+
+
+def test_recolourings_change_colour_not_the_picture() -> None:
+    """Each recolouring keeps the picture's structure and takes away (or swaps) its colour:
+    sepia and a tinted grey copy have one chromaticity at every unclipped pixel, a channel swap
+    and a negative are exact permutations / complements."""
+    from dermsight.evaluate.negatives import RECOLOURINGS, recolour
+
+    rng = np.random.default_rng(0)
+    img = rng.integers(20, 200, (40, 50, 3)).astype(np.uint8)
+    grey = img.astype(np.float64) @ [0.299, 0.587, 0.114]
+    for how in ("sepia", "tinted_grey"):
+        out = recolour(img, how, rng).astype(np.float64)
+        unclipped = out.max(axis=2) < 255
+        chroma = out[unclipped] / out[unclipped].sum(axis=1, keepdims=True)
+        assert chroma.std(axis=0).max() < 0.01, how  # one tint everywhere
+        assert np.corrcoef(out.mean(axis=2)[unclipped], grey[unclipped])[0, 1] > 0.99
+    swapped = recolour(img, "swapped_channels", rng)
+    assert sorted(swapped.reshape(-1, 3).sum(axis=0)) == sorted(img.reshape(-1, 3).sum(axis=0))
+    assert not np.array_equal(swapped, img)
+    assert np.array_equal(recolour(img, "negative", rng), 255 - img)
+    assert set(RECOLOURINGS) == {"sepia", "tinted_grey", "swapped_channels", "negative"}
+    with pytest.raises(ValueError, match="unknown recolouring"):
+        recolour(img, "solarise", rng)
+
+
+def test_recoloured_negatives_get_their_own_head_and_leave_the_main_one_alone() -> None:
+    """Recoloured copies are fitted by a third, blocking head; the blocking head is the one
+    fitted without them, bit for bit (as one of its negatives they cost it other kinds)."""
+    from dermsight.train import gate_fit
+
+    rng = np.random.default_rng(1)
+    v1 = _bank(rng)
+    train, val = _features(rng, 400, 0.0), _features(rng, 300, 0.0)
+    other, clinical, recoloured = (_features(rng, 150, 3.0), _features(rng, 60, -3.0),
+                                   _features(rng, 80, 0.0))
+    recoloured.embedding[:, 5] += 4.0  # recoloured copies differ in one direction only
+    neg = gate_fit.GateFeatures.concat([other, clinical, recoloured])
+    cats = ["a"] * 150 + ["clinical_skin_proxy"] * 60 + ["recoloured"] * 80
+    fit = gate_fit.GateFitSet(train, val, neg, cats)
+    cfg, arrays = gate_fit.fit_gate_v2_features(v1, fit, seed=0)
+    assert {"v2r_w", "v2r_b"} <= set(arrays)
+    assert "recoloured-image head" in cfg["v2_fit"]
+    without = gate_fit.fit_gate_v2_features(v1, fit.negatives_at(np.arange(210)), seed=0)
+    assert "v2r_w" not in without[1]
+    assert "v2_recoloured_threshold" not in without[0]
+    for key in ("v2_mean", "v2_scale", "v2_w", "v2_b", "v2c_w", "v2c_b"):
+        np.testing.assert_array_equal(arrays[key], without[1][key])
+    assert cfg["v2_threshold"] == without[0]["v2_threshold"]
+    full = {"ood_threshold": 9.0, **cfg}
+    blocked_r, _ = gate_fit.decisions(full, {**v1, **arrays}, recoloured)
+    blocked_r0, _ = gate_fit.decisions({"ood_threshold": 9.0, **without[0]},
+                                       {**v1, **without[1]}, recoloured)
+    assert blocked_r.mean() > 0.9 > blocked_r0.mean()  # only the third head refuses them
+    # its threshold costs about half a percent of the validation images, not more
+    blocked_val, _ = gate_fit.decisions(full, {**v1, **arrays}, val)
+    blocked_val0, _ = gate_fit.decisions({"ood_threshold": 9.0, **without[0]},
+                                         {**v1, **without[1]}, val)
+    assert blocked_val.mean() - blocked_val0.mean() <= 0.01
+
+
+def test_ood_flags_block_recoloured_images_with_their_own_flag() -> None:
+    cfg, arrays = _v2_arrays(8)
+    wr = np.zeros_like(arrays["v2_w"])
+    wr[2] = 1.0  # recoloured head: feature 2
+    arrays = {**arrays, "v2r_w": wr, "v2r_b": np.array(0.0)}
+    cfg = {**cfg, "v2_recoloured_threshold": 0.5}
+    emb = np.zeros((3, 8), np.float32)
+    emb[0, 2] = 1.0  # recoloured head fires
+    emb[1, 0] = emb[1, 2] = 1.0  # both blocking heads: the main head's flag
+    emb[2, 3] = 1.0  # none
+    quality = np.tile([120.0, 40.0, 0.0, 100.0, 0.3], (3, 1))
+    out = gate.ood_flags(emb, cfg, arrays, quality)
+    assert [f.code for f in out[0][0]] == ["recoloured"]
+    assert out[0][0][0].blocking
+    assert "colour" in out[0][0][0].message
+    assert [f.code for f in out[1][0]] == ["out_of_distribution"]
+    assert out[2][0] == []

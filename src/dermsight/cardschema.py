@@ -200,6 +200,9 @@ class GateCard(BaseModel):
     v2_threshold: float | None = Field(default=None, description="gate v2: logit above it blocks")
     v2_clinical_threshold: float | None = Field(
         default=None, description="gate v2: clinical-photo head logit above it flags")
+    v2_recoloured_threshold: float | None = Field(
+        default=None, description="gate v2: recoloured-image head logit above it blocks "
+                                  "('recoloured')")
     quality: QualityCard | None = None
 
 

@@ -9,9 +9,11 @@
 * Gate v2 (``v2_inputs``, ``v2_logit``), used in place of v1's threshold when the bundle has it
   (``has_v2``) and the image's quality statistics are given: a logistic "not dermoscopic" head on
   the pooled features, the kNN score and five image statistics (blocking above
-  ``v2_threshold``), and a second head for clinical skin photos that gives a non-blocking flag
-  (``v2_clinical_threshold``). Both heads are plain arrays in ``gate.npz``, fitted by
-  ``train.gate_fit`` (its threshold set on validation images).
+  ``v2_threshold``), a second head for clinical skin photos that gives a non-blocking flag
+  (``v2_clinical_threshold``) and, in bundles that have it, a third for dermoscopic images whose
+  colours were altered (sepia, a tinted black-and-white copy, swapped channels, a negative:
+  blocking above ``v2_recoloured_threshold``). The heads are plain arrays in ``gate.npz``,
+  fitted by ``train.gate_fit`` (their thresholds set on validation images).
 
 Blocking flags make a result "cannot assess" (``ood_flags``, ``assess``).
 """
@@ -190,6 +192,11 @@ CLINICAL_FLAG = Flag("not_dermoscopic",
                      "clinical (non-dermoscopic) photo of skin; the model was trained and tested "
                      "on dermoscopic images only", blocking=False)
 
+RECOLOURED_FLAG = Flag("recoloured",
+                       "the colours of this image look altered (sepia or another photo filter, a "
+                       "tinted black-and-white copy, swapped colour channels or a negative): the "
+                       "model reads colour; send the image as the dermatoscope recorded it")
+
 
 def v2_inputs(embedding: np.ndarray, knn: np.ndarray, quality: np.ndarray) -> np.ndarray:
     """Gate v2's input row per image: pooled features, the kNN score and five image statistics
@@ -234,10 +241,15 @@ def ood_flags(
     block = v2_logit(x, arrays, "v2")
     clinical = (v2_logit(x, arrays, "v2c") > float(cfg["v2_clinical_threshold"])
                 if "v2c_w" in arrays and "v2_clinical_threshold" in cfg else np.zeros(n, bool))
+    recoloured = (v2_logit(x, arrays, "v2r") > float(cfg["v2_recoloured_threshold"])
+                  if "v2r_w" in arrays and "v2_recoloured_threshold" in cfg
+                  else np.zeros(n, bool))
     out: list[tuple[list[Flag], float | None]] = []
-    for s, c in zip(block, clinical, strict=True):
+    for s, c, r in zip(block, clinical, recoloured, strict=True):
         if float(s) > float(cfg["v2_threshold"]):
             out.append(([OOD_FLAG], float(s)))
+        elif r:
+            out.append(([RECOLOURED_FLAG], float(s)))
         else:
             out.append(([CLINICAL_FLAG] if c else [], float(s)))
     return out

@@ -351,6 +351,9 @@ class Dermsight:
     ) -> Prediction:
         """Classify one lesion image. Raises ImageDecodeError / TaxonomyError for bad input.
 
+        An array must be uint8 in RGB channel order (OpenCV's ``cv2.imread`` gives BGR: convert
+        it first): recoloured images are answered wrongly and the gate refuses only some of them.
+
         ``meta`` (or ``age`` / ``sex`` / ``site``) wins over a DICOM file's tags (see ``decode``).
         """
         t0 = time.perf_counter()

@@ -17,6 +17,12 @@ each variant the gate refuses):
 
     .venv/bin/python docs/experiments/v2.16/encoding_robustness.py --part val \
         --variants original greyscale_jpeg_q95 --out docs/experiments/v2.34/greyscale_val.json
+
+and recoloured copies (a sepia tone, a tinted black-and-white copy, swapped colour channels, a
+negative: "Sepia-toned and other recoloured images" in docs/experiments/README.md), e.g.
+
+    .venv/bin/python docs/experiments/v2.16/encoding_robustness.py --part val \
+        --variants original sepia_jpeg_q95 --out docs/experiments/v2.35/sepia_val.json
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import argparse
 import io
 import json
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -35,6 +42,7 @@ from tqdm import tqdm
 
 from dermsight import Dermsight
 from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.negatives import RECOLOURINGS, recolour
 from dermsight.train.config import load_config
 from dermsight.train.table import load_table, row_meta
 
@@ -49,6 +57,9 @@ class Variant(NamedTuple):
     quality: int
     size: float | None  # shorter side in px or a scale factor; None: as it is
     grey: bool = False  # saved as one luminance channel (a black-and-white photo)
+    #: colours changed as ``dermsight.evaluate.negatives.recolour`` does (sepia, tinted_grey,
+    #: swapped_channels, negative), seeded per file
+    recolour: str | None = None
 
 
 #: name -> how the file is re-encoded (None: the original file)
@@ -59,6 +70,7 @@ VARIANTS: dict[str, Variant | None] = {
     "webp_q70_192px": Variant("WEBP", 70, 192),
     "half_size_jpeg_q95": Variant("JPEG", 95, 0.5),
     "greyscale_jpeg_q95": Variant("JPEG", 95, None, grey=True),
+    **{f"{how}_jpeg_q95": Variant("JPEG", 95, None, recolour=how) for how in RECOLOURINGS},
 }
 #: the variants scored when --variants is not given (the v2.16 measurement)
 DEFAULT_VARIANTS = ["original", "jpeg_q75", "jpeg_q50", "webp_q70_192px", "half_size_jpeg_q95"]
@@ -68,8 +80,11 @@ def reencode(path: str, variant: Variant | None) -> bytes:
     data = Path(path).read_bytes()
     if variant is None:
         return data
-    fmt, quality, size, grey = variant
+    fmt, quality, size, grey, how = variant
     im = Image.open(io.BytesIO(data)).convert("L" if grey else "RGB")
+    if how is not None:
+        rng = np.random.default_rng(zlib.crc32(Path(path).name.encode()))
+        im = Image.fromarray(recolour(np.asarray(im), how, rng))
     if size is not None:
         w, h = im.size
         s = size if size < 1 else min(1.0, size / min(w, h))

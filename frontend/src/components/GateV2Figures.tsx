@@ -33,6 +33,7 @@ const LABELS: Record<string, string> = {
   synthetic: 'noise, gradients, blank, drawn scenes',
   medical_other: 'other medical images (X-ray/CT-like, histology, retina, endoscopy-like)',
   skin_texture: 'skin texture without a lesion (drawn)',
+  recoloured: 'dermoscopic images recoloured (sepia, tinted black and white, swapped channels, negative)',
   clinical_skin_proxy: 'clinical skin photos (SIMULATED proxy)',
 }
 

@@ -144,6 +144,10 @@ export type V2Threshold = number | null;
  * gate v2: clinical-photo head logit above it flags
  */
 export type V2ClinicalThreshold = number | null;
+/**
+ * gate v2: recoloured-image head logit above it blocks ('recoloured')
+ */
+export type V2RecolouredThreshold = number | null;
 export type MinSide = number | null;
 export type DarkMean = number | null;
 export type BrightMean = number | null;
@@ -299,6 +303,7 @@ export interface GateCard {
   ood_method?: OodMethod;
   v2_threshold?: V2Threshold;
   v2_clinical_threshold?: V2ClinicalThreshold;
+  v2_recoloured_threshold?: V2RecolouredThreshold;
   quality?: QualityCard | null;
   [k: string]: unknown;
 }

@@ -5,9 +5,12 @@ features (the pooled embedding, the deep-kNN score of gate v1 and five image sta
 fitted with outlier exposure: dermoscopic TRAINING images against many kinds of non-dermoscopic
 images (``dermsight.evaluate.negatives``). Its threshold is set on VALIDATION dermoscopic images
 only. A second head, dermoscopic vs simulated clinical skin photos, gives the non-blocking
-"not a dermoscopic image" flag. The fitted heads are stored as plain arrays (``gate.npz``) and
-scored with numpy at serving time (``dermsight.gate.v2_logit`` in ``ood_flags``), so serving
-needs no sklearn.
+"not a dermoscopic image" flag; a third, dermoscopic vs recoloured dermoscopic copies (sepia,
+tinted black and white, swapped channels, negative), blocks them as ``recoloured`` (kept apart
+from the first head: as one of its negatives they cost it natural photos, docs/experiments,
+"Sepia-toned and other recoloured images"). The fitted heads are stored as plain arrays
+(``gate.npz``) and scored with numpy at serving time (``dermsight.gate.v2_logit`` in
+``ood_flags``), so serving needs no sklearn.
 
 ``measure_gate_v2`` refits the gate once per negative category without that category
 (leave-one-category-out) to measure false accepts on kinds of images the gate never saw, and
@@ -23,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermsight import gate as gate_mod
-from dermsight.evaluate.negatives import CLINICAL, Negative
+from dermsight.evaluate.negatives import CLINICAL, RECOLOURED, Negative
 from dermsight.preprocess import encode_meta, preprocess
 
 if TYPE_CHECKING:
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 #: (non-blocking) clinical-photo flag.
 FALSE_REJECT = 0.01
 CLINICAL_FLAG_RATE = 0.02
+#: validation false-reject rate of the recoloured-image head's threshold
+RECOLOURED_REJECT = 0.005
 #: Inverse regularisation strength of both logistic regressions (fixed before measuring).
 C_REG = 0.05
 
@@ -212,9 +217,10 @@ def fit_gate_v2_features(
     x_neg = _design(negatives, knn_scores(negatives.embedding, v1_arrays))
     mean = x_tr.mean(axis=0)
     scale = np.maximum(x_tr.std(axis=0), 1e-6)
-    block_neg = x_neg[cats != CLINICAL]
+    block_neg = x_neg[(cats != CLINICAL) & (cats != RECOLOURED)]
     if len(block_neg) == 0:
-        raise ValueError("gate v2 needs non-dermoscopic images other than clinical proxies")
+        raise ValueError("gate v2 needs non-dermoscopic images other than clinical proxies and "
+                         "recoloured copies")
     w_tr = source_weights(train_sources, len(x_tr))
     head = _fit_head(x_tr, block_neg, mean, scale, seed, w_tr)
     arrays: dict[str, np.ndarray] = {
@@ -234,9 +240,16 @@ def fit_gate_v2_features(
         val_clin = gate_mod.v2_logit(x_val, arrays, "v2c")
         cfg["v2_clinical_threshold"] = weighted_quantile(val_clin[val_ok], 1 - clinical_rate,
                                                          w_val)
+    recol = x_neg[cats == RECOLOURED]
+    if len(recol):
+        rhead = _fit_head(x_tr, recol, mean, scale, seed, w_tr)
+        arrays["v2r_w"], arrays["v2r_b"] = rhead.w.astype(np.float32), np.array(rhead.b)
+        val_recol = gate_mod.v2_logit(x_val, arrays, "v2r")
+        cfg["v2_recoloured_threshold"] = weighted_quantile(
+            val_recol[val_ok], 1 - RECOLOURED_REJECT, w_val)
     n_src = "" if train_sources is None else f" of {len(set(train_sources))} sources"
     weighting = "" if train_sources is None else ", sources weighted equally"
-    kinds = len(set(cats[cats != CLINICAL].tolist()))
+    kinds = len(set(cats[(cats != CLINICAL) & (cats != RECOLOURED)].tolist()))
     cfg["v2_fit"] = (
         f"logistic regression (C={C_REG}, the two classes weighted equally{weighting}) on "
         f"standardised [pooled features, kNN score, 5 image statistics]: {len(x_tr)} "
@@ -245,6 +258,9 @@ def fit_gate_v2_features(
         f"{int(val_ok.sum())} validation images{weighting}; clinical-photo flag: a second head "
         f"vs {len(clin)} simulated clinical skin photos, flagging "
         f"{100 * clinical_rate:.0f} % of validation images"
+        + (f"; recoloured-image head: a third head vs {len(recol)} recoloured dermoscopic "
+           f"copies, blocking above the {100 * (1 - RECOLOURED_REJECT):.1f}th percentile of "
+           "validation images" if len(recol) else "")
     )
     return cfg, arrays
 
@@ -271,6 +287,8 @@ def decisions(cfg: dict[str, Any], arrays: dict[str, np.ndarray], f: GateFeature
         return f.quality_blocked | (knn > float(cfg["ood_threshold"])), np.zeros(len(knn), bool)
     x = _design(f, knn)
     blocked = f.quality_blocked | (gate_mod.v2_logit(x, arrays, "v2") > cfg["v2_threshold"])
+    if "v2r_w" in arrays:
+        blocked |= gate_mod.v2_logit(x, arrays, "v2r") > cfg["v2_recoloured_threshold"]
     if "v2c_w" in arrays:
         clin = ~blocked & (gate_mod.v2_logit(x, arrays, "v2c") > cfg["v2_clinical_threshold"])
     else:

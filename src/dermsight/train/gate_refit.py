@@ -1,7 +1,8 @@
 """Refit and measure gate v2 for an existing bundle, and write it into the bundle.
 
-``dermsight gate fit BUNDLE`` calls :func:`refit_bundle`. Data: the bundle's own split
-(``configs/default-split.csv`` for the shipped model) over ``isic-subset``: the gate is fitted on
+``dermsight gate fit BUNDLE`` calls :func:`refit_bundle`; :func:`refit_trained` reruns training's
+own gate step for a bundle trained on several data folders (the shipped default). ``gate fit``'s
+data: the bundle's own split over ``isic-subset``: the gate is fitted on
 TRAINING images, its threshold set on VALIDATION images, and false rejects are measured on TEST
 images per source. ``isic2020-sample`` (a source the model never saw) is split by patient into
 fit / validation / test parts (40/20/40 %). Features
@@ -311,10 +312,10 @@ class ScoredImages(Protocol):
     def sources(self) -> list[str]: ...
 
 
-def fit_for_run(
+def fit_for_run(  # noqa: PLR0913
     model: Dermsight, v1_cfg: dict[str, Any], v1_arrays: dict[str, np.ndarray],
     train: ScoredImages, val: ScoredImages, test: ScoredImages, *, seed: int,
-    system: bool = True,
+    system: bool = True, recoloured: bool = False,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
     """Gate v2 inside finalize (``train/finalize/gating.py``) on the training sample, validation
     and test. The last N_CLINICAL_FIT training images become zoomed-out clinical proxies, the
@@ -333,7 +334,7 @@ def fit_for_run(
               f"rebuild its gate (install {' '.join(SYSTEM_PACKAGES)}; make train does)",
               file=sys.stderr, flush=True)
     negatives = build_negatives(seed=seed, system=system and not small,
-                                dermo_for_clinical=train.images[n_fit:],
+                                dermo_for_clinical=train.images[n_fit:], recoloured=recoloured,
                                 **({"n_generated": 4, "views": 2} if small else {}))
     neg = gate_features(model, [n.image for n in negatives])
     rng = np.random.default_rng(seed + 1)
@@ -354,6 +355,47 @@ def fit_for_run(
     ev["small_negative_set"] = small
     ev["seed"] = seed
     return cfg, arrays, ev
+
+
+def scored_parts(config: Path, split_csv: Path, model: Dermsight) -> dict[str, Any]:
+    """The run's splits as finalize holds them (``load_parts``: train, val, test), scored by
+    ``model`` through the serving path; the split prepared from ``config`` must be ``split_csv``
+    (the bundle's recorded split), else ``ValueError``."""
+    from dermsight.train.config import load_config
+    from dermsight.train.finalize.scoring import load_parts, score
+    from dermsight.train.pipeline import prepare_data
+
+    cfg = load_config(config)
+    df = prepare_data(cfg)
+    recorded = pd.read_csv(split_csv).set_index("image_id")["split"].sort_index()
+    if not df.set_index("image_id")["split"].sort_index().equals(recorded):
+        raise ValueError(f"the split prepared from {config} differs from {split_csv}")
+    parts = load_parts(cfg, df)
+    score(model, parts)
+    return {"seed": cfg.seed, **parts}
+
+
+def refit_trained(bundle: Path, config: Path, split_csv: Path, out: Path, *,
+                  recoloured: bool = False, log: Callable[[str], None] = print
+                  ) -> dict[str, Any]:
+    """Rerun training's gate-v2 step (:func:`fit_for_run`, as ``train/finalize/gating.py`` calls
+    it) for a trained ``bundle`` on its own ``config`` and split, and write the gate into ``out``
+    (may be ``bundle``): the gate a retraining with this code would give the same network. Gate
+    v1, the quality thresholds and the natural frequencies are kept. With ``recoloured``, the
+    negatives include recoloured dermoscopic copies and the gate gets its third head (not the
+    shipped gate: docs/experiments/README.md, "Sepia-toned and other recoloured images").
+    Returns the evaluation."""
+    model = Dermsight.load(bundle)
+    log(f"scoring the splits of {config} with {bundle}")
+    parts = scored_parts(config, split_csv, model)
+    v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
+    v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
+    log("fitting gate v2 and its leave-one-category-out checks")
+    cfg, arrays, ev = fit_for_run(model, v1_cfg, v1_arrays, parts["train"], parts["val"],
+                                  parts["test"], seed=parts["seed"], recoloured=recoloured)
+    card = json.loads((bundle / bundle_mod.CARD_FILE).read_text(encoding="utf-8"))
+    _write(bundle, out, cfg, arrays, ev, card.get("natural_frequencies", {}))
+    return ev
 
 
 def _negative_counts(negatives: list[Negative]) -> dict[str, Any]:
@@ -387,4 +429,4 @@ def _write(bundle: Path, out: Path, cfg: dict[str, Any], arrays: dict[str, np.nd
     bundle_mod.write_manifest(out)
 
 
-__all__ = ["CLINICAL", "RefitData", "refit_bundle"]
+__all__ = ["CLINICAL", "RefitData", "refit_bundle", "refit_trained"]
