@@ -413,3 +413,24 @@ def test_ood_flags_block_recoloured_images_with_their_own_flag() -> None:
     assert "colour" in out[0][0][0].message
     assert [f.code for f in out[1][0]] == ["out_of_distribution"]
     assert out[2][0] == []
+
+
+def test_refit_trained_refuses_a_split_that_is_not_the_bundles(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gate is refitted on the bundle's own split only: a split file that differs from the
+    one its config prepares (one image moved from training to test) is refused before any image
+    is scored, and nothing is written."""
+    import pandas as pd
+
+    from dermsight.train.gate_refit import refit_trained
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)  # the config's data roots are relative to the repository
+    split = pd.read_csv(repo / "configs" / "default-split.csv")
+    moved = split.index[split["split"] == "train"][0]
+    split.loc[moved, "split"] = "test"
+    split.to_csv(tmp_path / "split.csv", index=False)
+    with pytest.raises(ValueError, match="differs from"):
+        refit_trained(default_bundle_path(), repo / "configs" / "default.yaml",
+                      tmp_path / "split.csv", tmp_path / "out", log=lambda _: None)
+    assert not (tmp_path / "out").exists()
