@@ -81,7 +81,7 @@ export const PHOTO_TIPS = [
   'Put the lesion in the centre and fill most of the picture with it.',
   'Use a dermatoscope in contact with the skin (with gel or alcohol) if you have one.',
   'Use good, even light; avoid glare, shadows and flash reflections.',
-  'Send the colour picture: black-and-white images cannot be assessed.',
+  'Send the colour picture as the camera took it, without photo filters: black-and-white images are refused, and sepia or other tints give wrong answers.',
   'Keep hair, air bubbles, pen marks and rulers out of the picture where possible.',
 ]
 

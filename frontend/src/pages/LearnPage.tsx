@@ -203,6 +203,10 @@ export function LearnPage() {
             Not for lesions of the <strong>nails</strong>, <strong>mucosa</strong> (mouth, genitals, eyes), or for
             ordinary photos without a dermatoscope.
           </li>
+          <li>
+            It reads <strong>colour</strong>: a photo with a filter (sepia, a tint, swapped colours) is often answered
+            wrongly and not always refused. Send the picture as the camera took it.
+          </li>
         </ul>
       </Section>
     </div>
