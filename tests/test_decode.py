@@ -188,16 +188,23 @@ def test_16bit_rgb_png() -> None:
     assert np.abs(out.astype(int) - (values >> 8)).max() <= 1
 
 
-def test_rgba_png_composited_on_white() -> None:
+def test_rgba_png_with_transparent_areas_is_refused() -> None:
+    """Half the image transparent: an edited / cut-out copy, refused (blending it onto white
+    made a washed-out image the model answered with confidence)."""
     rgba = np.zeros((10, 20, 4), np.uint8)
     rgba[:, :10] = (200, 10, 10, 255)  # opaque red
     rgba[:, 10:] = (0, 0, 0, 0)  # fully transparent
     buf = io.BytesIO()
     Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG")
+    with pytest.raises(ImageDecodeError, match="transparent areas"):
+        decode_image(buf.getvalue())
+    rgba[:, 10:] = (0, 0, 200, 255)  # the same picture, opaque: decoded
+    buf = io.BytesIO()
+    Image.fromarray(rgba, mode="RGBA").save(buf, format="PNG")
     out = decode_image(buf.getvalue())
     assert out.shape == (10, 20, 3)
     assert tuple(out[0, 0]) == (200, 10, 10)
-    assert tuple(out[0, 15]) == (255, 255, 255)
+    assert tuple(out[0, 15]) == (0, 0, 200)
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "1", "LA", "I", "F"])

@@ -632,18 +632,23 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
     Every such name is yielded, whatever it is (a FIFO, socket, device, broken link or a folder
     named ``x.jpg``), so that the reader turns it into an error row instead of silently dropping
     it; only regular files are ever read (``io.files.read_regular_file``). Folders named like
-    images are still searched.
+    images are still searched. Files of image formats that are refused (``x.gif``, ``x.heic``,
+    ``x.avif``, ...: ``decode.REFUSED_IMAGE_EXTS``) are listed too, so that they become error
+    rows saying what to send instead; other files (``.txt``, ``.csv``, ...) are skipped.
     """
+    from dermsight.io.decode import REFUSED_IMAGE_EXTS
+
+    listed = _EXT_RANK.keys() | set(REFUSED_IMAGE_EXTS)
     if not recursive:
         for e in sorted(root.iterdir()):
-            if e.suffix.lower() in _EXT_RANK and not e.name.startswith("."):
+            if e.suffix.lower() in listed and not e.name.startswith("."):
                 yield e
         return
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in _EXT_RANK]
+        names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in listed]
         for fn in sorted(names):
-            if os.path.splitext(fn)[1].lower() in _EXT_RANK and not fn.startswith("."):
+            if os.path.splitext(fn)[1].lower() in listed and not fn.startswith("."):
                 yield Path(dirpath) / fn
 
 

@@ -19,6 +19,12 @@
   module has at most ``work_pixels`` (2 MP) — the model uses 160 px; no conversion ever runs on
   the full-size pixels.
 * EXIF orientation applied; every mode (L, LA, P, RGBA, CMYK, I;16, F, ...) -> 8-bit RGB.
+  Transparency is refused: an image with more than 1 % of its pixels under alpha 250 (a
+  half-transparent or cut-out PNG/WebP/TIFF, a palette PNG with a transparent colour over an
+  area) is an edited copy the model was never measured on; an opaque alpha channel is fine.
+* Other image formats are recognised by their magic bytes only to be refused with a reason
+  that says what to send instead (``REFUSED_FORMATS``: GIF, HEIC/HEIF, AVIF, JPEG 2000,
+  JPEG XL, PPM/PGM, ICO, TGA 2.0, PDF, SVG); they are never decoded.
 * Nothing but pixels leaves this function (EXIF/GPS/ICC/text chunks are dropped).
 * Thread-safe: no global state (warning filters, Pillow limits) is touched, so images can be
   decoded in a thread pool.
@@ -52,13 +58,17 @@ __all__ = [
     "ALLOWED_FORMATS",
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
+    "REFUSED_FORMATS",
+    "REFUSED_IMAGE_EXTS",
     "DecodeLimits",
+    "RefusedFormat",
     "check_dimensions",
     "decode_cost",
     "decode_image",
     "header_size",
     "sniff",
     "to_rgb",
+    "transparent_share",
     "verify_image",
 ]
 
@@ -104,7 +114,9 @@ class DecodeLimits:
 
 # ruff noqa below: one return per file format.
 def sniff(data: bytes) -> str | None:  # noqa: PLR0911
-    """Recognise a format from its first bytes; None if it is none we know."""
+    """Recognise a format from its first bytes; None if it is none we know. Besides the
+    ``ALLOWED_FORMATS`` and DICOM, the formats of ``REFUSED_FORMATS`` are named, so that their
+    refusal can say what to send instead."""
     head = data[:132]
     if head.startswith(b"\xff\xd8\xff"):
         return "JPEG"
@@ -120,10 +132,111 @@ def sniff(data: bytes) -> str | None:  # noqa: PLR0911
         return "TIFF"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "DICOM"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith(b"%PDF"):
-        return "PDF"
+    return _sniff_refused(data)
+
+
+@dataclass(frozen=True)
+class RefusedFormat:
+    """An image format recognised only to be refused (never decoded: the model was not
+    measured on it): its name in messages, what to do instead, and its file extensions (a
+    folder's files with these become error rows instead of being skipped)."""
+
+    name: str
+    hint: str = ""
+    exts: tuple[str, ...] = ()
+
+    def reason(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.name} files are not accepted: send a {_ACCEPTED} photo{hint}"
+
+
+_ACCEPTED = "JPEG, PNG, WebP, BMP or TIFF"
+_CONVERT = "convert it to JPEG or PNG"
+
+#: ``sniff`` kind -> how it is refused.
+REFUSED_FORMATS: dict[str, RefusedFormat] = {
+    "GIF": RefusedFormat("GIF", exts=(".gif",)),
+    "PDF": RefusedFormat("PDF"),
+    "SVG": RefusedFormat("SVG"),
+    "HEIC": RefusedFormat(
+        "HEIC/HEIF",
+        "export it as JPEG; on an iPhone: Settings > Camera > Formats > Most Compatible",
+        (".heic", ".heif", ".hif"),
+    ),
+    "AVIF": RefusedFormat("AVIF", _CONVERT, (".avif",)),
+    "JPEG2000": RefusedFormat(
+        "JPEG 2000", _CONVERT, (".jp2", ".j2k", ".j2c", ".jpc", ".jpf", ".jpx")
+    ),
+    "JXL": RefusedFormat("JPEG XL", _CONVERT, (".jxl",)),
+    "NETPBM": RefusedFormat(
+        "PPM/PGM (Netpbm)", _CONVERT, (".ppm", ".pgm", ".pbm", ".pnm", ".pam")
+    ),
+    "ICO": RefusedFormat(
+        "ICO (icon)", "send the original photo, not an icon made from it", (".ico", ".cur")
+    ),
+    "TGA": RefusedFormat("TGA", _CONVERT, (".tga",)),
+}
+
+#: Extensions of refused image formats (a folder lists them so that they get error rows).
+REFUSED_IMAGE_EXTS: tuple[str, ...] = tuple(
+    ext for fmt in REFUSED_FORMATS.values() for ext in fmt.exts
+)
+
+_REFUSED_PREFIXES: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"%PDF", "PDF"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JPEG2000"),  # JP2 signature box
+    (b"\xff\x4f\xff\x51", "JPEG2000"),  # raw codestream (SOC + SIZ)
+    (b"\x00\x00\x00\x0cJXL \r\n\x87\n", "JXL"),  # JPEG XL container
+    (b"\xff\x0a", "JXL"),  # JPEG XL codestream
+)
+#: ISO-BMFF ``ftyp`` brands of still images: AVIF first (an AVIF also lists ``mif1``).
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+#: "P6", whitespace (comment lines allowed), then the width
+_NETPBM_RE = re.compile(rb"P[1-7]\s+(?:#[^\n]*\n\s*)*\d")
+#: TGA has no magic number; a TGA 2.0 file (what Pillow and most tools write) ends with this.
+_TGA_FOOTER = b"TRUEVISION-XFILE.\x00"
+
+
+def _ftyp_kind(head: bytes) -> str | None:
+    """HEIC or AVIF from an ISO-BMFF ``ftyp`` box (major brand and compatible brands)."""
+    if len(head) < 16 or head[4:8] != b"ftyp":
+        return None
+    (size,) = struct.unpack(">I", head[:4])
+    box = head[8 : min(max(size, 16), len(head))]
+    brands = {box[i : i + 4] for i in range(0, len(box) - 3, 4)} - {box[4:8]}  # minor version
+    if brands & _AVIF_BRANDS:
+        return "AVIF"
+    return "HEIC" if brands & _HEIF_BRANDS else None
+
+
+def _is_ico(head: bytes) -> bool:
+    """An ICO/CUR header: reserved 0, type 1 or 2, 1..255 images, first entry reserved 0."""
+    if len(head) < 22 or head[:4] not in (b"\x00\x00\x01\x00", b"\x00\x00\x02\x00"):
+        return False
+    (count,) = struct.unpack("<H", head[4:6])
+    return 0 < count < 256 and head[9] == 0
+
+
+# ruff noqa below: one return per file format.
+def _sniff_refused(data: bytes) -> str | None:  # noqa: PLR0911
+    """The kind of a refused format (a key of ``REFUSED_FORMATS``), or None."""
+    head = data[:132]
+    for prefix, kind in _REFUSED_PREFIXES:
+        if head.startswith(prefix):
+            return kind
+    if (ftyp := _ftyp_kind(head)) is not None:
+        return ftyp
+    if _NETPBM_RE.match(head):
+        return "NETPBM"
+    if _is_ico(head):
+        return "ICO"
+    if data.endswith(_TGA_FOOTER):
+        return "TGA"
     stripped = head.lstrip()
     if stripped.startswith((b"<?xml", b"<svg", b"<!DOCTYPE svg")) or b"<svg" in data[:1024]:
         return "SVG"
@@ -133,8 +246,9 @@ def sniff(data: bytes) -> str | None:  # noqa: PLR0911
 def _describe_refused(kind: str | None, data: bytes) -> str:
     if not data:
         return "empty file (0 bytes): not an image"
-    if kind in ("GIF", "PDF", "SVG"):
-        return f"{kind} files are not accepted: send a JPEG, PNG, WebP, BMP or TIFF photo"
+    refused = REFUSED_FORMATS.get(kind) if kind is not None else None
+    if refused is not None:
+        return refused.reason()
     try:
         data[:512].decode("utf-8")
         return "not an image (looks like a text file)"
@@ -293,6 +407,8 @@ def verify_image(
     opened = _open_checked(data, kind, limits, scale=8)
     with decode_budget().reserve(opened.cost):
         _load(opened.img, kind)
+        if _has_transparency(opened.img):
+            _usable(opened.img, kind, limits)
     return opened.size
 
 
@@ -438,17 +554,57 @@ def _shrink(img: Image.Image, work_pixels: int) -> Image.Image:
     return img.reduce(f)
 
 
+#: Alpha below this is "transparent" ...
+OPAQUE_ALPHA = 250
+#: ... and an image with more than this share of such pixels is refused: blending its
+#: transparent areas onto a background makes an image the model was never measured on.
+MAX_TRANSPARENT_SHARE = 0.01
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _has_transparency(img: Image.Image) -> bool:
+    """An alpha channel, or a transparent colour (``tRNS``) of a mode that ``to_rgb``
+    composites (P, L, RGB)."""
+    return img.mode in _ALPHA_MODES or (
+        img.mode in ("P", "L", "RGB") and "transparency" in img.info
+    )
+
+
+def transparent_share(img: Image.Image) -> float:
+    """The share of pixels with alpha below ``OPAQUE_ALPHA`` (0.0 for an image without
+    transparency: no alpha channel and no transparent colour)."""
+    if img.mode in _ALPHA_MODES:
+        alpha = np.asarray(img.getchannel(len(img.getbands()) - 1))
+    elif _has_transparency(img):
+        alpha = np.asarray(img.convert("RGBA").getchannel("A"))
+    else:
+        return 0.0
+    return float(np.count_nonzero(alpha < OPAQUE_ALPHA)) / max(1, alpha.size)
+
+
+def _usable(img: Image.Image, kind: str, limits: DecodeLimits) -> Image.Image:
+    """A loaded image, reduced to ``limits.work_pixels``; refused when it has transparent
+    areas (an opaque alpha channel, or a few stray transparent pixels, are fine)."""
+    label = ALLOWED_FORMATS[kind]
+    try:
+        img = _shrink(img, limits.work_pixels)
+        share = transparent_share(img)
+    except Exception as exc:  # an odd mode of untrusted bytes
+        raise ImageDecodeError(f"unsupported {label} colour mode {img.mode}") from exc
+    if share > MAX_TRANSPARENT_SHARE:
+        raise ImageDecodeError(
+            f"image has transparent areas ({share:.0%} of its pixels): "
+            "send the original photo, not an edited or cut-out copy"
+        )
+    return img
+
+
 def _decode_raster(data: bytes, kind: str, limits: DecodeLimits, name: str) -> np.ndarray:
     opened = _open_checked(data, kind, limits)
     with decode_budget().reserve(opened.cost):
         img = opened.img
         _load(img, kind)
-        try:
-            img = _shrink(img, limits.work_pixels)
-        except Exception as exc:  # an odd mode of untrusted bytes
-            raise ImageDecodeError(
-                f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
-            ) from exc
+        img = _usable(img, kind, limits)
         with contextlib.suppress(Exception):  # a broken EXIF block must not reject good pixels
             img = ImageOps.exif_transpose(img) or img
         try:
