@@ -19,19 +19,12 @@ import pandas as pd
 import pytest
 import typer
 
+from cli_support import run
 from dermsight.batch.overlays import safe_name
 from dermsight.batch.store import read_output
-from dermsight.cli import main
 from dermsight.cli.errors import run_guarded
 
 CLI = [sys.executable, "-c", "from dermsight.cli import main; main()"]
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")

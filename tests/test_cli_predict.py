@@ -12,14 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dermsight.cli import main
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(list(args))
-    out, err = capsys.readouterr()
-    return int(exc.value.code or 0), out, err
+from cli_support import run
 
 
 @pytest.fixture(scope="module")
