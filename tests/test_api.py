@@ -257,7 +257,8 @@ def test_a_heavily_compressed_upload_is_answered_with_a_non_blocking_note(
 def test_tiny_and_odd_shaped_images_do_not_break_the_server(client: httpx.Client) -> None:
     for w, h, mode in [(1, 1, "RGB"), (1, 600, "L"), (600, 2, "RGBA"), (17, 9, "P")]:
         buf = io.BytesIO()
-        Image.new(mode, (w, h)).save(buf, format="PNG")
+        # opaque: an image with transparent areas is refused (tests/test_input_formats.py)
+        Image.new(mode, (w, h), (0, 0, 0, 255) if mode == "RGBA" else 0).save(buf, format="PNG")
         r = post_image(client, buf.getvalue(), params={"heatmap": "true"}, filename="odd.png")
         assert r.status_code == 200, (w, h, r.text)
         assert r.json()["risk"] in ("high", "moderate", "low", "cannot_assess")

@@ -59,12 +59,18 @@ def check_password(password: str) -> None:
 
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
+    """A new account; ``AccountExists`` when a username equal to it ignoring case exists.
+    Checked here rather than by a unique index on ``lower(username)``: a database may already
+    hold such a pair, and the index would stop its migration (and the server's start). Login
+    stays exact (``verify_password``): with such a pair, "ADMIN" could not say which account."""
     name = check_username(username)
     check_password(password)
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    if db.scalar(select(User).where(User.username == name)) is not None:
-        raise AccountExists(f"a user named {name!r} exists already")
+    taken = db.scalar(select(User.username).where(func.lower(User.username) == name.lower()))
+    if taken is not None:  # "ADMIN" beside "admin" would invite confusion or impersonation
+        same = "" if taken == name else f" (as {taken!r}: usernames ignore case)"
+        raise AccountExists(f"a user named {name!r} exists already{same}")
     user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
     db.add(user)
     db.flush()

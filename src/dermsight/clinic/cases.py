@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
+from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
@@ -129,7 +130,8 @@ def visit_json(v: Visit, names: dict[int, str]) -> dict[str, Any]:
         "id": v.id, "lesion_id": v.lesion_id, "taken_at": v.taken_at.isoformat(),
         "created_at": aware(v.created_at).isoformat(),
         "created_by": names.get(v.created_by or -1),
-        "age": v.age, "sex": v.sex, "site": v.site, "note": v.note,
+        "age": v.age, "sex": v.sex, "site": v.site, "site_inherited": v.site_inherited,
+        "note": v.note,
         "result": json.loads(v.result_json),
         "image_url": f"{API}/visits/{v.id}/image",
         "heatmap_url": f"{API}/visits/{v.id}/heatmap" if v.heatmap_key else None,
@@ -146,9 +148,15 @@ def patient_json(p: Patient) -> dict[str, Any]:
 
 
 def create_patient(db: DbSession, ref: str, user: User) -> Patient:
+    """A new patient; 409 (``Conflict``) when a reference equal to ``ref`` ignoring case and
+    surrounding spaces exists (``P-001`` and ``p-001`` are one patient). Checked here, not by a
+    unique index on ``lower(ref)``: a database may already hold such pairs, and the index would
+    stop its migration. (SQLite's ``lower`` folds only ASCII letters.)"""
     ref = ref.strip()
-    if db.scalar(select(Patient.id).where(Patient.ref == ref)) is not None:
-        raise Conflict(f"a patient with reference {ref!r} exists already")
+    taken = db.scalar(select(Patient.ref).where(func.lower(Patient.ref) == ref.lower()))
+    if taken is not None:
+        same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
+        raise Conflict(f"a patient with reference {ref!r} exists already{same}")
     p = Patient(ref=ref, created_by=user.id)
     db.add(p)
     db.flush()
@@ -192,7 +200,9 @@ def patient_detail(db: DbSession, patient: Patient) -> dict[str, Any]:
 
 def create_lesion(db: DbSession, patient: Patient, body_site: str | None, side: str | None,
                   location: str | None, map_: dict[str, Any] | None) -> Lesion:
-    le = Lesion(patient_id=patient.id, body_site=body_site, side=side, location=location,
+    """``body_site`` is normalised like the predict API's site (``InvalidValue`` if unknown)."""
+    le = Lesion(patient_id=patient.id, body_site=sites.lesion_site(body_site), side=side,
+                location=location,
                 map_view=map_["view"] if map_ else None, map_x=map_["x"] if map_ else None,
                 map_y=map_["y"] if map_ else None)
     db.add(le)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0003"
+HEAD = "0004"
 
 
 def make_engine(url: str) -> Engine:

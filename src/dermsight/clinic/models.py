@@ -20,6 +20,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -126,7 +127,11 @@ class Visit(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     age: Mapped[float | None] = mapped_column(Float)
     sex: Mapped[str | None] = mapped_column(String(16))
+    #: the site the model was given (``clinic.sites.visit_site``)
     site: Mapped[str | None] = mapped_column(String(64))
+    #: ``site`` is the lesion's body site (the visit gave none, or a broader one); revision 0004
+    site_inherited: Mapped[bool] = mapped_column(Boolean, default=False,
+                                                 server_default=false())
     note: Mapped[str | None] = mapped_column(Text)
     #: the facade's ``Prediction.to_dict(heatmap_png=False)`` as JSON text
     result_json: Mapped[str] = mapped_column(Text)

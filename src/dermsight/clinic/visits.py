@@ -58,11 +58,12 @@ def assess(model: Dermsight, data: bytes, meta: Metadata) -> Assessment:
         malignant_probability=pred.malignant_probability if pred.assessable else None)
 
 
-def store_visit(
+def store_visit(  # noqa: PLR0913 (keyword-only fields of the row)
     clinic: Clinic, model: Dermsight, a: Assessment, *, lesion_id: int, meta: Metadata,
-    taken_at: date, note: str | None, user: User,
+    taken_at: date, note: str | None, user: User, site_inherited: bool = False,
 ) -> int:
-    """Write the files, then the row (one transaction). Returns the visit id."""
+    """Write the files, then the row (one transaction). Returns the visit id. ``meta`` is what
+    the model was given; ``site_inherited``: its site is the lesion's (``sites.visit_site``)."""
     image_key = clinic.images.put(a.image_png, "png")
     heatmap_key = clinic.images.put(a.heatmap_png, "png") if a.heatmap_png else None
     card = model.card
@@ -73,7 +74,8 @@ def store_visit(
             raise NotFound(f"no lesion with id {lesion_id}")
         v = Visit(
             lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,
-            age=meta.age, sex=meta.sex, site=meta.site, note=note,
+            age=meta.age, sex=meta.sex, site=meta.site, site_inherited=site_inherited,
+            note=note,
             result_json=json.dumps(a.result, separators=(",", ":")), risk=a.risk,
             malignant_probability=a.malignant_probability, model_name=card.name,
             model_version=card.version, bundle_sha256=card.onnx_sha256,

@@ -151,7 +151,8 @@ class PlotsResponse(BaseModel):
 
 
 #: The multipart body of POST /api/v1/predict. Written by hand because the route parses the body
-#: itself (streaming, in memory); this keeps the OpenAPI contract exact.
+#: itself (streaming, in memory); this keeps the OpenAPI contract exact. Its properties are also
+#: the fields the route accepts: any other field is a 422 (``formnames.py``).
 PREDICT_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -159,6 +160,7 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
             "schema": {
                 "type": "object",
                 "required": ["image"],
+                "additionalProperties": False,
                 "properties": {
                     "image": {
                         "type": "string",
@@ -169,8 +171,9 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
                                        "for fields the form leaves empty)",
                     },
                     "age": {
-                        "type": "number", "minimum": taxonomy.AGE_MIN,
-                        "maximum": taxonomy.AGE_MAX, "description": "years",
+                        "type": ["number", "null"], "minimum": taxonomy.AGE_MIN,
+                        "maximum": taxonomy.AGE_MAX,
+                        "description": "years; empty or 'null' = not given",
                     },
                     "sex": {"type": "string", "enum": list(taxonomy.SEXES)},
                     "site": {"type": "string", "enum": list(taxonomy.SITES)},
@@ -192,9 +195,10 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         413: "request or image larger than the upload cap (default 20 MB)",
         415: "not an image: unsupported or unrecognised file type (text, PDF, SVG, GIF, ...), an "
              "empty file, or a request that is not multipart/form-data",
-        422: "bad metadata (age outside 0-120, unknown sex/site, over-long field), a missing or "
-             "repeated image, or an image in an accepted format that cannot be used (truncated, "
-             "corrupt, too many pixels)",
+        422: "bad metadata (age outside 0-120, unknown sex/site, over-long field), an unknown "
+             "form field or query parameter (e.g. a misspelt 'agee': the message names it and "
+             "the closest accepted name), a missing or repeated image, or an image in an "
+             "accepted format that cannot be used (truncated, corrupt, too many pixels)",
         503: "server busy: the uploads in progress fill its memory budget "
              "(DERMSIGHT_MAX_INFLIGHT_MB) or connection limit; retry after Retry-After seconds",
     }

@@ -8,7 +8,9 @@ lesion images must never touch the disk, so the predict route parses the body it
   ``Settings.max_field_bytes`` (422), the number of parts at ``Settings.max_parts`` (422);
 * the whole body must arrive within ``Settings.upload_timeout_s`` (408, slow-upload guard);
 * a malformed or incomplete multipart body is a 400; a request that is not
-  ``multipart/form-data`` at all is a 415.
+  ``multipart/form-data`` at all is a 415;
+* a form field (or query parameter) the route does not accept is a 422 that names it and the
+  closest accepted name (``formnames.py``): a typo must not silently drop the patient's data.
 
 After a 4xx found mid-body (e.g. a second image) the rest of the body is read and discarded
 (it is bounded by the body cap) so that the client reliably receives the error response.
@@ -16,6 +18,7 @@ After a 4xx found mid-body (e.g. a second image) the rest of the body is read an
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
@@ -24,6 +27,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
+from dermsight.web.formnames import unknown_names_message
 from dermsight.web.settings import Settings
 
 IMAGE_FIELD = "image"
@@ -190,6 +194,18 @@ class _Collector:
         return self.form
 
 
+def reject_unknown(names: Iterable[str], accepted: Sequence[str], what: str) -> None:
+    """422 naming every name not in ``accepted`` (``what``: "form field", "query parameter")."""
+    unknown = [_printable(n) for n in dict.fromkeys(names) if n not in accepted]
+    if unknown:
+        raise UploadError(422, unknown_names_message(unknown, accepted, what), drain=False)
+
+
+def check_query(request: Request, accepted: Sequence[str]) -> None:
+    """422 for a query parameter the route does not take (e.g. ``?heatmp=false``)."""
+    reject_unknown(request.query_params.keys(), accepted, "query parameter")
+
+
 def check_content_type(request: Request) -> bytes:
     """The multipart boundary, or a 415 / 400 for a body that is not multipart/form-data."""
     header = request.headers.get("content-type")
@@ -211,8 +227,11 @@ def check_content_type(request: Request) -> bytes:
     return boundary
 
 
-async def read_upload(request: Request, settings: Settings) -> UploadForm:
-    """Stream the request body through the multipart parser; everything stays in memory."""
+async def read_upload(request: Request, settings: Settings, accepted: Sequence[str]
+                      ) -> UploadForm:
+    """Stream the request body through the multipart parser; everything stays in memory.
+    ``accepted``: the form's field names (the image's included); any other field is a 422,
+    checked once the body is read, so the limits above are reported first."""
     boundary = check_content_type(request)
     charset = "utf-8"
     collector = _Collector(settings, charset)
@@ -251,4 +270,5 @@ async def read_upload(request: Request, settings: Settings) -> UploadForm:
         raise UploadError(
             400, "malformed multipart body: incomplete (no closing boundary)", drain=False
         )
+    reject_unknown(collector.form.fields, accepted, "form field")
     return collector.result()

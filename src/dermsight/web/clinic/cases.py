@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
 from dermsight import taxonomy
-from dermsight.clinic import audit, cases, exports, rights
+from dermsight.clinic import audit, cases, exports, rights, sites
 from dermsight.clinic.models import Lesion, Patient, User, Visit
 from dermsight.clinic.runtime import Clinic
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
@@ -24,8 +24,9 @@ from dermsight.records import Metadata
 from dermsight.web.clinic.bodies import LINE, DiagnosisIn, LesionIn, NoteIn, PatientIn
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
+from dermsight.web.formnames import form_fields
 from dermsight.web.schemas import PREDICT_REQUEST_BODY
-from dermsight.web.upload import UploadError, read_upload
+from dermsight.web.upload import UploadError, check_query, read_upload
 
 router = APIRouter(tags=["clinic: cases"])
 ZIP = "application/zip"
@@ -119,6 +120,11 @@ def _form_value(fields: dict[str, str], name: str) -> str | None:
     return value if value is not None and value.strip() else None
 
 
+#: no visit is dated earlier: digital dermoscopy images start in the 1990s (patients carry no
+#: birth date to bound it better); 1900-01-01 and the like are typing errors or placeholders
+EARLIEST_VISIT = dt.date(1990, 1, 1)
+
+
 def _taken_at(raw: str | None) -> dt.date:
     today = dt.datetime.now(dt.UTC).date()
     if raw is None:
@@ -129,6 +135,9 @@ def _taken_at(raw: str | None) -> dt.date:
         raise UploadError(422, f"taken_at {raw[:40]!r} is not an ISO date (YYYY-MM-DD)") from exc
     if day > today + dt.timedelta(days=1):
         raise UploadError(422, f"taken_at {day} lies in the future")
+    if day < EARLIEST_VISIT:
+        raise UploadError(422, f"taken_at {day} is before {EARLIEST_VISIT} (the earliest visit "
+                               "date accepted): check the date")
     return day
 
 
@@ -144,9 +153,15 @@ def _visit_body() -> dict[str, Any]:
     return body
 
 
-def _lesion_exists(clinic: Clinic, lesion_id: int) -> None:
+VISIT_BODY = _visit_body()
+#: a visit upload's form fields; any other field (or any query parameter) is a 422 naming it
+VISIT_FIELDS = form_fields(VISIT_BODY)
+
+
+def _lesion_site(clinic: Clinic, lesion_id: int) -> str | None:
+    """The lesion's body site (404 if there is no such lesion)."""
     with clinic.db.session() as s:
-        cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        return sites.stored_lesion_site(cases.get_or_404(s, Lesion, lesion_id, "lesion").body_site)
 
 
 def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
@@ -159,7 +174,7 @@ def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
 
 @router.post("/lesions/{lesion_id}/visits", status_code=201,
              summary="A visit: upload the image (+ age, sex, site, note, taken_at), assess, store",
-             openapi_extra={"requestBody": _visit_body()})
+             openapi_extra={"requestBody": VISIT_BODY})
 async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                        model: ModelDep, workers: WorkersDep, settings: SettingsDep,
                        ) -> dict[str, Any]:
@@ -167,9 +182,11 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     runs in a worker thread: the database reads and the storage step in anyio's default thread
     pool (FastAPI's, which the plain ``def`` routes use), only ``assess`` in the inference
     workers, so that waits for the disk (fsync) or the database never hold an inference slot."""
+    check_query(request, ())
     clinic = clinic_of(request)
-    await anyio.to_thread.run_sync(_lesion_exists, clinic, lesion_id)
-    form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX))
+    body_site = await anyio.to_thread.run_sync(_lesion_site, clinic, lesion_id)
+    form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX),
+                             VISIT_FIELDS)
     if form.image is None:
         raise UploadError(422, "no image: send the photo in a form field named 'image'")
     note = _check_note(_form_value(form.fields, "note"))
@@ -177,15 +194,17 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
         meta = Metadata.parse(age=_form_value(form.fields, "age"),
                               sex=_form_value(form.fields, "sex"),
                               site=_form_value(form.fields, "site"))
-    except taxonomy.TaxonomyError as exc:
+        site = sites.visit_site(meta.site, body_site)
+    except (taxonomy.TaxonomyError, sites.InvalidValue) as exc:
         raise UploadError(422, str(exc)) from exc
+    meta = replace(meta, site=site.site)  # the model is given the lesion's site if none
     taken_at = _taken_at(_form_value(form.fields, "taken_at"))
     try:
         a = await workers.run(partial(assess, model, form.image, meta))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
     store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,
-                    taken_at=taken_at, note=note, user=user)
+                    taken_at=taken_at, note=note, user=user, site_inherited=site.inherited)
     return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 

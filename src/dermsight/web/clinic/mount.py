@@ -13,9 +13,11 @@ from fastapi.responses import JSONResponse, Response
 
 from dermsight.clinic.accounts import AccountError
 from dermsight.clinic.cases import Conflict, NotFound
+from dermsight.clinic.sites import InvalidValue
 from dermsight.web.clinic import auth, cases, figures
 
-_STATUS: dict[type[Exception], int] = {NotFound: 404, Conflict: 409, AccountError: 422}
+_STATUS: dict[type[Exception], int] = {NotFound: 404, Conflict: 409, AccountError: 422,
+                                       InvalidValue: 422}
 
 
 async def clinic_error(request: Request, exc: Exception) -> Response:

@@ -2,7 +2,8 @@
 
 The upload is read into memory with the limits of ``upload.py``; decoding and inference run on the
 inference workers (``deps.Workers``). DICOM uploads are accepted: their tags fill the metadata
-fields the form leaves empty.
+fields the form leaves empty. A form field or query parameter the route does not take (a typo such
+as ``agee``) is a 422 naming it, never silently ignored.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.predict import Dermsight
 from dermsight.records import Metadata
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
+from dermsight.web.formnames import form_fields
 from dermsight.web.routes import API
 from dermsight.web.routes.reference import similar_cases
 from dermsight.web.schemas import PREDICT_REQUEST_BODY, PredictResponse, error_responses
-from dermsight.web.upload import UploadError, read_upload
+from dermsight.web.upload import UploadError, check_query, read_upload
 
 router = APIRouter(prefix=API, tags=["predict"])
 
@@ -33,6 +35,9 @@ router = APIRouter(prefix=API, tags=["predict"])
 #: the image's short side, so 112 px keeps all of it while costing a quarter of 224 px to colour
 #: and encode; browsers stretch the overlay over the whole image with CSS.
 HEATMAP_PX = 112
+#: the form fields (from the documented request body) and query parameters /predict accepts
+PREDICT_FIELDS = form_fields(PREDICT_REQUEST_BODY)
+PREDICT_QUERY = ("heatmap", "tta")
 TTA_DISABLED = (
     "test-time augmentation (?tta=true, 8x the compute) is turned off on this server; the "
     "operator can allow it with DERMSIGHT_ALLOW_TTA=true"
@@ -80,9 +85,10 @@ async def predict(
                                "only when the operator sets DERMSIGHT_ALLOW_TTA=true, else "
                                "403")] = False,
 ) -> Response:
+    check_query(request, PREDICT_QUERY)
     if tta and not settings.allow_tta:
         raise UploadError(403, TTA_DISABLED, drain=False)
-    form = await read_upload(request, settings)
+    form = await read_upload(request, settings, PREDICT_FIELDS)
     if form.image is None:
         raise UploadError(422, "no image: send the photo in a form field named 'image'")
     try:
