@@ -72,8 +72,12 @@ def test_local_runner_reads_an_s3_prefix(s3: dict[str, Any], local_reference: pd
     # resume over S3 too
     again = run_local(f"s3://{BUCKET}/lesions/img/", tmp_path / "o",
                       ScoreOptions(storage_options=s3["options"]), progress=False)
-    assert again.scored == 0
-    assert again.skipped == len(s3["ids"]) + 1
+    # the unreadable file is retried (its error row replaced, docs/batch.md), nothing else
+    assert again.scored == 1
+    assert again.retried == 1
+    assert again.errors == 1
+    assert again.skipped == len(s3["ids"])
+    assert len(read_output(tmp_path / "o")) == len(s3["ids"]) + 1
 
 
 def test_local_runner_reads_an_s3_manifest(s3: dict[str, Any], local_reference: pd.DataFrame,
