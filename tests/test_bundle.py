@@ -118,6 +118,26 @@ def test_bad_inputs_raise_clear_errors(model: Dermsight, tmp_path: Path) -> None
         model.predict(np.zeros((100, 100, 3), np.uint8), sex="x")
 
 
+def test_arrays_other_than_uint8_are_never_silently_rescaled(model: Dermsight,
+                                                             sample_image: Path) -> None:
+    """A float image scaled to 0-1 (scikit-image's) became black and 16-bit pixels wrapped:
+    refused with what to do; an integer or float array of pixels 0-255 is the same image."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(sample_image).convert("RGB"))
+    plain = model.predict(rgb, heatmap=False)
+    for same in (rgb.astype(np.int64), rgb.astype(np.float32)):
+        assert model.predict(same, heatmap=False).probabilities == plain.probabilities
+    with pytest.raises(ValueError, match="scaled to 0-1"):
+        model.predict(rgb / 255.0)
+    with pytest.raises(ValueError, match="0-255"):
+        model.predict(rgb.astype(np.uint16) * 256)
+    with pytest.raises(ValueError, match="NaN"):
+        model.predict(np.full((64, 64, 3), np.nan))
+    with pytest.raises(ValueError, match="dtype"):
+        model.predict(rgb.astype(bool))
+
+
 def test_blank_image_cannot_be_assessed(model: Dermsight) -> None:
     p = model.predict(np.full((256, 256, 3), 200, np.uint8))
     assert p.risk == "cannot_assess"

@@ -175,6 +175,26 @@ class Prediction:
         return heatmap.png_bytes(heatmap.overlay(self.image, self.cam, alpha))
 
 
+def _pixels_0_255(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` as uint8: other dtypes only with values 0-255, never silently rescaled or wrapped
+    (a float image scaled to 0-1, as scikit-image gives it, would become black; a 16-bit one
+    would wrap around)."""
+    if rgb.dtype == np.uint8:
+        return rgb
+    if rgb.dtype.kind not in "uif":
+        raise ValueError(f"expected a uint8 RGB array, got dtype {rgb.dtype}")
+    if rgb.size and not np.all(np.isfinite(rgb)):
+        raise ValueError("the array holds NaN or infinite values: expected RGB pixels 0-255")
+    lo, hi = (float(rgb.min()), float(rgb.max())) if rgb.size else (0.0, 0.0)
+    if lo < 0 or hi > 255:
+        raise ValueError(f"expected RGB pixel values 0-255 (uint8), got {lo:g} to {hi:g}: "
+                         "convert the image to 8 bits first")
+    if rgb.dtype.kind == "f" and 0 < hi <= 1:
+        raise ValueError(f"the {rgb.dtype} array looks scaled to 0-1 (max {hi:g}): multiply by "
+                         "255 (or use skimage.util.img_as_ubyte) to give uint8 pixels 0-255")
+    return np.rint(rgb).astype(np.uint8)
+
+
 class Dermsight:
     """A loaded model bundle, ready to predict."""
 
@@ -335,7 +355,7 @@ class Dermsight:
                 image = np.repeat(image[:, :, None], 3, axis=2)
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
-            return np.ascontiguousarray(image[:, :, :3].astype(np.uint8, copy=False))
+            return np.ascontiguousarray(_pixels_0_255(image[:, :, :3]))
         return self.decode(image).rgb
 
     # ruff noqa below: public API: positional order kept.
