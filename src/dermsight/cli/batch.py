@@ -109,8 +109,11 @@ def batch(  # noqa: PLR0913
         raise UserError(str(exc)) from exc
     typer.echo(summary.render())
     if summary.duplicate_ids:
+        overlays = (f"; their heatmaps in {heatmaps} are numbered -2, -3, ... in the order the "
+                    "rows finished, so which is whose is not recorded: give every image its own "
+                    "id" if heatmaps is not None else "")
         typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
-                   "(all were scored; tell them apart by the path column)", err=True)
+                   f"(all were scored; tell them apart by the path column{overlays})", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:
