@@ -153,8 +153,7 @@ def _fs(url: str, opts: Mapping[str, Any]) -> tuple[Any, str]:
 def _image_files(fs: Any, root: str) -> list[str]:
     """Image files below a remote prefix, including refused formats (``x.gif``, ``x.heic``:
     they become error rows saying what to send instead, as in a local folder)."""
-    from dermsight.io.csvfolder import IMAGE_EXTS
-    from dermsight.io.decode import REFUSED_IMAGE_EXTS
+    from dermsight.io.csvfolder import LISTED_EXTS
 
     try:
         found = fs.find(root)
@@ -162,8 +161,7 @@ def _image_files(fs: Any, root: str) -> list[str]:
         raise ReaderError(f"not found: {root}") from exc
     except Exception as exc:
         raise ReaderError(f"cannot list {root}: {type(exc).__name__}: {exc}") from exc
-    listed = (*IMAGE_EXTS, *REFUSED_IMAGE_EXTS)
-    names = [f for f in found if os.path.splitext(f)[1].lower() in listed
+    names = [f for f in found if os.path.splitext(f)[1].lower() in LISTED_EXTS
              and not posixpath.basename(f).startswith(".")]
     return sorted(names)
 

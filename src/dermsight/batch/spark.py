@@ -99,11 +99,10 @@ def _score_batches(model: Dermsight, batches: Iterator[pd.DataFrame], options: S
 def _image_glob() -> str:
     """The files of a folder input: accepted image formats, and refused ones (which become
     error rows saying what to send instead, as with the local engine)."""
-    from dermsight.io.csvfolder import IMAGE_EXTS
-    from dermsight.io.decode import REFUSED_IMAGE_EXTS
+    from dermsight.io.csvfolder import LISTED_EXTS
 
-    listed = (*IMAGE_EXTS, *REFUSED_IMAGE_EXTS)
-    exts = sorted({e.lstrip(".") for e in listed} | {e.lstrip(".").upper() for e in listed})
+    exts = sorted({e.lstrip(".") for e in LISTED_EXTS}
+                  | {e.lstrip(".").upper() for e in LISTED_EXTS})
     return "*.{" + ",".join(exts) + "}"
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TextIO
 
 from dermsight import taxonomy
-from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image
 from dermsight.io.errors import ImageDecodeError, ReaderError
 from dermsight.records import LesionRecord, Metadata
 
@@ -48,6 +48,9 @@ IMAGE_EXTS: tuple[str, ...] = (
     ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
 )
 _EXT_RANK = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
+#: What a folder input lists: the images, and files of refused image formats (``x.gif``,
+#: ``x.heic``, ...), which become error rows saying what to send instead.
+LISTED_EXTS: tuple[str, ...] = IMAGE_EXTS + REFUSED_IMAGE_EXTS
 
 ID_COLS = ("image_id", "image_name", "image", "isic_id", "id")
 PATH_COLS = ("path", "filepath", "file_path", "image_path", "file", "filename")
@@ -636,9 +639,7 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
     ``x.avif``, ...: ``decode.REFUSED_IMAGE_EXTS``) are listed too, so that they become error
     rows saying what to send instead; other files (``.txt``, ``.csv``, ...) are skipped.
     """
-    from dermsight.io.decode import REFUSED_IMAGE_EXTS
-
-    listed = _EXT_RANK.keys() | set(REFUSED_IMAGE_EXTS)
+    listed = frozenset(LISTED_EXTS)
     if not recursive:
         for e in sorted(root.iterdir()):
             if e.suffix.lower() in listed and not e.name.startswith("."):

@@ -163,8 +163,7 @@ def refit_bundle(
     ``gate`` section (fit description + measured figures) and ``natural_frequencies``, to
     ``out`` (may be ``bundle`` itself). Returns the evaluation."""
     model = _refittable(bundle)
-    v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
-    v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
+    v1_cfg, v1_arrays = gate_v1(model)
     sets = load_sets(source.data, source.split_csv, source.isic2020, seed)
     # the cached rows hold which images a quality check blocked: keyed by the thresholds too
     mkey = model.card.onnx_sha256 + json.dumps(quality_thresholds(model.card.gate),
@@ -200,6 +199,13 @@ def refit_bundle(
     ev["command"] = source.command(system_negatives, seed)
     _write(bundle, out, cfg, arrays, ev, _val_frequencies(model, sets["val"], feats["val"]))
     return ev
+
+
+def gate_v1(model: Dermsight) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """What gate v2 is fitted on top of: the card's gate section without its v2 entries (gate
+    v1 and the quality thresholds) and gate v1's arrays (the kNN bank)."""
+    return ({k: v for k, v in model.card.gate.items() if not k.startswith("v2")},
+            {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")})
 
 
 def _refittable(bundle: Path) -> Dermsight:
@@ -388,8 +394,7 @@ def refit_trained(bundle: Path, config: Path, split_csv: Path, out: Path, *,
     model = Dermsight.load(bundle)
     log(f"scoring the splits of {config} with {bundle}")
     parts = scored_parts(config, split_csv, model)
-    v1_cfg = {k: v for k, v in model.card.gate.items() if not k.startswith("v2")}
-    v1_arrays = {k: v for k, v in model.bundle.gate_arrays.items() if k in ("bank", "k")}
+    v1_cfg, v1_arrays = gate_v1(model)
     log("fitting gate v2 and its leave-one-category-out checks")
     cfg, arrays, ev = fit_for_run(model, v1_cfg, v1_arrays, parts["train"], parts["val"],
                                   parts["test"], seed=parts["seed"], recoloured=recoloured)
