@@ -10,7 +10,7 @@ depend on the quality checks (they only block images before it), so both runs fi
 
 The shipped card's gate-v1 comparison figures were afterwards set to the ``as_shipped`` run's
 (commit 8db904f), so a re-run's ``card`` entry differs from the committed output in those
-(``v1_false_accept``) only; both runs reproduce it exactly (re-checked at 14:03 UTC).
+(``v1_false_accept``) only; both runs reproduce it exactly (re-checked at 13:58 UTC).
 
     .venv/bin/python docs/experiments/v2.35/gate_bw_remeasure.py --out docs/experiments/v2.35/gate
 """
