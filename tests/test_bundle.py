@@ -309,9 +309,10 @@ def test_report_keys_it_does_not_know_load_and_are_written_back(tmp_path: Path) 
     b = _copy_bundle(tmp_path)
     reference = {"n_images": 3, "by_class": {"MEL": 1}}
     _edit_card(b, lambda c: c.update(reference=reference))
-    card = load_bundle(b).card
+    src = load_bundle(b)
+    card = src.card
     assert card.extra["reference"] == reference
-    out = save_bundle(tmp_path / "saved", b / "model.onnx", card)
+    out = save_bundle(tmp_path / "saved", b / "model.onnx", card, gate_arrays=src.gate_arrays)
     written = json.loads((out / "card.json").read_text())
     assert written["reference"] == reference
     assert written["metrics"] == card.extra["metrics"]

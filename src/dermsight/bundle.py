@@ -7,8 +7,10 @@ loads or serves (``model.onnx``, ``gate.npz``, ``report.html``, ``plots/*.png``,
 ``reference/*``) against the
 card's ``files`` manifest. Anything that writes or changes a bundle file must finish with
 :func:`write_manifest` (``save_bundle`` does). It also checks, without running the model, that
-the contents fit (:func:`load_bundle`): ``gate.npz`` holds every array the card's gate reads,
-the reference set is readable; ``onnxsession`` refuses an ONNX file ONNX Runtime cannot read.
+the contents fit (:func:`load_bundle`): ``gate.npz`` is there and holds every array the card's
+gate reads, the reference set is readable; ``onnxsession`` refuses an ONNX file ONNX Runtime cannot
+read, and :func:`check_features` (the facade, as it opens the model) a gate or reference set of
+other features than the network's.
 """
 
 from __future__ import annotations
@@ -38,8 +40,8 @@ from dermsight.cardschema import (
 from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
 
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "load_bundle",
-           "save_bundle", "write_manifest"]
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "check_features",
+           "load_bundle", "save_bundle", "write_manifest"]
 CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
@@ -49,6 +51,8 @@ PLOTS_DIR = "plots"
 REFERENCE_DIR = "reference"
 #: card key holding ``{relative path: sha256}`` of every covered file
 MANIFEST_KEY = "files"
+#: the ONNX output whose axis 1 is the width of the pooled features (``Dermsight.run_arrays``)
+FEATURES_OUTPUT = "features"
 
 
 class BundleError(Exception):
@@ -208,6 +212,8 @@ class Bundle:
     path: Path
     card: Card
     gate_arrays: dict[str, np.ndarray]
+    #: (images, features) of the reference set's embeddings (None without one), from its headers
+    reference_shape: tuple[int, int] | None = None
 
     @property
     def onnx_path(self) -> Path:
@@ -310,8 +316,8 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
         verify_files(root, card)
     gate_arrays = load_gate(root / GATE_FILE, card.gate)
-    check_reference(root, gate_arrays)
-    return Bundle(path=root, card=card, gate_arrays=gate_arrays)
+    return Bundle(path=root, card=card, gate_arrays=gate_arrays,
+                  reference_shape=check_reference(root, gate_arrays))
 
 
 #: the ``gate.npz`` arrays ``dermsight.gate`` reads for each key of the card's gate (none of
@@ -325,9 +331,15 @@ GATE_ARRAYS = {"ood_threshold": ("bank", "k"),
 
 def load_gate(path: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of ``gate.npz`` (none without the file), checked against the card's gate
-    ``cfg``: ``BundleError`` for a file that is not an ``.npz`` archive, lacks an array the
-    gate reads, or whose arrays the gate cannot run on (it is run once on made-up features)."""
+    ``cfg``: ``BundleError`` for a file that is missing although the card's gate reads it, not
+    an ``.npz`` archive, lacks an array the gate reads, or whose arrays the gate cannot run on
+    (it is run once on made-up features)."""
     if not path.exists():
+        if "ood_threshold" in cfg:  # else every image would pass unchecked
+            raise BundleError(f"{path} is missing, but the card's gate (its ood_threshold) needs "
+                              "it to refuse images the model is not built for: restore the "
+                              "bundle's own gate.npz or re-export the bundle (training fits "
+                              "the gate)")
         return {}
     try:
         raw = npz_arrays(path)
@@ -361,9 +373,10 @@ def load_gate(path: Path, cfg: dict[str, Any]) -> dict[str, np.ndarray]:
     return arrays
 
 
-def check_reference(root: Path, gate_arrays: dict[str, np.ndarray]) -> None:
+def check_reference(root: Path, gate_arrays: dict[str, np.ndarray]) -> tuple[int, int] | None:
     """Check the bundle's reference set, if it has one, as far as that is quick
-    (``similar.ReferenceSet.check``), and that its features are as wide as the gate's."""
+    (``similar.ReferenceSet.check``), and that its features are as wide as the gate's. The shape
+    of its embeddings; None without one."""
     from dermsight.similar import ReferenceSet
 
     shape = ReferenceSet.check(root)  # ReferenceError is a BundleError
@@ -371,6 +384,33 @@ def check_reference(root: Path, gate_arrays: dict[str, np.ndarray]) -> None:
     if shape is not None and bank is not None and bank.ndim == 2 and bank.shape[1] != shape[1]:
         raise BundleError(f"{root / REFERENCE_DIR}: its embeddings have {shape[1]} features but "
                           f"{root / GATE_FILE}'s bank {bank.shape[1]}: not the same model's")
+    return shape
+
+
+def check_features(bundle: Bundle, width: int | None, outputs: int | None = None) -> None:
+    """Check that the card's gate bank and the reference set's embeddings are as wide as the
+    network's pooled features, ``width``, and that the network gives one output per card class,
+    ``outputs`` (both from the ONNX file's declared output shapes, so nothing is run; None when
+    not declared: nothing to check, ``bundle verify`` runs the network). ``BundleError`` naming
+    both numbers: each prediction would fail or name the wrong classes."""
+    n_classes = len(bundle.card.classes)
+    if outputs is not None and outputs != n_classes:
+        raise BundleError(f"the network in {bundle.path / ONNX_FILE} gives {outputs} outputs but "
+                          f"the card lists {n_classes} classes: not this model's card; restore "
+                          "the bundle's own card.json or re-export the bundle")
+    if width is None:
+        return
+    bank = bundle.gate_arrays.get("bank") if "ood_threshold" in bundle.card.gate else None
+    held = ((f"{GATE_FILE}'s bank", None if bank is None else bank.shape[1],
+             f"restore the {GATE_FILE} exported with this model or re-export the bundle"),
+            ("the reference set", None if bundle.reference_shape is None
+             else bundle.reference_shape[1],
+             f"restore the bundle's own {REFERENCE_DIR}/ or rebuild it for this model "
+             "(dermsight reference build)"))
+    for what, features, fix in held:
+        if features is not None and features != width:
+            raise BundleError(f"the network in {bundle.path / ONNX_FILE} gives {width} features "
+                              f"but {what} holds {features}: not this model's; {fix}")
 
 
 def save_bundle(

@@ -12,7 +12,8 @@ keeps a session per single-image shape for the first ``max_fixed`` shapes it see
 each) and runs every other shape, and every batch, in the shape-agnostic session.
 
 ``ModelSession`` answers ``run``, ``get_inputs`` and ``get_outputs`` as an
-``onnxruntime.InferenceSession`` does, so callers need not know which session ran.
+``onnxruntime.InferenceSession`` does, so callers need not know which session ran; ``output_dim``
+reads one output's declared size (the facade checks the features' width against the bundle's).
 """
 
 from __future__ import annotations
@@ -98,6 +99,17 @@ class ModelSession:
 
     def get_outputs(self) -> Any:
         return self.dynamic.get_outputs()
+
+    def output_dim(self, name: str, axis: int) -> int | None:
+        """The size of axis ``axis`` of output ``name`` as the model declares it (with what
+        ONNX Runtime's shape inference adds), from the metadata alone: nothing is run. None
+        when that axis is symbolic or unknown, or there is no such output."""
+        for out in self.dynamic.get_outputs():
+            if out.name == name:
+                shape = out.shape or []
+                dim = shape[axis] if 0 <= axis < len(shape) else None
+                return dim if isinstance(dim, int) else None
+        return None
 
     def dims(self, feeds: Mapping[str, np.ndarray]) -> tuple[tuple[str, int], ...] | None:
         """The values the feeds give the symbolic dimensions, when the run is a single image

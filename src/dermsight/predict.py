@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dermsight import camgrid, gate, heatmap, taxonomy
-from dermsight.bundle import Bundle, load_bundle
+from dermsight.bundle import FEATURES_OUTPUT, Bundle, check_features, load_bundle
 from dermsight.compression import Compression, compression_flags
 from dermsight.compression import inspect as inspect_compression
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
@@ -202,6 +202,9 @@ class Dermsight:
         self.bundle = bundle
         self.card = bundle.card
         self.session = ModelSession(bundle.onnx_path, threads)
+        # a gate or reference set of other features than the network's: every request would fail
+        check_features(bundle, self.session.output_dim(FEATURES_OUTPUT, 1),
+                       self.session.output_dim("logits", 1))
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.classes: list[str] = list(self.card.classes)
         self.limits = DecodeLimits()
@@ -272,7 +275,7 @@ class Dermsight:
     @staticmethod
     def _finish(out: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         res = {"logits": out["logits"], "cam": out["cam"]}
-        res["embedding"] = out["features"].mean(axis=(2, 3))
+        res["embedding"] = out[FEATURES_OUTPUT].mean(axis=(2, 3))
         return res
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
