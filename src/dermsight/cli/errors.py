@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from types import TracebackType
 
 import typer
 
@@ -27,6 +29,52 @@ class RefusedError(UserError):
     exit_code = EXIT_REFUSED
 
 
+class Interrupted(Exception):
+    """Ctrl-C, after the command printed what it had done (``Interruption``): ``run_guarded``
+    prints ``interrupted: <message>`` (the message says the output is partial) and exits 130."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class Interruption:
+    """Lets a command print what it did before a Ctrl-C, the way ``batch`` keeps the rows it
+    wrote: ``with stop:`` around the work ends the block, not the command, at a Ctrl-C; the
+    command prints its results so far as usual, then ``stop.exit_if_caught(...)`` exits 130
+    with a line saying the output is partial::
+
+        stop = Interruption()
+        with stop:
+            for item in items:
+                results.append(work(item))
+        print_results(results)
+        stop.exit_if_caught(len(results), items, "images")
+    """
+
+    def __init__(self) -> None:
+        self.caught = False
+
+    def __enter__(self) -> Interruption:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if kind is not None and issubclass(kind, KeyboardInterrupt):
+            self.caught = True
+            return True  # the command goes on to print what it has
+        return False
+
+    def exit_if_caught(self, done: int, items: Sequence[object], noun: str) -> None:
+        """After the output: if a Ctrl-C ended the work, exit 130 saying that ``done`` of the
+        ``items`` (done in order) were done and which was next: ``interrupted: 1 of 3 images
+        done, the output is partial (not done: b.jpg and 1 more)``."""
+        if not self.caught:
+            return
+        left = items[done:]
+        more = f" and {len(left) - 1} more" if len(left) > 1 else ""
+        raise Interrupted(f"{done} of {len(items)} {noun} done, the output is partial"
+                          + (f" (not done: {left[0]}{more})" if left else ""))
+
+
 # ruff noqa below: one exit code per kind of error.
 def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa: PLR0911
     from dermsight.bundle import BundleError
@@ -41,6 +89,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
         return int(exc.code or 0)
     except KeyboardInterrupt:
         return _interrupted()
+    except Interrupted as exc:  # the command printed its partial output first
+        return _interrupted(str(exc))
     except BundleError as exc:
         print(f"error: model bundle: {exc}", file=sys.stderr)
         return EXIT_BUNDLE
@@ -61,6 +111,6 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
     return 0
 
 
-def _interrupted() -> int:
-    print("interrupted", file=sys.stderr)
+def _interrupted(detail: str = "") -> int:
+    print(f"interrupted: {detail}" if detail else "interrupted", file=sys.stderr)
     return EXIT_INTERRUPTED

@@ -2,7 +2,8 @@
 
 ``predict`` exit codes: 0 all images scored, 1 at least one image could not be read (the others
 are still printed), 2 bad metadata / usage or a heatmap that could not be written (the results are
-still printed), 3 model bundle problem.
+still printed), 3 model bundle problem, 130 Ctrl-C (the images done before it are still printed,
+and stderr says the output is partial).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from dermsight.cli.errors import EXIT_USER, UserError
+from dermsight.cli.errors import EXIT_USER, Interruption, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from dermsight.batch.overlays import UniqueNames
@@ -137,33 +138,36 @@ def predict(
     names = UniqueNames() if len(images) > 1 else None
     results: list[dict[str, Any]] = []
     failed = unwritten = 0
-    for path in images:
-        try:
-            pred = _predict_file(m, path, meta, heatmap is not None, tta)
-        except ImageDecodeError as exc:
-            failed += 1
-            print(f"error: {path}: {exc.reason}", file=sys.stderr)
-            results.append({"file": str(path), "error": exc.reason})
-            continue
-        entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
-        if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
-            out = _heatmap_path(heatmap, path, names)
-            try:  # a failed write loses no result: all are still printed, then exit 2
-                out.write_bytes(pred.overlay_png())
-                entry["heatmap_file"] = str(out)
-            except OSError as exc:
-                unwritten += 1
-                print(f"error: {path}: heatmap not written to {out}: {exc.strerror or exc}",
-                      file=sys.stderr)
-        results.append(entry)
-        if not as_json:
-            _print_human(path, pred)
-            if "heatmap_file" in entry:
-                typer.echo(f"    heatmap: {entry['heatmap_file']}")
+    stop = Interruption()
+    with stop:  # a Ctrl-C ends the loop: the results so far are still printed, then exit 130
+        for path in images:
+            try:
+                pred = _predict_file(m, path, meta, heatmap is not None, tta)
+            except ImageDecodeError as exc:
+                failed += 1
+                print(f"error: {path}: {exc.reason}", file=sys.stderr)
+                results.append({"file": str(path), "error": exc.reason})
+                continue
+            entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
+            if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
+                out = _heatmap_path(heatmap, path, names)
+                try:  # a failed write loses no result: all are still printed, then exit 2
+                    out.write_bytes(pred.overlay_png())
+                    entry["heatmap_file"] = str(out)
+                except OSError as exc:
+                    unwritten += 1
+                    print(f"error: {path}: heatmap not written to {out}: {exc.strerror or exc}",
+                          file=sys.stderr)
+            results.append(entry)
+            if not as_json:
+                _print_human(path, pred)
+                if "heatmap_file" in entry:
+                    typer.echo(f"    heatmap: {entry['heatmap_file']}")
     if as_json:
         typer.echo(json.dumps(results, indent=2))
     elif len(results) > failed:
         typer.echo(f"\n{DISCLAIMER}")
+    stop.exit_if_caught(len(results), images, "images")
     if unwritten:
         raise SystemExit(EXIT_USER)
     if failed:
