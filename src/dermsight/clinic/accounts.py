@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.config import SESSION_DAYS
+from dermsight.clinic.db import taken_ignoring_case
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
 #: failures per username or per client address within the window before logins are refused
@@ -59,7 +60,8 @@ def check_password(password: str) -> None:
 
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
-    """A new account; ``AccountExists`` when a username equal to it ignoring case exists.
+    """A new account; ``AccountExists`` when a username equal to it ignoring case exists
+    (``db.taken_ignoring_case``, the rule patient references follow; usernames are ASCII).
     Checked here rather than by a unique index on ``lower(username)``: a database may already
     hold such a pair, and the index would stop its migration (and the server's start). Login
     stays exact (``verify_password``): with such a pair, "ADMIN" could not say which account."""
@@ -67,7 +69,7 @@ def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     check_password(password)
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
-    taken = db.scalar(select(User.username).where(func.lower(User.username) == name.lower()))
+    taken = taken_ignoring_case(db, User.username, name)
     if taken is not None:  # "ADMIN" beside "admin" would invite confusion or impersonation
         same = "" if taken == name else f" (as {taken!r}: usernames ignore case)"
         raise AccountExists(f"a user named {name!r} exists already{same}")

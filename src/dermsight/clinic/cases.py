@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
+from dermsight.clinic.db import taken_ignoring_case
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
 #: rise of the malignant probability (absolute) between visits that flags a lesion
@@ -149,11 +150,12 @@ def patient_json(p: Patient) -> dict[str, Any]:
 
 def create_patient(db: DbSession, ref: str, user: User) -> Patient:
     """A new patient; 409 (``Conflict``) when a reference equal to ``ref`` ignoring case and
-    surrounding spaces exists (``P-001`` and ``p-001`` are one patient). Checked here, not by a
-    unique index on ``lower(ref)``: a database may already hold such pairs, and the index would
-    stop its migration. (SQLite's ``lower`` folds only ASCII letters.)"""
+    surrounding spaces exists (``P-001`` and ``p-001``, ``Özil`` and ``özil`` are one patient;
+    Unicode's case folding, an accented letter composed or decomposed alike: ``db.casekey``, on
+    SQLite and PostgreSQL the same). Checked here, not by a unique index: a database may already
+    hold such pairs, and the index would stop its migration."""
     ref = ref.strip()
-    taken = db.scalar(select(Patient.ref).where(func.lower(Patient.ref) == ref.lower()))
+    taken = taken_ignoring_case(db, Patient.ref, ref)
     if taken is not None:
         same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
         raise Conflict(f"a patient with reference {ref!r} exists already{same}")

@@ -1,24 +1,62 @@
 """Engine, sessions and migrations of the clinic database.
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout (several threads of one server
-write at once); PostgreSQL is used as is (several app instances share it).
+write at once); PostgreSQL is used as is (several app instances share it). ``taken_ignoring_case``
+compares names ignoring case the same way on both (``casekey``), whatever the database's locale.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event, func, inspect, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
 HEAD = "0004"
+
+#: the name ``casekey`` has in SQL on the clinic's SQLite connections
+CASEKEY_SQL = "dermsight_casekey"
+#: any character outside ASCII (PostgreSQL regular expression; NUL cannot be stored there)
+_NON_ASCII = r"[^\x01-\x7f]"
+
+
+def casekey(name: str) -> str:
+    """``name`` as compared ignoring case: Unicode's canonical caseless match (NFD, full case
+    folding, NFD again). ``Özil`` is ``özil``, ``STRASSE`` is ``straße``, ``ΟΔΟΣ`` is ``οδος``,
+    and an ``é`` typed as one character is the ``e`` + combining accent some systems send.
+    Only case is folded: ``é`` is not ``e``, a dotless i (U+0131) is not ``i``, a fullwidth P
+    (U+FF30) is not ``P``."""
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def _sql_casekey(value: Any) -> Any:
+    return casekey(value) if isinstance(value, str) else value
+
+
+def taken_ignoring_case(db: Session, column: InstrumentedAttribute[str], name: str) -> str | None:
+    """A value of ``column`` (a unique name: ``User.username``, ``Patient.ref``) equal to
+    ``name`` by ``casekey``, else None. Neither database's ``lower()`` will do: SQLite's folds
+    ASCII only, PostgreSQL's follows the database's locale (ASCII only under ``C``), and
+    neither folds ``ß`` to ``ss`` or matches a composed ``é`` with a decomposed one. SQLite
+    compares with ``casekey`` itself (``CASEKEY_SQL``, on every connection); elsewhere the
+    rows that can match (an ASCII value equal to the key once ASCII letters are lowered, or any
+    value with a non-ASCII character) are compared here. A full scan either way, as the
+    ``lower()`` comparison was: the rule is not an index (docs/clinic.md)."""
+    key = casekey(name)
+    if db.get_bind().dialect.name == "sqlite":
+        stmt = select(column).where(getattr(func, CASEKEY_SQL)(column) == key)
+    else:  # for an ASCII value casekey is the ASCII lower case: lower() under the C collation
+        stmt = select(column).where(or_(func.lower(column.collate("C")) == key,
+                                        column.regexp_match(_NON_ASCII)))
+    return next((taken for taken in db.scalars(stmt) if casekey(taken) == key), None)
 
 
 def make_engine(url: str) -> Engine:
@@ -40,6 +78,7 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
             cur.close()
+            dbapi_conn.create_function(CASEKEY_SQL, 1, _sql_casekey, deterministic=True)
 
         return engine
     try:
