@@ -117,10 +117,11 @@ def test_batch_heatmaps_of_same_named_images_are_two_files(
     code, _, err = run(capsys, "batch", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
                        "--heatmaps", str(heat), "--workers", "2", "--batch-size", "1", "-q")
     assert code == 0, err
-    assert read_output(tmp_path / "out")["id"].tolist() == ["x", "x"]
-    # which numbered heatmap is whose is not recorded: the warning says so
+    out = read_output(tmp_path / "out")
+    assert out["id"].tolist() == ["x", "x"]
     assert "repeat an id" in err
-    assert "which is whose is not recorded" in err
+    # each row names its own file (in input order)
+    assert out["heatmap"].tolist() == ["x.png", "x-2.png"]
     files = sorted(heat.glob("*.png"))
     assert [f.name for f in files] == ["x-2.png", "x.png"]
     assert files[0].read_bytes() != files[1].read_bytes()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from itertools import islice
@@ -25,23 +25,27 @@ from pathlib import Path
 from typing import Any
 
 from dermsight.batch.options import ScoreOptions
+from dermsight.batch.overlays import plan_names
 from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore, tally
+from dermsight.batch.store import Key, PartStore, output_heatmaps, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
 
 
 def pending_rows(source: Source, done: Mapping[Key, int],
                  limit: int | None = None,
-                 duplicates: DuplicateIds | None = None) -> Iterator[Mapping[str, Any]]:
+                 duplicates: DuplicateIds | None = None,
+                 heatmaps_taken: Collection[str] | None = None) -> Iterator[Mapping[str, Any]]:
     """The source's rows that are not in the output yet (at most ``limit``; see
     ``resume.pending``); ``duplicates`` counts repeated ids over the whole input (done rows
-    included)."""
+    included). With ``heatmaps_taken`` (the overlay names the output's rows hold), each row
+    gets the file name of its overlay, planned in input order (``overlays.plan_names``)."""
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
-    return pending(every, done, limit)
+    rows = pending(every, done, limit)
+    return rows if heatmaps_taken is None else plan_names(rows, heatmaps_taken)
 
 
 def _progress_bar(total: int | None, enabled: bool) -> Any:
@@ -97,11 +101,12 @@ def run_local(
                 total = min(total, limit)
         bar = _progress_bar(total, progress)
         duplicates = DuplicateIds()
+        taken = output_heatmaps(out) if options.heatmaps is not None else None
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
         try:
             with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
                 scored = score_rows(
-                    pending_rows(source, done, limit, duplicates), model,
+                    pending_rows(source, done, limit, duplicates, taken), model,
                     replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
                     prefetch=max(4 * options.batch_size, 8 * workers), progress=bar.update,

@@ -1,5 +1,12 @@
 """The heatmap overlays a batch job writes (``--heatmaps``): one ``<id>.png`` per assessed image
-(``<id>-2.png``, ``<id>-3.png``, ... for later rows whose name was already used in the run)."""
+(``<id>-2.png``, ``<id>-3.png``, ... for later rows whose name was already taken), named in the
+output's ``heatmap`` column.
+
+The runners plan the names on the one thread that lists the input (``plan_names``, in input
+order), before any scoring thread or Spark task sees a row, so that names are unique over the
+whole job, whatever the partitioning; names held by rows already in the output (a resumed run)
+are never given again.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +14,22 @@ import hashlib
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import numpy as np
 
 from dermsight import heatmap
+from dermsight.batch.schema import row_id
 from dermsight.batch.store import OutputError
 
 #: Largest side of the image copy kept for overlays (bounds memory per row).
 HEATMAP_MAX_SIDE = 512
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 180  # characters of a file name made of an id
+#: The suffix of an overlay file.
+SUFFIX = ".png"
 
 
 def thumbnail(rgb: np.ndarray) -> np.ndarray:
@@ -56,10 +68,10 @@ def make_folder(folder: Path) -> str | None:
 class UniqueNames:
     """File names handed out once each (thread-safe): a name already given in this run gets
     ``-2``, ``-3``, ... before its suffix, so two inputs never share a file. Compared without
-    case, as some file systems do."""
+    case, as some file systems do. ``taken``: names already in use (never handed out)."""
 
-    def __init__(self) -> None:
-        self._used: set[str] = set()
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self._used: set[str] = {name.casefold() for name in taken}
         self._lock = threading.Lock()
 
     def claim(self, stem: str, suffix: str) -> str:
@@ -71,6 +83,32 @@ class UniqueNames:
             self._used.add(name.casefold())
             return name
 
+    def reserve(self, name: str) -> None:
+        """Mark ``name`` as used (a name given out elsewhere, e.g. planned by the driver)."""
+        with self._lock:
+            self._used.add(name.casefold())
+
+
+def is_overlay_name(name: object) -> TypeGuard[str]:
+    """True for a file name that ``plan_names`` / ``UniqueNames`` could have made (a safe stem
+    and ``.png``: no folder, nothing hidden), so that writing to it stays in the folder."""
+    if not isinstance(name, str) or not name.endswith(SUFFIX):
+        return False
+    stem = name[: -len(SUFFIX)]
+    return bool(stem) and safe_name(stem) == stem
+
+
+def plan_names(rows: Iterable[Mapping[str, Any]],
+               taken: Iterable[str] = ()) -> Iterator[dict[str, Any]]:
+    """The rows, in order, each with the file name its overlay gets if one is written
+    (``heatmap``: ``<id>.png``, ``<id>-2.png``, ... unique over all the rows and apart from
+    ``taken``). Rows that already carry an error get none (they are never scored)."""
+    names = UniqueNames(taken)
+    for row in rows:
+        planned = (None if row.get("error") is not None
+                   else names.claim(safe_name(row_id(row)), SUFFIX))
+        yield {**row, "heatmap": planned}
+
 
 class HeatmapWriter:
     """Writes ``<id>.png`` overlays into a folder (from worker threads when given a pool)."""
@@ -81,10 +119,24 @@ class HeatmapWriter:
         if (why := make_folder(self.folder)) is not None:
             raise OutputError(f"--heatmaps {folder}: cannot write overlays there: {why}")
 
-    def write(self, rid: str, thumb: np.ndarray, cam: np.ndarray) -> Path:
-        """Write ``rid``'s overlay; returns the file written."""
+    def name_for(self, rid: str, planned: object = None) -> str:
+        """The file name of ``rid``'s overlay: ``planned`` (the name ``plan_names`` gave its
+        row) when it is one, else a name unique among this writer's (``<id>.png``, ...)."""
+        if is_overlay_name(planned):
+            self.names.reserve(planned)
+            return planned
+        return self.names.claim(safe_name(rid), SUFFIX)
+
+    def write(self, rid: str, thumb: np.ndarray, cam: np.ndarray, name: str | None = None,
+              ) -> Path:
+        """Write ``rid``'s overlay into the file ``name`` (from ``name_for``; default: a new
+        name for ``rid``); returns the file written."""
         png = heatmap.png_bytes(heatmap.overlay(thumb, heatmap.normalize_cam(cam)))
-        final = self.folder / self.names.claim(safe_name(rid), ".png")
+        if name is None:
+            name = self.name_for(rid)
+        elif not is_overlay_name(name):
+            raise ValueError(f"not an overlay file name: {name!r}")
+        final = self.folder / name
         tmp = final.with_name(f".{final.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         tmp.write_bytes(png)
         os.replace(tmp, final)

@@ -10,16 +10,19 @@ rows have neither. ``--evaluate`` builds the by-skin-tone table from them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+from dermsight.batch.references import local_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 #: Input columns ``score_frame`` reads (see ``scorer``'s module doc).
 INPUT_COLUMNS: tuple[str, ...] = (
-    "id", "image", "path", "age", "sex", "site", "label", "group", "error",
+    "id", "image", "path", "age", "sex", "site", "label", "group", "error", "heatmap",
 )
 #: Output columns before and after the per-class probabilities ``p_<CODE>``.
 HEAD_COLUMNS: tuple[str, ...] = ("id", "path")
@@ -31,6 +34,7 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "ood_score",
     "ita",
     "ita_band",
+    "heatmap",
     "error",
     "age",
     "sex",
@@ -40,6 +44,9 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
 )
+#: Output columns that older dermsight versions did not write: an output folder whose parts lack
+#: only these is upgraded in place when resumed (the columns added, null in the old rows).
+ADDED_COLUMNS: tuple[str, ...] = ("heatmap",)
 _FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
 
@@ -66,6 +73,30 @@ def spark_ddl(classes: Sequence[str]) -> str:
     """The same schema as a Spark DDL string (for ``mapInPandas``)."""
     return ", ".join(f"`{name}` {'double' if is_float(name) else 'string'}"
                      for name in output_columns(classes))
+
+
+def cell_text(value: object) -> str | None:
+    """A cell as stripped text; None for a missing value (None, NaN, empty or blank)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    text = str(value).strip()
+    return text or None
+
+
+def row_path(row: Mapping[str, Any]) -> str | None:
+    """An input row's ``path`` as a local path or URL (a Spark ``file:`` prefix removed)."""
+    path = cell_text(row.get("path"))
+    return None if path is None else local_path(path)
+
+
+def row_id(row: Mapping[str, Any]) -> str:
+    """An input row's id: its ``id``, else the stem of its file (``?`` without either)."""
+    path = row_path(row)
+    return cell_text(row.get("id")) or (Path(path.split("#")[0]).stem if path else "?")
 
 
 def frame_rows(df: pd.DataFrame) -> Iterator[dict[str, Any]]:

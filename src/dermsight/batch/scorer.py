@@ -16,7 +16,13 @@ per input row, in the same order. Input columns:
 ``group``   copied through unchanged
 ``error``   optional: a reason set by a reader (bad CSV row, missing file); such rows are not
             scored and keep the reason
+``heatmap`` optional: the file name planned for the row's overlay (``overlays.plan_names``; the
+            runners plan names over the whole job). Without it, names are made unique among
+            the rows of one call (``<id>.png``, ``<id>-2.png``, ...)
 ==========  =====================================================================================
+
+With ``options.heatmaps``, each assessed row's overlay PNG is written into that folder and the
+output's ``heatmap`` column names its file (null for rows without one).
 
 Nothing here re-implements the model: ``references.row_image`` finds a row's image, the facade
 decodes it (``Dermsight.decode``, DICOM tags included) and prepares it
@@ -43,8 +49,8 @@ import pandas as pd
 from dermsight import camgrid, taxonomy
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import HeatmapWriter, thumbnail
-from dermsight.batch.references import local_path, row_image
-from dermsight.batch.schema import frame_rows, rows_to_frame
+from dermsight.batch.references import row_image
+from dermsight.batch.schema import cell_text, frame_rows, row_id, row_path, rows_to_frame
 from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
 from dermsight.records import Metadata
@@ -70,19 +76,9 @@ class PreparedRow:
     group: str | None = None
     image: PreparedImage | None = None
     thumb: np.ndarray | None = None  # small RGB copy, only when heatmaps are wanted
+    heatmap: str | None = None  # the overlay's planned file name (``overlays.plan_names``)
     ita: float | None = None  # skin tone of the decoded image (None: not estimable)
     error: str | None = None
-
-
-def _text(value: object) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, float) and value != value:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", errors="replace")
-    text = str(value).strip()
-    return text or None
 
 
 def prepare_row(
@@ -98,13 +94,11 @@ def prepare_row(
 
     Never raises: any problem becomes ``PreparedRow.error``.
     """
-    path = _text(row.get("path"))
-    if path is not None:
-        path = local_path(path)
-    rid = _text(row.get("id")) or (Path(path.split("#")[0]).stem if path else "?")
-    prep = PreparedRow(id=rid, path=path, label=_text(row.get("label")),
-                       group=_text(row.get("group")))
-    given_error = _text(row.get("error"))
+    path = row_path(row)
+    prep = PreparedRow(id=row_id(row), path=path, label=cell_text(row.get("label")),
+                       group=cell_text(row.get("group")), heatmap=cell_text(row.get("heatmap")))
+    rid = prep.id
+    given_error = cell_text(row.get("error"))
     if given_error is not None:
         prep.error = given_error
         return prep
@@ -154,6 +148,7 @@ def _base_row(p: PreparedRow, model: Dermsight) -> dict[str, Any]:
 def error_row(p: PreparedRow, model: Dermsight) -> dict[str, Any]:
     row = _base_row(p, model)
     row["error"] = p.error or "unknown error"
+    row["heatmap"] = None
     return row
 
 
@@ -170,6 +165,7 @@ def scored_row(p: PreparedRow, model: Dermsight, result: Assessment, i: int) -> 
         "ood_score": result.ood_scores[i],
         "ita": p.ita,
         "ita_band": ita_band(p.ita),
+        "heatmap": None,  # set when its overlay is written
         "error": None,
     })
     return row
@@ -188,22 +184,25 @@ class _Job:
     executor: Executor | None = None  # writes heatmaps in the background when given
     pending: list[Future[None]] = field(default_factory=list)
 
-    def write_heatmap(self, p: PreparedRow, top: int, cam: np.ndarray) -> None:
+    def write_heatmap(self, p: PreparedRow, top: int, cam: np.ndarray) -> str:
         """The overlay of the whole-image map (``camgrid``, drawn on the thumbnail) of class
-        ``top``; ``cam`` is that class's CAM from the classification run (reused when it can be)."""
+        ``top``; ``cam`` is that class's CAM from the classification run (reused when it can be).
+        Returns its file name (chosen now; the file may be written in the background)."""
         heatmaps, thumb = self.heatmaps, p.thumb
         assert heatmaps is not None
         assert thumb is not None
+        name = heatmaps.name_for(p.id, p.heatmap)
 
         def work() -> None:
             model = self.model
             whole = camgrid.class_map(model.session, thumb, model.card, p.meta, top, cam)
-            heatmaps.write(p.id, thumb, whole)
+            heatmaps.write(p.id, thumb, whole, name)
 
         if self.executor is not None:
             self.pending.append(self.executor.submit(work))
         else:
             work()
+        return name
 
 
 def infer_batch(job: _Job, batch: Sequence[PreparedRow]) -> list[dict[str, Any]]:
@@ -222,10 +221,11 @@ def infer_batch(job: _Job, batch: Sequence[PreparedRow]) -> list[dict[str, Any]]
         return [r for p in batch for r in infer_batch(job, [p])]
     rows = []
     for i, p in enumerate(batch):
-        rows.append(scored_row(p, model, result, i))
+        row = scored_row(p, model, result, i)
         # no heatmap for a refused image (as Dermsight.predict): it would look valid
         if job.heatmaps is not None and p.thumb is not None and result.assessable(i):
-            job.write_heatmap(p, int(result.top[i]), np.array(result.cam(i)))
+            row["heatmap"] = job.write_heatmap(p, int(result.top[i]), np.array(result.cam(i)))
+        rows.append(row)
         p.thumb = None
     return rows
 

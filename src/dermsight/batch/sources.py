@@ -200,7 +200,12 @@ def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """A remote CSV (manifest or ISIC layout): parsed by the CSV reader; images are the CSV's
     ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder."""
-    from dermsight.io.csvfolder import IMAGE_EXTS, iter_csv_rows
+    from dermsight.io.csvfolder import (
+        IMAGE_EXTS,
+        iter_csv_rows,
+        preferred,
+        refused_file_reason,
+    )
 
     base = posixpath.dirname(csv_path)
     with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
@@ -209,7 +214,7 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             fs.get(csv_path, str(local))
         except FileNotFoundError as exc:
             raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
-        index: dict[str, str] | None = None
+        index: dict[str, str] | None = None  # id -> its file (accepted images first)
         for line, parsed in iter_csv_rows(local):
             where = f"{local.name} line {line} ({parsed.id})"
             row: dict[str, Any] = {
@@ -229,17 +234,17 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             elif parsed.id:  # found by id (an error row too: it keeps its path for resuming)
                 if index is None:
                     index = {}
-                    rank = {e: i for i, e in enumerate(IMAGE_EXTS)}
                     for f in _image_files(fs, base):
-                        stem, ext = posixpath.splitext(posixpath.basename(f))
-                        old = index.get(stem)
-                        if old is None or rank[ext.lower()] < rank[posixpath.splitext(old)[1]
-                                                                   .lower()]:
+                        stem = posixpath.splitext(posixpath.basename(f))[0]
+                        if preferred(index.get(stem), f):
                             index[stem] = f
                 hit = index.get(parsed.id)
-                if hit is not None:
+                if hit is not None and hit.lower().endswith(IMAGE_EXTS):
                     row["path"] = fs.unstrip_protocol(hit)
                 elif row["error"] is None:
-                    row["error"] = (f"{where}: image file not found ({parsed.id} under "
+                    # only a refused format (x.heic): say what to send instead; no path, as for
+                    # a missing file, so that the file sent instead replaces the error row
+                    row["error"] = (f"{where}: {refused_file_reason(hit)}" if hit is not None
+                                    else f"{where}: image file not found ({parsed.id} under "
                                     f"{fs.unstrip_protocol(base)})")
             yield row

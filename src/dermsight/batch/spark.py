@@ -9,6 +9,10 @@
   (one ONNX Runtime session, cached in a module global; Spark reuses Python workers).
 * Output: the part-file dataset of ``store.py`` (Parquet or CSV), appended to, so a re-run skips
   rows already written and retries error rows, exactly like the local runner (``resume.py``).
+* Heatmaps (``options.heatmaps``): the names of the overlay files are planned on the driver, in
+  input order, over the whole job (``overlays.plan_names``, a ``heatmap`` column of the
+  manifest), so two tasks never write the same file whatever the partitioning; a folder input
+  is then listed on the driver too (a manifest of paths) instead of read with ``binaryFile``.
 
 Reading ``s3a://`` paths natively needs the hadoop-aws connector jars on the cluster (EMR,
 Dataproc and Databricks ship them); this runner does not need them, because ``s3://`` inputs are
@@ -21,7 +25,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +33,13 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dermsight.batch.options import ScoreOptions
+from dermsight.batch.overlays import plan_names
 from dermsight.batch.references import local_path
 from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore, tally
+from dermsight.batch.store import Key, PartStore, output_heatmaps, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
 from dermsight.parallel import limit_blas
@@ -73,6 +78,9 @@ def make_scorer(
 
     ``options.threads`` (ONNX Runtime threads) and ``options.workers`` (scoring threads) are per
     Spark task, default 1 each; ``options.heatmaps`` must be a folder every executor can write.
+    Overlay names are unique over the whole job only when the input rows carry them (a
+    ``heatmap`` column from ``overlays.plan_names``, as ``run_spark`` plans them); without it,
+    only within one Arrow batch.
     """
     options = options or ScoreOptions()
     threads = options.threads or 1
@@ -165,6 +173,7 @@ def _manifest_frame(spark: SparkSession,
         StructField("age", DoubleType()), StructField("sex", StringType()),
         StructField("site", StringType()), StructField("label", StringType()),
         StructField("group", StringType()), StructField("error", StringType()),
+        StructField("heatmap", StringType()),
     ])
     frames: list[DataFrame] = []
     chunk: list[Mapping[str, Any]] = []
@@ -216,13 +225,18 @@ def _folder_frame(spark: SparkSession, folder: str, done: Mapping[Key, int],
 
 
 def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
-                 limit: int | None, n_parts: int, summary: RunSummary) -> DataFrame | None:
-    """The rows still to score as a Spark DataFrame (None: nothing left)."""
-    folder = source.image_folder()
+                 limit: int | None, n_parts: int, summary: RunSummary, *,
+                 heatmaps_taken: Collection[str] | None = None) -> DataFrame | None:
+    """The rows still to score as a Spark DataFrame (None: nothing left). With
+    ``heatmaps_taken`` (the overlay names the output's rows hold), the rows are listed on the
+    driver, each with its overlay's file name planned over the whole job."""
+    folder = source.image_folder() if heatmaps_taken is None else None
     if folder is not None:
         return _folder_frame(spark, folder, done, limit, n_parts)
     duplicates = DuplicateIds()
-    rows = pending(duplicates.watch(source.rows()), done, limit)
+    rows: Iterator[Mapping[str, Any]] = pending(duplicates.watch(source.rows()), done, limit)
+    if heatmaps_taken is not None:
+        rows = plan_names(rows, heatmaps_taken)
     manifest = _manifest_frame(spark, rows)
     summary.duplicate_ids = duplicates.count
     return manifest.repartition(n_parts) if manifest is not None else None
@@ -268,8 +282,10 @@ def run_spark(
             sc = spark.sparkContext
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
+            taken = output_heatmaps(out) if options.heatmaps is not None else None
             df = _input_frame(spark, source, resume.done, options.limit,
-                              partitions or 4 * sc.defaultParallelism, summary)
+                              partitions or 4 * sc.defaultParallelism, summary,
+                              heatmaps_taken=taken)
             if df is not None:
                 heatmaps = (Path(options.heatmaps).resolve()
                             if options.heatmaps is not None else None)

@@ -11,6 +11,11 @@ writes the same layout (Spark's own ``part-*`` names) and resumes the same way.
 
 ``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
 the summary) are ignored by Parquet readers.
+
+An output folder written by an older dermsight whose parts lack only ``schema.ADDED_COLUMNS``
+(the ``heatmap`` column) is upgraded when a run opens it: each such part is rewritten atomically
+with those columns added, null. Parts with any other columns (another model's classes, or a
+folder written before the ``ita`` columns) are refused with the difference named.
 """
 
 from __future__ import annotations
@@ -22,13 +27,13 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from dermsight.batch.schema import RISK_TIERS, arrow_schema, is_float
+from dermsight.batch.schema import ADDED_COLUMNS, RISK_TIERS, arrow_schema, is_float
 from dermsight.batch.sources import row_key
 
 FORMATS = ("parquet", "csv")
@@ -80,16 +85,19 @@ def read_output(out: str | os.PathLike[str],
     return df
 
 
+def part_columns(part: Path) -> list[str]:
+    """The column names of one part file (its header or Parquet schema; no rows read)."""
+    if part.name.endswith(".csv"):
+        return list(pd.read_csv(part, nrows=0).columns)
+    import pyarrow.parquet as pq
+
+    return list(pq.read_schema(part).names)
+
+
 def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[str] | None:
     """The column names of the first part file in ``out`` (``None`` when it has none yet)."""
     parts = part_files(out, fmt)
-    if not parts:
-        return None
-    if parts[0].name.endswith(".csv"):
-        return list(pd.read_csv(parts[0], nrows=0).columns)
-    import pyarrow.parquet as pq
-
-    return list(pq.read_schema(parts[0]).names)
+    return part_columns(parts[0]) if parts else None
 
 
 def flag_counts(flags: Iterable[Any]) -> Counter[str]:
@@ -126,6 +134,15 @@ def output_keys(out: str | os.PathLike[str]) -> tuple[Counter[Key], Counter[Key]
         for i, p, e in zip(df["id"], df["path"], df["error"], strict=True):
             (ok if _missing(e) else errors)[row_key(i, p)] += 1
     return ok, errors
+
+
+def output_heatmaps(out: str | os.PathLike[str]) -> set[str]:
+    """The overlay file names the rows of ``out`` hold (its ``heatmap`` column): a resumed run
+    gives these to no other row."""
+    names: set[str] = set()
+    for df in iter_output(out, ["heatmap"]):
+        names.update(v for v in df["heatmap"] if isinstance(v, str) and v)
+    return names
 
 
 def _missing(value: object) -> bool:
@@ -194,12 +211,49 @@ class PartStore:
         self._check_schema()
 
     def _check_schema(self) -> None:
-        names = stored_columns(self.out, self.fmt)
-        if names is not None and names != self.schema.names:
+        """Every part has this schema's columns; a part that lacks only ``ADDED_COLUMNS``
+        (written by an older dermsight) gets them, null. Any other difference is refused."""
+        want = list(self.schema.names)
+        older = [n for n in want if n not in ADDED_COLUMNS]
+        for part in part_files(self.out, self.fmt):
+            names = part_columns(part)
+            if names == want:
+                continue
+            if names == older:
+                self._replace(part, self._with_added_columns(part))
+                continue
+            missing = [n for n in want if n not in names]
+            extra = [n for n in names if n not in want]
+            diff = "; ".join(f"{what}: {', '.join(cols)}" for what, cols in
+                             (("missing", missing), ("not expected", extra)) if cols)
             raise OutputError(
-                f"{self.out} holds results with other columns (another model's classes, or "
-                "written by an older dermsight without the ita columns?): use another --out"
+                f"{self.out} holds results with other columns ({diff or 'another order'}), "
+                "written for another model's classes or by an older dermsight (from before the "
+                "ita columns): use another --out"
             )
+
+    def _with_added_columns(self, part: Path) -> Callable[[Path], None]:
+        """Writes ``part`` with the ``ADDED_COLUMNS`` inserted (null) to a given file."""
+        if part.name.endswith(".csv"):
+            def write_csv(tmp: Path) -> None:
+                df = pd.read_csv(part, dtype=str, keep_default_na=False)
+                for name in ADDED_COLUMNS:
+                    df[name] = ""
+                df[self.schema.names].to_csv(tmp, index=False)
+
+            return write_csv
+
+        def write_parquet(tmp: Path) -> None:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(part)
+            for i, field in enumerate(self.schema):
+                if field.name in ADDED_COLUMNS:
+                    table = table.add_column(i, field, pa.nulls(table.num_rows, field.type))
+            pq.write_table(table, tmp, compression="zstd")
+
+        return write_parquet
 
     def close(self) -> None:
         if self._lock is not None:
@@ -254,21 +308,29 @@ class PartStore:
         return removed
 
     def _rewrite(self, part: Path, keep: list[bool]) -> None:
-        """Replace ``part`` by its rows where ``keep`` is true (atomically: a temporary file,
-        flushed, renamed over it), unchanged otherwise."""
-        tmp = self.out / f"{_TMP_PREFIX}{part.name}"
-        if part.name.endswith(".csv"):  # the cells as written, text in, text out
-            df = pd.read_csv(part, dtype=str, keep_default_na=False)
-            df[keep].to_csv(tmp, index=False)
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+        """Replace ``part`` by its rows where ``keep`` is true, unchanged otherwise."""
+        def write(tmp: Path) -> None:
+            if part.name.endswith(".csv"):  # the cells as written, text in, text out
+                df = pd.read_csv(part, dtype=str, keep_default_na=False)
+                df[keep].to_csv(tmp, index=False)
+            else:
+                import pyarrow as pa
+                import pyarrow.parquet as pq
 
-            table = pq.read_table(part)
-            pq.write_table(table.filter(pa.array(keep)), tmp, compression="zstd")
+                table = pq.read_table(part)
+                pq.write_table(table.filter(pa.array(keep)), tmp, compression="zstd")
+
+        self._replace(part, write)
+
+    def _replace(self, part: Path, write: Callable[[Path], None]) -> None:
+        """Replace ``part`` atomically by what ``write`` writes (to a temporary file, flushed,
+        then renamed over it)."""
+        tmp = self.out / f"{_TMP_PREFIX}{part.name}"
+        write(tmp)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, part)
+        _fsync_dir(self.out)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         tmp = self.out / f"{_TMP_PREFIX}{SUMMARY_FILE}"

@@ -55,7 +55,8 @@ def batch(  # noqa: PLR0913
     tta: Annotated[bool, typer.Option(
         "--tta", help="average over 8 flips/rotations (8x slower)")] = False,
     heatmaps: Annotated[Path | None, typer.Option(
-        help="also write a heatmap overlay PNG per image into this folder")] = None,
+        help="also write a heatmap overlay PNG per assessed image into this folder (its file "
+             "name is in the heatmap column)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="parquet | csv")] = "parquet",
     evaluate: Annotated[bool, typer.Option(
         "--evaluate", help="if the input has labels, write OUT.report.html + "
@@ -109,11 +110,8 @@ def batch(  # noqa: PLR0913
         raise UserError(str(exc)) from exc
     typer.echo(summary.render())
     if summary.duplicate_ids:
-        overlays = (f"; their heatmaps in {heatmaps} are numbered -2, -3, ... in the order the "
-                    "rows finished, so which is whose is not recorded: give every image its own "
-                    "id" if heatmaps is not None else "")
         typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
-                   f"(all were scored; tell them apart by the path column{overlays})", err=True)
+                   "(all were scored; tell them apart by the path column)", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:

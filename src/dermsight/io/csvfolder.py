@@ -39,18 +39,38 @@ from pathlib import Path
 from typing import TextIO
 
 from dermsight import taxonomy
-from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image
+from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image, refused_by_name
 from dermsight.io.errors import ImageDecodeError, ReaderError
 from dermsight.records import LesionRecord, Metadata
 
-#: File extensions the readers treat as images (content is still sniffed when decoding).
+#: File extensions the readers treat as images (content is still sniffed when decoding); in this
+#: order of preference when one id has several files. ``.jpe`` / ``.jfif`` are JPEG files.
 IMAGE_EXTS: tuple[str, ...] = (
-    ".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom",
 )
 _EXT_RANK = {ext: i for i, ext in enumerate(IMAGE_EXTS)}
+_REFUSED_EXTS = frozenset(REFUSED_IMAGE_EXTS)
 #: What a folder input lists: the images, and files of refused image formats (``x.gif``,
 #: ``x.heic``, ...), which become error rows saying what to send instead.
 LISTED_EXTS: tuple[str, ...] = IMAGE_EXTS + REFUSED_IMAGE_EXTS
+_LISTED_RANK = {ext: i for i, ext in enumerate(LISTED_EXTS)}
+
+
+def preferred(old: str | None, new: str) -> bool:
+    """True when the file ``new`` should stand for its id rather than ``old`` (None: none yet):
+    by the order of ``LISTED_EXTS`` (accepted images first, in ``IMAGE_EXTS`` order)."""
+    if old is None:
+        return True
+    rank = _LISTED_RANK.get(os.path.splitext(new)[1].lower(), len(_LISTED_RANK))
+    return rank < _LISTED_RANK.get(os.path.splitext(old)[1].lower(), len(_LISTED_RANK))
+
+
+def refused_file_reason(path: str) -> str:
+    """What a row whose id has only a file of a refused format (``x.heic``) says: the file's
+    name and what to send instead (the folder reader's message for that format)."""
+    name = os.path.basename(path)
+    fmt = refused_by_name(name)
+    return f"{name}: {fmt.reason()}" if fmt is not None else f"{name}: not an accepted image"
 
 ID_COLS = ("image_id", "image_name", "image", "isic_id", "id")
 PATH_COLS = ("path", "filepath", "file_path", "image_path", "file", "filename")
@@ -340,36 +360,45 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
 
 
 class ImageIndex:
-    """Finds the file of an image id below a root folder, scanning the tree only when needed."""
+    """Finds the file of an image id below a root folder, scanning the tree only when needed.
+
+    Files of refused image formats (``x.heic``) are indexed apart: ``find`` never returns them,
+    ``find_refused`` does (for an id without an accepted image, to say what to send instead).
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self._direct: dict[str, str] | None = None
         self._deep: dict[str, str] | None = None
+        self._direct_refused: dict[str, str] = {}
+        self._deep_refused: dict[str, str] = {}
 
     @staticmethod
-    def _scan(folder: Path, into: dict[str, str]) -> None:
+    def _scan(folder: Path, into: dict[str, str], refused: dict[str, str]) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError:
             return
         for e in entries:
             ext = os.path.splitext(e.name)[1].lower()
-            if ext in _EXT_RANK and e.is_file():
+            if ext in _LISTED_RANK and e.is_file():
+                found = into if ext in _EXT_RANK else refused
                 stem = e.name[: -len(ext)]
-                old = into.get(stem)
-                if old is None or _EXT_RANK[ext] < _EXT_RANK[os.path.splitext(old)[1].lower()]:
-                    into[stem] = e.path
+                if preferred(found.get(stem), e.path):
+                    found[stem] = e.path
 
-    def _build_direct(self) -> dict[str, str]:
+    def _build_direct(self) -> None:
         found: dict[str, str] = {}
+        refused: dict[str, str] = {}
         # images/ first so that a file beside the CSV wins on a clash (scanned last, overwrites).
         images: dict[str, str] = {}
+        images_refused: dict[str, str] = {}
         for sub in ("images", "Images", "IMAGES"):
             if (self.root / sub).is_dir():
-                self._scan(self.root / sub, images)
-        self._scan(self.root, found)
-        return {**images, **found}
+                self._scan(self.root / sub, images, images_refused)
+        self._scan(self.root, found, refused)
+        self._direct = {**images, **found}
+        self._direct_refused = {**images_refused, **refused}
 
     def _build_deep(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -383,11 +412,14 @@ class ImageIndex:
                 ext = os.path.splitext(fn)[1].lower()
                 if ext in _EXT_RANK:
                     found.setdefault(fn[: -len(ext)], os.path.join(dirpath, fn))
+                elif ext in _REFUSED_EXTS:
+                    self._deep_refused.setdefault(fn[: -len(ext)], os.path.join(dirpath, fn))
         return found
 
     def find(self, image_id: str) -> str | None:
         if self._direct is None:
-            self._direct = self._build_direct()
+            self._build_direct()
+        assert self._direct is not None
         stem = image_id
         ext = os.path.splitext(image_id)[1].lower()
         if ext in _EXT_RANK:
@@ -401,6 +433,26 @@ class ImageIndex:
         if self._deep is None:
             self._deep = self._build_deep()
         return self._deep.get(stem)
+
+    def find_refused(self, image_id: str) -> str | None:
+        """The file of a refused image format (``x.heic``) for ``image_id``, looked up as
+        ``find`` looks up images; for an id that ``find`` found no image for."""
+        if self._direct is None:
+            self._build_direct()
+        stem = image_id
+        ext = os.path.splitext(image_id)[1].lower()
+        if ext in _LISTED_RANK:
+            if ext in _REFUSED_EXTS:
+                for cand in (self.root / image_id, self.root / "images" / image_id):
+                    if cand.is_file():
+                        return str(cand)
+            stem = image_id[: -len(ext)]
+        hit = self._direct_refused.get(stem)
+        if hit is not None:
+            return hit
+        if self._deep is None:
+            self._deep = self._build_deep()
+        return self._deep_refused.get(stem)
 
     def describe(self) -> str:
         return f"{self.root} (and its images/ subfolder and folders below)"
@@ -585,11 +637,13 @@ def iter_csv(
         else:
             file_str = index.find(parsed.id)
             if file_str is None:
-                yield _record(
-                    parsed,
-                    error=f"{where}: image file not found ({parsed.id} with any of "
-                    f"{'/'.join(IMAGE_EXTS)} in {index.describe()})",
-                )
+                refused = index.find_refused(parsed.id)
+                # no path, as for a missing file: the file sent instead (x.jpg for x.heic)
+                # replaces the error row when the job is run again (resume retries by id)
+                yield _record(parsed, error=(
+                    f"{where}: {refused_file_reason(refused)}" if refused is not None else
+                    f"{where}: image file not found ({parsed.id} with any of "
+                    f"{'/'.join(IMAGE_EXTS)} in {index.describe()})"))
                 continue
         yield _load(_record(parsed, path=file_str), decode, limits, where)
 

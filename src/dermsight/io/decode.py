@@ -66,6 +66,7 @@ __all__ = [
     "decode_cost",
     "decode_image",
     "header_size",
+    "refused_by_name",
     "sniff",
     "to_rgb",
     "transparent_share",
@@ -181,6 +182,15 @@ REFUSED_FORMATS: dict[str, RefusedFormat] = {
 REFUSED_IMAGE_EXTS: tuple[str, ...] = tuple(
     ext for fmt in REFUSED_FORMATS.values() for ext in fmt.exts
 )
+
+
+def refused_by_name(name: str) -> RefusedFormat | None:
+    """The refused format a file name's extension names (``x.heic``: HEIC/HEIF), or None. For
+    saying what to send instead about a file that is not read; files that are read are judged
+    by their content (``sniff``)."""
+    ext = os.path.splitext(name)[1].lower()
+    return next((fmt for fmt in REFUSED_FORMATS.values() if ext in fmt.exts), None)
+
 
 _REFUSED_PREFIXES: tuple[tuple[bytes, str], ...] = (
     (b"GIF87a", "GIF"),
