@@ -35,16 +35,12 @@ class Metadata:
         a field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
         Arabic-Indic digits, "1e2", "12_0") is read as the number it denotes (NORMALISED).
         """
-        notes = [(name, IGNORED) for name, value in (("age", age), ("sex", sex), ("site", site))
-                 if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS]
         parsed = taxonomy.normalize_age(age)
-        if parsed is not None and isinstance(age, str) and not _PLAIN_AGE.match(age.strip()):
-            notes.append(("age", NORMALISED))
         return cls(
             age=parsed,
             sex=taxonomy.normalize_sex(sex),
             site=taxonomy.normalize_site(site),
-            notes=tuple(notes),
+            notes=input_notes(age, sex, site, parsed),
         )
 
     @classmethod
@@ -79,6 +75,31 @@ class Metadata:
 
     def as_dict(self) -> dict[str, object]:
         return {"age": self.age, "sex": self.sex, "site": self.site}
+
+    def notes_text(self) -> str | None:
+        """``notes`` as text for a batch input row (``age:normalised;site:ignored``; None
+        without notes): the row carries normalised values, and its notes with them."""
+        return ";".join(f"{name}:{what}" for name, what in self.notes) or None
+
+    def noted_from_text(self, text: object) -> Metadata:
+        """A copy with the notes of ``notes_text``'s ``text`` added (unknown entries dropped)."""
+        if not isinstance(text, str):
+            return self
+        pairs = (entry.partition(":") for entry in text.split(";"))
+        return self.noted(*((name, what) for name, _, what in pairs
+                            if name in ("age", "sex", "site") and what in (IGNORED, NORMALISED)))
+
+
+def input_notes(age: object, sex: object, site: object,
+                parsed_age: float | None) -> tuple[tuple[str, str], ...]:
+    """The notes of values given as ``age``, ``sex``, ``site`` (``parsed_age``: the age they
+    were read as): a placeholder string ("NaN", "none", "null") is IGNORED, an age not written
+    as plain ASCII digits but read as a number is NORMALISED (``Metadata.parse``)."""
+    notes = [(name, IGNORED) for name, value in (("age", age), ("sex", sex), ("site", site))
+             if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS]
+    if parsed_age is not None and isinstance(age, str) and not _PLAIN_AGE.match(age.strip()):
+        notes.append(("age", NORMALISED))
+    return tuple(notes)
 
 
 @dataclass

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 #: Input columns ``score_frame`` reads (see ``scorer``'s module doc).
 INPUT_COLUMNS: tuple[str, ...] = (
-    "id", "image", "path", "age", "sex", "site", "label", "group", "error", "heatmap",
+    "id", "image", "path", "age", "sex", "site", "meta_notes", "label", "group", "error",
+    "heatmap",
 )
 #: Output columns before and after the per-class probabilities ``p_<CODE>``.
 HEAD_COLUMNS: tuple[str, ...] = ("id", "path")

@@ -21,6 +21,10 @@ per input row, in the same order. Input columns:
             the rows of one call (``<id>.png``, ``<id>-2.png``, ...)
 ==========  =====================================================================================
 
+An optional ``meta_notes`` column carries the readers' notes on the metadata they normalised
+(``Metadata.notes_text``: a "NaN" read as missing, an age in other digits read as a number), so
+that the row gets the flags ``Metadata.parse`` would give the values as written.
+
 With ``options.heatmaps``, each assessed row's overlay PNG is written into that folder and the
 output's ``heatmap`` column names its file (null for rows without one).
 
@@ -103,7 +107,8 @@ def prepare_row(
         prep.error = given_error
         return prep
     try:
-        prep.meta = Metadata.parse(age=row.get("age"), sex=row.get("sex"), site=row.get("site"))
+        prep.meta = Metadata.parse(age=row.get("age"), sex=row.get("sex"),
+                                   site=row.get("site")).noted_from_text(row.get("meta_notes"))
     except taxonomy.TaxonomyError as exc:
         prep.error = f"bad metadata: {exc}"
         return prep

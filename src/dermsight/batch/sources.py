@@ -25,7 +25,8 @@ from dermsight.batch.references import is_remote, local_path
 from dermsight.io.errors import ReaderError
 from dermsight.records import LesionRecord
 
-ROW_KEYS: tuple[str, ...] = ("id", "path", "age", "sex", "site", "label", "group", "error")
+ROW_KEYS: tuple[str, ...] = ("id", "path", "age", "sex", "site", "meta_notes", "label", "group",
+                             "error")
 
 
 def record_row(rec: LesionRecord) -> dict[str, Any]:
@@ -36,6 +37,7 @@ def record_row(rec: LesionRecord) -> dict[str, Any]:
         "age": rec.meta.age,
         "sex": rec.meta.sex,
         "site": rec.meta.site,
+        "meta_notes": rec.meta.notes_text(),
         "label": rec.label,
         "group": rec.group,
         "error": rec.error,
@@ -219,8 +221,8 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             where = f"{local.name} line {line} ({parsed.id})"
             row: dict[str, Any] = {
                 "id": parsed.id, "path": None, "age": parsed.meta.age, "sex": parsed.meta.sex,
-                "site": parsed.meta.site, "label": parsed.label, "group": parsed.group,
-                "error": None,
+                "site": parsed.meta.site, "meta_notes": parsed.meta.notes_text(),
+                "label": parsed.label, "group": parsed.group, "error": None,
             }
             if parsed.problems:  # the row keeps the path its CSV gave, if any
                 row["error"] = f"{where}: {'; '.join(parsed.problems)}"

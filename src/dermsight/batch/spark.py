@@ -171,7 +171,8 @@ def _manifest_frame(spark: SparkSession,
     schema = StructType([
         StructField("id", StringType()), StructField("path", StringType()),
         StructField("age", DoubleType()), StructField("sex", StringType()),
-        StructField("site", StringType()), StructField("label", StringType()),
+        StructField("site", StringType()), StructField("meta_notes", StringType()),
+        StructField("label", StringType()),
         StructField("group", StringType()), StructField("error", StringType()),
         StructField("heatmap", StringType()),
     ])

@@ -41,7 +41,7 @@ from typing import TextIO
 from dermsight import taxonomy
 from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image, refused_by_name
 from dermsight.io.errors import ImageDecodeError, ReaderError
-from dermsight.records import LesionRecord, Metadata
+from dermsight.records import LesionRecord, Metadata, input_notes
 
 #: File extensions the readers treat as images (content is still sniffed when decoding); in this
 #: order of preference when one id has several files. ``.jpe`` / ``.jfif`` are JPEG files.
@@ -331,16 +331,18 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
         rid = f"{where}:{line}"
     label = _label(row, layout, problems)
     age = sex = site = None
+    raw_age, raw_sex, raw_site = (_cell(row, c) for c in (layout.age_col, layout.sex_col,
+                                                           layout.site_col))
     try:
-        age = taxonomy.normalize_age(_cell(row, layout.age_col))
+        age = taxonomy.normalize_age(raw_age)
     except taxonomy.TaxonomyError as exc:
         problems.append(str(exc))
     try:
-        sex = taxonomy.normalize_sex(_cell(row, layout.sex_col))
+        sex = taxonomy.normalize_sex(raw_sex)
     except taxonomy.TaxonomyError as exc:
         problems.append(str(exc))
     try:
-        site = taxonomy.normalize_site(_cell(row, layout.site_col))
+        site = taxonomy.normalize_site(raw_site)
     except taxonomy.TaxonomyError as exc:
         problems.append(str(exc))
     group = next((v for c in layout.group_cols if (v := _cell(row, c))), None)
@@ -349,7 +351,9 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
         id=rid,
         path_value=path_value,
         label=label,
-        meta=Metadata(age=age, sex=sex, site=site),
+        # "NaN", an age in other digits, ...: noted, so that a batch row gets its metadata flags
+        meta=Metadata(age=age, sex=sex, site=site,
+                      notes=input_notes(raw_age, raw_sex, raw_site, age)),
         group=group,
         source=source,
         problems=problems,
@@ -535,12 +539,7 @@ def _load_side_meta(paths: Sequence[Path]) -> dict[str, ParsedRow]:
 def _merge(primary: ParsedRow, extra: ParsedRow | None) -> ParsedRow:
     if extra is None:
         return primary
-    m, e = primary.meta, extra.meta
-    primary.meta = Metadata(
-        age=m.age if m.age is not None else e.age,
-        sex=m.sex if m.sex is not None else e.sex,
-        site=m.site if m.site is not None else e.site,
-    )
+    primary.meta = primary.meta.fill_from(extra.meta)
     primary.group = primary.group or extra.group
     primary.problems.extend(extra.problems)
     return primary
