@@ -17,6 +17,17 @@ EXIT_REFUSED = 4
 EXIT_INTERRUPTED = 130
 
 
+#: top-level modules of the optional extras (pyproject ``[project.optional-dependencies]``): a
+#: command that needs one that is not installed says which extra to install
+OPTIONAL_MODULES: dict[str, str] = {
+    **dict.fromkeys(("sqlalchemy", "alembic", "argon2", "psycopg"), "clinic"),
+    **dict.fromkeys(("torch", "torchvision", "timm", "onnx", "onnxscript", "sklearn", "scipy",
+                     "matplotlib", "skimage", "albumentations"), "train"),
+    "pyspark": "spark",
+    **dict.fromkeys(("fsspec", "s3fs"), "s3"),
+}
+
+
 class UserError(Exception):
     """An error caused by the user's input; printed without a traceback."""
 
@@ -94,6 +105,13 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
     except BundleError as exc:
         print(f"error: model bundle: {exc}", file=sys.stderr)
         return EXIT_BUNDLE
+    except ModuleNotFoundError as exc:  # an optional extra not installed; else a real bug
+        extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"error: this needs the optional package {exc.name!r}, which is not installed: "
+              f"pip install 'dermsight[{extra}]'", file=sys.stderr)
+        return EXIT_USER
     except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError,
             ClinicConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
