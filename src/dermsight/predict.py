@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -193,6 +193,21 @@ def _pixels_0_255(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"the {rgb.dtype} array looks scaled to 0-1 (max {hi:g}): multiply by "
                          "255 (or use skimage.util.img_as_ubyte) to give uint8 pixels 0-255")
     return np.rint(rgb).astype(np.uint8)
+
+
+def _as_metadata(meta: object) -> Metadata | None:
+    """One of ``predict_batch``'s ``metas`` as ``Metadata`` (a dict is parsed as ``predict``
+    parses its keyword arguments; an unknown key is a ``TaxonomyError`` naming it)."""
+    if meta is None or isinstance(meta, Metadata):
+        return meta
+    if isinstance(meta, Mapping):
+        unknown = sorted(str(k) for k in meta if k not in ("age", "sex", "site"))
+        if unknown:
+            raise taxonomy.TaxonomyError(f"unknown metadata field {', '.join(unknown)}: "
+                                         "give age, sex and site")
+        return Metadata.parse(**meta)
+    raise TypeError(f"predict_batch: each meta must be a dict of age/sex/site, a "
+                    f"dermsight.records.Metadata or None, not {type(meta).__name__}")
 
 
 class Dermsight:
@@ -388,16 +403,21 @@ class Dermsight:
     def predict_batch(
         self,
         images: Sequence[ImageInput],
-        metas: Sequence[Metadata | None] | None = None,
+        metas: Sequence[Metadata | Mapping[str, object] | None] | None = None,
         heatmap: bool = False,
         tta: bool = False,
     ) -> list[Prediction]:
-        """Classify many images in one ONNX call (all must decode; see batch/ for error rows)."""
+        """Classify many images in one ONNX call (all must decode; see batch/ for error rows).
+        ``metas``: one per image, each a ``Metadata``, a dict of ``age`` / ``sex`` / ``site``
+        (read as ``predict`` reads them) or None."""
         t0 = time.perf_counter()
         if not images:
             return []
-        metas = list(metas) if metas is not None else [None] * len(images)
-        decoded = [self.decode(im, mt) for im, mt in zip(images, metas, strict=True)]
+        if metas is not None and len(metas) != len(images):
+            raise ValueError(f"predict_batch: {len(images)} images but {len(metas)} metas "
+                             "(one per image, None where there is none)")
+        given = [_as_metadata(m) for m in metas] if metas is not None else [None] * len(images)
+        decoded = [self.decode(im, mt) for im, mt in zip(images, given, strict=True)]
         items = [self.prepare_image(d.rgb, d.meta, d.compression) for d in decoded]
         result = self.assess(items, tta=tta)
         return [self._prediction(d.rgb, item, result, i, heatmap, t0)
