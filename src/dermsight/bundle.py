@@ -269,15 +269,20 @@ def write_manifest(bundle_dir: str | Path) -> dict[str, str]:
     return files
 
 
-def verify_files(root: Path, card: Card) -> None:
-    """Check every covered file against the card's manifest; ``BundleError`` on any mismatch."""
+def verify_files(root: Path, card: Card, skip: str | None = None) -> None:
+    """Check every covered file against the card's manifest; ``BundleError`` on any mismatch.
+    ``skip``: a folder whose files are not checked (the reference set ``reference build`` is
+    about to replace)."""
     if not card.files:
         raise BundleError(
             f"{root / CARD_FILE} has no '{MANIFEST_KEY}' integrity manifest (a bundle from an "
             "older dermsight): re-export it, or rewrite the manifest with "
             "dermsight.bundle.write_manifest if you trust its files"
         )
-    present = covered_files(root)
+    def checked(name: str) -> bool:
+        return skip is None or not name.startswith(f"{skip}/")
+
+    present = [n for n in covered_files(root) if checked(n)]
     unlisted = [n for n in present if n not in card.files]
     if unlisted:
         raise BundleError(
@@ -285,6 +290,8 @@ def verify_files(root: Path, card: Card) -> None:
             "the bundle was changed after it was written"
         )
     for name, expected in sorted(card.files.items()):
+        if not checked(name):
+            continue
         path = root / name
         if ".." in Path(name).parts or Path(name).is_absolute():
             raise BundleError(f"card.json: bad file name in '{MANIFEST_KEY}': {name[:80]!r}")
@@ -298,8 +305,11 @@ def verify_files(root: Path, card: Card) -> None:
             )
 
 
-def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
-    """Load and validate a bundle folder (the shipped default when ``path`` is None)."""
+def load_bundle(path: str | Path | None = None, verify: bool = True,
+                reference: bool = True) -> Bundle:
+    """Load and validate a bundle folder (the shipped default when ``path`` is None).
+    ``reference=False``: its reference set is neither checked nor read (``dermsight reference
+    build`` replaces it, so a missing, damaged or stale one must not stop it)."""
     root = Path(path) if path is not None else default_bundle_path()
     if not root.exists():
         raise BundleError(f"model bundle not found: {root}")
@@ -314,10 +324,10 @@ def load_bundle(path: str | Path | None = None, verify: bool = True) -> Bundle:
     if verify:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
-        verify_files(root, card)
+        verify_files(root, card, skip=None if reference else REFERENCE_DIR)
     gate_arrays = load_gate(root / GATE_FILE, card.gate)
     return Bundle(path=root, card=card, gate_arrays=gate_arrays,
-                  reference_shape=check_reference(root, gate_arrays))
+                  reference_shape=check_reference(root, gate_arrays) if reference else None)
 
 
 #: the ``gate.npz`` arrays ``dermsight.gate`` reads for each key of the card's gate (none of

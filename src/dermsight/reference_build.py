@@ -37,7 +37,7 @@ import pandas as pd
 from PIL import Image
 
 from dermsight import similar
-from dermsight.bundle import BundleError, write_manifest
+from dermsight.bundle import BundleError, load_bundle, write_manifest
 from dermsight.evaluate.retrieval import retrieval_metrics
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
@@ -250,7 +250,8 @@ def build_reference(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Build ``bundle``'s reference set in place, measure it on TEST, update card + manifest."""
-    model = Dermsight.load(bundle, threads=threads)
+    # the set being replaced is not read: a missing, damaged or stale one must not stop this
+    model = Dermsight(load_bundle(bundle, reference=False), threads=threads)
     classes = list(model.classes)
     folders = [data] if isinstance(data, Path) else list(data)
     df = load_split(data, split_csv, model.card.extra)
