@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_support import assert_bundle_error_line
 from dermsight.bundle import BundleError, default_bundle_path, load_bundle, write_manifest
 from dermsight.cli import app
-from dermsight.cli.errors import EXIT_BUNDLE, run_guarded
+from dermsight.cli.errors import run_guarded
 from dermsight.similar import REFERENCE_CREDITS, REFERENCE_NPZ, ReferenceSet
 
 SHIPPED = default_bundle_path()
@@ -116,15 +117,6 @@ def corrupt(request: pytest.FixtureRequest,
     return root, message.format(root=root)
 
 
-def _assert_one_line(code: int, err: str, message: str) -> None:
-    assert code == EXIT_BUNDLE, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: model bundle: ")
-    assert message in lines[0]
-
-
 def test_loading_refuses_it(corrupt: tuple[Path, str]) -> None:
     from dermsight.predict import Dermsight
 
@@ -156,7 +148,7 @@ def test_predict_and_verify_exit_3_with_one_line(
             else ["bundle", "verify", str(root)])
     capsys.readouterr()
     code = run_guarded(app, argv)
-    _assert_one_line(code, capsys.readouterr().err, message)
+    assert_bundle_error_line(code, capsys.readouterr().err, message)
 
 
 def _free_port() -> int:
@@ -179,7 +171,7 @@ def test_serve_exits_3_with_one_line(name: str, tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120, check=False)
     assert "serving" not in r.stdout
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    _assert_one_line(r.returncode, "\n".join(errors), message.format(root=root))
+    assert_bundle_error_line(r.returncode, "\n".join(errors), message.format(root=root))
     assert "Traceback" not in r.stderr
 
 
@@ -217,5 +209,5 @@ def test_verify_refuses_a_gate_the_network_does_not_fit(
     write_manifest(root)
     load_bundle(root)
     code = run_guarded(app, ["bundle", "verify", str(root)])
-    _assert_one_line(code, capsys.readouterr().err,
+    assert_bundle_error_line(code, capsys.readouterr().err,
                      "features but gate.npz's bank holds 64: not this model's")

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cli_support import assert_bundle_error_line
 from dermsight.bundle import (
     BundleError,
     default_bundle_path,
@@ -27,7 +28,7 @@ from dermsight.bundle import (
     write_manifest,
 )
 from dermsight.cli import app
-from dermsight.cli.errors import EXIT_BUNDLE, run_guarded
+from dermsight.cli.errors import run_guarded
 from dermsight.onnxsession import ModelSession
 from dermsight.predict import Dermsight
 from dermsight.similar import REFERENCE_DIR, REFERENCE_NPZ, ReferenceSet
@@ -105,15 +106,6 @@ MESSAGES = {
                         "model's",
     "fewer-classes": "gives 9 outputs but the card lists 8 classes: not this model's card",
 }
-
-
-def _assert_one_line(code: int, err: str, message: str) -> None:
-    assert code == EXIT_BUNDLE, err
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: model bundle: ")
-    assert message in lines[0]
 
 
 # --- 1. a card whose gate needs gate.npz, without the file -------------------------------------
@@ -205,7 +197,7 @@ def test_predict_and_verify_exit_3_with_one_line(
             else ["bundle", "verify", str(root)])
     capsys.readouterr()
     code = run_guarded(app, argv)
-    _assert_one_line(code, capsys.readouterr().err, MESSAGES[name])
+    assert_bundle_error_line(code, capsys.readouterr().err, MESSAGES[name])
 
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
@@ -229,5 +221,5 @@ def test_serve_refuses_to_start_without_the_declared_gate(broken: dict[str, Path
                        capture_output=True, text=True, timeout=120, check=False)
     assert "serving" not in r.stdout
     errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    _assert_one_line(r.returncode, "\n".join(errors), MISSING_GATE)
+    assert_bundle_error_line(r.returncode, "\n".join(errors), MISSING_GATE)
     assert "Traceback" not in r.stderr

@@ -421,42 +421,36 @@ class ImageIndex:
         return found
 
     def find(self, image_id: str) -> str | None:
-        if self._direct is None:
-            self._build_direct()
-        assert self._direct is not None
-        stem = image_id
-        ext = os.path.splitext(image_id)[1].lower()
-        if ext in _EXT_RANK:
-            for cand in (self.root / image_id, self.root / "images" / image_id):
-                if cand.is_file():
-                    return str(cand)
-            stem = image_id[: -len(ext)]
-        hit = self._direct.get(stem)
-        if hit is not None:
-            return hit
-        if self._deep is None:
-            self._deep = self._build_deep()
-        return self._deep.get(stem)
+        return self._lookup(image_id, refused=False)
 
     def find_refused(self, image_id: str) -> str | None:
         """The file of a refused image format (``x.heic``) for ``image_id``, looked up as
         ``find`` looks up images; for an id that ``find`` found no image for."""
+        return self._lookup(image_id, refused=True)
+
+    def _lookup(self, image_id: str, refused: bool) -> str | None:
+        """An id with an extension of the kind looked for is that file (beside the CSV or in
+        images/); else its stem, in the folder and images/, then anywhere below. ``find`` strips
+        only accepted extensions (an id ``x.heic`` is no ``x.jpg``), ``find_refused`` any
+        listed one."""
         if self._direct is None:
             self._build_direct()
+        assert self._direct is not None
+        kinds, strip = (_REFUSED_EXTS, _LISTED_RANK) if refused else (_EXT_RANK, _EXT_RANK)
         stem = image_id
         ext = os.path.splitext(image_id)[1].lower()
-        if ext in _LISTED_RANK:
-            if ext in _REFUSED_EXTS:
+        if ext in strip:
+            if ext in kinds:
                 for cand in (self.root / image_id, self.root / "images" / image_id):
                     if cand.is_file():
                         return str(cand)
             stem = image_id[: -len(ext)]
-        hit = self._direct_refused.get(stem)
+        hit = (self._direct_refused if refused else self._direct).get(stem)
         if hit is not None:
             return hit
         if self._deep is None:
             self._deep = self._build_deep()
-        return self._deep_refused.get(stem)
+        return (self._deep_refused if refused else self._deep).get(stem)
 
     def describe(self) -> str:
         return f"{self.root} (and its images/ subfolder and folders below)"
