@@ -17,7 +17,7 @@ import {
   type Audience,
   type Route,
 } from './hooks.ts'
-import { AssessPage } from './pages/AssessPage.tsx'
+import { AssessPage, forgetAssessCase } from './pages/AssessPage.tsx'
 import { CLINIC_TITLES, ClinicMain } from './pages/ClinicMain.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
@@ -90,6 +90,7 @@ export default function App() {
   }, [pageKey])
 
   const signOut = () => {
+    forgetAssessCase() // an image and result from the Assess page are not left for the next user
     void logout().finally(() => {
       setSession(null)
       setResumeAs(null) // signing out discards the page, unlike a session that timed out
@@ -164,7 +165,10 @@ export default function App() {
                 route={clinicPage}
                 checked={sessionChecked}
                 resumeAs={resumeAs}
-                onSwitchUser={() => setResumeAs(null)}
+                onSwitchUser={() => {
+                  forgetAssessCase()
+                  setResumeAs(null)
+                }}
               />
             </ClinicContext.Provider>
           ) : (

@@ -121,6 +121,12 @@ export function onAuthRequired(fn: Listener): () => void {
 // --- fetch --------------------------------------------------------------------------------------
 
 export const UNREACHABLE = 'Cannot reach the dermsight server. Check your connection and try again.'
+export const TIMED_OUT = 'The dermsight server did not answer in time. It may be busy or down; try again in a moment.'
+export const UNREADABLE =
+  'The server sent an answer this page cannot read (not the dermsight API; perhaps a proxy or login page), so no result is shown.'
+
+/** How long a page's reference data (classes, model card, examples) may take before the page says so. */
+export const GET_TIMEOUT_MS = 30_000
 
 /** The JSON body of an error response (`{"detail": ...}`), or null when it is not JSON. */
 export async function errorBody(res: Response): Promise<unknown> {
@@ -140,6 +146,7 @@ export async function apiFetch(path: string, init: RequestInit = {}): Promise<Re
     res = await fetch(path, { ...init, headers })
   } catch (err) {
     if (err instanceof DOMException && err.name === 'AbortError') throw err
+    if (err instanceof DOMException && err.name === 'TimeoutError') throw new ApiError(0, TIMED_OUT)
     throw new ApiError(0, UNREACHABLE)
   }
   if (res.ok) return res
@@ -150,7 +157,18 @@ export async function apiFetch(path: string, init: RequestInit = {}): Promise<Re
 
 export async function getJSON<T>(path: string, signal?: AbortSignal): Promise<T> {
   const res = await apiFetch(path, { signal, headers: { Accept: 'application/json' } })
-  return (await res.json()) as T
+  return (await readJSON(res)) as T
+}
+
+/** A response's JSON body; a body that is not JSON (a proxy's HTML page) is a readable ApiError. */
+async function readJSON(res: Response): Promise<unknown> {
+  try {
+    return await res.json()
+  } catch (err) {
+    if (err instanceof DOMException && err.name === 'AbortError') throw err
+    if (err instanceof DOMException && err.name === 'TimeoutError') throw new ApiError(0, TIMED_OUT)
+    throw new ApiError(res.status, UNREADABLE)
+  }
 }
 
 export interface PredictInput {
@@ -172,7 +190,7 @@ export async function predict(input: PredictInput, signal?: AbortSignal): Promis
     signal,
     headers: { Accept: 'application/json' },
   })
-  return (await res.json()) as PredictResponse
+  return (await readJSON(res)) as PredictResponse
 }
 
 // --- shared GET cache ---------------------------------------------------------------------------
@@ -184,7 +202,8 @@ const cache = new Map<string, Promise<unknown>>()
 export function cachedJSON<T>(path: string): Promise<T> {
   let p = cache.get(path) as Promise<T> | undefined
   if (!p) {
-    p = getJSON<T>(path)
+    // a server that accepts the connection but never answers must not leave a page loading for ever
+    p = getJSON<T>(path, AbortSignal.timeout(GET_TIMEOUT_MS))
     cache.set(path, p)
     p.catch(() => cache.delete(path))
   }

@@ -201,7 +201,7 @@ export const HEADLINE_METRICS: MetricDef[] = [
   {
     key: 'brier',
     label: 'Brier score',
-    hint: 'Mean squared error of the 8 class probabilities (0 = perfect, up to 2); lower is better.',
+    hint: 'Mean squared error of the probabilities of all the model’s classes (0 = perfect, up to 2); lower is better.',
     lowerIsBetter: true,
   },
   {

@@ -263,3 +263,103 @@ export function formatTimestamp(iso: unknown): string {
 export function capitalize(s: string): string {
   return s ? s.charAt(0).toUpperCase() + s.slice(1) : s
 }
+
+/** A message as a sentence: first letter upper-case, ending with a full stop (the API's details
+ * start lower-case and have no stop, to read inside a sentence too). */
+export function asSentence(s: string): string {
+  const t = s.trim()
+  if (!t) return t
+  const c = capitalize(t)
+  return /[.!?…]$/.test(c) ? c : `${c}.`
+}
+
+/** A model's class probability 0..1 -> "12.3%". A softmax is never exactly 0 or 1 (the API rounds
+ * to 6 decimals), so the ends read "<0.1%" / ">99.9%" rather than a certainty the model never has. */
+export function formatProbability(p: number | null | undefined): string {
+  if (p === null || p === undefined || !Number.isFinite(p) || p < 0 || p > 1) return '—'
+  if (p === 0) return '<0.1%'
+  if (p === 1) return '>99.9%'
+  return formatPercent(p)
+}
+
+/** "9 KB", "25.8 MB". */
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`
+  return `${(n / 1024 / 1024).toFixed(1)} MB`
+}
+
+/** The image formats the server reads, recognised by their first bytes exactly as the server's
+ * `dermsight.io.decode.sniff` does (BMP by its DIB header size, DICOM by "DICM" at byte 128). */
+export type ImageKind = 'JPEG' | 'PNG' | 'WEBP' | 'BMP' | 'TIFF' | 'DICOM'
+
+const BMP_DIB_SIZES = new Set([12, 16, 40, 52, 56, 64, 108, 124])
+
+function startsWith(head: Uint8Array, bytes: number[] | string, at = 0): boolean {
+  const b = typeof bytes === 'string' ? [...bytes].map((ch) => ch.charCodeAt(0)) : bytes
+  if (head.length < at + b.length) return false
+  return b.every((v, i) => head[at + i] === v)
+}
+
+/** The accepted image format of a file's first `DICOM_HEAD_BYTES` bytes, or null. */
+export function imageKind(head: Uint8Array): ImageKind | null {
+  if (startsWith(head, [0xff, 0xd8, 0xff])) return 'JPEG'
+  if (startsWith(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'PNG'
+  if (startsWith(head, 'RIFF') && startsWith(head, 'WEBP', 8)) return 'WEBP'
+  if (startsWith(head, 'BM') && head.length >= 18) {
+    const dib = head[14] | (head[15] << 8) | (head[16] << 16) | (head[17] << 24)
+    if (BMP_DIB_SIZES.has(dib)) return 'BMP'
+  }
+  if (startsWith(head, 'II*\0') || startsWith(head, 'MM\0*') || startsWith(head, 'II+\0') || startsWith(head, 'MM\0+')) {
+    return 'TIFF'
+  }
+  if (isDicom('', '', head)) return 'DICOM'
+  return null
+}
+
+const ACCEPTED_TEXT = 'JPEG, PNG, WebP, BMP, TIFF or DICOM'
+
+/**
+ * Why the server will refuse a file, from its first bytes and size, before it is sent; null when
+ * it is an accepted format (the server still decides whether the picture can be assessed). The
+ * server reads only the formats `imageKind` knows, so anything else is refused there too; the
+ * common ones (an iPhone's HEIC, a GIF, a PDF) are named with what to send instead.
+ */
+export function refusedUpload(head: Uint8Array, size: number): string | null {
+  if (size === 0) return 'This file is empty (0 bytes): it holds no image.'
+  if (imageKind(head)) return null
+  const instead = `send a ${ACCEPTED_TEXT} image`
+  if (startsWith(head, 'ftyp', 4)) {
+    const brands = new TextDecoder('latin1').decode(head.slice(8, 32))
+    if (/avi[fs]/.test(brands)) return `AVIF files are not accepted: ${instead} (convert it to JPEG or PNG).`
+    return (
+      `HEIC/HEIF files (the iPhone's own format) are not accepted: ${instead} (export it as JPEG; ` +
+      'on an iPhone: Settings > Camera > Formats > Most Compatible).'
+    )
+  }
+  if (startsWith(head, 'GIF8')) return `GIF files are not accepted: ${instead}.`
+  if (startsWith(head, '%PDF')) return `PDF files are not accepted: ${instead} (not a document containing one).`
+  return `This file is not a ${ACCEPTED_TEXT} image, so it cannot be assessed: ${instead}.`
+}
+
+const RISKS = new Set(['high', 'moderate', 'low', 'cannot_assess'])
+
+/**
+ * Why an answer of POST /predict cannot be shown as a result (null when it can): a result needs a
+ * risk, and every risk but "cannot_assess" needs the class probabilities (numbers from 0 to 1).
+ * A proxy's page or an incomplete answer must never look like an assessment.
+ */
+export function predictionProblem(res: unknown): string | null {
+  const incomplete = 'The server’s answer was incomplete, so no result is shown. Try again; if it happens again, tell the person who runs the server.'
+  if (typeof res !== 'object' || res === null || Array.isArray(res)) return incomplete
+  const r = res as { risk?: unknown; probabilities?: unknown }
+  if (typeof r.risk !== 'string' || !RISKS.has(r.risk)) return incomplete
+  if (r.risk === 'cannot_assess') return null
+  const probs = r.probabilities
+  if (typeof probs !== 'object' || probs === null || Array.isArray(probs)) return incomplete
+  const values = Object.values(probs as Record<string, unknown>)
+  if (values.length === 0 || !values.every((v) => typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 1)) {
+    return incomplete
+  }
+  return null
+}

@@ -32,6 +32,9 @@ interface Props {
   /** When given, a click on a region places a point there (the caller pins a lesion). */
   onPoint?: (p: MapPoint) => void
   onPinSelect?: (id: number) => void
+  /** A mouse/touch shortcut for a list beside it that says the same: out of the tab order and
+   * hidden from screen readers, which use the list (13 extra tab stops otherwise). */
+  pointerOnly?: boolean
 }
 
 /** Where a click fell, in the figure's units; the middle of the region's first shape for a
@@ -124,7 +127,7 @@ function slug(site: string): string {
 }
 
 /** Clickable front/back body outline; every region is a keyboard-focusable button. */
-export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect }: Props) {
+export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, pointerOnly = false }: Props) {
   const pick = (e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>, view: View, site: string) => {
     if (onPoint) onPoint({ view, site, ...pointOf(e) })
     else onChange(value === site ? '' : site)
@@ -142,7 +145,12 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect }: Pr
     }
   }
   return (
-    <div className="bodymap" role="group" aria-label="Body map: choose where the lesion is">
+    <div
+      className="bodymap"
+      role={pointerOnly ? undefined : 'group'}
+      aria-label={pointerOnly ? undefined : 'Body map: choose where the lesion is'}
+      aria-hidden={pointerOnly ? true : undefined}
+    >
       {(['front', 'back'] as View[]).map((view) => (
         <figure key={view} className="bodymap-fig">
           <svg viewBox={`0 0 ${FIGURE.width} ${FIGURE.height}`} className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
@@ -155,7 +163,7 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect }: Pr
                 <g
                   key={r.site}
                   role="button"
-                  tabIndex={0}
+                  tabIndex={pointerOnly ? -1 : 0}
                   aria-pressed={selected}
                   aria-label={label}
                   data-testid={`bodymap-${view}-${slug(r.site)}`}

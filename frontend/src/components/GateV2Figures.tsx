@@ -60,13 +60,14 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
       </p>
       <div className="table-wrap">
         <table className="data-table" data-testid="gate-v2-categories">
+          <caption className="visually-hidden">Non-dermoscopic images let through by the gate, per kind of image</caption>
           <thead>
             <tr>
-              <th>kind of image (held out)</th>
-              <th>images (distinct sources)</th>
-              <th>let through, gate v2 (kind held out)</th>
-              {hasSeen && <th>let through, gate v2 (new pictures of a kind it has seen)</th>}
-              <th>let through, gate v1</th>
+              <th scope="col" className="wrap-head">kind of image (held out)</th>
+              <th scope="col" className="wrap-head">images (distinct sources)</th>
+              <th scope="col" className="wrap-head">let through, gate v2 (kind held out)</th>
+              {hasSeen && <th scope="col" className="wrap-head">let through, gate v2 (new pictures of a kind it has seen)</th>}
+              <th scope="col" className="wrap-head">let through, gate v1</th>
             </tr>
           </thead>
           <tbody>
@@ -74,7 +75,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
               const n = rec(negs[c])
               return (
                 <tr key={c} data-category={c}>
-                  <td>{LABELS[c] ?? c}</td>
+                  <th scope="row">{LABELS[c] ?? c}</th>
                   <td>
                     {typeof n?.images === 'number' ? n.images : '—'}
                     {typeof n?.distinct_sources === 'number' ? ` (${n.distinct_sources})` : ''}
@@ -94,18 +95,19 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
       </p>
       <div className="table-wrap">
         <table className="data-table" data-testid="gate-v2-sources">
+          <caption className="visually-hidden">Dermoscopic test images wrongly refused by the gate, per source</caption>
           <thead>
             <tr>
-              <th>source</th>
-              <th>refused, gate v2</th>
-              <th>refused, gate v2 refitted without this source</th>
-              <th>refused, gate v1</th>
+              <th scope="col" className="wrap-head">source</th>
+              <th scope="col" className="wrap-head">refused, gate v2</th>
+              <th scope="col" className="wrap-head">refused, gate v2 refitted without this source</th>
+              <th scope="col" className="wrap-head">refused, gate v1</th>
             </tr>
           </thead>
           <tbody>
             {Object.keys(fr).map((s) => (
               <tr key={s}>
-                <td>{s}</td>
+                <th scope="row">{s}</th>
                 <td>{show(rate(fr[s]))}</td>
                 <td>{show(rate(unseen[s]))}</td>
                 <td>{show(rate(v1fr[s]))}</td>

@@ -106,7 +106,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
             <img
               className="heatmap-top"
               src={heatmapSrc}
-              alt=""
+              alt={`Heatmap over the image: warm colours mark the areas that most influenced the model's answer${predictionName ? ` (${predictionName})` : ''}`}
               data-testid="heatmap-overlay"
               style={{ opacity: opacity / 100 }}
             />

@@ -1,5 +1,5 @@
 import { useId, useState, type ChangeEvent, type DragEvent, type Ref } from 'react'
-import { DICOM_HEAD_BYTES, isDicom } from '../format.ts'
+import { DICOM_HEAD_BYTES, formatBytes, isDicom, refusedUpload } from '../format.ts'
 import { IconCamera, IconUpload } from './Icons.tsx'
 
 const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
@@ -8,30 +8,33 @@ const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
 export interface Preview {
   url: string | null
   dicom: boolean
+  /** why the server will refuse this file (not an accepted image format), read from its first bytes */
+  refused: string | null
+  /** the file's first bytes are still being read (a few milliseconds): not known yet whether it is refused */
+  pending: boolean
 }
 
-export const NO_PREVIEW: Preview = { url: null, dicom: false }
+export const NO_PREVIEW: Preview = { url: null, dicom: false, refused: null, pending: false }
 
 /** A first guess from the file's name and type, before its bytes are read. */
 export function guessPreview(f: File): Preview {
-  return { url: null, dicom: isDicom(f.name, f.type) }
+  return { url: null, dicom: isDicom(f.name, f.type), refused: null, pending: true }
 }
 
-/** The file's first bytes decide (DICOM: "DICM" at byte 128); a blob: URL for anything else. */
+/** The file's first bytes decide (DICOM: "DICM" at byte 128; a format the server refuses: no
+ * preview, and why); a blob: URL for anything else. */
 export async function settlePreview(f: File): Promise<Preview> {
-  let dicom: boolean
+  let head: Uint8Array
   try {
-    dicom = isDicom(f.name, f.type, new Uint8Array(await f.slice(0, DICOM_HEAD_BYTES).arrayBuffer()))
+    head = new Uint8Array(await f.slice(0, DICOM_HEAD_BYTES).arrayBuffer())
   } catch {
-    dicom = isDicom(f.name, f.type)
+    const dicom = isDicom(f.name, f.type)
+    return { url: dicom ? null : URL.createObjectURL(f), dicom, refused: null, pending: false }
   }
-  return { url: dicom ? null : URL.createObjectURL(f), dicom }
-}
-
-function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KB`
-  return `${(n / 1024 / 1024).toFixed(1)} MB`
+  const refused = refusedUpload(head, f.size)
+  if (refused) return { url: null, dicom: false, refused, pending: false }
+  const dicom = isDicom(f.name, f.type, head)
+  return { url: dicom ? null : URL.createObjectURL(f), dicom, refused: null, pending: false }
 }
 
 interface Props {
@@ -44,9 +47,12 @@ interface Props {
 /** Drop zone + "Choose image" + "Take photo" for one lesion image (Assess page and clinic visits). */
 export function ImageDrop({ file, preview, onFile, inputRef }: Props) {
   const [dragOver, setDragOver] = useState(false)
+  // several files dropped at once: only the first is used, and the page says so
+  const [dropped, setDropped] = useState<{ count: number; first: string } | null>(null)
   const formatsId = useId()
 
   const onInput = (e: ChangeEvent<HTMLInputElement>) => {
+    setDropped(null)
     onFile(e.target.files?.[0])
     e.target.value = '' // allow choosing the same file again
   }
@@ -54,7 +60,9 @@ export function ImageDrop({ file, preview, onFile, inputRef }: Props) {
   const onDrop = (e: DragEvent) => {
     e.preventDefault()
     setDragOver(false)
-    onFile(e.dataTransfer.files?.[0])
+    const files = e.dataTransfer.files
+    setDropped(files && files.length > 1 ? { count: files.length, first: files[0].name } : null)
+    onFile(files?.[0])
   }
 
   return (
@@ -112,6 +120,12 @@ export function ImageDrop({ file, preview, onFile, inputRef }: Props) {
       <p className="hint" id={formatsId}>
         JPEG, PNG, WebP, BMP, TIFF or DICOM.
       </p>
+      {dropped && file && file.name === dropped.first && (
+        <p className="hint" role="status" data-testid="dropped-several">
+          {dropped.count} files were dropped: only the first, “{dropped.first}”, is used. One image of one lesion at a
+          time.
+        </p>
+      )}
     </div>
   )
 }
@@ -120,12 +134,16 @@ function Thumb({ preview, file }: { preview: Preview; file: File }) {
   const [failed, setFailed] = useState(false)
   return (
     <div className="thumb">
-      {preview.dicom ? (
+      {preview.refused ? (
+        <div className="thumb-none thumb-refused" data-testid="file-refused">
+          Not an image that can be assessed. Choose another file.
+        </div>
+      ) : preview.dicom ? (
         <div className="thumb-none" data-testid="dicom-placeholder">
           DICOM file: preview not available in the browser. The server can still read it.
         </div>
       ) : preview.url && !failed ? (
-        <img src={preview.url} alt="Preview of the chosen image" onError={() => setFailed(true)} />
+        <img src={preview.url} alt={`Preview of the chosen image, ${file.name || 'no file name'}`} onError={() => setFailed(true)} />
       ) : preview.url ? (
         <div className="thumb-none">No preview for this format; the server can still read it.</div>
       ) : (

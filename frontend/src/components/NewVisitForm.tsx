@@ -44,8 +44,10 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
     setError(null)
     setPreview(guessPreview(f))
     void settlePreview(f).then((p) => {
-      if (pickRef.current === pick) setPreview(p)
-      else if (p.url) URL.revokeObjectURL(p.url)
+      if (pickRef.current === pick) {
+        setPreview(p)
+        if (p.refused) setError(p.refused)
+      } else if (p.url) URL.revokeObjectURL(p.url)
     })
   }
 
@@ -86,7 +88,7 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       </div>
       <ErrorBox error={error} what="Could not save the visit." />
       {busy && <Spinner label="Assessing and saving the visit…" />}
-      <button type="submit" className="btn btn-primary" disabled={!file || busy} data-testid="visit-submit">
+      <button type="submit" className="btn btn-primary" disabled={!file || busy || preview.refused !== null} data-testid="visit-submit">
         {busy ? 'Saving…' : 'Assess and save visit'}
       </button>
     </form>

@@ -12,6 +12,8 @@ interface Props {
   onSex: (v: string) => void
   onSite: (v: string) => void
   ageRef?: Ref<HTMLInputElement>
+  /** why the age cannot be sent (shown under the field, which is marked invalid) */
+  ageError?: string | null
   /** shown under the legend (e.g. "age is kept from the previous image") */
   children?: ReactNode
   /** false: no body map under the site list (e.g. when the page shows its own lesion map) */
@@ -19,7 +21,7 @@ interface Props {
 }
 
 /** Age, sex and body site (list + body map) of one image: Assess page and clinic visits. */
-export function PatientFields({ legend, age, sex, site, onAge, onSex, onSite, ageRef, children, bodyMap = true }: Props) {
+export function PatientFields({ legend, age, sex, site, onAge, onSex, onSite, ageRef, ageError, children, bodyMap = true }: Props) {
   const ids = useId()
   return (
     <fieldset className="demographics">
@@ -38,15 +40,23 @@ export function PatientFields({ legend, age, sex, site, onAge, onSex, onSite, ag
             ref={ageRef}
             value={age}
             onChange={(e) => onAge(e.target.value)}
+            aria-invalid={ageError ? true : undefined}
+            aria-describedby={ageError ? `${ids}-age-error` : undefined}
             data-testid="age-input"
           />
+          {ageError && (
+            <p className="field-error" id={`${ids}-age-error`} role="alert" data-testid="age-error">
+              {ageError}
+            </p>
+          )}
         </div>
         <ChoiceField id={`${ids}-sex`} label="Sex" value={sex} onChange={onSex} choices={SEXES} testId="sex-select" />
       </div>
       <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={onSite} choices={SITE_CHOICES} testId="site-select">
         {bodyMap && <p className="hint">Or tap the body map:</p>}
       </ChoiceField>
-      {bodyMap && <BodyMap value={site} onChange={onSite} />}
+      {/* a pointer shortcut for the list above, which keyboard and screen-reader users have */}
+      {bodyMap && <BodyMap value={site} onChange={onSite} pointerOnly />}
     </fieldset>
   )
 }

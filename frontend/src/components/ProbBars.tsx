@@ -1,5 +1,5 @@
 import type { LesionClassInfo } from '../api.ts'
-import { formatPercent, sortedByProbability } from '../format.ts'
+import { formatProbability, sortedByProbability } from '../format.ts'
 import type { Audience } from '../hooks.ts'
 
 interface Props {
@@ -18,7 +18,7 @@ export function ProbBars({ probabilities, classes, prediction, audience }: Props
       {rows.map(([code, p]) => {
         const info = byCode.get(code)
         const name = info?.name ?? code
-        const pct = formatPercent(p)
+        const pct = formatProbability(p)
         const width = Math.max(0, Math.min(100, p * 100))
         const tag = info?.malignant ? 'cancer' : info?.premalignant ? 'pre-cancer' : null
         return (

@@ -19,14 +19,79 @@ import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
-import { checkImageForm, formatInterval, formatPercent, heatmapSrc, humanize, keptSentence } from '../format.ts'
+import {
+  asSentence,
+  formatBytes,
+  formatInterval,
+  formatPercent,
+  formatProbability,
+  heatmapSrc,
+  humanize,
+  keptSentence,
+  parseAge,
+  predictionProblem,
+} from '../format.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 interface Outcome {
   res: PredictResponse
   at: Date
+  /** the file this answer is for: a result is only ever shown beside this file's own image */
+  file: File
   fileName: string
   form: { age: number | null; sex: string; site: string }
+}
+
+/**
+ * The case on screen, kept in memory while the user visits the Learn or Model page (the page is
+ * unmounted there), so that coming back (a link or the browser's Back button) finds the image, the
+ * details and the result again. Never stored anywhere: a reload or "New case" clears it.
+ */
+interface KeptCase {
+  file: File | null
+  age: string
+  sex: string
+  site: string
+  carried: boolean
+  outcome: Outcome | null
+  error: string | null
+  opacity: number
+  /** an assessment was still running when the user left: it was stopped */
+  interrupted: boolean
+}
+
+let kept: KeptCase | null = null
+
+/** Forget the kept case (signing out of the clinic: the next user of the computer must not find it). */
+export function forgetAssessCase(): void {
+  kept = null
+}
+
+/** Seconds an assessment may run before the page says it is taking long (and why). */
+const SLOW_AFTER_S = 10
+
+/** The age text as the number it stands for, or undefined when it is not a valid age. */
+function ageValue(text: string): number | null | undefined {
+  try {
+    return parseAge(text)
+  } catch {
+    return undefined
+  }
+}
+
+/** A failed request in plain words: the API's detail as a sentence, plus the file's own size when
+ * the server said the file is too large. */
+function describeError(err: unknown, file: File): string {
+  if (!(err instanceof Error)) return 'Something went wrong.'
+  const text = asSentence(err.message) || 'Something went wrong.'
+  if (err instanceof ApiError && err.status === 413) {
+    // "request too large: the limit is 20 MB" (the server's words) -> what the user can act on
+    const limit = /limit is ([\d.]+\s*[KMG]B)/i.exec(err.message)?.[1]
+    return limit
+      ? `The image file is too large (${formatBytes(file.size)}): this server accepts files up to ${limit}. Send a smaller copy of the photo (for example a high-quality JPEG export).`
+      : `${text} This file is ${formatBytes(file.size)}.`
+  }
+  return text
 }
 
 export function AssessPage() {
@@ -37,22 +102,31 @@ export function AssessPage() {
   const card = cardQ.data
   const modelStatus = cardStatusWarning(card)
 
-  const [file, setFile] = useState<File | null>(null)
-  const [preview, setPreview] = useState<Preview>(NO_PREVIEW)
-  const [age, setAge] = useState('')
-  const [sex, setSex] = useState('')
-  const [site, setSite] = useState('')
+  const [init] = useState<KeptCase | null>(() => kept)
+  const [file, setFile] = useState<File | null>(init?.file ?? null)
+  const [preview, setPreview] = useState<Preview>(() => (init?.file ? guessPreview(init.file) : NO_PREVIEW))
+  const [age, setAge] = useState(init?.age ?? '')
+  const [sex, setSex] = useState(init?.sex ?? '')
+  const [site, setSite] = useState(init?.site ?? '')
   // age/sex/site were filled for an image already assessed and are still there for this one
-  const [carried, setCarried] = useState(false)
+  const [carried, setCarried] = useState(init?.carried ?? false)
   const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
-  const [outcome, setOutcome] = useState<Outcome | null>(null)
-  const [opacity, setOpacity] = useState(60)
+  const [error, setError] = useState<string | null>(init?.error ?? null)
+  const [ageError, setAgeError] = useState<string | null>(null)
+  // a line about an assessment that did not finish (cancelled, or stopped by leaving the page)
+  const [notice, setNotice] = useState<string | null>(
+    init?.interrupted ? 'The assessment was stopped when you left this page. Press Assess lesion to run it again.' : null,
+  )
+  const [outcome, setOutcome] = useState<Outcome | null>(init?.outcome ?? null)
+  const [opacity, setOpacity] = useState(init?.opacity ?? 60)
+  const [elapsed, setElapsed] = useState(0)
   const showSpinner = useDelayedFlag(busy, 150)
   const abortRef = useRef<AbortController | null>(null)
+  const busyRef = useRef(false)
   const resultRef = useRef<HTMLElement | null>(null)
   const ageRef = useRef<HTMLInputElement | null>(null)
   const fileInputRef = useRef<HTMLInputElement | null>(null)
+  const submitRef = useRef<HTMLButtonElement | null>(null)
   const pickRef = useRef(0) // which pick a late answer of the content check belongs to
   // what chooseFile (a stable callback) needs to know about the case on screen
   const caseRef = useRef({ assessed: false, metaFilled: false, carried: false })
@@ -63,6 +137,15 @@ export function AssessPage() {
     caseRef.current = { assessed: outcome !== null, metaFilled, carried }
   }, [outcome, metaFilled, carried])
 
+  useEffect(() => {
+    busyRef.current = busy
+  }, [busy])
+
+  // Keep the case for a return to this page (see KeptCase).
+  useEffect(() => {
+    kept = { file, age, sex, site, carried, outcome, error, opacity, interrupted: false }
+  }, [file, age, sex, site, carried, outcome, error, opacity])
+
   // Release the blob: URL of the previous image.
   useEffect(() => {
     return () => {
@@ -70,25 +153,51 @@ export function AssessPage() {
     }
   }, [preview.url])
 
-  useEffect(() => () => abortRef.current?.abort(), [])
+  useEffect(
+    () => () => {
+      if (busyRef.current && kept) kept.interrupted = true
+      abortRef.current?.abort()
+    },
+    [],
+  )
 
-  const chooseFile = useCallback((f: File | null | undefined) => {
-    if (!f) return
-    abortRef.current?.abort()
+  // How long the server has been working on this image, to say so when it is slow.
+  useEffect(() => {
+    if (!busy) return
+    const started = Date.now()
+    setElapsed(0)
+    const t = window.setInterval(() => setElapsed(Math.floor((Date.now() - started) / 1000)), 1000)
+    return () => window.clearInterval(t)
+  }, [busy])
+
+  /** The preview of a file: a first guess from its name, then its first bytes decide. */
+  const showPreview = useCallback((f: File) => {
     const pick = ++pickRef.current
-    const prev = caseRef.current
-    setCarried(prev.metaFilled && (prev.assessed || prev.carried))
-    setBusy(false)
-    setFile(f)
-    // The name gives a first guess; the first bytes decide (DICOM: "DICM" at byte 128).
     setPreview(guessPreview(f))
-    setOutcome(null)
-    setError(null)
     void settlePreview(f).then((p) => {
       if (pickRef.current === pick) setPreview(p)
       else if (p.url) URL.revokeObjectURL(p.url)
     })
   }, [])
+
+  // A case kept from an earlier visit of the page: its image is read again.
+  useEffect(() => {
+    if (init?.file) showPreview(init.file)
+  }, [init, showPreview])
+
+  const chooseFile = useCallback((f: File | null | undefined) => {
+    if (!f) return
+    abortRef.current?.abort()
+    const prev = caseRef.current
+    setCarried(prev.metaFilled && (prev.assessed || prev.carried))
+    setBusy(false)
+    setFile(f)
+    // The name gives a first guess; the first bytes decide (DICOM: "DICM" at byte 128).
+    showPreview(f)
+    setOutcome(null)
+    setError(null)
+    setNotice(null)
+  }, [showPreview])
 
   /** Start over: no image, no result, no age/sex/site. Nothing of the case is kept anywhere. */
   const newCase = () => {
@@ -99,17 +208,34 @@ export function AssessPage() {
     setPreview(NO_PREVIEW)
     setOutcome(null)
     setError(null)
+    setAgeError(null)
+    setNotice(null)
     setAge('')
     setSex('')
     setSite('')
     setCarried(false)
+    kept = null
     window.scrollTo({ top: 0 })
     fileInputRef.current?.focus()
+  }
+
+  /** Stop waiting for the server: the page is free again at once. */
+  const cancel = () => {
+    abortRef.current?.abort()
+    abortRef.current = null
+    setBusy(false)
+    setNotice('Assessment cancelled. Press Assess lesion to try again.')
+    // the Cancel button goes: focus the Assess button, enabled again once this renders
+    requestAnimationFrame(() => submitRef.current?.focus())
   }
 
   const editMeta = (set: (v: string) => void) => (v: string) => {
     set(v)
     setCarried(false) // the user has looked at the fields
+  }
+  const editAge = (v: string) => {
+    editMeta(setAge)(v)
+    setAgeError(null)
   }
 
   // Paste an image from the clipboard.
@@ -122,12 +248,36 @@ export function AssessPage() {
     return () => window.removeEventListener('paste', onPaste)
   }, [chooseFile])
 
+  /** After an answer: the button that had focus was disabled while busy, so focus fell to the page;
+   * put it on the result (which a screen reader then reads), and scroll to its top if that is out
+   * of view. */
+  const showAnswer = () =>
+    requestAnimationFrame(() => {
+      const el = resultRef.current
+      if (!el) return
+      const active = document.activeElement
+      if (!active || active === document.body) el.focus({ preventScroll: true })
+      // its top (the risk level) in view: below the fold on a phone, above it after a long form
+      const top = el.getBoundingClientRect().top
+      if (top > window.innerHeight * 0.6 || top < 0) {
+        el.scrollIntoView({ block: 'start' })
+      }
+    })
+
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
-    const checked = checkImageForm(file, age, ageRef.current?.validity.badInput,
-      'Choose or take a picture of the lesion first.')
-    if ('error' in checked) {
-      setError(checked.error)
+    if (!file) {
+      setError('Choose or take a picture of the lesion first.')
+      return
+    }
+    if (preview.refused || preview.pending) return // the button is disabled: refused, or not read yet
+    let ageNumber: number | null
+    try {
+      ageNumber = parseAge(age, ageRef.current?.validity.badInput)
+    } catch (err) {
+      // the form's own mistake: said at the field, which gets focus; the result on screen stays
+      setAgeError((err as Error).message)
+      ageRef.current?.focus()
       return
     }
     abortRef.current?.abort()
@@ -135,30 +285,40 @@ export function AssessPage() {
     abortRef.current = ctrl
     setBusy(true)
     setError(null)
+    setAgeError(null)
+    setNotice(null)
     setOutcome(null)
     try {
-      const res = await predict({ image: checked.file, age: checked.age, sex: sex || null, site: site || null }, ctrl.signal)
+      const res = await predict({ image: file, age: ageNumber, sex: sex || null, site: site || null }, ctrl.signal)
       if (ctrl.signal.aborted) return
-      setOutcome({ res, at: new Date(), fileName: checked.file.name, form: { age: checked.age, sex, site } })
-      requestAnimationFrame(() => {
-        const el = resultRef.current
-        if (el && el.getBoundingClientRect().top > window.innerHeight * 0.6) {
-          el.scrollIntoView({ block: 'start' })
-        }
-      })
+      const problem = predictionProblem(res)
+      if (problem) {
+        setError(problem)
+      } else {
+        setOutcome({ res, at: new Date(), file, fileName: file.name, form: { age: ageNumber, sex, site } })
+      }
+      showAnswer()
     } catch (err) {
       if (ctrl.signal.aborted) return
-      setError(err instanceof ApiError || err instanceof Error ? err.message : 'Something went wrong.')
+      setError(describeError(err, file))
+      showAnswer()
     } finally {
       if (abortRef.current === ctrl) setBusy(false)
     }
   }
 
-  const announcement = outcome
-    ? `Result: ${riskText(outcome.res.risk).label}. ${riskText(outcome.res.risk).nextStep}.`
+  const risk = outcome ? riskText(outcome.res.risk) : null
+  const announcement = risk
+    ? `Result: ${risk.label}. ${risk.nextStep.replace(/[.\s]+$/, '')}.`
     : showSpinner
       ? 'Analysing the image…'
       : ''
+  // the result is for this file only (never another image's answer beside this image)
+  const shown = outcome && outcome.file === file ? outcome : null
+  const currentAge = ageValue(age)
+  const stale =
+    shown !== null && (currentAge !== shown.form.age || sex !== shown.form.sex || site !== shown.form.site)
+  const refused = file ? preview.refused : null
 
   return (
     <div className="assess">
@@ -178,16 +338,23 @@ export function AssessPage() {
           </p>
 
           <ImageDrop file={file} preview={preview} onFile={chooseFile} inputRef={fileInputRef} />
+          {/* said beside the image (on a phone the result panel is far below) */}
+          {refused && (
+            <div className="error-message" role="alert" data-testid="error-message">
+              <strong>This file cannot be assessed.</strong> {refused}
+            </div>
+          )}
 
           <PatientFields
             legend={audience === 'patient' ? 'About you (optional)' : 'About the patient (optional)'}
             age={age}
             sex={sex}
             site={site}
-            onAge={editMeta(setAge)}
+            onAge={editAge}
             onSex={editMeta(setSex)}
             onSite={editMeta(setSite)}
             ageRef={ageRef}
+            ageError={ageError}
           >
             {carried && metaFilled && (
               <p className="carried-note" role="status" data-testid="metadata-carried">
@@ -197,10 +364,17 @@ export function AssessPage() {
             )}
           </PatientFields>
 
-          <button type="submit" className="btn btn-primary btn-large" data-testid="submit" disabled={!file || busy}>
+          <button
+            type="submit"
+            className="btn btn-primary btn-large"
+            data-testid="submit"
+            ref={submitRef}
+            disabled={!file || busy || refused !== null || preview.pending}
+          >
             {busy ? 'Assessing…' : 'Assess lesion'}
           </button>
           {!file && <p className="hint">Choose an image to enable the assessment.</p>}
+          {refused && <p className="hint">Choose another image to enable the assessment.</p>}
         </form>
 
         <section
@@ -220,15 +394,38 @@ export function AssessPage() {
           <p className="visually-hidden" aria-live="polite" data-testid="result-announcement">
             {announcement}
           </p>
-          {showSpinner && <Spinner label="Analysing the image…" />}
-          {error && (
+          {showSpinner && (
+            <div className="busy-row no-print">
+              <Spinner label="Analysing the image…" />
+              <button type="button" className="btn btn-secondary" onClick={cancel} data-testid="cancel-assess">
+                Cancel
+              </button>
+              {elapsed >= SLOW_AFTER_S && (
+                <p className="busy-slow" data-testid="busy-slow">
+                  Still waiting for the server ({elapsed} s). It may be busy; you can cancel and try again.
+                </p>
+              )}
+            </div>
+          )}
+          {notice && !busy && (
+            <p className="cancelled-note" role="status" data-testid="assess-notice">
+              {notice}
+            </p>
+          )}
+          {error && !refused && (
             <div className="error-message" role="alert" data-testid="error-message">
               <strong>Could not assess the image.</strong> {error}
             </div>
           )}
-          {outcome && (
+          {shown && stale && (
+            <p className="stale-note no-print" role="status" data-testid="result-stale">
+              Age, sex or body site has changed since this result, which used the values listed below. Press{' '}
+              <strong>Assess lesion</strong> to update it.
+            </p>
+          )}
+          {shown && (
             <ResultView
-              outcome={outcome}
+              outcome={shown}
               preview={preview}
               onNewCase={newCase}
               classes={classes}
@@ -238,7 +435,7 @@ export function AssessPage() {
               onOpacity={setOpacity}
             />
           )}
-          {!outcome && !busy && !error && <EmptyResult />}
+          {!shown && !busy && !error && !notice && <EmptyResult />}
         </section>
       </div>
     </div>
@@ -382,7 +579,7 @@ function ResultView({
             <div>
               <dt>Malignant probability ({malignantCodesText(card)})</dt>
               <dd>
-                <strong>{formatPercent(res.malignant_probability)}</strong>
+                <strong>{formatProbability(res.malignant_probability)}</strong>
                 {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (
                   <span className="muted">
                     {' '}

@@ -236,7 +236,16 @@ function ExampleFigure({ example, name }: { example: ExampleImage; name: string 
         {example.license_url && (
           <>
             {' '}
-            (<a href={example.license_url} target="_blank" rel="noreferrer">licence</a>)
+            (
+            <a
+              href={example.license_url}
+              target="_blank"
+              rel="noreferrer"
+              aria-label={`Licence of ${example.image_id}${example.license ? `: ${example.license}` : ''} (opens in a new tab)`}
+            >
+              licence
+            </a>
+            )
           </>
         )}
       </figcaption>
