@@ -19,12 +19,12 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermsight.io.csvfolder import GROUP_COLS, iter_csv_raw, read_header
+from dermsight.io.csvfolder import GROUP_COLS, Layout, ParsedRow, iter_csv_raw, read_header
 from dermsight.io.errors import ReaderError
 
 UNLABELED = "(none)"
@@ -40,6 +40,8 @@ class FoldAssignment:
     folds: list[int]
     group_col: str | None
     n_folds: int
+    #: rows whose diagnosis names no known class ("line N (id): why"); split as unlabelled
+    unreadable_labels: list[str] = field(default_factory=list)
 
     def rows(self) -> list[tuple[str, int]]:
         return list(zip(self.ids, self.folds, strict=True))
@@ -97,6 +99,40 @@ def resolve_group_col(columns: Sequence[str], requested: str | None) -> str | No
     for name in GROUP_COLS:
         if name in lower:
             return lower[name]
+    return None
+
+
+def group_leak(group_col: str, groups: Sequence[str],
+               others: Mapping[str, Sequence[str]]) -> tuple[str, str] | None:
+    """Whether grouping by ``group_col`` would let one patient's (or lesion's) images sit on
+    both sides of a split: a value of another id column (``others``: column -> one value per
+    image, empty = none) whose images fall into more than one group. Returns that column and
+    a sentence saying so, or None when every such value stays inside one group."""
+    for col, values in others.items():
+        spans: dict[str, set[str]] = {}
+        for group, value in zip(groups, values, strict=True):
+            if value:
+                spans.setdefault(value, set()).add(group)
+        wide = sorted(v for v, gs in spans.items() if len(gs) > 1)
+        if wide:
+            return col, (f"{len(wide)} {col} values have images in more than one {group_col} "
+                         f"group (e.g. {wide[0]}: {len(spans[wide[0]])} groups), so one {col} "
+                         f"could land in two splits")
+    return None
+
+
+def label_problem(layout: Layout, raw: Mapping[str, str | None], parsed: ParsedRow
+                  ) -> str | None:
+    """Why a CSV row has no class when it names one that cannot be read (an unknown diagnosis,
+    an ISIC 2019 one-hot row without exactly one class); None for a row with a class and for a
+    row that gives no diagnosis at all."""
+    if parsed.label is not None:
+        return None
+    if layout.label_col:
+        value = (raw.get(layout.label_col) or "").strip()
+        return f"unknown diagnosis {value!r}" if value else None
+    if layout.onehot or layout.isic2017:
+        return parsed.problems[0] if parsed.problems else None
     return None
 
 
@@ -180,6 +216,9 @@ def split_csv(
     ids: list[str] = []
     labels: list[str] = []
     groups: list[str] = []
+    unreadable: list[str] = []
+    others: dict[str, list[str]] = {c: [] for c in layout.columns
+                                    if c.lower() in GROUP_COLS and c != gcol}
     seen: set[str] = set()
     for line, raw, parsed in iter_csv_raw(p):
         if not (raw.get(layout.id_col or "") or raw.get(layout.path_col or "") or "").strip():
@@ -190,10 +229,18 @@ def split_csv(
         ids.append(parsed.id)
         labels.append(parsed.label or UNLABELED)
         groups.append(group_of(parsed.id, raw.get(gcol) if gcol else None))
+        for c, values in others.items():
+            values.append((raw.get(c) or "").strip())
+        problem = label_problem(layout, raw, parsed)
+        if problem is not None:
+            unreadable.append(f"line {line} ({parsed.id}): {problem}")
     if not ids:
         raise ReaderError(f"{p.name} has no rows to split")
+    leak = group_leak(gcol or "image", groups, others)
+    if leak is not None:
+        raise ValueError(f"{p.name}: {leak[1]}; group by {leak[0]} (--group-col {leak[0]})")
     folds = stratified_group_folds(labels, groups, n_folds, seed)
-    return FoldAssignment(ids, labels, groups, folds, gcol, n_folds)
+    return FoldAssignment(ids, labels, groups, folds, gcol, n_folds, unreadable)
 
 
 def holdout_split(

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from dermsight.cli.errors import UserError
+from dermsight.cli.labelled_data import require_writable_file
 
 data_app = typer.Typer(
     help="Inspect datasets (folder + CSV, DICOM, TFRecord) and make leak-free CV folds.",
@@ -140,10 +141,12 @@ def split_cmd(
 ) -> None:
     """Stratified group k-fold: every lesion's images in one fold, classes balanced."""
     from dermsight.io.errors import ReaderError
-    from dermsight.splits import split_csv
+    from dermsight.splits import UNLABELED, split_csv
 
     if not csv_path.is_file():
         raise UserError(f"CSV not found: {csv_path}")
+    if out is not None:
+        require_writable_file(out)
     try:
         assignment = split_csv(csv_path, folds, group_col=group_col, seed=seed)
     except (ValueError, ImportError) as exc:
@@ -152,7 +155,11 @@ def split_cmd(
         raise UserError(str(exc)) from exc
     report = assignment.report()
     if out is not None:
-        assignment.write_csv(out)
+        try:
+            assignment.write_csv(out)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else ""
+            raise UserError(f"cannot write --out {out}: {exc.strerror or exc}{where}") from exc
     else:
         typer.echo("image_id,fold")
         for image_id, fold in assignment.rows():
@@ -170,5 +177,9 @@ def split_cmd(
     for f in report["folds"]:
         print(f"{f['fold']:<4} {f['n']:>6}  " + " ".join(
             f"{100 * f['class_fraction'][c]:5.1f}%" for c in classes), file=err)
+    if assignment.unreadable_labels:
+        n = len(assignment.unreadable_labels)
+        print(f"warning: {n} rows have a diagnosis that names no known class (e.g. "
+              f"{assignment.unreadable_labels[0]}); they were split as {UNLABELED}", file=err)
     if out is not None:
         print(f"wrote {out}", file=err)

@@ -28,3 +28,17 @@ def require_labelled_data(data: Path | list[Path], split: Path) -> None:
     for p in (*(f / "metadata.csv" for f in folders), split):
         if not p.exists():
             raise UserError(f"not found: {p}")
+
+
+def require_writable_file(path: Path, option: str = "--out") -> None:
+    """``UserError`` (exit 2) when a file cannot be written at ``path`` (it is a folder, a
+    folder above it is a file or is not writable), before the work that would fill it."""
+    import os
+
+    if path.is_dir():
+        raise UserError(f"cannot write {option} {path}: it is a folder")
+    base = next(p for p in path.absolute().parents if p.exists())
+    if not base.is_dir():
+        raise UserError(f"cannot write {option} {path}: {base} is a file")
+    if not os.access(base, os.W_OK):
+        raise UserError(f"cannot write {option} {path}: {base} is not writable")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from dermsight.cli.errors import UserError
+from dermsight.cli.errors import Interrupted, UserError
+from dermsight.cli.labelled_data import require_writable_file
 
 
 def _need_train_extra() -> None:
@@ -39,10 +41,12 @@ def train(
         load_config,
         name_backbone_mismatch,
     )
-    from dermsight.train.pipeline import run
+    from dermsight.train.pipeline import interruption_note, run
 
     if stage not in ("all", "train", "finalize"):
         raise UserError("--stage must be all, train or finalize")
+    if bundle is not None:  # refused now, not after the training
+        require_bundle_destination(bundle)
     try:
         cfg = load_config(config, set_ or [])
         if (mismatch := name_backbone_mismatch(cfg)) is not None:
@@ -50,8 +54,11 @@ def train(
         for root in cfg.data.roots:
             if not (Path(root) / "metadata.csv").exists():
                 raise UserError(f"data folder not found or has no metadata.csv: {root}")
-        summary = run(cfg, out, resume=resume, stage=stage,
-                      provenance=Provenance.of(config, out, set_))
+        try:
+            summary = run(cfg, out, resume=resume, stage=stage,
+                          provenance=Provenance.of(config, out, set_))
+        except KeyboardInterrupt:  # say what the run folder kept and how to go on
+            raise Interrupted(interruption_note(cfg, out)) from None
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
     if bundle is not None and (out / "bundle").exists():
@@ -66,13 +73,20 @@ def copy_bundle(src: Path, dst: Path) -> None:
     bundle is never overwritten."""
     import shutil
 
-    from dermsight.bundle import CARD_FILE
-
+    require_bundle_destination(dst)
     if dst.exists():
-        if not dst.is_dir() or (any(dst.iterdir()) and not (dst / CARD_FILE).is_file()):
-            raise UserError(f"{dst} exists and is not a model bundle: refusing to overwrite it")
         shutil.rmtree(dst)
     shutil.copytree(src, dst)
+
+
+def require_bundle_destination(dst: Path) -> None:
+    """``UserError`` when ``dst`` exists and is not a model bundle (or an empty folder), which
+    copying a bundle there would overwrite."""
+    from dermsight.bundle import CARD_FILE
+
+    if dst.exists() and (not dst.is_dir() or (any(dst.iterdir())
+                                              and not (dst / CARD_FILE).is_file())):
+        raise UserError(f"{dst} exists and is not a model bundle: refusing to overwrite it")
 
 
 def export(
@@ -86,6 +100,8 @@ def export(
 
     if not (run_dir / "best.pt").exists() or not (run_dir / "config.json").exists():
         raise UserError(f"{run_dir} is not a finished training run (needs best.pt, config.json)")
+    if out is not None:  # refused now, not after the export
+        require_bundle_destination(out)
     try:
         cfg = load_config(run_dir / "config.json")
         summary = run(cfg, run_dir, stage="finalize",
@@ -113,14 +129,77 @@ def evaluate(
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
 
-    out.mkdir(parents=True, exist_ok=True)
+    _check_evaluation_inputs(bundle, data)
+    _claim_evaluation_folder(out, bundle, data)
     summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle)
     typer.echo(summary.render())
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
+    scored = int(summary.total.get("rows", 0)) - int(summary.total.get("errors", 0))
+    evaluated = int(json.loads(Path(summary.evaluation["json"]).read_text(encoding="utf-8"))
+                    .get("n", scored))
+    if evaluated < scored:  # rows scored without a label (or with another class): say so
+        typer.echo(f"note: the metrics cover {evaluated} of the {scored} scored images; the "
+                   f"other {scored - evaluated} have no label or one outside the model's "
+                   f"classes", err=True)
     typer.echo(f"report: {summary.evaluation['report']}")
     if summary.errors:
         raise SystemExit(1)
+
+
+#: what ``dermsight evaluate`` records in its --out folder: the bundle and data it scored
+EVALUATED = "evaluated.json"
+
+
+def _check_evaluation_inputs(bundle: Path, data: str) -> None:
+    """Before anything is written: a training run folder given for its bundle, and a data
+    folder whose metadata.csv cannot be read, are named as such."""
+    from dermsight.bundle import CARD_FILE, BundleError
+    from dermsight.io.csvfolder import read_header
+    from dermsight.io.errors import ReaderError
+
+    if bundle.is_dir() and not (bundle / CARD_FILE).is_file() and (
+            bundle / "bundle" / CARD_FILE).is_file():
+        raise BundleError(f"{bundle} is a training run folder, not a bundle: its bundle is "
+                          f"{bundle / 'bundle'}")
+    folder = Path(data)
+    if folder.is_dir() and (folder / "metadata.csv").is_file():
+        try:
+            read_header(folder / "metadata.csv")
+        except ReaderError as exc:  # empty, no image column, ...
+            raise UserError(f"data folder {folder}: {exc}") from exc
+
+
+def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
+    """``out`` gets this evaluation's scores. Scores already there are resumed (an interrupted
+    evaluation goes on) only when the same bundle scored the same data; else their rows would be
+    reported as this bundle's, or mixed with this data's."""
+    import hashlib
+
+    from dermsight.bundle import CARD_FILE
+
+    card = bundle / CARD_FILE
+    claim = {"bundle_card_sha256": hashlib.sha256(card.read_bytes()).hexdigest()
+             if card.is_file() else None,
+             "data": str(Path(data).resolve()) if Path(data).exists() else data}
+    marker = out / EVALUATED
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    if (out / "scores").exists():
+        try:
+            earlier = json.loads(marker.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            earlier = None
+        if earlier != claim:
+            raise UserError(f"--out {out} holds scores this evaluation cannot resume (of another "
+                            f"bundle or data, or not recorded): use another --out, or remove "
+                            f"{out / 'scores'}")
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(claim, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write to --out {out}: {exc.strerror or exc}") from exc
 
 
 def distill_targets(
@@ -153,6 +232,7 @@ def distill_targets(
     bundles, earlier = bundle or [], merge or []
     if not bundles and not earlier:
         raise UserError("give at least one teacher --bundle or soft-target file to --merge")
+    require_writable_file(out)  # before the teachers score every training image
     for b in bundles:  # a missing or broken teacher exits 3, as any unusable bundle does
         if not b.is_dir():
             raise BundleError(f"teacher bundle not found: {b}")

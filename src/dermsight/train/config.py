@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import math
 import re
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +22,8 @@ from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSp
 SELECT_METRICS = ("balanced_accuracy", "nll", "mel_auc", "malignant_auc", "last")
 #: calibration.tau_metric: pooled validation balanced accuracy, or the mean over its sources
 TAU_METRICS = ("pooled", "source_mean")
+#: the smallest input.size: one cell of the backbone's last feature map (stride 32)
+MIN_INPUT_SIZE = 32
 
 
 class ConfigError(ValueError):
@@ -244,11 +249,8 @@ class TrainConfig:
             raise ConfigError(f"evaluation.num_threads must be >= 0 (0: one per core), "
                               f"got {self.evaluation.num_threads}")
         self._validate_input()
-        if not self.data.roots:
-            raise ConfigError("data.root must name at least one data folder")
-        bad = [c for c in self.data.classes if c not in taxonomy.BY_CODE]
-        if bad:
-            raise ConfigError(f"data.classes has unknown codes {bad}")
+        self._validate_data()
+        self._validate_numbers()
         self._validate_calibration()
         if self.model.unspecified_head and (len(self.data.classes) < 3
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
@@ -267,8 +269,62 @@ class TrainConfig:
             raise ConfigError("model.freeze_bn_stats keeps the pretrained BatchNorm statistics: "
                               "it needs model.pretrained or model.weights")
 
+    def _validate_data(self) -> None:
+        d = self.data
+        if not d.roots or not all(r.strip() for r in d.roots):
+            raise ConfigError("data.root must name at least one data folder")
+        bad = [c for c in d.classes if c not in taxonomy.BY_CODE]
+        if bad:
+            raise ConfigError(f"data.classes has unknown codes {bad}; the codes are "
+                              f"{', '.join(taxonomy.BY_CODE)}")
+        twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
+        if twice:
+            raise ConfigError(f"data.classes lists {', '.join(twice)} more than once")
+        if len(d.classes) < 2:
+            raise ConfigError(f"data.classes needs at least two classes, got {d.classes}")
+        if d.limit is not None and d.limit < 1:
+            raise ConfigError(f"data.limit must be a number of images per split >= 1, or null "
+                              f"(no cap), got {d.limit}")
+        if not d.group_col.strip():
+            raise ConfigError("data.group_col must name the column that groups images of one "
+                              "patient or lesion (e.g. group_id, lesion_id, patient_id)")
+
+    def _validate_numbers(self) -> None:
+        """Ranges of the plain numeric settings (outside them a run fails later, or trains
+        something else than asked)."""
+        t, m = self.train, self.model
+        checks: tuple[tuple[str, float, bool, str], ...] = (
+            ("seed", self.seed, self.seed >= 0, ">= 0"),
+            ("data.split_seed", self.data.split_seed, self.data.split_seed >= 0, ">= 0"),
+            ("train.lr", t.lr, t.lr > 0, "> 0"),
+            ("train.weight_decay", t.weight_decay, t.weight_decay >= 0, ">= 0"),
+            ("train.warmup_epochs", t.warmup_epochs, t.warmup_epochs >= 0, ">= 0"),
+            ("train.class_weight_power", t.class_weight_power, t.class_weight_power >= 0,
+             ">= 0"),
+            ("train.meta_dropout", t.meta_dropout, 0 <= t.meta_dropout <= 1, "in [0, 1]"),
+            ("train.ema_decay", t.ema_decay, 0 <= t.ema_decay < 1, "in [0, 1) (0: no EMA)"),
+            ("train.label_smoothing", t.label_smoothing, 0 <= t.label_smoothing < 1,
+             "in [0, 1)"),
+            ("train.num_threads", t.num_threads, t.num_threads >= 1, ">= 1"),
+            ("train.eval_batch_size", t.eval_batch_size, t.eval_batch_size >= 1, ">= 1"),
+            ("model.drop_rate", m.drop_rate, 0 <= m.drop_rate < 1, "in [0, 1)"),
+            ("model.freeze_fraction", m.freeze_fraction, 0 <= m.freeze_fraction <= 1,
+             "in [0, 1]"),
+            ("model.meta_hidden", m.meta_hidden, m.meta_hidden >= 1, ">= 1"),
+            ("evaluation.n_boot", self.evaluation.n_boot, self.evaluation.n_boot >= 0, ">= 0"),
+        )
+        for key, value, ok, wanted in checks:
+            if not ok:
+                raise ConfigError(f"{key} must be {wanted}, got {value}")
+
     def _validate_calibration(self) -> None:
         c = self.calibration
+        for key in ("refer_sensitivity", "monitor_sensitivity"):
+            if not 0 < getattr(c, key) <= 1:
+                raise ConfigError(f"calibration.{key} must be in (0, 1], got {getattr(c, key)}")
+        if not 0 < c.gate_false_reject < 1:
+            raise ConfigError(f"calibration.gate_false_reject must be in (0, 1), got "
+                              f"{c.gate_false_reject}")
         stray = [k for k in c.margin_classes if k not in self.data.classes]
         if stray:
             raise ConfigError(f"calibration.margin_classes {stray} are not in data.classes")
@@ -380,11 +436,73 @@ class TrainConfig:
         if not 0.3 <= self.input.crop_fraction <= 1.0:
             raise ConfigError(f"input.crop_fraction must be in [0.3, 1], "
                               f"got {self.input.crop_fraction}")
+        i = self.input
+        if i.size < MIN_INPUT_SIZE:
+            raise ConfigError(f"input.size must be at least {MIN_INPUT_SIZE} pixels, got {i.size}")
+        if len(i.mean) != 3 or len(i.std) != 3 or min(i.std) <= 0:
+            raise ConfigError(f"input.mean and input.std need three numbers each (red, green, "
+                              f"blue; std > 0), got {i.mean} and {i.std}")
+        if i.cc_power <= 0:
+            raise ConfigError(f"input.cc_power must be > 0, got {i.cc_power}")
+
+
+#: the plain setting types and what a value of each must be (as YAML reads it)
+_SCALARS: dict[Any, Any] = {
+    type(None): lambda v: v is None,
+    bool: lambda v: isinstance(v, bool),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: (isinstance(v, int | float) and not isinstance(v, bool)
+                      and math.isfinite(v)),
+    str: lambda v: isinstance(v, str),
+}
+
+
+def _accepts(tp: Any, value: Any) -> bool:
+    """Whether ``value`` (as YAML reads it) is of the annotated setting type ``tp``."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return any(_accepts(a, value) for a in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_accepts(item, v) for v in value)
+    check = _SCALARS.get(tp)
+    return True if check is None else bool(check(value))
+
+
+def _describe(tp: Any) -> str:
+    """A setting type in words, for the message refusing a value of another type."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        words = [w for a in typing.get_args(tp)
+                 for w in (("true", "false") if a is bool else (_describe(a),))]
+        return ", ".join(words[:-1]) + " or " + words[-1]
+    if typing.get_origin(tp) is list:
+        return f"a list of {_describe(typing.get_args(tp)[0]).removeprefix('a ')}s, e.g. [a, b]"
+    names = {bool: "true or false", int: "a whole number", float: "a number", str: "a text",
+             type(None): "null"}
+    return names.get(tp, str(tp))
+
+
+def _typed(tp: Any, value: Any, key: str) -> Any:
+    """``value`` checked against the setting's type ``tp``; a number written as text that
+    YAML leaves a string (``6e-4``) is read as the number for a numeric setting."""
+    numeric = tp is float or (typing.get_origin(tp) in (typing.Union, types.UnionType)
+                              and float in typing.get_args(tp)
+                              and str not in typing.get_args(tp))
+    if numeric and isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            pass
+        else:
+            value = number if math.isfinite(number) else value
+    if not _accepts(tp, value):
+        raise ConfigError(f"{key} must be {_describe(tp)}, got {value!r}")
+    return value
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
     if not isinstance(values, dict):
-        raise ConfigError(f"{where or 'config'} must be a mapping")
+        raise ConfigError(f"{where.rstrip('.') or 'config'} must be a section of keys "
+                          f"(a mapping), got {values!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -392,6 +510,7 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
             f"unknown config key(s) {', '.join(f'{where}{k}' for k in unknown)}; "
             f"valid keys here: {', '.join(sorted(fields))}"
         )
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for k, v in values.items():
         sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING \
@@ -399,8 +518,37 @@ def _build(cls: type, values: dict[str, Any], where: str) -> Any:
         if sub is not None and dataclasses.is_dataclass(sub):
             kwargs[k] = _build(sub, v or {}, f"{where}{k}.")
         else:
-            kwargs[k] = v
+            kwargs[k] = _typed(hints[k], v, f"{where}{k}")
     return cls(**kwargs)
+
+
+def _setting_type(parts: list[str]) -> Any:
+    """The annotated type of the setting a dotted key names (None: no such setting)."""
+    cls: Any = TrainConfig
+    for p in parts[:-1]:
+        f = {f.name: f for f in dataclasses.fields(cls)}.get(p)
+        if f is None or not dataclasses.is_dataclass(f.default_factory):
+            return None
+        cls = f.default_factory
+    return typing.get_type_hints(cls).get(parts[-1])
+
+
+def _override_value(parts: list[str], raw: str, dotted: str) -> Any:
+    """The value of ``--set key=raw``: YAML, except that a text setting (``name``,
+    ``version``, a folder) takes the text as typed (``version=3.10`` stays "3.10")."""
+    tp = _setting_type(parts)
+    text = tp is not None and _accepts(tp, "")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        if text:
+            return raw.strip()
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"override {dotted!r}: the value {raw.strip()!r} is not readable "
+                          f"({problem}); lists are written [a, b]") from exc
+    if text and not _accepts(tp, value):
+        return raw.strip()
+    return value
 
 
 def _set_override(tree: dict[str, Any], dotted: str) -> None:
@@ -408,12 +556,15 @@ def _set_override(tree: dict[str, Any], dotted: str) -> None:
         raise ConfigError(f"override {dotted!r} must look like section.key=value")
     key, raw = dotted.split("=", 1)
     node = tree
-    parts = key.strip().split(".")
+    parts = [p.strip() for p in key.strip().split(".")]
+    if not all(parts):
+        raise ConfigError(f"override {dotted!r} must look like section.key=value "
+                          f"(an empty name in {key.strip()!r})")
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise ConfigError(f"override {key!r}: {p} is not a section")
-    node[parts[-1]] = yaml.safe_load(raw)
+    node[parts[-1]] = _override_value(parts, raw, dotted)
 
 
 def config_from_dict(tree: dict[str, Any]) -> TrainConfig:
@@ -435,11 +586,21 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         try:
             tree = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise ConfigError(f"{p} is not valid YAML: {problem}{where}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{p} is not a text file (UTF-8): {exc.reason} at byte "
+                              f"{exc.start}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from exc
         base_dir = p.resolve().parent.parent  # configs/ lives in the repo root
     for o in overrides or []:
         _set_override(tree, o)
     cfg: TrainConfig = _build(TrainConfig, tree, "")
+    if not cfg.data.roots or not all(r.strip() for r in cfg.data.roots):
+        raise ConfigError("data.root must name at least one data folder")
     roots = []
     for r in cfg.data.roots:
         root = Path(r)

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from dermsight.io.decode import decode_image
+from dermsight.io.errors import ImageDecodeError
 from dermsight.preprocess import (
     InputSpec,
     MetaSpec,
@@ -25,12 +26,51 @@ from dermsight.preprocess import (
 )
 from dermsight.records import Metadata
 from dermsight.train.augment import Augment, swap_style
+from dermsight.train.config import ConfigError
+
+
+def _decode_or_reason(path: str) -> np.ndarray | str:
+    """The decoded image, or why it cannot be read (``path: reason``)."""
+    try:
+        return decode_image(path)
+    except ImageDecodeError as exc:
+        return f"{path}: {exc.reason}"
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+
+
+def _reason(path: str) -> str | None:
+    """Why the image at ``path`` cannot be read (None: it can), not keeping it."""
+    decoded = _decode_or_reason(path)
+    return decoded if isinstance(decoded, str) else None
+
+
+def _unreadable(reasons: list[str], n: int) -> ConfigError:
+    return ConfigError(f"{len(reasons)} of {n} images cannot be read: " + "; ".join(reasons[:3])
+                       + (" ..." if len(reasons) > 3 else "")
+                       + " (replace them, or remove their rows from the CSV)")
 
 
 def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
+    """The decoded images of ``paths``; ``ConfigError`` naming the files that cannot be read
+    (all of them counted, the first three named)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return list(tqdm(pool.map(decode_image, paths), total=len(paths), desc=desc,
-                         mininterval=5))
+        decoded = list(tqdm(pool.map(_decode_or_reason, paths), total=len(paths), desc=desc,
+                            mininterval=5))
+    reasons = [d for d in decoded if isinstance(d, str)]
+    if reasons:
+        raise _unreadable(reasons, len(paths))
+    return [d for d in decoded if not isinstance(d, str)]
+
+
+def check_images(paths: list[str], desc: str = "check") -> None:
+    """``load_images``' check without keeping the images (for the splits training does not
+    load, before it starts)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reasons = [r for r in tqdm(pool.map(_reason, paths), total=len(paths), desc=desc,
+                                   mininterval=5) if r is not None]
+    if reasons:
+        raise _unreadable(reasons, len(paths))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,25 @@ def check_distributed(cfg: TrainConfig, info: DistInfo) -> None:
         raise ConfigError("train.source_adversary is not supported under torchrun (DDP)")
 
 
+#: the folder (inside the run folder) a checkpoint is written in before it replaces the old one
+PARTIAL = ".partial"
+
+
+def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
+    """``torch.save`` that never leaves a half-written ``path``: the file is written under the
+    same name in ``PARTIAL`` beside it (so its bytes are those ``torch.save(obj, path)`` gives)
+    and then moved over the old one, so a Ctrl-C or a full disk keeps the previous
+    checkpoint."""
+    tmp = path.parent / PARTIAL / path.name
+    tmp.parent.mkdir(exist_ok=True)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def class_weights(labels: np.ndarray, n_classes: int, power: float) -> torch.Tensor:
     counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
     w = np.where(counts > 0, (counts.sum() / np.maximum(counts, 1)) ** power, 0.0)
@@ -375,12 +394,13 @@ class RunState:
                     pe.copy_(pn)
 
     def save(self, path: Path, epoch: int) -> None:
-        torch.save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
-                    "ema": None if self.ema is None else self.ema.state_dict(), "epoch": epoch,
-                    "best_score": self.best_score, "best_epoch": self.best_epoch,
-                    "swa": None if self.swa is None else self.swa.to_dict(),
-                    "adversary": None if self.adv is None else self.adv.head.state_dict()},
-                   path)
+        save_checkpoint({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                         "ema": None if self.ema is None else self.ema.state_dict(),
+                         "epoch": epoch, "best_score": self.best_score,
+                         "best_epoch": self.best_epoch,
+                         "swa": None if self.swa is None else self.swa.to_dict(),
+                         "adversary": None if self.adv is None else self.adv.head.state_dict()},
+                        path)
 
     def restore(self, path: Path, device: torch.device) -> int:
         """Everything ``save`` wrote; returns the epoch to go on with."""
@@ -516,7 +536,7 @@ def end_epoch(cfg: TrainConfig, state: RunState, val_ds: LesionDataset, out: Pat
     improved = score > state.best_score
     if improved:
         state.best_score, state.best_epoch = score, epoch
-        torch.save({"model": state.judge.state_dict(), "epoch": epoch}, out / "best.pt")
+        save_checkpoint({"model": state.judge.state_dict(), "epoch": epoch}, out / "best.pt")
     record = {"epoch": epoch + 1, **record, **{f"val_{k}": v for k, v in vm.items()},
               **({} if state.adv is None else state.adv.epoch_record()), "best": improved}
     with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
@@ -623,7 +643,7 @@ def keep_weight_average(cfg: TrainConfig, model: nn.Module, swa: WeightAverage,
                        cfg.data.classes, cfg.malignant_excluded())
     (out / "best.pt").replace(out / "best_epoch.pt")
     epochs = [tc.swa_from, tc.epochs]
-    torch.save({"model": avg.state_dict(), "epoch": tc.epochs - 1, "swa_epochs": epochs},
+    save_checkpoint({"model": avg.state_dict(), "epoch": tc.epochs - 1, "swa_epochs": epochs},
                out / "best.pt")
     result = {**summary, "best_epoch": None, "best_val_score": None, "kept": "swa",
               "swa_epochs": epochs, "swa_snapshots": swa.n,

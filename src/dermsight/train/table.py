@@ -4,16 +4,33 @@ fixed group-disjoint test / val / train split (``dermsight.splits.holdout_split`
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from dermsight.io.csvfolder import ImageIndex, classify_csvs, iter_csv_raw, read_header
+from dermsight import taxonomy
+from dermsight.io.csvfolder import (
+    GROUP_COLS,
+    ImageIndex,
+    Layout,
+    classify_csvs,
+    iter_csv_raw,
+    read_header,
+)
 from dermsight.io.errors import ReaderError
 from dermsight.records import Metadata
-from dermsight.splits import group_of, holdout_split, resolve_group_col, split_sha256
+from dermsight.splits import (
+    HOLDOUT_FOLDS,
+    group_leak,
+    group_of,
+    holdout_split,
+    label_problem,
+    resolve_group_col,
+    split_sha256,
+)
 from dermsight.train.config import ConfigError, DataConfig
 
 SPLITS = ("train", "val", "test")
@@ -25,34 +42,93 @@ SOURCE_REPO = "source_repo"
 
 @dataclass
 class _Folder:
-    """One data folder as read: its table, and the ids whose image file was not found."""
+    """One data folder as read: its table, the ids whose image file was not found, and the
+    rows left out (no diagnosis, a class not configured, an excluded source repository)."""
 
     csv: Path
     rows: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    unlabelled: int = 0
+    other_classes: Counter[str] = field(default_factory=Counter)
+    excluded: Counter[str] = field(default_factory=Counter)
+
+    def leaves_out(self, label: str | None, raw: dict[str, str | None], cfg: DataConfig
+                   ) -> bool:
+        """Whether a row stays out of the table (no diagnosis, an excluded source repository,
+        a class not configured), counted by why."""
+        if label is None:
+            self.unlabelled += 1
+        elif raw.get(SOURCE_REPO) in cfg.exclude_source_repos:
+            self.excluded[str(raw.get(SOURCE_REPO))] += 1
+        elif label not in cfg.classes:
+            self.other_classes[label] += 1
+        else:
+            return False
+        return True
 
 
 def dataset_csv(root: Path) -> Path:
     """The CSV that describes a data folder (``metadata.csv``, or its one labelled CSV)."""
     primary = classify_csvs(root)[0] if root.is_dir() else None
+    if primary is None and (root / "metadata.csv").is_file():
+        try:  # says what is wrong with it (empty, no image id column)
+            read_header(root / "metadata.csv")
+        except ReaderError as exc:
+            raise ConfigError(f"data folder {root}: {exc}") from exc
     if primary is None:
         raise ConfigError(f"data folder {root} has no metadata.csv (set data.root)")
     return primary
 
 
+def _group_col_hint(csv: Path, columns: tuple[str, ...]) -> str:
+    """Which column to group by, when the configured one is missing: the coarsest id column
+    (patient before lesion) that has values."""
+    present = [c for c in columns if c.lower() in GROUP_COLS]
+    filled = {c for _, raw, _ in iter_csv_raw(csv) for c in present if (raw.get(c) or "").strip()}
+    best = sorted(filled, key=lambda c: -GROUP_COLS.index(c.lower()))
+    return ("; set data.group_col to the column that groups one patient's images"
+            + (f" (here: {best[0]})" if best else ""))
+
+
+def _columns(csv: Path, cfg: DataConfig) -> tuple[Layout, str | None, list[str]]:
+    """A training CSV's layout, its group column and its other id columns (lesion, patient);
+    ``ConfigError`` for a CSV without a diagnosis column."""
+    layout = read_header(csv)
+    if not (layout.label_col or layout.onehot or layout.isic2017):
+        raise ConfigError(
+            f"{csv} has no diagnosis column (diagnosis, dx or label, or the ISIC 2019 / 2017 "
+            f"class columns)"
+            + (": its 'target' column names melanomas only" if layout.target_col else ""))
+    try:
+        gcol = resolve_group_col(layout.columns, cfg.group_col)
+    except ReaderError as exc:
+        raise ReaderError(f"{exc}{_group_col_hint(csv, layout.columns)}") from exc
+    return layout, gcol, [c for c in layout.columns if c.lower() in GROUP_COLS and c != gcol]
+
+
 def _read_root(root: Path, cfg: DataConfig) -> _Folder:
     folder = _Folder(dataset_csv(root))
     try:
-        gcol = resolve_group_col(read_header(folder.csv).columns, cfg.group_col)
+        layout, gcol, others = _columns(folder.csv, cfg)
         index = ImageIndex(root)
         seen: set[str] = set()
+        unknown: list[str] = []
+        groups: list[str] = []
+        other_values: dict[str, list[str]] = {c: [] for c in others}
         for line, raw, parsed in iter_csv_raw(folder.csv):
             if parsed.id in seen:
                 raise ConfigError(f"{folder.csv} line {line}: image id {parsed.id} appears twice")
             seen.add(parsed.id)
-            if parsed.label not in cfg.classes or (
-                    raw.get(SOURCE_REPO) in cfg.exclude_source_repos):
+            problem = label_problem(layout, raw, parsed)
+            if problem is not None:
+                unknown.append(f"line {line} ({parsed.id}): {problem}")
                 continue
+            if folder.leaves_out(parsed.label, raw, cfg):
+                continue
+            group = group_of(parsed.id, raw.get(gcol or ""))
+            groups.append(group)
+            for c in others:
+                other_values[c].append((raw.get(c) or "").strip())
             path = (str(root / parsed.path_value) if parsed.path_value
                     else index.find(parsed.id))
             if path is None or not Path(path).is_file():
@@ -62,25 +138,65 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                 "image_id": parsed.id, "diagnosis": parsed.label,
                 "age": parsed.meta.age, "sex": parsed.meta.sex, "site": parsed.meta.site,
                 "source": parsed.source or root.name, "root": root.name, "path": path,
-                cfg.group_col: f"{root.name}:{group_of(parsed.id, raw.get(gcol or ''))}",
+                cfg.group_col: f"{root.name}:{group}",
             })
     except ReaderError as exc:
         raise ConfigError(f"data folder {root}: {exc}") from exc
+    if unknown:
+        raise ConfigError(f"{len(unknown)} rows of {folder.csv} have a diagnosis dermsight "
+                          f"cannot read (e.g. {unknown[0]}); use one of the codes "
+                          f"{', '.join(taxonomy.BY_CODE)} (or their names)")
+    leak = group_leak(gcol or cfg.group_col, groups, other_values)
+    if leak is not None:
+        raise ConfigError(f"{folder.csv}: {leak[1]}; set data.group_col={leak[0]}")
     return folder
 
 
-def load_table(cfg: DataConfig) -> pd.DataFrame:
+def _left_out(folders: list[_Folder], cfg: DataConfig) -> list[str]:
+    """What the configuration left out of the data folders, in words (one note each)."""
+    notes = []
+    unlabelled = sum(f.unlabelled for f in folders)
+    if unlabelled:
+        notes.append(f"{unlabelled} images without a diagnosis left out")
+    other: Counter[str] = sum((f.other_classes for f in folders), Counter())
+    if other:
+        notes.append(f"{sum(other.values())} images of classes not in data.classes left out ("
+                     + ", ".join(f"{c} {n}" for c, n in sorted(other.items())) + ")")
+    excluded: Counter[str] = sum((f.excluded for f in folders), Counter())
+    if excluded:
+        notes.append(f"{sum(excluded.values())} images of data.exclude_source_repos left out")
+    return notes
+
+
+def _unmatched(folders: list[_Folder], cfg: DataConfig) -> list[str]:
+    """A note when ``data.exclude_source_repos`` names a repository no image comes from."""
+    excluded: Counter[str] = sum((f.excluded for f in folders), Counter())
+    unmatched = [r for r in cfg.exclude_source_repos if r not in excluded]
+    return [f"data.exclude_source_repos {unmatched} matched no image"] if unmatched else []
+
+
+def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
     """All configured data folders as one table, filtered to the configured classes: per image
     ``image_id``, ``diagnosis`` (a class code), ``label`` (its index), the parsed metadata
     (``age``, ``sex``, ``site``; ``None`` = missing or unusable), ``source``, ``root`` (the
     folder's name), ``path`` and the group column ``cfg.group_col`` (``root:group``; an image
-    with an empty group is its own group), beside the CSV's own columns."""
+    with an empty group is its own group), beside the CSV's own columns.
+
+    Refused (``ConfigError``): a diagnosis that names no known class, an id listed twice, a
+    listed image without a file, and a group column under which one patient's (or lesion's,
+    by the CSV's other id columns) images fall into several groups. ``notes`` (when given)
+    receives one line for each kind of row left out (no diagnosis, another class, an
+    excluded source repository)."""
     folders = [_read_root(Path(r), cfg) for r in cfg.roots]
+    if notes is not None:
+        notes.extend([*_left_out(folders, cfg), *_unmatched(folders, cfg)])
     # object columns throughout: a missing age stays None (never NaN)
     df = pd.DataFrame([row for f in folders for row in f.rows], dtype=object)
     if df.empty:
+        left = "; ".join(_left_out(folders, cfg))
         raise ConfigError(f"no image of the classes {', '.join(cfg.classes)} in "
-                          f"{', '.join(str(f.csv) for f in folders)}")
+                          f"{', '.join(str(f.csv) for f in folders)}"
+                          + (f" ({left})" if left else " (it lists no images)"))
     dup = df["image_id"].duplicated(keep=False)
     if dup.any():
         raise ConfigError(f"{int(dup.sum())} image ids occur in more than one data folder "
@@ -115,8 +231,18 @@ def assign_split(df: pd.DataFrame, cfg: DataConfig) -> pd.Series:
                 test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction,
                 seed=cfg.split_seed)
         except ValueError as exc:
-            raise ConfigError(f"cannot split data folder {root}: {exc}") from exc
+            labels = part["diagnosis"].value_counts()
+            raise ConfigError(
+                f"cannot split data folder {root}: {exc} (its {len(part)} images of the "
+                f"configured classes fall in {part[cfg.group_col].nunique()} groups, the "
+                f"largest class {labels.index[0]} has {labels.iloc[0]}; the test / validation "
+                f"/ training split by group needs at least {HOLDOUT_FOLDS} groups and a class "
+                f"with {HOLDOUT_FOLDS} images)") from exc
     if cfg.holdout_sources:
+        unknown = sorted(set(cfg.holdout_sources) - set(df["source"].astype(str)))
+        if unknown:
+            raise ConfigError(f"data.holdout_sources {unknown} name no source of the data "
+                              f"(sources: {', '.join(sorted(set(df['source'].astype(str))))})")
         split[df["source"].isin(cfg.holdout_sources)] = EXTERNAL
     return split
 
