@@ -1,6 +1,7 @@
 """Headless Chromium for the end-to-end tests (``test_e2e_*.py``; not collected itself): the
 ``browser`` fixture (the Debian ``chromium`` package through Playwright) and a page that records
-the browser's console errors and page errors."""
+the browser's console errors and page errors; ``page``: such a page on the Assess page of the
+module's ``ui_server`` (each e2e module defines which server its UI comes from)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,11 @@ def watched_page(browser: Any, **context_options: Any) -> Iterator[Any]:
         yield pg
     finally:
         context.close()
+
+
+@pytest.fixture
+def page(browser: Any, ui_server: Any) -> Iterator[Any]:
+    with watched_page(browser) as pg:
+        pg.goto(f"{ui_server.base}/")
+        pg.get_by_test_id("nav-assess").wait_for()
+        yield pg

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import httpx
 import pytest
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+from browser_support import STATIC_INDEX
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +36,6 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
         return support.shared_server(
             f"e2e:{model}", lambda: support.start_server(workdir, model=Path(model)))
     return support.main_server(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture
-def page(browser: Any, ui_server: support.Server) -> Iterator[Any]:
-    with watched_page(browser) as pg:
-        pg.goto(f"{ui_server.base}/")
-        pg.get_by_test_id("nav-assess").wait_for()
-        yield pg
 
 
 def assess(page: Any, image: Path, age: str | None = None, sex: str | None = None,

@@ -17,14 +17,13 @@ import contextlib
 import json
 import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+from browser_support import STATIC_INDEX
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -48,14 +47,6 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> support.Server:
     if not STATIC_INDEX.exists():
         pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
     return support.main_server(tmp_path_factory.mktemp("api"))
-
-
-@pytest.fixture
-def page(browser: Any, ui_server: support.Server) -> Iterator[Any]:
-    with watched_page(browser) as pg:
-        pg.goto(f"{ui_server.base}/")
-        pg.get_by_test_id("nav-assess").wait_for()
-        yield pg
 
 
 def predict_requests(page: Any) -> list[str]:
