@@ -90,7 +90,7 @@ def run_local(
                          fmt=options.fmt)
     workers = options.workers or default_workers()
     limit = options.limit
-    with PartStore(out, options.fmt, model.classes) as store:
+    with PartStore(out, options.fmt, model.classes, model=model.info) as store:
         resume = prepare_resume(store, source.rows, limit)
         done = resume.done
         summary.skipped, summary.retried = resume.skipped, resume.retried

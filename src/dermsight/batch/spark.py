@@ -269,7 +269,7 @@ def run_spark(
     summary = RunSummary(input=source.input, out=str(out), engine="spark",
                          model={"name": card.name, "version": card.version}, fmt=options.fmt)
     had_session = _active_session() is not None
-    with PartStore(out, options.fmt, card.classes) as store:
+    with PartStore(out, options.fmt, card.classes, model=summary.model) as store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.

@@ -27,7 +27,7 @@ import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -165,12 +165,16 @@ def _fsync_dir(path: Path) -> None:
 class PartStore:
     """Exclusive, resumable writer of part files into ``out`` (use as a context manager)."""
 
-    def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str]) -> None:
+    def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str],
+                 model: Mapping[str, str] | None = None) -> None:
+        """``model``: the ``name`` and ``version`` of the model this run scores with; an
+        output holding rows of another model is refused (its rows would be skipped as done)."""
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}: use parquet or csv")
         self.out = Path(out)
         self.fmt = fmt
         self.classes = list(classes)
+        self.model = dict(model) if model is not None else None
         self.schema = arrow_schema(self.classes)
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
@@ -209,6 +213,27 @@ class PartStore:
         for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
             tmp.unlink(missing_ok=True)
         self._check_schema()
+        self._check_model()
+
+    def _check_model(self) -> None:
+        """Refuse to resume an output scored by another model (name or version): the rows it
+        holds would count as done, and one output would mix two models' answers unnoticed."""
+        if self.model is None:
+            return
+        want = (self.model["name"], self.model["version"])
+        held: Counter[tuple[str, str]] = Counter()
+        for df in iter_output(self.out, ["model_name", "model_version"]):
+            held.update(zip(df["model_name"].astype(str), df["model_version"].astype(str),
+                            strict=True))
+        other = sorted(k for k in held if k != want)
+        if other:
+            name, version = other[0]
+            raise OutputError(
+                f"{self.out} holds {held[other[0]]} rows scored by {name} {version}"
+                + (f" (and {len(other) - 1} other models)" if len(other) > 1 else "")
+                + f"; this run uses {want[0]} {want[1]}: resuming would keep those rows as "
+                "done, mixing two models' answers in one output. Use another --out (or remove "
+                "this one to score everything again with this model)")
 
     def _check_schema(self) -> None:
         """Every part has this schema's columns; a part that lacks only ``ADDED_COLUMNS``
