@@ -207,3 +207,19 @@ def test_summary_of_the_shared_dataset(data_dir: Path) -> None:
     assert round(1 - d["missing"]["age"], 3) == 0.959
     assert round(1 - d["missing"]["sex"], 3) == 0.961
     assert round(1 - d["missing"]["site"], 3) == 0.848
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_summary_of_a_folder_without_images_is_an_error(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], as_json: bool) -> None:
+    """A wrong or empty folder was summarised as a dataset of 0 images, exit 0."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image\n")
+    code, out, err = run(["data", "summary", str(empty), "--no-progress",
+                          *(["--json"] if as_json else [])], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.strip() == (f"error: no images found in {empty}: a dataset is a folder of images "
+                           "(.jpg, .png, ... or .dcm, with or without a metadata.csv), a CSV, "
+                           "DICOM files or TFRecord shards")

@@ -111,6 +111,10 @@ def summary_cmd(
     result = summarize(
         path, verify=verify, workers=workers, progress=_progress_factory(progress)
     ).to_dict()
+    if not result["n_images"]:  # a wrong or empty folder: not a dataset of 0 images
+        raise UserError(f"no images found in {path}: a dataset is a folder of images (.jpg, "
+                        ".png, ... or .dcm, with or without a metadata.csv), a CSV, DICOM "
+                        "files or TFRecord shards")
     if plot is not None:
         out = plot_summary(result, plot)
         result["plot"] = str(out)
