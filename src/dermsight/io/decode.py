@@ -133,6 +133,8 @@ def sniff(data: bytes) -> str | None:  # noqa: PLR0911
         return "TIFF"
     if len(head) >= 132 and head[128:132] == b"DICM":
         return "DICOM"
+    if head.startswith(b"DICM\x02\x00"):  # a DICOM file written without its preamble
+        return "DICOM"
     return _sniff_refused(data)
 
 

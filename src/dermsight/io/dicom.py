@@ -4,6 +4,8 @@
   bounded decoder, ``decode.decode_image``, after its SOF size is checked against Rows/Columns),
   or uncompressed (explicit/implicit VR little endian, explicit big endian; first frame only,
   by pydicom). Other transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
+  PALETTE COLOR indices go through the file's colour lookup tables (refused without them).
+  A Part 10 file without its 128-byte preamble ("DICM" first) is read as if it had one.
   Monochrome images are repeated to three channels (MONOCHROME1 inverted); the gate then
   refuses them as black and white (``greyscale``): the network reads colour.
 * Deflated Explicit VR Little Endian: inflated here, at most the upload cap (``max_bytes``),
@@ -179,6 +181,10 @@ def _read_dataset(data: bytes, limits: DecodeLimits, *, header_only: bool = Fals
     pydicom = _import_pydicom()
     from pydicom.errors import InvalidDicomError
 
+    if data[:4] == b"DICM" and data[128:132] != b"DICM":
+        # a Part 10 file written without its 128-byte preamble (some exporters do): the
+        # preamble carries nothing, so give it one rather than refuse the file
+        data = bytes(128) + data
     try:
         data = _inflate_if_deflated(data, limits)
         return pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=header_only)
@@ -315,6 +321,9 @@ def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
             rgb = 255 - rgb
     elif syntax in _NATIVE_SYNTAXES:
         need = rows * cols * spp * max(bits, 8) // 8 if bits != 1 else -(-rows * cols // 8)
+        if (spp == 3 and bits == 8
+                and (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "YBR_FULL_422"):
+            need = rows * cols * 2  # uncompressed 4:2:2: two chroma samples per two pixels
         if len(raw) < need:
             raise ImageDecodeError("truncated DICOM: the pixel data is incomplete")
         if need * 3 > limits.max_decode_bytes:
@@ -322,7 +331,9 @@ def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
                 f"image too large: this {cols}x{rows} DICOM image needs about "
                 f"{need * 3 / 1024 / 1024:.0f} MB to decode "
                 f"(limit {limits.max_decode_bytes / 1024 / 1024:.0f} MB)")
-        with decode_budget().reserve(need * 3):
+        palette = (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "PALETTE COLOR"
+        # a palette image expands to 3 samples of up to 16 bits per index
+        with decode_budget().reserve(rows * cols * 6 + need if palette else need * 3):
             rgb = _array_to_rgb(_native_first_frame(ds), ds)
     else:
         name = _syntax_name(syntax)
@@ -392,10 +403,15 @@ def _array_to_rgb(arr: np.ndarray, ds: Any) -> np.ndarray:
     from PIL import Image
 
     photometric = (_tag_str(ds, "PhotometricInterpretation") or "").upper()
+    if photometric == "PALETTE COLOR" and arr.ndim == 2:
+        arr = _apply_palette(arr, ds)
     if arr.ndim == 3 and arr.shape[-1] == 3:
         if arr.dtype != np.uint8:
-            hi = float(arr.max()) if arr.size else 0.0
-            scale = 255.0 / hi if hi > 255 else 1.0
+            # the range BitsStored declares maps to 0-255 (as a 16-bit PNG's does): stretching
+            # to the image's own maximum would silently brighten a dark photograph
+            width = arr.dtype.itemsize * 8
+            stored = min(max(_tag_int(ds, "BitsStored", width), 8), width)
+            scale = 255.0 / float(2**stored - 1)
             arr = np.clip(arr.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(arr)
     if arr.ndim == 2:
@@ -410,6 +426,26 @@ def _array_to_rgb(arr: np.ndarray, ds: Any) -> np.ndarray:
             rgb = 255 - rgb
         return rgb
     raise ImageDecodeError(f"unsupported DICOM pixel layout {arr.shape} ({photometric[:16]})")
+
+
+def _apply_palette(arr: np.ndarray, ds: Any) -> np.ndarray:
+    """Palette indices -> RGB uint8 through the file's colour lookup tables (the indices alone
+    are no image: shown as grey levels they would be silently wrong)."""
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = np.asarray(apply_color_lut(arr, ds))
+        bits = int(ds.RedPaletteColorLookupTableDescriptor[2])
+    except Exception as exc:
+        raise ImageDecodeError(
+            "DICOM PALETTE COLOR image without usable colour lookup tables: send it as RGB"
+        ) from exc
+    if rgb.ndim != 3 or rgb.shape[-1] != 3:
+        raise ImageDecodeError(
+            "DICOM PALETTE COLOR image without usable colour lookup tables: send it as RGB")
+    if bits > 8:
+        rgb = rgb >> (bits - 8)
+    return np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8))
 
 
 def read_dicom_dataset(

@@ -9,7 +9,8 @@ their shards were encoded differently. An integer diagnosis is only trusted when
 ``target`` (melanoma <=> 1).
 
 Records are framed and checksummed (masked CRC32C) as TensorFlow writes them; a checksum
-mismatch or a truncated shard becomes an error record, never an exception mid-stream.
+mismatch, a truncated shard or an empty one becomes an error record, never an exception
+mid-stream (an empty shard gives one error record, so a batch row says why nothing was scored).
 """
 
 from __future__ import annotations
@@ -18,13 +19,14 @@ import gzip
 import os
 import struct
 import sys
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from dermsight import taxonomy
-from dermsight.io.decode import DecodeLimits, decode_image
+from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError, ReaderError
 from dermsight.records import LesionRecord, Metadata
 
@@ -94,9 +96,29 @@ def _masked_crc(data: bytes) -> bytes:
 
 
 def _open(path: Path) -> BinaryIO:
-    if path.suffix.lower() == ".gz":
+    """The shard's records: a GZIP-compressed shard (TensorFlow's ``compression_type="GZIP"``,
+    often still named ``.tfrec``) is recognised by its magic bytes, not only by ``.gz``."""
+    fh = path.open("rb")
+    if path.suffix.lower() == ".gz" or fh.read(2) == b"\x1f\x8b":
+        fh.close()
         return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
+    fh.seek(0)
+    return fh
+
+
+def _header_problem(index: int, header: bytes) -> str | None:
+    """Why a record's 12-byte length header is unusable (None when it is fine)."""
+    if len(header) < 12:
+        return "truncated shard: incomplete record header"
+    if _masked_crc(header[:8]) == header[8:]:
+        (length,) = struct.unpack("<Q", header[:8])
+        return (f"record of {length} bytes is larger than allowed"
+                if length > _MAX_RECORD_BYTES else None)
+    kind = sniff(header) if index == 0 else None
+    if kind is not None:
+        return (f"not a TFRecord file: it is a {kind} file (give images as files in a folder, "
+                "or shards written by TensorFlow)")
+    return "not a TFRecord file, or corrupt (record length checksum mismatch)"
 
 
 def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, bytes | None, str | None]]:
@@ -115,36 +137,38 @@ def iter_raw(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, bytes | N
         index = 0
         while True:
             offset = fh.tell()
-            try:
-                header = fh.read(12)
-            except (OSError, EOFError) as exc:
-                yield index, offset, None, f"unreadable shard ({exc})"
+            data, problem, more = _read_frame(fh, index)
+            if data is None and problem is None:
                 return
-            if not header:
+            yield index, offset, data, problem
+            if not more:
                 return
-            if len(header) < 12:
-                yield index, offset, None, "truncated shard: incomplete record header"
-                return
-            length_bytes, length_crc = header[:8], header[8:]
-            if _masked_crc(length_bytes) != length_crc:
-                yield index, offset, None, (
-                    "not a TFRecord file, or corrupt (record length checksum mismatch)"
-                )
-                return
-            (length,) = struct.unpack("<Q", length_bytes)
-            if length > _MAX_RECORD_BYTES:
-                yield index, offset, None, f"record of {length} bytes is larger than allowed"
-                return
-            data = fh.read(length)
-            footer = fh.read(4)
-            if len(data) < length or len(footer) < 4:
-                yield index, offset, None, "truncated shard: the last record is incomplete"
-                return
-            if _masked_crc(data) != footer:
-                yield index, offset, None, "corrupt record (data checksum mismatch)"
-            else:
-                yield index, offset, data, None
             index += 1
+
+
+def _read_frame(fh: BinaryIO, index: int) -> tuple[bytes | None, str | None, bool]:
+    """The next record: ``(payload, None, True)``; ``(None, problem, go on?)``; ``(None, None,
+    False)`` at the clean end. A damaged or truncated gzip stream is a problem, not an error."""
+    try:
+        header = fh.read(12)
+        if not header:
+            return None, ("empty shard: it holds no records" if index == 0 else None), False
+        problem = _header_problem(index, header)
+        if problem is not None:
+            return None, problem, False
+        (length,) = struct.unpack("<Q", header[:8])
+        data = fh.read(length)
+        footer = fh.read(4)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        return None, "unreadable shard: the compressed data is corrupt or truncated", False
+    except OSError as exc:
+        return None, f"unreadable shard ({exc.strerror or 'read error'})", False
+    if len(data) < length or len(footer) < 4 or _masked_crc(data) != footer:
+        complete = len(data) == length and len(footer) == 4
+        problem = ("corrupt record (data checksum mismatch)" if complete
+                   else "truncated shard: the last record is incomplete")
+        return None, problem, complete
+    return data, None, True
 
 
 def parse_example(data: bytes) -> dict[str, list[Any]]:
@@ -178,6 +202,8 @@ def _coded(value: Any, table: Mapping[int, str], what: str) -> str | None:
         return None
     if isinstance(value, str):
         return value
+    if isinstance(value, float) and not value.is_integer():
+        raise taxonomy.TaxonomyError(f"{what} code {value!r} is not a whole number")
     code = int(value)
     if code == MISSING_CODE:
         return None
@@ -335,9 +361,21 @@ def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
             if _masked_crc(header[:8]) != header[8:] or length > _MAX_RECORD_BYTES:
                 raise ImageDecodeError(f"{Path(shard).name}: no record at byte {offset}")
             data = fh.read(length)
+            footer = fh.read(4)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise ImageDecodeError(f"{Path(shard).name}: the compressed data is corrupt or "
+                               "truncated") from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {shard}: {exc.strerror or exc}") from exc
-    image = _scalar_bytes(parse_example(data), "image")
+    if len(data) < length or _masked_crc(data) != footer:
+        raise ImageDecodeError(f"{Path(shard).name}: the record at byte {offset} is truncated "
+                               "or corrupt")
+    try:
+        features = parse_example(data)
+    except Exception as exc:
+        raise ImageDecodeError(f"{Path(shard).name}: the record at byte {offset} is not a "
+                               "tf.train.Example") from exc
+    image = _scalar_bytes(features, "image")
     if image is None:
         raise ImageDecodeError("record has no image feature")
     return decode_image(image, limits)
