@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -38,13 +39,15 @@ from dermsight.parallel import default_workers, limit_blas
 def pending_rows(source: Source, done: Mapping[Key, int],
                  limit: int | None = None,
                  duplicates: DuplicateIds | None = None,
-                 heatmaps_taken: Collection[str] | None = None) -> Iterator[Mapping[str, Any]]:
+                 heatmaps_taken: Collection[str] | None = None, *,
+                 consume: bool = False) -> Iterator[Mapping[str, Any]]:
     """The source's rows that are not in the output yet (at most ``limit``; see
     ``resume.pending``); ``duplicates`` counts repeated ids over the whole input (done rows
     included). With ``heatmaps_taken`` (the overlay names the output's rows hold), each row
-    gets the file name of its overlay, planned in input order (``overlays.plan_names``)."""
+    gets the file name of its overlay, planned in input order (``overlays.plan_names``).
+    ``consume=True``: ``done`` (a dict) is emptied as its rows are passed (``resume.pending``)."""
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
-    rows = pending(every, done, limit)
+    rows = pending(every, done, limit, consume=consume)
     return rows if heatmaps_taken is None else plan_names(rows, heatmaps_taken)
 
 
@@ -92,21 +95,24 @@ def run_local(
     limit = options.limit
     with PartStore(out, options.fmt, model.classes, model=model.info) as store:
         resume = prepare_resume(store, source.rows, limit)
-        done = resume.done
+        # the keys of the done rows are handed to ``pending``, which drops each one once its
+        # listings are passed: no second per-row table grows while a large input is read
         summary.skipped, summary.retried = resume.skipped, resume.retried
+        done, resume.done = resume.done, Counter()
         total = None
         if source.estimate is not None:
-            total = max(source.estimate - resume.skipped, 0)
+            total = max(source.estimate - summary.skipped, 0)
             if limit is not None:
                 total = min(total, limit)
         bar = _progress_bar(total, progress)
         duplicates = DuplicateIds()
-        taken = output_heatmaps(out) if options.heatmaps is not None else None
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
         try:
             with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
                 scored = score_rows(
-                    pending_rows(source, done, limit, duplicates, taken), model,
+                    pending_rows(source, done, limit, duplicates,
+                                 output_heatmaps(out) if options.heatmaps is not None else None,
+                                 consume=True), model,
                     replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
                     prefetch=max(4 * options.batch_size, 8 * workers), progress=bar.update,

@@ -104,6 +104,7 @@ def plan_names(rows: Iterable[Mapping[str, Any]],
     (``heatmap``: ``<id>.png``, ``<id>-2.png``, ... unique over all the rows and apart from
     ``taken``). Rows that already carry an error get none (they are never scored)."""
     names = UniqueNames(taken)
+    del taken  # held as casefolded names by ``names``: not twice for the whole run
     for row in rows:
         planned = (None if row.get("error") is not None
                    else names.claim(safe_name(row_id(row)), SUFFIX))

@@ -47,17 +47,28 @@ class Resume:
 
 
 def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
-            limit: int | None = None) -> Iterator[Mapping[str, Any]]:
+            limit: int | None = None, *, consume: bool = False) -> Iterator[Mapping[str, Any]]:
     """The input rows the output does not hold yet, in order (at most ``limit``): the n-th row
-    with a key is pending when the output holds fewer than n rows with that key."""
-    seen: Counter[Key] = Counter()
+    with a key is pending when the output holds fewer than n rows with that key.
+
+    Memory does not grow with the input: instead of counting every key seen, the count of done
+    rows left for a key is decremented and dropped at zero, so the bookkeeping shrinks as the
+    input is read. ``consume=True`` (``done`` must then be a mutable dict or ``Counter``, which
+    is emptied as it goes) avoids even the copy of ``done``."""
+    left: dict[Key, int] = (done if consume and isinstance(done, dict)
+                            else {k: n for k, n in done.items() if n > 0})
 
     def todo() -> Iterator[Mapping[str, Any]]:
         for row in rows:
             k = row_key(row.get("id"), row.get("path"))
-            seen[k] += 1
-            if seen[k] > done.get(k, 0):
-                yield row
+            n = left.get(k, 0)
+            if n > 0:
+                if n == 1:
+                    del left[k]
+                else:
+                    left[k] = n - 1
+                continue
+            yield row
 
     return islice(todo(), limit) if limit is not None else todo()
 
@@ -107,5 +118,6 @@ def prepare_resume(store: PartStore, rows: Callable[[], Iterator[Mapping[str, An
             store.drop(retry, errors=False)
             retried = store.drop(retry, errors=True)
             ok, errors = output_keys(store.out)
-    return Resume(done=ok + errors, retried=retried)
+    ok.update(errors)  # in place: no second table of every key
+    return Resume(done=ok, retried=retried)
 

@@ -223,8 +223,10 @@ class PartStore:
         want = (self.model["name"], self.model["version"])
         held: Counter[tuple[str, str]] = Counter()
         for df in iter_output(self.out, ["model_name", "model_version"]):
-            held.update(zip(df["model_name"].astype(str), df["model_version"].astype(str),
-                            strict=True))
+            # counted per part by pandas (a few distinct pairs), not row by row in Python
+            pairs = df.astype(str).value_counts(sort=False)
+            for (name, version), n in pairs.items():
+                held[(str(name), str(version))] += int(n)
         other = sorted(k for k in held if k != want)
         if other:
             name, version = other[0]
