@@ -162,7 +162,11 @@ export const DICOM_HEAD_BYTES = 132
 export function isDicom(name: string, type: string, head?: Uint8Array | null): boolean {
   if (head) {
     // the content decides when it is known: a JPEG named ".dcm" is shown, as the server reads it
-    return head.length >= DICOM_HEAD_BYTES && head[128] === 0x44 && head[129] === 0x49 && head[130] === 0x43 && head[131] === 0x4d
+    const dicm = (at: number) =>
+      head.length >= at + 4 && head[at] === 0x44 && head[at + 1] === 0x49 && head[at + 2] === 0x43 && head[at + 3] === 0x4d
+    // "DICM" after the 128-byte preamble, or first in a file written without it (then the file
+    // meta group, 0x0002, follows: what the server's sniff checks)
+    return dicm(128) || (dicm(0) && head.length >= 6 && head[4] === 0x02 && head[5] === 0x00)
   }
   if (type.toLowerCase() === 'application/dicom') return true
   return /\.(dcm|dicom)$/i.test(name.trim())
