@@ -4,7 +4,7 @@
 
 import { API, ApiError, UNREACHABLE, errorBody } from '../api.ts'
 import { errorMessageFrom } from '../format.ts'
-import { withCsrf } from './format.ts'
+import { isUnsafeMethod, readableWait, withCsrf } from './format.ts'
 import type {
   ApiTokenInfo,
   AuditEntry,
@@ -50,12 +50,23 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
   const body = await errorBody(res)
   if (res.status === 401 && notifyExpired) expiredListeners.forEach((fn) => fn())
   let message = errorMessageFrom(res.status, body)
-  if (res.status === 401 && !(body as { detail?: unknown } | null)?.detail) message = 'Please sign in again.'
+  if (res.status === 401) {
+    // The server's words ("not logged in") stay on the form after signing in again and read as if
+    // the clinician were still signed out; say what happened to this request instead.
+    message = notifyExpired
+      ? isUnsafeMethod(init.method)
+        ? 'Not saved: your session had ended. Once you are signed in again, save again.'
+        : 'Your session had ended. Sign in again to see this.'
+      : errorMessageFrom(res.status, body) || 'Please sign in again.'
+  }
   if (res.status === 429) {
     const wait = Number(res.headers.get('Retry-After'))
     if (Number.isFinite(wait) && wait > 0 && !/try again in/i.test(message)) message = `${message} Try again in ${Math.ceil(wait / 60)} min.`
+    message = readableWait(message)
   }
-  throw new ApiError(res.status, message)
+  // The server's sentences start in lower case ("wrong username or password"); shown after
+  // "Could not sign in." they read as a fragment.
+  throw new ApiError(res.status, message.charAt(0).toUpperCase() + message.slice(1))
 }
 
 async function json<T>(path: string, init: RequestInit = {}): Promise<T> {

@@ -3,6 +3,7 @@ import {
   clinicRouteFromHash,
   describeChange,
   formatDays,
+  readableWait,
   formatDelta,
   formatEstimate,
   isUnsafeMethod,
@@ -121,5 +122,13 @@ describe('dashboard estimates', () => {
     expect(smallCount(5)).toBe(true)
     expect(smallCount(30)).toBe(false)
     expect(smallCount(undefined)).toBe(false)
+  })
+})
+
+describe('readableWait', () => {
+  it('says a lockout in minutes, not seconds', () => {
+    expect(readableWait('Too many failed logins: try again in 898 s')).toBe('Too many failed logins: try again in 15 min.')
+    expect(readableWait('try again in 30 s')).toBe('try again in 30 s.')
+    expect(readableWait('wrong username or password')).toBe('wrong username or password')
   })
 })

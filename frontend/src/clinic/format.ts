@@ -132,3 +132,13 @@ export const SMALL_COUNT = 30
 export function smallCount(n: number | null | undefined): boolean {
   return typeof n === 'number' && n < SMALL_COUNT
 }
+
+/** A wait in a server message said in minutes: "try again in 898 s" -> "try again in 15 min". */
+export function readableWait(message: string): string {
+  return message.replace(/\btry again in (\d+(?:\.\d+)?) ?(?:s|sec|seconds?)\b\.?/i, (_m, secs: string) => {
+    const n = Number(secs)
+    if (!Number.isFinite(n) || n < 60) return `try again in ${Math.max(1, Math.ceil(n))} s.`
+    const min = Math.ceil(n / 60)
+    return `try again in ${min} min.`
+  })
+}

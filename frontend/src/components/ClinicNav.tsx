@@ -1,6 +1,7 @@
 import type { ClinicRoute } from '../clinic/format.ts'
 import { clinicHref } from '../clinic/format.ts'
 import type { Session } from '../clinic/types.ts'
+import '../clinic/clinic.css'
 
 /** The clinic's links in the main navigation (only when the server stores cases). */
 export function ClinicNavLinks({ route, session }: { route: ClinicRoute | null; session: Session | null }) {

@@ -1,7 +1,8 @@
-import { useId, useState, type FormEvent } from 'react'
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { API, type LesionClassInfo } from '../api.ts'
 import { recordDiagnosis } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
+import { focusRequested, requestFocus } from '../clinic/focus.ts'
 import type { Diagnosis } from '../clinic/types.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
@@ -26,6 +27,28 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const [note, setNote] = useState(diagnosis?.note ?? '')
   const { busy, error, setError, submit } = useFormAction()
   const nameOf = (c: string) => codes.find((x) => x.code === c)?.name ?? c
+  const shownRef = useRef<HTMLParagraphElement | null>(null)
+  const codeRef = useRef<HTMLSelectElement | null>(null)
+  const editRef = useRef<HTMLButtonElement | null>(null)
+  // Just recorded (the form asked before the lesion reloaded): say so and move focus onto it.
+  const [justSaved] = useState(() => diagnosis !== null && focusRequested('diagnosis', String(lesionId), false))
+  useEffect(() => {
+    if (justSaved && focusRequested('diagnosis', String(lesionId))) shownRef.current?.focus()
+  }, [justSaved, lesionId])
+
+  const startEditing = () => {
+    setEditing(true)
+    setError(null)
+    window.setTimeout(() => codeRef.current?.focus(), 0)
+  }
+  const cancelEditing = () => {
+    setEditing(false)
+    setError(null)
+    setCode(diagnosis?.code ?? '')
+    setMethod(diagnosis?.method ?? 'histopathology')
+    setNote(diagnosis?.note ?? '')
+    window.setTimeout(() => editRef.current?.focus(), 0)
+  }
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
@@ -35,6 +58,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
     }
     await submit(async () => {
       await recordDiagnosis(lesionId, { code, method, note: note.trim() })
+      requestFocus('diagnosis', String(lesionId))
       setEditing(false)
       onSaved()
     })
@@ -43,7 +67,12 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   return (
     <div data-testid="diagnosis-section">
       {diagnosis && (
-        <p data-testid="diagnosis" data-code={diagnosis.code}>
+        <p data-testid="diagnosis" data-code={diagnosis.code} ref={shownRef} tabIndex={-1}>
+          {justSaved && (
+            <span className="visually-hidden" data-testid="diagnosis-saved">
+              Diagnosis recorded:{' '}
+            </span>
+          )}
           <strong>
             {nameOf(diagnosis.code)} ({diagnosis.code})
           </strong>
@@ -51,7 +80,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           {diagnosis.recorded_by ? ` · recorded by ${diagnosis.recorded_by}` : ''} · {formatTimestamp(diagnosis.recorded_at)}
           {diagnosis.note ? <> · {diagnosis.note}</> : null}{' '}
           {!editing && (
-            <button type="button" className="btn-link" onClick={() => setEditing(true)} data-testid="diagnosis-edit">
+            <button type="button" className="btn-link" onClick={startEditing} ref={editRef} data-testid="diagnosis-edit">
               Correct
             </button>
           )}
@@ -66,7 +95,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           <div className="field-row">
             <div className="field">
               <label htmlFor={`${ids}-code`}>Diagnosis</label>
-              <select id={`${ids}-code`} value={code} onChange={(e) => setCode(e.target.value)} data-testid="diagnosis-code">
+              <select id={`${ids}-code`} ref={codeRef} value={code} onChange={(e) => setCode(e.target.value)} data-testid="diagnosis-code">
                 <option value="">Choose…</option>
                 {codes.map((c) => (
                   <option key={c.code} value={c.code}>
@@ -88,9 +117,17 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
             <input id={`${ids}-note`} value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} data-testid="diagnosis-note" />
           </div>
           <ErrorBox error={error} what="Could not record the diagnosis." />
-          <button type="submit" className="btn btn-primary" disabled={busy} data-testid="diagnosis-submit">
-            Record diagnosis
-          </button>
+          {diagnosis && <p className="hint">Saving a correction replaces the diagnosis above (the change is written to the audit log).</p>}
+          <div className="form-actions">
+            <button type="submit" className="btn btn-primary" disabled={busy} data-testid="diagnosis-submit">
+              {busy ? 'Saving…' : diagnosis ? 'Save correction' : 'Record diagnosis'}
+            </button>
+            {diagnosis && (
+              <button type="button" className="btn btn-ghost" onClick={cancelEditing} disabled={busy} data-testid="diagnosis-cancel">
+                Cancel
+              </button>
+            )}
+          </div>
         </form>
       )}
     </div>

@@ -1,6 +1,7 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
+import { requestFocus } from '../clinic/focus.ts'
 import { checkImageForm } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
@@ -60,12 +61,13 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       return
     }
     await submit(async () => {
-      await createVisit(lesionId, { image: checked.file, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
+      const saved = await createVisit(lesionId, { image: checked.file, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
       pickRef.current++
       setFile(null)
       setPreview(NO_PREVIEW)
       setNote('')
       setTakenAt('')
+      requestFocus('visit', String(saved.id))
       onSaved()
     })
   }

@@ -1,7 +1,8 @@
-import { useId, useState } from 'react'
+import { useEffect, useId, useRef, useState } from 'react'
 import { updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
+import { focusRequested } from '../clinic/focus.ts'
 import type { Change, Visit } from '../clinic/types.ts'
 import { formatPercent, formatTimestamp } from '../format.ts'
 import { FlagList } from './FlagList.tsx'
@@ -129,14 +130,23 @@ function ChangeArrow({ change }: { change: Change }) {
 
 /** Visits side by side (oldest first), with the change between each pair. */
 export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[]; changes: Change[]; onChanged: () => void }) {
+  const listRef = useRef<HTMLOListElement | null>(null)
+  // A visit just saved (NewVisitForm asked): focus it, so that a keyboard or screen-reader user
+  // lands on the answer instead of on <body> when the form is replaced.
+  useEffect(() => {
+    const saved = visits.find((v) => focusRequested('visit', String(v.id), false))
+    if (!saved) return
+    const el = listRef.current?.querySelector<HTMLElement>(`[data-visit-id="${saved.id}"]`)
+    if (el && focusRequested('visit', String(saved.id))) el.focus()
+  })
   if (visits.length === 0) return <p className="muted">No visits yet. Add the first image below.</p>
   return (
     <>
-      <ol className="timeline" data-testid="timeline">
+      <ol className="timeline" data-testid="timeline" ref={listRef}>
         {visits.map((v, i) => {
           const change = i > 0 ? changes.find((c) => c.to_visit === v.id) : undefined
           return (
-            <li key={v.id} className="timeline-item">
+            <li key={v.id} className="timeline-item" data-visit-id={v.id} tabIndex={-1}>
               {change && <ChangeArrow change={change} />}
               <VisitCard visit={v} index={i} onChanged={onChanged} />
             </li>
