@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -48,25 +47,13 @@ TARGET_RSS_MB = 1024.0
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-                 else os.cpu_count()),
-        "load_avg_at_start": os.getloadavg(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """``bench_batch``'s machine description, with the pandas version (the resume bookkeeping)."""
+    from bench_batch import machine as batch_machine  # beside this script
+
+    info = batch_machine()
     try:
         import pandas
-        import pyarrow
 
-        info["pyarrow"] = pyarrow.__version__
         info["pandas"] = pandas.__version__
     except ImportError:
         pass
