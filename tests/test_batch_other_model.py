@@ -60,3 +60,4 @@ def test_another_model_version_cannot_resume_the_output(
                        str(newer), "-q")
     assert code == 0, err
     assert set(read_output(tmp_path / "out2")["model_version"]) == {"2.4.2"}
+

@@ -132,7 +132,11 @@ def open_source(input: str | os.PathLike[str],
 
     p = Path(text).expanduser().resolve()
     kind = detect_kind(p)
-    return Source(str(p), kind, estimate_count(p), opts)
+    estimate = estimate_count(p)
+    if estimate == 0:  # a wrong or empty folder / CSV: not a job of 0 rows that "succeeds"
+        raise ReaderError(f"no images found in {p}: give a folder of images (.jpg, .png, ... or "
+                          ".dcm), a CSV that lists images, DICOM files or TFRecord shards")
+    return Source(str(p), kind, estimate, opts)
 
 
 # --- remote inputs (fsspec) ---------------------------------------------------------------------
