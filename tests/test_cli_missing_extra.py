@@ -67,3 +67,20 @@ def test_a_missing_module_that_is_no_extra_is_a_bug_not_a_user_error() -> None:
 
     with pytest.raises(ModuleNotFoundError):
         run_guarded(app, ["broken"])
+
+
+@pytest.mark.parametrize(("module", "args", "what"), [
+    ("timm", ["train", "--out", "run"], "training"),
+    ("sklearn", ["train", "--out", "run"], "training"),
+    ("skimage", ["gate", "fit", "bundle"], "gate fitting"),
+])
+def test_long_jobs_check_their_extra_before_they_start(module: str, args: list[str], what: str,
+                                                      tmp_path: Path) -> None:
+    """Training needs scikit-learn only at its end (finalize, after the epochs): the check comes
+    first, with the same advice as a failed import."""
+    proc = _dermsight_without(module, *args, cwd=tmp_path)
+    assert proc.returncode == EXIT_USER, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {what} needs the optional package {module!r}, which is not installed: "
+        "pip install 'dermsight[train]'")
+    assert not (tmp_path / "run").exists()

@@ -40,6 +40,18 @@ class RefusedError(UserError):
     exit_code = EXIT_REFUSED
 
 
+def require_modules(what: str, *modules: str) -> None:
+    """Before a long job starts: ``UserError`` naming the extra to install when one of the
+    optional ``modules`` (keys of ``OPTIONAL_MODULES``) is not installed. (A missing one found
+    later, at import, gets the same advice from ``run_guarded``.)"""
+    import importlib.util
+
+    for name in modules:
+        if importlib.util.find_spec(name) is None:
+            raise UserError(f"{what} needs the optional package {name!r}, which is not "
+                            f"installed: pip install 'dermsight[{OPTIONAL_MODULES[name]}]'")
+
+
 class Interrupted(Exception):
     """Ctrl-C, after the command printed what it had done (``Interruption``): ``run_guarded``
     prints ``interrupted: <message>`` (the message says the output is partial) and exits 130."""

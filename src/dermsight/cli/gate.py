@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from dermsight.cli.errors import UserError
+from dermsight.cli.errors import UserError, require_modules
 from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT,
@@ -37,12 +37,7 @@ def fit(
 ) -> None:
     """Refit gate v2 on the bundle's training/validation images, measure it (held-out kinds of
     non-dermoscopic images, false rejects per source on TEST) and write it into the bundle."""
-    try:
-        import skimage  # noqa: F401
-        import sklearn  # noqa: F401
-    except ImportError as exc:
-        raise UserError("gate fitting needs the [train] extra: pip install 'dermsight[train]'"
-                        ) from exc
+    require_modules("gate fitting", "skimage", "sklearn")
     from dermsight.train.gate_refit import RefitData, refit_bundle
 
     require_labelled_data(data, split)

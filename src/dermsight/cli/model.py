@@ -8,18 +8,12 @@ from typing import Annotated
 
 import typer
 
-from dermsight.cli.errors import Interrupted, UserError
+from dermsight.cli.errors import Interrupted, UserError, require_modules
 from dermsight.cli.labelled_data import require_writable_file
 
 
 def _need_train_extra() -> None:
-    try:
-        import timm  # noqa: F401
-        import torch  # noqa: F401
-    except ImportError as exc:
-        raise UserError(
-            "training needs the [train] extra: pip install 'dermsight[train]'"
-        ) from exc
+    require_modules("training", "torch", "timm", "sklearn")
 
 
 def train(
