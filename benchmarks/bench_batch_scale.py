@@ -35,9 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("DERMSIGHT_SHARED_DATA",
-                                   REPO.parent / "shared" / "data" / "isic-subset"))
+from bench_batch import DEFAULT_DATA, REPO  # beside this script: the same data and paths
+
 RESULTS = REPO / "benchmarks" / "results" / "batch_scale.json"
 PART_ROWS = 1024
 NEW_ROWS = 100
@@ -48,7 +47,7 @@ TARGET_RSS_MB = 1024.0
 
 def machine() -> dict[str, Any]:
     """``bench_batch``'s machine description, with the pandas version (the resume bookkeeping)."""
-    from bench_batch import machine as batch_machine  # beside this script
+    from bench_batch import machine as batch_machine
 
     info = batch_machine()
     try:
