@@ -13,7 +13,9 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
   report), ``/api/v1/model/plots`` + ``/api/v1/model/plots/{name}.png``, ``/api/v1/classes``,
   ``/api/v1/health``, ``/api/v1/examples`` + ``/api/v1/examples/{file}``,
   ``/api/v1/reference/{image_id}.webp`` (a similar case's thumbnail).
-* ``/api/v1/openapi.json`` and ``/api/v1/docs``; the built web UI at ``/``.
+* ``/api/v1/openapi.json`` and ``/api/v1/docs``; the built web UI at ``/``. The UI's pages are
+  hash routes (``/#/learn``); a browser asking for ``/learn`` is redirected there, and any other
+  missing page gets an HTML "page not found" (``browser_not_found``) instead of JSON.
 * With clinic storage on (``serve --database``): the clinic API under ``/api/v1`` (patients,
   lesions, visits, dashboard, exports, accounts; ``web/clinic/``, ``docs/clinic.md``).
 
@@ -29,12 +31,13 @@ Uploaded bytes stay in memory (see ``upload.py``) and are never written to disk 
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Match, Mount
@@ -95,10 +98,41 @@ def protected_routers(settings: Settings) -> list[APIRouter]:
 # --- errors ------------------------------------------------------------------------------------
 
 
+#: The web UI's pages (hash routes, ``frontend/src/App.tsx`` and ``clinic/format.ts``): a browser
+#: asking for ``/learn`` (a typed or shared address without the ``#``) is sent to ``/#/learn``.
+UI_PAGES = frozenset({"learn", "model", "clinic", "clinic/dashboard", "clinic/admin"})
+
+NOT_FOUND_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Page not found · dermsight</title></head>
+<body>
+<h1>Page not found</h1>
+<p>dermsight has no page at <code>{path}</code>.</p>
+<p><a href="/">Assess a lesion</a> · <a href="/#/learn">Learn</a>
+· <a href="/#/model">Model card</a> · <a href="/api/v1/docs">API documentation</a></p>
+</body></html>
+"""
+
+
+def browser_not_found(request: Request) -> Response | None:
+    """For a browser's GET of a missing page (not ``/api/...``, HTML accepted): a redirect to the
+    UI page it names, or an HTML "page not found". None for API clients: they keep JSON."""
+    path = request.url.path
+    accepts_html = "text/html" in request.headers.get("accept", "")
+    if (request.method not in ("GET", "HEAD") or not accepts_html
+            or path == "/api" or path.startswith("/api/")):
+        return None
+    page = path.strip("/")
+    if page in UI_PAGES:
+        return RedirectResponse(f"/#/{page}", status_code=302)
+    return HTMLResponse(NOT_FOUND_HTML.format(path=html.escape(path)), status_code=404)
+
+
 async def http_error(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code in (204, 304):  # pragma: no cover - no body allowed
         return Response(status_code=exc.status_code, headers=exc.headers)
+    if exc.status_code == 404 and (page := browser_not_found(request)) is not None:
+        return page
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve
+from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve, too_large_detail
 
 log = logging.getLogger("dermsight.web")
 
@@ -89,7 +89,7 @@ class PayloadTooLarge(HTTPException):
     def __init__(self, limit: int) -> None:
         super().__init__(
             status_code=413,
-            detail=f"request too large: the limit is {limit / 1024 / 1024:.0f} MB",
+            detail=too_large_detail(limit),
         )
 
 

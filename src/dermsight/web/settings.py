@@ -46,6 +46,19 @@ from dermsight.io.decode import MAX_PIXELS_BUILTIN
 from dermsight.parallel import default_workers
 
 MIB = 1024 * 1024
+
+
+def megabytes(n: int) -> str:
+    """``n`` bytes as the MB figure an operator set (``DERMSIGHT_MAX_UPLOAD_MB=0.5`` is "0.5 MB",
+    not "0 MB"; 1.5 is not rounded up to "2 MB": a limit is never shown larger than it is)."""
+    return f"{n / MIB:.3g} MB"
+
+
+def too_large_detail(limit: int) -> str:
+    """The one 413 wording, whichever layer refuses the upload (the body-size middleware from
+    Content-Length or while streaming, the form parser on the image part). The UI reads the
+    limit from "the limit is <n> MB"."""
+    return f"upload too large: the limit is {megabytes(limit)} per image"
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 

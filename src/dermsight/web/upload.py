@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
 from dermsight.web.formnames import unknown_names_message
-from dermsight.web.settings import Settings
+from dermsight.web.settings import Settings, too_large_detail
 
 IMAGE_FIELD = "image"
 MAX_PART_HEADER_BYTES = 8 * 1024
@@ -144,8 +144,7 @@ class _Collector:
             if len(self._image) + n > self.settings.max_upload_bytes:
                 raise UploadError(
                     413,
-                    f"image too large: the limit is "
-                    f"{self.settings.max_upload_bytes / 1024 / 1024:.0f} MB",
+                    too_large_detail(self.settings.max_upload_bytes),
                     drain=False,
                 )
             self._image += data[start:end]
