@@ -20,6 +20,7 @@ from dermsight.local_update import (
     LocalCases,
     NoLabels,
     UpdateRefused,
+    adapt_bundle,
     assess_update,
     cases_from_scores,
     fit_update,
@@ -170,6 +171,15 @@ def test_too_few_cases_one_class_or_an_adapted_bundle_are_refused() -> None:
     with pytest.raises(UpdateRefused, match="already carries a local update"):
         assess_update(_shifted_cases(300, 0), DecisionRule(local=_update()), CLASSES,
                       kept=MALIGNANT)
+
+
+def test_scores_made_with_tta_are_refused(tmp_path: Path) -> None:
+    """The update is fitted to the probabilities the served model gives, which never use TTA."""
+    bundle = load_bundle(None)
+    frame = pd.DataFrame({"model_version": [bundle.card.version] * 2, "tta": ["false", "true"]})
+    with pytest.raises(BundleError, match="test-time augmentation"):
+        adapt_bundle(bundle, frame, tmp_path / "out", "Clinic A")
+    assert not (tmp_path / "out").exists()
 
 
 def test_cases_from_scores_leave_out_errors_refusals_and_foreign_labels() -> None:

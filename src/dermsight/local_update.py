@@ -45,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from dermsight.batch.schema import TTA_TRUE
 from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_manifest
 from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
 from dermsight.evaluate.bootstrap import bootstrap
@@ -413,6 +414,9 @@ def adapt_bundle(bundle: Bundle, frame: pd.DataFrame, out: Path, name: str, *,
     if versions - {card.version}:
         raise BundleError(f"the scores were made by model version {sorted(versions)}, not "
                           f"{card.version}: remove the scores folder and run again")
+    if "tta" in frame and (frame["tta"].astype(str) == TTA_TRUE).any():
+        raise BundleError("the scores were made with test-time augmentation (--tta), which the "
+                          "served model does not use: score the cases again without --tta")
     cases = cases_from_scores(frame, card.classes)
     assessment = assess_update(cases, card.decision, card.classes, kept=card.malignant,
                                seed=seed)

@@ -90,10 +90,10 @@ def run_local(
         threads = 1 if options.parallel == "batches" else default_workers()
     model = Dermsight.load(Path(bundle) if bundle is not None else None, threads=threads)
     summary = RunSummary(input=source.input, out=str(out), engine="local", model=model.info,
-                         fmt=options.fmt)
+                         fmt=options.fmt, tta=options.tta)
     workers = options.workers or default_workers()
     limit = options.limit
-    with PartStore(out, options.fmt, model.classes, model=model.info) as store:
+    with PartStore(out, options.fmt, model.classes, model=model.info, tta=options.tta) as store:
         resume = prepare_resume(store, source.rows, limit)
         # the keys of the done rows are handed to ``pending``, which drops each one once its
         # listings are passed: no second per-row table grows while a large input is read

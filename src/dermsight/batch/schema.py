@@ -5,6 +5,14 @@ Besides the model's answer, each scored row carries the image's estimated skin t
 (individual typology angle in degrees, :func:`dermsight.skintone.ita_degrees` on the decoded
 image; NaN when not estimable) and ``ita_band`` (its Del Bino band, or ``not estimable``). Error
 rows have neither. ``--evaluate`` builds the by-skin-tone table from them.
+
+Every row, error rows included (like ``model_name`` and ``model_version``), records how it was
+scored: ``tta`` is ``"true"`` when its probabilities are the mean over the 8 flips/rotations
+(``ScoreOptions.tta``), ``"false"`` when they come from the image as given. It is text, not a
+boolean, because the output has two column types only (float64 and string) that Parquet, CSV
+parts and Spark all read back the same; a CSV part reads back every cell as text anyway. Null in
+rows written before dermsight recorded it (outputs upgraded in place: ``ADDED_COLUMNS``): how
+those rows were scored is unknown.
 """
 
 from __future__ import annotations
@@ -44,12 +52,20 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "group",
     "model_name",
     "model_version",
+    "tta",
 )
 #: Output columns that older dermsight versions did not write: an output folder whose parts lack
 #: only these is upgraded in place when resumed (the columns added, null in the old rows).
-ADDED_COLUMNS: tuple[str, ...] = ("heatmap",)
+ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta")
 _FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
+#: The ``tta`` column's values (``tta_text``), and what counts of it call a null cell.
+TTA_TRUE, TTA_FALSE, TTA_UNKNOWN = "true", "false", "unknown"
+
+
+def tta_text(tta: bool) -> str:
+    """The ``tta`` cell of a row scored with (``"true"``) or without (``"false"``) TTA."""
+    return TTA_TRUE if tta else TTA_FALSE
 
 
 def output_columns(classes: Sequence[str]) -> list[str]:

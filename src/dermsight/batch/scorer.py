@@ -25,6 +25,9 @@ An optional ``meta_notes`` column carries the readers' notes on the metadata the
 (``Metadata.notes_text``: a "NaN" read as missing, an age in other digits read as a number), so
 that the row gets the flags ``Metadata.parse`` would give the values as written.
 
+Every output row records whether it was scored with test-time augmentation (``options.tta``):
+its ``tta`` column, ``"true"`` or ``"false"`` (``schema.tta_text``), error rows included.
+
 With ``options.heatmaps``, each assessed row's overlay PNG is written into that folder and the
 output's ``heatmap`` column names its file (null for rows without one).
 
@@ -54,7 +57,7 @@ from dermsight import camgrid, taxonomy
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import HeatmapWriter, thumbnail
 from dermsight.batch.references import row_image
-from dermsight.batch.schema import cell_text, frame_rows, row_id, row_path, rows_to_frame
+from dermsight.batch.schema import cell_text, frame_rows, row_id, row_path, rows_to_frame, tta_text
 from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
 from dermsight.records import Metadata
@@ -136,7 +139,9 @@ def prepare_row(
 # --- output rows ---------------------------------------------------------------------------------
 
 
-def _base_row(p: PreparedRow, model: Dermsight) -> dict[str, Any]:
+def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
+    """What every output row holds, error rows included: the input's fields and how the run
+    scores (the model, and whether with TTA: ``schema.tta_text``)."""
     return {
         "id": p.id,
         "path": p.path,
@@ -147,19 +152,22 @@ def _base_row(p: PreparedRow, model: Dermsight) -> dict[str, Any]:
         "group": p.group,
         "model_name": model.info["name"],
         "model_version": model.info["version"],
+        "tta": tta_text(tta),
     }
 
 
-def error_row(p: PreparedRow, model: Dermsight) -> dict[str, Any]:
-    row = _base_row(p, model)
+def error_row(p: PreparedRow, model: Dermsight, *, tta: bool) -> dict[str, Any]:
+    row = _base_row(p, model, tta)
     row["error"] = p.error or "unknown error"
     row["heatmap"] = None
     return row
 
 
-def scored_row(p: PreparedRow, model: Dermsight, result: Assessment, i: int) -> dict[str, Any]:
-    """The output row of image ``i`` of an assessed batch: the facade's answer, as columns."""
-    row = _base_row(p, model)
+def scored_row(p: PreparedRow, model: Dermsight, result: Assessment, i: int, *,
+               tta: bool) -> dict[str, Any]:
+    """The output row of image ``i`` of an assessed batch (assessed with ``tta`` or not): the
+    facade's answer, as columns."""
+    row = _base_row(p, model, tta)
     row.update({f"p_{c}": float(v)
                 for c, v in zip(result.classes, result.probabilities[i], strict=True)})
     row.update({
@@ -222,11 +230,11 @@ def infer_batch(job: _Job, batch: Sequence[PreparedRow]) -> list[dict[str, Any]]
         if len(batch) == 1:
             p = batch[0]
             p.error = f"inference failed: {type(exc).__name__}: {exc}"
-            return [error_row(p, model)]
+            return [error_row(p, model, tta=job.tta)]
         return [r for p in batch for r in infer_batch(job, [p])]
     rows = []
     for i, p in enumerate(batch):
-        row = scored_row(p, model, result, i)
+        row = scored_row(p, model, result, i, tta=job.tta)
         # no heatmap for a refused image (as Dermsight.predict): it would look valid
         if job.heatmaps is not None and p.thumb is not None and result.assessable(i):
             row["heatmap"] = job.write_heatmap(p, int(result.top[i]), np.array(result.cam(i)))
@@ -239,7 +247,7 @@ def _finish(job: _Job, prepared: Sequence[PreparedRow]) -> list[dict[str, Any]]:
     """Output rows of prepared rows, in order: error rows as they are, the rest assessed."""
     is_ok = [p.error is None for p in prepared]  # before inference, which may add errors
     scored = iter(infer_batch(job, [p for p, ok in zip(prepared, is_ok, strict=True) if ok]))
-    return [next(scored) if ok else error_row(p, job.model)
+    return [next(scored) if ok else error_row(p, job.model, tta=job.tta)
             for p, ok in zip(prepared, is_ok, strict=True)]
 
 

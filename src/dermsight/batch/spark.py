@@ -267,9 +267,11 @@ def run_spark(
     card = load_bundle(bundle_dir).card  # validate on the driver before starting anything
     source = open_source(input, options.storage_options)
     summary = RunSummary(input=source.input, out=str(out), engine="spark",
-                         model={"name": card.name, "version": card.version}, fmt=options.fmt)
+                         model={"name": card.name, "version": card.version}, fmt=options.fmt,
+                         tta=options.tta)
     had_session = _active_session() is not None
-    with PartStore(out, options.fmt, card.classes, model=summary.model) as store:
+    with PartStore(out, options.fmt, card.classes, model=summary.model,
+                   tta=options.tta) as store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.

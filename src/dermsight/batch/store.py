@@ -12,10 +12,17 @@ writes the same layout (Spark's own ``part-*`` names) and resumes the same way.
 ``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
 the summary) are ignored by Parquet readers.
 
-An output folder written by an older dermsight whose parts lack only ``schema.ADDED_COLUMNS``
-(the ``heatmap`` column) is upgraded when a run opens it: each such part is rewritten atomically
-with those columns added, null. Parts with any other columns (another model's classes, or a
-folder written before the ``ita`` columns) are refused with the difference named.
+An output folder written by an older dermsight whose parts lack only some of
+``schema.ADDED_COLUMNS`` (``heatmap``, ``tta``) is upgraded when a run opens it: each such part
+is rewritten atomically with those columns added, null. Parts with any other columns (another
+model's classes, or a folder written before the ``ita`` columns) are refused with the difference
+named.
+
+A run also refuses, before it writes anything, an output whose rows another model scored
+(``model_name`` / ``model_version``) or that were scored the other way with respect to
+test-time augmentation (the ``tta`` column): the rows kept as done would otherwise mix two
+models' or two scoring modes' answers in one output. Rows whose ``tta`` is null (written before
+dermsight recorded it) are unknown: they do not refuse a run, and the run summary counts them.
 """
 
 from __future__ import annotations
@@ -33,7 +40,15 @@ from typing import IO, Any
 
 import pandas as pd
 
-from dermsight.batch.schema import ADDED_COLUMNS, RISK_TIERS, arrow_schema, is_float
+from dermsight.batch.schema import (
+    ADDED_COLUMNS,
+    RISK_TIERS,
+    TTA_FALSE,
+    TTA_TRUE,
+    TTA_UNKNOWN,
+    arrow_schema,
+    is_float,
+)
 from dermsight.batch.sources import row_key
 
 FORMATS = ("parquet", "csv")
@@ -100,6 +115,39 @@ def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[
     return part_columns(parts[0]) if parts else None
 
 
+def _iter_columns(out: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+    """``iter_output`` for ``columns``, a column that a part lacks (a part written by an older
+    dermsight, not upgraded yet) read as null."""
+    for p in part_files(out):
+        held = set(part_columns(p))
+        df = _read_part(p, [c for c in columns if c in held])
+        for c in columns:
+            if c not in held:
+                df[c] = None
+        yield df[list(columns)]
+
+
+def count_tta(df: pd.DataFrame) -> Counter[str]:
+    """A frame's scored rows (error rows left out: they hold no probabilities) per ``tta``
+    value (its ``error`` and ``tta`` columns), a null cell counted as ``unknown``."""
+    cells = df.loc[df["error"].isna(), "tta"].fillna(TTA_UNKNOWN).astype(str)
+    return Counter({str(k): int(n) for k, n in cells.value_counts(sort=False).items()})
+
+
+def tta_dict(counts: Mapping[str, int]) -> dict[str, int]:
+    """Counts per ``tta`` value with every key (``true``, ``false``, ``unknown``)."""
+    return {k: counts.get(k, 0) for k in (TTA_TRUE, TTA_FALSE, TTA_UNKNOWN)}
+
+
+def tta_counts(out: str | os.PathLike[str]) -> dict[str, int]:
+    """How many scored rows of ``out`` were scored with TTA (``true``), without (``false``), or
+    by a dermsight that did not record it (``unknown``)."""
+    counts: Counter[str] = Counter()
+    for df in _iter_columns(out, ["error", "tta"]):
+        counts.update(count_tta(df))
+    return tta_dict(counts)
+
+
 def flag_counts(flags: Iterable[Any]) -> Counter[str]:
     """Rows per flag code from ``flags`` cells (codes joined with ``;``; empty or missing: none)."""
     counts: Counter[str] = Counter()
@@ -110,17 +158,20 @@ def flag_counts(flags: Iterable[Any]) -> Counter[str]:
 
 
 def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Counts over an output folder: rows, errors, rows per risk tier and rows per flag code."""
+    """Counts over an output folder: rows, errors, rows per risk tier, rows per flag code and
+    scored rows per TTA setting (``tta_counts``)."""
     risk: Counter[str] = Counter()
     flags: Counter[str] = Counter()
+    tta: Counter[str] = Counter()
     rows = errors = 0
-    for df in iter_output(out, ["risk", "error", "flags"]):
+    for df in _iter_columns(out, ["risk", "error", "flags", "tta"]):
         rows += len(df)
         errors += int(df["error"].notna().sum())
         risk.update(df["risk"].dropna().astype(str))
         flags.update(flag_counts(df["flags"]))
+        tta.update(count_tta(df))
     return {"rows": rows, "errors": errors, "risk": {t: risk.get(t, 0) for t in RISK_TIERS},
-            "flags": dict(sorted(flags.items()))}
+            "flags": dict(sorted(flags.items())), "tta": tta_dict(tta)}
 
 
 Key = tuple[str, str]
@@ -166,15 +217,19 @@ class PartStore:
     """Exclusive, resumable writer of part files into ``out`` (use as a context manager)."""
 
     def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str],
-                 model: Mapping[str, str] | None = None) -> None:
+                 model: Mapping[str, str] | None = None, *, tta: bool | None = None) -> None:
         """``model``: the ``name`` and ``version`` of the model this run scores with; an
-        output holding rows of another model is refused (its rows would be skipped as done)."""
+        output holding rows of another model is refused (its rows would be skipped as done).
+        ``tta``: whether this run scores with test-time augmentation; an output holding rows
+        scored the other way is refused likewise (rows that do not record it are accepted).
+        ``None`` (either): not checked."""
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}: use parquet or csv")
         self.out = Path(out)
         self.fmt = fmt
         self.classes = list(classes)
         self.model = dict(model) if model is not None else None
+        self.tta = tta
         self.schema = arrow_schema(self.classes)
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
@@ -212,8 +267,12 @@ class PartStore:
         self._lock = fh
         for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
             tmp.unlink(missing_ok=True)
-        self._check_schema()
+        upgrade = self._check_schema()
+        # every refusal comes before anything is written, the upgrade of older parts included
         self._check_model()
+        self._check_tta()
+        for part in upgrade:
+            self._replace(part, self._with_added_columns(part))
 
     def _check_model(self) -> None:
         """Refuse to resume an output scored by another model (name or version): the rows it
@@ -237,17 +296,45 @@ class PartStore:
                 "done, mixing two models' answers in one output. Use another --out (or remove "
                 "this one to score everything again with this model)")
 
-    def _check_schema(self) -> None:
-        """Every part has this schema's columns; a part that lacks only ``ADDED_COLUMNS``
-        (written by an older dermsight) gets them, null. Any other difference is refused."""
+    def _check_tta(self) -> None:
+        """Refuse to resume an output whose scored rows were scored the other way with respect
+        to TTA: they would count as done, and one output would mix two scoring modes unnoticed.
+        Rows that do not record it (``unknown``: written before the ``tta`` column) and error
+        rows (no probabilities; retried when the input still lists them) do not refuse it."""
+        if self.tta is None:
+            return
+        counts = tta_counts(self.out)
+        this, other = (TTA_TRUE, TTA_FALSE) if self.tta else (TTA_FALSE, TTA_TRUE)
+        if not counts[other]:
+            return
+        way = {TTA_TRUE: "with TTA", TTA_FALSE: "without TTA"}
+        n = counts[other]
+        held = [f"{n} row{'s' if n != 1 else ''} scored {way[other]}"]
+        if counts[this]:
+            held.append(f"{counts[this]} {way[this]}")
+        if counts[TTA_UNKNOWN]:
+            held.append(f"{counts[TTA_UNKNOWN]} not recorded")
+        flag = "--tta" if self.tta else "no --tta"
+        again = "without --tta" if self.tta else "with --tta"
+        raise OutputError(
+            f"{self.out} holds {', '.join(held)}; this run uses {flag}: resuming would keep those "
+            "rows as done, mixing two scoring modes in one output. Run it "
+            f"{again} to resume this output, or use another --out (or remove this one to score "
+            f"everything again {way[this]})")
+
+    def _check_schema(self) -> list[Path]:
+        """Every part has this schema's columns; a part that lacks only some of
+        ``ADDED_COLUMNS`` (written by an older dermsight) is returned, to be given them (null)
+        once the run is accepted. Any other difference is refused."""
         want = list(self.schema.names)
-        older = [n for n in want if n not in ADDED_COLUMNS]
+        upgrade: list[Path] = []
         for part in part_files(self.out, self.fmt):
             names = part_columns(part)
             if names == want:
                 continue
-            if names == older:
-                self._replace(part, self._with_added_columns(part))
+            held = set(names)
+            if names == [n for n in want if n in held] and held >= set(want) - set(ADDED_COLUMNS):
+                upgrade.append(part)
                 continue
             missing = [n for n in want if n not in names]
             extra = [n for n in names if n not in want]
@@ -258,14 +345,17 @@ class PartStore:
                 "written for another model's classes or by an older dermsight (from before the "
                 "ita columns): use another --out"
             )
+        return upgrade
 
     def _with_added_columns(self, part: Path) -> Callable[[Path], None]:
-        """Writes ``part`` with the ``ADDED_COLUMNS`` inserted (null) to a given file."""
+        """Writes ``part`` with the ``ADDED_COLUMNS`` it lacks inserted (null) to a given
+        file."""
         if part.name.endswith(".csv"):
             def write_csv(tmp: Path) -> None:
                 df = pd.read_csv(part, dtype=str, keep_default_na=False)
                 for name in ADDED_COLUMNS:
-                    df[name] = ""
+                    if name not in df.columns:
+                        df[name] = ""
                 df[self.schema.names].to_csv(tmp, index=False)
 
             return write_csv
@@ -276,7 +366,7 @@ class PartStore:
 
             table = pq.read_table(part)
             for i, field in enumerate(self.schema):
-                if field.name in ADDED_COLUMNS:
+                if field.name in ADDED_COLUMNS and field.name not in table.column_names:
                     table = table.add_column(i, field, pa.nulls(table.num_rows, field.type))
             pq.write_table(table, tmp, compression="zstd")
 

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dermsight.batch.schema import RISK_TIERS
-from dermsight.batch.store import flag_counts, read_output, stored_columns
+from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
+from dermsight.batch.store import count_tta, flag_counts, read_output, stored_columns, tta_dict
 
 if TYPE_CHECKING:
     from dermsight.bundle import Card
@@ -33,6 +33,7 @@ class RunSummary:
     engine: str
     model: dict[str, str]
     fmt: str = "parquet"
+    tta: bool = False  # this run scores with test-time augmentation (--tta)
     skipped: int = 0  # rows already in the output before this run (resume)
     retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
     scored: int = 0  # rows written by this run (ok + errors)
@@ -71,7 +72,9 @@ class RunSummary:
         ok = self.scored - self.errors
         lines = [
             f"dermsight batch ({self.engine}) -> {self.out}  [{self.fmt}]",
-            f"model: {self.model.get('name')} {self.model.get('version')}",
+            f"model: {self.model.get('name')} {self.model.get('version')}, "
+            + ("with test-time augmentation (--tta)" if self.tta else
+               "without test-time augmentation"),
             f"this run: {self.scored} rows in {self.elapsed_s:.1f} s "
             f"({self.images_per_s:.1f} images/s"
             + (f", excluding {self.startup_s:.1f} s Spark start-up" if self.startup_s else "")
@@ -89,6 +92,7 @@ class RunSummary:
             lines.append(f"{tier:<16}{self.risk.get(tier, 0):>10}{total_risk.get(tier, 0):>14}")
         lines.append(f"{'errors':<16}{self.errors:>10}{self.total.get('errors', 0):>14}")
         lines.append(f"{'rows':<16}{self.scored:>10}{self.total.get('rows', 0):>14}")
+        lines += self._tta_lines()
         total_flags = self.total.get("flags", {})
         codes = sorted(set(self.flags) | set(total_flags))
         if codes:  # blocking ones explain "cannot_assess"; the others are notes beside a result
@@ -98,6 +102,36 @@ class RunSummary:
         for name, path in self.evaluation.items():
             lines.append(f"evaluation {name}: {path}")
         return "\n".join(lines)
+
+    def _tta_lines(self) -> list[str]:
+        """Scored rows (not errors) with and without TTA: this run's (all one way) and the
+        output's, with the rows that do not record it (written by an older dermsight)."""
+        ok = self.scored - self.errors
+        this = {TTA_TRUE: ok if self.tta else 0, TTA_FALSE: 0 if self.tta else ok}
+        total = self.total.get("tta", {})
+        names = {TTA_TRUE: "with TTA", TTA_FALSE: "without TTA", TTA_UNKNOWN: "TTA not recorded"}
+        shown = [k for k in names if k != TTA_UNKNOWN or total.get(k, 0)]
+        return ["", f"{'rows scored':<24}{'this run':>10}{'output total':>14}",
+                *(f"{names[k]:<24}{this.get(k, 0):>10}{total.get(k, 0):>14}" for k in shown)]
+
+    @property
+    def tta_unknown(self) -> int:
+        """Scored rows of the output that do not record whether TTA was used."""
+        return int(self.total.get("tta", {}).get(TTA_UNKNOWN, 0))
+
+
+def tta_note(counts: Mapping[str, int]) -> str:
+    """How rows were scored, in words, from their counts per ``tta`` value."""
+    n_true, n_false = counts.get(TTA_TRUE, 0), counts.get(TTA_FALSE, 0)
+    n_unknown = counts.get(TTA_UNKNOWN, 0)
+    if n_true and not n_false and not n_unknown:
+        return "used: the mean over 8 flips/rotations of each image (--tta)"
+    if n_false and not n_true and not n_unknown:
+        return "not used"
+    parts = [f"{n} {what}" for n, what in ((n_true, "with TTA"), (n_false, "without TTA"),
+                                            (n_unknown, "not recorded (an older dermsight)"))
+             if n]
+    return "rows " + ", ".join(parts) if parts else "no rows"
 
 
 def sidecar(out: str | os.PathLike[str], suffix: str) -> Path:
@@ -122,7 +156,9 @@ def evaluate_output(
     band (:func:`dermsight.evaluate.skin_tone.ita_table` on the output's ``ita`` column, with the
     card's settings and withholding: all seven bands with their counts, metrics withheld under
     30 images), which the report shows as its "By skin tone" section. An output folder written
-    before the ``ita`` column existed gets no ``by_ita``.
+    before the ``ita`` column existed gets no ``by_ita``. ``tta`` counts the evaluated rows
+    scored with (``true``) and without (``false``) test-time augmentation, and those that do
+    not record it (``unknown``); the report says it beside the model (``tta_note``).
 
     Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
@@ -132,9 +168,10 @@ def evaluate_output(
     from dermsight.evaluate.skin_tone import ita_table
 
     prob_cols = [f"p_{c}" for c in classes]
-    has_ita = "ita" in (stored_columns(out) or [])
+    stored = stored_columns(out) or []
+    has_ita, has_tta = "ita" in stored, "tta" in stored
     df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols,
-                           *(["ita"] if has_ita else [])])
+                           *(["ita"] if has_ita else []), *(["tta"] if has_tta else [])])
     n_all = len(df)
     n_err = int(df["error"].notna().sum()) if n_all else 0
     labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
@@ -165,9 +202,10 @@ def evaluate_output(
         evaluation["by_ita"] = ita_table(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
             settings=settings, noun="evaluated images")
+    evaluation["tta"] = tta_dict(count_tta(labelled if has_tta else labelled.assign(tta=None)))
     results = {
         "title": "dermsight batch evaluation",
-        "model": dict(model_info),
+        "model": {**model_info, "test-time augmentation (TTA)": tta_note(evaluation["tta"])},
         "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z") + f", from {out}",
         "data": {
             "summary": {

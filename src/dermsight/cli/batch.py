@@ -71,7 +71,8 @@ def batch(  # noqa: PLR0913
 ) -> None:
     """Score many lesion images into Parquet/CSV: one row per input, errors as rows.
 
-    Resumable: re-running with the same --out skips rows already written.
+    Resumable: re-running with the same --out skips rows already written (an output scored by
+    another model, or the other way with respect to --tta, is refused: exit code 2).
 
     Exit code 1 when some inputs could not be scored (the error column says why).
     """
@@ -112,6 +113,11 @@ def batch(  # noqa: PLR0913
     if summary.duplicate_ids:
         typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
                    "(all were scored; tell them apart by the path column)", err=True)
+    if summary.tta_unknown:
+        typer.echo(f"warning: {summary.tta_unknown} scored rows of {out} were written before "
+                   "dermsight recorded test-time augmentation: whether they were scored with "
+                   "--tta is unknown (their tta column is empty); this run scored "
+                   + ("with" if tta else "without") + " it", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:
