@@ -1,7 +1,7 @@
 """Patient references equal ignoring case are one patient in every script, on SQLite and
 PostgreSQL alike, through the real clinic API: case folded by Unicode's rules (``Özil`` is
 ``özil``, ``STRASSE`` is ``straße``, ``ΟΔΟΣ`` is ``οδος``), an accented letter composed or
-decomposed the same, other accents still apart; pairs an earlier release stored stay as they are;
+decomposed the same, other accents still apart; the database itself refuses a second spelling;
 usernames take the same rule (``dermsight.clinic.db.taken_ignoring_case``)."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import unicodedata
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from clinic_support import PASSWORD, ClinicHarness
 from dermsight.clinic import accounts, cases
@@ -85,17 +86,18 @@ def test_the_service_function_refuses_and_names_the_stored_spelling(
     assert casekey("Straße") == casekey("STRASSE") == "strasse"
 
 
-def test_pairs_stored_by_an_earlier_release_are_kept(h: ClinicHarness) -> None:
-    """An older SQLite database may hold ``Émile-12`` and ``émile-12`` (its lower() left É as
-    is): both stay readable and listed; a third spelling is refused, naming one of them."""
+def test_a_second_spelling_is_refused_by_the_database_too(h: ClinicHarness) -> None:
+    """A pair an earlier release could store (its SQLite lower() left É as is) can no longer be
+    written, even past the check: the unique index on the folded key refuses it (revision 0005;
+    a database that already holds one stops its upgrade: test_clinic_casekey_index.py)."""
     with h.clinic.db.session() as s:
-        s.add_all([Patient(ref="Émile-12"), Patient(ref="émile-12")])
-    assert _refs(h) == ["Émile-12", "émile-12"]
+        s.add(Patient(ref="Émile-12"))
+    with pytest.raises(IntegrityError), h.clinic.db.session() as s:
+        s.add(Patient(ref="émile-12"))
+    assert _refs(h) == ["Émile-12"]
     r = h.post("/patients", json={"ref": _nfd("ÉMILE-12")})
     assert r.status_code == 409, r.text
-    assert "Émile-12" in r.json()["detail"] or "émile-12" in r.json()["detail"]
-    ids = [p["id"] for p in h.get("/patients").json()]
-    assert [h.get(f"/patients/{i}").status_code for i in ids] == [200, 200]
+    assert "(as 'Émile-12': references ignore case)" in r.json()["detail"]
     assert h.patient("Émile-13") > 0  # a new reference is still created
 
 

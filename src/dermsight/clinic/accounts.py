@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.config import SESSION_DAYS
-from dermsight.clinic.db import taken_ignoring_case
+from dermsight.clinic.db import add_unique, taken_ignoring_case
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
 #: failures per username or per client address within the window before logins are refused
@@ -61,22 +61,22 @@ def check_password(password: str) -> None:
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     """A new account; ``AccountExists`` when a username equal to it ignoring case exists
-    (``db.taken_ignoring_case``, the rule patient references follow; usernames are ASCII).
-    Checked here rather than by a unique index on ``lower(username)``: a database may already
-    hold such a pair, and the index would stop its migration (and the server's start). Login
-    stays exact (``verify_password``): with such a pair, "ADMIN" could not say which account."""
+    (``db.taken_ignoring_case``, the rule patient references follow; usernames are ASCII),
+    also for the loser of two concurrent requests (the unique index on ``User.username_key``).
+    Login stays exact (``verify_password``): the rate limit counts per exact username."""
     name = check_username(username)
     check_password(password)
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}")
     taken = taken_ignoring_case(db, User.username, name)
-    if taken is not None:  # "ADMIN" beside "admin" would invite confusion or impersonation
-        same = "" if taken == name else f" (as {taken!r}: usernames ignore case)"
-        raise AccountExists(f"a user named {name!r} exists already{same}")
-    user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
-    db.add(user)
-    db.flush()
-    return user
+    if taken is None:
+        user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
+        taken = add_unique(db, user, User.username, name)
+        if taken is None:
+            return user
+    # "ADMIN" beside "admin" would invite confusion or impersonation
+    same = "" if taken == name else f" (as {taken!r}: usernames ignore case)"
+    raise AccountExists(f"a user named {name!r} exists already{same}")
 
 
 def verify_password(db: DbSession, username: str, password: str) -> User | None:

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.db import taken_ignoring_case
+from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
 #: rise of the malignant probability (absolute) between visits that flags a lesion
@@ -152,24 +152,34 @@ def create_patient(db: DbSession, ref: str, user: User) -> Patient:
     """A new patient; 409 (``Conflict``) when a reference equal to ``ref`` ignoring case and
     surrounding spaces exists (``P-001`` and ``p-001``, ``Özil`` and ``özil`` are one patient;
     Unicode's case folding, an accented letter composed or decomposed alike: ``db.casekey``, on
-    SQLite and PostgreSQL the same). Checked here, not by a unique index: a database may already
-    hold such pairs, and the index would stop its migration."""
+    SQLite and PostgreSQL the same). Checked first, to name the stored spelling; the unique
+    index on ``Patient.ref_key`` refuses the loser of two concurrent requests the same way."""
     ref = ref.strip()
     taken = taken_ignoring_case(db, Patient.ref, ref)
-    if taken is not None:
-        same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
-        raise Conflict(f"a patient with reference {ref!r} exists already{same}")
-    p = Patient(ref=ref, created_by=user.id)
-    db.add(p)
-    db.flush()
-    return p
+    if taken is None:
+        p = Patient(ref=ref, created_by=user.id)
+        taken = add_unique(db, p, Patient.ref, ref)
+        if taken is None:
+            return p
+    same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
+    raise Conflict(f"a patient with reference {ref!r} exists already{same}")
+
+
+def ref_prefix_filter(prefix: str) -> ColumnElement[bool]:
+    """Patients whose reference starts with ``prefix`` ignoring case: the stored key starts
+    with ``casekey(prefix)`` (a LIKE on ``Patient.ref_key``, ``%`` and ``_`` taken literally),
+    the same on SQLite and PostgreSQL. Keys are decomposed (NFD), so an accent is a character
+    of its own after its letter: ``Jose`` also lists ``José-1`` (the accent follows the prefix),
+    while ``José`` lists only references with that accent."""
+    key = casekey(prefix)
+    escaped = key.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return Patient.ref_key.like(f"{escaped}%", escape="\\")
 
 
 def list_patients(db: DbSession, prefix: str | None, limit: int = 200) -> list[dict[str, Any]]:
     q = select(Patient).order_by(Patient.ref).limit(limit)
     if prefix:
-        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        q = q.where(Patient.ref.like(f"{escaped}%", escape="\\"))
+        q = q.where(ref_prefix_filter(prefix))
     patients = list(db.scalars(q))
     lesions: dict[int, list[int]] = defaultdict(list)
     if patients:

@@ -1,8 +1,11 @@
 """Engine, sessions and migrations of the clinic database.
 
 SQLite runs in WAL mode with foreign keys on and a busy timeout (several threads of one server
-write at once); PostgreSQL is used as is (several app instances share it). ``taken_ignoring_case``
-compares names ignoring case the same way on both (``casekey``), whatever the database's locale.
+write at once); PostgreSQL is used as is (several app instances share it). Names unique ignoring
+case (``Patient.ref``, ``User.username``) keep their ``casekey`` in a column of their own
+(``ref_key``, ``username_key``: set by the model, unique index, revision 0005), so both databases
+compare them the same way whatever their locale, and refuse a second spelling even when two
+requests race (``taken_ignoring_case``, ``add_unique``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,20 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, inspect, or_, select
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0004"
+HEAD = "0005"
 
-#: the name ``casekey`` has in SQL on the clinic's SQLite connections
+#: the name ``casekey`` has in SQL on the clinic's SQLite connections (for ad-hoc queries;
+#: the stored key columns make the application itself need it nowhere)
 CASEKEY_SQL = "dermsight_casekey"
-#: any character outside ASCII (PostgreSQL regular expression; NUL cannot be stored there)
-_NON_ASCII = r"[^\x01-\x7f]"
+#: the longest ``casekey`` of a 64-character name: one character folds and decomposes to at
+#: most 4 (U+1FAF: omega with psili, perispomeni and prosgegrammeni)
+KEY_LENGTH = 256
 
 
 def casekey(name: str) -> str:
@@ -41,22 +47,37 @@ def _sql_casekey(value: Any) -> Any:
     return casekey(value) if isinstance(value, str) else value
 
 
+def key_column(column: InstrumentedAttribute[str]) -> InstrumentedAttribute[str]:
+    """The stored ``casekey`` of a name unique ignoring case: ``<column>_key`` beside it."""
+    key: InstrumentedAttribute[str] = getattr(column.class_, f"{column.key}_key")
+    return key
+
+
 def taken_ignoring_case(db: Session, column: InstrumentedAttribute[str], name: str) -> str | None:
-    """A value of ``column`` (a unique name: ``User.username``, ``Patient.ref``) equal to
-    ``name`` by ``casekey``, else None. Neither database's ``lower()`` will do: SQLite's folds
-    ASCII only, PostgreSQL's follows the database's locale (ASCII only under ``C``), and
-    neither folds ``ß`` to ``ss`` or matches a composed ``é`` with a decomposed one. SQLite
-    compares with ``casekey`` itself (``CASEKEY_SQL``, on every connection); elsewhere the
-    rows that can match (an ASCII value equal to the key once ASCII letters are lowered, or any
-    value with a non-ASCII character) are compared here. A full scan either way, as the
-    ``lower()`` comparison was: the rule is not an index (docs/clinic.md)."""
-    key = casekey(name)
-    if db.get_bind().dialect.name == "sqlite":
-        stmt = select(column).where(getattr(func, CASEKEY_SQL)(column) == key)
-    else:  # for an ASCII value casekey is the ASCII lower case: lower() under the C collation
-        stmt = select(column).where(or_(func.lower(column.collate("C")) == key,
-                                        column.regexp_match(_NON_ASCII)))
-    return next((taken for taken in db.scalars(stmt) if casekey(taken) == key), None)
+    """The value of ``column`` (a name unique ignoring case: ``User.username``, ``Patient.ref``)
+    equal to ``name`` by ``casekey``, else None: one lookup in the unique index on its stored
+    key (``key_column``). Neither database's ``lower()`` would do: SQLite's folds ASCII only,
+    PostgreSQL's follows the database's locale (ASCII only under ``C``), and neither folds
+    ``ß`` to ``ss`` or matches a composed ``é`` with a decomposed one."""
+    return db.scalar(select(column).where(key_column(column) == casekey(name)).limit(1))
+
+
+def add_unique(db: Session, row: object, column: InstrumentedAttribute[str], name: str
+               ) -> str | None:
+    """Insert ``row``, whose ``column`` is ``name`` (checked free by ``taken_ignoring_case``):
+    None once inserted, or the value that took ``name``'s key since the check (another request
+    won the race; the unique index refused this one). The unit of work is rolled back then,
+    as the caller's error would roll it back anyway. Any other integrity error propagates."""
+    try:
+        db.add(row)
+        db.flush()
+    except IntegrityError:
+        db.rollback()  # PostgreSQL answers nothing more in a failed transaction
+        taken = taken_ignoring_case(db, column, name)
+        if taken is None:
+            raise
+        return taken
+    return None
 
 
 def make_engine(url: str) -> Engine:

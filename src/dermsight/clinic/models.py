@@ -3,6 +3,10 @@ and change them; the models are the head revision.
 
 Single-tenant: one clinic per database. Patients carry only the clinic's own pseudonymous
 reference (no name, no birth date); age and sex are stored per visit because the model uses them.
+
+Names unique ignoring case carry their ``db.casekey`` in ``<name>_key`` (unique index, revision
+0005), set here whenever the name is set through the ORM; a bulk ``UPDATE`` of ``ref`` or
+``username`` must set the key too.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ from sqlalchemy import (
     Text,
     false,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from dermsight.clinic.db import KEY_LENGTH, casekey
 
 ROLES = ("clinician", "admin")
 SIDES = ("left", "right", "midline")
@@ -42,10 +48,17 @@ class User(Base):
     __tablename__ = "users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``casekey(username)``: "ADMIN" beside "admin" is refused by the database too
+    username_key: Mapped[str] = mapped_column(String(KEY_LENGTH), index=True, unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    @validates("username")
+    def _set_key(self, _name: str, username: str) -> str:
+        self.username_key = casekey(username)
+        return username
 
 
 class ApiToken(Base):
@@ -89,11 +102,18 @@ class Patient(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: the clinic's own pseudonymous reference
     ref: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``casekey(ref)``: "P-001" beside "p-001" is refused by the database too
+    ref_key: Mapped[str] = mapped_column(String(KEY_LENGTH), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     lesions: Mapped[list[Lesion]] = relationship(
         back_populates="patient", cascade="all, delete-orphan", passive_deletes=True,
         order_by="Lesion.id")
+
+    @validates("ref")
+    def _set_key(self, _name: str, ref: str) -> str:
+        self.ref_key = casekey(ref)
+        return ref
 
 
 class Lesion(Base):

@@ -33,6 +33,9 @@ class Clinic:
             if migrate:
                 db.upgrade()
             images = ImageStore(config.images, config.storage_options)
+        except ClinicConfigError:  # a migration that cannot be applied says why itself
+            db.dispose()
+            raise
         except (SQLAlchemyError, OSError) as exc:
             db.dispose()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
