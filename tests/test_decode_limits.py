@@ -291,10 +291,16 @@ def test_pydicom_loggers_reach_no_handler(caplog: pytest.LogCaptureFixture, tmp_
     assert PHI.decode() not in caplog.text
 
 
-def test_dicom_multiframe_gives_the_first_frame_only() -> None:
+def test_dicom_multiframe_is_refused_not_scored_on_its_first_frame() -> None:
+    """Refused like an animated PNG/WebP (was: the first frame decoded, silently; see
+    tests/test_dicom_multiframe.py); one frame short is truncated, never read."""
     frames = np.stack([np.full((16, 20, 3), v, np.uint8) for v in (30, 200)])
     native = h.dicom(h.image_elements(16, 20, frames=b"2"), frames.tobytes())
-    assert np.array_equal(decode_image(native), frames[0])
+    with pytest.raises(ImageDecodeError, match=r"multi-frame DICOM .* holds 2 frames"):
+        decode_image(native)
+    short = h.dicom(h.image_elements(16, 20, frames=b"2"), frames[0].tobytes())
+    with pytest.raises(ImageDecodeError, match="truncated DICOM"):
+        decode_image(short)
 
 
 def test_decode_cost_tells_heavy_uploads_from_ordinary_ones(sample_image: Path,

@@ -12,8 +12,8 @@
   Every decode then holds its estimate of a process-wide memory budget (``budget.py``), so
   concurrent decodes cannot add up past it.
 * Only the first frame is ever decoded: animated PNG/WebP are refused from their header
-  (frame count), GIF is refused outright, a multi-page TIFF gives its first page (the other
-  pages are never read).
+  (frame count), GIF is refused outright, a multi-frame DICOM is refused (``io.dicom``), a
+  multi-page TIFF gives its first page (the other pages are never read).
 * Large images are decoded small: a JPEG is decoded with DCT scaling (Pillow ``draft``, 1/2, 1/4
   or 1/8) and any other image is box-reduced right after decoding, so that what leaves this
   module has at most ``work_pixels`` (2 MP) — the model uses 160 px; no conversion ever runs on

@@ -1,13 +1,21 @@
 """DICOM dermoscopy images (as the SIIM-ISIC 2020 challenge distributes them) -> ``LesionRecord``.
 
-* Pixel data: JPEG baseline/extended (encapsulated; the first frame is decoded by dermsight's own
+* Pixel data: JPEG baseline/extended (encapsulated; the frame is decoded by dermsight's own
   bounded decoder, ``decode.decode_image``, after its SOF size is checked against Rows/Columns),
-  or uncompressed (explicit/implicit VR little endian, explicit big endian; first frame only,
-  by pydicom). Other transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
+  or uncompressed (explicit/implicit VR little endian, explicit big endian; by pydicom). Other
+  transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
   PALETTE COLOR indices go through the file's colour lookup tables (refused without them).
   A Part 10 file without its 128-byte preamble ("DICM" first) is read as if it had one.
   Monochrome images are repeated to three channels (MONOCHROME1 inverted); the gate then
   refuses them as black and white (``greyscale``): the network reads colour.
+* One frame per file: a multi-frame file (NumberOfFrames over 1, or encapsulated pixel data
+  holding more than one JPEG image) is refused like an animated PNG/WebP, with a reason that
+  says to send each frame as its own still image (``MULTI_FRAME``). Scoring frame 1 of N would
+  answer for one view while the clinician, the CLI user and a batch row believe the whole file
+  was assessed; no per-image note reaches the API, ``dermsight predict`` and batch output alike
+  for pixels (the ``compressed`` note rides on the file's compression), so the file is refused
+  instead. Uncompressed pixel data shorter than NumberOfFrames frames is refused as truncated
+  before that (it is never read).
 * Deflated Explicit VR Little Endian: inflated here, at most the upload cap (``max_bytes``),
   before pydicom sees it (a 2 MB file can otherwise inflate to gigabytes).
 * Sizes come from the header (Rows, Columns, SamplesPerPixel, BitsAllocated) and pass the same
@@ -29,6 +37,7 @@ import io
 import os
 import warnings
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,10 @@ from dermsight.io.quiet import silence_logger
 from dermsight.records import IGNORED, LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
+
+#: The reason a multi-frame file is refused (``{frames}``: how many it holds).
+MULTI_FRAME = ("multi-frame DICOM files are not accepted (this one holds {frames} frames): "
+               "send each frame as its own still image (a single-frame DICOM, JPEG or PNG)")
 
 #: Spellings of the anatomic site met in DICOM tags (upper case, "_" and "/" kept) that
 #: ``taxonomy.normalize_site`` does not know by itself.
@@ -277,11 +290,47 @@ def _transfer_syntax(ds: Any) -> str:
         return "1.2.840.10008.1.2.1"
 
 
-# ruff noqa below: one branch per DICOM pixel layout.
-def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
-                 ) -> tuple[np.ndarray, bytes | None]:
-    """The first frame as RGB uint8, every size checked from the header before decoding, and
-    the encapsulated JPEG frame it was decoded from (``None`` for uncompressed pixel data)."""
+@dataclass(frozen=True)
+class _Layout:
+    """What the header says of the pixel data (checked: ``_layout``)."""
+
+    rows: int
+    cols: int
+    frames: int  # NumberOfFrames
+    spp: int  # SamplesPerPixel
+    bits: int  # BitsAllocated
+    photometric: str  # PhotometricInterpretation, upper case ("" when absent)
+
+    def native_bytes(self, frames: int = 1) -> int:
+        """The bytes ``frames`` uncompressed frames take (1-bit samples are packed across frame
+        boundaries; uncompressed 4:2:2 holds two chroma samples per two pixels)."""
+        pixels = self.rows * self.cols
+        if self.bits == 1:
+            return -(-pixels * frames // 8)
+        if self.spp == 3 and self.bits == 8 and self.photometric == "YBR_FULL_422":
+            return pixels * 2 * frames
+        return pixels * self.spp * (self.bits // 8) * frames
+
+
+def _layout(ds: Any, limits: DecodeLimits) -> _Layout:
+    """The pixel layout from the header, refused unless dermsight reads it within ``limits``."""
+    layout = _Layout(rows=_tag_int(ds, "Rows", 0), cols=_tag_int(ds, "Columns", 0),
+                     frames=_tag_int(ds, "NumberOfFrames", 1),
+                     spp=_tag_int(ds, "SamplesPerPixel", 1), bits=_tag_int(ds, "BitsAllocated", 8),
+                     photometric=(_tag_str(ds, "PhotometricInterpretation") or "").upper())
+    if layout.frames < 1:
+        raise ImageDecodeError("invalid DICOM header: NumberOfFrames is not a valid number")
+    if layout.spp not in (1, 3) or layout.bits not in (1, 8, 16, 32):
+        raise ImageDecodeError(f"unsupported DICOM pixel layout ({layout.spp} samples of "
+                               f"{layout.bits} bits per pixel)")
+    check_dimensions(layout.cols, layout.rows, limits, "DICOM image")
+    return layout
+
+
+def _pixels_from(ds: Any, limits: DecodeLimits) -> tuple[np.ndarray, bytes | None]:
+    """The image as RGB uint8 (a multi-frame file is refused), every size checked from the
+    header before decoding, and the encapsulated JPEG frame it was decoded from (``None`` for
+    uncompressed pixel data)."""
     try:
         has_pixels = "PixelData" in ds
         other = "FloatPixelData" in ds or "DoubleFloatPixelData" in ds
@@ -292,17 +341,7 @@ def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
             raise ImageDecodeError("DICOM float pixel data is not supported: send 8/16-bit "
                                    "images")
         raise ImageDecodeError(NO_PIXELS)
-    rows = _tag_int(ds, "Rows", 0)
-    cols = _tag_int(ds, "Columns", 0)
-    frames = _tag_int(ds, "NumberOfFrames", 1)
-    spp = _tag_int(ds, "SamplesPerPixel", 1)
-    bits = _tag_int(ds, "BitsAllocated", 8)
-    if frames < 1:
-        raise ImageDecodeError("invalid DICOM header: NumberOfFrames is not a valid number")
-    if spp not in (1, 3) or bits not in (1, 8, 16, 32):
-        raise ImageDecodeError(
-            f"unsupported DICOM pixel layout ({spp} samples of {bits} bits per pixel)")
-    check_dimensions(cols, rows, limits, "DICOM image")
+    layout = _layout(ds, limits)
     syntax = _transfer_syntax(ds)
     try:
         raw = ds["PixelData"].value
@@ -312,29 +351,9 @@ def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
         raise ImageDecodeError("corrupt DICOM pixel data: it cannot be read") from exc
     frame: bytes | None = None
     if syntax in _JPEG_SYNTAXES:
-        frame = _first_jpeg_frame(bytes(raw), frames, rows, cols)
-        try:
-            rgb = decode_image(frame, limits)
-        except ImageDecodeError as exc:
-            raise ImageDecodeError(f"DICOM pixel data: {exc.reason}") from exc
-        if (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "MONOCHROME1":
-            rgb = 255 - rgb
+        rgb, frame = _jpeg_pixels(bytes(raw), layout, limits)
     elif syntax in _NATIVE_SYNTAXES:
-        need = rows * cols * spp * max(bits, 8) // 8 if bits != 1 else -(-rows * cols // 8)
-        if (spp == 3 and bits == 8
-                and (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "YBR_FULL_422"):
-            need = rows * cols * 2  # uncompressed 4:2:2: two chroma samples per two pixels
-        if len(raw) < need:
-            raise ImageDecodeError("truncated DICOM: the pixel data is incomplete")
-        if need * 3 > limits.max_decode_bytes:
-            raise ImageDecodeError(
-                f"image too large: this {cols}x{rows} DICOM image needs about "
-                f"{need * 3 / 1024 / 1024:.0f} MB to decode "
-                f"(limit {limits.max_decode_bytes / 1024 / 1024:.0f} MB)")
-        palette = (_tag_str(ds, "PhotometricInterpretation") or "").upper() == "PALETTE COLOR"
-        # a palette image expands to 3 samples of up to 16 bits per index
-        with decode_budget().reserve(rows * cols * 6 + need if palette else need * 3):
-            rgb = _array_to_rgb(_native_first_frame(ds), ds)
+        rgb = _native_pixels(ds, len(raw), layout, limits)
     else:
         name = _syntax_name(syntax)
         raise ImageDecodeError(
@@ -342,6 +361,38 @@ def _pixels_from(ds: Any, limits: DecodeLimits  # noqa: C901, PLR0912
             "uncompressed are supported)"
         )
     return _shrink_array(rgb, limits), frame
+
+
+def _jpeg_pixels(raw: bytes, layout: _Layout, limits: DecodeLimits) -> tuple[np.ndarray, bytes]:
+    """Encapsulated JPEG pixel data -> RGB and the JPEG frame it was decoded from."""
+    _check_one_frame(max(layout.frames, _encapsulated_images(raw)))
+    frame = _only_jpeg_frame(raw, layout.rows, layout.cols)
+    try:
+        rgb = decode_image(frame, limits)
+    except ImageDecodeError as exc:
+        raise ImageDecodeError(f"DICOM pixel data: {exc.reason}") from exc
+    if layout.photometric == "MONOCHROME1":
+        rgb = 255 - rgb
+    return rgb, frame
+
+
+def _native_pixels(ds: Any, size: int, layout: _Layout, limits: DecodeLimits) -> np.ndarray:
+    """Uncompressed pixel data of ``size`` bytes -> RGB, by pydicom, within the memory limits."""
+    # every frame the header declares must be there: a short file is refused as truncated
+    # (never read), whatever its frame count
+    if size < layout.native_bytes(layout.frames):
+        raise ImageDecodeError("truncated DICOM: the pixel data is incomplete")
+    _check_one_frame(layout.frames)
+    need = layout.native_bytes()
+    if need * 3 > limits.max_decode_bytes:
+        raise ImageDecodeError(
+            f"image too large: this {layout.cols}x{layout.rows} DICOM image needs about "
+            f"{need * 3 / 1024 / 1024:.0f} MB to decode "
+            f"(limit {limits.max_decode_bytes / 1024 / 1024:.0f} MB)")
+    # a palette image expands to 3 samples of up to 16 bits per index
+    palette = layout.photometric == "PALETTE COLOR"
+    with decode_budget().reserve(layout.rows * layout.cols * 6 + need if palette else need * 3):
+        return _array_to_rgb(_native_frame(ds), ds)
 
 
 def _syntax_name(syntax: str) -> str:
@@ -357,13 +408,37 @@ def _syntax_name(syntax: str) -> str:
     return syntax if all(c.isdigit() or c == "." for c in syntax[:64]) else "an unknown syntax"
 
 
-def _first_jpeg_frame(raw: bytes, frames: int, rows: int, cols: int) -> bytes:
-    """The first encapsulated JPEG frame, checked against Rows/Columns from its own frame
+def _check_one_frame(frames: int) -> None:
+    """Refuse a multi-frame file (see the module's docstring for why it is not scored on its
+    first frame)."""
+    if frames > 1:
+        raise ImageDecodeError(MULTI_FRAME.format(frames=frames))
+
+
+def _encapsulated_images(raw: bytes) -> int:
+    """How many JPEG images encapsulated pixel data holds, whatever NumberOfFrames says: the
+    entries of its basic offset table, or else the fragments that start a JPEG image (SOI; a
+    frame split into several fragments starts only one). 0 when it cannot be parsed (reading
+    the frame then reports it)."""
+    from pydicom.encaps import generate_fragments, parse_basic_offsets
+
+    try:
+        buffer = io.BytesIO(raw)
+        offsets = parse_basic_offsets(buffer)
+        starts = sum(1 for fragment in generate_fragments(buffer)
+                     if bytes(fragment[:2]) == b"\xff\xd8")
+    except Exception:  # noqa: BLE001 - bad item tags and lengths: reported when read
+        return 0
+    return max(len(offsets), starts)
+
+
+def _only_jpeg_frame(raw: bytes, rows: int, cols: int) -> bytes:
+    """The (only) encapsulated JPEG frame, checked against Rows/Columns from its own frame
     header (it is then decoded by dermsight's bounded decoder, never by pydicom)."""
     from pydicom.encaps import generate_frames
 
     try:
-        frame = next(generate_frames(raw, number_of_frames=frames))
+        frame = next(generate_frames(raw, number_of_frames=1))
     except Exception as exc:  # bad item tags, offsets, ...
         raise ImageDecodeError("corrupt DICOM pixel data: the encapsulated frame cannot be read") \
             from exc
@@ -379,7 +454,7 @@ def _first_jpeg_frame(raw: bytes, frames: int, rows: int, cols: int) -> bytes:
     return bytes(frame)
 
 
-def _native_first_frame(ds: Any) -> np.ndarray:
+def _native_frame(ds: Any) -> np.ndarray:
     try:
         ds.pixel_array_options(index=0)
         return np.asarray(ds.pixel_array)
@@ -493,7 +568,8 @@ def read_dicom(
     """One DICOM file -> record (never raises for a bad file: ``error`` says why).
 
     The id is the file name without extension (SIIM-ISIC names files by image id). With
-    ``decode=False`` only the header is read (fast; the pixels stay on disk).
+    ``decode=False`` only the header is read (fast; the pixels stay on disk; a multi-frame
+    file already gets its ``error``).
     """
     limits = limits or DecodeLimits()
     p = Path(path)
@@ -515,9 +591,12 @@ def read_dicom(
     image: np.ndarray | None = None
     if problems:
         error = f"{p.name}: " + "; ".join(problems)
-    elif decode:
+    else:
         try:
-            image = _pixels_from(ds, limits)[0]
+            if decode:
+                image = _pixels_from(ds, limits)[0]
+            else:  # a listing says which files will be refused, as far as the header tells
+                _check_one_frame(_tag_int(ds, "NumberOfFrames", 1))
         except ImageDecodeError as exc:
             error = f"{p.name}: {exc.reason}"
     return LesionRecord(
