@@ -28,12 +28,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from dermsight import camgrid, gate, heatmap, taxonomy
 from dermsight.bundle import FEATURES_OUTPUT, Bundle, check_features, load_bundle
 from dermsight.compression import Compression, compression_flags
 from dermsight.compression import inspect as inspect_compression
-from dermsight.io.decode import DecodeLimits, decode_image, sniff
+from dermsight.io.decode import DecodeLimits, decode_image, pil_to_rgb, sniff
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.malignancy import malignant_probability
@@ -43,7 +44,9 @@ from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.similar import ReferenceSet, SimilarCase
 
-ImageInput = str | os.PathLike[str] | bytes | np.ndarray
+#: What ``predict`` takes as an image: a file path, the file's bytes, an RGB array or a Pillow
+#: image (read as its file would be: ``io.decode.pil_to_rgb``).
+ImageInput = str | os.PathLike[str] | bytes | np.ndarray | Image.Image
 
 DISCLAIMER = (
     "Decision support only, not a diagnosis. A dermatologist must examine any lesion that "
@@ -348,12 +351,16 @@ class Dermsight:
         given win. Raises ``ImageDecodeError`` for an input that cannot be used.
         """
         meta = meta if meta is not None else Metadata()
-        if isinstance(image, np.ndarray):
+        if isinstance(image, (np.ndarray, Image.Image)):
             return DecodedImage(self.load_image(image), meta)
         if isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
-        else:  # regular files only (a FIFO named x.jpg must not block), at most the byte cap
+        elif isinstance(image, (str, os.PathLike)):
+            # regular files only (a FIFO named x.jpg must not block), at most the byte cap
             data = read_regular_file(image, self.limits.max_bytes)
+        else:
+            raise TypeError(f"expected an image as a file path, bytes, an (H, W, 3) uint8 RGB "
+                            f"array or a Pillow image, not {type(image).__name__}")
         if sniff(data) != "DICOM":
             return DecodedImage(decode_image(data, self.limits), meta, inspect_compression(data))
         from dermsight.io.dicom import decode_dicom_upload
@@ -374,6 +381,8 @@ class Dermsight:
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
             return np.ascontiguousarray(_pixels_0_255(image[:, :, :3]))
+        if isinstance(image, Image.Image):
+            return pil_to_rgb(image, self.limits)
         return self.decode(image).rgb
 
     # ruff noqa below: public API: positional order kept.
@@ -389,8 +398,10 @@ class Dermsight:
     ) -> Prediction:
         """Classify one lesion image. Raises ImageDecodeError / TaxonomyError for bad input.
 
-        An array must be uint8 in RGB channel order (OpenCV's ``cv2.imread`` gives BGR: convert
-        it first): recoloured images are answered wrongly and the gate refuses only some of them.
+        ``image``: a file path, the file's bytes, a Pillow image (read as its file would be: EXIF
+        orientation, transparency refused, 16-bit scaled) or an array. An array must be uint8 in
+        RGB channel order (OpenCV's ``cv2.imread`` gives BGR: convert it first): recoloured
+        images are answered wrongly and the gate refuses only some of them.
 
         ``meta`` (or ``age`` / ``sex`` / ``site``) wins over a DICOM file's tags (see ``decode``).
         """

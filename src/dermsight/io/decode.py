@@ -66,6 +66,7 @@ __all__ = [
     "decode_cost",
     "decode_image",
     "header_size",
+    "pil_to_rgb",
     "refused_by_name",
     "sniff",
     "to_rgb",
@@ -420,7 +421,7 @@ def verify_image(
     with decode_budget().reserve(opened.cost):
         _load(opened.img, kind)
         if _has_transparency(opened.img):
-            _usable(opened.img, kind, limits)
+            _usable(opened.img, ALLOWED_FORMATS[kind], limits)
     return opened.size
 
 
@@ -594,10 +595,10 @@ def transparent_share(img: Image.Image) -> float:
     return float(np.count_nonzero(alpha < OPAQUE_ALPHA)) / max(1, alpha.size)
 
 
-def _usable(img: Image.Image, kind: str, limits: DecodeLimits) -> Image.Image:
+def _usable(img: Image.Image, label: str, limits: DecodeLimits) -> Image.Image:
     """A loaded image, reduced to ``limits.work_pixels``; refused when it has transparent
-    areas (an opaque alpha channel, or a few stray transparent pixels, are fine)."""
-    label = ALLOWED_FORMATS[kind]
+    areas (an opaque alpha channel, or a few stray transparent pixels, are fine). ``label``
+    names its format in messages."""
     try:
         img = _shrink(img, limits.work_pixels)
         share = transparent_share(img)
@@ -616,12 +617,32 @@ def _decode_raster(data: bytes, kind: str, limits: DecodeLimits, name: str) -> n
     with decode_budget().reserve(opened.cost):
         img = opened.img
         _load(img, kind)
-        img = _usable(img, kind, limits)
-        with contextlib.suppress(Exception):  # a broken EXIF block must not reject good pixels
-            img = ImageOps.exif_transpose(img) or img
-        try:
-            return to_rgb(img)
-        except Exception as exc:  # an odd mode of untrusted bytes
-            raise ImageDecodeError(
-                f"unsupported {ALLOWED_FORMATS[kind]} colour mode {img.mode}"
-            ) from exc
+        return _oriented_rgb(_usable(img, ALLOWED_FORMATS[kind], limits), ALLOWED_FORMATS[kind])
+
+
+def _oriented_rgb(img: Image.Image, label: str) -> np.ndarray:
+    """A usable image's RGB pixels, turned upright by its EXIF orientation."""
+    with contextlib.suppress(Exception):  # a broken EXIF block must not reject good pixels
+        img = ImageOps.exif_transpose(img) or img
+    try:
+        return to_rgb(img)
+    except Exception as exc:  # an odd mode of untrusted bytes
+        raise ImageDecodeError(f"unsupported {label} colour mode {img.mode}") from exc
+
+
+def pil_to_rgb(img: Image.Image, limits: DecodeLimits | None = None) -> np.ndarray:
+    """A Pillow image a caller opened -> (H, W, 3) uint8, read as a file's pixels are: the same
+    pixel limit, reduction to ``limits.work_pixels``, refusal of transparent areas and of
+    animated PNG/WebP/GIF, EXIF orientation, colour modes (16-bit and float scaled as
+    ``to_rgb`` does). Raises ``ImageDecodeError``."""
+    limits = limits or DecodeLimits()
+    label = f"{img.format} image" if img.format else "image"
+    w, h = img.size
+    check_dimensions(w, h, limits, label)
+    if img.format in ("PNG", "WEBP", "GIF") and int(getattr(img, "n_frames", 1)) > 1:
+        raise ImageDecodeError(f"animated {label}s are not accepted: send a still photo")
+    try:
+        img.load()
+    except Exception as exc:  # a lazily opened file that turns out truncated or corrupt
+        raise ImageDecodeError(f"corrupt {label}: its pixels cannot be read ({exc})") from exc
+    return _oriented_rgb(_usable(img, label, limits), label)
