@@ -209,8 +209,8 @@ def distill_targets(
         "--set", help="override a config key, as for train (repeatable)")] = None,
 ) -> None:
     """Soft targets for distilling: the teachers' mean probabilities on the config's training
-    images, for ``dermsight train --set train.distill_targets=FILE --set train.distill_weight=W``.
-    ``--merge`` adds earlier files' teachers to the mean (each file weighted by its number of
+    images, for 'dermsight train --set train.distill_targets=FILE --set train.distill_weight=W'.
+    --merge adds earlier files' teachers to the mean (each file weighted by its number of
     teachers), so a teacher can be added without the earlier teachers' networks.
     """
     _need_train_extra()
