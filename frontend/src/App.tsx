@@ -1,5 +1,5 @@
 import { useEffect, useRef, useState } from 'react'
-import { API, ApiError, clearCache, onAuthRequired, type Health } from './api.ts'
+import { clearCache, onAuthRequired } from './api.ts'
 import { logout, me, onSessionExpired } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
 import { ClinicContext, useClinicRoute } from './clinic/session.ts'
@@ -7,12 +7,12 @@ import type { Session } from './clinic/types.ts'
 import { ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
 import { Logo } from './components/Icons.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
+import { HealthContext, healthStatusText, useHealth, useHealthPoll } from './health.ts'
 import {
   AudienceContext,
   AuthVersionContext,
   loadAudience,
   saveAudience,
-  useApiData,
   useHashRoute,
   type Audience,
   type Route,
@@ -41,8 +41,9 @@ export default function App() {
   const [needToken, setNeedToken] = useState(false)
   const mainRef = useRef<HTMLElement>(null)
   const firstRender = useRef(true)
-  // The clinic (patients, visits, dashboard) exists only when the server stores cases.
-  const health = useApiData<Health>(`${API}/health`)
+  // The clinic (patients, visits, dashboard) exists only when the server stores cases; the
+  // server's health is re-checked while the page is open (the footer, the upload limit).
+  const health = useHealthPoll(authVersion)
   const clinicOn = health.data?.clinic === true
   const clinicRoute = useClinicRoute()
   const clinicPage = clinicOn ? clinicRoute : null
@@ -106,88 +107,89 @@ export default function App() {
   return (
     <AudienceContext.Provider value={audience}>
       <AuthVersionContext.Provider value={authVersion}>
-        <button type="button" className="skip-link" onClick={() => mainRef.current?.focus()}>
-          Skip to content
-        </button>
-        <header className="site-header no-print">
-          <div className="container header-inner">
-            <a className="brand" href="#/" aria-label="dermsight home">
-              <Logo />
-              <span>dermsight</span>
-            </a>
-            <nav aria-label="Main" className="main-nav">
-              {NAV.map((n) => (
-                <a
-                  key={n.route}
-                  href={n.href}
-                  className="nav-link"
-                  aria-current={route === n.route && !clinicPage ? 'page' : undefined}
-                  data-testid={`nav-${n.route}`}
-                >
-                  {n.label}
-                </a>
-              ))}
-              {clinicOn && <ClinicNavLinks route={clinicPage} session={session} />}
-            </nav>
-            {clinicOn && <ClinicUser session={session} onLogout={signOut} />}
-            <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
-              <span className="audience-label" aria-hidden="true">
-                View:
-              </span>
-              {(['clinician', 'patient'] as Audience[]).map((a) => (
-                <button
-                  key={a}
-                  type="button"
-                  aria-pressed={audience === a}
-                  onClick={() => chooseAudience(a)}
-                  data-testid={`audience-${a}`}
-                >
-                  {a === 'clinician' ? 'Clinician' : 'Patient'}
-                </button>
-              ))}
+        <HealthContext.Provider value={health}>
+          <button type="button" className="skip-link" onClick={() => mainRef.current?.focus()}>
+            Skip to content
+          </button>
+          <header className="site-header no-print">
+            <div className="container header-inner">
+              <a className="brand" href="#/" aria-label="dermsight home">
+                <Logo />
+                <span>dermsight</span>
+              </a>
+              <nav aria-label="Main" className="main-nav">
+                {NAV.map((n) => (
+                  <a
+                    key={n.route}
+                    href={n.href}
+                    className="nav-link"
+                    aria-current={route === n.route && !clinicPage ? 'page' : undefined}
+                    data-testid={`nav-${n.route}`}
+                  >
+                    {n.label}
+                  </a>
+                ))}
+                {clinicOn && <ClinicNavLinks route={clinicPage} session={session} />}
+              </nav>
+              {clinicOn && <ClinicUser session={session} onLogout={signOut} />}
+              <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
+                <span className="audience-label" aria-hidden="true">
+                  View:
+                </span>
+                {(['clinician', 'patient'] as Audience[]).map((a) => (
+                  <button
+                    key={a}
+                    type="button"
+                    aria-pressed={audience === a}
+                    onClick={() => chooseAudience(a)}
+                    data-testid={`audience-${a}`}
+                  >
+                    {a === 'clinician' ? 'Clinician' : 'Patient'}
+                  </button>
+                ))}
+              </div>
             </div>
-          </div>
-        </header>
-        {needToken && (
-          <TokenPrompt
-            onSaved={() => {
-              clearCache()
-              setNeedToken(false)
-              setAuthVersion((v) => v + 1)
-            }}
-            onDismiss={() => setNeedToken(false)}
-          />
-        )}
-        <main id="main" ref={mainRef} tabIndex={-1} className="container main">
-          {clinicPage ? (
-            <ClinicContext.Provider value={{ session, setSession }}>
-              <ClinicMain
-                route={clinicPage}
-                checked={sessionChecked}
-                resumeAs={resumeAs}
-                onSwitchUser={() => {
-                  forgetAssessCase()
-                  setResumeAs(null)
-                }}
-              />
-            </ClinicContext.Provider>
-          ) : (
-            <>
-              {route === 'assess' && <AssessPage />}
-              {route === 'learn' && <LearnPage />}
-              {route === 'model' && <ModelPage />}
-            </>
+          </header>
+          {needToken && (
+            <TokenPrompt
+              onSaved={() => {
+                clearCache()
+                setNeedToken(false)
+                setAuthVersion((v) => v + 1)
+              }}
+              onDismiss={() => setNeedToken(false)}
+            />
           )}
-        </main>
-        <Footer />
+          <main id="main" ref={mainRef} tabIndex={-1} className="container main">
+            {clinicPage ? (
+              <ClinicContext.Provider value={{ session, setSession }}>
+                <ClinicMain
+                  route={clinicPage}
+                  checked={sessionChecked}
+                  resumeAs={resumeAs}
+                  onSwitchUser={() => {
+                    forgetAssessCase()
+                    setResumeAs(null)
+                  }}
+                />
+              </ClinicContext.Provider>
+            ) : (
+              <>
+                {route === 'assess' && <AssessPage />}
+                {route === 'learn' && <LearnPage />}
+                {route === 'model' && <ModelPage />}
+              </>
+            )}
+          </main>
+          <Footer />
+        </HealthContext.Provider>
       </AuthVersionContext.Provider>
     </AudienceContext.Provider>
   )
 }
 
 function Footer() {
-  const health = useApiData<Health>(`${API}/health`)
-  const m = health.data?.model
+  const health = useHealth()
   return (
     <footer className="site-footer no-print">
       <div className="container">
@@ -195,17 +197,8 @@ function Footer() {
           <strong>dermsight</strong> is decision support for trained clinicians, not a diagnosis. Open source,
           Apache-2.0.
         </p>
-        <p className="muted" data-testid="health">
-          Server:{' '}
-          {health.loading
-            ? 'checking…'
-            : health.error
-              ? health.error instanceof ApiError && health.error.status === 401
-                ? 'needs an API token'
-                : health.error instanceof ApiError && health.error.status === 0
-                  ? 'not reachable'
-                  : `error (${health.error.message})`
-              : `${health.data?.status ?? 'unknown'}${m ? ` · model ${[m.name, m.version].filter(Boolean).join(' ')}` : ''}`}
+        <p className="muted" data-testid="health" data-state={health.error ? 'down' : health.loading ? 'checking' : 'up'}>
+          Server: {healthStatusText(health)}
         </p>
       </div>
     </footer>

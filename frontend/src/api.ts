@@ -64,6 +64,8 @@ export interface Health {
   model?: { name?: string; version?: string }
   /** true when the server stores cases (`dermsight serve --database URL`): the clinic pages */
   clinic?: boolean
+  /** the largest accepted image file in MiB (`DERMSIGHT_MAX_UPLOAD_MB`): a larger one gets a 413 */
+  max_upload_mb?: number
 }
 
 /** What GET /api/v1/model adds to the card: where the bundle's report and plots are served. */

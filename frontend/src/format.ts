@@ -293,6 +293,43 @@ export function formatBytes(n: number): string {
   return `${(n / 1024 / 1024).toFixed(1)} MB`
 }
 
+const MIB = 1024 * 1024
+
+/** An upload limit in words as the server's 413 says it: "20 MB", "0.05 MB" (3 significant digits). */
+export function formatLimit(bytes: number): string {
+  return `${Number((bytes / MIB).toPrecision(3))} MB`
+}
+
+/** What the user reads when an image file is over the server's limit (`limit` in words, e.g.
+ * "20 MB"): said before the upload when the limit is known, or after the server's 413. */
+export function tooLargeMessage(size: number, limit: string): string {
+  return (
+    `The image file is too large (${formatBytes(size)}): this server accepts files up to ${limit}. ` +
+    'Send a smaller copy of the photo (for example a high-quality JPEG export).'
+  )
+}
+
+/** The largest accepted file in bytes from GET /health's `max_upload_mb`; null when not known. */
+export function uploadLimitBytes(maxUploadMb: unknown): number | null {
+  if (typeof maxUploadMb !== 'number' || !Number.isFinite(maxUploadMb) || maxUploadMb <= 0) return null
+  return Math.floor(maxUploadMb * MIB)
+}
+
+/** Why a file of `size` bytes will be refused for its size (null when it fits or the limit is not known). */
+export function oversizeUpload(size: number, maxBytes: number | null): string | null {
+  return maxBytes !== null && size > maxBytes ? tooLargeMessage(size, formatLimit(maxBytes)) : null
+}
+
+/** A 413 answer in words the user can act on: the limit as the server said it ("upload too large:
+ * the limit is 20 MB"), with the file's own size; the server's words with the size otherwise. */
+export function describeTooLarge(serverMessage: string, size: number): string {
+  const limit = /limit is ([\d.]+\s*[KMG]B)/i.exec(serverMessage)?.[1]
+  // a limit under 0.5 MB reads "0 MB" in the server's words: not a size to tell anyone
+  if (limit && Number.parseFloat(limit) > 0) return tooLargeMessage(size, limit)
+  const text = asSentence(serverMessage) || 'The image file is too large.'
+  return `${text} This file is ${formatBytes(size)}.`
+}
+
 /** The image formats the server reads, recognised by their first bytes exactly as the server's
  * `dermsight.io.decode.sniff` does (BMP by its DIB header size, DICOM by "DICM" at byte 128). */
 export type ImageKind = 'JPEG' | 'PNG' | 'WEBP' | 'BMP' | 'TIFF' | 'DICOM'

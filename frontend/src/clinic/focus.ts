@@ -16,3 +16,60 @@ export function focusRequested(kind: string, key: string, take = true): boolean 
   if (take) pending.delete(kind)
   return true
 }
+
+/** Whether keyboard focus is nowhere useful: on <body>, or on an element no longer in the page
+ * (the button that was pressed went away with the form it was in). */
+export function focusLost(): boolean {
+  const active = document.activeElement
+  return !active || active === document.body || !active.isConnected
+}
+
+/** Focus the page's main heading (the first <h1> inside `root`) once it is rendered, e.g. after
+ * signing in, when the sign-in form that had focus is gone; a page still loading shows it a moment
+ * later. Nothing is moved when the user has put focus somewhere meanwhile. Returns a cleanup. */
+export function focusHeadingWhenShown(root: HTMLElement, timeoutMs = 10_000): () => void {
+  const tryFocus = (): boolean => {
+    const h = root.querySelector('h1')
+    if (!h) return false
+    if (focusLost()) {
+      if (!h.hasAttribute('tabindex')) h.setAttribute('tabindex', '-1')
+      h.focus({ preventScroll: false })
+    }
+    return true
+  }
+  if (tryFocus()) return () => {}
+  const observer = new MutationObserver(() => {
+    if (tryFocus()) done()
+  })
+  const timer = window.setTimeout(() => done(), timeoutMs)
+  const done = () => {
+    observer.disconnect()
+    window.clearTimeout(timer)
+  }
+  observer.observe(root, { childList: true, subtree: true })
+  return done
+}
+
+// --- announcements: a polite status line that outlives the page that asked for it -------------
+// Deleting a patient leaves its page for the patient list; the deleted patient's page (and any
+// status line on it) is gone, so the clinic's frame (ClinicMain) keeps one live region and shows
+// the message on the page it was meant for.
+
+export interface Announcement {
+  text: string
+  /** the location hash of the page the message is shown on */
+  hash: string
+}
+
+const announceListeners = new Set<(a: Announcement) => void>()
+
+/** Say `text` (politely, to screen readers too) on the page at `hash`. */
+export function announce(text: string, hash: string): void {
+  announceListeners.forEach((fn) => fn({ text, hash }))
+}
+
+/** Subscribe to announcements; returns an unsubscribe function. */
+export function onAnnounce(fn: (a: Announcement) => void): () => void {
+  announceListeners.add(fn)
+  return () => announceListeners.delete(fn)
+}

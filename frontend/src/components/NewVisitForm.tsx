@@ -2,7 +2,9 @@ import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { requestFocus } from '../clinic/focus.ts'
-import { checkImageForm } from '../format.ts'
+import { ApiError } from '../api.ts'
+import { checkImageForm, describeTooLarge, oversizeUpload, uploadLimitBytes } from '../format.ts'
+import { useHealth } from '../health.ts'
 import { useFormAction } from '../hooks.ts'
 import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
@@ -31,6 +33,10 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
   const { busy, error, setError, submit } = useFormAction()
   const pickRef = useRef(0)
   const ageRef = useRef<HTMLInputElement | null>(null)
+  // why the chosen file cannot be sent: not an accepted format, or over the server's size limit
+  // (GET /health), said before the upload as the Assess page does
+  const maxUploadBytes = uploadLimitBytes(useHealth().data?.max_upload_mb)
+  const refused = file ? (preview.refused ?? oversizeUpload(file.size, maxUploadBytes)) : null
 
   useEffect(() => {
     return () => {
@@ -45,10 +51,8 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
     setError(null)
     setPreview(guessPreview(f))
     void settlePreview(f).then((p) => {
-      if (pickRef.current === pick) {
-        setPreview(p)
-        if (p.refused) setError(p.refused)
-      } else if (p.url) URL.revokeObjectURL(p.url)
+      if (pickRef.current === pick) setPreview(p)
+      else if (p.url) URL.revokeObjectURL(p.url)
     })
   }
 
@@ -60,8 +64,15 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       setError(checked.error)
       return
     }
+    if (refused) return // the button is disabled
+    const image = checked.file
     await submit(async () => {
-      const saved = await createVisit(lesionId, { image: checked.file, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null })
+      const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null }).catch(
+        (err: unknown) => {
+          // the limit was not known before sending (health not read): the same words as above
+          throw err instanceof ApiError && err.status === 413 ? new Error(describeTooLarge(err.message, image.size)) : err
+        },
+      )
       pickRef.current++
       setFile(null)
       setPreview(NO_PREVIEW)
@@ -88,9 +99,10 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
           </div>
         </div>
       </div>
+      <ErrorBox error={refused} what="This file cannot be assessed." testId="visit-file-refused" />
       <ErrorBox error={error} what="Could not save the visit." />
       {busy && <Spinner label="Assessing and saving the visit…" />}
-      <button type="submit" className="btn btn-primary" disabled={!file || busy || preview.refused !== null} data-testid="visit-submit">
+      <button type="submit" className="btn btn-primary" disabled={!file || busy || refused !== null || preview.pending} data-testid="visit-submit">
         {busy ? 'Saving…' : 'Assess and save visit'}
       </button>
     </form>

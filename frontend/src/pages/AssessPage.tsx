@@ -21,16 +21,19 @@ import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
 import {
   asSentence,
-  formatBytes,
+  describeTooLarge,
   formatInterval,
   formatPercent,
   formatProbability,
   heatmapSrc,
   humanize,
   keptSentence,
+  oversizeUpload,
   parseAge,
   predictionProblem,
+  uploadLimitBytes,
 } from '../format.ts'
+import { useHealth } from '../health.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
 
 interface Outcome {
@@ -80,18 +83,11 @@ function ageValue(text: string): number | null | undefined {
 }
 
 /** A failed request in plain words: the API's detail as a sentence, plus the file's own size when
- * the server said the file is too large. */
+ * the server said the file is too large (a 413: the limit was not known before sending). */
 function describeError(err: unknown, file: File): string {
   if (!(err instanceof Error)) return 'Something went wrong.'
-  const text = asSentence(err.message) || 'Something went wrong.'
-  if (err instanceof ApiError && err.status === 413) {
-    // "request too large: the limit is 20 MB" (the server's words) -> what the user can act on
-    const limit = /limit is ([\d.]+\s*[KMG]B)/i.exec(err.message)?.[1]
-    return limit
-      ? `The image file is too large (${formatBytes(file.size)}): this server accepts files up to ${limit}. Send a smaller copy of the photo (for example a high-quality JPEG export).`
-      : `${text} This file is ${formatBytes(file.size)}.`
-  }
-  return text
+  if (err instanceof ApiError && err.status === 413) return describeTooLarge(err.message, file.size)
+  return asSentence(err.message) || 'Something went wrong.'
 }
 
 export function AssessPage() {
@@ -101,6 +97,8 @@ export function AssessPage() {
   const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
   const card = cardQ.data
   const modelStatus = cardStatusWarning(card)
+  // the server's upload limit (GET /health): a larger file is refused here, before it is sent
+  const maxUploadBytes = uploadLimitBytes(useHealth().data?.max_upload_mb)
 
   const [init] = useState<KeptCase | null>(() => kept)
   const [file, setFile] = useState<File | null>(init?.file ?? null)
@@ -132,6 +130,8 @@ export function AssessPage() {
   const caseRef = useRef({ assessed: false, metaFilled: false, carried: false })
   const ids = useId()
   const metaFilled = Boolean(age.trim() || sex || site)
+  // why the chosen file cannot be sent: not an accepted format, or over the server's size limit
+  const refused = file ? (preview.refused ?? oversizeUpload(file.size, maxUploadBytes)) : null
 
   useEffect(() => {
     caseRef.current = { assessed: outcome !== null, metaFilled, carried }
@@ -270,7 +270,7 @@ export function AssessPage() {
       setError('Choose or take a picture of the lesion first.')
       return
     }
-    if (preview.refused || preview.pending) return // the button is disabled: refused, or not read yet
+    if (refused || preview.pending) return // the button is disabled: refused, or not read yet
     let ageNumber: number | null
     try {
       ageNumber = parseAge(age, ageRef.current?.validity.badInput)
@@ -318,7 +318,6 @@ export function AssessPage() {
   const currentAge = ageValue(age)
   const stale =
     shown !== null && (currentAge !== shown.form.age || sex !== shown.form.sex || site !== shown.form.site)
-  const refused = file ? preview.refused : null
 
   return (
     <div className="assess">

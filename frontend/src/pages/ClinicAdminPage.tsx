@@ -1,4 +1,4 @@
-import { useId, useState, type FormEvent } from 'react'
+import { useId, useRef, useState, type FormEvent } from 'react'
 import { createToken, createUser, deleteToken, listAudit, listTokens, listUsers } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic, useLoad } from '../clinic/session.ts'
@@ -11,9 +11,13 @@ function Tokens() {
   const [name, setName] = useState('')
   const [made, setMade] = useState<NewApiToken | null>(null)
   const [error, setError] = useState<string | null>(null)
+  // "Token “x” deleted.", said in the section's status line
+  const [deleted, setDeleted] = useState<string | null>(null)
+  const headingRef = useRef<HTMLHeadingElement | null>(null)
 
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
+    setDeleted(null)
     if (!name.trim()) {
       setError('Give the token a name (e.g. the script or device that uses it).')
       return
@@ -27,10 +31,15 @@ function Tokens() {
       setError((err as Error).message)
     }
   }
-  const onDelete = async (id: number) => {
+  const onDelete = async (id: number, tokenName: string) => {
     setError(null)
+    setDeleted(null)
     try {
       await deleteToken(id)
+      setMade(null)
+      setDeleted(`Token “${tokenName}” deleted.`)
+      // its Delete button goes with its row: focus the section, not <body>
+      headingRef.current?.focus()
       tokens.reload()
     } catch (err) {
       setError((err as Error).message)
@@ -39,7 +48,9 @@ function Tokens() {
 
   return (
     <section className="card-block" aria-labelledby={`${ids}-h`} data-testid="tokens-section">
-      <h2 id={`${ids}-h`}>Your API tokens</h2>
+      <h2 id={`${ids}-h`} ref={headingRef} tabIndex={-1}>
+        Your API tokens
+      </h2>
       <p className="hint">
         For scripts that use the API as you (<code>Authorization: Bearer …</code>). A token is shown once, when it is
         made; delete it when it is no longer used.
@@ -63,31 +74,40 @@ function Tokens() {
           </code>
         </div>
       )}
+      <div role="status" aria-live="polite" data-testid="token-status">
+        {deleted && <p className="hint">{deleted}</p>}
+      </div>
       <ErrorBox error={error ?? tokens.error} />
-      <table className="data-table" data-testid="token-list">
-        <thead>
-          <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Created</th>
-            <th scope="col">Last used</th>
-            <th scope="col" />
-          </tr>
-        </thead>
-        <tbody>
-          {(tokens.data ?? []).map((t) => (
-            <tr key={t.id}>
-              <td>{t.name}</td>
-              <td>{formatTimestamp(t.created_at)}</td>
-              <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
-              <td>
-                <button type="button" className="btn-link" onClick={() => onDelete(t.id)} data-testid={`token-delete-${t.id}`}>
-                  Delete
-                </button>
-              </td>
+      {tokens.data?.length === 0 ? (
+        <p className="muted" data-testid="token-empty">
+          No tokens yet.
+        </p>
+      ) : (
+        <table className="data-table" data-testid="token-list">
+          <thead>
+            <tr>
+              <th scope="col">Name</th>
+              <th scope="col">Created</th>
+              <th scope="col">Last used</th>
+              <th scope="col" />
             </tr>
-          ))}
-        </tbody>
-      </table>
+          </thead>
+          <tbody>
+            {(tokens.data ?? []).map((t) => (
+              <tr key={t.id}>
+                <td>{t.name}</td>
+                <td>{formatTimestamp(t.created_at)}</td>
+                <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
+                <td>
+                  <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
+                    Delete
+                  </button>
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </section>
   )
 }

@@ -1,3 +1,5 @@
+import { useEffect, useRef, useState } from 'react'
+import { focusHeadingWhenShown, focusRequested, onAnnounce, type Announcement } from '../clinic/focus.ts'
 import type { ClinicRoute } from '../clinic/format.ts'
 import { useClinic } from '../clinic/session.ts'
 import { ClinicAdminPage } from './ClinicAdminPage.tsx'
@@ -30,16 +32,50 @@ export function ClinicMain({
   onSwitchUser?: () => void
 }) {
   const { session } = useClinic()
+  const holderRef = useRef<HTMLDivElement | null>(null)
+  const status = useAnnouncement()
+
+  // Signed in (or back in): the sign-in form that had focus is gone; the page's heading takes it.
+  useEffect(() => {
+    if (!session || !holderRef.current || !focusRequested('heading', 'signed-in')) return
+    return focusHeadingWhenShown(holderRef.current)
+  }, [session])
+
+  // one polite live region for the whole clinic, present before any message is put in it
+  const statusLine = (
+    <div role="status" aria-live="polite" className="clinic-status" data-testid="clinic-status">
+      {status && <p className="notice">{status}</p>}
+    </div>
+  )
   if (!checked) return <p className="muted">Checking your session…</p>
   if (!session && !resumeAs) return <LoginPage key="sign-in" />
   return (
     <>
       {!session && resumeAs && <LoginPage key={`resume:${resumeAs}`} resumeAs={resumeAs} onSwitchUser={onSwitchUser} />}
-      <div hidden={!session} data-testid="clinic-page-holder">
+      <div hidden={!session} data-testid="clinic-page-holder" ref={holderRef}>
+        {statusLine}
         <ClinicPage route={route} />
       </div>
     </>
   )
+}
+
+/** The message announced for the page on screen (see `announce`): shown on the page it names,
+ * dropped once the user goes to another page. */
+function useAnnouncement(): string | null {
+  const [current, setCurrent] = useState<Announcement | null>(null)
+  const [hash, setHash] = useState(() => window.location.hash)
+  useEffect(() => onAnnounce(setCurrent), [])
+  useEffect(() => {
+    const onChange = () => {
+      setHash(window.location.hash)
+      // a later page: the message was about the one before
+      setCurrent((a) => (a && a.hash === window.location.hash ? a : null))
+    }
+    window.addEventListener('hashchange', onChange)
+    return () => window.removeEventListener('hashchange', onChange)
+  }, [])
+  return current && current.hash === hash ? current.text : null
 }
 
 function ClinicPage({ route }: { route: ClinicRoute }) {

@@ -1,6 +1,7 @@
-import { useId, useState, type FormEvent } from 'react'
+import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
 import { createLesion, deletePatient, getPatient, patientExportUrl } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { announce } from '../clinic/focus.ts'
 import { clinicHref, lesionPlace } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
@@ -30,6 +31,31 @@ export function ClinicPatientPage({ id }: { id: number }) {
   const { busy, error, setError, submit } = useFormAction()
   const [confirming, setConfirming] = useState(false)
   const [confirmRef, setConfirmRef] = useState('')
+  const deleteRef = useRef<HTMLButtonElement | null>(null)
+  const confirmInputRef = useRef<HTMLInputElement | null>(null)
+  // the confirm box was opened here: its input takes focus; closed without deleting: the button
+  // that opened it does (it is shown again), so focus is not left on <body>
+  const [boxToggled, setBoxToggled] = useState(false)
+  useEffect(() => {
+    if (!boxToggled) return
+    if (confirming) confirmInputRef.current?.focus()
+    else deleteRef.current?.focus()
+  }, [confirming, boxToggled])
+  const openConfirm = () => {
+    setBoxToggled(true)
+    setConfirming(true)
+  }
+  const closeConfirm = () => {
+    setBoxToggled(true)
+    setConfirming(false)
+    setConfirmRef('')
+  }
+  const onConfirmKey = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.preventDefault()
+      closeConfirm()
+    }
+  }
 
   const p = patient.data
   const isAdmin = session?.user.role === 'admin'
@@ -72,6 +98,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
     setError(null)
     try {
       await deletePatient(id)
+      // said on the patient list, where this page goes (and focus with it, to the page)
+      if (p) announce(`Patient ${p.ref} deleted.`, clinicHref.patients)
       window.location.hash = clinicHref.patients
     } catch (err) {
       setError((err as Error).message)
@@ -192,30 +220,29 @@ export function ClinicPatientPage({ id }: { id: number }) {
             Export this patient (ZIP)
           </a>
           {isAdmin && !confirming && (
-            <button type="button" className="btn btn-danger" onClick={() => setConfirming(true)} data-testid="patient-delete">
+            <button type="button" className="btn btn-danger" onClick={openConfirm} ref={deleteRef} data-testid="patient-delete">
               Delete this patient…
             </button>
           )}
         </div>
         {isAdmin && confirming && (
-          <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-confirm`} data-testid="delete-confirm-box">
+          <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-confirm`} onKeyDown={onConfirmKey} data-testid="delete-confirm-box">
             <p id={`${ids}-confirm`}>
               <strong>This deletes the patient, every lesion, visit and image, and cannot be undone.</strong> Type the
               reference <code>{p.ref}</code> to confirm.
             </p>
-            <input value={confirmRef} onChange={(e) => setConfirmRef(e.target.value)} aria-label="Patient reference" data-testid="delete-confirm-input" />
+            <input
+              ref={confirmInputRef}
+              value={confirmRef}
+              onChange={(e) => setConfirmRef(e.target.value)}
+              aria-label="Patient reference"
+              data-testid="delete-confirm-input"
+            />
             <div className="result-actions">
               <button type="button" className="btn btn-danger" disabled={confirmRef !== p.ref} onClick={onDelete} data-testid="delete-confirm">
                 Delete permanently
               </button>
-              <button
-                type="button"
-                className="btn btn-secondary"
-                onClick={() => {
-                  setConfirming(false)
-                  setConfirmRef('')
-                }}
-              >
+              <button type="button" className="btn btn-secondary" onClick={closeConfirm} data-testid="delete-cancel">
                 Cancel
               </button>
             </div>

@@ -1,5 +1,6 @@
-import { useId, useState, type FormEvent } from 'react'
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { login } from '../clinic/api.ts'
+import { requestFocus } from '../clinic/focus.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic } from '../clinic/session.ts'
 import { useFormAction } from '../hooks.ts'
@@ -13,6 +14,13 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
   const [username, setUsername] = useState(resumeAs ?? '')
   const [password, setPassword] = useState('')
   const { busy, error, setError, submit } = useFormAction()
+  const passwordRef = useRef<HTMLInputElement | null>(null)
+
+  // The session ended under the user's page: the user name is known, so the password is what to
+  // type (focus was on the page now hidden, i.e. nowhere).
+  useEffect(() => {
+    if (resumeAs) passwordRef.current?.focus()
+  }, [resumeAs])
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
@@ -20,7 +28,14 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
       setError('Enter your user name and password.')
       return
     }
-    await submit(async () => setSession(await login(username.trim(), password)), () => setPassword(''))
+    await submit(
+      async () => {
+        const session = await login(username.trim(), password)
+        requestFocus('heading', 'signed-in') // this form goes: the page's heading takes focus
+        setSession(session)
+      },
+      () => setPassword(''),
+    )
   }
 
   return (
@@ -61,6 +76,7 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
           <input
             id={`${ids}-pw`}
             type="password"
+            ref={passwordRef}
             autoComplete="current-password"
             value={password}
             onChange={(e) => setPassword(e.target.value)}

@@ -128,6 +128,10 @@ class HealthResponse(BaseModel):
     dermsight: str = Field(description="dermsight package version")
     clinic: bool = Field(description="clinic case storage is on (dermsight serve --database): "
                                      "the clinic routes exist and need a logged-in user")
+    max_upload_mb: float = Field(
+        description="largest accepted image file in MiB (DERMSIGHT_MAX_UPLOAD_MB; 1 MiB = "
+                    "1048576 bytes): a larger one is refused with 413, so a client can check a "
+                    "file's size before sending it")
 
 
 class ExampleOut(BaseModel):
