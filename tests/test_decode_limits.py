@@ -108,8 +108,12 @@ def test_animated_png_and_webp_are_refused_from_the_header() -> None:
     assert _reason(buf.getvalue()) == "animated WebP files are not accepted: send a still photo"
 
 
-def test_multipage_tiff_gives_its_first_page_only() -> None:
-    out = decode_image(h.multipage_tiff(40))
+def test_multipage_tiff_is_refused_not_scored_on_its_first_page() -> None:
+    """40 pages of one size: 40 images (test_tiff_pages.py: thumbnails and pyramid levels)."""
+    assert _reason(h.multipage_tiff(40)) == (
+        "multi-page TIFF files are not accepted (this one holds 40 images): send each image as "
+        "its own file (JPEG, PNG or a single-page TIFF)")
+    out = decode_image(h.multipage_tiff(1))
     assert out.shape == (32, 32, 3)
     assert tuple(out[0, 0]) == (0, 90, 120)
 

@@ -12,8 +12,10 @@
   Every decode then holds its estimate of a process-wide memory budget (``budget.py``), so
   concurrent decodes cannot add up past it.
 * Only the first frame is ever decoded: animated PNG/WebP are refused from their header
-  (frame count), GIF is refused outright, a multi-frame DICOM is refused (``io.dicom``), a
-  multi-page TIFF gives its first page (the other pages are never read).
+  (frame count), GIF is refused outright, a multi-frame DICOM is refused (``io.dicom``), and so
+  is a TIFF with a second image (a further page at least half the first's size and not marked as
+  a reduced-resolution copy: ``tiff_images``); a TIFF whose other pages are thumbnails or
+  pyramid levels gives its first page (their pixels are never read).
 * Large images are decoded small: a JPEG is decoded with DCT scaling (Pillow ``draft``, 1/2, 1/4
   or 1/8) and any other image is box-reduced right after decoding, so that what leaves this
   module has at most ``work_pixels`` (2 MP) — the model uses 160 px; no conversion ever runs on
@@ -96,6 +98,8 @@ DEFAULT_WORK_PIXELS = 2_000_000
 MAX_JPEG_SCANS = 100
 #: Pillow decodes RLE-compressed BMPs in pure Python: bound their size (CPU).
 MAX_RLE_BMP_BYTES = 2 * MIB
+#: TIFF pages looked at for a second image (only their headers are read).
+MAX_TIFF_PAGES = 64
 #: A single TIFF tile/strip buffer libtiff allocates.
 MAX_TIFF_TILE_BYTES = 32 * MIB
 
@@ -473,6 +477,10 @@ def _open_checked(
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     if frames > 1:
         raise ImageDecodeError(f"animated {label} files are not accepted: send a still photo")
+    if kind == "TIFF" and (images := tiff_images(img)) > 1:
+        raise ImageDecodeError(
+            f"multi-page TIFF files are not accepted (this one holds {images} images): send each "
+            "image as its own file (JPEG, PNG or a single-page TIFF)")
     try:
         cost = _decode_cost(img, kind, frame, limits, scale)
     except ImageDecodeError:
@@ -481,6 +489,29 @@ def _open_checked(
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     _check_cost(w, h, cost, limits, label)
     return _Opened(img, (int(w), int(h)), cost)
+
+
+def tiff_images(img: Image.Image) -> int:
+    """How many images an opened TIFF holds: its first page, and each further page (of the first
+    ``MAX_TIFF_PAGES``) that is not marked as a reduced-resolution copy (NewSubfileType bit 0: a
+    thumbnail, a pyramid level) and has at least half the first page's pixels. Scoring page 1 of
+    a file holding several photos would answer for one while the user believes the file was
+    assessed. Only page headers are read; a later page that cannot be read ends the count (the
+    first page was read before, as it always was). ``img`` is left on its first page."""
+    w0, h0 = img.size
+    images = 1
+    # EOFError: no more pages; anything else: a broken later page (the first one stands)
+    with contextlib.suppress(Exception):
+        try:
+            for page in range(1, MAX_TIFF_PAGES):
+                img.seek(page)
+                w, h = img.size
+                reduced = int(getattr(img, "tag_v2", {}).get(254, 0) or 0) & 1
+                if not reduced and 2 * w * h >= w0 * h0:
+                    images += 1
+        finally:
+            img.seek(0)
+    return images
 
 
 def _decode_cost(
