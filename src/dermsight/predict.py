@@ -214,9 +214,16 @@ def _as_metadata(meta: object) -> Metadata | None:
 
 
 class Dermsight:
-    """A loaded model bundle, ready to predict."""
+    """A loaded model bundle, ready to predict: ``Dermsight()`` (the shipped default model),
+    ``Dermsight("bundles/clinic-a")`` (a bundle folder) or ``Dermsight(load_bundle(...))``."""
 
-    def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
+    def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
+                 threads: int | None = None) -> None:
+        if not isinstance(bundle, Bundle):
+            if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
+                raise TypeError(f"expected a bundle folder (path), a loaded Bundle or None (the "
+                                f"shipped default model), not {type(bundle).__name__}")
+            bundle = load_bundle(None if bundle is None else Path(bundle))
         self.bundle = bundle
         self.card = bundle.card
         self.session = ModelSession(bundle.onnx_path, threads)
@@ -229,7 +236,8 @@ class Dermsight:
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int | None = None) -> Dermsight:
-        """Load a bundle folder; with no path, the default model shipped in the package."""
+        """Load a bundle folder; with no path, the default model shipped in the package (the
+        same as ``Dermsight(path)``)."""
         return cls(load_bundle(path), threads=threads)
 
     def adapt(self, data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, *,
