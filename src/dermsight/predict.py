@@ -20,8 +20,9 @@ API, ``dermsight predict`` and batch scoring all take it:
 from __future__ import annotations
 
 import os
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -122,6 +123,15 @@ class Assessment:
 
 @dataclass
 class Prediction:
+    """One image's answer (``Dermsight.predict``). Decision support only, not a diagnosis.
+
+    ``probabilities`` (calibrated, by class code), ``prediction`` (the suggested class, by the
+    bundle's ``decision_rule``), ``malignant_probability``, ``risk`` (``high`` / ``moderate`` /
+    ``low``, or ``cannot_assess``: then ``assessable`` is False and these numbers are not a valid
+    result), ``flags`` (why, with the non-blocking notes), ``cam`` (the heatmap's [0, 1] map,
+    None without ``heatmap=True`` or for a "cannot assess" result), ``meta`` (the metadata as
+    used). ``to_dict()`` is the API's JSON answer; ``overlay_png()`` the heatmap on the image."""
+
     probabilities: dict[str, float]
     prediction: str
     malignant_probability: float
@@ -130,13 +140,16 @@ class Prediction:
     model: dict[str, str]
     meta: Metadata
     timing_ms: float
-    cam: np.ndarray | None = None  # [0, 1] map for the predicted class over the whole image
+    #: [0, 1] map for the predicted class over the whole image
+    cam: np.ndarray | None = field(default=None, repr=False)
     ood_score: float | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the decoded RGB input
     #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
     decision_rule: str = "most probable class"
     #: the pooled features (``Dermsight.similar`` finds the reference images nearest to them)
     embedding: np.ndarray | None = field(default=None, repr=False)
+    #: the sha256 of the ONNX network that computed them (``similar`` refuses another's)
+    network_sha256: str | None = field(default=None, repr=False)
 
     @property
     def assessable(self) -> bool:
@@ -172,9 +185,14 @@ class Prediction:
         return d
 
     def overlay_png(self, alpha: float = 0.45) -> bytes:
-        """The input image with the heatmap blended on top, as PNG bytes."""
+        """The input image with the heatmap blended on top (``alpha``: its opacity where it is
+        hottest, 0-1), as PNG bytes."""
+        if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or \
+                not 0 <= alpha <= 1:
+            raise ValueError(f"overlay_png: alpha must be a number from 0 to 1, not {alpha!r}")
         if self.image is None or self.cam is None:
-            raise ValueError("this prediction has no image/heatmap to overlay")
+            raise ValueError(_NO_OVERLAY if self.assessable else
+                             "no heatmap to overlay: the image could not be assessed (see flags)")
         return heatmap.png_bytes(heatmap.overlay(self.image, self.cam, alpha))
 
 
@@ -198,24 +216,111 @@ def _pixels_0_255(rgb: np.ndarray) -> np.ndarray:
     return np.rint(rgb).astype(np.uint8)
 
 
-def _as_metadata(meta: object) -> Metadata | None:
-    """One of ``predict_batch``'s ``metas`` as ``Metadata`` (a dict is parsed as ``predict``
-    parses its keyword arguments; an unknown key is a ``TaxonomyError`` naming it)."""
-    if meta is None or isinstance(meta, Metadata):
-        return meta
+_NO_OVERLAY = ("no heatmap to overlay: predict with heatmap=True (predict's default; "
+               "predict_batch's is False)")
+
+
+def _named(info: Mapping[str, str]) -> str:
+    return f"{info.get('name')!r} version {info.get('version')!r}"
+
+
+def _plain(value: object) -> object:
+    """A numpy scalar (``np.int64(55)``, ``np.float32('nan')``, ``np.str_('male')``, as pandas
+    and numpy hand them out) as the Python value it holds, so that it reads as that value does;
+    pandas' missing values (``pd.NA``, ``pd.NaT``: a nullable column's empty cell) as None."""
+    pandas = sys.modules.get("pandas")  # imported by the caller if such a value exists
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _parse_meta(age: object = None, sex: object = None, site: object = None) -> Metadata:
+    """``Metadata.parse`` of values given in Python: numpy scalars read as their values."""
+    return Metadata.parse(age=_plain(age), sex=_plain(sex), site=_plain(site))
+
+
+def _as_metadata(meta: object, what: str = "each meta") -> Metadata | None:
+    """One of ``predict_batch``'s ``metas`` (or ``predict``'s ``meta``) as ``Metadata``: a dict
+    is parsed as ``predict`` parses its keyword arguments (an unknown key is a
+    ``TaxonomyError`` naming it); a ``Metadata`` is checked and normalised the same way (one
+    built by hand may hold anything: ``Metadata(sex="man")``, ``Metadata(age=np.int64(5))``),
+    its notes kept."""
+    if meta is None:
+        return None
+    if isinstance(meta, Metadata):
+        return _parse_meta(meta.age, meta.sex, meta.site).noted(*meta.notes)
     if isinstance(meta, Mapping):
         unknown = sorted(str(k) for k in meta if k not in ("age", "sex", "site"))
         if unknown:
             raise taxonomy.TaxonomyError(f"unknown metadata field {', '.join(unknown)}: "
                                          "give age, sex and site")
-        return Metadata.parse(**meta)
-    raise TypeError(f"predict_batch: each meta must be a dict of age/sex/site, a "
-                    f"dermsight.records.Metadata or None, not {type(meta).__name__}")
+        return _parse_meta(**meta)
+    raise TypeError(f"{what} must be a dict of age/sex/site, a dermsight.records.Metadata or "
+                    f"None, not {type(meta).__name__}")
+
+
+def _one_input(image: object) -> bool:
+    """True for what is one image, not a collection of them (``predict_batch`` would read a
+    path's characters, a file's bytes or an array's rows as images)."""
+    return isinstance(image, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)) or (
+        isinstance(image, np.ndarray) and image.ndim != 4)
+
+
+def _batch_list(items: object, what: str) -> list[Any]:
+    """``predict_batch``'s ``images`` or ``metas`` as a list: any iterable (a list, a tuple, a
+    generator, a pandas Series, an (N, H, W, 3) array), but not one image or one meta."""
+    one = _one_input(items) if what == "images" else isinstance(items, (Mapping, Metadata, str))
+    if one or not isinstance(items, Iterable):
+        kind = "image" if what == "images" else "meta"
+        raise TypeError(f"predict_batch: {what} must be a list (or another iterable) with one "
+                        f"{kind} per entry, not {type(items).__name__}"
+                        + (" (for one image use predict)" if what == "images" else ""))
+    return list(items)
+
+
+def _describe(image: object) -> str:
+    """How an error names a ``predict_batch`` input: its path, or what it is."""
+    if isinstance(image, (str, os.PathLike)):
+        return os.fsdecode(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return f"{memoryview(image).nbytes} bytes"
+    if isinstance(image, np.ndarray):
+        return f"array of shape {image.shape}"
+    if isinstance(image, Image.Image):
+        return f"Pillow image {image.width}x{image.height}"
+    return type(image).__name__
+
+
+def _which(exc: Exception, where: str) -> Exception:
+    """``exc`` with ``where`` (which input of a batch) before its message, same type."""
+    if isinstance(exc, ImageDecodeError):
+        return ImageDecodeError(f"{where}: {exc.reason}")
+    if type(exc) in (TypeError, ValueError, taxonomy.TaxonomyError):
+        return type(exc)(f"{where}: {exc}")
+    return exc
+
+
+def _check_threads(threads: object) -> None:
+    """``Dermsight``'s ``threads``: None or a count (0: ONNX Runtime's own choice)."""
+    if threads is None:
+        return
+    message = (f"threads must be a whole number of threads (1 or more; 0 or None: ONNX "
+               f"Runtime's own choice), not {threads!r}")
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)):
+        raise TypeError(message)
+    if threads < 0:
+        raise ValueError(message)
 
 
 class Dermsight:
     """A loaded model bundle, ready to predict: ``Dermsight()`` (the shipped default model),
-    ``Dermsight("bundles/clinic-a")`` (a bundle folder) or ``Dermsight(load_bundle(...))``."""
+    ``Dermsight("bundles/clinic-a")`` (a bundle folder) or ``Dermsight(load_bundle(...))``;
+    ``threads``: ONNX Runtime threads per run (None or 0: ONNX Runtime's own choice).
+
+    ``predict`` (one image) and ``predict_batch`` (many, one network run) give ``Prediction``
+    objects; ``similar`` the reference images nearest to one. One instance may be shared by
+    threads (the answers are those of a sequential run); pickled (for a process pool) it is
+    loaded again from its bundle folder in the other process."""
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> None:
@@ -224,6 +329,7 @@ class Dermsight:
                 raise TypeError(f"expected a bundle folder (path), a loaded Bundle or None (the "
                                 f"shipped default model), not {type(bundle).__name__}")
             bundle = load_bundle(None if bundle is None else Path(bundle))
+        _check_threads(threads)
         self.bundle = bundle
         self.card = bundle.card
         self.session = ModelSession(bundle.onnx_path, threads)
@@ -233,6 +339,13 @@ class Dermsight:
         self._outputs = [o.name for o in self.session.get_outputs()]
         self.classes: list[str] = list(self.card.classes)
         self.limits = DecodeLimits()
+
+    def __repr__(self) -> str:
+        return f"Dermsight({_named(self.info)}, bundle={str(self.bundle.path)!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # an ONNX Runtime session cannot be pickled: the other process loads the bundle again
+        return type(self), (self.bundle.path, self.session.threads), {"limits": self.limits}
 
     @classmethod
     def load(cls, path: str | Path | None = None, threads: int | None = None) -> Dermsight:
@@ -258,13 +371,29 @@ class Dermsight:
 
     def similar(self, prediction: Prediction, k: int = 5) -> list[SimilarCase]:
         """The ``k`` reference images nearest to a result by the model's own features (visually
-        similar to the model, not a diagnosis); none for a "cannot assess" result."""
+        similar to the model, not a diagnosis), most similar first; at most as many as the
+        reference set holds; an empty list for a "cannot assess" result or a bundle without a
+        reference set. ``k``: a whole number, at least 1. A result of another network (another
+        ``model.onnx``; a bundle that only differs in its card is fine) is a ``ValueError``: its
+        features are not this model's."""
+        if not isinstance(prediction, Prediction):
+            raise TypeError(f"similar: expected a Prediction (from this model's predict), not "
+                            f"{type(prediction).__name__}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
+            raise TypeError(f"similar: k must be a whole number, not {type(k).__name__}")
+        if k < 1:
+            raise ValueError(f"similar: k must be at least 1, got {k}")
+        if prediction.network_sha256 not in (None, self.card.onnx_sha256):
+            raise ValueError(f"similar: this result is from model {_named(prediction.model)}, "
+                             f"whose network is not this model's ({_named(self.info)}): its "
+                             "features cannot be compared; predict with this model first")
         if not prediction.assessable or prediction.embedding is None or self.reference is None:
             return []
-        return self.reference.nearest(prediction.embedding, k)
+        return self.reference.nearest(prediction.embedding, int(k))
 
     @property
     def info(self) -> dict[str, str]:
+        """The bundle's name and version (a ``Prediction``'s ``model``)."""
         return {"name": self.card.name, "version": self.card.version}
 
     # -- arrays in, arrays out -----------------------------------------------------------------
@@ -305,6 +434,7 @@ class Dermsight:
         return res
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated class probabilities from logits (the card's temperature)."""
         return softmax(logits, self.card.temperature)
 
     def malignant(self, probs: np.ndarray) -> np.ndarray:
@@ -315,6 +445,7 @@ class Dermsight:
         return np.zeros(len(probs)) if p is None else p
 
     def prepare(self, image: np.ndarray, meta: Metadata | None) -> tuple[np.ndarray, np.ndarray]:
+        """The network's two inputs for one RGB image: (3, S, S) image, (D,) metadata."""
         return preprocess(image, self.card.input_spec), encode_meta(meta, self.card.meta_spec)
 
     def prepare_image(self, image: np.ndarray, meta: Metadata,
@@ -352,7 +483,8 @@ class Dermsight:
 
     def decode(self, image: ImageInput, meta: Metadata | None = None) -> DecodedImage:
         """The RGB pixels, the metadata and the file's compression of one input (bytes, a file
-        path or an array; an array has no file, so no compression; a DICOM file's is its JPEG
+        path, an array or a Pillow image; an array or a Pillow image has no file, so no
+        compression; a DICOM file's is its JPEG
         frame's, none for uncompressed pixel data).
 
         A DICOM file's tags (age, sex, site) fill the fields ``meta`` leaves empty; the values
@@ -364,6 +496,11 @@ class Dermsight:
         if isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
         elif isinstance(image, (str, os.PathLike)):
+            if not os.fspath(image):  # Path("") is the current folder
+                raise ImageDecodeError("no file name: the path is an empty string")
+            if isinstance(image, str) and "://" in image and not os.path.lexists(image):
+                raise ImageDecodeError(f"{image} is a URL: predict reads local files only; "
+                                       "download it first (dermsight batch reads URLs)")
             # regular files only (a FIFO named x.jpg must not block), at most the byte cap
             data = read_regular_file(image, self.limits.max_bytes)
         else:
@@ -388,6 +525,8 @@ class Dermsight:
                 image = np.repeat(image[:, :, None], 3, axis=2)
             if image.ndim != 3 or image.shape[2] not in (3, 4):
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
+            if not image.shape[0] or not image.shape[1]:
+                raise ValueError(f"the array has no pixels (shape {image.shape})")
             return np.ascontiguousarray(_pixels_0_255(image[:, :, :3]))
         if isinstance(image, Image.Image):
             return pil_to_rgb(image, self.limits)
@@ -402,45 +541,80 @@ class Dermsight:
         site: object = None,
         heatmap: bool = True,
         tta: bool = False,
-        meta: Metadata | None = None,
+        meta: Metadata | Mapping[str, object] | None = None,
     ) -> Prediction:
-        """Classify one lesion image. Raises ImageDecodeError / TaxonomyError for bad input.
+        """Classify one lesion image. Bad input raises ``ImageDecodeError`` (a file or bytes
+        that cannot be used), ``TaxonomyError`` (age / sex / site), ``ValueError`` (an array
+        that is not RGB pixels 0-255) or ``TypeError`` (not an image input).
 
         ``image``: a file path, the file's bytes, a Pillow image (read as its file would be: EXIF
         orientation, transparency refused, 16-bit scaled) or an array. An array must be uint8 in
         RGB channel order (OpenCV's ``cv2.imread`` gives BGR: convert it first): recoloured
         images are answered wrongly and the gate refuses only some of them.
 
-        ``meta`` (or ``age`` / ``sex`` / ``site``) wins over a DICOM file's tags (see ``decode``).
+        ``age`` (years 0-120: a number or a numeric string), ``sex`` and ``site`` take the same
+        vocabulary as the API and ``dermsight predict`` (``taxonomy.normalize_sex`` /
+        ``normalize_site``: any case, "F", "back", "head_neck", ...; None, NaN, ``pd.NA`` or ""
+        = not given); numpy scalars read as their values. ``meta`` (a ``Metadata`` or a dict of
+        age / sex / site, checked the same way) gives them in one object instead: not both.
+        Either wins over a DICOM file's tags (see ``decode``).
+
+        ``heatmap``: compute ``cam`` (assessable results only). ``tta``: average the answer
+        over the 8 flips/rotations (8x the compute); the heatmap is still drawn from the image
+        as given (for a square image with the averaged map mixed in: ``camgrid.class_map``).
         """
         t0 = time.perf_counter()
-        meta = meta if meta is not None else Metadata.parse(age=age, sex=sex, site=site)
+        if meta is not None and any(v is not None for v in (age, sex, site)):
+            raise TypeError("predict: give meta or age/sex/site, not both (meta would win and "
+                            "the others would be dropped)")
+        meta = _as_metadata(meta, "predict: meta") or _parse_meta(age, sex, site)
         d = self.decode(image, meta)
         item = self.prepare_image(d.rgb, d.meta, d.compression)
         return self._prediction(d.rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)
 
     def predict_batch(
         self,
-        images: Sequence[ImageInput],
-        metas: Sequence[Metadata | Mapping[str, object] | None] | None = None,
+        images: Iterable[ImageInput],
+        metas: Iterable[Metadata | Mapping[str, object] | None] | None = None,
         heatmap: bool = False,
         tta: bool = False,
     ) -> list[Prediction]:
-        """Classify many images in one ONNX call (all must decode; see batch/ for error rows).
-        ``metas``: one per image, each a ``Metadata``, a dict of ``age`` / ``sex`` / ``site``
-        (read as ``predict`` reads them) or None."""
+        """Classify many images in one ONNX call, one ``Prediction`` per image in input order.
+
+        ``images``: a list (or any iterable: a generator, a tuple, an (N, H, W, 3) array) of
+        what ``predict`` takes, kinds mixed as you like; an empty one gives ``[]``. ``metas``:
+        one per image, each a ``Metadata``, a dict of ``age`` / ``sex`` / ``site`` (read as
+        ``predict`` reads them) or None. ``heatmap`` is off by default here.
+
+        Every image must decode: one that does not raises before the network runs, its
+        ``ImageDecodeError`` / ``ValueError`` / ``TypeError`` naming it ("image 3 of 10
+        (scans/x.jpg): not an image"); ``dermsight batch`` keeps going and writes an error row
+        instead."""
         t0 = time.perf_counter()
+        images = _batch_list(images, "images")
         if not images:
             return []
-        if metas is not None and len(metas) != len(images):
+        metas = _batch_list(metas, "metas") if metas is not None else [None] * len(images)
+        if len(metas) != len(images):
             raise ValueError(f"predict_batch: {len(images)} images but {len(metas)} metas "
                              "(one per image, None where there is none)")
-        given = [_as_metadata(m) for m in metas] if metas is not None else [None] * len(images)
-        decoded = [self.decode(im, mt) for im, mt in zip(images, given, strict=True)]
+        decoded = [self._decode_nth(i, len(images), im, mt)
+                   for i, (im, mt) in enumerate(zip(images, metas, strict=True))]
         items = [self.prepare_image(d.rgb, d.meta, d.compression) for d in decoded]
         result = self.assess(items, tta=tta)
         return [self._prediction(d.rgb, item, result, i, heatmap, t0)
                 for i, (d, item) in enumerate(zip(decoded, items, strict=True))]
+
+    def _decode_nth(self, i: int, n: int, image: ImageInput, meta: object) -> DecodedImage:
+        """``decode`` of a batch's image ``i`` (of ``n``) and its meta; an error names which."""
+        try:
+            given = _as_metadata(meta)
+        except (TypeError, taxonomy.TaxonomyError) as exc:
+            raise _which(exc, f"predict_batch: meta {i}") from exc
+        try:
+            return self.decode(image, given)
+        except (ImageDecodeError, TypeError, ValueError) as exc:
+            raise _which(exc, f"predict_batch: image {i} of {n} ({_describe(image)})") from exc
 
     def _prediction(
         self, rgb: np.ndarray, item: PreparedImage, result: Assessment, i: int,
@@ -465,4 +639,5 @@ class Dermsight:
             ood_score=result.ood_scores[i],
             image=rgb,
             embedding=None if result.embeddings is None else result.embeddings[i],
+            network_sha256=self.card.onnx_sha256,
         )
