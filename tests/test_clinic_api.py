@@ -31,7 +31,7 @@ def test_login_cookie_csrf_and_roles(harness: ClinicHarness) -> None:
     assert h.get("/auth/me").status_code == 401
     r = h.post("/auth/login", json={"username": "ana", "password": "wrong password"})
     assert r.status_code == 401
-    assert r.json() == {"detail": "wrong username or password"}
+    assert r.json() == {"detail": "wrong user name or password"}
     r = h.post("/auth/login", json={"username": "ana", "password": PASSWORD})
     assert r.status_code == 200
     body = r.json()

@@ -178,10 +178,9 @@ def test_username_taken_in_any_case(harness: ClinicHarness) -> None:
     with h.clinic.db.session() as s, pytest.raises(accounts.AccountExists):  # the CLI's path
         accounts.create_user(s, "AdMin", PASSWORD, "clinician")
     assert [u["username"] for u in h.get("/admin/users").json()] == ["admin"]
-    # login stays exact (a database made before may hold such a pair: "ADMIN" could not say
-    # which), so another spelling is an unknown account
-    r = h.post("/auth/login", json={"username": "ADMIN", "password": PASSWORD})
-    assert r.status_code == 401
+    # login ignores case as well: "ADMIN" can only mean "admin" (revision 0005)
+    h.login("ADMIN")
+    assert h.get("/auth/me").json()["user"]["username"] == "admin"
     r = h.post("/admin/users", json={"username": "Bea", "password": PASSWORD,
                                      "role": "clinician"})
     assert r.status_code == 201

@@ -6,7 +6,7 @@ sideways (the navigation wraps, tables scroll in their own box); after saving a 
 diagnosis keyboard focus lands on what was saved, not on <body>; correcting a diagnosis can be
 cancelled and says it replaces the old one; a save refused because the session had ended says
 it was not saved (not the server's "not logged in", still shown after signing in again); the
-server's messages read as sentences ("Wrong username or password."), a lockout's wait in
+server's messages read as sentences ("Wrong user name or password."), a lockout's wait in
 minutes ("try again in 15 min.", not "898 s").
 
 Set ``DERMSIGHT_E2E_STATIC_DIR=<folder>`` to drive another build of the UI (e.g. an older one:
@@ -166,7 +166,7 @@ def test_a_save_after_the_session_ended_says_it_was_not_saved(
 def test_server_messages_read_as_sentences(desk: Any, clinic_server: support.Server) -> None:
     # Old UI: "Could not sign in. wrong username or password" and "… a patient with reference …".
     sign_in(desk, clinic_server, password="not the password")
-    expect(desk.get_by_test_id("login-error")).to_contain_text("Wrong username or password")
+    expect(desk.get_by_test_id("login-error")).to_contain_text("Wrong user name or password")
     desk.get_by_test_id("login-password").fill(PASSWORD)
     desk.get_by_test_id("login-submit").click()
     desk.get_by_test_id("patients-page").wait_for()

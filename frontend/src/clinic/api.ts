@@ -64,7 +64,7 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
     if (Number.isFinite(wait) && wait > 0 && !/try again in/i.test(message)) message = `${message} Try again in ${Math.ceil(wait / 60)} min.`
     message = readableWait(message)
   }
-  // The server's sentences start in lower case ("wrong username or password"); shown after
+  // The server's sentences start in lower case ("wrong user name or password"); shown after
   // "Could not sign in." they read as a fragment.
   throw new ApiError(res.status, message.charAt(0).toUpperCase() + message.slice(1))
 }

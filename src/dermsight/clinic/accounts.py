@@ -4,6 +4,7 @@ tokens (stored as sha256), and login rate limiting kept in the database (shared 
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import secrets
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.config import SESSION_DAYS
-from dermsight.clinic.db import add_unique, taken_ignoring_case
+from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
 #: failures per username or per client address within the window before logins are refused
@@ -38,6 +39,18 @@ class AccountExists(AccountError):
     """The username is taken."""
 
 
+class Refused(enum.Enum):
+    """Why a session cookie or an API token authenticates nobody (``session_lookup``,
+    ``token_lookup``). Only the holder of the cookie or token learns it: it says nothing about
+    whether a username exists."""
+
+    UNKNOWN = "unknown"  # never issued, signed out, or ended and cleaned up since
+    EXPIRED = "expired"  # a session past its 7 days
+    IDLE = "idle"  # a session unused for longer than the idle timeout (deleted now)
+    REVOKED = "revoked"  # an API token its owner revoked
+    DISABLED = "disabled"  # the account is no longer active
+
+
 def aware(t: datetime) -> datetime:
     """SQLite returns naive datetimes: they were stored in UTC."""
     return t if t.tzinfo is not None else t.replace(tzinfo=UTC)
@@ -50,24 +63,31 @@ def sha256(text: str) -> str:
 def check_username(username: str) -> str:
     name = username.strip()
     if not 1 <= len(name) <= 64 or not set(name) <= USERNAME_CHARS:
-        raise AccountError("a username is 1-64 letters, digits or . _ - @")
+        raise AccountError("a username is 1-64 characters: letters A-Z, digits and . _ - @ "
+                           "(no spaces or accents)")
     return name
 
 
 def check_password(password: str) -> None:
+    # the API and the sign-in form strip every text field: a password made elsewhere (the
+    # command line) with a space at either end could never be typed in to sign in
+    if password != password.strip():
+        raise AccountError("a password may not start or end with a space (sign-in ignores "
+                           "them)")
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
-        raise AccountError(f"a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters long")
+        raise AccountError(f"a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters long "
+                           f"(this one has {len(password)})")
 
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     """A new account; ``AccountExists`` when a username equal to it ignoring case exists
     (``db.taken_ignoring_case``, the rule patient references follow; usernames are ASCII),
     also for the loser of two concurrent requests (the unique index on ``User.username_key``).
-    Login stays exact (``verify_password``): the rate limit counts per exact username."""
+    Login ignores case the same way (``verify_password``, ``login_key``)."""
     name = check_username(username)
     check_password(password)
     if role not in ROLES:
-        raise AccountError(f"role must be one of {', '.join(ROLES)}")
+        raise AccountError(f"the role must be one of {', '.join(ROLES)}")
     taken = taken_ignoring_case(db, User.username, name)
     if taken is None:
         user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
@@ -79,8 +99,18 @@ def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     raise AccountExists(f"a user named {name!r} exists already{same}")
 
 
+def login_key(username: str) -> str:
+    """What a login's username is looked up and rate-limited by: ``casekey`` of it without
+    surrounding spaces (``ADMIN`` and `` admin `` are ``admin``), cut to the 64 characters
+    ``LoginAttempt.username`` holds (the same cut for recording and counting)."""
+    return casekey(username.strip())[:64]
+
+
 def verify_password(db: DbSession, username: str, password: str) -> User | None:
-    user = db.scalar(select(User).where(User.username == username.strip()))
+    """The active user ``username`` names ignoring case (usernames are unique by ``casekey``)
+    whose password is exactly ``password``, else None; an unknown or inactive username costs the
+    same argon2 verification as a wrong password."""
+    user = db.scalar(select(User).where(User.username_key == casekey(username.strip())))
     if user is None or not user.active:
         with contextlib.suppress(VerificationError, InvalidHashError):
             _hasher.verify(_DUMMY_HASH, password)
@@ -100,12 +130,13 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
 def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
                   exclude: int | None = None) -> int:
     """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
-    the username or from the address within ``FAILURE_WINDOW`` lock both for the rest of it.
-    ``exclude``: the caller's own attempt (``claim_attempt``), not counted against it."""
+    the username (ignoring case: ``login_key``) or from the address within ``FAILURE_WINDOW``
+    lock both for the rest of it. ``exclude``: the caller's own attempt (``claim_attempt``),
+    not counted against it."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
     waits = []
-    for column, value in ((LoginAttempt.username, username.strip()), (LoginAttempt.ip, ip)):
+    for column, value in ((LoginAttempt.username, login_key(username)), (LoginAttempt.ip, ip)):
         failed = list(db.scalars(
             select(LoginAttempt.at).where(column == value, LoginAttempt.at >= since,
                                           LoginAttempt.success.is_(False),
@@ -118,7 +149,7 @@ def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = 
 
 
 def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> LoginAttempt:
-    row = LoginAttempt(username=username.strip()[:64], ip=ip[:64], success=success)
+    row = LoginAttempt(username=login_key(username), ip=ip[:64], success=success)
     db.add(row)
     # keep the table small: attempts older than the window no longer count
     db.query(LoginAttempt).filter(LoginAttempt.at < utcnow() - 2 * FAILURE_WINDOW).delete()
@@ -163,25 +194,31 @@ def open_session(db: DbSession, user: User, idle: timedelta | None = None
     return cookie, row
 
 
-def session_user(db: DbSession, cookie: str, idle: timedelta | None = None
-                 ) -> tuple[Session, User] | None:
-    """The live session of ``cookie`` and its user, else None: unknown, past its 7 days, or
-    (``idle``) unused for longer than that; an idle one is deleted. A live one is marked as
-    used now (written at most every minute, or every quarter of ``idle`` if shorter)."""
+def session_lookup(db: DbSession, cookie: str, idle: timedelta | None = None
+                   ) -> tuple[Session, User] | Refused:
+    """The live session of ``cookie`` and its user, else why not: ``UNKNOWN`` (no such session:
+    signed out, or ended and cleaned up since), ``EXPIRED`` (past its 7 days), ``IDLE`` (unused
+    for longer than ``idle``: deleted now, so a later request finds it ``UNKNOWN``) or
+    ``DISABLED`` (the user is no longer active). A live one is marked as used now (written at
+    most every minute, or every quarter of ``idle`` if shorter)."""
     row = db.get(Session, sha256(cookie))
     now = utcnow()
-    if row is None or aware(row.expires_at) < now:
-        return None
+    if row is None:
+        return Refused.UNKNOWN
+    if aware(row.expires_at) < now:
+        return Refused.EXPIRED
     last = aware(row.last_seen_at or row.created_at)
     if idle is not None and now - last > idle:
         db.delete(row)
-        return None
+        return Refused.IDLE
     touch_every = timedelta(minutes=1) if idle is None else min(timedelta(minutes=1), idle / 4)
     if now - last >= touch_every:
         row.last_seen_at = now
     user = db.get(User, row.user_id)
-    if user is None or not user.active:
-        return None
+    if user is None:
+        return Refused.UNKNOWN
+    if not user.active:
+        return Refused.DISABLED
     return row, user
 
 
@@ -207,15 +244,26 @@ def create_token(db: DbSession, user: User, name: str) -> tuple[str, ApiToken]:
     return token, row
 
 
-def token_user(db: DbSession, token: str) -> User | None:
+def token_lookup(db: DbSession, token: str) -> User | Refused:
+    """The user of an API token, else why not: ``UNKNOWN``, ``REVOKED`` or ``DISABLED``."""
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(token)))
-    if row is None or row.revoked_at is not None:
-        return None
+    if row is None:
+        return Refused.UNKNOWN
+    if row.revoked_at is not None:
+        return Refused.REVOKED
     user = db.get(User, row.user_id)
-    if user is None or not user.active:
-        return None
+    if user is None:
+        return Refused.UNKNOWN
+    if not user.active:
+        return Refused.DISABLED
     row.last_used_at = utcnow()
     return user
+
+
+def token_user(db: DbSession, token: str) -> User | None:
+    """``token_lookup`` without the reason: the token's active user, else None."""
+    found = token_lookup(db, token)
+    return None if isinstance(found, Refused) else found
 
 
 def user_tokens(db: DbSession, user: User) -> list[ApiToken]:

@@ -43,7 +43,7 @@ T = TypeVar("T")
 def get_or_404(db: DbSession, model: type[T], object_id: int, what: str) -> T:
     row = db.get(model, object_id)
     if row is None:
-        raise NotFound(f"no {what} with id {object_id}")
+        raise NotFound(f"no {what} with id {object_id}: it may have been deleted")
     return row
 
 

@@ -6,8 +6,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
+import unicodedata
 import zipfile
+from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
@@ -19,6 +23,52 @@ from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
 #: the ``dermsight`` CSV layout (io/csvfolder.py) plus where each row came from
 CONFIRMED_COLUMNS = ("image_id", "diagnosis", "age_approx", "sex", "anatom_site", "lesion_id",
                      "group_id", "source", "diagnosis_method", "taken_at")
+
+
+#: runs of characters no download name keeps: anything but letters, digits, ``.`` and ``-``
+#: (path separators, quotes, spaces, controls, ``<>:"|?*``, ``_`` itself) become one ``_``
+_UNSAFE_NAME = re.compile(r"(?:[^\w.-]|_)+")
+
+
+def _name_part(text: str) -> str:
+    """``text`` as a piece of a file name: unsafe runs as one ``_``, no dot, ``-`` or ``_`` at
+    either end (no hidden file, no ``..``)."""
+    return _UNSAFE_NAME.sub("_", unicodedata.normalize("NFC", text)).strip("._-")
+
+
+def _ascii_part(text: str) -> str | None:
+    """``text`` as a piece of an ASCII file name, accents dropped (``Özil`` -> ``Ozil``), or None
+    when a letter has no ASCII form (``ß``, other scripts): a part of it would mislead."""
+    letters = [c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c)]
+    if any(not c.isascii() for c in letters):
+        return None
+    return _name_part("".join(letters)) or None
+
+
+def _attachment(name: str, plain: str) -> str:
+    """``Content-Disposition`` of a download: ``filename="<plain>"`` (ASCII) for every client,
+    and ``filename*=UTF-8''...`` (RFC 6266 / RFC 8187: browsers prefer it) when ``name`` is not
+    ``plain``."""
+    header = f'attachment; filename="{plain}"'
+    return header if name == plain else f"{header}; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def patient_attachment(ref: str, patient_id: int, day: date) -> str:
+    """``Content-Disposition`` of a patient's export: ``patient_<ref>_<YYYY-MM-DD>.zip``, the
+    reference (user text) made safe for a file name and a header; the ASCII ``filename`` has
+    the reference without accents, or the patient's id where a letter has no ASCII form
+    (``patient_<id>_...``, also when nothing of the reference is left)."""
+    ref_part = _name_part(ref) or str(patient_id)
+    plain = _ascii_part(ref) or str(patient_id)
+    return _attachment(f"patient_{ref_part}_{day.isoformat()}.zip",
+                       f"patient_{plain}_{day.isoformat()}.zip")
+
+
+def confirmed_attachment(day: date) -> str:
+    """``Content-Disposition`` of the confirmed-case export:
+    ``confirmed_cases_<YYYY-MM-DD>.zip``."""
+    name = f"confirmed_cases_{day.isoformat()}.zip"
+    return _attachment(name, name)
 
 
 def confirmed_zip(db: DbSession, images: ImageStore) -> tuple[bytes, int]:

@@ -21,7 +21,7 @@ def delete_patient(clinic: Clinic, patient_id: int, user: User | None) -> None:
     with clinic.db.session() as s:
         patient = s.get(Patient, patient_id)
         if patient is None:
-            raise NotFound(f"no patient with id {patient_id}")
+            raise NotFound(f"no patient with id {patient_id}: it may have been deleted")
         visits = list(s.scalars(select(Visit).join(Lesion).where(Lesion.patient_id == patient_id)))
         keys = _keys(visits)
         s.delete(patient)

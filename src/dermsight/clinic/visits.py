@@ -71,7 +71,7 @@ def store_visit(  # noqa: PLR0913 (keyword-only fields of the row)
         if s.get(Lesion, lesion_id) is None:  # deleted meanwhile: the sweep takes the files
             from dermsight.clinic.cases import NotFound
 
-            raise NotFound(f"no lesion with id {lesion_id}")
+            raise NotFound(f"no lesion with id {lesion_id}: it may have been deleted")
         v = Visit(
             lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,
             age=meta.age, sex=meta.sex, site=meta.site, site_inherited=site_inherited,

@@ -22,6 +22,8 @@ from dermsight.web.clinic.deps import (
 )
 
 router = APIRouter(tags=["clinic: accounts"])
+#: the one answer for an unknown user name, an inactive account and a wrong password alike
+WRONG_CREDENTIALS = "wrong user name or password"
 
 
 def user_json(u: User) -> dict[str, Any]:
@@ -62,7 +64,7 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
             cookie, row = accounts.open_session(s, user, clinic.config.session_idle)
             audit.record(s, user, "login", "user", user.id)
     if user is None or row is None:
-        raise HTTPException(401, "wrong username or password")
+        raise HTTPException(401, WRONG_CREDENTIALS)
     response.set_cookie(COOKIE, cookie, max_age=accounts.SESSION_DAYS * 86400, httponly=True,
                         samesite="strict", secure=_https(request) or clinic.config.secure_cookie,
                         path="/")

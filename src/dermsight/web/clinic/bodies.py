@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from dermsight import taxonomy
 
@@ -15,6 +17,20 @@ assert set(DiagnosisCode.__args__) == set(taxonomy.CLASS_CODES)  # type: ignore[
 #: one line of text: no control characters (NUL is refused by PostgreSQL, and no name, label or
 #: reference needs a line break)
 LINE = r"^[^\x00-\x1f\x7f]*$"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _one_line(value: str) -> str:
+    """``LINE``, refused in words instead of pydantic's "String should match pattern ..."."""
+    if _CONTROL.search(value):
+        raise PydanticCustomError(
+            "one_line", "must be one line of text, without tabs, line breaks or other control "
+                        "characters")
+    return value
+
+
+#: a ``str`` that is one line of text (``LINE``, also in the OpenAPI schema)
+Line = Annotated[str, AfterValidator(_one_line), Field(json_schema_extra={"pattern": LINE})]
 
 
 class _Body(BaseModel):
@@ -22,22 +38,22 @@ class _Body(BaseModel):
 
 
 class LoginIn(_Body):
-    username: str = Field(max_length=64, pattern=LINE)
+    username: Line = Field(max_length=64)
     password: str = Field(max_length=256)
 
 
 class TokenIn(_Body):
-    name: str = Field(min_length=1, max_length=100, pattern=LINE)
+    name: Line = Field(min_length=1, max_length=100)
 
 
 class UserIn(_Body):
-    username: str = Field(min_length=1, max_length=64, pattern=LINE)
+    username: Line = Field(min_length=1, max_length=64)
     password: str = Field(max_length=256)
     role: Literal["clinician", "admin"]
 
 
 class PatientIn(_Body):
-    ref: str = Field(min_length=1, max_length=64, pattern=LINE,
+    ref: Line = Field(min_length=1, max_length=64,
                      description="the clinic's own pseudonymous reference (no names)")
 
 
@@ -48,9 +64,9 @@ class MapIn(_Body):
 
 
 class LesionIn(_Body):
-    body_site: str | None = Field(default=None, max_length=64, pattern=LINE)
+    body_site: Line | None = Field(default=None, max_length=64)
     side: Literal["left", "right", "midline"] | None = None
-    location: str | None = Field(default=None, max_length=200, pattern=LINE)
+    location: Line | None = Field(default=None, max_length=200)
     map: MapIn | None = None
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
@@ -21,7 +21,7 @@ from dermsight.clinic.runtime import Clinic
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
-from dermsight.web.clinic.bodies import LINE, DiagnosisIn, LesionIn, NoteIn, PatientIn
+from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, Line, NoteIn, PatientIn
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
@@ -37,10 +37,11 @@ _Row = TypeVar("_Row", Patient, Lesion)
 
 def _check_note(note: str | None) -> str | None:
     if note is not None and len(note) > NOTE_MAX:
-        raise HTTPException(413, f"the note is too long ({len(note)} characters, at most "
-                                 f"{NOTE_MAX})")
+        raise HTTPException(413, f"the note is too long ({len(note):,} characters; at most "
+                                 f"{NOTE_MAX:,}): shorten it")
     if note is not None and "\x00" in note:  # PostgreSQL cannot store it
-        raise HTTPException(422, "the note contains a NUL character")
+        raise HTTPException(422, "the note contains a NUL character (code 0), which cannot be "
+                                 "stored: remove it")
     return note or None
 
 
@@ -55,7 +56,7 @@ def _view(request: Request, user: User, model: type[_Row], object_id: int, what:
 
 @router.get("/patients", summary="Patients, optionally those whose reference starts with q")
 def list_patients(request: Request, user: CurrentUser,
-                  q: str | None = Query(None, max_length=64, pattern=LINE)
+                  q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
         return cases.list_patients(s, q)
@@ -86,7 +87,8 @@ def delete_patient(patient_id: ObjectId, request: Request, admin: AdminUser
 
 
 @router.get("/patients/{patient_id}/export", response_class=Response,
-            summary="Everything stored about one patient (zip: patient.json + images/)")
+            summary="Everything stored about one patient (zip: patient.json + images/), named "
+                    "patient_<ref>_<date>.zip")
 def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                    ) -> Response:
     clinic = clinic_of(request)
@@ -94,8 +96,8 @@ def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
         p = cases.get_or_404(s, Patient, patient_id, "patient")
         data = exports.patient_zip(s, clinic.images, p)
         audit.record(s, user, "export", "patient", p.id)
-    return Response(data, media_type=ZIP, headers={
-        "Content-Disposition": f'attachment; filename="patient_{patient_id}.zip"'})
+        disposition = exports.patient_attachment(p.ref, p.id, dt.date.today())
+    return Response(data, media_type=ZIP, headers={"Content-Disposition": disposition})
 
 
 @router.post("/patients/{patient_id}/lesions", status_code=201, summary="A new lesion")
@@ -132,12 +134,15 @@ def _taken_at(raw: str | None) -> dt.date:
     try:
         day = dt.date.fromisoformat(raw.strip()[:10])
     except ValueError as exc:
-        raise UploadError(422, f"taken_at {raw[:40]!r} is not an ISO date (YYYY-MM-DD)") from exc
+        raise UploadError(422, f"the date the image was taken (taken_at) {raw[:40]!r} is not a "
+                               "date written YYYY-MM-DD: write it like 2026-03-14") from exc
     if day > today + dt.timedelta(days=1):
-        raise UploadError(422, f"taken_at {day} lies in the future")
+        raise UploadError(422, f"the date the image was taken (taken_at) {day} lies in the "
+                               "future: check the date")
     if day < EARLIEST_VISIT:
-        raise UploadError(422, f"taken_at {day} is before {EARLIEST_VISIT} (the earliest visit "
-                               "date accepted): check the date")
+        raise UploadError(422, f"the date the image was taken (taken_at) {day} is before "
+                               f"{EARLIEST_VISIT} (the earliest visit date accepted): check "
+                               "the date")
     return day
 
 
@@ -225,8 +230,8 @@ def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         key = v.heatmap_key if heatmap else v.image_key
     if key is None:
-        raise HTTPException(404, f"visit {visit_id} has no heatmap (the image could not be "
-                                 "assessed)")
+        raise HTTPException(404, f"visit {visit_id} has no heatmap: its image could not be "
+                                 "assessed")
     return Response(clinic.images.get(key), media_type="image/png", headers=NO_STORE)
 
 

@@ -38,31 +38,62 @@ def _unauthorized(detail: str) -> HTTPException:
     return HTTPException(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+#: the 401 details; each says what happened and what to do (the web UI shows them as sentences)
+NOT_SIGNED_IN = "you are not signed in: sign in first"
+BAD_AUTH_HEADER = "send your API token as 'Authorization: Bearer <token>'"
+DISABLED = "your account has been disabled: ask the clinic's administrator"
+TOKEN_REFUSED = {
+    accounts.Refused.UNKNOWN: "this API token is not known to the server: check it, or create "
+                              "a new one",
+    accounts.Refused.REVOKED: "this API token has been revoked: create a new one",
+    accounts.Refused.DISABLED: DISABLED,
+}
+
+
+def _minutes(n: int) -> str:
+    return f"{n} minute" if n == 1 else f"{n} minutes"
+
+
+def session_refused(why: accounts.Refused, idle_minutes: int) -> str:
+    """The 401 detail of a session cookie that authenticates nobody
+    (``accounts.session_lookup``)."""
+    if why is accounts.Refused.IDLE:
+        return (f"your session ended (signed out after {_minutes(idle_minutes)} without "
+                "activity): sign in again")
+    if why is accounts.Refused.EXPIRED:
+        return (f"your session ended (signed out {accounts.SESSION_DAYS} days after signing "
+                "in): sign in again")
+    if why is accounts.Refused.DISABLED:
+        return DISABLED
+    # deleted: signed out, or ended by the idle timeout or its age and cleaned up since
+    return (f"your session ended (you signed out, or it was closed after "
+            f"{_minutes(idle_minutes)} without activity or {accounts.SESSION_DAYS} days): "
+            "sign in again")
+
+
 def authenticate(request: Request) -> Auth:
     clinic = clinic_of(request)
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise _unauthorized("send 'Authorization: Bearer <your API token>'")
+            raise _unauthorized(BAD_AUTH_HEADER)
         with clinic.db.session() as s:
-            user = accounts.token_user(s, token.strip())
-        if user is None:
-            raise _unauthorized("unknown or revoked API token")
+            user = accounts.token_lookup(s, token.strip())
+        if isinstance(user, accounts.Refused):
+            raise _unauthorized(TOKEN_REFUSED[user])
         return Auth(user, None)
     cookie = request.cookies.get(COOKIE)
     if not cookie:
-        raise _unauthorized("not logged in")
+        raise _unauthorized(NOT_SIGNED_IN)
     with clinic.db.session() as s:
-        found = accounts.session_user(s, cookie, clinic.config.session_idle)
-    if found is None:
-        raise _unauthorized(
-            f"the session has ended (logged out, {clinic.config.session_idle_minutes} minutes "
-            "without activity, or 7 days old): log in again")
+        found = accounts.session_lookup(s, cookie, clinic.config.session_idle)
+    if isinstance(found, accounts.Refused):
+        raise _unauthorized(session_refused(found, clinic.config.session_idle_minutes))
     row, user = found
     if request.method in UNSAFE and not accounts.csrf_ok(row, request.headers.get(CSRF_HEADER)):
-        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header (log in again to get "
-                                 "a fresh token)")
+        raise HTTPException(403, f"this request lacks the session's security token (the "
+                                 f"{CSRF_HEADER} header): reload the page, or sign in again")
     return Auth(user, row)
 
 
@@ -73,7 +104,8 @@ def current_user(request: Request) -> User:
 def require_admin(request: Request) -> User:
     user = current_user(request)
     if user.role != "admin":
-        raise HTTPException(403, "this needs the admin role")
+        raise HTTPException(403, "only an administrator can do this: ask the clinic's "
+                                 "administrator")
     return user
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -31,7 +32,7 @@ def export_confirmed(request: Request, user: CurrentUser) -> Response:
         data, _ = exports.confirmed_zip(s, clinic.images)
         audit.record(s, user, "export", "confirmed_cases", None)
     return Response(data, media_type="application/zip", headers={
-        "Content-Disposition": 'attachment; filename="confirmed_cases.zip"'})
+        "Content-Disposition": exports.confirmed_attachment(dt.date.today())})
 
 
 @router.get("/visits/{visit_id}/similar",
