@@ -197,10 +197,12 @@ def make_app(clinic: Any, model: Any) -> Any:
 
     from dermsight.web.clinic.mount import include_clinic
     from dermsight.web.deps import Workers
+    from dermsight.web.routes.metrics import ServiceMetrics
     from dermsight.web.settings import Settings
 
     app = FastAPI()
     app.state.model = model
+    app.state.metrics = ServiceMetrics()
     app.state.settings = replace(Settings(), workers=2)
     app.state.workers = Workers(2)
     app.state.clinic = clinic

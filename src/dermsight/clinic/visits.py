@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import io
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -17,7 +19,7 @@ from PIL import Image
 from dermsight import heatmap as hm
 from dermsight.clinic.models import Lesion, User, Visit
 from dermsight.clinic.runtime import Clinic
-from dermsight.predict import Dermsight
+from dermsight.predict import Dermsight, Prediction
 from dermsight.records import Metadata
 
 #: side of the stored heatmap PNG (the API's size: the CAM itself is only a few cells)
@@ -44,9 +46,14 @@ class Assessment:
     malignant_probability: float | None
 
 
-def assess(model: Dermsight, data: bytes, meta: Metadata) -> Assessment:
-    """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image."""
+def assess(model: Dermsight, data: bytes, meta: Metadata,
+           observe: Callable[[Prediction, float], None] | None = None) -> Assessment:
+    """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image. ``observe``
+    gets the answer and the seconds it took (the service's metrics)."""
+    t0 = time.perf_counter()
     pred = model.predict(data, meta=meta, heatmap=True)
+    if observe is not None:
+        observe(pred, time.perf_counter() - t0)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
     heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)

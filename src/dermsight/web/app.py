@@ -12,7 +12,8 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
 * ``GET /api/v1/model`` (the model card), ``/api/v1/model/report`` (the bundle's HTML evaluation
   report), ``/api/v1/model/plots`` + ``/api/v1/model/plots/{name}.png``, ``/api/v1/classes``,
   ``/api/v1/health``, ``/api/v1/examples`` + ``/api/v1/examples/{file}``,
-  ``/api/v1/reference/{image_id}.webp`` (a similar case's thumbnail).
+  ``/api/v1/reference/{image_id}.webp`` (a similar case's thumbnail), ``/api/v1/metrics``
+  (Prometheus text format; ``routes/metrics.py``).
 * ``/api/v1/openapi.json`` and ``/api/v1/docs``; the built web UI at ``/``. The UI's pages are
   hash routes (``/#/learn``); a browser asking for ``/learn`` is redirected there, and any other
   missing page gets an HTML "page not found" (``browser_not_found``) instead of JSON.
@@ -51,10 +52,12 @@ from dermsight.web.lifespan import lifespan
 from dermsight.web.middleware import (
     BodyLimitMiddleware,
     InflightBudget,
+    MetricsMiddleware,
+    PathTemplates,
     RequestLogMiddleware,
     SecurityHeadersMiddleware,
 )
-from dermsight.web.routes import API, examples, health, model, predict, reference
+from dermsight.web.routes import API, examples, health, metrics, model, predict, reference
 from dermsight.web.schemas import error_responses
 from dermsight.web.settings import Settings
 
@@ -92,7 +95,7 @@ def protected_routers(settings: Settings) -> list[APIRouter]:
     per-user tokens) and ``create_app`` adds it when ``dermsight serve --database URL`` is given
     (the lifespan opens and closes its database).
     """
-    return [predict.router, model.router, examples.router, reference.router]
+    return [predict.router, model.router, examples.router, reference.router, metrics.router]
 
 
 # --- errors ------------------------------------------------------------------------------------
@@ -197,6 +200,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # this app's own registry (the lifespan adds the model's metrics once it is loaded)
+    app.state.metrics = service_metrics = metrics.ServiceMetrics()
     app.exception_handler(HTTPException)(http_error)
     app.exception_handler(RequestValidationError)(validation_error)
 
@@ -227,5 +232,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
             max_age=600,
         )
+    app.add_middleware(MetricsMiddleware, observe=service_metrics.observe_request,
+                       templates=PathTemplates(lambda: app.openapi()["paths"]))
     app.add_middleware(SecurityHeadersMiddleware, docs_path=f"{API}/docs")
     return app

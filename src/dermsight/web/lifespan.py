@@ -3,9 +3,10 @@
 ``lifespan`` runs before the first request is served: it loads the bundle named by the settings
 (``BundleError`` if it is missing or invalid), tunes the process for serving, runs one warm-up
 inference and puts the model and the inference workers on ``app.state`` (``deps.py`` hands them to
-the routes). ``dermsight serve`` enters it before it binds the port (``server.serve_app``), so an
-unusable bundle stops the command with one line; any other ASGI server, and ``TestClient`` in a
-``with`` block, run it themselves. Resources an optional feature opens at start (and closes at
+the routes); the app's metrics (``routes/metrics.py``) learn which model they describe.
+``dermsight serve`` enters it before it binds the port (``server.serve_app``), so an unusable
+bundle stops the command with one line; any other ASGI server, and ``TestClient`` in a ``with``
+block, run it themselves. Resources an optional feature opens at start (and closes at
 shutdown) belong here too.
 """
 
@@ -67,6 +68,8 @@ def load_model(settings: Settings) -> Dermsight:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.model = await anyio.to_thread.run_sync(load_model, settings)
+    if (metrics := getattr(app.state, "metrics", None)) is not None:
+        metrics.bind_model(app.state.model)  # identity, classes, the OOD histogram's buckets
     app.state.workers = Workers(settings.workers)
     if settings.clinic is None:
         yield

@@ -1,22 +1,26 @@
-"""Pure-ASGI middleware: security headers, request-body cap, request log + catch-all 500.
+"""Pure-ASGI middleware: security headers, metrics, request-body cap, request log + catch-all 500.
 
-Order (outermost first): SecurityHeaders -> [CORS] -> BodyLimit -> RequestLog -> FastAPI's
-ExceptionMiddleware -> routes. Every response, error responses included, passes through
-SecurityHeaders. RequestLog turns any exception that escapes a route into a generic JSON 500
-and logs only the exception's type and a request id (never its message or traceback, which can
-quote upload contents), so a client never sees a traceback and the log never holds PHI.
+Order (outermost first): SecurityHeaders -> Metrics -> [CORS] -> BodyLimit -> RequestLog ->
+FastAPI's ExceptionMiddleware -> routes. Every response, error responses included, passes through
+SecurityHeaders, and is counted by Metrics (also the 400 / 413 / 503 BodyLimit sends itself).
+RequestLog turns any exception that escapes a route into a generic JSON 500 and logs only the
+exception's type and a request id (never its message or traceback, which can quote upload
+contents), so a client never sees a traceback and the log never holds PHI.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
+from collections.abc import Callable, Iterable
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve, too_large_detail
@@ -83,6 +87,71 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+#: the HTTP methods a metrics label may name; any other method a client sends is "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+#: route label of a request no route matches (a 404 outside the UI)
+UNMATCHED = "unmatched"
+#: what ``MetricsMiddleware`` reports per request: method, route template, status (None: no
+#: response was sent), seconds
+Observer = Callable[[str, str, int | None, float], None]
+
+
+class PathTemplates:
+    """The path templates of an app's routes (``paths``: e.g. the OpenAPI document's), compiled
+    on first use, to name the route a request was for when it was answered before routing."""
+
+    def __init__(self, paths: Callable[[], Iterable[str]]) -> None:
+        self._paths = paths
+        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+
+    def match(self, path: str) -> str:
+        if self._compiled is None:
+            self._compiled = [(compile_path(p)[0], p) for p in self._paths()]
+        return next((template for rx, template in self._compiled if rx.match(path)), UNMATCHED)
+
+
+def route_label(scope: Scope, templates: PathTemplates) -> str:
+    """The template of the route that served the request (``/api/v1/reference/{image_id}.webp``;
+    the web UI's mount: ``/{path}``), never the raw path. The router leaves the route in the
+    scope; a request answered before routing (BodyLimit's 400 / 413 / 503) gets the template its
+    path matches."""
+    route = scope.get("route")
+    if route is not None:
+        return str(getattr(route, "path_format", "") or UNMATCHED)
+    return templates.match(str(scope.get("path", "")))
+
+
+class MetricsMiddleware:
+    """Times each HTTP request and hands (method, route template, status, seconds) to ``observe``
+    once its response is sent. Labels hold no raw path, query, header or body: an unknown method
+    is "other", a path no route matches is "unmatched"."""
+
+    def __init__(self, app: ASGIApp, observe: Observer, templates: PathTemplates) -> None:
+        self.app = app
+        self.observe = observe
+        self.templates = templates
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status: int | None = None
+
+        async def status_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, status_send)
+        finally:
+            method = scope.get("method", "")
+            self.observe(method if method in METHODS else "other",
+                         route_label(scope, self.templates), status, time.perf_counter() - t0)
 
 
 class PayloadTooLarge(HTTPException):

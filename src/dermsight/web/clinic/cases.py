@@ -205,7 +205,9 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     meta = replace(meta, site=site.site)  # the model is given the lesion's site if none
     taken_at = _taken_at(_form_value(form.fields, "taken_at"))
     try:
-        a = await workers.run(partial(assess, model, form.image, meta))
+        metrics = getattr(request.app.state, "metrics", None)  # create_app sets it
+        a = await workers.run(partial(assess, model, form.image, meta,
+                                      None if metrics is None else metrics.observe_prediction))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
     store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,

@@ -5,6 +5,7 @@
 * ``model``: the model card, its HTML report and plots, the class list.
 * ``examples``: the example images and their credits.
 * ``reference``: similar cases from the bundle's reference set and their thumbnails.
+* ``metrics``: ``GET /api/v1/metrics`` (Prometheus) and ``ServiceMetrics``, the app's registry.
 
 Each module holds an ``APIRouter`` named ``router`` with the ``API`` prefix. Routes get what they
 share (settings, model, workers) through the dependencies in ``web/deps.py``, never from

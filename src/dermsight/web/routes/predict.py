@@ -25,6 +25,7 @@ from dermsight.records import Metadata
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
 from dermsight.web.routes import API
+from dermsight.web.routes.metrics import MetricsDep, ServiceMetrics
 from dermsight.web.routes.reference import similar_cases
 from dermsight.web.schemas import PREDICT_REQUEST_BODY, PredictResponse, error_responses
 from dermsight.web.upload import UploadError, check_query, read_upload
@@ -52,11 +53,17 @@ def _field(fields: dict[str, str], name: str) -> str | None:
 
 
 def run_prediction(
-    model: Dermsight, data: bytes, meta: Metadata, heatmap: bool, tta: bool
+    model: Dermsight, data: bytes, meta: Metadata, heatmap: bool, tta: bool,
+    metrics: ServiceMetrics | None = None,
 ) -> bytes:
     """Decode + predict + serialise (runs in a worker thread; ONNX Runtime releases the GIL).
-    The facade decodes (a DICOM upload's tags fill the fields the form left empty)."""
-    pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
+    The facade decodes (a DICOM upload's tags fill the fields the form left empty). With
+    ``metrics``, the inference time and the answer's tier, class, flags and OOD score are
+    recorded (an image that cannot be decoded is counted by the middleware, as a refused upload)."""
+    if metrics is None:
+        pred = model.predict(data, meta=meta, heatmap=heatmap, tta=tta)
+    else:
+        pred = metrics.timed_prediction(model, data, meta=meta, heatmap=heatmap, tta=tta)
     out = pred.to_dict(heatmap_png=False)
     if pred.assessable:
         out["similar"] = similar_cases(model, pred)
@@ -80,6 +87,8 @@ async def predict(
     settings: SettingsDep,
     model: ModelDep,
     workers: WorkersDep,
+    metrics: MetricsDep,
+    *,
     heatmap: Annotated[bool, Query(description="include the base64 PNG heatmap")] = True,
     tta: Annotated[bool, Query(description="average over 8 flips/rotations (8x the compute); "
                                "only when the operator sets DERMSIGHT_ALLOW_TTA=true, else "
@@ -103,8 +112,8 @@ async def predict(
     kind = sniff(data)
     heavy = await anyio.to_thread.run_sync(decode_cost, data, model.limits) > HEAVY_DECODE_BYTES
     try:
-        body = await workers.run(partial(run_prediction, model, data, meta, heatmap, tta),
-                                 heavy)
+        body = await workers.run(
+            partial(run_prediction, model, data, meta, heatmap, tta, metrics), heavy)
     except ImageDecodeError as exc:
         status = 422 if (kind in ALLOWED_FORMATS or kind == "DICOM") else 415
         raise UploadError(status, exc.reason) from exc
