@@ -1,6 +1,8 @@
 // Gate v2's measured figures from the card (gate.v2_evaluation): false accepts per held-out kind of
 // non-dermoscopic image, false rejects of dermoscopic test images per source, gate v1 alongside.
 
+import { TableWrap } from './TableWrap.tsx'
+
 type Rec = Record<string, unknown>
 
 function rec(v: unknown): Rec | null {
@@ -58,7 +60,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
         each figure is for images of a kind the gate never saw), and for new pictures of kinds it has seen (fitted
         without those pictures). Gate v1 (kNN score only) alongside.
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="gate-v2-categories">
           <caption className="visually-hidden">Non-dermoscopic images let through by the gate, per kind of image</caption>
           <thead>
@@ -88,12 +90,12 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
             })}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <p>
         Dermoscopic TEST images wrongly refused, per source (and with the gate refitted without that source: how it
         treats a dermatoscope or clinic it has never seen):
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="gate-v2-sources">
           <caption className="visually-hidden">Dermoscopic test images wrongly refused by the gate, per source</caption>
           <thead>
@@ -115,7 +117,7 @@ export function GateV2Figures({ gate }: { gate: Rec }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       {clin && (
         <p>
           Simulated clinical skin photos made from test images (not used to fit): refused {show(rate(clin.blocked))},

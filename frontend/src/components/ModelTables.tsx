@@ -14,6 +14,7 @@ import {
   type ItaTable,
 } from '../card.ts'
 import { format3, formatCI, formatNumber, humanize } from '../format.ts'
+import { TableWrap } from './TableWrap.tsx'
 
 const CI = '95\u00a0% CI'
 
@@ -76,7 +77,7 @@ export function CrossSourceBlock({ table }: { table: CrossSourceTable }) {
           <div key={protocol} data-protocol={protocol}>
             <h3 className="sub-title">{info?.title ?? humanize(protocol)}</h3>
             {info && <p className="muted">{info.note}</p>}
-            <div className="table-wrap">
+            <TableWrap>
               <table className="data-table subgroup-table" data-testid={`cross-source-${protocol}`}>
                 <caption className="visually-hidden">
                   {info?.title ?? protocol}: metrics per data source with {CI}
@@ -125,7 +126,7 @@ export function CrossSourceBlock({ table }: { table: CrossSourceTable }) {
                   })}
                 </tbody>
               </table>
-            </div>
+            </TableWrap>
             {shared && <p className="muted">Model run: {shared}.</p>}
           </div>
         )
@@ -166,7 +167,7 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
           {table.statement}
         </p>
       )}
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table subgroup-table" data-testid="skin-tone-table">
           <caption className="visually-hidden">Test metrics by estimated skin-tone band, with {CI}</caption>
           <SubgroupHead first="Skin tone (ITA)" />
@@ -203,7 +204,7 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
             })}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <p className="hint">
         Every band is listed with its image count, even when it has too few images for metrics (under {table.minN}:
         withheld). The estimate comes from dermoscopic colour, not a measurement: dim images of light skin also land in

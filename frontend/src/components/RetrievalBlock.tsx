@@ -4,6 +4,7 @@
 import type { ModelCard } from '../api.ts'
 import { dig, num, rec } from '../card.ts'
 import { formatNumber, formatPercent } from '../format.ts'
+import { TableWrap } from './TableWrap.tsx'
 
 interface Accuracy {
   accuracy: number | null
@@ -42,7 +43,7 @@ export function RetrievalBlock({ card }: { card: ModelCard }) {
         comparison, not a diagnosis. Measured on the {formatNumber(num(test.n_queries))} test images: how many of the {k}{' '}
         neighbours have the query’s confirmed diagnosis.
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="retrieval-table">
           <caption>Precision@{k} per class (test split)</caption>
           <thead>
@@ -70,14 +71,16 @@ export function RetrievalBlock({ card }: { card: ModelCard }) {
             })}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       {vote && clf && (
-        <div className="table-wrap">
+        <TableWrap>
           <table className="data-table" data-testid="retrieval-vote">
             <caption>The {k} neighbours’ majority diagnosis against the classifier (same test images)</caption>
             <thead>
               <tr>
-                <th scope="col" />
+                <th scope="col">
+                  <span className="visually-hidden">Method</span>
+                </th>
                 <th scope="col" className="num">Accuracy</th>
                 <th scope="col" className="num">Balanced accuracy</th>
               </tr>
@@ -106,7 +109,7 @@ export function RetrievalBlock({ card }: { card: ModelCard }) {
               })}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
     </section>
   )

@@ -3,6 +3,7 @@
 
 import type { ReactNode } from 'react'
 import { formatInterval, formatNumber, humanize, isInterval } from '../format.ts'
+import { TableWrap } from './TableWrap.tsx'
 
 export function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -36,7 +37,7 @@ export function RecordTable({ rows, caption, testId }: { rows: Record<string, un
   const cols: string[] = []
   for (const r of rows) for (const k of Object.keys(r)) if (!cols.includes(k)) cols.push(k)
   return (
-    <div className="table-wrap">
+    <TableWrap>
       <table className="data-table" data-testid={testId}>
         {caption && <caption>{caption}</caption>}
         <thead>
@@ -66,7 +67,7 @@ export function RecordTable({ rows, caption, testId }: { rows: Record<string, un
           ))}
         </tbody>
       </table>
-    </div>
+    </TableWrap>
   )
 }
 

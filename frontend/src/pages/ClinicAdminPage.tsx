@@ -4,6 +4,7 @@ import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { NewApiToken, Role } from '../clinic/types.ts'
 import { formatTimestamp } from '../format.ts'
+import { TableWrap } from '../components/TableWrap.tsx'
 
 function Tokens() {
   const ids = useId()
@@ -89,7 +90,9 @@ function Tokens() {
               <th scope="col">Name</th>
               <th scope="col">Created</th>
               <th scope="col">Last used</th>
-              <th scope="col" />
+              <th scope="col">
+                <span className="visually-hidden">Actions</span>
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -187,7 +190,7 @@ function Audit() {
       <h2 id={`${ids}-h`}>Audit log</h2>
       <p className="hint">Who created, viewed, exported or deleted what: ids and times only, never images or demographics. Latest 100.</p>
       <ErrorBox error={audit.error} />
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="audit-log">
           <thead>
             <tr>
@@ -208,7 +211,7 @@ function Audit() {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
     </section>
   )
 }

@@ -10,6 +10,7 @@ import { ChoiceField } from '../components/ChoiceField.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
+import { TableWrap } from '../components/TableWrap.tsx'
 
 const SIDES: { value: Side; label: string }[] = [
   { value: 'left', label: 'Left' },
@@ -170,7 +171,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
 
       <section aria-labelledby={`${ids}-list`}>
         <h2 id={`${ids}-list`}>Lesions</h2>
-        <div className="table-wrap">
+        <TableWrap>
           <table className="data-table clinic-table" data-testid="lesion-list">
             <thead>
               <tr>
@@ -206,7 +207,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       </section>
 
       <section className="card-block" aria-labelledby={`${ids}-rights`}>

@@ -5,6 +5,7 @@ import { clinicHref } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
+import { TableWrap } from '../components/TableWrap.tsx'
 
 /** The clinic's patients: search by reference, open one, add a new one. */
 export function ClinicPatientsPage() {
@@ -64,7 +65,7 @@ export function ClinicPatientsPage() {
       </div>
       <ErrorBox error={error} what="Could not add the patient." />
       <ErrorBox error={patients.error} what="Could not load the patients." />
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table clinic-table" data-testid="patient-list">
           <caption>{patients.loading ? 'Loading…' : `${rows.length} patient${rows.length === 1 ? '' : 's'}${q ? ` whose reference starts with “${q}”` : ''}`}</caption>
           <thead>
@@ -95,7 +96,7 @@ export function ClinicPatientsPage() {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <ClinicNotice />
     </div>
   )

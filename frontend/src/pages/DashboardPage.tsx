@@ -4,6 +4,7 @@ import { ClinicNotice, ErrorBox } from '../clinic/badges.tsx'
 import { formatEstimate, isWithheld, smallCount, SMALL_COUNT } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import type { Estimate, ModelFigures } from '../clinic/types.ts'
+import { TableWrap } from '../components/TableWrap.tsx'
 
 function EstimateRow({ label, e, testId }: { label: string; e: Estimate | null | undefined; testId: string }) {
   const withheld = isWithheld(e)
@@ -18,7 +19,7 @@ function EstimateRow({ label, e, testId }: { label: string; e: Estimate | null |
 function Confusion({ confusion }: { confusion: NonNullable<ModelFigures['confusion']> }) {
   const { labels, matrix } = confusion
   return (
-    <div className="table-wrap">
+    <TableWrap>
       <table className="data-table confusion" data-testid="confusion-matrix">
         <caption>Confusion matrix: rows are the confirmed diagnoses, columns the model’s suggested class (counts of lesions).</caption>
         <thead>
@@ -44,7 +45,7 @@ function Confusion({ confusion }: { confusion: NonNullable<ModelFigures['confusi
           ))}
         </tbody>
       </table>
-    </div>
+    </TableWrap>
   )
 }
 

@@ -52,6 +52,7 @@ import {
   isInterval,
 } from '../format.ts'
 import { useApiData, useApiImage, useDelayedFlag } from '../hooks.ts'
+import { TableWrap } from '../components/TableWrap.tsx'
 
 const PLOTS = [
   {
@@ -280,28 +281,28 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
             <div className="stat">
               <dt>Malignant vs benign AUC</dt>
               <dd>{format3(malAuc.value)}</dd>
-              <span className="stat-sub">{CI} {formatCI(malAuc.lo, malAuc.hi)}</span>
+              <dd className="stat-sub">{CI} {formatCI(malAuc.lo, malAuc.hi)}</dd>
             </div>
           )}
           {sens?.value != null && (
             <div className="stat">
               <dt>Malignant lesions sent for referral</dt>
               <dd>{pct(sens.value)}</dd>
-              <span className="stat-sub">sensitivity, {CI} {pctCI(sens)}</span>
+              <dd className="stat-sub">sensitivity, {CI} {pctCI(sens)}</dd>
             </div>
           )}
           {spec_?.value != null && (
             <div className="stat">
               <dt>Benign lesions not referred</dt>
               <dd>{pct(spec_.value)}</dd>
-              <span className="stat-sub">specificity, {CI} {pctCI(spec_)}</span>
+              <dd className="stat-sub">specificity, {CI} {pctCI(spec_)}</dd>
             </div>
           )}
           {ev.n !== null && (
             <div className="stat">
               <dt>Held-out test images</dt>
               <dd>{formatNumber(ev.n)}</dd>
-              {ev.nGroups !== null && <span className="stat-sub">{formatNumber(ev.nGroups)} lesion groups</span>}
+              {ev.nGroups !== null && <dd className="stat-sub">{formatNumber(ev.nGroups)} lesion groups</dd>}
             </div>
           )}
         </dl>
@@ -363,7 +364,7 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
         {ev.nBoot !== null && ` over ${formatNumber(ev.nBoot)} resamples`} of lesion groups. They show sampling
         variation only.
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table metrics" data-testid="metrics-table">
           <caption>Headline metrics on the test set</caption>
           <thead>
@@ -388,7 +389,7 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       {odd.length > 0 && (
         <p className="hint">
           † The point estimate lies outside its bootstrap interval: the metric is biased in bootstrap resamples (for the
@@ -407,7 +408,7 @@ function OtherSets({ ev, others }: { ev: TestEvaluation; others: { key: string; 
   return (
     <>
       <h3 className="sub-title">The same metrics in other settings</h3>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="metrics-compare-table">
           <caption className="visually-hidden">Headline metrics: test, test before calibration, test without patient details, validation</caption>
           <thead>
@@ -435,7 +436,7 @@ function OtherSets({ ev, others }: { ev: TestEvaluation; others: { key: string; 
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <ul className="hint-list">
         {others.map((o) => (
           <li key={o.key}>
@@ -455,7 +456,7 @@ function GenericMetrics({ card }: { card: ModelCard }) {
     <Block id="performance" title="Test performance">
       {sets.length === 0 && <p className="muted">This model card lists no metrics.</p>}
       {sets.map(([split, metrics], i) => (
-        <div className="table-wrap" key={split}>
+        <TableWrap key={split}>
           <table className="data-table" data-testid={i === 0 ? 'metrics-table' : `metrics-table-${split}`}>
             <caption>{humanize(split)} set</caption>
             <thead>
@@ -484,7 +485,7 @@ function GenericMetrics({ card }: { card: ModelCard }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       ))}
     </Block>
   )
@@ -497,7 +498,7 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
   const small = ev.perClass.filter((r) => r.n !== null && r.n < 50)
   return (
     <Block id="per-class" title="Performance per diagnosis (test set)">
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="per-class-table">
           <caption className="visually-hidden">Per-class AUC, sensitivity and specificity with {CI}</caption>
           <thead>
@@ -528,7 +529,7 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
             })}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <p className="hint">
         Small print under each value: {CI}. Sensitivity and specificity here are for the model’s single most likely
         class (is the top-ranked class this diagnosis?), not for the risk tiers.
@@ -664,7 +665,7 @@ function Baseline({ baseline, ev }: { baseline: Record<string, unknown>; ev: Tes
         )}
         . Both were tested on the same test images.
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table" data-testid="baseline-table">
           <caption className="visually-hidden">This model against the baseline on the test set</caption>
           <thead>
@@ -703,7 +704,7 @@ function Baseline({ baseline, ev }: { baseline: Record<string, unknown>; ev: Tes
             })}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <p className="hint">
         Difference = this model − baseline, from a paired group bootstrap (both models on the same resamples). For
         calibration error, Brier score and log-likelihood lower is better. “No clear difference” = the interval includes
@@ -727,7 +728,7 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
         Does the model work equally well for different patients, body sites and image sources? Sensitivity and
         specificity are for malignant lesions at the refer threshold.
       </p>
-      <div className="table-wrap">
+      <TableWrap>
         <table className="data-table subgroup-table" data-testid="subgroup-table">
           <caption className="visually-hidden">Test metrics by sex, age, anatomic site and data source, with {CI}</caption>
           <SubgroupHead first="Subgroup" />
@@ -763,7 +764,7 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
             </tbody>
           ))}
         </table>
-      </div>
+      </TableWrap>
       <p className="hint">
         Small print: {CI} (group bootstrap within the subgroup). Numbers that would mislead are withheld, with the
         reason in a note under the row: every metric
@@ -1004,7 +1005,7 @@ function DataBlock({ card }: { card: ModelCard }) {
         )}
       </dl>
       {splits.length > 0 && (
-        <div className="table-wrap">
+        <TableWrap>
           <table className="data-table compact" data-testid="split-table">
             <caption>Images per diagnosis and split</caption>
             <thead>
@@ -1047,7 +1048,7 @@ function DataBlock({ card }: { card: ModelCard }) {
               </tr>
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
       {Object.keys(rest).length > 0 && <ValueView value={rest} />}
     </Block>
@@ -1102,7 +1103,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
         )}
       </dl>
       {epochs.length > 0 && (
-        <div className="table-wrap">
+        <TableWrap>
           <table className="data-table compact" data-testid="epochs-table">
             <caption>Training log, per epoch</caption>
             <thead>
@@ -1141,7 +1142,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
               })}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
     </Block>
   )

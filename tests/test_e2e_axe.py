@@ -1,0 +1,300 @@
+"""End-to-end: an automated accessibility audit (axe-core, WCAG 2.0/2.1 A and AA rules) of every
+page a person uses, in headless Chromium against a real ``dermsight serve --database`` with real
+lesion images (``../shared/data``).
+
+Pages audited: Assess (empty; with a result for a real image, in the Clinician and in the Patient
+view), Learn, Model card; with clinic storage on: sign-in, patients list, a patient, a lesion with a
+visit and with two, the dashboard, the account/admin page (plus error and confirmation states),
+each in a desk-sized (1280 px) and a phone-sized (375 px) window. Each test asserts that axe finds
+no violation of impact "serious" or "critical" and, when it does, lists them (page, rule, impact,
+elements); moderate/minor findings are printed (``-s``). Fixed for this audit (the old UI fails
+``test_learn_and_model_pages`` and ``test_clinic_pages[phone]``): the Model page's figures were a
+<dl> holding <span>s; on a phone, tables scrolling in their own box could not be reached with the
+keyboard (now a named region in the tab order while, and only while, it scrolls).
+
+axe-core is the front end's devDependency: ``make frontend`` (``npm ci``, run by ``make test``
+before the tests) puts it in ``frontend/node_modules``; without it these tests are skipped. Set
+``DERMSIGHT_E2E_STATIC_DIR=<folder>`` to audit another build of the UI (e.g. an older one).
+Needs what ``test_e2e_clinic.py`` needs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import api_support as support
+from browser_support import STATIC_INDEX, watched_page
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+AXE_JS = support.REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+#: the WCAG 2.0 and 2.1 level A and AA rules
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+BLOCKING = ("serious", "critical")
+PASSWORD = "correct horse battery staple"
+ADMIN = "axe-admin"
+NEVUS = "ISIC_0000006"
+PREDICT = re.compile(r"/api/v1/predict")
+VISITS = re.compile(r"/api/v1/lesions/\d+/visits$")
+
+Violations = dict[str, list[dict[str, Any]]]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
+    if not AXE_JS.exists():
+        pytest.skip(f"axe-core not installed ({AXE_JS} missing): run 'make frontend'")
+    other = os.environ.get("DERMSIGHT_E2E_STATIC_DIR")  # another build of the UI
+    if not other and not STATIC_INDEX.exists():
+        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
+    workdir = tmp_path_factory.mktemp("axe")
+    db = f"sqlite:///{workdir / 'clinic.db'}"
+    made = subprocess.run(
+        [*support.dermsight_command(), "clinic", "create-user", "--database", db,
+         "--username", ADMIN, "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
+    assert made.returncode == 0, made.stdout + made.stderr
+    srv = support.start_server(
+        workdir / "serve", model=support.make_report_bundle(workdir / "bundle"),
+        extra_args=["--database", db], env={"DERMSIGHT_STATIC_DIR": other} if other else None)
+    yield srv
+    srv.stop()
+
+
+#: the window sizes audited: a desk's and a phone's (tables then scroll in their own box)
+VIEWPORTS = {"desk": {"width": 1280, "height": 1000}, "phone": {"width": 375, "height": 800}}
+
+
+@pytest.fixture(params=list(VIEWPORTS))
+def page(browser: Any, server: support.Server, request: pytest.FixtureRequest) -> Iterator[Any]:
+    # the server's Content-Security-Policy (default-src 'self') refuses an inline script: let
+    # the test inject axe (the app itself runs under the same policy either way)
+    with watched_page(browser, bypass_csp=True) as pg:
+        pg.set_viewport_size(VIEWPORTS[request.param])
+        track_requests(pg)
+        yield pg
+
+
+def audit(page: Any) -> list[dict[str, Any]]:
+    """axe's WCAG 2.0/2.1 A and AA violations on the page as it is now (whole document)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate(
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations']})", WCAG_TAGS)
+    return list(result["violations"])
+
+
+def blocking(found: Violations) -> Violations:
+    return {where: [v for v in vs if v["impact"] in BLOCKING] for where, vs in found.items()}
+
+
+def report(found: Violations) -> str:
+    """One line per violation and element: page, rule id, impact, the element's selector."""
+    lines = []
+    for where, violations in found.items():
+        for v in violations:
+            targets = ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"])
+            lines.append(f"{where}: {v['id']} ({v['impact']}) {v['help']} -> {targets}")
+    return "\n".join(lines)
+
+
+def assert_clean(found: Violations) -> None:
+    serious = blocking(found)
+    rest = {w: [v for v in vs if v["impact"] not in BLOCKING] for w, vs in found.items()}
+    if any(rest.values()):  # shown with -s / on failure: not a failure by themselves
+        print("moderate/minor axe findings:\n" + report(rest))
+    if any(serious.values()):
+        pytest.fail("axe found serious/critical WCAG violations:\n" + report(serious),
+                    pytrace=False)
+
+
+def track_requests(page: Any) -> None:
+    """Keep ``page.in_flight``: the requests sent and not yet answered (a hash route's change
+    loads its data without a new page load, so Playwright's "networkidle" says nothing of it)."""
+    in_flight: set[Any] = set()
+    page.in_flight = in_flight
+    page.on("request", lambda r: in_flight.add(r))
+    page.on("requestfinished", lambda r: in_flight.discard(r))
+    page.on("requestfailed", lambda r: in_flight.discard(r))
+
+
+def settle(page: Any, quiet_ms: int = 300) -> None:
+    """Wait until the page has sent nothing for ``quiet_ms`` and shows no spinner."""
+    deadline = time.monotonic() + 30
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        if page.in_flight:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= quiet_ms / 1000:
+            break
+        page.wait_for_timeout(50)
+    sync_api.expect(page.get_by_test_id("spinner")).to_have_count(0, timeout=30_000)
+
+
+def sign_in(page: Any) -> None:
+    page.get_by_test_id("login-username").fill(ADMIN)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patients-page").wait_for()
+
+
+def assess(page: Any, image: Path) -> str:
+    """Upload ``image`` on the Assess page; the risk the shown result has."""
+    page.get_by_test_id("file-input").set_input_files(str(image))
+    with page.expect_response(PREDICT) as resp:
+        page.get_by_test_id("submit").click()
+    assert resp.value.status == 200, resp.value.text()
+    page.get_by_test_id("result").wait_for()
+    settle(page)
+    return str(resp.value.json()["risk"])
+
+
+def add_visit(page: Any, image: Path) -> None:
+    """Save a visit with ``image`` on the lesion page shown."""
+    form = page.get_by_test_id("new-visit-form")
+    form.get_by_test_id("file-input").set_input_files(str(image))
+    with page.expect_response(VISITS) as resp:
+        form.get_by_test_id("visit-submit").click()
+    assert resp.value.status == 201, resp.value.text()
+    page.locator(f'li[data-visit-id="{resp.value.json()["id"]}"]').wait_for()
+
+
+def test_the_audit_reports_a_planted_violation(page: Any, server: support.Server) -> None:
+    """The harness itself: axe runs in the page and a violation fails with a readable line."""
+    page.goto(f"{server.base}/")
+    page.get_by_test_id("nav-assess").wait_for()
+    page.evaluate("document.querySelector('main').insertAdjacentHTML('beforeend',"
+                  " '<img src=\"data:image/gif;base64,R0lGODlhAQABAAAAACw=\" id=\"planted\">')")
+    found = {"Planted": audit(page)}
+    with pytest.raises(pytest.fail.Exception) as failed:
+        assert_clean(found)
+    assert "Planted: image-alt (critical)" in str(failed.value)
+    assert "-> #planted" in str(failed.value)
+
+
+def test_assess_page_empty(page: Any, server: support.Server) -> None:
+    page.goto(f"{server.base}/")
+    page.get_by_test_id("nav-assess").wait_for()
+    settle(page)
+    assert_clean({"Assess (empty)": audit(page)})
+
+
+#: a real image for each kind of result the shipped model gives (each risk has its own colours)
+RESULTS = {"high": "ISIC_0000030", "moderate": "ISIC_0000000", "cannot_assess": "ISIC_0000004"}
+
+
+@pytest.mark.parametrize("risk", list(RESULTS))
+def test_assess_page_with_a_result(page: Any, server: support.Server, data_dir: Path,
+                                   risk: str) -> None:
+    found: Violations = {}
+    page.goto(f"{server.base}/")
+    page.get_by_test_id("audience-clinician").click()
+    assert assess(page, data_dir / "images" / f"{RESULTS[risk]}.jpg") == risk
+    found[f"Assess ({risk} result, Clinician view)"] = audit(page)
+    page.get_by_test_id("audience-patient").click()
+    page.locator("[data-testid='audience-toggle'][data-audience='patient']").wait_for()
+    settle(page)
+    found[f"Assess ({risk} result, Patient view)"] = audit(page)
+    assert_clean(found)
+
+
+def test_learn_and_model_pages(page: Any, server: support.Server) -> None:
+    found: Violations = {}
+    page.goto(f"{server.base}/#/learn")
+    page.get_by_test_id("learn-page").wait_for()
+    settle(page)
+    found["Learn"] = audit(page)
+    page.goto(f"{server.base}/#/model")
+    page.get_by_test_id("model-overview").wait_for()
+    settle(page)
+    found["Model card"] = audit(page)
+    assert_clean(found)
+    # a table's box is a tab stop (a named region) exactly while it scrolls sideways
+    boxes = page.eval_on_selector_all(".table-wrap", """els => els.map(e => ({
+        scrolls: e.scrollWidth > e.clientWidth, tab: e.tabIndex === 0,
+        name: e.getAttribute('aria-label'), role: e.getAttribute('role')}))""")
+    assert boxes
+    for box in boxes:
+        assert box["tab"] == box["scrolls"], box
+        if box["scrolls"]:
+            assert box["role"] == "region", box
+            assert box["name"].endswith("(scrolls sideways)"), box
+
+
+def audit_sign_in(page: Any, server: support.Server, found: Violations) -> None:
+    """The sign-in page, empty and after a wrong password; ends signed in as the admin."""
+    page.goto(f"{server.base}/#/clinic")
+    page.get_by_test_id("login-username").wait_for()
+    settle(page)
+    found["Clinic sign-in"] = audit(page)
+    page.get_by_test_id("login-username").fill(ADMIN)
+    page.get_by_test_id("login-password").fill("not the password")
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("login-error").wait_for()
+    found["Clinic sign-in (wrong password)"] = audit(page)
+    sign_in(page)
+
+
+def audit_lesion(page: Any, ref: str, data_dir: Path, found: Violations) -> None:
+    """A new patient ``ref`` with a lesion: its page with a diagnosed visit, then two visits."""
+    page.get_by_test_id("new-patient-ref").fill(ref)
+    page.get_by_test_id("new-patient-submit").click()
+    page.get_by_test_id("patient-page").wait_for()
+    lesion_form = page.get_by_test_id("new-lesion-form")
+    lesion_form.get_by_label("Body site").select_option("posterior torso")
+    page.get_by_test_id("new-lesion-submit").click()
+    page.get_by_test_id("lesion-page").wait_for()
+    add_visit(page, data_dir / "images" / f"{NEVUS}.jpg")
+    page.get_by_test_id("diagnosis-code").select_option("NV")
+    page.get_by_test_id("diagnosis-submit").click()
+    page.get_by_test_id("diagnosis").wait_for()
+    settle(page)
+    found["Lesion with a visit"] = audit(page)
+    add_visit(page, data_dir / "images" / f"{RESULTS['high']}.jpg")
+    settle(page)
+    found["Lesion with two visits"] = audit(page)
+
+
+def test_clinic_pages(page: Any, server: support.Server, data_dir: Path) -> None:
+    found: Violations = {}
+    audit_sign_in(page, server, found)
+    ref = f"AXE-{page.viewport_size['width']}"  # one patient per window size
+    audit_lesion(page, ref, data_dir, found)
+
+    page.goto(f"{server.base}/#/clinic")
+    page.get_by_test_id("patient-list").wait_for()
+    settle(page)
+    found["Patients list"] = audit(page)
+
+    page.get_by_test_id("patient-link").filter(has_text=ref).click()
+    page.get_by_test_id("patient-page").wait_for()
+    settle(page)
+    found["Patient"] = audit(page)
+    page.get_by_test_id("patient-delete").click()
+    page.get_by_test_id("delete-confirm-box").wait_for()
+    found["Patient (delete confirmation open)"] = audit(page)
+
+    page.goto(f"{server.base}/#/clinic/dashboard")
+    page.get_by_test_id("confusion-matrix").wait_for()  # the figures of the diagnosed visit
+    settle(page)
+    found["Dashboard"] = audit(page)
+
+    page.goto(f"{server.base}/#/clinic/admin")
+    page.get_by_test_id("audit-section").wait_for()
+    page.get_by_test_id("token-name").fill("axe token")
+    page.get_by_test_id("token-create").click()
+    page.get_by_test_id("new-token").wait_for()
+    settle(page)
+    found["Account and administration"] = audit(page)
+    assert_clean(found)
