@@ -5,8 +5,11 @@ module's ``ui_server`` (each e2e module defines which server its UI comes from).
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-from collections.abc import Iterator
+import sqlite3
+import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,8 @@ import api_support as support
 
 CHROMIUM = Path(os.environ.get("DERMSIGHT_CHROMIUM", "/usr/bin/chromium"))
 STATIC_INDEX = support.REPO / "src" / "dermsight" / "web" / "static" / "index.html"
+#: the password of the accounts ``start_clinic_ui_server`` creates
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +62,59 @@ def page(browser: Any, ui_server: Any) -> Iterator[Any]:
         pg.goto(f"{ui_server.base}/")
         pg.get_by_test_id("nav-assess").wait_for()
         yield pg
+
+
+def ui_static_dir() -> str | None:
+    """Another build of the UI to test (``DERMSIGHT_E2E_STATIC_DIR``: to check that a test fails
+    on an older UI), else None for the committed one; skips the test when there is neither."""
+    other = os.environ.get("DERMSIGHT_E2E_STATIC_DIR")
+    if not other and not STATIC_INDEX.exists():
+        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
+    return other
+
+
+def start_clinic_ui_server(workdir: Path, users: Iterable[tuple[str, str]], *,
+                           env: dict[str, str] | None = None, model: Path | None = None,
+                           ) -> support.Server:
+    """``dermsight serve --database`` (SQLite in ``workdir``) serving the UI under test
+    (``ui_static_dir``), after ``dermsight clinic create-user`` made ``users`` ((name, role)
+    pairs, password ``PASSWORD``)."""
+    other = ui_static_dir()
+    workdir.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{workdir / 'clinic.db'}"
+    for user, role in users:
+        made = subprocess.run(
+            [*support.dermsight_command(), "clinic", "create-user", "--database", db,
+             "--username", user, "--role", role, "--password-stdin"],
+            input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
+        assert made.returncode == 0, made.stdout + made.stderr
+    full_env = {**(env or {}), **({"DERMSIGHT_STATIC_DIR": other} if other else {})}
+    return support.start_server(workdir, model=model, extra_args=["--database", db],
+                                env=full_env or None)
+
+
+def new_patient(page: Any, ref: str) -> None:
+    """On the clinic's patients page: a new patient ``ref``; ends on the patient's page."""
+    page.get_by_test_id("new-patient-ref").fill(ref)
+    page.get_by_test_id("new-patient-submit").click()
+    page.get_by_test_id("patient-page").wait_for()
+
+
+def new_lesion(page: Any, ref: str) -> None:
+    """On the patients page: a new patient ``ref`` with one lesion on the back; ends on the
+    lesion's page."""
+    new_patient(page, ref)
+    lesion_form = page.get_by_test_id("new-lesion-form")
+    lesion_form.get_by_label("Body site").select_option("posterior torso")
+    page.get_by_test_id("new-lesion-submit").click()
+    page.get_by_test_id("lesion-page").wait_for()
+
+
+def age_sessions(server: support.Server) -> None:
+    """Every session of a ``start_clinic_ui_server`` server: its last request 31 minutes ago
+    (the default idle timeout is 30)."""
+    db = sqlite3.connect(server.tmpdir.parent / "clinic.db")
+    with db:
+        aged = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S")
+        assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
+    db.close()

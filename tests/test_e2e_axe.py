@@ -20,9 +20,7 @@ Needs what ``test_e2e_clinic.py`` needs.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+from browser_support import PASSWORD, new_lesion, start_clinic_ui_server, watched_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
@@ -41,7 +39,6 @@ AXE_JS = support.REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 #: the WCAG 2.0 and 2.1 level A and AA rules
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 BLOCKING = ("serious", "critical")
-PASSWORD = "correct horse battery staple"
 ADMIN = "axe-admin"
 NEVUS = "ISIC_0000006"
 PREDICT = re.compile(r"/api/v1/predict")
@@ -54,19 +51,9 @@ Violations = dict[str, list[dict[str, Any]]]
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
     if not AXE_JS.exists():
         pytest.skip(f"axe-core not installed ({AXE_JS} missing): run 'make frontend'")
-    other = os.environ.get("DERMSIGHT_E2E_STATIC_DIR")  # another build of the UI
-    if not other and not STATIC_INDEX.exists():
-        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
     workdir = tmp_path_factory.mktemp("axe")
-    db = f"sqlite:///{workdir / 'clinic.db'}"
-    made = subprocess.run(
-        [*support.dermsight_command(), "clinic", "create-user", "--database", db,
-         "--username", ADMIN, "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
-    assert made.returncode == 0, made.stdout + made.stderr
-    srv = support.start_server(
-        workdir / "serve", model=support.make_report_bundle(workdir / "bundle"),
-        extra_args=["--database", db], env={"DERMSIGHT_STATIC_DIR": other} if other else None)
+    srv = start_clinic_ui_server(workdir, [(ADMIN, "admin")],
+                                 model=support.make_report_bundle(workdir / "bundle"))
     yield srv
     srv.stop()
 
@@ -248,13 +235,7 @@ def audit_sign_in(page: Any, server: support.Server, found: Violations) -> None:
 
 def audit_lesion(page: Any, ref: str, data_dir: Path, found: Violations) -> None:
     """A new patient ``ref`` with a lesion: its page with a diagnosed visit, then two visits."""
-    page.get_by_test_id("new-patient-ref").fill(ref)
-    page.get_by_test_id("new-patient-submit").click()
-    page.get_by_test_id("patient-page").wait_for()
-    lesion_form = page.get_by_test_id("new-lesion-form")
-    lesion_form.get_by_label("Body site").select_option("posterior torso")
-    page.get_by_test_id("new-lesion-submit").click()
-    page.get_by_test_id("lesion-page").wait_for()
+    new_lesion(page, ref)
     add_visit(page, data_dir / "images" / f"{NEVUS}.jpg")
     page.get_by_test_id("diagnosis-code").select_option("NV")
     page.get_by_test_id("diagnosis-submit").click()

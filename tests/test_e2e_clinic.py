@@ -17,8 +17,6 @@ import datetime as dt
 import io
 import json
 import re
-import sqlite3
-import subprocess
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,12 +28,17 @@ import pytest
 from PIL import Image
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+from browser_support import (
+    PASSWORD,
+    STATIC_INDEX,
+    age_sessions,
+    start_clinic_ui_server,
+    watched_page,
+)
 
 pytestmark = pytest.mark.browser
 
 ADMIN = "e2e-admin"
-PASSWORD = "correct horse battery staple"
 #: a nevus, then a melanoma (both posterior torso): the malignant probability rises
 FIRST, SECOND = "ISIC_0000006", "ISIC_0000170"
 REF = "E2E-0001"
@@ -43,16 +46,7 @@ REF = "E2E-0001"
 
 @pytest.fixture(scope="module")
 def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    if not STATIC_INDEX.exists():
-        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
-    workdir = tmp_path_factory.mktemp("clinic-e2e")
-    db = f"sqlite:///{workdir / 'clinic.db'}"
-    made = subprocess.run(
-        [*support.dermsight_command(), "clinic", "create-user", "--database", db,
-         "--username", ADMIN, "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
-    assert made.returncode == 0, made.stdout + made.stderr
-    server = support.start_server(workdir, extra_args=["--database", db])
+    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-e2e"), [(ADMIN, "admin")])
     yield server
     server.stop()
 
@@ -370,15 +364,6 @@ def test_clinic_day(clinic_page: Any, clinic_server: support.Server, data_dir: P
     export_and_delete(w)
     # the refused password and the 404/401 checks are logged by the browser as failed loads
     assert [p for p in clinic_page.problems if "Failed to load resource" not in p] == []
-
-
-def age_sessions(server: support.Server) -> None:
-    """Every session's last request 31 minutes ago (the default idle timeout is 30)."""
-    db = sqlite3.connect(server.tmpdir.parent / "clinic.db")
-    with db:
-        aged = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S")
-        assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
-    db.close()
 
 
 def switch_user_then_sign_out(page: Any, server: support.Server) -> None:

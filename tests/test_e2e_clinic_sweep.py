@@ -15,9 +15,7 @@ these tests then show what it got wrong). Needs what ``test_e2e_clinic.py`` need
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,33 +23,22 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+import browser_support
+from browser_support import PASSWORD, start_clinic_ui_server, watched_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct horse battery staple"
 NEVUS = "ISIC_0000006"
 
 
 @pytest.fixture(scope="module")
 def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    other = os.environ.get("DERMSIGHT_E2E_STATIC_DIR")  # another build of the UI
-    if not other and not STATIC_INDEX.exists():
-        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
-    workdir = tmp_path_factory.mktemp("clinic-sweep")
-    db = f"sqlite:///{workdir / 'clinic.db'}"
-    for user, role in (("sweep-admin", "admin"), ("sweep-doc", "clinician"),
-                       ("sweep-locked", "clinician")):
-        made = subprocess.run(
-            [*support.dermsight_command(), "clinic", "create-user", "--database", db,
-             "--username", user, "--role", role, "--password-stdin"],
-            input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
-        assert made.returncode == 0, made.stdout + made.stderr
-    server = support.start_server(workdir, extra_args=["--database", db],
-                                  env={"DERMSIGHT_STATIC_DIR": other} if other else None)
+    server = start_clinic_ui_server(
+        tmp_path_factory.mktemp("clinic-sweep"),
+        [("sweep-admin", "admin"), ("sweep-doc", "clinician"), ("sweep-locked", "clinician")])
     yield server
     server.stop()
 
@@ -80,13 +67,7 @@ def sign_in(page: Any, server: support.Server, user: str = "sweep-doc",
 def new_lesion(page: Any, server: support.Server, ref: str) -> None:
     """A new patient ``ref`` with one lesion on the back; ends on the lesion's page."""
     page.goto(f"{server.base}/#/clinic")
-    page.get_by_test_id("new-patient-ref").fill(ref)
-    page.get_by_test_id("new-patient-submit").click()
-    page.get_by_test_id("patient-page").wait_for()
-    lesion_form = page.get_by_test_id("new-lesion-form")
-    lesion_form.get_by_label("Body site").select_option("posterior torso")
-    page.get_by_test_id("new-lesion-submit").click()
-    page.get_by_test_id("lesion-page").wait_for()
+    browser_support.new_lesion(page, ref)
 
 
 def overflow(page: Any) -> int:

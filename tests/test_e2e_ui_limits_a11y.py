@@ -17,11 +17,7 @@ these tests then show what it got wrong). Needs what ``test_e2e_clinic.py`` need
 
 from __future__ import annotations
 
-import datetime as dt
-import os
 import re
-import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,14 +25,20 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import STATIC_INDEX, watched_page
+from browser_support import (
+    PASSWORD,
+    age_sessions,
+    new_lesion,
+    new_patient,
+    start_clinic_ui_server,
+    watched_page,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
 
 pytestmark = pytest.mark.browser
 
-PASSWORD = "correct horse battery staple"
 ADMIN = "limits-admin"
 CAP_MB = "0.02"  # 20971 bytes: the shared data's images are 7 to 31 KB
 BIG = "ISIC_0012464"  # 28.6 KB: over the cap
@@ -46,20 +48,8 @@ UPLOADS = re.compile(r"/api/v1/(predict|lesions/\d+/visits)")
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    other = os.environ.get("DERMSIGHT_E2E_STATIC_DIR")  # another build of the UI
-    if not other and not STATIC_INDEX.exists():
-        pytest.skip("web UI not built (src/dermsight/web/static/index.html missing)")
-    workdir = tmp_path_factory.mktemp("limits-a11y")
-    db = f"sqlite:///{workdir / 'clinic.db'}"
-    made = subprocess.run(
-        [*support.dermsight_command(), "clinic", "create-user", "--database", db,
-         "--username", ADMIN, "--role", "admin", "--password-stdin"],
-        input=PASSWORD + "\n", text=True, capture_output=True, timeout=120, check=False)
-    assert made.returncode == 0, made.stdout + made.stderr
-    env = {"DERMSIGHT_MAX_UPLOAD_MB": CAP_MB}
-    if other:
-        env["DERMSIGHT_STATIC_DIR"] = other
-    srv = support.start_server(workdir, extra_args=["--database", db], env=env)
+    srv = start_clinic_ui_server(tmp_path_factory.mktemp("limits-a11y"), [(ADMIN, "admin")],
+                                 env={"DERMSIGHT_MAX_UPLOAD_MB": CAP_MB})
     yield srv
     srv.stop()
 
@@ -107,21 +97,6 @@ def sign_in(page: Any, server: support.Server) -> None:
     page.get_by_test_id("login-password").fill(PASSWORD)
     page.get_by_test_id("login-submit").click()
     page.get_by_test_id("patients-page").wait_for()
-
-
-def new_patient(page: Any, ref: str) -> None:
-    page.get_by_test_id("new-patient-ref").fill(ref)
-    page.get_by_test_id("new-patient-submit").click()
-    page.get_by_test_id("patient-page").wait_for()
-
-
-def age_sessions(server: support.Server) -> None:
-    """Every session's last request 31 minutes ago (the default idle timeout is 30)."""
-    db = sqlite3.connect(server.tmpdir.parent / "clinic.db")
-    with db:
-        aged = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S")
-        assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
-    db.close()
 
 
 # --- the upload limit ---------------------------------------------------------------------------
@@ -185,11 +160,7 @@ def test_without_health_the_413_says_the_same(page: Any, server: support.Server,
 def test_a_clinic_visit_over_the_limit_is_refused_before_sending(
         page: Any, server: support.Server, big_image: Path) -> None:
     sign_in(page, server)
-    new_patient(page, "LIMIT-0001")
-    lesion_form = page.get_by_test_id("new-lesion-form")
-    lesion_form.get_by_label("Body site").select_option("posterior torso")
-    page.get_by_test_id("new-lesion-submit").click()
-    page.get_by_test_id("lesion-page").wait_for()
+    new_lesion(page, "LIMIT-0001")
     sent = uploads(page)
     form = page.get_by_test_id("new-visit-form")
     form.get_by_test_id("file-input").set_input_files(str(big_image))
