@@ -45,6 +45,14 @@ skin-tone band with its plain statement of how few darker-skin images there are.
 
 Anything given as text is HTML-escaped. A plot value that is not PNG data (for instance a URL) is
 dropped with a visible note, so the file never loads anything from outside.
+
+For a screen reader and for print (``tests/test_report_axe.py``: axe-core, WCAG 2.0/2.1 A and AA):
+``lang`` and a title, a ``<header>`` and one ``<main>``, headings in order, every table with a
+``<caption>`` and scoped header cells, every plot with a text alternative that says what it shows
+and which table holds its numbers, text contrast of at least 4.5:1, a colour never the only sign
+(model better / baseline better is also written), and a print style sheet (tables shrink to the
+page, tables and plots kept whole where they fit, table headers repeated). Every metric is shown
+with its count (n) beside its 95% interval where the evaluation has one.
 """
 
 from __future__ import annotations
@@ -99,6 +107,25 @@ _PLOT_CAPTIONS: dict[str, str] = {
     "risk_tiers": "Test items per risk tier, by true malignancy.",
 }
 
+#: Text alternatives of the standard plots: what the picture shows and where its numbers are
+#: in the report's tables (a screen reader, or a print without images, still gets them).
+_PLOT_ALTS: dict[str, str] = {
+    "roc": ("Line chart of one-vs-rest ROC curves, sensitivity against 1 - specificity, one "
+            "curve per class with its AUC and n in the legend, plus a dashed malignant curve. "
+            "The AUCs with their 95% intervals and counts are in the Test metrics and "
+            "Per-class results tables."),
+    "confusion": ("Heat map of the confusion matrix: true class in rows (with its n), suggested "
+                  "class in columns, each cell the fraction of the true class and its count. "
+                  "Per-class sensitivity and specificity are in the Per-class results table."),
+    "reliability": ("Reliability diagram: accuracy against top-class confidence in 15 bins, "
+                    "against the diagonal of perfect calibration, with the number of items per "
+                    "bin below. The calibration errors are in the Calibration table."),
+    "risk_tiers": ("Stacked bar chart: test items per risk tier (low, moderate, high), split "
+                   "into benign and malignant, each bar labelled with its count and malignant "
+                   "share. Sensitivity and specificity at the thresholds are in the Thresholds "
+                   "table."),
+}
+
 _CSS = """
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;color:#1d2733;
  max-width:1100px;margin:2em auto;padding:0 1.2em;line-height:1.45}
@@ -110,10 +137,20 @@ table{border-collapse:collapse;margin:.6em 0 1em;font-size:.92em}
 th,td{border:1px solid #d9e2ec;padding:.3em .6em;text-align:left;vertical-align:top}
 th{background:#f0f4f8}td.num{text-align:right;font-variant-numeric:tabular-nums;
  white-space:nowrap}
-tr.withheld td{color:#7b8794}
-figure{margin:1em 0}figure img{max-width:100%;border:1px solid #d9e2ec}
+caption{caption-side:top;text-align:left;font-weight:600;padding:.2em 0}
+th[scope=row]{font-weight:normal}
+tr.withheld td{color:#52606d;font-style:italic}
+figure{margin:1em 0}figure img{max-width:100%;box-sizing:border-box;border:1px solid #d9e2ec}
 figcaption{color:#52606d;font-size:.9em}
 .better{color:#1e7b34}.worse{color:#b3261e}
+@media print{
+ body{max-width:none;margin:0;padding:0;font-size:9pt;color:#000}
+ table{width:100%;font-size:8pt;break-inside:avoid;page-break-inside:avoid}
+ thead{display:table-header-group}tr{break-inside:avoid;page-break-inside:avoid}
+ td.num{white-space:normal}th,td{padding:.15em .3em;overflow-wrap:anywhere}
+ figure{break-inside:avoid;page-break-inside:avoid}figure img{max-height:90vh}
+ h2,h3{break-after:avoid;page-break-after:avoid}
+}
 """
 
 
@@ -162,12 +199,17 @@ def _table(
     rows: Iterable[Sequence[str]],
     row_class: Sequence[str] = (),
     num_cols: Iterable[int] = (),
+    caption: str = "",
 ) -> str:
-    """``header`` is escaped; row cells are HTML already (use :func:`_e` / :func:`_num`)."""
+    """``header`` and ``caption`` are escaped; row cells are HTML already (use :func:`_e` /
+    :func:`_num`). Column headers are ``<th scope="col">``; ``caption`` names the table."""
     nums = set(num_cols)
     out = ["<table>"]
+    if caption:
+        out.append(f"<caption>{_e(caption)}</caption>")
     if header is not None:
-        out += ["<thead><tr>", *(f"<th>{_e(h)}</th>" for h in header), "</tr></thead>"]
+        out += ["<thead><tr>", *(f'<th scope="col">{_e(h)}</th>' for h in header),
+                "</tr></thead>"]
     out.append("<tbody>")
     for i, row in enumerate(rows):
         cls = f' class="{row_class[i]}"' if i < len(row_class) and row_class[i] else ""
@@ -179,7 +221,8 @@ def _table(
     return "".join(out)
 
 
-def _kv_table(d: Mapping[str, Any]) -> str:
+def _kv_table(d: Mapping[str, Any], caption: str) -> str:
+    """A two-column table whose keys are row headers (``<th scope="row">``)."""
     rows = []
     for k, v in d.items():
         if isinstance(v, Mapping | list | tuple):
@@ -188,7 +231,10 @@ def _kv_table(d: Mapping[str, Any]) -> str:
         else:
             cell = _num(v) if _is_num(v) or v is None else _e(v)
         rows.append([_e(k), cell])
-    return _table(None, rows) if rows else ""
+    if not rows:
+        return ""
+    body = "".join(f'<tr><th scope="row">{k}</th><td>{v}</td></tr>' for k, v in rows)
+    return f"<table><caption>{_e(caption)}</caption><tbody>{body}</tbody></table>"
 
 
 def _label(key: str) -> str:
@@ -227,8 +273,40 @@ def _figure(name: str, value: object, caption: str | None = None) -> str:
     if uri is None:
         return f'<p class="warn">Plot {_e(name)} omitted: not PNG data.</p>'
     cap = caption or _PLOT_CAPTIONS.get(name, name)
-    return (f'<figure><img src="{uri}" alt="{_e(name)}"><figcaption>{_e(cap)}</figcaption>'
+    alt = _PLOT_ALTS.get(name) or f"Figure: {cap}"
+    return (f'<figure><img src="{uri}" alt="{_e(alt)}"><figcaption>{_e(cap)}</figcaption>'
             "</figure>")
+
+
+def _count(v: object) -> str:
+    """A count as plain text (``1,830``), ``unknown`` when absent."""
+    if not _is_num(v):
+        return "unknown"
+    x = float(v)
+    return f"{int(x):,}" if x.is_integer() else f"{x:,.1f}"
+
+
+def _benign(metrics: Mapping[str, Any]) -> int | float | None:
+    """The non-malignant test items: the denominator of a specificity on P(malignant)."""
+    n, mal = metrics.get("n"), metrics.get("n_malignant")
+    if not (_is_num(n) and _is_num(mal)):
+        return None
+    rest = float(n) - float(mal)
+    return int(rest) if rest.is_integer() else rest
+
+
+def _metric_n(key: str, metrics: Mapping[str, Any]) -> str:
+    """The test items a headline metric is computed on (its count, n), as HTML."""
+    n, mal = _num(metrics.get("n")), _num(metrics.get("n_malignant"))
+    if key.endswith("_sensitivity") or key == "malignant_sens_at_95sens":
+        return f"{mal} malignant"
+    if key.endswith("_specificity") or key == "malignant_spec_at_95sens":
+        return f"{_num(_benign(metrics))} non-malignant"
+    if key.startswith("malignant_"):
+        return f"{n} ({mal} malignant)"
+    if key.startswith("mel_"):
+        return f"{n} ({_num(metrics.get('n_MEL'))} MEL)"
+    return n
 
 
 # --- sections ------------------------------------------------------------------------------------
@@ -250,10 +328,14 @@ def _header(results: Mapping[str, Any]) -> str:
                  "examination by a clinician.</p>")
     extra = {k: v for k, v in model.items() if k not in ("name", "version")}
     if extra:
-        parts.append(_kv_table(extra))
-    if results.get("intended_use"):
-        parts += ["<h2>Intended use</h2>", f"<p>{_e(results['intended_use'])}</p>"]
+        parts.append(_kv_table(extra, "Model details"))
     return "".join(parts)
+
+
+def _intended_use(results: Mapping[str, Any]) -> str:
+    if not results.get("intended_use"):
+        return ""
+    return f"<h2>Intended use</h2><p>{_e(results['intended_use'])}</p>"
 
 
 def _data_section(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -264,7 +346,7 @@ def _data_section(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         summary.setdefault("test items", test.get("n"))
         summary.setdefault("test groups (bootstrap unit)", test.get("n_groups"))
     if summary:
-        parts.append(_kv_table(summary))
+        parts.append(_kv_table(summary, "Data summary"))
     splits = data.get("splits") or {}
     if splits:
         names = list(splits)
@@ -274,11 +356,13 @@ def _data_section(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         rows = [[_e(c), *(_num(splits[s].get(c, 0)) for s in names)] for c in codes]
         rows.append(["<strong>total</strong>",
                      *(_num(sum(int(v) for v in splits[s].values())) for s in names)])
-        parts.append(_table(["class", *names], rows, num_cols=range(1, len(names) + 1)))
+        parts.append(_table(["class", *names], rows, num_cols=range(1, len(names) + 1),
+                            caption="Images per class and split"))
     elif test and test.get("metrics"):
         m = test["metrics"]
         rows = [[_e(c), _num(m.get(f"n_{c}"))] for c in test.get("classes", [])]
-        parts.append(_table(["class", "test items"], rows, num_cols=[1]))
+        parts.append(_table(["class", "test items"], rows, num_cols=[1],
+                            caption="Test items per class"))
     parts += [f'<p class="note">{_e(n)}</p>' for n in data.get("notes") or []]
     return "".join(parts)
 
@@ -297,10 +381,12 @@ def _headline(test: Mapping[str, Any]) -> str:
     rows = []
     for key in _HEADLINE:
         if key in ci:
-            rows.append([_e(_label(key)), _ci(ci[key])])
+            rows.append([_e(_label(key)), _ci(ci[key]), _metric_n(key, metrics)])
         elif key in metrics:
-            rows.append([_e(_label(key)), _num(metrics[key])])
-    table = _table(["metric", "value (95% CI)"], rows, num_cols=[1])
+            rows.append([_e(_label(key)), _num(metrics[key]), _metric_n(key, metrics)])
+    table = _table(["metric", "value (95% CI)", "n (test items)"], rows, num_cols=[1, 2],
+                   caption=f"Test metrics on {_count(metrics.get('n'))} items "
+                           f"({_count(metrics.get('n_malignant'))} malignant)")
     return "<h2>Test metrics</h2>" + table + _ci_note(test)
 
 
@@ -309,7 +395,8 @@ def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     name = baseline.get("name") or "baseline"
     diff = baseline.get("difference") or {}
     ci, bci = test.get("ci") or {}, btest.get("ci") or {}
-    header = ["metric", "model", str(name), "difference (model - baseline)"]
+    metrics = test.get("metrics") or {}
+    header = ["metric", "n (test items)", "model", str(name), "difference (model - baseline)"]
     rows = []
     for key in _HEADLINE:
         if key not in ci and key not in bci:
@@ -323,12 +410,17 @@ def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
             d_cell = "&mdash;" if d is None else f"{d:+.3f}"
         if d is not None and d != 0:
             good = (d < 0) if key in _LOWER_IS_BETTER else (d > 0)
-            d_cell = f'<span class="{"better" if good else "worse"}">{d_cell}</span>'
-        rows.append([_e(_label(key)), _ci(ci.get(key)), _ci(bci.get(key)), d_cell])
+            word = "model better" if good else "baseline better"
+            d_cell = (f'<span class="{"better" if good else "worse"}">{d_cell} '
+                      f"({word})</span>")
+        rows.append([_e(_label(key)), _metric_n(key, metrics), _ci(ci.get(key)),
+                     _ci(bci.get(key)), d_cell])
     note = ("Difference intervals come from a paired bootstrap (both models on the same "
             "resamples)." if diff else
             "Differences are point differences; overlapping intervals are not a test.")
-    return (f"<h2>Comparison with {_e(name)}</h2>" + _table(header, rows, num_cols=[1, 2, 3])
+    caption = f"This model and {name} on the same {_count(metrics.get('n'))} test items"
+    return (f"<h2>Comparison with {_e(name)}</h2>"
+            + _table(header, rows, num_cols=[1, 2, 3, 4], caption=caption)
             + f'<p class="note">{note} Green: model better; red: baseline better.</p>')
 
 
@@ -341,7 +433,10 @@ def _per_class(test: Mapping[str, Any]) -> str:
         return ""
     return ("<h2>Per-class results</h2>"
             + _table(["class", "name", "n", "AUC (one-vs-rest)", "sensitivity (suggested class)",
-                      "specificity (suggested class)"], rows, num_cols=[2, 3, 4, 5])
+                      "specificity (suggested class)"], rows, num_cols=[2, 3, 4, 5],
+                     caption=f"Per-class results on {_count(test.get('n'))} test items, "
+                             "95% CI (n: items of that class; its specificity is over all "
+                             "the other items)")
             + '<p class="note">&mdash; = undefined (class absent from the test set).</p>')
 
 
@@ -365,18 +460,21 @@ def _thresholds(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     if metrics.get("malignant_threshold_at_95sens") is not None:
         rows.append([
             "95% sensitivity (reference)",
-            _num(metrics["malignant_threshold_at_95sens"]),
+            _ci(ci.get("malignant_threshold_at_95sens", metrics["malignant_threshold_at_95sens"])),
             "highest cut-off reaching 95% sensitivity, chosen on the test set itself "
             "(optimistic; not a deployed threshold)",
-            _num(metrics.get("malignant_sens_at_95sens")),
+            _ci(ci.get("malignant_sens_at_95sens", metrics.get("malignant_sens_at_95sens"))),
             _ci(ci.get("malignant_spec_at_95sens", metrics.get("malignant_spec_at_95sens"))),
         ])
     if not rows:
         return ""
     plots = results.get("plots") or {}
+    mal, benign = _count(metrics.get("n_malignant")), _count(_benign(metrics))
+    header = ["threshold", "value", "how chosen", f"test sensitivity (95% CI), n = {mal} malignant",
+              f"test specificity (95% CI), n = {benign} non-malignant"]
     return ("<h2>Thresholds on P(malignant)</h2>"
-            + _table(["threshold", "value", "how chosen", "test sensitivity (95% CI)",
-                      "test specificity (95% CI)"], rows, num_cols=[1, 3, 4])
+            + _table(header, rows, num_cols=[1, 3, 4],
+                     caption=f"Thresholds on {_count(metrics.get('n'))} test items")
             + '<p class="note">A case is positive when P(MEL)+P(BCC)+P(SCC) &ge; the '
             "threshold.</p>"
             + (_figure("risk_tiers", plots["risk_tiers"]) if "risk_tiers" in plots else ""))
@@ -414,11 +512,13 @@ def _subgroups(test: Mapping[str, Any]) -> str:
     if demo:
         body, cls = _subgroup_rows(demo)
         parts += ["<h2>Subgroups (sex, age, anatomic site)</h2>",
-                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM), note]
+                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM,
+                         caption="Test metrics by sex, age and anatomic site, 95% CI"), note]
     if source:
         body, cls = _subgroup_rows(source)
         parts += ["<h2>Per data source</h2>",
-                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM), note]
+                  _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM,
+                         caption="Test metrics by data source, 95% CI"), note]
     return "".join(parts)
 
 
@@ -434,7 +534,8 @@ def _ita(test: Mapping[str, Any]) -> str:
     parts = ["<h2>By skin tone (ITA, estimated from the image)</h2>"]
     if table.get("statement"):
         parts.append(f'<p class="warn">{_e(table["statement"])}</p>')
-    parts.append(_table(header, body, cls, _SUBGROUP_NUM))
+    parts.append(_table(header, body, cls, _SUBGROUP_NUM,
+                        caption="Test metrics by skin-tone band (ITA), 95% CI"))
     if table.get("method"):
         parts.append(f'<p class="note">{_e(table["method"])}</p>')
     parts.append(f'<p class="note">Every band is listed with its image count; metrics are '
@@ -518,7 +619,7 @@ def _cross_source(results: Mapping[str, Any]) -> str:
                   *(_CROSS_LABELS.get(m, _label(m)) for m in names), "note"]
         nums = [1, 2, 3, *range(5, 5 + len(names))]
         parts += [f"<h3>{_e(title)}</h3>", f'<p class="note">{_e(text)}</p>' if text else "",
-                  _table(header, body, cls, nums)]
+                  _table(header, body, cls, nums, caption=f"{title}, 95% CI")]
         if shared:
             parts.append(f'<p class="note">Model run: {_e(shared)}.</p>')
     if section.get("generated_by"):
@@ -539,11 +640,13 @@ def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         return ""
     parts = ["<h2>Calibration</h2>"]
     if cal:
-        parts.append(_kv_table(cal))
-    rows = [[_e(_label(k)), _ci(ci[k])] for k in ("ece", "brier", "nll") if k in ci]
+        parts.append(_kv_table(cal, "Temperature scaling"))
+    n = (test.get("metrics") or {}).get("n")
+    rows = [[_e(_label(k)), _ci(ci[k]), _num(n)] for k in ("ece", "brier", "nll") if k in ci]
     if rows:
-        parts.append(_table(["test metric (calibrated probabilities)", "value (95% CI)"], rows,
-                            num_cols=[1]))
+        parts.append(_table(["test metric (calibrated probabilities)", "value (95% CI)",
+                             "n (test items)"], rows, num_cols=[1, 2],
+                            caption=f"Calibration on {_count(n)} test items"))
     if "reliability" in plots:
         parts.append(_figure("reliability", plots["reliability"]))
     return "".join(parts)
@@ -578,7 +681,7 @@ def render_report(results: Mapping[str, Any]) -> str:
     test: Mapping[str, Any] = results.get("test") or {}
     title = results.get("title") or "dermsight evaluation report"
     model = results.get("model") or {}
-    sections = [_header(results), _data_section(results, test)]
+    sections = [_intended_use(results), _data_section(results, test)]
     if test:
         sections.append(_headline(test))
         if results.get("baseline"):
@@ -588,8 +691,10 @@ def render_report(results: Mapping[str, Any]) -> str:
         sections.append('<p class="warn">No test evaluation in these results.</p>')
     sections += [_cross_source(results), _calibration(results, test), _plots(results),
                  _limitations(results, test)]
+    named = " ".join(str(model[k]) for k in ("name", "version") if model.get(k))
     head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)} &ndash; {_e(model.get('name', ''))} "
-            f"{_e(model.get('version', ''))}</title><style>{_CSS}</style></head><body>")
-    return head + "".join(s for s in sections if s) + "</body></html>\n"
+            f"<title>{_e(title)}{' &ndash; ' + _e(named) if named else ''}</title>"
+            f"<style>{_CSS}</style></head><body>")
+    return (head + f"<header>{_header(results)}</header><main>"
+            + "".join(s for s in sections if s) + "</main></body></html>\n")
