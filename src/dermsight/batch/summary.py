@@ -203,6 +203,7 @@ def evaluate_output(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
             settings=settings, noun="evaluated images")
     evaluation["tta"] = tta_dict(count_tta(labelled if has_tta else labelled.assign(tta=None)))
+    plots = evaluation_plots(y, probs, classes, card, offsets)
     results = {
         "title": "dermsight batch evaluation",
         "model": {**model_info, "test-time augmentation (TTA)": tta_note(evaluation["tta"])},
@@ -220,9 +221,11 @@ def evaluate_output(
                 "Metrics on the rows of this batch output that carry a ground-truth label.",
                 "Confidence intervals resample by group (lesion/patient id when the input has "
                 "one, else by image).",
+                *([] if plots else [NO_PLOTS]),
             ],
         },
         "test": evaluation,
+        "plots": plots,
         "limitations": [
             "Only as representative as the input: check how these images were selected.",
             "Rows the model could not score (errors) are not counted.",
@@ -233,6 +236,25 @@ def evaluate_output(
     json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
     html_path.write_text(render_report(results), encoding="utf-8")
     return {"json": str(json_path), "report": str(html_path)}
+
+
+#: the report's note when matplotlib (the ``[train]`` extra) is not installed
+NO_PLOTS = ("No figures: they need matplotlib, which comes with the [train] extra "
+            "(pip install 'dermsight[train]'); every number is in the tables.")
+
+
+def evaluation_plots(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], card: Card,
+                     offsets: Any) -> dict[str, bytes]:
+    """The model card's figures (ROC, confusion, reliability, risk tiers) for these rows, with
+    the bundle's decision rule and thresholds; none without matplotlib (a core install)."""
+    try:
+        from dermsight.evaluate.plots import make_plots
+    except ImportError:
+        return {}
+    return make_plots(y, probs, list(classes), decision_offsets=offsets,
+                      thresholds={"refer": card.thresholds.refer,
+                                  "monitor": card.thresholds.monitor},
+                      malignant_excluded=tuple(card.malignant_excluded))
 
 
 def run_evaluation(out: str | os.PathLike[str], card: Card, input_name: str) -> dict[str, str]:
