@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from dermsight.io.csvfolder import read_header
 from dermsight.io.decode import DecodeLimits, verify_image
 from dermsight.io.errors import ImageDecodeError, ReaderError
 from dermsight.parallel import ordered_map
+from dermsight.progress import ProgressMaker
 from dermsight.records import LesionRecord
 
 AGE_BIN_WIDTH = 10
@@ -159,10 +160,10 @@ def summarize(
     verify: bool = True,
     workers: int | None = None,
     limits: DecodeLimits | None = None,
-    progress: Callable[[int | None], Any] | None = None,
+    progress: ProgressMaker | None = None,
 ) -> DataSummary:
-    """Summarise the dataset at ``path``. ``progress(total)`` may return a tqdm-like object
-    (``update(n)``, ``close()``) to report progress."""
+    """Summarise the dataset at ``path``. ``progress(total, desc)`` (``dermsight.progress``)
+    may return a tqdm-like object (``update(n)``, ``close()``) to report progress."""
     kind = detect_kind(path)
     named = Path(path) / "metadata.csv"
     if kind == "folder" and named.is_file():  # a broken one: an error, not unlabelled images
@@ -173,7 +174,7 @@ def summarize(
     limits = limits or DecodeLimits()
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     summary = DataSummary(path=str(path), kind=kind, verified=verify)
-    bar = progress(estimate_count(path)) if progress else None
+    bar = progress(estimate_count(path), "reading") if progress else None
     records = iter_records(path, decode=False, limits=limits)
     stream: Iterable[tuple[LesionRecord, tuple[int, int] | None]] = (
         _checked(records, workers, limits) if verify else ((r, None) for r in records)

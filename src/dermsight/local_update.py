@@ -454,12 +454,14 @@ def report_path(out: Path) -> Path:
 def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, *,
           bundle: str | os.PathLike[str] | None = None,
           scores: str | os.PathLike[str] | None = None, seed: int = 0,
-          on_scored: Callable[[RunSummary], None] | None = None) -> Adapted:
+          on_scored: Callable[[RunSummary], None] | None = None,
+          progress: bool = True) -> Adapted:
     """``dermsight bundle adapt``: score the clinic's labelled cases in ``data`` with ``bundle``
     (default: the shipped one; resumable in ``scores``, default ``OUT.scores``), check an update
     on them and, when accepted, write the adapted bundle to ``out``. The check's figures go to
     ``OUT.assessment.json`` either way. Raises ``UpdateRefused`` (with the figures when the check
-    ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``).
+    ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``). ``progress``: the
+    scoring's progress bar on stderr (``run_local``'s).
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
@@ -472,7 +474,8 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
     scores_dir = Path(scores) if scores is not None else scores_path(target)
     _claim_scores(scores_dir, loaded.card.onnx_sha256)
-    summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path)
+    summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
+                        progress=progress)
     if on_scored is not None:
         on_scored(summary)
     report = report_path(target)

@@ -41,6 +41,7 @@ from dermsight.bundle import BundleError, load_bundle, write_manifest
 from dermsight.evaluate.retrieval import retrieval_metrics
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
+from dermsight.progress import ProgressMaker, counting
 from dermsight.splits import split_sha256
 from dermsight.train.config import ConfigError, DataConfig
 from dermsight.train.table import load_table, row_meta
@@ -161,11 +162,19 @@ def thumbnail(image: np.ndarray, px: int = THUMB_PX, quality: int = THUMB_QUALIT
     return buf.getvalue()
 
 
-def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
+def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool,
+               progress: ProgressMaker | None = None, desc: str = "scoring images"
                ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     """All rows' pooled embeddings, logits (with the row's metadata) and, when asked, WebP
     thumbnails (else an empty list), computed in batches; decoded images are dropped after
-    each batch."""
+    each batch. ``progress(len(rows), desc)`` makes a bar that counts the images."""
+    with counting(progress, len(rows), desc) as done:
+        return _embed_batches(model, rows, thumbs, done)
+
+
+def _embed_batches(model: Dermsight, rows: pd.DataFrame, thumbs: bool,
+                   done: Callable[[int], Any] | None
+                   ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     emb: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     thumb_data: list[bytes] = []
@@ -180,6 +189,8 @@ def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool
         logits.append(out["logits"])
         if thumbs:
             thumb_data.extend(thumbnail(im) for im in images)
+        if done is not None:
+            done(len(chunk))
     return np.concatenate(emb), np.concatenate(logits), thumb_data
 
 
@@ -238,7 +249,7 @@ def _count_by(df: pd.DataFrame, col: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in df[col].value_counts().sort_index().items()}
 
 
-def build_reference(
+def build_reference(  # noqa: PLR0913
     bundle: Path,
     data: Path | Sequence[Path],
     split_csv: Path,
@@ -248,8 +259,10 @@ def build_reference(
     k: int = 5,
     threads: int | None = 1,
     log: Callable[[str], None] = print,
+    progress: ProgressMaker | None = None,
 ) -> dict[str, Any]:
-    """Build ``bundle``'s reference set in place, measure it on TEST, update card + manifest."""
+    """Build ``bundle``'s reference set in place, measure it on TEST, update card + manifest.
+    ``progress``: makes a bar for each of the two scoring passes (none by default)."""
     # the set being replaced is not read: a missing, damaged or stale one must not stop this
     model = Dermsight(load_bundle(bundle, reference=False), threads=threads)
     classes = list(model.classes)
@@ -257,11 +270,13 @@ def build_reference(
     df = load_split(data, split_csv, model.card.extra)
     picked = select_reference(df[df["split"] == "train"], classes, per_class, seed)
     log(f"reference: {len(picked)} training images ({_count_by(picked, 'diagnosis')})")
-    emb, _, thumbs = embed_rows(model, picked, thumbs=True)
+    emb, _, thumbs = embed_rows(model, picked, thumbs=True, progress=progress,
+                                desc="scoring reference images")
     bank = similar.normalize(emb)
     test = df[df["split"] == "test"].reset_index(drop=True)
     log(f"test: embedding {len(test)} images")
-    test_emb, test_logits, _ = embed_rows(model, test, thumbs=False)
+    test_emb, test_logits, _ = embed_rows(model, test, thumbs=False, progress=progress,
+                                          desc="scoring test images")
     probs = model.probabilities(test_logits)
     suggested = [classes[i] for i in model.card.decision.choose(probs, classes)]
     # measured against the float16 bank that is shipped, as served

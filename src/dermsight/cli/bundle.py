@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from dermsight.cli.data import QuietOpt
+
 bundle_app = typer.Typer(help="Model bundles.", no_args_is_help=True)
 
 
@@ -90,6 +92,7 @@ def adapt(
         "--scores", help="where the cases are scored (a run resumes it); default: OUT.scores")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of the folds and the bootstrap")] = 0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Update the suggested class on a clinic's own labelled cases, validated on them first.
 
@@ -113,7 +116,8 @@ def adapt(
                         "'dermsight[train]' (serving the adapted bundle does not)") from exc
     try:
         result = adapt_to_clinic(data, out, name, bundle=bundle, scores=scores, seed=seed,
-                                 on_scored=lambda summary: typer.echo(summary.render()))
+                                 on_scored=lambda summary: typer.echo(summary.render()),
+                                 progress=not quiet)
     except UpdateRefused as exc:
         if exc.assessment is not None:
             typer.echo(exc.assessment.render())

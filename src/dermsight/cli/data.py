@@ -11,6 +11,7 @@ import typer
 
 from dermsight.cli.errors import UserError
 from dermsight.cli.labelled_data import require_writable_file
+from dermsight.progress import progress_bars
 
 data_app = typer.Typer(
     help="Inspect datasets (folder + CSV, DICOM, TFRecord) and make leak-free CV folds.",
@@ -23,19 +24,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-def _progress_factory(enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    def make(total: int | None) -> Any:
-        tty = sys.stderr.isatty()
-        return tqdm(
-            total=total, unit="img", desc="reading", file=sys.stderr,
-            mininterval=0.5 if tty else 10.0, dynamic_ncols=True, leave=False,
-        )
-
-    return make
+#: ``-q/--quiet`` of the commands whose long work shows a progress bar on stderr
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar on stderr")]
 
 
 def _print_summary(d: dict[str, Any]) -> None:
@@ -95,6 +85,7 @@ def summary_cmd(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
     ] = True,
+    quiet: QuietOpt = False,
 ) -> None:
     """Images per class / source / sex / site, ages, missing metadata and unreadable files."""
     from dermsight.datasummary import plot_summary, summarize
@@ -109,7 +100,7 @@ def summary_cmd(
                 "--plot needs matplotlib, which is not installed: pip install 'dermsight[train]'"
             ) from exc
     result = summarize(
-        path, verify=verify, workers=workers, progress=_progress_factory(progress)
+        path, verify=verify, workers=workers, progress=progress_bars(progress and not quiet)
     ).to_dict()
     if not result["n_images"]:  # a wrong or empty folder: not a dataset of 0 images
         raise UserError(f"no images found in {path}: a dataset is a folder of images (.jpg, "

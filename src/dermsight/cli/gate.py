@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import UserError, require_modules
 from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
@@ -15,12 +16,13 @@ from dermsight.cli.labelled_data import (
     SplitOpt,
     require_labelled_data,
 )
+from dermsight.progress import progress_bars
 
 gate_app = typer.Typer(help="The \"cannot assess\" gate of a model bundle.", no_args_is_help=True)
 
 
 @gate_app.command("fit")
-def fit(
+def fit(  # noqa: PLR0913
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (with gate v1 fitted)")],
     data: DataOpt = DEFAULT_DATA,
     split: SplitOpt = DEFAULT_SPLIT,
@@ -34,6 +36,7 @@ def fit(
     system_negatives: Annotated[bool, typer.Option(
         help="also use Debian wallpapers / clip art when installed")] = True,
     seed: Annotated[int, typer.Option(help="sampling and generation seed")] = 0,
+    quiet: QuietOpt = False,
 ) -> None:
     """Refit gate v2 on the bundle's training/validation images, measure it (held-out kinds of
     non-dermoscopic images, false rejects per source on TEST) and write it into the bundle."""
@@ -43,7 +46,8 @@ def fit(
     require_labelled_data(data, split)
     try:
         ev = refit_bundle(bundle, RefitData(data, split, cache, isic2020), out or bundle,
-                          system_negatives=system_negatives, seed=seed, log=typer.echo)
+                          system_negatives=system_negatives, seed=seed, log=typer.echo,
+                          progress=progress_bars(not quiet))
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     for cat, r in ev["held_out_false_accept"].items():

@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
+from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import Interrupted, UserError, require_modules
 from dermsight.cli.labelled_data import require_writable_file
+from dermsight.progress import progress_bars
 
 
 def _need_train_extra() -> None:
@@ -111,6 +113,7 @@ def evaluate(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder")],
     data: Annotated[str, typer.Argument(help="labelled images (folder, CSV, DICOM, TFRecord)")],
     out: Annotated[Path, typer.Option("--out", "-o", help="output folder")] = Path("evaluation"),
+    quiet: QuietOpt = False,
 ) -> None:
     """Score a labelled dataset with a bundle; write per-image scores, metrics and HTML report.
 
@@ -125,7 +128,8 @@ def evaluate(
 
     _check_evaluation_inputs(bundle, data)
     _claim_evaluation_folder(out, bundle, data)
-    summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle)
+    summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
+                        progress=not quiet)
     typer.echo(summary.render())
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
@@ -207,6 +211,7 @@ def distill_targets(
         Path("configs/default.yaml")),
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="override a config key, as for train (repeatable)")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Soft targets for distilling: the teachers' mean probabilities on the config's training
     images, for 'dermsight train --set train.distill_targets=FILE --set train.distill_weight=W'.
@@ -234,7 +239,8 @@ def distill_targets(
         cfg = load_config(config, set_ or [])
         parts = []
         if bundles:
-            ids, probs, provenance = teacher_targets(cfg, bundles)
+            ids, probs, provenance = teacher_targets(cfg, bundles,
+                                                     progress=progress_bars(not quiet))
             parts.append((ids, probs, provenance))
         for f in earlier:
             f_ids, f_classes, f_probs, f_prov = read_soft_targets(f)

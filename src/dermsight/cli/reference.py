@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from dermsight.cli.data import QuietOpt
 from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT,
@@ -14,6 +15,7 @@ from dermsight.cli.labelled_data import (
     SplitOpt,
     require_labelled_data,
 )
+from dermsight.progress import progress_bars
 
 reference_app = typer.Typer(help="The similar-cases reference set of a model bundle.",
                             no_args_is_help=True)
@@ -28,6 +30,7 @@ def build(
                          ] = 300,
     seed: Annotated[int, typer.Option(help="order in which images of a class are picked")] = 0,
     threads: Annotated[int, typer.Option(min=1, help="ONNX Runtime threads")] = 1,
+    quiet: QuietOpt = False,
 ) -> None:
     """Pick training images per class, embed them with the bundle's model, store them with
     thumbnails and licences in BUNDLE/reference/, measure retrieval on the TEST split (card
@@ -37,7 +40,8 @@ def build(
     folders = data or trained_folders(bundle) or [DEFAULT_DATA]
     require_labelled_data(folders, split)
     result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
-                             threads=threads, log=typer.echo)
+                             threads=threads, log=typer.echo,
+                             progress=progress_bars(not quiet))
     m = result["metrics"]
     for code, row in m["precision_at_k"]["per_class"].items():
         p = row["precision_at_k"]

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import EXIT_USER, Interruption, UserError
+from dermsight.progress import counting, progress_bars
 
 if TYPE_CHECKING:  # pragma: no cover
     from dermsight.batch.overlays import UniqueNames
@@ -108,7 +110,21 @@ def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Pr
     return m.predict(path, meta=meta, heatmap=heatmap, tta=tta)
 
 
-def predict(
+def _write_heatmap(entry: dict[str, Any], pred: Prediction, out: Path) -> bool:
+    """Write ``pred``'s overlay to ``out`` and name it in ``entry``; False (said on stderr) when
+    the write fails: a failed write loses no result, all are still printed, then exit 2."""
+    try:
+        out.write_bytes(pred.overlay_png())
+    except OSError as exc:
+        print(f"error: {entry['file']}: heatmap not written to {out}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return False
+    entry["heatmap_file"] = str(out)
+    return True
+
+
+# ruff noqa below: one parameter per command-line flag.
+def predict(  # noqa: PLR0913
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG/PNG/WebP/BMP/TIFF/DICOM)",
                                                 show_default=False)],
     age: Annotated[str | None, typer.Option(help="age in years (0-120)")] = None,
@@ -124,8 +140,12 @@ def predict(
         "--model", help="model bundle folder (default: the shipped model)")] = None,
     tta: Annotated[bool, typer.Option(
         "--tta", help="average over 8 flips/rotations (slower)")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
-    """Assess lesion images with the model. Decision support only, not a diagnosis."""
+    """Assess lesion images with the model. Decision support only, not a diagnosis.
+
+    With --json and several images a progress bar counts them on stderr when it is a terminal
+    (-q: none)."""
     from dermsight.batch.overlays import UniqueNames
     from dermsight.io.errors import ImageDecodeError
     from dermsight.predict import DISCLAIMER, Dermsight
@@ -139,25 +159,25 @@ def predict(
     results: list[dict[str, Any]] = []
     failed = unwritten = 0
     stop = Interruption()
-    with stop:  # a Ctrl-C ends the loop: the results so far are still printed, then exit 130
+    # the JSON comes at the end: until then a bar on a terminal says how far it is (as batch's)
+    bars = progress_bars(as_json and len(images) > 1 and not quiet and sys.stderr.isatty())
+    # a Ctrl-C ends the loop: the results so far are still printed, then exit 130
+    with stop, counting(bars, len(images), "assessing images") as done:
+        advance = done or (lambda _n: None)
         for path in images:
             try:
-                pred = _predict_file(m, path, meta, heatmap is not None, tta)
+                pred: Prediction | None = _predict_file(m, path, meta, heatmap is not None, tta)
             except ImageDecodeError as exc:
                 failed += 1
                 print(f"error: {path}: {exc.reason}", file=sys.stderr)
                 results.append({"file": str(path), "error": exc.reason})
+                pred = None
+            advance(1)
+            if pred is None:
                 continue
             entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
             if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
-                out = _heatmap_path(heatmap, path, names)
-                try:  # a failed write loses no result: all are still printed, then exit 2
-                    out.write_bytes(pred.overlay_png())
-                    entry["heatmap_file"] = str(out)
-                except OSError as exc:
-                    unwritten += 1
-                    print(f"error: {path}: heatmap not written to {out}: {exc.strerror or exc}",
-                          file=sys.stderr)
+                unwritten += not _write_heatmap(entry, pred, _heatmap_path(heatmap, path, names))
             results.append(entry)
             if not as_json:
                 _print_human(path, pred)

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from dermsight.progress import ProgressMaker, counting
 from dermsight.train.config import ConfigError, TrainConfig
 
 SCHEMA = "dermsight.soft_targets/1"
@@ -113,13 +114,13 @@ def merge_soft_targets(parts: Sequence[tuple[list[str], np.ndarray, dict[str, An
         **provenance, "teachers": teachers, "merged_from": merged_from}
 
 
-def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64
+def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int = 64,
+                    progress: ProgressMaker | None = None
                     ) -> tuple[list[str], np.ndarray, dict[str, Any]]:
     """The mean calibrated probabilities of the teacher ``bundles`` for every training image of
     ``cfg`` (its split, its held-out sources left out), scored through the serving facade as a
-    user's images are; with what the file should record about where they came from."""
-    from tqdm import tqdm
-
+    user's images are; with what the file should record about where they came from.
+    ``progress`` makes a bar that counts the images (none by default)."""
     from dermsight.io.decode import decode_image
     from dermsight.predict import Dermsight
     from dermsight.train.pipeline import prepare_data
@@ -139,14 +140,18 @@ def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int =
         raise ConfigError("the training images' ids are not unique: soft targets need one id "
                           "per image")
     probs = np.zeros((len(part), len(classes)), np.float64)
-    for start in tqdm(range(0, len(part), batch_size), desc="teachers", mininterval=5):
-        rows = part.iloc[start:start + batch_size]
-        images = [decode_image(p) for p in rows["path"]]
-        metas = [row_meta(r) for _, r in rows.iterrows()]
-        for t in teachers:
-            out = t.predict_batch(images, metas)
-            probs[start:start + len(rows)] += [[o.probabilities[c] for c in classes]
-                                               for o in out]
+    desc = f"scoring training images with {len(teachers)} teacher(s)"
+    with counting(progress, len(part), desc) as done:
+        for start in range(0, len(part), batch_size):
+            rows = part.iloc[start:start + batch_size]
+            images = [decode_image(p) for p in rows["path"]]
+            metas = [row_meta(r) for _, r in rows.iterrows()]
+            for t in teachers:
+                out = t.predict_batch(images, metas)
+                probs[start:start + len(rows)] += [[o.probabilities[c] for c in classes]
+                                                   for o in out]
+            if done is not None:
+                done(len(rows))
     probs /= len(teachers)
     provenance = {"teachers": [{"bundle": str(b), **t.info, "onnx_sha256": t.card.onnx_sha256}
                                for b, t in zip(bundles, teachers, strict=True)],

@@ -19,7 +19,7 @@ measures false rejects of dermoscopic TEST images per source.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -79,9 +79,10 @@ class GateFeatures:
 
 
 def gate_features(model: Dermsight, images: Sequence[np.ndarray],
-                  metas: Sequence[Metadata | None] | None = None, bs: int = 32
-                  ) -> GateFeatures:
-    """Run the serving path (preprocess + ONNX Runtime) and the quality checks over images."""
+                  metas: Sequence[Metadata | None] | None = None, bs: int = 32,
+                  done: Callable[[int], Any] | None = None) -> GateFeatures:
+    """Run the serving path (preprocess + ONNX Runtime) and the quality checks over images;
+    ``done(n)`` after each batch of ``n`` (a progress bar's ``update``)."""
     metas = list(metas) if metas is not None else [None] * len(images)
     emb, logits, qual, blocked = [], [], [], []
     for i in range(0, len(images), bs):
@@ -96,6 +97,8 @@ def gate_features(model: Dermsight, images: Sequence[np.ndarray],
             qual.append(stats.as_vector())
             flags = gate_mod.quality_flags(stats, model.card.gate)
             blocked.append(any(f.blocking for f in flags))
+        if done is not None:
+            done(len(chunk))
     return GateFeatures(np.concatenate(emb).astype(np.float32), np.array(qual, np.float64),
                         np.array(blocked, bool), np.concatenate(logits))
 

@@ -38,8 +38,14 @@ from dermsight.evaluate.negatives import (
 from dermsight.gate import quality_thresholds
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
+from dermsight.progress import ProgressMaker, counting
 from dermsight.records import Metadata
-from dermsight.train.gate_fit import GateFeatures, GateFitSet, gate_features, measure_gate_v2
+from dermsight.train.gate_fit import (
+    GateFeatures,
+    GateFitSet,
+    gate_features,
+    measure_gate_v2,
+)
 
 N_TRAIN = 4000  # dermoscopic training images the heads are fitted on (sampled, seeded)
 N_CLINICAL_FIT = 600  # training images turned into zoomed-out clinical proxies to fit on
@@ -127,12 +133,27 @@ def _cached(cache: Path, name: str, key: str, make: Callable[[], GateFeatures]
     return feats
 
 
-def _images(paths: list[str]) -> list[np.ndarray]:
-    return [decode_image(p) for p in paths]
+def _images(paths: list[str], progress: ProgressMaker | None = None, what: str = ""
+            ) -> list[np.ndarray]:
+    with counting(progress, len(paths), f"decoding {what}images") as done:
+        images = []
+        for p in paths:
+            images.append(decode_image(p))
+            if done is not None:
+                done(1)
+    return images
 
 
-def _dermo_features(model: Dermsight, dset: DermoSet) -> GateFeatures:
-    return gate_features(model, _images(dset.paths), dset.metas)
+def _features(model: Dermsight, images: list[np.ndarray], metas: list[Metadata] | None,
+              what: str, progress: ProgressMaker | None) -> GateFeatures:
+    with counting(progress, len(images), f"gate features: {what}images") as done:
+        return gate_features(model, images, metas, done=done)
+
+
+def _dermo_features(model: Dermsight, dset: DermoSet, name: str = "",
+                    progress: ProgressMaker | None = None) -> GateFeatures:
+    what = f"{name} " if name else ""
+    return _features(model, _images(dset.paths, progress, what), dset.metas, what, progress)
 
 
 @dataclass(frozen=True)
@@ -157,11 +178,12 @@ class RefitData:
 
 def refit_bundle(
     bundle: Path, source: RefitData, out: Path, *, system_negatives: bool = True,
-    seed: int = 0, log: Callable[[str], None] = print,
+    seed: int = 0, log: Callable[[str], None] = print, progress: ProgressMaker | None = None,
 ) -> dict[str, Any]:
     """Fit gate v2 for ``bundle`` and write the bundle, with the new ``gate.npz`` and the card's
     ``gate`` section (fit description + measured figures) and ``natural_frequencies``, to
-    ``out`` (may be ``bundle`` itself). Returns the evaluation."""
+    ``out`` (may be ``bundle`` itself). Returns the evaluation. ``progress`` makes a bar for
+    each pass over images that is not cached (none by default)."""
     model = _refittable(bundle)
     v1_cfg, v1_arrays = gate_v1(model)
     sets = load_sets(source.data, source.split_csv, source.isic2020, seed)
@@ -174,15 +196,17 @@ def refit_bundle(
             continue
         log(f"features: {name} ({len(dset.paths)} images)")
         feats[name] = _cached(source.cache, name, mkey + "\n".join(dset.ids),
-                              partial(_dermo_features, model, dset))
+                              partial(_dermo_features, model, dset, name, progress))
 
     log("features: non-dermoscopic images")
     negatives = build_negatives(seed=seed, system=system_negatives,
-                                dermo_for_clinical=_images(sets["clinical_fit"].paths))
+                                dermo_for_clinical=_images(sets["clinical_fit"].paths,
+                                                           progress, "clinical_fit "))
     neg_key = mkey + "\n".join(f"{n.category}|{n.name}" for n in negatives)
     neg_feats = _cached(source.cache, "negatives", neg_key,
-                        lambda: gate_features(model, [n.image for n in negatives]))
-    fresh_feats = _fresh_clinical(model, sets["test"], source.cache, seed)
+                        lambda: _features(model, [n.image for n in negatives], None,
+                                          "non-dermoscopic ", progress))
+    fresh_feats = _fresh_clinical(model, sets["test"], source.cache, seed, progress)
     fit, by_source = _refit_set(sets, feats, neg_feats, [n.category for n in negatives],
                                 source.isic2020, seed)
     log("fitting gate v2 and its leave-one-category-out checks")
@@ -224,7 +248,8 @@ def _refittable(bundle: Path) -> Dermsight:
     return model
 
 
-def _fresh_clinical(model: Dermsight, test: DermoSet, cache: Path, seed: int) -> GateFeatures:
+def _fresh_clinical(model: Dermsight, test: DermoSet, cache: Path, seed: int,
+                    progress: ProgressMaker | None = None) -> GateFeatures:
     """Fresh clinical-photo proxies to measure the clinical flag on: N_CLINICAL_EVAL test images
     zoomed out, and 100 drawn ones."""
     from dermsight.evaluate.negatives import zoomed_out
@@ -233,9 +258,10 @@ def _fresh_clinical(model: Dermsight, test: DermoSet, cache: Path, seed: int) ->
     pick = np.sort(rng.choice(len(test.paths), N_CLINICAL_EVAL, replace=False))
 
     def fresh() -> GateFeatures:
-        imgs = [zoomed_out(im, rng) for im in _images([test.paths[i] for i in pick])]
+        imgs = [zoomed_out(im, rng) for im in _images([test.paths[i] for i in pick], progress,
+                                                      "clinical-photo proxy ")]
         imgs += [drawn_clinical(rng) for _ in range(100)]
-        return gate_features(model, imgs)
+        return _features(model, imgs, None, "clinical-photo proxy ", progress)
 
     return _cached(cache, "clinical_eval", model.card.onnx_sha256 + f"{seed}", fresh)
 
