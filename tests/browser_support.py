@@ -20,6 +20,10 @@ import api_support as support
 
 CHROMIUM = Path(os.environ.get("DERMSIGHT_CHROMIUM", "/usr/bin/chromium"))
 STATIC_INDEX = support.REPO / "src" / "dermsight" / "web" / "static" / "index.html"
+#: axe-core, installed with the front end (``make frontend``), and the WCAG 2.0/2.1 A and AA
+#: rules the audits run
+AXE_JS = support.REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 #: the password of the accounts ``start_clinic_ui_server`` creates
 PASSWORD = "correct horse battery staple"
 
@@ -118,3 +122,20 @@ def age_sessions(server: support.Server) -> None:
         aged = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=31)).strftime("%Y-%m-%d %H:%M:%S")
         assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
     db.close()
+
+
+def axe_violations(page: Any, tags: list[str] = WCAG_TAGS) -> list[dict[str, Any]]:
+    """axe-core's violations of the rules ``tags`` name on the page as it is now (the whole
+    document; axe is injected once per page: ``bypass_csp=True`` where a CSP forbids it)."""
+    if not page.evaluate("typeof window.axe !== 'undefined'"):
+        page.add_script_tag(path=str(AXE_JS))
+    result = page.evaluate(
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags},"
+        " resultTypes: ['violations']})", tags)
+    return list(result["violations"])
+
+
+def describe_violation(where: str, v: dict[str, Any]) -> str:
+    """One line for a failure message: where, rule id, impact, help, the elements' selectors."""
+    targets = ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"])
+    return f"{where}: {v['id']} ({v['impact']}) {v['help']} -> {targets}"

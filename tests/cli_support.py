@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
+import pandas as pd
 import pytest
 
 from dermsight.cli import main
@@ -24,3 +28,16 @@ def assert_bundle_error_line(code: int, err: str, message: str) -> None:
     assert len(lines) == 1, err
     assert lines[0].startswith("error: model bundle: ")
     assert message in lines[0]
+
+
+def labelled_subset(root: Path, data_dir: Path, metadata: pd.DataFrame, per_class: int) -> Path:
+    """A folder + metadata.csv of the first ``per_class`` real labelled images per diagnosis
+    (by image id), for commands that read a labelled dataset."""
+    rows = metadata[metadata["diagnosis"] != ""].sort_values("image_id")
+    rows = rows.groupby("diagnosis", sort=True).head(per_class)
+    (root / "images").mkdir(parents=True)
+    for i in rows["image_id"]:
+        shutil.copy(data_dir / "images" / f"{i}.jpg", root / "images" / f"{i}.jpg")
+    rows[["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "source",
+          "group_id"]].to_csv(root / "metadata.csv", index=False)
+    return root

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cli_support import run
+from cli_support import labelled_subset, run
 from dermsight.bundle import default_bundle_path
 from dermsight.splits import split_sha256
 
@@ -21,20 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 SPLIT = REPO / "configs" / "default-split.csv"
 
 
-def _labelled(root: Path, data_dir: Path, metadata: pd.DataFrame, per_class: int) -> Path:
-    """A folder + metadata.csv of ``per_class`` real images per diagnosis."""
-    rows = metadata.sort_values("image_id").groupby("diagnosis").head(per_class)
-    (root / "images").mkdir(parents=True)
-    for i in rows["image_id"]:
-        shutil.copy(data_dir / "images" / f"{i}.jpg", root / "images" / f"{i}.jpg")
-    rows[["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "source",
-          "group_id"]].to_csv(root / "metadata.csv", index=False)
-    return root
-
-
 @pytest.fixture
 def clinic(tmp_path: Path, data_dir: Path, metadata: pd.DataFrame) -> Path:
-    return _labelled(tmp_path / "clinic", data_dir, metadata, per_class=1)
+    return labelled_subset(tmp_path / "clinic", data_dir, metadata, per_class=1)
 
 
 def test_data_summary_bar_is_on_stderr_and_quiet_removes_it(

@@ -29,15 +29,21 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import PASSWORD, new_lesion, start_clinic_ui_server, watched_page
+from browser_support import (
+    AXE_JS,
+    PASSWORD,
+    axe_violations,
+    describe_violation,
+    new_lesion,
+    start_clinic_ui_server,
+    watched_page,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-AXE_JS = support.REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 #: the WCAG 2.0 and 2.1 level A and AA rules
-WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 BLOCKING = ("serious", "critical")
 ADMIN = "axe-admin"
 NEVUS = "ISIC_0000006"
@@ -74,12 +80,7 @@ def page(browser: Any, server: support.Server, request: pytest.FixtureRequest) -
 
 def audit(page: Any) -> list[dict[str, Any]]:
     """axe's WCAG 2.0/2.1 A and AA violations on the page as it is now (whole document)."""
-    if not page.evaluate("typeof window.axe !== 'undefined'"):
-        page.add_script_tag(path=str(AXE_JS))
-    result = page.evaluate(
-        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags},"
-        " resultTypes: ['violations']})", WCAG_TAGS)
-    return list(result["violations"])
+    return axe_violations(page)
 
 
 def blocking(found: Violations) -> Violations:
@@ -87,13 +88,9 @@ def blocking(found: Violations) -> Violations:
 
 
 def report(found: Violations) -> str:
-    """One line per violation and element: page, rule id, impact, the element's selector."""
-    lines = []
-    for where, violations in found.items():
-        for v in violations:
-            targets = ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"])
-            lines.append(f"{where}: {v['id']} ({v['impact']}) {v['help']} -> {targets}")
-    return "\n".join(lines)
+    """One line per violation: page, rule id, impact, the elements' selectors."""
+    return "\n".join(describe_violation(where, v)
+                     for where, violations in found.items() for v in violations)
 
 
 def assert_clean(found: Violations) -> None:

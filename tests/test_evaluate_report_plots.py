@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from cli_support import labelled_subset
 from dermsight.bundle import default_bundle_path
 from dermsight.cli import app as cli_app
 
@@ -21,15 +22,8 @@ PER_CLASS = 4
 @pytest.fixture(scope="module")
 def labelled(tmp_path_factory: pytest.TempPathFactory, data_dir: Path,
              metadata: pd.DataFrame) -> Path:
-    folder = tmp_path_factory.mktemp("labelled")
-    (folder / "images").mkdir()
-    rows = metadata[metadata["diagnosis"] != ""].sort_values("image_id")
-    picked = rows.groupby("diagnosis", sort=True).head(PER_CLASS)
-    picked.to_csv(folder / "metadata.csv", index=False)
-    for image_id in picked["image_id"]:
-        (folder / "images" / f"{image_id}.jpg").write_bytes(
-            (data_dir / "images" / f"{image_id}.jpg").read_bytes())
-    return folder
+    return labelled_subset(tmp_path_factory.mktemp("data") / "labelled", data_dir, metadata,
+                           PER_CLASS)
 
 
 def _report(labelled: Path, out: Path) -> str:

@@ -21,7 +21,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from browser_support import watched_page
+from browser_support import AXE_JS, WCAG_TAGS, axe_violations, describe_violation, watched_page
+from cli_support import labelled_subset
 from dermsight.cli import app as cli_app
 
 pytest.importorskip("playwright.sync_api")
@@ -31,10 +32,9 @@ pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "src" / "dermsight" / "assets" / "default"
-AXE_JS = REPO / "frontend" / "node_modules" / "axe-core" / "axe.min.js"
 #: the WCAG 2.0 and 2.1 level A and AA rules, plus axe's best practices (heading order, one main
 #: landmark, content inside landmarks)
-TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"]
+TAGS = [*WCAG_TAGS, "best-practice"]
 BLOCKING = ("serious", "critical")
 #: an A4 page's printable width at 96 dpi with 1 cm margins
 PRINT_WIDTH = 718
@@ -57,14 +57,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory, data_dir: Path,
     card = json.loads((BUNDLE / "card.json").read_text())
     shipped.write_text(tool.rendered_report(card, BUNDLE), encoding="utf-8")
 
-    folder = root / "labelled"
-    (folder / "images").mkdir(parents=True)
-    labelled = metadata[metadata["diagnosis"] != ""].sort_values("image_id")
-    picked = labelled.groupby("diagnosis", sort=True).head(PER_CLASS)
-    picked.to_csv(folder / "metadata.csv", index=False)
-    for image_id in picked["image_id"]:
-        (folder / "images" / f"{image_id}.jpg").write_bytes(
-            (data_dir / "images" / f"{image_id}.jpg").read_bytes())
+    folder = labelled_subset(root / "labelled", data_dir, metadata, PER_CLASS)
     out = root / "evaluation"
     res = CliRunner().invoke(cli_app, ["evaluate", str(BUNDLE), str(folder), "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -85,19 +78,9 @@ def opened(browser: Any, reports: dict[str, Path],
         yield pg
 
 
-def axe(page: Any) -> list[dict[str, Any]]:
-    page.add_script_tag(path=str(AXE_JS))
-    result = page.evaluate(
-        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags},"
-        " resultTypes: ['violations']})", TAGS)
-    return list(result["violations"])
-
-
 def test_no_serious_axe_violations(opened: Any) -> None:
-    found = axe(opened)
-    lines = [f"{opened.name}: {v['id']} ({v['impact']}) {v['help']} -> "
-             + ", ".join(" ".join(map(str, n["target"])) for n in v["nodes"][:5])
-             for v in found]
+    found = axe_violations(opened, TAGS)
+    lines = [describe_violation(opened.name, v) for v in found]
     serious = [line for line, v in zip(lines, found, strict=True) if v["impact"] in BLOCKING]
     assert not serious, "\n".join(serious)
     assert not lines, "\n".join(lines)  # moderate/minor ones too: the report has none
