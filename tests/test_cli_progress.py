@@ -32,7 +32,7 @@ def test_data_summary_bar_is_on_stderr_and_quiet_removes_it(
     assert code == 0, err
     assert "reading" in err
     assert json.loads(out)["n_images"] == len(list((clinic / "images").iterdir()))
-    code, quiet_out, err = run(capsys, "data", "summary", str(clinic), "--json", "-q")
+    code, quiet_out, err = run(capsys, "data", "summary", str(clinic), "--json", "--no-progress")
     assert code == 0, err
     assert "reading" not in err
     assert json.loads(quiet_out) == json.loads(out)

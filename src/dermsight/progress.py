@@ -35,13 +35,17 @@ def progress_bars(enabled: bool) -> ProgressMaker | None:
     return make
 
 
+def _no_bar(n: int) -> None:
+    """What ``counting`` yields without a maker: counting nothing."""
+
+
 @contextmanager
-def counting(progress: ProgressMaker | None, total: int, desc: str
-             ) -> Iterator[Callable[[int], Any] | None]:
-    """A bar from ``progress`` for ``total`` images, as its ``update`` (None without a maker),
-    closed on leaving."""
+def counting(progress: ProgressMaker | None, total: int | None, desc: str
+             ) -> Iterator[Callable[[int], Any]]:
+    """A bar from ``progress`` for ``total`` images, as its ``update`` (without a maker, a
+    function that does nothing), closed on leaving."""
     if progress is None:
-        yield None
+        yield _no_bar
         return
     bar = progress(total, desc)
     try:

@@ -168,28 +168,21 @@ def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool,
     """All rows' pooled embeddings, logits (with the row's metadata) and, when asked, WebP
     thumbnails (else an empty list), computed in batches; decoded images are dropped after
     each batch. ``progress(len(rows), desc)`` makes a bar that counts the images."""
-    with counting(progress, len(rows), desc) as done:
-        return _embed_batches(model, rows, thumbs, done)
-
-
-def _embed_batches(model: Dermsight, rows: pd.DataFrame, thumbs: bool,
-                   done: Callable[[int], Any] | None
-                   ) -> tuple[np.ndarray, np.ndarray, list[bytes]]:
     emb: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     thumb_data: list[bytes] = []
-    for start in range(0, len(rows), BATCH):
-        chunk = rows.iloc[start : start + BATCH]
-        images = [decode_image(p) for p in chunk["path"]]
-        prepared = [model.prepare(im, row_meta(r)) for im, (_, r) in
-                    zip(images, chunk.iterrows(), strict=True)]
-        out = model.run_arrays(np.stack([p[0] for p in prepared]),
-                               np.stack([p[1] for p in prepared]))
-        emb.append(out["embedding"])
-        logits.append(out["logits"])
-        if thumbs:
-            thumb_data.extend(thumbnail(im) for im in images)
-        if done is not None:
+    with counting(progress, len(rows), desc) as done:
+        for start in range(0, len(rows), BATCH):
+            chunk = rows.iloc[start : start + BATCH]
+            images = [decode_image(p) for p in chunk["path"]]
+            prepared = [model.prepare(im, row_meta(r)) for im, (_, r) in
+                        zip(images, chunk.iterrows(), strict=True)]
+            out = model.run_arrays(np.stack([p[0] for p in prepared]),
+                                   np.stack([p[1] for p in prepared]))
+            emb.append(out["embedding"])
+            logits.append(out["logits"])
+            if thumbs:
+                thumb_data.extend(thumbnail(im) for im in images)
             done(len(chunk))
     return np.concatenate(emb), np.concatenate(logits), thumb_data
 

@@ -15,7 +15,6 @@ The calling thread only enumerates the input and writes parts.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -34,6 +33,7 @@ from dermsight.batch.sources import DuplicateIds, Source, open_source
 from dermsight.batch.store import Key, PartStore, output_heatmaps, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
+from dermsight.progress import counting, progress_bars
 
 
 def pending_rows(source: Source, done: Mapping[Key, int],
@@ -49,13 +49,6 @@ def pending_rows(source: Source, done: Mapping[Key, int],
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
     rows = pending(every, done, limit, consume=consume)
     return rows if heatmaps_taken is None else plan_names(rows, heatmaps_taken)
-
-
-def _progress_bar(total: int | None, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="img", desc="scoring", disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.05, mininterval=0.5)
 
 
 def run_local(
@@ -104,18 +97,18 @@ def run_local(
             total = max(source.estimate - summary.skipped, 0)
             if limit is not None:
                 total = min(total, limit)
-        bar = _progress_bar(total, progress)
         duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
-        try:
-            with limit_blas(1):  # the scoring threads' numpy calls: no BLAS threads of their own
+        # the scoring threads' numpy calls: no BLAS threads of their own
+        with counting(progress_bars(progress), total, "scoring") as done_rows, limit_blas(1):
+            try:
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates,
                                  output_heatmaps(out) if options.heatmaps is not None else None,
                                  consume=True), model,
                     replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
-                    prefetch=max(4 * options.batch_size, 8 * workers), progress=bar.update,
+                    prefetch=max(4 * options.batch_size, 8 * workers), progress=done_rows,
                 )
                 while True:
                     chunk = list(islice(scored, chunk_size))
@@ -126,9 +119,8 @@ def run_local(
                     summary.add(df["risk"].tolist(), df["error"].tolist(), df["flags"].tolist())
                     if on_part is not None:
                         on_part(part)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
-            bar.close()
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         summary.duplicate_ids = duplicates.count
         summary.elapsed_s = time.perf_counter() - t0
         summary.total = tally(out)

@@ -85,7 +85,6 @@ def summary_cmd(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")
     ] = True,
-    quiet: QuietOpt = False,
 ) -> None:
     """Images per class / source / sex / site, ages, missing metadata and unreadable files."""
     from dermsight.datasummary import plot_summary, summarize
@@ -100,7 +99,7 @@ def summary_cmd(
                 "--plot needs matplotlib, which is not installed: pip install 'dermsight[train]'"
             ) from exc
     result = summarize(
-        path, verify=verify, workers=workers, progress=progress_bars(progress and not quiet)
+        path, verify=verify, workers=workers, progress=progress_bars(progress)
     ).to_dict()
     if not result["n_images"]:  # a wrong or empty folder: not a dataset of 0 images
         raise UserError(f"no images found in {path}: a dataset is a folder of images (.jpg, "

@@ -163,7 +163,6 @@ def predict(  # noqa: PLR0913
     bars = progress_bars(as_json and len(images) > 1 and not quiet and sys.stderr.isatty())
     # a Ctrl-C ends the loop: the results so far are still printed, then exit 130
     with stop, counting(bars, len(images), "assessing images") as done:
-        advance = done or (lambda _n: None)
         for path in images:
             try:
                 pred: Prediction | None = _predict_file(m, path, meta, heatmap is not None, tta)
@@ -172,7 +171,7 @@ def predict(  # noqa: PLR0913
                 print(f"error: {path}: {exc.reason}", file=sys.stderr)
                 results.append({"file": str(path), "error": exc.reason})
                 pred = None
-            advance(1)
+            done(1)
             if pred is None:
                 continue
             entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}

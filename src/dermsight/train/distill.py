@@ -150,8 +150,7 @@ def teacher_targets(cfg: TrainConfig, bundles: Sequence[Path], batch_size: int =
                 out = t.predict_batch(images, metas)
                 probs[start:start + len(rows)] += [[o.probabilities[c] for c in classes]
                                                    for o in out]
-            if done is not None:
-                done(len(rows))
+            done(len(rows))
     probs /= len(teachers)
     provenance = {"teachers": [{"bundle": str(b), **t.info, "onnx_sha256": t.card.onnx_sha256}
                                for b, t in zip(bundles, teachers, strict=True)],

@@ -139,8 +139,7 @@ def _images(paths: list[str], progress: ProgressMaker | None = None, what: str =
         images = []
         for p in paths:
             images.append(decode_image(p))
-            if done is not None:
-                done(1)
+            done(1)
     return images
 
 
