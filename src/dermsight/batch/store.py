@@ -139,15 +139,6 @@ def tta_dict(counts: Mapping[str, int]) -> dict[str, int]:
     return {k: counts.get(k, 0) for k in (TTA_TRUE, TTA_FALSE, TTA_UNKNOWN)}
 
 
-def tta_counts(out: str | os.PathLike[str]) -> dict[str, int]:
-    """How many scored rows of ``out`` were scored with TTA (``true``), without (``false``), or
-    by a dermsight that did not record it (``unknown``)."""
-    counts: Counter[str] = Counter()
-    for df in _iter_columns(out, ["error", "tta"]):
-        counts.update(count_tta(df))
-    return tta_dict(counts)
-
-
 def flag_counts(flags: Iterable[Any]) -> Counter[str]:
     """Rows per flag code from ``flags`` cells (codes joined with ``;``; empty or missing: none)."""
     counts: Counter[str] = Counter()
@@ -159,7 +150,7 @@ def flag_counts(flags: Iterable[Any]) -> Counter[str]:
 
 def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
     """Counts over an output folder: rows, errors, rows per risk tier, rows per flag code and
-    scored rows per TTA setting (``tta_counts``)."""
+    scored rows per TTA setting (``count_tta``)."""
     risk: Counter[str] = Counter()
     flags: Counter[str] = Counter()
     tta: Counter[str] = Counter()
@@ -269,23 +260,33 @@ class PartStore:
             tmp.unlink(missing_ok=True)
         upgrade = self._check_schema()
         # every refusal comes before anything is written, the upgrade of older parts included
-        self._check_model()
-        self._check_tta()
+        self._check_scoring()
         for part in upgrade:
             self._replace(part, self._with_added_columns(part))
 
-    def _check_model(self) -> None:
-        """Refuse to resume an output scored by another model (name or version): the rows it
-        holds would count as done, and one output would mix two models' answers unnoticed."""
+    def _check_scoring(self) -> None:
+        """The output's rows read once (the model and TTA columns) for ``_check_model`` and
+        ``_check_tta``."""
+        if self.model is None and self.tta is None:
+            return
+        held: Counter[tuple[str, str]] = Counter()
+        tta: Counter[str] = Counter()
+        for df in _iter_columns(self.out, ["model_name", "model_version", "error", "tta"]):
+            # counted per part by pandas (a few distinct pairs), not row by row in Python
+            pairs = df[["model_name", "model_version"]].astype(str).value_counts(sort=False)
+            for (name, version), n in pairs.items():
+                held[(str(name), str(version))] += int(n)
+            tta.update(count_tta(df))
+        self._check_model(held)
+        self._check_tta(tta_dict(tta))
+
+    def _check_model(self, held: Counter[tuple[str, str]]) -> None:
+        """Refuse to resume an output scored by another model (name or version; ``held``: rows
+        per pair): the rows it holds would count as done, and one output would mix two models'
+        answers unnoticed."""
         if self.model is None:
             return
         want = (self.model["name"], self.model["version"])
-        held: Counter[tuple[str, str]] = Counter()
-        for df in iter_output(self.out, ["model_name", "model_version"]):
-            # counted per part by pandas (a few distinct pairs), not row by row in Python
-            pairs = df.astype(str).value_counts(sort=False)
-            for (name, version), n in pairs.items():
-                held[(str(name), str(version))] += int(n)
         other = sorted(k for k in held if k != want)
         if other:
             name, version = other[0]
@@ -296,14 +297,14 @@ class PartStore:
                 "done, mixing two models' answers in one output. Use another --out (or remove "
                 "this one to score everything again with this model)")
 
-    def _check_tta(self) -> None:
+    def _check_tta(self, counts: Mapping[str, int]) -> None:
         """Refuse to resume an output whose scored rows were scored the other way with respect
-        to TTA: they would count as done, and one output would mix two scoring modes unnoticed.
-        Rows that do not record it (``unknown``: written before the ``tta`` column) and error
-        rows (no probabilities; retried when the input still lists them) do not refuse it."""
+        to TTA (``counts``: scored rows per ``tta`` value): they would count as done, and one
+        output would mix two scoring modes unnoticed. Rows that do not record it (``unknown``:
+        written before the ``tta`` column) and error rows (no probabilities; retried when the
+        input still lists them) do not refuse it."""
         if self.tta is None:
             return
-        counts = tta_counts(self.out)
         this, other = (TTA_TRUE, TTA_FALSE) if self.tta else (TTA_FALSE, TTA_TRUE)
         if not counts[other]:
             return
