@@ -324,7 +324,7 @@ export function oversizeUpload(size: number, maxBytes: number | null): string | 
  * the limit is 20 MB"), with the file's own size; the server's words with the size otherwise. */
 export function describeTooLarge(serverMessage: string, size: number): string {
   const limit = /limit is ([\d.]+\s*[KMG]B)/i.exec(serverMessage)?.[1]
-  // a limit under 0.5 MB reads "0 MB" in the server's words: not a size to tell anyone
+  // older servers rounded a limit under 0.5 MB to "0 MB": not a size to tell anyone
   if (limit && Number.parseFloat(limit) > 0) return tooLargeMessage(size, limit)
   const text = asSentence(serverMessage) || 'The image file is too large.'
   return `${text} This file is ${formatBytes(size)}.`

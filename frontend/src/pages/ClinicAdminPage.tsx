@@ -84,32 +84,34 @@ function Tokens() {
           No tokens yet.
         </p>
       ) : (
-        <table className="data-table" data-testid="token-list">
-          <thead>
-            <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Created</th>
-              <th scope="col">Last used</th>
-              <th scope="col">
-                <span className="visually-hidden">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {(tokens.data ?? []).map((t) => (
-              <tr key={t.id}>
-                <td>{t.name}</td>
-                <td>{formatTimestamp(t.created_at)}</td>
-                <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
-                <td>
-                  <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
-                    Delete
-                  </button>
-                </td>
+        <TableWrap>
+          <table className="data-table" data-testid="token-list">
+            <thead>
+              <tr>
+                <th scope="col">Name</th>
+                <th scope="col">Created</th>
+                <th scope="col">Last used</th>
+                <th scope="col">
+                  <span className="visually-hidden">Actions</span>
+                </th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {(tokens.data ?? []).map((t) => (
+                <tr key={t.id}>
+                  <td>{t.name}</td>
+                  <td>{formatTimestamp(t.created_at)}</td>
+                  <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
+                  <td>
+                    <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
+                      Delete
+                    </button>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </TableWrap>
       )}
     </section>
   )
