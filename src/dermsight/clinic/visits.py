@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -47,13 +46,11 @@ class Assessment:
 
 
 def assess(model: Dermsight, data: bytes, meta: Metadata,
-           observe: Callable[[Prediction, float], None] | None = None) -> Assessment:
-    """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image. ``observe``
-    gets the answer and the seconds it took (the service's metrics)."""
-    t0 = time.perf_counter()
-    pred = model.predict(data, meta=meta, heatmap=True)
-    if observe is not None:
-        observe(pred, time.perf_counter() - t0)
+           predict: Callable[..., Prediction] | None = None) -> Assessment:
+    """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image. ``predict``:
+    ``model.predict`` or a stand-in with its keywords (the service's metrics time and record
+    the answer: ``ServiceMetrics.timed_prediction``)."""
+    pred = (predict or model.predict)(data, meta=meta, heatmap=True)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
     heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)

@@ -68,8 +68,8 @@ def load_model(settings: Settings) -> Dermsight:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     app.state.model = await anyio.to_thread.run_sync(load_model, settings)
-    if (metrics := getattr(app.state, "metrics", None)) is not None:
-        metrics.bind_model(app.state.model)  # identity, classes, the OOD histogram's buckets
+    # the metrics (create_app) learn the model: identity, classes, the OOD histogram's buckets
+    app.state.metrics.bind_model(app.state.model)
     app.state.workers = Workers(settings.workers)
     if settings.clinic is None:
         yield

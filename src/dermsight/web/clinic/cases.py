@@ -25,6 +25,7 @@ from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, Line, NoteIn, Pat
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
+from dermsight.web.routes.metrics import MetricsDep
 from dermsight.web.schemas import PREDICT_REQUEST_BODY
 from dermsight.web.upload import UploadError, check_query, read_upload
 
@@ -182,7 +183,7 @@ def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
              openapi_extra={"requestBody": VISIT_BODY})
 async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                        model: ModelDep, workers: WorkersDep, settings: SettingsDep,
-                       ) -> dict[str, Any]:
+                       *, metrics: MetricsDep) -> dict[str, Any]:
     """Async for the upload (``read_upload`` streams it on the event loop); every blocking step
     runs in a worker thread: the database reads and the storage step in anyio's default thread
     pool (FastAPI's, which the plain ``def`` routes use), only ``assess`` in the inference
@@ -205,9 +206,8 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     meta = replace(meta, site=site.site)  # the model is given the lesion's site if none
     taken_at = _taken_at(_form_value(form.fields, "taken_at"))
     try:
-        metrics = getattr(request.app.state, "metrics", None)  # create_app sets it
         a = await workers.run(partial(assess, model, form.image, meta,
-                                      None if metrics is None else metrics.observe_prediction))
+                                      partial(metrics.timed_prediction, model)))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
     store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,

@@ -190,7 +190,7 @@ class ServiceMetrics:
             self.ood.observe(pred.ood_score)
 
     def timed_prediction(self, model: Dermsight, data: bytes, *, meta: Metadata, heatmap: bool,
-                         tta: bool) -> Prediction:
+                         tta: bool = False) -> Prediction:
         """``model.predict`` of one upload, recorded (an exception is not: the middleware counts
         the refused upload)."""
         t0 = time.perf_counter()
