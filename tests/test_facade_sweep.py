@@ -372,3 +372,9 @@ def test_the_model_shows_what_it_is_and_pickles(model: Dermsight, paths: list[Pa
 def test_threads_must_be_a_count(threads: object, error: type[Exception]) -> None:
     with pytest.raises(error, match=r"threads must be a whole number of threads"):
         Dermsight(threads=threads)  # type: ignore[arg-type]
+
+
+def test_a_bad_thread_count_is_refused_before_the_bundle_is_read(tmp_path: Path) -> None:
+    """``threads`` is checked first: a missing bundle folder does not hide the bad argument."""
+    with pytest.raises(ValueError, match="threads must be"):
+        Dermsight(tmp_path / "nowhere", threads=-1)

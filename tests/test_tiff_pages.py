@@ -67,3 +67,13 @@ def test_the_facade_and_the_api_refuse_it(photos: list[Image.Image],
     r = client.post("/api/v1/predict", files={"image": ("two.tif", data, "image/tiff")})
     assert r.status_code == 422
     assert r.json()["detail"].startswith(REFUSED.format(n=2))
+
+
+def test_a_pillow_image_of_a_multi_photo_tiff_is_refused_too(photos: list[Image.Image]) -> None:
+    """The facade reads a Pillow image as its file would be read: the same refusal."""
+    model = Dermsight.load(threads=1)
+    with Image.open(io.BytesIO(_tiff(photos[:2]))) as opened, \
+            pytest.raises(ImageDecodeError, match="holds 2 images"):
+        model.predict(opened)
+    with Image.open(io.BytesIO(_tiff([photos[0], photos[1].resize((64, 48))]))) as thumbed:
+        assert np.array_equal(model.load_image(thumbed), decode_image(_tiff(photos[:1])))

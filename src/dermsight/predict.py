@@ -324,12 +324,12 @@ class Dermsight:
 
     def __init__(self, bundle: Bundle | str | os.PathLike[str] | None = None,
                  threads: int | None = None) -> None:
+        _check_threads(threads)  # before the bundle is loaded and checked
         if not isinstance(bundle, Bundle):
             if bundle is not None and not isinstance(bundle, (str, os.PathLike)):
                 raise TypeError(f"expected a bundle folder (path), a loaded Bundle or None (the "
                                 f"shipped default model), not {type(bundle).__name__}")
             bundle = load_bundle(None if bundle is None else Path(bundle))
-        _check_threads(threads)
         self.bundle = bundle
         self.card = bundle.card
         self.session = ModelSession(bundle.onnx_path, threads)

@@ -477,10 +477,7 @@ def _open_checked(
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     if frames > 1:
         raise ImageDecodeError(f"animated {label} files are not accepted: send a still photo")
-    if kind == "TIFF" and (images := tiff_images(img)) > 1:
-        raise ImageDecodeError(
-            f"multi-page TIFF files are not accepted (this one holds {images} images): send each "
-            "image as its own file (JPEG, PNG or a single-page TIFF)")
+    _check_single_tiff(img)
     try:
         cost = _decode_cost(img, kind, frame, limits, scale)
     except ImageDecodeError:
@@ -489,6 +486,14 @@ def _open_checked(
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc
     _check_cost(w, h, cost, limits, label)
     return _Opened(img, (int(w), int(h)), cost)
+
+
+def _check_single_tiff(img: Image.Image) -> None:
+    """Refuse a TIFF holding a second photo (``tiff_images``); any other image passes."""
+    if img.format == "TIFF" and (images := tiff_images(img)) > 1:
+        raise ImageDecodeError(
+            f"multi-page TIFF files are not accepted (this one holds {images} images): send each "
+            "image as its own file (JPEG, PNG or a single-page TIFF)")
 
 
 def tiff_images(img: Image.Image) -> int:
@@ -663,15 +668,16 @@ def _oriented_rgb(img: Image.Image, label: str) -> np.ndarray:
 
 def pil_to_rgb(img: Image.Image, limits: DecodeLimits | None = None) -> np.ndarray:
     """A Pillow image a caller opened -> (H, W, 3) uint8, read as a file's pixels are: the same
-    pixel limit, reduction to ``limits.work_pixels``, refusal of transparent areas and of
-    animated PNG/WebP/GIF, EXIF orientation, colour modes (16-bit and float scaled as
-    ``to_rgb`` does). Raises ``ImageDecodeError``."""
+    pixel limit, reduction to ``limits.work_pixels``, refusal of transparent areas, of
+    animated PNG/WebP/GIF and of a TIFF holding a second photo, EXIF orientation, colour modes
+    (16-bit and float scaled as ``to_rgb`` does). Raises ``ImageDecodeError``."""
     limits = limits or DecodeLimits()
     label = f"{img.format} image" if img.format else "image"
     w, h = img.size
     check_dimensions(w, h, limits, label)
     if img.format in ("PNG", "WEBP", "GIF") and int(getattr(img, "n_frames", 1)) > 1:
         raise ImageDecodeError(f"animated {label}s are not accepted: send a still photo")
+    _check_single_tiff(img)
     try:
         img.load()
     except Exception as exc:  # a lazily opened file that turns out truncated or corrupt
