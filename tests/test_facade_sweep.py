@@ -378,3 +378,16 @@ def test_a_bad_thread_count_is_refused_before_the_bundle_is_read(tmp_path: Path)
     """``threads`` is checked first: a missing bundle folder does not hide the bad argument."""
     with pytest.raises(ValueError, match="threads must be"):
         Dermsight(tmp_path / "nowhere", threads=-1)
+
+
+def test_metadata_parse_itself_reads_numpy_and_pandas_values() -> None:
+    """At the shared depth: every caller of ``Metadata.parse`` (API, CLI, batch, facade) gets
+    numpy scalars read as their values and pandas' missing values as not given."""
+    import numpy as np
+    import pandas as pd
+
+    from dermsight.records import Metadata
+
+    m = Metadata.parse(age=np.int64(55), sex=np.str_("F"), site=pd.NA)
+    assert (m.age, m.sex, m.site) == (55.0, "female", None)
+    assert Metadata.parse(age=np.float32("nan"), sex=pd.NaT).age is None

@@ -20,7 +20,6 @@ API, ``dermsight predict`` and batch scoring all take it:
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -224,21 +223,6 @@ def _named(info: Mapping[str, str]) -> str:
     return f"{info.get('name')!r} version {info.get('version')!r}"
 
 
-def _plain(value: object) -> object:
-    """A numpy scalar (``np.int64(55)``, ``np.float32('nan')``, ``np.str_('male')``, as pandas
-    and numpy hand them out) as the Python value it holds, so that it reads as that value does;
-    pandas' missing values (``pd.NA``, ``pd.NaT``: a nullable column's empty cell) as None."""
-    pandas = sys.modules.get("pandas")  # imported by the caller if such a value exists
-    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _parse_meta(age: object = None, sex: object = None, site: object = None) -> Metadata:
-    """``Metadata.parse`` of values given in Python: numpy scalars read as their values."""
-    return Metadata.parse(age=_plain(age), sex=_plain(sex), site=_plain(site))
-
-
 def _as_metadata(meta: object, what: str = "each meta") -> Metadata | None:
     """One of ``predict_batch``'s ``metas`` (or ``predict``'s ``meta``) as ``Metadata``: a dict
     is parsed as ``predict`` parses its keyword arguments (an unknown key is a
@@ -248,13 +232,13 @@ def _as_metadata(meta: object, what: str = "each meta") -> Metadata | None:
     if meta is None:
         return None
     if isinstance(meta, Metadata):
-        return _parse_meta(meta.age, meta.sex, meta.site).noted(*meta.notes)
+        return Metadata.parse(meta.age, meta.sex, meta.site).noted(*meta.notes)
     if isinstance(meta, Mapping):
         unknown = sorted(str(k) for k in meta if k not in ("age", "sex", "site"))
         if unknown:
             raise taxonomy.TaxonomyError(f"unknown metadata field {', '.join(unknown)}: "
                                          "give age, sex and site")
-        return _parse_meta(**meta)
+        return Metadata.parse(**meta)
     raise TypeError(f"{what} must be a dict of age/sex/site, a dermsight.records.Metadata or "
                     f"None, not {type(meta).__name__}")
 
@@ -567,7 +551,7 @@ class Dermsight:
         if meta is not None and any(v is not None for v in (age, sex, site)):
             raise TypeError("predict: give meta or age/sex/site, not both (meta would win and "
                             "the others would be dropped)")
-        meta = _as_metadata(meta, "predict: meta") or _parse_meta(age, sex, site)
+        meta = _as_metadata(meta, "predict: meta") or Metadata.parse(age=age, sex=sex, site=site)
         d = self.decode(image, meta)
         item = self.prepare_image(d.rgb, d.meta, d.compression)
         return self._prediction(d.rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,6 +15,16 @@ NORMALISED = "normalised"
 #: strings that stand for "no value" and are read as missing, with a note
 PLACEHOLDERS = frozenset({"nan", "none", "null"})
 _PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^[0-9]{1,3}[YMWDymwd]$", re.ASCII)
+
+
+def plain_value(value: object) -> object:
+    """A numpy scalar (``np.int64(55)``, ``np.float32('nan')``, ``np.str_('male')``, as pandas
+    and numpy hand them out) as the Python value it holds, so that it reads as that value does;
+    pandas' missing values (``pd.NA``, ``pd.NaT``: a nullable column's empty cell) as None."""
+    pandas = sys.modules.get("pandas")  # imported by the caller if such a value exists
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
 
 
 @dataclass(frozen=True)
@@ -34,7 +45,10 @@ class Metadata:
         Accepted but noted (``notes``): a placeholder string ("NaN", "none", "null") given for
         a field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
         Arabic-Indic digits, "1e2", "12_0") is read as the number it denotes (NORMALISED).
+        numpy scalars and pandas' missing values read as the Python values they hold
+        (``plain_value``).
         """
+        age, sex, site = plain_value(age), plain_value(sex), plain_value(site)
         parsed = taxonomy.normalize_age(age)
         return cls(
             age=parsed,
