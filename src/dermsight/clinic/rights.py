@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from dermsight.clinic.audit import record
-from dermsight.clinic.cases import NotFound
+from dermsight.clinic.cases import get_or_404
 from dermsight.clinic.models import Lesion, Patient, User, Visit, utcnow
 from dermsight.clinic.runtime import Clinic
 
@@ -19,9 +19,7 @@ def _keys(visits: list[Visit]) -> set[str]:
 def delete_patient(clinic: Clinic, patient_id: int, user: User | None) -> None:
     """Rows first (one transaction), then the files no other visit shares."""
     with clinic.db.session() as s:
-        patient = s.get(Patient, patient_id)
-        if patient is None:
-            raise NotFound(f"no patient with id {patient_id}: it may have been deleted")
+        patient = get_or_404(s, Patient, patient_id, "patient")
         visits = list(s.scalars(select(Visit).join(Lesion).where(Lesion.patient_id == patient_id)))
         keys = _keys(visits)
         s.delete(patient)

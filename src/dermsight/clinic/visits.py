@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from dermsight import heatmap as hm
+from dermsight.clinic.cases import get_or_404
 from dermsight.clinic.models import Lesion, User, Visit
 from dermsight.clinic.runtime import Clinic
 from dermsight.predict import Dermsight, Prediction
@@ -72,10 +73,7 @@ def store_visit(  # noqa: PLR0913 (keyword-only fields of the row)
     heatmap_key = clinic.images.put(a.heatmap_png, "png") if a.heatmap_png else None
     card = model.card
     with clinic.db.session() as s:
-        if s.get(Lesion, lesion_id) is None:  # deleted meanwhile: the sweep takes the files
-            from dermsight.clinic.cases import NotFound
-
-            raise NotFound(f"no lesion with id {lesion_id}: it may have been deleted")
+        get_or_404(s, Lesion, lesion_id, "lesion")  # deleted meanwhile: the sweep takes the files
         v = Visit(
             lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,
             age=meta.age, sex=meta.sex, site=meta.site, site_inherited=site_inherited,
