@@ -42,6 +42,17 @@ describe('clinic API client', () => {
     for (const c of calls) expect(c.init.credentials).toBe('same-origin')
   })
 
+  it('says why a session ended, as the server does, and that a refused save was not saved', async () => {
+    const detail = 'your session ended (signed out after 30 minutes without activity): sign in again'
+    vi.stubGlobal('fetch', async () => reply({ detail }, 401))
+    await expect(listPatients('P')).rejects.toThrow(
+      'Your session ended (signed out after 30 minutes without activity): sign in again.',
+    )
+    await expect(createPatient('P-9')).rejects.toThrow(
+      'Not saved. Your session ended (signed out after 30 minutes without activity): sign in again. Once you are signed in again, save again.',
+    )
+  })
+
   it('turns a failed login into the server’s message', async () => {
     vi.stubGlobal('fetch', async () => reply({ detail: 'Wrong user name or password.' }, 401))
     await expect(login('ana', 'bad')).rejects.toThrow('Wrong user name or password.')

@@ -3,7 +3,7 @@
 // `X-CSRF-Token` on every unsafe request (see `withCsrf`).
 
 import { API, ApiError, UNREACHABLE, errorBody } from '../api.ts'
-import { errorMessageFrom } from '../format.ts'
+import { asSentence, errorMessageFrom } from '../format.ts'
 import { isUnsafeMethod, readableWait, withCsrf } from './format.ts'
 import type {
   ApiTokenInfo,
@@ -51,13 +51,12 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
   if (res.status === 401 && notifyExpired) expiredListeners.forEach((fn) => fn())
   let message = errorMessageFrom(res.status, body)
   if (res.status === 401) {
-    // The server's words ("not logged in") stay on the form after signing in again and read as if
-    // the clinician were still signed out; say what happened to this request instead.
-    message = notifyExpired
-      ? isUnsafeMethod(init.method)
-        ? 'Not saved: your session had ended. Once you are signed in again, save again.'
-        : 'Your session had ended. Sign in again to see this.'
-      : errorMessageFrom(res.status, body) || 'Please sign in again.'
+    // The server says why ("your session ended (signed out after 30 minutes without
+    // activity): sign in again", "your account has been disabled: ..."); a refused save also
+    // says it was not saved, as the words stay on the form after signing in again.
+    const said = asSentence(message) || 'Your session has ended: sign in again.'
+    message =
+      notifyExpired && isUnsafeMethod(init.method) ? `Not saved. ${said} Once you are signed in again, save again.` : said
   }
   if (res.status === 429) {
     const wait = Number(res.headers.get('Retry-After'))
