@@ -142,12 +142,12 @@ def test_passwords_tokens_and_the_login_rate_limit(db_url: str) -> None:
         assert token not in row.token_hash
         assert row.token_hash == accounts.sha256(token)
     with db.session() as s:
-        found = accounts.token_user(s, token)
-        assert found is not None
+        found = accounts.token_lookup(s, token)
+        assert isinstance(found, accounts.User)
         assert found.username == "ana"
         assert accounts.revoke_token(s, found, row.id)
     with db.session() as s:
-        assert accounts.token_user(s, token) is None
+        assert accounts.token_lookup(s, token) is accounts.Refused.REVOKED
         for _ in range(accounts.MAX_FAILURES - 1):
             accounts.record_attempt(s, "ana", "10.0.0.1", success=False)
         assert accounts.retry_after_s(s, "ana", "10.0.0.2") == 0

@@ -260,12 +260,6 @@ def token_lookup(db: DbSession, token: str) -> User | Refused:
     return user
 
 
-def token_user(db: DbSession, token: str) -> User | None:
-    """``token_lookup`` without the reason: the token's active user, else None."""
-    found = token_lookup(db, token)
-    return None if isinstance(found, Refused) else found
-
-
 def user_tokens(db: DbSession, user: User) -> list[ApiToken]:
     return list(db.scalars(select(ApiToken).where(
         ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)))
