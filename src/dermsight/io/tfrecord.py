@@ -351,33 +351,27 @@ def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
     if parts is None:
         raise ImageDecodeError(f"not a TFRecord reference: {ref}")
     shard, offset = parts
+    name = Path(shard).name
     try:
         with _open(Path(shard)) as fh:
             fh.seek(offset)
-            header = fh.read(12)
-            if len(header) < 12:
-                raise ImageDecodeError(f"{Path(shard).name}: no record at byte {offset}")
-            (length,) = struct.unpack("<Q", header[:8])
-            if _masked_crc(header[:8]) != header[8:] or length > _MAX_RECORD_BYTES:
-                raise ImageDecodeError(f"{Path(shard).name}: no record at byte {offset}")
-            data = fh.read(length)
-            footer = fh.read(4)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise ImageDecodeError(f"{Path(shard).name}: the compressed data is corrupt or "
-                               "truncated") from exc
+            # index 1: an offset past the last record is "no record", not "empty shard"
+            data, problem, _more = _read_frame(fh, 1)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # seeking a damaged gzip shard
+        raise ImageDecodeError(f"{name}: the compressed data is corrupt or truncated") from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {shard}: {exc.strerror or exc}") from exc
-    if len(data) < length or _masked_crc(data) != footer:
-        raise ImageDecodeError(f"{Path(shard).name}: the record at byte {offset} is truncated "
-                               "or corrupt")
+    if data is None:
+        raise ImageDecodeError(f"{name}, record at byte {offset}: {problem}" if problem
+                               else f"{name}: no record at byte {offset}")
     try:
         features = parse_example(data)
     except Exception as exc:
-        raise ImageDecodeError(f"{Path(shard).name}: the record at byte {offset} is not a "
+        raise ImageDecodeError(f"{name}: the record at byte {offset} is not a "
                                "tf.train.Example") from exc
     image = _scalar_bytes(features, "image")
     if image is None:
-        raise ImageDecodeError("record has no image feature")
+        raise ImageDecodeError(f"{name}: the record at byte {offset} has no image feature")
     return decode_image(image, limits)
 
 
