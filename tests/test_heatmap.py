@@ -295,3 +295,32 @@ def test_a_closer_view_keeps_the_map_on_the_whole_image(model: Dermsight,
     assert not fixed[:80].any()  # the outer half of each side was never seen
     assert not fixed[:, 240:].any()
     assert fixed[80:240, 80:240].max() == pytest.approx(1.0)
+
+
+def test_the_overlay_blends_by_the_heat_and_keeps_no_float_copy(model: Dermsight,
+                                                                 sample_image: Path) -> None:
+    """``overlay`` = image x (1 - w) + colour x w, w = alpha x min(1.5 x heat, 1), to one grey
+    level; drawn in 8-bit, so a large photo (``predict --overlay`` of a camera frame) costs
+    about its own size again in memory, not the several float32 copies of the first version."""
+    import tracemalloc
+
+    rgb = decode_image(sample_image)
+    pred = model.predict(rgb)
+    assert pred.cam is not None
+    big = np.asarray(Image.fromarray(rgb).resize((1200, 900), Image.Resampling.BILINEAR))
+    for alpha in (0.0, 0.45, 1.0):
+        heat = heatmap.levels(heat_on(big, pred.cam)).astype(np.float64) / 255.0
+        w = (alpha * np.clip(heat * 1.5, 0, 1))[:, :, None]
+        want = big * (1 - w) + heatmap.colorize(heat).astype(np.float64) * w
+        got = heatmap.overlay(big, pred.cam, alpha)
+        assert got.shape == big.shape
+        assert got.dtype == np.uint8
+        assert np.abs(got - want).max() <= 1.0, alpha
+    assert np.array_equal(heatmap.overlay(big, pred.cam, 0.0), big)  # no heat shown: the image
+    tracemalloc.start()
+    try:
+        heatmap.overlay(big, pred.cam)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * big.nbytes, f"overlay held {peak / big.nbytes:.1f}x the image's bytes"
