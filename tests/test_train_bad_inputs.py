@@ -207,6 +207,11 @@ def test_data_split_never_puts_one_patient_in_two_folds(
     assert folds.groupby("patient_id")["fold"].nunique().max() == 1
 
 
+#: a data folder's empty metadata.csv, as every command that reads the folder refuses it
+EMPTY_METADATA = ("metadata.csv is empty: no header row (fix it, or move it out of the folder "
+                  "to use the images without metadata)")
+
+
 def test_a_broken_metadata_csv_is_named_not_read_as_unlabelled_images(
         capsys: pytest.CaptureFixture[str], metadata: pd.DataFrame, data_dir: Path,
         tmp_path: Path) -> None:
@@ -219,9 +224,9 @@ def test_a_broken_metadata_csv_is_named_not_read_as_unlabelled_images(
     assert "metadata.csv is missing required columns" in one_error(err, code)
     (data / "metadata.csv").write_text("")
     code, _, err = run(capsys, "data", "summary", str(data), "--no-progress", "--no-verify")
-    assert one_error(err, code).endswith("metadata.csv is empty: no header row")
+    assert one_error(err, code).endswith(EMPTY_METADATA)
     code, _, err = run(capsys, "evaluate", str(SHIPPED), str(data), "--out", str(tmp_path / "e"))
-    assert one_error(err, code).endswith("metadata.csv is empty: no header row")
+    assert one_error(err, code).endswith(EMPTY_METADATA)
 
 
 def test_classes_the_cohort_lacks_are_refused_with_the_options_that_fit(

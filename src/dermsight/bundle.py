@@ -305,21 +305,35 @@ def verify_files(root: Path, card: Card, skip: str | None = None) -> None:
             )
 
 
+#: the subfolder of a training run folder (``dermsight train --out``) that holds its bundle
+RUN_BUNDLE_DIR = "bundle"
+
+
+def check_bundle_folder(root: Path) -> None:
+    """``BundleError`` unless ``root`` is a folder with a card and an ONNX file (its contents
+    are checked by ``load_bundle``); a training run folder given for its bundle is named as such,
+    with the path of its bundle. Every entry point that opens a bundle goes through here."""
+    if not root.exists():
+        raise BundleError(f"model bundle not found: {root}")
+    if not root.is_dir():
+        raise BundleError(f"model bundle must be a folder with {ONNX_FILE} and {CARD_FILE}: {root}")
+    if not (root / CARD_FILE).exists():
+        if (root / RUN_BUNDLE_DIR / CARD_FILE).is_file():
+            raise BundleError(f"{root} is a training run folder, not a bundle: its bundle is "
+                              f"{root / RUN_BUNDLE_DIR}")
+        raise BundleError(f"{root} is not a dermsight bundle: no {CARD_FILE}")
+    if not (root / ONNX_FILE).exists():
+        raise BundleError(f"{root} is not a dermsight bundle: no {ONNX_FILE}")
+
+
 def load_bundle(path: str | Path | None = None, verify: bool = True,
                 reference: bool = True) -> Bundle:
     """Load and validate a bundle folder (the shipped default when ``path`` is None).
     ``reference=False``: its reference set is neither checked nor read (``dermsight reference
     build`` replaces it, so a missing, damaged or stale one must not stop it)."""
     root = Path(path) if path is not None else default_bundle_path()
-    if not root.exists():
-        raise BundleError(f"model bundle not found: {root}")
-    if not root.is_dir():
-        raise BundleError(f"model bundle must be a folder with {ONNX_FILE} and {CARD_FILE}: {root}")
-    card_path, onnx_path = root / CARD_FILE, root / ONNX_FILE
-    if not card_path.exists():
-        raise BundleError(f"{root} is not a dermsight bundle: no {CARD_FILE}")
-    if not onnx_path.exists():
-        raise BundleError(f"{root} is not a dermsight bundle: no {ONNX_FILE}")
+    check_bundle_folder(root)
+    card_path = root / CARD_FILE
     card = Card.from_dict(_read_card_json(card_path))
     if verify:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:

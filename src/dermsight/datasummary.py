@@ -14,9 +14,8 @@ from typing import Any
 
 from dermsight import taxonomy
 from dermsight.io import detect_kind, estimate_count, iter_records
-from dermsight.io.csvfolder import read_header
 from dermsight.io.decode import DecodeLimits, verify_image
-from dermsight.io.errors import ImageDecodeError, ReaderError
+from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
 from dermsight.progress import ProgressMaker
 from dermsight.records import LesionRecord
@@ -164,13 +163,7 @@ def summarize(
 ) -> DataSummary:
     """Summarise the dataset at ``path``. ``progress(total, desc)`` (``dermsight.progress``)
     may return a tqdm-like object (``update(n)``, ``close()``) to report progress."""
-    kind = detect_kind(path)
-    named = Path(path) / "metadata.csv"
-    if kind == "folder" and named.is_file():  # a broken one: an error, not unlabelled images
-        try:
-            read_header(named)
-        except ReaderError as exc:
-            raise ReaderError(f"{path}: {exc}") from exc
+    kind = detect_kind(path)  # a broken metadata.csv: a ReaderError, not unlabelled images
     limits = limits or DecodeLimits()
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     summary = DataSummary(path=str(path), kind=kind, verified=verify)

@@ -465,6 +465,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.sources import open_source
     from dermsight.batch.store import read_output
 
     target = Path(out)
@@ -473,6 +474,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
     loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
     scores_dir = Path(scores) if scores is not None else scores_path(target)
+    open_source(data)  # data it cannot read (no images, a broken metadata.csv): before any claim
     _claim_scores(scores_dir, loaded.card.onnx_sha256)
     summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
                         progress=progress)

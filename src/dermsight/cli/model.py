@@ -150,22 +150,16 @@ EVALUATED = "evaluated.json"
 
 
 def _check_evaluation_inputs(bundle: Path, data: str) -> None:
-    """Before anything is written: a training run folder given for its bundle, and a data
-    folder whose metadata.csv cannot be read, are named as such."""
-    from dermsight.bundle import CARD_FILE, BundleError
-    from dermsight.io.csvfolder import read_header
-    from dermsight.io.errors import ReaderError
+    """Before anything is written to --out: a bundle path that is no bundle (a training run
+    folder given for its bundle, ``bundle.check_bundle_folder``) and a data folder whose
+    metadata.csv cannot be read (``csvfolder.classify_csvs``) are refused, by the checks that
+    the scoring itself runs."""
+    from dermsight.bundle import check_bundle_folder
+    from dermsight.io.csvfolder import classify_csvs
 
-    if bundle.is_dir() and not (bundle / CARD_FILE).is_file() and (
-            bundle / "bundle" / CARD_FILE).is_file():
-        raise BundleError(f"{bundle} is a training run folder, not a bundle: its bundle is "
-                          f"{bundle / 'bundle'}")
-    folder = Path(data)
-    if folder.is_dir() and (folder / "metadata.csv").is_file():
-        try:
-            read_header(folder / "metadata.csv")
-        except ReaderError as exc:  # empty, no image column, ...
-            raise UserError(f"data folder {folder}: {exc}") from exc
+    check_bundle_folder(bundle)
+    if Path(data).is_dir():
+        classify_csvs(Path(data))
 
 
 def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:

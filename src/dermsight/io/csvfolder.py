@@ -21,6 +21,8 @@ layout               columns (case-insensitive)
 
 Given a folder, the reader picks the one CSV with labels (or the only CSV) and joins any
 label-less metadata CSV beside it by image id (ISIC 2019 ground truth + ISIC 2019 metadata).
+A CSV whose header cannot be read is skipped (pixel dumps, result tables), except the folder's
+``metadata.csv``: a broken one is a ``ReaderError``, never a folder read without its metadata.
 Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere up to three
 folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
 the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
@@ -539,18 +541,40 @@ def _merge(primary: ParsedRow, extra: ParsedRow | None) -> ParsedRow:
     return primary
 
 
+#: the names of a folder's dataset CSV (any case): one that cannot be read is an error, never
+#: skipped as other unreadable CSVs are (its images would be read without their metadata)
+DATASET_CSV_NAMES = ("metadata.csv", "metadata.tsv")
+
+
+def _folder_csv_layout(folder: Path, p: Path) -> Layout | None:
+    """The layout of a CSV in a folder; None for one that is not a dataset CSV (pixel dumps,
+    result tables), which the folder's readers skip. A ``metadata.csv`` whose header cannot be
+    read raises ``ReaderError`` naming it, the reason and the way out."""
+    try:
+        return read_header(p)
+    except ReaderError as exc:
+        if p.name.lower() in DATASET_CSV_NAMES:
+            raise ReaderError(
+                f"data folder {folder}: {exc} (fix it, or move it out of the folder to use the "
+                "images without metadata)"
+            ) from exc
+        return None
+
+
 def classify_csvs(folder: Path) -> tuple[Path | None, list[Path]]:
-    """Pick the dataset CSV of a folder and the label-less metadata CSVs to join to it."""
+    """Pick the dataset CSV of a folder and the label-less metadata CSVs to join to it.
+
+    A CSV whose header cannot be read is skipped, except a ``metadata.csv`` (or ``.tsv``, any
+    case): that one raises ``ReaderError`` (``_folder_csv_layout``)."""
     labelled: list[Path] = []
     meta_only: list[Path] = []
     other: list[Path] = []
     for p in sorted(folder.iterdir()):
         if not (p.is_file() and p.suffix.lower() in (".csv", ".tsv")):
             continue
-        try:
-            layout = read_header(p)
-        except ReaderError:
-            continue  # not a dataset CSV (e.g. pixel dumps, result tables)
+        layout = _folder_csv_layout(folder, p)
+        if layout is None:
+            continue
         if layout.labelled:
             labelled.append(p)
         elif layout.name in ("isic2019-meta", "isic2017-meta"):

@@ -68,13 +68,13 @@ class _Folder:
 
 
 def dataset_csv(root: Path) -> Path:
-    """The CSV that describes a data folder (``metadata.csv``, or its one labelled CSV)."""
-    primary = classify_csvs(root)[0] if root.is_dir() else None
-    if primary is None and (root / "metadata.csv").is_file():
-        try:  # says what is wrong with it (empty, no image id column)
-            read_header(root / "metadata.csv")
-        except ReaderError as exc:
-            raise ConfigError(f"data folder {root}: {exc}") from exc
+    """The CSV that describes a data folder (``metadata.csv``, or its one labelled CSV); a
+    ``metadata.csv`` that cannot be read (empty, no image id column) is a ``ConfigError`` that
+    says why (``classify_csvs``)."""
+    try:
+        primary = classify_csvs(root)[0] if root.is_dir() else None
+    except ReaderError as exc:
+        raise ConfigError(str(exc)) from exc
     if primary is None:
         raise ConfigError(f"data folder {root} has no metadata.csv (set data.root)")
     return primary
