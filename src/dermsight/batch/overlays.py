@@ -23,6 +23,7 @@ import numpy as np
 from dermsight import heatmap
 from dermsight.batch.schema import row_id
 from dermsight.batch.store import OutputError
+from dermsight.io.files import unwritable_reason
 
 #: Largest side of the image copy kept for overlays (bounds memory per row).
 HEATMAP_MAX_SIDE = 512
@@ -62,7 +63,7 @@ def make_folder(folder: Path) -> str | None:
         return "a file is in the way"
     except OSError as exc:
         return exc.strerror or str(exc)
-    return None if os.access(folder, os.W_OK | os.X_OK) else "not writable"
+    return None if unwritable_reason(folder, folder=True) is None else "not writable"
 
 
 class UniqueNames:

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dermsight.cli.errors import UserError
+from dermsight.io.files import unwritable_reason
 
 DataOpt = Annotated[Path, typer.Option(help="isic-subset folder (metadata.csv, images/)")]
 #: ``--data`` given once per data folder (a bundle trained on several folders needs each)
@@ -33,12 +34,5 @@ def require_labelled_data(data: Path | list[Path], split: Path) -> None:
 def require_writable_file(path: Path, option: str = "--out") -> None:
     """``UserError`` (exit 2) when a file cannot be written at ``path`` (it is a folder, a
     folder above it is a file or is not writable), before the work that would fill it."""
-    import os
-
-    if path.is_dir():
-        raise UserError(f"cannot write {option} {path}: it is a folder")
-    base = next(p for p in path.absolute().parents if p.exists())
-    if not base.is_dir():
-        raise UserError(f"cannot write {option} {path}: {base} is a file")
-    if not os.access(base, os.W_OK):
-        raise UserError(f"cannot write {option} {path}: {base} is not writable")
+    if (why := unwritable_reason(path, folder=False)) is not None:
+        raise UserError(f"cannot write {option} {path}: {why}")

@@ -411,8 +411,10 @@ def verify_image(
     limits: DecodeLimits | None = None,
 ) -> tuple[int, int]:
     """Check that ``decode_image`` would succeed, faster: JPEGs are decoded at 1/8 scale (every
-    byte of the entropy-coded data is still read, so truncation and corruption are caught).
-    Returns the full (width, height); raises ``ImageDecodeError`` like ``decode_image``."""
+    byte of the entropy-coded data is still read, so truncation and corruption are caught), after
+    the header checks of the full decode (its memory estimate: a large progressive JPEG that
+    ``decode_image`` refuses can fit at 1/8 scale). Returns the full (width, height); raises
+    ``ImageDecodeError`` like ``decode_image``."""
     limits = limits or DecodeLimits()
     data, _name = _read_source(source, limits)
     kind = sniff(data)
@@ -421,6 +423,8 @@ def verify_image(
         return int(arr.shape[1]), int(arr.shape[0])
     if kind not in ALLOWED_FORMATS:
         raise ImageDecodeError(_describe_refused(kind, data))
+    if kind == "JPEG":
+        _open_checked(data, kind, limits)  # header only: the full decode's limits
     opened = _open_checked(data, kind, limits, scale=8)
     with decode_budget().reserve(opened.cost):
         _load(opened.img, kind)

@@ -4,6 +4,9 @@
 never ends. ``not_regular_reason`` says why a path cannot be read as an image file (without
 opening it); ``read_regular_file`` opens without blocking, checks the opened file itself (no
 race with a swap after the check) and reads at most ``max_bytes``.
+
+``unwritable_reason`` is the other direction: why a file or folder cannot be made at a path,
+asked before the work that would fill it.
 """
 
 from __future__ import annotations
@@ -42,6 +45,30 @@ def not_regular_reason(path: str | os.PathLike[str]) -> str | None:
     if stat.S_ISREG(mode):
         return None
     return f"{p.name} is {_kind(mode)}, not a regular file"
+
+
+#: ``unwritable_reason``'s answers when ``path`` itself is of the other kind.
+IS_A_FOLDER = "it is a folder"
+IS_A_FILE = "it is a file, not a folder"
+
+
+def unwritable_reason(path: str | os.PathLike[str], *, folder: bool) -> str | None:
+    """Why a file (``folder=False``) or a folder (``folder=True``) cannot be made or written at
+    ``path``, as a short phrase; None when it can. Refused: ``path`` exists as the other kind
+    (``IS_A_FOLDER``, ``IS_A_FILE``); the nearest existing path above it (a folder: at or above
+    it) is a file (``"<it> is a file"``) or a folder this user may not create entries in
+    (``"<it> is not writable"``: write and search permission, which root always has). Nothing
+    is created. (``os.path`` answers False where a folder above may not be looked into.)"""
+    p = Path(path)
+    if os.path.exists(p) and os.path.isdir(p) != folder:
+        return IS_A_FILE if folder else IS_A_FOLDER
+    above = p.absolute().parents
+    base = next(a for a in ((p, *above) if folder else above) if os.path.exists(a))
+    if not os.path.isdir(base):
+        return f"{base} is a file"
+    if not os.access(base, os.W_OK | os.X_OK):
+        return f"{base} is not writable"
+    return None
 
 
 def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:

@@ -5,16 +5,17 @@ augmentations of ``train.augment`` under the same ``InputSpec``. The tables and 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from dermsight.io.decode import decode_image
+from dermsight.io.decode import decode_image, verify_image
 from dermsight.io.errors import ImageDecodeError
 from dermsight.preprocess import (
     InputSpec,
@@ -28,21 +29,28 @@ from dermsight.records import Metadata
 from dermsight.train.augment import Augment, swap_style
 from dermsight.train.config import ConfigError
 
+_T = TypeVar("_T")
 
-def _decode_or_reason(path: str) -> np.ndarray | str:
-    """The decoded image, or why it cannot be read (``path: reason``)."""
+
+def _read_or_reason(read: Callable[[str], _T], path: str) -> _T | str:
+    """``read(path)``, or why the image cannot be read (``path: reason``)."""
     try:
-        return decode_image(path)
+        return read(path)
     except ImageDecodeError as exc:
         return f"{path}: {exc.reason}"
     except OSError as exc:
         return f"{path}: {exc.strerror or exc}"
 
 
+def _decode_or_reason(path: str) -> np.ndarray | str:
+    """The decoded image, or why it cannot be read (``path: reason``)."""
+    return _read_or_reason(decode_image, path)
+
+
 def _reason(path: str) -> str | None:
     """Why the image at ``path`` cannot be read (None: it can), not keeping it."""
-    decoded = _decode_or_reason(path)
-    return decoded if isinstance(decoded, str) else None
+    checked = _read_or_reason(verify_image, path)
+    return checked if isinstance(checked, str) else None
 
 
 def _unreadable(reasons: list[str], n: int) -> ConfigError:
@@ -65,7 +73,8 @@ def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
 
 def check_images(paths: list[str], desc: str = "check") -> None:
     """``load_images``' check without keeping the images (for the splits training does not
-    load, before it starts)."""
+    load, before it starts): the same refusals and message, faster (``verify_image``: JPEGs
+    decoded at 1/8 scale)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         reasons = [r for r in tqdm(pool.map(_reason, paths), total=len(paths), desc=desc,
                                    mininterval=5) if r is not None]

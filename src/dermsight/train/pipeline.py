@@ -4,7 +4,6 @@ baseline, gate, ONNX export, bundle). Everything lands in one run folder with lo
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from contextlib import suppress
@@ -15,6 +14,7 @@ import pandas as pd
 import torch
 
 from dermsight import taxonomy
+from dermsight.io.files import IS_A_FILE, unwritable_reason
 from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
 from dermsight.train.config import ConfigError, Provenance, TrainConfig, config_from_dict
@@ -174,13 +174,11 @@ def check_run_folder(cfg: TrainConfig, out: Path, *, resume: bool, stage: str) -
     is neither ``--resume`` nor ``--stage finalize``; ``--resume`` without a checkpoint or
     finalize without a trained network; or a resumed / finalized run whose settings differ from
     those it was trained with (``FREE_SETTINGS`` may)."""
-    if out.exists() and not out.is_dir():
+    if (why := unwritable_reason(out, folder=True)) == IS_A_FILE:
         raise ConfigError(f"--out {out} is a file, not a run folder")
-    base = next(p for p in (out, *out.absolute().parents) if p.exists())
-    if not base.is_dir():
-        raise ConfigError(f"cannot make the run folder --out {out}: {base} is a file")
-    if not os.access(base, os.W_OK):
-        raise ConfigError(f"cannot write the run folder --out {out}: {base} is not writable")
+    if why is not None:
+        verb = "make" if why.endswith(" is a file") else "write"  # a folder above is a file
+        raise ConfigError(f"cannot {verb} the run folder --out {out}: {why}")
     held = [f for f in RUN_FILES if (out / f).exists()]
     if stage == "finalize":
         if not (out / "best.pt").is_file():
