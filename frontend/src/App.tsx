@@ -154,10 +154,15 @@ export default function App() {
             <TokenPrompt
               onSaved={() => {
                 clearCache()
+                // the prompt goes: focus the page (the prompt takes it back if the token is refused)
+                mainRef.current?.focus({ preventScroll: true })
                 setNeedToken(false)
                 setAuthVersion((v) => v + 1)
               }}
-              onDismiss={() => setNeedToken(false)}
+              onDismiss={() => {
+                mainRef.current?.focus({ preventScroll: true })
+                setNeedToken(false)
+              }}
             />
           )}
           <main id="main" ref={mainRef} tabIndex={-1} className="container main">

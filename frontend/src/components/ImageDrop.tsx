@@ -1,41 +1,9 @@
 import { useId, useState, type ChangeEvent, type DragEvent, type Ref } from 'react'
-import { DICOM_HEAD_BYTES, formatBytes, isDicom, refusedUpload } from '../format.ts'
+import { formatBytes } from '../format.ts'
+import type { Preview } from '../upload.ts'
 import { IconCamera, IconUpload } from './Icons.tsx'
 
 const ACCEPT = 'image/*,.dcm,.dicom,.tif,.tiff,application/dicom'
-
-/** How the chosen file can be shown: a blob: URL, or none (DICOM, which no browser displays). */
-export interface Preview {
-  url: string | null
-  dicom: boolean
-  /** why the server will refuse this file (not an accepted image format), read from its first bytes */
-  refused: string | null
-  /** the file's first bytes are still being read (a few milliseconds): not known yet whether it is refused */
-  pending: boolean
-}
-
-export const NO_PREVIEW: Preview = { url: null, dicom: false, refused: null, pending: false }
-
-/** A first guess from the file's name and type, before its bytes are read. */
-export function guessPreview(f: File): Preview {
-  return { url: null, dicom: isDicom(f.name, f.type), refused: null, pending: true }
-}
-
-/** The file's first bytes decide (DICOM: "DICM" at byte 128; a format the server refuses: no
- * preview, and why); a blob: URL for anything else. */
-export async function settlePreview(f: File): Promise<Preview> {
-  let head: Uint8Array
-  try {
-    head = new Uint8Array(await f.slice(0, DICOM_HEAD_BYTES).arrayBuffer())
-  } catch {
-    const dicom = isDicom(f.name, f.type)
-    return { url: dicom ? null : URL.createObjectURL(f), dicom, refused: null, pending: false }
-  }
-  const refused = refusedUpload(head, f.size)
-  if (refused) return { url: null, dicom: false, refused, pending: false }
-  const dicom = isDicom(f.name, f.type, head)
-  return { url: dicom ? null : URL.createObjectURL(f), dicom, refused: null, pending: false }
-}
 
 interface Props {
   file: File | null

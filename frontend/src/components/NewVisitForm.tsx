@@ -1,12 +1,11 @@
-import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
+import { useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { requestFocus } from '../clinic/focus.ts'
-import { ApiError } from '../api.ts'
-import { checkImageForm, describeTooLarge, oversizeUpload, uploadLimitBytes } from '../format.ts'
-import { useHealth } from '../health.ts'
+import { checkImageForm } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
-import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from './ImageDrop.tsx'
+import { REFUSED_TITLE, tooLargeAnswer, useImageUpload } from '../upload.ts'
+import { ImageDrop } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
 
@@ -23,37 +22,22 @@ interface Props {
 /** A new visit of a lesion: image + age/sex/site + note; the server assesses and stores it. */
 export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: lastSex, onSaved }: Props) {
   const ids = useId()
-  const [file, setFile] = useState<File | null>(null)
-  const [preview, setPreview] = useState<Preview>(NO_PREVIEW)
+  // the image, and why it cannot be sent (format, size against GET /health's limit): checked
+  // before the upload as the Assess page does
+  const upload = useImageUpload()
+  const { file, preview, refused } = upload
   const [age, setAge] = useState(lastAge === null ? '' : String(lastAge))
   const [sex, setSex] = useState(lastSex ?? '')
   const [site, setSite] = useState(lesionSite ?? '')
   const [note, setNote] = useState('')
   const [takenAt, setTakenAt] = useState('')
   const { busy, error, setError, submit } = useFormAction()
-  const pickRef = useRef(0)
   const ageRef = useRef<HTMLInputElement | null>(null)
-  // why the chosen file cannot be sent: not an accepted format, or over the server's size limit
-  // (GET /health), said before the upload as the Assess page does
-  const maxUploadBytes = uploadLimitBytes(useHealth().data?.max_upload_mb)
-  const refused = file ? (preview.refused ?? oversizeUpload(file.size, maxUploadBytes)) : null
-
-  useEffect(() => {
-    return () => {
-      if (preview.url) URL.revokeObjectURL(preview.url)
-    }
-  }, [preview.url])
 
   const chooseFile = (f: File | null | undefined) => {
     if (!f) return
-    const pick = ++pickRef.current
-    setFile(f)
     setError(null)
-    setPreview(guessPreview(f))
-    void settlePreview(f).then((p) => {
-      if (pickRef.current === pick) setPreview(p)
-      else if (p.url) URL.revokeObjectURL(p.url)
-    })
+    upload.choose(f)
   }
 
   const onSubmit = async (e: FormEvent) => {
@@ -64,18 +48,17 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       setError(checked.error)
       return
     }
-    if (refused) return // the button is disabled
+    if (!upload.ready) return // the button is disabled: refused, or not read yet
     const image = checked.file
     await submit(async () => {
       const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null }).catch(
         (err: unknown) => {
           // the limit was not known before sending (health not read): the same words as above
-          throw err instanceof ApiError && err.status === 413 ? new Error(describeTooLarge(err.message, image.size)) : err
+          const tooLarge = tooLargeAnswer(err, image)
+          throw tooLarge ? new Error(tooLarge) : err
         },
       )
-      pickRef.current++
-      setFile(null)
-      setPreview(NO_PREVIEW)
+      upload.clear()
       setNote('')
       setTakenAt('')
       requestFocus('visit', String(saved.id))
@@ -99,10 +82,10 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
           </div>
         </div>
       </div>
-      <ErrorBox error={refused} what="This file cannot be assessed." testId="visit-file-refused" />
+      <ErrorBox error={refused} what={REFUSED_TITLE} testId="visit-file-refused" />
       <ErrorBox error={error} what="Could not save the visit." />
       {busy && <Spinner label="Assessing and saving the visit…" />}
-      <button type="submit" className="btn btn-primary" disabled={!file || busy || refused !== null || preview.pending} data-testid="visit-submit">
+      <button type="submit" className="btn btn-primary" disabled={busy || !upload.ready} data-testid="visit-submit">
         {busy ? 'Saving…' : 'Assess and save visit'}
       </button>
     </form>

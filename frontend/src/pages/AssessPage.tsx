@@ -1,7 +1,6 @@
 import { useCallback, useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import {
   API,
-  ApiError,
   predict,
   type LesionClassInfo,
   type ModelCard,
@@ -10,7 +9,7 @@ import {
 import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds, malignantCodesText } from '../card.ts'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
-import { ImageDrop, NO_PREVIEW, guessPreview, settlePreview, type Preview } from '../components/ImageDrop.tsx'
+import { ImageDrop } from '../components/ImageDrop.tsx'
 import { NaturalFrequency } from '../components/NaturalFrequency.tsx'
 import { SimilarCases } from '../components/SimilarCases.tsx'
 import { PatientFields } from '../components/PatientFields.tsx'
@@ -21,20 +20,17 @@ import { inlineValue } from '../components/ValueView.tsx'
 import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
 import {
   asSentence,
-  describeTooLarge,
   formatInterval,
   formatPercent,
   formatProbability,
   heatmapSrc,
   humanize,
   keptSentence,
-  oversizeUpload,
   parseAge,
   predictionProblem,
-  uploadLimitBytes,
 } from '../format.ts'
-import { useHealth } from '../health.ts'
 import { useApiData, useAudience, useDelayedFlag, type Audience } from '../hooks.ts'
+import { REFUSED_TITLE, tooLargeAnswer, useImageUpload, type Preview } from '../upload.ts'
 
 interface Outcome {
   res: PredictResponse
@@ -86,8 +82,7 @@ function ageValue(text: string): number | null | undefined {
  * the server said the file is too large (a 413: the limit was not known before sending). */
 function describeError(err: unknown, file: File): string {
   if (!(err instanceof Error)) return 'Something went wrong.'
-  if (err instanceof ApiError && err.status === 413) return describeTooLarge(err.message, file.size)
-  return asSentence(err.message) || 'Something went wrong.'
+  return tooLargeAnswer(err, file) ?? (asSentence(err.message) || 'Something went wrong.')
 }
 
 export function AssessPage() {
@@ -97,12 +92,12 @@ export function AssessPage() {
   const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
   const card = cardQ.data
   const modelStatus = cardStatusWarning(card)
-  // the server's upload limit (GET /health): a larger file is refused here, before it is sent
-  const maxUploadBytes = uploadLimitBytes(useHealth().data?.max_upload_mb)
 
   const [init] = useState<KeptCase | null>(() => kept)
-  const [file, setFile] = useState<File | null>(init?.file ?? null)
-  const [preview, setPreview] = useState<Preview>(() => (init?.file ? guessPreview(init.file) : NO_PREVIEW))
+  // the image, and why it cannot be sent (format, size against GET /health's limit): checked
+  // here, before it is sent, as on a clinic visit
+  const upload = useImageUpload(init?.file ?? null)
+  const { file, preview, refused, choose } = upload
   const [age, setAge] = useState(init?.age ?? '')
   const [sex, setSex] = useState(init?.sex ?? '')
   const [site, setSite] = useState(init?.site ?? '')
@@ -125,13 +120,10 @@ export function AssessPage() {
   const ageRef = useRef<HTMLInputElement | null>(null)
   const fileInputRef = useRef<HTMLInputElement | null>(null)
   const submitRef = useRef<HTMLButtonElement | null>(null)
-  const pickRef = useRef(0) // which pick a late answer of the content check belongs to
   // what chooseFile (a stable callback) needs to know about the case on screen
   const caseRef = useRef({ assessed: false, metaFilled: false, carried: false })
   const ids = useId()
   const metaFilled = Boolean(age.trim() || sex || site)
-  // why the chosen file cannot be sent: not an accepted format, or over the server's size limit
-  const refused = file ? (preview.refused ?? oversizeUpload(file.size, maxUploadBytes)) : null
 
   useEffect(() => {
     caseRef.current = { assessed: outcome !== null, metaFilled, carried }
@@ -145,13 +137,6 @@ export function AssessPage() {
   useEffect(() => {
     kept = { file, age, sex, site, carried, outcome, error, opacity, interrupted: false }
   }, [file, age, sex, site, carried, outcome, error, opacity])
-
-  // Release the blob: URL of the previous image.
-  useEffect(() => {
-    return () => {
-      if (preview.url) URL.revokeObjectURL(preview.url)
-    }
-  }, [preview.url])
 
   useEffect(
     () => () => {
@@ -170,42 +155,24 @@ export function AssessPage() {
     return () => window.clearInterval(t)
   }, [busy])
 
-  /** The preview of a file: a first guess from its name, then its first bytes decide. */
-  const showPreview = useCallback((f: File) => {
-    const pick = ++pickRef.current
-    setPreview(guessPreview(f))
-    void settlePreview(f).then((p) => {
-      if (pickRef.current === pick) setPreview(p)
-      else if (p.url) URL.revokeObjectURL(p.url)
-    })
-  }, [])
-
-  // A case kept from an earlier visit of the page: its image is read again.
-  useEffect(() => {
-    if (init?.file) showPreview(init.file)
-  }, [init, showPreview])
-
   const chooseFile = useCallback((f: File | null | undefined) => {
     if (!f) return
     abortRef.current?.abort()
     const prev = caseRef.current
     setCarried(prev.metaFilled && (prev.assessed || prev.carried))
     setBusy(false)
-    setFile(f)
     // The name gives a first guess; the first bytes decide (DICOM: "DICM" at byte 128).
-    showPreview(f)
+    choose(f)
     setOutcome(null)
     setError(null)
     setNotice(null)
-  }, [showPreview])
+  }, [choose])
 
   /** Start over: no image, no result, no age/sex/site. Nothing of the case is kept anywhere. */
   const newCase = () => {
     abortRef.current?.abort()
-    pickRef.current++
     setBusy(false)
-    setFile(null)
-    setPreview(NO_PREVIEW)
+    upload.clear()
     setOutcome(null)
     setError(null)
     setAgeError(null)
@@ -270,7 +237,7 @@ export function AssessPage() {
       setError('Choose or take a picture of the lesion first.')
       return
     }
-    if (refused || preview.pending) return // the button is disabled: refused, or not read yet
+    if (!upload.ready) return // the button is disabled: refused, or not read yet
     let ageNumber: number | null
     try {
       ageNumber = parseAge(age, ageRef.current?.validity.badInput)
@@ -340,7 +307,7 @@ export function AssessPage() {
           {/* said beside the image (on a phone the result panel is far below) */}
           {refused && (
             <div className="error-message" role="alert" data-testid="error-message">
-              <strong>This file cannot be assessed.</strong> {refused}
+              <strong>{REFUSED_TITLE}</strong> {refused}
             </div>
           )}
 
@@ -368,7 +335,7 @@ export function AssessPage() {
             className="btn btn-primary btn-large"
             data-testid="submit"
             ref={submitRef}
-            disabled={!file || busy || refused !== null || preview.pending}
+            disabled={busy || !upload.ready}
           >
             {busy ? 'Assessing…' : 'Assess lesion'}
           </button>

@@ -735,7 +735,7 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
           {groups.map(([attr, list]) => (
             <tbody key={attr}>
               <tr className="group-row">
-                <th scope="colgroup" colSpan={8}>
+                <th scope="rowgroup" colSpan={8}>
                   {ATTRIBUTE_LABELS[attr] ?? humanize(attr)}
                 </th>
               </tr>
