@@ -60,6 +60,7 @@ from dermsight.web.middleware import (
 from dermsight.web.routes import API, examples, health, metrics, model, predict, reference
 from dermsight.web.schemas import error_responses
 from dermsight.web.settings import Settings
+from dermsight.web.validation import validation_message
 
 DESCRIPTION = """\
 Decision support for dermoscopic skin-lesion images. **Not a diagnosis**: a dermatologist must
@@ -137,19 +138,6 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     if exc.status_code == 404 and (page := browser_not_found(request)) is not None:
         return page
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-def validation_message(exc: RequestValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = [str(x) for x in err.get("loc", ())]
-        where = loc[0] if loc else "request"
-        name = ".".join(loc[1:]) if len(loc) > 1 else ""
-        label = {"query": "query parameter", "path": "path parameter", "header": "header"}.get(
-            where, where)
-        parts.append(f"{label} '{name}': {err.get('msg', 'invalid')}" if name else
-                     f"{label}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts) or "invalid request"
 
 
 async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -233,6 +221,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, observe=service_metrics.observe_request,
-                       templates=PathTemplates(lambda: app.openapi()["paths"]))
+                       templates=PathTemplates(lambda: app.router.routes))
     app.add_middleware(SecurityHeadersMiddleware, docs_path=f"{API}/docs")
     return app

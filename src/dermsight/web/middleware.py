@@ -3,6 +3,8 @@
 Order (outermost first): SecurityHeaders -> Metrics -> [CORS] -> BodyLimit -> RequestLog ->
 FastAPI's ExceptionMiddleware -> routes. Every response, error responses included, passes through
 SecurityHeaders, and is counted by Metrics (also the 400 / 413 / 503 BodyLimit sends itself).
+A request is timed once (``RequestClock``, started by Metrics): the log line and the metrics
+report the same status and the same duration.
 RequestLog turns any exception that escapes a route into a generic JSON 500 and logs only the
 exception's type and a request id (never its message or traceback, which can quote upload
 contents), so a client never sees a traceback and the log never holds PHI.
@@ -12,15 +14,16 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
+from fastapi.routing import RouteContext, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import compile_path
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve, too_large_detail
@@ -99,34 +102,103 @@ Observer = Callable[[str, str, int | None, float], None]
 
 
 class PathTemplates:
-    """The path templates of an app's routes (``paths``: e.g. the OpenAPI document's), compiled
-    on first use, to name the route a request was for when it was answered before routing."""
+    """The routes of an app (``routes``: ``app.router.routes``, expanded on first use, when the
+    app is complete), each with its full path template: a router included with a prefix (the
+    clinic API) keeps its routes' own paths, and the template the client addressed is the
+    prefixed one (``fastapi.routing.iter_route_contexts``, what the OpenAPI document is made
+    from). Every route counts, also those left out of the document (the docs, the UI's mount)."""
 
-    def __init__(self, paths: Callable[[], Iterable[str]]) -> None:
-        self._paths = paths
-        self._compiled: list[tuple[re.Pattern[str], str]] | None = None
+    def __init__(self, routes: Callable[[], Sequence[BaseRoute]]) -> None:
+        self._routes = routes
+        self._contexts: list[RouteContext] | None = None
+        self._templates: dict[int, str] = {}
 
-    def match(self, path: str) -> str:
-        if self._compiled is None:
-            self._compiled = [(compile_path(p)[0], p) for p in self._paths()]
-        return next((template for rx, template in self._compiled if rx.match(path)), UNMATCHED)
+    def contexts(self) -> list[RouteContext]:
+        if self._contexts is None:
+            self._contexts = list(iter_route_contexts(self._routes()))
+            by_route: dict[int, set[str]] = {}
+            for ctx in self._contexts:
+                by_route.setdefault(id(ctx.original_route), set()).add(template(ctx))
+            # a route included twice (two prefixes) is named by matching the path instead
+            self._templates = {key: next(iter(t)) for key, t in by_route.items() if len(t) == 1}
+        return self._contexts
+
+    def of(self, route: BaseRoute, scope: Scope) -> str:
+        """The full template of ``route``, the route the router picked for ``scope``."""
+        self.contexts()
+        found = self._templates.get(id(route))
+        return found if found is not None else self.match(scope)
+
+    def match(self, scope: Scope) -> str:
+        """The template of the route the router would pick for ``scope``: the first that matches
+        it fully, else the first that matches its path but not its method (the router's 405)."""
+        partial: RouteContext | None = None
+        for ctx in self.contexts():
+            found, _ = ctx.matches(scope)
+            if found is Match.FULL:
+                return template(ctx)
+            if found is Match.PARTIAL and partial is None:
+                partial = ctx
+        return template(partial) if partial is not None else UNMATCHED
+
+
+def template(route: BaseRoute | RouteContext) -> str:
+    """A route's path template (a mount's: ``/{path}`` below its prefix)."""
+    return str(getattr(route, "path_format", "") or UNMATCHED)
 
 
 def route_label(scope: Scope, templates: PathTemplates) -> str:
-    """The template of the route that served the request (``/api/v1/reference/{image_id}.webp``;
-    the web UI's mount: ``/{path}``), never the raw path. The router leaves the route in the
-    scope; a request answered before routing (BodyLimit's 400 / 413 / 503) gets the template its
-    path matches."""
+    """The template of the route that served the request (``/api/v1/reference/{image_id}.webp``,
+    ``/api/v1/patients/{patient_id}``; the web UI's mount: ``/{path}``), never the raw path.
+    The router leaves the route in the scope; a request answered before routing (BodyLimit's
+    400 / 413 / 503) gets the template of the route the router would have picked."""
     route = scope.get("route")
-    if route is not None:
-        return str(getattr(route, "path_format", "") or UNMATCHED)
-    return templates.match(str(scope.get("path", "")))
+    if isinstance(route, BaseRoute):
+        return templates.of(route, scope)
+    return templates.match(scope)
+
+
+#: where a request's ``RequestClock`` is kept in its ASGI scope
+CLOCK_KEY = "dermsight.clock"
+
+
+@dataclass
+class RequestClock:
+    """The one measurement of a request: its start, the status of its response (None: none sent
+    yet) and, once ``stop`` is called, its duration. Whoever stops it first fixes the duration;
+    later calls return the same value, so the log line and the metrics never disagree."""
+
+    start: float = field(default_factory=time.perf_counter)
+    status: int | None = None
+    seconds: float | None = None
+
+    def stop(self) -> float:
+        if self.seconds is None:
+            self.seconds = time.perf_counter() - self.start
+        return self.seconds
+
+
+def request_clock(scope: Scope, send: Send) -> tuple[RequestClock, Send]:
+    """The request's clock and the ``send`` to pass on. The first middleware that asks starts the
+    clock and gets a ``send`` that records the response's status; a middleware further in gets
+    the same clock and its ``send`` unchanged (one timer, one wrapper per request)."""
+    clock = scope.get(CLOCK_KEY)
+    if isinstance(clock, RequestClock):
+        return clock, send
+    clock = scope[CLOCK_KEY] = RequestClock()
+
+    async def status_send(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            clock.status = int(message["status"])
+        await send(message)
+
+    return clock, status_send
 
 
 class MetricsMiddleware:
-    """Times each HTTP request and hands (method, route template, status, seconds) to ``observe``
-    once its response is sent. Labels hold no raw path, query, header or body: an unknown method
-    is "other", a path no route matches is "unmatched"."""
+    """Starts each HTTP request's ``RequestClock`` and hands (method, route template, status,
+    seconds) to ``observe`` once its response is sent. Labels hold no raw path, query, header or
+    body: an unknown method is "other", a path no route matches is "unmatched"."""
 
     def __init__(self, app: ASGIApp, observe: Observer, templates: PathTemplates) -> None:
         self.app = app
@@ -137,21 +209,13 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        t0 = time.perf_counter()
-        status: int | None = None
-
-        async def status_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        clock, send = request_clock(scope, send)
         try:
-            await self.app(scope, receive, status_send)
+            await self.app(scope, receive, send)
         finally:
             method = scope.get("method", "")
             self.observe(method if method in METHODS else "other",
-                         route_label(scope, self.templates), status, time.perf_counter() - t0)
+                         route_label(scope, self.templates), clock.status, clock.stop())
 
 
 class PayloadTooLarge(HTTPException):
@@ -274,7 +338,8 @@ async def send_busy(send: Send, busy: ServerBusy) -> None:
 
 class RequestLogMiddleware:
     """One log line per request (method, path, status, time: no query, no body, no form data)
-    and the catch-all for real bugs: a generic JSON 500, the traceback only in the server log."""
+    and the catch-all for real bugs: a generic JSON 500, the traceback only in the server log.
+    Status and time are the request's ``RequestClock`` (Metrics' when it runs outside)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -283,18 +348,10 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        t0 = time.perf_counter()
-        status = 0
-
-        async def logging_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = int(message["status"])
-            await send(message)
-
+        clock, send = request_clock(scope, send)
         method, path = scope.get("method", "?"), scope.get("path", "?")
         try:
-            await self.app(scope, receive, logging_send)
+            await self.app(scope, receive, send)
         except ClientDisconnect:
             log.info("%s %s: client went away before the request was complete", method, path)
             return
@@ -303,11 +360,10 @@ class RequestLogMiddleware:
             # values from the upload (e.g. DICOM tags: PHI), and logs must never hold those.
             rid = uuid.uuid4().hex[:12]
             log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, method, path, rid)
-            if status == 0:
-                status = 500
+            if clock.status is None:
                 await send_json(send, 500, f"internal server error (request {rid})")
             return
         finally:
+            seconds = clock.stop()
             if log.isEnabledFor(logging.INFO):
-                ms = (time.perf_counter() - t0) * 1000.0
-                log.info("%s %s %s %.1f ms", method, path, status or "-", ms)
+                log.info("%s %s %s %.1f ms", method, path, clock.status or "-", seconds * 1000.0)

@@ -6,7 +6,8 @@ in the distribution of its answers: more "cannot assess", more out-of-distributi
 OOD scores, another risk-tier mix):
 
 * ``dermsight_http_requests_total{method, route, status}`` and
-  ``dermsight_http_request_duration_seconds{route}`` (``middleware.MetricsMiddleware``);
+  ``dermsight_http_request_duration_seconds{route}`` (``middleware.MetricsMiddleware``; the
+  request's one ``RequestClock``, which its log line reports too);
 * ``dermsight_inference_duration_seconds`` (decode + gate + network + heatmap of one upload);
 * ``dermsight_predictions_total{risk}``, ``dermsight_predicted_class_total{prediction}`` (answers
   that could be assessed), ``dermsight_prediction_flags_total{flag}``;
