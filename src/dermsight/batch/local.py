@@ -30,7 +30,7 @@ from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore, output_heatmaps, tally
+from dermsight.batch.store import Key, PartStore
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
 from dermsight.progress import counting, progress_bars
@@ -86,7 +86,10 @@ def run_local(
                          fmt=options.fmt, tta=options.tta)
     workers = options.workers or default_workers()
     limit = options.limit
-    with PartStore(out, options.fmt, model.classes, model=model.info, tta=options.tta) as store:
+    with PartStore(out, options.fmt, model.classes, model=model.info, tta=options.tta,
+                   heatmaps=options.heatmaps is not None) as store:
+        # the output is read once, here (``store.contents``); the summary's totals are kept up
+        # to date as parts are written
         resume = prepare_resume(store, source.rows, limit)
         # the keys of the done rows are handed to ``pending``, which drops each one once its
         # listings are passed: no second per-row table grows while a large input is read
@@ -104,7 +107,8 @@ def run_local(
             try:
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates,
-                                 output_heatmaps(out) if options.heatmaps is not None else None,
+                                 store.contents.take_heatmaps()
+                                 if options.heatmaps is not None else None,
                                  consume=True), model,
                     replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
@@ -123,7 +127,7 @@ def run_local(
                 pool.shutdown(wait=True, cancel_futures=True)
         summary.duplicate_ids = duplicates.count
         summary.elapsed_s = time.perf_counter() - t0
-        summary.total = tally(out)
+        summary.total = store.contents.tally()
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if options.evaluate:
             summary.evaluation = run_evaluation(out, model.card, source.input)

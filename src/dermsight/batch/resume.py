@@ -27,7 +27,7 @@ from itertools import islice
 from typing import Any
 
 from dermsight.batch.sources import row_key
-from dermsight.batch.store import Key, PartStore, output_keys
+from dermsight.batch.store import Key, PartStore
 
 __all__ = ["Resume", "pending", "prepare_resume", "retry_keys"]
 
@@ -101,13 +101,15 @@ def prepare_resume(store: PartStore, rows: Callable[[], Iterator[Mapping[str, An
                    limit: int | None = None) -> Resume:
     """Remove the error rows the input retries, and every other row of their keys; returns
     the keys left in the output. ``rows()`` lists the input (without pixels); it is only
-    called when the output holds error rows."""
-    ok, errors = output_keys(store.out)
+    called when the output holds error rows. The keys are the ones ``store`` gathered when it
+    opened the output (``PartStore.contents``, kept up to date by its ``drop``): the output is
+    not read again; they are handed over to the ``Resume`` (the store stops counting them)."""
+    contents = store.contents
     retried = 0
-    if errors:
+    if contents.errors:
         listing = rows()
         try:
-            retry = retry_keys(listing, ok, errors, limit)
+            retry = retry_keys(listing, contents.ok, contents.errors, limit)
         finally:
             close = getattr(listing, "close", None)
             if close is not None:
@@ -117,7 +119,6 @@ def prepare_resume(store: PartStore, rows: Callable[[], Iterator[Mapping[str, An
             # so the next run retries the same keys
             store.drop(retry, errors=False)
             retried = store.drop(retry, errors=True)
-            ok, errors = output_keys(store.out)
+    ok, errors = contents.take_keys()
     ok.update(errors)  # in place: no second table of every key
     return Resume(done=ok, retried=retried)
-

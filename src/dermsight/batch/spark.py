@@ -39,7 +39,7 @@ from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore, output_heatmaps, tally
+from dermsight.batch.store import Key, PartStore, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
 from dermsight.parallel import limit_blas
@@ -271,21 +271,21 @@ def run_spark(
                          tta=options.tta)
     had_session = _active_session() is not None
     with PartStore(out, options.fmt, card.classes, model=summary.model,
-                   tta=options.tta) as store:
+                   tta=options.tta, heatmaps=options.heatmaps is not None) as store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.
         shutil.rmtree(Path(out) / "_temporary", ignore_errors=True)
         resume = prepare_resume(store, source.rows, options.limit)
         summary.skipped, summary.retried = resume.skipped, resume.retried
-        before = tally(out)
+        before = store.contents.tally()  # read when the store opened the output
         spark = get_session(master, spark_conf)
         summary.startup_s = time.perf_counter() - t0
         try:
             sc = spark.sparkContext
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
-            taken = output_heatmaps(out) if options.heatmaps is not None else None
+            taken = store.contents.take_heatmaps() if options.heatmaps is not None else None
             df = _input_frame(spark, source, resume.done, options.limit,
                               partitions or 4 * sc.defaultParallelism, summary,
                               heatmaps_taken=taken)
@@ -305,7 +305,7 @@ def run_spark(
             if stop_session if stop_session is not None else not had_session:
                 spark.stop()
         summary.elapsed_s = time.perf_counter() - t0
-        after = tally(out)
+        after = tally(out)  # Spark wrote its parts outside the store: read them
         summary.total = after
         summary.scored = after["rows"] - before["rows"]
         summary.errors = after["errors"] - before["errors"]

@@ -9,6 +9,13 @@ repeated listings included); error rows that the input still lists are removed (
 part rewritten atomically in place) and scored again. No duplicates, no gaps. The Spark engine
 writes the same layout (Spark's own ``part-*`` names) and resumes the same way.
 
+A run reads the existing output once, when it opens it (``PartStore.open``: each part's
+header or Parquet schema for the column check, then only the columns it needs, in one pass):
+``OutputContents`` gathers the keys of the rows done, the overlay names they hold, the models
+and TTA settings they were scored with and the counts of the summary's "output total" column;
+the store keeps it up to date as it removes rows (``drop``) and writes parts, so neither resume
+nor the summary reads the output again.
+
 ``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
 the summary) are ignored by Parquet readers.
 
@@ -35,6 +42,9 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+from itertools import compress
 from pathlib import Path
 from typing import IO, Any
 
@@ -115,23 +125,22 @@ def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[
     return part_columns(parts[0]) if parts else None
 
 
-def _iter_columns(out: str | os.PathLike[str], columns: Sequence[str]) -> Iterator[pd.DataFrame]:
-    """``iter_output`` for ``columns``, a column that a part lacks (a part written by an older
-    dermsight, not upgraded yet) read as null."""
-    for p in part_files(out):
-        held = set(part_columns(p))
-        df = _read_part(p, [c for c in columns if c in held])
-        for c in columns:
-            if c not in held:
-                df[c] = None
-        yield df[list(columns)]
+def _read_columns(part: Path, columns: Sequence[str], held: Collection[str]) -> pd.DataFrame:
+    """``columns`` of one part whose columns are ``held`` (read only those); a column the part
+    lacks (written by an older dermsight, not upgraded yet) is null."""
+    df = _read_part(part, [c for c in columns if c in held])
+    for c in columns:
+        if c not in held:
+            df[c] = None
+    return df[list(columns)]
 
 
 def count_tta(df: pd.DataFrame) -> Counter[str]:
     """A frame's scored rows (error rows left out: they hold no probabilities) per ``tta``
     value (its ``error`` and ``tta`` columns), a null cell counted as ``unknown``."""
-    cells = df.loc[df["error"].isna(), "tta"].fillna(TTA_UNKNOWN).astype(str)
-    return Counter({str(k): int(n) for k, n in cells.value_counts(sort=False).items()})
+    cells = df["tta"].to_numpy(object)[df["error"].isna().to_numpy()]
+    return Counter(TTA_UNKNOWN if null else str(cell)
+                   for cell, null in zip(cells, pd.isna(cells), strict=True))
 
 
 def tta_dict(counts: Mapping[str, int]) -> dict[str, int]:
@@ -140,51 +149,135 @@ def tta_dict(counts: Mapping[str, int]) -> dict[str, int]:
 
 
 def flag_counts(flags: Iterable[Any]) -> Counter[str]:
-    """Rows per flag code from ``flags`` cells (codes joined with ``;``; empty or missing: none)."""
+    """Rows per flag code from ``flags`` cells (codes joined with ``;``; empty or missing: none).
+    Each distinct cell is split once (a column holds few distinct ones)."""
     counts: Counter[str] = Counter()
-    for cell in flags:
-        if isinstance(cell, str) and cell:
-            counts.update(set(cell.split(";")))
+    for cell, n in Counter(c for c in flags if isinstance(c, str) and c).items():
+        for code in set(cell.split(";")):
+            counts[code] += n
     return counts
 
 
-def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
-    """Counts over an output folder: rows, errors, rows per risk tier, rows per flag code and
-    scored rows per TTA setting (``count_tta``)."""
-    risk: Counter[str] = Counter()
-    flags: Counter[str] = Counter()
-    tta: Counter[str] = Counter()
-    rows = errors = 0
-    for df in _iter_columns(out, ["risk", "error", "flags", "tta"]):
-        rows += len(df)
-        errors += int(df["error"].notna().sum())
-        risk.update(df["risk"].dropna().astype(str))
-        flags.update(flag_counts(df["flags"]))
-        tta.update(count_tta(df))
-    return {"rows": rows, "errors": errors, "risk": {t: risk.get(t, 0) for t in RISK_TIERS},
-            "flags": dict(sorted(flags.items())), "tta": tta_dict(tta)}
-
-
 Key = tuple[str, str]
+#: The columns ``OutputContents`` reads: the keys, the tallies, the models, the overlay names.
+KEY_COLUMNS: tuple[str, ...] = ("id", "path", "error")
+TALLY_COLUMNS: tuple[str, ...] = ("risk", "error", "flags", "tta")
+MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version")
+HEATMAP_COLUMNS: tuple[str, ...] = ("heatmap",)
 
 
-def output_keys(out: str | os.PathLike[str]) -> tuple[Counter[Key], Counter[Key]]:
-    """How many rows of each ``(id, path)`` key ``out`` holds: (scored rows, error rows)."""
-    ok: Counter[Key] = Counter()
-    errors: Counter[Key] = Counter()
-    for df in iter_output(out, ["id", "path", "error"]):
-        for i, p, e in zip(df["id"], df["path"], df["error"], strict=True):
-            (ok if _missing(e) else errors)[row_key(i, p)] += 1
-    return ok, errors
+def _count(counter: Counter[Any], items: Iterable[Any], sign: int) -> None:
+    """Count ``items`` (``sign`` 1), or uncount them (-1: a count that reaches 0 is removed,
+    as if the rows had never been counted)."""
+    if sign > 0:
+        counter.update(items)
+        return
+    for k, n in Counter(items).items():
+        left = counter[k] - n
+        if left > 0:
+            counter[k] = left
+        else:
+            del counter[k]
 
 
-def output_heatmaps(out: str | os.PathLike[str]) -> set[str]:
-    """The overlay file names the rows of ``out`` hold (its ``heatmap`` column): a resumed run
-    gives these to no other row."""
-    names: set[str] = set()
-    for df in iter_output(out, ["heatmap"]):
-        names.update(v for v in df["heatmap"] if isinstance(v, str) and v)
-    return names
+@dataclass
+class OutputContents:
+    """What an output folder holds, as a run needs it, gathered by one read of its parts
+    (``scan_output``: only the columns needed) and kept up to date by the ``PartStore`` that
+    writes and drops its rows (so a run reads the folder once, when it opens it):
+
+    * ``ok`` / ``errors``: rows per ``(id, path)`` key, scored rows and error rows (``keys``;
+      ``take_keys`` hands them over and stops counting them);
+    * ``names``: rows per overlay file name in the ``heatmap`` column (``heatmaps``;
+      ``take_heatmaps``);
+    * ``models``: rows per ``(model_name, model_version)``;
+    * the tallies of ``tally()``: rows, error rows, rows per risk tier and per flag code, and
+      scored rows per ``tta`` value (``count_tta``).
+    """
+
+    keys: bool = True
+    heatmaps: bool = False
+    ok: Counter[Key] = dataclass_field(default_factory=Counter)
+    errors: Counter[Key] = dataclass_field(default_factory=Counter)
+    names: Counter[str] = dataclass_field(default_factory=Counter)
+    models: Counter[tuple[str, str]] = dataclass_field(default_factory=Counter)
+    rows: int = 0
+    error_rows: int = 0
+    risk: Counter[str] = dataclass_field(default_factory=Counter)
+    flags: Counter[str] = dataclass_field(default_factory=Counter)
+    tta: Counter[str] = dataclass_field(default_factory=Counter)
+
+    def columns(self) -> list[str]:
+        """The output columns this gathers from."""
+        wanted = [*(KEY_COLUMNS if self.keys else ()), *TALLY_COLUMNS, *MODEL_COLUMNS,
+                  *(HEATMAP_COLUMNS if self.heatmaps else ())]
+        return list(dict.fromkeys(wanted))
+
+    def add(self, df: pd.DataFrame, sign: int = 1) -> None:
+        """Count the rows of ``df`` (a frame with ``columns()``, null cells as None/NaN), or
+        uncount them (``sign`` -1: rows removed from the output). Counted column by column
+        (numpy arrays and C-level counters: a part costs little more than reading it)."""
+        error = df["error"].to_numpy(object)
+        failed = ~pd.isna(error)
+        self.rows += sign * len(df)
+        self.error_rows += sign * int(failed.sum())
+        risk = df["risk"].to_numpy(object)
+        _count(self.risk, map(str, risk[~pd.isna(risk)]), sign)
+        _count(self.flags, flag_counts(df["flags"]).elements(), sign)
+        _count(self.tta, count_tta(df).elements(), sign)
+        # str() as ``astype(str)``: a null cell counts as "None"
+        _count(self.models, zip(map(str, df["model_name"]), map(str, df["model_version"]),
+                                strict=True), sign)
+        if self.keys:
+            keys = list(map(row_key, df["id"], df["path"]))
+            scored = ~failed | (error == "")  # as ``_missing``: no error
+            _count(self.ok, compress(keys, scored), sign)
+            _count(self.errors, compress(keys, ~scored), sign)
+        if self.heatmaps:
+            _count(self.names, (v for v in df["heatmap"] if isinstance(v, str) and v), sign)
+
+    def remove(self, df: pd.DataFrame) -> None:
+        """Uncount the rows of ``df`` (removed from the output)."""
+        self.add(df, -1)
+
+    def tally(self) -> dict[str, Any]:
+        """Counts over the output: rows, errors, rows per risk tier, rows per flag code and
+        scored rows per TTA setting (``count_tta``)."""
+        return {"rows": self.rows, "errors": self.error_rows,
+                "risk": {t: self.risk.get(t, 0) for t in RISK_TIERS},
+                "flags": dict(sorted(self.flags.items())), "tta": tta_dict(self.tta)}
+
+    def take_keys(self) -> tuple[Counter[Key], Counter[Key]]:
+        """Hand over ``(ok, errors)`` and stop counting keys (the rows written next are not
+        held twice)."""
+        ok, errors = self.ok, self.errors
+        self.ok, self.errors, self.keys = Counter(), Counter(), False
+        return ok, errors
+
+    def take_heatmaps(self) -> Collection[str]:
+        """Hand over the overlay names the rows hold (not copied) and stop counting them."""
+        names = self.names
+        self.names, self.heatmaps = Counter(), False
+        return names.keys()
+
+
+def scan_output(out: str | os.PathLike[str], *, keys: bool = True, heatmaps: bool = False,
+                parts: Mapping[Path, Sequence[str]] | None = None) -> OutputContents:
+    """``OutputContents`` of ``out``: each part read once, only the columns needed. ``parts``:
+    the part files to read with their column names, when already known (else every part of
+    ``out``, its columns read from its header or Parquet schema)."""
+    contents = OutputContents(keys=keys, heatmaps=heatmaps)
+    wanted = contents.columns()
+    if parts is None:
+        parts = {p: part_columns(p) for p in part_files(out)}
+    for part, held in parts.items():
+        contents.add(_read_columns(part, wanted, set(held)))
+    return contents
+
+
+def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
+    """Counts over an output folder (``OutputContents.tally``), read from its parts."""
+    return scan_output(out, keys=False).tally()
 
 
 def _missing(value: object) -> bool:
@@ -208,12 +301,18 @@ class PartStore:
     """Exclusive, resumable writer of part files into ``out`` (use as a context manager)."""
 
     def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str],
-                 model: Mapping[str, str] | None = None, *, tta: bool | None = None) -> None:
+                 model: Mapping[str, str] | None = None, *, tta: bool | None = None,
+                 heatmaps: bool = False) -> None:
         """``model``: the ``name`` and ``version`` of the model this run scores with; an
         output holding rows of another model is refused (its rows would be skipped as done).
         ``tta``: whether this run scores with test-time augmentation; an output holding rows
         scored the other way is refused likewise (rows that do not record it are accepted).
-        ``None`` (either): not checked."""
+        ``None`` (either): not checked. ``heatmaps``: gather the overlay names the output's
+        rows hold too (``contents.take_heatmaps``), for a run that writes overlays.
+
+        ``open`` reads the output once (``contents``: its keys, tallies, models and overlay
+        names); ``write`` and ``drop`` keep ``contents`` up to date, so that the run's summary
+        needs no second read."""
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}: use parquet or csv")
         self.out = Path(out)
@@ -225,6 +324,7 @@ class PartStore:
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
         self._lock: IO[str] | None = None
+        self.contents = OutputContents(heatmaps=heatmaps)
 
     def __enter__(self) -> PartStore:
         self.open()
@@ -258,27 +358,17 @@ class PartStore:
         self._lock = fh
         for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
             tmp.unlink(missing_ok=True)
-        upgrade = self._check_schema()
+        parts = self._check_schema()
+        # the one read of the rows: keys, tallies, models (and overlay names), the parts as
+        # they are (a column an older part lacks is null, as after its upgrade)
+        self.contents = scan_output(self.out, heatmaps=self.contents.heatmaps, parts=parts)
         # every refusal comes before anything is written, the upgrade of older parts included
-        self._check_scoring()
-        for part in upgrade:
-            self._replace(part, self._with_added_columns(part))
-
-    def _check_scoring(self) -> None:
-        """The output's rows read once (the model and TTA columns) for ``_check_model`` and
-        ``_check_tta``."""
-        if self.model is None and self.tta is None:
-            return
-        held: Counter[tuple[str, str]] = Counter()
-        tta: Counter[str] = Counter()
-        for df in _iter_columns(self.out, ["model_name", "model_version", "error", "tta"]):
-            # counted per part by pandas (a few distinct pairs), not row by row in Python
-            pairs = df[["model_name", "model_version"]].astype(str).value_counts(sort=False)
-            for (name, version), n in pairs.items():
-                held[(str(name), str(version))] += int(n)
-            tta.update(count_tta(df))
-        self._check_model(held)
-        self._check_tta(tta_dict(tta))
+        self._check_model(self.contents.models)
+        self._check_tta(tta_dict(self.contents.tta))
+        want = list(self.schema.names)
+        for part, names in parts.items():
+            if list(names) != want:
+                self._replace(part, self._with_added_columns(part))
 
     def _check_model(self, held: Counter[tuple[str, str]]) -> None:
         """Refuse to resume an output scored by another model (name or version; ``held``: rows
@@ -323,19 +413,19 @@ class PartStore:
             f"{again} to resume this output, or use another --out (or remove this one to score "
             f"everything again {way[this]})")
 
-    def _check_schema(self) -> list[Path]:
-        """Every part has this schema's columns; a part that lacks only some of
-        ``ADDED_COLUMNS`` (written by an older dermsight) is returned, to be given them (null)
-        once the run is accepted. Any other difference is refused."""
+    def _check_schema(self) -> dict[Path, list[str]]:
+        """The column names of every part (from its header or Parquet schema: no rows read),
+        each this schema's columns; a part that lacks only some of ``ADDED_COLUMNS`` (written
+        by an older dermsight) is accepted, to be given them (null) once the run is accepted.
+        Any other difference is refused."""
         want = list(self.schema.names)
-        upgrade: list[Path] = []
+        parts: dict[Path, list[str]] = {}
         for part in part_files(self.out, self.fmt):
-            names = part_columns(part)
+            names = parts[part] = part_columns(part)
             if names == want:
                 continue
             held = set(names)
             if names == [n for n in want if n in held] and held >= set(want) - set(ADDED_COLUMNS):
-                upgrade.append(part)
                 continue
             missing = [n for n in want if n not in names]
             extra = [n for n in names if n not in want]
@@ -346,7 +436,7 @@ class PartStore:
                 "written for another model's classes or by an older dermsight (from before the "
                 "ita columns): use another --out"
             )
-        return upgrade
+        return parts
 
     def _with_added_columns(self, part: Path) -> Callable[[Path], None]:
         """Writes ``part`` with the ``ADDED_COLUMNS`` it lacks inserted (null) to a given
@@ -400,7 +490,14 @@ class PartStore:
             os.fsync(fh.fileno())
         os.replace(tmp, final)
         _fsync_dir(self.out)
+        self.contents.add(self._as_read(df[self.contents.columns()]))
         return final
+
+    def _as_read(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The cells of a written frame as its part reads them back: a missing value null (and
+        in CSV parts, an empty cell too)."""
+        df = df.astype(object).where(df.notna(), None)
+        return df.replace({"": None}) if self.fmt == "csv" else df
 
     def drop(self, keys: Collection[Key], *, errors: bool) -> int:
         """Remove the rows whose ``(id, path)`` is in ``keys`` and that are error rows
@@ -410,13 +507,15 @@ class PartStore:
             raise OutputError("PartStore is not open")
         wanted = set(keys)
         removed = 0
+        columns = list(dict.fromkeys([*KEY_COLUMNS, *self.contents.columns()]))
         for part in part_files(self.out, self.fmt):
-            df = _read_part(part, ["id", "path", "error"])
+            df = _read_part(part, columns)
             drop = [row_key(i, p) in wanted and _missing(e) != errors
                     for i, p, e in zip(df["id"], df["path"], df["error"], strict=True)]
             n = sum(drop)
             if not n:
                 continue
+            self.contents.remove(df[drop])
             removed += n
             if n == len(drop):
                 part.unlink()
