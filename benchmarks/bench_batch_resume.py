@@ -119,7 +119,10 @@ def build_output(out: Path, n: int) -> None:
 def run_once(src: Path, out: Path, n: int) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     proc = subprocess.run([sys.executable, "-c", WORKER, str(out), str(n), str(ERROR_EVERY)],
-                          env=env, capture_output=True, text=True, check=True)
+                          env=env, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"the worker on {src} exited with {proc.returncode}:\n"
+                         f"{proc.stderr[-3000:]}")
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
 
