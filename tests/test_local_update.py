@@ -408,21 +408,18 @@ def test_adapt_refuses_too_few_cases_and_unusable_inputs(
     assert "Traceback" not in err
     assert not out.exists()
     # the scores stay: a second run resumes them instead of scoring again, but only with the
-    # network that scored them
+    # bundle that scored them (the batch store refuses another: tests/test_batch_bundle_identity)
     assert (tmp_path / "adapted.scores").is_dir()
     assert _run(["bundle", "adapt", str(clinic), "--out", str(out), "--name", "Clinic B"]) == 4
     assert "60 already done (skipped)" in capsys.readouterr().out  # nothing left to score
+    # the same network with another decision rule is another bundle too (its suggestions in the
+    # scores' prediction column differ)
     assert _run(["bundle", "adapt", str(clinic), "--bundle", str(_off_bundle(tmp_path)),
-                 "--out", str(out), "--name", "Clinic B"]) == 4  # same network: same scores
-    capsys.readouterr()
-    other = tmp_path / "other-network"
-    shutil.copytree(default_bundle_path(), other)
-    with open(other / "model.onnx", "ab") as f:  # any other network: its own sha256
-        f.write(b"\0")
-    write_manifest(other)
-    assert _run(["bundle", "adapt", str(clinic), "--bundle", str(other), "--out", str(out),
-                 "--name", "Clinic B"]) == 2
-    assert "another network's scores" in capsys.readouterr().err
+                 "--out", str(out), "--name", "Clinic B"]) == 2
+    err = capsys.readouterr().err
+    assert "holds 60 rows scored by another bundle" in err
+    assert "Use another --scores" in err
+    assert not (tmp_path / "adapted.scores.network").exists()
     code = _run(["bundle", "adapt", str(tmp_path / "nowhere"), "--out", str(out),
                  "--name", "B"])
     assert code == 2

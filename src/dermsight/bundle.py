@@ -40,8 +40,8 @@ from dermsight.cardschema import (
 from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
 
-__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "check_features",
-           "load_bundle", "save_bundle", "write_manifest"]
+__all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "card_sha256",
+           "check_features", "load_bundle", "save_bundle", "write_manifest"]
 CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
@@ -212,6 +212,8 @@ class Bundle:
     path: Path
     card: Card
     gate_arrays: dict[str, np.ndarray]
+    #: the bundle's identity (``card_sha256``), taken when it was loaded
+    card_sha256: str
     #: (images, features) of the reference set's embeddings (None without one), from its headers
     reference_shape: tuple[int, int] | None = None
 
@@ -247,6 +249,14 @@ def _read_card_json(card_path: Path) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise BundleError(f"{card_path} must hold a JSON object")
     return raw
+
+
+def card_sha256(bundle_dir: str | Path) -> str:
+    """A bundle's identity: the sha256 of its ``card.json`` bytes. The card holds the sha256 of
+    every other bundle file (the manifest) besides the decision rule, thresholds and gate, so two
+    bundles of one name and version (every ``dermsight train`` run's, a re-tuned copy) differ
+    in it whenever they can answer differently. Batch outputs record it per row."""
+    return sha256_file(Path(bundle_dir) / CARD_FILE)
 
 
 def write_manifest(bundle_dir: str | Path) -> dict[str, str]:
@@ -335,12 +345,13 @@ def load_bundle(path: str | Path | None = None, verify: bool = True,
     check_bundle_folder(root)
     card_path = root / CARD_FILE
     card = Card.from_dict(_read_card_json(card_path))
+    identity = card_sha256(root)  # read above: a card that cannot be read is a BundleError
     if verify:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
         verify_files(root, card, skip=None if reference else REFERENCE_DIR)
     gate_arrays = load_gate(root / GATE_FILE, card.gate)
-    return Bundle(path=root, card=card, gate_arrays=gate_arrays,
+    return Bundle(path=root, card=card, gate_arrays=gate_arrays, card_sha256=identity,
                   reference_shape=check_reference(root, gate_arrays) if reference else None)
 
 

@@ -460,13 +460,14 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     (default: the shipped one; resumable in ``scores``, default ``OUT.scores``), check an update
     on them and, when accepted, write the adapted bundle to ``out``. The check's figures go to
     ``OUT.assessment.json`` either way. Raises ``UpdateRefused`` (with the figures when the check
-    ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``). ``progress``: the
-    scoring's progress bar on stderr (``run_local``'s).
+    ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``, a ``scores`` folder that
+    holds rows of another bundle: refused by the batch store before anything is written).
+    ``progress``: the scoring's progress bar on stderr (``run_local``'s).
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
     from dermsight.batch.sources import open_source
-    from dermsight.batch.store import read_output
+    from dermsight.batch.store import OutputError, read_output
 
     target = Path(out)
     _check_name(name)
@@ -474,10 +475,12 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
     loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
     scores_dir = Path(scores) if scores is not None else scores_path(target)
-    open_source(data)  # data it cannot read (no images, a broken metadata.csv): before any claim
-    _claim_scores(scores_dir, loaded.card.onnx_sha256)
-    summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
-                        progress=progress)
+    open_source(data)  # data it cannot read (no images, a broken metadata.csv): before scoring
+    try:  # scores of another bundle (or version): refused by the store before it writes
+        summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
+                            progress=progress, out_option="--scores")
+    except OutputError as exc:
+        raise AdaptInputError(str(exc)) from None
     if on_scored is not None:
         on_scored(summary)
     report = report_path(target)
@@ -496,22 +499,6 @@ def _check_name(name: str) -> None:
     if not 0 < len(name.strip()) <= MAX_NAME:
         raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
                               "are)")
-
-
-def _claim_scores(scores_dir: Path, onnx_sha256: str) -> None:
-    """Mark ``scores_dir`` as this network's (``OUT.scores.network``), or refuse it when an
-    earlier run scored it with another network (bundles of one version can differ)."""
-    marker = scores_dir.with_name(f"{scores_dir.name}.network")
-    if marker.exists():
-        if marker.read_text(encoding="utf-8").strip() != onnx_sha256:
-            raise AdaptInputError(f"{scores_dir} holds another network's scores; remove it (and "
-                                  f"{marker.name}) or give --scores another folder")
-    elif scores_dir.exists() and any(scores_dir.iterdir()):
-        raise AdaptInputError(f"{scores_dir} holds scores of an unknown network; remove it or "
-                              "give --scores another folder")
-    else:
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(onnx_sha256 + "\n", encoding="utf-8")
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:

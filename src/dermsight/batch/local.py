@@ -60,6 +60,7 @@ def run_local(
     chunk_size: int = 1024,
     progress: bool = True,
     on_part: Callable[[Path], None] | None = None,
+    out_option: str = "--out",
 ) -> RunSummary:
     """Score ``input`` into the part-file dataset ``out``; skips rows already there and
     retries the error rows the input still lists (see ``resume.py``).
@@ -70,7 +71,9 @@ def run_local(
     workers decode while the calling thread infers with ``threads`` intra-op threads (default:
     one per core); ``limit``: stop after that many new rows (a partial run that a later run
     resumes). ``chunk_size``: rows per part file. Raises ``ReaderError`` / ``BundleError`` /
-    ``OutputError`` for inputs that cannot be used at all; bad images and bad rows become error
+    ``OutputError`` for inputs that cannot be used at all (an ``out`` holding rows of another
+    model or bundle, or scored the other way with respect to TTA, included: ``PartStore``,
+    whose refusals name ``out_option`` as the way out); bad images and bad rows become error
     rows.
     """
     from dermsight.predict import Dermsight
@@ -86,8 +89,9 @@ def run_local(
                          fmt=options.fmt, tta=options.tta)
     workers = options.workers or default_workers()
     limit = options.limit
-    with PartStore(out, options.fmt, model.classes, model=model.info, tta=options.tta,
-                   heatmaps=options.heatmaps is not None) as store:
+    with PartStore(out, options.fmt, model.classes, model=model.info,
+                   bundle=model.bundle.card_sha256, tta=options.tta,
+                   heatmaps=options.heatmaps is not None, option=out_option) as store:
         # the output is read once, here (``store.contents``); the summary's totals are kept up
         # to date as parts are written
         resume = prepare_resume(store, source.rows, limit)

@@ -13,6 +13,13 @@ boolean, because the output has two column types only (float64 and string) that 
 parts and Spark all read back the same; a CSV part reads back every cell as text anyway. Null in
 rows written before dermsight recorded it (outputs upgraded in place: ``ADDED_COLUMNS``): how
 those rows were scored is unknown.
+
+Every row, error rows included, also records which bundle scored it: ``bundle_sha256``, the
+sha256 of the bundle's ``card.json`` (``bundle.card_sha256``; the card holds the sha256 of every
+other bundle file, so it tells apart two bundles of one name and version, such as those
+``dermsight train`` makes or a copy with other decision margins). Null in rows written before
+dermsight recorded it (``ADDED_COLUMNS``): which bundle of that name and version scored those
+rows is unknown.
 """
 
 from __future__ import annotations
@@ -53,10 +60,11 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
     "tta",
+    "bundle_sha256",
 )
 #: Output columns that older dermsight versions did not write: an output folder whose parts lack
 #: only these is upgraded in place when resumed (the columns added, null in the old rows).
-ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta")
+ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta", "bundle_sha256")
 _FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
 #: The ``tta`` column's values (``tta_text``), and what counts of it call a null cell.

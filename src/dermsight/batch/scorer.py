@@ -26,7 +26,9 @@ An optional ``meta_notes`` column carries the readers' notes on the metadata the
 that the row gets the flags ``Metadata.parse`` would give the values as written.
 
 Every output row records whether it was scored with test-time augmentation (``options.tta``):
-its ``tta`` column, ``"true"`` or ``"false"`` (``schema.tta_text``), error rows included.
+its ``tta`` column, ``"true"`` or ``"false"`` (``schema.tta_text``), error rows included; and
+which bundle scored it: its ``bundle_sha256`` column (``Bundle.card_sha256``, the sha256 of the
+model's ``card.json``), the same value whichever engine loads the bundle.
 
 With ``options.heatmaps``, each assessed row's overlay PNG is written into that folder and the
 output's ``heatmap`` column names its file (null for rows without one).
@@ -141,7 +143,8 @@ def prepare_row(
 
 def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
     """What every output row holds, error rows included: the input's fields and how the run
-    scores (the model, and whether with TTA: ``schema.tta_text``)."""
+    scores (the model and its bundle's card sha256, and whether with TTA:
+    ``schema.tta_text``)."""
     return {
         "id": p.id,
         "path": p.path,
@@ -153,6 +156,7 @@ def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
         "model_name": model.info["name"],
         "model_version": model.info["version"],
         "tta": tta_text(tta),
+        "bundle_sha256": model.bundle.card_sha256,
     }
 
 

@@ -264,14 +264,18 @@ def run_spark(
     options = options or ScoreOptions()
     t0 = time.perf_counter()
     bundle_dir = Path(bundle) if bundle is not None else default_bundle_path()
-    card = load_bundle(bundle_dir).card  # validate on the driver before starting anything
+    loaded = load_bundle(bundle_dir)  # validate on the driver before starting anything
+    card = loaded.card
     source = open_source(input, options.storage_options)
     summary = RunSummary(input=source.input, out=str(out), engine="spark",
                          model={"name": card.name, "version": card.version}, fmt=options.fmt,
                          tta=options.tta)
     had_session = _active_session() is not None
+    # the executors load the bundle shipped by ``addFile``: the same card.json bytes, so their
+    # rows' bundle_sha256 is this one
     with PartStore(out, options.fmt, card.classes, model=summary.model,
-                   tta=options.tta, heatmaps=options.heatmaps is not None) as store:
+                   bundle=loaded.card_sha256, tta=options.tta,
+                   heatmaps=options.heatmaps is not None) as store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.

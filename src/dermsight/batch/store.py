@@ -11,25 +11,30 @@ writes the same layout (Spark's own ``part-*`` names) and resumes the same way.
 
 A run reads the existing output once, when it opens it (``PartStore.open``: each part's
 header or Parquet schema for the column check, then only the columns it needs, in one pass):
-``OutputContents`` gathers the keys of the rows done, the overlay names they hold, the models
-and TTA settings they were scored with and the counts of the summary's "output total" column;
-the store keeps it up to date as it removes rows (``drop``) and writes parts, so neither resume
-nor the summary reads the output again.
+``OutputContents`` gathers the keys of the rows done, the overlay names they hold, the models,
+bundles and TTA settings they were scored with and the counts of the summary's "output total"
+column; the store keeps it up to date as it removes rows (``drop``) and writes parts, so neither
+resume nor the summary reads the output again.
 
 ``pd.read_parquet(OUT)`` reads the whole result; files starting with ``_`` or ``.`` (the lock,
 the summary) are ignored by Parquet readers.
 
 An output folder written by an older dermsight whose parts lack only some of
-``schema.ADDED_COLUMNS`` (``heatmap``, ``tta``) is upgraded when a run opens it: each such part
-is rewritten atomically with those columns added, null. Parts with any other columns (another
-model's classes, or a folder written before the ``ita`` columns) are refused with the difference
-named.
+``schema.ADDED_COLUMNS`` (``heatmap``, ``tta``, ``bundle_sha256``) is upgraded when a run opens
+it: each such part is rewritten atomically with those columns added, null. Parts with any other
+columns (another model's classes, or a folder written before the ``ita`` columns) are refused
+with the difference named.
 
 A run also refuses, before it writes anything, an output whose rows another model scored
-(``model_name`` / ``model_version``) or that were scored the other way with respect to
-test-time augmentation (the ``tta`` column): the rows kept as done would otherwise mix two
-models' or two scoring modes' answers in one output. Rows whose ``tta`` is null (written before
-dermsight recorded it) are unknown: they do not refuse a run, and the run summary counts them.
+(``model_name`` / ``model_version``), another bundle of the same name and version scored (the
+``bundle_sha256`` column: the sha256 of the bundle's ``card.json``, which differs for every
+``dermsight train`` run and for a copy with other decision margins, thresholds or gate), or that
+were scored the other way with respect to test-time augmentation (the ``tta`` column): the rows
+kept as done would otherwise mix two models', two bundles' or two scoring modes' answers in one
+output. Rows whose ``bundle_sha256`` or ``tta`` is null (written before dermsight recorded it)
+are unknown: they do not refuse a run, and the run summary counts them. Every caller that
+scores into an output (``dermsight batch``, ``evaluate``, ``bundle adapt``) gets these checks
+from here.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ from itertools import compress
 from pathlib import Path
 from typing import IO, Any
 
+import numpy as np
 import pandas as pd
 
 from dermsight.batch.schema import (
@@ -159,10 +165,15 @@ def flag_counts(flags: Iterable[Any]) -> Counter[str]:
 
 
 Key = tuple[str, str]
-#: The columns ``OutputContents`` reads: the keys, the tallies, the models, the overlay names.
+#: The columns ``OutputContents`` reads: the keys, the tallies, the models and bundles, the
+#: overlay names.
 KEY_COLUMNS: tuple[str, ...] = ("id", "path", "error")
 TALLY_COLUMNS: tuple[str, ...] = ("risk", "error", "flags", "tta")
-MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version")
+MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version", "bundle_sha256")
+#: ``(model_name, model_version, bundle_sha256)`` of a row; the sha256 None where not recorded
+BundleKey = tuple[str, str, str | None]
+#: what ``tally()`` calls rows that do not record their bundle (``bundle_dict``)
+BUNDLE_UNKNOWN = "unknown"
 HEATMAP_COLUMNS: tuple[str, ...] = ("heatmap",)
 
 
@@ -190,9 +201,10 @@ class OutputContents:
       ``take_keys`` hands them over and stops counting them);
     * ``names``: rows per overlay file name in the ``heatmap`` column (``heatmaps``;
       ``take_heatmaps``);
-    * ``models``: rows per ``(model_name, model_version)``;
-    * the tallies of ``tally()``: rows, error rows, rows per risk tier and per flag code, and
-      scored rows per ``tta`` value (``count_tta``).
+    * ``bundles``: rows per ``(model_name, model_version, bundle_sha256)`` (``BundleKey``; the
+      sha256 None in rows that do not record it), and ``models()``: rows per name and version;
+    * the tallies of ``tally()``: rows, error rows, rows per risk tier and per flag code,
+      scored rows per ``tta`` value (``count_tta``) and rows per bundle (``bundle_dict``).
     """
 
     keys: bool = True
@@ -200,7 +212,7 @@ class OutputContents:
     ok: Counter[Key] = dataclass_field(default_factory=Counter)
     errors: Counter[Key] = dataclass_field(default_factory=Counter)
     names: Counter[str] = dataclass_field(default_factory=Counter)
-    models: Counter[tuple[str, str]] = dataclass_field(default_factory=Counter)
+    bundles: Counter[BundleKey] = dataclass_field(default_factory=Counter)
     rows: int = 0
     error_rows: int = 0
     risk: Counter[str] = dataclass_field(default_factory=Counter)
@@ -225,9 +237,10 @@ class OutputContents:
         _count(self.risk, map(str, risk[~pd.isna(risk)]), sign)
         _count(self.flags, flag_counts(df["flags"]).elements(), sign)
         _count(self.tta, count_tta(df).elements(), sign)
-        # str() as ``astype(str)``: a null cell counts as "None"
-        _count(self.models, zip(map(str, df["model_name"]), map(str, df["model_version"]),
-                                strict=True), sign)
+        # str() as ``astype(str)``: a null name or version counts as "None"; a null sha256 None
+        sha = df["bundle_sha256"].to_numpy(object)
+        _count(self.bundles, zip(map(str, df["model_name"]), map(str, df["model_version"]),
+                                 np.where(pd.isna(sha), None, sha), strict=True), sign)
         if self.keys:
             keys = list(map(row_key, df["id"], df["path"]))
             scored = ~failed | (error == "")  # as ``_missing``: no error
@@ -240,12 +253,20 @@ class OutputContents:
         """Uncount the rows of ``df`` (removed from the output)."""
         self.add(df, -1)
 
+    def models(self) -> Counter[tuple[str, str]]:
+        """Rows per ``(model_name, model_version)``."""
+        models: Counter[tuple[str, str]] = Counter()
+        for (name, version, _), n in self.bundles.items():
+            models[name, version] += n
+        return models
+
     def tally(self) -> dict[str, Any]:
-        """Counts over the output: rows, errors, rows per risk tier, rows per flag code and
-        scored rows per TTA setting (``count_tta``)."""
+        """Counts over the output: rows, errors, rows per risk tier, rows per flag code,
+        scored rows per TTA setting (``count_tta``) and rows per bundle (``bundle_dict``)."""
         return {"rows": self.rows, "errors": self.error_rows,
                 "risk": {t: self.risk.get(t, 0) for t in RISK_TIERS},
-                "flags": dict(sorted(self.flags.items())), "tta": tta_dict(self.tta)}
+                "flags": dict(sorted(self.flags.items())), "tta": tta_dict(self.tta),
+                "bundle_sha256": bundle_dict(self.bundles)}
 
     def take_keys(self) -> tuple[Counter[Key], Counter[Key]]:
         """Hand over ``(ok, errors)`` and stop counting keys (the rows written next are not
@@ -259,6 +280,16 @@ class OutputContents:
         names = self.names
         self.names, self.heatmaps = Counter(), False
         return names.keys()
+
+
+def bundle_dict(bundles: Mapping[BundleKey, int]) -> dict[str, int]:
+    """Rows per ``bundle_sha256`` (error rows included), sorted, and those that do not record
+    it under ``unknown`` (always there, 0 when none)."""
+    counts: Counter[str] = Counter()
+    for (_, _, sha), n in bundles.items():
+        counts[BUNDLE_UNKNOWN if sha is None else sha] += n
+    return {**dict(sorted((k, n) for k, n in counts.items() if k != BUNDLE_UNKNOWN)),
+            BUNDLE_UNKNOWN: counts[BUNDLE_UNKNOWN]}
 
 
 def scan_output(out: str | os.PathLike[str], *, keys: bool = True, heatmaps: bool = False,
@@ -284,6 +315,12 @@ def _missing(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
+def _bundle_named(key: BundleKey) -> str:
+    """A bundle in a refusal: its name, version and the start of its card's sha256."""
+    name, version, sha = key
+    return f"{name} {version} (card.json sha256 {str(sha)[:12]}…)"
+
+
 def _fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -301,25 +338,31 @@ class PartStore:
     """Exclusive, resumable writer of part files into ``out`` (use as a context manager)."""
 
     def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str],
-                 model: Mapping[str, str] | None = None, *, tta: bool | None = None,
-                 heatmaps: bool = False) -> None:
+                 model: Mapping[str, str] | None = None, *, bundle: str | None = None,
+                 tta: bool | None = None, heatmaps: bool = False,
+                 option: str = "--out") -> None:
         """``model``: the ``name`` and ``version`` of the model this run scores with; an
         output holding rows of another model is refused (its rows would be skipped as done).
-        ``tta``: whether this run scores with test-time augmentation; an output holding rows
-        scored the other way is refused likewise (rows that do not record it are accepted).
-        ``None`` (either): not checked. ``heatmaps``: gather the overlay names the output's
-        rows hold too (``contents.take_heatmaps``), for a run that writes overlays.
+        ``bundle``: the identity of the bundle this run scores with (``Bundle.card_sha256``); an
+        output holding rows of another bundle is refused likewise, and ``tta``: whether this run
+        scores with test-time augmentation; an output holding rows scored the other way too
+        (rows that do not record the one or the other are accepted). ``None`` (any of them):
+        not checked. ``heatmaps``: gather the overlay names the output's rows hold too
+        (``contents.take_heatmaps``), for a run that writes overlays. ``option``: the command's
+        option that names ``out``, for the way out the refusals name.
 
-        ``open`` reads the output once (``contents``: its keys, tallies, models and overlay
-        names); ``write`` and ``drop`` keep ``contents`` up to date, so that the run's summary
-        needs no second read."""
+        ``open`` reads the output once (``contents``: its keys, tallies, models, bundles and
+        overlay names); ``write`` and ``drop`` keep ``contents`` up to date, so that the run's
+        summary needs no second read."""
         if fmt not in FORMATS:
             raise OutputError(f"unknown format {fmt!r}: use parquet or csv")
         self.out = Path(out)
         self.fmt = fmt
         self.classes = list(classes)
         self.model = dict(model) if model is not None else None
+        self.bundle = bundle
         self.tta = tta
+        self.option = option
         self.schema = arrow_schema(self.classes)
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
@@ -341,7 +384,7 @@ class PartStore:
         if any(part_files(self.out, f) for f in other):
             raise OutputError(
                 f"{self.out} already holds {other[0]} parts: use --format {other[0]} to resume "
-                "it, or another --out"
+                f"it, or another {self.option}"
             )
         fh = (self.out / LOCK_FILE).open("a+")
         try:
@@ -359,11 +402,12 @@ class PartStore:
         for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
             tmp.unlink(missing_ok=True)
         parts = self._check_schema()
-        # the one read of the rows: keys, tallies, models (and overlay names), the parts as
-        # they are (a column an older part lacks is null, as after its upgrade)
+        # the one read of the rows: keys, tallies, models and bundles (and overlay names), the
+        # parts as they are (a column an older part lacks is null, as after its upgrade)
         self.contents = scan_output(self.out, heatmaps=self.contents.heatmaps, parts=parts)
         # every refusal comes before anything is written, the upgrade of older parts included
-        self._check_model(self.contents.models)
+        self._check_model(self.contents.models())
+        self._check_bundle(self.contents.bundles)
         self._check_tta(tta_dict(self.contents.tta))
         want = list(self.schema.names)
         for part, names in parts.items():
@@ -384,8 +428,30 @@ class PartStore:
                 f"{self.out} holds {held[other[0]]} rows scored by {name} {version}"
                 + (f" (and {len(other) - 1} other models)" if len(other) > 1 else "")
                 + f"; this run uses {want[0]} {want[1]}: resuming would keep those rows as "
-                "done, mixing two models' answers in one output. Use another --out (or remove "
-                "this one to score everything again with this model)")
+                f"done, mixing two models' answers in one output. Use another {self.option} (or "
+                "remove this one to score everything again with this model)")
+
+    def _check_bundle(self, held: Counter[BundleKey]) -> None:
+        """Refuse to resume an output scored by another bundle (``bundle_sha256``: another
+        card, though perhaps of the same name and version; ``held``: rows per ``BundleKey``):
+        the rows it holds would count as done, and one output would mix two bundles' answers
+        unnoticed. Rows that do not record it (written before the column) do not refuse it."""
+        if self.bundle is None:
+            return
+        other = sorted((k for k in held if k[2] is not None and k[2] != self.bundle), key=str)
+        if not other:
+            return
+        n, more = sum(held[k] for k in other), len(other) - 1
+        this = f"card.json sha256 {self.bundle[:12]}…"
+        if self.model is not None:
+            this = f"{self.model['name']} {self.model['version']} ({this})"
+        raise OutputError(
+            f"{self.out} holds {n} row{'s' if n != 1 else ''} scored by another bundle, "
+            + _bundle_named(other[0])
+            + (f" (and {more} other bundle{'s' if more > 1 else ''})" if more else "")
+            + f"; this run uses {this}: resuming would "
+            "keep those rows as done, mixing two bundles' answers in one output. Use another "
+            f"{self.option} (or remove this one to score everything again with this bundle)")
 
     def _check_tta(self, counts: Mapping[str, int]) -> None:
         """Refuse to resume an output whose scored rows were scored the other way with respect
@@ -410,7 +476,8 @@ class PartStore:
         raise OutputError(
             f"{self.out} holds {', '.join(held)}; this run uses {flag}: resuming would keep those "
             "rows as done, mixing two scoring modes in one output. Run it "
-            f"{again} to resume this output, or use another --out (or remove this one to score "
+            f"{again} to resume this output, or use another {self.option} (or remove this one "
+            "to score "
             f"everything again {way[this]})")
 
     def _check_schema(self) -> dict[Path, list[str]]:
@@ -434,7 +501,7 @@ class PartStore:
             raise OutputError(
                 f"{self.out} holds results with other columns ({diff or 'another order'}), "
                 "written for another model's classes or by an older dermsight (from before the "
-                "ita columns): use another --out"
+                f"ita columns): use another {self.option}"
             )
         return parts
 

@@ -14,7 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
-from dermsight.batch.store import count_tta, flag_counts, read_output, stored_columns, tta_dict
+from dermsight.batch.store import (
+    BUNDLE_UNKNOWN,
+    count_tta,
+    flag_counts,
+    read_output,
+    stored_columns,
+    tta_dict,
+)
 
 if TYPE_CHECKING:
     from dermsight.bundle import Card
@@ -92,6 +99,9 @@ class RunSummary:
             lines.append(f"{tier:<16}{self.risk.get(tier, 0):>10}{total_risk.get(tier, 0):>14}")
         lines.append(f"{'errors':<16}{self.errors:>10}{self.total.get('errors', 0):>14}")
         lines.append(f"{'rows':<16}{self.scored:>10}{self.total.get('rows', 0):>14}")
+        if self.bundle_unknown:
+            lines.append(f"bundle not recorded: {self.bundle_unknown} rows of the output "
+                         "(written by an older dermsight)")
         lines += self._tta_lines()
         total_flags = self.total.get("flags", {})
         codes = sorted(set(self.flags) | set(total_flags))
@@ -118,6 +128,12 @@ class RunSummary:
     def tta_unknown(self) -> int:
         """Scored rows of the output that do not record whether TTA was used."""
         return int(self.total.get("tta", {}).get(TTA_UNKNOWN, 0))
+
+    @property
+    def bundle_unknown(self) -> int:
+        """Rows of the output (error rows included) that do not record the bundle that scored
+        them (``bundle_sha256``: written by an older dermsight)."""
+        return int(self.total.get("bundle_sha256", {}).get(BUNDLE_UNKNOWN, 0))
 
 
 def tta_note(counts: Mapping[str, int]) -> str:

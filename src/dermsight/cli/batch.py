@@ -72,7 +72,7 @@ def batch(  # noqa: PLR0913
     """Score many lesion images into Parquet/CSV: one row per input, errors as rows.
 
     Resumable: re-running with the same --out skips rows already written (an output scored by
-    another model, or the other way with respect to --tta, is refused: exit code 2).
+    another model or bundle, or the other way with respect to --tta, is refused: exit code 2).
 
     Exit code 1 when some inputs could not be scored (the error column says why).
     """
@@ -118,6 +118,10 @@ def batch(  # noqa: PLR0913
                    "dermsight recorded test-time augmentation: whether they were scored with "
                    "--tta is unknown (their tta column is empty); this run scored "
                    + ("with" if tta else "without") + " it", err=True)
+    if summary.bundle_unknown:
+        typer.echo(f"warning: {summary.bundle_unknown} rows of {out} were written before "
+                   "dermsight recorded the bundle that scored them (their bundle_sha256 column "
+                   "is empty): whether this bundle scored them is unknown", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:

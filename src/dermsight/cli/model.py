@@ -125,11 +125,15 @@ def evaluate(
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.store import OutputError
 
     _check_evaluation_inputs(bundle, data)
     _claim_evaluation_folder(out, bundle, data)
-    summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
-                        progress=not quiet)
+    try:  # scores of another bundle: refused by the store (bundle_sha256) before it writes
+        summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
+                            progress=not quiet)
+    except OutputError as exc:
+        raise UserError(str(exc)) from None
     typer.echo(summary.render())
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
@@ -145,8 +149,11 @@ def evaluate(
         raise SystemExit(1)
 
 
-#: what ``dermsight evaluate`` records in its --out folder: the bundle and data it scored
+#: what ``dermsight evaluate`` records in its --out folder: the data it scored (the bundle that
+#: scored each row is in the scores themselves: their ``bundle_sha256`` column)
 EVALUATED = "evaluated.json"
+#: the bundle's card sha256, as ``evaluated.json`` held it before the scores recorded it
+_LEGACY_BUNDLE_KEY = "bundle_card_sha256"
 
 
 def _check_evaluation_inputs(bundle: Path, data: str) -> None:
@@ -164,16 +171,13 @@ def _check_evaluation_inputs(bundle: Path, data: str) -> None:
 
 def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
     """``out`` gets this evaluation's scores. Scores already there are resumed (an interrupted
-    evaluation goes on) only when the same bundle scored the same data; else their rows would be
-    reported as this bundle's, or mixed with this data's."""
-    import hashlib
+    evaluation goes on) only when they are of the same data (recorded here); else their rows
+    would be mixed with this data's. Scores of another bundle are refused by the batch store
+    (their ``bundle_sha256``), which knows the bundle of every row, except in scores written
+    before that column: for those, the bundle an older dermsight recorded here is checked."""
+    from dermsight.bundle import card_sha256
 
-    from dermsight.bundle import CARD_FILE
-
-    card = bundle / CARD_FILE
-    claim = {"bundle_card_sha256": hashlib.sha256(card.read_bytes()).hexdigest()
-             if card.is_file() else None,
-             "data": str(Path(data).resolve()) if Path(data).exists() else data}
+    claim = {"data": str(Path(data).resolve()) if Path(data).exists() else data}
     marker = out / EVALUATED
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
@@ -182,10 +186,17 @@ def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
             earlier = json.loads(marker.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             earlier = None
-        if earlier != claim:
-            raise UserError(f"--out {out} holds scores this evaluation cannot resume (of another "
-                            f"bundle or data, or not recorded): use another --out, or remove "
-                            f"{out / 'scores'}")
+        earlier = earlier if isinstance(earlier, dict) else {}
+        held = earlier.get("data")
+        legacy = earlier.get(_LEGACY_BUNDLE_KEY)  # an older dermsight's record of the bundle
+        why = None
+        if held != claim["data"]:
+            why = f"of other data: {held}" if isinstance(held, str) else "data not recorded"
+        elif legacy is not None and legacy != card_sha256(bundle):
+            why = f"of another bundle, recorded in {marker.name}"
+        if why is not None:
+            raise UserError(f"--out {out} holds scores this evaluation cannot resume ({why}): "
+                            f"use another --out, or remove {out / 'scores'}")
         return
     try:
         out.mkdir(parents=True, exist_ok=True)
