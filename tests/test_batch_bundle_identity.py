@@ -1,4 +1,4 @@
-"""A batch output records which bundle scored each row: ``bundle_sha256``, the sha256 of the
+"""A batch output records which bundle scored each row: ``card_sha256``, the sha256 of the
 bundle's ``card.json``. Two bundles of one name and version (every ``dermsight train`` run's, or a
 copy with other decision margins) differ in it, so a resumed run with another bundle is refused
 before anything is written, for every command that scores into an output (``batch``,
@@ -97,10 +97,10 @@ def test_another_bundle_of_the_same_version_cannot_resume_the_output(
     code, text, err = _batch(capsys, images, out)
     assert code == 0, err
     assert "2 already done" in text
-    assert read_output(out)["bundle_sha256"].tolist() == [SHIPPED] * 3
+    assert read_output(out)["card_sha256"].tolist() == [SHIPPED] * 3
     code, _, err = _batch(capsys, images, tmp_path / "out2", "--model", str(other))
     assert code == 0, err
-    assert read_output(tmp_path / "out2")["bundle_sha256"].tolist() == [theirs] * 3
+    assert read_output(tmp_path / "out2")["card_sha256"].tolist() == [theirs] * 3
 
 
 def test_every_row_records_the_card_sha256_of_its_bundle(
@@ -113,10 +113,10 @@ def test_every_row_records_the_card_sha256_of_its_bundle(
     shipped = load_bundle(default_bundle_path())
     assert list(df.columns) == output_columns(shipped.card.classes)
     assert df["error"].notna().sum() == 1
-    assert df["bundle_sha256"].tolist() == [SHIPPED] * 4
+    assert df["card_sha256"].tolist() == [SHIPPED] * 4
     assert shipped.card_sha256 == SHIPPED
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert summary["total"]["bundle_sha256"] == {SHIPPED: 4, "unknown": 0}
+    assert summary["total"]["card_sha256"] == {SHIPPED: 4, "unknown": 0}
 
 
 def _strip(out: Path, columns: list[str]) -> None:
@@ -137,7 +137,7 @@ def test_an_older_output_is_upgraded_and_its_rows_count_as_not_recorded(
     out = tmp_path / "out"
     argv = ["--format", fmt, "--chunk-size", "1"]
     assert _batch(capsys, images, out, *argv, "--limit", "2")[0] == 0
-    _strip(out, ["bundle_sha256"])
+    _strip(out, ["card_sha256"])
     other = _other_margins(tmp_path)
     theirs = _card_sha256(other)
     code, text, err = _batch(capsys, images, out, *argv, "--model", str(other))
@@ -147,12 +147,12 @@ def test_an_older_output_is_upgraded_and_its_rows_count_as_not_recorded(
     for part in part_files(out):  # upgraded in place
         assert part_columns(part) == output_columns(classes), part.name
     df = read_output(out)
-    recorded = df.set_index("id").sort_index()["bundle_sha256"]
+    recorded = df.set_index("id").sort_index()["card_sha256"]
     assert recorded.tolist() == [None, None, theirs]  # not recorded, then this run's
     assert f"warning: 2 rows of {out} were written before dermsight recorded the bundle" in err
     assert "bundle not recorded: 2 rows of the output" in text
     summary = json.loads((out / SUMMARY_FILE).read_text())
-    assert summary["total"]["bundle_sha256"] == {theirs: 1, "unknown": 2}
+    assert summary["total"]["card_sha256"] == {theirs: 1, "unknown": 2}
     # the row this run wrote now decides: the shipped bundle is refused, before writing
     before = _snapshot(out)
     code, _, err = _batch(capsys, images, out, *argv)
@@ -199,7 +199,7 @@ def test_evaluate_refuses_scores_of_another_bundle_of_the_same_version(
     # an evaluation folder of an older dermsight: its evaluated.json named the bundle
     (ev / "evaluated.json").write_text(json.dumps(
         {"bundle_card_sha256": "0" * 64, "data": str(data.resolve())}))
-    _strip(ev / "scores", ["bundle_sha256"])
+    _strip(ev / "scores", ["card_sha256"])
     code, _, err = run(capsys, "evaluate", str(default_bundle_path()), str(data), "--out",
                        str(ev), "-q")
     assert _one_line(err).startswith(f"error: --out {ev} holds scores this evaluation cannot "
@@ -244,7 +244,7 @@ def test_adapt_refuses_scores_of_another_bundle_before_writing(
     code, text, err = run(capsys, *adapt)
     assert code == 4, err
     assert "3 already done (skipped)" in text
-    assert read_output(scores)["bundle_sha256"].tolist() == [SHIPPED] * len(every.splitlines()[1:])
+    assert read_output(scores)["card_sha256"].tolist() == [SHIPPED] * len(every.splitlines()[1:])
 
 
 @pytest.mark.spark
@@ -260,7 +260,7 @@ def test_spark_records_the_same_card_sha256_and_refuses_another_bundle(
     spark = ["--engine", "spark", "--master", "local[1]", "--partitions", "1"]
     code, _, err = _batch(capsys, images, out, *spark, "--limit", "2")
     assert code == 0, err
-    assert read_output(out)["bundle_sha256"].tolist() == [SHIPPED] * 2
+    assert read_output(out)["card_sha256"].tolist() == [SHIPPED] * 2
     before = _snapshot(out)
     code, _, err = _batch(capsys, images, out, *spark, "--model", str(_other_margins(tmp_path)))
     assert code == 2, err

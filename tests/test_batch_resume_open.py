@@ -52,12 +52,12 @@ def _expected_total(out: Path) -> dict[str, Any]:
     for cell in df["flags"].dropna():
         flags.update(set(str(cell).split(";")) - {""})
     tta = scored["tta"].fillna("unknown").value_counts()
-    bundles = df["bundle_sha256"].fillna("unknown").value_counts()
+    bundles = df["card_sha256"].fillna("unknown").value_counts()
     return {"rows": len(df), "errors": int(df["error"].notna().sum()),
             "risk": {t: int((df["risk"] == t).sum()) for t in RISK_TIERS},
             "flags": dict(sorted(flags.items())),
             "tta": {k: int(tta.get(k, 0)) for k in ("true", "false", "unknown")},
-            "bundle_sha256": {**{k: int(n) for k, n in sorted(bundles.items())
+            "card_sha256": {**{k: int(n) for k, n in sorted(bundles.items())
                                  if k != "unknown"}, "unknown": int(bundles.get("unknown", 0))}}
 
 
@@ -125,6 +125,6 @@ def test_a_resumed_run_reads_each_part_of_the_output_once(
     assert reads == Counter({p.name: 1 for p in before})
     # the columns it needs, not the probabilities
     assert all(not any(c.startswith("p_") for c in cols) for cols in columns)
-    assert {"id", "path", "error", "risk", "flags", "tta", "bundle_sha256",
+    assert {"id", "path", "error", "risk", "flags", "tta", "card_sha256",
             "heatmap"} <= columns[0]
     assert summary.total == _expected_total(out)

@@ -14,7 +14,7 @@ parts and Spark all read back the same; a CSV part reads back every cell as text
 rows written before dermsight recorded it (outputs upgraded in place: ``ADDED_COLUMNS``): how
 those rows were scored is unknown.
 
-Every row, error rows included, also records which bundle scored it: ``bundle_sha256``, the
+Every row, error rows included, also records which bundle scored it: ``card_sha256``, the
 sha256 of the bundle's ``card.json`` (``bundle.card_sha256``; the card holds the sha256 of every
 other bundle file, so it tells apart two bundles of one name and version, such as those
 ``dermsight train`` makes or a copy with other decision margins). Null in rows written before
@@ -60,11 +60,11 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "model_name",
     "model_version",
     "tta",
-    "bundle_sha256",
+    "card_sha256",
 )
 #: Output columns that older dermsight versions did not write: an output folder whose parts lack
 #: only these is upgraded in place when resumed (the columns added, null in the old rows).
-ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta", "bundle_sha256")
+ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta", "card_sha256")
 _FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
 #: The ``tta`` column's values (``tta_text``), and what counts of it call a null cell.

@@ -27,7 +27,7 @@ that the row gets the flags ``Metadata.parse`` would give the values as written.
 
 Every output row records whether it was scored with test-time augmentation (``options.tta``):
 its ``tta`` column, ``"true"`` or ``"false"`` (``schema.tta_text``), error rows included; and
-which bundle scored it: its ``bundle_sha256`` column (``Bundle.card_sha256``, the sha256 of the
+which bundle scored it: its ``card_sha256`` column (``Bundle.card_sha256``, the sha256 of the
 model's ``card.json``), the same value whichever engine loads the bundle.
 
 With ``options.heatmaps``, each assessed row's overlay PNG is written into that folder and the
@@ -156,7 +156,7 @@ def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
         "model_name": model.info["name"],
         "model_version": model.info["version"],
         "tta": tta_text(tta),
-        "bundle_sha256": model.bundle.card_sha256,
+        "card_sha256": model.bundle.card_sha256,
     }
 
 

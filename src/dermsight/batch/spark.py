@@ -272,7 +272,7 @@ def run_spark(
                          tta=options.tta)
     had_session = _active_session() is not None
     # the executors load the bundle shipped by ``addFile``: the same card.json bytes, so their
-    # rows' bundle_sha256 is this one
+    # rows' card_sha256 is this one
     with PartStore(out, options.fmt, card.classes, model=summary.model,
                    bundle=loaded.card_sha256, tta=options.tta,
                    heatmaps=options.heatmaps is not None) as store:

@@ -20,18 +20,18 @@ resume nor the summary reads the output again.
 the summary) are ignored by Parquet readers.
 
 An output folder written by an older dermsight whose parts lack only some of
-``schema.ADDED_COLUMNS`` (``heatmap``, ``tta``, ``bundle_sha256``) is upgraded when a run opens
+``schema.ADDED_COLUMNS`` (``heatmap``, ``tta``, ``card_sha256``) is upgraded when a run opens
 it: each such part is rewritten atomically with those columns added, null. Parts with any other
 columns (another model's classes, or a folder written before the ``ita`` columns) are refused
 with the difference named.
 
 A run also refuses, before it writes anything, an output whose rows another model scored
 (``model_name`` / ``model_version``), another bundle of the same name and version scored (the
-``bundle_sha256`` column: the sha256 of the bundle's ``card.json``, which differs for every
+``card_sha256`` column: the sha256 of the bundle's ``card.json``, which differs for every
 ``dermsight train`` run and for a copy with other decision margins, thresholds or gate), or that
 were scored the other way with respect to test-time augmentation (the ``tta`` column): the rows
 kept as done would otherwise mix two models', two bundles' or two scoring modes' answers in one
-output. Rows whose ``bundle_sha256`` or ``tta`` is null (written before dermsight recorded it)
+output. Rows whose ``card_sha256`` or ``tta`` is null (written before dermsight recorded it)
 are unknown: they do not refuse a run, and the run summary counts them. Every caller that
 scores into an output (``dermsight batch``, ``evaluate``, ``bundle adapt``) gets these checks
 from here.
@@ -169,8 +169,8 @@ Key = tuple[str, str]
 #: overlay names.
 KEY_COLUMNS: tuple[str, ...] = ("id", "path", "error")
 TALLY_COLUMNS: tuple[str, ...] = ("risk", "error", "flags", "tta")
-MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version", "bundle_sha256")
-#: ``(model_name, model_version, bundle_sha256)`` of a row; the sha256 None where not recorded
+MODEL_COLUMNS: tuple[str, ...] = ("model_name", "model_version", "card_sha256")
+#: ``(model_name, model_version, card_sha256)`` of a row; the sha256 None where not recorded
 BundleKey = tuple[str, str, str | None]
 #: what ``tally()`` calls rows that do not record their bundle (``bundle_dict``)
 BUNDLE_UNKNOWN = "unknown"
@@ -201,7 +201,7 @@ class OutputContents:
       ``take_keys`` hands them over and stops counting them);
     * ``names``: rows per overlay file name in the ``heatmap`` column (``heatmaps``;
       ``take_heatmaps``);
-    * ``bundles``: rows per ``(model_name, model_version, bundle_sha256)`` (``BundleKey``; the
+    * ``bundles``: rows per ``(model_name, model_version, card_sha256)`` (``BundleKey``; the
       sha256 None in rows that do not record it), and ``models()``: rows per name and version;
     * the tallies of ``tally()``: rows, error rows, rows per risk tier and per flag code,
       scored rows per ``tta`` value (``count_tta``) and rows per bundle (``bundle_dict``).
@@ -238,7 +238,7 @@ class OutputContents:
         _count(self.flags, flag_counts(df["flags"]).elements(), sign)
         _count(self.tta, count_tta(df).elements(), sign)
         # str() as ``astype(str)``: a null name or version counts as "None"; a null sha256 None
-        sha = df["bundle_sha256"].to_numpy(object)
+        sha = df["card_sha256"].to_numpy(object)
         _count(self.bundles, zip(map(str, df["model_name"]), map(str, df["model_version"]),
                                  np.where(pd.isna(sha), None, sha), strict=True), sign)
         if self.keys:
@@ -266,7 +266,7 @@ class OutputContents:
         return {"rows": self.rows, "errors": self.error_rows,
                 "risk": {t: self.risk.get(t, 0) for t in RISK_TIERS},
                 "flags": dict(sorted(self.flags.items())), "tta": tta_dict(self.tta),
-                "bundle_sha256": bundle_dict(self.bundles)}
+                "card_sha256": bundle_dict(self.bundles)}
 
     def take_keys(self) -> tuple[Counter[Key], Counter[Key]]:
         """Hand over ``(ok, errors)`` and stop counting keys (the rows written next are not
@@ -283,7 +283,7 @@ class OutputContents:
 
 
 def bundle_dict(bundles: Mapping[BundleKey, int]) -> dict[str, int]:
-    """Rows per ``bundle_sha256`` (error rows included), sorted, and those that do not record
+    """Rows per ``card_sha256`` (error rows included), sorted, and those that do not record
     it under ``unknown`` (always there, 0 when none)."""
     counts: Counter[str] = Counter()
     for (_, _, sha), n in bundles.items():
@@ -432,7 +432,7 @@ class PartStore:
                 "remove this one to score everything again with this model)")
 
     def _check_bundle(self, held: Counter[BundleKey]) -> None:
-        """Refuse to resume an output scored by another bundle (``bundle_sha256``: another
+        """Refuse to resume an output scored by another bundle (``card_sha256``: another
         card, though perhaps of the same name and version; ``held``: rows per ``BundleKey``):
         the rows it holds would count as done, and one output would mix two bundles' answers
         unnoticed. Rows that do not record it (written before the column) do not refuse it."""

@@ -132,8 +132,8 @@ class RunSummary:
     @property
     def bundle_unknown(self) -> int:
         """Rows of the output (error rows included) that do not record the bundle that scored
-        them (``bundle_sha256``: written by an older dermsight)."""
-        return int(self.total.get("bundle_sha256", {}).get(BUNDLE_UNKNOWN, 0))
+        them (``card_sha256``: written by an older dermsight)."""
+        return int(self.total.get("card_sha256", {}).get(BUNDLE_UNKNOWN, 0))
 
 
 def tta_note(counts: Mapping[str, int]) -> str:

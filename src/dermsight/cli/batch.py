@@ -120,7 +120,7 @@ def batch(  # noqa: PLR0913
                    + ("with" if tta else "without") + " it", err=True)
     if summary.bundle_unknown:
         typer.echo(f"warning: {summary.bundle_unknown} rows of {out} were written before "
-                   "dermsight recorded the bundle that scored them (their bundle_sha256 column "
+                   "dermsight recorded the bundle that scored them (their card_sha256 column "
                    "is empty): whether this bundle scored them is unknown", err=True)
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)

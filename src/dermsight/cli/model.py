@@ -129,7 +129,7 @@ def evaluate(
 
     _check_evaluation_inputs(bundle, data)
     _claim_evaluation_folder(out, bundle, data)
-    try:  # scores of another bundle: refused by the store (bundle_sha256) before it writes
+    try:  # scores of another bundle: refused by the store (card_sha256) before it writes
         summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
                             progress=not quiet)
     except OutputError as exc:
@@ -150,7 +150,7 @@ def evaluate(
 
 
 #: what ``dermsight evaluate`` records in its --out folder: the data it scored (the bundle that
-#: scored each row is in the scores themselves: their ``bundle_sha256`` column)
+#: scored each row is in the scores themselves: their ``card_sha256`` column)
 EVALUATED = "evaluated.json"
 #: the bundle's card sha256, as ``evaluated.json`` held it before the scores recorded it
 _LEGACY_BUNDLE_KEY = "bundle_card_sha256"
@@ -173,7 +173,7 @@ def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
     """``out`` gets this evaluation's scores. Scores already there are resumed (an interrupted
     evaluation goes on) only when they are of the same data (recorded here); else their rows
     would be mixed with this data's. Scores of another bundle are refused by the batch store
-    (their ``bundle_sha256``), which knows the bundle of every row, except in scores written
+    (their ``card_sha256``), which knows the bundle of every row, except in scores written
     before that column: for those, the bundle an older dermsight recorded here is checked."""
     from dermsight.bundle import card_sha256
 
