@@ -13,13 +13,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
+from batch_support import bundle_with_margins, image_folder, strip_columns
 from cli_support import labelled_subset, run
 from dermsight.batch.schema import output_columns
 from dermsight.batch.store import SUMMARY_FILE, part_columns, part_files, read_output
-from dermsight.bundle import default_bundle_path, load_bundle, write_manifest
+from dermsight.bundle import default_bundle_path, load_bundle
 
 NAME = "dermsight-effnetlite0-meta-9class 2.4.1"
 
@@ -27,11 +27,7 @@ NAME = "dermsight-effnetlite0-meta-9class 2.4.1"
 @pytest.fixture
 def images(tmp_path: Path, data_dir: Path, sample_ids: list[str]) -> Path:
     """Three real lesion images."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in sample_ids[:3]:
-        shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
-    return folder
+    return image_folder(tmp_path, data_dir, sample_ids[:3])
 
 
 def _card_sha256(bundle: Path) -> str:
@@ -45,13 +41,9 @@ def _other_margins(tmp_path: Path) -> Path:
     """A copy of the shipped bundle that differs in its decision margins only: the same name,
     version and network, its manifest written again (as ``tests/test_local_update.py``'s
     ``_off_bundle``)."""
-    root = tmp_path / "other-margins"
-    shutil.copytree(default_bundle_path(), root)
-    card = json.loads((root / "card.json").read_text())
-    card["decision"]["margins"] = {c: 2.0 for c in card["classes"] if c != "NV"}
-    (root / "card.json").write_text(json.dumps(card))
-    write_manifest(root)
     shipped = load_bundle(default_bundle_path()).card
+    root = bundle_with_margins(tmp_path / "other-margins",
+                               {c: 2.0 for c in shipped.classes if c != "NV"})
     copy = load_bundle(root)
     assert (copy.card.name, copy.card.version) == (shipped.name, shipped.version)
     assert copy.card.onnx_sha256 == shipped.onnx_sha256
@@ -119,16 +111,6 @@ def test_every_row_records_the_card_sha256_of_its_bundle(
     assert summary["total"]["card_sha256"] == {SHIPPED: 4, "unknown": 0}
 
 
-def _strip(out: Path, columns: list[str]) -> None:
-    """Rewrite the parts as a dermsight without ``columns`` wrote them."""
-    for part in part_files(out):
-        if part.suffix == ".csv":
-            pd.read_csv(part, dtype=str, keep_default_na=False).drop(
-                columns=columns).to_csv(part, index=False)
-        else:
-            pq.write_table(pq.read_table(part).drop(columns), part)
-
-
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
 def test_an_older_output_is_upgraded_and_its_rows_count_as_not_recorded(
         images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str) -> None:
@@ -137,7 +119,7 @@ def test_an_older_output_is_upgraded_and_its_rows_count_as_not_recorded(
     out = tmp_path / "out"
     argv = ["--format", fmt, "--chunk-size", "1"]
     assert _batch(capsys, images, out, *argv, "--limit", "2")[0] == 0
-    _strip(out, ["card_sha256"])
+    strip_columns(out, ["card_sha256"])
     other = _other_margins(tmp_path)
     theirs = _card_sha256(other)
     code, text, err = _batch(capsys, images, out, *argv, "--model", str(other))
@@ -168,7 +150,7 @@ def test_refused_before_an_older_output_is_upgraded(
     they were."""
     out = tmp_path / "out"
     assert _batch(capsys, images, out, "--limit", "2")[0] == 0
-    _strip(out, ["heatmap"])  # an older output that recorded the bundle but no overlay names
+    strip_columns(out, ["heatmap"])  # an older output that recorded the bundle but no overlay names
     before = _snapshot(out)
     code, _, err = _batch(capsys, images, out, "--model", str(_other_margins(tmp_path)))
     assert code == 2, err
@@ -199,7 +181,7 @@ def test_evaluate_refuses_scores_of_another_bundle_of_the_same_version(
     # an evaluation folder of an older dermsight: its evaluated.json named the bundle
     (ev / "evaluated.json").write_text(json.dumps(
         {"bundle_card_sha256": "0" * 64, "data": str(data.resolve())}))
-    _strip(ev / "scores", ["card_sha256"])
+    strip_columns(ev / "scores", ["card_sha256"])
     code, _, err = run(capsys, "evaluate", str(default_bundle_path()), str(data), "--out",
                        str(ev), "-q")
     assert _one_line(err).startswith(f"error: --out {ev} holds scores this evaluation cannot "

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from batch_support import image_folder
 from cli_support import run
 from dermsight.batch.store import read_output
 from dermsight.bundle import default_bundle_path, write_manifest
@@ -17,11 +18,7 @@ from dermsight.bundle import default_bundle_path, write_manifest
 
 @pytest.fixture
 def images(tmp_path: Path, data_dir: Path, sample_ids: list[str]) -> Path:
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in sample_ids[:3]:
-        shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
-    return folder
+    return image_folder(tmp_path, data_dir, sample_ids[:3])
 
 
 def _new_version(tmp_path: Path) -> Path:

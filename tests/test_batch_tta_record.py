@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
+from batch_support import image_folder, strip_columns
 from cli_support import run
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.schema import output_columns
@@ -31,10 +31,7 @@ def model() -> Dermsight:
 @pytest.fixture
 def images(tmp_path: Path, data_dir: Path, sample_ids: list[str]) -> Path:
     """Three real lesion images and a file that is not an image (an error row)."""
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in sample_ids[:3]:
-        shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
+    folder = image_folder(tmp_path, data_dir, sample_ids[:3])
     (folder / "zz_text.jpg").write_text("this is not an image\n")
     return folder
 
@@ -123,16 +120,6 @@ def test_error_rows_of_the_other_setting_do_not_refuse(
     assert read_output(out)["tta"].tolist() == ["true"]
 
 
-def _strip(out: Path, columns: list[str]) -> None:
-    """Rewrite the parts as a dermsight without ``columns`` wrote them."""
-    for part in part_files(out):
-        if part.suffix == ".csv":
-            pd.read_csv(part, dtype=str, keep_default_na=False).drop(
-                columns=columns).to_csv(part, index=False)
-        else:
-            pq.write_table(pq.read_table(part).drop(columns), part)
-
-
 @pytest.mark.parametrize(("fmt", "older", "tta"), [("parquet", ["tta"], True),
                                                   ("csv", ["heatmap", "tta"], False)])
 def test_an_older_output_is_upgraded_and_its_unknown_rows_are_counted(
@@ -144,7 +131,7 @@ def test_an_older_output_is_upgraded_and_its_unknown_rows_are_counted(
     argv = ["--format", fmt, "--chunk-size", "1"]
     flag = ["--tta"] if tta else []
     assert _batch(capsys, images, out, *argv, "--limit", "2", *flag)[0] == 0
-    _strip(out, older)
+    strip_columns(out, older)
     code, text, err = _batch(capsys, images, out, *argv, *flag)
     assert code == 1, err  # accepted (the text file is an error row)
     assert "2 already done" in text
@@ -176,7 +163,7 @@ def test_refused_before_an_older_output_is_upgraded(
     every check."""
     out = tmp_path / "out"
     assert _batch(capsys, images, out, "--limit", "2")[0] == 0
-    _strip(out, ["heatmap"])  # written after the tta column, before the heatmap column
+    strip_columns(out, ["heatmap"])  # written after the tta column, before the heatmap column
     before = _snapshot(out)
     code, _, err = _batch(capsys, images, out, "--tta")
     assert code == 2, err
@@ -223,7 +210,7 @@ def test_evaluation_of_an_older_output_says_tta_was_not_recorded(
     manifest = _labelled_manifest(tmp_path, data_dir, metadata, sample_ids[:3])
     out = tmp_path / "out"
     assert run(capsys, "batch", str(manifest), "--out", str(out), "-q")[0] == 0
-    _strip(out, ["tta"])
+    strip_columns(out, ["tta"])
     paths = evaluate_output(out, model.classes, model.card, model.info, n_boot=0)
     ev = json.loads(Path(paths["json"]).read_text())
     assert ev["tta"] == {"true": 0, "false": 0, "unknown": 3}

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dermsight.bundle import BundleError, Card, default_bundle_path, load_bundle, write_manifest
+from batch_support import bundle_with_margins
+from dermsight.bundle import BundleError, Card, default_bundle_path, load_bundle
 from dermsight.decision import LOGIT_ADJUSTED, DecisionRule, LocalUpdate
 from dermsight.evaluate.metrics import compute_metrics
 from dermsight.local_update import (
@@ -282,13 +283,8 @@ def _off_bundle(tmp: Path) -> Path:
     """The shipped bundle with a rule that is off for the clinic: every class but BKL named only
     when it leads by 8 log-odds, so keratoses are suggested far too often (what a clinic sees,
     less starkly, when the training mix does not fit its own)."""
-    out = tmp / "off-bundle"
-    shutil.copytree(default_bundle_path(), out)
-    card = json.loads((out / "card.json").read_text())
-    card["decision"]["margins"] = {c: 8.0 for c in card["classes"] if c != "BKL"}
-    (out / "card.json").write_text(json.dumps(card))
-    write_manifest(out)
-    return out
+    classes = json.loads((default_bundle_path() / "card.json").read_text())["classes"]
+    return bundle_with_margins(tmp / "off-bundle", {c: 8.0 for c in classes if c != "BKL"})
 
 
 def _run(argv: list[str]) -> int:

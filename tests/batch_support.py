@@ -1,0 +1,46 @@
+"""Shared pieces of the batch tests: a folder of real images, an output rewritten as an older
+dermsight wrote it, and a copy of the shipped bundle with other decision margins."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from dermsight.batch.store import part_files
+from dermsight.bundle import default_bundle_path, write_manifest
+
+
+def image_folder(tmp_path: Path, data_dir: Path, image_ids: list[str]) -> Path:
+    """``tmp_path / "in"`` holding the real isic-subset images ``image_ids``."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in image_ids:
+        shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
+    return folder
+
+
+def strip_columns(out: Path, columns: list[str]) -> None:
+    """Rewrite the parts of the batch output ``out`` as a dermsight without ``columns`` wrote
+    them."""
+    for part in part_files(out):
+        if part.suffix == ".csv":
+            pd.read_csv(part, dtype=str, keep_default_na=False).drop(
+                columns=columns).to_csv(part, index=False)
+        else:
+            pq.write_table(pq.read_table(part).drop(columns), part)
+
+
+def bundle_with_margins(root: Path, margins: Mapping[str, float]) -> Path:
+    """A copy of the shipped bundle at ``root`` whose decision margins are ``margins``: the same
+    name, version and network, its manifest written again."""
+    shutil.copytree(default_bundle_path(), root)
+    card = json.loads((root / "card.json").read_text())
+    card["decision"]["margins"] = dict(margins)
+    (root / "card.json").write_text(json.dumps(card))
+    write_manifest(root)
+    return root
