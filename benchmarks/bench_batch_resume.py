@@ -123,7 +123,9 @@ def run_once(src: Path, out: Path, n: int) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"the worker on {src} exited with {proc.returncode}:\n"
                          f"{proc.stderr[-3000:]}")
-    return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    result = dict(json.loads(proc.stdout.strip().splitlines()[-1]))
+    result.pop("code", None)  # a path of this machine; the run's label says which code it is
+    return result
 
 
 def main() -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DATA
 from dermsight.io.decode import ImageDecodeError
 from dermsight.io.tfrecord import iter_tfrecord, load_tfrecord_image, write_tfrecord
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "data" / "isic-subset" / "images"
+IMAGES = DATA / "images"
 
 
 @pytest.fixture(scope="module")

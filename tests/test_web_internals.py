@@ -9,29 +9,26 @@ import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from conftest import DATA
 from dermsight.clinic.accounts import create_user
 from dermsight.clinic.config import ClinicConfig
 from dermsight.web.app import create_app
 from dermsight.web.settings import Settings
 
-DATA = Path("/work/shared/data/isic-subset/images")
 API = "/api/v1"
 PASSWORD = "correct horse battery"
 DURATION = "dermsight_http_request_duration_seconds_sum"
 REQUESTS = "dermsight_http_requests_total"
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared ISIC images not available")
-
-
 def _image(name: str = "ISIC_0012464.jpg") -> bytes:
-    return (DATA / name).read_bytes()
+    """A real lesion image of the shared isic-subset (``conftest.DATA``; a missing one fails)."""
+    return (DATA / "images" / name).read_bytes()
 
 
 def _sample(app: FastAPI, name: str, **labels: str) -> float | None:
