@@ -1,9 +1,9 @@
 """Names unique ignoring case are enforced by the database itself, on SQLite and PostgreSQL:
 ``patients.ref_key`` / ``users.username_key`` hold ``casekey`` of the name under a unique index
-(revision 0005), set by the model; the insert is the only check. The loser of two concurrent
-requests gets the same 409 (API) or exit 2 (CLI) as any duplicate; the migration backfills the
-keys and stops, changing nothing, on a database that already holds a clashing pair; the patient
-search by prefix follows the same rule on both databases."""
+(revision 0005), set by the model. The loser of two concurrent requests gets the pre-check's 409
+(API) or exit 2 (CLI); the migration backfills the keys and stops, changing nothing, on a
+database that already holds a clashing pair; the patient search by prefix follows the same rule
+on both databases."""
 
 from __future__ import annotations
 
@@ -47,18 +47,19 @@ def _refs(h: ClinicHarness, q: str | None = None) -> list[str]:
     return sorted(p["ref"] for p in r.json())
 
 
-def _racing(h: ClinicHarness, rival: Callable[[], Any], real: Callable[..., str | None]
-            ) -> Callable[..., str | None]:
-    """``add_unique`` as a concurrent request meets it: the rival request commits the name in
-    another case just before this one inserts."""
+def _racing(h: ClinicHarness, rival: Callable[[], Any],
+            real: Callable[[DbSession, InstrumentedAttribute[str], str], str | None]
+            ) -> Callable[[DbSession, InstrumentedAttribute[str], str], str | None]:
+    """``taken_ignoring_case`` as a concurrent request meets it: its check finds the name free,
+    then the rival request commits the name in another case before this one inserts."""
 
-    def insert(db: DbSession, row: object, column: InstrumentedAttribute[str], name: str
-               ) -> str | None:
+    def check(db: DbSession, column: InstrumentedAttribute[str], name: str) -> str | None:
+        found = real(db, column, name)
         with h.clinic.db.session() as other:
             other.add(rival())
-        return real(db, row, column, name)
+        return found
 
-    return insert
+    return check
 
 
 # --- the database refuses a second spelling ------------------------------------------------------
@@ -93,13 +94,13 @@ def test_an_insert_past_the_check_is_refused_by_the_database(
         assert list(s.scalars(select(column).where(column != "root"))) == list(first.values())
 
 
-# --- the loser of a race gets the answer any duplicate gets ------------------------------------
+# --- the loser of a race gets the pre-check's answer ----------------------------------------------
 
 
 def test_a_patient_lost_race_is_a_409_naming_the_winner(
         h: ClinicHarness, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cases, "add_unique",
-                        _racing(h, lambda: Patient(ref="Smith-01"), cases.add_unique))
+    monkeypatch.setattr(cases, "taken_ignoring_case",
+                        _racing(h, lambda: Patient(ref="Smith-01"), cases.taken_ignoring_case))
     r = h.post("/patients", json={"ref": "smith-01"})
     assert r.status_code == 409, r.text
     assert r.json()["detail"] == ("a patient with reference 'smith-01' exists already "
@@ -111,16 +112,16 @@ def test_a_patient_lost_race_is_a_409_naming_the_winner(
 
 def test_two_concurrent_sessions_make_one_patient(
         h: ClinicHarness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two real transactions: B inserts while A's insert is not yet committed; B's insert
-    waits on A (PostgreSQL: the unique index; SQLite: the write lock) and, once A commits, is
-    refused: one patient, and B gets the Conflict naming A's spelling."""
-    inserting = threading.Event()
-    real = cases.add_unique
+    """Two real transactions: B checks while A's insert is not yet committed (the check finds
+    nothing), then B's insert waits on A (PostgreSQL: the unique index; SQLite: the write lock)
+    and, once A commits, is refused: one patient, and B gets the pre-check's Conflict."""
+    checked = threading.Event()
+    real = cases.taken_ignoring_case
 
-    def insert(db: DbSession, row: object, column: InstrumentedAttribute[str], name: str
-               ) -> str | None:
-        inserting.set()
-        return real(db, row, column, name)
+    def check(db: DbSession, column: InstrumentedAttribute[str], name: str) -> str | None:
+        found = real(db, column, name)
+        checked.set()
+        return found
 
     outcome: list[BaseException | int] = []
 
@@ -133,10 +134,10 @@ def test_two_concurrent_sessions_make_one_patient(
 
     with h.clinic.db.session() as a:
         cases.create_patient(a, "Smith-01", _root(a))  # inserted, not committed
-        monkeypatch.setattr(cases, "add_unique", insert)
+        monkeypatch.setattr(cases, "taken_ignoring_case", check)
         b = threading.Thread(target=request_b)
         b.start()
-        assert inserting.wait(30)
+        assert checked.wait(30)
         time.sleep(0.3)  # B is at its insert, waiting for A
         assert b.is_alive()
     b.join(60)
@@ -157,7 +158,8 @@ def test_a_user_lost_race_is_a_409_in_the_api(
     def rival() -> User:
         return User(username="Ana", password_hash="x", role="clinician", active=True)
 
-    monkeypatch.setattr(accounts, "add_unique", _racing(h, rival, accounts.add_unique))
+    monkeypatch.setattr(accounts, "taken_ignoring_case",
+                        _racing(h, rival, accounts.taken_ignoring_case))
     r = h.post("/admin/users", json={"username": "ana", "password": PASSWORD,
                                      "role": "clinician"})
     assert r.status_code == 409, r.text
@@ -176,14 +178,12 @@ def test_a_user_lost_race_is_exit_2_in_the_cli(
     db = Database(db_url)
     db.upgrade()
 
-    def insert(s: DbSession, row: object, column: InstrumentedAttribute[str], name: str
-               ) -> str | None:
+    def check(s: DbSession, column: InstrumentedAttribute[str], name: str) -> str | None:
         with db.session() as other:  # the rival: another admin's command, a moment earlier
             other.add(User(username="ADMIN", password_hash="x", role="admin", active=True))
-        return real(s, row, column, name)
+        return None  # this command's check ran before it
 
-    real = accounts.add_unique
-    monkeypatch.setattr(accounts, "add_unique", insert)
+    monkeypatch.setattr(accounts, "taken_ignoring_case", check)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
     code = run_guarded(app, ["clinic", "create-user", "--database", db_url, "--username",
                              "admin", "--role", "admin", "--password-stdin"])

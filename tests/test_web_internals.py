@@ -1,7 +1,7 @@
 """The service's internals on the real app (``create_app``): one measurement per request shared
 by the request log and the metrics, route labels for requests answered before routing (every
-route, also those left out of the OpenAPI document), 422 details as sentences naming the field,
-and a patient reference taken in another case refused by the database's unique index alone."""
+route, also those left out of the OpenAPI document), and 422 details as sentences naming the
+field."""
 
 from __future__ import annotations
 
@@ -245,31 +245,3 @@ def test_clinic_routes_are_labelled_with_their_full_template(clinic: TestClient)
     assert not {"/patients", "/auth/login"} & labels
     assert metrics.registry.get_sample_value("dermsight_uploads_refused_total",
                                              {"reason": "invalid"}) == refused + 1
-
-
-# --- 4. one path for a reference taken in another case -------------------------------------------
-
-
-def test_a_taken_reference_is_refused_by_the_unique_index_alone(
-        clinic: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No lookup before the insert: the unique index refuses the second spelling, and the 409
-    still names the stored one; the request after it is served as usual."""
-    assert clinic.post(f"{API}/patients", json={"ref": "Straße-7"}).status_code == 201
-    from dermsight.clinic import db as clinic_db
-
-    lookups: list[str] = []
-    real = clinic_db.taken_ignoring_case
-
-    def counted(s: Any, column: Any, name: str) -> str | None:
-        lookups.append(name)
-        return real(s, column, name)
-
-    monkeypatch.setattr(clinic_db, "taken_ignoring_case", counted)
-    r = clinic.post(f"{API}/patients", json={"ref": "STRASSE-7"})
-    assert r.status_code == 409, r.text
-    assert r.json() == {"detail": "a patient with reference 'STRASSE-7' exists already (as "
-                                  "'Straße-7': references ignore case)"}
-    assert lookups == ["STRASSE-7"]  # once, after the index refused the insert
-    lookups.clear()
-    assert clinic.post(f"{API}/patients", json={"ref": "Strasse-8"}).status_code == 201
-    assert lookups == []  # a free reference costs no lookup

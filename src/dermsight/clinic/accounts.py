@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.config import SESSION_DAYS
-from dermsight.clinic.db import add_unique, casekey
+from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
 #: failures per username or per client address within the window before logins are refused
@@ -81,18 +81,19 @@ def check_password(password: str) -> None:
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     """A new account; ``AccountExists`` when a username equal to it ignoring case exists
-    (``db.casekey``, the rule patient references follow; usernames are ASCII): the unique index
-    on ``User.username_key`` refuses the insert, also the loser of two concurrent requests, and
-    ``db.add_unique`` names the stored spelling.
+    (``db.taken_ignoring_case``, the rule patient references follow; usernames are ASCII),
+    also for the loser of two concurrent requests (the unique index on ``User.username_key``).
     Login ignores case the same way (``verify_password``, ``login_key``)."""
     name = check_username(username)
     check_password(password)
     if role not in ROLES:
         raise AccountError(f"the role must be one of {', '.join(ROLES)}")
-    user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
-    taken = add_unique(db, user, User.username, name)
+    taken = taken_ignoring_case(db, User.username, name)
     if taken is None:
-        return user
+        user = User(username=name, password_hash=_hasher.hash(password), role=role, active=True)
+        taken = add_unique(db, user, User.username, name)
+        if taken is None:
+            return user
     # "ADMIN" beside "admin" would invite confusion or impersonation
     same = "" if taken == name else f" (as {taken!r}: usernames ignore case)"
     raise AccountExists(f"a user named {name!r} exists already{same}")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.db import add_unique, casekey
+from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
 #: rise of the malignant probability (absolute) between visits that flags a lesion
@@ -152,14 +152,16 @@ def create_patient(db: DbSession, ref: str, user: User) -> Patient:
     """A new patient; 409 (``Conflict``) when a reference equal to ``ref`` ignoring case and
     surrounding spaces exists (``P-001`` and ``p-001``, ``Özil`` and ``özil`` are one patient;
     Unicode's case folding, an accented letter composed or decomposed alike: ``db.casekey``, on
-    SQLite and PostgreSQL the same). The unique index on ``Patient.ref_key`` refuses the insert
-    (also the loser of two concurrent requests) and ``add_unique`` names the stored spelling;
-    the refused insert rolls ``db``'s unit of work back (callers start it for this request)."""
+    SQLite and PostgreSQL the same). Checked first, to name the stored spelling and to leave
+    the session's other work alone (an insert the index refuses rolls it all back); the unique
+    index on ``Patient.ref_key`` refuses the loser of two concurrent requests the same way."""
     ref = ref.strip()
-    p = Patient(ref=ref, created_by=user.id)
-    taken = add_unique(db, p, Patient.ref, ref)
+    taken = taken_ignoring_case(db, Patient.ref, ref)
     if taken is None:
-        return p
+        p = Patient(ref=ref, created_by=user.id)
+        taken = add_unique(db, p, Patient.ref, ref)
+        if taken is None:
+            return p
     same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
     raise Conflict(f"a patient with reference {ref!r} exists already{same}")
 

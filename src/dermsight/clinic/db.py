@@ -5,7 +5,7 @@ write at once); PostgreSQL is used as is (several app instances share it). Names
 case (``Patient.ref``, ``User.username``) keep their ``casekey`` in a column of their own
 (``ref_key``, ``username_key``: set by the model, unique index, revision 0005), so both databases
 compare them the same way whatever their locale, and refuse a second spelling even when two
-requests race (``add_unique``; ``taken_ignoring_case`` looks a name up).
+requests race (``taken_ignoring_case``, ``add_unique``).
 """
 
 from __future__ import annotations
@@ -64,11 +64,10 @@ def taken_ignoring_case(db: Session, column: InstrumentedAttribute[str], name: s
 
 def add_unique(db: Session, row: object, column: InstrumentedAttribute[str], name: str
                ) -> str | None:
-    """Insert ``row``, whose ``column`` is ``name``: None once inserted, or the stored value
-    that holds ``name``'s key when the unique index refused the insert (the name was taken, or
-    another request took it concurrently): the one check a caller needs. The unit of work is
-    rolled back then, as the caller's error would roll it back anyway (callers run it in a
-    session of its own). Any other integrity error propagates."""
+    """Insert ``row``, whose ``column`` is ``name`` (checked free by ``taken_ignoring_case``):
+    None once inserted, or the value that took ``name``'s key since the check (another request
+    won the race; the unique index refused this one). The unit of work is rolled back then,
+    as the caller's error would roll it back anyway. Any other integrity error propagates."""
     try:
         db.add(row)
         db.flush()
