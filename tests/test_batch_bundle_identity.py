@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -248,3 +249,59 @@ def test_spark_records_the_same_card_sha256_and_refuses_another_bundle(
     assert code == 2, err
     assert f"error: {out} holds 2 rows scored by another bundle, {NAME}" in err
     assert _snapshot(out) == before
+
+
+def test_adapt_uses_only_the_cases_its_data_lists(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A --scores folder that also holds rows of other data (here: a batch output of another
+    labelled folder, scored by the same bundle) lends none of them to the update."""
+    pytest.importorskip("sklearn")
+    others = labelled_subset(tmp_path / "others", data_dir, metadata, per_class=1)
+    scores = tmp_path / "scores"
+    assert run(capsys, "batch", str(others), "--out", str(scores), "-q")[0] == 0
+    n_others = len(read_output(scores))
+    clinic = tmp_path / "clinic"
+    rows = metadata[~metadata["image_id"].isin(read_output(scores)["id"])].head(3)
+    clinic.mkdir()
+    rows.to_csv(clinic / "metadata.csv", index=False)
+    for i in rows["image_id"]:
+        shutil.copy(data_dir / "images" / f"{i}.jpg", clinic / f"{i}.jpg")
+    code, _, err = run(capsys, "bundle", "adapt", str(clinic), "--scores", str(scores),
+                       "--out", str(tmp_path / "adapted"), "--name", "Clinic A", "-q")
+    assert code == 4, err  # refused as too few: its own 3 cases, not 3 + the others'
+    used = re.search(r"(\d+) usable labelled cases", err)
+    assert used is not None, err
+    assert int(used.group(1)) <= 3 < n_others, err
+    assert len(read_output(scores)) == n_others + 3  # the clinic's cases were scored beside
+
+
+@pytest.mark.parametrize("marker", [None, "another", "this"])
+def test_adapt_resumes_unrecorded_scores_only_under_the_older_marker_of_its_network(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str], marker: str | None) -> None:
+    """Scores an older dermsight wrote do not record their bundle in each row; that dermsight
+    named the network in SCORES.network. Without it, or naming another network, they are refused
+    before anything is written; naming this network, they are resumed."""
+    pytest.importorskip("sklearn")
+    clinic = labelled_subset(tmp_path / "clinic", data_dir, metadata, per_class=1)
+    scores = tmp_path / "scores"
+    assert run(capsys, "batch", str(clinic), "--out", str(scores), "--limit", "2", "-q")[0] == 0
+    strip_columns(scores, ["card_sha256"])
+    network = load_bundle(default_bundle_path()).card.onnx_sha256
+    if marker is not None:
+        (tmp_path / "scores.network").write_text(
+            (network if marker == "this" else "0" * 64) + "\n")
+    before = {p.name: p.read_bytes() for p in part_files(scores)}
+    code, _, err = run(capsys, "bundle", "adapt", str(clinic), "--scores", str(scores),
+                       "--out", str(tmp_path / "adapted"), "--name", "Clinic A", "-q")
+    if marker == "this":
+        assert code == 4, err  # resumed and scored; refused only as too few cases
+        assert len(read_output(scores)) > 2
+        return
+    assert code == 2, err
+    line = _one_line(err)
+    whose = "another network's" if marker else "an unknown network's"
+    assert line.startswith(f"error: {scores} holds 2 rows of {whose} scores"), line
+    assert line.endswith("or give --scores another folder"), line
+    assert {p.name: p.read_bytes() for p in part_files(scores)} == before

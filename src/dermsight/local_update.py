@@ -466,7 +466,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
-    from dermsight.batch.sources import open_source
+    from dermsight.batch.sources import open_source, row_key
     from dermsight.batch.store import OutputError, read_output
 
     target = Path(out)
@@ -475,7 +475,8 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         raise AdaptInputError(f"{target} already exists; --out must be a new (or empty) folder")
     loaded = load_bundle(None if bundle is None else Path(bundle))  # None: the shipped one
     scores_dir = Path(scores) if scores is not None else scores_path(target)
-    open_source(data)  # data it cannot read (no images, a broken metadata.csv): before scoring
+    source = open_source(data)  # data it cannot read (no images, a broken metadata.csv)
+    _check_unrecorded_scores(scores_dir, loaded.card.onnx_sha256)
     try:  # scores of another bundle (or version): refused by the store before it writes
         summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
                             progress=progress, out_option="--scores")
@@ -484,9 +485,13 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     if on_scored is not None:
         on_scored(summary)
     report = report_path(target)
+    # only the cases ``data`` lists: a --scores folder may also hold rows of other data
+    listed = {row_key(row.get("id"), row.get("path")) for row in source.rows()}
+    frame = read_output(scores_dir)
+    frame = frame[[row_key(i, p) in listed for i, p in zip(frame["id"], frame["path"],
+                                                           strict=True)]]
     try:
-        written, assessment = adapt_bundle(loaded, read_output(scores_dir), target, name,
-                                           seed=seed)
+        written, assessment = adapt_bundle(loaded, frame, target, name, seed=seed)
     except UpdateRefused as exc:
         if exc.assessment is not None:
             _write_json(report, exc.assessment.to_dict())
@@ -499,6 +504,30 @@ def _check_name(name: str) -> None:
     if not 0 < len(name.strip()) <= MAX_NAME:
         raise AdaptInputError(f"--name must have 1 to {MAX_NAME} characters (whose cases these "
                               "are)")
+
+
+def _check_unrecorded_scores(scores_dir: Path, onnx_sha256: str) -> None:
+    """Rows of ``scores_dir`` that do not record their bundle (``card_sha256``: written by an
+    older dermsight) are resumed only when that dermsight's marker, ``SCORES.network``, names this
+    network; else (another network's marker, or none: a batch output of unknown origin) they are
+    refused before anything is written, as they were then. Rows that record their bundle are
+    checked by the batch store."""
+    from dermsight.batch.store import bundle_dict, scan_output
+
+    if not scores_dir.is_dir():
+        return
+    unknown = bundle_dict(scan_output(scores_dir, keys=False).bundles)["unknown"]
+    if not unknown:
+        return
+    marker = scores_dir.with_name(f"{scores_dir.name}.network")
+    held = marker.read_text(encoding="utf-8").strip() if marker.is_file() else None
+    if held == onnx_sha256:
+        return
+    whose = "another network's" if held else "an unknown network's"
+    raise AdaptInputError(f"{scores_dir} holds {unknown} rows of {whose} scores, written before "
+                          "dermsight recorded the bundle of each row; remove it"
+                          + (f" (and {marker.name})" if held else "")
+                          + " or give --scores another folder")
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
