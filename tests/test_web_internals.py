@@ -245,3 +245,29 @@ def test_clinic_routes_are_labelled_with_their_full_template(clinic: TestClient)
     assert not {"/patients", "/auth/login"} & labels
     assert metrics.registry.get_sample_value("dermsight_uploads_refused_total",
                                              {"reason": "invalid"}) == refused + 1
+
+
+def test_a_request_that_is_not_an_upload_is_not_counted_as_a_refused_upload(
+        clinic: TestClient) -> None:
+    """A PUT on the visits route refused for its size (before routing, labelled with that route)
+    uploaded nothing: the refused-upload counter is for POSTs; the request itself is counted."""
+    metrics = clinic.app.state.metrics  # type: ignore[attr-defined]
+    url = _lesion_url(clinic)
+    lesion = clinic.post(url, json={"body_site": "posterior torso"})
+    assert lesion.status_code == 201, lesion.text
+    visits = f"{API}/lesions/{lesion.json()['id']}/visits"
+    big = b"x" * (21 * 1024 * 1024)  # over the default 20 MB cap
+    before = metrics.registry.get_sample_value("dermsight_uploads_refused_total",
+                                               {"reason": "too_large"}) or 0.0
+    r = clinic.put(visits, content=big, headers={"content-type": "application/octet-stream"})
+    assert r.status_code == 413, r.text
+    assert metrics.registry.get_sample_value(
+        REQUESTS, {"method": "PUT", "route": f"{API}/lesions/{{lesion_id}}/visits",
+                   "status": "413"}) == 1.0
+    assert (metrics.registry.get_sample_value("dermsight_uploads_refused_total",
+                                              {"reason": "too_large"}) or 0.0) == before
+    r = clinic.post(visits, content=big, headers={"content-type": "multipart/form-data; "
+                                                  "boundary=x"})
+    assert r.status_code == 413, r.text  # the same size as a POST: a refused upload
+    assert metrics.registry.get_sample_value("dermsight_uploads_refused_total",
+                                             {"reason": "too_large"}) == before + 1

@@ -177,7 +177,8 @@ class ServiceMetrics:
         """One answered request (``middleware.MetricsMiddleware``); ``status`` None: none sent."""
         self.requests.labels(method, route, str(status) if status else "none").inc()
         self.latency.labels(route).observe(seconds)
-        if status in REFUSAL_REASONS and route in UPLOAD_ROUTES:
+        # an upload is a POST: a PUT refused for its size on an upload route uploaded nothing
+        if method == "POST" and status in REFUSAL_REASONS and route in UPLOAD_ROUTES:
             self.refused.labels(REFUSAL_REASONS[status]).inc()
 
     def observe_prediction(self, pred: Prediction, seconds: float) -> None:
