@@ -317,6 +317,9 @@ def test_the_overlay_blends_by_the_heat_and_keeps_no_float_copy(model: Dermsight
         assert got.dtype == np.uint8
         assert np.abs(got - want).max() <= 1.0, alpha
     assert np.array_equal(heatmap.overlay(big, pred.cam, 0.0), big)  # no heat shown: the image
+    for wrong in (big[:, :, 0], np.dstack([big, big[:, :, :1]]), big.astype(np.float32)):
+        with pytest.raises(ValueError, match=r"\(h, w, 3\) uint8 RGB"):
+            heatmap.overlay(wrong, pred.cam)  # grey, RGBA, float: refused, not drawn wrong
     tracemalloc.start()
     try:
         heatmap.overlay(big, pred.cam)

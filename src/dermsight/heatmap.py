@@ -77,7 +77,11 @@ def overlay(image: np.ndarray, cam01: np.ndarray, alpha: float = 0.45) -> np.nda
 
     Drawn in 8-bit by Pillow (colour-map level -> colour and weight by table, one composite),
     so a 24-megapixel photo takes about a second rather than several, without float copies of
-    the image."""
+    the image. ``image``: (h, w, 3) uint8 RGB (``ValueError`` otherwise); the result is a new,
+    read-only array of the same shape."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"overlay: the image must be an (h, w, 3) uint8 RGB array, not "
+                         f"{image.shape} {image.dtype}")
     h, w = image.shape[:2]
     idx = upsample_levels(cam01, (w, h)) if cam01.shape != (h, w) else levels(cam01)
     colour = Image.fromarray(_LUT[idx])
