@@ -582,13 +582,13 @@ class PartStore:
             n = sum(drop)
             if not n:
                 continue
-            self.contents.remove(df[drop])
-            removed += n
             if n == len(drop):
                 part.unlink()
             else:
                 self._rewrite(part, [not d for d in drop])
             _fsync_dir(self.out)
+            self.contents.remove(df[drop])  # uncounted once they are gone from the folder
+            removed += n
         return removed
 
     def _rewrite(self, part: Path, keep: list[bool]) -> None:
