@@ -327,3 +327,9 @@ def test_the_overlay_blends_by_the_heat_and_keeps_no_float_copy(model: Dermsight
     finally:
         tracemalloc.stop()
     assert peak < 3 * big.nbytes, f"overlay held {peak / big.nbytes:.1f}x the image's bytes"
+
+
+def test_a_map_value_just_outside_0_1_is_drawn_at_the_end_of_the_scale() -> None:
+    """A direct caller's map with 1.02 (or -0.01) in it: hot (cold), never wrapped around."""
+    cam = np.array([[0.0, 1.02], [0.5, -0.01]], np.float32)
+    assert heatmap.upsample_levels(cam, (2, 2)).tolist() == [[0, 255], [127, 0]]

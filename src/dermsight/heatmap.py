@@ -46,7 +46,8 @@ def normalize_cam(cam: np.ndarray) -> np.ndarray:
 def upsample_levels(cam01: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """[0, 1] map -> its colour-map index (uint8) at ``size`` = (width, height), bilinear;
     ``levels(upsample(...))`` without the float image between."""
-    img = Image.fromarray((cam01 * 255).astype(np.uint8), mode="L")
+    # clipped first: a value just above 1 must be hot, not wrap around to a cold level
+    img = Image.fromarray((np.clip(cam01, 0.0, 1.0) * 255).astype(np.uint8), mode="L")
     return np.asarray(img.resize(size, Image.Resampling.BILINEAR))
 
 
