@@ -66,15 +66,12 @@ from dermsight.batch.schema import (
     is_float,
 )
 from dermsight.batch.sources import row_key
+from dermsight.io.errors import OutputError  # raised here; defined beside the readers' errors
 
 FORMATS = ("parquet", "csv")
 LOCK_FILE = "_lock"
 SUMMARY_FILE = "_summary.json"
 _TMP_PREFIX = ".tmp-"
-
-
-class OutputError(Exception):
-    """An output folder that cannot be used (locked, mixed formats, not a folder)."""
 
 
 def part_files(out: str | os.PathLike[str], fmt: str | None = None) -> list[Path]:

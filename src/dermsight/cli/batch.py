@@ -77,7 +77,6 @@ def batch(  # noqa: PLR0913
     Exit code 1 when some inputs could not be scored (the error column says why).
     """
     from dermsight.batch.options import ScoreOptions
-    from dermsight.batch.store import OutputError
 
     if engine not in ("local", "spark"):
         raise UserError("--engine must be local or spark")
@@ -89,26 +88,23 @@ def batch(  # noqa: PLR0913
         )
     except ValueError as exc:  # e.g. --format
         raise UserError(str(exc)) from exc
-    try:
-        if engine == "local":
-            from dermsight.batch.local import run_local
+    if engine == "local":
+        from dermsight.batch.local import run_local
 
-            summary = run_local(input, out, options, bundle=model, chunk_size=chunk_size,
-                                progress=not quiet and sys.stderr.isatty())
-        else:
-            try:
-                import pyspark  # noqa: F401
-            except ImportError as exc:
-                raise UserError(
-                    "--engine spark needs the [spark] extra: pip install 'dermsight[spark]' "
-                    "(and Java 17+)"
-                ) from exc
-            from dermsight.batch.spark import run_spark
+        summary = run_local(input, out, options, bundle=model, chunk_size=chunk_size,
+                            progress=not quiet and sys.stderr.isatty())
+    else:
+        try:
+            import pyspark  # noqa: F401
+        except ImportError as exc:
+            raise UserError(
+                "--engine spark needs the [spark] extra: pip install 'dermsight[spark]' "
+                "(and Java 17+)"
+            ) from exc
+        from dermsight.batch.spark import run_spark
 
-            summary = run_spark(input, out, options, bundle=model, master=master,
-                                partitions=partitions)
-    except OutputError as exc:
-        raise UserError(str(exc)) from exc
+        summary = run_spark(input, out, options, bundle=model, master=master,
+                            partitions=partitions)
     typer.echo(summary.render())
     if summary.duplicate_ids:
         typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "

@@ -102,7 +102,7 @@ class Interruption:
 def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa: PLR0911
     from dermsight.bundle import BundleError
     from dermsight.clinic.config import ClinicConfigError
-    from dermsight.io.errors import ImageDecodeError, ReaderError
+    from dermsight.io.errors import ImageDecodeError, OutputError, ReaderError
     from dermsight.taxonomy import TaxonomyError
 
     try:
@@ -124,8 +124,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
         print(f"error: this needs the optional package {exc.name!r}, which is not installed: "
               f"pip install 'dermsight[{extra}]'", file=sys.stderr)
         return EXIT_USER
-    except (UserError, ImageDecodeError, ReaderError, TaxonomyError, FileNotFoundError,
-            ClinicConfigError) as exc:
+    except (UserError, ImageDecodeError, ReaderError, OutputError, TaxonomyError,
+            FileNotFoundError, ClinicConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER)
     except Exception as exc:  # click usage errors (typer may vendor its own click)

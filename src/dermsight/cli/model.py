@@ -125,15 +125,13 @@ def evaluate(
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
-    from dermsight.batch.store import OutputError
 
     _check_evaluation_inputs(bundle, data)
     _claim_evaluation_folder(out, bundle, data)
-    try:  # scores of another bundle: refused by the store (card_sha256) before it writes
-        summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
-                            progress=not quiet)
-    except OutputError as exc:
-        raise UserError(str(exc)) from None
+    # scores of another bundle: refused by the store (card_sha256) before it writes, an
+    # OutputError that the CLI reports as one line, exit 2
+    summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
+                        progress=not quiet)
     typer.echo(summary.render())
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))

@@ -1,4 +1,6 @@
-"""Exception types for reading images and datasets."""
+"""Exception types for reading images and datasets, and for the batch output folder written
+from them (``OutputError``: here, beside the others, so that the CLI maps all three to one
+line and exit code 2 without importing the batch store)."""
 
 from __future__ import annotations
 
@@ -14,3 +16,8 @@ class ImageDecodeError(ValueError):
 
 class ReaderError(ValueError):
     """A dataset (CSV, DICOM, TFRecord) that cannot be read at all (not a single bad row)."""
+
+
+class OutputError(Exception):
+    """A batch output folder that cannot be used (locked, mixed formats, not a folder, rows of
+    another model or bundle, scored the other way with respect to TTA)."""
