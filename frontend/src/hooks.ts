@@ -75,15 +75,18 @@ export function useApiData<T>(path: string): Loaded<T> {
   return state
 }
 
-/** An API image fetched with the auth header, as a blob: URL (null while loading or on error). */
+const NO_IMAGE: { src: string | null; failed: boolean } = { src: null, failed: false }
+
+/** An API image fetched with the auth header, as a blob: URL (null while loading, on error, or
+ * without a path). The URL is released once the image is gone: another path, no path, unmount. */
 export function useApiImage(path: string | null): { src: string | null; failed: boolean } {
   const authVersion = useContext(AuthVersionContext)
-  const [state, setState] = useState<{ src: string | null; failed: boolean }>({ src: null, failed: false })
+  const [state, setState] = useState(NO_IMAGE)
   useEffect(() => {
+    setState(NO_IMAGE) // never the URL of an earlier path (released when its effect ended)
     if (!path) return
     const ctrl = new AbortController()
     let url: string | null = null
-    setState({ src: null, failed: false })
     fetchImageUrl(path, ctrl.signal).then(
       (u) => {
         if (ctrl.signal.aborted) {

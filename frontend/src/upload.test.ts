@@ -1,9 +1,113 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from './api.ts'
 import { formatLimit, tooLargeMessage } from './format.ts'
-import { NO_PREVIEW, settlePreview, tooLargeAnswer, uploadRefusal, type Preview } from './upload.ts'
+import { useApiImage } from './hooks.ts'
+import { NO_PREVIEW, settlePreview, tooLargeAnswer, uploadRefusal, useImageUpload, type Preview } from './upload.ts'
+
+// No DOM here (no jsdom, no testing library): `useImageUpload` and `useApiImage` run in a
+// one-component host that keeps React's contract for the hooks they use: state kept between
+// renders, an update to a component that is gone ignored, effects run after a render when their
+// deps changed (the old one's cleanup first), every cleanup run at unmount, and strict mode's
+// mount, unmount, mount again.
+const host = vi.hoisted(() => {
+  type Deps = readonly unknown[] | undefined
+  interface Effect {
+    run: () => void | (() => void)
+    cleanup?: void | (() => void)
+    deps: Deps
+    due: boolean
+  }
+  const changed = (a: Deps, b: Deps) => !a || !b || a.length !== b.length || a.some((x, i) => !Object.is(x, b[i]))
+  let slots: unknown[] = []
+  let cursor = 0
+  let mounted = false
+
+  function slot<T>(make: () => T): T {
+    const i = cursor++
+    if (!(i in slots)) slots[i] = make()
+    return slots[i] as T
+  }
+  const effects = () => slots.filter((s): s is Effect => typeof s === 'object' && s !== null && 'due' in s)
+  function runEffects() {
+    for (const e of effects().filter((e) => e.due)) {
+      if (e.cleanup) e.cleanup()
+      e.cleanup = e.run()
+      e.due = false
+    }
+  }
+
+  const hooks = {
+    useState<T>(init: T | (() => T)): [T, (v: T | ((old: T) => T)) => void] {
+      const i = cursor
+      const value = slot(() => (typeof init === 'function' ? (init as () => T)() : init))
+      const set = (v: T | ((old: T) => T)) => {
+        if (mounted) slots[i] = typeof v === 'function' ? (v as (old: T) => T)(slots[i] as T) : v
+      }
+      return [value, set]
+    },
+    useRef: <T,>(current: T) => slot(() => ({ current })),
+    useCallback<F>(fn: F, deps: Deps): F {
+      const memo = slot(() => ({ fn, deps }))
+      if (changed(memo.deps, deps)) Object.assign(memo, { fn, deps })
+      return memo.fn
+    },
+    useEffect(run: () => void | (() => void), deps: Deps) {
+      const e = slot<Effect>(() => ({ run, deps, due: true }))
+      if (changed(e.deps, deps)) Object.assign(e, { run, deps, due: true })
+    },
+    useContext: (context: { _currentValue: unknown }) => context._currentValue,
+  }
+
+  /** Mount `hook`'s component; `result()` renders it again with its latest state. */
+  function mount<T>(hook: () => T, strict = false) {
+    slots = []
+    mounted = true
+    const render = () => {
+      cursor = 0
+      const out = hook()
+      runEffects()
+      return out
+    }
+    const first = render()
+    if (strict) {
+      for (const e of effects()) {
+        if (e.cleanup) e.cleanup()
+        e.due = true
+      }
+      runEffects()
+    }
+    return {
+      first,
+      result: render,
+      unmount() {
+        mounted = false
+        for (const e of effects()) if (e.cleanup) e.cleanup()
+      },
+    }
+  }
+  return { hooks, mount }
+})
+
+vi.mock('react', async (original) => ({ ...(await original<typeof import('react')>()), ...host.hooks }))
+
+/** The shared data's isic-subset folder, found as the Python tests find it: $DERMSIGHT_SHARED_DATA,
+ * else `../shared/data/isic-subset` beside the repository (not relative to the working folder). */
+const SHARED_DATA: string =
+  import.meta.env.DERMSIGHT_SHARED_DATA ||
+  decodeURIComponent(new URL('../../../shared/data/isic-subset', import.meta.url).pathname)
+
+/** A real image of the shared data, as a data: URL; a missing one fails the tests, saying where it was looked for. */
+async function sharedImage(name: string): Promise<string> {
+  const path = `${SHARED_DATA}/images/${name}`
+  try {
+    return ((await import(/* @vite-ignore */ `${path}?inline`)) as { default: string }).default
+  } catch (err) {
+    throw new Error(`shared data not found: cannot read ${path} (set DERMSIGHT_SHARED_DATA to the isic-subset folder): ${String(err)}`)
+  }
+}
+
 // a real dermoscopic JPEG of the shared data (9.5 KB), as a data: URL
-import lesionJpeg from '../../../shared/data/isic-subset/images/ISIC_0000000.jpg?inline'
+const lesionJpeg = await sharedImage('ISIC_0000000.jpg')
 
 const MIB = 1024 * 1024
 const urls: string[] = []
@@ -101,5 +205,145 @@ describe('the check before an upload (Assess page and clinic visit)', () => {
 
   it('refuses nothing while no file is chosen', () => {
     expect(uploadRefusal(null, NO_PREVIEW, 1)).toBeNull()
+  })
+})
+
+describe('the blob: URLs of images shown: the upload preview (Assess page, clinic visit), API images', () => {
+  const created: string[] = []
+  const revoked: string[] = []
+
+  afterEach(() => {
+    vi.restoreAllMocks()
+    vi.unstubAllGlobals()
+    created.length = revoked.length = 0
+  })
+
+  function watchUrls() {
+    const create = URL.createObjectURL.bind(URL)
+    const revoke = URL.revokeObjectURL.bind(URL)
+    vi.spyOn(URL, 'createObjectURL').mockImplementation((blob) => {
+      const url = create(blob)
+      created.push(url)
+      return url
+    })
+    vi.spyOn(URL, 'revokeObjectURL').mockImplementation((url) => {
+      revoked.push(url)
+      revoke(url)
+    })
+  }
+
+  /** Until `n` reads (of a file's first bytes, of an API image) have made their URL, and a little after. */
+  async function reads(n: number) {
+    await vi.waitFor(() => expect(created).toHaveLength(n))
+    await new Promise((resolve) => setTimeout(resolve, 0))
+  }
+
+  it('releases the preview shown when the form is gone (the user went to another page)', async () => {
+    watchUrls()
+    const form = host.mount(() => useImageUpload())
+    form.first.choose(lesion())
+    await reads(1)
+    const shown = form.result().preview.url
+    expect(shown).toBe(created[0])
+    expect(revoked).toEqual([])
+    form.unmount()
+    expect(revoked).toEqual([shown])
+  })
+
+  it('releases the URL of a read that ends after the form is gone', async () => {
+    watchUrls()
+    const form = host.mount(() => useImageUpload())
+    form.first.choose(lesion())
+    form.unmount() // before the file's first bytes were read
+    await reads(1)
+    expect(revoked).toEqual(created)
+  })
+
+  it('releases a replaced preview only once another is shown, never the one shown', async () => {
+    watchUrls()
+    const form = host.mount(() => useImageUpload())
+    form.first.choose(lesion())
+    await reads(1)
+    const first = form.result()
+    expect(first.preview.url).toBe(created[0])
+    first.choose(new File([dataUrlBytes(lesionJpeg)], 'second.jpg', { type: 'image/jpeg' }))
+    expect(revoked).toEqual([]) // still shown until the form renders the new file
+    form.result()
+    expect(revoked).toEqual([created[0]])
+    await reads(2)
+    const second = form.result()
+    expect(second.preview.url).toBe(created[1])
+    expect(revoked).toEqual([created[0]])
+    second.clear()
+    form.result()
+    expect(revoked).toEqual(created)
+    form.unmount()
+    expect(revoked).toEqual(created) // each once
+  })
+
+  it('releases a read overtaken by another file or cleared before it ended', async () => {
+    watchUrls()
+    const form = host.mount(() => useImageUpload())
+    const { choose, clear } = form.first
+    choose(lesion())
+    choose(new File([dataUrlBytes(lesionJpeg)], 'second.jpg', { type: 'image/jpeg' }))
+    clear()
+    await reads(2)
+    expect(form.result()).toMatchObject({ file: null, preview: NO_PREVIEW })
+    expect(revoked.toSorted()).toEqual(created.toSorted())
+  })
+
+  it('a kept file read again in strict mode (Assess page): one preview shown, every URL released once the page is left', async () => {
+    watchUrls()
+    const kept = lesion()
+    const form = host.mount(() => useImageUpload(kept), true)
+    await reads(2) // strict mode mounts twice: read twice, the first read is not shown
+    const { preview, ready } = form.result()
+    expect(ready).toBe(true)
+    expect(created).toContain(preview.url)
+    expect(revoked).toEqual(created.filter((u) => u !== preview.url))
+    form.unmount()
+    expect(revoked.toSorted()).toEqual(created.toSorted())
+  })
+
+  /** The server answers every image request with the real JPEG. */
+  function serveImages() {
+    const bytes = dataUrlBytes(lesionJpeg)
+    vi.stubGlobal('fetch', async () => new Response(bytes, { headers: { 'Content-Type': 'image/jpeg' } }))
+  }
+
+  it('an API image (similar cases, plots): released when its path changes or goes, and not shown after', async () => {
+    watchUrls()
+    serveImages()
+    let path: string | null = '/api/v1/reference/ISIC_0000000/thumbnail'
+    const image = host.mount(() => useApiImage(path))
+    await reads(1)
+    expect(image.result()).toEqual({ src: created[0], failed: false })
+    path = '/api/v1/reference/ISIC_0000001/thumbnail'
+    image.result()
+    expect(revoked).toEqual([created[0]])
+    expect(image.result().src).toBeNull() // not the released URL while the next one loads
+    await reads(2)
+    expect(image.result()).toEqual({ src: created[1], failed: false })
+    path = null
+    image.result()
+    expect(revoked).toEqual(created)
+    expect(image.result()).toEqual({ src: null, failed: false }) // not the released URL
+    image.unmount()
+    expect(revoked).toEqual(created) // each once
+  })
+
+  it('an API image: released when the page is left, also while it was loading', async () => {
+    watchUrls()
+    serveImages()
+    const shown = host.mount(() => useApiImage('/api/v1/model/plots/roc.png'))
+    await reads(1)
+    expect(shown.result().src).toBe(created[0])
+    shown.unmount()
+    expect(revoked).toEqual([created[0]])
+    const loading = host.mount(() => useApiImage('/api/v1/model/plots/calibration.png'))
+    loading.unmount()
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    expect(revoked).toEqual(created)
   })
 })

@@ -4,7 +4,7 @@
 // in the same words on both forms; and the server's 413, said the same way when the limit was not
 // known before sending.
 
-import { useCallback, useEffect, useRef, useState } from 'react'
+import { useCallback, useEffect, useState } from 'react'
 import { ApiError } from './api.ts'
 import { DICOM_HEAD_BYTES, describeTooLarge, isDicom, oversizeUpload, refusedUpload, uploadLimitBytes } from './format.ts'
 import { useHealth } from './health.ts'
@@ -74,28 +74,64 @@ export interface ImageUpload {
   clear: () => void
 }
 
+/**
+ * Which read of a form's file may still show its preview. Each chosen file starts a read
+ * (`begin`); only the latest read shows its preview (`accept`), and only while the form is there:
+ * the blob: URL of any other (its file replaced or cleared meanwhile, or the form gone, e.g. the
+ * user left the page, before the file's first bytes were read) is released, as nothing will ever
+ * show it.
+ */
+export class PreviewReads {
+  private latest = 0
+
+  /** A new read: earlier ones still running will not be shown. Returns its number. */
+  begin(): number {
+    return ++this.latest
+  }
+
+  /** No file any more (cleared), or no form (unmounted): reads still running will not be shown. */
+  cancel(): void {
+    this.latest++
+  }
+
+  /** Whether read `pick`'s preview `p` is shown; when not, its blob: URL is released. */
+  accept(pick: number, p: Preview): boolean {
+    if (pick === this.latest) return true
+    if (p.url) URL.revokeObjectURL(p.url)
+    return false
+  }
+}
+
 /** The image of a form (Assess, a clinic visit) and whether it may be sent; `initial`: a file
- * chosen before (the Assess page's kept case), read again. Blob: URLs are released. */
+ * chosen before (the Assess page's kept case), read again. Every blob: URL is released: the one
+ * shown once the form shows another or none, or is gone (unmount); one never shown (a file
+ * replaced, cleared, or the form gone before its first bytes were read) when its read ends. */
 export function useImageUpload(initial: File | null = null): ImageUpload {
   const maxBytes = uploadLimitBytes(useHealth().data?.max_upload_mb)
   const [file, setFile] = useState<File | null>(initial)
   const [preview, setPreview] = useState<Preview>(() => (initial ? guessPreview(initial) : NO_PREVIEW))
-  const pickRef = useRef(0) // which pick a late answer of the content check belongs to
+  const [reads] = useState(() => new PreviewReads()) // which late answer of the content check is shown
 
+  // the form is gone: a read still running releases its URL when it ends
+  useEffect(() => () => reads.cancel(), [reads])
+
+  // the URL shown is released after the form shows another or none, or is gone
   useEffect(() => {
     return () => {
       if (preview.url) URL.revokeObjectURL(preview.url)
     }
   }, [preview.url])
 
-  const show = useCallback((f: File) => {
-    const pick = ++pickRef.current
-    setPreview(guessPreview(f))
-    void settlePreview(f).then((p) => {
-      if (pickRef.current === pick) setPreview(p)
-      else if (p.url) URL.revokeObjectURL(p.url)
-    })
-  }, [])
+  const show = useCallback(
+    (f: File) => {
+      const pick = reads.begin()
+      setPreview(guessPreview(f))
+      void settlePreview(f).then((p) => {
+        if (reads.accept(pick, p)) setPreview(p)
+      })
+    },
+    [reads],
+  )
 
   // a file kept from before is read again (its earlier blob: URL was released)
   useEffect(() => {
@@ -111,10 +147,10 @@ export function useImageUpload(initial: File | null = null): ImageUpload {
   )
 
   const clear = useCallback(() => {
-    pickRef.current++
+    reads.cancel()
     setFile(null)
     setPreview(NO_PREVIEW)
-  }, [])
+  }, [reads])
 
   const refused = uploadRefusal(file, preview, maxBytes)
   return { file, preview, refused, ready: file !== null && refused === null && !preview.pending, choose, clear }
