@@ -52,18 +52,37 @@ IS_A_FOLDER = "it is a folder"
 IS_A_FILE = "it is a file, not a folder"
 
 
+def _broken_link(path: Path, name: str) -> str | None:
+    """``"<name> is a broken link (to <target>)"`` when ``path`` is a link that leads nowhere
+    (a missing target or a loop of links), else None."""
+    if not os.path.islink(path) or os.path.exists(path):
+        return None
+    try:
+        target = os.readlink(path)
+    except OSError:
+        return f"{name} is a broken link"
+    return f"{name} is a broken link (to {target})"
+
+
 def unwritable_reason(path: str | os.PathLike[str], *, folder: bool) -> str | None:
     """Why a file (``folder=False``) or a folder (``folder=True``) cannot be made or written at
     ``path``, as a short phrase; None when it can. Refused: ``path`` exists as the other kind
-    (``IS_A_FOLDER``, ``IS_A_FILE``); the nearest existing path above it (a folder: at or above
-    it) is a file (``"<it> is a file"``) or a folder this user may not create entries in
-    (``"<it> is not writable"``: write and search permission, which root always has). Nothing
-    is created. (``os.path`` answers False where a folder above may not be looked into.)"""
+    (``IS_A_FOLDER``, ``IS_A_FILE``) or is a link that leads nowhere (``"it is a broken link
+    (to <target>)"``: a missing target or a loop); the nearest existing path above it (a
+    folder: at or above it) is a file (``"<it> is a file"``), a broken link (``"<it> is a
+    broken link (to <target>)"``) or a folder this user may not create entries in (``"<it> is
+    not writable"``: write and search permission, which root always has). A link to a usable
+    place is followed. Nothing is created. (``os.path`` answers False where a folder above may
+    not be looked into.)"""
     p = Path(path)
+    if (why := _broken_link(p, "it")) is not None:
+        return why
     if os.path.exists(p) and os.path.isdir(p) != folder:
         return IS_A_FILE if folder else IS_A_FOLDER
     above = p.absolute().parents
-    base = next(a for a in ((p, *above) if folder else above) if os.path.exists(a))
+    base = next(a for a in ((p, *above) if folder else above) if os.path.lexists(a))
+    if (why := _broken_link(base, str(base))) is not None:
+        return why
     if not os.path.isdir(base):
         return f"{base} is a file"
     if not os.access(base, os.W_OK | os.X_OK):

@@ -11,6 +11,8 @@ their shards were encoded differently. An integer diagnosis is only trusted when
 Records are framed and checksummed (masked CRC32C) as TensorFlow writes them; a checksum
 mismatch, a truncated shard or an empty one becomes an error record, never an exception
 mid-stream (an empty shard gives one error record, so a batch row says why nothing was scored).
+A reference (``<shard>#<offset>``) at which no record starts is refused as a wrong or stale
+reference, found by walking the record headers before it, not as a damaged shard.
 """
 
 from __future__ import annotations
@@ -345,8 +347,39 @@ def split_ref(path: str) -> tuple[str, int] | None:
     return base, int(tail)
 
 
+#: The end of a reference's message when its offset starts no record of a readable shard.
+WRONG_REFERENCE = "the reference is wrong or stale; the shard itself may be fine"
+
+
+def _misplaced(fh: BinaryIO, offset: int) -> str | None:
+    """Why no record starts at byte ``offset`` of a shard whose records before it are sound,
+    found by walking their length headers from the start: ``"it is inside the record at byte
+    N"`` or ``"the shard ends at byte N"``. None when a record does start there, or when a
+    damaged or cut record before it hides where records start: then the shard is at fault."""
+    try:
+        fh.seek(0)
+        start = 0
+        while True:
+            header = fh.read(12)
+            if not header:  # an empty shard: nothing a reference could point into
+                return f"the shard ends at byte {start}" if start else None
+            if start == offset or _header_problem(1, header) is not None:
+                return None
+            (length,) = struct.unpack("<Q", header[:8])
+            end = start + 12 + length + 4
+            if end > offset:  # inside this record, if the record is all there
+                fh.seek(end - 1)
+                return f"it is inside the record at byte {start}" if fh.read(1) else None
+            fh.seek(end)
+            start = end
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError):
+        return None
+
+
 def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
-    """Decode the image of the record at ``<shard>#<offset>``; raises ``ImageDecodeError``."""
+    """Decode the image of the record at ``<shard>#<offset>``; raises ``ImageDecodeError``.
+    An offset at which no record of the shard starts is named as a wrong reference
+    (``WRONG_REFERENCE``), not as a damaged shard."""
     parts = split_ref(ref)
     if parts is None:
         raise ImageDecodeError(f"not a TFRecord reference: {ref}")
@@ -355,12 +388,16 @@ def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
     try:
         with _open(Path(shard)) as fh:
             fh.seek(offset)
-            # index 1: an offset past the last record is "no record", not "empty shard"
-            data, problem, _more = _read_frame(fh, 1)
+            # index 0 only at byte 0: past the last record is "no record", not "empty shard"
+            data, problem, _more = _read_frame(fh, 0 if offset == 0 else 1)
+            misplaced = _misplaced(fh, offset) if data is None else None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # seeking a damaged gzip shard
         raise ImageDecodeError(f"{name}: the compressed data is corrupt or truncated") from exc
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {shard}: {exc.strerror or exc}") from exc
+    if misplaced is not None:
+        raise ImageDecodeError(f"{name}: no record starts at byte {offset} ({misplaced}): "
+                               f"{WRONG_REFERENCE}")
     if data is None:
         raise ImageDecodeError(f"{name}, record at byte {offset}: {problem}" if problem
                                else f"{name}: no record at byte {offset}")
