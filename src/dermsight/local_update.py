@@ -467,7 +467,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
     from dermsight.batch.sources import open_source, row_key
-    from dermsight.batch.store import OutputError, read_output
+    from dermsight.batch.store import OutputCommand, OutputError, read_output
 
     target = Path(out)
     _check_name(name)
@@ -477,9 +477,13 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     scores_dir = Path(scores) if scores is not None else scores_path(target)
     source = open_source(data)  # data it cannot read (no images, a broken metadata.csv)
     _check_unrecorded_scores(scores_dir, loaded.card.onnx_sha256)
-    try:  # scores of another bundle (or version): refused by the store before it writes
+    # scored as the served model scores: Parquet parts, no TTA, neither an option of this
+    # command, so a --scores folder of another kind is refused with ways out it offers
+    command = OutputCommand("--scores", format_option=False, tta_option=False,
+                            tta_reason="as the served model does")
+    try:  # scores of another bundle (or version, format, TTA): refused before the store writes
         summary = run_local(data, scores_dir, ScoreOptions(), bundle=loaded.path,
-                            progress=progress, out_option="--scores")
+                            progress=progress, command=command)
     except OutputError as exc:
         raise AdaptInputError(str(exc)) from None
     if on_scored is not None:

@@ -30,7 +30,7 @@ from dermsight.batch.resume import pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore
+from dermsight.batch.store import BATCH_COMMAND, Key, OutputCommand, PartStore
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
 from dermsight.progress import counting, progress_bars
@@ -60,7 +60,7 @@ def run_local(
     chunk_size: int = 1024,
     progress: bool = True,
     on_part: Callable[[Path], None] | None = None,
-    out_option: str = "--out",
+    command: OutputCommand = BATCH_COMMAND,
 ) -> RunSummary:
     """Score ``input`` into the part-file dataset ``out``; skips rows already there and
     retries the error rows the input still lists (see ``resume.py``).
@@ -73,8 +73,9 @@ def run_local(
     resumes). ``chunk_size``: rows per part file. Raises ``ReaderError`` / ``BundleError`` /
     ``OutputError`` for inputs that cannot be used at all (an ``out`` holding rows of another
     model or bundle, or scored the other way with respect to TTA, included: ``PartStore``,
-    whose refusals name ``out_option`` as the way out); bad images and bad rows become error
-    rows.
+    whose refusals name a way out that ``command`` offers: the option that names ``out``, and
+    ``--format`` / ``--tta`` only where they are the user's choice); bad images and bad rows
+    become error rows.
     """
     from dermsight.predict import Dermsight
 
@@ -91,7 +92,7 @@ def run_local(
     limit = options.limit
     with PartStore(out, options.fmt, model.classes, model=model.info,
                    bundle=model.bundle.card_sha256, tta=options.tta,
-                   heatmaps=options.heatmaps is not None, option=out_option) as store:
+                   heatmaps=options.heatmaps is not None, command=command) as store:
         # the output is read once, here (``store.contents``); the summary's totals are kept up
         # to date as parts are written
         resume = prepare_resume(store, source.rows, limit)

@@ -34,7 +34,9 @@ kept as done would otherwise mix two models', two bundles' or two scoring modes'
 output. Rows whose ``card_sha256`` or ``tta`` is null (written before dermsight recorded it)
 are unknown: they do not refuse a run, and the run summary counts them. Every caller that
 scores into an output (``dermsight batch``, ``evaluate``, ``bundle adapt``) gets these checks
-from here.
+from here. Each refusal names a way out that the running command offers (``OutputCommand``: the
+option that names the output folder, and whether the part format and TTA are the user's choice,
+as in ``dermsight batch``, or fixed by the command, as in ``evaluate`` and ``bundle adapt``).
 """
 
 from __future__ import annotations
@@ -308,6 +310,26 @@ def tally(out: str | os.PathLike[str]) -> dict[str, Any]:
     return scan_output(out, keys=False).tally()
 
 
+@dataclass(frozen=True)
+class OutputCommand:
+    """What the command that scores into a ``PartStore`` lets its user change, so that a
+    refusal names only a way out the command offers: ``option``, the option that names the
+    output folder; ``format_option`` / ``tta_option``, whether the part format and test-time
+    augmentation are the user's choice (``--format`` / ``--tta``, as in ``dermsight batch``) or
+    fixed by the command (``evaluate``, ``bundle adapt``: an output of the other kind can only
+    be left for another folder, or removed); ``tta_reason``, why a fixed TTA setting is what it
+    is (``"as the served model does"``), said in that refusal."""
+
+    option: str = "--out"
+    format_option: bool = True
+    tta_option: bool = True
+    tta_reason: str = ""
+
+
+#: ``dermsight batch`` (and the Python runners): ``--out``, ``--format`` and ``--tta``
+BATCH_COMMAND = OutputCommand()
+
+
 def _missing(value: object) -> bool:
     return value is None or value == "" or (isinstance(value, float) and value != value)
 
@@ -337,7 +359,7 @@ class PartStore:
     def __init__(self, out: str | os.PathLike[str], fmt: str, classes: Sequence[str],
                  model: Mapping[str, str] | None = None, *, bundle: str | None = None,
                  tta: bool | None = None, heatmaps: bool = False,
-                 option: str = "--out") -> None:
+                 command: OutputCommand = BATCH_COMMAND) -> None:
         """``model``: the ``name`` and ``version`` of the model this run scores with; an
         output holding rows of another model is refused (its rows would be skipped as done).
         ``bundle``: the identity of the bundle this run scores with (``Bundle.card_sha256``); an
@@ -345,8 +367,10 @@ class PartStore:
         scores with test-time augmentation; an output holding rows scored the other way too
         (rows that do not record the one or the other are accepted). ``None`` (any of them):
         not checked. ``heatmaps``: gather the overlay names the output's rows hold too
-        (``contents.take_heatmaps``), for a run that writes overlays. ``option``: the command's
-        option that names ``out``, for the way out the refusals name.
+        (``contents.take_heatmaps``), for a run that writes overlays. ``command``: what the
+        running command lets its user change (``OutputCommand``: the option that names ``out``,
+        whether ``--format`` and ``--tta`` are options of it), for the way out the refusals
+        name.
 
         ``open`` reads the output once (``contents``: its keys, tallies, models, bundles and
         overlay names); ``write`` and ``drop`` keep ``contents`` up to date, so that the run's
@@ -359,7 +383,8 @@ class PartStore:
         self.model = dict(model) if model is not None else None
         self.bundle = bundle
         self.tta = tta
-        self.option = option
+        self.command = command
+        self.option = command.option
         self.schema = arrow_schema(self.classes)
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
@@ -375,14 +400,10 @@ class PartStore:
 
     def open(self) -> None:
         if self.out.exists() and not self.out.is_dir():
-            raise OutputError(f"--out must be a folder (a dataset of part files): {self.out}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        other = [f for f in FORMATS if f != self.fmt]
-        if any(part_files(self.out, f) for f in other):
             raise OutputError(
-                f"{self.out} already holds {other[0]} parts: use --format {other[0]} to resume "
-                f"it, or another {self.option}"
-            )
+                f"{self.option} must be a folder (a dataset of part files): {self.out}")
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_format()
         fh = (self.out / LOCK_FILE).open("a+")
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -410,6 +431,19 @@ class PartStore:
         for part, names in parts.items():
             if list(names) != want:
                 self._replace(part, self._with_added_columns(part))
+
+    def _check_format(self) -> None:
+        """Refuse an output that holds parts of the other format (a run writes one format;
+        a folder of both would be read as one output)."""
+        other = [f for f in FORMATS if f != self.fmt]
+        if not any(part_files(self.out, f) for f in other):
+            return
+        held = f"{self.out} already holds {other[0]} parts"
+        if self.command.format_option:
+            raise OutputError(f"{held}: use --format {other[0]} to resume it, or another "
+                              f"{self.option}")
+        raise OutputError(f"{held}, and this command writes {self.fmt} parts only: use another "
+                          f"{self.option}, or remove this one to score everything again")
 
     def _check_model(self, held: Counter[tuple[str, str]]) -> None:
         """Refuse to resume an output scored by another model (name or version; ``held``: rows
@@ -468,14 +502,19 @@ class PartStore:
             held.append(f"{counts[this]} {way[this]}")
         if counts[TTA_UNKNOWN]:
             held.append(f"{counts[TTA_UNKNOWN]} not recorded")
+        mixing = "resuming would keep those rows as done, mixing two scoring modes in one output"
+        if not self.command.tta_option:
+            reason = f", {self.command.tta_reason}" if self.command.tta_reason else ""
+            raise OutputError(
+                f"{self.out} holds {', '.join(held)}; this command scores {way[this]}{reason}: "
+                f"{mixing}. Use another {self.option}, or remove this one to score everything "
+                f"again {way[this]}")
         flag = "--tta" if self.tta else "no --tta"
         again = "without --tta" if self.tta else "with --tta"
         raise OutputError(
-            f"{self.out} holds {', '.join(held)}; this run uses {flag}: resuming would keep those "
-            "rows as done, mixing two scoring modes in one output. Run it "
+            f"{self.out} holds {', '.join(held)}; this run uses {flag}: {mixing}. Run it "
             f"{again} to resume this output, or use another {self.option} (or remove this one "
-            "to score "
-            f"everything again {way[this]})")
+            f"to score everything again {way[this]})")
 
     def _check_schema(self) -> dict[Path, list[str]]:
         """The column names of every part (from its header or Parquet schema: no rows read),

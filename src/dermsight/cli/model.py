@@ -125,13 +125,18 @@ def evaluate(
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.store import OutputCommand
 
     _check_evaluation_inputs(bundle, data)
     _claim_evaluation_folder(out, bundle, data)
-    # scores of another bundle: refused by the store (card_sha256) before it writes, an
-    # OutputError that the CLI reports as one line, exit 2
+    # scored as served by default: Parquet, no TTA (neither an option of this command). Scores
+    # of another bundle (card_sha256), format or TTA setting are refused by the store before it
+    # writes, an OutputError that the CLI reports as one line, exit 2, naming a way out that
+    # this command offers
+    command = OutputCommand("--out", format_option=False, tta_option=False,
+                            tta_reason="as the served model does by default")
     summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
-                        progress=not quiet)
+                        progress=not quiet, command=command)
     typer.echo(summary.render())
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
@@ -188,7 +193,9 @@ def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
         held = earlier.get("data")
         legacy = earlier.get(_LEGACY_BUNDLE_KEY)  # an older dermsight's record of the bundle
         why = None
-        if held != claim["data"]:
+        if not (out / "scores").is_dir():  # the store would name it --out
+            why = "scores is a file, not a folder of part files"
+        elif held != claim["data"]:
             why = f"of other data: {held}" if isinstance(held, str) else "data not recorded"
         elif legacy is not None and legacy != card_sha256(bundle):
             why = f"of another bundle, recorded in {marker.name}"
