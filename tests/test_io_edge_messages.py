@@ -93,6 +93,47 @@ def test_split_out_under_a_folder_that_is_a_broken_link_is_refused(
                    f"(to {tmp_path / 'unmounted'})\n")
 
 
+@pytest.fixture
+def two_images(data_dir: Path, tmp_path: Path) -> Path:
+    """A folder of two real shared images."""
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for src in sorted((data_dir / "images").glob("*.jpg"))[:2]:
+        (folder / src.name).write_bytes(src.read_bytes())
+    return folder
+
+
+def test_batch_outputs_that_are_broken_links_are_refused_before_scoring(
+        two_images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``batch --out`` (was a FileExistsError traceback) and ``--heatmaps`` (was "a file is in
+    the way"), then ``predict --heatmap`` whose folder or file is a link leading nowhere."""
+    gone = tmp_path / "unmounted"
+    out = tmp_path / "out"
+    out.symlink_to(gone / "out")
+    code = run_guarded(app, ["batch", str(two_images), "--out", str(out), "--quiet"])
+    assert (code, capsys.readouterr().err) == (
+        EXIT_USER, f"error: cannot write --out {out}: it is a broken link (to {gone / 'out'})\n")
+    maps = tmp_path / "maps"
+    maps.symlink_to(gone / "maps")
+    code = run_guarded(app, ["batch", str(two_images), "--out", str(tmp_path / "o2"),
+                             "--heatmaps", str(maps), "--quiet"])
+    assert (code, capsys.readouterr().err) == (
+        EXIT_USER, f"error: --heatmaps {maps}: cannot write overlays there: it is a broken link "
+                   f"(to {gone / 'maps'})\n")
+    image = str(next(two_images.iterdir()))
+    png = tmp_path / "map.png"
+    png.symlink_to(gone / "map.png")
+    code = run_guarded(app, ["predict", image, "--heatmap", str(png)])
+    assert (code, capsys.readouterr().err) == (
+        EXIT_USER, f"error: cannot write --heatmap {png}: it is a broken link "
+                   f"(to {gone / 'map.png'})\n")
+    code = run_guarded(app, ["predict", image, "--heatmap", str(maps / "x.png")])
+    assert (code, capsys.readouterr().err) == (
+        EXIT_USER, f"error: --heatmap {maps / 'x.png'}: cannot write into the folder {maps}: it "
+                   f"is a broken link (to {gone / 'maps'})\n")
+    assert not gone.exists()
+
+
 def test_a_run_folder_that_is_a_broken_link_is_refused_and_a_good_link_followed(
         tmp_path: Path) -> None:
     cfg = load_config(None)

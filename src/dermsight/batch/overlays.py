@@ -23,7 +23,7 @@ import numpy as np
 from dermsight import heatmap
 from dermsight.batch.schema import row_id
 from dermsight.batch.store import OutputError
-from dermsight.io.files import unwritable_reason
+from dermsight.io.files import BROKEN_LINK, unwritable_reason
 
 #: Largest side of the image copy kept for overlays (bounds memory per row).
 HEATMAP_MAX_SIDE = 512
@@ -59,8 +59,9 @@ def make_folder(folder: Path) -> str | None:
     why not (a short phrase)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        return "a file is in the way"
+    except (FileExistsError, NotADirectoryError):  # a file, or a link that leads nowhere
+        why = unwritable_reason(folder, folder=True)
+        return why if why is not None and BROKEN_LINK in why else "a file is in the way"
     except OSError as exc:
         return exc.strerror or str(exc)
     return None if unwritable_reason(folder, folder=True) is None else "not writable"

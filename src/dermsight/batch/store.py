@@ -69,6 +69,7 @@ from dermsight.batch.schema import (
 )
 from dermsight.batch.sources import row_key
 from dermsight.io.errors import OutputError  # raised here; defined beside the readers' errors
+from dermsight.io.files import IS_A_FILE, unwritable_reason
 
 FORMATS = ("parquet", "csv")
 LOCK_FILE = "_lock"
@@ -399,9 +400,12 @@ class PartStore:
         self.close()
 
     def open(self) -> None:
-        if self.out.exists() and not self.out.is_dir():
+        why = unwritable_reason(self.out, folder=True)
+        if why == IS_A_FILE:
             raise OutputError(
                 f"{self.option} must be a folder (a dataset of part files): {self.out}")
+        if why is not None:  # a file or a broken link above it, a folder it may not write
+            raise OutputError(f"cannot write {self.option} {self.out}: {why}")
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_format()
         fh = (self.out / LOCK_FILE).open("a+")

@@ -32,6 +32,7 @@ def _check_heatmap(out: Path) -> None:
     """Refuse, before any scoring, a ``--heatmap`` that cannot be written: not a .png, a folder,
     or under a file / a folder it may not write to (its folder is made here)."""
     from dermsight.batch.overlays import make_folder
+    from dermsight.io.files import unwritable_reason
 
     if out.suffix.lower() not in ("", ".png"):
         raise UserError(f"--heatmap must name a .png file, got {out}")
@@ -39,6 +40,8 @@ def _check_heatmap(out: Path) -> None:
         raise UserError(f"--heatmap must name a .png file, {out} is a folder")
     if (why := make_folder(out.parent)) is not None:
         raise UserError(f"--heatmap {out}: cannot write into the folder {out.parent}: {why}")
+    if (why := unwritable_reason(out, folder=False)) is not None:  # e.g. a broken link
+        raise UserError(f"cannot write --heatmap {out}: {why}")
 
 
 def _heatmap_path(out: Path, image: Path, names: UniqueNames | None) -> Path:

@@ -52,6 +52,10 @@ IS_A_FOLDER = "it is a folder"
 IS_A_FILE = "it is a file, not a folder"
 
 
+#: the phrase of a ``unwritable_reason`` answer for a link that leads nowhere
+BROKEN_LINK = "is a broken link"
+
+
 def _broken_link(path: Path, name: str) -> str | None:
     """``"<name> is a broken link (to <target>)"`` when ``path`` is a link that leads nowhere
     (a missing target or a loop of links), else None."""
@@ -60,8 +64,8 @@ def _broken_link(path: Path, name: str) -> str | None:
     try:
         target = os.readlink(path)
     except OSError:
-        return f"{name} is a broken link"
-    return f"{name} is a broken link (to {target})"
+        return f"{name} {BROKEN_LINK}"
+    return f"{name} {BROKEN_LINK} (to {target})"
 
 
 def unwritable_reason(path: str | os.PathLike[str], *, folder: bool) -> str | None:
