@@ -221,16 +221,16 @@ def test_batch_rows_tell_a_wrong_reference_from_a_damaged_shard(
     assert out.loc["ok", "prediction"] is not None
     size = good.stat().st_size
     assert out["error"].drop("ok").to_dict() == {
-        "wrong": f"good.tfrec: good.tfrec: no record starts at byte {second + 7} (it is inside "
+        "wrong": f"good.tfrec: no record starts at byte {second + 7} (it is inside "
                  f"the record at byte {second}): {WRONG}",
-        "stale": f"good.tfrec: good.tfrec: no record starts at byte {size + 40} (the shard ends "
+        "stale": f"good.tfrec: no record starts at byte {size + 40} (the shard ends "
                  f"at byte {size}): {WRONG}",
-        "flipped": f"flipped.tfrec: flipped.tfrec, record at byte {second}: corrupt record "
+        "flipped": f"flipped.tfrec, record at byte {second}: corrupt record "
                    "(data checksum mismatch)",
-        "header": f"header.tfrec: header.tfrec, record at byte {second}: not a TFRecord file, "
+        "header": f"header.tfrec, record at byte {second}: not a TFRecord file, "
                   "or corrupt (record length checksum mismatch)",
-        "cut": f"cut.tfrec: cut.tfrec, record at byte {third}: truncated shard: the last record "
+        "cut": f"cut.tfrec, record at byte {third}: truncated shard: the last record "
                "is incomplete",
-        "empty": "empty.tfrec: empty.tfrec, record at byte 0: empty shard: it holds no records",
+        "empty": "empty.tfrec, record at byte 0: empty shard: it holds no records",
     }
     assert os.path.getsize(good) == size  # nothing was written to a shard

@@ -127,8 +127,9 @@ def prepare_row(
         prep.ita = ita_degrees(rgb)
         if keep_thumb:
             prep.thumb = thumbnail(rgb)
-    except ImageDecodeError as exc:
-        prep.error = f"{where}: {exc.reason}"
+    except ImageDecodeError as exc:  # a TFRecord reader's reason names its shard already
+        named = exc.reason.startswith((f"{where}:", f"{where},"))
+        prep.error = exc.reason if named else f"{where}: {exc.reason}"
     except taxonomy.TaxonomyError as exc:
         prep.error = f"{where}: bad metadata: {exc}"
     except MemoryError:
