@@ -207,7 +207,7 @@ def test_rgba_png_with_transparent_areas_is_refused() -> None:
     assert tuple(out[0, 15]) == (0, 0, 200)
 
 
-@pytest.mark.parametrize("mode", ["L", "P", "1", "LA", "I", "F"])
+@pytest.mark.parametrize("mode", ["L", "1", "LA", "I", "F"])  # colour palettes: test_palette_images
 def test_other_modes_become_rgb(rgb: np.ndarray, mode: str) -> None:
     img = Image.fromarray(rgb).convert(mode)
     buf = io.BytesIO()

@@ -42,7 +42,9 @@ def test_a_pillow_image_gets_the_answer_its_file_gets(model: Dermsight,
 
 def test_pillow_modes_read_as_their_files_are(model: Dermsight, sample_image: Path) -> None:
     rgb = Image.open(sample_image).convert("RGB")
-    for mode in ("L", "P", "CMYK"):
+    with pytest.raises(ImageDecodeError, match="indexed-colour"):  # as its file is
+        model.load_image(rgb.convert("P"))
+    for mode in ("L", "CMYK"):
         img = rgb.convert(mode)
         data = _png_bytes(img) if mode != "CMYK" else None
         got = model.load_image(img)
