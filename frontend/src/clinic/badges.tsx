@@ -19,6 +19,16 @@ export function RiskRoseBadge({ rose, testId = 'risk-rose' }: { rose: boolean; t
   )
 }
 
+/** Said beside the tier when the latest photo could not be assessed (the tier is then an earlier photo's). */
+export function RetakeBadge({ text, title, testId = 'retake' }: { text: string | null; title?: string | null; testId?: string }) {
+  if (!text) return null
+  return (
+    <span className="retake-badge" data-testid={testId} title={title ?? undefined}>
+      {text}
+    </span>
+  )
+}
+
 export function ErrorBox({ error, what, testId = 'error-message' }: { error: Error | string | null; what?: string; testId?: string }) {
   if (!error) return null
   return (

@@ -4,6 +4,9 @@ import {
   describeChange,
   formatDays,
   readableWait,
+  RETAKE_LABEL,
+  retakeCount,
+  retakeNote,
   formatDelta,
   formatEstimate,
   isUnsafeMethod,
@@ -79,9 +82,9 @@ describe('changes between visits', () => {
 
   it('describes a change in one sentence, saying when the risk rose', () => {
     const rose = describeChange({ from_visit: 1, to_visit: 2, days: 90, malignant_delta: 0.25, tier_from: 'low', tier_to: 'high', risk_rose: true })
-    expect(rose).toBe('After 90 days: malignant probability +25.0 points; tier Low risk → High risk. Risk rose.')
+    expect(rose).toBe('After 90 days: malignant share +25.0 points; tier Low risk → High risk. Risk rose.')
     const same = describeChange({ from_visit: 1, to_visit: 2, days: 30, malignant_delta: -0.01, tier_from: 'low', tier_to: 'low', risk_rose: false })
-    expect(same).toBe('After 30 days: malignant probability −1.0 points; tier unchanged (Low risk).')
+    expect(same).toBe('After 30 days: malignant share −1.0 points; tier unchanged (Low risk).')
   })
 
   it('labels tiers, including a visit the model could not assess', () => {
@@ -130,5 +133,35 @@ describe('readableWait', () => {
     expect(readableWait('Too many failed logins: try again in 898 s')).toBe('Too many failed logins: try again in 15 min.')
     expect(readableWait('try again in 30 s')).toBe('try again in 30 s.')
     expect(readableWait('wrong username or password')).toBe('wrong username or password')
+  })
+})
+
+describe('a latest photo that could not be assessed', () => {
+  const lesion = { latest_risk: 'high', latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-06-01' }
+
+  it('is said beside the earlier assessed tier, which it does not replace', () => {
+    const note = retakeNote(lesion)
+    expect(note).toContain('could not be assessed')
+    expect(note).toContain('High risk')
+    expect(note).toContain('2025-06-01')
+    expect(RETAKE_LABEL).toBe('latest photo: cannot assess — retake')
+  })
+
+  it('asks for a retake when no photo of the lesion was ever assessed', () => {
+    const note = retakeNote({ latest_risk: 'cannot_assess', latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-07-01' })
+    expect(note).toContain('no earlier photo was')
+    expect(note).not.toContain('tier shown')
+  })
+
+  it('says nothing when the latest photo was assessed or there is none', () => {
+    expect(retakeNote({ ...lesion, latest_visit_risk: 'high' })).toBeNull()
+    expect(retakeNote({ latest_risk: null, latest_visit_risk: null, latest_risk_taken_at: null })).toBeNull()
+  })
+
+  it('counts the lesions to photograph again on the patient list', () => {
+    expect(retakeCount(0)).toBeNull()
+    expect(retakeCount(undefined)).toBeNull()
+    expect(retakeCount(1)).toBe('1 lesion: latest photo cannot be assessed — retake')
+    expect(retakeCount(3)).toBe('3 lesions: latest photos cannot be assessed — retake')
   })
 })

@@ -85,7 +85,7 @@ export function describeChange(c: Change): string {
     c.tier_from === c.tier_to
       ? `tier unchanged (${tierLabel(c.tier_to)})`
       : `tier ${tierLabel(c.tier_from)} → ${tierLabel(c.tier_to)}`
-  const parts = [`After ${formatDays(c.days)}: malignant probability ${formatDelta(c.malignant_delta)}`, tiers]
+  const parts = [`After ${formatDays(c.days)}: malignant share ${formatDelta(c.malignant_delta)}`, tiers]
   return `${parts.join('; ')}${c.risk_rose ? '. Risk rose.' : '.'}`
 }
 
@@ -105,6 +105,30 @@ export function lesionPlace(l: Pick<Lesion, 'side' | 'body_site' | 'location'>, 
 export function latestSummary(risk: string | null, p: number | null | undefined): string {
   if (!risk) return 'no visit yet'
   return typeof p === 'number' ? `${tierLabel(risk)} · ${formatPercent(p)}` : tierLabel(risk)
+}
+
+/** The short badge text when the latest photo could not be assessed. */
+export const RETAKE_LABEL = 'latest photo: cannot assess — retake'
+
+/**
+ * Why a lesion needs a new photo, or null: its latest visit could not be assessed. The tier the
+ * page shows is then that of the last assessed visit (`latest_risk`, dated `latest_risk_taken_at`),
+ * which a refused photo never replaces.
+ */
+export function retakeNote(
+  l: Pick<Lesion, 'latest_risk' | 'latest_visit_risk' | 'latest_risk_taken_at'>,
+): string | null {
+  if (l.latest_visit_risk !== 'cannot_assess') return null
+  const assessed = l.latest_risk && l.latest_risk !== 'cannot_assess'
+  if (!assessed) return 'The latest photo could not be assessed and no earlier photo was: take it again.'
+  const when = l.latest_risk_taken_at ? ` of ${l.latest_risk_taken_at.slice(0, 10)}` : ''
+  return `The latest photo could not be assessed: take it again. The tier shown (${tierLabel(l.latest_risk)}) is that of the last assessed photo${when}.`
+}
+
+/** "1 lesion: latest photo cannot be assessed — retake" (null for none). */
+export function retakeCount(n: number | null | undefined): string | null {
+  if (typeof n !== 'number' || !Number.isFinite(n) || n < 1) return null
+  return n === 1 ? '1 lesion: latest photo cannot be assessed — retake' : `${n} lesions: latest photos cannot be assessed — retake`
 }
 
 // --- dashboard ------------------------------------------------------------------------------------

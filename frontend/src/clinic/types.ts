@@ -53,7 +53,15 @@ export interface PatientSummary {
   n_lesions: number
   n_visits: number
   last_visit_at: string | null
+  /** the tier of the patient's latest assessed visit ("cannot_assess" only when none was assessed) */
   latest_risk: string | null
+  /** the latest visit's own tier ("cannot_assess": its photo could not be assessed) */
+  latest_visit_risk: string | null
+  /** the highest of the lesions' latest_risk */
+  highest_risk: string | null
+  /** lesions whose latest photo could not be assessed (a retake is needed) */
+  n_lesions_latest_cannot_assess: number
+  /** any lesion's risk rose between its last two assessed visits */
   risk_rose: boolean
 }
 
@@ -72,8 +80,14 @@ export interface Lesion {
   location: string | null
   map: MapPoint | null
   n_visits: number
+  /** the tier of the latest assessed visit ("cannot_assess" only when none was assessed) */
   latest_risk: string | null
   latest_malignant_probability: number | null
+  /** the date of the visit latest_risk comes from */
+  latest_risk_taken_at: string | null
+  /** the latest visit's own tier ("cannot_assess": its photo could not be assessed) */
+  latest_visit_risk: string | null
+  /** the risk rose between the last two assessed visits */
   risk_rose: boolean
   diagnosis: Diagnosis | null
 }

@@ -16,7 +16,7 @@ function ClinicCaseFigure({ item }: { item: ClinicSimilarCase }) {
   )
 }
 
-/** The nearest confirmed cases to a visit: the bundled reference set and this clinic's own. */
+/** The nearest labelled cases to a visit: the bundled reference set and this clinic's own. */
 export function ClinicSimilar({ visit }: { visit: Visit }) {
   const similar = useLoad(() => getSimilar(visit.id), String(visit.id))
   if (visit.result.risk === 'cannot_assess') return null
@@ -25,7 +25,7 @@ export function ClinicSimilar({ visit }: { visit: Visit }) {
   return (
     <div data-testid="clinic-similar">
       <p className="muted">
-        For the latest visit: confirmed lesions whose images look most alike to the model’s own features (cosine
+        For the latest visit: labelled reference images and this clinic’s confirmed lesions whose images look most alike to the model’s own features (cosine
         similarity, 1 = identical to the model). A visual comparison, not a diagnosis and not a second opinion:
         similar-looking lesions can have different diagnoses.
       </p>

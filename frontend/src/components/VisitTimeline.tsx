@@ -89,7 +89,7 @@ function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; o
           </dd>
         </div>
         <div>
-          <dt>Malignant probability</dt>
+          <dt title="(MEL + BCC + SCC) / (1 − UNK) for the shipped model: the malignant share among the specific diagnoses, not an absolute probability when UNK dominates">Malignant share</dt>
           <dd data-testid="visit-malignant">{cannot ? 'not assessed' : formatPercent(r.malignant_probability)}</dd>
         </div>
         <div>
@@ -199,7 +199,7 @@ export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string 
         {choose(b, setB, 'Right', 'compare-b')}
       </div>
       <p data-testid="compare-delta">
-        Malignant probability from left to right: <strong>{formatDelta(delta)}</strong>
+        Malignant share (among the specific diagnoses) from left to right: <strong>{formatDelta(delta)}</strong>
       </p>
       <div className="compare-grid">
         {[va, vb].map((v, i) => (

@@ -2,8 +2,8 @@ import { useId, useState } from 'react'
 import { API, type ModelCard } from '../api.ts'
 import { cardCrop } from '../card.ts'
 import { getLesion } from '../clinic/api.ts'
-import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
-import { clinicHref, lesionPlace } from '../clinic/format.ts'
+import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { ClinicSimilar } from '../components/ClinicSimilar.tsx'
 import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
@@ -27,7 +27,9 @@ export function ClinicLesionPage({ id }: { id: number }) {
   if (!d) return <p className="muted">Loading…</p>
   const { visits, changes } = d
   const last = visits[visits.length - 1]
-  const rose = changes.some((c) => c.risk_rose)
+  // the lesion's rise (its last two assessed visits, across refused photos) or any rise shown
+  const rose = d.lesion.risk_rose || changes.some((c) => c.risk_rose)
+  const retake = retakeNote(d.lesion)
 
   return (
     <div className="clinic-page" data-testid="lesion-page" data-lesion-id={d.lesion.id}>
@@ -42,10 +44,16 @@ export function ClinicLesionPage({ id }: { id: number }) {
         {last && (
           <>
             {' '}
-            · latest: <TierBadge risk={last.result.risk} p={last.result.malignant_probability ?? null} testId="lesion-latest" />
+            · {retake ? 'last assessed' : 'latest'}: <TierBadge risk={d.lesion.latest_risk} p={d.lesion.latest_malignant_probability} testId="lesion-latest" />{' '}
+            <RetakeBadge text={retake && RETAKE_LABEL} title={retake} testId="lesion-retake" />
           </>
         )}
       </p>
+      {retake && (
+        <p className="hint" role="note" data-testid="lesion-retake-note">
+          {retake}
+        </p>
+      )}
 
       <section aria-labelledby={`${ids}-visits`}>
         <div className="section-head">
@@ -72,7 +80,7 @@ export function ClinicLesionPage({ id }: { id: number }) {
 
       {last && last.result.risk !== 'cannot_assess' && (
         <section className="card-block" aria-labelledby={`${ids}-similar`}>
-          <h2 id={`${ids}-similar`}>Similar confirmed cases</h2>
+          <h2 id={`${ids}-similar`}>Similar cases</h2>
           <ClinicSimilar key={last.id} visit={last} />
         </section>
       )}

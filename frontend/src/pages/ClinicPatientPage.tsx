@@ -1,8 +1,8 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
 import { createLesion, deletePatient, getPatient, patientExportUrl } from '../clinic/api.ts'
-import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { announce } from '../clinic/focus.ts'
-import { clinicHref, lesionPlace } from '../clinic/format.ts'
+import { clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
 import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
@@ -199,8 +199,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
                   </th>
                   <td>{l.n_visits}</td>
                   <td>
-                    {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} /> : <span className="muted">no visit yet</span>}{' '}
-                    <RiskRoseBadge rose={l.risk_rose} />
+                    {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
+                    <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} title={retakeNote(l)} />
                   </td>
                   <td>{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
                 </tr>

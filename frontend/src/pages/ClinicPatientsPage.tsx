@@ -1,7 +1,7 @@
 import { useEffect, useId, useState, type FormEvent } from 'react'
 import { createPatient, listPatients } from '../clinic/api.ts'
-import { ClinicNotice, ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
-import { clinicHref } from '../clinic/format.ts'
+import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { clinicHref, retakeCount } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
@@ -74,7 +74,9 @@ export function ClinicPatientsPage() {
               <th scope="col">Lesions</th>
               <th scope="col">Visits</th>
               <th scope="col">Last visit</th>
-              <th scope="col">Latest tier</th>
+              <th scope="col" title="The highest of the lesions’ tiers, each from its latest assessed photo">
+                Highest lesion tier
+              </th>
             </tr>
           </thead>
           <tbody>
@@ -89,8 +91,8 @@ export function ClinicPatientsPage() {
                 <td>{p.n_visits}</td>
                 <td>{p.last_visit_at ? formatTimestamp(p.last_visit_at) : '—'}</td>
                 <td>
-                  {p.latest_risk ? <TierBadge risk={p.latest_risk} /> : <span className="muted">no visit yet</span>}{' '}
-                  <RiskRoseBadge rose={p.risk_rose} />
+                  {p.highest_risk ? <TierBadge risk={p.highest_risk} testId="patient-tier" /> : <span className="muted">no visit yet</span>}{' '}
+                  <RiskRoseBadge rose={p.risk_rose} /> <RetakeBadge text={retakeCount(p.n_lesions_latest_cannot_assess)} />
                 </td>
               </tr>
             ))}

@@ -4,6 +4,12 @@ A lesion's *change* between two consecutive visits: days apart, the change in ma
 probability, the tiers; ``risk_rose`` when the tier went up (low < moderate < high) or the
 malignant probability rose by at least ``RISE_DELTA``. Visits the gate could not assess have no
 numbers and never count as a rise.
+
+A visit that could not be assessed never hides what the assessed ones said: a lesion's (and a
+patient's) ``latest_risk`` is the tier of its latest *assessed* visit, and its ``risk_rose``
+compares its last two assessed visits. That the latest photo could not be assessed is said
+beside it (``latest_visit_risk``: the latest visit's own tier, ``cannot_assess`` then), so a
+clinician sees both the last assessed tier and that a new photo is needed.
 """
 
 from __future__ import annotations
@@ -89,10 +95,38 @@ def changes(facts: list[VisitFact]) -> list[dict[str, Any]]:
     return out
 
 
+def assessed(facts: list[VisitFact]) -> list[VisitFact]:
+    """The visits the gate could assess (a tier of ``TIER_RANK``), in their order."""
+    return [f for f in facts if f.risk in TIER_RANK]
+
+
+def current(facts: list[VisitFact]) -> VisitFact | None:
+    """The visit that says a lesion's (or a patient's) risk: the latest assessed one; the
+    latest visit when none could be assessed (its tier is then ``cannot_assess``); None
+    without visits. A later photo the gate refused never hides an assessed tier."""
+    done = assessed(facts)
+    return done[-1] if done else (facts[-1] if facts else None)
+
+
 def risk_rose(facts: list[VisitFact]) -> bool:
-    """Did the risk rise between the lesion's last two visits?"""
-    ch = changes(facts[-2:])
+    """Did the risk rise between the lesion's last two *assessed* visits? Visits the gate
+    could not assess, before or after them, neither hide a rise nor make one."""
+    ch = changes(assessed(facts)[-2:])
     return bool(ch and ch[-1]["risk_rose"])
+
+
+def highest_risk(risks: list[str]) -> str | None:
+    """The highest tier of ``risks`` (low < moderate < high); ``cannot_assess`` when none of
+    them is a tier; None for no risks."""
+    tiers = [r for r in risks if r in TIER_RANK]
+    if tiers:
+        return max(tiers, key=TIER_RANK.__getitem__)
+    return risks[0] if risks else None
+
+
+def latest_cannot_assess(facts: list[VisitFact]) -> bool:
+    """Whether the latest visit could not be assessed (its photo needs taking again)."""
+    return bool(facts) and facts[-1].risk not in TIER_RANK
 
 
 # --- JSON forms ----------------------------------------------------------------------------------
@@ -111,7 +145,10 @@ def usernames(db: DbSession) -> dict[int, str]:
 
 
 def lesion_json(lesion: Lesion, facts: list[VisitFact], names: dict[int, str]) -> dict[str, Any]:
-    last = facts[-1] if facts else None
+    """``latest_risk`` / ``latest_malignant_probability`` / ``latest_risk_taken_at``: of the
+    latest assessed visit (``current``); ``latest_visit_risk``: the latest visit's own tier
+    (``cannot_assess`` when its photo could not be assessed)."""
+    shown = current(facts)
     return {
         "id": lesion.id, "patient_id": lesion.patient_id, "body_site": lesion.body_site,
         "side": lesion.side, "location": lesion.location,
@@ -119,8 +156,10 @@ def lesion_json(lesion: Lesion, facts: list[VisitFact], names: dict[int, str]) -
                 if lesion.map_view is not None else None),
         "created_at": aware(lesion.created_at).isoformat(),
         "n_visits": len(facts),
-        "latest_risk": last.risk if last else None,
-        "latest_malignant_probability": last.malignant_probability if last else None,
+        "latest_risk": shown.risk if shown else None,
+        "latest_malignant_probability": shown.malignant_probability if shown else None,
+        "latest_risk_taken_at": shown.taken_at.isoformat() if shown else None,
+        "latest_visit_risk": facts[-1].risk if facts else None,
         "risk_rose": risk_rose(facts),
         "diagnosis": diagnosis_json(lesion.diagnosis, names),
     }
@@ -188,17 +227,27 @@ def list_patients(db: DbSession, prefix: str | None, limit: int = 200) -> list[d
                 Lesion.patient_id.in_([p.id for p in patients]))):
             lesions[pid].append(lid)
     facts = visit_facts(db, [lid for ids in lesions.values() for lid in ids])
-    out = []
-    for p in patients:
-        per = [facts.get(lid, []) for lid in lesions[p.id]]
-        visits = sorted((f for fs in per for f in fs), key=lambda f: (f.taken_at, f.id))
-        out.append({
-            **patient_json(p), "n_lesions": len(per), "n_visits": len(visits),
-            "last_visit_at": visits[-1].taken_at.isoformat() if visits else None,
-            "latest_risk": visits[-1].risk if visits else None,
-            "risk_rose": any(risk_rose(fs) for fs in per),
-        })
-    return out
+    return [patient_row(p, [facts.get(lid, []) for lid in lesions[p.id]]) for p in patients]
+
+
+def patient_row(p: Patient, per: list[list[VisitFact]]) -> dict[str, Any]:
+    """A patient as the list shows them; ``per``: each lesion's visit facts (oldest first).
+
+    ``latest_risk``: the tier of the patient's latest assessed visit (``current``);
+    ``latest_visit_risk``: their latest visit's own tier; ``highest_risk``: the highest of the
+    lesions' ``latest_risk``; ``n_lesions_latest_cannot_assess``: lesions whose latest photo
+    could not be assessed; ``risk_rose``: any lesion's."""
+    visits = sorted((f for fs in per for f in fs), key=lambda f: (f.taken_at, f.id))
+    shown = current(visits)
+    return {
+        **patient_json(p), "n_lesions": len(per), "n_visits": len(visits),
+        "last_visit_at": visits[-1].taken_at.isoformat() if visits else None,
+        "latest_risk": shown.risk if shown else None,
+        "latest_visit_risk": visits[-1].risk if visits else None,
+        "highest_risk": highest_risk([c.risk for fs in per if (c := current(fs))]),
+        "n_lesions_latest_cannot_assess": sum(latest_cannot_assess(fs) for fs in per),
+        "risk_rose": any(risk_rose(fs) for fs in per),
+    }
 
 
 def patient_detail(db: DbSession, patient: Patient) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class Assessment:
     embedding: bytes | None
     risk: str
     malignant_probability: float | None
+    #: the metadata the model used: the form's values, DICOM tags filling what it left empty
+    meta: Metadata
 
 
 def assess(model: Dermsight, data: bytes, meta: Metadata,
@@ -60,15 +62,18 @@ def assess(model: Dermsight, data: bytes, meta: Metadata,
         result=pred.to_dict(heatmap_png=False), image_png=png_bytes(rgb), heatmap_png=heat,
         embedding=None if pred.embedding is None else
         np.asarray(pred.embedding, np.float32).tobytes(), risk=pred.risk,
-        malignant_probability=pred.malignant_probability if pred.assessable else None)
+        malignant_probability=pred.malignant_probability if pred.assessable else None,
+        meta=pred.meta)
 
 
-def store_visit(  # noqa: PLR0913 (keyword-only fields of the row)
-    clinic: Clinic, model: Dermsight, a: Assessment, *, lesion_id: int, meta: Metadata,
-    taken_at: date, note: str | None, user: User, site_inherited: bool = False,
+def store_visit(
+    clinic: Clinic, model: Dermsight, a: Assessment, *, lesion_id: int, taken_at: date,
+    note: str | None, user: User, site_inherited: bool = False,
 ) -> int:
-    """Write the files, then the row (one transaction). Returns the visit id. ``meta`` is what
-    the model was given; ``site_inherited``: its site is the lesion's (``sites.visit_site``)."""
+    """Write the files, then the row (one transaction). Returns the visit id. The row's age,
+    sex and site are what the model used (``a.meta``: the form's values, a DICOM file's tags
+    filling those it left empty), so the confirmed-cases export re-scores the visit as it
+    was served; ``site_inherited``: its site is the lesion's (``sites.visit_site``)."""
     image_key = clinic.images.put(a.image_png, "png")
     heatmap_key = clinic.images.put(a.heatmap_png, "png") if a.heatmap_png else None
     card = model.card
@@ -76,7 +81,7 @@ def store_visit(  # noqa: PLR0913 (keyword-only fields of the row)
         get_or_404(s, Lesion, lesion_id, "lesion")  # deleted meanwhile: the sweep takes the files
         v = Visit(
             lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,
-            age=meta.age, sex=meta.sex, site=meta.site, site_inherited=site_inherited,
+            age=a.meta.age, sex=a.meta.sex, site=a.meta.site, site_inherited=site_inherited,
             note=note,
             result_json=json.dumps(a.result, separators=(",", ":")), risk=a.risk,
             malignant_probability=a.malignant_probability, model_name=card.name,

@@ -55,7 +55,22 @@ def _view(request: Request, user: User, model: type[_Row], object_id: int, what:
         return detail(s, row)
 
 
-@router.get("/patients", summary="Patients, optionally those whose reference starts with q")
+#: what a patient's and a lesion's risk fields mean (the routes' OpenAPI descriptions)
+RISK_FIELDS = (
+    "A visit whose photo could not be assessed (tier `cannot_assess`) never hides an assessed "
+    "tier or a rise: `latest_risk` (and a lesion's `latest_malignant_probability`, "
+    "`latest_risk_taken_at`) come from the latest *assessed* visit (`cannot_assess` only when "
+    "no visit could be assessed; before this release: the latest visit, whatever its tier), "
+    "and `risk_rose` compares the last two assessed visits. `latest_visit_risk` is the latest "
+    "visit's own tier: `cannot_assess` says its photo needs taking again.")
+
+
+@router.get("/patients", summary="Patients, optionally those whose reference starts with q",
+            description="Each patient with `n_lesions`, `n_visits`, `last_visit_at`, "
+                        "`latest_risk`, `latest_visit_risk`, `highest_risk` (the highest of "
+                        "the lesions' `latest_risk`), `n_lesions_latest_cannot_assess` (lesions "
+                        "whose latest photo could not be assessed) and `risk_rose` (any "
+                        f"lesion's). {RISK_FIELDS}")
 def list_patients(request: Request, user: CurrentUser,
                   q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
@@ -69,11 +84,11 @@ def create_patient(body: PatientIn, request: Request, user: CurrentUser
     with clinic_of(request).db.session() as s:
         p = cases.create_patient(s, body.ref, user)
         audit.record(s, user, "create", "patient", p.id)
-        return {**cases.patient_json(p), "n_lesions": 0, "n_visits": 0, "last_visit_at": None,
-                "latest_risk": None, "risk_rose": False}
+        return cases.patient_row(p, [])
 
 
-@router.get("/patients/{patient_id}", summary="A patient with their lesions")
+@router.get("/patients/{patient_id}", summary="A patient with their lesions",
+            description=f"The patient and each lesion's latest result. {RISK_FIELDS}")
 def get_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                 ) -> dict[str, Any]:
     return _view(request, user, Patient, patient_id, "patient", cases.patient_detail)
@@ -112,7 +127,9 @@ def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
         return cases.lesion_json(le, [], {})
 
 
-@router.get("/lesions/{lesion_id}", summary="A lesion's timeline: visits, changes, diagnosis")
+@router.get("/lesions/{lesion_id}", summary="A lesion's timeline: visits, changes, diagnosis",
+            description="The lesion, its visits (oldest first), the change between each two "
+                        f"consecutive visits and its diagnosis. {RISK_FIELDS}")
 def get_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser
                ) -> dict[str, Any]:
     return _view(request, user, Lesion, lesion_id, "lesion", cases.lesion_detail)
@@ -210,8 +227,8 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
                                       partial(metrics.timed_prediction, model)))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
-    store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, meta=meta,
-                    taken_at=taken_at, note=note, user=user, site_inherited=site.inherited)
+    store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, taken_at=taken_at,
+                    note=note, user=user, site_inherited=site.inherited)
     return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 
