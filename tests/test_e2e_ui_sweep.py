@@ -189,17 +189,18 @@ def test_a_file_over_the_upload_limit_says_its_size_and_the_limit(
 def test_an_invalid_age_is_said_at_the_field_and_the_result_is_marked_stale(
     page: Any, sample_image: Path
 ) -> None:
-    """Age -1 (or 121, or 55.5): nothing is sent; the field says why, is marked invalid and keeps
+    """Age -1 (or 121, or 120.5): nothing is sent; the field says why, is marked invalid and keeps
     the focus; the result already on screen stays, marked as made with other details."""
     result = assess(page, sample_image, age="55")
     assert result["input"]["age"] == 55
     sent = predict_requests(page)
     age = page.get_by_test_id("age-input")
-    for bad in ("-1", "121", "55.5"):
+    for bad in ("-1", "121", "120.5"):
         age.fill(bad)
         age.press("Enter")  # Enter submits the form
         error = page.get_by_test_id("age-error")
-        expect(error).to_have_text("Age must be a whole number from 0 to 120.")
+        expect(error).to_have_text(
+            "Age must be a number of years from 0 to 120 (e.g. 45, or 1.5 for 18 months).")
         assert age.get_attribute("aria-invalid") == "true"
         assert error.get_attribute("id") in (age.get_attribute("aria-describedby") or "")
         assert page.evaluate("document.activeElement.dataset.testid") == "age-input"
@@ -293,7 +294,7 @@ def test_no_probability_reads_as_a_certainty(
     assert shown[result["prediction"]] == ">99.9%"
     assert {v for c, v in shown.items() if c != result["prediction"]} == {"<0.1%"}
     numbers = page.get_by_test_id("clinician-numbers").inner_text()
-    assert "Malignant probability" in numbers
+    assert "Malignant share among the specific diagnoses" in numbers
     assert "<0.1%" in numbers
     text = page.get_by_test_id("result").inner_text()
     assert "100.0%" not in text

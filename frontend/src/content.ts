@@ -3,7 +3,9 @@
 // only their display labels live here, and `satisfies` makes tsc refuse a label list that does
 // not cover exactly the generated vocabulary.
 
-import type { LesionClassInfo } from './api.ts'
+import type { LesionClassInfo, ModelCard } from './api.ts'
+import { cardMalignant, cardMalignantExcluded } from './card.ts'
+import { formatPercent } from './format.ts'
 import { CLASSES, SEXES as SEX_VALUES, SITES as SITE_VALUES } from './generated/taxonomy.ts'
 
 export type Site = (typeof SITE_VALUES)[number]
@@ -87,3 +89,61 @@ export const PHOTO_TIPS = [
 
 export const DISCLAIMER_FALLBACK =
   'Decision support only, not a diagnosis. A dermatologist must examine any lesion that worries you or the patient.'
+
+// --- what the numbers of a result are called ---------------------------------------------------
+
+/** The class the decision rule picks (`prediction`), which is not always the most probable one. */
+export const SUGGESTED_CLASS = 'Suggested class'
+
+/**
+ * The name of `malignant_probability` for this card. A card that leaves classes out of the
+ * denominator (`malignant_excluded`, UNK in the shipped model) serves the malignant share among
+ * the specific diagnoses, (MEL + BCC + SCC) / (1 − UNK): not an absolute probability when UNK
+ * holds most of it, so it is not called one.
+ */
+export function malignantLabel(card: ModelCard | null): string {
+  const codes = card ? cardMalignant(card) : []
+  const sum = (codes.length > 0 ? codes : ['MEL', 'BCC', 'SCC']).join(' + ')
+  const excluded = cardMalignantExcluded(card)
+  if (excluded.length === 0) return `Malignant probability (${sum})`
+  return `Malignant share among the specific diagnoses ((${sum}) / (1 − ${excluded.join(' − ')}))`
+}
+
+/** "malignant share" or "malignant probability", for a sentence (e.g. the tier's thresholds). */
+export function malignantShortName(card: ModelCard | null): string {
+  return cardMalignantExcluded(card).length > 0 ? 'malignant share' : 'malignant probability'
+}
+
+/**
+ * Under the malignant share, when the classes left out of it hold most of the probability
+ * (e.g. UNK 99.7 %): the share is taken among the small rest, so it is no absolute probability.
+ */
+export function malignantShareNote(card: ModelCard | null, probabilities: Record<string, number>): string | null {
+  const excluded = cardMalignantExcluded(card)
+  const out = excluded.reduce((s, c) => s + (typeof probabilities[c] === 'number' ? probabilities[c] : 0), 0)
+  if (excluded.length === 0 || out < 0.5) return null
+  return (
+    `${excluded.join(', ')} holds ${formatPercent(out)} of the probability: this share is taken among the other ` +
+    `${formatPercent(1 - out)}, so it is not the absolute probability of a cancer. The risk tier uses it on purpose, ` +
+    `so that ${excluded.join(', ')} never lowers the risk.`
+  )
+}
+
+// --- similar cases ------------------------------------------------------------------------------
+
+/** The class of the reference images labelled "unknown" in ISIC 2020 (no specific diagnosis). */
+export const UNSPECIFIED_CLASS = 'UNK'
+
+export const SIMILAR_TITLE = 'Similar labelled cases'
+
+export const SIMILAR_INTRO =
+  'Training images, each with the diagnosis its collection gives it, that look most alike to the model’s ' +
+  'own features (cosine similarity, 1 = identical to the model). “Other / unknown” (UNK) means not further ' +
+  'specified: ISIC 2020 labels it benign without naming a diagnosis. They are a visual comparison, not a ' +
+  'diagnosis and not a second opinion: visually similar lesions can have different diagnoses.'
+
+/** How a reference image's label reads: "Melanoma", or for UNK "Other / unknown, not further specified". */
+export function referenceLabel(code: string, name: string): string {
+  const shown = name || code
+  return code === UNSPECIFIED_CLASS ? `${shown}, not further specified` : shown
+}

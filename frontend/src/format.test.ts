@@ -86,7 +86,7 @@ describe('parseAge', () => {
     expect(parseAge('120')).toBe(120)
   })
   it('rejects the rest', () => {
-    for (const bad of ['121', '-1', '4.5', 'abc']) expect(() => parseAge(bad)).toThrow(/0 to 120/)
+    for (const bad of ['121', '-1', '120.5', 'abc']) expect(() => parseAge(bad)).toThrow(/0 to 120/)
   })
   it('rejects what the browser could not parse (its number field then reads as empty)', () => {
     expect(() => parseAge('', true)).toThrow(/0 to 120/)
@@ -100,8 +100,8 @@ describe('checkImageForm', () => {
     expect(checkImageForm(null, '42', false, 'Choose an image.')).toEqual({ error: 'Choose an image.' })
   })
   it('stops an invalid age with parseAge\'s message', () => {
-    expect(checkImageForm(file, '130', false, 'x')).toEqual({ error: 'Age must be a whole number from 0 to 120.' })
-    expect(checkImageForm(file, '', true, 'x')).toEqual({ error: 'Age must be a whole number from 0 to 120.' })
+    expect(checkImageForm(file, '130', false, 'x')).toEqual({ error: 'Age must be a number of years from 0 to 120 (e.g. 45, or 1.5 for 18 months).' })
+    expect(checkImageForm(file, '', true, 'x')).toEqual({ error: 'Age must be a number of years from 0 to 120 (e.g. 45, or 1.5 for 18 months).' })
   })
   it('passes the file and the parsed age (or null) on', () => {
     expect(checkImageForm(file, ' 42 ', false, 'x')).toEqual({ file, age: 42 })

@@ -123,13 +123,18 @@ export function errorMessageFrom(status: number, body: unknown): string {
   }
 }
 
-/** Age field text -> number, or null when empty; throws a readable message when invalid. */
+/** The ages the server accepts, in years (dermsight.taxonomy AGE_MIN / AGE_MAX). */
+export const AGE_MIN = 0
+export const AGE_MAX = 120
+
+/** Age field text -> number of years (decimals allowed: 18 months = 1.5, as the API and DICOM
+ * ages), or null when empty; throws a readable message when invalid. */
 export function parseAge(text: string, badInput = false): number | null {
   const t = text.trim()
   if (!t && !badInput) return null
   const n = Number(t)
-  if (badInput || !Number.isFinite(n) || !Number.isInteger(n) || n < 0 || n > 120) {
-    throw new Error('Age must be a whole number from 0 to 120.')
+  if (badInput || !Number.isFinite(n) || n < AGE_MIN || n > AGE_MAX) {
+    throw new Error(`Age must be a number of years from ${AGE_MIN} to ${AGE_MAX} (e.g. 45, or 1.5 for 18 months).`)
   }
   return n
 }
@@ -220,6 +225,16 @@ export function sortedByProbability(probs: Record<string, number>): [string, num
   return Object.entries(probs)
     .filter(([, p]) => typeof p === 'number')
     .sort((a, b) => b[1] - a[1])
+}
+
+/**
+ * The most probable class and its probability when the suggested class (`prediction`, chosen by
+ * the model's decision rule, e.g. the balanced rule that adjusts for how common each class was in
+ * training) is another one; null when they agree or nothing is known.
+ */
+export function mostProbableOther(prediction: string | undefined, probs: Record<string, number>): [string, number] | null {
+  const top = sortedByProbability(probs)[0]
+  return prediction && top && top[0] !== prediction && !(probs[prediction] >= top[1]) ? top : null
 }
 
 /** A metric with exactly 3 decimals ("0.901"), "—" when missing. */

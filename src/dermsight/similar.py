@@ -1,4 +1,4 @@
-"""Similar confirmed cases: cosine k-nearest neighbours over the model's own pooled features.
+"""Similar labelled cases: cosine k-nearest neighbours over the model's own pooled features.
 
 Two layers, both numpy only (serving path):
 

@@ -1,5 +1,6 @@
 import { useId, type ReactNode, type Ref } from 'react'
 import { SEXES, SITE_CHOICES } from '../content.ts'
+import { AGE_MAX, AGE_MIN } from '../format.ts'
 import { ChoiceField } from './ChoiceField.tsx'
 import { BodyMap } from './BodyMap.tsx'
 
@@ -33,10 +34,10 @@ export function PatientFields({ legend, age, sex, site, onAge, onSex, onSite, ag
           <input
             id={`${ids}-age`}
             type="number"
-            inputMode="numeric"
-            min={0}
-            max={120}
-            step={1}
+            inputMode="decimal"
+            min={AGE_MIN}
+            max={AGE_MAX}
+            step="any"
             ref={ageRef}
             value={age}
             onChange={(e) => onAge(e.target.value)}

@@ -41,7 +41,7 @@ export function RetrievalBlock({ card }: { card: ModelCard }) {
         Beside each assessable result the {k} reference images most similar to it by the model’s own features are shown
         {nRef !== null && <> (from {formatNumber(nRef)} training images shipped with the model)</>}. They are a visual
         comparison, not a diagnosis. Measured on the {formatNumber(num(test.n_queries))} test images: how many of the {k}{' '}
-        neighbours have the query’s confirmed diagnosis.
+        neighbours have the query’s diagnosis.
       </p>
       <TableWrap>
         <table className="data-table" data-testid="retrieval-table">

@@ -1,5 +1,6 @@
 import type { Flag } from '../api.ts'
-import { PHOTO_TIPS, riskText } from '../content.ts'
+import { PHOTO_TIPS, SUGGESTED_CLASS, riskText } from '../content.ts'
+import { formatProbability, mostProbableOther } from '../format.ts'
 import type { Audience } from '../hooks.ts'
 import { FlagList } from './FlagList.tsx'
 import { IconAlert, IconCheck, IconEye, IconQuestion } from './Icons.tsx'
@@ -9,6 +10,12 @@ interface Props {
   flags: Flag[]
   audience: Audience
   predictionName?: string
+  /** the suggested class's code and the class probabilities: to say when the most probable
+   * class is another one */
+  prediction?: string
+  probabilities?: Record<string, number>
+  /** a class's display name by code */
+  nameOf?: (code: string) => string
 }
 
 function RiskIcon({ risk }: { risk: string }) {
@@ -25,7 +32,7 @@ function RiskIcon({ risk }: { risk: string }) {
 }
 
 /** The headline of a result: colour + icon + words (never colour alone). */
-export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
+export function RiskBanner({ risk, flags, audience, predictionName, prediction, probabilities = {}, nameOf = (c) => c }: Props) {
   const t = riskText(risk)
   const known = ['high', 'moderate', 'low', 'cannot_assess'].includes(risk)
   const cannot = risk === 'cannot_assess'
@@ -33,6 +40,7 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
   const shownFlags = cannot ? (blocking.length ? blocking : flags) : []
   // non-blocking warnings (e.g. not a dermoscopic image: accuracy unknown) go with a valid result
   const warnings = cannot ? [] : flags.filter((f) => f.blocking === false)
+  const other = mostProbableOther(prediction, probabilities)
   return (
     <div
       className={`risk-banner risk-${known ? risk : 'unknown'}`}
@@ -47,7 +55,14 @@ export function RiskBanner({ risk, flags, audience, predictionName }: Props) {
         <p className="risk-next">{t.nextStep}</p>
         {!cannot && audience === 'clinician' && predictionName && (
           <p className="risk-pred">
-            Most likely class: <strong>{predictionName}</strong>
+            {SUGGESTED_CLASS}: <strong>{predictionName}</strong>
+            {other && (
+              <span className="risk-pred-note" data-testid="most-probable-other">
+                {' '}
+                (by the model’s decision rule, not the highest bar: most probable is {nameOf(other[0])},{' '}
+                {formatProbability(other[1])})
+              </span>
+            )}
           </p>
         )}
         <FlagList flags={warnings} className="risk-warnings" testId="risk-warnings" />

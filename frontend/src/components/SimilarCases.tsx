@@ -1,4 +1,5 @@
 import type { PredictResponse } from '../api.ts'
+import { SIMILAR_INTRO, SIMILAR_TITLE, referenceLabel } from '../content.ts'
 import { useApiImage } from '../hooks.ts'
 
 /** One entry of a predict response's `similar` list (see the API's SimilarCaseOut). */
@@ -32,11 +33,11 @@ export function similarCases(res: PredictResponse): SimilarCase[] {
 
 export function SimilarCaseFigure({ item }: { item: SimilarCase }) {
   const { src } = useApiImage(item.thumbnail_url)
-  const name = item.diagnosis_name || item.diagnosis
+  const name = referenceLabel(item.diagnosis, item.diagnosis_name)
   return (
     <figure className="example" data-testid="similar-case">
       {src ? (
-        <img src={src} alt={`Reference image ${item.image_id}, confirmed ${name}`} width={96} height={96} style={{ width: 96, height: 96 }} />
+        <img src={src} alt={`Reference image ${item.image_id}, labelled ${name}`} width={96} height={96} style={{ width: 96, height: 96 }} />
       ) : (
         <div className="example-ph" style={{ width: 96, height: 96 }} aria-hidden="true" />
       )}
@@ -50,18 +51,14 @@ export function SimilarCaseFigure({ item }: { item: SimilarCase }) {
   )
 }
 
-/** The reference images the model finds most similar to this one, with their confirmed diagnoses. */
+/** The reference images the model finds most similar to this one, with their labels (UNK: not further specified). */
 export function SimilarCases({ result }: { result: PredictResponse }) {
   const cases = similarCases(result)
   if (cases.length === 0) return null
   return (
     <section className="no-print" data-testid="similar-cases" aria-labelledby="similar-cases-title">
-      <h3 id="similar-cases-title">Similar confirmed cases</h3>
-      <p className="muted">
-        Training images with a confirmed diagnosis that look most alike to the model’s own features (cosine similarity, 1 =
-        identical to the model). They are a visual comparison, not a diagnosis and not a second opinion: visually similar
-        lesions can have different diagnoses.
-      </p>
+      <h3 id="similar-cases-title">{SIMILAR_TITLE}</h3>
+      <p className="muted">{SIMILAR_INTRO}</p>
       <div className="example-row">
         {cases.map((c) => (
           <SimilarCaseFigure key={c.image_id} item={c} />

@@ -6,7 +6,7 @@ import {
   type ModelCard,
   type PredictResponse,
 } from '../api.ts'
-import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds, malignantCodesText } from '../card.ts'
+import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds } from '../card.ts'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
 import { ImageDrop } from '../components/ImageDrop.tsx'
@@ -17,7 +17,16 @@ import { ProbBars } from '../components/ProbBars.tsx'
 import { RiskBanner } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
-import { DISCLAIMER_FALLBACK, FALLBACK_CLASSES, SITE_LABELS, riskText } from '../content.ts'
+import {
+  DISCLAIMER_FALLBACK,
+  FALLBACK_CLASSES,
+  SITE_LABELS,
+  SUGGESTED_CLASS,
+  malignantLabel,
+  malignantShareNote,
+  malignantShortName,
+  riskText,
+} from '../content.ts'
 import {
   asSentence,
   formatInterval,
@@ -478,6 +487,7 @@ function ResultView({
     ? undefined
     : res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
   const thresholds = cardThresholds(card)
+  const shareNote = malignantShareNote(card, probs)
   const gate = card && typeof card.gate === 'object' && card.gate !== null ? (card.gate as Record<string, unknown>) : null
   // gate v2 scores with its own head (v2_threshold); gate v1 with the kNN score (ood_threshold)
   const oodThreshold =
@@ -525,7 +535,15 @@ function ResultView({
         </div>
       </dl>
 
-      <RiskBanner risk={res.risk} flags={flags} audience={audience} predictionName={predictionName} />
+      <RiskBanner
+        risk={res.risk}
+        flags={flags}
+        audience={audience}
+        predictionName={predictionName}
+        prediction={res.prediction}
+        probabilities={probs}
+        nameOf={(code) => byCode.get(code)?.name ?? code}
+      />
 
       {patient && (
         <div className={`advice advice-${res.risk}`} data-testid="patient-advice">
@@ -543,7 +561,7 @@ function ResultView({
         <dl className="key-numbers" data-testid="clinician-numbers">
           {!cannot && typeof res.malignant_probability === 'number' && (
             <div>
-              <dt>Malignant probability ({malignantCodesText(card)})</dt>
+              <dt>{malignantLabel(card)}</dt>
               <dd>
                 <strong>{formatProbability(res.malignant_probability)}</strong>
                 {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (
@@ -552,12 +570,18 @@ function ResultView({
                     (refer ≥ {formatPercent(thresholds.refer)}, monitor ≥ {formatPercent(thresholds.monitor)})
                   </span>
                 )}
+                {shareNote && (
+                  <span className="muted" data-testid="malignant-share-note">
+                    {' '}
+                    {shareNote}
+                  </span>
+                )}
               </dd>
             </div>
           )}
           {predictionName && (
             <div>
-              <dt>Suggested class</dt>
+              <dt>{SUGGESTED_CLASS}</dt>
               <dd data-testid="suggested-class">
                 {predictionName}
                 {res.prediction && ` (${res.prediction})`}
@@ -679,7 +703,7 @@ function CardSummary({ card }: { card: ModelCard | null }) {
         {t && t.refer !== null && (
           <>
             {' '}
-            · high risk when malignant probability ≥ {formatPercent(t.refer)}, moderate when ≥ {formatPercent(t.monitor)}
+            · high risk when {malignantShortName(card)} ≥ {formatPercent(t.refer)}, moderate when ≥ {formatPercent(t.monitor)}
           </>
         )}
       </p>

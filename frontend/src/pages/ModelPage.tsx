@@ -65,7 +65,8 @@ const PLOTS = [
     name: 'confusion',
     title: 'Confusion matrix',
     alt: 'Confusion matrix of true class against predicted class on the test set',
-    caption: 'Rows are the true diagnosis, columns the model’s most likely class. The diagonal holds correct answers.',
+    caption:
+      'Rows are the true diagnosis, columns the model’s suggested class (chosen by the decision rule under “Suggested class” above, not always the most probable class). The diagonal holds correct answers.',
   },
   {
     name: 'reliability',
@@ -531,8 +532,8 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
         </table>
       </TableWrap>
       <p className="hint">
-        Small print under each value: {CI}. Sensitivity and specificity here are for the model’s single most likely
-        class (is the top-ranked class this diagnosis?), not for the risk tiers.
+        Small print under each value: {CI}. Sensitivity and specificity here are for the model’s suggested class (is
+        the class the decision rule under “Suggested class” picks this diagnosis?), not for the risk tiers.
         {small.length > 0 &&
           ` Few test images for ${small.map((r) => `${r.code} (${r.n})`).join(', ')}: their intervals are wide.`}
       </p>

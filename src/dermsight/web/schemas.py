@@ -77,7 +77,14 @@ class PredictResponse(BaseModel):
                           "when risk is 'cannot_assess'"
     )
     malignant_probability: float | None = Field(
-        None, description="P(MEL) + P(BCC) + P(SCC); absent when risk is 'cannot_assess'"
+        None, description="the malignant share among the specific diagnoses, which the risk "
+                          "tier compares with the card's thresholds: (P(MEL) + P(BCC) + "
+                          "P(SCC)) / (1 - P(UNK)) for a card that leaves UNK out "
+                          "(malignant_excluded, as the shipped model does), so UNK never "
+                          "lowers it; not an absolute probability when UNK dominates (e.g. "
+                          "0.23 with P(MEL) + P(BCC) + P(SCC) = 0.0006 and P(UNK) = 0.997). A "
+                          "card without malignant_excluded gives the plain sum. Absent when "
+                          "risk is 'cannot_assess'"
     )
     unreliable: UnreliableOut | None = Field(
         None, description="only when risk is 'cannot_assess': what the model computed anyway, "
@@ -107,10 +114,11 @@ class PredictResponse(BaseModel):
     )
     similar: list[SimilarCaseOut] | None = Field(
         None,
-        description="the 5 reference images (training images of the model with a confirmed "
-                    "diagnosis, shipped in the bundle) most similar to this one by the model's "
-                    "own features, most similar first: images that look alike to the model, not "
-                    "a diagnosis. Absent when risk is 'cannot_assess'",
+        description="the 5 reference images (training images of the model with the diagnosis "
+                    "their collection gives them, shipped in the bundle; UNK, ISIC 2020's "
+                    "'unknown', is benign but not further specified) most similar to this one "
+                    "by the model's own features, most similar first: images that look alike to "
+                    "the model, not a diagnosis. Absent when risk is 'cannot_assess'",
     )
 
 

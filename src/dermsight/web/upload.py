@@ -27,7 +27,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 
-from dermsight.web.formnames import unknown_names_message
+from dermsight.web.formnames import repeated_names_message, unknown_names_message
 from dermsight.web.settings import Settings, too_large_detail
 
 IMAGE_FIELD = "image"
@@ -201,8 +201,12 @@ def reject_unknown(names: Iterable[str], accepted: Sequence[str], what: str) -> 
 
 
 def check_query(request: Request, accepted: Sequence[str]) -> None:
-    """422 for a query parameter the route does not take (e.g. ``?heatmp=false``)."""
+    """422 for a query parameter the route does not take (e.g. ``?heatmp=false``) or one given
+    more than once (``?heatmap=true&heatmap=false``: which value applies is not to be guessed)."""
     reject_unknown(request.query_params.keys(), accepted, "query parameter")
+    names = [_printable(name) for name, _ in request.query_params.multi_items()]
+    if (repeated := repeated_names_message(names, "query parameter")) is not None:
+        raise UploadError(422, repeated, drain=False)
 
 
 def check_content_type(request: Request) -> bytes:
