@@ -96,11 +96,11 @@ def test_one_meta_given_as_the_metas_is_refused(model: Dermsight, paths: list[Pa
 
 @pytest.mark.parametrize(("bad", "error", "message"), [
     (b"just some text", ImageDecodeError,
-     r"^predict_batch: image 1 of 3 \(14 bytes\): not an image"),
-    ("missing", ImageDecodeError, r"^predict_batch: image 1 of 3 \(.*nope\.jpg\): file not found"),
+     r"^predict_batch: image 2 of 3 \(14 bytes\): not an image"),
+    ("missing", ImageDecodeError, r"^predict_batch: image 2 of 3 \(.*nope\.jpg\): file not found"),
     (np.zeros((4, 4, 3), np.float32) + 0.5, ValueError,
-     r"^predict_batch: image 1 of 3 \(array of shape \(4, 4, 3\)\): .*looks scaled to 0-1"),
-    (42, TypeError, r"^predict_batch: image 1 of 3 \(int\): expected an image"),
+     r"^predict_batch: image 2 of 3 \(array of shape \(4, 4, 3\)\): .*looks scaled to 0-1"),
+    (42, TypeError, r"^predict_batch: image 2 of 3 \(int\): expected an image"),
 ])
 def test_a_bad_image_among_good_ones_is_named(model: Dermsight, paths: list[Path],
                                               tmp_path: Path, bad: object,
@@ -113,9 +113,9 @@ def test_a_bad_image_among_good_ones_is_named(model: Dermsight, paths: list[Path
 
 
 def test_a_bad_meta_is_named(model: Dermsight, paths: list[Path]) -> None:
-    with pytest.raises(TaxonomyError, match=r"^predict_batch: meta 1: unknown sex 'x'"):
+    with pytest.raises(TaxonomyError, match=r"^predict_batch: meta 2: unknown sex 'x'"):
         model.predict_batch(paths[:2], [None, {"sex": "x"}])
-    with pytest.raises(TypeError, match=r"^predict_batch: meta 0: each meta must be a dict"):
+    with pytest.raises(TypeError, match=r"^predict_batch: meta 1: each meta must be a dict"):
         model.predict_batch(paths[:1], [55])  # type: ignore[list-item]
 
 

@@ -287,7 +287,8 @@ def test_gate_fit_cli_errors_are_one_line(tmp_path: Path,
     from dermsight.cli import app
     from dermsight.cli.errors import run_guarded
 
-    code = run_guarded(app, ["gate", "fit", str(tmp_path), "--data", str(tmp_path)])
+    code = run_guarded(app, ["gate", "fit", str(default_bundle_path()), "--data",
+                             str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
     assert "not found" in err

@@ -34,7 +34,14 @@ from dermsight import camgrid, gate, heatmap, taxonomy
 from dermsight.bundle import FEATURES_OUTPUT, Bundle, check_features, load_bundle
 from dermsight.compression import Compression, compression_flags
 from dermsight.compression import inspect as inspect_compression
-from dermsight.io.decode import DecodeLimits, decode_image, pil_to_rgb, sniff
+from dermsight.io.decode import (
+    OPAQUE_ALPHA,
+    DecodeLimits,
+    check_transparency,
+    decode_image,
+    pil_to_rgb,
+    sniff,
+)
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.malignancy import malignant_probability
@@ -213,6 +220,13 @@ def _pixels_0_255(rgb: np.ndarray) -> np.ndarray:
         raise ValueError(f"the {rgb.dtype} array looks scaled to 0-1 (max {hi:g}): multiply by "
                          "255 (or use skimage.util.img_as_ubyte) to give uint8 pixels 0-255")
     return np.rint(rgb).astype(np.uint8)
+
+
+def _check_alpha(alpha: np.ndarray) -> None:
+    """An RGBA array's alpha channel (uint8), refused as a Pillow RGBA image's is
+    (``io.decode``'s rule): more than ``MAX_TRANSPARENT_SHARE`` of the pixels below
+    ``OPAQUE_ALPHA``."""
+    check_transparency(float(np.count_nonzero(alpha < OPAQUE_ALPHA)) / max(1, alpha.size))
 
 
 _NO_OVERLAY = ("no heatmap to overlay: predict with heatmap=True (predict's default; "
@@ -503,7 +517,13 @@ class Dermsight:
         return DecodedImage(record.image, meta.fill_from(record.meta), compression)
 
     def load_image(self, image: ImageInput) -> np.ndarray:
-        """The RGB pixels of one input (see ``decode``, which also returns its metadata)."""
+        """The RGB pixels of one input (see ``decode``, which also returns its metadata).
+
+        An array is (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, in that channel order
+        (OpenCV's ``cv2.imread`` gives BGR / BGRA: convert it with ``cv2.cvtColor`` first),
+        pixels 0-255. An RGBA array is held to a Pillow image's transparency rule: more than
+        ``MAX_TRANSPARENT_SHARE`` of its pixels with alpha below ``OPAQUE_ALPHA`` raises
+        ``ImageDecodeError``; otherwise its alpha is dropped."""
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
                 image = np.repeat(image[:, :, None], 3, axis=2)
@@ -511,7 +531,10 @@ class Dermsight:
                 raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
             if not image.shape[0] or not image.shape[1]:
                 raise ValueError(f"the array has no pixels (shape {image.shape})")
-            return np.ascontiguousarray(_pixels_0_255(image[:, :, :3]))
+            rgb = _pixels_0_255(image[:, :, :3])
+            if image.shape[2] == 4:
+                _check_alpha(_pixels_0_255(image[:, :, 3]))
+            return np.ascontiguousarray(rgb)
         if isinstance(image, Image.Image):
             return pil_to_rgb(image, self.limits)
         return self.decode(image).rgb
@@ -527,14 +550,17 @@ class Dermsight:
         tta: bool = False,
         meta: Metadata | Mapping[str, object] | None = None,
     ) -> Prediction:
-        """Classify one lesion image. Bad input raises ``ImageDecodeError`` (a file or bytes
-        that cannot be used), ``TaxonomyError`` (age / sex / site), ``ValueError`` (an array
-        that is not RGB pixels 0-255) or ``TypeError`` (not an image input).
+        """Classify one lesion image. Bad input raises ``ImageDecodeError`` (a file, bytes, a
+        Pillow image or an RGBA array that cannot be used, e.g. transparent), ``TaxonomyError``
+        (age / sex / site), ``ValueError`` (an array that is not RGB pixels 0-255) or
+        ``TypeError`` (not an image input).
 
         ``image``: a file path, the file's bytes, a Pillow image (read as its file would be: EXIF
         orientation, transparency refused, 16-bit scaled) or an array. An array must be uint8 in
-        RGB channel order (OpenCV's ``cv2.imread`` gives BGR: convert it first): recoloured
-        images are answered wrongly and the gate refuses only some of them.
+        RGB (or RGBA) channel order (OpenCV's ``cv2.imread`` gives BGR / BGRA: convert it with
+        ``cv2.cvtColor`` first): recoloured images are answered wrongly and the gate refuses
+        only some of them. An RGBA array's transparency is refused as a Pillow image's is
+        (``load_image``).
 
         ``age`` (years 0-120: a number or a numeric string), ``sex`` and ``site`` take the same
         vocabulary as the API and ``dermsight predict`` (``taxonomy.normalize_sex`` /
@@ -590,15 +616,16 @@ class Dermsight:
                 for i, (d, item) in enumerate(zip(decoded, items, strict=True))]
 
     def _decode_nth(self, i: int, n: int, image: ImageInput, meta: object) -> DecodedImage:
-        """``decode`` of a batch's image ``i`` (of ``n``) and its meta; an error names which."""
+        """``decode`` of a batch's image ``i`` (0-based, of ``n``) and its meta; an error names
+        which, counting from 1 ("image 1 of 3" is the first)."""
         try:
             given = _as_metadata(meta)
         except (TypeError, taxonomy.TaxonomyError) as exc:
-            raise _which(exc, f"predict_batch: meta {i}") from exc
+            raise _which(exc, f"predict_batch: meta {i + 1}") from exc
         try:
             return self.decode(image, given)
         except (ImageDecodeError, TypeError, ValueError) as exc:
-            raise _which(exc, f"predict_batch: image {i} of {n} ({_describe(image)})") from exc
+            raise _which(exc, f"predict_batch: image {i + 1} of {n} ({_describe(image)})") from exc
 
     def _prediction(
         self, rgb: np.ndarray, item: PreparedImage, result: Assessment, i: int,

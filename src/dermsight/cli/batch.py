@@ -26,6 +26,34 @@ def _storage_options(items: list[str] | None) -> dict[str, Any]:
     return opts
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    """``path`` is ``folder`` or below it (links resolved, as far as they exist)."""
+    path, folder = path.expanduser().resolve(), folder.expanduser().resolve()
+    return path == folder or folder in path.parents
+
+
+def _check_paths(input: str, out: Path, heatmaps: Path | None) -> None:
+    """Refuse, before any scoring, an empty input path (it would be the current folder) and a
+    ``--heatmaps`` folder that a later read would take for data: inside the input folder (a
+    re-run would score the overlays as new images) or inside ``--out`` (the output dataset
+    would hold PNG files beside its part files)."""
+    from dermsight.batch.references import is_remote, local_path
+
+    if not input.strip():
+        raise UserError("the input path is empty: give a folder of images, a CSV manifest, "
+                        "DICOM files or TFRecord shards (. for the current folder)")
+    if heatmaps is None:
+        return
+    if _inside(heatmaps, out):
+        raise UserError(f"--heatmaps {heatmaps} is inside --out {out}, which must hold only the "
+                        "output's part files: give --heatmaps a folder outside it")
+    folder = Path(local_path(input))
+    if not is_remote(input) and folder.expanduser().is_dir() and _inside(heatmaps, folder):
+        raise UserError(f"--heatmaps {heatmaps} is inside the input folder {input}: a re-run "
+                        "would score the overlays as new images; give --heatmaps a folder "
+                        "outside it")
+
+
 # ruff noqa below: one parameter per CLI option (typer); they become one ScoreOptions.
 def batch(  # noqa: PLR0913
     input: Annotated[str, typer.Argument(
@@ -80,6 +108,7 @@ def batch(  # noqa: PLR0913
 
     if engine not in ("local", "spark"):
         raise UserError("--engine must be local or spark")
+    _check_paths(input, out, heatmaps)
     storage_options = _storage_options(storage_option)
     try:
         options = ScoreOptions(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,6 +24,44 @@ data_app = typer.Typer(
 def register(app: typer.Typer) -> None:
     """Add this area's commands to the top-level app."""
     app.add_typer(data_app, name="data")
+
+
+#: the file types ``data summary --plot`` writes (matplotlib picks the format by the suffix)
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _same_entry(a: Path, b: Path) -> bool:
+    """True when ``a`` and ``b`` both exist and are the same file or folder (also through a
+    symbolic or hard link)."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):  # one of them does not exist (or cannot be looked at)
+        return False
+
+
+def refuse_overwriting_input(out: Path, option: str, inputs: Mapping[str, Path]) -> None:
+    """``UserError`` (exit 2) when the output ``out`` would replace one of the ``inputs``
+    (``{what it is: path}``): it is the same file or folder, also through a link, or a folder
+    that holds one. Asked before any work, so that no input is lost."""
+    for what, path in inputs.items():
+        if _same_entry(out, path):
+            new = "folder" if out.is_dir() else "file name"
+            raise UserError(f"{option} {out} is {what} ({path}): writing it would replace the "
+                            f"input; give {option} a new {new}")
+        if out.is_dir() and out.resolve() in path.resolve().parents:
+            raise UserError(f"{option} {out} holds {what} ({path}): writing it would replace "
+                            f"the input; give {option} a new folder")
+
+
+def _check_plot(plot: Path, dataset: Path) -> None:
+    """``data summary --plot``: a writable file of a type the chart is written as, and not
+    the dataset itself; asked before the images are read."""
+    if plot.suffix.lower() not in PLOT_SUFFIXES:
+        raise UserError(f"cannot write --plot {plot}: the chart is written as "
+                        f"{', '.join(PLOT_SUFFIXES[:-1])} or {PLOT_SUFFIXES[-1]}: give a file "
+                        "name ending in one of them, e.g. summary.png")
+    require_writable_file(plot, "--plot")
+    refuse_overwriting_input(plot, "--plot", {"the dataset": dataset})
 
 
 #: ``-q/--quiet`` of the commands whose long work shows a progress bar on stderr
@@ -71,7 +111,8 @@ def summary_cmd(
         bool, typer.Option("--json", help="Print one JSON object instead of tables.")
     ] = False,
     plot: Annotated[
-        Path | None, typer.Option("--plot", help="Also write a PNG chart (needs matplotlib).")
+        Path | None, typer.Option(
+            "--plot", help="Also write a chart: .png, .svg or .pdf (needs matplotlib).")
     ] = None,
     verify: Annotated[
         bool,
@@ -98,6 +139,7 @@ def summary_cmd(
             raise UserError(
                 "--plot needs matplotlib, which is not installed: pip install 'dermsight[train]'"
             ) from exc
+        _check_plot(plot, path)
     result = summarize(
         path, verify=verify, workers=workers, progress=progress_bars(progress)
     ).to_dict()
@@ -106,7 +148,10 @@ def summary_cmd(
                         ".png, ... or .dcm, with or without a metadata.csv), a CSV, DICOM "
                         "files or TFRecord shards")
     if plot is not None:
-        out = plot_summary(result, plot)
+        try:
+            out = plot_summary(result, plot)
+        except OSError as exc:  # e.g. the disk filled up, or the folder went away meanwhile
+            raise UserError(f"cannot write --plot {plot}: {exc.strerror or exc}") from exc
         result["plot"] = str(out)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -141,6 +186,7 @@ def split_cmd(
         raise UserError(f"CSV not found: {csv_path}")
     if out is not None:
         require_writable_file(out)
+        refuse_overwriting_input(out, "--out", {"the input CSV": csv_path})
     try:
         assignment = split_csv(csv_path, folds, group_col=group_col, seed=seed)
     except (ValueError, ImportError) as exc:

@@ -128,8 +128,9 @@ def _write_heatmap(entry: dict[str, Any], pred: Prediction, out: Path) -> bool:
 
 # ruff noqa below: one parameter per command-line flag.
 def predict(  # noqa: PLR0913
+    # readable=False: an unreadable file is reported by the decoder, the others still scored
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG/PNG/WebP/BMP/TIFF/DICOM)",
-                                                show_default=False)],
+                                                show_default=False, readable=False)],
     age: Annotated[str | None, typer.Option(help="age in years (0-120)")] = None,
     sex: Annotated[str | None, typer.Option(help="male | female")] = None,
     site: Annotated[str | None, typer.Option(

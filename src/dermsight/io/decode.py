@@ -640,6 +640,16 @@ def transparent_share(img: Image.Image) -> float:
     return float(np.count_nonzero(alpha < OPAQUE_ALPHA)) / max(1, alpha.size)
 
 
+def check_transparency(share: float) -> None:
+    """Refuse an image with more than ``MAX_TRANSPARENT_SHARE`` of its pixels transparent
+    (``share``: ``transparent_share``, or an RGBA array's own count)."""
+    if share > MAX_TRANSPARENT_SHARE:
+        raise ImageDecodeError(
+            f"image has transparent areas ({share:.0%} of its pixels): "
+            "send the original photo, not an edited or cut-out copy"
+        )
+
+
 def _colour_palette(img: Image.Image) -> bool:
     """A loaded P/PA image whose pixels use a colour that is not a grey: its colours were
     reduced to a palette of at most 256. (A palette of greys only is a greyscale image.)"""
@@ -674,11 +684,7 @@ def _usable(img: Image.Image, label: str, limits: DecodeLimits) -> Image.Image:
         share = transparent_share(img)
     except Exception as exc:  # an odd mode of untrusted bytes
         raise ImageDecodeError(f"unsupported {label} colour mode {img.mode}") from exc
-    if share > MAX_TRANSPARENT_SHARE:
-        raise ImageDecodeError(
-            f"image has transparent areas ({share:.0%} of its pixels): "
-            "send the original photo, not an edited or cut-out copy"
-        )
+    check_transparency(share)
     _check_palette(palette, label)
     return img
 
