@@ -27,7 +27,7 @@ from dermsight.io.csvfolder import detect_layout, iter_csv
 from dermsight.io.decode import decode_image
 from dermsight.io.dicom import dicom_site, read_dicom, write_dicom
 from dermsight.io.tfrecord import Codes, iter_tfrecord, write_tfrecord
-from dermsight.records import LesionRecord, Metadata
+from dermsight.records import IGNORED, LesionRecord, Metadata
 
 # --- helpers -----------------------------------------------------------------------------------
 
@@ -420,8 +420,10 @@ def test_dicom_with_bad_metadata(data_dir: Path, ids: list[str], tmp_path: Path)
     ds = pydicom.dcmread(p)
     ds.PatientSex = "X"
     ds.save_as(p)
-    rec = read_dicom(p)
-    assert rec.error == "a.dcm: PatientSex: unknown sex 'X': expected one of male, female"
+    rec = read_dicom(p)  # scored as predict scores it: the value left out and noted
+    assert rec.ok
+    assert (rec.meta.age, rec.meta.sex) == (40.0, None)
+    assert rec.meta.notes == (("sex", IGNORED),)
 
 
 def test_not_a_dicom(tmp_path: Path) -> None:

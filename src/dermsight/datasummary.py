@@ -1,6 +1,7 @@
 """What is in a dataset: counts per class / source / sex / site, ages, missing metadata, unreadable
-files. Streams the records (``iter_records(decode=False)``) and, unless told not to, checks that
-every image decodes, in a thread pool, with the fast ``verify_image`` path.
+files, and the image files of a folder that its CSV does not list (``n_unlisted``). Streams the
+records (``iter_records(decode=False)``) and, unless told not to, checks that every image
+decodes, in a thread pool, with the fast ``verify_image`` path.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from dermsight import taxonomy
 from dermsight.io import detect_kind, estimate_count, iter_records
+from dermsight.io.csvfolder import UnlistedImages, warn_unlisted
 from dermsight.io.decode import DecodeLimits, verify_image
 from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
@@ -58,6 +60,13 @@ class DataSummary:
     age_min: float | None = None
     age_max: float | None = None
     errors: list[str] = field(default_factory=list)
+    #: image files in the folder that its CSV does not list (not counted above; by path)
+    unlisted: tuple[str, ...] = ()
+
+    def note_unlisted(self, unlisted: UnlistedImages) -> None:
+        """Keep the folder's unlisted image files and tell the user (``warn_unlisted``)."""
+        self.unlisted = unlisted.files
+        warn_unlisted(unlisted)
 
     def add(self, rec: LesionRecord, size: tuple[int, int] | None = None) -> None:
         self.n_images += 1
@@ -126,6 +135,8 @@ class DataSummary:
             "missing": {k: rate(k) for k in ("diagnosis", "age", "sex", "site", "group")},
             "image_sizes": dict(self.image_sizes.most_common(10)),
             "errors": list(self.errors),
+            "n_unlisted": len(self.unlisted),
+            "unlisted": list(self.unlisted[:MAX_ERRORS_LISTED]),
         }
 
 
@@ -168,7 +179,8 @@ def summarize(
     workers = workers or min(8, (os.cpu_count() or 1) * 2)
     summary = DataSummary(path=str(path), kind=kind, verified=verify)
     bar = progress(estimate_count(path), "reading") if progress else None
-    records = iter_records(path, decode=False, limits=limits)
+    records = iter_records(path, decode=False, limits=limits,
+                           on_unlisted=summary.note_unlisted)
     stream: Iterable[tuple[LesionRecord, tuple[int, int] | None]] = (
         _checked(records, workers, limits) if verify else ((r, None) for r in records)
     )

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dermsight.batch.references import is_remote, local_path
+from dermsight.io.csvfolder import UnlistedImages, warn_unlisted
 from dermsight.io.errors import ReaderError
 from dermsight.records import LesionRecord
 
@@ -78,6 +79,7 @@ class Source:
     kind: str
     estimate: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
+    _warned_unlisted: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def remote(self) -> bool:
@@ -89,8 +91,15 @@ class Source:
             return
         from dermsight.io import iter_records
 
-        for rec in iter_records(self.input, decode=False):
+        for rec in iter_records(self.input, decode=False, on_unlisted=self._unlisted_once):
             yield record_row(rec)
+
+    def _unlisted_once(self, unlisted: UnlistedImages) -> None:
+        """The image files the folder's CSV does not list: one warning per job, however often
+        the job lists its input (a resumed run lists it twice)."""
+        if not self._warned_unlisted:
+            self._warned_unlisted = True
+            warn_unlisted(unlisted)
 
     def image_folder(self) -> str | None:
         """The folder when the input is a plain local folder of image files (no CSV, no

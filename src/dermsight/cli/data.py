@@ -76,6 +76,8 @@ def _print_summary(d: dict[str, Any]) -> None:
         f"  images: {d['n_images']}   unreadable/invalid rows: {d['n_errors']}   "
         f"unlabeled: {d['n_unlabeled']}   groups: {d['n_groups']}"
     )
+    if d.get("n_unlisted"):
+        echo(f"  image files not listed in the CSV (not counted): {d['n_unlisted']}")
 
     def table(title: str, counts: dict[str, Any]) -> None:
         total = sum(int(v) for v in counts.values()) or 1

@@ -13,15 +13,18 @@ headers and file names are read), so that images can be decoded in parallel work
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError, ReaderError
 from dermsight.parallel import ordered_map
 from dermsight.records import LesionRecord
+
+if TYPE_CHECKING:
+    from dermsight.io.csvfolder import UnlistedImages
 
 __all__ = [
     "DecodeLimits",
@@ -46,9 +49,13 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
     from dermsight.io.tfrecord import TFRECORD_EXTS
 
     p = Path(path)
-    if not p.exists():
-        raise ReaderError(f"not found: {p}")
-    if p.is_dir():
+    try:
+        if not p.exists():
+            raise ReaderError(f"not found: {p}")
+        is_dir = p.is_dir()
+    except OSError as exc:  # a folder above it that may not be looked into
+        raise ReaderError(f"cannot read {p}: {exc.strerror or exc}") from exc
+    if is_dir:
         primary, _ = classify_csvs(p)
         if primary is None and _shards(p):
             return "tfrecord-folder"
@@ -79,11 +86,15 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
 
 
 def _shards(folder: Path) -> list[Path]:
+    from dermsight.io.csvfolder import folder_error
     from dermsight.io.tfrecord import TFRECORD_EXTS
 
-    return sorted(
-        f for f in folder.iterdir() if f.is_file() and f.name.lower().endswith(TFRECORD_EXTS)
-    )
+    try:
+        return sorted(
+            f for f in folder.iterdir() if f.name.lower().endswith(TFRECORD_EXTS) and f.is_file()
+        )
+    except OSError as exc:
+        raise folder_error(folder, exc) from exc
 
 
 def iter_records(
@@ -91,15 +102,21 @@ def iter_records(
     decode: bool = True,
     *,
     limits: DecodeLimits | None = None,
+    on_unlisted: Callable[[UnlistedImages], None] | None = None,
 ) -> Iterator[LesionRecord]:
-    """Stream the lesions of ``path`` (see module doc). ``decode=False``: no pixels decoded."""
+    """Stream the lesions of ``path`` (see module doc). ``decode=False``: no pixels decoded.
+
+    For a folder with a CSV, the image files the CSV does not list get no record: they are
+    handed to ``on_unlisted`` once the rows are read (default: one warning line on stderr,
+    ``csvfolder.warn_unlisted``)."""
     from dermsight.io import csvfolder, dicom, tfrecord
 
     p = Path(path)
     kind = detect_kind(p)
     limits = limits or DecodeLimits()
     if kind == "folder":
-        yield from csvfolder.iter_folder(p, decode=decode, limits=limits)
+        yield from csvfolder.iter_folder(p, decode=decode, limits=limits,
+                                         on_unlisted=on_unlisted)
     elif kind == "csv":
         yield from csvfolder.iter_csv(p, decode=decode, limits=limits)
     elif kind == "tfrecord":

@@ -26,6 +26,10 @@ A CSV whose header cannot be read is skipped (pixel dumps, result tables), excep
 Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere up to three
 folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
 the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
+The CSV is a folder's listing: image files it does not list get no record, and are handed to
+``iter_folder``'s ``on_unlisted`` (default: one warning line on stderr). A folder that cannot be
+read is a ``ReaderError`` (the input) or an error record (a folder below a folder of images); a
+CSV saved as UTF-16 is a ``ReaderError`` that says so.
 
 A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
 image id and the reason.
@@ -35,7 +39,8 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Sequence
+import sys
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -365,6 +370,23 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
 # --- finding image files -----------------------------------------------------------------------
 
 
+def walk_listed(root: Path) -> Iterator[tuple[str, str, str]]:
+    """(path, stem, lower-case extension) of every file named like an image or a refused image
+    format (``LISTED_EXTS``) in ``root`` and up to ``_MAX_INDEX_DEPTH`` folders below, hidden
+    folders skipped, in a stable order: where a CSV's ids are looked up. Folders that cannot be
+    listed are passed over (the ids in them are not found: their rows say so)."""
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root):
+        depth = len(Path(dirpath).parts) - base_depth
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if depth >= _MAX_INDEX_DEPTH:
+            dirnames[:] = []
+        for fn in sorted(filenames):
+            ext = os.path.splitext(fn)[1].lower()
+            if ext in _LISTED_RANK:
+                yield os.path.join(dirpath, fn), fn[: -len(ext)], ext
+
+
 class ImageIndex:
     """Finds the file of an image id below a root folder, scanning the tree only when needed.
 
@@ -408,18 +430,11 @@ class ImageIndex:
 
     def _build_deep(self) -> dict[str, str]:
         found: dict[str, str] = {}
-        base_depth = len(self.root.parts)
-        for dirpath, dirnames, filenames in os.walk(self.root):
-            depth = len(Path(dirpath).parts) - base_depth
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if depth >= _MAX_INDEX_DEPTH:
-                dirnames[:] = []
-            for fn in sorted(filenames):
-                ext = os.path.splitext(fn)[1].lower()
-                if ext in _EXT_RANK:
-                    found.setdefault(fn[: -len(ext)], os.path.join(dirpath, fn))
-                elif ext in _REFUSED_EXTS:
-                    self._deep_refused.setdefault(fn[: -len(ext)], os.path.join(dirpath, fn))
+        for path, stem, ext in walk_listed(self.root):
+            if ext in _EXT_RANK:
+                found.setdefault(stem, path)
+            else:
+                self._deep_refused.setdefault(stem, path)
         return found
 
     def find(self, image_id: str) -> str | None:
@@ -461,6 +476,17 @@ class ImageIndex:
 # --- the readers -------------------------------------------------------------------------------
 
 
+def not_utf8_reason(head: bytes) -> str | None:
+    """Why text starting with ``head`` is no UTF-8 CSV, when its first bytes say so: UTF-16
+    (Excel's "Unicode text": a byte-order mark, or a NUL byte beside every other character);
+    None for anything else (other stray bytes are read as replacement characters)."""
+    even, odd = head[0::2], head[1::2]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+            len(head) >= 2 and (even.count(0) * 2 >= len(even) or odd.count(0) * 2 >= len(odd))):
+        return "it looks like UTF-16: save it as CSV UTF-8"
+    return None
+
+
 def _open_csv(path: Path) -> tuple[csv.DictReader[str], TextIO]:
     try:
         fh = path.open("r", newline="", encoding="utf-8-sig", errors="replace")
@@ -468,6 +494,11 @@ def _open_csv(path: Path) -> tuple[csv.DictReader[str], TextIO]:
         raise ReaderError(f"CSV not found: {path}") from exc
     except OSError as exc:
         raise ReaderError(f"cannot read CSV {path}: {exc.strerror or exc}") from exc
+    why = not_utf8_reason(bytes(fh.buffer.read(4096)))
+    if why is not None:
+        fh.close()
+        raise ReaderError(f"{path.name} is not UTF-8 text ({why})")
+    fh.seek(0)
     sample = fh.read(8192)
     fh.seek(0)
     delimiter = ","
@@ -561,6 +592,20 @@ def _folder_csv_layout(folder: Path, p: Path) -> Layout | None:
         return None
 
 
+def folder_error(folder: Path, exc: OSError) -> ReaderError:
+    """The one-line error for a folder that cannot be listed (no read or search permission)."""
+    return ReaderError(f"cannot read folder {folder}: {exc.strerror or exc}")
+
+
+def _csv_files(folder: Path) -> list[Path]:
+    """The CSV / TSV files of a folder, sorted; ``ReaderError`` when it cannot be listed."""
+    try:
+        return [p for p in sorted(folder.iterdir())
+                if p.suffix.lower() in (".csv", ".tsv") and p.is_file()]
+    except OSError as exc:
+        raise folder_error(folder, exc) from exc
+
+
 def classify_csvs(folder: Path) -> tuple[Path | None, list[Path]]:
     """Pick the dataset CSV of a folder and the label-less metadata CSVs to join to it.
 
@@ -569,9 +614,7 @@ def classify_csvs(folder: Path) -> tuple[Path | None, list[Path]]:
     labelled: list[Path] = []
     meta_only: list[Path] = []
     other: list[Path] = []
-    for p in sorted(folder.iterdir()):
-        if not (p.is_file() and p.suffix.lower() in (".csv", ".tsv")):
-            continue
+    for p in _csv_files(folder):
         layout = _folder_csv_layout(folder, p)
         if layout is None:
             continue
@@ -685,7 +728,9 @@ def iter_image_folder(
 ) -> Iterator[LesionRecord]:
     """A folder without a CSV: every image file (sorted) becomes a record with id = file stem.
 
-    DICOM files (``.dcm``) carry their own metadata, which is read from the header.
+    DICOM files (``.dcm``) carry their own metadata, which is read from the header. A folder
+    below that cannot be listed (no read or search permission) becomes an error record named by
+    its path below ``folder``: the images in it are not silently missing.
     """
     from dermsight.io.dicom import read_dicom
 
@@ -693,11 +738,30 @@ def iter_image_folder(
     limits = limits or DecodeLimits()
     files = iter_image_files(root, recursive=recursive)
     for f in files:
+        where = str(f.relative_to(root))
+        why = unlistable_reason(f)
+        if why is not None:
+            yield LesionRecord(id=where, image=None, path=str(f), error=(
+                f"{where}{os.sep}: cannot read this folder ({why}): the images in it, if any, "
+                "were not read"))
+            continue
         if f.suffix.lower() in (".dcm", ".dicom"):
             yield read_dicom(f, limits, decode=decode)
             continue
         rec = LesionRecord(id=f.stem, image=None, path=str(f))
-        yield _load(rec, decode, limits, str(f.relative_to(root)))
+        yield _load(rec, decode, limits, where)
+
+
+def unlistable_reason(path: Path) -> str | None:
+    """Why the folder ``path`` cannot be listed (``"Permission denied"``); None for a folder
+    that can, or anything that is no folder."""
+    if not os.path.isdir(path):  # a file, or one that cannot be looked at: the reader says
+        return None
+    try:
+        with os.scandir(path):
+            return None
+    except OSError as exc:
+        return exc.strerror or str(exc)
 
 
 def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
@@ -708,20 +772,103 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
     it; only regular files are ever read (``io.files.read_regular_file``). Folders named like
     images are still searched. Files of image formats that are refused (``x.gif``, ``x.heic``,
     ``x.avif``, ...: ``decode.REFUSED_IMAGE_EXTS``) are listed too, so that they become error
-    rows saying what to send instead; other files (``.txt``, ``.csv``, ...) are skipped.
+    rows saying what to send instead; other files (``.txt``, ``.csv``, ...) are skipped. A
+    folder below ``root`` that cannot be listed (no read or search permission) is yielded too,
+    whatever its name (``unlistable_reason`` says why); ``root`` itself raises ``ReaderError``.
     """
     listed = frozenset(LISTED_EXTS)
     if not recursive:
-        for e in sorted(root.iterdir()):
+        try:
+            entries = sorted(root.iterdir())
+        except OSError as exc:
+            raise folder_error(root, exc) from exc
+        for e in entries:
             if e.suffix.lower() in listed and not e.name.startswith("."):
                 yield e
         return
-    for dirpath, dirnames, filenames in os.walk(root):
+    unreadable: list[OSError] = []
+    yielded: set[Path] = set()
+    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
+        yield from _unreadable_folders(root, unreadable, yielded)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in listed]
         for fn in sorted(names):
             if os.path.splitext(fn)[1].lower() in listed and not fn.startswith("."):
+                yielded.add(Path(dirpath) / fn)
                 yield Path(dirpath) / fn
+    yield from _unreadable_folders(root, unreadable, yielded)
+
+
+def _unreadable_folders(root: Path, errors: list[OSError], yielded: set[Path]
+                        ) -> Iterator[Path]:
+    """The folders ``os.walk`` could not list since the last call (``errors`` is emptied);
+    ``root`` itself raises ``ReaderError``."""
+    while errors:
+        exc = errors.pop(0)
+        folder = Path(exc.filename) if exc.filename is not None else root
+        if folder == root:
+            raise folder_error(root, exc) from exc
+        if folder not in yielded:
+            yield folder
+
+
+#: how many of the image files a CSV does not list its warning names
+UNLISTED_SHOWN = 5
+
+
+@dataclass(frozen=True)
+class UnlistedImages:
+    """The image files of a data folder that its CSV does not list (neither by id nor by path):
+    no row is made for them, by design (the CSV is the listing), so the user is told instead."""
+
+    folder: str
+    csv: str
+    files: tuple[str, ...]  # paths below ``folder``, sorted
+
+    def message(self) -> str:
+        n = len(self.files)
+        shown = ", ".join(self.files[:UNLISTED_SHOWN]) + (", ..." if n > UNLISTED_SHOWN else "")
+        many = n != 1
+        return (f"{n} image file{'s' if many else ''} in {self.folder} {'are' if many else 'is'} "
+                f"not listed in {self.csv} (not scored): {shown}")
+
+
+def warn_unlisted(unlisted: UnlistedImages) -> None:
+    """The default for ``iter_folder``'s ``on_unlisted``: one ``warning:`` line on stderr
+    (written around a progress bar that is showing)."""
+    from tqdm import tqdm
+
+    tqdm.write(f"warning: {unlisted.message()}", file=sys.stderr)
+
+
+class _Listed:
+    """What a CSV's records named: their ids and their files, to tell which image files of the
+    folder no row lists."""
+
+    def __init__(self) -> None:
+        self.ids: set[str] = set()
+        self.paths: set[str] = set()
+
+    def add(self, rec: LesionRecord) -> None:
+        self.ids.add(rec.id)
+        if rec.path is not None:
+            self.paths.add(rec.path)
+
+    def unlisted(self, root: Path, csv_name: str) -> UnlistedImages:
+        return unlisted_images(root, csv_name, self.ids, self.paths)
+
+
+def unlisted_images(root: Path, csv_name: str, ids: Collection[str], paths: Iterable[str] = ()
+                    ) -> UnlistedImages:
+    """The image files below ``root`` (``walk_listed``, hidden files skipped) that a CSV lists
+    neither by id (``ids``: a file's stem or name, as written) nor by path (``paths``)."""
+    given = {os.path.normpath(os.path.abspath(p)) for p in paths}
+    files = sorted(
+        os.path.relpath(path, root) for path, stem, _ext in walk_listed(root)
+        if not os.path.basename(path).startswith(".")
+        and stem not in ids and os.path.basename(path) not in ids
+        and os.path.normpath(os.path.abspath(path)) not in given)
+    return UnlistedImages(str(root), csv_name, tuple(files))
 
 
 def iter_folder(
@@ -729,14 +876,25 @@ def iter_folder(
     *,
     decode: bool = True,
     limits: DecodeLimits | None = None,
+    on_unlisted: Callable[[UnlistedImages], None] | None = None,
 ) -> Iterator[LesionRecord]:
-    """A dataset folder: its CSV (plus joined metadata CSVs), or just its images."""
+    """A dataset folder: its CSV (plus joined metadata CSVs), or just its images.
+
+    The image files that the CSV does not list (by id or path; ``walk_listed`` says where they
+    are looked for) get no record: once the CSV's rows are all read, they are handed to
+    ``on_unlisted`` (default ``warn_unlisted``: one line on stderr), when there are any."""
     root = Path(folder)
     primary, meta = classify_csvs(root)
     if primary is None:
         yield from iter_image_folder(root, decode=decode, limits=limits)
         return
-    yield from iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root)
+    listed = _Listed()
+    for rec in iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root):
+        listed.add(rec)
+        yield rec
+    unlisted = listed.unlisted(root, primary.name)
+    if unlisted.files:
+        (on_unlisted or warn_unlisted)(unlisted)
 
 
 def count_rows(csv_path: str | os.PathLike[str]) -> int:

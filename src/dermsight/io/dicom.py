@@ -528,8 +528,8 @@ def read_dicom_dataset(
 ) -> LesionRecord:
     """Decode DICOM bytes into a record. Raises ``ImageDecodeError`` for an unusable file.
 
-    Metadata values outside the vocabulary are dropped here (the pixels are still usable);
-    :func:`read_dicom`, the dataset reader, reports them in ``record.error`` instead."""
+    Metadata values outside the vocabulary are dropped and noted in ``record.meta.notes`` (the
+    pixels are still usable), here and in :func:`read_dicom`, the dataset reader."""
     return decode_dicom_upload(data, limits, name=name)[0]
 
 
@@ -585,20 +585,19 @@ def read_dicom(
         return LesionRecord(
             id=rid, image=None, path=str(p), error=f"{p.name}: cannot read ({exc.strerror})"
         )
-    meta, problems = _metadata_from(ds)
+    # tag values that cannot be used are dropped and noted (the metadata_ignored flag), as for
+    # the same file sent to predict or the API: the image is still scored
+    meta, _problems = _metadata_from(ds)
     group = _tag_str(ds, "PatientID")
     error: str | None = None
     image: np.ndarray | None = None
-    if problems:
-        error = f"{p.name}: " + "; ".join(problems)
-    else:
-        try:
-            if decode:
-                image = _pixels_from(ds, limits)[0]
-            else:  # a listing says which files will be refused, as far as the header tells
-                _check_one_frame(_tag_int(ds, "NumberOfFrames", 1))
-        except ImageDecodeError as exc:
-            error = f"{p.name}: {exc.reason}"
+    try:
+        if decode:
+            image = _pixels_from(ds, limits)[0]
+        else:  # a listing says which files will be refused, as far as the header tells
+            _check_one_frame(_tag_int(ds, "NumberOfFrames", 1))
+    except ImageDecodeError as exc:
+        error = f"{p.name}: {exc.reason}"
     return LesionRecord(
         id=rid, image=image, meta=meta, source="dicom", path=str(p), group=group, error=error
     )

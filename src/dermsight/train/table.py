@@ -19,6 +19,8 @@ from dermsight.io.csvfolder import (
     classify_csvs,
     iter_csv_raw,
     read_header,
+    unlisted_images,
+    warn_unlisted,
 )
 from dermsight.io.errors import ReaderError
 from dermsight.records import Metadata
@@ -142,6 +144,10 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
             })
     except ReaderError as exc:
         raise ConfigError(f"data folder {root}: {exc}") from exc
+    unlisted = unlisted_images(root, folder.csv.name, seen,
+                               [r["path"] for r in folder.rows if r["path"]])
+    if unlisted.files:  # the CSV is the listing: said once, as the batch reader says it
+        warn_unlisted(unlisted)
     if unknown:
         raise ConfigError(f"{len(unknown)} rows of {folder.csv} have a diagnosis dermsight "
                           f"cannot read (e.g. {unknown[0]}); use one of the codes "
