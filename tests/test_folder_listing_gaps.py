@@ -237,12 +237,10 @@ def test_training_tells_of_images_its_csv_does_not_list(
         m1: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """``dermsight train``'s data table reads the folder by its own CSV reader; it says the same
     warning once, before its own refusal of a CSV row without a file."""
-    from dermsight.train.config import DataConfig
+    from dermsight.train.config import ConfigError, DataConfig
     from dermsight.train.table import load_table
 
-    from dermsight.train.config import ConfigError
-
-    with pytest.raises(ConfigError, match="1 images listed in .* have no image file"):
+    with pytest.raises(ConfigError, match=r"1 images listed in .* have no image file"):
         load_table(DataConfig(root=str(m1), group_col="image_id"))  # the listed id without file
     err = capsys.readouterr().err
     assert err.count("warning: 1 image file in") == 1, err

@@ -466,7 +466,8 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
-    from dermsight.batch.sources import open_source, row_key
+    from dermsight.batch.resume import listed_keys, listed_rows
+    from dermsight.batch.sources import open_source
     from dermsight.batch.store import OutputCommand, OutputError, read_output
 
     target = Path(out)
@@ -490,10 +491,9 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         on_scored(summary)
     report = report_path(target)
     # only the cases ``data`` lists: a --scores folder may also hold rows of other data
-    listed = {row_key(row.get("id"), row.get("path")) for row in source.rows()}
+    listed = listed_keys(source.rows())
     frame = read_output(scores_dir)
-    frame = frame[[row_key(i, p) in listed for i, p in zip(frame["id"], frame["path"],
-                                                           strict=True)]]
+    frame = frame[listed_rows(frame["id"].tolist(), frame["path"].tolist(), listed)]
     try:
         written, assessment = adapt_bundle(loaded, frame, target, name, seed=seed)
     except UpdateRefused as exc:

@@ -10,44 +10,59 @@ the batches really run in parallel and decoding of one overlaps inference of ano
 2 vCPUs this costs less CPU per image than one multi-threaded ONNX Runtime call fed by decode
 threads (``parallel="pipeline"``, kept as an option), and bounds ONNX Runtime's memory arena.
 The calling thread only enumerates the input and writes parts.
+
+A Ctrl-C keeps the rows scored so far: the chunk in progress is written as a part (the store's
+usual atomic write) before the ``KeyboardInterrupt`` goes on, with one line on stderr saying how
+many rows the run kept. While a full chunk is being written a Ctrl-C waits for the write to end
+(on the main thread), so the chunk is written exactly once; a second Ctrl-C during the last
+write abandons it, leaving only a hidden temporary file that the next run removes (those rows
+are scored again), never a partial part.
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
-from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import plan_names
-from dermsight.batch.resume import pending, prepare_resume
+from dermsight.batch.resume import Listings, pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source
 from dermsight.batch.store import BATCH_COMMAND, Key, OutputCommand, PartStore
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.parallel import default_workers, limit_blas
-from dermsight.progress import counting, progress_bars
+from dermsight.progress import ProgressMaker, counting, progress_bars
+
+if TYPE_CHECKING:
+    from dermsight.predict import Dermsight
 
 
 def pending_rows(source: Source, done: Mapping[Key, int],
                  limit: int | None = None,
                  duplicates: DuplicateIds | None = None,
                  heatmaps_taken: Collection[str] | None = None, *,
-                 consume: bool = False) -> Iterator[Mapping[str, Any]]:
+                 consume: bool = False,
+                 listings: Listings | None = None) -> Iterator[Mapping[str, Any]]:
     """The source's rows that are not in the output yet (at most ``limit``; see
     ``resume.pending``); ``duplicates`` counts repeated ids over the whole input (done rows
     included). With ``heatmaps_taken`` (the overlay names the output's rows hold), each row
     gets the file name of its overlay, planned in input order (``overlays.plan_names``).
-    ``consume=True``: ``done`` (a dict) is emptied as its rows are passed (``resume.pending``)."""
+    ``consume=True``: ``done`` (a dict) is emptied as its rows are passed (``resume.pending``).
+    ``listings``: counts the input's rows found done, and the output's rows it does not list."""
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
-    rows = pending(every, done, limit, consume=consume)
+    rows = pending(every, done, limit, consume=consume, listings=listings)
     return rows if heatmaps_taken is None else plan_names(rows, heatmaps_taken)
 
 
@@ -98,43 +113,123 @@ def run_local(
         resume = prepare_resume(store, source.rows, limit)
         # the keys of the done rows are handed to ``pending``, which drops each one once its
         # listings are passed: no second per-row table grows while a large input is read
-        summary.skipped, summary.retried = resume.skipped, resume.retried
+        summary.retried = resume.retried
         done, resume.done = resume.done, Counter()
-        total = None
-        if source.estimate is not None:
-            total = max(source.estimate - summary.skipped, 0)
-            if limit is not None:
-                total = min(total, limit)
+        bar = _Bar(progress_bars(progress), source.estimate, limit)
+        listings = Listings(on_skip=bar.skip)
         duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
-        # the scoring threads' numpy calls: no BLAS threads of their own
-        with counting(progress_bars(progress), total, "scoring") as done_rows, limit_blas(1):
-            try:
+        try:
+            # the scoring threads' numpy calls: no BLAS threads of their own
+            with counting(bar.make if bar.maker is not None else None, bar.left,
+                          "scoring") as done_rows, limit_blas(1):
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates,
                                  store.contents.take_heatmaps()
                                  if options.heatmaps is not None else None,
-                                 consume=True), model,
+                                 consume=True, listings=listings), model,
                     replace(options, storage_options=source.storage_options),
                     executor=pool if workers > 1 else None,
                     prefetch=max(4 * options.batch_size, 8 * workers), progress=done_rows,
                 )
-                while True:
-                    chunk = list(islice(scored, chunk_size))
-                    if not chunk:
-                        break
-                    df = rows_to_frame(chunk, model.classes)
-                    part = store.write(df)
-                    summary.add(df["risk"].tolist(), df["error"].tolist(), df["flags"].tolist())
-                    if on_part is not None:
-                        on_part(part)
-            finally:
-                pool.shutdown(wait=True, cancel_futures=True)
+                _write_parts(scored, store, model, summary, chunk_size, on_part)
+        except KeyboardInterrupt:
+            print(f"batch interrupted: {summary.scored} rows scored by this run are kept in "
+                  f"{out}; run the same command again to score the rest", file=sys.stderr,
+                  flush=True)
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
         summary.duplicate_ids = duplicates.count
         summary.elapsed_s = time.perf_counter() - t0
         summary.total = store.contents.tally()
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if options.evaluate:
-            summary.evaluation = run_evaluation(out, model.card, source.input)
+            run_evaluation(summary, model.card, source.rows)
         store.write_summary(summary.to_dict())
     return summary
+
+
+class _Bar:
+    """The progress bar's total: the input's estimated rows (``estimate``; None: unknown) less
+    the rows found already done as the input is read (``skip``), at most ``limit``."""
+
+    def __init__(self, maker: ProgressMaker | None, estimate: int | None,
+                 limit: int | None) -> None:
+        self.maker, self.estimate, self.limit = maker, estimate, limit
+        self.bar: Any = None
+
+    @property
+    def left(self) -> int | None:
+        if self.estimate is None:
+            return None
+        left = max(self.estimate, 0)
+        return left if self.limit is None else min(left, self.limit)
+
+    def make(self, total: int | None, desc: str) -> Any:
+        """``maker``, keeping the bar whose total ``skip`` lowers (only with a ``maker``)."""
+        assert self.maker is not None
+        self.bar = self.maker(total, desc)
+        return self.bar
+
+    def skip(self) -> None:
+        """One more input row found in the output: not to be scored."""
+        if self.estimate is None:
+            return
+        self.estimate -= 1
+        if self.bar is not None:
+            self.bar.total = self.left
+
+
+def _write_parts(scored: Iterable[dict[str, Any]], store: PartStore, model: Dermsight,
+                 summary: RunSummary, chunk_size: int,
+                 on_part: Callable[[Path], None] | None) -> None:
+    """Write the scored rows as parts of ``chunk_size`` rows, counted in ``summary``. At a
+    Ctrl-C the rows of the chunk in progress are written first (a last, shorter part), then
+    the ``KeyboardInterrupt`` goes on; a Ctrl-C while a full chunk is written waits for it."""
+    chunk: list[dict[str, Any]] = []
+
+    def write() -> Path:
+        df = rows_to_frame(chunk, model.classes)
+        part = store.write(df)
+        summary.add(df["risk"].tolist(), df["error"].tolist(), df["flags"].tolist())
+        chunk.clear()
+        return part
+
+    try:
+        for row in scored:
+            chunk.append(row)
+            if len(chunk) >= chunk_size:
+                with _ctrl_c_after():  # written and counted exactly once
+                    part = write()
+                if on_part is not None:
+                    on_part(part)
+        if chunk:
+            with _ctrl_c_after():
+                part = write()
+            if on_part is not None:
+                on_part(part)
+    except KeyboardInterrupt:
+        if chunk:  # the rows scored before it: a second Ctrl-C here abandons the (atomic) write
+            write()
+        raise
+
+
+@contextmanager
+def _ctrl_c_after() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) that comes during the block until the block ends, then deliver
+    it. Only on the main thread, whose handler Python runs (elsewhere: nothing held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        # None: a handler not set from Python, which cannot be put back; Python's own instead
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
+                      else previous)
+        if caught:
+            signal.raise_signal(signal.SIGINT)

@@ -16,20 +16,28 @@ picked up by simply running the same command again. An error row without a path 
 images by id only, whose file was missing) is retried by any input row with the same id. Error
 rows of inputs no longer listed are kept. With ``--limit`` only the keys the run reaches are
 retried. A run killed after removing rows leaves them pending: the next run scores them.
+
+An output may also hold rows that this input does not list (another input scored into the same
+folder). They are kept, but they are neither "already done" for this run (``Listings``: only the
+listings of this input that the output holds are counted, as ``pending`` passes them) nor part of
+its evaluation (``listed_rows``: the output rows this input lists, as many per key as it lists).
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import numpy as np
+
 from dermsight.batch.sources import row_key
 from dermsight.batch.store import Key, PartStore
 
-__all__ = ["Resume", "pending", "prepare_resume", "retry_keys"]
+__all__ = ["Listings", "Resume", "count_listings", "listed_keys", "listed_rows", "pending",
+           "prepare_resume", "retry_keys"]
 
 
 @dataclass
@@ -40,23 +48,36 @@ class Resume:
     done: Counter[Key] = field(default_factory=Counter)
     retried: int = 0
 
-    @property
-    def skipped(self) -> int:
-        """Rows already in the output, not scored again."""
-        return sum(self.done.values())
+
+@dataclass
+class Listings:
+    """What ``pending`` found while it read the input: ``skipped``, the listings of this input
+    that the output already holds (passed over: "already done"), and ``not_listed``, the rows of
+    the output that no listing of this input matches (rows of other inputs scored into the same
+    folder), known only once the whole input was read (``None`` before, and when a ``limit``
+    stopped the reading early). ``on_skip`` (optional) is called once per listing passed over
+    (a progress bar's total shrinks with it)."""
+
+    skipped: int = 0
+    not_listed: int | None = None
+    on_skip: Callable[[], object] | None = None
 
 
 def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
-            limit: int | None = None, *, consume: bool = False) -> Iterator[Mapping[str, Any]]:
+            limit: int | None = None, *, consume: bool = False,
+            listings: Listings | None = None) -> Iterator[Mapping[str, Any]]:
     """The input rows the output does not hold yet, in order (at most ``limit``): the n-th row
     with a key is pending when the output holds fewer than n rows with that key.
 
     Memory does not grow with the input: instead of counting every key seen, the count of done
     rows left for a key is decremented and dropped at zero, so the bookkeeping shrinks as the
     input is read. ``consume=True`` (``done`` must then be a mutable dict or ``Counter``, which
-    is emptied as it goes) avoids even the copy of ``done``."""
+    is emptied as it goes) avoids even the copy of ``done``. ``listings`` (optional) counts the
+    rows passed over as done and, once the input is read to its end, the output's rows that it
+    does not list (what is left of ``done``)."""
     left: dict[Key, int] = (done if consume and isinstance(done, dict)
                             else {k: n for k, n in done.items() if n > 0})
+    seen = listings if listings is not None else Listings()
 
     def todo() -> Iterator[Mapping[str, Any]]:
         for row in rows:
@@ -67,10 +88,44 @@ def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
                     del left[k]
                 else:
                     left[k] = n - 1
+                seen.skipped += 1
+                if seen.on_skip is not None:
+                    seen.on_skip()
                 continue
             yield row
+        seen.not_listed = sum(left.values())
 
     return islice(todo(), limit) if limit is not None else todo()
+
+
+def count_listings(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int]) -> Listings:
+    """``Listings`` of a whole input against the output's ``done`` keys (``done`` is not
+    changed): one pass over ``rows``, for a runner that does not read the input through
+    ``pending`` (Spark's ``binaryFile`` folder input)."""
+    listings = Listings()
+    for _ in pending(rows, done, listings=listings):
+        pass
+    return listings
+
+
+def listed_keys(rows: Iterable[Mapping[str, Any]]) -> Counter[Key]:
+    """How many times the input lists each key (``row_key``)."""
+    return Counter(row_key(row.get("id"), row.get("path")) for row in rows)
+
+
+def listed_rows(ids: Sequence[Any], paths: Sequence[Any],
+                listed: Mapping[Key, int]) -> np.ndarray:
+    """Which output rows (their ``id`` and ``path`` cells, in output order) an input lists: a
+    key's first n rows when the input lists it n times (``listed_keys``), as ``pending`` counts
+    them done. The others belong to other inputs scored into the same folder."""
+    left = dict(listed)
+    keep = np.zeros(len(ids), dtype=bool)
+    for i, k in enumerate(map(row_key, ids, paths)):
+        n = left.get(k, 0)
+        if n > 0:
+            left[k] = n - 1
+            keep[i] = True
+    return keep
 
 
 def retry_keys(rows: Iterable[Mapping[str, Any]], ok: Mapping[Key, int],

@@ -35,7 +35,7 @@ import pandas as pd
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import plan_names
 from dermsight.batch.references import local_path
-from dermsight.batch.resume import pending, prepare_resume
+from dermsight.batch.resume import Listings, count_listings, pending, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.sources import DuplicateIds, Source, open_source
@@ -230,16 +230,23 @@ def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
                  heatmaps_taken: Collection[str] | None = None) -> DataFrame | None:
     """The rows still to score as a Spark DataFrame (None: nothing left). With
     ``heatmaps_taken`` (the overlay names the output's rows hold), the rows are listed on the
-    driver, each with its overlay's file name planned over the whole job."""
+    driver, each with its overlay's file name planned over the whole job. ``summary`` gets the
+    input's rows found done and the output's rows it does not list (``resume.Listings``)."""
     folder = source.image_folder() if heatmaps_taken is None else None
     if folder is not None:
+        if done:  # Spark leaves out the done paths: the folder listed once more on the driver
+            listings = count_listings(source.rows(), done)
+            summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
         return _folder_frame(spark, folder, done, limit, n_parts)
     duplicates = DuplicateIds()
-    rows: Iterator[Mapping[str, Any]] = pending(duplicates.watch(source.rows()), done, limit)
+    listings = Listings()
+    rows: Iterator[Mapping[str, Any]] = pending(duplicates.watch(source.rows()), done, limit,
+                                                listings=listings)
     if heatmaps_taken is not None:
         rows = plan_names(rows, heatmaps_taken)
     manifest = _manifest_frame(spark, rows)
     summary.duplicate_ids = duplicates.count
+    summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
     return manifest.repartition(n_parts) if manifest is not None else None
 
 
@@ -281,7 +288,7 @@ def run_spark(
         # lock, so nothing else is writing: start clean.
         shutil.rmtree(Path(out) / "_temporary", ignore_errors=True)
         resume = prepare_resume(store, source.rows, options.limit)
-        summary.skipped, summary.retried = resume.skipped, resume.retried
+        summary.retried = resume.retried
         before = store.contents.tally()  # read when the store opened the output
         spark = get_session(master, spark_conf)
         summary.startup_s = time.perf_counter() - t0
@@ -318,7 +325,7 @@ def run_spark(
                          if n - before["flags"].get(k, 0)}
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if options.evaluate:
-            summary.evaluation = run_evaluation(out, card, source.input)
+            run_evaluation(summary, card, source.rows)
         store.write_summary(summary.to_dict())
     return summary
 

@@ -6,16 +6,18 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dermsight.batch.resume import listed_keys, listed_rows
 from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
 from dermsight.batch.store import (
     BUNDLE_UNKNOWN,
+    Key,
     count_tta,
     flag_counts,
     read_output,
@@ -41,7 +43,10 @@ class RunSummary:
     model: dict[str, str]
     fmt: str = "parquet"
     tta: bool = False  # this run scores with test-time augmentation (--tta)
-    skipped: int = 0  # rows already in the output before this run (resume)
+    skipped: int = 0  # listings of this input already in the output (resume: not scored again)
+    # rows of the output that this input does not list (other inputs scored into the same
+    # folder); None when unknown (a --limit stopped the reading of the input early)
+    not_listed: int | None = None
     retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
     scored: int = 0  # rows written by this run (ok + errors)
     errors: int = 0  # of which error rows
@@ -87,6 +92,10 @@ class RunSummary:
             + (f", excluding {self.startup_s:.1f} s Spark start-up" if self.startup_s else "")
             + f"); {ok} scored, {self.errors} errors, {self.skipped} already done (skipped)",
         ]
+        if self.not_listed:
+            lines.append(f"the output also holds {self.not_listed} rows this input does not list "
+                         "(another input's)" + ("; they are not evaluated"
+                                                if self.evaluation else ""))
         if self.retried:
             lines.append(f"retried: {self.retried} error rows of earlier runs (removed; their "
                          "inputs are scored again)")
@@ -164,6 +173,7 @@ def evaluate_output(
     *,
     input_name: str = "",
     n_boot: int = 200,
+    listed: Mapping[Key, int] | None = None,
 ) -> dict[str, str]:
     """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``.
 
@@ -176,9 +186,28 @@ def evaluate_output(
     scored with (``true``) and without (``false``) test-time augmentation, and those that do
     not record it (``unknown``); the report says it beside the model (``tta_note``).
 
+    ``listed``: the keys the input lists (``resume.listed_keys``): only the output rows it lists
+    are evaluated (``resume.listed_rows``), and the report counts the others, rows of other
+    inputs scored into the same folder, as left out; ``None``: every row of the output.
+
     Writes ``OUT.evaluation.json`` and ``OUT.report.html`` next to the output folder and returns
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
+    return _evaluate(out, classes, card, model_info, input_name=input_name, n_boot=n_boot,
+                     listed=listed)[0]
+
+
+def _evaluate(
+    out: str | os.PathLike[str],
+    classes: Sequence[str],
+    card: Card,
+    model_info: Mapping[str, str],
+    *,
+    input_name: str,
+    n_boot: int,
+    listed: Mapping[Key, int] | None,
+) -> tuple[dict[str, str], int]:
+    """``evaluate_output``, and the number of output rows left out as not ``listed``."""
     from dermsight.evaluate import EvalSettings, evaluate_predictions
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
@@ -186,8 +215,14 @@ def evaluate_output(
     prob_cols = [f"p_{c}" for c in classes]
     stored = stored_columns(out) or []
     has_ita, has_tta = "ita" in stored, "tta" in stored
-    df = read_output(out, ["id", "label", "group", "error", "age", "sex", "site", *prob_cols,
-                           *(["ita"] if has_ita else []), *(["tta"] if has_tta else [])])
+    df = read_output(out, ["id", "path", "label", "group", "error", "age", "sex", "site",
+                           *prob_cols, *(["ita"] if has_ita else []),
+                           *(["tta"] if has_tta else [])])
+    n_other = 0
+    if listed is not None and len(df):
+        mine = listed_rows(df["id"].tolist(), df["path"].tolist(), listed)
+        n_other = int((~mine).sum())
+        df = df[mine].reset_index(drop=True)
     n_all = len(df)
     n_err = int(df["error"].notna().sum()) if n_all else 0
     labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
@@ -227,14 +262,19 @@ def evaluate_output(
         "data": {
             "summary": {
                 "input": input_name or str(out),
-                "output rows": n_all,
+                "output rows" if listed is None else "output rows of this input": n_all,
+                **({} if listed is None else {
+                    "output rows of other inputs (left out)": n_other}),
                 "evaluated rows (labelled, scored)": len(labelled),
                 "error rows (left out)": n_err,
                 "labels outside the model's classes (left out)": n_unknown,
                 "bootstrap groups": evaluation.get("n_groups"),
             },
             "notes": [
-                "Metrics on the rows of this batch output that carry a ground-truth label.",
+                "Metrics on the rows of this batch output that carry a ground-truth label"
+                + ("." if listed is None else
+                   " and that this input lists (rows of other inputs scored into the same "
+                   "output folder are left out)."),
                 "Confidence intervals resample by group (lesion/patient id when the input has "
                 "one, else by image).",
                 *([] if plots else [NO_PLOTS]),
@@ -251,7 +291,7 @@ def evaluate_output(
     html_path = sidecar(out, "report.html")
     json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
     html_path.write_text(render_report(results), encoding="utf-8")
-    return {"json": str(json_path), "report": str(html_path)}
+    return {"json": str(json_path), "report": str(html_path)}, n_other
 
 
 #: the report's note when matplotlib (the ``[train]`` extra) is not installed
@@ -273,14 +313,18 @@ def evaluation_plots(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], c
                       malignant_excluded=tuple(card.malignant_excluded))
 
 
-def run_evaluation(out: str | os.PathLike[str], card: Card, input_name: str) -> dict[str, str]:
-    """``evaluate_output`` for a run: its file paths, or ``{"unavailable": reason}``."""
+def run_evaluation(summary: RunSummary, card: Card,
+                   rows: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+    """``evaluate_output`` for a run, of the output rows its input lists (``rows()``: the input
+    without pixels, read once more): ``summary.evaluation`` gets the file paths, or
+    ``{"unavailable": reason}``, and ``summary.not_listed`` the output's rows of other inputs."""
+    listed = listed_keys(rows())
     try:
-        return evaluate_output(out, card.classes, card, {"name": card.name,
-                                                         "version": card.version},
-                               input_name=input_name)
+        summary.evaluation, summary.not_listed = _evaluate(
+            summary.out, card.classes, card, {"name": card.name, "version": card.version},
+            input_name=summary.input, n_boot=200, listed=listed)
     except EvaluationUnavailable as exc:
-        return {"unavailable": str(exc)}
+        summary.evaluation = {"unavailable": str(exc)}
 
 
 def _jsonable(value: object) -> object:
