@@ -514,7 +514,8 @@ def test_evaluation_by_ita_is_the_cards_table_with_the_cards_settings(
 
                      settings=EvalSettings(refer_threshold=card.thresholds.refer, n_boot=20,
                                            seed=ev["seed"], offsets=card.decision.offsets(classes),
-                                           malignant_excluded=tuple(card.malignant_excluded)),
+                                           malignant_excluded=tuple(card.malignant_excluded),
+                                           intervals="wilson"),  # an evaluation's intervals
                      noun="evaluated images")
     assert ev["by_ita"] == json.loads(json.dumps(want, default=float))
     rows = {r["subgroup"]: r for r in ev["by_ita"]["bands"]}

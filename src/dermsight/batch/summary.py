@@ -243,7 +243,8 @@ def _evaluate(
     offsets = card.decision.decider(classes)  # with a clinic's local update: the whole rule
     settings = EvalSettings(refer_threshold=card.thresholds.refer,
                             monitor_threshold=card.thresholds.monitor, offsets=offsets,
-                            malignant_excluded=tuple(card.malignant_excluded), n_boot=n_boot)
+                            malignant_excluded=tuple(card.malignant_excluded), n_boot=n_boot,
+                            intervals="wilson")  # honest on few cases: evaluate/settings.py
     evaluation = evaluate_predictions(
         y, probs, list(classes), groups.to_numpy(),
         labelled[["age", "sex", "site"]].reset_index(drop=True), settings)

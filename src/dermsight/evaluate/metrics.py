@@ -42,7 +42,7 @@ positives, ...) is ``None`` rather than NaN or an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -59,9 +59,11 @@ __all__ = [
     "balanced_accuracy",
     "binary_auc",
     "brier_score",
+    "cases_behind",
     "compute_metrics",
     "confusion_counts",
     "expected_calibration_error",
+    "is_proportion",
     "key_metrics",
     "malignant_scores",
     "negative_log_likelihood",
@@ -568,3 +570,40 @@ def _malignant_ranking(
 
 def _count(x: float) -> int:
     return int(round(float(x)))
+
+
+# --- what a metric is computed on --------------------------------------------------------------
+
+#: Metrics that are ``k`` of ``n`` cases at a given rule (a proportion): the class decision or a
+#: threshold fixed before the data were seen. The operating point at 95 % sensitivity is not one:
+#: its threshold is chosen on the same cases, so only the bootstrap (which chooses it again in
+#: every resample) sees that uncertainty.
+_PROPORTION_SUFFIXES = ("sensitivity", "specificity")
+
+
+def is_proportion(key: str) -> bool:
+    """Whether a key of :func:`compute_metrics` / :func:`key_metrics` is ``k`` of ``n`` cases:
+    ``accuracy``, per-class ``sensitivity_<C>`` / ``specificity_<C>``, and the malignant
+    sensitivity / specificity at a given threshold (``refer_*``, ``monitor_*``, and
+    :func:`key_metrics`' ``sensitivity`` / ``specificity``)."""
+    return key == "accuracy" or key.endswith(_PROPORTION_SUFFIXES) or key.startswith(
+        ("sensitivity_", "specificity_"))
+
+
+def cases_behind(key: str, metrics: Mapping[str, Any]) -> int | None:
+    """How many cases the figure ``key`` of a :func:`compute_metrics` / :func:`key_metrics` dict
+    is computed on: the items of class ``C`` for ``sensitivity_<C>`` and all the others for
+    ``specificity_<C>``; the malignant items for a malignant sensitivity and the non-malignant
+    ones for its specificity; every item for the rest (AUCs, accuracies, calibration).
+    ``None`` when ``metrics`` lacks the counts."""
+    n, mal = metrics.get("n"), metrics.get("n_malignant")
+    if key.startswith(("sensitivity_", "specificity_")):
+        n_c = metrics.get(f"n_{key.split('_', 1)[1]}")
+        if n_c is None or n is None:
+            return None
+        return int(n_c) if key.startswith("sensitivity_") else int(n) - int(n_c)
+    if key.endswith(("sensitivity", "_sens_at_95sens")):
+        return None if mal is None else int(mal)
+    if key.endswith(("specificity", "_spec_at_95sens")):
+        return None if mal is None or n is None else int(n) - int(mal)
+    return None if n is None else int(n)

@@ -52,7 +52,13 @@ For a screen reader and for print (``tests/test_report_axe.py``: axe-core, WCAG 
 and which table holds its numbers, text contrast of at least 4.5:1, a colour never the only sign
 (model better / baseline better is also written), and a print style sheet (tables shrink to the
 page, tables and plots kept whole where they fit, table headers repeated). Every metric is shown
-with its count (n) beside its 95% interval where the evaluation has one.
+with its count (n) beside its 95% interval where the evaluation has one. An evaluation whose
+intervals name their cases (the ``"wilson"`` method,
+:func:`dermsight.evaluate.bootstrap.case_intervals`) shows a proportion as
+``1.000 (0.862 to 1.000; 24 of 24, small sample)``: its ``k of n``, "small sample" under 30
+cases, and why a figure has no interval (its ``note``); the notes under the tables name that
+method. A card's intervals (percentile bootstrap, ``n`` counting resamples) render as they always
+have.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from dermsight.evaluate.metrics import HEADLINE_METRICS
+from dermsight.evaluate.settings import MIN_N
 
 __all__ = ["METRIC_LABELS", "render_report"]
 
@@ -90,6 +97,9 @@ METRIC_LABELS: dict[str, str] = {
     "brier": "Brier score (multiclass, 0-2)",
     "nll": "Negative log-likelihood",
 }
+
+#: How a figure on fewer than MIN_N cases is marked (subgroups that small are withheld).
+SMALL_SAMPLE = "small sample"
 
 #: HEADLINE_METRICS plus the monitor-threshold rows, right after the refer-threshold rows.
 _HEADLINE = tuple(
@@ -176,16 +186,41 @@ def _num(v: object, digits: int = 3, signed: bool = False) -> str:
 
 
 def _ci(v: object, digits: int = 3, signed: bool = False) -> str:
-    """A value, or a CI dict ``{value, lo, hi}`` as ``0.912 (0.893-0.930)``."""
+    """A value, or a CI dict ``{value, lo, hi}`` as ``0.912 (0.893-0.930)``; an entry that
+    names its cases (``draws``: :func:`dermsight.evaluate.bootstrap.case_intervals`) also says
+    ``k of n`` for a proportion, ``small sample`` under :data:`MIN_N` cases, and why it has no
+    interval (``note``)."""
     if isinstance(v, Mapping):
         value, lo, hi = v.get("value"), v.get("lo"), v.get("hi")
         if value is None:
             return "&mdash;"
+        cases = _cases(v)
         if lo is None or hi is None:
-            return _num(value, digits, signed)
+            why = [f"no interval: {_e(v['note'])}"] if v.get("note") else []
+            words = "; ".join([*why, *([cases] if cases else [])])
+            shown = _num(value, digits, signed)
+            return f'{shown} <span class="note">({words})</span>' if words else shown
         return (f"{_num(value, digits, signed)} <span class=\"note\">"
-                f"({_num(lo, digits, signed)} to {_num(hi, digits, signed)})</span>")
+                f"({_num(lo, digits, signed)} to {_num(hi, digits, signed)}"
+                f"{'; ' + cases if cases else ''})</span>")
     return _num(v, digits, signed)
+
+
+def _cases(v: Mapping[str, Any]) -> str:
+    """``8 of 8, small sample`` for an entry that names its cases (``""`` for one that does
+    not, such as a card's: its ``n`` counts resamples)."""
+    n = v.get("n")
+    if "draws" not in v or not _is_num(n):
+        return ""
+    parts = [f"{_num(v['k'])} of {_num(n)}"] if _is_num(v.get("k")) else []
+    if float(n) < MIN_N:
+        parts.append(SMALL_SAMPLE if parts else f"n = {_num(n)}, {SMALL_SAMPLE}")
+    return ", ".join(parts)
+
+
+def _names_cases(test: Mapping[str, Any]) -> bool:
+    """Whether an evaluation's intervals name their cases (the ``wilson`` interval method)."""
+    return any(isinstance(v, Mapping) and "draws" in v for v in (test.get("ci") or {}).values())
 
 
 def _value(v: object) -> float | None:
@@ -368,6 +403,18 @@ def _data_section(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
 
 
 def _ci_note(test: Mapping[str, Any]) -> str:
+    if _names_cases(test):
+        return (f'<p class="note">95% intervals: a proportion (accuracy, a sensitivity or a '
+                "specificity: k of n cases) gets the Wilson score interval, widened to the "
+                "group-bootstrap interval where that reaches further (items of one group are not "
+                "independent); every other figure gets the percentile bootstrap over "
+                f"{_e(test.get('n_boot'))} resamples of {_e(test.get('n_groups'))} groups (seed "
+                f"{_e(test.get('seed'))}). A resample in which a metric is undefined is skipped "
+                "for that metric; where the middle 95% of the resamples all gave one value, no "
+                f"interval is shown and the cell says so. &ldquo;{SMALL_SAMPLE}&rdquo;: fewer "
+                f"than {MIN_N} cases behind the figure (subgroups that small are withheld "
+                "altogether); read its interval, not the point. pAUC follows the ISIC 2024 "
+                "convention (raw area above 80% sensitivity, 0.02 random, 0.2 perfect).</p>")
     return (f'<p class="note">95% intervals: percentile bootstrap over {_e(test.get("n_boot"))} '
             f"resamples of {_e(test.get('n_groups'))} groups (seed {_e(test.get('seed'))}); a "
             "resample in which a metric is undefined is skipped for that metric. pAUC follows "
@@ -437,7 +484,11 @@ def _per_class(test: Mapping[str, Any]) -> str:
                      caption=f"Per-class results on {_count(test.get('n'))} test items, "
                              "95% CI (n: items of that class; its specificity is over all "
                              "the other items)")
-            + '<p class="note">&mdash; = undefined (class absent from the test set).</p>')
+            + '<p class="note">&mdash; = undefined (class absent from the test set).'
+            + (f" Every class is shown however few its items, each proportion with its k of n "
+               f"and, under {MIN_N} cases, marked &ldquo;{SMALL_SAMPLE}&rdquo; (the subgroup "
+               f"tables withhold subgroups under {MIN_N} items)." if _names_cases(test) else "")
+            + "</p>")
 
 
 def _default_thresholds(test: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -506,9 +557,12 @@ def _subgroups(test: Mapping[str, Any]) -> str:
     demo = [r for r in rows if r.get("attribute") != "source"]
     source = [r for r in rows if r.get("attribute") == "source"]
     parts = []
+    intervals = ("Wilson widened to the group bootstrap for a sensitivity or specificity, group "
+                 "bootstrap for the rest, within the subgroup" if _names_cases(test)
+                 else "group bootstrap within the subgroup")
     note = ('<p class="note">Metrics are withheld (&mdash;) for subgroups under 30 items, and '
             "an AUC, sensitivity or specificity is withheld with fewer than 5 cases on either "
-            "side. Intervals: group bootstrap within the subgroup.</p>")
+            f"side. Intervals: {intervals}.</p>")
     if demo:
         body, cls = _subgroup_rows(demo)
         parts += ["<h2>Subgroups (sex, age, anatomic site)</h2>",

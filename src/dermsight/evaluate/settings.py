@@ -36,7 +36,11 @@ class EvalSettings:
       function (``DecisionRule.decider``);
     * ``malignant_excluded``: classes left out of the malignant probability's denominator;
     * ``n_boot`` (0: no intervals), ``seed``, ``alpha`` (0.05: 95 % intervals);
-    * ``min_n``, ``min_cases``: the withholding limits.
+    * ``min_n``, ``min_cases``: the withholding limits;
+    * ``intervals``: ``"bootstrap"`` (the percentile group bootstrap for every figure, as the
+      shipped cards were made) or ``"wilson"`` (``dermsight evaluate`` / ``batch --evaluate``: a
+      proportion gets the Wilson interval widened to the group bootstrap, so 24 of 24 is not
+      shown as 1.000 to 1.000; entries name their cases ``n`` and resamples ``draws``).
     """
 
     refer_threshold: float | None = None
@@ -48,6 +52,7 @@ class EvalSettings:
     alpha: float = 0.05
     min_n: int = MIN_N
     min_cases: int = MIN_CASES
+    intervals: str = "bootstrap"
 
     def decisions(self) -> dict[str, Any]:
         """The keyword arguments of :func:`dermsight.evaluate.metrics.compute_metrics`."""

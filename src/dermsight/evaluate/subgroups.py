@@ -9,6 +9,11 @@ Numbers that would mislead are withheld (``None``) and the row's ``note`` says w
 * fewer than ``min_cases`` (default 5) positives or negatives for a metric: that AUC, sensitivity
   or specificity is withheld (an AUC over two melanomas is noise, not evidence).
 
+With the ``"wilson"`` interval method (:func:`~dermsight.evaluate.bootstrap.interval_method`) the
+sensitivity and specificity get the Wilson score interval widened to the group bootstrap, and a
+bootstrap interval of zero width (every resample of a subgroup gave the same AUC, say) is not
+shown: its ``<metric>_lo`` / ``<metric>_hi`` are ``None`` and the ``note`` says so.
+
 ``meta_df`` rows must be aligned with ``y_true``. Column names are looked up in this order:
 age ``age``/``age_approx``; sex ``sex``; site ``site``/``anatom_site``/``anatom_site_general``/
 ``anatom_site_general_challenge``; source ``source``/``data_source``. An attribute whose column is
@@ -24,7 +29,14 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight.evaluate.bootstrap import bootstrap, group_codes
+from dermsight.evaluate.bootstrap import (
+    WILSON,
+    CaseCI,
+    bootstrap,
+    case_intervals,
+    group_codes,
+    interval_method,
+)
 from dermsight.evaluate.metrics import key_metrics, validate_inputs
 from dermsight.evaluate.settings import MIN_CASES, MIN_N, NO_INTERVALS, EvalSettings
 from dermsight.taxonomy import SEXES, SITES
@@ -189,12 +201,16 @@ def subgroup_metrics(
                             settings.refer_threshold is not None)
     keep = [k for k in SUBGROUP_METRICS if k not in drop]
     row: dict[str, Any] = {"n": m["n"], "n_malignant": m["n_malignant"], "n_mel": m["n_mel"]}
-    cis = bootstrap(fn, y.shape[0], group_codes_, n_boot=settings.n_boot, seed=settings.seed,
-                    keys=keep) if keep else {}
+    method = case_intervals if interval_method(settings) == WILSON else bootstrap
+    cis: dict[str, CaseCI] = {k: {**v} for k, v in method(
+        fn, y.shape[0], group_codes_, n_boot=settings.n_boot, seed=settings.seed, keys=keep
+    ).items()} if keep else {}
     for k in SUBGROUP_METRICS:
         ci = cis.get(k)
         row[k] = None if ci is None else ci["value"]
         row[f"{k}_lo"] = None if ci is None else ci["lo"]
         row[f"{k}_hi"] = None if ci is None else ci["hi"]
+        if ci is not None and ci.get("note"):
+            notes.append(f"{k}: {ci['note']}")
     row["note"] = "; ".join(notes) or None
     return row
