@@ -27,7 +27,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dermsight.batch.options import ScoreOptions
-from dermsight.batch.overlays import plan_names
+from dermsight.batch.overlays import plan_names, taken_names
 from dermsight.batch.resume import Listings, pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
@@ -52,13 +52,14 @@ if TYPE_CHECKING:
 def pending_rows(source: Source, done: Mapping[Key, int],
                  limit: int | None = None,
                  duplicates: DuplicateIds | None = None,
-                 heatmaps_taken: Collection[str] | None = None, *,
+                 heatmaps_taken: Iterable[str] | None = None, *,
                  consume: bool = False,
                  listings: Listings | None = None) -> Iterator[Mapping[str, Any]]:
     """The source's rows that are not in the output yet (at most ``limit``; see
     ``resume.pending``); ``duplicates`` counts repeated ids over the whole input (done rows
-    included). With ``heatmaps_taken`` (the overlay names the output's rows hold), each row
-    gets the file name of its overlay, planned in input order (``overlays.plan_names``).
+    included). With ``heatmaps_taken`` (the overlay names the output's rows hold and those of
+    the files already in the folder: ``overlays.taken_names``), each row gets the file name of
+    its overlay, planned in input order (``overlays.plan_names``).
     ``consume=True``: ``done`` (a dict) is emptied as its rows are passed (``resume.pending``).
     ``listings``: counts the input's rows found done, and the output's rows it does not list."""
     every = source.rows() if duplicates is None else duplicates.watch(source.rows())
@@ -125,7 +126,8 @@ def run_local(
                           "scoring") as done_rows, limit_blas(1):
                 scored = score_rows(
                     pending_rows(source, done, limit, duplicates,
-                                 store.contents.take_heatmaps()
+                                 taken_names(options.heatmaps,
+                                             store.contents.take_heatmaps())
                                  if options.heatmaps is not None else None,
                                  consume=True, listings=listings), model,
                     replace(options, storage_options=source.storage_options),

@@ -5,7 +5,11 @@ output's ``heatmap`` column.
 The runners plan the names on the one thread that lists the input (``plan_names``, in input
 order), before any scoring thread or Spark task sees a row, so that names are unique over the
 whole job, whatever the partitioning; names held by rows already in the output (a resumed run)
-are never given again.
+and the names of the files already in the folder (``taken_names``: listed once, when the run
+starts) are never given, so an overlay never replaces a file: not the user's (e.g. the input
+images themselves, when a manifest lists PNGs named ``<id>.png`` in that folder), not another
+output's overlays, not those of a killed run whose rows were never written (the rows are
+scored again and get new names; the old files stay, named by no row).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -90,6 +96,41 @@ class UniqueNames:
         with self._lock:
             self._used.add(name.casefold())
 
+    def reserve_all(self, names: Iterable[str]) -> None:
+        """Mark ``names`` as used (e.g. the files already in a folder)."""
+        with self._lock:
+            self._used.update(name.casefold() for name in names)
+
+
+def existing_names(folder: str | os.PathLike[str]) -> Iterator[str]:
+    """The names of the entries of ``folder`` that an overlay's name could equal (those ending
+    in ``.png``, in any case), read lazily from one ``os.scandir`` opened now; none when
+    ``folder`` does not exist yet (or is no folder: the ``HeatmapWriter`` refuses it). Raises
+    ``OutputError`` when it cannot be listed (its files could not be kept apart)."""
+    try:
+        entries = os.scandir(folder)
+    except (FileNotFoundError, NotADirectoryError):
+        return iter(())
+    except OSError as exc:
+        raise OutputError(f"--heatmaps {folder}: cannot list it: "
+                          f"{exc.strerror or exc}") from exc
+    return _png_names(entries)
+
+
+def _png_names(listing: AbstractContextManager[Iterator[os.DirEntry[str]]]) -> Iterator[str]:
+    with listing as entries:  # an ``os.scandir`` iterator: closed when done
+        for entry in entries:
+            if entry.name.casefold().endswith(SUFFIX):
+                yield entry.name
+
+
+def taken_names(folder: str | os.PathLike[str], held: Iterable[str]) -> Iterator[str]:
+    """The names an overlay of this run must not get (``plan_names``' ``taken``): ``held``,
+    those the output's rows hold, and those of the files already in ``folder`` (listed once,
+    now: ``existing_names``), so that no overlay replaces a file that no row of this output
+    names as its own, whoever wrote it."""
+    return chain(held, existing_names(folder))
+
 
 def is_overlay_name(name: object) -> TypeGuard[str]:
     """True for a file name that ``plan_names`` / ``UniqueNames`` could have made (a safe stem
@@ -119,15 +160,22 @@ class HeatmapWriter:
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
         self.names = UniqueNames()
+        self._listed = False  # the folder's files taken into ``names`` (on the first need)
+        self._list_lock = threading.Lock()
         if (why := make_folder(self.folder)) is not None:
             raise OutputError(f"--heatmaps {folder}: cannot write overlays there: {why}")
 
     def name_for(self, rid: str, planned: object = None) -> str:
         """The file name of ``rid``'s overlay: ``planned`` (the name ``plan_names`` gave its
-        row) when it is one, else a name unique among this writer's (``<id>.png``, ...)."""
+        row) when it is one, else a name unique among this writer's (``<id>.png``, ...) and
+        apart from the files already in the folder (listed once, for the first such row)."""
         if is_overlay_name(planned):
             self.names.reserve(planned)
             return planned
+        with self._list_lock:
+            if not self._listed:
+                self.names.reserve_all(existing_names(self.folder))
+                self._listed = True
         return self.names.claim(safe_name(rid), SUFFIX)
 
     def write(self, rid: str, thumb: np.ndarray, cam: np.ndarray, name: str | None = None,

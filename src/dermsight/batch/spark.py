@@ -11,7 +11,8 @@
   rows already written and retries error rows, exactly like the local runner (``resume.py``).
 * Heatmaps (``options.heatmaps``): the names of the overlay files are planned on the driver, in
   input order, over the whole job (``overlays.plan_names``, a ``heatmap`` column of the
-  manifest), so two tasks never write the same file whatever the partitioning; a folder input
+  manifest), so two tasks never write the same file whatever the partitioning, and apart from
+  the files already in the folder (listed once, on the driver), so none is replaced; a folder input
   is then listed on the driver too (a manifest of paths) instead of read with ``binaryFile``.
 
 Reading ``s3a://`` paths natively needs the hadoop-aws connector jars on the cluster (EMR,
@@ -25,7 +26,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dermsight.batch.options import ScoreOptions
-from dermsight.batch.overlays import plan_names
+from dermsight.batch.overlays import plan_names, taken_names
 from dermsight.batch.references import local_path
 from dermsight.batch.resume import Listings, count_listings, pending, prepare_resume
 from dermsight.batch.schema import spark_ddl
@@ -80,7 +81,7 @@ def make_scorer(
     Spark task, default 1 each; ``options.heatmaps`` must be a folder every executor can write.
     Overlay names are unique over the whole job only when the input rows carry them (a
     ``heatmap`` column from ``overlays.plan_names``, as ``run_spark`` plans them); without it,
-    only within one Arrow batch.
+    only within one Arrow batch (and apart from the files in the folder when it starts).
     """
     options = options or ScoreOptions()
     threads = options.threads or 1
@@ -227,10 +228,11 @@ def _folder_frame(spark: SparkSession, folder: str, done: Mapping[Key, int],
 
 def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
                  limit: int | None, n_parts: int, summary: RunSummary, *,
-                 heatmaps_taken: Collection[str] | None = None) -> DataFrame | None:
+                 heatmaps_taken: Iterable[str] | None = None) -> DataFrame | None:
     """The rows still to score as a Spark DataFrame (None: nothing left). With
-    ``heatmaps_taken`` (the overlay names the output's rows hold), the rows are listed on the
-    driver, each with its overlay's file name planned over the whole job. ``summary`` gets the
+    ``heatmaps_taken`` (the overlay names the output's rows hold and the folder's files:
+    ``overlays.taken_names``), the rows are listed on the driver, each with its overlay's file
+    name planned over the whole job. ``summary`` gets the
     input's rows found done and the output's rows it does not list (``resume.Listings``)."""
     folder = source.image_folder() if heatmaps_taken is None else None
     if folder is not None:
@@ -296,7 +298,8 @@ def run_spark(
             sc = spark.sparkContext
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
-            taken = store.contents.take_heatmaps() if options.heatmaps is not None else None
+            taken = (taken_names(options.heatmaps, store.contents.take_heatmaps())
+                     if options.heatmaps is not None else None)
             df = _input_frame(spark, source, resume.done, options.limit,
                               partitions or 4 * sc.defaultParallelism, summary,
                               heatmaps_taken=taken)
