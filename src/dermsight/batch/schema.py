@@ -20,6 +20,12 @@ other bundle file, so it tells apart two bundles of one name and version, such a
 ``dermsight train`` makes or a copy with other decision margins). Null in rows written before
 dermsight recorded it (``ADDED_COLUMNS``): which bundle of that name and version scored those
 rows is unknown.
+
+Every row, error rows included, also records the data source its input names: ``source``
+(``LesionRecord.source``: a CSV's ``source`` column, else the source its layout implies, such as
+``ham10000``; ``dicom`` or ``tfrecord`` from those readers), null when the input names none (a
+plain image folder) and in rows written before dermsight recorded it (``ADDED_COLUMNS``).
+``--evaluate`` builds the by-source table from it. The resume reads it from no part.
 """
 
 from __future__ import annotations
@@ -37,8 +43,8 @@ if TYPE_CHECKING:
 
 #: Input columns ``score_frame`` reads (see ``scorer``'s module doc).
 INPUT_COLUMNS: tuple[str, ...] = (
-    "id", "image", "path", "age", "sex", "site", "meta_notes", "label", "group", "error",
-    "heatmap",
+    "id", "image", "path", "age", "sex", "site", "meta_notes", "label", "group", "source",
+    "error", "heatmap",
 )
 #: Output columns before and after the per-class probabilities ``p_<CODE>``.
 HEAD_COLUMNS: tuple[str, ...] = ("id", "path")
@@ -57,6 +63,7 @@ TAIL_COLUMNS: tuple[str, ...] = (
     "site",
     "label",
     "group",
+    "source",
     "model_name",
     "model_version",
     "tta",
@@ -64,7 +71,7 @@ TAIL_COLUMNS: tuple[str, ...] = (
 )
 #: Output columns that older dermsight versions did not write: an output folder whose parts lack
 #: only these is upgraded in place when resumed (the columns added, null in the old rows).
-ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "tta", "card_sha256")
+ADDED_COLUMNS: tuple[str, ...] = ("heatmap", "source", "tta", "card_sha256")
 _FLOAT_TAIL = frozenset({"malignant_probability", "ood_score", "ita", "age"})
 RISK_TIERS: tuple[str, ...] = ("high", "moderate", "low", "cannot_assess")
 #: The ``tta`` column's values (``tta_text``), and what counts of it call a null cell.

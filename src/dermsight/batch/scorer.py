@@ -14,6 +14,8 @@ per input row, in the same order. Input columns:
 ``site``
 ``label``   optional ground truth (9-class code) and grouping (lesion/patient) for ``--evaluate``;
 ``group``   copied through unchanged
+``source``  optional: the data source the input names (``LesionRecord.source``, e.g. ``ham10000``);
+            copied through unchanged, for ``--evaluate``'s by-source table
 ``error``   optional: a reason set by a reader (bad CSV row, missing file); such rows are not
             scored and keep the reason
 ``heatmap`` optional: the file name planned for the row's overlay (``overlays.plan_names``; the
@@ -83,6 +85,7 @@ class PreparedRow:
     meta: Metadata = field(default_factory=Metadata)
     label: str | None = None
     group: str | None = None
+    source: str | None = None  # the data source the input names
     image: PreparedImage | None = None
     thumb: np.ndarray | None = None  # small RGB copy, only when heatmaps are wanted
     heatmap: str | None = None  # the overlay's planned file name (``overlays.plan_names``)
@@ -105,7 +108,8 @@ def prepare_row(
     """
     path = row_path(row)
     prep = PreparedRow(id=row_id(row), path=path, label=cell_text(row.get("label")),
-                       group=cell_text(row.get("group")), heatmap=cell_text(row.get("heatmap")))
+                       group=cell_text(row.get("group")), source=cell_text(row.get("source")),
+                       heatmap=cell_text(row.get("heatmap")))
     rid = prep.id
     given_error = cell_text(row.get("error"))
     if given_error is not None:
@@ -143,8 +147,8 @@ def prepare_row(
 
 
 def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
-    """What every output row holds, error rows included: the input's fields and how the run
-    scores (the model and its bundle's card sha256, and whether with TTA:
+    """What every output row holds, error rows included: the input's fields (its data source
+    too) and how the run scores (the model and its bundle's card sha256, and whether with TTA:
     ``schema.tta_text``)."""
     return {
         "id": p.id,
@@ -154,6 +158,7 @@ def _base_row(p: PreparedRow, model: Dermsight, tta: bool) -> dict[str, Any]:
         "site": p.meta.site,
         "label": p.label,
         "group": p.group,
+        "source": p.source,
         "model_name": model.info["name"],
         "model_version": model.info["version"],
         "tta": tta_text(tta),

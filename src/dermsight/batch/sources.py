@@ -1,8 +1,8 @@
 """What a batch job reads: any input the readers know, or a remote prefix / manifest via fsspec.
 
 ``open_source(input)`` returns a :class:`Source` whose ``rows()`` streams one dict per lesion
-(``id``, ``path``, ``age``, ``sex``, ``site``, ``label``, ``group``, ``error``) without decoding a
-single pixel: the image is read later, in parallel, by ``scorer.prepare_row``.
+(``id``, ``path``, ``age``, ``sex``, ``site``, ``label``, ``group``, ``source``, ``error``) without
+decoding a single pixel: the image is read later, in parallel, by ``scorer.prepare_row``.
 
 Local inputs go through ``dermsight.io.iter_records(path, decode=False)`` (image folders, ISIC CSV
 layouts and manifests, DICOM files, TFRecord shards), so the batch runners understand exactly
@@ -27,7 +27,7 @@ from dermsight.io.errors import ReaderError
 from dermsight.records import LesionRecord
 
 ROW_KEYS: tuple[str, ...] = ("id", "path", "age", "sex", "site", "meta_notes", "label", "group",
-                             "error")
+                             "source", "error")
 
 
 def record_row(rec: LesionRecord) -> dict[str, Any]:
@@ -41,6 +41,7 @@ def record_row(rec: LesionRecord) -> dict[str, Any]:
         "meta_notes": rec.meta.notes_text(),
         "label": rec.label,
         "group": rec.group,
+        "source": rec.source,  # the data source the input names (None: it names none)
         "error": rec.error,
     }
 
@@ -208,7 +209,8 @@ def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield {
             "id": posixpath.splitext(posixpath.basename(f))[0],
             "path": fs.unstrip_protocol(f),
-            "age": None, "sex": None, "site": None, "label": None, "group": None, "error": None,
+            "age": None, "sex": None, "site": None, "label": None, "group": None,
+            "source": None, "error": None,
         }
 
 
@@ -235,7 +237,8 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             row: dict[str, Any] = {
                 "id": parsed.id, "path": None, "age": parsed.meta.age, "sex": parsed.meta.sex,
                 "site": parsed.meta.site, "meta_notes": parsed.meta.notes_text(),
-                "label": parsed.label, "group": parsed.group, "error": None,
+                "label": parsed.label, "group": parsed.group, "source": parsed.source,
+                "error": None,
             }
             if parsed.problems:  # the row keeps the path its CSV gave, if any
                 row["error"] = f"{where}: {'; '.join(parsed.problems)}"

@@ -174,7 +174,8 @@ def _manifest_frame(spark: SparkSession,
         StructField("age", DoubleType()), StructField("sex", StringType()),
         StructField("site", StringType()), StructField("meta_notes", StringType()),
         StructField("label", StringType()),
-        StructField("group", StringType()), StructField("error", StringType()),
+        StructField("group", StringType()), StructField("source", StringType()),
+        StructField("error", StringType()),
         StructField("heatmap", StringType()),
     ])
     frames: list[DataFrame] = []

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from dermsight.batch.resume import listed_keys, listed_rows
 from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
@@ -177,14 +178,19 @@ def evaluate_output(
 ) -> dict[str, str]:
     """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``.
 
-    The metrics use the bundle's decision rule and refer/monitor thresholds; besides the
-    per-class and subgroup (sex, age, site) tables, ``by_ita`` holds the metrics by skin-tone
-    band (:func:`dermsight.evaluate.skin_tone.ita_table` on the output's ``ita`` column, with the
-    card's settings and withholding: all seven bands with their counts, metrics withheld under
-    30 images), which the report shows as its "By skin tone" section. An output folder written
-    before the ``ita`` column existed gets no ``by_ita``. ``tta`` counts the evaluated rows
-    scored with (``true``) and without (``false``) test-time augmentation, and those that do
-    not record it (``unknown``); the report says it beside the model (``tta_note``).
+    The metrics use the bundle's decision rule and refer/monitor thresholds. Besides the
+    per-class and subgroup (sex, age, site) tables, ``subgroups`` holds rows by data source
+    (``attribute`` ``source``, from the output's ``source`` column) when the evaluated rows name
+    at least two sources (``subgroup_frame``): the report's "Per data source" table, with the
+    figures, intervals and withholding of the other subgroups. ``by_ita`` holds the metrics by
+    skin-tone band (:func:`dermsight.evaluate.skin_tone.ita_table` on the output's ``ita``
+    column, with the card's settings and withholding: all seven bands with their counts,
+    metrics withheld under 30 images), which the report shows as its "By skin tone" section.
+    An output folder written before the ``ita`` column existed gets no ``by_ita``; rows
+    written before the ``source`` column count as ``missing`` in the by-source rows. ``tta``
+    counts the evaluated rows scored with (``true``) and without (``false``) test-time
+    augmentation, and those that do not record it (``unknown``); the report says it beside the
+    model (``tta_note``).
 
     ``listed``: the keys the input lists (``resume.listed_keys``): only the output rows it lists
     are evaluated (``resume.listed_rows``), and the report counts the others, rows of other
@@ -217,7 +223,8 @@ def _evaluate(
     has_ita, has_tta = "ita" in stored, "tta" in stored
     df = read_output(out, ["id", "path", "label", "group", "error", "age", "sex", "site",
                            *prob_cols, *(["ita"] if has_ita else []),
-                           *(["tta"] if has_tta else [])])
+                           *(["tta"] if has_tta else []),
+                           *(["source"] if "source" in stored else [])])
     n_other = 0
     if listed is not None and len(df):
         mine = listed_rows(df["id"].tolist(), df["path"].tolist(), listed)
@@ -245,9 +252,8 @@ def _evaluate(
                             monitor_threshold=card.thresholds.monitor, offsets=offsets,
                             malignant_excluded=tuple(card.malignant_excluded), n_boot=n_boot,
                             intervals="wilson")  # honest on few cases: evaluate/settings.py
-    evaluation = evaluate_predictions(
-        y, probs, list(classes), groups.to_numpy(),
-        labelled[["age", "sex", "site"]].reset_index(drop=True), settings)
+    meta, sources = subgroup_frame(labelled)
+    evaluation = evaluate_predictions(y, probs, list(classes), groups.to_numpy(), meta, settings)
     if has_ita:  # the card's table (evaluate.card_tables), with this evaluation's settings
         ita = [float(v) if np.isfinite(v) else None
                for v in labelled["ita"].to_numpy(np.float64)]
@@ -278,6 +284,7 @@ def _evaluate(
                    "output folder are left out)."),
                 "Confidence intervals resample by group (lesion/patient id when the input has "
                 "one, else by image).",
+                *([source_note(sources)] if sources else []),
                 *([] if plots else [NO_PLOTS]),
             ],
         },
@@ -293,6 +300,32 @@ def _evaluate(
     json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
     html_path.write_text(render_report(results), encoding="utf-8")
     return {"json": str(json_path), "report": str(html_path)}, n_other
+
+
+def subgroup_frame(labelled: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The evaluated rows' subgroup attributes for ``subgroup_table`` (sex, age, site) and,
+    when they name at least two data sources (the ``source`` column; a row that names none is
+    ``missing``), their ``source`` too, with those sources; else no source column and ``[]``
+    (one source's table would only repeat the pooled figures)."""
+    from dermsight.evaluate.subgroups import MISSING, subgroup_labels
+
+    meta = labelled[["age", "sex", "site"]].reset_index(drop=True)
+    if "source" not in labelled.columns:
+        return meta, []
+    frame = labelled[["source"]].reset_index(drop=True)
+    _, order = subgroup_labels(frame)["source"]
+    sources = [s for s in order if s != MISSING]
+    if len(sources) < 2:
+        return meta, []
+    return meta.assign(source=frame["source"]), sources
+
+
+def source_note(sources: Sequence[str]) -> str:
+    """The report's note on evaluated rows of several data sources."""
+    return (f"The evaluated rows come from {len(sources)} data sources ({', '.join(sources)}; "
+            "the input's source column): the Per data source table gives the metrics within "
+            "each. Sources can differ in class mix, cameras and how images were selected, so "
+            "pooled figures also reflect differences between sources, not only the model.")
 
 
 #: the report's note when matplotlib (the ``[train]`` extra) is not installed
