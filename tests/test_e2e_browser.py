@@ -270,6 +270,7 @@ def test_cannot_assess_upload_shows_no_result_numbers(
         assert "Top class" not in text
         assert "Malignant probability" not in text
         assert "Malignant share" not in text
+        assert "Malignant figure" not in text
         assert not re.search(r"\b(High|Moderate|Low) risk\b", text)
     page.screenshot(path=str(test_output / "e2e-cannot-assess.png"), full_page=True)
     assert page.problems == []

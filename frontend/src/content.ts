@@ -95,16 +95,46 @@ export const DISCLAIMER_FALLBACK =
 /** The class the decision rule picks (`prediction`), which is not always the most probable one. */
 export const SUGGESTED_CLASS = 'Suggested class'
 
+/** What a result's malignant figure is computed from (`malignant_probability` and `probabilities`). */
+export interface MalignantResult {
+  malignant_probability?: number | null
+  probabilities?: Record<string, number> | null
+}
+
+/** Rounding of the API's numbers (6 decimals each): a sum of four rounded values is off by < 5e-6. */
+const ROUNDING = 1e-5
+
+/**
+ * The classes left out of the malignant figure's denominator: the card's `malignant_excluded`; without
+ * a card (not loaded yet, or failed) read from the result itself: [] when the figure is the plain
+ * sum P(MEL) + P(BCC) + P(SCC), ['UNK'] when it is that sum / (1 − P(UNK)), null when it cannot
+ * be told (no result, or a figure that matches neither).
+ */
+export function malignantExcluded(card: ModelCard | null, result?: MalignantResult | null): string[] | null {
+  if (card) return cardMalignantExcluded(card)
+  const mp = result?.malignant_probability
+  const probs = result?.probabilities
+  if (typeof mp !== 'number' || !probs) return null
+  const sum = ['MEL', 'BCC', 'SCC'].reduce((s, c) => s + (typeof probs[c] === 'number' ? probs[c] : 0), 0)
+  const unk = probs[UNSPECIFIED_CLASS]
+  const share = typeof unk === 'number' && unk < 1 ? sum / (1 - unk) : null
+  if (Math.abs(mp - sum) <= ROUNDING) return share !== null && Math.abs(mp - share) <= ROUNDING && unk > ROUNDING ? null : []
+  if (share !== null && Math.abs(mp - share) <= ROUNDING) return [UNSPECIFIED_CLASS]
+  return null
+}
+
 /**
  * The name of `malignant_probability` for this card. A card that leaves classes out of the
  * denominator (`malignant_excluded`, UNK in the shipped model) serves the malignant share among
  * the specific diagnoses, (MEL + BCC + SCC) / (1 − UNK): not an absolute probability when UNK
- * holds most of it, so it is not called one.
+ * holds most of it, so it is not called one. Without a card the result tells which it is
+ * (`malignantExcluded`); when it cannot, the label says neither.
  */
-export function malignantLabel(card: ModelCard | null): string {
+export function malignantLabel(card: ModelCard | null, result?: MalignantResult | null): string {
   const codes = card ? cardMalignant(card) : []
   const sum = (codes.length > 0 ? codes : ['MEL', 'BCC', 'SCC']).join(' + ')
-  const excluded = cardMalignantExcluded(card)
+  const excluded = malignantExcluded(card, result)
+  if (excluded === null) return `Malignant figure (${sum})`
   if (excluded.length === 0) return `Malignant probability (${sum})`
   return `Malignant share among the specific diagnoses ((${sum}) / (1 − ${excluded.join(' − ')}))`
 }
@@ -117,15 +147,31 @@ export function malignantShortName(card: ModelCard | null): string {
 /**
  * Under the malignant share, when the classes left out of it hold most of the probability
  * (e.g. UNK 99.7 %): the share is taken among the small rest, so it is no absolute probability.
+ * Without a card, the classes left out are read from the result (`malignantExcluded`).
  */
-export function malignantShareNote(card: ModelCard | null, probabilities: Record<string, number>): string | null {
-  const excluded = cardMalignantExcluded(card)
+export function malignantShareNote(
+  card: ModelCard | null,
+  probabilities: Record<string, number>,
+  malignant?: number | null,
+): string | null {
+  const excluded = malignantExcluded(card, { malignant_probability: malignant, probabilities }) ?? []
   const out = excluded.reduce((s, c) => s + (typeof probabilities[c] === 'number' ? probabilities[c] : 0), 0)
   if (excluded.length === 0 || out < 0.5) return null
   return (
     `${excluded.join(', ')} holds ${formatPercent(out)} of the probability: this share is taken among the other ` +
     `${formatPercent(1 - out)}, so it is not the absolute probability of a cancer. The risk tier uses it on purpose, ` +
     `so that ${excluded.join(', ')} never lowers the risk.`
+  )
+}
+
+/** The hint under a lesion's visits: what the change between two visits is a change of. */
+export function changeHint(card: ModelCard | null): string {
+  const what = card
+    ? malignantLabel(card).replace(/^M/, 'm')
+    : 'malignant share among the specific diagnoses ((MEL + BCC + SCC) / (1 − UNK) for the shipped model)'
+  return (
+    `The change is the model’s ${what} at the later visit minus the earlier one, in percentage points. ` +
+    'Photos taken with another camera, light or zoom change the number too.'
   )
 }
 

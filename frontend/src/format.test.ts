@@ -3,6 +3,8 @@ import type { ModelCard } from './api.ts'
 import { cardMetricSets, cardThresholds } from './card.ts'
 import { riskText } from './content.ts'
 import {
+  ageFieldText,
+  formatAge,
   checkImageForm,
   classMixSentence,
   countWord,
@@ -167,5 +169,26 @@ describe('classMixSentence', () => {
     expect(classMixSentence(cls('MEL NV'))).toBe('One is a cancer and one is harmless.')
     expect(classMixSentence([])).toBe('')
     expect(countWord(13)).toBe('13')
+  })
+})
+
+describe('formatAge', () => {
+  it('says an age under 2 years in months (DICOM "007M" = 7/12 year), else in years with one decimal at most', () => {
+    expect(formatAge(7 / 12)).toBe('7 months')
+    expect(formatAge(1 / 12)).toBe('1 month')
+    expect(formatAge(1.5)).toBe('18 months')
+    expect(formatAge(2)).toBe('2 years')
+    expect(formatAge(45.5)).toBe('45.5 years')
+    expect(formatAge(45.25)).toBe('45.3 years')
+    expect(formatAge(60)).toBe('60 years')
+    expect(formatAge(null)).toBe('not stated')
+    expect(formatAge(undefined)).toBe('not stated')
+  })
+
+  it('starts an age field from an earlier age with at most 2 decimals', () => {
+    expect(ageFieldText(7 / 12)).toBe('0.58')
+    expect(ageFieldText(45)).toBe('45')
+    expect(ageFieldText(45.5)).toBe('45.5')
+    expect(ageFieldText(null)).toBe('')
   })
 })

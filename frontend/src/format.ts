@@ -139,6 +139,22 @@ export function parseAge(text: string, badInput = false): number | null {
   return n
 }
 
+/** An age in years as read: under 2 years in months (DICOM "007M" = 0.5833… -> "7 months"), else
+ * at most one decimal ("45.5 years"); "not stated" without one. */
+export function formatAge(age: number | null | undefined): string {
+  if (typeof age !== 'number' || !Number.isFinite(age) || age < 0) return 'not stated'
+  if (age < 2) {
+    const months = Math.round(age * 12)
+    return months === 1 ? '1 month' : `${months} months`
+  }
+  return `${Number(age.toFixed(1))} years`
+}
+
+/** An earlier age as the age field's starting text: at most 2 decimals (0.5833… -> "0.58"). */
+export function ageFieldText(age: number | null | undefined): string {
+  return typeof age === 'number' && Number.isFinite(age) ? String(Math.round(age * 100) / 100) : ''
+}
+
 /**
  * What an image form may submit: its chosen file and parsed age, or the message that stops it
  * (no file chosen: `noFile`; an invalid age: `parseAge`'s message).

@@ -78,12 +78,14 @@ export function useApiData<T>(path: string): Loaded<T> {
 const NO_IMAGE: { src: string | null; failed: boolean } = { src: null, failed: false }
 
 /** An API image fetched with the auth header, as a blob: URL (null while loading, on error, or
- * without a path). The URL is released once the image is gone: another path, no path, unmount. */
+ * without a path). The URL is released once the image is gone: another path, no path, unmount.
+ * The state remembers its path (and auth version), so the render that follows a path change (before the effect)
+ * never shows the earlier path's URL, which that effect's cleanup is about to release. */
 export function useApiImage(path: string | null): { src: string | null; failed: boolean } {
   const authVersion = useContext(AuthVersionContext)
-  const [state, setState] = useState(NO_IMAGE)
+  const [state, setState] = useState<{ path: string | null; auth: number; src: string | null; failed: boolean }>({ path, auth: authVersion, ...NO_IMAGE })
   useEffect(() => {
-    setState(NO_IMAGE) // never the URL of an earlier path (released when its effect ended)
+    setState({ path, auth: authVersion, ...NO_IMAGE }) // never the URL of an earlier path (released when its effect ended)
     if (!path) return
     const ctrl = new AbortController()
     let url: string | null = null
@@ -94,10 +96,10 @@ export function useApiImage(path: string | null): { src: string | null; failed: 
           return
         }
         url = u
-        setState({ src: u, failed: false })
+        setState({ path, auth: authVersion, src: u, failed: false })
       },
       () => {
-        if (!ctrl.signal.aborted) setState({ src: null, failed: true })
+        if (!ctrl.signal.aborted) setState({ path, auth: authVersion, src: null, failed: true })
       },
     )
     return () => {
@@ -105,7 +107,7 @@ export function useApiImage(path: string | null): { src: string | null; failed: 
       if (url) URL.revokeObjectURL(url)
     }
   }, [path, authVersion])
-  return state
+  return state.path === path && state.auth === authVersion ? { src: state.src, failed: state.failed } : NO_IMAGE
 }
 
 /** True only once `active` has stayed true for `delayMs` (avoids spinner flicker). */

@@ -1,5 +1,6 @@
 // Small pieces shared by the clinic pages: tier and "risk rose" badges, error box, the notice.
 
+import { useId } from 'react'
 import { latestSummary, tierLabel } from './format.ts'
 
 export function TierBadge({ risk, p, testId }: { risk: string | null; p?: number | null; testId?: string }) {
@@ -19,13 +20,26 @@ export function RiskRoseBadge({ rose, testId = 'risk-rose' }: { rose: boolean; t
   )
 }
 
-/** Said beside the tier when the latest photo could not be assessed (the tier is then an earlier photo's). */
-export function RetakeBadge({ text, title, testId = 'retake' }: { text: string | null; title?: string | null; testId?: string }) {
+/**
+ * Said beside the tier when the latest photo could not be assessed (the tier is then an earlier
+ * photo's). `note`, the why and the date, is in the page's text for screen readers too (a hidden
+ * span the badge points to), not only in a tooltip that keyboard and touch users never see.
+ */
+export function RetakeBadge({ text, note, testId = 'retake' }: { text: string | null; note?: string | null; testId?: string }) {
+  const id = useId()
   if (!text) return null
   return (
-    <span className="retake-badge" data-testid={testId} title={title ?? undefined}>
-      {text}
-    </span>
+    <>
+      <span className="retake-badge" data-testid={testId} title={note ?? undefined} aria-describedby={note ? id : undefined}>
+        {text}
+      </span>
+      {note && (
+        <span id={id} className="visually-hidden" data-testid={`${testId}-note`}>
+          {' '}
+          {note}
+        </span>
+      )}
+    </>
   )
 }
 

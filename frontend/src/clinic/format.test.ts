@@ -91,7 +91,7 @@ describe('changes between visits', () => {
     expect(tierLabel('high')).toBe('High risk')
     expect(tierLabel('cannot_assess')).toBe('Cannot assess')
     expect(tierLabel(null)).toBe('no result')
-    expect(latestSummary('moderate', 0.3)).toBe('Moderate risk · 30.0%')
+    expect(latestSummary('moderate', 0.3)).toBe('Moderate risk · malignant share 30.0%')
     expect(latestSummary(null, null)).toBe('no visit yet')
   })
 })

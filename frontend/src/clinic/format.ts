@@ -2,7 +2,7 @@
 
 import { riskText } from '../content.ts'
 import { formatPercent } from '../format.ts'
-import type { Change, Estimate, Lesion } from './types.ts'
+import type { Change, Estimate, Lesion, Visit } from './types.ts'
 
 // --- CSRF -----------------------------------------------------------------------------------------
 
@@ -53,7 +53,7 @@ export const clinicHref = {
 
 // --- changes between visits -----------------------------------------------------------------------
 
-/** A change in malignant probability in percentage points: 0.123 -> "+12.3 points". */
+/** A change in the malignant share in percentage points: 0.123 -> "+12.3 points". */
 export function formatDelta(delta: number | null | undefined): string {
   if (typeof delta !== 'number' || !Number.isFinite(delta)) return 'not available'
   const pts = Math.abs(delta * 100)
@@ -101,10 +101,43 @@ export function lesionPlace(l: Pick<Lesion, 'side' | 'body_site' | 'location'>, 
   return head || loc || 'location not recorded'
 }
 
-/** Latest malignant probability with the tier: "High risk · 71.2%". */
+/** The tier with the visit's malignant share (the clinic's figure, (MEL + BCC + SCC) / (1 − UNK)
+ * for the shipped model): "High risk · malignant share 71.2%". */
 export function latestSummary(risk: string | null, p: number | null | undefined): string {
   if (!risk) return 'no visit yet'
-  return typeof p === 'number' ? `${tierLabel(risk)} · ${formatPercent(p)}` : tierLabel(risk)
+  return typeof p === 'number' ? `${tierLabel(risk)} · malignant share ${formatPercent(p)}` : tierLabel(risk)
+}
+
+/** What the lesion page's header calls the tier it shows: "last assessed" when the latest photo
+ * was refused but an earlier one was assessed; "latest" otherwise (also when none was assessed). */
+export function lesionTierWord(l: Pick<Lesion, 'latest_risk' | 'latest_visit_risk' | 'latest_risk_taken_at'>): string {
+  return retakeNote(l) !== null && l.latest_risk !== 'cannot_assess' ? 'last assessed' : 'latest'
+}
+
+/** When the tier was assessed, for the patient's lesion list beside a retake badge: "assessed
+ * 2025-06-01" (null when no retake is needed or no photo was ever assessed). */
+export function assessedOn(l: Pick<Lesion, 'latest_risk' | 'latest_visit_risk' | 'latest_risk_taken_at'>): string | null {
+  if (lesionTierWord(l) !== 'last assessed' || !l.latest_risk_taken_at) return null
+  return `assessed ${l.latest_risk_taken_at.slice(0, 10)}`
+}
+
+/**
+ * The lesion's rise (`risk_rose`: its last two assessed visits) said in words when no change
+ * of the timeline shows it, i.e. a refused photo lies between those two visits; null otherwise.
+ */
+export function riseAcrossRefused(
+  rose: boolean,
+  visits: Pick<Visit, 'id' | 'taken_at' | 'result'>[],
+  changes: Pick<Change, 'from_visit' | 'to_visit' | 'risk_rose'>[],
+): string | null {
+  if (!rose) return null
+  const done = visits.filter((v) => v.result.risk !== 'cannot_assess')
+  const [a, b] = done.slice(-2)
+  if (!a || !b) return null
+  if (changes.some((c) => c.from_visit === a.id && c.to_visit === b.id && c.risk_rose)) return null
+  const day = (v: Pick<Visit, 'taken_at'>) => v.taken_at.slice(0, 10)
+  const between = visits.indexOf(b) - visits.indexOf(a) > 1
+  return `Risk rose between the assessed visits of ${day(a)} and ${day(b)}${between ? '; a photo in between could not be assessed' : ''}.`
 }
 
 /** The short badge text when the latest photo could not be assessed. */

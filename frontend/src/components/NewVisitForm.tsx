@@ -2,7 +2,7 @@ import { useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { requestFocus } from '../clinic/focus.ts'
-import { checkImageForm } from '../format.ts'
+import { ageFieldText, checkImageForm } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { REFUSED_TITLE, tooLargeAnswer, useImageUpload } from '../upload.ts'
 import { ImageDrop } from './ImageDrop.tsx'
@@ -26,7 +26,7 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
   // before the upload as the Assess page does
   const upload = useImageUpload()
   const { file, preview, refused } = upload
-  const [age, setAge] = useState(lastAge === null ? '' : String(lastAge))
+  const [age, setAge] = useState(ageFieldText(lastAge))
   const [sex, setSex] = useState(lastSex ?? '')
   const [site, setSite] = useState(lesionSite ?? '')
   const [note, setNote] = useState('')

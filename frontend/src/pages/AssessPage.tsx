@@ -29,6 +29,7 @@ import {
 } from '../content.ts'
 import {
   asSentence,
+  formatAge,
   formatInterval,
   formatPercent,
   formatProbability,
@@ -487,7 +488,7 @@ function ResultView({
     ? undefined
     : res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
   const thresholds = cardThresholds(card)
-  const shareNote = malignantShareNote(card, probs)
+  const shareNote = malignantShareNote(card, probs, res.malignant_probability)
   const gate = card && typeof card.gate === 'object' && card.gate !== null ? (card.gate as Record<string, unknown>) : null
   // gate v2 scores with its own head (v2_threshold); gate v1 with the kNN score (ood_threshold)
   const oodThreshold =
@@ -523,7 +524,7 @@ function ResultView({
       <dl className="inputs-summary">
         <div>
           <dt>Age</dt>
-          <dd>{input.age ?? 'not stated'}</dd>
+          <dd>{formatAge(input.age)}</dd>
         </div>
         <div>
           <dt>Sex</dt>
@@ -561,7 +562,7 @@ function ResultView({
         <dl className="key-numbers" data-testid="clinician-numbers">
           {!cannot && typeof res.malignant_probability === 'number' && (
             <div>
-              <dt>{malignantLabel(card)}</dt>
+              <dt>{malignantLabel(card, res)}</dt>
               <dd>
                 <strong>{formatProbability(res.malignant_probability)}</strong>
                 {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (

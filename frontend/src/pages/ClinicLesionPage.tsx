@@ -3,13 +3,13 @@ import { API, type ModelCard } from '../api.ts'
 import { cardCrop } from '../card.ts'
 import { getLesion } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
-import { clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
+import { clinicHref, lesionPlace, lesionTierWord, RETAKE_LABEL, retakeNote, riseAcrossRefused } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { ClinicSimilar } from '../components/ClinicSimilar.tsx'
 import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
 import { NewVisitForm } from '../components/NewVisitForm.tsx'
 import { CompareVisits, VisitTimeline } from '../components/VisitTimeline.tsx'
-import { SITE_LABELS } from '../content.ts'
+import { changeHint, SITE_LABELS } from '../content.ts'
 import { useApiData } from '../hooks.ts'
 
 type Tab = 'timeline' | 'compare'
@@ -27,8 +27,10 @@ export function ClinicLesionPage({ id }: { id: number }) {
   if (!d) return <p className="muted">Loading…</p>
   const { visits, changes } = d
   const last = visits[visits.length - 1]
-  // the lesion's rise (its last two assessed visits, across refused photos) or any rise shown
-  const rose = d.lesion.risk_rose || changes.some((c) => c.risk_rose)
+  // the lesion's rise: between its last two assessed visits (as on the patient page), which a
+  // refused photo in between can keep out of the timeline's changes: then said in a sentence
+  const rose = d.lesion.risk_rose
+  const roseBetween = riseAcrossRefused(rose, visits, changes)
   const retake = retakeNote(d.lesion)
 
   return (
@@ -44,11 +46,16 @@ export function ClinicLesionPage({ id }: { id: number }) {
         {last && (
           <>
             {' '}
-            · {retake ? 'last assessed' : 'latest'}: <TierBadge risk={d.lesion.latest_risk} p={d.lesion.latest_malignant_probability} testId="lesion-latest" />{' '}
-            <RetakeBadge text={retake && RETAKE_LABEL} title={retake} testId="lesion-retake" />
+            · {lesionTierWord(d.lesion)}: <TierBadge risk={d.lesion.latest_risk} p={d.lesion.latest_malignant_probability} testId="lesion-latest" />{' '}
+            <RetakeBadge text={retake && RETAKE_LABEL} testId="lesion-retake" />
           </>
         )}
       </p>
+      {roseBetween && (
+        <p className="hint" role="note" data-testid="lesion-rose-between">
+          {roseBetween}
+        </p>
+      )}
       {retake && (
         <p className="hint" role="note" data-testid="lesion-retake-note">
           {retake}
@@ -72,10 +79,7 @@ export function ClinicLesionPage({ id }: { id: number }) {
         ) : (
           <CompareVisits visits={visits} crop={crop} />
         )}
-        <p className="hint">
-          The change is the model’s malignant probability (MEL + BCC + SCC) at the later visit minus the earlier one,
-          in percentage points. Photos taken with another camera, light or zoom change the number too.
-        </p>
+        <p className="hint" data-testid="change-hint">{changeHint(cardQ.data)}</p>
       </section>
 
       {last && last.result.risk !== 'cannot_assess' && (

@@ -2,7 +2,7 @@ import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent 
 import { createLesion, deletePatient, getPatient, patientExportUrl } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { announce } from '../clinic/focus.ts'
-import { clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
+import { assessedOn, clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
 import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
@@ -177,7 +177,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
               <tr>
                 <th scope="col">Lesion</th>
                 <th scope="col">Visits</th>
-                <th scope="col">Latest result</th>
+                <th scope="col">Last assessed result</th>
                 <th scope="col">Confirmed diagnosis</th>
               </tr>
             </thead>
@@ -200,7 +200,13 @@ export function ClinicPatientPage({ id }: { id: number }) {
                   <td>{l.n_visits}</td>
                   <td>
                     {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
-                    <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} title={retakeNote(l)} />
+                    <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} note={retakeNote(l)} />
+                    {assessedOn(l) && (
+                      <span className="muted" data-testid="lesion-assessed-on">
+                        {' '}
+                        ({assessedOn(l)})
+                      </span>
+                    )}
                   </td>
                   <td>{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
                 </tr>

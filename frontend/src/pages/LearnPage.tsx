@@ -160,8 +160,9 @@ export function LearnPage() {
         </div>
         <ul className="plain-list">
           <li>
-            The <strong>risk level</strong> comes from the estimated probability that the lesion is one of the three
-            cancers (melanoma, basal cell or squamous cell carcinoma), compared with two cut-offs. The cut-offs were set
+            The <strong>risk level</strong> compares two cut-offs with how much of the model’s estimate for the
+            specific, named types goes to the three cancers (melanoma, basal cell or squamous cell carcinoma). It is a
+            share of those named types, not the chance that the lesion is a cancer. The cut-offs were set
             on the validation images (kept out of training); the test images were scored only once, after every choice
             was made, to measure how well the tool does (see the Model page).
           </li>

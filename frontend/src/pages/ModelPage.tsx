@@ -28,7 +28,7 @@ import {
   type SubgroupRow,
   type TestEvaluation,
 } from '../card.ts'
-import { FALLBACK_CLASSES } from '../content.ts'
+import { FALLBACK_CLASSES, malignantShortName } from '../content.ts'
 import {
   CrossSourceBlock,
   EstimateCell,
@@ -41,6 +41,7 @@ import { GateV2Figures } from '../components/GateV2Figures.tsx'
 import { RetrievalBlock, hasRetrieval } from '../components/RetrievalBlock.tsx'
 import { ValueView, inlineValue, isEmpty, isRecord } from '../components/ValueView.tsx'
 import {
+  capitalize,
   format3,
   formatCI,
   formatDuration,
@@ -328,7 +329,7 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
           <Row label={`Output (${classes.length} classes)`}>
             {classes.map((c) => (typeof classNames?.[c] === 'string' ? `${classNames[c]} (${c})` : c)).join(', ')}
             <span className="hint">
-              Malignant probability = {malignantSumText(card)}.
+              {capitalize(malignantShortName(card))} = {malignantSumText(card)}.
             </span>
           </Row>
         )}
@@ -562,11 +563,11 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
   return (
     <Block id="thresholds" title="Risk tiers and thresholds" testId="thresholds">
       <p>
-        The risk tier comes from the calibrated <strong>malignant probability</strong>: {malignantSumText(card)}.
+        The risk tier comes from the calibrated <strong>{malignantShortName(card)}</strong>: {malignantSumText(card)}.
       </p>
       <ul className="threshold-list">
         <li className="risk-high">
-          <strong>High — refer</strong>: malignant probability ≥ {formatPercent(t.refer)}. Refer to a dermatologist.
+          <strong>High — refer</strong>: {malignantShortName(card)} ≥ {formatPercent(t.refer)}. Refer to a dermatologist.
           {rs?.value != null && (
             <span className="tier-stat">
               Test set: {pct(rs.value)} of malignant lesions reached this tier (sensitivity, {CI} {pctCI(rs)})

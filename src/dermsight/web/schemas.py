@@ -46,7 +46,8 @@ class SimilarCaseOut(BaseModel):
     """A reference image that looks like the upload to the model: a visual aid, not a diagnosis."""
 
     image_id: str = Field(description="ISIC image id of the reference image")
-    diagnosis: str = Field(description="its confirmed diagnosis (class code)")
+    diagnosis: str = Field(description="the diagnosis its collection gives it "
+                                       "(class code; UNK: not further specified)")
     diagnosis_name: str
     similarity: float = Field(description="cosine similarity of the model's pooled features "
                                           "(1 = identical to the model)")

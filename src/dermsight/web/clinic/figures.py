@@ -36,7 +36,7 @@ def export_confirmed(request: Request, user: CurrentUser) -> Response:
 
 
 @router.get("/visits/{visit_id}/similar",
-            summary="The nearest confirmed cases: the bundled reference set and the clinic's own")
+            summary="The nearest labelled reference images and the clinic's confirmed cases")
 def similar_cases(visit_id: ObjectId, request: Request, user: CurrentUser, model: ModelDep,
                   k: int = Query(5, ge=1, le=20)) -> dict[str, Any]:
     """Both halves use the features the visit was assessed with; the bundled reference set only

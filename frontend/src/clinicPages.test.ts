@@ -1,0 +1,139 @@
+// The clinic's lesion and patient pages, rendered with their data (no server: `useLoad` answers
+// from the objects below), say which tier they show, a rise across a refused photo, what the
+// percentage is and when a tier needing a retake was assessed.
+
+import { createElement } from 'react'
+import { renderToStaticMarkup } from 'react-dom/server'
+import { describe, expect, it, vi } from 'vitest'
+import type { Lesion, LesionDetail, Patient, Visit } from './clinic/types.ts'
+import { ClinicLesionPage } from './pages/ClinicLesionPage.tsx'
+import { ClinicPatientPage } from './pages/ClinicPatientPage.tsx'
+
+const loaded = vi.hoisted(() => new Map<string, unknown>())
+
+vi.mock('./clinic/session.ts', async (original) => ({
+  ...(await original<typeof import('./clinic/session.ts')>()),
+  useLoad: (_load: unknown, key: string) =>
+    loaded.has(key)
+      ? { data: loaded.get(key), error: null, loading: false, reload: () => undefined }
+      : { data: null, error: null, loading: true, reload: () => undefined },
+}))
+
+const text = (html: string) => html.replace(/<[^>]+>/g, '').replace(/<!-- -->/g, '').replace(/\s+/g, ' ')
+
+function visit(id: number, taken_at: string, risk: string, p: number | null): Visit {
+  return {
+    id,
+    lesion_id: 70,
+    taken_at,
+    created_at: taken_at,
+    created_by: 'dr',
+    age: 7 / 12,
+    sex: 'female',
+    site: 'posterior torso',
+    note: null,
+    result: { risk, malignant_probability: p ?? undefined, flags: [] } as unknown as Visit['result'],
+    image_url: `/api/v1/clinic/visits/${id}/image`,
+    heatmap_url: null,
+    model: { name: 'm', version: '1' },
+  }
+}
+
+function lesion(over: Partial<Lesion>): Lesion {
+  return {
+    id: 70,
+    body_site: 'posterior torso',
+    side: null,
+    location: null,
+    map: null,
+    n_visits: 3,
+    latest_risk: 'high',
+    latest_malignant_probability: 0.712,
+    latest_risk_taken_at: '2025-05-20',
+    latest_visit_risk: 'high',
+    risk_rose: false,
+    diagnosis: null,
+    ...over,
+  }
+}
+
+function lesionPage(detail: Omit<LesionDetail, 'patient' | 'diagnosis'>): string {
+  loaded.clear()
+  loaded.set('70', { ...detail, patient: { id: 5, ref: 'P-5' }, diagnosis: null })
+  return text(renderToStaticMarkup(createElement(ClinicLesionPage, { id: 70 })))
+}
+
+/** The lesion page's title line (where the lesion's own "risk rose" badge is). */
+const title = (t: string) => /Lesion: .*?visits?/.exec(t)?.[0] ?? ''
+
+
+describe('the lesion page', () => {
+  it('every photo refused: "latest: Cannot assess", never "last assessed"', () => {
+    const t = lesionPage({
+      lesion: lesion({ n_visits: 1, latest_risk: 'cannot_assess', latest_malignant_probability: null, latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-07-01' }),
+      visits: [visit(1, '2025-07-01', 'cannot_assess', null)],
+      changes: [],
+    })
+    expect(t).toContain('1 visit · latest: Cannot assess')
+    expect(t).not.toContain('last assessed')
+  })
+
+  it('a refused photo after an assessed one: "last assessed", with the malignant share named', () => {
+    const t = lesionPage({
+      lesion: lesion({ n_visits: 2, latest_risk: 'low', latest_malignant_probability: 0.03, latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-01-10' }),
+      visits: [visit(1, '2025-01-10', 'low', 0.03), visit(2, '2025-03-01', 'cannot_assess', null)],
+      changes: [{ from_visit: 1, to_visit: 2, days: 50, malignant_delta: null, tier_from: 'low', tier_to: 'cannot_assess', risk_rose: false }],
+    })
+    expect(t).toContain('last assessed: Low risk · malignant share 3.0%')
+  })
+
+  it('low → refused → high: the rise is said with the two assessed visits’ dates', () => {
+    const t = lesionPage({
+      lesion: lesion({ risk_rose: true }),
+      visits: [visit(1, '2025-01-10', 'low', 0.03), visit(2, '2025-03-01', 'cannot_assess', null), visit(3, '2025-05-20', 'high', 0.712)],
+      changes: [
+        { from_visit: 1, to_visit: 2, days: 50, malignant_delta: null, tier_from: 'low', tier_to: 'cannot_assess', risk_rose: false },
+        { from_visit: 2, to_visit: 3, days: 80, malignant_delta: null, tier_from: 'cannot_assess', tier_to: 'high', risk_rose: false },
+      ],
+    })
+    expect(title(t)).toContain('▲ risk rose')
+    expect(t).toContain('Risk rose between the assessed visits of 2025-01-10 and 2025-05-20; a photo in between could not be assessed.')
+    expect(t).toContain('latest: High risk · malignant share 71.2%')
+  })
+
+  it('low → high → low: no "risk rose" for a past rise the lesion no longer has (as on the patient page)', () => {
+    const t = lesionPage({
+      lesion: lesion({ latest_risk: 'low', latest_malignant_probability: 0.02, risk_rose: false }),
+      visits: [visit(1, '2025-01-10', 'low', 0.03), visit(2, '2025-03-01', 'high', 0.5), visit(3, '2025-05-20', 'low', 0.02)],
+      changes: [
+        { from_visit: 1, to_visit: 2, days: 50, malignant_delta: 0.47, tier_from: 'low', tier_to: 'high', risk_rose: true },
+        { from_visit: 2, to_visit: 3, days: 80, malignant_delta: -0.48, tier_from: 'high', tier_to: 'low', risk_rose: false },
+      ],
+    })
+    expect(title(t)).toContain('Lesion: Torso – back')
+    expect(title(t)).not.toContain('risk rose') // the timeline still flags the past rise between visits 1 and 2
+    expect(t).toContain('Risk rose.')
+    expect(t).not.toContain('Risk rose between the assessed visits')
+  })
+
+  it('says the change is one of the malignant share, not the malignant probability', () => {
+    const t = lesionPage({ lesion: lesion({ n_visits: 1 }), visits: [visit(1, '2025-01-10', 'high', 0.712)], changes: [] })
+    expect(t).toContain('The change is the model’s malignant share among the specific diagnoses ((MEL + BCC + SCC) / (1 − UNK)')
+    expect(t).not.toMatch(/malignant probability/i)
+  })
+})
+
+describe('the patient page’s lesion list', () => {
+  it('says the column is the last assessed result, and when that was, as text', () => {
+    loaded.clear()
+    const l = lesion({ n_visits: 2, latest_risk: 'low', latest_malignant_probability: 0.03, latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-01-10' })
+    loaded.set('5', { id: 5, ref: 'P-5', created_at: '2025-01-01', lesions: [l] } satisfies Patient)
+    const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 5 }))
+    const t = text(html)
+    expect(t).toContain('Last assessed result')
+    expect(t).not.toContain('Latest result')
+    expect(t).toContain('Low risk · malignant share 3.0%')
+    expect(t).toContain('latest photo: cannot assess — retake')
+    expect(t).toContain('(assessed 2025-01-10)')
+  })
+})
