@@ -1,5 +1,6 @@
-"""Shared pieces of the batch tests: a folder of real images, an output rewritten as an older
-dermsight wrote it, and a copy of the shipped bundle with other decision margins."""
+"""Shared pieces of the batch tests: a folder of real images, real images the gate accepts, an
+output rewritten as an older dermsight wrote it, and a copy of the shipped bundle with other
+decision margins."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pyarrow.parquet as pq
 
 from dermsight.batch.store import part_files
 from dermsight.bundle import default_bundle_path, write_manifest
+from dermsight.predict import Dermsight
 
 
 def image_folder(tmp_path: Path, data_dir: Path, image_ids: list[str]) -> Path:
@@ -22,6 +24,20 @@ def image_folder(tmp_path: Path, data_dir: Path, image_ids: list[str]) -> Path:
     for i in image_ids:
         shutil.copy(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
     return folder
+
+
+def assessable_images(model: Dermsight, data_dir: Path, metadata: pd.DataFrame, n: int,
+                      step: int) -> list[Path]:
+    """``n`` real isic-subset images the gate accepts (each gets a heatmap), taking every
+    ``step``-th image id in sorted order."""
+    found: list[Path] = []
+    for i in sorted(metadata["image_id"])[::step]:
+        path = data_dir / "images" / f"{i}.jpg"
+        if model.predict(path).cam is not None:
+            found.append(path)
+        if len(found) == n:
+            return found
+    raise AssertionError("not enough assessable images")
 
 
 def strip_columns(out: Path, columns: list[str]) -> None:

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from batch_support import assessable_images
 from dermsight import heatmap
 from dermsight.batch.schema import output_columns
 from dermsight.batch.store import OutputError, part_files, read_output
@@ -37,14 +38,7 @@ def model() -> Dermsight:
 @pytest.fixture(scope="module")
 def assessable(model: Dermsight, data_dir: Path, metadata: pd.DataFrame) -> list[Path]:
     """Five real images the gate accepts (each gets a heatmap)."""
-    found: list[Path] = []
-    for i in sorted(metadata["image_id"])[::97]:
-        path = data_dir / "images" / f"{i}.jpg"
-        if model.predict(path).cam is not None:
-            found.append(path)
-        if len(found) == 5:
-            return found
-    raise AssertionError("not enough assessable images")
+    return assessable_images(model, data_dir, metadata, 5, 97)
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

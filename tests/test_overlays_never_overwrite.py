@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from batch_support import assessable_images
 from dermsight import heatmap
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.scorer import score_frame
@@ -30,14 +31,7 @@ def model() -> Dermsight:
 @pytest.fixture(scope="module")
 def assessable(model: Dermsight, data_dir: Path, metadata: pd.DataFrame) -> list[Path]:
     """Three real images the gate accepts (each gets an overlay)."""
-    found: list[Path] = []
-    for i in sorted(metadata["image_id"])[::89]:
-        path = data_dir / "images" / f"{i}.jpg"
-        if model.predict(path).cam is not None:
-            found.append(path)
-        if len(found) == 3:
-            return found
-    raise AssertionError("not enough assessable images")
+    return assessable_images(model, data_dir, metadata, 3, 89)
 
 
 def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
