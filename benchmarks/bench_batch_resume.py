@@ -15,7 +15,8 @@ warm for both), is what ``run_local`` does with that output besides scoring: ope
 (column check, model and TTA checks), ``prepare_resume`` (the keys of the done rows; the input
 listing, ``--n`` rows without pixels, is read to find error rows to retry), the overlay names
 (``--heatmaps``) and the summary's "output total" counts. Results:
-``benchmarks/results/batch-resume-open.json`` (medians, every run kept, the ratio).
+``benchmarks/results/batch-resume-open.json`` (medians, every run kept, the ratio; ``--results``
+writes them elsewhere, e.g. for a quick check: ``--n 2000 --repeat 1 --results /tmp/r.json``).
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ with store_mod.PartStore(out, "parquet", card.classes, model=model, tta=False, *
 print(json.dumps({
     "code": store_mod.__file__, "open_s": t_open - t0, "prepare_resume_s": t_resume - t_open,
     "heatmap_names_s": t_names - t_resume, "summary_total_s": t_total - t_names,
-    "total_s": t_total - t0, "part_reads": reads["n"], "skipped": resume.skipped,
+    "total_s": t_total - t0, "part_reads": reads["n"],
+    "skipped": sum(resume.done.values()),
     "heatmap_names": len(names), "output_total": total,
     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
@@ -87,7 +89,8 @@ def build_output(out: Path, n: int) -> None:
     from dermsight.batch.store import PartStore
     from dermsight.bundle import default_bundle_path, load_bundle
 
-    card = load_bundle(default_bundle_path()).card
+    bundle = load_bundle(default_bundle_path())
+    card = bundle.card
     classes = list(card.classes)
     rng = np.random.default_rng(0)
     flags = np.array([None, None, None, None, "compressed", "blurred;out_of_distribution",
@@ -111,7 +114,8 @@ def build_output(out: Path, n: int) -> None:
             df["heatmap"] = np.where(err, None, [f"{k}.png" for k in ids])
             df["error"] = np.where(err, "cannot decode image: not a JPEG", None)
             df["age"], df["sex"], df["site"] = 45.0, "female", "anterior torso"
-            df["label"], df["group"] = "NV", None
+            df["label"], df["group"], df["source"] = "NV", None, "ISIC 2019"
+            df["card_sha256"] = bundle.card_sha256
             df["model_name"], df["model_version"], df["tta"] = card.name, card.version, "false"
             store.write(rows_to_frame(df[output_columns(classes)].to_dict("records"), classes))
 
@@ -133,6 +137,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400_000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--pre", type=Path, help="the src folder of the code to compare with")
+    ap.add_argument("--results", type=Path, default=RESULTS,
+                    help="where the JSON results go (default: %(default)s)")
     args = ap.parse_args()
     codes = {"after": REPO / "src", **({"before": args.pre} if args.pre else {})}
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in codes}
@@ -165,8 +171,8 @@ def main() -> None:
         same = {k: runs["before"][0][k] == runs["after"][0][k]
                 for k in ("skipped", "heatmap_names", "output_total")}
         result["same_results"] = same
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({"medians": medians, "ratio": result.get("ratio_before_over_after"),
                       "same_results": result.get("same_results")}, indent=2))
 

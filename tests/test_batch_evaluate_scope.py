@@ -74,8 +74,8 @@ def test_second_input_is_evaluated_and_counted_alone(
     assert code == 0, err
     # none of S2020's images was in the output: nothing of it was "already done"
     assert f"{N_2020} scored, 0 errors, 0 already done (skipped)" in second
-    assert (f"the output also holds {N_LAB} rows this input does not list (another input's); "
-            "they are not evaluated") in second
+    assert (f"the output also holds {N_LAB} rows this input does not list (another input's, "
+            "or images no longer listed); they are not evaluated") in second
     evaluation = json.loads(sidecar(out, "evaluation.json").read_text())
     assert evaluation["n"] == N_2020  # not the 26 rows of both inputs pooled
     assert _report_cell(out, "input") == str(s2020.resolve())

@@ -125,7 +125,7 @@ def test_summary_plot_needs_a_chart_suffix(capsys: pytest.CaptureFixture[str], l
     before = plot.read_bytes() if plot.exists() else None
     code, out, err = run(capsys, "data", "summary", str(lab), "--no-progress",
                          "--plot", str(plot))
-    one_error(code, err, f"--plot {plot}", ".png, .svg or .pdf")
+    one_error(code, err, f"--plot {plot}", ".png, .svg, .pdf, .jpg, ")
     assert out == ""
     assert (plot.read_bytes() if plot.exists() else None) == before
 

@@ -223,10 +223,24 @@ def _pixels_0_255(rgb: np.ndarray) -> np.ndarray:
 
 
 def _check_alpha(alpha: np.ndarray) -> None:
-    """An RGBA array's alpha channel (uint8), refused as a Pillow RGBA image's is
-    (``io.decode``'s rule): more than ``MAX_TRANSPARENT_SHARE`` of the pixels below
-    ``OPAQUE_ALPHA``."""
-    check_transparency(float(np.count_nonzero(alpha < OPAQUE_ALPHA)) / max(1, alpha.size))
+    """An RGBA array's alpha channel, refused as a Pillow RGBA image's is (``io.decode``'s
+    rule): more than ``MAX_TRANSPARENT_SHARE`` of the pixels below ``OPAQUE_ALPHA``. The alpha
+    is read on its own scale, not the RGB's: 0-255, except a float alpha whose max is at most 1,
+    which is 0-1 (``np.dstack([rgb, np.ones(...)])`` is opaque)."""
+    if alpha.dtype.kind not in "uif":
+        raise ValueError(f"expected a numeric alpha channel (the array's 4th), got dtype "
+                         f"{alpha.dtype}")
+    a = alpha.astype(np.float64, copy=False)
+    if a.size and not np.all(np.isfinite(a)):
+        raise ValueError("the alpha channel (the array's 4th) holds NaN or infinite values")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if lo < 0 or hi > 255:
+        raise ValueError(f"expected alpha values 0-255 (or 0-1 in a float array) in the "
+                         f"array's 4th channel, got {lo:g} to {hi:g}")
+    if alpha.dtype.kind == "f" and hi <= 1:
+        a = a * 255
+    transparent = np.count_nonzero(np.rint(a) < OPAQUE_ALPHA)
+    check_transparency(float(transparent) / max(1, a.size))
 
 
 _NO_OVERLAY = ("no heatmap to overlay: predict with heatmap=True (predict's default; "
@@ -523,7 +537,9 @@ class Dermsight:
         (OpenCV's ``cv2.imread`` gives BGR / BGRA: convert it with ``cv2.cvtColor`` first),
         pixels 0-255. An RGBA array is held to a Pillow image's transparency rule: more than
         ``MAX_TRANSPARENT_SHARE`` of its pixels with alpha below ``OPAQUE_ALPHA`` raises
-        ``ImageDecodeError``; otherwise its alpha is dropped."""
+        ``ImageDecodeError``; otherwise its alpha is dropped. The alpha has its own scale:
+        0-255, or 0-1 in a float array whose alpha is at most 1 (so an opaque alpha of 1.0
+        beside float RGB 0-255 is accepted)."""
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
                 image = np.repeat(image[:, :, None], 3, axis=2)
@@ -533,7 +549,7 @@ class Dermsight:
                 raise ValueError(f"the array has no pixels (shape {image.shape})")
             rgb = _pixels_0_255(image[:, :, :3])
             if image.shape[2] == 4:
-                _check_alpha(_pixels_0_255(image[:, :, 3]))
+                _check_alpha(image[:, :, 3])
             return np.ascontiguousarray(rgb)
         if isinstance(image, Image.Image):
             return pil_to_rgb(image, self.limits)

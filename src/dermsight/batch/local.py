@@ -116,6 +116,7 @@ def run_local(
         # listings are passed: no second per-row table grows while a large input is read
         summary.retried = resume.retried
         done, resume.done = resume.done, Counter()
+        had_done = bool(done)  # an output empty of other rows holds only this input's
         bar = _Bar(progress_bars(progress), source.estimate, limit)
         listings = Listings(on_skip=bar.skip)
         duplicates = DuplicateIds()
@@ -142,7 +143,8 @@ def run_local(
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
+        summary.skipped = listings.skipped
+        summary.not_listed = listings.not_listed if had_done else 0
         summary.duplicate_ids = duplicates.count
         summary.elapsed_s = time.perf_counter() - t0
         summary.total = store.contents.tally()

@@ -240,6 +240,8 @@ def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
         if done:  # Spark leaves out the done paths: the folder listed once more on the driver
             listings = count_listings(source.rows(), done)
             summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
+        else:  # an empty output: all its rows will be this input's
+            summary.not_listed = 0
         return _folder_frame(spark, folder, done, limit, n_parts)
     duplicates = DuplicateIds()
     listings = Listings()
@@ -249,7 +251,8 @@ def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
         rows = plan_names(rows, heatmaps_taken)
     manifest = _manifest_frame(spark, rows)
     summary.duplicate_ids = duplicates.count
-    summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
+    summary.skipped = listings.skipped
+    summary.not_listed = listings.not_listed if done else 0
     return manifest.repartition(n_parts) if manifest is not None else None
 
 

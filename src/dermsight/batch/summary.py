@@ -25,6 +25,7 @@ from dermsight.batch.store import (
     stored_columns,
     tta_dict,
 )
+from dermsight.io.errors import ReaderError
 
 if TYPE_CHECKING:
     from dermsight.bundle import Card
@@ -46,7 +47,8 @@ class RunSummary:
     tta: bool = False  # this run scores with test-time augmentation (--tta)
     skipped: int = 0  # listings of this input already in the output (resume: not scored again)
     # rows of the output that this input does not list (other inputs scored into the same
-    # folder); None when unknown (a --limit stopped the reading of the input early)
+    # folder, or images an earlier run scored that the input no longer lists); None when
+    # unknown (a --limit stopped the reading of the input early)
     not_listed: int | None = None
     retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
     scored: int = 0  # rows written by this run (ok + errors)
@@ -94,9 +96,10 @@ class RunSummary:
             + f"); {ok} scored, {self.errors} errors, {self.skipped} already done (skipped)",
         ]
         if self.not_listed:
-            lines.append(f"the output also holds {self.not_listed} rows this input does not list "
-                         "(another input's)" + ("; they are not evaluated"
-                                                if self.evaluation else ""))
+            n = self.not_listed
+            lines.append(f"the output also holds {n} row{'s' if n != 1 else ''} this input does "
+                         "not list (another input's, or images no longer listed)"
+                         + ("; they are not evaluated" if self.evaluation else ""))
         if self.retried:
             lines.append(f"retried: {self.retried} error rows of earlier runs (removed; their "
                          "inputs are scored again)")
@@ -212,8 +215,11 @@ def _evaluate(
     input_name: str,
     n_boot: int,
     listed: Mapping[Key, int] | None,
+    own: bool = False,
 ) -> tuple[dict[str, str], int]:
-    """``evaluate_output``, and the number of output rows left out as not ``listed``."""
+    """``evaluate_output``, and the number of output rows left out as not ``listed``.
+    ``own``: every output row is known to be the input's (``listed`` is then ``None``): all are
+    evaluated, and the report names them as the input's rows, none left out."""
     from dermsight.evaluate import EvalSettings, evaluate_predictions
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
@@ -230,6 +236,7 @@ def _evaluate(
         mine = listed_rows(df["id"].tolist(), df["path"].tolist(), listed)
         n_other = int((~mine).sum())
         df = df[mine].reset_index(drop=True)
+    per_input = own or listed is not None
     n_all = len(df)
     n_err = int(df["error"].notna().sum()) if n_all else 0
     labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
@@ -269,8 +276,8 @@ def _evaluate(
         "data": {
             "summary": {
                 "input": input_name or str(out),
-                "output rows" if listed is None else "output rows of this input": n_all,
-                **({} if listed is None else {
+                "output rows of this input" if per_input else "output rows": n_all,
+                **({} if not per_input else {
                     "output rows of other inputs (left out)": n_other}),
                 "evaluated rows (labelled, scored)": len(labelled),
                 "error rows (left out)": n_err,
@@ -279,7 +286,7 @@ def _evaluate(
             },
             "notes": [
                 "Metrics on the rows of this batch output that carry a ground-truth label"
-                + ("." if listed is None else
+                + ("." if not per_input else
                    " and that this input lists (rows of other inputs scored into the same "
                    "output folder are left out)."),
                 "Confidence intervals resample by group (lesion/patient id when the input has "
@@ -349,14 +356,31 @@ def evaluation_plots(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], c
 
 def run_evaluation(summary: RunSummary, card: Card,
                    rows: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
-    """``evaluate_output`` for a run, of the output rows its input lists (``rows()``: the input
-    without pixels, read once more): ``summary.evaluation`` gets the file paths, or
-    ``{"unavailable": reason}``, and ``summary.not_listed`` the output's rows of other inputs."""
-    listed = listed_keys(rows())
+    """``evaluate_output`` for a run, of the output rows its input lists: ``summary.evaluation``
+    gets the file paths, or ``{"unavailable": reason}``, and ``summary.not_listed`` the output's
+    rows that the input does not list.
+
+    When the run read its whole input and the output holds no row it does not list
+    (``summary.not_listed == 0``), every output row is the input's: the input is not read again.
+    Otherwise ``rows()`` (the input without pixels) is read once more to find its rows; if that
+    read fails (the input moved, a network error), the evaluation is ``unavailable`` with the
+    reason, and the run's rows and summary are kept."""
+    listed: Mapping[Key, int] | None = None
+    own = summary.not_listed == 0
     try:
-        summary.evaluation, summary.not_listed = _evaluate(
+        if not own:
+            listed = listed_keys(rows())
+    except (ReaderError, OSError) as exc:
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        summary.evaluation = {"unavailable": (
+            f"--evaluate: the input could not be read again to find its rows in the output "
+            f"({reason}); the scores are kept: run the same command again to evaluate them")}
+        return
+    try:
+        summary.evaluation, n_other = _evaluate(
             summary.out, card.classes, card, {"name": card.name, "version": card.version},
-            input_name=summary.input, n_boot=200, listed=listed)
+            input_name=summary.input, n_boot=200, listed=listed, own=own)
+        summary.not_listed = n_other
     except EvaluationUnavailable as exc:
         summary.evaluation = {"unavailable": str(exc)}
 

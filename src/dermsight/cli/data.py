@@ -26,8 +26,15 @@ def register(app: typer.Typer) -> None:
     app.add_typer(data_app, name="data")
 
 
-#: the file types ``data summary --plot`` writes (matplotlib picks the format by the suffix)
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+def plot_suffixes() -> list[str]:
+    """The file types ``data summary --plot`` writes: those matplotlib writes (it picks the
+    format by the suffix: .png, .svg, .pdf, .jpg, .tif, .eps, .webp, ...), less .pgf, which
+    needs LaTeX to measure the text. matplotlib (the ``[train]`` extra) must be installed."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    common = [".png", ".svg", ".pdf", ".jpg"]  # named first in the refusal
+    writes = {f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes() if ext != "pgf"}
+    return [s for s in common if s in writes] + sorted(writes - set(common))
 
 
 def _same_entry(a: Path, b: Path) -> bool:
@@ -56,9 +63,10 @@ def refuse_overwriting_input(out: Path, option: str, inputs: Mapping[str, Path])
 def _check_plot(plot: Path, dataset: Path) -> None:
     """``data summary --plot``: a writable file of a type the chart is written as, and not
     the dataset itself; asked before the images are read."""
-    if plot.suffix.lower() not in PLOT_SUFFIXES:
+    suffixes = plot_suffixes()
+    if plot.suffix.lower() not in suffixes:
         raise UserError(f"cannot write --plot {plot}: the chart is written as "
-                        f"{', '.join(PLOT_SUFFIXES[:-1])} or {PLOT_SUFFIXES[-1]}: give a file "
+                        f"{', '.join(suffixes[:-1])} or {suffixes[-1]}: give a file "
                         "name ending in one of them, e.g. summary.png")
     require_writable_file(plot, "--plot")
     refuse_overwriting_input(plot, "--plot", {"the dataset": dataset})
@@ -114,7 +122,8 @@ def summary_cmd(
     ] = False,
     plot: Annotated[
         Path | None, typer.Option(
-            "--plot", help="Also write a chart: .png, .svg or .pdf (needs matplotlib).")
+            "--plot", help="Also write a chart: .png, .svg, .pdf, .jpg, ... (a file type "
+                    "matplotlib writes; needs matplotlib).")
     ] = None,
     verify: Annotated[
         bool,

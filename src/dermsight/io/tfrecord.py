@@ -17,6 +17,8 @@ reference, found by walking the record headers before it, not as a damaged shard
 
 from __future__ import annotations
 
+import bisect
+import functools
 import gzip
 import os
 import struct
@@ -351,29 +353,74 @@ def split_ref(path: str) -> tuple[str, int] | None:
 WRONG_REFERENCE = "the reference is wrong or stale; the shard itself may be fine"
 
 
-def _misplaced(fh: BinaryIO, offset: int) -> str | None:
-    """Why no record starts at byte ``offset`` of a shard whose records before it are sound,
-    found by walking their length headers from the start: ``"it is inside the record at byte
-    N"`` or ``"the shard ends at byte N"``. None when a record does start there, or when a
-    damaged or cut record before it hides where records start: then the shard is at fault."""
+@dataclass(frozen=True)
+class _Layout:
+    """Where a shard's records start, walked once from its length headers: ``starts`` (each a
+    whole record, so record ``i`` ends where the next starts, the last at ``stop``) and
+    whether ``stop`` is the shard's clean end (``clean``) or a damaged or cut record there."""
+
+    starts: tuple[int, ...]
+    stop: int
+    clean: bool
+
+
+def _walk(fh: BinaryIO) -> _Layout:
+    """``_Layout`` of an open shard (read from byte 0, pixels skipped)."""
+    starts: list[int] = []
+    start = 0
     try:
         fh.seek(0)
-        start = 0
         while True:
             header = fh.read(12)
-            if not header:  # an empty shard: nothing a reference could point into
-                return f"the shard ends at byte {start}" if start else None
-            if start == offset or _header_problem(1, header) is not None:
-                return None
+            if not header:
+                return _Layout(tuple(starts), start, clean=True)
+            if _header_problem(1, header) is not None:
+                break
             (length,) = struct.unpack("<Q", header[:8])
             end = start + 12 + length + 4
-            if end > offset:  # inside this record, if the record is all there
-                fh.seek(end - 1)
-                return f"it is inside the record at byte {start}" if fh.read(1) else None
-            fh.seek(end)
+            fh.seek(end - 1)
+            if not fh.read(1):  # a cut record
+                break
+            starts.append(start)
             start = end
     except (gzip.BadGzipFile, EOFError, zlib.error, OSError):
+        pass
+    return _Layout(tuple(starts), start, clean=False)
+
+
+@functools.lru_cache(maxsize=8)
+def _layout(shard: str, mtime_ns: int, size: int) -> _Layout | None:
+    """``_walk`` of a shard, cached by its path, modification time and size: many wrong
+    references into one rewritten shard walk it once (a gzip shard is decompressed once), and
+    a shard changed since is walked again. None when it cannot be opened."""
+    del mtime_ns, size  # the cache key only
+    try:
+        with _open(Path(shard)) as fh:
+            return _walk(fh)
+    except (gzip.BadGzipFile, EOFError, zlib.error, OSError):
         return None
+
+
+def _misplaced(shard: str, offset: int) -> str | None:
+    """Why no record starts at byte ``offset`` of a shard whose records before it are sound,
+    found from their length headers (``_layout``): ``"it is inside the record at byte N"`` or
+    ``"the shard ends at byte N"``. None when a record does start there, or when a damaged or
+    cut record before it hides where records start: then the shard is at fault."""
+    try:
+        st = os.stat(shard)
+    except OSError:
+        return None
+    layout = _layout(shard, st.st_mtime_ns, st.st_size)
+    if layout is None:
+        return None
+    i = bisect.bisect_right(layout.starts, offset) - 1
+    if i >= 0 and layout.starts[i] == offset:
+        return None
+    if offset < layout.stop:  # i >= 0: the first record starts at byte 0
+        return f"it is inside the record at byte {layout.starts[i]}"
+    if layout.clean and layout.stop:  # an empty shard: nothing a reference could point into
+        return f"the shard ends at byte {layout.stop}"
+    return None
 
 
 def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
@@ -390,7 +437,7 @@ def load_tfrecord_image(ref: str, limits: DecodeLimits | None = None) -> Any:
             fh.seek(offset)
             # index 0 only at byte 0: past the last record is "no record", not "empty shard"
             data, problem, _more = _read_frame(fh, 0 if offset == 0 else 1)
-            misplaced = _misplaced(fh, offset) if data is None else None
+            misplaced = _misplaced(shard, offset) if data is None else None
     except (gzip.BadGzipFile, EOFError, zlib.error) as exc:  # seeking a damaged gzip shard
         raise ImageDecodeError(f"{name}: the compressed data is corrupt or truncated") from exc
     except OSError as exc:
