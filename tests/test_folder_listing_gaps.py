@@ -69,7 +69,7 @@ def test_an_image_the_csv_does_not_list_is_named_not_made_a_row(m1: Path) -> Non
     assert [r.id for r in recs] == [*LISTED, "ISIC_0000005"]  # the CSV is the listing
     assert len(told) == 1
     assert told[0].files == (os.path.join("images", f"{UNLISTED}.jpg"),)
-    assert told[0].message() == (
+    assert told[0].message("not scored") == (
         f"1 image file in {m1} is not listed in metadata.csv (not scored): "
         f"{os.path.join('images', UNLISTED + '.jpg')}")
 
@@ -95,21 +95,23 @@ def test_the_shared_data_lists_every_image_file(data_dir: Path) -> None:
 def test_batch_warns_once_per_run_and_data_summary_counts_them(
         m1: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     shutil.copy(m1 / "images" / f"{LISTED[0]}.jpg", m1 / "images" / "extra one.png")
-    expected = (f"warning: 2 image files in {m1} are not listed in metadata.csv (not scored): "
+    def expected(consequence: str) -> str:
+        return (f"warning: 2 image files in {m1} are not listed in metadata.csv ({consequence}): "
                 f"{os.path.join('images', UNLISTED + '.jpg')}, "
                 f"{os.path.join('images', 'extra one.png')}")
+
     out = tmp_path / "out"
     for _ in range(2):  # the second run lists the input twice (it retries the error row)
         code, _stdout, err = run(capsys, "batch", str(m1), "--out", str(out), "-q",
                                  "--workers", "1")
         assert code == 1, err  # ISIC_0000005's missing file
-        assert _warnings(err) == [expected], err
+        assert _warnings(err) == [expected("not scored")], err
     df = read_output(out)
     assert sorted(df["id"]) == sorted([*LISTED, "ISIC_0000005"])
     code, stdout, err = run(capsys, "data", "summary", str(m1), "--json", "--no-progress",
                             "--no-verify")
     assert code == 0, err
-    assert _warnings(err) == [expected], err
+    assert _warnings(err) == [expected("not counted")], err  # a summary scores nothing
     summary = json.loads(stdout)
     assert summary["n_images"] == 6
     assert summary["n_unlisted"] == 2
@@ -160,6 +162,29 @@ def test_an_unreadable_folder_inside_an_image_folder_is_an_error_row(
         [LISTED[0], str(top / f"{LISTED[0]}.jpg"), None],
         ["clinic b", str(inner), f"clinic b{os.sep}: cannot read this folder (Permission "
                                  "denied): the images in it, if any, were not read"],
+    ]
+
+
+def test_an_unreadable_folder_named_like_an_image_is_one_error_row(
+        tmp_path: Path, data_dir: Path) -> None:
+    """Named like an image, it is listed as an entry and reported by the walk: one row."""
+    top = tmp_path / "imgs"
+    inner = top / "scans.jpg"
+    inner.mkdir(parents=True)
+    shutil.copy(data_dir / "images" / f"{LISTED[0]}.jpg", top / f"{LISTED[0]}.jpg")
+    shutil.copy(data_dir / "images" / f"{LISTED[1]}.jpg", inner / f"{LISTED[1]}.jpg")
+    inner.chmod(0)
+    try:
+        res = _locked_run("-c", "import json, sys; from dermsight.io import iter_records; "
+                          "print(json.dumps([[r.id, r.error] for r in "
+                          "iter_records(sys.argv[1], decode=False)]))", str(top))
+    finally:
+        inner.chmod(0o755)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == [
+        [LISTED[0], None],
+        ["scans.jpg", f"scans.jpg{os.sep}: cannot read this folder (Permission denied): the "
+                      "images in it, if any, were not read"],
     ]
 
 
@@ -244,4 +269,4 @@ def test_training_tells_of_images_its_csv_does_not_list(
         load_table(DataConfig(root=str(m1), group_col="image_id"))  # the listed id without file
     err = capsys.readouterr().err
     assert err.count("warning: 1 image file in") == 1, err
-    assert "is not listed in metadata.csv (not scored): images/ISIC_" in err
+    assert "is not listed in metadata.csv (not used for training): images/ISIC_" in err

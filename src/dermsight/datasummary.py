@@ -66,7 +66,7 @@ class DataSummary:
     def note_unlisted(self, unlisted: UnlistedImages) -> None:
         """Keep the folder's unlisted image files and tell the user (``warn_unlisted``)."""
         self.unlisted = unlisted.files
-        warn_unlisted(unlisted)
+        warn_unlisted(unlisted, "not counted")
 
     def add(self, rec: LesionRecord, size: tuple[int, int] | None = None) -> None:
         self.n_images += 1

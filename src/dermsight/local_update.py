@@ -491,7 +491,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
         on_scored(summary)
     report = report_path(target)
     # only the cases ``data`` lists: a --scores folder may also hold rows of other data
-    listed = listed_keys(source.rows())
+    listed = listed_keys(source.rows(check_unlisted=False))  # run_local has warned of them
     frame = read_output(scores_dir)
     frame = frame[listed_rows(frame["id"].tolist(), frame["path"].tolist(), listed)]
     try:

@@ -80,27 +80,27 @@ class Source:
     kind: str
     estimate: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
-    _warned_unlisted: bool = field(default=False, init=False, repr=False, compare=False)
+    _unlisted_checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def remote(self) -> bool:
         return self.kind.startswith("remote")
 
-    def rows(self) -> Iterator[dict[str, Any]]:
+    def rows(self, *, check_unlisted: bool = True) -> Iterator[dict[str, Any]]:
+        """The input's rows. The first full pass over a folder with a CSV also looks for the
+        image files the CSV does not list and warns of them (``not scored``); later passes (a
+        resumed run lists its input up to three times), and a pass with ``check_unlisted``
+        False (the caller has warned already), do not walk the folder for them."""
         if self.remote:
             yield from _remote_rows(self.input, self.storage_options)
             return
         from dermsight.io import iter_records
 
-        for rec in iter_records(self.input, decode=False, on_unlisted=self._unlisted_once):
+        check = check_unlisted and not self._unlisted_checked
+        for rec in iter_records(self.input, decode=False,
+                                on_unlisted=_warn_not_scored if check else None):
             yield record_row(rec)
-
-    def _unlisted_once(self, unlisted: UnlistedImages) -> None:
-        """The image files the folder's CSV does not list: one warning per job, however often
-        the job lists its input (a resumed run lists it twice)."""
-        if not self._warned_unlisted:
-            self._warned_unlisted = True
-            warn_unlisted(unlisted)
+        self._unlisted_checked = self._unlisted_checked or check
 
     def image_folder(self) -> str | None:
         """The folder when the input is a plain local folder of image files (no CSV, no
@@ -118,6 +118,10 @@ class Source:
         if any(not_regular_reason(f) is not None for f in iter_image_files(Path(self.input))):
             return None
         return self.input
+
+
+def _warn_not_scored(unlisted: UnlistedImages) -> None:
+    warn_unlisted(unlisted, "not scored")
 
 
 def open_source(input: str | os.PathLike[str],

@@ -106,9 +106,10 @@ def iter_records(
 ) -> Iterator[LesionRecord]:
     """Stream the lesions of ``path`` (see module doc). ``decode=False``: no pixels decoded.
 
-    For a folder with a CSV, the image files the CSV does not list get no record: they are
-    handed to ``on_unlisted`` once the rows are read (default: one warning line on stderr,
-    ``csvfolder.warn_unlisted``)."""
+    For a folder with a CSV, the image files the CSV does not list get no record. With
+    ``on_unlisted`` (e.g. ``csvfolder.warn_unlisted`` with what the caller does not do with
+    them), they are looked for once the rows are read and handed to it, when there are any;
+    without (the default), they are not looked for: the folder is not walked for them."""
     from dermsight.io import csvfolder, dicom, tfrecord
 
     p = Path(path)

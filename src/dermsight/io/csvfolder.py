@@ -27,9 +27,10 @@ Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere 
 folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
 the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
 The CSV is a folder's listing: image files it does not list get no record, and are handed to
-``iter_folder``'s ``on_unlisted`` (default: one warning line on stderr). A folder that cannot be
-read is a ``ReaderError`` (the input) or an error record (a folder below a folder of images); a
-CSV saved as UTF-16 is a ``ReaderError`` that says so.
+``iter_folder``'s ``on_unlisted`` when one is given (``warn_unlisted``: one warning line on
+stderr; without one the folder is not walked for them). A folder that cannot be read is a
+``ReaderError`` (the input) or an error record (a folder below a folder of images); a CSV saved
+as UTF-16 is a ``ReaderError`` that says so.
 
 A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
 image id and the reason.
@@ -394,8 +395,11 @@ class ImageIndex:
     ``find_refused`` does (for an id without an accepted image, to say what to send instead).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, keep_listing: bool = False) -> None:
         self.root = root
+        #: the deep walk's files (``walk_listed``), kept for ``listing`` when asked to
+        self._walked: list[str] | None = [] if keep_listing else None
+        self._walked_all = False
         self._direct: dict[str, str] | None = None
         self._deep: dict[str, str] | None = None
         self._direct_refused: dict[str, str] = {}
@@ -431,11 +435,24 @@ class ImageIndex:
     def _build_deep(self) -> dict[str, str]:
         found: dict[str, str] = {}
         for path, stem, ext in walk_listed(self.root):
+            if self._walked is not None:
+                self._walked.append(path)
             if ext in _EXT_RANK:
                 found.setdefault(stem, path)
             else:
                 self._deep_refused.setdefault(stem, path)
+        self._walked_all = self._walked is not None
         return found
+
+    def listing(self) -> Iterator[tuple[str, str, str]]:
+        """``walk_listed(root)``: from the deep scan when one was made (``keep_listing``),
+        without walking the tree again; else by walking it now."""
+        if not self._walked_all or self._walked is None:
+            yield from walk_listed(self.root)
+            return
+        for path in self._walked:
+            stem, ext = os.path.splitext(os.path.basename(path))
+            yield path, stem, ext.lower()
 
     def find(self, image_id: str) -> str | None:
         return self._lookup(image_id, refused=False)
@@ -666,13 +683,15 @@ def iter_csv(
     limits: DecodeLimits | None = None,
     meta_csvs: Sequence[str | os.PathLike[str]] = (),
     image_root: str | os.PathLike[str] | None = None,
+    index: ImageIndex | None = None,
 ) -> Iterator[LesionRecord]:
-    """Records of one CSV; images looked up below ``image_root`` (default: the CSV's folder)."""
+    """Records of one CSV; images looked up below ``image_root`` (default: the CSV's folder),
+    with ``index`` when given (an ``ImageIndex`` of that folder)."""
     p = Path(csv_path)
     read_header(p)  # a CSV without the needed columns fails here, before any row
     side = _load_side_meta([Path(m) for m in meta_csvs])
     root = Path(image_root) if image_root is not None else p.parent
-    index = ImageIndex(root)
+    index = index or ImageIndex(root)
     limits = limits or DecodeLimits()
     for line, parsed in iter_csv_rows(p):
         parsed = _merge(parsed, side.get(parsed.id))
@@ -736,10 +755,8 @@ def iter_image_folder(
 
     root = Path(folder)
     limits = limits or DecodeLimits()
-    files = iter_image_files(root, recursive=recursive)
-    for f in files:
+    for f, why in image_entries(root, recursive=recursive):
         where = str(f.relative_to(root))
-        why = unlistable_reason(f)
         if why is not None:
             yield LesionRecord(id=where, image=None, path=str(f), error=(
                 f"{where}{os.sep}: cannot read this folder ({why}): the images in it, if any, "
@@ -752,7 +769,7 @@ def iter_image_folder(
         yield _load(rec, decode, limits, where)
 
 
-def unlistable_reason(path: Path) -> str | None:
+def unlistable_reason(path: str | os.PathLike[str]) -> str | None:
     """Why the folder ``path`` cannot be listed (``"Permission denied"``); None for a folder
     that can, or anything that is no folder."""
     if not os.path.isdir(path):  # a file, or one that cannot be looked at: the reader says
@@ -774,42 +791,57 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
     ``x.avif``, ...: ``decode.REFUSED_IMAGE_EXTS``) are listed too, so that they become error
     rows saying what to send instead; other files (``.txt``, ``.csv``, ...) are skipped. A
     folder below ``root`` that cannot be listed (no read or search permission) is yielded too,
-    whatever its name (``unlistable_reason`` says why); ``root`` itself raises ``ReaderError``.
+    whatever its name (``image_entries`` says which, and why); ``root`` itself raises
+    ``ReaderError``.
     """
+    for path, _why in image_entries(root, recursive=recursive):
+        yield path
+
+
+def image_entries(root: Path, *, recursive: bool = True) -> Iterator[tuple[Path, str | None]]:
+    """``iter_image_files``'s entries, each with why it is a folder that cannot be listed
+    (``"Permission denied"``), or None. Only the folders ``os.walk`` reports, and folders named
+    like images, are looked at again: a file costs no system call beyond the walk's."""
     listed = frozenset(LISTED_EXTS)
     if not recursive:
         try:
-            entries = sorted(root.iterdir())
+            with os.scandir(root) as it:
+                entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             raise folder_error(root, exc) from exc
         for e in entries:
-            if e.suffix.lower() in listed and not e.name.startswith("."):
-                yield e
+            if os.path.splitext(e.name)[1].lower() in listed and not e.name.startswith("."):
+                yield Path(e.path), (unlistable_reason(e.path) if e.is_dir() else None)
         return
     unreadable: list[OSError] = []
-    yielded: set[Path] = set()
+    named_dirs: set[str] = set()  # folders named like images, already yielded
     for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
-        yield from _unreadable_folders(root, unreadable, yielded)
+        yield from _unreadable_folders(root, unreadable, named_dirs)
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        names = filenames + [d for d in dirnames if os.path.splitext(d)[1].lower() in listed]
-        for fn in sorted(names):
+        dirs = {d for d in dirnames if os.path.splitext(d)[1].lower() in listed}
+        for fn in sorted([*filenames, *dirs] if dirs else filenames):
             if os.path.splitext(fn)[1].lower() in listed and not fn.startswith("."):
-                yielded.add(Path(dirpath) / fn)
-                yield Path(dirpath) / fn
-    yield from _unreadable_folders(root, unreadable, yielded)
+                path = os.path.join(dirpath, fn)
+                if fn in dirs:
+                    named_dirs.add(path)
+                    yield Path(path), unlistable_reason(path)
+                else:
+                    yield Path(path), None
+    yield from _unreadable_folders(root, unreadable, named_dirs)
 
 
-def _unreadable_folders(root: Path, errors: list[OSError], yielded: set[Path]
-                        ) -> Iterator[Path]:
-    """The folders ``os.walk`` could not list since the last call (``errors`` is emptied);
-    ``root`` itself raises ``ReaderError``."""
+def _unreadable_folders(root: Path, errors: list[OSError], named_dirs: set[str]
+                        ) -> Iterator[tuple[Path, str | None]]:
+    """The folders ``os.walk`` could not list since the last call (``errors`` is emptied), with
+    why, except those named like images (yielded already); ``root`` itself raises
+    ``ReaderError``."""
     while errors:
         exc = errors.pop(0)
         folder = Path(exc.filename) if exc.filename is not None else root
         if folder == root:
             raise folder_error(root, exc) from exc
-        if folder not in yielded:
-            yield folder
+        if os.fspath(exc.filename) not in named_dirs:
+            yield folder, exc.strerror or str(exc)
 
 
 #: how many of the image files a CSV does not list its warning names
@@ -825,20 +857,22 @@ class UnlistedImages:
     csv: str
     files: tuple[str, ...]  # paths below ``folder``, sorted
 
-    def message(self) -> str:
+    def message(self, consequence: str) -> str:
+        """The warning, with what the caller does not do with these files (``"not scored"``,
+        ``"not counted"``, ``"not used for training"``)."""
         n = len(self.files)
         shown = ", ".join(self.files[:UNLISTED_SHOWN]) + (", ..." if n > UNLISTED_SHOWN else "")
         many = n != 1
         return (f"{n} image file{'s' if many else ''} in {self.folder} {'are' if many else 'is'} "
-                f"not listed in {self.csv} (not scored): {shown}")
+                f"not listed in {self.csv} ({consequence}): {shown}")
 
 
-def warn_unlisted(unlisted: UnlistedImages) -> None:
-    """The default for ``iter_folder``'s ``on_unlisted``: one ``warning:`` line on stderr
-    (written around a progress bar that is showing)."""
+def warn_unlisted(unlisted: UnlistedImages, consequence: str) -> None:
+    """One ``warning:`` line on stderr (written around a progress bar that is showing) that
+    says ``unlisted.message(consequence)``."""
     from tqdm import tqdm
 
-    tqdm.write(f"warning: {unlisted.message()}", file=sys.stderr)
+    tqdm.write(f"warning: {unlisted.message(consequence)}", file=sys.stderr)
 
 
 class _Listed:
@@ -847,27 +881,29 @@ class _Listed:
 
     def __init__(self) -> None:
         self.ids: set[str] = set()
-        self.paths: set[str] = set()
+        self.paths: list[str] = []
 
     def add(self, rec: LesionRecord) -> None:
         self.ids.add(rec.id)
-        if rec.path is not None:
-            self.paths.add(rec.path)
+        if rec.path is not None:  # a file named by the id is listed by it: its path not kept
+            name = os.path.basename(rec.path)
+            if name != rec.id and os.path.splitext(name)[0] != rec.id:
+                self.paths.append(rec.path)
 
-    def unlisted(self, root: Path, csv_name: str) -> UnlistedImages:
-        return unlisted_images(root, csv_name, self.ids, self.paths)
 
-
-def unlisted_images(root: Path, csv_name: str, ids: Collection[str], paths: Iterable[str] = ()
-                    ) -> UnlistedImages:
-    """The image files below ``root`` (``walk_listed``, hidden files skipped) that a CSV lists
+def unlisted_images(root: Path, csv_name: str, ids: Collection[str], paths: Iterable[str] = (),
+                    listing: Iterable[tuple[str, str, str]] | None = None) -> UnlistedImages:
+    """The image files below ``root`` (``listing``, default ``walk_listed(root)``: an
+    ``ImageIndex``'s ``listing()`` walks no folder twice; hidden files skipped) that a CSV lists
     neither by id (``ids``: a file's stem or name, as written) nor by path (``paths``)."""
-    given = {os.path.normpath(os.path.abspath(p)) for p in paths}
-    files = sorted(
-        os.path.relpath(path, root) for path, stem, _ext in walk_listed(root)
-        if not os.path.basename(path).startswith(".")
-        and stem not in ids and os.path.basename(path) not in ids
-        and os.path.normpath(os.path.abspath(path)) not in given)
+    candidates = [
+        path for path, stem, _ext in (walk_listed(root) if listing is None else listing)
+        if stem not in ids and not (name := os.path.basename(path)).startswith(".")
+        and name not in ids]
+    if candidates:  # rare: only then are the paths the rows gave compared
+        given = {os.path.normpath(os.path.abspath(p)) for p in paths}
+        candidates = [c for c in candidates if os.path.normpath(os.path.abspath(c)) not in given]
+    files = sorted(os.path.relpath(path, root) for path in candidates)
     return UnlistedImages(str(root), csv_name, tuple(files))
 
 
@@ -881,20 +917,28 @@ def iter_folder(
     """A dataset folder: its CSV (plus joined metadata CSVs), or just its images.
 
     The image files that the CSV does not list (by id or path; ``walk_listed`` says where they
-    are looked for) get no record: once the CSV's rows are all read, they are handed to
-    ``on_unlisted`` (default ``warn_unlisted``: one line on stderr), when there are any."""
+    are looked for) get no record. With ``on_unlisted`` (e.g. ``warn_unlisted`` with the
+    caller's consequence), once the CSV's rows are all read, they are looked for and handed to
+    it, when there are any; without, they are not looked for (a caller that has told the user
+    already, on an earlier pass, pays no second walk)."""
     root = Path(folder)
     primary, meta = classify_csvs(root)
     if primary is None:
         yield from iter_image_folder(root, decode=decode, limits=limits)
         return
+    if on_unlisted is None:
+        yield from iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta,
+                            image_root=root)
+        return
+    index = ImageIndex(root, keep_listing=True)
     listed = _Listed()
-    for rec in iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root):
+    for rec in iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root,
+                        index=index):
         listed.add(rec)
         yield rec
-    unlisted = listed.unlisted(root, primary.name)
+    unlisted = unlisted_images(root, primary.name, listed.ids, listed.paths, index.listing())
     if unlisted.files:
-        (on_unlisted or warn_unlisted)(unlisted)
+        on_unlisted(unlisted)
 
 
 def count_rows(csv_path: str | os.PathLike[str]) -> int:

@@ -112,7 +112,7 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
     folder = _Folder(dataset_csv(root))
     try:
         layout, gcol, others = _columns(folder.csv, cfg)
-        index = ImageIndex(root)
+        index = ImageIndex(root, keep_listing=True)  # its deep scan lists the unlisted
         seen: set[str] = set()
         unknown: list[str] = []
         groups: list[str] = []
@@ -145,9 +145,9 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
     except ReaderError as exc:
         raise ConfigError(f"data folder {root}: {exc}") from exc
     unlisted = unlisted_images(root, folder.csv.name, seen,
-                               [r["path"] for r in folder.rows if r["path"]])
+                               [r["path"] for r in folder.rows if r["path"]], index.listing())
     if unlisted.files:  # the CSV is the listing: said once, as the batch reader says it
-        warn_unlisted(unlisted)
+        warn_unlisted(unlisted, "not used for training")
     if unknown:
         raise ConfigError(f"{len(unknown)} rows of {folder.csv} have a diagnosis dermsight "
                           f"cannot read (e.g. {unknown[0]}); use one of the codes "
