@@ -177,11 +177,11 @@ class _Bar:
         self.bar = self.maker(total, desc)
         return self.bar
 
-    def skip(self) -> None:
-        """One more input row found in the output: not to be scored."""
+    def skip(self, n: int) -> None:
+        """``n`` more input rows found in the output: not to be scored."""
         if self.estimate is None:
             return
-        self.estimate -= 1
+        self.estimate -= n
         if self.bar is not None:
             self.bar.total = self.left
 
