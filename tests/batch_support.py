@@ -1,4 +1,5 @@
-"""Shared pieces of the batch tests: a folder of real images, real images the gate accepts, an
+"""Shared pieces of the batch tests: a folder of real images, real images the gate accepts and
+the overlays drawn for them, an
 output rewritten as an older dermsight wrote it, and a copy of the shipped bundle with other
 decision margins."""
 
@@ -9,11 +10,15 @@ import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from PIL import Image
 
+from dermsight import heatmap
 from dermsight.batch.store import part_files
 from dermsight.bundle import default_bundle_path, write_manifest
+from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 
 
@@ -38,6 +43,18 @@ def assessable_images(model: Dermsight, data_dir: Path, metadata: pd.DataFrame, 
         if len(found) == n:
             return found
     raise AssertionError("not enough assessable images")
+
+
+def overlay_of(model: Dermsight, image: Path) -> np.ndarray:
+    """The overlay ``--heatmaps`` draws for ``image``: the facade's map on the image."""
+    cam = model.predict(image).cam
+    assert cam is not None
+    return heatmap.overlay(decode_image(image), cam)
+
+
+def png_pixels(path: Path) -> np.ndarray:
+    """The RGB pixels of a written PNG."""
+    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def strip_columns(out: Path, columns: list[str]) -> None:

@@ -16,12 +16,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from batch_support import assessable_images
-from dermsight import heatmap
+from batch_support import assessable_images, overlay_of, png_pixels
 from dermsight.batch.schema import output_columns
 from dermsight.batch.store import OutputError, part_files, read_output
 from dermsight.cli import main as cli_main
-from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 
 #: The first bytes of a HEIC file (an ISO-BMFF ``ftyp`` box with the ``heic`` brand): what an
@@ -55,17 +53,6 @@ def _copy(src: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(src, dest)
     return dest
-
-
-def _overlay(model: Dermsight, image: Path) -> np.ndarray:
-    """The overlay ``--heatmaps`` draws for a 256 px image: the facade's map on the image."""
-    cam = model.predict(image).cam
-    assert cam is not None
-    return heatmap.overlay(decode_image(image), cam)
-
-
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def _same_id_folder(images: list[Path], root: Path) -> Path:
@@ -109,7 +96,7 @@ def test_each_row_names_its_own_heatmap_when_ids_repeat(
     assert sorted(p.name for p in heat.iterdir()) == sorted(df["heatmap"].dropna())
     for path, name in by_path.items():
         if isinstance(name, str):
-            assert np.array_equal(_png(heat / name), _overlay(model, Path(path))), name
+            assert np.array_equal(png_pixels(heat / name), overlay_of(model, Path(path))), name
     # the warning about repeated ids no longer says which heatmap is whose is unknown
     assert "repeat an id" in err
     assert "not recorded" not in err
@@ -155,7 +142,7 @@ def test_a_resumed_run_never_reuses_a_name_a_kept_row_holds(
     assert df.to_dict() == {str(folder / "a" / "x.jpg"): "x.png",
                             str(folder / "b" / "x.jpg"): "x-2.png"}
     assert (heat / "x.png").read_bytes() == first  # a's overlay was not overwritten by b's
-    assert np.array_equal(_png(heat / "x-2.png"), _overlay(model, assessable[1]))
+    assert np.array_equal(png_pixels(heat / "x-2.png"), overlay_of(model, assessable[1]))
 
 
 # --- outputs written before the heatmap column ----------------------------------------------------
@@ -260,9 +247,9 @@ def test_spark_names_are_unique_across_partitions(
     assert names == ["lesion.png", "lesion-2.png", "Lesion-3.png", "lesion-4.png", "other.png"]
     assert sorted(p.name for p in heat.iterdir()) == sorted(names)
     for p, name in zip(paths, names, strict=True):
-        got = _png(heat / name).astype(np.int16)
-        own = np.abs(got - _overlay(model, p)).mean()
-        others = [np.abs(got - _overlay(model, q)).mean() for q in paths if q != p]
+        got = png_pixels(heat / name).astype(np.int16)
+        own = np.abs(got - overlay_of(model, p)).mean()
+        others = [np.abs(got - overlay_of(model, q)).mean() for q in paths if q != p]
         assert own < 1.0 < min(others), (name, own, others)
 
 

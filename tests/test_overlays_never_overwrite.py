@@ -13,13 +13,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from batch_support import assessable_images
-from dermsight import heatmap
+from batch_support import assessable_images, overlay_of, png_pixels
+from cli_support import run
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.store import read_output
-from dermsight.cli import main as cli_main
-from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 
 
@@ -32,26 +30,6 @@ def model() -> Dermsight:
 def assessable(model: Dermsight, data_dir: Path, metadata: pd.DataFrame) -> list[Path]:
     """Three real images the gate accepts (each gets an overlay)."""
     return assessable_images(model, data_dir, metadata, 3, 89)
-
-
-def _cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    try:
-        cli_main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    return code, capsys.readouterr().err
-
-
-def _overlay(model: Dermsight, image: Path) -> np.ndarray:
-    """The overlay ``--heatmaps`` draws for the image (the facade's map on it)."""
-    cam = model.predict(image).cam
-    assert cam is not None
-    return heatmap.overlay(decode_image(image), cam)
-
-
-def _png(path: Path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 def _png_manifest(images: list[Path], folder: Path, manifest: Path) -> dict[str, bytes]:
@@ -77,8 +55,8 @@ def test_heatmaps_into_the_folder_of_a_manifests_png_images_keeps_them(
     images = tmp_path / "images"
     originals = _png_manifest(assessable, images, tmp_path / "manifest.csv")
     out = tmp_path / "out"
-    code, err = _cli(["batch", str(tmp_path / "manifest.csv"), "--out", str(out),
-                      "--heatmaps", str(images), "--workers", "2", "-q"], capsys)
+    code, _, err = run(capsys, "batch", str(tmp_path / "manifest.csv"), "--out", str(out),
+                      "--heatmaps", str(images), "--workers", "2", "-q")
     assert code == 0, err
     # the user's images are untouched ...
     for i, data in originals.items():
@@ -88,7 +66,8 @@ def test_heatmaps_into_the_folder_of_a_manifests_png_images_keeps_them(
     assert sorted(p.name for p in images.iterdir()) == sorted(
         [f"{i}.png" for i in originals] + [f"{i}-2.png" for i in originals])
     for i in originals:
-        assert np.array_equal(_png(images / f"{i}-2.png"), _overlay(model, images / f"{i}.png"))
+        assert np.array_equal(png_pixels(images / f"{i}-2.png"),
+                              overlay_of(model, images / f"{i}.png"))
 
 
 def test_an_unrelated_file_or_another_outputs_overlay_is_never_replaced(
@@ -107,8 +86,8 @@ def test_an_unrelated_file_or_another_outputs_overlay_is_never_replaced(
     mine = (heat / "a.png").read_bytes()
     (heat / "B.PNG").write_bytes(b"not an overlay")
     (heat / "notes.txt").write_text("keep me")
-    code, err = _cli(["batch", str(folder), "--out", str(tmp_path / "one"),
-                      "--heatmaps", str(heat), "-q"], capsys)
+    code, _, err = run(capsys, "batch", str(folder), "--out", str(tmp_path / "one"),
+                      "--heatmaps", str(heat), "-q")
     assert code == 0, err
     assert (heat / "a.png").read_bytes() == mine
     assert (heat / "B.PNG").read_bytes() == b"not an overlay"
@@ -116,13 +95,13 @@ def test_an_unrelated_file_or_another_outputs_overlay_is_never_replaced(
     assert _heatmap_column(tmp_path / "one") == {"a": "a-2.png", "b": "b-2.png"}
     first = {name: (heat / name).read_bytes() for name in ("a-2.png", "b-2.png")}
     # a second output into the same folder: the first output's overlays are kept too
-    code, err = _cli(["batch", str(folder), "--out", str(tmp_path / "two"),
-                      "--heatmaps", str(heat), "-q"], capsys)
+    code, _, err = run(capsys, "batch", str(folder), "--out", str(tmp_path / "two"),
+                      "--heatmaps", str(heat), "-q")
     assert code == 0, err
     assert _heatmap_column(tmp_path / "two") == {"a": "a-3.png", "b": "b-3.png"}
     assert {name: (heat / name).read_bytes() for name in first} == first
     assert (heat / "a.png").read_bytes() == mine
-    assert np.array_equal(_png(heat / "a-3.png"), _overlay(model, folder / "a.jpg"))
+    assert np.array_equal(png_pixels(heat / "a-3.png"), overlay_of(model, folder / "a.jpg"))
 
 
 def test_a_resumed_run_keeps_the_overlay_a_killed_run_wrote_for_an_unwritten_row(
@@ -135,7 +114,7 @@ def test_a_resumed_run_keeps_the_overlay_a_killed_run_wrote_for_an_unwritten_row
     shutil.copyfile(assessable[1], folder / "b.jpg")
     out, heat = tmp_path / "out", tmp_path / "heat"
     argv = ["batch", str(folder), "--out", str(out), "--heatmaps", str(heat), "-q"]
-    code, err = _cli([*argv, "--limit", "1"], capsys)
+    code, _, err = run(capsys, *argv, "--limit", "1")
     assert code == 0, err
     assert _heatmap_column(out) == {"a": "a.png"}
     kept = (heat / "a.png").read_bytes()
@@ -143,12 +122,12 @@ def test_a_resumed_run_keeps_the_overlay_a_killed_run_wrote_for_an_unwritten_row
     # (here a file of other bytes, so that a replaced one shows)
     Image.open(assessable[2]).save(heat / "b.png")
     orphan = (heat / "b.png").read_bytes()
-    code, err = _cli(argv, capsys)
+    code, _, err = run(capsys, *argv)
     assert code == 0, err
     assert _heatmap_column(out) == {"a": "a.png", "b": "b-2.png"}
     assert (heat / "a.png").read_bytes() == kept
     assert (heat / "b.png").read_bytes() == orphan  # left in place, named by no row
-    assert np.array_equal(_png(heat / "b-2.png"), _overlay(model, folder / "b.jpg"))
+    assert np.array_equal(png_pixels(heat / "b-2.png"), overlay_of(model, folder / "b.jpg"))
 
 
 def test_score_frame_without_planned_names_keeps_the_folders_files(
@@ -162,7 +141,7 @@ def test_score_frame_without_planned_names_keeps_the_folders_files(
     rows = score_frame(df, model, ScoreOptions(heatmaps=heat, workers=1))
     assert rows["heatmap"].tolist() == ["lesion-2.png"]
     assert (heat / "lesion.png").read_bytes() == mine
-    assert np.array_equal(_png(heat / "lesion-2.png"), _overlay(model, assessable[0]))
+    assert np.array_equal(png_pixels(heat / "lesion-2.png"), overlay_of(model, assessable[0]))
 
 
 @pytest.mark.spark
@@ -177,13 +156,13 @@ def test_spark_keeps_a_manifests_png_images_in_the_heatmaps_folder(
     images = tmp_path / "images"
     originals = _png_manifest(assessable, images, tmp_path / "manifest.csv")
     out = tmp_path / "out"
-    code, err = _cli(["batch", str(tmp_path / "manifest.csv"), "--out", str(out),
+    code, _, err = run(capsys, "batch", str(tmp_path / "manifest.csv"), "--out", str(out),
                       "--heatmaps", str(images), "--engine", "spark", "--master", "local[1]",
-                      "--partitions", "2", "-q"], capsys)
+                      "--partitions", "2", "-q")
     assert code == 0, err
     for i, data in originals.items():
         assert (images / f"{i}.png").read_bytes() == data, i
     assert _heatmap_column(out) == {i: f"{i}-2.png" for i in originals}
     for i in originals:
-        got = _png(images / f"{i}-2.png").astype(np.int16)
-        assert np.abs(got - _overlay(model, images / f"{i}.png")).mean() < 1.0, i
+        got = png_pixels(images / f"{i}-2.png").astype(np.int16)
+        assert np.abs(got - overlay_of(model, images / f"{i}.png")).mean() < 1.0, i
