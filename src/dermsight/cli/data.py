@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dermsight.cli.errors import UserError
-from dermsight.cli.labelled_data import require_writable_file
+from dermsight.cli.labelled_data import refuse_overwriting_input, require_writable_file
 from dermsight.progress import progress_bars
 
 data_app = typer.Typer(
@@ -35,29 +33,6 @@ def plot_suffixes() -> list[str]:
     common = [".png", ".svg", ".pdf", ".jpg"]  # named first in the refusal
     writes = {f".{ext}" for ext in FigureCanvasBase.get_supported_filetypes() if ext != "pgf"}
     return [s for s in common if s in writes] + sorted(writes - set(common))
-
-
-def _same_entry(a: Path, b: Path) -> bool:
-    """True when ``a`` and ``b`` both exist and are the same file or folder (also through a
-    symbolic or hard link)."""
-    try:
-        return os.path.samefile(a, b)
-    except (OSError, ValueError):  # one of them does not exist (or cannot be looked at)
-        return False
-
-
-def refuse_overwriting_input(out: Path, option: str, inputs: Mapping[str, Path]) -> None:
-    """``UserError`` (exit 2) when the output ``out`` would replace one of the ``inputs``
-    (``{what it is: path}``): it is the same file or folder, also through a link, or a folder
-    that holds one. Asked before any work, so that no input is lost."""
-    for what, path in inputs.items():
-        if _same_entry(out, path):
-            new = "folder" if out.is_dir() else "file name"
-            raise UserError(f"{option} {out} is {what} ({path}): writing it would replace the "
-                            f"input; give {option} a new {new}")
-        if out.is_dir() and out.resolve() in path.resolve().parents:
-            raise UserError(f"{option} {out} holds {what} ({path}): writing it would replace "
-                            f"the input; give {option} a new folder")
 
 
 def _check_plot(plot: Path, dataset: Path) -> None:

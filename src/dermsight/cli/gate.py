@@ -7,13 +7,14 @@ from typing import Annotated
 
 import typer
 
-from dermsight.cli.data import QuietOpt, refuse_overwriting_input
+from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import UserError, require_modules
 from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT,
     DataOpt,
     SplitOpt,
+    refuse_overwriting_input,
     require_labelled_data,
 )
 from dermsight.progress import progress_bars
