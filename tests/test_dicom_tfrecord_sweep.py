@@ -30,20 +30,31 @@ def rgb(data_dir: Path, sample_ids: list[str]) -> np.ndarray:
     return np.asarray(Image.fromarray(full).resize((96, 72)))
 
 
-def _palette_dicom(path: Path, rgb: np.ndarray) -> Path:
-    """The real image as a PALETTE COLOR DICOM: 64 colour indices and 16-bit lookup tables."""
+def _palette_dicom(path: Path, rgb: np.ndarray, colours: int | None = None) -> Path:
+    """The real image as a PALETTE COLOR DICOM with 16-bit lookup tables: by default every
+    colour of the image is an entry (16-bit indices, thousands of colours, the image exactly);
+    ``colours=64`` quantises it to 64 entries (8-bit indices), as a palette PNG is."""
     write_dicom(path, rgb, age=50, sex="male", site="torso", jpeg=False)
-    quant = Image.fromarray(rgb).quantize(64)
-    colours = quant.getpalette()
-    assert colours is not None
-    lut = np.array(colours[: 64 * 3], dtype=np.uint16).reshape(-1, 3)
+    if colours is not None:
+        quant = Image.fromarray(rgb).quantize(colours)
+        palette = quant.getpalette()
+        assert palette is not None
+        lut = np.array(palette[: colours * 3], dtype=np.uint16).reshape(-1, 3)
+        pixels = np.asarray(quant, dtype=np.uint8)
+    else:
+        lut, index = np.unique(rgb.reshape(-1, 3), axis=0, return_inverse=True)
+        assert len(lut) < 2**16
+        lut = lut.astype(np.uint16)
+        pixels = index.reshape(rgb.shape[:2]).astype(np.uint16)
     ds = pydicom.dcmread(path)
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "PALETTE COLOR"
+    ds.BitsAllocated = ds.BitsStored = pixels.itemsize * 8
+    ds.HighBit = ds.BitsStored - 1
     del ds.PlanarConfiguration
-    ds.PixelData = np.asarray(quant, dtype=np.uint8).tobytes()
+    ds.PixelData = pixels.tobytes()
     for i, colour in enumerate(("Red", "Green", "Blue")):
-        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [64, 0, 16])
+        setattr(ds, f"{colour}PaletteColorLookupTableDescriptor", [len(lut), 0, 16])
         setattr(ds, f"{colour}PaletteColorLookupTableData", (lut[:, i] * 257).tobytes())
     for tag in (0x00281101, 0x00281102, 0x00281103):
         ds[tag].VR = "US"
@@ -54,18 +65,32 @@ def _palette_dicom(path: Path, rgb: np.ndarray) -> Path:
 def test_palette_colour_dicom_is_decoded_through_its_lookup_tables(
         rgb: np.ndarray, tmp_path: Path) -> None:
     path = _palette_dicom(tmp_path / "pal.dcm", rgb)
-    expected = np.asarray(Image.fromarray(rgb).quantize(64).convert("RGB")).astype(int)
+    assert np.unique(rgb.reshape(-1, 3), axis=0).shape[0] > 256
     for image in (read_dicom(path).image, decode_image(path.read_bytes())):
         assert image is not None
         assert image.shape == rgb.shape
         # the colours of the image, not its palette indices as grey levels
-        assert np.abs(image.astype(int) - expected).max() <= 1
+        assert np.abs(image.astype(int) - rgb.astype(int)).max() <= 1
     # lookup tables missing: refused by name, never shown as grey indices
     ds = pydicom.dcmread(path)
     del ds.RedPaletteColorLookupTableData
     ds.save_as(tmp_path / "nolut.dcm", enforce_file_format=True)
     with pytest.raises(ImageDecodeError, match=r"PALETTE COLOR .*lookup tables"):
         read_dicom_dataset((tmp_path / "nolut.dcm").read_bytes())
+
+
+def test_palette_colour_dicom_of_at_most_256_colours_is_refused_like_a_palette_png(
+        rgb: np.ndarray, tmp_path: Path) -> None:
+    """Colours reduced to 64 (as a palette PNG's are) move the model's answer: the file is
+    refused with the palette PNG's reason (the reader's error row, the decoder)."""
+    path = _palette_dicom(tmp_path / "pal64.dcm", rgb, colours=64)
+    rec = read_dicom(path)
+    assert rec.image is None
+    assert rec.error is not None
+    assert "indexed-colour (palette)" in rec.error
+    assert "at most 256" in rec.error
+    with pytest.raises(ImageDecodeError, match="indexed-colour"):
+        decode_image(path.read_bytes())
 
 
 def test_dicom_without_its_preamble_is_read(rgb: np.ndarray, tmp_path: Path,
@@ -90,7 +115,7 @@ def test_palette_dicom_through_the_facade_scores_like_the_image(
     big = np.asarray(Image.fromarray(rgb).resize((384, 288)))
     pal = _palette_dicom(tmp_path / "pal.dcm", big)
     png = io.BytesIO()
-    Image.fromarray(big).quantize(64).convert("RGB").save(png, format="PNG")
+    Image.fromarray(big).save(png, format="PNG")
     tags = Metadata(age=50, sex="male", site="torso")  # what _palette_dicom writes
     direct = model.predict(png.getvalue(), meta=tags, heatmap=False)
     via_dicom = model.predict(pal.read_bytes(), heatmap=False)
@@ -181,7 +206,7 @@ def test_16_bit_rgb_keeps_its_brightness(rgb: np.ndarray, tmp_path: Path) -> Non
     assert np.abs(decode_image(path.read_bytes()).astype(int) - rgb.astype(int)).max() <= 1
 
 
-def test_api_reads_bare_and_palette_dicoms_and_refuses_a_broken_palette_with_422(
+def test_api_reads_bare_and_palette_dicoms_and_refuses_a_broken_or_reduced_palette_with_422(
         client: httpx.Client, rgb: np.ndarray, tmp_path: Path) -> None:
     big = np.asarray(Image.fromarray(rgb).resize((384, 288)))
 
@@ -197,6 +222,9 @@ def test_api_reads_bare_and_palette_dicoms_and_refuses_a_broken_palette_with_422
     r = post(pal.read_bytes())
     assert r.status_code == 200, r.text
     assert "greyscale" not in r.text
+    r = post(_palette_dicom(tmp_path / "pal64.dcm", big, colours=64).read_bytes())
+    assert r.status_code == 422, r.text
+    assert "indexed-colour (palette)" in r.json()["detail"]
     ds = pydicom.dcmread(pal)
     del ds.GreenPaletteColorLookupTableData
     buf = io.BytesIO()

@@ -25,7 +25,7 @@
   Transparency is refused: an image with more than 1 % of its pixels under alpha 250 (a
   half-transparent or cut-out PNG/WebP/TIFF, a palette PNG with a transparent colour over an
   area) is an edited copy the model was never measured on; an opaque alpha channel is fine.
-* Indexed-colour (palette) images are refused too (``_check_palette``): a PNG, BMP or TIFF in
+* Indexed-colour (palette) images are refused too (``check_palette``): a PNG, BMP or TIFF in
   mode P/PA with a colour palette had its colours reduced to at most 256, which moved the risk
   tier of 16 % (plain palette) to 48 % (dithered) of 200 ISIC images (GIF, palette-only, is a
   refused format). A palette of greys only is a greyscale image and is read as one.
@@ -662,8 +662,9 @@ def _colour_palette(img: Image.Image) -> bool:
     return bool(np.any(colours != colours[:, :1]))
 
 
-def _check_palette(palette: bool, label: str) -> None:
-    """Refuse an indexed-colour image (``_colour_palette``): measured on 200 ISIC images, a
+def check_palette(palette: bool, label: str) -> None:
+    """Refuse an indexed-colour image (``_colour_palette``; a DICOM PALETTE COLOR image of at
+    most 256 colours, ``dicom._apply_palette``): measured on 200 ISIC images, a
     256-colour copy moved the risk tier of 16 % of them (48 % when dithered, as Pillow's
     ``convert("P")`` does: all upward, 74 low to high) where a JPEG q90 copy moved none."""
     if palette:
@@ -676,7 +677,7 @@ def _check_palette(palette: bool, label: str) -> None:
 def _usable(img: Image.Image, label: str, limits: DecodeLimits) -> Image.Image:
     """A loaded image, reduced to ``limits.work_pixels``; refused when it has transparent
     areas (an opaque alpha channel, or a few stray transparent pixels, are fine) or is an
-    indexed-colour image (``_check_palette``; transparency is named first). ``label`` names its
+    indexed-colour image (``check_palette``; transparency is named first). ``label`` names its
     format in messages."""
     try:
         palette = _colour_palette(img)
@@ -685,7 +686,7 @@ def _usable(img: Image.Image, label: str, limits: DecodeLimits) -> Image.Image:
     except Exception as exc:  # an odd mode of untrusted bytes
         raise ImageDecodeError(f"unsupported {label} colour mode {img.mode}") from exc
     check_transparency(share)
-    _check_palette(palette, label)
+    check_palette(palette, label)
     return img
 
 

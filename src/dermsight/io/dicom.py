@@ -4,7 +4,9 @@
   bounded decoder, ``decode.decode_image``, after its SOF size is checked against Rows/Columns),
   or uncompressed (explicit/implicit VR little endian, explicit big endian; by pydicom). Other
   transfer syntaxes (JPEG 2000, JPEG-LS, RLE, lossless JPEG) are refused.
-  PALETTE COLOR indices go through the file's colour lookup tables (refused without them).
+  PALETTE COLOR indices go through the file's colour lookup tables (refused without them);
+  an image that uses at most 256 colours of them is refused like a palette PNG
+  (``decode.check_palette``: its colours were reduced, which moves the model's answer).
   A Part 10 file without its 128-byte preamble ("DICM" first) is read as if it had one.
   Monochrome images are repeated to three channels (MONOCHROME1 inverted); the gate then
   refuses them as black and white (``greyscale``): the network reads colour.
@@ -48,6 +50,7 @@ from dermsight.io.budget import decode_budget
 from dermsight.io.decode import (
     DecodeLimits,
     check_dimensions,
+    check_palette,
     decode_image,
     reduce_factor,
     sniff,
@@ -520,7 +523,11 @@ def _apply_palette(arr: np.ndarray, ds: Any) -> np.ndarray:
             "DICOM PALETTE COLOR image without usable colour lookup tables: send it as RGB")
     if bits > 8:
         rgb = rgb >> (bits - 8)
-    return np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    rgb = np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8))
+    # at most 256 colours used, not all grey: reduced like a palette PNG, refused as one
+    check_palette(np.unique(arr).size <= 256 and bool(np.any(rgb != rgb[..., :1])),
+                  "DICOM image (PALETTE COLOR)")
+    return rgb
 
 
 def read_dicom_dataset(
