@@ -150,6 +150,18 @@ def test_distill_targets_are_the_teachers_probabilities_on_the_training_images(
     assert list(m["image_id"]) == list(z["image_id"])
     assert np.allclose(m["p"], z["p"], atol=1e-6)
     assert len(json.loads(str(m["provenance"]))["teachers"]) == 4
+    # --out naming an input (a --merge file, the config) is refused before any work: the
+    # input stays as it was
+    before = out.read_bytes()
+    config = REPO / "configs" / "default.yaml"
+    for target, words in ((out, "is the --merge file 1"), (config, "is the --config file")):
+        with pytest.raises(SystemExit) as done:
+            main(["distill-targets", "--merge", str(out), "--bundle", str(DEFAULT_BUNDLE),
+                  "--out", str(target), "--config", str(config)])
+        err = capsys.readouterr().err
+        assert done.value.code == 2, err
+        assert words in err
+    assert out.read_bytes() == before
     with pytest.raises(SystemExit) as done:  # nothing to distil from
         main(["distill-targets", "--out", str(tmp_path / "x.npz")])
     assert done.value.code == 2

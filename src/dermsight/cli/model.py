@@ -10,7 +10,7 @@ import typer
 
 from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import Interrupted, UserError, require_modules
-from dermsight.cli.labelled_data import require_writable_file
+from dermsight.cli.labelled_data import refuse_overwriting_input, require_writable_file
 from dermsight.progress import progress_bars
 
 
@@ -242,6 +242,9 @@ def distill_targets(
     if not bundles and not earlier:
         raise UserError("give at least one teacher --bundle or soft-target file to --merge")
     require_writable_file(out)  # before the teachers score every training image
+    refuse_overwriting_input(out, "--out", {
+        "the --config file": config,
+        **{f"the --merge file {i + 1}": f for i, f in enumerate(earlier)}})
     for b in bundles:  # a missing or broken teacher exits 3, as any unusable bundle does
         if not b.is_dir():
             raise BundleError(f"teacher bundle not found: {b}")
