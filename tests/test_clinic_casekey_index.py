@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session as DbSession
 from clinic_support import PASSWORD, ClinicHarness, open_clinic
 from dermsight.clinic import accounts, cases
 from dermsight.clinic.config import ClinicConfigError
-from dermsight.clinic.db import Database, casekey, current_revision, upgrade
+from dermsight.clinic.db import HEAD, Database, casekey, current_revision, upgrade
 from dermsight.clinic.models import Patient, User
 
 STAMP = "'2026-01-02T03:04:05+00:00'"
@@ -225,7 +225,7 @@ def test_the_migration_backfills_the_keys(at_0004: Database) -> None:
     refs = ["P-001", "Straße-2", _nfd("Émile-3"), "ΟΔΟΣ-4"]
     _insert(db, ["ana", "Bo"], refs)
     db.upgrade()
-    assert current_revision(db.engine) == "0005"
+    assert current_revision(db.engine) == HEAD
     for table, key in (("patients", "ref_key"), ("users", "username_key")):
         indexes = {i["name"]: i for i in inspect(db.engine).get_indexes(table)}
         assert indexes[f"ix_{table}_{key}"]["unique"], indexes
@@ -281,7 +281,7 @@ def test_the_migration_stops_on_a_clashing_pair_and_changes_nothing(
         conn.execute(text("UPDATE patients SET ref = 'straße-9b' WHERE id = 5"))
         conn.execute(text("UPDATE users SET username = 'admin2' WHERE id = 2"))
     db.upgrade()
-    assert current_revision(db.engine) == "0005"
+    assert current_revision(db.engine) == HEAD
     with db.session() as s:
         assert s.scalar(select(Patient.ref).where(Patient.ref_key == casekey("ÉMILE-12B"))) \
             == "Émile-12b"

@@ -4,7 +4,8 @@
   tier or a rise, in the lesion, the patient's page and the patient list, and says beside them
   that the latest photo could not be assessed;
 * a DICOM visit stores the age and sex the model read from its tags (the form's values win), so
-  the confirmed-cases export re-scores the visit with the inputs it was served with.
+  the confirmed-cases export re-scores the visit with the inputs it was served with; revision
+  0006 gives rows stored before that the values the model read.
 """
 
 from __future__ import annotations
@@ -229,6 +230,39 @@ def test_a_dicom_visit_stores_the_age_and_sex_the_model_read_from_it(
         assert again.to_dict(heatmap_png=False)["input"] == visit["result"]["input"]
         assert again.probabilities == pytest.approx(visit["result"]["probabilities"],
                                                     abs=1e-5)
+
+
+def test_the_upgrade_gives_older_dicom_visits_the_metadata_the_model_read(
+        app_harness: ClinicHarness, data_dir: Path, tmp_path: Path) -> None:
+    """Rows stored before a DICOM visit kept the file's tags (revision 0005: the form's empty
+    values) get them back from the served answer by revision 0006; values a row holds, and a
+    row whose answer cannot be read, stay as they are."""
+    from sqlalchemy import text
+
+    from dermsight.clinic.db import HEAD, current_revision
+
+    h = app_harness
+    lid = h.lesion(h.patient("DCM-OLD"))
+    dcm = _dicom(tmp_path, data_dir, age=60, sex="male")
+    v = _visit(h, lid, dcm, "2025-06-01", "high", name="visit.dcm")  # the file's age and sex
+    u = _visit(h, lid, dcm, "2025-06-02", "high", name="visit.dcm", sex="female")
+    broken = _visit(h, lid, dcm, "2025-06-03", "high", name="visit.dcm")
+    engine = h.clinic.db.engine
+    with engine.begin() as conn:  # as an earlier release stored them
+        conn.execute(text("UPDATE visits SET age = NULL, sex = NULL WHERE id IN (:v, :b)"),
+                     {"v": v["id"], "b": broken["id"]})
+        conn.execute(text("UPDATE visits SET age = NULL WHERE id = :u"), {"u": u["id"]})
+        conn.execute(text("UPDATE visits SET result_json = '{' WHERE id = :b"),
+                     {"b": broken["id"]})
+        conn.execute(text("UPDATE alembic_version SET version_num = '0005'"))
+    h.clinic.db.upgrade()
+    assert current_revision(engine) == HEAD == "0006"
+    with engine.connect() as conn:
+        rows = {r[0]: tuple(r[1:]) for r in conn.execute(
+            text("SELECT id, age, sex, site FROM visits WHERE lesion_id = :l"), {"l": lid})}
+    assert rows == {v["id"]: (60.0, "male", "posterior torso"),
+                    u["id"]: (60.0, "female", "posterior torso"),
+                    broken["id"]: (None, None, "posterior torso")}
 
 
 def test_a_dicom_site_fills_a_lesion_without_one_and_is_stored(

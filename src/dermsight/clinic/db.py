@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0005"
+HEAD = "0006"
 
 #: the name ``casekey`` has in SQL on the clinic's SQLite connections (for ad-hoc queries;
 #: the stored key columns make the application itself need it nowhere)
