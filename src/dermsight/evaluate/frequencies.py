@@ -15,12 +15,17 @@ import numpy as np
 
 TIERS = ("high", "moderate", "low")
 
-LIMITS = (
-    "Counted on the validation images of the public dermoscopic collections the model was built "
-    "from, whose mix of diagnoses (about 1 in 5 malignant) and sources is not that of any clinic "
-    "or population. It describes how often this result went with cancer in those images; it is "
-    "not this patient's own risk, which depends on who is examined and why."
-)
+def limits_text(n: int, malignant: int) -> str:
+    """What the counts are not: the validation images' mix, with its malignant share as the
+    nearest "1 in N" of ``malignant`` of ``n`` (335 of 1,996: about 1 in 6)."""
+    share = (f"about 1 in {round(n / malignant)} malignant" if malignant
+             else "none of them malignant")
+    return (
+        "Counted on the validation images of the public dermoscopic collections the model was "
+        f"built from, whose mix of diagnoses ({share}) and sources is not that of any clinic "
+        "or population. It describes how often this result went with cancer in those images; "
+        "it is not this patient's own risk, which depends on who is examined and why."
+    )
 
 
 class _Tiering(Protocol):
@@ -48,7 +53,7 @@ def natural_frequencies(
         "per_tier": per_tier,
         "malignant_means": "MEL, BCC or SCC (histopathology or expert consensus in the source "
                            "data)",
-        "limits": LIMITS,
+        "limits": limits_text(int(len(p)), int(y.sum())),
     }
     if sources is not None:
         out["source_mix"] = dict(sorted(Counter(sources).items()))
