@@ -73,6 +73,15 @@ def test_human_output(capsys: pytest.CaptureFixture[str], images: list[Path],
     assert str(images[0]) in out
     assert "risk:" in out
     assert "not a diagnosis" in out
+    # the UI's names: a suggested class, and the malignant figure as the share it is
+    # ((MEL+BCC+SCC)/(1-UNK)), never "malignant: N %" as if it were their sum
+    from dermsight.predict import Dermsight
+
+    pred = Dermsight.load().predict(images[0], heatmap=False)
+    assert f"suggested class {pred.to_dict(heatmap_png=False)['prediction_name']}" in out
+    share = f"{100 * pred.malignant_probability:.1f} %"
+    assert f"malignant share among the specific diagnoses: {share}" in out
+    assert "malignant: " not in out
     assert f"error: {bad}: truncated JPEG" in err
 
 

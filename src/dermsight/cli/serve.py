@@ -96,9 +96,12 @@ def _print_human(path: Path, pred: Prediction) -> None:
         for flag in d["flags"]:
             typer.echo(f"    {'cannot assess' if flag['blocking'] else 'note'}: {flag['message']}")
         return
+    # the names the UI and API use: the decision rule's class is a suggestion, and the
+    # malignant figure is (MEL+BCC+SCC)/(1-UNK), not the three classes' sum
     typer.echo(
-        f"{path}: {d['prediction_name']} ({d['prediction']})  risk: {d['risk']}  "
-        f"malignant: {_pct(d['malignant_probability']).strip()}"
+        f"{path}: suggested class {d['prediction_name']} ({d['prediction']})  "
+        f"risk: {d['risk']}  malignant share among the specific diagnoses: "
+        f"{_pct(d['malignant_probability']).strip()}"
     )
     top = sorted(d["probabilities"].items(), key=lambda kv: -kv[1])[:3]
     typer.echo("    " + "   ".join(
