@@ -60,6 +60,10 @@ def test_uploads_compressed_more_than_the_card_allows_are_flagged_not_blocked(
     assert not note[0].blocking
     assert "quality about 60" in note[0].message
     assert "85 or lower" in note[0].message
+    # what was measured there (README, "JPEG 85 and 80"): shifted probabilities and a slightly
+    # worse pooled malignant ranking, not a general loss of accuracy
+    assert "shifted probabilities" in note[0].message
+    assert "less accurately" not in note[0].message
     assert q60.assessable
     assert q60.risk != "cannot_assess"
     assert "compressed" in _codes(model, _resaved(stored, "JPEG", quality=85))

@@ -140,11 +140,11 @@ def compression_flags(c: Compression | None, cfg: dict[str, Any]) -> list[Flag]:
     max_q = limits["flag_jpeg_quality"]
     if c.quality is not None and max_q > 0 and c.quality <= max_q:
         return [_flag(f"image compressed more than the training images ({c.describe()}): "
-                      f"validation images re-saved at JPEG quality {int(max_q)} or lower were "
-                      "classified less accurately")]
+                      f"re-saved at JPEG quality {int(max_q)} or lower, validation images got "
+                      "shifted probabilities and a measurably worse malignant ranking")]
     if c.format == "WebP" and limits["flag_lossy_webp"] > 0:
-        return [_flag("lossy WebP image (its quality cannot be read from the file): validation "
-                      "images re-saved as lossy WebP were classified less accurately")]
+        return [_flag("lossy WebP image (its quality cannot be read from the file): re-saved "
+                      "as lossy WebP, validation images got shifted probabilities")]
     return []
 
 
