@@ -298,3 +298,35 @@ def test_lazy_load_of_a_record_damaged_since_listing_is_an_image_error(
     shard.write_bytes(bytes(data[:30]))  # cut short
     with pytest.raises(ImageDecodeError, match="record at byte 0: truncated shard"):
         load_tfrecord_image(lazy.path)
+
+
+def test_truncated_or_empty_dicoms_and_another_tfrecord_schema_say_what_is_wrong(
+        rgb: np.ndarray, tmp_path: Path) -> None:
+    """A JPEG DICOM cut inside its pixel data is "truncated" (it said "has no image"); a
+    zero-byte .dcm is an empty file of the DICOM reader (source "dicom", as its neighbours);
+    a shard of another schema names the features it has."""
+    full = write_dicom(tmp_path / "full.dcm", rgb, age=50, sex="male", site="torso")
+    data = full.read_bytes()
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(data[: len(data) - 400])
+    rec = read_dicom(cut)
+    assert rec.error == "cut.dcm: truncated DICOM: the pixel data is incomplete"
+    header_only = tmp_path / "header.dcm"  # cut before the pixel data starts: nothing to say
+    header_only.write_bytes(data[:300])
+    assert "truncated DICOM" not in (read_dicom(header_only).error or "")
+    empty = tmp_path / "zero.dcm"
+    empty.write_bytes(b"")
+    rec = read_dicom(empty)
+    assert rec.error == "zero.dcm: empty file (0 bytes): not an image"
+    assert rec.source == "dicom"
+
+    shard = tmp_path / "other.tfrec"
+    writer = _tfrecord().writer.TFRecordWriter(str(shard))
+    writer.write({"image_raw": (data[:10], "byte"), "name": (b"x", "byte"),
+                  "label": (1, "int")})
+    writer.close()
+    [rec] = list(iter_tfrecord(shard))
+    assert rec.error is not None
+    assert "record has no image feature" in rec.error
+    assert "'image_raw', 'label', 'name'" in rec.error
+    assert "'image_name'" in rec.error

@@ -265,9 +265,13 @@ def _sniff_refused(data: bytes) -> str | None:  # noqa: PLR0911
     return None
 
 
+#: The reason a zero-byte file is refused, whatever its name says it is.
+EMPTY_FILE = "empty file (0 bytes): not an image"
+
+
 def _describe_refused(kind: str | None, data: bytes) -> str:
     if not data:
-        return "empty file (0 bytes): not an image"
+        return EMPTY_FILE
     refused = REFUSED_FORMATS.get(kind) if kind is not None else None
     if refused is not None:
         return refused.reason()

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ import numpy as np
 from dermsight import taxonomy
 from dermsight.io.budget import decode_budget
 from dermsight.io.decode import (
+    EMPTY_FILE,
     DecodeLimits,
     check_dimensions,
     check_palette,
@@ -63,6 +65,10 @@ from dermsight.io.quiet import silence_logger
 from dermsight.records import IGNORED, LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
+TRUNCATED = "truncated DICOM: the pixel data is incomplete"
+#: the Pixel Data element's tag (7FE0,0010), little and big endian
+_PIXEL_DATA_TAGS = re.compile(
+    re.escape(b"\xe0\x7f\x10\x00") + b"|" + re.escape(b"\x7f\xe0\x00\x10"))
 
 #: The reason a multi-frame file is refused (``{frames}``: how many it holds).
 MULTI_FRAME = ("multi-frame DICOM files are not accepted (this one holds {frames} frames): "
@@ -197,19 +203,25 @@ def _read_dataset(data: bytes, limits: DecodeLimits, *, header_only: bool = Fals
     pydicom = _import_pydicom()
     from pydicom.errors import InvalidDicomError
 
+    if not data:
+        raise ImageDecodeError(EMPTY_FILE)
     if data[:4] == b"DICM" and data[128:132] != b"DICM":
         # a Part 10 file written without its 128-byte preamble (some exporters do): the
         # preamble carries nothing, so give it one rather than refuse the file
         data = bytes(128) + data
     try:
         data = _inflate_if_deflated(data, limits)
-        return pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=header_only)
+        ds = pydicom.dcmread(io.BytesIO(data), force=False, stop_before_pixels=header_only)
     except ImageDecodeError:
         raise
     except InvalidDicomError as exc:
         raise ImageDecodeError("not a valid DICOM file (no DICM preamble)") from exc
     except Exception as exc:  # pydicom raises many types on corrupt files
         raise ImageDecodeError("corrupt DICOM file: the header cannot be read") from exc
+    if not header_only and "PixelData" not in ds and _PIXEL_DATA_TAGS.search(data, 132):
+        # pydicom stops quietly at an element cut short: the file ends inside its pixel data
+        raise ImageDecodeError(TRUNCATED)
+    return ds
 
 
 def _tag_str(ds: Any, keyword: str) -> str | None:
@@ -384,7 +396,7 @@ def _native_pixels(ds: Any, size: int, layout: _Layout, limits: DecodeLimits) ->
     # every frame the header declares must be there: a short file is refused as truncated
     # (never read), whatever its frame count
     if size < layout.native_bytes(layout.frames):
-        raise ImageDecodeError("truncated DICOM: the pixel data is incomplete")
+        raise ImageDecodeError(TRUNCATED)
     _check_one_frame(layout.frames)
     need = layout.native_bytes()
     if need * 3 > limits.max_decode_bytes:
@@ -585,13 +597,16 @@ def read_dicom(
         # regular files only (a FIFO named x.dcm must not block), at most max_bytes
         ds = _read_dataset(read_regular_file(p, limits.max_bytes), limits, header_only=not decode)
     except FileNotFoundError:
-        return LesionRecord(id=rid, image=None, path=str(p), error=f"{p.name}: file not found")
+        why = "file not found"
     except ImageDecodeError as exc:
-        return LesionRecord(id=rid, image=None, path=str(p), error=f"{p.name}: {exc.reason}")
+        why = exc.reason
     except OSError as exc:
-        return LesionRecord(
-            id=rid, image=None, path=str(p), error=f"{p.name}: cannot read ({exc.strerror})"
-        )
+        why = f"cannot read ({exc.strerror})"
+    else:
+        why = None
+    if why is not None:  # the DICOM reader's row, as every other row of a DICOM folder
+        return LesionRecord(id=rid, image=None, source="dicom", path=str(p),
+                            error=f"{p.name}: {why}")
     # tag values that cannot be used are dropped and noted (the metadata_ignored flag), as for
     # the same file sent to predict or the API: the image is still scored
     meta, _problems = _metadata_from(ds)

@@ -267,7 +267,7 @@ def _record_from(  # noqa: C901
     source = _scalar(features, "source")
     image_bytes = _scalar_bytes(features, "image")
     if image_bytes is None:
-        problems.append("record has no image feature")
+        problems.append(_no_image(features))
     rec = LesionRecord(
         id=rid,
         image=None,
@@ -278,6 +278,21 @@ def _record_from(  # noqa: C901
         error="; ".join(problems) if problems else None,
     )
     return rec, image_bytes
+
+
+#: feature names shown in a "no image feature" message, and their longest shown length
+_SHOWN_FEATURES, _FEATURE_NAME_CHARS = 8, 40
+
+
+def _no_image(features: Mapping[str, list[Any]]) -> str:
+    """Why a record has no image, naming the layout read and the record's own feature names
+    (a shard of another schema then says so at once)."""
+    names = sorted(features)
+    shown = ", ".join(repr(n[:_FEATURE_NAME_CHARS]) for n in names[:_SHOWN_FEATURES])
+    more = f" and {len(names) - _SHOWN_FEATURES} more" if len(names) > _SHOWN_FEATURES else ""
+    found = f"it has {shown}{more}" if names else "it has no features"
+    return ("record has no image feature (SIIM-ISIC records hold the encoded image in 'image' "
+            f"and the id in 'image_name'; {found})")
 
 
 def _scalar_bytes(features: Mapping[str, list[Any]], key: str) -> bytes | None:
