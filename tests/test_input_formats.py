@@ -20,7 +20,7 @@ from dermsight.io.decode import decode_image, sniff, verify_image
 from dermsight.io.errors import ImageDecodeError
 from dermsight.predict import Dermsight
 
-ACCEPTED = "send a JPEG, PNG, WebP, BMP or TIFF photo"
+ACCEPTED = "send a JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file"
 
 
 @pytest.fixture(scope="module")

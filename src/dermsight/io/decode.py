@@ -160,10 +160,11 @@ class RefusedFormat:
 
     def reason(self) -> str:
         hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.name} files are not accepted: send a {_ACCEPTED} photo{hint}"
+        return f"{self.name} files are not accepted: send {_ACCEPTED}{hint}"
 
 
-_ACCEPTED = "JPEG, PNG, WebP, BMP or TIFF"
+#: what is accepted instead, as the upload form and the API describe it (DICOM included)
+_ACCEPTED = "a JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file"
 _CONVERT = "convert it to JPEG or PNG"
 
 #: ``sniff`` kind -> how it is refused.
