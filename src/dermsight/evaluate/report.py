@@ -80,10 +80,11 @@ __all__ = ["METRIC_LABELS", "render_report"]
 
 #: Display names for metric keys (others fall back to the key itself).
 METRIC_LABELS: dict[str, str] = {
-    "balanced_accuracy": "Balanced multiclass accuracy (ISIC 2019)",
+    "balanced_accuracy": "Balanced multiclass accuracy (the ISIC 2019 challenge's metric, "
+                         "over all test items)",
     "accuracy": "Accuracy",
     "auc_macro": "Mean one-vs-rest AUC",
-    "malignant_auc": "Malignant vs benign AUC (MEL+BCC+SCC)",
+    "malignant_auc": "Malignant (MEL, BCC or SCC) vs other AUC, on the malignant share",
     "malignant_pauc80": "Malignant pAUC above 80% TPR (0-0.2)",
     "mel_auc": "Melanoma vs rest AUC",
     "mel_pauc80": "Melanoma pAUC above 80% TPR (0-0.2)",
@@ -109,8 +110,15 @@ _HEADLINE = tuple(
 )
 _LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
 
+#: what the malignant figures score (dermsight.malignancy): not the three classes' plain sum when
+#: the bundle leaves a class out of the denominator, as the nine-class bundles leave out UNK
+_MALIGNANT_SHARE = ("The malignant share is P(MEL)+P(BCC)+P(SCC) over the probability on the "
+                    "classes the bundle does not leave out of it (a bundle may leave out UNK); "
+                    "the malignant AUC, pAUC and thresholds score it.")
+
 _PLOT_CAPTIONS: dict[str, str] = {
-    "roc": "One-vs-rest ROC curves on the test set (dashed: malignant = MEL+BCC+SCC).",
+    "roc": ("One-vs-rest ROC curves on the test set (dashed: malignant = MEL, BCC or SCC, "
+            "scored by the malignant share)."),
     "confusion": ("Confusion matrix of the suggested class (the bundle's decision rule), "
                   "rows normalised to the true class."),
     "reliability": "Reliability diagram: 15 equal-width bins on the top-class probability.",
@@ -434,7 +442,8 @@ def _headline(test: Mapping[str, Any]) -> str:
     table = _table(["metric", "value (95% CI)", "n (test items)"], rows, num_cols=[1, 2],
                    caption=f"Test metrics on {_count(metrics.get('n'))} items "
                            f"({_count(metrics.get('n_malignant'))} malignant)")
-    return "<h2>Test metrics</h2>" + table + _ci_note(test)
+    return ("<h2>Test metrics</h2>" + table + _ci_note(test)
+            + f'<p class="note">{_MALIGNANT_SHARE}</p>')
 
 
 def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -526,8 +535,8 @@ def _thresholds(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     return ("<h2>Thresholds on P(malignant)</h2>"
             + _table(header, rows, num_cols=[1, 3, 4],
                      caption=f"Thresholds on {_count(metrics.get('n'))} test items")
-            + '<p class="note">A case is positive when P(MEL)+P(BCC)+P(SCC) &ge; the '
-            "threshold.</p>"
+            + '<p class="note">A case is positive when its malignant share &ge; the '
+            f"threshold. {_MALIGNANT_SHARE}</p>"
             + (_figure("risk_tiers", plots["risk_tiers"]) if "risk_tiers" in plots else ""))
 
 
