@@ -114,7 +114,7 @@ Median ITA of the estimable images: {float(est.median()):.1f}° (10th–90th per
   few *brown* ISIC 2017 images were dim, grey-cast photographs of light skin. Read the tan, brown
   and dark counts as an upper bound on darker-skin images, not as a count of them.
 * The bands are coarse (Del Bino: very light > 55°, light 41–55°, intermediate 28–41°, tan
-  10–28°, brown −30–10°, dark < −30°); a boundary value belongs to the darker band.
+  10–28°, brown −30–10°, dark ≤ −30°); a boundary value belongs to the darker band.
 
 Reproduce (about 1 minute on 2 cores; median ITA time {ms:.2f} ms per 256 px image, decoding
 excluded, {platform.machine()}):
