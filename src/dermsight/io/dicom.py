@@ -593,6 +593,7 @@ def read_dicom(
     limits = limits or DecodeLimits()
     p = Path(path)
     rid = p.stem
+    why: str | None = None
     try:
         # regular files only (a FIFO named x.dcm must not block), at most max_bytes
         ds = _read_dataset(read_regular_file(p, limits.max_bytes), limits, header_only=not decode)
@@ -602,8 +603,6 @@ def read_dicom(
         why = exc.reason
     except OSError as exc:
         why = f"cannot read ({exc.strerror})"
-    else:
-        why = None
     if why is not None:  # the DICOM reader's row, as every other row of a DICOM folder
         return LesionRecord(id=rid, image=None, source="dicom", path=str(p),
                             error=f"{p.name}: {why}")
