@@ -10,6 +10,10 @@ patient's) ``latest_risk`` is the tier of its latest *assessed* visit, and its `
 compares its last two assessed visits. That the latest photo could not be assessed is said
 beside it (``latest_visit_risk``: the latest visit's own tier, ``cannot_assess`` then), so a
 clinician sees both the last assessed tier and that a new photo is needed.
+
+What was filed wrongly can be corrected: a visit deleted (``delete_visit``) or re-dated (the
+timeline is computed from the stored dates at every read, so it follows), a diagnosis removed
+(``delete_diagnosis``); an overwrite is checked against what the client saw (``Seen``).
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import sites
@@ -284,19 +289,105 @@ def lesion_detail(db: DbSession, lesion: Lesion) -> dict[str, Any]:
     }
 
 
-def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: str | None,
-                  user: User) -> Diagnosis:
-    d = lesion.diagnosis
+@dataclass(frozen=True)
+class Seen:
+    """The diagnosis a client saw before it changed it: ``(code, method)``, or None when it saw
+    none. ``set_diagnosis`` refuses (``Conflict``, 409) to overwrite a diagnosis that no longer
+    is what the client saw, so two clinicians never silently overwrite each other."""
+
+    diagnosis: tuple[str, str] | None
+
+
+def _recorded(db: DbSession, lesion_id: int) -> Diagnosis | None:
+    """The lesion's diagnosis as the database holds it now (not the session's copy)."""
+    return db.scalar(select(Diagnosis).where(Diagnosis.lesion_id == lesion_id)
+                     .execution_options(populate_existing=True))
+
+
+def _stale(db: DbSession, lesion_id: int) -> Conflict:
+    """The 409 of a diagnosis change made on an outdated page: what is recorded now."""
+    d = _recorded(db, lesion_id)
     if d is None:
-        d = Diagnosis(lesion_id=lesion.id, code=code, method=method, note=note,
-                      recorded_by=user.id)
-        db.add(d)
-        lesion.diagnosis = d
+        now = "it has no diagnosis now (it was removed)"
     else:
-        d.code, d.method, d.note, d.recorded_by = code, method, note, user.id
-        d.recorded_at = utcnow()
+        by = usernames(db).get(d.recorded_by or -1)
+        when = aware(d.recorded_at).strftime("%Y-%m-%d %H:%M UTC")
+        now = f"it is now {d.code} ({d.method}), recorded {when}" + (f" by {by}" if by else "")
+    return Conflict(f"the diagnosis of lesion {lesion_id} changed since you loaded it: {now}; "
+                    "reload the lesion and check it before saving")
+
+
+def _matches(d: Diagnosis | None, seen: Seen) -> bool:
+    return (None if d is None else (d.code, d.method)) == seen.diagnosis
+
+
+def _add_first(db: DbSession, d: Diagnosis) -> bool:
+    """Insert the lesion's first diagnosis: True, or False when a concurrent request recorded
+    one since the check (the unique ``diagnoses.lesion_id`` refused this one; the unit of work
+    is rolled back, as ``db.add_unique`` does). Any other integrity error propagates."""
+    try:
+        db.add(d)
+        db.flush()
+    except IntegrityError:
+        db.rollback()  # PostgreSQL answers nothing more in a failed transaction
+        if _recorded(db, d.lesion_id) is None:
+            raise
+        return False
+    return True
+
+
+def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: str | None,
+                  user: User, *, replaces: Seen | None = None) -> Diagnosis:
+    """Record (or overwrite) the lesion's confirmed diagnosis.
+
+    With ``replaces`` (what the client saw) a diagnosis that is no longer that one is a
+    ``Conflict`` (409) naming what is recorded now; the check is part of the write (an
+    ``UPDATE ... WHERE code, method`` as seen; the unique ``lesion_id`` for a first one), so
+    two concurrent changes cannot both pass it. Without ``replaces`` the last write wins, and
+    the loser of two concurrent first diagnoses overwrites the winner's (no 500)."""
+    lesion_id = lesion.id
+    if replaces is not None and not _matches(lesion.diagnosis, replaces):
+        raise _stale(db, lesion_id)
+    if lesion.diagnosis is None:
+        d = Diagnosis(lesion_id=lesion_id, code=code, method=method, note=note,
+                      recorded_by=user.id)
+        if _add_first(db, d):
+            lesion.diagnosis = d
+            return d
+        if replaces is not None:
+            raise _stale(db, lesion_id)
+    stmt = update(Diagnosis).where(Diagnosis.lesion_id == lesion_id)
+    if replaces is not None and replaces.diagnosis is not None:
+        stmt = stmt.where(Diagnosis.code == replaces.diagnosis[0],
+                          Diagnosis.method == replaces.diagnosis[1])
+    done = cast("CursorResult[Any]", db.execute(
+        stmt.values(code=code, method=method, note=note, recorded_by=user.id,
+                    recorded_at=utcnow()),
+        execution_options={"synchronize_session": False}))
+    current = _recorded(db, lesion_id)
+    if done.rowcount != 1 or current is None:
+        raise _stale(db, lesion_id)
+    return current
+
+
+def delete_diagnosis(db: DbSession, lesion: Lesion) -> None:
+    """Remove the lesion's diagnosis (``NotFound`` when it has none)."""
+    d = _recorded(db, lesion.id)
+    if d is None:
+        raise NotFound(f"lesion {lesion.id} has no diagnosis recorded: it may have been removed "
+                       "already")
+    db.delete(d)
     db.flush()
-    return d
+
+
+def delete_visit(db: DbSession, visit_id: int) -> set[str]:
+    """Delete the visit's row (``NotFound`` when absent); returns its image store keys, to be
+    deleted once committed where no other visit uses them (``Clinic.delete_unreferenced``)."""
+    v = get_or_404(db, Visit, visit_id, "visit")
+    keys = {k for k in (v.image_key, v.heatmap_key) if k}
+    db.delete(v)
+    db.flush()
+    return keys
 
 
 def count_rows(db: DbSession, model: type[Any]) -> int:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
@@ -21,7 +23,14 @@ from dermsight.clinic.runtime import Clinic
 from dermsight.clinic.visits import NOTE_MAX, assess, store_visit
 from dermsight.io.errors import ImageDecodeError
 from dermsight.records import Metadata
-from dermsight.web.clinic.bodies import DiagnosisIn, LesionIn, Line, NoteIn, PatientIn
+from dermsight.web.clinic.bodies import (
+    DiagnosisCode,
+    DiagnosisIn,
+    LesionIn,
+    Line,
+    NoteIn,
+    PatientIn,
+)
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
@@ -34,6 +43,32 @@ ZIP = "application/zip"
 #: patient images stay out of the browser's disk cache (a shared workstation keeps none of them)
 NO_STORE = {"Cache-Control": "no-store"}
 _Row = TypeVar("_Row", Patient, Lesion)
+#: a date exactly as ``taken_at`` is written: YYYY-MM-DD (ASCII digits; nothing before or after)
+ISO_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DiagnosisMethod = Literal["histopathology", "clinical"]
+
+
+class VisitChangeIn(NoteIn):
+    """``PATCH /visits/{id}``: the keys present are changed (at least one)."""
+
+    taken_at: str | None = Field(
+        default=None, max_length=40, json_schema_extra={"format": "date"},
+        description="the date the image was taken, YYYY-MM-DD (the same rules as at upload)")
+
+
+class SeenDiagnosisIn(BaseModel):
+    """The diagnosis the client saw (``replaces``)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    code: DiagnosisCode
+    method: DiagnosisMethod
+
+
+class DiagnosisChangeIn(DiagnosisIn):
+    replaces: SeenDiagnosisIn | None = Field(
+        default=None,
+        description="the diagnosis the client saw before this change ({code, method}), null "
+                    "when it saw none; absent: not checked")
 
 
 def _check_note(note: str | None) -> str | None:
@@ -150,7 +185,9 @@ def _taken_at(raw: str | None) -> dt.date:
     if raw is None:
         return today
     try:
-        day = dt.date.fromisoformat(raw.strip()[:10])
+        if not ISO_DAY.fullmatch(raw.strip()):
+            raise ValueError(raw)
+        day = dt.date.fromisoformat(raw.strip())
     except ValueError as exc:
         raise UploadError(422, f"the date the image was taken (taken_at) {raw[:40]!r} is not a "
                                "date written YYYY-MM-DD: write it like 2026-03-14") from exc
@@ -232,15 +269,48 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 
-@router.patch("/visits/{visit_id}", summary="Change a visit's clinician note")
-def update_visit(visit_id: ObjectId, body: NoteIn, request: Request,
+VISIT_CHANGE = (
+    "Send `note`, `taken_at` or both; a key left out keeps its value, `{}` is a 422. "
+    "`note: null` (or empty) removes the note. `taken_at` is written YYYY-MM-DD and follows "
+    "the rules of an upload (not before 1990-01-01, not after tomorrow, UTC); the lesion's "
+    "timeline (visit order, changes, `latest_risk`, `risk_rose`) follows the new date.")
+
+
+@router.patch("/visits/{visit_id}", summary="Change a visit's note and / or the date it was "
+                                            "taken", description=VISIT_CHANGE)
+def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
                  user: CurrentUser) -> dict[str, Any]:
+    given = body.model_fields_set
+    if not given & {"note", "taken_at"}:
+        raise HTTPException(422, "give note or taken_at (or both): the request changes nothing")
     note = _check_note(body.note)
+    if "taken_at" in given and body.taken_at is None:
+        raise HTTPException(422, "taken_at cannot be removed: give the date the image was taken, "
+                                 "YYYY-MM-DD")
+    taken_at = _taken_at(body.taken_at) if body.taken_at is not None else None
     with clinic_of(request).db.session() as s:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
-        v.note = note
+        if "note" in given:
+            v.note = note
+        if taken_at is not None:
+            v.taken_at = taken_at
         audit.record(s, user, "update", "visit", v.id)
         return cases.visit_json(v, cases.usernames(s))
+
+
+@router.delete("/visits/{visit_id}", status_code=204,
+               summary="Delete a wrongly filed visit with its image files",
+               description="The visit's row goes (audited); then its image and heatmap files, "
+                           "unless another visit uses the same file. The lesion stays, also "
+                           "without visits.")
+def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Response:
+    clinic = clinic_of(request)
+    with clinic.db.session() as s:
+        keys = cases.delete_visit(s, visit_id)
+        audit.record(s, user, "delete", "visit", visit_id)
+    clinic.db.scrub()
+    clinic.delete_unreferenced(keys)
+    return Response(status_code=204)
 
 
 def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
@@ -268,14 +338,40 @@ def visit_heatmap(visit_id: ObjectId, request: Request, user: CurrentUser
     return _visit_file(request, visit_id, heatmap=True)
 
 
-@router.put("/lesions/{lesion_id}/diagnosis", summary="Record the confirmed diagnosis")
-def put_diagnosis(lesion_id: ObjectId, body: DiagnosisIn, request: Request,
+DIAGNOSIS_CHANGE = (
+    "Records the lesion's confirmed diagnosis, or overwrites the one recorded. Send "
+    "`replaces`: the diagnosis the page showed, `{code, method}`, or `null` when it "
+    "showed none. When the recorded one is no longer that (someone changed, recorded or "
+    "removed it meanwhile) nothing is written and the answer is a 409 whose `detail` names "
+    "what is recorded now: reload and check. Without `replaces` the diagnosis is overwritten "
+    "unchecked (the last write wins), as before this release.")
+
+
+@router.put("/lesions/{lesion_id}/diagnosis", summary="Record the confirmed diagnosis",
+            description=DIAGNOSIS_CHANGE)
+def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request,
                   user: CurrentUser) -> dict[str, Any]:
     note = _check_note(body.note)
+    seen = None
+    if "replaces" in body.model_fields_set:
+        was = body.replaces
+        seen = cases.Seen(None if was is None else (was.code, was.method))
     with clinic_of(request).db.session() as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
-        d = cases.set_diagnosis(s, le, body.code, body.method, note, user)
-        audit.record(s, user, "update", "diagnosis", le.id)
+        d = cases.set_diagnosis(s, le, body.code, body.method, note, user, replaces=seen)
+        audit.record(s, user, "update", "diagnosis", lesion_id)
         out = cases.diagnosis_json(d, cases.usernames(s))
     assert out is not None
     return out
+
+
+@router.delete("/lesions/{lesion_id}/diagnosis", status_code=204,
+               summary="Remove the lesion's diagnosis (404 when it has none)")
+def delete_diagnosis(lesion_id: ObjectId, request: Request, user: CurrentUser) -> Response:
+    clinic = clinic_of(request)
+    with clinic.db.session() as s:
+        le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        cases.delete_diagnosis(s, le)
+        audit.record(s, user, "delete", "diagnosis", lesion_id)
+    clinic.db.scrub()
+    return Response(status_code=204)
