@@ -49,6 +49,7 @@ class Refused(enum.Enum):
     IDLE = "idle"  # a session unused for longer than the idle timeout (deleted now)
     REVOKED = "revoked"  # an API token its owner revoked
     DISABLED = "disabled"  # the account is no longer active
+    SHARED = "shared"  # the server's shared API token, which opens no clinic route
 
 
 def aware(t: datetime) -> datetime:
@@ -244,11 +245,19 @@ def create_token(db: DbSession, user: User, name: str) -> tuple[str, ApiToken]:
     return token, row
 
 
-def token_lookup(db: DbSession, token: str) -> User | Refused:
-    """The user of an API token, else why not: ``UNKNOWN``, ``REVOKED`` or ``DISABLED``."""
+def is_shared_token(token: str, shared: str | None) -> bool:
+    """Whether ``token`` is the server's shared API token ``shared`` (``DERMSIGHT_API_TOKEN``;
+    None: none is set), compared in constant time."""
+    return bool(shared) and hmac.compare_digest(token.encode(), (shared or "").encode())
+
+
+def token_lookup(db: DbSession, token: str, shared: str | None = None) -> User | Refused:
+    """The user of an API token, else why not: ``UNKNOWN``, ``REVOKED``, ``DISABLED``, or
+    ``SHARED`` when it is no user's token but the server's shared one (``shared``: it opens only
+    the stateless routes)."""
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(token)))
     if row is None:
-        return Refused.UNKNOWN
+        return Refused.SHARED if is_shared_token(token, shared) else Refused.UNKNOWN
     if row.revoked_at is not None:
         return Refused.REVOKED
     user = db.get(User, row.user_id)

@@ -9,6 +9,7 @@ import json
 import re
 import unicodedata
 import zipfile
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -19,10 +20,15 @@ from sqlalchemy.orm import Session as DbSession
 from dermsight.clinic.cases import patient_detail, usernames, visit_json
 from dermsight.clinic.imagestore import ImageStore
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
+from dermsight.predict import CANNOT_ASSESS
 
 #: the ``dermsight`` CSV layout (io/csvfolder.py) plus where each row came from
 CONFIRMED_COLUMNS = ("image_id", "diagnosis", "age_approx", "sex", "anatom_site", "lesion_id",
                      "group_id", "source", "diagnosis_method", "taken_at")
+#: the confirmed-case export's note on what it holds and leaves out
+README = "README.txt"
+#: the response header with how many visits the confirmed-case export left out
+LEFT_OUT_HEADER = "X-Dermsight-Left-Out"
 
 
 #: runs of characters no download name keeps: anything but letters, digits, ``.`` and ``-``
@@ -71,13 +77,38 @@ def confirmed_attachment(day: date) -> str:
     return _attachment(name, name)
 
 
-def confirmed_zip(db: DbSession, images: ImageStore) -> tuple[bytes, int]:
-    """Every visit of every lesion with a confirmed diagnosis (one row per image; lesion and
-    patient as ``lesion_id`` / ``group_id`` so splits and bootstraps keep them together).
-    Returns the zip bytes and the number of rows."""
+@dataclass(frozen=True)
+class ConfirmedExport:
+    """The confirmed-case zip (``data``), its ``metadata.csv`` rows, and the visits of confirmed
+    lesions left out because their photo could not be assessed."""
+
+    data: bytes
+    n_rows: int
+    n_left_out: int
+
+
+def _readme(n_rows: int, n_left_out: int) -> str:
+    """``README.txt`` of the confirmed-case export: what it holds and what it leaves out."""
+    visits = "visit was" if n_left_out == 1 else "visits were"
+    return (
+        "Confirmed cases of this clinic, in the layout dermsight evaluate / train / bundle adapt "
+        "read (metadata.csv + images/).\n"
+        f"{n_rows} image{'' if n_rows == 1 else 's'}: every visit of a lesion with a recorded "
+        "diagnosis whose photo could be assessed, labelled with the lesion's diagnosis.\n"
+        f"{n_left_out} {visits} left out: the gate refused the photo (\"cannot assess\": not "
+        "a usable skin-lesion image, e.g. blurred, too dark or not skin), so it is not an image "
+        "of the lesion to label with its diagnosis.\n")
+
+
+def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
+    """Every visit of every lesion with a confirmed diagnosis whose photo could be assessed (one
+    row per image; lesion and patient as ``lesion_id`` / ``group_id`` so splits and bootstraps
+    keep them together). A visit the gate refused ("cannot assess") is left out of
+    ``metadata.csv`` and ``images/`` (a photo of a flag or an ID card must not become a
+    labelled training image) and counted in ``README.txt`` and ``n_left_out``."""
     rows = db.execute(
         select(Visit.id, Visit.image_key, Visit.age, Visit.sex, Visit.site, Visit.taken_at,
-               Visit.lesion_id, Lesion.patient_id, Diagnosis.code, Diagnosis.method)
+               Visit.lesion_id, Visit.risk, Lesion.patient_id, Diagnosis.code, Diagnosis.method)
         .join(Lesion, Lesion.id == Visit.lesion_id)
         .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
         .order_by(Visit.id))
@@ -85,9 +116,12 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> tuple[bytes, int]:
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(CONFIRMED_COLUMNS)
-    n = 0
+    n = left_out = 0
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for r in rows:
+            if r.risk == CANNOT_ASSESS:
+                left_out += 1
+                continue
             image_id = f"visit_{r.id}"
             zf.writestr(f"images/{image_id}.png", images.get(r.image_key))
             age = "" if r.age is None else f"{r.age:g}"
@@ -96,7 +130,8 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> tuple[bytes, int]:
                              r.method, r.taken_at.isoformat()])
             n += 1
         zf.writestr("metadata.csv", table.getvalue())
-    return buf.getvalue(), n
+        zf.writestr(README, _readme(n, left_out))
+    return ConfirmedExport(buf.getvalue(), n, left_out)
 
 
 def patient_zip(db: DbSession, images: ImageStore, patient: Patient) -> bytes:

@@ -1,9 +1,13 @@
 """The clinic's own figures: how each model version did on the clinic's confirmed lesions.
 
 One item per (lesion with a confirmed diagnosis, model version): that model's latest assessable
-visit of the lesion. Figures come from ``dermsight.evaluate.metrics`` with group-bootstrap CIs
-(``evaluate.bootstrap``, groups = patients); a figure with too few cases behind it is withheld
-(``None``) and the note says why.
+visit of the lesion. A confirmed lesion none of whose visits by a model version could be assessed
+("cannot assess": the gate refused the photo) is no item of that version, and is counted
+(``n_left_out_cannot_assess``). Figures come from ``dermsight.evaluate.metrics`` with intervals
+over patients (groups) as ``dermsight evaluate`` gives them (``evaluate.bootstrap``'s
+``WILSON`` method): a proportion (sensitivity, specificity) the Wilson score interval widened to
+the group bootstrap, so 7 of 7 is not "1.000 to 1.000"; the AUC the group bootstrap. A figure
+with too few cases behind it is withheld (``None``) and the note says why.
 """
 
 from __future__ import annotations
@@ -21,8 +25,13 @@ from sqlalchemy.orm import Session as DbSession
 
 from dermsight import taxonomy
 from dermsight.clinic.models import Diagnosis, Lesion, Visit
-from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.bootstrap import (
+    RESAMPLED_METHOD,
+    bootstrap,
+    case_intervals,
+)
 from dermsight.evaluate.metrics import binary_auc, confusion_counts, rates_at_threshold
+from dermsight.predict import CANNOT_ASSESS
 
 #: fewest positives AND negatives behind a sensitivity/specificity or an AUC
 MIN_EACH = 5
@@ -39,18 +48,36 @@ class ConfirmedItem:
     prediction: str
 
 
-def confirmed_items(db: DbSession) -> dict[tuple[str, str], list[ConfirmedItem]]:
-    """Per (model name, version): one item per confirmed lesion (its latest assessable visit)."""
-    rows = db.execute(
+def _confirmed_visits(db: DbSession) -> Any:
+    """Every visit of a lesion with a confirmed diagnosis, oldest first."""
+    return db.execute(
         select(Visit.lesion_id, Visit.taken_at, Visit.id, Visit.model_name, Visit.model_version,
                Visit.risk, Visit.result_json, Diagnosis.code, Lesion.patient_id)
         .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
         .join(Lesion, Lesion.id == Visit.lesion_id)
-        .where(Visit.risk != "cannot_assess")
         .order_by(Visit.taken_at, Visit.id))
+
+
+@dataclass(frozen=True)
+class ConfirmedCases:
+    """``items``: per (model name, version), one item per confirmed lesion (its latest
+    assessable visit by that version); ``unassessable``: per version, the confirmed lesions it
+    saw but could assess on no visit; ``n_unassessable``: the confirmed lesions with visits, none
+    of which any version could assess (in no version's figures)."""
+
+    items: dict[tuple[str, str], list[ConfirmedItem]]
+    unassessable: dict[tuple[str, str], int]
+    n_unassessable: int
+
+
+def confirmed_cases(db: DbSession) -> ConfirmedCases:
+    """The confirmed lesions per model version, and those no visit of which could be assessed."""
     latest: dict[tuple[str, str, int], Any] = {}
-    for r in rows:
-        latest[(r.model_name, r.model_version, r.lesion_id)] = r  # later rows win
+    seen: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for r in _confirmed_visits(db):
+        seen[(r.model_name, r.model_version)].add(r.lesion_id)
+        if r.risk != CANNOT_ASSESS:
+            latest[(r.model_name, r.model_version, r.lesion_id)] = r  # later rows win
     out: dict[tuple[str, str], list[ConfirmedItem]] = defaultdict(list)
     for (name, version, _), r in sorted(latest.items()):
         result = json.loads(r.result_json)
@@ -58,7 +85,16 @@ def confirmed_items(db: DbSession) -> dict[tuple[str, str], list[ConfirmedItem]]
             patient_id=r.patient_id, lesion_id=r.lesion_id, code=r.code,
             referred=r.risk == "high", probabilities=result["probabilities"],
             prediction=result["prediction"]))
-    return out
+    assessed = {lesion for (_, _, lesion) in latest}
+    unassessable = {key: len(lesions - {it.lesion_id for it in out.get(key, [])})
+                    for key, lesions in seen.items()}
+    n_unassessable = len(set().union(*seen.values()) - assessed) if seen else 0
+    return ConfirmedCases(dict(out), unassessable, n_unassessable)
+
+
+def confirmed_items(db: DbSession) -> dict[tuple[str, str], list[ConfirmedItem]]:
+    """Per (model name, version): one item per confirmed lesion (its latest assessable visit)."""
+    return confirmed_cases(db).items
 
 
 def _ci(d: dict[str, float | int | None], k: int | None = None, n: int | None = None
@@ -70,7 +106,16 @@ def _ci(d: dict[str, float | int | None], k: int | None = None, n: int | None = 
     return out
 
 
-def model_figures(name: str, version: str, items: Sequence[ConfirmedItem]) -> dict[str, Any]:
+def _proportion(entry: dict[str, Any], k: int, n: int) -> dict[str, Any]:
+    """A ``case_intervals`` entry of ``k`` of ``n`` lesions as the dashboard sends it."""
+    return {"value": entry["value"], "lo": entry["lo"], "hi": entry["hi"], "k": k, "n": n,
+            "method": entry["method"]}
+
+
+def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_out: int = 0
+                  ) -> dict[str, Any]:
+    """The figures of one model version on its items; ``left_out``: the confirmed lesions it saw
+    on no assessable visit (said in the note)."""
     classes = list(items[0].probabilities) if items else list(taxonomy.CLASS_CODES)
     groups = np.array([it.patient_id for it in items])
     malignant = np.array([it.code in taxonomy.MALIGNANT for it in items], dtype=bool)
@@ -80,28 +125,32 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem]) -> di
     n, n_mal, n_mel = len(items), int(malignant.sum()), int(is_mel.sum())
     notes = []
 
-    def rates(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
+    def rates(w: npt.NDArray[np.float64] | None) -> dict[str, float | int | None]:
         sens, spec = rates_at_threshold(malignant, referred, 0.5, w)
-        return {"sensitivity": sens, "specificity": spec}
+        # the counts let case_intervals find the cases behind each rate (``cases_behind``)
+        return {"sensitivity": sens, "specificity": spec, "n": n, "n_malignant": n_mal}
 
     refer: dict[str, Any] = {"sensitivity": None, "specificity": None}
     if n_mal >= MIN_EACH and n - n_mal >= MIN_EACH:
-        ci = bootstrap(rates, n, groups, n_boot=N_BOOT, seed=0)
+        ci = case_intervals(rates, n, groups, n_boot=N_BOOT, seed=0)
         k_sens = int((malignant & (referred > 0)).sum())
         k_spec = int((~malignant & (referred == 0)).sum())
-        refer = {"sensitivity": _ci(ci["sensitivity"], k_sens, n_mal),
-                 "specificity": _ci(ci["specificity"], k_spec, n - n_mal)}
+        refer = {"sensitivity": _proportion(ci["sensitivity"], k_sens, n_mal),
+                 "specificity": _proportion(ci["specificity"], k_spec, n - n_mal)}
     else:
         notes.append(f"refer-tier sensitivity/specificity withheld: {n_mal} malignant and "
                      f"{n - n_mal} benign confirmed lesions (at least {MIN_EACH} of each needed)")
     mel_auc = None
     if n_mel >= MIN_EACH and n - n_mel >= MIN_EACH:
-        ci = bootstrap(lambda w: {"auc": binary_auc(is_mel, p_mel, w)}, n, groups,
-                       n_boot=N_BOOT, seed=0)
-        mel_auc = _ci(ci["auc"], n=n)
+        auc = bootstrap(lambda w: {"auc": binary_auc(is_mel, p_mel, w)}, n, groups,
+                        n_boot=N_BOOT, seed=0)
+        mel_auc = {**_ci(auc["auc"], n=n), "method": RESAMPLED_METHOD}
     else:
         notes.append(f"melanoma AUC withheld: {n_mel} melanomas and {n - n_mel} other confirmed "
                      f"lesions (at least {MIN_EACH} of each needed)")
+    if left_out:
+        notes.append(f"{left_out} confirmed lesion{'s' if left_out != 1 else ''} left out: no "
+                     "photo of it could be assessed by this model version (cannot assess)")
     in_model = [i for i, it in enumerate(items) if it.code in classes]
     if len(in_model) < n:
         notes.append(f"{n - len(in_model)} lesions with a diagnosis this model does not know "
@@ -115,14 +164,21 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem]) -> di
         matrix = cm.astype(int).tolist()
     return {
         "name": name, "version": version, "n_lesions": n, "n_malignant": n_mal, "n_mel": n_mel,
+        "n_left_out_cannot_assess": left_out,
         "refer": refer, "mel_auc": mel_auc,
         "confusion": {"labels": classes, "matrix": matrix},
         "note": "; ".join(notes) if notes else
-        f"95 % bootstrap intervals over patients ({N_BOOT} resamples); one item per lesion "
-        "(its latest visit assessed by this model version)",
+        f"95 % intervals over patients: sensitivity and specificity by the Wilson score "
+        f"interval, widened to the bootstrap ({N_BOOT} resamples) where that is wider; the AUC "
+        "by the bootstrap; one item per lesion (its latest visit assessed by this model "
+        "version)",
     }
 
 
 def dashboard(db: DbSession) -> dict[str, Any]:
-    return {"models": [model_figures(name, version, items)
-                       for (name, version), items in confirmed_items(db).items()]}
+    """Per model version its figures; ``n_left_out_cannot_assess``: the confirmed lesions in no
+    version's figures because none of their visits could be assessed."""
+    found = confirmed_cases(db)
+    return {"models": [model_figures(*key, items, found.unassessable.get(key, 0))
+                       for key, items in found.items.items()],
+            "n_left_out_cannot_assess": found.n_unassessable}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
 from starlette.exceptions import HTTPException
 
@@ -68,12 +68,26 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
     response.set_cookie(COOKIE, cookie, max_age=accounts.SESSION_DAYS * 86400, httponly=True,
                         samesite="strict", secure=_https(request) or clinic.config.secure_cookie,
                         path="/")
-    return {"user": user_json(user), "csrf_token": row.csrf_token}
+    return {"user": user_json(user), "csrf_token": row.csrf_token,
+            # the web UI hides its page after this many minutes without activity
+            "idle_minutes": clinic.config.session_idle_minutes}
 
 
-@router.post("/auth/logout", status_code=204, summary="Log out (ends the session)")
+#: a bearer token on the routes that only a signed-in session may use
+TOKEN_CANNOT_CREATE = ("an API token cannot create API tokens (a leaked one could otherwise "
+                       "outlive its revocation): sign in and create it from your session")
+TOKEN_CANNOT_LOG_OUT = ("an API token is not a session and logging out does not end it: "
+                        "revoke it with DELETE /api/v1/auth/tokens/{id} (GET "
+                        "/api/v1/auth/tokens lists their ids)")
+
+
+@router.post("/auth/logout", status_code=204, summary="Log out (ends the session)",
+             responses={400: {"description": "sent with an API token instead of a session"}})
 def logout(request: Request) -> Response:
-    authenticate(request)  # cookie sessions need the CSRF header here too
+    """A bearer API token is not ended by logging out: 400, saying how to revoke it (so that a
+    script that "logs out" its token does not believe it is gone)."""
+    if authenticate(request).session is None:  # cookie sessions need the CSRF header here too
+        raise HTTPException(400, TOKEN_CANNOT_LOG_OUT)
     cookie = request.cookies.get(COOKIE)
     clinic = clinic_of(request)
     if cookie:
@@ -84,11 +98,13 @@ def logout(request: Request) -> Response:
     return response
 
 
-@router.get("/auth/me", summary="The logged-in user and the session's CSRF token")
+@router.get("/auth/me", summary="The logged-in user, the session's CSRF token and the idle "
+                                "timeout")
 def me(request: Request) -> dict[str, Any]:
     auth = authenticate(request)
     return {"user": user_json(auth.user),
-            "csrf_token": auth.session.csrf_token if auth.session else None}
+            "csrf_token": auth.session.csrf_token if auth.session else None,
+            "idle_minutes": clinic_of(request).config.session_idle_minutes}
 
 
 @router.get("/auth/tokens", summary="Your API tokens (never the token itself)")
@@ -100,9 +116,20 @@ def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
             for t in rows]
 
 
-@router.post("/auth/tokens", status_code=201, summary="A new API token (shown once)")
-def create_token(body: TokenIn, request: Request, user: CurrentUser
+def session_user(request: Request) -> User:
+    """The user of a signed-in session (cookie + CSRF); 403 for a bearer API token."""
+    auth = authenticate(request)
+    if auth.session is None:
+        raise HTTPException(403, TOKEN_CANNOT_CREATE)
+    return auth.user
+
+
+@router.post("/auth/tokens", status_code=201,
+             summary="A new API token (shown once; from a signed-in session only)")
+def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(session_user)]
                  ) -> dict[str, Any]:
+    """Only a session may create a token: a token that made tokens would let whoever holds a
+    leaked one keep access after it is revoked."""
     with clinic_of(request).db.session() as s:
         token, row = accounts.create_token(s, user, body.name)
         audit.record(s, user, "create", "api_token", row.id)

@@ -30,6 +30,7 @@ from dermsight.web.clinic.bodies import (
     Line,
     NoteIn,
     PatientIn,
+    note_problem,
 )
 from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
@@ -78,6 +79,9 @@ def _check_note(note: str | None) -> str | None:
     if note is not None and "\x00" in note:  # PostgreSQL cannot store it
         raise HTTPException(422, "the note contains a NUL character (code 0), which cannot be "
                                  "stored: remove it")
+    why = None if note is None else note_problem(note)  # the upload form's note: no pydantic
+    if why is not None:
+        raise HTTPException(422, f"the note {why}")
     return note or None
 
 

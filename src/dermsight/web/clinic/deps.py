@@ -47,6 +47,10 @@ TOKEN_REFUSED = {
                               "a new one",
     accounts.Refused.REVOKED: "this API token has been revoked: create a new one",
     accounts.Refused.DISABLED: DISABLED,
+    accounts.Refused.SHARED: "this is the server's shared API token (DERMSIGHT_API_TOKEN): it "
+                             "opens only the stateless routes (predict, model, examples); the "
+                             "clinic's routes need a user: sign in, or send a per-user API "
+                             "token",
 }
 
 
@@ -78,8 +82,9 @@ def authenticate(request: Request) -> Auth:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise _unauthorized(BAD_AUTH_HEADER)
+        shared = request.app.state.settings.api_token
         with clinic.db.session() as s:
-            user = accounts.token_lookup(s, token.strip())
+            user = accounts.token_lookup(s, token.strip(), shared)
         if isinstance(user, accounts.Refused):
             raise _unauthorized(TOKEN_REFUSED[user])
         return Auth(user, None)

@@ -25,14 +25,15 @@ def dashboard(request: Request, user: CurrentUser) -> dict[str, Any]:
 
 @router.get("/clinic/export/confirmed", response_class=Response,
             summary="Confirmed cases as metadata.csv + images/ (zip; dermsight evaluate/train "
-                    "read it)")
+                    "read it), without the visits that could not be assessed")
 def export_confirmed(request: Request, user: CurrentUser) -> Response:
     clinic = clinic_of(request)
     with clinic.db.session() as s:
-        data, _ = exports.confirmed_zip(s, clinic.images)
+        export = exports.confirmed_zip(s, clinic.images)
         audit.record(s, user, "export", "confirmed_cases", None)
-    return Response(data, media_type="application/zip", headers={
-        "Content-Disposition": exports.confirmed_attachment(dt.date.today())})
+    return Response(export.data, media_type="application/zip", headers={
+        "Content-Disposition": exports.confirmed_attachment(dt.date.today()),
+        exports.LEFT_OUT_HEADER: str(export.n_left_out)})
 
 
 @router.get("/visits/{visit_id}/similar",
