@@ -2,9 +2,9 @@ import { useEffect, useRef, useState } from 'react'
 import { clearCache, onAuthRequired } from './api.ts'
 import { logout, me, onSessionExpired } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
-import { ClinicContext, useClinicRoute } from './clinic/session.ts'
+import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './clinic/session.ts'
 import type { Session } from './clinic/types.ts'
-import { ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
+import { AudienceSwitch, ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
 import { Logo } from './components/Icons.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
 import { HealthContext, healthStatusText, useHealth, useHealthPoll } from './health.ts'
@@ -51,6 +51,8 @@ export default function App() {
   // who was signed in when the server ended the session (idle timeout): the page stays mounted,
   // hidden, under a sign-in form for that user, so nothing typed on it is lost
   const [resumeAs, setResumeAs] = useState<string | null>(null)
+  // why the page was hidden, when the page itself saw the idle time pass (one line on the form)
+  const [hiddenWhy, setHiddenWhy] = useState<string | null>(null)
   const sessionRef = useRef<Session | null>(null)
   useEffect(() => {
     sessionRef.current = session
@@ -68,6 +70,16 @@ export default function App() {
       }),
     [],
   )
+  // Nobody used the page for the server's idle timeout: the server has ended the session (or
+  // will at the next request), so the patient's data goes off the screen now, as after a 401.
+  useIdleTimeout(session, (minutes) => {
+    setResumeAs(session?.user.username ?? null)
+    setHiddenWhy(idleReason(minutes))
+    setSession(null)
+  })
+  useEffect(() => {
+    if (session) setHiddenWhy(null)
+  }, [session])
   useEffect(() => {
     if (!clinicOn) return
     me().then(
@@ -95,6 +107,7 @@ export default function App() {
     void logout().finally(() => {
       setSession(null)
       setResumeAs(null) // signing out discards the page, unlike a session that timed out
+      setHiddenWhy(null)
       window.location.hash = clinicHref.patients
     })
   }
@@ -132,22 +145,7 @@ export default function App() {
                 {clinicOn && <ClinicNavLinks route={clinicPage} session={session} />}
               </nav>
               {clinicOn && <ClinicUser session={session} onLogout={signOut} />}
-              <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
-                <span className="audience-label" aria-hidden="true">
-                  View:
-                </span>
-                {(['clinician', 'patient'] as Audience[]).map((a) => (
-                  <button
-                    key={a}
-                    type="button"
-                    aria-pressed={audience === a}
-                    onClick={() => chooseAudience(a)}
-                    data-testid={`audience-${a}`}
-                  >
-                    {a === 'clinician' ? 'Clinician' : 'Patient'}
-                  </button>
-                ))}
-              </div>
+              <AudienceSwitch audience={audience} onChoose={chooseAudience} clinic={clinicPage !== null} />
             </div>
           </header>
           {needToken && (
@@ -172,9 +170,11 @@ export default function App() {
                   route={clinicPage}
                   checked={sessionChecked}
                   resumeAs={resumeAs}
+                  hiddenWhy={hiddenWhy}
                   onSwitchUser={() => {
                     forgetAssessCase()
                     setResumeAs(null)
+                    setHiddenWhy(null)
                   }}
                 />
               </ClinicContext.Provider>

@@ -10,7 +10,6 @@ import type { ModelCard } from './api.ts'
 import { RetakeBadge, TierBadge } from './clinic/badges.tsx'
 import { assessedOn, lesionTierWord, RETAKE_LABEL, retakeNote, riseAcrossRefused } from './clinic/format.ts'
 import type { Change, Visit } from './clinic/types.ts'
-import { NewVisitForm } from './components/NewVisitForm.tsx'
 import { changeHint, malignantExcluded, malignantLabel, malignantShareNote } from './content.ts'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
@@ -152,17 +151,5 @@ describe('the Model and Learn pages do not call the share a probability', () => 
     expect(t).not.toContain('estimated probability that the lesion is one of the three cancers')
     expect(t).toContain('how much of the model’s estimate for the specific, named types goes to the three cancers')
     expect(t).toContain('not the chance that the lesion is a cancer')
-  })
-})
-
-// --- the age ----------------------------------------------------------------------------------------
-
-describe('a new visit starts from the last age, rounded', () => {
-  it('pre-fills DICOM "007M" (0.5833… years) as 0.58, not 0.5833333333333334', () => {
-    const html = renderToStaticMarkup(
-      createElement(NewVisitForm, { lesionId: 1, site: null, age: 7 / 12, sex: null, onSaved: () => undefined }),
-    )
-    const input = /<input[^>]*data-testid="age-input"[^>]*>/.exec(html)?.[0] ?? ''
-    expect(input).toContain('value="0.58"')
   })
 })

@@ -169,6 +169,19 @@ describe('the check before an upload (Assess page and clinic visit)', () => {
     expect(tooLargeAnswer(new Error('upload too large'), file)).toBeNull()
   })
 
+  it('says a 413 about something else (a note too long) in its own words, without the file size', async () => {
+    const file = lesion() // the real 9 KB JPEG: well under any limit
+    // the clinic's visit route: the note is over NOTE_MAX (clinicFetch capitalises the detail)
+    const note = new ApiError(413, 'The note is too long (2,500 characters; at most 2,000): shorten it')
+    expect(tooLargeAnswer(note, file)).toBeNull()
+    // a 413 about the upload's size still gets the file-size wording, whoever sent it
+    expect(tooLargeAnswer(new ApiError(413, 'Upload too large: the limit is 20 MB per image'), file)).toBe(
+      'The image file is too large (9 KB): this server accepts files up to 20 MB. Send a smaller copy of the photo (for example a high-quality JPEG export).',
+    )
+    expect(tooLargeAnswer(new ApiError(413, 'The image file is too large.'), file)).toBe('The image file is too large. This file is 9 KB.')
+    expect(tooLargeAnswer(new ApiError(413, 'Request Entity Too Large'), file)).toBe('Request Entity Too Large. This file is 9 KB.')
+  })
+
   const refusals: [string, number[], RegExp][] = [
     ['empty.jpg', [], /^This file is empty \(0 bytes\): it holds no image\.$/],
     ['IMG_0001.HEIC', [0, 0, 0, 0x18, ...ascii('ftypheic'), 0, 0, 0, 0, ...ascii('mif1heic'), ...new Array(64).fill(0)], /^HEIC\/HEIF files .*Most Compatible\)\.$/],

@@ -55,10 +55,20 @@ export function uploadRefusal(file: File | null, preview: Preview, maxBytes: num
   return preview.refused ?? oversizeUpload(file.size, maxBytes)
 }
 
-/** A failed upload of `file` that the server refused as too large (a 413), in the words of the
- * check before sending; null for any other failure. */
+/** Whether a 413's detail is about the size of the upload (the server's "upload too large: the
+ * limit is 20 MB per image", a proxy's "Request Entity Too Large", none at all), not about
+ * another part of the request, such as the clinic's "the note is too long (2,500 characters; at
+ * most 2,000): shorten it", where the image's size is beside the point. */
+export function isUploadSizeRefusal(message: string): boolean {
+  return /too large|entity|limit is [\d.]+\s*[KMG]?B/i.test(message)
+}
+
+/** A failed upload of `file` that the server refused as too large (a 413 about the upload's
+ * size), in the words of the check before sending; null for any other failure, also a 413 about
+ * something else (a note too long), whose own message says what to change. */
 export function tooLargeAnswer(err: unknown, file: File): string | null {
-  return err instanceof ApiError && err.status === 413 ? describeTooLarge(err.message, file.size) : null
+  if (!(err instanceof ApiError) || err.status !== 413 || !isUploadSizeRefusal(err.message)) return null
+  return describeTooLarge(err.message, file.size)
 }
 
 export interface ImageUpload {

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { createPatient, listPatients, login, logout } from './api.ts'
+import { changeVisitDate, createPatient, deleteVisit, listPatients, login, logout, removeDiagnosis, setCsrfToken, updateVisitNote } from './api.ts'
 
 function reply(body: unknown, status = 200): Response {
   return new Response(body === null ? null : JSON.stringify(body), { status, headers: { 'Content-Type': 'application/json' } })
@@ -71,5 +71,33 @@ describe('clinic API client', () => {
     vi.stubGlobal('fetch', async () => new Response(JSON.stringify({ detail }), { status: 429, headers: { 'Retry-After': '600' } }))
     // said once, in minutes, as a sentence
     await expect(login('ana', 'bad')).rejects.toThrow(/^Too many failed logins: try again in 10 min\.$/)
+  })
+
+  it('corrects a wrongly filed visit or diagnosis with the CSRF header: delete, new date, remove', async () => {
+    const calls: { url: string; init: RequestInit }[] = []
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit) => {
+      calls.push({ url, init })
+      return init.method === 'DELETE' ? new Response(null, { status: 204 }) : reply({ id: 12 })
+    })
+    setCsrfToken('csrf-xyz')
+    try {
+      await expect(deleteVisit(12)).resolves.toBeUndefined()
+      await changeVisitDate(12, '2024-02-29')
+      await updateVisitNote(12, 'seen again')
+      await expect(removeDiagnosis(70)).resolves.toBeUndefined()
+    } finally {
+      setCsrfToken(null)
+    }
+    expect(calls.map((c) => `${c.init.method} ${c.url}`)).toEqual([
+      'DELETE /api/v1/visits/12',
+      'PATCH /api/v1/visits/12',
+      'PATCH /api/v1/visits/12',
+      'DELETE /api/v1/lesions/70/diagnosis',
+    ])
+    for (const c of calls) expect(new Headers(c.init.headers).get('X-CSRF-Token')).toBe('csrf-xyz')
+    // only the key being changed is sent: a new date does not touch the note
+    expect(JSON.parse(String(calls[1].init.body))).toEqual({ taken_at: '2024-02-29' })
+    expect(JSON.parse(String(calls[2].init.body))).toEqual({ note: 'seen again' })
+    expect(new Headers(calls[1].init.headers).get('Content-Type')).toBe('application/json')
   })
 })

@@ -145,6 +145,10 @@ export interface NewLesion {
 export const createLesion = (patientId: number, l: NewLesion) => json<Lesion>(`/patients/${patientId}/lesions`, send('POST', l))
 export const getLesion = (id: number) => json<LesionDetail>(`/lesions/${id}`)
 
+/** The longest note (a visit's or a diagnosis's) the server stores, in characters: the server's
+ * `NOTE_MAX` (src/dermsight/clinic/visits.py; a longer note is a 413). Change both together. */
+export const NOTE_MAX = 2000
+
 export interface NewVisit {
   image: File
   age: number | null
@@ -165,10 +169,41 @@ export async function createVisit(lesionId: number, v: NewVisit): Promise<Visit>
   return json<Visit>(`/lesions/${lesionId}/visits`, { method: 'POST', body: form })
 }
 
-export const updateVisitNote = (id: number, note: string) => json<Visit>(`/visits/${id}`, send('PATCH', { note }))
+/** A visit's corrections: its note, or the date its image was taken (YYYY-MM-DD); at least one. */
+export interface VisitChange {
+  note?: string | null
+  taken_at?: string
+}
 
-export const recordDiagnosis = (lesionId: number, d: { code: string; method: string; note: string }) =>
-  json<Diagnosis>(`/lesions/${lesionId}/diagnosis`, send('PUT', d))
+export const updateVisit = (id: number, change: VisitChange) => json<Visit>(`/visits/${id}`, send('PATCH', change))
+export const updateVisitNote = (id: number, note: string) => updateVisit(id, { note })
+export const changeVisitDate = (id: number, takenAt: string) => updateVisit(id, { taken_at: takenAt })
+/** Deletes a visit wrongly filed (its image and heatmap too, where no other visit uses them). */
+export const deleteVisit = (id: number) => clinicFetch(`/visits/${id}`, { method: 'DELETE' }).then(() => undefined)
+
+/** A diagnosis as the page showed it: what a correction replaces. */
+export interface DiagnosisRef {
+  code: string
+  method: string
+}
+
+export interface DiagnosisEntry {
+  code: string
+  method: string
+  note: string
+  /** the diagnosis the page showed when the user started (null: none); the server answers 409
+   * when the lesion's diagnosis is another one by now, instead of overwriting it unseen */
+  replaces: DiagnosisRef | null
+}
+
+export const recordDiagnosis = (lesionId: number, d: DiagnosisEntry) =>
+  json<Diagnosis>(
+    `/lesions/${lesionId}/diagnosis`,
+    send('PUT', { code: d.code, method: d.method, note: d.note, replaces: d.replaces && { code: d.replaces.code, method: d.replaces.method } }),
+  )
+
+/** Removes a lesion's confirmed diagnosis (recorded on the wrong lesion, or not confirmed after all). */
+export const removeDiagnosis = (lesionId: number) => clinicFetch(`/lesions/${lesionId}/diagnosis`, { method: 'DELETE' }).then(() => undefined)
 
 export const getDashboard = () => json<Dashboard>('/clinic/dashboard')
 

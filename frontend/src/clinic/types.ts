@@ -14,6 +14,8 @@ export interface User {
 export interface Session {
   user: User
   csrf_token: string
+  /** the server's idle timeout: the page hides after this many minutes without activity */
+  idle_minutes?: number
 }
 
 export interface ApiTokenInfo {
@@ -142,6 +144,8 @@ export interface Estimate {
   /** why the value is withheld (too few cases), when it is */
   reason?: string | null
   withheld?: string | boolean | null
+  /** how the interval was made: Wilson widened to the bootstrap (proportions) or the bootstrap */
+  method?: 'wilson+bootstrap' | 'bootstrap'
 }
 
 export interface ModelFigures {
@@ -154,10 +158,14 @@ export interface ModelFigures {
   mel_auc: Estimate | null
   confusion: { labels: string[]; matrix: number[][] } | null
   note?: string | null
+  /** confirmed lesions this version saw but could assess on no visit (in no figure) */
+  n_left_out_cannot_assess?: number
 }
 
 export interface Dashboard {
   models: ModelFigures[]
+  /** confirmed lesions no model version could assess (in no figures at all) */
+  n_left_out_cannot_assess?: number
 }
 
 /** One of the clinic's own confirmed lesions near a visit (GET /visits/{id}/similar). */

@@ -1,6 +1,7 @@
 import type { ClinicRoute } from '../clinic/format.ts'
 import { clinicHref } from '../clinic/format.ts'
 import type { Session } from '../clinic/types.ts'
+import type { Audience } from '../hooks.ts'
 import '../clinic/clinic.css'
 
 /** The clinic's links in the main navigation (only when the server stores cases). */
@@ -37,6 +38,44 @@ export function ClinicUser({ session, onLogout }: { session: Session | null; onL
       <button type="button" className="btn btn-ghost" onClick={onLogout} data-testid="logout">
         Sign out
       </button>
+    </div>
+  )
+}
+
+/** Why the clinic pages have no Clinician / Patient switch (the hint in its place). */
+export const CLINIC_AUDIENCE_WHY =
+  'the clinic pages are written for clinicians and have no patient view; the Patient view is on the Assess page'
+
+/** The audience switch ("View: Clinician | Patient"). Only the Assess page has a patient view
+ * (lay wording, no class codes); the clinic pages are written for clinicians and have none, so
+ * there the switch would change nothing while seeming to. On clinic pages it is replaced by a
+ * note that says so: a screen turned towards a patient there shows the clinician view. */
+export function AudienceSwitch({
+  audience,
+  onChoose,
+  clinic,
+}: {
+  audience: Audience
+  onChoose: (a: Audience) => void
+  clinic: boolean
+}) {
+  if (clinic) {
+    return (
+      <div className="audience audience-label" data-testid="audience-clinic-note" title={CLINIC_AUDIENCE_WHY}>
+        Clinician view only<span className="visually-hidden">: {CLINIC_AUDIENCE_WHY}</span>
+      </div>
+    )
+  }
+  return (
+    <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
+      <span className="audience-label" aria-hidden="true">
+        View:
+      </span>
+      {(['clinician', 'patient'] as Audience[]).map((a) => (
+        <button key={a} type="button" aria-pressed={audience === a} onClick={() => onChoose(a)} data-testid={`audience-${a}`}>
+          {a === 'clinician' ? 'Clinician' : 'Patient'}
+        </button>
+      ))}
     </div>
   )
 }

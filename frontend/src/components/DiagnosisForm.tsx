@@ -1,18 +1,72 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
-import { API, type LesionClassInfo } from '../api.ts'
-import { recordDiagnosis } from '../clinic/api.ts'
+import { API, ApiError, type LesionClassInfo } from '../api.ts'
+import { getLesion, NOTE_MAX, recordDiagnosis, removeDiagnosis, type DiagnosisEntry, type DiagnosisRef } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
-import { focusRequested, requestFocus } from '../clinic/focus.ts'
+import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
 import type { Diagnosis } from '../clinic/types.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
-import { formatTimestamp } from '../format.ts'
+import { asSentence, formatTimestamp } from '../format.ts'
 import { useApiData, useFormAction } from '../hooks.ts'
+import { ConfirmBox } from './VisitTimeline.tsx'
 
 /** The nine ISIC codes a confirmed diagnosis may take: the model's classes plus UNK. */
 function diagnosisCodes(classes: LesionClassInfo[]): { code: string; name: string }[] {
   const codes = classes.map((c) => ({ code: c.code, name: c.name }))
   if (!codes.some((c) => c.code === 'UNK')) codes.push({ code: 'UNK', name: 'Other / unknown' })
   return codes
+}
+
+/** What a correction replaces: the diagnosis the page showed (null: none). */
+export function replacesOf(shown: DiagnosisRef | null | undefined): DiagnosisRef | null {
+  return shown ? { code: shown.code, method: shown.method } : null
+}
+
+/** Whether saving `method` would replace a histopathology diagnosis with a clinical one: the
+ * weaker confirmation over the stronger, which the form asks about first. */
+export function downgradesHistology(shown: DiagnosisRef | null | undefined, method: string): boolean {
+  return shown?.method === 'histopathology' && method === 'clinical'
+}
+
+function methodWords(method: string): string {
+  return method === 'histopathology' ? 'histopathology' : 'clinical assessment'
+}
+
+function diagnosisName(code: string, nameOf: (code: string) => string): string {
+  const name = nameOf(code)
+  return name === code ? code : `${name} (${code})`
+}
+
+/** A diagnosis in one line: "Melanoma (MEL), confirmed by histopathology". */
+export function diagnosisLine(d: DiagnosisRef, nameOf: (code: string) => string = (c) => c): string {
+  return `${diagnosisName(d.code, nameOf)}, confirmed by ${methodWords(d.method)}`
+}
+
+/** The outcome of a save: the recorded diagnosis, or the server's 409 (someone changed the
+ * diagnosis since the page showed it): its detail and the diagnosis recorded now (null: none;
+ * undefined: it could not be read). */
+export type SaveOutcome = { saved: Diagnosis } | { conflict: { message: string; current: Diagnosis | null | undefined } }
+
+/** Saves `entry` as a correction of `shown` (what the page showed, sent as `replaces`). A 409
+ * is not thrown: it comes back with the diagnosis the lesion has now, so the form can keep what
+ * the user typed, show what changed, and replace that one if the user saves again. */
+export async function saveDiagnosis(
+  lesionId: number,
+  entry: Omit<DiagnosisEntry, 'replaces'>,
+  shown: DiagnosisRef | null,
+): Promise<SaveOutcome> {
+  try {
+    return { saved: await recordDiagnosis(lesionId, { ...entry, replaces: replacesOf(shown) }) }
+  } catch (err) {
+    if (!(err instanceof ApiError) || err.status !== 409) throw err
+    const current = await getLesion(lesionId).then(
+      (d) => d.diagnosis,
+      () => undefined,
+    )
+    // the server's detail names what is recorded now (the form shows it too, once read)
+    const reload = current === undefined ? ' Reload the page to see the diagnosis recorded now.' : ''
+    const message = `${asSentence(err.message) || 'The diagnosis was changed meanwhile.'}${reload} Your entry is kept: check it and save again to replace the diagnosis recorded now, or cancel.`
+    return { conflict: { message, current } }
+  }
 }
 
 /** The lesion's confirmed diagnosis, and the form that records (or corrects) it. */
@@ -27,14 +81,29 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const [note, setNote] = useState(diagnosis?.note ?? '')
   const { busy, error, setError, submit } = useFormAction()
   const nameOf = (c: string) => codes.find((x) => x.code === c)?.name ?? c
+  // The diagnosis a save replaces: the one the page showed, or after a 409 the one recorded now
+  // (shown in the form), so that saving again is a deliberate replacement of what the user saw.
+  const [current, setCurrent] = useState<Diagnosis | null | undefined>(undefined)
+  const base = current === undefined ? diagnosis : current
+  const [askDowngrade, setAskDowngrade] = useState(false)
+  const [removing, setRemoving] = useState(false)
+  const [removeBusy, setRemoveBusy] = useState(false)
+  const [removeError, setRemoveError] = useState<string | null>(null)
   const shownRef = useRef<HTMLParagraphElement | null>(null)
+  const noneRef = useRef<HTMLParagraphElement | null>(null)
   const codeRef = useRef<HTMLSelectElement | null>(null)
+  const methodRef = useRef<HTMLSelectElement | null>(null)
   const editRef = useRef<HTMLButtonElement | null>(null)
+  const removeRef = useRef<HTMLButtonElement | null>(null)
   // Just recorded (the form asked before the lesion reloaded): say so and move focus onto it.
   const [justSaved] = useState(() => diagnosis !== null && focusRequested('diagnosis', String(lesionId), false))
   useEffect(() => {
     if (justSaved && focusRequested('diagnosis', String(lesionId))) shownRef.current?.focus()
   }, [justSaved, lesionId])
+  // Just removed: focus the line that says there is none now.
+  useEffect(() => {
+    if (diagnosis === null && focusRequested('diagnosis', `removed:${lesionId}`)) noneRef.current?.focus()
+  }, [diagnosis, lesionId])
 
   const startEditing = () => {
     setEditing(true)
@@ -44,10 +113,26 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const cancelEditing = () => {
     setEditing(false)
     setError(null)
+    setAskDowngrade(false)
     setCode(diagnosis?.code ?? '')
     setMethod(diagnosis?.method ?? 'histopathology')
     setNote(diagnosis?.note ?? '')
     window.setTimeout(() => editRef.current?.focus(), 0)
+  }
+
+  const save = async () => {
+    setAskDowngrade(false)
+    await submit(async () => {
+      const outcome = await saveDiagnosis(lesionId, { code, method, note: note.trim() }, base ?? null)
+      if ('conflict' in outcome) {
+        // keep what was typed; the next save replaces what is recorded now (when it could be read)
+        if (outcome.conflict.current !== undefined) setCurrent(outcome.conflict.current)
+        throw new Error(outcome.conflict.message)
+      }
+      requestFocus('diagnosis', String(lesionId))
+      setEditing(false)
+      onSaved()
+    })
   }
 
   const onSubmit = async (e: FormEvent) => {
@@ -56,12 +141,41 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
       setError('Choose the confirmed diagnosis.')
       return
     }
-    await submit(async () => {
-      await recordDiagnosis(lesionId, { code, method, note: note.trim() })
-      requestFocus('diagnosis', String(lesionId))
-      setEditing(false)
+    if (downgradesHistology(base, method)) {
+      setError(null)
+      setAskDowngrade(true) // ConfirmBox takes focus
+      return
+    }
+    await save()
+  }
+  const keepHistology = () => {
+    setAskDowngrade(false)
+    window.setTimeout(() => methodRef.current?.focus(), 0)
+  }
+
+  const openRemove = () => {
+    setRemoveError(null)
+    setRemoving(true)
+  }
+  const cancelRemove = () => {
+    setRemoving(false)
+    setRemoveError(null)
+    window.setTimeout(() => removeRef.current?.focus(), 0)
+  }
+  const remove = async () => {
+    setRemoveBusy(true)
+    setRemoveError(null)
+    try {
+      await removeDiagnosis(lesionId)
+      requestFocus('diagnosis', `removed:${lesionId}`)
+      announce('The confirmed diagnosis was removed.', window.location.hash)
+      setRemoving(false)
       onSaved()
-    })
+    } catch (err) {
+      setRemoveError((err as Error).message)
+    } finally {
+      setRemoveBusy(false)
+    }
   }
 
   return (
@@ -79,11 +193,30 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           , confirmed by {diagnosis.method === 'histopathology' ? 'histopathology' : 'clinical assessment'}
           {diagnosis.recorded_by ? ` · recorded by ${diagnosis.recorded_by}` : ''} · {formatTimestamp(diagnosis.recorded_at)}
           {diagnosis.note ? <> · {diagnosis.note}</> : null}{' '}
-          {!editing && (
-            <button type="button" className="btn-link" onClick={startEditing} ref={editRef} data-testid="diagnosis-edit">
-              Correct
-            </button>
+          {!editing && !removing && (
+            <>
+              <button type="button" className="btn-link" onClick={startEditing} ref={editRef} data-testid="diagnosis-edit">
+                Correct
+              </button>{' '}
+              <button type="button" className="btn-link" onClick={openRemove} ref={removeRef} data-testid="diagnosis-remove">
+                Remove diagnosis
+              </button>
+            </>
           )}
+        </p>
+      )}
+      {diagnosis && removing && (
+        <ConfirmBox confirmLabel="Remove diagnosis" onConfirm={remove} onCancel={cancelRemove} busy={removeBusy} error={removeError} testId="diagnosis-remove-confirm">
+          <p>
+            <strong>Remove the confirmed diagnosis {diagnosisLine(diagnosis, nameOf)}?</strong> The lesion is then
+            without a confirmed diagnosis and leaves this clinic’s figures on the dashboard. The removal is written to the
+            audit log.
+          </p>
+        </ConfirmBox>
+      )}
+      {!diagnosis && (
+        <p className="muted" ref={noneRef} tabIndex={-1} data-testid="diagnosis-none">
+          No confirmed diagnosis is recorded for this lesion.
         </p>
       )}
       {editing && (
@@ -106,7 +239,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
             </div>
             <div className="field">
               <label htmlFor={`${ids}-method`}>Confirmed by</label>
-              <select id={`${ids}-method`} value={method} onChange={(e) => setMethod(e.target.value)} data-testid="diagnosis-method">
+              <select id={`${ids}-method`} ref={methodRef} value={method} onChange={(e) => setMethod(e.target.value)} data-testid="diagnosis-method">
                 <option value="histopathology">Histopathology</option>
                 <option value="clinical">Clinical assessment</option>
               </select>
@@ -114,12 +247,28 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           </div>
           <div className="field">
             <label htmlFor={`${ids}-note`}>Note (optional)</label>
-            <input id={`${ids}-note`} value={note} maxLength={2000} onChange={(e) => setNote(e.target.value)} data-testid="diagnosis-note" />
+            <input id={`${ids}-note`} value={note} maxLength={NOTE_MAX} onChange={(e) => setNote(e.target.value)} data-testid="diagnosis-note" />
           </div>
           <ErrorBox error={error} what="Could not record the diagnosis." />
-          {diagnosis && <p className="hint">Saving a correction replaces the diagnosis above (the change is written to the audit log).</p>}
+          {current !== undefined && (
+            <p className="carried-note" role="status" data-testid="diagnosis-current">
+              {current
+                ? `Recorded meanwhile: ${diagnosisLine(current, nameOf)}${current.recorded_by ? `, by ${current.recorded_by}` : ''} · ${formatTimestamp(current.recorded_at)}. Saving replaces it.`
+                : 'The diagnosis was removed meanwhile. Saving records yours.'}
+            </p>
+          )}
+          {base && <p className="hint">Saving a correction replaces the diagnosis above (the change is written to the audit log).</p>}
+          {askDowngrade && base && (
+            <ConfirmBox confirmLabel="Replace with the clinical diagnosis" onConfirm={() => void save()} onCancel={keepHistology} busy={busy} testId="diagnosis-downgrade-confirm">
+              <p>
+                <strong>The diagnosis recorded, {diagnosisName(base.code, nameOf)}, was confirmed by histopathology.</strong>{' '}
+                Replace it with one confirmed only by clinical assessment? Histopathology is the stronger confirmation: keep
+                it unless the histopathology result itself was wrong or belongs to another lesion.
+              </p>
+            </ConfirmBox>
+          )}
           <div className="form-actions">
-            <button type="submit" className="btn btn-primary" disabled={busy} data-testid="diagnosis-submit">
+            <button type="submit" className="btn btn-primary" disabled={busy || askDowngrade} data-testid="diagnosis-submit">
               {busy ? 'Saving…' : diagnosis ? 'Save correction' : 'Record diagnosis'}
             </button>
             {diagnosis && (

@@ -1,38 +1,181 @@
-import { useId, useRef, useState, type FormEvent } from 'react'
-import { createVisit } from '../clinic/api.ts'
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
+import { createVisit, NOTE_MAX } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { requestFocus } from '../clinic/focus.ts'
-import { ageFieldText, checkImageForm } from '../format.ts'
+import type { Visit } from '../clinic/types.ts'
+import { SEXES, SITE_LABELS } from '../content.ts'
+import { checkImageForm } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { REFUSED_TITLE, tooLargeAnswer, useImageUpload } from '../upload.ts'
 import { ImageDrop } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
+import { visitDate } from './VisitTimeline.tsx'
+
+/** What a new visit's form starts with. The age is never carried over (a visit years later would
+ * be stored, and assessed, with the old age); the sex may be, from the latest visit that has one,
+ * and the form says from which; the site starts empty: the server then uses the lesion's site
+ * (`site_inherited`). */
+export interface VisitDefaults {
+  age: string
+  sex: string
+  /** the date of the visit the sex comes from (null: not carried over) */
+  sexFrom: string | null
+  site: string
+}
+
+/** The defaults of a new visit of a lesion whose visits (oldest first) are `visits`. */
+export function visitDefaults(visits: Visit[]): VisitDefaults {
+  const from = [...visits].reverse().find((v) => v.sex)
+  return { age: '', sex: from?.sex ?? '', sexFrom: from ? visitDate(from) : null, site: '' }
+}
+
+/** What the carried-over sex says beside the fields, or null when nothing is carried over (or the
+ * user changed it). */
+export function carriedSexNote(defaults: VisitDefaults, sex: string): string | null {
+  if (!defaults.sexFrom || !defaults.sex || sex !== defaults.sex) return null
+  const label = SEXES.find((s) => s.value === sex)?.label ?? sex
+  return `Sex (${label.toLowerCase()}) is taken from the visit of ${defaults.sexFrom}: check it.`
+}
+
+/** The hint about the body site: left empty, the visit takes the lesion's site. */
+export function siteHint(lesionSite: string | null): string {
+  return lesionSite
+    ? `Body site: leave it at “Not stated” to use the lesion’s site (${SITE_LABELS[lesionSite] ?? lesionSite}); choose one only where this photo is more specific.`
+    : 'Body site: this lesion has none recorded; choose the site of this photo if known.'
+}
+
+/** Whether the form holds work that leaving the page would lose. */
+export function hasUnsavedWork(form: { file: File | null; note: string; age: string; takenAt: string; sex: string; site: string }, defaults: VisitDefaults): boolean {
+  return (
+    form.file !== null ||
+    form.note.trim() !== '' ||
+    form.age.trim() !== '' ||
+    form.takenAt !== '' ||
+    form.sex !== defaults.sex ||
+    form.site !== defaults.site
+  )
+}
+
+// --- leaving the page with unsaved work -----------------------------------------------------------
+// The app routes by the location hash (no router with a navigation blocker): a reload or closing
+// the tab is asked about by `beforeunload`; a click on an in-app link (breadcrumbs, the clinic's
+// navigation) is asked about before it is followed; Back / Forward is asked about at `popstate`,
+// which comes before the `hashchange` the app's routing listens to: when the user stays, the
+// page's address is put back there, so the app reads the address it already shows.
+
+export const LEAVE_MESSAGE = 'The new visit is not saved: the chosen image and what you typed will be lost. Leave this page?'
+
+interface AnchorLike {
+  href: string
+  target?: string
+  hasAttribute?: (name: string) => boolean
+}
+
+export interface ClickLike {
+  defaultPrevented: boolean
+  button: number
+  metaKey: boolean
+  ctrlKey: boolean
+  shiftKey: boolean
+  altKey: boolean
+  target: EventTarget | { closest?: (selector: string) => unknown } | null
+}
+
+/** The address a click would take this page to within the app (another hash of this document),
+ * or null: not a plain left click on a link, a link opening elsewhere (new tab, download), or
+ * one to another document (which `beforeunload` asks about). */
+export function inAppLinkTarget(e: ClickLike, here: string): string | null {
+  if (e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return null
+  const target = e.target as { closest?: (selector: string) => unknown } | null
+  const a = (target?.closest?.('a[href]') ?? null) as AnchorLike | null
+  if (!a || (a.target !== undefined && a.target !== '' && a.target !== '_self') || a.hasAttribute?.('download') === true) return null
+  const to = new URL(a.href, here)
+  const now = new URL(here)
+  if (to.origin !== now.origin || to.pathname !== now.pathname || to.search !== now.search) return null
+  return to.hash !== now.hash ? to.href : null
+}
+
+export interface GuardWindow {
+  addEventListener: EventTarget['addEventListener']
+  removeEventListener: EventTarget['removeEventListener']
+  location: { href: string }
+  history: { pushState: (data: unknown, unused: string, url: string) => void }
+}
+
+/** Asks (`ask`, e.g. `window.confirm`) before the page is left while `isDirty()`: see above.
+ * Returns the cleanup. */
+export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>, isDirty: () => boolean, ask: (message: string) => boolean): () => void {
+  let here = win.location.href // the page's address, put back when the user stays
+  let confirmed = false // a link click the user already agreed to: its navigation passes
+  const onBeforeUnload = (e: Event) => {
+    if (!isDirty()) return
+    e.preventDefault()
+    ;(e as BeforeUnloadEvent).returnValue = '' // older browsers
+  }
+  const onClick = (e: Event) => {
+    if (!isDirty() || !inAppLinkTarget(e as unknown as ClickLike, win.location.href)) return
+    if (ask(LEAVE_MESSAGE)) confirmed = true
+    else e.preventDefault()
+  }
+  const onPopState = () => {
+    if (confirmed || win.location.href === here || !isDirty() || ask(LEAVE_MESSAGE)) return
+    win.history.pushState(null, '', here) // stay: the hash change that follows finds this address
+  }
+  const onHashChange = () => {
+    confirmed = false
+    here = win.location.href
+  }
+  win.addEventListener('beforeunload', onBeforeUnload)
+  win.addEventListener('popstate', onPopState)
+  win.addEventListener('hashchange', onHashChange)
+  doc.addEventListener('click', onClick, true)
+  return () => {
+    win.removeEventListener('beforeunload', onBeforeUnload)
+    win.removeEventListener('popstate', onPopState)
+    win.removeEventListener('hashchange', onHashChange)
+    doc.removeEventListener('click', onClick, true)
+  }
+}
+
+/** `installLeaveGuard` on this window while the component is shown. */
+function useLeaveGuard(dirty: boolean): void {
+  const dirtyRef = useRef(dirty)
+  dirtyRef.current = dirty
+  useEffect(
+    () =>
+      installLeaveGuard(window, document, () => dirtyRef.current, (m) => window.confirm(m)),
+    [],
+  )
+}
 
 interface Props {
   lesionId: number
-  /** the lesion's body site, the default for the visit's site */
-  site: string | null
-  /** age and sex of the latest visit, as defaults */
-  age: number | null
-  sex: string | null
-  onSaved: () => void
+  /** the lesion's body site: what the visit takes when its own site is left empty */
+  lesionSite: string | null
+  /** what the form starts with (see `visitDefaults`) */
+  defaults: VisitDefaults
+  onSaved: (visit: Visit) => void
 }
 
 /** A new visit of a lesion: image + age/sex/site + note; the server assesses and stores it. */
-export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: lastSex, onSaved }: Props) {
+export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props) {
   const ids = useId()
   // the image, and why it cannot be sent (format, size against GET /health's limit): checked
   // before the upload as the Assess page does
   const upload = useImageUpload()
   const { file, preview, refused } = upload
-  const [age, setAge] = useState(ageFieldText(lastAge))
-  const [sex, setSex] = useState(lastSex ?? '')
-  const [site, setSite] = useState(lesionSite ?? '')
+  // the defaults as the form opened (a visit deleted meanwhile does not change what was carried)
+  const [start] = useState(defaults)
+  const [age, setAge] = useState(start.age)
+  const [sex, setSex] = useState(start.sex)
+  const [site, setSite] = useState(start.site)
   const [note, setNote] = useState('')
   const [takenAt, setTakenAt] = useState('')
   const { busy, error, setError, submit } = useFormAction()
   const ageRef = useRef<HTMLInputElement | null>(null)
+  const carried = carriedSexNote(start, sex)
+  useLeaveGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, start))
 
   const chooseFile = (f: File | null | undefined) => {
     if (!f) return
@@ -53,7 +196,8 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
     await submit(async () => {
       const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null }).catch(
         (err: unknown) => {
-          // the limit was not known before sending (health not read): the same words as above
+          // the limit was not known before sending (health not read): the same words as above;
+          // any other refusal (a note too long) in its own words
           const tooLarge = tooLargeAnswer(err, image)
           throw tooLarge ? new Error(tooLarge) : err
         },
@@ -61,8 +205,11 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       upload.clear()
       setNote('')
       setTakenAt('')
+      setAge('')
+      setSex(start.sex)
+      setSite(start.site)
       requestFocus('visit', String(saved.id))
-      onSaved()
+      onSaved(saved)
     })
   }
 
@@ -71,14 +218,37 @@ export function NewVisitForm({ lesionId, site: lesionSite, age: lastAge, sex: la
       <div className="two-col">
         <ImageDrop file={file} preview={preview} onFile={chooseFile} />
         <div>
-          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setSex} onSite={setSite} ageRef={ageRef} bodyMap={false} />
+          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setSex} onSite={setSite} ageRef={ageRef} bodyMap={false}>
+            <p className="hint" data-testid="visit-age-hint">
+              Age: enter the patient’s age today (it is not taken from earlier visits).
+            </p>
+            {carried && (
+              <p className="carried-note" role="status" data-testid="visit-sex-carried">
+                {carried}
+              </p>
+            )}
+            <p className="hint" data-testid="visit-site-hint">
+              {siteHint(lesionSite)}
+            </p>
+          </PatientFields>
           <div className="field">
             <label htmlFor={`${ids}-date`}>Date the image was taken (optional, default today)</label>
             <input id={`${ids}-date`} type="date" value={takenAt} onChange={(e) => setTakenAt(e.target.value)} data-testid="visit-date" />
           </div>
           <div className="field">
             <label htmlFor={`${ids}-note`}>Clinician note (optional)</label>
-            <textarea id={`${ids}-note`} rows={3} maxLength={4000} value={note} onChange={(e) => setNote(e.target.value)} data-testid="visit-note-input" />
+            <textarea
+              id={`${ids}-note`}
+              rows={3}
+              maxLength={NOTE_MAX}
+              value={note}
+              onChange={(e) => setNote(e.target.value)}
+              aria-describedby={`${ids}-note-hint`}
+              data-testid="visit-note-input"
+            />
+            <p className="hint" id={`${ids}-note-hint`} data-testid="visit-note-count">
+              {note.length.toLocaleString('en')} of {NOTE_MAX.toLocaleString('en')} characters at most.
+            </p>
           </div>
         </div>
       </div>

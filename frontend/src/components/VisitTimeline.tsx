@@ -1,15 +1,71 @@
-import { useEffect, useId, useRef, useState } from 'react'
-import { updateVisitNote } from '../clinic/api.ts'
+import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
+import { changeVisitDate, deleteVisit, NOTE_MAX, updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
-import { focusRequested } from '../clinic/focus.ts'
+import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
 import type { Change, Visit } from '../clinic/types.ts'
 import { formatPercent, formatTimestamp } from '../format.ts'
 import { FlagList } from './FlagList.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
 
-function visitDate(v: Visit): string {
+/** The date a visit's image was taken, as the timeline shows it. */
+export function visitDate(v: Visit): string {
   return formatTimestamp(v.taken_at || v.created_at)
+}
+
+/** The earliest date a visit may carry (the server's lower bound for `taken_at`). */
+export const EARLIEST_VISIT_DATE = '1990-01-01'
+
+/** Where focus goes once visit `id` is deleted: the visit before it, else the one after, else
+ * the timeline's "no visits" line ('none'). */
+export function focusAfterDelete(visits: Pick<Visit, 'id'>[], id: number): string {
+  const i = visits.findIndex((v) => v.id === id)
+  const next = visits[i - 1] ?? visits[i + 1]
+  return next && next.id !== id ? String(next.id) : 'none'
+}
+
+/** An in-page confirmation (role alertdialog, as the patient page's deletion): focus starts on
+ * Cancel, the harmless choice; Escape cancels. The opener restores focus on cancel. */
+export function ConfirmBox({
+  children,
+  confirmLabel,
+  onConfirm,
+  onCancel,
+  busy = false,
+  error = null,
+  testId,
+}: {
+  children: ReactNode
+  confirmLabel: string
+  onConfirm: () => void
+  onCancel: () => void
+  busy?: boolean
+  error?: string | null
+  testId: string
+}) {
+  const ids = useId()
+  const cancelRef = useRef<HTMLButtonElement | null>(null)
+  useEffect(() => cancelRef.current?.focus(), [])
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key === 'Escape' && !busy) {
+      e.preventDefault()
+      onCancel()
+    }
+  }
+  return (
+    <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-q`} onKeyDown={onKey} data-testid={testId}>
+      <div id={`${ids}-q`}>{children}</div>
+      <ErrorBox error={error} />
+      <div className="result-actions">
+        <button type="button" className="btn btn-danger" onClick={onConfirm} disabled={busy} data-testid={`${testId}-yes`}>
+          {busy ? 'Working…' : confirmLabel}
+        </button>
+        <button type="button" className="btn btn-secondary" onClick={onCancel} disabled={busy} ref={cancelRef} data-testid={`${testId}-no`}>
+          Cancel
+        </button>
+      </div>
+    </div>
+  )
 }
 
 function modelText(v: Visit): string {
@@ -59,7 +115,7 @@ function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
   }
   return (
     <div className="visit-note">
-      <textarea value={text} rows={3} maxLength={4000} onChange={(e) => setText(e.target.value)} aria-label="Clinician note" />
+      <textarea value={text} rows={3} maxLength={NOTE_MAX} onChange={(e) => setText(e.target.value)} aria-label="Clinician note" />
       <ErrorBox error={error} />
       <button type="button" className="btn btn-secondary" onClick={save}>
         Save note
@@ -68,7 +124,117 @@ function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
   )
 }
 
-function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; onChanged: () => void }) {
+type Correcting = 'none' | 'date' | 'delete'
+
+/** A wrongly filed visit: its date changed, or the visit deleted (after a confirmation naming its
+ * date). Focus: into the date field / onto Cancel when opened, back to the button on cancel, onto
+ * the visit (its new place in the timeline) after a new date, onto a neighbour after deleting. */
+function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: Visit[]; onChanged: () => void }) {
+  const ids = useId()
+  const [mode, setMode] = useState<Correcting>('none')
+  const [date, setDate] = useState(visit.taken_at?.slice(0, 10) ?? '')
+  const [busy, setBusy] = useState(false)
+  const [error, setError] = useState<string | null>(null)
+  const dateBtn = useRef<HTMLButtonElement | null>(null)
+  const deleteBtn = useRef<HTMLButtonElement | null>(null)
+  const dateInput = useRef<HTMLInputElement | null>(null)
+  const when = visitDate(visit)
+
+  const open = (m: Correcting) => {
+    setError(null)
+    setMode(m)
+    if (m === 'date') window.setTimeout(() => dateInput.current?.focus(), 0)
+  }
+  const close = () => {
+    const back = mode === 'date' ? dateBtn : deleteBtn
+    setMode('none')
+    setError(null)
+    setDate(visit.taken_at?.slice(0, 10) ?? '')
+    window.setTimeout(() => back.current?.focus(), 0)
+  }
+  const run = async (action: () => Promise<void>) => {
+    setBusy(true)
+    setError(null)
+    try {
+      await action()
+    } catch (err) {
+      setError((err as Error).message)
+    } finally {
+      setBusy(false)
+    }
+  }
+  const saveDate = () =>
+    run(async () => {
+      if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error('Enter the date the image was taken.')
+      await changeVisitDate(visit.id, date)
+      setMode('none')
+      requestFocus('visit', String(visit.id))
+      onChanged()
+    })
+  const remove = () =>
+    run(async () => {
+      await deleteVisit(visit.id)
+      requestFocus('visit', focusAfterDelete(visits, visit.id))
+      announce(`The visit of ${when} was deleted.`, window.location.hash)
+      onChanged()
+    })
+  const onDateKey = (e: KeyboardEvent) => {
+    if (e.key === 'Escape' && !busy) {
+      e.preventDefault()
+      close()
+    }
+  }
+
+  return (
+    <div className="visit-corrections" data-testid="visit-corrections">
+      {mode === 'none' && (
+        <p className="result-actions">
+          <button type="button" className="btn-link" onClick={() => open('date')} ref={dateBtn} aria-label={`Change date of the visit of ${when}`} data-testid="visit-change-date">
+            Change date
+          </button>{' '}
+          <button type="button" className="btn-link" onClick={() => open('delete')} ref={deleteBtn} aria-label={`Delete visit of ${when}`} data-testid="visit-delete">
+            Delete visit
+          </button>
+        </p>
+      )}
+      {mode === 'date' && (
+        <div className="field" role="group" aria-labelledby={`${ids}-date-label`} onKeyDown={onDateKey} data-testid="visit-date-editor">
+          <label htmlFor={`${ids}-date`} id={`${ids}-date-label`}>
+            Date this visit’s image was taken (now {when})
+          </label>
+          <input
+            id={`${ids}-date`}
+            type="date"
+            ref={dateInput}
+            min={EARLIEST_VISIT_DATE}
+            value={date}
+            onChange={(e) => setDate(e.target.value)}
+            data-testid="visit-date-edit"
+          />
+          <ErrorBox error={error} what="Could not change the date." />
+          <div className="result-actions">
+            <button type="button" className="btn btn-secondary" onClick={saveDate} disabled={busy} data-testid="visit-date-save">
+              {busy ? 'Saving…' : 'Save date'}
+            </button>
+            <button type="button" className="btn btn-ghost" onClick={close} disabled={busy} data-testid="visit-date-cancel">
+              Cancel
+            </button>
+          </div>
+        </div>
+      )}
+      {mode === 'delete' && (
+        <ConfirmBox confirmLabel="Delete this visit" onConfirm={remove} onCancel={close} busy={busy} error={error} testId="visit-delete-confirm">
+          <p>
+            <strong>Delete the visit of {when}?</strong> Its image, heatmap, result and note are deleted, and this cannot
+            be undone. The deletion is written to the audit log.
+          </p>
+        </ConfirmBox>
+      )}
+    </div>
+  )
+}
+
+function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: number; visits: Visit[]; onChanged: () => void }) {
   const r = visit.result
   const cannot = r.risk === 'cannot_assess'
   // as on the Assess page: why it could not be assessed, or the warnings that go with a result
@@ -105,6 +271,7 @@ function VisitCard({ visit, index, onChanged }: { visit: Visit; index: number; o
       </dl>
       <FlagList flags={notes} className="risk-warnings" testId="visit-flags" />
       <VisitNote visit={visit} onSaved={onChanged} />
+      <VisitCorrections visit={visit} visits={visits} onChanged={onChanged} />
     </article>
   )
 }
@@ -133,13 +300,25 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
   const listRef = useRef<HTMLOListElement | null>(null)
   // A visit just saved (NewVisitForm asked): focus it, so that a keyboard or screen-reader user
   // lands on the answer instead of on <body> when the form is replaced.
+  // The same after a visit's date changed (its place in the timeline may change), or after a
+  // visit was deleted (its neighbour, or the "no visits" line when it was the only one).
+  const noneRef = useRef<HTMLParagraphElement | null>(null)
   useEffect(() => {
+    if (visits.length === 0) {
+      if (focusRequested('visit', 'none')) noneRef.current?.focus()
+      return
+    }
     const saved = visits.find((v) => focusRequested('visit', String(v.id), false))
     if (!saved) return
     const el = listRef.current?.querySelector<HTMLElement>(`[data-visit-id="${saved.id}"]`)
     if (el && focusRequested('visit', String(saved.id))) el.focus()
   })
-  if (visits.length === 0) return <p className="muted">No visits yet. Add the first image below.</p>
+  if (visits.length === 0)
+    return (
+      <p className="muted" ref={noneRef} tabIndex={-1} data-testid="no-visits">
+        No visits yet. Add the first image below.
+      </p>
+    )
   return (
     <>
       <ol className="timeline" data-testid="timeline" ref={listRef}>
@@ -148,7 +327,7 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
           return (
             <li key={v.id} className="timeline-item" data-visit-id={v.id} tabIndex={-1}>
               {change && <ChangeArrow change={change} />}
-              <VisitCard visit={v} index={i} onChanged={onChanged} />
+              <VisitCard visit={v} index={i} visits={visits} onChanged={onChanged} />
             </li>
           )
         })}

@@ -7,7 +7,7 @@ import { clinicHref, lesionPlace, lesionTierWord, RETAKE_LABEL, retakeNote, rise
 import { useLoad } from '../clinic/session.ts'
 import { ClinicSimilar } from '../components/ClinicSimilar.tsx'
 import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
-import { NewVisitForm } from '../components/NewVisitForm.tsx'
+import { NewVisitForm, visitDefaults } from '../components/NewVisitForm.tsx'
 import { CompareVisits, VisitTimeline } from '../components/VisitTimeline.tsx'
 import { changeHint, SITE_LABELS } from '../content.ts'
 import { useApiData } from '../hooks.ts'
@@ -21,9 +21,17 @@ export function ClinicLesionPage({ id }: { id: number }) {
   const cardQ = useApiData<ModelCard>(`${API}/model`)
   const crop = cardCrop(cardQ.data)
   const [tab, setTab] = useState<Tab>('timeline')
+  // The new-visit form starts afresh once the visit it saved is on the page (its defaults then
+  // come from that visit); deleting a visit or changing a date keeps what is typed in it.
+  const [formRound, setFormRound] = useState(0)
+  const [savedVisit, setSavedVisit] = useState<number | null>(null)
 
   if (lesion.error) return <ErrorBox error={lesion.error} what="Could not load the lesion." />
   const d = lesion.data
+  if (savedVisit !== null && d?.visits.some((v) => v.id === savedVisit)) {
+    setSavedVisit(null)
+    setFormRound((n) => n + 1)
+  }
   if (!d) return <p className="muted">Loading…</p>
   const { visits, changes } = d
   const last = visits[visits.length - 1]
@@ -92,12 +100,14 @@ export function ClinicLesionPage({ id }: { id: number }) {
       <section className="card-block" aria-labelledby={`${ids}-new`}>
         <h2 id={`${ids}-new`}>New visit</h2>
         <NewVisitForm
-          key={visits.length}
+          key={formRound}
           lesionId={d.lesion.id}
-          site={last?.site ?? d.lesion.body_site}
-          age={last?.age ?? null}
-          sex={last?.sex ?? null}
-          onSaved={lesion.reload}
+          lesionSite={d.lesion.body_site}
+          defaults={visitDefaults(visits)}
+          onSaved={(v) => {
+            setSavedVisit(v.id)
+            lesion.reload()
+          }}
         />
       </section>
 

@@ -19,16 +19,19 @@ export const CLINIC_TITLES: Record<ClinicRoute['page'], string> = {
 
 /** The clinic page for a route: the sign-in page until someone is signed in. When the server
  * ended the session (idle timeout) the page stays mounted but hidden — its typed-in state kept,
- * its patient data off the screen — under a sign-in form for the same user (`resumeAs`). */
+ * its patient data off the screen — under a sign-in form for the same user (`resumeAs`); the same
+ * when the page saw the idle time pass unused (`hiddenWhy` says so in one line). */
 export function ClinicMain({
   route,
   checked,
   resumeAs = null,
+  hiddenWhy = null,
   onSwitchUser,
 }: {
   route: ClinicRoute
   checked: boolean
   resumeAs?: string | null
+  hiddenWhy?: string | null
   onSwitchUser?: () => void
 }) {
   const { session } = useClinic()
@@ -51,7 +54,9 @@ export function ClinicMain({
   if (!session && !resumeAs) return <LoginPage key="sign-in" />
   return (
     <>
-      {!session && resumeAs && <LoginPage key={`resume:${resumeAs}`} resumeAs={resumeAs} onSwitchUser={onSwitchUser} />}
+      {!session && resumeAs && (
+        <LoginPage key={`resume:${resumeAs}`} resumeAs={resumeAs} reason={hiddenWhy ?? undefined} onSwitchUser={onSwitchUser} />
+      )}
       <div hidden={!session} data-testid="clinic-page-holder" ref={holderRef}>
         {statusLine}
         <ClinicPage route={route} />

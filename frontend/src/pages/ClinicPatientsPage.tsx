@@ -7,6 +7,23 @@ import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
 
+/** The most patients `GET /patients` lists (the first by reference): `list_patients(..., limit=200)`
+ * in src/dermsight/clinic/cases.py. The server does not say whether it cut the list, so a list
+ * of exactly this many is taken as cut. */
+export const PATIENT_LIST_LIMIT = 200
+
+/** The patient list's caption: how many are shown, and, when the server's limit cut the list,
+ * that only the first are and how to find the others. */
+export function patientListCaption(n: number, q: string, limit = PATIENT_LIST_LIMIT): string {
+  const starting = q ? ` whose reference starts with “${q}”` : ''
+  if (n >= limit) {
+    return q
+      ? `The first ${limit} patients${starting} are shown (by reference); type more of the reference to find others.`
+      : `The first ${limit} patients by reference are shown; search by reference to find others.`
+  }
+  return `${n} patient${n === 1 ? '' : 's'}${starting}`
+}
+
 /** The clinic's patients: search by reference, open one, add a new one. */
 export function ClinicPatientsPage() {
   const ids = useId()
@@ -67,7 +84,9 @@ export function ClinicPatientsPage() {
       <ErrorBox error={patients.error} what="Could not load the patients." />
       <TableWrap>
         <table className="data-table clinic-table" data-testid="patient-list">
-          <caption>{patients.loading ? 'Loading…' : `${rows.length} patient${rows.length === 1 ? '' : 's'}${q ? ` whose reference starts with “${q}”` : ''}`}</caption>
+          <caption data-testid="patient-list-caption" data-cut={rows.length >= PATIENT_LIST_LIMIT ? 'true' : undefined}>
+            {patients.loading ? 'Loading…' : patientListCaption(rows.length, q)}
+          </caption>
           <thead>
             <tr>
               <th scope="col">Reference</th>

@@ -85,6 +85,12 @@ function ModelBlock({ m }: { m: ModelFigures }) {
   )
 }
 
+/** The page-level line for confirmed lesions that appear in no figures (no photo could be assessed). */
+export function leftOut(n: number): string {
+  const many = n !== 1
+  return `${n} confirmed lesion${many ? 's appear' : ' appears'} in no figures: none of ${many ? 'their' : 'its'} photos could be assessed ("cannot assess"). Retake the photo to include ${many ? 'them' : 'it'}.`
+}
+
 /** The clinic's own figures: how the model did on this clinic's confirmed cases, per model version. */
 export function DashboardPage() {
   const dash = useLoad(getDashboard, 'dashboard')
@@ -94,7 +100,9 @@ export function DashboardPage() {
       <h1 className="page-title">Clinic dashboard</h1>
       <p className="lead">
         How the model did on <strong>this clinic’s own confirmed cases only</strong> — lesions with a diagnosis
-        recorded here — per model version, with bootstrap 95% confidence intervals and the counts behind them. These
+        recorded here — per model version, with 95% confidence intervals over patients (Wilson intervals for
+        sensitivity and specificity, so a perfect score on few cases still shows its uncertainty; bootstrap for the
+        AUC) and the counts behind them. These
         are not the figures on the Model page, which come from public data sets with other cameras and patients.
         Values are withheld when there are too few cases to say anything.
       </p>
@@ -105,6 +113,11 @@ export function DashboardPage() {
           No confirmed cases yet. Record a diagnosis on a lesion page to start.
         </p>
       )}
+      {(dash.data?.n_left_out_cannot_assess ?? 0) > 0 && (
+        <p className="status-warning" data-testid="dashboard-left-out">
+          {leftOut(dash.data?.n_left_out_cannot_assess ?? 0)}
+        </p>
+      )}
       {models.map((m) => (
         <ModelBlock key={`${m.name} ${m.version}`} m={m} />
       ))}
@@ -112,7 +125,8 @@ export function DashboardPage() {
         <h2>Export</h2>
         <p className="hint">
           Confirmed cases as a <code>metadata.csv</code> and their images, in the layout <code>dermsight evaluate</code> and{' '}
-          <code>dermsight train</code> read directly. The export is written to the audit log; per-patient exports are on
+          <code>dermsight train</code> read directly. Visits whose photo could not be assessed are left out;
+          README.txt in the ZIP says how many. The export is written to the audit log; per-patient exports are on
           each patient’s page.
         </p>
         <a className="btn btn-secondary" href={confirmedExportUrl()} download data-testid="export-confirmed">

@@ -7,8 +7,13 @@ import { useFormAction } from '../hooks.ts'
 
 /** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server.
  * `resumeAs`: the session of that user ended (idle timeout) and the page they were on waits,
- * hidden, below: only they can sign back in here; `onSwitchUser` discards it for another user. */
-export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwitchUser?: () => void } = {}) {
+ * hidden, below: only they can sign back in here; `onSwitchUser` discards it for another user.
+ * `reason`: one line saying why, when the page itself hid after the idle time. */
+export function LoginPage({
+  resumeAs,
+  reason,
+  onSwitchUser,
+}: { resumeAs?: string; reason?: string; onSwitchUser?: () => void } = {}) {
   const { setSession } = useClinic()
   const ids = useId()
   const [username, setUsername] = useState(resumeAs ?? '')
@@ -43,6 +48,11 @@ export function LoginPage({ resumeAs, onSwitchUser }: { resumeAs?: string; onSwi
       {resumeAs ? (
         <>
           <h1 className="page-title">Your session has ended</h1>
+          {reason && (
+            <p className="notice" data-testid="login-idle-reason">
+              {reason}
+            </p>
+          )}
           <p className="lead" data-testid="login-resume-note">
             The server signed you out — usually after a while without activity, so that nobody else can use this
             screen. Sign in again
