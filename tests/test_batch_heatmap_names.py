@@ -25,7 +25,8 @@ from dermsight.predict import Dermsight
 #: The first bytes of a HEIC file (an ISO-BMFF ``ftyp`` box with the ``heic`` brand): what an
 #: iPhone photo starts with; sniffed as HEIC by the decoder, like a real one.
 HEIC = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(200)
-HEIC_REASON = "HEIC/HEIF files are not accepted: send a JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file"
+HEIC_REASON = ("HEIC/HEIF files are not accepted: send a JPEG, PNG, WebP, BMP or TIFF photo, "
+               "or a DICOM file")
 
 
 @pytest.fixture(scope="module")

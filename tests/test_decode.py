@@ -127,7 +127,8 @@ def test_animated_gif_refused_by_content(tmp_path: Path) -> None:
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     p = tmp_path / "lesion.jpg"  # the name lies; the content decides
     p.write_bytes(buf.getvalue())
-    assert _reason(p) == "GIF files are not accepted: send a JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file"
+    assert _reason(p) == ("GIF files are not accepted: send a JPEG, PNG, WebP, BMP or TIFF "
+                          "photo, or a DICOM file")
 
 
 def test_animated_png_refused() -> None:
