@@ -33,7 +33,7 @@ from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import ita_table
 from dermsight.io.decode import decode_image
 from dermsight.malignancy import malignant_probability
-from dermsight.predict import Assessment, Dermsight, PreparedImage
+from dermsight.predict import CANNOT_ASSESS, Assessment, Dermsight, PreparedImage
 from dermsight.skintone import BANDS, NOT_ESTIMABLE, ita_band, ita_for_images
 
 TOL = 1e-6
@@ -591,14 +591,21 @@ def test_csv_dataset_with_labels_and_evaluate(
     assert "<html" in html
     assert model.info["name"] in html
     ev = json.loads(Path(summary.evaluation["json"]).read_text())
-    assert ev["n"] == sum(m["diagnosis"].isin(model.classes))
+    # the labelled images the gate refused (cannot assess) are left out of the figures, counted
+    in_classes = df["label"].isin(model.classes)
+    refused = in_classes & (df["risk"] == CANNOT_ASSESS)
+    assert in_classes.sum() == sum(m["diagnosis"].isin(model.classes))
+    assert ev["n"] == in_classes.sum() - refused.sum()
+    assert ev["gate_refused"] == {
+        "images": refused.sum(), "malignant": df["label"][refused].isin(model.card.malignant).sum()}
+    assert summary.gate_refused == ev["gate_refused"]
     assert Path(summary.evaluation["report"]).parent == out.parent
     # by skin tone: the card's seven-row table over the labelled rows, from the ita column
     by_ita = ev["by_ita"]
     bands = [r["subgroup"] for r in by_ita["bands"]]
     assert bands == [*BANDS, NOT_ESTIMABLE]
     assert sum(r["n"] for r in by_ita["bands"]) == ev["n"] == by_ita["n"]
-    labelled = df[df["label"].isin(model.classes)]
+    labelled = df[in_classes & ~refused]
     expected = labelled["ita_band"].value_counts().to_dict()
     assert {r["subgroup"]: r["n"] for r in by_ita["bands"] if r["n"]} == expected
     assert by_ita["min_n"] == 30
@@ -627,16 +634,21 @@ def test_manifest_csv_with_paths_and_metadata(
     df = frame_for(data_dir, metadata, ids[:6])
     manifest = tmp_path / "manifest.csv"
     rows = df.copy()
-    rows.loc[2, "sex"] = "unknown-value"  # a bad row: an error row, not a crash
+    rows.loc[2, "sex"] = "unknown-value"  # left out (flagged): the image is scored
     rows.loc[len(rows)] = ["ghost", str(tmp_path / "ghost.jpg"), 40, "male", "torso"]
     rows.to_csv(manifest, index=False)
     summary = run_local(manifest, tmp_path / "o", progress=False)
     out = read_output(tmp_path / "o").set_index("id")
     assert summary.scored == 7
-    assert summary.errors == 2
-    assert "sex" in out.loc[ids[2], "error"]
+    assert summary.errors == 1  # only the row without an image
+    assert out.loc[ids[2], "error"] is None
+    assert out.loc[ids[2], "sex"] is None
+    assert "metadata_ignored" in out.loc[ids[2], "flags"].split(";")
     assert "not found" in out.loc["ghost", "error"]
-    direct = score_frame(df.drop(index=2), model).set_index("id")
+    without_sex = df.copy()
+    without_sex.loc[2, "sex"] = None  # scored as if the sex were not given
+    direct = score_frame(without_sex, model).set_index("id")
+    assert len(direct) == 6
     for i in direct.index:
         assert abs(out.loc[i, "p_MEL"] - direct.loc[i, "p_MEL"]) < 1e-5
 
@@ -789,14 +801,60 @@ def test_manifest_error_rows_keep_their_path(ids: list[str], image_folder: Path,
         "d,ok.jpg,400,male\ne,pipe.jpg,50,female\n")
     summary = run_local(tmp_path / "m.csv", tmp_path / "out", ScoreOptions(workers=1),
                         progress=False)
-    assert summary.errors == 4
+    assert summary.errors == 3
     df = read_output(tmp_path / "out").set_index("id")
     for rid, name in {"a": "ok.jpg", "b": "text.jpg", "c": "missing.jpg", "d": "ok.jpg",
                       "e": "pipe.jpg"}.items():
         assert df.loc[rid, "path"] == str(tmp_path / name), rid
-    assert df["error"].isna().tolist() == [True, False, False, False, False]
+    assert df["error"].isna().tolist() == [True, False, False, True, False]
     assert "named pipe" in df.loc["e", "error"]
-    assert "400" in df.loc["d", "error"]
+    assert "not an image" in df.loc["b", "error"]
+    assert "not found" in df.loc["c", "error"]
+    # an age of 400 is left out (flagged): the image is scored
+    assert pd.isna(df.loc["d", "age"])
+    assert "metadata_ignored" in df.loc["d", "flags"].split(";")
+
+
+def test_a_remote_csv_reads_unusable_labels_and_metadata_like_a_local_one(
+        data_dir: Path, ids: list[str], tmp_path: Path) -> None:
+    """A label or a metadata value that cannot be used leaves a remote CSV's row unlabelled or
+    without that value, and its image is scored, as in a local CSV; a missing image is an
+    error row in both."""
+    fsspec = pytest.importorskip("fsspec")
+    from dermsight.batch.sources import open_source
+
+    text = ("image_id,diagnosis,age_approx,sex,anatom_site\n"
+            f"{ids[0]},NV,40,female,torso\n{ids[1]},FOO,45,male,torso\n"
+            f"{ids[2]},MEL,400,bogus,torso\nghost,NV,50,male,torso\n")
+    local = tmp_path / "ds"
+    copy_images(data_dir, ids[:3], local / "images")
+    (local / "metadata.csv").write_text(text)
+    fs = fsspec.filesystem("memory")
+    base = f"/dermsight-test-{os.getpid()}-{tmp_path.name}"
+    try:
+        for i in ids[:3]:
+            fs.pipe(f"{base}/images/{i}.jpg", (data_dir / "images" / f"{i}.jpg").read_bytes())
+        fs.pipe(f"{base}/metadata.csv", text.encode())
+        remote = list(open_source(f"memory://{base}/metadata.csv").rows())
+    finally:
+        fs.rm(base, recursive=True)
+    fields = ("id", "label", "age", "sex", "site", "meta_notes")
+    got = [({k: r[k] for k in fields}, r["error"] is None) for r in remote]
+    assert got == [
+        ({"id": ids[0], "label": "NV", "age": 40.0, "sex": "female", "site": "torso",
+          "meta_notes": None}, True),
+        ({"id": ids[1], "label": None, "age": 45.0, "sex": "male", "site": "torso",
+          "meta_notes": None}, True),
+        ({"id": ids[2], "label": "MEL", "age": None, "sex": None, "site": "torso",
+          "meta_notes": "age:ignored;sex:ignored"}, True),
+        ({"id": "ghost", "label": "NV", "age": 50.0, "sex": "male", "site": "torso",
+          "meta_notes": None}, False),
+    ]
+    assert "image file not found" in remote[3]["error"]
+    assert [r["path"] for r in remote[:3]] == [f"memory://{base}/images/{i}.jpg"
+                                               for i in ids[:3]]
+    rows = list(open_source(local).rows())
+    assert [({k: r[k] for k in fields}, r["error"] is None) for r in rows] == got
 
 
 def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(

@@ -68,7 +68,9 @@ def test_second_input_is_evaluated_and_counted_alone(
     out = tmp_path / "bx"
     code, _, err = run(capsys, "batch", str(lab), "--out", str(out), "--evaluate", "-q")
     assert code == 0, err
-    assert json.loads(sidecar(out, "evaluation.json").read_text())["n"] == N_LAB
+    # the images the gate refused ("cannot assess") are not evaluated
+    lab_assessed = N_LAB - int((read_output(out)["risk"] == "cannot_assess").sum())
+    assert json.loads(sidecar(out, "evaluation.json").read_text())["n"] == lab_assessed
 
     code, second, err = run(capsys, "batch", str(s2020), "--out", str(out), "--evaluate", "-q")
     assert code == 0, err
@@ -77,9 +79,10 @@ def test_second_input_is_evaluated_and_counted_alone(
     assert (f"the output also holds {N_LAB} rows this input does not list (another input's, "
             "or images no longer listed); they are not evaluated") in second
     evaluation = json.loads(sidecar(out, "evaluation.json").read_text())
-    assert evaluation["n"] == N_2020  # not the 26 rows of both inputs pooled
+    refused_2020 = evaluation["gate_refused"]["images"]
+    assert evaluation["n"] == N_2020 - refused_2020  # not the rows of both inputs pooled
     assert _report_cell(out, "input") == str(s2020.resolve())
-    assert _report_cell(out, "evaluated rows (labelled, scored)") == str(N_2020)
+    assert _report_cell(out, "evaluated rows (labelled, scored)") == str(N_2020 - refused_2020)
     assert _report_cell(out, "output rows of this input") == str(N_2020)
     assert _report_cell(out, "output rows of other inputs (left out)") == str(N_LAB)
     summary = json.loads((out / "_summary.json").read_text())
@@ -91,7 +94,7 @@ def test_second_input_is_evaluated_and_counted_alone(
     assert code == 0, err
     assert f"0 scored, 0 errors, {N_LAB} already done (skipped)" in again
     assert f"the output also holds {N_2020} rows this input does not list" in again
-    assert json.loads(sidecar(out, "evaluation.json").read_text())["n"] == N_LAB
+    assert json.loads(sidecar(out, "evaluation.json").read_text())["n"] == lab_assessed
     assert _report_cell(out, "output rows of other inputs (left out)") == str(N_2020)
 
 

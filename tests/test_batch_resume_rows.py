@@ -124,47 +124,53 @@ def test_a_missing_file_added_later_is_scored_once(
     assert len(read_output(out)) == 4
 
 
-def test_a_bad_metadata_row_fixed_later_is_scored_once(
+def test_an_error_row_fixed_later_is_scored_once(
     data_dir: Path, four: list[str], tmp_path: Path,
 ) -> None:
-    """Bad sex in one row of an id-only CSV (the error row keeps the image's path) and in one
-    row of a manifest with paths; both CSVs fixed, the same command re-run."""
+    """A truncated image in an id-only CSV (the error row keeps the image's path), replaced by
+    the good file; a manifest with paths whose image is missing, then added; the same command
+    re-run each time. (A metadata value that cannot be used is no error: it is left out.)"""
     root = tmp_path / "ds"
     for i in four:
         _copy(data_dir, i, root / "images" / f"{i}.jpg")
+    bad_file = root / "images" / f"{four[1]}.jpg"
+    good = bad_file.read_bytes()
+    bad_file.write_bytes(good[: len(good) // 3])
     csv_path = root / "metadata.csv"
-    _write_csv(csv_path, ISIC_HEADER, _isic_rows(four, {four[1]: "bogus"}))
+    _write_csv(csv_path, ISIC_HEADER, _isic_rows(four, {four[1]: "male"}))
     out = tmp_path / "out"
     s1 = run_local(root, out, progress=False, chunk_size=1)
     assert (s1.scored, s1.errors) == (4, 1)
     bad = read_output(out).set_index("id").loc[four[1]]
-    assert "unknown sex 'bogus'" in bad["error"]
-    assert bad["path"] == str(root / "images" / f"{four[1]}.jpg")  # kept, for resuming
+    assert "truncated JPEG" in bad["error"]
+    assert bad["path"] == str(bad_file)  # kept, for resuming
     assert len(part_files(out)) == 4
 
-    _write_csv(csv_path, ISIC_HEADER, _isic_rows(four, {four[1]: "male"}))
+    bad_file.write_bytes(good)
     s2 = run_local(root, out, progress=False, chunk_size=1)
     assert (s2.retried, s2.skipped, s2.scored, s2.errors) == (1, 3, 1, 0)
     df = read_output(out).set_index("id")
     assert sorted(df.index) == four
     assert df["error"].isna().all()
-    assert df.loc[four[1], "sex"] == "male"  # scored with the fixed metadata
+    assert df.loc[four[1], "sex"] == "male"  # scored with its row's metadata
     assert len(part_files(out)) == 4  # the error row's part, all of it an error, is gone
 
     # the same with a manifest that gives paths, parts mixing good and error rows
+    late = tmp_path / "late" / f"{four[2]}.jpg"
     manifest = _write_csv(tmp_path / "manifest.csv", ["id", "path", "age", "sex", "site"], [
-        [i, f"ds/images/{i}.jpg", 50, "bogus" if n == 2 else "female", SITE]
+        [i, "late/" + late.name if n == 2 else f"ds/images/{i}.jpg", 50, "female", SITE]
         for n, i in enumerate(four)])
     out2 = tmp_path / "out2"
     assert run_local(manifest, out2, progress=False).errors == 1
     assert len(part_files(out2)) == 1
-    manifest.write_text(manifest.read_text().replace("bogus", "female"))
+    _copy(data_dir, four[2], late)
     s3 = run_local(manifest, out2, progress=False)
     assert (s3.retried, s3.scored, s3.errors) == (1, 1, 0)
     df2 = read_output(out2)
     assert sorted(df2["id"]) == four
     assert df2["error"].isna().all()
     assert (df2["sex"] == "female").all()
+    assert df2.set_index("id").loc[four[2], "path"] == str(late)
 
 
 def test_an_image_listed_twice_is_scored_once_per_listing(
@@ -198,25 +204,28 @@ def test_an_image_listed_twice_is_scored_once_per_listing(
 def test_a_repeated_listing_with_an_error_is_rescored_in_order(
     data_dir: Path, four: list[str], tmp_path: Path,
 ) -> None:
-    """One listing good, the other bad; once fixed, every listing of that image is scored
-    again so that each row carries its own listing's metadata."""
+    """One listing good, the other bad (its file gone when it was reached); once fixed, every
+    listing of that image is scored again so that each row carries its own listing's
+    metadata."""
     img = _copy(data_dir, four[0], tmp_path / "imgs" / "lesion.jpg")
     other = _copy(data_dir, four[1], tmp_path / "imgs" / "other.jpg")
     header = ["id", "path", "age", "sex", "site"]
     manifest = tmp_path / "manifest.csv"
-    _write_csv(manifest, header, [["lesion", str(img), 45, "bogus", SITE],
-                                  ["other", str(other), 60, "male", SITE],
-                                  ["lesion", str(img), 50, "female", SITE]])
-    out = tmp_path / "out"
-    assert run_local(manifest, out, progress=False).errors == 1
     _write_csv(manifest, header, [["lesion", str(img), 45, "male", SITE],
                                   ["other", str(other), 60, "male", SITE],
                                   ["lesion", str(img), 50, "female", SITE]])
+    out = tmp_path / "out"
+    assert run_local(manifest, out, ScoreOptions(limit=1), progress=False).errors == 0
+    img.unlink()  # the second listing of lesion.jpg becomes an error row
+    s1 = run_local(manifest, out, progress=False)
+    assert (s1.skipped, s1.scored, s1.errors) == (1, 2, 1)
+    _copy(data_dir, four[0], img)
     s = run_local(manifest, out, progress=False)
     assert (s.retried, s.skipped, s.scored, s.errors) == (1, 1, 2, 0)
     df = read_output(out)
     got = sorted(zip(df["id"], df["age"], df["sex"], strict=True))
     assert got == [("lesion", 45.0, "male"), ("lesion", 50.0, "female"), ("other", 60.0, "male")]
+    assert df["error"].isna().all()
 
 
 def test_a_bad_image_replaced_by_a_good_one_is_retried_and_a_persisting_error_stays_one_row(
@@ -266,12 +275,14 @@ def test_a_retry_run_that_dies_is_completed_by_the_next_run(
     root = tmp_path / "ds"
     for i in four:
         _copy(data_dir, i, root / "images" / f"{i}.jpg")
-    csv_path = root / "metadata.csv"
-    broken = {i: "bogus" for i in four[1:]}
-    _write_csv(csv_path, ISIC_HEADER, _isic_rows(four, broken))
+    for i in four[1:]:  # truncated: error rows that keep their paths
+        f = root / "images" / f"{i}.jpg"
+        f.write_bytes(f.read_bytes()[:2000])
+    _write_csv(root / "metadata.csv", ISIC_HEADER, _isic_rows(four))
     out = tmp_path / "out"
     assert run_local(root, out, progress=False).errors == 3
-    _write_csv(csv_path, ISIC_HEADER, _isic_rows(four))
+    for i in four[1:]:
+        _copy(data_dir, i, root / "images" / f"{i}.jpg")
 
     def boom(part: Path) -> None:
         raise RuntimeError("injected failure")
@@ -300,23 +311,23 @@ def test_spark_resumes_and_retries_like_the_local_runner(
     from dermsight.batch.spark import run_spark
 
     img = _copy(data_dir, four[0], tmp_path / "imgs" / "lesion.jpg")
+    late = tmp_path / "imgs" / "late.jpg"  # missing on the first run: an error row
+    ghost = tmp_path / "imgs" / "ghost.jpg"  # missing too, but past the --limit
     header = ["id", "path", "age", "sex", "site"]
     manifest = tmp_path / "manifest.csv"
     _write_csv(manifest, header, [["lesion", str(img), 45, "female", SITE],
-                                  ["lesion", str(img), 50, "bogus", SITE],
-                                  ["ghost", str(tmp_path / "imgs" / "ghost.jpg"), 50, "male",
-                                   SITE]])
-    out = tmp_path / "out"
-    s1 = run_spark(manifest, out, ScoreOptions(limit=2), master="local[1]", stop_session=False)
-    assert (s1.scored, s1.errors) == (2, 1)
-    _write_csv(manifest, header, [["lesion", str(img), 45, "female", SITE],
                                   ["lesion", str(img), 50, "female", SITE],
-                                  ["ghost", str(tmp_path / "imgs" / "ghost.jpg"), 50, "male",
-                                   SITE]])
-    _copy(data_dir, four[1], tmp_path / "imgs" / "ghost.jpg")
+                                  ["late", str(late), 55, "male", SITE],
+                                  ["ghost", str(ghost), 50, "male", SITE]])
+    out = tmp_path / "out"
+    s1 = run_spark(manifest, out, ScoreOptions(limit=3), master="local[1]", stop_session=False)
+    assert (s1.scored, s1.errors) == (3, 1)
+    assert "image file not found" in read_output(out).set_index("id").loc["late", "error"]
+    _copy(data_dir, four[1], late)
+    _copy(data_dir, four[2], ghost)
     s2 = run_spark(manifest, out, master="local[1]", stop_session=True)
-    assert (s2.retried, s2.errors) == (1, 0)
+    assert (s2.retried, s2.skipped, s2.scored, s2.errors) == (1, 2, 2, 0)
     df = read_output(out)
     assert sorted(zip(df["id"], df["age"], strict=True)) == [
-        ("ghost", 50.0), ("lesion", 45.0), ("lesion", 50.0)]
+        ("ghost", 50.0), ("late", 55.0), ("lesion", 45.0), ("lesion", 50.0)]
     assert df["error"].isna().all()

@@ -93,17 +93,21 @@ def test_evaluate_reports_metrics_by_source(
     want = dict(zip(rows["image_id"], rows["source"], strict=True))
     assert dict(zip(scores["id"], scores["source"], strict=True)) == want
 
-    # the evaluation JSON: one subgroup row per source, with the right counts
+    # the evaluation JSON: one subgroup row per source, with the right counts, of the images
+    # the gate did not refuse ("cannot assess": left out of the figures)
     evaluation = json.loads(sidecar(ev / "scores", "evaluation.json").read_text())
+    scores = scores[scores["risk"] != "cannot_assess"].reset_index(drop=True)
+    counts = _counts(rows[rows["image_id"].isin(scores["id"])])
+    assert evaluation["gate_refused"]["images"] == len(rows) - len(scores)
     by_source = _by_source(evaluation)
     assert list(by_source) == ["ham10000", "isic2019"]
-    assert {s: (r["n"], r["n_malignant"], r["n_mel"]) for s, r in by_source.items()} == \
-        _counts(rows)
+    assert {s: (r["n"], r["n_malignant"], r["n_mel"]) for s, r in by_source.items()} == counts
     ham, isic = by_source["ham10000"], by_source["isic2019"]
     assert ham["malignant_auc"] is not None
     assert ham["mel_auc"] is not None
     assert ham["sensitivity_lo"] is not None  # an interval, the evaluation's method
-    assert isic["note"] == "n=20 < 30: too few to report"  # withheld, the counts kept
+    n_isic = counts["isic2019"][0]
+    assert isic["note"] == f"n={n_isic} < 30: too few to report"  # withheld, counts kept
     assert all(isic[k] is None for k in ("malignant_auc", "mel_auc", "balanced_accuracy",
                                          "sensitivity", "specificity"))
 
@@ -128,8 +132,9 @@ def test_evaluate_reports_metrics_by_source(
     html = sidecar(ev / "scores", "report.html").read_text(encoding="utf-8")
     cells = _report_table(html, "Per data source")
     assert [(c[0], c[1], c[2], c[3]) for c in cells] == [
-        ("source", "ham10000", "40", "16"), ("source", "isic2019", "20", "8")]
-    assert "n=20 &lt; 30: too few to report" in html.split("<h2>Per data source</h2>", 1)[1]
+        ("source", s, str(n), str(k)) for s, (n, k, _) in counts.items()]
+    assert f"n={n_isic} &lt; 30: too few to report" in html.split(
+        "<h2>Per data source</h2>", 1)[1]
     assert "The evaluated rows come from 2 data sources (ham10000, isic2019;" in html
 
 
@@ -177,6 +182,10 @@ def test_an_older_output_is_upgraded_with_the_source_column(
         i: s for i, s in want.items() if i not in old}
 
     evaluation = json.loads(sidecar(out, "evaluation.json").read_text())
-    new = rows[~rows["image_id"].isin(old)]
+    # the images the gate refused ("cannot assess") are not evaluated
+    risk = read_output(out).set_index("id")["risk"]
+    assessed = rows[rows["image_id"].map(risk) != "cannot_assess"]
+    new = assessed[~assessed["image_id"].isin(old)]
     assert {s: r["n"] for s, r in _by_source(evaluation).items()} == {
-        **{s: n for s, (n, _, _) in _counts(new).items()}, "missing": 20}
+        **{s: n for s, (n, _, _) in _counts(new).items()},
+        "missing": int(assessed["image_id"].isin(old).sum())}

@@ -23,7 +23,7 @@ from dermsight.io import (
     load_image,
     load_images,
 )
-from dermsight.io.csvfolder import detect_layout, iter_csv
+from dermsight.io.csvfolder import detect_layout, iter_csv, iter_csv_rows
 from dermsight.io.decode import decode_image
 from dermsight.io.dicom import dicom_site, read_dicom, write_dicom
 from dermsight.io.tfrecord import Codes, iter_tfrecord, write_tfrecord
@@ -274,12 +274,14 @@ def test_missing_path_is_a_reader_error(tmp_path: Path) -> None:
         list(iter_records(tmp_path / "nowhere"))
 
 
-def test_bad_rows_become_error_records(data_dir: Path, ids: list[str], tmp_path: Path) -> None:
+def test_bad_values_are_left_out_and_rows_without_an_image_become_error_records(
+        data_dir: Path, ids: list[str], tmp_path: Path) -> None:
     copy_images(data_dir, ids[:5], tmp_path / "images")
     (tmp_path / "images" / "TEXT_1.jpg").write_text("this is not a picture")
     good = (tmp_path / "images" / f"{ids[4]}.jpg").read_bytes()
     (tmp_path / "images" / "CUT_1.jpg").write_bytes(good[: len(good) // 2])
     header = ["image_id", "diagnosis", "age_approx", "sex", "anatom_site", "group_id"]
+    dupe = ids[0].replace("ISIC", "DUPE")
     rows: list[list[object]] = [
         [ids[0], "NV", 40, "male", "torso", "g0"],
         [ids[1], "psoriasis", 40, "male", "torso", "g1"],  # line 3
@@ -289,22 +291,29 @@ def test_bad_rows_become_error_records(data_dir: Path, ids: list[str], tmp_path:
         ["ISIC_9999999", "NV", 30, "male", "", "g5"],
         ["TEXT_1", "NV", 30, "male", "", "g6"],
         ["CUT_1", "NV", 30, "male", "", "g7"],
-        [ids[0].replace("ISIC", "DUPE"), "NV", "", "", "elbow pit", "g8"],
+        [dupe, "NV", "", "", "elbow pit", "g8"],
     ]
     write_csv(tmp_path / "metadata.csv", header, rows)
     summary = ReadSummary()
-    recs = list(summary.track(iter_records(tmp_path)))
+    warnings: list[str] = []
+    recs = list(summary.track(iter_records(tmp_path, on_warning=warnings.append)))
     assert len(recs) == len(rows)  # nothing aborted
-    assert summary.n_ok == 1
-    assert summary.n_errors == 8
+    assert summary.n_ok == 5
+    assert summary.n_errors == 4
     errors = [r.error or "" for r in recs]
-    assert errors[0] == ""
-    assert errors[1] == f"metadata.csv line 3 ({ids[1]}): unknown diagnosis 'psoriasis'"
-    assert errors[2] == f"metadata.csv line 4 ({ids[2]}): age '-5' is outside 0-120 years"
-    assert errors[3] == f"metadata.csv line 5 ({ids[3]}): age '400' is outside 0-120 years"
-    assert errors[4] == (
-        f"metadata.csv line 6 ({ids[4]}): unknown sex 'x': expected one of male, female"
-    )
+    # A value that cannot be used is left out (noted), and the image is read all the same.
+    assert errors[:5] == [""] * 5
+    assert recs[1].label is None  # an unknown diagnosis: unlabelled, and the user is told
+    assert warnings == [
+        f"1 row of metadata.csv has a label that cannot be used (line 3 ({ids[1]}): unknown "
+        "diagnosis 'psoriasis'): its image is read without a label"
+    ]
+    for rec in recs[2:4]:  # age -5, age 400
+        assert rec.meta.age is None
+        assert ("age", IGNORED) in rec.meta.notes
+    assert recs[4].meta.sex is None  # sex 'x'
+    assert ("sex", IGNORED) in recs[4].meta.notes
+    # Only a row without an image to read is an error row.
     assert errors[5].startswith("metadata.csv line 7 (ISIC_9999999): image file not found")
     assert errors[6] == (
         "metadata.csv line 8 (TEXT_1): TEXT_1.jpg: not an image (looks like a text file)"
@@ -312,29 +321,43 @@ def test_bad_rows_become_error_records(data_dir: Path, ids: list[str], tmp_path:
     assert errors[7] == (
         "metadata.csv line 9 (CUT_1): CUT_1.jpg: truncated JPEG: the file is incomplete"
     )
-    assert "unknown anatomic site 'elbow pit'" in errors[8]
-    # Good parts of a bad row are kept.
+    assert errors[8].startswith(f"metadata.csv line 10 ({dupe}): image file not found")
+    # Good parts of a row are kept.
     assert recs[2].label == "MEL"
     assert recs[2].meta.sex == "female"
-    assert recs[2].image is None
-    # Lazy reading finds the row problems but not the undecodable files...
+    assert recs[2].image is not None
+    assert recs[4].label == "BCC"
+    assert recs[4].meta.age == 50
+    # Lazy reading finds the missing files but not the undecodable ones...
     lazy = list(iter_records(tmp_path, decode=False))
-    assert [r.error is None for r in lazy] == [True] + [False] * 5 + [True, True, False]
+    assert [r.error is None for r in lazy] == [True] * 5 + [False, True, True, False]
     # ...which load_image then reports.
     assert "truncated JPEG" in (load_image(lazy[7]).error or "")
-    assert str(summary) == "9 records: 1 ok, 8 with errors"
+    assert str(summary) == "9 records: 5 ok, 4 with errors"
 
 
-def test_target_disagreeing_with_diagnosis(tmp_path: Path) -> None:
+def test_target_disagreeing_with_diagnosis(data_dir: Path, ids: list[str],
+                                           tmp_path: Path) -> None:
+    copy_images(data_dir, ids[:3], tmp_path)
     write_csv(
         tmp_path / "t.csv",
         ["image_name", "diagnosis", "target"],
-        [["a", "melanoma", 0], ["b", "nevus", 1], ["c", "nevus", 7]],
+        [[ids[0], "melanoma", 0], [ids[1], "nevus", 1], [ids[2], "nevus", 7]],
     )
-    errs = [r.error or "" for r in iter_records(tmp_path / "t.csv", decode=False)]
-    assert "diagnosis MEL disagrees with target 0" in errs[0]
-    assert "diagnosis NV disagrees with target 1" in errs[1]
-    assert "target '7' is not 0 or 1" in errs[2]
+    # The images are read, without their label; the user is told once, with the first reason.
+    warnings: list[str] = []
+    recs = list(iter_records(tmp_path / "t.csv", decode=False, on_warning=warnings.append))
+    assert [r.error for r in recs] == [None] * 3
+    assert [r.label for r in recs] == [None] * 3
+    assert [w for w in warnings if "label" in w] == [
+        f"3 rows of t.csv have a label that cannot be used (line 2 ({ids[0]}): diagnosis MEL "
+        "disagrees with target 0, ...): their images are read without a label"
+    ]
+    # Each row's reason.
+    problems = [parsed.label_problems for _line, parsed in iter_csv_rows(tmp_path / "t.csv")]
+    assert problems == [["diagnosis MEL disagrees with target 0"],
+                        ["diagnosis NV disagrees with target 1"],
+                        ["target '7' is not 0 or 1"]]
 
 
 def test_folder_with_two_label_csvs_needs_a_choice(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from dermsight.evaluate.report import render_report
 
 #: 7 real images of each of the 8 diagnoses in isic-subset: 56 images, 21 malignant
 PER_CLASS = 7
+MALIGNANT = ("MEL", "BCC", "SCC")
 N_BOOT = 200
 
 
@@ -81,14 +82,17 @@ def _settings(cls: type[EvalSettings]) -> EvalSettings:
                malignant_excluded=tuple(card.malignant_excluded), n_boot=N_BOOT)
 
 
-def _check_small_n(ev: dict[str, Any]) -> None:
-    """What an evaluation with the ``wilson`` method says of its 100 % figures."""
+def _check_small_n(ev: dict[str, Any], n_malignant: int = 3 * PER_CLASS,
+                   n_mel: int = PER_CLASS) -> None:
+    """What an evaluation with the ``wilson`` method says of its 100 % figures (of
+    ``n_malignant`` malignant images, ``n_mel`` of them melanomas)."""
     m, ci = ev["metrics"], ev["ci"]
-    assert m["n_malignant"] == 3 * PER_CLASS  # MEL, BCC, SCC
+    assert m["n_malignant"] == n_malignant  # MEL, BCC, SCC
     sens = ci["refer_sensitivity"]
     assert sens["value"] == 1.0  # every malignant image referred: 21 of 21
     assert sens["lo"] < 1.0
-    assert math.isclose(sens["lo"], wilson(21, 21)[0], abs_tol=1e-12)  # 0.845
+    assert math.isclose(sens["lo"], wilson(n_malignant, n_malignant)[0],
+                        abs_tol=1e-12)  # 0.845 for 21
     assert sens["hi"] == 1.0
     assert sens["n"] == m["n_malignant"]  # the cases, not the resamples
     assert sens["k"] == m["n_malignant"]
@@ -100,10 +104,10 @@ def _check_small_n(ev: dict[str, Any]) -> None:
     assert spec["hi"] >= w_hi - 1e-12
     assert spec["lo"] < spec["value"] < spec["hi"]
     mel = next(pc for pc in ev["per_class"] if pc["code"] == "MEL")
-    assert mel["n"] == PER_CLASS
+    assert mel["n"] == n_mel
     assert mel["sensitivity"]["value"] == 1.0
-    assert mel["sensitivity"]["n"] == PER_CLASS
-    assert math.isclose(mel["sensitivity"]["lo"], wilson(PER_CLASS, PER_CLASS)[0], abs_tol=1e-12)
+    assert mel["sensitivity"]["n"] == n_mel
+    assert math.isclose(mel["sensitivity"]["lo"], wilson(n_mel, n_mel)[0], abs_tol=1e-12)
     entries = [*ci.values(), *(pc[k] for pc in ev["per_class"]
                                for k in ("auc", "sensitivity", "specificity"))]
     for e in entries:  # no interval of zero width anywhere; a missing one says why
@@ -155,8 +159,15 @@ def test_small_n_intervals_on_real_images(evaluated: Path) -> None:
 
 
 def test_dermsight_evaluate_shows_small_n_intervals(evaluated: Path) -> None:
-    """The evaluation JSON and report that ``dermsight evaluate`` writes."""
+    """The evaluation JSON and report that ``dermsight evaluate`` writes: of the images the
+    gate did not refuse ("cannot assess": left out of the figures, and counted)."""
     ev = json.loads((evaluated / "scores.evaluation.json").read_text(encoding="utf-8"))
-    _check_small_n(ev)
+    scores = read_output(evaluated / "scores", ["label", "risk"])
+    refused = scores[scores["risk"] == "cannot_assess"]
+    assert ev["gate_refused"] == {"images": len(refused),
+                                  "malignant": int(refused["label"].isin(MALIGNANT).sum())}
+    n_malignant = 3 * PER_CLASS - ev["gate_refused"]["malignant"]
+    _check_small_n(ev, n_malignant, PER_CLASS - int((refused["label"] == "MEL").sum()))
     html = (evaluated / "scores.report.html").read_text(encoding="utf-8")
-    assert "(0.845 to 1.000; 21 of 21, small sample)" in html
+    lo = wilson(n_malignant, n_malignant)[0]
+    assert f"({lo:.3f} to 1.000; {n_malignant} of {n_malignant}, small sample)" in html

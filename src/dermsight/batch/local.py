@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import plan_names, taken_names
-from dermsight.batch.resume import Listings, pending, prepare_resume
+from dermsight.batch.resume import Listings, MetadataCheck, pending, prepare_resume
 from dermsight.batch.schema import rows_to_frame
 from dermsight.batch.scorer import score_rows
 from dermsight.batch.sources import DuplicateIds, Source, open_source
@@ -106,9 +106,13 @@ def run_local(
                          fmt=options.fmt, tta=options.tta)
     workers = options.workers or default_workers()
     limit = options.limit
-    with PartStore(out, options.fmt, model.classes, model=model.info,
-                   bundle=model.bundle.card_sha256, tta=options.tta,
-                   heatmaps=options.heatmaps is not None, command=command) as store:
+    store = PartStore(out, options.fmt, model.classes, model=model.info,
+                      bundle=model.bundle.card_sha256, tta=options.tta,
+                      heatmaps=options.heatmaps is not None, command=command)
+    # the output rows' metadata, from the store's one read of the output, to tell which done
+    # rows the input now gives other metadata
+    check = store.reader = MetadataCheck()
+    with store:
         # the output is read once, here (``store.contents``); the summary's totals are kept up
         # to date as parts are written
         resume = prepare_resume(store, source.rows, limit)
@@ -118,7 +122,7 @@ def run_local(
         done, resume.done = resume.done, Counter()
         had_done = bool(done)  # an output empty of other rows holds only this input's
         bar = _Bar(progress_bars(progress), source.estimate, limit)
-        listings = Listings(on_skip=bar.skip)
+        listings = Listings(on_skip=bar.skip, on_done=check.see if had_done else None)
         duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
         try:
@@ -140,19 +144,35 @@ def run_local(
             print(f"batch interrupted: {summary.scored} rows scored by this run are kept in "
                   f"{out}; run the same command again to score the rest", file=sys.stderr,
                   flush=True)
+            summary.interrupted = True
+            # what the output holds now, as a normal end writes it (no evaluation: the job
+            # is not done); the usual atomic write, so a second Ctrl-C leaves the old one
+            _finish(summary, store, listings, duplicates, check, t0, had_done=had_done)
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        summary.skipped = listings.skipped
-        summary.not_listed = listings.not_listed if had_done else 0
-        summary.duplicate_ids = duplicates.count
-        summary.elapsed_s = time.perf_counter() - t0
-        summary.total = store.contents.tally()
-        summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        if options.evaluate:
-            run_evaluation(summary, model.card, source.rows)
-        store.write_summary(summary.to_dict())
+        _finish(summary, store, listings, duplicates, check, t0, had_done=had_done,
+                evaluate=(lambda: run_evaluation(summary, model.card, source.rows))
+                if options.evaluate else None)
     return summary
+
+
+def _finish(summary: RunSummary, store: PartStore, listings: Listings,
+            duplicates: DuplicateIds, check: MetadataCheck | None, t0: float, *,
+            had_done: bool, evaluate: Callable[[], None] | None = None) -> None:
+    """Fill in ``summary``'s counts of the run and of the output, run ``evaluate`` (the
+    ``--evaluate`` report), then write ``OUT/_summary.json``. At a Ctrl-C, what the input's
+    reading found so far (``listings``: ``not_listed`` unknown)."""
+    summary.skipped = listings.skipped
+    summary.not_listed = listings.not_listed if had_done else 0
+    summary.duplicate_ids = duplicates.count
+    summary.metadata_changed = check.changed() if check is not None else 0
+    summary.elapsed_s = time.perf_counter() - t0
+    summary.total = store.contents.tally()
+    summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    if evaluate is not None:
+        evaluate()
+    store.write_summary(summary.to_dict())
 
 
 class _Bar:

@@ -60,6 +60,14 @@ def safe_name(rid: str) -> str:
     return f"{name[:_MAX_NAME - 9]}-{hashlib.sha256(rid.encode()).hexdigest()[:8]}"
 
 
+def numbered(stem: str, n: int) -> str:
+    """``stem-n``: the ``n``-th name of ``stem`` (``safe_name``'s), cut so that it is at most
+    ``safe_name``'s 180 characters; so a numbered name of a long id is an overlay name too
+    (``is_overlay_name``), as its first name is."""
+    tag = f"-{n}"
+    return stem[:_MAX_NAME - len(tag)] + tag
+
+
 def make_folder(folder: Path) -> str | None:
     """Create ``folder`` (and its parents) for overlays: None when it can be written to, else
     why not (a short phrase)."""
@@ -83,11 +91,13 @@ class UniqueNames:
         self._lock = threading.Lock()
 
     def claim(self, stem: str, suffix: str) -> str:
+        """``stem + suffix``, else the first of ``stem-2 + suffix``, ``stem-3 + suffix``, ...
+        not used yet (``numbered``: a long stem cut so that the number fits)."""
         with self._lock:
             name, n = f"{stem}{suffix}", 1
             while name.casefold() in self._used:
                 n += 1
-                name = f"{stem}-{n}{suffix}"
+                name = numbered(stem, n) + suffix
             self._used.add(name.casefold())
             return name
 

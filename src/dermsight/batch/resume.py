@@ -17,6 +17,11 @@ images by id only, whose file was missing) is retried by any input row with the 
 rows of inputs no longer listed are kept. With ``--limit`` only the keys the run reaches are
 retried. A run killed after removing rows leaves them pending: the next run scores them.
 
+A row already done is not scored again when the input's metadata for it changed (a corrected
+age, sex or site): its key is ``(id, path)``. ``MetadataCheck`` counts such rows as ``pending``
+passes them, so that the run can say so (they keep the scores of the metadata they were scored
+with; a new ``--out`` scores them again).
+
 An output may also hold rows that this input does not list (another input scored into the same
 folder). They are kept, but they are neither "already done" for this run (``Listings``: only the
 listings of this input that the output holds are counted, as ``pending`` passes them) nor part of
@@ -25,19 +30,26 @@ its evaluation (``listed_rows``: the output rows this input lists, as many per k
 
 from __future__ import annotations
 
+import os
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from itertools import islice
-from typing import Any
+from pathlib import PurePath
+from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
 
 from dermsight.batch.sources import row_key
-from dermsight.batch.store import Key, PartStore
+from dermsight.batch.store import Key, PartStore, iter_output
+from dermsight.records import Metadata
+from dermsight.taxonomy import TaxonomyError
 
-__all__ = ["Listings", "Resume", "count_listings", "listed_keys", "listed_rows", "pending",
-           "prepare_resume", "retry_keys"]
+__all__ = ["Listings", "MetadataCheck", "Resume", "listed_keys",
+           "listed_rows", "pending", "prepare_resume", "retry_keys"]
 
 
 @dataclass
@@ -57,11 +69,13 @@ class Listings:
     folder), known only once the whole input was read (``None`` before, and when a ``limit``
     stopped the reading early). ``on_skip`` (optional) is called with how many listings were
     passed over (a progress bar's total shrinks with it), in runs: before each row ``pending``
-    yields, every ``_SKIP_RUN`` rows, and at the end."""
+    yields, every ``_SKIP_RUN`` rows, and at the end. ``on_done`` (optional) is called with
+    each row passed over (``MetadataCheck.see``)."""
 
     skipped: int = 0
     not_listed: int | None = None
     on_skip: Callable[[int], object] | None = None
+    on_done: Callable[[Mapping[str, Any]], object] | None = None
 
 
 #: ``pending`` counts the rows it passes over in runs of at most this many (and before each row
@@ -84,6 +98,7 @@ def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
     left: dict[Key, int] = (done if consume and isinstance(done, dict)
                             else {k: n for k, n in done.items() if n > 0})
     seen = listings if listings is not None else Listings()
+    on_done = seen.on_done
 
     def passed(run: int) -> None:  # counted in runs: a call per row costs ~1 s at 400k
         seen.skipped += run
@@ -102,6 +117,8 @@ def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
                     else:
                         left[k] = n - 1
                     run += 1
+                    if on_done is not None:
+                        on_done(row)
                     if run == _SKIP_RUN:
                         passed(run)
                         run = 0
@@ -118,14 +135,94 @@ def pending(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int],
     return islice(todo(), limit) if limit is not None else todo()
 
 
-def count_listings(rows: Iterable[Mapping[str, Any]], done: Mapping[Key, int]) -> Listings:
-    """``Listings`` of a whole input against the output's ``done`` keys (``done`` is not
-    changed): one pass over ``rows``, for a runner that does not read the input through
-    ``pending`` (Spark's ``binaryFile`` folder input)."""
-    listings = Listings()
-    for _ in pending(rows, done, listings=listings):
-        pass
-    return listings
+#: the metadata of a row as the output holds it: (age, sex, site), None for a missing value
+_Meta = tuple[float | None, str | None, str | None]
+#: ``_input_meta`` of a row whose metadata cannot be read now (the run would make it an error)
+_UNREADABLE = (float("inf"), "", "")
+
+
+def _cell(value: object) -> object:
+    """An output cell as a value: None for a missing one (null, NaN, or "" in a CSV part)."""
+    if value is None or value == "" or (isinstance(value, float) and value != value):
+        return None
+    return value
+
+
+def _stored_meta(age: object, sex: object, site: object) -> _Meta:
+    """The metadata an output row holds (a Parquet part's floats or a CSV part's text)."""
+    a, x, s = _cell(age), _cell(sex), _cell(site)
+    return (None if a is None else float(str(a)), None if x is None else str(x),
+            None if s is None else str(s))
+
+
+@lru_cache(maxsize=4096)  # few distinct values in a collection: each parsed once
+def _parsed_meta(age: object, sex: object, site: object) -> _Meta:
+    try:
+        meta = Metadata.parse(age=age, sex=sex, site=site)
+    except TaxonomyError:
+        return _UNREADABLE
+    return meta.age, meta.sex, meta.site
+
+
+def _input_meta(row: Mapping[str, Any]) -> _Meta:
+    """An input row's metadata as the run would store it (``Metadata.parse``, as the scorer
+    reads it)."""
+    try:
+        return _parsed_meta(row.get("age"), row.get("sex"), row.get("site"))
+    except TypeError:  # a value that cannot be hashed: not cached
+        return _parsed_meta.__wrapped__(row.get("age"), row.get("sex"), row.get("site"))
+
+
+def _fingerprint(key: Key, meta: _Meta) -> int:
+    return hash((key, meta))
+
+
+@dataclass
+class MetadataCheck:
+    """Counts the input rows passed over as already done whose metadata (age, sex, site, as
+    ``Metadata.parse`` reads the input now) no row of the output holds for their key: rows
+    whose metadata was corrected after they were scored (a key is ``(id, path)``: such a row is
+    done, and keeps its scores). ``add`` takes the output's rows (frames with ``COLUMNS``: 8
+    bytes a row are kept), ``see`` (``Listings.on_done``) each input row passed over, and
+    ``changed()`` gives the count. A row of a DICOM file that leaves a field empty is not
+    compared: the file's tags filled it when it was scored."""
+
+    #: the output columns ``add`` reads
+    COLUMNS: ClassVar[tuple[str, ...]] = ("id", "path", "age", "sex", "site")
+
+    stored: array = field(default_factory=lambda: array("q"))
+    passed: array = field(default_factory=lambda: array("q"))
+
+    @classmethod
+    def of_output(cls, out: str | os.PathLike[str]) -> MetadataCheck:
+        """A check of the rows ``out`` holds (its parts read once more: these columns)."""
+        check = cls()
+        for df in iter_output(out, cls.COLUMNS):
+            check.add(df)
+        return check
+
+    def add(self, df: pd.DataFrame) -> None:
+        """Take the output rows of ``df`` (a frame with ``COLUMNS``)."""
+        self.stored.extend(_fingerprint(row_key(i, p), _stored_meta(a, x, s))
+                           for i, p, a, x, s in zip(df["id"], df["path"], df["age"],
+                                                    df["sex"], df["site"], strict=True))
+
+    def see(self, row: Mapping[str, Any]) -> None:
+        """Take an input row passed over as done."""
+        key = row_key(row.get("id"), row.get("path"))
+        meta = _input_meta(row)
+        if None in meta and PurePath(key[1]).suffix.lower() == ".dcm":
+            return
+        self.passed.append(_fingerprint(key, meta))
+
+    def changed(self) -> int:
+        """How many rows passed over hold metadata that the output holds for no row of their
+        key (0 when none was passed)."""
+        if not len(self.passed):
+            return 0
+        stored = np.array(self.stored, dtype=np.int64)
+        seen = np.array(self.passed, dtype=np.int64)
+        return int((~np.isin(seen, stored)).sum())
 
 
 def listed_keys(rows: Iterable[Mapping[str, Any]]) -> Counter[Key]:

@@ -104,7 +104,10 @@ class Source:
 
     def image_folder(self) -> str | None:
         """The folder when the input is a plain local folder of image files (no CSV, no
-        TFRecord shards): the Spark engine reads those with ``binaryFile``."""
+        TFRecord shards, no entry named like an image that is not a regular file), else None.
+        No runner routes on this any more: the Spark engine lists every input on the driver with
+        ``rows()``, as the local one does (Spark's ``binaryFile`` dropped files that ``rows()``
+        lists: ``_``-prefixed names, ``.Jpg``, empty files, and DICOM tags)."""
         if self.kind != "folder":
             return None
         from dermsight.io.csvfolder import classify_csvs, iter_image_files
@@ -113,8 +116,7 @@ class Source:
         primary, _ = classify_csvs(Path(self.input))
         if primary is not None:
             return None
-        # Spark's binaryFile would block on a FIFO named x.jpg: such folders go through the
-        # readers instead, which turn every non-regular entry into an error row
+        # the readers turn every non-regular entry (a FIFO named x.jpg) into an error row
         if any(not_regular_reason(f) is not None for f in iter_image_files(Path(self.input))):
             return None
         return self.input
@@ -218,9 +220,22 @@ def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         }
 
 
+def _remote_path(fs: Any, base: str, value: str) -> str:
+    """A remote CSV's ``path`` value as a URL: a URL as it is, an absolute path on the CSV's
+    file system, else a path relative to the CSV's folder ``base``."""
+    if is_remote(value):
+        return value
+    if value.startswith("/"):
+        return str(fs.unstrip_protocol(value))
+    return str(fs.unstrip_protocol(posixpath.normpath(posixpath.join(base, value))))
+
+
 def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """A remote CSV (manifest or ISIC layout): parsed by the CSV reader; images are the CSV's
-    ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder."""
+    ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder.
+    As in a local CSV, only a row without an image to read is an error row: a label that cannot
+    be used leaves the row unlabelled, a metadata value that cannot be used is left out (noted:
+    ``meta_notes``)."""
     from dermsight.io.csvfolder import (
         IMAGE_EXTS,
         iter_csv_rows,
@@ -244,15 +259,12 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
                 "label": parsed.label, "group": parsed.group, "source": parsed.source,
                 "error": None,
             }
-            if parsed.problems:  # the row keeps the path its CSV gave, if any
+            if parsed.blocking:  # the row keeps the path its CSV gave, if any
                 row["error"] = f"{where}: {'; '.join(parsed.problems)}"
+            elif parsed.label_problems:  # scored all the same, unlabelled (as a local CSV's)
+                row["label"] = None
             if parsed.path_value is not None:
-                value = parsed.path_value
-                if is_remote(value) or value.startswith("/"):
-                    row["path"] = value if is_remote(value) else fs.unstrip_protocol(value)
-                else:
-                    row["path"] = fs.unstrip_protocol(posixpath.normpath(
-                        posixpath.join(base, value)))
+                row["path"] = _remote_path(fs, base, parsed.path_value)
             elif parsed.id:  # found by id (an error row too: it keeps its path for resuming)
                 if index is None:
                     index = {}

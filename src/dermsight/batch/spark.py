@@ -1,10 +1,19 @@
 """The Spark batch runner (extra ``[spark]``): the scoring core inside ``mapInPandas``.
 
-* A plain folder of image files is read with Spark's ``binaryFile`` source (bytes travel in Arrow
-  batches to the Python workers). Any other input (CSV manifests and ISIC layouts, DICOM,
-  TFRecord shards, ``s3://`` prefixes) is enumerated on the driver by the same readers the local
-  runner uses, into a manifest of ids, paths and metadata; the workers read the images
-  themselves (local/shared paths, TFRecord references, or remote URLs through fsspec).
+* Every input (image folders, CSV manifests and ISIC layouts, DICOM, TFRecord shards, ``s3://``
+  prefixes) is listed on the driver by the same readers, and the same pending-row logic, as the
+  local runner (``local.pending_rows``), into a manifest of ids, paths and metadata (no pixels);
+  so both engines score the same files and write one row per input row. The workers read the
+  images themselves (local/shared paths, TFRecord references, or remote URLs through fsspec).
+  (Spark's ``binaryFile`` source is not used: it hides ``_``-prefixed names, matches extensions
+  case-sensitively, skips empty files, and cannot see a DICOM file's tags.)
+* The manifest is written in slices of ``SLICE_ROWS`` input rows, one Spark job (and one commit)
+  each: a killed job loses at most the slice in progress, and a re-run resumes after the slices
+  already committed (``resume.py``).
+* Before the first slice, one tiny task checks that the workers' Python can import dermsight
+  (``check_workers``): a wrong ``PYSPARK_PYTHON`` is one line, not pages of task failures.
+* A ``local[...]`` session logs WARN and up, without Spark's start-up banner and the
+  NativeCodeLoader WARN (``_LOG4J2``): ``dermsight batch -q`` prints only dermsight's lines.
 * The model bundle is shipped with ``SparkContext.addFile`` and opened once per Python worker
   (one ONNX Runtime session, cached in a module global; Spark reuses Python workers).
 * Output: the part-file dataset of ``store.py`` (Parquet or CSV), appended to, so a re-run skips
@@ -12,8 +21,7 @@
 * Heatmaps (``options.heatmaps``): the names of the overlay files are planned on the driver, in
   input order, over the whole job (``overlays.plan_names``, a ``heatmap`` column of the
   manifest), so two tasks never write the same file whatever the partitioning, and apart from
-  the files already in the folder (listed once, on the driver), so none is replaced; a folder input
-  is then listed on the driver too (a manifest of paths) instead of read with ``binaryFile``.
+  the files already in the folder (listed once, on the driver), so none is replaced.
 
 Reading ``s3a://`` paths natively needs the hadoop-aws connector jars on the cluster (EMR,
 Dataproc and Databricks ship them); this runner does not need them, because ``s3://`` inputs are
@@ -22,25 +30,28 @@ listed and read through fsspec.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from dermsight.batch.local import pending_rows
 from dermsight.batch.options import ScoreOptions
-from dermsight.batch.overlays import plan_names, taken_names
+from dermsight.batch.overlays import taken_names
 from dermsight.batch.references import local_path
-from dermsight.batch.resume import Listings, count_listings, pending, prepare_resume
+from dermsight.batch.resume import Listings, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
-from dermsight.batch.sources import DuplicateIds, Source, open_source
-from dermsight.batch.store import Key, PartStore, tally
+from dermsight.batch.sources import ROW_KEYS, DuplicateIds, open_source
+from dermsight.batch.store import PartStore, tally
 from dermsight.batch.summary import RunSummary, run_evaluation
 from dermsight.bundle import default_bundle_path, load_bundle
 from dermsight.parallel import limit_blas
@@ -52,7 +63,9 @@ if TYPE_CHECKING:
 
 #: Images per Arrow batch handed to a Python worker.
 ARROW_BATCH = 256
-_MANIFEST_CHUNK = 50_000
+#: Input rows per Spark job (one commit each): what a killed job can lose. 50,000 images are
+#: about 7 minutes of work on 2 vCPUs; each slice costs one job's start (about a second).
+SLICE_ROWS = 50_000
 
 # One model per Python worker process and bundle: loaded on first use, reused by later tasks.
 _MODELS: dict[tuple[str, int], Dermsight] = {}
@@ -105,16 +118,6 @@ def _score_batches(model: Dermsight, batches: Iterator[pd.DataFrame], options: S
         yield score_frame(pdf, model, options)
 
 
-def _image_glob() -> str:
-    """The files of a folder input: accepted image formats, and refused ones (which become
-    error rows saying what to send instead, as with the local engine)."""
-    from dermsight.io.csvfolder import LISTED_EXTS
-
-    exts = sorted({e.lstrip(".") for e in LISTED_EXTS}
-                  | {e.lstrip(".").upper() for e in LISTED_EXTS})
-    return "*.{" + ",".join(exts) + "}"
-
-
 def get_session(master: str | None, conf: Mapping[str, str] | None = None) -> SparkSession:
     """The active SparkSession, or a new one on ``master`` (default ``local[*]``).
 
@@ -146,7 +149,9 @@ def get_session(master: str | None, conf: Mapping[str, str] | None = None) -> Sp
             # The driver JVM is also the executor here and shares the few cores with the Python
             # workers: C1-only JIT and the serial GC cut its CPU use by about half (measured:
             # JVM CPU per 2,000 images 18.8 s -> 10.1 s, warm throughput unchanged or better).
-            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
+            # Its log4j settings (``_LOG4J2``): no start-up banner, no NativeCodeLoader WARN.
+            "spark.driver.extraJavaOptions": "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC "
+                                             f"-Dlog4j2.configurationFile={_log4j_config()}",
         })
     settings = {
         **settings,
@@ -156,7 +161,8 @@ def get_session(master: str | None, conf: Mapping[str, str] | None = None) -> Sp
         "spark.ui.showConsoleProgress": "false",
         "spark.executorEnv.OPENBLAS_NUM_THREADS": "1",
         "spark.executorEnv.OMP_NUM_THREADS": "1",
-        "spark.sql.sources.ignoreMissingFiles": "false",
+        # the output's 40-odd columns: no "Truncated the string representation of a plan" WARN
+        "spark.sql.debug.maxToStringFields": "1000",
         **(conf or {}),
     }
     for k, v in settings.items():
@@ -164,96 +170,98 @@ def get_session(master: str | None, conf: Mapping[str, str] | None = None) -> Sp
     return builder.getOrCreate()
 
 
-def _manifest_frame(spark: SparkSession,
-                    rows: Iterator[Mapping[str, Any]]) -> DataFrame | None:
-    """Driver-side manifest (ids, paths, metadata; no pixels) -> a Spark DataFrame."""
+#: log4j 2 settings of a local session: what PySpark logs by default (WARN and up, on stderr),
+#: without the NativeCodeLoader WARN that every machine without Hadoop's native library prints
+#: and without Spark's banner about its default profile; every ERROR (a failed task) is shown
+_LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.native.name = org.apache.hadoop.util.NativeCodeLoader
+logger.native.level = error
+logger.parquet.name = org.apache.parquet.CorruptStatistics
+logger.parquet.level = error
+"""
+
+
+def _log4j_config() -> str:
+    """A file holding ``_LOG4J2`` for this process's Spark JVM (removed when Python exits)."""
+    fd, name = tempfile.mkstemp(prefix="dermsight-log4j2-", suffix=".properties")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(_LOG4J2)
+    atexit.register(Path(name).unlink, missing_ok=True)
+    return name
+
+
+def check_workers(spark: SparkSession) -> None:
+    """One tiny task on a worker: ``UserError`` (one line, exit code 2) when its Python cannot
+    import dermsight, before any scoring task fails with pages of Java and Python tracebacks."""
+    def probe(_: object) -> tuple[bool, str]:  # nested: pickled by value, runs without dermsight
+        import importlib.util
+        import sys
+
+        return importlib.util.find_spec("dermsight") is not None, sys.executable
+
+    found, python = spark.sparkContext.parallelize([0], 1).map(probe).collect()[0]
+    if not found:
+        raise _workers_error(python)
+
+
+def _workers_error(python: str | None = None) -> Exception:
+    from dermsight.cli.errors import UserError
+
+    theirs = f"the workers run {python}, " if python else ""
+    return UserError(
+        f"the Spark workers cannot import dermsight: set PYSPARK_PYTHON to a Python that has it "
+        f"installed ({theirs}dermsight runs in {sys.executable}), or install dermsight on every "
+        "worker (docs/batch.md, 'Spark')")
+
+
+def _manifest_frame(spark: SparkSession, rows: list[Mapping[str, Any]]) -> DataFrame:
+    """Driver-side manifest rows (ids, paths, metadata; no pixels) -> a Spark DataFrame."""
     from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     schema = StructType([
-        StructField("id", StringType()), StructField("path", StringType()),
-        StructField("age", DoubleType()), StructField("sex", StringType()),
-        StructField("site", StringType()), StructField("meta_notes", StringType()),
-        StructField("label", StringType()),
-        StructField("group", StringType()), StructField("source", StringType()),
-        StructField("error", StringType()),
-        StructField("heatmap", StringType()),
+        StructField(c, DoubleType() if c == "age" else StringType())
+        for c in (*ROW_KEYS, "heatmap")
     ])
-    frames: list[DataFrame] = []
+    pdf = pd.DataFrame.from_records(rows, columns=schema.fieldNames())
+    pdf["age"] = pd.to_numeric(pdf["age"], errors="coerce").astype("float64")
+    for c in schema.fieldNames():
+        if c != "age":
+            pdf[c] = pdf[c].astype(object).where(pdf[c].notna(), None)
+    return spark.createDataFrame(pdf, schema=schema)
+
+
+def _slices(rows: Iterator[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
+    """``rows`` in lists of at most ``size``, read lazily."""
     chunk: list[Mapping[str, Any]] = []
-
-    def flush() -> None:
-        pdf = pd.DataFrame.from_records(chunk, columns=schema.fieldNames())
-        pdf["age"] = pd.to_numeric(pdf["age"], errors="coerce").astype("float64")
-        for c in schema.fieldNames():
-            if c != "age":
-                pdf[c] = pdf[c].astype(object).where(pdf[c].notna(), None)
-        frames.append(spark.createDataFrame(pdf, schema=schema))
-        chunk.clear()
-
-    for r in rows:
-        chunk.append(r)
-        if len(chunk) >= _MANIFEST_CHUNK:
-            flush()
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
     if chunk:
-        flush()
-    if not frames:
-        return None
-    df = frames[0]
-    for f in frames[1:]:
-        df = df.unionByName(f)
-    return df
+        yield chunk
 
 
-def _folder_frame(spark: SparkSession, folder: str, done: Mapping[Key, int],
-                  limit: int | None, n_parts: int) -> DataFrame:
-    """A plain folder of images through Spark's ``binaryFile`` source (bytes in Arrow batches),
-    without the paths already done."""
-    from pyspark.sql import functions as F
-
-    # Small files: split by bytes into ~n_parts tasks instead of shuffling them.
-    spark.conf.set("spark.sql.files.minPartitionNum", str(n_parts))
-    spark.conf.set("spark.sql.files.openCostInBytes", str(8 * 1024))
-    df = (spark.read.format("binaryFile")
-          .option("recursiveFileLookup", "true")
-          .option("pathGlobFilter", _image_glob())
-          .load(f"file://{Path(folder).resolve()}")
-          .select(F.regexp_replace("path", r"^file:(//)?", "").alias("path"),
-                  F.col("content").alias("image")))
-    if done:
-        done_df = spark.createDataFrame(pd.DataFrame({"path": sorted({p for _, p in done})}))
-        df = df.join(F.broadcast(done_df), on="path", how="left_anti")
-    if limit is not None:
-        df = df.orderBy("path").limit(limit).repartition(n_parts)
-    return df
-
-
-def _input_frame(spark: SparkSession, source: Source, done: Mapping[Key, int],
-                 limit: int | None, n_parts: int, summary: RunSummary, *,
-                 heatmaps_taken: Iterable[str] | None = None) -> DataFrame | None:
-    """The rows still to score as a Spark DataFrame (None: nothing left). With
-    ``heatmaps_taken`` (the overlay names the output's rows hold and the folder's files:
-    ``overlays.taken_names``), the rows are listed on the driver, each with its overlay's file
-    name planned over the whole job. ``summary`` gets the
-    input's rows found done and the output's rows it does not list (``resume.Listings``)."""
-    folder = source.image_folder() if heatmaps_taken is None else None
-    if folder is not None:
-        if done:  # Spark leaves out the done paths: the folder listed once more on the driver
-            listings = count_listings(source.rows(), done)
-            summary.skipped, summary.not_listed = listings.skipped, listings.not_listed
-        else:  # an empty output: all its rows will be this input's
-            summary.not_listed = 0
-        return _folder_frame(spark, folder, done, limit, n_parts)
-    duplicates = DuplicateIds()
-    listings = Listings()
-    rows: Iterator[Mapping[str, Any]] = pending(duplicates.watch(source.rows()), done, limit,
-                                                listings=listings)
-    if heatmaps_taken is not None:
-        rows = plan_names(rows, heatmaps_taken)
-    manifest = _manifest_frame(spark, rows)
-    summary.duplicate_ids = duplicates.count
-    summary.skipped = listings.skipped
-    summary.not_listed = listings.not_listed if done else 0
-    return manifest.repartition(n_parts) if manifest is not None else None
+def _save(result: DataFrame, out: Path, fmt: str) -> None:
+    """One slice's scored rows appended to ``out``: one Spark job, one commit."""
+    writer = result.write.mode("append").format(fmt)
+    if fmt == "csv":
+        writer = writer.option("header", "true")
+    else:
+        writer = writer.option("compression", "zstd")
+    try:
+        writer.save(f"file://{out.resolve()}")
+    except Exception as exc:  # a worker that check_workers did not reach (another node)
+        if "No module named 'dermsight'" in str(exc):
+            raise _workers_error() from None
+        raise
 
 
 def run_spark(
@@ -271,8 +279,9 @@ def run_spark(
 
     ``options``: see ``ScoreOptions`` (``workers`` and ``threads`` are per Spark task, default
     1). ``options.heatmaps`` must be a folder every executor can write to (local mode: any local
-    folder). ``partitions``: default 4 x the cluster's cores. ``stop_session``: stop the session
-    at the end (default: only if this call started it).
+    folder). ``partitions``: tasks per slice (``SLICE_ROWS`` input rows, one Spark job and
+    commit each), default 4 x the cluster's cores. ``stop_session``: stop the session at the end
+    (default: only if this call started it).
     """
     options = options or ScoreOptions()
     t0 = time.perf_counter()
@@ -300,25 +309,26 @@ def run_spark(
         summary.startup_s = time.perf_counter() - t0
         try:
             sc = spark.sparkContext
+            check_workers(spark)
             bundle_dir = bundle_dir.resolve()
             sc.addFile(str(bundle_dir), recursive=True)
             taken = (taken_names(options.heatmaps, store.contents.take_heatmaps())
                      if options.heatmaps is not None else None)
-            df = _input_frame(spark, source, resume.done, options.limit,
-                              partitions or 4 * sc.defaultParallelism, summary,
-                              heatmaps_taken=taken)
-            if df is not None:
-                heatmaps = (Path(options.heatmaps).resolve()
-                            if options.heatmaps is not None else None)
-                scorer = make_scorer(bundle_dir.name, replace(
-                    options, heatmaps=heatmaps, storage_options=source.storage_options))
-                result = df.mapInPandas(scorer, schema=spark_ddl(card.classes))
-                writer = result.write.mode("append").format(options.fmt)
-                if options.fmt == "csv":
-                    writer = writer.option("header", "true")
-                else:
-                    writer = writer.option("compression", "zstd")
-                writer.save(f"file://{Path(out).resolve()}")
+            heatmaps = Path(options.heatmaps).resolve() if options.heatmaps is not None else None
+            scorer = make_scorer(bundle_dir.name, replace(
+                options, heatmaps=heatmaps, storage_options=source.storage_options))
+            n_parts = partitions or 4 * sc.defaultParallelism
+            duplicates = DuplicateIds()
+            listings = Listings()
+            rows = pending_rows(source, resume.done, options.limit, duplicates, taken,
+                                listings=listings)
+            for chunk in _slices(rows, SLICE_ROWS):
+                frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
+                _save(frame.mapInPandas(scorer, schema=spark_ddl(card.classes)), Path(out),
+                      options.fmt)
+            summary.duplicate_ids = duplicates.count
+            summary.skipped = listings.skipped
+            summary.not_listed = listings.not_listed if resume.done else 0
         finally:
             if stop_session if stop_session is not None else not had_session:
                 spark.stop()

@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from itertools import compress
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
@@ -292,17 +292,32 @@ def bundle_dict(bundles: Mapping[BundleKey, int]) -> dict[str, int]:
             BUNDLE_UNKNOWN: counts[BUNDLE_UNKNOWN]}
 
 
+class RowsReader(Protocol):
+    """Given the rows of each part as ``scan_output`` reads them, its ``COLUMNS`` included
+    (e.g. ``resume.MetadataCheck``), so that they need no second read of the output."""
+
+    COLUMNS: ClassVar[tuple[str, ...]]
+
+    def add(self, df: pd.DataFrame) -> object: ...
+
+
 def scan_output(out: str | os.PathLike[str], *, keys: bool = True, heatmaps: bool = False,
-                parts: Mapping[Path, Sequence[str]] | None = None) -> OutputContents:
+                parts: Mapping[Path, Sequence[str]] | None = None,
+                reader: RowsReader | None = None) -> OutputContents:
     """``OutputContents`` of ``out``: each part read once, only the columns needed. ``parts``:
     the part files to read with their column names, when already known (else every part of
-    ``out``, its columns read from its header or Parquet schema)."""
+    ``out``, its columns read from its header or Parquet schema). ``reader`` (optional) is
+    given each part's rows, its columns read too."""
     contents = OutputContents(keys=keys, heatmaps=heatmaps)
-    wanted = contents.columns()
+    wanted = list(dict.fromkeys([*contents.columns(),
+                                 *(reader.COLUMNS if reader is not None else ())]))
     if parts is None:
         parts = {p: part_columns(p) for p in part_files(out)}
     for part, held in parts.items():
-        contents.add(_read_columns(part, wanted, set(held)))
+        df = _read_columns(part, wanted, set(held))
+        contents.add(df)
+        if reader is not None:
+            reader.add(df)
     return contents
 
 
@@ -391,6 +406,8 @@ class PartStore:
         self._seq = 0
         self._lock: IO[str] | None = None
         self.contents = OutputContents(heatmaps=heatmaps)
+        #: set before ``open``: also given the rows ``open`` reads (``scan_output``)
+        self.reader: RowsReader | None = None
 
     def __enter__(self) -> PartStore:
         self.open()
@@ -426,7 +443,8 @@ class PartStore:
         parts = self._check_schema()
         # the one read of the rows: keys, tallies, models and bundles (and overlay names), the
         # parts as they are (a column an older part lacks is null, as after its upgrade)
-        self.contents = scan_output(self.out, heatmaps=self.contents.heatmaps, parts=parts)
+        self.contents = scan_output(self.out, heatmaps=self.contents.heatmaps, parts=parts,
+                                    reader=self.reader)
         # every refusal comes before anything is written, the upgrade of older parts included
         self._check_model(self.contents.models())
         self._check_bundle(self.contents.bundles)

@@ -59,8 +59,15 @@ class RunSummary:
     startup_s: float = 0.0  # Spark session start-up (0 for the local engine)
     total: dict[str, Any] = field(default_factory=dict)  # tally() of the whole output
     evaluation: dict[str, str] = field(default_factory=dict)  # report / json paths
+    # labelled images of the evaluation that the gate refused (cannot assess), left out of its
+    # figures: {"images": n, "malignant": k}; empty without --evaluate
+    gate_refused: dict[str, int] = field(default_factory=dict)
     finished_at: str = ""
     duplicate_ids: int = 0  # input rows whose id an earlier row already had (all are scored)
+    # rows this input lists that the output already held (skipped) whose age/sex/site differ
+    # from the input's now: they keep the scores of the metadata they were scored with
+    metadata_changed: int = 0
+    interrupted: bool = False  # the run was stopped by Ctrl-C (this summary: what it kept)
 
     @property
     def images_per_s(self) -> float:
@@ -122,6 +129,8 @@ class RunSummary:
             lines += ["", f"{'rows flagged':<24}{'this run':>10}{'output total':>14}"]
             lines += [f"{c:<24}{self.flags.get(c, 0):>10}{total_flags.get(c, 0):>14}"
                       for c in codes]
+        if self.gate_refused.get("images") and "unavailable" not in self.evaluation:
+            lines.append("evaluation: " + refused_note(self.gate_refused))
         for name, path in self.evaluation.items():
             lines.append(f"evaluation {name}: {path}")
         return "\n".join(lines)
@@ -163,6 +172,14 @@ def tta_note(counts: Mapping[str, int]) -> str:
     return "rows " + ", ".join(parts) if parts else "no rows"
 
 
+def refused_note(refused: Mapping[str, int]) -> str:
+    """The evaluation's line on the labelled images the gate refused (``gate_refused``)."""
+    n, k = refused.get("images", 0), refused.get("malignant", 0)
+    return (f"{n} image{'s' if n != 1 else ''} the gate refused ({k} malignant) "
+            f"{'are' if n != 1 else 'is'} not in these figures (\"cannot assess\" is not a "
+            "result; in use, a refused lesion gets no risk tier and is not referred)")
+
+
 def sidecar(out: str | os.PathLike[str], suffix: str) -> Path:
     """A file next to the output folder: ``OUT`` -> ``OUT.<suffix>``."""
     p = Path(out)
@@ -179,7 +196,8 @@ def evaluate_output(
     n_boot: int = 200,
     listed: Mapping[Key, int] | None = None,
 ) -> dict[str, str]:
-    """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``.
+    """Metrics over the labelled rows of an output folder, with ``dermsight.evaluate``; the
+    images the gate refused ("cannot assess") are left out and counted (``gate_refused``).
 
     The metrics use the bundle's decision rule and refer/monitor thresholds. Besides the
     per-class and subgroup (sex, age, site) tables, ``subgroups`` holds rows by data source
@@ -203,7 +221,18 @@ def evaluate_output(
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
     return _evaluate(out, classes, card, model_info, input_name=input_name, n_boot=n_boot,
-                     listed=listed)[0]
+                     listed=listed).paths
+
+
+@dataclass
+class _Evaluated:
+    """What ``_evaluate`` wrote (``paths``), the output rows it left out as not ``listed``
+    (``n_other``) and the labelled images the gate refused, left out of the figures
+    (``gate_refused``: ``{"images": n, "malignant": k}``)."""
+
+    paths: dict[str, str]
+    n_other: int
+    gate_refused: dict[str, int]
 
 
 def _evaluate(
@@ -216,18 +245,26 @@ def _evaluate(
     n_boot: int,
     listed: Mapping[Key, int] | None,
     own: bool = False,
-) -> tuple[dict[str, str], int]:
-    """``evaluate_output``, and the number of output rows left out as not ``listed``.
-    ``own``: every output row is known to be the input's (``listed`` is then ``None``): all are
-    evaluated, and the report names them as the input's rows, none left out."""
+) -> _Evaluated:
+    """``evaluate_output``, the number of output rows left out as not ``listed`` and the
+    labelled rows the gate refused. ``own``: every output row is known to be the input's
+    (``listed`` is then ``None``): all are evaluated, and the report names them as the input's
+    rows, none left out.
+
+    Rows the gate refused (``risk`` ``cannot_assess``) are left out of every figure, as the
+    API and UI leave them out: they are no valid result, and their probabilities (kept in the
+    output for audit) must not be shown as one; the report and ``gate_refused`` in
+    ``OUT.evaluation.json`` count them, with how many are malignant (``card.malignant``), as
+    ``dermsight bundle adapt`` counts them ("refused by the gate")."""
     from dermsight.evaluate import EvalSettings, evaluate_predictions
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
+    from dermsight.predict import CANNOT_ASSESS
 
     prob_cols = [f"p_{c}" for c in classes]
     stored = stored_columns(out) or []
     has_ita, has_tta = "ita" in stored, "tta" in stored
-    df = read_output(out, ["id", "path", "label", "group", "error", "age", "sex", "site",
+    df = read_output(out, ["id", "path", "label", "group", "error", "risk", "age", "sex", "site",
                            *prob_cols, *(["ita"] if has_ita else []),
                            *(["tta"] if has_tta else []),
                            *(["source"] if "source" in stored else [])])
@@ -251,6 +288,14 @@ def _evaluate(
         raise EvaluationUnavailable(
             f"--evaluate: no labelled row has one of the model's classes ({', '.join(classes)})"
         )
+    refused_rows = (labelled["risk"] == CANNOT_ASSESS).to_numpy(bool)
+    refused = {"images": int(refused_rows.sum()),
+               "malignant": int(labelled["label"][refused_rows].isin(card.malignant).sum())}
+    labelled = labelled[~refused_rows].reset_index(drop=True)
+    if labelled.empty:
+        raise EvaluationUnavailable(
+            f"--evaluate: the gate refused all {refused['images']} labelled images (cannot "
+            "assess): nothing to evaluate")
     groups = labelled["group"].where(labelled["group"].notna(), labelled["id"]).astype(str)
     probs = labelled[prob_cols].to_numpy(np.float64)
     y = labelled["label"].astype(str).to_numpy()
@@ -268,6 +313,7 @@ def _evaluate(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
             settings=settings, noun="evaluated images")
     evaluation["tta"] = tta_dict(count_tta(labelled if has_tta else labelled.assign(tta=None)))
+    evaluation["gate_refused"] = refused
     plots = evaluation_plots(y, probs, classes, card, offsets)
     results = {
         "title": "dermsight batch evaluation",
@@ -280,6 +326,8 @@ def _evaluate(
                 **({} if not per_input else {
                     "output rows of other inputs (left out)": n_other}),
                 "evaluated rows (labelled, scored)": len(labelled),
+                "refused by the gate: cannot assess (left out)":
+                    f"{refused['images']} ({refused['malignant']} malignant)",
                 "error rows (left out)": n_err,
                 "labels outside the model's classes (left out)": n_unknown,
                 "bootstrap groups": evaluation.get("n_groups"),
@@ -291,6 +339,7 @@ def _evaluate(
                    "output folder are left out)."),
                 "Confidence intervals resample by group (lesion/patient id when the input has "
                 "one, else by image).",
+                *([refused_note(refused) + "."] if refused["images"] else []),
                 *([source_note(sources)] if sources else []),
                 *([] if plots else [NO_PLOTS]),
             ],
@@ -299,14 +348,15 @@ def _evaluate(
         "plots": plots,
         "limitations": [
             "Only as representative as the input: check how these images were selected.",
-            "Rows the model could not score (errors) are not counted.",
+            "Rows the model could not score (errors) and images the gate refused (cannot "
+            "assess) are not counted: the figures describe the images that got a result.",
         ],
     }
     json_path = sidecar(out, "evaluation.json")
     html_path = sidecar(out, "report.html")
     json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
     html_path.write_text(render_report(results), encoding="utf-8")
-    return {"json": str(json_path), "report": str(html_path)}, n_other
+    return _Evaluated({"json": str(json_path), "report": str(html_path)}, n_other, refused)
 
 
 def subgroup_frame(labelled: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -377,10 +427,11 @@ def run_evaluation(summary: RunSummary, card: Card,
             f"({reason}); the scores are kept: run the same command again to evaluate them")}
         return
     try:
-        summary.evaluation, n_other = _evaluate(
+        done = _evaluate(
             summary.out, card.classes, card, {"name": card.name, "version": card.version},
             input_name=summary.input, n_boot=200, listed=listed, own=own)
-        summary.not_listed = n_other
+        summary.evaluation, summary.not_listed = done.paths, done.n_other
+        summary.gate_refused = done.gate_refused
     except EvaluationUnavailable as exc:
         summary.evaluation = {"unavailable": str(exc)}
 

@@ -32,8 +32,9 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def _check_paths(input: str, out: Path, heatmaps: Path | None) -> None:
-    """Refuse, before any scoring, an empty input path (it would be the current folder) and a
+def _check_paths(input: str, out: Path, heatmaps: Path | None, fmt: str = "parquet") -> None:
+    """Refuse, before any scoring, an empty input path (it would be the current folder), CSV
+    parts written into the input folder (``_check_out``) and a
     ``--heatmaps`` folder that a later read would take for data: inside the input folder (a
     re-run would score the overlays as new images) or inside ``--out`` (the output dataset
     would hold PNG files beside its part files)."""
@@ -42,16 +43,31 @@ def _check_paths(input: str, out: Path, heatmaps: Path | None) -> None:
     if not input.strip():
         raise UserError("the input path is empty: give a folder of images, a CSV manifest, "
                         "DICOM files or TFRecord shards (. for the current folder)")
+    local = None if is_remote(input) else Path(local_path(input)).expanduser()
+    folder = local if local is not None and local.is_dir() else None
+    _check_out(input, out, folder, fmt)
     if heatmaps is None:
         return
     if _inside(heatmaps, out):
         raise UserError(f"--heatmaps {heatmaps} is inside --out {out}, which must hold only the "
                         "output's part files: give --heatmaps a folder outside it")
-    folder = Path(local_path(input))
-    if not is_remote(input) and folder.expanduser().is_dir() and _inside(heatmaps, folder):
+    if folder is not None and _inside(heatmaps, folder):
         raise UserError(f"--heatmaps {heatmaps} is inside the input folder {input}: a re-run "
                         "would score the overlays as new images; give --heatmaps a folder "
                         "outside it")
+
+
+def _check_out(input: str, out: Path, folder: Path | None, fmt: str) -> None:
+    """Refuse ``--format csv`` into the input folder itself (``folder``: the input, when it is
+    a local folder): a folder's CSV files at its top are read as its listing, so a re-run would
+    take a part file for the listing (the images then "not listed", none scored). Parquet
+    parts, and CSV parts in a folder below it, are never read as input (the reader looks for
+    images below the top, and for CSVs only at the top); nor is anything beside a CSV manifest,
+    DICOM file or shard, where only that file is read."""
+    if folder is not None and fmt == "csv" and out.expanduser().resolve() == folder.resolve():
+        raise UserError(f"--out {out} is the input folder {input}: its CSV parts would be read "
+                        "as the folder's listing on a re-run; give --out another folder (one "
+                        "inside it is fine), or leave out --format csv")
 
 
 # ruff noqa below: one parameter per CLI option (typer); they become one ScoreOptions.
@@ -79,7 +95,8 @@ def batch(  # noqa: PLR0913
         help="rows per output part file (local engine)", min=1)] = 1024,
     batch_size: Annotated[int, typer.Option(help="images per inference call", min=1)] = 8,
     partitions: Annotated[int | None, typer.Option(
-        help="Spark partitions (default: 4 x the cluster's cores)", min=1)] = None,
+        help="Spark tasks per slice of 50,000 input rows (default: 4 x the cluster's cores)",
+        min=1)] = None,
     tta: Annotated[bool, typer.Option(
         "--tta", help="average over 8 flips/rotations (8x slower)")] = False,
     heatmaps: Annotated[Path | None, typer.Option(
@@ -108,7 +125,7 @@ def batch(  # noqa: PLR0913
 
     if engine not in ("local", "spark"):
         raise UserError("--engine must be local or spark")
-    _check_paths(input, out, heatmaps)
+    _check_paths(input, out, heatmaps, fmt)
     storage_options = _storage_options(storage_option)
     try:
         options = ScoreOptions(
@@ -138,6 +155,11 @@ def batch(  # noqa: PLR0913
     if summary.duplicate_ids:
         typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
                    "(all were scored; tell them apart by the path column)", err=True)
+    if summary.metadata_changed:
+        n = summary.metadata_changed
+        typer.echo(f"warning: {n} row{'s' if n != 1 else ''} already scored differ from the "
+                   "input's metadata now (age/sex/site): they keep their old scores; use a new "
+                   "--out to re-score", err=True)
     if summary.tta_unknown:
         typer.echo(f"warning: {summary.tta_unknown} scored rows of {out} were written before "
                    "dermsight recorded test-time augmentation: whether they were scored with "

@@ -143,10 +143,13 @@ def evaluate(
     scored = int(summary.total.get("rows", 0)) - int(summary.total.get("errors", 0))
     evaluated = int(json.loads(Path(summary.evaluation["json"]).read_text(encoding="utf-8"))
                     .get("n", scored))
-    if evaluated < scored:  # rows scored without a label (or with another class): say so
-        typer.echo(f"note: the metrics cover {evaluated} of the {scored} scored images; the "
-                   f"other {scored - evaluated} have no label or one outside the model's "
-                   f"classes", err=True)
+    refused = int(summary.gate_refused.get("images", 0))  # said in the summary above
+    unlabelled = scored - evaluated - refused
+    if unlabelled > 0:  # rows scored without a label (or with another class): say so
+        typer.echo(f"note: the metrics cover {evaluated} of the {scored} scored images; "
+                   + (f"{refused} the gate refused, and " if refused else "the other ")
+                   + f"{unlabelled} have no label or one outside the model's classes",
+                   err=True)
     typer.echo(f"report: {summary.evaluation['report']}")
     if summary.errors:
         raise SystemExit(1)

@@ -1,9 +1,11 @@
 """Readers that turn any supported input into a stream of ``LesionRecord``.
 
 ``iter_records(path)`` accepts a dataset folder (CSV + images, or images only, or TFRecord
-shards), a CSV file, a DICOM file, a TFRecord shard, or a single image file, and yields one record
-per lesion without ever holding the dataset in memory. A bad row or file becomes a record with
-``error`` set; only an input that cannot be read at all raises ``ReaderError``.
+shards, or images and TFRecord shards), a CSV file, a DICOM file, a TFRecord shard, or a single
+image file, and yields one record per lesion without ever holding the dataset in memory. A bad
+row or file becomes a record with ``error`` set; only an input that cannot be read at all raises
+``ReaderError``. A folder without a CSV is read whole: its image files (in it and below) and the
+TFRecord shards at its top; shards further down are not read, and said so (``on_warning``).
 
 ``iter_records(path, decode=False)`` yields the same records with ``image=None`` (only the CSV,
 headers and file names are read), so that images can be decoded in parallel workers with
@@ -44,8 +46,9 @@ _DICOM_EXTS = (".dcm", ".dicom")
 
 def detect_kind(path: str | os.PathLike[str]) -> str:
     """What ``iter_records`` will read: 'folder', 'csv', 'tfrecord', 'tfrecord-folder',
-    'dicom' or 'image'. Raises ``ReaderError`` for a missing path or an unknown file."""
-    from dermsight.io.csvfolder import IMAGE_EXTS, classify_csvs
+    'mixed-folder' (image files and, at its top, TFRecord shards: both are read), 'dicom' or
+    'image'. Raises ``ReaderError`` for a missing path or an unknown file."""
+    from dermsight.io.csvfolder import IMAGE_EXTS, classify_csvs, iter_image_files
     from dermsight.io.tfrecord import TFRECORD_EXTS
 
     p = Path(path)
@@ -58,7 +61,8 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
     if is_dir:
         primary, _ = classify_csvs(p)
         if primary is None and _shards(p):
-            return "tfrecord-folder"
+            # any image file (or refused one, or unreadable folder: an error row) is read too
+            return "mixed-folder" if next(iter_image_files(p), None) else "tfrecord-folder"
         return "folder"
     from dermsight.io.files import not_regular_reason
 
@@ -86,6 +90,7 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
 
 
 def _shards(folder: Path) -> list[Path]:
+    """The TFRecord shards at the top of ``folder``, sorted."""
     from dermsight.io.csvfolder import folder_error
     from dermsight.io.tfrecord import TFRECORD_EXTS
 
@@ -97,33 +102,59 @@ def _shards(folder: Path) -> list[Path]:
         raise folder_error(folder, exc) from exc
 
 
+def _nested_shards(folder: Path) -> list[str]:
+    """The TFRecord shards in the folders below ``folder`` (a folder of shards is read at its
+    top only)."""
+    from dermsight.io.csvfolder import is_shard_name, walk_tree
+
+    top = str(folder)
+    return [os.path.join(dirpath, fn) for dirpath, _dirs, files in walk_tree(folder)
+            if dirpath != top for fn in sorted(files)
+            if is_shard_name(fn) and not fn.startswith(".")]
+
+
 def iter_records(
     path: str | os.PathLike[str],
     decode: bool = True,
     *,
     limits: DecodeLimits | None = None,
     on_unlisted: Callable[[UnlistedImages], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
     """Stream the lesions of ``path`` (see module doc). ``decode=False``: no pixels decoded.
 
     For a folder with a CSV, the image files the CSV does not list get no record. With
     ``on_unlisted`` (e.g. ``csvfolder.warn_unlisted`` with what the caller does not do with
     them), they are looked for once the rows are read and handed to it, when there are any;
-    without (the default), they are not looked for: the folder is not walked for them."""
+    without (the default), they are not looked for: the folder is not walked for them.
+
+    ``on_warning`` gets one line for each other thing of the input a user must be told of: a
+    CSV without an age, sex or site column (and its columns not read), CSV rows read without
+    their label (it cannot be used), TFRecord shards below a folder input (not read). Without
+    it, these lines are printed (``csvfolder.warn``) on a pass given ``on_unlisted``, the pass
+    that tells the user, and on no other (a job that lists its input several times says them
+    once)."""
     from dermsight.io import csvfolder, dicom, tfrecord
 
     p = Path(path)
     kind = detect_kind(p)
     limits = limits or DecodeLimits()
+    say = on_warning or (csvfolder.warn if on_unlisted is not None else None)
     if kind == "folder":
         yield from csvfolder.iter_folder(p, decode=decode, limits=limits,
-                                         on_unlisted=on_unlisted)
+                                         on_unlisted=on_unlisted, on_warning=say)
+    elif kind == "mixed-folder":
+        yield from csvfolder.iter_image_folder(p, decode=decode, limits=limits, on_warning=say)
+        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits)
     elif kind == "csv":
-        yield from csvfolder.iter_csv(p, decode=decode, limits=limits)
+        yield from csvfolder.iter_csv(p, decode=decode, limits=limits, on_warning=say)
     elif kind == "tfrecord":
         yield from tfrecord.iter_tfrecord(p, decode=decode, limits=limits)
     elif kind == "tfrecord-folder":
         yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits)
+        nested = _nested_shards(p) if say is not None else []
+        if nested and say is not None:
+            say(csvfolder.nested_shards_message(p, nested))
     elif kind == "dicom":
         yield dicom.read_dicom(p, limits, decode=decode)
     else:

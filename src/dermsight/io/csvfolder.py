@@ -26,6 +26,9 @@ A CSV whose header cannot be read is skipped (pixel dumps, result tables), excep
 Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere up to three
 folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
 the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
+Links to folders are followed (as Spark's listing follows them), each real folder once
+(``walk_tree``). TFRecord shards in the folders below a folder of images are not read: the
+reader says so (``on_warning``).
 The CSV is a folder's listing: image files it does not list get no record, and are handed to
 ``iter_folder``'s ``on_unlisted`` when one is given (``warn_unlisted``: one warning line on
 stderr; without one the folder is not walked for them). A folder that cannot be read is a
@@ -33,7 +36,12 @@ stderr; without one the folder is not walked for them). A folder that cannot be 
 as UTF-16 is a ``ReaderError`` that says so.
 
 A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
-image id and the reason.
+image id and the reason. Only a row without an image to read is such a row: a metadata value
+that cannot be used (age ``-1``, sex ``x``) is left out with a note (the ``metadata_ignored``
+flag of a batch row), as DICOM tags are, and a label that cannot be used (diagnosis ``FOO``, a
+target that disagrees) leaves the row unlabelled. ``iter_csv``'s ``on_warning`` is told of
+those rows, and of a CSV in which no column gives the age, the sex or the site (with the
+accepted column names and the CSV's columns not read), one line each.
 """
 
 from __future__ import annotations
@@ -49,7 +57,8 @@ from typing import TextIO
 from dermsight import taxonomy
 from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image, refused_by_name
 from dermsight.io.errors import ImageDecodeError, ReaderError
-from dermsight.records import LesionRecord, Metadata, input_notes
+from dermsight.io.tfrecord import TFRECORD_EXTS
+from dermsight.records import LesionRecord, Metadata
 
 #: File extensions the readers treat as images (content is still sniffed when decoding); in this
 #: order of preference when one id has several files. ``.jpe`` / ``.jfif`` are JPEG files.
@@ -251,7 +260,10 @@ def _layout_name(
 
 @dataclass
 class ParsedRow:
-    """A CSV row in dermsight's vocabulary; ``problems`` lists what could not be used."""
+    """A CSV row in dermsight's vocabulary; ``problems`` lists what could not be used, of
+    which ``label_problems`` are about its label (a diagnosis no class is named by, a target
+    that disagrees with it). A metadata value that cannot be used is no problem: it is left out
+    and noted (``Metadata.notes``, IGNORED), as ``Metadata.lenient`` does."""
 
     id: str
     path_value: str | None
@@ -260,6 +272,13 @@ class ParsedRow:
     group: str | None
     source: str | None
     problems: list[str] = field(default_factory=list)
+    label_problems: list[str] = field(default_factory=list)
+
+    @property
+    def blocking(self) -> list[str]:
+        """The problems that leave the row without an image to read (no id or path, ...): a
+        row with only ``label_problems`` is read, unlabelled."""
+        return [p for p in self.problems if p not in self.label_problems]
 
 
 def _cell(row: dict[str, str | None], col: str | None) -> str:
@@ -337,51 +356,85 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
     if not rid:
         problems.append("no image id or path")
         rid = f"{where}:{line}"
-    label = _label(row, layout, problems)
-    age = sex = site = None
+    label_problems: list[str] = []
+    label = _label(row, layout, label_problems)
+    problems.extend(label_problems)
     raw_age, raw_sex, raw_site = (_cell(row, c) for c in (layout.age_col, layout.sex_col,
                                                            layout.site_col))
-    try:
-        age = taxonomy.normalize_age(raw_age)
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    try:
-        sex = taxonomy.normalize_sex(raw_sex)
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    try:
-        site = taxonomy.normalize_site(raw_site)
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
     group = next((v for c in layout.group_cols if (v := _cell(row, c))), None)
     source = _cell(row, layout.source_col) or layout.default_source
     return ParsedRow(
         id=rid,
         path_value=path_value,
         label=label,
-        # "NaN", an age in other digits, ...: noted, so that a batch row gets its metadata flags
-        meta=Metadata(age=age, sex=sex, site=site,
-                      notes=input_notes(raw_age, raw_sex, raw_site, age)),
+        # a value that cannot be used (age -1, sex "x") is left out, "NaN", an age in other
+        # digits, ... read: noted, so that a batch row gets its metadata flags
+        meta=Metadata.lenient(raw_age, raw_sex, raw_site),
         group=group,
         source=source,
         problems=problems,
+        label_problems=label_problems,
     )
 
 
 # --- finding image files -----------------------------------------------------------------------
 
 
+def walk_tree(root: Path, *, max_depth: int | None = None,
+              onerror: Callable[[OSError], None] | None = None,
+              ) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk(root)`` top-down with hidden folders skipped and folder names sorted (prune
+    ``dirnames`` in place to skip more). Links to folders are followed, as Spark's listing
+    follows them, but each real folder is entered once: a link to a folder already walked (a
+    loop back up the tree, a second link to one folder) is passed over. ``max_depth``: the
+    folders that deep below ``root`` are walked, none below them."""
+    seen: set[str] = set()
+    base_depth = len(root.parts)
+    for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if max_depth is not None and len(Path(dirpath).parts) - base_depth >= max_depth:
+            dirnames[:] = []
+        yield dirpath, dirnames, filenames
+
+
+def spark_listing_caveat(root: Path) -> str | None:
+    """Why Spark's ``binaryFile`` listing of ``root`` would not list the files ``image_entries``
+    lists, None when it would: the first folder below reached through a link (Spark follows
+    links without noticing a folder seen already, so a link back up the tree lists its images
+    again at every depth), or the first entry named ``_...`` (Spark leaves those out). Such a
+    folder is read by the readers instead."""
+    listed = frozenset(LISTED_EXTS)
+    for dirpath, dirnames, filenames in walk_tree(root):
+        for d in dirnames:
+            path = os.path.join(dirpath, d)
+            if os.path.islink(path):
+                return f"{path} is a link to a folder"
+            if d.startswith("_"):
+                return f"{path}: Spark leaves out names starting with _"
+        for fn in filenames:
+            if fn.startswith("_") and os.path.splitext(fn)[1].lower() in listed:
+                return f"{os.path.join(dirpath, fn)}: Spark leaves out names starting with _"
+    return None
+
+
+def is_shard_name(name: str) -> bool:
+    """A file named like a TFRecord shard (``x.tfrec``, ``x.tfrecord.gz``, any case)."""
+    low = name.lower()
+    return low.endswith(TFRECORD_EXTS) or low.endswith(tuple(e + ".gz" for e in TFRECORD_EXTS))
+
+
 def walk_listed(root: Path) -> Iterator[tuple[str, str, str]]:
     """(path, stem, lower-case extension) of every file named like an image or a refused image
     format (``LISTED_EXTS``) in ``root`` and up to ``_MAX_INDEX_DEPTH`` folders below, hidden
-    folders skipped, in a stable order: where a CSV's ids are looked up. Folders that cannot be
-    listed are passed over (the ids in them are not found: their rows say so)."""
-    base_depth = len(root.parts)
-    for dirpath, dirnames, filenames in os.walk(root):
-        depth = len(Path(dirpath).parts) - base_depth
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        if depth >= _MAX_INDEX_DEPTH:
-            dirnames[:] = []
+    folders skipped, in a stable order (``walk_tree``: links to folders followed, each folder
+    once): where a CSV's ids are looked up. Folders that cannot be listed are passed over (the
+    ids in them are not found: their rows say so)."""
+    for dirpath, _dirnames, filenames in walk_tree(root, max_depth=_MAX_INDEX_DEPTH):
         for fn in sorted(filenames):
             ext = os.path.splitext(fn)[1].lower()
             if ext in _LISTED_RANK:
@@ -586,6 +639,7 @@ def _merge(primary: ParsedRow, extra: ParsedRow | None) -> ParsedRow:
     primary.meta = primary.meta.fill_from(extra.meta)
     primary.group = primary.group or extra.group
     primary.problems.extend(extra.problems)
+    primary.label_problems.extend(extra.label_problems)
     return primary
 
 
@@ -684,15 +738,28 @@ def iter_csv(
     meta_csvs: Sequence[str | os.PathLike[str]] = (),
     image_root: str | os.PathLike[str] | None = None,
     index: ImageIndex | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
     """Records of one CSV; images looked up below ``image_root`` (default: the CSV's folder),
-    with ``index`` when given (an ``ImageIndex`` of that folder)."""
+    with ``index`` when given (an ``ImageIndex`` of that folder).
+
+    A row whose label cannot be used (an unknown diagnosis, a target that disagrees with it) is
+    read without a label; a metadata value that cannot be used is left out (noted IGNORED).
+    ``on_warning`` (when given) is told, one line each: before the rows, which of age, sex and
+    site no column gives (``missing_metadata_message``); after them, the rows read without
+    their label (``unusable_labels_message``)."""
     p = Path(csv_path)
-    read_header(p)  # a CSV without the needed columns fails here, before any row
-    side = _load_side_meta([Path(m) for m in meta_csvs])
+    layout = read_header(p)  # a CSV without the needed columns fails here, before any row
+    side_csvs = [Path(m) for m in meta_csvs]
+    if on_warning is not None:
+        missing = missing_metadata_message(p.name, layout, [read_header(m) for m in side_csvs])
+        if missing is not None:
+            on_warning(missing)
+    side = _load_side_meta(side_csvs)
     root = Path(image_root) if image_root is not None else p.parent
     index = index or ImageIndex(root)
     limits = limits or DecodeLimits()
+    unlabelled: list[str] = []  # rows read without their label: where, and why
     for line, parsed in iter_csv_rows(p):
         parsed = _merge(parsed, side.get(parsed.id))
         where = f"{p.name} line {line} ({parsed.id})"
@@ -700,12 +767,15 @@ def iter_csv(
         if parsed.path_value is not None:
             cand = Path(os.path.expanduser(parsed.path_value))
             given = cand if cand.is_absolute() else root / cand
-        if parsed.problems:  # an error row keeps its path (the CSV's, or the file of its id),
+        if parsed.blocking:  # an error row keeps its path (the CSV's, or the file of its id),
             # so that a batch re-run recognises it
             found = str(given) if given is not None else (index.find(parsed.id)
                                                           if parsed.id else None)
             yield _record(parsed, path=found, error=f"{where}: {'; '.join(parsed.problems)}")
             continue
+        if parsed.label_problems:  # the image is read all the same: unlabelled
+            unlabelled.append(f"line {line} ({parsed.id}): {'; '.join(parsed.label_problems)}")
+            parsed.label = None
         if given is not None:
             file = given
             if not file.exists() and not file.is_symlink():
@@ -725,6 +795,51 @@ def iter_csv(
                     f"{'/'.join(IMAGE_EXTS)} in {index.describe()})"))
                 continue
         yield _load(_record(parsed, path=file_str), decode, limits, where)
+    if unlabelled and on_warning is not None:
+        on_warning(unusable_labels_message(p.name, unlabelled))
+
+
+def unused_columns(layout: Layout) -> list[str]:
+    """The columns of a CSV that no part of its layout reads (neither id, path, label, age,
+    sex, site, group nor source), in the CSV's order."""
+    used = {layout.id_col, layout.path_col, layout.label_col, layout.target_col, layout.age_col,
+            layout.sex_col, layout.site_col, layout.source_col, *layout.group_cols,
+            *(col for col, _code in layout.onehot), *(layout.isic2017 or ())}
+    return [c for c in layout.columns if c and c not in used]
+
+
+def missing_metadata_message(csv_name: str, layout: Layout, side: Sequence[Layout] = ()
+                             ) -> str | None:
+    """The warning for a CSV (with the metadata CSVs ``side`` joined to it) in which no column
+    gives the age, the sex or the site: what is missing, the column names read as each, and the
+    CSV's columns that are not read (a misnamed one, such as ``age_years``, is among them);
+    None when all three are given."""
+    wanted = (("age", AGE_COLS, "age_col"), ("sex", SEX_COLS, "sex_col"),
+              ("site", SITE_COLS, "site_col"))
+    missing = [(what, names) for what, names, attr in wanted
+               if not any(getattr(lay, attr) for lay in (layout, *side))]
+    if not missing:
+        return None
+    whats = [what for what, _names in missing]
+    accepted = "; ".join(f"{what}: {', '.join(names)}" for what, names in missing)
+    unused = unused_columns(layout)
+    return (f"{csv_name} has no {_listed(whats, 'or')} column (read as {accepted}): its images "
+            f"are read without {_listed(whats, 'and')}"
+            + (f"; its columns not read: {', '.join(unused)}" if unused else ""))
+
+
+def _listed(words: Sequence[str], last: str) -> str:
+    """``a``, ``a or b``, ``a, b or c`` (``last``: the word before the last one)."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} {last} {words[-1]}"
+
+
+def unusable_labels_message(csv_name: str, rows: Sequence[str]) -> str:
+    """The warning for the rows of a CSV whose label cannot be used (``rows``: ``line N (id):
+    why`` each): their images are read all the same, without a label."""
+    n = len(rows)
+    return (f"{n} row{'s' if n != 1 else ''} of {csv_name} {'have' if n != 1 else 'has'} a "
+            f"label that cannot be used ({rows[0]}{', ...' if n > 1 else ''}): "
+            f"{'their images are' if n != 1 else 'its image is'} read without a label")
 
 
 def _load(rec: LesionRecord, decode: bool, limits: DecodeLimits, where: str) -> LesionRecord:
@@ -744,18 +859,22 @@ def iter_image_folder(
     decode: bool = True,
     limits: DecodeLimits | None = None,
     recursive: bool = True,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
     """A folder without a CSV: every image file (sorted) becomes a record with id = file stem.
 
     DICOM files (``.dcm``) carry their own metadata, which is read from the header. A folder
     below that cannot be listed (no read or search permission) becomes an error record named by
-    its path below ``folder``: the images in it are not silently missing.
+    its path below ``folder``: the images in it are not silently missing. TFRecord shards in
+    folders below are not read: ``on_warning`` (when given) gets one line that says so
+    (``nested_shards_message``), once the folder is read.
     """
     from dermsight.io.dicom import read_dicom
 
     root = Path(folder)
     limits = limits or DecodeLimits()
-    for f, why in image_entries(root, recursive=recursive):
+    shards: list[str] | None = [] if on_warning is not None else None
+    for f, why in image_entries(root, recursive=recursive, shards=shards):
         where = str(f.relative_to(root))
         if why is not None:
             yield LesionRecord(id=where, image=None, path=str(f), error=(
@@ -767,6 +886,19 @@ def iter_image_folder(
             continue
         rec = LesionRecord(id=f.stem, image=None, path=str(f))
         yield _load(rec, decode, limits, where)
+    if shards and on_warning is not None:
+        on_warning(nested_shards_message(root, shards))
+
+
+def nested_shards_message(root: Path, shards: Sequence[str]) -> str:
+    """The warning for TFRecord shards in folders below a folder input, which are not read
+    (only the shards at the top of the input folder are)."""
+    n = len(shards)
+    names = [os.path.relpath(s, root) for s in shards]
+    shown = ", ".join(names[:UNLISTED_SHOWN]) + (", ..." if n > UNLISTED_SHOWN else "")
+    return (f"{n} TFRecord shard{'s' if n != 1 else ''} in folders below {root} "
+            f"{'are' if n != 1 else 'is'} not read (only the shards at the top of the input "
+            f"folder are): {shown}; give the folder that holds them as the input to read them")
 
 
 def unlistable_reason(path: str | os.PathLike[str]) -> str | None:
@@ -798,10 +930,13 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
         yield path
 
 
-def image_entries(root: Path, *, recursive: bool = True) -> Iterator[tuple[Path, str | None]]:
+def image_entries(root: Path, *, recursive: bool = True, shards: list[str] | None = None,
+                  ) -> Iterator[tuple[Path, str | None]]:
     """``iter_image_files``'s entries, each with why it is a folder that cannot be listed
-    (``"Permission denied"``), or None. Only the folders ``os.walk`` reports, and folders named
-    like images, are looked at again: a file costs no system call beyond the walk's."""
+    (``"Permission denied"``), or None. Only the folders the walk reports, and folders named
+    like images, are looked at again: a file costs no system call beyond the walk's. Links to
+    folders are followed, each real folder walked once (``walk_tree``). ``shards`` (when given)
+    receives the TFRecord shards found in folders below ``root`` (not read with the images)."""
     listed = frozenset(LISTED_EXTS)
     if not recursive:
         try:
@@ -815,9 +950,12 @@ def image_entries(root: Path, *, recursive: bool = True) -> Iterator[tuple[Path,
         return
     unreadable: list[OSError] = []
     named_dirs: set[str] = set()  # folders named like images, already yielded
-    for dirpath, dirnames, filenames in os.walk(root, onerror=unreadable.append):
+    top = str(root)
+    for dirpath, dirnames, filenames in walk_tree(root, onerror=unreadable.append):
         yield from _unreadable_folders(root, unreadable, named_dirs)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        if shards is not None and dirpath != top:
+            shards.extend(os.path.join(dirpath, fn) for fn in sorted(filenames)
+                          if is_shard_name(fn) and not fn.startswith("."))
         dirs = {d for d in dirnames if os.path.splitext(d)[1].lower() in listed}
         for fn in sorted([*filenames, *dirs] if dirs else filenames):
             if os.path.splitext(fn)[1].lower() in listed and not fn.startswith("."):
@@ -867,12 +1005,17 @@ class UnlistedImages:
                 f"not listed in {self.csv} ({consequence}): {shown}")
 
 
-def warn_unlisted(unlisted: UnlistedImages, consequence: str) -> None:
-    """One ``warning:`` line on stderr (written around a progress bar that is showing) that
-    says ``unlisted.message(consequence)``."""
+def warn(message: str) -> None:
+    """One ``warning:`` line on stderr, written around a progress bar that is showing: how the
+    readers tell the user what an input leaves out (``iter_records``' ``on_warning``)."""
     from tqdm import tqdm
 
-    tqdm.write(f"warning: {unlisted.message(consequence)}", file=sys.stderr)
+    tqdm.write(f"warning: {message}", file=sys.stderr)
+
+
+def warn_unlisted(unlisted: UnlistedImages, consequence: str) -> None:
+    """One ``warning:`` line on stderr (``warn``) that says ``unlisted.message(consequence)``."""
+    warn(unlisted.message(consequence))
 
 
 class _Listed:
@@ -913,8 +1056,10 @@ def iter_folder(
     decode: bool = True,
     limits: DecodeLimits | None = None,
     on_unlisted: Callable[[UnlistedImages], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
-    """A dataset folder: its CSV (plus joined metadata CSVs), or just its images.
+    """A dataset folder: its CSV (plus joined metadata CSVs), or just its images
+    (``on_warning``: see ``iter_csv`` and ``iter_image_folder``).
 
     The image files that the CSV does not list (by id or path; ``walk_listed`` says where they
     are looked for) get no record. With ``on_unlisted`` (e.g. ``warn_unlisted`` with the
@@ -924,16 +1069,16 @@ def iter_folder(
     root = Path(folder)
     primary, meta = classify_csvs(root)
     if primary is None:
-        yield from iter_image_folder(root, decode=decode, limits=limits)
+        yield from iter_image_folder(root, decode=decode, limits=limits, on_warning=on_warning)
         return
     if on_unlisted is None:
         yield from iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta,
-                            image_root=root)
+                            image_root=root, on_warning=on_warning)
         return
     index = ImageIndex(root, keep_listing=True)
     listed = _Listed()
     for rec in iter_csv(primary, decode=decode, limits=limits, meta_csvs=meta, image_root=root,
-                        index=index):
+                        index=index, on_warning=on_warning):
         listed.add(rec)
         yield rec
     unlisted = unlisted_images(root, primary.name, listed.ids, listed.paths, index.listing())
