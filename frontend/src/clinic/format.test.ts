@@ -3,6 +3,7 @@ import {
   clinicRouteFromHash,
   describeChange,
   formatDays,
+  localDay,
   readableWait,
   RETAKE_LABEL,
   retakeCount,
@@ -163,5 +164,13 @@ describe('a latest photo that could not be assessed', () => {
     expect(retakeCount(undefined)).toBeNull()
     expect(retakeCount(1)).toBe('1 lesion: latest photo cannot be assessed — retake')
     expect(retakeCount(3)).toBe('3 lesions: latest photos cannot be assessed — retake')
+  })
+})
+
+describe('a visit left without a date', () => {
+  it('is stored under the browser’s own day, not the server’s UTC day', () => {
+    // 23:30 local on 2026-03-14 (the Date is built from local fields, whatever the time zone)
+    expect(localDay(new Date(2026, 2, 14, 23, 30))).toBe('2026-03-14')
+    expect(localDay(new Date(2026, 0, 1, 0, 5))).toBe('2026-01-01')
   })
 })

@@ -199,3 +199,11 @@ export function readableWait(message: string): string {
     return `try again in ${min} min.`
   })
 }
+
+/** The browser's own date as YYYY-MM-DD: the date a visit left without one is stored under
+ * (the server's day is UTC, which is tomorrow or yesterday for an evening or early-morning
+ * visit far from Greenwich). */
+export function localDay(now: Date = new Date()): string {
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`
+}

@@ -2,6 +2,7 @@ import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit, NOTE_MAX } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { requestFocus } from '../clinic/focus.ts'
+import { localDay } from '../clinic/format.ts'
 import type { Visit } from '../clinic/types.ts'
 import { SEXES, SITE_LABELS } from '../content.ts'
 import { checkImageForm } from '../format.ts'
@@ -194,7 +195,7 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
     if (!upload.ready) return // the button is disabled: refused, or not read yet
     const image = checked.file
     await submit(async () => {
-      const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || null }).catch(
+      const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || localDay() }).catch(
         (err: unknown) => {
           // the limit was not known before sending (health not read): the same words as above;
           // any other refusal (a note too long) in its own words

@@ -210,7 +210,9 @@ def _visit_body() -> dict[str, Any]:
     body = copy.deepcopy(PREDICT_REQUEST_BODY)
     form = body["content"]["multipart/form-data"]["schema"]
     form["properties"]["image"]["description"] = (
-        "JPEG, PNG, WebP, BMP or TIFF photo (stored as PNG of the decoded pixels, no metadata)")
+        "JPEG, PNG, WebP, BMP or TIFF photo, or a DICOM file (its PatientAge / PatientSex / "
+        "BodyPartExamined fill the fields left empty; stored as PNG of the decoded pixels, no "
+        "metadata)")
     form["properties"]["note"] = {"type": "string", "maxLength": NOTE_MAX}
     form["properties"]["taken_at"] = {"type": "string", "format": "date",
                                       "description": "ISO date (default: today)"}
