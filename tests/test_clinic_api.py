@@ -266,3 +266,28 @@ def test_admin_users_audit_and_patient_deletion(
                                         for e in log}
     assert all(set(e) == {"at", "user", "action", "object_type", "object_id"} for e in log)
     assert "DEL-1" not in json.dumps(log)  # ids and times only
+
+
+def test_similar_cases_show_each_confirmed_lesion_once(
+        harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame) -> None:
+    """A confirmed lesion photographed at several visits is one match (its visit closest to the
+    query), so k matches show k lesions (the audit saw one lesion in 4 of 5 slots)."""
+    h = harness
+    h.add_user("ana")
+    h.login("ana")
+    mel, nv, bkl = (image_bytes(data_dir, image_ids(metadata, dx, 1)[0])
+                    for dx in ("MEL", "NV", "BKL"))
+    pid = h.patient("SIM-1")
+    query = _visit_ok(h.visit(h.lesion(pid, side="left"), mel, taken_at="2026-03-01"))
+    seen_twice = h.lesion(pid, side="right")
+    same = _visit_ok(h.visit(seen_twice, mel, taken_at="2026-03-02"))
+    _visit_ok(h.visit(seen_twice, nv, taken_at="2026-03-09"))
+    other = h.lesion(pid, side="midline")
+    _visit_ok(h.visit(other, bkl, taken_at="2026-03-03"))
+    for lesion, code in ((seen_twice, "MEL"), (other, "BKL")):
+        r = h.client.put(f"{API}/lesions/{lesion}/diagnosis",
+                         json={"code": code, "method": "histopathology"})
+        assert r.status_code == 200, r.text
+    found = h.get(f"/visits/{query['id']}/similar", params={"k": 3}).json()["clinic"]
+    assert found[0]["visit_id"] == same["id"]  # the same image: that lesion's closest visit
+    assert [c["diagnosis"] for c in found] == ["MEL", "BKL"]  # two lesions, two matches

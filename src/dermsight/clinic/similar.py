@@ -24,12 +24,14 @@ def embedding_of(visit: Visit) -> np.ndarray | None:
 
 
 def clinic_similar(db: DbSession, visit: Visit, k: int) -> list[dict[str, Any]]:
-    """Confirmed visits of *other* lesions, most similar first."""
+    """Confirmed visits of *other* lesions, most similar first: one per lesion (its visit most
+    similar to this one), so ``k`` matches show ``k`` lesions, not one lesion photographed at
+    several visits."""
     query = embedding_of(visit)
     if query is None:
         return []
     rows = [r for r in db.execute(
-        select(Visit.id, Visit.embedding, Diagnosis.code)
+        select(Visit.id, Visit.lesion_id, Visit.embedding, Diagnosis.code)
         .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
         .where(Visit.lesion_id != visit.lesion_id, Visit.embedding.is_not(None),
                Visit.risk != "cannot_assess", Visit.bundle_sha256 == visit.bundle_sha256))
@@ -37,9 +39,15 @@ def clinic_similar(db: DbSession, visit: Visit, k: int) -> list[dict[str, Any]]:
     if not rows:
         return []
     bank = normalize(np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows]))
-    idx, sims = knn(query, bank, k)
+    idx, sims = knn(query, bank, len(rows))  # every visit ranked; the first of each lesion kept
+    best: dict[int, tuple[int, float]] = {}
+    for i, sim in zip(idx[0], sims[0], strict=True):
+        if rows[i].lesion_id not in best:
+            best[rows[i].lesion_id] = (int(i), float(sim))
+            if len(best) == k:
+                break
     return [{"visit_id": rows[i].id, "diagnosis": rows[i].code,
              "diagnosis_name": taxonomy.BY_CODE[rows[i].code].name,
-             "similarity": round(float(s), 4),
+             "similarity": round(sim, 4),
              "thumbnail_url": f"{API}/visits/{rows[i].id}/image"}
-            for i, s in zip(idx[0], sims[0], strict=True)]
+            for i, sim in best.values()]
