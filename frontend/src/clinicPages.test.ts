@@ -68,6 +68,22 @@ const title = (t: string) => /Lesion: .*?visits?/.exec(t)?.[0] ?? ''
 
 
 describe('the lesion page', () => {
+  it('a refused latest photo: the similar cases of the latest assessed visit, said so', () => {
+    const t = lesionPage({
+      lesion: lesion({ n_visits: 2, latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-05-20' }),
+      visits: [visit(1, '2025-05-20', 'high', 0.712), visit(2, '2025-07-01', 'cannot_assess', null)],
+      changes: [],
+    })
+    expect(t).toContain('Similar cases')
+    expect(t).toContain('the latest one the model could assess (the latest photo could not be assessed)')
+    expect(t).not.toContain('For the latest visit')
+  })
+
+  it('an assessed latest photo: its own similar cases', () => {
+    const t = lesionPage({ lesion: lesion({ n_visits: 1 }), visits: [visit(1, '2025-05-20', 'high', 0.712)], changes: [] })
+    expect(t).toContain('For the latest visit')
+  })
+
   it('every photo refused: "latest: Cannot assess", never "last assessed"', () => {
     const t = lesionPage({
       lesion: lesion({ n_visits: 1, latest_risk: 'cannot_assess', latest_malignant_probability: null, latest_visit_risk: 'cannot_assess', latest_risk_taken_at: '2025-07-01' }),

@@ -3,6 +3,7 @@ import { ErrorBox } from '../clinic/badges.tsx'
 import { useLoad } from '../clinic/session.ts'
 import type { ClinicSimilarCase, Visit } from '../clinic/types.ts'
 import { isSimilarCase, SimilarCaseFigure } from './SimilarCases.tsx'
+import { visitDate } from './VisitTimeline.tsx'
 
 function ClinicCaseFigure({ item }: { item: ClinicSimilarCase }) {
   const name = item.diagnosis_name || item.diagnosis
@@ -16,8 +17,15 @@ function ClinicCaseFigure({ item }: { item: ClinicSimilarCase }) {
   )
 }
 
+/** Which visit the similar cases are for: the latest, or the latest one the model could assess. */
+export function similarFor(visit: Visit, latest: boolean): string {
+  return latest
+    ? 'For the latest visit'
+    : `For the visit of ${visitDate(visit)}, the latest one the model could assess (the latest photo could not be assessed)`
+}
+
 /** The nearest labelled cases to a visit: the bundled reference set and this clinic's own. */
-export function ClinicSimilar({ visit }: { visit: Visit }) {
+export function ClinicSimilar({ visit, latest = true }: { visit: Visit; latest?: boolean }) {
   const similar = useLoad(() => getSimilar(visit.id), String(visit.id))
   if (visit.result.risk === 'cannot_assess') return null
   const reference = (similar.data?.reference ?? []).filter(isSimilarCase)
@@ -25,7 +33,7 @@ export function ClinicSimilar({ visit }: { visit: Visit }) {
   return (
     <div data-testid="clinic-similar">
       <p className="muted">
-        For the latest visit: labelled reference images and this clinic’s confirmed lesions whose images look most alike to the model’s own features (cosine
+        {similarFor(visit, latest)}: labelled reference images and this clinic’s confirmed lesions whose images look most alike to the model’s own features (cosine
         similarity, 1 = identical to the model). A visual comparison, not a diagnosis and not a second opinion:
         similar-looking lesions can have different diagnoses.
       </p>

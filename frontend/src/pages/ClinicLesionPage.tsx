@@ -35,6 +35,8 @@ export function ClinicLesionPage({ id }: { id: number }) {
   if (!d) return <p className="muted">Loading…</p>
   const { visits, changes } = d
   const last = visits[visits.length - 1]
+  // similar cases of the latest visit the model could assess (a refused photo has no features)
+  const lastAssessed = [...visits].reverse().find((v) => v.result.risk !== 'cannot_assess')
   // the lesion's rise: between its last two assessed visits (as on the patient page), which a
   // refused photo in between can keep out of the timeline's changes: then said in a sentence
   const rose = d.lesion.risk_rose
@@ -90,10 +92,10 @@ export function ClinicLesionPage({ id }: { id: number }) {
         <p className="hint" data-testid="change-hint">{changeHint(cardQ.data)}</p>
       </section>
 
-      {last && last.result.risk !== 'cannot_assess' && (
+      {lastAssessed && (
         <section className="card-block" aria-labelledby={`${ids}-similar`}>
           <h2 id={`${ids}-similar`}>Similar cases</h2>
-          <ClinicSimilar key={last.id} visit={last} />
+          <ClinicSimilar key={lastAssessed.id} visit={lastAssessed} latest={lastAssessed === last} />
         </section>
       )}
 
