@@ -289,6 +289,29 @@ def rival_first(h: ClinicHarness) -> Iterator[list[int]]:
     assert fired
 
 
+def test_a_removal_on_an_outdated_page_is_a_409(h: ClinicHarness) -> None:
+    """A removal sent with what the page showed (code, method) removes nothing when the
+    recorded diagnosis changed meanwhile: a histopathology melanoma recorded by someone else is
+    never deleted by a page that showed a clinical nevus."""
+    lid = h.lesion(h.patient("DX-3"))
+    assert _put(h, lid, code="NV", method="clinical").status_code == 200
+    assert _put(h, lid, code="MEL", method="histopathology").status_code == 200  # meanwhile
+    url = f"{API}/lesions/{lid}/diagnosis"
+    r = h.client.delete(url, params={"code": "NV", "method": "clinical"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"].startswith(
+        f"the diagnosis of lesion {lid} changed since you loaded it: it is now MEL "
+        "(histopathology), recorded ")
+    assert h.get(f"/lesions/{lid}").json()["diagnosis"]["code"] == "MEL"
+    r = h.client.delete(url, params={"code": "MEL"})  # half of what the page showed
+    assert r.status_code == 422, r.text
+    r = h.client.delete(url, params={"code": "MEL", "method": "histopathology"})
+    assert r.status_code == 204, r.text
+    assert h.get(f"/lesions/{lid}").json()["diagnosis"] is None
+    r = h.client.delete(url, params={"code": "MEL", "method": "histopathology"})
+    assert r.status_code == 404
+
+
 def test_a_lost_first_diagnosis_race_with_replaces_is_a_409(
         h: ClinicHarness, rival_first: list[int]) -> None:
     lid = h.lesion(h.patient("RACE-1"))

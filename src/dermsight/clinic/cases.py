@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
@@ -370,14 +370,23 @@ def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: s
     return current
 
 
-def delete_diagnosis(db: DbSession, lesion: Lesion) -> None:
-    """Remove the lesion's diagnosis (``NotFound`` when it has none)."""
-    d = _recorded(db, lesion.id)
-    if d is None:
+def delete_diagnosis(db: DbSession, lesion: Lesion,
+                     seen: tuple[str, str] | None = None) -> None:
+    """Remove the lesion's diagnosis (``NotFound`` when it has none). With ``seen`` (the
+    ``(code, method)`` the client showed) a diagnosis that is no longer that one is a
+    ``Conflict`` (409) naming what is recorded now; the check is part of the delete."""
+    stmt = delete(Diagnosis).where(Diagnosis.lesion_id == lesion.id)
+    if seen is not None:
+        stmt = stmt.where(Diagnosis.code == seen[0], Diagnosis.method == seen[1])
+    done = cast("CursorResult[Any]", db.execute(
+        stmt, execution_options={"synchronize_session": False}))
+    if done.rowcount == 1:
+        db.expire(lesion, ["diagnosis"])
+        return
+    if _recorded(db, lesion.id) is None:
         raise NotFound(f"lesion {lesion.id} has no diagnosis recorded: it may have been removed "
                        "already")
-    db.delete(d)
-    db.flush()
+    raise _stale(db, lesion.id)
 
 
 def delete_visit(db: DbSession, visit_id: int) -> set[str]:

@@ -372,12 +372,23 @@ def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request
 
 
 @router.delete("/lesions/{lesion_id}/diagnosis", status_code=204,
-               summary="Remove the lesion's diagnosis (404 when it has none)")
-def delete_diagnosis(lesion_id: ObjectId, request: Request, user: CurrentUser) -> Response:
+               summary="Remove the lesion's diagnosis (404 when it has none)",
+               description="Send `code` and `method`: the diagnosis the page showed. When the "
+                           "recorded one is no longer that (changed meanwhile) nothing is "
+                           "removed and the answer is a 409 naming what is recorded now. "
+                           "Without them the removal is unchecked.")
+def delete_diagnosis(lesion_id: ObjectId, request: Request, user: CurrentUser,
+                     code: Annotated[DiagnosisCode | None, Query(
+                         description="the code of the diagnosis the page showed")] = None,
+                     method: Annotated[DiagnosisMethod | None, Query(
+                         description="its method")] = None) -> Response:
+    if (code is None) != (method is None):
+        raise HTTPException(422, "give both code and method (the diagnosis the page showed), "
+                                 "or neither")
     clinic = clinic_of(request)
     with clinic.db.session() as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
-        cases.delete_diagnosis(s, le)
+        cases.delete_diagnosis(s, le, None if code is None or method is None else (code, method))
         audit.record(s, user, "delete", "diagnosis", lesion_id)
     clinic.db.scrub()
     return Response(status_code=204)
