@@ -107,6 +107,32 @@ def test_a_wrongly_filed_visit_is_deleted_with_the_files_no_other_visit_uses(
     assert _audit(h, "delete", "visit") == [shared["id"], keep["id"], wrong["id"]]
 
 
+def test_an_upload_racing_the_deletion_of_a_visit_of_the_same_image_keeps_its_file(
+        h: ClinicHarness, data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are named by content: the wrong visit's file is the new visit's too. When the
+    wrong visit is deleted between the new visit's file write and its row (the deletion then
+    removes the file no row uses yet), the new visit still has its image."""
+    image = _jpeg(data_dir, LOW)
+    wrong = _visit(h, h.lesion(h.patient("RACE-W")), image, "2025-01-01")
+    store = h.clinic.images
+    put = store.put
+    raced: list[int] = []
+
+    def put_then_race(data: bytes, ext: str) -> str:
+        key = put(data, ext)
+        if not raced:  # the deletion commits and removes the file before this row commits
+            raced.append(wrong["id"])
+            assert h.client.delete(f"{API}/visits/{wrong['id']}").status_code == 204
+            assert not store.exists(key)
+        return key
+
+    monkeypatch.setattr(store, "put", put_then_race)
+    right = _visit(h, h.lesion(h.patient("RACE-R")), image, "2025-01-02")
+    assert raced == [wrong["id"]]
+    r = h.client.get(f"{API}/visits/{right['id']}/image")
+    assert r.status_code == 200, r.text
+
+
 def test_deleting_a_visit_needs_the_csrf_header(h: ClinicHarness, data_dir: Path) -> None:
     vid = _visit(h, h.lesion(h.patient("DEL-2")), _jpeg(data_dir, LOW), "2025-01-01")["id"]
     r = h.client.delete(f"{API}/visits/{vid}", headers={"X-CSRF-Token": "forged"})

@@ -92,4 +92,11 @@ def store_visit(
         from dermsight.clinic.audit import record
 
         record(s, user, "create", "visit", v.id)
-        return v.id
+        visit_id = v.id
+    # the files again, now that the row references them: a visit or patient deleted between
+    # the first put and this commit may have removed an identical file no row used yet
+    # (content-addressed names); put keeps a file that is there and rewrites one that is gone
+    clinic.images.put(a.image_png, "png")
+    if a.heatmap_png:
+        clinic.images.put(a.heatmap_png, "png")
+    return visit_id
