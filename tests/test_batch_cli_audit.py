@@ -215,3 +215,20 @@ def test_ctrl_c_writes_the_summary_of_what_the_output_holds(
     done = run_local(folder, out, ScoreOptions(workers=1), progress=False)
     assert (done.scored, done.skipped) == (5, 2)
     assert json.loads((out / "_summary.json").read_text())["interrupted"] is False
+
+
+def test_a_dicom_row_leaving_metadata_to_its_tags_is_not_called_changed() -> None:
+    """A DICOM row (``.dcm`` or ``.dicom``) that leaves a field to the file's tags holds the
+    tags' value in the output, not the input's empty cell: not a change. Any other file's
+    changed age is."""
+    from dermsight.batch.resume import MetadataCheck
+
+    check = MetadataCheck()
+    check.add(pd.DataFrame({"id": ["a", "b", "c"], "path": ["/x/a.dcm", "/x/b.dicom", "/x/c.jpg"],
+                            "age": [45.0, 50.0, 30.0], "sex": ["male"] * 3,
+                            "site": ["back"] * 3}))
+    for i, path in (("a", "/x/a.dcm"), ("b", "/x/b.dicom")):
+        check.see({"id": i, "path": path, "age": None, "sex": "male", "site": "back"})
+    assert check.changed() == 0
+    check.see({"id": "c", "path": "/x/c.jpg", "age": 31, "sex": "male", "site": "back"})
+    assert check.changed() == 1

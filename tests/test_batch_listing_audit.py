@@ -142,13 +142,17 @@ def test_linked_folders_are_followed_each_folder_once(
     code, _err, df = _batch(capsys, folder, tmp_path / "o")
     assert code == 0
     assert df["path"].to_dict() == want
-    # Spark's binaryFile lists b and b2, and loop/ at every depth: such a folder is for the
-    # readers (batch.sources' image_folder, with this check)
-    from dermsight.io.csvfolder import spark_listing_caveat
-
-    assert spark_listing_caveat(folder) == f"{folder / 'b'} is a link to a folder"
-    assert spark_listing_caveat(clinic) is None
     assert df["error"].isna().all()
+
+    # a link to a folder inside the input (sorting before it) is not followed: the folder's
+    # images keep their own paths, the resume key, whatever links point at them
+    inner = folder / "z_scans"
+    inner.mkdir()
+    shutil.copy(data_dir / "images" / f"{IDS[3]}.jpg", inner / f"{IDS[3]}.jpg")
+    (folder / "a_latest").symlink_to(inner, target_is_directory=True)
+    paths = {r.id: r.path for r in iter_records(folder, decode=False)}
+    assert paths[IDS[3]] == str(inner / f"{IDS[3]}.jpg")
+    assert len(paths) == 4
 
     # a CSV's ids are looked up in linked folders too
     (folder / "metadata.csv").write_text("image_id,age_approx,sex,anatom_site\n"

@@ -179,3 +179,23 @@ def test_a_spark_job_stopped_between_slices_keeps_them_and_resumes(
     assert dist["id"].is_unique
     run_local(folder, tmp_path / "local", progress=False)
     _compare(read_output(tmp_path / "local"), dist)
+
+
+def test_spark_says_which_scored_rows_the_input_now_gives_other_metadata(
+        spark: Any, tmp_path: Path, data_dir: Path) -> None:
+    """As the local runner: a done row whose age/sex/site the input changed keeps its scores,
+    and the run counts it (``metadata_changed``)."""
+    import pandas as pd
+
+    manifest = tmp_path / "manifest.csv"
+    table = pd.DataFrame({"path": [str(p) for p in _images(data_dir, 3)],
+                          "age": ["45", "60", "30"], "sex": ["female", "male", "female"],
+                          "site": ["back", "face", "lower extremity"]})
+    table.to_csv(manifest, index=False)
+    out = tmp_path / "out"
+    run_spark(manifest, out, partitions=1)
+    assert run_spark(manifest, out, partitions=1).metadata_changed == 0
+    table.loc[0, "age"] = "50"
+    table.to_csv(manifest, index=False)
+    again = run_spark(manifest, out, partitions=1)
+    assert (again.scored, again.skipped, again.metadata_changed) == (0, 3, 1)

@@ -45,6 +45,7 @@ import pandas as pd
 
 from dermsight.batch.sources import row_key
 from dermsight.batch.store import Key, PartStore, iter_output
+from dermsight.io import DICOM_EXTS
 from dermsight.records import Metadata
 from dermsight.taxonomy import TaxonomyError
 
@@ -211,7 +212,7 @@ class MetadataCheck:
         """Take an input row passed over as done."""
         key = row_key(row.get("id"), row.get("path"))
         meta = _input_meta(row)
-        if None in meta and PurePath(key[1]).suffix.lower() == ".dcm":
+        if None in meta and PurePath(key[1]).suffix.lower() in DICOM_EXTS:
             return
         self.passed.append(_fingerprint(key, meta))
 

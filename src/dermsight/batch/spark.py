@@ -47,7 +47,7 @@ from dermsight.batch.local import pending_rows
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import taken_names
 from dermsight.batch.references import local_path
-from dermsight.batch.resume import Listings, prepare_resume
+from dermsight.batch.resume import Listings, MetadataCheck, prepare_resume
 from dermsight.batch.schema import spark_ddl
 from dermsight.batch.scorer import score_frame
 from dermsight.batch.sources import ROW_KEYS, DuplicateIds, open_source
@@ -295,9 +295,12 @@ def run_spark(
     had_session = _active_session() is not None
     # the executors load the bundle shipped by ``addFile``: the same card.json bytes, so their
     # rows' card_sha256 is this one
-    with PartStore(out, options.fmt, card.classes, model=summary.model,
-                   bundle=loaded.card_sha256, tta=options.tta,
-                   heatmaps=options.heatmaps is not None) as store:
+    store = PartStore(out, options.fmt, card.classes, model=summary.model,
+                      bundle=loaded.card_sha256, tta=options.tta,
+                      heatmaps=options.heatmaps is not None)
+    # the output rows' metadata, from the store's one read, as the local runner keeps it
+    check = store.reader = MetadataCheck()
+    with store:
         # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
         # merge them into the output (rows the resume logic never saw: duplicates). We hold the
         # lock, so nothing else is writing: start clean.
@@ -319,16 +322,16 @@ def run_spark(
                 options, heatmaps=heatmaps, storage_options=source.storage_options))
             n_parts = partitions or 4 * sc.defaultParallelism
             duplicates = DuplicateIds()
-            listings = Listings()
+            listings = Listings(on_done=check.see if resume.done else None)
             rows = pending_rows(source, resume.done, options.limit, duplicates, taken,
                                 listings=listings)
             for chunk in _slices(rows, SLICE_ROWS):
                 frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
                 _save(frame.mapInPandas(scorer, schema=spark_ddl(card.classes)), Path(out),
                       options.fmt)
-            summary.duplicate_ids = duplicates.count
-            summary.skipped = listings.skipped
+            summary.duplicate_ids, summary.skipped = duplicates.count, listings.skipped
             summary.not_listed = listings.not_listed if resume.done else 0
+            summary.metadata_changed = check.changed()
         finally:
             if stop_session if stop_session is not None else not had_session:
                 spark.stop()

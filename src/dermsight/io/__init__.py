@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from dermsight.io.csvfolder import UnlistedImages
 
 __all__ = [
+    "DICOM_EXTS",
     "DecodeLimits",
     "ImageDecodeError",
     "ReadSummary",
@@ -41,7 +42,7 @@ __all__ = [
     "load_images",
 ]
 
-_DICOM_EXTS = (".dcm", ".dicom")
+DICOM_EXTS = (".dcm", ".dicom")
 
 
 def detect_kind(path: str | os.PathLike[str]) -> str:
@@ -79,7 +80,7 @@ def detect_kind(path: str | os.PathLike[str]) -> str:
             head = fh.read(132)
     except OSError as exc:
         raise ReaderError(f"cannot read {p}: {exc.strerror or exc}") from exc
-    if name.endswith(_DICOM_EXTS) or sniff(head) == "DICOM":
+    if name.endswith(DICOM_EXTS) or sniff(head) == "DICOM":
         return "dicom"
     if name.endswith(IMAGE_EXTS) or sniff(head) is not None or not head:
         return "image"

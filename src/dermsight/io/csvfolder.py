@@ -384,42 +384,27 @@ def walk_tree(root: Path, *, max_depth: int | None = None,
               onerror: Callable[[OSError], None] | None = None,
               ) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(root)`` top-down with hidden folders skipped and folder names sorted (prune
-    ``dirnames`` in place to skip more). Links to folders are followed, as Spark's listing
-    follows them, but each real folder is entered once: a link to a folder already walked (a
-    loop back up the tree, a second link to one folder) is passed over. ``max_depth``: the
-    folders that deep below ``root`` are walked, none below them."""
+    ``dirnames`` in place to skip more). Links to folders outside ``root`` are followed, as
+    Spark's listing follows them, each real folder entered once (a second link to one folder is
+    passed over); a link to a folder inside ``root`` is not, since that folder is walked under
+    its own path (so its images keep their paths, the resume key, whatever the links' names).
+    ``max_depth``: the folders that deep below ``root`` are walked, none below them."""
     seen: set[str] = set()
     base_depth = len(root.parts)
+    inside = os.path.realpath(root) + os.sep
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
         real = os.path.realpath(dirpath)
         if real in seen:
             dirnames[:] = []
             continue
         seen.add(real)
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        dirnames[:] = sorted(
+            d for d in dirnames if not d.startswith(".")
+            and not (os.path.islink(os.path.join(dirpath, d))
+                     and (os.path.realpath(os.path.join(dirpath, d)) + os.sep).startswith(inside)))
         if max_depth is not None and len(Path(dirpath).parts) - base_depth >= max_depth:
             dirnames[:] = []
         yield dirpath, dirnames, filenames
-
-
-def spark_listing_caveat(root: Path) -> str | None:
-    """Why Spark's ``binaryFile`` listing of ``root`` would not list the files ``image_entries``
-    lists, None when it would: the first folder below reached through a link (Spark follows
-    links without noticing a folder seen already, so a link back up the tree lists its images
-    again at every depth), or the first entry named ``_...`` (Spark leaves those out). Such a
-    folder is read by the readers instead."""
-    listed = frozenset(LISTED_EXTS)
-    for dirpath, dirnames, filenames in walk_tree(root):
-        for d in dirnames:
-            path = os.path.join(dirpath, d)
-            if os.path.islink(path):
-                return f"{path} is a link to a folder"
-            if d.startswith("_"):
-                return f"{path}: Spark leaves out names starting with _"
-        for fn in filenames:
-            if fn.startswith("_") and os.path.splitext(fn)[1].lower() in listed:
-                return f"{os.path.join(dirpath, fn)}: Spark leaves out names starting with _"
-    return None
 
 
 def is_shard_name(name: str) -> bool:
