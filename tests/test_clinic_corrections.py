@@ -315,6 +315,25 @@ def rival_first(h: ClinicHarness) -> Iterator[list[int]]:
     assert fired
 
 
+def test_a_note_changed_meanwhile_is_not_overwritten_unseen(h: ClinicHarness) -> None:
+    """``replaces`` with the note the page showed: a note corrected meanwhile ("margins
+    involved") is a change too, so a page that showed the first note gets the 409."""
+    lid = h.lesion(h.patient("DX-4"))
+    shown = {"code": "MEL", "method": "histopathology", "note": "margins clear"}
+    assert _put(h, lid, code="MEL", method="histopathology", note="margins clear",
+                replaces=None).status_code == 200
+    r = _put(h, lid, code="MEL", method="histopathology", note="margins involved: re-excise",
+             replaces=shown)
+    assert r.status_code == 200, r.text
+    r = _put(h, lid, code="MEL", method="histopathology", note="ok", replaces=shown)  # stale
+    assert r.status_code == 409, r.text
+    assert h.get(f"/lesions/{lid}").json()["diagnosis"]["note"] == "margins involved: re-excise"
+    # without the note in replaces, code and method alone are compared (older clients)
+    r = _put(h, lid, code="MEL", method="histopathology", note="ok",
+             replaces={"code": "MEL", "method": "histopathology"})
+    assert r.status_code == 200, r.text
+
+
 def test_a_removal_on_an_outdated_page_is_a_409(h: ClinicHarness) -> None:
     """A removal sent with what the page showed (code, method) removes nothing when the
     recorded diagnosis changed meanwhile: a histopathology melanoma recorded by someone else is

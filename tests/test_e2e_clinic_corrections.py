@@ -145,7 +145,7 @@ def delete_visit(page: Any, base: str, lesion_id: int, keep: dict[str, Any],
     card.get_by_test_id("visit-delete").click()
     box = card.get_by_test_id("visit-delete-confirm")
     assert box.get_attribute("role") == "alertdialog"
-    assert "Delete the visit of 2021-05-06?" in box.inner_text()
+    assert "Delete the visit 2 of 2, 2021-05-06?" in box.inner_text()  # numbered: same-day visits
     assert "cannot be undone" in box.inner_text()
     wait_until(page, FOCUSED_TESTID, "visit-delete-confirm-no")  # the harmless choice first
     no_axe_violations(page, "lesion page, deleting a visit")
@@ -253,8 +253,8 @@ def diagnosis_flows(page: Any, base: str, lesion_id: int) -> None:
     with page.expect_response(lambda r: r.request.method == "PUT") as resp:
         section.get_by_test_id("diagnosis-submit").click()
     assert resp.value.status == 409
-    assert resp.value.request.post_data_json["replaces"] == {"code": "MEL",
-                                                             "method": "histopathology"}
+    assert resp.value.request.post_data_json["replaces"] == {
+        "code": "MEL", "method": "histopathology", "note": None}  # the note it showed too
     error = section.get_by_test_id("error-message")
     error.wait_for()
     assert "BCC" in error.inner_text()
@@ -267,8 +267,8 @@ def diagnosis_flows(page: Any, base: str, lesion_id: int) -> None:
     with page.expect_response(lambda r: r.request.method == "PUT") as resp:
         section.get_by_test_id("diagnosis-submit").click()
     assert resp.value.status == 200, resp.value.text()
-    assert resp.value.request.post_data_json["replaces"] == {"code": "BCC",
-                                                             "method": "histopathology"}
+    assert resp.value.request.post_data_json["replaces"] == {
+        "code": "BCC", "method": "histopathology", "note": None}
     page.locator('[data-testid="diagnosis"][data-code="NV"]').wait_for()
 
     # removed, after a confirmation

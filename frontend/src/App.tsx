@@ -6,6 +6,7 @@ import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './cli
 import type { Session } from './clinic/types.ts'
 import { AudienceSwitch, ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
 import { Logo } from './components/Icons.tsx'
+import { confirmDiscardUnsaved, setAppHash } from './components/NewVisitForm.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
 import { HealthContext, healthStatusText, useHealth, useHealthPoll } from './health.ts'
 import {
@@ -34,6 +35,26 @@ const TITLES: Record<Route, string> = {
   model: 'Model card',
 }
 
+/** The idle time (`minutes`) passed without activity: the clinic page is hidden under a sign-in
+ * form for `user`, saying why, and the Assess page's case (photo, result, age) is forgotten and
+ * the page, if shown, starts empty (`clearAssess`), as at sign-out, so that nobody else finds it. */
+export function hideAfterIdle(
+  minutes: number,
+  user: string | null,
+  set: {
+    clearAssess: () => void
+    setResumeAs: (u: string | null) => void
+    setHiddenWhy: (why: string | null) => void
+    setSession: (s: Session | null) => void
+  },
+): void {
+  forgetAssessCase()
+  set.clearAssess()
+  set.setResumeAs(user)
+  set.setHiddenWhy(idleReason(minutes))
+  set.setSession(null)
+}
+
 export default function App() {
   const route = useHashRoute()
   const [audience, setAudience] = useState<Audience>(loadAudience)
@@ -58,6 +79,9 @@ export default function App() {
     sessionRef.current = session
   }, [session])
   const [sessionChecked, setSessionChecked] = useState(false)
+  // a new key mounts the Assess page afresh (its case forgotten: idle timeout, sign-out)
+  const [assessKey, setAssessKey] = useState(0)
+  const clearAssess = () => setAssessKey((k) => k + 1)
   const pageKey = clinicPage ? `clinic:${window.location.hash}` : route
 
   useEffect(() => onAuthRequired(() => setNeedToken(true)), [])
@@ -72,11 +96,9 @@ export default function App() {
   )
   // Nobody used the page for the server's idle timeout: the server has ended the session (or
   // will at the next request), so the patient's data goes off the screen now, as after a 401.
-  useIdleTimeout(session, (minutes) => {
-    setResumeAs(session?.user.username ?? null)
-    setHiddenWhy(idleReason(minutes))
-    setSession(null)
-  })
+  useIdleTimeout(session, (minutes) =>
+    hideAfterIdle(minutes, session?.user.username ?? null, { clearAssess, setResumeAs, setHiddenWhy, setSession }),
+  )
   useEffect(() => {
     if (session) setHiddenWhy(null)
   }, [session])
@@ -103,12 +125,15 @@ export default function App() {
   }, [pageKey])
 
   const signOut = () => {
+    // unsaved work (a new visit) is asked about while the session still exists: Cancel keeps it
+    if (!confirmDiscardUnsaved((m) => window.confirm(m))) return
     forgetAssessCase() // an image and result from the Assess page are not left for the next user
+    clearAssess() // nor on the screen, where the Assess page is shown
     void logout().finally(() => {
       setSession(null)
       setResumeAs(null) // signing out discards the page, unlike a session that timed out
       setHiddenWhy(null)
-      window.location.hash = clinicHref.patients
+      setAppHash(window, clinicHref.patients) // already agreed to: the page's guard does not ask again
     })
   }
 
@@ -180,7 +205,7 @@ export default function App() {
               </ClinicContext.Provider>
             ) : (
               <>
-                {route === 'assess' && <AssessPage />}
+                {route === 'assess' && <AssessPage key={assessKey} />}
                 {route === 'learn' && <LearnPage />}
                 {route === 'model' && <ModelPage />}
               </>

@@ -185,6 +185,9 @@ export const deleteVisit = (id: number) => clinicFetch(`/visits/${id}`, { method
 export interface DiagnosisRef {
   code: string
   method: string
+  /** the note the page showed (null: none); sent when known, so a note corrected meanwhile is a
+   * change the server reports (409) instead of one a save overwrites unseen */
+  note?: string | null
 }
 
 export interface DiagnosisEntry {
@@ -199,11 +202,24 @@ export interface DiagnosisEntry {
 export const recordDiagnosis = (lesionId: number, d: DiagnosisEntry) =>
   json<Diagnosis>(
     `/lesions/${lesionId}/diagnosis`,
-    send('PUT', { code: d.code, method: d.method, note: d.note, replaces: d.replaces && { code: d.replaces.code, method: d.replaces.method } }),
+    send('PUT', {
+      code: d.code,
+      method: d.method,
+      note: d.note,
+      replaces: d.replaces && {
+        code: d.replaces.code,
+        method: d.replaces.method,
+        ...(d.replaces.note !== undefined ? { note: d.replaces.note } : {}),
+      },
+    }),
   )
 
 /** Removes a lesion's confirmed diagnosis (recorded on the wrong lesion, or not confirmed after all). */
-export const removeDiagnosis = (lesionId: number) => clinicFetch(`/lesions/${lesionId}/diagnosis`, { method: 'DELETE' }).then(() => undefined)
+/** Removes the lesion's diagnosis `shown` (the one the page showed, sent as `code` and `method`):
+ * the server answers 409 when the diagnosis recorded now is another one (recorded meanwhile).
+ * Without `shown` the removal is unchecked. */
+export const removeDiagnosis = (lesionId: number, shown?: DiagnosisRef) =>
+  clinicFetch(`/lesions/${lesionId}/diagnosis${shown ? `?${new URLSearchParams({ code: shown.code, method: shown.method })}` : ''}`, { method: 'DELETE' }).then(() => undefined)
 
 export const getDashboard = () => json<Dashboard>('/clinic/dashboard')
 

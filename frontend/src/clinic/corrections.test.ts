@@ -6,9 +6,22 @@
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { DiagnosisForm, downgradesHistology, saveDiagnosis } from '../components/DiagnosisForm.tsx'
-import { carriedSexNote, hasUnsavedWork, inAppLinkTarget, installLeaveGuard, LEAVE_MESSAGE, visitDefaults, type ClickLike, type GuardWindow } from '../components/NewVisitForm.tsx'
-import { focusAfterDelete } from '../components/VisitTimeline.tsx'
+import { DiagnosisForm, downgradesHistology, removeShownDiagnosis, replacesHint, saveDiagnosis } from '../components/DiagnosisForm.tsx'
+import {
+  carriedSexNote,
+  confirmDiscardUnsaved,
+  hasUnsavedWork,
+  inAppLinkTarget,
+  installLeaveGuard,
+  LEAVE_MESSAGE,
+  registerUnsaved,
+  setAppHash,
+  sexField,
+  visitDefaults,
+  type ClickLike,
+  type GuardWindow,
+} from '../components/NewVisitForm.tsx'
+import { focusAfterDelete, latestVisitDate, visitName } from '../components/VisitTimeline.tsx'
 import { ClinicLesionPage } from '../pages/ClinicLesionPage.tsx'
 import { NOTE_MAX } from './api.ts'
 import type { Diagnosis, Lesion, LesionDetail, Visit } from './types.ts'
@@ -115,6 +128,19 @@ describe('the new visit form starts from what is known today', () => {
     expect(visitDefaults([])).toEqual({ age: '', sex: '', sexFrom: null, site: '' })
   })
 
+  it('follows the current visits while the user has not touched the sex; a choice of theirs stays, without the note', () => {
+    // the visit the sex came from is deleted (or re-dated): the form no longer names it
+    const before = visitDefaults(visits)
+    expect(sexField(before, null)).toEqual({ sex: 'female', note: 'Sex (female) is taken from the visit of 2020-03-04: check it.' })
+    const after = visitDefaults([visit(2, '2020-06-01', { sex: null })])
+    expect(sexField(after, null)).toEqual({ sex: '', note: null })
+    const redated = visitDefaults([visit(1, '2019-12-31', { sex: 'male' })])
+    expect(sexField(redated, null).note).toMatch(/\(male\) is taken from the visit of 2019-12-31/)
+    // chosen by the user: kept whatever the visits say, and no "taken from" note
+    expect(sexField(after, 'female')).toEqual({ sex: 'female', note: null })
+    expect(sexField(before, 'female')).toEqual({ sex: 'female', note: null })
+  })
+
   it('limits the note to the server’s NOTE_MAX (src/dermsight/clinic/visits.py), on the form and in the timeline', async () => {
     const py = ((await import(/* @vite-ignore */ `${new URL('../../../src/dermsight/clinic/visits.py', import.meta.url).pathname}?raw`)) as { default: string }).default
     const server = Number(/^NOTE_MAX = (\d+)$/m.exec(py)?.[1])
@@ -203,6 +229,63 @@ describe('unsaved work in the new visit form', () => {
     expect(appSaw).toEqual([here, there])
   })
 
+  it('signing out asks once, before the session ends, only while a form has unsaved work', () => {
+    let dirty = false
+    const unregister = registerUnsaved(() => dirty)
+    const asked: string[] = []
+    const ask = (answer: boolean) => (m: string) => {
+      asked.push(m)
+      return answer
+    }
+    try {
+      expect(confirmDiscardUnsaved(ask(false))).toBe(true) // nothing unsaved: no question
+      expect(asked).toEqual([])
+      dirty = true
+      expect(confirmDiscardUnsaved(ask(false))).toBe(false) // Cancel: the sign-out does nothing
+      expect(confirmDiscardUnsaved(ask(true))).toBe(true)
+      expect(asked).toEqual([LEAVE_MESSAGE, LEAVE_MESSAGE])
+    } finally {
+      unregister()
+    }
+    expect(confirmDiscardUnsaved(ask(false))).toBe(true) // the form is gone
+  })
+
+  it('the address the app goes to itself (after signing out) passes the guard without a question', () => {
+    const { target, win, pushed } = fakeWindow(here)
+    let asked = 0
+    installLeaveGuard(win, new EventTarget(), () => true, () => {
+      asked += 1
+      return false
+    })
+    // a browser: setting the hash changes the address, then popstate, then hashchange
+    const appWin = {
+      addEventListener: target.addEventListener.bind(target),
+      location: {
+        get href() {
+          return win.location.href
+        },
+        set hash(h: string) {
+          win.location.href = new URL(h, win.location.href).href
+          target.dispatchEvent(new Event('popstate'))
+          target.dispatchEvent(new Event('hashchange'))
+        },
+        get hash() {
+          return new URL(win.location.href).hash
+        },
+      },
+    }
+    setAppHash(appWin, '#/clinic/patients')
+    expect(asked).toBe(0)
+    expect(pushed).toEqual([])
+    expect(win.location.href).toBe('http://127.0.0.1:8000/#/clinic/patients')
+    // later, the user's own Back to that same address is asked about again
+    win.location.href = here
+    target.dispatchEvent(new Event('hashchange'))
+    win.location.href = 'http://127.0.0.1:8000/#/clinic/patients'
+    target.dispatchEvent(new Event('popstate'))
+    expect(asked).toBe(1)
+  })
+
   it('a click on an in-app link (breadcrumb): asks once; staying cancels the click', () => {
     const { target, win } = fakeWindow(here)
     const doc = new EventTarget()
@@ -264,7 +347,8 @@ describe('correcting a diagnosis', () => {
       return reply({ lesion: LESION, patient: { id: 5, ref: 'P-5' }, visits: [], changes: [], diagnosis: now })
     })
     const outcome = await saveDiagnosis(70, { code: 'NV', method: 'clinical', note: 'typed' }, HISTO)
-    expect(JSON.parse(String(calls[0].init.body))).toEqual({ code: 'NV', method: 'clinical', note: 'typed', replaces: { code: 'MEL', method: 'histopathology' } })
+    // the note the page showed is part of what it showed: a note corrected meanwhile is a 409 too
+    expect(JSON.parse(String(calls[0].init.body))).toEqual({ code: 'NV', method: 'clinical', note: 'typed', replaces: { code: 'MEL', method: 'histopathology', note: null } })
     expect(calls[1].url).toBe('/api/v1/lesions/70')
     expect(outcome).toEqual({
       conflict: {
@@ -273,6 +357,37 @@ describe('correcting a diagnosis', () => {
           'The diagnosis of lesion 70 changed since you loaded it: it is now BCC (histopathology), recorded 2026-01-03 09:00 UTC by ben; reload the lesion and check it before saving. Your entry is kept: check it and save again to replace the diagnosis recorded now, or cancel.',
       },
     })
+  })
+
+  it('removing sends the diagnosis the page showed; a 409 removes nothing and says what is recorded now', async () => {
+    const calls: { url: string; method?: string }[] = []
+    const now: Diagnosis = { code: 'BCC', method: 'histopathology', note: null, recorded_by: 'ben', recorded_at: '2026-01-03T09:00:00Z' }
+    let status = 409
+    vi.stubGlobal('fetch', async (url: string, init: RequestInit = {}) => {
+      calls.push({ url, method: init.method })
+      if (init.method === 'DELETE') return status === 409 ? reply({ detail: DETAIL_409 }, 409) : new Response(null, { status })
+      return reply({ lesion: LESION, patient: { id: 5, ref: 'P-5' }, visits: [], changes: [], diagnosis: now })
+    })
+    const outcome = await removeShownDiagnosis(70, HISTO)
+    expect(calls[0]).toEqual({ url: '/api/v1/lesions/70/diagnosis?code=MEL&method=histopathology', method: 'DELETE' })
+    expect(outcome).toEqual({
+      conflict: {
+        current: now,
+        message: expect.stringMatching(/^The diagnosis of lesion 70 changed since you loaded it: it is now BCC .*Nothing was removed/),
+      },
+    })
+    status = 204
+    expect(await removeShownDiagnosis(70, { code: 'NV', method: 'clinical' })).toEqual({ removed: true })
+    expect(calls[2].url).toBe('/api/v1/lesions/70/diagnosis?code=NV&method=clinical')
+  })
+
+  it('after a 409 the hint says saving replaces the diagnosis recorded now, not the one above', () => {
+    expect(replacesHint(false)).toContain('replaces the diagnosis above')
+    expect(replacesHint(true)).toContain('replaces the diagnosis recorded now')
+    expect(replacesHint(true)).not.toContain('replaces the diagnosis above')
+    // the form as first shown says "above"
+    const html = renderToStaticMarkup(createElement(DiagnosisForm, { lesionId: 70, diagnosis: null, onSaved: () => undefined }))
+    expect(text(html)).not.toContain('recorded now')
   })
 
   it('a first diagnosis replaces none (null); other errors are thrown as before', async () => {
@@ -302,11 +417,19 @@ describe('correcting a diagnosis', () => {
 })
 
 describe('correcting a visit', () => {
-  it('each visit offers "Change date" and "Delete visit", named by its date for screen readers', () => {
-    const html = lesionPageHtml([visit(1, '2020-03-04'), visit(2, '2021-03-04')])
-    expect(html).toContain('aria-label="Delete visit of 2020-03-04"')
-    expect(html).toContain('aria-label="Delete visit of 2021-03-04"')
-    expect(html).toContain('aria-label="Change date of the visit of 2021-03-04"')
+  it('each visit offers "Change date" and "Delete visit", named by number and date for screen readers', () => {
+    // two visits of one date differ by their number
+    const html = lesionPageHtml([visit(1, '2020-03-04'), visit(2, '2021-05-06'), visit(3, '2021-05-06')])
+    expect(html).toContain('aria-label="Delete visit 1 of 3, 2020-03-04"')
+    expect(html).toContain('aria-label="Delete visit 2 of 3, 2021-05-06"')
+    expect(html).toContain('aria-label="Delete visit 3 of 3, 2021-05-06"')
+    expect(html).toContain('aria-label="Change date of visit 3 of 3, 2021-05-06"')
+    expect(visitName(visit(3, '2021-05-06'), [{ id: 1 }, { id: 3 }])).toBe('visit 2 of 2, 2021-05-06')
+  })
+
+  it('a new date may be at most tomorrow (UTC), the server’s limit', () => {
+    expect(latestVisitDate(new Date('2026-03-14T23:30:00Z'))).toBe('2026-03-15')
+    expect(latestVisitDate(new Date('2026-12-31T00:10:00Z'))).toBe('2027-01-01')
   })
 
   it('after a deletion focus goes to the visit before, else after, else the "no visits" line', () => {

@@ -4,10 +4,12 @@ import { leftOut } from '../pages/DashboardPage.tsx'
 describe('dashboard: confirmed lesions in no figures', () => {
   it('says how many, why, and what to do, in the right number', () => {
     expect(leftOut(1)).toBe(
-      '1 confirmed lesion appears in no figures: none of its photos could be assessed ("cannot assess"). Retake the photo to include it.',
+      '1 confirmed lesion appears in no figures: none of its photos could be assessed ("cannot assess"). It is included once a photo of it can be assessed (if the lesion is still there).',
     )
     expect(leftOut(3)).toBe(
-      '3 confirmed lesions appear in no figures: none of their photos could be assessed ("cannot assess"). Retake the photo to include them.',
+      '3 confirmed lesions appear in no figures: none of their photos could be assessed ("cannot assess"). They are included once a photo of them can be assessed (if the lesion is still there).',
     )
+    // confirmed lesions are often excised: no "retake" addressed to them
+    expect(leftOut(3)).not.toMatch(/retake/i)
   })
 })

@@ -6,10 +6,17 @@
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { hideAfterIdle } from '../App.tsx'
 import { AudienceSwitch } from '../components/ClinicNav.tsx'
+import { forgetAssessCase } from '../pages/AssessPage.tsx'
 import { ClinicMain } from '../pages/ClinicMain.tsx'
 import { PATIENT_LIST_LIMIT, patientListCaption } from '../pages/ClinicPatientsPage.tsx'
 import { ACTIVITY_EVENTS, DEFAULT_IDLE_MINUTES, idleMinutesOf, idleReason, startIdleTimer } from './session.ts'
+
+vi.mock('../pages/AssessPage.tsx', async (original) => ({
+  ...(await original<typeof import('../pages/AssessPage.tsx')>()),
+  forgetAssessCase: vi.fn(),
+}))
 
 const MIN = 60_000
 const text = (html: string) => html.replace(/<[^>]+>/g, '').replace(/<!-- -->/g, '').replace(/\s+/g, ' ')
@@ -80,9 +87,36 @@ describe('the idle timer', () => {
   })
 
   it('counts key presses, clicks, touches and the wheel as activity, not a moving mouse', () => {
-    expect([...ACTIVITY_EVENTS].sort()).toEqual(['keydown', 'pointerdown', 'touchstart', 'wheel'])
-    expect(ACTIVITY_EVENTS).not.toContain('mousemove')
-    expect(ACTIVITY_EVENTS).not.toContain('pointermove')
+    // the page's listeners as useIdleTimeout adds them: each event of the list restarts the count
+    const run = (type: string) => {
+      const page = new EventTarget()
+      const onIdle = vi.fn()
+      const timer = startIdleTimer(30 * MIN, onIdle)
+      ACTIVITY_EVENTS.forEach((e) => page.addEventListener(e, timer.activity))
+      vi.advanceTimersByTime(20 * MIN)
+      page.dispatchEvent(new Event(type))
+      vi.advanceTimersByTime(20 * MIN) // 40 minutes since the start, 20 since the event
+      const hidden = onIdle.mock.calls.length > 0
+      timer.stop()
+      return hidden
+    }
+    for (const type of ['keydown', 'pointerdown', 'wheel', 'touchstart']) expect(run(type), type).toBe(false)
+    // a mouse moving over a screen left alone (a cat, a nudged desk) is not someone using it
+    expect(run('mousemove')).toBe(true)
+    expect(run('pointermove')).toBe(true)
+  })
+})
+
+describe('the idle timeout and the Assess page', () => {
+  it('forgets the Assess page’s case (photo, result, age) and clears it from the screen, as signing out does', () => {
+    vi.mocked(forgetAssessCase).mockClear()
+    const set = { clearAssess: vi.fn(), setResumeAs: vi.fn(), setHiddenWhy: vi.fn(), setSession: vi.fn() }
+    hideAfterIdle(15, 'dr.ana', set)
+    expect(forgetAssessCase).toHaveBeenCalledTimes(1)
+    expect(set.clearAssess).toHaveBeenCalledTimes(1)
+    expect(set.setSession).toHaveBeenCalledWith(null)
+    expect(set.setResumeAs).toHaveBeenCalledWith('dr.ana')
+    expect(set.setHiddenWhy).toHaveBeenCalledWith(idleReason(15))
   })
 })
 

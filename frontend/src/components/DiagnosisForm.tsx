@@ -18,7 +18,10 @@ function diagnosisCodes(classes: LesionClassInfo[]): { code: string; name: strin
 
 /** What a correction replaces: the diagnosis the page showed (null: none). */
 export function replacesOf(shown: DiagnosisRef | null | undefined): DiagnosisRef | null {
-  return shown ? { code: shown.code, method: shown.method } : null
+  if (!shown) return null
+  return shown.note !== undefined
+    ? { code: shown.code, method: shown.method, note: shown.note }
+    : { code: shown.code, method: shown.method }
 }
 
 /** Whether saving `method` would replace a histopathology diagnosis with a clinical one: the
@@ -44,7 +47,28 @@ export function diagnosisLine(d: DiagnosisRef, nameOf: (code: string) => string 
 /** The outcome of a save: the recorded diagnosis, or the server's 409 (someone changed the
  * diagnosis since the page showed it): its detail and the diagnosis recorded now (null: none;
  * undefined: it could not be read). */
-export type SaveOutcome = { saved: Diagnosis } | { conflict: { message: string; current: Diagnosis | null | undefined } }
+export type SaveOutcome = { saved: Diagnosis } | { conflict: Conflict }
+
+/** The server's 409: its detail (with what to do next) and the diagnosis recorded now (null:
+ * none; undefined: it could not be read). */
+export interface Conflict {
+  message: string
+  current: Diagnosis | null | undefined
+}
+
+/** A 409 (`err`) in the form's words: the server's detail, then `next` (what the user may do);
+ * the diagnosis recorded now is read so the form can show it. */
+async function conflictOf(lesionId: number, err: ApiError, next: string): Promise<Conflict> {
+  const current = await getLesion(lesionId).then(
+    (d) => d.diagnosis,
+    () => undefined,
+  )
+  // the server's detail names what is recorded now (the form shows it too, once read)
+  const reload = current === undefined ? ' Reload the page to see the diagnosis recorded now.' : ''
+  return { message: `${asSentence(err.message) || 'The diagnosis was changed meanwhile.'}${reload} ${next}`, current }
+}
+
+const is409 = (err: unknown): err is ApiError => err instanceof ApiError && err.status === 409
 
 /** Saves `entry` as a correction of `shown` (what the page showed, sent as `replaces`). A 409
  * is not thrown: it comes back with the diagnosis the lesion has now, so the form can keep what
@@ -57,16 +81,34 @@ export async function saveDiagnosis(
   try {
     return { saved: await recordDiagnosis(lesionId, { ...entry, replaces: replacesOf(shown) }) }
   } catch (err) {
-    if (!(err instanceof ApiError) || err.status !== 409) throw err
-    const current = await getLesion(lesionId).then(
-      (d) => d.diagnosis,
-      () => undefined,
-    )
-    // the server's detail names what is recorded now (the form shows it too, once read)
-    const reload = current === undefined ? ' Reload the page to see the diagnosis recorded now.' : ''
-    const message = `${asSentence(err.message) || 'The diagnosis was changed meanwhile.'}${reload} Your entry is kept: check it and save again to replace the diagnosis recorded now, or cancel.`
-    return { conflict: { message, current } }
+    if (!is409(err)) throw err
+    return { conflict: await conflictOf(lesionId, err, 'Your entry is kept: check it and save again to replace the diagnosis recorded now, or cancel.') }
   }
+}
+
+/** Removes the diagnosis `shown` (what the page showed, sent with the DELETE). A 409 (another
+ * diagnosis is recorded by now) removes nothing and comes back with the diagnosis recorded now. */
+export async function removeShownDiagnosis(lesionId: number, shown: DiagnosisRef): Promise<{ removed: true } | { conflict: Conflict }> {
+  try {
+    await removeDiagnosis(lesionId, { code: shown.code, method: shown.method })
+    return { removed: true }
+  } catch (err) {
+    if (!is409(err)) throw err
+    return { conflict: await conflictOf(lesionId, err, 'Nothing was removed: check the diagnosis recorded now, and confirm again only to remove that one, or cancel.') }
+  }
+}
+
+/** The hint under the correction form: what saving replaces (the diagnosis above, or after a
+ * 409 the one recorded now). */
+export function replacesHint(afterConflict: boolean): string {
+  return `Saving a correction replaces the diagnosis ${afterConflict ? 'recorded now (not the one above)' : 'above'} (the change is written to the audit log).`
+}
+
+/** The line saying what was recorded meanwhile (after a 409), and what the next action does. */
+export function recordedMeanwhile(current: Diagnosis | null, nameOf: (code: string) => string, then: string): string {
+  return current
+    ? `Recorded meanwhile: ${diagnosisLine(current, nameOf)}${current.recorded_by ? `, by ${current.recorded_by}` : ''} · ${formatTimestamp(current.recorded_at)}. ${then}`
+    : 'The diagnosis was removed meanwhile.'
 }
 
 /** The lesion's confirmed diagnosis, and the form that records (or corrects) it. */
@@ -95,6 +137,17 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const methodRef = useRef<HTMLSelectElement | null>(null)
   const editRef = useRef<HTMLButtonElement | null>(null)
   const removeRef = useRef<HTMLButtonElement | null>(null)
+  const currentRef = useRef<HTMLParagraphElement | null>(null)
+  const errorRef = useRef<HTMLDivElement | null>(null)
+  // a save from the confirm box failed: the box is gone (focus would fall to the page's body), so
+  // focus goes to what the user must read: the diagnosis recorded meanwhile, else the error
+  // (after the render that shows them)
+  const [focusProblem, setFocusProblem] = useState(false)
+  useEffect(() => {
+    if (!focusProblem) return
+    setFocusProblem(false)
+    ;(currentRef.current ?? errorRef.current)?.focus()
+  }, [focusProblem])
   // Just recorded (the form asked before the lesion reloaded): say so and move focus onto it.
   const [justSaved] = useState(() => diagnosis !== null && focusRequested('diagnosis', String(lesionId), false))
   useEffect(() => {
@@ -120,7 +173,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
     window.setTimeout(() => editRef.current?.focus(), 0)
   }
 
-  const save = async () => {
+  const save = async (fromConfirm = false) => {
     setAskDowngrade(false)
     await submit(async () => {
       const outcome = await saveDiagnosis(lesionId, { code, method, note: note.trim() }, base ?? null)
@@ -132,7 +185,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
       requestFocus('diagnosis', String(lesionId))
       setEditing(false)
       onSaved()
-    })
+    }, fromConfirm ? () => setFocusProblem(true) : undefined)
   }
 
   const onSubmit = async (e: FormEvent) => {
@@ -166,7 +219,19 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
     setRemoveBusy(true)
     setRemoveError(null)
     try {
-      await removeDiagnosis(lesionId)
+      if (!base) {
+        // removed meanwhile (a 409 said so): nothing is left to remove; show the lesion as it is
+        setRemoving(false)
+        onSaved()
+        return
+      }
+      const outcome = await removeShownDiagnosis(lesionId, base)
+      if ('conflict' in outcome) {
+        // nothing removed: the box says what is recorded now; confirming again removes that one
+        if (outcome.conflict.current !== undefined) setCurrent(outcome.conflict.current)
+        setRemoveError(outcome.conflict.message)
+        return
+      }
       requestFocus('diagnosis', `removed:${lesionId}`)
       announce('The confirmed diagnosis was removed.', window.location.hash)
       setRemoving(false)
@@ -208,10 +273,15 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
       {diagnosis && removing && (
         <ConfirmBox confirmLabel="Remove diagnosis" onConfirm={remove} onCancel={cancelRemove} busy={removeBusy} error={removeError} testId="diagnosis-remove-confirm">
           <p>
-            <strong>Remove the confirmed diagnosis {diagnosisLine(diagnosis, nameOf)}?</strong> The lesion is then
+            <strong>Remove the confirmed diagnosis {diagnosisLine(base ?? diagnosis, nameOf)}?</strong> The lesion is then
             without a confirmed diagnosis and leaves this clinic’s figures on the dashboard. The removal is written to the
             audit log.
           </p>
+          {current !== undefined && (
+            <p className="carried-note" data-testid="diagnosis-remove-current">
+              {recordedMeanwhile(current, nameOf, 'Confirming removes it.')}
+            </p>
+          )}
         </ConfirmBox>
       )}
       {!diagnosis && (
@@ -249,17 +319,23 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
             <label htmlFor={`${ids}-note`}>Note (optional)</label>
             <input id={`${ids}-note`} value={note} maxLength={NOTE_MAX} onChange={(e) => setNote(e.target.value)} data-testid="diagnosis-note" />
           </div>
-          <ErrorBox error={error} what="Could not record the diagnosis." />
+          {error && (
+            <div ref={errorRef} tabIndex={-1}>
+              <ErrorBox error={error} what="Could not record the diagnosis." />
+            </div>
+          )}
           {current !== undefined && (
-            <p className="carried-note" role="status" data-testid="diagnosis-current">
-              {current
-                ? `Recorded meanwhile: ${diagnosisLine(current, nameOf)}${current.recorded_by ? `, by ${current.recorded_by}` : ''} · ${formatTimestamp(current.recorded_at)}. Saving replaces it.`
-                : 'The diagnosis was removed meanwhile. Saving records yours.'}
+            <p className="carried-note" role="status" ref={currentRef} tabIndex={-1} data-testid="diagnosis-current">
+              {current ? recordedMeanwhile(current, nameOf, 'Saving replaces it.') : 'The diagnosis was removed meanwhile. Saving records yours.'}
             </p>
           )}
-          {base && <p className="hint">Saving a correction replaces the diagnosis above (the change is written to the audit log).</p>}
+          {base && (
+            <p className="hint" data-testid="diagnosis-replaces-hint">
+              {replacesHint(current !== undefined)}
+            </p>
+          )}
           {askDowngrade && base && (
-            <ConfirmBox confirmLabel="Replace with the clinical diagnosis" onConfirm={() => void save()} onCancel={keepHistology} busy={busy} testId="diagnosis-downgrade-confirm">
+            <ConfirmBox confirmLabel="Replace with the clinical diagnosis" onConfirm={() => void save(true)} onCancel={keepHistology} busy={busy} testId="diagnosis-downgrade-confirm">
               <p>
                 <strong>The diagnosis recorded, {diagnosisName(base.code, nameOf)}, was confirmed by histopathology.</strong>{' '}
                 Replace it with one confirmed only by clinical assessment? Histopathology is the stronger confirmation: keep

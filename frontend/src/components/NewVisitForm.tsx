@@ -39,6 +39,14 @@ export function carriedSexNote(defaults: VisitDefaults, sex: string): string | n
   return `Sex (${label.toLowerCase()}) is taken from the visit of ${defaults.sexFrom}: check it.`
 }
 
+/** The sex the form shows and what it says about it: untouched (`chosen` null), the sex carried
+ * over from the current visits (`defaults`, recomputed when visits are deleted or re-dated) and
+ * the note naming that visit; chosen by the user, their choice and no note. */
+export function sexField(defaults: VisitDefaults, chosen: string | null): { sex: string; note: string | null } {
+  if (chosen !== null) return { sex: chosen, note: null }
+  return { sex: defaults.sex, note: carriedSexNote(defaults, defaults.sex) }
+}
+
 /** The hint about the body site: left empty, the visit takes the lesion's site. */
 export function siteHint(lesionSite: string | null): string {
   return lesionSite
@@ -97,6 +105,42 @@ export function inAppLinkTarget(e: ClickLike, here: string): string | null {
   return to.hash !== now.hash ? to.href : null
 }
 
+// Work that leaving would lose, for what the app does itself (signing out): each shown form
+// registers whether it has unsaved work; `confirmDiscardUnsaved` asks once before it is lost.
+const unsavedForms = new Set<() => boolean>()
+
+/** Registers a form's `isDirty`; returns the unregistering. */
+export function registerUnsaved(isDirty: () => boolean): () => void {
+  unsavedForms.add(isDirty)
+  return () => {
+    unsavedForms.delete(isDirty)
+  }
+}
+
+/** Whether some shown form has unsaved work. */
+export function hasUnsavedForms(): boolean {
+  return [...unsavedForms].some((dirty) => dirty())
+}
+
+/** Asks (`ask`) once whether to discard unsaved work, where there is some: true to go on. */
+export function confirmDiscardUnsaved(ask: (message: string) => boolean): boolean {
+  return !hasUnsavedForms() || ask(LEAVE_MESSAGE)
+}
+
+// An address the app itself goes to (after signing out): the guard lets it pass without asking.
+let appTarget: string | null = null
+
+/** Sets the location hash on behalf of the app (the user already agreed, or nothing is unsaved):
+ * the leave guard does not ask about it. */
+export function setAppHash(win: { location: { href: string; hash: string }; addEventListener: EventTarget['addEventListener'] }, hash: string): void {
+  const to = new URL(hash, win.location.href).href
+  if (to === win.location.href) return
+  appTarget = to
+  // once there, a later Back / Forward to the same address is the user's again
+  win.addEventListener('hashchange', () => (appTarget = null), { once: true })
+  win.location.hash = hash
+}
+
 export interface GuardWindow {
   addEventListener: EventTarget['addEventListener']
   removeEventListener: EventTarget['removeEventListener']
@@ -120,6 +164,10 @@ export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addE
     else e.preventDefault()
   }
   const onPopState = () => {
+    if (appTarget !== null && appTarget === win.location.href) {
+      appTarget = null // the app's own navigation (the user agreed, or nothing was unsaved)
+      return
+    }
     if (confirmed || win.location.href === here || !isDirty() || ask(LEAVE_MESSAGE)) return
     win.history.pushState(null, '', here) // stay: the hash change that follows finds this address
   }
@@ -143,11 +191,14 @@ export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addE
 function useLeaveGuard(dirty: boolean): void {
   const dirtyRef = useRef(dirty)
   dirtyRef.current = dirty
-  useEffect(
-    () =>
-      installLeaveGuard(window, document, () => dirtyRef.current, (m) => window.confirm(m)),
-    [],
-  )
+  useEffect(() => {
+    const uninstall = installLeaveGuard(window, document, () => dirtyRef.current, (m) => window.confirm(m))
+    const unregister = registerUnsaved(() => dirtyRef.current)
+    return () => {
+      uninstall()
+      unregister()
+    }
+  }, [])
 }
 
 interface Props {
@@ -166,17 +217,16 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
   // before the upload as the Assess page does
   const upload = useImageUpload()
   const { file, preview, refused } = upload
-  // the defaults as the form opened (a visit deleted meanwhile does not change what was carried)
-  const [start] = useState(defaults)
-  const [age, setAge] = useState(start.age)
-  const [sex, setSex] = useState(start.sex)
-  const [site, setSite] = useState(start.site)
+  // age and site start empty; the sex follows the current visits until the user chooses one
+  const [age, setAge] = useState(defaults.age)
+  const [chosenSex, setChosenSex] = useState<string | null>(null)
+  const { sex, note: carried } = sexField(defaults, chosenSex)
+  const [site, setSite] = useState(defaults.site)
   const [note, setNote] = useState('')
   const [takenAt, setTakenAt] = useState('')
   const { busy, error, setError, submit } = useFormAction()
   const ageRef = useRef<HTMLInputElement | null>(null)
-  const carried = carriedSexNote(start, sex)
-  useLeaveGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, start))
+  useLeaveGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, defaults))
 
   const chooseFile = (f: File | null | undefined) => {
     if (!f) return
@@ -207,8 +257,8 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
       setNote('')
       setTakenAt('')
       setAge('')
-      setSex(start.sex)
-      setSite(start.site)
+      setChosenSex(null)
+      setSite(defaults.site)
       requestFocus('visit', String(saved.id))
       onSaved(saved)
     })
@@ -219,7 +269,7 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
       <div className="two-col">
         <ImageDrop file={file} preview={preview} onFile={chooseFile} />
         <div>
-          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setSex} onSite={setSite} ageRef={ageRef} bodyMap={false}>
+          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setChosenSex} onSite={setSite} ageRef={ageRef} bodyMap={false}>
             <p className="hint" data-testid="visit-age-hint">
               Age: enter the patient’s age today (it is not taken from earlier visits).
             </p>

@@ -16,6 +16,19 @@ export function visitDate(v: Visit): string {
 /** The earliest date a visit may carry (the server's lower bound for `taken_at`). */
 export const EARLIEST_VISIT_DATE = '1990-01-01'
 
+/** A visit named so that two of the same date differ (screen readers, confirmations):
+ * "visit 2 of 3, 2021-05-06" (`visits`: the lesion's visits, oldest first). */
+export function visitName(visit: Visit, visits: Pick<Visit, 'id'>[]): string {
+  const i = visits.findIndex((v) => v.id === visit.id)
+  return i < 0 ? `visit of ${visitDate(visit)}` : `visit ${i + 1} of ${visits.length}, ${visitDate(visit)}`
+}
+
+/** The latest date a visit may have: tomorrow in UTC (the server's limit, which allows for a
+ * clinic ahead of UTC). */
+export function latestVisitDate(now: Date = new Date()): string {
+  return new Date(now.getTime() + 86_400_000).toISOString().slice(0, 10)
+}
+
 /** Where focus goes once visit `id` is deleted: the visit before it, else the one after, else
  * the timeline's "no visits" line ('none'). */
 export function focusAfterDelete(visits: Pick<Visit, 'id'>[], id: number): string {
@@ -139,6 +152,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
   const deleteBtn = useRef<HTMLButtonElement | null>(null)
   const dateInput = useRef<HTMLInputElement | null>(null)
   const when = visitDate(visit)
+  const name = visitName(visit, visits) // "visit 2 of 3, 2021-05-06": visits of one date differ
 
   const open = (m: Correcting) => {
     setError(null)
@@ -175,7 +189,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
     run(async () => {
       await deleteVisit(visit.id)
       requestFocus('visit', focusAfterDelete(visits, visit.id))
-      announce(`The visit of ${when} was deleted.`, window.location.hash)
+      announce(`The ${name} was deleted.`, window.location.hash)
       onChanged()
     })
   const onDateKey = (e: KeyboardEvent) => {
@@ -189,10 +203,10 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
     <div className="visit-corrections" data-testid="visit-corrections">
       {mode === 'none' && (
         <p className="result-actions">
-          <button type="button" className="btn-link" onClick={() => open('date')} ref={dateBtn} aria-label={`Change date of the visit of ${when}`} data-testid="visit-change-date">
+          <button type="button" className="btn-link" onClick={() => open('date')} ref={dateBtn} aria-label={`Change date of ${name}`} data-testid="visit-change-date">
             Change date
           </button>{' '}
-          <button type="button" className="btn-link" onClick={() => open('delete')} ref={deleteBtn} aria-label={`Delete visit of ${when}`} data-testid="visit-delete">
+          <button type="button" className="btn-link" onClick={() => open('delete')} ref={deleteBtn} aria-label={`Delete ${name}`} data-testid="visit-delete">
             Delete visit
           </button>
         </p>
@@ -207,6 +221,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
             type="date"
             ref={dateInput}
             min={EARLIEST_VISIT_DATE}
+            max={latestVisitDate()}
             value={date}
             onChange={(e) => setDate(e.target.value)}
             data-testid="visit-date-edit"
@@ -225,7 +240,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
       {mode === 'delete' && (
         <ConfirmBox confirmLabel="Delete this visit" onConfirm={remove} onCancel={close} busy={busy} error={error} testId="visit-delete-confirm">
           <p>
-            <strong>Delete the visit of {when}?</strong> Its image, heatmap, result and note are deleted, and this cannot
+            <strong>Delete the {name}?</strong> Its image, heatmap, result and note are deleted, and this cannot
             be undone. The deletion is written to the audit log.
           </p>
         </ConfirmBox>

@@ -88,7 +88,7 @@ function ModelBlock({ m }: { m: ModelFigures }) {
 /** The page-level line for confirmed lesions that appear in no figures (no photo could be assessed). */
 export function leftOut(n: number): string {
   const many = n !== 1
-  return `${n} confirmed lesion${many ? 's appear' : ' appears'} in no figures: none of ${many ? 'their' : 'its'} photos could be assessed ("cannot assess"). Retake the photo to include ${many ? 'them' : 'it'}.`
+  return `${n} confirmed lesion${many ? 's appear' : ' appears'} in no figures: none of ${many ? 'their' : 'its'} photos could be assessed ("cannot assess"). ${many ? 'They are' : 'It is'} included once a photo of ${many ? 'them' : 'it'} can be assessed (if the lesion is still there).`
 }
 
 /** The clinic's own figures: how the model did on this clinic's confirmed cases, per model version. */

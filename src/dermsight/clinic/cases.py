@@ -296,6 +296,10 @@ class Seen:
     is what the client saw, so two clinicians never silently overwrite each other."""
 
     diagnosis: tuple[str, str] | None
+    #: the note it showed, compared too when given (a corrected note is a change: "margins
+    #: involved" must not be overwritten by a page that showed "margins clear")
+    note: str | None = None
+    note_given: bool = False
 
 
 def _recorded(db: DbSession, lesion_id: int) -> Diagnosis | None:
@@ -318,7 +322,9 @@ def _stale(db: DbSession, lesion_id: int) -> Conflict:
 
 
 def _matches(d: Diagnosis | None, seen: Seen) -> bool:
-    return (None if d is None else (d.code, d.method)) == seen.diagnosis
+    if (None if d is None else (d.code, d.method)) != seen.diagnosis:
+        return False
+    return d is None or not seen.note_given or (d.note or None) == (seen.note or None)
 
 
 def _add_first(db: DbSession, d: Diagnosis) -> bool:
@@ -360,6 +366,9 @@ def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: s
     if replaces is not None and replaces.diagnosis is not None:
         stmt = stmt.where(Diagnosis.code == replaces.diagnosis[0],
                           Diagnosis.method == replaces.diagnosis[1])
+        if replaces.note_given:
+            stmt = stmt.where(Diagnosis.note.is_(None) if not replaces.note
+                              else Diagnosis.note == replaces.note)
     done = cast("CursorResult[Any]", db.execute(
         stmt.values(code=code, method=method, note=note, recorded_by=user.id,
                     recorded_at=utcnow()),

@@ -58,11 +58,13 @@ class VisitChangeIn(NoteIn):
 
 
 class SeenDiagnosisIn(BaseModel):
-    """The diagnosis the client saw (``replaces``)."""
+    """The diagnosis the client saw (``replaces``); its note, when given, is compared too."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     code: DiagnosisCode
     method: DiagnosisMethod
+    note: str | None = Field(default=None, max_length=NOTE_MAX,
+                             description="the note it showed (null: none); absent: not compared")
 
 
 class DiagnosisChangeIn(DiagnosisIn):
@@ -361,7 +363,8 @@ def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request
     seen = None
     if "replaces" in body.model_fields_set:
         was = body.replaces
-        seen = cases.Seen(None if was is None else (was.code, was.method))
+        seen = (cases.Seen(None) if was is None else cases.Seen(
+            (was.code, was.method), note=was.note, note_given="note" in was.model_fields_set))
     with clinic_of(request).db.session() as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         d = cases.set_diagnosis(s, le, body.code, body.method, note, user, replaces=seen)
