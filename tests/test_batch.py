@@ -870,15 +870,3 @@ def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
     pred = model.predict(df.loc[0, "path"], age="٤٥", sex="null", heatmap=False)
     assert out.iloc[0]["flags"] == ";".join(f.code for f in pred.flags)
     assert out.iloc[0]["age"] == 45.0
-
-
-def test_spark_reads_a_folder_with_a_fifo_through_the_readers(
-        ids: list[str], image_folder: Path, tmp_path: Path) -> None:
-    from dermsight.batch.sources import open_source
-
-    folder = tmp_path / "f"
-    folder.mkdir()
-    shutil.copyfile(image_folder / f"{ids[0]}.jpg", folder / f"{ids[0]}.jpg")
-    assert open_source(folder).image_folder() == str(folder.resolve())  # Spark's binaryFile
-    os.mkfifo(folder / "pipe.jpg")
-    assert open_source(folder).image_folder() is None  # binaryFile would block on the FIFO

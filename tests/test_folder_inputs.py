@@ -18,7 +18,7 @@ import pytest
 
 from cli_support import assert_bundle_error_line, run
 from dermsight import Dermsight, taxonomy
-from dermsight.batch.sources import Source, open_source
+from dermsight.batch.sources import open_source
 from dermsight.batch.store import read_output
 from dermsight.bundle import BundleError
 from dermsight.io.errors import ReaderError
@@ -119,11 +119,9 @@ def test_every_folder_reader_refuses_it_before_writing(
     assert not out.exists()
     code, _, err = run(capsys, "data", "summary", str(folder), "--no-progress", "--no-verify")
     refused(code, err)
-    # the Spark engine's check for a plain image folder (read with binaryFile, no metadata)
+    # the batch engines' source (Spark lists it on the driver as the local runner does)
     with pytest.raises(ReaderError, match=MISSING):
         open_source(folder)
-    with pytest.raises(ReaderError, match=MISSING):
-        Source(str(folder), "folder").image_folder()
     # bundle adapt: refused before it claims OUT.scores for the network (nothing is written)
     adapted = tmp_path / "adapted"
     code, _, err = run(capsys, "bundle", "adapt", str(folder), "--out", str(adapted),

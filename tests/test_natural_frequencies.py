@@ -25,6 +25,7 @@ def test_counts_per_tier_and_the_share_named_in_the_limits() -> None:
     assert "(about 1 in 6 malignant)" in nf["limits"]
     assert "(about 1 in 5 malignant)" in limits_text(100, 20)
     assert "(none of them malignant)" in limits_text(10, 0)
+    assert "(about 70 % malignant)" in limits_text(10, 7)  # not "about 1 in 1"
 
 
 def test_the_shipped_card_states_the_share_of_its_own_validation_images() -> None:

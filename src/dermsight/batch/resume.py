@@ -30,7 +30,6 @@ its evaluation (``listed_rows``: the output rows this input lists, as many per k
 
 from __future__ import annotations
 
-import os
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -44,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight.batch.sources import row_key
-from dermsight.batch.store import Key, PartStore, iter_output
+from dermsight.batch.store import Key, PartStore
 from dermsight.io import DICOM_EXTS
 from dermsight.records import Metadata
 from dermsight.taxonomy import TaxonomyError
@@ -193,14 +192,6 @@ class MetadataCheck:
 
     stored: array = field(default_factory=lambda: array("q"))
     passed: array = field(default_factory=lambda: array("q"))
-
-    @classmethod
-    def of_output(cls, out: str | os.PathLike[str]) -> MetadataCheck:
-        """A check of the rows ``out`` holds (its parts read once more: these columns)."""
-        check = cls()
-        for df in iter_output(out, cls.COLUMNS):
-            check.add(df)
-        return check
 
     def add(self, df: pd.DataFrame) -> None:
         """Take the output rows of ``df`` (a frame with ``COLUMNS``)."""

@@ -102,24 +102,6 @@ class Source:
             yield record_row(rec)
         self._unlisted_checked = self._unlisted_checked or check
 
-    def image_folder(self) -> str | None:
-        """The folder when the input is a plain local folder of image files (no CSV, no
-        TFRecord shards, no entry named like an image that is not a regular file), else None.
-        No runner routes on this any more: the Spark engine lists every input on the driver with
-        ``rows()``, as the local one does (Spark's ``binaryFile`` dropped files that ``rows()``
-        lists: ``_``-prefixed names, ``.Jpg``, empty files, and DICOM tags)."""
-        if self.kind != "folder":
-            return None
-        from dermsight.io.csvfolder import classify_csvs, iter_image_files
-        from dermsight.io.files import not_regular_reason
-
-        primary, _ = classify_csvs(Path(self.input))
-        if primary is not None:
-            return None
-        # the readers turn every non-regular entry (a FIFO named x.jpg) into an error row
-        if any(not_regular_reason(f) is not None for f in iter_image_files(Path(self.input))):
-            return None
-        return self.input
 
 
 def _warn_not_scored(unlisted: UnlistedImages) -> None:

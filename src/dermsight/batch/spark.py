@@ -64,7 +64,7 @@ if TYPE_CHECKING:
 #: Images per Arrow batch handed to a Python worker.
 ARROW_BATCH = 256
 #: Input rows per Spark job (one commit each): what a killed job can lose. 50,000 images are
-#: about 7 minutes of work on 2 vCPUs; each slice costs one job's start (about a second).
+#: about 6-7 minutes of work on 2 vCPUs; each slice costs one job's start (about a second).
 SLICE_ROWS = 50_000
 
 # One model per Python worker process and bundle: loaded on first use, reused by later tasks.
@@ -113,8 +113,6 @@ def _score_batches(model: Dermsight, batches: Iterator[pd.DataFrame], options: S
         if "path" in pdf.columns:
             pdf = pdf.assign(path=[None if p is None else local_path(str(p))
                                    for p in pdf["path"]])
-        if "id" not in pdf.columns:
-            pdf = pdf.assign(id=[Path(p).stem if p else None for p in pdf["path"]])
         yield score_frame(pdf, model, options)
 
 

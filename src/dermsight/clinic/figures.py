@@ -92,11 +92,6 @@ def confirmed_cases(db: DbSession) -> ConfirmedCases:
     return ConfirmedCases(dict(out), unassessable, n_unassessable)
 
 
-def confirmed_items(db: DbSession) -> dict[tuple[str, str], list[ConfirmedItem]]:
-    """Per (model name, version): one item per confirmed lesion (its latest assessable visit)."""
-    return confirmed_cases(db).items
-
-
 def _ci(d: dict[str, float | int | None], k: int | None = None, n: int | None = None
         ) -> dict[str, Any]:
     out: dict[str, Any] = {"value": d["value"], "lo": d["lo"], "hi": d["hi"]}

@@ -18,8 +18,12 @@ TIERS = ("high", "moderate", "low")
 def limits_text(n: int, malignant: int) -> str:
     """What the counts are not: the validation images' mix, with its malignant share as the
     nearest "1 in N" of ``malignant`` of ``n`` (335 of 1,996: about 1 in 6)."""
-    share = (f"about 1 in {round(n / malignant)} malignant" if malignant
-             else "none of them malignant")
+    if not malignant:
+        share = "none of them malignant"
+    elif 2 * malignant > n:  # "1 in 1" would say all of them: a percentage instead
+        share = f"about {round(100 * malignant / n)} % malignant"
+    else:
+        share = f"about 1 in {round(n / malignant)} malignant"
     return (
         "Counted on the validation images of the public dermoscopic collections the model was "
         f"built from, whose mix of diagnoses ({share}) and sources is not that of any clinic "
