@@ -97,6 +97,16 @@ def start_clinic_ui_server(workdir: Path, users: Iterable[tuple[str, str]], *,
                                 env=full_env or None)
 
 
+def sign_in_clinic(page: Any, base: str, user: str) -> None:
+    """Sign ``user`` in on the clinic's page and wait for the patient list to be loaded."""
+    page.goto(f"{base}/#/clinic")
+    page.get_by_test_id("login-username").fill(user)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    page.get_by_test_id("patients-page").wait_for()
+    page.get_by_test_id("patient-list").locator("caption", has_not_text="Loading").wait_for()
+
+
 def new_patient(page: Any, ref: str) -> None:
     """On the clinic's patients page: a new patient ``ref``; ends on the patient's page."""
     page.get_by_test_id("new-patient-ref").fill(ref)

@@ -225,3 +225,34 @@ def harness(db_url: str, tmp_path: Path, clinic_model: Any) -> Iterator[ClinicHa
     with TestClient(make_app(clinic, clinic_model)) as client:
         yield ClinicHarness(clinic, client)
     clinic.close()
+
+
+@contextmanager
+def served_clinic(tmp_path: Path, **settings: Any) -> Iterator[ClinicHarness]:
+    """The served app (``create_app``, as ``dermsight serve --database``) with clinic storage
+    on a SQLite file in ``tmp_path``, an admin signed in; ``settings``: other ``Settings``
+    fields (e.g. ``api_token``)."""
+    from fastapi.testclient import TestClient
+
+    from dermsight.clinic.config import ClinicConfig
+    from dermsight.web.app import create_app
+    from dermsight.web.settings import Settings
+
+    config = ClinicConfig.resolve(database=f"sqlite:///{tmp_path / 'clinic.db'}", env={})
+    app = create_app(replace(Settings(), workers=1, clinic=config, **settings))
+    with TestClient(app) as client:
+        h = ClinicHarness(client.app.state.clinic, client)  # type: ignore[attr-defined]
+        h.add_user("admin", role="admin")
+        h.login("admin")
+        yield h
+
+
+def unassessable_jpeg() -> bytes:
+    """A photo the gate refuses ("cannot assess"): a black frame."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (600, 450)).save(buf, format="JPEG")
+    return buf.getvalue()

@@ -23,9 +23,15 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
-from clinic_support import API, PASSWORD, ClinicHarness
+from clinic_support import (
+    API,
+    PASSWORD,
+    ClinicHarness,
+    image_bytes,
+    served_clinic,
+    unassessable_jpeg,
+)
 from dermsight.clinic import accounts
 from dermsight.clinic.config import ClinicConfig
 from dermsight.clinic.figures import ConfirmedItem, model_figures
@@ -39,25 +45,8 @@ SHARED = "shared-stateless-token-0123456789"
 
 @pytest.fixture
 def app_harness(tmp_path: Path) -> Iterator[ClinicHarness]:
-    """The served app with clinic storage on SQLite and a shared API token; an admin signed in."""
-    config = ClinicConfig.resolve(database=f"sqlite:///{tmp_path / 'clinic.db'}", env={})
-    settings = replace(Settings(), workers=1, clinic=config, api_token=SHARED)
-    with TestClient(create_app(settings)) as client:
-        h = ClinicHarness(client.app.state.clinic, client)  # type: ignore[attr-defined]
-        h.add_user("admin", role="admin")
-        h.login("admin")
+    with served_clinic(tmp_path, api_token=SHARED) as h:
         yield h
-
-
-def _jpeg(data_dir: Path, image_id: str) -> bytes:
-    return (data_dir / "images" / f"{image_id}.jpg").read_bytes()
-
-
-def _black_jpeg() -> bytes:
-    """A photo the gate refuses ("cannot assess")."""
-    buf = io.BytesIO()
-    Image.new("RGB", (600, 450)).save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def _visit(h: ClinicHarness, lesion_id: int, image: bytes, risk: str) -> dict[str, Any]:
@@ -182,10 +171,10 @@ def test_unassessable_visits_are_left_out_of_the_export_and_counted(
     h = app_harness
     pid = h.patient("GATE-1")
     seen = h.lesion(pid)
-    assessed = _visit(h, seen, _jpeg(data_dir, HIGH), "high")
-    refused = _visit(h, seen, _black_jpeg(), "cannot_assess")
+    assessed = _visit(h, seen, image_bytes(data_dir, HIGH), "high")
+    refused = _visit(h, seen, unassessable_jpeg(), "cannot_assess")
     never = h.lesion(pid, side="right")
-    refused_only = _visit(h, never, _black_jpeg(), "cannot_assess")
+    refused_only = _visit(h, never, unassessable_jpeg(), "cannot_assess")
     for lid, code in ((seen, "MEL"), (never, "NV")):
         r = h.client.put(f"{API}/lesions/{lid}/diagnosis",
                          json={"code": code, "method": "histopathology"})

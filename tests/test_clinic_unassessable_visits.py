@@ -14,19 +14,14 @@ import csv
 import io
 import zipfile
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from fastapi.testclient import TestClient
 from PIL import Image
 
-from clinic_support import ClinicHarness
-from dermsight.clinic.config import ClinicConfig
-from dermsight.web.app import create_app
-from dermsight.web.settings import Settings
+from clinic_support import ClinicHarness, image_bytes, served_clinic, unassessable_jpeg
 
 LOW = "ISIC_0013053"  # tier low (malignant probability ~0.01)
 HIGH = "ISIC_0030403"  # tier high (~0.98)
@@ -34,23 +29,8 @@ HIGH = "ISIC_0030403"  # tier high (~0.98)
 
 @pytest.fixture
 def app_harness(tmp_path: Path) -> Iterator[ClinicHarness]:
-    """The served app with clinic storage on a SQLite file, an admin signed in."""
-    config = ClinicConfig.resolve(database=f"sqlite:///{tmp_path / 'clinic.db'}", env={})
-    with TestClient(create_app(replace(Settings(), workers=1, clinic=config))) as client:
-        h = ClinicHarness(client.app.state.clinic, client)  # type: ignore[attr-defined]
-        h.add_user("admin", role="admin")
-        h.login("admin")
+    with served_clinic(tmp_path) as h:
         yield h
-
-
-def _jpeg(data_dir: Path, image_id: str) -> bytes:
-    return (data_dir / "images" / f"{image_id}.jpg").read_bytes()
-
-
-def _black_jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (600, 450)).save(buf, format="JPEG")
-    return buf.getvalue()
 
 
 def _visit(h: ClinicHarness, lesion_id: int, image: bytes, taken_at: str, risk: str,
@@ -79,8 +59,8 @@ def test_an_unassessable_photo_never_hides_a_high_tier_or_a_rise(
     h = app_harness
     pid = h.patient("SAFE-1")
     lid = h.lesion(pid, map={"view": "back", "x": 0.4, "y": 0.3})
-    _visit(h, lid, _jpeg(data_dir, LOW), "2025-01-01", "low")
-    high = _visit(h, lid, _jpeg(data_dir, HIGH), "2025-06-01", "high")
+    _visit(h, lid, image_bytes(data_dir, LOW), "2025-01-01", "low")
+    high = _visit(h, lid, image_bytes(data_dir, HIGH), "2025-06-01", "high")
     p_high = high["result"]["malignant_probability"]
     lesion = _lesion(h, lid)
     assert (lesion["latest_risk"], lesion["risk_rose"]) == ("high", True)
@@ -88,7 +68,7 @@ def test_an_unassessable_photo_never_hides_a_high_tier_or_a_rise(
     assert (row["latest_risk"], row["risk_rose"]) == ("high", True)
 
     # the gate refuses the next photo: what was assessed stands, and the refusal is said beside it
-    refused = _visit(h, lid, _black_jpeg(), "2025-09-01", "cannot_assess")
+    refused = _visit(h, lid, unassessable_jpeg(), "2025-09-01", "cannot_assess")
     assert refused["heatmap_url"] is None
     detail = h.get(f"/lesions/{lid}").json()
     for lesion in (detail["lesion"], h.get(f"/patients/{pid}").json()["lesions"][0]):
@@ -110,14 +90,14 @@ def test_an_unassessable_photo_never_hides_a_high_tier_or_a_rise(
 
     # a second lesion seen later at low risk: the patient's highest tier is still the first's
     lid2 = h.lesion(pid, side="right")
-    _visit(h, lid2, _jpeg(data_dir, LOW), "2025-10-01", "low")
+    _visit(h, lid2, image_bytes(data_dir, LOW), "2025-10-01", "low")
     row = _patient_row(h, "SAFE-1")
     assert (row["latest_risk"], row["latest_visit_risk"]) == ("low", "low")
     assert (row["highest_risk"], row["risk_rose"]) == ("high", True)
     assert row["n_lesions_latest_cannot_assess"] == 1
 
     # a retake assessed low again: no rise any more, and nothing left to retake
-    _visit(h, lid, _jpeg(data_dir, LOW), "2025-11-01", "low")
+    _visit(h, lid, image_bytes(data_dir, LOW), "2025-11-01", "low")
     lesion = _lesion(h, lid)
     assert (lesion["latest_risk"], lesion["latest_visit_risk"], lesion["risk_rose"]) == \
         ("low", "low", False)
@@ -133,15 +113,15 @@ def test_a_rise_across_an_unassessable_visit_counts_and_a_lesion_never_assessed_
     pid = h.patient("SAFE-2")
     # low, then a refused photo, then high: the two assessed visits show the rise
     lid = h.lesion(pid)
-    _visit(h, lid, _jpeg(data_dir, LOW), "2025-01-01", "low")
-    _visit(h, lid, _black_jpeg(), "2025-03-01", "cannot_assess")
-    _visit(h, lid, _jpeg(data_dir, HIGH), "2025-06-01", "high")
+    _visit(h, lid, image_bytes(data_dir, LOW), "2025-01-01", "low")
+    _visit(h, lid, unassessable_jpeg(), "2025-03-01", "cannot_assess")
+    _visit(h, lid, image_bytes(data_dir, HIGH), "2025-06-01", "high")
     lesion = _lesion(h, lid)
     assert (lesion["latest_risk"], lesion["risk_rose"]) == ("high", True)
     assert lesion["latest_visit_risk"] == "high"
     # a lesion whose only photo could not be assessed: no tier to show, and no rise
     lid2 = h.lesion(pid, side="right")
-    _visit(h, lid2, _black_jpeg(), "2025-07-01", "cannot_assess")
+    _visit(h, lid2, unassessable_jpeg(), "2025-07-01", "cannot_assess")
     never = _lesion(h, lid2)
     assert (never["latest_risk"], never["latest_visit_risk"], never["risk_rose"]) == \
         ("cannot_assess", "cannot_assess", False)
@@ -152,7 +132,7 @@ def test_a_rise_across_an_unassessable_visit_counts_and_a_lesion_never_assessed_
     assert (row["highest_risk"], row["risk_rose"]) == ("high", True)
     assert row["n_lesions_latest_cannot_assess"] == 1
     only = h.patient("SAFE-3")
-    _visit(h, h.lesion(only), _black_jpeg(), "2025-07-01", "cannot_assess")
+    _visit(h, h.lesion(only), unassessable_jpeg(), "2025-07-01", "cannot_assess")
     row = _patient_row(h, "SAFE-3")
     assert (row["latest_risk"], row["highest_risk"], row["risk_rose"]) == \
         ("cannot_assess", "cannot_assess", False)
@@ -176,7 +156,7 @@ def _dicom(tmp_path: Path, data_dir: Path, **tags: Any) -> bytes:
 
     from dermsight.io.dicom import write_dicom
 
-    rgb = np.asarray(Image.open(io.BytesIO(_jpeg(data_dir, HIGH))).convert("RGB"))
+    rgb = np.asarray(Image.open(io.BytesIO(image_bytes(data_dir, HIGH))).convert("RGB"))
     path = write_dicom(tmp_path / "visit.dcm", rgb, **tags)
     ds = pydicom.dcmread(path)
     if "age" in tags:

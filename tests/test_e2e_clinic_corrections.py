@@ -29,10 +29,10 @@ import pytest
 
 import api_support as support
 from browser_support import (
-    PASSWORD,
     axe_violations,
     describe_violation,
     new_lesion,
+    sign_in_clinic,
     start_clinic_ui_server,
     watched_page,
 )
@@ -57,15 +57,6 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.
 def clinic_page(browser: Any, clinic_server: support.Server) -> Iterator[Any]:
     with watched_page(browser, bypass_csp=True) as pg:  # axe is injected into the page
         yield pg
-
-
-def sign_in(page: Any, base: str) -> None:
-    page.goto(f"{base}/#/clinic")
-    page.get_by_test_id("login-username").fill(USER)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.get_by_test_id("patients-page").wait_for()
-    page.get_by_test_id("patient-list").locator("caption", has_not_text="Loading").wait_for()
 
 
 def api(page: Any, base: str, path: str) -> Any:
@@ -288,7 +279,7 @@ def test_a_wrongly_filed_visit_or_diagnosis_is_corrected(
     page = clinic_page
     base = clinic_server.base
     images = data_dir / "images"
-    sign_in(page, base)
+    sign_in_clinic(page, base, USER)
     new_lesion(page, "E2E-FIX-0001")
     lesion_id = int(page.get_by_test_id("lesion-page").get_attribute("data-lesion-id"))
 

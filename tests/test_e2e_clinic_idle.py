@@ -20,7 +20,13 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import PASSWORD, new_patient, start_clinic_ui_server, watched_page
+from browser_support import (
+    PASSWORD,
+    new_patient,
+    sign_in_clinic,
+    start_clinic_ui_server,
+    watched_page,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -42,20 +48,11 @@ def clinic_page(browser: Any, clinic_server: support.Server) -> Iterator[Any]:
         yield pg
 
 
-def sign_in(page: Any, base: str) -> None:
-    page.goto(f"{base}/#/clinic")
-    page.get_by_test_id("login-username").fill(USER)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.get_by_test_id("patients-page").wait_for()
-    page.get_by_test_id("patient-list").locator("caption", has_not_text="Loading").wait_for()
-
-
 def test_a_page_left_alone_hides_the_patient_after_the_idle_timeout(
         clinic_page: Any, clinic_server: support.Server) -> None:
     page = clinic_page
     page.clock.install()  # the page's timers and Date, moved on below; the server's clock is not
-    sign_in(page, clinic_server.base)
+    sign_in_clinic(page, clinic_server.base, USER)
     me = page.request.get(f"{clinic_server.base}/api/v1/auth/me").json()
     idle = int(me.get("idle_minutes", IDLE_MINUTES))
     assert idle == IDLE_MINUTES
@@ -102,7 +99,7 @@ def test_the_patient_view_switch_is_not_offered_on_clinic_pages(
     page.goto(f"{clinic_server.base}/")
     page.get_by_test_id("audience-patient").click()  # chosen on the Assess page
     assert page.get_by_test_id("audience-toggle").get_attribute("data-audience") == "patient"
-    sign_in(page, clinic_server.base)
+    sign_in_clinic(page, clinic_server.base, USER)
     # the clinic pages have no patient view: no switch that seems to change them, a note instead
     assert page.get_by_test_id("audience-toggle").count() == 0
     assert page.get_by_test_id("audience-patient").count() == 0
@@ -121,7 +118,7 @@ def test_a_patient_list_cut_at_the_limit_says_so(
         clinic_page: Any, clinic_server: support.Server) -> None:
     page = clinic_page
     base = clinic_server.base
-    sign_in(page, base)
+    sign_in_clinic(page, base, USER)
     csrf = page.request.get(f"{base}/api/v1/auth/me").json()["csrf_token"]
     refs = [f"E2E-LIST-{i:04d}" for i in range(211)]
     for ref in refs:
@@ -149,7 +146,7 @@ def test_the_page_hides_after_the_idle_timeout_the_server_was_given(
     try:
         with watched_page(browser) as page:
             page.clock.install()
-            sign_in(page, server.base)
+            sign_in_clinic(page, server.base, USER)
             me = page.request.get(f"{server.base}/api/v1/auth/me").json()
             if "idle_minutes" not in me:
                 pytest.skip("the server does not report its idle timeout (GET /auth/me "
