@@ -5,6 +5,7 @@ import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
 import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
 import type { Change, Visit } from '../clinic/types.ts'
 import { formatPercent, formatTimestamp } from '../format.ts'
+import { useFormAction } from '../hooks.ts'
 import { FlagList } from './FlagList.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
 
@@ -146,8 +147,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
   const ids = useId()
   const [mode, setMode] = useState<Correcting>('none')
   const [date, setDate] = useState(visit.taken_at?.slice(0, 10) ?? '')
-  const [busy, setBusy] = useState(false)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit: run } = useFormAction()
   const dateBtn = useRef<HTMLButtonElement | null>(null)
   const deleteBtn = useRef<HTMLButtonElement | null>(null)
   const dateInput = useRef<HTMLInputElement | null>(null)
@@ -165,17 +165,6 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
     setError(null)
     setDate(visit.taken_at?.slice(0, 10) ?? '')
     window.setTimeout(() => back.current?.focus(), 0)
-  }
-  const run = async (action: () => Promise<void>) => {
-    setBusy(true)
-    setError(null)
-    try {
-      await action()
-    } catch (err) {
-      setError((err as Error).message)
-    } finally {
-      setBusy(false)
-    }
   }
   const saveDate = () =>
     run(async () => {
