@@ -54,8 +54,9 @@ def test_visit_upload_keeps_db_and_disk_off_the_loop_and_out_of_inference(
     # authentication, the lesion check, the row and the response each open one
     assert len(sessions) >= 4
     assert not any(sessions)
-    assert [on_loop for on_loop, _ in puts] == [False, False]  # image + heatmap
-    assert [held for _, held in puts] == [0, 0]
+    # image + heatmap, then both again once the row is committed (clinic.visits.store_visit)
+    assert [on_loop for on_loop, _ in puts] == [False] * 4
+    assert [held for _, held in puts] == [0] * 4
     # a lesion that does not exist: still a clear 404 from the worker thread, nothing stored
     sessions.clear()
     puts.clear()
