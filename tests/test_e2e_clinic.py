@@ -32,6 +32,7 @@ from browser_support import (
     PASSWORD,
     STATIC_INDEX,
     age_sessions,
+    sign_in_clinic,
     start_clinic_ui_server,
     watched_page,
 )
@@ -397,14 +398,9 @@ def test_an_idle_timeout_keeps_the_unsaved_page_for_the_same_user(
     what was typed is still there and saves."""
     page = clinic_page
     w = Walk(page, clinic_server.base, test_output)
-    page.goto(f"{w.base}/#/clinic")
-    page.get_by_test_id("login-username").fill(ADMIN)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    page.get_by_test_id("patients-page").wait_for()
-    # the page's own list request must be answered before the session is aged: otherwise its
-    # response (200, or 401 if sent after the aging) is taken for the save's
-    page.get_by_test_id("patient-list").locator("caption", has_not_text="Loading").wait_for()
+    # it waits for the page's own list request to be answered, before the session is aged:
+    # otherwise its response (200, or 401 if sent after the aging) is taken for the save's
+    sign_in_clinic(page, w.base, ADMIN)
     ref = "E2E-IDLE-0001"
     page.get_by_test_id("new-patient-ref").fill(ref)
     age_sessions(clinic_server)
