@@ -18,27 +18,33 @@ See docs/batch.md.
 
 from __future__ import annotations
 
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from dermsight.batch.options import ScoreOptions
-from dermsight.batch.schema import arrow_schema, output_columns
-from dermsight.batch.scorer import score_frame
-from dermsight.batch.store import read_output
+if TYPE_CHECKING:
+    from dermsight.batch.local import run_local
+    from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.schema import arrow_schema, output_columns
+    from dermsight.batch.scorer import score_frame
+    from dermsight.batch.spark import run_spark
+    from dermsight.batch.store import read_output
 
 __all__ = [
     "ScoreOptions", "arrow_schema", "output_columns", "read_output", "run_local", "run_spark",
     "score_frame",
 ]
 
+#: where each name of ``__all__`` lives. They are imported on first use: importing a light
+#: submodule (``dermsight.batch.options``, which ``dermsight batch --help`` reads) does not load
+#: pandas and the scoring core, and ``run_spark`` needs the [spark] extra.
+_WHERE = {
+    "ScoreOptions": "options", "arrow_schema": "schema", "output_columns": "schema",
+    "read_output": "store", "run_local": "local", "run_spark": "spark", "score_frame": "scorer",
+}
+
 
 def __getattr__(name: str) -> Any:
-    # the runners are imported on first use (run_spark needs the [spark] extra)
-    if name == "run_local":
-        from dermsight.batch.local import run_local
-
-        return run_local
-    if name == "run_spark":
-        from dermsight.batch.spark import run_spark
-
-        return run_spark
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    where = _WHERE.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{where}"), name)

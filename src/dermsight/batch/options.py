@@ -11,6 +11,13 @@ from typing import Any
 #: image as 32 or 64 but need far less memory (ONNX Runtime's arena grows with the batch).
 DEFAULT_BATCH = 8
 
+#: Input rows per Spark job (one commit each) of ``spark.run_spark``: what a killed job can
+#: lose. 50,000 images are about 6-7 minutes of work on 2 vCPUs; each slice costs one job's
+#: start (about a second). Defined here, not in ``spark.py`` (which re-exports it as
+#: ``dermsight.batch.spark.SLICE_ROWS``), so that ``dermsight batch --help`` can say it without
+#: importing the Spark runner.
+SLICE_ROWS = 50_000
+
 FORMATS: tuple[str, ...] = ("parquet", "csv")
 PARALLEL_MODES: tuple[str, ...] = ("batches", "pipeline")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import posixpath
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,26 +81,94 @@ class Source:
     estimate: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     _unlisted_checked: bool = field(default=False, init=False, repr=False, compare=False)
+    _links_checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def remote(self) -> bool:
         return self.kind.startswith("remote")
 
     def rows(self, *, check_unlisted: bool = True) -> Iterator[dict[str, Any]]:
-        """The input's rows. The first full pass over a folder with a CSV also looks for the
-        image files the CSV does not list and warns of them (``not scored``); later passes (a
-        resumed run lists its input up to three times), and a pass with ``check_unlisted``
-        False (the caller has warned already), do not walk the folder for them."""
+        """The input's rows. The first full pass also says what the input leaves out, one
+        ``warning:`` line each (``csvfolder.warn``): in a folder with a CSV, the image files
+        the CSV does not list (``not scored``); in a CSV, local or remote, the rows whose label
+        cannot be used and the age, sex or site no column gives. The first pass over a folder
+        of images says, before its rows, which linked folders are not read again
+        (``repeated_folders``). Later passes (a resumed run lists its input up to three
+        times), and a pass with ``check_unlisted`` False (the caller has warned already), say
+        nothing and do not walk the folder for them."""
+        from dermsight.io.csvfolder import warn
+
+        check = check_unlisted and not self._unlisted_checked
         if self.remote:
-            yield from _remote_rows(self.input, self.storage_options)
+            yield from _remote_rows(self.input, self.storage_options,
+                                    on_warning=warn if check else None)
+            self._unlisted_checked = self._unlisted_checked or check
             return
         from dermsight.io import iter_records
 
-        check = check_unlisted and not self._unlisted_checked
+        if check_unlisted and not self._links_checked:
+            self._links_checked = True
+            if self.kind in ("folder", "mixed-folder"):
+                repeated = repeated_folders(Path(self.input))
+                if repeated:
+                    warn(repeated_folders_message(Path(self.input), repeated))
         for rec in iter_records(self.input, decode=False,
                                 on_unlisted=_warn_not_scored if check else None):
             yield record_row(rec)
         self._unlisted_checked = self._unlisted_checked or check
+
+
+def repeated_folders(root: Path) -> list[tuple[str, str]]:
+    """The folders below the folder of images ``root`` that its reading passes over because
+    another path led to the same folder first (two links to one folder outside ``root``, or a
+    link to a folder that holds one already read): ``(path passed over, path read)`` each,
+    relative to ``root``, in walk order. The images of such a folder are listed once, under
+    the path read (``csvfolder.walk_tree``: each real folder once); the user must be told,
+    or the images seem missing under the other path. Empty for a folder with a CSV (its rows
+    name their images) and for a folder that cannot be read (the reader says so). One more walk
+    of the folders (their entries are listed, no file is opened)."""
+    from dermsight.io.csvfolder import classify_csvs, walk_tree
+
+    try:
+        if classify_csvs(root)[0] is not None:
+            return []
+    except ReaderError:
+        return []
+    first: dict[str, str] = {}  # real folder -> the path it is read under
+    walked: set[str] = set()
+    children: list[str] = []  # the folders the walk was to enter, in order
+    for dirpath, dirnames, _files in walk_tree(root, onerror=lambda _exc: None):
+        walked.add(dirpath)
+        first.setdefault(os.path.realpath(dirpath), dirpath)
+        children.extend(os.path.join(dirpath, d) for d in dirnames)
+    repeated: list[tuple[str, str]] = []
+    for child in children:
+        if child in walked:
+            continue
+        read = first.get(os.path.realpath(child))
+        if read is not None and read != child:  # not a folder that cannot be listed
+            repeated.append((os.path.relpath(child, root), os.path.relpath(read, root)))
+    return repeated
+
+
+def repeated_folders_message(root: Path, repeated: list[tuple[str, str]]) -> str:
+    """The warning for ``repeated_folders``: each folder passed over and the path its images
+    are listed under (``.``: the input folder itself; the first five, then ``...``)."""
+    from dermsight.io.csvfolder import UNLISTED_SHOWN
+
+    def named(read: str) -> str:
+        return "the input folder itself" if read == "." else read
+
+    n = len(repeated)
+    if n == 1:
+        (skipped, read), = repeated
+        return (f"{skipped} in {root} leads to a folder already read as {named(read)}: its "
+                f"images are listed once, under {named(read)}, not again under {skipped}")
+    shown = ", ".join(f"{skipped} (read as {named(read)})"
+                      for skipped, read in repeated[:UNLISTED_SHOWN])
+    return (f"{n} linked folders in {root} lead to folders already read under another path: "
+            f"their images are listed once, under that path, not again: {shown}"
+            + (", ..." if n > UNLISTED_SHOWN else ""))
 
 
 
@@ -170,10 +238,12 @@ def _image_files(fs: Any, root: str) -> list[str]:
     return sorted(names)
 
 
-def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def _remote_rows(url: str, opts: Mapping[str, Any], *,
+                 on_warning: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of a remote prefix or CSV (``on_warning``: see ``_remote_csv_rows``)."""
     fs, root = _fs(url, opts)
     if fs.isfile(root):
-        yield from _remote_csv_rows(fs, root, opts)
+        yield from _remote_csv_rows(fs, root, opts, on_warning=on_warning)
         return
     try:
         top = [f for f in fs.ls(root, detail=False)
@@ -183,7 +253,7 @@ def _remote_rows(url: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     except Exception as exc:  # credentials, network: one readable line
         raise ReaderError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
     if len(top) == 1:
-        yield from _remote_csv_rows(fs, str(top[0]), opts)
+        yield from _remote_csv_rows(fs, str(top[0]), opts, on_warning=on_warning)
         return
     if len(top) > 1:
         raise ReaderError(
@@ -212,17 +282,21 @@ def _remote_path(fs: Any, base: str, value: str) -> str:
     return str(fs.unstrip_protocol(posixpath.normpath(posixpath.join(base, value))))
 
 
-def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
+                     on_warning: Callable[[str], None] | None = None,
+                     ) -> Iterator[dict[str, Any]]:
     """A remote CSV (manifest or ISIC layout): parsed by the CSV reader; images are the CSV's
     ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder.
     As in a local CSV, only a row without an image to read is an error row: a label that cannot
     be used leaves the row unlabelled, a metadata value that cannot be used is left out (noted:
-    ``meta_notes``)."""
+    ``meta_notes``). ``on_warning`` (when given) is told what a local CSV's reader tells
+    (``csvfolder.iter_csv``), in the same words: before the rows, which of age, sex and site no
+    column gives; after them, the rows read without their label."""
     from dermsight.io.csvfolder import (
         IMAGE_EXTS,
         iter_csv_rows,
-        preferred,
         refused_file_reason,
+        unusable_labels_message,
     )
 
     base = posixpath.dirname(csv_path)
@@ -232,7 +306,10 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             fs.get(csv_path, str(local))
         except FileNotFoundError as exc:
             raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
+        if on_warning is not None:  # as a local CSV's reader says it, before the rows
+            _warn_missing_metadata(local, on_warning)
         index: dict[str, str] | None = None  # id -> its file (accepted images first)
+        unlabelled: list[str] = []  # rows read without their label: where, and why
         for line, parsed in iter_csv_rows(local):
             where = f"{local.name} line {line} ({parsed.id})"
             row: dict[str, Any] = {
@@ -244,16 +321,14 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
             if parsed.blocking:  # the row keeps the path its CSV gave, if any
                 row["error"] = f"{where}: {'; '.join(parsed.problems)}"
             elif parsed.label_problems:  # scored all the same, unlabelled (as a local CSV's)
+                unlabelled.append(f"line {line} ({parsed.id}): "
+                                  f"{'; '.join(parsed.label_problems)}")
                 row["label"] = None
             if parsed.path_value is not None:
                 row["path"] = _remote_path(fs, base, parsed.path_value)
             elif parsed.id:  # found by id (an error row too: it keeps its path for resuming)
                 if index is None:
-                    index = {}
-                    for f in _image_files(fs, base):
-                        stem = posixpath.splitext(posixpath.basename(f))[0]
-                        if preferred(index.get(stem), f):
-                            index[stem] = f
+                    index = _remote_index(fs, base)
                 hit = index.get(parsed.id)
                 if hit is not None and hit.lower().endswith(IMAGE_EXTS):
                     row["path"] = fs.unstrip_protocol(hit)
@@ -264,3 +339,27 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any]) -> Iterato
                                     else f"{where}: image file not found ({parsed.id} under "
                                     f"{fs.unstrip_protocol(base)})")
             yield row
+        if unlabelled and on_warning is not None:
+            on_warning(unusable_labels_message(local.name, unlabelled))
+
+
+def _remote_index(fs: Any, base: str) -> dict[str, str]:
+    """Image id -> its file below the remote folder ``base`` (accepted images first)."""
+    from dermsight.io.csvfolder import preferred
+
+    index: dict[str, str] = {}
+    for f in _image_files(fs, base):
+        stem = posixpath.splitext(posixpath.basename(f))[0]
+        if preferred(index.get(stem), f):
+            index[stem] = f
+    return index
+
+
+def _warn_missing_metadata(csv_file: Path, on_warning: Callable[[str], None]) -> None:
+    """Tell ``on_warning`` which of age, sex and site no column of the CSV gives (the local
+    reader's words: ``csvfolder.missing_metadata_message``), if any."""
+    from dermsight.io.csvfolder import missing_metadata_message, read_header
+
+    missing = missing_metadata_message(csv_file.name, read_header(csv_file))
+    if missing is not None:
+        on_warning(missing)

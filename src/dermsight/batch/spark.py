@@ -8,8 +8,10 @@
   (Spark's ``binaryFile`` source is not used: it hides ``_``-prefixed names, matches extensions
   case-sensitively, skips empty files, and cannot see a DICOM file's tags.)
 * The manifest is written in slices of ``SLICE_ROWS`` input rows, one Spark job (and one commit)
-  each: a killed job loses at most the slice in progress, and a re-run resumes after the slices
-  already committed (``resume.py``).
+  each: a killed job loses the slice in progress (up to ``SLICE_ROWS`` rows, scored again from
+  its start: only whole slices commit), and a re-run resumes after the slices already committed
+  (``resume.py``); it says so (``resuming_message``), as a Ctrl-C does
+  (``interrupted_message``).
 * Before the first slice, one tiny task checks that the workers' Python can import dermsight
   (``check_workers``): a wrong ``PYSPARK_PYTHON`` is one line, not pages of task failures.
 * A ``local[...]`` session logs WARN and up, without Spark's start-up banner and the
@@ -36,7 +38,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from dermsight.batch.local import pending_rows
+from dermsight.batch.options import SLICE_ROWS as _SLICE_ROWS
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import taken_names
 from dermsight.batch.references import local_path
@@ -63,9 +66,8 @@ if TYPE_CHECKING:
 
 #: Images per Arrow batch handed to a Python worker.
 ARROW_BATCH = 256
-#: Input rows per Spark job (one commit each): what a killed job can lose. 50,000 images are
-#: about 6-7 minutes of work on 2 vCPUs; each slice costs one job's start (about a second).
-SLICE_ROWS = 50_000
+#: Input rows per Spark job (one commit each): what a killed job can lose (``options.py``).
+SLICE_ROWS = _SLICE_ROWS
 
 # One model per Python worker process and bundle: loaded on first use, reused by later tasks.
 _MODELS: dict[tuple[str, int], Dermsight] = {}
@@ -262,6 +264,36 @@ def _save(result: DataFrame, out: Path, fmt: str) -> None:
         raise
 
 
+def _clear_stopped_slice(out: Path) -> bool:
+    """Remove what a stopped job left of its slice in progress (``out/_temporary``): True when
+    there was some. A killed Spark job leaves its committed tasks in ``_temporary``; the next
+    job commit would merge them into the output (rows the resume logic never saw: duplicates).
+    The caller holds the lock, so nothing else is writing: start clean. That slice is then
+    scored again from its start (``resuming_message`` says so)."""
+    temporary = out / "_temporary"
+    stopped = temporary.exists()
+    shutil.rmtree(temporary, ignore_errors=True)
+    return stopped
+
+
+def _score_slices(spark: SparkSession, rows: Iterator[Mapping[str, Any]],
+                  scorer: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], *,
+                  classes: Sequence[str], out: Path, fmt: str, n_parts: int) -> int:
+    """Score ``rows`` in slices of ``SLICE_ROWS``, one Spark job and commit each, into
+    ``out``; the number of rows committed. At a Ctrl-C, says what is kept
+    (``interrupted_message``) before the ``KeyboardInterrupt`` goes on."""
+    committed = 0
+    try:
+        for chunk in _slices(rows, SLICE_ROWS):
+            frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
+            _save(frame.mapInPandas(scorer, schema=spark_ddl(classes)), out, fmt)
+            committed += len(chunk)
+    except KeyboardInterrupt:
+        _say(interrupted_message(out, committed))
+        raise
+    return committed
+
+
 def run_spark(
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -299,13 +331,11 @@ def run_spark(
     # the output rows' metadata, from the store's one read, as the local runner keeps it
     check = store.reader = MetadataCheck()
     with store:
-        # A killed Spark job leaves its committed tasks in _temporary; the next job commit would
-        # merge them into the output (rows the resume logic never saw: duplicates). We hold the
-        # lock, so nothing else is writing: start clean.
-        shutil.rmtree(Path(out) / "_temporary", ignore_errors=True)
+        stopped = _clear_stopped_slice(Path(out))
         resume = prepare_resume(store, source.rows, options.limit)
         summary.retried = resume.retried
         before = store.contents.tally()  # read when the store opened the output
+        _say(resuming_message(out, before["rows"]) if stopped else None)
         spark = get_session(master, spark_conf)
         summary.startup_s = time.perf_counter() - t0
         try:
@@ -323,10 +353,8 @@ def run_spark(
             listings = Listings(on_done=check.see if resume.done else None)
             rows = pending_rows(source, resume.done, options.limit, duplicates, taken,
                                 listings=listings)
-            for chunk in _slices(rows, SLICE_ROWS):
-                frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
-                _save(frame.mapInPandas(scorer, schema=spark_ddl(card.classes)), Path(out),
-                      options.fmt)
+            _score_slices(spark, rows, scorer, classes=card.classes, out=Path(out),
+                          fmt=options.fmt, n_parts=n_parts)
             summary.duplicate_ids, summary.skipped = duplicates.count, listings.skipped
             summary.not_listed = listings.not_listed if resume.done else 0
             summary.metadata_changed = check.changed()
@@ -346,6 +374,31 @@ def run_spark(
             run_evaluation(summary, card, source.rows)
         store.write_summary(summary.to_dict())
     return summary
+
+
+def resuming_message(out: str | os.PathLike[str], kept: int) -> str:
+    """What a run says when the last one stopped in the middle of a slice (``OUT/_temporary``
+    was left): only whole slices are committed, so that slice is scored again from its start.
+    ``kept``: the rows ``out`` holds."""
+    return (f"resuming {out}: the {kept} row{'s' if kept != 1 else ''} it holds "
+            f"{'are' if kept != 1 else 'is'} kept; the slice the last run was scoring when it "
+            f"stopped was not committed (only whole slices of up to {SLICE_ROWS:,} input rows "
+            "are), so its images are scored again from the start of that slice")
+
+
+def interrupted_message(out: str | os.PathLike[str], committed: int) -> str:
+    """What a run stopped by Ctrl-C says: the rows of the slices it committed are kept, not
+    those of the slice in progress."""
+    return (f"batch interrupted: the {committed} row{'s' if committed != 1 else ''} of the "
+            f"slices this run committed are kept in {out}; the slice in progress (up to "
+            f"{SLICE_ROWS:,} input rows) is not, and is scored again from its start: run the "
+            "same command again to score it and the rest")
+
+
+def _say(line: str | None) -> None:
+    """One line on stderr (None: nothing)."""
+    if line is not None:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _active_session() -> SparkSession | None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from dermsight.batch.options import SLICE_ROWS
 from dermsight.cli.errors import UserError
 
 
@@ -95,7 +96,8 @@ def batch(  # noqa: PLR0913
         help="rows per output part file (local engine)", min=1)] = 1024,
     batch_size: Annotated[int, typer.Option(help="images per inference call", min=1)] = 8,
     partitions: Annotated[int | None, typer.Option(
-        help="Spark tasks per slice of 50,000 input rows (default: 4 x the cluster's cores)",
+        help=f"Spark tasks per slice of {SLICE_ROWS:,} input rows, each slice committed as a "
+             "whole (default: 4 x the cluster's cores)",
         min=1)] = None,
     tta: Annotated[bool, typer.Option(
         "--tta", help="average over 8 flips/rotations (8x slower)")] = False,
