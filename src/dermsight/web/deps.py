@@ -7,14 +7,17 @@ plain ``def`` dependency in a worker thread: a thread hop per dependency per req
 declares what it needs with the annotated aliases (``settings: SettingsDep``, ``model: ModelDep``,
 ``workers: WorkersDep``);
 ``require_token`` guards a whole router (``create_app`` applies it to every router but health and
-the docs) or a single route (``dependencies=[Depends(require_token)]``).
+the docs) or a single route (``dependencies=[Depends(require_token)]``). A read-only route marked
+with ``open_to_clinic_users`` (the reference thumbnails that clinic pages show) also lets a
+signed-in clinic user through without the shared token, checked as the clinic's own routes check
+one (``web/clinic/deps.py``).
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -26,6 +29,7 @@ from dermsight.predict import Dermsight
 from dermsight.web.settings import Settings
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 NOT_STARTED = ("the service has not started: the app's lifespan loads the model (an ASGI server "
                "runs it; in tests use 'with TestClient(app)')")
@@ -72,15 +76,52 @@ bearer = HTTPBearer(auto_error=False, description="Set by the operator with DERM
 TOKEN_REFUSED = "missing or invalid API token: send 'Authorization: Bearer <token>'"
 
 
+#: endpoints that a signed-in clinic user may call without the shared token (``require_token``)
+_OPEN_TO_CLINIC_USERS: set[Callable[..., Any]] = set()
+#: ... and only to read
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+def open_to_clinic_users(endpoint: F) -> F:
+    """Marks a read-only route's endpoint (a decorator, beside ``@router.get``) as open to a
+    signed-in clinic user (a live session cookie or a per-user API token)
+    without the shared token, e.g. the reference thumbnails a clinic page shows. Every other
+    request to it still needs the shared token, when one is set."""
+    _OPEN_TO_CLINIC_USERS.add(endpoint)
+    return endpoint
+
+
+async def _clinic_user_allowed(request: Request) -> bool:
+    """Whether the request is a read of an ``open_to_clinic_users`` route by a signed-in clinic
+    user (clinic storage on; the user checked by the clinic's own ``authenticate``)."""
+    if (request.method not in _READ_METHODS
+            or request.scope.get("endpoint") not in _OPEN_TO_CLINIC_USERS
+            or getattr(request.app.state, "clinic", None) is None):
+        return False
+    # imported here: the clinic's modules (SQLAlchemy) load only when storage is on
+    from dermsight.web.clinic.deps import authenticate
+
+    try:
+        await anyio.to_thread.run_sync(authenticate, request)  # the database: off the event loop
+    except HTTPException:
+        return False
+    return True
+
+
 async def require_token(
+    request: Request,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     """401 unless the request carries ``Authorization: Bearer <DERMSIGHT_API_TOKEN>``; lets every
-    request through when the operator set no token. Compared in constant time."""
+    request through when the operator set no token. Compared in constant time. A route marked
+    ``open_to_clinic_users`` also admits a signed-in clinic user."""
     if not settings.api_token:
         return
     given = credentials.credentials.encode() if credentials is not None else b""
-    if credentials is None or not hmac.compare_digest(given, settings.api_token.encode()):
-        raise HTTPException(status_code=401, detail=TOKEN_REFUSED,
-                            headers={"WWW-Authenticate": "Bearer"})
+    if credentials is not None and hmac.compare_digest(given, settings.api_token.encode()):
+        return
+    if await _clinic_user_allowed(request):
+        return
+    raise HTTPException(status_code=401, detail=TOKEN_REFUSED,
+                        headers={"WWW-Authenticate": "Bearer"})

@@ -2,7 +2,9 @@
 
 * :func:`similar_cases`: the ``similar`` list of a predict response (``k`` = 5; empty for a
   "cannot assess" result), each with a ``thumbnail_url`` served below.
-* ``GET /api/v1/reference/{image_id}.webp``: the thumbnail of one reference image.
+* ``GET /api/v1/reference/{image_id}.webp``: the thumbnail of one reference image. Behind the
+  shared token like the other stateless routes, but also open to a signed-in clinic user (the
+  clinic's similar cases show these thumbnails; ``deps.open_to_clinic_users``).
 
 These are the reference images most similar to the upload by the model's own features: a visual
 aid, not a diagnosis.
@@ -20,7 +22,7 @@ from starlette.exceptions import HTTPException
 from dermsight import taxonomy
 from dermsight.predict import Dermsight, Prediction
 from dermsight.similar import SimilarCase
-from dermsight.web.deps import ModelDep
+from dermsight.web.deps import ModelDep, open_to_clinic_users
 from dermsight.web.routes import API
 from dermsight.web.schemas import error_responses
 
@@ -60,6 +62,7 @@ def similar_cases(model: Dermsight, prediction: Prediction, k: int = K) -> list[
         **error_responses(404),
     },
 )
+@open_to_clinic_users
 async def reference_thumbnail(image_id: str, model: ModelDep) -> Response:
     ref = model.reference
     data = ref.thumbnail(image_id) if ref is not None and IMAGE_ID.match(image_id) else None
