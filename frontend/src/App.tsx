@@ -19,7 +19,7 @@ import {
   type Route,
 } from './hooks.ts'
 import { AssessPage, forgetAssessCase } from './pages/AssessPage.tsx'
-import { CLINIC_TITLES, ClinicMain } from './pages/ClinicMain.tsx'
+import { ClinicMain, clinicPageTitle } from './pages/ClinicMain.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
 
@@ -53,6 +53,24 @@ export function hideAfterIdle(
   set.setResumeAs(user)
   set.setHiddenWhy(idleReason(minutes))
   set.setSession(null)
+}
+
+/** "Sign in as someone else" on the sign-in form over a page hidden after the session ended: the
+ * hidden page (and the Assess page's case) is discarded for the plain sign-in form, after the
+ * same question as signing out when a form on it has unsaved work (`ask`, e.g. `window.confirm`;
+ * Cancel keeps the page, hidden, for its user). Returns whether it was discarded. */
+export function switchUser(
+  ask: (message: string) => boolean,
+  set: {
+    setResumeAs: (u: string | null) => void
+    setHiddenWhy: (why: string | null) => void
+  },
+): boolean {
+  if (!confirmDiscardUnsaved(ask)) return false
+  forgetAssessCase()
+  set.setResumeAs(null)
+  set.setHiddenWhy(null)
+  return true
 }
 
 export default function App() {
@@ -113,8 +131,13 @@ export default function App() {
     )
   }, [clinicOn])
 
+  // the title says the page on screen: the sign-in page's until someone is signed in
+  const pageTitle = clinicPage ? clinicPageTitle(clinicPage.page, session, resumeAs, sessionChecked) : TITLES[route]
   useEffect(() => {
-    document.title = `${clinicPage ? CLINIC_TITLES[clinicPage.page] : TITLES[route]} · dermsight`
+    document.title = `${pageTitle} · dermsight`
+  }, [pageTitle])
+
+  useEffect(() => {
     if (firstRender.current) {
       firstRender.current = false
       return
@@ -196,11 +219,7 @@ export default function App() {
                   checked={sessionChecked}
                   resumeAs={resumeAs}
                   hiddenWhy={hiddenWhy}
-                  onSwitchUser={() => {
-                    forgetAssessCase()
-                    setResumeAs(null)
-                    setHiddenWhy(null)
-                  }}
+                  onSwitchUser={() => switchUser((m) => window.confirm(m), { setResumeAs, setHiddenWhy })}
                 />
               </ClinicContext.Provider>
             ) : (

@@ -43,6 +43,8 @@ export interface RiskText {
   label: string
   patientLabel: string
   nextStep: string
+  /** the next step in the patient view (no clinical shorthand such as "Refer") */
+  patientNextStep: string
 }
 
 export const RISK_TEXT: Record<string, RiskText> = {
@@ -50,21 +52,25 @@ export const RISK_TEXT: Record<string, RiskText> = {
     label: 'High risk',
     patientLabel: 'Higher risk',
     nextStep: 'Refer / see a dermatologist soon',
+    patientNextStep: 'See a dermatologist soon',
   },
   moderate: {
     label: 'Moderate risk',
     patientLabel: 'Some concern',
     nextStep: 'Have it checked; monitor for changes',
+    patientNextStep: 'Have it checked by a doctor; watch it for changes',
   },
   low: {
     label: 'Low risk',
     patientLabel: 'Lower risk',
     nextStep: 'Low estimated risk; keep an eye on it and see a doctor if it changes',
+    patientNextStep: 'Low estimated risk; keep an eye on it and see a doctor if it changes',
   },
   cannot_assess: {
     label: 'Cannot assess',
     patientLabel: 'Cannot assess',
     nextStep: 'We cannot assess this image',
+    patientNextStep: 'This picture cannot be assessed',
   },
 }
 
@@ -74,8 +80,97 @@ export function riskText(risk: string): RiskText {
       label: `Risk: ${risk}`,
       patientLabel: `Risk: ${risk}`,
       nextStep: 'Show the lesion to a doctor if you are unsure.',
+      patientNextStep: 'Show the spot to a doctor if you are unsure.',
     }
   )
+}
+
+/** The result's headline as the audience on screen reads it: the label and the next step. */
+export function riskHeadline(risk: string, audience: 'patient' | 'clinician'): { label: string; nextStep: string } {
+  const t = riskText(risk)
+  return audience === 'patient' ? { label: t.patientLabel, nextStep: t.patientNextStep } : { label: t.label, nextStep: t.nextStep }
+}
+
+/** Said once (polite live region) while an assessment runs long: no seconds count, which would be
+ * read out again every second. */
+export const SLOW_ANNOUNCEMENT = 'Still waiting for the server. It may be busy; you can cancel and try again.'
+
+/**
+ * What the Assess page's live region says: the result's headline in the words shown to this
+ * audience; while the image is being analysed, that it is (and, once slow, that it still is).
+ */
+export function assessAnnouncement(state: {
+  risk: string | null
+  audience: 'patient' | 'clinician'
+  busy: boolean
+  slow: boolean
+}): string {
+  if (state.risk !== null) {
+    const h = riskHeadline(state.risk, state.audience)
+    return `Result: ${h.label}. ${h.nextStep.replace(/[.\s]+$/, '')}.`
+  }
+  if (!state.busy) return ''
+  return state.slow ? SLOW_ANNOUNCEMENT : 'Analysing the image…'
+}
+
+// --- flags (warnings and refusals) in the patient view ------------------------------------------
+
+/**
+ * A flag's meaning in plain words for the patient view, by its code (the server's `code`; the
+ * clinician view shows the server's own, technical, message). A code not listed here gets
+ * `patientFlagFallback`.
+ */
+export const PATIENT_FLAG_TEXT: Record<string, string> = {
+  compressed: 'This picture has been compressed, so the result may be less reliable. Use the original photo if you can.',
+  not_dermoscopic:
+    'This looks like an ordinary photo, not a picture taken with a dermatoscope (a skin magnifier). The model was only ' +
+    'tested on dermatoscope pictures, so how reliable this result is, is not known.',
+  metadata_ignored: 'Some of the details you entered could not be used, so the result was worked out without them.',
+  metadata_normalised: 'Some of the details you entered were read in a different form from how they were typed. Check that they are right.',
+  site_contradicts_lesion: 'The body site given does not match the body site recorded for this spot, so it was not used.',
+  too_small: 'This picture is too small to assess. Use a larger picture, taken closer to the spot.',
+  blank: 'No spot can be seen in this picture.',
+  too_dark: 'This picture is too dark to assess. Take it again in good light.',
+  overexposed: 'This picture is too bright, or too much of it is pure black or white. Take it again without glare or flash.',
+  blurred: 'This picture is too blurred to assess. Hold still and check that it is sharp.',
+  noise: 'This picture is too grainy: no spot can be seen.',
+  greyscale: 'This picture is in black and white. The model needs the colour photo.',
+  out_of_distribution: 'This does not look like a close-up picture of a skin spot, so it cannot be assessed.',
+  recoloured: 'The colours of this picture look changed, for example by a photo filter. Send the photo as it was taken.',
+}
+
+/** A flag whose code has no plain wording: a refusal, or a warning that the result may be less reliable. */
+export function patientFlagFallback(blocking: boolean): string {
+  return blocking
+    ? 'This picture cannot be assessed.'
+    : 'Something about this picture or the details given may make the result less reliable.'
+}
+
+/** A flag in plain words for the patient view (see `PATIENT_FLAG_TEXT`). */
+export function patientFlagText(flag: { code: string; blocking?: boolean }): string {
+  return Object.hasOwn(PATIENT_FLAG_TEXT, flag.code) ? PATIENT_FLAG_TEXT[flag.code] : patientFlagFallback(flag.blocking !== false)
+}
+
+// --- class probabilities in the patient view ----------------------------------------------------
+
+/** The heading over the class probabilities in the patient view: the model's estimate, not a diagnosis. */
+export const PATIENT_PROBS_TITLE = 'The model’s estimate — not a diagnosis'
+
+/** Under that heading: what the numbers are, and what they are not. */
+export const PATIENT_PROBS_NOTE =
+  'These are the model’s estimates for this picture, rounded. They are not a diagnosis and not your own chance of ' +
+  'having each type of spot: only a doctor who examines the spot can tell.'
+
+/**
+ * A class probability in the patient view: a whole percentage, with "under 1%" and "over 99%" at
+ * the ends, so that a model's 99.5% or 0.02% does not read as a certainty about the spot (the
+ * clinician view keeps `formatProbability`'s tenths).
+ */
+export function patientPercent(p: number | null | undefined): string {
+  if (typeof p !== 'number' || !Number.isFinite(p) || p < 0 || p > 1) return '—'
+  if (p < 0.01) return 'under 1%'
+  if (p > 0.99) return 'over 99%'
+  return `${Math.round(p * 100)}%`
 }
 
 export const PHOTO_TIPS = [

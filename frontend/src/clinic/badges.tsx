@@ -15,7 +15,7 @@ export function RiskRoseBadge({ rose, testId = 'risk-rose' }: { rose: boolean; t
   if (!rose) return null
   return (
     <span className="risk-rose" data-testid={testId} title="The model's risk for this lesion rose between two visits">
-      ▲ risk rose
+      <span aria-hidden="true">▲ </span>risk rose
     </span>
   )
 }
@@ -43,10 +43,22 @@ export function RetakeBadge({ text, note, testId = 'retake' }: { text: string | 
   )
 }
 
-export function ErrorBox({ error, what, testId = 'error-message' }: { error: Error | string | null; what?: string; testId?: string }) {
+/** A form's or a page's error, announced (role=alert). `id`: for the fields it is about to point
+ * to it (aria-describedby, see `fieldErrorProps`). */
+export function ErrorBox({
+  error,
+  what,
+  testId = 'error-message',
+  id,
+}: {
+  error: Error | string | null
+  what?: string
+  testId?: string
+  id?: string
+}) {
   if (!error) return null
   return (
-    <div className="error-message" role="alert" data-testid={testId}>
+    <div className="error-message" role="alert" data-testid={testId} id={id}>
       {what && <strong>{what} </strong>}
       {typeof error === 'string' ? error : error.message}
     </div>

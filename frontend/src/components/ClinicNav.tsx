@@ -4,6 +4,9 @@ import type { Session } from '../clinic/types.ts'
 import type { Audience } from '../hooks.ts'
 import '../clinic/clinic.css'
 
+/** The account page's link in the navigation, for admins and clinicians alike. */
+export const CLINIC_ACCOUNT_LINK = 'Account'
+
 /** The clinic's links in the main navigation (only when the server stores cases). */
 export function ClinicNavLinks({ route, session }: { route: ClinicRoute | null; session: Session | null }) {
   const page = route?.page
@@ -11,7 +14,9 @@ export function ClinicNavLinks({ route, session }: { route: ClinicRoute | null; 
     { key: 'patients', href: clinicHref.patients, label: 'Patients', current: page === 'patients' || page === 'patient' || page === 'lesion' },
     { key: 'dashboard', href: clinicHref.dashboard, label: 'Dashboard', current: page === 'dashboard' },
   ]
-  if (session) links.push({ key: 'admin', href: clinicHref.admin, label: session.user.role === 'admin' ? 'Admin' : 'Account', current: page === 'admin' })
+  // "Account" for everyone: the page's heading (and the tab's title) starts with it, "Account and
+  // administration" for an admin
+  if (session) links.push({ key: 'admin', href: clinicHref.admin, label: CLINIC_ACCOUNT_LINK, current: page === 'admin' })
   return (
     <>
       {links.map((n) => (

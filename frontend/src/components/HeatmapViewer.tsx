@@ -5,6 +5,9 @@ interface Props {
   imageSrc: string | null
   /** Why there is no image to show, e.g. "This DICOM file"; used in the caption. */
   noImageReason?: string
+  /** What the image is, for its alt texts where several are shown (e.g. "visit 2 of 3,
+   * 2021-05-06"); the default: the uploaded lesion image. */
+  imageName?: string
   heatmapSrc: string | null
   /** "center_square": the answer comes from the centre square (outlined); "none": the whole image, squashed. */
   crop: string
@@ -31,13 +34,23 @@ export function centreSquare({ w, h }: Size): CSSProperties | null {
   }
 }
 
+/** The alt texts of the image, of the heatmap over it, and of the heatmap shown alone when the
+ * browser cannot show the image (`imageName`: see `Props`). */
+export function heatmapViewerAlts(imageName?: string, predictionName?: string): { image: string; heatmap: string; alone: string } {
+  return {
+    image: imageName ? `Image of ${imageName}` : 'The uploaded lesion image',
+    alone: `Heatmap of the areas the model used${imageName ? `, ${imageName}` : ''}; the image itself cannot be shown in the browser`,
+    heatmap: `Heatmap over the image${imageName ? ` of ${imageName}` : ''}: warm colours mark the areas that most influenced the model's answer${predictionName ? ` (${predictionName})` : ''}`,
+  }
+}
+
 /**
  * The whole uploaded image (its own aspect) with the model's heatmap stretched over it (CSS), plus an
  * opacity slider. The heatmap covers the whole image; when the answer itself came from the centre square
  * only, that square is outlined. When the browser cannot show the image (DICOM, some TIFFs), the heatmap is
  * shown on its own, at full strength, so the user still sees where the model looked.
  */
-export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
+export function HeatmapViewer({ imageSrc, noImageReason, imageName, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
   const [imgFailed, setImgFailed] = useState(false)
   const [size, setSize] = useState<Size | null>(null)
   const sliderId = useId()
@@ -46,6 +59,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
   const onSize = (e: SyntheticEvent<HTMLImageElement>) =>
     setSize({ w: e.currentTarget.naturalWidth, h: e.currentTarget.naturalHeight })
   const square = crop !== 'none' && size ? centreSquare(size) : null
+  const alts = heatmapViewerAlts(imageName, predictionName)
   const looked = (
     <>
       Warm colours show the areas of the whole image that most influenced the model's answer
@@ -64,7 +78,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
                 className="heatmap-base heatmap-alone"
                 src={heatmapSrc}
                 onLoad={onSize}
-                alt="Heatmap of the areas the model used; the image itself cannot be shown in the browser"
+                alt={alts.alone}
                 data-testid="heatmap-alone"
               />
             </div>
@@ -98,7 +112,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
           <img
             className="heatmap-base"
             src={imageSrc}
-            alt="The uploaded lesion image"
+            alt={alts.image}
             onLoad={onSize}
             onError={() => setImgFailed(true)}
           />
@@ -106,7 +120,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, heatmapSrc, crop, predi
             <img
               className="heatmap-top"
               src={heatmapSrc}
-              alt={`Heatmap over the image: warm colours mark the areas that most influenced the model's answer${predictionName ? ` (${predictionName})` : ''}`}
+              alt={alts.heatmap}
               data-testid="heatmap-overlay"
               style={{ opacity: opacity / 100 }}
             />

@@ -1,4 +1,5 @@
 import type { LesionClassInfo } from '../api.ts'
+import { patientPercent } from '../content.ts'
 import { formatProbability, sortedByProbability } from '../format.ts'
 import type { Audience } from '../hooks.ts'
 
@@ -9,16 +10,25 @@ interface Props {
   audience: Audience
 }
 
+/** A class's percentage as the audience reads it: tenths for clinicians, whole percentages with
+ * "under 1%" / "over 99%" at the ends for patients (`patientPercent`). */
+export function probText(p: number, audience: Audience): string {
+  return audience === 'patient' ? patientPercent(p) : formatProbability(p)
+}
+
 /** One bar per class, highest first, with the plain name, a cancer tag and the percentage. */
 export function ProbBars({ probabilities, classes, prediction, audience }: Props) {
   const byCode = new Map(classes.map((c) => [c.code, c]))
   const rows = sortedByProbability(probabilities)
   return (
-    <ul className="prob-bars" aria-label="Probability for each lesion type">
+    <ul
+      className="prob-bars"
+      aria-label={audience === 'patient' ? 'The model’s estimate for each type of spot' : 'Probability for each lesion type'}
+    >
       {rows.map(([code, p]) => {
         const info = byCode.get(code)
         const name = info?.name ?? code
-        const pct = formatProbability(p)
+        const pct = probText(p, audience)
         const width = Math.max(0, Math.min(100, p * 100))
         const tag = info?.malignant ? 'cancer' : info?.premalignant ? 'pre-cancer' : null
         return (

@@ -1,5 +1,5 @@
 import type { Flag } from '../api.ts'
-import { PHOTO_TIPS, SUGGESTED_CLASS, riskText } from '../content.ts'
+import { PHOTO_TIPS, SUGGESTED_CLASS, riskHeadline } from '../content.ts'
 import { formatProbability, mostProbableOther } from '../format.ts'
 import type { Audience } from '../hooks.ts'
 import { FlagList } from './FlagList.tsx'
@@ -33,7 +33,7 @@ function RiskIcon({ risk }: { risk: string }) {
 
 /** The headline of a result: colour + icon + words (never colour alone). */
 export function RiskBanner({ risk, flags, audience, predictionName, prediction, probabilities = {}, nameOf = (c) => c }: Props) {
-  const t = riskText(risk)
+  const t = riskHeadline(risk, audience)
   const known = ['high', 'moderate', 'low', 'cannot_assess'].includes(risk)
   const cannot = risk === 'cannot_assess'
   const blocking = flags.filter((f) => f.blocking !== false)
@@ -51,7 +51,7 @@ export function RiskBanner({ risk, flags, audience, predictionName, prediction, 
         <RiskIcon risk={risk} />
       </div>
       <div className="risk-body">
-        <p className="risk-label">{audience === 'patient' ? t.patientLabel : t.label}</p>
+        <p className="risk-label">{t.label}</p>
         <p className="risk-next">{t.nextStep}</p>
         {!cannot && audience === 'clinician' && predictionName && (
           <p className="risk-pred">
@@ -65,10 +65,10 @@ export function RiskBanner({ risk, flags, audience, predictionName, prediction, 
             )}
           </p>
         )}
-        <FlagList flags={warnings} className="risk-warnings" testId="risk-warnings" />
+        <FlagList flags={warnings} className="risk-warnings" testId="risk-warnings" audience={audience} />
         {cannot && (
           <>
-            <FlagList flags={shownFlags} className="risk-flags" />
+            <FlagList flags={shownFlags} className="risk-flags" audience={audience} />
             <p className="risk-tips-title">How to take a better image:</p>
             <ul className="risk-tips">
               {PHOTO_TIPS.map((tip) => (

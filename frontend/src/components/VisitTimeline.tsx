@@ -24,6 +24,17 @@ export function visitName(visit: Visit, visits: Pick<Visit, 'id'>[]): string {
   return i < 0 ? `visit of ${visitDate(visit)}` : `visit ${i + 1} of ${visits.length}, ${visitDate(visit)}`
 }
 
+/** The alt texts of a visit's image and heatmap, named as `visitName` names the visit, so that
+ * the images of two visits of one date differ (and match the visit's confirmations):
+ * "Image of visit 2 of 3, 2021-05-06". */
+export function visitImageAlts(visit: Visit, visits: Pick<Visit, 'id'>[]): { image: string; heatmap: string } {
+  const name = visitName(visit, visits)
+  return {
+    image: `Image of ${name}`,
+    heatmap: `Heatmap of the areas the model used, ${name}`,
+  }
+}
+
 /** The latest date a visit may have: tomorrow in UTC (the server's limit, which allows for a
  * clinic ahead of UTC). */
 export function latestVisitDate(now: Date = new Date()): string {
@@ -87,14 +98,15 @@ function modelText(v: Visit): string {
 }
 
 /** The whole photo, and the same photo with the model's heatmap stretched over all of it. */
-function VisitImages({ visit }: { visit: Visit }) {
+function VisitImages({ visit, visits }: { visit: Visit; visits: Visit[] }) {
+  const alt = visitImageAlts(visit, visits)
   return (
     <div className="visit-images">
-      <img className="visit-img" src={visit.image_url} alt={`Visit of ${visitDate(visit)}`} data-testid="visit-image" />
+      <img className="visit-img" src={visit.image_url} alt={alt.image} data-testid="visit-image" />
       {visit.heatmap_url ? (
         <div className="visit-stack">
           <img className="visit-img" src={visit.image_url} alt="" />
-          <img className="visit-heat" src={visit.heatmap_url} alt="Heatmap of the areas the model used" data-testid="visit-heatmap" />
+          <img className="visit-heat" src={visit.heatmap_url} alt={alt.heatmap} data-testid="visit-heatmap" />
         </div>
       ) : (
         <div className="visit-noheat">No heatmap for this visit</div>
@@ -250,7 +262,7 @@ function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: n
           Visit {index + 1} · <time dateTime={visit.taken_at}>{visitDate(visit)}</time>
         </h3>
       </header>
-      <VisitImages visit={visit} />
+      <VisitImages visit={visit} visits={visits} />
       <dl className="visit-facts">
         <div>
           <dt>Tier</dt>
@@ -388,9 +400,19 @@ export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string 
         {[va, vb].map((v, i) => (
           <figure key={`${i}-${v.id}`} className="compare-side">
             <figcaption>
-              <strong>{visitDate(v)}</strong> <TierBadge risk={v.result.risk} p={v.result.malignant_probability ?? null} />
+              <strong>
+                Visit {visits.findIndex((x) => x.id === v.id) + 1} · {visitDate(v)}
+              </strong>{' '}
+              <TierBadge risk={v.result.risk} p={v.result.malignant_probability ?? null} />
             </figcaption>
-            <HeatmapViewer imageSrc={v.image_url} heatmapSrc={v.heatmap_url} crop={crop} opacity={opacity} onOpacity={setOpacity} />
+            <HeatmapViewer
+              imageSrc={v.image_url}
+              imageName={visitName(v, visits)}
+              heatmapSrc={v.heatmap_url}
+              crop={crop}
+              opacity={opacity}
+              onOpacity={setOpacity}
+            />
           </figure>
         ))}
       </div>

@@ -20,12 +20,14 @@ import { inlineValue } from '../components/ValueView.tsx'
 import {
   DISCLAIMER_FALLBACK,
   FALLBACK_CLASSES,
+  PATIENT_PROBS_NOTE,
+  PATIENT_PROBS_TITLE,
   SITE_LABELS,
   SUGGESTED_CLASS,
+  assessAnnouncement,
   malignantLabel,
   malignantShareNote,
   malignantShortName,
-  riskText,
 } from '../content.ts'
 import {
   asSentence,
@@ -79,6 +81,17 @@ export function forgetAssessCase(): void {
 /** Seconds an assessment may run before the page says it is taking long (and why). */
 const SLOW_AFTER_S = 10
 
+/** Whether focus is nowhere useful, so that the page may move it: on the page itself (the element
+ * that had it was disabled or removed), on an element no longer in the page, or on one of
+ * `passing` (elements about to go, e.g. the Cancel button once the answer is in). */
+export function focusIsLost(
+  active: Pick<Element, 'isConnected'> | null,
+  body: unknown,
+  passing: readonly unknown[] = [],
+): boolean {
+  return !active || active === body || !active.isConnected || passing.includes(active)
+}
+
 /** The age text as the number it stands for, or undefined when it is not a valid age. */
 function ageValue(text: string): number | null | undefined {
   try {
@@ -130,6 +143,7 @@ export function AssessPage() {
   const ageRef = useRef<HTMLInputElement | null>(null)
   const fileInputRef = useRef<HTMLInputElement | null>(null)
   const submitRef = useRef<HTMLButtonElement | null>(null)
+  const cancelRef = useRef<HTMLButtonElement | null>(null)
   // what chooseFile (a stable callback) needs to know about the case on screen
   const caseRef = useRef({ assessed: false, metaFilled: false, carried: false })
   const ids = useId()
@@ -155,6 +169,14 @@ export function AssessPage() {
     },
     [],
   )
+
+  // While waiting: the Assess button that had focus is disabled (focus fell to the page), so the
+  // Cancel button, the one control that works now, takes it.
+  useEffect(() => {
+    if (showSpinner && focusIsLost(document.activeElement, document.body, [submitRef.current])) {
+      cancelRef.current?.focus()
+    }
+  }, [showSpinner])
 
   // How long the server has been working on this image, to say so when it is slow.
   useEffect(() => {
@@ -225,15 +247,16 @@ export function AssessPage() {
     return () => window.removeEventListener('paste', onPaste)
   }, [chooseFile])
 
-  /** After an answer: the button that had focus was disabled while busy, so focus fell to the page;
-   * put it on the result (which a screen reader then reads), and scroll to its top if that is out
-   * of view. */
+  /** After an answer: the button that had focus was disabled while busy (focus fell to the page,
+   * or went to the Cancel button, which goes now); put it on the result (which a screen reader
+   * then reads), and scroll to its top if that is out of view. */
   const showAnswer = () =>
     requestAnimationFrame(() => {
       const el = resultRef.current
       if (!el) return
-      const active = document.activeElement
-      if (!active || active === document.body) el.focus({ preventScroll: true })
+      if (focusIsLost(document.activeElement, document.body, [cancelRef.current, submitRef.current])) {
+        el.focus({ preventScroll: true })
+      }
       // its top (the risk level) in view: below the fold on a phone, above it after a long form
       const top = el.getBoundingClientRect().top
       if (top > window.innerHeight * 0.6 || top < 0) {
@@ -284,12 +307,13 @@ export function AssessPage() {
     }
   }
 
-  const risk = outcome ? riskText(outcome.res.risk) : null
-  const announcement = risk
-    ? `Result: ${risk.label}. ${risk.nextStep.replace(/[.\s]+$/, '')}.`
-    : showSpinner
-      ? 'Analysing the image…'
-      : ''
+  // the headline in the words on screen for this audience; once slow, said once (no seconds count)
+  const announcement = assessAnnouncement({
+    risk: outcome ? outcome.res.risk : null,
+    audience,
+    busy: showSpinner,
+    slow: elapsed >= SLOW_AFTER_S,
+  })
   // the result is for this file only (never another image's answer beside this image)
   const shown = outcome && outcome.file === file ? outcome : null
   const currentAge = ageValue(age)
@@ -373,7 +397,7 @@ export function AssessPage() {
           {showSpinner && (
             <div className="busy-row no-print">
               <Spinner label="Analysing the image…" />
-              <button type="button" className="btn btn-secondary" onClick={cancel} data-testid="cancel-assess">
+              <button type="button" className="btn btn-secondary" onClick={cancel} ref={cancelRef} data-testid="cancel-assess">
                 Cancel
               </button>
               {elapsed >= SLOW_AFTER_S && (
@@ -659,7 +683,12 @@ function ResultView({
             />
           </div>
           <div>
-            <h3>{patient ? 'How likely is each type of spot?' : 'Class probabilities'}</h3>
+            <h3>{patient ? PATIENT_PROBS_TITLE : 'Class probabilities'}</h3>
+            {patient && (
+              <p className="muted prob-note" data-testid="patient-probs-note">
+                {PATIENT_PROBS_NOTE}
+              </p>
+            )}
             <ProbBars probabilities={probs} classes={classes} prediction={res.prediction} audience={audience} />
           </div>
         </div>

@@ -48,9 +48,11 @@ export function ClinicLesionPage({ id }: { id: number }) {
       <p className="crumbs">
         <a href={clinicHref.patients}>Patients</a> › <a href={clinicHref.patient(d.patient.id)} data-testid="lesion-patient-link">{d.patient.ref}</a> ›
       </p>
-      <h1 className="page-title">
-        Lesion: {lesionPlace(d.lesion, SITE_LABELS)} <RiskRoseBadge rose={rose} testId="lesion-risk-rose" />
-      </h1>
+      {/* the badge beside the heading, not in it: the heading names the page */}
+      <div className="page-title-row">
+        <h1 className="page-title">Lesion: {lesionPlace(d.lesion, SITE_LABELS)}</h1>{' '}
+        <RiskRoseBadge rose={rose} testId="lesion-risk-rose" />
+      </div>
       <p className="muted">
         {visits.length} visit{visits.length === 1 ? '' : 's'}
         {last && (

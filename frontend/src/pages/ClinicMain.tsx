@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react'
 import { focusHeadingWhenShown, focusRequested, onAnnounce, type Announcement } from '../clinic/focus.ts'
 import type { ClinicRoute } from '../clinic/format.ts'
 import { useClinic } from '../clinic/session.ts'
+import type { Session } from '../clinic/types.ts'
 import { ClinicAdminPage } from './ClinicAdminPage.tsx'
 import { ClinicLesionPage } from './ClinicLesionPage.tsx'
 import { ClinicPatientPage } from './ClinicPatientPage.tsx'
@@ -15,6 +16,21 @@ export const CLINIC_TITLES: Record<ClinicRoute['page'], string> = {
   lesion: 'Lesion',
   dashboard: 'Clinic dashboard',
   admin: 'Account',
+}
+
+/** The title of the clinic page on screen, as its heading says it: the sign-in page's while nobody
+ * is signed in (`resumeAs`: the session of that user ended and the page waits under the sign-in
+ * form); an admin's account page is also the administration page (ClinicAdminPage's heading).
+ * `checked` false: the session is still being checked, the route's page is what is awaited. */
+export function clinicPageTitle(
+  page: ClinicRoute['page'],
+  session: Pick<Session, 'user'> | null,
+  resumeAs: string | null = null,
+  checked = true,
+): string {
+  if (checked && !session) return resumeAs ? 'Your session has ended' : 'Sign in to the clinic'
+  if (page === 'admin' && session?.user.role === 'admin') return 'Account and administration'
+  return CLINIC_TITLES[page]
 }
 
 /** The clinic page for a route: the sign-in page until someone is signed in. When the server

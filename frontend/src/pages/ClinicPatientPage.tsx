@@ -20,6 +20,11 @@ const SIDES: { value: Side; label: string }[] = [
 
 const round3 = (v: number) => Math.min(1, Math.max(0, Math.round(v * 1000) / 1000))
 
+/** The caption of a patient's lesion table: whose lesions, and how many. */
+export function lesionListCaption(ref: string, n: number): string {
+  return `Lesions of patient ${ref}: ${n === 0 ? 'none yet' : `${n} lesion${n === 1 ? '' : 's'}`}`
+}
+
 /** One patient: the lesion map (pins), the list of lesions, a new lesion, export and delete. */
 export function ClinicPatientPage({ id }: { id: number }) {
   const { session } = useClinic()
@@ -173,6 +178,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
         <h2 id={`${ids}-list`}>Lesions</h2>
         <TableWrap>
           <table className="data-table clinic-table" data-testid="lesion-list">
+            <caption data-testid="lesion-list-caption">{lesionListCaption(p.ref, p.lesions.length)}</caption>
             <thead>
               <tr>
                 <th scope="col">Lesion</th>

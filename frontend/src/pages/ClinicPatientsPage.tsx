@@ -1,6 +1,7 @@
-import { useEffect, useId, useState, type FormEvent } from 'react'
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createPatient, listPatients } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
 import { clinicHref, retakeCount } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { formatTimestamp } from '../format.ts'
@@ -32,6 +33,10 @@ export function ClinicPatientsPage() {
   const patients = useLoad(() => listPatients(q), q)
   const [ref, setRef] = useState('')
   const { busy, error, setError, submit } = useFormAction()
+  const refRef = useRef<HTMLInputElement | null>(null)
+  // the reference is what is wrong (empty, or refused by the server), until it is edited
+  const [refInvalid, setRefInvalid] = useState(false)
+  const errorId = `${ids}-ref-error`
 
   useEffect(() => {
     const t = window.setTimeout(() => setQ(query), 250)
@@ -42,12 +47,28 @@ export function ClinicPatientsPage() {
     e.preventDefault()
     if (!ref.trim()) {
       setError('Enter the patient reference (your clinic’s own id for the patient).')
+      setRefInvalid(true)
+      refRef.current?.focus()
       return
     }
-    await submit(async () => {
-      const p = await createPatient(ref.trim())
-      window.location.hash = clinicHref.patient(p.id)
-    })
+    setRefInvalid(false)
+    let refused = false
+    await submit(
+      async () => {
+        try {
+          const p = await createPatient(ref.trim())
+          window.location.hash = clinicHref.patient(p.id)
+        } catch (err) {
+          refused = refusedInput(err)
+          throw err
+        }
+      },
+      () => {
+        setRefInvalid(refused)
+        // the button that had focus was disabled while saving: back to the field
+        requestAnimationFrame(() => refRef.current?.focus())
+      },
+    )
   }
 
   const rows = patients.data ?? []
@@ -73,14 +94,25 @@ export function ClinicPatientsPage() {
         <form className="inline-form" onSubmit={onCreate} noValidate>
           <div className="field">
             <label htmlFor={`${ids}-ref`}>New patient reference</label>
-            <input id={`${ids}-ref`} value={ref} onChange={(e) => setRef(e.target.value)} data-testid="new-patient-ref" />
+            <input
+              id={`${ids}-ref`}
+              ref={refRef}
+              value={ref}
+              required
+              {...fieldErrorProps(error ? errorId : null, refInvalid)}
+              onChange={(e) => {
+                setRef(e.target.value)
+                setRefInvalid(false)
+              }}
+              data-testid="new-patient-ref"
+            />
           </div>
           <button type="submit" className="btn btn-primary" disabled={busy} data-testid="new-patient-submit">
             New patient
           </button>
         </form>
       </div>
-      <ErrorBox error={error} what="Could not add the patient." />
+      <ErrorBox error={error} what="Could not add the patient." id={errorId} />
       <ErrorBox error={patients.error} what="Could not load the patients." />
       <TableWrap>
         <table className="data-table clinic-table" data-testid="patient-list">

@@ -2,12 +2,14 @@ import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { login } from '../clinic/api.ts'
 import { requestFocus } from '../clinic/focus.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
+import { fieldErrorProps, loginInvalid, refusedInput } from '../clinic/fieldErrors.ts'
 import { useClinic } from '../clinic/session.ts'
 import { useFormAction } from '../hooks.ts'
 
 /** Sign-in for the clinic (case storage); the session is an HttpOnly cookie set by the server.
  * `resumeAs`: the session of that user ended (idle timeout) and the page they were on waits,
- * hidden, below: only they can sign back in here; `onSwitchUser` discards it for another user.
+ * hidden, below: only they can sign back in here; `onSwitchUser` discards it for another user
+ * (asking first where it holds unsaved work: `switchUser` in App.tsx).
  * `reason`: one line saying why, when the page itself hid after the idle time. */
 export function LoginPage({
   resumeAs,
@@ -20,6 +22,10 @@ export function LoginPage({
   const [password, setPassword] = useState('')
   const { busy, error, setError, submit } = useFormAction()
   const passwordRef = useRef<HTMLInputElement | null>(null)
+  const usernameRef = useRef<HTMLInputElement | null>(null)
+  // the fields the error is about (aria-invalid), until the user edits them
+  const [invalid, setInvalid] = useState({ username: false, password: false })
+  const errorId = `${ids}-error`
 
   // The session ended under the user's page: the user name is known, so the password is what to
   // type (focus was on the page now hidden, i.e. nowhere).
@@ -30,16 +36,32 @@ export function LoginPage({
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
     if (!username.trim() || !password) {
+      const bad = loginInvalid(username, password, false, Boolean(resumeAs))
+      setInvalid(bad)
       setError('Enter your user name and password.')
+      ;(bad.username ? usernameRef : passwordRef).current?.focus()
       return
     }
+    setInvalid({ username: false, password: false })
+    let refused = false
     await submit(
       async () => {
-        const session = await login(username.trim(), password)
-        requestFocus('heading', 'signed-in') // this form goes: the page's heading takes focus
-        setSession(session)
+        try {
+          const session = await login(username.trim(), password)
+          requestFocus('heading', 'signed-in') // this form goes: the page's heading takes focus
+          setSession(session)
+        } catch (err) {
+          refused = refusedInput(err, [400, 401, 422])
+          throw err
+        }
       },
-      () => setPassword(''),
+      () => {
+        setPassword('')
+        // wrong credentials: the fields are in error; not when the server could not be reached
+        setInvalid(refused ? loginInvalid(username, '', true, Boolean(resumeAs)) : { username: false, password: false })
+        // the button that had focus was disabled while signing in: the password is what to retype
+        requestAnimationFrame(() => passwordRef.current?.focus())
+      },
     )
   }
 
@@ -75,9 +97,15 @@ export function LoginPage({
           <input
             id={`${ids}-user`}
             autoComplete="username"
+            ref={usernameRef}
             value={username}
             readOnly={Boolean(resumeAs)}
-            onChange={(e) => setUsername(e.target.value)}
+            required
+            {...fieldErrorProps(error ? errorId : null, invalid.username)}
+            onChange={(e) => {
+              setUsername(e.target.value)
+              setInvalid((v) => ({ ...v, username: false }))
+            }}
             data-testid="login-username"
           />
         </div>
@@ -89,11 +117,16 @@ export function LoginPage({
             ref={passwordRef}
             autoComplete="current-password"
             value={password}
-            onChange={(e) => setPassword(e.target.value)}
+            required
+            {...fieldErrorProps(error ? errorId : null, invalid.password)}
+            onChange={(e) => {
+              setPassword(e.target.value)
+              setInvalid((v) => ({ ...v, password: false }))
+            }}
             data-testid="login-password"
           />
         </div>
-        <ErrorBox error={error} what="Could not sign in." testId="login-error" />
+        <ErrorBox error={error} what="Could not sign in." testId="login-error" id={errorId} />
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="login-submit">
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
