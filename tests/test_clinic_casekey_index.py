@@ -8,8 +8,6 @@ on both databases."""
 from __future__ import annotations
 
 import io
-import threading
-import time
 import unicodedata
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +24,7 @@ from dermsight.clinic import accounts, cases
 from dermsight.clinic.config import ClinicConfigError
 from dermsight.clinic.db import HEAD, Database, casekey, current_revision, upgrade
 from dermsight.clinic.models import Patient, User
+from race_support import race_two_sessions
 
 STAMP = "'2026-01-02T03:04:05+00:00'"
 
@@ -115,35 +114,12 @@ def test_two_concurrent_sessions_make_one_patient(
     """Two real transactions: B checks while A's insert is not yet committed (the check finds
     nothing), then B's insert waits on A (PostgreSQL: the unique index; SQLite: the write lock)
     and, once A commits, is refused: one patient, and B gets the pre-check's Conflict."""
-    checked = threading.Event()
-    real = cases.taken_ignoring_case
-
-    def check(db: DbSession, column: InstrumentedAttribute[str], name: str) -> str | None:
-        found = real(db, column, name)
-        checked.set()
-        return found
-
-    outcome: list[BaseException | int] = []
-
-    def request_b() -> None:
-        try:
-            with h.clinic.db.session() as s:
-                outcome.append(cases.create_patient(s, "smith-01", _root(s)).id)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            outcome.append(exc)
-
-    with h.clinic.db.session() as a:
-        cases.create_patient(a, "Smith-01", _root(a))  # inserted, not committed
-        monkeypatch.setattr(cases, "taken_ignoring_case", check)
-        b = threading.Thread(target=request_b)
-        b.start()
-        assert checked.wait(30)
-        time.sleep(0.3)  # B is at its insert, waiting for A
-        assert b.is_alive()
-    b.join(60)
-    assert len(outcome) == 1
-    assert isinstance(outcome[0], cases.Conflict), outcome
-    assert "(as 'Smith-01': references ignore case)" in str(outcome[0])
+    outcome = race_two_sessions(
+        h.clinic.db, lambda a: cases.create_patient(a, "Smith-01", _root(a)),
+        lambda s: cases.create_patient(s, "smith-01", _root(s)).id,
+        monkeypatch=monkeypatch, past=(cases, "taken_ignoring_case"))
+    assert isinstance(outcome, cases.Conflict), outcome
+    assert "(as 'Smith-01': references ignore case)" in str(outcome)
     assert _refs(h) == ["Smith-01"]
 
 

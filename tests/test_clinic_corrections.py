@@ -11,8 +11,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ from sqlalchemy.orm import Session as DbSession
 from clinic_support import API, ClinicHarness
 from dermsight.clinic import cases
 from dermsight.clinic.models import Diagnosis, Lesion, User
+from race_support import race_two_sessions
 
 LOW = "ISIC_0013053"  # tier low (malignant probability ~0.01)
 HIGH = "ISIC_0030403"  # tier high (~0.98)
@@ -387,46 +386,28 @@ def test_two_concurrent_first_diagnoses_make_one(
     none) is a 409 naming A's."""
     lid = h.lesion(h.patient("RACE-4"))
     replaces = cases.Seen(None) if saw_none else None
-    checked = threading.Event()
-    real = cases._add_first
 
-    def add_first(db: DbSession, d: Diagnosis) -> bool:
-        checked.set()
-        return real(db, d)
-
-    outcome: list[BaseException | str] = []
-
-    def request_b() -> None:
-        try:
-            with h.clinic.db.session() as s:
-                lesion = s.get(Lesion, lid)
-                assert lesion is not None
-                d = cases.set_diagnosis(s, lesion, "NV", "clinical", None, _user(s),
-                                        replaces=replaces)
-                outcome.append(d.code)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
-            outcome.append(exc)
-
-    with h.clinic.db.session() as a:
+    def request_a(a: DbSession) -> None:
         lesion = a.get(Lesion, lid)
         assert lesion is not None
         cases.set_diagnosis(a, lesion, "MEL", "histopathology", None, _user(a))  # not committed
-        monkeypatch.setattr(cases, "_add_first", add_first)
-        b = threading.Thread(target=request_b)
-        b.start()
-        assert checked.wait(30)
-        time.sleep(0.3)  # B is at its insert, waiting for A
-        assert b.is_alive()
-    b.join(60)
-    assert len(outcome) == 1
+
+    def request_b(s: DbSession) -> str:
+        lesion = s.get(Lesion, lid)
+        assert lesion is not None
+        return cases.set_diagnosis(s, lesion, "NV", "clinical", None, _user(s),
+                                   replaces=replaces).code
+
+    outcome = race_two_sessions(h.clinic.db, request_a, request_b, monkeypatch=monkeypatch,
+                                at=(cases, "_add_first"))
     with h.clinic.db.session() as s:
         stored = list(s.scalars(select(Diagnosis.code).where(Diagnosis.lesion_id == lid)))
     if replaces is None:
-        assert outcome == ["NV"]
+        assert outcome == "NV"
         assert stored == ["NV"]
     else:
-        assert isinstance(outcome[0], cases.Conflict), outcome
-        assert "it is now MEL (histopathology)" in str(outcome[0])
+        assert isinstance(outcome, cases.Conflict), outcome
+        assert "it is now MEL (histopathology)" in str(outcome)
         assert stored == ["MEL"]
 
 
