@@ -219,7 +219,7 @@ def test_the_upgrade_gives_older_dicom_visits_the_metadata_the_model_read(
     row whose answer cannot be read, stay as they are."""
     from sqlalchemy import text
 
-    from dermsight.clinic.db import HEAD, current_revision
+    from dermsight.clinic.db import HEAD, current_revision, upgrade
 
     h = app_harness
     lid = h.lesion(h.patient("DCM-OLD"))
@@ -235,8 +235,10 @@ def test_the_upgrade_gives_older_dicom_visits_the_metadata_the_model_read(
         conn.execute(text("UPDATE visits SET result_json = '{' WHERE id = :b"),
                      {"b": broken["id"]})
         conn.execute(text("UPDATE alembic_version SET version_num = '0005'"))
-    h.clinic.db.upgrade()
-    assert current_revision(engine) == HEAD == "0006"
+    upgrade(engine, "0006")  # (0007 on: the schema has it already)
+    assert current_revision(engine) == "0006"
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": HEAD})
     with engine.connect() as conn:
         rows = {r[0]: tuple(r[1:]) for r in conn.execute(
             text("SELECT id, age, sex, site FROM visits WHERE lesion_id = :l"), {"l": lid})}

@@ -116,7 +116,9 @@ export async function logout(): Promise<void> {
 }
 
 export const listTokens = () => json<ApiTokenInfo[]>('/auth/tokens')
-export const createToken = (name: string) => json<NewApiToken>('/auth/tokens', send('POST', { name }))
+/** `days`: how long it works (1-365; the server's default, 90, when left out) */
+export const createToken = (name: string, days?: number) =>
+  json<NewApiToken>('/auth/tokens', send('POST', days === undefined ? { name } : { name, days }))
 export const deleteToken = (id: number) => clinicFetch(`/auth/tokens/${id}`, { method: 'DELETE' }).then(() => undefined)
 
 // --- admin ----------------------------------------------------------------------------------------

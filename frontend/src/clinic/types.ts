@@ -23,13 +23,20 @@ export interface ApiTokenInfo {
   name: string
   created_at: string
   last_used_at: string | null
+  /** when it stops working (a request with it is then a 401: a new token is needed) */
+  expires_at: string
+  expired: boolean
 }
 
 export interface NewApiToken {
   id: number
   name: string
   token: string
+  expires_at: string
 }
+
+/** An API token's lifetime in days: the server's default and the range it accepts. */
+export const TOKEN_DAYS = { default: 90, min: 1, max: 365 } as const
 
 export interface AuditEntry {
   at: string

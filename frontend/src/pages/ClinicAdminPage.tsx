@@ -2,7 +2,7 @@ import { useId, useRef, useState, type FormEvent } from 'react'
 import { createToken, createUser, deleteToken, listAudit, listTokens, listUsers } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { useClinic, useLoad } from '../clinic/session.ts'
-import type { NewApiToken, Role } from '../clinic/types.ts'
+import { TOKEN_DAYS, type NewApiToken, type Role } from '../clinic/types.ts'
 import { formatTimestamp } from '../format.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
 
@@ -10,6 +10,7 @@ function Tokens() {
   const ids = useId()
   const tokens = useLoad(listTokens, 'tokens')
   const [name, setName] = useState('')
+  const [days, setDays] = useState(String(TOKEN_DAYS.default))
   const [made, setMade] = useState<NewApiToken | null>(null)
   const [error, setError] = useState<string | null>(null)
   // "Token “x” deleted.", said in the section's status line
@@ -23,10 +24,16 @@ function Tokens() {
       setError('Give the token a name (e.g. the script or device that uses it).')
       return
     }
+    const lifetime = Number(days)
+    if (!Number.isInteger(lifetime) || lifetime < TOKEN_DAYS.min || lifetime > TOKEN_DAYS.max) {
+      setError(`Give the number of days the token works, ${TOKEN_DAYS.min} to ${TOKEN_DAYS.max}.`)
+      return
+    }
     setError(null)
     try {
-      setMade(await createToken(name.trim()))
+      setMade(await createToken(name.trim(), lifetime))
       setName('')
+      setDays(String(TOKEN_DAYS.default))
       tokens.reload()
     } catch (err) {
       setError((err as Error).message)
@@ -54,12 +61,27 @@ function Tokens() {
       </h2>
       <p className="hint">
         For scripts that use the API as you (<code>Authorization: Bearer …</code>). A token is shown once, when it is
-        made; delete it when it is no longer used.
+        made; delete it when it is no longer used. It stops working after the days chosen ({TOKEN_DAYS.min} to{' '}
+        {TOKEN_DAYS.max}); then make a new one.
       </p>
       <form className="inline-form" onSubmit={onCreate} noValidate>
         <div className="field">
           <label htmlFor={`${ids}-name`}>Token name</label>
           <input id={`${ids}-name`} value={name} maxLength={100} onChange={(e) => setName(e.target.value)} data-testid="token-name" />
+        </div>
+        <div className="field">
+          <label htmlFor={`${ids}-days`}>Works for (days)</label>
+          <input
+            id={`${ids}-days`}
+            type="number"
+            inputMode="numeric"
+            min={TOKEN_DAYS.min}
+            max={TOKEN_DAYS.max}
+            step={1}
+            value={days}
+            onChange={(e) => setDays(e.target.value)}
+            data-testid="token-days"
+          />
         </div>
         <button type="submit" className="btn btn-primary" data-testid="token-create">
           Create token
@@ -68,7 +90,8 @@ function Tokens() {
       {made && (
         <div className="notice" role="status">
           <p>
-            Token “{made.name}”: copy it now, it will not be shown again.
+            Token “{made.name}”: copy it now, it will not be shown again. It works until{' '}
+            {formatTimestamp(made.expires_at)}.
           </p>
           <code className="token-once" data-testid="new-token">
             {made.token}
@@ -91,6 +114,7 @@ function Tokens() {
                 <th scope="col">Name</th>
                 <th scope="col">Created</th>
                 <th scope="col">Last used</th>
+                <th scope="col">Expires</th>
                 <th scope="col">
                   <span className="visually-hidden">Actions</span>
                 </th>
@@ -102,6 +126,10 @@ function Tokens() {
                   <td>{t.name}</td>
                   <td>{formatTimestamp(t.created_at)}</td>
                   <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
+                  <td data-testid={`token-expires-${t.id}`}>
+                    {formatTimestamp(t.expires_at)}
+                    {t.expired && <strong> (expired: make a new token)</strong>}
+                  </td>
                   <td>
                     <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
                       Delete

@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130
 #: top-level modules of the optional extras (pyproject ``[project.optional-dependencies]``): a
 #: command that needs one that is not installed says which extra to install
 OPTIONAL_MODULES: dict[str, str] = {
-    **dict.fromkeys(("sqlalchemy", "alembic", "argon2", "psycopg"), "clinic"),
+    **dict.fromkeys(("sqlalchemy", "alembic", "argon2", "psycopg", "zxcvbn"), "clinic"),
     **dict.fromkeys(("torch", "torchvision", "timm", "onnx", "onnxscript", "sklearn", "scipy",
                      "matplotlib", "skimage", "albumentations"), "train"),
     "pyspark": "spark",

@@ -1,5 +1,6 @@
-"""Local accounts: argon2 password hashes, server-side sessions with a CSRF token, per-user API
-tokens (stored as sha256), and login rate limiting kept in the database (shared by instances)."""
+"""Local accounts: argon2 password hashes (new passwords checked against the username and by
+zxcvbn), server-side sessions with a CSRF token, per-user API tokens (stored as sha256, each
+with an expiry), and login rate limiting kept in the database (shared by instances)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import enum
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
@@ -24,6 +26,10 @@ MAX_FAILURES = 5
 FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+#: an API token's lifetime in days: the default, and the range ``create_token`` accepts
+TOKEN_DAYS = 90
+TOKEN_DAYS_MIN = 1
+TOKEN_DAYS_MAX = 365
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-@")
 
 _hasher = PasswordHasher()
@@ -45,7 +51,7 @@ class Refused(enum.Enum):
     whether a username exists."""
 
     UNKNOWN = "unknown"  # never issued, signed out, or ended and cleaned up since
-    EXPIRED = "expired"  # a session past its 7 days
+    EXPIRED = "expired"  # a session past its 7 days (an expired token: ``TokenExpired``)
     IDLE = "idle"  # a session unused for longer than the idle timeout (deleted now)
     REVOKED = "revoked"  # an API token its owner revoked
     DISABLED = "disabled"  # the account is no longer active
@@ -69,7 +75,31 @@ def check_username(username: str) -> str:
     return name
 
 
-def check_password(password: str) -> None:
+#: the lowest zxcvbn score (0-4) a new password must reach: 3 is "safely unguessable:
+#: moderate protection from an offline slow-hash scenario" (zxcvbn's scale; argon2id here)
+MIN_PASSWORD_SCORE = 3
+#: zxcvbn refuses longer inputs; a longer password is judged by its start (the rest only adds)
+_SCORED_PREFIX = 72
+#: words of this product a password should not lean on (zxcvbn's ``user_inputs``)
+_PRODUCT_WORDS = ("dermsight", "clinic", "dermatology")
+#: how a refusal ends: what to choose instead
+EXAMPLE = "e.g. four or five unrelated words, or a password manager's random one"
+
+
+def _sentence_part(text: str) -> str:
+    """zxcvbn's feedback sentence as part of a one-line message: lower-case first letter, no
+    final full stop."""
+    text = text.strip().rstrip(".")
+    return text[:1].lower() + text[1:]
+
+
+def check_password(password: str, username: str | None = None) -> None:
+    """Refuse (``AccountError``, a message that says what to do) a password with a space at
+    either end, of another length than ``MIN_PASSWORD``-``MAX_PASSWORD``, equal to
+    ``username`` ignoring case, or easy to guess: below ``MIN_PASSWORD_SCORE`` by zxcvbn (its
+    dictionaries of common passwords, names and words, keyboard patterns, dates, repeats and
+    l33t spellings; the username and the product's name count as known words), with zxcvbn's
+    own feedback in the message."""
     # the API and the sign-in form strip every text field: a password made elsewhere (the
     # command line) with a space at either end could never be typed in to sign in
     if password != password.strip():
@@ -78,6 +108,22 @@ def check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(f"a password is {MIN_PASSWORD}-{MAX_PASSWORD} characters long "
                            f"(this one has {len(password)})")
+    name = (username or "").strip()
+    if name and casekey(password) == casekey(name):
+        raise AccountError(f"the password may not be the user name (ignoring case): choose "
+                           f"another one, {EXAMPLE}")
+    # imported here: its dictionaries (a few MB) are loaded only when an account is made
+    from zxcvbn import zxcvbn
+
+    verdict = zxcvbn(password[:_SCORED_PREFIX],
+                     user_inputs=[name, *_PRODUCT_WORDS] if name else list(_PRODUCT_WORDS))
+    if verdict["score"] >= MIN_PASSWORD_SCORE:
+        return
+    feedback = verdict["feedback"]
+    why = _sentence_part(feedback.get("warning") or "")
+    hints = [_sentence_part(h) for h in feedback.get("suggestions") or [] if h.strip()]
+    raise AccountError("this password is too easy to guess" + (f" ({why})" if why else "")
+                       + ": " + "; ".join([*hints, f"choose a longer one, {EXAMPLE}"]))
 
 
 def create_user(db: DbSession, username: str, password: str, role: str) -> User:
@@ -86,7 +132,7 @@ def create_user(db: DbSession, username: str, password: str, role: str) -> User:
     also for the loser of two concurrent requests (the unique index on ``User.username_key``).
     Login ignores case the same way (``verify_password``, ``login_key``)."""
     name = check_username(username)
-    check_password(password)
+    check_password(password, name)
     if role not in ROLES:
         raise AccountError(f"the role must be one of {', '.join(ROLES)}")
     taken = taken_ignoring_case(db, User.username, name)
@@ -234,12 +280,22 @@ def csrf_ok(row: Session, header: str | None) -> bool:
 # --- API tokens ----------------------------------------------------------------------------------
 
 
-def create_token(db: DbSession, user: User, name: str) -> tuple[str, ApiToken]:
+def create_token(db: DbSession, user: User, name: str, days: int = TOKEN_DAYS
+                 ) -> tuple[str, ApiToken]:
+    """A new API token of ``user`` that works for ``days`` days (``TOKEN_DAYS_MIN`` to
+    ``TOKEN_DAYS_MAX``; ``AccountError`` otherwise); returns the token (only its hash is
+    stored) and the row."""
     name = name.strip()
     if not 1 <= len(name) <= 100:
         raise AccountError("a token name is 1-100 characters")
+    if isinstance(days, bool) or not TOKEN_DAYS_MIN <= days <= TOKEN_DAYS_MAX:
+        raise AccountError(f"an API token works for {TOKEN_DAYS_MIN} to {TOKEN_DAYS_MAX} days "
+                           f"(days was {days}): choose a lifetime in that range, or leave days "
+                           f"out for {TOKEN_DAYS}")
     token = "dsk_" + secrets.token_urlsafe(32)
-    row = ApiToken(user_id=user.id, name=name, token_hash=sha256(token))
+    now = utcnow()
+    row = ApiToken(user_id=user.id, name=name, token_hash=sha256(token), created_at=now,
+                   expires_at=now + timedelta(days=days))
     db.add(row)
     db.flush()
     return token, row
@@ -251,21 +307,32 @@ def is_shared_token(token: str, shared: str | None) -> bool:
     return bool(shared) and hmac.compare_digest(token.encode(), (shared or "").encode())
 
 
-def token_lookup(db: DbSession, token: str, shared: str | None = None) -> User | Refused:
-    """The user of an API token, else why not: ``UNKNOWN``, ``REVOKED``, ``DISABLED``, or
-    ``SHARED`` when it is no user's token but the server's shared one (``shared``: it opens only
-    the stateless routes)."""
+@dataclass(frozen=True)
+class TokenExpired:
+    """Why an API token authenticates nobody: it expired at ``at`` (``token_lookup``)."""
+
+    at: datetime
+
+
+def token_lookup(db: DbSession, token: str, shared: str | None = None
+                 ) -> User | Refused | TokenExpired:
+    """The user of an API token, else why not: ``UNKNOWN``, ``REVOKED``, ``TokenExpired``
+    (past its ``expires_at``), ``DISABLED``, or ``SHARED`` when it is no user's token but the
+    server's shared one (``shared``: it opens only the stateless routes)."""
     row = db.scalar(select(ApiToken).where(ApiToken.token_hash == sha256(token)))
     if row is None:
         return Refused.SHARED if is_shared_token(token, shared) else Refused.UNKNOWN
     if row.revoked_at is not None:
         return Refused.REVOKED
+    now = utcnow()
+    if aware(row.expires_at) <= now:
+        return TokenExpired(aware(row.expires_at))
     user = db.get(User, row.user_id)
     if user is None:
         return Refused.UNKNOWN
     if not user.active:
         return Refused.DISABLED
-    row.last_used_at = utcnow()
+    row.last_used_at = now
     return user
 
 

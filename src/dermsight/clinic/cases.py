@@ -26,12 +26,11 @@ from datetime import date
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
+from dermsight.clinic.db import add_unique, casekey, insert_or_found, taken_ignoring_case
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
 #: rise of the malignant probability (absolute) between visits that flags a lesion
@@ -329,17 +328,10 @@ def _matches(d: Diagnosis | None, seen: Seen) -> bool:
 
 def _add_first(db: DbSession, d: Diagnosis) -> bool:
     """Insert the lesion's first diagnosis: True, or False when a concurrent request recorded
-    one since the check (the unique ``diagnoses.lesion_id`` refused this one; the unit of work
-    is rolled back, as ``db.add_unique`` does). Any other integrity error propagates."""
-    try:
-        db.add(d)
-        db.flush()
-    except IntegrityError:
-        db.rollback()  # PostgreSQL answers nothing more in a failed transaction
-        if _recorded(db, d.lesion_id) is None:
-            raise
-        return False
-    return True
+    one since the check (the unique ``diagnoses.lesion_id`` refused this one and the unit of
+    work is rolled back: ``db.insert_or_found``). Any other integrity error propagates."""
+    lesion_id = d.lesion_id
+    return insert_or_found(db, d, lambda: _recorded(db, lesion_id)) is None
 
 
 def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: str | None,

@@ -5,7 +5,7 @@ write at once); PostgreSQL is used as is (several app instances share it). Names
 case (``Patient.ref``, ``User.username``) keep their ``casekey`` in a column of their own
 (``ref_key``, ``username_key``: set by the model, unique index, revision 0005), so both databases
 compare them the same way whatever their locale, and refuse a second spelling even when two
-requests race (``taken_ignoring_case``, ``add_unique``).
+requests race (``taken_ignoring_case``, ``add_unique``, ``insert_or_found``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect, select
 from sqlalchemy.exc import IntegrityError
@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0006"
+HEAD = "0007"
 
 #: the name ``casekey`` has in SQL on the clinic's SQLite connections (for ad-hoc queries;
 #: the stored key columns make the application itself need it nowhere)
@@ -32,6 +32,7 @@ CASEKEY_SQL = "dermsight_casekey"
 #: the longest ``casekey`` of a 64-character name: one character folds and decomposes to at
 #: most 4 (U+1FAF: omega with psili, perispomeni and prosgegrammeni)
 KEY_LENGTH = 256
+T = TypeVar("T")
 
 
 def casekey(name: str) -> str:
@@ -62,22 +63,32 @@ def taken_ignoring_case(db: Session, column: InstrumentedAttribute[str], name: s
     return db.scalar(select(column).where(key_column(column) == casekey(name)).limit(1))
 
 
-def add_unique(db: Session, row: object, column: InstrumentedAttribute[str], name: str
-               ) -> str | None:
-    """Insert ``row``, whose ``column`` is ``name`` (checked free by ``taken_ignoring_case``):
-    None once inserted, or the value that took ``name``'s key since the check (another request
-    won the race; the unique index refused this one). The unit of work is rolled back then,
-    as the caller's error would roll it back anyway. Any other integrity error propagates."""
+def insert_or_found(db: Session, row: object, found: Callable[[], T | None]) -> T | None:
+    """Insert ``row`` (flushed now): None once inserted. When the database refuses it (an
+    ``IntegrityError``: a unique index, another request won a race since the caller's check)
+    the unit of work is rolled back (PostgreSQL answers nothing more in a failed transaction;
+    the caller's error would roll it back anyway) and ``found()``, run after the rollback, says
+    what holds the place ``row`` wanted; when it finds nothing the refusal was something else
+    and the ``IntegrityError`` propagates. The one race-safe insert of the clinic
+    (``add_unique``, ``cases._add_first``)."""
     try:
         db.add(row)
         db.flush()
     except IntegrityError:
-        db.rollback()  # PostgreSQL answers nothing more in a failed transaction
-        taken = taken_ignoring_case(db, column, name)
+        db.rollback()
+        taken = found()
         if taken is None:
             raise
         return taken
     return None
+
+
+def add_unique(db: Session, row: object, column: InstrumentedAttribute[str], name: str
+               ) -> str | None:
+    """Insert ``row``, whose ``column`` is ``name`` (checked free by ``taken_ignoring_case``):
+    None once inserted, or the value that took ``name``'s key since the check (another request
+    won the race; the unique index refused this one), by ``insert_or_found``."""
+    return insert_or_found(db, row, lambda: taken_ignoring_case(db, column, name))
 
 
 def make_engine(url: str) -> Engine:

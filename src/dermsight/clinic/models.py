@@ -71,6 +71,9 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: when it stops working (``accounts.create_token``: 1-365 days after it was made);
+    #: revision 0007 gave older tokens one
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Session(Base):

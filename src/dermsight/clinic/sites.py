@@ -8,6 +8,11 @@
   (``REFINES``: "anterior torso" on a "torso" lesion, "palms/soles" on an extremity) or a
   broader one; the more specific of the two is used. Any other site is refused: one lesion has
   one place, and a visit must not give the model a site that the lesion's record contradicts.
+* A DICOM file's ``BodyPartExamined`` (or anatomic region) is the visit's site when the form
+  gives none, under the same rule, except that a file contradicting the lesion is not refused
+  (nobody typed it: devices write defaults, a study may hold several lesions): the lesion's
+  site is kept for the model, and the visit carries a warning naming both (``file_site``,
+  ``CONTRADICTED``).
 """
 
 from __future__ import annotations
@@ -65,3 +70,35 @@ def visit_site(given: str | None, lesion: str | None) -> VisitSite:
     raise InvalidValue(
         f"site {given!r} contradicts the lesion's body site {lesion!r}: leave the visit's "
         f"site empty to use the lesion's, or record a new lesion if this is another one")
+
+
+#: the code of the visit's non-blocking flag (in its result's ``flags``) when the uploaded
+#: file's site contradicted the lesion's and the lesion's was used (``file_site``)
+CONTRADICTED = "site_contradicts_lesion"
+
+
+@dataclass(frozen=True)
+class FileSite:
+    """The site a visit without a site in its form is assessed with, the file's tag weighed
+    against the lesion's body site (``file_site``)."""
+
+    site: VisitSite
+    #: a non-blocking flag (``gate.Flag.to_dict`` form) when the file's site was set aside
+    flag: dict[str, object] | None = None
+
+
+def file_site(tag: str | None, lesion: str | None) -> FileSite:
+    """The site of a visit whose form gave none, from its file's site tag ``tag`` (a DICOM
+    file's ``BodyPartExamined``, normalised; None: none) and the lesion's body site: as
+    ``visit_site``, but a tag that contradicts the lesion's site is not refused: the lesion's
+    site is kept (a lesion does not move) with a warning flag naming both sites, so that the
+    clinician checks that the photo is of this lesion."""
+    try:
+        return FileSite(visit_site(tag, lesion))
+    except InvalidValue:  # the file contradicts the lesion: the lesion's site, with a warning
+        message = (f"the DICOM file's body part ({tag}) contradicts the lesion's recorded "
+                   f"body site ({lesion}): the model was given the lesion's site, {lesion}; "
+                   "check that this photo is of this lesion, and if it is of another one, "
+                   "delete this visit and add the photo to that lesion")
+        return FileSite(VisitSite(lesion, inherited=True),
+                        {"code": CONTRADICTED, "message": message, "blocking": False})

@@ -9,16 +9,19 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from dermsight import heatmap as hm
+from dermsight.clinic import sites
 from dermsight.clinic.cases import get_or_404
 from dermsight.clinic.models import Lesion, User, Visit
 from dermsight.clinic.runtime import Clinic
+from dermsight.io.decode import sniff
 from dermsight.predict import Dermsight, Prediction
 from dermsight.records import Metadata
 
@@ -46,24 +49,45 @@ class Assessment:
     malignant_probability: float | None
     #: the metadata the model used: the form's values, DICOM tags filling what it left empty
     meta: Metadata
+    #: the site rule's answer when the file's site tag was weighed against the lesion's body
+    #: site (``assess(lesion_site=...)``), else None (the caller's ``sites.visit_site`` holds)
+    file_site: sites.VisitSite | None = None
+
+
+def _file_site_tag(model: Dermsight, data: bytes) -> str | None:
+    """The site a DICOM upload's tags give (None for another format or none in the file)."""
+    if sniff(data) != "DICOM":
+        return None
+    return model.decode(data).meta.site
 
 
 def assess(model: Dermsight, data: bytes, meta: Metadata,
-           predict: Callable[..., Prediction] | None = None) -> Assessment:
+           predict: Callable[..., Prediction] | None = None, *,
+           lesion_site: str | None = None) -> Assessment:
     """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image. ``predict``:
     ``model.predict`` or a stand-in with its keywords (the service's metrics time and record
-    the answer: ``ServiceMetrics.timed_prediction``)."""
+    the answer: ``ServiceMetrics.timed_prediction``). ``lesion_site``: the lesion's body site,
+    given when the form gave no site; a DICOM file's own site is then weighed against it
+    (``sites.file_site``: the file's when it agrees and is more specific, else the lesion's,
+    with a non-blocking warning flag added to the result when the file contradicts it)."""
+    chosen = None
+    if lesion_site is not None:
+        chosen = sites.file_site(_file_site_tag(model, data), lesion_site)
+        meta = replace(meta, site=chosen.site.site)
     pred = (predict or model.predict)(data, meta=meta, heatmap=True)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
     heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)
             if pred.cam is not None else None)
+    result: dict[str, Any] = pred.to_dict(heatmap_png=False)
+    if chosen is not None and chosen.flag is not None:
+        result["flags"] = [*result.get("flags", []), chosen.flag]
     return Assessment(
-        result=pred.to_dict(heatmap_png=False), image_png=png_bytes(rgb), heatmap_png=heat,
+        result=result, image_png=png_bytes(rgb), heatmap_png=heat,
         embedding=None if pred.embedding is None else
         np.asarray(pred.embedding, np.float32).tobytes(), risk=pred.risk,
         malignant_probability=pred.malignant_probability if pred.assessable else None,
-        meta=pred.meta)
+        meta=pred.meta, file_site=None if chosen is None else chosen.site)
 
 
 def store_visit(

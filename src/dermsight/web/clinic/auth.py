@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.models import User
+from dermsight.clinic.models import User, utcnow
 from dermsight.web.clinic.bodies import LoginIn, TokenIn, UserIn
 from dermsight.web.clinic.deps import (
     COOKIE,
@@ -107,12 +107,18 @@ def me(request: Request) -> dict[str, Any]:
             "idle_minutes": clinic_of(request).config.session_idle_minutes}
 
 
-@router.get("/auth/tokens", summary="Your API tokens (never the token itself)")
+@router.get("/auth/tokens", summary="Your API tokens (never the token itself)",
+            description="Each token that is not revoked, with `expires_at` (when it stops "
+                        "working) and `expired` (it has: a request with it is a 401; create a "
+                        "new one).")
 def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
         rows = accounts.user_tokens(s, user)
+    now = utcnow()
     return [{"id": t.id, "name": t.name, "created_at": aware(t.created_at).isoformat(),
-             "last_used_at": aware(t.last_used_at).isoformat() if t.last_used_at else None}
+             "last_used_at": aware(t.last_used_at).isoformat() if t.last_used_at else None,
+             "expires_at": aware(t.expires_at).isoformat(),
+             "expired": aware(t.expires_at) <= now}
             for t in rows]
 
 
@@ -125,15 +131,26 @@ def session_user(request: Request) -> User:
 
 
 @router.post("/auth/tokens", status_code=201,
-             summary="A new API token (shown once; from a signed-in session only)")
+             summary="A new API token (shown once; from a signed-in session only)",
+             description=f"`days`: how long it works, {accounts.TOKEN_DAYS_MIN}-"
+                         f"{accounts.TOKEN_DAYS_MAX} (default {accounts.TOKEN_DAYS}; another "
+                         "value is a 422). The answer's `expires_at` says until when; after "
+                         "that a request with it is a 401 saying so, and a new token must be "
+                         "created.")
 def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(session_user)]
                  ) -> dict[str, Any]:
     """Only a session may create a token: a token that made tokens would let whoever holds a
     leaked one keep access after it is revoked."""
     with clinic_of(request).db.session() as s:
-        token, row = accounts.create_token(s, user, body.name)
+        try:
+            token, row = accounts.create_token(s, user, body.name,
+                                               accounts.TOKEN_DAYS if body.days is None
+                                               else body.days)
+        except accounts.AccountError as exc:
+            raise HTTPException(422, str(exc)) from exc
         audit.record(s, user, "create", "api_token", row.id)
-    return {"id": row.id, "name": row.name, "token": token}
+    return {"id": row.id, "name": row.name, "token": token,
+            "expires_at": aware(row.expires_at).isoformat()}
 
 
 @router.delete("/auth/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")

@@ -10,6 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from dermsight import taxonomy
+from dermsight.clinic.accounts import TOKEN_DAYS, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
 
 DiagnosisCode = Literal["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 assert set(DiagnosisCode.__args__) == set(taxonomy.CLASS_CODES)  # type: ignore[attr-defined]
@@ -139,6 +140,12 @@ class LoginIn(_Body):
 
 class TokenIn(_Body):
     name: Line = Field(min_length=1, max_length=100)
+    #: checked by ``accounts.create_token`` (its message names the range and the default)
+    days: int | None = Field(
+        default=None, strict=True,  # a whole number: not true, "30" or 30.0
+        description=f"how many days the token works: {TOKEN_DAYS_MIN}-{TOKEN_DAYS_MAX} "
+                    f"(default: {TOKEN_DAYS})",
+        json_schema_extra={"minimum": TOKEN_DAYS_MIN, "maximum": TOKEN_DAYS_MAX})
 
 
 class UserIn(_Body):

@@ -116,6 +116,7 @@ def list_patients(request: Request, user: CurrentUser,
                   q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
+        audit.record(s, user, "view", "patient_list")  # one per request, never the search
         return cases.list_patients(s, q)
 
 
@@ -265,15 +266,19 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
         site = sites.visit_site(meta.site, body_site)
     except (taxonomy.TaxonomyError, sites.InvalidValue) as exc:
         raise UploadError(422, str(exc)) from exc
-    meta = replace(meta, site=site.site)  # the model is given the lesion's site if none
+    # without a site in the form: the lesion's, weighed against a DICOM file's own in assess
+    against_file = body_site if meta.site is None else None
+    meta = replace(meta, site=site.site)
     taken_at = _taken_at(_form_value(form.fields, "taken_at"))
     try:
         a = await workers.run(partial(assess, model, form.image, meta,
-                                      partial(metrics.timed_prediction, model)))
+                                      partial(metrics.timed_prediction, model),
+                                      lesion_site=against_file))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
+    inherited = (a.file_site or site).inherited
     store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, taken_at=taken_at,
-                    note=note, user=user, site_inherited=site.inherited)
+                    note=note, user=user, site_inherited=inherited)
     return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 
@@ -321,11 +326,15 @@ def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Res
     return Response(status_code=204)
 
 
-def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
+def _visit_file(request: Request, user: User, visit_id: int, heatmap: bool) -> Response:
+    """The visit's image (its view audited: ``audit.record_read``) or heatmap (not audited: it
+    is the model's map, shown over the image)."""
     clinic = clinic_of(request)
     with clinic.db.session() as s:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         key = v.heatmap_key if heatmap else v.image_key
+        if not heatmap:
+            audit.record_read(s, user, "visit_image", v.id)
     if key is None:
         raise HTTPException(404, f"visit {visit_id} has no heatmap: its image could not be "
                                  "assessed")
@@ -333,17 +342,19 @@ def _visit_file(request: Request, visit_id: int, heatmap: bool) -> Response:
 
 
 @router.get("/visits/{visit_id}/image", response_class=Response,
-            summary="The visit's image (PNG, metadata stripped)")
+            summary="The visit's image (PNG, metadata stripped)",
+            description="Audited as a view of `visit_image`: once per user and visit within "
+                        f"{audit.REPEAT_READ.total_seconds() / 60:.0f} minutes.")
 def visit_image(visit_id: ObjectId, request: Request, user: CurrentUser
                 ) -> Response:
-    return _visit_file(request, visit_id, heatmap=False)
+    return _visit_file(request, user, visit_id, heatmap=False)
 
 
 @router.get("/visits/{visit_id}/heatmap", response_class=Response,
             summary="The visit's heatmap (PNG with alpha, to lay over the image)")
 def visit_heatmap(visit_id: ObjectId, request: Request, user: CurrentUser
                   ) -> Response:
-    return _visit_file(request, visit_id, heatmap=True)
+    return _visit_file(request, user, visit_id, heatmap=True)
 
 
 DIAGNOSIS_CHANGE = (

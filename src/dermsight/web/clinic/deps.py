@@ -8,6 +8,7 @@ cookie; a cookie-authenticated unsafe request (POST/PUT/PATCH/DELETE) must also 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
@@ -54,6 +55,14 @@ TOKEN_REFUSED = {
 }
 
 
+def token_expired(expired: accounts.TokenExpired) -> str:
+    """The 401 detail of an API token past its expiry: when, and that a new one is needed
+    (an expired token cannot be extended)."""
+    when = expired.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (f"this API token expired on {when}: create a new one (signed in, on the Account "
+            "page or with POST /api/v1/auth/tokens) and use it instead")
+
+
 def _minutes(n: int) -> str:
     return f"{n} minute" if n == 1 else f"{n} minutes"
 
@@ -85,6 +94,8 @@ def authenticate(request: Request) -> Auth:
         shared = request.app.state.settings.api_token
         with clinic.db.session() as s:
             user = accounts.token_lookup(s, token.strip(), shared)
+        if isinstance(user, accounts.TokenExpired):
+            raise _unauthorized(token_expired(user))
         if isinstance(user, accounts.Refused):
             raise _unauthorized(TOKEN_REFUSED[user])
         return Auth(user, None)
