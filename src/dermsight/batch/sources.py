@@ -81,7 +81,6 @@ class Source:
     estimate: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     _unlisted_checked: bool = field(default=False, init=False, repr=False, compare=False)
-    _links_checked: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def remote(self) -> bool:
@@ -91,11 +90,13 @@ class Source:
         """The input's rows. The first full pass also says what the input leaves out, one
         ``warning:`` line each (``csvfolder.warn``): in a folder with a CSV, the image files
         the CSV does not list (``not scored``); in a CSV, local or remote, the rows whose label
-        cannot be used and the age, sex or site no column gives. The first pass over a folder
-        of images says, before its rows, which linked folders are not read again
-        (``repeated_folders``). Later passes (a resumed run lists its input up to three
-        times), and a pass with ``check_unlisted`` False (the caller has warned already), say
-        nothing and do not walk the folder for them."""
+        cannot be used and the age, sex or site no column gives; in a folder of images, once
+        its rows are listed, the linked folders passed over because another path led to the
+        same folder first (``csvfolder.repeated_folders_message``: the reading walk itself
+        finds them, no second walk) and the TFRecord shards below it, not read. Later passes
+        (a resumed run lists its input up to three times), and a pass with ``check_unlisted``
+        False (the caller has warned already), say nothing and do not walk the folder for
+        them."""
         from dermsight.io.csvfolder import warn
 
         check = check_unlisted and not self._unlisted_checked
@@ -106,70 +107,10 @@ class Source:
             return
         from dermsight.io import iter_records
 
-        if check_unlisted and not self._links_checked:
-            self._links_checked = True
-            if self.kind in ("folder", "mixed-folder"):
-                repeated = repeated_folders(Path(self.input))
-                if repeated:
-                    warn(repeated_folders_message(Path(self.input), repeated))
         for rec in iter_records(self.input, decode=False,
                                 on_unlisted=_warn_not_scored if check else None):
             yield record_row(rec)
         self._unlisted_checked = self._unlisted_checked or check
-
-
-def repeated_folders(root: Path) -> list[tuple[str, str]]:
-    """The folders below the folder of images ``root`` that its reading passes over because
-    another path led to the same folder first (two links to one folder outside ``root``, or a
-    link to a folder that holds one already read): ``(path passed over, path read)`` each,
-    relative to ``root``, in walk order. The images of such a folder are listed once, under
-    the path read (``csvfolder.walk_tree``: each real folder once); the user must be told,
-    or the images seem missing under the other path. Empty for a folder with a CSV (its rows
-    name their images) and for a folder that cannot be read (the reader says so). One more walk
-    of the folders (their entries are listed, no file is opened)."""
-    from dermsight.io.csvfolder import classify_csvs, walk_tree
-
-    try:
-        if classify_csvs(root)[0] is not None:
-            return []
-    except ReaderError:
-        return []
-    first: dict[str, str] = {}  # real folder -> the path it is read under
-    walked: set[str] = set()
-    children: list[str] = []  # the folders the walk was to enter, in order
-    for dirpath, dirnames, _files in walk_tree(root, onerror=lambda _exc: None):
-        walked.add(dirpath)
-        first.setdefault(os.path.realpath(dirpath), dirpath)
-        children.extend(os.path.join(dirpath, d) for d in dirnames)
-    repeated: list[tuple[str, str]] = []
-    for child in children:
-        if child in walked:
-            continue
-        read = first.get(os.path.realpath(child))
-        if read is not None and read != child:  # not a folder that cannot be listed
-            repeated.append((os.path.relpath(child, root), os.path.relpath(read, root)))
-    return repeated
-
-
-def repeated_folders_message(root: Path, repeated: list[tuple[str, str]]) -> str:
-    """The warning for ``repeated_folders``: each folder passed over and the path its images
-    are listed under (``.``: the input folder itself; the first five, then ``...``)."""
-    from dermsight.io.csvfolder import UNLISTED_SHOWN
-
-    def named(read: str) -> str:
-        return "the input folder itself" if read == "." else read
-
-    n = len(repeated)
-    if n == 1:
-        (skipped, read), = repeated
-        return (f"{skipped} in {root} leads to a folder already read as {named(read)}: its "
-                f"images are listed once, under {named(read)}, not again under {skipped}")
-    shown = ", ".join(f"{skipped} (read as {named(read)})"
-                      for skipped, read in repeated[:UNLISTED_SHOWN])
-    return (f"{n} linked folders in {root} lead to folders already read under another path: "
-            f"their images are listed once, under that path, not again: {shown}"
-            + (", ..." if n > UNLISTED_SHOWN else ""))
-
 
 
 def _warn_not_scored(unlisted: UnlistedImages) -> None:

@@ -27,8 +27,9 @@ Image files are found next to the CSV, in an ``images/`` subfolder, or anywhere 
 folders below (HAM10000's ``HAM10000_images_part_1/2``, SIIM's ``jpeg/train``), with any of
 the extensions in ``IMAGE_EXTS``. A folder without a CSV is a folder of images (ids from names).
 Links to folders are followed (as Spark's listing follows them), each real folder once
-(``walk_tree``). TFRecord shards in the folders below a folder of images are not read: the
-reader says so (``on_warning``).
+(``walk_tree``): a folder of images reached by a second path is read under the first, and the
+reader says so (``on_warning``), as it says that TFRecord shards in the folders below a folder
+of images are not read.
 The CSV is a folder's listing: image files it does not list get no record, and are handed to
 ``iter_folder``'s ``on_unlisted`` when one is given (``warn_unlisted``: one warning line on
 stderr; without one the folder is not walked for them). A folder that cannot be read is a
@@ -382,22 +383,30 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
 
 def walk_tree(root: Path, *, max_depth: int | None = None,
               onerror: Callable[[OSError], None] | None = None,
+              on_repeated: Callable[[str, str], None] | None = None,
               ) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk(root)`` top-down with hidden folders skipped and folder names sorted (prune
     ``dirnames`` in place to skip more). Links to folders outside ``root`` are followed, as
     Spark's listing follows them, each real folder entered once (a second link to one folder is
     passed over); a link to a folder inside ``root`` is not, since that folder is walked under
     its own path (so its images keep their paths, the resume key, whatever the links' names).
+    ``on_repeated(passed_over, read_as)`` (when given) is told of each folder passed over
+    because another path led to the same folder first (a second link to it, or a link to a
+    folder that holds one already walked), with the path it was walked under (both as the walk
+    names them: ``root`` joined with the names below it), in walk order, as the walk passes it.
     ``max_depth``: the folders that deep below ``root`` are walked, none below them."""
-    seen: set[str] = set()
+    first: dict[str, str] = {}  # real folder -> the path it was walked under
     base_depth = len(root.parts)
     inside = os.path.realpath(root) + os.sep
     for dirpath, dirnames, filenames in os.walk(root, onerror=onerror, followlinks=True):
         real = os.path.realpath(dirpath)
-        if real in seen:
+        read_as = first.get(real)
+        if read_as is not None:
             dirnames[:] = []
+            if on_repeated is not None:
+                on_repeated(dirpath, read_as)
             continue
-        seen.add(real)
+        first[real] = dirpath
         dirnames[:] = sorted(
             d for d in dirnames if not d.startswith(".")
             and not (os.path.islink(os.path.join(dirpath, d))
@@ -852,14 +861,18 @@ def iter_image_folder(
     below that cannot be listed (no read or search permission) becomes an error record named by
     its path below ``folder``: the images in it are not silently missing. TFRecord shards in
     folders below are not read: ``on_warning`` (when given) gets one line that says so
-    (``nested_shards_message``), once the folder is read.
+    (``nested_shards_message``), once the folder is read. A folder reached by a second path
+    (two links to one folder outside ``folder``) is read once, under the path that reached it
+    first: ``on_warning`` gets one line that names the paths passed over
+    (``repeated_folders_message``), once the folder is read, before the shards' line.
     """
     from dermsight.io.dicom import read_dicom
 
     root = Path(folder)
     limits = limits or DecodeLimits()
     shards: list[str] | None = [] if on_warning is not None else None
-    for f, why in image_entries(root, recursive=recursive, shards=shards):
+    repeated: list[tuple[str, str]] | None = [] if on_warning is not None else None
+    for f, why in image_entries(root, recursive=recursive, shards=shards, repeated=repeated):
         where = str(f.relative_to(root))
         if why is not None:
             yield LesionRecord(id=where, image=None, path=str(f), error=(
@@ -871,8 +884,31 @@ def iter_image_folder(
             continue
         rec = LesionRecord(id=f.stem, image=None, path=str(f))
         yield _load(rec, decode, limits, where)
+    if repeated and on_warning is not None:
+        on_warning(repeated_folders_message(root, repeated))
     if shards and on_warning is not None:
         on_warning(nested_shards_message(root, shards))
+
+
+def repeated_folders_message(root: Path, repeated: Sequence[tuple[str, str]]) -> str:
+    """The warning for the folders below the folder input ``root`` that its reading passed
+    over because another path led to the same folder first (``image_entries``' ``repeated``):
+    each folder passed over and the path its images are listed under, relative to ``root``
+    (``.``: the input folder itself; the first ``UNLISTED_SHOWN``, then ``...``)."""
+
+    def named(read: str) -> str:
+        return "the input folder itself" if read == "." else read
+
+    n = len(repeated)
+    if n == 1:
+        (skipped, read), = repeated
+        return (f"{skipped} in {root} leads to a folder already read as {named(read)}: its "
+                f"images are listed once, under {named(read)}, not again under {skipped}")
+    shown = ", ".join(f"{skipped} (read as {named(read)})"
+                      for skipped, read in repeated[:UNLISTED_SHOWN])
+    return (f"{n} linked folders in {root} lead to folders already read under another path: "
+            f"their images are listed once, under that path, not again: {shown}"
+            + (", ..." if n > UNLISTED_SHOWN else ""))
 
 
 def nested_shards_message(root: Path, shards: Sequence[str]) -> str:
@@ -916,12 +952,16 @@ def iter_image_files(root: Path, *, recursive: bool = True) -> Iterator[Path]:
 
 
 def image_entries(root: Path, *, recursive: bool = True, shards: list[str] | None = None,
+                  repeated: list[tuple[str, str]] | None = None,
                   ) -> Iterator[tuple[Path, str | None]]:
     """``iter_image_files``'s entries, each with why it is a folder that cannot be listed
     (``"Permission denied"``), or None. Only the folders the walk reports, and folders named
     like images, are looked at again: a file costs no system call beyond the walk's. Links to
     folders are followed, each real folder walked once (``walk_tree``). ``shards`` (when given)
-    receives the TFRecord shards found in folders below ``root`` (not read with the images)."""
+    receives the TFRecord shards found in folders below ``root`` (not read with the images);
+    ``repeated`` (when given) the folders passed over because another path led to the same
+    folder first (``walk_tree``'s ``on_repeated``), as ``(path passed over, path read)``
+    relative to ``root``, in walk order (``repeated_folders_message`` says them)."""
     listed = frozenset(LISTED_EXTS)
     if not recursive:
         try:
@@ -936,7 +976,14 @@ def image_entries(root: Path, *, recursive: bool = True, shards: list[str] | Non
     unreadable: list[OSError] = []
     named_dirs: set[str] = set()  # folders named like images, already yielded
     top = str(root)
-    for dirpath, dirnames, filenames in walk_tree(root, onerror=unreadable.append):
+
+    def passed_over(path: str, read_as: str) -> None:
+        if repeated is not None:
+            repeated.append((os.path.relpath(path, top), os.path.relpath(read_as, top)))
+
+    for dirpath, dirnames, filenames in walk_tree(
+            root, onerror=unreadable.append,
+            on_repeated=passed_over if repeated is not None else None):
         yield from _unreadable_folders(root, unreadable, named_dirs)
         if shards is not None and dirpath != top:
             shards.extend(os.path.join(dirpath, fn) for fn in sorted(filenames)
