@@ -19,6 +19,7 @@ from conftest import DATA
 from dermsight.clinic.accounts import create_user
 from dermsight.clinic.config import ClinicConfig
 from dermsight.web.app import create_app
+from dermsight.web.middleware import LOG_LINE
 from dermsight.web.settings import Settings
 
 API = "/api/v1"
@@ -37,8 +38,8 @@ def _sample(app: FastAPI, name: str, **labels: str) -> float | None:
 
 
 def _log_lines(caplog: pytest.LogCaptureFixture, path: str) -> list[logging.LogRecord]:
-    """The request log's lines (``METHOD PATH STATUS MS ms``) for ``path``."""
-    return [r for r in caplog.records if r.name == "dermsight.web" and r.msg == "%s %s %s %.1f ms"
+    """The request log's lines (``METHOD PATH STATUS MS ms (request ID)``) for ``path``."""
+    return [r for r in caplog.records if r.name == "dermsight.web" and r.msg == LOG_LINE
             and r.args and r.args[1] == path]
 
 
@@ -54,7 +55,7 @@ def test_the_log_line_and_the_metrics_report_one_duration(
     assert r.status_code == 200
     [line] = _log_lines(caplog, f"{API}/openapi.json")
     assert isinstance(line.args, tuple)
-    method, _, status, ms = line.args
+    method, _, status, ms, _ = line.args
     assert (method, status) == ("GET", 200)
     seconds = _sample(app, DURATION, route=f"{API}/openapi.json")
     assert seconds is not None

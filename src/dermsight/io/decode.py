@@ -284,9 +284,9 @@ def _describe_refused(kind: str | None, data: bytes) -> str:
 
 
 def _too_large(w: int, h: int, limits: DecodeLimits) -> ImageDecodeError:
+    # exact pixel counts: rounded megapixels read "25 megapixels, limit 25" for 5001 x 5000
     return ImageDecodeError(
-        f"image too large: {w}x{h} ({w * h / 1e6:.0f} megapixels, "
-        f"limit {limits.max_pixels / 1e6:.0f})"
+        f"image too large: {w}x{h} ({w * h:,} pixels, limit {limits.max_pixels:,})"
     )
 
 
@@ -477,9 +477,9 @@ def _open_checked(
         img = Image.open(io.BytesIO(data), formats=[kind])
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         m = _BOMB_RE.search(str(exc))
-        px = f"{int(m.group(1)) / 1e6:.0f} megapixels" if m else "too many pixels"
+        px = f"{int(m.group(1)):,} pixels" if m else "too many pixels"
         raise ImageDecodeError(
-            f"image too large: {px} (limit {limits.max_pixels / 1e6:.0f})"
+            f"image too large: {px} (limit {limits.max_pixels:,})"
         ) from exc
     except Exception as exc:  # any failure on untrusted bytes is theirs
         raise ImageDecodeError(f"corrupt {label} file: the header cannot be read") from exc

@@ -20,12 +20,14 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
 * With clinic storage on (``serve --database``): the clinic API under ``/api/v1`` (patients,
   lesions, visits, dashboard, exports, accounts; ``web/clinic/``, ``docs/clinic.md``).
 
-Status codes a client can cause: 400 malformed multipart / Content-Length, 401 token (only with
-``DERMSIGHT_API_TOKEN``), 403 TTA not allowed, 404, 405, 408 upload timeout, 413 too large, 415 not
-an image or not multipart, 422 bad metadata / missing or repeated image / an image in an
-accepted format that cannot be used (truncated, corrupt, too many pixels), 503 busy (in-flight
-upload budget / connection limit). A 500 only ever means a bug; it carries no
-details (the server log gets the exception type and a request id).
+Status codes a client can cause: 400 malformed HTTP (from the server's protocol, before the
+app) / multipart / Content-Length, 401 token (only with ``DERMSIGHT_API_TOKEN``), 403 TTA not
+allowed, 404, 405 method not allowed, 408 upload timeout, 413 too large, 415 not an image or not
+multipart, 422 bad metadata / missing or repeated image / an image in an accepted format that
+cannot be used (truncated, corrupt, too many pixels), 503 busy (in-flight upload budget /
+connection or request limit, with ``Retry-After``). A 500 only ever means a bug; it carries no
+details but the request id (the server log gets the exception type and the same id). Every
+response the app sends carries ``X-Request-ID`` (the client's, when usable, else a new one).
 
 Uploaded bytes stay in memory (see ``upload.py``) and are never written to disk or logged.
 """
@@ -51,6 +53,7 @@ from dermsight.web.docs import docs_router
 from dermsight.web.lifespan import lifespan
 from dermsight.web.middleware import (
     BodyLimitMiddleware,
+    BusyMiddleware,
     InflightBudget,
     MetricsMiddleware,
     PathTemplates,
@@ -58,7 +61,7 @@ from dermsight.web.middleware import (
     SecurityHeadersMiddleware,
 )
 from dermsight.web.routes import API, examples, health, metrics, model, predict, reference
-from dermsight.web.schemas import error_responses
+from dermsight.web.schemas import error_responses, honest_error_schemas
 from dermsight.web.settings import Settings
 from dermsight.web.validation import validation_message
 
@@ -66,12 +69,18 @@ DESCRIPTION = """\
 Decision support for dermoscopic skin-lesion images. **Not a diagnosis**: a dermatologist must
 examine any lesion that worries you or the patient.
 
-Errors are JSON `{"detail": "..."}`: 400 malformed multipart body, 401 missing/wrong bearer token
-(only when the operator sets `DERMSIGHT_API_TOKEN`), 403 `?tta=true` on a server that does not
-allow it (`DERMSIGHT_ALLOW_TTA`), 404, 408 upload too slow, 413 upload over the size cap, 415 not
-an image (or not `multipart/form-data`), 422 bad metadata, a missing or repeated image, or an image
-in an accepted format that cannot be used (truncated, corrupt, too many pixels), 503 server busy
-(retry after `Retry-After` seconds). Uploaded images are processed in memory and never stored.
+Errors are JSON `{"detail": "..."}`: 400 malformed multipart body or malformed HTTP (a request
+line, header or `Content-Length` the server cannot parse: answered by the HTTP layer before the
+API, so without `X-Request-ID`), 401 missing/wrong bearer token (only when the operator sets
+`DERMSIGHT_API_TOKEN`), 403 `?tta=true` on a server that does not allow it
+(`DERMSIGHT_ALLOW_TTA`), 404, 405 a method the route does not take (`Allow` lists those it does),
+408 upload too slow, 413 upload over the size cap, 415 not an image (or not
+`multipart/form-data`), 422 bad metadata, a missing or repeated image, or an image in an accepted
+format that cannot be used (truncated, corrupt, too many pixels), 503 server busy (retry after
+`Retry-After` seconds; any route, `/health` included). Every response carries `X-Request-ID`: the
+client's own when it sent one of 1-128 visible ASCII characters, else one the server made; the
+server's log line for the request names it. Uploaded images are processed in memory and never
+stored.
 """
 
 UI_MISSING_HTML = """<!doctype html>
@@ -172,6 +181,15 @@ def add_ui(app: FastAPI, static: Path) -> None:
 
 # --- the app -----------------------------------------------------------------------------------
 
+#: CORS (only with ``DERMSIGHT_CORS_ORIGINS``): the methods and request headers a preflight may
+#: ask for (Starlette's middleware also allows the CORS-safelisted ones: Accept,
+#: Accept-Language, Content-Language, Content-Type), and the response headers a page may read
+#: beyond the safelisted ones. A preflight asking for another origin, method or header gets a
+#: plain-text 400 ("Disallowed CORS origin / method / headers").
+CORS_METHODS = ("GET", "POST")
+CORS_HEADERS = ("Authorization", "Content-Type", "X-Request-ID")
+CORS_EXPOSED = ("X-Request-ID", "Retry-After")
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service for ``settings`` (default: ``Settings.from_env()``). Nothing is loaded
@@ -208,19 +226,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_ui(app, settings.static_dir)
 
     # middleware (last added = outermost)
-    app.add_middleware(RequestLogMiddleware)
+    app.add_middleware(BusyMiddleware, max_requests=settings.max_connections)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        image_limit=settings.max_upload_bytes,
                        budget=InflightBudget(settings.max_inflight_bytes))
+    app.add_middleware(RequestLogMiddleware)  # outside BodyLimit: its refusals are logged too
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type"],
+            allow_methods=list(CORS_METHODS),
+            allow_headers=list(CORS_HEADERS),
+            expose_headers=list(CORS_EXPOSED),
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, observe=service_metrics.observe_request,
                        templates=PathTemplates(lambda: app.router.routes))
     app.add_middleware(SecurityHeadersMiddleware, docs_path=f"{API}/docs")
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's document, its error responses made to say what the app sends."""
+        if app.openapi_schema is None:
+            app.openapi_schema = honest_error_schemas(build_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

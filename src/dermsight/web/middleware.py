@@ -1,19 +1,27 @@
-"""Pure-ASGI middleware: security headers, metrics, request-body cap, request log + catch-all 500.
+"""Pure-ASGI middleware: security headers, metrics, request-body cap, request log + catch-all 500,
+the busy limit.
 
-Order (outermost first): SecurityHeaders -> Metrics -> [CORS] -> BodyLimit -> RequestLog ->
-FastAPI's ExceptionMiddleware -> routes. Every response, error responses included, passes through
-SecurityHeaders, and is counted by Metrics (also the 400 / 413 / 503 BodyLimit sends itself).
+Order (outermost first): SecurityHeaders -> Metrics -> [CORS] -> RequestLog -> BodyLimit -> Busy
+-> FastAPI's ExceptionMiddleware -> routes. Every response, error responses included, passes
+through SecurityHeaders, and is counted by Metrics and logged by RequestLog (also the 400 / 413 /
+503 BodyLimit and Busy send themselves; a CORS preflight is answered before RequestLog).
 A request is timed once (``RequestClock``, started by Metrics): the log line and the metrics
-report the same status and the same duration.
+report the same status and the same duration. The clock also holds the request's id
+(``X-Request-ID``: the client's when it sent a usable one, else a new one), which every response
+carries, the request's log line names and a 500's body quotes.
 RequestLog turns any exception that escapes a route into a generic JSON 500 and logs only the
-exception's type and a request id (never its message or traceback, which can quote upload
+exception's type and the request id (never its message or traceback, which can quote upload
 contents), so a client never sees a traceback and the log never holds PHI.
+Busy answers a JSON 503 with ``Retry-After`` when too many requests run at once, or when the
+server (``server.HeaderTimeoutProtocol``) marked the request as arriving over the connection
+limit: both ``Settings.max_connections``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -160,17 +168,38 @@ def route_label(scope: Scope, templates: PathTemplates) -> str:
 
 #: where a request's ``RequestClock`` is kept in its ASGI scope
 CLOCK_KEY = "dermsight.clock"
+#: the header that carries a request's id, both ways
+REQUEST_ID_HEADER = "x-request-id"
+#: a client's request id is used when it is 1-128 visible ASCII characters (no space, no
+#: control character: it goes into the log line as it is); otherwise the server makes one
+REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def new_request_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def request_id_of(scope: Scope) -> str:
+    """The client's ``X-Request-ID`` when it is usable (``REQUEST_ID``; the first one when
+    several were sent), else a new id."""
+    for name, value in scope.get("headers", ()):
+        if name.lower() == REQUEST_ID_HEADER.encode():
+            text = value.decode("latin-1").strip()
+            return text if REQUEST_ID.fullmatch(text) else new_request_id()
+    return new_request_id()
 
 
 @dataclass
 class RequestClock:
     """The one measurement of a request: its start, the status of its response (None: none sent
     yet) and, once ``stop`` is called, its duration. Whoever stops it first fixes the duration;
-    later calls return the same value, so the log line and the metrics never disagree."""
+    later calls return the same value, so the log line and the metrics never disagree.
+    ``request_id``: the id its response carries (``X-Request-ID``) and its log line names."""
 
     start: float = field(default_factory=time.perf_counter)
     status: int | None = None
     seconds: float | None = None
+    request_id: str = field(default_factory=new_request_id)
 
     def stop(self) -> float:
         if self.seconds is None:
@@ -180,16 +209,21 @@ class RequestClock:
 
 def request_clock(scope: Scope, send: Send) -> tuple[RequestClock, Send]:
     """The request's clock and the ``send`` to pass on. The first middleware that asks starts the
-    clock and gets a ``send`` that records the response's status; a middleware further in gets
-    the same clock and its ``send`` unchanged (one timer, one wrapper per request)."""
+    clock and gets a ``send`` that records the response's status and adds the request's id
+    (``X-Request-ID``) to it; a middleware further in gets the same clock and its ``send``
+    unchanged (one timer, one wrapper per request)."""
     clock = scope.get(CLOCK_KEY)
     if isinstance(clock, RequestClock):
         return clock, send
-    clock = scope[CLOCK_KEY] = RequestClock()
+    clock = scope[CLOCK_KEY] = RequestClock(request_id=request_id_of(scope))
+    id_header = (REQUEST_ID_HEADER.encode(), clock.request_id.encode("ascii"))
 
     async def status_send(message: Message) -> None:
         if message["type"] == "http.response.start":
             clock.status = int(message["status"])
+            headers = [(k, v) for k, v in message.get("headers", [])
+                       if k.lower() != id_header[0]]
+            message = {**message, "headers": [*headers, id_header]}
         await send(message)
 
     return clock, status_send
@@ -226,11 +260,15 @@ class PayloadTooLarge(HTTPException):
         )
 
 
+UPLOADS_BUSY = "server busy: too many uploads in progress, retry in a few seconds"
+REQUESTS_BUSY = "server busy: too many connections or requests at once, retry in a few seconds"
+
+
 class ServerBusy(HTTPException):
-    def __init__(self, retry_after_s: int) -> None:
+    def __init__(self, retry_after_s: int, detail: str = UPLOADS_BUSY) -> None:
         super().__init__(
             status_code=503,
-            detail="server busy: too many uploads in progress, retry in a few seconds",
+            detail=detail,
             headers={"Retry-After": str(retry_after_s), "Connection": "close"},
         )
 
@@ -336,10 +374,51 @@ async def send_busy(send: Send, busy: ServerBusy) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+#: the ASGI scope key the server's protocol (``server.HeaderTimeoutProtocol``) sets on a request
+#: that arrived while its connections were at the limit; ``BusyMiddleware`` answers it
+OVER_CONNECTION_LIMIT = "dermsight.over_connection_limit"
+
+
+class BusyMiddleware:
+    """The busy limit: a JSON 503 with ``Retry-After`` (``{"detail": ...}``, like every other
+    error) for a request that arrives while ``max_requests`` requests are already running here,
+    or that the server marked as arriving over its connection limit (``OVER_CONNECTION_LIMIT``).
+    It replaces uvicorn's ``limit_concurrency``, which answered a plain-text 503 without
+    ``Retry-After`` before any middleware; the limits are the same (``Settings.max_connections``:
+    open connections, the new one included, or running requests). Health checks count too."""
+
+    def __init__(self, app: ASGIApp, max_requests: int, retry_after_s: int = 5) -> None:
+        self.app = app
+        self.max_requests = max_requests
+        self.retry_after_s = retry_after_s
+        self.running = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        over_connections = bool(scope.get(OVER_CONNECTION_LIMIT))
+        if over_connections or self.running >= self.max_requests:
+            log.warning("busy (%s): 503", "connection limit reached" if over_connections
+                        else f"{self.running} requests running")
+            await send_busy(send, ServerBusy(self.retry_after_s, REQUESTS_BUSY))
+            return
+        self.running += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.running -= 1
+
+
+#: the request log line: method, path, status, milliseconds, request id
+LOG_LINE = "%s %s %s %.1f ms (request %s)"
+
+
 class RequestLogMiddleware:
-    """One log line per request (method, path, status, time: no query, no body, no form data)
-    and the catch-all for real bugs: a generic JSON 500, the traceback only in the server log.
-    Status and time are the request's ``RequestClock`` (Metrics' when it runs outside)."""
+    """One log line per request (method, path, status, time, request id: no query, no body, no
+    form data) and the catch-all for real bugs: a generic JSON 500 naming the request id, the
+    exception's type only in the server log. Status, time and id are the request's
+    ``RequestClock`` (Metrics' when it runs outside)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -353,12 +432,13 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
-            log.info("%s %s: client went away before the request was complete", method, path)
+            log.info("%s %s: client went away before the request was complete (request %s)",
+                     method, path, clock.request_id)
             return
         except Exception as exc:  # noqa: BLE001 - the catch-all 500
-            # Only the exception's type and a request id: its message and traceback can hold
+            # Only the exception's type and the request id: its message and traceback can hold
             # values from the upload (e.g. DICOM tags: PHI), and logs must never hold those.
-            rid = uuid.uuid4().hex[:12]
+            rid = clock.request_id
             log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, method, path, rid)
             if clock.status is None:
                 await send_json(send, 500, f"internal server error (request {rid})")
@@ -366,4 +446,5 @@ class RequestLogMiddleware:
         finally:
             seconds = clock.stop()
             if log.isEnabledFor(logging.INFO):
-                log.info("%s %s %s %.1f ms", method, path, clock.status or "-", seconds * 1000.0)
+                log.info(LOG_LINE, method, path, clock.status or "-", seconds * 1000.0,
+                         clock.request_id)

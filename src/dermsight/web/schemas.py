@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -163,9 +165,50 @@ class PlotsResponse(BaseModel):
     plots: list[str] = Field(description="names usable as /api/v1/model/plots/{name}.png")
 
 
+def _quoted(values: Iterable[object]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+#: what a metadata field may hold to mean "not given" (``taxonomy``'s placeholders)
+NOT_GIVEN = "Empty, 'unknown', 'null', 'none' or 'NaN' = not given"
+
+
+def sex_description() -> str:
+    """The ``sex`` field's accepted spellings, from ``taxonomy.normalize_sex``'s vocabulary."""
+    others = [a for a in taxonomy._SEX_ALIASES if a not in taxonomy.SEXES]
+    return (f"{' or '.join(taxonomy.SEXES)}; also {_quoted(a.upper() for a in others)}; any "
+            f"letter case. {NOT_GIVEN}; any other value is a 422")
+
+
+def site_description() -> str:
+    """The ``site`` field's accepted spellings, from ``taxonomy.normalize_site``'s vocabulary."""
+    ham = {k: v for k, v in taxonomy.HAM10000_LOCALIZATION.items()
+           if v is not None and k not in taxonomy.SITES}
+    aliases = {k: v for k, v in taxonomy._SITE_ALIASES.items() if k not in taxonomy.SITES}
+    example = next(iter(ham.items()))
+    return (
+        f"body site: one of the ISIC general sites ({_quoted(taxonomy.SITES)}); also the "
+        f"HAM10000 localizations {_quoted(ham)}, each read as its ISIC site (e.g. "
+        f"'{example[0]}' = '{example[1]}'), and {_quoted(aliases)}; any letter case, '_' read "
+        f"as a space. {NOT_GIVEN}; any other value is a 422"
+    )
+
+
+def age_description() -> str:
+    return (
+        f"age in years, {taxonomy.AGE_MIN}-{taxonomy.AGE_MAX}, decimals allowed (1.5 = 18 "
+        "months); also a DICOM age string (digits and Y, M, W or D: '045Y', '006M'). A "
+        "number written otherwise (Arabic-Indic digits, '1e2') is read as the number it denotes "
+        f"and flagged metadata_normalised. {NOT_GIVEN}; a value that is not a number, or "
+        "outside the range, is a 422"
+    )
+
+
 #: The multipart body of POST /api/v1/predict. Written by hand because the route parses the body
 #: itself (streaming, in memory); this keeps the OpenAPI contract exact. Its properties are also
-#: the fields the route accepts: any other field is a 422 (``formnames.py``).
+#: the fields the route accepts: any other field is a 422 (``formnames.py``). The metadata fields
+#: are strings (the server accepts more spellings than the canonical values, which are listed as
+#: ``examples``): a client generated from this document must not refuse what the server takes.
 PREDICT_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
@@ -183,13 +226,12 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
                                        "(its PatientAge / PatientSex / BodyPartExamined are used "
                                        "for fields the form leaves empty)",
                     },
-                    "age": {
-                        "type": ["number", "null"], "minimum": taxonomy.AGE_MIN,
-                        "maximum": taxonomy.AGE_MAX,
-                        "description": "years; empty or 'null' = not given",
-                    },
-                    "sex": {"type": "string", "enum": list(taxonomy.SEXES)},
-                    "site": {"type": "string", "enum": list(taxonomy.SITES)},
+                    "age": {"type": "string", "examples": ["55", "45.5"],
+                            "description": age_description()},
+                    "sex": {"type": "string", "examples": list(taxonomy.SEXES),
+                            "description": sex_description()},
+                    "site": {"type": "string", "examples": list(taxonomy.SITES),
+                             "description": site_description()},
                 },
             },
             "encoding": {"image": {"contentType": "application/octet-stream"}},
@@ -199,8 +241,11 @@ PREDICT_REQUEST_BODY: dict[str, Any] = {
 
 
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The documented error responses ``codes`` of a route: each an ``ErrorResponse``."""
     text = {
-        400: "malformed request (bad multipart body, bad Content-Length)",
+        400: "malformed request: a bad multipart body, or malformed HTTP (a request line, "
+             "header or Content-Length the server cannot parse; answered by the server's HTTP "
+             "layer before the API, without X-Request-ID)",
         401: "missing or wrong bearer token (only when the server sets DERMSIGHT_API_TOKEN)",
         403: "?tta=true while the server does not allow it (DERMSIGHT_ALLOW_TTA)",
         404: "not found",
@@ -213,6 +258,78 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
              "the closest accepted name), a missing or repeated image, or an image in an "
              "accepted format that cannot be used (truncated, corrupt, too many pixels)",
         503: "server busy: the uploads in progress fill its memory budget "
-             "(DERMSIGHT_MAX_INFLIGHT_MB) or connection limit; retry after Retry-After seconds",
+             "(DERMSIGHT_MAX_INFLIGHT_MB), or the open connections or running requests reached "
+             "DERMSIGHT_MAX_CONNECTIONS; retry after Retry-After seconds",
     }
-    return {c: {"model": ErrorResponse, "description": text[c]} for c in codes}
+    return {c: {"model": ErrorResponse, "description": text[c],
+                **({"headers": RETRY_AFTER} if c == 503 else {})} for c in codes}
+
+
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+                               "schema": {"type": "integer"}}}
+#: the 503 any operation can answer (``middleware.BusyMiddleware``)
+BUSY_503 = (
+    "server busy: the open connections or running requests reached the server's limit "
+    "(DERMSIGHT_MAX_CONNECTIONS); retry after Retry-After seconds"
+)
+
+
+#: FastAPI's own 422 schema (``detail``: a list of errors); the app's 422 handler sends an
+#: ``ErrorResponse`` (``detail``: sentences) instead
+FASTAPI_422 = "#/components/schemas/HTTPValidationError"
+ERROR_REF = "#/components/schemas/ErrorResponse"
+VALIDATION_422 = (
+    "a request the API's schema refuses: one sentence per problem naming the field as sent "
+    "(e.g. \"limit must be a whole number (got 'abc')\")"
+)
+
+
+def _never_invalid(operation: dict[str, Any]) -> bool:
+    """True when nothing a client sends can fail the operation's request validation: no body,
+    and only path parameters that are plain strings (FastAPI adds a 422 to it all the same)."""
+    return "requestBody" not in operation and all(
+        p.get("in") == "path" and p.get("schema", {}).get("type") == "string"
+        and set(p.get("schema", {})) <= {"type", "title", "description"}
+        for p in operation.get("parameters", [])
+    )
+
+
+def honest_error_schemas(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (FastAPI's OpenAPI document) made to say what the app sends on errors:
+
+    * FastAPI's default 422 (``HTTPValidationError``, ``detail`` a list) becomes the app's
+      ``ErrorResponse`` (its handler, ``validation.validation_message``, sends sentences), and is
+      left out where it cannot happen (only plain string path parameters, no body);
+    * an ``ErrorResponse`` documented under another media type (a route whose success is HTML,
+      ``/model/report``) is moved to ``application/json``, which is what the error handler sends;
+    * every operation documents the busy 503 (with ``Retry-After``): any request can get it.
+    """
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("ErrorResponse", ErrorResponse.model_json_schema())
+    for methods in doc.get("paths", {}).values():
+        for operation in methods.values():
+            responses: dict[str, Any] = operation.setdefault("responses", {})
+            responses.setdefault("503", {"description": BUSY_503, "headers": RETRY_AFTER,
+                                         "content": {"application/json": {
+                                             "schema": {"$ref": ERROR_REF}}}})
+            ours = responses.get("422")
+            fastapi_422 = ours is not None and any(
+                c.get("schema", {}).get("$ref") == FASTAPI_422
+                for c in ours.get("content", {}).values())
+            if fastapi_422 and _never_invalid(operation):
+                del responses["422"]
+            elif fastapi_422:
+                responses["422"] = {"description": VALIDATION_422, "content": {
+                    "application/json": {"schema": {"$ref": ERROR_REF}}}}
+            for code, response in responses.items():
+                content = response.get("content", {})
+                if not code.startswith(("4", "5")) or "application/json" in content:
+                    continue
+                for media in [m for m, c in content.items()
+                              if c.get("schema", {}).get("$ref") == ERROR_REF]:
+                    content["application/json"] = content.pop(media)
+    if FASTAPI_422 not in json.dumps(doc):
+        schemas.pop("HTTPValidationError", None)
+        if "#/components/schemas/ValidationError" not in json.dumps(doc):
+            schemas.pop("ValidationError", None)
+    return doc

@@ -2,10 +2,20 @@
 
 uvicorn times out idle keep-alive connections (``timeout_keep_alive``) but has no timeout for a
 request's *headers*: a client that sends one header byte every few seconds (slowloris) holds its
-connection, and a slot of ``limit_concurrency``, forever. ``HeaderTimeoutProtocol`` (uvicorn's
+connection, and a slot of the connection limit, forever. ``HeaderTimeoutProtocol`` (uvicorn's
 h11 protocol plus one timer) closes a connection whose request headers are not complete within
 ``Settings.header_timeout_s`` of its first byte (or of the connection opening). The request body
 has its own deadline (``Settings.upload_timeout_s``, in ``upload.py``).
+
+The connection limit (``Settings.max_connections``: open connections, the new one included) is
+uvicorn's ``limit_concurrency`` check made answerable by the app: uvicorn's own answers a
+plain-text 503 without ``Retry-After`` before any middleware runs, so the protocol instead marks a
+request that arrives at the limit (``middleware.OVER_CONNECTION_LIMIT``) and
+``middleware.BusyMiddleware`` answers it, and requests over the same number running at once, with
+the API's JSON 503 and ``Retry-After``. A request h11 cannot parse (bad request line, header or
+Content-Length; request line and headers still unfinished after 16 KiB) never reaches the app:
+``send_400_response`` answers it with a JSON 400 too (``{"detail": ...}``, but without the app's
+headers such as ``X-Request-ID``).
 
 ``limit_malloc_arenas`` caps glibc's malloc arenas (``serve`` calls it before any worker thread
 exists): with the default (8 per core) the resident memory of a clinic server crept by 1.4-1.9 MB
@@ -21,16 +31,20 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ipaddress
+import json
 import logging
 import os
 import platform
 from collections.abc import Callable
 from typing import Any
 
+import h11
 import uvicorn
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from dermsight.web.middleware import CSP, OVER_CONNECTION_LIMIT
 from dermsight.web.settings import Settings
 
 log = logging.getLogger("dermsight.web")
@@ -40,6 +54,12 @@ M_ARENA_MAX = -8
 MALLOC_ARENAS = 2
 
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
+
+#: the answer to a request h11 cannot parse (uvicorn's own is ``text/plain``)
+INVALID_HTTP_DETAIL = (
+    "invalid HTTP request: the request line, a header or the body's framing (Content-Length, "
+    "Transfer-Encoding) could not be parsed, or the headers went on past 16 KiB"
+)
 
 
 def is_loopback(host: str) -> bool:
@@ -95,10 +115,47 @@ class HeaderTimeoutProtocol(H11Protocol):
     """
 
     header_timeout_s: float = 10.0
+    #: open connections (this one included) at which a request is marked busy; None: no limit
+    max_connections: int | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_timer: asyncio.TimerHandle | None = None
+        self.limit_concurrency = None  # uvicorn's plain-text 503: replaced by the marking below
+        self.app = self._marking_busy(self.app)
+
+    def _marking_busy(self, app: ASGIApp) -> ASGIApp:
+        """``app``, with requests that arrive while ``max_connections`` connections are open
+        (this one included, as uvicorn counts them) marked for ``BusyMiddleware``'s 503."""
+
+        async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+            limit = self.max_connections
+            if limit is not None and len(self.connections) >= limit:
+                scope[OVER_CONNECTION_LIMIT] = True
+            await app(scope, receive, send)
+
+        return marked
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse: a JSON 400 like the app's errors (uvicorn's is plain
+        text), then the connection is closed. The app never sees the request."""
+        body = json.dumps({"detail": INVALID_HTTP_DETAIL}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            (b"content-security-policy", CSP.encode()),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"x-frame-options", b"DENY"),
+            (b"cache-control", b"no-store"),
+        ]
+        for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                      h11.Data(data=body), h11.EndOfMessage()):
+            output = self.conn.send(event)
+            if output:
+                self.transport.write(output)
+        self.transport.close()
 
     def _waiting_for_headers(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
@@ -142,16 +199,18 @@ class HeaderTimeoutProtocol(H11Protocol):
 
 
 def protocol_for(settings: Settings) -> type[HeaderTimeoutProtocol]:
-    """A protocol class carrying this server's header timeout (uvicorn instantiates it)."""
+    """A protocol class carrying this server's header timeout and connection limit (uvicorn
+    instantiates it)."""
     return type("DermsightHTTPProtocol", (HeaderTimeoutProtocol,),
-                {"header_timeout_s": settings.header_timeout_s})
+                {"header_timeout_s": settings.header_timeout_s,
+                 "max_connections": settings.max_connections})
 
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """The keyword arguments for ``uvicorn.run`` that enforce the connection-level limits."""
+    """The keyword arguments for ``uvicorn.run`` that enforce the connection-level limits (the
+    connection limit through ``protocol_for``, answered by the app: no ``limit_concurrency``)."""
     return {
         "http": protocol_for(settings),
-        "limit_concurrency": settings.max_connections,
         "timeout_keep_alive": 5,
         "h11_max_incomplete_event_size": 16 * 1024,  # request line + headers
         "access_log": False,

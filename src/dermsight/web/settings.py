@@ -18,7 +18,9 @@
   its body streams in) gets a 503 with ``Retry-After`` (the last
   ``small_reserve()`` of it, 32 MiB, is kept for bodies up to ``SMALL_BODY_BYTES``, 1 MiB).
 * ``DERMSIGHT_MAX_CONNECTIONS`` (100, at least 2): open connections (the new one included) or
-  running requests; at the limit the server answers 503 (uvicorn ``limit_concurrency``).
+  running requests; at the limit the server answers a JSON 503 with ``Retry-After``
+  (``server.HeaderTimeoutProtocol`` counts the connections, ``middleware.BusyMiddleware``
+  the requests and answers).
 * ``DERMSIGHT_HEADER_TIMEOUT_S`` (10): a client must send a request's complete headers within this
   time, else the connection is closed (slowloris guard).
 * ``DERMSIGHT_ALLOW_TTA`` (false): allow ``?tta=true`` (8x the compute per request); when off,

@@ -25,7 +25,10 @@ def _health(model: Dermsight, settings: Settings) -> dict[str, Any]:
             "max_upload_mb": settings.max_upload_bytes / MIB}
 
 
-@router.get("/health", response_model=HealthResponse, summary="Liveness and model identity")
+@router.get("/health", response_model=HealthResponse, summary="Liveness and model identity",
+            description="Public (no token). `HEAD /api/v1/health` is served too, for uptime "
+                        "checkers: the same status and headers, no body; it is not listed as "
+                        "an operation of its own in this document.")
 async def health(model: ModelDep, settings: SettingsDep) -> dict[str, Any]:
     return _health(model, settings)
 
