@@ -152,7 +152,8 @@ def run_local(
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         _finish(summary, store, listings, duplicates, check, t0, had_done=had_done,
-                evaluate=(lambda: run_evaluation(summary, model.card, source.rows))
+                evaluate=(lambda: run_evaluation(summary, model.card, source.rows,
+                                                 model.bundle.path))
                 if options.evaluate else None)
     return summary
 

@@ -423,9 +423,14 @@ class PartStore:
                 f"{self.option} must be a folder (a dataset of part files): {self.out}")
         if why is not None:  # a file or a broken link above it, a folder it may not write
             raise OutputError(f"cannot write {self.option} {self.out}: {why}")
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._check_format()
-        fh = (self.out / LOCK_FILE).open("a+")
+        try:  # access() can say yes where the file system says no (e.g. /sys, a read-only
+            # mount, an ACL): the refusal is the same one line
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._check_format()
+            fh = (self.out / LOCK_FILE).open("a+")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.option} {self.out}: "
+                              f"{exc.strerror or exc}") from exc
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from dermsight.batch.resume import listed_keys, listed_rows
+from dermsight.batch.resume import listed_rows
 from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
 from dermsight.batch.store import (
     BUNDLE_UNKNOWN,
@@ -68,6 +68,9 @@ class RunSummary:
     # from the input's now: they keep the scores of the metadata they were scored with
     metadata_changed: int = 0
     interrupted: bool = False  # the run was stopped by Ctrl-C (this summary: what it kept)
+    # what the evaluation warns of (labels changed since scoring, repeated ids left out, images
+    # the bundle was trained on, labels that name no class): one line each, without "warning: "
+    evaluation_warnings: list[str] = field(default_factory=list)
 
     @property
     def images_per_s(self) -> float:
@@ -146,6 +149,21 @@ class RunSummary:
         return ["", f"{'rows scored':<24}{'this run':>10}{'output total':>14}",
                 *(f"{names[k]:<24}{this.get(k, 0):>10}{total.get(k, 0):>14}" for k in shown)]
 
+    def input_warnings(self) -> list[str]:
+        """The lines (without ``warning: ``) that ``dermsight batch`` and ``evaluate`` print
+        on the input: ids repeated, metadata changed since rows were scored, and what the
+        evaluation warns of (``evaluation_warnings``)."""
+        lines = []
+        if self.duplicate_ids:
+            lines.append(f"{self.duplicate_ids} input rows repeat an id of an earlier row "
+                         "(all were scored; tell them apart by the path column)")
+        if self.metadata_changed:
+            n = self.metadata_changed
+            lines.append(f"{n} row{'s' if n != 1 else ''} already scored differ from the "
+                         "input's metadata now (age/sex/site): they keep their old scores; use "
+                         "a new --out to re-score")
+        return lines + list(self.evaluation_warnings)
+
     @property
     def tta_unknown(self) -> int:
         """Scored rows of the output that do not record whether TTA was used."""
@@ -221,7 +239,7 @@ def evaluate_output(
     their paths. Raises ``EvaluationUnavailable`` when there is nothing to evaluate.
     """
     return _evaluate(out, classes, card, model_info, input_name=input_name, n_boot=n_boot,
-                     listed=listed).paths
+                     now=InputNow(listed=listed)).paths
 
 
 @dataclass
@@ -233,6 +251,7 @@ class _Evaluated:
     paths: dict[str, str]
     n_other: int
     gate_refused: dict[str, int]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _evaluate(
@@ -243,19 +262,27 @@ def _evaluate(
     *,
     input_name: str,
     n_boot: int,
-    listed: Mapping[Key, int] | None,
-    own: bool = False,
+    now: InputNow,
 ) -> _Evaluated:
-    """``evaluate_output``, the number of output rows left out as not ``listed`` and the
-    labelled rows the gate refused. ``own``: every output row is known to be the input's
-    (``listed`` is then ``None``): all are evaluated, and the report names them as the input's
-    rows, none left out.
+    """``evaluate_output``, the number of output rows left out as not listed (``now.listed``)
+    and the labelled rows the gate refused. ``now.own``: every output row is known to be the
+    input's (``now.listed`` is then ``None``): all are evaluated, and the report names them as
+    the input's rows, none left out.
 
     Rows the gate refused (``risk`` ``cannot_assess``) are left out of every figure, as the
     API and UI leave them out: they are no valid result, and their probabilities (kept in the
     output for audit) must not be shown as one; the report and ``gate_refused`` in
     ``OUT.evaluation.json`` count them, with how many are malignant (``card.malignant``), as
-    ``dermsight bundle adapt`` counts them ("refused by the gate")."""
+    ``dermsight bundle adapt`` counts them ("refused by the gate").
+
+    ``now`` (``InputNow``): the input as it is now. Its labels are used, not those stored
+    with the scores (a label corrected after scoring counts as corrected; the changed ones are
+    counted and warned of). Rows that share an id with another row of the input are left out
+    of every figure (their labels may disagree; which row is right cannot be told), counted and
+    warned of (``_input_rows``). Evaluated images of the bundle's training or validation split
+    (``training_overlap``) are counted and warned of, and the metrics on the others given
+    apart (``held_out``). Metrics that need two classes are withheld when the evaluated labels
+    hold one."""
     from dermsight.evaluate import EvalSettings, evaluate_predictions
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
@@ -269,18 +296,21 @@ def _evaluate(
                            *(["tta"] if has_tta else []),
                            *(["source"] if "source" in stored else [])])
     n_other = 0
-    if listed is not None and len(df):
-        mine = listed_rows(df["id"].tolist(), df["path"].tolist(), listed)
+    if now.listed is not None and len(df):
+        mine = listed_rows(df["id"].tolist(), df["path"].tolist(), now.listed)
         n_other = int((~mine).sum())
         df = df[mine].reset_index(drop=True)
-    per_input = own or listed is not None
-    n_all = len(df)
-    n_err = int(df["error"].notna().sum()) if n_all else 0
-    labelled = df[df["error"].isna() & df["label"].notna()] if n_all else df
+    per_input = now.own or now.listed is not None
+    df, ok, counts, warnings = _input_rows(df, now)
+    n_all, n_err = len(df), int(df["error"].notna().sum())
+    labelled = df[ok & df["label"].notna().to_numpy(bool)] if n_all else df
     if labelled.empty:
         raise EvaluationUnavailable(
-            "--evaluate: the input has no labels (no diagnosis column), nothing to evaluate"
-        )
+            "--evaluate: " + (f"no row left to evaluate once the {counts['repeated']} rows "
+                              "with a repeated id are left out" if counts["repeated"] and
+                              df["label"].notna().any() else
+                              "the input has no labels, nothing to evaluate (labels come from "
+                              + label_columns_text() + ")"))
     known = labelled["label"].isin(list(classes))
     n_unknown = int((~known).sum())
     labelled = labelled[known].reset_index(drop=True)
@@ -306,14 +336,21 @@ def _evaluate(
                             intervals="wilson")  # honest on few cases: evaluate/settings.py
     meta, sources = subgroup_frame(labelled)
     evaluation = evaluate_predictions(y, probs, list(classes), groups.to_numpy(), meta, settings)
+    one_class = _withhold_one_class(evaluation, y)
+    overlap = _add_overlap(evaluation, labelled["id"].astype(str).tolist(), y, card, now,
+                           warnings=warnings, held_out=lambda held: evaluate_predictions(
+                               y[held], probs[held], list(classes), groups.to_numpy()[held],
+                               None, settings, subgroup_n_boot=0))
+    evaluation["input_labels"] = {**counts, "binary_target_only": now.binary_target}
     if has_ita:  # the card's table (evaluate.card_tables), with this evaluation's settings
         ita = [float(v) if np.isfinite(v) else None
                for v in labelled["ita"].to_numpy(np.float64)]
         evaluation["by_ita"] = ita_table(
             y, probs, list(classes), ita, groups=groups.to_numpy(),
             settings=settings, noun="evaluated images")
-    evaluation["tta"] = tta_dict(count_tta(labelled if has_tta else labelled.assign(tta=None)))
-    evaluation["gate_refused"] = refused
+    evaluation.update(tta=tta_dict(count_tta(labelled if has_tta
+                                             else labelled.assign(tta=None))),
+                      gate_refused=refused)
     plots = evaluation_plots(y, probs, classes, card, offsets)
     results = {
         "title": "dermsight batch evaluation",
@@ -330,6 +367,13 @@ def _evaluate(
                     f"{refused['images']} ({refused['malignant']} malignant)",
                 "error rows (left out)": n_err,
                 "labels outside the model's classes (left out)": n_unknown,
+                "rows without a usable label (left out)": counts["no_label"],
+                "rows sharing an id with another row (left out)": counts["repeated"],
+                **({} if now.current is None else {
+                    "labels changed since the rows were scored (the input's now are used)":
+                        counts["relabelled"]}),
+                "evaluated images in the bundle's training / validation split":
+                    overlap.summary_cell(),
                 "bootstrap groups": evaluation.get("n_groups"),
             },
             "notes": [
@@ -341,6 +385,9 @@ def _evaluate(
                 "one, else by image).",
                 *([refused_note(refused) + "."] if refused["images"] else []),
                 *([source_note(sources)] if sources else []),
+                *([w[0].upper() + w[1:] + "." for w in warnings]),
+                *([one_class] if one_class else []),
+                *([held_out_note(evaluation["held_out"])] if "held_out" in evaluation else []),
                 *([] if plots else [NO_PLOTS]),
             ],
         },
@@ -350,13 +397,288 @@ def _evaluate(
             "Only as representative as the input: check how these images were selected.",
             "Rows the model could not score (errors) and images the gate refused (cannot "
             "assess) are not counted: the figures describe the images that got a result.",
+            *([OPTIMISTIC] if overlap.used else []),
         ],
     }
     json_path = sidecar(out, "evaluation.json")
     html_path = sidecar(out, "report.html")
     json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
     html_path.write_text(render_report(results), encoding="utf-8")
-    return _Evaluated({"json": str(json_path), "report": str(html_path)}, n_other, refused)
+    return _Evaluated({"json": str(json_path), "report": str(html_path)}, n_other, refused,
+                      warnings)
+
+
+@dataclass
+class InputNow:
+    """What ``_evaluate`` knows of the input as it is now: ``listed``, the keys it lists
+    (``None``: every output row is evaluated) and ``own``, whether every output row is known
+    to be its own (see ``_evaluate``); ``current``, the labels it gives
+    each key, in listing order (``input_labels``; None: the labels stored with the scores are
+    used); ``binary_target``, its only label is a SIIM-ISIC ``target`` column (its target 0
+    rows, benign of unknown diagnosis, name no class: ``binary_target_only``); ``bundle_dir``,
+    the bundle's folder, where its split file is looked for (``training_overlap``)."""
+
+    listed: Mapping[Key, int] | None = None
+    own: bool = False
+    current: Mapping[Key, Sequence[str | None]] | None = None
+    binary_target: bool = False
+    bundle_dir: Path | None = None
+
+
+def _input_rows(df: pd.DataFrame, now: InputNow
+                ) -> tuple[pd.DataFrame, np.ndarray, dict[str, int], list[str]]:
+    """The input's output rows with its labels now (``now.current``), which of them can be
+    evaluated (scored, no id shared with another row), counts (``relabelled``: labels that
+    differ from the stored ones; ``repeated``: rows sharing an id; ``no_label``: scored rows
+    without a usable label) and the warnings to give of them."""
+    warnings: list[str] = []
+    n_relabelled = 0
+    if now.current is not None:
+        df, changed = _current_labels(df, now.current)
+        n_relabelled = len(changed)
+        if n_relabelled:
+            warnings.append(
+                f"{n_relabelled} label{'s' if n_relabelled != 1 else ''} of the input differ "
+                f"from those stored with the scores ({', '.join(changed[:3])}"
+                f"{', ...' if n_relabelled > 3 else ''}; the input was changed after it was "
+                "scored): the metrics use the input's labels now")
+    ids = df["id"].astype(str)
+    repeated = ids.duplicated(keep=False).to_numpy(bool)
+    n_repeated = int(repeated.sum())
+    if n_repeated:
+        n_ids = int(ids[repeated].nunique())
+        warnings.append(
+            f"{n_repeated} input rows share {n_ids} id{'s' if n_ids != 1 else ''} with another "
+            "row: they are left out of the metrics (one image would count more than once, "
+            "perhaps with labels that disagree); give each image its own id to evaluate it")
+    ok = df["error"].isna().to_numpy(bool) & ~repeated
+    n_nolabel = int((ok & df["label"].isna().to_numpy(bool)).sum())
+    if now.binary_target and n_nolabel:
+        warnings.append(
+            f"{n_nolabel} row{'s' if n_nolabel != 1 else ''} without a usable label: "
+            f"{binary_note(n_nolabel)}")
+    return df, ok, {"relabelled": n_relabelled, "repeated": n_repeated,
+                    "no_label": n_nolabel}, warnings
+
+
+def _add_overlap(evaluation: dict[str, Any], ids: Sequence[str], y: np.ndarray, card: Card,
+                 now: InputNow, *, warnings: list[str],
+                 held_out: Callable[[np.ndarray], dict[str, Any]]) -> TrainingOverlap:
+    """``evaluation["training_overlap"]``: the evaluated ``ids`` in the bundle's split, with a
+    warning when some were used to train it or when that cannot be checked, and
+    ``evaluation["held_out"]``: ``held_out(mask)``'s metrics on the others."""
+    overlap = training_overlap(card, now.bundle_dir, ids)
+    evaluation["training_overlap"] = overlap.record()
+    if overlap.used or not overlap.checked:
+        warnings.append(overlap.warning())
+    if overlap.used:
+        held = overlap.held_out_mask(ids)
+        if held.any():
+            part = held_out(held)
+            _withhold_one_class(part, y[held])
+            evaluation["held_out"] = {"n": part["n"], "metrics": part["metrics"],
+                                      "ci": part["ci"]}
+    return overlap
+
+
+def label_columns_text() -> str:
+    """Where a labelled input's labels are read from (the CSV readers' columns), in words."""
+    from dermsight.io.csvfolder import LABEL_COLS, ONEHOT_CORE
+
+    return (f"a CSV column named {', '.join(LABEL_COLS[:-1])} or {LABEL_COLS[-1]}, ISIC 2019 "
+            f"one-hot class columns ({', '.join(ONEHOT_CORE)}, AK), ISIC 2017 melanoma and "
+            "seborrheic_keratosis columns, or a SIIM-ISIC target column (1: melanoma)")
+
+
+def binary_note(n: int) -> str:
+    """Why ``n`` rows of an input labelled by a binary ``target`` column only are left out."""
+    return (f"the input's only label is a binary target column, and target 0 (benign, "
+            f"diagnosis unknown) names none of the model's classes, so {n} such "
+            f"row{'s are' if n != 1 else ' is'} not in the metrics: the figures cover the "
+            "melanomas (target 1) only")
+
+
+def binary_target_only(input: str) -> bool:
+    """Whether ``input`` (a local CSV, or a folder with one) gives its labels by a SIIM-ISIC
+    ``target`` column only (no diagnosis): its target 0 rows are unlabelled."""
+    from dermsight.batch.references import is_remote
+    from dermsight.io.csvfolder import classify_csvs, read_header
+
+    if is_remote(input):
+        return False
+    try:
+        p = Path(input)
+        csv = classify_csvs(p)[0] if p.is_dir() else p if p.suffix.lower() == ".csv" else None
+        if csv is None:
+            return False
+        layout = read_header(csv)
+    except (ReaderError, OSError):
+        return False
+    return bool(layout.target_col) and not (layout.label_col or layout.onehot
+                                             or layout.isic2017)
+
+
+def input_labels(rows: Iterable[Mapping[str, Any]]
+                 ) -> tuple[Counter[Key], dict[Key, list[str | None]]]:
+    """How many times the input lists each key (``listed_keys``) and the labels it gives
+    them now, in listing order."""
+    from dermsight.batch.sources import row_key
+
+    listed: Counter[Key] = Counter()
+    labels: dict[Key, list[str | None]] = {}
+    for row in rows:
+        k = row_key(row.get("id"), row.get("path"))
+        listed[k] += 1
+        label = row.get("label")
+        labels.setdefault(k, []).append(None if label is None or label == "" else str(label))
+    return listed, labels
+
+
+def _current_labels(df: pd.DataFrame, current: Mapping[Key, Sequence[str | None]]
+                    ) -> tuple[pd.DataFrame, list[str]]:
+    """``df`` (output rows) with the labels the input gives now (``current``: per key, in
+    listing order; the n-th output row of a key is its n-th listing, as resume counts them),
+    and those that differ from the labels stored with the scores (``id: old -> new``)."""
+    from dermsight.batch.sources import row_key
+
+    seen: Counter[Key] = Counter()
+    now: list[str | None] = []
+    for k in map(row_key, df["id"], df["path"]):
+        labels = current.get(k, ())
+        i = seen[k]
+        seen[k] += 1
+        now.append(labels[i] if i < len(labels) else None)
+    stored = [None if pd.isna(v) or v == "" else str(v) for v in df["label"]]
+    changed = [f"{rid}: {a or 'none'} -> {b or 'none'}"
+               for rid, a, b in zip(df["id"], stored, now, strict=True) if a != b]
+    return df.assign(label=pd.Series(now, index=df.index, dtype=object)), changed
+
+
+#: metrics that say nothing over one class (each item's class is the only one): withheld
+_TWO_CLASS_METRICS = ("balanced_accuracy", "accuracy", "auc_macro")
+
+
+def _withhold_one_class(evaluation: dict[str, Any], y: np.ndarray) -> str | None:
+    """Withhold (None) the metrics that need at least two classes when the labels ``y`` hold
+    one; returns the report's note then, else None."""
+    present = sorted(set(map(str, y)))
+    if len(present) >= 2:
+        return None
+    for key in _TWO_CLASS_METRICS:
+        if key in evaluation.get("metrics", {}):
+            evaluation["metrics"][key] = None
+        if key in evaluation.get("ci", {}):
+            evaluation["ci"][key] = {"value": None, "lo": None, "hi": None, "n": 0}
+    evaluation["withheld"] = {"metrics": list(_TWO_CLASS_METRICS),
+                              "reason": f"one class only ({', '.join(present)})"}
+    return (f"Every evaluated image has the same label ({', '.join(present)}): balanced and "
+            "overall accuracy and the mean AUC are withheld (they need at least two classes); "
+            "sensitivities are shown, specificities cannot be measured.")
+
+
+#: the report's limitation when evaluated images were used to train or calibrate the bundle
+OPTIMISTIC = ("Some evaluated images were used to train or calibrate this model (its training "
+              "or validation split): figures on them are optimistic, not an estimate of how it "
+              "does on new patients; the held-out figures, where given, leave them out.")
+
+
+@dataclass
+class TrainingOverlap:
+    """The evaluated images in the bundle's recorded split (``training_overlap``)."""
+
+    checked: bool
+    reason: str = ""
+    split_file: str = ""
+    counts: dict[str, int] = field(default_factory=dict)
+    seen: frozenset[str] = frozenset()  # ids of the train and val splits
+
+    @property
+    def used(self) -> int:
+        """Evaluated images of the training or validation split."""
+        return self.counts.get("train", 0) + self.counts.get("val", 0)
+
+    def held_out_mask(self, ids: Sequence[str]) -> np.ndarray:
+        return np.array([i not in self.seen for i in ids], dtype=bool)
+
+    def record(self) -> dict[str, Any]:
+        if not self.checked:
+            return {"checked": False, "reason": self.reason}
+        return {"checked": True, "split_file": self.split_file, **self.counts,
+                "used_to_train_or_calibrate": self.used,
+                **({"caveat": f"{self.used} images were used to train / calibrate this model: "
+                              "figures on them are optimistic"} if self.used else {})}
+
+    def summary_cell(self) -> str:
+        if not self.checked:
+            return f"not checked ({self.reason})"
+        return f"{self.counts.get('train', 0)} / {self.counts.get('val', 0)}"
+
+    def warning(self) -> str:
+        if not self.checked:
+            return (f"whether the evaluated images were used to train this model could not be "
+                    f"checked ({self.reason})")
+        return (f"{self.used} evaluated images were used to train / calibrate this model "
+                f"({self.counts.get('train', 0)} in its training split, "
+                f"{self.counts.get('val', 0)} in its validation split, {self.split_file}): "
+                "figures on them are optimistic; the report and evaluation JSON give the "
+                "metrics on the other images apart (held_out)")
+
+
+def _split_candidates(bundle_dir: Path | None) -> list[Path]:
+    """Where a bundle's split file may be: beside it or in its training run folder
+    (``split.csv``), and the shipped bundle's (``configs/default-split.csv``, from the current
+    folder as the other commands read it, and from the source checkout)."""
+    from dermsight.cli.labelled_data import DEFAULT_SPLIT
+
+    found: list[Path] = []
+    if bundle_dir is not None:
+        found += [bundle_dir / "split.csv", bundle_dir.parent / "split.csv"]
+    found += [DEFAULT_SPLIT, Path(__file__).resolve().parents[3] / DEFAULT_SPLIT]
+    return found
+
+
+def training_overlap(card: Card, bundle_dir: Path | None,
+                     ids: Sequence[str]) -> TrainingOverlap:
+    """How many of the evaluated ``ids`` are in the bundle's train / val / test split. The card
+    records each split's fingerprint (``data.split_sha256``), not its ids: the split file is
+    the first of ``_split_candidates`` whose ids match every recorded fingerprint."""
+    from dermsight.splits import split_sha256
+
+    recorded = (card.extra.get("data") or {}).get("split_sha256") or {}
+    if not recorded:
+        return TrainingOverlap(False, "the bundle's card records no split")
+    for path in _split_candidates(bundle_dir):
+        try:
+            if not path.is_file():
+                continue
+            split = pd.read_csv(path, dtype=str, keep_default_na=False,
+                                usecols=["image_id", "split"])
+        except (OSError, ValueError):
+            continue
+        if all(split_sha256(split.loc[split["split"] == name, "image_id"]) == sha
+               for name, sha in recorded.items()):
+            where = dict(zip(split["image_id"], split["split"], strict=True))
+            counts = Counter(where.get(i, "not_in_split") for i in ids)
+            return TrainingOverlap(
+                True, split_file=str(path),
+                counts={k: int(counts.get(k, 0)) for k in ("train", "val", "test",
+                                                           "not_in_split")},
+                seen=frozenset(i for i, s in where.items() if s in ("train", "val")))
+    return TrainingOverlap(False, "the bundle's split file was not found: its card records "
+                                  "only a fingerprint of each split")
+
+
+def held_out_note(held: Mapping[str, Any]) -> str:
+    """The report's line on the metrics over the images outside the training/validation
+    split."""
+    metrics = held.get("metrics", {})
+    shown = [f"{name} {metrics[key]:.3f}" for key, name in
+             (("balanced_accuracy", "balanced accuracy"), ("malignant_auc", "malignant AUC"),
+              ("mel_auc", "melanoma AUC")) if isinstance(metrics.get(key), float)
+             and metrics[key] == metrics[key]]
+    return (f"On the {held['n']} evaluated images outside the bundle's training and validation "
+            "split (held_out in the evaluation JSON, with intervals): "
+            + (", ".join(shown) if shown else "no headline metric can be computed") + ".")
 
 
 def subgroup_frame(labelled: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -405,21 +727,25 @@ def evaluation_plots(y: np.ndarray, probs: np.ndarray, classes: Sequence[str], c
 
 
 def run_evaluation(summary: RunSummary, card: Card,
-                   rows: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
+                   rows: Callable[[], Iterable[Mapping[str, Any]]],
+                   bundle_dir: Path | None = None) -> None:
     """``evaluate_output`` for a run, of the output rows its input lists: ``summary.evaluation``
     gets the file paths, or ``{"unavailable": reason}``, and ``summary.not_listed`` the output's
     rows that the input does not list.
 
-    When the run read its whole input and the output holds no row it does not list
-    (``summary.not_listed == 0``), every output row is the input's: the input is not read again.
-    Otherwise ``rows()`` (the input without pixels) is read once more to find its rows; if that
-    read fails (the input moved, a network error), the evaluation is ``unavailable`` with the
-    reason, and the run's rows and summary are kept."""
+    ``rows()`` (the input without pixels) is read once more: for the labels it gives now
+    (the metrics use them, not those stored with rows scored earlier: ``_evaluate``'s
+    ``current``) and, unless every output row is the input's (the run read its whole input
+    and the output holds no row it does not list: ``summary.not_listed == 0``), to find its
+    rows. If that read fails (the input moved, a network error), the evaluation is
+    ``unavailable`` with the reason, and the run's rows and summary are kept. ``bundle_dir``:
+    the bundle's folder, where its split file is looked for (``training_overlap``)."""
     listed: Mapping[Key, int] | None = None
     own = summary.not_listed == 0
     try:
+        keys, current = input_labels(rows())
         if not own:
-            listed = listed_keys(rows())
+            listed = keys
     except (ReaderError, OSError) as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__
         summary.evaluation = {"unavailable": (
@@ -429,9 +755,11 @@ def run_evaluation(summary: RunSummary, card: Card,
     try:
         done = _evaluate(
             summary.out, card.classes, card, {"name": card.name, "version": card.version},
-            input_name=summary.input, n_boot=200, listed=listed, own=own)
+            input_name=summary.input, n_boot=200,
+            now=InputNow(listed, own, current, binary_target_only(summary.input), bundle_dir))
         summary.evaluation, summary.not_listed = done.paths, done.n_other
         summary.gate_refused = done.gate_refused
+        summary.evaluation_warnings = done.warnings
     except EvaluationUnavailable as exc:
         summary.evaluation = {"unavailable": str(exc)}
 

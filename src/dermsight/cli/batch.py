@@ -154,14 +154,8 @@ def batch(  # noqa: PLR0913
         summary = run_spark(input, out, options, bundle=model, master=master,
                             partitions=partitions)
     typer.echo(summary.render())
-    if summary.duplicate_ids:
-        typer.echo(f"warning: {summary.duplicate_ids} input rows repeat an id of an earlier row "
-                   "(all were scored; tell them apart by the path column)", err=True)
-    if summary.metadata_changed:
-        n = summary.metadata_changed
-        typer.echo(f"warning: {n} row{'s' if n != 1 else ''} already scored differ from the "
-                   "input's metadata now (age/sex/site): they keep their old scores; use a new "
-                   "--out to re-score", err=True)
+    for line in summary.input_warnings():  # repeated ids, changed metadata, the evaluation's
+        typer.echo(f"warning: {line}", err=True)
     if summary.tta_unknown:
         typer.echo(f"warning: {summary.tta_unknown} scored rows of {out} were written before "
                    "dermsight recorded test-time augmentation: whether they were scored with "

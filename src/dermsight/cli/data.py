@@ -61,6 +61,14 @@ def _print_summary(d: dict[str, Any]) -> None:
     )
     if d.get("n_unlisted"):
         echo(f"  image files not listed in the CSV (not counted): {d['n_unlisted']}")
+    if d.get("n_duplicate_ids"):
+        echo(f"  rows repeating an id of an earlier row: {d['n_duplicate_ids']} (training "
+             "refuses them; evaluate leaves every row of such an id out of its metrics)")
+    if d["n_images"] and d["n_unlabeled"] == d["n_images"]:
+        from dermsight.batch.summary import label_columns_text
+
+        echo(f"  no labels: no row has a diagnosis (labels are read from "
+             f"{label_columns_text()})")
 
     def table(title: str, counts: dict[str, Any]) -> None:
         total = sum(int(v) for v in counts.values()) or 1
@@ -87,6 +95,18 @@ def _print_summary(d: dict[str, Any]) -> None:
         echo(f"  first {shown} of {d['n_errors']} errors:")
         for e in d["errors"]:
             echo(f"    {e}")
+
+
+def _repeated_ids(path: Path) -> int:
+    """Rows of the dataset whose id an earlier row already had (``sources.DuplicateIds``, as
+    ``dermsight batch`` counts them), from a second listing of it (no pixels read)."""
+    from dermsight.batch.sources import DuplicateIds, record_row
+    from dermsight.io import iter_records
+
+    repeated = DuplicateIds()
+    for _ in repeated.watch(record_row(r) for r in iter_records(path, decode=False)):
+        pass
+    return repeated.count
 
 
 @data_app.command("summary")
@@ -133,6 +153,7 @@ def summary_cmd(
         raise UserError(f"no images found in {path}: a dataset is a folder of images (.jpg, "
                         ".png, ... or .dcm, with or without a metadata.csv), a CSV, DICOM "
                         "files or TFRecord shards")
+    result["n_duplicate_ids"] = _repeated_ids(path)
     if plot is not None:
         try:
             out = plot_summary(result, plot)

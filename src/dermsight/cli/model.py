@@ -120,8 +120,10 @@ def evaluate(
     Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class,
     subgroup and skin-tone (ITA band) tables). No torch needed.
 
-    Exit code 2 when the data have nothing to evaluate (no labels), 1 when some images could
-    not be scored (the error column of the scores says why; the report leaves them out).
+    Exit code 2 when the data have nothing to evaluate (no labels: refused before any image is
+    scored), 1 when some images could not be scored (the error column of the scores says why;
+    the report leaves them out). The metrics use the labels of the data as they are now, also
+    on a resumed --out; rows that share an id are left out of them.
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
@@ -141,6 +143,8 @@ def evaluate(
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
     scored = int(summary.total.get("rows", 0)) - int(summary.total.get("errors", 0))
+    for line in summary.input_warnings():  # as dermsight batch says them, and the evaluation's
+        typer.echo(f"warning: {line}", err=True)
     evaluated = int(json.loads(Path(summary.evaluation["json"]).read_text(encoding="utf-8"))
                     .get("n", scored))
     refused = int(summary.gate_refused.get("images", 0))  # said in the summary above
@@ -148,7 +152,8 @@ def evaluate(
     if unlabelled > 0:  # rows scored without a label (or with another class): say so
         typer.echo(f"note: the metrics cover {evaluated} of the {scored} scored images; "
                    + (f"{refused} the gate refused, and " if refused else "the other ")
-                   + f"{unlabelled} have no label or one outside the model's classes",
+                   + f"{unlabelled} have no usable label, one outside the model's classes "
+                   "or an id that another row repeats",
                    err=True)
     typer.echo(f"report: {summary.evaluation['report']}")
     if summary.errors:
@@ -163,10 +168,14 @@ _LEGACY_BUNDLE_KEY = "bundle_card_sha256"
 
 
 def _check_evaluation_inputs(bundle: Path, data: str) -> None:
-    """Before anything is written to --out: a bundle path that is no bundle (a training run
-    folder given for its bundle, ``bundle.check_bundle_folder``) and a data folder whose
-    metadata.csv cannot be read (``csvfolder.classify_csvs``) are refused, by the checks that
-    the scoring itself runs."""
+    """Before anything is written to --out and any image is scored: a bundle path that is no
+    bundle (a training run folder given for its bundle, ``bundle.check_bundle_folder``), a data
+    folder whose metadata.csv cannot be read (``csvfolder.classify_csvs``) and data that cannot
+    be read at all (not found, no images: ``sources.open_source``) are refused, by the checks
+    that the scoring itself runs; so are data without a single label (read without pixels),
+    naming where labels are read from."""
+    from dermsight.batch.sources import open_source
+    from dermsight.batch.summary import binary_target_only, label_columns_text
     from dermsight.bundle import check_bundle_folder
     from dermsight.io.csvfolder import classify_csvs
 
@@ -176,6 +185,14 @@ def _check_evaluation_inputs(bundle: Path, data: str) -> None:
 
 
 def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
+    source = open_source(data)
+    if not any(row.get("label") for row in source.rows(check_unlisted=False)):
+        why = ("its only label column is a binary target, and no row has target 1 (target 0, "
+               "benign of unknown diagnosis, names none of the model's classes)"
+               if binary_target_only(source.input) else
+               f"labels are read from {label_columns_text()}")
+        raise UserError(f"{data} has no labels, nothing to evaluate: {why} ('dermsight data "
+                        f"summary {data}' shows what it holds); nothing was scored")
     """``out`` gets this evaluation's scores. Scores already there are resumed (an interrupted
     evaluation goes on) only when they are of the same data (recorded here); else their rows
     would be mixed with this data's. Scores of another bundle are refused by the batch store
