@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -74,6 +74,14 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
 
 
 CANNOT_ASSESS = "cannot_assess"
+
+#: A "cannot assess" ``Prediction``'s fields that are not a result (the API withholds them too)
+_WITHHELD = ("probabilities", "prediction", "decision_rule", "malignant_probability")
+CANNOT_ASSESS_REPR = (
+    "the image could not be assessed (see flags); its probabilities, suggested class and "
+    "malignant probability are not valid and are left out here (.to_dict()['unreliable'] "
+    "holds them, with a note)"
+)
 
 
 @dataclass(frozen=True)
@@ -131,12 +139,20 @@ class Assessment:
 class Prediction:
     """One image's answer (``Dermsight.predict``). Decision support only, not a diagnosis.
 
-    ``probabilities`` (calibrated, by class code), ``prediction`` (the suggested class, by the
-    bundle's ``decision_rule``), ``malignant_probability``, ``risk`` (``high`` / ``moderate`` /
-    ``low``, or ``cannot_assess``: then ``assessable`` is False and these numbers are not a valid
-    result), ``flags`` (why, with the non-blocking notes), ``cam`` (the heatmap's [0, 1] map,
-    None without ``heatmap=True`` or for a "cannot assess" result), ``meta`` (the metadata as
-    used). ``to_dict()`` is the API's JSON answer; ``overlay_png()`` the heatmap on the image."""
+    CHECK ``assessable`` FIRST. When it is False (``risk`` is ``cannot_assess``: the gate
+    refused the image, e.g. not a dermoscopic image, black and white, far too small) there is NO
+    result: ``probabilities``, ``prediction``, ``decision_rule`` and ``malignant_probability``
+    still hold the numbers the network computed on an image it is not built for, and they must
+    not be shown or used as a diagnosis, a suggested class or a risk (the API and ``dermsight
+    predict`` withhold them: ``to_dict()`` puts them under ``unreliable`` with a note, and this
+    object's ``repr`` leaves them out). Show ``flags`` (why) instead.
+
+    When ``assessable``: ``probabilities`` (calibrated, by class code), ``prediction`` (the
+    suggested class, by the bundle's ``decision_rule``), ``malignant_probability``, ``risk``
+    (``high`` / ``moderate`` / ``low``), ``flags`` (the non-blocking notes), ``cam`` (the
+    heatmap's [0, 1] map, None without ``heatmap=True``; always None for a "cannot assess"
+    result), ``meta`` (the metadata as used). ``to_dict()`` is the API's JSON answer;
+    ``overlay_png()`` the heatmap on the image."""
 
     probabilities: dict[str, float]
     prediction: str
@@ -161,6 +177,17 @@ class Prediction:
     def assessable(self) -> bool:
         """False when the gate refused the image: its numbers must not be shown as valid."""
         return self.risk != CANNOT_ASSESS
+
+    def __repr__(self) -> str:
+        """The dataclass's fields; for a "cannot assess" result without the numbers (the
+        probabilities, suggested class, decision rule and malignant probability), which are
+        not a result, and saying so."""
+        hidden = () if self.assessable else _WITHHELD
+        shown = ", ".join(f"{f.name}={getattr(self, f.name)!r}" for f in fields(self)
+                          if f.repr and f.name not in hidden)
+        if hidden:
+            shown = f"NOT A RESULT: {CANNOT_ASSESS_REPR}, {shown}"
+        return f"{type(self).__name__}({shown})"
 
     def to_dict(self, heatmap_png: bool = True) -> dict[str, Any]:
         """The JSON form (the API's response). For a "cannot assess" result the class
@@ -260,13 +287,13 @@ def _as_metadata(meta: object, what: str = "each meta") -> Metadata | None:
     if meta is None:
         return None
     if isinstance(meta, Metadata):
-        return Metadata.parse(meta.age, meta.sex, meta.site).noted(*meta.notes)
+        return Metadata.parse_given(meta.age, meta.sex, meta.site).noted(*meta.notes)
     if isinstance(meta, Mapping):
         unknown = sorted(str(k) for k in meta if k not in ("age", "sex", "site"))
         if unknown:
             raise taxonomy.TaxonomyError(f"unknown metadata field {', '.join(unknown)}: "
                                          "give age, sex and site")
-        return Metadata.parse(**meta)
+        return Metadata.parse_given(**meta)
     raise TypeError(f"{what} must be a dict of age/sex/site, a dermsight.records.Metadata or "
                     f"None, not {type(meta).__name__}")
 
@@ -580,9 +607,12 @@ class Dermsight:
 
         ``age`` (years 0-120: a number or a numeric string), ``sex`` and ``site`` take the same
         vocabulary as the API and ``dermsight predict`` (``taxonomy.normalize_sex`` /
-        ``normalize_site``: any case, "F", "back", "head_neck", ...; None, NaN, ``pd.NA`` or ""
-        = not given); numpy scalars read as their values. ``meta`` (a ``Metadata`` or a dict of
-        age / sex / site, checked the same way) gives them in one object instead: not both.
+        ``normalize_site``: any case, "F", "back", "head_neck", "head and neck", "arm", ...;
+        None, ``pd.NA``, "" or "unknown" = not given; NaN, as a float or as the string "NaN"
+        (or "none", "null"), is also read as not given, with the non-blocking
+        ``metadata_ignored`` note the API and CLI give it); numpy scalars read as their
+        values. ``meta`` (a ``Metadata`` or a dict of age / sex / site, checked the same way)
+        gives them in one object instead: not both.
         Either wins over a DICOM file's tags (see ``decode``).
 
         ``heatmap``: compute ``cam`` (assessable results only). ``tta``: average the answer
@@ -593,7 +623,7 @@ class Dermsight:
         if meta is not None and any(v is not None for v in (age, sex, site)):
             raise TypeError("predict: give meta or age/sex/site, not both (meta would win and "
                             "the others would be dropped)")
-        meta = _as_metadata(meta, "predict: meta") or Metadata.parse(age=age, sex=sex, site=site)
+        meta = _as_metadata(meta, "predict: meta") or Metadata.parse_given(age, sex, site)
         d = self.decode(image, meta)
         item = self.prepare_image(d.rgb, d.meta, d.compression)
         return self._prediction(d.rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)

@@ -12,9 +12,11 @@ from dermsight import taxonomy
 
 IGNORED = "ignored"
 NORMALISED = "normalised"
-#: strings that stand for "no value" and are read as missing, with a note
+#: strings that stand for "no value" and are read as missing, with a note ("" and "unknown"
+#: are read as missing without one: ``taxonomy.NOT_GIVEN``)
 PLACEHOLDERS = frozenset({"nan", "none", "null"})
-_PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^[0-9]{1,3}[YMWDymwd]$", re.ASCII)
+#: an age written as plain digits ("-0" too: it is 0, read as such without a note)
+_PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^[0-9]{1,3}[YMWDymwd]$|^-0+(\.0+)?$", re.ASCII)
 
 
 def plain_value(value: object) -> object:
@@ -42,11 +44,13 @@ class Metadata:
     def parse(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
         """Validate and normalise user or file values; raises ``taxonomy.TaxonomyError``.
 
-        Accepted but noted (``notes``): a placeholder string ("NaN", "none", "null") given for
-        a field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
-        Arabic-Indic digits, "1e2", "12_0") is read as the number it denotes (NORMALISED).
-        numpy scalars and pandas' missing values read as the Python values they hold
-        (``plain_value``).
+        Missing without a note: None, pandas' missing values, a float NaN (a data file's or
+        batch row's empty cell, as pandas reads it; ``parse_given`` notes it), "" and "unknown"
+        (the documented way to say "not known"). Accepted but noted (``notes``): a placeholder
+        string ("NaN", "none", "null") given for a field is treated as missing (IGNORED); an age
+        not written as plain ASCII digits (e.g. Arabic-Indic digits, "1e2", "12_0") is read as
+        the number it denotes (NORMALISED). numpy scalars and pandas' missing values read as
+        the Python values they hold (``plain_value``).
         """
         age, sex, site = plain_value(age), plain_value(sex), plain_value(site)
         parsed = taxonomy.normalize_age(age)
@@ -56,6 +60,17 @@ class Metadata:
             site=taxonomy.normalize_site(site),
             notes=input_notes(age, sex, site, parsed),
         )
+
+    @classmethod
+    def parse_given(cls, age: object = None, sex: object = None,
+                    site: object = None) -> Metadata:
+        """:meth:`parse` of values a caller hands to the facade (``Dermsight.predict``): a
+        float NaN (numpy's too) is read as missing and noted IGNORED, as the string "NaN" is
+        in the API and ``dermsight predict``."""
+        nan = tuple((name, IGNORED)
+                    for name, value in (("age", age), ("sex", sex), ("site", site))
+                    if isinstance(value, (float, np.floating)) and value != value)
+        return cls.parse(age, sex, site).noted(*nan)
 
     @classmethod
     def lenient(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
@@ -78,13 +93,18 @@ class Metadata:
 
     def fill_from(self, other: Metadata) -> Metadata:
         """Fields left empty here take ``other``'s values (e.g. DICOM tags under the form's);
-        ``other``'s notes are kept only for the fields it filled."""
+        ``other``'s notes are kept only for the fields left empty here, and this one's are
+        dropped for the fields ``other`` filled (a form's "NaN" under a DICOM age: the tag's
+        value is used, so "treated as not given" would be untrue)."""
+        filled = {name for name in ("age", "sex", "site")
+                  if getattr(self, name) is None and getattr(other, name) is not None}
+        own = tuple(n for n in self.notes if n[0] not in filled)
         kept = tuple(n for n in other.notes if getattr(self, n[0]) is None)
         return Metadata(
             age=self.age if self.age is not None else other.age,
             sex=self.sex if self.sex is not None else other.sex,
             site=self.site if self.site is not None else other.site,
-            notes=self.notes + kept,
+            notes=own + kept,
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -108,7 +128,7 @@ def input_notes(age: object, sex: object, site: object,
                 parsed_age: float | None) -> tuple[tuple[str, str], ...]:
     """The notes of values given as ``age``, ``sex``, ``site`` (``parsed_age``: the age they
     were read as): a placeholder string ("NaN", "none", "null") is IGNORED, an age not written
-    as plain ASCII digits but read as a number is NORMALISED (``Metadata.parse``)."""
+    as plain ASCII digits (nor "-0") but read as a number is NORMALISED (``Metadata.parse``)."""
     notes = [(name, IGNORED) for name, value in (("age", age), ("sex", sex), ("site", site))
              if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS]
     if parsed_age is not None and isinstance(age, str) and not _PLAIN_AGE.match(age.strip()):

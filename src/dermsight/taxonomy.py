@@ -185,15 +185,37 @@ HAM10000_LOCALIZATION: Final[dict[str, str | None]] = {
     "unknown": None,
 }
 
+#: Other unambiguous spellings of a site (keys as ``_site_key`` writes them: lower case, "_" and
+#: "-" read as spaces), among them the DICOM BodyPartExamined terms ``io.dicom`` accepts, so a
+#: form, the CLI and the facade take what a DICOM tag may say. A term that does not name one
+#: site ("extremity": which limb?, "skin") stays an error here (a DICOM tag's is read as
+#: missing, ``io.dicom.DICOM_SITE_ALIASES``).
 _SITE_ALIASES: Final[dict[str, str]] = {
     "head neck": "head/neck",
     "head and neck": "head/neck",
+    "headneck": "head/neck",
+    "head": "head/neck",
     "oral genital": "oral/genital",
+    "oral and genital": "oral/genital",
+    "mouth": "oral/genital",
     "palms soles": "palms/soles",
+    "palms and soles": "palms/soles",
+    "palm": "palms/soles",
+    "sole": "palms/soles",
     "anterior trunk": "anterior torso",
     "posterior trunk": "posterior torso",
     "lateral trunk": "lateral torso",
+    "arm": "upper extremity",
+    "upper limb": "upper extremity",
+    "upperextremity": "upper extremity",
+    "leg": "lower extremity",
+    "lower limb": "lower extremity",
+    "lowerextremity": "lower extremity",
 }
+
+#: The spellings of "not known" that read as not given, like an empty value (no note: saying
+#: "unknown" is a legitimate answer, HAM10000's own for sex and localization).
+NOT_GIVEN: Final[tuple[str, ...]] = ("", "unknown")
 
 
 def _is_missing(value: object) -> bool:
@@ -201,12 +223,21 @@ def _is_missing(value: object) -> bool:
         return True
     if isinstance(value, float) and value != value:  # NaN
         return True
-    missing = ("", "nan", "none", "null", "unknown")
+    missing = (*NOT_GIVEN, "nan", "none", "null")
     return isinstance(value, str) and value.strip().lower() in missing
 
 
+def _site_key(value: object) -> str:
+    """A site as the vocabularies are looked up: lower case, "_" and "-" read as spaces, runs of
+    spaces as one, none around "/" ("Posterior-Torso" -> "posterior torso", "Head / Neck" ->
+    "head/neck")."""
+    text = " ".join(str(value).strip().lower().replace("_", " ").replace("-", " ").split())
+    return text.replace(" / ", "/").replace("/ ", "/").replace(" /", "/")
+
+
 def normalize_sex(value: object) -> str | None:
-    """'male'/'female' (or M/F, any case) -> canonical; missing -> None; anything else raises."""
+    """'male'/'female' (or M/F, any case) -> canonical; missing ("", "unknown", "NaN", ...) ->
+    None; anything else raises."""
     if _is_missing(value):
         return None
     key = str(value).strip().lower()
@@ -216,10 +247,12 @@ def normalize_sex(value: object) -> str | None:
 
 
 def normalize_site(value: object) -> str | None:
-    """ISIC general site, HAM localization, or a common alias -> ISIC site; missing -> None."""
+    """ISIC general site, HAM localization, or a common alias (``_SITE_ALIASES``: "head and
+    neck", "palms and soles", "arm", "leg", ...; any case, "_" or "-" for a space) -> ISIC site;
+    missing ("", "unknown", "NaN", ...) -> None; anything else raises."""
     if _is_missing(value):
         return None
-    low = " ".join(str(value).strip().lower().replace("_", " ").split())
+    low = _site_key(value)
     if low in SITES:
         return low
     if low in HAM10000_LOCALIZATION:
@@ -230,7 +263,8 @@ def normalize_site(value: object) -> str | None:
 
 
 def normalize_age(value: object) -> float | None:
-    """Age in years (also DICOM '045Y', '006M'); missing -> None; outside 0-120 raises."""
+    """Age in years (also DICOM '045Y', '006M'); missing -> None; outside 0-120 raises; "-0"
+    is 0."""
     if _is_missing(value):
         return None
     text = str(value).strip().upper()
@@ -244,4 +278,4 @@ def normalize_age(value: object) -> float | None:
         raise TaxonomyError(f"age {value!r} is not a number") from exc
     if not (AGE_MIN <= age <= AGE_MAX) or age != age:
         raise TaxonomyError(f"age {value!r} is outside {AGE_MIN}-{AGE_MAX} years")
-    return age
+    return age + 0.0  # -0.0 (from "-0") is 0

@@ -20,6 +20,7 @@ import typer
 from dermsight.cli.data import QuietOpt
 from dermsight.cli.errors import EXIT_USER, Interruption, UserError
 from dermsight.progress import counting, progress_bars
+from dermsight.web.settings import MAX_DEFAULT_WORKERS
 
 if TYPE_CHECKING:  # pragma: no cover
     from dermsight.batch.overlays import UniqueNames
@@ -103,6 +104,8 @@ def _print_human(path: Path, pred: Prediction) -> None:
         f"risk: {d['risk']}  malignant share among the specific diagnoses: "
         f"{_pct(d['malignant_probability']).strip()}"
     )
+    # the rule may suggest another class than the most probable one: say which rule it is
+    typer.echo(f"    suggested class chosen as: {d['decision_rule']}")
     top = sorted(d["probabilities"].items(), key=lambda kv: -kv[1])[:3]
     typer.echo("    " + "   ".join(
         f"{code} {taxonomy.BY_CODE[code].name}: {_pct(p).strip()}" for code, p in top))
@@ -116,9 +119,25 @@ def _predict_file(m: Any, path: Path, meta: Any, heatmap: bool, tta: bool) -> Pr
     return m.predict(path, meta=meta, heatmap=heatmap, tta=tta)
 
 
+def _once(name: str, values: list[str] | None) -> str | None:
+    """The one value of a metadata option (``--age`` ...), None without one; given more than
+    once it is refused (click would keep the last one silently; the API refuses it too)."""
+    if values is not None and len(values) > 1:
+        raise UserError(f"--{name} is given more than once: give it once (it applies to every "
+                        "image of the command)")
+    return values[0] if values else None
+
+
 def _write_heatmap(entry: dict[str, Any], pred: Prediction, out: Path) -> bool:
     """Write ``pred``'s overlay to ``out`` and name it in ``entry``; False (said on stderr) when
-    the write fails: a failed write loses no result, all are still printed, then exit 2."""
+    the write fails: a failed write loses no result, all are still printed, then exit 2. A
+    "cannot assess" result has no heatmap: nothing is written, and stderr says so (not an
+    error: the exit code is unchanged)."""
+    if pred.cam is None:  # said, so a missing file is not taken for a failed write
+        why = ("the image could not be assessed (see its flags)" if not pred.assessable else
+               "the model gave none")
+        print(f"note: {entry['file']}: no heatmap written: {why}", file=sys.stderr)
+        return True
     try:
         out.write_bytes(pred.overlay_png())
     except OSError as exc:
@@ -134,10 +153,15 @@ def predict(  # noqa: PLR0913
     # readable=False: an unreadable file is reported by the decoder, the others still scored
     images: Annotated[list[Path], typer.Argument(help="image files (JPEG/PNG/WebP/BMP/TIFF/DICOM)",
                                                 show_default=False, readable=False)],
-    age: Annotated[str | None, typer.Option(help="age in years (0-120)")] = None,
-    sex: Annotated[str | None, typer.Option(help="male | female")] = None,
-    site: Annotated[str | None, typer.Option(
-        help="anatomic site, e.g. 'posterior torso', 'head/neck', 'lower extremity'")] = None,
+    # lists only to refuse a repeated option (click would keep the last one silently)
+    age: Annotated[list[str] | None, typer.Option(
+        help="age in years (0-120); 'unknown' = not given", metavar="<str>",
+        show_default=False)] = None,
+    sex: Annotated[list[str] | None, typer.Option(
+        help="male | female ('unknown' = not given)", metavar="<str>", show_default=False)] = None,
+    site: Annotated[list[str] | None, typer.Option(
+        help="anatomic site, e.g. 'posterior torso', 'head/neck', 'lower extremity', 'arm' "
+             "('unknown' = not given)", metavar="<str>", show_default=False)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print a JSON list (API fields)")] = False,
     heatmap: Annotated[Path | None, typer.Option(
         "--heatmap", help="write the heatmap overlaid on the image to this PNG (several images: "
@@ -158,7 +182,8 @@ def predict(  # noqa: PLR0913
     from dermsight.predict import DISCLAIMER, Dermsight
     from dermsight.records import Metadata
 
-    meta = Metadata.parse(age=age, sex=sex, site=site)  # TaxonomyError -> exit 2
+    # TaxonomyError -> exit 2
+    meta = Metadata.parse(_once("age", age), _once("sex", sex), _once("site", site))
     if heatmap is not None:
         _check_heatmap(heatmap)
     m = Dermsight.load(model)  # BundleError -> exit 3
@@ -182,7 +207,7 @@ def predict(  # noqa: PLR0913
             if pred is None:
                 continue
             entry: dict[str, Any] = {"file": str(path), **pred.to_dict(heatmap_png=False)}
-            if heatmap is not None and pred.cam is not None:  # none for a "cannot assess" image
+            if heatmap is not None:
                 unwritten += not _write_heatmap(entry, pred, _heatmap_path(heatmap, path, names))
             results.append(entry)
             if not as_json:
@@ -208,7 +233,9 @@ def serve(  # noqa: PLR0913
         "--model", help="model bundle folder (default: $DERMSIGHT_MODEL or the shipped model)")
     ] = None,
     workers: Annotated[int | None, typer.Option(
-        "--workers", min=1, help="inferences at the same time (default: CPU count)")] = None,
+        "--workers", min=1,
+        help=f"inferences at the same time (default: $DERMSIGHT_WORKERS, else the CPU cores this "
+             f"process may use, at most {MAX_DEFAULT_WORKERS})")] = None,
     threads: Annotated[int | None, typer.Option(
         "--threads", min=1, help="ONNX Runtime threads per inference (default 1)")] = None,
     log_level: Annotated[str | None, typer.Option(
