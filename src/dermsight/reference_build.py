@@ -121,8 +121,8 @@ def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[st
             raise BundleError(f"{split_csv} is not this bundle's split: its {name} ids hash to "
                               f"{got[:12]}…, the card records {recorded[name][:12]}…")
     try:
-        md = load_table(DataConfig(root=[str(f) for f in folders],
-                                   classes=sorted(set(split["diagnosis"]))))
+        md = load_table(recorded_data_config(card_extra, folders,
+                                             sorted(set(split["diagnosis"]))))
     except ConfigError as exc:
         raise BundleError(str(exc)) from exc
     used = split[split["split"].isin(["train", "test"])]
@@ -134,6 +134,54 @@ def load_split(data: Path | Sequence[Path], split_csv: Path, card_extra: dict[st
             "the bundle was trained on (card training.config.data.root), one --data each")
     return md.drop(columns=["split"], errors="ignore").merge(
         split[["image_id", "split"]], on="image_id", how="inner")
+
+
+def recorded_data_config(card_extra: dict[str, Any], folders: Sequence[Path],
+                         classes: list[str]) -> DataConfig:
+    """How the bundle's training read its data folders (the card's
+    ``training.config.data``: the group column, the excluded source repositories), on
+    ``folders`` and ``classes``; an older card without them reads as the defaults did."""
+    data = (((card_extra.get("training") or {}).get("config") or {}).get("data") or {})
+    cfg = DataConfig(root=[str(f) for f in folders], classes=classes)
+    group = data.get("group_col") or (card_extra.get("data") or {}).get("group_col")
+    if isinstance(group, str) and group.strip():
+        cfg.group_col = group
+    excluded = data.get("exclude_source_repos")
+    if isinstance(excluded, list) and all(isinstance(x, str) for x in excluded):
+        cfg.exclude_source_repos = list(excluded)
+    return cfg
+
+
+def _split_matches(split_csv: Path, card_extra: dict[str, Any]) -> bool:
+    """Whether ``split_csv``'s train and test ids hash to the card's ``data.split_sha256``."""
+    recorded = (card_extra.get("data") or {}).get("split_sha256") or {}
+    try:
+        split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
+        return all(name in recorded and split_sha256(
+            split.loc[split["split"] == name, "image_id"]) == recorded[name]
+            for name in ("train", "test"))
+    except (OSError, ValueError, KeyError, pd.errors.ParserError):
+        return False
+
+
+def recorded_split(bundle: Path, fallback: Path) -> Path:
+    """The split CSV the bundle was trained on, when ``--split`` is not given: its run folder's
+    ``split.csv`` (a bundle as ``dermsight train`` writes it, ``RUN/bundle``), else
+    ``fallback`` (the shipped model's committed split), whichever the card's
+    ``data.split_sha256`` recognises; ``BundleError`` saying where to find it otherwise."""
+    try:
+        extra = json.loads((bundle / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return fallback  # no card to read: loading the bundle says what is wrong with it
+    candidates = [bundle / "split.csv", bundle.parent / "split.csv", fallback]
+    for c in candidates:
+        if c.is_file() and _split_matches(c, extra if isinstance(extra, dict) else {}):
+            return c
+    tried = ", ".join(str(c) for c in candidates)
+    raise BundleError(
+        f"the split this bundle was trained on was not found (tried {tried}: absent, or not "
+        f"the split the card records): give the run folder's split.csv with --split "
+        f"(dermsight train writes it to RUN/split.csv beside RUN/bundle)")
 
 
 def select_reference(train: pd.DataFrame, classes: list[str], per_class: int, seed: int

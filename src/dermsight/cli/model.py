@@ -36,6 +36,7 @@ def train(
         Provenance,
         load_config,
         name_backbone_mismatch,
+        shipped_identity_clash,
     )
     from dermsight.train.pipeline import interruption_note, run
 
@@ -47,6 +48,8 @@ def train(
         cfg = load_config(config, set_ or [])
         if (mismatch := name_backbone_mismatch(cfg)) is not None:
             typer.echo(f"warning: {mismatch}", err=True)
+        if (clash := shipped_identity_clash(cfg, [config.resolve().parent.parent])) is not None:
+            typer.echo(f"warning: {clash}", err=True)
         for root in cfg.data.roots:
             if not (Path(root) / "metadata.csv").exists():
                 raise UserError(f"data folder not found or has no metadata.csv: {root}")
@@ -140,11 +143,11 @@ def evaluate(
     summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
                         progress=not quiet, command=command)
     typer.echo(summary.render())
+    for line in summary.input_warnings():  # as dermsight batch says them, and the evaluation's
+        typer.echo(f"warning: {line}", err=True)
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error
         raise UserError(summary.evaluation["unavailable"].removeprefix("--evaluate: "))
     scored = int(summary.total.get("rows", 0)) - int(summary.total.get("errors", 0))
-    for line in summary.input_warnings():  # as dermsight batch says them, and the evaluation's
-        typer.echo(f"warning: {line}", err=True)
     evaluated = int(json.loads(Path(summary.evaluation["json"]).read_text(encoding="utf-8"))
                     .get("n", scored))
     refused = int(summary.gate_refused.get("images", 0))  # said in the summary above
@@ -182,9 +185,6 @@ def _check_evaluation_inputs(bundle: Path, data: str) -> None:
     check_bundle_folder(bundle)
     if Path(data).is_dir():
         classify_csvs(Path(data))
-
-
-def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
     source = open_source(data)
     if not any(row.get("label") for row in source.rows(check_unlisted=False)):
         why = ("its only label column is a binary target, and no row has target 1 (target 0, "
@@ -193,6 +193,9 @@ def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
                f"labels are read from {label_columns_text()}")
         raise UserError(f"{data} has no labels, nothing to evaluate: {why} ('dermsight data "
                         f"summary {data}' shows what it holds); nothing was scored")
+
+
+def _claim_evaluation_folder(out: Path, bundle: Path, data: str) -> None:
     """``out`` gets this evaluation's scores. Scores already there are resumed (an interrupted
     evaluation goes on) only when they are of the same data (recorded here); else their rows
     would be mixed with this data's. Scores of another bundle are refused by the batch store

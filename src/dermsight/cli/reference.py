@@ -12,7 +12,6 @@ from dermsight.cli.labelled_data import (
     DEFAULT_DATA,
     DEFAULT_SPLIT,
     DataFoldersOpt,
-    SplitOpt,
     require_labelled_data,
 )
 from dermsight.progress import progress_bars
@@ -25,7 +24,10 @@ reference_app = typer.Typer(help="The similar-cases reference set of a model bun
 def build(
     bundle: Annotated[Path, typer.Argument(help="model bundle folder (written in place)")],
     data: DataFoldersOpt = None,
-    split: SplitOpt = DEFAULT_SPLIT,
+    split: Annotated[Path | None, typer.Option(
+        help="the bundle's split CSV (image_id, split); default: the split.csv of the run "
+             "folder the bundle was written in, or configs/default-split.csv for the shipped "
+             "model, whichever the card's split hashes recognise")] = None,
     per_class: Annotated[int, typer.Option(min=1, help="training images per class (at most)")
                          ] = 300,
     seed: Annotated[int, typer.Option(help="order in which images of a class are picked")] = 0,
@@ -35,9 +37,11 @@ def build(
     """Pick training images per class, embed them with the bundle's model, store them with
     thumbnails and licences in BUNDLE/reference/, measure retrieval on the TEST split (card
     'retrieval') and rewrite the bundle's manifest."""
-    from dermsight.reference_build import build_reference, trained_folders
+    from dermsight.reference_build import build_reference, recorded_split, trained_folders
 
     folders = data or trained_folders(bundle) or [DEFAULT_DATA]
+    if split is None:
+        split = recorded_split(bundle, DEFAULT_SPLIT)
     require_labelled_data(folders, split)
     result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
                              threads=threads, log=typer.echo,

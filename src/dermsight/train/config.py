@@ -633,3 +633,69 @@ def name_backbone_mismatch(cfg: TrainConfig) -> str | None:
     return (f"the model's name {cfg.name!r} says {named[0]}, but model.backbone is {backbone}; "
             f"the card, the app and every prediction will carry that name — add "
             f"--set name={suggested} (or another name)")
+
+
+#: settings that change how a run is done, not what it learns from or how (a run that differs
+#: from the shipped recipe only in these is the shipped recipe)
+_HOW_ONLY = ("name", "version", "train.num_threads", "train.num_workers",
+             "train.eval_batch_size", "evaluation.num_threads")
+
+
+def _flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flat_settings(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def _same_roots(mine: list[str], shipped: list[str], bases: list[Path]) -> bool:
+    """Whether two lists of data folders name the same folders (the shipped card records them
+    relative to the repository root; a config's are resolved)."""
+    if len(mine) != len(shipped):
+        return False
+    for m, s in zip(mine, shipped, strict=True):
+        here = Path(m).resolve()
+        if not any((b / s).resolve() == here for b in bases) and Path(s).resolve() != here:
+            return False
+    return True
+
+
+def shipped_identity_clash(cfg: TrainConfig, bases: list[Path] | None = None,
+                           card_path: Path | None = None) -> str | None:
+    """A warning when the config's ``name`` and ``version`` are the shipped model's (a config
+    copied from ``configs/default.yaml``) while its data or settings differ from the recipe the
+    shipped card records: the new bundle would present itself, in the app, the card and every
+    prediction, as the shipped model. None when they are not both the shipped ones, or when the
+    recipe is the same (a rebuild of the shipped model). ``bases``: folders the card's
+    relative data folders may be relative to (the repository root)."""
+    import json
+
+    if card_path is None:
+        from dermsight.bundle import default_bundle_path
+
+        card_path = default_bundle_path() / "card.json"
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+        if cfg.name != card.get("name") or cfg.version != card.get("version"):
+            return None
+        shipped = config_from_dict(card["training"]["config"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    was, now = _flat_settings(shipped.to_dict()), _flat_settings(cfg.to_dict())
+    differ = [k for k in sorted(set(was) | set(now))
+              if not k.startswith(_HOW_ONLY) and was.get(k) != now.get(k)]
+    if "data.root" in differ and _same_roots(cfg.data.roots, shipped.data.roots,
+                                             [*(bases or []), Path.cwd()]):
+        differ.remove("data.root")
+    if not differ:
+        return None
+    shown = "; ".join(f"{k}: {was.get(k)!r} in the shipped model, {now.get(k)!r} here"
+                      for k in differ[:3])
+    more = f" and {len(differ) - 3} more" if len(differ) > 3 else ""
+    return (f"name {cfg.name!r} and version {cfg.version!r} are the shipped model's, but this "
+            f"run's data or settings differ from its recipe ({shown}{more}): the bundle would "
+            f"present itself as the shipped model in the app, the card and every prediction — "
+            f"add --set name=... and --set version=... to tell it apart")

@@ -53,7 +53,7 @@ def _reason(path: str) -> str | None:
     return checked if isinstance(checked, str) else None
 
 
-def _unreadable(reasons: list[str], n: int) -> ConfigError:
+def unreadable_error(reasons: list[str], n: int) -> ConfigError:
     return ConfigError(f"{len(reasons)} of {n} images cannot be read: " + "; ".join(reasons[:3])
                        + (" ..." if len(reasons) > 3 else "")
                        + " (replace them, or remove their rows from the CSV)")
@@ -67,19 +67,25 @@ def load_images(paths: list[str], desc: str = "decode") -> list[np.ndarray]:
                             mininterval=5))
     reasons = [d for d in decoded if isinstance(d, str)]
     if reasons:
-        raise _unreadable(reasons, len(paths))
+        raise unreadable_error(reasons, len(paths))
     return [d for d in decoded if not isinstance(d, str)]
+
+
+def unreadable_reasons(paths: list[str], desc: str = "check") -> list[str]:
+    """Why each image of ``paths`` that cannot be read cannot be (``path: reason``), checked as
+    ``check_images`` checks."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return [r for r in tqdm(pool.map(_reason, paths), total=len(paths), desc=desc,
+                                mininterval=5) if r is not None]
 
 
 def check_images(paths: list[str], desc: str = "check") -> None:
     """``load_images``' check without keeping the images (for the splits training does not
     load, before it starts): the same refusals and message, faster (``verify_image``: JPEGs
     decoded at 1/8 scale)."""
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        reasons = [r for r in tqdm(pool.map(_reason, paths), total=len(paths), desc=desc,
-                                   mininterval=5) if r is not None]
+    reasons = unreadable_reasons(paths, desc)
     if reasons:
-        raise _unreadable(reasons, len(paths))
+        raise unreadable_error(reasons, len(paths))
 
 
 @dataclass(frozen=True)

@@ -363,6 +363,9 @@ class RunState:
         default_factory=lambda: torch.amp.GradScaler("cuda", enabled=False))
     best_score: float = -1.0
     best_epoch: int = -1
+    #: the generators the training data order is drawn from (the loader's and the sampler's),
+    #: kept in last.pt with torch's own so that a resumed run goes on as an uninterrupted one
+    generators: dict[str, torch.Generator] = field(default_factory=dict)
 
     @property
     def judge(self) -> LesionNet:
@@ -399,12 +402,22 @@ class RunState:
                          "epoch": epoch, "best_score": self.best_score,
                          "best_epoch": self.best_epoch,
                          "swa": None if self.swa is None else self.swa.to_dict(),
-                         "adversary": None if self.adv is None else self.adv.head.state_dict()},
+                         "adversary": None if self.adv is None else self.adv.head.state_dict(),
+                         "rng": rng_states(self.generators)},
                         path)
 
     def restore(self, path: Path, device: torch.device) -> int:
-        """Everything ``save`` wrote; returns the epoch to go on with."""
+        """Everything ``save`` wrote; returns the epoch to go on with. The random states come
+        back too (the data order and torch's generator: dropout, MixStyle, drop path), so the
+        epochs still to come draw what an uninterrupted run draws; a checkpoint written before
+        they were kept says so."""
         ck = torch.load(path, map_location=device, weights_only=False)
+        if ck.get("rng") is not None:
+            set_rng_states(ck["rng"], self.generators)
+        else:
+            print(f"note: {path} keeps no random states (written by an earlier dermsight): the "
+                  f"resumed epochs draw another data order than an uninterrupted run would",
+                  flush=True)
         self.net.load_state_dict(ck["model"])
         self.opt.load_state_dict(ck["optimizer"])
         if self.ema is not None and ck.get("ema") is not None:
@@ -415,6 +428,27 @@ class RunState:
             self.adv.head.load_state_dict(ck["adversary"])
         self.best_score, self.best_epoch = ck["best_score"], ck["best_epoch"]
         return int(ck["epoch"]) + 1
+
+
+def rng_states(generators: dict[str, torch.Generator]) -> dict[str, Any]:
+    """The random states an epoch leaves behind: the named ``generators``' and torch's global
+    ones (CPU, and CUDA where there is one). Everything else a training run draws is seeded per
+    image (augmentations) or per step (mixup)."""
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "generators": {k: g.get_state() for k, g in generators.items()}}
+
+
+def set_rng_states(states: dict[str, Any], generators: dict[str, torch.Generator]) -> None:
+    """Put back what ``rng_states`` kept (the states as CPU byte tensors, wherever the
+    checkpoint was loaded to)."""
+    torch.set_rng_state(states["torch"].cpu())
+    cuda = states.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+    for k, g in generators.items():
+        if k in states["generators"]:
+            g.set_state(states["generators"][k].cpu())
 
 
 def start_state(cfg: TrainConfig, net: LesionNet, train_ds: LesionDataset, info: DistInfo
@@ -547,6 +581,35 @@ def end_epoch(cfg: TrainConfig, state: RunState, val_ds: LesionDataset, out: Pat
     state.save(out / "last.pt", epoch)
 
 
+def train_loader(cfg: TrainConfig, train_ds: LesionDataset, state: RunState,
+                 sampler: Sampler[int] | None) -> DataLoader:
+    """The training batches. Each epoch draws its order from the loader's generator (and a
+    weighted sampler's own), which ``state`` keeps in last.pt so that a resumed run draws the
+    orders an uninterrupted one does (a DistributedSampler draws from seed + epoch itself).
+    With the adversary or soft targets each batch also carries its images' indices."""
+    tc = cfg.train
+    indexed = state.adv is not None or state.soft is not None
+    order = torch.Generator().manual_seed(cfg.seed)
+    state.generators["loader"] = order
+    if isinstance(sampler, WeightedRandomSampler) and sampler.generator is not None:
+        state.generators["sampler"] = sampler.generator
+    return DataLoader(WithIndex(train_ds) if indexed else train_ds,
+                      batch_size=tc.batch_size, shuffle=sampler is None,
+                      sampler=sampler, drop_last=True, **loader_options(tc.num_workers),
+                      generator=order)
+
+
+def resume_line(cfg: TrainConfig, state: RunState, done: int) -> str:
+    """What a resumed run says it goes on from: epochs counted from 1, as in the log and the
+    progress bar (``done`` epochs are finished)."""
+    tc = cfg.train
+    shown = -state.best_score if tc.select_metric == "nll" else state.best_score
+    best = ("no epoch kept yet" if state.best_epoch < 0 else
+            "keeping the newest epoch" if tc.select_metric == "last" else
+            f"best so far {tc.select_metric} {shown:.4f} at epoch {state.best_epoch + 1}")
+    return f"resuming after epoch {done} of {tc.epochs} ({best})"
+
+
 def train_model(
     cfg: TrainConfig,
     net: LesionNet,
@@ -575,21 +638,14 @@ def train_model(
             net, device_ids=[device.index] if device.type == "cuda" else None)
     state = start_state(cfg, net, train_ds, info)
     sampler = train_sampler(cfg, train_ds, info)
-    # with the adversary or soft targets each batch also carries its images' indices (the
-    # same batches)
-    indexed = state.adv is not None or state.soft is not None
-    loader = DataLoader(WithIndex(train_ds) if indexed else train_ds,
-                        batch_size=tc.batch_size, shuffle=sampler is None,
-                        sampler=sampler, drop_last=True, **loader_options(tc.num_workers),
-                        generator=torch.Generator().manual_seed(cfg.seed))
+    loader = train_loader(cfg, train_ds, state, sampler)
     total = len(loader) * tc.epochs
     warmup = int(tc.warmup_epochs * len(loader))
     start_epoch = 0
     if resume and last_ckpt.exists():
         start_epoch = state.restore(last_ckpt, device)
         if info.main:
-            print(f"resuming from epoch {start_epoch} (best so far {state.best_score:.4f} @ "
-                  f"{state.best_epoch})")
+            print(resume_line(cfg, state, start_epoch), flush=True)
     step = start_epoch * len(loader)
     for epoch in range(start_epoch, tc.epochs):
         train_ds.set_epoch(epoch)

@@ -18,7 +18,13 @@ from dermsight.io.files import IS_A_FILE, unwritable_reason
 from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
 from dermsight.train.config import ConfigError, Provenance, TrainConfig, config_from_dict
-from dermsight.train.data import LesionDataset, TrainingDraws, check_images, load_images
+from dermsight.train.data import (
+    LesionDataset,
+    TrainingDraws,
+    load_images,
+    unreadable_error,
+    unreadable_reasons,
+)
 from dermsight.train.distill import load_soft_targets
 from dermsight.train.loop import (
     DistInfo,
@@ -277,8 +283,13 @@ def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",
             for line in notes:
                 print(line, file=sys.stderr, flush=True)
         if stage == "all":  # the images training does not load, before it starts
-            check_images(df.loc[~df["split"].isin(["train", "val"]), "path"].tolist(),
-                         desc="check test images")
+            learnt = df["split"].isin(["train", "val"])
+            reasons = unreadable_reasons(df.loc[~learnt, "path"].tolist(),
+                                         desc="check test images")
+            if reasons:  # the training images that cannot be read too, in the same message
+                reasons += unreadable_reasons(df.loc[learnt, "path"].tolist(),
+                                              desc="check training images")
+                raise unreadable_error(reasons, len(df))
         try:
             out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -23,7 +23,7 @@ from dermsight.io.csvfolder import (
     warn_unlisted,
 )
 from dermsight.io.errors import ReaderError
-from dermsight.records import Metadata
+from dermsight.records import IGNORED, Metadata
 from dermsight.splits import (
     HOLDOUT_FOLDS,
     group_leak,
@@ -53,6 +53,16 @@ class _Folder:
     unlabelled: int = 0
     other_classes: Counter[str] = field(default_factory=Counter)
     excluded: Counter[str] = field(default_factory=Counter)
+    #: the CSV lines of kept rows whose age could not be used (not a number, outside the
+    #: accepted range): read as not given
+    bad_ages: list[int] = field(default_factory=list)
+    #: the rows whose diagnosis names no class (``line N (id): why``)
+    unknown: list[str] = field(default_factory=list)
+    #: image ids listed twice in the CSV (``line N: id``)
+    repeated: list[str] = field(default_factory=list)
+    #: how one patient's images fall into several groups under data.group_col (None: they
+    #: do not)
+    leak: str | None = None
 
     def leaves_out(self, label: str | None, raw: dict[str, str | None], cfg: DataConfig
                    ) -> bool:
@@ -114,19 +124,23 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
         layout, gcol, others = _columns(folder.csv, cfg)
         index = ImageIndex(root, keep_listing=True)  # its deep scan lists the unlisted
         seen: set[str] = set()
-        unknown: list[str] = []
         groups: list[str] = []
         other_values: dict[str, list[str]] = {c: [] for c in others}
         for line, raw, parsed in iter_csv_raw(folder.csv):
             if parsed.id in seen:
-                raise ConfigError(f"{folder.csv} line {line}: image id {parsed.id} appears twice")
+                folder.repeated.append(f"line {line}: {parsed.id}")
+                continue
             seen.add(parsed.id)
             problem = label_problem(layout, raw, parsed)
             if problem is not None:
-                unknown.append(f"line {line} ({parsed.id}): {problem}")
+                folder.unknown.append(f"line {line} ({parsed.id}): {problem}")
                 continue
             if folder.leaves_out(parsed.label, raw, cfg):
                 continue
+            if (("age", IGNORED) in parsed.meta.notes
+                    and str(raw.get(layout.age_col or "") or "").strip().lower()
+                    not in AGE_PLACEHOLDERS):
+                folder.bad_ages.append(line)
             group = group_of(parsed.id, raw.get(gcol or ""))
             groups.append(group)
             for c in others:
@@ -148,14 +162,52 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                                [r["path"] for r in folder.rows if r["path"]], index.listing())
     if unlisted.files:  # the CSV is the listing: said once, as the batch reader says it
         warn_unlisted(unlisted, "not used for training")
-    if unknown:
-        raise ConfigError(f"{len(unknown)} rows of {folder.csv} have a diagnosis dermsight "
-                          f"cannot read (e.g. {unknown[0]}); use one of the codes "
-                          f"{', '.join(taxonomy.BY_CODE)} (or their names)")
     leak = group_leak(gcol or cfg.group_col, groups, other_values)
     if leak is not None:
-        raise ConfigError(f"{folder.csv}: {leak[1]}; set data.group_col={leak[0]}")
+        folder.leak = f"{folder.csv}: {leak[1]}; set data.group_col={leak[0]}"
     return folder
+
+
+#: how many of each kind of data problem the report names (all are counted)
+SHOWN = 3
+#: age cells that say "not known" rather than give an unusable age
+AGE_PLACEHOLDERS = ("nan", "none", "null", "na", "n/a", "unknown")
+
+
+def _examples(items: list[str]) -> str:
+    return "; ".join(items[:SHOWN]) + (f"; ... ({len(items) - SHOWN} more)"
+                                       if len(items) > SHOWN else "")
+
+
+def data_problems(folders: list[_Folder], check_files: bool) -> list[str]:
+    """Every problem of the data folders as one line per kind (counted, the first ``SHOWN``
+    named): diagnoses no class is named by, ids listed twice, listed images without a file, a
+    group column that splits a patient and,
+    when ``check_files`` (there are problems already, so one report names them all),
+    image files that cannot be read."""
+    from dermsight.train.data import unreadable_reasons  # torch-free table reading otherwise
+
+    lines = []
+    for f in folders:
+        if f.unknown:
+            lines.append(f"{len(f.unknown)} rows of {f.csv} have a diagnosis dermsight cannot "
+                         f"read ({_examples(f.unknown)}); use one of the codes "
+                         f"{', '.join(taxonomy.BY_CODE)} (or their names)")
+        if f.repeated:
+            lines.append(f"{len(f.repeated)} image ids of {f.csv} appear twice "
+                         f"({_examples(f.repeated)})")
+        if f.missing:
+            lines.append(f"{len(f.missing)} images listed in {f.csv} have no image file below "
+                         f"{f.csv.parent} ({_examples(f.missing)})")
+        if f.leak:
+            lines.append(f.leak)
+        if check_files:
+            paths = [r["path"] for r in f.rows if r["path"] and Path(r["path"]).is_file()]
+            reasons = unreadable_reasons(paths)
+            if reasons:
+                lines.append(f"{len(reasons)} of {len(paths)} images of {f.csv} cannot be read "
+                             f"({_examples(reasons)}): replace them, or remove their rows")
+    return lines
 
 
 def _left_out(folders: list[_Folder], cfg: DataConfig) -> list[str]:
@@ -171,6 +223,13 @@ def _left_out(folders: list[_Folder], cfg: DataConfig) -> list[str]:
     excluded: Counter[str] = sum((f.excluded for f in folders), Counter())
     if excluded:
         notes.append(f"{sum(excluded.values())} images of data.exclude_source_repos left out")
+    for f in folders:
+        if f.bad_ages:
+            lines = ", ".join(map(str, f.bad_ages[:SHOWN])) + (" ..." if len(f.bad_ages) > SHOWN
+                                                               else "")
+            notes.append(f"{len(f.bad_ages)} ages in {f.csv} are not a number from "
+                         f"{taxonomy.AGE_MIN} to {taxonomy.AGE_MAX} years (lines {lines}): "
+                         f"trained on as not given (dermsight predict refuses such ages)")
     return notes
 
 
@@ -194,6 +253,16 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
     receives one line for each kind of row left out (no diagnosis, another class, an
     excluded source repository)."""
     folders = [_read_root(Path(r), cfg) for r in cfg.roots]
+    ids = Counter(row["image_id"] for f in folders for row in f.rows)
+    shared = [i for i, n in ids.items() if n > 1]
+    across = [f"{len(shared)} image ids occur in more than one data folder (e.g. {shared[0]}): "
+              f"remove the duplicates"] if shared else []
+    problems = [*data_problems(folders, check_files=False), *across]
+    if problems:  # all of them at once: a cohort is not fixed one problem per run
+        problems = [*data_problems(folders, check_files=True), *across]
+        raise ConfigError(f"the data have {len(problems)} kinds of problem, fix them all "
+                          f"before training: " + " | ".join(problems)
+                          if len(problems) > 1 else problems[0])
     if notes is not None:
         notes.extend([*_left_out(folders, cfg), *_unmatched(folders, cfg)])
     # object columns throughout: a missing age stays None (never NaN)
@@ -203,14 +272,6 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
         raise ConfigError(f"no image of the classes {', '.join(cfg.classes)} in "
                           f"{', '.join(str(f.csv) for f in folders)}"
                           + (f" ({left})" if left else " (it lists no images)"))
-    dup = df["image_id"].duplicated(keep=False)
-    if dup.any():
-        raise ConfigError(f"{int(dup.sum())} image ids occur in more than one data folder "
-                          f"(e.g. {df.loc[dup, 'image_id'].iloc[0]}): remove the duplicates")
-    for f in folders:
-        if f.missing:
-            raise ConfigError(f"{len(f.missing)} images listed in {f.csv} have no image file "
-                              f"below {f.csv.parent} (e.g. {f.missing[0]})")
     df["label"] = df["diagnosis"].map({c: i for i, c in enumerate(cfg.classes)}).astype(int)
     return df
 

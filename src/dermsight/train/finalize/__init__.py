@@ -25,12 +25,15 @@ from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.finalize.baseline import baseline
 from dermsight.train.finalize.calibration import calibrate, fit_decision
 from dermsight.train.finalize.card import (
+    collapsed_tiers_limitation,
     compression_limitation,
     data_section,
     intended_use,
     licence_section,
     limitations,
+    thin_figures_limitation,
     training_section,
+    withhold_thin_figures,
     write_card,
 )
 from dermsight.train.finalize.evaluation import evaluate_test
@@ -73,6 +76,15 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     evaluation = evaluate_test(
         cfg, model, parts, calib, offsets, provenance=provenance,
         trained_on=sorted(train_rows["source"].astype(str).unique()))
+    # headline figures over fewer than MIN_CASES cases on a side are withheld, as for subgroups
+    withheld = withhold_thin_figures(evaluation.test)
+    for ev in (evaluation.test_argmax, evaluation.uncalibrated, evaluation.validation,
+               evaluation.without_metadata, evaluation.external):
+        if ev is not None:
+            withhold_thin_figures(ev)
+    figure_notes = [line for line in (thin_figures_limitation(withheld),
+                                      collapsed_tiers_limitation(calib.refer, calib.monitor))
+                    if line is not None]
     val = parts["val"]
     extra: dict[str, Any] = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -84,7 +96,7 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         "data": {**data_section(cfg, df), "train_compression": files},
         "intended_use": intended_use(len(cfg.data.classes)),
         "limitations": [*limitations(cfg, df),
-                        compression_limitation(files, gate[0]["quality"])],
+                        compression_limitation(files, gate[0]["quality"]), *figure_notes],
         "licence": licence_section(cfg, df),
         "natural_frequencies": natural_frequencies(
             calib.malignant_probability(val.logits), calib.is_malignant(val.labels),

@@ -16,6 +16,7 @@ import torch
 from dermsight.bundle import Card, save_bundle
 from dermsight.compression import MEASURED_ON_QUALITY
 from dermsight.decision import DecisionRule
+from dermsight.evaluate.settings import MIN_CASES
 from dermsight.preprocess import MetaSpec
 from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.export import OUTPUTS
@@ -101,20 +102,6 @@ def _collection(df: pd.DataFrame) -> str:
     return ", ".join(out[:-1]) + (" and " if len(out) > 1 else "") + out[-1]
 
 
-def _original_sizes(df: pd.DataFrame) -> str:
-    """' (150-256 px)': the range of the originals' sides where the table records them."""
-    if not {"orig_w", "orig_h"} <= set(df.columns):
-        return ""
-    w = pd.to_numeric(df["orig_w"], errors="coerce")
-    h = pd.to_numeric(df["orig_h"], errors="coerce")
-    known = w.notna() & h.notna()
-    if not known.any():
-        return ""
-    lo = int(np.minimum(w[known], h[known]).min())
-    hi = int(np.maximum(w[known], h[known]).max())
-    return f" ({lo}-{hi} px where the source recorded it)"
-
-
 def _label_mix(df: pd.DataFrame, classes: list[str]) -> str:
     """'ISIC 2017: MEL/NV/BKL only; ...' for the sources that lack some of the classes."""
     present = [c for c in classes if (df["diagnosis"] == c).any()]
@@ -187,11 +174,79 @@ def external_validation_limitation(held_out: Sequence[str] = (), *,
             + "; ".join(parts) + "; confidence intervals reflect sampling variation only.")
 
 
+#: the sources whose population the card can describe (the ISIC challenges and HAM10000,
+#: whose images come from European, US and Australian clinics)
+KNOWN_POPULATION_SOURCES = frozenset(SOURCE_NAMES)
+#: below this long side (px) a training image is a low-resolution copy: the ISIC and HAM10000
+#: originals are 600 x 450 px (HAM10000) or larger, and dermatoscope cameras give more still
+LOW_RESOLUTION_PX = 600
+
+
+def _measured_sides(df: pd.DataFrame) -> tuple[int, int, bool] | None:
+    """The shortest and longest image side of the table's images and whether they are the
+    recorded ``orig_w`` / ``orig_h`` (else read from the image files' headers); None when
+    neither tells."""
+    if {"orig_w", "orig_h"} <= set(df.columns):
+        w = pd.to_numeric(df["orig_w"], errors="coerce")
+        h = pd.to_numeric(df["orig_h"], errors="coerce")
+        known = w.notna() & h.notna()
+        if known.any():
+            return (int(np.minimum(w[known], h[known]).min()),
+                    int(np.maximum(w[known], h[known]).max()), True)
+    if "path" not in df.columns:
+        return None
+    from PIL import Image
+
+    sides: list[tuple[int, int]] = []
+    for path in df["path"].dropna().astype(str):
+        try:
+            with Image.open(path) as im:  # the header only
+                sides.append(im.size)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+    if not sides:
+        return None
+    return min(min(s) for s in sides), max(max(s) for s in sides), False
+
+
+def resolution_limitation(df: pd.DataFrame) -> str:
+    """The card's line on the images' resolution, from their measured sizes: 'low-resolution
+    copies' only when every image's long side is under ``LOW_RESOLUTION_PX``."""
+    sides = _measured_sides(df)
+    if sides is None:
+        return (f"Trained and tested on images of {_collection(df)} whose sizes are not "
+                "recorded; images of other sizes or from other cameras may behave differently.")
+    lo, hi, recorded = sides
+    where = " where the source recorded it" if recorded else ""
+    if hi < LOW_RESOLUTION_PX:
+        return (f"Trained and tested on low-resolution copies ({lo}-{hi} px{where}) of "
+                f"{_collection(df)}; full-resolution clinical images may behave differently.")
+    return (f"Trained and tested on images of {lo}-{hi} px{where} of {_collection(df)}; "
+            "images of other sizes or from other cameras may behave differently.")
+
+
+def population_limitation(df: pd.DataFrame) -> str:
+    """The card's line on skin types: what is known of the ISIC / HAM10000 populations, and
+    that any other source's population is not recorded."""
+    sources = sorted({str(s) for s in df["source"]})
+    known = [s for s in sources if s in KNOWN_POPULATION_SOURCES]
+    other = [s for s in sources if s not in KNOWN_POPULATION_SOURCES]
+    text = "No skin-type (Fitzpatrick) labels: performance on darker skin is unknown; "
+    if not other:
+        return text + ("the source data are predominantly from fair-skinned European and US "
+                       "populations.")
+    names = ", ".join(_source_name(s) for s in other)
+    said = f"the population of {names} is not recorded: check it"
+    if known:
+        said += (f"; {', '.join(_source_name(s) for s in known)} are predominantly from "
+                 "fair-skinned European and US populations")
+    return text + said + "."
+
+
 def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
     """The card's limitations, true for the data this model was trained and tested on."""
     classes = list(cfg.data.classes)
-    out = [f"Trained and tested on low-resolution copies{_original_sizes(df)} of "
-           f"{_collection(df)}; full-resolution clinical images may behave differently."]
+    out = [resolution_limitation(df)]
     if "UNK" in classes:
         unk = sorted({_source_name(s) for s in df.loc[df["diagnosis"] == "UNK", "source"]})
         origin = f"one source only ({unk[0]})" if len(unk) == 1 else ", ".join(unk) or "no image"
@@ -208,8 +263,7 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
             "non-dermoscopic inputs).")
     return [
         *out,
-        "No skin-type (Fitzpatrick) labels: performance on darker skin is unknown; the source "
-        "data are predominantly from fair-skinned European and US populations.",
+        population_limitation(df),
         f"Sources differ in label mix{_label_mix(df[df['split'] != EXTERNAL], classes)} and "
         "image processing; metrics are reported per source because pooled numbers can be "
         "inflated by source differences.",
@@ -217,6 +271,68 @@ def limitations(cfg: TrainConfig, df: pd.DataFrame) -> list[str]:
         refer_transfer_limitation(cfg.calibration.refer_sensitivity),
         NOT_EVALUATED_LIMITATION,
     ]
+
+
+#: the headline figures that rest on the melanomas / the malignant lesions / the benign ones
+#: (each side of an AUC is one of them), as ``dermsight.evaluate.subgroups`` withholds a
+#: subgroup's figure with fewer than ``MIN_CASES`` cases on a side
+_MEL_SIDES = ("mel_auc", "mel_pauc80")
+_BOTH_SIDES = ("malignant_auc", "malignant_pauc80", "malignant_spec_at_95sens",
+               "malignant_sens_at_95sens", "malignant_threshold_at_95sens")
+_MALIGNANT_SIDE = ("refer_sensitivity", "monitor_sensitivity")
+_BENIGN_SIDE = ("refer_specificity", "monitor_specificity")
+
+
+def withhold_thin_figures(ev: dict[str, Any], min_cases: int = MIN_CASES) -> list[str]:
+    """Withhold (value None, no interval) the headline figures of an evaluation ``ev`` that rest
+    on fewer than ``min_cases`` cases on a side, as evaluate withholds a subgroup's (an AUC over
+    four melanomas is noise, and its bootstrap interval looks narrower than it is). Changes
+    ``ev`` in place; returns what was withheld and why, one phrase per reason."""
+    m = ev.get("metrics") or {}
+    if not isinstance(m.get("n"), int | float) or not isinstance(m.get("n_malignant"),
+                                                                 int | float):
+        return []
+    n, n_mal = int(m["n"]), int(m["n_malignant"])
+    n_mel = int(m["n_MEL"]) if isinstance(m.get("n_MEL"), int | float) else None
+    reasons: list[tuple[tuple[str, ...], str]] = []
+    if n_mel is not None and (n_mel < min_cases or n - n_mel < min_cases):
+        reasons.append((_MEL_SIDES, f"{n_mel} MEL of {n}"))
+    if n_mal < min_cases or n - n_mal < min_cases:
+        reasons.append((_BOTH_SIDES, f"{n_mal} malignant of {n}"))
+    if n_mal < min_cases:
+        reasons.append((_MALIGNANT_SIDE, f"{n_mal} malignant"))
+    if n - n_mal < min_cases:
+        reasons.append((_BENIGN_SIDE, f"{n - n_mal} benign"))
+    said = []
+    ci = ev.get("ci") if isinstance(ev.get("ci"), dict) else {}
+    for keys, why in reasons:
+        held = [k for k in keys if m.get(k) is not None or (ci or {}).get(k) is not None]
+        for k in held:
+            m[k] = None
+            if ci is not None and k in ci:
+                ci[k] = {"value": None, "lo": None, "hi": None,
+                         "note": f"{why} (< {min_cases}): withheld"}
+        if held:
+            said.append(f"{', '.join(held)} ({why})")
+    return said
+
+
+def thin_figures_limitation(withheld: list[str], min_cases: int = MIN_CASES) -> str | None:
+    """The card's line on the test figures withheld by ``withhold_thin_figures``."""
+    if not withheld:
+        return None
+    return (f"Too few test cases for some headline figures (fewer than {min_cases} on a side, "
+            f"the rule the evaluation applies to subgroups), so they are withheld: "
+            f"{'; '.join(withheld)}. A larger test set is needed to know them.")
+
+
+def collapsed_tiers_limitation(refer: float, monitor: float) -> str | None:
+    """The card's line when the monitor threshold equals the refer threshold: no lesion can
+    land between them."""
+    if monitor < refer:
+        return None
+    return (f"The refer and monitor thresholds are equal ({refer:.4g}): the moderate tier is "
+            "empty for this model - every lesion is either referred or in the low tier.")
 
 
 def compression_limitation(files: Mapping[str, int], limits: Mapping[str, float]) -> str:
