@@ -437,7 +437,8 @@ def test_evaluate_refuses_a_run_folder_and_a_folder_of_another_evaluation(
     ev = tmp_path / "ev"
     code, _, err = run(capsys, "evaluate", str(SHIPPED), str(tmp_path / "a"), "--out", str(ev))
     assert code == 0, err
-    assert "note: the metrics cover 4 of the 6 scored images; the other 2 have no usable label" in err
+    assert ("note: the metrics cover 4 of the 6 scored images; the other 2 have no usable label"
+            in err)
     before = (ev / "scores.evaluation.json").read_bytes()
     # other data (or another bundle) into the same --out: its rows were kept and reported
     code, _, err = run(capsys, "evaluate", str(SHIPPED), str(small("b", 6)), "--out", str(ev))
