@@ -90,6 +90,25 @@ def test_a_token_expires_after_its_lifetime_and_says_so(app_harness: ClinicHarne
     assert "not known" in _bearer(h, "dsk_nonsense", "/patients").json()["detail"]
 
 
+def test_an_expired_token_of_a_disabled_account_says_the_account_is_disabled(
+    app_harness: ClinicHarness,
+) -> None:
+    # "create a new one" would be advice its user cannot follow
+    h = app_harness
+    r = h.post("/auth/tokens", json={"name": "old", "days": 1})
+    assert r.status_code == 201, r.text
+    token = r.json()
+    with h.clinic.db.session() as s:
+        s.execute(update(ApiToken).where(ApiToken.id == token["id"])
+                  .values(expires_at=datetime(2026, 3, 14, 9, 30, tzinfo=UTC)))
+        user_id = s.scalar(select(ApiToken.user_id).where(ApiToken.id == token["id"]))
+        s.execute(update(User).where(User.id == user_id).values(active=False))
+    r = _bearer(h, token["token"], "/patients")
+    assert r.status_code == 401
+    assert "disabled" in r.json()["detail"]
+    assert "create a new one" not in r.json()["detail"]
+
+
 @pytest.mark.parametrize("days", [0, -5, 366, 10_000])
 def test_a_token_lifetime_outside_1_to_365_days_is_a_422(
     app_harness: ClinicHarness, days: int

@@ -272,3 +272,17 @@ def test_a_request_that_is_not_an_upload_is_not_counted_as_a_refused_upload(
     assert r.status_code == 413, r.text  # the same size as a POST: a refused upload
     assert metrics.registry.get_sample_value("dermsight_uploads_refused_total",
                                              {"reason": "too_large"}) == before + 1
+
+
+def test_a_decoded_newline_in_the_path_cannot_forge_a_log_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = create_app(Settings())
+    caplog.set_level(logging.INFO, logger="dermsight.web")
+    forged = "INFO dermsight.web: GET /api/v1/admin 200"
+    with TestClient(app) as client:
+        r = client.get(f"{API}/nothing%0A{forged.replace(' ', '%20')}")
+    assert r.status_code == 404
+    messages = [rec.getMessage() for rec in caplog.records if rec.name == "dermsight.web"]
+    [line] = [m for m in messages if "/nothing" in m]
+    assert "\n" not in line
+    assert f"/nothing\\n{forged}" in line  # kept, escaped: the request is still recognisable

@@ -438,7 +438,8 @@ def _input_rows(df: pd.DataFrame, now: InputNow
         n_relabelled = len(changed)
         if n_relabelled:
             warnings.append(
-                f"{n_relabelled} label{'s' if n_relabelled != 1 else ''} of the input differ "
+                f"{n_relabelled} label{'s' if n_relabelled != 1 else ''} of the input "
+                f"{'differ' if n_relabelled != 1 else 'differs'} "
                 f"from those stored with the scores ({', '.join(changed[:3])}"
                 f"{', ...' if n_relabelled > 3 else ''}; the input was changed after it was "
                 "scored): the metrics use the input's labels now")

@@ -324,14 +324,14 @@ def token_lookup(db: DbSession, token: str, shared: str | None = None
         return Refused.SHARED if is_shared_token(token, shared) else Refused.UNKNOWN
     if row.revoked_at is not None:
         return Refused.REVOKED
-    now = utcnow()
-    if aware(row.expires_at) <= now:
-        return TokenExpired(aware(row.expires_at))
     user = db.get(User, row.user_id)
     if user is None:
         return Refused.UNKNOWN
-    if not user.active:
+    if not user.active:  # before the expiry: a disabled user cannot make a new token
         return Refused.DISABLED
+    now = utcnow()
+    if aware(row.expires_at) <= now:
+        return TokenExpired(aware(row.expires_at))
     row.last_used_at = now
     return user
 

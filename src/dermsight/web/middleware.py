@@ -175,6 +175,12 @@ REQUEST_ID_HEADER = "x-request-id"
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
+def loggable(text: str) -> str:
+    """``text`` for one log line: control characters (a decoded ``%0A`` in a path) and anything
+    outside ASCII written as Python escapes, so a client cannot start a forged line."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def new_request_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -428,7 +434,8 @@ class RequestLogMiddleware:
             await self.app(scope, receive, send)
             return
         clock, send = request_clock(scope, send)
-        method, path = scope.get("method", "?"), scope.get("path", "?")
+        # the path is percent-decoded: escaped, so that "%0A" cannot start a forged log line
+        method, path = scope.get("method", "?"), loggable(scope.get("path", "?"))
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
