@@ -87,7 +87,7 @@ describe('warnings in the patient view are plain words, by code', () => {
     expect(patientFlagText({ code: 'new_kind', blocking: false })).toBe(
       'Something about this picture or the details given may make the result less reliable.',
     )
-    expect(patientFlagText({ code: 'new_kind' })).toBe('This picture cannot be assessed.')
+    expect(patientFlagText({ code: 'new_kind' })).toBe('The reason is not described in plain words here: the clinician view shows it.')
     expect(patientFlagText({ code: 'toString', blocking: false })).toMatch(/^Something about/) // not an inherited key
     expect(flagText({ code: 'new_kind', message: 'odd thing at 3.2σ', blocking: false }, 'clinician')).toBe('Odd thing at 3.2σ')
   })

@@ -125,8 +125,12 @@ export const PATIENT_FLAG_TEXT: Record<string, string> = {
   not_dermoscopic:
     'This looks like an ordinary photo, not a picture taken with a dermatoscope (a skin magnifier). The model was only ' +
     'tested on dermatoscope pictures, so how reliable this result is, is not known.',
-  metadata_ignored: 'Some of the details you entered could not be used, so the result was worked out without them.',
-  metadata_normalised: 'Some of the details you entered were read in a different form from how they were typed. Check that they are right.',
+  metadata_ignored:
+    'Some of the details given (typed in, or stored in the picture’s file) could not be used, so the result was ' +
+    'worked out without them.',
+  metadata_normalised:
+    'Some of the details given (typed in, or stored in the picture’s file) were read in a different form from how ' +
+    'they were given. Check that they are right.',
   site_contradicts_lesion: 'The body site given does not match the body site recorded for this spot, so it was not used.',
   too_small: 'This picture is too small to assess. Use a larger picture, taken closer to the spot.',
   blank: 'No spot can be seen in this picture.',
@@ -135,14 +139,18 @@ export const PATIENT_FLAG_TEXT: Record<string, string> = {
   blurred: 'This picture is too blurred to assess. Hold still and check that it is sharp.',
   noise: 'This picture is too grainy: no spot can be seen.',
   greyscale: 'This picture is in black and white. The model needs the colour photo.',
-  out_of_distribution: 'This does not look like a close-up picture of a skin spot, so it cannot be assessed.',
+  out_of_distribution:
+    'The model does not recognise this as the kind of picture it was built for (a dermatoscope picture of a skin ' +
+    'spot), so it cannot be assessed.',
   recoloured: 'The colours of this picture look changed, for example by a photo filter. Send the photo as it was taken.',
 }
 
-/** A flag whose code has no plain wording: a refusal, or a warning that the result may be less reliable. */
+/** A flag whose code has no plain wording: a refusal, or a warning that the result may be less reliable.
+ * A refusal's line goes under the banner, which already says that the picture cannot be assessed
+ * (`RISK_TEXT.cannot_assess`): it says where the reason is instead of repeating the headline. */
 export function patientFlagFallback(blocking: boolean): string {
   return blocking
-    ? 'This picture cannot be assessed.'
+    ? 'The reason is not described in plain words here: the clinician view shows it.'
     : 'Something about this picture or the details given may make the result less reliable.'
 }
 
@@ -256,6 +264,31 @@ export function malignantShareNote(
     `${excluded.join(', ')} holds ${formatPercent(out)} of the probability: this share is taken among the other ` +
     `${formatPercent(1 - out)}, so it is not the absolute probability of a cancer. The risk tier uses it on purpose, ` +
     `so that ${excluded.join(', ')} never lowers the risk.`
+  )
+}
+
+/**
+ * The patient view's counterpart of `malignantShareNote`: when the classes left out of the risk
+ * level's share (UNK, "Other / unknown", in the shipped model) hold most of the estimate (the same
+ * condition), a "Higher risk" or "Some concern" result can stand beside cancer bars of "1%" or
+ * "under 1%". This says why, in plain words and without saying what the spot is. Null for the
+ * other tiers, or when the share note would not be shown.
+ */
+export function patientShareNote(
+  card: ModelCard | null,
+  probabilities: Record<string, number>,
+  malignant: number | null | undefined,
+  risk: string,
+  nameOf: (code: string) => string = (c) => c,
+): string | null {
+  if (risk !== 'high' && risk !== 'moderate') return null
+  if (malignantShareNote(card, probabilities, malignant) === null) return null
+  const excluded = malignantExcluded(card, { malignant_probability: malignant, probabilities }) ?? []
+  const names = excluded.map((c) => `“${nameOf(c)}”`).join(' and ')
+  const share = risk === 'high' ? 'a large share, so a doctor should look at it' : 'a noticeable share, so a doctor should check it'
+  return (
+    `Most of the estimate went to ${names}. The risk level looks only at the named types of spot, and among those ` +
+    `the cancers take ${share}.`
   )
 }
 

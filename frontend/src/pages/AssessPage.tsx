@@ -27,6 +27,7 @@ import {
   assessAnnouncement,
   malignantLabel,
   malignantShareNote,
+  patientShareNote,
   malignantShortName,
 } from '../content.ts'
 import {
@@ -481,7 +482,8 @@ const PATIENT_ADVICE: Record<string, { title: string; text: string }> = {
   },
 }
 
-function ResultView({
+/** A result (exported for the tests, which render it). */
+export function ResultView({
   outcome,
   preview,
   onNewCase,
@@ -513,6 +515,9 @@ function ResultView({
     : res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
   const thresholds = cardThresholds(card)
   const shareNote = malignantShareNote(card, probs, res.malignant_probability)
+  const nameOf = (code: string) => byCode.get(code)?.name ?? code
+  // the patient view's plain counterpart: why "Higher risk" can stand beside cancer bars of "under 1%"
+  const patientNote = patientShareNote(card, probs, res.malignant_probability, res.risk, nameOf)
   const gate = card && typeof card.gate === 'object' && card.gate !== null ? (card.gate as Record<string, unknown>) : null
   // gate v2 scores with its own head (v2_threshold); gate v1 with the kNN score (ood_threshold)
   const oodThreshold =
@@ -567,7 +572,7 @@ function ResultView({
         predictionName={predictionName}
         prediction={res.prediction}
         probabilities={probs}
-        nameOf={(code) => byCode.get(code)?.name ?? code}
+        nameOf={nameOf}
       />
 
       {patient && (
@@ -677,7 +682,8 @@ function ResultView({
               noImageReason={preview.dicom ? 'This DICOM file' : undefined}
               heatmapSrc={heatmapSrc(res.heatmap)}
               crop={cardCrop(card)}
-              predictionName={predictionName}
+              // the patient view does not name the suggested class (RiskBanner hides it on purpose)
+              predictionName={patient ? undefined : predictionName}
               opacity={opacity}
               onOpacity={onOpacity}
             />
@@ -687,6 +693,11 @@ function ResultView({
             {patient && (
               <p className="muted prob-note" data-testid="patient-probs-note">
                 {PATIENT_PROBS_NOTE}
+              </p>
+            )}
+            {patient && patientNote && (
+              <p className="muted prob-note" data-testid="patient-share-note">
+                {patientNote}
               </p>
             )}
             <ProbBars probabilities={probs} classes={classes} prediction={res.prediction} audience={audience} />

@@ -48,7 +48,8 @@ export function ClinicPatientsPage() {
     if (!ref.trim()) {
       setError('Enter the patient reference (your clinic’s own id for the patient).')
       setRefInvalid(true)
-      refRef.current?.focus()
+      // after the render that ties the error to the field (aria-describedby), so that it is read out
+      requestAnimationFrame(() => refRef.current?.focus())
       return
     }
     setRefInvalid(false)

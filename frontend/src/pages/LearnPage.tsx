@@ -1,6 +1,6 @@
 import type { ReactNode } from 'react'
 import { API, type ExampleImage, type LesionClassInfo } from '../api.ts'
-import { FALLBACK_CLASSES, PHOTO_TIPS, RISK_TEXT } from '../content.ts'
+import { FALLBACK_CLASSES, PHOTO_TIPS, riskHeadline } from '../content.ts'
 import { classMixSentence, countWord, OTHER_CLASS } from '../format.ts'
 import { useApiData, useApiImage } from '../hooks.ts'
 
@@ -150,24 +150,35 @@ export function LearnPage() {
           <li>Add age, sex and body site if you know them (optional; they help a little).</li>
           <li>Press “Assess lesion”. The image is analysed by the server; the result appears in a few seconds.</li>
         </ol>
-        <div className="tier-legend">
-          {(['high', 'moderate', 'low', 'cannot_assess'] as const).map((r) => (
-            <div key={r} className={`tier risk-${r}`}>
-              <strong>{RISK_TEXT[r].label}</strong>
-              <span>{RISK_TEXT[r].nextStep}.</span>
-            </div>
-          ))}
+        {/* Each level as the clinician view words it, and as the patient view does. */}
+        <div className="tier-legend" data-testid="tier-legend">
+          {(['high', 'moderate', 'low', 'cannot_assess'] as const).map((r) => {
+            const c = riskHeadline(r, 'clinician')
+            const p = riskHeadline(r, 'patient')
+            return (
+              <div key={r} className={`tier risk-${r}`}>
+                <strong>{c.label}</strong>
+                <span>{c.nextStep}.</span>
+                <span className="tier-patient" data-testid={`tier-patient-${r}`}>
+                  Patient view: <strong>{p.label}</strong>
+                  {p.nextStep !== c.nextStep && <> — {p.nextStep}.</>}
+                </span>
+              </div>
+            )
+          })}
         </div>
         <ul className="plain-list">
           <li>
             The <strong>risk level</strong> compares two cut-offs with how much of the model’s estimate for the
             specific, named types goes to the three cancers (melanoma, basal cell or squamous cell carcinoma). It is a
-            share of those named types, not the chance that the lesion is a cancer. The cut-offs were set
+            share of those named types, not the chance that the lesion is a cancer: when most of the estimate goes to
+            “Other / unknown”, the level can be higher than the cancer bars alone suggest. The cut-offs were set
             on the validation images (kept out of training); the test images were scored only once, after every choice
             was made, to measure how well the tool does (see the Model page).
           </li>
           <li>
-            The <strong>bars</strong> show how likely the model thinks each type is. They add up to 100%. A close race
+            The <strong>bars</strong> show how likely the model thinks each type is. They add up to about 100% (in the
+            patient view each is rounded to a whole number, so the total can be a little off). A close race
             between two types means the model is unsure.
           </li>
           <li>
@@ -176,8 +187,8 @@ export function LearnPage() {
             the same type over the whole picture. Use the slider to fade it.
           </li>
           <li>
-            <strong>Cannot assess</strong> means the image is too dark, blurred, small, black and white, or does not
-            look like a dermoscopic picture of a skin lesion. Take a better picture, or see a doctor.
+            <strong>Cannot assess</strong> means the image is too dark, blurred, small, black and white, or not the
+            kind of picture the model was built for (a dermoscopic picture of a skin lesion). Take a better picture, or see a doctor.
           </li>
         </ul>
       </Section>

@@ -39,7 +39,8 @@ export function LoginPage({
       const bad = loginInvalid(username, password, false, Boolean(resumeAs))
       setInvalid(bad)
       setError('Enter your user name and password.')
-      ;(bad.username ? usernameRef : passwordRef).current?.focus()
+      // after the render that ties the error to the field (aria-describedby), so that it is read out
+      requestAnimationFrame(() => (bad.username ? usernameRef : passwordRef).current?.focus())
       return
     }
     setInvalid({ username: false, password: false })
