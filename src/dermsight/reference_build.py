@@ -42,7 +42,7 @@ from dermsight.evaluate.retrieval import retrieval_metrics
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
 from dermsight.progress import ProgressMaker, counting
-from dermsight.splits import split_sha256
+from dermsight.splits import recorded_split_file, split_candidates, split_sha256
 from dermsight.train.config import ConfigError, DataConfig
 from dermsight.train.table import load_table, row_meta
 
@@ -152,32 +152,21 @@ def recorded_data_config(card_extra: dict[str, Any], folders: Sequence[Path],
     return cfg
 
 
-def _split_matches(split_csv: Path, card_extra: dict[str, Any]) -> bool:
-    """Whether ``split_csv``'s train and test ids hash to the card's ``data.split_sha256``."""
-    recorded = (card_extra.get("data") or {}).get("split_sha256") or {}
-    try:
-        split = pd.read_csv(split_csv, dtype=str, keep_default_na=False)
-        return all(name in recorded and split_sha256(
-            split.loc[split["split"] == name, "image_id"]) == recorded[name]
-            for name in ("train", "test"))
-    except (OSError, ValueError, KeyError, pd.errors.ParserError):
-        return False
-
-
 def recorded_split(bundle: Path, fallback: Path) -> Path:
     """The split CSV the bundle was trained on, when ``--split`` is not given: its run folder's
     ``split.csv`` (a bundle as ``dermsight train`` writes it, ``RUN/bundle``), else
-    ``fallback`` (the shipped model's committed split), whichever the card's
-    ``data.split_sha256`` recognises; ``BundleError`` saying where to find it otherwise."""
+    ``fallback`` (the shipped model's committed split), the first whose ids match every split
+    fingerprint the card records (``data.split_sha256``, train and test among them:
+    ``splits.recorded_split_file``); ``BundleError`` saying where to find it otherwise."""
     try:
         extra = json.loads((bundle / "card.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return fallback  # no card to read: loading the bundle says what is wrong with it
-    candidates = [bundle / "split.csv", bundle.parent / "split.csv", fallback]
-    for c in candidates:
-        if c.is_file() and _split_matches(c, extra if isinstance(extra, dict) else {}):
-            return c
-    tried = ", ".join(str(c) for c in candidates)
+    data = extra.get("data") if isinstance(extra, dict) else None
+    found = recorded_split_file(data, bundle, [fallback], required=("train", "test"))
+    if found is not None:
+        return found
+    tried = ", ".join(str(c) for c in split_candidates(bundle, [fallback]))
     raise BundleError(
         f"the split this bundle was trained on was not found (tried {tried}: absent, or not "
         f"the split the card records): give the run folder's split.csv with --split "

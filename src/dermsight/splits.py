@@ -11,7 +11,8 @@ vectorised so that it runs in about a second on the shared dataset and needs no 
 
 ``holdout_split`` cuts the same folds into the fixed test / val / train split every dermsight
 model is trained and evaluated on, and ``split_sha256`` is the fingerprint of one split that a
-model card records (``data.split_sha256``).
+model card records (``data.split_sha256``); ``recorded_split_file`` finds the split file whose
+splits match every fingerprint a card records (``evaluate`` and ``reference build`` use it).
 """
 
 from __future__ import annotations
@@ -271,3 +272,61 @@ def split_sha256(ids: Iterable[str]) -> str:
     """Fingerprint of one split: sha256 of its sorted image ids, one per line (no newline at
     the end); a model card records it per split (``data.split_sha256``)."""
     return hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()
+
+
+#: what reading a candidate split file may raise: it is absent or unreadable, not a CSV, not
+#: UTF-8, or has no ``image_id`` / ``split`` column (pandas' parser errors are ValueErrors)
+_UNREADABLE_SPLIT = (OSError, ValueError, KeyError)
+
+
+def read_split_file(path: str | os.PathLike[str]) -> Any:
+    """A split CSV's ``image_id`` and ``split`` columns (a pandas DataFrame of strings); raises
+    ``OSError`` / ``ValueError`` / ``KeyError`` when it cannot be read as one."""
+    import pandas as pd
+
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return frame[["image_id", "split"]]
+
+
+def recorded_fingerprints(card_data: Any) -> dict[str, Any]:
+    """The split fingerprints a card's ``data`` section records (``split_sha256``: split name ->
+    sha256); ``{}`` when it records none, or not as such a mapping."""
+    recorded = card_data.get("split_sha256") if isinstance(card_data, Mapping) else None
+    if not isinstance(recorded, Mapping):
+        return {}
+    return {str(k): v for k, v in recorded.items()}
+
+
+def recorded_split_file(card_data: Any, bundle_dir: Path | None,
+                        fallbacks: Iterable[Path] = (), *,
+                        required: Iterable[str] = ()) -> Path | None:
+    """The split file a bundle was trained on: the first of ``split_candidates(bundle_dir,
+    fallbacks)`` whose ids match EVERY fingerprint the card's ``data`` section records
+    (``card_data["split_sha256"]``, see ``split_sha256``). ``required``: split names the card
+    must record for any file to match. None when the card records no fingerprint (or not
+    every ``required`` one) or no candidate matches; a candidate that is absent or cannot be
+    read as a split CSV is passed over."""
+    recorded = recorded_fingerprints(card_data)
+    if not recorded or any(name not in recorded for name in required):
+        return None
+    for path in split_candidates(bundle_dir, fallbacks):
+        try:
+            if not path.is_file():
+                continue
+            split = read_split_file(path)
+        except _UNREADABLE_SPLIT:
+            continue
+        if all(split_sha256(split.loc[split["split"] == name, "image_id"]) == sha
+               for name, sha in recorded.items()):
+            return path
+    return None
+
+
+def split_candidates(bundle_dir: Path | None, fallbacks: Iterable[Path] = ()) -> list[Path]:
+    """Where a bundle's split file may be, in order: ``split.csv`` beside the bundle and in its
+    training run folder (``dermsight train`` writes ``RUN/split.csv`` beside ``RUN/bundle``),
+    then ``fallbacks``."""
+    found: list[Path] = []
+    if bundle_dir is not None:
+        found += [bundle_dir / "split.csv", bundle_dir.parent / "split.csv"]
+    return found + list(fallbacks)

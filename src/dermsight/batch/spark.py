@@ -371,7 +371,7 @@ def run_spark(
                          if n - before["flags"].get(k, 0)}
         summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if options.evaluate:
-            run_evaluation(summary, card, source.rows)
+            run_evaluation(summary, card, source.rows, bundle_dir)
         store.write_summary(summary.to_dict())
     return summary
 

@@ -625,48 +625,39 @@ class TrainingOverlap:
                 "metrics on the other images apart (held_out)")
 
 
-def _split_candidates(bundle_dir: Path | None) -> list[Path]:
-    """Where a bundle's split file may be: beside it or in its training run folder
-    (``split.csv``), and the shipped bundle's (``configs/default-split.csv``, from the current
-    folder as the other commands read it, and from the source checkout)."""
+def _split_fallbacks() -> list[Path]:
+    """Where the shipped bundle's split file may be (``configs/default-split.csv``): from the
+    current folder as the other commands read it, and from the source checkout."""
     from dermsight.cli.labelled_data import DEFAULT_SPLIT
 
-    found: list[Path] = []
-    if bundle_dir is not None:
-        found += [bundle_dir / "split.csv", bundle_dir.parent / "split.csv"]
-    found += [DEFAULT_SPLIT, Path(__file__).resolve().parents[3] / DEFAULT_SPLIT]
-    return found
+    return [DEFAULT_SPLIT, Path(__file__).resolve().parents[3] / DEFAULT_SPLIT]
 
 
 def training_overlap(card: Card, bundle_dir: Path | None,
                      ids: Sequence[str]) -> TrainingOverlap:
     """How many of the evaluated ``ids`` are in the bundle's train / val / test split. The card
     records each split's fingerprint (``data.split_sha256``), not its ids: the split file is
-    the first of ``_split_candidates`` whose ids match every recorded fingerprint."""
-    from dermsight.splits import split_sha256
+    the one ``splits.recorded_split_file`` finds (beside the bundle, its run folder, then
+    ``_split_fallbacks``) whose ids match every recorded fingerprint."""
+    from dermsight.splits import read_split_file, recorded_fingerprints, recorded_split_file
 
-    recorded = (card.extra.get("data") or {}).get("split_sha256") or {}
-    if not recorded:
+    data = card.extra.get("data")
+    if not recorded_fingerprints(data):
         return TrainingOverlap(False, "the bundle's card records no split")
-    for path in _split_candidates(bundle_dir):
-        try:
-            if not path.is_file():
-                continue
-            split = pd.read_csv(path, dtype=str, keep_default_na=False,
-                                usecols=["image_id", "split"])
-        except (OSError, ValueError):
-            continue
-        if all(split_sha256(split.loc[split["split"] == name, "image_id"]) == sha
-               for name, sha in recorded.items()):
-            where = dict(zip(split["image_id"], split["split"], strict=True))
-            counts = Counter(where.get(i, "not_in_split") for i in ids)
-            return TrainingOverlap(
-                True, split_file=str(path),
-                counts={k: int(counts.get(k, 0)) for k in ("train", "val", "test",
-                                                           "not_in_split")},
-                seen=frozenset(i for i, s in where.items() if s in ("train", "val")))
-    return TrainingOverlap(False, "the bundle's split file was not found: its card records "
-                                  "only a fingerprint of each split")
+    path = recorded_split_file(data, bundle_dir, _split_fallbacks())
+    try:
+        split = read_split_file(path) if path is not None else None
+    except (OSError, ValueError, KeyError):  # changed since it matched: as if not found
+        split = None
+    if path is None or split is None:
+        return TrainingOverlap(False, "the bundle's split file was not found: its card records "
+                                      "only a fingerprint of each split")
+    where = dict(zip(split["image_id"], split["split"], strict=True))
+    counts = Counter(where.get(i, "not_in_split") for i in ids)
+    return TrainingOverlap(
+        True, split_file=str(path),
+        counts={k: int(counts.get(k, 0)) for k in ("train", "val", "test", "not_in_split")},
+        seen=frozenset(i for i, s in where.items() if s in ("train", "val")))
 
 
 def held_out_note(held: Mapping[str, Any]) -> str:
