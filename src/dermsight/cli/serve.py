@@ -237,13 +237,17 @@ def serve(  # noqa: PLR0913
         help=f"inferences at the same time (default: $DERMSIGHT_WORKERS, else the CPU cores this "
              f"process may use, at most {MAX_DEFAULT_WORKERS})")] = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="ONNX Runtime threads per inference (default 1)")] = None,
+        "--threads", min=1, help="ONNX Runtime threads per inference (default: "
+                                 "$DERMSIGHT_ORT_THREADS, else 1; numpy: "
+                                 "$DERMSIGHT_BLAS_THREADS)")] = None,
     log_level: Annotated[str | None, typer.Option(
-        "--log-level", help="debug | info | warning | error")] = None,
+        "--log-level", help="debug | info | warning | error | critical (default: "
+                             "$DERMSIGHT_LOG_LEVEL, else info)")] = None,
     insecure_no_auth: Annotated[bool, typer.Option(
         "--insecure-no-auth",
         help="allow serving beyond loopback without DERMSIGHT_API_TOKEN (anyone on the network "
-             "can use the API)")] = False,
+             "can use the API); beyond loopback a DERMSIGHT_API_TOKEN must have at least 16 "
+             "characters")] = False,
     database: Annotated[str | None, typer.Option(
         "--database", help="turn on clinic case storage (docs/clinic.md): a file path, "
                            "sqlite:///path or postgresql+psycopg://... (default: "
@@ -260,10 +264,12 @@ def serve(  # noqa: PLR0913
         help="clinic storage: a login session ends after this many minutes without a request "
              "(default: $DERMSIGHT_SESSION_IDLE_MINUTES, else 30)")] = None,
 ) -> None:
-    """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI."""
+    """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI.
+
+    Limits and settings: DERMSIGHT_* variables (README); an invalid one stops it (exit 2)."""
     from dermsight.clinic.config import ClinicConfig, ClinicConfigError
     from dermsight.web.server import bind_refusal, limit_malloc_arenas, serve_app
-    from dermsight.web.settings import Settings, SettingsError
+    from dermsight.web.settings import Settings, SettingsError, token_refusal
 
     try:  # the flags win over the DERMSIGHT_* variables
         clinic_flags = {"--retention-days": retention_days,
@@ -280,8 +286,8 @@ def serve(  # noqa: PLR0913
                                      log_level=log_level, clinic=clinic)
     except (SettingsError, ClinicConfigError) as exc:
         raise UserError(str(exc)) from exc
-    refusal = bind_refusal(host, settings.api_token, insecure_no_auth) or _listen_refusal(
-        host, port)
+    refusal = (bind_refusal(host, settings.api_token, insecure_no_auth)
+               or token_refusal(host, settings.api_token) or _listen_refusal(host, port))
     if refusal is not None:
         raise UserError(refusal)
     logging.basicConfig(level=settings.log_level.upper(),

@@ -9,10 +9,16 @@ uploads at the largest allowed size can never add up beyond the budget.
 The budget is ``DERMSIGHT_DECODE_MEMORY_MB`` (default 256 MiB: two decodes at the largest
 allowed size). The web app and batch scoring share the one budget of their process;
 :func:`set_decode_memory` changes it (e.g. from a server setting).
+
+An invalid ``DERMSIGHT_*`` number read here or by ``decode.py`` at import (``env_number``) does
+not warn then: ``dermsight serve`` refuses it with one line and exit code 2 (``Settings``), and
+any other use gets one warning per variable at its first decode (``decode_budget``), with the
+default in force.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import warnings
@@ -22,21 +28,33 @@ from contextlib import contextmanager
 MIB = 1024 * 1024
 
 
+#: the variables ``env_number`` found invalid (name -> one-line message), until warned about
+ENV_ERRORS: dict[str, str] = {}
+
+
 def env_number(name: str, default: float) -> float:
-    """A positive number from the environment; a bad value warns (one line) and gives
-    ``default`` (a library import must not fail with a traceback over it)."""
+    """A positive, finite number from the environment; a bad value gives ``default`` and is
+    recorded in ``ENV_ERRORS`` (a library import must not fail with a traceback over it, nor
+    print a warning before ``dermsight serve`` can refuse it with one line)."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
-        if not value > 0:
-            raise ValueError(raw)
     except ValueError:
-        warnings.warn(f"{name}={raw[:40]!r} is not a positive number: using {default:g}",
-                      stacklevel=2)
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        ENV_ERRORS[name] = (f"{name}={raw[:40]!r} is not a positive number: "
+                            f"using {default:g}")
         return default
     return value
+
+
+def warn_env_errors() -> None:
+    """One warning per invalid variable recorded by ``env_number`` (once)."""
+    while ENV_ERRORS:
+        _, message = ENV_ERRORS.popitem()
+        warnings.warn(message, stacklevel=3)
 
 
 DEFAULT_DECODE_MEMORY = int(env_number("DERMSIGHT_DECODE_MEMORY_MB", 256) * MIB)
@@ -77,7 +95,10 @@ _BUDGET = DecodeBudget(DEFAULT_DECODE_MEMORY)
 
 
 def decode_budget() -> DecodeBudget:
-    """The budget every decode of this process draws from."""
+    """The budget every decode of this process draws from (the first call also warns about
+    invalid limits in the environment: ``warn_env_errors``)."""
+    if ENV_ERRORS:
+        warn_env_errors()
     return _BUDGET
 
 

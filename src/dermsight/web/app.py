@@ -230,7 +230,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        image_limit=settings.max_upload_bytes,
                        budget=InflightBudget(settings.max_inflight_bytes))
-    app.add_middleware(RequestLogMiddleware)  # outside BodyLimit: its refusals are logged too
+    templates = PathTemplates(lambda: app.router.routes)  # the log and the metrics name routes
+    # outside BodyLimit: its refusals are logged too
+    app.add_middleware(RequestLogMiddleware, templates=templates)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -241,7 +243,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(MetricsMiddleware, observe=service_metrics.observe_request,
-                       templates=PathTemplates(lambda: app.router.routes))
+                       templates=templates)
     app.add_middleware(SecurityHeadersMiddleware, docs_path=f"{API}/docs")
     build_openapi = app.openapi
 

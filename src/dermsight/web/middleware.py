@@ -11,7 +11,11 @@ report the same status and the same duration. The clock also holds the request's
 carries, the request's log line names and a 500's body quotes.
 RequestLog turns any exception that escapes a route into a generic JSON 500 and logs only the
 exception's type and the request id (never its message or traceback, which can quote upload
-contents), so a client never sees a traceback and the log never holds PHI.
+contents), so a client never sees a traceback and the log never holds PHI. A failure of the clinic
+storage (``storage_failure``: the database cannot be reached or written, the image store's files
+cannot be read or written) is a JSON 503 with ``Retry-After`` instead, logged with its class and
+error code only. The log line names the route's template, never the raw path
+(``logged_path``: only whole-number path parameters, the record ids, are filled in).
 Busy answers a JSON 503 with ``Retry-After`` when too many requests run at once, or when the
 server (``server.HeaderTimeoutProtocol``) marked the request as arriving over the connection
 limit: both ``Settings.max_connections``.
@@ -22,10 +26,12 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sys
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 
 from fastapi.routing import RouteContext, iter_route_contexts
 from starlette.datastructures import Headers
@@ -416,36 +422,138 @@ class BusyMiddleware:
             self.running -= 1
 
 
-#: the request log line: method, path, status, milliseconds, request id
+#: seconds a client is asked to wait (``Retry-After``) after a clinic storage failure
+STORAGE_RETRY_AFTER_S = 30
+STORAGE_DETAILS = {
+    "database": "clinic storage unavailable: the database cannot be reached or written, "
+                "retry later",
+    "image store": "clinic storage unavailable: the image store cannot be read or written, "
+                   "retry later",
+}
+#: the module whose ``OSError`` is an image-store failure (the files of clinic storage)
+IMAGESTORE_MODULE = "dermsight.clinic.imagestore"
+
+
+def _raised_in(tb: TracebackType | None, module: str) -> bool:
+    """Whether a frame of ``tb`` runs code of ``module`` (or a module below it)."""
+    while tb is not None:
+        name = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if name == module or name.startswith(module + "."):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _database_failure(exc: BaseException) -> str | None:
+    """The log text of a database outage (connection refused or lost, pool exhausted, a file the
+    database cannot write), or None. SQLAlchemy is only looked at when it is loaded (clinic
+    storage on). Only error classes and codes: a DB-API message can quote the SQL's values."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from sqlalchemy import exc as sa
+
+    if not isinstance(exc, (sa.OperationalError, sa.InterfaceError, sa.TimeoutError)) and not (
+            isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
+        return None
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    cause = f" ({type(orig).__name__}{f' {code}' if code else ''})" if orig is not None else ""
+    return f"{type(exc).__name__}{cause}"
+
+
+def _imagestore_failure(exc: BaseException) -> str | None:
+    """The log text of an image-store failure: an ``OSError`` raised from the image store's code
+    (read-only or removed folder, full disk, ...; its own wrapper's cause included), or None.
+    An ``OSError`` from anywhere else stays a bug (500)."""
+    for err in (exc, exc.__cause__):
+        if not isinstance(err, OSError):
+            continue
+        if _raised_in(err.__traceback__, IMAGESTORE_MODULE) or (
+                err is not exc and _raised_in(exc.__traceback__, IMAGESTORE_MODULE)):
+            return (f"{type(err).__name__} errno {err.errno if err.errno is not None else '-'}"
+                    f" ({err.strerror or 'no reason given'})")
+    return None
+
+
+def storage_failure(exc: BaseException) -> tuple[str, str] | None:
+    """(which store, log text) when ``exc`` is a clinic storage outage, else None."""
+    for err in (exc, exc.__cause__):
+        if err is not None and (found := _database_failure(err)) is not None:
+            return "database", found
+    found = _imagestore_failure(exc)
+    return ("image store", found) if found is not None else None
+
+
+PLACEHOLDER = re.compile(r"\{(\w+)(?::\w+)?\}")
+#: a path parameter written into the log as it is: a record id (digits only)
+RECORD_ID = re.compile(r"[0-9]{1,19}")
+
+
+def logged_path(scope: Scope, templates: PathTemplates | None) -> str:
+    """What the request log names for the request: the template of the route that served it
+    (``route_label``), its whole-number parameters (record ids) filled in, any other left as
+    its placeholder (``/api/v1/patients/{patient_id}`` for ``/api/v1/patients/SmithJohn``):
+    a raw path can hold a name typed by mistake."""
+    if templates is not None:
+        label = route_label(scope, templates)
+    else:
+        route = scope.get("route")
+        label = template(route) if isinstance(route, BaseRoute) else UNMATCHED
+    params = scope.get("path_params") or {}
+
+    def fill(m: re.Match[str]) -> str:
+        value = params.get(m.group(1))
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if isinstance(value, str) and RECORD_ID.fullmatch(value):
+            return value
+        return "{" + m.group(1) + "}"
+
+    return loggable(PLACEHOLDER.sub(fill, label))
+
+
+#: the request log line: method, route (``logged_path``), status, milliseconds, request id
 LOG_LINE = "%s %s %s %.1f ms (request %s)"
 
 
 class RequestLogMiddleware:
-    """One log line per request (method, path, status, time, request id: no query, no body, no
-    form data) and the catch-all for real bugs: a generic JSON 500 naming the request id, the
-    exception's type only in the server log. Status, time and id are the request's
-    ``RequestClock`` (Metrics' when it runs outside)."""
+    """One log line per request (method, route template with record ids, status, time, request
+    id: no raw path, no query, no body, no form data) and the catch-all for real bugs: a generic
+    JSON 500 naming the request id, the exception's type only in the server log; a clinic
+    storage outage is a JSON 503 with ``Retry-After`` (``storage_failure``). Status, time and id
+    are the request's ``RequestClock`` (Metrics' when it runs outside). ``templates``: the
+    app's routes (``PathTemplates``) for the full template of a route under a prefix."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, templates: PathTemplates | None = None) -> None:
         self.app = app
+        self.templates = templates
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         clock, send = request_clock(scope, send)
-        # the path is percent-decoded: escaped, so that "%0A" cannot start a forged log line
-        method, path = scope.get("method", "?"), loggable(scope.get("path", "?"))
+        method = scope.get("method", "?")
         try:
             await self.app(scope, receive, send)
         except ClientDisconnect:
             log.info("%s %s: client went away before the request was complete (request %s)",
-                     method, path, clock.request_id)
+                     method, logged_path(scope, self.templates), clock.request_id)
             return
         except Exception as exc:  # noqa: BLE001 - the catch-all 500
-            # Only the exception's type and the request id: its message and traceback can hold
-            # values from the upload (e.g. DICOM tags: PHI), and logs must never hold those.
-            rid = clock.request_id
+            # Only the exception's type (and a storage error's code) and the request id: its
+            # message and traceback can hold values from the upload (e.g. DICOM tags: PHI), and
+            # logs must never hold those.
+            rid, path = clock.request_id, logged_path(scope, self.templates)
+            storage = storage_failure(exc)
+            if storage is not None:
+                which, what = storage
+                log.error("clinic storage unavailable (%s): %s on %s %s (request %s)",
+                          which, what, method, path, rid)
+                if clock.status is None:
+                    await send_busy(send, ServerBusy(STORAGE_RETRY_AFTER_S,
+                                                     STORAGE_DETAILS[which]))
+                return
             log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, method, path, rid)
             if clock.status is None:
                 await send_json(send, 500, f"internal server error (request {rid})")
@@ -453,5 +561,5 @@ class RequestLogMiddleware:
         finally:
             seconds = clock.stop()
             if log.isEnabledFor(logging.INFO):
-                log.info(LOG_LINE, method, path, clock.status or "-", seconds * 1000.0,
-                         clock.request_id)
+                log.info(LOG_LINE, method, logged_path(scope, self.templates),
+                         clock.status or "-", seconds * 1000.0, clock.request_id)

@@ -33,10 +33,19 @@
   with ``DERMSIGHT_CLINIC_IMAGES`` and ``DERMSIGHT_RETENTION_DAYS``, see ``clinic/config.py``).
 * ``DERMSIGHT_LOG_LEVEL`` (info): debug | info | warning | error | critical, for the
   ``dermsight.web`` logger and uvicorn.
+* ``DERMSIGHT_SECURE_COOKIE`` (false): clinic session cookie marked ``Secure``; checked like every
+  other boolean even without clinic storage.
+* Read by the decoder at import (``io/decode.py``, ``io/budget.py``) and checked here too, so
+  that ``serve`` refuses an invalid one: ``DERMSIGHT_MAX_IMAGE_BYTES`` (decoder's file cap outside
+  the server, in bytes), ``DERMSIGHT_MAX_DECODE_MB`` (128), ``DERMSIGHT_DECODE_MEMORY_MB`` (256).
+
+An API token (``DERMSIGHT_API_TOKEN``) must have at least ``MIN_TOKEN_CHARS`` characters when the
+server binds beyond loopback (``token_refusal``).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,8 +87,8 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> i
         return default
     try:
         value = int(float(raw))
-    except ValueError as exc:
-        raise SettingsError(f"{name}={raw!r} is not a number") from exc
+    except (ValueError, OverflowError) as exc:  # OverflowError: "inf"
+        raise SettingsError(f"{name}={raw!r} is not a whole number") from exc
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value
@@ -93,8 +102,8 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError as exc:
         raise SettingsError(f"{name}={raw!r} is not a number") from exc
-    if not value > 0:
-        raise SettingsError(f"{name}={raw!r} must be positive")
+    if not (value > 0 and math.isfinite(value)):  # "nan", "0", "-1", "inf"
+        raise SettingsError(f"{name}={raw!r} must be a positive number")
     return value
 
 
@@ -107,6 +116,27 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name}={raw!r} must be true or false")
+
+
+#: the limits ``io/decode.py`` and ``io/budget.py`` read from the environment when imported (they
+#: fall back to their default there): checked here so that ``serve`` refuses an invalid one
+DECODER_VARIABLES = ("DERMSIGHT_MAX_IMAGE_BYTES", "DERMSIGHT_MAX_DECODE_MB",
+                     "DERMSIGHT_DECODE_MEMORY_MB")
+
+#: the shortest shared API token accepted when the server binds beyond loopback
+MIN_TOKEN_CHARS = 16
+MAKE_TOKEN = 'python -c "import secrets; print(secrets.token_urlsafe(32))"'
+
+
+def token_refusal(host: str, token: str | None) -> str | None:
+    """Why ``token`` is too weak to serve on ``host`` (one line), or None: beyond loopback a
+    shared token needs ``MIN_TOKEN_CHARS`` characters (loopback accepts any)."""
+    from dermsight.web.server import is_loopback
+
+    if not token or is_loopback(host) or len(token) >= MIN_TOKEN_CHARS:
+        return None
+    return (f"DERMSIGHT_API_TOKEN must have at least {MIN_TOKEN_CHARS} characters to serve on "
+            f"{host!r} (it has {len(token)}): make one with {MAKE_TOKEN}")
 
 
 def _clinic(env: Mapping[str, str]) -> ClinicConfig | None:
@@ -204,8 +234,11 @@ class Settings:
             "max_connections": _int(env, "DERMSIGHT_MAX_CONNECTIONS", 100, minimum=2),
             "header_timeout_s": _float(env, "DERMSIGHT_HEADER_TIMEOUT_S", 10.0),
             "allow_tta": _bool(env, "DERMSIGHT_ALLOW_TTA", False),
-            "clinic": _clinic(env),
         }
+        _bool(env, "DERMSIGHT_SECURE_COOKIE", False)  # checked with storage off too
+        for name in DECODER_VARIABLES:
+            _float(env, name, 1.0)
+        values["clinic"] = _clinic(env)
         unknown = set(flags) - set(cls.__dataclass_fields__)
         if unknown:  # a programming error, not a user's
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")
