@@ -7,6 +7,7 @@ import type { Diagnosis } from '../clinic/types.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
 import { asSentence, formatTimestamp } from '../format.ts'
 import { useApiData, useFormAction } from '../hooks.ts'
+import { useUnsavedGuard } from './NewVisitForm.tsx'
 import { ConfirmBox } from './VisitTimeline.tsx'
 
 /** The nine ISIC codes a confirmed diagnosis may take: the model's classes plus UNK. */
@@ -111,6 +112,25 @@ export function recordedMeanwhile(current: Diagnosis | null, nameOf: (code: stri
     : 'The diagnosis was removed meanwhile.'
 }
 
+/** The question before a typed, unsaved diagnosis is lost (Back, a link, reload, signing out). */
+export const DIAGNOSIS_LEAVE_MESSAGE =
+  'The confirmed diagnosis is not saved: the diagnosis, method and note you entered will be lost. Leave this page?'
+
+/** Whether the diagnosis form holds unsaved work: open (`editing`) with a diagnosis, method or
+ * note other than the one shown (`shown`: the recorded diagnosis, null when there is none). */
+export function diagnosisUnsaved(
+  editing: boolean,
+  form: { code: string; method: string; note: string },
+  shown: Pick<Diagnosis, 'code' | 'method' | 'note'> | null,
+): boolean {
+  if (!editing) return false
+  return (
+    form.code !== (shown?.code ?? '') ||
+    form.method !== (shown?.method ?? 'histopathology') ||
+    form.note.trim() !== (shown?.note ?? '').trim()
+  )
+}
+
 /** The lesion's confirmed diagnosis, and the form that records (or corrects) it. */
 export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: number; diagnosis: Diagnosis | null; onSaved: () => void }) {
   const ids = useId()
@@ -122,6 +142,8 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const [method, setMethod] = useState<string>(diagnosis?.method ?? 'histopathology')
   const [note, setNote] = useState(diagnosis?.note ?? '')
   const { busy, error, setError, submit } = useFormAction()
+  // Back, a link, reload, signing out: asked about first while a typed diagnosis is unsaved
+  useUnsavedGuard(diagnosisUnsaved(editing, { code, method, note }, diagnosis), DIAGNOSIS_LEAVE_MESSAGE)
   const nameOf = (c: string) => codes.find((x) => x.code === c)?.name ?? c
   // The diagnosis a save replaces: the one the page showed, or after a 409 the one recorded now
   // (shown in the form), so that saving again is a deliberate replacement of what the user saw.

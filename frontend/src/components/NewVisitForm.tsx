@@ -105,26 +105,45 @@ export function inAppLinkTarget(e: ClickLike, here: string): string | null {
   return to.hash !== now.hash ? to.href : null
 }
 
-// Work that leaving would lose, for what the app does itself (signing out): each shown form
-// registers whether it has unsaved work; `confirmDiscardUnsaved` asks once before it is lost.
-const unsavedForms = new Set<() => boolean>()
+// Work that leaving would lose, for what the app does itself (signing out) and for the leave
+// guard: each shown form (a new visit, a diagnosis, a visit's note or date) registers whether it
+// has unsaved work and what leaving would lose; `confirmDiscardUnsaved` asks once before it is lost.
+interface UnsavedForm {
+  isDirty: () => boolean
+  message: string
+}
+const unsavedForms = new Set<UnsavedForm>()
 
-/** Registers a form's `isDirty`; returns the unregistering. */
-export function registerUnsaved(isDirty: () => boolean): () => void {
-  unsavedForms.add(isDirty)
+/** The question when more than one shown form has unsaved work. */
+export const LEAVE_MESSAGE_SEVERAL = 'Some of your work on this page is not saved (in more than one form): what you typed will be lost. Leave this page?'
+
+/** Registers a form's `isDirty` and the question to ask before its work is lost (by default the
+ * new visit's); returns the unregistering. */
+export function registerUnsaved(isDirty: () => boolean, message: string = LEAVE_MESSAGE): () => void {
+  const form = { isDirty, message }
+  unsavedForms.add(form)
   return () => {
-    unsavedForms.delete(isDirty)
+    unsavedForms.delete(form)
   }
 }
 
 /** Whether some shown form has unsaved work. */
 export function hasUnsavedForms(): boolean {
-  return [...unsavedForms].some((dirty) => dirty())
+  return [...unsavedForms].some((f) => f.isDirty())
+}
+
+/** The question to ask before unsaved work is lost: the dirty form's own, one for several, or
+ * null when nothing is unsaved. */
+export function unsavedMessage(): string | null {
+  const dirty = new Set([...unsavedForms].filter((f) => f.isDirty()).map((f) => f.message))
+  if (dirty.size === 0) return null
+  return dirty.size === 1 ? [...dirty][0] : LEAVE_MESSAGE_SEVERAL
 }
 
 /** Asks (`ask`) once whether to discard unsaved work, where there is some: true to go on. */
 export function confirmDiscardUnsaved(ask: (message: string) => boolean): boolean {
-  return !hasUnsavedForms() || ask(LEAVE_MESSAGE)
+  const message = unsavedMessage()
+  return message === null || ask(message)
 }
 
 // An address the app itself goes to (after signing out): the guard lets it pass without asking.
@@ -148,9 +167,15 @@ export interface GuardWindow {
   history: { pushState: (data: unknown, unused: string, url: string) => void }
 }
 
-/** Asks (`ask`, e.g. `window.confirm`) before the page is left while `isDirty()`: see above.
- * Returns the cleanup. */
-export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>, isDirty: () => boolean, ask: (message: string) => boolean): () => void {
+/** Asks (`ask`, e.g. `window.confirm`, with `message()`) before the page is left while
+ * `isDirty()`: see above. Returns the cleanup. */
+export function installLeaveGuard(
+  win: GuardWindow,
+  doc: Pick<EventTarget, 'addEventListener' | 'removeEventListener'>,
+  isDirty: () => boolean,
+  ask: (message: string) => boolean,
+  message: () => string = () => LEAVE_MESSAGE,
+): () => void {
   let here = win.location.href // the page's address, put back when the user stays
   let confirmed = false // a link click the user already agreed to: its navigation passes
   const onBeforeUnload = (e: Event) => {
@@ -160,7 +185,7 @@ export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addE
   }
   const onClick = (e: Event) => {
     if (!isDirty() || !inAppLinkTarget(e as unknown as ClickLike, win.location.href)) return
-    if (ask(LEAVE_MESSAGE)) confirmed = true
+    if (ask(message())) confirmed = true
     else e.preventDefault()
   }
   const onPopState = () => {
@@ -168,7 +193,7 @@ export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addE
       appTarget = null // the app's own navigation (the user agreed, or nothing was unsaved)
       return
     }
-    if (confirmed || win.location.href === here || !isDirty() || ask(LEAVE_MESSAGE)) return
+    if (confirmed || win.location.href === here || !isDirty() || ask(message())) return
     win.history.pushState(null, '', here) // stay: the hash change that follows finds this address
   }
   const onHashChange = () => {
@@ -187,18 +212,30 @@ export function installLeaveGuard(win: GuardWindow, doc: Pick<EventTarget, 'addE
   }
 }
 
-/** `installLeaveGuard` on this window while the component is shown. */
-function useLeaveGuard(dirty: boolean): void {
+// One leave guard on this window while some form is registered (so that two forms on a page ask
+// once, with `unsavedMessage`'s question), however many forms use it.
+let guardUsers = 0
+let uninstallGuard: (() => void) | null = null
+
+/** While the component is shown: registers its unsaved work (`dirty`, and `message`, the question
+ * to ask before it is lost) for signing out and switching user (`confirmDiscardUnsaved`), and
+ * asks before a reload, a link or Back / Forward loses it (`installLeaveGuard`). */
+export function useUnsavedGuard(dirty: boolean, message: string = LEAVE_MESSAGE): void {
   const dirtyRef = useRef(dirty)
   dirtyRef.current = dirty
   useEffect(() => {
-    const uninstall = installLeaveGuard(window, document, () => dirtyRef.current, (m) => window.confirm(m))
-    const unregister = registerUnsaved(() => dirtyRef.current)
-    return () => {
-      uninstall()
-      unregister()
+    const unregister = registerUnsaved(() => dirtyRef.current, message)
+    if (guardUsers++ === 0) {
+      uninstallGuard = installLeaveGuard(window, document, hasUnsavedForms, (m) => window.confirm(m), () => unsavedMessage() ?? message)
     }
-  }, [])
+    return () => {
+      unregister()
+      if (--guardUsers === 0) {
+        uninstallGuard?.()
+        uninstallGuard = null
+      }
+    }
+  }, [message])
 }
 
 interface Props {
@@ -226,7 +263,7 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
   const [takenAt, setTakenAt] = useState('')
   const { busy, error, setError, submit } = useFormAction()
   const ageRef = useRef<HTMLInputElement | null>(null)
-  useLeaveGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, defaults))
+  useUnsavedGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, defaults))
 
   const chooseFile = (f: File | null | undefined) => {
     if (!f) return

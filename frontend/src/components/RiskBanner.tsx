@@ -2,6 +2,7 @@ import type { Flag } from '../api.ts'
 import { PHOTO_TIPS, SUGGESTED_CLASS, riskHeadline } from '../content.ts'
 import { formatProbability, mostProbableOther } from '../format.ts'
 import type { Audience } from '../hooks.ts'
+import { resultNotes } from '../clinic/timelineSafety.ts'
 import { FlagList } from './FlagList.tsx'
 import { IconAlert, IconCheck, IconEye, IconQuestion } from './Icons.tsx'
 
@@ -36,10 +37,10 @@ export function RiskBanner({ risk, flags, audience, predictionName, prediction, 
   const t = riskHeadline(risk, audience)
   const known = ['high', 'moderate', 'low', 'cannot_assess'].includes(risk)
   const cannot = risk === 'cannot_assess'
-  const blocking = flags.filter((f) => f.blocking !== false)
-  const shownFlags = cannot ? (blocking.length ? blocking : flags) : []
-  // non-blocking warnings (e.g. not a dermoscopic image: accuracy unknown) go with a valid result
-  const warnings = cannot ? [] : flags.filter((f) => f.blocking === false)
+  // why it could not be assessed; non-blocking warnings (e.g. not a dermoscopic image: accuracy
+  // unknown) go with a valid result, and a clinician sees the safety ones (the photo may be of
+  // another lesion) beside the reason too (`resultNotes`, as the clinic's visit cards)
+  const { reasons: shownFlags, warnings } = resultNotes(flags, cannot, audience)
   const other = mostProbableOther(prediction, probabilities)
   return (
     <div

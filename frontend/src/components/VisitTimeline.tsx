@@ -1,13 +1,16 @@
-import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode } from 'react'
+import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode, type RefObject } from 'react'
 import { changeVisitDate, deleteVisit, NOTE_MAX, updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
+import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
 import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
+import { defaultComparePair, resultNotes } from '../clinic/timelineSafety.ts'
 import type { Change, Visit } from '../clinic/types.ts'
 import { formatPercent, formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { FlagList } from './FlagList.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
+import { useUnsavedGuard } from './NewVisitForm.tsx'
 
 /** The date a visit's image was taken, as the timeline shows it. */
 export function visitDate(v: Visit): string {
@@ -115,10 +118,21 @@ function VisitImages({ visit, visits }: { visit: Visit; visits: Visit[] }) {
   )
 }
 
+/** The questions before a visit's edited note or new date is lost (Back, a link, reload,
+ * signing out). */
+export const NOTE_LEAVE_MESSAGE = 'A visit’s note is not saved: the text you typed will be lost. Leave this page?'
+export const DATE_LEAVE_MESSAGE = 'A visit’s new date is not saved: the date you entered will be lost. Leave this page?'
+
+/** Whether an open editor (`open`) holds a value other than the saved one: unsaved work. */
+export function editorUnsaved(open: boolean, value: string, saved: string | null | undefined): boolean {
+  return open && value !== (saved ?? '')
+}
+
 function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
   const [editing, setEditing] = useState(false)
   const [text, setText] = useState(visit.note ?? '')
   const [error, setError] = useState<string | null>(null)
+  useUnsavedGuard(editorUnsaved(editing, text, visit.note), NOTE_LEAVE_MESSAGE)
   const save = async () => {
     setError(null)
     try {
@@ -150,6 +164,63 @@ function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
   )
 }
 
+/** The "Change date" editor of a visit: the date field, its error tied to it (aria-describedby,
+ * and aria-invalid when the date itself was refused: `invalid`), Save and Cancel. */
+export function VisitDateEditor({
+  id,
+  when,
+  date,
+  onDate,
+  error,
+  invalid,
+  busy,
+  onSave,
+  onCancel,
+  onKeyDown,
+  inputRef,
+}: {
+  id: string
+  when: string
+  date: string
+  onDate: (value: string) => void
+  error: string | null
+  invalid: boolean
+  busy: boolean
+  onSave: () => void
+  onCancel: () => void
+  onKeyDown?: (e: KeyboardEvent) => void
+  inputRef?: RefObject<HTMLInputElement | null>
+}) {
+  const errorId = `${id}-error`
+  return (
+    <div className="field" role="group" aria-labelledby={`${id}-label`} onKeyDown={onKeyDown} data-testid="visit-date-editor">
+      <label htmlFor={id} id={`${id}-label`}>
+        Date this visit’s image was taken (now {when})
+      </label>
+      <input
+        id={id}
+        type="date"
+        ref={inputRef}
+        min={EARLIEST_VISIT_DATE}
+        max={latestVisitDate()}
+        value={date}
+        onChange={(e) => onDate(e.target.value)}
+        {...fieldErrorProps(error ? errorId : null, Boolean(error) && invalid)}
+        data-testid="visit-date-edit"
+      />
+      <ErrorBox error={error} what="Could not change the date." id={errorId} />
+      <div className="result-actions">
+        <button type="button" className="btn btn-secondary" onClick={onSave} disabled={busy} data-testid="visit-date-save">
+          {busy ? 'Saving…' : 'Save date'}
+        </button>
+        <button type="button" className="btn btn-ghost" onClick={onCancel} disabled={busy} data-testid="visit-date-cancel">
+          Cancel
+        </button>
+      </div>
+    </div>
+  )
+}
+
 type Correcting = 'none' | 'date' | 'delete'
 
 /** A wrongly filed visit: its date changed, or the visit deleted (after a confirmation naming its
@@ -160,6 +231,9 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
   const [mode, setMode] = useState<Correcting>('none')
   const [date, setDate] = useState(visit.taken_at?.slice(0, 10) ?? '')
   const { busy, error, setError, submit: run } = useFormAction()
+  // whether the error is about the date typed (the server refused it), not e.g. a lost connection
+  const [dateInvalid, setDateInvalid] = useState(false)
+  useUnsavedGuard(editorUnsaved(mode === 'date', date, visit.taken_at?.slice(0, 10)), DATE_LEAVE_MESSAGE)
   const dateBtn = useRef<HTMLButtonElement | null>(null)
   const deleteBtn = useRef<HTMLButtonElement | null>(null)
   const dateInput = useRef<HTMLInputElement | null>(null)
@@ -168,6 +242,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
 
   const open = (m: Correcting) => {
     setError(null)
+    setDateInvalid(false)
     setMode(m)
     if (m === 'date') window.setTimeout(() => dateInput.current?.focus(), 0)
   }
@@ -175,17 +250,31 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
     const back = mode === 'date' ? dateBtn : deleteBtn
     setMode('none')
     setError(null)
+    setDateInvalid(false)
     setDate(visit.taken_at?.slice(0, 10) ?? '')
     window.setTimeout(() => back.current?.focus(), 0)
   }
   const saveDate = () =>
-    run(async () => {
-      if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) throw new Error('Enter the date the image was taken.')
-      await changeVisitDate(visit.id, date)
-      setMode('none')
-      requestFocus('visit', String(visit.id))
-      onChanged()
-    })
+    run(
+      async () => {
+        setDateInvalid(false)
+        if (!/^\d{4}-\d{2}-\d{2}$/.test(date)) {
+          setDateInvalid(true)
+          throw new Error('Enter the date the image was taken.')
+        }
+        try {
+          await changeVisitDate(visit.id, date)
+        } catch (err) {
+          setDateInvalid(refusedInput(err))
+          throw err
+        }
+        setMode('none')
+        requestFocus('visit', String(visit.id))
+        onChanged()
+      },
+      // after the render that ties the error to the field, so that it is read out with it
+      () => requestAnimationFrame(() => dateInput.current?.focus()),
+    )
   const remove = () =>
     run(async () => {
       await deleteVisit(visit.id)
@@ -213,30 +302,22 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
         </p>
       )}
       {mode === 'date' && (
-        <div className="field" role="group" aria-labelledby={`${ids}-date-label`} onKeyDown={onDateKey} data-testid="visit-date-editor">
-          <label htmlFor={`${ids}-date`} id={`${ids}-date-label`}>
-            Date this visit’s image was taken (now {when})
-          </label>
-          <input
-            id={`${ids}-date`}
-            type="date"
-            ref={dateInput}
-            min={EARLIEST_VISIT_DATE}
-            max={latestVisitDate()}
-            value={date}
-            onChange={(e) => setDate(e.target.value)}
-            data-testid="visit-date-edit"
-          />
-          <ErrorBox error={error} what="Could not change the date." />
-          <div className="result-actions">
-            <button type="button" className="btn btn-secondary" onClick={saveDate} disabled={busy} data-testid="visit-date-save">
-              {busy ? 'Saving…' : 'Save date'}
-            </button>
-            <button type="button" className="btn btn-ghost" onClick={close} disabled={busy} data-testid="visit-date-cancel">
-              Cancel
-            </button>
-          </div>
-        </div>
+        <VisitDateEditor
+          id={`${ids}-date`}
+          when={when}
+          date={date}
+          onDate={(value) => {
+            setDate(value)
+            setDateInvalid(false)
+          }}
+          error={error}
+          invalid={dateInvalid}
+          busy={busy}
+          onSave={saveDate}
+          onCancel={close}
+          onKeyDown={onDateKey}
+          inputRef={dateInput}
+        />
       )}
       {mode === 'delete' && (
         <ConfirmBox confirmLabel="Delete this visit" onConfirm={remove} onCancel={close} busy={busy} error={error} testId="visit-delete-confirm">
@@ -253,8 +334,9 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
 function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: number; visits: Visit[]; onChanged: () => void }) {
   const r = visit.result
   const cannot = r.risk === 'cannot_assess'
-  // as on the Assess page: why it could not be assessed, or the warnings that go with a result
-  const notes = (r.flags ?? []).filter((f) => (cannot ? f.blocking !== false : f.blocking === false))
+  // as on the Assess page: why it could not be assessed, or the warnings that go with a result;
+  // a safety warning (the photo may be of another lesion) beside the reason too (`resultNotes`)
+  const { reasons, warnings } = resultNotes(r.flags, cannot)
   return (
     <article className="visit-card" data-testid={`visit-${visit.id}`}>
       <header>
@@ -285,7 +367,7 @@ function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: n
           </div>
         )}
       </dl>
-      <FlagList flags={notes} className="risk-warnings" testId="visit-flags" />
+      <FlagList flags={[...reasons, ...warnings]} className="risk-warnings" testId="visit-flags" />
       <VisitNote visit={visit} onSaved={onChanged} />
       <VisitCorrections visit={visit} visits={visits} onChanged={onChanged} />
     </article>
@@ -364,8 +446,10 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
 /** Two chosen visits side by side, large, with the heatmap slider shared by both. */
 export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string }) {
   const ids = useId()
-  const [a, setA] = useState(visits[0]?.id ?? 0)
-  const [b, setB] = useState(visits[visits.length - 1]?.id ?? 0)
+  // the last two assessed visits (a visit that could not be assessed has no share to compare)
+  const [first, last] = defaultComparePair(visits)
+  const [a, setA] = useState(first)
+  const [b, setB] = useState(last)
   const [opacity, setOpacity] = useState(50)
   if (visits.length < 2) return <p className="muted">Compare needs two visits.</p>
   const pick = (id: number) => visits.find((v) => v.id === id) ?? visits[0]

@@ -93,17 +93,28 @@ def open_to_clinic_users(endpoint: F) -> F:
 
 async def _clinic_user_allowed(request: Request) -> bool:
     """Whether the request is a read of an ``open_to_clinic_users`` route by a signed-in clinic
-    user (clinic storage on; the user checked by the clinic's own ``authenticate``)."""
+    user (clinic storage on; the user checked by the clinic's own ``authenticate``).
+
+    Raises the clinic's own 401 when the request's Bearer credential is a known per-user API
+    token refused for a reason of its own (expired, revoked, its account disabled): the user
+    learns why, as on the clinic's routes, rather than the generic shared-token text."""
     if (request.method not in _READ_METHODS
             or request.scope.get("endpoint") not in _OPEN_TO_CLINIC_USERS
             or getattr(request.app.state, "clinic", None) is None):
         return False
     # imported here: the clinic's modules (SQLAlchemy) load only when storage is on
-    from dermsight.web.clinic.deps import authenticate
+    from dermsight.clinic.accounts import Refused
+    from dermsight.web.clinic.deps import BAD_AUTH_HEADER, TOKEN_REFUSED, authenticate
 
     try:
         await anyio.to_thread.run_sync(authenticate, request)  # the database: off the event loop
-    except HTTPException:
+    except HTTPException as exc:
+        # with a Bearer header, every other refusal names a token the server knows; an unknown
+        # token (perhaps a mistyped shared one) or a malformed header keeps the generic text
+        generic = {BAD_AUTH_HEADER, TOKEN_REFUSED[Refused.UNKNOWN], TOKEN_REFUSED[Refused.SHARED]}
+        if (exc.status_code == 401 and isinstance(exc.detail, str) and exc.detail not in generic
+                and request.headers.get("authorization") is not None):
+            raise
         return False
     return True
 
@@ -115,7 +126,8 @@ async def require_token(
 ) -> None:
     """401 unless the request carries ``Authorization: Bearer <DERMSIGHT_API_TOKEN>``; lets every
     request through when the operator set no token. Compared in constant time. A route marked
-    ``open_to_clinic_users`` also admits a signed-in clinic user."""
+    ``open_to_clinic_users`` also admits a signed-in clinic user, and tells the holder of an
+    expired or revoked per-user API token so (``_clinic_user_allowed``)."""
     if not settings.api_token:
         return
     given = credentials.credentials.encode() if credentials is not None else b""

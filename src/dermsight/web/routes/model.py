@@ -1,4 +1,7 @@
-"""The model's documentation: card, HTML evaluation report, plots, and the class list."""
+"""The model's documentation: card, HTML evaluation report, plots, and the class list.
+
+The card and the class list, which the clinic pages read, are open to a signed-in clinic user
+without the shared token (``deps.open_to_clinic_users``); the rest is not."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from starlette.exceptions import HTTPException
 
 from dermsight import taxonomy
 from dermsight.predict import Dermsight
-from dermsight.web.deps import ModelDep
+from dermsight.web.deps import ModelDep, open_to_clinic_users
 from dermsight.web.routes import API
 from dermsight.web.schemas import ClassOut, PlotsResponse, error_responses
 
@@ -31,6 +34,7 @@ def plot_names(model: Dermsight) -> list[str]:
 
 
 @router.get("/model", summary="The model card (JSON)")
+@open_to_clinic_users  # the clinic pages read it (the model's name and version)
 async def model_card(model: ModelDep) -> dict[str, Any]:
     card = model.card.to_dict()
     card.setdefault("links", {
@@ -75,6 +79,7 @@ async def model_plot(name: str, model: ModelDep) -> Response:
 
 @router.get("/classes", response_model=list[ClassOut],
             summary="The classes this model was trained on")
+@open_to_clinic_users  # the clinic pages read it (the class names)
 async def classes(model: ModelDep) -> list[dict[str, Any]]:
     out = []
     for code in model.classes:
