@@ -1,7 +1,8 @@
-"""``dermsight clinic upgrade | create-user | purge``: administer the clinic database.
+"""``dermsight clinic upgrade | create-user | purge | sweep``: administer the clinic database.
 
 Each command takes ``--database URL`` (else ``DERMSIGHT_DATABASE_URL``); a PostgreSQL database
-also needs the image folder (``--images`` / ``DERMSIGHT_CLINIC_IMAGES``) for ``purge``. User
+also needs the image folder (``--images`` / ``DERMSIGHT_CLINIC_IMAGES``) for ``purge`` and
+``sweep``. User
 errors (bad URL, taken username, weak password) print one line and exit 2.
 """
 
@@ -18,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from dermsight.clinic.config import ClinicConfig
     from dermsight.clinic.db import Database
 
-clinic_app = typer.Typer(help="Clinic case storage: migrations, accounts, retention.",
+clinic_app = typer.Typer(help="Clinic case storage: migrations, accounts, retention, image sweep.",
                          no_args_is_help=True)
 
 DatabaseOpt = Annotated[str | None, typer.Option(
@@ -103,12 +104,15 @@ def purge(
         "--retention-days", min=1,
         help="delete visits stored more than this many days ago (default: "
              "$DERMSIGHT_RETENTION_DAYS)")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="list what would be deleted (counts and ids), delete nothing")] = False,
     database: DatabaseOpt = None,
     images: ImagesOpt = None,
 ) -> None:
     """Delete visits past the retention period, with their image files (and lesions and
     patients left empty)."""
     from dermsight.clinic.retention import purge_once
+    from dermsight.clinic.rights import purge_plan
     from dermsight.clinic.runtime import Clinic
 
     config = _config(database, images, retention_days)
@@ -118,13 +122,64 @@ def purge(
     _database(config).dispose()
     clinic = Clinic.open(config, sweep=False)
     try:
-        n = purge_once(clinic, config.retention_days)  # takes turns with running servers
+        if dry_run:
+            plan = purge_plan(clinic, config.retention_days, dry_run=True)
+        else:
+            n = purge_once(clinic, config.retention_days)  # takes turns with running servers
     finally:
         clinic.close()
+    if dry_run:
+        typer.echo(f"dry run, nothing deleted: would purge {len(plan.visit_ids)} visits, "
+                   f"{len(plan.lesion_ids)} lesions and {len(plan.patient_ids)} patients "
+                   f"(visits older than {config.retention_days} days)")
+        for name, ids in (("visit", plan.visit_ids), ("lesion", plan.lesion_ids),
+                          ("patient", plan.patient_ids)):
+            if ids:
+                typer.echo(f"{name} ids: {' '.join(map(str, ids))}")
+        return
     if n is None:
         typer.echo("another instance is purging right now: nothing done")
         return
     typer.echo(f"purged {n} visits older than {config.retention_days} days")
+
+
+@clinic_app.command("sweep")
+def sweep(
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="list the unreferenced image files, delete nothing")] = False,
+    yes: Annotated[bool, typer.Option("--yes", help="delete without asking")] = False,
+    force: Annotated[bool, typer.Option(
+        "--force", help="delete even when the files look like a database/image store "
+                        "mismatch (e.g. an older database backup)")] = False,
+    database: DatabaseOpt = None,
+    images: ImagesOpt = None,
+) -> None:
+    """List or delete the image files no visit references (older than
+    $DERMSIGHT_CLINIC_SWEEP_GRACE_S). Only the store's own files are ever deleted."""
+    from dermsight.clinic.runtime import Clinic
+
+    config = _config(database, images)
+    _database(config).dispose()
+    clinic = Clinic.open(config, sweep=False)
+    try:
+        found = clinic.sweep(dry_run=True, force=force)
+        for name in found.unreferenced:
+            typer.echo(name)
+        typer.echo(f"{len(found.unreferenced)} unreferenced files; {found.foreign} other files "
+                   "in the folder (never deleted)")
+        if found.refused is not None:
+            typer.echo(f"looks like a database/image store mismatch: {found.refused}", err=True)
+        if dry_run or not found.unreferenced:
+            return
+        if found.refused is not None:
+            raise UserError("nothing deleted: check that this database belongs to this image "
+                            "store (restore both together); --force deletes anyway")
+        if not yes and not typer.confirm(f"delete {len(found.unreferenced)} files?"):
+            raise UserError("nothing deleted")
+        done = clinic.sweep(force=force)
+    finally:
+        clinic.close()
+    typer.echo(f"deleted {len(done.removed)} files")
 
 
 def register(app: typer.Typer) -> None:

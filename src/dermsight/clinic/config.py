@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,6 +68,21 @@ def _idle_minutes(given: int | None, env: Mapping[str, str]) -> int:
     return given
 
 
+def _sweep_grace_s(env: Mapping[str, str]) -> float:
+    """``DERMSIGHT_CLINIC_SWEEP_GRACE_S``, else 300: a number of seconds, 0 or more."""
+    raw = env.get("DERMSIGHT_CLINIC_SWEEP_GRACE_S", "").strip()
+    if not raw:
+        return 300.0
+    try:
+        grace = float(raw)
+    except ValueError:
+        grace = math.nan
+    if not math.isfinite(grace) or grace < 0:
+        raise ClinicConfigError(
+            f"DERMSIGHT_CLINIC_SWEEP_GRACE_S={raw!r} must be a number of seconds, 0 or more")
+    return grace
+
+
 @dataclass(frozen=True)
 class ClinicConfig:
     database_url: str
@@ -125,16 +141,17 @@ class ClinicConfig:
                     retention_days = int(raw_days)
                 except ValueError as exc:
                     raise ClinicConfigError(
-                        f"DERMSIGHT_RETENTION_DAYS={raw_days!r} is not a number") from exc
+                        f"DERMSIGHT_RETENTION_DAYS={raw_days!r} is not a whole number of days"
+                    ) from exc
         if retention_days is not None and retention_days < 1:
             raise ClinicConfigError("the retention period must be at least 1 day")
         idle = _idle_minutes(session_idle_minutes, env)
-        grace = env.get("DERMSIGHT_CLINIC_SWEEP_GRACE_S", "").strip()
+        grace = _sweep_grace_s(env)
         secure = env.get("DERMSIGHT_SECURE_COOKIE", "").strip().lower()
         if secure not in ("", "0", "false", "no", "off", "1", "true", "yes", "on"):
             raise ClinicConfigError(f"DERMSIGHT_SECURE_COOKIE={secure!r} must be true or false")
         return cls(database_url=url, images=folder, retention_days=retention_days,
-                   sweep_grace_s=float(grace) if grace else 300.0,
+                   sweep_grace_s=grace,
                    secure_cookie=secure in ("1", "true", "yes", "on"),
                    session_idle_minutes=idle)
 

@@ -24,7 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0007"
+HEAD = "0008"
 
 #: the name ``casekey`` has in SQL on the clinic's SQLite connections (for ad-hoc queries;
 #: the stored key columns make the application itself need it nowhere)
@@ -130,11 +130,26 @@ def _alembic_config(connection: Any) -> Any:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (Alembic, programmatic; idempotent)."""
+    """Bring the schema to ``revision`` (Alembic, programmatic; idempotent).
+    ``ClinicConfigError`` (one line) when the database is at a revision this code does not know
+    (made by a newer dermsight)."""
     from alembic import command
+    from alembic.script import ScriptDirectory
+    from alembic.util.exc import CommandError
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), revision)
+    try:
+        with engine.begin() as conn:
+            cfg = _alembic_config(conn)
+            command.upgrade(cfg, revision)
+    except CommandError as exc:
+        script = ScriptDirectory.from_config(_alembic_config(None))
+        at = current_revision(engine)
+        if at is None or at in {s.revision for s in script.walk_revisions()}:
+            raise
+        raise ClinicConfigError(
+            f"the database is at revision {at}, newer than this dermsight (head "
+            f"{script.get_current_head()}): run the newer version, or restore a backup made "
+            "for this one") from exc
 
 
 def current_revision(engine: Engine) -> str | None:

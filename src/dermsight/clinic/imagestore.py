@@ -5,6 +5,10 @@ Writes are crash-safe: a local file is written under a temporary name and rename
 between leaves at most a file no row references; ``sweep`` (run at start) deletes those once
 they are older than a grace period (another instance may be between the two steps right now).
 Files are shared by content: a file is deleted only when no row references it any more.
+
+The sweep only ever deletes the store's own files: names ``<64 hex digits>.<ext>``
+(``OWN_NAME``) and its temporary files (``.tmp-<hex digits>``). Any other file in the folder
+(a document, a dot file) is left alone and counted (``Sweep.foreign``).
 """
 
 from __future__ import annotations
@@ -12,13 +16,37 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".tmp-"
+#: the names of the files ``put`` stores (``key_for``) and of its temporary files
+OWN_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
+TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[0-9a-f]{1,32}")
+
+
+def is_own(name: str) -> bool:
+    """Whether ``name`` is a file this store writes (an image/heatmap or a temporary file)."""
+    return bool(OWN_NAME.fullmatch(name) or TMP_NAME.fullmatch(name))
+
+
+@dataclass
+class Unreferenced:
+    """The store's files no row references and older than the grace period."""
+
+    #: stored images/heatmaps (``OWN_NAME``), with their age in seconds
+    files: dict[str, float] = field(default_factory=dict)
+    #: temporary files left by an interrupted write
+    temporary: list[str] = field(default_factory=list)
+    #: files in the folder that are not the store's own (never deleted)
+    foreign: int = 0
+    #: the store's own image/heatmap files, referenced or not
+    own_total: int = 0
 
 
 class ImageStore:
@@ -99,17 +127,46 @@ class ImageStore:
             return time.time() - os.path.getmtime(path)
         return time.time() - self.fs.modified(path).timestamp()
 
-    def sweep(self, referenced: set[str], grace_s: float) -> list[str]:
-        """Delete files no row references (and stale temporary files) older than ``grace_s``."""
-        removed = []
+    def unreferenced(self, referenced: set[str], grace_s: float) -> Unreferenced:
+        """The store's own files no row references, older than ``grace_s`` (deletes nothing)."""
+        found = Unreferenced()
         for name in self.keys():
+            if not is_own(name):
+                found.foreign += 1
+                continue
+            temporary = TMP_NAME.fullmatch(name) is not None
+            if not temporary:
+                found.own_total += 1
             if name in referenced:
                 continue
             try:
-                if self._age_s(name) < grace_s:
-                    continue
+                age = self._age_s(name)
+            except FileNotFoundError:
+                continue
+            if age < grace_s:
+                continue
+            if temporary:
+                found.temporary.append(name)
+            else:
+                found.files[name] = age
+        return found
+
+    def remove(self, names: Iterable[str]) -> list[str]:
+        """Delete the store's own files among ``names`` (others are skipped); those deleted."""
+        removed = []
+        for name in names:
+            if not is_own(name):
+                continue
+            try:
                 self.fs.rm_file(f"{self._base}/{name}")
             except FileNotFoundError:
                 continue
             removed.append(name)
         return removed
+
+    def sweep(self, referenced: set[str], grace_s: float) -> list[str]:
+        """Delete the store's own files no row references (and stale temporary files) older
+        than ``grace_s``, without the safety checks of ``Clinic.sweep``; files that are not the
+        store's own are never deleted."""
+        found = self.unreferenced(referenced, grace_s)
+        return self.remove([*found.files, *found.temporary])

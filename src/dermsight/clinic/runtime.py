@@ -4,16 +4,44 @@ is the served app's own (``app.state.model``), not held here."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from dermsight.clinic.config import ClinicConfig, ClinicConfigError
 from dermsight.clinic.db import Database
-from dermsight.clinic.imagestore import ImageStore
+from dermsight.clinic.imagestore import ImageStore, Unreferenced
 from dermsight.clinic.models import Visit
 
 log = logging.getLogger("dermsight.clinic")
+
+#: the start-up sweep deletes at most this many unreferenced image files: four uploads cut off
+#: at once (an image and a heatmap each). More looks like a database that does not belong to
+#: this image store (an older backup, another clinic's): nothing is deleted then
+SWEEP_SAFE_FILES = 8
+
+
+@dataclass
+class SweepResult:
+    """What a sweep found and did (file names are content hashes: no patient data)."""
+
+    #: unreferenced files (and stale temporary files) older than the grace period
+    unreferenced: list[str] = field(default_factory=list)
+    #: those deleted (empty when refused or a dry run)
+    removed: list[str] = field(default_factory=list)
+    #: files in the folder that are not the store's own (never deleted)
+    foreign: int = 0
+    #: why nothing was deleted although files are unreferenced (None: not refused)
+    refused: str | None = None
+
+
+def _local_folder(images: str) -> Path | None:
+    if "://" not in images:
+        return Path(images).expanduser()
+    if images.startswith("file://"):
+        return Path(images.removeprefix("file://")).expanduser()
+    return None
 
 
 @dataclass
@@ -32,6 +60,7 @@ class Clinic:
         try:
             if migrate:
                 db.upgrade()
+            cls._check_folder(config, db)
             images = ImageStore(config.images, config.storage_options)
         except ClinicConfigError:  # a migration that cannot be applied says why itself
             db.dispose()
@@ -42,10 +71,26 @@ class Clinic:
             raise ClinicConfigError(f"cannot open the clinic storage: {first}") from exc
         clinic = cls(config, db, images)
         if sweep:
-            removed = clinic.sweep()
-            if removed:
-                log.info("removed %d image files no visit references", len(removed))
+            result = clinic.sweep()
+            if result.removed:
+                log.info("removed %d image files no visit references", len(result.removed))
         return clinic
+
+    @staticmethod
+    def _check_folder(config: ClinicConfig, db: Database) -> None:
+        """A local image folder that does not exist is created only for a database with no
+        visit: otherwise the images are elsewhere (an unmounted share, a folder not restored)
+        and new uploads would land beside them."""
+        folder = _local_folder(config.images)
+        if folder is None or folder.exists():
+            return
+        with db.session() as s:
+            visits = s.scalar(select(func.count()).select_from(Visit)) or 0
+        if visits:
+            raise ClinicConfigError(
+                f"the image folder {folder} does not exist, but the database references "
+                f"{visits} visit images: mount it or restore it (or, if the images are truly "
+                "gone, create it empty deliberately)")
 
     def referenced_keys(self) -> set[str]:
         with self.db.session() as s:
@@ -53,9 +98,51 @@ class Clinic:
             keys |= {k for k in s.scalars(select(Visit.heatmap_key)) if k}
         return keys
 
-    def sweep(self, grace_s: float | None = None) -> list[str]:
+    def _visit_count(self) -> int:
+        with self.db.session() as s:
+            return s.scalar(select(func.count()).select_from(Visit)) or 0
+
+    def _mismatch(self, found: Unreferenced) -> str | None:
+        """Why the unreferenced files look like a database that does not match this image store
+        (None: they look like interrupted uploads)."""
+        n = len(found.files)
+        if not n:
+            return None
+        if n > SWEEP_SAFE_FILES:
+            return (f"{n} of the store's {found.own_total} image files are referenced by no "
+                    f"visit (more than the {SWEEP_SAFE_FILES} interrupted uploads leave)")
+        if not self._visit_count():
+            return (f"the database has no visit, but the image store holds {n} image files "
+                    "(is this the database of this image store?)")
+        return None
+
+    def sweep(self, grace_s: float | None = None, dry_run: bool = False,
+              force: bool = False) -> SweepResult:
+        """Delete the store's own files no visit references, older than the grace period.
+        Refused (nothing deleted, a warning logged) when they look like a database/store
+        mismatch (``_mismatch``), unless ``force``. Files that are not the store's own are
+        never deleted (counted, one warning)."""
         grace = self.config.sweep_grace_s if grace_s is None else grace_s
-        return self.images.sweep(self.referenced_keys(), grace)
+        found = self.images.unreferenced(self.referenced_keys(), grace)
+        result = SweepResult(unreferenced=[*found.files, *found.temporary],
+                             foreign=found.foreign)
+        if found.foreign:
+            log.warning("the image folder holds %d files that are not dermsight images; "
+                        "they were left alone (keep other files out of this folder)",
+                        found.foreign)
+        result.refused = None if force else self._mismatch(found)
+        if result.refused is not None:
+            log.warning("image sweep refused, nothing was deleted: %s. Restore the database "
+                        "and the image store together; to delete these files deliberately run "
+                        "'dermsight clinic sweep --dry-run', then 'dermsight clinic sweep --yes "
+                        "--force'", result.refused)
+            # stale temporary files are never a visit's: they go anyway
+            if not dry_run:
+                result.removed = self.images.remove(found.temporary)
+            return result
+        if not dry_run:
+            result.removed = self.images.remove(result.unreferenced)
+        return result
 
     def delete_unreferenced(self, keys: set[str]) -> None:
         """After rows are gone: delete those of ``keys`` no remaining visit uses."""
