@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 
 from clinic_support import API, PASSWORD, ClinicHarness, image_bytes, served_clinic
 from dermsight.clinic import accounts, audit
-from dermsight.clinic.db import Database, current_revision, upgrade
+from dermsight.clinic.db import HEAD, Database, current_revision, upgrade
 from dermsight.clinic.models import ApiToken, AuditEvent, User, utcnow
 
 HIGH = "ISIC_0030403"
@@ -173,7 +173,7 @@ def test_the_upgrade_gives_older_tokens_an_expiry(db_url: str) -> None:
         )
     upgraded = datetime.now(UTC)
     db.upgrade()
-    assert current_revision(db.engine) == "0007"
+    assert current_revision(db.engine) == HEAD
     with db.session() as s:
         got = {t.id: accounts.aware(t.expires_at) for t in s.scalars(select(ApiToken))}
     assert abs(got[1] - (upgraded + timedelta(days=14))) < timedelta(minutes=1)
@@ -357,7 +357,8 @@ def test_a_dicom_site_contradicting_the_lesion_keeps_the_lesion_site_with_a_warn
     assert flag == {
         "code": "site_contradicts_lesion",
         "blocking": False,
-        "message": "the DICOM file's body part (head/neck) contradicts the lesion's recorded "
+        "message": "the DICOM file's body part ('HEAD/NECK', read as head/neck) contradicts "
+        "the lesion's recorded "
         "body site (posterior torso): the model was given the lesion's site, "
         "posterior torso; check that this photo is of this lesion, and if it is of "
         "another one, delete this visit and add the photo to that lesion",

@@ -264,7 +264,8 @@ def test_admin_users_audit_and_patient_deletion(
             ("view", "lesion")} <= seen
     assert ("view", "patient", pid) in {(e["action"], e["object_type"], e["object_id"])
                                         for e in log}
-    assert all(set(e) == {"at", "user", "action", "object_type", "object_id"} for e in log)
+    assert all(set(e) == {"id", "at", "user", "action", "object_type", "object_id",
+                          "patient_id"} for e in log)
     assert "DEL-1" not in json.dumps(log)  # ids and times only
 
 

@@ -6,8 +6,10 @@ import { API, ApiError, UNREACHABLE, errorBody } from '../api.ts'
 import { asSentence, errorMessageFrom } from '../format.ts'
 import { isUnsafeMethod, readableWait, withCsrf } from './format.ts'
 import type {
+  AdminApiTokenInfo,
   ApiTokenInfo,
   AuditEntry,
+  AuditQuery,
   Dashboard,
   Diagnosis,
   Lesion,
@@ -126,7 +128,19 @@ export const deleteToken = (id: number) => clinicFetch(`/auth/tokens/${id}`, { m
 export const listUsers = () => json<User[]>('/admin/users')
 export const createUser = (username: string, password: string, role: Role) =>
   json<User>('/admin/users', send('POST', { username, password, role }))
-export const listAudit = (limit = 100) => json<AuditEntry[]>(`/admin/audit?limit=${limit}`)
+/** The audit log's address for a page of `query` (filters left out when empty). */
+export function auditPath(query: AuditQuery = {}): string {
+  const params = new URLSearchParams({ limit: String(query.limit ?? 100) })
+  if (query.before !== undefined) params.set('before', String(query.before))
+  if (query.user?.trim()) params.set('user', query.user.trim())
+  if (query.patient !== undefined) params.set('patient', String(query.patient))
+  return `/admin/audit?${params.toString()}`
+}
+export const listAudit = (query: AuditQuery = {}) => json<AuditEntry[]>(auditPath(query))
+/** Every user's API tokens (admin) */
+export const listAllTokens = () => json<AdminApiTokenInfo[]>('/admin/tokens')
+/** Revoke any user's API token (admin; audited) */
+export const revokeAnyToken = (id: number) => clinicFetch(`/admin/tokens/${id}`, { method: 'DELETE' }).then(() => undefined)
 
 // --- patients, lesions, visits --------------------------------------------------------------------
 

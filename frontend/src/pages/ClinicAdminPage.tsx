@@ -1,10 +1,62 @@
-import { useId, useRef, useState, type FormEvent } from 'react'
-import { createToken, createUser, deleteToken, listAudit, listTokens, listUsers } from '../clinic/api.ts'
+import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
+import {
+  createToken,
+  createUser,
+  deleteToken,
+  listAllTokens,
+  listAudit,
+  listTokens,
+  listUsers,
+  revokeAnyToken,
+} from '../clinic/api.ts'
+import type { ApiError } from '../api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
+import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
-import { TOKEN_DAYS, type NewApiToken, type Role } from '../clinic/types.ts'
+import { TOKEN_DAYS, type ApiTokenInfo, type AuditEntry, type AuditQuery, type NewApiToken, type Role } from '../clinic/types.ts'
 import { formatTimestamp } from '../format.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
+
+/** What the Expires column adds to a token's date: that it has expired, or in how many days it
+ * will (within the server's 7 days), or nothing. */
+export function expiryNote(t: Pick<ApiTokenInfo, 'expired' | 'expires_soon' | 'expires_in_days'>): string | null {
+  if (t.expired) return 'expired: make a new token'
+  if (!t.expires_soon) return null
+  const days = t.expires_in_days ?? 0
+  if (days < 1) return 'expires within a day'
+  return `expires in ${days} day${days === 1 ? '' : 's'}`
+}
+
+/** The field of "Add user" a refusal is about: the server's password messages start with "a /
+ * the / this password"; the others (a taken name, 409, or an invalid one) are about the user
+ * name, which a message may quote (a user named "password1"). */
+export function userErrorField(message: string, status?: number): 'username' | 'password' {
+  if (status === 409) return 'username'
+  return /^(a|the|this) password\b/i.test(message.trim()) ? 'password' : 'username'
+}
+
+/** The field of the token form a refusal is about: the days, or the name. */
+export function tokenErrorField(message: string): 'name' | 'days' {
+  return /\bdays?\b/i.test(message) ? 'days' : 'name'
+}
+
+/** The `before` of the next, older page of the audit log: the last event's id when the page was
+ * full (there may be more), else null (the log's start is reached). */
+export function olderCursor(page: readonly AuditEntry[], limit: number): number | null {
+  const last = page[page.length - 1]
+  return page.length >= limit && last?.id !== undefined ? last.id : null
+}
+
+/** A token's Expires cell: the date and what `expiryNote` says. */
+export function TokenExpiry({ token }: { token: Pick<ApiTokenInfo, 'expires_at' | 'expired' | 'expires_soon' | 'expires_in_days'> }) {
+  const note = expiryNote(token)
+  return (
+    <>
+      {formatTimestamp(token.expires_at)}
+      {note && <strong> ({note})</strong>}
+    </>
+  )
+}
 
 function Tokens() {
   const ids = useId()
@@ -13,6 +65,11 @@ function Tokens() {
   const [days, setDays] = useState(String(TOKEN_DAYS.default))
   const [made, setMade] = useState<NewApiToken | null>(null)
   const [error, setError] = useState<string | null>(null)
+  // the field the form's error is about, marked invalid and focused
+  const [badField, setBadField] = useState<'name' | 'days' | null>(null)
+  const nameRef = useRef<HTMLInputElement | null>(null)
+  const daysRef = useRef<HTMLInputElement | null>(null)
+  const formErrorId = `${ids}-form-error`
   // "Token “x” deleted.", said in the section's status line
   const [deleted, setDeleted] = useState<string | null>(null)
   const headingRef = useRef<HTMLHeadingElement | null>(null)
@@ -20,27 +77,35 @@ function Tokens() {
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
     setDeleted(null)
+    const refuse = (message: string, field: 'name' | 'days' | null) => {
+      setError(message)
+      setBadField(field)
+      if (field) requestAnimationFrame(() => (field === 'name' ? nameRef : daysRef).current?.focus())
+    }
     if (!name.trim()) {
-      setError('Give the token a name (e.g. the script or device that uses it).')
+      refuse('Give the token a name (e.g. the script or device that uses it).', 'name')
       return
     }
     const lifetime = Number(days)
     if (!Number.isInteger(lifetime) || lifetime < TOKEN_DAYS.min || lifetime > TOKEN_DAYS.max) {
-      setError(`Give the number of days the token works, ${TOKEN_DAYS.min} to ${TOKEN_DAYS.max}.`)
+      refuse(`Give the number of days the token works, ${TOKEN_DAYS.min} to ${TOKEN_DAYS.max}.`, 'days')
       return
     }
     setError(null)
+    setBadField(null)
     try {
       setMade(await createToken(name.trim(), lifetime))
       setName('')
       setDays(String(TOKEN_DAYS.default))
       tokens.reload()
     } catch (err) {
-      setError((err as Error).message)
+      const message = (err as Error).message
+      refuse(message, refusedInput(err) ? tokenErrorField(message) : null)
     }
   }
   const onDelete = async (id: number, tokenName: string) => {
     setError(null)
+    setBadField(null)
     setDeleted(null)
     try {
       await deleteToken(id)
@@ -67,12 +132,21 @@ function Tokens() {
       <form className="inline-form" onSubmit={onCreate} noValidate>
         <div className="field">
           <label htmlFor={`${ids}-name`}>Token name</label>
-          <input id={`${ids}-name`} value={name} maxLength={100} onChange={(e) => setName(e.target.value)} data-testid="token-name" />
+          <input
+            id={`${ids}-name`}
+            ref={nameRef}
+            value={name}
+            maxLength={100}
+            onChange={(e) => setName(e.target.value)}
+            {...fieldErrorProps(error && badField ? formErrorId : null, badField === 'name')}
+            data-testid="token-name"
+          />
         </div>
         <div className="field">
           <label htmlFor={`${ids}-days`}>Works for (days)</label>
           <input
             id={`${ids}-days`}
+            ref={daysRef}
             type="number"
             inputMode="numeric"
             min={TOKEN_DAYS.min}
@@ -80,6 +154,7 @@ function Tokens() {
             step={1}
             value={days}
             onChange={(e) => setDays(e.target.value)}
+            {...fieldErrorProps(error && badField ? formErrorId : null, badField === 'days')}
             data-testid="token-days"
           />
         </div>
@@ -101,7 +176,8 @@ function Tokens() {
       <div role="status" aria-live="polite" data-testid="token-status">
         {deleted && <p className="hint">{deleted}</p>}
       </div>
-      <ErrorBox error={error ?? tokens.error} />
+      <ErrorBox error={error} id={formErrorId} testId="token-error" />
+      <ErrorBox error={tokens.error} />
       {tokens.data?.length === 0 ? (
         <p className="muted" data-testid="token-empty">
           No tokens yet.
@@ -127,8 +203,7 @@ function Tokens() {
                   <td>{formatTimestamp(t.created_at)}</td>
                   <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
                   <td data-testid={`token-expires-${t.id}`}>
-                    {formatTimestamp(t.expires_at)}
-                    {t.expired && <strong> (expired: make a new token)</strong>}
+                    <TokenExpiry token={t} />
                   </td>
                   <td>
                     <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
@@ -152,20 +227,35 @@ function Users() {
   const [password, setPassword] = useState('')
   const [role, setRole] = useState<Role>('clinician')
   const [error, setError] = useState<string | null>(null)
+  const [badField, setBadField] = useState<'username' | 'password' | null>(null)
+  const usernameRef = useRef<HTMLInputElement | null>(null)
+  const passwordRef = useRef<HTMLInputElement | null>(null)
+  const formErrorId = `${ids}-form-error`
+  const refuse = (message: string, field: 'username' | 'password' | null) => {
+    setError(message)
+    setBadField(field)
+    if (field) requestAnimationFrame(() => (field === 'username' ? usernameRef : passwordRef).current?.focus())
+  }
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
-    if (!username.trim() || !password) {
-      setError('Enter a user name and a password.')
+    if (!username.trim()) {
+      refuse('Enter a user name.', 'username')
+      return
+    }
+    if (!password) {
+      refuse('Enter a password.', 'password')
       return
     }
     setError(null)
+    setBadField(null)
     try {
       await createUser(username.trim(), password, role)
       setUsername('')
       setPassword('')
       users.reload()
     } catch (err) {
-      setError((err as Error).message)
+      const message = (err as Error).message
+      refuse(message, refusedInput(err) ? userErrorField(message, (err as ApiError).status) : null)
     }
   }
   return (
@@ -174,11 +264,28 @@ function Users() {
       <form className="inline-form" onSubmit={onCreate} noValidate>
         <div className="field">
           <label htmlFor={`${ids}-u`}>User name</label>
-          <input id={`${ids}-u`} value={username} autoComplete="off" onChange={(e) => setUsername(e.target.value)} data-testid="user-username" />
+          <input
+            id={`${ids}-u`}
+            ref={usernameRef}
+            value={username}
+            autoComplete="off"
+            onChange={(e) => setUsername(e.target.value)}
+            {...fieldErrorProps(error && badField ? formErrorId : null, badField === 'username')}
+            data-testid="user-username"
+          />
         </div>
         <div className="field">
           <label htmlFor={`${ids}-p`}>Password</label>
-          <input id={`${ids}-p`} type="password" autoComplete="new-password" value={password} onChange={(e) => setPassword(e.target.value)} data-testid="user-password" />
+          <input
+            id={`${ids}-p`}
+            ref={passwordRef}
+            type="password"
+            autoComplete="new-password"
+            value={password}
+            onChange={(e) => setPassword(e.target.value)}
+            {...fieldErrorProps(error && badField ? formErrorId : null, badField === 'password')}
+            data-testid="user-password"
+          />
         </div>
         <div className="field">
           <label htmlFor={`${ids}-r`}>Role</label>
@@ -191,7 +298,8 @@ function Users() {
           Add user
         </button>
       </form>
-      <ErrorBox error={error ?? users.error} />
+      <ErrorBox error={error} id={formErrorId} testId="user-error" />
+      <ErrorBox error={users.error} />
       <table className="data-table" data-testid="user-list">
         <thead>
           <tr>
@@ -212,14 +320,165 @@ function Users() {
   )
 }
 
+/** Every user's API tokens (admin): who holds which, until when; revoke one. */
+function AllTokens() {
+  const ids = useId()
+  const tokens = useLoad(listAllTokens, 'all-tokens')
+  const [error, setError] = useState<string | null>(null)
+  const [done, setDone] = useState<string | null>(null)
+  const headingRef = useRef<HTMLHeadingElement | null>(null)
+  const onRevoke = async (id: number, label: string) => {
+    setError(null)
+    setDone(null)
+    if (!window.confirm(`Revoke ${label}? A script that uses it stops working.`)) return
+    try {
+      await revokeAnyToken(id)
+      setDone(`${label} revoked.`)
+      headingRef.current?.focus()
+      tokens.reload()
+    } catch (err) {
+      setError((err as Error).message)
+    }
+  }
+  return (
+    <section className="card-block" aria-labelledby={`${ids}-h`} data-testid="all-tokens-section">
+      <h2 id={`${ids}-h`} ref={headingRef} tabIndex={-1}>
+        All users’ API tokens
+      </h2>
+      <p className="hint">Every token, revoked ones too (never the token itself). Revoking one is recorded in the audit log.</p>
+      <div role="status" aria-live="polite" data-testid="all-tokens-status">
+        {done && <p className="hint">{done}</p>}
+      </div>
+      <ErrorBox error={error ?? tokens.error} />
+      <TableWrap>
+        <table className="data-table" data-testid="all-token-list">
+          <thead>
+            <tr>
+              <th scope="col">User</th>
+              <th scope="col">Name</th>
+              <th scope="col">Created</th>
+              <th scope="col">Last used</th>
+              <th scope="col">Expires</th>
+              <th scope="col">Revoked</th>
+              <th scope="col">
+                <span className="visually-hidden">Actions</span>
+              </th>
+            </tr>
+          </thead>
+          <tbody>
+            {(tokens.data ?? []).map((t) => (
+              <tr key={t.id} data-testid={`all-token-${t.id}`}>
+                <td>{t.user}</td>
+                <td>{t.name}</td>
+                <td>{formatTimestamp(t.created_at)}</td>
+                <td>{t.last_used_at ? formatTimestamp(t.last_used_at) : 'never'}</td>
+                <td>{t.revoked_at ? formatTimestamp(t.expires_at) : <TokenExpiry token={t} />}</td>
+                <td>{t.revoked_at ? formatTimestamp(t.revoked_at) : '—'}</td>
+                <td>
+                  {!t.revoked_at && (
+                    <button
+                      type="button"
+                      className="btn-link"
+                      onClick={() => onRevoke(t.id, `${t.user}’s token “${t.name}”`)}
+                      data-testid={`all-token-revoke-${t.id}`}
+                    >
+                      Revoke
+                    </button>
+                  )}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </TableWrap>
+    </section>
+  )
+}
+
+/** The audit log's page size in the admin page */
+export const AUDIT_PAGE = 100
+
 function Audit() {
   const ids = useId()
-  const audit = useLoad(() => listAudit(100), 'audit')
+  // the filters being typed, and those applied (a new search starts again at the newest event)
+  const [userText, setUserText] = useState('')
+  const [patientText, setPatientText] = useState('')
+  const [applied, setApplied] = useState<AuditQuery>({})
+  const [filterError, setFilterError] = useState<string | null>(null)
+  const [entries, setEntries] = useState<AuditEntry[]>([])
+  const [older, setOlder] = useState<number | null>(null)
+  const [loading, setLoading] = useState(false)
+  const [error, setError] = useState<Error | null>(null)
+  const patientRef = useRef<HTMLInputElement | null>(null)
+  const filterErrorId = `${ids}-filter-error`
+
+  const load = async (query: AuditQuery, before: number | undefined, append: boolean) => {
+    setLoading(true)
+    setError(null)
+    try {
+      const page = await listAudit({ ...query, limit: AUDIT_PAGE, before })
+      setEntries((had) => (append ? [...had, ...page] : page))
+      setOlder(olderCursor(page, AUDIT_PAGE))
+    } catch (err) {
+      setError(err as Error)
+    } finally {
+      setLoading(false)
+    }
+  }
+  useEffect(() => {
+    // a new filter: its newest page (`load` is a new closure every render)
+    void load(applied, undefined, false)
+  }, [applied])
+
+  const onFilter = (e: FormEvent) => {
+    e.preventDefault()
+    const p = patientText.trim()
+    if (p && !/^[1-9][0-9]{0,9}$/.test(p)) {
+      setFilterError('The patient is given by the id the patient page shows (a whole number, e.g. 12).')
+      requestAnimationFrame(() => patientRef.current?.focus())
+      return
+    }
+    setFilterError(null)
+    setApplied({ user: userText.trim() || undefined, patient: p ? Number(p) : undefined })
+  }
+  const filtered = Boolean(applied.user || applied.patient)
+
   return (
     <section className="card-block" aria-labelledby={`${ids}-h`} data-testid="audit-section">
       <h2 id={`${ids}-h`}>Audit log</h2>
-      <p className="hint">Who created, viewed, exported or deleted what: ids and times only, never images or demographics. Latest 100.</p>
-      <ErrorBox error={audit.error} />
+      <p className="hint">
+        Who created, viewed, exported or deleted what: ids and times only, never images or demographics. Newest first,{' '}
+        {AUDIT_PAGE} at a time. A patient’s events (their records, images, exports) are found by the patient’s id, also after
+        the patient’s deletion; events logged by releases before this one carry no patient and are not found this way.
+      </p>
+      <form className="inline-form" onSubmit={onFilter} noValidate data-testid="audit-filter">
+        <div className="field">
+          <label htmlFor={`${ids}-user`}>User name</label>
+          <input id={`${ids}-user`} value={userText} autoComplete="off" maxLength={64} onChange={(e) => setUserText(e.target.value)} data-testid="audit-user" />
+        </div>
+        <div className="field">
+          <label htmlFor={`${ids}-patient`}>Patient id</label>
+          <input
+            id={`${ids}-patient`}
+            ref={patientRef}
+            inputMode="numeric"
+            value={patientText}
+            onChange={(e) => setPatientText(e.target.value)}
+            {...fieldErrorProps(filterError ? filterErrorId : null, Boolean(filterError))}
+            data-testid="audit-patient"
+          />
+        </div>
+        <button type="submit" className="btn" data-testid="audit-apply">
+          Show events
+        </button>
+      </form>
+      <ErrorBox error={filterError} id={filterErrorId} testId="audit-filter-error" />
+      <ErrorBox error={error} />
+      {!loading && !error && entries.length === 0 && (
+        <p className="muted" data-testid="audit-empty">
+          {filtered ? 'No events match.' : 'No events yet.'}
+        </p>
+      )}
       <TableWrap>
         <table className="data-table" data-testid="audit-log">
           <thead>
@@ -228,20 +487,27 @@ function Audit() {
               <th scope="col">User</th>
               <th scope="col">Action</th>
               <th scope="col">Object</th>
+              <th scope="col">Patient</th>
             </tr>
           </thead>
           <tbody>
-            {(audit.data ?? []).map((a, i) => (
-              <tr key={i}>
+            {entries.map((a, i) => (
+              <tr key={a.id ?? `i${i}`}>
                 <td>{formatTimestamp(a.at)}</td>
                 <td>{a.user ?? '—'}</td>
                 <td>{a.action}</td>
                 <td>{a.object_type ? `${a.object_type}${a.object_id !== null && a.object_id !== undefined ? ` ${a.object_id}` : ''}` : '—'}</td>
+                <td>{a.patient_id ?? '—'}</td>
               </tr>
             ))}
           </tbody>
         </table>
       </TableWrap>
+      {older !== null && (
+        <button type="button" className="btn" disabled={loading} onClick={() => void load(applied, older, true)} data-testid="audit-older">
+          Older events
+        </button>
+      )}
     </section>
   )
 }
@@ -258,6 +524,7 @@ export function ClinicAdminPage() {
       </p>
       <Tokens />
       {isAdmin && <Users />}
+      {isAdmin && <AllTokens />}
       {isAdmin && <Audit />}
     </div>
   )

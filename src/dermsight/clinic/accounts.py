@@ -81,7 +81,11 @@ MIN_PASSWORD_SCORE = 3
 #: zxcvbn refuses longer inputs; a longer password is judged by its start (the rest only adds)
 _SCORED_PREFIX = 72
 #: words of this product a password should not lean on (zxcvbn's ``user_inputs``)
-_PRODUCT_WORDS = ("dermsight", "clinic", "dermatology")
+#: and the words of its field (a clinic's staff reaches for them first)
+_PRODUCT_WORDS = ("dermsight", "derm", "clinic", "clinical", "skin", "cancer", "skincancer",
+                  "melanoma", "dermoscopy", "dermoscope", "dermatoscopy", "dermatology",
+                  "dermatologist", "naevus", "naevi", "nevus", "nevi", "mole", "moles",
+                  "lesion", "lesions", "hospital", "patient", "biopsy", "carcinoma")
 #: how a refusal ends: what to choose instead
 EXAMPLE = "e.g. four or five unrelated words, or a password manager's random one"
 
@@ -98,7 +102,8 @@ def check_password(password: str, username: str | None = None) -> None:
     either end, of another length than ``MIN_PASSWORD``-``MAX_PASSWORD``, equal to
     ``username`` ignoring case, or easy to guess: below ``MIN_PASSWORD_SCORE`` by zxcvbn (its
     dictionaries of common passwords, names and words, keyboard patterns, dates, repeats and
-    l33t spellings; the username and the product's name count as known words), with zxcvbn's
+    l33t spellings; the username, the product's name and words of its field
+    (``_PRODUCT_WORDS``: skin, melanoma, dermoscopy, clinic...) count as known words), with zxcvbn's
     own feedback in the message."""
     # the API and the sign-in form strip every text field: a password made elsewhere (the
     # command line) with a space at either end could never be typed in to sign in
@@ -341,12 +346,25 @@ def user_tokens(db: DbSession, user: User) -> list[ApiToken]:
         ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None)).order_by(ApiToken.id)))
 
 
-def revoke_token(db: DbSession, user: User, token_id: int) -> bool:
+def revoke_token(db: DbSession, user: User | None, token_id: int) -> bool:
+    """Revoke the token ``token_id`` of ``user`` (None: of any user, an admin's revocation);
+    False when there is no such token that is not revoked."""
     row = db.get(ApiToken, token_id)
-    if row is None or row.user_id != user.id or row.revoked_at is not None:
+    if row is None or (user is not None and row.user_id != user.id) or row.revoked_at is not None:
         return False
     row.revoked_at = utcnow()
     return True
+
+
+#: a token that stops working within this time is listed as expiring soon
+EXPIRES_SOON = timedelta(days=7)
+
+
+def all_tokens(db: DbSession) -> list[tuple[ApiToken, str]]:
+    """Every user's API tokens, revoked ones too, with the owner's user name (oldest first)."""
+    rows = db.execute(select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
+                      .order_by(ApiToken.id))
+    return [(t, name) for t, name in rows]
 
 
 def count_users(db: DbSession) -> int:

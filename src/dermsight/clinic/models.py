@@ -188,7 +188,8 @@ class AuditEvent(Base):
     """Who did what to which object: ids and times only (no image, no demographics)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_at", "at"),)
+    __table_args__ = (Index("ix_audit_events_at", "at"),
+                      Index("ix_audit_events_patient_id", "patient_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     user_id: Mapped[int | None] = mapped_column(Integer)
@@ -196,3 +197,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     object_type: Mapped[str] = mapped_column(String(32))
     object_id: Mapped[int | None] = mapped_column(Integer)
+    #: the patient the event concerns (an event about a patient or one of their lesions,
+    #: visits, images, diagnoses; no foreign key: it outlives the patient's deletion); revision
+    #: 0008 added it, older events have none
+    patient_id: Mapped[int | None] = mapped_column(Integer)

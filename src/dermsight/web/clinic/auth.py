@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.models import User, utcnow
-from dermsight.web.clinic.bodies import LoginIn, TokenIn, UserIn
+from dermsight.clinic.models import ApiToken, User, utcnow
+from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn
 from dermsight.web.clinic.deps import (
     COOKIE,
     AdminUser,
@@ -20,6 +20,7 @@ from dermsight.web.clinic.deps import (
     authenticate,
     clinic_of,
 )
+from dermsight.web.upload import check_query
 
 router = APIRouter(tags=["clinic: accounts"])
 #: the one answer for an unknown user name, an inactive account and a wrong password alike
@@ -109,17 +110,13 @@ def me(request: Request) -> dict[str, Any]:
 
 @router.get("/auth/tokens", summary="Your API tokens (never the token itself)",
             description="Each token that is not revoked, with `expires_at` (when it stops "
-                        "working) and `expired` (it has: a request with it is a 401; create a "
-                        "new one).")
+                        "working), `expired` (it has: a request with it is a 401; create a "
+                        "new one), `expires_soon` (it stops working within 7 days) and "
+                        "`expires_in_days` (whole days left).")
 def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
         rows = accounts.user_tokens(s, user)
-    now = utcnow()
-    return [{"id": t.id, "name": t.name, "created_at": aware(t.created_at).isoformat(),
-             "last_used_at": aware(t.last_used_at).isoformat() if t.last_used_at else None,
-             "expires_at": aware(t.expires_at).isoformat(),
-             "expired": aware(t.expires_at) <= now}
-            for t in rows]
+    return [{"id": t.id, "name": t.name, **_token_times(t)} for t in rows]
 
 
 def session_user(request: Request) -> User:
@@ -184,8 +181,65 @@ def create_user(body: UserIn, request: Request, admin: AdminUser
     return user_json(user)
 
 
-@router.get("/admin/audit", summary="The audit log, newest first (ids and times only; admin)")
+#: the query parameters of ``GET /admin/audit`` (any other is a 422 naming it)
+AUDIT_QUERY = tuple(AuditQuery.model_fields)
+AUDIT_DESCRIPTION = (
+    f"At most `limit` events (1-{audit.PAGE_MAX}, default 100), newest first, each with its "
+    "`id`. The next, older page: `before=<the last event's id>`. Filters (combined): `user` "
+    "(a user name, exactly), `action`, `object_type`, `object_id`, `patient` (a patient's id: "
+    "the events about the patient, their lesions, visits, visit images, diagnoses and exports, "
+    "also after the patient's deletion; events logged before this release carry no patient "
+    "and are not found by it). Another query parameter is a 422 naming it.")
+
+
+@router.get("/admin/audit", summary="The audit log, newest first (ids and times only; admin)",
+            description=AUDIT_DESCRIPTION)
 def audit_log(request: Request, admin: AdminUser,
-              limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+              params: Annotated[AuditQuery, Query()]) -> list[dict[str, Any]]:
+    check_query(request, AUDIT_QUERY)
+    if params.action and params.action not in audit.ACTIONS:
+        raise HTTPException(422, f"action {params.action!r} is not one the audit log records: "
+                                 f"one of {', '.join(audit.ACTIONS)}")
+    where = audit.Filter(user=params.user or None, action=params.action or None,
+                         object_type=params.object_type or None, object_id=params.object_id,
+                         patient_id=params.patient)
     with clinic_of(request).db.session() as s:
-        return audit.recent(s, limit)
+        return audit.query(s, params.limit, params.before, where)
+
+
+def _token_times(t: ApiToken) -> dict[str, Any]:
+    """A token's dates as the lists show them, ``expired`` and ``expires_soon`` (it stops
+    working within ``accounts.EXPIRES_SOON``, 7 days) with ``expires_in_days`` (whole days
+    left, rounded down; 0 in its last day)."""
+    now = utcnow()
+    expires = aware(t.expires_at)
+    left = expires - now
+    return {"created_at": aware(t.created_at).isoformat(),
+            "last_used_at": aware(t.last_used_at).isoformat() if t.last_used_at else None,
+            "expires_at": expires.isoformat(),
+            "expired": expires <= now,
+            "expires_soon": now < expires <= now + accounts.EXPIRES_SOON,
+            "expires_in_days": max(left.days, 0)}
+
+
+@router.get("/admin/tokens", summary="Every user's API tokens (admin; never the token itself)",
+            description="Each token, revoked ones too (`revoked_at`), with its `user`, `name`, "
+                        "dates, `expired` and `expires_soon` (it stops working within 7 days).")
+def list_all_tokens(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
+    with clinic_of(request).db.session() as s:
+        rows = accounts.all_tokens(s)
+    return [{"id": t.id, "name": t.name, "user": username, "user_id": t.user_id,
+             **_token_times(t),
+             "revoked_at": aware(t.revoked_at).isoformat() if t.revoked_at else None}
+            for t, username in rows]
+
+
+@router.delete("/admin/tokens/{token_id}", status_code=204,
+               summary="Revoke any user's API token (admin; audited)")
+def admin_revoke_token(token_id: ObjectId, request: Request, admin: AdminUser) -> Response:
+    with clinic_of(request).db.session() as s:
+        if not accounts.revoke_token(s, None, token_id):
+            raise HTTPException(404, f"there is no API token with id {token_id} that is not "
+                                     "revoked")
+        audit.record(s, admin, "delete", "api_token", token_id)
+    return Response(status_code=204)

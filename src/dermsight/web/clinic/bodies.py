@@ -11,6 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from dermsight import taxonomy
 from dermsight.clinic.accounts import TOKEN_DAYS, TOKEN_DAYS_MAX, TOKEN_DAYS_MIN
+from dermsight.clinic.audit import PAGE_MAX as AUDIT_PAGE_MAX
 
 DiagnosisCode = Literal["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK"]
 assert set(DiagnosisCode.__args__) == set(taxonomy.CLASS_CODES)  # type: ignore[attr-defined]
@@ -180,3 +181,17 @@ class DiagnosisIn(_Body):
     code: DiagnosisCode
     method: Literal["histopathology", "clinical"]
     note: Note = None
+
+
+class AuditQuery(BaseModel):
+    """The query of ``GET /admin/audit``: one page of the log, filtered."""
+
+    limit: int = Field(100, ge=1, le=AUDIT_PAGE_MAX, description="events on the page")
+    before: int | None = Field(None, ge=1, description="only events older than this event id "
+                                                        "(the last id of the previous page)")
+    user: str | None = Field(None, max_length=64, description="a user name (exactly)")
+    action: str | None = Field(None, max_length=32)
+    object_type: str | None = Field(None, max_length=32)
+    object_id: int | None = Field(None, ge=1)
+    patient: int | None = Field(None, ge=1, description="a patient's id: the events about the "
+                                                        "patient and their records")
