@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 FUZZ = settings(max_examples=12, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
 #: operations left out: they would end the fuzzer's own login
-SKIP = {"DELETE /api/v1/auth/tokens/{token_id}", "POST /api/v1/auth/logout"}
+SKIP = {"DELETE /api/v1/auth/tokens/{token_id}", "DELETE /api/v1/admin/tokens/{token_id}",
+        "POST /api/v1/auth/logout"}
 CLINIC = ("/api/v1/auth", "/api/v1/admin", "/api/v1/patients", "/api/v1/lesions",
           "/api/v1/visits", "/api/v1/clinic")
 
@@ -56,8 +57,10 @@ def test_clinic_routes_never_answer_5xx(tmp_path: Path, mode: GenerationMode) ->
             with contextlib.suppress(Unsatisfiable):  # nothing to break (negative mode)
                 run()
         assert httpx.get(f"{server.base}/api/v1/health").status_code == 200
-        # the token held: requests got through to the routes (not all refused with 401)
-        assert sum(200 <= st < 300 for st in statuses) >= 10, sorted(set(statuses))
+        # the token held: requests got through to the routes (not all refused with 401; schema-
+        # violating data gets fewer, where a route ignores what it does not read)
+        assert sum(200 <= st < 300 for st in statuses) >= (10 if mode == GenerationMode.POSITIVE
+                                                            else 5), sorted(set(statuses))
         assert any(st in (404, 409, 413, 422) for st in statuses)
     finally:
         server.stop()

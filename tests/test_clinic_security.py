@@ -471,7 +471,7 @@ def test_patient_export_holds_that_patient_only_and_is_audited(
     assert r.status_code == 200
     zf = zipfile.ZipFile(io.BytesIO(r.content))
     names = zf.namelist()
-    assert all(re.fullmatch(r"patient\.json|images/visit_\d+(_heatmap)?\.png", n)
+    assert all(re.fullmatch(r"patient\.json|README\.txt|images/visit_\d+(_heatmap)?\.png", n)
                for n in names), names
     assert f"images/visit_{vm['id']}.png" in names
     assert not any(f"visit_{vo['id']}" in n for n in names)
@@ -547,7 +547,7 @@ def test_audit_log_holds_ids_and_times_only(
         rows = [dict(r._mapping) for r in s.execute(text("SELECT * FROM audit_events"))]
     assert len(rows) >= 10
     assert set(rows[0]) == {"id", "at", "user_id", "username", "action", "object_type",
-                            "object_id"}
+                            "object_id", "patient_id"}
     dumped = json.dumps([{k: v for k, v in r.items() if k != "at"} for r in rows])
     for secret in ("3141", "female", "head/neck", "MEL", "63", ".jpg", PASSWORD):
         assert secret not in dumped, secret
@@ -744,7 +744,8 @@ def test_a_visit_whose_stored_image_vanished_is_a_404_not_a_500(
         harness: ClinicHarness, data_dir: Path, metadata: pd.DataFrame,  # noqa: F811
         tmp_path: Path) -> None:
     """A file gone from the image store (its patient deleted while the same image was being
-    uploaded, or an operator's mistake) is a clear 404 on the image route and the export."""
+    uploaded, or an operator's mistake) is a clear 404 on the image route; the patient's export
+    exports the rest and lists it (tests/test_clinic_export_gaps.py)."""
     h = harness
     h.add_user("ana", role="admin")
     h.login("ana")
@@ -756,8 +757,11 @@ def test_a_visit_whose_stored_image_vanished_is_a_404_not_a_500(
     with h.clinic.db.session() as s:
         key = s.get(Visit, visit["id"]).image_key
     (tmp_path / "images" / key).unlink()
-    for path in (visit["image_url"].removeprefix(API), f"/patients/{pid}/export"):
-        r = h.get(path)
-        assert r.status_code == 404, (path, r.status_code, r.text)
-        assert "missing" in r.json()["detail"]
+    r = h.get(visit["image_url"].removeprefix(API))
+    assert r.status_code == 404, r.text
+    assert "missing" in r.json()["detail"]
+    r = h.get(f"/patients/{pid}/export")
+    assert r.status_code == 200, r.text
+    doc = json.loads(zipfile.ZipFile(io.BytesIO(r.content)).read("patient.json"))
+    assert doc["missing_files"]["images"] == [visit["id"]]
     assert h.get(visit["heatmap_url"].removeprefix(API)).status_code == 200  # the rest still works

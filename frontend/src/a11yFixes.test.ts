@@ -78,7 +78,7 @@ describe('warnings in the patient view are plain words, by code', () => {
 
   it('has plain words for every flag code the server sends, and a plain fallback for others', () => {
     for (const code of [
-      'compressed', 'not_dermoscopic', 'metadata_ignored', 'metadata_normalised', 'site_contradicts_lesion', 'too_small',
+      'compressed', 'not_dermoscopic', 'metadata_ignored', 'metadata_normalised', 'site_contradicts_lesion', 'site_contradicts_earlier_visit', 'too_small',
       'blank', 'too_dark', 'overexposed', 'blurred', 'noise', 'greyscale', 'out_of_distribution', 'recoloured',
     ]) {
       expect(PATIENT_FLAG_TEXT[code], code).toMatch(/^[A-Z].*\.$/)

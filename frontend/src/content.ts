@@ -132,6 +132,7 @@ export const PATIENT_FLAG_TEXT: Record<string, string> = {
     'Some of the details given (typed in, or stored in the picture’s file) were read in a different form from how ' +
     'they were given. Check that they are right.',
   site_contradicts_lesion: 'The body site given does not match the body site recorded for this spot, so it was not used.',
+  site_contradicts_earlier_visit: 'The body site of this picture does not match the one of an earlier picture of this spot: check that both are of the same spot.',
   too_small: 'This picture is too small to assess. Use a larger picture, taken closer to the spot.',
   blank: 'No spot can be seen in this picture.',
   too_dark: 'This picture is too dark to assess. Take it again in good light.',

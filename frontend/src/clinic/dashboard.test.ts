@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { leftOut } from '../pages/DashboardPage.tsx'
+import { leftOut, leftOutSiteInDoubt } from '../pages/DashboardPage.tsx'
 
 describe('dashboard: confirmed lesions in no figures', () => {
   it('says how many, why, and what to do, in the right number', () => {
@@ -11,5 +11,12 @@ describe('dashboard: confirmed lesions in no figures', () => {
     )
     // confirmed lesions are often excised: no "retake" addressed to them
     expect(leftOut(3)).not.toMatch(/retake/i)
+  })
+})
+
+describe('leftOutSiteInDoubt', () => {
+  it('counts the lesions left out for a body-site warning, singular and plural', () => {
+    expect(leftOutSiteInDoubt(1)).toMatch(/^1 confirmed lesion appears in no figures: every photo of it /)
+    expect(leftOutSiteInDoubt(2)).toMatch(/^2 confirmed lesions appear in no figures: every photo of them /)
   })
 })

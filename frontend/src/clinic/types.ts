@@ -26,6 +26,17 @@ export interface ApiTokenInfo {
   /** when it stops working (a request with it is then a 401: a new token is needed) */
   expires_at: string
   expired: boolean
+  /** it stops working within 7 days (and has not yet) */
+  expires_soon?: boolean
+  /** whole days left (0 in its last day) */
+  expires_in_days?: number
+}
+
+/** Any user's API token, as an admin lists them (never the token itself). */
+export interface AdminApiTokenInfo extends ApiTokenInfo {
+  user: string
+  user_id: number
+  revoked_at: string | null
 }
 
 export interface NewApiToken {
@@ -39,11 +50,23 @@ export interface NewApiToken {
 export const TOKEN_DAYS = { default: 90, min: 1, max: 365 } as const
 
 export interface AuditEntry {
+  /** the event's id: the next, older page is the one `before` the last id of a page */
+  id?: number
   at: string
   user: string | null
   action: string
   object_type: string | null
   object_id: number | string | null
+  /** the patient the event concerns (none on events logged before this release) */
+  patient_id?: number | null
+}
+
+/** What the audit log lists: filters (combined) and the page (`before`: an event id). */
+export interface AuditQuery {
+  limit?: number
+  before?: number
+  user?: string
+  patient?: number
 }
 
 export type Side = 'left' | 'right' | 'midline'
@@ -167,12 +190,14 @@ export interface ModelFigures {
   note?: string | null
   /** confirmed lesions this version saw but could assess on no visit (in no figure) */
   n_left_out_cannot_assess?: number
+  n_left_out_site_in_doubt?: number
 }
 
 export interface Dashboard {
   models: ModelFigures[]
   /** confirmed lesions no model version could assess (in no figures at all) */
   n_left_out_cannot_assess?: number
+  n_left_out_site_in_doubt?: number
 }
 
 /** One of the clinic's own confirmed lesions near a visit (GET /visits/{id}/similar). */

@@ -91,6 +91,13 @@ export function leftOut(n: number): string {
   return `${n} confirmed lesion${many ? 's appear' : ' appears'} in no figures: none of ${many ? 'their' : 'its'} photos could be assessed ("cannot assess"). ${many ? 'They are' : 'It is'} included once a photo of ${many ? 'them' : 'it'} can be assessed (if the lesion is still there).`
 }
 
+/** The page-level line for confirmed lesions left out because every assessable photo of them carries a
+ * body-site warning (the photo may be of another lesion). */
+export function leftOutSiteInDoubt(n: number): string {
+  const many = n !== 1
+  return `${n} confirmed lesion${many ? 's appear' : ' appears'} in no figures: every photo of ${many ? 'them' : 'it'} that could be assessed carries a warning that its body site contradicts the lesion's or another visit's (the photo may be of another lesion).`
+}
+
 /** The clinic's own figures: how the model did on this clinic's confirmed cases, per model version. */
 export function DashboardPage() {
   const dash = useLoad(getDashboard, 'dashboard')
@@ -116,6 +123,11 @@ export function DashboardPage() {
       {(dash.data?.n_left_out_cannot_assess ?? 0) > 0 && (
         <p className="status-warning" data-testid="dashboard-left-out">
           {leftOut(dash.data?.n_left_out_cannot_assess ?? 0)}
+        </p>
+      )}
+      {(dash.data?.n_left_out_site_in_doubt ?? 0) > 0 && (
+        <p className="status-warning" data-testid="dashboard-left-out-site">
+          {leftOutSiteInDoubt(dash.data?.n_left_out_site_in_doubt ?? 0)}
         </p>
       )}
       {models.map((m) => (

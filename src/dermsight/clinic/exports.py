@@ -6,9 +6,11 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 import unicodedata
 import zipfile
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -17,9 +19,10 @@ from urllib.parse import quote
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
-from dermsight.clinic.cases import patient_detail, usernames, visit_json
+from dermsight.clinic.cases import NotFound, patient_detail, usernames, visit_json
 from dermsight.clinic.imagestore import ImageStore
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
+from dermsight.clinic.sites import site_in_doubt
 from dermsight.predict import CANNOT_ASSESS
 
 #: the ``dermsight`` CSV layout (io/csvfolder.py) plus where each row came from
@@ -29,6 +32,12 @@ CONFIRMED_COLUMNS = ("image_id", "diagnosis", "age_approx", "sex", "anatom_site"
 README = "README.txt"
 #: the response header with how many visits the confirmed-case export left out
 LEFT_OUT_HEADER = "X-Dermsight-Left-Out"
+#: the response header with how many stored files (images, heatmaps) a patient's export lacks
+MISSING_HEADER = "X-Dermsight-Missing-Files"
+#: the patient export's note on what it holds and which files are missing
+PATIENT_README = "README.txt"
+
+log = logging.getLogger(__name__)
 
 
 #: runs of characters no download name keeps: anything but letters, digits, ``.`` and ``-``
@@ -80,35 +89,71 @@ def confirmed_attachment(day: date) -> str:
 @dataclass(frozen=True)
 class ConfirmedExport:
     """The confirmed-case zip (``data``), its ``metadata.csv`` rows, and the visits of confirmed
-    lesions left out because their photo could not be assessed."""
+    lesions left out (``n_left_out``, all of them): their photo could not be assessed,
+    (``n_site_in_doubt`` of them) its body site contradicts the lesion's, or (``n_image_missing``
+    of them) its image file is missing from the image store."""
 
     data: bytes
     n_rows: int
     n_left_out: int
+    n_site_in_doubt: int = 0
+    n_image_missing: int = 0
 
 
-def _readme(n_rows: int, n_left_out: int) -> str:
-    """``README.txt`` of the confirmed-case export: what it holds and what it leaves out."""
+#: why a visit of a confirmed lesion is left out of the export, by reason (``_left_out``;
+#: ``IMAGE_MISSING_REASON`` when reading its image file finds none)
+CANNOT_ASSESS_REASON = "cannot_assess"
+SITE_REASON = "site_in_doubt"
+IMAGE_MISSING_REASON = "image_missing"
+
+
+def _left_out(risk: str, result_json: str) -> str | None:
+    """Why a confirmed lesion's visit is no image to label with the lesion's diagnosis (None:
+    it is one): the gate refused its photo, or a warning says the photo's body site
+    contradicts the lesion's or another visit's (``sites.site_in_doubt``)."""
+    if risk == CANNOT_ASSESS:
+        return CANNOT_ASSESS_REASON
+    if site_in_doubt(result_json):
+        return SITE_REASON
+    return None
+
+
+def _readme(n_rows: int, left_out: Counter[str]) -> str:
+    """``README.txt`` of the confirmed-case export: what it holds and what it leaves out, by
+    reason (``_left_out``)."""
+    n_left_out = left_out.total()
     visits = "visit was" if n_left_out == 1 else "visits were"
     return (
         "Confirmed cases of this clinic, in the layout dermsight evaluate / train / bundle adapt "
         "read (metadata.csv + images/).\n"
         f"{n_rows} image{'' if n_rows == 1 else 's'}: every visit of a lesion with a recorded "
-        "diagnosis whose photo could be assessed, labelled with the lesion's diagnosis.\n"
-        f"{n_left_out} {visits} left out: the gate refused the photo (\"cannot assess\": not "
-        "a usable skin-lesion image, e.g. blurred, too dark or not skin), so it is not an image "
-        "of the lesion to label with its diagnosis.\n")
+        "diagnosis whose photo could be assessed and whose body site agrees with the lesion's, "
+        "labelled with the lesion's diagnosis.\n"
+        f"{n_left_out} {visits} left out:\n"
+        f"- {left_out[CANNOT_ASSESS_REASON]}: the gate refused the photo (\"cannot assess\": "
+        "not a usable skin-lesion image, e.g. blurred, too dark or not skin);\n"
+        f"- {left_out[SITE_REASON]}: the visit carries a warning that its body site (a DICOM "
+        "file's body part, or the site given) contradicts the lesion's recorded body site or "
+        "another visit's of the lesion (site_contradicts_lesion, site_contradicts_earlier_visit): "
+        "the photo may be of another lesion. A clinician who checks that it is of this lesion can "
+        "add it to the data by hand.\n"
+        f"- {left_out[IMAGE_MISSING_REASON]}: the visit's image file is missing from the image "
+        "store (e.g. restored from an incomplete backup).\n")
 
 
 def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
     """Every visit of every lesion with a confirmed diagnosis whose photo could be assessed (one
     row per image; lesion and patient as ``lesion_id`` / ``group_id`` so splits and bootstraps
-    keep them together). A visit the gate refused ("cannot assess") is left out of
-    ``metadata.csv`` and ``images/`` (a photo of a flag or an ID card must not become a
-    labelled training image) and counted in ``README.txt`` and ``n_left_out``."""
+    keep them together). A visit the gate refused ("cannot assess") or whose body site is in
+    doubt (``sites.site_in_doubt``: the photo may be of another lesion) is left out of
+    ``metadata.csv`` and ``images/`` (a photo of a flag, an ID card or another lesion must not
+    become a labelled training image) and counted in ``README.txt`` and ``n_left_out``; so is a
+    visit whose image file is missing from the image store (logged as a WARNING with the visit
+    ids)."""
     rows = db.execute(
         select(Visit.id, Visit.image_key, Visit.age, Visit.sex, Visit.site, Visit.taken_at,
-               Visit.lesion_id, Visit.risk, Lesion.patient_id, Diagnosis.code, Diagnosis.method)
+               Visit.lesion_id, Visit.risk, Visit.result_json, Lesion.patient_id,
+               Diagnosis.code, Diagnosis.method)
         .join(Lesion, Lesion.id == Visit.lesion_id)
         .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
         .order_by(Visit.id))
@@ -116,14 +161,23 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
     table = io.StringIO()
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(CONFIRMED_COLUMNS)
-    n = left_out = 0
+    n = 0
+    left_out: Counter[str] = Counter()
+    missing: list[int] = []
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for r in rows:
-            if r.risk == CANNOT_ASSESS:
-                left_out += 1
+            reason = _left_out(r.risk, r.result_json)
+            if reason is not None:
+                left_out[reason] += 1
+                continue
+            try:
+                image = images.get(r.image_key)
+            except NotFound:
+                left_out[IMAGE_MISSING_REASON] += 1
+                missing.append(r.id)
                 continue
             image_id = f"visit_{r.id}"
-            zf.writestr(f"images/{image_id}.png", images.get(r.image_key))
+            zf.writestr(f"images/{image_id}.png", image)
             age = "" if r.age is None else f"{r.age:g}"
             writer.writerow([image_id, r.code, age, r.sex or "", r.site or "",
                              f"lesion_{r.lesion_id}", f"patient_{r.patient_id}", "clinic",
@@ -131,26 +185,96 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
             n += 1
         zf.writestr("metadata.csv", table.getvalue())
         zf.writestr(README, _readme(n, left_out))
-    return ConfirmedExport(buf.getvalue(), n, left_out)
+    if missing:
+        log.warning("confirmed-case export: %d visit image file(s) missing from the image "
+                    "store, visits left out: visit ids %s", len(missing),
+                    ", ".join(map(str, missing)))
+    return ConfirmedExport(buf.getvalue(), n, left_out.total(), left_out[SITE_REASON],
+                           left_out[IMAGE_MISSING_REASON])
 
 
-def patient_zip(db: DbSession, images: ImageStore, patient: Patient) -> bytes:
-    """``patient.json`` (the patient, lesions, diagnoses, every visit with its result) and
-    ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png``."""
+@dataclass(frozen=True)
+class PatientExport:
+    """A patient's zip (``data``) and the visits whose stored files are missing from the image
+    store (``missing_images`` / ``missing_heatmaps``: visit ids), left out of ``images/``."""
+
+    data: bytes
+    missing_images: tuple[int, ...] = ()
+    missing_heatmaps: tuple[int, ...] = ()
+
+    @property
+    def n_missing(self) -> int:
+        """How many files (images and heatmaps) are missing."""
+        return len(self.missing_images) + len(self.missing_heatmaps)
+
+
+def _patient_readme(missing_images: list[int], missing_heatmaps: list[int]) -> str:
+    """``README.txt`` of a patient's export: what it holds and which files it lacks."""
+    def ids(visits: list[int]) -> str:
+        return ", ".join(f"visit {v}" for v in visits) if visits else "none"
+
+    text = ("Everything stored about this patient: patient.json (the patient, lesions, "
+            "diagnoses, every visit with its result) and images/ (each visit's photo and "
+            "heatmap, named in patient.json as image_file / heatmap_file).\n")
+    if not missing_images and not missing_heatmaps:
+        return text + "No stored file is missing.\n"
+    return text + (
+        "Some stored files are missing from the clinic's image store (e.g. it was restored "
+        "from an incomplete backup) and are not in this export; the visits' records in "
+        "patient.json are complete and say so (image_missing / heatmap_missing):\n"
+        f"- images missing: {ids(missing_images)}\n"
+        f"- heatmaps missing: {ids(missing_heatmaps)}\n")
+
+
+def _stored(images: ImageStore, key: str) -> bytes | None:
+    """The stored file, or None when it is missing from the image store."""
+    try:
+        return images.get(key)
+    except NotFound:
+        return None
+
+
+def patient_export(db: DbSession, images: ImageStore, patient: Patient) -> PatientExport:
+    """``patient.json`` (the patient, lesions, diagnoses, every visit with its result),
+    ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png`` and ``README.txt``. A file
+    missing from the image store leaves the rest of the export whole: the visit's record says
+    ``image_missing`` / ``heatmap_missing`` (true) instead of ``image_file`` / ``heatmap_file``,
+    ``README.txt`` and ``patient.json`` (``missing_files``) list the visit ids, and one WARNING
+    line with the count and visit ids (no patient data) is logged."""
     names = usernames(db)
     doc: dict[str, Any] = patient_detail(db, patient)
+    missing_images: list[int] = []
+    missing_heatmaps: list[int] = []
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for lesion_doc, lesion in zip(doc["lesions"], patient.lesions, strict=True):
             visits = []
             for v in lesion.visits:
                 vj = visit_json(v, names)
-                vj["image_file"] = f"images/visit_{v.id}.png"
-                zf.writestr(vj["image_file"], images.get(v.image_key))
+                image = _stored(images, v.image_key)
+                if image is None:
+                    vj["image_missing"] = True
+                    missing_images.append(v.id)
+                else:
+                    vj["image_file"] = f"images/visit_{v.id}.png"
+                    zf.writestr(vj["image_file"], image)
                 if v.heatmap_key:
-                    vj["heatmap_file"] = f"images/visit_{v.id}_heatmap.png"
-                    zf.writestr(vj["heatmap_file"], images.get(v.heatmap_key))
+                    heatmap = _stored(images, v.heatmap_key)
+                    if heatmap is None:
+                        vj["heatmap_missing"] = True
+                        missing_heatmaps.append(v.id)
+                    else:
+                        vj["heatmap_file"] = f"images/visit_{v.id}_heatmap.png"
+                        zf.writestr(vj["heatmap_file"], heatmap)
                 visits.append(vj)
             lesion_doc["visits"] = visits
+        doc["missing_files"] = {"images": missing_images, "heatmaps": missing_heatmaps}
         zf.writestr("patient.json", json.dumps(doc, indent=2))
-    return buf.getvalue()
+        zf.writestr(PATIENT_README, _patient_readme(missing_images, missing_heatmaps))
+    export = PatientExport(buf.getvalue(), tuple(missing_images), tuple(missing_heatmaps))
+    if export.n_missing:
+        log.warning("patient export: %d stored file(s) missing from the image store, left out "
+                    "of the zip: images of visit ids [%s], heatmaps of visit ids [%s]",
+                    export.n_missing, ", ".join(map(str, missing_images)),
+                    ", ".join(map(str, missing_heatmaps)))
+    return export

@@ -1,13 +1,17 @@
 """The clinic's own figures: how each model version did on the clinic's confirmed lesions.
 
 One item per (lesion with a confirmed diagnosis, model version): that model's latest assessable
-visit of the lesion. A confirmed lesion none of whose visits by a model version could be assessed
-("cannot assess": the gate refused the photo) is no item of that version, and is counted
-(``n_left_out_cannot_assess``). Figures come from ``dermsight.evaluate.metrics`` with intervals
-over patients (groups) as ``dermsight evaluate`` gives them (``evaluate.bootstrap``'s
-``WILSON`` method): a proportion (sensitivity, specificity) the Wilson score interval widened to
-the group bootstrap, so 7 of 7 is not "1.000 to 1.000"; the AUC the group bootstrap. A figure
-with too few cases behind it is withheld (``None``) and the note says why.
+visit of the lesion whose body site is not in doubt. A confirmed lesion none of whose visits by a
+model version could be assessed ("cannot assess": the gate refused the photo) is no item of that
+version, and is counted (``n_left_out_cannot_assess``). A visit carrying a warning that its body
+site contradicts the lesion's or another visit's (``sites.site_in_doubt``: the photo may be of
+another lesion) is no item either, as in the confirmed-case export and similar cases; a lesion
+whose assessable visits all carry one is counted apart (``n_left_out_site_in_doubt``). Figures
+come from ``dermsight.evaluate.metrics`` with intervals over patients (groups) as ``dermsight
+evaluate`` gives them (``evaluate.bootstrap``'s ``WILSON`` method): a proportion (sensitivity,
+specificity) the Wilson score interval widened to the group bootstrap, so 7 of 7 is not "1.000 to
+1.000"; the AUC the group bootstrap. A figure with too few cases behind it is withheld (``None``)
+and the note says why.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +29,7 @@ from sqlalchemy.orm import Session as DbSession
 
 from dermsight import taxonomy
 from dermsight.clinic.models import Diagnosis, Lesion, Visit
+from dermsight.clinic.sites import site_in_doubt
 from dermsight.evaluate.bootstrap import (
     RESAMPLED_METHOD,
     bootstrap,
@@ -61,22 +66,32 @@ def _confirmed_visits(db: DbSession) -> Any:
 @dataclass(frozen=True)
 class ConfirmedCases:
     """``items``: per (model name, version), one item per confirmed lesion (its latest
-    assessable visit by that version); ``unassessable``: per version, the confirmed lesions it
-    saw but could assess on no visit; ``n_unassessable``: the confirmed lesions with visits, none
-    of which any version could assess (in no version's figures)."""
+    assessable visit by that version whose body site is not in doubt); ``unassessable``: per
+    version, the confirmed lesions it saw but could assess on no visit; ``n_unassessable``: the
+    confirmed lesions with visits, none of which any version could assess (in no version's
+    figures); ``site_in_doubt`` / ``n_site_in_doubt``: the same for the confirmed lesions with
+    an assessable visit, every one of which carries a site warning (``sites.site_in_doubt``)."""
 
     items: dict[tuple[str, str], list[ConfirmedItem]]
     unassessable: dict[tuple[str, str], int]
     n_unassessable: int
+    site_in_doubt: dict[tuple[str, str], int] = field(default_factory=dict)
+    n_site_in_doubt: int = 0
 
 
 def confirmed_cases(db: DbSession) -> ConfirmedCases:
-    """The confirmed lesions per model version, and those no visit of which could be assessed."""
+    """The confirmed lesions per model version, and those left out: no visit of which could be
+    assessed, or every assessable visit of which carries a site warning."""
     latest: dict[tuple[str, str, int], Any] = {}
     seen: dict[tuple[str, str], set[int]] = defaultdict(set)
+    # per version, the lesions with an assessable visit (site in doubt or not)
+    assessable: dict[tuple[str, str], set[int]] = defaultdict(set)
     for r in _confirmed_visits(db):
         seen[(r.model_name, r.model_version)].add(r.lesion_id)
-        if r.risk != CANNOT_ASSESS:
+        if r.risk == CANNOT_ASSESS:
+            continue
+        assessable[(r.model_name, r.model_version)].add(r.lesion_id)
+        if not site_in_doubt(r.result_json):
             latest[(r.model_name, r.model_version, r.lesion_id)] = r  # later rows win
     out: dict[tuple[str, str], list[ConfirmedItem]] = defaultdict(list)
     for (name, version, _), r in sorted(latest.items()):
@@ -85,11 +100,15 @@ def confirmed_cases(db: DbSession) -> ConfirmedCases:
             patient_id=r.patient_id, lesion_id=r.lesion_id, code=r.code,
             referred=r.risk == "high", probabilities=result["probabilities"],
             prediction=result["prediction"]))
-    assessed = {lesion for (_, _, lesion) in latest}
-    unassessable = {key: len(lesions - {it.lesion_id for it in out.get(key, [])})
+    in_figures = {lesion for (_, _, lesion) in latest}
+    any_assessable: set[int] = set().union(*assessable.values())
+    unassessable = {key: len(lesions - assessable.get(key, set()))
                     for key, lesions in seen.items()}
-    n_unassessable = len(set().union(*seen.values()) - assessed) if seen else 0
-    return ConfirmedCases(dict(out), unassessable, n_unassessable)
+    in_doubt = {key: len(assessable.get(key, set()) - {it.lesion_id for it in out.get(key, [])})
+                for key in seen}
+    n_unassessable = len(set().union(*seen.values()) - any_assessable) if seen else 0
+    n_in_doubt = len(any_assessable - in_figures)
+    return ConfirmedCases(dict(out), unassessable, n_unassessable, in_doubt, n_in_doubt)
 
 
 def _ci(d: dict[str, float | int | None], k: int | None = None, n: int | None = None
@@ -107,10 +126,11 @@ def _proportion(entry: dict[str, Any], k: int, n: int) -> dict[str, Any]:
             "method": entry["method"]}
 
 
-def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_out: int = 0
-                  ) -> dict[str, Any]:
+def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_out: int = 0,
+                  left_out_site: int = 0) -> dict[str, Any]:
     """The figures of one model version on its items; ``left_out``: the confirmed lesions it saw
-    on no assessable visit (said in the note)."""
+    on no assessable visit; ``left_out_site``: those whose every assessable visit carries a site
+    warning (both said in the note)."""
     classes = list(items[0].probabilities) if items else list(taxonomy.CLASS_CODES)
     groups = np.array([it.patient_id for it in items])
     malignant = np.array([it.code in taxonomy.MALIGNANT for it in items], dtype=bool)
@@ -146,6 +166,11 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
     if left_out:
         notes.append(f"{left_out} confirmed lesion{'s' if left_out != 1 else ''} left out: no "
                      "photo of it could be assessed by this model version (cannot assess)")
+    if left_out_site:
+        notes.append(f"{left_out_site} confirmed lesion{'s' if left_out_site != 1 else ''} left "
+                     "out: every photo of it this model version could assess carries a warning "
+                     "that its body site contradicts the lesion's or another visit's (the photo "
+                     "may be of another lesion)")
     in_model = [i for i, it in enumerate(items) if it.code in classes]
     if len(in_model) < n:
         notes.append(f"{n - len(in_model)} lesions with a diagnosis this model does not know "
@@ -159,7 +184,7 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
         matrix = cm.astype(int).tolist()
     return {
         "name": name, "version": version, "n_lesions": n, "n_malignant": n_mal, "n_mel": n_mel,
-        "n_left_out_cannot_assess": left_out,
+        "n_left_out_cannot_assess": left_out, "n_left_out_site_in_doubt": left_out_site,
         "refer": refer, "mel_auc": mel_auc,
         "confusion": {"labels": classes, "matrix": matrix},
         "note": "; ".join(notes) if notes else
@@ -172,8 +197,12 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
 
 def dashboard(db: DbSession) -> dict[str, Any]:
     """Per model version its figures; ``n_left_out_cannot_assess``: the confirmed lesions in no
-    version's figures because none of their visits could be assessed."""
+    version's figures because none of their visits could be assessed;
+    ``n_left_out_site_in_doubt``: those in no version's figures because every assessable visit
+    of them carries a site warning (the photo may be of another lesion)."""
     found = confirmed_cases(db)
-    return {"models": [model_figures(*key, items, found.unassessable.get(key, 0))
+    return {"models": [model_figures(*key, items, found.unassessable.get(key, 0),
+                                     found.site_in_doubt.get(key, 0))
                        for key, items in found.items.items()],
-            "n_left_out_cannot_assess": found.n_unassessable}
+            "n_left_out_cannot_assess": found.n_unassessable,
+            "n_left_out_site_in_doubt": found.n_site_in_doubt}

@@ -1,7 +1,8 @@
 """The clinic's confirmed visits nearest to a visit, by cosine similarity of the model's pooled
 features (``dermsight.similar.knn``, numpy only; a clinic holds thousands of visits, not
 millions). Only visits assessed by the same model (bundle hash) are compared: features of
-different models live in different spaces."""
+different models live in different spaces. A visit whose body site is in doubt
+(``sites.site_in_doubt``: its photo may be of another lesion) is no look-alike of its lesion."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy.orm import Session as DbSession
 from dermsight import taxonomy
 from dermsight.clinic.cases import API
 from dermsight.clinic.models import Diagnosis, Visit
+from dermsight.clinic.sites import site_in_doubt
 from dermsight.similar import knn, normalize
 
 
@@ -26,16 +28,16 @@ def embedding_of(visit: Visit) -> np.ndarray | None:
 def clinic_similar(db: DbSession, visit: Visit, k: int) -> list[dict[str, Any]]:
     """Confirmed visits of *other* lesions, most similar first: one per lesion (its visit most
     similar to this one), so ``k`` matches show ``k`` lesions, not one lesion photographed at
-    several visits."""
+    several visits. Visits that could not be assessed or whose site is in doubt are left out."""
     query = embedding_of(visit)
     if query is None:
         return []
     rows = [r for r in db.execute(
-        select(Visit.id, Visit.lesion_id, Visit.embedding, Diagnosis.code)
+        select(Visit.id, Visit.lesion_id, Visit.embedding, Visit.result_json, Diagnosis.code)
         .join(Diagnosis, Diagnosis.lesion_id == Visit.lesion_id)
         .where(Visit.lesion_id != visit.lesion_id, Visit.embedding.is_not(None),
                Visit.risk != "cannot_assess", Visit.bundle_sha256 == visit.bundle_sha256))
-        if len(r.embedding) == query.nbytes]
+        if len(r.embedding) == query.nbytes and not site_in_doubt(r.result_json)]
     if not rows:
         return []
     bank = normalize(np.stack([np.frombuffer(r.embedding, dtype=np.float32) for r in rows]))

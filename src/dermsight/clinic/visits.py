@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
@@ -17,11 +17,13 @@ import numpy as np
 from PIL import Image
 
 from dermsight import heatmap as hm
+from dermsight import taxonomy
 from dermsight.clinic import sites
 from dermsight.clinic.cases import get_or_404
 from dermsight.clinic.models import Lesion, User, Visit
 from dermsight.clinic.runtime import Clinic
-from dermsight.io.decode import sniff
+from dermsight.io import dicom
+from dermsight.io.decode import DecodeLimits, sniff
 from dermsight.predict import Dermsight, Prediction
 from dermsight.records import Metadata
 
@@ -54,34 +56,63 @@ class Assessment:
     file_site: sites.VisitSite | None = None
 
 
-def _file_site_tag(model: Dermsight, data: bytes) -> str | None:
-    """The site a DICOM upload's tags give (None for another format or none in the file)."""
+def _file_site_tag(model: Dermsight, data: bytes) -> tuple[str | None, str | None]:
+    """The site a DICOM upload's tags give, normalised, and the file's own words for it
+    (``BodyPartExamined``, else the anatomic region's meaning, as the decoder reads them);
+    (None, None) for another format or none in the file. Reads the header only."""
     if sniff(data) != "DICOM":
-        return None
-    return model.decode(data).meta.site
+        return None, None
+    limits = getattr(model, "limits", None) or DecodeLimits()
+    ds = dicom._read_dataset(data, limits, header_only=True)
+    text = dicom._tag_str(ds, "BodyPartExamined")
+    if not text:
+        try:
+            seq = ds.get("AnatomicRegionSequence")
+            first = seq[0] if seq else None
+        except Exception:  # noqa: BLE001 - an unreadable sequence is no site (as the decoder)
+            first = None
+        text = None if first is None else dicom._tag_str(first, "CodeMeaning")
+    try:
+        return dicom.dicom_site(text), text
+    except taxonomy.TaxonomyError:  # dropped by the decoder too (a metadata note)
+        return None, text
 
 
 def assess(model: Dermsight, data: bytes, meta: Metadata,
            predict: Callable[..., Prediction] | None = None, *,
-           lesion_site: str | None = None) -> Assessment:
+           lesion_site: str | None = None,
+           other_visits: Sequence[tuple[str | None, date]] = ()) -> Assessment:
     """Runs in a worker thread. Raises ``ImageDecodeError`` for an unusable image. ``predict``:
     ``model.predict`` or a stand-in with its keywords (the service's metrics time and record
     the answer: ``ServiceMetrics.timed_prediction``). ``lesion_site``: the lesion's body site,
     given when the form gave no site; a DICOM file's own site is then weighed against it
     (``sites.file_site``: the file's when it agrees and is more specific, else the lesion's,
-    with a non-blocking warning flag added to the result when the file contradicts it)."""
+    with a non-blocking warning flag added to the result when the file contradicts it).
+    ``other_visits``: for a lesion without a body site, the site and date of its other visits;
+    the site the model used (the form's or the file's) is weighed against them
+    (``sites.visit_against_visits``: a non-blocking warning flag when it contradicts one)."""
     chosen = None
+    flags: list[dict[str, object]] = []
     if lesion_site is not None:
-        chosen = sites.file_site(_file_site_tag(model, data), lesion_site)
+        tag, text = _file_site_tag(model, data)
+        chosen = sites.file_site(tag, lesion_site, text)
         meta = replace(meta, site=chosen.site.site)
+        if chosen.flag is not None:
+            flags.append(chosen.flag)
+    from_file = meta.site is None
     pred = (predict or model.predict)(data, meta=meta, heatmap=True)
+    if lesion_site is None and other_visits:
+        file_words = _file_site_tag(model, data)[1] if from_file else None
+        against = sites.visit_against_visits(pred.meta.site, other_visits, file_tag=file_words)
+        if against is not None:
+            flags.append(against)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
     heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)
             if pred.cam is not None else None)
     result: dict[str, Any] = pred.to_dict(heatmap_png=False)
-    if chosen is not None and chosen.flag is not None:
-        result["flags"] = [*result.get("flags", []), chosen.flag]
+    if flags:
+        result["flags"] = [*result.get("flags", []), *flags]
     return Assessment(
         result=result, image_png=png_bytes(rgb), heatmap_png=heat,
         embedding=None if pred.embedding is None else

@@ -116,7 +116,9 @@ def list_patients(request: Request, user: CurrentUser,
                   q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
-        audit.record(s, user, "view", "patient_list")  # one per request, never the search
+        # never the search; once per user within audit.REPEAT_LIST (the search asks at each
+        # pause in typing)
+        audit.record_read(s, user, "patient_list", None, within=audit.REPEAT_LIST)
         return cases.list_patients(s, q)
 
 
@@ -152,10 +154,11 @@ def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
     clinic = clinic_of(request)
     with clinic.db.session() as s:
         p = cases.get_or_404(s, Patient, patient_id, "patient")
-        data = exports.patient_zip(s, clinic.images, p)
+        export = exports.patient_export(s, clinic.images, p)
         audit.record(s, user, "export", "patient", p.id)
         disposition = exports.patient_attachment(p.ref, p.id, dt.date.today())
-    return Response(data, media_type=ZIP, headers={"Content-Disposition": disposition})
+    return Response(export.data, media_type=ZIP, headers={
+        "Content-Disposition": disposition, exports.MISSING_HEADER: str(export.n_missing)})
 
 
 @router.post("/patients/{patient_id}/lesions", status_code=201, summary="A new lesion")
@@ -227,10 +230,15 @@ VISIT_BODY = _visit_body()
 VISIT_FIELDS = form_fields(VISIT_BODY)
 
 
-def _lesion_site(clinic: Clinic, lesion_id: int) -> str | None:
-    """The lesion's body site (404 if there is no such lesion)."""
+def _lesion_site(clinic: Clinic, lesion_id: int
+                 ) -> tuple[str | None, list[tuple[str | None, dt.date]]]:
+    """The lesion's body site (404 if there is no such lesion) and, when it has none, the site
+    and date of each of its visits (a new visit's site is weighed against them)."""
     with clinic.db.session() as s:
-        return sites.stored_lesion_site(cases.get_or_404(s, Lesion, lesion_id, "lesion").body_site)
+        lesion = cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        site = sites.stored_lesion_site(lesion.body_site)
+        others = [] if site is not None else [(v.site, v.taken_at) for v in lesion.visits]
+        return site, others
 
 
 def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
@@ -253,7 +261,7 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     workers, so that waits for the disk (fsync) or the database never hold an inference slot."""
     check_query(request, ())
     clinic = clinic_of(request)
-    body_site = await anyio.to_thread.run_sync(_lesion_site, clinic, lesion_id)
+    body_site, others = await anyio.to_thread.run_sync(_lesion_site, clinic, lesion_id)
     form = await read_upload(request, replace(settings, max_field_bytes=4 * NOTE_MAX),
                              VISIT_FIELDS)
     if form.image is None:
@@ -273,7 +281,7 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
     try:
         a = await workers.run(partial(assess, model, form.image, meta,
                                       partial(metrics.timed_prediction, model),
-                                      lesion_site=against_file))
+                                      lesion_site=against_file, other_visits=others))
     except ImageDecodeError as exc:
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
     inherited = (a.file_site or site).inherited
@@ -319,8 +327,9 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
 def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Response:
     clinic = clinic_of(request)
     with clinic.db.session() as s:
+        patient = audit.patient_of(s, "visit", visit_id)  # before the row goes
         keys = cases.delete_visit(s, visit_id)
-        audit.record(s, user, "delete", "visit", visit_id)
+        audit.record(s, user, "delete", "visit", visit_id, patient_id=patient)
     clinic.db.scrub()
     clinic.delete_unreferenced(keys)
     return Response(status_code=204)

@@ -25,7 +25,8 @@ def dashboard(request: Request, user: CurrentUser) -> dict[str, Any]:
 
 @router.get("/clinic/export/confirmed", response_class=Response,
             summary="Confirmed cases as metadata.csv + images/ (zip; dermsight evaluate/train "
-                    "read it), without the visits that could not be assessed")
+                    "read it), without the visits that could not be assessed or whose body "
+                    "site contradicts the lesion's")
 def export_confirmed(request: Request, user: CurrentUser) -> Response:
     clinic = clinic_of(request)
     with clinic.db.session() as s:
