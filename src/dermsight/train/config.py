@@ -641,11 +641,12 @@ _HOW_ONLY = ("name", "version", "train.num_threads", "train.num_workers",
              "train.eval_batch_size", "evaluation.num_threads")
 
 
-def _flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A nested config dict as ``{"train.epochs": 30, ...}`` (what two configs are compared by)."""
     flat: dict[str, Any] = {}
     for k, v in tree.items():
         if isinstance(v, dict):
-            flat.update(_flat_settings(v, f"{prefix}{k}."))
+            flat.update(flat_settings(v, f"{prefix}{k}."))
         else:
             flat[f"{prefix}{k}"] = v
     return flat
@@ -684,7 +685,7 @@ def shipped_identity_clash(cfg: TrainConfig, bases: list[Path] | None = None,
         shipped = config_from_dict(card["training"]["config"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    was, now = _flat_settings(shipped.to_dict()), _flat_settings(cfg.to_dict())
+    was, now = flat_settings(shipped.to_dict()), flat_settings(cfg.to_dict())
     differ = [k for k in sorted(set(was) | set(now))
               if not k.startswith(_HOW_ONLY) and was.get(k) != now.get(k)]
     if "data.root" in differ and _same_roots(cfg.data.roots, shipped.data.roots,

@@ -17,7 +17,13 @@ from dermsight import taxonomy
 from dermsight.io.files import IS_A_FILE, unwritable_reason
 from dermsight.preprocess import MetaSpec
 from dermsight.train.augment import Augment
-from dermsight.train.config import ConfigError, Provenance, TrainConfig, config_from_dict
+from dermsight.train.config import (
+    ConfigError,
+    Provenance,
+    TrainConfig,
+    config_from_dict,
+    flat_settings,
+)
 from dermsight.train.data import (
     LesionDataset,
     TrainingDraws,
@@ -155,16 +161,6 @@ FREE_SETTINGS = ("name", "version", "calibration.", "evaluation.", "train.num_th
                  "train.num_workers", "train.eval_batch_size", "data.root")
 
 
-def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            flat.update(_flat(v, f"{prefix}{k}."))
-        else:
-            flat[f"{prefix}{k}"] = v
-    return flat
-
-
 def _saved_config(out: Path) -> TrainConfig | None:
     path = out / "config.json"
     if not path.is_file():
@@ -201,7 +197,7 @@ def check_run_folder(cfg: TrainConfig, out: Path, *, resume: bool, stage: str) -
     saved = _saved_config(out) if resume or stage == "finalize" else None
     if saved is None:
         return
-    was, now = _flat(saved.to_dict()), _flat(cfg.to_dict())
+    was, now = flat_settings(saved.to_dict()), flat_settings(cfg.to_dict())
     differ = [k for k in sorted(set(was) | set(now))
               if was.get(k) != now.get(k) and not k.startswith(FREE_SETTINGS)]
     if differ:
