@@ -189,6 +189,104 @@ def test_health_answers_503_while_the_image_folder_is_gone(
     assert "image store" in r.json()["detail"]
 
 
+def test_health_does_not_hang_on_a_hung_image_folder(
+        health_app: tuple[TestClient, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+    import threading
+    import time
+
+    from dermsight.web.routes import health
+
+    release = threading.Event()
+    on_loop: list[bool] = []
+
+    def hung(clinic: Any) -> str | None:  # os.path.isdir on a hung network mount
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:  # a worker thread: no event loop runs here
+            on_loop.append(False)
+        release.wait(10)
+        return None
+
+    monkeypatch.setattr(health, "READY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(health, "_images_check", hung)
+    client, _ = health_app
+    start = time.monotonic()
+    try:
+        r = client.get(f"{API}/health")
+    finally:
+        release.set()
+    assert time.monotonic() - start < 5
+    assert on_loop == [False]  # never on the event loop's thread
+    assert r.status_code == 503
+    assert "image store" in r.json()["detail"]
+    assert int(r.headers["retry-after"]) > 0
+
+
+# --- a SQLite SQL bug stays a 500; only SQLite outage codes are a 503 ------------------------
+
+
+def _sqlite_error(sql: str, *, readonly: Path | None = None) -> Any:
+    from sqlalchemy import create_engine
+
+    if readonly is not None:
+        engine = create_engine(f"sqlite:///file:{readonly}?mode=ro&uri=true")
+    else:
+        engine = create_engine("sqlite://")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(sql)
+    except Exception as exc:  # noqa: BLE001 - the error under test
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError("no error")
+
+
+@pytest.mark.parametrize("sql", ["SELEC 1", "SELECT * FROM no_such_table",
+                                 "SELECT no_such_column"])
+def test_a_sqlite_sql_bug_is_not_a_storage_outage(sql: str) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from dermsight.web.middleware import storage_failure
+
+    exc = _sqlite_error(sql)
+    assert isinstance(exc, OperationalError)
+    assert exc.orig.sqlite_errorname == "SQLITE_ERROR"
+    assert storage_failure(exc) is None
+
+
+def test_a_sqlite_sql_bug_is_the_catch_all_500(caplog: pytest.LogCaptureFixture) -> None:
+    app = FastAPI()
+
+    @app.get("/sql-bug")
+    def sql_bug() -> None:
+        raise _sqlite_error("SELECT * FROM no_such_table")
+
+    app.add_middleware(RequestLogMiddleware)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        r = client.get("/sql-bug")
+    assert r.status_code == 500
+    assert r.json()["detail"].startswith("internal server error (request ")
+    assert "retry-after" not in r.headers
+
+
+def test_a_sqlite_outage_code_stays_a_storage_outage(tmp_path: Path) -> None:
+    import sqlite3 as sq
+
+    from dermsight.web.middleware import storage_failure
+
+    db = tmp_path / "clinic.db"
+    sq.connect(db).execute("CREATE TABLE t (x)").connection.commit()
+    exc = _sqlite_error("INSERT INTO t VALUES (1)", readonly=db)
+    assert exc.orig.sqlite_errorname == "SQLITE_READONLY"
+    found = storage_failure(exc)
+    assert found is not None
+    assert found[0] == "database"
+    assert "SQLITE_READONLY" in found[1]
+
+
 # --- the request log names route templates, never a raw path ---------------------------------
 
 
@@ -212,6 +310,10 @@ def _log_app() -> FastAPI:
 @pytest.mark.parametrize(("path", "status", "logged"), [
     (f"{API}/patients/SmithJohn", 422, f"{API}/patients/{{patient_id}}"),
     (f"{API}/patients/42", 200, f"{API}/patients/42"),
+    (f"{API}/patients/2147483647", 200, f"{API}/patients/2147483647"),
+    # a personal identity number typed as an id: never in the log
+    (f"{API}/patients/197503121234", 200, f"{API}/patients/{{patient_id}}"),
+    (f"{API}/patients/2147483648", 200, f"{API}/patients/{{patient_id}}"),
     (f"{API}/reference/Smith%0AJohn.webp", 200, f"{API}/reference/{{image_id}}.webp"),
     ("/Smith/John", 404, "unmatched"),
 ])
@@ -226,6 +328,7 @@ def test_the_request_log_holds_no_raw_path(caplog: pytest.LogCaptureFixture, pat
     assert line.args[1] == logged
     assert "rid-1" in line.getMessage()
     assert "Smith" not in caplog.text
+    assert "197503121234" not in caplog.text
 
 
 # --- serve: invalid limits and a weak token: one line, exit code 2 ---------------------------

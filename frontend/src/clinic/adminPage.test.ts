@@ -6,7 +6,7 @@ import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { describe, expect, it } from 'vitest'
 import { ApiError } from '../api.ts'
-import { expiryNote, olderCursor, TokenExpiry, tokenErrorField, userErrorField } from '../pages/ClinicAdminPage.tsx'
+import { expiryNote, latestRequest, olderCursor, TokenExpiry, tokenErrorField, userErrorField } from '../pages/ClinicAdminPage.tsx'
 import { auditPath } from './api.ts'
 import { fieldErrorProps, refusedInput } from './fieldErrors.ts'
 import type { AuditEntry } from './types.ts'
@@ -27,6 +27,39 @@ describe('the audit log query', () => {
     expect(olderCursor(page(100), 100)).toBe(401)
     expect(olderCursor(page(99), 100)).toBeNull()
     expect(olderCursor([], 100)).toBeNull()
+  })
+})
+
+describe('outdated audit answers', () => {
+  it('drops the answer to a query replaced before it returned', () => {
+    const requests = latestRequest()
+    const olderOfA = requests.start() // "Older events" under filter A
+    expect(olderOfA()).toBe(true)
+    const newestOfB = requests.start() // "Show events" with filter B before A's page is back
+    expect(newestOfB()).toBe(true)
+    expect(olderOfA()).toBe(false) // A's page is not appended to B's list
+    const again = requests.start()
+    expect(newestOfB()).toBe(false)
+    expect(again()).toBe(true)
+  })
+
+  it('keeps the lists apart: an older page of one filter never joins another', async () => {
+    const requests = latestRequest()
+    let shown: string[] = []
+    const answers: Record<string, (page: string[]) => void> = {}
+    const load = async (key: string, append: boolean) => {
+      const current = requests.start()
+      const page = await new Promise<string[]>((resolve) => (answers[key] = resolve))
+      if (!current()) return
+      shown = append ? [...shown, ...page] : page
+    }
+    const a = load('A older', true)
+    const b = load('B newest', false)
+    answers['B newest'](['b1', 'b2'])
+    await b
+    answers['A older'](['a101'])
+    await a
+    expect(shown).toEqual(['b1', 'b2'])
   })
 })
 

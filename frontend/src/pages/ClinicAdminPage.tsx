@@ -398,6 +398,19 @@ function AllTokens() {
 /** The audit log's page size in the admin page */
 export const AUDIT_PAGE = 100
 
+/** Numbers the requests of one list: `start()` gives the new request a check that is true
+ * only while no later request was started, so an answer to an outdated query (an older page
+ * of the previous filter, a filter replaced meanwhile) is dropped, never shown. */
+export function latestRequest(): { start: () => () => boolean } {
+  let last = 0
+  return {
+    start: () => {
+      const mine = ++last
+      return () => mine === last
+    },
+  }
+}
+
 function Audit() {
   const ids = useId()
   // the filters being typed, and those applied (a new search starts again at the newest event)
@@ -412,17 +425,22 @@ function Audit() {
   const patientRef = useRef<HTMLInputElement | null>(null)
   const filterErrorId = `${ids}-filter-error`
 
+  // the answer to an outdated query (a page of the filter replaced meanwhile) is dropped
+  const requests = useRef(latestRequest())
+
   const load = async (query: AuditQuery, before: number | undefined, append: boolean) => {
+    const current = requests.current.start()
     setLoading(true)
     setError(null)
     try {
       const page = await listAudit({ ...query, limit: AUDIT_PAGE, before })
+      if (!current()) return
       setEntries((had) => (append ? [...had, ...page] : page))
       setOlder(olderCursor(page, AUDIT_PAGE))
     } catch (err) {
-      setError(err as Error)
+      if (current()) setError(err as Error)
     } finally {
-      setLoading(false)
+      if (current()) setLoading(false)
     }
   }
   useEffect(() => {

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import sqlite3
 import sys
 import time
 import uuid
@@ -444,10 +445,27 @@ def _raised_in(tb: TracebackType | None, module: str) -> bool:
     return False
 
 
+#: SQLite result codes (``sqlite_errorname``, extended codes by their primary part) of an outage:
+#: the database file busy, locked, full, unreadable, read-only, missing or damaged. Any other
+#: (``SQLITE_ERROR``: a syntax error, no such table or column, ...) is a bug, as on PostgreSQL.
+SQLITE_OUTAGES = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_FULL", "SQLITE_IOERR",
+                            "SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_CORRUPT",
+                            "SQLITE_NOTADB", "SQLITE_PERM"})
+
+
+def _sqlite_outage(code: str) -> bool:
+    """Whether a SQLite ``sqlite_errorname`` (``SQLITE_IOERR_WRITE``: its primary part) is an
+    outage (``SQLITE_OUTAGES``)."""
+    primary = "_".join(code.split("_")[:2])
+    return primary in SQLITE_OUTAGES
+
+
 def _database_failure(exc: BaseException) -> str | None:
     """The log text of a database outage (connection refused or lost, pool exhausted, a file the
-    database cannot write), or None. SQLAlchemy is only looked at when it is loaded (clinic
-    storage on). Only error classes and codes: a DB-API message can quote the SQL's values."""
+    database cannot write), or None; on SQLite only the codes of ``SQLITE_OUTAGES`` (an SQL bug,
+    ``SQLITE_ERROR``, stays a 500 as on PostgreSQL). SQLAlchemy is only looked at when it is
+    loaded (clinic storage on). Only error classes and codes: a DB-API message can quote the
+    SQL's values."""
     if "sqlalchemy.exc" not in sys.modules:
         return None
     from sqlalchemy import exc as sa
@@ -456,7 +474,11 @@ def _database_failure(exc: BaseException) -> str | None:
             isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
         return None
     orig = getattr(exc, "orig", None)
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "sqlite_errorname", None)
+    sqlite_code = getattr(orig, "sqlite_errorname", None)
+    if isinstance(orig, sqlite3.Error) and isinstance(sqlite_code, str) and not (
+            _sqlite_outage(sqlite_code) or getattr(exc, "connection_invalidated", False)):
+        return None  # SQLITE_ERROR (syntax error, no such table or column, ...): a bug, a 500
+    code = getattr(orig, "sqlstate", None) or sqlite_code
     cause = f" ({type(orig).__name__}{f' {code}' if code else ''})" if orig is not None else ""
     return f"{type(exc).__name__}{cause}"
 
@@ -485,8 +507,11 @@ def storage_failure(exc: BaseException) -> tuple[str, str] | None:
 
 
 PLACEHOLDER = re.compile(r"\{(\w+)(?::\w+)?\}")
-#: a path parameter written into the log as it is: a record id (digits only)
-RECORD_ID = re.compile(r"[0-9]{1,19}")
+#: a path parameter written into the log as it is: a record id (digits only, at most
+#: ``MAX_RECORD_ID``); a longer number (a personal identity number typed as an id) is not
+RECORD_ID = re.compile(r"[0-9]{1,10}")
+#: the largest record id (``ObjectId`` in ``dermsight.web.clinic.deps``)
+MAX_RECORD_ID = 2_147_483_647
 
 
 def logged_path(scope: Scope, templates: PathTemplates | None) -> str:
@@ -503,9 +528,9 @@ def logged_path(scope: Scope, templates: PathTemplates | None) -> str:
 
     def fill(m: re.Match[str]) -> str:
         value = params.get(m.group(1))
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_RECORD_ID:
             return str(value)
-        if isinstance(value, str) and RECORD_ID.fullmatch(value):
+        if isinstance(value, str) and RECORD_ID.fullmatch(value) and int(value) <= MAX_RECORD_ID:
             return value
         return "{" + m.group(1) + "}"
 

@@ -2,8 +2,9 @@
 balancers); ``HEAD`` answers the same status and headers without the body (uptime checkers).
 
 Without clinic storage the answer is 200 whenever the process serves requests. With clinic
-storage on, each check also asks the database a ``SELECT 1`` (at most ``READY_TIMEOUT_S``) and,
-for an image folder on this machine, whether it exists and may be written: when either fails the
+storage on, each check also asks the database a ``SELECT 1`` and, for an image folder on this
+machine, whether it exists and may be written (each in a worker thread, at most
+``READY_TIMEOUT_S``, so a hung network mount holds no other request): when either fails the
 answer is a 503 ``{"status": "storage unavailable", "detail": ...}`` with ``Retry-After``, so a
 load balancer takes the instance out while the storage is down (the other fields as usual)."""
 
@@ -70,7 +71,13 @@ async def storage_problem(request: Request) -> str | None:
         log.error("health: clinic database unavailable: %s",
                   found[1] if found else type(exc).__name__)
         return STORAGE_DETAILS["database"]
-    why = _images_check(clinic)
+    try:
+        # a hung network mount blocks os.path.isdir / os.access: never on the event loop
+        with anyio.fail_after(READY_TIMEOUT_S):
+            why = await anyio.to_thread.run_sync(_images_check, clinic, abandon_on_cancel=True)
+    except TimeoutError:
+        log.error("health: clinic image folder did not answer within %g s", READY_TIMEOUT_S)
+        return STORAGE_DETAILS["image store"]
     if why is not None:
         log.error("health: clinic image store unavailable: %s", why)
         return STORAGE_DETAILS["image store"]
@@ -92,7 +99,7 @@ def _unavailable(answer: dict[str, Any], detail: str) -> JSONResponse:
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness and model identity",
             description="Public (no token). With clinic storage on it also checks the storage "
-                        "(a `SELECT 1` on the database, at most 3 s, and the image folder): "
+                        "(a `SELECT 1` on the database and the image folder, each at most 3 s): "
                         "when that fails the answer is a 503 with `Retry-After` and "
                         '`{"status": "storage unavailable", "detail": ...}`. '
                         "`HEAD /api/v1/health` is served too, for uptime "
