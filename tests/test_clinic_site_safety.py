@@ -204,3 +204,43 @@ def test_the_dicom_site_warning_quotes_the_files_body_part(
         "recorded body site (posterior torso): the model was given the lesion's site, "
         "posterior torso;")
     assert v["site"] == "posterior torso"
+
+
+# --- 4. a doubtful visit does not cast doubt on correct ones -----------------------------------
+
+
+def test_a_visit_in_doubt_does_not_flag_a_later_visit_that_agrees_with_the_others(
+        app_harness: ClinicHarness, data_dir: Path) -> None:
+    h = app_harness
+    lid = h.lesion(h.patient("NOSITE-SPREAD"), body_site=None)
+    first = h.visit(lid, image_bytes(data_dir, HIGH), site="posterior torso",
+                    taken_at="2025-03-01")
+    assert first.status_code == 201, first.text
+    wrong = h.visit(lid, image_bytes(data_dir, HIGH), site="upper extremity",
+                    taken_at="2025-04-01")
+    assert wrong.status_code == 201, wrong.text
+    assert "site_contradicts_earlier_visit" in _codes(wrong.json())
+    third = h.visit(lid, image_bytes(data_dir, HIGH), site="posterior torso",
+                    taken_at="2025-05-01")
+    assert third.status_code == 201, third.text
+    assert not _codes(third.json()) & DOUBT_CODES
+
+
+def test_deleting_the_visit_behind_a_flag_lifts_it(
+        app_harness: ClinicHarness, data_dir: Path) -> None:
+    h = app_harness
+    lid = h.lesion(h.patient("NOSITE-DELETE"), body_site=None)
+    first = h.visit(lid, image_bytes(data_dir, HIGH), site="upper extremity",
+                    taken_at="2025-03-01")
+    assert first.status_code == 201, first.text
+    second = h.visit(lid, image_bytes(data_dir, HIGH), site="posterior torso",
+                     taken_at="2025-04-01")
+    assert second.status_code == 201, second.text
+    assert "site_contradicts_earlier_visit" in _codes(second.json())
+    r = h.client.delete(f"{API}/visits/{first.json()['id']}")
+    assert r.status_code in (200, 204), r.text
+    r = h.get(f"/lesions/{lid}")
+    assert r.status_code == 200, r.text
+    [left] = r.json()["visits"]
+    assert left["id"] == second.json()["id"]
+    assert not _codes(left) & DOUBT_CODES

@@ -248,3 +248,25 @@ def test_a_fractional_retention_period_is_named_as_not_a_whole_number(tmp_path: 
     with pytest.raises(ClinicConfigError, match=r"'1\.5' is not a whole number of days"):
         ClinicConfig.resolve(f"sqlite:///{tmp_path / 'x.db'}",
                              env={"DERMSIGHT_RETENTION_DAYS": "1.5"})
+
+
+def test_a_removed_image_folder_is_a_storage_failure_not_missing_files(
+        tmp_path: Path, data_dir: Path) -> None:
+    """The whole image folder gone (an unmounted disk): reading an image is a 503, and so is a
+    patient's export (not a 200 listing every file as missing, nor 404s)."""
+    import shutil
+
+    from clinic_support import image_bytes, served_clinic
+
+    with served_clinic(tmp_path) as h:
+        pid = h.patient("UNMOUNTED-1")
+        lid = h.lesion(pid, body_site="back")
+        r = h.visit(lid, image_bytes(data_dir, "ISIC_0030403"))
+        assert r.status_code == 201, r.text
+        vid = r.json()["id"]
+        assert h.get(f"/visits/{vid}/image").status_code == 200
+        shutil.rmtree(h.clinic.images._base)
+        r = h.get(f"/visits/{vid}/image")
+        assert r.status_code == 503, r.text
+        r = h.get(f"/patients/{pid}/export")
+        assert r.status_code == 503, r.text

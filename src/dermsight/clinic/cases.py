@@ -395,9 +395,44 @@ def delete_visit(db: DbSession, visit_id: int) -> set[str]:
     deleted once committed where no other visit uses them (``Clinic.delete_unreferenced``)."""
     v = get_or_404(db, Visit, visit_id, "visit")
     keys = {k for k in (v.image_key, v.heatmap_key) if k}
+    lesion_id = v.lesion_id
     db.delete(v)
     db.flush()
+    lift_visit_doubt(db, lesion_id, gone=visit_id)
     return keys
+
+
+def _without_visit_flag(flags: list[Any]) -> list[Any]:
+    return [f for f in flags
+            if not (isinstance(f, dict) and f.get("code") == sites.CONTRADICTS_VISIT)]
+
+
+def lift_visit_doubt(db: DbSession, lesion_id: int, *, gone: int | None = None) -> None:
+    """After a visit of a lesion without a body site is deleted (``gone``): remove the
+    ``site_contradicts_earlier_visit`` flag of each remaining visit whose site no longer
+    contradicts any of the lesion's other visits not themselves in doubt (taken in date order,
+    so the earlier visits are the reference, as on upload). Flags are only lifted, never added
+    or reworded; ``site_contradicts_lesion`` is never touched."""
+    lesion = db.get(Lesion, lesion_id)
+    if lesion is None or sites.stored_lesion_site(lesion.body_site) is not None:
+        return
+    visits = sorted((v for v in lesion.visits if v.id != gone),
+                    key=lambda v: (v.taken_at, v.id))
+    changed = True
+    while changed:
+        changed = False
+        for v in visits:
+            result = json.loads(v.result_json)
+            flags = result.get("flags") if isinstance(result, dict) else None
+            if not isinstance(flags, list) or _without_visit_flag(flags) == flags:
+                continue
+            others = [(o.site, o.taken_at) for o in visits
+                      if o is not v and not sites.site_in_doubt(o.result_json)]
+            if sites.visit_against_visits(v.site, others) is None:
+                result["flags"] = _without_visit_flag(flags)
+                v.result_json = json.dumps(result, separators=(",", ":"))
+                changed = True
+    db.flush()
 
 
 def count_rows(db: DbSession, model: type[Any]) -> int:

@@ -94,12 +94,17 @@ class ImageStore:
 
     def get(self, key: str) -> bytes:
         """The stored bytes; ``NotFound`` (404) when the file is gone (e.g. its patient was
-        deleted while the same image was being uploaded), never a bare ``FileNotFoundError``."""
+        deleted while the same image was being uploaded), never a bare ``FileNotFoundError``; an
+        ``OSError`` (a storage failure, 503) when a local store's whole folder is gone (an
+        unmounted disk): then no file can be said to be missing."""
         from dermsight.clinic.cases import NotFound
 
         try:
             data: bytes = self.fs.cat_file(self._path(key))
-        except FileNotFoundError:
+        except FileNotFoundError as exc:
+            if self.local and not os.path.isdir(self._base):  # the whole folder is gone
+                raise OSError(f"the image store's folder {self._base} is missing (is its disk "
+                              "mounted?)") from exc
             raise NotFound("the stored image is missing from the image store") from None
         return data
 

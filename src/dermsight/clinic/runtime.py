@@ -7,8 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
+from dermsight.clinic.cases import count_rows
 from dermsight.clinic.config import ClinicConfig, ClinicConfigError
 from dermsight.clinic.db import Database
 from dermsight.clinic.imagestore import ImageStore, Unreferenced
@@ -20,6 +21,12 @@ log = logging.getLogger("dermsight.clinic")
 #: at once (an image and a heatmap each). More looks like a database that does not belong to
 #: this image store (an older backup, another clinic's): nothing is deleted then
 SWEEP_SAFE_FILES = 8
+
+
+def _visit_count(db: Database) -> int:
+    """How many visits the database holds."""
+    with db.session() as s:
+        return count_rows(s, Visit)
 
 
 @dataclass
@@ -84,8 +91,7 @@ class Clinic:
         folder = _local_folder(config.images)
         if folder is None or folder.exists():
             return
-        with db.session() as s:
-            visits = s.scalar(select(func.count()).select_from(Visit)) or 0
+        visits = _visit_count(db)
         if visits:
             raise ClinicConfigError(
                 f"the image folder {folder} does not exist, but the database references "
@@ -98,10 +104,6 @@ class Clinic:
             keys |= {k for k in s.scalars(select(Visit.heatmap_key)) if k}
         return keys
 
-    def _visit_count(self) -> int:
-        with self.db.session() as s:
-            return s.scalar(select(func.count()).select_from(Visit)) or 0
-
     def _mismatch(self, found: Unreferenced) -> str | None:
         """Why the unreferenced files look like a database that does not match this image store
         (None: they look like interrupted uploads)."""
@@ -111,7 +113,7 @@ class Clinic:
         if n > SWEEP_SAFE_FILES:
             return (f"{n} of the store's {found.own_total} image files are referenced by no "
                     f"visit (more than the {SWEEP_SAFE_FILES} interrupted uploads leave)")
-        if not self._visit_count():
+        if not _visit_count(self.db):
             return (f"the database has no visit, but the image store holds {n} image files "
                     "(is this the database of this image store?)")
         return None

@@ -17,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from dermsight import heatmap as hm
-from dermsight import taxonomy
 from dermsight.clinic import sites
 from dermsight.clinic.cases import get_or_404
 from dermsight.clinic.models import Lesion, User, Visit
@@ -63,19 +62,7 @@ def _file_site_tag(model: Dermsight, data: bytes) -> tuple[str | None, str | Non
     if sniff(data) != "DICOM":
         return None, None
     limits = getattr(model, "limits", None) or DecodeLimits()
-    ds = dicom._read_dataset(data, limits, header_only=True)
-    text = dicom._tag_str(ds, "BodyPartExamined")
-    if not text:
-        try:
-            seq = ds.get("AnatomicRegionSequence")
-            first = seq[0] if seq else None
-        except Exception:  # noqa: BLE001 - an unreadable sequence is no site (as the decoder)
-            first = None
-        text = None if first is None else dicom._tag_str(first, "CodeMeaning")
-    try:
-        return dicom.dicom_site(text), text
-    except taxonomy.TaxonomyError:  # dropped by the decoder too (a metadata note)
-        return None, text
+    return dicom.site_tag(dicom._read_dataset(data, limits, header_only=True))
 
 
 def assess(model: Dermsight, data: bytes, meta: Metadata,

@@ -251,20 +251,23 @@ def _tag_int(ds: Any, keyword: str, default: int) -> int:
     return number
 
 
-def _site_from(ds: Any) -> str | None:
+def site_tag(ds: Any) -> tuple[str | None, str | None]:
+    """A DICOM dataset's body site as ``(site, raw_text)``: ``raw_text`` is the file's own words
+    (``BodyPartExamined``, else the first ``AnatomicRegionSequence`` item's ``CodeMeaning``;
+    None: none), ``site`` what they read as (``dicom_site``; None when there are no words or
+    they are outside the vocabulary). Never raises."""
     raw = _tag_str(ds, "BodyPartExamined")
-    if raw:
-        return dicom_site(raw)
+    if not raw:
+        try:
+            seq = ds.get("AnatomicRegionSequence")
+            first = seq[0] if seq else None
+        except Exception:  # noqa: BLE001 - an unreadable sequence is no site
+            first = None
+        raw = None if first is None else _tag_str(first, "CodeMeaning")
     try:
-        seq = ds.get("AnatomicRegionSequence")
-        first = seq[0] if seq else None
-    except Exception:  # noqa: BLE001 - an unreadable sequence is no site
-        return None
-    if first is not None:
-        meaning = _tag_str(first, "CodeMeaning")
-        if meaning:
-            return dicom_site(meaning)
-    return None
+        return dicom_site(raw), raw
+    except taxonomy.TaxonomyError:
+        return None, raw
 
 
 def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
@@ -285,7 +288,7 @@ def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
     except taxonomy.TaxonomyError as exc:
         problems.append(f"PatientSex: {exc}")
     try:
-        site = _site_from(ds)
+        site = dicom_site(site_tag(ds)[1])  # raises for words outside the vocabulary
     except taxonomy.TaxonomyError as exc:
         problems.append(f"BodyPartExamined: {exc}")
     fields = {"PatientAge": "age", "PatientSex": "sex", "BodyPartExamined": "site"}

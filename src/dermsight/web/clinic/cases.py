@@ -233,11 +233,14 @@ VISIT_FIELDS = form_fields(VISIT_BODY)
 def _lesion_site(clinic: Clinic, lesion_id: int
                  ) -> tuple[str | None, list[tuple[str | None, dt.date]]]:
     """The lesion's body site (404 if there is no such lesion) and, when it has none, the site
-    and date of each of its visits (a new visit's site is weighed against them)."""
+    and date of each of its visits not themselves in doubt (``sites.site_in_doubt``): a new
+    visit's site is weighed against them, so that one doubtful visit does not cast doubt on
+    correct later ones."""
     with clinic.db.session() as s:
         lesion = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         site = sites.stored_lesion_site(lesion.body_site)
-        others = [] if site is not None else [(v.site, v.taken_at) for v in lesion.visits]
+        others = [] if site is not None else [
+            (v.site, v.taken_at) for v in lesion.visits if not sites.site_in_doubt(v.result_json)]
         return site, others
 
 
