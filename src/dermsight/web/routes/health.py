@@ -25,7 +25,7 @@ from dermsight.predict import Dermsight
 from dermsight.web.deps import ModelDep, SettingsDep
 from dermsight.web.middleware import STORAGE_DETAILS, STORAGE_RETRY_AFTER_S, storage_failure
 from dermsight.web.routes import API
-from dermsight.web.schemas import HealthResponse
+from dermsight.web.schemas import RETRY_AFTER, ErrorResponse, HealthResponse
 from dermsight.web.settings import MIB, Settings
 
 router = APIRouter(prefix=API, tags=["service"])
@@ -105,7 +105,10 @@ def _unavailable(answer: dict[str, Any], detail: str) -> JSONResponse:
                         "`HEAD /api/v1/health` is served too, for uptime "
                         "checkers: the same status and headers, no body; it is not listed as "
                         "an operation of its own in this document.",
-            responses={503: {"description": "server busy, or the clinic storage is unavailable"}})
+            responses={503: {"model": ErrorResponse, "headers": RETRY_AFTER,
+                             "description": "server busy (`detail` only), or the clinic "
+                                            "storage is unavailable (`status` \"storage "
+                                            "unavailable\", `detail` and the fields above)"}})
 async def health(request: Request, model: ModelDep, settings: SettingsDep) -> Any:
     answer = _health(model, settings)
     problem = await storage_problem(request)
