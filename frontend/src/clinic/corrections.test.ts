@@ -3,6 +3,7 @@
 // form's starting values (no age from an earlier visit; a carried-over sex says so; the site left
 // to the lesion), its note limit (the server's), and the warning before unsaved work is lost.
 
+import { makeVisit } from './testVisits.ts'
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -42,24 +43,8 @@ afterEach(() => {
 
 const text = (html: string) => html.replace(/<[^>]+>/g, '').replace(/<!-- -->/g, '').replace(/\s+/g, ' ')
 
-function visit(id: number, taken_at: string, over: Partial<Visit> = {}): Visit {
-  return {
-    id,
-    lesion_id: 70,
-    taken_at,
-    created_at: `${taken_at}T10:00:00Z`,
-    created_by: 'dr',
-    age: 41,
-    sex: 'female',
-    site: 'posterior torso',
-    note: null,
-    result: { risk: 'low', malignant_probability: 0.1, flags: [] } as unknown as Visit['result'],
-    image_url: `/api/v1/visits/${id}/image`,
-    heatmap_url: null,
-    model: { name: 'm', version: '1' },
-    ...over,
-  }
-}
+const visit = (id: number, taken_at: string, over: Partial<Visit> = {}): Visit =>
+  makeVisit(id, taken_at, { heatmap_url: null, ...over })
 
 const LESION: Lesion = {
   id: 70,

@@ -7,6 +7,7 @@
 // - "Compare two" started with the first and last visits even when one could not be assessed;
 // - a "Change date" error was not tied to the date field.
 
+import { makeVisit } from './testVisits.ts'
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -41,23 +42,8 @@ const SITE: Flag = {
 const EARLIER: Flag = { code: 'site_contradicts_earlier_visit', message: 'the site contradicts an earlier visit’s', blocking: false }
 const COMPRESSED: Flag = { code: 'compressed', message: 'JPEG quality about 60; use the original file if you have it', blocking: false }
 
-function visit(id: number, taken_at: string, result: Partial<Visit['result']> = {}): Visit {
-  return {
-    id,
-    lesion_id: 70,
-    taken_at,
-    created_at: `${taken_at}T10:00:00Z`,
-    created_by: 'dr',
-    age: 41,
-    sex: 'female',
-    site: 'posterior torso',
-    note: null,
-    result: { risk: 'low', malignant_probability: 0.1, flags: [], ...result } as unknown as Visit['result'],
-    image_url: `/api/v1/visits/${id}/image`,
-    heatmap_url: `/api/v1/visits/${id}/heatmap`,
-    model: { name: 'm', version: '1' },
-  }
-}
+const visit = (id: number, taken_at: string, result: Partial<Visit['result']> = {}): Visit =>
+  makeVisit(id, taken_at, {}, result)
 const cannot = (id: number, taken_at: string, flags: Flag[] = [DARK]) =>
   visit(id, taken_at, { risk: 'cannot_assess', malignant_probability: undefined, flags })
 

@@ -3,6 +3,7 @@
 // the images of a lesion's visits are named by the visit's number, so that two visits of one date
 // do not give identical alt texts (the same names as the visit's confirmations).
 
+import { makeVisit } from './testVisits.ts'
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, describe, expect, it, vi } from 'vitest'
@@ -71,23 +72,7 @@ describe('"Sign in as someone else" over a hidden page', () => {
   })
 })
 
-function visit(id: number, taken_at: string): Visit {
-  return {
-    id,
-    lesion_id: 70,
-    taken_at,
-    created_at: `${taken_at}T10:00:00Z`,
-    created_by: 'dr',
-    age: 41,
-    sex: 'female',
-    site: 'posterior torso',
-    note: null,
-    result: { risk: 'low', malignant_probability: 0.1, flags: [] } as unknown as Visit['result'],
-    image_url: `/api/v1/visits/${id}/image`,
-    heatmap_url: `/api/v1/visits/${id}/heatmap`,
-    model: { name: 'm', version: '1' },
-  }
-}
+const visit = (id: number, taken_at: string): Visit => makeVisit(id, taken_at)
 
 /** The alt attributes of the `<img>`s with `testId` in `html`, in order. */
 function alts(html: string, testId: string): string[] {
