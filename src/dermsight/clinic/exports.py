@@ -234,6 +234,20 @@ def _stored(images: ImageStore, key: str) -> bytes | None:
         return None
 
 
+def _add_file(zf: zipfile.ZipFile, images: ImageStore, key: str, vj: dict[str, Any],
+              what: str, name: str) -> bool:
+    """Put the stored file ``key`` into the zip as ``name`` and record it in the visit's record
+    as ``<what>_file``; when it is missing from the image store, record ``<what>_missing``
+    instead. False when it was missing."""
+    data = _stored(images, key)
+    if data is None:
+        vj[f"{what}_missing"] = True
+        return False
+    vj[f"{what}_file"] = name
+    zf.writestr(name, data)
+    return True
+
+
 def patient_export(db: DbSession, images: ImageStore, patient: Patient) -> PatientExport:
     """``patient.json`` (the patient, lesions, diagnoses, every visit with its result),
     ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png`` and ``README.txt``. A file
@@ -251,21 +265,12 @@ def patient_export(db: DbSession, images: ImageStore, patient: Patient) -> Patie
             visits = []
             for v in lesion.visits:
                 vj = visit_json(v, names)
-                image = _stored(images, v.image_key)
-                if image is None:
-                    vj["image_missing"] = True
+                if not _add_file(zf, images, v.image_key, vj, "image",
+                                 f"images/visit_{v.id}.png"):
                     missing_images.append(v.id)
-                else:
-                    vj["image_file"] = f"images/visit_{v.id}.png"
-                    zf.writestr(vj["image_file"], image)
-                if v.heatmap_key:
-                    heatmap = _stored(images, v.heatmap_key)
-                    if heatmap is None:
-                        vj["heatmap_missing"] = True
-                        missing_heatmaps.append(v.id)
-                    else:
-                        vj["heatmap_file"] = f"images/visit_{v.id}_heatmap.png"
-                        zf.writestr(vj["heatmap_file"], heatmap)
+                if v.heatmap_key and not _add_file(zf, images, v.heatmap_key, vj, "heatmap",
+                                                   f"images/visit_{v.id}_heatmap.png"):
+                    missing_heatmaps.append(v.id)
                 visits.append(vj)
             lesion_doc["visits"] = visits
         doc["missing_files"] = {"images": missing_images, "heatmaps": missing_heatmaps}
