@@ -485,7 +485,7 @@ def test_patient_export_holds_that_patient_only_and_is_audited(
     with h.clinic.db.session() as s:
         from dermsight.clinic import audit
 
-        log = audit.recent(s, 20)
+        log = audit.query(s, 20)
     exported = [e for e in log if e["action"] == "export"]  # the other image's view is later
     assert {"user": "ana", "action": "export", "object_type": "patient",
             "object_id": mine}.items() <= exported[0].items()

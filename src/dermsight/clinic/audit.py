@@ -125,7 +125,3 @@ def query(db: DbSession, limit: int, before: int | None = None,
         stmt = stmt.where(AuditEvent.patient_id == where.patient_id)
     rows = db.scalars(stmt.order_by(AuditEvent.id.desc()).limit(limit))
     return [event_json(e) for e in rows]
-
-
-def recent(db: DbSession, limit: int) -> list[dict[str, Any]]:
-    return query(db, limit)
