@@ -292,6 +292,57 @@ def test_username_lock_holds_for_spacing_and_case_and_other_addresses(
 
 
 @SQLITE_ONLY
+def test_one_colleagues_typos_do_not_lock_the_shared_address(
+        harness: ClinicHarness) -> None:  # noqa: F811
+    """A clinic behind one NAT or proxy shares a client address: one account locked by its own
+    failures leaves the others able to log in from it; only many failures lock the address."""
+    h = harness
+    h.add_user("ana")
+    h.add_user("ben")
+    app = h.client.app
+    with TestClient(app, client=("10.0.0.7", 4000)) as c:
+        for _ in range(accounts.MAX_FAILURES):
+            r = c.post(f"{API}/auth/login", json={"username": "ana", "password": "nope nope"})
+            assert r.status_code == 401
+        r = c.post(f"{API}/auth/login", json={"username": "ana", "password": PASSWORD})
+        assert r.status_code == 429  # her account is locked
+        r = c.post(f"{API}/auth/login", json={"username": "ben", "password": PASSWORD})
+        assert r.status_code == 200, r.text  # his is not, from the same address
+        # guessing across many usernames from one address still locks the address
+        for i in range(accounts.MAX_ADDRESS_FAILURES - accounts.MAX_FAILURES):
+            r = c.post(f"{API}/auth/login",
+                       json={"username": f"guess{i}", "password": "nope nope"})
+            assert r.status_code == 401, i
+        r = c.post(f"{API}/auth/login", json={"username": "ben", "password": PASSWORD})
+        assert r.status_code == 429
+    with TestClient(app, client=("10.0.0.8", 4000)) as c:  # another address is not
+        r = c.post(f"{API}/auth/login", json={"username": "ben", "password": PASSWORD})
+        assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_colleagues_logging_in_at_once_from_one_address_all_get_in(
+        harness: ClinicHarness) -> None:  # noqa: F811
+    """Attempts in flight count as failures until checked (so parallel guesses are capped):
+    eight colleagues behind one address logging in at the same moment must still all get in."""
+    h = harness
+    names = [f"colleague{i}" for i in range(8)]
+    for name in names:
+        h.add_user(name)
+    app = h.client.app
+
+    def login(name: str) -> int:
+        with TestClient(app, client=("10.0.0.9", 4000)) as c:
+            code: int = c.post(f"{API}/auth/login",
+                               json={"username": name, "password": PASSWORD}).status_code
+            return code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(login, names))
+    assert codes == [200] * 8, codes
+
+
+@SQLITE_ONLY
 def test_unknown_and_disabled_users_cost_one_argon2_verify(
         harness: ClinicHarness, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     h = harness

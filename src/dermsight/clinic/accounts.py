@@ -21,8 +21,12 @@ from dermsight.clinic.config import SESSION_DAYS
 from dermsight.clinic.db import add_unique, casekey, taken_ignoring_case
 from dermsight.clinic.models import ROLES, ApiToken, LoginAttempt, Session, User, utcnow
 
-#: failures per username or per client address within the window before logins are refused
+#: failures per username within the window before logins to it are refused
 MAX_FAILURES = 5
+#: failures from one client address within the window before logins from it are refused: higher
+#: than per username, because a clinic behind one NAT or proxy shares an address, and one
+#: colleague's typos must not lock everyone else out
+MAX_ADDRESS_FAILURES = 20
 FAILURE_WINDOW = timedelta(minutes=15)
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
@@ -182,19 +186,20 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
 def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
                   exclude: int | None = None) -> int:
     """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
-    the username (ignoring case: ``login_key``) or from the address within ``FAILURE_WINDOW``
-    lock both for the rest of it. ``exclude``: the caller's own attempt (``claim_attempt``),
-    not counted against it."""
+    the username (ignoring case: ``login_key``) lock it, ``MAX_ADDRESS_FAILURES`` from the
+    address lock that, each for the rest of its ``FAILURE_WINDOW``. ``exclude``: the caller's
+    own attempt (``claim_attempt``), not counted against it."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
     waits = []
-    for column, value in ((LoginAttempt.username, login_key(username)), (LoginAttempt.ip, ip)):
+    for column, value, limit in ((LoginAttempt.username, login_key(username), MAX_FAILURES),
+                                 (LoginAttempt.ip, ip[:64], MAX_ADDRESS_FAILURES)):
         failed = list(db.scalars(
             select(LoginAttempt.at).where(column == value, LoginAttempt.at >= since,
                                           LoginAttempt.success.is_(False),
                                           LoginAttempt.id != (exclude or 0))
-            .order_by(LoginAttempt.at.desc()).limit(MAX_FAILURES)))
-        if len(failed) >= MAX_FAILURES:
+            .order_by(LoginAttempt.at.desc()).limit(limit)))
+        if len(failed) >= limit:
             oldest = aware(failed[-1])
             waits.append(max(1, int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1))
     return max(waits, default=0)
