@@ -12,10 +12,12 @@ import {
 import type { ApiError } from '../api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
 import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
+import { focusLost } from '../clinic/focus.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import { TOKEN_DAYS, type ApiTokenInfo, type AuditEntry, type AuditQuery, type NewApiToken, type Role } from '../clinic/types.ts'
 import { formatTimestamp } from '../format.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
+import { useFormAction } from '../hooks.ts'
 
 /** What the Expires column adds to a token's date: that it has expired, or in how many days it
  * will (within the server's 7 days), or nothing. */
@@ -58,30 +60,68 @@ export function TokenExpiry({ token }: { token: Pick<ApiTokenInfo, 'expires_at' 
   )
 }
 
+/**
+ * A section's actions (create, delete, revoke), one at a time: `useFormAction`'s busy flag and
+ * error, and which action runs (`doing`, for its button's wording). The section's buttons are
+ * disabled while one runs, so a double click sends one request. A browser moves focus off a
+ * button it disables (to <body>): once the action is over, the button pressed takes it back when
+ * the action put it nowhere else and the button is still in the page.
+ */
+function useSectionAction(): {
+  busy: boolean
+  doing: string | null
+  error: string | null
+  setError: (e: string | null) => void
+  run: (what: string, button: HTMLElement | null, action: () => Promise<void>) => Promise<void>
+} {
+  const { busy, error, setError, submit } = useFormAction()
+  const [doing, setDoing] = useState<string | null>(null)
+  const pressed = useRef<HTMLElement | null>(null)
+  useEffect(() => {
+    if (busy) return
+    const button = pressed.current
+    pressed.current = null
+    if (button?.isConnected && focusLost()) button.focus()
+  }, [busy])
+  const run = async (what: string, button: HTMLElement | null, action: () => Promise<void>) => {
+    setDoing(what)
+    pressed.current = button
+    await submit(action)
+    setDoing(null)
+  }
+  return { busy, doing: busy ? doing : null, error, setError, run }
+}
+
 function Tokens() {
   const ids = useId()
   const tokens = useLoad(listTokens, 'tokens')
   const [name, setName] = useState('')
   const [days, setDays] = useState(String(TOKEN_DAYS.default))
   const [made, setMade] = useState<NewApiToken | null>(null)
-  const [error, setError] = useState<string | null>(null)
+  const { busy, doing, error, setError, run } = useSectionAction()
   // the field the form's error is about, marked invalid and focused
   const [badField, setBadField] = useState<'name' | 'days' | null>(null)
   const nameRef = useRef<HTMLInputElement | null>(null)
   const daysRef = useRef<HTMLInputElement | null>(null)
+  const createRef = useRef<HTMLButtonElement | null>(null)
   const formErrorId = `${ids}-form-error`
   // "Token “x” deleted.", said in the section's status line
   const [deleted, setDeleted] = useState<string | null>(null)
   const headingRef = useRef<HTMLHeadingElement | null>(null)
 
+  const markField = (field: 'name' | 'days' | null) => {
+    setBadField(field)
+    if (field) requestAnimationFrame(() => (field === 'name' ? nameRef : daysRef).current?.focus())
+  }
+  const refuse = (message: string, field: 'name' | 'days' | null) => {
+    setError(message)
+    markField(field)
+  }
+
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
+    if (busy) return
     setDeleted(null)
-    const refuse = (message: string, field: 'name' | 'days' | null) => {
-      setError(message)
-      setBadField(field)
-      if (field) requestAnimationFrame(() => (field === 'name' ? nameRef : daysRef).current?.focus())
-    }
     if (!name.trim()) {
       refuse('Give the token a name (e.g. the script or device that uses it).', 'name')
       return
@@ -91,32 +131,32 @@ function Tokens() {
       refuse(`Give the number of days the token works, ${TOKEN_DAYS.min} to ${TOKEN_DAYS.max}.`, 'days')
       return
     }
-    setError(null)
     setBadField(null)
-    try {
-      setMade(await createToken(name.trim(), lifetime))
+    await run('create', createRef.current, async () => {
+      try {
+        setMade(await createToken(name.trim(), lifetime))
+      } catch (err) {
+        // the message becomes the form's error; the field it is about is marked
+        markField(refusedInput(err) ? tokenErrorField((err as Error).message) : null)
+        throw err
+      }
       setName('')
       setDays(String(TOKEN_DAYS.default))
       tokens.reload()
-    } catch (err) {
-      const message = (err as Error).message
-      refuse(message, refusedInput(err) ? tokenErrorField(message) : null)
-    }
+    })
   }
-  const onDelete = async (id: number, tokenName: string) => {
-    setError(null)
+  const onDelete = async (button: HTMLElement, id: number, tokenName: string) => {
+    if (busy) return
     setBadField(null)
     setDeleted(null)
-    try {
+    await run(`delete-${id}`, button, async () => {
       await deleteToken(id)
       setMade(null)
       setDeleted(`Token “${tokenName}” deleted.`)
       // its Delete button goes with its row: focus the section, not <body>
       headingRef.current?.focus()
       tokens.reload()
-    } catch (err) {
-      setError((err as Error).message)
-    }
+    })
   }
 
   return (
@@ -158,8 +198,8 @@ function Tokens() {
             data-testid="token-days"
           />
         </div>
-        <button type="submit" className="btn btn-primary" data-testid="token-create">
-          Create token
+        <button type="submit" className="btn btn-primary" ref={createRef} disabled={busy} data-testid="token-create">
+          {doing === 'create' ? 'Creating…' : 'Create token'}
         </button>
       </form>
       {made && (
@@ -206,8 +246,14 @@ function Tokens() {
                     <TokenExpiry token={t} />
                   </td>
                   <td>
-                    <button type="button" className="btn-link" onClick={() => onDelete(t.id, t.name)} data-testid={`token-delete-${t.id}`}>
-                      Delete
+                    <button
+                      type="button"
+                      className="btn-link"
+                      disabled={busy}
+                      onClick={(e) => void onDelete(e.currentTarget, t.id, t.name)}
+                      data-testid={`token-delete-${t.id}`}
+                    >
+                      {doing === `delete-${t.id}` ? 'Deleting…' : 'Delete'}
                     </button>
                   </td>
                 </tr>
@@ -226,18 +272,23 @@ function Users() {
   const [username, setUsername] = useState('')
   const [password, setPassword] = useState('')
   const [role, setRole] = useState<Role>('clinician')
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, run } = useSectionAction()
   const [badField, setBadField] = useState<'username' | 'password' | null>(null)
   const usernameRef = useRef<HTMLInputElement | null>(null)
   const passwordRef = useRef<HTMLInputElement | null>(null)
+  const createRef = useRef<HTMLButtonElement | null>(null)
   const formErrorId = `${ids}-form-error`
-  const refuse = (message: string, field: 'username' | 'password' | null) => {
-    setError(message)
+  const markField = (field: 'username' | 'password' | null) => {
     setBadField(field)
     if (field) requestAnimationFrame(() => (field === 'username' ? usernameRef : passwordRef).current?.focus())
   }
+  const refuse = (message: string, field: 'username' | 'password' | null) => {
+    setError(message)
+    markField(field)
+  }
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
+    if (busy) return
     if (!username.trim()) {
       refuse('Enter a user name.', 'username')
       return
@@ -246,17 +297,19 @@ function Users() {
       refuse('Enter a password.', 'password')
       return
     }
-    setError(null)
     setBadField(null)
-    try {
-      await createUser(username.trim(), password, role)
+    await run('create', createRef.current, async () => {
+      try {
+        await createUser(username.trim(), password, role)
+      } catch (err) {
+        // the message becomes the form's error; the field it is about is marked
+        markField(refusedInput(err) ? userErrorField((err as Error).message, (err as ApiError).status) : null)
+        throw err
+      }
       setUsername('')
       setPassword('')
       users.reload()
-    } catch (err) {
-      const message = (err as Error).message
-      refuse(message, refusedInput(err) ? userErrorField(message, (err as ApiError).status) : null)
-    }
+    })
   }
   return (
     <section className="card-block" aria-labelledby={`${ids}-h`} data-testid="users-section">
@@ -294,8 +347,8 @@ function Users() {
             <option value="admin">Admin</option>
           </select>
         </div>
-        <button type="submit" className="btn btn-primary" data-testid="user-create">
-          Add user
+        <button type="submit" className="btn btn-primary" ref={createRef} disabled={busy} data-testid="user-create">
+          {busy ? 'Adding…' : 'Add user'}
         </button>
       </form>
       <ErrorBox error={error} id={formErrorId} testId="user-error" />
@@ -324,21 +377,20 @@ function Users() {
 function AllTokens() {
   const ids = useId()
   const tokens = useLoad(listAllTokens, 'all-tokens')
-  const [error, setError] = useState<string | null>(null)
+  const { busy, doing, error, setError, run } = useSectionAction()
   const [done, setDone] = useState<string | null>(null)
   const headingRef = useRef<HTMLHeadingElement | null>(null)
-  const onRevoke = async (id: number, label: string) => {
+  const onRevoke = async (button: HTMLElement, id: number, label: string) => {
+    if (busy) return
     setError(null)
     setDone(null)
     if (!window.confirm(`Revoke ${label}? A script that uses it stops working.`)) return
-    try {
+    await run(`revoke-${id}`, button, async () => {
       await revokeAnyToken(id)
       setDone(`${label} revoked.`)
       headingRef.current?.focus()
       tokens.reload()
-    } catch (err) {
-      setError((err as Error).message)
-    }
+    })
   }
   return (
     <section className="card-block" aria-labelledby={`${ids}-h`} data-testid="all-tokens-section">
@@ -379,10 +431,11 @@ function AllTokens() {
                     <button
                       type="button"
                       className="btn-link"
-                      onClick={() => onRevoke(t.id, `${t.user}’s token “${t.name}”`)}
+                      disabled={busy}
+                      onClick={(e) => void onRevoke(e.currentTarget, t.id, `${t.user}’s token “${t.name}”`)}
                       data-testid={`all-token-revoke-${t.id}`}
                     >
-                      Revoke
+                      {doing === `revoke-${t.id}` ? 'Revoking…' : 'Revoke'}
                     </button>
                   )}
                 </td>
