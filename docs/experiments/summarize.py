@@ -5,7 +5,7 @@
 Reads ``*.jsonl`` (the ``train_log.jsonl`` each training run writes, copied here) and
 ``runs.json`` (what each run changed and the command that reproduces it); prints the table of
 ``README.md`` with the commands, and writes ``val_curves.png`` beside them. Validation numbers
-only: the test split is scored once, for the shipped model, by ``dermsight train`` itself.
+only: the test split is scored by ``dermsight train`` itself, for the model it finalizes.
 """
 
 from __future__ import annotations
