@@ -243,8 +243,8 @@ function Footer() {
     <footer className="site-footer no-print">
       <div className="container">
         <p>
-          <strong>dermsight</strong> is decision support for trained clinicians, not a diagnosis. Open source,
-          Apache-2.0.
+          <strong>dermsight</strong> is decision support for clinicians and informed patients, not a diagnosis, and no
+          replacement for examination by a dermatologist. Open source, Apache-2.0.
         </p>
         <p className="muted" data-testid="health" data-state={health.error ? 'down' : health.loading ? 'checking' : 'up'}>
           Server: {healthStatusText(health)}

@@ -344,7 +344,7 @@ describe('cardInputText', () => {
 describe('selectedEpochNote', () => {
   it('names the validation figure and its value, or the last epoch', () => {
     expect(selectedEpochNote({ select_metric: 'balanced_accuracy', best_val_score: 0.74491 })).toBe(
-      ' (best validation balanced accuracy 0.745)',
+      ' (best validation balanced accuracy (arg-max) 0.745)',
     )
     expect(selectedEpochNote({ select_metric: 'last', best_val_score: null })).toBe(
       " (the last epoch's weights, kept whatever the validation figures)",
@@ -364,8 +364,8 @@ describe('keptWeightsNote', () => {
         best_single_epoch: 7, best_single_val_score: 0.7445, select_metric: 'balanced_accuracy',
       }),
     ).toBe(
-      'the mean of the weights after epochs 8–14 (weight averaging); validation balanced accuracy 0.751; ' +
-        'best single epoch: 7 (validation balanced accuracy 0.745)',
+      'the mean of the weights after epochs 8–14 (weight averaging); validation balanced accuracy (arg-max) 0.751; ' +
+        'best single epoch: 7 (validation balanced accuracy (arg-max) 0.745)',
     )
     expect(keptWeightsNote({ kept: 'swa', swa_epochs: [3, 3] })).toBe('the mean of the weights after epoch 3 (weight averaging)')
     // NLL is stored negated (the loop maximises its score): shown as the loss itself

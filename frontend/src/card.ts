@@ -6,7 +6,7 @@
 // older or hand-written cards fall back to the generic renderers of the Model page.
 
 import type { ModelCard } from './api.ts'
-import { format3, humanize, isInterval } from './format.ts'
+import { format3, formatCI, formatProbability, humanize, isInterval } from './format.ts'
 import type { Crop } from './generated/card.ts'
 
 export function rec(v: unknown): Record<string, unknown> | null {
@@ -149,7 +149,7 @@ export const HEADLINE_METRICS: MetricDef[] = [
   {
     key: 'balanced_accuracy',
     label: 'Balanced accuracy (all classes)',
-    hint: "Average over the model's classes of the share whose top-ranked class was right.",
+    hint: "Average over the model's classes of the share whose suggested class (chosen by the decision rule under “Suggested class”) was right.",
   },
   { key: 'mel_auc', label: 'Melanoma vs rest AUC', hint: 'How well melanoma is ranked above everything else (0.5 = chance, 1 = perfect).' },
   {
@@ -216,6 +216,11 @@ export interface Estimate {
   value: number | null
   lo: number | null
   hi: number | null
+  /** cases behind a proportion (k of n), only where the interval says it is over cases
+   * (``method: 'wilson+bootstrap'``); the ``n`` of a percentile-bootstrap entry counts resamples */
+  k?: number
+  n?: number
+  method?: string
 }
 
 /** A number or {value, lo, hi} -> Estimate; null when there is no value at all. */
@@ -223,8 +228,121 @@ export function estimate(v: unknown): Estimate | null {
   if (typeof v === 'number') return Number.isFinite(v) ? { value: v, lo: null, hi: null } : null
   const r = rec(v)
   if (!r) return null
-  const e = { value: num(r.value), lo: num(r.lo), hi: num(r.hi) }
-  return e.value === null && e.lo === null && e.hi === null ? null : e
+  const e: Estimate = { value: num(r.value), lo: num(r.lo), hi: num(r.hi) }
+  if (e.value === null && e.lo === null && e.hi === null) return null
+  const k = num(r.k)
+  const n = num(r.n)
+  if (r.method === 'wilson+bootstrap') {
+    e.method = r.method
+    if (k !== null && n !== null) Object.assign(e, { k, n })
+  }
+  return e
+}
+
+// --- intervals that collapsed ---------------------------------------------------------------------
+
+/** The z of a two-sided 95 % interval. */
+export const Z95 = 1.959964
+
+/** The Wilson score interval of k successes in n cases (null without cases). Unlike a percentile
+ * bootstrap it does not collapse to a point when every case went the same way (22 of 22 ->
+ * 0.851–1.000). */
+export function wilson(k: number, n: number, z: number = Z95): { lo: number; hi: number } | null {
+  if (!Number.isFinite(k) || !Number.isFinite(n) || n <= 0 || k < 0 || k > n) return null
+  const p = k / n
+  const z2 = z * z
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n))
+  return { lo: Math.max(0, centre - half), hi: Math.min(1, centre + half) }
+}
+
+/** Cases behind a proportion: k of n. */
+export interface Counts {
+  k: number
+  n: number
+}
+
+/** An interval that collapsed to one point: a percentile bootstrap whose every resample gave the
+ * same value (a sensitivity of 22 of 22, say). Not a certainty, so never shown as "x (x–x)".
+ * Wilson intervals (``method: 'wilson+bootstrap'``) do not collapse. */
+export function isDegenerate(e: Estimate | null | undefined): boolean {
+  return !!e && e.value !== null && e.lo !== null && e.hi !== null && e.lo === e.hi && e.method !== 'wilson+bootstrap'
+}
+
+/** k of n for a proportion `value` over `n` cases, when `value` is k/n for a whole k; else null. */
+export function countsFor(value: number | null, n: number | null): Counts | null {
+  if (value === null || n === null || !Number.isInteger(n) || n <= 0) return null
+  const k = Math.round(value * n)
+  return Math.abs(k / n - value) < 1e-9 ? { k, n } : null
+}
+
+/** The small print of an estimate: "0.875–0.922"; for an interval that collapsed, what is known
+ * instead: "22 of 22; the bootstrap gives no interval, Wilson 95 % 0.851–1.000" when the cases are
+ * known, else "no interval (every resample gave the same value)"; '' without an interval. */
+export function ciText(e: Estimate | null | undefined, counts?: Counts | null): string {
+  if (!e || e.lo === null || e.hi === null) return ''
+  if (!isDegenerate(e)) return formatCI(e.lo, e.hi)
+  const given = counts ?? (e.k !== undefined && e.n !== undefined ? { k: e.k, n: e.n } : null)
+  // cases that do not give the value are not its cases
+  const c = given && given.n > 0 && e.value !== null && Math.abs(given.k / given.n - e.value) < 1e-9 ? given : null
+  const w = c ? wilson(c.k, c.n) : null
+  if (c && w) {
+    return `${c.k} of ${c.n}; the bootstrap gives no interval, Wilson 95\u00a0% ${formatCI(w.lo, w.hi)}`
+  }
+  return 'no interval (every resample gave the same value)'
+}
+
+/** "0.912 (0.894–0.930)", "1.000 (22 of 22; the bootstrap gives no interval, Wilson 95 % 0.851–1.000)". */
+export function estimateText(e: Estimate | null | undefined, counts?: Counts | null): string {
+  if (!e || e.value === null) return '—'
+  const ci = ciText(e, counts)
+  return ci ? `${format3(e.value)} (${ci})` : format3(e.value)
+}
+
+/** Per class, the cases behind its sensitivity (true class) and specificity (every other class),
+ * from the test confusion matrix (rows: true class, columns: suggested class). */
+export function perClassCounts(card: ModelCard | null): Record<string, { sensitivity: Counts; specificity: Counts }> {
+  const conf = rec(dig(card, 'metrics', 'test', 'confusion'))
+  const classes = strList(conf?.classes)
+  const counts = Array.isArray(conf?.counts) ? (conf.counts as unknown[]) : []
+  const rows = counts.map((r) => (Array.isArray(r) ? r.map((x) => num(x) ?? NaN) : []))
+  if (!classes.length || rows.length !== classes.length || rows.some((r) => r.length < classes.length || r.some(Number.isNaN))) {
+    return {}
+  }
+  const total = rows.reduce((a, r) => a + r.reduce((b, x) => b + x, 0), 0)
+  const out: Record<string, { sensitivity: Counts; specificity: Counts }> = {}
+  classes.forEach((c, i) => {
+    const row = rows[i].reduce((a, x) => a + x, 0)
+    const col = rows.reduce((a, r) => a + r[i], 0)
+    const tp = rows[i][i]
+    out[c] = { sensitivity: { k: tp, n: row }, specificity: { k: total - row - (col - tp), n: total - row } }
+  })
+  return out
+}
+
+/** The cases behind a subgroup's refer-tier sensitivity (its malignant lesions) and specificity
+ * (the others), when the reported value is a whole number of them. */
+export function subgroupCounts(r: { n: number | null; nMalignant: number | null; sensitivity: Estimate | null; specificity: Estimate | null }): {
+  sensitivity: Counts | null
+  specificity: Counts | null
+} {
+  const benign = r.n !== null && r.nMalignant !== null ? r.n - r.nMalignant : null
+  return {
+    sensitivity: countsFor(r.sensitivity?.value ?? null, r.nMalignant),
+    specificity: countsFor(r.specificity?.value ?? null, benign),
+  }
+}
+
+/** The cases behind a headline proportion (refer/monitor sensitivity: the malignant test lesions;
+ * specificity: the others). */
+export function headlineCounts(ev: TestEvaluation | null, key: string, value: number | null): Counts | null {
+  const n = ev?.n ?? null
+  const mal = num(ev?.metrics.n_malignant)
+  if (key === 'refer_sensitivity' || key === 'monitor_sensitivity') return countsFor(value, mal)
+  if (key === 'refer_specificity' || key === 'monitor_specificity') {
+    return countsFor(value, n !== null && mal !== null ? n - mal : null)
+  }
+  return null
 }
 
 export interface PerClassRow {
@@ -356,7 +474,7 @@ const OTHER_SETS: { key: string; label: string; note: string }[] = [
   {
     key: 'validation',
     label: 'Validation',
-    note: 'used to pick the epoch, the temperature and the thresholds, so it is optimistic',
+    note: 'used to pick the epoch, the temperature, the thresholds and the decision rule, so it is optimistic',
   },
 ]
 
@@ -662,11 +780,11 @@ export function keptWeightsNote(summary: Record<string, unknown> | null): string
   const singleScore = num(summary.best_single_val_score)
   const select = typeof summary.select_metric === 'string' ? summary.select_metric : null
   let text = `the mean of the weights after ${epochs} (weight averaging)`
-  if (avg !== null) text += `; validation balanced accuracy ${format3(avg)}`
+  if (avg !== null) text += `; validation balanced accuracy (arg-max) ${format3(avg)}`
   if (single !== null) {
     text += `; best single epoch: ${single}`
     const score = selectionFigure(select, singleScore)
-    if (score !== null && select) text += ` (validation ${humanize(select).toLowerCase()} ${format3(score)})`
+    if (score !== null && select) text += ` (validation ${selectionLabel(select)} ${format3(score)})`
   }
   return text
 }
@@ -678,5 +796,247 @@ export function selectedEpochNote(summary: Record<string, unknown> | null): stri
   if (!select) return ''
   if (select === 'last') return " (the last epoch's weights, kept whatever the validation figures)"
   const score = selectionFigure(select, num(summary?.best_val_score))
-  return ` (best validation ${humanize(select).toLowerCase()}${score !== null ? ` ${format3(score)}` : ''})`
+  return ` (best validation ${selectionLabel(select)}${score !== null ? ` ${format3(score)}` : ''})`
+}
+
+/** The training loop's validation figure in words: its balanced accuracy is of the most probable
+ * class (arg-max), not of the decision rule's suggested class (the card's validation column). */
+function selectionLabel(select: string): string {
+  const label = humanize(select).toLowerCase()
+  return select === 'balanced_accuracy' ? `${label} (arg-max)` : label
+}
+
+// --- what the figures rest on --------------------------------------------------------------------
+
+/** Per data source, the test split's images and groups (lesions or patients), from the
+ * cross-source table's ``test_split_by_source`` rows. */
+export function testSourceGroups(card: ModelCard | null): Record<string, { nImages: number | null; nGroups: number | null }> {
+  const out: Record<string, { nImages: number | null; nGroups: number | null }> = {}
+  for (const [protocol, rows] of cardCrossSource(card)?.protocols ?? []) {
+    if (protocol !== 'test_split_by_source') continue
+    for (const r of rows) out[r.source] = { nImages: r.nImages, nGroups: r.nGroups }
+  }
+  return out
+}
+
+/** Classes whose images all come from one collection (``metrics.source_check.watched``: class ->
+ * source), grouped by source: [source, classes]. */
+export function singleSourceClasses(card: ModelCard | null): [string, string[]][] {
+  const watched = rec(dig(card, 'metrics', 'source_check', 'watched'))
+  const out: [string, string[]][] = []
+  for (const [c, s] of Object.entries(watched ?? {})) {
+    if (typeof s !== 'string') continue
+    const g = out.find(([src]) => src === s)
+    if (g) g[1].push(c)
+    else out.push([s, [c]])
+  }
+  return out
+}
+
+/** One sentence on the classes whose images all come from one collection, with that collection's
+ * test images and groups: "All UNK images come from one collection, isic2020 (194 test images from
+ * 7 groups): …". '' without such classes. */
+export function singleSourceNote(card: ModelCard | null): string {
+  const groups = testSourceGroups(card)
+  const parts = singleSourceClasses(card).map(([source, classes]) => {
+    const g = groups[source]
+    const size =
+      g && g.nImages !== null
+        ? ` (${g.nImages.toLocaleString('en-US')} test images from ${
+            g.nGroups !== null ? `${g.nGroups.toLocaleString('en-US')} ${g.nGroups === 1 ? 'group' : 'groups'}` : 'an unknown number of groups'
+          })`
+        : ''
+    const list = classes.length === 1 ? classes[0] : `${classes.slice(0, -1).join(', ')} and ${classes[classes.length - 1]}`
+    return `all ${list} images come from one collection, ${source}${size}`
+  })
+  if (!parts.length) return ''
+  const text = parts.join('; ')
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}: their figures say little about other cameras or clinics.`
+}
+
+/** A cross-source or skin-tone cell whose bootstrap interval collapsed, with what is known
+ * instead: "isic2019, Sensitivity (refer): 1.000 (20 of 20; …)". */
+export function crossSourceDegenerate(table: CrossSourceTable | null): string[] {
+  if (!table) return []
+  const out: string[] = []
+  for (const [protocol, rows] of table.protocols) {
+    for (const r of rows) {
+      if (tooFew(r.nImages, table.minN)) continue
+      for (const key of table.metrics) {
+        const e = r.metrics[key] ?? null
+        if (!isDegenerate(e)) continue
+        const benign = r.nImages !== null && r.nMalignant !== null ? r.nImages - r.nMalignant : null
+        const counts =
+          key === 'refer_sensitivity'
+            ? countsFor(e!.value, r.nMalignant)
+            : key === 'refer_specificity'
+              ? countsFor(e!.value, benign)
+              : null
+        const where = CROSS_SOURCE_PROTOCOLS[protocol]?.title ?? protocol
+        out.push(`${where}, ${r.source}, ${CROSS_SOURCE_METRIC_LABELS[key] ?? key}: ${estimateText(e, counts)}`)
+      }
+    }
+  }
+  return out
+}
+
+/** The same for the skin-tone bands (refer-tier sensitivity and specificity have their cases). */
+export function itaDegenerate(table: ItaTable | null): string[] {
+  if (!table) return []
+  const out: string[] = []
+  for (const b of table.bands) {
+    const c = subgroupCounts(b)
+    const cells: [string, Estimate | null, Counts | null][] = [
+      ['Malignant AUC', b.malignantAuc, null],
+      ['Melanoma AUC', b.melAuc, null],
+      ['Balanced accuracy', b.balancedAccuracy, null],
+      ['Sensitivity (refer)', b.sensitivity, c.sensitivity],
+      ['Specificity (refer)', b.specificity, c.specificity],
+    ]
+    for (const [label, e, counts] of cells) {
+      if (isDegenerate(e)) out.push(`${b.subgroup}, ${label}: ${estimateText(e, counts)}`)
+    }
+  }
+  return out
+}
+
+// --- the suggested class and the arg-max -----------------------------------------------------------
+
+/** Test balanced accuracy with the plain arg-max (the most probable class) instead of the decision
+ * rule (``metrics.test_argmax_decision``); null when the card has none. */
+export function argmaxBalancedAccuracy(card: ModelCard | null): number | null {
+  return num(dig(card, 'metrics', 'test_argmax_decision', 'balanced_accuracy'))
+}
+
+// --- the "cannot assess" gate in use ---------------------------------------------------------------
+
+export interface GateView {
+  /** "v2" when the card has gate v2 (what the server uses when the bundle has it), else "v1" */
+  version: 'v1' | 'v2'
+  /** the check in words, from the card */
+  text: string
+}
+
+const ordinalPct = (v: string) => `${v}th percentile`
+/** -1.4429 -> "−1.443" (a minus sign, not a hyphen). */
+const signed = (v: number) => (v < 0 ? `−${Math.abs(v).toFixed(3)}` : v.toFixed(3))
+
+/** The out-of-distribution check the server applies (``dermsight.gate``): gate v2's logistic
+ * "not dermoscopic" head when the card has its threshold (``v2_threshold``), else gate v1's kNN
+ * distance (``ood_threshold``). Numbers and fitting details come from the card. */
+export function gateInUse(gate: Record<string, unknown> | null): GateView | null {
+  if (!gate) return null
+  const v2 = num(gate.v2_threshold)
+  if (v2 !== null) {
+    const fit = typeof gate.v2_fit === 'string' ? gate.v2_fit : ''
+    const pctl = /threshold = ([\d.]+)th percentile of ([\d,]+) validation images/.exec(fit)
+    const inputs = /on standardised \[([^\]]+)\]/.exec(fit)?.[1]
+    const clinical = num(gate.v2_clinical_threshold)
+    const v1 = num(gate.ood_threshold)
+    let text =
+      `gate v2, a logistic “not dermoscopic” score` +
+      (inputs ? ` on ${inputs}` : '') +
+      `; an image is refused when its score is above ${signed(v2)}` +
+      (pctl ? ` (the ${ordinalPct(pctl[1])} of ${pctl[2]} validation images, so about ${(100 - Number(pctl[1])).toFixed(1)} % of such dermoscopic images are refused)` : '') +
+      '.'
+    if (clinical !== null) text += ' A second score flags likely clinical (non-dermoscopic) photos without refusing them.'
+    if (v1 !== null) {
+      text += ` Gate v1 (${typeof gate.ood_method === 'string' ? gate.ood_method : 'kNN'} distance, threshold ${v1.toFixed(3)}) no longer decides; its figures are shown for comparison.`
+    }
+    return { version: 'v2', text }
+  }
+  if (typeof gate.ood_fit === 'string' || num(gate.ood_threshold) !== null) {
+    const method = typeof gate.ood_method === 'string' ? `, ${gate.ood_method}` : ''
+    const fit = typeof gate.ood_fit === 'string' ? `: ${gate.ood_fit}` : ''
+    return { version: 'v1', text: `out-of-distribution check${method}${fit}.` }
+  }
+  return null
+}
+
+// --- the malignant share beside the refer / monitor cut-offs ----------------------------------------
+
+/** The malignant share and the cut-offs as printed side by side, with as many decimals (one to four,
+ * in percent) as it takes for the printed comparison to agree with the tier: 0.11670 against a refer
+ * cut-off of 0.1168432 is "11.670% (refer ≥ 11.684%)", not "11.7% (refer ≥ 11.7%)" for a moderate
+ * result. Rounding never makes a value at or above a cut-off print below it. */
+export function shareBesideCutoffs(
+  p: number,
+  refer: number | null,
+  monitor: number | null,
+  risk?: string | null,
+): { share: string; refer: string | null; monitor: string | null } {
+  // which side of each cut-off the result is on: the server's tier when it is given (it compares
+  // the unrounded share; the API rounds it to 6 decimals), else the share itself
+  const tiered = risk === 'high' || risk === 'moderate' || risk === 'low'
+  const cuts: [number, boolean][] = []
+  if (refer !== null && Number.isFinite(refer)) cuts.push([refer, tiered ? risk === 'high' : p >= refer])
+  if (monitor !== null && Number.isFinite(monitor)) cuts.push([monitor, tiered ? risk !== 'low' : p >= monitor])
+  const fixed = (v: number, d: number) => `${(v * 100).toFixed(d)}%`
+  const agrees = (d: number) =>
+    cuts.every(([t, above]) => above === Number((p * 100).toFixed(d)) >= Number((t * 100).toFixed(d)))
+  for (let d = 1; d <= 4; d++) {
+    if (!agrees(d)) continue
+    return {
+      share: d === 1 ? formatProbability(p) : fixed(p, d),
+      refer: refer === null ? null : fixed(refer, d),
+      monitor: monitor === null ? null : fixed(monitor, d),
+    }
+  }
+  // closer than 0.0001 % to a cut-off it is below: say so rather than print the same number
+  const below = cuts.filter(([, above]) => !above).map(([t]) => t).sort((a, b) => a - b)[0] ?? p
+  return {
+    share: `just below ${fixed(below, 4)}`,
+    refer: refer === null ? null : fixed(refer, 4),
+    monitor: monitor === null ? null : fixed(monitor, 4),
+  }
+}
+
+// --- the data in words (Learn page) ----------------------------------------------------------------
+
+const SOURCE_NAMES: Record<string, string> = {
+  ham10000: 'HAM10000',
+  isic2016: 'ISIC 2016',
+  isic2017: 'ISIC 2017',
+  isic2019: 'ISIC 2019',
+  isic2020: 'SIIM-ISIC 2020',
+}
+
+/** A data source's key as people know it ("isic2020" -> "SIIM-ISIC 2020"). */
+export function sourceName(key: string): string {
+  return SOURCE_NAMES[key] ?? key
+}
+
+/** The images per split and the sources (card.data), null when the card does not say. */
+export function cardDataSummary(card: ModelCard | null): {
+  train: number
+  val: number | null
+  test: number | null
+  total: number | null
+  sources: string[]
+} | null {
+  const data = rec(card?.data)
+  const train = num(dig(data, 'by_split', 'train', 'n'))
+  if (!data || train === null) return null
+  return {
+    train,
+    val: num(dig(data, 'by_split', 'val', 'n')),
+    test: num(dig(data, 'by_split', 'test', 'n')),
+    total: num(data.n_images),
+    sources: Object.keys(rec(data.by_source) ?? {}).map(sourceName),
+  }
+}
+
+/** Where the catch-all class's images come from: their number over all splits (card.data) and
+ * their one collection with its groups (source check, leave-one-source-out row); null unless the
+ * card says the class has one source. */
+export function unkOrigin(card: ModelCard | null, code: string): { images: number | null; source: string; groups: number | null } | null {
+  const source = singleSourceClasses(card).find(([, classes]) => classes.includes(code))?.[0]
+  if (!source) return null
+  const bySplit = rec(dig(card, 'data', 'by_split')) ?? {}
+  const counts = Object.values(bySplit).map((s) => num(dig(s, 'by_diagnosis', code)))
+  const images = counts.length && counts.every((c) => c !== null) ? counts.reduce((a, c) => a + (c ?? 0), 0) : null
+  const loso = cardCrossSource(card)
+    ?.protocols.find(([p]) => p === 'leave_one_source_out')?.[1]
+    .find((r) => r.source === source)
+  return { images, source, groups: loso?.nGroups ?? null }
 }

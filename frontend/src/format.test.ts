@@ -162,7 +162,7 @@ describe('classMixSentence', () => {
     const nine = cls('MEL NV BCC AK BKL DF VASC SCC UNK')
     expect(countWord(nine.length)).toBe('nine')
     expect(classMixSentence(nine)).toBe(
-      'Three are cancers, one can turn into cancer, four are harmless, and one is for lesions of none of these kinds.',
+      'Three are cancers, one can turn into cancer, four are harmless, and one is “other / unknown”: learned from images labelled “diagnosis unknown”, not a class for every other kind of lesion.',
     )
   })
   it('handles single and missing groups', () => {

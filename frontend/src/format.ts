@@ -223,7 +223,7 @@ export function classMixSentence(classes: { code?: string; malignant: boolean; p
     cancers > 0 && `${countWord(cancers)} ${cancers === 1 ? 'is a cancer' : 'are cancers'}`,
     pre > 0 && `${countWord(pre)} can turn into cancer`,
     benign > 0 && `${countWord(benign)} ${benign === 1 ? 'is' : 'are'} harmless`,
-    other > 0 && `${countWord(other)} ${other === 1 ? 'is' : 'are'} for lesions of none of these kinds`,
+    other > 0 && `${countWord(other)} ${other === 1 ? 'is' : 'are'} “other / unknown”: learned from images labelled “diagnosis unknown”, not a class for every other kind of lesion`,
   ].filter((t): t is string => Boolean(t))
   if (parts.length === 0) return ''
   const list = parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')}${parts.length > 2 ? ',' : ''} and ${parts[parts.length - 1]}`

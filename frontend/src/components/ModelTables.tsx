@@ -6,6 +6,8 @@ import type { ReactNode } from 'react'
 import {
   CROSS_SOURCE_METRIC_LABELS,
   CROSS_SOURCE_PROTOCOLS,
+  ciText,
+  isDegenerate,
   tooFew,
   type CrossSourceRow,
   type CrossSourceTable,
@@ -35,7 +37,11 @@ export function EstimateCell({ e, withheld }: { e: Estimate | null; withheld?: b
   return (
     <td className="num">
       {format3(e.value)}
-      {e.lo !== null && e.hi !== null && <span className="ci">{formatCI(e.lo, e.hi)}</span>}
+      {e.lo !== null && e.hi !== null && (
+        // a bootstrap interval that collapsed to a point is not an interval: say so (the note
+        // under the table gives the cases and the Wilson interval)
+        <span className="ci">{isDegenerate(e) ? ciText(e) : formatCI(e.lo, e.hi)}</span>
+      )}
     </td>
   )
 }

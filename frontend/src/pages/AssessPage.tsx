@@ -6,7 +6,16 @@ import {
   type ModelCard,
   type PredictResponse,
 } from '../api.ts'
-import { cardCrop, cardKeyMetrics, cardList, cardMetricSets, cardStatusWarning, cardString, cardThresholds } from '../card.ts'
+import {
+  cardCrop,
+  cardKeyMetrics,
+  cardList,
+  cardMetricSets,
+  cardStatusWarning,
+  cardString,
+  cardThresholds,
+  shareBesideCutoffs,
+} from '../card.ts'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
 import { ImageDrop } from '../components/ImageDrop.tsx'
@@ -334,8 +343,8 @@ export function AssessPage() {
             )}
           </div>
           <p className="lead">
-            Add a dermoscopic (or close-up) picture of one lesion. Age, sex and body site are optional
-            but help the model.
+            Add a dermoscopic picture (taken through a dermatoscope) of one lesion. Age, sex and body site are
+            optional but help the model.
           </p>
 
           <ImageDrop file={file} preview={preview} onFile={chooseFile} inputRef={fileInputRef} />
@@ -515,6 +524,11 @@ export function ResultView({
     : res.prediction_name ?? (res.prediction ? byCode.get(res.prediction)?.name ?? res.prediction : undefined)
   const thresholds = cardThresholds(card)
   const shareNote = malignantShareNote(card, probs, res.malignant_probability)
+  // the share printed with as many decimals as it takes not to contradict the tier beside the cut-offs
+  const shown =
+    typeof res.malignant_probability === 'number'
+      ? shareBesideCutoffs(res.malignant_probability, thresholds?.refer ?? null, thresholds?.monitor ?? null, res.risk)
+      : { share: formatProbability(res.malignant_probability), refer: null, monitor: null }
   const nameOf = (code: string) => byCode.get(code)?.name ?? code
   // the patient view's plain counterpart: why "Higher risk" can stand beside cancer bars of "under 1%"
   const patientNote = patientShareNote(card, probs, res.malignant_probability, res.risk, nameOf)
@@ -593,11 +607,12 @@ export function ResultView({
             <div>
               <dt>{malignantLabel(card, res)}</dt>
               <dd>
-                <strong>{formatProbability(res.malignant_probability)}</strong>
+                <strong>{shown.share}</strong>
                 {thresholds && (thresholds.refer !== null || thresholds.monitor !== null) && (
                   <span className="muted">
                     {' '}
-                    (refer ≥ {formatPercent(thresholds.refer)}, monitor ≥ {formatPercent(thresholds.monitor)})
+                    (refer ≥ {shown.refer ?? formatPercent(thresholds.refer)}, monitor ≥{' '}
+                    {shown.monitor ?? formatPercent(thresholds.monitor)})
                   </span>
                 )}
                 {shareNote && (

@@ -1,5 +1,6 @@
 import type { ReactNode } from 'react'
-import { API, type ExampleImage, type LesionClassInfo } from '../api.ts'
+import { API, type ExampleImage, type LesionClassInfo, type ModelCard } from '../api.ts'
+import { cardDataSummary, sourceName, unkOrigin } from '../card.ts'
 import { FALLBACK_CLASSES, PHOTO_TIPS, riskHeadline } from '../content.ts'
 import { classMixSentence, countWord, OTHER_CLASS } from '../format.ts'
 import { useApiData, useApiImage } from '../hooks.ts'
@@ -14,6 +15,42 @@ const SECTIONS = [
   ['learn-limits', 'Limits'],
 ] as const
 
+const n = (v: number) => v.toLocaleString('en-US')
+
+/** What the catch-all class is learned from, for the class list: its images come from one
+ * collection (the card's source check), so it does not stand for "any other kind of lesion". */
+export function otherClassSentence(card: ModelCard | null, name: string, ordinal: string): string {
+  const origin = card ? unkOrigin(card, OTHER_CLASS) : null
+  const what = `${ordinal ? `The ${ordinal}, ` : ''}${name} (${OTHER_CLASS}), `
+  if (origin) {
+    const images = origin.images !== null ? `${n(origin.images)} images` : 'images'
+    const groups = origin.groups !== null ? `, ${n(origin.groups)} patients` : ''
+    // SIIM-ISIC 2020 records these lesions as benign without naming a diagnosis
+    const label = origin.source === 'isic2020' ? ' labelled “benign, diagnosis unknown”' : ''
+    return (
+      `${what}is learned only from ${images} of one collection (${sourceName(origin.source)}${groups})${label}: ` +
+      'it does not mean “none of the other kinds”.'
+    )
+  }
+  return `${what}stands for benign lesions without a specific diagnosis in the training images; it does not mean “none of the other kinds”.`
+}
+
+/** The training data in one sentence, from the card when it says (card.data). */
+export function trainingDataSentence(card: ModelCard | null): string {
+  const d = cardDataSummary(card)
+  if (!d) return 'Trained on public dermoscopic images (HAM10000 and ISIC challenge collections), many of them small copies.'
+  const split =
+    d.total !== null && d.val !== null && d.test !== null
+      ? ` (${n(d.total)} used in all: ${n(d.train)} for training, ${n(d.val)} for validation, ${n(d.test)} for testing)`
+      : ''
+  const from = d.sources.length
+    ? ` from ${d.sources.length === 1 ? d.sources[0] : `${d.sources.slice(0, -1).join(', ')} and ${d.sources[d.sources.length - 1]}`}`
+    : ''
+  return `Trained on ${n(d.train)} public dermoscopic images${split}${from}, many of them small copies.`
+}
+
+const ORDINALS = ['', 'first', 'second', 'third', 'fourth', 'fifth', 'sixth', 'seventh', 'eighth', 'ninth', 'tenth', 'eleventh', 'twelfth']
+
 function jump(id: string) {
   const el = document.getElementById(id)
   if (!el) return
@@ -24,8 +61,13 @@ function jump(id: string) {
 export function LearnPage() {
   const classesQ = useApiData<LesionClassInfo[]>(`${API}/classes`)
   const examplesQ = useApiData<ExampleImage[]>(`${API}/examples`)
+  const cardQ = useApiData<ModelCard>(`${API}/model`)
   const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
   const examples = Array.isArray(examplesQ.data) ? examplesQ.data : []
+  const card = cardQ.data && typeof cardQ.data === 'object' && !Array.isArray(cardQ.data) ? cardQ.data : null
+  const other = classes.find((c) => c.code === OTHER_CLASS)
+  const specific = classes.filter((c) => c.code !== OTHER_CLASS)
+  const otherOrdinal = other && specific.length && classMixSentence(specific) ? (ORDINALS[classes.length] ?? '') : ''
 
   return (
     <div className="learn" data-testid="learn-page">
@@ -46,7 +88,9 @@ export function LearnPage() {
 
       <Section id="learn-types" title="What the tool can recognise">
         <p>
-          The model sorts a dermoscopic image into one of {countWord(classes.length)} groups. {classMixSentence(classes)}
+          The model sorts a dermoscopic image into one of {countWord(classes.length)} groups.{' '}
+          {other ? classMixSentence(specific) : classMixSentence(classes)}
+          {other && <span data-testid="other-class-origin"> {otherClassSentence(card, other.name, otherOrdinal)}</span>}
         </p>
         <div className="class-grid">
           {classes.map((c) => (
@@ -173,8 +217,9 @@ export function LearnPage() {
             specific, named types goes to the three cancers (melanoma, basal cell or squamous cell carcinoma). It is a
             share of those named types, not the chance that the lesion is a cancer: when most of the estimate goes to
             “Other / unknown”, the level can be higher than the cancer bars alone suggest. The cut-offs were set
-            on the validation images (kept out of training); the test images were scored only once, after every choice
-            was made, to measure how well the tool does (see the Model page).
+            on the validation images (kept out of training). Separate test images, never used for training or for
+            setting the cut-offs, measure how well the tool does; they were looked at for several versions of the model
+            and partly informed which one was released, so the figures may be optimistic (see the Model page).
           </li>
           <li>
             The <strong>bars</strong> show how likely the model thinks each type is. They add up to about 100% (in the
@@ -199,9 +244,8 @@ export function LearnPage() {
             <strong>Not a diagnosis.</strong> Only a doctor who examines the skin (and sometimes a biopsy) can diagnose a
             lesion. If a spot worries you, see a doctor whatever the tool says.
           </li>
-          <li>
-            Trained on about 12,000 public dermoscopic images (HAM10000 and ISIC challenge collections), many of them
-            small copies. Real clinics see lesions the training set does not.
+          <li data-testid="training-data">
+            {trainingDataSentence(card)} Real clinics see lesions the training set does not.
           </li>
           <li>
             Most training images come from people with <strong>fair skin</strong>; accuracy on darker skin is unknown

@@ -2,6 +2,7 @@ import { useCallback, useEffect, useState, type MouseEvent, type ReactNode } fro
 import { API, apiFetch, getToken, type ModelCard } from '../api.ts'
 import {
   HEADLINE_METRICS,
+  argmaxBalancedAccuracy,
   cardCrossSource,
   cardDecisionRule,
   cardInputText,
@@ -14,15 +15,26 @@ import {
   cardString,
   cardTestEvaluation,
   cardThresholds,
+  ciText,
+  crossSourceDegenerate,
   dig,
   estimate,
+  gateInUse,
   groupSubgroups,
   headline,
+  headlineCounts,
+  isDegenerate,
+  itaDegenerate,
   malignantSumText,
+  perClassCounts,
+  singleSourceNote,
+  subgroupCounts,
+  testSourceGroups,
   num,
   rec,
   selectedEpochNote,
   keptWeightsNote,
+  type Counts,
   type Estimate,
   type MetricDef,
   type SubgroupRow,
@@ -31,7 +43,6 @@ import {
 import { FALLBACK_CLASSES, malignantShortName } from '../content.ts'
 import {
   CrossSourceBlock,
-  EstimateCell,
   NoteRow,
   SkinToneBlock,
   SubgroupHead,
@@ -158,6 +169,35 @@ function pctCI(e: Estimate | null): string {
   return e && e.lo !== null && e.hi !== null ? `${pct(e.lo)}–${pct(e.hi)}` : ''
 }
 
+/** "95 % CI 90.7%–96.5%", or for an interval that collapsed what is known instead (ciText). */
+function pctCIText(e: Estimate | null, counts: Counts | null): string {
+  return isDegenerate(e) ? ciText(e, counts) : `${CI} ${pctCI(e)}`
+}
+
+/** A value with its interval in small print; an interval that collapsed to a point is not shown as
+ * one (its cases and a Wilson interval instead, where they are known). */
+function CountedCell({ e, counts, withheld }: { e: Estimate | null; counts?: Counts | null; withheld?: boolean }) {
+  if (!e || e.value === null) {
+    return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
+  }
+  const ci = ciText(e, counts)
+  return (
+    <td className="num">
+      {format3(e.value)}
+      {ci && (
+        <span
+          className={isDegenerate(e) ? 'ci ci-degenerate' : 'ci'}
+          data-degenerate={isDegenerate(e) || undefined}
+          // the numbers' cells do not wrap; this sentence must, or it widens the whole column
+          style={isDegenerate(e) ? { whiteSpace: 'normal', minWidth: '12em' } : undefined}
+        >
+          {isDegenerate(e) ? `(${ci})` : ci}
+        </span>
+      )}
+    </td>
+  )
+}
+
 function strings(v: unknown): string[] {
   return Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []
 }
@@ -211,9 +251,13 @@ function CardView({ card }: { card: ModelCard }) {
       {ev && ev.perClass.length > 0 && <PerClass card={card} ev={ev} />}
       <Thresholds card={card} ev={ev} />
       {baseline && ev && <Baseline baseline={baseline} ev={ev} />}
-      {hasSubgroups && <Subgroups rows={ev.subgroups} />}
+      {hasSubgroups && <Subgroups rows={ev.subgroups} groups={testSourceGroups(card)} />}
       {ita && <SkinToneBlock table={ita} />}
+      {ita && <CollapsedNote testId="skin-tone-collapsed" items={itaDegenerate(ita)} where="skin-tone table" />}
       {crossSource && <CrossSourceBlock table={crossSource} />}
+      {crossSource && (
+        <CollapsedNote testId="cross-source-collapsed" items={crossSourceDegenerate(crossSource)} where="cross-source tables" />
+      )}
       {hasGate && gate && <Gate gate={gate} />}
       <RetrievalBlock card={card} />
       <PlotsBlock card={card} />
@@ -283,21 +327,21 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
             <div className="stat">
               <dt>Malignant vs benign AUC</dt>
               <dd>{format3(malAuc.value)}</dd>
-              <dd className="stat-sub">{CI} {formatCI(malAuc.lo, malAuc.hi)}</dd>
+              <dd className="stat-sub">{isDegenerate(malAuc) ? ciText(malAuc) : `${CI} ${formatCI(malAuc.lo, malAuc.hi)}`}</dd>
             </div>
           )}
           {sens?.value != null && (
             <div className="stat">
               <dt>Malignant lesions sent for referral</dt>
               <dd>{pct(sens.value)}</dd>
-              <dd className="stat-sub">sensitivity, {CI} {pctCI(sens)}</dd>
+              <dd className="stat-sub">sensitivity, {pctCIText(sens, headlineCounts(ev, 'refer_sensitivity', sens.value))}</dd>
             </div>
           )}
           {spec_?.value != null && (
             <div className="stat">
               <dt>Benign lesions not referred</dt>
               <dd>{pct(spec_.value)}</dd>
-              <dd className="stat-sub">specificity, {CI} {pctCI(spec_)}</dd>
+              <dd className="stat-sub">specificity, {pctCIText(spec_, headlineCounts(ev, 'refer_specificity', spec_.value))}</dd>
             </div>
           )}
           {ev.n !== null && (
@@ -345,14 +389,16 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
 
 function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
   const rows = HEADLINE_METRICS.map((d) => [d, headline(ev, d.key)] as const).filter(([, e]) => e && e.value !== null)
+  const argmaxBa = argmaxBalancedAccuracy(card)
+  // the v2.4 ship rule was checked on the ISIC 2020 validation + test patients
+  const hasIsic2020 = !!rec(dig(card, 'data', 'by_source', 'isic2020')) || 'isic2020' in testSourceGroups(card)
   const odd = rows.filter(([, e]) => outsideCI(e)).map(([d]) => d.key)
   const others = cardOtherMetricSets(card)
   const level = ev.ciLevel !== null ? `${Math.round(ev.ciLevel * 100)}\u00a0%` : '95\u00a0%'
   return (
     <Block id="performance" title="Test performance">
       <p>
-        Measured once, after all choices were made, on a held-out <strong>test split</strong> of{' '}
-        <strong>{formatNumber(ev.n)} images</strong>
+        Measured on a held-out <strong>test split</strong> of <strong>{formatNumber(ev.n)} images</strong>
         {ev.nGroups !== null && (
           <>
             {' '}
@@ -360,6 +406,13 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
           </>
         )}
         . Images are split by lesion group, so no lesion has images in both training and test.
+      </p>
+      <p data-testid="test-reuse">
+        No training, calibration, threshold or decision-rule fitting used the test split. It was not looked at only
+        once, though: it was scored for several versions of the model
+        {hasIsic2020
+          ? ', and the ISIC 2020 part of it was among the images the choice to ship this version was checked on, so those figures are not independent of that choice.'
+          : '.'}
       </p>
       <p className="muted">
         {level} confidence intervals (CI): percentile <strong>group bootstrap</strong>
@@ -385,8 +438,15 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
                   {format3(e?.value)}
                   {odd.includes(d.key) && <sup>†</sup>}
                 </td>
-                <td className="num">{formatCI(e?.lo, e?.hi)}</td>
-                <td className="metric-hint">{d.hint}</td>
+                <td className="num">
+                  {isDegenerate(e) ? ciText(e, headlineCounts(ev, d.key, e?.value ?? null)) : formatCI(e?.lo, e?.hi)}
+                </td>
+                <td className="metric-hint">
+                  {d.hint}
+                  {d.key === 'balanced_accuracy' &&
+                    argmaxBa !== null &&
+                    ` With the plain arg-max (the most probable class) instead: ${format3(argmaxBa)}.`}
+                </td>
               </tr>
             ))}
           </tbody>
@@ -445,7 +505,11 @@ function OtherSets({ ev, others }: { ev: TestEvaluation; others: { key: string; 
             <strong>{o.label}</strong>: {o.note}.
           </li>
         ))}
-        <li>Point estimates only; — = not computed for that setting.</li>
+        <li>
+          Point estimates only; — = not computed for that setting. Balanced accuracy is for the suggested class (the
+          decision rule) in every column, validation included; the per-epoch validation figure under “Training” is
+          for the plain arg-max.
+        </li>
       </ul>
     </>
   )
@@ -498,6 +562,8 @@ function GenericMetrics({ card }: { card: ModelCard }) {
 function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
   const malignant = cardMalignant(card)
   const small = ev.perClass.filter((r) => r.n !== null && r.n < 50)
+  const counts = perClassCounts(card)
+  const oneSource = singleSourceNote(card)
   return (
     <Block id="per-class" title="Performance per diagnosis (test set)">
       <TableWrap>
@@ -523,9 +589,9 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
                     {!malignant.includes(r.code) && info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
                   </th>
                   <td className="num">{formatNumber(r.n)}</td>
-                  <EstimateCell e={r.auc} />
-                  <EstimateCell e={r.sensitivity} />
-                  <EstimateCell e={r.specificity} />
+                  <CountedCell e={r.auc} />
+                  <CountedCell e={r.sensitivity} counts={counts[r.code]?.sensitivity} />
+                  <CountedCell e={r.specificity} counts={counts[r.code]?.specificity} />
                 </tr>
               )
             })}
@@ -537,6 +603,7 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
         the class the decision rule under “Suggested class” picks this diagnosis?), not for the risk tiers.
         {small.length > 0 &&
           ` Few test images for ${small.map((r) => `${r.code} (${r.n})`).join(', ')}: their intervals are wide.`}
+        {oneSource && <span data-testid="single-source-note"> {oneSource}</span>}
       </p>
     </Block>
   )
@@ -570,10 +637,12 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
           <strong>High — refer</strong>: {malignantShortName(card)} ≥ {formatPercent(t.refer)}. Refer to a dermatologist.
           {rs?.value != null && (
             <span className="tier-stat">
-              Test set: {pct(rs.value)} of malignant lesions reached this tier (sensitivity, {CI} {pctCI(rs)})
+              Test set: {pct(rs.value)} of malignant lesions reached this tier (sensitivity,{' '}
+              {pctCIText(rs, headlineCounts(ev, 'refer_sensitivity', rs.value))})
               {rsp?.value != null && (
                 <>
-                  ; {pct(rsp.value)} of benign lesions stayed below it (specificity, {CI} {pctCI(rsp)})
+                  ; {pct(rsp.value)} of benign lesions stayed below it (specificity,{' '}
+                  {pctCIText(rsp, headlineCounts(ev, 'refer_specificity', rsp.value))})
                 </>
               )}
               .
@@ -585,10 +654,12 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
           {formatPercent(t.refer)}.
           {ms?.value != null && (
             <span className="tier-stat">
-              Test set: {pct(ms.value)} of malignant lesions were rated moderate or high (sensitivity, {CI} {pctCI(ms)})
+              Test set: {pct(ms.value)} of malignant lesions were rated moderate or high (sensitivity,{' '}
+              {pctCIText(ms, headlineCounts(ev, 'monitor_sensitivity', ms.value))})
               {msp?.value != null && (
                 <>
-                  ; {pct(msp.value)} of benign lesions were rated low (specificity, {CI} {pctCI(msp)})
+                  ; {pct(msp.value)} of benign lesions were rated low (specificity,{' '}
+                  {pctCIText(msp, headlineCounts(ev, 'monitor_specificity', msp.value))})
                 </>
               )}
               .
@@ -615,7 +686,7 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
           {targetRefer !== null && ` ${pctShort(targetRefer)} sensitivity (refer)`}
           {targetRefer !== null && targetMonitor !== null && ' and'}
           {targetMonitor !== null && ` ${pctShort(targetMonitor)} sensitivity (monitor)`} for malignant lesions, then
-          checked once on the test set (numbers above).
+          measured on the test set (numbers above; not fitted on it, but it was also scored for earlier versions).
         </p>
       )}
       {temperature !== null && (
@@ -722,7 +793,19 @@ function Baseline({ baseline, ev }: { baseline: Record<string, unknown>; ev: Tes
 
 // --- subgroups ----------------------------------------------------------------------------------------
 
-function Subgroups({ rows }: { rows: SubgroupRow[] }) {
+/** Under a table drawn elsewhere (components/ModelTables.tsx): its cells whose bootstrap interval
+ * collapsed to a point, with what is known instead. */
+function CollapsedNote({ items, where, testId }: { items: string[]; where: string; testId: string }) {
+  if (!items.length) return null
+  return (
+    <p className="hint" data-testid={testId}>
+      In the {where} above, an interval printed as a single point (“x–x”) is not a certainty: every bootstrap resample
+      gave the same value. {items.join('; ')}.
+    </p>
+  )
+}
+
+function Subgroups({ rows, groups: sourceGroups }: { rows: SubgroupRow[]; groups: ReturnType<typeof testSourceGroups> }) {
   const groups = groupSubgroups(rows)
   return (
     <Block id="subgroups" title="Performance by subgroup (test set)" testId="subgroups">
@@ -743,18 +826,28 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
               </tr>
               {list.map((r) => {
                 const w = !!r.note
+                const c = subgroupCounts(r)
+                const src = attr === 'source' ? sourceGroups[r.subgroup] : undefined
+                const nGroups = src && src.nImages === r.n ? src.nGroups : null
                 return [
                   <tr key={`${attr}:${r.subgroup}`} className={w ? 'has-note' : undefined}>
                     <th scope="row" className="nowrap">
                       {r.subgroup === 'missing' ? <em>not recorded</em> : r.subgroup}
                     </th>
-                    <td className="num">{formatNumber(r.n)}</td>
+                    <td className="num">
+                      {formatNumber(r.n)}
+                      {nGroups !== null && (
+                        <span className="ci" data-testid="source-groups">
+                          {formatNumber(nGroups)} {nGroups === 1 ? 'group' : 'groups'}
+                        </span>
+                      )}
+                    </td>
                     <td className="num">{formatNumber(r.nMalignant)}</td>
-                    <EstimateCell e={r.malignantAuc} withheld={w} />
-                    <EstimateCell e={r.melAuc} withheld={w} />
-                    <EstimateCell e={r.balancedAccuracy} withheld={w} />
-                    <EstimateCell e={r.sensitivity} withheld={w} />
-                    <EstimateCell e={r.specificity} withheld={w} />
+                    <CountedCell e={r.malignantAuc} withheld={w} />
+                    <CountedCell e={r.melAuc} withheld={w} />
+                    <CountedCell e={r.balancedAccuracy} withheld={w} />
+                    <CountedCell e={r.sensitivity} counts={c.sensitivity} withheld={w} />
+                    <CountedCell e={r.specificity} counts={c.specificity} withheld={w} />
                   </tr>,
                   w && (
                     <NoteRow key={`${attr}:${r.subgroup}:note`} label={r.subgroup} span={8}>
@@ -771,7 +864,9 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
         Small print: {CI} (group bootstrap within the subgroup). Numbers that would mislead are withheld, with the
         reason in a note under the row: every metric
         for subgroups under 30 images, and an AUC, sensitivity or specificity when there are fewer than 5 cases on
-        either side. Overlapping intervals are common here; a single split cannot prove that subgroups differ.
+        either side. Overlapping intervals are common here; a single split cannot prove that subgroups differ. Under a
+        data source, the small print under the images is the number of groups (lesions or patients) they come from:
+        the figures rest on those, not on the images alone.
       </p>
     </Block>
   )
@@ -780,6 +875,7 @@ function Subgroups({ rows }: { rows: SubgroupRow[] }) {
 // --- gate ---------------------------------------------------------------------------------------------
 
 function Gate({ gate }: { gate: Record<string, unknown> }) {
+  const inUse = gateInUse(gate)
   const e = rec(gate.evaluation)
   const q = rec(gate.quality)
   const auroc = num(e?.auroc)
@@ -817,10 +913,9 @@ function Gate({ gate }: { gate: Record<string, unknown> }) {
             </span>
           )}
         </li>
-        <li>
-          <strong>Looks like the training images</strong> (out-of-distribution check
-          {typeof gate.ood_method === 'string' && `, ${gate.ood_method}`})
-          {typeof gate.ood_fit === 'string' ? `: ${gate.ood_fit}.` : '.'}
+        <li data-testid="gate-in-use" data-gate={inUse?.version}>
+          <strong>Looks like a dermoscopic image</strong>
+          {inUse ? `: ${inUse.text}` : '.'}
         </li>
       </ol>
       <GateV2Figures gate={gate} />
@@ -1115,7 +1210,7 @@ function TrainingBlock({ card }: { card: ModelCard }) {
                   Training loss
                 </th>
                 <th scope="col" className="num">
-                  Validation balanced accuracy
+                  Validation balanced accuracy (arg-max)
                 </th>
                 <th scope="col" className="num">
                   Validation melanoma AUC
