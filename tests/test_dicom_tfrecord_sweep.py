@@ -20,7 +20,7 @@ from dermsight.io.dicom import read_dicom, read_dicom_dataset, write_dicom
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.tfrecord import _tfrecord, iter_tfrecord, write_tfrecord
 from dermsight.predict import Dermsight
-from dermsight.records import Metadata
+from dermsight.records import IGNORED, Metadata
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +158,10 @@ def test_tfrecord_fractional_code_is_reported_not_truncated(
                   "sex": (1.0, "float")})
     writer.close()
     b, c = list(iter_tfrecord(shard))
-    assert b.error is not None
-    assert "sex code 1.5 is not a whole number" in b.error
+    # 1.5 is not cut down to code 1 (female): it is left out, noted, and the image scored
+    assert b.error is None
+    assert b.meta.sex is None
+    assert b.meta.notes == (("sex", IGNORED),)
     assert c.error is None
     assert c.meta.sex == "female"
     assert c.image is not None

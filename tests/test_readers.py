@@ -518,9 +518,14 @@ def test_tfrecord_custom_codes_and_disagreement(
     ex = _siim_examples(data_dir, ids[:2])
     shard = write_tfrecord(tmp_path / "s.tfrec", ex, int_codes=True)
     swapped = Codes(diagnosis={1: "melanoma", 2: "nevus", 0: "unknown"})
-    errs = [r.error or "" for r in iter_tfrecord(shard, codes=swapped, decode=False)]
-    assert "disagrees with target" in errs[0]
-    assert "are the diagnosis codes" in errs[0]
+    said: list[str] = []
+    recs = list(iter_tfrecord(shard, codes=swapped, decode=False, on_warning=said.append))
+    # a label that disagrees with the target is not used, and the image is still scored
+    assert recs[0].error is None
+    assert recs[0].label is None
+    assert len(said) == 1
+    assert "disagrees with target" in said[0]
+    assert "are the diagnosis codes" in said[0]
 
 
 def test_tfrecord_damage_is_reported_not_raised(
@@ -554,12 +559,15 @@ def test_tfrecord_bad_values(data_dir: Path, ids: list[str], tmp_path: Path) -> 
     ex[1]["age_approx"] = 400
     ex[2]["image"] = b"not an image"
     shard = write_tfrecord(tmp_path / "bad.tfrec", ex)
-    errs = [r.error for r in iter_records(shard)]
-    assert errs[0] == (
-        f"bad.tfrec record 0 ({ids[0]}): unknown sex 'x': expected one of male, female"
-    )
-    assert errs[1] == f"bad.tfrec record 1 ({ids[1]}): age 400.0 is outside 0-120 years"
-    assert errs[2] == f"bad.tfrec record 2 ({ids[2]}): not an image (looks like a text file)"
+    recs = list(iter_records(shard))
+    # a value that cannot be used is left out (noted IGNORED) and the image is scored, as in a CSV
+    assert recs[0].error is None
+    assert recs[0].meta.sex is None
+    assert recs[0].meta.notes == (("sex", IGNORED),)
+    assert recs[1].error is None
+    assert recs[1].meta.age is None
+    assert recs[1].meta.notes == (("age", IGNORED),)
+    assert recs[2].error == f"bad.tfrec record 2 ({ids[2]}): not an image (looks like a text file)"
 
 
 # --- utilities ---------------------------------------------------------------------------------

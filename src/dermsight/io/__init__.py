@@ -146,13 +146,15 @@ def iter_records(
                                          on_unlisted=on_unlisted, on_warning=say)
     elif kind == "mixed-folder":
         yield from csvfolder.iter_image_folder(p, decode=decode, limits=limits, on_warning=say)
-        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits)
+        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits,
+                                           on_warning=say)
     elif kind == "csv":
         yield from csvfolder.iter_csv(p, decode=decode, limits=limits, on_warning=say)
     elif kind == "tfrecord":
-        yield from tfrecord.iter_tfrecord(p, decode=decode, limits=limits)
+        yield from tfrecord.iter_tfrecord(p, decode=decode, limits=limits, on_warning=say)
     elif kind == "tfrecord-folder":
-        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits)
+        yield from tfrecord.iter_tfrecords(_shards(p), decode=decode, limits=limits,
+                                           on_warning=say)
         nested = _nested_shards(p) if say is not None else []
         if nested and say is not None:
             say(csvfolder.nested_shards_message(p, nested))

@@ -8,6 +8,12 @@ go through ``SEX_CODES`` / ``SITE_CODES`` / ``DIAGNOSIS_CODES``, which a caller 
 their shards were encoded differently. An integer diagnosis is only trusted when it agrees with
 ``target`` (melanoma <=> 1).
 
+As in a CSV, only a record without an image to read is an error record. A metadata value that
+cannot be used (age ``400``, a sex or site code the tables do not hold) is left out and noted
+(the ``metadata_ignored`` flag of a batch row); a label that cannot be used (an unknown
+diagnosis code, a diagnosis that disagrees with ``target``) leaves the record unlabelled, and
+``on_warning`` is told of those records. The image is read and scored in both cases.
+
 Records are framed and checksummed (masked CRC32C) as TensorFlow writes them; a checksum
 mismatch, a truncated shard or an empty one becomes an error record, never an exception
 mid-stream (an empty shard gives one error record, so a batch row says why nothing was scored).
@@ -24,7 +30,7 @@ import os
 import struct
 import sys
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -32,11 +38,12 @@ from typing import Any, BinaryIO
 from dermsight import taxonomy
 from dermsight.io.decode import DecodeLimits, decode_image, sniff
 from dermsight.io.errors import ImageDecodeError, ReaderError
-from dermsight.records import LesionRecord, Metadata
+from dermsight.records import IGNORED, LesionRecord, Metadata
 
 TFRECORD_EXTS = (".tfrec", ".tfrecord", ".tfrecords")
 
-#: Integer codes in the shared SIIM-ISIC 2020 shards (-1 = not given).
+#: Integer codes in the shared SIIM-ISIC 2020 shards (-1 = not given: ``factorize`` gives
+#: missing values -1). A code not in a table is not guessed at: the field is left out, noted.
 SEX_CODES: dict[int, str] = {0: "male", 1: "female"}
 SITE_CODES: dict[int, str] = {
     0: "head/neck",
@@ -216,68 +223,75 @@ def _coded(value: Any, table: Mapping[int, str], what: str) -> str | None:
     return table[code]
 
 
-# ruff noqa below: one branch per TFRecord feature.
-def _record_from(  # noqa: C901
-    features: Mapping[str, list[Any]], codes: Codes, fallback_id: str
-) -> tuple[LesionRecord, bytes | None]:
-    problems: list[str] = []
-    rid = str(_scalar(features, "image_name") or fallback_id)
-    age = sex = site = label = None
+def _metadata(features: Mapping[str, list[Any]], codes: Codes) -> Metadata:
+    """The record's age, sex and site. A value that cannot be used (age ``400``, a sex or site
+    code that ``codes`` does not hold) is left out and noted IGNORED, as a CSV cell is
+    (``Metadata.lenient``): the batch row gets the ``metadata_ignored`` flag and the image is
+    scored. -1 (and an absent feature) is "not given", without a note."""
     raw_age = _scalar(features, "age_approx")
-    try:
-        if isinstance(raw_age, (int, float)) and raw_age == MISSING_CODE:
-            raw_age = None
-        age = taxonomy.normalize_age(raw_age)
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    try:
-        sex = taxonomy.normalize_sex(_coded(_scalar(features, "sex"), codes.sex, "sex"))
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    try:
-        site = taxonomy.normalize_site(
-            _coded(_scalar(features, "anatom_site_general_challenge"), codes.site, "site")
-        )
-    except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    raw_dx = _scalar(features, "diagnosis")
-    raw_target = _scalar(features, "target")
-    target: int | None = None
-    if raw_target is not None:
+    if isinstance(raw_age, (int, float)) and raw_age == MISSING_CODE:
+        raw_age = None
+    given: dict[str, object] = {"age": raw_age}
+    bad: list[str] = []
+    for name, key, table in (("sex", "sex", codes.sex),
+                             ("site", "anatom_site_general_challenge", codes.site)):
         try:
-            target = int(float(raw_target))
-        except ValueError:
-            target = -99  # reported below
+            given[name] = _coded(_scalar(features, key), table, name)
+        except taxonomy.TaxonomyError:
+            given[name] = None
+            bad.append(name)
+    return Metadata.lenient(**given).noted(*((name, IGNORED) for name in bad))
+
+
+def _label(features: Mapping[str, list[Any]], codes: Codes) -> tuple[str | None, list[str]]:
+    """The record's class and, when it cannot be used, why (the record is then read without a
+    label, as a CSV row is): an unknown diagnosis (code), a ``target`` that is not 0 or 1, or a
+    diagnosis that disagrees with ``target`` (melanoma <=> 1). ``target`` alone gives MEL when
+    no diagnosis is given."""
+    raw_dx = _scalar(features, "diagnosis")
     try:
         dx = _coded(raw_dx, codes.diagnosis, "diagnosis")
         label = taxonomy.normalize_diagnosis(dx) if dx else None
     except taxonomy.TaxonomyError as exc:
-        problems.append(str(exc))
-    if target is not None and target not in (0, 1):
-        problems.append(f"target {raw_target!r} is not 0 or 1")
-    elif target is not None:
-        if label is None and raw_dx is None:
-            label = "MEL" if target == 1 else None
-        elif label is not None and (label == "MEL") != (target == 1):
-            coded = isinstance(raw_dx, int)
-            hint = " (are the diagnosis codes those of this shard?)" if coded else ""
-            problems.append(f"diagnosis {label} disagrees with target {target}{hint}")
+        return None, [str(exc)]
+    raw_target = _scalar(features, "target")
+    if raw_target is None:
+        return label, []
+    try:
+        target = int(float(raw_target))
+        if target not in (0, 1):
+            raise ValueError(raw_target)
+    except (ValueError, OverflowError):
+        return None, [f"target {raw_target!r} is not 0 or 1"]
+    if label is None and raw_dx is None:
+        return ("MEL" if target == 1 else None), []
+    if label is not None and (label == "MEL") != (target == 1):
+        hint = " (are the diagnosis codes those of this shard?)" if isinstance(raw_dx, int) else ""
+        return None, [f"diagnosis {label} disagrees with target {target}{hint}"]
+    return label, []
+
+
+def _record_from(
+    features: Mapping[str, list[Any]], codes: Codes, fallback_id: str
+) -> tuple[LesionRecord, bytes | None, list[str]]:
+    """The record, its image bytes and why its label cannot be used (empty when it can). Only
+    a record without an image is an error record: metadata and labels never make one."""
+    rid = str(_scalar(features, "image_name") or fallback_id)
+    label, label_problems = _label(features, codes)
     patient = _scalar(features, "patient_id")
     group = None if patient is None or patient == MISSING_CODE else str(patient)
     source = _scalar(features, "source")
     image_bytes = _scalar_bytes(features, "image")
-    if image_bytes is None:
-        problems.append(_no_image(features))
     rec = LesionRecord(
         id=rid,
         image=None,
-        meta=Metadata(age=age, sex=sex, site=site),
+        meta=_metadata(features, codes),
         label=label,
         source=str(source) if source is not None else "tfrecord",
         group=group,
-        error="; ".join(problems) if problems else None,
+        error=_no_image(features) if image_bytes is None else None,
     )
-    return rec, image_bytes
+    return rec, image_bytes, label_problems
 
 
 #: feature names shown in a "no image feature" message, and their longest shown length
@@ -308,12 +322,19 @@ def iter_tfrecord(
     decode: bool = True,
     limits: DecodeLimits | None = None,
     codes: Codes | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
     """Records of one shard. ``decode=False`` leaves ``image`` None and ``path`` as
-    ``<shard>#<offset>`` so that :func:`load_tfrecord_image` can decode it later."""
+    ``<shard>#<offset>`` so that :func:`load_tfrecord_image` can decode it later.
+
+    Only a record without an image to read is an error record. A metadata value that cannot
+    be used is left out and noted (``_metadata``); a record whose label cannot be used is read
+    without one, and ``on_warning`` (when given) is told of those records after the shard, in
+    one line, in the words a CSV's reader uses (``csvfolder.unusable_labels_message``)."""
     p = Path(path)
     codes = codes or Codes()
     limits = limits or DecodeLimits()
+    unlabelled: list[str] = []  # records read without their label: where, and why
     for index, offset, data, problem in iter_raw(p):
         where = f"{p.name} record {index}"
         if data is None:
@@ -330,17 +351,24 @@ def iter_tfrecord(
                 error=f"{where}: not a tf.train.Example ({exc})",
             )
             continue
-        rec, image_bytes = _record_from(features, codes, f"{p.stem}:{index}")
+        rec, image_bytes, label_problems = _record_from(features, codes, f"{p.stem}:{index}")
         rec.path = f"{p}{REF_SEP}{offset}"
         where = f"{where} ({rec.id})"
         if rec.error:
             rec.error = f"{where}: {rec.error}"
-        elif decode and image_bytes is not None:
-            try:
-                rec.image = decode_image(image_bytes, limits)
-            except ImageDecodeError as exc:
-                rec.error = f"{where}: {exc.reason}"
+        else:
+            if label_problems:  # the image is read all the same: unlabelled
+                unlabelled.append(f"record {index} ({rec.id}): {'; '.join(label_problems)}")
+            if decode and image_bytes is not None:
+                try:
+                    rec.image = decode_image(image_bytes, limits)
+                except ImageDecodeError as exc:
+                    rec.error = f"{where}: {exc.reason}"
         yield rec
+    if unlabelled and on_warning is not None:
+        from dermsight.io.csvfolder import unusable_labels_message  # it imports this module
+
+        on_warning(unusable_labels_message(p.name, unlabelled))
 
 
 def iter_tfrecords(
@@ -349,9 +377,11 @@ def iter_tfrecords(
     decode: bool = True,
     limits: DecodeLimits | None = None,
     codes: Codes | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[LesionRecord]:
     for p in paths:
-        yield from iter_tfrecord(p, decode=decode, limits=limits, codes=codes)
+        yield from iter_tfrecord(p, decode=decode, limits=limits, codes=codes,
+                                 on_warning=on_warning)
 
 
 def split_ref(path: str) -> tuple[str, int] | None:
