@@ -241,7 +241,7 @@ def test_card_round_trip_with_margins_and_bad_margins() -> None:
     rule = DecisionRule(LOGIT_ADJUSTED, 0.3, prior, {card.classes[-1]: 2.5})
     d = replace(card, decision=rule).to_dict()
     assert d["decision"]["margins"] == {card.classes[-1]: 2.5}
-    assert "log-odds" in d["decision"]["description"]
+    assert "log-probability" in d["decision"]["description"]
     assert Card.from_dict(d).decision == rule
     with pytest.raises(ValueError, match="greater than 0"):
         DecisionCard.model_validate({"rule": "logit_adjusted", "tau": 0.3, "prior": prior,

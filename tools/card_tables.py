@@ -40,7 +40,7 @@ import pandas as pd
 from dermsight.bundle import write_manifest
 from dermsight.evaluate.cross_source import RunInfo, cross_source_section, source_rows
 from dermsight.evaluate.metrics import compute_metrics
-from dermsight.evaluate.report import render_report
+from dermsight.evaluate.report import card_report_extras, render_report
 from dermsight.evaluate.settings import EvalSettings
 from dermsight.evaluate.skin_tone import ita_table
 from dermsight.io.decode import decode_image
@@ -122,6 +122,7 @@ def report_results(card: dict[str, Any], bundle: Path) -> dict[str, Any]:
                         "nll_before": uncal.get("nll"), "nll_after": test["metrics"].get("nll")},
         "plots": plots,
         "limitations": card.get("limitations"),
+        **card_report_extras(card),
     }
 
 
@@ -150,11 +151,17 @@ def update_report(card: dict[str, Any], bundle: Path, *,
     """Re-render report.html with the new tables if the rest of it is reproduced exactly (from
     ``before``, the card as it was, when the caller also changed its text)."""
     path = bundle / "report.html"
-    was = card if before is None else before
-    old = dict(was, metrics=dict(was["metrics"], test={
-        k: v for k, v in was["metrics"]["test"].items() if k != "by_ita"}))
-    if not path.exists() or render_report(report_results(old, bundle)) != without_new_sections(
-            path.read_text(encoding="utf-8")):
+    if before is not None:  # the card had its tables (the caller changed them and its text)
+        expected = without_new_sections(rendered_report(before, bundle))
+        actual = (without_new_sections(path.read_text(encoding="utf-8")) if path.exists()
+                  else None)
+    else:  # the tables are new: the rest of the report must be the card's rendering without them
+        old = dict(card, metrics=dict(card["metrics"], test={
+            k: v for k, v in card["metrics"]["test"].items() if k != "by_ita"}))
+        expected = render_report(report_results(old, bundle))
+        actual = (without_new_sections(path.read_text(encoding="utf-8")) if path.exists()
+                  else None)
+    if actual != expected:
         print("report.html: not reproduced exactly from the card; left unchanged")
         return False
     path.write_text(rendered_report(card, bundle), encoding="utf-8")

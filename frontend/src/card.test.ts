@@ -253,7 +253,7 @@ describe('cardDecisionRule', () => {
     })
     expect(d.margins).toEqual([['UNK', 3]])
     expect(d.text).toContain('τ = 0.3')
-    expect(d.text).toContain('UNK is suggested only when it leads the next class by more than 3 in log-odds')
+    expect(d.text).toContain('UNK is suggested only when it leads the next class by more than 3 in adjusted log-probability')
     const alone = cardDecisionRule({ decision: { rule: 'logit_adjusted', tau: 0, margins: { UNK: 2.5 } } })
     expect(alone.text).toMatch(/^Most probable class\. UNK is suggested only when it leads .* by more than 2\.5/)
   })

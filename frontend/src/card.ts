@@ -659,7 +659,7 @@ export interface DecisionRuleView {
   tau: number | null
   /** training class frequencies, largest first */
   prior: [string, number][]
-  /** classes named only when they lead by a margin (log-odds), as [class, margin] */
+  /** classes named only when they lead by a margin (adjusted log-probability), as [class, margin] */
   margins: [string, number][]
   /** one plain sentence */
   text: string
@@ -670,7 +670,7 @@ function marginText(margins: [string, number][]): string {
   return margins
     .map(
       ([c, m]) =>
-        ` ${c} is suggested only when it leads the next class by more than ${m} in log-odds (margin fitted on ` +
+        ` ${c} is suggested only when it leads the next class by more than ${m} in adjusted log-probability (natural log; margin fitted on ` +
         `validation: all its training images come from one collection).`,
     )
     .join('')
@@ -983,7 +983,19 @@ export function shareBesideCutoffs(
     }
   }
   // closer than 0.0001 % to a cut-off it is below: say so rather than print the same number
-  const below = cuts.filter(([, above]) => !above).map(([t]) => t).sort((a, b) => a - b)[0] ?? p
+  const below = cuts
+    .filter(([t, above]) => !above && p < t && fixed(p, 4) === fixed(t, 4))
+    .map(([t]) => t)
+    .sort((a, b) => a - b)[0]
+  if (below === undefined) {
+    // the share and the tier disagree beyond rounding (not an answer the server gives): print the
+    // share as it is, never a number it is not
+    return {
+      share: formatProbability(p),
+      refer: refer === null ? null : fixed(refer, 1),
+      monitor: monitor === null ? null : fixed(monitor, 1),
+    }
+  }
   return {
     share: `just below ${fixed(below, 4)}`,
     refer: refer === null ? null : fixed(refer, 4),

@@ -269,6 +269,11 @@ describe('the malignant share beside the cut-offs agrees with the tier', () => {
     expect(shareBesideCutoffs(0.11684, t.refer, t.monitor).refer).toBe('11.6843%')
     expect(shareBesideCutoffs(0.2, t.refer, t.monitor)).toEqual({ share: '20.0%', refer: '11.7%', monitor: '4.6%' })
   })
+  it('a share far from the tier its answer names is printed as it is, never as "just below" a cut-off', () => {
+    // not an answer the server gives, but the share shown must be the share
+    expect(shareBesideCutoffs(0, t.refer, t.monitor, 'high')).toEqual({ share: '<0.1%', refer: '11.7%', monitor: '4.6%' })
+    expect(shareBesideCutoffs(0.05, t.refer, t.monitor, 'high').share).toBe('5.0%')
+  })
   it('never prints a moderate share at or above the refer cut-off, nor a high one below it', () => {
     for (let p = 0.1164; p <= 0.1172; p += 0.0000013) {
       const risk = p >= t.refer ? 'high' : p >= t.monitor ? 'moderate' : 'low'

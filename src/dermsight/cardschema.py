@@ -148,7 +148,8 @@ class DecisionCard(BaseModel):
     tau: float = Field(default=0.0, ge=0)
     prior: dict[str, float] | None = Field(default=None, description="training class frequencies")
     margins: dict[str, Annotated[float, Field(gt=0, le=20)]] | None = Field(
-        default=None, description="log-odds lead a class needs to be named (fitted on validation)")
+        default=None, description="lead in adjusted log-probability (natural log) a class needs "
+                                  "to be named (fitted on validation)")
     description: str | None = Field(default=None,
                                     description="the rule in words (written, not read)")
     local_update: LocalUpdateCard | None = Field(

@@ -13,8 +13,9 @@ tau up at the expense of another collection's nevi (``source_mean_balanced_accur
 ``tau = 0`` is the plain "most probable class" rule. Rare classes (dermatofibroma, AK, SCC) get a
 fairer chance of being named; the shown probabilities do not change.
 
-A class may also carry a **margin** m (log-odds, ``margins``): it is named only when it leads the
-best other class by more than m. It is meant for a class whose training images all come from one
+A class may also carry a **margin** m (``margins``, in natural-log units): it is named only when
+its log-probability, after the prior adjustment above, leads the best other class's by more than
+m (not a log-odds). It is meant for a class whose training images all come from one
 collection (UNK: only ISIC 2020), where the network's certainty partly means "looks like that
 collection"; m is fitted on validation as the largest value that costs at most a set tolerance of
 balanced accuracy (``fit_margins``).
@@ -44,7 +45,7 @@ LOGIT_ADJUSTED = "logit_adjusted"
 TAU_GRID: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(0, 21))
 #: a source's class counts in the by-source criterion only with at least this many images
 MIN_SOURCE_CLASS_IMAGES = 10
-#: margins (log-odds) tried when fitting a class's margin on validation
+#: margins (leads in adjusted log-probability) tried when fitting a class's margin on validation
 MARGIN_GRID: tuple[float, ...] = tuple(0.5 * k for k in range(0, 13))
 #: probabilities are floored here before the log a local update reads (fitting and serving alike)
 LOG_FLOOR = 1e-12
@@ -132,7 +133,8 @@ class DecisionRule:
     rule: str = ARGMAX
     tau: float = 0.0
     prior: dict[str, float] | None = None
-    #: per-class handicap in log-odds (a class is named only when it leads by more than this)
+    #: per-class handicap on the adjusted log-probability (a class is named only when it leads
+    #: by more than this)
     margins: dict[str, float] | None = None
     #: a clinic's local update, applied after the rule above (``dermsight bundle adapt``)
     local: LocalUpdate | None = None
@@ -188,9 +190,10 @@ class DecisionRule:
         text = ("balanced: most probable class after dividing by the training class frequency "
                 f"to the power {self.tau:g} (logit adjustment)" if self.adjusts_prior
                 else "most probable class")
+        scale = "adjusted log-probability" if self.adjusts_prior else "log-probability"
         for c, m in sorted(self.active_margins.items()):
             text += (f"; {c} named only when it leads the next class by more than {m:g} in "
-                     f"log-odds (its training images come from one collection)")
+                     f"{scale} (natural log; its training images come from one collection)")
         return text
 
     def to_dict(self) -> dict[str, Any]:

@@ -51,7 +51,10 @@ CLASSES: Final[tuple[LesionClass, ...]] = (
         malignant=True),
     LesionClass(
         "UNK", "Other / unknown",
-        "A lesion that belongs to none of the other eight groups.", malignant=False),
+        "Lesions recorded as benign without a specific diagnosis. The model learned this group "
+        "only from ISIC 2020 images labelled 'benign, diagnosis unknown' (one collection of 65 "
+        "patients); it does not cover every lesion outside the other eight groups.",
+        malignant=False),
 )
 
 CLASS_CODES: Final[tuple[str, ...]] = tuple(c.code for c in CLASSES)

@@ -92,7 +92,7 @@ export type Prior = {
   [k: string]: number;
 } | null;
 /**
- * log-odds lead a class needs to be named (fitted on validation)
+ * lead in adjusted log-probability (natural log) a class needs to be named (fitted on validation)
  */
 export type Margins = {
   [k: string]: number;

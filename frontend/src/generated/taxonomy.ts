@@ -61,7 +61,7 @@ export const CLASSES = [
   {
     "code": "UNK",
     "name": "Other / unknown",
-    "lay": "A lesion that belongs to none of the other eight groups.",
+    "lay": "Lesions recorded as benign without a specific diagnosis. The model learned this group only from ISIC 2020 images labelled 'benign, diagnosis unknown' (one collection of 65 patients); it does not cover every lesion outside the other eight groups.",
     "malignant": false,
     "premalignant": false
   }

@@ -28,7 +28,16 @@ no external resources), rendered from a plain ``results`` dict the training pipe
          "rule": "highest threshold with >= 95 % malignant sensitivity on validation",
          "sensitivity": 0.95 | {"value", "lo", "hi", "n"},   # on test; if absent, taken from
          "specificity": 0.61 | {...}},                         # test ci "<name>_sensitivity" ...
+         # or, instead of "rule": "target_sensitivity": 0.95, "fit_on": "validation"
       ],
+      "threshold_fit": {                # the default thresholds' design (card_report_extras)
+        "fit_on": "validation", "thresholds": {"refer": 0.117, "monitor": 0.046},
+        "target_sensitivity": {"refer": 0.95, "monitor": 0.99},
+        "reached_sensitivity": {"refer": 0.952},   # on the images they were fitted on
+      },                                # used only for the thresholds it names; the report
+                                        # says when the test sensitivity falls below a target
+      "natural_frequencies": <card natural_frequencies>,  # per risk tier, with the test
+                                        # images' counts beside them where "test" gives them
       "calibration": {"temperature": 1.43, "fit_on": "validation",
                       "ece_before": 0.081, "ece_after": 0.024,
                       "nll_before": 0.71, "nll_after": 0.64},   # any numeric keys are listed
@@ -58,7 +67,16 @@ intervals name their cases (the ``"wilson"`` method,
 ``1.000 (0.862 to 1.000; 24 of 24, small sample)``: its ``k of n``, "small sample" under 30
 cases, and why a figure has no interval (its ``note``); the notes under the tables name that
 method. A card's intervals (percentile bootstrap, ``n`` counting resamples) render as they always
-have.
+have, except one that collapsed to a single value (``lo == hi``, as a sensitivity of 1.0 does):
+a proportion whose case count is known shows ``22 of 22; the bootstrap gives no interval; Wilson
+0.851 to 1.000``, any other figure ``no interval (every resample gave the same value)``.
+
+A model-baseline difference is called better or worse (and coloured) only where its paired 95%
+interval excludes 0 ("no clear difference" otherwise; lower is better for ECE, Brier and NLL); a
+difference without an interval names neither. A per-source row whose intervals rest on fewer than
+:data:`FEW_GROUPS` patients / lesion groups is marked "few patients: interval unreliable".
+:func:`card_report_extras` gives what a bundle card adds to ``results`` (the thresholds' design
+sensitivities and the natural frequencies).
 """
 
 from __future__ import annotations
@@ -73,10 +91,11 @@ from typing import Any, TypeGuard
 
 import numpy as np
 
+from dermsight.evaluate.bootstrap import wilson_interval
 from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.evaluate.settings import MIN_N
 
-__all__ = ["METRIC_LABELS", "render_report"]
+__all__ = ["FEW_GROUPS", "METRIC_LABELS", "card_report_extras", "render_report"]
 
 #: Display names for metric keys (others fall back to the key itself).
 METRIC_LABELS: dict[str, str] = {
@@ -101,6 +120,15 @@ METRIC_LABELS: dict[str, str] = {
 
 #: How a figure on fewer than MIN_N cases is marked (subgroups that small are withheld).
 SMALL_SAMPLE = "small sample"
+
+#: A per-source row whose bootstrap resamples fewer patients / lesion groups than this is marked
+#: :data:`FEW_GROUPS_NOTE`: a group bootstrap over a handful of groups says little.
+FEW_GROUPS = 10
+FEW_GROUPS_NOTE = "few patients: interval unreliable"
+
+#: A percentile-bootstrap interval whose ends coincide (every resample gave one value, as for a
+#: proportion of 0 or 1) and no case count to put a Wilson interval on.
+NO_INTERVAL = "no interval (every resample gave the same value)"
 
 #: HEADLINE_METRICS plus the monitor-threshold rows, right after the refer-threshold rows.
 _HEADLINE = tuple(
@@ -193,25 +221,78 @@ def _num(v: object, digits: int = 3, signed: bool = False) -> str:
     return f"{float(v):+.{digits}f}" if signed else f"{float(v):.{digits}f}"
 
 
-def _ci(v: object, digits: int = 3, signed: bool = False) -> str:
+def _ci(v: object, digits: int = 3, signed: bool = False, cases: object = None) -> str:
     """A value, or a CI dict ``{value, lo, hi}`` as ``0.912 (0.893-0.930)``; an entry that
     names its cases (``draws``: :func:`dermsight.evaluate.bootstrap.case_intervals`) also says
     ``k of n`` for a proportion, ``small sample`` under :data:`MIN_N` cases, and why it has no
-    interval (``note``)."""
+    interval (``note``).
+
+    A percentile-bootstrap interval that collapsed to one value (``lo == hi``: every resample
+    gave the same figure, as a sensitivity of 1.0 does) is not shown as an interval: with
+    ``cases`` (the count a proportion is taken over) it is replaced by the Wilson interval of
+    its ``k of n``, named as such; without, the cell says there is no interval."""
     if isinstance(v, Mapping):
         value, lo, hi = v.get("value"), v.get("lo"), v.get("hi")
         if value is None:
             return "&mdash;"
-        cases = _cases(v)
+        named = _cases(v)
         if lo is None or hi is None:
             why = [f"no interval: {_e(v['note'])}"] if v.get("note") else []
-            words = "; ".join([*why, *([cases] if cases else [])])
+            words = "; ".join([*why, *([named] if named else [])])
             shown = _num(value, digits, signed)
             return f'{shown} <span class="note">({words})</span>' if words else shown
+        if "draws" not in v and _collapsed(v):
+            return _collapsed_cell(value, digits, signed, cases)
         return (f"{_num(value, digits, signed)} <span class=\"note\">"
                 f"({_num(lo, digits, signed)} to {_num(hi, digits, signed)}"
-                f"{'; ' + cases if cases else ''})</span>")
+                f"{'; ' + named if named else ''})</span>")
     return _num(v, digits, signed)
+
+
+def _collapsed(v: Mapping[str, Any]) -> bool:
+    """Whether a CI entry's interval has collapsed to one value (``lo == hi``, up to floating
+    point round-off: an AUC of 1 in every resample can come back as 0.9999999999999999)."""
+    lo, hi = v.get("lo"), v.get("hi")
+    return _is_num(lo) and _is_num(hi) and math.isclose(float(lo), float(hi), rel_tol=1e-9,
+                                                        abs_tol=1e-12)
+
+
+def _proportion_k(value: object, n: object) -> int | None:
+    """``k`` when ``value`` is a proportion ``k / n`` of a whole number ``k`` (else ``None``)."""
+    if not (_is_num(value) and _is_num(n)) or float(n) < 1 or not 0 <= float(value) <= 1:
+        return None
+    k = float(value) * float(n)
+    return round(k) if abs(k - round(k)) < 1e-6 else None
+
+
+def _collapsed_cell(value: object, digits: int, signed: bool, cases: object) -> str:
+    """A figure whose bootstrap interval collapsed: the Wilson interval of its ``k of n`` where
+    the count is known and it is a proportion of it, else :data:`NO_INTERVAL`."""
+    shown = _num(value, digits, signed)
+    k = None if signed or not _is_num(cases) else _proportion_k(value, cases)
+    bounds = None if k is None or not _is_num(cases) else wilson_interval(k, float(cases))
+    if k is None or bounds is None:
+        return f'{shown} <span class="note">({NO_INTERVAL})</span>'
+    return (f'{shown} <span class="note">({k:,} of {_count(cases)}; the bootstrap gives no '
+            f"interval; Wilson {bounds[0]:.{digits}f} to {bounds[1]:.{digits}f})</span>")
+
+
+def _cases_for(key: str, metrics: Mapping[str, Any]) -> object:
+    """The count a headline proportion is taken over (``None`` for a figure that is not one)."""
+    n, mal = metrics.get("n"), metrics.get("n_malignant")
+    if key in ("refer_sensitivity", "monitor_sensitivity", "malignant_sens_at_95sens"):
+        return mal
+    if key in ("refer_specificity", "monitor_specificity", "malignant_spec_at_95sens"):
+        return _benign(metrics)
+    if key == "accuracy":
+        return n
+    for prefix in ("sensitivity_", "specificity_"):
+        if key.startswith(prefix):
+            k = metrics.get(f"n_{key[len(prefix):]}")
+            if not (_is_num(k) and _is_num(n)):
+                return None
+            return k if prefix == "sensitivity_" else float(n) - float(k)
+    return None
 
 
 def _cases(v: Mapping[str, Any]) -> str:
@@ -425,7 +506,10 @@ def _ci_note(test: Mapping[str, Any]) -> str:
                 "convention (raw area above 80% sensitivity, 0.02 random, 0.2 perfect).</p>")
     return (f'<p class="note">95% intervals: percentile bootstrap over {_e(test.get("n_boot"))} '
             f"resamples of {_e(test.get('n_groups'))} groups (seed {_e(test.get('seed'))}); a "
-            "resample in which a metric is undefined is skipped for that metric. pAUC follows "
+            "resample in which a metric is undefined is skipped for that metric. Where every "
+            "resample gave the same value (a proportion of 0 or 1), the bootstrap gives no "
+            "interval: a proportion then shows its k of n cases and the Wilson score interval, "
+            "named as such, and any other figure says it has no interval. pAUC follows "
             "the ISIC 2024 convention (raw area above 80% sensitivity, 0.02 random, 0.2 "
             "perfect).</p>")
 
@@ -436,7 +520,8 @@ def _headline(test: Mapping[str, Any]) -> str:
     rows = []
     for key in _HEADLINE:
         if key in ci:
-            rows.append([_e(_label(key)), _ci(ci[key]), _metric_n(key, metrics)])
+            rows.append([_e(_label(key)), _ci(ci[key], cases=_cases_for(key, metrics)),
+                         _metric_n(key, metrics)])
         elif key in metrics:
             rows.append([_e(_label(key)), _num(metrics[key]), _metric_n(key, metrics)])
     table = _table(["metric", "value (95% CI)", "n (test items)"], rows, num_cols=[1, 2],
@@ -446,45 +531,68 @@ def _headline(test: Mapping[str, Any]) -> str:
             + f'<p class="note">{_MALIGNANT_SHARE}</p>')
 
 
+def _difference_cell(key: str, entry: object, point: float | None) -> str:
+    """The model-minus-baseline cell: a winner is named (and coloured) only where the paired 95%
+    interval of the difference excludes zero; a difference without an interval names none."""
+    lower_better = key in _LOWER_IS_BETTER
+    if isinstance(entry, Mapping):
+        d, lo, hi = _value(entry), entry.get("lo"), entry.get("hi")
+        if d is None:
+            return "&mdash;"
+        shown = _ci(entry, signed=True)
+        if not (_is_num(lo) and _is_num(hi)) or _collapsed(entry):
+            return f"{shown} (no interval: neither is shown better)"
+        if float(lo) <= 0.0 <= float(hi):
+            return f"{shown} (no clear difference: the interval includes 0)"
+        good = (float(hi) < 0) if lower_better else (float(lo) > 0)
+        word = "model better" if good else "baseline better"
+        return f'<span class="{"better" if good else "worse"}">{shown} ({word})</span>'
+    if point is None:
+        return "&mdash;"
+    return f"{point:+.3f} (no interval: neither is shown better)"
+
+
 def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     btest = baseline.get("test") or {}
     name = baseline.get("name") or "baseline"
     diff = baseline.get("difference") or {}
     ci, bci = test.get("ci") or {}, btest.get("ci") or {}
-    metrics = test.get("metrics") or {}
+    metrics, bmetrics = test.get("metrics") or {}, btest.get("metrics") or {}
     header = ["metric", "n (test items)", "model", str(name), "difference (model - baseline)"]
     rows = []
     for key in _HEADLINE:
         if key not in ci and key not in bci:
             continue
         a, b = _value(ci.get(key)), _value(bci.get(key))
-        if key in diff:
-            d_cell = _ci(diff[key], signed=True)
-            d = _value(diff[key])
-        else:
-            d = None if a is None or b is None else a - b
-            d_cell = "&mdash;" if d is None else f"{d:+.3f}"
-        if d is not None and d != 0:
-            good = (d < 0) if key in _LOWER_IS_BETTER else (d > 0)
-            word = "model better" if good else "baseline better"
-            d_cell = (f'<span class="{"better" if good else "worse"}">{d_cell} '
-                      f"({word})</span>")
-        rows.append([_e(_label(key)), _metric_n(key, metrics), _ci(ci.get(key)),
-                     _ci(bci.get(key)), d_cell])
+        point = None if a is None or b is None else a - b
+        d_cell = _difference_cell(key, diff.get(key), point)
+        rows.append([_e(_label(key)), _metric_n(key, metrics),
+                     _ci(ci.get(key), cases=_cases_for(key, metrics)),
+                     _ci(bci.get(key), cases=_cases_for(key, bmetrics)), d_cell])
     note = ("Difference intervals come from a paired bootstrap (both models on the same "
             "resamples)." if diff else
             "Differences are point differences; overlapping intervals are not a test.")
+    lower = ", ".join(_label(k) for k in _HEADLINE if k in _LOWER_IS_BETTER
+                      and (k in ci or k in bci))
     caption = f"This model and {name} on the same {_count(metrics.get('n'))} test items"
     return (f"<h2>Comparison with {_e(name)}</h2>"
             + _table(header, rows, num_cols=[1, 2, 3, 4], caption=caption)
-            + f'<p class="note">{note} Green: model better; red: baseline better.</p>')
+            + f'<p class="note">{note} Green: model better; red: baseline better &mdash; named '
+            "only where the 95% interval of the difference excludes 0; where the interval "
+            "includes 0 it reads &ldquo;no clear difference&rdquo; (not coloured), and a "
+            "difference without an interval names neither."
+            + (f" Lower is better for: {_e(lower)}." if lower else "") + "</p>")
 
 
 def _per_class(test: Mapping[str, Any]) -> str:
     rows = []
+    total = (test.get("metrics") or {}).get("n", test.get("n"))
     for pc in test.get("per_class") or []:
-        rows.append([_e(pc.get("code")), _e(pc.get("name", "")), _num(pc.get("n")),
-                     _ci(pc.get("auc")), _ci(pc.get("sensitivity")), _ci(pc.get("specificity"))])
+        k = pc.get("n")
+        rest = float(total) - float(k) if _is_num(total) and _is_num(k) else None
+        rows.append([_e(pc.get("code")), _e(pc.get("name", "")), _num(k),
+                     _ci(pc.get("auc")), _ci(pc.get("sensitivity"), cases=k),
+                     _ci(pc.get("specificity"), cases=rest)])
     if not rows:
         return ""
     return ("<h2>Per-class results</h2>"
@@ -500,58 +608,157 @@ def _per_class(test: Mapping[str, Any]) -> str:
             + "</p>")
 
 
-def _default_thresholds(test: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _default_thresholds(results: Mapping[str, Any], test: Mapping[str, Any]
+                        ) -> list[dict[str, Any]]:
+    """The evaluation's refer / monitor thresholds, with their design (``threshold_fit``: the
+    sensitivity each was chosen for and on which images) where the results carry it for these
+    very thresholds."""
+    fit = results.get("threshold_fit") or {}
+    targets, fitted = fit.get("target_sensitivity") or {}, fit.get("thresholds") or {}
+    reached = fit.get("reached_sensitivity") or {}
     out = []
     for name in ("refer", "monitor"):
-        if test.get(f"{name}_threshold") is not None:
-            out.append({"name": name, "value": test[f"{name}_threshold"]})
+        value = test.get(f"{name}_threshold")
+        if value is None:
+            continue
+        entry: dict[str, Any] = {"name": name, "value": value}
+        same = (_is_num(fitted.get(name)) and _is_num(value)
+                and math.isclose(float(fitted[name]), float(value), abs_tol=1e-9))
+        if same and _is_num(targets.get(name)):
+            entry.update(target_sensitivity=targets[name], fit_on=fit.get("fit_on"),
+                         fit_sensitivity=reached.get(name))
+        out.append(entry)
     return out
 
 
+def _pct(p: object) -> str:
+    """A proportion as a percentage for prose (0.95 -> ``95 %``)."""
+    return f"{100 * float(p):g} %" if _is_num(p) else "?"
+
+
+def _rule_text(t: Mapping[str, Any]) -> str:
+    """How a threshold was chosen: its ``rule``, else its design sensitivity and the images it
+    was fitted on, else that the results do not say."""
+    if t.get("rule"):
+        return _e(t["rule"])
+    target = t.get("target_sensitivity")
+    if not _is_num(target):
+        return "not recorded in these results"
+    where = t.get("fit_on") or "fitting"
+    text = (f"largest cut-off keeping &ge; {_pct(target)} malignant sensitivity on the "
+            f"{_e(where)} images")
+    if _is_num(t.get("fit_sensitivity")):
+        text += f" (reached {_num(t['fit_sensitivity'])} there)"
+    return text
+
+
+def _target_check(name: str, t: Mapping[str, Any], sens: object) -> str | None:
+    """The plain statement of a threshold's test sensitivity against its design target."""
+    target, value = t.get("target_sensitivity"), _value(sens)
+    if not _is_num(target) or value is None:
+        return None
+    where = t.get("fit_on") or "fitting"
+    if value < float(target):
+        return (f"{_e(name)}: chosen for &ge; {_pct(target)} malignant sensitivity on the "
+                f"{_e(where)} images; on test it reached {_num(value)}, <strong>below that "
+                "target</strong>.")
+    return (f"{_e(name)}: chosen for &ge; {_pct(target)} malignant sensitivity on the "
+            f"{_e(where)} images; on test it reached {_num(value)}, at or above that target.")
+
+
 def _thresholds(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
-    entries = list(results.get("thresholds") or _default_thresholds(test))
+    entries = list(results.get("thresholds") or _default_thresholds(results, test))
     ci, metrics = test.get("ci") or {}, test.get("metrics") or {}
-    rows = []
+    mal_n, benign_n = metrics.get("n_malignant"), _benign(metrics)
+    rows, checks = [], []
     for t in entries:
         name = str(t.get("name", ""))
         sens = t.get("sensitivity", ci.get(f"{name}_sensitivity"))
         spec = t.get("specificity", ci.get(f"{name}_specificity"))
-        rows.append([_e(name), _num(t.get("value")), _e(t.get("rule", "")), _ci(sens), _ci(spec)])
+        rows.append([_e(name), _num(t.get("value")), _rule_text(t), _ci(sens, cases=mal_n),
+                     _ci(spec, cases=benign_n)])
+        check = _target_check(name, t, sens)
+        if check:
+            checks.append(check)
     if metrics.get("malignant_threshold_at_95sens") is not None:
         rows.append([
             "95% sensitivity (reference)",
             _ci(ci.get("malignant_threshold_at_95sens", metrics["malignant_threshold_at_95sens"])),
             "highest cut-off reaching 95% sensitivity, chosen on the test set itself "
             "(optimistic; not a deployed threshold)",
-            _ci(ci.get("malignant_sens_at_95sens", metrics.get("malignant_sens_at_95sens"))),
-            _ci(ci.get("malignant_spec_at_95sens", metrics.get("malignant_spec_at_95sens"))),
+            _ci(ci.get("malignant_sens_at_95sens", metrics.get("malignant_sens_at_95sens")),
+                cases=mal_n),
+            _ci(ci.get("malignant_spec_at_95sens", metrics.get("malignant_spec_at_95sens")),
+                cases=benign_n),
         ])
     if not rows:
         return ""
     plots = results.get("plots") or {}
-    mal, benign = _count(metrics.get("n_malignant")), _count(_benign(metrics))
+    mal, benign = _count(mal_n), _count(benign_n)
     header = ["threshold", "value", "how chosen", f"test sensitivity (95% CI), n = {mal} malignant",
               f"test specificity (95% CI), n = {benign} non-malignant"]
+    missed = any("below that target" in c for c in checks)
+    design = ""
+    if checks:
+        design = (f'<p class="{"warn" if missed else "note"}">Design sensitivity against the '
+                  "test images: " + " ".join(checks)
+                  + (" A sensitivity fitted on one set of images is not guaranteed on "
+                     "another." if missed else "") + "</p>")
     return ("<h2>Thresholds on P(malignant)</h2>"
             + _table(header, rows, num_cols=[1, 3, 4],
                      caption=f"Thresholds on {_count(metrics.get('n'))} test items")
+            + design
             + '<p class="note">A case is positive when its malignant share &ge; the '
             f"threshold. {_MALIGNANT_SHARE}</p>"
             + (_figure("risk_tiers", plots["risk_tiers"]) if "risk_tiers" in plots else ""))
 
 
-def _subgroup_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[str]], list[str]]:
+def _few_groups(n_groups: object) -> bool:
+    """Whether a row's bootstrap rests on fewer than :data:`FEW_GROUPS` groups."""
+    return _is_num(n_groups) and float(n_groups) < FEW_GROUPS
+
+
+def _few_groups_text(n_groups: object) -> str:
+    return f"{FEW_GROUPS_NOTE} ({_count(n_groups)} patient/lesion groups)"
+
+
+def _subgroup_rows(rows: Sequence[Mapping[str, Any]],
+                   groups: Mapping[str, object] | None = None
+                   ) -> tuple[list[list[str]], list[str]]:
+    """Table rows of subgroup entries; ``groups`` (subgroup -> its patient / lesion groups, for
+    the per-source rows) puts the group count beside the image count and marks a row whose
+    intervals rest on fewer than :data:`FEW_GROUPS` groups."""
     out, classes = [], []
     for r in rows:
-        def cell(k: str, r: Mapping[str, Any] = r) -> str:
-            return _ci({"value": r.get(k), "lo": r.get(f"{k}_lo"), "hi": r.get(f"{k}_hi")})
+        def cell(k: str, r: Mapping[str, Any] = r, cases: object = None) -> str:
+            return _ci({"value": r.get(k), "lo": r.get(f"{k}_lo"), "hi": r.get(f"{k}_hi")},
+                       cases=cases)
 
-        out.append([_e(r.get("attribute")), _e(r.get("subgroup")), _num(r.get("n")),
-                    _num(r.get("n_malignant")), cell("malignant_auc"), cell("mel_auc"),
-                    cell("balanced_accuracy"), cell("sensitivity"), cell("specificity"),
-                    _e(r.get("note") or "")])
+        n, mal = r.get("n"), r.get("n_malignant")
+        benign = float(n) - float(mal) if _is_num(n) and _is_num(mal) else None
+        n_groups = r.get("n_groups", (groups or {}).get(str(r.get("subgroup"))))
+        n_cell = _num(n) + (f' <span class="note">({_count(n_groups)} groups)</span>'
+                            if _is_num(n_groups) else "")
+        notes = [str(r["note"])] if r.get("note") else []
+        if _few_groups(n_groups):
+            notes.append(_few_groups_text(n_groups))
+        out.append([_e(r.get("attribute")), _e(r.get("subgroup")), n_cell,
+                    _num(mal), cell("malignant_auc"), cell("mel_auc"),
+                    cell("balanced_accuracy"), cell("sensitivity", cases=mal),
+                    cell("specificity", cases=benign), _e("; ".join(notes))])
         classes.append("withheld" if r.get("note") else "")
     return out, classes
+
+
+def _source_groups(results: Mapping[str, Any]) -> dict[str, object]:
+    """Patient / lesion groups per source on the test split, from the cross-source section's
+    ``test_split_by_source`` rows (the per-source subgroup rows do not carry them)."""
+    section = results.get("cross_source") or {}
+    out: dict[str, object] = {}
+    for r in section.get("rows") or []:
+        if isinstance(r, Mapping) and r.get("protocol") == "test_split_by_source":
+            out[str(r.get("source"))] = r.get("n_groups")
+    return out
 
 
 _SUBGROUP_HEADER = ["attribute", "subgroup", "n", "malignant", "malignant AUC", "MEL AUC",
@@ -559,7 +766,7 @@ _SUBGROUP_HEADER = ["attribute", "subgroup", "n", "malignant", "malignant AUC", 
 _SUBGROUP_NUM = range(2, 9)
 
 
-def _subgroups(test: Mapping[str, Any]) -> str:
+def _subgroups(test: Mapping[str, Any], results: Mapping[str, Any] | None = None) -> str:
     rows = list(test.get("subgroups") or [])
     if not rows:
         return ""
@@ -578,10 +785,16 @@ def _subgroups(test: Mapping[str, Any]) -> str:
                   _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM,
                          caption="Test metrics by sex, age and anatomic site, 95% CI"), note]
     if source:
-        body, cls = _subgroup_rows(source)
+        groups = _source_groups(results or {})
+        body, cls = _subgroup_rows(source, groups)
+        few = (f'<p class="note">n: test images (and, where known, the patient/lesion groups '
+               f"the bootstrap resamples). &ldquo;{FEW_GROUPS_NOTE}&rdquo;: fewer than "
+               f"{FEW_GROUPS} groups behind the row's intervals.</p>"
+               if any(_is_num(g) for g in groups.values())
+               or any("n_groups" in r for r in source) else "")
         parts += ["<h2>Per data source</h2>",
                   _table(_SUBGROUP_HEADER, body, cls, _SUBGROUP_NUM,
-                         caption="Test metrics by data source, 95% CI"), note]
+                         caption="Test metrics by data source, 95% CI"), note, few]
     return "".join(parts)
 
 
@@ -661,6 +874,8 @@ def _cross_source(results: Mapping[str, Any]) -> str:
             cells = [_e(r.get("source")), _num(n), _num(r.get("n_groups")),
                      _num(r.get("n_malignant")),
                      _e(", ".join(str(c) for c in r.get("classes_present") or []))]
+            mal = r.get("n_malignant")
+            benign = float(n) - float(mal) if _is_num(n) and _is_num(mal) else None
             for m in names:
                 e = metrics.get(m)
                 if small:
@@ -668,8 +883,13 @@ def _cross_source(results: Mapping[str, Any]) -> str:
                 elif _value(e) is None and r.get("note"):
                     cells.append("withheld")
                 else:
-                    cells.append(_ci(e))
+                    cases = (mal if m.endswith("_sensitivity") else
+                             benign if m.endswith("_specificity") else None)
+                    cells.append(_ci(e, cases=cases))
             extra = [str(r["note"])] if r.get("note") else []
+            shown = not small and any(_value(metrics.get(m)) is not None for m in names)
+            if shown and _few_groups(r.get("n_groups")):
+                extra.insert(0, _few_groups_text(r.get("n_groups")))
             if shared is None:
                 extra.append(_run_text(r))
             cells.append(_e("; ".join(x for x in extra if x)))
@@ -687,12 +907,126 @@ def _cross_source(results: Mapping[str, Any]) -> str:
             parts.append(f'<p class="note">Model run: {_e(shared)}.</p>')
     if section.get("generated_by"):
         parts.append(f'<p class="note">Tables computed with: {_e(section["generated_by"])}</p>')
-    parts.append(f'<p class="note">95% intervals: group bootstrap within each source. Metrics '
+    parts.append(f'<p class="note">95% intervals: group bootstrap within each source '
+                 f"(groups: the patients / lesion groups it resamples; &ldquo;{FEW_GROUPS_NOTE}"
+                 f"&rdquo; under {FEW_GROUPS} of them). Metrics "
                  f"are withheld under {_e(min_n)} images, and an AUC, sensitivity or "
                  f"specificity under {_e(section.get('min_cases', 5))} cases on either side. "
                  "Balanced accuracy is over the classes present in that source, so it is not "
                  "comparable between sources with different class mixes.</p>")
     return "".join(parts)
+
+
+_TIERS = ("high", "moderate", "low")
+
+
+def _test_tier_counts(test: Mapping[str, Any]) -> dict[str, tuple[int, int]] | None:
+    """Test images and malignant ones per risk tier, from the sensitivity and specificity at the
+    refer and monitor thresholds (tiers: ``>= refer`` high, ``>= monitor`` moderate, else low);
+    ``None`` unless every count comes out whole."""
+    m = test.get("metrics") or {}
+    keys = ("n", "n_malignant", "refer_sensitivity", "refer_specificity",
+            "monitor_sensitivity", "monitor_specificity")
+    if not all(_is_num(m.get(k)) for k in keys):
+        return None
+    n, mal = float(m["n"]), float(m["n_malignant"])
+    benign = n - mal
+
+    def whole(x: float) -> int | None:
+        return round(x) if abs(x - round(x)) < 1e-6 else None
+
+    counts = [whole(float(m["refer_sensitivity"]) * mal),
+              whole((1 - float(m["refer_specificity"])) * benign),
+              whole(float(m["monitor_sensitivity"]) * mal),
+              whole((1 - float(m["monitor_specificity"])) * benign),
+              whole(n), whole(mal)]
+    if any(c is None for c in counts):
+        return None
+    mal_hi, ben_hi, mal_mon, ben_mon, n_all, n_mal = (int(c) for c in counts if c is not None)
+    if mal_mon < mal_hi or ben_mon < ben_hi or n_mal < mal_mon or n_all - n_mal < ben_mon:
+        return None
+    return {"high": (mal_hi + ben_hi, mal_hi),
+            "moderate": (mal_mon + ben_mon - mal_hi - ben_hi, mal_mon - mal_hi),
+            "low": (n_all - mal_mon - ben_mon, n_mal - mal_mon)}
+
+
+def _per_100(n: object, k: object, given: object = None) -> str:
+    """``about N`` of 100 (the card's rounded ``per_100`` where given); ``fewer than 1`` where
+    that rounds to 0 but some were malignant."""
+    if not (_is_num(n) and _is_num(k)) or float(n) == 0:
+        return f"about {round(float(given))}" if _is_num(given) else "&mdash;"
+    per = round(float(given)) if _is_num(given) else round(100 * float(k) / float(n))
+    if per == 0 and float(k) > 0:
+        return "fewer than 1"
+    return f"about {per}"
+
+
+def _natural_frequencies(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
+    """The card's natural frequencies per risk tier ("of 100 lesions given this tier, about N
+    were malignant"), said to be counted on the images the cut-offs were fitted on, with the
+    same counts on the test images beside them where the evaluation gives them."""
+    nf = results.get("natural_frequencies") or {}
+    per_tier = nf.get("per_tier") or {}
+    if not isinstance(per_tier, Mapping) or not per_tier:
+        return ""
+    split = str(nf.get("split") or "validation")
+    on_test = _test_tier_counts(test) if test else None
+    header = ["risk tier", f"{split} images", "malignant", "of 100, malignant"]
+    if on_test:
+        header += ["test images", "malignant (test)", "of 100, malignant (test)"]
+    rows = []
+    for tier in [t for t in _TIERS if t in per_tier] + [t for t in per_tier if t not in _TIERS]:
+        e = per_tier.get(tier) or {}
+        row = [_e(tier), _num(e.get("n")), _num(e.get("malignant")),
+               _per_100(e.get("n"), e.get("malignant"), e.get("per_100"))]
+        if on_test:
+            tn, tk = on_test.get(str(tier), (None, None))
+            row += [_num(tn), _num(tk), _per_100(tn, tk)]
+        rows.append(row)
+    fitted = split == "validation"
+    text = (f"Of 100 lesions given each tier, about how many were malignant: counted on the "
+            f"{_count(nf.get('n'))} {_e(split)} images (kept out of training)"
+            + (", the same images the refer and monitor cut-offs were fitted on, so these "
+               "counts may flatter the model a little." if fitted else ".")
+            + (" The test images, used for no fitting, give the counts beside them." if on_test
+               else " The test images' counts are not in these results."))
+    parts = ["<h2>Natural frequencies per risk tier</h2>", f"<p>{text}</p>",
+             _table(header, rows, num_cols=range(1, len(header)),
+                    caption=f"Malignant lesions per risk tier, {split}"
+                            + (" and test images" if on_test else " images"))]
+    for key in ("malignant_means", "limits"):
+        if nf.get(key):
+            label = "Malignant means: " if key == "malignant_means" else ""
+            parts.append(f'<p class="note">{label}{_e(nf[key])}</p>')
+    return "".join(parts)
+
+
+def card_report_extras(card: Mapping[str, Any]) -> dict[str, Any]:
+    """What a bundle card adds to :func:`render_report`'s ``results`` beyond its test
+    evaluation: ``threshold_fit`` (the sensitivity the refer / monitor thresholds were chosen
+    for, on the validation images: the training config's ``calibration``, and what they reached
+    there) and ``natural_frequencies``. Keys the card lacks are left out."""
+    out: dict[str, Any] = {}
+    training = card.get("training") or {}
+    config = training.get("config") if isinstance(training, Mapping) else None
+    calibration = (config or {}).get("calibration") if isinstance(config, Mapping) else None
+    thresholds = card.get("thresholds") or {}
+    if isinstance(calibration, Mapping) and isinstance(thresholds, Mapping):
+        targets = {name: calibration[f"{name}_sensitivity"] for name in ("refer", "monitor")
+                   if _is_num(calibration.get(f"{name}_sensitivity"))}
+        if targets:
+            validation = (card.get("metrics") or {}).get("validation") or {}
+            out["threshold_fit"] = {
+                "fit_on": "validation",
+                "thresholds": {k: v for k, v in thresholds.items() if _is_num(v)},
+                "target_sensitivity": targets,
+                "reached_sensitivity": {
+                    name: validation[f"{name}_sensitivity"] for name in targets
+                    if _is_num(validation.get(f"{name}_sensitivity"))},
+            }
+    if isinstance(card.get("natural_frequencies"), Mapping):
+        out["natural_frequencies"] = card["natural_frequencies"]
+    return out
 
 
 def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -749,7 +1083,8 @@ def render_report(results: Mapping[str, Any]) -> str:
         sections.append(_headline(test))
         if results.get("baseline"):
             sections.append(_comparison(results["baseline"], test))
-        sections += [_per_class(test), _thresholds(results, test), _subgroups(test), _ita(test)]
+        sections += [_per_class(test), _thresholds(results, test),
+                     _natural_frequencies(results, test), _subgroups(test, results), _ita(test)]
     else:
         sections.append('<p class="warn">No test evaluation in these results.</p>')
     sections += [_cross_source(results), _calibration(results, test), _plots(results),

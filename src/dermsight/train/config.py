@@ -199,7 +199,8 @@ class CalibrationConfig:
     refer_sensitivity: float = 0.95
     monitor_sensitivity: float = 0.99
     gate_false_reject: float = 0.005
-    #: classes named only when they lead by a margin (log-odds) fitted on validation: for a class
+    #: classes named only when they lead by a margin (adjusted log-probability) fitted on
+    #: validation: for a class
     #: whose training images all come from one collection (UNK); empty = no margins
     margin_classes: list[str] = field(default_factory=list)
     #: the largest margin whose validation balanced accuracy is within this of margin 0

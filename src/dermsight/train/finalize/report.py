@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from dermsight.evaluate.plots import make_plots
+from dermsight.evaluate.report import card_report_extras
 from dermsight.evaluate.report import render_report as render_html
 from dermsight.predict import softmax
 from dermsight.train.config import TrainConfig
@@ -22,7 +23,8 @@ def render_report(cfg: TrainConfig, bundle_dir: Path, test: Part, *, calib: Cali
                   offsets: np.ndarray | None, evaluation: Evaluation,
                   sections: dict[str, Any]) -> tuple[str, list[str]]:
     """Write the plots, return the report's HTML and the plot names. ``sections``: the card's
-    ``created``, ``intended_use``, ``limitations``, ``data`` and ``baseline``."""
+    ``created``, ``intended_use``, ``limitations``, ``data``, ``baseline``, ``training``,
+    ``metrics`` and ``natural_frequencies``."""
     classes = list(cfg.data.classes)
     pt, pt_uncal = calib.probs(test.logits), softmax(test.logits, 1.0)
     plots = make_plots(test.labels, pt, classes, probs_uncalibrated=pt_uncal,
@@ -58,5 +60,10 @@ def render_report(cfg: TrainConfig, bundle_dir: Path, test: Part, *, calib: Cali
         "plots": plots,
         "limitations": sections["limitations"],
         "cross_source": evaluation.cross_source,
+        # the thresholds' design sensitivities and the natural frequencies, as from the card
+        **card_report_extras({
+            "training": sections["training"], "metrics": sections["metrics"],
+            "thresholds": {"refer": calib.refer, "monitor": calib.monitor},
+            "natural_frequencies": sections["natural_frequencies"]}),
     })
     return html, sorted(plots)
