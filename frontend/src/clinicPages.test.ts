@@ -5,9 +5,12 @@
 import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { describe, expect, it, vi } from 'vitest'
-import type { Lesion, LesionDetail, Patient, Visit } from './clinic/types.ts'
+import type { Lesion, LesionDetail, Patient, PatientSummary, Visit } from './clinic/types.ts'
+import { FIGURE, nearestPin, PIN_RADIUS, PIN_TARGET_PX, pinHitRadius, type Pin } from './components/BodyMap.tsx'
+import { AudienceSwitch, audienceWhySentence } from './components/ClinicNav.tsx'
 import { ClinicLesionPage } from './pages/ClinicLesionPage.tsx'
-import { ClinicPatientPage } from './pages/ClinicPatientPage.tsx'
+import { ClinicPatientPage, newLesionUnsaved, NEW_LESION_LEAVE_MESSAGE } from './pages/ClinicPatientPage.tsx'
+import { ClinicPatientsPage } from './pages/ClinicPatientsPage.tsx'
 
 const loaded = vi.hoisted(() => new Map<string, unknown>())
 
@@ -151,5 +154,109 @@ describe('the patient page’s lesion list', () => {
     expect(t).toContain('Low risk · malignant share 3.0%')
     expect(t).toContain('latest photo: cannot assess — retake')
     expect(t).toContain('(assessed 2025-01-10)')
+  })
+})
+
+// --- the mobile audit: pins' tap areas, the tables' column order and labels, the new lesion's
+// unsaved work, the reason for "Clinician view only" ----------------------------------------------
+
+describe('a pin’s tap area', () => {
+  it('is at least 44 px across however wide the figure is drawn, and never less than the dot', () => {
+    expect(pinHitRadius(120)).toBe(22) // 44 px at 1 px a unit
+    expect(pinHitRadius(0)).toBe(22) // not measured yet: the figure's smallest size
+    expect(pinHitRadius(Number.NaN)).toBe(22)
+    expect(pinHitRadius(240)).toBe(11)
+    expect(pinHitRadius(5000)).toBe(PIN_RADIUS)
+    for (const px of [100, 120, 137, 150, 163, 180, 255]) {
+      const across = (2 * pinHitRadius(px) * px) / FIGURE.width
+      expect(across).toBeGreaterThanOrEqual(PIN_TARGET_PX)
+      expect(across).toBeLessThan(PIN_TARGET_PX + 1)
+    }
+  })
+
+  it('opens the nearest pin of the tapped view, never the unsaved mark nor one out of reach', () => {
+    const pins: Pin[] = [
+      { id: 1, view: 'back', x: 60, y: 80, label: 'a' },
+      { id: 2, view: 'back', x: 70, y: 80, label: 'b' },
+      { id: 3, view: 'front', x: 64, y: 80, label: 'c' },
+      { id: 0, view: 'back', x: 63, y: 80, label: 'new', inert: true },
+    ]
+    expect(nearestPin(pins, 'back', 64, 80, 11)?.id).toBe(1)
+    expect(nearestPin(pins, 'back', 66, 81, 11)?.id).toBe(2)
+    expect(nearestPin(pins, 'front', 60, 80, 11)?.id).toBe(3)
+    expect(nearestPin(pins, 'back', 60, 100, 11)).toBeNull()
+    expect(nearestPin([pins[3]], 'back', 63, 80, 11)).toBeNull()
+  })
+
+  it('is drawn for each saved lesion’s pin on the patient page (22 units before it is measured)', () => {
+    loaded.clear()
+    const l = lesion({ map: { view: 'back', x: 0.5, y: 0.3 } })
+    loaded.set('8', { id: 8, ref: 'P-8', created_at: '2025-01-01', lesions: [l] } satisfies Patient)
+    const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 8 }))
+    expect(html).toMatch(/<circle cx="60" cy="72" r="22" class="bodymap-pin-hit" data-testid="pin-hit-70"/)
+    expect(html).toMatch(/data-testid="pin-70"[^>]*>(<title>[^<]*<\/title>)?<circle cx="60" cy="72" r="4.5"/)
+  })
+})
+
+describe('the clinic tables on a narrow screen', () => {
+  it('the patient list puts the highest tier right after the reference, each cell labelled', () => {
+    loaded.clear()
+    const row: PatientSummary = {
+      id: 3,
+      ref: 'P-3',
+      created_at: '2025-01-01',
+      n_lesions: 2,
+      n_visits: 4,
+      last_visit_at: '2025-05-20T10:00:00Z',
+      latest_risk: 'high',
+      latest_visit_risk: 'high',
+      highest_risk: 'high',
+      n_lesions_latest_cannot_assess: 0,
+      risk_rose: false,
+    }
+    loaded.set('', [row])
+    const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
+    const heads = [...html.matchAll(/<th scope="col"[^>]*>([^<]*)<\/th>/g)].map((m) => m[1].trim())
+    expect(heads).toEqual(['Reference', 'Highest lesion tier', 'Lesions', 'Visits', 'Last visit'])
+    const labels = [...html.matchAll(/<td data-label="([^"]*)"/g)].map((m) => m[1])
+    expect(labels).toEqual(heads.slice(1))
+    expect(html).toContain('class="data-table clinic-table stack-narrow"')
+  })
+
+  it('the lesion list puts the last assessed result and the diagnosis before the visits', () => {
+    loaded.clear()
+    loaded.set('5', { id: 5, ref: 'P-5', created_at: '2025-01-01', lesions: [lesion({})] } satisfies Patient)
+    const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 5 }))
+    const heads = [...html.matchAll(/<th scope="col"[^>]*>([^<]*)<\/th>/g)].map((m) => m[1].trim())
+    expect(heads).toEqual(['Lesion', 'Last assessed result', 'Confirmed diagnosis', 'Visits'])
+    const labels = [...html.matchAll(/<td data-label="([^"]*)"/g)].map((m) => m[1])
+    expect(labels).toEqual(heads.slice(1))
+  })
+})
+
+describe('the new lesion’s form', () => {
+  const empty = { point: null, site: '', side: '', location: '' }
+  it('has unsaved work once a point is placed or a field is filled in', () => {
+    expect(newLesionUnsaved(empty)).toBe(false)
+    expect(newLesionUnsaved({ ...empty, location: '   ' })).toBe(false)
+    expect(newLesionUnsaved({ ...empty, location: '2 cm above the knee' })).toBe(true)
+    expect(newLesionUnsaved({ ...empty, site: 'posterior torso' })).toBe(true)
+    expect(newLesionUnsaved({ ...empty, side: 'left' })).toBe(true)
+    expect(newLesionUnsaved({ ...empty, point: { view: 'back', x: 60, y: 80, site: 'posterior torso' } })).toBe(true)
+  })
+
+  it('says what leaving would lose, without claiming more', () => {
+    expect(NEW_LESION_LEAVE_MESSAGE).toMatch(/^The new lesion is not saved: .* Leave this page\?$/)
+  })
+})
+
+describe('"Clinician view only" on clinic pages', () => {
+  it('opens its reason on a tap or a key press (a disclosure), not in a title only', () => {
+    const html = renderToStaticMarkup(createElement(AudienceSwitch, { audience: 'clinician', onChoose: () => {}, clinic: true }))
+    expect(html).toMatch(/^<details [^>]*data-testid="audience-clinic-note"/)
+    expect(html).toContain('<summary')
+    expect(html).not.toContain('title=')
+    expect(text(html)).toContain(audienceWhySentence())
+    expect(audienceWhySentence()).toMatch(/^The clinic pages .*no patient view.*\.$/)
   })
 })

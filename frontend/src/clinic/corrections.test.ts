@@ -22,9 +22,10 @@ import {
   type ClickLike,
   type GuardWindow,
 } from '../components/NewVisitForm.tsx'
-import { focusAfterDelete, latestVisitDate, visitName } from '../components/VisitTimeline.tsx'
+import { focusAfterDelete, latestVisitDate, MALIGNANT_SHARE_DEFINITION, visitName, visitToShow } from '../components/VisitTimeline.tsx'
 import { ClinicLesionPage } from '../pages/ClinicLesionPage.tsx'
 import { NOTE_MAX } from './api.ts'
+import { scrollLeftToShow } from './focus.ts'
 import type { Diagnosis, Lesion, LesionDetail, Visit } from './types.ts'
 
 const loaded = vi.hoisted(() => new Map<string, unknown>())
@@ -422,5 +423,52 @@ describe('correcting a visit', () => {
     expect(focusAfterDelete(vs, 2)).toBe('1')
     expect(focusAfterDelete(vs, 1)).toBe('2')
     expect(focusAfterDelete([{ id: 4 }], 4)).toBe('none')
+  })
+})
+
+describe('the lesion page on a phone', () => {
+  it('the timeline shows the newest visit when first shown, else the one focus was asked for', () => {
+    const vs = [{ id: 4 }, { id: 7 }, { id: 9 }]
+    expect(visitToShow(vs, undefined, true)).toBe(9) // opened: the newest, not visit 1
+    expect(visitToShow(vs, 9, false)).toBe(9) // just saved
+    expect(visitToShow(vs, 4, false)).toBe(4) // a new date put it first, or its neighbour was deleted
+    expect(visitToShow(vs, 4, true)).toBe(4)
+    expect(visitToShow(vs, undefined, false)).toBeUndefined() // left where the user scrolled it
+    expect(visitToShow(vs, 12, false)).toBeUndefined() // not (yet) in the timeline
+    expect(visitToShow([], undefined, true)).toBeUndefined()
+  })
+
+  it('the timeline scrolls just far enough for the whole card to show', () => {
+    const view = { left: 16, width: 343 } // a 375 px phone
+    // already whole: unchanged
+    expect(scrollLeftToShow(view, 120, { left: 30, width: 300 })).toBe(120)
+    expect(scrollLeftToShow(view, 0, { left: 16, width: 343 })).toBe(0)
+    // off to the right (the newest visit on opening): its right edge at the view's right edge
+    expect(scrollLeftToShow(view, 0, { left: 880, width: 300 })).toBe(880 + 300 - (16 + 343))
+    // partly clipped at the right (the old page after a save: 35 px cut off): 35 px on
+    expect(scrollLeftToShow(view, 1216, { left: 94, width: 300 })).toBe(1216 + 35)
+    // off to the left: its left edge at the view's left edge
+    expect(scrollLeftToShow(view, 900, { left: -200, width: 300 })).toBe(900 - 216)
+    // wider than the view: its start shows, from either side
+    expect(scrollLeftToShow(view, 0, { left: 500, width: 400 })).toBe(500 - 16)
+    expect(scrollLeftToShow(view, 600, { left: -50, width: 400 })).toBe(600 - 66)
+    expect(scrollLeftToShow(view, 10, { left: -50, width: 300 })).toBe(0) // never below 0
+  })
+
+  it('a "New visit" button near the top goes to the form\'s heading, which can take focus', () => {
+    const html = lesionPageHtml([visit(1, '2020-03-04'), visit(2, '2021-05-06'), visit(3, '2022-07-08')])
+    const jump = html.indexOf('data-testid="jump-new-visit"')
+    expect(jump).toBeGreaterThan(-1)
+    expect(jump).toBeLessThan(html.indexOf('data-testid="timeline"')) // before the visits
+    expect(text(/<button[^>]*data-testid="jump-new-visit"[^>]*>[\s\S]*?<\/button>/.exec(html)?.[0] ?? '').trim()).toBe('New visit ↓')
+    expect(html).toMatch(/<h2 id="[^"]*" tabindex="-1" data-testid="new-visit-heading">New visit<\/h2>/)
+  })
+
+  it('what "Malignant share" means is one tap away, not only in a tooltip', () => {
+    const html = lesionPageHtml([visit(1, '2020-03-04'), visit(2, '2021-05-06')])
+    const help = /<details[^>]*data-testid="malignant-share-help"[^>]*>[\s\S]*?<\/details>/.exec(html)?.[0] ?? ''
+    expect(text(help)).toContain('What “Malignant share” means')
+    expect(text(help)).toContain(MALIGNANT_SHARE_DEFINITION)
+    expect(MALIGNANT_SHARE_DEFINITION).toContain('not an absolute probability')
   })
 })

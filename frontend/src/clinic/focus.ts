@@ -73,3 +73,26 @@ export function onAnnounce(fn: (a: Announcement) => void): () => void {
   announceListeners.add(fn)
   return () => announceListeners.delete(fn)
 }
+
+// --- scrolling a sideways list so that one of its items is in view ------------------------------
+// The lesion's timeline scrolls sideways; on a phone it shows one visit card at a time. Focusing
+// an item lets the browser scroll it in "somehow" (its start in view, its end possibly clipped),
+// so the timeline works out where to scroll itself.
+
+/** Where a box is, across (e.g. from `getBoundingClientRect`: left and width). */
+export interface Span {
+  left: number
+  width: number
+}
+
+/** The `scrollLeft` a sideways scrolling box (`view`: its visible part, `scrollLeft` now) needs so
+ * that `item` is wholly in view: unchanged when it already is; else scrolled just far enough to
+ * show its right edge, or its left edge; an item wider than the view shows its start. */
+export function scrollLeftToShow(view: Span, scrollLeft: number, item: Span): number {
+  const offset = item.left - view.left // the item's left edge from the view's left edge
+  const overRight = offset + item.width - view.width
+  if (offset >= 0 && overRight <= 0) return scrollLeft // wholly in view
+  // too far right: scroll on until its right edge shows, but never past its left edge
+  if (offset > 0) return scrollLeft + Math.min(overRight, offset)
+  return Math.max(0, scrollLeft + offset) // too far left, or wider than the view
+}

@@ -1,4 +1,4 @@
-import type { KeyboardEvent, MouseEvent, ReactNode } from 'react'
+import { useLayoutEffect, useRef, useState, type KeyboardEvent, type MouseEvent, type ReactNode } from 'react'
 import { SITE_LABELS } from '../content.ts'
 
 export type View = 'front' | 'back'
@@ -16,6 +16,41 @@ export interface Pin {
   selected?: boolean
   /** drawn in the alert colour (e.g. the lesion's risk rose) */
   alert?: boolean
+  /** only drawn (e.g. the mark of a new lesion not saved yet): a tap on or near it goes to the
+   * region beneath, as a tap anywhere else on the body does */
+  inert?: boolean
+}
+
+/** The drawn pin's radius, in the figure's units. */
+export const PIN_RADIUS = 4.5
+/** The smallest tap target of a pin, in CSS px across (a finger: 44 px, WCAG 2.5.5). */
+export const PIN_TARGET_PX = 44
+/** The figure's width in CSS px when it has not been measured yet (its CSS minimum). */
+export const FIGURE_MIN_PX = 120
+
+/** The radius (in the figure's units) of a pin's invisible tap area, so that it is at least
+ * `targetPx` CSS px across on a figure drawn `renderedWidthPx` wide: a tap beside the small dot
+ * opens the lesion instead of placing a new one. Never less than the drawn dot. */
+export function pinHitRadius(renderedWidthPx: number, figureWidth: number = FIGURE.width, targetPx: number = PIN_TARGET_PX): number {
+  const width = Number.isFinite(renderedWidthPx) && renderedWidthPx > 0 ? renderedWidthPx : FIGURE_MIN_PX
+  const r = ((targetPx / 2) * figureWidth) / width
+  return Math.max(PIN_RADIUS, Math.ceil(r * 10) / 10)
+}
+
+/** The pin of `view` nearest to (x, y) within `radius` (figure units), or null: which lesion a
+ * tap between two pins whose tap areas overlap opens. Inert pins are never chosen. */
+export function nearestPin(pins: readonly Pin[], view: View, x: number, y: number, radius: number): Pin | null {
+  let best: Pin | null = null
+  let bestD = Infinity
+  for (const p of pins) {
+    if (p.view !== view || p.inert) continue
+    const d = Math.hypot(p.x - x, p.y - y)
+    if (d <= radius && d < bestD) {
+      best = p
+      bestD = d
+    }
+  }
+  return best
 }
 
 export interface MapPoint {
@@ -39,7 +74,7 @@ interface Props {
 
 /** Where a click fell, in the figure's units; the middle of the region's first shape for a
  * keyboard or synthetic click (no pointer position). */
-function pointOf(e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>): { x: number; y: number } {
+function pointOf(e: MouseEvent<SVGElement> | KeyboardEvent<SVGElement>): { x: number; y: number } {
   const g = e.currentTarget
   const svg = g.ownerSVGElement
   const ctm = svg?.getScreenCTM()
@@ -128,6 +163,27 @@ function slug(site: string): string {
 
 /** Clickable front/back body outline; every region is a keyboard-focusable button. */
 export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, pointerOnly = false }: Props) {
+  // the figure's drawn width (it grows with the space it has): the pins' tap areas follow it
+  const boxRef = useRef<HTMLDivElement>(null)
+  const [figurePx, setFigurePx] = useState(0)
+  const hasPins = pins.length > 0
+  useLayoutEffect(() => {
+    const svg = boxRef.current?.querySelector('svg')
+    if (!svg || !hasPins) return
+    const update = () => setFigurePx(Math.round(svg.getBoundingClientRect().width))
+    update()
+    if (typeof ResizeObserver === 'undefined') return
+    const observer = new ResizeObserver(update)
+    observer.observe(svg)
+    return () => observer.disconnect()
+  }, [hasPins])
+  const hitRadius = pinHitRadius(figurePx)
+  const onHit = (e: MouseEvent<SVGCircleElement>, view: View, own: number) => {
+    // overlapping tap areas: the lesion nearest to the tap
+    const at = e.detail > 0 ? pointOf(e) : null
+    const near = at ? nearestPin(pins, view, at.x, at.y, hitRadius + 0.5) : null
+    onPinSelect?.(near ? near.id : own)
+  }
   const pick = (e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>, view: View, site: string) => {
     if (onPoint) onPoint({ view, site, ...pointOf(e) })
     else onChange(value === site ? '' : site)
@@ -146,6 +202,7 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
   }
   return (
     <div
+      ref={boxRef}
       className="bodymap"
       role={pointerOnly ? undefined : 'group'}
       aria-label={pointerOnly ? undefined : 'Body map: choose where the lesion is'}
@@ -177,6 +234,15 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
                 </g>
               )
             })}
+            {/* the pins' tap areas, under every drawn pin (a dot is never covered by another pin's
+                area); hidden from screen readers and the tab order, which have the pins themselves */}
+            <g className="bodymap-pin-hits" aria-hidden="true">
+              {pins
+                .filter((p) => p.view === view && !p.inert)
+                .map((p) => (
+                  <circle key={p.id} cx={p.x} cy={p.y} r={hitRadius} className="bodymap-pin-hit" data-testid={`pin-hit-${p.id}`} onClick={(e) => onHit(e, view, p.id)} />
+                ))}
+            </g>
             {pins
               .filter((p) => p.view === view)
               .map((p) => (
@@ -187,12 +253,12 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
                   aria-pressed={Boolean(p.selected)}
                   aria-label={p.label}
                   data-testid={`pin-${p.id}`}
-                  className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}`}
+                  className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}${p.inert ? ' is-inert' : ''}`}
                   onClick={() => onPinSelect?.(p.id)}
                   onKeyDown={(e) => onPinKey(e, p.id)}
                 >
                   <title>{p.label}</title>
-                  <circle cx={p.x} cy={p.y} r={4.5} />
+                  <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
                 </g>
               ))}
           </svg>

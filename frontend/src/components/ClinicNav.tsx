@@ -51,6 +51,11 @@ export function ClinicUser({ session, onLogout }: { session: Session | null; onL
 export const CLINIC_AUDIENCE_WHY =
   'the clinic pages are written for clinicians and have no patient view; the Patient view is on the Assess page'
 
+/** `CLINIC_AUDIENCE_WHY` as the sentence the note shows when opened. */
+export function audienceWhySentence(): string {
+  return `${CLINIC_AUDIENCE_WHY.charAt(0).toUpperCase()}${CLINIC_AUDIENCE_WHY.slice(1)}.`
+}
+
 /** The audience switch ("View: Clinician | Patient"). Only the Assess page has a patient view
  * (lay wording, no class codes); the clinic pages are written for clinicians and have none, so
  * there the switch would change nothing while seeming to. On clinic pages it is replaced by a
@@ -65,10 +70,14 @@ export function AudienceSwitch({
   clinic: boolean
 }) {
   if (clinic) {
+    // the reason is shown on a tap or a key press (a `title` alone reaches no touch screen)
     return (
-      <div className="audience audience-label" data-testid="audience-clinic-note" title={CLINIC_AUDIENCE_WHY}>
-        Clinician view only<span className="visually-hidden">: {CLINIC_AUDIENCE_WHY}</span>
-      </div>
+      <details className="audience-note" data-testid="audience-clinic-note">
+        <summary data-testid="audience-clinic-why">
+          Clinician view only <span className="audience-why">(why?)</span>
+        </summary>
+        <p className="audience-note-text">{audienceWhySentence()}</p>
+      </details>
     )
   }
   return (

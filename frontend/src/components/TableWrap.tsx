@@ -15,10 +15,14 @@ function measure(box: HTMLElement): Scroll {
   return { scrolls: true, name: `${caption || 'Table'} (scrolls sideways)` }
 }
 
+/** The visible cue above a table that does not fit its box (its hidden columns are otherwise
+ *  easy to miss on a phone); screen readers have the box's name, which says the same. */
+export const SCROLL_CUE = 'Scroll the table sideways to see all its columns →'
+
 /** The box around a wide table (class `table-wrap`: scrolls sideways on a narrow screen). While
  *  the table does not fit, the box can be reached with Tab and scrolled with the arrow keys
- *  (WCAG 2.1.1; axe's `scrollable-region-focusable`), and is a region named after the table's
- *  caption; while it fits it adds no tab stop. */
+ *  (WCAG 2.1.1; axe's `scrollable-region-focusable`), is a region named after the table's
+ *  caption, and a line above it says that it scrolls; while it fits it adds no tab stop. */
 export function TableWrap({ children }: { children: ReactNode }) {
   const ref = useRef<HTMLDivElement>(null)
   const [scroll, setScroll] = useState<Scroll>(FITS)
@@ -39,14 +43,21 @@ export function TableWrap({ children }: { children: ReactNode }) {
     return () => observer.disconnect()
   }, [])
   return (
-    <div
-      ref={ref}
-      className="table-wrap"
-      tabIndex={scroll.scrolls ? 0 : undefined}
-      role={scroll.scrolls ? 'region' : undefined}
-      aria-label={scroll.scrolls ? scroll.name : undefined}
-    >
-      {children}
-    </div>
+    <>
+      {scroll.scrolls && (
+        <p className="table-scroll-cue" aria-hidden="true" data-testid="table-scroll-cue">
+          {SCROLL_CUE}
+        </p>
+      )}
+      <div
+        ref={ref}
+        className="table-wrap"
+        tabIndex={scroll.scrolls ? 0 : undefined}
+        role={scroll.scrolls ? 'region' : undefined}
+        aria-label={scroll.scrolls ? scroll.name : undefined}
+      >
+        {children}
+      </div>
+    </>
   )
 }

@@ -3,7 +3,7 @@ import { changeVisitDate, deleteVisit, NOTE_MAX, updateVisitNote } from '../clin
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
 import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
-import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
+import { announce, focusRequested, requestFocus, scrollLeftToShow } from '../clinic/focus.ts'
 import { defaultComparePair, resultNotes } from '../clinic/timelineSafety.ts'
 import type { Change, Visit } from '../clinic/types.ts'
 import { formatPercent, formatTimestamp } from '../format.ts'
@@ -16,6 +16,11 @@ import { useUnsavedGuard } from './NewVisitForm.tsx'
 export function visitDate(v: Visit): string {
   return formatTimestamp(v.taken_at || v.created_at)
 }
+
+/** What a visit's "Malignant share" is (a tooltip for a mouse, and a line to open under the
+ * timeline for touch and screen-reader users, who do not get tooltips). */
+export const MALIGNANT_SHARE_DEFINITION =
+  '(MEL + BCC + SCC) / (1 − UNK) for the shipped model: the malignant share among the specific diagnoses, not an absolute probability when UNK dominates'
 
 /** The earliest date a visit may carry (the server's lower bound for `taken_at`). */
 export const EARLIEST_VISIT_DATE = '1990-01-01'
@@ -296,7 +301,7 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
           <button type="button" className="btn-link" onClick={() => open('date')} ref={dateBtn} aria-label={`Change date of ${name}`} data-testid="visit-change-date">
             Change date
           </button>{' '}
-          <button type="button" className="btn-link" onClick={() => open('delete')} ref={deleteBtn} aria-label={`Delete ${name}`} data-testid="visit-delete">
+          <button type="button" className="btn-link visit-delete" onClick={() => open('delete')} ref={deleteBtn} aria-label={`Delete ${name}`} data-testid="visit-delete">
             Delete visit
           </button>
         </p>
@@ -353,7 +358,7 @@ function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: n
           </dd>
         </div>
         <div>
-          <dt title="(MEL + BCC + SCC) / (1 − UNK) for the shipped model: the malignant share among the specific diagnoses, not an absolute probability when UNK dominates">Malignant share</dt>
+          <dt title={MALIGNANT_SHARE_DEFINITION}>Malignant share</dt>
           <dd data-testid="visit-malignant">{cannot ? 'not assessed' : formatPercent(r.malignant_probability)}</dd>
         </div>
         <div>
@@ -393,6 +398,24 @@ function ChangeArrow({ change }: { change: Change }) {
   )
 }
 
+/** The visit the timeline scrolls into view: the one focus was asked for (a visit just saved,
+ * or whose date changed, or the neighbour of one deleted), else, when the timeline is first shown,
+ * the newest (the last: oldest first); else none (the timeline stays where the user put it). */
+export function visitToShow(visits: Pick<Visit, 'id'>[], requested: number | undefined, firstShown: boolean): number | undefined {
+  if (requested !== undefined && visits.some((v) => v.id === requested)) return requested
+  return firstShown ? visits[visits.length - 1]?.id : undefined
+}
+
+/** Scroll the timeline `list` sideways until the card of `item` (a timeline item) is wholly in
+ * view; `page`: the page too, up or down as far as needed (after a save lower on the page). */
+function showVisit(list: HTMLElement, item: HTMLElement, page: boolean): void {
+  const card = item.querySelector<HTMLElement>('.visit-card') ?? item
+  const view = list.getBoundingClientRect()
+  const box = card.getBoundingClientRect()
+  list.scrollLeft = scrollLeftToShow({ left: view.left + list.clientLeft, width: list.clientWidth }, list.scrollLeft, box)
+  if (page) card.scrollIntoView({ block: 'nearest', inline: 'nearest' })
+}
+
 /** Visits side by side (oldest first), with the change between each pair. */
 export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[]; changes: Change[]; onChanged: () => void }) {
   const listRef = useRef<HTMLOListElement | null>(null)
@@ -400,16 +423,33 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
   // lands on the answer instead of on <body> when the form is replaced.
   // The same after a visit's date changed (its place in the timeline may change), or after a
   // visit was deleted (its neighbour, or the "no visits" line when it was the only one).
+  // Its card is scrolled wholly into view (focus alone may leave its end clipped); when the
+  // timeline is first shown, the newest visit's card is (not visit 1's, far from the latest).
   const noneRef = useRef<HTMLParagraphElement | null>(null)
+  const shownRef = useRef(false)
+  const visitsRef = useRef(visits)
   useEffect(() => {
+    const reloaded = visitsRef.current !== visits
+    visitsRef.current = visits
     if (visits.length === 0) {
       if (focusRequested('visit', 'none')) noneRef.current?.focus()
       return
     }
+    const list = listRef.current
+    if (!list) return
     const saved = visits.find((v) => focusRequested('visit', String(v.id), false))
-    if (!saved) return
-    const el = listRef.current?.querySelector<HTMLElement>(`[data-visit-id="${saved.id}"]`)
-    if (el && focusRequested('visit', String(saved.id))) el.focus()
+    const first = !shownRef.current
+    shownRef.current = true
+    const id = visitToShow(visits, saved?.id, first)
+    const el = id === undefined ? null : list.querySelector<HTMLElement>(`[data-visit-id="${id}"]`)
+    if (el) {
+      const focus = saved !== undefined && focusRequested('visit', String(saved.id))
+      if (focus) el.focus({ preventScroll: true })
+      showVisit(list, el, focus)
+    } else if (reloaded && document.activeElement?.parentElement === list) {
+      // the visit with focus stays in view when the reloaded lesion moves it (a new date)
+      showVisit(list, document.activeElement as HTMLElement, false)
+    }
   })
   if (visits.length === 0)
     return (
@@ -430,6 +470,11 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
           )
         })}
       </ol>
+      {/* a tooltip is out of reach on a touch screen: the definition, one tap away */}
+      <details className="timeline-help" data-testid="malignant-share-help">
+        <summary>What “Malignant share” means</summary>
+        <p>{MALIGNANT_SHARE_DEFINITION}</p>
+      </details>
       {changes.length > 0 && (
         <ul className="plain-list change-list" data-testid="change-list">
           {changes.map((c) => (

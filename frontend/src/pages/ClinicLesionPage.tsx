@@ -1,4 +1,4 @@
-import { useId, useState } from 'react'
+import { useId, useRef, useState } from 'react'
 import { API, type ModelCard } from '../api.ts'
 import { cardCrop } from '../card.ts'
 import { getLesion } from '../clinic/api.ts'
@@ -25,6 +25,15 @@ export function ClinicLesionPage({ id }: { id: number }) {
   // come from that visit); deleting a visit or changing a date keeps what is typed in it.
   const [formRound, setFormRound] = useState(0)
   const [savedVisit, setSavedVisit] = useState<number | null>(null)
+  // the "New visit" form is far down on a phone (below the timeline and the similar cases): a
+  // button near the top takes focus (and the view) to its heading
+  const newVisitRef = useRef<HTMLHeadingElement | null>(null)
+  const goToNewVisit = () => {
+    const heading = newVisitRef.current
+    if (!heading) return
+    heading.focus({ preventScroll: true })
+    heading.scrollIntoView({ block: 'start' })
+  }
 
   if (lesion.error) return <ErrorBox error={lesion.error} what="Could not load the lesion." />
   const d = lesion.data
@@ -63,6 +72,11 @@ export function ClinicLesionPage({ id }: { id: number }) {
           </>
         )}
       </p>
+      <p className="lesion-jump">
+        <button type="button" className="btn btn-secondary" onClick={goToNewVisit} data-testid="jump-new-visit">
+          New visit <span aria-hidden="true">↓</span>
+        </button>
+      </p>
       {roseBetween && (
         <p className="hint" role="note" data-testid="lesion-rose-between">
           {roseBetween}
@@ -77,7 +91,7 @@ export function ClinicLesionPage({ id }: { id: number }) {
       <section aria-labelledby={`${ids}-visits`}>
         <div className="section-head">
           <h2 id={`${ids}-visits`}>Visits</h2>
-          <div className="audience" role="group" aria-label="Show">
+          <div className="audience visits-view-toggle" role="group" aria-label="Show">
             <button type="button" aria-pressed={tab === 'timeline'} onClick={() => setTab('timeline')} data-testid="tab-timeline">
               Timeline
             </button>
@@ -102,7 +116,9 @@ export function ClinicLesionPage({ id }: { id: number }) {
       )}
 
       <section className="card-block" aria-labelledby={`${ids}-new`}>
-        <h2 id={`${ids}-new`}>New visit</h2>
+        <h2 id={`${ids}-new`} ref={newVisitRef} tabIndex={-1} data-testid="new-visit-heading">
+          New visit
+        </h2>
         <NewVisitForm
           key={formRound}
           lesionId={d.lesion.id}

@@ -7,6 +7,7 @@ import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
 import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
 import { ChoiceField } from '../components/ChoiceField.tsx'
+import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
@@ -25,6 +26,15 @@ export function lesionListCaption(ref: string, n: number): string {
   return `Lesions of patient ${ref}: ${n === 0 ? 'none yet' : `${n} lesion${n === 1 ? '' : 's'}`}`
 }
 
+/** What leaving the patient page asks while the new lesion's form holds unsaved work. */
+export const NEW_LESION_LEAVE_MESSAGE = 'The new lesion is not saved: where you placed it and what you typed will be lost. Leave this page?'
+
+/** Whether the new lesion's form holds work that leaving the page would lose: a point placed on
+ * the map, a body site or side chosen, or a location typed. */
+export function newLesionUnsaved(form: { point: MapPoint | null; site: string; side: string; location: string }): boolean {
+  return form.point !== null || form.site !== '' || form.side !== '' || form.location.trim() !== ''
+}
+
 /** One patient: the lesion map (pins), the list of lesions, a new lesion, export and delete. */
 export function ClinicPatientPage({ id }: { id: number }) {
   const { session } = useClinic()
@@ -35,6 +45,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
   const [side, setSide] = useState('')
   const [location, setLocation] = useState('')
   const { busy, error, setError, submit } = useFormAction()
+  useUnsavedGuard(newLesionUnsaved({ point, site, side, location }), NEW_LESION_LEAVE_MESSAGE)
   const [confirming, setConfirming] = useState(false)
   const [confirmRef, setConfirmRef] = useState('')
   const deleteRef = useRef<HTMLButtonElement | null>(null)
@@ -76,7 +87,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
       label: `Lesion ${i + 1}: ${lesionPlace(l, SITE_LABELS)}`,
       alert: l.risk_rose,
     }))
-  if (point) pins.push({ id: 0, view: point.view, x: point.x, y: point.y, label: 'New lesion (not saved yet)', selected: true })
+  // the new lesion's mark: a tap on or near it places it again (it opens nothing)
+  if (point) pins.push({ id: 0, view: point.view, x: point.x, y: point.y, label: 'New lesion (not saved yet)', selected: true, inert: true })
 
   const onPoint = (pt: MapPoint) => {
     setPoint(pt)
@@ -96,7 +108,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
         location: location.trim() || null,
         map: point ? { view: point.view, x: round3(point.x / FIGURE.width), y: round3(point.y / FIGURE.height) } : null,
       })
-      window.location.hash = clinicHref.lesion(l.id)
+      setAppHash(window, clinicHref.lesion(l.id)) // saved: the leave guard has nothing to ask
     })
   }
 
@@ -106,7 +118,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
       await deletePatient(id)
       // said on the patient list, where this page goes (and focus with it, to the page)
       if (p) announce(`Patient ${p.ref} deleted.`, clinicHref.patients)
-      window.location.hash = clinicHref.patients
+      setAppHash(window, clinicHref.patients) // the patient is gone: so is any unsaved new lesion
     } catch (err) {
       setError((err as Error).message)
     }
@@ -177,14 +189,14 @@ export function ClinicPatientPage({ id }: { id: number }) {
       <section aria-labelledby={`${ids}-list`}>
         <h2 id={`${ids}-list`}>Lesions</h2>
         <TableWrap>
-          <table className="data-table clinic-table" data-testid="lesion-list">
+          <table className="data-table clinic-table stack-narrow" data-testid="lesion-list">
             <caption data-testid="lesion-list-caption">{lesionListCaption(p.ref, p.lesions.length)}</caption>
             <thead>
               <tr>
                 <th scope="col">Lesion</th>
-                <th scope="col">Visits</th>
                 <th scope="col">Last assessed result</th>
                 <th scope="col">Confirmed diagnosis</th>
+                <th scope="col">Visits</th>
               </tr>
             </thead>
             <tbody>
@@ -203,8 +215,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
                     </a>{' '}
                     <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>
                   </th>
-                  <td>{l.n_visits}</td>
-                  <td>
+                  <td data-label="Last assessed result">
                     {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
                     <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} note={retakeNote(l)} />
                     {assessedOn(l) && (
@@ -214,7 +225,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
                       </span>
                     )}
                   </td>
-                  <td>{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
+                  <td data-label="Confirmed diagnosis">{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
+                  <td data-label="Visits">{l.n_visits}</td>
                 </tr>
               ))}
             </tbody>

@@ -116,19 +116,19 @@ export function ClinicPatientsPage() {
       <ErrorBox error={error} what="Could not add the patient." id={errorId} />
       <ErrorBox error={patients.error} what="Could not load the patients." />
       <TableWrap>
-        <table className="data-table clinic-table" data-testid="patient-list">
+        <table className="data-table clinic-table stack-narrow" data-testid="patient-list">
           <caption data-testid="patient-list-caption" data-cut={rows.length >= PATIENT_LIST_LIMIT ? 'true' : undefined}>
             {patients.loading ? 'Loading…' : patientListCaption(rows.length, q)}
           </caption>
           <thead>
             <tr>
               <th scope="col">Reference</th>
-              <th scope="col">Lesions</th>
-              <th scope="col">Visits</th>
-              <th scope="col">Last visit</th>
               <th scope="col" title="The highest of the lesions’ tiers, each from its latest assessed photo">
                 Highest lesion tier
               </th>
+              <th scope="col">Lesions</th>
+              <th scope="col">Visits</th>
+              <th scope="col">Last visit</th>
             </tr>
           </thead>
           <tbody>
@@ -139,13 +139,13 @@ export function ClinicPatientsPage() {
                     {p.ref}
                   </a>
                 </th>
-                <td>{p.n_lesions}</td>
-                <td>{p.n_visits}</td>
-                <td>{p.last_visit_at ? formatTimestamp(p.last_visit_at) : '—'}</td>
-                <td>
+                <td data-label="Highest lesion tier" data-testid="patient-tier-cell">
                   {p.highest_risk ? <TierBadge risk={p.highest_risk} testId="patient-tier" /> : <span className="muted">no visit yet</span>}{' '}
                   <RiskRoseBadge rose={p.risk_rose} /> <RetakeBadge text={retakeCount(p.n_lesions_latest_cannot_assess)} />
                 </td>
+                <td data-label="Lesions">{p.n_lesions}</td>
+                <td data-label="Visits">{p.n_visits}</td>
+                <td data-label="Last visit">{p.last_visit_at ? formatTimestamp(p.last_visit_at) : '—'}</td>
               </tr>
             ))}
           </tbody>
