@@ -143,7 +143,29 @@ def open_source(input: str | os.PathLike[str],
     if estimate == 0:  # a wrong or empty folder / CSV: not a job of 0 rows that "succeeds"
         raise ReaderError(f"no images found in {p}: give a folder of images (.jpg, .png, ... or "
                           ".dcm), a CSV that lists images, DICOM files or TFRecord shards")
+    check_csvs(p, kind)
     return Source(str(p), kind, estimate, opts)
+
+
+def check_csvs(path: Path, kind: str) -> None:
+    """Read the CSVs that the local input ``path`` (of ``detect_kind``'s ``kind``) is read from
+    to their end, before anything is scored or written: the CSV itself, or a folder's CSV and
+    the metadata CSVs joined to it. Raises ``ReaderError`` for one whose rows would be silently
+    wrong or missing (``csvfolder.check_manifest``: a stray quote that runs on over the rows
+    after it, a line that is no UTF-8, a column named twice, rows with more fields than the
+    header). ``open_source`` calls it, so that such an input stops the job before its output
+    folder is made."""
+    from dermsight.io.csvfolder import check_manifest, classify_csvs
+
+    if kind == "csv":
+        csvs = [path]
+    elif kind == "folder":
+        primary, meta = classify_csvs(path)
+        csvs = [] if primary is None else [primary, *meta]
+    else:
+        return
+    for csv_file in csvs:
+        check_manifest(csv_file)
 
 
 # --- remote inputs (fsspec) ---------------------------------------------------------------------
@@ -232,9 +254,12 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
     be used leaves the row unlabelled, a metadata value that cannot be used is left out (noted:
     ``meta_notes``). ``on_warning`` (when given) is told what a local CSV's reader tells
     (``csvfolder.iter_csv``), in the same words: before the rows, which of age, sex and site no
-    column gives; after them, the rows read without their label."""
+    column gives; after them, the rows read without their label. The CSV is read to its end
+    before its first row is yielded: one whose rows would be silently wrong or missing
+    (``csvfolder.check_manifest``) raises ``ReaderError`` before any row is scored."""
     from dermsight.io.csvfolder import (
         IMAGE_EXTS,
+        check_manifest,
         iter_csv_rows,
         refused_file_reason,
         unusable_labels_message,
@@ -247,6 +272,7 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
             fs.get(csv_path, str(local))
         except FileNotFoundError as exc:
             raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
+        check_manifest(local)  # read to its end before its first row is scored
         if on_warning is not None:  # as a local CSV's reader says it, before the rows
             _warn_missing_metadata(local, on_warning)
         index: dict[str, str] | None = None  # id -> its file (accepted images first)

@@ -36,6 +36,14 @@ stderr; without one the folder is not walked for them). A folder that cannot be 
 ``ReaderError`` (the input) or an error record (a folder below a folder of images); a CSV saved
 as UTF-16 is a ``ReaderError`` that says so.
 
+A CSV whose rows would be silently wrong or missing is a ``ReaderError`` that names the line,
+never read in part: a line that is no UTF-8 (a CSV saved as Windows-1252), a column named twice,
+a quote that opens a field running on over the rows after it (to the end of the file, to where
+the CSV cannot be read, or a quoted id, path or other column read that holds a line break), and
+a row with more non-empty fields than the header has columns. ``check_manifest`` reads a CSV to
+its end for these (the batch runners, before any output is made); the readers raise them when
+the row is reached. A quoted value with a line break in a column not read (notes) is legal CSV.
+
 A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
 image id and the reason. Only a row without an image to read is such a row: a metadata value
 that cannot be used (age ``-1``, sex ``x``) is left out with a note (the ``metadata_ignored``
@@ -47,13 +55,14 @@ accepted column names and the CSV's columns not read), one line each.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import os
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import IO, Any
 
 from dermsight import taxonomy
 from dermsight.io.decode import REFUSED_IMAGE_EXTS, DecodeLimits, decode_image, refused_by_name
@@ -543,7 +552,8 @@ class ImageIndex:
 def not_utf8_reason(head: bytes) -> str | None:
     """Why text starting with ``head`` is no UTF-8 CSV, when its first bytes say so: UTF-16
     (Excel's "Unicode text": a byte-order mark, or a NUL byte beside every other character);
-    None for anything else (other stray bytes are read as replacement characters)."""
+    None for anything else (any other byte that is no UTF-8 is found as the lines are read:
+    ``not_utf8_error``)."""
     even, odd = head[0::2], head[1::2]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (
             len(head) >= 2 and (even.count(0) * 2 >= len(even) or odd.count(0) * 2 >= len(odd))):
@@ -551,38 +561,93 @@ def not_utf8_reason(head: bytes) -> str | None:
     return None
 
 
-def _open_csv(path: Path) -> tuple[csv.DictReader[str], TextIO]:
+def not_utf8_error(name: str, line: int, data: bytes, exc: UnicodeDecodeError) -> ReaderError:
+    """The refusal of the CSV ``name`` whose line ``line`` (``data``: its bytes) is no UTF-8:
+    the line, its first such byte and the text around it. A CSV is never read with such bytes
+    replaced: a path would name no file, two ids would read as one, a value would be lost."""
+    bad = data[exc.start]
+    around = data[max(0, exc.start - 20):exc.start + 20].decode("utf-8", "backslashreplace")
+    return ReaderError(
+        f"{name} is not UTF-8 text (line {line}: byte 0x{bad:02X} in \"{around.strip()}\"; "
+        "perhaps it was saved as Windows-1252 / Latin-1, as Excel's \"CSV (Comma delimited)\" "
+        "saves it): save it as CSV UTF-8")
+
+
+class _Lines:
+    """The lines of a CSV file as ``csv.reader`` reads them: split at ``\\n``, ``\\r\\n`` or
+    ``\\r`` (kept), each decoded as UTF-8 (a byte-order mark dropped). A line that is no UTF-8
+    raises ``ReaderError`` naming it (``not_utf8_error``); ``done``: the file is read to its
+    end."""
+
+    def __init__(self, fh: IO[bytes], name: str) -> None:
+        self._fh = fh
+        self._name = name
+        self._ready: list[bytes] = []  # lines read, not yet handed out (reversed)
+        self._rest = b""  # the start of a line whose end is not read yet
+        self._count = 0
+        self.done = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        while not self._ready:
+            if self.done:
+                raise StopIteration
+            chunk = self._fh.read(1 << 16)
+            parts = (self._rest + chunk).splitlines(keepends=True)
+            # the last part may be cut short (or be a \r whose \n comes next): kept for later
+            self._rest = parts.pop() if chunk and parts else b""
+            self.done = not chunk
+            self._ready = parts[::-1]
+        data = self._ready.pop()
+        self._count += 1
+        if self._count == 1 and data.startswith(codecs.BOM_UTF8):
+            data = data[len(codecs.BOM_UTF8):]
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise not_utf8_error(self._name, self._count, data, exc) from None
+
+
+def _open_csv(path: Path) -> tuple[Any, IO[bytes], _Lines]:
+    """A ``csv.reader`` over the lines of ``path`` (strict: a quote that opens a field must
+    close it, a closing quote must end it), the open file (to close) and its lines."""
     try:
-        fh = path.open("r", newline="", encoding="utf-8-sig", errors="replace")
+        fh = path.open("rb")
     except FileNotFoundError as exc:
         raise ReaderError(f"CSV not found: {path}") from exc
     except OSError as exc:
         raise ReaderError(f"cannot read CSV {path}: {exc.strerror or exc}") from exc
-    why = not_utf8_reason(bytes(fh.buffer.read(4096)))
+    try:
+        head = fh.read(8192)
+        fh.seek(0)
+    except OSError as exc:
+        fh.close()
+        raise ReaderError(f"cannot read CSV {path}: {exc.strerror or exc}") from exc
+    why = not_utf8_reason(head[:4096])
     if why is not None:
         fh.close()
         raise ReaderError(f"{path.name} is not UTF-8 text ({why})")
-    fh.seek(0)
-    sample = fh.read(8192)
-    fh.seek(0)
     delimiter = ","
-    if sample:
-        first = sample.splitlines()[0] if sample.splitlines() else ""
-        if first.count(";") > first.count(",") and first.count(";") > 0:
-            delimiter = ";"
-        elif first.count("\t") > first.count(","):
-            delimiter = "\t"
+    heads = head.splitlines()
+    first = heads[0].decode("utf-8", "replace") if heads else ""  # only to count separators
+    if first.count(";") > first.count(",") and first.count(";") > 0:
+        delimiter = ";"
+    elif first.count("\t") > first.count(","):
+        delimiter = "\t"
     csv.field_size_limit(_CSV_FIELD_LIMIT)
-    return csv.DictReader(fh, delimiter=delimiter), fh
+    lines = _Lines(fh, path.name)
+    return csv.reader(lines, delimiter=delimiter, strict=True), fh, lines
 
 
 def read_header(path: str | os.PathLike[str]) -> Layout:
     """The layout of a CSV file, from its header row alone."""
     p = Path(path)
-    reader, fh = _open_csv(p)
+    reader, fh, _lines = _open_csv(p)
     try:
         try:
-            cols = reader.fieldnames
+            cols = next(reader, None)
         except csv.Error as exc:
             raise ReaderError(f"{p.name} is not a readable CSV: {exc}") from exc
     finally:
@@ -592,24 +657,122 @@ def read_header(path: str | os.PathLike[str]) -> Layout:
     return detect_layout(cols, p.name)
 
 
+def _check_columns(layout: Layout, name: str) -> None:
+    """``ReaderError`` for a CSV that names a column twice (any case: columns are looked up
+    so), which would be read from one of them only."""
+    seen: dict[str, str] = {}
+    for col in layout.columns:
+        if not col:  # unnamed columns (trailing separators) are not read
+            continue
+        first = seen.get(col.lower())
+        if first is None:
+            seen[col.lower()] = col
+        else:
+            both = "" if first == col else f" ({first} and {col})"
+            raise ReaderError(f"{name} has the column {col} twice{both}: only one of them would "
+                              "be read; rename or remove the other")
+
+
+def _read_columns(layout: Layout) -> list[str]:
+    """The columns of a CSV that its layout reads (id, path, label, metadata, group, source)."""
+    unused = set(unused_columns(layout))
+    return [c for c in layout.columns if c and c not in unused]
+
+
+def _runs_on(name: str, start: int, end: int, to: str) -> ReaderError:
+    """The refusal of a CSV in which a quote opens a field on line ``start`` that runs on to
+    ``to`` (line ``end``): the rows in between would be read as part of that field."""
+    between = (f"line {start + 1}" if end == start + 1 else f"lines {start + 1}-{end}")
+    return ReaderError(
+        f"{name} line {start}: a quote (\") opens a field that runs on to {to}, so "
+        f"{between} would be read as part of that field, not as rows; close the quote where the "
+        "value ends, or remove it (a quote inside a value is written twice, the value in quotes)")
+
+
+def _records(p: Path, layout: Layout) -> Iterator[tuple[int, dict[str, str | None], int]]:
+    """(line the row starts on, raw row by column, its number of fields when it has non-empty
+    fields beyond the header's, else 0) of each data row of the CSV ``p`` that is not blank.
+
+    Raises ``ReaderError``, naming the line, for what would make rows silently wrong or missing:
+    a column named twice (``_check_columns``), a line that is no UTF-8 (``not_utf8_error``), a
+    quote that opens a field and runs on to the end of the file or to where the CSV cannot be
+    read, and a quoted value of a column the layout reads (id, path, age, ...) that runs over
+    several lines. A quoted value with a line break in a column not read (notes) is legal CSV
+    and read as such."""
+    _check_columns(layout, p.name)
+    read = _read_columns(layout)
+    width = len(layout.columns)
+    reader, fh, lines = _open_csv(p)
+    try:
+        start = 1
+        try:
+            next(reader, None)  # the header: read_header's
+            while True:
+                start = reader.line_num + 1
+                row = next(reader, None)
+                if row is None:
+                    return
+                if not any(v.strip() for v in row):
+                    continue  # blank line
+                raw: dict[str, str | None] = dict.fromkeys(layout.columns)
+                raw.update(zip(layout.columns, row, strict=False))
+                end = reader.line_num
+                if end > start:
+                    broken = next((c for c in read if "\n" in (raw[c] or "")
+                                   or "\r" in (raw[c] or "")), None)
+                    if broken is not None:
+                        raise _runs_on(p.name, start, end, f"line {end} in the {broken} value")
+                extra = len(row) > width and any(v.strip() for v in row[width:])
+                yield start, raw, len(row) if extra else 0
+        except csv.Error as exc:
+            end = reader.line_num
+            if end > start:  # only a quote carries a field over a line break
+                raise _runs_on(p.name, start, end, "the end of the file" if lines.done else
+                               f"line {end}, where the CSV cannot be read ({exc})") from exc
+            raise ReaderError(f"{p.name} line {start}: malformed CSV: {exc}") from exc
+    finally:
+        fh.close()
+
+
+def _extra_fields_error(name: str, rows: Sequence[tuple[int, int]], width: int) -> ReaderError:
+    """The refusal of a CSV whose rows ``rows`` ((line, number of fields) each) have more
+    non-empty fields than its header has columns."""
+    shown = ", ".join(f"line {line} ({n})" for line, n in rows[:UNLISTED_SHOWN])
+    more = f" and {len(rows) - UNLISTED_SHOWN} more" if len(rows) > UNLISTED_SHOWN else ""
+    many = len(rows) != 1
+    return ReaderError(
+        f"{name}: {len(rows)} row{'s' if many else ''} {'have' if many else 'has'} more "
+        f"fields than the header's {width} columns ({shown}{more}): a value that holds the "
+        "separator without quotes (upper extremity, left) moves the values after it to other "
+        "columns; put such values in quotes, or remove the extra fields")
+
+
+def check_manifest(path: str | os.PathLike[str]) -> None:
+    """Read the CSV ``path`` once to its end, touching no image file, and raise ``ReaderError``
+    for what would make its rows silently wrong or missing (``_records``: a column named twice,
+    a line that is no UTF-8, a quote that opens a field running on over the rows after it) and
+    for rows with more non-empty fields than the header has columns (all of them named, up to
+    ``UNLISTED_SHOWN``); and for what ``read_header`` refuses. The batch runners call it on
+    their input's CSVs before any output is made (``batch.sources.open_source``); the readers
+    (``iter_csv_raw``) raise the same errors at the row, for their callers that do not."""
+    p = Path(path)
+    layout = read_header(p)
+    extra = [(line, n) for line, _raw, n in _records(p, layout) if n]
+    if extra:
+        raise _extra_fields_error(p.name, extra, len(layout.columns))
+
+
 def iter_csv_raw(
     path: str | os.PathLike[str],
 ) -> Iterator[tuple[int, dict[str, str | None], ParsedRow]]:
-    """Stream (CSV line number, raw row, parsed row) without touching the image files."""
+    """Stream (CSV line number, raw row, parsed row) without touching the image files. What
+    ``check_manifest`` refuses raises ``ReaderError`` here too, when its row is reached."""
     p = Path(path)
     layout = read_header(p)
-    reader, fh = _open_csv(p)
-    try:
-        try:
-            for row in reader:
-                if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
-                    continue  # blank line
-                raw = {k.strip().lstrip("\ufeff"): v for k, v in row.items() if k is not None}
-                yield reader.line_num, raw, parse_row(raw, layout, reader.line_num, p.name)
-        except csv.Error as exc:
-            raise ReaderError(f"{p.name} line {reader.line_num}: malformed CSV: {exc}") from exc
-    finally:
-        fh.close()
+    for line, raw, n in _records(p, layout):
+        if n:
+            raise _extra_fields_error(p.name, [(line, n)], len(layout.columns))
+        yield line, raw, parse_row(raw, layout, line, p.name)
 
 
 def iter_csv_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, ParsedRow]]:
@@ -788,9 +951,26 @@ def iter_csv(
                     f"{where}: image file not found ({parsed.id} with any of "
                     f"{'/'.join(IMAGE_EXTS)} in {index.describe()})"))
                 continue
+        if file_str is not None:
+            _dicom_source(parsed, file_str, limits)
         yield _load(_record(parsed, path=file_str), decode, limits, where)
     if unlabelled and on_warning is not None:
         on_warning(unusable_labels_message(p.name, unlabelled))
+
+
+def _dicom_source(parsed: ParsedRow, file: str, limits: DecodeLimits) -> None:
+    """A row whose file is named as a DICOM file (``.dcm``, ``.dicom``) gets the source and
+    group that the folder reader gives it (``dicom.read_dicom``): source ``dicom``, group the
+    file's PatientID (its header read, not its pixels), where the CSV gives none: the CSV's own
+    values (a ``source`` or group column, an ISIC layout's source) win. A header that cannot be
+    read gives no group (decoding the file says why)."""
+    if not file.lower().endswith((".dcm", ".dicom")) or (parsed.source and parsed.group):
+        return
+    if not parsed.group:
+        from dermsight.io.dicom import read_dicom
+
+        parsed.group = read_dicom(file, limits, decode=False).group
+    parsed.source = parsed.source or "dicom"
 
 
 def unused_columns(layout: Layout) -> list[str]:
