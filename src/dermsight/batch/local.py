@@ -15,8 +15,13 @@ A Ctrl-C keeps the rows scored so far: the chunk in progress is written as a par
 usual atomic write) before the ``KeyboardInterrupt`` goes on, with one line on stderr saying how
 many rows the run kept. While a full chunk is being written a Ctrl-C waits for the write to end
 (on the main thread), so the chunk is written exactly once; a second Ctrl-C during the last
-write abandons it, leaving only a hidden temporary file that the next run removes (those rows
-are scored again), never a partial part.
+write abandons it (those rows are scored again), never leaving a partial part: its hidden
+temporary file is removed then, or by the next run if the process is killed.
+
+A part that cannot be written (a full disk, a file size limit) or a part of the output that
+cannot be read (damaged) stops the run with one ``OutputFailure`` naming the file (``store.py``;
+exit code 2 from the CLI, not 1): the parts written before are kept, for the same command to
+resume, and ``OUT/_summary.json`` is removed, since it described the folder before the run.
 """
 
 from __future__ import annotations
@@ -163,7 +168,8 @@ def _finish(summary: RunSummary, store: PartStore, listings: Listings,
             had_done: bool, evaluate: Callable[[], None] | None = None) -> None:
     """Fill in ``summary``'s counts of the run and of the output, run ``evaluate`` (the
     ``--evaluate`` report), then write ``OUT/_summary.json``. At a Ctrl-C, what the input's
-    reading found so far (``listings``: ``not_listed`` unknown)."""
+    reading found so far (``listings``: ``not_listed`` unknown, None, when the output held
+    rows before the run; 0 when it held none, since every row then is this input's)."""
     summary.skipped = listings.skipped
     summary.not_listed = listings.not_listed if had_done else 0
     summary.duplicate_ids = duplicates.count

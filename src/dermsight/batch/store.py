@@ -37,6 +37,13 @@ scores into an output (``dermsight batch``, ``evaluate``, ``bundle adapt``) gets
 from here. Each refusal names a way out that the running command offers (``OutputCommand``: the
 option that names the output folder, and whether the part format and TTA are the user's choice,
 as in ``dermsight batch``, or fixed by the command, as in ``evaluate`` and ``bundle adapt``).
+
+A part file, the summary or a report that cannot be written (a full disk, a file size limit) or
+a part file that cannot be read (damaged, or not a part file) stops the run with one
+``OutputFailure`` (an ``OutputError``: one line and exit code 2 from the CLI) naming the file
+and the cause. The parts written before are kept, and a temporary file is removed, so the same
+command resumes once the cause is fixed. ``OUT/_summary.json`` is removed then (``PartStore``,
+on leaving its ``with`` block): it described the folder before this run.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from itertools import compress
@@ -77,6 +85,52 @@ SUMMARY_FILE = "_summary.json"
 _TMP_PREFIX = ".tmp-"
 
 
+#: errors of the file system rather than of the command: a full disk or quota, a file size
+#: limit, a read-only or failing disk (an ``OSError`` with one of them stops a run the way an
+#: ``OutputFailure`` does)
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
+
+class OutputFailure(OutputError):
+    """The output folder could not be written or read while a run used it: a part, the summary
+    or a report that could not be written (a full disk, a file size limit), or a part file that
+    could not be read (damaged, or not a part file). The message names the file and the cause;
+    the parts written before are kept."""
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception's cause in one line: an ``OSError``'s ``strerror`` (``No space left on
+    device``), else its message."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _is_read_error(exc: BaseException) -> bool:
+    """Whether ``exc``, raised by reading a part file, says the file cannot be read (the file
+    system's errors, pandas' parser errors (``ValueError`` subclasses) and pyarrow's),
+    rather than a bug."""
+    return (isinstance(exc, (OSError, ValueError))
+            or type(exc).__module__.partition(".")[0] == "pyarrow")
+
+
+@contextmanager
+def _reading(part: Path) -> Iterator[None]:
+    """Turn an error of reading the part file ``part`` into one ``OutputFailure`` naming it."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except Exception as exc:
+        if not _is_read_error(exc):
+            raise
+        kind = "CSV" if part.name.endswith(".csv") else "Parquet"
+        raise OutputFailure(
+            f"cannot read the part file {part} as {kind} ({_reason(exc)}): it is damaged or "
+            f"not a part file. Move it out of {part.parent} and run the same command again: "
+            "the rows it held are scored again if the input lists them") from exc
+
+
 def part_files(out: str | os.PathLike[str], fmt: str | None = None) -> list[Path]:
     """The finished part files in ``out`` (both formats unless ``fmt`` is given), sorted."""
     root = Path(out)
@@ -90,10 +144,13 @@ def part_files(out: str | os.PathLike[str], fmt: str | None = None) -> list[Path
 
 
 def _read_part(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
-    if path.name.endswith(".csv"):
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
-        return df.replace({"": None})
-    return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+    """The rows of one part file (``columns`` only, when given); ``OutputFailure`` naming it
+    when it cannot be read."""
+    with _reading(path):
+        if path.name.endswith(".csv"):
+            df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
+            return df.replace({"": None})
+        return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
 
 
 def iter_output(out: str | os.PathLike[str],
@@ -117,12 +174,14 @@ def read_output(out: str | os.PathLike[str],
 
 
 def part_columns(part: Path) -> list[str]:
-    """The column names of one part file (its header or Parquet schema; no rows read)."""
-    if part.name.endswith(".csv"):
-        return list(pd.read_csv(part, nrows=0).columns)
-    import pyarrow.parquet as pq
+    """The column names of one part file (its header or Parquet schema; no rows read);
+    ``OutputFailure`` naming it when it cannot be read."""
+    with _reading(part):
+        if part.name.endswith(".csv"):
+            return list(pd.read_csv(part, nrows=0).columns)
+        import pyarrow.parquet as pq
 
-    return list(pq.read_schema(part).names)
+        return list(pq.read_schema(part).names)
 
 
 def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[str] | None:
@@ -410,11 +469,29 @@ class PartStore:
         self.reader: RowsReader | None = None
 
     def __enter__(self) -> PartStore:
-        self.open()
+        try:
+            self.open()
+        except BaseException as exc:
+            self._stopped(exc)
+            raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        self._stopped(exc)
+
+    def _stopped(self, exc: BaseException | None) -> None:
+        """End the run (``close``); one stopped by an ``OutputFailure`` (or a disk error:
+        ``DISK_ERRNOS``) first removes ``_summary.json``, which describes the folder before
+        this run (only while the lock is held: never another job's)."""
+        try:
+            failed = isinstance(exc, OutputFailure) or (
+                isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
+            if failed and self._lock is not None:
+                with suppress(OSError):
+                    (self.out / SUMMARY_FILE).unlink(missing_ok=True)
+        finally:
+            self.close()
 
     def open(self) -> None:
         why = unwritable_reason(self.out, folder=True)
@@ -438,10 +515,15 @@ class PartStore:
             if exc.errno in (errno.EAGAIN, errno.EACCES):
                 raise OutputError(f"another batch job is writing to {self.out}") from exc
             raise
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        except OSError as exc:  # e.g. a full disk: nothing of the output changed yet
+            fh.close()
+            raise OutputError(f"cannot write {self.option} {self.out}: cannot write "
+                              f"{self.out / LOCK_FILE}: {_reason(exc)}") from exc
         self._lock = fh
         for tmp in self.out.glob(f"{_TMP_PREFIX}*"):  # left by a killed run: never complete
             tmp.unlink(missing_ok=True)
@@ -573,7 +655,8 @@ class PartStore:
         file."""
         if part.name.endswith(".csv"):
             def write_csv(tmp: Path) -> None:
-                df = pd.read_csv(part, dtype=str, keep_default_na=False)
+                with _reading(part):
+                    df = pd.read_csv(part, dtype=str, keep_default_na=False)
                 for name in ADDED_COLUMNS:
                     if name not in df.columns:
                         df[name] = ""
@@ -585,7 +668,8 @@ class PartStore:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            table = pq.read_table(part)
+            with _reading(part):
+                table = pq.read_table(part)
             for i, field in enumerate(self.schema):
                 if field.name in ADDED_COLUMNS and field.name not in table.column_names:
                     table = table.add_column(i, field, pa.nulls(table.num_rows, field.type))
@@ -606,20 +690,19 @@ class PartStore:
         name = f"part-{self.run}-{self._seq:05d}.{self.fmt}"
         self._seq += 1
         final = self.out / name
-        tmp = self.out / f"{_TMP_PREFIX}{name}"
         if self.fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
 
             table = pa.Table.from_pandas(df[self.schema.names], schema=self.schema,
                                          preserve_index=False)
-            pq.write_table(table, tmp, compression="zstd")
+
+            def write(tmp: Path) -> None:
+                pq.write_table(table, tmp, compression="zstd")
         else:
-            df[self.schema.names].to_csv(tmp, index=False)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-        _fsync_dir(self.out)
+            def write(tmp: Path) -> None:
+                df[self.schema.names].to_csv(tmp, index=False)
+        self._replace(final, write)
         self.contents.add(self._as_read(df[self.contents.columns()]))
         return final
 
@@ -658,28 +741,54 @@ class PartStore:
         """Replace ``part`` by its rows where ``keep`` is true, unchanged otherwise."""
         def write(tmp: Path) -> None:
             if part.name.endswith(".csv"):  # the cells as written, text in, text out
-                df = pd.read_csv(part, dtype=str, keep_default_na=False)
+                with _reading(part):
+                    df = pd.read_csv(part, dtype=str, keep_default_na=False)
                 df[keep].to_csv(tmp, index=False)
             else:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
 
-                table = pq.read_table(part)
+                with _reading(part):
+                    table = pq.read_table(part)
                 pq.write_table(table.filter(pa.array(keep)), tmp, compression="zstd")
 
         self._replace(part, write)
 
     def _replace(self, part: Path, write: Callable[[Path], None]) -> None:
-        """Replace ``part`` atomically by what ``write`` writes (to a temporary file, flushed,
-        then renamed over it)."""
+        """Write ``part`` (new, or replacing the one there) atomically: what ``write`` writes
+        to a temporary file, flushed, then renamed over it. A write that fails (a full disk, a
+        file size limit) leaves ``part`` as it was and no temporary file: ``OutputFailure``."""
         tmp = self.out / f"{_TMP_PREFIX}{part.name}"
-        write(tmp)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, part)
+        try:
+            write(tmp)
+            with tmp.open("rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, part)
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OutputFailure(
+                f"cannot write {part}: {_reason(exc)}. The part files written before are kept "
+                f"in {self.out}: once the cause is fixed (e.g. disk space freed), run the same "
+                "command again to resume") from exc
+        except BaseException:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(self.out)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
+        """Write ``OUT/_summary.json`` atomically; ``OutputFailure`` when it cannot be (the old
+        one is removed by the store on leaving: it describes the folder before this run)."""
+        final = self.out / SUMMARY_FILE
         tmp = self.out / f"{_TMP_PREFIX}{SUMMARY_FILE}"
-        tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-        os.replace(tmp, self.out / SUMMARY_FILE)
+        try:
+            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
+            os.replace(tmp, final)
+        except OSError as exc:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise OutputFailure(
+                f"cannot write {final}: {_reason(exc)}. The rows are written (in {self.out}); "
+                "once the cause is fixed, run the same command again to write the "
+                "summary") from exc

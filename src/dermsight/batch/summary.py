@@ -7,6 +7,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from dermsight.batch.schema import RISK_TIERS, TTA_FALSE, TTA_TRUE, TTA_UNKNOWN
 from dermsight.batch.store import (
     BUNDLE_UNKNOWN,
     Key,
+    OutputFailure,
     count_tta,
     flag_counts,
     read_output,
@@ -51,7 +53,9 @@ class RunSummary:
     # unknown (a --limit stopped the reading of the input early)
     not_listed: int | None = None
     retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
-    scored: int = 0  # rows written by this run (ok + errors)
+    # rows written by this run (scored + errors); ``_summary.json`` names it ``rows``, and its
+    # ``scored`` is ``ok`` (the rows scored without an error), as the printed summary counts
+    scored: int = 0
     errors: int = 0  # of which error rows
     risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_TIERS, 0))
     flags: dict[str, int] = field(default_factory=dict)  # rows per flag code (a row counts once)
@@ -73,9 +77,16 @@ class RunSummary:
     evaluation_warnings: list[str] = field(default_factory=list)
 
     @property
+    def ok(self) -> int:
+        """Rows this run scored without an error (error rows are written but not scored)."""
+        return self.scored - self.errors
+
+    @property
     def images_per_s(self) -> float:
+        """Images scored (``ok``: error rows left out) per second of the run (Spark's start-up
+        left out)."""
         busy = self.elapsed_s - self.startup_s
-        return self.scored / busy if busy > 0 else 0.0
+        return self.ok / busy if busy > 0 else 0.0
 
     def add(self, risk: Sequence[Any], error: Sequence[Any], flags: Sequence[Any]) -> None:
         """Count a written chunk (its ``risk``, ``error`` and ``flags`` columns)."""
@@ -88,20 +99,24 @@ class RunSummary:
             self.flags[code] = self.flags.get(code, 0) + n
 
     def to_dict(self) -> dict[str, Any]:
+        """``_summary.json``: the fields, with ``rows`` (written by this run), ``scored`` (of
+        which scored: ``ok``) and ``errors`` (of which error rows), as the printed summary
+        counts them, and ``images_per_s`` (over the scored images)."""
         d = asdict(self)
+        d["rows"], d["scored"] = self.scored, self.ok
         d["images_per_s"] = round(self.images_per_s, 2)
         return d
 
     def render(self) -> str:
         """The plain-text summary printed at the end of a run."""
-        ok = self.scored - self.errors
+        ok = self.ok
         lines = [
             f"dermsight batch ({self.engine}) -> {self.out}  [{self.fmt}]",
             f"model: {self.model.get('name')} {self.model.get('version')}, "
             + ("with test-time augmentation (--tta)" if self.tta else
                "without test-time augmentation"),
             f"this run: {self.scored} rows in {self.elapsed_s:.1f} s "
-            f"({self.images_per_s:.1f} images/s"
+            f"({self.images_per_s:.1f} scored images/s"
             + (f", excluding {self.startup_s:.1f} s Spark start-up" if self.startup_s else "")
             + f"); {ok} scored, {self.errors} errors, {self.skipped} already done (skipped)",
         ]
@@ -141,7 +156,7 @@ class RunSummary:
     def _tta_lines(self) -> list[str]:
         """Scored rows (not errors) with and without TTA: this run's (all one way) and the
         output's, with the rows that do not record it (written by an older dermsight)."""
-        ok = self.scored - self.errors
+        ok = self.ok
         this = {TTA_TRUE: ok if self.tta else 0, TTA_FALSE: 0 if self.tta else ok}
         total = self.total.get("tta", {})
         names = {TTA_TRUE: "with TTA", TTA_FALSE: "without TTA", TTA_UNKNOWN: "TTA not recorded"}
@@ -402,8 +417,8 @@ def _evaluate(
     }
     json_path = sidecar(out, "evaluation.json")
     html_path = sidecar(out, "report.html")
-    json_path.write_text(json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
-    html_path.write_text(render_report(results), encoding="utf-8")
+    _write_sidecar(json_path, json.dumps(evaluation, indent=2, default=_jsonable) + "\n")
+    _write_sidecar(html_path, render_report(results))
     return _Evaluated({"json": str(json_path), "report": str(html_path)}, n_other, refused,
                       warnings)
 
@@ -754,6 +769,19 @@ def run_evaluation(summary: RunSummary, card: Card,
         summary.evaluation_warnings = done.warnings
     except EvaluationUnavailable as exc:
         summary.evaluation = {"unavailable": str(exc)}
+
+
+def _write_sidecar(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (UTF-8); ``OutputFailure`` naming it when it cannot be (a
+    full disk: the partial file is removed)."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        with suppress(OSError):
+            path.unlink(missing_ok=True)
+        raise OutputFailure(
+            f"cannot write {path}: {exc.strerror or exc}. The scores are kept: once the cause "
+            "is fixed, run the same command again to evaluate them") from exc
 
 
 def _jsonable(value: object) -> object:

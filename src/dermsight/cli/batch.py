@@ -1,16 +1,15 @@
-"""``dermsight batch``: score a folder, CSV manifest, DICOM files or TFRecord shards."""
+"""``dermsight batch``: score a folder, CSV manifest, DICOM file or TFRecord shard."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from dermsight.batch.options import SLICE_ROWS
-from dermsight.cli.errors import UserError
+from dermsight.cli.errors import EXIT_SOME_ERRORS, UserError
 
 
 def _storage_options(items: list[str] | None) -> dict[str, Any]:
@@ -43,7 +42,8 @@ def _check_paths(input: str, out: Path, heatmaps: Path | None, fmt: str = "parqu
 
     if not input.strip():
         raise UserError("the input path is empty: give a folder of images, a CSV manifest, "
-                        "DICOM files or TFRecord shards (. for the current folder)")
+                        "a DICOM file, a TFRecord shard or a folder of shards (. for the "
+                        "current folder)")
     local = None if is_remote(input) else Path(local_path(input)).expanduser()
     folder = local if local is not None and local.is_dir() else None
     _check_out(input, out, folder, fmt)
@@ -74,8 +74,9 @@ def _check_out(input: str, out: Path, folder: Path | None, fmt: str) -> None:
 # ruff noqa below: one parameter per CLI option (typer); they become one ScoreOptions.
 def batch(  # noqa: PLR0913
     input: Annotated[str, typer.Argument(
-        help="folder of images, CSV manifest (ISIC layouts too), DICOM file, TFRecord shard(s), "
-             "or an s3:// / gs:// prefix or manifest (needs the s3 extra)",
+        help="one input: a folder of images, a CSV manifest (ISIC layouts too), a DICOM file, "
+             "a TFRecord shard (several shards: their folder), or an s3:// / gs:// prefix or "
+             "manifest (needs the s3 extra)",
         show_default=False)],
     out: Annotated[Path, typer.Option(
         "--out", "-o", help="output folder: a dataset of part files (re-run to resume)",
@@ -94,7 +95,10 @@ def batch(  # noqa: PLR0913
              "--workers / Spark tasks)")] = None,
     chunk_size: Annotated[int, typer.Option(
         help="rows per output part file (local engine)", min=1)] = 1024,
-    batch_size: Annotated[int, typer.Option(help="images per inference call", min=1)] = 8,
+    batch_size: Annotated[int, typer.Option(
+        help="images per inference call; the ~0.4 GB peak memory of a local run holds for the "
+             "default, larger batches take more memory (and were not faster on 2 cores)",
+        min=1)] = 8,
     partitions: Annotated[int | None, typer.Option(
         help=f"Spark tasks per slice of {SLICE_ROWS:,} input rows, each slice committed as a "
              "whole (default: 4 x the cluster's cores)",
@@ -114,19 +118,32 @@ def batch(  # noqa: PLR0913
         "--storage-option",
         help="fsspec option for remote paths, KEY=VALUE (repeatable), e.g. "
              "endpoint_url=http://127.0.0.1:9000 or anon=true")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="no progress on stderr (a bar on a terminal; elsewhere, e.g. a "
+                              "log, the bar's state at most every 10 s)")] = False,
 ) -> None:
     """Score many lesion images into Parquet/CSV: one row per input, errors as rows.
 
     Resumable: re-running with the same --out skips rows already written (an output scored by
     another model or bundle, or the other way with respect to --tta, is refused: exit code 2).
 
-    Exit code 1 when some inputs could not be scored (the error column says why).
+    Exit code 1 when the job finished and some inputs could not be scored (the error column
+    says why); 2 when it stopped: a usage error, an input that cannot be read, an output that is
+    refused, cannot be written (e.g. a full disk) or holds a damaged part file (the rows written
+    before are kept: re-run to resume).
     """
     from dermsight.batch.options import ScoreOptions
 
     if engine not in ("local", "spark"):
         raise UserError("--engine must be local or spark")
+    if engine == "local":  # options of the Spark engine only: refused, never silently ignored
+        spark_only = [name for name, value in (("--master", master),
+                                               ("--partitions", partitions)) if value is not None]
+        if spark_only:
+            raise UserError(f"{' and '.join(spark_only)} "
+                            f"{'are options' if len(spark_only) > 1 else 'is an option'} of the "
+                            "Spark engine: add --engine spark, or leave "
+                            f"{'them' if len(spark_only) > 1 else 'it'} out")
     _check_paths(input, out, heatmaps, fmt)
     storage_options = _storage_options(storage_option)
     try:
@@ -139,8 +156,10 @@ def batch(  # noqa: PLR0913
     if engine == "local":
         from dermsight.batch.local import run_local
 
+        # progress on stderr unless --quiet: a bar on a terminal, else (a log: nohup, cron, a
+        # cluster's) the same bar redrawn at most every 10 s (``progress.progress_bars``)
         summary = run_local(input, out, options, bundle=model, chunk_size=chunk_size,
-                            progress=not quiet and sys.stderr.isatty())
+                            progress=not quiet)
     else:
         try:
             import pyspark  # noqa: F401
@@ -168,7 +187,7 @@ def batch(  # noqa: PLR0913
     if "unavailable" in summary.evaluation:
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:
-        raise SystemExit(1)
+        raise SystemExit(EXIT_SOME_ERRORS)
 
 
 def register(app: typer.Typer) -> None:

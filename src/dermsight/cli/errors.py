@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Sequence
 from types import TracebackType
 
 import typer
 
-#: exit codes: 0 ok, 1 some inputs failed (batch/predict error rows), 2 usage or user error,
-#: 3 missing/invalid model bundle, 4 a local update refused (``dermsight bundle adapt``: too few
+#: exit codes: 0 ok, 1 the command finished but some inputs failed (batch/evaluate/predict
+#: error rows), 2 usage or user error, or a job stopped by an input or output it cannot use (an
+#: output folder that cannot be written, e.g. a full disk, or holds a damaged part file), 3
+#: missing/invalid model bundle, 4 a local update refused (``dermsight bundle adapt``: too few
 #: cases, or no gain on them), 130 interrupted.
+EXIT_SOME_ERRORS = 1
 EXIT_USER = 2
 EXIT_BUNDLE = 3
 EXIT_REFUSED = 4
@@ -26,6 +30,11 @@ OPTIONAL_MODULES: dict[str, str] = {
     "pyspark": "spark",
     **dict.fromkeys(("fsspec", "s3fs"), "s3"),
 }
+
+
+#: ``OSError`` numbers that ``run_guarded`` reports as one line, exit code 2: the file system's
+#: (full disk, quota, file size limit, read-only or failing disk), not the command's
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 class UserError(Exception):
@@ -128,17 +137,33 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
             FileNotFoundError, ClinicConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_USER)
-    except Exception as exc:  # click usage errors (typer may vendor its own click)
-        if type(exc).__name__ == "Abort":  # click's Ctrl-C / end of input at a prompt
-            return _interrupted()
-        show = getattr(exc, "show", None)
-        if callable(show) and hasattr(exc, "exit_code"):
-            show()
-            return int(exc.exit_code)
-        raise
+    except Exception as exc:  # click usage errors (typer may vendor its own click), disk errors
+        known = _other_error(exc)
+        if known is None:  # a real bug, with its traceback
+            raise
+        return known
     if isinstance(code, int) and code:
         return _interrupted() if code == EXIT_INTERRUPTED else code
     return 0
+
+
+def _other_error(exc: Exception) -> int | None:
+    """The exit code of an error ``run_guarded`` has no ``except`` of its own for, after saying
+    it: click's usage errors and its Ctrl-C at a prompt, and an ``OSError`` of the file system
+    rather than the command (``_DISK_ERRNOS``: a full disk ... one line naming the file, exit
+    code 2, never 1, which says the command finished with some error rows); None for any
+    other (a bug)."""
+    if type(exc).__name__ == "Abort":  # click's Ctrl-C / end of input at a prompt
+        return _interrupted()
+    show = getattr(exc, "show", None)
+    if callable(show) and hasattr(exc, "exit_code"):
+        show()
+        return int(exc.exit_code)
+    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USER
+    return None
 
 
 def _interrupted(detail: str = "") -> int:
