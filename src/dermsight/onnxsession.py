@@ -18,6 +18,7 @@ reads one output's declared size (the facade checks the features' width against 
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -30,11 +31,33 @@ import numpy as np
 #: shifted frame of a square image take two; other aspect ratios take two more)
 MAX_FIXED = 4
 
+#: the least ``max_threads`` gives, whatever the number of CPU cores
+MIN_THREAD_BOUND = 64
+
+
+def max_threads() -> int:
+    """The most ONNX Runtime threads per run dermsight accepts: 4 per CPU core, at least
+    ``MIN_THREAD_BOUND``. Threads beyond the cores do not speed a run up, and ONNX Runtime
+    starts each one when the session is made (a million ran the process out of memory)."""
+    return max(MIN_THREAD_BOUND, 4 * (os.cpu_count() or 1))
+
+
+def threads_refusal(threads: int) -> str | None:
+    """Why ``threads`` (a whole number) is too many for one run, or None when it is not."""
+    bound = max_threads()
+    if threads <= bound:
+        return None
+    return (f"threads={threads} is more than the {bound} dermsight accepts (4 per CPU core, "
+            f"at least {MIN_THREAD_BOUND}; {os.cpu_count() or 1} cores here); threads "
+            "beyond the cores do not speed a run up")
+
 
 def ort_session(model: str | Path | bytes, threads: int | None = None,
                 fixed_dims: Mapping[str, int] | None = None) -> Any:
     """An ONNX Runtime CPU session as dermsight runs one (``threads`` intra-op threads), with
     the symbolic dimensions named in ``fixed_dims`` fixed to the values given."""
+    if threads and (why := threads_refusal(threads)) is not None:  # before ONNX Runtime
+        raise ValueError(why)
     import onnxruntime as ort
 
     opts = ort.SessionOptions()

@@ -46,7 +46,7 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.malignancy import malignant_probability
 from dermsight.metaflags import metadata_flags
-from dermsight.onnxsession import ModelSession
+from dermsight.onnxsession import ModelSession, threads_refusal
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.similar import ReferenceSet, SimilarCase
@@ -152,7 +152,16 @@ class Prediction:
     (``high`` / ``moderate`` / ``low``), ``flags`` (the non-blocking notes), ``cam`` (the
     heatmap's [0, 1] map, None without ``heatmap=True``; always None for a "cannot assess"
     result), ``meta`` (the metadata as used). ``to_dict()`` is the API's JSON answer;
-    ``overlay_png()`` the heatmap on the image."""
+    ``overlay_png()`` the heatmap on the image.
+
+    ``image`` (the decoded RGB input, as the heatmap is drawn on it) is kept only when a heatmap
+    was asked for (``heatmap=True``: predict's default, not predict_batch's), whether or not one
+    could be drawn; otherwise it is None, so a list of results does not hold every image
+    (``Dermsight.load_image`` gives an input's pixels).
+
+    ``==`` compares the answer: every field but ``timing_ms``, ``cam``, ``image`` and
+    ``embedding`` (so the same image given as a path, its bytes or a Pillow image compares
+    equal when the answers are equal, with or without a heatmap)."""
 
     probabilities: dict[str, float]
     prediction: str
@@ -161,15 +170,16 @@ class Prediction:
     flags: list[gate.Flag]
     model: dict[str, str]
     meta: Metadata
-    timing_ms: float
+    timing_ms: float = field(compare=False)
     #: [0, 1] map for the predicted class over the whole image
-    cam: np.ndarray | None = field(default=None, repr=False)
+    cam: np.ndarray | None = field(default=None, repr=False, compare=False)
     ood_score: float | None = None
-    image: np.ndarray | None = field(default=None, repr=False)  # the decoded RGB input
+    #: the decoded RGB input: only with ``heatmap=True`` (for ``overlay_png``), else None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: how ``prediction`` was chosen from ``probabilities`` (the bundle's decision rule)
     decision_rule: str = "most probable class"
     #: the pooled features (``Dermsight.similar`` finds the reference images nearest to them)
-    embedding: np.ndarray | None = field(default=None, repr=False)
+    embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the sha256 of the ONNX network that computed them (``similar`` refuses another's)
     network_sha256: str | None = field(default=None, repr=False)
 
@@ -219,13 +229,18 @@ class Prediction:
 
     def overlay_png(self, alpha: float = 0.45) -> bytes:
         """The input image with the heatmap blended on top (``alpha``: its opacity where it is
-        hottest, 0-1), as PNG bytes."""
+        hottest, 0-1), as PNG bytes. A ``ValueError`` saying why when there is nothing to
+        overlay: no heatmap (``heatmap=False``, or a "cannot assess" result) or no image."""
         if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.number)) or \
                 not 0 <= alpha <= 1:
             raise ValueError(f"overlay_png: alpha must be a number from 0 to 1, not {alpha!r}")
-        if self.image is None or self.cam is None:
-            raise ValueError(_NO_OVERLAY if self.assessable else
-                             "no heatmap to overlay: the image could not be assessed (see flags)")
+        if not self.assessable:
+            raise ValueError("no heatmap to overlay: the image could not be assessed (see flags)")
+        if self.cam is None:
+            raise ValueError(_NO_OVERLAY)
+        if self.image is None:
+            raise ValueError("no image to overlay the heatmap on: this result does not hold its "
+                             "input (image is None)")
         return heatmap.png_bytes(heatmap.overlay(self.image, self.cam, alpha))
 
 
@@ -271,7 +286,16 @@ def _check_alpha(alpha: np.ndarray) -> None:
 
 
 _NO_OVERLAY = ("no heatmap to overlay: predict with heatmap=True (predict's default; "
-               "predict_batch's is False)")
+               "predict_batch's is False); with heatmap=False a result keeps neither the "
+               "heatmap nor the image")
+
+
+def _check_switch(value: object, name: str, where: str) -> bool:
+    """``predict``'s ``heatmap`` / ``tta``: True or False (a numpy bool too), never a truthy
+    string such as "no"."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{where}: {name} must be True or False, not {value!r}")
 
 
 def _named(info: Mapping[str, str]) -> str:
@@ -349,12 +373,15 @@ def _check_threads(threads: object) -> None:
         raise TypeError(message)
     if threads < 0:
         raise ValueError(message)
+    if (why := threads_refusal(int(threads))) is not None:  # before ONNX Runtime starts them
+        raise ValueError(why)
 
 
 class Dermsight:
     """A loaded model bundle, ready to predict: ``Dermsight()`` (the shipped default model),
     ``Dermsight("bundles/clinic-a")`` (a bundle folder) or ``Dermsight(load_bundle(...))``;
-    ``threads``: ONNX Runtime threads per run (None or 0: ONNX Runtime's own choice).
+    ``threads``: ONNX Runtime threads per run (None or 0: ONNX Runtime's own choice; more than
+    ``onnxsession.max_threads()``, 4 per CPU core and at least 64, is a ``ValueError``).
 
     ``predict`` (one image) and ``predict_batch`` (many, one network run) give ``Prediction``
     objects; ``similar`` the reference images nearest to one. One instance may be shared by
@@ -615,11 +642,15 @@ class Dermsight:
         gives them in one object instead: not both.
         Either wins over a DICOM file's tags (see ``decode``).
 
-        ``heatmap``: compute ``cam`` (assessable results only). ``tta``: average the answer
+        ``heatmap``: compute ``cam`` (assessable results only) and keep the decoded ``image``
+        for ``overlay_png`` (without it the result holds neither). ``tta``: average the answer
         over the 8 flips/rotations (8x the compute); the heatmap is still drawn from the image
         as given (for a square image with the averaged map mixed in: ``camgrid.class_map``).
+        Both are True or False (anything else, e.g. the string "no", is a ``TypeError``).
         """
         t0 = time.perf_counter()
+        heatmap = _check_switch(heatmap, "heatmap", "predict")
+        tta = _check_switch(tta, "tta", "predict")
         if meta is not None and any(v is not None for v in (age, sex, site)):
             raise TypeError("predict: give meta or age/sex/site, not both (meta would win and "
                             "the others would be dropped)")
@@ -640,13 +671,16 @@ class Dermsight:
         ``images``: a list (or any iterable: a generator, a tuple, an (N, H, W, 3) array) of
         what ``predict`` takes, kinds mixed as you like; an empty one gives ``[]``. ``metas``:
         one per image, each a ``Metadata``, a dict of ``age`` / ``sex`` / ``site`` (read as
-        ``predict`` reads them) or None. ``heatmap`` is off by default here.
+        ``predict`` reads them) or None. ``heatmap`` is off by default here (so the results
+        hold no ``image`` either).
 
         Every image must decode: one that does not raises before the network runs, its
         ``ImageDecodeError`` / ``ValueError`` / ``TypeError`` naming it ("image 3 of 10
         (scans/x.jpg): not an image"); ``dermsight batch`` keeps going and writes an error row
         instead."""
         t0 = time.perf_counter()
+        heatmap = _check_switch(heatmap, "heatmap", "predict_batch")
+        tta = _check_switch(tta, "tta", "predict_batch")
         images = _batch_list(images, "images")
         if not images:
             return []
@@ -694,7 +728,7 @@ class Dermsight:
             decision_rule=self.card.decision.description,
             cam=cam,
             ood_score=result.ood_scores[i],
-            image=rgb,
+            image=rgb if want_heatmap else None,  # overlay_png's; not held without a heatmap
             embedding=None if result.embeddings is None else result.embeddings[i],
             network_sha256=self.card.onnx_sha256,
         )

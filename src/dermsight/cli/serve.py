@@ -53,6 +53,26 @@ def _heatmap_path(out: Path, image: Path, names: UniqueNames | None) -> Path:
     return out.with_name(names.claim(f"{out.stem}_{image.stem}", out.suffix or ".png"))
 
 
+def _heatmap_names(heatmap: Path | None, n: int) -> UniqueNames | None:
+    """The names handed to several images' heatmaps; None without ``--heatmap`` or for one
+    image. Imported only then: ``dermsight.batch`` pulls in pandas and pyarrow, which
+    ``predict`` does not need otherwise."""
+    if heatmap is None or n <= 1:
+        return None
+    from dermsight.batch.overlays import UniqueNames
+
+    return UniqueNames()
+
+
+def _check_ort_threads(threads: int, flag_given: bool) -> None:
+    """Refuse (exit 2), before the model loads, more ONNX Runtime threads than
+    ``onnxsession.max_threads`` allows: ONNX Runtime starts every thread it is given."""
+    from dermsight.onnxsession import threads_refusal
+
+    if (why := threads_refusal(threads)) is not None:
+        raise UserError(f"{'--threads' if flag_given else 'DERMSIGHT_ORT_THREADS'}: {why}")
+
+
 def _listen_refusal(host: str, port: int) -> str | None:
     """Why ``host:port`` cannot be listened on (one line), or None. Checked before the model
     loads: uvicorn itself would only log the error and exit 3, dermsight's code for a bad
@@ -177,7 +197,6 @@ def predict(  # noqa: PLR0913
 
     With --json and several images a progress bar counts them on stderr when it is a terminal
     (-q: none)."""
-    from dermsight.batch.overlays import UniqueNames
     from dermsight.io.errors import ImageDecodeError
     from dermsight.predict import DISCLAIMER, Dermsight
     from dermsight.records import Metadata
@@ -187,7 +206,7 @@ def predict(  # noqa: PLR0913
     if heatmap is not None:
         _check_heatmap(heatmap)
     m = Dermsight.load(model)  # BundleError -> exit 3
-    names = UniqueNames() if len(images) > 1 else None
+    names = _heatmap_names(heatmap, len(images))
     results: list[dict[str, Any]] = []
     failed = unwritten = 0
     stop = Interruption()
@@ -237,8 +256,8 @@ def serve(  # noqa: PLR0913
         help=f"inferences at the same time (default: $DERMSIGHT_WORKERS, else the CPU cores this "
              f"process may use, at most {MAX_DEFAULT_WORKERS})")] = None,
     threads: Annotated[int | None, typer.Option(
-        "--threads", min=1, help="ONNX Runtime threads per inference (default: "
-                                 "$DERMSIGHT_ORT_THREADS, else 1; numpy: "
+        "--threads", min=1, help="ONNX Runtime threads per inference, at most 4 per CPU core "
+                                 "or 64 (default: $DERMSIGHT_ORT_THREADS, else 1; numpy: "
                                  "$DERMSIGHT_BLAS_THREADS)")] = None,
     log_level: Annotated[str | None, typer.Option(
         "--log-level", help="debug | info | warning | error | critical (default: "
@@ -286,6 +305,7 @@ def serve(  # noqa: PLR0913
                                      log_level=log_level, clinic=clinic)
     except (SettingsError, ClinicConfigError) as exc:
         raise UserError(str(exc)) from exc
+    _check_ort_threads(settings.ort_threads, flag_given=threads is not None)
     refusal = (bind_refusal(host, settings.api_token, insecure_no_auth)
                or token_refusal(host, settings.api_token) or _listen_refusal(host, port))
     if refusal is not None:
