@@ -455,14 +455,17 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
           bundle: str | os.PathLike[str] | None = None,
           scores: str | os.PathLike[str] | None = None, seed: int = 0,
           on_scored: Callable[[RunSummary], None] | None = None,
-          progress: bool = True) -> Adapted:
+          progress: bool = False) -> Adapted:
     """``dermsight bundle adapt``: score the clinic's labelled cases in ``data`` with ``bundle``
     (default: the shipped one; resumable in ``scores``, default ``OUT.scores``), check an update
     on them and, when accepted, write the adapted bundle to ``out``. The check's figures go to
     ``OUT.assessment.json`` either way. Raises ``UpdateRefused`` (with the figures when the check
     ran) or ``AdaptInputError`` (no labels, a bad name, a used ``out``, a ``scores`` folder that
     holds rows of another bundle: refused by the batch store before anything is written).
-    ``progress``: the scoring's progress bar on stderr (``run_local``'s).
+    A refused update keeps the scores folder on purpose (its message says where): a re-run, with
+    more cases, scores only the new ones. ``progress``: the scoring's progress bar on stderr
+    (``run_local``'s; off by default, as for the facade's other calls: the CLI turns it on
+    unless ``-q``).
     """
     from dermsight.batch.local import run_local
     from dermsight.batch.options import ScoreOptions
@@ -499,9 +502,21 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     except UpdateRefused as exc:
         if exc.assessment is not None:
             _write_json(report, exc.assessment.to_dict())
-        raise
+        raise UpdateRefused(_refusal_with_files(str(exc), scores_dir, report, exc.assessment),
+                            exc.assessment) from None
     _write_json(report, assessment.to_dict())
     return Adapted(bundle=written, assessment=assessment, report=report)
+
+
+def _refusal_with_files(message: str, scores_dir: Path, report: Path,
+                        assessment: Assessment | None) -> str:
+    """A refusal's message with what the run left behind and why: the scores, kept so that a
+    re-run resumes them, and the figures (when the check ran)."""
+    figures = f"; the figures are in {report}" if assessment is not None else ""
+    return (f"{message}{figures}; the cases' scores are kept in {scores_dir} so that a re-run "
+            "(with more cases) scores only the new ones: remove that folder to start over (also "
+            "after correcting a diagnosis or other metadata of cases already scored, which keep "
+            "what they were scored with)")
 
 
 def _check_name(name: str) -> None:

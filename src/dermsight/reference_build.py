@@ -9,7 +9,12 @@ configs/default-split.csv`` calls :func:`build_reference`. It
    e.g. the nine-class one with ISIC 2020's UNK images, needs each of them);
 2. picks up to ``per_class`` TRAINING images per class (every class; images whose licence is
    unknown are left out; redistributable CC-0 images first, then the rest, each group in a random
-   order fixed by ``seed``);
+   order fixed by ``seed``). The set redistributes a thumbnail of each image it holds, so every
+   image needs a known licence: those of the shipped data sources (ISIC 2017, HAM10000, ISIC
+   2020) are known here; an image of any other source (a cohort of one's own) needs its licence
+   in a ``licence`` column of its data folder's metadata.csv (optionally ``licence_url`` and
+   ``attribution``; ``license`` / ``license_url`` also read). A class without one such training
+   image is a ``ReferenceDataError`` that says so;
 3. embeds them with the bundle's ONNX model through the facade's own preprocessing
    (``Dermsight.prepare`` + ``run_arrays``) and stores the L2-normalised embeddings (float16),
    ids, diagnoses, a licence row per image and a WebP thumbnail per image in
@@ -80,10 +85,74 @@ ISIC2020 = {
 #: datasets in preference order (the first is picked first within a class); a row's index here
 #: is stored in reference.npz, so new datasets go at the end
 DATASETS = (ISIC2017, HAM, ISIC2020)
+#: metadata.csv columns that state the licence of an image of another source (a cohort of one's
+#: own), its URL and its attribution; the first column present (any case) is read
+LICENCE_COLS = ("licence", "license")
+LICENCE_URL_COLS = ("licence_url", "license_url")
+ATTRIBUTION_COLS = ("attribution",)
+#: the most (source, licence, URL, attribution) combinations metadata columns may add to
+#: ``DATASETS`` (reference.npz stores each image's row as an int8)
+MAX_STATED = 100
 PER_CLASS = 300
 THUMB_PX = 96
 THUMB_QUALITY = 70
 BATCH = 32
+
+
+class ReferenceDataError(ValueError):
+    """The training data do not allow a reference set: a class with no training image whose
+    licence is known (a data problem, not the bundle's)."""
+
+
+def _cell(row: pd.Series, names: Sequence[str]) -> str:
+    """The first non-empty value among the columns ``names`` (any case) of a data row."""
+    wanted = {n.lower() for n in names}
+    for key, value in row.items():
+        if str(key).lower() in wanted and isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+def stated_licence(row: pd.Series) -> dict[str, str] | None:
+    """The dataset entry (as in ``DATASETS``) a data row's own metadata gives it: its
+    ``licence`` column (``license``), with ``licence_url`` and ``attribution`` when given;
+    None when the row states no licence."""
+    licence = _cell(row, LICENCE_COLS)
+    if not licence:
+        return None
+    source = str(row.get("source") or row.get("root") or "own data")
+    return {
+        "name": source,
+        "licence": licence,
+        "licence_url": _cell(row, LICENCE_URL_COLS),
+        "licence_note": f"As stated in the '{source}' data's metadata.csv (licence column); "
+                        "not checked by dermsight.",
+        "attribution": _cell(row, ATTRIBUTION_COLS) or f"{source} (no attribution stated)",
+    }
+
+
+def licensed(rows: pd.DataFrame) -> tuple[list[int | None], list[dict[str, str]]]:
+    """Each row's dataset (an index into the returned list: ``DATASETS``, then one entry per
+    licence that metadata columns state for images of other sources), None when its licence is
+    unknown."""
+    datasets = [dict(d) for d in DATASETS]
+    seen: dict[tuple[str, ...], int] = {}
+    out: list[int | None] = []
+    for _, row in rows.iterrows():
+        index = dataset_of(row)
+        if index is None and (stated := stated_licence(row)) is not None:
+            key = tuple(stated.values())
+            if key not in seen:
+                if len(seen) >= MAX_STATED:
+                    raise ReferenceDataError(
+                        f"the data's licence / attribution columns name more than {MAX_STATED} "
+                        "different licences or attributions: the reference set lists each "
+                        "once; give one attribution per collection rather than per image")
+                seen[key] = len(datasets)
+                datasets.append(stated)
+            index = seen[key]
+        out.append(index)
+    return out, datasets
 
 
 def dataset_of(row: pd.Series) -> int | None:
@@ -174,20 +243,33 @@ def recorded_split(bundle: Path, fallback: Path) -> Path:
 
 
 def select_reference(train: pd.DataFrame, classes: list[str], per_class: int, seed: int
-                     ) -> pd.DataFrame:
-    """Up to ``per_class`` rows per class: licence known, CC-0 first, random within a licence."""
+                     ) -> tuple[pd.DataFrame, list[dict[str, str]]]:
+    """Up to ``per_class`` rows per class: licence known, CC-0 first, random within a licence;
+    and the datasets their ``dataset`` column indexes (``licensed``). ``ReferenceDataError``
+    naming the classes without a training image whose licence is known."""
     rng = np.random.default_rng(seed)
-    rows = train.assign(dataset=[dataset_of(r) for _, r in train.iterrows()])
+    index, datasets = licensed(train)
+    rows = train.assign(dataset=index)
     rows = rows[rows["dataset"].notna()].sort_values("image_id").reset_index(drop=True)
     rows["dataset"] = rows["dataset"].astype(int)
     rows["order"] = rng.permutation(len(rows))
     picked = []
+    lacking: list[str] = []
     for code in classes:
         cls = rows[rows["diagnosis"] == code].sort_values(["dataset", "order"])
         if cls.empty:
-            raise BundleError(f"no training image of class {code} with a known licence")
+            lacking.append(f"{code} ({int((train['diagnosis'] == code).sum())} training images)")
         picked.append(cls.head(per_class))
-    return pd.concat(picked, ignore_index=True).drop(columns="order")
+    if lacking:
+        shipped = ", ".join(d["name"] for d in DATASETS)
+        raise ReferenceDataError(
+            f"no training image with a known licence for class {', '.join(lacking)}: the "
+            "reference set redistributes a thumbnail of each image it holds, so every one needs "
+            f"a licence. Only the shipped data sources' licences are known ({shipped}); for "
+            "images of other sources add a 'licence' column to their data folder's metadata.csv "
+            "(the licence under which their thumbnails may be shown, e.g. CC BY 4.0; optional "
+            "'licence_url' and 'attribution' columns), then run this command again")
+    return pd.concat(picked, ignore_index=True).drop(columns="order"), datasets
 
 
 def thumbnail(image: np.ndarray, px: int = THUMB_PX, quality: int = THUMB_QUALITY) -> bytes:
@@ -225,8 +307,10 @@ def embed_rows(model: Dermsight, rows: pd.DataFrame, thumbs: bool,
 
 
 def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
-                    thumbs: list[bytes], build: dict[str, Any]) -> None:
-    """``reference/reference.npz`` + ``reference/credits.json`` under a bundle folder."""
+                    thumbs: list[bytes], build: dict[str, Any],
+                    datasets: Sequence[dict[str, str]] = DATASETS) -> None:
+    """``reference/reference.npz`` + ``reference/credits.json`` under a bundle folder
+    (``picked``'s ``dataset`` column: rows of ``datasets``)."""
     folder = root / similar.REFERENCE_DIR
     folder.mkdir(parents=True, exist_ok=True)
     offsets = np.concatenate([[0], np.cumsum([len(t) for t in thumbs])]).astype(np.int64)
@@ -239,15 +323,19 @@ def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
         thumb_data=np.frombuffer(b"".join(thumbs), np.uint8),
         thumb_offset=offsets,
     )
+    own = len(datasets) > len(DATASETS)
     credits = {
         "description": (
             "Reference images shown as 'similar cases' beside a result: training images of the "
-            "shipped model, with their confirmed diagnosis from the ISIC ground truth. They are "
-            "images that look alike to the model's features, not a diagnosis. Non-commercial "
-            "research use; each image's licence and attribution are given per dataset below "
-            "('dataset' in reference.npz is the row of 'datasets')."),
+            "model, with the diagnosis their data give them"
+            + (" (for the ISIC sources, the ISIC ground truth; for the others, their own "
+               "metadata). " if own else " (the ISIC ground truth). ")
+            + "They are images that look alike to the model's features, not a diagnosis. "
+            + ("" if own else "Non-commercial research use. ")
+            + "Each image's licence and attribution are given per dataset below ('dataset' in "
+              "reference.npz is the row of 'datasets')."),
         "thumbnail_type": "image/webp",
-        "datasets": list(DATASETS),
+        "datasets": list(datasets),
         "build": build,
     }
     (root / similar.REFERENCE_CREDITS).write_text(json.dumps(credits, indent=2) + "\n",
@@ -279,6 +367,15 @@ def _count_by(df: pd.DataFrame, col: str) -> dict[str, int]:
     return {str(k): int(v) for k, v in df[col].value_counts().sort_index().items()}
 
 
+def _by_dataset(picked: pd.DataFrame, datasets: Sequence[dict[str, str]]) -> dict[str, int]:
+    """Picked images per dataset name (metadata-stated licences of one source add up)."""
+    out: dict[str, int] = {}
+    for i, n in _count_by(picked, "dataset").items():
+        name = datasets[int(i)]["name"]
+        out[name] = out.get(name, 0) + n
+    return out
+
+
 def build_reference(  # noqa: PLR0913
     bundle: Path,
     data: Path | Sequence[Path],
@@ -298,7 +395,7 @@ def build_reference(  # noqa: PLR0913
     classes = list(model.classes)
     folders = [data] if isinstance(data, Path) else list(data)
     df = load_split(data, split_csv, model.card.extra)
-    picked = select_reference(df[df["split"] == "train"], classes, per_class, seed)
+    picked, datasets = select_reference(df[df["split"] == "train"], classes, per_class, seed)
     log(f"reference: {len(picked)} training images ({_count_by(picked, 'diagnosis')})")
     emb, _, thumbs = embed_rows(model, picked, thumbs=True, progress=progress,
                                 desc="scoring reference images")
@@ -321,21 +418,22 @@ def build_reference(  # noqa: PLR0913
         "per_class": per_class,
         "selection": ("TRAINING split only (checked against the card's split_sha256); per "
                       "class up to per_class images with a known licence, CC-0 (ISIC 2017) "
-                      "before HAM10000 before ISIC 2020, random within each in a seed-fixed "
-                      "order; the cap "
+                      "before HAM10000 before ISIC 2020"
+                      + (" before images of other sources whose licence their metadata.csv "
+                         "states" if len(datasets) > len(DATASETS) else "")
+                      + ", random within each in a seed-fixed order; the cap "
                       "was chosen on VALIDATION (docs/experiments/reference-set.md)"),
         "split_sha256": {"train": split_sha256(df.loc[df["split"] == "train", "image_id"])},
         "n_images": len(picked),
         "by_diagnosis": _count_by(picked, "diagnosis"),
-        "by_dataset": {DATASETS[int(i)]["name"]: n for i, n in
-                       _count_by(picked, "dataset").items()},
+        "by_dataset": _by_dataset(picked, datasets),
         "thumbnail": f"WebP, {THUMB_PX} px long side, quality {THUMB_QUALITY}",
         "embedding": "the model's pooled last feature map (run_arrays 'embedding'), L2-normalised, "
                      "float16",
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": platform.machine(),
     }
-    write_reference(bundle, picked, bank, thumbs, build)
+    write_reference(bundle, picked, bank, thumbs, build, datasets)
     card_path = bundle / "card.json"
     raw = json.loads(card_path.read_text(encoding="utf-8"))
     raw["retrieval"] = {

@@ -36,16 +36,29 @@ def build(
 ) -> None:
     """Pick training images per class, embed them with the bundle's model, store them with
     thumbnails and licences in BUNDLE/reference/, measure retrieval on the TEST split (card
-    'retrieval') and rewrite the bundle's manifest."""
-    from dermsight.reference_build import build_reference, recorded_split, trained_folders
+    'retrieval') and rewrite the bundle's manifest.
+
+    Every picked image needs a known licence (its thumbnail is redistributed): the shipped data
+    sources' are known; images of other sources need a 'licence' column in their data folder's
+    metadata.csv (optional 'licence_url', 'attribution'), else exit code 2."""
+    from dermsight.cli.errors import UserError
+    from dermsight.reference_build import (
+        ReferenceDataError,
+        build_reference,
+        recorded_split,
+        trained_folders,
+    )
 
     folders = data or trained_folders(bundle) or [DEFAULT_DATA]
     if split is None:
         split = recorded_split(bundle, DEFAULT_SPLIT)
     require_labelled_data(folders, split)
-    result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
-                             threads=threads, log=typer.echo,
-                             progress=progress_bars(not quiet))
+    try:
+        result = build_reference(bundle, folders, split, per_class=per_class, seed=seed,
+                                 threads=threads, log=typer.echo,
+                                 progress=progress_bars(not quiet))
+    except ReferenceDataError as exc:
+        raise UserError(str(exc)) from None
     m = result["metrics"]
     for code, row in m["precision_at_k"]["per_class"].items():
         p = row["precision_at_k"]

@@ -243,6 +243,9 @@ class TrainConfig:
     def validate(self) -> None:
         if not 0 < self.data.test_fraction < 0.5 or not 0 < self.data.val_fraction < 0.5:
             raise ConfigError("data.test_fraction and data.val_fraction must be in (0, 0.5)")
+        # each setting's own range first, then the relations between settings, so a message
+        # names the setting that is wrong (train.epochs=-1 is not a train.swa_from problem)
+        self._validate_numbers()
         self._validate_train()
         self._validate_augment()
         self._validate_distill()
@@ -251,7 +254,6 @@ class TrainConfig:
                               f"got {self.evaluation.num_threads}")
         self._validate_input()
         self._validate_data()
-        self._validate_numbers()
         self._validate_calibration()
         if self.model.unspecified_head and (len(self.data.classes) < 3
                                             or self.data.classes[-1] != taxonomy.UNSPECIFIED):
@@ -295,6 +297,8 @@ class TrainConfig:
         something else than asked)."""
         t, m = self.train, self.model
         checks: tuple[tuple[str, float, bool, str], ...] = (
+            ("train.epochs", t.epochs, t.epochs >= 1, ">= 1"),
+            ("train.batch_size", t.batch_size, t.batch_size >= 2, ">= 2"),
             ("seed", self.seed, self.seed >= 0, ">= 0"),
             ("data.split_seed", self.data.split_seed, self.data.split_seed >= 0, ">= 0"),
             ("train.lr", t.lr, t.lr > 0, "> 0"),
@@ -373,13 +377,18 @@ class TrainConfig:
         if not 0 <= t.swa_from <= t.epochs:
             raise ConfigError(f"train.swa_from must be between 0 (off) and train.epochs "
                               f"({t.epochs}), got {t.swa_from}")
+        # the learning rate rises over warmup_epochs, then decays on a cosine over the rest
+        # (loop.lr_at): a warmup longer than the run never reaches the configured rate
+        if t.warmup_epochs > t.epochs:
+            raise ConfigError(f"train.warmup_epochs ({t.warmup_epochs:g}) must not exceed "
+                              f"train.epochs ({t.epochs}): the learning rate would still be "
+                              f"rising when training ends, never reaching train.lr; lower "
+                              f"train.warmup_epochs (0: no warmup) or raise train.epochs")
         self._validate_source_balance()
         if t.sam_rho < 0:
             raise ConfigError(f"train.sam_rho must be >= 0 (0: off), got {t.sam_rho}")
         if t.num_workers < 0:
             raise ConfigError(f"train.num_workers must be >= 0, got {t.num_workers}")
-        if t.epochs < 1 or t.batch_size < 2:
-            raise ConfigError("train.epochs must be >= 1 and train.batch_size >= 2")
         if t.select_metric not in SELECT_METRICS:
             raise ConfigError(f"train.select_metric must be one of {'|'.join(SELECT_METRICS)}, "
                               f"got {t.select_metric!r}")

@@ -21,6 +21,7 @@ import pandas as pd
 from dermsight.compression import note_limits, survey
 from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.preprocess import MetaSpec
+from dermsight.train.calibrate import temperature_limitation
 from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.finalize.baseline import baseline
 from dermsight.train.finalize.calibration import calibrate, fit_decision
@@ -83,7 +84,9 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         if ev is not None:
             withhold_thin_figures(ev)
     figure_notes = [line for line in (thin_figures_limitation(withheld),
-                                      collapsed_tiers_limitation(calib.refer, calib.monitor))
+                                      collapsed_tiers_limitation(calib.refer, calib.monitor),
+                                      temperature_limitation(calib.temperature,
+                                                             len(cfg.data.classes)))
                     if line is not None]
     val = parts["val"]
     extra: dict[str, Any] = {

@@ -3,6 +3,7 @@ regression (``linear_probe``), evaluated on test beside the model, with the pair
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +14,7 @@ from tqdm import tqdm
 from dermsight.evaluate import EvalSettings, compare_predictions, evaluate_predictions
 from dermsight.predict import softmax
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
-from dermsight.train.calibrate import fit_temperature, threshold_for_sensitivity
+from dermsight.train.calibrate import fit_temperature_checked, threshold_for_sensitivity
 from dermsight.train.config import TrainConfig
 from dermsight.train.finalize.calibration import Calibration
 from dermsight.train.finalize.scoring import Part
@@ -84,7 +85,10 @@ def linear_probe(cfg: TrainConfig, parts: dict[str, Part]) -> dict[str, Any]:
         return full
 
     val_logits, test_logits = logits(xs["val"]), logits(xs["test"])
-    t = fit_temperature(val_logits, y["val"])
+    t = fit_temperature_checked(  # its warning, if any, must not read as the model's
+        val_logits, y["val"],
+        warn=lambda line: print(f"{line} (the linear-probe baseline)", file=sys.stderr)
+    ).temperature
     return {
         "val_logits": val_logits, "test_logits": test_logits, "temperature": t,
         "chosen": {"imbalance": best[2], "C": best[3], "val_balanced_accuracy": best[0]},
