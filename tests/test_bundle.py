@@ -245,8 +245,8 @@ def test_save_bundle_writes_a_manifest_that_loads(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("age", "expected", "note"), [
-    ("12", 12.0, None), ("045Y", 45.0, None), ("١٢", 12.0, "normalised"),
-    ("1e1", 10.0, "normalised"), ("12_0", 120.0, "normalised"), ("NaN", None, "ignored"),
+    ("12", 12.0, None), ("045Y", 45.0, "normalised"), ("١٢", 12.0, "normalised"),
+    ("1e1", 10.0, "normalised"), ("NaN", None, "ignored"),
     ("", None, None), (None, None, None), (33, 33.0, None),
 ])
 def test_metadata_parse_notes_lenient_values(age: object, expected: float | None,

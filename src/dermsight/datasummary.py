@@ -1,5 +1,7 @@
-"""What is in a dataset: counts per class / source / sex / site, ages, missing metadata, unreadable
-files, and the image files of a folder that its CSV does not list (``n_unlisted``). Streams the
+"""What is in a dataset: counts per class / source / sex / site, ages, missing metadata, invalid
+metadata values (given but not usable: age 250 or "60m", sex "X", site "moon"; counted apart from
+the missing ones, ``n_invalid``), unreadable files, and the image files of a folder that its CSV
+does not list (``n_unlisted``). Streams the
 records (``iter_records(decode=False)``) and, unless told not to, checks that every image
 decodes, in a thread pool, with the fast ``verify_image`` path.
 """
@@ -54,7 +56,10 @@ class DataSummary:
     by_site: Counter[str] = field(default_factory=Counter)
     age_histogram: Counter[str] = field(default_factory=Counter)
     image_sizes: Counter[str] = field(default_factory=Counter)
+    #: per field, the values not given (empty, "unknown", a placeholder such as "NaN")
     n_missing: Counter[str] = field(default_factory=Counter)
+    #: per field (age, sex, site), the values given but not usable (``Metadata.invalid``)
+    n_invalid: Counter[str] = field(default_factory=Counter)
     groups: set[str] = field(default_factory=set)
     age_sum: float = 0.0
     age_min: float | None = None
@@ -81,20 +86,20 @@ class DataSummary:
             self.by_diagnosis[rec.label] += 1
         self.by_source[rec.source or "unknown"] += 1
         m = rec.meta
-        self.by_sex[m.sex or "missing"] += 1
-        self.by_site[m.site or "missing"] += 1
+        unused = {name: "invalid" if name in m.invalid else "missing"
+                  for name in ("age", "sex", "site")}
+        for name in ("age", "sex", "site"):
+            if getattr(m, name) is None:
+                (self.n_invalid if name in m.invalid else self.n_missing)[name] += 1
+        self.by_sex[m.sex or unused["sex"]] += 1
+        self.by_site[m.site or unused["site"]] += 1
         if m.age is None:
-            self.age_histogram["missing"] += 1
-            self.n_missing["age"] += 1
+            self.age_histogram[unused["age"]] += 1
         else:
             self.age_histogram[age_bin(m.age)] += 1
             self.age_sum += m.age
             self.age_min = m.age if self.age_min is None else min(self.age_min, m.age)
             self.age_max = m.age if self.age_max is None else max(self.age_max, m.age)
-        if m.sex is None:
-            self.n_missing["sex"] += 1
-        if m.site is None:
-            self.n_missing["site"] += 1
         if rec.group:
             self.groups.add(rec.group)
         else:
@@ -104,13 +109,15 @@ class DataSummary:
 
     def to_dict(self) -> dict[str, Any]:
         n = self.n_images
-        n_aged = n - self.n_missing["age"]
+        n_aged = n - self.n_missing["age"] - self.n_invalid["age"]
 
         def rate(key: str) -> float:
             return round(self.n_missing[key] / n, 4) if n else 0.0
 
-        sex_keys = [*taxonomy.SEXES, "missing"]
-        site_keys = [*taxonomy.SITES, "missing"]
+        # "invalid" only where there are such values (a dataset without them keeps its keys)
+        sex_keys = [*taxonomy.SEXES, *(["invalid"] if self.n_invalid["sex"] else []), "missing"]
+        site_keys = [*taxonomy.SITES, "invalid", "missing"]
+        age_keys = [*AGE_BINS, *(["invalid"] if self.n_invalid["age"] else []), "missing"]
         return {
             "path": self.path,
             "kind": self.kind,
@@ -124,15 +131,14 @@ class DataSummary:
             "by_source": dict(self.by_source.most_common()),
             "by_sex": {k: self.by_sex.get(k, 0) for k in sex_keys},
             "by_site": {k: self.by_site.get(k, 0) for k in site_keys if self.by_site.get(k)},
-            "age_histogram": {
-                k: self.age_histogram.get(k, 0) for k in (*AGE_BINS, "missing")
-            },
+            "age_histogram": {k: self.age_histogram.get(k, 0) for k in age_keys},
             "age": {
                 "min": self.age_min,
                 "max": self.age_max,
                 "mean": round(self.age_sum / n_aged, 2) if n_aged else None,
             },
             "missing": {k: rate(k) for k in ("diagnosis", "age", "sex", "site", "group")},
+            "n_invalid": {k: self.n_invalid[k] for k in ("age", "sex", "site")},
             "image_sizes": dict(self.image_sizes.most_common(10)),
             "errors": list(self.errors),
             "n_unlisted": len(self.unlisted),

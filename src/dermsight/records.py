@@ -12,11 +12,13 @@ from dermsight import taxonomy
 
 IGNORED = "ignored"
 NORMALISED = "normalised"
-#: strings that stand for "no value" and are read as missing, with a note ("" and "unknown"
-#: are read as missing without one: ``taxonomy.NOT_GIVEN``)
-PLACEHOLDERS = frozenset({"nan", "none", "null"})
-#: an age written as plain digits ("-0" too: it is 0, read as such without a note)
-_PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^[0-9]{1,3}[YMWDymwd]$|^-0+(\.0+)?$", re.ASCII)
+#: strings that stand for "no value" ("NaN", "none", "null", "NA", "N/A", "?", "-", any case)
+#: and are read as missing, with a note ("" and "unknown" are read as missing without one:
+#: ``taxonomy.NOT_GIVEN``)
+PLACEHOLDERS = frozenset(taxonomy.PLACEHOLDERS)
+#: an age written as plain digits ("-0" too: it is 0, read as such without a note); an age with
+#: a year unit ("55y", "055Y", "55 years") is read, and noted NORMALISED
+_PLAIN_AGE = re.compile(r"^[0-9]+(\.[0-9]+)?$|^-0+(\.0+)?$", re.ASCII)
 
 
 def plain_value(value: object) -> object:
@@ -39,6 +41,11 @@ class Metadata:
     #: ``(field, IGNORED | NORMALISED)`` for values that were given but not used, or read
     #: leniently; field names only, never the values (they may be identifying)
     notes: tuple[tuple[str, str], ...] = field(default=(), compare=False, repr=False)
+    #: the fields whose given value could not be used (an age of 250 or "60m", sex "X", site
+    #: "moon"), left out by :meth:`lenient`, which also notes them IGNORED; a placeholder
+    #: ("NaN", "N/A") is not among them. For counting such values apart from values not given
+    #: (``dermsight data summary``, the training data's notes); never the values themselves
+    invalid: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def parse(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
@@ -47,10 +54,13 @@ class Metadata:
         Missing without a note: None, pandas' missing values, a float NaN (a data file's or
         batch row's empty cell, as pandas reads it; ``parse_given`` notes it), "" and "unknown"
         (the documented way to say "not known"). Accepted but noted (``notes``): a placeholder
-        string ("NaN", "none", "null") given for a field is treated as missing (IGNORED); an age
-        not written as plain ASCII digits (e.g. Arabic-Indic digits, "1e2", "12_0") is read as
-        the number it denotes (NORMALISED). numpy scalars and pandas' missing values read as
-        the Python values they hold (``plain_value``).
+        string (``PLACEHOLDERS``: "NaN", "none", "null", "NA", "N/A", "?", "-") given for a
+        field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
+        Arabic-Indic digits, "1e2", "+55", or with a year unit: "55y", "55 years") is read as
+        the number of years it denotes (NORMALISED). Refused: an age in months, weeks or days
+        ("60m", "8w", "12d"; ``taxonomy.normalize_age``: those units are read only from a DICOM
+        file's PatientAge) and "1_0" (not an age). numpy scalars and pandas' missing values
+        read as the Python values they hold (``plain_value``).
         """
         age, sex, site = plain_value(age), plain_value(sex), plain_value(site)
         parsed = taxonomy.normalize_age(age)
@@ -75,8 +85,8 @@ class Metadata:
     @classmethod
     def lenient(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
         """Like :meth:`parse`, but a value that does not parse becomes missing on its own (noted
-        IGNORED) instead of raising: for data files, where one bad cell must not cost the row's
-        other fields."""
+        IGNORED, and named in ``invalid``) instead of raising: for data files, where one bad
+        cell must not cost the row's other fields."""
         given = {"age": age, "sex": sex, "site": site}
         bad: list[str] = []
         for name, value in given.items():
@@ -85,11 +95,13 @@ class Metadata:
             except taxonomy.TaxonomyError:
                 bad.append(name)
         usable = {k: (None if k in bad else v) for k, v in given.items()}
-        return cls.parse(**usable).noted(*((name, IGNORED) for name in bad))
+        meta = cls.parse(**usable).noted(*((name, IGNORED) for name in bad))
+        return cls(meta.age, meta.sex, meta.site, notes=meta.notes, invalid=tuple(bad))
 
     def noted(self, *notes: tuple[str, str]) -> Metadata:
         """A copy with more notes."""
-        return Metadata(self.age, self.sex, self.site, notes=self.notes + tuple(notes))
+        return Metadata(self.age, self.sex, self.site, notes=self.notes + tuple(notes),
+                        invalid=self.invalid)
 
     def fill_from(self, other: Metadata) -> Metadata:
         """Fields left empty here take ``other``'s values (e.g. DICOM tags under the form's);
@@ -105,6 +117,9 @@ class Metadata:
             sex=self.sex if self.sex is not None else other.sex,
             site=self.site if self.site is not None else other.site,
             notes=own + kept,
+            invalid=(*(f for f in self.invalid if f not in filled),
+                     *(f for f in other.invalid if getattr(self, f) is None
+                       and f not in self.invalid)),
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -127,8 +142,9 @@ class Metadata:
 def input_notes(age: object, sex: object, site: object,
                 parsed_age: float | None) -> tuple[tuple[str, str], ...]:
     """The notes of values given as ``age``, ``sex``, ``site`` (``parsed_age``: the age they
-    were read as): a placeholder string ("NaN", "none", "null") is IGNORED, an age not written
-    as plain ASCII digits (nor "-0") but read as a number is NORMALISED (``Metadata.parse``)."""
+    were read as): a placeholder string (``PLACEHOLDERS``) is IGNORED, an age not written as
+    plain ASCII digits (nor "-0") but read as a number ("55y" too) is NORMALISED
+    (``Metadata.parse``)."""
     notes = [(name, IGNORED) for name, value in (("age", age), ("sex", sex), ("site", site))
              if isinstance(value, str) and value.strip().lower() in PLACEHOLDERS]
     if parsed_age is not None and isinstance(age, str) and not _PLAIN_AGE.match(age.strip()):

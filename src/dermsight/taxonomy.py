@@ -6,6 +6,7 @@ vocabulary lives here, so readers, training and serving agree on one set of code
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Final
 
@@ -219,6 +220,11 @@ _SITE_ALIASES: Final[dict[str, str]] = {
 #: The spellings of "not known" that read as not given, like an empty value (no note: saying
 #: "unknown" is a legitimate answer, HAM10000's own for sex and localization).
 NOT_GIVEN: Final[tuple[str, ...]] = ("", "unknown")
+#: The placeholders tables and forms write for "no value" (any case, spaces around ignored): read
+#: as not given, like ``NOT_GIVEN``, but noted (``records.Metadata.notes``: IGNORED), since a
+#: value was written. "NA" is one of them, read as "not available" as pandas and R read it: it
+#: is no sex, site or age in dermsight's vocabulary, so it cannot be mistaken for one.
+PLACEHOLDERS: Final[tuple[str, ...]] = ("nan", "none", "null", "na", "n/a", "?", "-")
 
 
 def _is_missing(value: object) -> bool:
@@ -226,8 +232,7 @@ def _is_missing(value: object) -> bool:
         return True
     if isinstance(value, float) and value != value:  # NaN
         return True
-    missing = (*NOT_GIVEN, "nan", "none", "null")
-    return isinstance(value, str) and value.strip().lower() in missing
+    return isinstance(value, str) and value.strip().lower() in (*NOT_GIVEN, *PLACEHOLDERS)
 
 
 def _site_key(value: object) -> str:
@@ -265,20 +270,61 @@ def normalize_site(value: object) -> str | None:
     raise TaxonomyError(f"unknown anatomic site {value!r}: expected one of {', '.join(SITES)}")
 
 
-def normalize_age(value: object) -> float | None:
-    """Age in years (also DICOM '045Y', '006M'); missing -> None; outside 0-120 raises; "-0"
-    is 0."""
-    if _is_missing(value):
-        return None
-    text = str(value).strip().upper()
-    scale = 1.0
-    if text[-1:] in ("Y", "M", "W", "D") and text[:-1].isdigit():
-        scale = {"Y": 1.0, "M": 1 / 12, "W": 1 / 52, "D": 1 / 365}[text[-1]]
-        text = text[:-1]
-    try:
-        age = float(text) * scale
-    except ValueError as exc:
-        raise TaxonomyError(f"age {value!r} is not a number") from exc
+#: an age written with a unit (after the number, spaces between allowed, a full stop after it):
+#: years are read as years (``records.input_notes`` flags such an age NORMALISED) ...
+_AGE_WITH_UNIT: Final = re.compile(r"^(?P<number>.*\d\.?)\s*(?P<unit>[^\W\d_]+)\.?$")
+_YEARS: Final[frozenset[str]] = frozenset({"y", "yr", "yrs", "year", "years"})
+#: ... months, weeks and days are refused: "60m" is not 5 years to a user who meant 60 years,
+#: and the model would be given 5 without a word (a DICOM PatientAge's unit is read:
+#: ``normalize_dicom_age``)
+_NOT_YEARS: Final[frozenset[str]] = frozenset({
+    "m", "mo", "mos", "mth", "mths", "month", "months",
+    "w", "wk", "wks", "week", "weeks",
+    "d", "dy", "dys", "day", "days",
+})
+#: DICOM's Age String (VR AS): digits and D, W, M or Y ("045Y", "006M")
+_DICOM_AGE: Final = re.compile(r"^([0-9]+)([DWMY])$")
+_DICOM_SCALE: Final[dict[str, float]] = {"Y": 1.0, "M": 1 / 12, "W": 1 / 52, "D": 1 / 365}
+
+
+def _age_in_range(age: float, value: object) -> float:
     if not (AGE_MIN <= age <= AGE_MAX) or age != age:
         raise TaxonomyError(f"age {value!r} is outside {AGE_MIN}-{AGE_MAX} years")
     return age + 0.0  # -0.0 (from "-0") is 0
+
+
+def normalize_age(value: object) -> float | None:
+    """Age in years, 0-120 (a number, or a string of one; a year unit may follow: "55y",
+    "55 years"); missing (``NOT_GIVEN``, ``PLACEHOLDERS``, None, NaN) -> None; anything else
+    raises: outside 0-120, not a number ("forty", "1_0": Python's digit grouping is no way to
+    write an age) or an age in months, weeks or days ("60m", "8w", "12d", "006M": those units
+    are read only from a DICOM file's PatientAge, ``normalize_dicom_age``). "-0" is 0."""
+    if _is_missing(value):
+        return None
+    text = str(value).strip()
+    unit = _AGE_WITH_UNIT.match(text)
+    if unit is not None and unit["unit"].lower() in _NOT_YEARS:
+        raise TaxonomyError(
+            f"age {value!r}: give the age in years (a number from {AGE_MIN} to {AGE_MAX}; "
+            f"0.5 for six months): an age in months, weeks or days is read only from a DICOM "
+            f"file's PatientAge")
+    if unit is not None and unit["unit"].lower() in _YEARS:
+        text = unit["number"]
+    try:
+        if "_" in text:
+            raise ValueError(text)
+        age = float(text)
+    except ValueError as exc:
+        raise TaxonomyError(f"age {value!r} is not a number") from exc
+    return _age_in_range(age, value)
+
+
+def normalize_dicom_age(value: object) -> float | None:
+    """A DICOM PatientAge in years: DICOM's Age String, digits and a unit ("045Y", "006M" =
+    0.5, "003W", "010D"); any other value as ``normalize_age`` reads it. Raises as it does."""
+    if _is_missing(value):
+        return None
+    dicom = _DICOM_AGE.match(str(value).strip().upper())
+    if dicom is None:
+        return normalize_age(value)
+    return _age_in_range(int(dicom[1]) * _DICOM_SCALE[dicom[2]], value)

@@ -278,7 +278,7 @@ def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
     sex: str | None = None
     site: str | None = None
     try:
-        age = taxonomy.normalize_age(_tag_str(ds, "PatientAge"))
+        age = taxonomy.normalize_dicom_age(_tag_str(ds, "PatientAge"))
     except taxonomy.TaxonomyError as exc:
         problems.append(f"PatientAge: {exc}")
     raw_sex = _tag_str(ds, "PatientSex")

@@ -23,7 +23,7 @@ from dermsight.io.csvfolder import (
     warn_unlisted,
 )
 from dermsight.io.errors import ReaderError
-from dermsight.records import IGNORED, Metadata
+from dermsight.records import Metadata
 from dermsight.splits import (
     HOLDOUT_FOLDS,
     group_leak,
@@ -54,8 +54,12 @@ class _Folder:
     other_classes: Counter[str] = field(default_factory=Counter)
     excluded: Counter[str] = field(default_factory=Counter)
     #: the CSV lines of kept rows whose age could not be used (not a number, outside the
-    #: accepted range): read as not given
+    #: accepted range, in months, weeks or days): read as not given
     bad_ages: list[int] = field(default_factory=list)
+    #: the CSV lines of kept rows whose sex / site could not be used (outside the vocabulary:
+    #: sex "X", site "moon" or "extremity"): read as not given
+    bad_sexes: list[int] = field(default_factory=list)
+    bad_sites: list[int] = field(default_factory=list)
     #: the rows whose diagnosis names no class (``line N (id): why``)
     unknown: list[str] = field(default_factory=list)
     #: image ids listed twice in the CSV (``line N: id``)
@@ -137,10 +141,10 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                 continue
             if folder.leaves_out(parsed.label, raw, cfg):
                 continue
-            if (("age", IGNORED) in parsed.meta.notes
-                    and str(raw.get(layout.age_col or "") or "").strip().lower()
-                    not in AGE_PLACEHOLDERS):
-                folder.bad_ages.append(line)
+            for name, bad in (("age", folder.bad_ages), ("sex", folder.bad_sexes),
+                              ("site", folder.bad_sites)):
+                if name in parsed.meta.invalid:  # a placeholder ("NaN", "N/A") is not
+                    bad.append(line)
             group = group_of(parsed.id, raw.get(gcol or ""))
             groups.append(group)
             for c in others:
@@ -170,8 +174,6 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
 
 #: how many of each kind of data problem the report names (all are counted)
 SHOWN = 3
-#: age cells that say "not known" rather than give an unusable age
-AGE_PLACEHOLDERS = ("nan", "none", "null", "na", "n/a", "unknown")
 
 
 def _examples(items: list[str]) -> str:
@@ -225,12 +227,25 @@ def _left_out(folders: list[_Folder], cfg: DataConfig) -> list[str]:
         notes.append(f"{sum(excluded.values())} images of data.exclude_source_repos left out")
     for f in folders:
         if f.bad_ages:
-            lines = ", ".join(map(str, f.bad_ages[:SHOWN])) + (" ..." if len(f.bad_ages) > SHOWN
-                                                               else "")
             notes.append(f"{len(f.bad_ages)} ages in {f.csv} are not a number from "
-                         f"{taxonomy.AGE_MIN} to {taxonomy.AGE_MAX} years (lines {lines}): "
-                         f"trained on as not given (dermsight predict refuses such ages)")
+                         f"{taxonomy.AGE_MIN} to {taxonomy.AGE_MAX} years (lines "
+                         f"{_lines(f.bad_ages)}): trained on as not given (dermsight predict "
+                         f"refuses such ages)")
+        vocabulary = [f"{name}: {len(lines)} (lines {_lines(lines)})"
+                      for name, lines in (("sex", f.bad_sexes), ("site", f.bad_sites)) if lines]
+        if vocabulary:
+            n = len(f.bad_sexes) + len(f.bad_sites)
+            notes.append(f"{n} sex or site {'value' if n == 1 else 'values'} in {f.csv} "
+                         f"{'is' if n == 1 else 'are'} not in dermsight's "
+                         f"vocabulary ({'; '.join(vocabulary)}): trained on as not given "
+                         f"(dermsight predict refuses such values; sex: male or female, M or F; "
+                         f"site: an ISIC general site or one of its accepted spellings)")
     return notes
+
+
+def _lines(lines: list[int]) -> str:
+    """The first ``SHOWN`` of ``lines``, "..." after them when there are more."""
+    return ", ".join(map(str, lines[:SHOWN])) + (" ..." if len(lines) > SHOWN else "")
 
 
 def _unmatched(folders: list[_Folder], cfg: DataConfig) -> list[str]:

@@ -170,7 +170,8 @@ def _quoted(values: Iterable[object]) -> str:
 
 
 #: what a metadata field may hold to mean "not given" (``taxonomy``'s placeholders)
-NOT_GIVEN = "Empty, 'unknown', 'null', 'none' or 'NaN' = not given"
+NOT_GIVEN = ("Empty, 'unknown', 'null', 'none', 'NaN', 'NA', 'N/A', '?' or '-' = not given "
+             "(all but empty and 'unknown' flagged metadata_ignored)")
 
 
 def sex_description() -> str:
@@ -197,10 +198,11 @@ def site_description() -> str:
 def age_description() -> str:
     return (
         f"age in years, {taxonomy.AGE_MIN}-{taxonomy.AGE_MAX}, decimals allowed (1.5 = 18 "
-        "months); also a DICOM age string (digits and Y, M, W or D: '045Y', '006M'). A "
-        "number written otherwise (Arabic-Indic digits, '1e2') is read as the number it denotes "
-        f"and flagged metadata_normalised. {NOT_GIVEN}; a value that is not a number, or "
-        "outside the range, is a 422"
+        "months). A year unit is read and flagged metadata_normalised ('55y', '045Y', "
+        "'55 years'); an age in months, weeks or days ('60m', '006M') is a 422: those units are "
+        "read only from a DICOM file's PatientAge. A number written otherwise (Arabic-Indic "
+        "digits, '1e2') is read as the number it denotes and flagged metadata_normalised. "
+        f"{NOT_GIVEN}; a value that is not a number, or outside the range, is a 422"
     )
 
 
