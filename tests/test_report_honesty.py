@@ -116,6 +116,17 @@ def test_comparison_lower_is_better_both_ways() -> None:
     assert 'class="worse"' in row
 
 
+def test_a_collapsed_difference_says_no_interval_once() -> None:
+    ev = {"metrics": {"n": 100}, "ci": {"refer_sensitivity": {"value": 1.0, "lo": 1.0, "hi": 1.0}}}
+    html = render_report({"test": ev, "baseline": {
+        "name": "b", "test": ev,
+        "difference": {"refer_sensitivity": {"value": 0.0, "lo": 0.0, "hi": 0.0}}}})
+    row = _text(_row(_section(html, "<h2>Comparison with"),
+                     "Malignant sensitivity at refer threshold"))
+    assert "+0.000 (no interval: neither is shown better)" in row
+    assert row.count("no interval") == 3  # the model's, the baseline's and the difference's
+
+
 # --- 2. thresholds: the rule, the design sensitivity and whether test reached it ----------------
 
 
@@ -209,6 +220,19 @@ def test_per_source_rows_show_their_groups_and_mark_few_patients(
     assert "few patients" not in _row(loso, "isic2020")  # 65 patients
 
 
+def test_groups_are_put_beside_a_source_row_only_for_the_same_images(
+        results: dict[str, Any]) -> None:
+    changed = json.loads(json.dumps(results))
+    for r in changed["cross_source"]["rows"]:
+        if r["protocol"] == "test_split_by_source" and r["source"] == "isic2020":
+            r["n_images"] = 999  # another set of images than the subgroup row's 194
+    per_source = _section(render_report(changed), "<h2>Per data source</h2>")
+    m = re.search(r"<tr[^>]*><td>source</td><td>isic2020</td>.*?</tr>", per_source)
+    assert m is not None
+    assert "groups)" not in m.group(0)
+    assert "few patients" not in m.group(0)
+
+
 # --- 6, 7. the UNK description and the decision rule's wording --------------------------------
 
 
@@ -218,7 +242,10 @@ def test_the_unk_description_does_not_overstate() -> None:
     lay = BY_CODE["UNK"].lay
     assert not lay.startswith("A lesion that belongs to none of the other eight groups")
     assert "ISIC 2020" in lay
-    assert "one collection" in lay
+    assert "not a group for every lesion outside the other eight" in lay
+    # served for any bundle (/api/v1/classes): no facts about one model's training data
+    assert "65" not in lay
+    assert "The model learned" not in lay
 
 
 def test_the_margin_is_described_as_a_lead_in_adjusted_log_probability() -> None:

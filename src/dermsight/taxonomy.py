@@ -52,9 +52,9 @@ CLASSES: Final[tuple[LesionClass, ...]] = (
         malignant=True),
     LesionClass(
         "UNK", "Other / unknown",
-        "Lesions recorded as benign without a specific diagnosis. The model learned this group "
-        "only from ISIC 2020 images labelled 'benign, diagnosis unknown' (one collection of 65 "
-        "patients); it does not cover every lesion outside the other eight groups.",
+        "Lesions recorded as benign without a specific diagnosis (in the ISIC data, SIIM-ISIC "
+        "2020's 'unknown'). A model learns this group only from images labelled so in its "
+        "training data; it is not a group for every lesion outside the other eight.",
         malignant=False),
 )
 

@@ -61,7 +61,7 @@ export const CLASSES = [
   {
     "code": "UNK",
     "name": "Other / unknown",
-    "lay": "Lesions recorded as benign without a specific diagnosis. The model learned this group only from ISIC 2020 images labelled 'benign, diagnosis unknown' (one collection of 65 patients); it does not cover every lesion outside the other eight groups.",
+    "lay": "Lesions recorded as benign without a specific diagnosis (in the ISIC data, SIIM-ISIC 2020's 'unknown'). A model learns this group only from images labelled so in its training data; it is not a group for every lesion outside the other eight.",
     "malignant": false,
     "premalignant": false
   }

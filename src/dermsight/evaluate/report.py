@@ -539,9 +539,9 @@ def _difference_cell(key: str, entry: object, point: float | None) -> str:
         d, lo, hi = _value(entry), entry.get("lo"), entry.get("hi")
         if d is None:
             return "&mdash;"
-        shown = _ci(entry, signed=True)
         if not (_is_num(lo) and _is_num(hi)) or _collapsed(entry):
-            return f"{shown} (no interval: neither is shown better)"
+            return f"{d:+.3f} (no interval: neither is shown better)"
+        shown = _ci(entry, signed=True)
         if float(lo) <= 0.0 <= float(hi):
             return f"{shown} (no clear difference: the interval includes 0)"
         good = (float(hi) < 0) if lower_better else (float(lo) > 0)
@@ -725,9 +725,9 @@ def _few_groups_text(n_groups: object) -> str:
 def _subgroup_rows(rows: Sequence[Mapping[str, Any]],
                    groups: Mapping[str, object] | None = None
                    ) -> tuple[list[list[str]], list[str]]:
-    """Table rows of subgroup entries; ``groups`` (subgroup -> its patient / lesion groups, for
-    the per-source rows) puts the group count beside the image count and marks a row whose
-    intervals rest on fewer than :data:`FEW_GROUPS` groups."""
+    """Table rows of subgroup entries; ``groups`` (subgroup -> (images, patient / lesion groups),
+    for the per-source rows; used only for as many images) puts the group count beside the
+    image count and marks a row whose intervals rest on fewer than :data:`FEW_GROUPS` groups."""
     out, classes = [], []
     for r in rows:
         def cell(k: str, r: Mapping[str, Any] = r, cases: object = None) -> str:
@@ -736,7 +736,10 @@ def _subgroup_rows(rows: Sequence[Mapping[str, Any]],
 
         n, mal = r.get("n"), r.get("n_malignant")
         benign = float(n) - float(mal) if _is_num(n) and _is_num(mal) else None
-        n_groups = r.get("n_groups", (groups or {}).get(str(r.get("subgroup"))))
+        # a source's groups from the cross-source rows, only for the same images (same count)
+        found = (groups or {}).get(str(r.get("subgroup")))
+        same = isinstance(found, tuple) and _is_num(n) and found[0] == n
+        n_groups = r.get("n_groups", found[1] if same and isinstance(found, tuple) else None)
         n_cell = _num(n) + (f' <span class="note">({_count(n_groups)} groups)</span>'
                             if _is_num(n_groups) else "")
         notes = [str(r["note"])] if r.get("note") else []
@@ -757,7 +760,7 @@ def _source_groups(results: Mapping[str, Any]) -> dict[str, object]:
     out: dict[str, object] = {}
     for r in section.get("rows") or []:
         if isinstance(r, Mapping) and r.get("protocol") == "test_split_by_source":
-            out[str(r.get("source"))] = r.get("n_groups")
+            out[str(r.get("source"))] = (r.get("n_images"), r.get("n_groups"))
     return out
 
 
