@@ -155,6 +155,32 @@ def test_damaged_csv_part_is_named(folder: Path, tmp_path: Path,
     assert f"cannot read the part file {bad} as CSV" in line, line
 
 
+def test_a_part_file_without_read_permission_is_named_as_such(
+        folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A part that may not be read (permission denied; simulated in-process, as the tests may
+    run as root) is not called damaged: one line naming it and the cause, exit code 2."""
+    out = tmp_path / "out"
+    code, _, err = _batch(capsys, folder, out, "-q")
+    assert code == 0, err
+    bad = part_files(out)[1]
+    real = pd.read_parquet
+
+    def denied(path: Any, *args: Any, **kwargs: Any) -> pd.DataFrame:
+        if Path(path) == bad:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_parquet", denied)
+    code, _, err = _batch(capsys, folder, out, "-q")
+    line = _one_error_line(code, err)
+    assert f"cannot read the part file {bad}: permission denied" in line, line
+    assert "damaged" not in line, line
+    assert "Move it out" not in line, line
+    assert "read access" in line, line
+    assert len(part_files(out)) == len(IDS)  # nothing touched
+
+
 def test_summary_counts_rows_scored_and_errors_as_printed(
         folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Two real images and a text file named .jpg, without -q: the output's rows, scored and

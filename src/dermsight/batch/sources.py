@@ -8,7 +8,8 @@ Local inputs go through ``dermsight.io.iter_records(path, decode=False)`` (image
 layouts and manifests, DICOM files, TFRecord shards), so the batch runners understand exactly
 what the rest of dermsight does. Remote inputs (``s3://bucket/prefix/``, ``gs://...``, a remote
 ``manifest.csv``) need the ``[s3]`` extra: the prefix is listed with fsspec and its CSV rows are
-parsed by the same CSV reader code.
+parsed by the same CSV reader code. A remote CSV is fetched and checked as a local one is
+(``check_remote_csv``) before the job makes its output folder, and fetched again for its rows.
 """
 
 from __future__ import annotations
@@ -133,7 +134,9 @@ def open_source(input: str | os.PathLike[str],
                 raise ReaderError(
                     f"{text}: a remote input must be a prefix of image files or a CSV manifest"
                 )
+            check_remote_csv(fs, root)
             return Source(text, "remote-csv", None, opts)
+        check_remote_csv(fs, root, prefix=True)
         return Source(text, "remote-prefix", None, opts)
     from dermsight.io import detect_kind, estimate_count
 
@@ -166,6 +169,42 @@ def check_csvs(path: Path, kind: str) -> None:
         return
     for csv_file in csvs:
         check_manifest(csv_file)
+
+
+def check_remote_csv(fs: Any, root: str, *, prefix: bool = False) -> None:
+    """``check_csvs`` for a remote input: the CSV ``root`` (``prefix``: the one CSV at the top
+    of the prefix ``root``, which its rows are read from; none, or several, is no matter here),
+    fetched and read to its end, so that one whose rows would be silently wrong or missing
+    stops the job before its output folder is made. A prefix that cannot be listed is passed
+    over here: reading its rows says why."""
+    from dermsight.io.csvfolder import check_manifest
+
+    csv_path = root
+    if prefix:
+        try:
+            top = [str(f) for f in fs.ls(root, detail=False)
+                   if str(f).lower().endswith((".csv", ".tsv"))]
+        except Exception:  # noqa: BLE001 - said when its rows are read (_remote_rows)
+            return
+        if len(top) != 1:
+            return
+        csv_path = top[0]
+    with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
+        check_manifest(_fetch_csv(fs, csv_path, Path(tmp)))
+
+
+def _fetch_csv(fs: Any, csv_path: str, folder: Path) -> Path:
+    """The remote CSV ``csv_path``, copied into the local folder ``folder`` under its name;
+    ``ReaderError`` when it cannot be fetched."""
+    local = folder / posixpath.basename(csv_path)
+    try:
+        fs.get(csv_path, str(local))
+    except FileNotFoundError as exc:
+        raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
+    except Exception as exc:  # network/credential errors become one line
+        raise ReaderError(f"cannot read {fs.unstrip_protocol(csv_path)}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    return local
 
 
 # --- remote inputs (fsspec) ---------------------------------------------------------------------
@@ -256,7 +295,9 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
     (``csvfolder.iter_csv``), in the same words: before the rows, which of age, sex and site no
     column gives; after them, the rows read without their label. The CSV is read to its end
     before its first row is yielded: one whose rows would be silently wrong or missing
-    (``csvfolder.check_manifest``) raises ``ReaderError`` before any row is scored."""
+    (``csvfolder.check_manifest``) raises ``ReaderError`` before any row is scored. A DICOM file
+    it names gets no source or group from its header (a local CSV's does): that would fetch
+    each file once more before scoring; the CSV's own values are kept."""
     from dermsight.io.csvfolder import (
         IMAGE_EXTS,
         check_manifest,
@@ -267,11 +308,7 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
 
     base = posixpath.dirname(csv_path)
     with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
-        local = Path(tmp) / posixpath.basename(csv_path)
-        try:
-            fs.get(csv_path, str(local))
-        except FileNotFoundError as exc:
-            raise ReaderError(f"CSV not found: {fs.unstrip_protocol(csv_path)}") from exc
+        local = _fetch_csv(fs, csv_path, Path(tmp))
         check_manifest(local)  # read to its end before its first row is scored
         if on_warning is not None:  # as a local CSV's reader says it, before the rows
             _warn_missing_metadata(local, on_warning)

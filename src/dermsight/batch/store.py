@@ -94,8 +94,8 @@ DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, e
 class OutputFailure(OutputError):
     """The output folder could not be written or read while a run used it: a part, the summary
     or a report that could not be written (a full disk, a file size limit), or a part file that
-    could not be read (damaged, or not a part file). The message names the file and the cause;
-    the parts written before are kept."""
+    could not be read (damaged, not a part file, or permission denied). The message names the
+    file and the cause; the parts written before are kept."""
 
 
 def _reason(exc: BaseException) -> str:
@@ -114,6 +114,13 @@ def _is_read_error(exc: BaseException) -> bool:
             or type(exc).__module__.partition(".")[0] == "pyarrow")
 
 
+def _is_permission_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says that the file may not be read (no read permission), not that it
+    is damaged."""
+    return isinstance(exc, PermissionError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM))
+
+
 @contextmanager
 def _reading(part: Path) -> Iterator[None]:
     """Turn an error of reading the part file ``part`` into one ``OutputFailure`` naming it."""
@@ -124,6 +131,10 @@ def _reading(part: Path) -> Iterator[None]:
     except Exception as exc:
         if not _is_read_error(exc):
             raise
+        if _is_permission_error(exc):  # not damaged: readable once access is given
+            raise OutputFailure(
+                f"cannot read the part file {part}: permission denied. Give the user running "
+                "the job read access to it, then run the same command again") from exc
         kind = "CSV" if part.name.endswith(".csv") else "Parquet"
         raise OutputFailure(
             f"cannot read the part file {part} as {kind} ({_reason(exc)}): it is damaged or "

@@ -37,12 +37,16 @@ stderr; without one the folder is not walked for them). A folder that cannot be 
 as UTF-16 is a ``ReaderError`` that says so.
 
 A CSV whose rows would be silently wrong or missing is a ``ReaderError`` that names the line,
-never read in part: a line that is no UTF-8 (a CSV saved as Windows-1252), a column named twice,
-a quote that opens a field running on over the rows after it (to the end of the file, to where
-the CSV cannot be read, or a quoted id, path or other column read that holds a line break), and
-a row with more non-empty fields than the header has columns. ``check_manifest`` reads a CSV to
-its end for these (the batch runners, before any output is made); the readers raise them when
-the row is reached. A quoted value with a line break in a column not read (notes) is legal CSV.
+never read in part: a line that is no UTF-8 (a CSV saved as Windows-1252), a column that is read
+named twice, a quote that opens a field running on over the rows after it (to the end of the
+file, to where the CSV cannot be read, a quoted id, path or other column read that holds a line
+break, or a quoted value of any column holding a line that looks like a row: as many separators
+as the header has columns less one), a quote closed before its value ends in a column that is
+read (``"q1" b``), and a row with more non-empty fields than the header has columns.
+``check_manifest`` reads a CSV to its end for these (the batch runners, before any output is
+made); the readers raise them when the row is reached. A quoted value with a line break in a
+column not read (notes) is legal CSV, and a quote closed before its value ends in a column not
+read, the line read on, is read as a lenient reader reads it (``"Dr X" said``: ``Dr X said``).
 
 A bad row never stops the stream: it becomes a record whose ``error`` names the CSV line, the
 image id and the reason. Only a row without an image to read is such a row: a metadata value
@@ -58,6 +62,8 @@ from __future__ import annotations
 import codecs
 import csv
 import os
+import re
+import stat
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -586,6 +592,7 @@ class _Lines:
         self._rest = b""  # the start of a line whose end is not read yet
         self._count = 0
         self.done = False
+        self.last = ""  # the line handed out last
 
     def __iter__(self) -> _Lines:
         return self
@@ -605,9 +612,10 @@ class _Lines:
         if self._count == 1 and data.startswith(codecs.BOM_UTF8):
             data = data[len(codecs.BOM_UTF8):]
         try:
-            return data.decode("utf-8")
+            self.last = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise not_utf8_error(self._name, self._count, data, exc) from None
+        return self.last
 
 
 def _open_csv(path: Path) -> tuple[Any, IO[bytes], _Lines]:
@@ -657,16 +665,31 @@ def read_header(path: str | os.PathLike[str]) -> Layout:
     return detect_layout(cols, p.name)
 
 
+#: every name a column is read by (id, path, label, age, sex, site, group, source, target), in
+#: lower case: such a column named twice would be read from one copy only
+_ACCEPTED_NAMES = frozenset(c.lower() for c in (
+    *ID_COLS, *PATH_COLS, *LABEL_COLS, *AGE_COLS, *SEX_COLS, *SITE_COLS, *GROUP_COLS, "source",
+    "target"))
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+#: what a value holding the separator looks like, by separator
+_SEPARATOR_EXAMPLES = {",": "upper extremity, left", ";": "upper extremity; left",
+                       "\t": "upper extremity<tab>left"}
+
+
 def _check_columns(layout: Layout, name: str) -> None:
-    """``ReaderError`` for a CSV that names a column twice (any case: columns are looked up
-    so), which would be read from one of them only."""
+    """``ReaderError`` for a CSV that names a column it reads twice (any case: columns are
+    looked up so), which would be read from one of them only: a column of the layout (id, path,
+    label, metadata, group, source, ISIC class columns) or one with an accepted name of one
+    (``_ACCEPTED_NAMES``). Other columns named twice (``notes``) are not read: no matter."""
+    read = {c.lower() for c in _read_columns(layout)} | _ACCEPTED_NAMES
     seen: dict[str, str] = {}
     for col in layout.columns:
-        if not col:  # unnamed columns (trailing separators) are not read
+        low = col.lower()
+        if not col or low not in read:  # unnamed columns (trailing separators) are not read
             continue
-        first = seen.get(col.lower())
+        first = seen.get(low)
         if first is None:
-            seen[col.lower()] = col
+            seen[low] = col
         else:
             both = "" if first == col else f" ({first} and {col})"
             raise ReaderError(f"{name} has the column {col} twice{both}: only one of them would "
@@ -679,87 +702,199 @@ def _read_columns(layout: Layout) -> list[str]:
     return [c for c in layout.columns if c and c not in unused]
 
 
-def _runs_on(name: str, start: int, end: int, to: str) -> ReaderError:
+def _shorten(text: str, most: int = 60) -> str:
+    text = text.strip()
+    return text if len(text) <= most else text[:most - 3] + "..."
+
+
+def _runs_on(name: str, start: int, end: int, to: str,
+             looks: tuple[int, str] | None = None) -> ReaderError:
     """The refusal of a CSV in which a quote opens a field on line ``start`` that runs on to
-    ``to`` (line ``end``): the rows in between would be read as part of that field."""
+    ``to`` (line ``end``): the rows in between would be read as part of that field. ``looks``:
+    (line, its text) of a line in that field that looks like a row."""
     between = (f"line {start + 1}" if end == start + 1 else f"lines {start + 1}-{end}")
+    why = "" if looks is None else f" (line {looks[0]} looks like a row: {_shorten(looks[1])})"
     return ReaderError(
         f"{name} line {start}: a quote (\") opens a field that runs on to {to}, so "
-        f"{between} would be read as part of that field, not as rows; close the quote where the "
-        "value ends, or remove it (a quote inside a value is written twice, the value in quotes)")
+        f"{between} would be read as part of that field, not as rows{why}; close the quote "
+        "where the value ends, or remove it (a quote inside a value is written twice, the value "
+        "in quotes)")
 
 
-def _records(p: Path, layout: Layout) -> Iterator[tuple[int, dict[str, str | None], int]]:
+def _broken_quote(name: str, line: int, col: str | None, text: str, *,
+                  runs_on: bool) -> ReaderError:
+    """The refusal of a CSV whose line ``line`` has a value (``text``, as written, in the
+    column ``col``; None: past the header's columns) whose quote closes before the value ends,
+    in a column that is read (``runs_on``: or a later quote on the line opens a value that the
+    line does not close)."""
+    what = f"the {col} value" if col else "a value past the header's columns"
+    more = (", and a later quote (\") on the line opens a value that is not closed on it"
+            if runs_on else "")
+    return ReaderError(
+        f"{name} line {line}: {what} {_shorten(text)} has a quote (\") that closes before the "
+        f"value ends{more}, so it cannot be read as written: put the whole value in quotes with "
+        "each quote inside it written twice (\"Dr X\" said as \"\"\"Dr X\"\" said\"), or "
+        "remove the quotes")
+
+
+def _split_quoted(line: str, delimiter: str) -> tuple[list[str], list[int], bool]:
+    """The fields of the one CSV line ``line`` as written (quotes kept); the fields whose
+    quoted value closes before the field ends (``"Dr X" said``, which a lenient reader reads
+    as ``Dr X said``); and whether the line ends inside a quoted value."""
+    fields: list[str] = []
+    broken: list[int] = []
+    text = line.rstrip("\r\n")
+    state, begin, i = "start", 0, 0
+    while i < len(text):
+        c = text[i]
+        if c == delimiter and state != "quoted":
+            fields.append(text[begin:i])
+            begin, state = i + 1, "start"
+        elif state == "start":
+            state = "quoted" if c == '"' else "plain"
+        elif state == "quoted" and c == '"':
+            if text.startswith('"', i + 1):  # a quote written twice: one quote in the value
+                i += 1
+            else:
+                state = "closed"
+        elif state == "closed":  # text after the closing quote, before the separator
+            broken.append(len(fields))
+            state = "plain"
+        i += 1
+    fields.append(text[begin:])
+    return fields, broken, state == "quoted"
+
+
+class _CsvRows:
     """(line the row starts on, raw row by column, its number of fields when it has non-empty
-    fields beyond the header's, else 0) of each data row of the CSV ``p`` that is not blank.
+    fields beyond the header's, else 0) of each data row of the CSV ``path`` that is not blank;
+    ``delimiter``: the CSV's separator, once iterating has begun.
 
     Raises ``ReaderError``, naming the line, for what would make rows silently wrong or missing:
-    a column named twice (``_check_columns``), a line that is no UTF-8 (``not_utf8_error``), a
-    quote that opens a field and runs on to the end of the file or to where the CSV cannot be
-    read, and a quoted value of a column the layout reads (id, path, age, ...) that runs over
-    several lines. A quoted value with a line break in a column not read (notes) is legal CSV
-    and read as such."""
-    _check_columns(layout, p.name)
-    read = _read_columns(layout)
-    width = len(layout.columns)
-    reader, fh, lines = _open_csv(p)
-    try:
-        start = 1
+    a column that is read named twice (``_check_columns``), a line that is no UTF-8
+    (``not_utf8_error``), a quote that opens a field and runs on to the end of the file or to
+    where the CSV cannot be read, a quoted value of a column the layout reads (id, path, age,
+    ...) that runs over several lines, a quoted value of any column that holds a line that
+    looks like a row (``_check_lines``), and a quote that closes before its value ends
+    (``"Dr X" said``) in a column that is read. A quoted value with a line break in a column
+    not read (notes), none of whose lines looks like a row, is legal CSV and read as such; a
+    quote closed before its value ends in a column not read, the line read on, is read as
+    before this check (``Dr X said``)."""
+
+    def __init__(self, path: Path, layout: Layout) -> None:
+        self.path = path
+        self.layout = layout
+        self.delimiter = ","
+        self._read = set(_read_columns(layout))
+
+    def __iter__(self) -> Iterator[tuple[int, dict[str, str | None], int]]:
+        p, layout = self.path, self.layout
+        _check_columns(layout, p.name)
+        width = len(layout.columns)
+        reader, fh, lines = _open_csv(p)
+        self.delimiter = reader.dialect.delimiter
         try:
             next(reader, None)  # the header: read_header's
             while True:
                 start = reader.line_num + 1
-                row = next(reader, None)
+                row = self._next(reader, lines, start)
                 if row is None:
                     return
                 if not any(v.strip() for v in row):
                     continue  # blank line
+                if reader.line_num > start:
+                    self._check_lines(row, start)
                 raw: dict[str, str | None] = dict.fromkeys(layout.columns)
                 raw.update(zip(layout.columns, row, strict=False))
-                end = reader.line_num
-                if end > start:
-                    broken = next((c for c in read if "\n" in (raw[c] or "")
-                                   or "\r" in (raw[c] or "")), None)
-                    if broken is not None:
-                        raise _runs_on(p.name, start, end, f"line {end} in the {broken} value")
                 extra = len(row) > width and any(v.strip() for v in row[width:])
                 yield start, raw, len(row) if extra else 0
+        finally:
+            fh.close()
+
+    def _next(self, reader: Any, lines: _Lines, start: int) -> list[str] | None:
+        """The next row of ``reader`` (None: the end), which starts on line ``start``."""
+        try:
+            row: list[str] | None = next(reader, None)
         except csv.Error as exc:
             end = reader.line_num
             if end > start:  # only a quote carries a field over a line break
-                raise _runs_on(p.name, start, end, "the end of the file" if lines.done else
-                               f"line {end}, where the CSV cannot be read ({exc})") from exc
-            raise ReaderError(f"{p.name} line {start}: malformed CSV: {exc}") from exc
-    finally:
-        fh.close()
+                raise _runs_on(self.path.name, start, end, "the end of the file" if lines.done
+                               else f"line {end}, where the CSV cannot be read ({exc})") from exc
+            return self._lenient(lines.last, start, exc)
+        return row
+
+    def _lenient(self, line: str, n: int, exc: csv.Error) -> list[str]:
+        """The row of the line ``line`` (line ``n``), which the strict reader refused with
+        ``exc``, read as a lenient reader reads it when a quote closes before its value ends
+        only in columns not read (``"Dr X" said`` in notes: ``Dr X said``); else
+        ``ReaderError``."""
+        fields, broken, open_end = _split_quoted(line, self.delimiter)
+        if not broken:
+            raise ReaderError(f"{self.path.name} line {n}: malformed CSV: {exc}") from exc
+        cols = self.layout.columns
+        named = [(i, cols[i] if i < len(cols) else None) for i in broken]
+        read = next(((i, c) for i, c in named if c is not None and c in self._read), None)
+        if read is not None or open_end:
+            i, col = read or named[0]
+            raise _broken_quote(self.path.name, n, col, fields[i],
+                                runs_on=open_end and read is None) from exc
+        return next(csv.reader([line], delimiter=self.delimiter))
+
+    def _check_lines(self, row: list[str], start: int) -> None:
+        """``ReaderError`` for a row that starts on line ``start`` and runs over several lines
+        when a value that holds a line break is in a column that is read, or holds a line (after
+        its first) that looks like a row: one with at least as many separators as the header
+        has columns less one. The line named is the one where that value's quote opens."""
+        cols = self.layout.columns
+        opens = start
+        for i, value in enumerate(row):
+            pieces = _LINE_BREAK.split(value)
+            if len(pieces) == 1:
+                continue
+            col = cols[i] if i < len(cols) else None
+            closes = opens + len(pieces) - 1
+            to = (f"line {closes} in the {col} value" if col
+                  else f"line {closes}, in a value past the header's columns")
+            if col is not None and col in self._read:
+                raise _runs_on(self.path.name, opens, closes, to)
+            row_like = next((k for k, piece in enumerate(pieces[1:], 1)
+                             if piece.count(self.delimiter) >= len(cols) - 1), None)
+            if row_like is not None:
+                raise _runs_on(self.path.name, opens, closes, to,
+                               looks=(opens + row_like, pieces[row_like]))
+            opens = closes
 
 
-def _extra_fields_error(name: str, rows: Sequence[tuple[int, int]], width: int) -> ReaderError:
-    """The refusal of a CSV whose rows ``rows`` ((line, number of fields) each) have more
-    non-empty fields than its header has columns."""
+def _extra_fields_error(name: str, rows: Sequence[tuple[int, int]], width: int,
+                        delimiter: str = ",") -> ReaderError:
+    """The refusal of a CSV (separator ``delimiter``) whose rows ``rows`` ((line, number of
+    fields) each) have more non-empty fields than its header has columns."""
     shown = ", ".join(f"line {line} ({n})" for line, n in rows[:UNLISTED_SHOWN])
     more = f" and {len(rows) - UNLISTED_SHOWN} more" if len(rows) > UNLISTED_SHOWN else ""
     many = len(rows) != 1
+    example = _SEPARATOR_EXAMPLES.get(delimiter, f"upper extremity{delimiter} left")
     return ReaderError(
         f"{name}: {len(rows)} row{'s' if many else ''} {'have' if many else 'has'} more "
         f"fields than the header's {width} columns ({shown}{more}): a value that holds the "
-        "separator without quotes (upper extremity, left) moves the values after it to other "
+        f"separator without quotes ({example}) moves the values after it to other "
         "columns; put such values in quotes, or remove the extra fields")
 
 
 def check_manifest(path: str | os.PathLike[str]) -> None:
     """Read the CSV ``path`` once to its end, touching no image file, and raise ``ReaderError``
-    for what would make its rows silently wrong or missing (``_records``: a column named twice,
-    a line that is no UTF-8, a quote that opens a field running on over the rows after it) and
-    for rows with more non-empty fields than the header has columns (all of them named, up to
+    for what would make its rows silently wrong or missing (``_CsvRows``: a column that is read
+    named twice, a line that is no UTF-8, a quote that opens a field running on over the rows
+    after it, a quote closed before its value ends in a column that is read) and for rows with
+    more non-empty fields than the header has columns (all of them named, up to
     ``UNLISTED_SHOWN``); and for what ``read_header`` refuses. The batch runners call it on
     their input's CSVs before any output is made (``batch.sources.open_source``); the readers
     (``iter_csv_raw``) raise the same errors at the row, for their callers that do not."""
     p = Path(path)
     layout = read_header(p)
-    extra = [(line, n) for line, _raw, n in _records(p, layout) if n]
+    rows = _CsvRows(p, layout)
+    extra = [(line, n) for line, _raw, n in rows if n]
     if extra:
-        raise _extra_fields_error(p.name, extra, len(layout.columns))
+        raise _extra_fields_error(p.name, extra, len(layout.columns), rows.delimiter)
 
 
 def iter_csv_raw(
@@ -769,9 +904,10 @@ def iter_csv_raw(
     ``check_manifest`` refuses raises ``ReaderError`` here too, when its row is reached."""
     p = Path(path)
     layout = read_header(p)
-    for line, raw, n in _records(p, layout):
+    rows = _CsvRows(p, layout)
+    for line, raw, n in rows:
         if n:
-            raise _extra_fields_error(p.name, [(line, n)], len(layout.columns))
+            raise _extra_fields_error(p.name, [(line, n)], len(layout.columns), rows.delimiter)
         yield line, raw, parse_row(raw, layout, line, p.name)
 
 
@@ -967,10 +1103,48 @@ def _dicom_source(parsed: ParsedRow, file: str, limits: DecodeLimits) -> None:
     if not file.lower().endswith((".dcm", ".dicom")) or (parsed.source and parsed.group):
         return
     if not parsed.group:
-        from dermsight.io.dicom import read_dicom
-
-        parsed.group = read_dicom(file, limits, decode=False).group
+        parsed.group = _dicom_patient_id(file, limits)
     parsed.source = parsed.source or "dicom"
+
+
+#: Deflated Explicit VR Little Endian, as a DICOM file's meta group writes it
+_DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+
+
+def _dicom_patient_id(file: str, limits: DecodeLimits) -> str | None:
+    """The PatientID of the DICOM file ``file`` (``dicom.read_dicom``'s group), read from its
+    header alone: the elements before it are stepped over, the pixels are not read, so that a
+    listing reads a few kB of each file however large it is. None for a file that is not a
+    regular file, is over ``limits.max_bytes`` or cannot be opened (decoding it says why); a
+    file this does not read so (deflated, without its preamble, not DICOM) is read as the
+    folder reader reads its header (``read_dicom(decode=False)``), whole."""
+    from dermsight.io.dicom import _import_pydicom, _tag_str, read_dicom
+
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:  # not blocking on a FIFO named x.dcm
+        fd = os.open(file, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > limits.max_bytes:
+                return None
+            os.set_blocking(fd, True)
+            head = fh.read(144)  # preamble, DICM, the file meta group's length (0002,0000)
+            if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+                raise ValueError("no preamble or no file meta group length")
+            meta = fh.read(min(int.from_bytes(head[140:144], "little"), 1 << 16))
+            if _DEFLATED_UID in meta:  # read_dicom inflates it within limits; pydicom would not
+                raise ValueError("deflated")
+            fh.seek(0)
+            pydicom = _import_pydicom()
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["PatientID"])
+        except Exception:  # noqa: BLE001 - read as the folder reader reads it, below
+            ds = None
+    if ds is None:
+        return read_dicom(file, limits, decode=False).group
+    return _tag_str(ds, "PatientID")
 
 
 def unused_columns(layout: Layout) -> list[str]:
