@@ -2,8 +2,11 @@
 built web UI on a real ``dermsight serve --database``, in headless Chromium
 (``browser_support.py``). Each test pins a finding of the mobile audit:
 
-* a tap 7 px beside a lesion's pin opens the lesion (the pin's dot is 10 px across; the tap
-  placed a new lesion instead), while a tap away from the pins still places a new one;
+* a tap 5 px beside a lesion's pin asks whether to open that lesion or place a new one there
+  (the pin's dot is 10 px across: the tap placed a new lesion without a word), and each answer
+  does what it says; a tap 18 px below a pin places a new lesion without asking (a pin's tap
+  area is capped: a second mole close by can be pinned), as a tap away from the pins does; a
+  mouse click beside a pin places a new lesion (the dot is its target);
 * the body map grows with the room it has (it was 120 px a figure on a phone and on a tablet);
 * the patient list's "Highest lesion tier" and the lesion list's "Last assessed result" are on
   the screen without scrolling sideways (they started past its right edge), and the tables are
@@ -106,26 +109,120 @@ def column_cell(row: Any, heading: str) -> Any:
     return row.locator("th, td").nth(names.index(heading))
 
 
-def test_a_tap_beside_a_pin_opens_the_lesion(phone: Any) -> None:
-    # Old UI: the 10.5 px pin missed the tap, which placed a new lesion (the orange mark).
+def test_a_tap_beside_a_pin_asks_what_it_meant(phone: Any) -> None:
+    # Old UI (before the mobile audit): the 10.5 px pin missed the tap, which placed a new lesion;
+    # then an invisible 44 px area opened the lesion, so a mole 18 px away could not be pinned.
     page = phone
     lesion_id = patient_with_pinned_lesion(page, "MOB-PIN-1")
+    patient_url = page.url
     dot = page.get_by_test_id(f"pin-{lesion_id}").locator("circle")
     dot.scroll_into_view_if_needed()
     box = dot.bounding_box()
     assert box is not None
-    tap_center(page, dot, dx=box["width"] / 2 + 7)
+    choice = page.get_by_test_id("bodymap-choice")
+    tap_center(page, dot, dx=box["width"] / 2 + 5)
+    expect(choice).to_be_visible(timeout=5_000)
+    assert page.url == patient_url  # nothing opened by itself
+    expect(choice.get_by_test_id("bodymap-choice-open")).to_contain_text("Lesion 1")
+    expect(choice.get_by_test_id("bodymap-choice-open")).to_be_focused()
+    expect(page.get_by_test_id("pin-0")).to_have_count(0)
+    for testid in ("bodymap-choice-open", "bodymap-choice-place", "bodymap-choice-cancel"):
+        assert choice.get_by_test_id(testid).bounding_box()["height"] >= TARGET, testid
+    choice.get_by_test_id("bodymap-choice-open").tap()
     expect(page.get_by_test_id("lesion-page")).to_be_visible(timeout=5_000)
     assert page.get_by_test_id("lesion-page").get_attribute("data-lesion-id") == str(lesion_id)
     assert page.dialogs == []
-    # away from the pins a tap still places a new lesion
-    page.get_by_test_id("lesion-patient-link").click()
-    page.get_by_test_id("patient-page").wait_for()
+
+
+def test_a_second_mole_beside_a_pin_can_be_pinned_by_touch(phone: Any) -> None:
+    # Old UI: a tap up to 22 px from a pin opened its lesion: a mole close by could not be pinned.
+    page = phone
+    lesion_id = patient_with_pinned_lesion(page, "MOB-PIN-2")
+    patient_url = page.url
+    choice = page.get_by_test_id("bodymap-choice")
+    dot = page.get_by_test_id(f"pin-{lesion_id}").locator("circle")
+    dot.scroll_into_view_if_needed()
+    pinned = dot.bounding_box()
+    assert pinned is not None
+
+    def new_mark() -> dict[str, float]:
+        """The unsaved mark's offset from the pin's dot (the page may have scrolled)."""
+        page.get_by_test_id("pin-0").wait_for()
+        placed = page.get_by_test_id("pin-0").locator("circle").bounding_box()
+        here = dot.bounding_box()
+        assert placed is not None
+        assert here is not None
+        return {"x": placed["x"] - here["x"], "y": placed["y"] - here["y"]}
+
+    # a second mole 18 px below the pin: placed at once, nothing asked, nothing opened
+    tap_center(page, dot, dy=18)
+    placed = new_mark()
+    expect(choice).to_have_count(0)
+    assert abs(placed["y"] - 18) <= 2, placed
+    assert abs(placed["x"]) <= 2, placed
+    expect(page.get_by_test_id("new-lesion-point")).to_contain_text("back view")
+    assert page.url == patient_url
+
+    # just beside the pin: asked, and "Place a new lesion here" places it where tapped
+    tap_center(page, dot, dx=-(pinned["width"] / 2 + 5))
+    expect(choice).to_be_visible(timeout=5_000)
+    choice.get_by_test_id("bodymap-choice-place").tap()
+    expect(choice).to_have_count(0)
+    placed = new_mark()
+    assert abs(placed["x"] + pinned["width"] / 2 + 5) <= 2, placed
+    assert abs(placed["y"]) <= 2, placed
+    assert page.get_by_test_id("lesion-site").input_value() == "posterior torso"
+    assert page.url == patient_url
+
+    # Cancel: neither
+    tap_center(page, dot, dy=pinned["height"] / 2 + 4)
+    expect(choice).to_be_visible(timeout=5_000)
+    choice.get_by_test_id("bodymap-choice-cancel").tap()
+    expect(choice).to_have_count(0)
+    assert new_mark() == placed
+
+    # away from the pins a tap still places a new lesion, without asking
     body = page.get_by_test_id("lesion-map")
     tap_center(page, body.get_by_test_id("bodymap-front-anterior-torso"))
-    page.get_by_test_id("pin-0").wait_for()
     expect(page.get_by_test_id("new-lesion-point")).to_contain_text("front view")
+    expect(choice).to_have_count(0)
     assert page.get_by_test_id("lesion-site").input_value() == "anterior torso"
+    assert page.url == patient_url
+
+
+def test_a_mouse_click_beside_a_pin_places_a_new_lesion(
+    browser: Any, clinic_server: support.Server
+) -> None:
+    # Old UI: the invisible 44 px tap area was there for a mouse too, and opened the lesion.
+    with watched_page(browser) as page:
+        page.set_viewport_size(PHONE)
+        sign_in_clinic(page, clinic_server.base, USER)
+        new_patient(page, "MOB-MOUSE-1")
+        body = page.get_by_test_id("lesion-map")
+        torso = body.get_by_test_id("bodymap-back-posterior-torso")
+        torso.scroll_into_view_if_needed()
+        torso.click()
+        page.get_by_test_id("new-lesion-submit").click()
+        page.get_by_test_id("lesion-page").wait_for()
+        lesion_id = int(page.get_by_test_id("lesion-page").get_attribute("data-lesion-id"))
+        page.get_by_test_id("lesion-patient-link").click()
+        page.get_by_test_id("patient-page").wait_for()
+        patient_url = page.url
+        dot = page.get_by_test_id(f"pin-{lesion_id}").locator("circle")
+        # a click on the dot opens the lesion
+        dot.scroll_into_view_if_needed()
+        dot.click()
+        expect(page.get_by_test_id("lesion-page")).to_be_visible(timeout=5_000)
+        page.get_by_test_id("lesion-patient-link").click()
+        page.get_by_test_id("patient-page").wait_for()
+        dot.scroll_into_view_if_needed()
+        box = dot.bounding_box()
+        assert box is not None
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] + 7)
+        page.get_by_test_id("pin-0").wait_for()
+        expect(page.get_by_test_id("bodymap-choice")).to_have_count(0)
+        expect(page.get_by_test_id("new-lesion-point")).to_contain_text("back view")
+        assert page.url == patient_url
 
 
 def test_the_body_map_grows_with_the_screen(phone: Any) -> None:

@@ -17,6 +17,7 @@ import {
   selectedEpochNote,
   keptWeightsNote,
   tooFew,
+  joinList,
 } from './card.ts'
 import type { ModelCard } from './api.ts'
 import { formatCI, formatDuration, formatSigned, formatTimestamp } from './format.ts'
@@ -374,5 +375,14 @@ describe('keptWeightsNote', () => {
     ).toBe('the mean of the weights after epochs 2–4 (weight averaging); best single epoch: 3 (validation negative log-likelihood 0.513)')
     expect(keptWeightsNote({ select_metric: 'balanced_accuracy', best_epoch: 9 })).toBeNull()
     expect(keptWeightsNote(null)).toBeNull()
+  })
+})
+
+describe('joinList', () => {
+  it('joins "a", "a and b", "a, b and c"', () => {
+    expect(joinList([])).toBe('')
+    expect(joinList(['a'])).toBe('a')
+    expect(joinList(['a', 'b'])).toBe('a and b')
+    expect(joinList(['a', 'b', 'c'])).toBe('a, b and c')
   })
 })

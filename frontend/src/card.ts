@@ -262,11 +262,12 @@ export interface Counts {
   n: number
 }
 
-/** An interval that collapsed to one point: a percentile bootstrap whose every resample gave the
- * same value (a sensitivity of 22 of 22, say). Not a certainty, so never shown as "x (x–x)".
+/** An interval that collapsed to one point (its ends within 1e-9 of each other): a percentile
+ * bootstrap whose every resample gave the same value (a sensitivity of 22 of 22, say). Not a certainty, so never shown as "x (x–x)".
  * Wilson intervals (``method: 'wilson+bootstrap'``) do not collapse. */
 export function isDegenerate(e: Estimate | null | undefined): boolean {
-  return !!e && e.value !== null && e.lo !== null && e.hi !== null && e.lo === e.hi && e.method !== 'wilson+bootstrap'
+  // within a rounding error, as the Python report does (an AUC can come back as 0.9999999999999999)
+  return !!e && e.value !== null && e.lo !== null && e.hi !== null && Math.abs(e.hi - e.lo) < 1e-9 && e.method !== 'wilson+bootstrap'
 }
 
 /** k of n for a proportion `value` over `n` cases, when `value` is k/n for a whole k; else null. */
@@ -808,6 +809,17 @@ function selectionLabel(select: string): string {
 
 // --- what the figures rest on --------------------------------------------------------------------
 
+const TEST_SPLIT_USE = 'Test split use:'
+
+/** What the card says of its test split's history (the limitation starting "Test split use:",
+ * without that prefix): how often it was scored and whether it informed a release. null when the
+ * card does not say: nothing can be assumed of another bundle's history. */
+export function cardTestSplitUse(card: ModelCard | null): string | null {
+  const l = cardList(card, 'limitations').find((x) => x.trim().startsWith(TEST_SPLIT_USE))
+  const text = l?.trim().slice(TEST_SPLIT_USE.length).trim()
+  return text ? text : null
+}
+
 /** Per data source, the test split's images and groups (lesions or patients), from the
  * cross-source table's ``test_split_by_source`` rows. */
 export function testSourceGroups(card: ModelCard | null): Record<string, { nImages: number | null; nGroups: number | null }> {
@@ -834,7 +846,7 @@ export function singleSourceClasses(card: ModelCard | null): [string, string[]][
 }
 
 /** One sentence on the classes whose images all come from one collection, with that collection's
- * test images and groups: "All UNK images come from one collection, isic2020 (194 test images from
+ * test images and groups: "All UNK images come from one collection, SIIM-ISIC 2020 (194 test images from
  * 7 groups): …". '' without such classes. */
 export function singleSourceNote(card: ModelCard | null): string {
   const groups = testSourceGroups(card)
@@ -846,12 +858,23 @@ export function singleSourceNote(card: ModelCard | null): string {
             g.nGroups !== null ? `${g.nGroups.toLocaleString('en-US')} ${g.nGroups === 1 ? 'group' : 'groups'}` : 'an unknown number of groups'
           })`
         : ''
-    const list = classes.length === 1 ? classes[0] : `${classes.slice(0, -1).join(', ')} and ${classes[classes.length - 1]}`
-    return `all ${list} images come from one collection, ${source}${size}`
+    return `all ${joinList(classes)} images come from one collection, ${sourceName(source)}${size}`
   })
   if (!parts.length) return ''
   const text = parts.join('; ')
   return `${text.charAt(0).toUpperCase()}${text.slice(1)}: their figures say little about other cameras or clinics.`
+}
+
+/** The cases behind a cross-source cell, where they follow from the row: refer-tier sensitivity
+ * (its malignant images) and specificity (the others), when the value is a whole number of them;
+ * null for the other metrics. */
+export function crossSourceCounts(r: CrossSourceRow, key: string): Counts | null {
+  const value = r.metrics[key]?.value ?? null
+  if (key === 'refer_sensitivity') return countsFor(value, r.nMalignant)
+  if (key === 'refer_specificity') {
+    return countsFor(value, r.nImages !== null && r.nMalignant !== null ? r.nImages - r.nMalignant : null)
+  }
+  return null
 }
 
 /** A cross-source or skin-tone cell whose bootstrap interval collapsed, with what is known
@@ -865,13 +888,7 @@ export function crossSourceDegenerate(table: CrossSourceTable | null): string[] 
       for (const key of table.metrics) {
         const e = r.metrics[key] ?? null
         if (!isDegenerate(e)) continue
-        const benign = r.nImages !== null && r.nMalignant !== null ? r.nImages - r.nMalignant : null
-        const counts =
-          key === 'refer_sensitivity'
-            ? countsFor(e!.value, r.nMalignant)
-            : key === 'refer_specificity'
-              ? countsFor(e!.value, benign)
-              : null
+        const counts = crossSourceCounts(r, key)
         const where = CROSS_SOURCE_PROTOCOLS[protocol]?.title ?? protocol
         out.push(`${where}, ${r.source}, ${CROSS_SOURCE_METRIC_LABELS[key] ?? key}: ${estimateText(e, counts)}`)
       }
@@ -1013,6 +1030,12 @@ const SOURCE_NAMES: Record<string, string> = {
   isic2020: 'SIIM-ISIC 2020',
 }
 
+/** "a", "a and b", "a, b and c". */
+export function joinList(items: readonly string[]): string {
+  if (items.length <= 1) return items[0] ?? ''
+  return `${items.slice(0, -1).join(', ')} and ${items[items.length - 1]}`
+}
+
 /** A data source's key as people know it ("isic2020" -> "SIIM-ISIC 2020"). */
 export function sourceName(key: string): string {
   return SOURCE_NAMES[key] ?? key
@@ -1038,17 +1061,12 @@ export function cardDataSummary(card: ModelCard | null): {
   }
 }
 
-/** Where the catch-all class's images come from: their number over all splits (card.data) and
- * their one collection with its groups (source check, leave-one-source-out row); null unless the
- * card says the class has one source. */
-export function unkOrigin(card: ModelCard | null, code: string): { images: number | null; source: string; groups: number | null } | null {
+/** Where the catch-all class is learned from: its training images (card.data's train split) and
+ * their one collection (the source check); null unless the card says the class has one source.
+ * The collection's patient count is not given: the card counts them over all splits, not for the
+ * training images. */
+export function unkOrigin(card: ModelCard | null, code: string): { images: number | null; source: string } | null {
   const source = singleSourceClasses(card).find(([, classes]) => classes.includes(code))?.[0]
   if (!source) return null
-  const bySplit = rec(dig(card, 'data', 'by_split')) ?? {}
-  const counts = Object.values(bySplit).map((s) => num(dig(s, 'by_diagnosis', code)))
-  const images = counts.length && counts.every((c) => c !== null) ? counts.reduce((a, c) => a + (c ?? 0), 0) : null
-  const loso = cardCrossSource(card)
-    ?.protocols.find(([p]) => p === 'leave_one_source_out')?.[1]
-    .find((r) => r.source === source)
-  return { images, source, groups: loso?.nGroups ?? null }
+  return { images: num(dig(card, 'data', 'by_split', 'train', 'by_diagnosis', code)), source }
 }

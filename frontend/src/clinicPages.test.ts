@@ -6,7 +6,18 @@ import { createElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { describe, expect, it, vi } from 'vitest'
 import type { Lesion, LesionDetail, Patient, PatientSummary, Visit } from './clinic/types.ts'
-import { FIGURE, nearestPin, PIN_RADIUS, PIN_TARGET_PX, pinHitRadius, type Pin } from './components/BodyMap.tsx'
+import {
+  FIGURE,
+  FIGURE_MIN_PX,
+  MAX_HIT_RADIUS,
+  nearestPin,
+  PIN_RADIUS,
+  PIN_TARGET_PX,
+  pinHitRadii,
+  pinHitRadius,
+  tapOutcome,
+  type Pin,
+} from './components/BodyMap.tsx'
 import { AudienceSwitch, audienceWhySentence } from './components/ClinicNav.tsx'
 import { ClinicLesionPage } from './pages/ClinicLesionPage.tsx'
 import { ClinicPatientPage, newLesionUnsaved, NEW_LESION_LEAVE_MESSAGE } from './pages/ClinicPatientPage.tsx'
@@ -161,17 +172,57 @@ describe('the patient page’s lesion list', () => {
 // unsaved work, the reason for "Clinician view only" ----------------------------------------------
 
 describe('a pin’s tap area', () => {
-  it('is at least 44 px across however wide the figure is drawn, and never less than the dot', () => {
-    expect(pinHitRadius(120)).toBe(22) // 44 px at 1 px a unit
-    expect(pinHitRadius(0)).toBe(22) // not measured yet: the figure's smallest size
-    expect(pinHitRadius(Number.NaN)).toBe(22)
-    expect(pinHitRadius(240)).toBe(11)
-    expect(pinHitRadius(5000)).toBe(PIN_RADIUS)
-    for (const px of [100, 120, 137, 150, 163, 180, 255]) {
-      const across = (2 * pinHitRadius(px) * px) / FIGURE.width
+  it('is the drawn dot with a mouse; on a touch screen it aims at 44 px but is capped', () => {
+    for (const px of [0, 100, 153, 180, 5000]) expect(pinHitRadius(px, false)).toBe(PIN_RADIUS)
+    // not measured yet: the figure's smallest size, which is its CSS min-width (100 px)
+    expect(FIGURE_MIN_PX).toBe(100)
+    expect(pinHitRadius(0, true)).toBe(MAX_HIT_RADIUS)
+    expect(pinHitRadius(Number.NaN, true)).toBe(MAX_HIT_RADIUS)
+    // 375 px phone: a figure ~153 px wide; 44 px would be 17.3 units, capped at 10
+    expect(pinHitRadius(153, true)).toBe(MAX_HIT_RADIUS)
+    expect(pinHitRadius(264, true)).toBe(10) // exactly 44 px there
+    expect(pinHitRadius(330, true)).toBe(8)
+    expect(pinHitRadius(5000, true)).toBe(PIN_RADIUS)
+    for (const px of [264, 300, 400]) {
+      const across = (2 * pinHitRadius(px, true) * px) / FIGURE.width
       expect(across).toBeGreaterThanOrEqual(PIN_TARGET_PX)
       expect(across).toBeLessThan(PIN_TARGET_PX + 1)
     }
+    // a small share of the torso (40 x 81 units), not a third of it
+    expect((Math.PI * MAX_HIT_RADIUS ** 2) / (40 * 81)).toBeLessThan(0.1)
+  })
+
+  it('is never more than half the distance to the nearest other pin of the view', () => {
+    const pins: Pin[] = [
+      { id: 1, view: 'back', x: 60, y: 80, label: 'a' },
+      { id: 2, view: 'back', x: 60, y: 96, label: 'b' },
+      { id: 3, view: 'back', x: 62, y: 82, label: 'c' },
+      { id: 4, view: 'front', x: 60, y: 81, label: 'd' },
+      { id: 0, view: 'back', x: 60, y: 88, label: 'new', inert: true },
+    ]
+    const lone = pinHitRadii(pins.slice(0, 2), 'back', 10)
+    expect(lone.get(1)).toBe(8)
+    expect(lone.get(2)).toBe(8)
+    const all = pinHitRadii(pins, 'back', 10)
+    expect(all.get(1)).toBe(PIN_RADIUS) // 2.8 units from pin 3: the dot, no less
+    expect(all.get(3)).toBe(PIN_RADIUS)
+    expect(all.get(2)).toBeCloseTo(7.07, 2) // 14.1 units from pin 3
+    expect(all.has(0)).toBe(false) // the unsaved mark is not tap-able
+    expect(all.has(4)).toBe(false) // the other view
+  })
+
+  it('asks on a tap beside a pin instead of opening it, and places a new point elsewhere', () => {
+    const pins: Pin[] = [
+      { id: 1, view: 'back', x: 60, y: 80, label: 'Lesion 1' },
+      { id: 2, view: 'back', x: 60, y: 100, label: 'Lesion 2' },
+    ]
+    const radii = pinHitRadii(pins, 'back', pinHitRadius(153, true))
+    const near = tapOutcome(pins, 'back', 66, 80, radii)
+    expect(near.kind).toBe('ask')
+    expect(near.kind === 'ask' && near.pin.id).toBe(1)
+    expect(tapOutcome(pins, 'back', 60, 93, radii)).toMatchObject({ kind: 'ask', pin: { id: 2 } })
+    expect(tapOutcome(pins, 'back', 71, 80, radii)).toEqual({ kind: 'place' }) // 11 units away
+    expect(tapOutcome(pins, 'front', 60, 80, radii)).toEqual({ kind: 'place' })
   })
 
   it('opens the nearest pin of the tapped view, never the unsaved mark nor one out of reach', () => {
@@ -188,13 +239,15 @@ describe('a pin’s tap area', () => {
     expect(nearestPin([pins[3]], 'back', 63, 80, 11)).toBeNull()
   })
 
-  it('is drawn for each saved lesion’s pin on the patient page (22 units before it is measured)', () => {
+  it('draws no invisible tap areas on the patient page, and its hint says a tap beside a pin asks', () => {
     loaded.clear()
     const l = lesion({ map: { view: 'back', x: 0.5, y: 0.3 } })
     loaded.set('8', { id: 8, ref: 'P-8', created_at: '2025-01-01', lesions: [l] } satisfies Patient)
     const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 8 }))
-    expect(html).toMatch(/<circle cx="60" cy="72" r="22" class="bodymap-pin-hit" data-testid="pin-hit-70"/)
+    expect(html).not.toContain('bodymap-pin-hit')
+    expect(html).not.toContain('data-testid="bodymap-choice"') // only after a tap beside a pin
     expect(html).toMatch(/data-testid="pin-70"[^>]*>(<title>[^<]*<\/title>)?<circle cx="60" cy="72" r="4.5"/)
+    expect(text(html)).toContain('a tap just beside a pin asks whether you meant that lesion or a new one there')
   })
 })
 
@@ -221,6 +274,15 @@ describe('the clinic tables on a narrow screen', () => {
     const labels = [...html.matchAll(/<td data-label="([^"]*)"/g)].map((m) => m[1])
     expect(labels).toEqual(heads.slice(1))
     expect(html).toContain('class="data-table clinic-table stack-narrow"')
+  })
+
+  it('says what "Highest lesion tier" is on the screen, not in a hover-only title', () => {
+    loaded.clear()
+    loaded.set('', [])
+    const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
+    expect(html).not.toMatch(/<th[^>]*title=/)
+    const note = /data-testid="patient-tier-note"[^>]*>([^<]*)</.exec(html)?.[1]
+    expect(note).toBe('Highest lesion tier: the highest of the patient’s lesions’ tiers, each from its latest assessed photo.')
   })
 
   it('the lesion list puts the last assessed result and the diagnosis before the visits', () => {

@@ -11,12 +11,14 @@ import shippedCard from '../../src/dermsight/assets/default/card.json?raw'
 import type { ModelCard, PredictResponse } from './api.ts'
 import {
   HEADLINE_METRICS,
+  cardTestSplitUse,
   ciText,
   estimate,
   estimateText,
   gateInUse,
   isDegenerate,
   perClassCounts,
+  singleSourceNote,
   shareBesideCutoffs,
   wilson,
 } from './card.ts'
@@ -137,14 +139,27 @@ describe('an interval that collapsed to a point is not shown as a certainty', ()
     for (const r of rows) expect(r).not.toContain('1.000–1.000')
   })
   it('under the cross-source table (drawn elsewhere), its collapsed cell is spelled out', () => {
-    const note = byTestId(html, 'cross-source-collapsed')
+    const note = byTestId(html, 'cross-source-collapsed')!
     expect(note).toContain('isic2019, Sensitivity (refer): 1.000 (20 of 20; the bootstrap gives no interval, Wilson 95 % 0.839–1.000)')
+    // the note says what the cells show: none prints a point interval ("x–x")
+    expect(note).not.toContain('x–x')
+    expect(note).toContain('a cell marked “no interval” or “the bootstrap gives no interval” is not a certainty')
   })
-  it('in the cross-source table itself, the collapsed cell prints no point interval', () => {
+  it('in the cross-source table itself, the collapsed cell gives its cases and a Wilson interval', () => {
     const rows = tableRows(html, 'cross-source-test_split_by_source')
     const row = rows.find((r) => r.startsWith('isic2019 '))!
-    expect(row).toContain('no interval (every resample gave the same value)')
+    // refer sensitivity: 20 of the row's 20 malignant images
+    expect(row).toContain('1.000 (20 of 20; the bootstrap gives no interval, Wilson 95 % 0.839–1.000)')
     for (const r of rows) expect(r).not.toContain('1.000–1.000')
+  })
+  it('the Model page has one cell for estimates (no second copy of it)', () => {
+    expect(source('./pages/ModelPage.tsx')).not.toMatch(/function CountedCell/)
+  })
+  it('an interval whose ends differ by a rounding error collapsed too (as in the Python report)', () => {
+    expect(isDegenerate({ value: 1, lo: 0.9999999999999999, hi: 1 })).toBe(true)
+    expect(isDegenerate({ value: 0.5, lo: 0.5, hi: 0.5000000000001 })).toBe(true)
+    expect(isDegenerate({ value: 0.99, lo: 0.98, hi: 1 })).toBe(false)
+    expect(ciText({ value: 1, lo: 0.9999999999999999, hi: 1 })).toBe('no interval (every resample gave the same value)')
   })
   it('without cases, says there is no interval', () => {
     const card = JSON.parse(shippedCard) as ModelCard
@@ -157,18 +172,44 @@ describe('an interval that collapsed to a point is not shown as a certainty', ()
 
 describe('the test split is not called untouched', () => {
   const html = text(modelPage())
-  it('says what is true of the test split', () => {
+  /** the shipped card without its "Test split use:" limitation: another bundle (`serve --model`),
+   * with SIIM-ISIC 2020 images too, whose test split's history the UI cannot know */
+  const other = JSON.parse(shippedCard) as ModelCard
+  other.limitations = (other.limitations as string[]).filter((l) => !l.startsWith('Test split use:'))
+  it('reads the test split’s history from the card only', () => {
+    const use = cardTestSplitUse(SHIPPED)!
+    expect(use).toContain('it was scored for several versions of this recipe')
+    expect(use).not.toMatch(/^Test split use/)
+    expect(cardTestSplitUse(other)).toBeNull()
+    expect(cardTestSplitUse(null)).toBeNull()
+  })
+  it('says what is true of any trained bundle, and the shipped card’s history from its card', () => {
     expect(html).not.toMatch(/measured once|checked once|after all choices were made/i)
-    expect(html).toContain('No training, calibration, threshold or decision-rule fitting used the test split.')
-    expect(html).toContain('it was scored for several versions of the model')
-    expect(html).toContain('ISIC 2020 part of it was among the images the choice to ship this version was checked on')
+    const reuse = byTestId(modelPage(), 'test-reuse')!
+    expect(reuse).toMatch(/^No training, calibration, threshold or decision-rule fitting used the test split\. Test split use \(from the model card\): no network/)
+    expect(reuse).toContain('scored for several versions of this recipe')
+    expect(html).not.toContain('the choice to ship this version')
+    expect(html).not.toContain('also scored for earlier versions')
+  })
+  it('says nothing of a history another bundle’s card does not give', () => {
+    const page = modelPage(other)
+    expect(byTestId(page, 'test-reuse')).toBe('No training, calibration, threshold or decision-rule fitting used the test split.')
+    expect(text(page)).not.toMatch(/several versions|earlier versions|choice to ship|decision to ship/)
   })
   it('and so does the Learn page', () => {
-    loaded.clear()
-    loaded.set(`${API}/model`, SHIPPED)
-    const learn = text(renderToStaticMarkup(createElement(LearnPage)))
-    expect(learn).not.toMatch(/scored only once|after every choice was made/)
-    expect(learn).toContain('looked at for several versions of the model')
+    const learn = (card: ModelCard) => {
+      loaded.clear()
+      loaded.set(`${API}/model`, card)
+      return text(renderToStaticMarkup(createElement(LearnPage)))
+    }
+    const shipped = learn(SHIPPED)
+    expect(shipped).not.toMatch(/scored only once|after every choice was made|several versions/)
+    expect(shipped).toContain(
+      'measure how well the tool does; the model card says how they were used before this release (see “Test split use” on the Model page).',
+    )
+    const theirs = learn(other)
+    expect(theirs).toContain('never used for training or for setting the cut-offs, measure how well the tool does.')
+    expect(theirs).not.toMatch(/several versions|informed which one was released|Test split use/)
   })
 })
 
@@ -217,7 +258,8 @@ describe('the gate described is the one in use', () => {
 describe('UNK is what its images are', () => {
   it('the Model page says its test figures rest on one collection of 7 groups', () => {
     const note = byTestId(modelPage(), 'single-source-note')!
-    expect(note).toContain('all UNK images come from one collection, isic2020 (194 test images from 7 groups)')
+    expect(note).toContain('all UNK images come from one collection, SIIM-ISIC 2020 (194 test images from 7 groups)')
+    expect(singleSourceNote(SHIPPED)).not.toContain('isic2020')
     expect(note).toContain('their figures say little about other cameras or clinics')
   })
   it('the per-source rows say how many groups their images come from', () => {
@@ -230,9 +272,11 @@ describe('UNK is what its images are', () => {
     loaded.set(`${API}/model`, SHIPPED)
     const learn = text(renderToStaticMarkup(createElement(LearnPage)))
     expect(learn).not.toContain('none of these kinds')
+    // its training images only (808 of the 1,153 over all splits), and not the patients of every split
     expect(learn).toContain(
-      'is learned only from 1,153 images of one collection (SIIM-ISIC 2020, 65 patients) labelled “benign, diagnosis unknown”',
+      'is learned from 808 training images, all from one collection (SIIM-ISIC 2020) labelled “benign, diagnosis unknown”',
     )
+    expect(learn).not.toMatch(/1,153|65 patients/)
   })
 })
 

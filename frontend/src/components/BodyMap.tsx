@@ -1,4 +1,4 @@
-import { useLayoutEffect, useRef, useState, type KeyboardEvent, type MouseEvent, type ReactNode } from 'react'
+import { useEffect, useLayoutEffect, useRef, useState, type KeyboardEvent, type MouseEvent, type ReactNode } from 'react'
 import { SITE_LABELS } from '../content.ts'
 
 export type View = 'front' | 'back'
@@ -23,34 +23,102 @@ export interface Pin {
 
 /** The drawn pin's radius, in the figure's units. */
 export const PIN_RADIUS = 4.5
-/** The smallest tap target of a pin, in CSS px across (a finger: 44 px, WCAG 2.5.5). */
+/** The tap area a pin aims for on a touch screen, in CSS px across (a finger: 44 px, WCAG 2.5.5). */
 export const PIN_TARGET_PX = 44
-/** The figure's width in CSS px when it has not been measured yet (its CSS minimum). */
-export const FIGURE_MIN_PX = 120
+/** The largest radius of a pin's tap area, in the figure's units, however small the figure is
+ * drawn: 10 units is a circle 20 across, half the torso's width and under a tenth of its area
+ * (40 x 81), so a few pins never cover the back. */
+export const MAX_HIT_RADIUS = 10
+/** The figure's width in CSS px when it has not been measured yet (its CSS minimum, the
+ * `min-width` of `.bodymap-fig` in styles.css). */
+export const FIGURE_MIN_PX = 100
 
-/** The radius (in the figure's units) of a pin's invisible tap area, so that it is at least
- * `targetPx` CSS px across on a figure drawn `renderedWidthPx` wide: a tap beside the small dot
- * opens the lesion instead of placing a new one. Never less than the drawn dot. */
-export function pinHitRadius(renderedWidthPx: number, figureWidth: number = FIGURE.width, targetPx: number = PIN_TARGET_PX): number {
+/** The radius (in the figure's units) of a pin's tap area. With a mouse or pen (`coarse` false)
+ * it is the drawn dot. On a touch screen it aims at `targetPx` CSS px across on a figure drawn
+ * `renderedWidthPx` wide, capped at MAX_HIT_RADIUS; never less than the dot. A tap in this area
+ * but outside the dot does not open the lesion by itself: it asks (see BodyMap). */
+export function pinHitRadius(
+  renderedWidthPx: number,
+  coarse: boolean,
+  figureWidth: number = FIGURE.width,
+  targetPx: number = PIN_TARGET_PX,
+): number {
+  if (!coarse) return PIN_RADIUS
   const width = Number.isFinite(renderedWidthPx) && renderedWidthPx > 0 ? renderedWidthPx : FIGURE_MIN_PX
-  const r = ((targetPx / 2) * figureWidth) / width
-  return Math.max(PIN_RADIUS, Math.ceil(r * 10) / 10)
+  const r = Math.ceil((((targetPx / 2) * figureWidth) / width) * 10) / 10
+  return Math.max(PIN_RADIUS, Math.min(MAX_HIT_RADIUS, r))
 }
 
-/** The pin of `view` nearest to (x, y) within `radius` (figure units), or null: which lesion a
- * tap between two pins whose tap areas overlap opens. Inert pins are never chosen. */
-export function nearestPin(pins: readonly Pin[], view: View, x: number, y: number, radius: number): Pin | null {
+/** Each tap-able pin's own hit radius in `view`: `base` (see pinHitRadius), but never more than
+ * half the distance to its nearest other pin (two close moles keep apart areas); never less
+ * than the drawn dot. Inert pins get none. */
+export function pinHitRadii(pins: readonly Pin[], view: View, base: number): Map<number, number> {
+  const mine = pins.filter((p) => p.view === view && !p.inert)
+  const radii = new Map<number, number>()
+  for (const p of mine) {
+    let r = base
+    for (const q of mine) if (q !== p) r = Math.min(r, Math.hypot(p.x - q.x, p.y - q.y) / 2)
+    radii.set(p.id, Math.max(PIN_RADIUS, r))
+  }
+  return radii
+}
+
+/** The pin of `view` nearest to (x, y) within its hit radius (figure units; one number for all
+ * pins, or each pin's own as pinHitRadii gives), or null. Inert pins are never chosen. */
+export function nearestPin(
+  pins: readonly Pin[],
+  view: View,
+  x: number,
+  y: number,
+  radius: number | ReadonlyMap<number, number>,
+): Pin | null {
   let best: Pin | null = null
   let bestD = Infinity
   for (const p of pins) {
     if (p.view !== view || p.inert) continue
+    const r = typeof radius === 'number' ? radius : radius.get(p.id)
+    if (r === undefined) continue
     const d = Math.hypot(p.x - x, p.y - y)
-    if (d <= radius && d < bestD) {
+    if (d <= r && d < bestD) {
       best = p
       bestD = d
     }
   }
   return best
+}
+
+/** What a tap on the body at (x, y) does when pins can be opened and points placed: place a new
+ * point, or (on a touch screen, beside a pin: in its hit area but off its dot) ask whether to
+ * open that pin's lesion or place a new one there. Never opens a lesion without a tap on its dot. */
+export function tapOutcome(
+  pins: readonly Pin[],
+  view: View,
+  x: number,
+  y: number,
+  radii: ReadonlyMap<number, number>,
+): { kind: 'place' } | { kind: 'ask'; pin: Pin } {
+  const near = nearestPin(pins, view, x, y, radii)
+  return near ? { kind: 'ask', pin: near } : { kind: 'place' }
+}
+
+/** Whether the device's main pointer is coarse (a finger), as CSS `(pointer: coarse)` says. */
+function coarseMedia(): boolean {
+  return typeof window !== 'undefined' && typeof window.matchMedia === 'function' && window.matchMedia('(pointer: coarse)').matches
+}
+
+/** Whether this click came from a finger: the click's own pointer type where the browser gives it
+ * (a PointerEvent), else the device's main pointer. */
+function fromTouch(e: MouseEvent<Element>): boolean {
+  const type = (e.nativeEvent as Partial<PointerEvent>).pointerType
+  if (type === 'touch') return true
+  if (type === 'mouse' || type === 'pen') return false
+  return coarseMedia()
+}
+
+/** A tap beside a pin, waiting for the user to say what it meant. */
+interface Choice {
+  pin: Pin
+  point: MapPoint
 }
 
 export interface MapPoint {
@@ -177,16 +245,29 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
     observer.observe(svg)
     return () => observer.disconnect()
   }, [hasPins])
-  const hitRadius = pinHitRadius(figurePx)
-  const onHit = (e: MouseEvent<SVGCircleElement>, view: View, own: number) => {
-    // overlapping tap areas: the lesion nearest to the tap
-    const at = e.detail > 0 ? pointOf(e) : null
-    const near = at ? nearestPin(pins, view, at.x, at.y, hitRadius + 0.5) : null
-    onPinSelect?.(near ? near.id : own)
-  }
+  // a tap beside a pin (touch only) asks what it meant, under the figures
+  const [choice, setChoice] = useState<Choice | null>(null)
+  const openRef = useRef<HTMLButtonElement>(null)
+  useEffect(() => {
+    if (choice) openRef.current?.focus({ preventScroll: true })
+  }, [choice])
   const pick = (e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>, view: View, site: string) => {
-    if (onPoint) onPoint({ view, site, ...pointOf(e) })
-    else onChange(value === site ? '' : site)
+    if (!onPoint) {
+      onChange(value === site ? '' : site)
+      return
+    }
+    const at = pointOf(e)
+    setChoice(null)
+    // a pointer's tap (not a key nor a synthetic click) from a finger, beside a pin: ask
+    if (onPinSelect && 'clientX' in e && e.detail > 0 && fromTouch(e)) {
+      const radii = pinHitRadii(pins, view, pinHitRadius(figurePx, true))
+      const outcome = tapOutcome(pins, view, at.x, at.y, radii)
+      if (outcome.kind === 'ask') {
+        setChoice({ pin: outcome.pin, point: { view, site, ...at } })
+        return
+      }
+    }
+    onPoint({ view, site, ...at })
   }
   const onKey = (e: KeyboardEvent<SVGGElement>, view: View, site: string) => {
     if (e.key === 'Enter' || e.key === ' ') {
@@ -201,70 +282,102 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
     }
   }
   return (
-    <div
-      ref={boxRef}
-      className="bodymap"
-      role={pointerOnly ? undefined : 'group'}
-      aria-label={pointerOnly ? undefined : 'Body map: choose where the lesion is'}
-      aria-hidden={pointerOnly ? true : undefined}
-    >
-      {(['front', 'back'] as View[]).map((view) => (
-        <figure key={view} className="bodymap-fig">
-          <svg viewBox={`0 0 ${FIGURE.width} ${FIGURE.height}`} className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
-            {REGIONS[view].map((r) => {
-              const selected = value === r.site
-              // "torso" (side unknown) lights every torso region faintly.
-              const partial = value === 'torso' && TORSO.has(r.site)
-              const label = `${view === 'front' ? 'Front' : 'Back'}: ${SITE_LABELS[r.site] ?? r.site}`
-              return (
-                <g
-                  key={r.site}
-                  role="button"
-                  tabIndex={pointerOnly ? -1 : 0}
-                  aria-pressed={selected}
-                  aria-label={label}
-                  data-testid={`bodymap-${view}-${slug(r.site)}`}
-                  data-site={r.site}
-                  className={`bodymap-region${selected ? ' is-selected' : ''}${partial ? ' is-partial' : ''}`}
-                  onClick={(e) => pick(e, view, r.site)}
-                  onKeyDown={(e) => onKey(e, view, r.site)}
-                >
-                  <title>{label}</title>
-                  {r.shapes}
-                </g>
-              )
-            })}
-            {/* the pins' tap areas, under every drawn pin (a dot is never covered by another pin's
-                area); hidden from screen readers and the tab order, which have the pins themselves */}
-            <g className="bodymap-pin-hits" aria-hidden="true">
+    <>
+      <div
+        ref={boxRef}
+        className="bodymap"
+        role={pointerOnly ? undefined : 'group'}
+        aria-label={pointerOnly ? undefined : 'Body map: choose where the lesion is'}
+        aria-hidden={pointerOnly ? true : undefined}
+      >
+        {(['front', 'back'] as View[]).map((view) => (
+          <figure key={view} className="bodymap-fig">
+            <svg viewBox={`0 0 ${FIGURE.width} ${FIGURE.height}`} className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
+              {REGIONS[view].map((r) => {
+                const selected = value === r.site
+                // "torso" (side unknown) lights every torso region faintly.
+                const partial = value === 'torso' && TORSO.has(r.site)
+                const label = `${view === 'front' ? 'Front' : 'Back'}: ${SITE_LABELS[r.site] ?? r.site}`
+                return (
+                  <g
+                    key={r.site}
+                    role="button"
+                    tabIndex={pointerOnly ? -1 : 0}
+                    aria-pressed={selected}
+                    aria-label={label}
+                    data-testid={`bodymap-${view}-${slug(r.site)}`}
+                    data-site={r.site}
+                    className={`bodymap-region${selected ? ' is-selected' : ''}${partial ? ' is-partial' : ''}`}
+                    onClick={(e) => pick(e, view, r.site)}
+                    onKeyDown={(e) => onKey(e, view, r.site)}
+                  >
+                    <title>{label}</title>
+                    {r.shapes}
+                  </g>
+                )
+              })}
+              {choice && choice.point.view === view && (
+                <circle cx={choice.point.x} cy={choice.point.y} r={PIN_RADIUS} className="bodymap-tap-mark" data-testid="bodymap-tap-mark" aria-hidden="true" />
+              )}
               {pins
-                .filter((p) => p.view === view && !p.inert)
+                .filter((p) => p.view === view)
                 .map((p) => (
-                  <circle key={p.id} cx={p.x} cy={p.y} r={hitRadius} className="bodymap-pin-hit" data-testid={`pin-hit-${p.id}`} onClick={(e) => onHit(e, view, p.id)} />
+                  <g
+                    key={p.id}
+                    role="button"
+                    tabIndex={0}
+                    aria-pressed={Boolean(p.selected)}
+                    aria-label={p.label}
+                    data-testid={`pin-${p.id}`}
+                    className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}${p.inert ? ' is-inert' : ''}`}
+                    onClick={() => {
+                      setChoice(null)
+                      onPinSelect?.(p.id)
+                    }}
+                    onKeyDown={(e) => onPinKey(e, p.id)}
+                  >
+                    <title>{p.label}</title>
+                    <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
+                  </g>
                 ))}
-            </g>
-            {pins
-              .filter((p) => p.view === view)
-              .map((p) => (
-                <g
-                  key={p.id}
-                  role="button"
-                  tabIndex={0}
-                  aria-pressed={Boolean(p.selected)}
-                  aria-label={p.label}
-                  data-testid={`pin-${p.id}`}
-                  className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}${p.inert ? ' is-inert' : ''}`}
-                  onClick={() => onPinSelect?.(p.id)}
-                  onKeyDown={(e) => onPinKey(e, p.id)}
-                >
-                  <title>{p.label}</title>
-                  <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
-                </g>
-              ))}
-          </svg>
-          <figcaption>{view === 'front' ? 'Front' : 'Back'}</figcaption>
-        </figure>
-      ))}
-    </div>
+            </svg>
+            <figcaption>{view === 'front' ? 'Front' : 'Back'}</figcaption>
+          </figure>
+        ))}
+      </div>
+      {choice && (
+        <div className="bodymap-choice" role="group" aria-label="Your tap was beside a pin" data-testid="bodymap-choice">
+          <p>Your tap was beside a pin ({choice.pin.label}). Which did you mean?</p>
+          <div className="bodymap-choice-actions">
+            <button
+              ref={openRef}
+              type="button"
+              className="btn btn-primary"
+              data-testid="bodymap-choice-open"
+              onClick={() => {
+                setChoice(null)
+                onPinSelect?.(choice.pin.id)
+              }}
+            >
+              Open {choice.pin.label}
+            </button>
+            <button
+              type="button"
+              className="btn btn-secondary"
+              data-testid="bodymap-choice-place"
+              onClick={() => {
+                setChoice(null)
+                onPoint?.(choice.point)
+              }}
+            >
+              Place a new lesion here
+            </button>
+            <button type="button" className="btn btn-ghost" data-testid="bodymap-choice-cancel" onClick={() => setChoice(null)}>
+              Cancel
+            </button>
+          </div>
+        </div>
+      )}
+    </>
   )
 }

@@ -7,15 +7,18 @@ import {
   CROSS_SOURCE_METRIC_LABELS,
   CROSS_SOURCE_PROTOCOLS,
   ciText,
+  crossSourceCounts,
   isDegenerate,
+  subgroupCounts,
   tooFew,
+  type Counts,
   type CrossSourceRow,
   type CrossSourceTable,
   type Estimate,
   type ItaBand,
   type ItaTable,
 } from '../card.ts'
-import { format3, formatCI, formatNumber, humanize } from '../format.ts'
+import { format3, formatNumber, humanize } from '../format.ts'
 import { TableWrap } from './TableWrap.tsx'
 
 const CI = '95\u00a0% CI'
@@ -29,18 +32,28 @@ function Section({ id, title, testId, children }: { id: string; title: string; t
   )
 }
 
-/** "0.901" with the interval in small print: "0.875–0.922"; "withheld" or "—" without a value. */
-export function EstimateCell({ e, withheld }: { e: Estimate | null; withheld?: boolean }) {
+/** "0.901" with the interval in small print: "0.875–0.922"; "withheld" or "—" without a value. An
+ * interval that collapsed to a point is not shown as one: its cases and a Wilson interval instead
+ * ("20 of 20; the bootstrap gives no interval, Wilson 95 % …") where `counts` are known, else "no
+ * interval (every resample gave the same value)". */
+export function EstimateCell({ e, counts, withheld }: { e: Estimate | null; counts?: Counts | null; withheld?: boolean }) {
   if (!e || e.value === null) {
     return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
   }
+  const ci = ciText(e, counts)
+  const degenerate = isDegenerate(e)
   return (
     <td className="num">
       {format3(e.value)}
-      {e.lo !== null && e.hi !== null && (
-        // a bootstrap interval that collapsed to a point is not an interval: say so (the note
-        // under the table gives the cases and the Wilson interval)
-        <span className="ci">{isDegenerate(e) ? ciText(e) : formatCI(e.lo, e.hi)}</span>
+      {ci && (
+        <span
+          className={degenerate ? 'ci ci-degenerate' : 'ci'}
+          data-degenerate={degenerate || undefined}
+          // the numbers' cells do not wrap; this sentence must, or it widens the whole column
+          style={degenerate ? { whiteSpace: 'normal', minWidth: '12em' } : undefined}
+        >
+          {degenerate ? `(${ci})` : ci}
+        </span>
       )}
     </td>
   )
@@ -120,7 +133,7 @@ export function CrossSourceBlock({ table }: { table: CrossSourceTable }) {
                         {small ? (
                           <WithheldCells span={cols.length} minN={table.minN} />
                         ) : (
-                          cols.map((c) => <EstimateCell key={c} e={r.metrics[c] ?? null} withheld={!!r.note} />)
+                          cols.map((c) => <EstimateCell key={c} e={r.metrics[c] ?? null} counts={crossSourceCounts(r, c)} withheld={!!r.note} />)
                         )}
                       </tr>,
                       extra.length > 0 && (
@@ -196,8 +209,8 @@ export function SkinToneBlock({ table }: { table: ItaTable }) {
                       <EstimateCell e={b.malignantAuc} withheld={!!b.note} />
                       <EstimateCell e={b.melAuc} withheld={!!b.note} />
                       <EstimateCell e={b.balancedAccuracy} withheld={!!b.note} />
-                      <EstimateCell e={b.sensitivity} withheld={!!b.note} />
-                      <EstimateCell e={b.specificity} withheld={!!b.note} />
+                      <EstimateCell e={b.sensitivity} counts={subgroupCounts(b).sensitivity} withheld={!!b.note} />
+                      <EstimateCell e={b.specificity} counts={subgroupCounts(b).specificity} withheld={!!b.note} />
                     </>
                   )}
                 </tr>,

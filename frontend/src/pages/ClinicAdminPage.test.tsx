@@ -269,6 +269,38 @@ describe('your API tokens', () => {
     expect(api.createToken).toHaveBeenCalledTimes(1)
   })
 
+  it('gives focus back to "Create token" when a double click left it on <main>', async () => {
+    const render = await mountSection('Tokens')
+    const request = deferred<NewApiToken>()
+    api.createToken.mockReturnValue(request.promise)
+    type(render, 'token-name', 'nightly export')
+    const button = fakeButton()
+    ;(byTestId(render(), 'token-create').el.props.ref as { current: unknown }).current = button
+    click(render, 'token-create')
+    click(render, 'token-create') // the second press lands on the disabled button: focus goes to <main>
+    Object.assign(document, { activeElement: { tagName: 'MAIN', isConnected: true } })
+    request.resolve(made)
+    await settle()
+    render()
+    expect(api.createToken).toHaveBeenCalledTimes(1)
+    expect(button.focus).toHaveBeenCalledTimes(1)
+  })
+
+  it('leaves focus where the user put it meanwhile', async () => {
+    const render = await mountSection('Tokens')
+    const request = deferred<NewApiToken>()
+    api.createToken.mockReturnValue(request.promise)
+    type(render, 'token-name', 'nightly export')
+    const button = fakeButton()
+    ;(byTestId(render(), 'token-create').el.props.ref as { current: unknown }).current = button
+    click(render, 'token-create')
+    Object.assign(document, { activeElement: { tagName: 'INPUT', isConnected: true } })
+    request.resolve(made)
+    await settle()
+    render()
+    expect(button.focus).not.toHaveBeenCalled()
+  })
+
   it('deletes a token once on a double click, says so and focuses the section', async () => {
     const render = await mountSection('Tokens')
     const request = deferred<undefined>()

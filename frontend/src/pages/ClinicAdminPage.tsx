@@ -60,12 +60,22 @@ export function TokenExpiry({ token }: { token: Pick<ApiTokenInfo, 'expires_at' 
   )
 }
 
+/** Whether focus is nowhere useful once an action is over: on <body> or gone (focusLost), or on
+ * the page's <main> (tabindex=-1), where the second press of a double click puts it: its mousedown
+ * lands on the button the first press disabled and focuses the nearest focusable element around it. */
+export function actionFocusLost(): boolean {
+  if (focusLost()) return true
+  const active = document.activeElement
+  return !!active && active.tagName === 'MAIN'
+}
+
 /**
  * A section's actions (create, delete, revoke), one at a time: `useFormAction`'s busy flag and
  * error, and which action runs (`doing`, for its button's wording). The section's buttons are
  * disabled while one runs, so a double click sends one request. A browser moves focus off a
- * button it disables (to <body>): once the action is over, the button pressed takes it back when
- * the action put it nowhere else and the button is still in the page.
+ * button it disables (to <body>, or to <main> on a double click): once the action is over, the
+ * button pressed takes it back when the action put it nowhere else and the button is still in the
+ * page.
  */
 function useSectionAction(): {
   busy: boolean
@@ -81,7 +91,7 @@ function useSectionAction(): {
     if (busy) return
     const button = pressed.current
     pressed.current = null
-    if (button?.isConnected && focusLost()) button.focus()
+    if (button?.isConnected && actionFocusLost()) button.focus()
   }, [busy])
   const run = async (what: string, button: HTMLElement | null, action: () => Promise<void>) => {
     setDoing(what)

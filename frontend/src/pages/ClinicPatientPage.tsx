@@ -142,7 +142,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
           <h2 id={`${ids}-map`}>Lesion map</h2>
           <p className="hint">
             Pins show this patient’s lesions (red: the model’s risk rose between visits). Tap a pin to open the
-            lesion; tap the body to place a new one.
+            lesion; tap the body to place a new one. On a touch screen, a tap just beside a pin asks whether
+            you meant that lesion or a new one there.
           </p>
           <div data-testid="lesion-map">
             <BodyMap

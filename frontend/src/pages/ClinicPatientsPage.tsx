@@ -115,6 +115,10 @@ export function ClinicPatientsPage() {
       </div>
       <ErrorBox error={error} what="Could not add the patient." id={errorId} />
       <ErrorBox error={patients.error} what="Could not load the patients." />
+      {/* visible, not a title tooltip: a touch screen has no hover, and the phone layout hides the header row */}
+      <p className="hint" data-testid="patient-tier-note">
+        Highest lesion tier: the highest of the patient’s lesions’ tiers, each from its latest assessed photo.
+      </p>
       <TableWrap>
         <table className="data-table clinic-table stack-narrow" data-testid="patient-list">
           <caption data-testid="patient-list-caption" data-cut={rows.length >= PATIENT_LIST_LIMIT ? 'true' : undefined}>
@@ -123,9 +127,7 @@ export function ClinicPatientsPage() {
           <thead>
             <tr>
               <th scope="col">Reference</th>
-              <th scope="col" title="The highest of the lesions’ tiers, each from its latest assessed photo">
-                Highest lesion tier
-              </th>
+              <th scope="col">Highest lesion tier</th>
               <th scope="col">Lesions</th>
               <th scope="col">Visits</th>
               <th scope="col">Last visit</th>

@@ -1,6 +1,6 @@
 import type { ReactNode } from 'react'
 import { API, type ExampleImage, type LesionClassInfo, type ModelCard } from '../api.ts'
-import { cardDataSummary, sourceName, unkOrigin } from '../card.ts'
+import { cardDataSummary, cardTestSplitUse, joinList, sourceName, unkOrigin } from '../card.ts'
 import { FALLBACK_CLASSES, PHOTO_TIPS, riskHeadline } from '../content.ts'
 import { classMixSentence, countWord, OTHER_CLASS } from '../format.ts'
 import { useApiData, useApiImage } from '../hooks.ts'
@@ -23,12 +23,12 @@ export function otherClassSentence(card: ModelCard | null, name: string, ordinal
   const origin = card ? unkOrigin(card, OTHER_CLASS) : null
   const what = `${ordinal ? `The ${ordinal}, ` : ''}${name} (${OTHER_CLASS}), `
   if (origin) {
-    const images = origin.images !== null ? `${n(origin.images)} images` : 'images'
-    const groups = origin.groups !== null ? `, ${n(origin.groups)} patients` : ''
+    // the training images only: the test and validation images teach the model nothing
+    const images = origin.images !== null ? `${n(origin.images)} training images` : 'training images'
     // SIIM-ISIC 2020 records these lesions as benign without naming a diagnosis
     const label = origin.source === 'isic2020' ? ' labelled “benign, diagnosis unknown”' : ''
     return (
-      `${what}is learned only from ${images} of one collection (${sourceName(origin.source)}${groups})${label}: ` +
+      `${what}is learned from ${images}, all from one collection (${sourceName(origin.source)})${label}: ` +
       'it does not mean “none of the other kinds”.'
     )
   }
@@ -43,9 +43,7 @@ export function trainingDataSentence(card: ModelCard | null): string {
     d.total !== null && d.val !== null && d.test !== null
       ? ` (${n(d.total)} used in all: ${n(d.train)} for training, ${n(d.val)} for validation, ${n(d.test)} for testing)`
       : ''
-  const from = d.sources.length
-    ? ` from ${d.sources.length === 1 ? d.sources[0] : `${d.sources.slice(0, -1).join(', ')} and ${d.sources[d.sources.length - 1]}`}`
-    : ''
+  const from = d.sources.length ? ` from ${joinList(d.sources)}` : ''
   return `Trained on ${n(d.train)} public dermoscopic images${split}${from}, many of them small copies.`
 }
 
@@ -218,8 +216,10 @@ export function LearnPage() {
             share of those named types, not the chance that the lesion is a cancer: when most of the estimate goes to
             “Other / unknown”, the level can be higher than the cancer bars alone suggest. The cut-offs were set
             on the validation images (kept out of training). Separate test images, never used for training or for
-            setting the cut-offs, measure how well the tool does; they were looked at for several versions of the model
-            and partly informed which one was released, so the figures may be optimistic (see the Model page).
+            setting the cut-offs, measure how well the tool does
+            {cardTestSplitUse(card)
+              ? '; the model card says how they were used before this release (see “Test split use” on the Model page).'
+              : '.'}
           </li>
           <li>
             The <strong>bars</strong> show how likely the model thinks each type is. They add up to about 100% (in the

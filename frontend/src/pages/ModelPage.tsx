@@ -16,6 +16,7 @@ import {
   cardTestEvaluation,
   cardThresholds,
   ciText,
+  cardTestSplitUse,
   crossSourceDegenerate,
   dig,
   estimate,
@@ -43,6 +44,7 @@ import {
 import { FALLBACK_CLASSES, malignantShortName } from '../content.ts'
 import {
   CrossSourceBlock,
+  EstimateCell,
   NoteRow,
   SkinToneBlock,
   SubgroupHead,
@@ -172,30 +174,6 @@ function pctCI(e: Estimate | null): string {
 /** "95 % CI 90.7%–96.5%", or for an interval that collapsed what is known instead (ciText). */
 function pctCIText(e: Estimate | null, counts: Counts | null): string {
   return isDegenerate(e) ? ciText(e, counts) : `${CI} ${pctCI(e)}`
-}
-
-/** A value with its interval in small print; an interval that collapsed to a point is not shown as
- * one (its cases and a Wilson interval instead, where they are known). */
-function CountedCell({ e, counts, withheld }: { e: Estimate | null; counts?: Counts | null; withheld?: boolean }) {
-  if (!e || e.value === null) {
-    return <td className={withheld ? 'num withheld' : 'num'}>{withheld ? 'withheld' : '—'}</td>
-  }
-  const ci = ciText(e, counts)
-  return (
-    <td className="num">
-      {format3(e.value)}
-      {ci && (
-        <span
-          className={isDegenerate(e) ? 'ci ci-degenerate' : 'ci'}
-          data-degenerate={isDegenerate(e) || undefined}
-          // the numbers' cells do not wrap; this sentence must, or it widens the whole column
-          style={isDegenerate(e) ? { whiteSpace: 'normal', minWidth: '12em' } : undefined}
-        >
-          {isDegenerate(e) ? `(${ci})` : ci}
-        </span>
-      )}
-    </td>
-  )
 }
 
 function strings(v: unknown): string[] {
@@ -390,8 +368,8 @@ function Overview({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) 
 function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
   const rows = HEADLINE_METRICS.map((d) => [d, headline(ev, d.key)] as const).filter(([, e]) => e && e.value !== null)
   const argmaxBa = argmaxBalancedAccuracy(card)
-  // the v2.4 ship rule was checked on the ISIC 2020 validation + test patients
-  const hasIsic2020 = !!rec(dig(card, 'data', 'by_source', 'isic2020')) || 'isic2020' in testSourceGroups(card)
+  // the test split's history is the card's to tell (another bundle served with --model has its own)
+  const testUse = cardTestSplitUse(card)
   const odd = rows.filter(([, e]) => outsideCI(e)).map(([d]) => d.key)
   const others = cardOtherMetricSets(card)
   const level = ev.ciLevel !== null ? `${Math.round(ev.ciLevel * 100)}\u00a0%` : '95\u00a0%'
@@ -408,13 +386,14 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
         . Images are split by lesion group, so no lesion has images in both training and test.
       </p>
       <p data-testid="test-reuse">
-        No training, calibration, threshold or decision-rule fitting used the test split. It was not looked at only
-        once, though: it was scored for several versions of the model
-        {hasIsic2020
-          ? ', and the ISIC 2020 part of it was among the images the choice to ship this version was checked on, so those figures are not independent of that choice.'
-          : '.'}
-      </p>
-      <p className="muted">
+        No training, calibration, threshold or decision-rule fitting used the test split.
+        {testUse && (
+          <>
+            {' '}
+            <strong>Test split use</strong> (from the model card): <span data-testid="test-split-use">{testUse}</span>
+          </>
+        )}
+      </p>      <p className="muted">
         {level} confidence intervals (CI): percentile <strong>group bootstrap</strong>
         {ev.nBoot !== null && ` over ${formatNumber(ev.nBoot)} resamples`} of lesion groups. They show sampling
         variation only.
@@ -589,9 +568,9 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
                     {!malignant.includes(r.code) && info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
                   </th>
                   <td className="num">{formatNumber(r.n)}</td>
-                  <CountedCell e={r.auc} />
-                  <CountedCell e={r.sensitivity} counts={counts[r.code]?.sensitivity} />
-                  <CountedCell e={r.specificity} counts={counts[r.code]?.specificity} />
+                  <EstimateCell e={r.auc} />
+                  <EstimateCell e={r.sensitivity} counts={counts[r.code]?.sensitivity} />
+                  <EstimateCell e={r.specificity} counts={counts[r.code]?.specificity} />
                 </tr>
               )
             })}
@@ -686,7 +665,7 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
           {targetRefer !== null && ` ${pctShort(targetRefer)} sensitivity (refer)`}
           {targetRefer !== null && targetMonitor !== null && ' and'}
           {targetMonitor !== null && ` ${pctShort(targetMonitor)} sensitivity (monitor)`} for malignant lesions, then
-          measured on the test set (numbers above; not fitted on it, but it was also scored for earlier versions).
+          measured on the test set (numbers above; not fitted on it).
         </p>
       )}
       {temperature !== null && (
@@ -799,8 +778,8 @@ function CollapsedNote({ items, where, testId }: { items: string[]; where: strin
   if (!items.length) return null
   return (
     <p className="hint" data-testid={testId}>
-      In the {where} above, an interval printed as a single point (“x–x”) is not a certainty: every bootstrap resample
-      gave the same value. {items.join('; ')}.
+      In the {where} above, a cell marked “no interval” or “the bootstrap gives no interval” is not a certainty:
+      every bootstrap resample gave the same value. {items.join('; ')}.
     </p>
   )
 }
@@ -843,11 +822,11 @@ function Subgroups({ rows, groups: sourceGroups }: { rows: SubgroupRow[]; groups
                       )}
                     </td>
                     <td className="num">{formatNumber(r.nMalignant)}</td>
-                    <CountedCell e={r.malignantAuc} withheld={w} />
-                    <CountedCell e={r.melAuc} withheld={w} />
-                    <CountedCell e={r.balancedAccuracy} withheld={w} />
-                    <CountedCell e={r.sensitivity} counts={c.sensitivity} withheld={w} />
-                    <CountedCell e={r.specificity} counts={c.specificity} withheld={w} />
+                    <EstimateCell e={r.malignantAuc} withheld={w} />
+                    <EstimateCell e={r.melAuc} withheld={w} />
+                    <EstimateCell e={r.balancedAccuracy} withheld={w} />
+                    <EstimateCell e={r.sensitivity} counts={c.sensitivity} withheld={w} />
+                    <EstimateCell e={r.specificity} counts={c.specificity} withheld={w} />
                   </tr>,
                   w && (
                     <NoteRow key={`${attr}:${r.subgroup}:note`} label={r.subgroup} span={8}>
