@@ -5,88 +5,11 @@ import { useApiImage } from './hooks.ts'
 import { NO_PREVIEW, settlePreview, tooLargeAnswer, uploadRefusal, useImageUpload, type Preview } from './upload.ts'
 
 // No DOM here (no jsdom, no testing library): `useImageUpload` and `useApiImage` run in a
-// one-component host that keeps React's contract for the hooks they use: state kept between
-// renders, an update to a component that is gone ignored, effects run after a render when their
-// deps changed (the old one's cleanup first), every cleanup run at unmount, and strict mode's
-// mount, unmount, mount again.
-const host = vi.hoisted(() => {
-  type Deps = readonly unknown[] | undefined
-  interface Effect {
-    run: () => void | (() => void)
-    cleanup?: void | (() => void)
-    deps: Deps
-    due: boolean
-  }
-  const changed = (a: Deps, b: Deps) => !a || !b || a.length !== b.length || a.some((x, i) => !Object.is(x, b[i]))
-  let slots: unknown[] = []
-  let cursor = 0
-  let mounted = false
-
-  function slot<T>(make: () => T): T {
-    const i = cursor++
-    if (!(i in slots)) slots[i] = make()
-    return slots[i] as T
-  }
-  const effects = () => slots.filter((s): s is Effect => typeof s === 'object' && s !== null && 'due' in s)
-  function runEffects() {
-    for (const e of effects().filter((e) => e.due)) {
-      if (e.cleanup) e.cleanup()
-      e.cleanup = e.run()
-      e.due = false
-    }
-  }
-
-  const hooks = {
-    useState<T>(init: T | (() => T)): [T, (v: T | ((old: T) => T)) => void] {
-      const i = cursor
-      const value = slot(() => (typeof init === 'function' ? (init as () => T)() : init))
-      const set = (v: T | ((old: T) => T)) => {
-        if (mounted) slots[i] = typeof v === 'function' ? (v as (old: T) => T)(slots[i] as T) : v
-      }
-      return [value, set]
-    },
-    useRef: <T,>(current: T) => slot(() => ({ current })),
-    useCallback<F>(fn: F, deps: Deps): F {
-      const memo = slot(() => ({ fn, deps }))
-      if (changed(memo.deps, deps)) Object.assign(memo, { fn, deps })
-      return memo.fn
-    },
-    useEffect(run: () => void | (() => void), deps: Deps) {
-      const e = slot<Effect>(() => ({ run, deps, due: true }))
-      if (changed(e.deps, deps)) Object.assign(e, { run, deps, due: true })
-    },
-    useContext: (context: { _currentValue: unknown }) => context._currentValue,
-  }
-
-  /** Mount `hook`'s component; `result()` renders it again with its latest state. */
-  function mount<T>(hook: () => T, strict = false) {
-    slots = []
-    mounted = true
-    const render = () => {
-      cursor = 0
-      const out = hook()
-      runEffects()
-      return out
-    }
-    const first = render()
-    if (strict) {
-      for (const e of effects()) {
-        if (e.cleanup) e.cleanup()
-        e.due = true
-      }
-      runEffects()
-    }
-    return {
-      first,
-      result: render,
-      unmount() {
-        mounted = false
-        for (const e of effects()) if (e.cleanup) e.cleanup()
-      },
-    }
-  }
-  return { hooks, mount }
-})
+// one-component host (src/testing/hookHost.ts) that keeps React's contract for the hooks they use:
+// state kept between renders, an update to a component that is gone ignored, effects run after a
+// render when their deps changed (the old one's cleanup first), every cleanup run at unmount, and
+// strict mode's mount, unmount, mount again.
+const host = await vi.hoisted(async () => (await import('./testing/hookHost.ts')).createHookHost())
 
 vi.mock('react', async (original) => ({ ...(await original<typeof import('react')>()), ...host.hooks }))
 

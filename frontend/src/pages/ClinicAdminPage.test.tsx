@@ -2,11 +2,11 @@
 // time: while one is in flight its section's buttons are disabled, so a double click sends one
 // request, not two (two tokens made, a second "Add user" refused as "exists already").
 //
-// No DOM here (no jsdom, no testing library): a section runs in a one-component host (as in
-// upload.test.ts) that keeps React's contract for the hooks it uses; the test reads the element
-// tree it renders and acts as a browser would: a disabled button does nothing when clicked, an
-// enabled one runs its onClick (a submit button its form's onSubmit), and React renders again
-// before the next click (a click is a discrete event, flushed at once).
+// No DOM here (no jsdom, no testing library): a section runs in a one-component host
+// (src/testing/hookHost.ts) that keeps React's contract for the hooks it uses; the test reads the
+// element tree it renders and acts as a browser would: a disabled button does nothing when
+// clicked, an enabled one runs its onClick (a submit button its form's onSubmit), and React
+// renders again before the next click (a click is a discrete event, flushed at once).
 
 import type { ReactElement } from 'react'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
@@ -16,80 +16,7 @@ import { ClinicContext } from '../clinic/session.ts'
 import type { AdminApiTokenInfo, ApiTokenInfo, NewApiToken, User } from '../clinic/types.ts'
 import { ClinicAdminPage } from './ClinicAdminPage.tsx'
 
-const host = vi.hoisted(() => {
-  type Deps = readonly unknown[] | undefined
-  interface Effect {
-    run: () => void | (() => void)
-    cleanup?: void | (() => void)
-    deps: Deps
-    due: boolean
-  }
-  const changed = (a: Deps, b: Deps) => !a || !b || a.length !== b.length || a.some((x, i) => !Object.is(x, b[i]))
-  let slots: unknown[] = []
-  let cursor = 0
-  let mounted = false
-  let nextId = 0
-  /** the value a context gives, where the test sets one (else its default) */
-  const contexts = new Map<unknown, unknown>()
-
-  function slot<T>(make: () => T): T {
-    const i = cursor++
-    if (!(i in slots)) slots[i] = make()
-    return slots[i] as T
-  }
-  const effects = () => slots.filter((s): s is Effect => typeof s === 'object' && s !== null && 'due' in s)
-  function runEffects() {
-    for (const e of effects().filter((e) => e.due)) {
-      if (e.cleanup) e.cleanup()
-      e.cleanup = e.run()
-      e.due = false
-    }
-  }
-
-  const hooks = {
-    useState<T>(init: T | (() => T)): [T, (v: T | ((old: T) => T)) => void] {
-      const i = cursor
-      const value = slot(() => (typeof init === 'function' ? (init as () => T)() : init))
-      const set = (v: T | ((old: T) => T)) => {
-        if (mounted) slots[i] = typeof v === 'function' ? (v as (old: T) => T)(slots[i] as T) : v
-      }
-      return [value, set]
-    },
-    useRef: <T,>(current: T) => slot(() => ({ current })),
-    useId: () => slot(() => `:r${nextId++}:`),
-    useCallback<F>(fn: F, deps: Deps): F {
-      const memo = slot(() => ({ fn, deps }))
-      if (changed(memo.deps, deps)) Object.assign(memo, { fn, deps })
-      return memo.fn
-    },
-    useEffect(run: () => void | (() => void), deps: Deps) {
-      const e = slot<Effect>(() => ({ run, deps, due: true }))
-      if (changed(e.deps, deps)) Object.assign(e, { run, deps, due: true })
-    },
-    useContext: (context: { _currentValue: unknown }) => (contexts.has(context) ? contexts.get(context) : context._currentValue),
-  }
-
-  /** Mount the component `render` calls; `result()` renders it again with its latest state. */
-  function mount<T>(render: () => T) {
-    slots = []
-    mounted = true
-    const once = () => {
-      cursor = 0
-      const out = render()
-      runEffects()
-      return out
-    }
-    once()
-    return {
-      result: once,
-      unmount() {
-        mounted = false
-        for (const e of effects()) if (e.cleanup) e.cleanup()
-      },
-    }
-  }
-  return { hooks, mount, contexts }
-})
+const host = await vi.hoisted(async () => (await import('../testing/hookHost.ts')).createHookHost())
 
 vi.mock('react', async (original) => ({ ...(await original<typeof import('react')>()), ...host.hooks }))
 
