@@ -871,3 +871,12 @@ def test_lenient_metadata_is_flagged_in_batch_rows_like_the_facade(
     pred = model.predict(df.loc[0, "path"], age="٤٥", sex="null", heatmap=False)
     assert out.iloc[0]["flags"] == ";".join(f.code for f in pred.flags)
     assert out.iloc[0]["age"] == 45.0
+
+
+def test_run_summary_names_its_counts_as_the_json_does() -> None:
+    from dermsight.batch.summary import RunSummary
+
+    r = RunSummary(input="in", out="out", engine="local", model="m", scored=10, errors=3)
+    assert (r.rows, r.ok, r.errors) == (10, 7, 3)  # written, of which scored, of which errors
+    d = r.to_dict()
+    assert (d["rows"], d["scored"], d["errors"]) == (10, 7, 3)

@@ -53,7 +53,8 @@ class RunSummary:
     # unknown (a --limit stopped the reading of the input early)
     not_listed: int | None = None
     retried: int = 0  # error rows of earlier runs removed to be scored again (resume)
-    # rows written by this run (scored + errors); ``_summary.json`` names it ``rows``, and its
+    # rows written by this run (scored + errors), also readable as ``rows``; NOTE: this
+    # attribute keeps its historical name, but ``_summary.json`` names it ``rows``, and its
     # ``scored`` is ``ok`` (the rows scored without an error), as the printed summary counts
     scored: int = 0
     errors: int = 0  # of which error rows
@@ -75,6 +76,11 @@ class RunSummary:
     # what the evaluation warns of (labels changed since scoring, repeated ids left out, images
     # the bundle was trained on, labels that name no class): one line each, without "warning: "
     evaluation_warnings: list[str] = field(default_factory=list)
+
+    @property
+    def rows(self) -> int:
+        """Rows this run wrote, error rows included (``_summary.json``'s ``rows``)."""
+        return self.scored
 
     @property
     def ok(self) -> int:
