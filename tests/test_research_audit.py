@@ -168,6 +168,36 @@ def test_a_licence_column_lets_a_cohort_into_the_reference_set(tmp_path: Path) -
     assert Image.open(io.BytesIO(ref.thumbnail(case.image_id) or b"")).format == "WEBP"
 
 
+def test_credits_keep_non_commercial_while_cc_by_nc_images_are_in_the_set(
+        tmp_path: Path) -> None:
+    """A set with a cohort's own images (licence column) and ISIC-archive images under
+    CC BY-NC still says non-commercial use for the latter; a set of the cohort's alone does
+    not."""
+    import json
+
+    from dermsight import similar
+    from dermsight.reference_build import DATASETS, select_reference, thumbnail, write_reference
+
+    picked, datasets = select_reference(_train_rows("clinic-x", License="CC BY 4.0"),
+                                        ["MEL", "NV"], per_class=3, seed=0)
+    nc = next(i for i, d in enumerate(DATASETS) if "NC" in d["licence"])
+    rng = np.random.default_rng(0)
+    thumbs = [thumbnail(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+              for _ in range(len(picked))]
+
+    def description(picked: pd.DataFrame, root: Path) -> str:
+        write_reference(root, picked, rng.normal(size=(len(picked), 8)), thumbs, {}, datasets)
+        credits = json.loads((root / similar.REFERENCE_CREDITS).read_text(encoding="utf-8"))
+        return str(credits["description"])
+
+    mixed = picked.copy()
+    mixed.loc[mixed.index[0], "dataset"] = nc
+    said = description(mixed, tmp_path / "mixed")
+    assert ("Non-commercial research use for the ISIC-archive images (CC BY-NC); other images "
+            "under their stated licence.") in said
+    assert "Non-commercial" not in description(picked, tmp_path / "own")
+
+
 def test_reference_build_of_a_cohort_without_licences_exits_2(
         tmp_path: Path, data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped model's own training images, relabelled as a cohort of another source (no

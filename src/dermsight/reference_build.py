@@ -324,6 +324,13 @@ def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
         thumb_offset=offsets,
     )
     own = len(datasets) > len(DATASETS)
+    # any picked image under a non-commercial licence (HAM10000, ISIC 2020: CC BY-NC)
+    non_commercial = any(_non_commercial(datasets[int(i)].get("licence", ""))
+                         for i in set(picked["dataset"].tolist()) if 0 <= int(i) < len(datasets))
+    use = "" if own else "Non-commercial research use. "
+    if own and non_commercial:
+        use = ("Non-commercial research use for the ISIC-archive images (CC BY-NC); other "
+               "images under their stated licence. ")
     credits = {
         "description": (
             "Reference images shown as 'similar cases' beside a result: training images of the "
@@ -331,7 +338,7 @@ def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
             + (" (for the ISIC sources, the ISIC ground truth; for the others, their own "
                "metadata). " if own else " (the ISIC ground truth). ")
             + "They are images that look alike to the model's features, not a diagnosis. "
-            + ("" if own else "Non-commercial research use. ")
+            + use
             + "Each image's licence and attribution are given per dataset below ('dataset' in "
               "reference.npz is the row of 'datasets')."),
         "thumbnail_type": "image/webp",
@@ -340,6 +347,13 @@ def write_reference(root: Path, picked: pd.DataFrame, embedding: np.ndarray,
     }
     (root / similar.REFERENCE_CREDITS).write_text(json.dumps(credits, indent=2) + "\n",
                                                   encoding="utf-8")
+
+
+def _non_commercial(licence: str) -> bool:
+    """Whether the licence named ``licence`` (``CC BY-NC 4.0``, ``CC BY-NC-SA 4.0``, ...)
+    allows only non-commercial use."""
+    text = licence.upper().replace("_", "-").replace(" ", "-")
+    return "-NC" in text or "NON-COMMERCIAL" in text or "NONCOMMERCIAL" in text
 
 
 def trained_folders(bundle: Path) -> list[Path]:

@@ -9,7 +9,9 @@ layouts and manifests, DICOM files, TFRecord shards), so the batch runners under
 what the rest of dermsight does. Remote inputs (``s3://bucket/prefix/``, ``gs://...``, a remote
 ``manifest.csv``) need the ``[s3]`` extra: the prefix is listed with fsspec and its CSV rows are
 parsed by the same CSV reader code. A remote CSV is fetched and checked as a local one is
-(``check_remote_csv``) before the job makes its output folder, and fetched again for its rows.
+(``check_remote_csv``) before the job makes its output folder; that copy is kept on the
+``Source`` (in a temporary folder, removed by ``Source.close`` or when the source is dropped) and
+its rows are read from it on each pass, not fetched or checked again.
 """
 
 from __future__ import annotations
@@ -82,6 +84,17 @@ class Source:
     estimate: int | None = None
     storage_options: dict[str, Any] = field(default_factory=dict)
     _unlisted_checked: bool = field(default=False, init=False, repr=False, compare=False)
+    #: A remote input's CSV, fetched and checked by ``open_source``: (its remote path, the
+    #: local copy, the temporary folder that holds it). None: fetched when its rows are read.
+    _csv_copy: tuple[str, Path, tempfile.TemporaryDirectory[str]] | None = field(
+        default=None, init=False, repr=False, compare=False)
+
+    def close(self) -> None:
+        """Remove the local copy of a remote input's CSV, if any (it is also removed when the
+        source is dropped, or at exit)."""
+        if self._csv_copy is not None:
+            self._csv_copy[2].cleanup()
+            self._csv_copy = None
 
     @property
     def remote(self) -> bool:
@@ -102,8 +115,9 @@ class Source:
 
         check = check_unlisted and not self._unlisted_checked
         if self.remote:
+            copy = None if self._csv_copy is None else self._csv_copy[:2]
             yield from _remote_rows(self.input, self.storage_options,
-                                    on_warning=warn if check else None)
+                                    on_warning=warn if check else None, checked=copy)
             self._unlisted_checked = self._unlisted_checked or check
             return
         from dermsight.io import iter_records
@@ -134,10 +148,12 @@ def open_source(input: str | os.PathLike[str],
                 raise ReaderError(
                     f"{text}: a remote input must be a prefix of image files or a CSV manifest"
                 )
-            check_remote_csv(fs, root)
-            return Source(text, "remote-csv", None, opts)
-        check_remote_csv(fs, root, prefix=True)
-        return Source(text, "remote-prefix", None, opts)
+            source = Source(text, "remote-csv", None, opts)
+            source._csv_copy = check_remote_csv(fs, root)
+            return source
+        source = Source(text, "remote-prefix", None, opts)
+        source._csv_copy = check_remote_csv(fs, root, prefix=True, url=text)
+        return source
     from dermsight.io import detect_kind, estimate_count
 
     p = Path(text).expanduser().resolve()
@@ -171,26 +187,49 @@ def check_csvs(path: Path, kind: str) -> None:
         check_manifest(csv_file)
 
 
-def check_remote_csv(fs: Any, root: str, *, prefix: bool = False) -> None:
+def check_remote_csv(fs: Any, root: str, *, prefix: bool = False, url: str | None = None,
+                     ) -> tuple[str, Path, tempfile.TemporaryDirectory[str]] | None:
     """``check_csvs`` for a remote input: the CSV ``root`` (``prefix``: the one CSV at the top
-    of the prefix ``root``, which its rows are read from; none, or several, is no matter here),
+    of the prefix ``root``, which its rows are read from; none: a prefix of images),
     fetched and read to its end, so that one whose rows would be silently wrong or missing
-    stops the job before its output folder is made. A prefix that cannot be listed is passed
-    over here: reading its rows says why."""
+    stops the job before its output folder is made; as does a prefix that cannot be listed
+    or has several CSVs at its top (``_top_csvs``; ``url``: the prefix as given). Returns
+    (the CSV's remote path, its checked local copy, the temporary folder that holds it: the
+    caller removes it), or None for a prefix of images."""
     from dermsight.io.csvfolder import check_manifest
 
     csv_path = root
     if prefix:
-        try:
-            top = [str(f) for f in fs.ls(root, detail=False)
-                   if str(f).lower().endswith((".csv", ".tsv"))]
-        except Exception:  # noqa: BLE001 - said when its rows are read (_remote_rows)
-            return
-        if len(top) != 1:
-            return
+        top = _top_csvs(fs, root, url or fs.unstrip_protocol(root))
+        if not top:
+            return None
         csv_path = top[0]
-    with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
-        check_manifest(_fetch_csv(fs, csv_path, Path(tmp)))
+    tmp = tempfile.TemporaryDirectory(prefix="dermsight-manifest-")
+    try:
+        local = _fetch_csv(fs, csv_path, Path(tmp.name))
+        check_manifest(local)
+    except BaseException:
+        tmp.cleanup()
+        raise
+    return csv_path, local, tmp
+
+
+def _top_csvs(fs: Any, root: str, url: str) -> list[str]:
+    """The CSV (none or one) at the top of the remote prefix ``root`` (``url`` as given), which
+    its rows are read from; ``ReaderError`` when the prefix cannot be listed or has several."""
+    try:
+        top = [str(f) for f in fs.ls(root, detail=False)
+               if str(f).lower().endswith((".csv", ".tsv"))]
+    except FileNotFoundError as exc:
+        raise ReaderError(f"not found: {url}") from exc
+    except Exception as exc:  # credentials, network: one readable line
+        raise ReaderError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
+    if len(top) > 1:
+        raise ReaderError(
+            f"{url} has several CSVs ({', '.join(posixpath.basename(t) for t in top)}): "
+            "pass the one to read"
+        )
+    return top
 
 
 def _fetch_csv(fs: Any, csv_path: str, folder: Path) -> Path:
@@ -241,27 +280,23 @@ def _image_files(fs: Any, root: str) -> list[str]:
 
 
 def _remote_rows(url: str, opts: Mapping[str, Any], *,
-                 on_warning: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
-    """The rows of a remote prefix or CSV (``on_warning``: see ``_remote_csv_rows``)."""
+                 on_warning: Callable[[str], None] | None = None,
+                 checked: tuple[str, Path] | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of a remote prefix or CSV (``on_warning``: see ``_remote_csv_rows``;
+    ``checked``: its CSV's remote path and a local copy already checked, read instead of
+    fetching it again)."""
     fs, root = _fs(url, opts)
+    if checked is not None:
+        yield from _remote_csv_rows(fs, checked[0], opts, on_warning=on_warning,
+                                    local_copy=checked[1])
+        return
     if fs.isfile(root):
         yield from _remote_csv_rows(fs, root, opts, on_warning=on_warning)
         return
-    try:
-        top = [f for f in fs.ls(root, detail=False)
-               if str(f).lower().endswith((".csv", ".tsv"))]
-    except FileNotFoundError as exc:
-        raise ReaderError(f"not found: {url}") from exc
-    except Exception as exc:  # credentials, network: one readable line
-        raise ReaderError(f"cannot list {url}: {type(exc).__name__}: {exc}") from exc
-    if len(top) == 1:
-        yield from _remote_csv_rows(fs, str(top[0]), opts, on_warning=on_warning)
+    top = _top_csvs(fs, root, url)
+    if top:
+        yield from _remote_csv_rows(fs, top[0], opts, on_warning=on_warning)
         return
-    if len(top) > 1:
-        raise ReaderError(
-            f"{url} has several CSVs ({', '.join(posixpath.basename(str(t)) for t in top)}): "
-            "pass the one to read"
-        )
     files = _image_files(fs, root)
     if not files:
         raise ReaderError(f"no image files found under {url}")
@@ -286,7 +321,7 @@ def _remote_path(fs: Any, base: str, value: str) -> str:
 
 def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
                      on_warning: Callable[[str], None] | None = None,
-                     ) -> Iterator[dict[str, Any]]:
+                     local_copy: Path | None = None) -> Iterator[dict[str, Any]]:
     """A remote CSV (manifest or ISIC layout): parsed by the CSV reader; images are the CSV's
     ``path`` values (absolute URLs, or relative to the CSV) or found by id below its folder.
     As in a local CSV, only a row without an image to read is an error row: a label that cannot
@@ -297,7 +332,8 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
     before its first row is yielded: one whose rows would be silently wrong or missing
     (``csvfolder.check_manifest``) raises ``ReaderError`` before any row is scored. A DICOM file
     it names gets no source or group from its header (a local CSV's does): that would fetch
-    each file once more before scoring; the CSV's own values are kept."""
+    each file once more before scoring; the CSV's own values are kept. ``local_copy``: a local
+    copy of the CSV that ``check_remote_csv`` fetched and checked, read as it is."""
     from dermsight.io.csvfolder import (
         IMAGE_EXTS,
         check_manifest,
@@ -308,8 +344,11 @@ def _remote_csv_rows(fs: Any, csv_path: str, opts: Mapping[str, Any], *,
 
     base = posixpath.dirname(csv_path)
     with tempfile.TemporaryDirectory(prefix="dermsight-manifest-") as tmp:
-        local = _fetch_csv(fs, csv_path, Path(tmp))
-        check_manifest(local)  # read to its end before its first row is scored
+        if local_copy is not None:  # fetched and checked by open_source
+            local = local_copy
+        else:
+            local = _fetch_csv(fs, csv_path, Path(tmp))
+            check_manifest(local)  # read to its end before its first row is scored
         if on_warning is not None:  # as a local CSV's reader says it, before the rows
             _warn_missing_metadata(local, on_warning)
         index: dict[str, str] | None = None  # id -> its file (accepted images first)

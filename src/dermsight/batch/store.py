@@ -76,7 +76,10 @@ from dermsight.batch.schema import (
     is_float,
 )
 from dermsight.batch.sources import row_key
-from dermsight.io.errors import OutputError  # raised here; defined beside the readers' errors
+from dermsight.io.errors import (  # OutputError: raised here, defined beside the readers' errors
+    DISK_ERRNOS,
+    OutputError,
+)
 from dermsight.io.files import IS_A_FILE, unwritable_reason
 
 FORMATS = ("parquet", "csv")
@@ -84,11 +87,6 @@ LOCK_FILE = "_lock"
 SUMMARY_FILE = "_summary.json"
 _TMP_PREFIX = ".tmp-"
 
-
-#: errors of the file system rather than of the command: a full disk or quota, a file size
-#: limit, a read-only or failing disk (an ``OSError`` with one of them stops a run the way an
-#: ``OutputFailure`` does)
-DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 class OutputFailure(OutputError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import sys
 from collections.abc import Sequence
 from types import TracebackType
@@ -30,11 +29,6 @@ OPTIONAL_MODULES: dict[str, str] = {
     "pyspark": "spark",
     **dict.fromkeys(("fsspec", "s3fs"), "s3"),
 }
-
-
-#: ``OSError`` numbers that ``run_guarded`` reports as one line, exit code 2: the file system's
-#: (full disk, quota, file size limit, read-only or failing disk), not the command's
-_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
 class UserError(Exception):
@@ -150,16 +144,18 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
 def _other_error(exc: Exception) -> int | None:
     """The exit code of an error ``run_guarded`` has no ``except`` of its own for, after saying
     it: click's usage errors and its Ctrl-C at a prompt, and an ``OSError`` of the file system
-    rather than the command (``_DISK_ERRNOS``: a full disk ... one line naming the file, exit
-    code 2, never 1, which says the command finished with some error rows); None for any
-    other (a bug)."""
+    rather than the command (``io.errors.DISK_ERRNOS``: a full disk ... one line naming the
+    file, exit code 2, never 1, which says the command finished with some error rows); None
+    for any other (a bug)."""
+    from dermsight.io.errors import DISK_ERRNOS
+
     if type(exc).__name__ == "Abort":  # click's Ctrl-C / end of input at a prompt
         return _interrupted()
     show = getattr(exc, "show", None)
     if callable(show) and hasattr(exc, "exit_code"):
         show()
         return int(exc.exit_code)
-    if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRNOS:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_USER

@@ -775,17 +775,23 @@ class _CsvRows:
     (``not_utf8_error``), a quote that opens a field and runs on to the end of the file or to
     where the CSV cannot be read, a quoted value of a column the layout reads (id, path, age,
     ...) that runs over several lines, a quoted value of any column that holds a line that
-    looks like a row (``_check_lines``), and a quote that closes before its value ends
-    (``"Dr X" said``) in a column that is read. A quoted value with a line break in a column
-    not read (notes), none of whose lines looks like a row, is legal CSV and read as such; a
-    quote closed before its value ends in a column not read, the line read on, is read as
-    before this check (``Dr X said``)."""
+    looks like a row (``_check_lines``: the header's number of fields, and an id, or a path
+    when there is no id column, shaped like those of the file's rows), and a quote that
+    closes before its value ends (``"Dr X" said``) in a column that is read. A quoted value
+    with a line break in a column not read (notes), none of whose lines looks like a row, is
+    legal CSV and read as such; a quote closed before its value ends in a column not read,
+    the line read on, is read as before this check (``Dr X said``)."""
 
     def __init__(self, path: Path, layout: Layout) -> None:
         self.path = path
         self.layout = layout
         self.delimiter = ","
         self._read = set(_read_columns(layout))
+        key = layout.id_col or layout.path_col
+        #: The index of the column whose values tell a row (the id, else the path), and the
+        #: shapes (``_shape``) of its values in the rows read so far.
+        self._key = layout.columns.index(key) if key in layout.columns else None
+        self._shapes: set[str] = set()
 
     def __iter__(self) -> Iterator[tuple[int, dict[str, str | None], int]]:
         p, layout = self.path, self.layout
@@ -802,6 +808,8 @@ class _CsvRows:
                     return
                 if not any(v.strip() for v in row):
                     continue  # blank line
+                if self._key is not None and self._key < len(row):
+                    self._shapes.add(_shape(row[self._key]))
                 if reader.line_num > start:
                     self._check_lines(row, start)
                 raw: dict[str, str | None] = dict.fromkeys(layout.columns)
@@ -843,8 +851,8 @@ class _CsvRows:
     def _check_lines(self, row: list[str], start: int) -> None:
         """``ReaderError`` for a row that starts on line ``start`` and runs over several lines
         when a value that holds a line break is in a column that is read, or holds a line (after
-        its first) that looks like a row: one with at least as many separators as the header
-        has columns less one. The line named is the one where that value's quote opens."""
+        its first) that looks like a row (``_row_like``). The line named is the one where that
+        value's quote opens."""
         cols = self.layout.columns
         opens = start
         for i, value in enumerate(row):
@@ -858,11 +866,38 @@ class _CsvRows:
             if col is not None and col in self._read:
                 raise _runs_on(self.path.name, opens, closes, to)
             row_like = next((k for k, piece in enumerate(pieces[1:], 1)
-                             if piece.count(self.delimiter) >= len(cols) - 1), None)
+                             if self._row_like(piece)), None)
             if row_like is not None:
                 raise _runs_on(self.path.name, opens, closes, to,
                                looks=(opens + row_like, pieces[row_like]))
             opens = closes
+
+    def _row_like(self, line: str) -> bool:
+        """Whether ``line``, one line (after the first) of a value that runs over several
+        lines, looks like a row the value swallowed: split by the separator, it has the
+        header's number of fields, and its value in the id column (no id column: the path
+        column) looks like that column's values in the file's rows: no whitespace, and the
+        shape (``_shape``) of one of them, or for a path an image file's name. A note line
+        with commas (``Follow-up: 3 months, biopsy``) is no row. Without an id or path
+        column: at least as many separators as the header has columns less one."""
+        cols = self.layout.columns
+        if self._key is None:
+            return line.count(self.delimiter) >= len(cols) - 1
+        fields = line.split(self.delimiter)
+        if len(fields) != len(cols):
+            return False
+        value = fields[self._key].strip().strip('"')
+        if not value or any(c.isspace() for c in value):
+            return False
+        if self.layout.id_col is None:
+            return value.lower().endswith(LISTED_EXTS)
+        return _shape(value) in self._shapes
+
+
+def _shape(value: str) -> str:
+    """The shape of an id: each run of letters as ``a``, each run of digits as ``9``, other
+    characters kept (``ISIC_0024306``: ``a_9``; ``a1``: ``a9``)."""
+    return re.sub(r"[0-9]+", "9", re.sub(r"[^\W\d_]+", "a", value.strip()))
 
 
 def _extra_fields_error(name: str, rows: Sequence[tuple[int, int]], width: int,

@@ -272,7 +272,8 @@ def site_tag(ds: Any) -> tuple[str | None, str | None]:
 
 def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
     """Metadata from the tags; a value outside the vocabulary is dropped and reported (the
-    ``Metadata.notes`` say which fields were dropped, without the values)."""
+    ``Metadata.notes`` say which fields were dropped, without the values, and
+    ``Metadata.invalid`` names them: counted as invalid, not as missing)."""
     problems: list[str] = []
     age: float | None = None
     sex: str | None = None
@@ -292,8 +293,9 @@ def _metadata_from(ds: Any) -> tuple[Metadata, list[str]]:
     except taxonomy.TaxonomyError as exc:
         problems.append(f"BodyPartExamined: {exc}")
     fields = {"PatientAge": "age", "PatientSex": "sex", "BodyPartExamined": "site"}
-    notes = tuple((fields[p.split(":")[0]], IGNORED) for p in problems)
-    return Metadata(age=age, sex=sex, site=site, notes=notes), problems
+    bad = tuple(fields[p.split(":")[0]] for p in problems)  # given, but not usable
+    notes = tuple((name, IGNORED) for name in bad)
+    return Metadata(age=age, sex=sex, site=site, notes=notes, invalid=bad), problems
 
 
 #: Transfer syntaxes whose pixel data this reader decodes.

@@ -4,6 +4,14 @@ line and exit code 2 without importing the batch store)."""
 
 from __future__ import annotations
 
+import errno
+
+#: ``OSError`` numbers of the file system rather than of the command: a full disk or quota, a
+#: file size limit, a read-only or failing disk. ``cli.errors.run_guarded`` reports them as one
+#: line, exit code 2; in a batch run they stop the run the way an ``OutputFailure`` does.
+DISK_ERRNOS: frozenset[int] = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+
 
 class ImageDecodeError(ValueError):
     """An image that cannot be used; ``reason`` is a sentence a person understands
