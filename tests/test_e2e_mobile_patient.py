@@ -101,6 +101,31 @@ def on_screen(page: Any, locator: Any) -> None:
     assert all(s == 0 for s in scrolled[1:]), scrolled
 
 
+def in_window(page: Any, locator: Any) -> None:
+    """``locator`` lies wholly inside the window, top to bottom (waits for a scroll to end)."""
+    fits = """el => { const r = el.getBoundingClientRect();
+        return r.top >= 0 && r.bottom <= window.innerHeight && r.height > 0 }"""
+    page.wait_for_function(f"el => ({fits})(el)", arg=locator.element_handle(), timeout=5_000)
+    box = locator.bounding_box()
+    assert box is not None
+    height = page.evaluate("() => window.innerHeight")
+    assert box["y"] >= 0, (box, height)
+    assert box["y"] + box["height"] <= height, (box, height)
+
+
+def focus_on_map(page: Any) -> str:
+    """The focused element's test id; fails when the focus is on nothing (the page's body) or
+    outside the lesion map."""
+    where = page.evaluate("""() => { const a = document.activeElement;
+        if (!a || a === document.body) return null;
+        const map = document.querySelector('[data-testid="lesion-map"]');
+        if (!map || !map.contains(a)) return 'outside: ' + a.outerHTML.slice(0, 80);
+        return a.getAttribute('data-testid') || a.tagName }""")
+    assert where is not None, "the focus fell to <body>"
+    assert not where.startswith("outside"), where
+    return str(where)
+
+
 def column_cell(row: Any, heading: str) -> Any:
     """The cell of ``row`` under the column headed ``heading`` (by the header row's order)."""
     heads = row.locator("xpath=ancestor::table").locator("thead th")
@@ -122,7 +147,20 @@ def test_a_tap_beside_a_pin_asks_what_it_meant(phone: Any) -> None:
     choice = page.get_by_test_id("bodymap-choice")
     tap_center(page, dot, dx=box["width"] / 2 + 5)
     expect(choice).to_be_visible(timeout=5_000)
+    # Old UI: drawn below both figures (942-1164 px in an 812 px window) and not scrolled to
+    in_window(page, choice)
     assert page.url == patient_url  # nothing opened by itself
+    status = page.get_by_test_id("bodymap-choice-status")  # a polite live region
+    expect(status).to_contain_text("Your tap was beside a pin (Lesion 1:")
+    # Escape closes it (old UI: it stayed), the focus back on the map, nothing placed
+    page.keyboard.press("Escape")
+    expect(choice).to_have_count(0)
+    assert focus_on_map(page) == "bodymap-back-posterior-torso"
+    expect(page.get_by_test_id("pin-0")).to_have_count(0)
+    expect(status).to_have_text("")
+    tap_center(page, dot, dx=box["width"] / 2 + 5)
+    expect(choice).to_be_visible(timeout=5_000)
+    in_window(page, choice)
     expect(choice.get_by_test_id("bodymap-choice-open")).to_contain_text("Lesion 1")
     expect(choice.get_by_test_id("bodymap-choice-open")).to_be_focused()
     expect(page.get_by_test_id("pin-0")).to_have_count(0)
@@ -177,8 +215,11 @@ def test_a_second_mole_beside_a_pin_can_be_pinned_by_touch(phone: Any) -> None:
     # Cancel: neither
     tap_center(page, dot, dy=pinned["height"] / 2 + 4)
     expect(choice).to_be_visible(timeout=5_000)
+    in_window(page, choice)
     choice.get_by_test_id("bodymap-choice-cancel").tap()
     expect(choice).to_have_count(0)
+    # old UI: the focus fell to <body>
+    assert focus_on_map(page) == "bodymap-back-posterior-torso"
     assert new_mark() == placed
 
     # away from the pins a tap still places a new lesion, without asking

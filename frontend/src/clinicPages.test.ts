@@ -13,8 +13,10 @@ import {
   nearestPin,
   PIN_RADIUS,
   PIN_TARGET_PX,
+  choiceAnnouncement,
   pinHitRadii,
   pinHitRadius,
+  pinsSignature,
   tapOutcome,
   type Pin,
 } from './components/BodyMap.tsx'
@@ -248,6 +250,30 @@ describe('a pin’s tap area', () => {
     expect(html).not.toContain('data-testid="bodymap-choice"') // only after a tap beside a pin
     expect(html).toMatch(/data-testid="pin-70"[^>]*>(<title>[^<]*<\/title>)?<circle cx="60" cy="72" r="4.5"/)
     expect(text(html)).toContain('a tap just beside a pin asks whether you meant that lesion or a new one there')
+  })
+
+  it('announces the choice politely, from a live region there before it opens', () => {
+    loaded.clear()
+    const l = lesion({ map: { view: 'back', x: 0.5, y: 0.3 } })
+    loaded.set('8', { id: 8, ref: 'P-8', created_at: '2025-01-01', lesions: [l] } satisfies Patient)
+    const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 8 }))
+    // empty until a tap beside a pin fills it (a region added with its text is often not read)
+    expect(html).toMatch(/<p class="visually-hidden" role="status" aria-live="polite" data-testid="bodymap-choice-status"><\/p>/)
+    expect(choiceAnnouncement('Lesion 1')).toBe(
+      'Your tap was beside a pin (Lesion 1). Open it, place a new lesion here, or cancel?',
+    )
+  })
+
+  it('drops a pending choice when the pins change (it may name a lesion just deleted)', () => {
+    const pins: Pin[] = [
+      { id: 1, view: 'back', x: 60, y: 80, label: 'Lesion 1' },
+      { id: 2, view: 'back', x: 70, y: 80, label: 'Lesion 2' },
+    ]
+    const same = pins.map((p) => ({ ...p }))
+    expect(pinsSignature(same)).toBe(pinsSignature(pins)) // a parent's new array of the same pins
+    expect(pinsSignature([pins[1]])).not.toBe(pinsSignature(pins)) // deleted
+    expect(pinsSignature([pins[0], { ...pins[1], label: 'Lesion 3' }])).not.toBe(pinsSignature(pins))
+    expect(pinsSignature([pins[0], { ...pins[1], x: 71 }])).not.toBe(pinsSignature(pins))
   })
 })
 

@@ -205,11 +205,22 @@ describe('the test split is not called untouched', () => {
     const shipped = learn(SHIPPED)
     expect(shipped).not.toMatch(/scored only once|after every choice was made|several versions/)
     expect(shipped).toContain(
-      'measure how well the tool does; the model card says how they were used before this release (see “Test split use” on the Model page).',
+      'measure how well the tool does; the model card says how they were used before this release (see “Test split use” on the Model page), so these figures may be optimistic.',
     )
     const theirs = learn(other)
     expect(theirs).toContain('never used for training or for setting the cut-offs, measure how well the tool does.')
-    expect(theirs).not.toMatch(/several versions|informed which one was released|Test split use/)
+    expect(theirs).not.toMatch(/several versions|informed which one was released|Test split use|optimistic/)
+  })
+  it('warns beside the thresholds that the test figures may be optimistic, only where the card says why', () => {
+    const p = text(modelPage())
+    expect(p).toContain('then measured on the test set (numbers above; not fitted on it)')
+    expect(byTestId(modelPage(), 'threshold-test-use')).toBe(
+      '; the model card says how the test set was used before this release (see “Test split use” under Test performance), so these figures may be optimistic.',
+    )
+    const theirs = text(modelPage(other))
+    expect(theirs).toMatch(/then measured on the test set \(numbers above; not fitted on it\) ?\. Calibration/)
+    expect(theirs).not.toContain('these figures may be optimistic')
+    expect(byTestId(modelPage(other), 'threshold-test-use')).toBeNull()
   })
 })
 

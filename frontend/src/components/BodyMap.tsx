@@ -121,6 +121,17 @@ interface Choice {
   point: MapPoint
 }
 
+/** What of the pins a pending choice depends on: when it changes (a lesion deleted, moved or
+ * renamed), the choice is dropped, as it may name a lesion that is no longer there. */
+export function pinsSignature(pins: readonly Pin[]): string {
+  return JSON.stringify(pins.map((p) => [p.id, p.view, p.x, p.y, p.label, Boolean(p.inert)]))
+}
+
+/** The words a screen reader hears when a tap beside a pin asks what it meant. */
+export function choiceAnnouncement(label: string): string {
+  return `Your tap was beside a pin (${label}). Open it, place a new lesion here, or cancel?`
+}
+
 export interface MapPoint {
   view: View
   x: number
@@ -245,12 +256,52 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
     observer.observe(svg)
     return () => observer.disconnect()
   }, [hasPins])
-  // a tap beside a pin (touch only) asks what it meant, under the figures
+  // a tap beside a pin (touch only) asks what it meant, under the figures: brought into view
+  // (on a phone it is below both figures, off the screen) with the focus on its first button
   const [choice, setChoice] = useState<Choice | null>(null)
   const openRef = useRef<HTMLButtonElement>(null)
+  const choiceRef = useRef<HTMLDivElement>(null)
+  // where the focus goes back to when the choice closes without leaving the page: the tapped region
+  const returnRef = useRef<Element | null>(null)
   useEffect(() => {
-    if (choice) openRef.current?.focus({ preventScroll: true })
+    if (!choice) return
+    const box = choiceRef.current
+    if (box && typeof box.scrollIntoView === 'function') box.scrollIntoView({ block: 'nearest' })
+    openRef.current?.focus({ preventScroll: true })
   }, [choice])
+  /** Close the choice (Cancel, Escape, Place, new pins): a focus left on nothing (it was in the
+   * choice) goes back to the tapped region, else to the map's first region. */
+  const closeChoice = () => setChoice(null)
+  const hadChoice = useRef(false)
+  useLayoutEffect(() => {
+    const had = hadChoice.current
+    hadChoice.current = choice !== null
+    if (!had || choice || typeof document === 'undefined') return
+    const active = document.activeElement
+    if (active !== null && active !== document.body) return
+    const back = returnRef.current
+    const target = (back instanceof HTMLElement || back instanceof SVGElement) && back.isConnected ? back : null
+    ;(target ?? boxRef.current?.querySelector<SVGElement>('[role="button"]'))?.focus({ preventScroll: true })
+  }, [choice])
+  // Escape closes it, wherever the focus is
+  useEffect(() => {
+    if (!choice) return
+    const onDocKey = (e: globalThis.KeyboardEvent) => {
+      if (e.key === 'Escape') {
+        e.preventDefault()
+        setChoice(null)
+      }
+    }
+    document.addEventListener('keydown', onDocKey)
+    return () => document.removeEventListener('keydown', onDocKey)
+  }, [choice])
+  // new pins (a lesion deleted, moved or renamed): the choice may name one no longer there
+  const pinsSig = pinsSignature(pins)
+  const [seenSig, setSeenSig] = useState(pinsSig)
+  if (seenSig !== pinsSig) {
+    setSeenSig(pinsSig)
+    if (choice) setChoice(null)
+  }
   const pick = (e: MouseEvent<SVGGElement> | KeyboardEvent<SVGGElement>, view: View, site: string) => {
     if (!onPoint) {
       onChange(value === site ? '' : site)
@@ -263,6 +314,7 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
       const radii = pinHitRadii(pins, view, pinHitRadius(figurePx, true))
       const outcome = tapOutcome(pins, view, at.x, at.y, radii)
       if (outcome.kind === 'ask') {
+        returnRef.current = e.currentTarget
         setChoice({ pin: outcome.pin, point: { view, site, ...at } })
         return
       }
@@ -346,7 +398,13 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
         ))}
       </div>
       {choice && (
-        <div className="bodymap-choice" role="group" aria-label="Your tap was beside a pin" data-testid="bodymap-choice">
+        <div
+          ref={choiceRef}
+          className="bodymap-choice"
+          role="group"
+          aria-label={`Your tap was beside a pin (${choice.pin.label})`}
+          data-testid="bodymap-choice"
+        >
           <p>Your tap was beside a pin ({choice.pin.label}). Which did you mean?</p>
           <div className="bodymap-choice-actions">
             <button
@@ -366,17 +424,22 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
               className="btn btn-secondary"
               data-testid="bodymap-choice-place"
               onClick={() => {
-                setChoice(null)
+                closeChoice()
                 onPoint?.(choice.point)
               }}
             >
               Place a new lesion here
             </button>
-            <button type="button" className="btn btn-ghost" data-testid="bodymap-choice-cancel" onClick={() => setChoice(null)}>
+            <button type="button" className="btn btn-ghost" data-testid="bodymap-choice-cancel" onClick={closeChoice}>
               Cancel
             </button>
           </div>
         </div>
+      )}
+      {onPoint && onPinSelect && (
+        <p className="visually-hidden" role="status" aria-live="polite" data-testid="bodymap-choice-status">
+          {choice ? choiceAnnouncement(choice.pin.label) : ''}
+        </p>
       )}
     </>
   )

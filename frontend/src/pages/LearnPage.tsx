@@ -218,7 +218,7 @@ export function LearnPage() {
             on the validation images (kept out of training). Separate test images, never used for training or for
             setting the cut-offs, measure how well the tool does
             {cardTestSplitUse(card)
-              ? '; the model card says how they were used before this release (see “Test split use” on the Model page).'
+              ? '; the model card says how they were used before this release (see “Test split use” on the Model page), so these figures may be optimistic.'
               : '.'}
           </li>
           <li>

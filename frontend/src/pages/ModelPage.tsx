@@ -591,6 +591,7 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
 // --- thresholds ---------------------------------------------------------------------------------------
 
 function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }) {
+  const testUse = cardTestSplitUse(card)
   const t = cardThresholds(card)
   if (!t) return null
   const rs = headline(ev, 'refer_sensitivity')
@@ -665,7 +666,16 @@ function Thresholds({ card, ev }: { card: ModelCard; ev: TestEvaluation | null }
           {targetRefer !== null && ` ${pctShort(targetRefer)} sensitivity (refer)`}
           {targetRefer !== null && targetMonitor !== null && ' and'}
           {targetMonitor !== null && ` ${pctShort(targetMonitor)} sensitivity (monitor)`} for malignant lesions, then
-          measured on the test set (numbers above; not fitted on it).
+          measured on the test set (numbers above; not fitted on it)
+          {testUse ? (
+            <span data-testid="threshold-test-use">
+              ; the model card says how the test set was used before this release
+              {ev ? ' (see “Test split use” under Test performance)' : ` (Test split use: ${testUse.replace(/\.$/, '')})`}, so these
+              figures may be optimistic.
+            </span>
+          ) : (
+            '.'
+          )}
         </p>
       )}
       {temperature !== null && (
