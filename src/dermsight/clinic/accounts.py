@@ -8,6 +8,7 @@ import contextlib
 import enum
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -183,17 +184,37 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
 # --- rate limiting -------------------------------------------------------------------------------
 
 
+def address_key(ip: str) -> str:
+    """What a login's client address is rate-limited by (the same for recording and counting):
+    an IPv4 address as is; an IPv4-mapped IPv6 address (``::ffff:1.2.3.4``) as its IPv4 address
+    (it is the same client); any other IPv6 address as its /64 network (``2001:db8:1:2::/64``),
+    because one client is usually given a whole /64 and can change address within it at
+    will; anything else (not an address) as is. Cut to the 64 characters
+    ``LoginAttempt.ip`` holds."""
+    try:
+        address = ipaddress.ip_address(ip.strip())
+    except ValueError:
+        return ip[:64]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        # without a zone (``fe80::1%eth0``): the network is the same on every interface
+        return str(ipaddress.ip_network((int(address), 64), strict=False))
+    return str(address)
+
+
 def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
                   exclude: int | None = None) -> int:
     """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
     the username (ignoring case: ``login_key``) lock it, ``MAX_ADDRESS_FAILURES`` from the
-    address lock that, each for the rest of its ``FAILURE_WINDOW``. ``exclude``: the caller's
-    own attempt (``claim_attempt``), not counted against it."""
+    address (an IPv6 one's /64 network: ``address_key``) lock that, each for the rest of its
+    ``FAILURE_WINDOW``. ``exclude``: the caller's own attempt (``claim_attempt``), not
+    counted against it."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
     waits = []
     for column, value, limit in ((LoginAttempt.username, login_key(username), MAX_FAILURES),
-                                 (LoginAttempt.ip, ip[:64], MAX_ADDRESS_FAILURES)):
+                                 (LoginAttempt.ip, address_key(ip), MAX_ADDRESS_FAILURES)):
         failed = list(db.scalars(
             select(LoginAttempt.at).where(column == value, LoginAttempt.at >= since,
                                           LoginAttempt.success.is_(False),
@@ -206,7 +227,7 @@ def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = 
 
 
 def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> LoginAttempt:
-    row = LoginAttempt(username=login_key(username), ip=ip[:64], success=success)
+    row = LoginAttempt(username=login_key(username), ip=address_key(ip), success=success)
     db.add(row)
     # keep the table small: attempts older than the window no longer count
     db.query(LoginAttempt).filter(LoginAttempt.at < utcnow() - 2 * FAILURE_WINDOW).delete()

@@ -46,14 +46,17 @@ from dermsight.web.settings import SMALL_BODY_BYTES, small_reserve, too_large_de
 log = logging.getLogger("dermsight.web")
 
 #: CSP for the app and the API (the brief's policy; the UI shows heatmaps from data: URIs).
+#: ``base-uri``, ``form-action`` and ``object-src`` do not fall back to ``default-src``: no
+#: ``<base>`` may move relative URLs elsewhere, no form may post off the site, no plugins.
 CSP = (
     "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-    "frame-ancestors 'none'"
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
 )
 #: Swagger UI (served from the package, started by an external script): scripts from 'self' only.
 DOCS_CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-    "script-src 'self'; frame-ancestors 'none'"
+    "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'; "
+    "object-src 'none'"
 )
 
 

@@ -19,6 +19,7 @@ from dermsight.web.clinic.deps import (
     ObjectId,
     authenticate,
     clinic_of,
+    require_admin,
 )
 from dermsight.web.upload import check_query
 
@@ -77,6 +78,9 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
 #: a bearer token on the routes that only a signed-in session may use
 TOKEN_CANNOT_CREATE = ("an API token cannot create API tokens (a leaked one could otherwise "
                        "outlive its revocation): sign in and create it from your session")
+TOKEN_CANNOT_CREATE_USER = ("an API token cannot create accounts (a leaked one could otherwise "
+                            "make an account that outlives its revocation): sign in as an "
+                            "administrator and create it from your session")
 TOKEN_CANNOT_LOG_OUT = ("an API token is not a session and logging out does not end it: "
                         "revoke it with DELETE /api/v1/auth/tokens/{id} (GET "
                         "/api/v1/auth/tokens lists their ids)")
@@ -127,6 +131,15 @@ def session_user(request: Request) -> User:
     return auth.user
 
 
+def admin_session_user(request: Request) -> User:
+    """An administrator signed in with a session (cookie + CSRF); 403 for a bearer API token
+    (even an administrator's) and for a user who is not an administrator."""
+    auth = authenticate(request)
+    if auth.session is None:
+        raise HTTPException(403, TOKEN_CANNOT_CREATE_USER)
+    return require_admin(request)
+
+
 @router.post("/auth/tokens", status_code=201,
              summary="A new API token (shown once; from a signed-in session only)",
              description=f"`days`: how long it works, {accounts.TOKEN_DAYS_MIN}-"
@@ -168,9 +181,12 @@ def list_users(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
              "created_at": aware(u.created_at).isoformat()} for u in users]
 
 
-@router.post("/admin/users", status_code=201, summary="Create an account (admin)")
-def create_user(body: UserIn, request: Request, admin: AdminUser
-                ) -> dict[str, Any]:
+@router.post("/admin/users", status_code=201,
+             summary="Create an account (admin; from a signed-in session only)")
+def create_user(body: UserIn, request: Request,
+                admin: Annotated[User, Depends(admin_session_user)]) -> dict[str, Any]:
+    """Only a session may create an account: an account made with a leaked token (an
+    administrator's, say) would keep access after the token is revoked."""
     with clinic_of(request).db.session() as s:
         try:
             user = accounts.create_user(s, body.username, body.password, body.role)

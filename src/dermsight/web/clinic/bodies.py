@@ -183,15 +183,23 @@ class DiagnosisIn(_Body):
     note: Note = None
 
 
+#: the largest id (PostgreSQL's INTEGER), as ``deps.ObjectId`` bounds path ids
+ID_MAX = 2_147_483_647
+
+
 class AuditQuery(BaseModel):
     """The query of ``GET /admin/audit``: one page of the log, filtered."""
 
     limit: int = Field(100, ge=1, le=AUDIT_PAGE_MAX, description="events on the page")
-    before: int | None = Field(None, ge=1, description="only events older than this event id "
-                                                        "(the last id of the previous page)")
-    user: str | None = Field(None, max_length=64, description="a user name (exactly)")
+    # ids are bounded like path ids (a positive 32-bit integer): a larger one is a 422, not
+    # an integer the database driver cannot bind (a 500)
+    before: int | None = Field(None, ge=1, le=ID_MAX,
+                               description="only events older than this event id (the last id "
+                                           "of the previous page)")
+    user: Line | None = Field(None, max_length=64, description="a user name (exactly)")
     action: str | None = Field(None, max_length=32)
-    object_type: str | None = Field(None, max_length=32)
-    object_id: int | None = Field(None, ge=1)
-    patient: int | None = Field(None, ge=1, description="a patient's id: the events about the "
-                                                        "patient and their records")
+    object_type: Line | None = Field(None, max_length=32)
+    object_id: int | None = Field(None, ge=1, le=ID_MAX)
+    patient: int | None = Field(None, ge=1, le=ID_MAX,
+                                description="a patient's id: the events about the patient and "
+                                            "their records")
