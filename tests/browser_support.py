@@ -44,9 +44,11 @@ def browser() -> Iterator[Any]:
 
 @contextmanager
 def watched_page(browser: Any, **context_options: Any) -> Iterator[Any]:
-    """A page in a new 1280 x 1000 browser context (90 s timeouts) whose ``problems`` list
-    collects console errors and page errors; the context is closed afterwards."""
-    context = browser.new_context(viewport={"width": 1280, "height": 1000}, **context_options)
+    """A page in a new 1280 x 1000 browser context (90 s timeouts; ``context_options`` such as
+    another ``viewport`` or ``is_mobile=True`` win) whose ``problems`` list collects console
+    errors and page errors; the context is closed afterwards."""
+    context = browser.new_context(**{"viewport": {"width": 1280, "height": 1000},
+                                     **context_options})
     context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
     pg = context.new_page()
     problems: list[str] = []

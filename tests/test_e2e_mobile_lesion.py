@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import new_lesion, sign_in_clinic, start_clinic_ui_server
+from browser_support import new_lesion, sign_in_clinic, start_clinic_ui_server, watched_page
 
 pytestmark = pytest.mark.browser
 
@@ -48,21 +48,11 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.
 
 @contextmanager
 def phone_page(browser: Any) -> Iterator[Any]:
-    """A page in a new phone-sized touch context (as ``watched_page``: console errors and page
+    """A page in a new phone-sized touch context (``watched_page``: console errors and page
     errors collected in ``problems``)."""
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True,
-                                  device_scale_factor=2)
-    context.set_default_timeout(90_000)  # a busy CI machine: the model runs on CPU
-    pg = context.new_page()
-    problems: list[str] = []
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
-          if m.type == "error" else None)
-    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.problems = problems
-    try:
+    with watched_page(browser, viewport=PHONE, is_mobile=True, has_touch=True,
+                      device_scale_factor=2) as pg:
         yield pg
-    finally:
-        context.close()
 
 
 def wait_until(page: Any, expression: str, expected: Any, timeout_s: float = 30) -> None:

@@ -53,8 +53,7 @@ def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.
 
 @pytest.fixture
 def phone(browser: Any, clinic_server: support.Server) -> Iterator[Any]:
-    with watched_page(browser, is_mobile=True, has_touch=True) as pg:
-        pg.set_viewport_size(PHONE)
+    with watched_page(browser, viewport=PHONE, is_mobile=True, has_touch=True) as pg:
         pg.dialogs = []
 
         def on_dialog(d: Any) -> None:
