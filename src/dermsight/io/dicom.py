@@ -38,6 +38,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -718,3 +719,42 @@ def write_dicom(  # noqa: PLR0913, PLR0915
             ds.PixelData = rgb.tobytes()
     ds.save_as(str(p), enforce_file_format=True)
     return p
+
+
+#: Deflated Explicit VR Little Endian, as a DICOM file's meta group writes it
+_DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
+
+
+def dicom_patient_id(file: str, limits: DecodeLimits) -> str | None:
+    """The PatientID of the DICOM file ``file`` (``read_dicom``'s group, for the DICOM files a
+    CSV lists: ``csvfolder``), read from its header alone: the elements before it are stepped
+    over, the pixels are not read, so that a listing reads a few kB of each file however large
+    it is. None for a file that is not a regular file, is over ``limits.max_bytes`` or cannot
+    be opened (decoding it says why); a file this does not read so (deflated, without its
+    preamble, not DICOM) is read as the folder reader reads its header
+    (``read_dicom(decode=False)``), whole."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:  # not blocking on a FIFO named x.dcm
+        fd = os.open(file, flags)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size > limits.max_bytes:
+                return None
+            os.set_blocking(fd, True)
+            head = fh.read(144)  # preamble, DICM, the file meta group's length (0002,0000)
+            if head[128:132] != b"DICM" or head[132:138] != b"\x02\x00\x00\x00UL":
+                raise ValueError("no preamble or no file meta group length")
+            meta = fh.read(min(int.from_bytes(head[140:144], "little"), 1 << 16))
+            if _DEFLATED_UID in meta:  # read_dicom inflates it within limits; pydicom would not
+                raise ValueError("deflated")
+            fh.seek(0)
+            pydicom = _import_pydicom()
+            ds = pydicom.dcmread(fh, stop_before_pixels=True, specific_tags=["PatientID"])
+        except Exception:  # noqa: BLE001 - read as the folder reader reads it, below
+            ds = None
+    if ds is None:
+        return read_dicom(file, limits, decode=False).group
+    return _tag_str(ds, "PatientID")
