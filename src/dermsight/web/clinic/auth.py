@@ -17,9 +17,9 @@ from dermsight.web.clinic.deps import (
     AdminUser,
     CurrentUser,
     ObjectId,
+    admin_only,
     authenticate,
     clinic_of,
-    require_admin,
 )
 from dermsight.web.upload import check_query
 
@@ -137,7 +137,7 @@ def admin_session_user(request: Request) -> User:
     auth = authenticate(request)
     if auth.session is None:
         raise HTTPException(403, TOKEN_CANNOT_CREATE_USER)
-    return require_admin(request)
+    return admin_only(auth.user)
 
 
 @router.post("/auth/tokens", status_code=201,

@@ -117,12 +117,16 @@ def current_user(request: Request) -> User:
     return authenticate(request).user
 
 
-def require_admin(request: Request) -> User:
-    user = current_user(request)
+def admin_only(user: User) -> User:
+    """``user`` if an administrator, else 403."""
     if user.role != "admin":
         raise HTTPException(403, "only an administrator can do this: ask the clinic's "
                                  "administrator")
     return user
+
+
+def require_admin(request: Request) -> User:
+    return admin_only(current_user(request))
 
 
 #: route parameters: the logged-in user / an admin (401 / 403 otherwise)
