@@ -104,6 +104,9 @@ def running_pg_cluster(bindir: Path) -> Iterator[PgCluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+#: a test parametrised over ``db_url`` that runs on SQLite only
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[PgCluster]:
     bindir = pg_bin_dir()

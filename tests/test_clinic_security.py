@@ -35,6 +35,7 @@ from sqlalchemy import select, text, update
 from clinic_support import (  # noqa: F401 - fixtures
     API,
     PASSWORD,
+    SQLITE_ONLY,
     ClinicHarness,
     clinic_model,
     db_url,
@@ -48,8 +49,6 @@ from clinic_support import (  # noqa: F401 - fixtures
 from dermsight.clinic import accounts
 from dermsight.clinic.config import ClinicConfig
 from dermsight.clinic.models import ApiToken, Session, User, Visit, utcnow
-
-SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def _image(data_dir: Path, metadata: pd.DataFrame, diagnosis: str = "NV", i: int = 0) -> bytes:

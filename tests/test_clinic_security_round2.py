@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from clinic_support import (  # noqa: F401 - fixtures
     API,
     PASSWORD,
+    SQLITE_ONLY,
     ClinicHarness,
     clinic_model,
     db_url,
@@ -25,8 +26,6 @@ from clinic_support import (  # noqa: F401 - fixtures
     served_clinic,
 )
 from dermsight.clinic import accounts
-
-SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def _usernames(h: ClinicHarness) -> list[str]:

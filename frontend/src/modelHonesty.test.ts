@@ -24,6 +24,7 @@ import {
 } from './card.ts'
 import { FALLBACK_CLASSES } from './content.ts'
 import { formatCI } from './format.ts'
+import { visibleText } from './testing/html.ts'
 
 const SHIPPED = JSON.parse(shippedCard) as ModelCard
 
@@ -44,15 +45,7 @@ const NODE_FS = 'node:fs'
 const { readFileSync } = (await import(/* @vite-ignore */ NODE_FS)) as { readFileSync: (p: URL, enc: 'utf8') => string }
 const source = (path: string) => readFileSync(new URL(path, import.meta.url), 'utf8')
 
-const text = (html: string) =>
-  html
-    .replace(/<[^>]+>/g, ' ')
-    .replace(/&#x27;/g, "'")
-    .replace(/&quot;/g, '"')
-    .replace(/&amp;/g, '&')
-    .replace(/\u00a0/g, ' ')
-    .replace(/\s+/g, ' ')
-    .trim()
+const text = visibleText
 
 function byTestId(html: string, id: string): string | null {
   const m = new RegExp(`<(\\w+)[^>]*data-testid="${id}"[^>]*>([\\s\\S]*?)</\\1>`).exec(html)

@@ -15,6 +15,7 @@ import * as content from './content.ts'
 import { FALLBACK_CLASSES, PATIENT_FLAG_TEXT, patientFlagText, riskHeadline } from './content.ts'
 import * as assess from './pages/AssessPage.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
+import { visibleText } from './testing/html.ts'
 
 const SHIPPED = JSON.parse(shippedCard) as ModelCard
 
@@ -22,14 +23,7 @@ const NODE_FS = 'node:fs'
 const { readFileSync } = (await import(/* @vite-ignore */ NODE_FS)) as { readFileSync: (p: URL, enc: 'utf8') => string }
 const source = (path: string) => readFileSync(new URL(path, import.meta.url), 'utf8')
 
-const text = (html: string) =>
-  html
-    .replace(/<[^>]+>/g, ' ')
-    .replace(/&#x27;/g, "'")
-    .replace(/&quot;/g, '"')
-    .replace(/&amp;/g, '&')
-    .replace(/\s+/g, ' ')
-    .trim()
+const text = visibleText
 
 /** The review's case: "Other / unknown" takes 95.6 %, melanoma 1.3 %: share 0.289, high tier. */
 const UNK_HEAVY: Record<string, number> = {
