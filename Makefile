@@ -13,7 +13,8 @@ TCMALLOC := /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 PYTEST_ARGS ?=
 
 .PHONY: serve test check setup-core setup-all setup-py system-deps frontend check-frontend lint \
-        lint-py test-frontend gate-pictures train bench bench-model bench-api bench-batch bench-clinic clean
+        lint-py test-frontend gate-pictures train bench bench-model bench-api bench-batch bench-clinic clean \
+        sys-tcmalloc sys-java sys-postgresql
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,11 +27,21 @@ setup-core: $(BIN)/python
 serve: setup-core
 	$(BIN)/dermsight serve --host $(HOST) --port $(PORT) $(SERVE_ARGS)
 
-system-deps:
+system-deps: sys-postgresql
 	@if ! command -v chromium >/dev/null || ! command -v java >/dev/null || [ ! -e $(TCMALLOC) ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 	    chromium chromium-driver libtcmalloc-minimal4 openjdk-17-jre-headless >/dev/null; fi
-	@# PostgreSQL server binaries (initdb, pg_ctl): the clinic storage tests start a throwaway one
+
+# One system package each, for the targets that need only that one (train, bench-*); apt runs
+# only when it is missing. system-deps installs the first two together with Chromium.
+sys-tcmalloc:
+	@if [ ! -e $(TCMALLOC) ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq libtcmalloc-minimal4 >/dev/null; fi
+sys-java:
+	@if ! command -v java >/dev/null; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq openjdk-17-jre-headless >/dev/null; fi
+# PostgreSQL server binaries (initdb, pg_ctl): the clinic storage tests start a throwaway one
+sys-postgresql:
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql \
 	    >/dev/null; fi
@@ -58,7 +69,8 @@ check-frontend: frontend
 
 lint: setup-all lint-py
 
-lint-py:
+# setup-py runs once per make command: lint, check and test name it too
+lint-py: setup-py
 	$(BIN)/ruff check src tests benchmarks tools docs
 	$(BIN)/mypy
 
@@ -79,18 +91,21 @@ gate-pictures: setup-py
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 # Reproduce the shipped default model (see README / model card), then copy it into the package.
-train: setup-all gate-pictures
+# Needs tcmalloc and the gate pictures (apt when missing), not Chromium, Java or PostgreSQL.
+train: setup-py sys-tcmalloc gate-pictures
 	LD_PRELOAD=$(TCMALLOC) $(BIN)/dermsight train --config configs/default.yaml --out runs/default \
 	  --bundle src/dermsight/assets/default
 
-bench-model: setup-all
+# Each benchmark installs only what it runs: training with and without tcmalloc (bench-model),
+# Spark's JVM (bench-batch), a throwaway PostgreSQL cluster (bench-clinic).
+bench-model: setup-py sys-tcmalloc
 	$(BIN)/python benchmarks/bench_model.py
-bench-api: setup-all
+bench-api: setup-py
 	$(BIN)/python benchmarks/bench_api.py
-bench-batch: setup-all
+bench-batch: setup-py sys-java
 	PYSPARK_PYTHON=$(abspath $(BIN)/python) $(BIN)/python benchmarks/bench_batch.py
 # clinic mode: 8 clients x 2,000 visits on PostgreSQL (a throwaway cluster) and on SQLite
-bench-clinic: setup-all
+bench-clinic: setup-py sys-postgresql
 	$(BIN)/python benchmarks/bench_clinic.py
 bench: bench-model bench-api bench-batch bench-clinic
 

@@ -24,7 +24,9 @@ pytest_plugins = ("browser_support", "clinic_support")
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     if not (DATA / "metadata.csv").exists():
-        pytest.fail(f"shared data not found at {DATA} (set DERMSIGHT_SHARED_DATA)")
+        pytest.fail(f"shared data not found: no metadata.csv in {DATA}. Set "
+                    "DERMSIGHT_SHARED_DATA to the isic-subset folder itself (metadata.csv and "
+                    "images/), with isic2020-sample beside it; see CONTRIBUTING.md, Tests")
     return DATA
 
 
