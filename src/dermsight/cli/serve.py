@@ -25,6 +25,7 @@ from dermsight.web.settings import MAX_DEFAULT_WORKERS
 if TYPE_CHECKING:  # pragma: no cover
     from dermsight.batch.overlays import UniqueNames
     from dermsight.predict import Prediction
+    from dermsight.web.settings import Settings
 
 EXIT_BAD_INPUT = 1
 
@@ -244,6 +245,45 @@ def predict(  # noqa: PLR0913
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def _serve_settings(
+    *, model: Path | None, workers: int | None, threads: int | None, log_level: str | None,
+    database: str | None, images: str | None, retention_days: int | None,
+    session_idle_minutes: int | None,
+) -> Settings:
+    """``serve``'s settings: the ``DERMSIGHT_*`` variables with the flags (``None``: not given)
+    winning field by field (``--images`` with ``DERMSIGHT_DATABASE_URL`` too). ``UserError``
+    (exit 2, one line) for an unknown ``DERMSIGHT_*`` variable, an unusable
+    ``FORWARDED_ALLOW_IPS`` (read by uvicorn) or an invalid value."""
+    import os
+
+    from dermsight.clinic.config import ClinicConfig, ClinicConfigError
+    from dermsight.web.settings import (
+        Settings,
+        SettingsError,
+        forwarded_ips_refusal,
+        unknown_variable_refusal,
+    )
+
+    # a misspelt DERMSIGHT_* name, or a proxy list uvicorn would read as names matching nothing
+    if (why := unknown_variable_refusal(os.environ) or forwarded_ips_refusal(os.environ)):
+        raise UserError(why)
+    try:
+        clinic_flags = {"--images": images, "--retention-days": retention_days,
+                        "--session-idle-minutes": session_idle_minutes}
+        clinic = (ClinicConfig.resolve(database=database, images=images,
+                                       retention_days=retention_days,
+                                       session_idle_minutes=session_idle_minutes)
+                  if database or images or retention_days or session_idle_minutes else None)
+        for flag, value in clinic_flags.items():
+            if value is not None and clinic is None:
+                raise UserError(f"{flag} needs clinic storage: give --database URL (or set "
+                                "DERMSIGHT_DATABASE_URL)")
+        return Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
+                                 log_level=log_level, clinic=clinic)
+    except (SettingsError, ClinicConfigError) as exc:
+        raise UserError(str(exc)) from exc
+
+
 # ruff noqa below: one parameter per command-line flag.
 def serve(  # noqa: PLR0913
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
@@ -285,34 +325,26 @@ def serve(  # noqa: PLR0913
 ) -> None:
     """Serve the HTTP API (/api/v1, docs at /api/v1/docs) and the web UI.
 
-    Limits and settings: DERMSIGHT_* variables (README); an invalid one stops it (exit 2)."""
-    from dermsight.clinic.config import ClinicConfig, ClinicConfigError
-    from dermsight.web.server import bind_refusal, limit_malloc_arenas, serve_app
-    from dermsight.web.settings import Settings, SettingsError, token_refusal
+    Limits and settings: DERMSIGHT_* variables (README); an invalid one stops it (exit 2), as
+    does an unknown (misspelt) DERMSIGHT_* name. A flag wins over its own variable only."""
+    from dermsight.web.server import (
+        bind_refusal,
+        configure_logging,
+        limit_malloc_arenas,
+        serve_app,
+    )
+    from dermsight.web.settings import token_refusal
 
-    try:  # the flags win over the DERMSIGHT_* variables
-        clinic_flags = {"--retention-days": retention_days,
-                        "--session-idle-minutes": session_idle_minutes}
-        clinic = (ClinicConfig.resolve(database=database, images=images,
-                                       retention_days=retention_days,
-                                       session_idle_minutes=session_idle_minutes)
-                  if database or images or retention_days or session_idle_minutes else None)
-        for flag, value in clinic_flags.items():
-            if value is not None and clinic is None:
-                raise UserError(f"{flag} needs clinic storage: give --database URL (or set "
-                                "DERMSIGHT_DATABASE_URL)")
-        settings = Settings.from_env(model_path=model, workers=workers, ort_threads=threads,
-                                     log_level=log_level, clinic=clinic)
-    except (SettingsError, ClinicConfigError) as exc:
-        raise UserError(str(exc)) from exc
+    settings = _serve_settings(model=model, workers=workers, threads=threads,
+                               log_level=log_level, database=database, images=images,
+                               retention_days=retention_days,
+                               session_idle_minutes=session_idle_minutes)
     _check_ort_threads(settings.ort_threads, flag_given=threads is not None)
     refusal = (bind_refusal(host, settings.api_token, insecure_no_auth)
                or token_refusal(host, settings.api_token) or _listen_refusal(host, port))
     if refusal is not None:
         raise UserError(refusal)
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("python_multipart").setLevel(logging.ERROR)
+    configure_logging(settings.log_level)  # one format for dermsight, uvicorn and alembic
     limit_malloc_arenas()  # before the model load and the worker threads
 
     from dermsight.web.app import create_app
@@ -320,25 +352,25 @@ def serve(  # noqa: PLR0913
     app = create_app(settings)
     shown = f"[{host}]" if ":" in host else host
 
+    # the start-up lines: stdout, in the log's format, whatever the log level
+    said = logging.getLogger("dermsight.serve")
+
     def announce() -> None:  # the model is loaded (a BundleError -> exit 3 comes before this)
         card = app.state.model.card
-        typer.echo(f"dermsight: serving {card.name} {card.version} at http://{shown}:{port}/ "
-                   f"(API docs: http://{shown}:{port}/api/v1/docs)")
+        said.info("serving %s %s at http://%s:%d/ (API docs: http://%s:%d/api/v1/docs)",
+                  card.name, card.version, shown, port, shown, port)
         if settings.clinic is not None:
-            typer.echo("dermsight: clinic storage on: log in at / (first account: dermsight "
-                       "clinic create-user --role admin)")
-            typer.echo(f"dermsight: clinic sessions end after "
-                       f"{settings.clinic.session_idle_minutes} minutes without activity")
+            said.info("clinic storage on: log in at / (first account: dermsight clinic "
+                      "create-user --role admin)")
+            said.info("clinic sessions end after %d minutes without activity",
+                      settings.clinic.session_idle_minutes)
             if settings.clinic.retention_days is not None:
-                typer.echo(f"dermsight: retention: visits stored more than "
-                           f"{settings.clinic.retention_days} days ago are deleted at start "
-                           "and daily")
+                said.info("retention: visits stored more than %d days ago are deleted at start "
+                          "and daily", settings.clinic.retention_days)
         if settings.api_token:
-            typer.echo("dermsight: API token required (DERMSIGHT_API_TOKEN is set)")
+            said.info("API token required (DERMSIGHT_API_TOKEN is set)")
         elif insecure_no_auth:
-            typer.echo(f"dermsight: WARNING: no API token: anyone who can reach {shown} can use "
-                       "the API")
-        sys.stdout.flush()
+            said.warning("no API token: anyone who can reach %s can use the API", shown)
 
     try:
         serve_app(app, host, port, settings, on_ready=announce)

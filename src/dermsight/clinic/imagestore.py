@@ -19,7 +19,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,22 @@ TMP_PREFIX = ".tmp-"
 #: the names of the files ``put`` stores (``key_for``) and of its temporary files
 OWN_NAME = re.compile(r"[0-9a-f]{64}\.[a-z0-9]{1,8}")
 TMP_NAME = re.compile(re.escape(TMP_PREFIX) + r"[0-9a-f]{1,32}")
+
+
+#: what ``ImageStore.probe`` writes (4 KiB: one block of a usual file system)
+PROBE_BYTES = bytes(4096)
+
+
+def _unlink_quietly(path: str, strict: bool = False) -> None:
+    """Delete ``path``; a file already gone is fine. Any other failure of the delete is ignored
+    too (after a failed write, the write's error is the one to report), unless ``strict``."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if strict:
+            raise
 
 
 def is_own(name: str) -> bool:
@@ -54,6 +70,8 @@ class ImageStore:
         import fsspec
 
         self.root = root.rstrip("/")
+        #: called with the ``OSError`` of a failed ``put`` or ``get`` (``routes/health.py``)
+        self.on_failure: Callable[[OSError], None] | None = None
         self.fs: Any
         self.fs, self._base = fsspec.core.url_to_fs(self.root, **dict(storage_options or {}))
         self.local = "file" in (self.fs.protocol if isinstance(self.fs.protocol, tuple)
@@ -78,19 +96,56 @@ class ImageStore:
         key = self.key_for(data, ext)
         path = self._path(key)
         if self.local:
-            if os.path.exists(path):
-                os.utime(path)  # fresh mtime: the sweep's grace period covers this visit too
-                return key
-            tmp = f"{self._base}/{TMP_PREFIX}{uuid.uuid4().hex}"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                if os.path.exists(path):
+                    os.utime(path)  # fresh mtime: the sweep's grace period covers this visit too
+                    return key
+                tmp = self._write_temporary(data)
+                try:
+                    os.replace(tmp, path)
+                except OSError:
+                    _unlink_quietly(tmp)
+                    raise
+            except OSError as exc:
+                self._failed(exc)
+                raise
+        else:
+            try:
+                self.fs.pipe_file(path, data)
+            except OSError as exc:
+                self._failed(exc)
+                raise
+        return key
+
+    def _write_temporary(self, data: bytes) -> str:
+        """``data`` written and fsynced to a new temporary file (``.tmp-<hex>``, mode 0600) in the
+        local folder; its path. A write that fails (a full disk: ``ENOSPC``) removes the
+        temporary file before the error goes on, so that none is left behind."""
+        tmp = f"{self._base}/{TMP_PREFIX}{uuid.uuid4().hex}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
             with open(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        else:
-            self.fs.pipe_file(path, data)
-        return key
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        return tmp
+
+    def _failed(self, exc: OSError) -> None:
+        """Tell ``on_failure`` (the health check's memory of storage failures) of ``exc``."""
+        if self.on_failure is not None:
+            self.on_failure(exc)
+
+    def probe(self) -> None:
+        """Write, fsync and delete a small temporary file (no patient data) in a local folder,
+        as ``put`` writes an image: ``OSError`` when it cannot (a full disk, a read-only or
+        removed folder). Nothing is written to an ``s3://`` store. A probe file left by a
+        process killed in between is a temporary file the start-up sweep deletes."""
+        if not self.local:
+            return
+        _unlink_quietly(self._write_temporary(PROBE_BYTES), strict=True)
 
     def get(self, key: str) -> bytes:
         """The stored bytes; ``NotFound`` (404) when the file is gone (e.g. its patient was
@@ -103,9 +158,14 @@ class ImageStore:
             data: bytes = self.fs.cat_file(self._path(key))
         except FileNotFoundError as exc:
             if self.local and not os.path.isdir(self._base):  # the whole folder is gone
-                raise OSError(f"the image store's folder {self._base} is missing (is its disk "
-                              "mounted?)") from exc
+                missing = OSError(f"the image store's folder {self._base} is missing (is its "
+                                  "disk mounted?)")
+                self._failed(exc)
+                raise missing from exc
             raise NotFound("the stored image is missing from the image store") from None
+        except OSError as exc:
+            self._failed(exc)
+            raise
         return data
 
     def exists(self, key: str) -> bool:

@@ -75,8 +75,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         return
     from dermsight.clinic.runtime import Clinic  # storage on: connect, migrate, sweep
+    from dermsight.web.routes.health import watch_storage
 
     clinic = app.state.clinic = await anyio.to_thread.run_sync(Clinic.open, settings.clinic)
+    # the health check remembers the storage failures requests meet (a write on a full disk)
+    app.state.storage_failures = watch_storage(clinic)
     days, purging = settings.clinic.retention_days, None
     if days is not None:  # the retention period: purge now, then daily (clinic/retention.py)
         from dermsight.clinic.retention import purge_logged, retention_loop

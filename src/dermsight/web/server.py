@@ -21,6 +21,10 @@ headers such as ``X-Request-ID``).
 exists): with the default (8 per core) the resident memory of a clinic server crept by 1.4-1.9 MB
 per 1,000 visits, with 2 it stayed flat (benchmarks/results/clinic-long*.json).
 
+``configure_logging`` gives the server's log one format (``OneLineFormatter``) for dermsight's,
+uvicorn's and Alembic's loggers, and ``serve_app`` hands uvicorn the same configuration: one line
+per record, ``<UTC time, ISO 8601 with offset> <LEVEL> <logger>: <message>``.
+
 ``bind_refusal`` keeps an unauthenticated API on loopback unless the operator says otherwise.
 ``serve_app`` runs the app's lifespan (the model load) *before* uvicorn binds the port, so that a
 start-up error (an unusable bundle) reaches the command as an exception: one line, no traceback.
@@ -33,9 +37,11 @@ import ctypes
 import ipaddress
 import json
 import logging
+import logging.config
 import os
 import platform
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import h11
@@ -94,6 +100,63 @@ def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
     log.debug("malloc arenas: limited to %d" if done else "malloc arenas: mallopt(%d) failed",
               arenas)
     return done
+
+
+class OneLineFormatter(logging.Formatter):
+    """``2026-12-07T09:43:27.821+00:00 INFO dermsight.web: ...``: the time in UTC (ISO 8601,
+    milliseconds, offset), and one line per record: a line break in the message or in a
+    traceback is written as ``\\n`` (``\\r`` likewise), so a log collector never splits one
+    record into several."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatTime(self, record: logging.LogRecord,
+                   datefmt: str | None = None) -> str:
+        return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+
+
+#: the logger of ``serve``'s start-up lines (stdout, at any log level)
+SERVE_LOGGER = "dermsight.serve"
+
+
+def logging_config(level: str) -> dict[str, Any]:
+    """The ``logging.config.dictConfig`` of ``dermsight serve`` (a new dict on each call:
+    ``dictConfig`` may change the one it is given): every record at ``level`` or above through
+    ``OneLineFormatter`` to stderr, uvicorn's and Alembic's loggers included (uvicorn's own
+    configuration gives them handlers and formats of their own); ``SERVE_LOGGER``'s start-up
+    lines to stdout at any level."""
+    upper = level.upper()
+    to_root = {"level": upper, "handlers": [], "propagate": True}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"one_line": {"()": f"{__name__}.OneLineFormatter"}},
+        "handlers": {
+            "stderr": {"class": "logging.StreamHandler", "formatter": "one_line",
+                       "stream": "ext://sys.stderr"},
+            "stdout": {"class": "logging.StreamHandler", "formatter": "one_line",
+                       "stream": "ext://sys.stdout"},
+        },
+        "root": {"level": upper, "handlers": ["stderr"]},
+        "loggers": {
+            "uvicorn": dict(to_root), "uvicorn.error": dict(to_root),
+            "uvicorn.access": dict(to_root),
+            "alembic": {"handlers": [], "propagate": True},
+            "python_multipart": {"level": "ERROR"},
+            SERVE_LOGGER: {"level": "INFO", "handlers": ["stdout"], "propagate": False},
+        },
+    }
+
+
+def configure_logging(level: str) -> None:
+    """Set up ``logging_config(level)`` in this process; Python's warnings are logged too
+    (``py.warnings``), in the same format, instead of their own two lines on stderr."""
+    logging.config.dictConfig(logging_config(level))
+    logging.captureWarnings(True)
 
 
 def bind_refusal(host: str, token: str | None, insecure_no_auth: bool) -> str | None:
@@ -223,7 +286,8 @@ def serve_app(app: FastAPI, host: str, port: int, settings: Settings,
     """Serve ``app`` until interrupted: its lifespan runs first (errors propagate before the port
     is bound), ``on_ready`` once it has started, then uvicorn with ``uvicorn_options``."""
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level,
-                            lifespan="off", **uvicorn_options(settings))
+                            log_config=logging_config(settings.log_level), lifespan="off",
+                            **uvicorn_options(settings))
     server = uvicorn.Server(config)
 
     async def main() -> None:

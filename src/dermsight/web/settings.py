@@ -3,7 +3,10 @@
 
 ``--model``, ``--workers``, ``--threads`` and ``--log-level`` override ``DERMSIGHT_MODEL``,
 ``DERMSIGHT_WORKERS``, ``DERMSIGHT_ORT_THREADS`` and ``DERMSIGHT_LOG_LEVEL``; ``--database`` and
-``--images`` override ``DERMSIGHT_DATABASE_URL`` and ``DERMSIGHT_CLINIC_IMAGES``. Variables:
+``--images`` override ``DERMSIGHT_DATABASE_URL`` and ``DERMSIGHT_CLINIC_IMAGES``, each its own
+(the command resolves them together: ``--images`` with ``DERMSIGHT_DATABASE_URL`` works).
+``serve`` refuses a ``DERMSIGHT_*`` name not in ``KNOWN_VARIABLES`` (a misspelt one) and an
+unusable ``FORWARDED_ALLOW_IPS`` (uvicorn's). Variables:
 
 * ``DERMSIGHT_MODEL``: model bundle folder (default: the shipped bundle).
 * ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
@@ -139,6 +142,78 @@ def token_refusal(host: str, token: str | None) -> str | None:
             f"{host!r} (it has {len(token)}): make one with {MAKE_TOKEN}")
 
 
+#: every ``DERMSIGHT_*`` variable the project reads: ``serve`` refuses any other (a misspelt name
+#: would otherwise be ignored without a word). Also those only other commands or the tests read
+#: (they may be set in the same shell): the test ``test_serve_ops.py`` checks this list against
+#: the names the sources, tests and docs use.
+KNOWN_VARIABLES = frozenset({
+    # serve (this module, clinic/config.py, io/decode.py, io/budget.py)
+    "DERMSIGHT_MODEL", "DERMSIGHT_API_TOKEN", "DERMSIGHT_CORS_ORIGINS", "DERMSIGHT_MAX_UPLOAD_MB",
+    "DERMSIGHT_MAX_IMAGE_PIXELS", "DERMSIGHT_UPLOAD_TIMEOUT_S", "DERMSIGHT_MAX_INFLIGHT_MB",
+    "DERMSIGHT_MAX_CONNECTIONS", "DERMSIGHT_HEADER_TIMEOUT_S", "DERMSIGHT_ALLOW_TTA",
+    "DERMSIGHT_ORT_THREADS", "DERMSIGHT_BLAS_THREADS", "DERMSIGHT_WORKERS",
+    "DERMSIGHT_STATIC_DIR", "DERMSIGHT_LOG_LEVEL", "DERMSIGHT_SECURE_COOKIE",
+    "DERMSIGHT_DATABASE_URL", "DERMSIGHT_CLINIC_IMAGES", "DERMSIGHT_RETENTION_DAYS",
+    "DERMSIGHT_SESSION_IDLE_MINUTES", "DERMSIGHT_CLINIC_SWEEP_GRACE_S",
+    "DERMSIGHT_MAX_IMAGE_BYTES", "DERMSIGHT_MAX_DECODE_MB", "DERMSIGHT_DECODE_MEMORY_MB",
+    # the tests and the front end's tests
+    "DERMSIGHT_SHARED_DATA", "DERMSIGHT_PG_BIN", "DERMSIGHT_CHROMIUM", "DERMSIGHT_E2E_MODEL",
+    "DERMSIGHT_E2E_STATIC_DIR", "DERMSIGHT_TEST_OUTPUT",
+})
+
+
+def unknown_variable_refusal(env: Mapping[str, str]) -> str | None:
+    """One line naming a ``DERMSIGHT_*`` variable of ``env`` that is not in ``KNOWN_VARIABLES``
+    (and the known name closest to it), or None."""
+    import difflib
+
+    for name in sorted(env):
+        if not name.startswith("DERMSIGHT_") or name in KNOWN_VARIABLES:
+            continue
+        # compared without the prefix all share (else any name looks close to some known one)
+        suffixes = sorted(known.removeprefix("DERMSIGHT_") for known in KNOWN_VARIABLES)
+        close = difflib.get_close_matches(name.removeprefix("DERMSIGHT_"), suffixes, n=1,
+                                          cutoff=0.6)
+        hint = f": did you mean DERMSIGHT_{close[0]}?" if close else ""
+        return (f"unknown environment variable {name}{hint} (dermsight reads no variable of "
+                "that name; unset it or correct its name: README, \"Security and limits\")")
+    return None
+
+
+def forwarded_ips_refusal(env: Mapping[str, str]) -> str | None:
+    """Why uvicorn's ``FORWARDED_ALLOW_IPS`` (the proxies whose ``X-Forwarded-For`` /
+    ``X-Forwarded-Proto`` it believes) cannot be used (one line), or None. uvicorn takes any
+    entry that is not an address or a network as a literal it compares client addresses with:
+    a host name, ``10.0.0.1/24`` (host bits set) or a ``*`` among other entries would match no
+    proxy, without a word. ``*`` alone (trust every client) is uvicorn's own setting."""
+    import ipaddress
+
+    raw = env.get("FORWARDED_ALLOW_IPS")
+    if raw is None or raw == "*":
+        return None
+    for entry in (item.strip() for item in raw.split(",")):
+        if not entry:
+            continue
+        why = None
+        if entry == "*":
+            why = "'*' (trust every client) works only as the whole value"
+        elif "/" in entry:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as exc:
+                why = f"{entry!r} is not a network ({exc})"
+        else:
+            try:
+                ipaddress.ip_address(entry)
+            except ValueError:
+                why = (f"{entry!r} is not an IP address (uvicorn compares addresses, not host "
+                       "names)")
+        if why is not None:
+            return (f"FORWARDED_ALLOW_IPS: {why}: give the proxies' IP addresses or networks, "
+                    "comma-separated (e.g. 10.0.0.5,10.1.0.0/24)")
+    return None
+
+
 def _clinic(env: Mapping[str, str]) -> ClinicConfig | None:
     try:
         return ClinicConfig.resolve(env=env)
@@ -238,7 +313,9 @@ class Settings:
         _bool(env, "DERMSIGHT_SECURE_COOKIE", False)  # checked with storage off too
         for name in DECODER_VARIABLES:
             _float(env, name, 1.0)
-        values["clinic"] = _clinic(env)
+        # the command resolves flags and variables together, field by field (``--images`` with
+        # ``DERMSIGHT_DATABASE_URL``): the variables alone are resolved only without its result
+        values["clinic"] = _clinic(env) if flags.get("clinic") is None else None
         unknown = set(flags) - set(cls.__dataclass_fields__)
         if unknown:  # a programming error, not a user's
             raise TypeError(f"unknown settings: {', '.join(sorted(unknown))}")

@@ -2,16 +2,32 @@
 balancers); ``HEAD`` answers the same status and headers without the body (uptime checkers).
 
 Without clinic storage the answer is 200 whenever the process serves requests. With clinic
-storage on, each check also asks the database a ``SELECT 1`` and, for an image folder on this
-machine, whether it exists and may be written (each in a worker thread, at most
-``READY_TIMEOUT_S``, so a hung network mount holds no other request): when either fails the
-answer is a 503 ``{"status": "storage unavailable", "detail": ...}`` with ``Retry-After``, so a
-load balancer takes the instance out while the storage is down (the other fields as usual)."""
+storage on, each check also
+
+* asks the database a ``SELECT 1``;
+* for an image folder on this machine: checks that it exists and may be written, then writes,
+  fsyncs and deletes a 4 KiB probe file there (``ImageStore.probe``: no patient data; a full
+  disk or a read-only mount fails it);
+* for a SQLite database: checks that its disk has a free block left (``os.statvfs``);
+* remembers the storage failures requests met (``StorageFailures``: a database write that
+  failed with ``SQLITE_FULL`` or PostgreSQL's ``disk_full``, an image that could not be written
+  or read): for ``FAILURE_MEMORY_S`` after the last one the check fails too, since a
+  ``SELECT 1`` or a 4 KiB probe can succeed on storage that refuses a visit's write.
+
+Each step runs in a worker thread, at most ``READY_TIMEOUT_S``, so a hung network mount holds no
+other request. When one fails the answer is a 503 ``{"status": "storage unavailable", "detail":
+...}`` with ``Retry-After`` (the detail names the store and the reason: an error code, never a
+path or a message that could quote data), so a load balancer takes the instance out while the
+storage is down (the other fields as usual)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -36,13 +52,100 @@ READY_TIMEOUT_S = 3.0
 STORAGE_DOWN = "storage unavailable"
 
 
-def _database_check(clinic: Any) -> None:
+#: how long a storage failure met by a request keeps the health check at 503 (as long as the
+#: ``Retry-After`` of the requests' own 503)
+FAILURE_MEMORY_S = float(STORAGE_RETRY_AFTER_S)
+
+#: SQLite result codes (primary part) that say the database cannot be written now, as opposed to
+#: a passing lock (``SQLITE_BUSY``, ``SQLITE_LOCKED``: another writer) or an SQL bug
+SQLITE_UNWRITABLE = frozenset({"SQLITE_FULL", "SQLITE_IOERR", "SQLITE_READONLY",
+                               "SQLITE_CANTOPEN", "SQLITE_CORRUPT", "SQLITE_NOTADB",
+                               "SQLITE_PERM"})
+#: PostgreSQL SQLSTATEs of the same kind: disk full, I/O error, a read-only server (a standby)
+POSTGRES_UNWRITABLE = frozenset({"53100", "58030", "25006"})
+
+
+def _errno_reason(exc: OSError) -> str:
+    """``ENOSPC, no space left on device``: the code and its text, never the path."""
+    code = errno.errorcode.get(exc.errno, "no errno") if exc.errno is not None else "no errno"
+    text = os.strerror(exc.errno).lower() if exc.errno is not None else type(exc).__name__
+    return f"{code}, {text}"
+
+
+def unwritable_database(exc: BaseException) -> str | None:
+    """The code of a DB-API error that says the database cannot be written now
+    (``SQLITE_FULL``, SQLSTATE 53100, ...), else None."""
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None)
+        if isinstance(name, str) and "_".join(name.split("_")[:2]) in SQLITE_UNWRITABLE:
+            return name
+        return None
+    state = getattr(exc, "sqlstate", None)
+    return f"SQLSTATE {state}" if state in POSTGRES_UNWRITABLE else None
+
+
+@dataclass
+class StorageFailures:
+    """The last clinic storage failure requests met, per store (``"database"``, ``"image
+    store"``): when (``time.monotonic``) and why (an error code). ``watch_storage`` feeds it."""
+
+    memory_s: float = FAILURE_MEMORY_S
+    last: dict[str, tuple[float, str]] = field(default_factory=dict)
+
+    def record(self, which: str, reason: str) -> None:
+        self.last[which] = (time.monotonic(), reason)
+
+    def database_error(self, context: Any) -> None:
+        """SQLAlchemy's ``handle_error`` event: remember an error that says the database cannot
+        be written (``unwritable_database``); never raises."""
+        code = unwritable_database(context.original_exception)
+        if code is not None:
+            self.record("database", code)
+
+    def image_error(self, exc: OSError) -> None:
+        """``ImageStore.on_failure``: an image that could not be written or read."""
+        self.record("image store", _errno_reason(exc))
+
+    def recent(self) -> tuple[str, str] | None:
+        """(which store, reason) of a failure less than ``memory_s`` ago, else None."""
+        now = time.monotonic()
+        for which, (at, reason) in list(self.last.items()):
+            if now - at < self.memory_s:
+                return which, f"a request failed {now - at:.0f} s ago: {reason}"
+        return None
+
+
+def watch_storage(clinic: Any) -> StorageFailures:
+    """A ``StorageFailures`` fed by ``clinic``'s database (every error of its engine) and image
+    store (``ImageStore.on_failure``); the app's lifespan puts it on ``app.state``."""
+    from sqlalchemy import event
+
+    failures = StorageFailures()
+    event.listen(clinic.db.engine, "handle_error", failures.database_error)
+    clinic.images.on_failure = failures.image_error
+    return failures
+
+
+def _database_check(clinic: Any) -> str | None:
+    """Why the database cannot be used (an error code), or None; a failed ``SELECT 1`` raises."""
     with clinic.db.engine.connect() as conn:
         conn.exec_driver_sql("SELECT 1")
+    from dermsight.clinic.config import sqlite_path
+
+    path = sqlite_path(str(clinic.config.database_url))
+    if path is None:
+        return None
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError as exc:
+        return f"its folder cannot be read: {_errno_reason(exc)}"
+    free = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail  # root may use the reserve
+    return "no space left on its disk" if free == 0 else None
 
 
 def _images_check(clinic: Any) -> str | None:
-    """Why the local image folder cannot be used (errno name only), or None (also for S3)."""
+    """Why the local image folder cannot be used (an error code, never the path), or None (also
+    for S3)."""
     images = clinic.images
     if not getattr(images, "local", False):
         return None
@@ -51,6 +154,50 @@ def _images_check(clinic: Any) -> str | None:
         return "folder missing"
     if not os.access(folder, os.W_OK | os.X_OK):
         return "folder not writable"
+    try:
+        images.probe()
+    except OSError as exc:
+        return f"a test write failed: {_errno_reason(exc)}"
+    return None
+
+
+def _detail(which: str, reason: str | None = None) -> str:
+    """``STORAGE_DETAILS[which]`` with ``reason`` before its closing "retry later"."""
+    detail = STORAGE_DETAILS[which]
+    if reason is None:
+        return detail
+    return f"{detail.removesuffix(', retry later')} ({reason}), retry later"
+
+
+async def _database_problem(clinic: Any) -> str | None:
+    try:
+        with anyio.fail_after(READY_TIMEOUT_S):
+            why = await anyio.to_thread.run_sync(_database_check, clinic, abandon_on_cancel=True)
+    except TimeoutError:
+        log.error("health: clinic database did not answer within %g s", READY_TIMEOUT_S)
+        return _detail("database", f"no answer within {READY_TIMEOUT_S:g} s")
+    except Exception as exc:  # noqa: BLE001 - any failure of the check means "not ready"
+        found = storage_failure(exc)
+        log.error("health: clinic database unavailable: %s",
+                  found[1] if found else type(exc).__name__)
+        return STORAGE_DETAILS["database"]
+    if why is not None:
+        log.error("health: clinic database unavailable: %s", why)
+        return _detail("database", why)
+    return None
+
+
+async def _images_problem(clinic: Any) -> str | None:
+    try:
+        # a hung network mount blocks os.path.isdir / os.access: never on the event loop
+        with anyio.fail_after(READY_TIMEOUT_S):
+            why = await anyio.to_thread.run_sync(_images_check, clinic, abandon_on_cancel=True)
+    except TimeoutError:
+        log.error("health: clinic image folder did not answer within %g s", READY_TIMEOUT_S)
+        return _detail("image store", f"no answer within {READY_TIMEOUT_S:g} s")
+    if why is not None:
+        log.error("health: clinic image store unavailable: %s", why)
+        return _detail("image store", why)
     return None
 
 
@@ -60,27 +207,14 @@ async def storage_problem(request: Request) -> str | None:
     clinic = getattr(request.app.state, "clinic", None)
     if clinic is None:
         return None
-    try:
-        with anyio.fail_after(READY_TIMEOUT_S):
-            await anyio.to_thread.run_sync(_database_check, clinic, abandon_on_cancel=True)
-    except TimeoutError:
-        log.error("health: clinic database did not answer within %g s", READY_TIMEOUT_S)
-        return STORAGE_DETAILS["database"]
-    except Exception as exc:  # noqa: BLE001 - any failure of the check means "not ready"
-        found = storage_failure(exc)
-        log.error("health: clinic database unavailable: %s",
-                  found[1] if found else type(exc).__name__)
-        return STORAGE_DETAILS["database"]
-    try:
-        # a hung network mount blocks os.path.isdir / os.access: never on the event loop
-        with anyio.fail_after(READY_TIMEOUT_S):
-            why = await anyio.to_thread.run_sync(_images_check, clinic, abandon_on_cancel=True)
-    except TimeoutError:
-        log.error("health: clinic image folder did not answer within %g s", READY_TIMEOUT_S)
-        return STORAGE_DETAILS["image store"]
-    if why is not None:
-        log.error("health: clinic image store unavailable: %s", why)
-        return STORAGE_DETAILS["image store"]
+    problem = await _database_problem(clinic) or await _images_problem(clinic)
+    if problem is not None:
+        return problem
+    failures: StorageFailures | None = getattr(request.app.state, "storage_failures", None)
+    if failures is not None and (recent := failures.recent()) is not None:
+        which, why = recent
+        log.error("health: clinic %s unavailable: %s", which, why)
+        return _detail(which, why)
     return None
 
 
@@ -99,9 +233,13 @@ def _unavailable(answer: dict[str, Any], detail: str) -> JSONResponse:
 
 @router.get("/health", response_model=HealthResponse, summary="Liveness and model identity",
             description="Public (no token). With clinic storage on it also checks the storage "
-                        "(a `SELECT 1` on the database and the image folder, each at most 3 s): "
+                        "(a `SELECT 1` on the database, free space on a SQLite database's disk, "
+                        "and a 4 KiB test file written and deleted in a local image folder, "
+                        "each at most 3 s), and a storage failure a request met in the last "
+                        f"{FAILURE_MEMORY_S:g} s (a write refused on a full disk) counts too: "
                         "when that fails the answer is a 503 with `Retry-After` and "
-                        '`{"status": "storage unavailable", "detail": ...}`. '
+                        '`{"status": "storage unavailable", "detail": ...}` (the detail says '
+                        "which store and why). "
                         "`HEAD /api/v1/health` is served too, for uptime "
                         "checkers: the same status and headers, no body; it is not listed as "
                         "an operation of its own in this document.",
