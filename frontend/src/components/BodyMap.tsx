@@ -101,6 +101,12 @@ export function tapOutcome(
   return near ? { kind: 'ask', pin: near } : { kind: 'place' }
 }
 
+/** The outline of the triangle drawn round an alert pin's dot (clear of the dot and its white edge). */
+export function alertTriangle(x: number, y: number): string {
+  const r = (v: number) => Math.round(v * 10) / 10
+  return `M${r(x)} ${r(y - 11)} L${r(x + 10)} ${r(y + 6.5)} L${r(x - 10)} ${r(y + 6.5)} Z`
+}
+
 /** Whether the device's main pointer is coarse (a finger), as CSS `(pointer: coarse)` says. */
 function coarseMedia(): boolean {
   return typeof window !== 'undefined' && typeof window.matchMedia === 'function' && window.matchMedia('(pointer: coarse)').matches
@@ -145,68 +151,79 @@ interface Props {
   pins?: Pin[]
   /** When given, a click on a region places a point there (the caller pins a lesion). */
   onPoint?: (p: MapPoint) => void
+  /** The new lesion's mark (with onPoint): its region alone shows as chosen, and the arrow keys
+   * move it while the focus is on that region. */
+  point?: MapPoint | null
+  /** The Side field's value (with onPoint): Enter on a region with a shape on each side puts the
+   * mark on the shape of that side. */
+  side?: string
+  /** An arrow key could not move the mark (the edge of its part of the body). */
+  onMoveBlocked?: (p: MapPoint) => void
+  /** The id of the text that says how to use the map (e.g. with the keyboard). */
+  describedBy?: string
   onPinSelect?: (id: number) => void
   /** A mouse/touch shortcut for a list beside it that says the same: out of the tab order and
    * hidden from screen readers, which use the list (13 extra tab stops otherwise). */
   pointerOnly?: boolean
 }
 
-/** Where a click fell, in the figure's units; the middle of the region's first shape for a
- * keyboard or synthetic click (no pointer position). */
-function pointOf(e: MouseEvent<SVGElement> | KeyboardEvent<SVGElement>): { x: number; y: number } {
-  const g = e.currentTarget
-  const svg = g.ownerSVGElement
+const TORSO = new Set(['anterior torso', 'posterior torso', 'lateral torso'])
+
+/** Where a pointer's click fell, in the figure's units; null for a keyboard or synthetic click
+ * (no pointer position): the caller places the mark from the region's shapes then. */
+function pointerPoint(e: MouseEvent<SVGElement> | KeyboardEvent<SVGElement>): { x: number; y: number } | null {
+  const svg = e.currentTarget.ownerSVGElement
   const ctm = svg?.getScreenCTM()
   if ('clientX' in e && e.detail > 0 && ctm) {
     const p = new DOMPoint(e.clientX, e.clientY).matrixTransform(ctm.inverse())
     return { x: Math.round(p.x * 10) / 10, y: Math.round(p.y * 10) / 10 }
   }
-  const shape = g.querySelector<SVGGraphicsElement>('circle, rect, path, ellipse')
-  const b = shape?.getBBox()
-  return b ? { x: Math.round(b.x + b.width / 2), y: Math.round(b.y + b.height / 2) } : { x: 60, y: 120 }
+  return null
 }
 
-interface Region {
+/** One drawn shape of a region, in the figure's units. `name` says which part it is where a
+ * region has several (the patient's side is worked out from where it is, see shapeSide). */
+export type Shape = { name?: string } & (
+  | { kind: 'circle'; cx: number; cy: number; r: number }
+  | { kind: 'rect'; x: number; y: number; width: number; height: number; rx: number }
+  | { kind: 'ellipse'; cx: number; cy: number; rx: number; ry: number }
+  | { kind: 'poly'; points: readonly (readonly [number, number])[] }
+)
+
+export interface Region {
   site: string
-  shapes: ReactNode
+  shapes: readonly Shape[]
 }
 
-// One simple figure, 120 x 250 units. Arms, hands, legs and feet are shared by both views.
-const head = (
-  <>
-    <circle cx="60" cy="20" r="15" />
-    <rect x="54" y="32" width="12" height="12" rx="2" />
-  </>
-)
-const arms = (
-  <>
-    <path d="M31 47 L22 50 L11 128 L21 131 L32 72 Z" />
-    <path d="M89 47 L98 50 L109 128 L99 131 L88 72 Z" />
-  </>
-)
-const legs = (
-  <>
-    <rect x="40" y="124" width="19" height="96" rx="6" />
-    <rect x="61" y="124" width="19" height="96" rx="6" />
-  </>
-)
-const handsFeet = (
-  <>
-    <ellipse cx="15" cy="138" rx="6" ry="8" />
-    <ellipse cx="105" cy="138" rx="6" ry="8" />
-    <ellipse cx="47" cy="228" rx="10" ry="5" />
-    <ellipse cx="73" cy="228" rx="10" ry="5" />
-  </>
-)
-const sides = (
-  <>
-    <rect x="31" y="46" width="9" height="76" rx="4" />
-    <rect x="80" y="46" width="9" height="76" rx="4" />
-  </>
-)
-const trunk = <rect x="40" y="43" width="40" height="81" rx="5" />
+// One simple figure, 120 x 240 units, drawn facing the viewer on the front view (the figure's
+// left is the patient's right) and from behind on the back view (the figure's left is the
+// patient's left). Arms, hands, legs and feet are shared by both views.
+const head: Shape[] = [
+  { kind: 'circle', cx: 60, cy: 20, r: 15, name: 'head' },
+  { kind: 'rect', x: 54, y: 32, width: 12, height: 12, rx: 2, name: 'neck' },
+]
+const arms: Shape[] = [
+  { kind: 'poly', points: [[31, 47], [22, 50], [11, 128], [21, 131], [32, 72]], name: 'arm' },
+  { kind: 'poly', points: [[89, 47], [98, 50], [109, 128], [99, 131], [88, 72]], name: 'arm' },
+]
+const legs: Shape[] = [
+  { kind: 'rect', x: 40, y: 124, width: 19, height: 96, rx: 6, name: 'leg' },
+  { kind: 'rect', x: 61, y: 124, width: 19, height: 96, rx: 6, name: 'leg' },
+]
+const handsFeet: Shape[] = [
+  { kind: 'ellipse', cx: 15, cy: 138, rx: 6, ry: 8, name: 'hand' },
+  { kind: 'ellipse', cx: 105, cy: 138, rx: 6, ry: 8, name: 'hand' },
+  { kind: 'ellipse', cx: 47, cy: 228, rx: 10, ry: 5, name: 'foot' },
+  { kind: 'ellipse', cx: 73, cy: 228, rx: 10, ry: 5, name: 'foot' },
+]
+const sides: Shape[] = [
+  { kind: 'rect', x: 31, y: 46, width: 9, height: 76, rx: 4, name: 'side' },
+  { kind: 'rect', x: 80, y: 46, width: 9, height: 76, rx: 4, name: 'side' },
+]
+const trunk: Shape[] = [{ kind: 'rect', x: 40, y: 43, width: 40, height: 81, rx: 5 }]
 
-const REGIONS: Record<View, Region[]> = {
+/** The regions of each view, in drawing order (a later one is drawn over an earlier one). */
+export const REGIONS: Record<View, readonly Region[]> = {
   front: [
     { site: 'head/neck', shapes: head },
     { site: 'upper extremity', shapes: arms },
@@ -216,12 +233,10 @@ const REGIONS: Record<View, Region[]> = {
     { site: 'lateral torso', shapes: sides },
     {
       site: 'oral/genital',
-      shapes: (
-        <>
-          <ellipse cx="60" cy="26" rx="5.5" ry="2.8" />
-          <ellipse cx="60" cy="127" rx="6" ry="6.5" />
-        </>
-      ),
+      shapes: [
+        { kind: 'ellipse', cx: 60, cy: 26, rx: 5.5, ry: 2.8, name: 'mouth' },
+        { kind: 'ellipse', cx: 60, cy: 127, rx: 6, ry: 6.5, name: 'genital area' },
+      ],
     },
   ],
   back: [
@@ -234,14 +249,201 @@ const REGIONS: Record<View, Region[]> = {
   ],
 }
 
-const TORSO = new Set(['anterior torso', 'posterior torso', 'lateral torso'])
+function drawShape(s: Shape, key: number): ReactNode {
+  switch (s.kind) {
+    case 'circle':
+      return <circle key={key} cx={s.cx} cy={s.cy} r={s.r} />
+    case 'rect':
+      return <rect key={key} x={s.x} y={s.y} width={s.width} height={s.height} rx={s.rx} />
+    case 'ellipse':
+      return <ellipse key={key} cx={s.cx} cy={s.cy} rx={s.rx} ry={s.ry} />
+    case 'poly':
+      return <path key={key} d={`M${s.points.map(([x, y]) => `${x} ${y}`).join(' L')} Z`} />
+  }
+}
+
+/** A shape's bounding box. */
+export function shapeBox(s: Shape): { x: number; y: number; width: number; height: number } {
+  switch (s.kind) {
+    case 'circle':
+      return { x: s.cx - s.r, y: s.cy - s.r, width: 2 * s.r, height: 2 * s.r }
+    case 'rect':
+      return { x: s.x, y: s.y, width: s.width, height: s.height }
+    case 'ellipse':
+      return { x: s.cx - s.rx, y: s.cy - s.ry, width: 2 * s.rx, height: 2 * s.ry }
+    case 'poly': {
+      const xs = s.points.map((p) => p[0])
+      const ys = s.points.map((p) => p[1])
+      const x = Math.min(...xs)
+      const y = Math.min(...ys)
+      return { x, y, width: Math.max(...xs) - x, height: Math.max(...ys) - y }
+    }
+  }
+}
+
+/** Whether (x, y) is inside the shape (its edge included). */
+export function shapeContains(s: Shape, x: number, y: number): boolean {
+  switch (s.kind) {
+    case 'circle':
+      return Math.hypot(x - s.cx, y - s.cy) <= s.r
+    case 'ellipse':
+      return ((x - s.cx) / s.rx) ** 2 + ((y - s.cy) / s.ry) ** 2 <= 1
+    case 'rect': {
+      if (x < s.x || x > s.x + s.width || y < s.y || y > s.y + s.height) return false
+      const dx = Math.max(s.x + s.rx - x, 0, x - (s.x + s.width - s.rx))
+      const dy = Math.max(s.y + s.rx - y, 0, y - (s.y + s.height - s.rx))
+      return dx === 0 || dy === 0 || Math.hypot(dx, dy) <= s.rx
+    }
+    case 'poly': {
+      let inside = false
+      const pts = s.points
+      for (let i = 0, j = pts.length - 1; i < pts.length; j = i++) {
+        const [xi, yi] = pts[i]
+        const [xj, yj] = pts[j]
+        if (yi > y !== yj > y && x < ((xj - xi) * (y - yi)) / (yj - yi) + xi) inside = !inside
+      }
+      return inside
+    }
+  }
+}
+
+/** The middle of a shape's bounding box, to a tenth of a unit (where Enter places the mark). */
+export function shapeMiddle(s: Shape): { x: number; y: number } {
+  const b = shapeBox(s)
+  return { x: Math.round((b.x + b.width / 2) * 10) / 10, y: Math.round((b.y + b.height / 2) * 10) / 10 }
+}
+
+/** The patient's side a shape is on (null for a shape on the middle line: head, trunk, mouth):
+ * on the front view the figure's left is the patient's right, on the back view their left. */
+export function shapeSide(view: View, s: Shape): 'left' | 'right' | null {
+  const b = shapeBox(s)
+  const mid = b.x + b.width / 2
+  if (Math.abs(mid - FIGURE.width / 2) < 2) return null
+  const figureLeft = mid < FIGURE.width / 2
+  return figureLeft === (view === 'back') ? 'left' : 'right'
+}
+
+/** The region and shape drawn on top at (x, y) of `view`, or null off the body. */
+export function regionAt(view: View, x: number, y: number): { site: string; shape: number } | null {
+  const regions = REGIONS[view]
+  for (let r = regions.length - 1; r >= 0; r--) {
+    const shapes = regions[r].shapes
+    for (let i = 0; i < shapes.length; i++) if (shapeContains(shapes[i], x, y)) return { site: regions[r].site, shape: i }
+  }
+  return null
+}
+
+function regionOf(view: View, site: string): Region | undefined {
+  return REGIONS[view].find((r) => r.site === site)
+}
+
+/** Which of its region's shapes a point is on: the one it is inside, else the one whose middle
+ * is nearest (a tap on a shape's outline). */
+export function shapeIndexOf(p: MapPoint): number {
+  const shapes = regionOf(p.view, p.site)?.shapes ?? []
+  const inside = shapes.findIndex((s) => shapeContains(s, p.x, p.y))
+  if (inside >= 0) return inside
+  let best = 0
+  let bestD = Infinity
+  shapes.forEach((s, i) => {
+    const m = shapeMiddle(s)
+    const d = Math.hypot(m.x - p.x, m.y - p.y)
+    if (d < bestD) [best, bestD] = [i, d]
+  })
+  return best
+}
+
+/** The patient's side of the shape a point is on (null on the middle line). */
+export function pointSide(p: MapPoint): 'left' | 'right' | null {
+  const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
+  return s ? shapeSide(p.view, s) : null
+}
+
+/** Where Enter (or Space) on a region puts the mark. The first time: the middle of the region's
+ * shape on the patient's `side` when the region has one there (the Side field), else of its first
+ * shape. Again on the region that holds the mark: the middle of its next shape (the other arm,
+ * hand or side; hands, then feet; mouth, then genital area; head, then neck). */
+export function keyboardPoint(view: View, site: string, current: MapPoint | null, side: string): MapPoint {
+  const shapes = regionOf(view, site)?.shapes ?? []
+  let i = 0
+  if (current && current.view === view && current.site === site) {
+    i = (shapeIndexOf(current) + 1) % Math.max(1, shapes.length)
+  } else if (side === 'left' || side === 'right') {
+    i = Math.max(0, shapes.findIndex((s) => shapeSide(view, s) === side))
+  }
+  const at = shapes[i] ? shapeMiddle(shapes[i]) : { x: FIGURE.width / 2, y: FIGURE.height / 2 }
+  return { view, site, ...at }
+}
+
+const ARROWS: Record<string, readonly [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }
+
+/** The step of an arrow key, in the figure's units (with Shift: BIG_STEP). */
+export const STEP = 2
+export const BIG_STEP = 8
+
+/** The mark moved by (dx, dy), kept on the same shape of the same region (at most up to its edge:
+ * a smaller step is tried when the whole one would leave it); null when it cannot move that way. */
+export function movePoint(p: MapPoint, dx: number, dy: number): MapPoint | null {
+  const shape = shapeIndexOf(p)
+  for (const f of [1, 0.5, 0.25]) {
+    const x = Math.round((p.x + dx * f) * 10) / 10
+    const y = Math.round((p.y + dy * f) * 10) / 10
+    if (x < 0 || y < 0 || x > FIGURE.width || y > FIGURE.height) continue
+    const at = regionAt(p.view, x, y)
+    if (at && at.site === p.site && at.shape === shape) return { ...p, x, y }
+  }
+  return null
+}
+
+/** The part of the body a point is on, in words: "the patient's right arm", "mouth", "" (the
+ * trunk: its site says it all). */
+export function pointPart(p: MapPoint): string {
+  const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
+  if (!s) return ''
+  const side = shapeSide(p.view, s)
+  return [side && `the patient’s ${side}`, s.name].filter(Boolean).join(' ')
+}
+
+/** Where a point is, in words a screen reader can say: the view, the body site, the part (which
+ * side, for arms, legs, hands, feet and the sides of the trunk) and, on a large shape, whereabouts
+ * on it (upper, middle or lower part; on the head or trunk also the figure's left, centre or right).
+ * Only what the drawing shows: it is a simple outline, not an anatomical position. */
+export function describePoint(p: MapPoint): string {
+  const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
+  const head = `${p.view} view, ${SITE_LABELS[p.site] ?? p.site}`
+  if (!s) return head
+  const b = shapeBox(s)
+  const third = (v: number, from: number, size: number) => Math.min(2, Math.max(0, Math.floor(((v - from) / size) * 3)))
+  const where: string[] = []
+  if (b.height >= 20) where.push(['upper part', 'middle', 'lower part'][third(p.y, b.y, b.height)])
+  if (b.width >= 30) where.push(['left of the figure', 'centre of the figure', 'right of the figure'][third(p.x, b.x, b.width)])
+  const part = pointPart(p)
+  return `${head}${part ? `: ${part}` : ''}${where.length ? `, ${where.join(', ')}` : ''}`
+}
+
+/** The point moved to the mirror shape on the patient's other side (the figure is symmetric),
+ * when it is on a shape of the side that is not `side`; else the point as it is. */
+export function pointOnSide(p: MapPoint, side: 'left' | 'right'): MapPoint {
+  const now = pointSide(p)
+  if (now === null || now === side) return p
+  return { ...p, x: Math.round((FIGURE.width - p.x) * 10) / 10 }
+}
+
+/** Whether a body site chosen in the list says the same as the region a point is on ("torso",
+ * side not known, fits any torso region). */
+export function siteFitsPoint(site: string, p: MapPoint): boolean {
+  return site === p.site || (site === 'torso' && TORSO.has(p.site))
+}
 
 function slug(site: string): string {
   return site.replace(/[^a-z]+/g, '-')
 }
 
-/** Clickable front/back body outline; every region is a keyboard-focusable button. */
-export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, pointerOnly = false }: Props) {
+/** Clickable front/back body outline; every region is a keyboard-focusable button. With onPoint
+ * (the clinic's lesion map), Enter or Space on a region places the mark in the middle of one of
+ * its shapes (see keyboardPoint: the Side's, then the next one on each press) and the arrow keys
+ * move it within that shape (see movePoint); the caller says where it is (see describePoint). */
+export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, point = null, side = '', onMoveBlocked, describedBy, pointerOnly = false }: Props) {
   // the figure's drawn width (it grows with the space it has): the pins' tap areas follow it
   const boxRef = useRef<HTMLDivElement>(null)
   const [figurePx, setFigurePx] = useState(0)
@@ -307,10 +509,16 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
       onChange(value === site ? '' : site)
       return
     }
-    const at = pointOf(e)
+    const pointer = pointerPoint(e)
     setChoice(null)
-    // a pointer's tap (not a key nor a synthetic click) from a finger, beside a pin: ask
-    if (onPinSelect && 'clientX' in e && e.detail > 0 && fromTouch(e)) {
+    if (!pointer) {
+      // a key (or a synthetic click): the middle of one of the region's shapes (see keyboardPoint)
+      onPoint(keyboardPoint(view, site, point, side))
+      return
+    }
+    const at = pointer
+    // a pointer's tap from a finger, beside a pin: ask
+    if (onPinSelect && 'clientX' in e && fromTouch(e)) {
       const radii = pinHitRadii(pins, view, pinHitRadius(figurePx, true))
       const outcome = tapOutcome(pins, view, at.x, at.y, radii)
       if (outcome.kind === 'ask') {
@@ -325,7 +533,16 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault()
       pick(e, view, site)
+      return
     }
+    // arrow keys move the new lesion's mark, on the region that holds it
+    const dir = ARROWS[e.key]
+    if (!dir || !onPoint || !point || point.view !== view || point.site !== site || e.altKey || e.ctrlKey || e.metaKey) return
+    e.preventDefault()
+    const step = e.shiftKey ? BIG_STEP : STEP
+    const moved = movePoint(point, dir[0] * step, dir[1] * step)
+    if (moved) onPoint(moved)
+    else onMoveBlocked?.(point)
   }
   const onPinKey = (e: KeyboardEvent, id: number) => {
     if (e.key === 'Enter' || e.key === ' ') {
@@ -340,13 +557,15 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
         className="bodymap"
         role={pointerOnly ? undefined : 'group'}
         aria-label={pointerOnly ? undefined : 'Body map: choose where the lesion is'}
+        aria-describedby={pointerOnly ? undefined : describedBy}
         aria-hidden={pointerOnly ? true : undefined}
       >
         {(['front', 'back'] as View[]).map((view) => (
           <figure key={view} className="bodymap-fig">
             <svg viewBox={`0 0 ${FIGURE.width} ${FIGURE.height}`} className="bodymap-svg" aria-label={`${view === 'front' ? 'Front' : 'Back'} of the body`} role="group">
               {REGIONS[view].map((r) => {
-                const selected = value === r.site
+                // with a mark placed, only the region (of its view) that holds it is the one chosen
+                const selected = point && onPoint ? point.view === view && point.site === r.site : value === r.site
                 // "torso" (side unknown) lights every torso region faintly.
                 const partial = value === 'torso' && TORSO.has(r.site)
                 const label = `${view === 'front' ? 'Front' : 'Back'}: ${SITE_LABELS[r.site] ?? r.site}`
@@ -364,7 +583,7 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
                     onKeyDown={(e) => onKey(e, view, r.site)}
                   >
                     <title>{label}</title>
-                    {r.shapes}
+                    {r.shapes.map(drawShape)}
                   </g>
                 )
               })}
@@ -373,25 +592,45 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
               )}
               {pins
                 .filter((p) => p.view === view)
-                .map((p) => (
-                  <g
-                    key={p.id}
-                    role="button"
-                    tabIndex={0}
-                    aria-pressed={Boolean(p.selected)}
-                    aria-label={p.label}
-                    data-testid={`pin-${p.id}`}
-                    className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}${p.inert ? ' is-inert' : ''}`}
-                    onClick={() => {
-                      setChoice(null)
-                      onPinSelect?.(p.id)
-                    }}
-                    onKeyDown={(e) => onPinKey(e, p.id)}
-                  >
-                    <title>{p.label}</title>
-                    <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
-                  </g>
-                ))}
+                .map((p) =>
+                  p.inert ? (
+                    // only drawn (the new lesion's mark, said in words beside the form): no tab stop
+                    <g key={p.id} role="img" aria-label={p.label} data-testid={`pin-${p.id}`} className={`bodymap-pin is-inert${p.selected ? ' is-selected' : ''}`}>
+                      <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
+                    </g>
+                  ) : (
+                    // a button that opens the lesion (no pressed state: it is not a toggle)
+                    <g
+                      key={p.id}
+                      role="button"
+                      tabIndex={0}
+                      aria-label={p.label}
+                      data-testid={`pin-${p.id}`}
+                      className={`bodymap-pin${p.selected ? ' is-selected' : ''}${p.alert ? ' is-alert' : ''}`}
+                      onClick={() => {
+                        setChoice(null)
+                        onPinSelect?.(p.id)
+                      }}
+                      onKeyDown={(e) => onPinKey(e, p.id)}
+                    >
+                      <title>{p.label}</title>
+                      <circle cx={p.x} cy={p.y} r={PIN_RADIUS} />
+                      {/* its focus ring, outside the dot: a dark halo under a thick white ring
+                          (ellipses, so that the dot stays the pin's one circle) */}
+                      <ellipse cx={p.x} cy={p.y} rx={PIN_RADIUS + 3.2} ry={PIN_RADIUS + 3.2} className="bodymap-pin-focus-halo" aria-hidden="true" />
+                      <ellipse cx={p.x} cy={p.y} rx={PIN_RADIUS + 2} ry={PIN_RADIUS + 2} className="bodymap-pin-focus-ring" aria-hidden="true" />
+                      {/* a rise: a triangle round the dot, a mark that does not rely on its colour */}
+                      {p.alert && (
+                        <path
+                          d={alertTriangle(p.x, p.y)}
+                          className="bodymap-pin-alert-mark"
+                          data-testid={`pin-${p.id}-alert-mark`}
+                          aria-hidden="true"
+                        />
+                      )}
+                    </g>
+                  ),
+                )}
             </svg>
             <figcaption>{view === 'front' ? 'Front' : 'Back'}</figcaption>
           </figure>

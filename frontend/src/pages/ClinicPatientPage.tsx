@@ -5,7 +5,7 @@ import { announce } from '../clinic/focus.ts'
 import { assessedOn, clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Side } from '../clinic/types.ts'
-import { BodyMap, FIGURE, type MapPoint, type Pin } from '../components/BodyMap.tsx'
+import { BodyMap, describePoint, FIGURE, pointOnSide, pointPart, pointSide, siteFitsPoint, type MapPoint, type Pin } from '../components/BodyMap.tsx'
 import { ChoiceField } from '../components/ChoiceField.tsx'
 import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
@@ -29,6 +29,19 @@ export function lesionListCaption(ref: string, n: number): string {
 /** What leaving the patient page asks while the new lesion's form holds unsaved work. */
 export const NEW_LESION_LEAVE_MESSAGE = 'The new lesion is not saved: where you placed it and what you typed will be lost. Leave this page?'
 
+/** What the new lesion's placement hint says: where the mark is, in words (see describePoint),
+ * and what last changed it or the fields beside it (`note`). */
+export function placementText(point: MapPoint | null, note: string): string {
+  const where = point ? `Placed on the ${describePoint(point)}.` : 'Not placed on the map yet.'
+  return note ? `${note} ${where}` : where
+}
+
+/** A lesion's pin label: its number, where it is and, when the model's risk rose, that too (the
+ * pin's red and triangle say it to the eye). */
+export function pinLabel(n: number, place: string, riskRose: boolean): string {
+  return `Lesion ${n}: ${place}${riskRose ? ', risk rose' : ''}`
+}
+
 /** Whether the new lesion's form holds work that leaving the page would lose: a point placed on
  * the map, a body site or side chosen, or a location typed. */
 export function newLesionUnsaved(form: { point: MapPoint | null; site: string; side: string; location: string }): boolean {
@@ -44,7 +57,18 @@ export function ClinicPatientPage({ id }: { id: number }) {
   const [site, setSite] = useState('')
   const [side, setSide] = useState('')
   const [location, setLocation] = useState('')
+  // what last changed the mark or the fields beside it, said with where the mark is (a live region)
+  const [mapNote, setMapNote] = useState('')
+  // a mark taken off because the body site chosen in the list no longer fits it: put back if the
+  // list comes back to a site that fits (the list is browsed with the arrow keys, one change a step)
+  const setAsideRef = useRef<MapPoint | null>(null)
   const { busy, error, setError, submit } = useFormAction()
+  // a failed delete: said in the confirm box, where the user is (not in the new lesion's form)
+  const [deleteError, setDeleteError] = useState<string | null>(null)
+  const deleteErrorRef = useRef<HTMLDivElement | null>(null)
+  useEffect(() => {
+    if (deleteError) deleteErrorRef.current?.focus()
+  }, [deleteError])
   useUnsavedGuard(newLesionUnsaved({ point, site, side, location }), NEW_LESION_LEAVE_MESSAGE)
   const [confirming, setConfirming] = useState(false)
   const [confirmRef, setConfirmRef] = useState('')
@@ -66,6 +90,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
     setBoxToggled(true)
     setConfirming(false)
     setConfirmRef('')
+    setDeleteError(null)
   }
   const onConfirmKey = (e: KeyboardEvent) => {
     if (e.key === 'Escape') {
@@ -84,16 +109,52 @@ export function ClinicPatientPage({ id }: { id: number }) {
       view: l.map!.view,
       x: l.map!.x * FIGURE.width, // the API keeps map points as fractions of the figure
       y: l.map!.y * FIGURE.height,
-      label: `Lesion ${i + 1}: ${lesionPlace(l, SITE_LABELS)}`,
+      label: pinLabel(i + 1, lesionPlace(l, SITE_LABELS), l.risk_rose),
       alert: l.risk_rose,
     }))
   // the new lesion's mark: a tap on or near it places it again (it opens nothing)
   if (point) pins.push({ id: 0, view: point.view, x: point.x, y: point.y, label: 'New lesion (not saved yet)', selected: true, inert: true })
 
+  // the mark, the Body site and the Side say the same: a mark placed sets the site (and the side,
+  // on an arm, leg, hand, foot or side of the trunk); a side chosen moves a mark on the other
+  // side's arm (leg…) to the same place on this side's; a site chosen that the mark's region does
+  // not fit takes the mark off (and says so)
   const onPoint = (pt: MapPoint) => {
+    setAsideRef.current = null
     setPoint(pt)
     setSite(pt.site)
+    const ptSide = pointSide(pt)
+    if (ptSide && ptSide !== side) {
+      setSide(ptSide)
+      setMapNote(`Side set to ${ptSide === 'left' ? 'Left' : 'Right'}.`)
+    } else setMapNote('')
   }
+  const onSide = (v: string) => {
+    setSide(v)
+    if (!point || (v !== 'left' && v !== 'right')) return
+    const moved = pointOnSide(point, v)
+    if (moved === point) return
+    setPoint(moved)
+    setMapNote(`The mark moved to ${pointPart(moved)} to match the side.`)
+  }
+  const onSite = (v: string) => {
+    setSite(v)
+    const aside = setAsideRef.current
+    if (point && !siteFitsPoint(v, point)) {
+      setAsideRef.current = point
+      setPoint(null)
+      setMapNote(
+        `The mark on the map was taken off: it was on ${SITE_LABELS[point.site] ?? point.site}, and the body site is now ${
+          v ? SITE_LABELS[v] ?? v : 'not stated'
+        }.`,
+      )
+    } else if (!point && aside && siteFitsPoint(v, aside)) {
+      setAsideRef.current = null
+      setPoint(aside)
+      setMapNote('The mark is back on the map.')
+    }
+  }
+  const onMoveBlocked = (pt: MapPoint) => setMapNote(`The mark is at the edge of ${pointPart(pt) || SITE_LABELS[pt.site] || pt.site}.`)
 
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
@@ -113,14 +174,14 @@ export function ClinicPatientPage({ id }: { id: number }) {
   }
 
   const onDelete = async () => {
-    setError(null)
+    setDeleteError(null)
     try {
       await deletePatient(id)
       // said on the patient list, where this page goes (and focus with it, to the page)
       if (p) announce(`Patient ${p.ref} deleted.`, clinicHref.patients)
       setAppHash(window, clinicHref.patients) // the patient is gone: so is any unsaved new lesion
     } catch (err) {
-      setError((err as Error).message)
+      setDeleteError((err as Error).message)
     }
   }
 
@@ -141,9 +202,15 @@ export function ClinicPatientPage({ id }: { id: number }) {
         <section className="card-block" aria-labelledby={`${ids}-map`}>
           <h2 id={`${ids}-map`}>Lesion map</h2>
           <p className="hint">
-            Pins show this patient’s lesions (red: the model’s risk rose between visits). Tap a pin to open the
-            lesion; tap the body to place a new one. On a touch screen, a tap just beside a pin asks whether
-            you meant that lesion or a new one there.
+            Pins show this patient’s lesions (red, in a triangle: the model’s risk rose between visits). Tap a pin
+            to open the lesion; tap the body to place a new one. On a touch screen, a tap just beside a pin asks
+            whether you meant that lesion or a new one there.
+          </p>
+          <p className="hint" id={`${ids}-map-keys`} data-testid="bodymap-keys-hint">
+            With a keyboard: Tab to a part of the body and press Enter to place the new lesion in its middle (on
+            the side chosen under Side, if it has one). Press Enter again for its next part: the other arm, leg or
+            side, hands then feet, mouth then genital area, head then neck. Then the arrow keys move the mark
+            within that part (Shift and an arrow key: bigger steps). The New lesion form says where the mark is.
           </p>
           <div data-testid="lesion-map">
             <BodyMap
@@ -154,6 +221,10 @@ export function ClinicPatientPage({ id }: { id: number }) {
               onPinSelect={(lid) => {
                 if (lid) window.location.hash = clinicHref.lesion(lid)
               }}
+              point={point}
+              side={side}
+              onMoveBlocked={onMoveBlocked}
+              describedBy={`${ids}-map-keys`}
             />
           </div>
         </section>
@@ -161,12 +232,13 @@ export function ClinicPatientPage({ id }: { id: number }) {
         <section className="card-block" aria-labelledby={`${ids}-new`}>
           <h2 id={`${ids}-new`}>New lesion</h2>
           <form onSubmit={onCreate} noValidate data-testid="new-lesion-form">
-            <p className="hint" data-testid="new-lesion-point">
-              {point ? `Placed on the ${point.view} view (${SITE_LABELS[point.site] ?? point.site}).` : 'Not placed on the map yet.'}
+            {/* a live region: a mark placed, moved or taken off by key or list is said */}
+            <p className="hint" role="status" data-testid="new-lesion-point">
+              {placementText(point, mapNote)}
             </p>
             <div className="field-row">
-              <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={setSite} choices={SITE_CHOICES} testId="lesion-site" />
-              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-side" />
+              <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={onSite} choices={SITE_CHOICES} testId="lesion-site" />
+              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={onSide} choices={SIDES} testId="lesion-side" />
             </div>
             <div className="field">
               <label htmlFor={`${ids}-loc`}>Location (free text)</label>
@@ -252,7 +324,14 @@ export function ClinicPatientPage({ id }: { id: number }) {
           )}
         </div>
         {isAdmin && confirming && (
-          <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-confirm`} onKeyDown={onConfirmKey} data-testid="delete-confirm-box">
+          <div
+            className="confirm-box"
+            role="alertdialog"
+            aria-labelledby={`${ids}-confirm`}
+            aria-describedby={deleteError ? `${ids}-delete-error` : undefined}
+            onKeyDown={onConfirmKey}
+            data-testid="delete-confirm-box"
+          >
             <p id={`${ids}-confirm`}>
               <strong>This deletes the patient, every lesion, visit and image, and cannot be undone.</strong> Type the
               reference <code>{p.ref}</code> to confirm.
@@ -264,6 +343,12 @@ export function ClinicPatientPage({ id }: { id: number }) {
               aria-label="Patient reference"
               data-testid="delete-confirm-input"
             />
+            {deleteError && (
+              // the focus moves here, so that it is read where the user is (in this box)
+              <div ref={deleteErrorRef} tabIndex={-1} id={`${ids}-delete-error`} className="error-message" role="alert" data-testid="delete-error">
+                Could not delete the patient: {deleteError}
+              </div>
+            )}
             <div className="result-actions">
               <button type="button" className="btn btn-danger" disabled={confirmRef !== p.ref} onClick={onDelete} data-testid="delete-confirm">
                 Delete permanently
