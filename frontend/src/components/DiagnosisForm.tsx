@@ -2,7 +2,8 @@ import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { API, ApiError, type LesionClassInfo } from '../api.ts'
 import { getLesion, NOTE_MAX, recordDiagnosis, removeDiagnosis, type DiagnosisEntry, type DiagnosisRef } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
-import { announce, focusRequested, requestFocus } from '../clinic/focus.ts'
+import { fieldErrorProps } from '../clinic/fieldErrors.ts'
+import { announce, focusLost, focusRequested, requestFocus } from '../clinic/focus.ts'
 import type { Diagnosis } from '../clinic/types.ts'
 import { FALLBACK_CLASSES } from '../content.ts'
 import { asSentence, formatTimestamp } from '../format.ts'
@@ -161,6 +162,9 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const removeRef = useRef<HTMLButtonElement | null>(null)
   const currentRef = useRef<HTMLParagraphElement | null>(null)
   const errorRef = useRef<HTMLDivElement | null>(null)
+  const errorId = `${ids}-error`
+  // the error is about the diagnosis field (none chosen): tied to it, which takes focus
+  const [codeMissing, setCodeMissing] = useState(false)
   // a save from the confirm box failed: the box is gone (focus would fall to the page's body), so
   // focus goes to what the user must read: the diagnosis recorded meanwhile, else the error
   // (after the render that shows them)
@@ -183,11 +187,13 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
   const startEditing = () => {
     setEditing(true)
     setError(null)
+    setCodeMissing(false)
     window.setTimeout(() => codeRef.current?.focus(), 0)
   }
   const cancelEditing = () => {
     setEditing(false)
     setError(null)
+    setCodeMissing(false)
     setAskDowngrade(false)
     setCode(diagnosis?.code ?? '')
     setMethod(diagnosis?.method ?? 'histopathology')
@@ -207,15 +213,22 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
       requestFocus('diagnosis', String(lesionId))
       setEditing(false)
       onSaved()
-    }, fromConfirm ? () => setFocusProblem(true) : undefined)
+    }, () => {
+      // from the form itself too: its button was disabled while saving, so focus may have fallen
+      if (fromConfirm || focusLost()) setFocusProblem(true)
+    })
   }
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
     if (!code) {
       setError('Choose the confirmed diagnosis.')
+      setCodeMissing(true)
+      // after the render that ties the message to the field, so that it is read with it
+      requestAnimationFrame(() => codeRef.current?.focus())
       return
     }
+    setCodeMissing(false)
     if (downgradesHistology(base, method)) {
       setError(null)
       setAskDowngrade(true) // ConfirmBox takes focus
@@ -320,7 +333,17 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           <div className="field-row">
             <div className="field">
               <label htmlFor={`${ids}-code`}>Diagnosis</label>
-              <select id={`${ids}-code`} ref={codeRef} value={code} onChange={(e) => setCode(e.target.value)} data-testid="diagnosis-code">
+              <select
+                id={`${ids}-code`}
+                ref={codeRef}
+                value={code}
+                onChange={(e) => {
+                  setCode(e.target.value)
+                  setCodeMissing(false)
+                }}
+                {...fieldErrorProps(error && codeMissing ? errorId : null, Boolean(error) && codeMissing)}
+                data-testid="diagnosis-code"
+              >
                 <option value="">Choose…</option>
                 {codes.map((c) => (
                   <option key={c.code} value={c.code}>
@@ -343,7 +366,7 @@ export function DiagnosisForm({ lesionId, diagnosis, onSaved }: { lesionId: numb
           </div>
           {error && (
             <div ref={errorRef} tabIndex={-1}>
-              <ErrorBox error={error} what="Could not record the diagnosis." />
+              <ErrorBox error={error} what="Could not record the diagnosis." id={errorId} />
             </div>
           )}
           {current !== undefined && (

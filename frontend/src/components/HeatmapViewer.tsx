@@ -15,6 +15,9 @@ interface Props {
   /** 0..100 */
   opacity: number
   onOpacity: (v: number) => void
+  /** The opacity slider's name; where two viewers are side by side, which image it is for
+   * ("Heatmap opacity, left image"), so that the two sliders are told apart. */
+  sliderLabel?: string
 }
 
 interface Size {
@@ -50,7 +53,7 @@ export function heatmapViewerAlts(imageName?: string, predictionName?: string): 
  * only, that square is outlined. When the browser cannot show the image (DICOM, some TIFFs), the heatmap is
  * shown on its own, at full strength, so the user still sees where the model looked.
  */
-export function HeatmapViewer({ imageSrc, noImageReason, imageName, heatmapSrc, crop, predictionName, opacity, onOpacity }: Props) {
+export function HeatmapViewer({ imageSrc, noImageReason, imageName, heatmapSrc, crop, predictionName, opacity, onOpacity, sliderLabel = 'Heatmap opacity' }: Props) {
   const [imgFailed, setImgFailed] = useState(false)
   const [size, setSize] = useState<Size | null>(null)
   const sliderId = useId()
@@ -138,7 +141,7 @@ export function HeatmapViewer({ imageSrc, noImageReason, imageName, heatmapSrc, 
       {heatmapSrc ? (
         <>
           <div className="slider-row no-print">
-            <label htmlFor={sliderId}>Heatmap opacity</label>
+            <label htmlFor={sliderId}>{sliderLabel}</label>
             <input
               id={sliderId}
               type="range"

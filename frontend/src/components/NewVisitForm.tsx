@@ -1,7 +1,8 @@
 import { useEffect, useId, useRef, useState, type FormEvent } from 'react'
 import { createVisit, NOTE_MAX } from '../clinic/api.ts'
 import { ErrorBox } from '../clinic/badges.tsx'
-import { requestFocus } from '../clinic/focus.ts'
+import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
+import { focusLost, requestFocus } from '../clinic/focus.ts'
 import { localDay } from '../clinic/format.ts'
 import type { Visit } from '../clinic/types.ts'
 import { SEXES, SITE_LABELS } from '../content.ts'
@@ -11,7 +12,19 @@ import { REFUSED_TITLE, tooLargeAnswer, useImageUpload } from '../upload.ts'
 import { ImageDrop } from './ImageDrop.tsx'
 import { PatientFields } from './PatientFields.tsx'
 import { Spinner } from './Spinner.tsx'
-import { visitDate } from './VisitTimeline.tsx'
+import { EARLIEST_VISIT_DATE, latestVisitDate, visitDate } from './VisitTimeline.tsx'
+
+/** Whether a failed save refused the date the image was taken (the server names `taken_at`). */
+export function dateRefused(err: unknown): boolean {
+  return refusedInput(err) && /taken_at|date the image/i.test((err as Error).message)
+}
+
+const NO_IMAGE = 'Choose the image of this visit first.'
+
+/** Runs `fn` after the next render is painted (focus on an element once its ARIA is updated). */
+function afterRender(fn: () => void): void {
+  requestAnimationFrame(() => fn())
+}
 
 /** What a new visit's form starts with. The age is never carried over (a visit years later would
  * be stored, and assessed, with the old age); the sex may be, from the latest visit that has one,
@@ -262,7 +275,16 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
   const [note, setNote] = useState('')
   const [takenAt, setTakenAt] = useState('')
   const { busy, error, setError, submit } = useFormAction()
+  // the form's own mistake about the age: said under the field, which is marked invalid
+  const [ageError, setAgeError] = useState<string | null>(null)
+  // whether the server refused the date typed (the error below is tied to the date field)
+  const [dateInvalid, setDateInvalid] = useState(false)
   const ageRef = useRef<HTMLInputElement | null>(null)
+  const dateRef = useRef<HTMLInputElement | null>(null)
+  const errorRef = useRef<HTMLDivElement | null>(null)
+  // set at once on submit (state is only read at the next render): a second press while saving is ignored
+  const busyRef = useRef(false)
+  const errorId = `${ids}-error`
   useUnsavedGuard(hasUnsavedWork({ file, note, age, takenAt, sex, site }, defaults))
 
   const chooseFile = (f: File | null | undefined) => {
@@ -273,32 +295,59 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
 
   const onSubmit = async (e: FormEvent) => {
     e.preventDefault()
-    const checked = checkImageForm(file, age, ageRef.current?.validity.badInput,
-      'Choose the image of this visit first.')
+    if (busyRef.current) return // saving: the button says so (aria-disabled), and keeps focus
+    setAgeError(null)
+    setDateInvalid(false)
+    if (!file) {
+      setError(NO_IMAGE)
+      afterRender(() => errorRef.current?.focus())
+      return
+    }
+    const checked = checkImageForm(file, age, ageRef.current?.validity.badInput, NO_IMAGE)
     if ('error' in checked) {
-      setError(checked.error)
+      // the age (the one field checked here): said at the field, which takes focus once it is
+      // tied to the message, so that the message is read with it
+      setError(null)
+      setAgeError(checked.error)
+      afterRender(() => ageRef.current?.focus())
       return
     }
     if (!upload.ready) return // the button is disabled: refused, or not read yet
     const image = checked.file
-    await submit(async () => {
-      const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || localDay() }).catch(
-        (err: unknown) => {
-          // the limit was not known before sending (health not read): the same words as above;
-          // any other refusal (a note too long) in its own words
-          const tooLarge = tooLargeAnswer(err, image)
-          throw tooLarge ? new Error(tooLarge) : err
-        },
-      )
-      upload.clear()
-      setNote('')
-      setTakenAt('')
-      setAge('')
-      setChosenSex(null)
-      setSite(defaults.site)
-      requestFocus('visit', String(saved.id))
-      onSaved(saved)
-    })
+    busyRef.current = true
+    let badDate = false
+    await submit(
+      async () => {
+        const saved = await createVisit(lesionId, { image, age: checked.age, sex: sex || null, site: site || null, note, taken_at: takenAt || localDay() }).catch(
+          (err: unknown) => {
+            // the limit was not known before sending (health not read): the same words as above;
+            // any other refusal (a note too long) in its own words
+            const tooLarge = tooLargeAnswer(err, image)
+            if (tooLarge) throw new Error(tooLarge)
+            badDate = dateRefused(err)
+            setDateInvalid(badDate)
+            throw err
+          },
+        )
+        upload.clear()
+        setNote('')
+        setTakenAt('')
+        setAge('')
+        setChosenSex(null)
+        setSite(defaults.site)
+        requestFocus('visit', String(saved.id))
+        requestFocus('visit-saved', String(saved.id)) // the timeline says it was saved, and its result
+        onSaved(saved)
+      },
+      // not saved: focus on the date the server refused, else on the message (when focus was
+      // lost meanwhile), after the render that shows the message
+      () =>
+        afterRender(() => {
+          if (badDate) dateRef.current?.focus()
+          else if (focusLost()) errorRef.current?.focus()
+        }),
+    )
+    busyRef.current = false
   }
 
   return (
@@ -306,7 +355,21 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
       <div className="two-col">
         <ImageDrop file={file} preview={preview} onFile={chooseFile} />
         <div>
-          <PatientFields legend="About the patient at this visit (optional)" age={age} sex={sex} site={site} onAge={setAge} onSex={setChosenSex} onSite={setSite} ageRef={ageRef} bodyMap={false}>
+          <PatientFields
+            legend="About the patient at this visit (optional)"
+            age={age}
+            sex={sex}
+            site={site}
+            onAge={(v) => {
+              setAge(v)
+              setAgeError(null)
+            }}
+            onSex={setChosenSex}
+            onSite={setSite}
+            ageRef={ageRef}
+            ageError={ageError}
+            bodyMap={false}
+          >
             <p className="hint" data-testid="visit-age-hint">
               Age: enter the patient’s age today (it is not taken from earlier visits).
             </p>
@@ -321,7 +384,20 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
           </PatientFields>
           <div className="field">
             <label htmlFor={`${ids}-date`}>Date the image was taken (optional, default today)</label>
-            <input id={`${ids}-date`} type="date" value={takenAt} onChange={(e) => setTakenAt(e.target.value)} data-testid="visit-date" />
+            <input
+              id={`${ids}-date`}
+              type="date"
+              ref={dateRef}
+              min={EARLIEST_VISIT_DATE}
+              max={latestVisitDate()}
+              value={takenAt}
+              onChange={(e) => {
+                setTakenAt(e.target.value)
+                setDateInvalid(false)
+              }}
+              {...fieldErrorProps(error && dateInvalid ? errorId : null, Boolean(error) && dateInvalid)}
+              data-testid="visit-date"
+            />
           </div>
           <div className="field">
             <label htmlFor={`${ids}-note`}>Clinician note (optional)</label>
@@ -341,9 +417,18 @@ export function NewVisitForm({ lesionId, lesionSite, defaults, onSaved }: Props)
         </div>
       </div>
       <ErrorBox error={refused} what={REFUSED_TITLE} testId="visit-file-refused" />
-      <ErrorBox error={error} what="Could not save the visit." />
-      {busy && <Spinner label="Assessing and saving the visit…" />}
-      <button type="submit" className="btn btn-primary" disabled={busy || !upload.ready} data-testid="visit-submit">
+      {error && (
+        <div ref={errorRef} tabIndex={-1}>
+          <ErrorBox error={error} what="Could not save the visit." id={errorId} />
+        </div>
+      )}
+      {/* a polite status present before the busy line is put in it, so that it is said */}
+      <div role="status" data-testid="visit-busy-status">
+        {busy && <Spinner label="Assessing and saving the visit…" live={false} />}
+      </div>
+      {/* while saving the button keeps focus (aria-disabled, not disabled: a disabled button
+          drops it to the page); a press then does nothing */}
+      <button type="submit" className="btn btn-primary" disabled={!busy && !upload.ready} aria-disabled={busy || undefined} data-testid="visit-submit">
         {busy ? 'Saving…' : 'Assess and save visit'}
       </button>
     </form>

@@ -2,7 +2,7 @@ import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode,
 import { changeVisitDate, deleteVisit, NOTE_MAX, updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
-import { describeChange, formatDelta, formatDays } from '../clinic/format.ts'
+import { describeChange, formatDelta, formatDays, tierLabel } from '../clinic/format.ts'
 import { announce, focusRequested, requestFocus, scrollLeftToShow } from '../clinic/focus.ts'
 import { defaultComparePair, resultNotes } from '../clinic/timelineSafety.ts'
 import type { Change, Visit } from '../clinic/types.ts'
@@ -133,38 +133,125 @@ export function editorUnsaved(open: boolean, value: string, saved: string | null
   return open && value !== (saved ?? '')
 }
 
-function VisitNote({ visit, onSaved }: { visit: Visit; onSaved: () => void }) {
+/** The question before a note typed in the editor is dropped (Cancel, Escape). */
+export const NOTE_DISCARD_MESSAGE = 'Discard the changes to this visit’s note? The text you typed will be lost.'
+
+/** What is announced once a visit's note is saved (`name`: see `visitName`). */
+export function noteSavedMessage(name: string): string {
+  return `Note saved, ${name}.`
+}
+
+/** A visit's note, and its editor. Opening it puts focus in the text; Cancel or Escape closes it
+ * (asking first when the typed text differs from the saved note) and focus goes back to "Edit
+ * note"; after a save focus goes back there too and "Note saved" is announced. A save error is
+ * tied to the text (aria-describedby), which takes focus again. */
+export function VisitNote({
+  visit,
+  visits,
+  onSaved,
+  ask = (m) => window.confirm(m),
+}: {
+  visit: Visit
+  visits: Visit[]
+  onSaved: () => void
+  /** asks before typed text is dropped (a test gives its own) */
+  ask?: (message: string) => boolean
+}) {
+  const ids = useId()
   const [editing, setEditing] = useState(false)
   const [text, setText] = useState(visit.note ?? '')
-  const [error, setError] = useState<string | null>(null)
+  const { busy, error, setError, submit } = useFormAction()
+  // whether the server refused the text itself (not e.g. a lost connection)
+  const [invalid, setInvalid] = useState(false)
+  const editBtn = useRef<HTMLButtonElement | null>(null)
+  const area = useRef<HTMLTextAreaElement | null>(null)
+  const name = visitName(visit, visits)
+  const errorId = `${ids}-note-error`
   useUnsavedGuard(editorUnsaved(editing, text, visit.note), NOTE_LEAVE_MESSAGE)
-  const save = async () => {
+  // after a save the lesion reloads: "Edit note" takes focus once shown again
+  useEffect(() => {
+    if (!editing && focusRequested('note', String(visit.id))) editBtn.current?.focus()
+  })
+
+  const open = () => {
+    setText(visit.note ?? '')
     setError(null)
-    try {
-      await updateVisitNote(visit.id, text)
-      setEditing(false)
-      onSaved()
-    } catch (err) {
-      setError((err as Error).message)
+    setInvalid(false)
+    setEditing(true)
+    window.setTimeout(() => area.current?.focus(), 0)
+  }
+  const cancel = () => {
+    if (busy) return
+    if (editorUnsaved(true, text, visit.note) && !ask(NOTE_DISCARD_MESSAGE)) {
+      area.current?.focus() // kept: back to the text
+      return
+    }
+    setEditing(false)
+    setError(null)
+    setInvalid(false)
+    setText(visit.note ?? '')
+    window.setTimeout(() => editBtn.current?.focus(), 0)
+  }
+  const save = () => {
+    if (busy) return
+    return submit(
+      async () => {
+        setInvalid(false)
+        try {
+          await updateVisitNote(visit.id, text)
+        } catch (err) {
+          setInvalid(refusedInput(err))
+          throw err
+        }
+        setEditing(false)
+        requestFocus('note', String(visit.id))
+        announce(noteSavedMessage(name), window.location.hash)
+        onSaved()
+      },
+      // after the render that ties the error to the text, so that it is read out with it
+      () => requestAnimationFrame(() => area.current?.focus()),
+    )
+  }
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.preventDefault()
+      cancel()
     }
   }
   if (!editing) {
     return (
       <p className="visit-note">
         <span data-testid="visit-note">{visit.note?.trim() || <span className="muted">No note.</span>}</span>{' '}
-        <button type="button" className="btn-link" onClick={() => setEditing(true)}>
+        <button type="button" className="btn-link" onClick={open} ref={editBtn} aria-label={`Edit note of ${name}`} data-testid="visit-note-edit">
           Edit note
         </button>
       </p>
     )
   }
   return (
-    <div className="visit-note">
-      <textarea value={text} rows={3} maxLength={NOTE_MAX} onChange={(e) => setText(e.target.value)} aria-label="Clinician note" />
-      <ErrorBox error={error} />
-      <button type="button" className="btn btn-secondary" onClick={save}>
-        Save note
-      </button>
+    <div className="visit-note" onKeyDown={onKey} data-testid="visit-note-editor">
+      <textarea
+        value={text}
+        rows={3}
+        maxLength={NOTE_MAX}
+        ref={area}
+        onChange={(e) => {
+          setText(e.target.value)
+          setInvalid(false)
+        }}
+        aria-label={`Clinician note of ${name}`}
+        {...fieldErrorProps(error ? errorId : null, Boolean(error) && invalid)}
+        data-testid="visit-note-text"
+      />
+      <ErrorBox error={error} what="Could not save the note." id={errorId} testId="visit-note-error" />
+      <div className="result-actions">
+        <button type="button" className="btn btn-secondary" onClick={() => void save()} aria-disabled={busy || undefined} data-testid="visit-note-save">
+          {busy ? 'Saving…' : 'Save note'}
+        </button>
+        <button type="button" className="btn btn-ghost" onClick={cancel} aria-disabled={busy || undefined} data-testid="visit-note-cancel">
+          Cancel
+        </button>
+      </div>
     </div>
   )
 }
@@ -373,7 +460,7 @@ function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: n
         )}
       </dl>
       <FlagList flags={[...reasons, ...warnings]} className="risk-warnings" testId="visit-flags" />
-      <VisitNote visit={visit} onSaved={onChanged} />
+      <VisitNote visit={visit} visits={visits} onSaved={onChanged} />
       <VisitCorrections visit={visit} visits={visits} onChanged={onChanged} />
     </article>
   )
@@ -406,6 +493,15 @@ export function visitToShow(visits: Pick<Visit, 'id'>[], requested: number | und
   return firstShown ? visits[visits.length - 1]?.id : undefined
 }
 
+/** What is announced once a new visit is saved and shown in the timeline (`visits`: the lesion's
+ * visits, oldest first): "Visit 3 of 3, 2021-05-06, saved: High risk, malignant share 71.2%." */
+export function visitSavedMessage(visit: Visit, visits: Pick<Visit, 'id'>[]): string {
+  const r = visit.result
+  const share = r.risk !== 'cannot_assess' && typeof r.malignant_probability === 'number' ? `, malignant share ${formatPercent(r.malignant_probability)}` : ''
+  const name = visitName(visit, visits)
+  return `${name.charAt(0).toUpperCase()}${name.slice(1)}, saved: ${tierLabel(r.risk)}${share}.`
+}
+
 /** Scroll the timeline `list` sideways until the card of `item` (a timeline item) is wholly in
  * view; `page`: the page too, up or down as far as needed (after a save lower on the page). */
 function showVisit(list: HTMLElement, item: HTMLElement, page: boolean): void {
@@ -414,6 +510,18 @@ function showVisit(list: HTMLElement, item: HTMLElement, page: boolean): void {
   const box = card.getBoundingClientRect()
   list.scrollLeft = scrollLeftToShow({ left: view.left + list.clientLeft, width: list.clientWidth }, list.scrollLeft, box)
   if (page) card.scrollIntoView({ block: 'nearest', inline: 'nearest' })
+}
+
+/** Focus moved to `target` inside the timeline `list` (tabbing through a card's buttons): that
+ * card is scrolled wholly into view, so that the focused control is not left clipped at the edge
+ * (the browser scrolls just far enough to show the control's start). Not for a press with a
+ * mouse or finger (no focus ring: not `:focus-visible`): the card would move under the pointer
+ * between press and release, and the click would be lost. */
+export function showFocusedVisit(list: HTMLElement, target: EventTarget | null): void {
+  const el = target as Partial<Element> | null
+  if (el?.matches && !el.matches(':focus-visible')) return
+  const item = el?.closest?.('.timeline-item') as HTMLElement | null | undefined
+  if (item && list.contains(item)) showVisit(list, item, false)
 }
 
 /** Visits side by side (oldest first), with the change between each pair. */
@@ -446,6 +554,8 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
       const focus = saved !== undefined && focusRequested('visit', String(saved.id))
       if (focus) el.focus({ preventScroll: true })
       showVisit(list, el, focus)
+      // a new visit (NewVisitForm asked): its result said, not only its card focused
+      if (saved && focusRequested('visit-saved', String(saved.id))) announce(visitSavedMessage(saved, visits), window.location.hash)
     } else if (reloaded && document.activeElement?.parentElement === list) {
       // the visit with focus stays in view when the reloaded lesion moves it (a new date)
       showVisit(list, document.activeElement as HTMLElement, false)
@@ -459,7 +569,7 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
     )
   return (
     <>
-      <ol className="timeline" data-testid="timeline" ref={listRef}>
+      <ol className="timeline" data-testid="timeline" ref={listRef} onFocus={(e) => showFocusedVisit(e.currentTarget, e.target)}>
         {visits.map((v, i) => {
           const change = i > 0 ? changes.find((c) => c.to_visit === v.id) : undefined
           return (
@@ -488,7 +598,8 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
   )
 }
 
-/** Two chosen visits side by side, large, with the heatmap slider shared by both. */
+/** Two chosen visits side by side, large, with the heatmap opacity shared by both (each image's
+ * slider, named for its side, moves both). */
 export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string }) {
   const ids = useId()
   // the last two assessed visits (a visit that could not be assessed has no share to compare)
@@ -522,7 +633,8 @@ export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string 
         {choose(a, setA, 'Left', 'compare-a')}
         {choose(b, setB, 'Right', 'compare-b')}
       </div>
-      <p data-testid="compare-delta">
+      {/* said again when another visit is chosen on either side */}
+      <p aria-live="polite" aria-atomic="true" data-testid="compare-delta">
         Malignant share (among the specific diagnoses) from left to right: <strong>{formatDelta(delta)}</strong>
       </p>
       <div className="compare-grid">
@@ -541,6 +653,7 @@ export function CompareVisits({ visits, crop }: { visits: Visit[]; crop: string 
               crop={crop}
               opacity={opacity}
               onOpacity={setOpacity}
+              sliderLabel={`Heatmap opacity, ${i === 0 ? 'left' : 'right'} image`}
             />
           </figure>
         ))}

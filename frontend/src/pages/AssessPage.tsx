@@ -406,7 +406,8 @@ export function AssessPage() {
           </p>
           {showSpinner && (
             <div className="busy-row no-print">
-              <Spinner label="Analysing the image…" />
+              {/* said by the result's live region above (`announcement`), not a second time here */}
+              <Spinner label="Analysing the image…" live={false} />
               <button type="button" className="btn btn-secondary" onClick={cancel} ref={cancelRef} data-testid="cancel-assess">
                 Cancel
               </button>
