@@ -61,11 +61,13 @@ def test_a_page_left_alone_hides_the_patient_after_the_idle_timeout(
     patient = page.get_by_test_id("patient-page")
     resume = page.locator('[data-testid="login-page"][data-resume="true"]')
 
-    # a minute short of the timeout: still there; a key press starts the idle time again
-    page.clock.fast_forward(f"{idle - 1}:00")
+    # three minutes short of the timeout (before the warning, 2 minutes before it, which only its
+    # own buttons answer: test_e2e_session_warning.py): still there; a key press starts the idle
+    # time again
+    page.clock.fast_forward(f"{idle - 3}:00")
     assert patient.is_visible()
     page.keyboard.press("Shift")
-    page.clock.fast_forward(f"{idle - 1}:00")
+    page.clock.fast_forward(f"{idle - 3}:00")
     assert patient.is_visible(), "a key press is activity: the idle time starts again"
     assert resume.count() == 0
 
@@ -73,7 +75,7 @@ def test_a_page_left_alone_hides_the_patient_after_the_idle_timeout(
     clinic_requests: list[str] = []
     page.on("request", lambda r: clinic_requests.append(r.url)
             if re.search(r"/api/v1/(patients|lesions|visits|auth)", r.url) else None)
-    page.clock.fast_forward("02:00")
+    page.clock.fast_forward("03:00")
     resume.wait_for(timeout=10_000)
     assert not patient.is_visible()
     assert not page.get_by_test_id("patient-ref").is_visible()

@@ -2,11 +2,13 @@ import { useEffect, useRef, useState } from 'react'
 import { clearCache, onAuthRequired } from './api.ts'
 import { logout, me, onSessionExpired } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
+import { focusLost } from './clinic/focus.ts'
 import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './clinic/session.ts'
 import type { Session } from './clinic/types.ts'
 import { AudienceSwitch, ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
 import { Logo } from './components/Icons.tsx'
 import { confirmDiscardUnsaved, setAppHash } from './components/NewVisitForm.tsx'
+import { SessionTimeoutWarning } from './components/SessionTimeoutWarning.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
 import { HealthContext, healthStatusText, useHealth, useHealthPoll } from './health.ts'
 import {
@@ -73,6 +75,46 @@ export function switchUser(
   return true
 }
 
+/** The page's main heading: the first <h1> in `root` that is not inside a hidden part (the clinic
+ * page kept, hidden, under the sign-in form). */
+export function visibleHeading(root: HTMLElement): HTMLElement | null {
+  for (const h of Array.from(root.querySelectorAll('h1'))) if (!h.closest('[hidden]')) return h
+  return null
+}
+
+/** A new page (route change): focus its main heading, so that a screen reader reads where the
+ * user is (the page's name) rather than the whole of <main>. Until the heading is shown (a page
+ * still loading) <main> holds focus; it is moved then, unless the user has put focus elsewhere
+ * meanwhile. Returns a cleanup (a newer page, unmount). */
+export function focusNewPage(
+  main: HTMLElement,
+  timeoutMs = 10_000,
+  onFocused: (heading: HTMLElement) => void = () => {},
+): () => void {
+  main.focus({ preventScroll: true })
+  const tryFocus = (): boolean => {
+    const h = visibleHeading(main)
+    if (!h) return false
+    if (document.activeElement === main || focusLost()) {
+      if (!h.hasAttribute('tabindex')) h.setAttribute('tabindex', '-1')
+      h.focus({ preventScroll: true })
+      onFocused(h)
+    }
+    return true
+  }
+  if (tryFocus()) return () => {}
+  const observer = new MutationObserver(() => {
+    if (tryFocus()) done()
+  })
+  const timer = window.setTimeout(() => done(), timeoutMs)
+  const done = () => {
+    observer.disconnect()
+    window.clearTimeout(timer)
+  }
+  observer.observe(main, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] })
+  return done
+}
+
 export default function App() {
   const route = useHashRoute()
   const [audience, setAudience] = useState<Audience>(loadAudience)
@@ -80,6 +122,8 @@ export default function App() {
   const [needToken, setNeedToken] = useState(false)
   const mainRef = useRef<HTMLElement>(null)
   const firstRender = useRef(true)
+  // the heading focused at the last route change (focusNewPage)
+  const routeFocus = useRef<HTMLElement | null>(null)
   // The clinic (patients, visits, dashboard) exists only when the server stores cases; the
   // server's health is re-checked while the page is open (the footer, the upload limit).
   const health = useHealthPoll(authVersion)
@@ -114,8 +158,20 @@ export default function App() {
   )
   // Nobody used the page for the server's idle timeout: the server has ended the session (or
   // will at the next request), so the patient's data goes off the screen now, as after a 401.
-  useIdleTimeout(session, (minutes) =>
-    hideAfterIdle(minutes, session?.user.username ?? null, { clearAssess, setResumeAs, setHiddenWhy, setSession }),
+  // A warning comes first (WCAG 2.2.1): "Stay signed in" tells the server (GET /auth/me, which it
+  // counts as activity); typing on the page is passed on to the server too, at most every few
+  // minutes, so that the server's session does not end while the page is in use.
+  const sessionEnded = () => {
+    const was = sessionRef.current?.user.username ?? null
+    setResumeAs((prev) => was ?? prev)
+    setSession(null)
+  }
+  const idleWarning = useIdleTimeout(
+    session,
+    (minutes) =>
+      hideAfterIdle(minutes, session?.user.username ?? null, { clearAssess, setResumeAs, setHiddenWhy, setSession }),
+    me,
+    sessionEnded,
   )
   useEffect(() => {
     if (session) setHiddenWhy(null)
@@ -142,10 +198,17 @@ export default function App() {
       firstRender.current = false
       return
     }
-    // Move focus to the new page for keyboard and screen-reader users.
+    // Move focus to the new page's heading for keyboard and screen-reader users.
     window.scrollTo(0, 0)
-    mainRef.current?.focus({ preventScroll: true })
+    if (mainRef.current) return focusNewPage(mainRef.current, undefined, (h) => (routeFocus.current = h))
   }, [pageKey])
+  // The API token prompt takes focus when it is nowhere the user put it (TokenPrompt): also from
+  // the heading a new page was given focus on (the page's first request asked for the token).
+  useEffect(() => {
+    if (needToken && routeFocus.current && document.activeElement === routeFocus.current) {
+      document.querySelector<HTMLInputElement>('.token-prompt input')?.focus()
+    }
+  }, [needToken])
 
   const signOut = () => {
     // unsaved work (a new visit) is asked about while the session still exists: Cancel keeps it
@@ -209,6 +272,14 @@ export default function App() {
                 mainRef.current?.focus({ preventScroll: true })
                 setNeedToken(false)
               }}
+            />
+          )}
+          {session && idleWarning.deadline !== null && (
+            <SessionTimeoutWarning
+              deadline={idleWarning.deadline}
+              onStay={idleWarning.stay}
+              onSignOut={signOut}
+              fallbackFocus={() => mainRef.current}
             />
           )}
           <main id="main" ref={mainRef} tabIndex={-1} className="container main">

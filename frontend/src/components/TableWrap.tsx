@@ -9,10 +9,35 @@ interface Scroll {
 
 const FITS: Scroll = { scrolls: false, name: '' }
 
+/** The name of the table in `box`, as a screen reader gives it: its `aria-labelledby` (e.g. its
+ * section's heading), else its `aria-label`, else its caption; '' when it has none. */
+export function tableName(box: Pick<HTMLElement, 'querySelector' | 'ownerDocument'>): string {
+  const table = box.querySelector('table')
+  if (!table) return ''
+  const labelledBy = table.getAttribute('aria-labelledby')
+  if (labelledBy) {
+    const doc = box.ownerDocument
+    const text = labelledBy
+      .split(/\s+/)
+      .map((id) => doc?.getElementById(id)?.textContent?.trim() ?? '')
+      .filter(Boolean)
+      .join(' ')
+    if (text) return text
+  }
+  const label = table.getAttribute('aria-label')?.trim()
+  if (label) return label
+  return table.querySelector('caption')?.textContent?.trim() ?? ''
+}
+
+/** The name of the box of a table that scrolls: the table's name and that it scrolls, so that
+ * two such boxes on a page have different names (axe's `landmark-unique`). */
+export function scrollRegionName(name: string): string {
+  return `${name || 'Table'} (scrolls sideways)`
+}
+
 function measure(box: HTMLElement): Scroll {
   if (box.scrollWidth <= box.clientWidth) return FITS
-  const caption = box.querySelector('caption')?.textContent?.trim()
-  return { scrolls: true, name: `${caption || 'Table'} (scrolls sideways)` }
+  return { scrolls: true, name: scrollRegionName(tableName(box)) }
 }
 
 /** The visible cue above a table that does not fit its box (its hidden columns are otherwise
@@ -21,8 +46,9 @@ export const SCROLL_CUE = 'Scroll the table sideways to see all its columns →'
 
 /** The box around a wide table (class `table-wrap`: scrolls sideways on a narrow screen). While
  *  the table does not fit, the box can be reached with Tab and scrolled with the arrow keys
- *  (WCAG 2.1.1; axe's `scrollable-region-focusable`), is a region named after the table's
- *  caption, and a line above it says that it scrolls; while it fits it adds no tab stop. */
+ *  (WCAG 2.1.1; axe's `scrollable-region-focusable`), is a region named after the table's name
+ *  (`tableName`: its caption, or the heading it is labelled by), and a line above it says that
+ *  it scrolls; while it fits it adds no tab stop. */
 export function TableWrap({ children }: { children: ReactNode }) {
   const ref = useRef<HTMLDivElement>(null)
   const [scroll, setScroll] = useState<Scroll>(FITS)

@@ -60,6 +60,17 @@ export function TokenExpiry({ token }: { token: Pick<ApiTokenInfo, 'expires_at' 
   )
 }
 
+/** The one row of a table with nothing to list (a header row alone reads as a table cut short). */
+export function EmptyRow({ columns, text, testId }: { columns: number; text: string; testId: string }) {
+  return (
+    <tr>
+      <td colSpan={columns} className="muted" data-testid={testId}>
+        {text}
+      </td>
+    </tr>
+  )
+}
+
 /** Whether focus is nowhere useful once an action is over: on <body> or gone (focusLost), or on
  * the page's <main> (tabindex=-1), where the second press of a double click puts it: its mousedown
  * lands on the button the first press disabled and focuses the nearest focusable element around it. */
@@ -234,7 +245,7 @@ function Tokens() {
         </p>
       ) : (
         <TableWrap>
-          <table className="data-table" data-testid="token-list">
+          <table className="data-table" aria-labelledby={`${ids}-h`} data-testid="token-list">
             <thead>
               <tr>
                 <th scope="col">Name</th>
@@ -258,9 +269,10 @@ function Tokens() {
                   <td>
                     <button
                       type="button"
-                      className="btn-link"
+                      className="btn-link row-action"
                       disabled={busy}
                       onClick={(e) => void onDelete(e.currentTarget, t.id, t.name)}
+                      aria-label={doing === `delete-${t.id}` ? `Deleting token ${t.name}…` : `Delete token ${t.name}`}
                       data-testid={`token-delete-${t.id}`}
                     >
                       {doing === `delete-${t.id}` ? 'Deleting…' : 'Delete'}
@@ -363,7 +375,7 @@ function Users() {
       </form>
       <ErrorBox error={error} id={formErrorId} testId="user-error" />
       <ErrorBox error={users.error} />
-      <table className="data-table" data-testid="user-list">
+      <table className="data-table" aria-labelledby={`${ids}-h`} data-testid="user-list">
         <thead>
           <tr>
             <th scope="col">User</th>
@@ -377,6 +389,7 @@ function Users() {
               <td>{u.role}</td>
             </tr>
           ))}
+          {users.data?.length === 0 && <EmptyRow columns={2} text="No users." testId="user-empty" />}
         </tbody>
       </table>
     </section>
@@ -413,7 +426,7 @@ function AllTokens() {
       </div>
       <ErrorBox error={error ?? tokens.error} />
       <TableWrap>
-        <table className="data-table" data-testid="all-token-list">
+        <table className="data-table" aria-labelledby={`${ids}-h`} data-testid="all-token-list">
           <thead>
             <tr>
               <th scope="col">User</th>
@@ -440,9 +453,10 @@ function AllTokens() {
                   {!t.revoked_at && (
                     <button
                       type="button"
-                      className="btn-link"
+                      className="btn-link row-action"
                       disabled={busy}
                       onClick={(e) => void onRevoke(e.currentTarget, t.id, `${t.user}’s token “${t.name}”`)}
+                      aria-label={doing === `revoke-${t.id}` ? `Revoking ${t.user}’s token ${t.name}…` : `Revoke ${t.user}’s token ${t.name}`}
                       data-testid={`all-token-revoke-${t.id}`}
                     >
                       {doing === `revoke-${t.id}` ? 'Revoking…' : 'Revoke'}
@@ -451,6 +465,7 @@ function AllTokens() {
                 </td>
               </tr>
             ))}
+            {tokens.data?.length === 0 && <EmptyRow columns={7} text="No API tokens yet." testId="all-tokens-empty" />}
           </tbody>
         </table>
       </TableWrap>
@@ -561,7 +576,7 @@ function Audit() {
         </p>
       )}
       <TableWrap>
-        <table className="data-table" data-testid="audit-log">
+        <table className="data-table" aria-labelledby={`${ids}-h`} data-testid="audit-log">
           <thead>
             <tr>
               <th scope="col">When</th>

@@ -25,6 +25,13 @@ export function patientListCaption(n: number, q: string, limit = PATIENT_LIST_LI
   return `${n} patient${n === 1 ? '' : 's'}${starting}`
 }
 
+/** What the patient list's status line says: the caption's count once a search (typed into the
+ * search field, also cleared again) has answered; nothing before the first search or while
+ * loading (or when the search failed: its error says so), so that typing is not interrupted by a count for every key. */
+export function patientSearchStatus(searched: boolean, loading: boolean, failed: boolean, n: number, q: string): string {
+  return searched && !loading && !failed ? patientListCaption(n, q) : ''
+}
+
 /** The clinic's patients: search by reference, open one, add a new one. */
 export function ClinicPatientsPage() {
   const ids = useId()
@@ -42,6 +49,11 @@ export function ClinicPatientsPage() {
     const t = window.setTimeout(() => setQ(query), 250)
     return () => window.clearTimeout(t)
   }, [query])
+  // whether a search was typed: its result (the caption's count) is then said in the status line
+  const [searched, setSearched] = useState(false)
+  useEffect(() => {
+    if (q) setSearched(true)
+  }, [q])
 
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
@@ -153,6 +165,10 @@ export function ClinicPatientsPage() {
           </tbody>
         </table>
       </TableWrap>
+      {/* the caption's count, said to screen readers once the (debounced) search has answered */}
+      <div role="status" aria-live="polite" className="visually-hidden" data-testid="patient-search-status">
+        {patientSearchStatus(searched, patients.loading, patients.error !== null, rows.length, q)}
+      </div>
       <ClinicNotice />
     </div>
   )
