@@ -9,6 +9,7 @@ User errors print one clear line and exit non-zero; they never print a traceback
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -32,8 +33,25 @@ app = typer.Typer(
 
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: ``dermsight <version>`` (the installed distribution's), exit 0."""
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = version("dermsight")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            installed = "unknown (not installed)"
+        typer.echo(f"dermsight {installed}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the installed version and exit.")] = False,
+) -> None:
     """Decision support for dermoscopic skin-lesion images. Not a diagnosis."""
 
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from dermsight.batch.options import SLICE_ROWS
-from dermsight.cli.errors import EXIT_SOME_ERRORS, UserError
+from dermsight.cli.errors import EXIT_SOME_ERRORS, UserError, check_threads
 
 
 def _storage_options(items: list[str] | None) -> dict[str, Any]:
@@ -144,6 +144,7 @@ def batch(  # noqa: PLR0913
                             f"{'are options' if len(spark_only) > 1 else 'is an option'} of the "
                             "Spark engine: add --engine spark, or leave "
                             f"{'them' if len(spark_only) > 1 else 'it'} out")
+    check_threads(threads)  # one line, exit 2: not the ValueError of the model's loading
     _check_paths(input, out, heatmaps, fmt)
     storage_options = _storage_options(storage_option)
     try:

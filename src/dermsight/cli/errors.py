@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 from types import TracebackType
+from typing import TextIO
 
 import typer
 
@@ -53,6 +57,15 @@ def require_modules(what: str, *modules: str) -> None:
         if importlib.util.find_spec(name) is None:
             raise UserError(f"{what} needs the optional package {name!r}, which is not "
                             f"installed: pip install 'dermsight[{OPTIONAL_MODULES[name]}]'")
+
+
+def check_threads(threads: int | None, option: str = "--threads") -> None:
+    """Before the model loads: ``UserError`` (one line, exit 2) for more ONNX Runtime threads
+    than ``onnxsession.max_threads`` allows (ONNX Runtime starts every thread it is given)."""
+    from dermsight.onnxsession import threads_refusal
+
+    if threads and (why := threads_refusal(threads)) is not None:
+        raise UserError(f"{option}: {why}")
 
 
 class Interrupted(Exception):
@@ -110,7 +123,8 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
 
     try:
         # standalone_mode=False: typer/click *return* the code of an Exit (Ctrl-C: Exit(130))
-        code = app(args=argv, standalone_mode=False)
+        with one_line_warnings():
+            code = app(args=argv, standalone_mode=False)
     except SystemExit as exc:  # typer/click exit with code
         return int(exc.code or 0)
     except KeyboardInterrupt:
@@ -139,6 +153,36 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
     if isinstance(code, int) and code:
         return _interrupted() if code == EXIT_INTERRUPTED else code
     return 0
+
+
+#: the package's folder: a warning raised from a module in it is dermsight's own
+_PACKAGE = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def one_line_warnings() -> Iterator[None]:
+    """dermsight's own warnings (an invalid ``DERMSIGHT_MAX_IMAGE_BYTES``, said at the first
+    decode) as one line on stderr, ``warning: <message>``, as the commands say their other
+    warnings; not Python's ``decode.py:700: UserWarning: ...`` with a line of source code.
+    Other packages' warnings are shown as Python shows them."""
+    previous = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        try:
+            ours = Path(filename).resolve().is_relative_to(_PACKAGE)
+        except (OSError, ValueError):
+            ours = False
+        if not ours:
+            previous(message, category, filename, lineno, file, line)
+            return
+        print(f"warning: {' '.join(str(message).split())}", file=file or sys.stderr, flush=True)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = previous
 
 
 def _other_error(exc: Exception) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -142,7 +143,9 @@ def evaluate(
                             tta_reason="as the served model does by default")
     summary = run_local(data, out / "scores", ScoreOptions(evaluate=True), bundle=bundle,
                         progress=not quiet, command=command)
-    typer.echo(summary.render())
+    # the report's path is said once, last (``report: ...``), not also in the summary
+    typer.echo(replace(summary, evaluation={k: v for k, v in summary.evaluation.items()
+                                            if k != "report"}).render())
     for line in summary.input_warnings():  # as dermsight batch says them, and the evaluation's
         typer.echo(f"warning: {line}", err=True)
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error

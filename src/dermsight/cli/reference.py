@@ -41,13 +41,15 @@ def build(
     Every picked image needs a known licence (its thumbnail is redistributed): the shipped data
     sources' are known; images of other sources need a 'licence' column in their data folder's
     metadata.csv (optional 'licence_url', 'attribution'), else exit code 2."""
-    from dermsight.cli.errors import UserError
+    from dermsight.cli.errors import UserError, check_threads
     from dermsight.reference_build import (
         ReferenceDataError,
         build_reference,
         recorded_split,
         trained_folders,
     )
+
+    check_threads(threads)  # one line, exit 2, before the data are read
 
     folders = data or trained_folders(bundle) or [DEFAULT_DATA]
     if split is None:

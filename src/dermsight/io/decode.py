@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from dermsight.io.budget import decode_budget, env_number
+from dermsight.io.budget import ENV_ERRORS, decode_budget, env_number
 from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
@@ -75,6 +75,7 @@ __all__ = [
     "header_size",
     "pil_to_rgb",
     "refused_by_name",
+    "size_text",
     "sniff",
     "to_rgb",
     "transparent_share",
@@ -86,10 +87,46 @@ MIB = 1024 * 1024
 MAX_PIXELS_BUILTIN = 25_000_000  # 6000 x 4000 dermatoscope cameras fit
 MAX_DECODE_BYTES_BUILTIN = 128 * MIB
 
-DEFAULT_MAX_BYTES = int(env_number("DERMSIGHT_MAX_IMAGE_BYTES", 20 * 1024 * 1024))
-DEFAULT_MAX_PIXELS = int(env_number("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN))
+
+
+def size_text(n: int) -> str:
+    """``n`` bytes as the decoder's messages say them: ``900 bytes``, ``1.4 KB`` (one decimal),
+    ``259 MB`` (MB and KB of 1024: ``DERMSIGHT_MAX_DECODE_MB``'s unit). Rounded down, so a limit
+    is never shown larger than it is; and never a non-zero size as ``0 MB``."""
+    if n < 1024:
+        return f"{n:,} byte{'' if n == 1 else 's'}"
+    if n < MIB:
+        return f"{math.floor(n / 1024 * 10) / 10:.1f}".removesuffix(".0") + " KB"
+    return f"{n // MIB} MB"
+
+
+def too_large_text(size: int, limit: int) -> str:
+    """``file too large: 1.1 KB (limit 1,000 bytes)``; exact byte counts where the two would
+    read the same (not ``20 MB (limit 20 MB)``)."""
+    shown, cap = size_text(size), size_text(limit)
+    if shown == cap:
+        shown, cap = f"{size:,} bytes", f"{limit:,} bytes"
+    return f"file too large: {shown} (limit {cap})"
+
+
+def _env_limit(name: str, default: float, default_text: str) -> float:
+    """``env_number``; an invalid value's warning (at the first decode) names the default as
+    ``default_text`` (``20 MB``), not as a bare float (``2.09715e+07``)."""
+    value = env_number(name, default)
+    if name in ENV_ERRORS:
+        raw = os.environ.get(name, "").strip()
+        ENV_ERRORS[name] = (f"{name}={raw[:40]!r} is not a positive number: using the "
+                            f"default, {default_text}")
+    return value
+
+
+DEFAULT_MAX_BYTES = int(_env_limit("DERMSIGHT_MAX_IMAGE_BYTES", 20 * MIB,
+                                   f"{size_text(20 * MIB)} ({20 * MIB:,} bytes)"))
+DEFAULT_MAX_PIXELS = int(_env_limit("DERMSIGHT_MAX_IMAGE_PIXELS", MAX_PIXELS_BUILTIN,
+                                    f"{MAX_PIXELS_BUILTIN:,} pixels"))
 DEFAULT_MAX_DECODE_BYTES = int(
-    env_number("DERMSIGHT_MAX_DECODE_MB", MAX_DECODE_BYTES_BUILTIN / MIB) * MIB
+    _env_limit("DERMSIGHT_MAX_DECODE_MB", MAX_DECODE_BYTES_BUILTIN / MIB,
+               f"{size_text(MAX_DECODE_BYTES_BUILTIN)}") * MIB
 )
 #: Longest side / shortest side: dermoscopy is about square; a 1 x 49,000,000 strip is an attack.
 DEFAULT_MAX_ASPECT = 10.0
@@ -306,8 +343,8 @@ def check_dimensions(w: int, h: int, limits: DecodeLimits, label: str = "image")
 def _check_cost(w: int, h: int, cost: int, limits: DecodeLimits, label: str) -> None:
     if cost > limits.max_decode_bytes:
         raise ImageDecodeError(
-            f"image too large: this {w}x{h} {label} needs about {cost / MIB:.0f} MB to decode "
-            f"(limit {limits.max_decode_bytes / MIB:.0f} MB)"
+            f"image too large: this {w}x{h} {label} needs about {size_text(cost)} to decode "
+            f"(limit {size_text(limits.max_decode_bytes)})"
         )
 
 
@@ -361,9 +398,7 @@ def _read_source(
         # regular files only: a FIFO / socket / device named x.jpg must not block or never end
         data = read_regular_file(path, limits.max_bytes)
     if len(data) > limits.max_bytes:
-        raise ImageDecodeError(
-            f"file too large: {len(data) / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
-        )
+        raise ImageDecodeError(too_large_text(len(data), limits.max_bytes))
     return data, name
 
 
@@ -470,7 +505,7 @@ def _open_checked(
         )
     if kind == "BMP" and bmp_compression(data) in (1, 2) and len(data) > MAX_RLE_BMP_BYTES:
         raise ImageDecodeError(
-            f"RLE-compressed BMP over {MAX_RLE_BMP_BYTES // MIB} MB is not accepted: "
+            f"RLE-compressed BMP over {size_text(MAX_RLE_BMP_BYTES)} is not accepted: "
             "send a JPEG or PNG"
         )
     try:
@@ -582,8 +617,8 @@ def _tiff_tile_bytes(img: Image.Image) -> int:
         buf = rows * w * bytes_per_px
     if buf > MAX_TIFF_TILE_BYTES:
         raise ImageDecodeError(
-            f"TIFF tiles/strips of {buf / MIB:.0f} MB are not accepted "
-            f"(limit {MAX_TIFF_TILE_BYTES // MIB} MB)"
+            f"TIFF tiles/strips of {size_text(buf)} are not accepted "
+            f"(limit {size_text(MAX_TIFF_TILE_BYTES)})"
         )
     compression = int(tags.get(259, 1) or 1)
     # libtiff-decoded JPEG/OJPEG TIFFs go through an RGBA buffer of the whole image
