@@ -1,14 +1,16 @@
-"""``dermsight clinic upgrade | create-user | purge | sweep``: administer the clinic database.
+"""``dermsight clinic upgrade | create-user | set-password | unlock | disable | enable | purge |
+sweep``: administer the clinic database.
 
 Each command takes ``--database URL`` (else ``DERMSIGHT_DATABASE_URL``); a PostgreSQL database
 also needs the image folder (``--images`` / ``DERMSIGHT_CLINIC_IMAGES``) for ``purge`` and
 ``sweep``. User
-errors (bad URL, taken username, weak password) print one line and exit 2.
+errors (bad URL, taken username, weak password, unknown user) print one line and exit 2.
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,8 +18,12 @@ import typer
 from dermsight.cli.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.orm import Session as DbSession
+
+    from dermsight.clinic.accounts import Ended
     from dermsight.clinic.config import ClinicConfig
     from dermsight.clinic.db import Database
+    from dermsight.clinic.models import User
 
 clinic_app = typer.Typer(help="Clinic case storage: migrations, accounts, retention, image sweep.",
                          no_args_is_help=True)
@@ -45,17 +51,34 @@ def _config(database: str | None, images: str | None = None,
     return config
 
 
-def _database(config: ClinicConfig) -> Database:
-    """Connect and migrate (every command works on the current schema)."""
+def _database(config: ClinicConfig, migrate: bool = False, create: bool = False) -> Database:
+    """Connect. ``migrate`` (``clinic upgrade``): bring the schema to this release's. Otherwise
+    the database must be at it already (``db.require_current``: one line saying to run
+    ``clinic upgrade``), so that a command that looks or changes rows never migrates behind the
+    back of running instances; ``create`` (``create-user``, the documented first step of a new
+    clinic) also creates the schema of an empty database. Without either, a SQLite file that
+    does not exist is refused rather than created empty."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from dermsight.clinic.config import ClinicConfigError
-    from dermsight.clinic.db import Database
+    from dermsight.clinic.config import ClinicConfigError, sqlite_path
+    from dermsight.clinic.db import Database, current_revision, require_current, table_names
 
+    path = sqlite_path(config.database_url)
+    if not (migrate or create) and path is not None and not path.exists():
+        raise UserError(f"cannot open the database: the file {path} does not exist (check "
+                        "--database; a new clinic starts with `dermsight clinic create-user`)")
     try:
         db = Database(config.database_url)
-        db.upgrade()
     except (ClinicConfigError, SQLAlchemyError) as exc:
+        raise UserError(f"cannot open the database: {str(exc).splitlines()[0]}") from exc
+    try:
+        if migrate or (create and current_revision(db.engine) is None
+                       and not table_names(db.engine)):
+            db.upgrade()
+        else:
+            require_current(db.engine)
+    except (ClinicConfigError, SQLAlchemyError) as exc:
+        db.dispose()
         raise UserError(f"cannot open the database: {str(exc).splitlines()[0]}") from exc
     return db
 
@@ -65,7 +88,7 @@ def upgrade(database: DatabaseOpt = None) -> None:
     """Create or migrate the clinic database to the current schema (idempotent)."""
     from dermsight.clinic.db import current_revision
 
-    db = _database(_config(database, require_images=False))
+    db = _database(_config(database, require_images=False), migrate=True)
     typer.echo(f"clinic database at revision {current_revision(db.engine)}")
     db.dispose()
 
@@ -86,7 +109,7 @@ def create_user(
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    db = _database(config)
+    db = _database(config, create=True)
     try:
         with db.session() as s:
             user = accounts.create_user(s, username, password, role)
@@ -96,6 +119,137 @@ def create_user(
     finally:
         db.dispose()
     typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
+
+
+# --- account administration: set-password, unlock, disable, enable ------------------------------
+
+UserArg = Annotated[str, typer.Argument(
+    metavar="USER", help="the account's user name (any case, as at sign-in)")]
+
+
+def _account(s: DbSession, username: str) -> User:
+    """The account ``username`` names (ignoring case, as login finds it); one line and exit 2
+    when there is none."""
+    from dermsight.clinic import accounts
+
+    user = accounts.find_user(s, username)
+    if user is None:
+        raise UserError(f"no user named {username.strip()!r} in this database (usernames "
+                        "ignore case; the admin page lists them)")
+    return user
+
+
+def _utc(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _ended(ended: Ended) -> str:
+    def n(count: int, what: str) -> str:
+        return f"{count} {what}" if count == 1 else f"{count} {what}s"
+
+    return f"ended {n(ended.sessions, 'session')} and revoked {n(ended.tokens, 'API token')}"
+
+
+@clinic_app.command("set-password")
+def set_password(
+    username: UserArg,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="read the password from the first line of stdin")] = False,
+    database: DatabaseOpt = None,
+) -> None:
+    """Give an account a new password (asked for twice; the rules of create-user). Ends all
+    its sessions and revokes its API tokens."""
+    from dermsight.clinic import accounts, audit
+
+    config = _config(database, require_images=False)
+    db = _database(config)
+    try:
+        with db.session() as s:
+            name = _account(s, username).username
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
+        with db.session() as s:
+            user = _account(s, username)
+            ended = accounts.set_password(s, user, password)
+            audit.record(s, None, "set_password", "user", user.id)
+            locked = accounts.locked_until(s, [user.username]).get(user.username)
+    except accounts.AccountError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"new password set for {name!r}; {_ended(ended)}")
+    if locked is not None:
+        typer.echo(f"{name!r} is still locked by its failed logins until {_utc(locked)}: "
+                   f"`dermsight clinic unlock {name}` ends the lock now")
+
+
+@clinic_app.command("unlock")
+def unlock(username: UserArg, database: DatabaseOpt = None) -> None:
+    """Clear an account's failed logins, which ends a lock they put on it (5 within 15
+    minutes). A lock of a client address (20 failures from it) is not an account's and
+    stays."""
+    from dermsight.clinic import accounts, audit
+
+    db = _database(_config(database, require_images=False))
+    try:
+        with db.session() as s:
+            user = _account(s, username)
+            until = accounts.locked_until(s, [user.username]).get(user.username)
+            accounts.unlock(s, user)
+            audit.record(s, None, "unlock", "user", user.id)
+            name = user.username
+    finally:
+        db.dispose()
+    if until is None:
+        typer.echo(f"{name!r} was not locked (its recent failed logins are cleared)")
+    else:
+        typer.echo(f"unlocked {name!r} (it was locked until {_utc(until)})")
+
+
+@clinic_app.command("disable")
+def disable(username: UserArg, database: DatabaseOpt = None) -> None:
+    """Disable an account: it can no longer sign in; all its sessions end and its API tokens
+    are revoked (enable brings none of them back)."""
+    from dermsight.clinic import accounts, audit
+
+    db = _database(_config(database, require_images=False))
+    try:
+        with db.session() as s:
+            user = _account(s, username)
+            ended = accounts.disable(s, user)
+            audit.record(s, None, "disable", "user", user.id)
+            name = user.username
+    except accounts.AccountError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        db.dispose()
+    typer.echo(f"disabled {name!r}; {_ended(ended)}")
+
+
+@clinic_app.command("enable")
+def enable(username: UserArg, database: DatabaseOpt = None) -> None:
+    """Let a disabled account sign in again (with its password; no earlier session or API
+    token comes back)."""
+    from dermsight.clinic import accounts, audit
+
+    db = _database(_config(database, require_images=False))
+    try:
+        with db.session() as s:
+            user = _account(s, username)
+            was_active = user.active
+            if not was_active:
+                accounts.enable(s, user)
+                audit.record(s, None, "enable", "user", user.id)
+            name = user.username
+    finally:
+        db.dispose()
+    if was_active:
+        typer.echo(f"{name!r} is active already: nothing changed")
+    else:
+        typer.echo(f"enabled {name!r}: it signs in with its password (no earlier session or "
+                   "API token comes back)")
 
 
 @clinic_app.command("purge")
@@ -119,8 +273,8 @@ def purge(
     if config.retention_days is None:
         raise UserError("no retention period: give --retention-days N or set "
                         "DERMSIGHT_RETENTION_DAYS")
-    _database(config).dispose()
-    clinic = Clinic.open(config, sweep=False)
+    _database(config).dispose()  # at this release's revision, else refused: never migrated
+    clinic = Clinic.open(config, migrate=False, sweep=False)
     try:
         if dry_run:
             plan = purge_plan(clinic, config.retention_days, dry_run=True)
@@ -159,8 +313,8 @@ def sweep(
     from dermsight.clinic.runtime import Clinic
 
     config = _config(database, images)
-    _database(config).dispose()
-    clinic = Clinic.open(config, sweep=False)
+    _database(config).dispose()  # at this release's revision, else refused: never migrated
+    clinic = Clinic.open(config, migrate=False, sweep=False)
     try:
         found = clinic.sweep(dry_run=True, force=force)
         for name in found.unreferenced:

@@ -203,13 +203,25 @@ def address_key(ip: str) -> str:
     return str(address)
 
 
-def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
-                  exclude: int | None = None) -> int:
-    """Seconds until a login may be tried again (0 = now): ``MAX_FAILURES`` failed attempts for
-    the username (ignoring case: ``login_key``) lock it, ``MAX_ADDRESS_FAILURES`` from the
-    address (an IPv6 one's /64 network: ``address_key``) lock that, each for the rest of its
-    ``FAILURE_WINDOW``. ``exclude``: the caller's own attempt (``claim_attempt``), not
-    counted against it."""
+@dataclass(frozen=True)
+class Locks:
+    """Seconds until a login may be tried again (0: not locked), for the username and for the
+    client address separately (``locks``)."""
+
+    username: int
+    address: int
+
+    @property
+    def wait(self) -> int:
+        return max(self.username, self.address)
+
+
+def locks(db: DbSession, username: str, ip: str, now: datetime | None = None,
+          exclude: int | None = None) -> Locks:
+    """``MAX_FAILURES`` failed attempts for the username (ignoring case: ``login_key``) lock
+    it, ``MAX_ADDRESS_FAILURES`` from the address (an IPv6 one's /64 network:
+    ``address_key``) lock that, each for the rest of its ``FAILURE_WINDOW``. ``exclude``: the
+    caller's own attempt (``claim_attempt``), not counted against it."""
     now = now or utcnow()
     since = now - FAILURE_WINDOW
     waits = []
@@ -220,10 +232,51 @@ def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = 
                                           LoginAttempt.success.is_(False),
                                           LoginAttempt.id != (exclude or 0))
             .order_by(LoginAttempt.at.desc()).limit(limit)))
+        wait = 0
         if len(failed) >= limit:
             oldest = aware(failed[-1])
-            waits.append(max(1, int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1))
-    return max(waits, default=0)
+            wait = max(1, int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1)
+        waits.append(wait)
+    return Locks(username=waits[0], address=waits[1])
+
+
+def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
+                  exclude: int | None = None) -> int:
+    """Seconds until a login may be tried again (0 = now): the longer of the username's and
+    the address's lock (``locks``)."""
+    return locks(db, username, ip, now, exclude).wait
+
+
+def locked_until(db: DbSession, usernames: list[str], now: datetime | None = None
+                 ) -> dict[str, datetime]:
+    """Of ``usernames``, those locked now by their failed logins (``MAX_FAILURES`` within the
+    ``FAILURE_WINDOW``: ``locks``), with the time the lock ends (one query). A lock of the
+    client address is not an account's: it is not shown here."""
+    now = now or utcnow()
+    keys = {login_key(name): name for name in usernames}
+    failed: dict[str, list[datetime]] = {}
+    for key, at in db.execute(
+            select(LoginAttempt.username, LoginAttempt.at)
+            .where(LoginAttempt.at >= now - FAILURE_WINDOW, LoginAttempt.success.is_(False))
+            .order_by(LoginAttempt.at.desc())):
+        if key in keys:
+            failed.setdefault(key, []).append(aware(at))
+    until = {}
+    for key, times in failed.items():
+        if len(times) >= MAX_FAILURES:
+            ends = times[MAX_FAILURES - 1] + FAILURE_WINDOW
+            if ends > now:
+                until[keys[key]] = ends
+    return until
+
+
+def unlock(db: DbSession, user: User) -> int:
+    """Forget the failed logins of ``user``'s name (any case: ``login_key``), which ends a lock
+    of the account; returns how many there were. They stop counting against their client
+    address too (the audit log keeps them: ``login_failed``)."""
+    n = db.query(LoginAttempt).filter(LoginAttempt.username == login_key(user.username),
+                                      LoginAttempt.success.is_(False)).delete()
+    return int(n)
 
 
 def record_attempt(db: DbSession, username: str, ip: str, success: bool) -> LoginAttempt:
@@ -391,6 +444,70 @@ def all_tokens(db: DbSession) -> list[tuple[ApiToken, str]]:
     rows = db.execute(select(ApiToken, User.username).join(User, User.id == ApiToken.user_id)
                       .order_by(ApiToken.id))
     return [(t, name) for t, name in rows]
+
+
+# --- account administration ----------------------------------------------------------------------
+
+
+def find_user(db: DbSession, username: str) -> User | None:
+    """The account ``username`` names, ignoring case and surrounding spaces (as login finds
+    it), or None."""
+    return db.scalar(select(User).where(User.username_key == casekey(username.strip())))
+
+
+@dataclass(frozen=True)
+class Ended:
+    """What ``end_access`` ended: sessions deleted, API tokens revoked."""
+
+    sessions: int
+    tokens: int
+
+
+def end_access(db: DbSession, user: User) -> Ended:
+    """End every session of ``user`` (deleted: enabling the account again later brings none
+    back) and revoke every API token of theirs not revoked yet."""
+    sessions = db.query(Session).filter(Session.user_id == user.id).delete()
+    tokens = db.query(ApiToken).filter(ApiToken.user_id == user.id,
+                                       ApiToken.revoked_at.is_(None)
+                                       ).update({"revoked_at": utcnow()})
+    return Ended(sessions=int(sessions), tokens=int(tokens))
+
+
+def set_password(db: DbSession, user: User, password: str) -> Ended:
+    """Give ``user`` a new password (the rules of ``check_password``; ``AccountError``
+    otherwise) and end their sessions and API tokens (``end_access``): whoever held one, or
+    knew the old password, is out."""
+    check_password(password, user.username)
+    user.password_hash = _hasher.hash(password)
+    return end_access(db, user)
+
+
+def other_active_admins(db: DbSession, user: User) -> int:
+    return int(db.scalar(select(func.count(User.id)).where(
+        User.role == "admin", User.active.is_(True), User.id != user.id)) or 0)
+
+
+def disable(db: DbSession, user: User) -> Ended:
+    """Disable ``user``'s account (it can no longer sign in) and end their sessions and API
+    tokens (``end_access``). ``AccountError`` for the last active administrator: nobody could
+    administer the clinic from the web any more."""
+    if user.active and user.role == "admin" and other_active_admins(db, user) == 0:
+        raise AccountError(f"{user.username!r} is the last active administrator and cannot be "
+                           "disabled: make another administrator first (to shut out whoever "
+                           "holds its password, sessions or tokens, set a new password "
+                           "instead: that ends them all)")
+    user.active = False
+    return end_access(db, user)
+
+
+def enable(db: DbSession, user: User) -> Ended:
+    """Let ``user`` sign in again (nothing happens to an active account). No earlier session
+    or API token comes back: any that outlived the disabling (an account disabled by hand in
+    the database) are ended now."""
+    if user.active:
+        return Ended(sessions=0, tokens=0)
+    user.active = True
+    return end_access(db, user)
 
 
 def count_users(db: DbSession) -> int:

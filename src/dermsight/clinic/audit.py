@@ -11,6 +11,10 @@ diagnoses; their thumbnails are visit images, logged as such) are not.
 An event about a patient, or about one of their lesions, visits, visit images or diagnoses,
 carries the patient's id (``patient_id``; revision 0008 on: older events have none), so that
 the events of one patient can be listed (``query``), also after the patient's deletion.
+
+Sign-ins are logged too: ``login``, ``logout``, ``login_failed`` and ``lockout``
+(``record_login``), and an administrator's actions on accounts (``unlock``, ``disable``,
+``enable``, ``set_password``). The events have no field for the client's address.
 """
 
 from __future__ import annotations
@@ -31,7 +35,13 @@ REPEAT_READ = timedelta(minutes=10)
 #: the patient list: one event per user within this time (``record_read``)
 REPEAT_LIST = timedelta(minutes=1)
 
-ACTIONS = ("create", "view", "update", "export", "delete", "login", "logout", "purge")
+#: ``login_failed``: a wrong password, an unknown user name or a disabled account (not a login
+#: refused by a lock: the ``lockout`` that began it is logged); ``lockout``: an account
+#: (``user`` / ``unknown_user``) or a client address (``address``) reached its limit of failed
+#: logins; ``unlock``, ``disable``, ``enable``, ``set_password``: an administrator's action
+#: on an account (in the web UI / API or with ``dermsight clinic``: no user)
+ACTIONS = ("create", "view", "update", "export", "delete", "login", "logout", "purge",
+           "login_failed", "lockout", "unlock", "disable", "enable", "set_password")
 #: the most events one page of ``query`` returns
 PAGE_MAX = 1000
 
@@ -71,6 +81,33 @@ def record(db: DbSession, user: User | None, action: str, object_type: str,
     db.add(AuditEvent(user_id=user.id if user else None, username=user.username if user else None,
                       action=action, object_type=object_type, object_id=object_id,
                       patient_id=patient_id))
+
+
+#: the most characters of a user name typed at a failed login that an event keeps (the
+#: longest user name there can be)
+TYPED_NAME_MAX = 64
+
+
+def record_login(db: DbSession, action: str, user: User | None, typed: str, *,
+                 address: bool = False) -> None:
+    """A ``login_failed`` or ``lockout`` event of a login to ``user``, the account the name
+    typed at the login names (None: no account has that name). About an existing account, as
+    any event about it: its id and user name, the object ``user``. Else the name as typed,
+    without surrounding spaces and cut to ``TYPED_NAME_MAX`` characters, no user id, the object
+    ``unknown_user``. ``address``: a lock of the client address (the object ``address``, the
+    user of the login that reached the limit). Never the password."""
+    if action not in ACTIONS:  # pragma: no cover - a programming error
+        raise ValueError(f"unknown audit action {action!r}")
+    if address:
+        object_type, object_id = "address", None
+    elif user is not None:
+        object_type, object_id = "user", user.id
+    else:
+        object_type, object_id = "unknown_user", None
+    db.add(AuditEvent(user_id=user.id if user else None,
+                      username=user.username if user else typed.strip()[:TYPED_NAME_MAX],
+                      action=action, object_type=object_type, object_id=object_id,
+                      patient_id=None))
 
 
 def record_read(db: DbSession, user: User, object_type: str, object_id: int | None,

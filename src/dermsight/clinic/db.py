@@ -6,6 +6,12 @@ case (``Patient.ref``, ``User.username``) keep their ``casekey`` in a column of 
 (``ref_key``, ``username_key``: set by the model, unique index, revision 0005), so both databases
 compare them the same way whatever their locale, and refuse a second spelling even when two
 requests race (``taken_ignoring_case``, ``add_unique``, ``insert_or_found``).
+
+Migrations (``upgrade``) run as one transaction on both databases, so a failed upgrade leaves
+the database as it was, and one instance at a time: PostgreSQL under an advisory lock
+(``UPGRADE_LOCK_KEY``), SQLite under its write lock, taken by ``BEGIN IMMEDIATE`` before the
+revision is read. Commands that only look or change rows call ``require_current`` instead: they
+never migrate.
 """
 
 from __future__ import annotations
@@ -18,13 +24,19 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
 HEAD = "0008"
+#: PostgreSQL advisory lock key held while one instance migrates ("drmu"; the purge holds
+#: ``retention.PURGE_LOCK_KEY``, "drms")
+UPGRADE_LOCK_KEY = 0x64726D75
+#: seconds a SQLite migration waits for the write lock (another instance's upgrade, a write)
+SQLITE_LOCK_TIMEOUT_S = 30
 
 #: the name ``casekey`` has in SQL on the clinic's SQLite connections (for ad-hoc queries;
 #: the stored key columns make the application itself need it nowhere)
@@ -91,6 +103,17 @@ def add_unique(db: Session, row: object, column: InstrumentedAttribute[str], nam
     return insert_or_found(db, row, lambda: taken_ignoring_case(db, column, name))
 
 
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_LOCK_TIMEOUT_S * 1000}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
+    cur.close()
+    dbapi_conn.create_function(CASEKEY_SQL, 1, _sql_casekey, deterministic=True)
+
+
 def make_engine(url: str) -> Engine:
     if is_sqlite(url):
         path = sqlite_path(url)
@@ -99,19 +122,9 @@ def make_engine(url: str) -> Engine:
         if path is not None:  # a new file is the server user's only (SQLite's -wal/-shm follow)
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten with zeros
-            cur.close()
-            dbapi_conn.create_function(CASEKEY_SQL, 1, _sql_casekey, deterministic=True)
-
+        engine = create_engine(url, connect_args={"check_same_thread": False,
+                                                  "timeout": SQLITE_LOCK_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     try:
         return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
@@ -129,34 +142,117 @@ def _alembic_config(connection: Any) -> Any:
     return cfg
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (Alembic, programmatic; idempotent).
-    ``ClinicConfigError`` (one line) when the database is at a revision this code does not know
-    (made by a newer dermsight)."""
-    from alembic import command
-    from alembic.script import ScriptDirectory
-    from alembic.util.exc import CommandError
+@contextmanager
+def _migration_connection(engine: Engine) -> Iterator[Connection]:
+    """One transaction for a whole upgrade, held by this instance alone; committed when the block
+    ends, rolled back (the database as before) when it raises.
+
+    SQLite: Python's sqlite3 (before 3.16) begins a transaction only before INSERT / UPDATE /
+    DELETE, so each CREATE / ALTER would commit on its own. The migration therefore runs on a
+    connection of its own with the driver's transaction control off (``isolation_level =
+    None``) and SQLAlchemy emitting ``BEGIN IMMEDIATE`` itself (SQLAlchemy's recipe,
+    "Enabling Non-Legacy SQLite Transactional Modes"): the DDL is part of the transaction, and
+    the write lock is taken before the revision is read (another instance's upgrade is waited
+    for, up to ``SQLITE_LOCK_TIMEOUT_S``). An in-memory database (tests only) cannot be opened
+    twice: it migrates on the engine's own connection, as before.
+    PostgreSQL: DDL is transactional; ``pg_advisory_xact_lock(UPGRADE_LOCK_KEY)`` makes a second
+    instance wait for the first one's commit (released with the transaction)."""
+    if not is_sqlite(str(engine.url)):
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": UPGRADE_LOCK_KEY})
+            yield conn
+        return
+    if sqlite_path(str(engine.url)) is None:
+        with engine.begin() as conn:
+            yield conn
+        return
+    migrating = create_engine(engine.url, poolclass=NullPool,
+                              connect_args={"check_same_thread": False,
+                                            "timeout": SQLITE_LOCK_TIMEOUT_S})
+
+    @event.listens_for(migrating, "connect")
+    def _connect(dbapi_conn: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_conn, record)
+        dbapi_conn.isolation_level = None  # no implicit BEGIN / COMMIT by the driver
+
+    @event.listens_for(migrating, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     try:
-        with engine.begin() as conn:
-            cfg = _alembic_config(conn)
-            command.upgrade(cfg, revision)
-    except CommandError as exc:
-        script = ScriptDirectory.from_config(_alembic_config(None))
-        at = current_revision(engine)
-        if at is None or at in {s.revision for s in script.walk_revisions()}:
-            raise
+        with migrating.begin() as conn:
+            yield conn
+    finally:
+        migrating.dispose()
+
+
+def _revision_of(conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(conn).get_current_revision()
+
+
+def _newer(at: str, head: str | None) -> ClinicConfigError:
+    return ClinicConfigError(
+        f"the database is at revision {at}, newer than this dermsight (head {head}): run the "
+        "newer version, or restore a backup made for this one")
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (Alembic, programmatic; idempotent), in one transaction
+    taken by one instance at a time (``_migration_connection``): a migration that fails leaves
+    the database as it was, and an instance that waited for another's upgrade finds the
+    database upgraded and does nothing.
+    ``ClinicConfigError`` (one line) when the database is at a revision this code does not know
+    (made by a newer dermsight), when a migration refuses (revision 0005's clashing names), and
+    when the database refuses a statement of it (the change undone)."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    head = script.get_current_head()
+    with _migration_connection(engine) as conn:
+        at = _revision_of(conn)  # read under the lock: another instance may have just upgraded
+        if at is not None and at not in {s.revision for s in script.walk_revisions()}:
+            raise _newer(at, head)
+        try:
+            command.upgrade(_alembic_config(conn), revision)
+        except SQLAlchemyError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            target = head if revision == "head" else revision
+            raise ClinicConfigError(
+                f"the upgrade from revision {at or 'none (a new database)'} to {target} failed "
+                f"and was undone, the database is unchanged: {first}") from exc
+
+
+def require_current(engine: Engine) -> None:
+    """``ClinicConfigError`` (one line, saying what to do) unless the database is at ``HEAD``:
+    the commands that look or change rows (``clinic sweep``, ``purge``, ``create-user``) never
+    migrate; that is ``serve``'s start and ``dermsight clinic upgrade``, after the instances of
+    the earlier release are stopped."""
+    at = current_revision(engine)
+    if at == HEAD:
+        return
+    if at is None:
+        if not table_names(engine):
+            raise ClinicConfigError(
+                "the database is empty (no clinic tables yet): run `dermsight clinic upgrade` "
+                "first")
         raise ClinicConfigError(
-            f"the database is at revision {at}, newer than this dermsight (head "
-            f"{script.get_current_head()}): run the newer version, or restore a backup made "
-            "for this one") from exc
+            "the database has tables but no dermsight revision: is it the clinic database?")
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config(None))
+    if at not in {s.revision for s in script.walk_revisions()}:
+        raise _newer(at, HEAD)
+    raise ClinicConfigError(
+        f"the database is at revision {at}, this release needs {HEAD}: stop the running "
+        "instances of the earlier release and run `dermsight clinic upgrade`")
 
 
 def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
     with engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        return _revision_of(conn)
 
 
 def table_names(engine: Engine) -> set[str]:

@@ -1,11 +1,14 @@
-"""Login, logout, the current user, per-user API tokens; admin: users and the audit log."""
+"""Login, logout, the current user, per-user API tokens; admin: users (list, create, unlock,
+disable, enable) and the audit log."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts, audit
@@ -59,6 +62,7 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
         accounts.settle_attempt(s, attempt, success=user is not None)
         if user is None:
             cookie, row = "", None
+            _audit_failure(s, body.username, ip)
         else:
             old = request.cookies.get(COOKIE)
             if old:  # a new session id at every login: the browser's previous one ends
@@ -73,6 +77,18 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
     return {"user": user_json(user), "csrf_token": row.csrf_token,
             # the web UI hides its page after this many minutes without activity
             "idle_minutes": clinic.config.session_idle_minutes}
+
+
+def _audit_failure(s: DbSession, typed: str, ip: str) -> None:
+    """Log a failed login (``login_failed``) and, when it locked the account or the address,
+    a ``lockout``: neither was locked before it (the login was tried), so a lock now is new."""
+    account = accounts.find_user(s, typed)
+    audit.record_login(s, "login_failed", account, typed)
+    locks = accounts.locks(s, typed, ip)
+    if locks.username:
+        audit.record_login(s, "lockout", account, typed)
+    if locks.address:
+        audit.record_login(s, "lockout", account, typed, address=True)
 
 
 #: a bearer token on the routes that only a signed-in session may use
@@ -91,13 +107,15 @@ TOKEN_CANNOT_LOG_OUT = ("an API token is not a session and logging out does not 
 def logout(request: Request) -> Response:
     """A bearer API token is not ended by logging out: 400, saying how to revoke it (so that a
     script that "logs out" its token does not believe it is gone)."""
-    if authenticate(request).session is None:  # cookie sessions need the CSRF header here too
+    auth = authenticate(request)
+    if auth.session is None:  # cookie sessions need the CSRF header here too
         raise HTTPException(400, TOKEN_CANNOT_LOG_OUT)
     cookie = request.cookies.get(COOKIE)
     clinic = clinic_of(request)
     if cookie:
         with clinic.db.session() as s:
             accounts.close_session(s, cookie)
+            audit.record(s, auth.user, "logout", "user", auth.user.id)
     response = Response(status_code=204)
     response.delete_cookie(COOKIE, path="/")
     return response
@@ -173,12 +191,100 @@ def revoke_token(token_id: ObjectId, request: Request, user: CurrentUser
     return Response(status_code=204)
 
 
-@router.get("/admin/users", summary="Every account (admin)")
+def _account_json(u: User, locked_until: dict[str, datetime]) -> dict[str, Any]:
+    """An account as the admin's list shows it: ``locked`` (by its failed logins, now) and
+    ``locked_until`` (when that lock ends; null when not locked)."""
+    until = locked_until.get(u.username)
+    return {**user_json(u), "active": u.active, "created_at": aware(u.created_at).isoformat(),
+            "locked": until is not None, "locked_until": until.isoformat() if until else None}
+
+
+@router.get("/admin/users", summary="Every account (admin)",
+            description="Each account with `active` (false: disabled) and `locked` (its failed "
+                        f"logins lock it now: {accounts.MAX_FAILURES} within "
+                        f"{int(accounts.FAILURE_WINDOW.total_seconds()) // 60} minutes) with "
+                        "`locked_until` (when the lock ends; null when not locked).")
 def list_users(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
     with clinic_of(request).db.session() as s:
         users = list(s.scalars(select(User).order_by(User.id)))
-    return [{**user_json(u), "active": u.active,
-             "created_at": aware(u.created_at).isoformat()} for u in users]
+        locked = accounts.locked_until(s, [u.username for u in users])
+    return [_account_json(u, locked) for u in users]
+
+
+def _account(s: DbSession, user_id: int) -> User:
+    user = s.get(User, user_id)
+    if user is None:
+        raise HTTPException(404, f"no user with id {user_id}")
+    return user
+
+
+def _one_account_json(s: DbSession, user: User) -> dict[str, Any]:
+    return _account_json(user, accounts.locked_until(s, [user.username]))
+
+
+@router.post("/admin/users/{user_id}/unlock",
+             summary="Unlock an account its failed logins locked (admin; audited)",
+             description="Forgets the account's failed logins (they stay in the audit log as "
+                         "`login_failed`), so the user can sign in at once. A lock of a client "
+                         "address (20 failures from it) is not an account's and stays. Answers "
+                         "the account as `GET /admin/users` lists it.")
+def unlock_user(user_id: ObjectId, request: Request, admin: AdminUser) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        user = _account(s, user_id)
+        accounts.unlock(s, user)
+        audit.record(s, admin, "unlock", "user", user.id)
+        return _one_account_json(s, user)
+
+
+@router.post("/admin/users/{user_id}/disable",
+             summary="Disable an account: it cannot sign in; its sessions end and its API "
+                     "tokens are revoked (admin; audited)",
+             description="409 for your own account and for the last active administrator. "
+                         "Enabling it again brings no session or token back. Answers the "
+                         "account as `GET /admin/users` lists it.")
+def disable_user(user_id: ObjectId, request: Request, admin: AdminUser) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        user = _account(s, user_id)
+        if user.id == admin.id:
+            raise HTTPException(409, "you cannot disable your own account: ask another "
+                                     "administrator")
+        try:
+            accounts.disable(s, user)
+        except accounts.AccountError as exc:
+            raise HTTPException(409, str(exc)) from exc
+        audit.record(s, admin, "disable", "user", user.id)
+        return _one_account_json(s, user)
+
+
+#: a bearer token on ``POST /admin/users/{id}/enable``
+TOKEN_CANNOT_ENABLE = ("an API token cannot enable accounts (a leaked one could otherwise give "
+                       "back access that outlives its revocation): sign in as an "
+                       "administrator and enable it from your session")
+
+
+def admin_session_to_enable(request: Request) -> User:
+    """An administrator signed in with a session; 403 for a bearer API token and for a user
+    who is not an administrator."""
+    auth = authenticate(request)
+    if auth.session is None:
+        raise HTTPException(403, TOKEN_CANNOT_ENABLE)
+    return admin_only(auth.user)
+
+
+@router.post("/admin/users/{user_id}/enable",
+             summary="Enable a disabled account (admin, from a signed-in session only; "
+                     "audited)",
+             description="The user signs in again: no earlier session or API token comes "
+                         "back. An active account is left as it is. Answers the account as "
+                         "`GET /admin/users` lists it.")
+def enable_user(user_id: ObjectId, request: Request,
+                admin: Annotated[User, Depends(admin_session_to_enable)]) -> dict[str, Any]:
+    with clinic_of(request).db.session() as s:
+        user = _account(s, user_id)
+        if not user.active:
+            accounts.enable(s, user)
+            audit.record(s, admin, "enable", "user", user.id)
+        return _one_account_json(s, user)
 
 
 @router.post("/admin/users", status_code=201,

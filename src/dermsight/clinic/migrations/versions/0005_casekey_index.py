@@ -70,7 +70,7 @@ def check_no_clashes() -> None:
 
 
 def upgrade() -> None:
-    check_no_clashes()  # before any change: SQLite commits schema changes as they run
+    check_no_clashes()  # before any change (the whole upgrade is one transaction: db.upgrade)
     sqlite = op.get_bind().dialect.name == "sqlite"
     for table, column, key, _what in KEYED:
         with op.batch_alter_table(table) as batch:  # SQLite: ALTER TABLE ADD COLUMN, no rebuild
