@@ -1,9 +1,11 @@
 """What is in a dataset: counts per class / source / sex / site, ages, missing metadata, invalid
-metadata values (given but not usable: age 250 or "60m", sex "X", site "moon"; counted apart from
-the missing ones, ``n_invalid``), unreadable files, and the image files of a folder that its CSV
-does not list (``n_unlisted``). Streams the
-records (``iter_records(decode=False)``) and, unless told not to, checks that every image
-decodes, in a thread pool, with the fast ``verify_image`` path.
+metadata values (given but not usable: age 250 or "60m", sex "X", site "moon", a diagnosis that
+names no class such as "Naevus"; counted apart from the missing ones, ``n_invalid``; the most
+common unusable diagnoses are listed as written, ``unusable_labels``, as the readers' warnings
+name them: diagnosis names, not patient data; the values of the other fields are never shown),
+unreadable files, and the image files of a folder that its CSV does not list (``n_unlisted``).
+Streams the records (``iter_records(decode=False)``) and, unless told not to, checks that every
+image decodes, in a thread pool, with the fast ``verify_image`` path.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ AGE_BINS: tuple[str, ...] = (
     "90+",
 )
 MAX_ERRORS_LISTED = 20
+#: the most common unusable labels listed (``unusable_labels``)
+MAX_LABELS_LISTED = 5
 
 
 def age_bin(age: float) -> str:
@@ -58,8 +62,11 @@ class DataSummary:
     image_sizes: Counter[str] = field(default_factory=Counter)
     #: per field, the values not given (empty, "unknown", a placeholder such as "NaN")
     n_missing: Counter[str] = field(default_factory=Counter)
-    #: per field (age, sex, site), the values given but not usable (``Metadata.invalid``)
+    #: per field (diagnosis, age, sex, site), the values given but not usable
+    #: (``Metadata.invalid``; a diagnosis: ``LesionRecord.label_invalid``)
     n_invalid: Counter[str] = field(default_factory=Counter)
+    #: the unusable labels as given (a diagnosis that names no class), by count
+    unusable_labels: Counter[str] = field(default_factory=Counter)
     groups: set[str] = field(default_factory=set)
     age_sum: float = 0.0
     age_min: float | None = None
@@ -79,11 +86,7 @@ class DataSummary:
             self.n_errors += 1
             if len(self.errors) < MAX_ERRORS_LISTED:
                 self.errors.append(rec.error)
-        if rec.label is None:
-            self.n_unlabeled += 1
-            self.n_missing["diagnosis"] += 1
-        else:
-            self.by_diagnosis[rec.label] += 1
+        self._add_label(rec)
         self.by_source[rec.source or "unknown"] += 1
         m = rec.meta
         unused = {name: "invalid" if name in m.invalid else "missing"
@@ -106,6 +109,17 @@ class DataSummary:
             self.n_missing["group"] += 1
         if size is not None:
             self.image_sizes[f"{size[0]}x{size[1]}"] += 1
+
+    def _add_label(self, rec: LesionRecord) -> None:
+        if rec.label is not None:
+            self.by_diagnosis[rec.label] += 1
+            return
+        self.n_unlabeled += 1
+        if rec.label_invalid is not None:  # given, but names no class: not "missing"
+            self.n_invalid["diagnosis"] += 1
+            self.unusable_labels[rec.label_invalid] += 1
+        else:
+            self.n_missing["diagnosis"] += 1
 
     def to_dict(self) -> dict[str, Any]:
         n = self.n_images
@@ -138,7 +152,10 @@ class DataSummary:
                 "mean": round(self.age_sum / n_aged, 2) if n_aged else None,
             },
             "missing": {k: rate(k) for k in ("diagnosis", "age", "sex", "site", "group")},
-            "n_invalid": {k: self.n_invalid[k] for k in ("age", "sex", "site")},
+            # "diagnosis" only where some are (as "invalid" in by_sex): the keys stay otherwise
+            "n_invalid": {k: self.n_invalid[k] for k in ("diagnosis", "age", "sex", "site")
+                          if k != "diagnosis" or self.n_invalid[k]},
+            "unusable_labels": dict(self.unusable_labels.most_common(MAX_LABELS_LISTED)),
             "image_sizes": dict(self.image_sizes.most_common(10)),
             "errors": list(self.errors),
             "n_unlisted": len(self.unlisted),
@@ -198,6 +215,12 @@ def summarize(
     finally:
         if bar is not None:
             bar.close()
+    from dermsight.evaluate.metrics import unknown_label_warnings
+    from dermsight.io.csvfolder import warn
+
+    for line in unknown_label_warnings(summary.by_diagnosis.elements(),
+                                       "it is then counted as missing"):
+        warn(line)  # "unknown" is read as UNK: said once, with the count
     return summary
 
 

@@ -168,6 +168,11 @@ class LesionRecord:
     path: str | None = None
     group: str | None = None
     error: str | None = None
+    #: a label given but not usable (a diagnosis that names no class, such as "Naevus", or a
+    #: target that disagrees with it: then the problem): ``label`` is None; kept so that such
+    #: rows are counted apart from rows without a label (``dermsight data summary``). A class
+    #: name, not patient data
+    label_invalid: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -127,6 +127,13 @@ SIIM2020_DIAGNOSIS: Final[dict[str, str]] = {
 }
 
 
+#: Label spellings (lower case) read as UNK, "Other / unknown", that in a clinic's export often
+#: mean "not known yet" rather than a lesion of no specific diagnosis. The mapping stays (the
+#: SIIM-ISIC 2020 training labels rely on it); ``dermsight evaluate`` and ``data summary`` warn.
+UNKNOWN_WORDS: Final[tuple[str, ...]] = tuple(
+    raw for raw, code in SIIM2020_DIAGNOSIS.items() if code == UNSPECIFIED and "unknown" in raw)
+
+
 def from_isic2017(melanoma: float | str, seborrheic_keratosis: float | str) -> str:
     """ISIC 2017 part 3: ``melanoma`` -> MEL, ``seborrheic_keratosis`` -> BKL, else NV."""
     if float(melanoma) >= 0.5:

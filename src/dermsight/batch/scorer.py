@@ -112,8 +112,12 @@ def prepare_row(
                        heatmap=cell_text(row.get("heatmap")))
     rid = prep.id
     given_error = cell_text(row.get("error"))
-    if given_error is not None:
+    if given_error is not None:  # a reader's error row (a missing file, a bad CSV row) keeps
+        # the metadata its input gives, as any other error row does; a value that cannot be
+        # used is left out (``Metadata.lenient``): the row's error is the reader's
         prep.error = given_error
+        prep.meta = Metadata.lenient(age=row.get("age"), sex=row.get("sex"),
+                                     site=row.get("site")).noted_from_text(row.get("meta_notes"))
         return prep
     try:
         prep.meta = Metadata.parse(age=row.get("age"), sex=row.get("sex"),

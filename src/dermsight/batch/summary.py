@@ -275,7 +275,7 @@ class _Evaluated:
     warnings: list[str] = field(default_factory=list)
 
 
-def _evaluate(
+def _evaluate(  # noqa: PLR0915
     out: str | os.PathLike[str],
     classes: Sequence[str],
     card: Card,
@@ -304,7 +304,7 @@ def _evaluate(
     (``training_overlap``) are counted and warned of, and the metrics on the others given
     apart (``held_out``). Metrics that need two classes are withheld when the evaluated labels
     hold one."""
-    from dermsight.evaluate import EvalSettings, evaluate_predictions
+    from dermsight.evaluate import EvalSettings, evaluate_predictions, unknown_label_warnings
     from dermsight.evaluate.report import render_report
     from dermsight.evaluate.skin_tone import ita_table
     from dermsight.predict import CANNOT_ASSESS
@@ -357,6 +357,7 @@ def _evaluate(
                             intervals="wilson")  # honest on few cases: evaluate/settings.py
     meta, sources = subgroup_frame(labelled)
     evaluation = evaluate_predictions(y, probs, list(classes), groups.to_numpy(), meta, settings)
+    warnings += unknown_label_warnings(y, "a row without a label is left out of the metrics")
     one_class = _withhold_one_class(evaluation, y)
     overlap = _add_overlap(evaluation, labelled["id"].astype(str).tolist(), y, card, now,
                            warnings=warnings, held_out=lambda held: evaluate_predictions(
@@ -409,6 +410,7 @@ def _evaluate(
                 *([w[0].upper() + w[1:] + "." for w in warnings]),
                 *([one_class] if one_class else []),
                 *([held_out_note(evaluation["held_out"])] if "held_out" in evaluation else []),
+                *([overlap.note()] if overlap.note() else []),
                 *([] if plots else [NO_PLOTS]),
             ],
         },
@@ -604,6 +606,14 @@ OPTIMISTIC = ("Some evaluated images were used to train or calibrate this model 
               "does on new patients; the held-out figures, where given, leave them out.")
 
 
+#: how ``training_overlap`` matches evaluated images to the bundle's split, and what that misses
+MATCHED_BY = "image id"
+BY_ID_ONLY = ("the check against the bundle's training / validation split compares image ids "
+              "only (the bundle records its split's ids, not the images' content): a renamed "
+              "copy of a training or validation image is not detected, and figures on such "
+              "copies would be optimistic")
+
+
 @dataclass
 class TrainingOverlap:
     """The evaluated images in the bundle's recorded split (``training_overlap``)."""
@@ -625,7 +635,8 @@ class TrainingOverlap:
     def record(self) -> dict[str, Any]:
         if not self.checked:
             return {"checked": False, "reason": self.reason}
-        return {"checked": True, "split_file": self.split_file, **self.counts,
+        return {"checked": True, "matched_by": MATCHED_BY, "renamed_copies_detected": False,
+                "limit": BY_ID_ONLY, "split_file": self.split_file, **self.counts,
                 "used_to_train_or_calibrate": self.used,
                 **({"caveat": f"{self.used} images were used to train / calibrate this model: "
                               "figures on them are optimistic"} if self.used else {})}
@@ -633,7 +644,13 @@ class TrainingOverlap:
     def summary_cell(self) -> str:
         if not self.checked:
             return f"not checked ({self.reason})"
-        return f"{self.counts.get('train', 0)} / {self.counts.get('val', 0)}"
+        return (f"{self.counts.get('train', 0)} / {self.counts.get('val', 0)} (matched by "
+                "image id only: renamed copies are not detected)")
+
+    def note(self) -> str | None:
+        """The report's line on what the check can and cannot see (``None`` when it was not
+        made: the warning says so)."""
+        return BY_ID_ONLY[0].upper() + BY_ID_ONLY[1:] + "." if self.checked else None
 
     def warning(self) -> str:
         if not self.checked:
@@ -641,9 +658,9 @@ class TrainingOverlap:
                     f"checked ({self.reason})")
         return (f"{self.used} evaluated images were used to train / calibrate this model "
                 f"({self.counts.get('train', 0)} in its training split, "
-                f"{self.counts.get('val', 0)} in its validation split, {self.split_file}): "
-                "figures on them are optimistic; the report and evaluation JSON give the "
-                "metrics on the other images apart (held_out)")
+                f"{self.counts.get('val', 0)} in its validation split, {self.split_file}, "
+                "matched by image id only): figures on them are optimistic; the report and "
+                "evaluation JSON give the metrics on the other images apart (held_out)")
 
 
 def _split_fallbacks() -> list[Path]:

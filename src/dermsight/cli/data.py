@@ -76,7 +76,12 @@ def _print_summary(d: dict[str, Any]) -> None:
         for k, v in counts.items():
             echo(f"    {k:<20} {int(v):>7}  {100 * int(v) / total:5.1f} %")
 
-    table("by diagnosis", d["by_diagnosis"])
+    n_bad_dx = d.get("n_invalid", {}).get("diagnosis", 0)
+    # a diagnosis given but naming no class: its own row, as the sex, site and age tables have
+    table("by diagnosis", {**d["by_diagnosis"], **({"invalid": n_bad_dx} if n_bad_dx else {})})
+    if d.get("unusable_labels"):
+        echo("  unusable diagnoses (read without a label), most common: "
+             + ", ".join(f"{k!r} ({v})" for k, v in d["unusable_labels"].items()))
     table("by source", d["by_source"])
     table("by sex", d["by_sex"])
     table("by site", d["by_site"])

@@ -12,7 +12,10 @@ matplotlib (the ``[train]`` extra) and is imported only when used.
       "n_boot": 200, "seed": 0, "ci_level": 0.95,
       "refer_threshold": 0.31 | None, "monitor_threshold": 0.12 | None,
       "metrics": {...},                         # flat point estimates, see metrics.compute_metrics
-      "ci": {"malignant_auc": {"value", "lo", "hi", "n"}, ...},   # every non-count metric
+      "ci": {"malignant_auc": {"value", "lo", "hi", "n", "draws", ...}, ...},  # every
+                                                # non-count metric; n = cases (an AUC: the
+                                                # smaller of its positives / negatives, which
+                                                # it gives too; withheld under min_cases)
       "per_class": [{"code", "name", "n", "auc", "sensitivity", "specificity"}, ...],
                                                 # auc/sensitivity/specificity are CI dicts
       "confusion": {"classes": [...], "counts": [[...], ...]},   # rows truth, cols predicted,
@@ -36,19 +39,23 @@ import numpy.typing as npt
 import pandas as pd
 
 from dermsight.evaluate.bootstrap import (
+    WILSON,
     bootstrap,
     bootstrap_difference,
     bootstrap_metrics,
     group_codes,
+    interval_method,
 )
 from dermsight.evaluate.metrics import (
     HEADLINE_METRICS,
+    auc_sides,
     compute_metrics,
     confusion_counts,
     reliability_bins,
+    unknown_label_warnings,
     validate_inputs,
 )
-from dermsight.evaluate.settings import DEFAULTS, EvalSettings
+from dermsight.evaluate.settings import DEFAULTS, MIN_CASES, EvalSettings
 from dermsight.evaluate.subgroups import subgroup_table
 from dermsight.taxonomy import BY_CODE
 
@@ -63,6 +70,8 @@ __all__ = [
     "compute_metrics",
     "evaluate_predictions",
     "subgroup_table",
+    "unknown_label_warnings",
+    "withhold_thin_aucs",
 ]
 
 EVALUATION_SCHEMA = "dermsight.evaluation/1"
@@ -93,6 +102,8 @@ def evaluate_predictions(
     codes = group_codes(groups, y.shape[0])
     ci = bootstrap_metrics(y, p, classes, codes, settings)
     metrics = compute_metrics(y, p, classes, **settings.decisions())
+    if interval_method(settings) == WILSON:  # a card's stored bootstrap figures stay as made
+        withhold_thin_aucs(metrics, ci, settings.min_cases)
     empty = {"value": None, "lo": None, "hi": None, "n": 0}
     per_class = [
         {
@@ -128,6 +139,30 @@ def evaluate_predictions(
         "reliability": reliability_bins(y, p),
         "subgroups": subgroups,
     }
+
+
+def withhold_thin_aucs(metrics: dict[str, Any], ci: dict[str, Any],
+                       min_cases: int = MIN_CASES) -> list[str]:
+    """Withhold (value ``None``, no interval, ``withheld`` and a ``note``) every AUC / pAUC of
+    one class against the rest whose positives or negatives are fewer than ``min_cases``, in
+    ``metrics`` and in its :func:`~dermsight.evaluate.bootstrap.case_intervals` entry of
+    ``ci`` (which keeps ``n``, ``positives`` and ``negatives``), as a subgroup's are withheld:
+    an AUC over one UNK image only says how that image ranks, and its bootstrap interval looks
+    far narrower than what is known. Returns what was withheld, one phrase each."""
+    said: list[str] = []
+    for key, entry in ci.items():
+        sides = auc_sides(key, metrics)
+        if sides is None or min(sides) >= min_cases or not isinstance(entry, dict):
+            continue
+        if metrics.get(key) is None and entry.get("value") is None:
+            continue  # undefined (a class absent), not withheld
+        pos, neg = sides
+        why = f"{pos} positive, {neg} negative (< {min_cases} on a side): withheld"
+        metrics[key] = None
+        entry.update(value=None, lo=None, hi=None, withheld=True, note=why)
+        entry.pop("k", None)
+        said.append(f"{key} ({pos} positive, {neg} negative)")
+    return said
 
 
 def compare_predictions(

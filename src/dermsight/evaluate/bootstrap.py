@@ -34,7 +34,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from dermsight.evaluate.metrics import cases_behind, compute_metrics, is_proportion, validate_inputs
+from dermsight.evaluate.metrics import (
+    auc_sides,
+    cases_behind,
+    compute_metrics,
+    is_proportion,
+    validate_inputs,
+)
 from dermsight.evaluate.settings import DEFAULTS, EvalSettings
 
 __all__ = [
@@ -57,8 +63,8 @@ __all__ = [
 #: resamples used).
 CI = dict[str, float | int | None]
 #: One metric with its :func:`case_intervals` interval: ``{"value", "lo", "hi", "n", "draws",
-#: "method"}`` (``n`` = cases), a proportion with ``k`` too, and ``note`` where a bootstrap shows
-#: no interval.
+#: "method"}`` (``n`` = cases; for an AUC the smaller of its ``positives`` and ``negatives``,
+#: given too), a proportion with ``k`` too, and ``note`` where a bootstrap shows no interval.
 CaseCI = dict[str, float | int | str | None]
 #: Interval methods (:func:`interval_method`): the percentile group bootstrap for every figure
 #: (the shipped cards'), or proportions by Wilson widened to the bootstrap (:func:`case_intervals`).
@@ -124,7 +130,8 @@ def wilson_interval(k: float, n: float, alpha: float = 0.05) -> tuple[float, flo
 
 
 def interval_method(settings: EvalSettings) -> str:
-    """``settings.intervals``: :data:`BOOTSTRAP` (the default) or :data:`WILSON`."""
+    """``settings.intervals``: :data:`BOOTSTRAP` (the default: the frozen shipped card's
+    figures) or :data:`WILSON` (``dermsight evaluate`` and new cards)."""
     method = settings.intervals
     if method not in (BOOTSTRAP, WILSON):
         raise ValueError(f"intervals must be {BOOTSTRAP!r} or {WILSON!r}, got {method!r}")
@@ -227,6 +234,9 @@ def _case_entry(key: str, point: Mapping[str, Any], vals: npt.NDArray[np.float64
     n = cases_behind(key, point)
     entry: CaseCI = {"value": None if value is None else float(value), "lo": None, "hi": None,
                      "n": n, "draws": int(vals.size), "method": RESAMPLED_METHOD}
+    sides = auc_sides(key, point)
+    if sides is not None:  # an AUC's n is its smaller side: say both
+        entry.update(positives=sides[0], negatives=sides[1])
     if value is None or not with_interval:
         return entry
     boot = _percentile(vals, alpha)

@@ -42,20 +42,21 @@ positives, ...) is ``None`` rather than NaN or an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from dermsight.malignancy import malignant_probability
-from dermsight.taxonomy import MALIGNANT
+from dermsight.taxonomy import BY_CODE, MALIGNANT, UNKNOWN_WORDS, UNSPECIFIED
 
 __all__ = [
     "ECE_BINS",
     "HEADLINE_METRICS",
     "MIN_TPR",
     "SENS_TARGET",
+    "auc_sides",
     "balanced_accuracy",
     "binary_auc",
     "brier_score",
@@ -73,6 +74,7 @@ __all__ = [
     "reliability_bins",
     "roc_curve",
     "specificity_at_sensitivity",
+    "unknown_label_warnings",
     "validate_inputs",
 ]
 
@@ -572,6 +574,21 @@ def _count(x: float) -> int:
     return int(round(float(x)))
 
 
+def unknown_label_warnings(labels: Iterable[object], consequence: str) -> list[str]:
+    """One plain line when some of ``labels`` (class codes; ``None`` for no label) are UNK,
+    else none: the word "unknown" is read as that class (``taxonomy.UNKNOWN_WORDS``), and in a
+    clinic's export it often means "not known yet". ``consequence``: what an empty label does
+    instead. The readers keep the class, not the word, so every UNK label is counted."""
+    given = [str(v) for v in labels if v is not None]
+    n_unk, n_labelled = given.count(UNSPECIFIED), len(given)
+    if n_unk <= 0:
+        return []
+    return [(f"{n_unk} of {n_labelled} labels are {UNSPECIFIED} ({BY_CODE[UNSPECIFIED].name}), "
+            f"the class a label written {' or '.join(map(repr, UNKNOWN_WORDS))} is read as: "
+            f"where it means the diagnosis is not known yet, leave the label empty "
+            f"({consequence})")]
+
+
 # --- what a metric is computed on --------------------------------------------------------------
 
 #: Metrics that are ``k`` of ``n`` cases at a given rule (a proportion): the class decision or a
@@ -590,12 +607,42 @@ def is_proportion(key: str) -> bool:
         ("sensitivity_", "specificity_"))
 
 
+#: The ranking figures of one positive class against the rest (an AUC or pAUC): their
+#: positives are the class (``auc_<C>``), the melanomas or the malignant items.
+_MEL_RANKING = ("mel_auc", "mel_pauc80")
+_MALIGNANT_RANKING = ("malignant_auc", "malignant_pauc80")
+
+
+def auc_sides(key: str, metrics: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(positives, negatives)`` behind a ranking figure of a :func:`compute_metrics` /
+    :func:`key_metrics` dict (``auc_<C>``: class ``C`` against the rest; ``mel_auc`` /
+    ``mel_pauc80``: MEL; ``malignant_auc`` / ``malignant_pauc80``: malignant), ``None`` for any
+    other key (``auc_macro`` too) or when ``metrics`` lacks the counts. An AUC rests on its
+    smaller side: over 1 UNK image it says how that one image ranks, whatever the total."""
+    n = metrics.get("n")
+    if key.startswith("auc_") and key != "auc_macro":
+        pos = metrics.get(f"n_{key[len('auc_'):]}")
+    elif key in _MEL_RANKING:
+        pos = metrics.get("n_MEL", metrics.get("n_mel"))
+    elif key in _MALIGNANT_RANKING:
+        pos = metrics.get("n_malignant")
+    else:
+        return None
+    if not isinstance(pos, int | float) or not isinstance(n, int | float):
+        return None
+    return int(pos), int(n) - int(pos)
+
+
 def cases_behind(key: str, metrics: Mapping[str, Any]) -> int | None:
     """How many cases the figure ``key`` of a :func:`compute_metrics` / :func:`key_metrics` dict
     is computed on: the items of class ``C`` for ``sensitivity_<C>`` and all the others for
     ``specificity_<C>``; the malignant items for a malignant sensitivity and the non-malignant
-    ones for its specificity; every item for the rest (AUCs, accuracies, calibration).
-    ``None`` when ``metrics`` lacks the counts."""
+    ones for its specificity; for an AUC or pAUC of one class against the rest the smaller of
+    its positives and negatives (:func:`auc_sides`); every item for the rest (``auc_macro``,
+    accuracies, calibration). ``None`` when ``metrics`` lacks the counts."""
+    sides = auc_sides(key, metrics)
+    if sides is not None:
+        return min(sides)
     n, mal = metrics.get("n"), metrics.get("n_malignant")
     if key.startswith(("sensitivity_", "specificity_")):
         n_c = metrics.get(f"n_{key.split('_', 1)[1]}")

@@ -93,7 +93,8 @@ import numpy as np
 
 from dermsight.evaluate.bootstrap import wilson_interval
 from dermsight.evaluate.metrics import HEADLINE_METRICS
-from dermsight.evaluate.settings import MIN_N
+from dermsight.evaluate.settings import MIN_CASES, MIN_N
+from dermsight.taxonomy import UNSPECIFIED
 
 __all__ = ["FEW_GROUPS", "METRIC_LABELS", "card_report_extras", "render_report"]
 
@@ -233,6 +234,8 @@ def _ci(v: object, digits: int = 3, signed: bool = False, cases: object = None) 
     its ``k of n``, named as such; without, the cell says there is no interval."""
     if isinstance(v, Mapping):
         value, lo, hi = v.get("value"), v.get("lo"), v.get("hi")
+        if value is None and v.get("withheld") and v.get("note"):
+            return f'withheld <span class="note">({_e(v["note"])})</span>'
         if value is None:
             return "&mdash;"
         named = _cases(v)
@@ -302,9 +305,36 @@ def _cases(v: Mapping[str, Any]) -> str:
     if "draws" not in v or not _is_num(n):
         return ""
     parts = [f"{_num(v['k'])} of {_num(n)}"] if _is_num(v.get("k")) else []
+    if _is_num(v.get("positives")) and _is_num(v.get("negatives")):  # an AUC: n = smaller side
+        parts = [f"{_num(v['positives'])} positive, {_num(v['negatives'])} negative"]
     if float(n) < MIN_N:
         parts.append(SMALL_SAMPLE if parts else f"n = {_num(n)}, {SMALL_SAMPLE}")
     return ", ".join(parts)
+
+
+def _withheld(v: object) -> bool:
+    """Whether a CI entry was withheld for too few cases (``withhold_thin_aucs``)."""
+    return isinstance(v, Mapping) and bool(v.get("withheld"))
+
+
+def _thin_classes_note(metrics: Mapping[str, Any], classes: Sequence[str]) -> str:
+    """The note on classes with fewer than :data:`MIN_CASES` items that enter the balanced
+    accuracy (the mean recall of the classes present, each weighing the same), or ``""``."""
+    counts = {c: metrics.get(f"n_{c}") for c in classes}
+    present = [(c, float(n)) for c, n in counts.items() if _is_num(n) and float(n) > 0]
+    thin = [(c, n) for c, n in present if n < MIN_CASES]
+    if not thin:
+        return ""
+    listed = ", ".join(f"{_e(c)} ({_count(n)} item{'' if n == 1 else 's'})"
+                       for c, n in thin)
+    return (f'<p class="note">Balanced accuracy is the mean recall of the {len(present)} '
+            f"classes present, each weighing 1/{len(present)} however few its items. "
+            f"{len(thin)} of them {'has' if len(thin) == 1 else 'have'} fewer than {MIN_CASES} "
+            f"items: {listed}; one image of a class with k items moves the balanced "
+            f"accuracy by 1/({len(present)} &times; k), {1 / len(present):.3f} when k is 1. "
+            "Check that their labels are meant"
+            + (" (a label written &ldquo;unknown&rdquo; is read as UNK, Other / unknown)"
+               if any(c == UNSPECIFIED for c, _ in thin) else "") + ".</p>")
 
 
 def _names_cases(test: Mapping[str, Any]) -> bool:
@@ -502,7 +532,9 @@ def _ci_note(test: Mapping[str, Any]) -> str:
                 "for that metric; where the middle 95% of the resamples all gave one value, no "
                 f"interval is shown and the cell says so. &ldquo;{SMALL_SAMPLE}&rdquo;: fewer "
                 f"than {MIN_N} cases behind the figure (subgroups that small are withheld "
-                "altogether); read its interval, not the point. pAUC follows the ISIC 2024 "
+                "altogether); read its interval, not the point. An AUC (or pAUC) of one class "
+                "against the rest rests on the smaller of its positives and negatives (its n), "
+                f"and is withheld under {MIN_CASES}. pAUC follows the ISIC 2024 "
                 "convention (raw area above 80% sensitivity, 0.02 random, 0.2 perfect).</p>")
     return (f'<p class="note">95% intervals: percentile bootstrap over {_e(test.get("n_boot"))} '
             f"resamples of {_e(test.get('n_groups'))} groups (seed {_e(test.get('seed'))}); a "
@@ -528,7 +560,8 @@ def _headline(test: Mapping[str, Any]) -> str:
                    caption=f"Test metrics on {_count(metrics.get('n'))} items "
                            f"({_count(metrics.get('n_malignant'))} malignant)")
     return ("<h2>Test metrics</h2>" + table + _ci_note(test)
-            + f'<p class="note">{_MALIGNANT_SHARE}</p>')
+            + f'<p class="note">{_MALIGNANT_SHARE}</p>'
+            + _thin_classes_note(metrics, list(test.get("classes") or [])))
 
 
 def _difference_cell(key: str, entry: object, point: float | None) -> str:
@@ -1067,10 +1100,16 @@ def _limitations(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         items.append(f"{len(withheld)} subgroup(s) had too few cases for some or all metrics; "
                      "performance there is unknown, not good.")
     undefined = [pc["code"] for pc in test.get("per_class") or []
-                 if _value(pc.get("auc")) is None]
+                 if _value(pc.get("auc")) is None and not _withheld(pc.get("auc"))]
     if undefined:
         items.append("No test cases for: " + ", ".join(undefined) + "; performance on these "
                      "classes is not measured.")
+    thin = [f"{pc['code']} ({_count(pc.get('n'))})" for pc in test.get("per_class") or []
+            if _withheld(pc.get("auc"))]
+    if thin:
+        items.append(f"Too few cases for the AUC of {', '.join(thin)} (fewer than "
+                     f"{MIN_CASES} on a side): withheld; performance there is unknown, not "
+                     "good.")
     if not items:
         return ""
     return "<h2>Limitations</h2><ul>" + "".join(f"<li>{_e(i)}</li>" for i in items) + "</ul>"

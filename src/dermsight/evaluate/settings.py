@@ -37,10 +37,14 @@ class EvalSettings:
     * ``malignant_excluded``: classes left out of the malignant probability's denominator;
     * ``n_boot`` (0: no intervals), ``seed``, ``alpha`` (0.05: 95 % intervals);
     * ``min_n``, ``min_cases``: the withholding limits;
-    * ``intervals``: ``"bootstrap"`` (the percentile group bootstrap for every figure, as the
-      shipped cards were made) or ``"wilson"`` (``dermsight evaluate`` / ``batch --evaluate``: a
-      proportion gets the Wilson interval widened to the group bootstrap, so 24 of 24 is not
-      shown as 1.000 to 1.000; entries name their cases ``n`` and resamples ``draws``).
+    * ``intervals``: ``"bootstrap"`` (the percentile group bootstrap for every figure, ``n``
+      counting resamples: how the frozen shipped card's stored figures were made, kept as the
+      default so that ``tools/card_tables.py`` and ``tools/add_loso_rows.py`` reproduce them)
+      or ``"wilson"`` (``dermsight evaluate`` / ``batch --evaluate`` and the cards that
+      ``dermsight train`` writes: a proportion gets the Wilson interval widened to the group
+      bootstrap, so 24 of 24 is not shown as 1.000 to 1.000; entries name their cases ``n``
+      and resamples ``draws``; an AUC's ``n`` is the smaller of its positives and negatives,
+      both given, and it is withheld under ``min_cases``).
     """
 
     refer_threshold: float | None = None

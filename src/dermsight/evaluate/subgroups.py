@@ -97,8 +97,34 @@ def age_band(age: object) -> str:
     return AGE_BANDS[-1]
 
 
-def _category(value: object) -> str:
-    return MISSING if _missing(value) else " ".join(str(value).strip().lower().split())
+def _blank(value: object) -> bool:
+    """Really missing: ``None``, NaN or only whitespace (a data source named ``none``, ``na``
+    or ``unknown`` is a name, not a missing value)."""
+    if value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value))):
+        return True
+    return not str(value).strip()
+
+
+def _category(value: object, *, names_only: bool = False) -> str:
+    """A row's subgroup key: the value with its spaces collapsed, case folded (``clinicA`` and
+    ``CLINICA`` are one group), or :data:`MISSING`; ``names_only``: only a blank value is
+    missing (:func:`_blank`), as for a data source."""
+    if _blank(value) if names_only else _missing(value):
+        return MISSING
+    return " ".join(str(value).split()).casefold()
+
+
+def _categories(values: Sequence[object], vocabulary: Sequence[str], *,
+                names_only: bool = False) -> list[str]:
+    """The rows' subgroup names: case variants of one value are one group, shown as the
+    vocabulary spells it (``SEXES``, ``SITES``) or else as the first row spelt it
+    (``clinicA``, not ``clinica``)."""
+    keys = [_category(v, names_only=names_only) for v in values]
+    shown: dict[str, str] = {MISSING: MISSING, **{v.casefold(): v for v in vocabulary}}
+    for key, value in zip(keys, values, strict=True):
+        if key not in shown:
+            shown[key] = " ".join(str(value).split())
+    return [shown[k] for k in keys]
 
 
 def _ordered(labels: Sequence[str], preferred: Sequence[str]) -> list[str]:
@@ -120,8 +146,9 @@ def subgroup_labels(meta_df: pd.DataFrame) -> dict[str, tuple[npt.NDArray[np.str
             labels = [age_band(v) for v in values]
             order = _ordered(labels, AGE_BANDS)
         else:
-            labels = [_category(v) for v in values]
-            order = _ordered(labels, SEXES if attr == "sex" else SITES if attr == "site" else ())
+            vocabulary = SEXES if attr == "sex" else SITES if attr == "site" else ()
+            labels = _categories(values, vocabulary, names_only=attr == "source")
+            order = _ordered(labels, vocabulary)
         out[attr] = (np.asarray(labels, dtype=str), order)
     return out
 

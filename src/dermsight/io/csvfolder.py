@@ -288,6 +288,8 @@ class ParsedRow:
     source: str | None
     problems: list[str] = field(default_factory=list)
     label_problems: list[str] = field(default_factory=list)
+    #: the diagnosis cell as given when it names no class ("Naevus"); None otherwise
+    unknown_diagnosis: str | None = None
 
     @property
     def blocking(self) -> list[str]:
@@ -374,6 +376,8 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
     label_problems: list[str] = []
     label = _label(row, layout, label_problems)
     problems.extend(label_problems)
+    raw_dx = _cell(row, layout.label_col)
+    unknown_dx = raw_dx if label_problems and label is None and raw_dx else None
     raw_age, raw_sex, raw_site = (_cell(row, c) for c in (layout.age_col, layout.sex_col,
                                                            layout.site_col))
     group = next((v for c in layout.group_cols if (v := _cell(row, c))), None)
@@ -389,6 +393,7 @@ def parse_row(row: dict[str, str | None], layout: Layout, line: int, where: str)
         source=source,
         problems=problems,
         label_problems=label_problems,
+        unknown_diagnosis=unknown_dx,
     )
 
 
@@ -1044,6 +1049,15 @@ def classify_csvs(folder: Path) -> tuple[Path | None, list[Path]]:
     return None, []
 
 
+def unusable_label(parsed: ParsedRow) -> str | None:
+    """What a row gives as its label when that cannot be used (``LesionRecord.label_invalid``):
+    the diagnosis as written when it names no class, else why the label cannot be used (a
+    target that disagrees with it); None for a row whose label can be used or is not given."""
+    if not parsed.label_problems:
+        return None
+    return parsed.unknown_diagnosis or "; ".join(parsed.label_problems)
+
+
 def _record(parsed: ParsedRow, path: str | None = None, error: str | None = None) -> LesionRecord:
     return LesionRecord(
         id=parsed.id,
@@ -1054,6 +1068,7 @@ def _record(parsed: ParsedRow, path: str | None = None, error: str | None = None
         path=path,
         group=parsed.group,
         error=error,
+        label_invalid=unusable_label(parsed) if parsed.label is None else None,
     )
 
 

@@ -290,6 +290,7 @@ def _record_from(
         source=str(source) if source is not None else "tfrecord",
         group=group,
         error=_no_image(features) if image_bytes is None else None,
+        label_invalid="; ".join(label_problems) or None,  # why the label cannot be used
     )
     return rec, image_bytes, label_problems
 

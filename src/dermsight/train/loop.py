@@ -27,6 +27,7 @@ from dermsight import taxonomy
 from dermsight.cardschema import default_malignant
 from dermsight.malignancy import malignant_probability
 from dermsight.parallel import default_workers
+from dermsight.quiet_warnings import sklearn_notes
 from dermsight.train.adversary import AdversaryTraining
 from dermsight.train.config import ConfigError, TrainConfig
 from dermsight.train.data import LesionDataset, WithIndex
@@ -80,6 +81,8 @@ def check_distributed(cfg: TrainConfig, info: DistInfo) -> None:
 
 #: the folder (inside the run folder) a checkpoint is written in before it replaces the old one
 PARTIAL = ".partial"
+#: the scikit-learn notes ``quick_metrics`` has printed in this process (each said once)
+_TOLD: set[str] = set()
 
 
 def save_checkpoint(obj: dict[str, Any], path: Path) -> None:
@@ -251,8 +254,10 @@ def quick_metrics(labels: np.ndarray, logits: np.ndarray, classes: list[str],
     The malignant AUC ranks by the malignant probability the bundle will use (its classes and
     ``malignant_excluded``)."""
     probs = torch.softmax(torch.from_numpy(logits), 1).numpy()
+    with sklearn_notes(told=_TOLD):  # a validation split without some class: said once a run
+        balanced = float(balanced_accuracy_score(labels, probs.argmax(1)))
     res = {
-        "balanced_accuracy": float(balanced_accuracy_score(labels, probs.argmax(1))),
+        "balanced_accuracy": balanced,
         "nll": float(-np.log(probs[np.arange(len(labels)), labels] + 1e-12).mean()),
     }
     if "MEL" in classes:

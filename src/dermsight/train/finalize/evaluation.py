@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dermsight.evaluate import EvalSettings, evaluate_predictions
+from dermsight.evaluate.bootstrap import WILSON
 from dermsight.evaluate.card_tables import CrossSource, ScoredSet, card_tables
 from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.evaluate.source_check import single_source_classes, source_check
@@ -67,11 +68,14 @@ def evaluate_test(cfg: TrainConfig, model: Dermsight, parts: dict[str, Part], ca
     groups_t = test.groups(cfg.data.group_col)
     # the rule's decisions with the refer / monitor thresholds and intervals; the figures beside
     # it drop what they do not report
+    # (intervals as dermsight evaluate gives them: Wilson for a proportion, n = its cases; the
+    # percentile bootstrap, n = resamples, stays only in the shipped card's stored figures)
     full = EvalSettings(refer_threshold=calib.refer, monitor_threshold=calib.monitor,
-                        offsets=offsets, malignant_excluded=excl, n_boot=n_boot, seed=seed)
+                        offsets=offsets, malignant_excluded=excl, n_boot=n_boot, seed=seed,
+                        intervals=WILSON)
     test_eval = evaluate_predictions(test.labels, pt, classes, groups_t, _meta_frame(test), full)
     # the plain arg-max figures beside the rule's (the same evaluation when the rule is arg-max)
-    plain = EvalSettings(malignant_excluded=excl, n_boot=0, seed=seed)
+    plain = EvalSettings(malignant_excluded=excl, n_boot=0, seed=seed, intervals=WILSON)
     test_argmax = test_eval if offsets is None else evaluate_predictions(
         test.labels, pt, classes, groups_t, settings=plain)
     uncal = evaluate_predictions(test.labels, softmax(test.logits, 1.0), classes, groups_t,
