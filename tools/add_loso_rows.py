@@ -113,7 +113,8 @@ def _scored(section: dict[str, Any] | None, card: dict[str, Any], bundle: Path, 
         refer_threshold=model.card.thresholds.refer,
         offsets=model.card.decision.offsets(model.classes),
         malignant_excluded=tuple(model.card.malignant_excluded),
-        n_boot=int(test.get("n_boot", 200)), seed=int(test.get("seed", 0)))
+        n_boot=int(test.get("n_boot", 200)), seed=int(test.get("seed", 0)),
+        intervals="bootstrap")  # the shipped card's stored method
     for source in sorted(frame["source"].unique()):
         section = add_loso_row(
             section, frame, model.classes, str(source), trained_on, run, settings=settings)

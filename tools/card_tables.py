@@ -233,7 +233,8 @@ def new_tables(model: Dermsight, card: dict[str, Any], df: pd.DataFrame,
     settings = EvalSettings(refer_threshold=th["refer_threshold"], offsets=th["offsets"],
                             malignant_excluded=tuple(th["malignant_excluded"]),
                             n_boot=int(test_ev.get("n_boot", 200)),
-                            seed=int(test_ev.get("seed", 0)))
+                            seed=int(test_ev.get("seed", 0)),
+                            intervals="bootstrap")  # the shipped card's stored method
     rows = source_rows(frame, classes, run, settings=settings)
     t_ita = time.perf_counter()
     ita = ita_for_images(images)
