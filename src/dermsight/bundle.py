@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -41,7 +44,8 @@ from dermsight.decision import DecisionRule
 from dermsight.preprocess import InputSpec, MetaSpec
 
 __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "card_sha256",
-           "check_features", "load_bundle", "save_bundle", "write_manifest"]
+           "check_features", "load_bundle", "save_bundle", "staged_bundle", "unfinished_reason",
+           "write_manifest"]
 CARD_FILE = "card.json"
 ONNX_FILE = "model.onnx"
 GATE_FILE = "gate.npz"
@@ -53,6 +57,15 @@ REFERENCE_DIR = "reference"
 MANIFEST_KEY = "files"
 #: the ONNX output whose axis 1 is the width of the pooled features (``Dermsight.run_arrays``)
 FEATURES_OUTPUT = "features"
+#: the card ``status`` of the provisional bundle finalize scores through before it has fitted
+#: the temperature, thresholds and gate (``train.finalize.scoring.serving_model``); finalize
+#: replaces it with ``"trained"``. Loading refuses such a card (:func:`unfinished_reason`).
+PROVISIONAL = "provisional"
+#: the suffixes of the sibling folders :func:`staged_bundle` builds a bundle in
+#: (``bundle.partial-<pid>``) and keeps the bundle it replaces in while it swaps
+#: (``bundle.old-<pid>``); a folder left by an interrupted run is tidied by the next one
+PARTIAL_SUFFIX = ".partial-"
+BACKUP_SUFFIX = ".old-"
 
 
 class BundleError(Exception):
@@ -336,15 +349,37 @@ def check_bundle_folder(root: Path) -> None:
         raise BundleError(f"{root} is not a dermsight bundle: no {ONNX_FILE}")
 
 
+def unfinished_reason(card: Card) -> str | None:
+    """Why ``card`` is not a finished model's card, or None when it is: the provisional card
+    finalize scores through (``status: "provisional"``), or one with no metrics and a refer
+    threshold of 1 or more (a provisional card of an older dermsight, without the marker). Its
+    temperature, thresholds and gate are placeholders: every lesion would be called low risk
+    and no image refused."""
+    if card.extra.get("status") == PROVISIONAL:
+        return f"its card is marked status {PROVISIONAL!r}"
+    if not card.extra.get("metrics") and card.thresholds.refer >= 1.0:
+        return (f"its card has no metrics and a refer threshold of {card.thresholds.refer:g}, "
+                "as only a provisional card has")
+    return None
+
+
 def load_bundle(path: str | Path | None = None, verify: bool = True,
-                reference: bool = True) -> Bundle:
+                reference: bool = True, provisional: bool = False) -> Bundle:
     """Load and validate a bundle folder (the shipped default when ``path`` is None).
     ``reference=False``: its reference set is neither checked nor read (``dermsight reference
-    build`` replaces it, so a missing, damaged or stale one must not stop it)."""
+    build`` replaces it, so a missing, damaged or stale one must not stop it). A provisional
+    bundle (:func:`unfinished_reason`) is refused unless ``provisional`` (finalize alone scores
+    through one)."""
     root = Path(path) if path is not None else default_bundle_path()
     check_bundle_folder(root)
     card_path = root / CARD_FILE
     card = Card.from_dict(_read_card_json(card_path))
+    if not provisional and (why := unfinished_reason(card)) is not None:
+        raise BundleError(
+            f"{root} is not a finished bundle: {why}; its risk thresholds, temperature and gate "
+            "are placeholders (a training or export that was interrupted leaves such a card). "
+            "Make the bundle again (dermsight export RUN, or dermsight train with --stage "
+            "finalize) or use a finished bundle")
     identity = card_sha256(root)  # read above: a card that cannot be read is a BundleError
     if verify:
         if card.files.get(ONNX_FILE, card.onnx_sha256) != card.onnx_sha256:
@@ -479,3 +514,77 @@ def save_bundle(
         (root / REPORT_FILE).write_text(report_html, encoding="utf-8")
     card.files = write_manifest(root)
     return root
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def tidy_staged(dst: str | Path) -> list[str]:
+    """Tidy what an interrupted :func:`staged_bundle` left beside the bundle folder ``dst``:
+    a half-built ``<dst>.partial-<pid>`` is removed; a ``<dst>.old-<pid>`` (the finished bundle
+    being replaced when the swap was cut short) is put back at ``dst`` when ``dst`` is missing,
+    else removed. Returns one line per thing done."""
+    dst = Path(dst)
+    done: list[str] = []
+    if not dst.parent.is_dir():
+        return done
+    for p in sorted(dst.parent.glob(f"{dst.name}{PARTIAL_SUFFIX}*")):
+        _remove(p)
+        done.append(f"removed {p}, a bundle an interrupted run left unfinished")
+    backups = sorted(dst.parent.glob(f"{dst.name}{BACKUP_SUFFIX}*"),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    if backups and not dst.exists():
+        backups[0].rename(dst)
+        done.append(f"restored {dst} from {backups[0].name}, which an interrupted run left")
+        backups = backups[1:]
+    for p in backups:
+        _remove(p)
+        done.append(f"removed {p}, a replaced bundle an interrupted run left")
+    return done
+
+
+def replace_folder(src: Path, dst: Path) -> None:
+    """Put the folder ``src`` at ``dst`` (a sibling: same file system) in place of whatever is
+    there, by renames: ``dst`` is moved to ``<dst>.old-<pid>``, ``src`` to ``dst``, then the
+    old one is removed. If the second rename fails, the old one is put back. At every moment
+    ``dst`` is either the old folder or the new one (or, between the two renames, missing
+    while the old one waits as ``<dst>.old-<pid>``, which :func:`tidy_staged` restores)."""
+    backup = dst.with_name(f"{dst.name}{BACKUP_SUFFIX}{os.getpid()}")
+    if backup.exists():
+        _remove(backup)
+    moved = False
+    try:
+        if dst.exists() or dst.is_symlink():
+            dst.rename(backup)
+            moved = True
+        src.rename(dst)
+    except BaseException:
+        if moved and not dst.exists():
+            backup.rename(dst)
+        raise
+    if moved:
+        _remove(backup)
+
+
+@contextmanager
+def staged_bundle(dst: str | Path) -> Iterator[Path]:
+    """Build the bundle for ``dst`` in a fresh sibling folder ``<dst>.partial-<pid>`` (yielded)
+    and, when the block ends without an exception, put it at ``dst`` in one rename
+    (:func:`replace_folder`). On any exception, Ctrl-C included, the partial folder is removed
+    and ``dst`` is left as it was: the bundle that was there, or none. Leftovers of an earlier
+    interrupted run are tidied first (:func:`tidy_staged`). Two runs must not build the same
+    ``dst`` at once."""
+    dst = Path(dst)
+    tidy_staged(dst)
+    stage = dst.with_name(f"{dst.name}{PARTIAL_SUFFIX}{os.getpid()}")
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        replace_folder(stage, dst)
+    except BaseException:
+        _remove(stage)
+        raise

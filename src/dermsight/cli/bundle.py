@@ -22,11 +22,13 @@ def verify(
         help="bundle folder (default: the shipped bundle)")] = None,
 ) -> None:
     """Check a bundle as loading does — the card against its schema (every runtime field present
-    and of the right type), the sha256 of every file it loads or serves against the card's
-    manifest, no unlisted file, an ONNX file ONNX Runtime can load, the gate arrays the card's
-    gate needs, a readable reference set — then run the network once and check that its classes
-    and features fit the card, the gate and the whole reference set. Exit code 3 and one line
-    naming the problem (the card field, the file) when anything is wrong."""
+    and of the right type), a finished card (not the provisional one an interrupted finalize or
+    export left: ``status: "provisional"``, or no metrics and a refer threshold of 1), the
+    sha256 of every file it loads or serves against the card's manifest, no unlisted file, an
+    ONNX file ONNX Runtime can load, the gate arrays the card's gate needs, a readable reference
+    set — then run the network once and check that its classes and features fit the card, the
+    gate and the whole reference set. Exit code 3 and one line naming the problem (the card
+    field, the file) when anything is wrong."""
     import numpy as np
 
     from dermsight.bundle import BundleError

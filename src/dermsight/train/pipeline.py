@@ -259,8 +259,11 @@ def interruption_note(cfg: TrainConfig, out: Path) -> str:
     if epochs < cfg.train.epochs:
         return (f"{out / 'last.pt'} keeps epoch {epochs} of {cfg.train.epochs}: continue with "
                 f"the same command and --resume")
-    return (f"training had finished ({out / 'best.pt'}), its bundle was not made: make it with "
-            f"the same command and --stage finalize")
+    # finalize builds in a partial folder and swaps it in at the end (bundle.staged_bundle)
+    kept = (f" ({out / 'bundle'} is still the bundle made before, left as it was)"
+            if (out / "bundle" / "card.json").is_file() else "")
+    return (f"training had finished ({out / 'best.pt'}), its bundle was not made{kept}: make "
+            f"it with the same command and --stage finalize")
 
 
 def run(cfg: TrainConfig, out: Path, resume: bool = False, stage: str = "all",

@@ -40,6 +40,9 @@ SPLITS = ("train", "val", "test")
 EXTERNAL = "external"
 #: the raw column whose values ``data.exclude_source_repos`` lists
 SOURCE_REPO = "source_repo"
+#: the table column naming the CSV column each image was grouped by: ``data.group_col``, or,
+#: in a data folder without it, the id column it fell back to (:func:`fallback_group_col`)
+GROUPED_BY = "grouped_by"
 
 
 @dataclass
@@ -67,6 +70,13 @@ class _Folder:
     #: how one patient's images fall into several groups under data.group_col (None: they
     #: do not)
     leak: str | None = None
+    #: the CSV column the images were grouped by (``data.group_col``, or its fallback)
+    group_col: str = ""
+    #: whether ``group_col`` is a fallback: the CSV has no ``data.group_col`` column
+    fell_back: bool = False
+    #: the CSV's columns, and the column ``leak`` says to group by instead (None: no leak)
+    columns: tuple[str, ...] = ()
+    leak_col: str | None = None
 
     def leaves_out(self, label: str | None, raw: dict[str, str | None], cfg: DataConfig
                    ) -> bool:
@@ -96,19 +106,29 @@ def dataset_csv(root: Path) -> Path:
     return primary
 
 
-def _group_col_hint(csv: Path, columns: tuple[str, ...]) -> str:
-    """Which column to group by, when the configured one is missing: the coarsest id column
-    (patient before lesion) that has values."""
+def _best_group_col(csv: Path, columns: tuple[str, ...]) -> str | None:
+    """The coarsest id column (patient before lesion) of ``csv`` that has values, if any."""
     present = [c for c in columns if c.lower() in GROUP_COLS]
     filled = {c for _, raw, _ in iter_csv_raw(csv) for c in present if (raw.get(c) or "").strip()}
     best = sorted(filled, key=lambda c: -GROUP_COLS.index(c.lower()))
+    return best[0] if best else None
+
+
+def _group_col_hint(csv: Path, columns: tuple[str, ...]) -> str:
+    """Which column to group by, when the configured one is missing: the coarsest id column
+    (patient before lesion) that has values."""
+    best = _best_group_col(csv, columns)
     return ("; set data.group_col to the column that groups one patient's images"
-            + (f" (here: {best[0]})" if best else ""))
+            + (f" (here: {best})" if best else ""))
 
 
-def _columns(csv: Path, cfg: DataConfig) -> tuple[Layout, str | None, list[str]]:
-    """A training CSV's layout, its group column and its other id columns (lesion, patient);
-    ``ConfigError`` for a CSV without a diagnosis column."""
+def _columns(csv: Path, cfg: DataConfig, fallback: bool = False
+             ) -> tuple[Layout, str | None, list[str]]:
+    """A training CSV's layout, its group column and its other id columns (group, lesion,
+    patient); ``ConfigError`` for a CSV without a diagnosis column. A CSV without the group
+    column ``data.group_col`` is refused (``ReaderError`` with a hint), unless ``fallback``
+    (another data folder has it): then its group column is None and the caller picks one of
+    its id columns (:func:`fallback_group_col`)."""
     layout = read_header(csv)
     if not (layout.label_col or layout.onehot or layout.isic2017):
         raise ConfigError(
@@ -118,17 +138,66 @@ def _columns(csv: Path, cfg: DataConfig) -> tuple[Layout, str | None, list[str]]
     try:
         gcol = resolve_group_col(layout.columns, cfg.group_col)
     except ReaderError as exc:
-        raise ReaderError(f"{exc}{_group_col_hint(csv, layout.columns)}") from exc
+        if not fallback:
+            raise ReaderError(f"{exc}{_group_col_hint(csv, layout.columns)}") from exc
+        gcol = None
     return layout, gcol, [c for c in layout.columns if c.lower() in GROUP_COLS and c != gcol]
 
 
-def _read_root(root: Path, cfg: DataConfig) -> _Folder:
+def _header(root: Path) -> tuple[Path, tuple[str, ...]] | None:
+    """The CSV of data folder ``root`` and its columns; None for a folder that cannot be read
+    (reading it in ``_read_root`` says why)."""
+    try:
+        csv = dataset_csv(root)
+        return csv, read_header(csv).columns
+    except (ConfigError, ReaderError, OSError):
+        return None
+
+
+def _has_column(root: Path, name: str) -> bool:
+    """Whether the CSV of data folder ``root`` has the column ``name`` (any case)."""
+    header = _header(root)
+    return header is not None and name.lower() in {c.lower() for c in header[1]}
+
+
+def fallback_group_col(csv: Path, wanted: str, ids: list[str], values: dict[str, list[str]]
+                       ) -> tuple[str | None, str | None]:
+    """The id column to group the images of ``csv`` by when it lacks ``data.group_col``
+    (``wanted``), and why it cannot be grouped (None when it can). ``values``: each id column
+    of the CSV (group_id, lesion_id, patient_id in any case) -> one value per image (``ids``).
+
+    Columns with values come first, then in ``GROUP_COLS`` order (group, lesion, patient); the
+    first under which no value of another id column has images in two groups is taken (so
+    neither a patient nor a lesion is ever split). When every one would split one, the first is
+    returned with the reason."""
+    order = sorted(values, key=lambda c: (not any(values[c]), GROUP_COLS.index(c.lower())))
+    if not order:
+        return None, (f"{csv} has no {wanted} column (another data folder has it) and none of "
+                      f"the id columns {', '.join(GROUP_COLS)}: add a {wanted} column that groups "
+                      f"one patient's images (one value per patient)")
+    first_leak: str | None = None
+    for col in order:
+        groups = [group_of(i, v) for i, v in zip(ids, values[col], strict=True)]
+        leak = group_leak(col, groups, {c: v for c, v in values.items() if c != col})
+        if leak is None:
+            return col, None
+        first_leak = first_leak or leak[1]
+    return order[0], (f"{csv} has no {wanted} column (another data folder has it), and grouping "
+                      f"it by any of its id columns ({', '.join(order)}) would split one patient "
+                      f"or lesion between splits (by {order[0]}: {first_leak}): add a {wanted} "
+                      f"column to it that groups one patient's images")
+
+
+def _read_root(root: Path, cfg: DataConfig, fallback: bool = False) -> _Folder:
+    """One data folder as read. ``fallback``: another data folder has the column
+    ``data.group_col``, so a CSV without it is grouped by one of its own id columns."""
     folder = _Folder(dataset_csv(root))
     try:
-        layout, gcol, others = _columns(folder.csv, cfg)
+        layout, gcol, others = _columns(folder.csv, cfg, fallback)
         index = ImageIndex(root, keep_listing=True)  # its deep scan lists the unlisted
         seen: set[str] = set()
-        groups: list[str] = []
+        kept_ids: list[str] = []
+        group_values: list[str] = []
         other_values: dict[str, list[str]] = {c: [] for c in others}
         for line, raw, parsed in iter_csv_raw(folder.csv):
             if parsed.id in seen:
@@ -145,8 +214,8 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                               ("site", folder.bad_sites)):
                 if name in parsed.meta.invalid:  # a placeholder ("NaN", "N/A") is not
                     bad.append(line)
-            group = group_of(parsed.id, raw.get(gcol or ""))
-            groups.append(group)
+            kept_ids.append(parsed.id)
+            group_values.append(raw.get(gcol or "") or "")
             for c in others:
                 other_values[c].append((raw.get(c) or "").strip())
             path = (str(root / parsed.path_value) if parsed.path_value
@@ -158,7 +227,6 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                 "image_id": parsed.id, "diagnosis": parsed.label,
                 "age": parsed.meta.age, "sex": parsed.meta.sex, "site": parsed.meta.site,
                 "source": parsed.source or root.name, "root": root.name, "path": path,
-                cfg.group_col: f"{root.name}:{group}",
             })
     except ReaderError as exc:
         raise ConfigError(f"data folder {root}: {exc}") from exc
@@ -166,10 +234,75 @@ def _read_root(root: Path, cfg: DataConfig) -> _Folder:
                                [r["path"] for r in folder.rows if r["path"]], index.listing())
     if unlisted.files:  # the CSV is the listing: said once, as the batch reader says it
         warn_unlisted(unlisted, "not used for training")
-    leak = group_leak(gcol or cfg.group_col, groups, other_values)
-    if leak is not None:
-        folder.leak = f"{folder.csv}: {leak[1]}; set data.group_col={leak[0]}"
+    folder.columns = layout.columns
+    _group(folder, root.name, cfg, gcol, ids=kept_ids, group_values=group_values,
+           other_values=other_values)
     return folder
+
+
+def _group(folder: _Folder, name: str, cfg: DataConfig, gcol: str | None, *, ids: list[str],
+           group_values: list[str], other_values: dict[str, list[str]]) -> None:
+    """Give every row of ``folder`` its group (``cfg.group_col``: ``name:group``) and the
+    column it came from (``GROUPED_BY``): ``gcol``, or, when the CSV has no
+    ``data.group_col`` (``gcol`` None), its fallback; note when grouping would split a patient
+    or lesion (``folder.leak``)."""
+    if gcol is None:  # no data.group_col column: one of the CSV's own id columns
+        folder.fell_back = True
+        gcol, folder.leak = fallback_group_col(folder.csv, cfg.group_col, ids, other_values)
+        group_values = other_values.pop(gcol) if gcol else [""] * len(ids)
+    folder.group_col = gcol or ""
+    groups = [group_of(i, v) for i, v in zip(ids, group_values, strict=True)]
+    for row, group in zip(folder.rows, groups, strict=True):
+        row[cfg.group_col] = f"{name}:{group}"
+        row[GROUPED_BY] = folder.group_col
+    leak = None if folder.fell_back else group_leak(folder.group_col, groups, other_values)
+    if leak is None:
+        return
+    folder.leak_col = leak[0]
+    folder.leak = f"{folder.csv}: {leak[1]}; set data.group_col={leak[0]}"
+
+
+def _leak_hints(folders: list[_Folder]) -> None:
+    """With several data folders, a leak's hint (``set data.group_col=X``) also names the
+    folders without an X column: those are then grouped by their own id columns."""
+    for f in folders:
+        col = f.leak_col
+        if f.leak is None or col is None or len(folders) < 2:
+            continue
+        lacking = [o.csv.parent.name for o in folders
+                   if col.lower() not in {c.lower() for c in o.columns}]
+        if lacking:
+            f.leak += (f" (the data folders without a {col} column, {', '.join(lacking)}, are "
+                       f"then each split by their own {', '.join(GROUP_COLS[:-1])} or "
+                       f"{GROUP_COLS[-1]} column)")
+
+
+def _grouping_note(folders: list[_Folder], cfg: DataConfig) -> list[str]:
+    """One line naming the column each folder was grouped by, when one of them has no
+    ``data.group_col`` column (and fell back to one of its id columns)."""
+    if not any(f.fell_back for f in folders):
+        return []
+    return [f"data.group_col {cfg.group_col} is not in every data folder, so each is split by "
+            "its own group column: " + "; ".join(
+                f"{f.csv.parent.name} by {f.group_col}"
+                + (f" (it has no {cfg.group_col} column)" if f.fell_back else "")
+                for f in folders)]
+
+
+def _group_cols_missing(roots: list[Path], cfg: DataConfig) -> str:
+    """The error for several data folders none of which has the column ``data.group_col``:
+    which column each could be grouped by."""
+    hints = []
+    for root in roots:
+        header = _header(root)
+        if header is not None:
+            best = _best_group_col(*header)
+            hints.append(f"{header[0]}: "
+                         f"{best or 'no group_id, lesion_id or patient_id with values'}")
+    return (f"group column {cfg.group_col!r} is in none of the data folders' CSVs; set "
+            "data.group_col to the column that groups one patient's images (a folder without "
+            "it is then grouped by its own group_id, lesion_id or patient_id column); the "
+            "columns that could: " + "; ".join(hints))
 
 
 #: how many of each kind of data problem the report names (all are counted)
@@ -267,7 +400,14 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
     by the CSV's other id columns) images fall into several groups. ``notes`` (when given)
     receives one line for each kind of row left out (no diagnosis, another class, an
     excluded source repository)."""
-    folders = [_read_root(Path(r), cfg) for r in cfg.roots]
+    roots = [Path(r) for r in cfg.roots]
+    # a folder without the group column falls back to its own id columns, as long as another
+    # folder has it (a name no folder has is a mistake, not a fallback)
+    fallback = len(roots) > 1 and any(_has_column(r, cfg.group_col) for r in roots)
+    if len(roots) > 1 and not fallback and all(_header(r) is not None for r in roots):
+        raise ConfigError(_group_cols_missing(roots, cfg))
+    folders = [_read_root(r, cfg, fallback) for r in roots]
+    _leak_hints(folders)
     ids = Counter(row["image_id"] for f in folders for row in f.rows)
     shared = [i for i, n in ids.items() if n > 1]
     across = [f"{len(shared)} image ids occur in more than one data folder (e.g. {shared[0]}): "
@@ -279,7 +419,8 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
                           f"before training: " + " | ".join(problems)
                           if len(problems) > 1 else problems[0])
     if notes is not None:
-        notes.extend([*_left_out(folders, cfg), *_unmatched(folders, cfg)])
+        notes.extend([*_grouping_note(folders, cfg), *_left_out(folders, cfg),
+                      *_unmatched(folders, cfg)])
     # object columns throughout: a missing age stays None (never NaN)
     df = pd.DataFrame([row for f in folders for row in f.rows], dtype=object)
     if df.empty:

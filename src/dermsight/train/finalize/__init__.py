@@ -2,7 +2,8 @@
 serving path (ONNX Runtime + the shared preprocessing) — ``calibrate`` (temperature, risk
 thresholds), ``fit_decision`` and ``fit_gate`` on VALIDATION, ``evaluate_test`` once on the held-out
 TEST split, the linear-probe ``baseline``, and ``write_card`` / ``render_report`` (model.onnx,
-card.json, gate.npz, report.html, plots/).
+card.json, gate.npz, report.html, plots/), all in a partial folder that replaces ``RUN/bundle``
+in one rename at the end (an interrupted finalize leaves the earlier bundle, or none).
 
 Modules: ``scoring`` (splits, export, serving model, scores), ``calibration``, ``gating``,
 ``evaluation``, ``baseline``, ``card``, ``report``.
@@ -11,6 +12,7 @@ Modules: ``scoring`` (splits, export, serving model, scores), ``calibration``, `
 from __future__ import annotations
 
 import json
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from dermsight.bundle import RUN_BUNDLE_DIR, staged_bundle, tidy_staged
 from dermsight.compression import note_limits, survey
 from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.preprocess import MetaSpec
@@ -55,14 +58,32 @@ __all__ = ["finalize"]
 def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
              provenance: Provenance | None = None) -> dict[str, Any]:
     """Turn the run in ``out`` (best.pt, logs) into the bundle ``out/bundle``; ``df`` is the
-    table with its ``split`` column. Returns (and writes) ``finalize_summary.json``."""
+    table with its ``split`` column. Returns (and writes) ``finalize_summary.json``.
+
+    The bundle is built in ``out/bundle.partial-<pid>`` (the provisional bundle finalize scores
+    through included) and put at ``out/bundle`` in one rename once it is whole
+    (``bundle.staged_bundle``): an interrupted or failed finalize leaves the bundle that was
+    there before untouched, or no bundle, never a provisional one."""
     t_start = time.perf_counter()
     provenance = provenance or Provenance.of(cfg.name, out)
+    bundle_dir = out / RUN_BUNDLE_DIR
+    for line in tidy_staged(bundle_dir):
+        print(f"note: {line}", file=sys.stderr, flush=True)
+    with staged_bundle(bundle_dir) as stage:
+        summary = _make_bundle(cfg, df, out, stage, provenance, t_start)
+    summary = {"bundle": str(bundle_dir), **summary}
+    (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _make_bundle(cfg: TrainConfig, df: pd.DataFrame, out: Path, bundle_dir: Path,
+                 provenance: Provenance, t_start: float) -> dict[str, Any]:
+    """Every finalize step, writing the bundle into ``bundle_dir`` (finalize's partial folder);
+    the summary's figures."""
     spec, meta_spec = cfg.input.spec(), MetaSpec()
     parts = load_parts(cfg, df)
     onnx_bytes, parity = export_checked(load_network(cfg, out, meta_spec), spec, meta_spec,
                                         parts["test"])
-    bundle_dir = out / "bundle"
     model = serving_model(cfg, bundle_dir, onnx_bytes, spec, meta_spec)
     score(model, parts)
 
@@ -111,7 +132,5 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     extra["training"]["finalize_seconds"] = round(time.perf_counter() - t_start, 1)
     write_card(cfg, bundle_dir, onnx_bytes, calib=calib, decision=decision, gate=gate,
                extra=extra, report_html=html)
-    summary = {"bundle": str(bundle_dir), "temperature": calib.temperature,
-               "refer": calib.refer, "monitor": calib.monitor, "parity": parity}
-    (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {"temperature": calib.temperature, "refer": calib.refer, "monitor": calib.monitor,
+            "parity": parity}

@@ -21,7 +21,7 @@ from dermsight.preprocess import MetaSpec
 from dermsight.train.config import Provenance, TrainConfig
 from dermsight.train.export import OUTPUTS
 from dermsight.train.finalize.calibration import Calibration
-from dermsight.train.table import EXTERNAL, SPLITS, split_hashes
+from dermsight.train.table import EXTERNAL, GROUPED_BY, SPLITS, split_hashes
 
 #: how the card names the values of the ``source`` column
 SOURCE_NAMES = {"ham10000": "HAM10000", "isic2016": "ISIC 2016", "isic2017": "ISIC 2017",
@@ -368,7 +368,19 @@ def data_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, Any]:
                          .value_counts().to_dict()} for s in SPLITS},
         "split_sha256": split_hashes(df),
         "group_col": cfg.data.group_col,
+        **({"group_col_by_folder": by_folder}
+           if (by_folder := group_cols_by_folder(df)) and set(by_folder.values())
+           != {cfg.data.group_col} else {}),
     }
+
+
+def group_cols_by_folder(df: pd.DataFrame) -> dict[str, str]:
+    """The CSV column each data folder's images were grouped by (``data.group_col``, or in a
+    folder without it the id column it fell back to: ``train.table.fallback_group_col``)."""
+    if GROUPED_BY not in df.columns or "root" not in df.columns:
+        return {}
+    return {str(root): str(col) for root, col
+            in df.groupby("root", sort=False)[GROUPED_BY].first().items()}
 
 
 def training_section(cfg: TrainConfig, out: Path, provenance: Provenance) -> dict[str, Any]:

@@ -45,7 +45,7 @@ def render_report(cfg: TrainConfig, bundle_dir: Path, test: Part, *, calib: Cali
             "summary": {"images used": data["n_images"], "test images": len(test.labels),
                         "test groups": len(set(test.groups(cfg.data.group_col)))},
             "splits": {s: data["by_split"][s]["by_diagnosis"] for s in SPLITS},
-            "notes": [f"Group-disjoint split on {cfg.data.group_col} (seed "
+            "notes": [f"Group-disjoint split on {_grouping(cfg, data)} (seed "
                       f"{cfg.data.split_seed}); test never used for training, early stopping, "
                       "temperature, thresholds or the gate.",
                       f"Excluded source repos: {', '.join(cfg.data.exclude_source_repos)}"],
@@ -67,3 +67,13 @@ def render_report(cfg: TrainConfig, bundle_dir: Path, test: Part, *, calib: Cali
             "natural_frequencies": sections["natural_frequencies"]}),
     })
     return html, sorted(plots)
+
+
+def _grouping(cfg: TrainConfig, data: dict[str, Any]) -> str:
+    """The group column the split used: ``data.group_col``, or per data folder where one of
+    them had to fall back to its own id column (the card's ``data.group_col_by_folder``)."""
+    by_folder = data.get("group_col_by_folder")
+    if not by_folder:
+        return cfg.data.group_col
+    return "each data folder's group column (" + "; ".join(
+        f"{root}: {col}" for root, col in by_folder.items()) + ")"

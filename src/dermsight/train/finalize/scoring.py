@@ -1,6 +1,7 @@
 """The data finalize works on and its scores through the serving path: each split's images,
 metadata and labels (``load_parts``), the trained network exported to ONNX with a parity check
-(``export_checked``), a provisional bundle run by the serving facade (``serving_model``), and the
+(``export_checked``), a provisional bundle run by the serving facade (``serving_model``; built in
+finalize's partial folder, refused by loading anywhere else), and the
 logits and pooled features of every split from it (``score``)."""
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from dermsight.bundle import Card, Thresholds, load_bundle, save_bundle
+from dermsight.bundle import PROVISIONAL, Card, Thresholds, load_bundle, save_bundle
 from dermsight.parallel import default_workers
 from dermsight.predict import Dermsight
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
@@ -104,14 +105,17 @@ def export_checked(net: LesionNet, spec: InputSpec, meta_spec: MetaSpec, test: P
 
 def serving_model(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, spec: InputSpec,
                   meta_spec: MetaSpec) -> Dermsight:
-    """A provisional bundle (temperature 1, no gate) run by the serving facade, so that every
-    later step scores exactly as serving will."""
+    """A provisional bundle (temperature 1, placeholder thresholds, no gate) run by the serving
+    facade, so that every later step scores exactly as serving will. Its card is marked
+    ``status: "provisional"``, which loading refuses (``bundle.unfinished_reason``) everywhere
+    but here; ``bundle_dir`` is finalize's partial folder (``bundle.staged_bundle``), never the
+    run's bundle itself."""
     prov = Card(name=cfg.name, version=cfg.version, classes=list(cfg.data.classes),
                 input_spec=spec, meta_spec=meta_spec, temperature=1.0,
                 thresholds=Thresholds(1.0, 1.0), onnx_sha256="", outputs=OUTPUTS,
-                malignant_excluded=cfg.malignant_excluded())
+                extra={"status": PROVISIONAL}, malignant_excluded=cfg.malignant_excluded())
     save_bundle(bundle_dir, onnx_bytes, prov)
-    return Dermsight(load_bundle(bundle_dir),
+    return Dermsight(load_bundle(bundle_dir, provisional=True),
                      threads=cfg.evaluation.num_threads or default_workers())
 
 
