@@ -213,7 +213,7 @@ def test_dicom_deflate_bomb_is_refused_after_inflating_at_most_the_upload_cap() 
     assert len(bomb) < 2_500_000
     t0 = time.perf_counter()
     reason = _reason(bomb)
-    assert reason == "DICOM deflated data set is too large once decompressed (limit 21 MB)"
+    assert reason == "DICOM deflated data set is too large once decompressed (limit 20 MB)"
     assert time.perf_counter() - t0 < 2.0
     # a real deflated DICOM still reads
     rgb = np.full((24, 40, 3), (150, 90, 60), np.uint8)

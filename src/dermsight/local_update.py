@@ -471,7 +471,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     from dermsight.batch.options import ScoreOptions
     from dermsight.batch.resume import listed_keys, listed_rows
     from dermsight.batch.sources import open_source
-    from dermsight.batch.store import OutputCommand, OutputError
+    from dermsight.batch.store import OutputCommand, OutputError, read_output
 
     target = Path(out)
     _check_name(name)
@@ -495,7 +495,7 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
     report = report_path(target)
     # only the cases ``data`` lists: a --scores folder may also hold rows of other data
     listed = listed_keys(source.rows(check_unlisted=False))  # run_local has warned of them
-    frame = _read_scores(scores_dir)
+    frame = read_output(scores_dir)  # read by path: see batch.store._read_part
     frame = frame[listed_rows(frame["id"].tolist(), frame["path"].tolist(), listed)]
     try:
         written, assessment = adapt_bundle(loaded, frame, target, name, seed=seed)
@@ -506,30 +506,6 @@ def adapt(data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, 
                             exc.assessment) from None
     _write_json(report, assessment.to_dict())
     return Adapted(bundle=written, assessment=assessment, report=report)
-
-
-def _read_scores(scores_dir: Path) -> pd.DataFrame:
-    """The rows of the scores folder (Parquet parts: ``run_local`` refused any other kind).
-
-    pyarrow reads each part from its path, not, as ``pd.read_parquet`` does with a local path,
-    through a Python file object: pyarrow's threads let go of such an object after the read has
-    returned, and need the GIL to do so; when the process ends first (an ``UpdateRefused``
-    raised right after the read, not caught), the interpreter ends such a thread as it asks
-    for the GIL, which aborts the process ("terminate called without an active exception",
-    exit code 134; now and then: 2 runs in 67 of the README's snippet here). A file read from
-    its path is let go of without the GIL."""
-    import pyarrow.parquet as pq
-
-    from dermsight.batch.store import _reading, part_files, read_output
-
-    parts = part_files(scores_dir)
-    if not parts or any(not p.name.endswith(".parquet") for p in parts):
-        return read_output(scores_dir)  # none yet, or another kind: as the store reads them
-    frames = []
-    for part in parts:
-        with _reading(part):
-            frames.append(pq.read_table(str(part)).to_pandas())
-    return pd.concat(frames, ignore_index=True)
 
 
 def _refusal_with_files(message: str, scores_dir: Path, report: Path,

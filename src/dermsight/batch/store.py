@@ -154,12 +154,21 @@ def part_files(out: str | os.PathLike[str], fmt: str | None = None) -> list[Path
 
 def _read_part(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     """The rows of one part file (``columns`` only, when given); ``OutputFailure`` naming it
-    when it cannot be read."""
+    when it cannot be read.
+
+    A Parquet part is read through pyarrow's own local file system, by its path: given a bare
+    local path, ``pd.read_parquet`` opens a Python file object and pyarrow's threads let go of
+    it after the read has returned, needing the GIL to do so; a process that ends right after
+    (an exception raised and not caught) can then abort ("terminate called without an active
+    exception", exit code 134). A file pyarrow opened itself is let go of without the GIL."""
     with _reading(path):
         if path.name.endswith(".csv"):
             df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
             return df.replace({"": None})
-        return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+        from pyarrow.fs import LocalFileSystem
+
+        return pd.read_parquet(path, columns=list(columns) if columns is not None else None,
+                               filesystem=LocalFileSystem())
 
 
 def iter_output(out: str | os.PathLike[str],

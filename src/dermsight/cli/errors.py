@@ -31,8 +31,25 @@ OPTIONAL_MODULES: dict[str, str] = {
     **dict.fromkeys(("torch", "torchvision", "timm", "onnx", "onnxscript", "sklearn", "scipy",
                      "matplotlib", "skimage", "albumentations"), "train"),
     "pyspark": "spark",
-    **dict.fromkeys(("fsspec", "s3fs"), "s3"),
+    "fsspec": "clinic",
+    "s3fs": "s3",
 }
+
+#: a module that more than one extra installs, and the advice that names each for its use:
+#: fsspec is the clinic's image store (a local folder too) and, with s3fs, reads s3:// paths
+_ADVICE: dict[str, str] = {
+    "fsspec": "pip install 'dermsight[clinic]' (or 'dermsight[s3]' for s3:// paths)",
+}
+
+
+def install_advice(module: str) -> str | None:
+    """What to install for the optional ``module`` (or a submodule of it): ``pip install
+    'dermsight[<extra>]'``; ``None`` when no extra installs it."""
+    top = module.partition(".")[0]
+    if top in _ADVICE:
+        return _ADVICE[top]
+    extra = OPTIONAL_MODULES.get(top)
+    return None if extra is None else f"pip install 'dermsight[{extra}]'"
 
 
 class UserError(Exception):
@@ -56,7 +73,7 @@ def require_modules(what: str, *modules: str) -> None:
     for name in modules:
         if importlib.util.find_spec(name) is None:
             raise UserError(f"{what} needs the optional package {name!r}, which is not "
-                            f"installed: pip install 'dermsight[{OPTIONAL_MODULES[name]}]'")
+                            f"installed: {install_advice(name)}")
 
 
 def check_threads(threads: int | None, option: str = "--threads") -> None:
@@ -135,11 +152,11 @@ def run_guarded(app: typer.Typer, argv: list[str] | None = None) -> int:  # noqa
         print(f"error: model bundle: {exc}", file=sys.stderr)
         return EXIT_BUNDLE
     except ModuleNotFoundError as exc:  # an optional extra not installed; else a real bug
-        extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
-        if extra is None:
+        advice = install_advice(exc.name or "")
+        if advice is None:
             raise
         print(f"error: this needs the optional package {exc.name!r}, which is not installed: "
-              f"pip install 'dermsight[{extra}]'", file=sys.stderr)
+              f"{advice}", file=sys.stderr)
         return EXIT_USER
     except (UserError, ImageDecodeError, ReaderError, OutputError, TaxonomyError,
             FileNotFoundError, ClinicConfigError) as exc:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from dermsight.cli.data import QuietOpt
-from dermsight.cli.errors import EXIT_USER, Interruption, UserError
+from dermsight.cli.errors import EXIT_USER, Interruption, UserError, check_threads
 from dermsight.progress import counting, progress_bars
 from dermsight.web.settings import MAX_DEFAULT_WORKERS
 
@@ -63,15 +63,6 @@ def _heatmap_names(heatmap: Path | None, n: int) -> UniqueNames | None:
     from dermsight.batch.overlays import UniqueNames
 
     return UniqueNames()
-
-
-def _check_ort_threads(threads: int, flag_given: bool) -> None:
-    """Refuse (exit 2), before the model loads, more ONNX Runtime threads than
-    ``onnxsession.max_threads`` allows: ONNX Runtime starts every thread it is given."""
-    from dermsight.onnxsession import threads_refusal
-
-    if (why := threads_refusal(threads)) is not None:
-        raise UserError(f"{'--threads' if flag_given else 'DERMSIGHT_ORT_THREADS'}: {why}")
 
 
 def _listen_refusal(host: str, port: int) -> str | None:
@@ -339,7 +330,9 @@ def serve(  # noqa: PLR0913
                                log_level=log_level, database=database, images=images,
                                retention_days=retention_days,
                                session_idle_minutes=session_idle_minutes)
-    _check_ort_threads(settings.ort_threads, flag_given=threads is not None)
+    # before the model loads (exit 2): the flag or the variable it came from is named
+    check_threads(settings.ort_threads,
+                  "--threads" if threads is not None else "DERMSIGHT_ORT_THREADS")
     refusal = (bind_refusal(host, settings.api_token, insecure_no_auth)
                or token_refusal(host, settings.api_token) or _listen_refusal(host, port))
     if refusal is not None:

@@ -56,6 +56,7 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import bmp_compression, header_size, jpeg_frame
 from dermsight.io.quiet import silence_logger
+from dermsight.io.sizes import MIB, size_pair, size_text, too_large_text
 
 # Pillow logs odd files at ERROR ("More samples per pixel than can be decoded: 35", TIFF/EXIF
 # fields): values from an untrusted upload must not reach the logs; our own reason is raised.
@@ -78,35 +79,14 @@ __all__ = [
     "size_text",
     "sniff",
     "to_rgb",
+    "too_large_text",
     "transparent_share",
     "verify_image",
 ]
 
-MIB = 1024 * 1024
 #: Built-in defaults (the ``DERMSIGHT_*`` environment variables below override them).
 MAX_PIXELS_BUILTIN = 25_000_000  # 6000 x 4000 dermatoscope cameras fit
 MAX_DECODE_BYTES_BUILTIN = 128 * MIB
-
-
-
-def size_text(n: int) -> str:
-    """``n`` bytes as the decoder's messages say them: ``900 bytes``, ``1.4 KB`` (one decimal),
-    ``259 MB`` (MB and KB of 1024: ``DERMSIGHT_MAX_DECODE_MB``'s unit). Rounded down, so a limit
-    is never shown larger than it is; and never a non-zero size as ``0 MB``."""
-    if n < 1024:
-        return f"{n:,} byte{'' if n == 1 else 's'}"
-    if n < MIB:
-        return f"{math.floor(n / 1024 * 10) / 10:.1f}".removesuffix(".0") + " KB"
-    return f"{n // MIB} MB"
-
-
-def too_large_text(size: int, limit: int) -> str:
-    """``file too large: 1.1 KB (limit 1,000 bytes)``; exact byte counts where the two would
-    read the same (not ``20 MB (limit 20 MB)``)."""
-    shown, cap = size_text(size), size_text(limit)
-    if shown == cap:
-        shown, cap = f"{size:,} bytes", f"{limit:,} bytes"
-    return f"file too large: {shown} (limit {cap})"
 
 
 def _env_limit(name: str, default: float, default_text: str) -> float:
@@ -342,9 +322,9 @@ def check_dimensions(w: int, h: int, limits: DecodeLimits, label: str = "image")
 
 def _check_cost(w: int, h: int, cost: int, limits: DecodeLimits, label: str) -> None:
     if cost > limits.max_decode_bytes:
+        need, cap = size_pair(cost, limits.max_decode_bytes)
         raise ImageDecodeError(
-            f"image too large: this {w}x{h} {label} needs about {size_text(cost)} to decode "
-            f"(limit {size_text(limits.max_decode_bytes)})"
+            f"image too large: this {w}x{h} {label} needs about {need} to decode (limit {cap})"
         )
 
 
@@ -616,10 +596,8 @@ def _tiff_tile_bytes(img: Image.Image) -> int:
         rows = min(int(tags.get(278, h) or h), h)
         buf = rows * w * bytes_per_px
     if buf > MAX_TIFF_TILE_BYTES:
-        raise ImageDecodeError(
-            f"TIFF tiles/strips of {size_text(buf)} are not accepted "
-            f"(limit {size_text(MAX_TIFF_TILE_BYTES)})"
-        )
+        tiles, cap = size_pair(buf, MAX_TIFF_TILE_BYTES)
+        raise ImageDecodeError(f"TIFF tiles/strips of {tiles} are not accepted (limit {cap})")
     compression = int(tags.get(259, 1) or 1)
     # libtiff-decoded JPEG/OJPEG TIFFs go through an RGBA buffer of the whole image
     return buf + (w * h * 4 if compression in (6, 7) else 0)

@@ -63,6 +63,7 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.io.files import read_regular_file
 from dermsight.io.headers import jpeg_frame
 from dermsight.io.quiet import silence_logger
+from dermsight.io.sizes import size_pair, size_text, too_large_text
 from dermsight.records import IGNORED, LesionRecord, Metadata
 
 NO_PIXELS = "DICOM file has no image (pixel data)"
@@ -190,7 +191,8 @@ def _inflate_if_deflated(data: bytes, limits: DecodeLimits) -> bytes:
             from exc
     if len(body) > cap or inflater.unconsumed_tail:
         raise ImageDecodeError(
-            f"DICOM deflated data set is too large once decompressed (limit {cap / 1e6:.0f} MB)"
+            "DICOM deflated data set is too large once decompressed "
+            f"(limit {size_text(cap)})"
         )
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     out = DicomBytesIO()
@@ -406,10 +408,10 @@ def _native_pixels(ds: Any, size: int, layout: _Layout, limits: DecodeLimits) ->
     _check_one_frame(layout.frames)
     need = layout.native_bytes()
     if need * 3 > limits.max_decode_bytes:
+        cost, cap = size_pair(need * 3, limits.max_decode_bytes)
         raise ImageDecodeError(
             f"image too large: this {layout.cols}x{layout.rows} DICOM image needs about "
-            f"{need * 3 / 1024 / 1024:.0f} MB to decode "
-            f"(limit {limits.max_decode_bytes / 1024 / 1024:.0f} MB)")
+            f"{cost} to decode (limit {cap})")
     # a palette image expands to 3 samples of up to 16 bits per index
     palette = layout.photometric == "PALETTE COLOR"
     with decode_budget().reserve(layout.rows * layout.cols * 6 + need if palette else need * 3):
@@ -566,9 +568,7 @@ def decode_dicom_upload(
     compressed (``dermsight.compression.inspect``)."""
     limits = limits or DecodeLimits()
     if len(data) > limits.max_bytes:
-        raise ImageDecodeError(
-            f"file too large: {len(data) / 1e6:.1f} MB (limit {limits.max_bytes / 1e6:.0f} MB)"
-        )
+        raise ImageDecodeError(too_large_text(len(data), limits.max_bytes))
     try:
         ds = _read_dataset(data, limits)
         image, frame = _pixels_from(ds, limits)

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.sizes import size_text, too_large_text
 
 _KINDS = (
     (stat.S_ISDIR, "a folder"),
@@ -115,9 +116,7 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
         if not stat.S_ISREG(st.st_mode):
             raise ImageDecodeError(f"{p.name} is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > max_bytes:
-            raise ImageDecodeError(
-                f"file too large: {st.st_size / 1e6:.1f} MB (limit {max_bytes / 1e6:.0f} MB)"
-            )
+            raise ImageDecodeError(too_large_text(st.st_size, max_bytes))
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=True) as fh:
             fd = -1
@@ -127,8 +126,6 @@ def read_regular_file(path: str | os.PathLike[str], max_bytes: int) -> bytes:
     finally:
         if fd >= 0:
             os.close(fd)
-    if len(data) > max_bytes:
-        raise ImageDecodeError(
-            f"file too large: more than {max_bytes / 1e6:.0f} MB (limit {max_bytes / 1e6:.0f} MB)"
-        )
+    if len(data) > max_bytes:  # it grew while it was read
+        raise ImageDecodeError(f"file too large: more than the limit of {size_text(max_bytes)}")
     return data
