@@ -233,6 +233,17 @@ def test_the_refer_tier_on_the_clinics_cases_counts_what_was_served_and_warns_be
     only_benign = LocalCases(cases.probs[20:], labels[20:], cases.groups[20:],
                              referred=referred[20:])
     assert refer_on_cases(only_benign, CLASSES, MALIGNANT, 0.95) is None
+    # every malignant case referred: an interval that does not collapse, with its k of n
+    # (the percentile bootstrap printed "1.000 (1.000 to 1.000)" for 60 of 60)
+    every = LocalCases(cases.probs, labels, cases.groups,
+                       referred=np.r_[np.ones(20, bool), referred[20:]])
+    all_in = refer_on_cases(every, CLASSES, MALIGNANT, 0.95, n_boot=200)
+    assert all_in is not None
+    assert all_in["sensitivity"]["value"] == 1.0
+    assert (all_in["sensitivity"]["k"], all_in["sensitivity"]["n"]) == (20, 20)
+    assert 0.8 < all_in["sensitivity"]["lo"] < 0.9  # Wilson 20 of 20: 0.839 to 1.000
+    assert (all_in["specificity"]["k"], all_in["specificity"]["n"]) == (24, 30)
+    assert "sensitivity 1.000 (0.839 to 1.000; 20 of 20)" in "\n".join(render_refer(all_in))
     # what the threshold was fitted for: the training config, else the validation figure
     assert fitted_refer_sensitivity(
         {"training": {"config": {"calibration": {"refer_sensitivity": 0.95}}}}) == 0.95

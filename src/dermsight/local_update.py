@@ -48,7 +48,7 @@ import pandas as pd
 from dermsight.batch.schema import TTA_TRUE
 from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_manifest
 from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
-from dermsight.evaluate.bootstrap import bootstrap
+from dermsight.evaluate.bootstrap import bootstrap, case_intervals
 from dermsight.evaluate.metrics import rates_at_threshold
 
 if TYPE_CHECKING:
@@ -161,14 +161,16 @@ def _fmt(ci: dict[str, float | int | None], signed: bool = False) -> str:
     def num(v: float | int | None) -> str:
         return "n/a" if v is None else (f"{v:+.3f}" if signed else f"{v:.3f}")
 
-    return f"{num(ci['value'])} ({num(ci['lo'])} to {num(ci['hi'])})"
+    cases = f"; {ci['k']} of {ci['n']}" if ci.get("k") is not None else ""
+    return f"{num(ci['value'])} ({num(ci['lo'])} to {num(ci['hi'])}{cases})"
 
 
 def refer_on_cases(cases: LocalCases, classes: Sequence[str], malignant: Sequence[str],
                    fitted_for: float | None, *, seed: int = 0,
                    n_boot: int = N_BOOT) -> dict[str, Any] | None:
     """The refer tier as served on the clinic's cases: sensitivity over the cases labelled with a
-    ``malignant`` class, specificity over the others (group-bootstrap 95 % intervals), beside
+    ``malignant`` class, specificity over the others (95 % Wilson intervals of k of n, widened to
+    the group bootstrap where it reaches further), beside
     ``fitted_for`` (the sensitivity its threshold was fitted for on the model's validation
     images). None when the tiers are not known or the cases lack either kind."""
     if cases.referred is None:
@@ -178,12 +180,18 @@ def refer_on_cases(cases: LocalCases, classes: Sequence[str], malignant: Sequenc
         return None
     high = cases.referred
 
-    def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | None]:
-        sens, spec = rates_at_threshold(sick, high.astype(float), 1.0, w)  # referred: 1 >= 1
-        return {"sensitivity": sens, "specificity": spec}
+    counts = {"n": len(cases), "n_malignant": int(sick.sum())}  # the cases behind each figure
 
-    ci = bootstrap(figures, len(cases), cases.groups, n_boot=n_boot, seed=seed)
-    sens = ci["sensitivity"]["value"]
+    def figures(w: npt.NDArray[np.float64] | None) -> dict[str, float | int | None]:
+        sens, spec = rates_at_threshold(sick, high.astype(float), 1.0, w)  # referred: 1 >= 1
+        return {"sensitivity": sens, "specificity": spec, **counts}
+
+    # Wilson interval of k of n, widened to the group bootstrap (as `dermsight evaluate`): the
+    # percentile bootstrap alone collapses to "1.000 (1.000 to 1.000)" on 60 of 60
+    ci = case_intervals(figures, len(cases), cases.groups, n_boot=n_boot, seed=seed,
+                        keys=("sensitivity", "specificity"))
+    value = ci["sensitivity"]["value"]
+    sens = float(value) if isinstance(value, (int, float)) else None
     below = fitted_for is not None and sens is not None and sens < fitted_for
     return {
         "malignant_classes": [c for c in classes if c in set(malignant)],
