@@ -192,3 +192,16 @@ def test_a_missing_s3fs_names_the_s3_extra(capsys: pytest.CaptureFixture[str],
 
     assert run_guarded(app, ["store"]) == EXIT_USER
     assert capsys.readouterr().err.strip().endswith("pip install 'dermsight[s3]'")
+
+
+def test_a_remote_file_over_the_limit_names_the_limit_in_the_shared_wording() -> None:
+    """A remote (fsspec) read over a 1,000-byte limit said "more than 0 MB"."""
+    fsspec = pytest.importorskip("fsspec")
+    from dermsight.batch.references import read_remote
+    from dermsight.io.errors import ImageDecodeError
+
+    with fsspec.open("memory://sizes/big.jpg", "wb") as fh:
+        fh.write(b"x" * 5000)
+    with pytest.raises(ImageDecodeError) as err:
+        read_remote("memory://sizes/big.jpg", None, 1000)
+    assert str(err.value) == "file too large: more than the limit of 1,000 bytes"

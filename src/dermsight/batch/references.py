@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dermsight.io.errors import ImageDecodeError
+from dermsight.io.sizes import size_text
 
 if TYPE_CHECKING:
     from dermsight.io.decode import DecodeLimits
@@ -53,7 +54,7 @@ def read_remote(url: str, storage_options: Mapping[str, Any] | None, max_bytes: 
     except OSError as exc:
         raise ImageDecodeError(f"cannot read {url}: {exc}") from exc
     if len(data) > max_bytes:
-        raise ImageDecodeError(f"file too large: more than {max_bytes / 1e6:.0f} MB")
+        raise ImageDecodeError(f"file too large: more than the limit of {size_text(max_bytes)}")
     return bytes(data)
 
 
