@@ -67,16 +67,74 @@ def train(
     typer.echo(f"done: {summary}")
 
 
+#: what identifies one bundle folder's card file: a bundle swapped in whole has a new one
+_CardId = tuple[int, int] | None
+
+
+def _card_id(folder: Path) -> _CardId:
+    from dermsight.bundle import CARD_FILE
+
+    try:
+        st = (folder / CARD_FILE).stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)
+
+
+def _left_as(folder: Path, before: _CardId) -> tuple[str, bool]:
+    """What a bundle folder that was being replaced whole holds after an interruption or error,
+    given its card's identity (:func:`_card_id`) before: a phrase, and whether it is the new
+    bundle (swapped in whole before the interruption)."""
+    now = _card_id(folder)
+    if now is None:
+        return f"{folder} has no bundle", False
+    if now == before:
+        return f"{folder} is still the bundle made before, left as it was", False
+    return f"{folder} holds the new bundle, put there whole before the interruption", True
+
+
 def copy_bundle(src: Path, dst: Path) -> None:
     """Put the bundle ``src`` at ``dst``, replacing a bundle already there as a whole (files of
-    the old one left beside the new would break its integrity manifest). A folder that is not a
+    the old one left beside the new would break its integrity manifest). The copy is made in a
+    sibling folder ``<dst>.partial-<pid>`` and renamed into place once whole
+    (``bundle.staged_bundle``), so ``dst`` is at every moment the bundle that was there (or
+    none) or the new one, never a mix: a copy that fails (a full disk: ``UserError``) or is
+    interrupted (Ctrl-C: ``Interrupted``) leaves ``dst`` as it was. A folder that is not a
     bundle is never overwritten."""
     import shutil
 
+    from dermsight.bundle import staged_bundle
+
     require_bundle_destination(dst)
-    if dst.exists():
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
+    if dst.exists() and dst.resolve() == src.resolve():
+        return  # already there (export RUN --out RUN/bundle)
+    if dst.resolve().is_relative_to(src.resolve()):
+        raise UserError(f"{dst} is inside the bundle {src}: refusing to copy a bundle into "
+                        "itself (its integrity manifest would no longer match)")
+    before = _card_id(dst)
+    try:
+        with staged_bundle(dst) as stage:
+            shutil.copytree(src, stage, dirs_exist_ok=True)
+    except KeyboardInterrupt:
+        raise Interrupted(f"{src} is the finished bundle; the copy to {dst} was stopped "
+                          f"({_left_as(dst, before)[0]})") from None
+    except OSError as exc:
+        raise UserError(f"could not copy the bundle {src} to {dst}: {_os_reason(exc)} "
+                        f"({_left_as(dst, before)[0]})") from exc
+
+
+def _os_reason(exc: OSError) -> str:
+    """One line for an ``OSError`` of a copy; ``shutil.Error`` (``copytree``) gathers one per
+    file: the first is named, with the count of the others."""
+    import shutil
+
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list):
+        failed = exc.args[0]
+        if failed and isinstance(failed[0], tuple) and len(failed[0]) == 3:
+            more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            return f"{failed[0][1]}: {failed[0][2]}{more}"
+    where = f"{exc.filename}: " if exc.filename else ""
+    return f"{where}{exc.strerror or exc}"
 
 
 def require_bundle_destination(dst: Path) -> None:
@@ -102,12 +160,19 @@ def export(
         raise UserError(f"{run_dir} is not a finished training run (needs best.pt, config.json)")
     if out is not None:  # refused now, not after the export
         require_bundle_destination(out)
+    before = _card_id(run_dir / "bundle")
     try:
         cfg = load_config(run_dir / "config.json")
         summary = run(cfg, run_dir, stage="finalize",
                       provenance=Provenance.of(run_dir / "config.json", run_dir))
     except ConfigError as exc:
         raise UserError(str(exc)) from exc
+    except KeyboardInterrupt:  # finalize builds in a partial folder and swaps it in whole
+        kept, made = _left_as(run_dir / "bundle", before)
+        copied = f"; nothing was copied to {out}" if out is not None else ""
+        raise Interrupted(f"the bundle was made ({kept}){copied}" if made else
+                          f"the bundle was not made ({kept}){copied}: make it with the same "
+                          "command") from None
     if out is not None:
         copy_bundle(run_dir / "bundle", out)
     typer.echo(f"bundle: {out or run_dir / 'bundle'}  {summary}")

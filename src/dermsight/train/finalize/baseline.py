@@ -12,6 +12,7 @@ import torch
 from tqdm import tqdm
 
 from dermsight.evaluate import EvalSettings, compare_predictions, evaluate_predictions
+from dermsight.evaluate.bootstrap import WILSON
 from dermsight.predict import softmax
 from dermsight.preprocess import InputSpec, MetaSpec, encode_meta, preprocess
 from dermsight.train.calibrate import fit_temperature_checked, threshold_for_sensitivity
@@ -111,8 +112,10 @@ def baseline(cfg: TrainConfig, parts: dict[str, Part], calib: Calibration,
     probe_val = calib.malignant_of(softmax(lp["val_logits"], lp["temperature"]))
     probe_refer = threshold_for_sensitivity(probe_val, calib.is_malignant(val.labels),
                                             cfg.calibration.refer_sensitivity)
+    # the intervals of the card's other test figures (``evaluation.evaluate_test``): Wilson for
+    # a proportion, n = its cases; the paired difference is a bootstrap either way
     rule = EvalSettings(offsets=offsets, malignant_excluded=calib.excluded, n_boot=n_boot,
-                        seed=seed)
+                        seed=seed, intervals=WILSON)
     return {
         "name": NAME,
         "chosen": lp["chosen"],
