@@ -1,7 +1,7 @@
 """``dermsight serve`` for operators: a health check that notices a full disk, flags and variables
 combined field by field, no temporary file left by a failed image write, misspelt ``DERMSIGHT_*``
-variables and an unusable ``FORWARDED_ALLOW_IPS`` refused, one log format on one line per
-record."""
+variables and an unusable ``FORWARDED_ALLOW_IPS`` refused (the names Kubernetes and Docker set
+passed over), one log format on one line per record."""
 
 from __future__ import annotations
 
@@ -63,7 +63,10 @@ def test_health_is_503_while_the_image_disk_is_full_and_200_once_it_is_not(
         health_app: tuple[TestClient, Any], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     from dermsight.clinic import imagestore
+    from dermsight.web.routes import health
 
+    # every check tests the folder (the interval between tests is tested on its own below)
+    monkeypatch.setattr(health, "IMAGE_CHECK_INTERVAL_S", 0.0, raising=False)
     client, _ = health_app
     assert client.get(f"{API}/health").status_code == 200
     with monkeypatch.context() as m:
@@ -177,6 +180,138 @@ def test_the_served_app_remembers_an_upload_refused_for_a_full_disk(
         assert h.visit(lesion, image).status_code == 201
 
 
+def _count_probes(monkeypatch: pytest.MonkeyPatch, *, until: Any = None,
+                  seconds: float = 0.0) -> dict[str, int]:
+    """``ImageStore.probe`` counted: calls started, and those running now; each waits for the
+    event ``until`` (a hung mount) or sleeps ``seconds`` (a slow fsync) first."""
+    import threading
+
+    from dermsight.clinic import imagestore
+
+    real = imagestore.ImageStore.probe
+    seen = {"started": 0, "running": 0}
+    lock = threading.Lock()
+
+    def probe(self: Any) -> None:
+        with lock:
+            seen["started"] += 1
+            seen["running"] += 1
+        try:
+            if until is not None:
+                until.wait(10)
+            time.sleep(seconds)
+            real(self)
+        finally:
+            with lock:
+                seen["running"] -= 1
+
+    monkeypatch.setattr(imagestore.ImageStore, "probe", probe)
+    return seen
+
+
+def _concurrent_health(app: Any, n: int) -> list[int]:
+    """The status codes of ``n`` health checks sent at the same moment."""
+    import asyncio
+
+    import httpx
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            answers = await asyncio.gather(*(client.get(f"{API}/health") for _ in range(n)))
+        return [r.status_code for r in answers]
+
+    return asyncio.run(main())
+
+
+def test_concurrent_health_checks_share_one_test_write(
+        health_app: tuple[TestClient, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The public route cannot make the image disk write and fsync at request rate: 20 checks at
+    once share one test write, and the checks in the next seconds get its answer."""
+    client, _ = health_app
+    seen = _count_probes(monkeypatch, seconds=0.3)
+    assert _concurrent_health(client.app, 20) == [200] * 20
+    assert seen["started"] == 1
+    for _ in range(5):
+        assert client.get(f"{API}/health").status_code == 200
+        assert client.head(f"{API}/health").status_code == 200
+    assert seen["started"] == 1  # within the interval: the last answer
+    client.app.state.image_folder_check.interval_s = 0.0  # type: ignore[attr-defined]
+    assert client.get(f"{API}/health").status_code == 200
+    assert seen["started"] == 2  # once it has passed: a new test write
+
+
+def test_a_hung_image_folder_holds_one_thread_however_often_health_is_asked(
+        health_app: tuple[TestClient, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test write that hangs (a hung mount, an fsync that never returns) makes every check a
+    503, at once after the first, and never starts a second write beside it."""
+    import threading
+
+    from dermsight.web.routes import health
+
+    monkeypatch.setattr(health, "READY_TIMEOUT_S", 0.3)
+    release = threading.Event()
+    seen = _count_probes(monkeypatch, until=release)
+    client, _ = health_app
+    try:
+        first = client.get(f"{API}/health")
+        assert first.status_code == 503, first.text
+        assert "no answer within 0.3 s" in first.json()["detail"]
+        start = time.monotonic()
+        later = [client.get(f"{API}/health").status_code for _ in range(10)]
+        later += _concurrent_health(client.app, 10)
+        waited = time.monotonic() - start
+        assert later == [503] * 20
+        assert seen == {"started": 1, "running": 1}
+        assert waited < 3  # answered at once, not after a wait each
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10
+    while client.get(f"{API}/health").status_code != 200 and time.monotonic() < deadline:
+        time.sleep(0.02)  # 503 at once until the hung write ends, then its answer
+    assert client.get(f"{API}/health").status_code == 200
+    assert seen["started"] == 1
+
+
+def test_health_measures_a_symlinked_sqlite_database_on_its_own_disk(
+        tmp_path: Path, clinic_model: Any,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A SQLite file linked from another filesystem: the free blocks counted are those of the
+    disk the file is on, not of the folder holding the link."""
+    from dermsight.web.routes import health
+    from dermsight.web.settings import Settings
+
+    real, link = tmp_path / "real", tmp_path / "link"
+    real.mkdir()
+    link.mkdir()
+    open_clinic(f"sqlite:///{real / 'clinic.db'}", str(tmp_path / "images")).close()
+    (link / "clinic.db").symlink_to(real / "clinic.db")
+    clinic = open_clinic(f"sqlite:///{link / 'clinic.db'}", str(tmp_path / "images"))
+    statvfs = os.statvfs
+    full_disk = os.path.realpath(real)
+
+    def fake(path: Any) -> Any:  # the disk under real/ is full, the one under link/ is not
+        st = statvfs(path)
+        if not os.path.realpath(os.fspath(path)).startswith(full_disk):
+            return st
+        return os.statvfs_result((st.f_bsize, st.f_frsize, st.f_blocks, 0, 0, st.f_files,
+                                  st.f_ffree, st.f_favail, st.f_flag, st.f_namemax))
+
+    monkeypatch.setattr(os, "statvfs", fake)
+    app = FastAPI()
+    app.state.model = clinic_model
+    app.state.settings = Settings()
+    app.state.clinic = clinic
+    app.include_router(health.router)
+    try:
+        with TestClient(app) as client:
+            r = client.get(f"{API}/health")
+    finally:
+        clinic.close()
+    assert r.status_code == 503, r.text
+    assert "no space left on its disk" in r.json()["detail"]
+
+
 # --- a failed image write leaves no temporary file --------------------------------------------
 
 
@@ -258,6 +393,81 @@ def test_serve_refuses_a_misspelt_variable_or_an_unusable_proxy_list(
     assert "Traceback" not in r.stderr
 
 
+#: what Kubernetes sets in every pod of a namespace with a Service named ``dermsight`` (port
+#: 8000, named http) and one named ``dermsight-db``; what Docker's legacy links set
+TOOL_ENV = {
+    "DERMSIGHT_SERVICE_HOST": "10.96.0.12", "DERMSIGHT_SERVICE_PORT": "8000",
+    "DERMSIGHT_SERVICE_PORT_HTTP": "8000", "DERMSIGHT_PORT": "tcp://10.96.0.12:8000",
+    "DERMSIGHT_PORT_8000_TCP": "tcp://10.96.0.12:8000", "DERMSIGHT_PORT_8000_TCP_PROTO": "tcp",
+    "DERMSIGHT_PORT_8000_TCP_PORT": "8000", "DERMSIGHT_PORT_8000_TCP_ADDR": "10.96.0.12",
+    "DERMSIGHT_PORT_53_UDP_ADDR": "10.96.0.12", "DERMSIGHT_PORT_9_SCTP": "sctp://10.96.0.12:9",
+    "DERMSIGHT_DB_SERVICE_HOST": "10.96.0.13", "DERMSIGHT_DB_PORT": "tcp://10.96.0.13:5432",
+    "DERMSIGHT_DB_PORT_5432_TCP_ADDR": "10.96.0.13",
+    "DERMSIGHT_NAME": "/web/dermsight", "DERMSIGHT_ENV_PATH": "/usr/bin",
+}
+
+
+def test_serve_starts_beside_the_names_kubernetes_and_docker_set() -> None:
+    """A Kubernetes Service named ``dermsight`` must not put ``serve`` in a restart loop."""
+    r = _serve([], TOOL_ENV)
+    _passed_the_checks(r)
+    assert not any(name in r.stdout + r.stderr for name in TOOL_ENV)  # not a word
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_ENV))
+def test_a_name_a_deployment_tool_sets_is_neither_refused_nor_warned_of(name: str) -> None:
+    from dermsight.web.settings import unknown_variable_refusal, warn_unknown_variables
+
+    assert unknown_variable_refusal({name: TOOL_ENV[name]}) is None
+    assert warn_unknown_variables({name: TOOL_ENV[name]}) == []
+
+
+def test_no_known_variable_looks_like_a_deployment_tool_s() -> None:
+    from dermsight.web.settings import KNOWN_VARIABLES, TOOL_VARIABLE
+
+    assert [name for name in KNOWN_VARIABLES if TOOL_VARIABLE.fullmatch(name)] == []
+
+
+@pytest.mark.parametrize(("name", "known"), [
+    ("DERMSIGHT_SESION_IDLE_MINUTES", "DERMSIGHT_SESSION_IDLE_MINUTES"),
+    ("DERMSIGHT_DB_URL", "DERMSIGHT_DATABASE_URL"),
+    ("DERMSIGHT_TOKEN", "DERMSIGHT_API_TOKEN"),
+    ("DERMSIGHT_SECURE_COOKIES", "DERMSIGHT_SECURE_COOKIE"),
+])
+def test_a_misspelt_setting_is_refused_naming_the_one_it_looks_like(name: str,
+                                                                     known: str) -> None:
+    from dermsight.web.settings import unknown_variable_refusal, warn_unknown_variables
+
+    line = unknown_variable_refusal({name: "1", **TOOL_ENV})
+    assert line is not None
+    assert f"unknown environment variable {name}: did you mean {known}?" in line
+    assert warn_unknown_variables({name: "1"}) == []  # refused, so not warned of too
+
+
+def test_serve_warns_of_a_name_close_to_no_setting_and_starts() -> None:
+    """``DERMSIGHT_ENVIRONMENT`` (an operator's own label) looks like no setting: one warning
+    line, in the log's format, and the start goes on."""
+    r = _serve([], {"DERMSIGHT_ENVIRONMENT": "production"})
+    _passed_the_checks(r)
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "DERMSIGHT_ENVIRONMENT" in line]
+    assert len(said) == 1, r.stdout + r.stderr
+    assert LINE.match(said[0])
+    assert " WARNING dermsight.serve: DERMSIGHT_ENVIRONMENT is not a dermsight setting: " \
+        "ignored" in said[0]
+
+
+def test_uvicorn_s_lowest_version_takes_networks_in_the_proxy_list() -> None:
+    """``forwarded_ips_refusal`` accepts networks (``10.1.0.0/24``): uvicorn reads them as such
+    only from 0.31.0 on (before, as text matching no address), so the package requires it."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    [spec] = [d for d in deps if re.match(r"uvicorn\b", d)]
+    lowest = re.search(r">=\s*([\d.]+)", spec)
+    assert lowest is not None, spec
+    assert tuple(int(p) for p in lowest.group(1).split(".")) >= (0, 31)
+
+
 def test_serve_accepts_every_variable_the_project_knows() -> None:
     from dermsight.web.settings import KNOWN_VARIABLES
 
@@ -268,8 +478,9 @@ def test_serve_accepts_every_variable_the_project_knows() -> None:
 
 def test_the_known_variables_are_the_ones_the_project_reads() -> None:
     """Every ``DERMSIGHT_*`` name in the sources, tests, tools and docs is known (``serve`` would
-    refuse it otherwise), and every known one is used somewhere."""
-    from dermsight.web.settings import KNOWN_VARIABLES
+    refuse or warn of it otherwise) or one a deployment tool sets (the docs name some), and every
+    known one is used somewhere."""
+    from dermsight.web.settings import KNOWN_VARIABLES, TOOL_VARIABLE
 
     used: set[str] = set()
     roots = [REPO / d for d in ("src", "tests", "tools", "benchmarks", "docs", ".ci",
@@ -286,6 +497,7 @@ def test_the_known_variables_are_the_ones_the_project_reads() -> None:
             continue
         used |= set(re.findall(r"DERMSIGHT_[A-Z0-9_]*[A-Z0-9]",
                                path.read_text(encoding="utf-8", errors="replace")))
+    used = {name for name in used if not TOOL_VARIABLE.fullmatch(name)}
     assert used - KNOWN_VARIABLES == set()
     assert KNOWN_VARIABLES - used == set()
 
@@ -311,6 +523,20 @@ def test_the_formatter_writes_utc_and_one_line_per_record() -> None:
     assert text.startswith("2026-12-07T09:43:27.821+00:00 INFO alembic.runtime.migration: "
                            "Running upgrade -> 0001, base tables\\nand more\\nTraceback")
     assert "ValueError: first\\nsecond" in text
+
+
+def test_a_captured_warning_ends_without_a_line_break() -> None:
+    """``logging.captureWarnings`` logs ``warnings.formatwarning``'s text, which ends in a line
+    break: not written as a literal ``\\n`` at the end of the line."""
+    import warnings
+
+    from dermsight.web.server import OneLineFormatter
+
+    text = warnings.formatwarning("careful", UserWarning, "x.py", 1, "warnings.warn('careful')")
+    assert text.endswith("\n")
+    record = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, "%s", (text,), None)
+    line = OneLineFormatter().format(record)
+    assert line.endswith("UserWarning: careful\\n  warnings.warn('careful')"), line
 
 
 def test_the_server_log_has_one_format(tmp_path: Path) -> None:

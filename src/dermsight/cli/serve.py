@@ -324,7 +324,7 @@ def serve(  # noqa: PLR0913
         limit_malloc_arenas,
         serve_app,
     )
-    from dermsight.web.settings import token_refusal
+    from dermsight.web.settings import token_refusal, warn_unknown_variables
 
     settings = _serve_settings(model=model, workers=workers, threads=threads,
                                log_level=log_level, database=database, images=images,
@@ -338,6 +338,7 @@ def serve(  # noqa: PLR0913
     if refusal is not None:
         raise UserError(refusal)
     configure_logging(settings.log_level)  # one format for dermsight, uvicorn and alembic
+    warn_unknown_variables()  # a DERMSIGHT_* name close to no known one: one line each
     limit_malloc_arenas()  # before the model load and the worker threads
 
     from dermsight.web.app import create_app

@@ -116,7 +116,9 @@ class OneLineFormatter(logging.Formatter):
         return datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds")
 
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
+        # a captured warning's text ends in a line break: dropped, not written as a final "\\n"
+        text = super().format(record).rstrip("\r\n")
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 #: the logger of ``serve``'s start-up lines (stdout, at any log level)

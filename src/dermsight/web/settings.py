@@ -5,8 +5,10 @@
 ``DERMSIGHT_WORKERS``, ``DERMSIGHT_ORT_THREADS`` and ``DERMSIGHT_LOG_LEVEL``; ``--database`` and
 ``--images`` override ``DERMSIGHT_DATABASE_URL`` and ``DERMSIGHT_CLINIC_IMAGES``, each its own
 (the command resolves them together: ``--images`` with ``DERMSIGHT_DATABASE_URL`` works).
-``serve`` refuses a ``DERMSIGHT_*`` name not in ``KNOWN_VARIABLES`` (a misspelt one) and an
-unusable ``FORWARDED_ALLOW_IPS`` (uvicorn's). Variables:
+``serve`` refuses a ``DERMSIGHT_*`` name not in ``KNOWN_VARIABLES`` but close to one (a misspelt
+one), warns of any other it does not know (``unknown_variable_refusal``,
+``warn_unknown_variables``; the names Kubernetes and Docker set, ``TOOL_VARIABLE``, pass without a
+word), and refuses an unusable ``FORWARDED_ALLOW_IPS`` (uvicorn's). Variables:
 
 * ``DERMSIGHT_MODEL``: model bundle folder (default: the shipped bundle).
 * ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
@@ -48,8 +50,10 @@ server binds beyond loopback (``token_refusal``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,10 +146,10 @@ def token_refusal(host: str, token: str | None) -> str | None:
             f"{host!r} (it has {len(token)}): make one with {MAKE_TOKEN}")
 
 
-#: every ``DERMSIGHT_*`` variable the project reads: ``serve`` refuses any other (a misspelt name
-#: would otherwise be ignored without a word). Also those only other commands or the tests read
-#: (they may be set in the same shell): the test ``test_serve_ops.py`` checks this list against
-#: the names the sources, tests and docs use.
+#: every ``DERMSIGHT_*`` variable the project reads: ``serve`` refuses another name close to one
+#: of these (a misspelt name would otherwise be ignored without a word) and warns of any other.
+#: Also those only other commands or the tests read (they may be set in the same shell): the test
+#: ``test_serve_ops.py`` checks this list against the names the sources, tests and docs use.
 KNOWN_VARIABLES = frozenset({
     # serve (this module, clinic/config.py, io/decode.py, io/budget.py)
     "DERMSIGHT_MODEL", "DERMSIGHT_API_TOKEN", "DERMSIGHT_CORS_ORIGINS", "DERMSIGHT_MAX_UPLOAD_MB",
@@ -161,23 +165,62 @@ KNOWN_VARIABLES = frozenset({
     "DERMSIGHT_E2E_STATIC_DIR", "DERMSIGHT_TEST_OUTPUT",
 })
 
+#: the names deployment tools set, which dermsight never reads and ``serve`` passes over without a
+#: word: Kubernetes' service links for a Service named ``dermsight`` or ``dermsight-<anything>``
+#: (``DERMSIGHT_SERVICE_HOST``, ``DERMSIGHT_SERVICE_PORT``, ``DERMSIGHT_SERVICE_PORT_<PORT NAME>``,
+#: ``DERMSIGHT_PORT``, ``DERMSIGHT_PORT_8000_TCP``, ``..._TCP_PROTO``, ``..._TCP_PORT``,
+#: ``..._TCP_ADDR``; UDP and SCTP alike; ``DERMSIGHT_DB_SERVICE_HOST`` for ``dermsight-db``) and
+#: Docker's legacy links to a container linked as ``dermsight`` (``DERMSIGHT_PORT...``,
+#: ``DERMSIGHT_NAME``, and ``DERMSIGHT_ENV_PATH`` and the like: one per variable of that container)
+TOOL_VARIABLE = re.compile(
+    r"DERMSIGHT_(?:\w+_)?(?:SERVICE_HOST|SERVICE_PORT(?:_\w+)?"
+    r"|PORT(?:_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)?)"
+    r"|DERMSIGHT_(?:NAME|ENV_\w+)")
+
+
+def _closest_known(name: str) -> str | None:
+    """The known variable ``name`` looks like a misspelling of (``difflib``, compared without the
+    prefix all share, else any name looks close to some known one), or None."""
+    import difflib
+
+    suffixes = sorted(known.removeprefix("DERMSIGHT_") for known in KNOWN_VARIABLES)
+    close = difflib.get_close_matches(name.removeprefix("DERMSIGHT_"), suffixes, n=1,
+                                      cutoff=0.6)
+    return f"DERMSIGHT_{close[0]}" if close else None
+
+
+def _unknown_variables(env: Mapping[str, str]) -> list[str]:
+    """The ``DERMSIGHT_*`` names of ``env`` dermsight does not read, less those a deployment
+    tool sets (``TOOL_VARIABLE``), sorted."""
+    return sorted(name for name in env if name.startswith("DERMSIGHT_")
+                  and name not in KNOWN_VARIABLES and not TOOL_VARIABLE.fullmatch(name))
+
 
 def unknown_variable_refusal(env: Mapping[str, str]) -> str | None:
     """One line naming a ``DERMSIGHT_*`` variable of ``env`` that is not in ``KNOWN_VARIABLES``
-    (and the known name closest to it), or None."""
-    import difflib
-
-    for name in sorted(env):
-        if not name.startswith("DERMSIGHT_") or name in KNOWN_VARIABLES:
-            continue
-        # compared without the prefix all share (else any name looks close to some known one)
-        suffixes = sorted(known.removeprefix("DERMSIGHT_") for known in KNOWN_VARIABLES)
-        close = difflib.get_close_matches(name.removeprefix("DERMSIGHT_"), suffixes, n=1,
-                                          cutoff=0.6)
-        hint = f": did you mean DERMSIGHT_{close[0]}?" if close else ""
-        return (f"unknown environment variable {name}{hint} (dermsight reads no variable of "
-                "that name; unset it or correct its name: README, \"Security and limits\")")
+    but close to one (a misspelt setting: ``SESION`` for ``SESSION``), and the known name it
+    looks like, or None. An unknown name close to none (``warn_unknown_variables``) and the
+    names deployment tools set (``TOOL_VARIABLE``) are not refused: a Kubernetes Service named
+    ``dermsight`` would otherwise stop every start (a restart loop)."""
+    for name in _unknown_variables(env):
+        if (close := _closest_known(name)) is not None:
+            return (f"unknown environment variable {name}: did you mean {close}? (dermsight "
+                    "reads no variable of that name; unset it or correct its name: README, "
+                    "\"Security and limits\")")
     return None
+
+
+def warn_unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
+    """Log one warning (``dermsight.serve``'s start-up lines) for each ``DERMSIGHT_*`` name of
+    ``env`` (default ``os.environ``) that dermsight does not read and that is close to no known
+    one (``unknown_variable_refusal`` refuses those that are); the names, sorted."""
+    env = os.environ if env is None else env
+    names = [name for name in _unknown_variables(env) if _closest_known(name) is None]
+    for name in names:
+        logging.getLogger("dermsight.serve").warning(
+            "%s is not a dermsight setting: ignored (unset it, or correct its name if it was "
+            "meant as one: README, \"Security and limits\")", name)
+    return names
 
 
 def forwarded_ips_refusal(env: Mapping[str, str]) -> str | None:

@@ -7,7 +7,11 @@ storage on, each check also
 * asks the database a ``SELECT 1``;
 * for an image folder on this machine: checks that it exists and may be written, then writes,
   fsyncs and deletes a 4 KiB probe file there (``ImageStore.probe``: no patient data; a full
-  disk or a read-only mount fails it);
+  disk or a read-only mount fails it). This step runs at most once every
+  ``IMAGE_CHECK_INTERVAL_S`` and one at a time (``ImageFolderCheck``): the checks in between get
+  its last answer, those that come while it runs wait for it, and while one has run past
+  ``READY_TIMEOUT_S`` (a hung mount) every check fails at once without starting another, so the
+  public route cannot make the disk fsync at request rate or pile up blocked threads;
 * for a SQLite database: checks that its disk has a free block left (``os.statvfs``);
 * remembers the storage failures requests met (``StorageFailures``: a database write that
   failed with ``SQLITE_FULL`` or PostgreSQL's ``disk_full``, an image that could not be written
@@ -22,11 +26,14 @@ storage is down (the other fields as usual)."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
 import sqlite3
+import threading
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +54,10 @@ from dermsight.web.settings import MIB, Settings
 router = APIRouter(prefix=API, tags=["service"])
 log = logging.getLogger("dermsight.web")
 
-#: the longest a health check waits for the database's answer
+#: the longest a health check waits for the database's answer (and for the image folder's)
 READY_TIMEOUT_S = 3.0
+#: the image folder's check (its test write) runs at most once in this many seconds
+IMAGE_CHECK_INTERVAL_S = 5.0
 STORAGE_DOWN = "storage unavailable"
 
 
@@ -136,7 +145,9 @@ def _database_check(clinic: Any) -> str | None:
     if path is None:
         return None
     try:
-        disk = os.statvfs(path.parent)
+        # the database file's own disk, a symlink to another filesystem followed (SQLite writes
+        # the file it resolves to, and its journal beside it); its folder while there is no file
+        disk = os.statvfs(os.path.realpath(path) if path.exists() else path.parent)
     except OSError as exc:
         return f"its folder cannot be read: {_errno_reason(exc)}"
     free = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail  # root may use the reserve
@@ -159,6 +170,65 @@ def _images_check(clinic: Any) -> str | None:
     except OSError as exc:
         return f"a test write failed: {_errno_reason(exc)}"
     return None
+
+
+class ImageFolderCheck:
+    """``_images_check`` of one clinic's image folder, run in a thread of its own at most once
+    every ``interval_s`` and never two at a time: a health check within ``interval_s`` of the
+    last run's end gets its answer; one that comes while a run is going waits for that run (at
+    most ``READY_TIMEOUT_S`` from its start); once a run has gone past ``READY_TIMEOUT_S`` (a hung
+    mount) each check answers "no answer" at once, without starting another, until it ends."""
+
+    def __init__(self, clinic: Any, interval_s: float | None = None) -> None:
+        self.clinic = clinic
+        self.interval_s = IMAGE_CHECK_INTERVAL_S if interval_s is None else interval_s
+        self._lock = threading.Lock()
+        self._running: Future[str | None] | None = None
+        self._started = 0.0  # time.monotonic() when the running check started
+        self._last: tuple[float, str | None] | None = None  # (when the last one ended, answer)
+
+    def _run(self, answer: Future[str | None]) -> None:
+        why: str | None = "the check ended without an answer"
+        try:
+            why = _images_check(self.clinic)  # looked up here: the tests replace it
+        except Exception as exc:  # noqa: BLE001 - any failure of the check means "not ready"
+            why = f"the check failed: {type(exc).__name__}"
+        finally:
+            with self._lock:
+                self._last = (time.monotonic(), why)
+                self._running = None
+            answer.set_result(why)
+
+    async def problem(self) -> str | None:
+        """Why the folder cannot be used now (an error code, never a path), or None."""
+        timeout = READY_TIMEOUT_S
+        now = time.monotonic()
+        with self._lock:
+            if self._running is None:
+                if self._last is not None and now - self._last[0] < self.interval_s:
+                    return self._last[1]
+                self._running = Future()
+                self._running.set_running_or_notify_cancel()  # a waiter's timeout cancels none
+                self._started = now
+                try:
+                    threading.Thread(target=self._run, args=(self._running,), daemon=True,
+                                     name="dermsight-image-check").start()
+                except RuntimeError as exc:  # "can't start new thread"
+                    self._running = None
+                    return f"the check could not start: {type(exc).__name__}"
+            running, left = self._running, timeout - (now - self._started)
+        if left > 0:
+            with anyio.move_on_after(left):
+                return await asyncio.wrap_future(running)
+        return f"no answer within {timeout:g} s"  # _images_problem logs it
+
+
+def _image_folder_check(request: Request, clinic: Any) -> ImageFolderCheck:
+    """The app's ``ImageFolderCheck`` of ``clinic`` (made at the first health check)."""
+    check: ImageFolderCheck | None = getattr(request.app.state, "image_folder_check", None)
+    if check is None or check.clinic is not clinic:
+        check = request.app.state.image_folder_check = ImageFolderCheck(clinic)
+    return check
 
 
 def _detail(which: str, reason: str | None = None) -> str:
@@ -187,14 +257,9 @@ async def _database_problem(clinic: Any) -> str | None:
     return None
 
 
-async def _images_problem(clinic: Any) -> str | None:
-    try:
-        # a hung network mount blocks os.path.isdir / os.access: never on the event loop
-        with anyio.fail_after(READY_TIMEOUT_S):
-            why = await anyio.to_thread.run_sync(_images_check, clinic, abandon_on_cancel=True)
-    except TimeoutError:
-        log.error("health: clinic image folder did not answer within %g s", READY_TIMEOUT_S)
-        return _detail("image store", f"no answer within {READY_TIMEOUT_S:g} s")
+async def _images_problem(check: ImageFolderCheck) -> str | None:
+    # a hung network mount blocks os.path.isdir / os.access: never on the event loop
+    why = await check.problem()
     if why is not None:
         log.error("health: clinic image store unavailable: %s", why)
         return _detail("image store", why)
@@ -207,7 +272,8 @@ async def storage_problem(request: Request) -> str | None:
     clinic = getattr(request.app.state, "clinic", None)
     if clinic is None:
         return None
-    problem = await _database_problem(clinic) or await _images_problem(clinic)
+    problem = (await _database_problem(clinic)
+               or await _images_problem(_image_folder_check(request, clinic)))
     if problem is not None:
         return problem
     failures: StorageFailures | None = getattr(request.app.state, "storage_failures", None)
@@ -234,8 +300,10 @@ def _unavailable(answer: dict[str, Any], detail: str) -> JSONResponse:
 @router.get("/health", response_model=HealthResponse, summary="Liveness and model identity",
             description="Public (no token). With clinic storage on it also checks the storage "
                         "(a `SELECT 1` on the database, free space on a SQLite database's disk, "
-                        "and a 4 KiB test file written and deleted in a local image folder, "
-                        "each at most 3 s), and a storage failure a request met in the last "
+                        "and a 4 KiB test file written and deleted in a local image folder "
+                        f"at most once every {IMAGE_CHECK_INTERVAL_S:g} s (the checks in "
+                        "between get its last answer), each at most 3 s), and a storage "
+                        "failure a request met in the last "
                         f"{FAILURE_MEMORY_S:g} s (a write refused on a full disk) counts too: "
                         "when that fails the answer is a 503 with `Retry-After` and "
                         '`{"status": "storage unavailable", "detail": ...}` (the detail says '
