@@ -115,6 +115,37 @@ def test_keyboard_places_the_mark_where_the_lesion_is(page: Any) -> None:
     expect(page.get_by_test_id("lesion-site")).to_have_value("oral/genital")
 
 
+def test_a_side_the_map_filled_in_is_cleared_where_the_mark_has_none(page: Any) -> None:
+    """Enter on "Arm" filled in Side "Right"; a click on the chest's middle left it, and the
+    lesion was saved as "Right, Torso – front". A side the user chose is kept."""
+    new_patient(page, "KEYS-SIDE")
+    body = page.get_by_test_id("lesion-map")
+    status = page.get_by_test_id("new-lesion-point")
+    side = page.get_by_test_id("lesion-side")
+    body.get_by_test_id("bodymap-front-upper-extremity").focus()
+    page.keyboard.press("Enter")
+    expect(side).to_have_value("right")
+    body.get_by_test_id("bodymap-front-anterior-torso").click()  # the chest's middle
+    expect(page.get_by_test_id("lesion-site")).to_have_value("anterior torso")
+    expect(side).to_have_value("")
+    expect(status).to_contain_text("Side cleared: it was filled in from the map (Right)")
+    # chosen by the user: kept
+    side.select_option("left")
+    body.get_by_test_id("bodymap-front-anterior-torso").click()
+    expect(side).to_have_value("left")
+    # arrowing through Body site after the mark was taken off: the note says the site now
+    body.get_by_test_id("bodymap-front-upper-extremity").focus()
+    page.keyboard.press("Enter")
+    site = page.get_by_test_id("lesion-site")
+    site.select_option("anterior torso")
+    expect(status).to_contain_text("the body site is now Torso – front")
+    site.select_option("posterior torso")
+    expect(status).to_contain_text(
+        "taken off: it was on Arm, and the body site is now Torso – back.")
+    page.get_by_test_id("new-lesion-submit").click()
+    page.get_by_test_id("lesion-page").wait_for()
+
+
 def test_pins_are_buttons_and_the_new_mark_is_no_tab_stop(page: Any) -> None:
     new_patient(page, "KEYS-2")
     body = page.get_by_test_id("lesion-map")

@@ -61,13 +61,13 @@ def test_a_page_left_alone_hides_the_patient_after_the_idle_timeout(
     patient = page.get_by_test_id("patient-page")
     resume = page.locator('[data-testid="login-page"][data-resume="true"]')
 
-    # three minutes short of the timeout (before the warning, 2 minutes before it, which only its
-    # own buttons answer: test_e2e_session_warning.py): still there; a key press starts the idle
-    # time again
-    page.clock.fast_forward(f"{idle - 3}:00")
+    # four minutes short of the timeout (before the warning, 2 minutes before the page's timeout,
+    # which is a minute before the server's; only its own buttons answer the warning:
+    # test_e2e_session_warning.py): still there; a key press starts the idle time again
+    page.clock.fast_forward(f"{idle - 4}:00")
     assert patient.is_visible()
     page.keyboard.press("Shift")
-    page.clock.fast_forward(f"{idle - 3}:00")
+    page.clock.fast_forward(f"{idle - 4}:00")
     assert patient.is_visible(), "a key press is activity: the idle time starts again"
     assert resume.count() == 0
 
@@ -75,7 +75,7 @@ def test_a_page_left_alone_hides_the_patient_after_the_idle_timeout(
     clinic_requests: list[str] = []
     page.on("request", lambda r: clinic_requests.append(r.url)
             if re.search(r"/api/v1/(patients|lesions|visits|auth)", r.url) else None)
-    page.clock.fast_forward("03:00")
+    page.clock.fast_forward("04:00")
     resume.wait_for(timeout=10_000)
     assert not patient.is_visible()
     assert not page.get_by_test_id("patient-ref").is_visible()
@@ -141,8 +141,9 @@ def test_a_patient_list_cut_at_the_limit_says_so(
 
 def test_the_page_hides_after_the_idle_timeout_the_server_was_given(
         browser: Any, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """``serve`` with a 5-minute idle timeout: the page hides after 5 minutes, not the default 30.
-    Needs the server to report its timeout (``idle_minutes`` in ``GET /auth/me``)."""
+    """``serve`` with a 5-minute idle timeout: the page hides after 5 minutes (a minute sooner:
+    the server records a session's use at most every minute), not the default 30. Needs the
+    server to report its timeout (``idle_minutes`` in ``GET /auth/me``)."""
     server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-idle-5"), [(USER, "admin")],
                                     env={"DERMSIGHT_SESSION_IDLE_MINUTES": "5"})
     try:
@@ -154,7 +155,7 @@ def test_the_page_hides_after_the_idle_timeout_the_server_was_given(
                 pytest.skip("the server does not report its idle timeout (GET /auth/me "
                             "'idle_minutes'): the page falls back to 30 minutes")
             assert me["idle_minutes"] == 5
-            page.clock.fast_forward("04:30")
+            page.clock.fast_forward("03:30")
             assert page.get_by_test_id("patients-page").is_visible()
             page.clock.fast_forward("01:00")
             resume = page.locator('[data-testid="login-page"][data-resume="true"]')

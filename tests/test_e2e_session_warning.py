@@ -91,9 +91,11 @@ def test_a_warning_comes_before_the_timeout_and_stay_signed_in_refreshes_the_ser
     warning = page.get_by_role("alertdialog", name="You will be signed out soon")
     stay = page.get_by_test_id("session-warning-stay")
 
-    page.clock.fast_forward(f"{idle - 3}:00")
+    # the page's timeout is a minute before the server's (the server records a session's use at
+    # most every minute): the warning comes 2 minutes before the page's
+    page.clock.fast_forward(f"{idle - 4}:00")
     assert warning.count() == 0
-    page.clock.fast_forward("01:00")  # 2 minutes before the timeout (a minute of it at least)
+    page.clock.fast_forward("01:00")  # 2 minutes before the page's timeout
     warning.wait_for()
     expect(warning).to_have_attribute("aria-modal", "true")
     expect(warning).to_have_accessible_description(re.compile(r"in about 2 minutes"))
@@ -119,7 +121,7 @@ def test_a_warning_comes_before_the_timeout_and_stay_signed_in_refreshes_the_ser
     assert _minutes_since_seen(clinic_server) < 1
 
     # the page's idle time started again: no warning until 2 minutes before the new timeout
-    page.clock.fast_forward(f"{idle - 3}:00")
+    page.clock.fast_forward(f"{idle - 4}:00")
     assert warning.count() == 0
     page.clock.fast_forward("01:30")
     warning.wait_for()
@@ -127,6 +129,133 @@ def test_a_warning_comes_before_the_timeout_and_stay_signed_in_refreshes_the_ser
     page.locator('[data-testid="login-page"]:not([data-resume="true"])').wait_for()
     expect(warning).to_have_count(0)
     assert [p for p in page.problems if "Failed to load resource" not in p] == []
+
+
+def _age_sessions_s(server: support.Server, seconds: float) -> None:
+    """Every session's last recorded use ``seconds`` ago (on the server's clock)."""
+    aged = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)).strftime("%Y-%m-%d %H:%M:%S")
+    db = _db(server)
+    with db:
+        assert db.execute("UPDATE sessions SET last_seen_at = ?", (aged,)).rowcount >= 1
+    db.close()
+
+
+def _focused(page: Any) -> str:
+    """What has focus: its test id, else its tag (BODY when focus is lost)."""
+    return str(page.evaluate("(() => { const a = document.activeElement;"
+                             " return a ? (a.dataset.testid || a.tagName) : 'none' })()"))
+
+
+def _open_warning(page: Any, base: str) -> Any:
+    """Sign in (the page's clock installed) and wait for the warning; returns it."""
+    page.clock.install()
+    sign_in_clinic(page, base, USER)
+    warning = page.get_by_role("alertdialog", name="You will be signed out soon")
+    page.clock.fast_forward("28:10")
+    warning.wait_for()
+    expect(page.get_by_test_id("session-warning-stay")).to_be_focused()
+    return warning
+
+
+def test_stay_signed_in_works_up_to_the_warnings_last_seconds(
+        clinic_page: Any, clinic_server: support.Server) -> None:
+    """The server records a session's use at most every minute: its idle time may have started
+    up to a minute before the page's. The page's deadline allows for it, so that "Stay signed
+    in" pressed just before the countdown ends still finds the server's session."""
+    page = clinic_page
+    page.clock.install()
+    sign_in_clinic(page, clinic_server.base, USER)
+    idle = page.request.get(f"{clinic_server.base}/api/v1/auth/me").json()["idle_minutes"]
+    warning = page.get_by_role("alertdialog", name="You will be signed out soon")
+    # when the warning comes (2 minutes before the page's deadline), to 10 s
+    page.clock.fast_forward(f"{idle - 5}:00")
+    elapsed = (idle - 5) * 60
+    while warning.count() == 0 and elapsed < idle * 60:
+        page.clock.fast_forward("00:10")
+        elapsed += 10
+        page.wait_for_timeout(50)
+    warning.wait_for()
+    page.clock.fast_forward("01:50")  # 10 s before the page's deadline
+    elapsed += 110
+    # the server last wrote the session's use 59 s before the page's last activity (the sign-in)
+    _age_sessions_s(clinic_server, elapsed + 59)
+    page.get_by_test_id("session-warning-stay").click()
+    expect(warning).to_have_count(0)
+    page.wait_for_timeout(500)
+    assert page.locator('[data-testid="login-page"]').count() == 0, "Stay found no session"
+    assert page.get_by_test_id("patients-page").is_visible()
+    assert _minutes_since_seen(clinic_server) < 1
+
+
+def test_back_while_the_warning_is_open_leaves_focus_in_it(
+        clinic_page: Any, clinic_server: support.Server) -> None:
+    page = clinic_page
+    page.clock.install()
+    sign_in_clinic(page, clinic_server.base, USER)
+    page.get_by_test_id("nav-learn").click()
+    page.get_by_test_id("nav-learn").wait_for()
+    page.go_back()
+    page.get_by_test_id("patients-page").wait_for()
+    warning = page.get_by_role("alertdialog", name="You will be signed out soon")
+    page.clock.fast_forward("28:10")
+    warning.wait_for()
+    stay = page.get_by_test_id("session-warning-stay")
+    expect(stay).to_be_focused()
+    for move, to in ((page.go_forward, "#/learn"), (page.go_back, "#/clinic")):
+        move()  # Forward, Back with the warning open
+        for _ in range(50):  # (not wait_for_function: its polling runs on the page's clock, held)
+            if page.evaluate("location.hash") == to:
+                break
+            page.wait_for_timeout(100)
+        assert page.evaluate("location.hash") == to
+        page.wait_for_timeout(300)
+        expect(warning).to_have_count(1)
+        expect(stay).to_be_focused()  # not moved behind the modal
+    # the page behind is inert while the warning is open
+    expect(page.locator("main#main")).to_have_attribute("inert", "")
+    expect(page.locator("header.site-header")).to_have_attribute("inert", "")
+    page.keyboard.press("Tab")
+    expect(page.get_by_test_id("session-warning-sign-out")).to_be_focused()
+    page.keyboard.press("Escape")  # "Stay signed in"
+    expect(warning).to_have_count(0)
+    expect(page.locator("main#main")).not_to_have_attribute("inert", "")
+    assert _focused(page) != "BODY"
+
+
+def test_a_click_in_the_warning_or_beside_it_keeps_its_keys(
+        clinic_page: Any, clinic_server: support.Server) -> None:
+    page = clinic_page
+    warning = _open_warning(page, clinic_server.base)
+    page.get_by_test_id("session-warning-time").click()  # its text
+    assert _focused(page) == "session-warning"  # the dialog, not <body>
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_test_id("session-warning-sign-out")).to_be_focused()
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_test_id("session-warning-stay")).to_be_focused()
+    page.mouse.click(5, 5)  # beside it, on the backdrop
+    page.keyboard.press("Tab")
+    assert _focused(page) in ("session-warning-stay", "session-warning-sign-out")
+    page.get_by_test_id("session-warning-time").click()
+    page.keyboard.press("Escape")  # "Stay signed in", also after a click on its text
+    expect(warning).to_have_count(0)
+    assert page.get_by_test_id("patients-page").is_visible()
+
+
+def test_the_timeout_on_a_public_page_leaves_focus_on_the_page(
+        clinic_page: Any, clinic_server: support.Server) -> None:
+    page = clinic_page
+    page.clock.install()
+    sign_in_clinic(page, clinic_server.base, USER)
+    page.get_by_test_id("nav-learn").click()
+    expect(page.locator("main h1").first).to_be_focused()
+    warning = page.get_by_role("alertdialog", name="You will be signed out soon")
+    page.clock.fast_forward("28:10")
+    warning.wait_for()
+    page.clock.fast_forward("02:00")  # nobody answered: the session ends, the warning goes
+    expect(warning).to_have_count(0)
+    focused = page.evaluate("(() => { const a = document.activeElement; return a ?"
+                            " a.tagName + (a.closest('main') ? ' in main' : '') : '' })()")
+    assert focused in ("H1 in main", "MAIN in main"), focused
 
 
 def test_typing_on_the_page_keeps_the_server_session(

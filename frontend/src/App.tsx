@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from 'react'
 import { clearCache, onAuthRequired } from './api.ts'
-import { logout, me, onSessionExpired } from './clinic/api.ts'
+import { logout, onSessionExpired, sameSession, sessionNow, setCsrfToken } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
 import { focusLost } from './clinic/focus.ts'
 import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './clinic/session.ts'
@@ -80,6 +80,20 @@ export function switchUser(
 export function visibleHeading(root: HTMLElement): HTMLElement | null {
   for (const h of Array.from(root.querySelectorAll('h1'))) if (!h.closest('[hidden]')) return h
   return null
+}
+
+/** Whether a modal part of the page holds focus (the session warning, the API token prompt): a
+ * route change (Back, Forward) then leaves focus there, rather than moving it behind the modal. */
+export function modalHoldsFocus(): boolean {
+  const active = document.activeElement as (Element & { closest?: Element['closest'] }) | null
+  return Boolean(active?.closest?.('[aria-modal="true"], .token-prompt'))
+}
+
+/** The page's main heading (`visibleHeading`), made focusable (tabindex -1) to be given focus. */
+export function pageHeadingToFocus(main: HTMLElement): HTMLElement | null {
+  const h = visibleHeading(main)
+  if (h && !h.hasAttribute('tabindex')) h.setAttribute('tabindex', '-1')
+  return h
 }
 
 /** A new page (route change): focus its main heading, so that a screen reader reads where the
@@ -170,17 +184,32 @@ export default function App() {
     session,
     (minutes) =>
       hideAfterIdle(minutes, session?.user.username ?? null, { clearAssess, setResumeAs, setHiddenWhy, setSession }),
-    me,
+    // the keep-alive checks the page's session without taking on another one (sessionNow): a
+    // session another tab opened (another user) ends the page's (sessionEnded)
+    sessionNow,
     sessionEnded,
   )
+  const warningOpen = session !== null && idleWarning.deadline !== null
+  const warningOpenRef = useRef(false)
+  useEffect(() => {
+    warningOpenRef.current = warningOpen
+  }, [warningOpen])
   useEffect(() => {
     if (session) setHiddenWhy(null)
   }, [session])
   useEffect(() => {
     if (!clinicOn) return
-    me().then(
+    sessionNow().then(
       (s) => {
-        setSession(s)
+        const shown = sessionRef.current
+        if (shown && !sameSession(shown, s)) {
+          // the clinic came back (the server's health) while a session was shown: one found now
+          // that is another (another tab signed in as someone else) is not taken on
+          sessionEnded()
+        } else {
+          if (s) setCsrfToken(s.csrf_token)
+          setSession(s)
+        }
         setSessionChecked(true)
       },
       () => setSessionChecked(true),
@@ -198,8 +227,10 @@ export default function App() {
       firstRender.current = false
       return
     }
-    // Move focus to the new page's heading for keyboard and screen-reader users.
+    // Move focus to the new page's heading for keyboard and screen-reader users; not from a modal
+    // (Back while the session warning is open: the page behind it is inert; the token prompt).
     window.scrollTo(0, 0)
+    if (warningOpenRef.current || modalHoldsFocus()) return
     if (mainRef.current) return focusNewPage(mainRef.current, undefined, (h) => (routeFocus.current = h))
   }, [pageKey])
   // The API token prompt takes focus when it is nowhere the user put it (TokenPrompt): also from
@@ -232,10 +263,12 @@ export default function App() {
     <AudienceContext.Provider value={audience}>
       <AuthVersionContext.Provider value={authVersion}>
         <HealthContext.Provider value={health}>
-          <button type="button" className="skip-link" onClick={() => mainRef.current?.focus()}>
+          {/* while the session warning is open, the page behind it can be neither reached nor
+              used (inert): the warning is modal */}
+          <button type="button" className="skip-link" inert={warningOpen} onClick={() => mainRef.current?.focus()}>
             Skip to content
           </button>
-          <header className="site-header no-print">
+          <header className="site-header no-print" inert={warningOpen}>
             <div className="container header-inner">
               <a className="brand" href="#/" aria-label="dermsight home">
                 <Logo />
@@ -279,10 +312,10 @@ export default function App() {
               deadline={idleWarning.deadline}
               onStay={idleWarning.stay}
               onSignOut={signOut}
-              fallbackFocus={() => mainRef.current}
+              fallbackFocus={() => (mainRef.current && pageHeadingToFocus(mainRef.current)) ?? mainRef.current}
             />
           )}
-          <main id="main" ref={mainRef} tabIndex={-1} className="container main">
+          <main id="main" ref={mainRef} tabIndex={-1} className="container main" inert={warningOpen}>
             {clinicPage ? (
               <ClinicContext.Provider value={{ session, setSession }}>
                 <ClinicMain
@@ -301,17 +334,17 @@ export default function App() {
               </>
             )}
           </main>
-          <Footer />
+          <Footer inert={warningOpen} />
         </HealthContext.Provider>
       </AuthVersionContext.Provider>
     </AudienceContext.Provider>
   )
 }
 
-function Footer() {
+function Footer({ inert }: { inert: boolean }) {
   const health = useHealth()
   return (
-    <footer className="site-footer no-print">
+    <footer className="site-footer no-print" inert={inert}>
       <div className="container">
         <p>
           <strong>dermsight</strong> is decision support for clinicians and informed patients, not a diagnosis, and no

@@ -17,11 +17,11 @@
 
 import type { ReactElement } from 'react'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
-import { focusNewPage, visibleHeading } from '../App.tsx'
+import { focusNewPage, modalHoldsFocus, visibleHeading } from '../App.tsx'
 import * as clinicApi from './api.ts'
-import { ClinicContext, keepAliveEveryMs, startIdleTimer, startKeepAlive, useIdleTimeout, warnBeforeMs } from './session.ts'
+import { ClinicContext, keepAliveEveryMs, pageIdleMs, serverSlackMs, startIdleTimer, startKeepAlive, useIdleTimeout, warnBeforeMs } from './session.ts'
 import type { ApiTokenInfo, Session, User } from './types.ts'
-import { SessionTimeoutWarning, focusBack, timeLeftText } from '../components/SessionTimeoutWarning.tsx'
+import { SessionTimeoutWarning, focusBack, timeLeftText, warningKey } from '../components/SessionTimeoutWarning.tsx'
 import { scrollRegionName, tableName } from '../components/TableWrap.tsx'
 import { ClinicAdminPage } from '../pages/ClinicAdminPage.tsx'
 import { ClinicPatientsPage, patientSearchStatus } from '../pages/ClinicPatientsPage.tsx'
@@ -211,18 +211,68 @@ describe('useIdleTimeout', () => {
     const ping = vi.fn(async () => session)
     const { onIdle, result } = mount(ping)
     expect(result().deadline).toBeNull()
-    vi.advanceTimersByTime(28 * MIN)
+    vi.advanceTimersByTime(27 * MIN) // the page's timeout: a minute before the server's (30)
     const warned = result()
-    expect(warned.deadline).toBe(new Date('2026-03-14T09:30:00Z').getTime())
+    expect(warned.deadline).toBe(new Date('2026-03-14T09:29:00Z').getTime())
     expect(ping).not.toHaveBeenCalled()
     warned.stay()
     expect(ping).toHaveBeenCalledTimes(1)
     expect(result().deadline).toBeNull()
-    vi.advanceTimersByTime(27 * MIN)
+    vi.advanceTimersByTime(26 * MIN)
     expect(onIdle).not.toHaveBeenCalled()
-    vi.advanceTimersByTime(3 * MIN) // the warning again at 28, then hidden at 30
+    vi.advanceTimersByTime(3 * MIN) // the warning again at 27, then hidden at 29
     expect(onIdle).toHaveBeenCalledTimes(1)
-    expect(onIdle).toHaveBeenCalledWith(30)
+    expect(onIdle).toHaveBeenCalledWith(30) // said as the server's timeout
+  })
+
+  it('hides the page (and warns) before the server may end the session, which records a use at most every minute', () => {
+    // the server writes a session's last use at most every minute (a quarter of a shorter
+    // timeout): its idle time may have started up to that long before the page's
+    expect(serverSlackMs(30 * MIN)).toBe(MIN)
+    expect(serverSlackMs(2 * MIN)).toBe(30_000)
+    expect(pageIdleMs(30 * MIN)).toBe(29 * MIN)
+    const ping = vi.fn(async () => session)
+    const { onIdle, result } = mount(ping)
+    vi.advanceTimersByTime(27 * MIN - 1)
+    expect(result().deadline).toBeNull()
+    vi.advanceTimersByTime(1)
+    // the countdown says the page's (earlier) deadline: "Stay signed in" up to its last second
+    // still finds the server's session
+    expect(result().deadline).toBe(Date.now() + 2 * MIN)
+    vi.advanceTimersByTime(2 * MIN)
+    expect(onIdle).toHaveBeenCalledTimes(1)
+    expect(Date.now()).toBe(new Date('2026-03-14T09:29:00Z').getTime())
+  })
+
+  it('a ping that finds another session (another tab signed out and in again) ends the page’s', async () => {
+    // the cookie is the browser's: another tab signed in as bob; the page still shows ana
+    const bob = { user: { id: 2, username: 'bob', role: 'clinician' }, csrf_token: 'b', idle_minutes: 30 } as Session
+    const ping = vi.fn(async () => bob)
+    const { onEnded, onIdle, result } = mount(ping)
+    vi.advanceTimersByTime(27 * MIN)
+    result().stay()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(onEnded).toHaveBeenCalledTimes(1)
+    expect(result().deadline).toBeNull()
+    vi.advanceTimersByTime(60 * MIN)
+    expect(onIdle).not.toHaveBeenCalled() // ended once: the page's timer stopped
+  })
+
+  it('a ping that finds the same user in another session (signed in again elsewhere) ends the page’s too', async () => {
+    const again = { ...session, csrf_token: 'another' } as Session
+    const { onEnded, result } = mount(vi.fn(async () => again))
+    vi.advanceTimersByTime(27 * MIN)
+    result().stay()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(onEnded).toHaveBeenCalledTimes(1)
+  })
+
+  it('a ping that finds the page’s own session changes nothing', async () => {
+    const { onEnded, result } = mount(vi.fn(async () => ({ ...session })))
+    vi.advanceTimersByTime(27 * MIN)
+    result().stay()
+    await vi.advanceTimersByTimeAsync(0)
+    expect(onEnded).not.toHaveBeenCalled()
   })
 
   it('a server that finds the session gone (the ping answers null) ends it on the page too', async () => {
@@ -235,13 +285,58 @@ describe('useIdleTimeout', () => {
   })
 })
 
+describe('checking the session from the page (the keep-alive)', () => {
+  const ana = { user: { id: 1, username: 'ana', role: 'clinician' }, csrf_token: 'ana-token', idle_minutes: 30 } as Session
+  const bob = { user: { id: 2, username: 'bob', role: 'clinician' }, csrf_token: 'bob-token', idle_minutes: 30 } as Session
+
+  it('does not take on the CSRF token of a session another tab opened: the page’s writes stay its user’s', async () => {
+    const sent: (string | null)[] = []
+    vi.stubGlobal(
+      'fetch',
+      vi.fn(async (url: string, init: RequestInit = {}) => {
+        // the cookie is the browser's: another tab signed out and in as bob
+        if (url.endsWith('/auth/me')) return new Response(JSON.stringify(bob), { status: 200 })
+        sent.push(new Headers(init.headers).get('X-CSRF-Token'))
+        return new Response(JSON.stringify({ id: 5, ref: 'P-1' }), { status: 201 })
+      }),
+    )
+    clinicApi.setCsrfToken(ana.csrf_token) // signed in as ana on this page
+    const found = await clinicApi.sessionNow()
+    expect(found?.user.username).toBe('bob')
+    expect(clinicApi.sameSession(ana, found)).toBe(false)
+    await clinicApi.createPatient('P-1')
+    expect(sent).toEqual(['ana-token']) // not bob's: the server refuses it rather than crediting bob
+    expect(clinicApi.sameSession(ana, { ...ana })).toBe(true)
+    expect(clinicApi.sameSession(ana, null)).toBe(false)
+    clinicApi.setCsrfToken(null)
+  })
+})
+
 describe('the warning dialog', () => {
   const deadline = new Date('2026-03-14T09:30:00Z').getTime()
+
+  /** A document whose keydown listeners a test can call, with focus on `active`. */
+  function fakeDocument(active: unknown = null) {
+    const doc = Object.assign(new EventTarget(), { body: { isConnected: true }, activeElement: active })
+    vi.stubGlobal('document', doc)
+    return doc
+  }
+  /** A key pressed anywhere in the page (heard by the document); returns whether it was prevented. */
+  function key(doc: EventTarget, k: string, shiftKey = false): boolean {
+    const e = Object.assign(new Event('keydown', { cancelable: true }), { key: k, shiftKey })
+    doc.dispatchEvent(e)
+    return e.defaultPrevented
+  }
+  /** A stand-in for a focusable element that takes focus in `doc`. */
+  function focusable(doc: { activeElement: unknown }) {
+    const el = { isConnected: true, focus: vi.fn(() => (doc.activeElement = el)) }
+    return el
+  }
 
   it('is a modal alert dialog named by its heading, with "Stay signed in" and "Sign out"', () => {
     vi.useFakeTimers()
     vi.setSystemTime(deadline - 2 * MIN)
-    vi.stubGlobal('document', { body: {}, activeElement: null })
+    fakeDocument()
     const onStay = vi.fn()
     const onSignOut = vi.fn()
     const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut, fallbackFocus: () => null }))
@@ -260,18 +355,98 @@ describe('the warning dialog', () => {
     expect(onSignOut).toHaveBeenCalledTimes(1)
   })
 
-  it('puts focus back where it was after "Stay signed in" (also on Escape)', () => {
+  it('puts focus back where it was after "Stay signed in" (also on Escape), once it is gone', () => {
     const field = { isConnected: true, focus: vi.fn() }
-    vi.stubGlobal('document', { body: {}, activeElement: field })
+    const doc = fakeDocument(field)
     const onStay = vi.fn()
     const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut: vi.fn(), fallbackFocus: () => null }))
     unmount = m.unmount
     // the dialog took focus: the field typed in was noted first
     ;(byTestId(m.result(), 'session-warning-stay').props.onClick as () => void)()
     expect(onStay).toHaveBeenCalledTimes(1)
+    // the page behind is inert until the warning is gone (the same render): focus goes back then
+    m.unmount()
+    unmount = null
     expect(field.focus).toHaveBeenCalledTimes(1)
-    ;(byTestId(m.result(), 'session-warning').props.onKeyDown as (e: unknown) => void)({ key: 'Escape', preventDefault: () => {} })
+    const again = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut: vi.fn(), fallbackFocus: () => null }))
+    unmount = again.unmount
+    expect(key(doc, 'Escape')).toBe(true)
     expect(onStay).toHaveBeenCalledTimes(2)
+    again.unmount()
+    unmount = null
+    expect(field.focus).toHaveBeenCalledTimes(2)
+  })
+
+  it('keeps Tab and Escape in hand after a click on its text or beside it (focus on the dialog, or on <body>)', () => {
+    const doc = fakeDocument()
+    const onStay = vi.fn()
+    const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut: vi.fn(), fallbackFocus: () => null }))
+    unmount = m.unmount
+    const tree = m.result()
+    const dialogProps = byTestId(tree, 'session-warning').props
+    expect(dialogProps.tabIndex).toBe(-1) // a click on its text puts focus on it, not on <body>
+    const stay = focusable(doc)
+    const signOut = focusable(doc)
+    const dialog = { contains: (n: unknown) => n === dialog || n === stay || n === signOut }
+    ;(dialogProps.ref as { current: unknown }).current = dialog
+    ;(byTestId(tree, 'session-warning-stay').props.ref as { current: unknown }).current = stay
+    ;(byTestId(tree, 'session-warning-sign-out').props.ref as { current: unknown }).current = signOut
+    // focus on <body> (a press beside the dialog in a browser that moved it): Tab goes in
+    doc.activeElement = doc.body
+    expect(key(doc, 'Tab')).toBe(true)
+    expect(doc.activeElement).toBe(stay)
+    doc.activeElement = doc.body
+    expect(key(doc, 'Tab', true)).toBe(true)
+    expect(doc.activeElement).toBe(signOut)
+    // focus on the dialog itself (its text clicked): Shift+Tab does not leave it
+    doc.activeElement = dialog
+    expect(key(doc, 'Tab', true)).toBe(true)
+    expect(doc.activeElement).toBe(signOut)
+    expect(key(doc, 'Tab')).toBe(true) // round from the last button to the first
+    expect(doc.activeElement).toBe(stay)
+    doc.activeElement = doc.body
+    expect(key(doc, 'Escape')).toBe(true)
+    expect(onStay).toHaveBeenCalledTimes(1)
+    // a press on the backdrop (not on the dialog) does not move focus
+    const down = { target: {}, preventDefault: vi.fn() }
+    ;(byTestId(tree, 'session-warning-backdrop').props.onMouseDown as (e: unknown) => void)(down)
+    expect(down.preventDefault).toHaveBeenCalledTimes(1)
+    const inside = { target: stay, preventDefault: vi.fn() }
+    ;(byTestId(tree, 'session-warning-backdrop').props.onMouseDown as (e: unknown) => void)(inside)
+    expect(inside.preventDefault).not.toHaveBeenCalled()
+    // gone: the page's keys are its own again
+    m.unmount()
+    unmount = null
+    expect(key(doc, 'Escape')).toBe(false)
+  })
+
+  it('leaves focus on the page, not on <body>, when it goes without "Stay signed in" (the page hidden)', () => {
+    const doc = fakeDocument()
+    const heading = focusable(doc)
+    const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay: vi.fn(), onSignOut: vi.fn(), fallbackFocus: () => heading as unknown as HTMLElement }))
+    unmount = m.unmount
+    doc.activeElement = doc.body // its focused button went with it (a public page: no sign-in form takes focus)
+    m.unmount()
+    unmount = null
+    expect(heading.focus).toHaveBeenCalledTimes(1)
+    // focus already somewhere (the sign-in form): left there
+    const field = focusable(doc)
+    doc.activeElement = field
+    const again = host.mount(() => SessionTimeoutWarning({ deadline, onStay: vi.fn(), onSignOut: vi.fn(), fallbackFocus: () => heading as unknown as HTMLElement }))
+    doc.activeElement = field
+    again.unmount()
+    expect(heading.focus).toHaveBeenCalledTimes(1)
+  })
+
+  it('handles Tab only at the ends of its buttons (a pure check of warningKey)', () => {
+    const doc = fakeDocument()
+    const stay = focusable(doc)
+    const signOut = focusable(doc)
+    const dialog = { contains: (n: unknown) => n === dialog || n === stay || n === signOut } as unknown as HTMLElement
+    doc.activeElement = stay
+    const e = { key: 'Tab', shiftKey: false, preventDefault: vi.fn() }
+    expect(warningKey(e, dialog, stay as unknown as HTMLElement, signOut as unknown as HTMLElement, vi.fn())).toBe(false)
+    expect(e.preventDefault).not.toHaveBeenCalled() // the browser's own Tab, to "Sign out"
   })
 
   it('focuses the page when the element that had focus is gone', () => {
@@ -427,6 +602,16 @@ describe('the admin page’s tables', () => {
 // --- a route change focuses the new page's heading -----------------------------------------------------
 
 describe('a new page', () => {
+  it('leaves focus in a modal (the session warning, the token prompt) on Back or Forward', () => {
+    const inModal = { closest: (sel: string) => (sel.includes('[aria-modal="true"]') ? {} : null) }
+    vi.stubGlobal('document', { body: {}, activeElement: inModal })
+    expect(modalHoldsFocus()).toBe(true)
+    vi.stubGlobal('document', { body: {}, activeElement: { closest: () => null } })
+    expect(modalHoldsFocus()).toBe(false)
+    vi.stubGlobal('document', { body: {}, activeElement: null })
+    expect(modalHoldsFocus()).toBe(false)
+  })
+
   function fakeMain(headings: { hidden: boolean }[]) {
     const hs = headings.map((h) => {
       const el = {

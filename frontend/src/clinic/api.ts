@@ -96,17 +96,33 @@ export async function login(username: string, password: string): Promise<Session
   return s
 }
 
-/** The current session, or null when nobody is signed in. */
-export async function me(): Promise<Session | null> {
+/** The session the browser's cookie opens now, or null when nobody is signed in; its CSRF token
+ * is NOT taken for this page's requests. The cookie is shared by every tab: another tab may have
+ * signed out and in as someone else since this page was signed in, and taking that session's
+ * token would make this page's writes count as that user's while it shows its own user. For a
+ * check of a session the page already has (the keep-alive), compared with it (`sameSession`). */
+export async function sessionNow(): Promise<Session | null> {
   try {
     const res = await clinicFetch('/auth/me', { headers: { Accept: 'application/json' } }, false)
-    const s = (await res.json()) as Session
-    setCsrfToken(s.csrf_token)
-    return s
+    return (await res.json()) as Session
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) return null
     throw err
   }
+}
+
+/** Whether `now` (what `sessionNow` found) is the session the page shows (`page`): the same user
+ * and the same session (its CSRF token, made once per sign-in, says which). */
+export function sameSession(page: Session, now: Session | null): boolean {
+  return now !== null && now.user.id === page.user.id && now.csrf_token === page.csrf_token
+}
+
+/** The current session, or null when nobody is signed in; its CSRF token is taken for this
+ * page's requests. Only where the page shows no session yet (its first load): see `sessionNow`. */
+export async function me(): Promise<Session | null> {
+  const s = await sessionNow()
+  if (s) setCsrfToken(s.csrf_token)
+  return s
 }
 
 export async function logout(): Promise<void> {

@@ -1,6 +1,7 @@
 // The signed-in clinic user, shared by the clinic pages, and a small loader for clinic data.
 
 import { createContext, useCallback, useContext, useEffect, useMemo, useRef, useState } from 'react'
+import { sameSession } from './api.ts'
 import { clinicRouteFromHash, type ClinicRoute } from './format.ts'
 import type { Session } from './types.ts'
 
@@ -156,6 +157,20 @@ export function warnBeforeMs(idleMs: number): number {
   return Math.min(2 * 60_000, idleMs / 2)
 }
 
+/** How much earlier than the server the page ends an idle session: the server records a request
+ * as the session's last use at most every minute (every quarter of the timeout where that is
+ * shorter: `session_lookup` in src/dermsight/clinic/accounts.py), so its idle time may have
+ * started up to that long before the page's. The page hides itself (and warns) that much sooner,
+ * so that "Stay signed in", pressed in the warning's last moments, still finds the session. */
+export function serverSlackMs(idleMs: number): number {
+  return Math.min(60_000, idleMs / 4)
+}
+
+/** The page's own idle timeout: the server's, less `serverSlackMs`. */
+export function pageIdleMs(idleMs: number): number {
+  return idleMs - serverSlackMs(idleMs)
+}
+
 /** How often, at most, activity on the page is passed on to the server (`GET /auth/me`, which
  * the server counts as activity: `session_lookup` in src/dermsight/clinic/accounts.py marks the
  * session used): every 5 minutes, or a quarter of the timeout where that is shorter (never more
@@ -216,7 +231,9 @@ export interface IdleWarning {
  * (`deadline`) that `stay()` answers. Activity on the page is passed on to the server
  * (`startKeepAlive`, with `ping`: `GET /auth/me`), so that typing a long note does not let the
  * server's session end while the page is kept open; a ping that finds the session gone
- * (`ping` resolves null: ended, or the account disabled) calls `onEnded`. */
+ * (`ping` resolves null: ended, or the account disabled) or replaced (another session, another
+ * user: another tab of the browser signed out and in again; see `sameSession`) calls `onEnded`.
+ * The page hides itself `serverSlackMs` before the server's timeout (`pageIdleMs`). */
 export function useIdleTimeout(
   session: Session | null,
   onIdle: (minutes: number) => void,
@@ -231,8 +248,9 @@ export function useIdleTimeout(
   const control = useRef<{ timer: IdleTimer; keepAlive: KeepAlive } | null>(null)
   const minutes = session ? idleMinutesOf(session) : null
   useEffect(() => {
-    if (minutes === null) return
-    const idleMs = minutes * 60_000
+    if (minutes === null || session === null) return
+    const serverIdleMs = minutes * 60_000
+    const idleMs = pageIdleMs(serverIdleMs)
     let live = true
     const timer = startIdleTimer(
       idleMs,
@@ -241,12 +259,15 @@ export function useIdleTimeout(
         handlers.current.onIdle(minutes)
       },
       Date.now,
-      { beforeMs: warnBeforeMs(idleMs), onWarn: (at) => setDeadline(at) },
+      { beforeMs: warnBeforeMs(serverIdleMs), onWarn: (at) => setDeadline(at) },
     )
-    const keepAlive = startKeepAlive(keepAliveEveryMs(idleMs), () => {
+    const keepAlive = startKeepAlive(keepAliveEveryMs(serverIdleMs), () => {
       handlers.current.ping().then(
         (s) => {
-          if (live && s === null) {
+          // gone, or another session than the page's (never taken on: its user is not the
+          // one the page shows, and the page's writes must not count as theirs)
+          const replaced = typeof s === 'object' && s !== null && 'user' in s && !sameSession(session, s as Session)
+          if (live && (s === null || replaced)) {
             timer.stop()
             setDeadline(null)
             handlers.current.onEnded()

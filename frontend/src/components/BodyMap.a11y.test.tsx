@@ -330,6 +330,46 @@ describe('the patient page keeps the mark, Body site and Side in step and says s
     expect(mapProps(tree).point).toMatchObject({ site: 'upper extremity', x: 22, y: 89 })
   })
 
+  it('clears a Side the map filled in when the mark goes where there is no side, and says so', () => {
+    const render = mountPage()
+    const place = (p: MapPoint) => (mapProps(render()).onPoint as (p: MapPoint) => void)(p)
+    place({ view: 'front', site: 'upper extremity', x: 22, y: 89 }) // the patient's right arm
+    expect(byTestId(render(), 'lesion-side').el.props.value).toBe('right')
+    place({ view: 'front', site: 'anterior torso', x: 60, y: 80 }) // the chest's middle: no side
+    const tree = render()
+    expect(byTestId(tree, 'lesion-side').el.props.value).toBe('') // not saved as "Right, Torso – front"
+    expect(text(placement(tree))).toContain('Side cleared: it was filled in from the map (Right)')
+    expect(text(placement(tree))).toContain('front view, Torso – front')
+  })
+
+  it('never clears a Side the user chose', () => {
+    const render = mountPage()
+    const place = (p: MapPoint) => (mapProps(render()).onPoint as (p: MapPoint) => void)(p)
+    choose(render, 'lesion-side', 'left')
+    place({ view: 'front', site: 'anterior torso', x: 60, y: 80 })
+    expect(byTestId(render(), 'lesion-side').el.props.value).toBe('left')
+    expect(text(placement(render()))).not.toContain('Side cleared')
+    // set by the map, then chosen again by the user: the user's
+    choose(render, 'lesion-side', '')
+    place({ view: 'front', site: 'upper extremity', x: 22, y: 89 })
+    choose(render, 'lesion-side', 'right')
+    place({ view: 'front', site: 'anterior torso', x: 60, y: 80 })
+    expect(byTestId(render(), 'lesion-side').el.props.value).toBe('right')
+  })
+
+  it('keeps the note on the mark taken off up to date while the Body site list is browsed', () => {
+    const render = mountPage()
+    ;(mapProps(render()).onPoint as (p: MapPoint) => void)({ view: 'front', site: 'upper extremity', x: 22, y: 89 })
+    choose(render, 'lesion-site', 'anterior torso')
+    expect(text(placement(render()))).toMatch(/the body site is now Torso – front \(chest, abdomen\)\./)
+    choose(render, 'lesion-site', 'posterior torso') // the next site down the list: still no fit
+    const note = text(placement(render()))
+    expect(note).toMatch(/taken off: it was on Arm, and the body site is now Torso – back\./)
+    expect(note).not.toContain('Torso – front')
+    choose(render, 'lesion-site', '')
+    expect(text(placement(render()))).toMatch(/the body site is now not stated\./)
+  })
+
   it('gives the body map the mark and the Side, and explains the keys in the hint', () => {
     const render = mountPage()
     ;(mapProps(render()).onPoint as (p: MapPoint) => void)({ view: 'back', site: 'posterior torso', x: 60, y: 84 })

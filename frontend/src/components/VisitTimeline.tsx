@@ -213,7 +213,8 @@ export function VisitNote({
     )
   }
   const onKey = (e: KeyboardEvent) => {
-    if (e.key === 'Escape') {
+    // not the Escape that ends an input method's composition (Japanese, Chinese… typing)
+    if (e.key === 'Escape' && !e.nativeEvent.isComposing) {
       e.preventDefault()
       cancel()
     }
@@ -512,13 +513,25 @@ function showVisit(list: HTMLElement, item: HTMLElement, page: boolean): void {
   if (page) card.scrollIntoView({ block: 'nearest', inline: 'nearest' })
 }
 
+/** How the user last acted on the page: a key, or a press (mouse, finger, pen); null before either. */
+let lastInput: 'key' | 'pointer' | null = null
+
+/** Record how the user last acted on the page (`keydown`, `pointerdown`), heard by the timeline
+ * while it is shown (see `showFocusedVisit`). */
+export function noteInput(e: { type: string }): void {
+  lastInput = e.type === 'keydown' ? 'key' : 'pointer'
+}
+
 /** Focus moved to `target` inside the timeline `list` (tabbing through a card's buttons): that
  * card is scrolled wholly into view, so that the focused control is not left clipped at the edge
  * (the browser scrolls just far enough to show the control's start). Not for a press with a
- * mouse or finger (no focus ring: not `:focus-visible`): the card would move under the pointer
- * between press and release, and the click would be lost. */
+ * mouse or finger: the card would move under the pointer between press and release, and the
+ * click would be lost. A press is told by the last input (`noteInput`), as a text field or a date
+ * field clicked into shows a focus ring (`:focus-visible`) all the same; and by the focus ring
+ * (none after a press on a button). */
 export function showFocusedVisit(list: HTMLElement, target: EventTarget | null): void {
   const el = target as Partial<Element> | null
+  if (lastInput === 'pointer') return
   if (el?.matches && !el.matches(':focus-visible')) return
   const item = el?.closest?.('.timeline-item') as HTMLElement | null | undefined
   if (item && list.contains(item)) showVisit(list, item, false)
@@ -527,6 +540,16 @@ export function showFocusedVisit(list: HTMLElement, target: EventTarget | null):
 /** Visits side by side (oldest first), with the change between each pair. */
 export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[]; changes: Change[]; onChanged: () => void }) {
   const listRef = useRef<HTMLOListElement | null>(null)
+  // how focus comes into the timeline: by key (scrolled into view) or by a press (left alone)
+  useEffect(() => {
+    const opts = { capture: true, passive: true }
+    document.addEventListener('keydown', noteInput, opts)
+    document.addEventListener('pointerdown', noteInput, opts)
+    return () => {
+      document.removeEventListener('keydown', noteInput, opts)
+      document.removeEventListener('pointerdown', noteInput, opts)
+    }
+  }, [])
   // A visit just saved (NewVisitForm asked): focus it, so that a keyboard or screen-reader user
   // lands on the answer instead of on <body> when the form is replaced.
   // The same after a visit's date changed (its place in the timeline may change), or after a

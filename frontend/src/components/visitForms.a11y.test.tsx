@@ -321,8 +321,8 @@ function openNote(render: () => unknown, area = fakeEl()) {
   runLater()
   return area
 }
-const escape = (render: () => unknown) => {
-  const e = { key: 'Escape', preventDefault: vi.fn() }
+const escape = (render: () => unknown, isComposing = false) => {
+  const e = { key: 'Escape', preventDefault: vi.fn(), nativeEvent: { isComposing } }
   ;(byTestId(render(), 'visit-note-editor').el.props.onKeyDown as (e: unknown) => void)(e)
   render()
   return e
@@ -345,6 +345,21 @@ describe('a visit’s note', () => {
     attach(render(), 'visit-note-edit', editBtn)
     runLater()
     expect(editBtn.focus).toHaveBeenCalledTimes(1)
+  })
+
+  it('leaves the editor open on the Escape that ends an input method’s composition (IME)', () => {
+    const ask = vi.fn(() => true)
+    const { render } = visitNote(ask)
+    openNote(render)
+    type(render, 'visit-note-text', 'looks darker, 大きい')
+    const e = escape(render, true) // Japanese typing: Escape cancels the composition, not the note
+    expect(e.preventDefault).not.toHaveBeenCalled()
+    expect(ask).not.toHaveBeenCalled()
+    expect(has(render(), 'visit-note-editor')).toBe(true)
+    expect(byTestId(render(), 'visit-note-text').el.props.value).toBe('looks darker, 大きい')
+    escape(render) // a plain Escape still cancels (asking first)
+    expect(ask).toHaveBeenCalledTimes(1)
+    expect(has(render(), 'visit-note-editor')).toBe(false)
   })
 
   it('asks before Escape or Cancel drops typed text; kept when the user says no', () => {
@@ -461,6 +476,21 @@ describe('the timeline scrolls the card that takes focus into view', () => {
     const { list, button } = timeline(0, 300, false) // the card moving under the pointer would lose the click
     showFocusedVisit(list as unknown as HTMLElement, button as unknown as EventTarget)
     expect(list.scrollLeft).toBe(0)
+  })
+
+  it('leaves it where it is when a text or date field in it is clicked into (it shows a focus ring all the same)', () => {
+    const doc = Object.assign(new EventTarget(), { body, activeElement: body })
+    vi.stubGlobal('document', doc)
+    const render = mount(() => VisitTimeline({ visits, changes: [], onChanged: vi.fn() }))
+    const ol = byTestId(render(), 'timeline').el
+    doc.dispatchEvent(new Event('pointerdown')) // a click into the note's text
+    const clicked = timeline(0, 300) // a textarea: :focus-visible even when clicked
+    ;(ol.props.onFocus as (e: unknown) => void)({ currentTarget: clicked.list, target: clicked.button })
+    expect(clicked.list.scrollLeft).toBe(0)
+    doc.dispatchEvent(new Event('keydown')) // then Tab
+    const tabbed = timeline(0, 300)
+    ;(ol.props.onFocus as (e: unknown) => void)({ currentTarget: tabbed.list, target: tabbed.button })
+    expect(tabbed.list.scrollLeft).toBe(260)
   })
 
   it('does so on focus within the timeline', () => {

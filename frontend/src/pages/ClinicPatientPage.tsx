@@ -36,6 +36,14 @@ export function placementText(point: MapPoint | null, note: string): string {
   return note ? `${note} ${where}` : where
 }
 
+/** What the placement hint says when a body site chosen in the list (`site`) does not fit the
+ * mark (`point`), which is taken off the map (and put back if the list comes back to it). */
+export function takenOffNote(point: MapPoint, site: string): string {
+  return `The mark on the map was taken off: it was on ${SITE_LABELS[point.site] ?? point.site}, and the body site is now ${
+    site ? SITE_LABELS[site] ?? site : 'not stated'
+  }.`
+}
+
 /** A lesion's pin label: its number, where it is and, when the model's risk rose, that too (the
  * pin's red and triangle say it to the eye). */
 export function pinLabel(n: number, place: string, riskRose: boolean): string {
@@ -62,6 +70,9 @@ export function ClinicPatientPage({ id }: { id: number }) {
   // a mark taken off because the body site chosen in the list no longer fits it: put back if the
   // list comes back to a site that fits (the list is browsed with the arrow keys, one change a step)
   const setAsideRef = useRef<MapPoint | null>(null)
+  // whether the Side shown was filled in by the map (a mark on an arm, leg…), not chosen by the
+  // user: cleared again when the mark is put where there is no side (the trunk's middle, the head)
+  const sideFromMapRef = useRef(false)
   const { busy, error, setError, submit } = useFormAction()
   // a failed delete: said in the confirm box, where the user is (not in the new lesion's form)
   const [deleteError, setDeleteError] = useState<string | null>(null)
@@ -125,11 +136,19 @@ export function ClinicPatientPage({ id }: { id: number }) {
     setSite(pt.site)
     const ptSide = pointSide(pt)
     if (ptSide && ptSide !== side) {
+      sideFromMapRef.current = true
       setSide(ptSide)
       setMapNote(`Side set to ${ptSide === 'left' ? 'Left' : 'Right'}.`)
+    } else if (!ptSide && side && sideFromMapRef.current) {
+      // the map said the side, and this place has none: not left saying the old one (a side the
+      // user chose is never cleared)
+      sideFromMapRef.current = false
+      setSide('')
+      setMapNote(`Side cleared: it was filled in from the map (${SIDES.find((o) => o.value === side)?.label ?? side}); choose a side if one applies.`)
     } else setMapNote('')
   }
   const onSide = (v: string) => {
+    sideFromMapRef.current = false // the user's choice
     setSide(v)
     if (!point || (v !== 'left' && v !== 'right')) return
     const moved = pointOnSide(point, v)
@@ -143,15 +162,14 @@ export function ClinicPatientPage({ id }: { id: number }) {
     if (point && !siteFitsPoint(v, point)) {
       setAsideRef.current = point
       setPoint(null)
-      setMapNote(
-        `The mark on the map was taken off: it was on ${SITE_LABELS[point.site] ?? point.site}, and the body site is now ${
-          v ? SITE_LABELS[v] ?? v : 'not stated'
-        }.`,
-      )
+      setMapNote(takenOffNote(point, v))
     } else if (!point && aside && siteFitsPoint(v, aside)) {
       setAsideRef.current = null
       setPoint(aside)
       setMapNote('The mark is back on the map.')
+    } else if (!point && aside) {
+      // still set aside, and the list moved on (arrowing through it): the note says the site now
+      setMapNote(takenOffNote(aside, v))
     }
   }
   const onMoveBlocked = (pt: MapPoint) => setMapNote(`The mark is at the edge of ${pointPart(pt) || SITE_LABELS[pt.site] || pt.site}.`)
