@@ -239,6 +239,21 @@ export function estimate(v: unknown): Estimate | null {
   return e
 }
 
+/** The note of an interval entry that was withheld (``withheld: true``, no value), e.g. "1
+ * positive, 110 negative (< 5 on a side): withheld"; "withheld" when it gives no note; null for an
+ * entry that is not withheld. */
+export function withheldNote(v: unknown): string | null {
+  const r = rec(v)
+  if (!r || r.withheld !== true || num(r.value) !== null) return null
+  return typeof r.note === 'string' && r.note.trim() ? r.note.trim() : 'withheld'
+}
+
+/** The classes a card's macro-average AUC leaves out (their AUCs withheld). */
+export function macroLeftOut(ev: TestEvaluation): string[] {
+  const r = rec(ev.ci.auc_macro)
+  return Array.isArray(r?.left_out) ? r.left_out.filter((c): c is string => typeof c === 'string') : []
+}
+
 // --- intervals that collapsed ---------------------------------------------------------------------
 
 /** The z of a two-sided 95 % interval. */
@@ -353,6 +368,8 @@ export interface PerClassRow {
   auc: Estimate | null
   sensitivity: Estimate | null
   specificity: Estimate | null
+  /** why the AUC is withheld (too few cases on one side), null when it is not */
+  aucWithheld: string | null
 }
 
 export interface SubgroupRow {
@@ -425,6 +442,7 @@ function evaluation(v: unknown): TestEvaluation | null {
       auc: estimate(r.auc),
       sensitivity: estimate(r.sensitivity),
       specificity: estimate(r.specificity),
+      aucWithheld: withheldNote(r.auc),
     }))
   const subgroups = records(t.subgroups).map(subgroupRow)
   return {

@@ -523,21 +523,73 @@ def _remove(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-def tidy_staged(dst: str | Path) -> list[str]:
-    """Tidy what an interrupted :func:`staged_bundle` left beside the bundle folder ``dst``:
-    a half-built ``<dst>.partial-<pid>`` is removed; a ``<dst>.old-<pid>`` (the finished bundle
-    being replaced when the swap was cut short) is put back at ``dst`` when ``dst`` is missing,
-    else removed. Returns one line per thing done."""
+def _leftover_pid(path: Path, dst: Path, suffix: str) -> int | None:
+    """The pid in ``<dst><suffix><pid>`` (digits only), or ``None`` for any other name."""
+    rest = path.name[len(dst.name) + len(suffix):] if path.name.startswith(
+        f"{dst.name}{suffix}") else ""
+    return int(rest) if rest.isdigit() and rest.isascii() else None
+
+
+def _pid_running(pid: int) -> bool:
+    """Whether process ``pid`` is running (this process counts as not: its own leftovers are
+    its own to tidy). A permission refusal means it runs under another user."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except (OverflowError, ValueError, OSError):
+        return False
+    return True
+
+
+def _complete_bundle(path: Path) -> bool:
+    """A real folder holding a bundle's ``model.onnx`` and ``card.json`` (what
+    :func:`replace_folder` moves aside), not some other folder of the user's."""
+    return (path.is_dir() and not path.is_symlink() and (path / ONNX_FILE).is_file()
+            and (path / CARD_FILE).is_file())
+
+
+def swap_target(dst: str | Path) -> Path:
+    """The folder a bundle swap replaces: ``dst`` itself, or where it points when it is a
+    symbolic link (``RUN/bundle -> models/current``), so that the new bundle lands in the
+    link's target, built beside it on the same file system, and the link is kept."""
     dst = Path(dst)
+    return Path(os.path.realpath(dst)) if dst.is_symlink() else dst
+
+
+def tidy_staged(dst: str | Path) -> list[str]:
+    """Tidy what an interrupted :func:`staged_bundle` left beside the bundle folder ``dst``
+    (or beside its target when ``dst`` is a symbolic link, :func:`swap_target`). Only names
+    ``<dst>.partial-<pid>`` / ``<dst>.old-<pid>`` (digits) whose process is no longer running
+    are touched, so a running build's folder and anything else the user keeps there stay: a
+    half-built ``<dst>.partial-<pid>`` is removed; a ``<dst>.old-<pid>`` (the finished bundle
+    being replaced when the swap was cut short) is put back at ``dst`` when ``dst`` is missing
+    (the newest), else removed; only a bundle (``model.onnx`` and ``card.json``) is either:
+    any other ``.old-`` folder is left alone.
+    Returns one line per thing done."""
+    dst = swap_target(dst)
     done: list[str] = []
     if not dst.parent.is_dir():
         return done
-    for p in sorted(dst.parent.glob(f"{dst.name}{PARTIAL_SUFFIX}*")):
+
+    def left(suffix: str) -> list[Path]:
+        found = []
+        for p in dst.parent.glob(f"{dst.name}{suffix}*"):
+            pid = _leftover_pid(p, dst, suffix)
+            if pid is not None and not _pid_running(pid):
+                found.append(p)
+        return sorted(found)
+
+    for p in left(PARTIAL_SUFFIX):
         _remove(p)
         done.append(f"removed {p}, a bundle an interrupted run left unfinished")
-    backups = sorted(dst.parent.glob(f"{dst.name}{BACKUP_SUFFIX}*"),
+    backups = sorted((p for p in left(BACKUP_SUFFIX) if _complete_bundle(p)),
                      key=lambda p: p.stat().st_mtime, reverse=True)
-    if backups and not dst.exists():
+    if backups and not dst.exists() and not dst.is_symlink():
         backups[0].rename(dst)
         done.append(f"restored {dst} from {backups[0].name}, which an interrupted run left")
         backups = backups[1:]
@@ -577,8 +629,9 @@ def staged_bundle(dst: str | Path) -> Iterator[Path]:
     (:func:`replace_folder`). On any exception, Ctrl-C included, the partial folder is removed
     and ``dst`` is left as it was: the bundle that was there, or none. Leftovers of an earlier
     interrupted run are tidied first (:func:`tidy_staged`). Two runs must not build the same
-    ``dst`` at once."""
-    dst = Path(dst)
+    ``dst`` at once. When ``dst`` is a symbolic link the swap happens at its target and the
+    link is kept (:func:`swap_target`)."""
+    dst = swap_target(dst)
     tidy_staged(dst)
     stage = dst.with_name(f"{dst.name}{PARTIAL_SUFFIX}{os.getpid()}")
     stage.mkdir(parents=True)

@@ -1,8 +1,9 @@
 """What is in a dataset: counts per class / source / sex / site, ages, missing metadata, invalid
 metadata values (given but not usable: age 250 or "60m", sex "X", site "moon", a diagnosis that
 names no class such as "Naevus"; counted apart from the missing ones, ``n_invalid``; the most
-common unusable diagnoses are listed as written, ``unusable_labels``, as the readers' warnings
-name them: diagnosis names, not patient data; the values of the other fields are never shown),
+common unusable diagnoses are listed, ``unusable_labels``, each cut to ``MAX_LABEL_CHARS``
+characters: usually a diagnosis name, but a clinic export's diagnosis column may hold free text,
+so check the output before sharing it; the values of the other fields are never shown),
 unreadable files, and the image files of a folder that its CSV does not list (``n_unlisted``).
 Streams the records (``iter_records(decode=False)``) and, unless told not to, checks that every
 image decodes, in a thread pool, with the fast ``verify_image`` path.
@@ -34,6 +35,14 @@ AGE_BINS: tuple[str, ...] = (
 MAX_ERRORS_LISTED = 20
 #: the most common unusable labels listed (``unusable_labels``)
 MAX_LABELS_LISTED = 5
+#: an unusable label is listed cut to this many characters (a free-text cell is not copied whole)
+MAX_LABEL_CHARS = 40
+
+
+def short_label(text: str) -> str:
+    """``text`` on one line, cut to :data:`MAX_LABEL_CHARS` characters with "…"."""
+    one = " ".join(text.split())
+    return one if len(one) <= MAX_LABEL_CHARS else one[:MAX_LABEL_CHARS - 1] + "…"
 
 
 def age_bin(age: float) -> str:
@@ -117,7 +126,7 @@ class DataSummary:
         self.n_unlabeled += 1
         if rec.label_invalid is not None:  # given, but names no class: not "missing"
             self.n_invalid["diagnosis"] += 1
-            self.unusable_labels[rec.label_invalid] += 1
+            self.unusable_labels[short_label(rec.label_invalid)] += 1
         else:
             self.n_missing["diagnosis"] += 1
 

@@ -50,6 +50,7 @@ from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_
 from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
 from dermsight.evaluate.bootstrap import bootstrap, case_intervals
 from dermsight.evaluate.metrics import rates_at_threshold
+from dermsight.quiet_warnings import sklearn_notes
 
 if TYPE_CHECKING:
     from dermsight.batch.summary import RunSummary
@@ -68,6 +69,8 @@ MEL_RECALL_TOLERANCE = 0.05
 #: the logistic regression's inverse regularisation strength (v2.15's "recalibrate")
 C_INVERSE = 1.0
 FOLDS = 2
+#: the scikit-learn notes the fold split has printed in this process (each said once)
+_TOLD: set[str] = set()
 N_BOOT = 1000
 #: the longest clinic name the card takes
 MAX_NAME = 200
@@ -305,11 +308,15 @@ def cross_fitted(cases: LocalCases, rule: DecisionRule, classes: Sequence[str],
 
     out = np.full(len(cases), -1, np.int64)
     folds = StratifiedGroupKFold(n_splits=FOLDS, shuffle=True, random_state=seed)
-    for fit_idx, score_idx in folds.split(cases.probs, cases.labels, cases.groups):
-        update = fit_update(cases.probs[fit_idx], cases.labels[fit_idx], classes, subset,
-                            kept=kept, name="fold", created="")
-        out[score_idx] = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins,
-                                      local=update).choose(cases.probs[score_idx], classes)
+    named = [classes[int(i)] if 0 <= int(i) < len(classes) else str(int(i))
+             for i in cases.labels]
+    # a class with fewer cases than folds: one note naming it, not scikit-learn's warning
+    with sklearn_notes(labels=named, told=_TOLD):
+        for fit_idx, score_idx in folds.split(cases.probs, cases.labels, cases.groups):
+            update = fit_update(cases.probs[fit_idx], cases.labels[fit_idx], classes, subset,
+                                kept=kept, name="fold", created="")
+            out[score_idx] = DecisionRule(rule.rule, rule.tau, rule.prior, rule.margins,
+                                          local=update).choose(cases.probs[score_idx], classes)
     return out
 
 

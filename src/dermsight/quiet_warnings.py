@@ -2,8 +2,9 @@
 
 scikit-learn warns with its own file and line (``.../sklearn/metrics/_classification.py:2939:
 UserWarning: y_pred contains classes not in y_true``), which reads as a fault of dermsight's.
-``sklearn_notes()`` wraps the calls that may warn so (``balanced_accuracy_score``,
-``StratifiedGroupKFold.split``): those two warnings are caught and each situation is told once,
+``sklearn_notes()`` wraps the calls that may warn so (``balanced_accuracy_score`` in training's
+validation metrics and the baseline's choice, ``StratifiedGroupKFold.split`` in ``bundle
+adapt``'s folds): those two warnings are caught and each situation is told once,
 as a ``note:`` line on stderr (or to ``emit``); every other warning goes on as it came.
 """
 

@@ -35,6 +35,7 @@ import {
   rec,
   selectedEpochNote,
   keptWeightsNote,
+  macroLeftOut,
   type Counts,
   type Estimate,
   type MetricDef,
@@ -554,6 +555,7 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
   const small = ev.perClass.filter((r) => r.n !== null && r.n < 50)
   const counts = perClassCounts(card)
   const oneSource = singleSourceNote(card)
+  const withheldAucs = ev.perClass.filter((r) => r.aucWithheld)
   return (
     <Block id="per-class" title="Performance per diagnosis (test set)">
       <TableWrap>
@@ -579,7 +581,16 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
                     {!malignant.includes(r.code) && info?.premalignant && <span className="tag tag-premalignant">pre-malignant</span>}
                   </th>
                   <td className="num">{formatNumber(r.n)}</td>
-                  <EstimateCell e={r.auc} />
+                  {r.aucWithheld ? (
+                    <td className="num withheld" title={r.aucWithheld} data-testid={`auc-withheld-${r.code}`}>
+                      withheld
+                      <span className="ci" style={{ whiteSpace: 'normal', minWidth: '12em' }}>
+                        {r.aucWithheld}
+                      </span>
+                    </td>
+                  ) : (
+                    <EstimateCell e={r.auc} />
+                  )}
                   <EstimateCell e={r.sensitivity} counts={counts[r.code]?.sensitivity} />
                   <EstimateCell e={r.specificity} counts={counts[r.code]?.specificity} />
                 </tr>
@@ -595,6 +606,14 @@ function PerClass({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
           ` Few test images for ${small.map((r) => `${r.code} (${r.n})`).join(', ')}: their intervals are wide.`}
         {oneSource && <span data-testid="single-source-note"> {oneSource}</span>}
       </p>
+      {withheldAucs.length > 0 && (
+        <p className="hint" data-testid="withheld-auc-note">
+          Limitation: the AUC of {withheldAucs.map((r) => r.code).join(', ')} is withheld: too few test images on one
+          side (the class or the rest) for its ranking to mean much.
+          {macroLeftOut(ev).length > 0 &&
+            ` The macro-average AUC is the mean over the other classes (it leaves out ${macroLeftOut(ev).join(', ')}).`}
+        </p>
+      )}
     </Block>
   )
 }

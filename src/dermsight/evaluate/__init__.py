@@ -43,12 +43,14 @@ from dermsight.evaluate.bootstrap import (
     bootstrap,
     bootstrap_difference,
     bootstrap_metrics,
+    case_intervals,
     group_codes,
     interval_method,
 )
 from dermsight.evaluate.metrics import (
     HEADLINE_METRICS,
     auc_sides,
+    binary_auc,
     compute_metrics,
     confusion_counts,
     reliability_bins,
@@ -104,6 +106,7 @@ def evaluate_predictions(
     metrics = compute_metrics(y, p, classes, **settings.decisions())
     if interval_method(settings) == WILSON:  # a card's stored bootstrap figures stay as made
         withhold_thin_aucs(metrics, ci, settings.min_cases)
+        _macro_without_withheld(metrics, ci, y, p, classes, codes, settings=settings)
     empty = {"value": None, "lo": None, "hi": None, "n": 0}
     per_class = [
         {
@@ -163,6 +166,35 @@ def withhold_thin_aucs(metrics: dict[str, Any], ci: dict[str, Any],
         entry.pop("k", None)
         said.append(f"{key} ({pos} positive, {neg} negative)")
     return said
+
+
+def _macro_without_withheld(metrics: dict[str, Any], ci: dict[str, Any],
+                            y: npt.NDArray[np.int64], p: npt.NDArray[np.float64],
+                            classes: Sequence[str], codes: npt.NDArray[np.int64], *,
+                            settings: EvalSettings) -> None:
+    """After :func:`withhold_thin_aucs`: ``auc_macro`` (value and interval, same resamples) as
+    the mean over the classes whose AUC was not withheld, its entry naming those left out
+    (``left_out`` and ``note``). Nothing changes when no class AUC was withheld."""
+    left_out = [c for c in classes
+                if isinstance(ci.get(f"auc_{c}"), dict) and ci[f"auc_{c}"].get("withheld")]
+    if not left_out:
+        return
+    kept = [i for i, c in enumerate(classes) if c not in left_out]
+
+    def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
+        vals = [binary_auc(y == i, p[:, i], w) for i in kept]
+        defined = [v for v in vals if v is not None]
+        return {"n": int(y.shape[0]) if w is None else int(round(float(w.sum()))),
+                "auc_macro": float(np.mean(defined)) if defined else None}
+
+    entry: dict[str, Any] = dict(case_intervals(fn, int(y.shape[0]), codes, keys=["auc_macro"],
+                                **settings.resampling())["auc_macro"])
+    named = ", ".join(left_out)
+    entry["left_out"] = left_out
+    entry["note"] = (f"mean over the classes whose AUC is shown; left out (AUC withheld): "
+                     f"{named}")
+    metrics["auc_macro"] = entry["value"]
+    ci["auc_macro"] = entry
 
 
 def compare_predictions(

@@ -478,7 +478,8 @@ def compute_metrics(
     Keys (``<C>`` = each class code):
 
     * counts: ``n``, ``n_<C>``, ``n_malignant``, ``n_undecided`` (tied arg-max rows);
-    * ``accuracy``, ``balanced_accuracy``, ``auc_macro`` (mean of the defined per-class AUCs);
+    * ``accuracy``, ``balanced_accuracy``, ``auc_macro`` (mean of the defined per-class AUCs;
+      :func:`dermsight.evaluate.evaluate_predictions` leaves out those it withholds);
     * one-vs-rest per class: ``auc_<C>``, ``sensitivity_<C>``, ``specificity_<C>``;
     * ``mel_auc``, ``mel_pauc80``, ``malignant_auc``, ``malignant_pauc80`` (pAUC: ISIC 2024
       convention, range [0, 0.2]);

@@ -49,6 +49,9 @@ class DataConfig:
     #: one data folder (metadata.csv + images/) or a list of them (multi-source training)
     root: str | list[str] = "../shared/data/isic-subset"
     group_col: str = "group_id"
+    #: "lesion": a data folder without ``group_col`` (patient_id / group_id) may be grouped by
+    #: its lesion_id (one patient's lesions may then land in different splits); null: refused
+    group_col_fallback: str | None = None
     test_fraction: float = 0.15
     val_fraction: float = 0.15
     split_seed: int = 0
@@ -288,6 +291,9 @@ class TrainConfig:
         if d.limit is not None and d.limit < 1:
             raise ConfigError(f"data.limit must be a number of images per split >= 1, or null "
                               f"(no cap), got {d.limit}")
+        if d.group_col_fallback not in (None, "lesion"):
+            raise ConfigError(f"data.group_col_fallback must be lesion or null, got "
+                              f"{d.group_col_fallback!r}")
         if not d.group_col.strip():
             raise ConfigError("data.group_col must name the column that groups images of one "
                               "patient or lesion (e.g. group_id, lesion_id, patient_id)")

@@ -74,6 +74,8 @@ class _Folder:
     group_col: str = ""
     #: whether ``group_col`` is a fallback: the CSV has no ``data.group_col`` column
     fell_back: bool = False
+    #: grouped by lesion_id where patients were asked for (``data.group_col_fallback``)
+    lesion_level: bool = False
     #: the CSV's columns, and the column ``leak`` says to group by instead (None: no leak)
     columns: tuple[str, ...] = ()
     leak_col: str | None = None
@@ -240,6 +242,13 @@ def _read_root(root: Path, cfg: DataConfig, fallback: bool = False) -> _Folder:
     return folder
 
 
+def _finer(gcol: str | None, cfg: DataConfig) -> bool:
+    """Whether grouping by the fallback column ``gcol`` is finer than ``data.group_col``:
+    lesions where patients (patient_id, group_id) were asked for."""
+    return (gcol is not None and gcol.lower() == "lesion_id"
+            and cfg.group_col.lower() in ("patient_id", "group_id"))
+
+
 def _group(folder: _Folder, name: str, cfg: DataConfig, gcol: str | None, *, ids: list[str],
            group_values: list[str], other_values: dict[str, list[str]]) -> None:
     """Give every row of ``folder`` its group (``cfg.group_col``: ``name:group``) and the
@@ -249,6 +258,15 @@ def _group(folder: _Folder, name: str, cfg: DataConfig, gcol: str | None, *, ids
     if gcol is None:  # no data.group_col column: one of the CSV's own id columns
         folder.fell_back = True
         gcol, folder.leak = fallback_group_col(folder.csv, cfg.group_col, ids, other_values)
+        if folder.leak is None and _finer(gcol, cfg):
+            if cfg.group_col_fallback != "lesion":
+                folder.leak = (f"{folder.csv} has no {cfg.group_col} column (another data "
+                               f"folder has it) and only {gcol} to group by: one patient's "
+                               f"lesions could land in different splits; add a {cfg.group_col} "
+                               f"column that groups one patient's images, or set "
+                               f"data.group_col_fallback=lesion to split it by lesion")
+            else:
+                folder.lesion_level = True
         group_values = other_values.pop(gcol) if gcol else [""] * len(ids)
     folder.group_col = gcol or ""
     groups = [group_of(i, v) for i, v in zip(ids, group_values, strict=True)]
@@ -286,6 +304,8 @@ def _grouping_note(folders: list[_Folder], cfg: DataConfig) -> list[str]:
             "its own group column: " + "; ".join(
                 f"{f.csv.parent.name} by {f.group_col}"
                 + (f" (it has no {cfg.group_col} column)" if f.fell_back else "")
+                + (": one patient's lesions may be in different splits"
+                   if f.lesion_level else "")
                 for f in folders)]
 
 
