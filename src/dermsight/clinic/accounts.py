@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.config import SESSION_DAYS
@@ -166,7 +166,8 @@ def login_key(username: str) -> str:
 def verify_password(db: DbSession, username: str, password: str) -> User | None:
     """The active user ``username`` names ignoring case (usernames are unique by ``casekey``)
     whose password is exactly ``password``, else None; an unknown or inactive username costs the
-    same argon2 verification as a wrong password."""
+    same argon2 verification as a wrong password. Nothing is written: a login confirms the
+    account under a lock before it opens a session (``confirm_login``)."""
     user = db.scalar(select(User).where(User.username_key == casekey(username.strip())))
     if user is None or not user.active:
         with contextlib.suppress(VerificationError, InvalidHashError):
@@ -176,9 +177,36 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
         _hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
     return user
+
+
+def lock_user(db: DbSession, user_id: int) -> User | None:
+    """The user row ``user_id`` read again (``populate_existing``) under a lock held until the
+    transaction ends, so that a concurrent ``set_password`` / ``disable`` / ``enable`` is
+    either wholly before this transaction or wholly after it. PostgreSQL: ``SELECT ... FOR
+    UPDATE`` (READ COMMITTED reads the latest committed row once the lock is granted). SQLite
+    (whose driver begins a transaction only at the first write): a no-op UPDATE of the row
+    first, which takes the database's write lock (waiting for another writer's commit), then
+    the read. None when the user is gone."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(update(User).where(User.id == user_id).values(active=User.active)
+                   .execution_options(synchronize_session=False))
+    return db.scalars(select(User).where(User.id == user_id).with_for_update()
+                      .execution_options(populate_existing=True)).first()
+
+
+def confirm_login(db: DbSession, user: User, verified_hash: str, password: str) -> bool:
+    """In the transaction that opens a session: whether the account ``verify_password`` found
+    is still active with the very password hash that was verified (``lock_user``: a
+    ``set_password`` or ``disable`` committed while the password was being checked makes this
+    False, and one that comes later ends the session this transaction opens). Re-hashes an
+    outdated hash with the verified password."""
+    now = lock_user(db, user.id)
+    if now is None or not now.active or now.password_hash != verified_hash:
+        return False
+    if _hasher.check_needs_rehash(now.password_hash):
+        now.password_hash = _hasher.hash(password)
+    return True
 
 
 # --- rate limiting -------------------------------------------------------------------------------
@@ -255,9 +283,13 @@ def locked_until(db: DbSession, usernames: list[str], now: datetime | None = Non
     now = now or utcnow()
     keys = {login_key(name): name for name in usernames}
     failed: dict[str, list[datetime]] = {}
+    if not keys:
+        return {}
+    # only these names' failures (the index on ``username``), not every recent one
     for key, at in db.execute(
             select(LoginAttempt.username, LoginAttempt.at)
-            .where(LoginAttempt.at >= now - FAILURE_WINDOW, LoginAttempt.success.is_(False))
+            .where(LoginAttempt.username.in_(list(keys)),
+                   LoginAttempt.at >= now - FAILURE_WINDOW, LoginAttempt.success.is_(False))
             .order_by(LoginAttempt.at.desc())):
         if key in keys:
             failed.setdefault(key, []).append(aware(at))
@@ -270,12 +302,19 @@ def locked_until(db: DbSession, usernames: list[str], now: datetime | None = Non
     return until
 
 
+#: what an unlocked failed login's ``LoginAttempt.username`` becomes (``unlock``): no
+#: ``login_key`` is it (a key never starts with a space: the name is stripped first)
+UNLOCKED = " unlocked"
+
+
 def unlock(db: DbSession, user: User) -> int:
-    """Forget the failed logins of ``user``'s name (any case: ``login_key``), which ends a lock
-    of the account; returns how many there were. They stop counting against their client
-    address too (the audit log keeps them: ``login_failed``)."""
-    n = db.query(LoginAttempt).filter(LoginAttempt.username == login_key(user.username),
-                                      LoginAttempt.success.is_(False)).delete()
+    """Stop the failed logins of ``user``'s name (any case: ``login_key``) counting against the
+    account, which ends its lock; returns how many there were. They keep counting against their
+    client address (a lock of the address is not the account's and stays: their name becomes
+    ``UNLOCKED``), and the audit log keeps them (``login_failed``)."""
+    n = db.query(LoginAttempt).filter(
+        LoginAttempt.username == login_key(user.username), LoginAttempt.success.is_(False)
+    ).update({"username": UNLOCKED}, synchronize_session=False)
     return int(n)
 
 
@@ -351,6 +390,32 @@ def session_lookup(db: DbSession, cookie: str, idle: timedelta | None = None
     if not user.active:
         return Refused.DISABLED
     return row, user
+
+
+def still_granted(db: DbSession, user_id: int, session_id: str | None,
+                  token_hash: str | None) -> Refused | None:
+    """In a transaction that is about to write for a request: None when the session
+    (``session_id``, its stored hash) or the API token (``token_hash``) that authenticated it
+    still exists, not revoked, and the account is still active, else why not. The account is
+    locked (``lock_user``) for the rest of the transaction, so a ``set_password``,
+    ``disable`` or token revocation that ends the access is either committed before (this
+    says so) or waits for the write and ends the access after it."""
+    user = lock_user(db, user_id)
+    if user is None:
+        return Refused.UNKNOWN
+    if not user.active:
+        return Refused.DISABLED
+    if session_id is not None:
+        if db.get(Session, session_id, populate_existing=True) is None:
+            return Refused.UNKNOWN
+    elif token_hash is not None:
+        token = db.execute(select(ApiToken.id, ApiToken.revoked_at)
+                           .where(ApiToken.token_hash == token_hash)).first()
+        if token is None:
+            return Refused.UNKNOWN
+        if token.revoked_at is not None:
+            return Refused.REVOKED
+    return None
 
 
 def close_session(db: DbSession, cookie: str) -> None:
@@ -478,7 +543,10 @@ def set_password(db: DbSession, user: User, password: str) -> Ended:
     otherwise) and end their sessions and API tokens (``end_access``): whoever held one, or
     knew the old password, is out."""
     check_password(password, user.username)
-    user.password_hash = _hasher.hash(password)
+    new_hash = _hasher.hash(password)
+    user = lock_user(db, user.id) or user  # a login confirming the old hash waits, or sees it
+    user.password_hash = new_hash
+    db.flush()  # the row's lock before the sessions are read (PostgreSQL: one in commit waits)
     return end_access(db, user)
 
 
@@ -487,16 +555,31 @@ def other_active_admins(db: DbSession, user: User) -> int:
         User.role == "admin", User.active.is_(True), User.id != user.id)) or 0)
 
 
+def _lock_active_admins(db: DbSession) -> None:
+    """PostgreSQL: lock every active administrator's row (``FOR UPDATE``, in id order so that
+    two of these never deadlock); a concurrent ``disable`` waits, then finds the rows as they
+    are after it. SQLite: nothing here (``lock_user`` takes the write lock)."""
+    if db.get_bind().dialect.name != "sqlite":
+        db.execute(select(User.id).where(User.role == "admin", User.active.is_(True))
+                   .order_by(User.id).with_for_update())
+
+
 def disable(db: DbSession, user: User) -> Ended:
     """Disable ``user``'s account (it can no longer sign in) and end their sessions and API
     tokens (``end_access``). ``AccountError`` for the last active administrator: nobody could
-    administer the clinic from the web any more."""
+    administer the clinic from the web any more; the count is made under the locks of
+    ``_lock_active_admins`` and ``lock_user``, so two administrators disabling each other at
+    once leave one of them active."""
+    if user.role == "admin":
+        _lock_active_admins(db)
+    user = lock_user(db, user.id) or user
     if user.active and user.role == "admin" and other_active_admins(db, user) == 0:
         raise AccountError(f"{user.username!r} is the last active administrator and cannot be "
                            "disabled: make another administrator first (to shut out whoever "
                            "holds its password, sessions or tokens, set a new password "
                            "instead: that ends them all)")
     user.active = False
+    db.flush()
     return end_access(db, user)
 
 
@@ -504,9 +587,11 @@ def enable(db: DbSession, user: User) -> Ended:
     """Let ``user`` sign in again (nothing happens to an active account). No earlier session
     or API token comes back: any that outlived the disabling (an account disabled by hand in
     the database) are ended now."""
+    user = lock_user(db, user.id) or user
     if user.active:
         return Ended(sessions=0, tokens=0)
     user.active = True
+    db.flush()
     return end_access(db, user)
 
 

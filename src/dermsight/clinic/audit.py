@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.accounts import aware
@@ -35,10 +35,11 @@ REPEAT_READ = timedelta(minutes=10)
 #: the patient list: one event per user within this time (``record_read``)
 REPEAT_LIST = timedelta(minutes=1)
 
-#: ``login_failed``: a wrong password, an unknown user name or a disabled account (not a login
-#: refused by a lock: the ``lockout`` that began it is logged); ``lockout``: an account
-#: (``user`` / ``unknown_user``) or a client address (``address``) reached its limit of failed
-#: logins; ``unlock``, ``disable``, ``enable``, ``set_password``: an administrator's action
+#: ``login_failed``: a wrong password or a disabled account (not a login refused by a lock: the
+#: ``lockout`` that began it is logged; not a name that matches no account: only its lockout,
+#: within ``LOCKOUTS_MAX``); ``lockout``: an account (``user`` / ``unknown_user``) or a client
+#: address (``address``) reached its limit of failed logins;
+#: ``unlock``, ``disable``, ``enable``, ``set_password``: an administrator's action
 #: on an account (in the web UI / API or with ``dermsight clinic``: no user)
 ACTIONS = ("create", "view", "update", "export", "delete", "login", "logout", "purge",
            "login_failed", "lockout", "unlock", "disable", "enable", "set_password")
@@ -108,6 +109,30 @@ def record_login(db: DbSession, action: str, user: User | None, typed: str, *,
                       username=user.username if user else typed.strip()[:TYPED_NAME_MAX],
                       action=action, object_type=object_type, object_id=object_id,
                       patient_id=None))
+
+
+#: the most ``lockout`` events about no account (a name that matches none) or about a client
+#: address that are logged within ``LOCKOUT_WINDOW``, all addresses together
+#: (``record_lockout``): guesses from many addresses cannot grow the log without bound
+LOCKOUTS_MAX = 100
+#: the window of ``LOCKOUTS_MAX`` (the failed-login window, 15 minutes)
+LOCKOUT_WINDOW = timedelta(minutes=15)
+
+
+def record_lockout(db: DbSession, user: User | None, typed: str, *, address: bool) -> bool:
+    """A ``lockout`` event of a name that matches no account (``user`` None, ``address``
+    False) or of a client address (``address``), as ``record_login`` writes it, unless
+    ``LOCKOUTS_MAX`` such events were logged within the last ``LOCKOUT_WINDOW`` (one count
+    over the index on ``at``; two requests at the same moment may both log one past it).
+    Returns whether it was logged."""
+    since = utcnow() - LOCKOUT_WINDOW
+    n = db.scalar(select(func.count(AuditEvent.id)).where(
+        AuditEvent.at >= since, AuditEvent.action == "lockout",
+        or_(AuditEvent.object_type == "address", AuditEvent.object_type == "unknown_user")))
+    if int(n or 0) >= LOCKOUTS_MAX:
+        return False
+    record_login(db, "lockout", user, typed, address=address)
+    return True
 
 
 def record_read(db: DbSession, user: User, object_type: str, object_id: int | None,

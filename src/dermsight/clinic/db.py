@@ -188,8 +188,15 @@ def _migration_connection(engine: Engine) -> Iterator[Connection]:
 
 def _revision_of(conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
+    from alembic.util.exc import CommandError
 
-    return MigrationContext.configure(conn).get_current_revision()
+    try:
+        return MigrationContext.configure(conn).get_current_revision()
+    except CommandError as exc:  # e.g. two rows in alembic_version (edited by hand)
+        raise ClinicConfigError(
+            f"cannot read the database's revision ({str(exc).splitlines()[0]}): its "
+            "alembic_version table should hold one row; restore a backup, or repair the "
+            "table") from exc
 
 
 def _newer(at: str, head: str | None) -> ClinicConfigError:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from sqlalchemy.orm import Session as DbSession
 
 from dermsight import heatmap as hm
 from dermsight.clinic import sites
@@ -108,18 +109,24 @@ def assess(model: Dermsight, data: bytes, meta: Metadata,
         meta=pred.meta, file_site=None if chosen is None else chosen.site)
 
 
-def store_visit(
+def store_visit(  # noqa: PLR0913 - keyword-only, one call site
     clinic: Clinic, model: Dermsight, a: Assessment, *, lesion_id: int, taken_at: date,
     note: str | None, user: User, site_inherited: bool = False,
+    recheck: Callable[[DbSession], None] | None = None,
 ) -> int:
     """Write the files, then the row (one transaction). Returns the visit id. The row's age,
     sex and site are what the model used (``a.meta``: the form's values, a DICOM file's tags
     filling those it left empty), so the confirmed-cases export re-scores the visit as it
-    was served; ``site_inherited``: its site is the lesion's (``sites.visit_site``)."""
+    was served; ``site_inherited``: its site is the lesion's (``sites.visit_site``).
+    ``recheck``: called first in the transaction (the web route's check, before the commit,
+    that the request's session or token and account are still valid: it raises to write
+    nothing)."""
     image_key = clinic.images.put(a.image_png, "png")
     heatmap_key = clinic.images.put(a.heatmap_png, "png") if a.heatmap_png else None
     card = model.card
     with clinic.db.session() as s:
+        if recheck is not None:
+            recheck(s)
         get_or_404(s, Lesion, lesion_id, "lesion")  # deleted meanwhile: the sweep takes the files
         v = Visit(
             lesion_id=lesion_id, taken_at=taken_at, created_by=user.id,

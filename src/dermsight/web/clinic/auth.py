@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.models import ApiToken, User, utcnow
+from dermsight.clinic.models import Session as DbSessionRow
 from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn
 from dermsight.web.clinic.deps import (
     COOKIE,
@@ -59,6 +60,12 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
                             headers={"Retry-After": str(wait)})
     with clinic.db.session() as s:
         user = accounts.verify_password(s, body.username, body.password)
+        # the session is opened only if the account, locked now, is still active with the
+        # hash just verified: a set-password or disable committed meanwhile makes this login
+        # a failed one, as a wrong password (the old password no longer opens the account)
+        if user is not None and not accounts.confirm_login(s, user, user.password_hash,
+                                                           body.password):
+            user = None
         accounts.settle_attempt(s, attempt, success=user is not None)
         if user is None:
             cookie, row = "", None
@@ -80,17 +87,29 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
 
 
 def _audit_failure(s: DbSession, typed: str, ip: str) -> None:
-    """Log a failed login (``login_failed``) and, when it locked the account or the address,
-    a ``lockout``: neither was locked before it (the login was tried), so a lock now is new."""
+    """Log a failed login to an existing account (``login_failed``; at most ``MAX_FAILURES``
+    per account and window: the account's lock bounds them) and, when it locked the account
+    or the address, a ``lockout``: neither was locked before it (the login was tried), so a
+    lock now is new. A name that matches no account gets no ``login_failed``, and its
+    lockouts, like every address's, are logged up to ``audit.LOCKOUTS_MAX`` within the window
+    (``audit.record_lockout``): the log cannot be filled by guesses from many addresses."""
     account = accounts.find_user(s, typed)
-    audit.record_login(s, "login_failed", account, typed)
+    if account is not None:
+        audit.record_login(s, "login_failed", account, typed)
     locks = accounts.locks(s, typed, ip)
     if locks.username:
-        audit.record_login(s, "lockout", account, typed)
+        if account is not None:
+            audit.record_login(s, "lockout", account, typed)
+        else:
+            audit.record_lockout(s, None, typed, address=False)
     if locks.address:
-        audit.record_login(s, "lockout", account, typed, address=True)
+        audit.record_lockout(s, account, typed, address=True)
 
 
+#: a token asked for by a session that a set-password, disable or sign-out ended meanwhile
+SESSION_ENDED_MEANWHILE = ("your session ended while the token was being created (the "
+                           "password was changed, the account disabled, or you signed out): "
+                           "sign in again")
 #: a bearer token on the routes that only a signed-in session may use
 TOKEN_CANNOT_CREATE = ("an API token cannot create API tokens (a leaked one could otherwise "
                        "outlive its revocation): sign in and create it from your session")
@@ -168,8 +187,18 @@ def admin_session_user(request: Request) -> User:
 def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(session_user)]
                  ) -> dict[str, Any]:
     """Only a session may create a token: a token that made tokens would let whoever holds a
-    leaked one keep access after it is revoked."""
+    leaked one keep access after it is revoked. The token is written only if, with the account
+    locked (``accounts.lock_user``), the session still exists and the account is active: a
+    set-password or disable committed since the session was checked refuses it (401), one
+    committed later revokes it."""
+    cookie = request.cookies.get(COOKIE) or ""
     with clinic_of(request).db.session() as s:
+        locked = accounts.lock_user(s, user.id)
+        if (locked is None or not locked.active
+                or s.get(DbSessionRow, accounts.sha256(cookie),
+                         populate_existing=True) is None):
+            raise HTTPException(401, SESSION_ENDED_MEANWHILE,
+                                headers={"WWW-Authenticate": "Bearer"})
         try:
             token, row = accounts.create_token(s, user, body.name,
                                                accounts.TOKEN_DAYS if body.days is None
@@ -222,13 +251,32 @@ def _one_account_json(s: DbSession, user: User) -> dict[str, Any]:
     return _account_json(user, accounts.locked_until(s, [user.username]))
 
 
+#: a bearer token on ``POST /admin/users/{id}/unlock``
+TOKEN_CANNOT_UNLOCK = ("an API token cannot unlock accounts (a leaked one could otherwise lift "
+                       "the failed-login lock again and again): sign in as an administrator "
+                       "and unlock it from your session")
+
+
+def admin_session_to_unlock(request: Request) -> User:
+    """An administrator signed in with a session; 403 for a bearer API token and for a user
+    who is not an administrator."""
+    auth = authenticate(request)
+    if auth.session is None:
+        raise HTTPException(403, TOKEN_CANNOT_UNLOCK)
+    return admin_only(auth.user)
+
+
 @router.post("/admin/users/{user_id}/unlock",
-             summary="Unlock an account its failed logins locked (admin; audited)",
-             description="Forgets the account's failed logins (they stay in the audit log as "
-                         "`login_failed`), so the user can sign in at once. A lock of a client "
-                         "address (20 failures from it) is not an account's and stays. Answers "
-                         "the account as `GET /admin/users` lists it.")
-def unlock_user(user_id: ObjectId, request: Request, admin: AdminUser) -> dict[str, Any]:
+             summary="Unlock an account its failed logins locked (admin, from a signed-in "
+                     "session only; audited)",
+             description="The account's failed logins stop counting against it (they stay in "
+                         "the audit log as `login_failed`), so the user can sign in at once. A "
+                         "lock of a client address (20 failures from it) is not an account's "
+                         "and stays: those failures still count against their address. 403 "
+                         "with an API token. Answers the account as `GET /admin/users` lists "
+                         "it.")
+def unlock_user(user_id: ObjectId, request: Request,
+                admin: Annotated[User, Depends(admin_session_to_unlock)]) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
         user = _account(s, user_id)
         accounts.unlock(s, user)

@@ -32,7 +32,7 @@ from dermsight.web.clinic.bodies import (
     PatientIn,
     note_problem,
 )
-from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of
+from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of, recheck
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
 from dermsight.web.routes.metrics import MetricsDep
@@ -126,6 +126,7 @@ def list_patients(request: Request, user: CurrentUser,
 def create_patient(body: PatientIn, request: Request, user: CurrentUser
                    ) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
+        recheck(s, request)
         p = cases.create_patient(s, body.ref, user)
         audit.record(s, user, "create", "patient", p.id)
         return cases.patient_row(p, [])
@@ -165,6 +166,7 @@ def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
 def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
                   user: CurrentUser) -> dict[str, Any]:
     with clinic_of(request).db.session() as s:
+        recheck(s, request)
         p = cases.get_or_404(s, Patient, patient_id, "patient")
         le = cases.create_lesion(s, p, body.body_site, body.side, body.location,
                                  body.map.model_dump() if body.map else None)
@@ -289,7 +291,8 @@ async def create_visit(lesion_id: ObjectId, request: Request, user: CurrentUser,
         raise UploadError(422, f"the image cannot be used: {exc.reason}") from exc
     inherited = (a.file_site or site).inherited
     store = partial(store_visit, clinic, model, a, lesion_id=lesion_id, taken_at=taken_at,
-                    note=note, user=user, site_inherited=inherited)
+                    note=note, user=user, site_inherited=inherited,
+                    recheck=partial(recheck, request=request))
     return await anyio.to_thread.run_sync(_store_and_show, clinic, store)
 
 
@@ -313,6 +316,7 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
                                  "YYYY-MM-DD")
     taken_at = _taken_at(body.taken_at) if body.taken_at is not None else None
     with clinic_of(request).db.session() as s:
+        recheck(s, request)
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         if "note" in given:
             v.note = note
@@ -330,6 +334,7 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
 def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Response:
     clinic = clinic_of(request)
     with clinic.db.session() as s:
+        recheck(s, request)
         patient = audit.patient_of(s, "visit", visit_id)  # before the row goes
         keys = cases.delete_visit(s, visit_id)
         audit.record(s, user, "delete", "visit", visit_id, patient_id=patient)
@@ -389,6 +394,7 @@ def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request
         seen = (cases.Seen(None) if was is None else cases.Seen(
             (was.code, was.method), note=was.note, note_given="note" in was.model_fields_set))
     with clinic_of(request).db.session() as s:
+        recheck(s, request)
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         d = cases.set_diagnosis(s, le, body.code, body.method, note, user, replaces=seen)
         audit.record(s, user, "update", "diagnosis", lesion_id)
@@ -413,6 +419,7 @@ def delete_diagnosis(lesion_id: ObjectId, request: Request, user: CurrentUser,
                                  "or neither")
     clinic = clinic_of(request)
     with clinic.db.session() as s:
+        recheck(s, request)
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         cases.delete_diagnosis(s, le, None if code is None or method is None else (code, method))
         audit.record(s, user, "delete", "diagnosis", lesion_id)

@@ -12,6 +12,8 @@ from datetime import UTC
 from typing import Annotated
 
 from fastapi import Depends, Path, Request
+from sqlalchemy import event
+from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts
@@ -98,6 +100,7 @@ def authenticate(request: Request) -> Auth:
             raise _unauthorized(token_expired(user))
         if isinstance(user, accounts.Refused):
             raise _unauthorized(TOKEN_REFUSED[user])
+        request.state.clinic_grant = Grant(user.id, None, accounts.sha256(token.strip()))
         return Auth(user, None)
     cookie = request.cookies.get(COOKIE)
     if not cookie:
@@ -110,7 +113,49 @@ def authenticate(request: Request) -> Auth:
     if request.method in UNSAFE and not accounts.csrf_ok(row, request.headers.get(CSRF_HEADER)):
         raise HTTPException(403, f"this request lacks the session's security token (the "
                                  f"{CSRF_HEADER} header): reload the page, or sign in again")
+    request.state.clinic_grant = Grant(user.id, row.id, None)
     return Auth(user, row)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What authenticated a request (``authenticate``), for ``recheck``: the user, and the
+    session's id (the cookie's hash) or the API token's hash."""
+
+    user_id: int
+    session_id: str | None
+    token_hash: str | None
+
+
+#: a request whose session was ended (signed out, a new password) while it ran
+SESSION_ENDED = "your session ended while this request was running: sign in again"
+
+
+def recheck(db: DbSession, request: Request) -> None:
+    """In a route's write transaction: just before it commits, a 401 (the transaction rolled
+    back, nothing written) when the session or API token that authenticated the request was
+    ended or revoked, or its account disabled, while the request ran (``authenticate`` checked
+    it in a transaction of its own, maybe seconds earlier: an upload is assessed in between).
+    The check (``accounts.still_granted``) runs after the route's writes, when this
+    transaction holds SQLite's write lock, and locks the account's row (PostgreSQL), so such a
+    change is either committed before it (refused) or waits for this commit and ends the
+    access after it."""
+    grant: Grant | None = getattr(request.state, "clinic_grant", None)
+    if grant is None:  # pragma: no cover - every clinic route authenticates first
+        return
+
+    def check(session: DbSession) -> None:
+        why = accounts.still_granted(session, grant.user_id, grant.session_id,
+                                     grant.token_hash)
+        if why is None:
+            return
+        if why is accounts.Refused.DISABLED:
+            raise _unauthorized(DISABLED)
+        if grant.session_id is None:
+            raise _unauthorized(TOKEN_REFUSED[why])
+        raise _unauthorized(SESSION_ENDED)
+
+    event.listen(db, "before_commit", check, once=True)
 
 
 def current_user(request: Request) -> User:
