@@ -3,6 +3,7 @@ disable, enable) and the audit log."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -160,21 +161,21 @@ def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
     return [{"id": t.id, "name": t.name, **_token_times(t)} for t in rows]
 
 
-def session_user(request: Request) -> User:
-    """The user of a signed-in session (cookie + CSRF); 403 for a bearer API token."""
-    auth = authenticate(request)
-    if auth.session is None:
-        raise HTTPException(403, TOKEN_CANNOT_CREATE)
-    return auth.user
+def session_only(refusal: str, *, admin: bool) -> Callable[[Request], User]:
+    """A dependency: the user of a signed-in session (cookie + CSRF), an administrator when
+    ``admin``; 403 ``refusal`` for a bearer API token (even an administrator's: what a leaked
+    token must not do), 403 for a user who is not an administrator."""
+    def signed_in(request: Request) -> User:
+        auth = authenticate(request)
+        if auth.session is None:
+            raise HTTPException(403, refusal)
+        return admin_only(auth.user) if admin else auth.user
+
+    return signed_in
 
 
-def admin_session_user(request: Request) -> User:
-    """An administrator signed in with a session (cookie + CSRF); 403 for a bearer API token
-    (even an administrator's) and for a user who is not an administrator."""
-    auth = authenticate(request)
-    if auth.session is None:
-        raise HTTPException(403, TOKEN_CANNOT_CREATE_USER)
-    return admin_only(auth.user)
+session_user = session_only(TOKEN_CANNOT_CREATE, admin=False)
+admin_session_user = session_only(TOKEN_CANNOT_CREATE_USER, admin=True)
 
 
 @router.post("/auth/tokens", status_code=201,
@@ -256,14 +257,7 @@ TOKEN_CANNOT_UNLOCK = ("an API token cannot unlock accounts (a leaked one could 
                        "the failed-login lock again and again): sign in as an administrator "
                        "and unlock it from your session")
 
-
-def admin_session_to_unlock(request: Request) -> User:
-    """An administrator signed in with a session; 403 for a bearer API token and for a user
-    who is not an administrator."""
-    auth = authenticate(request)
-    if auth.session is None:
-        raise HTTPException(403, TOKEN_CANNOT_UNLOCK)
-    return admin_only(auth.user)
+admin_session_to_unlock = session_only(TOKEN_CANNOT_UNLOCK, admin=True)
 
 
 @router.post("/admin/users/{user_id}/unlock",
@@ -309,14 +303,7 @@ TOKEN_CANNOT_ENABLE = ("an API token cannot enable accounts (a leaked one could 
                        "back access that outlives its revocation): sign in as an "
                        "administrator and enable it from your session")
 
-
-def admin_session_to_enable(request: Request) -> User:
-    """An administrator signed in with a session; 403 for a bearer API token and for a user
-    who is not an administrator."""
-    auth = authenticate(request)
-    if auth.session is None:
-        raise HTTPException(403, TOKEN_CANNOT_ENABLE)
-    return admin_only(auth.user)
+admin_session_to_enable = session_only(TOKEN_CANNOT_ENABLE, admin=True)
 
 
 @router.post("/admin/users/{user_id}/enable",
