@@ -2,7 +2,7 @@ import { useEffect, useRef, useState } from 'react'
 import { clearCache, onAuthRequired } from './api.ts'
 import { logout, onSessionExpired, sameSession, sessionNow, setCsrfToken } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
-import { focusLost } from './clinic/focus.ts'
+import { focusLost, whenFound } from './clinic/focus.ts'
 import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './clinic/session.ts'
 import type { Session } from './clinic/types.ts'
 import { AudienceSwitch, ClinicNavLinks, ClinicUser } from './components/ClinicNav.tsx'
@@ -116,17 +116,8 @@ export function focusNewPage(
     }
     return true
   }
-  if (tryFocus()) return () => {}
-  const observer = new MutationObserver(() => {
-    if (tryFocus()) done()
-  })
-  const timer = window.setTimeout(() => done(), timeoutMs)
-  const done = () => {
-    observer.disconnect()
-    window.clearTimeout(timer)
-  }
-  observer.observe(main, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] })
-  return done
+  // a heading shown by taking `hidden` off counts too
+  return whenFound(main, tryFocus, timeoutMs, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] })
 }
 
 export default function App() {

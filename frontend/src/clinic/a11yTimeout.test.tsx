@@ -15,7 +15,6 @@
 // No DOM here (no jsdom): components run in the one-component host of src/testing/hookHost.ts
 // and the test reads the element tree they return.
 
-import type { ReactElement } from 'react'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { focusNewPage, modalHoldsFocus, visibleHeading } from '../App.tsx'
 import * as clinicApi from './api.ts'
@@ -26,6 +25,7 @@ import { scrollRegionName, tableName } from '../components/TableWrap.tsx'
 import { ClinicAdminPage } from '../pages/ClinicAdminPage.tsx'
 import { ClinicPatientsPage, patientSearchStatus } from '../pages/ClinicPatientsPage.tsx'
 import { RawCard } from '../pages/ModelPage.tsx'
+import { byTestId, text, walk, type El, type Props } from '../testing/tree.ts'
 
 const host = await vi.hoisted(async () => (await import('../testing/hookHost.ts')).createHookHost())
 vi.mock('react', async (original) => ({ ...(await original<typeof import('react')>()), ...host.hooks }))
@@ -48,29 +48,7 @@ const { readFileSync } = (await import(/* @vite-ignore */ NODE_FS)) as { readFil
 
 // --- reading the rendered tree --------------------------------------------------------------------
 
-type Props = Record<string, unknown> & { children?: unknown }
-type El = ReactElement<Props>
-const isElement = (x: unknown): x is El => typeof x === 'object' && x !== null && 'props' in x && '$$typeof' in x
-
-function* walk(node: unknown): Generator<El> {
-  if (Array.isArray(node)) {
-    for (const n of node) yield* walk(n)
-  } else if (isElement(node)) {
-    yield node
-    yield* walk(node.props.children)
-  }
-}
-const all = (tree: unknown, pred: (el: El) => boolean) => [...walk(tree)].filter(pred)
-function byTestId(tree: unknown, id: string): El {
-  const found = all(tree, (el) => el.props['data-testid'] === id)[0]
-  if (!found) throw new Error(`no element with test id ${id}`)
-  return found
-}
-function text(node: unknown): string {
-  if (Array.isArray(node)) return node.map(text).join('')
-  if (typeof node === 'string' || typeof node === 'number') return String(node)
-  return isElement(node) ? text(node.props.children) : ''
-}
+const all = (tree: unknown, pred: (el: El) => boolean) => [...walk(tree)].map((hit) => hit.el).filter(pred)
 const settle = () => new Promise((resolve) => setTimeout(resolve, 0))
 
 let unmount: (() => void) | null = null
@@ -342,16 +320,16 @@ describe('the warning dialog', () => {
     const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut, fallbackFocus: () => null }))
     unmount = m.unmount
     const tree = m.result()
-    const dialog = byTestId(tree, 'session-warning')
+    const dialog = byTestId(tree, 'session-warning').el
     expect(dialog.props.role).toBe('alertdialog')
     expect(dialog.props['aria-modal']).toBe('true')
     const title = all(tree, (el) => el.props.id === dialog.props['aria-labelledby'])[0]
     expect(text(title)).toBe('You will be signed out soon')
     const described = all(tree, (el) => el.props.id === dialog.props['aria-describedby'])[0]
     expect(text(described)).toMatch(/sign in again in about 2 minutes \(at /)
-    expect(text(byTestId(tree, 'session-warning-stay'))).toBe('Stay signed in')
-    expect(text(byTestId(tree, 'session-warning-sign-out'))).toBe('Sign out')
-    ;(byTestId(tree, 'session-warning-sign-out').props.onClick as () => void)()
+    expect(text(byTestId(tree, 'session-warning-stay').el)).toBe('Stay signed in')
+    expect(text(byTestId(tree, 'session-warning-sign-out').el)).toBe('Sign out')
+    ;(byTestId(tree, 'session-warning-sign-out').el.props.onClick as () => void)()
     expect(onSignOut).toHaveBeenCalledTimes(1)
   })
 
@@ -362,7 +340,7 @@ describe('the warning dialog', () => {
     const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut: vi.fn(), fallbackFocus: () => null }))
     unmount = m.unmount
     // the dialog took focus: the field typed in was noted first
-    ;(byTestId(m.result(), 'session-warning-stay').props.onClick as () => void)()
+    ;(byTestId(m.result(), 'session-warning-stay').el.props.onClick as () => void)()
     expect(onStay).toHaveBeenCalledTimes(1)
     // the page behind is inert until the warning is gone (the same render): focus goes back then
     m.unmount()
@@ -383,14 +361,14 @@ describe('the warning dialog', () => {
     const m = host.mount(() => SessionTimeoutWarning({ deadline, onStay, onSignOut: vi.fn(), fallbackFocus: () => null }))
     unmount = m.unmount
     const tree = m.result()
-    const dialogProps = byTestId(tree, 'session-warning').props
+    const dialogProps = byTestId(tree, 'session-warning').el.props
     expect(dialogProps.tabIndex).toBe(-1) // a click on its text puts focus on it, not on <body>
     const stay = focusable(doc)
     const signOut = focusable(doc)
     const dialog = { contains: (n: unknown) => n === dialog || n === stay || n === signOut }
     ;(dialogProps.ref as { current: unknown }).current = dialog
-    ;(byTestId(tree, 'session-warning-stay').props.ref as { current: unknown }).current = stay
-    ;(byTestId(tree, 'session-warning-sign-out').props.ref as { current: unknown }).current = signOut
+    ;(byTestId(tree, 'session-warning-stay').el.props.ref as { current: unknown }).current = stay
+    ;(byTestId(tree, 'session-warning-sign-out').el.props.ref as { current: unknown }).current = signOut
     // focus on <body> (a press beside the dialog in a browser that moved it): Tab goes in
     doc.activeElement = doc.body
     expect(key(doc, 'Tab')).toBe(true)
@@ -409,10 +387,10 @@ describe('the warning dialog', () => {
     expect(onStay).toHaveBeenCalledTimes(1)
     // a press on the backdrop (not on the dialog) does not move focus
     const down = { target: {}, preventDefault: vi.fn() }
-    ;(byTestId(tree, 'session-warning-backdrop').props.onMouseDown as (e: unknown) => void)(down)
+    ;(byTestId(tree, 'session-warning-backdrop').el.props.onMouseDown as (e: unknown) => void)(down)
     expect(down.preventDefault).toHaveBeenCalledTimes(1)
     const inside = { target: stay, preventDefault: vi.fn() }
-    ;(byTestId(tree, 'session-warning-backdrop').props.onMouseDown as (e: unknown) => void)(inside)
+    ;(byTestId(tree, 'session-warning-backdrop').el.props.onMouseDown as (e: unknown) => void)(inside)
     expect(inside.preventDefault).not.toHaveBeenCalled()
     // gone: the page's keys are its own again
     m.unmount()
@@ -476,21 +454,21 @@ describe('the patient search', () => {
     unmount = m.unmount
     await vi.advanceTimersByTimeAsync(0)
     const first = m.result()
-    const status = byTestId(first, 'patient-search-status')
+    const status = byTestId(first, 'patient-search-status').el
     expect(status.props.role).toBe('status')
     expect(status.props['aria-live']).toBe('polite')
     expect(text(status)).toBe('') // nothing said before a search
-    ;(byTestId(first, 'patient-search').props.onChange as (e: unknown) => void)({ target: { value: 'zzz' } })
+    ;(byTestId(first, 'patient-search').el.props.onChange as (e: unknown) => void)({ target: { value: 'zzz' } })
     m.result()
     await vi.advanceTimersByTimeAsync(100)
-    expect(text(byTestId(m.result(), 'patient-search-status'))).toBe('') // still typing
+    expect(text(byTestId(m.result(), 'patient-search-status').el)).toBe('') // still typing
     await vi.advanceTimersByTimeAsync(200)
     m.result() // the debounced query is sent
     await vi.advanceTimersByTimeAsync(0)
     const after = m.result()
     expect(api.listPatients).toHaveBeenLastCalledWith('zzz')
-    expect(text(byTestId(after, 'patient-search-status'))).toBe('0 patients whose reference starts with “zzz”')
-    expect(text(byTestId(after, 'patient-list-caption'))).toBe('0 patients whose reference starts with “zzz”')
+    expect(text(byTestId(after, 'patient-search-status').el)).toBe('0 patients whose reference starts with “zzz”')
+    expect(text(byTestId(after, 'patient-list-caption').el)).toBe('0 patients whose reference starts with “zzz”')
   })
 
   it('says nothing while loading or when the search failed', () => {
@@ -551,7 +529,7 @@ describe('the admin page’s tables', () => {
     ['Audit', 'audit-log', 'Audit log'],
   ])('%s: the table is named after its section’s heading', async (name, tableId, heading) => {
     const tree = await section(name)
-    const table = byTestId(tree, tableId)
+    const table = byTestId(tree, tableId).el
     const labelledBy = table.props['aria-labelledby']
     expect(labelledBy).toBeTruthy()
     const h2 = all(tree, (el) => el.type === 'h2')[0]
@@ -564,14 +542,14 @@ describe('the admin page’s tables', () => {
     const empty = all(tree, (el) => el.props.testId === 'all-tokens-empty')[0] // an <EmptyRow>
     expect(empty).toBeTruthy()
     const row = (empty.type as (p: Props) => unknown)(empty.props)
-    const cell = byTestId(row, 'all-tokens-empty')
+    const cell = byTestId(row, 'all-tokens-empty').el
     expect(text(cell)).toBe('No API tokens yet.')
     expect(cell.props.colSpan).toBe(7) // across the table's 7 columns
   })
 
   it('a token’s Delete button says which token, and is a 24 px target at least (44 px on touch)', async () => {
     const tree = await section('Tokens')
-    const button = byTestId(tree, 'token-delete-7')
+    const button = byTestId(tree, 'token-delete-7').el
     expect(button.props['aria-label']).toBe('Delete token backup script')
     expect(text(button)).toBe('Delete') // the visible label starts the name (WCAG 2.5.3)
     expect(String(button.props.className)).toContain('row-action')

@@ -24,6 +24,28 @@ export function focusLost(): boolean {
   return !active || active === document.body || !active.isConnected
 }
 
+/** Run `tryOnce` now and, until it returns true (it found what it waits for), again on each change
+ * under `root` (`observe`: which changes a MutationObserver reports); give up after `timeoutMs`.
+ * Returns a cleanup that stops waiting (nothing to stop when the first try found it). */
+export function whenFound(
+  root: Node,
+  tryOnce: () => boolean,
+  timeoutMs: number,
+  observe: MutationObserverInit = { childList: true, subtree: true },
+): () => void {
+  if (tryOnce()) return () => {}
+  const observer = new MutationObserver(() => {
+    if (tryOnce()) done()
+  })
+  const timer = window.setTimeout(() => done(), timeoutMs)
+  const done = () => {
+    observer.disconnect()
+    window.clearTimeout(timer)
+  }
+  observer.observe(root, observe)
+  return done
+}
+
 /** Focus the page's main heading (the first <h1> inside `root`) once it is rendered, e.g. after
  * signing in, when the sign-in form that had focus is gone; a page still loading shows it a moment
  * later. Nothing is moved when the user has put focus somewhere meanwhile. Returns a cleanup. */
@@ -37,17 +59,7 @@ export function focusHeadingWhenShown(root: HTMLElement, timeoutMs = 10_000): ()
     }
     return true
   }
-  if (tryFocus()) return () => {}
-  const observer = new MutationObserver(() => {
-    if (tryFocus()) done()
-  })
-  const timer = window.setTimeout(() => done(), timeoutMs)
-  const done = () => {
-    observer.disconnect()
-    window.clearTimeout(timer)
-  }
-  observer.observe(root, { childList: true, subtree: true })
-  return done
+  return whenFound(root, tryFocus, timeoutMs, { childList: true, subtree: true })
 }
 
 // --- announcements: a polite status line that outlives the page that asked for it -------------

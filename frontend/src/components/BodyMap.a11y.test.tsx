@@ -10,12 +10,12 @@
 // host (src/testing/hookHost.ts); the test reads the element tree and calls its handlers as a
 // browser would. A key's event has no pointer position (`detail` 0), as in a browser.
 
-import type { ReactElement } from 'react'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import * as clinicApi from '../clinic/api.ts'
 import { ClinicContext } from '../clinic/session.ts'
 import type { Lesion, Patient, User } from '../clinic/types.ts'
 import { ClinicPatientPage } from '../pages/ClinicPatientPage.tsx'
+import { byTestId, has, text, walk, type Props } from '../testing/tree.ts'
 import { BodyMap, describePoint, keyboardPoint, movePoint, regionAt, shapeIndexOf, STEP, type MapPoint, type Pin } from './BodyMap.tsx'
 
 const host = await vi.hoisted(async () => (await import('../testing/hookHost.ts')).createHookHost())
@@ -43,33 +43,6 @@ vi.mock('../clinic/api.ts', async (original) => ({
 const api = vi.mocked(clinicApi)
 
 // --- reading and using the rendered tree ------------------------------------------------------
-
-type Props = Record<string, unknown> & { children?: unknown }
-type El = ReactElement<Props>
-
-const isElement = (x: unknown): x is El => typeof x === 'object' && x !== null && 'props' in x && '$$typeof' in x
-
-function* walk(node: unknown, above: El[] = []): Generator<{ el: El; above: El[] }> {
-  if (Array.isArray(node)) {
-    for (const n of node) yield* walk(n, above)
-  } else if (isElement(node)) {
-    yield { el: node, above }
-    yield* walk(node.props.children, [...above, node])
-  }
-}
-
-function byTestId(tree: unknown, id: string): { el: El; above: El[] } {
-  for (const hit of walk(tree)) if (hit.el.props['data-testid'] === id || hit.el.props.testId === id) return hit
-  throw new Error(`no element with test id ${id}`)
-}
-
-const has = (tree: unknown, id: string) => [...walk(tree)].some(({ el }) => el.props['data-testid'] === id)
-
-function text(node: unknown): string {
-  if (Array.isArray(node)) return node.map(text).join('')
-  if (typeof node === 'string' || typeof node === 'number') return String(node)
-  return isElement(node) ? text(node.props.children) : ''
-}
 
 /** The middle of a region's first shape's box, as a browser's getBBox gives it (what a keyboard
  * placement used before: the old code asks the region's element for it). */

@@ -12,7 +12,6 @@
 // tree it renders (child components stay unrendered elements, their props read) and acts as a
 // browser would. Elements a handler focuses are stand-ins put in the refs the component gives them.
 
-import type { ReactElement } from 'react'
 import { renderToStaticMarkup } from 'react-dom/server'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { ApiError } from '../api.ts'
@@ -21,6 +20,7 @@ import { ErrorBox } from '../clinic/badges.tsx'
 import { focusRequested, onAnnounce } from '../clinic/focus.ts'
 import { makeVisit } from '../clinic/testVisits.ts'
 import type { Visit } from '../clinic/types.ts'
+import { byTestId, has, walk, type El } from '../testing/tree.ts'
 import * as upload from '../upload.ts'
 import { DiagnosisForm } from './DiagnosisForm.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
@@ -53,26 +53,6 @@ vi.mock('../hooks.ts', async (original) => ({
 
 // --- reading and using the rendered tree ------------------------------------------------------
 
-type Props = Record<string, unknown> & { children?: unknown }
-type El = ReactElement<Props>
-
-const isElement = (x: unknown): x is El => typeof x === 'object' && x !== null && 'props' in x && '$$typeof' in x
-
-function* walk(node: unknown, above: El[] = []): Generator<{ el: El; above: El[] }> {
-  if (Array.isArray(node)) {
-    for (const n of node) yield* walk(n, above)
-  } else if (isElement(node)) {
-    yield { el: node, above }
-    yield* walk(node.props.children, [...above, node])
-  }
-}
-
-/** The element with data-testid (or a component's testId) `id`. */
-function byTestId(tree: unknown, id: string): { el: El; above: El[] } {
-  for (const hit of walk(tree)) if (hit.el.props['data-testid'] === id || hit.el.props.testId === id) return hit
-  throw new Error(`no element with test id ${id}`)
-}
-const has = (tree: unknown, id: string) => [...walk(tree)].some(({ el }) => el.props['data-testid'] === id || el.props.testId === id)
 /** The (first) element of component `fn` (`where` it is so). */
 function byComponent(tree: unknown, fn: unknown, where: (el: El) => boolean = () => true): El {
   const hit = [...walk(tree)].find(({ el }) => el.type === fn && where(el))
