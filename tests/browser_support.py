@@ -99,6 +99,21 @@ def start_clinic_ui_server(workdir: Path, users: Iterable[tuple[str, str]], *,
                                 env=full_env or None)
 
 
+def clinic_server_fixture(name: str, users: Iterable[tuple[str, str]]) -> Any:
+    """A module-scoped pytest fixture ``clinic_server``: ``start_clinic_ui_server`` in a folder
+    named after ``name`` with ``users``, stopped after the module's tests. Assign it in a test
+    module: ``clinic_server = clinic_server_fixture("clinic-e2e", [("e2e-admin", "admin")])``."""
+    made = list(users)
+
+    @pytest.fixture(scope="module")
+    def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
+        server = start_clinic_ui_server(tmp_path_factory.mktemp(name), made)
+        yield server
+        server.stop()
+
+    return clinic_server
+
+
 def sign_in_clinic(page: Any, base: str, user: str) -> None:
     """Sign ``user`` in on the clinic's page and wait for the patient list to be loaded."""
     page.goto(f"{base}/#/clinic")

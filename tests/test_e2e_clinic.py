@@ -32,8 +32,8 @@ from browser_support import (
     PASSWORD,
     STATIC_INDEX,
     age_sessions,
+    clinic_server_fixture,
     sign_in_clinic,
-    start_clinic_ui_server,
     watched_page,
 )
 
@@ -45,11 +45,7 @@ FIRST, SECOND = "ISIC_0000006", "ISIC_0000170"
 REF = "E2E-0001"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-e2e"), [(ADMIN, "admin")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("clinic-e2e", [(ADMIN, "admin")])
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ import pytest
 import api_support as support
 from browser_support import (
     axe_violations,
+    clinic_server_fixture,
     describe_violation,
     new_lesion,
     sign_in_clinic,
-    start_clinic_ui_server,
     watched_page,
 )
 
@@ -45,12 +45,7 @@ FIRST, SECOND = "ISIC_0000006", "ISIC_0000170"
 LEAVE = "The new visit is not saved"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-corrections"),
-                                    [(USER, "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("clinic-corrections", [(USER, "clinician")])
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ import pytest
 import api_support as support
 from browser_support import (
     PASSWORD,
+    clinic_server_fixture,
     new_patient,
     sign_in_clinic,
     start_clinic_ui_server,
@@ -35,11 +36,7 @@ USER = "e2e-idle"
 IDLE_MINUTES = 30
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-idle"), [(USER, "admin")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("clinic-idle", [(USER, "admin")])
 
 
 @pytest.fixture

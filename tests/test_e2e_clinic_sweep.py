@@ -24,7 +24,7 @@ import pytest
 
 import api_support as support
 import browser_support
-from browser_support import PASSWORD, start_clinic_ui_server, watched_page
+from browser_support import PASSWORD, clinic_server_fixture, watched_page
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -34,13 +34,9 @@ pytestmark = pytest.mark.browser
 NEVUS = "ISIC_0000006"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(
-        tmp_path_factory.mktemp("clinic-sweep"),
-        [("sweep-admin", "admin"), ("sweep-doc", "clinician"), ("sweep-locked", "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture(
+    "clinic-sweep",
+    [("sweep-admin", "admin"), ("sweep-doc", "clinician"), ("sweep-locked", "clinician")])
 
 
 @pytest.fixture

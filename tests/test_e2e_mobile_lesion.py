@@ -26,7 +26,12 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import new_lesion, sign_in_clinic, start_clinic_ui_server, watched_page
+from browser_support import (
+    clinic_server_fixture,
+    new_lesion,
+    sign_in_clinic,
+    watched_page,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -39,11 +44,7 @@ SLACK = 1.0
 FOCUSED_VISIT = "document.activeElement && document.activeElement.dataset.visitId || null"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-phone"), [(USER, "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("clinic-phone", [(USER, "clinician")])
 
 
 @contextmanager

@@ -30,7 +30,12 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import new_patient, sign_in_clinic, start_clinic_ui_server, watched_page
+from browser_support import (
+    clinic_server_fixture,
+    new_patient,
+    sign_in_clinic,
+    watched_page,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -44,11 +49,7 @@ NEVUS = "ISIC_0000006"
 TARGET = 44
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("clinic-mobile"), [(USER, "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("clinic-mobile", [(USER, "clinician")])
 
 
 @pytest.fixture

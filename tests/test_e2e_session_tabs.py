@@ -13,13 +13,17 @@ before this fix: the test then fails).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 import api_support as support
-from browser_support import PASSWORD, sign_in_clinic, start_clinic_ui_server, watched_page
+from browser_support import (
+    PASSWORD,
+    clinic_server_fixture,
+    sign_in_clinic,
+    watched_page,
+)
 
 sync_api = pytest.importorskip("playwright.sync_api")
 expect = sync_api.expect
@@ -30,12 +34,7 @@ ALICE = "e2e-tabs-alice"
 BOB = "e2e-tabs-bob"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("session-tabs"),
-                                    [(ALICE, "admin"), (BOB, "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("session-tabs", [(ALICE, "admin"), (BOB, "clinician")])
 
 
 def _patients_created_by(server: support.Server) -> dict[str, list[str]]:

@@ -27,9 +27,9 @@ from playwright.sync_api import expect
 import api_support as support
 from browser_support import (
     axe_violations,
+    clinic_server_fixture,
     describe_violation,
     sign_in_clinic,
-    start_clinic_ui_server,
     ui_static_dir,
     watched_page,
 )
@@ -39,11 +39,7 @@ pytestmark = pytest.mark.browser
 USER = "e2e-warn"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("session-warning"), [(USER, "admin")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("session-warning", [(USER, "admin")])
 
 
 @pytest.fixture

@@ -27,7 +27,12 @@ from typing import Any
 import pytest
 
 import api_support as support
-from browser_support import new_lesion, sign_in_clinic, start_clinic_ui_server, watched_page
+from browser_support import (
+    clinic_server_fixture,
+    new_lesion,
+    sign_in_clinic,
+    watched_page,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -42,11 +47,7 @@ FOCUSED_VISIT = "document.activeElement && document.activeElement.dataset.visitI
 STATUS = "document.querySelector('[data-testid=clinic-status]').innerText"
 
 
-@pytest.fixture(scope="module")
-def clinic_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[support.Server]:
-    server = start_clinic_ui_server(tmp_path_factory.mktemp("visit-a11y"), [(USER, "clinician")])
-    yield server
-    server.stop()
+clinic_server = clinic_server_fixture("visit-a11y", [(USER, "clinician")])
 
 
 @pytest.fixture
