@@ -772,10 +772,13 @@ class PartStore:
 
         self._replace(part, write)
 
-    def _replace(self, part: Path, write: Callable[[Path], None]) -> None:
+    def _replace(self, part: Path, write: Callable[[Path], object],
+                 then: str | None = None) -> None:
         """Write ``part`` (new, or replacing the one there) atomically: what ``write`` writes
         to a temporary file, flushed, then renamed over it. A write that fails (a full disk, a
-        file size limit) leaves ``part`` as it was and no temporary file: ``OutputFailure``."""
+        file size limit) leaves ``part`` as it was and no temporary file: ``OutputFailure``,
+        saying ``then`` (default: the part files written before are kept, run again to
+        resume)."""
         tmp = self.out / f"{_TMP_PREFIX}{part.name}"
         try:
             write(tmp)
@@ -785,10 +788,10 @@ class PartStore:
         except OSError as exc:
             with suppress(OSError):
                 tmp.unlink(missing_ok=True)
-            raise OutputFailure(
-                f"cannot write {part}: {_reason(exc)}. The part files written before are kept "
-                f"in {self.out}: once the cause is fixed (e.g. disk space freed), run the same "
-                "command again to resume") from exc
+            then = then or (f"The part files written before are kept in {self.out}: once the "
+                            "cause is fixed (e.g. disk space freed), run the same command "
+                            "again to resume")
+            raise OutputFailure(f"cannot write {part}: {_reason(exc)}. {then}") from exc
         except BaseException:
             with suppress(OSError):
                 tmp.unlink(missing_ok=True)
@@ -798,15 +801,7 @@ class PartStore:
     def write_summary(self, summary: dict[str, Any]) -> None:
         """Write ``OUT/_summary.json`` atomically; ``OutputFailure`` when it cannot be (the old
         one is removed by the store on leaving: it describes the folder before this run)."""
-        final = self.out / SUMMARY_FILE
-        tmp = self.out / f"{_TMP_PREFIX}{SUMMARY_FILE}"
-        try:
-            tmp.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-            os.replace(tmp, final)
-        except OSError as exc:
-            with suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise OutputFailure(
-                f"cannot write {final}: {_reason(exc)}. The rows are written (in {self.out}); "
-                "once the cause is fixed, run the same command again to write the "
-                "summary") from exc
+        text = json.dumps(summary, indent=2, default=str) + "\n"
+        self._replace(self.out / SUMMARY_FILE, lambda tmp: tmp.write_text(text),
+                      then=f"The rows are written (in {self.out}); once the cause is fixed, "
+                           "run the same command again to write the summary")

@@ -1,9 +1,9 @@
 """The model's documentation: card, HTML evaluation report, plots, and the class list.
 
-The report and the plots are read from the bundle folder per request and served only when they
-are the files the loaded card's manifest names (sha256): after a re-export into the same folder
-the server still runs the model it loaded, so it answers 409 (restart the server) rather than
-show the new bundle's figures beside the old model.
+The report and the plots are served only when they are the files the loaded card's manifest
+names (sha256; read and hashed again only when a file's ``stat`` changed): after a re-export
+into the same folder the server still runs the model it loaded, so it answers 409 (restart the
+server) rather than show the new bundle's figures beside the old model.
 
 The card and the class list, which the clinic pages read, are open to a signed-in clinic user
 without the shared token (``deps.open_to_clinic_users``); the rest is not."""
@@ -54,19 +54,38 @@ def plot_names(model: Dermsight) -> list[str]:
     return sorted(p.stem for p in d.glob("*.png")) if d.is_dir() else []
 
 
+#: files ``loaded_file`` has checked: (path, the sha256 the card names) -> (the file's
+#: (inode, size, mtime) when it was read, its bytes); a request reads and hashes a file again
+#: only when its ``stat`` changed, so the report and plots cost one ``stat`` per request
+_CHECKED: dict[tuple[str, str | None], tuple[tuple[int, int, int], bytes]] = {}
+
+
+def _missing(name: str, want: str | None) -> HTTPException:
+    if want is not None:
+        return HTTPException(409, CHANGED)
+    return HTTPException(404, f"this model bundle has no {name}")
+
+
 def loaded_file(model: Dermsight, name: str) -> bytes:
     """The bundle file ``name`` (relative, e.g. ``plots/roc.png``) as loaded: 404 when missing,
     409 when it is not the file the loaded card's manifest names (the bundle was replaced)."""
     path = model.bundle.path / name
     want = model.card.files.get(name) if model.card.files else None
     try:
+        st = path.stat()
+    except OSError:
+        raise _missing(name, want) from None
+    key, sig = (str(path), want), (st.st_ino, st.st_size, st.st_mtime_ns)
+    seen = _CHECKED.get(key)
+    if seen is not None and seen[0] == sig:
+        return seen[1]
+    try:
         data = path.read_bytes()
     except OSError:
-        if want is not None:
-            raise HTTPException(409, CHANGED) from None
-        raise HTTPException(404, f"this model bundle has no {name}") from None
+        raise _missing(name, want) from None
     if model.card.files and hashlib.sha256(data).hexdigest() != want:
         raise HTTPException(409, CHANGED)
+    _CHECKED[key] = (sig, data)
     return data
 
 
