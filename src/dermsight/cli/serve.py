@@ -324,7 +324,7 @@ def serve(  # noqa: PLR0913
         limit_malloc_arenas,
         serve_app,
     )
-    from dermsight.web.settings import token_refusal, warn_unknown_variables
+    from dermsight.web.settings import SERVE_LOGGER, token_refusal, warn_unknown_variables
 
     settings = _serve_settings(model=model, workers=workers, threads=threads,
                                log_level=log_level, database=database, images=images,
@@ -347,7 +347,7 @@ def serve(  # noqa: PLR0913
     shown = f"[{host}]" if ":" in host else host
 
     # the start-up lines: stdout, in the log's format, whatever the log level
-    said = logging.getLogger("dermsight.serve")
+    said = logging.getLogger(SERVE_LOGGER)
 
     def announce() -> None:  # the model is loaded (a BundleError -> exit 3 comes before this)
         card = app.state.model.card

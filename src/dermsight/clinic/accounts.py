@@ -168,7 +168,7 @@ def verify_password(db: DbSession, username: str, password: str) -> User | None:
     whose password is exactly ``password``, else None; an unknown or inactive username costs the
     same argon2 verification as a wrong password. Nothing is written: a login confirms the
     account under a lock before it opens a session (``confirm_login``)."""
-    user = db.scalar(select(User).where(User.username_key == casekey(username.strip())))
+    user = find_user(db, username)
     if user is None or not user.active:
         with contextlib.suppress(VerificationError, InvalidHashError):
             _hasher.verify(_DUMMY_HASH, password)

@@ -51,7 +51,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dermsight.web.middleware import CSP, OVER_CONNECTION_LIMIT
-from dermsight.web.settings import Settings
+from dermsight.web.settings import SERVE_LOGGER, Settings
 
 log = logging.getLogger("dermsight.web")
 
@@ -121,8 +121,6 @@ class OneLineFormatter(logging.Formatter):
         return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
-#: the logger of ``serve``'s start-up lines (stdout, at any log level)
-SERVE_LOGGER = "dermsight.serve"
 
 
 def logging_config(level: str) -> dict[str, Any]:

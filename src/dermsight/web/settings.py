@@ -63,6 +63,10 @@ from dermsight.clinic.config import ClinicConfig, ClinicConfigError
 from dermsight.io.decode import MAX_PIXELS_BUILTIN
 from dermsight.parallel import default_workers
 
+#: the logger of ``serve``'s start-up lines and notices (stdout, at any log level:
+#: ``server.logging_config``)
+SERVE_LOGGER = "dermsight.serve"
+
 MIB = 1024 * 1024
 
 
@@ -217,7 +221,7 @@ def warn_unknown_variables(env: Mapping[str, str] | None = None) -> list[str]:
     env = os.environ if env is None else env
     names = [name for name in _unknown_variables(env) if _closest_known(name) is None]
     for name in names:
-        logging.getLogger("dermsight.serve").warning(
+        logging.getLogger(SERVE_LOGGER).warning(
             "%s is not a dermsight setting: ignored (unset it, or correct its name if it was "
             "meant as one: README, \"Security and limits\")", name)
     return names

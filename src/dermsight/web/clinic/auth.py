@@ -15,7 +15,6 @@ from starlette.exceptions import HTTPException
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.models import ApiToken, User, utcnow
-from dermsight.clinic.models import Session as DbSessionRow
 from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn
 from dermsight.web.clinic.deps import (
     COOKIE,
@@ -25,6 +24,7 @@ from dermsight.web.clinic.deps import (
     admin_only,
     authenticate,
     clinic_of,
+    recheck,
 )
 from dermsight.web.upload import check_query
 
@@ -107,10 +107,6 @@ def _audit_failure(s: DbSession, typed: str, ip: str) -> None:
         audit.record_lockout(s, account, typed, address=True)
 
 
-#: a token asked for by a session that a set-password, disable or sign-out ended meanwhile
-SESSION_ENDED_MEANWHILE = ("your session ended while the token was being created (the "
-                           "password was changed, the account disabled, or you signed out): "
-                           "sign in again")
 #: a bearer token on the routes that only a signed-in session may use
 TOKEN_CANNOT_CREATE = ("an API token cannot create API tokens (a leaked one could otherwise "
                        "outlive its revocation): sign in and create it from your session")
@@ -188,18 +184,12 @@ admin_session_user = session_only(TOKEN_CANNOT_CREATE_USER, admin=True)
 def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(session_user)]
                  ) -> dict[str, Any]:
     """Only a session may create a token: a token that made tokens would let whoever holds a
-    leaked one keep access after it is revoked. The token is written only if, with the account
-    locked (``accounts.lock_user``), the session still exists and the account is active: a
-    set-password or disable committed since the session was checked refuses it (401), one
-    committed later revokes it."""
-    cookie = request.cookies.get(COOKIE) or ""
+    leaked one keep access after it is revoked. The token is committed only if the session
+    still exists and the account is active (``deps.recheck``, the check every clinic write
+    makes): a set-password or disable committed since the session was checked refuses it
+    (401), one committed later revokes it."""
     with clinic_of(request).db.session() as s:
-        locked = accounts.lock_user(s, user.id)
-        if (locked is None or not locked.active
-                or s.get(DbSessionRow, accounts.sha256(cookie),
-                         populate_existing=True) is None):
-            raise HTTPException(401, SESSION_ENDED_MEANWHILE,
-                                headers={"WWW-Authenticate": "Bearer"})
+        recheck(s, request)
         try:
             token, row = accounts.create_token(s, user, body.name,
                                                accounts.TOKEN_DAYS if body.days is None
