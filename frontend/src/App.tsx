@@ -152,15 +152,6 @@ export default function App() {
   const pageKey = clinicPage ? `clinic:${window.location.hash}` : route
 
   useEffect(() => onAuthRequired(() => setNeedToken(true)), [])
-  useEffect(
-    () =>
-      onSessionExpired(() => {
-        const was = sessionRef.current?.user.username ?? null
-        setResumeAs((prev) => was ?? prev)
-        setSession(null)
-      }),
-    [],
-  )
   // Nobody used the page for the server's idle timeout: the server has ended the session (or
   // will at the next request), so the patient's data goes off the screen now, as after a 401.
   // A warning comes first (WCAG 2.2.1): "Stay signed in" tells the server (GET /auth/me, which it
@@ -171,6 +162,7 @@ export default function App() {
     setResumeAs((prev) => was ?? prev)
     setSession(null)
   }
+  useEffect(() => onSessionExpired(sessionEnded), [])
   const idleWarning = useIdleTimeout(
     session,
     (minutes) =>
@@ -180,11 +172,8 @@ export default function App() {
     sessionNow,
     sessionEnded,
   )
-  const warningOpen = session !== null && idleWarning.deadline !== null
-  const warningOpenRef = useRef(false)
-  useEffect(() => {
-    warningOpenRef.current = warningOpen
-  }, [warningOpen])
+  const warningDeadline = idleWarning.deadline
+  const warningOpen = session !== null && warningDeadline !== null
   useEffect(() => {
     if (session) setHiddenWhy(null)
   }, [session])
@@ -221,7 +210,7 @@ export default function App() {
     // Move focus to the new page's heading for keyboard and screen-reader users; not from a modal
     // (Back while the session warning is open: the page behind it is inert; the token prompt).
     window.scrollTo(0, 0)
-    if (warningOpenRef.current || modalHoldsFocus()) return
+    if (warningOpen || modalHoldsFocus()) return
     if (mainRef.current) return focusNewPage(mainRef.current, undefined, (h) => (routeFocus.current = h))
   }, [pageKey])
   // The API token prompt takes focus when it is nowhere the user put it (TokenPrompt): also from
@@ -298,9 +287,9 @@ export default function App() {
               }}
             />
           )}
-          {session && idleWarning.deadline !== null && (
+          {warningOpen && (
             <SessionTimeoutWarning
-              deadline={idleWarning.deadline}
+              deadline={warningDeadline}
               onStay={idleWarning.stay}
               onSignOut={signOut}
               fallbackFocus={() => (mainRef.current && pageHeadingToFocus(mainRef.current)) ?? mainRef.current}

@@ -117,14 +117,6 @@ export function sameSession(page: Session, now: Session | null): boolean {
   return now !== null && now.user.id === page.user.id && now.csrf_token === page.csrf_token
 }
 
-/** The current session, or null when nobody is signed in; its CSRF token is taken for this
- * page's requests. Only where the page shows no session yet (its first load): see `sessionNow`. */
-export async function me(): Promise<Session | null> {
-  const s = await sessionNow()
-  if (s) setCsrfToken(s.csrf_token)
-  return s
-}
-
 export async function logout(): Promise<void> {
   try {
     await clinicFetch('/auth/logout', { method: 'POST' }, false)

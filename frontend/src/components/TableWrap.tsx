@@ -87,3 +87,14 @@ export function TableWrap({ children }: { children: ReactNode }) {
     </>
   )
 }
+
+/** The one row of a table with nothing to list (a header row alone reads as a table cut short). */
+export function EmptyRow({ columns, text, testId }: { columns: number; text: string; testId?: string }) {
+  return (
+    <tr>
+      <td colSpan={columns} className="muted" data-testid={testId}>
+        {text}
+      </td>
+    </tr>
+  )
+}

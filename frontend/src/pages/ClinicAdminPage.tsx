@@ -16,7 +16,7 @@ import { focusLost } from '../clinic/focus.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import { TOKEN_DAYS, type ApiTokenInfo, type AuditEntry, type AuditQuery, type NewApiToken, type Role } from '../clinic/types.ts'
 import { formatTimestamp } from '../format.ts'
-import { TableWrap } from '../components/TableWrap.tsx'
+import { EmptyRow, TableWrap } from '../components/TableWrap.tsx'
 import { useFormAction } from '../hooks.ts'
 
 /** What the Expires column adds to a token's date: that it has expired, or in how many days it
@@ -57,17 +57,6 @@ export function TokenExpiry({ token }: { token: Pick<ApiTokenInfo, 'expires_at' 
       {formatTimestamp(token.expires_at)}
       {note && <strong> ({note})</strong>}
     </>
-  )
-}
-
-/** The one row of a table with nothing to list (a header row alone reads as a table cut short). */
-export function EmptyRow({ columns, text, testId }: { columns: number; text: string; testId: string }) {
-  return (
-    <tr>
-      <td colSpan={columns} className="muted" data-testid={testId}>
-        {text}
-      </td>
-    </tr>
   )
 }
 

@@ -11,7 +11,7 @@ import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
-import { TableWrap } from '../components/TableWrap.tsx'
+import { EmptyRow, TableWrap } from '../components/TableWrap.tsx'
 
 const SIDES: { value: Side; label: string }[] = [
   { value: 'left', label: 'Left' },
@@ -291,13 +291,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
               </tr>
             </thead>
             <tbody>
-              {p.lesions.length === 0 && (
-                <tr>
-                  <td colSpan={4} className="muted">
-                    No lesions yet.
-                  </td>
-                </tr>
-              )}
+              {p.lesions.length === 0 && <EmptyRow columns={4} text="No lesions yet." />}
               {p.lesions.map((l, i) => (
                 <tr key={l.id} data-testid={`lesion-row-${l.id}`}>
                   <th scope="row">
