@@ -21,7 +21,7 @@ import os
 import shutil
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -623,16 +623,20 @@ def replace_folder(src: Path, dst: Path) -> None:
 
 
 @contextmanager
-def staged_bundle(dst: str | Path) -> Iterator[Path]:
+def staged_bundle(dst: str | Path,
+                  note: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Build the bundle for ``dst`` in a fresh sibling folder ``<dst>.partial-<pid>`` (yielded)
     and, when the block ends without an exception, put it at ``dst`` in one rename
     (:func:`replace_folder`). On any exception, Ctrl-C included, the partial folder is removed
     and ``dst`` is left as it was: the bundle that was there, or none. Leftovers of an earlier
-    interrupted run are tidied first (:func:`tidy_staged`). Two runs must not build the same
+    interrupted run are tidied first (:func:`tidy_staged`; ``note`` is told each line it
+    says). Two runs must not build the same
     ``dst`` at once. When ``dst`` is a symbolic link the swap happens at its target and the
     link is kept (:func:`swap_target`)."""
     dst = swap_target(dst)
-    tidy_staged(dst)
+    for line in tidy_staged(dst):
+        if note is not None:
+            note(line)
     stage = dst.with_name(f"{dst.name}{PARTIAL_SUFFIX}{os.getpid()}")
     stage.mkdir(parents=True)
     try:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from dermsight.bundle import RUN_BUNDLE_DIR, staged_bundle, tidy_staged
+from dermsight.bundle import RUN_BUNDLE_DIR, staged_bundle
 from dermsight.compression import note_limits, survey
 from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.preprocess import MetaSpec
@@ -67,9 +67,10 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
     t_start = time.perf_counter()
     provenance = provenance or Provenance.of(cfg.name, out)
     bundle_dir = out / RUN_BUNDLE_DIR
-    for line in tidy_staged(bundle_dir):
+    def note(line: str) -> None:  # what tidying an interrupted run's leftovers did
         print(f"note: {line}", file=sys.stderr, flush=True)
-    with staged_bundle(bundle_dir) as stage:
+
+    with staged_bundle(bundle_dir, note) as stage:
         summary = _make_bundle(cfg, df, out, stage, provenance, t_start)
     summary = {"bundle": str(bundle_dir), **summary}
     (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
