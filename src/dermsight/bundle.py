@@ -41,6 +41,7 @@ from dermsight.cardschema import (
     validate_card,
 )
 from dermsight.decision import DecisionRule
+from dermsight.errors import DermsightError
 from dermsight.preprocess import InputSpec, MetaSpec
 
 __all__ = ["SCHEMA_VERSION", "Bundle", "BundleError", "Card", "Thresholds", "card_sha256",
@@ -68,7 +69,7 @@ PARTIAL_SUFFIX = ".partial-"
 BACKUP_SUFFIX = ".old-"
 
 
-class BundleError(Exception):
+class BundleError(DermsightError):
     """A bundle that is missing, unreadable, incompatible or tampered with."""
 
 

@@ -27,6 +27,7 @@ from pydantic.dataclasses import dataclass as pydantic_dataclass
 
 from dermsight import taxonomy
 from dermsight.decision import DecisionRule, LocalUpdate
+from dermsight.errors import DermsightError
 from dermsight.preprocess import InputSpec, MetaSpec
 
 SCHEMA_VERSION = 1
@@ -41,7 +42,7 @@ RuleName = Literal["argmax", "logit_adjusted"]
 _STRICT = ConfigDict(extra="forbid")
 
 
-class CardError(ValueError):
+class CardError(DermsightError, ValueError):
     """A card that does not match the schema; ``str()`` is one line naming the field."""
 
 

@@ -48,6 +48,7 @@ import pandas as pd
 from dermsight.batch.schema import TTA_TRUE
 from dermsight.bundle import CARD_FILE, Bundle, BundleError, load_bundle, write_manifest
 from dermsight.decision import DecisionRule, LocalUpdate, balanced_accuracy_of, log_probs
+from dermsight.errors import DermsightError
 from dermsight.evaluate.bootstrap import bootstrap, case_intervals
 from dermsight.evaluate.metrics import rates_at_threshold
 from dermsight.quiet_warnings import sklearn_notes
@@ -76,7 +77,7 @@ N_BOOT = 1000
 MAX_NAME = 200
 
 
-class AdaptInputError(ValueError):
+class AdaptInputError(DermsightError, ValueError):
     """An input of ``adapt`` that cannot be used (a bad name, a used output folder)."""
 
 
@@ -84,7 +85,7 @@ class NoLabels(AdaptInputError):
     """The scored images carry no diagnosis: there is nothing to fit an update on."""
 
 
-class UpdateRefused(Exception):
+class UpdateRefused(DermsightError):
     """The clinic's cases do not support an update (too few, or it does not beat the unchanged
     rule on them); ``assessment`` holds the figures when it got that far."""
 

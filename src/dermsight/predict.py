@@ -20,12 +20,13 @@ API, ``dermsight predict`` and batch scoring all take it:
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
@@ -50,6 +51,9 @@ from dermsight.onnxsession import ModelSession, threads_refusal
 from dermsight.preprocess import encode_meta, preprocess
 from dermsight.records import Metadata
 from dermsight.similar import ReferenceSet, SimilarCase
+
+if TYPE_CHECKING:  # pragma: no cover - pandas is imported only by a caller that has a frame
+    import pandas as pd
 
 #: What ``predict`` takes as an image: a file path, the file's bytes, an RGB array or a Pillow
 #: image (read as its file would be: ``io.decode.pil_to_rgb``).
@@ -159,6 +163,12 @@ class Prediction:
     could be drawn; otherwise it is None, so a list of results does not hold every image
     (``Dermsight.load_image`` gives an input's pixels).
 
+    ``timing_ms``: the milliseconds this answer took, decoding to the finished result (the
+    heatmap included). ``predict_batch`` runs its images together, so there it is each image's
+    share: the batch's common time (decoding, preparing and the network run of all its images)
+    divided by their number, plus the time of that image's own heatmap and result; the
+    results' ``timing_ms`` add up to about the batch's time.
+
     ``==`` compares the answer: every field but ``timing_ms``, ``cam``, ``image`` and
     ``embedding`` (so the same image given as a path, its bytes or a Pillow image compares
     equal when the answers are equal, with or without a heatmap)."""
@@ -170,6 +180,7 @@ class Prediction:
     flags: list[gate.Flag]
     model: dict[str, str]
     meta: Metadata
+    #: milliseconds this answer took (in ``predict_batch``: this image's share of the batch)
     timing_ms: float = field(compare=False)
     #: [0, 1] map for the predicted class over the whole image
     cam: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -202,7 +213,9 @@ class Prediction:
     def to_dict(self, heatmap_png: bool = True) -> dict[str, Any]:
         """The JSON form (the API's response). For a "cannot assess" result the class
         probabilities, suggested class and malignant probability are NOT at the top level: they
-        sit under ``unreliable`` with a note, and there is no heatmap."""
+        sit under ``unreliable`` with a note, and there is no heatmap. ``heatmap`` (with
+        ``heatmap_png`` and a ``cam``) is the API's: a base64 PNG of the map with its aspect,
+        ``heatmap.PNG_PX`` (112) px on the long side, to stretch over the whole image."""
         answer: dict[str, Any] = {
             "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
             "prediction": self.prediction,
@@ -224,7 +237,7 @@ class Prediction:
             return d
         d.update(answer)
         if heatmap_png and self.cam is not None:
-            d["heatmap"] = heatmap.heatmap_base64(self.cam)
+            d["heatmap"] = heatmap.heatmap_base64(self.cam, heatmap.PNG_PX)
         return d
 
     def overlay_png(self, alpha: float = 0.45) -> bytes:
@@ -329,9 +342,36 @@ def _one_input(image: object) -> bool:
         isinstance(image, np.ndarray) and image.ndim != 4)
 
 
+#: the columns a ``predict_batch`` metas DataFrame may have
+_META_COLUMNS = ("age", "sex", "site")
+
+
+def _frame_records(frame: Any) -> list[dict[str, object]] | None:
+    """A pandas DataFrame of ``metas`` as one dict per row (its ``age`` / ``sex`` / ``site``
+    columns; any other column is a ``TaxonomyError`` naming it); None for anything else.
+    Iterating a frame would give its column names, not its rows. pandas is not imported here:
+    a DataFrame exists only where the caller imported it."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None or not isinstance(frame, pandas.DataFrame):
+        return None
+    unknown = [str(c) for c in frame.columns if c not in _META_COLUMNS]
+    if unknown:
+        raise taxonomy.TaxonomyError(
+            f"predict_batch: metas is a DataFrame with the column(s) {', '.join(unknown)}: "
+            "give it only the columns age, sex and site (one row per image), e.g. "
+            "df[['age', 'sex', 'site']]")
+    if not frame.columns.is_unique:
+        raise taxonomy.TaxonomyError("predict_batch: metas is a DataFrame with a column "
+                                     "twice: give age, sex and site once each")
+    return [{str(k): v for k, v in row.items()} for row in frame.to_dict("records")]
+
+
 def _batch_list(items: object, what: str) -> list[Any]:
     """``predict_batch``'s ``images`` or ``metas`` as a list: any iterable (a list, a tuple, a
-    generator, a pandas Series, an (N, H, W, 3) array), but not one image or one meta."""
+    generator, a pandas Series, an (N, H, W, 3) array), but not one image or one meta; a
+    DataFrame of metas gives one dict per row (``_frame_records``)."""
+    if what == "metas" and (records := _frame_records(items)) is not None:
+        return records
     one = _one_input(items) if what == "images" else isinstance(items, (Mapping, Metadata, str))
     if one or not isinstance(items, Iterable):
         kind = "image" if what == "images" else "meta"
@@ -414,10 +454,12 @@ class Dermsight:
         return type(self), (self.bundle.path, self.session.threads), {"limits": self.limits}
 
     @classmethod
-    def load(cls, path: str | Path | None = None, threads: int | None = None) -> Dermsight:
+    def load(cls, path: str | os.PathLike[str] | None = None,
+             threads: int | None = None) -> Dermsight:
         """Load a bundle folder; with no path, the default model shipped in the package (the
-        same as ``Dermsight(path)``)."""
-        return cls(load_bundle(path), threads=threads)
+        same as ``Dermsight(path)``, with the same checks: anything else is a ``TypeError``
+        saying what is accepted)."""
+        return cls(path, threads=threads)
 
     def adapt(self, data: str | os.PathLike[str], out: str | os.PathLike[str], name: str, *,
               seed: int = 0) -> Dermsight:
@@ -587,7 +629,7 @@ class Dermsight:
     def load_image(self, image: ImageInput) -> np.ndarray:
         """The RGB pixels of one input (see ``decode``, which also returns its metadata).
 
-        An array is (H, W) grey, (H, W, 3) RGB or (H, W, 4) RGBA, in that channel order
+        An array is (H, W) or (H, W, 1) grey, (H, W, 3) RGB or (H, W, 4) RGBA, in that channel order
         (OpenCV's ``cv2.imread`` gives BGR / BGRA: convert it with ``cv2.cvtColor`` first),
         pixels 0-255. An RGBA array is held to a Pillow image's transparency rule: more than
         ``MAX_TRANSPARENT_SHARE`` of its pixels with alpha below ``OPAQUE_ALPHA`` raises
@@ -596,9 +638,12 @@ class Dermsight:
         beside float RGB 0-255 is accepted)."""
         if isinstance(image, np.ndarray):
             if image.ndim == 2:
-                image = np.repeat(image[:, :, None], 3, axis=2)
+                image = image[:, :, None]
+            if image.ndim == 3 and image.shape[2] == 1:  # grey, as OpenCV / scikit-image give it
+                image = np.repeat(image, 3, axis=2)
             if image.ndim != 3 or image.shape[2] not in (3, 4):
-                raise ValueError(f"expected an (H, W, 3) RGB array, got shape {image.shape}")
+                raise ValueError(f"expected an (H, W, 3) RGB array (or (H, W) / (H, W, 1) grey, "
+                                 f"(H, W, 4) RGBA), got shape {image.shape}")
             if not image.shape[0] or not image.shape[1]:
                 raise ValueError(f"the array has no pixels (shape {image.shape})")
             rgb = _pixels_0_255(image[:, :, :3])
@@ -635,8 +680,9 @@ class Dermsight:
         ``age`` (years 0-120: a number or a numeric string), ``sex`` and ``site`` take the same
         vocabulary as the API and ``dermsight predict`` (``taxonomy.normalize_sex`` /
         ``normalize_site``: any case, "F", "back", "head_neck", "head and neck", "arm", ...;
-        None, ``pd.NA``, "" or "unknown" = not given; NaN, as a float or as the string "NaN"
-        (or "none", "null"), is also read as not given, with the non-blocking
+        None, ``pd.NA``, a float NaN (an empty cell as ``pd.read_csv`` reads it, as
+        ``dermsight batch`` reads one), "" or "unknown" = not given; a placeholder string,
+        "NaN", "none", "null", "N/A", ..., is also read as not given, with the non-blocking
         ``metadata_ignored`` note the API and CLI give it); numpy scalars read as their
         values. ``meta`` (a ``Metadata`` or a dict of age / sex / site, checked the same way)
         gives them in one object instead: not both.
@@ -657,12 +703,14 @@ class Dermsight:
         meta = _as_metadata(meta, "predict: meta") or Metadata.parse_given(age, sex, site)
         d = self.decode(image, meta)
         item = self.prepare_image(d.rgb, d.meta, d.compression)
-        return self._prediction(d.rgb, item, self.assess([item], tta=tta), 0, heatmap, t0)
+        result = self.assess([item], tta=tta)
+        return self._prediction(d.rgb, item, result, 0, heatmap,
+                                (time.perf_counter() - t0) * 1000.0)
 
     def predict_batch(
         self,
         images: Iterable[ImageInput],
-        metas: Iterable[Metadata | Mapping[str, object] | None] | None = None,
+        metas: Iterable[Metadata | Mapping[str, object] | None] | pd.DataFrame | None = None,
         heatmap: bool = False,
         tta: bool = False,
     ) -> list[Prediction]:
@@ -672,7 +720,14 @@ class Dermsight:
         what ``predict`` takes, kinds mixed as you like; an empty one gives ``[]``. ``metas``:
         one per image, each a ``Metadata``, a dict of ``age`` / ``sex`` / ``site`` (read as
         ``predict`` reads them) or None. ``heatmap`` is off by default here (so the results
-        hold no ``image`` either).
+        hold no ``image`` either). ``metas`` may also be a pandas DataFrame with columns
+        ``age`` / ``sex`` / ``site`` (some of them), one row per image: each row is read as
+        that dict (an empty cell, NaN, is not given).
+
+        Each result's ``timing_ms`` is that image's share of the batch's time, not the time
+        since the batch started: the common time (decoding, preparing and the network run)
+        divided by the number of images, plus its own heatmap's; they add up to about the
+        batch's time.
 
         Every image must decode: one that does not raises before the network runs, its
         ``ImageDecodeError`` / ``ValueError`` / ``TypeError`` naming it ("image 3 of 10
@@ -692,7 +747,9 @@ class Dermsight:
                    for i, (im, mt) in enumerate(zip(images, metas, strict=True))]
         items = [self.prepare_image(d.rgb, d.meta, d.compression) for d in decoded]
         result = self.assess(items, tta=tta)
-        return [self._prediction(d.rgb, item, result, i, heatmap, t0)
+        # the time all images shared, split evenly; each adds its own heatmap and result
+        share_ms = (time.perf_counter() - t0) * 1000.0 / len(items)
+        return [self._prediction(d.rgb, item, result, i, heatmap, share_ms)
                 for i, (d, item) in enumerate(zip(decoded, items, strict=True))]
 
     def _decode_nth(self, i: int, n: int, image: ImageInput, meta: object) -> DecodedImage:
@@ -709,8 +766,11 @@ class Dermsight:
 
     def _prediction(
         self, rgb: np.ndarray, item: PreparedImage, result: Assessment, i: int,
-        want_heatmap: bool, t0: float,
+        want_heatmap: bool, shared_ms: float,
     ) -> Prediction:
+        """Image ``i``'s ``Prediction``; its ``timing_ms`` is ``shared_ms`` (its share of the
+        time before: decoding to the network run) plus the time taken here (its heatmap)."""
+        t0 = time.perf_counter()
         # no heatmap for an image the gate refused: it would look like a valid explanation
         cam = (camgrid.class_map(self.session, rgb, self.card, item.meta, int(result.top[i]),
                                  result.cam(i))
@@ -724,7 +784,7 @@ class Dermsight:
             flags=result.flags[i],
             model=self.info,
             meta=item.meta,
-            timing_ms=(time.perf_counter() - t0) * 1000.0,
+            timing_ms=shared_ms + (time.perf_counter() - t0) * 1000.0,
             decision_rule=self.card.decision.description,
             cam=cam,
             ood_score=result.ood_scores[i],

@@ -51,16 +51,17 @@ class Metadata:
     def parse(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:
         """Validate and normalise user or file values; raises ``taxonomy.TaxonomyError``.
 
-        Missing without a note: None, pandas' missing values, a float NaN (a data file's or
-        batch row's empty cell, as pandas reads it; ``parse_given`` notes it), "" and "unknown"
-        (the documented way to say "not known"). Accepted but noted (``notes``): a placeholder
-        string (``PLACEHOLDERS``: "NaN", "none", "null", "NA", "N/A", "?", "-") given for a
-        field is treated as missing (IGNORED); an age not written as plain ASCII digits (e.g.
-        Arabic-Indic digits, "1e2", "+55", or with a year unit: "55y", "55 years") is read as
-        the number of years it denotes (NORMALISED). Refused: an age in months, weeks or days
-        ("60m", "8w", "12d"; ``taxonomy.normalize_age``: those units are read only from a DICOM
-        file's PatientAge) and "1_0" (not an age). numpy scalars and pandas' missing values
-        read as the Python values they hold (``plain_value``).
+        Missing without a note: None, pandas' missing values, a float NaN (numpy's too: an
+        empty cell as ``pd.read_csv`` reads it, in a data file, a batch row or a value handed
+        to the facade), "" and "unknown" (the documented way to say "not known"). Accepted but
+        noted (``notes``): a placeholder string (``PLACEHOLDERS``: "NaN", "none", "null", "NA",
+        "N/A", "?", "-") given for a field is treated as missing (IGNORED); an age not written
+        as plain ASCII digits (e.g. Arabic-Indic digits, "1e2", "+55", or with a year unit:
+        "55y", "55 years") is read as the number of years it denotes (NORMALISED). Refused: an
+        age in months, weeks or days ("60m", "8w", "12d"; ``taxonomy.normalize_age``: those
+        units are read only from a DICOM file's PatientAge) and "1_0" (not an age). numpy
+        scalars and pandas' missing values read as the Python values they hold
+        (``plain_value``).
         """
         age, sex, site = plain_value(age), plain_value(sex), plain_value(site)
         parsed = taxonomy.normalize_age(age)
@@ -74,13 +75,11 @@ class Metadata:
     @classmethod
     def parse_given(cls, age: object = None, sex: object = None,
                     site: object = None) -> Metadata:
-        """:meth:`parse` of values a caller hands to the facade (``Dermsight.predict``): a
-        float NaN (numpy's too) is read as missing and noted IGNORED, as the string "NaN" is
-        in the API and ``dermsight predict``."""
-        nan = tuple((name, IGNORED)
-                    for name, value in (("age", age), ("sex", sex), ("site", site))
-                    if isinstance(value, (float, np.floating)) and value != value)
-        return cls.parse(age, sex, site).noted(*nan)
+        """:meth:`parse` of values a caller hands to the facade (``Dermsight.predict``), read
+        exactly as ``dermsight batch`` reads a data row: a float NaN (an empty cell as
+        ``pd.read_csv`` gives it) is not given, without a note; a placeholder string ("NaN",
+        "N/A", ...) is noted IGNORED, as in the API and ``dermsight predict``."""
+        return cls.parse(age, sex, site)
 
     @classmethod
     def lenient(cls, age: object = None, sex: object = None, site: object = None) -> Metadata:

@@ -43,6 +43,7 @@ from PIL import Image
 
 from dermsight import similar
 from dermsight.bundle import BundleError, load_bundle, write_manifest
+from dermsight.errors import DermsightError
 from dermsight.evaluate.retrieval import retrieval_metrics
 from dermsight.io.decode import decode_image
 from dermsight.predict import Dermsight
@@ -99,7 +100,7 @@ THUMB_QUALITY = 70
 BATCH = 32
 
 
-class ReferenceDataError(ValueError):
+class ReferenceDataError(DermsightError, ValueError):
     """The training data do not allow a reference set: a class with no training image whose
     licence is known (a data problem, not the bundle's)."""
 

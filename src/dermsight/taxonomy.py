@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
+from dermsight.errors import DermsightError
+
 
 @dataclass(frozen=True)
 class LesionClass:
@@ -84,7 +86,7 @@ AGE_MIN: Final[int] = 0
 AGE_MAX: Final[int] = 120
 
 
-class TaxonomyError(ValueError):
+class TaxonomyError(DermsightError, ValueError):
     """A label, sex, site or age that dermsight's vocabulary cannot represent."""
 
 

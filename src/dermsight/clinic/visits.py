@@ -28,7 +28,7 @@ from dermsight.predict import Dermsight, Prediction
 from dermsight.records import Metadata
 
 #: side of the stored heatmap PNG (the API's size: the CAM itself is only a few cells)
-HEATMAP_PX = 112
+HEATMAP_PX = hm.PNG_PX
 NOTE_MAX = 2000
 
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import errno
 
+from dermsight.errors import DermsightError
+
 #: ``OSError`` numbers of the file system rather than of the command: a full disk or quota, a
 #: file size limit, a read-only or failing disk. ``cli.errors.run_guarded`` reports them as one
 #: line, exit code 2; in a batch run they stop the run the way an ``OutputFailure`` does.
@@ -13,7 +15,7 @@ DISK_ERRNOS: frozenset[int] = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(DermsightError, ValueError):
     """An image that cannot be used; ``reason`` is a sentence a person understands
     (e.g. "not an image", "truncated JPEG", "image too large: 40000x40000")."""
 
@@ -22,7 +24,7 @@ class ImageDecodeError(ValueError):
         self.reason = reason
 
 
-class ReaderError(ValueError):
+class ReaderError(DermsightError, ValueError):
     """A dataset (CSV, DICOM, TFRecord) that cannot be read at all (not a single bad row)."""
 
 

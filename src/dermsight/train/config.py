@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from dermsight import taxonomy
+from dermsight.errors import DermsightError
 from dermsight.preprocess import COLOR_CONSTANCY, CROPS, INTERPOLATIONS, InputSpec
 
 #: train.select_metric: the validation figures the training loop logs, or the last epoch
@@ -26,7 +27,7 @@ TAU_METRICS = ("pooled", "source_mean")
 MIN_INPUT_SIZE = 32
 
 
-class ConfigError(ValueError):
+class ConfigError(DermsightError, ValueError):
     """A bad training/model configuration (unknown backbone, bad key, missing file)."""
 
 

@@ -32,10 +32,9 @@ from dermsight.web.upload import UploadError, check_query, read_upload
 
 router = APIRouter(prefix=API, tags=["predict"])
 
-#: Long side of the heatmap PNG the API returns. The map itself (dermsight.camgrid) is 10 cells on
-#: the image's short side, so 112 px keeps all of it while costing a quarter of 224 px to colour
-#: and encode; browsers stretch the overlay over the whole image with CSS.
-HEATMAP_PX = 112
+#: Long side of the heatmap PNG the API returns: the one size ``Prediction.to_dict()`` gives too
+#: (``heatmap.PNG_PX``, which says why 112 px).
+HEATMAP_PX = hm.PNG_PX
 #: the form fields (from the documented request body) and query parameters /predict accepts
 PREDICT_FIELDS = form_fields(PREDICT_REQUEST_BODY)
 PREDICT_QUERY = ("heatmap", "tta")
