@@ -131,7 +131,7 @@ def test_revision_0008_adds_the_patient_column_and_leaves_older_events_without(
         conn.execute(text("INSERT INTO audit_events (id, at, username, action, object_type, "
                           "object_id) VALUES (1, '2026-01-02 03:04:05', 'ana', 'view', "
                           "'visit_image', 7)"))
-    db.upgrade()
+    upgrade(db.engine, "0008")
     assert current_revision(db.engine) == "0008"
     with db.engine.connect() as conn:
         assert conn.execute(text("SELECT patient_id FROM audit_events")).all() == [(None,)]

@@ -139,16 +139,23 @@ def record_read(db: DbSession, user: User, object_type: str, object_id: int | No
                 within: timedelta = REPEAT_READ) -> bool:
     """Log that ``user`` viewed the object, unless the same view of it by the same user was
     logged within ``within`` (one lookup in the recent events: the index on ``at``; two
-    requests at the same moment may both log it). Returns whether an event was added."""
+    requests at the same moment may both log it). Returns whether an event was added.
+
+    The same view: the same object type and id, and the same patient (``patient_of``): an id
+    that names another patient's object than the one logged (a row deleted and its id taken
+    again, as a SQLite database before revision 0009 did) is a view of that patient, logged."""
     since = utcnow() - within
+    patient_id = patient_of(db, object_type, object_id)
     same_id = (AuditEvent.object_id.is_(None) if object_id is None
                else AuditEvent.object_id == object_id)
+    same_patient = (AuditEvent.patient_id.is_(None) if patient_id is None
+                    else AuditEvent.patient_id == patient_id)
     seen = db.scalar(select(AuditEvent.id).where(
         AuditEvent.at >= since, AuditEvent.user_id == user.id, AuditEvent.action == "view",
-        AuditEvent.object_type == object_type, same_id).limit(1))
+        AuditEvent.object_type == object_type, same_id, same_patient).limit(1))
     if seen is not None:
         return False
-    record(db, user, "view", object_type, object_id)
+    record(db, user, "view", object_type, object_id, patient_id=patient_id)
     return True
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from dermsight.clinic.config import ClinicConfigError, is_sqlite, sqlite_path
 
-HEAD = "0008"
+HEAD = "0009"
 #: PostgreSQL advisory lock key held while one instance migrates ("drmu"; the purge holds
 #: ``retention.PURGE_LOCK_KEY``, "drms")
 UPGRADE_LOCK_KEY = 0x64726D75

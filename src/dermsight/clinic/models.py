@@ -12,6 +12,7 @@ Names unique ignoring case carry their ``db.casekey`` in ``<name>_key`` (unique 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -42,6 +43,14 @@ def utcnow() -> datetime:
 
 class Base(DeclarativeBase):
     pass
+
+
+#: ``__table_args__`` of the patients, lesions, visits and diagnoses: on SQLite an
+#: ``AUTOINCREMENT`` key (revision 0009), so the id of a deleted row, the newest one included,
+#: is never handed out again (a plain SQLite integer key takes the largest id in use + 1), as
+#: PostgreSQL's sequences never do: an id in a URL, an open page or the audit log names one
+#: record for good. Accounts, tokens and audit events are never deleted (disabled, revoked).
+_NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class User(Base):
@@ -102,6 +111,7 @@ class LoginAttempt(Base):
 
 class Patient(Base):
     __tablename__ = "patients"
+    __table_args__ = _NEVER_REUSED
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: the clinic's own pseudonymous reference
     ref: Mapped[str] = mapped_column(String(64), unique=True)
@@ -121,6 +131,7 @@ class Patient(Base):
 
 class Lesion(Base):
     __tablename__ = "lesions"
+    __table_args__ = _NEVER_REUSED
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     patient_id: Mapped[int] = mapped_column(
         ForeignKey("patients.id", ondelete="CASCADE"), index=True)
@@ -141,6 +152,7 @@ class Lesion(Base):
 
 class Visit(Base):
     __tablename__ = "visits"
+    __table_args__ = _NEVER_REUSED
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id", ondelete="CASCADE"),
                                            index=True)
@@ -173,6 +185,7 @@ class Visit(Base):
 
 class Diagnosis(Base):
     __tablename__ = "diagnoses"
+    __table_args__ = _NEVER_REUSED
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     lesion_id: Mapped[int] = mapped_column(ForeignKey("lesions.id", ondelete="CASCADE"),
                                            unique=True)
