@@ -48,7 +48,10 @@ class CardError(DermsightError, ValueError):
 
 @pydantic_dataclass(config=_STRICT)
 class Thresholds:
-    """Cut-offs on the calibrated malignant probability (the card's malignant classes summed)."""
+    """Cut-offs on the calibrated malignant probability: the card's malignant classes summed,
+    as a share of the classes not in ``malignant_excluded`` (``sum(malignant) / (1 -
+    sum(excluded))``, :mod:`dermsight.malignancy`); for the shipped nine-class model
+    (MEL+BCC+SCC)/(1 − P(UNK)), so that UNK never lowers the risk."""
 
     refer: float = Field(ge=0, le=1, description='>= refer: "high" (refer to a dermatologist)')
     monitor: float = Field(ge=0, le=1, description='monitor <= p < refer: "moderate"; below: "low"')

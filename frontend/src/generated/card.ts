@@ -260,7 +260,10 @@ export interface MetaSpecCard {
   dim?: Dim;
 }
 /**
- * Cut-offs on the calibrated malignant probability (the card's malignant classes summed).
+ * Cut-offs on the calibrated malignant probability: the card's malignant classes summed,
+ * as a share of the classes not in ``malignant_excluded`` (``sum(malignant) / (1 -
+ * sum(excluded))``, :mod:`dermsight.malignancy`); for the shipped nine-class model
+ * (MEL+BCC+SCC)/(1 − P(UNK)), so that UNK never lowers the risk.
  */
 export interface Thresholds {
   refer: Refer;

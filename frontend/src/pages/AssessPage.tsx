@@ -750,7 +750,8 @@ function CardSummary({ card }: { card: ModelCard | null }) {
   const key = cardKeyMetrics(card, ['malignant_auc', 'mel_auc', 'refer_sensitivity', 'refer_specificity', 'balanced_accuracy'])
   const metrics = cardMetricSets(card)[0]
   const t = cardThresholds(card)
-  const limits = cardList(card, 'limitations').slice(0, 5)
+  // every limitation: the later ones carry clinical caveats (e.g. the refer threshold on another camera)
+  const limits = cardList(card, 'limitations')
   const intended = card.intended_use
   return (
     <section className="print-only card-summary">
@@ -783,7 +784,7 @@ function CardSummary({ card }: { card: ModelCard | null }) {
       {limits.length > 0 && (
         <>
           <p>Known limitations:</p>
-          <ul>
+          <ul data-testid="card-summary-limitations">
             {limits.map((l) => (
               <li key={l}>{l}</li>
             ))}

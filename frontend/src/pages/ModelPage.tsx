@@ -1,6 +1,7 @@
 import { useCallback, useEffect, useState, type MouseEvent, type ReactNode } from 'react'
 import { API, apiFetch, getToken, type ModelCard } from '../api.ts'
 import {
+  CROSS_SOURCE_PROTOCOLS,
   HEADLINE_METRICS,
   argmaxBalancedAccuracy,
   cardCrossSource,
@@ -31,12 +32,14 @@ import {
   singleSourceNote,
   subgroupCounts,
   testSourceGroups,
+  tooFew,
   num,
   rec,
   selectedEpochNote,
   keptWeightsNote,
   macroLeftOut,
   type Counts,
+  type CrossSourceTable,
   type Estimate,
   type MetricDef,
   type SubgroupRow,
@@ -237,6 +240,7 @@ function CardView({ card }: { card: ModelCard }) {
       {crossSource && (
         <CollapsedNote testId="cross-source-collapsed" items={crossSourceDegenerate(crossSource)} where="cross-source tables" />
       )}
+      {crossSource && <FewGroupsNote items={crossSourceFewGroups(crossSource)} />}
       {hasGate && gate && <Gate gate={gate} />}
       <RetrievalBlock card={card} />
       <PlotsBlock card={card} />
@@ -396,6 +400,11 @@ function Performance({ card, ev }: { card: ModelCard; ev: TestEvaluation }) {
           </>
         )}
         . Images are split by lesion group, so no lesion has images in both training and test.
+      </p>
+      <p data-testid="test-refused">
+        The test-split figures on this page count every test image, including those the “cannot assess” gate
+        refuses. <code>dermsight evaluate</code> leaves refused images out of its figures, so it does not reproduce
+        these numbers exactly on the same images.
       </p>
       <p data-testid="test-reuse">
         No training, calibration, threshold or decision-rule fitting used the test split.
@@ -812,6 +821,46 @@ function Baseline({ baseline, ev }: { baseline: Record<string, unknown>; ev: Tes
 
 // --- subgroups ----------------------------------------------------------------------------------------
 
+/** A per-source row whose bootstrap resamples fewer patient / lesion groups than this is marked
+ * {@link FEW_GROUPS_NOTE}, as the evaluation report marks it (`dermsight.evaluate.report.FEW_GROUPS`
+ * and `FEW_GROUPS_NOTE`; the card does not carry the limit): a group bootstrap over a handful of
+ * patients says little, however narrow its interval. */
+export const FEW_GROUPS = 10
+export const FEW_GROUPS_NOTE = 'few patients: interval unreliable'
+
+/** The report's note for a row whose intervals rest on fewer than {@link FEW_GROUPS} groups
+ * ("few patients: interval unreliable (7 patient/lesion groups)"); null otherwise. */
+export function fewGroupsText(nGroups: number | null): string | null {
+  return nGroups !== null && nGroups < FEW_GROUPS
+    ? `${FEW_GROUPS_NOTE} (${formatNumber(nGroups)} patient/lesion groups)`
+    : null
+}
+
+/** Cross-source rows with figures shown whose intervals rest on too few groups, as the report
+ * marks them: "Held-out test split, per data source, isic2020: few patients: …". */
+export function crossSourceFewGroups(table: CrossSourceTable): string[] {
+  const out: string[] = []
+  for (const [protocol, rows] of table.protocols) {
+    for (const r of rows) {
+      const shown = !tooFew(r.nImages, table.minN) && Object.values(r.metrics).some((e) => e && e.value !== null)
+      const few = shown ? fewGroupsText(r.nGroups) : null
+      if (few) out.push(`${CROSS_SOURCE_PROTOCOLS[protocol]?.title ?? protocol}, ${r.source}: ${few}`)
+    }
+  }
+  return out
+}
+
+/** Under the cross-source tables (drawn elsewhere): the rows marked as the report marks them. */
+function FewGroupsNote({ items }: { items: string[] }) {
+  if (!items.length) return null
+  return (
+    <p className="hint" data-testid="cross-source-few-groups">
+      In the cross-source tables above: {items.join('; ')}. A group bootstrap over fewer than {FEW_GROUPS} patients
+      or lesion groups says little about how the figure would vary.
+    </p>
+  )
+}
+
 /** Under a table drawn elsewhere (components/ModelTables.tsx): its cells whose bootstrap interval
  * collapsed to a point, with what is known instead. */
 function CollapsedNote({ items, where, testId }: { items: string[]; where: string; testId: string }) {
@@ -848,8 +897,9 @@ function Subgroups({ rows, groups: sourceGroups }: { rows: SubgroupRow[]; groups
                 const c = subgroupCounts(r)
                 const src = attr === 'source' ? sourceGroups[r.subgroup] : undefined
                 const nGroups = src && src.nImages === r.n ? src.nGroups : null
+                const notes = [r.note, fewGroupsText(nGroups)].filter((x): x is string => !!x)
                 return [
-                  <tr key={`${attr}:${r.subgroup}`} className={w ? 'has-note' : undefined}>
+                  <tr key={`${attr}:${r.subgroup}`} className={notes.length ? 'has-note' : undefined}>
                     <th scope="row" className="nowrap">
                       {r.subgroup === 'missing' ? <em>not recorded</em> : r.subgroup}
                     </th>
@@ -868,9 +918,9 @@ function Subgroups({ rows, groups: sourceGroups }: { rows: SubgroupRow[]; groups
                     <EstimateCell e={r.sensitivity} counts={c.sensitivity} withheld={w} />
                     <EstimateCell e={r.specificity} counts={c.specificity} withheld={w} />
                   </tr>,
-                  w && (
+                  notes.length > 0 && (
                     <NoteRow key={`${attr}:${r.subgroup}:note`} label={r.subgroup} span={8}>
-                      {r.note}
+                      {notes.join('; ')}
                     </NoteRow>
                   ),
                 ]
@@ -885,7 +935,8 @@ function Subgroups({ rows, groups: sourceGroups }: { rows: SubgroupRow[]; groups
         for subgroups under 30 images, and an AUC, sensitivity or specificity when there are fewer than 5 cases on
         either side. Overlapping intervals are common here; a single split cannot prove that subgroups differ. Under a
         data source, the small print under the images is the number of groups (lesions or patients) they come from:
-        the figures rest on those, not on the images alone.
+        the figures rest on those, not on the images alone; “{FEW_GROUPS_NOTE}”: fewer than {FEW_GROUPS} groups
+        behind the row's intervals.
       </p>
     </Block>
   )

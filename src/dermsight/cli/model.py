@@ -189,6 +189,10 @@ def evaluate(
     Runs the batch scorer with --evaluate (metrics with group-bootstrap CIs, per-class,
     subgroup and skin-tone (ITA band) tables). No torch needed.
 
+    Images the gate refuses ("cannot assess") are left out of the metrics and counted. A
+    model card's test figures include them, so evaluating a card's test split does not
+    reproduce the card's rows exactly.
+
     Exit code 2 when the data have nothing to evaluate (no labels: refused before any image is
     scored), 1 when some images could not be scored (the error column of the scores says why;
     the report leaves them out). The metrics use the labels of the data as they are now, also

@@ -186,7 +186,9 @@ def subgroup_table(
     settings: EvalSettings = NO_INTERVALS,
 ) -> list[dict[str, Any]]:
     """One row per (attribute, subgroup); see the module docstring for the withholding rules.
-    ``groups``: the bootstrap's resampling unit (``None`` = independent items); ``settings``:
+    ``groups``: the bootstrap's resampling unit (``None`` = independent items; labels, or integer
+    codes as :func:`~dermsight.evaluate.bootstrap.group_codes` gives them: a source's row then
+    has the intervals of its ``cross_source`` row on the same predictions); ``settings``:
     see :class:`~dermsight.evaluate.settings.EvalSettings` (default: no refer threshold, no
     intervals; ``monitor_threshold`` and ``alpha`` are not read).
 
@@ -198,7 +200,7 @@ def subgroup_table(
     y, p, _ = validate_inputs(y_true, probs, classes)
     if len(meta_df) != y.shape[0]:
         raise ValueError(f"meta_df has {len(meta_df)} rows but y_true has {y.shape[0]}")
-    codes = group_codes(groups, y.shape[0])
+    codes = _group_codes(groups, y.shape[0])
     rows: list[dict[str, Any]] = []
     for attr, (labels, order) in subgroup_labels(meta_df.reset_index(drop=True)).items():
         for sub in order:
@@ -209,6 +211,17 @@ def subgroup_table(
     return rows
 
 
+def _group_codes(groups: npt.ArrayLike | None, n: int) -> npt.NDArray[np.int64]:
+    """Integer ``groups`` as they are (the codes that ``evaluate_predictions`` hands over, which
+    :func:`~dermsight.evaluate.bootstrap.group_codes` would renumber in the text order of their
+    digits), other labels through ``group_codes``; :func:`subgroup_metrics` renumbers each
+    subgroup's codes in their order."""
+    g = None if groups is None else np.asarray(groups)
+    if g is not None and g.dtype.kind in "iu" and g.shape == (n,):
+        return g.astype(np.int64)
+    return group_codes(groups, n)
+
+
 def subgroup_metrics(
     y: npt.NDArray[np.int64],
     p: npt.NDArray[np.float64],
@@ -217,7 +230,13 @@ def subgroup_metrics(
     settings: EvalSettings = NO_INTERVALS,
 ) -> dict[str, Any]:
     """One subgroup's row body: counts, each metric of :data:`SUBGROUP_METRICS` with its
-    group-bootstrap interval (``None`` where withheld), and the withholding ``note``."""
+    group-bootstrap interval (``None`` where withheld), and the withholding ``note``.
+
+    ``group_codes_`` may be codes of a larger set (``codes[idx]``): they are renumbered
+    ``0..G-1`` in their own order here, so the same rows give the same resamples, and the same
+    intervals, whether their codes came from the whole set (a subgroup row) or from these rows
+    alone (a :mod:`~dermsight.evaluate.cross_source` row)."""
+    group_codes_ = np.unique(np.asarray(group_codes_), return_inverse=True)[1].astype(np.int64)
 
     def fn(w: npt.NDArray[np.float64] | None) -> dict[str, Any]:
         return key_metrics(y, p, classes, w, settings.refer_threshold, settings.offsets,
