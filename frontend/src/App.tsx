@@ -24,6 +24,7 @@ import { AssessPage, forgetAssessCase } from './pages/AssessPage.tsx'
 import { ClinicMain, clinicPageTitle } from './pages/ClinicMain.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
+import { NotFoundPage } from './pages/NotFoundPage.tsx'
 
 const NAV: { route: Route; href: string; label: string }[] = [
   { route: 'assess', href: '#/', label: 'Assess' },
@@ -35,6 +36,7 @@ const TITLES: Record<Route, string> = {
   assess: 'Assess a lesion',
   learn: 'Learn',
   model: 'Model card',
+  notfound: 'Page not found',
 }
 
 /** The idle time (`minutes`) passed without activity: the clinic page is hidden under a sign-in
@@ -311,6 +313,7 @@ export default function App() {
                 {route === 'assess' && <AssessPage key={assessKey} />}
                 {route === 'learn' && <LearnPage />}
                 {route === 'model' && <ModelPage />}
+                {route === 'notfound' && <NotFoundPage hash={window.location.hash} />}
               </>
             )}
           </main>

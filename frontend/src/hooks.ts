@@ -1,14 +1,20 @@
 import { createContext, useCallback, useContext, useEffect, useState } from 'react'
 import { cachedJSON, fetchImageUrl } from './api.ts'
+import { clinicRouteFromHash } from './clinic/format.ts'
 
 // --- hash routing -------------------------------------------------------------------------------
 
-export type Route = 'assess' | 'learn' | 'model'
+export type Route = 'assess' | 'learn' | 'model' | 'notfound'
 
+/** The page of a hash outside the clinic's own routes (`clinicRouteFromHash`, which App tries
+ * first). A clinic address that no clinic page answers ("#/clinic/visits/1", a mistyped or old
+ * link) is 'notfound': said so, never the Assess page in its place (which looked like lost data).
+ * Any other unknown hash is the Assess page, the start page. */
 export function routeFromHash(hash: string): Route {
   const path = hash.replace(/^#/, '').replace(/\/+$/, '')
   if (path === '/learn') return 'learn'
   if (path === '/model') return 'model'
+  if ((path === '/clinic' || path.startsWith('/clinic/')) && !clinicRouteFromHash(hash)) return 'notfound'
   return 'assess'
 }
 

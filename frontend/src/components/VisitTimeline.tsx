@@ -1,4 +1,6 @@
 import { useEffect, useId, useRef, useState, type KeyboardEvent, type ReactNode, type RefObject } from 'react'
+import { API, type LesionClassInfo, type ModelCard } from '../api.ts'
+import { cardThresholds, shareBesideCutoffs } from '../card.ts'
 import { changeVisitDate, deleteVisit, NOTE_MAX, updateVisitNote } from '../clinic/api.ts'
 import { ErrorBox, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
@@ -6,11 +8,13 @@ import { describeChange, formatDelta, formatDays, tierLabel } from '../clinic/fo
 import { announce, focusRequested, requestFocus, scrollLeftToShow } from '../clinic/focus.ts'
 import { defaultComparePair, resultNotes } from '../clinic/timelineSafety.ts'
 import type { Change, Visit } from '../clinic/types.ts'
-import { formatPercent, formatTimestamp } from '../format.ts'
-import { useFormAction } from '../hooks.ts'
+import { FALLBACK_CLASSES, SUGGESTED_CLASS } from '../content.ts'
+import { formatPercent, formatProbability, formatTimestamp } from '../format.ts'
+import { useApiData, useFormAction } from '../hooks.ts'
 import { FlagList } from './FlagList.tsx'
 import { HeatmapViewer } from './HeatmapViewer.tsx'
 import { useUnsavedGuard } from './NewVisitForm.tsx'
+import { ProbBars } from './ProbBars.tsx'
 
 /** The date a visit's image was taken, as the timeline shows it. */
 export function visitDate(v: Visit): string {
@@ -424,7 +428,114 @@ function VisitCorrections({ visit, visits, onChanged }: { visit: Visit; visits: 
   )
 }
 
-function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: number; visits: Visit[]; onChanged: () => void }) {
+/** The tier cut-offs that applied to a stored visit: the model card's, only when the card on the
+ * server is the one of the model that recorded the visit (same name and version); else null (a
+ * later model's cut-offs were never this visit's). */
+export function visitCutoffs(visit: Pick<Visit, 'model' | 'result'>, card: ModelCard | null): { refer: number | null; monitor: number | null } | null {
+  const t = cardThresholds(card)
+  if (!t || (t.refer === null && t.monitor === null) || !cardIsVisitModel(visit, card)) return null
+  return t
+}
+
+/** Whether `card` is the card of the model that recorded `visit` (same name and version). */
+function cardIsVisitModel(visit: Pick<Visit, 'model' | 'result'>, card: ModelCard | null): boolean {
+  const name = visit.model?.name ?? visit.result.model?.name
+  const version = visit.model?.version ?? visit.result.model?.version
+  return Boolean(card && name && version && card.name === name && card.version === version)
+}
+
+/** Why a stored visit's details show no tier cut-offs (`visitCutoffs` null). */
+function noCutoffsReason(visit: Visit, card: ModelCard | null): string {
+  if (!card) return 'the model card is not available'
+  if (cardIsVisitModel(visit, card)) return 'the model card states none'
+  const now = [card.name, card.version].filter(Boolean).join(' ') || 'another model'
+  return `this visit was recorded with ${modelText(visit)}, the server now runs ${now}`
+}
+
+/** A stored visit's model result in full, as the Assess page shows a result to a clinician: the
+ * suggested class with the rule that chose it, the malignant share beside the tier cut-offs, and
+ * the probability of each class. Nothing for a visit the model could not assess (as on the Assess
+ * page: no class, no probabilities). `classes`, `card`: the server's (GET /classes, /model). */
+export function VisitDetails({
+  visit,
+  visits,
+  classes,
+  card,
+}: {
+  visit: Visit
+  visits: Pick<Visit, 'id'>[]
+  classes: LesionClassInfo[]
+  card: ModelCard | null
+}) {
+  const r = visit.result
+  const probs = r.probabilities && typeof r.probabilities === 'object' ? r.probabilities : null
+  if (r.risk === 'cannot_assess' || !probs || Object.keys(probs).length === 0) return null
+  const byCode = new Map(classes.map((c) => [c.code, c]))
+  const predictionName = r.prediction_name ?? (r.prediction ? byCode.get(r.prediction)?.name ?? r.prediction : undefined)
+  const p = typeof r.malignant_probability === 'number' ? r.malignant_probability : null
+  const cutoffs = visitCutoffs(visit, card)
+  const shown = p !== null && cutoffs ? shareBesideCutoffs(p, cutoffs.refer, cutoffs.monitor, r.risk) : null
+  return (
+    <details className="visit-details" data-testid="visit-details">
+      <summary data-testid="visit-details-toggle">
+        Details<span className="visually-hidden"> of {visitName(visit, visits)}</span>
+      </summary>
+      <dl className="visit-facts visit-details-facts">
+        {predictionName && (
+          <div>
+            <dt>{SUGGESTED_CLASS}</dt>
+            <dd data-testid="visit-suggested-class">
+              {predictionName}
+              {r.prediction && ` (${r.prediction})`}
+              {r.decision_rule && (
+                <span className="muted" data-testid="visit-decision-rule">
+                  {' '}
+                  — chosen as: {r.decision_rule}
+                </span>
+              )}
+            </dd>
+          </div>
+        )}
+        {p !== null && (
+          <div>
+            <dt title={MALIGNANT_SHARE_DEFINITION}>Malignant share</dt>
+            <dd data-testid="visit-thresholds">
+              <strong>{shown?.share ?? formatProbability(p)}</strong>
+              {cutoffs ? (
+                <span className="muted">
+                  {' '}
+                  (refer ≥ {shown?.refer ?? formatPercent(cutoffs.refer)}, monitor ≥ {shown?.monitor ?? formatPercent(cutoffs.monitor)})
+                </span>
+              ) : (
+                <span className="muted">
+                  {' '}
+                  (tier cut-offs not shown: {noCutoffsReason(visit, card)})
+                </span>
+              )}
+            </dd>
+          </div>
+        )}
+      </dl>
+      <ProbBars probabilities={probs} classes={classes} prediction={r.prediction} audience="clinician" />
+    </details>
+  )
+}
+
+function VisitCard({
+  visit,
+  index,
+  visits,
+  onChanged,
+  classes,
+  card,
+}: {
+  visit: Visit
+  index: number
+  visits: Visit[]
+  onChanged: () => void
+  classes: LesionClassInfo[]
+  card: ModelCard | null
+}) {
   const r = visit.result
   const cannot = r.risk === 'cannot_assess'
   // as on the Assess page: why it could not be assessed, or the warnings that go with a result;
@@ -461,6 +572,7 @@ function VisitCard({ visit, index, visits, onChanged }: { visit: Visit; index: n
         )}
       </dl>
       <FlagList flags={[...reasons, ...warnings]} className="risk-warnings" testId="visit-flags" />
+      <VisitDetails visit={visit} visits={visits} classes={classes} card={card} />
       <VisitNote visit={visit} visits={visits} onSaved={onChanged} />
       <VisitCorrections visit={visit} visits={visits} onChanged={onChanged} />
     </article>
@@ -540,6 +652,10 @@ export function showFocusedVisit(list: HTMLElement, target: EventTarget | null):
 /** Visits side by side (oldest first), with the change between each pair. */
 export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[]; changes: Change[]; onChanged: () => void }) {
   const listRef = useRef<HTMLOListElement | null>(null)
+  // each visit's details name the classes and the tier cut-offs (cached: the lesion page asks too)
+  const classesQ = useApiData<LesionClassInfo[]>(`${API}/classes`)
+  const cardQ = useApiData<ModelCard>(`${API}/model`)
+  const classes = Array.isArray(classesQ.data) && classesQ.data.length ? classesQ.data : FALLBACK_CLASSES
   // how focus comes into the timeline: by key (scrolled into view) or by a press (left alone)
   useEffect(() => {
     const opts = { capture: true, passive: true }
@@ -598,7 +714,7 @@ export function VisitTimeline({ visits, changes, onChanged }: { visits: Visit[];
           return (
             <li key={v.id} className="timeline-item" data-visit-id={v.id} tabIndex={-1}>
               {change && <ChangeArrow change={change} />}
-              <VisitCard visit={v} index={i} visits={visits} onChanged={onChanged} />
+              <VisitCard visit={v} index={i} visits={visits} onChanged={onChanged} classes={classes} card={cardQ.data} />
             </li>
           )
         })}

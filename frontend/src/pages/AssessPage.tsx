@@ -45,6 +45,7 @@ import {
   formatInterval,
   formatPercent,
   formatProbability,
+  formatTimestamp,
   heatmapSrc,
   humanize,
   keptSentence,
@@ -552,7 +553,7 @@ export function ResultView({
       <header className="print-only report-head">
         <h1>dermsight lesion report</h1>
         <p>
-          {outcome.at.toLocaleString()} · image “{outcome.fileName}”
+          {formatTimestamp(outcome.at.toISOString())} · image “{outcome.fileName}”
         </p>
         {/* Blank lines to fill in by hand on paper: nothing of the kind is typed, stored or sent. */}
         <dl className="report-fields" data-testid="report-fields">
