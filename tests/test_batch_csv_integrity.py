@@ -3,7 +3,7 @@ scored or any output folder is made: a stray quote that runs on over the rows af
 that is no UTF-8 (a CSV saved as Windows-1252), a column named twice, rows with more fields than
 the header; a UTF-16 manifest leaves no output folder behind. A quoted value with a line break
 in a column that is not read stays legal. DICOM files listed in a manifest get the source and
-group (PatientID) that the folder reader gives them."""
+group (a pseudonym of the PatientID) that the folder reader gives them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 from cli_support import run
 from dermsight.batch.sources import open_source
 from dermsight.io import iter_records
+from dermsight.io.dicom import patient_pseudonym
 from dermsight.io.errors import ReaderError
 
 
@@ -192,17 +193,18 @@ def test_dicom_files_in_a_manifest_get_the_folder_readers_source_and_group(
     for n, p in enumerate(images[:2]):
         write_dicom(folder / f"d{n}.dcm", decode_image(p), 40, "male", patient_id=f"PAT{n}")
     by_folder = {r["id"]: r for r in open_source(folder).rows()}
+    pat0, pat1 = patient_pseudonym("PAT0"), patient_pseudonym("PAT1")
     assert {k: (r["source"], r["group"]) for k, r in by_folder.items()} == {
-        "d0": ("dicom", "PAT0"), "d1": ("dicom", "PAT1")}
+        "d0": ("dicom", pat0), "d1": ("dicom", pat1)}
     manifest = _manifest(tmp_path / "m.csv", "path,id",
                          [f"{folder / 'd0.dcm'},d0", f"{folder / 'd1.dcm'},d1"])
     got = {r["id"]: (r["source"], r["group"]) for r in open_source(manifest).rows()}
-    assert got == {"d0": ("dicom", "PAT0"), "d1": ("dicom", "PAT1")}
-    # the manifest's own values win
+    assert got == {"d0": ("dicom", pat0), "d1": ("dicom", pat1)}
+    # the manifest's own values win, as given
     own = _manifest(tmp_path / "own.csv", "path,id,source,patient_id",
                     [f"{folder / 'd0.dcm'},d0,clinic-a,P-9", f"{folder / 'd1.dcm'},d1,,"])
     got = {r["id"]: (r["source"], r["group"]) for r in open_source(own).rows()}
-    assert got == {"d0": ("clinic-a", "P-9"), "d1": ("dicom", "PAT1")}
+    assert got == {"d0": ("clinic-a", "P-9"), "d1": ("dicom", pat1)}
 
 
 def test_a_remote_manifest_is_checked_before_its_first_row(images: list[Path]) -> None:
@@ -367,9 +369,9 @@ def _rchar() -> int:
 
 
 def test_listing_a_manifest_of_dicom_files_reads_their_headers_only(tmp_path: Path) -> None:
-    """The group (PatientID) of a DICOM file named in a CSV comes from its header: listing 4
-    files of about 2 MB each reads a few kB of each, not their pixels (a resumed run lists its
-    input up to three times; DICOM of tens of MB on network storage)."""
+    """The group (PatientID's pseudonym) of a DICOM file named in a CSV comes from its header:
+    listing 4 files of about 2 MB each reads a few kB of each, not their pixels (a resumed run
+    lists its input up to three times; DICOM of tens of MB on network storage)."""
     import numpy as np
 
     from dermsight.io.dicom import write_dicom
@@ -390,7 +392,7 @@ def test_listing_a_manifest_of_dicom_files_reads_their_headers_only(tmp_path: Pa
     before = _rchar()
     got = {r["id"]: (r["source"], r["group"]) for r in source.rows()}
     read = _rchar() - before
-    assert got == {f"d{n}": ("dicom", f"PAT{n}") for n in range(4)}
+    assert got == {f"d{n}": ("dicom", patient_pseudonym(f"PAT{n}")) for n in range(4)}
     assert read < 400_000, f"listing read {read} bytes of {total}"
 
 
@@ -416,5 +418,6 @@ def test_a_deflated_or_preambleless_dicom_in_a_manifest_gets_its_group(tmp_path:
     t0 = time.perf_counter()
     got = {r["id"]: (r["source"], r["group"]) for r in open_source(manifest).rows()}
     assert time.perf_counter() - t0 < 5.0
-    assert got == {"deflated": ("dicom", "PAT-D"), "bare": ("dicom", "PAT-D"),
+    pat_d = patient_pseudonym("PAT-D")
+    assert got == {"deflated": ("dicom", pat_d), "bare": ("dicom", pat_d),
                    "bomb": ("dicom", None)}

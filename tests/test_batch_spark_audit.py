@@ -23,7 +23,7 @@ import dermsight.batch.spark as spark_engine
 from dermsight.batch.local import run_local
 from dermsight.batch.spark import get_session, run_spark
 from dermsight.batch.store import read_output
-from dermsight.io.dicom import write_dicom
+from dermsight.io.dicom import patient_pseudonym, write_dicom
 from test_batch_spark import _compare
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
@@ -63,7 +63,7 @@ def _awkward_folder(data_dir: Path, folder: Path) -> dict[str, str]:
         "mixed2.Jpeg": "... and .jpeg / .JPEG",
         "zero.jpg": "binaryFile skips empty files (an error row)",
         "empty.dcm": "... an empty DICOM too (an error row)",
-        "p1.dcm": "DICOM: source 'dicom' and group = PatientID",
+        "p1.dcm": "DICOM: source 'dicom' and group = PatientID's pseudonym",
         "p2.Dcm": "... with a mixed-case extension",
         "nopixels.dcm": "a DICOM error row keeps its tags",
     }
@@ -101,7 +101,7 @@ def test_spark_scores_every_file_of_a_folder_and_its_dicom_tags_like_local(
     _compare(local, dist)  # every column: source, group, age, sex, site, error, scores
     dicom = dist.set_index("id").loc[["p1", "p2", "nopixels"]]
     assert dicom["source"].tolist() == ["dicom"] * 3
-    assert dicom["group"].tolist() == ["PAT-1", "PAT-2", "PAT-3"]
+    assert dicom["group"].tolist() == [patient_pseudonym(f"PAT-{n}") for n in (1, 2, 3)]
     assert dicom.loc["nopixels", "error"]
     assert dicom.loc["nopixels", "sex"] == "female"
     errors = dist.set_index("id")["error"].dropna()

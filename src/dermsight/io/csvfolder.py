@@ -1146,15 +1146,17 @@ def iter_csv(
 def _dicom_source(parsed: ParsedRow, file: str, limits: DecodeLimits) -> None:
     """A row whose file is named as a DICOM file (``.dcm``, ``.dicom``) gets the source and
     group that the folder reader gives it (``dicom.read_dicom``): source ``dicom``, group the
-    file's PatientID (its header read, not its pixels), where the CSV gives none: the CSV's own
-    values (a ``source`` or group column, an ISIC layout's source) win. A header that cannot be
-    read gives no group (decoding the file says why)."""
+    pseudonym of the file's PatientID (``dicom.patient_pseudonym``, never the PatientID itself;
+    its header read, not its pixels), where the CSV gives none: the CSV's own values (a
+    ``source`` or group column, an ISIC layout's source) win, and are used as given (a CSV's
+    group column is not pseudonymised). A header that cannot be read gives no group (decoding
+    the file says why)."""
     if not file.lower().endswith((".dcm", ".dicom")) or (parsed.source and parsed.group):
         return
     if not parsed.group:
-        from dermsight.io.dicom import dicom_patient_id
+        from dermsight.io.dicom import dicom_group
 
-        parsed.group = dicom_patient_id(file, limits)
+        parsed.group = dicom_group(file, limits)
     parsed.source = parsed.source or "dicom"
 
 

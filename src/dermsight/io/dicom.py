@@ -28,13 +28,16 @@
   values, e.g. patient names).
 * Metadata: ``PatientAge`` ("045Y"), ``PatientSex`` ("M"/"F"), the anatomic site from
   ``BodyPartExamined`` (SIIM-ISIC writes e.g. "TORSO", "LOWER EXTREMITY", "HEAD/NECK") or the
-  ``AnatomicRegionSequence`` code meaning; ``PatientID`` becomes the record's group.
+  ``AnatomicRegionSequence`` code meaning. The record's group is a pseudonym of ``PatientID``
+  (``patient_pseudonym``), never the PatientID itself, which is typically a hospital record
+  number; PatientName and PatientBirthDate are not read.
 
 ``write_dicom`` writes a SIIM-ISIC-like file; tests use it to make fixtures from real images.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import re
@@ -237,6 +240,32 @@ def _tag_str(ds: Any, keyword: str) -> str | None:
     except Exception:  # noqa: BLE001 - pydicom converts lazily and raises many types
         return None
     return text or None
+
+
+#: hashed before each PatientID (``patient_pseudonym``): a fixed, public prefix, not a secret
+_PSEUDONYM_PREFIX = "dermsight-dicom-group\0"
+
+
+def patient_pseudonym(patient_id: str) -> str:
+    """The group of a DICOM file whose PatientID is ``patient_id``: ``dcm-`` and the first 16 hex
+    digits of the SHA-256 of ``"dermsight-dicom-group\\0" + patient_id``. Records, batch output
+    rows and listings carry this, never the PatientID (typically a hospital record number).
+
+    It is deterministic: the same PatientID gives the same group in every run and on every
+    machine, so one patient's images stay in one group (group-aware splits and bootstrap
+    intervals hold them together) and groups match across runs. It is a pseudonym, not
+    anonymisation: there is no secret key, so whoever has a list of record numbers, or tries every
+    number of a short format, can tell whose images a group holds; outputs that carry it are
+    still personal data."""
+    digest = hashlib.sha256((_PSEUDONYM_PREFIX + patient_id).encode("utf-8", "surrogatepass"))
+    return "dcm-" + digest.hexdigest()[:16]
+
+
+def _patient_group(ds: Any) -> str | None:
+    """A dataset's group: the pseudonym of its PatientID (``patient_pseudonym``); None without
+    a PatientID (absent, empty or unreadable)."""
+    patient_id = _tag_str(ds, "PatientID")
+    return None if patient_id is None else patient_pseudonym(patient_id)
 
 
 def _tag_int(ds: Any, keyword: str, default: int) -> int:
@@ -573,8 +602,8 @@ def decode_dicom_upload(
         ds = _read_dataset(data, limits)
         image, frame = _pixels_from(ds, limits)
         meta, _problems = _metadata_from(ds)
-        rid = name or _tag_str(ds, "SOPInstanceUID") or _tag_str(ds, "PatientID") or "dicom"
-        group = _tag_str(ds, "PatientID")
+        group = _patient_group(ds)  # never the PatientID itself, nor is the id
+        rid = name or _tag_str(ds, "SOPInstanceUID") or group or "dicom"
     except ImageDecodeError:
         raise
     except Exception as exc:  # last line: pydicom raises lazily, many types
@@ -615,7 +644,7 @@ def read_dicom(
     # tag values that cannot be used are dropped and noted (the metadata_ignored flag), as for
     # the same file sent to predict or the API: the image is still scored
     meta, _problems = _metadata_from(ds)
-    group = _tag_str(ds, "PatientID")
+    group = _patient_group(ds)  # a pseudonym, never the PatientID itself
     error: str | None = None
     image: np.ndarray | None = None
     try:
@@ -725,9 +754,10 @@ def write_dicom(  # noqa: PLR0913, PLR0915
 _DEFLATED_UID = b"1.2.840.10008.1.2.1.99"
 
 
-def dicom_patient_id(file: str, limits: DecodeLimits) -> str | None:
-    """The PatientID of the DICOM file ``file`` (``read_dicom``'s group, for the DICOM files a
-    CSV lists: ``csvfolder``), read from its header alone: the elements before it are stepped
+def dicom_group(file: str, limits: DecodeLimits) -> str | None:
+    """The group of the DICOM file ``file``: the pseudonym of its PatientID (``read_dicom``'s
+    group, ``patient_pseudonym``; never the PatientID itself), for the DICOM files a CSV lists
+    (``csvfolder``), read from its header alone: the elements before it are stepped
     over, the pixels are not read, so that a listing reads a few kB of each file however large
     it is. None for a file that is not a regular file, is over ``limits.max_bytes`` or cannot
     be opened (decoding it says why); a file this does not read so (deflated, without its
@@ -757,4 +787,4 @@ def dicom_patient_id(file: str, limits: DecodeLimits) -> str | None:
             ds = None
     if ds is None:
         return read_dicom(file, limits, decode=False).group
-    return _tag_str(ds, "PatientID")
+    return _patient_group(ds)
