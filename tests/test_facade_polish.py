@@ -204,9 +204,10 @@ def test_a_float_nan_is_not_given_without_a_flag(model: Dermsight, images: list[
 
 def test_dermsight_error_is_the_common_base() -> None:
     from dermsight import BundleError, DermsightError, ImageDecodeError, TaxonomyError
+    from dermsight.batch.store import OutputFailure, OutputNotFound
     from dermsight.cardschema import CardError
     from dermsight.errors import DermsightError as Base
-    from dermsight.io.errors import ReaderError
+    from dermsight.io.errors import OutputError, ReaderError
     from dermsight.local_update import AdaptInputError, NoLabels, UpdateRefused
     from dermsight.reference_build import ReferenceDataError
     from dermsight.similar import ReferenceError
@@ -215,13 +216,14 @@ def test_dermsight_error_is_the_common_base() -> None:
     assert DermsightError is Base
     for cls in (BundleError, ImageDecodeError, TaxonomyError, ReaderError, CardError,
                 AdaptInputError, NoLabels, UpdateRefused, ReferenceDataError, ReferenceError,
-                ConfigError):
+                ConfigError, OutputError, OutputFailure, OutputNotFound):
         assert issubclass(cls, DermsightError), cls
     # the older bases are kept: ``except ValueError`` catches what it caught
     for cls in (ImageDecodeError, TaxonomyError, ReaderError, CardError, AdaptInputError,
                 ReferenceDataError, ConfigError):
         assert issubclass(cls, ValueError), cls
     assert not issubclass(BundleError, ValueError)
+    assert issubclass(OutputNotFound, FileNotFoundError)  # a missing output folder is one
 
 
 def test_a_users_error_is_caught_by_the_base(model: Dermsight, tmp_path: Path) -> None:

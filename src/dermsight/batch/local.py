@@ -18,6 +18,12 @@ many rows the run kept. While a full chunk is being written a Ctrl-C waits for t
 write abandons it (those rows are scored again), never leaving a partial part: its hidden
 temporary file is removed then, or by the next run if the process is killed.
 
+A SIGTERM (what Slurm, Kubernetes, systemd and ``timeout`` send first) is treated as a Ctrl-C:
+while a run scores on the main thread of a process that left SIGTERM to its default (which would
+end it at once, losing the chunk in progress and the summary), it raises ``Terminated`` (a
+``KeyboardInterrupt``), so the chunk and the summary are written the same way, with a line saying
+the run was stopped by SIGTERM; ``dermsight batch`` then exits with code 143 (128 + 15).
+
 A part that cannot be written (a full disk, a file size limit) or a part of the output that
 cannot be read (damaged) stops the run with one ``OutputFailure`` naming the file (``store.py``;
 exit code 2 from the CLI, not 1): the parts written before are kept, for the same command to
@@ -52,6 +58,30 @@ from dermsight.progress import ProgressMaker, counting, progress_bars
 
 if TYPE_CHECKING:
     from dermsight.predict import Dermsight
+
+
+class Terminated(KeyboardInterrupt):
+    """A SIGTERM stopped the run (``run_local``, on the main thread): handled as a Ctrl-C (the
+    rows scored so far and the summary written), then raised on."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises ``Terminated`` in the block, if this is the main thread and SIGTERM was
+    left to its default (a handler of the caller's own is left alone); put back after."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL):
+        yield
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pending_rows(source: Source, done: Mapping[Key, int],
@@ -130,32 +160,35 @@ def run_local(
         listings = Listings(on_skip=bar.skip, on_done=check.see if had_done else None)
         duplicates = DuplicateIds()
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dermsight-score")
-        try:
-            # the scoring threads' numpy calls: no BLAS threads of their own
-            with counting(bar.make if bar.maker is not None else None, bar.left,
-                          "scoring") as done_rows, limit_blas(1):
-                scored = score_rows(
-                    pending_rows(source, done, limit, duplicates,
-                                 taken_names(options.heatmaps,
-                                             store.contents.take_heatmaps())
-                                 if options.heatmaps is not None else None,
-                                 consume=True, listings=listings), model,
-                    replace(options, storage_options=source.storage_options),
-                    executor=pool if workers > 1 else None,
-                    prefetch=max(4 * options.batch_size, 8 * workers), progress=done_rows,
-                )
-                _write_parts(scored, store, model, summary, chunk_size, on_part)
-        except KeyboardInterrupt:
-            print(f"batch interrupted: {summary.scored} rows scored by this run are kept in "
-                  f"{out}; run the same command again to score the rest", file=sys.stderr,
-                  flush=True)
-            summary.interrupted = True
-            # what the output holds now, as a normal end writes it (no evaluation: the job
-            # is not done); the usual atomic write, so a second Ctrl-C leaves the old one
-            _finish(summary, store, listings, duplicates, check, t0, had_done=had_done)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        # a SIGTERM (a cluster's or service manager's stop, ``timeout``) as a Ctrl-C
+        with _sigterm_as_interrupt():
+            try:
+                # the scoring threads' numpy calls: no BLAS threads of their own
+                with counting(bar.make if bar.maker is not None else None, bar.left,
+                              "scoring") as done_rows, limit_blas(1):
+                    scored = score_rows(
+                        pending_rows(source, done, limit, duplicates,
+                                     taken_names(options.heatmaps,
+                                                 store.contents.take_heatmaps())
+                                     if options.heatmaps is not None else None,
+                                     consume=True, listings=listings), model,
+                        replace(options, storage_options=source.storage_options),
+                        executor=pool if workers > 1 else None,
+                        prefetch=max(4 * options.batch_size, 8 * workers), progress=done_rows,
+                    )
+                    _write_parts(scored, store, model, summary, chunk_size, on_part)
+            except KeyboardInterrupt as exc:
+                how = ("stopped by SIGTERM" if isinstance(exc, Terminated) else "interrupted")
+                print(f"batch {how}: {summary.scored} rows scored by this run are kept in "
+                      f"{out}; run the same command again to score the rest", file=sys.stderr,
+                      flush=True)
+                summary.interrupted = True
+                # what the output holds now, as a normal end writes it (no evaluation: the job
+                # is not done); the usual atomic write, so a second Ctrl-C leaves the old one
+                _finish(summary, store, listings, duplicates, check, t0, had_done=had_done)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
         _finish(summary, store, listings, duplicates, check, t0, had_done=had_done,
                 evaluate=(lambda: run_evaluation(summary, model.card, source.rows,
                                                  model.bundle.path))
@@ -250,17 +283,22 @@ def _write_parts(scored: Iterable[dict[str, Any]], store: PartStore, model: Derm
 @contextmanager
 def _ctrl_c_after() -> Iterator[None]:
     """Hold a Ctrl-C (SIGINT) that comes during the block until the block ends, then deliver
-    it. Only on the main thread, whose handler Python runs (elsewhere: nothing held)."""
+    it; a SIGTERM too while the run handles it (``_sigterm_as_interrupt``). Only on the main
+    thread, whose handler Python runs (elsewhere: nothing held)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     caught: list[int] = []
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    held = [signal.SIGINT]
+    if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+        held.append(signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum))
+                for signum in held}
     try:
         yield
     finally:
-        # None: a handler not set from Python, which cannot be put back; Python's own instead
-        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None
-                      else previous)
+        for signum, handler in previous.items():
+            # None: a handler not set from Python, which cannot be put back; Python's own
+            signal.signal(signum, signal.default_int_handler if handler is None else handler)
         if caught:
-            signal.raise_signal(signal.SIGINT)
+            signal.raise_signal(caught[0])

@@ -27,7 +27,8 @@ class ScoreOptions:
     """The options ``run_local``, ``run_spark``, ``score_frame`` and ``dermsight batch`` share.
 
     Engine-specific settings (the local runner's part size and progress bar, Spark's master and
-    partitions) stay arguments of the runner. Raises ``ValueError`` for a value out of range.
+    partitions) stay arguments of the runner. Raises ``ValueError`` for a value out of range and
+    ``TypeError`` for a count that is not a whole number (``batch_size="16"``, ``2.5``, ``True``).
     """
 
     #: images per inference call
@@ -55,6 +56,8 @@ class ScoreOptions:
     storage_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("batch_size", "workers", "threads", "limit"):
+            _check_count(name, getattr(self, name), optional=name != "batch_size")
         if self.batch_size < 1:
             raise ValueError(f"batch size must be at least 1, not {self.batch_size}")
         for name in ("workers", "threads"):
@@ -67,3 +70,16 @@ class ScoreOptions:
             raise ValueError(f"format must be parquet or csv, not {self.fmt!r}")
         if self.parallel not in PARALLEL_MODES:
             raise ValueError(f"parallel must be 'batches' or 'pipeline', not {self.parallel!r}")
+
+
+def _check_count(name: str, value: object, *, optional: bool) -> None:
+    """``TypeError`` naming ``name`` when ``value`` is not a whole number (None allowed when
+    ``optional``); a bool is not one. The range is checked after, by ``__post_init__``."""
+    import numbers
+
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        also = " or None" if optional else ""
+        raise TypeError(f"{name} must be a whole number{also}, not {value!r} "
+                        f"({type(value).__name__})")

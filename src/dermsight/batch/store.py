@@ -44,6 +44,14 @@ a part file that cannot be read (damaged, or not a part file) stops the run with
 and the cause. The parts written before are kept, and a temporary file is removed, so the same
 command resumes once the cause is fixed. ``OUT/_summary.json`` is removed then (``PartStore``,
 on leaving its ``with`` block): it described the folder before this run.
+
+``OUT/_summary.json`` is the last finished (or Ctrl-C'd) run's: ``PartStore.open`` removes it
+once the run is accepted (the lock taken, the checks passed), and the run writes it again at its
+end; so while a run is going, and after one was killed (``kill -9``, a crash), there is none.
+
+``read_output`` gives the same frame for Parquet and CSV parts (``flags`` ``""`` on a scored
+row without flags, null on an error row; every other empty cell null) and refuses a path that
+is not an output folder (``OutputNotFound``) and a column the output lacks (``UnknownColumns``).
 """
 
 from __future__ import annotations
@@ -68,7 +76,9 @@ import pandas as pd
 
 from dermsight.batch.schema import (
     ADDED_COLUMNS,
+    HEAD_COLUMNS,
     RISK_TIERS,
+    TAIL_COLUMNS,
     TTA_FALSE,
     TTA_TRUE,
     TTA_UNKNOWN,
@@ -87,6 +97,18 @@ LOCK_FILE = "_lock"
 SUMMARY_FILE = "_summary.json"
 _TMP_PREFIX = ".tmp-"
 
+
+
+class OutputNotFound(OutputError, FileNotFoundError):
+    """``read_output`` was given a path that holds no batch output: nothing there, a file, or
+    a folder without part files that is not a dermsight output folder (no ``_summary.json``
+    or ``_lock``). A ``FileNotFoundError`` too; ``str()`` says why (and, for the folder of
+    ``dermsight evaluate``, where its scores are)."""
+
+
+class UnknownColumns(OutputError, ValueError):
+    """``read_output(columns=...)`` named a column the output does not have; ``str()`` names
+    it and lists the output's columns."""
 
 
 class OutputFailure(OutputError):
@@ -163,12 +185,30 @@ def _read_part(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
     exception", exit code 134). A file pyarrow opened itself is let go of without the GIL."""
     with _reading(path):
         if path.name.endswith(".csv"):
-            df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=columns)
-            return df.replace({"": None})
+            return _read_csv_part(path, columns)
         from pyarrow.fs import LocalFileSystem
 
         return pd.read_parquet(path, columns=list(columns) if columns is not None else None,
                                filesystem=LocalFileSystem())
+
+
+def _read_csv_part(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+    """The rows of a CSV part as a Parquet part of the same rows reads back: an empty cell is
+    null, except the ``flags`` of a scored row (no ``error``), which is ``""`` when it has no
+    flag, as the scorer writes it (a CSV cell cannot tell ``""`` from null)."""
+    use = None if columns is None else list(columns)
+    extra = use is not None and "flags" in use and "error" not in use
+    if extra:
+        assert use is not None
+        use.append("error")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=use)
+    if "flags" in df.columns and "error" in df.columns:
+        scored = (df["error"] == "").to_numpy()
+        df = df.replace({"": None})
+        df.loc[scored & df["flags"].isna().to_numpy(), "flags"] = ""
+    else:
+        df = df.replace({"": None})
+    return df.drop(columns=["error"]) if extra else df
 
 
 def iter_output(out: str | os.PathLike[str],
@@ -180,15 +220,71 @@ def iter_output(out: str | os.PathLike[str],
 
 def read_output(out: str | os.PathLike[str],
                 columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The whole output (or some of its columns) as one frame; numbers as floats for CSV too."""
-    frames = list(iter_output(out, columns))
-    if not frames:
-        return pd.DataFrame(columns=list(columns) if columns else [])
+    """The whole output (or ``columns`` of it, in that order) as one frame, the same for
+    Parquet and CSV parts: numbers as floats, a missing value null, and ``flags`` ``""`` on a
+    scored row without flags (null on an error row).
+
+    Raises ``OutputNotFound`` (a ``FileNotFoundError`` too) when ``out`` is not a batch output:
+    missing, a file, or a folder without part files that no run wrote (one with ``scores/``
+    below it, as ``dermsight evaluate`` writes, is named in the message); a dermsight output
+    folder in which no row was written yet (a run that scored nothing) gives an empty frame
+    with the output's columns, less the model's ``p_*`` ones, which only a part records (or
+    with ``columns``). ``UnknownColumns`` when ``columns`` names a column the output does not
+    have; ``OutputFailure`` when a part file cannot be read."""
+    root = Path(out)
+    parts = _output_parts(root)
+    known = [*HEAD_COLUMNS, *TAIL_COLUMNS]
+    if not parts:  # a dermsight output folder with no row yet
+        held = list(columns) if columns is not None else known
+        _check_columns(root, [c for c in held if not c.startswith("p_")], known)
+        return pd.DataFrame({c: pd.Series(dtype=float if is_float(c) else object)
+                             for c in held})
+    if columns is None:
+        frames = [_read_part(p, None) for p in parts]
+    else:
+        columns = list(columns)
+        # a column the first part lacks is unknown, unless an older dermsight's parts lack it
+        # (``ADDED_COLUMNS``: null in them, as after the upgrade a run gives them)
+        first = part_columns(parts[0])
+        _check_columns(root, columns, [*first, *ADDED_COLUMNS])
+        if set(columns) <= set(first):  # as a run leaves every part: read them as they are
+            frames = [_read_part(p, columns)[columns] for p in parts]
+        else:
+            frames = [_read_columns(p, columns, set(part_columns(p))) for p in parts]
     df = pd.concat(frames, ignore_index=True)
     for c in df.columns:
         if is_float(c):
             df[c] = pd.to_numeric(df[c], errors="coerce")
     return df
+
+
+def _output_parts(root: Path) -> list[Path]:
+    """The part files of the output folder ``root``; ``OutputNotFound`` when ``root`` is not
+    one (missing, a file, or a folder with no part file that no run wrote)."""
+    if not root.exists():
+        raise OutputNotFound(f"no batch output at {root}: it does not exist")
+    if not root.is_dir():
+        raise OutputNotFound(f"{root} is a file, not a batch output folder (a folder of "
+                             "part files)")
+    parts = part_files(root)
+    if parts or (root / SUMMARY_FILE).exists() or (root / LOCK_FILE).exists():
+        return parts
+    scores = root / "scores"
+    if part_files(scores):
+        raise OutputNotFound(f"{root} holds no part files: did you mean {scores}? (dermsight "
+                             "evaluate keeps its scores there)")
+    raise OutputNotFound(f"{root} holds no part files (part-*.parquet or part-*.csv): it is "
+                         "not a batch output folder")
+
+
+def _check_columns(root: Path, columns: Sequence[str], held: Sequence[str]) -> None:
+    """``UnknownColumns`` naming the ``columns`` not in ``held`` (and listing those)."""
+    unknown = [c for c in columns if c not in held]
+    if unknown:
+        real = list(dict.fromkeys(held))
+        raise UnknownColumns(
+            f"{root} has no column {', '.join(map(repr, unknown))}; its columns are: "
+            f"{', '.join(real)}")
 
 
 def part_columns(part: Path) -> list[str]:
@@ -506,10 +602,17 @@ class PartStore:
             failed = isinstance(exc, OutputFailure) or (
                 isinstance(exc, OSError) and exc.errno in DISK_ERRNOS)
             if failed and self._lock is not None:
-                with suppress(OSError):
-                    (self.out / SUMMARY_FILE).unlink(missing_ok=True)
+                self._remove_summary()
         finally:
             self.close()
+
+    def _remove_summary(self) -> None:
+        """Remove ``OUT/_summary.json`` (only while the lock is held: never another job's)."""
+        if self._lock is None:
+            return
+        with suppress(OSError):
+            (self.out / SUMMARY_FILE).unlink(missing_ok=True)
+            _fsync_dir(self.out)
 
     def open(self) -> None:
         why = unwritable_reason(self.out, folder=True)
@@ -554,6 +657,10 @@ class PartStore:
         self._check_model(self.contents.models())
         self._check_bundle(self.contents.bundles)
         self._check_tta(tta_dict(self.contents.tta))
+        # the run is accepted: the last run's summary no longer describes the folder (a killed
+        # run would leave it, "interrupted": false, with the old totals); a normal end or a
+        # Ctrl-C writes it again
+        self._remove_summary()
         want = list(self.schema.names)
         for part, names in parts.items():
             if list(names) != want:

@@ -113,8 +113,11 @@ class RunSummary:
         d["images_per_s"] = round(self.images_per_s, 2)
         return d
 
-    def render(self) -> str:
-        """The plain-text summary printed at the end of a run."""
+    def render(self, *, warnings: bool = True) -> str:
+        """The plain-text summary printed at the end of a run; with ``warnings`` (the default),
+        ending with the lines of ``input_warnings`` (``warning: ...``: repeated ids, changed
+        metadata, what the evaluation warns of, such as evaluated images the model was trained
+        on). ``dermsight batch`` prints those on stderr instead (``warnings=False``)."""
         ok = self.ok
         lines = [
             f"dermsight batch ({self.engine}) -> {self.out}  [{self.fmt}]",
@@ -157,6 +160,8 @@ class RunSummary:
             lines.append("evaluation: " + refused_note(self.gate_refused))
         for name, path in self.evaluation.items():
             lines.append(f"evaluation {name}: {path}")
+        if warnings and (said := self.input_warnings()):
+            lines += ["", *(f"warning: {line}" for line in said)]
         return "\n".join(lines)
 
     def _tta_lines(self) -> list[str]:
@@ -177,7 +182,8 @@ class RunSummary:
         lines = []
         if self.duplicate_ids:
             lines.append(f"{self.duplicate_ids} input rows repeat an id of an earlier row "
-                         "(all were scored; tell them apart by the path column)")
+                         "(all were scored, one output row each; the path column tells them "
+                         "apart only where their paths differ)")
         if self.metadata_changed:
             n = self.metadata_changed
             lines.append(f"{n} row{'s' if n != 1 else ''} already scored differ from the "

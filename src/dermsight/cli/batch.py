@@ -4,12 +4,58 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from dermsight.batch.options import SLICE_ROWS
 from dermsight.cli.errors import EXIT_SOME_ERRORS, UserError, check_threads
+
+if TYPE_CHECKING:
+    from dermsight.batch.options import ScoreOptions
+    from dermsight.batch.summary import RunSummary
+
+#: rows per part file of the local engine (``--chunk-size``)
+DEFAULT_CHUNK = 1024
+#: the exit code after a SIGTERM (128 + 15, as a shell reports a process it ended)
+EXIT_TERMINATED = 143
+
+
+def _check_engine(engine: str, master: str | None, partitions: int | None,
+                  chunk_size: int | None) -> None:
+    """Refuse an unknown ``--engine``, and an option of the other engine than the one chosen
+    (one line, exit 2): never silently ignored."""
+    if engine not in ("local", "spark"):
+        raise UserError("--engine must be local or spark")
+    if engine == "local":
+        spark_only = [name for name, value in (("--master", master),
+                                               ("--partitions", partitions)) if value is not None]
+        if spark_only:
+            raise UserError(f"{' and '.join(spark_only)} "
+                            f"{'are options' if len(spark_only) > 1 else 'is an option'} of the "
+                            "Spark engine: add --engine spark, or leave "
+                            f"{'them' if len(spark_only) > 1 else 'it'} out")
+    elif chunk_size is not None:
+        raise UserError("--chunk-size is an option of the local engine (Spark commits slices of "
+                        f"{SLICE_ROWS:,} input rows, split by --partitions): leave it out, or "
+                        "use --engine local")
+
+
+def _warn_oversubscribed(workers: int | None, threads: int | None) -> None:
+    """One line on stderr when the local engine would run more ONNX Runtime threads (``workers``
+    x ``threads``, defaults: one worker per core, one thread each) than this process has CPU
+    cores: they then take turns on the cores, and the run is slower, not faster."""
+    from dermsight.parallel import default_workers
+
+    cores = default_workers()
+    n_workers, n_threads = workers or cores, threads or 1
+    if n_workers * n_threads <= cores:
+        return
+    typer.echo(f"warning: --workers {n_workers} x --threads {n_threads} = "
+               f"{n_workers * n_threads} inference threads on {cores} CPU "
+               f"core{'s' if cores != 1 else ''}: more threads than cores take turns on them "
+               "and can make the run much slower; the defaults (one worker per core, one "
+               "thread each) use every core", err=True)
 
 
 def _storage_options(items: list[str] | None) -> dict[str, Any]:
@@ -93,8 +139,9 @@ def batch(  # noqa: PLR0913
     threads: Annotated[int | None, typer.Option(
         help="ONNX Runtime threads per inference call (default 1: the parallelism comes from "
              "--workers / Spark tasks)")] = None,
-    chunk_size: Annotated[int, typer.Option(
-        help="rows per output part file (local engine)", min=1)] = 1024,
+    chunk_size: Annotated[int | None, typer.Option(
+        help=f"rows per output part file (local engine; default {DEFAULT_CHUNK:,})",
+        min=1, show_default=False)] = None,
     batch_size: Annotated[int, typer.Option(
         help="images per inference call; the ~0.4 GB peak memory of a local run holds for the "
              "default, larger batches take more memory (and were not faster on 2 cores)",
@@ -130,20 +177,12 @@ def batch(  # noqa: PLR0913
     Exit code 1 when the job finished and some inputs could not be scored (the error column
     says why); 2 when it stopped: a usage error, an input that cannot be read, an output that is
     refused, cannot be written (e.g. a full disk) or holds a damaged part file (the rows written
-    before are kept: re-run to resume).
+    before are kept: re-run to resume); 130 after Ctrl-C and 143 after SIGTERM (the rows scored
+    so far are kept: re-run to resume).
     """
     from dermsight.batch.options import ScoreOptions
 
-    if engine not in ("local", "spark"):
-        raise UserError("--engine must be local or spark")
-    if engine == "local":  # options of the Spark engine only: refused, never silently ignored
-        spark_only = [name for name, value in (("--master", master),
-                                               ("--partitions", partitions)) if value is not None]
-        if spark_only:
-            raise UserError(f"{' and '.join(spark_only)} "
-                            f"{'are options' if len(spark_only) > 1 else 'is an option'} of the "
-                            "Spark engine: add --engine spark, or leave "
-                            f"{'them' if len(spark_only) > 1 else 'it'} out")
+    _check_engine(engine, master, partitions, chunk_size)
     check_threads(threads)  # one line, exit 2: not the ValueError of the model's loading
     _check_paths(input, out, heatmaps, fmt)
     storage_options = _storage_options(storage_option)
@@ -154,26 +193,14 @@ def batch(  # noqa: PLR0913
         )
     except ValueError as exc:  # e.g. --format
         raise UserError(str(exc)) from exc
-    if engine == "local":
-        from dermsight.batch.local import run_local
+    from dermsight.batch.local import Terminated
 
-        # progress on stderr unless --quiet: a bar on a terminal, else (a log: nohup, cron, a
-        # cluster's) the same bar redrawn at most every 10 s (``progress.progress_bars``)
-        summary = run_local(input, out, options, bundle=model, chunk_size=chunk_size,
-                            progress=not quiet)
-    else:
-        try:
-            import pyspark  # noqa: F401
-        except ImportError as exc:
-            raise UserError(
-                "--engine spark needs the [spark] extra: pip install 'dermsight[spark]' "
-                "(and Java 17+)"
-            ) from exc
-        from dermsight.batch.spark import run_spark
-
-        summary = run_spark(input, out, options, bundle=model, master=master,
-                            partitions=partitions)
-    typer.echo(summary.render())
+    try:
+        summary = _run(engine, input, out, options, model=model, master=master,
+                       partitions=partitions, chunk_size=chunk_size, quiet=quiet)
+    except Terminated:  # a SIGTERM: the rows and the summary are written, and it said so
+        raise SystemExit(EXIT_TERMINATED) from None
+    typer.echo(summary.render(warnings=False))  # said on stderr, below
     for line in summary.input_warnings():  # repeated ids, changed metadata, the evaluation's
         typer.echo(f"warning: {line}", err=True)
     if summary.tta_unknown:
@@ -189,6 +216,31 @@ def batch(  # noqa: PLR0913
         typer.echo(f"warning: {summary.evaluation['unavailable']}", err=True)
     if summary.errors:
         raise SystemExit(EXIT_SOME_ERRORS)
+
+
+def _run(engine: str, input: str, out: Path, options: ScoreOptions, *,  # noqa: PLR0913
+         model: Path | None,
+         master: str | None, partitions: int | None, chunk_size: int | None,
+         quiet: bool) -> RunSummary:
+    """Score with the chosen engine (``batch``'s options checked)."""
+    if engine == "local":
+        from dermsight.batch.local import run_local
+
+        _warn_oversubscribed(options.workers, options.threads)
+        # progress on stderr unless --quiet: a bar on a terminal, else (a log: nohup, cron, a
+        # cluster's) the same bar redrawn at most every 10 s (``progress.progress_bars``)
+        return run_local(input, out, options, bundle=model,
+                         chunk_size=chunk_size or DEFAULT_CHUNK, progress=not quiet)
+    try:
+        import pyspark  # noqa: F401
+    except ImportError as exc:
+        raise UserError(
+            "--engine spark needs the [spark] extra: pip install 'dermsight[spark]' "
+            "(and Java 17+)"
+        ) from exc
+    from dermsight.batch.spark import run_spark
+
+    return run_spark(input, out, options, bundle=model, master=master, partitions=partitions)
 
 
 def register(app: typer.Typer) -> None:

@@ -214,7 +214,7 @@ def evaluate(
                         progress=not quiet, command=command)
     # the report's path is said once, last (``report: ...``), not also in the summary
     typer.echo(replace(summary, evaluation={k: v for k, v in summary.evaluation.items()
-                                            if k != "report"}).render())
+                                            if k != "report"}).render(warnings=False))
     for line in summary.input_warnings():  # as dermsight batch says them, and the evaluation's
         typer.echo(f"warning: {line}", err=True)
     if "unavailable" in summary.evaluation:  # no labels: nothing written, a user error

@@ -166,7 +166,9 @@ def iter_records(
 
 
 def estimate_count(path: str | os.PathLike[str]) -> int | None:
-    """How many records ``iter_records`` will yield, when cheap to know (progress bars)."""
+    """How many records ``iter_records`` will yield, when cheap to know (progress bars): a
+    CSV's rows, a folder's images, a shard's records (``_count_shard_records``; a folder of
+    images and shards: both); None when not (a GZIP shard, an input it cannot read)."""
     from dermsight.io import csvfolder
 
     p = Path(path)
@@ -174,16 +176,39 @@ def estimate_count(path: str | os.PathLike[str]) -> int | None:
         kind = detect_kind(p)
     except ReaderError:
         return None
-    if kind == "csv":
-        return csvfolder.count_rows(p)
     if kind == "folder":
         primary, _ = csvfolder.classify_csvs(p)
-        if primary is not None:
-            return csvfolder.count_rows(primary)
-        return sum(1 for _ in csvfolder.iter_image_files(p))
+        if primary is None:
+            return sum(1 for _ in csvfolder.iter_image_files(p))
+        p, kind = primary, "csv"
+    if kind == "csv":
+        return csvfolder.count_rows(p)
     if kind in ("dicom", "image"):
         return 1
-    return None
+    records = _count_shard_records([p] if kind == "tfrecord" else _shards(p))
+    if records is None or kind != "mixed-folder":
+        return records
+    return sum(1 for _ in csvfolder.iter_image_files(p)) + records  # images, then shards
+
+
+def _count_shard_records(shards: Iterable[Path]) -> int | None:
+    """The rows ``iter_tfrecords`` yields for ``shards`` (``estimate_count``): each shard's
+    records, counted from their length headers (payloads skipped), and one error row for an
+    empty shard or a damaged or cut record at its end. None for a GZIP shard (it would have to
+    be decompressed whole) or one that cannot be read."""
+    from dermsight.io import tfrecord
+
+    n = 0
+    try:
+        for shard in shards:
+            with shard.open("rb") as fh:
+                if shard.suffix.lower() == ".gz" or fh.read(2) == b"\x1f\x8b":
+                    return None
+                layout = tfrecord._walk(fh)
+            n += len(layout.starts) + (0 if layout.clean and layout.starts else 1)
+    except (OSError, ReaderError):
+        return None
+    return n
 
 
 def load_image(record: LesionRecord, limits: DecodeLimits | None = None) -> LesionRecord:

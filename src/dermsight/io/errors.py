@@ -28,6 +28,6 @@ class ReaderError(DermsightError, ValueError):
     """A dataset (CSV, DICOM, TFRecord) that cannot be read at all (not a single bad row)."""
 
 
-class OutputError(Exception):
+class OutputError(DermsightError):
     """A batch output folder that cannot be used (locked, mixed formats, not a folder, rows of
     another model or bundle, scored the other way with respect to TTA)."""
