@@ -12,6 +12,13 @@
   its start: only whole slices commit), and a re-run resumes after the slices already committed
   (``resume.py``); it says so (``resuming_message``), as a Ctrl-C does
   (``interrupted_message``).
+* Progress: one line on stderr per committed slice (``progress_line``: rows committed of the
+  rows this run scores, and about how long is left), since Spark's console progress bar is off.
+* A Ctrl-C or SIGTERM (``_Stop``): dermsight's own handler replaces PySpark's during the run
+  (whose handler calls ``cancelAllJobs`` inside the interrupted py4j call: pages of Python
+  tracebacks and Java ERROR lines). It only notes the signal; another thread turns the JVM's log
+  off and cancels the jobs; the run then stops the session and says last what it kept
+  (``interrupted_message``), then raises ``KeyboardInterrupt`` (SIGTERM: ``Terminated``).
 * Before the first slice, one tiny task checks that the workers' Python can import dermsight
   (``check_workers``): a wrong ``PYSPARK_PYTHON`` is one line, not pages of task failures.
 * A ``local[...]`` session logs WARN and up, without Spark's start-up banner and the
@@ -33,19 +40,25 @@ listed and read through fsspec.
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
+import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import FrameType, TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pandas as pd
 
-from dermsight.batch.local import pending_rows
+from dermsight.batch.local import Terminated, pending_rows
 from dermsight.batch.options import SLICE_ROWS as _SLICE_ROWS
 from dermsight.batch.options import ScoreOptions
 from dermsight.batch.overlays import taken_names
@@ -63,6 +76,8 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from dermsight.predict import Dermsight
+
+_T = TypeVar("_T")
 
 #: Images per Arrow batch handed to a Python worker.
 ARROW_BATCH = 256
@@ -237,16 +252,18 @@ def _manifest_frame(spark: SparkSession, rows: list[Mapping[str, Any]]) -> DataF
     return spark.createDataFrame(pdf, schema=schema)
 
 
-def _slices(rows: Iterator[Mapping[str, Any]], size: int) -> Iterator[list[Mapping[str, Any]]]:
-    """``rows`` in lists of at most ``size``, read lazily."""
+def _slices(rows: Iterable[Mapping[str, Any]], size: int,
+            ) -> Iterator[tuple[list[Mapping[str, Any]], bool]]:
+    """``rows`` in lists of at most ``size``, read lazily, each with whether it is the last
+    (a full list is handed on once the row after it is read: one row read ahead)."""
     chunk: list[Mapping[str, Any]] = []
     for row in rows:
-        chunk.append(row)
         if len(chunk) >= size:
-            yield chunk
+            yield chunk, False
             chunk = []
+        chunk.append(row)
     if chunk:
-        yield chunk
+        yield chunk, True
 
 
 def _save(result: DataFrame, out: Path, fmt: str) -> None:
@@ -278,23 +295,201 @@ def _clear_stopped_slice(out: Path) -> bool:
 
 def _score_slices(spark: SparkSession, rows: Iterator[Mapping[str, Any]],
                   scorer: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], *,
-                  classes: Sequence[str], out: Path, fmt: str, n_parts: int) -> int:
+                  classes: Sequence[str], out: Path, fmt: str, n_parts: int,
+                  on_commit: Callable[[int, int, bool], None] | None = None) -> int:
     """Score ``rows`` in slices of ``SLICE_ROWS``, one Spark job and commit each, into
-    ``out``; the number of rows committed. At a Ctrl-C, says what is kept
-    (``interrupted_message``) before the ``KeyboardInterrupt`` goes on."""
+    ``out``; the number of rows committed. ``on_commit(slices, rows, last)`` after each commit
+    (``last``: no row is left to score; ``_Stop.on_commit`` ends the loop after a signal)."""
     committed = 0
-    try:
-        for chunk in _slices(rows, SLICE_ROWS):
-            frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
-            _save(frame.mapInPandas(scorer, schema=spark_ddl(classes)), out, fmt)
-            committed += len(chunk)
-    except KeyboardInterrupt:
-        _say(interrupted_message(out, committed))
-        raise
+    for n, (chunk, last) in enumerate(_slices(rows, SLICE_ROWS), start=1):
+        frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
+        _save(frame.mapInPandas(scorer, schema=spark_ddl(classes)), out, fmt)
+        committed += len(chunk)
+        if on_commit is not None:
+            on_commit(n, committed, last)
     return committed
 
 
-def run_spark(
+class _Progress:
+    """The line ``progress_line`` prints after each committed slice (``on_commit``): the rows
+    this run scores are the input's rows (``estimate``; None: unknown, as for a remote input)
+    less those the listing found done so far (``listings``), at most ``limit``; exact at the
+    last slice. The time left: the time per row so far, times the rows left."""
+
+    def __init__(self, estimate: int | None, limit: int | None, listings: Listings) -> None:
+        self.estimate, self.limit, self.listings = estimate, limit, listings
+        self.t0 = time.perf_counter()
+
+    def total(self, committed: int, last: bool) -> int | None:
+        if last:
+            return committed
+        if self.estimate is None:
+            return None
+        left = self.estimate - self.listings.skipped
+        if self.limit is not None:
+            left = min(left, self.limit)
+        return left if left > committed else None  # more rows come: an estimate that is off
+
+    def __call__(self, slices: int, committed: int, last: bool) -> None:
+        total = self.total(committed, last)
+        _say(progress_line(slices, committed, total, time.perf_counter() - self.t0))
+
+
+def progress_line(slices: int, committed: int, total: int | None, elapsed_s: float) -> str:
+    """One committed slice: ``slice 2/8 committed: 100,000 of 400,000 rows, about 38 min
+    left``; ``total`` None (not known): ``slice 2 committed: 100,000 rows so far``."""
+    if total is None:
+        return f"slice {slices} committed: {committed:,} row{'s' if committed != 1 else ''} so far"
+    line = (f"slice {slices}/{max(slices, math.ceil(total / SLICE_ROWS))} committed: "
+            f"{committed:,} of {total:,} row{'s' if total != 1 else ''}")
+    if committed >= total or committed <= 0:
+        return line
+    return f"{line}, {_time_left(elapsed_s / committed * (total - committed))} left"
+
+
+def _time_left(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "less than a minute"
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60} min"
+
+
+class _Stopped(Exception):
+    """A Ctrl-C or SIGTERM noted by ``_Stop``: ends its block."""
+
+
+class _Stop:
+    """dermsight's handling of a Ctrl-C (SIGINT), and of a SIGTERM left to its default, while a
+    Spark run is in progress (on the main thread; elsewhere nothing is installed).
+
+    PySpark's own SIGINT handler calls ``cancelAllJobs`` from inside the py4j call that the
+    signal interrupted (a re-entrant call on the same connection): ``ERROR:root:Exception while
+    sending command``, ``Py4JNetworkError`` and ``KeyboardInterrupt`` tracebacks, then a page of
+    Java ERROR lines per task as the session goes down. This handler only notes the signal and
+    starts a thread (its own py4j connection) that turns the JVM's log off, then cancels the
+    jobs; the py4j and root Python loggers are silenced too. The main thread's call returns when
+    its job is cancelled, and ``check`` raises ``_Stopped`` there (``on_commit``) or at the
+    next row listed (``rows``). A second signal while stopping raises ``KeyboardInterrupt`` at
+    once. The block ends there, quietly; after the session is stopped, ``close`` puts back the
+    previous handlers (so a Ctrl-C while the session stops is still dermsight's) and the
+    loggers' levels, and ``raise_if_stopped`` says what was kept and raises on. ``progress``:
+    called with each committed slice (``_Progress``)."""
+
+    def __init__(self, spark: SparkSession,
+                 progress: Callable[[int, int, bool], None] | None = None) -> None:
+        self.spark, self.progress = spark, progress
+        self.signum: int | None = None
+        self.committed = 0
+        self._handlers: dict[int, Any] = {}
+        self._levels: dict[str, int] = {}
+        self._log_level: tuple[Any, str] | None = None  # the JVM, its root level before
+        self._cancelling: threading.Thread | None = None
+
+    def __enter__(self) -> _Stop:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        signums = [signal.SIGINT]
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:  # a caller's own: left alone
+            signums.append(signal.SIGTERM)
+        for signum in signums:
+            self._handlers[signum] = signal.signal(signum, self._note)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool:
+        if self._cancelling is not None:  # its log level set before the session stops
+            self._cancelling.join(timeout=30)
+        if isinstance(exc, KeyboardInterrupt) and self.signum is None:  # not through _note
+            self.signum = signal.SIGINT
+        # whatever the cancelled job raised (a Py4JJavaError): the signal is the cause
+        return self.signum is not None and exc is not None
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # a second Ctrl-C: stop waiting for the cancel
+            raise KeyboardInterrupt
+        self.signum = signum
+        for name in ("py4j", ""):  # "": the root logger, which py4j's errors reach too
+            logger = logging.getLogger(name)
+            self._levels[name] = logger.level
+            logger.setLevel(logging.CRITICAL + 1)
+        self._cancelling = threading.Thread(target=self._cancel, name="dermsight-cancel",
+                                            daemon=True)
+        self._cancelling.start()
+
+    def _cancel(self) -> None:
+        try:
+            sc = self.spark.sparkContext
+            level = _jvm_log_level(sc)
+            if level is not None:
+                self._log_level = (sc._jvm, level)
+            sc.setLogLevel("OFF")  # the killed tasks' and the aborted write's ERROR lines
+            sc.cancelAllJobs()
+        except Exception:  # noqa: BLE001 - the session already going down: nothing to cancel
+            pass
+
+    def check(self) -> None:
+        """``_Stopped`` if a signal was noted."""
+        if self.signum is not None:
+            raise _Stopped
+
+    def rows(self, rows: Iterable[_T]) -> Iterator[_T]:
+        """``rows``, checked for a signal before each one and at their end (the driver's
+        listing: before each slice's job starts)."""
+        for row in rows:
+            self.check()
+            yield row
+        self.check()
+
+    def on_commit(self, slices: int, committed: int, last: bool) -> None:
+        """After a slice's commit: counted, then ``_Stopped`` if a signal came while its job
+        ran (and the job finished before the cancel), else the progress line."""
+        self.committed = committed
+        self.check()
+        if self.progress is not None:
+            self.progress(slices, committed, last)
+
+    def raise_if_stopped(self, out: str | os.PathLike[str]) -> None:
+        """After a signal: say what ``out`` kept (``interrupted_message``), then raise
+        ``KeyboardInterrupt`` (SIGTERM: ``local.Terminated``, a ``KeyboardInterrupt``)."""
+        if self.signum is None:
+            return
+        _say(interrupted_message(out, self.committed, signum=self.signum))
+        raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
+
+    def close(self) -> None:
+        """Put back the signal handlers, the Python loggers' levels and the JVM's log level
+        (the JVM outlives a stopped session: PySpark starts the next one in it). Call after the
+        session stopped, or once the cancelled tasks are gone."""
+        for signum, handler in self._handlers.items():
+            # None: a handler not set from Python, which cannot be put back; Python's own
+            signal.signal(signum, handler if handler is not None else (
+                signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
+        self._handlers.clear()
+        if self._cancelling is not None:
+            self._cancelling.join(timeout=30)
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+        self._levels.clear()
+        if self._log_level is not None:
+            jvm, root_level = self._log_level
+            with contextlib.suppress(Exception):  # the JVM gone: nothing to put back
+                jvm.org.apache.spark.util.Utils.setLogLevel(
+                    jvm.org.apache.logging.log4j.Level.toLevel(root_level))
+            self._log_level = None
+
+
+def _jvm_log_level(sc: Any) -> str | None:
+    """The JVM's root log level (log4j 2), to put back after a cancel; None if unknown."""
+    try:
+        return str(sc._jvm.org.apache.logging.log4j.LogManager.getRootLogger().getLevel()
+                   .name())
+    except Exception:  # noqa: BLE001 - another logging backend: left as the cancel set it
+        return None
+
+
+def run_spark(  # noqa: PLR0913 - keyword-only settings of the run
     input: str | os.PathLike[str],
     out: str | os.PathLike[str],
     options: ScoreOptions | None = None,
@@ -304,6 +499,7 @@ def run_spark(
     partitions: int | None = None,
     spark_conf: Mapping[str, str] | None = None,
     stop_session: bool | None = None,
+    progress: bool = True,
 ) -> RunSummary:
     """Score ``input`` with Spark into the part-file dataset ``out`` (skips rows already there).
 
@@ -311,7 +507,13 @@ def run_spark(
     1). ``options.heatmaps`` must be a folder every executor can write to (local mode: any local
     folder). ``partitions``: tasks per slice (``SLICE_ROWS`` input rows, one Spark job and
     commit each), default 4 x the cluster's cores. ``stop_session``: stop the session at the end
-    (default: only if this call started it).
+    (default: only if this call started it). ``progress``: one line on stderr per committed
+    slice (``progress_line``).
+
+    A Ctrl-C (or a SIGTERM, where the process left it to its default) on the main thread cancels
+    the Spark jobs quietly (``_Stop``), stops the session as at the end, says on stderr what the
+    output kept (``interrupted_message``, the last line) and raises ``KeyboardInterrupt``
+    (SIGTERM: ``local.Terminated``, a ``KeyboardInterrupt``).
     """
     options = options or ScoreOptions()
     t0 = time.perf_counter()
@@ -338,42 +540,55 @@ def run_spark(
         _say(resuming_message(out, before["rows"]) if stopped else None)
         spark = get_session(master, spark_conf)
         summary.startup_s = time.perf_counter() - t0
+        # PySpark's SIGINT handler (set when the context starts) replaced by dermsight's
+        stop = _Stop(spark)
         try:
             sc = spark.sparkContext
-            check_workers(spark)
-            bundle_dir = bundle_dir.resolve()
-            sc.addFile(str(bundle_dir), recursive=True)
-            taken = (taken_names(options.heatmaps, store.contents.take_heatmaps())
-                     if options.heatmaps is not None else None)
-            heatmaps = Path(options.heatmaps).resolve() if options.heatmaps is not None else None
-            scorer = make_scorer(bundle_dir.name, replace(
-                options, heatmaps=heatmaps, storage_options=source.storage_options))
-            n_parts = partitions or 4 * sc.defaultParallelism
-            duplicates = DuplicateIds()
-            listings = Listings(on_done=check.see if resume.done else None)
-            rows = pending_rows(source, resume.done, options.limit, duplicates, taken,
-                                listings=listings)
-            _score_slices(spark, rows, scorer, classes=card.classes, out=Path(out),
-                          fmt=options.fmt, n_parts=n_parts)
-            summary.duplicate_ids, summary.skipped = duplicates.count, listings.skipped
-            summary.not_listed = listings.not_listed if resume.done else 0
-            summary.metadata_changed = check.changed()
+            with stop:  # a Ctrl-C / SIGTERM ends this block quietly
+                check_workers(spark)
+                bundle_dir = bundle_dir.resolve()
+                sc.addFile(str(bundle_dir), recursive=True)
+                taken = (taken_names(options.heatmaps, store.contents.take_heatmaps())
+                         if options.heatmaps is not None else None)
+                heatmaps = (Path(options.heatmaps).resolve() if options.heatmaps is not None
+                            else None)
+                scorer = make_scorer(bundle_dir.name, replace(
+                    options, heatmaps=heatmaps, storage_options=source.storage_options))
+                n_parts = partitions or 4 * sc.defaultParallelism
+                duplicates = DuplicateIds()
+                listings = Listings(on_done=check.see if resume.done else None)
+                if progress:
+                    stop.progress = _Progress(source.estimate, options.limit, listings)
+                rows = pending_rows(source, resume.done, options.limit, duplicates, taken,
+                                    listings=listings)
+                _score_slices(spark, stop.rows(rows), scorer, classes=card.classes,
+                              out=Path(out), fmt=options.fmt, n_parts=n_parts,
+                              on_commit=stop.on_commit)
+                summary.duplicate_ids, summary.skipped = duplicates.count, listings.skipped
+                summary.not_listed = listings.not_listed if resume.done else 0
+                summary.metadata_changed = check.changed()
         finally:
             if stop_session if stop_session is not None else not had_session:
                 spark.stop()
+            stop.close()
+        stop.raise_if_stopped(out)  # the last line: what the output kept
         summary.elapsed_s = time.perf_counter() - t0
-        after = tally(out)  # Spark wrote its parts outside the store: read them
-        summary.total = after
-        summary.scored = after["rows"] - before["rows"]
-        summary.errors = after["errors"] - before["errors"]
-        summary.risk = {k: after["risk"][k] - before["risk"][k] for k in after["risk"]}
-        summary.flags = {k: n - before["flags"].get(k, 0) for k, n in after["flags"].items()
-                         if n - before["flags"].get(k, 0)}
-        summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        _count_run(summary, before, tally(out))  # Spark wrote its parts outside the store
         if options.evaluate:
             run_evaluation(summary, card, source.rows, bundle_dir)
         store.write_summary(summary.to_dict())
     return summary
+
+
+def _count_run(summary: RunSummary, before: dict[str, Any], after: dict[str, Any]) -> None:
+    """``summary``'s counts of this run: the output's tally ``after`` less ``before``."""
+    summary.total = after
+    summary.scored = after["rows"] - before["rows"]
+    summary.errors = after["errors"] - before["errors"]
+    summary.risk = {k: after["risk"][k] - before["risk"][k] for k in after["risk"]}
+    summary.flags = {k: n - before["flags"].get(k, 0) for k, n in after["flags"].items()
+                     if n - before["flags"].get(k, 0)}
+    summary.finished_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
 def resuming_message(out: str | os.PathLike[str], kept: int) -> str:
@@ -386,10 +601,12 @@ def resuming_message(out: str | os.PathLike[str], kept: int) -> str:
             "are), so its images are scored again from the start of that slice")
 
 
-def interrupted_message(out: str | os.PathLike[str], committed: int) -> str:
-    """What a run stopped by Ctrl-C says: the rows of the slices it committed are kept, not
-    those of the slice in progress."""
-    return (f"batch interrupted: the {committed} row{'s' if committed != 1 else ''} of the "
+def interrupted_message(out: str | os.PathLike[str], committed: int, *,
+                        signum: int = signal.SIGINT) -> str:
+    """What a run stopped by Ctrl-C (``signum`` SIGINT) or SIGTERM says: the rows of the
+    slices it committed are kept, not those of the slice in progress."""
+    how = "stopped by SIGTERM" if signum == signal.SIGTERM else "interrupted"
+    return (f"batch {how}: the {committed} row{'s' if committed != 1 else ''} of the "
             f"slices this run committed are kept in {out}; the slice in progress (up to "
             f"{SLICE_ROWS:,} input rows) is not, and is scored again from its start: run the "
             "same command again to score it and the rest")

@@ -167,7 +167,8 @@ def batch(  # noqa: PLR0913
              "endpoint_url=http://127.0.0.1:9000 or anon=true")] = None,
     quiet: Annotated[bool, typer.Option(
         "--quiet", "-q", help="no progress on stderr (a bar on a terminal; elsewhere, e.g. a "
-                              "log, the bar's state at most every 10 s)")] = False,
+                              "log, the bar's state at most every 10 s; --engine spark: a "
+                              "line per committed slice)")] = False,
 ) -> None:
     """Score many lesion images into Parquet/CSV: one row per input, errors as rows.
 
@@ -240,7 +241,8 @@ def _run(engine: str, input: str, out: Path, options: ScoreOptions, *,  # noqa: 
         ) from exc
     from dermsight.batch.spark import run_spark
 
-    return run_spark(input, out, options, bundle=model, master=master, partitions=partitions)
+    return run_spark(input, out, options, bundle=model, master=master, partitions=partitions,
+                     progress=not quiet)
 
 
 def register(app: typer.Typer) -> None:
