@@ -339,7 +339,7 @@ def test_patient_view_states_the_natural_frequency(
                 else "fewer than 1" if tier["malignant"] else "none")
     assert f"Of 100 lesions that get this result, {how_many} turned out to be cancer" in text
     assert f"{tier['n']:,}" in text or str(tier["n"]) in text
-    assert "not this patient's own risk" in text
+    assert "not your own chance" in text  # the patient view's own wording
     page.screenshot(path=str(test_output / "e2e-natural-frequency.png"), full_page=True)
     assert page.problems == []
 

@@ -23,7 +23,7 @@ import { NaturalFrequency } from '../components/NaturalFrequency.tsx'
 import { SimilarCases } from '../components/SimilarCases.tsx'
 import { PatientFields } from '../components/PatientFields.tsx'
 import { ProbBars } from '../components/ProbBars.tsx'
-import { RiskBanner } from '../components/RiskBanner.tsx'
+import { RiskBanner, UNCERTAIN_HEADLINE, patientUncertain, reliabilityUnknown } from '../components/RiskBanner.tsx'
 import { Spinner } from '../components/Spinner.tsx'
 import { inlineValue } from '../components/ValueView.tsx'
 import {
@@ -319,12 +319,17 @@ export function AssessPage() {
   }
 
   // the headline in the words on screen for this audience; once slow, said once (no seconds count)
-  const announcement = assessAnnouncement({
-    risk: outcome ? outcome.res.risk : null,
-    audience,
-    busy: showSpinner,
-    slow: elapsed >= SLOW_AFTER_S,
-  })
+  // (the patient view's "Result uncertain" in place of "Lower risk": see ResultView)
+  const uncertainShown =
+    outcome !== null && patientUncertain(outcome.res.risk, Array.isArray(outcome.res.flags) ? outcome.res.flags : [], audience)
+  const announcement = uncertainShown
+    ? `${UNCERTAIN_HEADLINE.label}. ${UNCERTAIN_HEADLINE.nextStep}.`
+    : assessAnnouncement({
+        risk: outcome ? outcome.res.risk : null,
+        audience,
+        busy: showSpinner,
+        slow: elapsed >= SLOW_AFTER_S,
+      })
   // the result is for this file only (never another image's answer beside this image)
   const shown = outcome && outcome.file === file ? outcome : null
   const currentAge = ageValue(age)
@@ -349,6 +354,11 @@ export function AssessPage() {
           </p>
 
           <ImageDrop file={file} preview={preview} onFile={chooseFile} inputRef={fileInputRef} />
+          {/* POST /predict reads the upload in memory only (web/upload.py) and logs no image; the
+              clinic's visit upload, which stores visits, is another form (NewVisitForm) */}
+          <p className="hint" data-testid="upload-privacy">
+            {UPLOAD_PRIVACY}
+          </p>
           {/* said beside the image (on a phone the result panel is far below) */}
           {refused && (
             <div className="error-message" role="alert" data-testid="error-message">
@@ -474,6 +484,19 @@ function Disclaimer({ text }: { text?: string }) {
   )
 }
 
+/** What happens to the photo on this page (the stateless POST /predict). */
+export const UPLOAD_PRIVACY =
+  'Your photo is sent to this dermsight server only to be assessed; it is not saved or logged.'
+
+/** The patient view's advice in place of the low tier's when the result's reliability is not
+ * known (e.g. an ordinary photo, not a dermatoscope picture): no "no urgent step". */
+export const UNCERTAIN_ADVICE = {
+  title: 'When to see a doctor',
+  text:
+    'This tool was not tested on photos like this one: have the spot looked at by a doctor if it worries you or ' +
+    'if it changes, bleeds or itches.',
+}
+
 const PATIENT_ADVICE: Record<string, { title: string; text: string }> = {
   high: {
     title: 'See a dermatologist',
@@ -538,8 +561,13 @@ export function ResultView({
   // gate v2 scores with its own head (v2_threshold); gate v1 with the kNN score (ood_threshold)
   const oodThreshold =
     typeof gate?.v2_threshold === 'number' ? gate.v2_threshold : typeof gate?.ood_threshold === 'number' ? gate.ood_threshold : null
-  const advice = PATIENT_ADVICE[res.risk] ?? PATIENT_ADVICE.cannot_assess
   const patient = audience === 'patient'
+  // a flag says how reliable this result is, is not known (e.g. not a dermatoscope picture): the
+  // counts of the validation (dermoscopic) images do not describe it, and the patient view does
+  // not reassure (`patientUncertain`: no "Lower risk", no "no urgent step")
+  const unsure = reliabilityUnknown(res.risk, flags)
+  const uncertain = patientUncertain(res.risk, flags, audience)
+  const advice = uncertain ? UNCERTAIN_ADVICE : PATIENT_ADVICE[res.risk] ?? PATIENT_ADVICE.cannot_assess
   const modelName = [res.model?.name, res.model?.version].filter(Boolean).join(' ')
   const input = {
     age: res.input?.age ?? outcome.form.age,
@@ -592,7 +620,7 @@ export function ResultView({
       />
 
       {patient && (
-        <div className={`advice advice-${res.risk}`} data-testid="patient-advice">
+        <div className={`advice advice-${uncertain ? 'uncertain' : res.risk}`} data-testid="patient-advice">
           <IconDoctor size={32} />
           <div>
             <p className="advice-title">{advice.title}</p>
@@ -601,7 +629,7 @@ export function ResultView({
         </div>
       )}
 
-      {patient && !cannot && <NaturalFrequency card={card} risk={res.risk} />}
+      {patient && !cannot && !unsure && <NaturalFrequency card={card} risk={res.risk} audience={audience} />}
 
       {!patient && (
         <dl className="key-numbers" data-testid="clinician-numbers">
