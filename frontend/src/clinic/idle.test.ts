@@ -132,9 +132,9 @@ describe('the hidden page', () => {
     expect(html).toMatch(/<div hidden="" data-testid="clinic-page-holder">/)
     expect(html).toContain('data-resume="true"')
     expect(html).toContain('data-testid="login-idle-reason"')
-    expect(text(html)).toContain('Signed out after 30 minutes without activity')
+    expect(text(html)).toContain('Signed out after about 30 minutes without activity')
     expect(why.split('\n')).toHaveLength(1)
-    expect(idleReason(1)).toContain('after 1 minute without')
+    expect(idleReason(1)).toContain('after about 1 minute without')
   })
 })
 

@@ -72,9 +72,11 @@ export function idleMinutesOf(session: unknown): number {
   return typeof said === 'number' && Number.isFinite(said) && said > 0 ? said : DEFAULT_IDLE_MINUTES
 }
 
-/** One line saying why the page was hidden (shown on the sign-in form). */
+/** One line saying why the page was hidden (shown on the sign-in form). `minutes` is the server's
+ * idle timeout; the page hides a little sooner (`pageIdleMs`: up to a minute, a quarter of the
+ * timeout where that is shorter), hence "about". */
 export function idleReason(minutes: number): string {
-  return `Signed out after ${minutes} minute${minutes === 1 ? '' : 's'} without activity, so that nobody else sees the patient’s data.`
+  return `Signed out after about ${minutes} minute${minutes === 1 ? '' : 's'} without activity, so that nobody else sees the patient’s data.`
 }
 
 export interface IdleTimer {

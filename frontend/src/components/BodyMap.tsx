@@ -27,7 +27,9 @@ export const PIN_RADIUS = 4.5
 export const PIN_TARGET_PX = 44
 /** The largest radius of a pin's tap area, in the figure's units, however small the figure is
  * drawn: 10 units is a circle 20 across, half the torso's width and under a tenth of its area
- * (40 x 81), so a few pins never cover the back. */
+ * (40 x 81), so a few pins never cover the back. The 44 px target is reached on a figure 264 px
+ * wide or more (a tablet: styles.css lets the figures grow to 280 px there); on a phone's
+ * narrower figures the area stays at this cap (about 26 px across on a 390 px phone). */
 export const MAX_HIT_RADIUS = 10
 /** The figure's width in CSS px when it has not been measured yet (its CSS minimum, the
  * `min-width` of `.bodymap-fig` in styles.css). */
@@ -451,7 +453,12 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
   useLayoutEffect(() => {
     const svg = boxRef.current?.querySelector('svg')
     if (!svg || !hasPins) return
-    const update = () => setFigurePx(Math.round(svg.getBoundingClientRect().width))
+    // the drawn figure's width: the box's, or less where its height limits the drawing's scale
+    const update = () => {
+      const box = svg.getBoundingClientRect()
+      const byHeight = box.height > 0 ? (box.height * FIGURE.width) / FIGURE.height : box.width
+      setFigurePx(Math.round(Math.min(box.width, byHeight)))
+    }
     update()
     if (typeof ResizeObserver === 'undefined') return
     const observer = new ResizeObserver(update)
