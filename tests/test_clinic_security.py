@@ -521,8 +521,8 @@ def test_patient_export_holds_that_patient_only_and_is_audited(
     assert r.status_code == 200
     zf = zipfile.ZipFile(io.BytesIO(r.content))
     names = zf.namelist()
-    assert all(re.fullmatch(r"patient\.json|README\.txt|images/visit_\d+(_heatmap)?\.png", n)
-               for n in names), names
+    entry = r"patient\.json|access_log\.json|README\.txt|images/visit_\d+(_heatmap)?\.png"
+    assert all(re.fullmatch(entry, n) for n in names), names
     assert f"images/visit_{vm['id']}.png" in names
     assert not any(f"visit_{vo['id']}" in n for n in names)
     blob = b"".join(zf.read(n) for n in names)
@@ -676,7 +676,9 @@ def test_purge_skips_while_another_instance_purges(
         assert r.returncode == 0, r.stderr
         assert "another instance is purging" in r.stdout
         other.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": retention.PURGE_LOCK_KEY})
-    assert retention.purge_once(h.clinic, 30) == 1
+    done = retention.purge_once(h.clinic, 30)
+    assert done is not None
+    assert len(done.visit_ids) == 1
 
 
 @SQLITE_ONLY
@@ -701,7 +703,8 @@ def test_two_processes_purging_one_sqlite_file_at_once_purge_once(
 
     def purge(c: Any) -> None:
         start.wait()
-        counts.append(retention.purge_once(c, 30))
+        done = retention.purge_once(c, 30)
+        counts.append(None if done is None else len(done.visit_ids))
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -263,8 +263,9 @@ def purge(
     database: DatabaseOpt = None,
     images: ImagesOpt = None,
 ) -> None:
-    """Delete visits past the retention period, with their image files (and lesions and
-    patients left empty)."""
+    """Delete visits past the retention period, with their image files, then lesions left
+    without visits or a diagnosis and patients left without lesions (emptied by this purge, or
+    created before the retention period and empty)."""
     from dermsight.clinic.retention import purge_once
     from dermsight.clinic.rights import purge_plan
     from dermsight.clinic.runtime import Clinic
@@ -279,22 +280,24 @@ def purge(
         if dry_run:
             plan = purge_plan(clinic, config.retention_days, dry_run=True)
         else:
-            n = purge_once(clinic, config.retention_days)  # takes turns with running servers
+            done = purge_once(clinic, config.retention_days)  # takes turns with running servers
     finally:
         clinic.close()
     if dry_run:
         typer.echo(f"dry run, nothing deleted: would purge {len(plan.visit_ids)} visits, "
                    f"{len(plan.lesion_ids)} lesions and {len(plan.patient_ids)} patients "
-                   f"(visits older than {config.retention_days} days)")
+                   f"(visits stored more than {config.retention_days} days ago; lesions "
+                   "and patients left empty, by this purge or created that long ago)")
         for name, ids in (("visit", plan.visit_ids), ("lesion", plan.lesion_ids),
                           ("patient", plan.patient_ids)):
             if ids:
                 typer.echo(f"{name} ids: {' '.join(map(str, ids))}")
         return
-    if n is None:
+    if done is None:
         typer.echo("another instance is purging right now: nothing done")
         return
-    typer.echo(f"purged {n} visits older than {config.retention_days} days")
+    typer.echo(f"{done.counts()} (visits stored more than {config.retention_days} days ago; "
+               "lesions and patients left empty, by this purge or created that long ago)")
 
 
 @clinic_app.command("sweep")

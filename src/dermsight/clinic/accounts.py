@@ -393,14 +393,17 @@ def session_lookup(db: DbSession, cookie: str, idle: timedelta | None = None
 
 
 def still_granted(db: DbSession, user_id: int, session_id: str | None,
-                  token_hash: str | None) -> Refused | None:
-    """In a transaction that is about to write for a request: None when the session
+                  token_hash: str | None, *, lock: bool = True) -> Refused | None:
+    """In a transaction that is about to commit for a request: None when the session
     (``session_id``, its stored hash) or the API token (``token_hash``) that authenticated it
-    still exists, not revoked, and the account is still active, else why not. The account is
-    locked (``lock_user``) for the rest of the transaction, so a ``set_password``,
-    ``disable`` or token revocation that ends the access is either committed before (this
-    says so) or waits for the write and ends the access after it."""
-    user = lock_user(db, user_id)
+    still exists, not revoked, and the account is still active, else why not. ``lock`` (a
+    request that writes): the account is locked (``lock_user``) for the rest of the
+    transaction, so a ``set_password``, ``disable`` or token revocation that ends the access
+    is either committed before (this says so) or waits for the write and ends the access after
+    it. Without it (a read: nothing to order against) the rows are only read again, so reads
+    never queue for SQLite's write lock."""
+    user = (lock_user(db, user_id) if lock
+            else db.get(User, user_id, populate_existing=True))
     if user is None:
         return Refused.UNKNOWN
     if not user.active:

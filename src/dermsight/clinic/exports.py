@@ -1,5 +1,6 @@
 """Zip exports: the clinic's confirmed cases in the layout ``dermsight evaluate`` / ``train``
-read directly (``metadata.csv`` + ``images/``), and everything stored about one patient."""
+read directly (``metadata.csv`` + ``images/``), and everything stored about one patient (with
+the audit events about their records)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from urllib.parse import quote
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
+from dermsight.clinic import audit
 from dermsight.clinic.cases import NotFound, patient_detail, usernames, visit_json
 from dermsight.clinic.imagestore import ImageStore
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
@@ -36,6 +38,12 @@ LEFT_OUT_HEADER = "X-Dermsight-Left-Out"
 MISSING_HEADER = "X-Dermsight-Missing-Files"
 #: the patient export's note on what it holds and which files are missing
 PATIENT_README = "README.txt"
+#: the patient export's list of the audit events about the patient (who viewed, changed or
+#: exported their records, and when)
+ACCESS_LOG = "access_log.json"
+#: the fields of an audit event ``ACCESS_LOG`` keeps (``audit.event_json``'s, without the event
+#: and patient ids)
+ACCESS_LOG_FIELDS = ("at", "user", "action", "object_type", "object_id")
 
 log = logging.getLogger(__name__)
 
@@ -91,13 +99,15 @@ class ConfirmedExport:
     """The confirmed-case zip (``data``), its ``metadata.csv`` rows, and the visits of confirmed
     lesions left out (``n_left_out``, all of them): their photo could not be assessed,
     (``n_site_in_doubt`` of them) its body site contradicts the lesion's, or (``n_image_missing``
-    of them) its image file is missing from the image store."""
+    of them) its image file is missing from the image store. ``patient_ids``: the patients with
+    at least one row in the zip (ascending; for the audit log: one event per patient)."""
 
     data: bytes
     n_rows: int
     n_left_out: int
     n_site_in_doubt: int = 0
     n_image_missing: int = 0
+    patient_ids: tuple[int, ...] = ()
 
 
 #: why a visit of a confirmed lesion is left out of the export, by reason (``_left_out``;
@@ -164,6 +174,7 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
     n = 0
     left_out: Counter[str] = Counter()
     missing: list[int] = []
+    patients: set[int] = set()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
         for r in rows:
             reason = _left_out(r.risk, r.result_json)
@@ -182,6 +193,7 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
             writer.writerow([image_id, r.code, age, r.sex or "", r.site or "",
                              f"lesion_{r.lesion_id}", f"patient_{r.patient_id}", "clinic",
                              r.method, r.taken_at.isoformat()])
+            patients.add(r.patient_id)
             n += 1
         zf.writestr("metadata.csv", table.getvalue())
         zf.writestr(README, _readme(n, left_out))
@@ -190,7 +202,7 @@ def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:
                     "store, visits left out: visit ids %s", len(missing),
                     ", ".join(map(str, missing)))
     return ConfirmedExport(buf.getvalue(), n, left_out.total(), left_out[SITE_REASON],
-                           left_out[IMAGE_MISSING_REASON])
+                           left_out[IMAGE_MISSING_REASON], tuple(sorted(patients)))
 
 
 @dataclass(frozen=True)
@@ -208,14 +220,37 @@ class PatientExport:
         return len(self.missing_images) + len(self.missing_heatmaps)
 
 
-def _patient_readme(missing_images: list[int], missing_heatmaps: list[int]) -> str:
+def access_log(db: DbSession, patient_id: int) -> list[dict[str, Any]]:
+    """Every audit event that carries ``patient_id`` (``audit.query``, page by page), oldest
+    first, with the fields of ``ACCESS_LOG_FIELDS`` only: when, which user (their user name),
+    which action and which object (type and id)."""
+    events: list[dict[str, Any]] = []
+    before: int | None = None
+    while True:
+        page = audit.query(db, audit.PAGE_MAX, before, audit.Filter(patient_id=patient_id))
+        events += page
+        if len(page) < audit.PAGE_MAX:
+            break
+        before = page[-1]["id"]
+    return [{k: e[k] for k in ACCESS_LOG_FIELDS} for e in reversed(events)]
+
+
+def _patient_readme(missing_images: list[int], missing_heatmaps: list[int],
+                    n_events: int) -> str:
     """``README.txt`` of a patient's export: what it holds and which files it lacks."""
     def ids(visits: list[int]) -> str:
         return ", ".join(f"visit {v}" for v in visits) if visits else "none"
 
     text = ("Everything stored about this patient: patient.json (the patient, lesions, "
-            "diagnoses, every visit with its result) and images/ (each visit's photo and "
-            "heatmap, named in patient.json as image_file / heatmap_file).\n")
+            "diagnoses, every visit with its result), images/ (each visit's photo and "
+            "heatmap, named in patient.json as image_file / heatmap_file) and "
+            f"{ACCESS_LOG} (the clinic's audit log entries about this patient's records: "
+            f"{n_events} event{'' if n_events == 1 else 's'}, oldest first, each with its time "
+            "(UTC), the user name, the action (such as view, update or export) and the object "
+            "(its type and id)).\n"
+            f"Not in {ACCESS_LOG}: this export itself (the audit log records it after this "
+            "file was written), and events logged before the clinic's database upgrade that "
+            "links audit events to patients (revision 0008), which name no patient.\n")
     if not missing_images and not missing_heatmaps:
         return text + "No stored file is missing.\n"
     return text + (
@@ -250,7 +285,9 @@ def _add_file(zf: zipfile.ZipFile, images: ImageStore, key: str, vj: dict[str, A
 
 def patient_export(db: DbSession, images: ImageStore, patient: Patient) -> PatientExport:
     """``patient.json`` (the patient, lesions, diagnoses, every visit with its result),
-    ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png`` and ``README.txt``. A file
+    ``images/visit_<id>.png`` + ``images/visit_<id>_heatmap.png``, ``access_log.json`` (the
+    audit events about the patient: ``access_log``; not the export's own, which the caller
+    records after) and ``README.txt``. A file
     missing from the image store leaves the rest of the export whole: the visit's record says
     ``image_missing`` / ``heatmap_missing`` (true) instead of ``image_file`` / ``heatmap_file``,
     ``README.txt`` and ``patient.json`` (``missing_files``) list the visit ids, and one WARNING
@@ -275,7 +312,11 @@ def patient_export(db: DbSession, images: ImageStore, patient: Patient) -> Patie
             lesion_doc["visits"] = visits
         doc["missing_files"] = {"images": missing_images, "heatmaps": missing_heatmaps}
         zf.writestr("patient.json", json.dumps(doc, indent=2))
-        zf.writestr(PATIENT_README, _patient_readme(missing_images, missing_heatmaps))
+        events = access_log(db, patient.id)
+        zf.writestr(ACCESS_LOG, json.dumps({"patient_id": patient.id, "events": events},
+                                           indent=2))
+        zf.writestr(PATIENT_README, _patient_readme(missing_images, missing_heatmaps,
+                                                    len(events)))
     export = PatientExport(buf.getvalue(), tuple(missing_images), tuple(missing_heatmaps))
     if export.n_missing:
         log.warning("patient export: %d stored file(s) missing from the image store, left out "

@@ -1,7 +1,7 @@
 """The retention period, applied by the server itself: with ``dermsight serve --retention-days N``
-(or ``DERMSIGHT_RETENTION_DAYS``) the lifespan purges visits stored more than N days ago
-(``rights.purge_expired``) once at start, before the first request, and then every
-``RETENTION_EVERY_S`` while it runs.
+(or ``DERMSIGHT_RETENTION_DAYS``) the lifespan purges visits stored more than N days ago, then
+lesions and patients left empty (``rights.purge_plan``), once at start, before the first request,
+and then every ``RETENTION_EVERY_S`` while it runs.
 
 Several instances on one PostgreSQL database: a purge holds a session advisory lock
 (``PURGE_LOCK_KEY``); an instance that finds it taken skips its turn (the other one is purging
@@ -19,7 +19,7 @@ import anyio.to_thread
 from sqlalchemy import text
 
 from dermsight.clinic.config import is_sqlite
-from dermsight.clinic.rights import purge_expired
+from dermsight.clinic.rights import Purged, purge_plan
 from dermsight.clinic.runtime import Clinic
 
 log = logging.getLogger("dermsight.clinic")
@@ -30,15 +30,16 @@ RETENTION_EVERY_S = 86400.0
 PURGE_LOCK_KEY = 0x64726D73
 
 
-def purge_once(clinic: Clinic, days: int) -> int | None:
-    """Purge now; the number of visits deleted, or None when another instance is purging."""
+def purge_once(clinic: Clinic, days: int) -> Purged | None:
+    """Purge now; what was deleted (``rights.Purged``: the visits', lesions' and patients' ids),
+    or None when another instance is purging."""
     if is_sqlite(clinic.db.url):
-        return purge_expired(clinic, days)
+        return purge_plan(clinic, days)
     with clinic.db.engine.connect() as conn:
         if not conn.scalar(text("SELECT pg_try_advisory_lock(:k)"), {"k": PURGE_LOCK_KEY}):
             return None
         try:
-            return purge_expired(clinic, days)
+            return purge_plan(clinic, days)
         finally:
             conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": PURGE_LOCK_KEY})
             conn.commit()
@@ -47,15 +48,15 @@ def purge_once(clinic: Clinic, days: int) -> int | None:
 def purge_logged(clinic: Clinic, days: int) -> None:
     """``purge_once``, with its outcome in the server log (counts only, never a row's data)."""
     try:
-        n = purge_once(clinic, days)
+        done = purge_once(clinic, days)
     except Exception as exc:  # noqa: BLE001 - logged, tried again at the next turn
         log.error("retention purge failed (%s); tried again at the next turn",
                   type(exc).__name__)
         return
-    if n is None:
+    if done is None:
         log.info("retention purge skipped: another instance is purging")
-    elif n:
-        log.info("retention: purged %d visits stored more than %d days ago", n, days)
+    elif done.visit_ids or done.lesion_ids or done.patient_ids:
+        log.info("retention: %s (%d days)", done.counts(), days)
 
 
 async def retention_loop(clinic: Clinic, days: int) -> None:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, Select, select, update
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic.audit import record
 from dermsight.clinic.cases import get_or_404
@@ -17,9 +21,14 @@ def _keys(visits: list[Visit]) -> set[str]:
     return {k for v in visits for k in (v.image_key, v.heatmap_key) if k}
 
 
-def delete_patient(clinic: Clinic, patient_id: int, user: User | None) -> None:
-    """Rows first (one transaction), then the files no other visit shares."""
+def delete_patient(clinic: Clinic, patient_id: int, user: User | None,
+                   recheck: Callable[[DbSession], None] | None = None) -> None:
+    """Rows first (one transaction), then the files no other visit shares. ``recheck``: called
+    first in the transaction (the web route's check, before the commit, that the request's
+    session or token and account are still valid: it raises to delete nothing)."""
     with clinic.db.session() as s:
+        if recheck is not None:
+            recheck(s)
         patient = get_or_404(s, Patient, patient_id, "patient")
         visits = list(s.scalars(select(Visit).join(Lesion).where(Lesion.patient_id == patient_id)))
         keys = _keys(visits)
@@ -37,12 +46,42 @@ class Purged:
     lesion_ids: list[int] = field(default_factory=list)
     patient_ids: list[int] = field(default_factory=list)
 
+    def counts(self) -> str:
+        """``"purged 3 visits, 1 lesion and 0 patients"``: the counts, no patient data."""
+        def n(k: int, what: str) -> str:
+            return f"{k} {what}" if k == 1 else f"{k} {what}s"
+        return (f"purged {n(len(self.visit_ids), 'visit')}, "
+                f"{n(len(self.lesion_ids), 'lesion')} and "
+                f"{n(len(self.patient_ids), 'patient')}")
+
+
+#: the most ids one ``IN (...)`` of ``_rows`` names (each is a bound parameter: PostgreSQL
+#: takes at most 65535 in a statement, some SQLite builds 32766)
+_IN_MAX = 1000
+
+
+_Row = TypeVar("_Row", Lesion, Patient)
+
+
+def _rows(s: DbSession, query: Select[_Row], old: ColumnElement[bool],
+          key: InstrumentedAttribute[int], ids: set[int]) -> list[_Row]:
+    """The rows of ``query`` that match ``old`` or whose id (``key``) is in ``ids``, by id
+    (``ids`` asked for ``_IN_MAX`` at a time: a first purge can empty many lesions)."""
+    found = {r.id: r for r in s.scalars(query.where(old))}
+    wanted = sorted(ids)
+    for i in range(0, len(wanted), _IN_MAX):
+        found.update((r.id, r) for r in s.scalars(query.where(key.in_(wanted[i:i + _IN_MAX]))))
+    return [found[k] for k in sorted(found)]
+
 
 def purge_plan(clinic: Clinic, days: int, dry_run: bool = False) -> Purged:
-    """Delete visits stored more than ``days`` days ago, then lesions left without visits or a
-    diagnosis and patients left without lesions; one audit event (action ``purge``) per deleted
-    visit, lesion and patient. ``dry_run``: the same, rolled back (nothing deleted, no event,
-    no file touched)."""
+    """Delete visits stored more than ``days`` days ago; then every lesion without visits and
+    without a diagnosis that was created more than ``days`` days ago or lost its last visit to
+    this purge; then every patient without lesions that was created more than ``days`` days ago
+    or lost their last lesion to this purge (a lesion or patient created within the period
+    stays, even empty: a clinician may just have created it). One audit event (action
+    ``purge``) per deleted visit, lesion and patient. ``dry_run``: the same, rolled back
+    (nothing deleted, no event, no file touched)."""
     cutoff = utcnow() - timedelta(days=days)
     purged = Purged()
     with clinic.db.session() as s:
@@ -61,22 +100,23 @@ def purge_plan(clinic: Clinic, days: int, dry_run: bool = False) -> Purged:
                 record(s, None, "purge", "visit", v.id)
             s.delete(v)
         s.flush()
-        for lesion in s.scalars(select(Lesion).where(Lesion.id.in_(touched))
-                                .order_by(Lesion.id)):
-            if not lesion.visits and lesion.diagnosis is None:
-                pid = lesion.patient_id
-                purged.lesion_ids.append(lesion.id)
-                if not dry_run:
-                    record(s, None, "purge", "lesion", lesion.id)
-                s.delete(lesion)
-                s.flush()
-                patient = s.get(Patient, pid)
-                if patient is not None and not patient.lesions:
-                    purged.patient_ids.append(pid)
-                    if not dry_run:
-                        record(s, None, "purge", "patient", pid)
-                    s.delete(patient)
-                    s.flush()
+        empty = select(Lesion).where(~Lesion.visits.any(), ~Lesion.diagnosis.has())
+        lesions = _rows(s, empty, Lesion.created_at < cutoff, Lesion.id, touched)
+        emptied = {lesion.patient_id for lesion in lesions}
+        for lesion in lesions:
+            purged.lesion_ids.append(lesion.id)
+            if not dry_run:
+                record(s, None, "purge", "lesion", lesion.id)
+            s.delete(lesion)
+        s.flush()
+        patients = _rows(s, select(Patient).where(~Patient.lesions.any()),
+                         Patient.created_at < cutoff, Patient.id, emptied)
+        for patient in patients:
+            purged.patient_ids.append(patient.id)
+            if not dry_run:
+                record(s, None, "purge", "patient", patient.id)
+            s.delete(patient)
+        s.flush()
         if dry_run:
             s.rollback()
     if dry_run:

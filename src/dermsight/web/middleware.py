@@ -59,6 +59,27 @@ DOCS_CSP = (
     "object-src 'none'"
 )
 
+#: browser features the app does not use are denied to every origin; the camera only to the
+#: app's own pages (the UI's "Take photo" file input, ``capture="environment"``)
+PERMISSIONS_POLICY = (
+    "camera=(self), microphone=(), geolocation=(), payment=(), usb=(), serial=(), hid=(), "
+    "bluetooth=(), midi=(), display-capture=(), fullscreen=(), accelerometer=(), gyroscope=(), "
+    "magnetometer=()"
+)
+#: HSTS, sent only on a request that arrived over HTTPS (``arrived_over_https``): a browser
+#: then uses https only for this host for a year
+HSTS = "max-age=31536000"
+
+
+def arrived_over_https(scope: Scope) -> bool:
+    """Whether the request arrived over HTTPS: its scheme is ``https`` (TLS to this server, or
+    a proxy the server trusts said so: uvicorn's proxy headers) or it carries
+    ``X-Forwarded-Proto: https``. The same rule as the clinic session cookie's ``Secure`` flag
+    (``web.clinic.auth``)."""
+    if scope.get("scheme") == "https":
+        return True
+    return Headers(scope=scope).get("x-forwarded-proto", "").lower() == "https"
+
 
 def json_body(detail: str) -> bytes:
     return json.dumps({"detail": detail}).encode()
@@ -90,6 +111,7 @@ class SecurityHeadersMiddleware:
         no_store = path.startswith("/api/") and not path.startswith(
             ("/api/v1/examples/", "/api/v1/model/plots/")
         )
+        https = arrived_over_https(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -100,9 +122,12 @@ class SecurityHeadersMiddleware:
                     (b"x-content-type-options", b"nosniff"),
                     (b"referrer-policy", b"no-referrer"),
                     (b"x-frame-options", b"DENY"),
+                    (b"permissions-policy", PERMISSIONS_POLICY.encode()),
                 ]
                 if no_store:
                     extra.append((b"cache-control", b"no-store"))
+                if https:  # never over plain http
+                    extra.append((b"strict-transport-security", HSTS.encode()))
                 headers += [(k, v) for k, v in extra if k not in present]
                 message = {**message, "headers": headers}
             await send(message)

@@ -24,7 +24,7 @@ from dermsight.web.clinic.deps import (
     admin_only,
     authenticate,
     clinic_of,
-    recheck,
+    route_session,
 )
 from dermsight.web.upload import check_query
 
@@ -129,6 +129,8 @@ def logout(request: Request) -> Response:
     cookie = request.cookies.get(COOKIE)
     clinic = clinic_of(request)
     if cookie:
+        # not ``route_session``: its check, after this deletes the request's own session, would
+        # refuse the logout; a session ended meanwhile is deleted already (nothing to undo)
         with clinic.db.session() as s:
             accounts.close_session(s, cookie)
             audit.record(s, auth.user, "logout", "user", auth.user.id)
@@ -152,7 +154,7 @@ def me(request: Request) -> dict[str, Any]:
                         "new one), `expires_soon` (it stops working within 7 days) and "
                         "`expires_in_days` (whole days left).")
 def list_tokens(request: Request, user: CurrentUser) -> list[dict[str, Any]]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         rows = accounts.user_tokens(s, user)
     return [{"id": t.id, "name": t.name, **_token_times(t)} for t in rows]
 
@@ -185,11 +187,10 @@ def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(
                  ) -> dict[str, Any]:
     """Only a session may create a token: a token that made tokens would let whoever holds a
     leaked one keep access after it is revoked. The token is committed only if the session
-    still exists and the account is active (``deps.recheck``, the check every clinic write
-    makes): a set-password or disable committed since the session was checked refuses it
-    (401), one committed later revokes it."""
-    with clinic_of(request).db.session() as s:
-        recheck(s, request)
+    still exists and the account is active (``deps.route_session``, the check every
+    authenticated clinic route makes): a set-password or disable committed since the session
+    was checked refuses it (401), one committed later revokes it."""
+    with route_session(request) as s:
         try:
             token, row = accounts.create_token(s, user, body.name,
                                                accounts.TOKEN_DAYS if body.days is None
@@ -204,7 +205,9 @@ def create_token(body: TokenIn, request: Request, user: Annotated[User, Depends(
 @router.delete("/auth/tokens/{token_id}", status_code=204, summary="Revoke one of your tokens")
 def revoke_token(token_id: ObjectId, request: Request, user: CurrentUser
                  ) -> Response:
-    with clinic_of(request).db.session() as s:
+    """The request's access is checked first (``route_session(check_at_once=True)``): a token
+    may revoke itself, which a check after the revocation would refuse."""
+    with route_session(request, check_at_once=True) as s:
         if not accounts.revoke_token(s, user, token_id):
             raise HTTPException(404, f"you have no API token with id {token_id}")
         audit.record(s, user, "delete", "api_token", token_id)
@@ -225,7 +228,7 @@ def _account_json(u: User, locked_until: dict[str, datetime]) -> dict[str, Any]:
                         f"{int(accounts.FAILURE_WINDOW.total_seconds()) // 60} minutes) with "
                         "`locked_until` (when the lock ends; null when not locked).")
 def list_users(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         users = list(s.scalars(select(User).order_by(User.id)))
         locked = accounts.locked_until(s, [u.username for u in users])
     return [_account_json(u, locked) for u in users]
@@ -261,7 +264,7 @@ admin_session_to_unlock = session_only(TOKEN_CANNOT_UNLOCK, admin=True)
                          "it.")
 def unlock_user(user_id: ObjectId, request: Request,
                 admin: Annotated[User, Depends(admin_session_to_unlock)]) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         user = _account(s, user_id)
         accounts.unlock(s, user)
         audit.record(s, admin, "unlock", "user", user.id)
@@ -275,7 +278,7 @@ def unlock_user(user_id: ObjectId, request: Request,
                          "Enabling it again brings no session or token back. Answers the "
                          "account as `GET /admin/users` lists it.")
 def disable_user(user_id: ObjectId, request: Request, admin: AdminUser) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         user = _account(s, user_id)
         if user.id == admin.id:
             raise HTTPException(409, "you cannot disable your own account: ask another "
@@ -304,7 +307,7 @@ admin_session_to_enable = session_only(TOKEN_CANNOT_ENABLE, admin=True)
                          "`GET /admin/users` lists it.")
 def enable_user(user_id: ObjectId, request: Request,
                 admin: Annotated[User, Depends(admin_session_to_enable)]) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         user = _account(s, user_id)
         if not user.active:
             accounts.enable(s, user)
@@ -318,7 +321,7 @@ def create_user(body: UserIn, request: Request,
                 admin: Annotated[User, Depends(admin_session_user)]) -> dict[str, Any]:
     """Only a session may create an account: an account made with a leaked token (an
     administrator's, say) would keep access after the token is revoked."""
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         try:
             user = accounts.create_user(s, body.username, body.password, body.role)
         except accounts.AccountError as exc:
@@ -350,7 +353,7 @@ def audit_log(request: Request, admin: AdminUser,
     where = audit.Filter(user=params.user or None, action=params.action or None,
                          object_type=params.object_type or None, object_id=params.object_id,
                          patient_id=params.patient)
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         return audit.query(s, params.limit, params.before, where)
 
 
@@ -373,7 +376,7 @@ def _token_times(t: ApiToken) -> dict[str, Any]:
             description="Each token, revoked ones too (`revoked_at`), with its `user`, `name`, "
                         "dates, `expired` and `expires_soon` (it stops working within 7 days).")
 def list_all_tokens(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         rows = accounts.all_tokens(s)
     return [{"id": t.id, "name": t.name, "user": username, "user_id": t.user_id,
              **_token_times(t),
@@ -384,7 +387,8 @@ def list_all_tokens(request: Request, admin: AdminUser) -> list[dict[str, Any]]:
 @router.delete("/admin/tokens/{token_id}", status_code=204,
                summary="Revoke any user's API token (admin; audited)")
 def admin_revoke_token(token_id: ObjectId, request: Request, admin: AdminUser) -> Response:
-    with clinic_of(request).db.session() as s:
+    """Checked first, as ``revoke_token``: an administrator's token may revoke itself."""
+    with route_session(request, check_at_once=True) as s:
         if not accounts.revoke_token(s, None, token_id):
             raise HTTPException(404, f"there is no API token with id {token_id} that is not "
                                      "revoked")

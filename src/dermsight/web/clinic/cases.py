@@ -32,7 +32,14 @@ from dermsight.web.clinic.bodies import (
     PatientIn,
     note_problem,
 )
-from dermsight.web.clinic.deps import AdminUser, CurrentUser, ObjectId, clinic_of, recheck
+from dermsight.web.clinic.deps import (
+    AdminUser,
+    CurrentUser,
+    ObjectId,
+    clinic_of,
+    recheck,
+    route_session,
+)
 from dermsight.web.deps import ModelDep, SettingsDep, WorkersDep
 from dermsight.web.formnames import form_fields
 from dermsight.web.routes.metrics import MetricsDep
@@ -90,7 +97,7 @@ def _check_note(note: str | None) -> str | None:
 def _view(request: Request, user: User, model: type[_Row], object_id: int, what: str,
           detail: Callable[[DbSession, _Row], dict[str, Any]]) -> dict[str, Any]:
     """One patient's or lesion's page: 404 when absent, the view audited, then its detail."""
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         row = cases.get_or_404(s, model, object_id, what)
         audit.record(s, user, "view", what, row.id)
         return detail(s, row)
@@ -115,7 +122,7 @@ RISK_FIELDS = (
 def list_patients(request: Request, user: CurrentUser,
                   q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
-    with clinic_of(request).db.session() as s:
+    with route_session(request) as s:
         # never the search; once per user within audit.REPEAT_LIST (the search asks at each
         # pause in typing)
         audit.record_read(s, user, "patient_list", None, within=audit.REPEAT_LIST)
@@ -125,8 +132,7 @@ def list_patients(request: Request, user: CurrentUser,
 @router.post("/patients", status_code=201, summary="A new patient (409 if the ref exists)")
 def create_patient(body: PatientIn, request: Request, user: CurrentUser
                    ) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
-        recheck(s, request)
+    with route_session(request) as s:
         p = cases.create_patient(s, body.ref, user)
         audit.record(s, user, "create", "patient", p.id)
         return cases.patient_row(p, [])
@@ -143,17 +149,18 @@ def get_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                summary="Delete a patient with every row and image file (admin)")
 def delete_patient(patient_id: ObjectId, request: Request, admin: AdminUser
                    ) -> Response:
-    rights.delete_patient(clinic_of(request), patient_id, admin)
+    rights.delete_patient(clinic_of(request), patient_id, admin,
+                          recheck=partial(recheck, request=request))
     return Response(status_code=204)
 
 
 @router.get("/patients/{patient_id}/export", response_class=Response,
-            summary="Everything stored about one patient (zip: patient.json + images/), named "
-                    "patient_<ref>_<date>.zip")
+            summary="Everything stored about one patient (zip: patient.json + access_log.json "
+                    "+ images/), named patient_<ref>_<date>.zip")
 def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                    ) -> Response:
     clinic = clinic_of(request)
-    with clinic.db.session() as s:
+    with route_session(request) as s:
         p = cases.get_or_404(s, Patient, patient_id, "patient")
         export = exports.patient_export(s, clinic.images, p)
         audit.record(s, user, "export", "patient", p.id)
@@ -165,8 +172,7 @@ def export_patient(patient_id: ObjectId, request: Request, user: CurrentUser
 @router.post("/patients/{patient_id}/lesions", status_code=201, summary="A new lesion")
 def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
                   user: CurrentUser) -> dict[str, Any]:
-    with clinic_of(request).db.session() as s:
-        recheck(s, request)
+    with route_session(request) as s:
         p = cases.get_or_404(s, Patient, patient_id, "patient")
         le = cases.create_lesion(s, p, body.body_site, body.side, body.location,
                                  body.map.model_dump() if body.map else None)
@@ -315,8 +321,8 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
         raise HTTPException(422, "taken_at cannot be removed: give the date the image was taken, "
                                  "YYYY-MM-DD")
     taken_at = _taken_at(body.taken_at) if body.taken_at is not None else None
-    with clinic_of(request).db.session() as s:
-        recheck(s, request)
+    clinic = clinic_of(request)
+    with route_session(request) as s:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         if "note" in given:
             v.note = note
@@ -333,8 +339,7 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
                            "without visits.")
 def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Response:
     clinic = clinic_of(request)
-    with clinic.db.session() as s:
-        recheck(s, request)
+    with route_session(request) as s:
         patient = audit.patient_of(s, "visit", visit_id)  # before the row goes
         keys = cases.delete_visit(s, visit_id)
         audit.record(s, user, "delete", "visit", visit_id, patient_id=patient)
@@ -347,7 +352,7 @@ def _visit_file(request: Request, user: User, visit_id: int, heatmap: bool) -> R
     """The visit's image (its view audited: ``audit.record_read``) or heatmap (not audited: it
     is the model's map, shown over the image)."""
     clinic = clinic_of(request)
-    with clinic.db.session() as s:
+    with route_session(request) as s:
         v = cases.get_or_404(s, Visit, visit_id, "visit")
         key = v.heatmap_key if heatmap else v.image_key
         if not heatmap:
@@ -393,8 +398,8 @@ def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request
         was = body.replaces
         seen = (cases.Seen(None) if was is None else cases.Seen(
             (was.code, was.method), note=was.note, note_given="note" in was.model_fields_set))
-    with clinic_of(request).db.session() as s:
-        recheck(s, request)
+    clinic = clinic_of(request)
+    with route_session(request) as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         d = cases.set_diagnosis(s, le, body.code, body.method, note, user, replaces=seen)
         audit.record(s, user, "update", "diagnosis", lesion_id)
@@ -418,8 +423,7 @@ def delete_diagnosis(lesion_id: ObjectId, request: Request, user: CurrentUser,
         raise HTTPException(422, "give both code and method (the diagnosis the page showed), "
                                  "or neither")
     clinic = clinic_of(request)
-    with clinic.db.session() as s:
-        recheck(s, request)
+    with route_session(request) as s:
         le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
         cases.delete_diagnosis(s, le, None if code is None or method is None else (code, method))
         audit.record(s, user, "delete", "diagnosis", lesion_id)

@@ -7,6 +7,8 @@ cookie; a cookie-authenticated unsafe request (POST/PUT/PATCH/DELETE) must also 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Annotated
@@ -131,22 +133,29 @@ class Grant:
 SESSION_ENDED = "your session ended while this request was running: sign in again"
 
 
-def recheck(db: DbSession, request: Request) -> None:
-    """In a route's write transaction: just before it commits, a 401 (the transaction rolled
+def recheck(db: DbSession, request: Request, *, at_once: bool = False) -> None:
+    """In a route's transaction: just before it commits, a 401 (the transaction rolled
     back, nothing written) when the session or API token that authenticated the request was
     ended or revoked, or its account disabled, while the request ran (``authenticate`` checked
     it in a transaction of its own, maybe seconds earlier: an upload is assessed in between).
     The check (``accounts.still_granted``) runs after the route's writes, when this
     transaction holds SQLite's write lock, and locks the account's row (PostgreSQL), so such a
     change is either committed before it (refused) or waits for this commit and ends the
-    access after it."""
+    access after it. ``at_once``: the check runs now instead, before the route's writes (for a
+    route that may end the very access that authenticated it, which a check after its write
+    would refuse); the lock it takes (SQLite's write lock, the account's row) is held to the
+    commit all the same. Routes use it through ``route_session``."""
     grant: Grant | None = getattr(request.state, "clinic_grant", None)
     if grant is None:  # pragma: no cover - every clinic route authenticates first
         return
 
+    # a read (not an UNSAFE method) is checked without taking the account's lock: nothing it
+    # does needs ordering against a disable or sign-out; SQLite's write lock stays free
+    writes = request.method in UNSAFE
+
     def check(session: DbSession) -> None:
         why = accounts.still_granted(session, grant.user_id, grant.session_id,
-                                     grant.token_hash)
+                                     grant.token_hash, lock=writes)
         if why is None:
             return
         if why is accounts.Refused.DISABLED:
@@ -155,7 +164,25 @@ def recheck(db: DbSession, request: Request) -> None:
             raise _unauthorized(TOKEN_REFUSED[why])
         raise _unauthorized(SESSION_ENDED)
 
-    event.listen(db, "before_commit", check, once=True)
+    if at_once:
+        check(db)
+    else:
+        event.listen(db, "before_commit", check, once=True)
+
+
+@contextmanager
+def route_session(request: Request, *, check_at_once: bool = False) -> Iterator[DbSession]:
+    """The transaction of an authenticated clinic route, reads and writes alike:
+    ``clinic.db.session()`` with ``recheck`` registered on it, so that a request whose session
+    or API token was ended, or whose account was disabled, while it ran is refused (401,
+    nothing written, nothing handed out) instead of completed. Every authenticated clinic
+    route opens its transactions with it (``store_visit`` and ``rights.delete_patient``, which
+    open their own, take ``recheck``). Not for login and logout (logout deletes the very
+    session that authenticated it). ``check_at_once``: ``recheck(at_once=True)``, for a route
+    that may end its own access (a token revoking itself)."""
+    with clinic_of(request).db.session() as s:
+        recheck(s, request, at_once=check_at_once)
+        yield s
 
 
 def current_user(request: Request) -> User:
