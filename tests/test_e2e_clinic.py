@@ -230,13 +230,16 @@ def compare_and_diagnose(w: Walk) -> None:
 
 
 def patient_and_list(w: Walk) -> None:
-    """The patient page (pin, latest result, "risk rose"), then the list searched by reference."""
+    """The patient page (pin, latest result; no "risk rose": the confirmed diagnosis outranks
+    the model's rise), then the list searched by reference: the confirmed melanoma before the
+    model's tier."""
     page = w.page
+    page.get_by_test_id("lesion-risk-rose").wait_for(state="detached")
     page.get_by_test_id("lesion-patient-link").click()
     page.get_by_test_id("patient-page").wait_for()
     page.get_by_test_id(f"pin-{w.lesion_id}").wait_for()
     row = page.get_by_test_id(f"lesion-row-{w.lesion_id}")
-    assert row.get_by_test_id("risk-rose").is_visible()
+    assert row.get_by_test_id("risk-rose").count() == 0
     assert "MEL" in row.inner_text()
     w.shot("patient")
 
@@ -249,7 +252,11 @@ def patient_and_list(w: Walk) -> None:
     mine.wait_for(state="detached")
     page.get_by_test_id("patient-search").fill("")
     mine.wait_for()
-    assert mine.get_by_test_id("risk-rose").is_visible()
+    assert mine.get_by_test_id("risk-rose").count() == 0
+    dx = mine.get_by_test_id("patient-dx")
+    assert dx.get_attribute("data-malignant") == "true"
+    assert dx.inner_text() == "MEL (histopathology) · malignant"
+    assert mine.get_by_test_id("patient-tier-cell").inner_text().startswith("Model: ")
     w.shot("patients")
 
 

@@ -8,9 +8,9 @@ built web UI on a real ``dermsight serve --database``, in headless Chromium
   area is capped: a second mole close by can be pinned), as a tap away from the pins does; a
   mouse click beside a pin places a new lesion (the dot is its target);
 * the body map grows with the room it has (it was 120 px a figure on a phone and on a tablet);
-* the patient list's "Highest lesion tier" and the lesion list's "Last assessed result" are on
-  the screen without scrolling sideways (they started past its right edge), and the tables are
-  still tables to assistive technology;
+* the patient list's model tier column (before: "Highest lesion tier") and the lesion list's
+  "Last assessed result" are on the screen without scrolling sideways (they started past its
+  right edge), and the tables are still tables to assistive technology;
 * a typed but unsaved new lesion is asked about before the Dashboard link or Back loses it;
 * the header's links and buttons and the breadcrumbs are at least 44 px tall on a touch screen,
   and the reason for "Clinician view only" opens on a tap (it was only in a ``title``);
@@ -307,7 +307,8 @@ def test_the_tier_and_result_are_on_the_screen(phone: Any, data_dir: Path) -> No
     page.get_by_test_id("patient-search").fill(ref)
     mine = page.get_by_test_id(f"patient-row-{patient_id}")
     mine.get_by_test_id("patient-tier").wait_for()
-    tier = column_cell(mine, "Highest lesion tier")
+    tier = column_cell(mine, "Model\u2019s highest tier")
+    on_screen(page, column_cell(mine, "Confirmed diagnosis"))
     tier.scroll_into_view_if_needed()
     on_screen(page, tier)
     on_screen(page, mine.get_by_test_id("patient-tier"))

@@ -23,7 +23,7 @@ import {
 import { AudienceSwitch, audienceWhySentence } from './components/ClinicNav.tsx'
 import { ClinicLesionPage } from './pages/ClinicLesionPage.tsx'
 import { ClinicPatientPage, newLesionUnsaved, NEW_LESION_LEAVE_MESSAGE } from './pages/ClinicPatientPage.tsx'
-import { ClinicPatientsPage } from './pages/ClinicPatientsPage.tsx'
+import { ClinicPatientsPage, confirmedItems, PATIENT_LIST_NOTE } from './pages/ClinicPatientsPage.tsx'
 
 const loaded = vi.hoisted(() => new Map<string, unknown>())
 
@@ -278,7 +278,7 @@ describe('a pin’s tap area', () => {
 })
 
 describe('the clinic tables on a narrow screen', () => {
-  it('the patient list puts the highest tier right after the reference, each cell labelled', () => {
+  it('the patient list puts the confirmed diagnosis, then the model’s tier, after the reference, each cell labelled', () => {
     loaded.clear()
     const row: PatientSummary = {
       id: 3,
@@ -292,23 +292,26 @@ describe('the clinic tables on a narrow screen', () => {
       highest_risk: 'high',
       n_lesions_latest_cannot_assess: 0,
       risk_rose: false,
+      confirmed: [],
+      n_confirmed_malignant: 0,
     }
     loaded.set('', [row])
     const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
     const heads = [...html.matchAll(/<th scope="col"[^>]*>([^<]*)<\/th>/g)].map((m) => m[1].trim())
-    expect(heads).toEqual(['Reference', 'Highest lesion tier', 'Lesions', 'Visits', 'Last visit'])
+    expect(heads).toEqual(['Reference', 'Confirmed diagnosis', 'Model’s highest tier', 'Lesions', 'Visits', 'Last visit'])
     const labels = [...html.matchAll(/<td data-label="([^"]*)"/g)].map((m) => m[1])
     expect(labels).toEqual(heads.slice(1))
     expect(html).toContain('class="data-table clinic-table stack-narrow"')
   })
 
-  it('says what "Highest lesion tier" is on the screen, not in a hover-only title', () => {
+  it('says what the diagnosis and tier columns are on the screen, not in a hover-only title', () => {
     loaded.clear()
     loaded.set('', [])
     const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
     expect(html).not.toMatch(/<th[^>]*title=/)
     const note = /data-testid="patient-tier-note"[^>]*>([^<]*)</.exec(html)?.[1]
-    expect(note).toBe('Highest lesion tier: the highest of the patient’s lesions’ tiers, each from its latest assessed photo.')
+    expect(note).toBe(PATIENT_LIST_NOTE)
+    expect(note).toMatch(/^Confirmed diagnosis: .*Model’s highest tier: .*does not take confirmed diagnoses into account/)
   })
 
   it('the lesion list puts the last assessed result and the diagnosis before the visits', () => {
@@ -346,5 +349,60 @@ describe('"Clinician view only" on clinic pages', () => {
     expect(html).not.toContain('title=')
     expect(text(html)).toContain(audienceWhySentence())
     expect(audienceWhySentence()).toMatch(/^The clinic pages .*no patient view.*\.$/)
+  })
+})
+
+describe('the patient list’s confirmed diagnoses', () => {
+  const summary = (over: Partial<PatientSummary>): PatientSummary => ({
+    id: 8,
+    ref: 'P-8',
+    created_at: '2025-01-01',
+    n_lesions: 1,
+    n_visits: 2,
+    last_visit_at: '2025-06-01',
+    latest_risk: 'moderate',
+    latest_visit_risk: 'moderate',
+    highest_risk: 'moderate',
+    n_lesions_latest_cannot_assess: 0,
+    risk_rose: false,
+    confirmed: [],
+    n_confirmed_malignant: 0,
+    ...over,
+  })
+  const cell = (html: string, testId: string) => text(new RegExp(`data-testid="${testId}"[^>]*>(.*?)</td>`).exec(html)?.[1] ?? '').trim()
+
+  it('a confirmed melanoma is said, marked malignant in words, before the model’s tier', () => {
+    loaded.clear()
+    const mel = { lesion_id: 1, code: 'MEL', method: 'histopathology' as const, malignant: true }
+    loaded.set('', [summary({ confirmed: [mel], n_confirmed_malignant: 1 })])
+    const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
+    expect(cell(html, 'patient-dx-cell')).toBe('MEL (histopathology) · malignant')
+    expect(html).toMatch(/<strong class="dx-malignant">MEL \(histopathology\)/)
+    expect(cell(html, 'patient-tier-cell')).toBe('Model: Moderate risk')
+    expect(html.indexOf('patient-dx-cell')).toBeLessThan(html.indexOf('patient-tier-cell'))
+  })
+
+  it('no diagnosis: "none recorded"; the tier is the model’s', () => {
+    loaded.clear()
+    loaded.set('', [summary({ highest_risk: 'high', risk_rose: true })])
+    const html = renderToStaticMarkup(createElement(ClinicPatientsPage))
+    expect(cell(html, 'patient-dx-cell')).toBe('none recorded')
+    expect(cell(html, 'patient-tier-cell')).toBe('Model: High risk ▲ risk rose')
+  })
+
+  it('groups a code and method over lesions, malignant ones first', () => {
+    expect(
+      confirmedItems([
+        { lesion_id: 1, code: 'NV', method: 'clinical', malignant: false },
+        { lesion_id: 2, code: 'NV', method: 'clinical', malignant: false },
+        { lesion_id: 3, code: 'NV', method: 'histopathology', malignant: false },
+        { lesion_id: 4, code: 'BCC', method: 'histopathology', malignant: true },
+      ]),
+    ).toEqual([
+      { text: 'BCC (histopathology)', malignant: true },
+      { text: 'NV (clinical) ×2', malignant: false },
+      { text: 'NV (histopathology)', malignant: false },
+    ])
+    expect(confirmedItems(undefined)).toEqual([])
   })
 })

@@ -156,6 +156,9 @@ export const listPatients = (q: string) => json<PatientSummary[]>(`/patients${q.
 export const createPatient = (ref: string) => json<PatientSummary>('/patients', send('POST', { ref }))
 export const getPatient = (id: number) => json<Patient>(`/patients/${id}`)
 export const deletePatient = (id: number) => clinicFetch(`/patients/${id}`, { method: 'DELETE' }).then(() => undefined)
+/** Corrects a patient's reference (a name typed into it by mistake, a wrong record number): the
+ * rules of a new patient; 409 when another patient has the reference (ignoring case). */
+export const updatePatientRef = (id: number, ref: string) => json<Patient>(`/patients/${id}`, send('PATCH', { ref }))
 export const patientExportUrl = (id: number) => `${API}/patients/${id}/export`
 export const confirmedExportUrl = () => `${API}/clinic/export/confirmed`
 
@@ -168,6 +171,18 @@ export interface NewLesion {
 
 export const createLesion = (patientId: number, l: NewLesion) => json<Lesion>(`/patients/${patientId}/lesions`, send('POST', l))
 export const getLesion = (id: number) => json<LesionDetail>(`/lesions/${id}`)
+
+/** A lesion's corrections: its free-text location and its side (null: removed); at least one.
+ * The body site is not changed this way: the lesion's visits were assessed with it. */
+export interface LesionChange {
+  location?: string | null
+  side?: Side | null
+}
+
+export const updateLesion = (id: number, change: LesionChange) => json<Lesion>(`/lesions/${id}`, send('PATCH', change))
+/** Deletes a lesion created by mistake, with its visits, their images (where no other visit uses
+ * them) and its diagnosis. */
+export const deleteLesion = (id: number) => clinicFetch(`/lesions/${id}`, { method: 'DELETE' }).then(() => undefined)
 
 /** The longest note (a visit's or a diagnosis's) the server stores, in characters: the server's
  * `NOTE_MAX` (src/dermsight/clinic/visits.py; a longer note is a 413). Change both together. */

@@ -93,8 +93,22 @@ export interface PatientSummary {
   highest_risk: string | null
   /** lesions whose latest photo could not be assessed (a retake is needed) */
   n_lesions_latest_cannot_assess: number
-  /** any lesion's risk rose between its last two assessed visits */
+  /** any lesion's risk rose between its last two assessed visits (not a lesion's whose confirmed
+   * diagnosis was recorded on or after the day of the rise's later photo) */
   risk_rose: boolean
+  /** each diagnosed lesion's confirmed diagnosis, malignant ones first */
+  confirmed: ConfirmedDiagnosis[]
+  /** how many of `confirmed` are malignant (MEL, BCC, SCC) */
+  n_confirmed_malignant: number
+}
+
+/** A lesion's confirmed diagnosis as the patient list gives it. */
+export interface ConfirmedDiagnosis {
+  lesion_id: number
+  code: string
+  method: 'histopathology' | 'clinical'
+  /** a malignant class of the taxonomy (MEL, BCC, SCC) */
+  malignant: boolean
 }
 
 export interface Diagnosis {
@@ -119,7 +133,8 @@ export interface Lesion {
   latest_risk_taken_at: string | null
   /** the latest visit's own tier ("cannot_assess": its photo could not be assessed) */
   latest_visit_risk: string | null
-  /** the risk rose between the last two assessed visits */
+  /** the risk rose between the last two assessed visits (not when the confirmed diagnosis was
+   * recorded on or after the day of the rise's later photo) */
   risk_rose: boolean
   diagnosis: Diagnosis | null
 }

@@ -1,10 +1,10 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
-import { createLesion, deletePatient, getPatient, patientExportUrl } from '../clinic/api.ts'
+import { createLesion, deleteLesion, deletePatient, getPatient, patientExportUrl, updateLesion, updatePatientRef } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { announce } from '../clinic/focus.ts'
 import { assessedOn, clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
-import type { Side } from '../clinic/types.ts'
+import type { Lesion, Side } from '../clinic/types.ts'
 import { BodyMap, describePoint, FIGURE, pointOnSide, pointPart, pointSide, siteFitsPoint, type MapPoint, type Pin } from '../components/BodyMap.tsx'
 import { ChoiceField } from '../components/ChoiceField.tsx'
 import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
@@ -54,6 +54,182 @@ export function pinLabel(n: number, place: string, riskRose: boolean): string {
  * the map, a body site or side chosen, or a location typed. */
 export function newLesionUnsaved(form: { point: MapPoint | null; site: string; side: string; location: string }): boolean {
   return form.point !== null || form.site !== '' || form.side !== '' || form.location.trim() !== ''
+}
+
+/** What deleting a lesion takes with it, said in its confirm box before anything is deleted:
+ * the lesion (its number and place), its visits with their images, its confirmed diagnosis. */
+export function lesionDeleteText(n: number, place: string, nVisits: number, diagnosis: { code: string; method: string } | null): string {
+  const parts = [`lesion ${n} (${place})`]
+  if (nVisits > 0) parts.push(`its ${nVisits} visit${nVisits === 1 ? '' : 's'} with their images`)
+  if (diagnosis) parts.push(`its confirmed diagnosis (${diagnosis.code}, ${diagnosis.method})`)
+  const what = parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`
+  return `This deletes ${what}. It cannot be undone; the patient and their other lesions stay.`
+}
+
+/** "Correct reference": the patient's reference typed again (a name typed into it by mistake, a
+ * wrong record number). The server keeps the rules of a new patient (409: another patient's). */
+export function RefCorrection({ id, current, onSaved }: { id: number; current: string; onSaved: (ref: string) => void }) {
+  const ids = useId()
+  const [open, setOpen] = useState(false)
+  const [ref, setRef] = useState(current)
+  const { busy, error, setError, submit } = useFormAction()
+  const inputRef = useRef<HTMLInputElement | null>(null)
+  const openRef = useRef<HTMLButtonElement | null>(null)
+  const [toggled, setToggled] = useState(false)
+  useEffect(() => {
+    if (!toggled) return
+    if (open) inputRef.current?.focus()
+    else openRef.current?.focus()
+  }, [open, toggled])
+  const close = () => {
+    setToggled(true)
+    setOpen(false)
+    setError(null)
+  }
+  const onSave = async (e: FormEvent) => {
+    e.preventDefault()
+    const next = ref.trim()
+    if (!next) {
+      setError('Type the reference (1 to 64 characters).')
+      return
+    }
+    await submit(async () => {
+      await updatePatientRef(id, next)
+      close()
+      onSaved(next)
+    })
+  }
+  if (!open)
+    return (
+      <button
+        type="button"
+        className="btn btn-link"
+        ref={openRef}
+        onClick={() => {
+          setRef(current)
+          setToggled(true)
+          setOpen(true)
+        }}
+        data-testid="ref-correct"
+      >
+        Correct reference…
+      </button>
+    )
+  return (
+    <form className="confirm-box" onSubmit={onSave} noValidate onKeyDown={(e) => e.key === 'Escape' && close()} data-testid="ref-correct-form">
+      <div className="field">
+        <label htmlFor={`${ids}-ref`}>Patient reference</label>
+        <input id={`${ids}-ref`} ref={inputRef} value={ref} maxLength={64} onChange={(e) => setRef(e.target.value)} aria-describedby={`${ids}-ref-hint`} data-testid="ref-correct-input" />
+        <p className="hint" id={`${ids}-ref-hint`}>
+          The clinic’s own pseudonymous reference (e.g. the record number): no names. The old reference is removed
+          from the database; the change is written to the audit log.
+        </p>
+      </div>
+      <ErrorBox error={error} />
+      <div className="result-actions">
+        <button type="submit" className="btn btn-primary" disabled={busy} data-testid="ref-correct-save">
+          Save reference
+        </button>
+        <button type="button" className="btn btn-secondary" onClick={close} data-testid="ref-correct-cancel">
+          Cancel
+        </button>
+      </div>
+    </form>
+  )
+}
+
+/** One lesion's correction, opened from its row: its location and side edited, or the lesion
+ * deleted after a confirm naming what goes. The body site is not edited: its visits were
+ * assessed with it. */
+export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion: Lesion; n: number; mode: 'edit' | 'delete'; onDone: (said: string) => void; onCancel: () => void }) {
+  const ids = useId()
+  const [location, setLocation] = useState(lesion.location ?? '')
+  const [side, setSide] = useState<string>(lesion.side ?? '')
+  const { busy, error, submit } = useFormAction()
+  const firstRef = useRef<HTMLElement | null>(null)
+  useEffect(() => {
+    firstRef.current?.focus()
+  }, [mode, lesion.id])
+  const place = lesionPlace(lesion, SITE_LABELS)
+  const onKey = (e: KeyboardEvent) => {
+    if (e.key === 'Escape') {
+      e.preventDefault()
+      onCancel()
+    }
+  }
+  if (mode === 'delete')
+    return (
+      <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-what`} onKeyDown={onKey} data-testid="lesion-delete-box">
+        <p id={`${ids}-what`}>
+          <strong data-testid="lesion-delete-text">{lesionDeleteText(n, place, lesion.n_visits, lesion.diagnosis)}</strong>
+        </p>
+        <ErrorBox error={error} />
+        <div className="result-actions">
+          <button
+            type="button"
+            className="btn btn-danger"
+            disabled={busy}
+            ref={(el) => {
+              firstRef.current = el
+            }}
+            onClick={() => submit(async () => {
+              await deleteLesion(lesion.id)
+              onDone(`Lesion ${n} deleted.`)
+            })}
+            data-testid="lesion-delete-confirm"
+          >
+            Delete lesion {n} permanently
+          </button>
+          <button type="button" className="btn btn-secondary" onClick={onCancel} data-testid="lesion-delete-cancel">
+            Cancel
+          </button>
+        </div>
+      </div>
+    )
+  const onSave = async (e: FormEvent) => {
+    e.preventDefault()
+    await submit(async () => {
+      await updateLesion(lesion.id, { location: location.trim() || null, side: (side || null) as Side | null })
+      onDone(`Lesion ${n}: location saved.`)
+    })
+  }
+  return (
+    <form className="confirm-box" onSubmit={onSave} noValidate onKeyDown={onKey} aria-labelledby={`${ids}-edit`} data-testid="lesion-edit-form">
+      <p id={`${ids}-edit`}>
+        <strong>Edit the location of lesion {n}</strong>
+      </p>
+      <p className="hint">
+        The body site ({lesion.body_site ? (SITE_LABELS[lesion.body_site] ?? lesion.body_site) : 'not stated'}) is not changed here:
+        its visits were assessed with it. A lesion recorded at the wrong site is added again at the right one, its
+        photos uploaded there, and this one deleted.
+      </p>
+      <div className="field-row">
+        <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-edit-side" />
+      </div>
+      <div className="field">
+        <label htmlFor={`${ids}-loc`}>Location (free text)</label>
+        <input
+          id={`${ids}-loc`}
+          ref={(el) => {
+            firstRef.current = el
+          }}
+          value={location}
+          maxLength={200}
+          onChange={(e) => setLocation(e.target.value)}
+          data-testid="lesion-edit-location"
+        />
+      </div>
+      <ErrorBox error={error} />
+      <div className="result-actions">
+        <button type="submit" className="btn btn-primary" disabled={busy} data-testid="lesion-edit-save">
+          Save location
+        </button>
+        <button type="button" className="btn btn-secondary" onClick={onCancel} data-testid="lesion-edit-cancel">
+          Cancel
+        </button>
+      </div>
+    </form>
+  )
 }
 
 /** One patient: the lesion map (pins), the list of lesions, a new lesion, export and delete. */
@@ -112,6 +288,17 @@ export function ClinicPatientPage({ id }: { id: number }) {
 
   const p = patient.data
   const isAdmin = session?.user.role === 'admin'
+  // the lesion being corrected (its row's "Edit location" / "Delete lesion…"), and what the last
+  // correction did (a live region)
+  const [correcting, setCorrecting] = useState<{ id: number; mode: 'edit' | 'delete' } | null>(null)
+  const [corrected, setCorrected] = useState('')
+  const actionRefs = useRef(new Map<string, HTMLButtonElement | null>())
+  const lesionsHeadingRef = useRef<HTMLHeadingElement | null>(null)
+  const closeCorrection = () => {
+    const was = correcting
+    setCorrecting(null)
+    if (was) actionRefs.current.get(`${was.mode}-${was.id}`)?.focus()
+  }
 
   const pins: Pin[] = (p?.lesions ?? [])
     .filter((l) => l.map)
@@ -215,6 +402,17 @@ export function ClinicPatientPage({ id }: { id: number }) {
         Patient <span data-testid="patient-ref">{p.ref}</span>
       </h1>
       <p className="muted">Added {formatTimestamp(p.created_at)}</p>
+      <RefCorrection
+        id={p.id}
+        current={p.ref}
+        onSaved={(ref) => {
+          setCorrected(`Reference corrected to ${ref}.`)
+          patient.reload()
+        }}
+      />
+      <p className="visually-hidden" role="status" data-testid="correction-status">
+        {corrected}
+      </p>
 
       <div className="two-col clinic-map-grid">
         <section className="card-block" aria-labelledby={`${ids}-map`}>
@@ -278,7 +476,9 @@ export function ClinicPatientPage({ id }: { id: number }) {
       </div>
 
       <section aria-labelledby={`${ids}-list`}>
-        <h2 id={`${ids}-list`}>Lesions</h2>
+        <h2 id={`${ids}-list`} ref={lesionsHeadingRef} tabIndex={-1}>
+          Lesions
+        </h2>
         <TableWrap>
           <table className="data-table clinic-table stack-narrow" data-testid="lesion-list">
             <caption data-testid="lesion-list-caption">{lesionListCaption(p.ref, p.lesions.length)}</caption>
@@ -298,7 +498,33 @@ export function ClinicPatientPage({ id }: { id: number }) {
                     <a href={clinicHref.lesion(l.id)} data-testid="lesion-link">
                       Lesion {i + 1}
                     </a>{' '}
-                    <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>
+                    <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>{' '}
+                    <span className="lesion-row-actions">
+                      <button
+                        type="button"
+                        className="btn btn-link"
+                        ref={(el) => {
+                          actionRefs.current.set(`edit-${l.id}`, el)
+                        }}
+                        onClick={() => setCorrecting({ id: l.id, mode: 'edit' })}
+                        aria-label={`Edit location of lesion ${i + 1}`}
+                        data-testid="lesion-edit"
+                      >
+                        Edit location
+                      </button>{' '}
+                      <button
+                        type="button"
+                        className="btn btn-link"
+                        ref={(el) => {
+                          actionRefs.current.set(`delete-${l.id}`, el)
+                        }}
+                        onClick={() => setCorrecting({ id: l.id, mode: 'delete' })}
+                        aria-label={`Delete lesion ${i + 1}…`}
+                        data-testid="lesion-delete"
+                      >
+                        Delete lesion…
+                      </button>
+                    </span>
                   </th>
                   <td data-label="Last assessed result">
                     {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
@@ -317,6 +543,27 @@ export function ClinicPatientPage({ id }: { id: number }) {
             </tbody>
           </table>
         </TableWrap>
+        {(() => {
+          const i = p.lesions.findIndex((l) => l.id === correcting?.id)
+          if (!correcting || i < 0) return null
+          return (
+            <LesionCorrection
+              key={`${correcting.mode}-${correcting.id}`}
+              lesion={p.lesions[i]}
+              n={i + 1}
+              mode={correcting.mode}
+              onCancel={closeCorrection}
+              onDone={(said) => {
+                setCorrecting(null)
+                setCorrected(said)
+                patient.reload()
+                // an edited lesion's row stays: back to its button; a deleted one's is gone
+                if (correcting.mode === 'edit') actionRefs.current.get(`edit-${correcting.id}`)?.focus()
+                else lesionsHeadingRef.current?.focus()
+              }}
+            />
+          )
+        })()}
       </section>
 
       <section className="card-block" aria-labelledby={`${ids}-rights`}>

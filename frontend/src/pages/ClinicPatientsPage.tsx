@@ -7,6 +7,7 @@ import { useLoad } from '../clinic/session.ts'
 import { formatTimestamp } from '../format.ts'
 import { useFormAction } from '../hooks.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
+import type { ConfirmedDiagnosis } from '../clinic/types.ts'
 
 /** The most patients `GET /patients` lists (the first by reference): `list_patients(..., limit=200)`
  * in src/dermsight/clinic/cases.py. The server does not say whether it cut the list, so a list
@@ -31,6 +32,34 @@ export function patientListCaption(n: number, q: string, limit = PATIENT_LIST_LI
 export function patientSearchStatus(searched: boolean, loading: boolean, failed: boolean, n: number, q: string): string {
   return searched && !loading && !failed ? patientListCaption(n, q) : ''
 }
+
+/** One entry of the patient list's "Confirmed diagnosis" cell. */
+export interface ConfirmedItem {
+  /** "MEL (histopathology)"; "NV (clinical) ×2" for two lesions */
+  text: string
+  malignant: boolean
+}
+
+/** The patient list's confirmed diagnoses: each code and method once, with how many lesions have
+ * it, malignant ones first (then in the server's order). */
+export function confirmedItems(confirmed: readonly ConfirmedDiagnosis[] | null | undefined): ConfirmedItem[] {
+  const counts = new Map<string, { n: number; malignant: boolean }>()
+  for (const c of confirmed ?? []) {
+    const key = `${c.code} (${c.method})`
+    const seen = counts.get(key)
+    counts.set(key, { n: (seen?.n ?? 0) + 1, malignant: c.malignant })
+  }
+  const items = [...counts].map(([key, { n, malignant }]) => ({ text: n > 1 ? `${key} ×${n}` : key, malignant }))
+  return [...items.filter((i) => i.malignant), ...items.filter((i) => !i.malignant)]
+}
+
+/** What the patient list's columns mean: on the screen, not in a hover-only title (a touch screen
+ * has no hover, and the phone layout hides the header row). */
+export const PATIENT_LIST_NOTE =
+  'Confirmed diagnosis: recorded by a clinician for the patient’s lesions; malignant ones say so. ' +
+  'Model’s highest tier: the highest of the model’s tiers for the patient’s lesions, each from its latest ' +
+  'assessed photo; it does not take confirmed diagnoses into account. “Risk rose” is not shown for a lesion ' +
+  'with a confirmed diagnosis, unless the rise is in a photo taken after the diagnosis was recorded.'
 
 /** The clinic's patients: search by reference, open one, add a new one. */
 export function ClinicPatientsPage() {
@@ -129,7 +158,7 @@ export function ClinicPatientsPage() {
       <ErrorBox error={patients.error} what="Could not load the patients." />
       {/* visible, not a title tooltip: a touch screen has no hover, and the phone layout hides the header row */}
       <p className="hint" data-testid="patient-tier-note">
-        Highest lesion tier: the highest of the patient’s lesions’ tiers, each from its latest assessed photo.
+        {PATIENT_LIST_NOTE}
       </p>
       <TableWrap>
         <table className="data-table clinic-table stack-narrow" data-testid="patient-list">
@@ -139,7 +168,8 @@ export function ClinicPatientsPage() {
           <thead>
             <tr>
               <th scope="col">Reference</th>
-              <th scope="col">Highest lesion tier</th>
+              <th scope="col">Confirmed diagnosis</th>
+              <th scope="col">Model’s highest tier</th>
               <th scope="col">Lesions</th>
               <th scope="col">Visits</th>
               <th scope="col">Last visit</th>
@@ -153,8 +183,17 @@ export function ClinicPatientsPage() {
                     {p.ref}
                   </a>
                 </th>
-                <td data-label="Highest lesion tier" data-testid="patient-tier-cell">
-                  {p.highest_risk ? <TierBadge risk={p.highest_risk} testId="patient-tier" /> : <span className="muted">no visit yet</span>}{' '}
+                <td data-label="Confirmed diagnosis" data-testid="patient-dx-cell">
+                  <ConfirmedCell items={confirmedItems(p.confirmed)} />
+                </td>
+                <td data-label="Model’s highest tier" data-testid="patient-tier-cell">
+                  {p.highest_risk ? (
+                    <>
+                      Model: <TierBadge risk={p.highest_risk} testId="patient-tier" />
+                    </>
+                  ) : (
+                    <span className="muted">no visit yet</span>
+                  )}{' '}
                   <RiskRoseBadge rose={p.risk_rose} /> <RetakeBadge text={retakeCount(p.n_lesions_latest_cannot_assess)} />
                 </td>
                 <td data-label="Lesions">{p.n_lesions}</td>
@@ -171,5 +210,21 @@ export function ClinicPatientsPage() {
       </div>
       <ClinicNotice />
     </div>
+  )
+}
+
+/** The confirmed diagnoses of a patient's lesions; a malignant one in bold with the word
+ * "malignant" (not by colour alone). */
+function ConfirmedCell({ items }: { items: ConfirmedItem[] }) {
+  if (items.length === 0) return <span className="muted">none recorded</span>
+  return (
+    <>
+      {items.map((item, i) => (
+        <span key={item.text} data-testid="patient-dx" data-malignant={item.malignant ? 'true' : undefined}>
+          {i > 0 && '; '}
+          {item.malignant ? <strong className="dx-malignant">{item.text} · malignant</strong> : item.text}
+        </span>
+      ))}
+    </>
   )
 }

@@ -11,9 +11,18 @@ compares its last two assessed visits. That the latest photo could not be assess
 beside it (``latest_visit_risk``: the latest visit's own tier, ``cannot_assess`` then), so a
 clinician sees both the last assessed tier and that a new photo is needed.
 
+A confirmed diagnosis (a clinician's, by histopathology or clinically) outranks the model's
+trend: a diagnosed lesion's ``risk_rose`` is False unless the later visit of the rise was taken
+after the day the diagnosis was (last) recorded (``rose_undiagnosed``), so an excised naevus is
+not flagged, while a lesion that changes after its diagnosis still is. The changes between
+visits (``changes``) keep the model's own ``risk_rose``. The patient list gives each patient's
+confirmed diagnoses beside the model's tiers (``patient_row``).
+
 What was filed wrongly can be corrected: a visit deleted (``delete_visit``) or re-dated (the
 timeline is computed from the stored dates at every read, so it follows), a diagnosis removed
-(``delete_diagnosis``); an overwrite is checked against what the client saw (``Seen``).
+(``delete_diagnosis``); an overwrite is checked against what the client saw (``Seen``). A
+patient's reference is corrected under the rule that created it (``rename_patient``), and a
+lesion created by mistake is deleted with its visits and diagnosis (``delete_lesion``).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session as DbSession
 
+from dermsight import taxonomy
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.db import add_unique, casekey, insert_or_found, taken_ignoring_case
@@ -119,6 +129,32 @@ def risk_rose(facts: list[VisitFact]) -> bool:
     return bool(ch and ch[-1]["risk_rose"])
 
 
+@dataclass(frozen=True)
+class DxFact:
+    """A lesion's confirmed diagnosis, as the patient list needs it."""
+
+    lesion_id: int
+    code: str
+    method: str
+    #: the (UTC) day it was last recorded
+    recorded_on: date
+
+
+def dx_fact(d: Diagnosis | None) -> DxFact | None:
+    if d is None:
+        return None
+    return DxFact(d.lesion_id, d.code, d.method, aware(d.recorded_at).date())
+
+
+def rose_undiagnosed(facts: list[VisitFact], dx: DxFact | None) -> bool:
+    """``risk_rose``, except for a diagnosed lesion whose rise ends at a visit taken on or
+    before the day its diagnosis was recorded: the diagnosis outranks the model's trend. A
+    rise in a photo taken after it (a lesion that changed since) is still said."""
+    if not risk_rose(facts):
+        return False
+    return dx is None or assessed(facts)[-1].taken_at > dx.recorded_on
+
+
 def highest_risk(risks: list[str]) -> str | None:
     """The highest tier of ``risks`` (low < moderate < high); ``cannot_assess`` when none of
     them is a tier; None for no risks."""
@@ -151,7 +187,8 @@ def usernames(db: DbSession) -> dict[int, str]:
 def lesion_json(lesion: Lesion, facts: list[VisitFact], names: dict[int, str]) -> dict[str, Any]:
     """``latest_risk`` / ``latest_malignant_probability`` / ``latest_risk_taken_at``: of the
     latest assessed visit (``current``); ``latest_visit_risk``: the latest visit's own tier
-    (``cannot_assess`` when its photo could not be assessed)."""
+    (``cannot_assess`` when its photo could not be assessed); ``risk_rose``: not for a rise
+    its confirmed diagnosis outranks (``rose_undiagnosed``)."""
     shown = current(facts)
     return {
         "id": lesion.id, "patient_id": lesion.patient_id, "body_site": lesion.body_site,
@@ -164,7 +201,7 @@ def lesion_json(lesion: Lesion, facts: list[VisitFact], names: dict[int, str]) -
         "latest_malignant_probability": shown.malignant_probability if shown else None,
         "latest_risk_taken_at": shown.taken_at.isoformat() if shown else None,
         "latest_visit_risk": facts[-1].risk if facts else None,
-        "risk_rose": risk_rose(facts),
+        "risk_rose": rose_undiagnosed(facts, dx_fact(lesion.diagnosis)),
         "diagnosis": diagnosis_json(lesion.diagnosis, names),
     }
 
@@ -205,8 +242,40 @@ def create_patient(db: DbSession, ref: str, user: User) -> Patient:
         taken = add_unique(db, p, Patient.ref, ref)
         if taken is None:
             return p
+    raise _ref_taken(ref, taken)
+
+
+def _ref_taken(ref: str, taken: str) -> Conflict:
+    """The 409 of a reference another patient has (``taken``: its stored spelling)."""
     same = "" if taken == ref else f" (as {taken!r}: references ignore case)"
-    raise Conflict(f"a patient with reference {ref!r} exists already{same}")
+    return Conflict(f"a patient with reference {ref!r} exists already{same}")
+
+
+def rename_patient(db: DbSession, patient: Patient, ref: str) -> None:
+    """Correct the patient's reference (a name typed into it by mistake, a wrong record
+    number). The rule of ``create_patient``: a ``Conflict`` (409, the same message) when
+    *another* patient's reference equals ``ref`` ignoring case and surrounding spaces; the
+    patient's own in another spelling is a correction (``p-001`` -> ``P-001``). ``ref_key``
+    follows the new reference (``Patient._set_key``), and the unique index on it refuses the
+    loser of two concurrent requests for one reference the same way (``insert_or_found``
+    flushes the update: the row is already in the session). The old text stays in the
+    database file until the caller's ``Database.scrub``."""
+    ref = ref.strip()
+    if ref == patient.ref:
+        return
+    patient_id = patient.id
+
+    def other() -> str | None:
+        return db.scalar(select(Patient.ref).where(Patient.ref_key == casekey(ref),
+                                                   Patient.id != patient_id).limit(1))
+
+    taken = other()
+    if taken is None:
+        patient.ref = ref
+        taken = insert_or_found(db, patient, other)
+        if taken is None:
+            return
+    raise _ref_taken(ref, taken)
 
 
 def ref_prefix_filter(prefix: str) -> ColumnElement[bool]:
@@ -226,23 +295,43 @@ def list_patients(db: DbSession, prefix: str | None, limit: int = 200) -> list[d
         q = q.where(ref_prefix_filter(prefix))
     patients = list(db.scalars(q))
     lesions: dict[int, list[int]] = defaultdict(list)
+    dx: dict[int, DxFact] = {}
     if patients:
-        for lid, pid in db.execute(select(Lesion.id, Lesion.patient_id).where(
-                Lesion.patient_id.in_([p.id for p in patients]))):
+        for lid, pid, code, method, recorded_at in db.execute(
+                select(Lesion.id, Lesion.patient_id, Diagnosis.code, Diagnosis.method,
+                       Diagnosis.recorded_at)
+                .outerjoin(Diagnosis, Diagnosis.lesion_id == Lesion.id)
+                .where(Lesion.patient_id.in_([p.id for p in patients])).order_by(Lesion.id)):
             lesions[pid].append(lid)
+            if code is not None:
+                dx[lid] = DxFact(lid, code, method, aware(recorded_at).date())
     facts = visit_facts(db, [lid for ids in lesions.values() for lid in ids])
-    return [patient_row(p, [facts.get(lid, []) for lid in lesions[p.id]]) for p in patients]
+    return [patient_row(p, [facts.get(lid, []) for lid in lesions[p.id]],
+                        [dx.get(lid) for lid in lesions[p.id]]) for p in patients]
 
 
-def patient_row(p: Patient, per: list[list[VisitFact]]) -> dict[str, Any]:
-    """A patient as the list shows them; ``per``: each lesion's visit facts (oldest first).
+def confirmed_json(dx: list[DxFact]) -> list[dict[str, Any]]:
+    """The confirmed diagnoses, malignant ones (``taxonomy.MALIGNANT``) first, then by lesion."""
+    rows = [{"lesion_id": d.lesion_id, "code": d.code, "method": d.method,
+             "malignant": d.code in taxonomy.MALIGNANT} for d in dx]
+    return sorted(rows, key=lambda r: (not r["malignant"], r["lesion_id"]))
 
-    ``latest_risk``: the tier of the patient's latest assessed visit (``current``);
-    ``latest_visit_risk``: their latest visit's own tier; ``highest_risk``: the highest of the
-    lesions' ``latest_risk``; ``n_lesions_latest_cannot_assess``: lesions whose latest photo
-    could not be assessed; ``risk_rose``: any lesion's."""
+
+def patient_row(p: Patient, per: list[list[VisitFact]],
+                dx: list[DxFact | None] | None = None) -> dict[str, Any]:
+    """A patient as the list shows them; ``per``: each lesion's visit facts (oldest first);
+    ``dx``: each lesion's confirmed diagnosis (None: none recorded), in the same order.
+
+    The model's: ``latest_risk``: the tier of the patient's latest assessed visit
+    (``current``); ``latest_visit_risk``: their latest visit's own tier; ``highest_risk``: the
+    highest of the lesions' ``latest_risk``; ``n_lesions_latest_cannot_assess``: lesions whose
+    latest photo could not be assessed; ``risk_rose``: any lesion's (``rose_undiagnosed``: not
+    a rise its diagnosis outranks). The clinicians': ``confirmed``: each diagnosed lesion's
+    ``{lesion_id, code, method, malignant}``, malignant first; ``n_confirmed_malignant``."""
+    dxs = list(dx) if dx is not None else [None] * len(per)
     visits = sorted((f for fs in per for f in fs), key=lambda f: (f.taken_at, f.id))
     shown = current(visits)
+    confirmed = confirmed_json([d for d in dxs if d is not None])
     return {
         **patient_json(p), "n_lesions": len(per), "n_visits": len(visits),
         "last_visit_at": visits[-1].taken_at.isoformat() if visits else None,
@@ -250,7 +339,9 @@ def patient_row(p: Patient, per: list[list[VisitFact]]) -> dict[str, Any]:
         "latest_visit_risk": visits[-1].risk if visits else None,
         "highest_risk": highest_risk([c.risk for fs in per if (c := current(fs))]),
         "n_lesions_latest_cannot_assess": sum(latest_cannot_assess(fs) for fs in per),
-        "risk_rose": any(risk_rose(fs) for fs in per),
+        "risk_rose": any(rose_undiagnosed(fs, d) for fs, d in zip(per, dxs, strict=True)),
+        "confirmed": confirmed,
+        "n_confirmed_malignant": sum(bool(c["malignant"]) for c in confirmed),
     }
 
 
@@ -388,6 +479,29 @@ def delete_diagnosis(db: DbSession, lesion: Lesion,
         raise NotFound(f"lesion {lesion.id} has no diagnosis recorded: it may have been removed "
                        "already")
     raise _stale(db, lesion.id)
+
+
+def delete_lesion(db: DbSession, lesion_id: int) -> set[str]:
+    """Delete the lesion's row with its visits and diagnosis (the database's ``ON DELETE
+    CASCADE``; ``NotFound`` when absent); returns its visits' image store keys, to be deleted
+    once committed where no other visit uses them (``Clinic.delete_unreferenced``). The lesion
+    is locked before its visits are read (SQLite: the write lock, by a write that changes
+    nothing; PostgreSQL: its row, ``FOR UPDATE``, which a visit's insert waits for), so that a
+    visit stored at the same moment is either committed first, and then read here and deleted
+    with its files, or finds the lesion gone (its insert fails; ``store_visit``'s files are
+    left to the sweep)."""
+    db.execute(update(Lesion).where(Lesion.id == lesion_id).values(side=Lesion.side)
+               .execution_options(synchronize_session=False))
+    lesion = db.scalar(select(Lesion).where(Lesion.id == lesion_id).with_for_update()
+                       .execution_options(populate_existing=True))
+    if lesion is None:
+        raise NotFound(f"no lesion with id {lesion_id}: it may have been deleted")
+    keys = {k for image, heatmap in db.execute(
+        select(Visit.image_key, Visit.heatmap_key).where(Visit.lesion_id == lesion_id))
+        for k in (image, heatmap) if k}
+    db.delete(lesion)
+    db.flush()
+    return keys
 
 
 def delete_visit(db: DbSession, visit_id: int) -> set[str]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from dermsight import taxonomy
@@ -171,6 +172,18 @@ class LesionIn(_Body):
     side: Literal["left", "right", "midline"] | None = None
     location: Line | None = Field(default=None, max_length=200)
     map: MapIn | None = None
+
+
+class LesionChangeIn(_Body):
+    """``PATCH /lesions/{id}``: the keys present are changed (at least one), under the rules
+    of ``LesionIn``; null (or an empty ``location``) removes the value. ``body_site`` is not
+    changed here: the lesion's visits were assessed with it (``web.clinic.cases.BODY_SITE_FIXED``
+    says why); it is accepted only to be refused in words (it is not in the schema)."""
+
+    side: Literal["left", "right", "midline"] | None = None
+    location: Line | None = Field(default=None, max_length=200)
+    map: MapIn | None = None
+    body_site: SkipJsonSchema[Any] = None
 
 
 class NoteIn(_Body):

@@ -26,6 +26,7 @@ from dermsight.records import Metadata
 from dermsight.web.clinic.bodies import (
     DiagnosisCode,
     DiagnosisIn,
+    LesionChangeIn,
     LesionIn,
     Line,
     NoteIn,
@@ -110,15 +111,20 @@ RISK_FIELDS = (
     "`latest_risk_taken_at`) come from the latest *assessed* visit (`cannot_assess` only when "
     "no visit could be assessed; before this release: the latest visit, whatever its tier), "
     "and `risk_rose` compares the last two assessed visits. `latest_visit_risk` is the latest "
-    "visit's own tier: `cannot_assess` says its photo needs taking again.")
+    "visit's own tier: `cannot_assess` says its photo needs taking again. A lesion with a "
+    "confirmed diagnosis has `risk_rose` false unless the later photo of the rise was taken "
+    "after the day the diagnosis was last recorded; `changes` keep the model's own rise.")
 
 
 @router.get("/patients", summary="Patients, optionally those whose reference starts with q",
             description="Each patient with `n_lesions`, `n_visits`, `last_visit_at`, "
                         "`latest_risk`, `latest_visit_risk`, `highest_risk` (the highest of "
-                        "the lesions' `latest_risk`), `n_lesions_latest_cannot_assess` (lesions "
-                        "whose latest photo could not be assessed) and `risk_rose` (any "
-                        f"lesion's). {RISK_FIELDS}")
+                        "the lesions' `latest_risk`; these are the model's tiers), "
+                        "`n_lesions_latest_cannot_assess` (lesions whose latest photo could not "
+                        "be assessed), `risk_rose` (any lesion's), `confirmed` (each diagnosed "
+                        "lesion's confirmed diagnosis, `{lesion_id, code, method, malignant}`, "
+                        "malignant ones first; `malignant`: MEL, BCC or SCC) and "
+                        f"`n_confirmed_malignant`. {RISK_FIELDS}")
 def list_patients(request: Request, user: CurrentUser,
                   q: Annotated[Line | None, Query(max_length=64)] = None
                   ) -> list[dict[str, Any]]:
@@ -143,6 +149,31 @@ def create_patient(body: PatientIn, request: Request, user: CurrentUser
 def get_patient(patient_id: ObjectId, request: Request, user: CurrentUser
                 ) -> dict[str, Any]:
     return _view(request, user, Patient, patient_id, "patient", cases.patient_detail)
+
+
+PATIENT_CHANGE = (
+    "Corrects the patient's reference (a name typed into it by mistake, a wrong record "
+    "number): any signed-in user, as for creating a patient, under the same rules (1-64 "
+    "characters, one line; 409 when another patient's reference is the same ignoring case and "
+    "surrounding spaces; the patient's own in another case is a correction). Audited as an "
+    "`update` of the patient. The old reference is removed from the SQLite database file and "
+    "its write-ahead log at once (PostgreSQL: not at once, see docs/clinic.md). Answers the "
+    "patient as `GET /patients/{id}` does.")
+
+
+@router.patch("/patients/{patient_id}", summary="Correct a patient's reference (409 if "
+                                                "another patient has it)",
+              description=PATIENT_CHANGE)
+def update_patient(patient_id: ObjectId, body: PatientIn, request: Request,
+                   user: CurrentUser) -> dict[str, Any]:
+    clinic = clinic_of(request)
+    with route_session(request) as s:
+        p = cases.get_or_404(s, Patient, patient_id, "patient")
+        cases.rename_patient(s, p, body.ref)
+        audit.record(s, user, "update", "patient", p.id)
+        out = cases.patient_detail(s, p)
+    clinic.db.scrub()  # the old reference's traces in the file and the WAL
+    return out
 
 
 @router.delete("/patients/{patient_id}", status_code=204,
@@ -186,6 +217,70 @@ def create_lesion(patient_id: ObjectId, body: LesionIn, request: Request,
 def get_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser
                ) -> dict[str, Any]:
     return _view(request, user, Lesion, lesion_id, "lesion", cases.lesion_detail)
+
+
+#: why ``PATCH /lesions/{id}`` refuses ``body_site``
+BODY_SITE_FIXED = (
+    "body_site cannot be changed: the lesion's visits were assessed with it (a visit without a "
+    "site of its own was given the lesion's, and each visit's site was checked against it); "
+    "if the lesion was recorded at the wrong site, create a lesion at the right site, upload "
+    "its photos there and delete this one")
+LESION_CHANGE = (
+    "Send `location`, `side`, `map` or several; a key left out keeps its value, `{}` is a "
+    "422; null (or an empty `location`) removes the value. The rules are those of creating a "
+    "lesion. `body_site` is not changed here (a 422 saying why): the visits were assessed "
+    "with it. Any signed-in user; audited as an `update` of the lesion. The old text is "
+    "removed from the SQLite database file and its write-ahead log at once (PostgreSQL: not at "
+    "once, see docs/clinic.md).")
+#: what ``PATCH /lesions/{id}`` changes
+LESION_FIELDS = ("location", "side", "map")
+
+
+@router.patch("/lesions/{lesion_id}", summary="Correct a lesion's location, side or body map "
+                                              "position", description=LESION_CHANGE)
+def update_lesion(lesion_id: ObjectId, body: LesionChangeIn, request: Request,
+                  user: CurrentUser) -> dict[str, Any]:
+    given = body.model_fields_set
+    if "body_site" in given:
+        raise HTTPException(422, BODY_SITE_FIXED)
+    if not given & set(LESION_FIELDS):
+        raise HTTPException(422, "give location, side or map (or several): the request "
+                                 "changes nothing")
+    clinic = clinic_of(request)
+    with route_session(request) as s:
+        le = cases.get_or_404(s, Lesion, lesion_id, "lesion")
+        if "location" in given:
+            le.location = body.location or None
+        if "side" in given:
+            le.side = body.side
+        if "map" in given:
+            m = body.map
+            le.map_view, le.map_x, le.map_y = (m.view, m.x, m.y) if m else (None, None, None)
+        audit.record(s, user, "update", "lesion", le.id)
+        s.flush()
+        out = cases.lesion_json(le, cases.visit_facts(s, [le.id]).get(le.id, []),
+                                cases.usernames(s))
+    clinic.db.scrub()  # the old location's traces in the file and the WAL
+    return out
+
+
+@router.delete("/lesions/{lesion_id}", status_code=204,
+               summary="Delete a lesion created by mistake, with its visits, diagnosis and "
+                       "image files",
+               description="Any signed-in user, as for deleting a visit. The lesion's row, its "
+                           "visits and its diagnosis go in one transaction (audited as a "
+                           "`delete` of the lesion, with the patient's id); then its visits' "
+                           "image and heatmap files, unless another visit uses the same file. "
+                           "The patient stays, also without lesions.")
+def delete_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser) -> Response:
+    clinic = clinic_of(request)
+    with route_session(request) as s:
+        patient = audit.patient_of(s, "lesion", lesion_id)  # before the row goes
+        keys = cases.delete_lesion(s, lesion_id)
+        audit.record(s, user, "delete", "lesion", lesion_id, patient_id=patient)
+    clinic.db.scrub()
+    clinic.delete_unreferenced(keys)
+    return Response(status_code=204)
 
 
 def _form_value(fields: dict[str, str], name: str) -> str | None:
@@ -253,7 +348,9 @@ def _lesion_site(clinic: Clinic, lesion_id: int
 
 
 def _store_and_show(clinic: Clinic, store: Callable[[], int]) -> dict[str, Any]:
-    """Files, then the row (``store_visit``), then the new visit as the API shows it."""
+    """Files, then the row (``store_visit``, which runs the request's ``recheck``), then the
+    new visit as the API shows it (read after the commit: not ``route_session``, whose check
+    would answer 401 for a visit already stored)."""
     visit_id = store()
     with clinic.db.session() as s:
         return cases.visit_json(cases.get_or_404(s, Visit, visit_id, "visit"),
@@ -329,7 +426,9 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
         if taken_at is not None:
             v.taken_at = taken_at
         audit.record(s, user, "update", "visit", v.id)
-        return cases.visit_json(v, cases.usernames(s))
+        out = cases.visit_json(v, cases.usernames(s))
+    clinic.db.scrub()  # a corrected note's old text: gone from the file and the WAL
+    return out
 
 
 @router.delete("/visits/{visit_id}", status_code=204,
@@ -404,6 +503,7 @@ def put_diagnosis(lesion_id: ObjectId, body: DiagnosisChangeIn, request: Request
         d = cases.set_diagnosis(s, le, body.code, body.method, note, user, replaces=seen)
         audit.record(s, user, "update", "diagnosis", lesion_id)
         out = cases.diagnosis_json(d, cases.usernames(s))
+    clinic.db.scrub()  # an overwritten note's old text: gone from the file and the WAL
     assert out is not None
     return out
 
