@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -77,3 +80,33 @@ def bundle_with_margins(root: Path, margins: Mapping[str, float]) -> Path:
     (root / "card.json").write_text(json.dumps(card))
     write_manifest(root)
     return root
+
+
+def batch_cli(*args: str) -> list[str]:
+    """``dermsight batch ARGS`` as a subprocess command line (this interpreter)."""
+    return [sys.executable, "-c", "from dermsight.cli import main; main()", "batch", *args]
+
+
+def signal_a_batch_run(tmp_path: Path, data_dir: Path, image_ids: list[str], signum: int,
+                       out_name: str = "out") -> tuple[list[str], Path, int, str]:
+    """A real ``dermsight batch`` (one worker, batches of 2, TTA, overlays) of ``image_ids``,
+    sent ``signum`` once its first batches are scored (their overlay PNGs exist: well inside
+    its first chunk); returns (its command, its output folder, its exit code, its stderr)."""
+    folder = image_folder(tmp_path, data_dir, image_ids)
+    out, heat = tmp_path / out_name, tmp_path / "heat"
+    cmd = batch_cli(str(folder), "--out", str(out), "--workers", "1", "--batch-size", "2",
+                    "--tta", "--heatmaps", str(heat), "-q")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 25
+        while (proc.poll() is None and time.monotonic() < deadline
+               and len(list(heat.glob("*.png"))) < 4):
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before the signal could be sent"
+        proc.send_signal(signum)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return cmd, out, proc.returncode, err

@@ -22,16 +22,13 @@ from __future__ import annotations
 import json
 import shutil
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from batch_support import image_folder, strip_columns
+from batch_support import image_folder, signal_a_batch_run, strip_columns
 from cli_support import run
 from dermsight.batch.local import run_local
 from dermsight.batch.options import ScoreOptions
@@ -49,10 +46,6 @@ from dermsight.io.tfrecord import write_tfrecord
 
 IDS = [f"ISIC_{i:07d}" for i in (0, 1, 2, 3, 4, 6, 7, 8)]  # (ISIC_0000005 has no image)
 CLASSES = ["MEL", "NV"]
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from dermsight.cli import main; main()", "batch", *args]
 
 
 # --- 1. the summary of an earlier run ------------------------------------------------------------
@@ -94,27 +87,8 @@ def test_sigterm_keeps_the_rows_scored_and_writes_the_summary(
     PNGs exist), well inside its first chunk: the rows are kept, the summary says
     ``interrupted``, one line says it was stopped by SIGTERM, exit code 143."""
     chosen = sorted(metadata["image_id"])[:24]
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in chosen:
-        shutil.copyfile(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
-    out, heat = tmp_path / "out", tmp_path / "heat"
-    cmd = _cli(str(folder), "--out", str(out), "--workers", "1", "--batch-size", "2", "--tta",
-               "--heatmaps", str(heat), "-q")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 25
-        while (proc.poll() is None and time.monotonic() < deadline
-               and len(list(heat.glob("*.png"))) < 4):
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be stopped"
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 143, (proc.returncode, err)
+    _, out, code, err = signal_a_batch_run(tmp_path, data_dir, chosen, signal.SIGTERM)
+    assert code == 143, (code, err)
     assert "Traceback" not in err
     kept = read_output(out)
     assert 2 <= len(kept) < len(chosen)

@@ -16,13 +16,12 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from batch_support import signal_a_batch_run
 from cli_support import run
 from dermsight.batch.local import run_local
 from dermsight.batch.options import ScoreOptions
@@ -114,37 +113,14 @@ def test_progress_total_counts_only_this_inputs_rows(
     assert summary.not_listed == N_LAB
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from dermsight.cli import main; main()", "batch", *args]
-
-
 def test_ctrl_c_keeps_the_rows_scored_and_the_rerun_scores_the_rest(
         tmp_path: Path, data_dir: Path, metadata: pd.DataFrame) -> None:
     """SIGINT to a real process once its first batches are scored (seen by their overlay PNGs:
     one worker scores batch after batch, so when a second batch's overlays exist the first
     batch's rows were handed over), well inside its first --chunk-size (1,024) rows."""
     chosen = sorted(metadata["image_id"])[:48]
-    folder = tmp_path / "in"
-    folder.mkdir()
-    for i in chosen:
-        shutil.copyfile(data_dir / "images" / f"{i}.jpg", folder / f"{i}.jpg")
-    out, heat = tmp_path / "oD", tmp_path / "heat"
-    cmd = _cli(str(folder), "--out", str(out), "--workers", "1", "--batch-size", "2", "--tta",
-               "--heatmaps", str(heat), "-q")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 25
-        while (proc.poll() is None and time.monotonic() < deadline
-               and len(list(heat.glob("*.png"))) < 4):
-            time.sleep(0.02)
-        assert proc.poll() is None, "the run ended before it could be interrupted"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 130, err
+    cmd, out, code, err = signal_a_batch_run(tmp_path, data_dir, chosen, signal.SIGINT, "oD")
+    assert code == 130, err
     assert "Traceback" not in err
     kept = read_output(out)
     assert 2 <= len(kept) < len(chosen)  # at least the first batch, written as one part

@@ -273,11 +273,19 @@ def update_lesion(lesion_id: ObjectId, body: LesionChangeIn, request: Request,
                            "image and heatmap files, unless another visit uses the same file. "
                            "The patient stays, also without lesions.")
 def delete_lesion(lesion_id: ObjectId, request: Request, user: CurrentUser) -> Response:
+    return _delete_filed(request, user, "lesion", lesion_id, cases.delete_lesion)
+
+
+def _delete_filed(request: Request, user: User, what: str, object_id: int,
+                  delete: Callable[[DbSession, int], set[str]]) -> Response:
+    """A lesion's or visit's deletion: the rows and the audit event (with the patient, looked up
+    before the row goes) in one transaction, then the old text scrubbed from the database file
+    and the image files that no other visit uses deleted."""
     clinic = clinic_of(request)
     with route_session(request) as s:
-        patient = audit.patient_of(s, "lesion", lesion_id)  # before the row goes
-        keys = cases.delete_lesion(s, lesion_id)
-        audit.record(s, user, "delete", "lesion", lesion_id, patient_id=patient)
+        patient = audit.patient_of(s, what, object_id)
+        keys = delete(s, object_id)
+        audit.record(s, user, "delete", what, object_id, patient_id=patient)
     clinic.db.scrub()
     clinic.delete_unreferenced(keys)
     return Response(status_code=204)
@@ -437,14 +445,7 @@ def update_visit(visit_id: ObjectId, body: VisitChangeIn, request: Request,
                            "unless another visit uses the same file. The lesion stays, also "
                            "without visits.")
 def delete_visit(visit_id: ObjectId, request: Request, user: CurrentUser) -> Response:
-    clinic = clinic_of(request)
-    with route_session(request) as s:
-        patient = audit.patient_of(s, "visit", visit_id)  # before the row goes
-        keys = cases.delete_visit(s, visit_id)
-        audit.record(s, user, "delete", "visit", visit_id, patient_id=patient)
-    clinic.db.scrub()
-    clinic.delete_unreferenced(keys)
-    return Response(status_code=204)
+    return _delete_filed(request, user, "visit", visit_id, cases.delete_visit)
 
 
 def _visit_file(request: Request, user: User, visit_id: int, heatmap: bool) -> Response:
