@@ -2,7 +2,7 @@
 
 import { riskText } from '../content.ts'
 import { formatPercent } from '../format.ts'
-import type { Change, Estimate, Lesion, Visit } from './types.ts'
+import type { Change, Diagnosis, Estimate, Lesion, Visit } from './types.ts'
 
 // --- CSRF -----------------------------------------------------------------------------------------
 
@@ -206,4 +206,10 @@ export function readableWait(message: string): string {
 export function localDay(now: Date = new Date()): string {
   const pad = (n: number) => String(n).padStart(2, '0')
   return `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())}`
+}
+
+/** A key for the diagnosis form: one form per saved version of the diagnosis (its code, method,
+ * note and the day its code or method was set: a note-only edit keeps that day). */
+export function diagnosisKey(d: Diagnosis | null): string {
+  return d ? JSON.stringify([d.code, d.method, d.note, d.recorded_at]) : 'none'
 }

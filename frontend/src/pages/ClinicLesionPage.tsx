@@ -3,7 +3,7 @@ import { API, type ModelCard } from '../api.ts'
 import { cardCrop } from '../card.ts'
 import { getLesion } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
-import { clinicHref, lesionPlace, lesionTierWord, RETAKE_LABEL, retakeNote, riseAcrossRefused } from '../clinic/format.ts'
+import { clinicHref, diagnosisKey, lesionPlace, lesionTierWord, RETAKE_LABEL, retakeNote, riseAcrossRefused } from '../clinic/format.ts'
 import { useLoad } from '../clinic/session.ts'
 import { ClinicSimilar } from '../components/ClinicSimilar.tsx'
 import { DiagnosisForm } from '../components/DiagnosisForm.tsx'
@@ -133,7 +133,9 @@ export function ClinicLesionPage({ id }: { id: number }) {
 
       <section className="card-block" aria-labelledby={`${ids}-dx`}>
         <h2 id={`${ids}-dx`}>Confirmed diagnosis</h2>
-        <DiagnosisForm key={d.diagnosis?.recorded_at ?? 'none'} lesionId={d.lesion.id} diagnosis={d.diagnosis} onSaved={lesion.reload} />
+        {/* a new form for each saved version: a note-only edit keeps recorded_at (the day the
+            code or method was set), so the note is part of the key */}
+        <DiagnosisForm key={diagnosisKey(d.diagnosis)} lesionId={d.lesion.id} diagnosis={d.diagnosis} onSaved={lesion.reload} />
       </section>
       <ClinicNotice />
     </div>

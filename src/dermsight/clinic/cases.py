@@ -34,7 +34,18 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    and_,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight import taxonomy
@@ -433,14 +444,32 @@ def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: s
     ``Conflict`` (409) naming what is recorded now; the check is part of the write (an
     ``UPDATE ... WHERE code, method`` as seen; the unique ``lesion_id`` for a first one), so
     two concurrent changes cannot both pass it. Without ``replaces`` the last write wins, and
-    the loser of two concurrent first diagnoses overwrites the winner's (no 500)."""
+    the loser of two concurrent first diagnoses overwrites the winner's (no 500).
+
+    ``recorded_at`` / ``recorded_by`` say when and by whom the code or method was last set: an
+    overwrite that keeps both (a note edit) keeps them, since it is no new diagnosis (a
+    note edit must not make an earlier rise in risk look as if it came before the diagnosis:
+    ``rose_undiagnosed``). The audit log names who changed the note."""
     lesion_id = lesion.id
+
+    def gone() -> NotFound | None:  # the lesion deleted since the route read it
+        if db.scalar(select(Lesion.id).where(Lesion.id == lesion_id)) is not None:
+            return None
+        return NotFound(f"lesion {lesion_id} was deleted meanwhile (by another request), so no "
+                        "diagnosis was recorded: reload the page")
+
     if replaces is not None and not _matches(lesion.diagnosis, replaces):
         raise _stale(db, lesion_id)
     if lesion.diagnosis is None:
         d = Diagnosis(lesion_id=lesion_id, code=code, method=method, note=note,
                       recorded_by=user.id)
-        if _add_first(db, d):
+        try:
+            added = _add_first(db, d)
+        except IntegrityError:  # rolled back; the foreign key of a lesion deleted meanwhile?
+            if (missing := gone()) is not None:
+                raise missing from None
+            raise
+        if added:
             lesion.diagnosis = d
             return d
         if replaces is not None:
@@ -452,13 +481,17 @@ def set_diagnosis(db: DbSession, lesion: Lesion, code: str, method: str, note: s
         if replaces.note_given:
             stmt = stmt.where(Diagnosis.note.is_(None) if not replaces.note
                               else Diagnosis.note == replaces.note)
+    same = and_(Diagnosis.code == code, Diagnosis.method == method)  # the row's values before
     done = cast("CursorResult[Any]", db.execute(
-        stmt.values(code=code, method=method, note=note, recorded_by=user.id,
-                    recorded_at=utcnow()),
+        stmt.values(code=code, method=method, note=note,
+                    recorded_by=case((same, Diagnosis.recorded_by),
+                                     else_=literal(user.id, Diagnosis.recorded_by.type)),
+                    recorded_at=case((same, Diagnosis.recorded_at),
+                                     else_=literal(utcnow(), Diagnosis.recorded_at.type))),
         execution_options={"synchronize_session": False}))
     current = _recorded(db, lesion_id)
     if done.rowcount != 1 or current is None:
-        raise _stale(db, lesion_id)
+        raise gone() or _stale(db, lesion_id)
     return current
 
 

@@ -13,7 +13,7 @@ import unicodedata
 import zipfile
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 
 from dermsight.clinic import audit
+from dermsight.clinic.accounts import aware
 from dermsight.clinic.cases import NotFound, patient_detail, usernames, visit_json
 from dermsight.clinic.imagestore import ImageStore
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, Visit
@@ -220,10 +221,21 @@ class PatientExport:
         return len(self.missing_images) + len(self.missing_heatmaps)
 
 
+#: how much earlier than the patient's ``created_at`` an event of its own may be dated
+#: (``access_log``): the patient's row and the events of the transaction that created it take
+#: their times separately, on PostgreSQL possibly on servers whose clocks differ a little
+CREATED_TOLERANCE = timedelta(seconds=1)
+
+
 def access_log(db: DbSession, patient_id: int) -> list[dict[str, Any]]:
     """Every audit event that carries ``patient_id`` (``audit.query``, page by page), oldest
     first, with the fields of ``ACCESS_LOG_FIELDS`` only: when, which user (their user name),
-    which action and which object (type and id)."""
+    which action and which object (type and id).
+
+    Only this patient's: a SQLite database upgraded from before revision 0009 may have given
+    a deleted patient's id to a later patient, and its events carry the same id. Events dated
+    before the patient was created (less ``CREATED_TOLERANCE``), and those up to a deletion of
+    a patient with this id, are left out."""
     events: list[dict[str, Any]] = []
     before: int | None = None
     while True:
@@ -232,7 +244,16 @@ def access_log(db: DbSession, patient_id: int) -> list[dict[str, Any]]:
         if len(page) < audit.PAGE_MAX:
             break
         before = page[-1]["id"]
-    return [{k: e[k] for k in ACCESS_LOG_FIELDS} for e in reversed(events)]
+    events.reverse()
+    deleted = [i for i, e in enumerate(events) if e["action"] == "delete"
+               and e["object_type"] == "patient" and e["object_id"] == patient_id]
+    if deleted:  # an earlier patient's events, up to its deletion
+        events = events[deleted[-1] + 1:]
+    created = db.scalar(select(Patient.created_at).where(Patient.id == patient_id))
+    if created is not None:
+        since = aware(created) - CREATED_TOLERANCE
+        events = [e for e in events if datetime.fromisoformat(e["at"]) >= since]
+    return [{k: e[k] for k in ACCESS_LOG_FIELDS} for e in events]
 
 
 def _patient_readme(missing_images: list[int], missing_heatmaps: list[int],

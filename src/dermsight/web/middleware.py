@@ -14,8 +14,10 @@ exception's type and the request id (never its message or traceback, which can q
 contents), so a client never sees a traceback and the log never holds PHI. A failure of the clinic
 storage (``storage_failure``: the database cannot be reached or written, the image store's files
 cannot be read or written) is a JSON 503 with ``Retry-After`` instead, logged with its class and
-error code only. The log line names the route's template, never the raw path
-(``logged_path``: only whole-number path parameters, the record ids, are filled in).
+error code only; a write whose row a concurrent request deleted after it was read
+(``deleted_meanwhile``: SQLAlchemy's ``StaleDataError``) is a JSON 404. The log line names the
+route's template, never the raw path (``logged_path``: only whole-number path parameters, the
+record ids, are filled in).
 Busy answers a JSON 503 with ``Retry-After`` when too many requests run at once, or when the
 server (``server.HeaderTimeoutProtocol``) marked the request as arriving over the connection
 limit: both ``Settings.max_connections``.
@@ -525,6 +527,23 @@ def _imagestore_failure(exc: BaseException) -> str | None:
     return None
 
 
+#: the answer (404) to a write whose row another request deleted between its read and its write
+DELETED_MEANWHILE = ("the record was deleted meanwhile (by another request), so nothing was "
+                     "changed: reload the page")
+
+
+def deleted_meanwhile(exc: BaseException) -> bool:
+    """Whether ``exc`` (or its cause) is SQLAlchemy's ``StaleDataError``: an ORM UPDATE or
+    DELETE matched no row, because a concurrent request deleted the row after this one read it
+    (no model has a version counter, so that is the only way). Its transaction is rolled back:
+    a 404, never a 500. Only looked at when SQLAlchemy is loaded (clinic storage on)."""
+    if "sqlalchemy.orm.exc" not in sys.modules:
+        return False
+    from sqlalchemy.orm.exc import StaleDataError
+
+    return any(isinstance(err, StaleDataError) for err in (exc, exc.__cause__))
+
+
 def storage_failure(exc: BaseException) -> tuple[str, str] | None:
     """(which store, log text) when ``exc`` is a clinic storage outage, else None."""
     for err in (exc, exc.__cause__):
@@ -606,6 +625,12 @@ class RequestLogMiddleware:
                 if clock.status is None:
                     await send_busy(send, ServerBusy(STORAGE_RETRY_AFTER_S,
                                                      STORAGE_DETAILS[which]))
+                return
+            if deleted_meanwhile(exc):
+                log.info("%s %s: the row was deleted meanwhile: 404 (request %s)",
+                         method, path, rid)
+                if clock.status is None:
+                    await send_json(send, 404, DELETED_MEANWHILE)
                 return
             log.error("unhandled %s on %s %s (request %s)", type(exc).__name__, method, path, rid)
             if clock.status is None:

@@ -113,7 +113,8 @@ RISK_FIELDS = (
     "and `risk_rose` compares the last two assessed visits. `latest_visit_risk` is the latest "
     "visit's own tier: `cannot_assess` says its photo needs taking again. A lesion with a "
     "confirmed diagnosis has `risk_rose` false unless the later photo of the rise was taken "
-    "after the day the diagnosis was last recorded; `changes` keep the model's own rise.")
+    "after the day its code or method was last set (a note edit does not move that day); "
+    "`changes` keep the model's own rise.")
 
 
 @router.get("/patients", summary="Patients, optionally those whose reference starts with q",
