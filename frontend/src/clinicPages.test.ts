@@ -319,7 +319,7 @@ describe('the clinic tables on a narrow screen', () => {
     loaded.set('5', { id: 5, ref: 'P-5', created_at: '2025-01-01', lesions: [lesion({})] } satisfies Patient)
     const html = renderToStaticMarkup(createElement(ClinicPatientPage, { id: 5 }))
     const heads = [...html.matchAll(/<th scope="col"[^>]*>([^<]*)<\/th>/g)].map((m) => m[1].trim())
-    expect(heads).toEqual(['Lesion', 'Last assessed result', 'Confirmed diagnosis', 'Visits'])
+    expect(heads).toEqual(['Lesion', 'Last assessed result', 'Confirmed diagnosis', 'Visits', 'Actions'])
     const labels = [...html.matchAll(/<td data-label="([^"]*)"/g)].map((m) => m[1])
     expect(labels).toEqual(heads.slice(1))
   })

@@ -97,17 +97,21 @@ export const SLOW_ANNOUNCEMENT = 'Still waiting for the server. It may be busy; 
 
 /**
  * What the Assess page's live region says: the result's headline in the words shown to this
- * audience; while the image is being analysed, that it is (and, once slow, that it still is).
+ * audience (`headline`, when the screen shows another than the tier's: the patient view's
+ * "Result uncertain", see RiskBanner's UNCERTAIN_HEADLINE); while the image is being analysed,
+ * that it is (and, once slow, that it still is).
  */
 export function assessAnnouncement(state: {
   risk: string | null
   audience: 'patient' | 'clinician'
   busy: boolean
   slow: boolean
+  headline?: { label: string; nextStep: string } | null
 }): string {
   if (state.risk !== null) {
-    const h = riskHeadline(state.risk, state.audience)
-    return `Result: ${h.label}. ${h.nextStep.replace(/[.\s]+$/, '')}.`
+    const h = state.headline ?? riskHeadline(state.risk, state.audience)
+    // "Result uncertain" is said "Result: uncertain", not "Result: Result uncertain"
+    return `Result: ${h.label.replace(/^Result\s+/, '')}. ${h.nextStep.replace(/[.\s]+$/, '')}.`
   }
   if (!state.busy) return ''
   return state.slow ? SLOW_ANNOUNCEMENT : 'Analysing the image…'

@@ -177,6 +177,8 @@ export const getLesion = (id: number) => json<LesionDetail>(`/lesions/${id}`)
 export interface LesionChange {
   location?: string | null
   side?: Side | null
+  /** the pin on the body map (null: removed) */
+  map?: MapPoint | null
 }
 
 export const updateLesion = (id: number, change: LesionChange) => json<Lesion>(`/lesions/${id}`, send('PATCH', change))

@@ -106,11 +106,12 @@ describe('deleting a lesion', () => {
 
   it('shows the server’s answer when the deletion fails, and deletes nothing more', async () => {
     const onDone = vi.fn()
-    fetchLog(() => json({ detail: 'no lesion with id 71: it may have been deleted' }, 404))
+    // (a 404, the lesion gone already, reloads the page instead: reviewFixes.test.tsx)
+    fetchLog(() => json({ detail: 'the database is busy: try again' }, 503))
     const m = host.mount(() => LesionCorrection({ lesion: LESION, n: 2, mode: 'delete', onDone, onCancel: vi.fn() }))
     await props(m.result(), 'lesion-delete-confirm').onClick()
     expect(onDone).not.toHaveBeenCalled()
-    expect(String([...walk(m.result())].map((h) => h.el.props.error).find(Boolean))).toContain('No lesion with id 71')
+    expect(String([...walk(m.result())].map((h) => h.el.props.error).find(Boolean))).toContain('The database is busy')
     m.unmount()
   })
 })
@@ -129,7 +130,7 @@ describe('editing a lesion’s location', () => {
     await props(tree, 'lesion-edit-form').onSubmit({ preventDefault: () => undefined })
     expect(calls.map((c) => [c.init.method, c.url])).toEqual([['PATCH', '/api/v1/lesions/71']])
     expect(JSON.parse(String(calls[0].init.body))).toEqual({ location: 'upper back', side: 'right' })
-    expect(onDone).toHaveBeenCalledWith('Lesion 2: location saved.')
+    expect(onDone).toHaveBeenCalledWith('Lesion 2: location and side saved.')
     m.unmount()
   })
 

@@ -26,6 +26,14 @@ export function tierFrequency(
   }
 }
 
+/** A number rounded as Python's `round` does (half to even: 6.5 → 6, 7.5 → 8), so that a share
+ * said here is the one the card's text (`limits_text`, in Python) says. */
+export function roundHalfEven(x: number): number {
+  const f = Math.floor(x)
+  if (x - f !== 0.5) return Math.round(x)
+  return f % 2 === 0 ? f : f + 1
+}
+
 /** The card's `limits` in the patient view's words (the card's own text speaks of "validation
  * images" and "this patient's own risk"): the same share of cancers, as the card's text rounds it
  * (`dermsight.evaluate.frequencies.limits_text`). */
@@ -33,8 +41,8 @@ export function patientLimits(total: number | null, malignant: number | null): s
   let share = ''
   if (total !== null && malignant !== null && total > 0) {
     if (!malignant) share = ', where none of the spots were cancer'
-    else if (2 * malignant > total) share = `, where about ${Math.round((100 * malignant) / total)} % of the spots were cancer`
-    else share = `, where about 1 in ${Math.round(total / malignant)} of the spots were cancer`
+    else if (2 * malignant > total) share = `, where about ${roundHalfEven((100 * malignant) / total)} % of the spots were cancer`
+    else share = `, where about 1 in ${roundHalfEven(total / malignant)} of the spots were cancer`
   }
   return (
     `These photos come from public research collections of dermatoscope pictures${share}, not from any one clinic ` +

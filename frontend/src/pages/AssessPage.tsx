@@ -322,14 +322,13 @@ export function AssessPage() {
   // (the patient view's "Result uncertain" in place of "Lower risk": see ResultView)
   const uncertainShown =
     outcome !== null && patientUncertain(outcome.res.risk, Array.isArray(outcome.res.flags) ? outcome.res.flags : [], audience)
-  const announcement = uncertainShown
-    ? `${UNCERTAIN_HEADLINE.label}. ${UNCERTAIN_HEADLINE.nextStep}.`
-    : assessAnnouncement({
-        risk: outcome ? outcome.res.risk : null,
-        audience,
-        busy: showSpinner,
-        slow: elapsed >= SLOW_AFTER_S,
-      })
+  const announcement = assessAnnouncement({
+    risk: outcome ? outcome.res.risk : null,
+    audience,
+    busy: showSpinner,
+    slow: elapsed >= SLOW_AFTER_S,
+    headline: uncertainShown ? UNCERTAIN_HEADLINE : null,
+  })
   // the result is for this file only (never another image's answer beside this image)
   const shown = outcome && outcome.file === file ? outcome : null
   const currentAge = ageValue(age)

@@ -1,11 +1,13 @@
 import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
+import { ApiError } from '../api.ts'
 import { createLesion, deleteLesion, deletePatient, getPatient, patientExportUrl, updateLesion, updatePatientRef } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
 import { announce } from '../clinic/focus.ts'
 import { assessedOn, clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
-import type { Lesion, Side } from '../clinic/types.ts'
-import { BodyMap, describePoint, FIGURE, pointOnSide, pointPart, pointSide, siteFitsPoint, type MapPoint, type Pin } from '../components/BodyMap.tsx'
+import type { Lesion, MapPoint as LesionMapPoint, Side } from '../clinic/types.ts'
+import type { LesionChange } from '../clinic/api.ts'
+import { BodyMap, describePoint, FIGURE, pointOnSide, pointPart, pointSide, regionAt, siteFitsPoint, type MapPoint, type Pin } from '../components/BodyMap.tsx'
 import { ChoiceField } from '../components/ChoiceField.tsx'
 import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
@@ -20,6 +22,40 @@ const SIDES: { value: Side; label: string }[] = [
 ]
 
 const round3 = (v: number) => Math.min(1, Math.max(0, Math.round(v * 1000) / 1000))
+
+/** A Side field's value as the API's side: '' (not stated) and anything else unknown is null. */
+export function asSide(v: string): Side | null {
+  return v === 'left' || v === 'right' || v === 'midline' ? v : null
+}
+
+/** A lesion's pin (`map`, fractions of the figure, as the API keeps it) moved to the same place on
+ * the patient's `side` (see pointOnSide), when it is on an arm, leg, hand, foot or side of the
+ * trunk of the other side; null when it stays where it is (no pin, no such side, or already there). */
+export function mirroredMap(map: LesionMapPoint | null, side: string): { map: LesionMapPoint; part: string } | null {
+  if (!map || (side !== 'left' && side !== 'right')) return null
+  const x = map.x * FIGURE.width
+  const y = map.y * FIGURE.height
+  const at = regionAt(map.view, x, y)
+  if (!at) return null
+  const point: MapPoint = { view: map.view, x, y, site: at.site }
+  const moved = pointOnSide(point, side)
+  if (moved === point) return null
+  return { map: { view: map.view, x: round3(moved.x / FIGURE.width), y: map.y }, part: pointPart(moved) }
+}
+
+/** What saving a lesion's "Edit location" says: what changed (location, side) and, when the side
+ * moved the pin, where it is now. */
+export function lesionEditText(n: number, changed: { location: boolean; side: boolean }, pinPart: string | null): string {
+  const what = [changed.location && 'location', changed.side && 'side'].filter(Boolean).join(' and ')
+  const saved = what ? `Lesion ${n}: ${what} saved.` : `Lesion ${n}: nothing changed.`
+  return pinPart !== null ? `${saved} Its pin on the body map moved to ${pinPart || 'the other side'} to match the side.` : saved
+}
+
+/** What leaving the page asks while "Correct reference" holds a reference typed and not saved. */
+export const REF_LEAVE_MESSAGE = 'The corrected reference is not saved. Leave this page?'
+
+/** What leaving the page asks while a lesion's "Edit location" holds changes not saved. */
+export const LESION_EDIT_LEAVE_MESSAGE = 'The lesion’s edited location is not saved. Leave this page?'
 
 /** The caption of a patient's lesion table: whose lesions, and how many. */
 export function lesionListCaption(ref: string, n: number): string {
@@ -81,6 +117,12 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
     if (open) inputRef.current?.focus()
     else openRef.current?.focus()
   }, [open, toggled])
+  // a refused save (a 409: another patient's reference): back to the input, which says it is
+  // invalid, so the focus is not left on <body> while the Save button is disabled
+  useEffect(() => {
+    if (error) inputRef.current?.focus()
+  }, [error])
+  useUnsavedGuard(open && ref.trim() !== current, REF_LEAVE_MESSAGE)
   const close = () => {
     setToggled(true)
     setOpen(false)
@@ -119,13 +161,22 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
     <form className="confirm-box" onSubmit={onSave} noValidate onKeyDown={(e) => e.key === 'Escape' && close()} data-testid="ref-correct-form">
       <div className="field">
         <label htmlFor={`${ids}-ref`}>Patient reference</label>
-        <input id={`${ids}-ref`} ref={inputRef} value={ref} maxLength={64} onChange={(e) => setRef(e.target.value)} aria-describedby={`${ids}-ref-hint`} data-testid="ref-correct-input" />
+        <input
+          id={`${ids}-ref`}
+          ref={inputRef}
+          value={ref}
+          maxLength={64}
+          onChange={(e) => setRef(e.target.value)}
+          aria-invalid={error ? true : undefined}
+          aria-describedby={error ? `${ids}-ref-hint ${ids}-ref-error` : `${ids}-ref-hint`}
+          data-testid="ref-correct-input"
+        />
         <p className="hint" id={`${ids}-ref-hint`}>
           The clinic’s own pseudonymous reference (e.g. the record number): no names. The old reference is removed
           from the database; the change is written to the audit log.
         </p>
       </div>
-      <ErrorBox error={error} />
+      <ErrorBox error={error} id={`${ids}-ref-error`} />
       <div className="result-actions">
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="ref-correct-save">
           Save reference
@@ -150,6 +201,19 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
   useEffect(() => {
     firstRef.current?.focus()
   }, [mode, lesion.id])
+  // a failed save or delete: the focus goes to what went wrong (the button pressed is disabled
+  // while it ran, which dropped the focus to <body>)
+  const errorRef = useRef<HTMLDivElement | null>(null)
+  useEffect(() => {
+    if (error) errorRef.current?.focus()
+  }, [error])
+  const changed = { location: location.trim() !== (lesion.location ?? ''), side: asSide(side) !== (lesion.side ?? null) }
+  useUnsavedGuard(mode === 'edit' && (changed.location || changed.side), LESION_EDIT_LEAVE_MESSAGE)
+  const errorBox = error && (
+    <div ref={errorRef} tabIndex={-1} data-testid="lesion-correction-error">
+      <ErrorBox error={error} />
+    </div>
+  )
   const place = lesionPlace(lesion, SITE_LABELS)
   const onKey = (e: KeyboardEvent) => {
     if (e.key === 'Escape') {
@@ -163,7 +227,7 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
         <p id={`${ids}-what`}>
           <strong data-testid="lesion-delete-text">{lesionDeleteText(n, place, lesion.n_visits, lesion.diagnosis)}</strong>
         </p>
-        <ErrorBox error={error} />
+        {errorBox}
         <div className="result-actions">
           <button
             type="button"
@@ -173,7 +237,16 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
               firstRef.current = el
             }}
             onClick={() => submit(async () => {
-              await deleteLesion(lesion.id)
+              try {
+                await deleteLesion(lesion.id)
+              } catch (err) {
+                // gone already (another tab, another user): its row goes with a reload
+                if (err instanceof ApiError && err.status === 404) {
+                  onDone(`Lesion ${n} had already been deleted.`)
+                  return
+                }
+                throw err
+              }
               onDone(`Lesion ${n} deleted.`)
             })}
             data-testid="lesion-delete-confirm"
@@ -188,9 +261,18 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
     )
   const onSave = async (e: FormEvent) => {
     e.preventDefault()
+    // a new side moves the pin to match it (as the new lesion's form moves its mark): the side
+    // and the pin never say different things
+    const moved = changed.side ? mirroredMap(lesion.map, side) : null
+    if (!changed.location && !changed.side) {
+      onDone(lesionEditText(n, changed, null))
+      return
+    }
+    const change: LesionChange = { location: location.trim() || null, side: asSide(side) }
+    if (moved) change.map = moved.map
     await submit(async () => {
-      await updateLesion(lesion.id, { location: location.trim() || null, side: (side || null) as Side | null })
-      onDone(`Lesion ${n}: location saved.`)
+      await updateLesion(lesion.id, change)
+      onDone(lesionEditText(n, changed, moved ? moved.part : null))
     })
   }
   return (
@@ -219,7 +301,7 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
           data-testid="lesion-edit-location"
         />
       </div>
-      <ErrorBox error={error} />
+      {errorBox}
       <div className="result-actions">
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="lesion-edit-save">
           Save location
@@ -370,7 +452,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
     await submit(async () => {
       const l = await createLesion(id, {
         body_site: site || null,
-        side: (side || null) as Side | null,
+        side: asSide(side),
         location: location.trim() || null,
         map: point ? { view: point.view, x: round3(point.x / FIGURE.width), y: round3(point.y / FIGURE.height) } : null,
       })
@@ -488,17 +570,33 @@ export function ClinicPatientPage({ id }: { id: number }) {
                 <th scope="col">Last assessed result</th>
                 <th scope="col">Confirmed diagnosis</th>
                 <th scope="col">Visits</th>
+                <th scope="col">Actions</th>
               </tr>
             </thead>
             <tbody>
-              {p.lesions.length === 0 && <EmptyRow columns={4} text="No lesions yet." />}
+              {p.lesions.length === 0 && <EmptyRow columns={5} text="No lesions yet." />}
               {p.lesions.map((l, i) => (
                 <tr key={l.id} data-testid={`lesion-row-${l.id}`}>
                   <th scope="row">
                     <a href={clinicHref.lesion(l.id)} data-testid="lesion-link">
                       Lesion {i + 1}
                     </a>{' '}
-                    <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>{' '}
+                    <span className="muted">{lesionPlace(l, SITE_LABELS)}</span>
+                  </th>
+                  <td data-label="Last assessed result">
+                    {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
+                    <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} note={retakeNote(l)} />
+                    {assessedOn(l) && (
+                      <span className="muted" data-testid="lesion-assessed-on">
+                        {' '}
+                        ({assessedOn(l)})
+                      </span>
+                    )}
+                  </td>
+                  <td data-label="Confirmed diagnosis">{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
+                  <td data-label="Visits">{l.n_visits}</td>
+                  {/* not in the row's header: its name stays "Lesion 1 …", not the buttons' labels too */}
+                  <td data-label="Actions">
                     <span className="lesion-row-actions">
                       <button
                         type="button"
@@ -525,19 +623,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
                         Delete lesion…
                       </button>
                     </span>
-                  </th>
-                  <td data-label="Last assessed result">
-                    {l.latest_risk ? <TierBadge risk={l.latest_risk} p={l.latest_malignant_probability} testId="lesion-tier" /> : <span className="muted">no visit yet</span>}{' '}
-                    <RiskRoseBadge rose={l.risk_rose} /> <RetakeBadge text={retakeNote(l) && RETAKE_LABEL} note={retakeNote(l)} />
-                    {assessedOn(l) && (
-                      <span className="muted" data-testid="lesion-assessed-on">
-                        {' '}
-                        ({assessedOn(l)})
-                      </span>
-                    )}
                   </td>
-                  <td data-label="Confirmed diagnosis">{l.diagnosis ? `${l.diagnosis.code} (${l.diagnosis.method})` : <span className="muted">none recorded</span>}</td>
-                  <td data-label="Visits">{l.n_visits}</td>
                 </tr>
               ))}
             </tbody>
