@@ -12,10 +12,12 @@ import { SessionTimeoutWarning } from './components/SessionTimeoutWarning.tsx'
 import { TokenPrompt } from './components/TokenPrompt.tsx'
 import { HealthContext, healthStatusText, useHealth, useHealthPoll } from './health.ts'
 import {
+  AudienceChoiceContext,
   AudienceContext,
   AuthVersionContext,
   loadAudience,
   saveAudience,
+  storedAudience,
   useHashRoute,
   type Audience,
   type Route,
@@ -125,6 +127,8 @@ export function focusNewPage(
 export default function App() {
   const route = useHashRoute()
   const [audience, setAudience] = useState<Audience>(loadAudience)
+  // whether the view was chosen in this browser: until then the Assess page asks (AudiencePrompt)
+  const [audienceChosen, setAudienceChosen] = useState(() => storedAudience() !== null)
   const [authVersion, setAuthVersion] = useState(0)
   const [needToken, setNeedToken] = useState(false)
   const mainRef = useRef<HTMLElement>(null)
@@ -239,7 +243,12 @@ export default function App() {
   const chooseAudience = (a: Audience) => {
     setAudience(a)
     saveAudience(a)
+    setAudienceChosen(true)
   }
+  // someone signed in to the clinic is a clinician: the Clinician view, unless a view was chosen
+  useEffect(() => {
+    if (session && !audienceChosen) chooseAudience('clinician')
+  }, [session, audienceChosen])
 
   return (
     <AudienceContext.Provider value={audience}>
@@ -310,7 +319,11 @@ export default function App() {
               </ClinicContext.Provider>
             ) : (
               <>
-                {route === 'assess' && <AssessPage key={assessKey} />}
+                {route === 'assess' && (
+                  <AudienceChoiceContext.Provider value={{ chosen: audienceChosen, choose: chooseAudience }}>
+                    <AssessPage key={assessKey} />
+                  </AudienceChoiceContext.Provider>
+                )}
                 {route === 'learn' && <LearnPage />}
                 {route === 'model' && <ModelPage />}
                 {route === 'notfound' && <NotFoundPage hash={window.location.hash} />}

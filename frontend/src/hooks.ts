@@ -33,12 +33,23 @@ export function useHashRoute(): Route {
 export type Audience = 'clinician' | 'patient'
 const AUDIENCE_KEY = 'dermsight.audience'
 
-export function loadAudience(): Audience {
+/** The view saved in this browser, or null when nobody has chosen one yet (a first visit; or
+ * storage that cannot be read). */
+export function storedAudience(): Audience | null {
   try {
-    return localStorage.getItem(AUDIENCE_KEY) === 'patient' ? 'patient' : 'clinician'
+    const v = localStorage.getItem(AUDIENCE_KEY)
+    return v === 'patient' || v === 'clinician' ? v : null
   } catch {
-    return 'clinician'
+    return null
   }
+}
+
+/** The view the results are shown in: the saved choice; until one is made, the Patient view (plain
+ * wording, all the safety advice), since the reader is not known: a member of the public on a
+ * phone read "Low risk" and a class name in the Clinician view. The Assess page asks once
+ * (`AudiencePrompt`); a signed-in clinic session chooses the Clinician view. */
+export function loadAudience(): Audience {
+  return storedAudience() ?? 'patient'
 }
 
 export function saveAudience(a: Audience): void {
@@ -51,6 +62,15 @@ export function saveAudience(a: Audience): void {
 
 export const AudienceContext = createContext<Audience>('clinician')
 export const useAudience = () => useContext(AudienceContext)
+
+/** Whether the view has been chosen in this browser (the Assess page's question is then not
+ * shown), and how to choose it (saved, as the header's switch does). */
+export interface AudienceChoice {
+  chosen: boolean
+  choose: (a: Audience) => void
+}
+export const AudienceChoiceContext = createContext<AudienceChoice>({ chosen: true, choose: () => {} })
+export const useAudienceChoice = () => useContext(AudienceChoiceContext)
 
 /** Bumped when the user enters a new API token, so pages re-fetch. */
 export const AuthVersionContext = createContext(0)

@@ -16,6 +16,7 @@ import {
   cardThresholds,
   shareBesideCutoffs,
 } from '../card.ts'
+import { AudiencePrompt } from '../components/AudiencePrompt.tsx'
 import { HeatmapViewer } from '../components/HeatmapViewer.tsx'
 import { IconDoctor, IconPrinter } from '../components/Icons.tsx'
 import { ImageDrop } from '../components/ImageDrop.tsx'
@@ -347,6 +348,7 @@ export function AssessPage() {
               </button>
             )}
           </div>
+          <AudiencePrompt />
           <p className="lead">
             Add a dermoscopic picture (taken through a dermatoscope) of one lesion. Age, sex and body site are
             optional but help the model.
