@@ -1,6 +1,6 @@
 """Fixes from the audits of ``dermsight batch`` (local engine) and of the Python batch helpers.
 
-* ``OUT/_summary.json`` is removed once a run is accepted (a killed run no longer leaves the
+* ``OUT/_summary.json`` is removed when a run first writes (a killed run no longer leaves the
   summary of an earlier run, ``"interrupted": false`` with old totals); a refused run keeps it.
 * A SIGTERM is handled as a Ctrl-C: the rows scored so far and the summary are written, the run
   says it was stopped, exit code 143.
@@ -51,10 +51,10 @@ CLASSES = ["MEL", "NV"]
 # --- 1. the summary of an earlier run ------------------------------------------------------------
 
 
-def test_a_run_removes_the_last_summary_once_accepted(tmp_path: Path, data_dir: Path) -> None:
-    """While a run holds the folder (and after it is killed) there is no summary of an earlier
-    run; a refused run leaves the folder, summary included, as it was; the end writes a new
-    one."""
+def test_a_run_removes_the_last_summary_when_it_writes(tmp_path: Path, data_dir: Path) -> None:
+    """Once a run has written to the folder (and after it is killed) there is no summary of an
+    earlier run; a refused run leaves the folder, summary included, as it was; the end writes a
+    new one."""
     folder = image_folder(tmp_path, data_dir, IDS[:2])
     out = tmp_path / "out"
     first = run_local(folder, out, ScoreOptions(workers=1), progress=False)
@@ -68,7 +68,9 @@ def test_a_run_removes_the_last_summary_once_accepted(tmp_path: Path, data_dir: 
         pass
     assert summary.exists()
 
-    with PartStore(out, "parquet", classes, model=model):
+    with PartStore(out, "parquet", classes, model=model) as store:
+        assert summary.exists()  # accepted, nothing written yet: the folder is as it says
+        store.write(read_output(out).iloc[:0])  # the run's first part
         assert not summary.exists()  # what a kill -9 here leaves: no stale summary
     assert not summary.exists()
 

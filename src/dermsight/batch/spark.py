@@ -293,15 +293,21 @@ def _clear_stopped_slice(out: Path) -> bool:
     return stopped
 
 
-def _score_slices(spark: SparkSession, rows: Iterator[Mapping[str, Any]],
-                  scorer: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], *,
-                  classes: Sequence[str], out: Path, fmt: str, n_parts: int,
-                  on_commit: Callable[[int, int, bool], None] | None = None) -> int:
+def _score_slices(  # noqa: PLR0913 - keyword-only settings and hooks of the run
+    spark: SparkSession, rows: Iterator[Mapping[str, Any]],
+    scorer: Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]], *,
+    classes: Sequence[str], out: Path, fmt: str, n_parts: int,
+    on_commit: Callable[[int, int, bool], None] | None = None,
+    on_start: Callable[[], None] | None = None,
+) -> int:
     """Score ``rows`` in slices of ``SLICE_ROWS``, one Spark job and commit each, into
     ``out``; the number of rows committed. ``on_commit(slices, rows, last)`` after each commit
-    (``last``: no row is left to score; ``_Stop.on_commit`` ends the loop after a signal)."""
+    (``last``: no row is left to score; ``_Stop.on_commit`` ends the loop after a signal);
+    ``on_start()`` before the first slice's job writes into ``out`` (none: nothing to score)."""
     committed = 0
     for n, (chunk, last) in enumerate(_slices(rows, SLICE_ROWS), start=1):
+        if n == 1 and on_start is not None:
+            on_start()
         frame = _manifest_frame(spark, chunk).repartition(min(n_parts, len(chunk)))
         _save(frame.mapInPandas(scorer, schema=spark_ddl(classes)), out, fmt)
         committed += len(chunk)
@@ -386,6 +392,9 @@ class _Stop:
         self._levels: dict[str, int] = {}
         self._log_level: tuple[Any, str] | None = None  # the JVM, its root level before
         self._cancelling: threading.Thread | None = None
+        #: set once the work is over (the session stopping, ``close`` coming): a signal then
+        #: is only noted, so that ``close`` and ``raise_if_stopped`` still run
+        self.stopping = False
 
     def __enter__(self) -> _Stop:
         if threading.current_thread() is not threading.main_thread():
@@ -407,6 +416,10 @@ class _Stop:
         return self.signum is not None and exc is not None
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
+        if self.stopping:  # the session stopping: nothing left to cancel or to stop waiting for
+            if self.signum is None:
+                self.signum = signum
+            return
         if self.signum is not None:  # a second Ctrl-C: stop waiting for the cancel
             raise KeyboardInterrupt
         self.signum = signum
@@ -458,15 +471,25 @@ class _Stop:
         _say(interrupted_message(out, self.committed, signum=self.signum))
         raise Terminated if self.signum == signal.SIGTERM else KeyboardInterrupt
 
+    def finish(self, out: str | os.PathLike[str], *, stop_session: bool) -> None:
+        """The end of the run: stop the session (``stop_session``), ``close``, then
+        ``raise_if_stopped``; a signal meanwhile is only noted (``stopping``), so none of these
+        is cut short and the line of what ``out`` kept still comes last."""
+        self.stopping = True
+        try:
+            if stop_session:
+                self.spark.stop()
+        finally:
+            self.close()
+            self.raise_if_stopped(out)
+
     def close(self) -> None:
         """Put back the signal handlers, the Python loggers' levels and the JVM's log level
         (the JVM outlives a stopped session: PySpark starts the next one in it). Call after the
-        session stopped, or once the cancelled tasks are gone."""
-        for signum, handler in self._handlers.items():
-            # None: a handler not set from Python, which cannot be put back; Python's own
-            signal.signal(signum, handler if handler is not None else (
-                signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
-        self._handlers.clear()
+        session stopped, or once the cancelled tasks are gone. A signal from here on is only
+        noted (``stopping``); the handlers are put back last, so that one cannot cut this
+        short."""
+        self.stopping = True
         if self._cancelling is not None:
             self._cancelling.join(timeout=30)
         for name, level in self._levels.items():
@@ -478,6 +501,11 @@ class _Stop:
                 jvm.org.apache.spark.util.Utils.setLogLevel(
                     jvm.org.apache.logging.log4j.Level.toLevel(root_level))
             self._log_level = None
+        for signum, handler in self._handlers.items():
+            # None: a handler not set from Python, which cannot be put back; Python's own
+            signal.signal(signum, handler if handler is not None else (
+                signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL))
+        self._handlers.clear()
 
 
 def _jvm_log_level(sc: Any) -> str | None:
@@ -563,15 +591,13 @@ def run_spark(  # noqa: PLR0913 - keyword-only settings of the run
                                     listings=listings)
                 _score_slices(spark, stop.rows(rows), scorer, classes=card.classes,
                               out=Path(out), fmt=options.fmt, n_parts=n_parts,
-                              on_commit=stop.on_commit)
+                              on_commit=stop.on_commit, on_start=store.starts_writing)
                 summary.duplicate_ids, summary.skipped = duplicates.count, listings.skipped
                 summary.not_listed = listings.not_listed if resume.done else 0
                 summary.metadata_changed = check.changed()
-        finally:
-            if stop_session if stop_session is not None else not had_session:
-                spark.stop()
-            stop.close()
-        stop.raise_if_stopped(out)  # the last line: what the output kept
+        finally:  # the last line: what the output kept
+            stop.finish(out, stop_session=stop_session if stop_session is not None
+                        else not had_session)
         summary.elapsed_s = time.perf_counter() - t0
         _count_run(summary, before, tally(out))  # Spark wrote its parts outside the store
         if options.evaluate:

@@ -45,9 +45,12 @@ and the cause. The parts written before are kept, and a temporary file is remove
 command resumes once the cause is fixed. ``OUT/_summary.json`` is removed then (``PartStore``,
 on leaving its ``with`` block): it described the folder before this run.
 
-``OUT/_summary.json`` is the last finished (or Ctrl-C'd) run's: ``PartStore.open`` removes it
-once the run is accepted (the lock taken, the checks passed), and the run writes it again at its
-end; so while a run is going, and after one was killed (``kill -9``, a crash), there is none.
+``OUT/_summary.json`` is the last finished (or Ctrl-C'd) run's: a run removes it just before
+its first write into the folder (``PartStore.starts_writing``: the store's first part file
+written, upgraded or rewritten, or the Spark engine's first slice), and writes it again at its
+end; so once a run has started writing, and after one was killed (``kill -9``, a crash) since,
+there is none. A run refused, or failing before it writes (e.g. Spark refusing its workers'
+Python), leaves it as it was.
 
 ``read_output`` gives the same frame for Parquet and CSV parts (``flags`` ``""`` on a scored
 row without flags, null on an error row; every other empty cell null) and refuses a path that
@@ -245,12 +248,9 @@ def read_output(out: str | os.PathLike[str],
         columns = list(columns)
         # a column the first part lacks is unknown, unless an older dermsight's parts lack it
         # (``ADDED_COLUMNS``: null in them, as after the upgrade a run gives them)
-        first = part_columns(parts[0])
-        _check_columns(root, columns, [*first, *ADDED_COLUMNS])
-        if set(columns) <= set(first):  # as a run leaves every part: read them as they are
-            frames = [_read_part(p, columns)[columns] for p in parts]
-        else:
-            frames = [_read_columns(p, columns, set(part_columns(p))) for p in parts]
+        _check_columns(root, columns, [*part_columns(parts[0]), *ADDED_COLUMNS])
+        # each part's own columns (its schema, no rows read): a folder can mix parts of both
+        frames = [_read_columns(p, columns, set(part_columns(p))) for p in parts]
     df = pd.concat(frames, ignore_index=True)
     for c in df.columns:
         if is_float(c):
@@ -307,7 +307,9 @@ def stored_columns(out: str | os.PathLike[str], fmt: str | None = None) -> list[
 def _read_columns(part: Path, columns: Sequence[str], held: Collection[str]) -> pd.DataFrame:
     """``columns`` of one part whose columns are ``held`` (read only those); a column the part
     lacks (written by an older dermsight, not upgraded yet) is null."""
-    df = _read_part(part, [c for c in columns if c in held])
+    use = [c for c in columns if c in held]
+    # none of them held: one column it holds, for its rows (a CSV read of no column has none)
+    df = _read_part(part, use or sorted(held)[:1])
     for c in columns:
         if c not in held:
             df[c] = None
@@ -578,6 +580,7 @@ class PartStore:
         self.run = f"{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
         self._seq = 0
         self._lock: IO[str] | None = None
+        self._writing = False  # ``starts_writing`` called: the last run's summary removed
         self.contents = OutputContents(heatmaps=heatmaps)
         #: set before ``open``: also given the rows ``open`` reads (``scan_output``)
         self.reader: RowsReader | None = None
@@ -605,6 +608,15 @@ class PartStore:
                 self._remove_summary()
         finally:
             self.close()
+
+    def starts_writing(self) -> None:
+        """Before the run's first write into ``out`` (a part file, through the store or not,
+        as Spark's): remove the last run's ``_summary.json``, which from then on no longer
+        describes the folder (a killed run would leave it, ``"interrupted": false``, with the
+        old totals); a normal end (or a Ctrl-C) writes it again. Only once per run."""
+        if not self._writing:
+            self._writing = True
+            self._remove_summary()
 
     def _remove_summary(self) -> None:
         """Remove ``OUT/_summary.json`` (only while the lock is held: never another job's)."""
@@ -657,10 +669,9 @@ class PartStore:
         self._check_model(self.contents.models())
         self._check_bundle(self.contents.bundles)
         self._check_tta(tta_dict(self.contents.tta))
-        # the run is accepted: the last run's summary no longer describes the folder (a killed
-        # run would leave it, "interrupted": false, with the old totals); a normal end or a
-        # Ctrl-C writes it again
-        self._remove_summary()
+        # the run is accepted; the last run's summary is removed at its first write
+        # (``starts_writing``), not before: a run that fails before it writes leaves the folder
+        # as it was, summary included
         want = list(self.schema.names)
         for part, names in parts.items():
             if list(names) != want:
@@ -886,6 +897,8 @@ class PartStore:
         file size limit) leaves ``part`` as it was and no temporary file: ``OutputFailure``,
         saying ``then`` (default: the part files written before are kept, run again to
         resume)."""
+        if part.name != SUMMARY_FILE:
+            self.starts_writing()
         tmp = self.out / f"{_TMP_PREFIX}{part.name}"
         try:
             write(tmp)
