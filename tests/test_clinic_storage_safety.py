@@ -178,7 +178,7 @@ def test_a_missing_image_folder_is_not_recreated_when_visits_reference_it(
 def test_the_retention_purge_records_what_it_deleted_and_has_a_dry_run(
         tmp_path: Path) -> None:
     from dermsight.clinic.models import AuditEvent, Visit
-    from dermsight.clinic.rights import purge_expired
+    from dermsight.clinic.rights import purge_plan
 
     images = tmp_path / "images"
     clinic = _open(tmp_path, images)
@@ -188,7 +188,7 @@ def test_the_retention_purge_records_what_it_deleted_and_has_a_dry_run(
     r = cli("clinic", "purge", "--dry-run", "--retention-days", "30",
             "--database", _db_url(tmp_path), "--images", str(images))
     assert r.returncode == 0, r.stderr
-    assert "would purge 1 visits, 1 lesions and 1 patients" in r.stdout
+    assert "would purge 1 visit, 1 lesion and 1 patient (visits stored" in r.stdout
     assert f"visit ids: {vid}" in r.stdout
     assert f"patient ids: {pid}" in r.stdout
     assert "OLD-1" not in r.stdout  # ids only
@@ -197,7 +197,7 @@ def test_the_retention_purge_records_what_it_deleted_and_has_a_dry_run(
         assert not list(s.scalars(select(AuditEvent).where(AuditEvent.action == "purge")))
     assert len(_files(images)) == 2
 
-    assert purge_expired(clinic, 30) == 1
+    assert purge_plan(clinic, 30).visit_ids == [vid]
     with clinic.db.session() as s:
         rows = {(e.object_type, e.object_id) for e in s.scalars(
             select(AuditEvent).where(AuditEvent.action == "purge"))}

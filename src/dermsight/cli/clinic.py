@@ -284,10 +284,9 @@ def purge(
     finally:
         clinic.close()
     if dry_run:
-        typer.echo(f"dry run, nothing deleted: would purge {len(plan.visit_ids)} visits, "
-                   f"{len(plan.lesion_ids)} lesions and {len(plan.patient_ids)} patients "
-                   f"(visits stored more than {config.retention_days} days ago; lesions "
-                   "and patients left empty, by this purge or created that long ago)")
+        typer.echo(f"dry run, nothing deleted: {plan.counts('would purge')} (visits stored "
+                   f"more than {config.retention_days} days ago; lesions and patients left "
+                   "empty, by this purge or created that long ago)")
         for name, ids in (("visit", plan.visit_ids), ("lesion", plan.lesion_ids),
                           ("patient", plan.patient_ids)):
             if ids:

@@ -46,11 +46,12 @@ class Purged:
     lesion_ids: list[int] = field(default_factory=list)
     patient_ids: list[int] = field(default_factory=list)
 
-    def counts(self) -> str:
-        """``"purged 3 visits, 1 lesion and 0 patients"``: the counts, no patient data."""
+    def counts(self, verb: str = "purged") -> str:
+        """``"purged 3 visits, 1 lesion and 0 patients"`` (``verb``: "would purge" for a dry
+        run): the counts, no patient data."""
         def n(k: int, what: str) -> str:
             return f"{k} {what}" if k == 1 else f"{k} {what}s"
-        return (f"purged {n(len(self.visit_ids), 'visit')}, "
+        return (f"{verb} {n(len(self.visit_ids), 'visit')}, "
                 f"{n(len(self.lesion_ids), 'lesion')} and "
                 f"{n(len(self.patient_ids), 'patient')}")
 
@@ -126,6 +127,3 @@ def purge_plan(clinic: Clinic, days: int, dry_run: bool = False) -> Purged:
     return purged
 
 
-def purge_expired(clinic: Clinic, days: int) -> int:
-    """``purge_plan``: the number of visits deleted."""
-    return len(purge_plan(clinic, days).visit_ids)

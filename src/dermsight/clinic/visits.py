@@ -27,8 +27,6 @@ from dermsight.io.decode import DecodeLimits, sniff
 from dermsight.predict import Dermsight, Prediction
 from dermsight.records import Metadata
 
-#: side of the stored heatmap PNG (the API's size: the CAM itself is only a few cells)
-HEATMAP_PX = hm.PNG_PX
 NOTE_MAX = 2000
 
 
@@ -96,7 +94,7 @@ def assess(model: Dermsight, data: bytes, meta: Metadata,
             flags.append(against)
     rgb = pred.image
     assert rgb is not None  # the facade keeps the decoded input
-    heat = (hm.heatmap_png(pred.cam, size=HEATMAP_PX)
+    heat = (hm.heatmap_png(pred.cam, size=hm.PNG_PX)
             if pred.cam is not None else None)
     result: dict[str, Any] = pred.to_dict(heatmap_png=False)
     if flags:

@@ -32,9 +32,6 @@ from dermsight.web.upload import UploadError, check_query, read_upload
 
 router = APIRouter(prefix=API, tags=["predict"])
 
-#: Long side of the heatmap PNG the API returns: the one size ``Prediction.to_dict()`` gives too
-#: (``heatmap.PNG_PX``, which says why 112 px).
-HEATMAP_PX = hm.PNG_PX
 #: the form fields (from the documented request body) and query parameters /predict accepts
 PREDICT_FIELDS = form_fields(PREDICT_REQUEST_BODY)
 PREDICT_QUERY = ("heatmap", "tta")
@@ -67,7 +64,7 @@ def run_prediction(
     if pred.assessable:
         out["similar"] = similar_cases(model, pred)
     if heatmap and pred.cam is not None:
-        out["heatmap"] = hm.heatmap_base64(pred.cam, size=HEATMAP_PX)
+        out["heatmap"] = hm.heatmap_base64(pred.cam, size=hm.PNG_PX)
     return json.dumps(out, separators=(",", ":")).encode()
 
 
