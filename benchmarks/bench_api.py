@@ -371,7 +371,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"| cold start, server CPU time | {h['cold_start_cpu_s']:.2f} s | | |",
         f"| sequential p50 without heatmap | "
         f"{first['sequential_no_heatmap']['p50_ms']:.1f} ms | | |",
-        f"| load {first['load']['clients']} clients x {first['load']['requests']}: throughput | "
+        f"| load {first['load']['clients']} concurrent clients, {first['load']['requests']} "
+        f"requests in all: throughput | "
         f"{h['load_throughput_rps']:.1f} req/s | >= {t['load_throughput_rps']:.0f} | "
         f"{mark[ok['throughput']]} |",
         f"| load p95 | {h['load_p95_ms']:.1f} ms | <= {t['load_p95_ms']:.0f} ms | "
