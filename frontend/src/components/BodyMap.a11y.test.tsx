@@ -151,7 +151,8 @@ describe('placing the new lesion with the keyboard', () => {
     const edge = state.point!
     expect(regionAt('back', edge.x, edge.y)?.site).toBe('posterior torso')
     expect(edge.x).toBeLessThan(42)
-    expect(describePoint(edge)).toMatch(/^back view, Torso – back, (upper part|middle), left of the figure$/)
+    // back view: the figure's left is the patient's left (every side is the patient's)
+    expect(describePoint(edge)).toMatch(/^back view, Torso – back, (upper part|middle), the patient’s left side$/)
     // an arrow key on another region does not move it
     const before = state.points.length
     press(render(), 'bodymap-back-upper-extremity', 'ArrowDown')
@@ -355,8 +356,8 @@ describe('the patient page keeps the mark, Body site and Side in step and says s
     expect(hint).toContain('press Enter')
     expect(hint).toContain('arrow keys move the mark')
     // an arrow key at the edge of the part: said, the mark stays
-    ;(props.onMoveBlocked as (p: MapPoint) => void)({ view: 'back', site: 'posterior torso', x: 41, y: 84 })
-    expect(text(placement(render()))).toContain('The mark is at the edge of Torso – back.')
+    ;(props.onMoveBlocked as (p: MapPoint, d: string) => void)({ view: 'back', site: 'posterior torso', x: 41, y: 84 }, 'left')
+    expect(text(placement(render()))).toContain('The mark is at the edge of Torso – back: it cannot move further left.')
   })
 
   it('names a pin whose risk rose as such, not by its colour alone', () => {

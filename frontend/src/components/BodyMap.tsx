@@ -151,16 +151,18 @@ interface Props {
   value: string
   onChange: (site: string) => void
   pins?: Pin[]
-  /** When given, a click on a region places a point there (the caller pins a lesion). */
-  onPoint?: (p: MapPoint) => void
+  /** When given, a click on a region places a point there (the caller pins a lesion); `how` is
+   * 'move' when an arrow key moved the mark (the caller can say how far it is now, see stepPosition). */
+  onPoint?: (p: MapPoint, how?: 'move') => void
   /** The new lesion's mark (with onPoint): its region alone shows as chosen, and the arrow keys
    * move it while the focus is on that region. */
   point?: MapPoint | null
   /** The Side field's value (with onPoint): Enter on a region with a shape on each side puts the
    * mark on the shape of that side. */
   side?: string
-  /** An arrow key could not move the mark (the edge of its part of the body). */
-  onMoveBlocked?: (p: MapPoint) => void
+  /** An arrow key could not move the mark (the edge of its part of the body): the key's direction
+   * on the screen. */
+  onMoveBlocked?: (p: MapPoint, direction: ArrowDirection) => void
   /** The id of the text that says how to use the map (e.g. with the keyboard). */
   describedBy?: string
   onPinSelect?: (id: number) => void
@@ -321,8 +323,7 @@ export function shapeSide(view: View, s: Shape): 'left' | 'right' | null {
   const b = shapeBox(s)
   const mid = b.x + b.width / 2
   if (Math.abs(mid - FIGURE.width / 2) < 2) return null
-  const figureLeft = mid < FIGURE.width / 2
-  return figureLeft === (view === 'back') ? 'left' : 'right'
+  return patientSideOf(view, mid < FIGURE.width / 2)
 }
 
 /** The region and shape drawn on top at (x, y) of `view`, or null off the body. */
@@ -377,7 +378,13 @@ export function keyboardPoint(view: View, site: string, current: MapPoint | null
   return { view, site, ...at }
 }
 
-const ARROWS: Record<string, readonly [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }
+export type ArrowDirection = 'left' | 'right' | 'up' | 'down'
+const ARROWS: Record<string, readonly [number, number, ArrowDirection]> = {
+  ArrowLeft: [-1, 0, 'left'],
+  ArrowRight: [1, 0, 'right'],
+  ArrowUp: [0, -1, 'up'],
+  ArrowDown: [0, 1, 'down'],
+}
 
 /** The step of an arrow key, in the figure's units (with Shift: BIG_STEP). */
 export const STEP = 2
@@ -406,21 +413,69 @@ export function pointPart(p: MapPoint): string {
   return [side && `the patient’s ${side}`, s.name].filter(Boolean).join(' ')
 }
 
+/** The third of a shape's box a point is in, across (0: the figure's left) and down (0: the top). */
+function thirds(p: MapPoint, s: Shape): { across: number; down: number } {
+  const b = shapeBox(s)
+  const third = (v: number, from: number, size: number) => Math.min(2, Math.max(0, Math.floor(((v - from) / size) * 3)))
+  return { across: third(p.x, b.x, b.width), down: third(p.y, b.y, b.height) }
+}
+
+/** The patient's side that the figure's left (`figureLeft` true) or right is on, in `view`: on the
+ * front view the figure's left is the patient's right, on the back view their left. */
+function patientSideOf(view: View, figureLeft: boolean): 'left' | 'right' {
+  return figureLeft === (view === 'back') ? 'left' : 'right'
+}
+
+/** Whether a shape is wide enough for its left, centre and right thirds to be told apart in words
+ * (the head and the trunk). */
+const isWide = (s: Shape) => shapeBox(s).width >= 30
+
+/** The patient's side a point is on, as its words say (see describePoint): the side of an arm,
+ * leg, hand, foot or side of the trunk; on the head or trunk, the outer thirds (the patient's left
+ * or right side); null on the middle line (the centre third, the neck, the mouth, the genital area). */
+export function markSide(p: MapPoint): 'left' | 'right' | null {
+  const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
+  if (!s) return null
+  const side = shapeSide(p.view, s)
+  if (side || !isWide(s)) return side
+  const { across } = thirds(p, s)
+  return across === 1 ? null : patientSideOf(p.view, across === 0)
+}
+
 /** Where a point is, in words a screen reader can say: the view, the body site, the part (which
  * side, for arms, legs, hands, feet and the sides of the trunk) and, on a large shape, whereabouts
- * on it (upper, middle or lower part; on the head or trunk also the figure's left, centre or right).
+ * on it (upper, middle or lower part; on the head or trunk also the patient's right side, centre or
+ * the patient's left side: every side is the patient's, never the drawing's).
  * Only what the drawing shows: it is a simple outline, not an anatomical position. */
 export function describePoint(p: MapPoint): string {
   const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
   const head = `${p.view} view, ${SITE_LABELS[p.site] ?? p.site}`
   if (!s) return head
   const b = shapeBox(s)
-  const third = (v: number, from: number, size: number) => Math.min(2, Math.max(0, Math.floor(((v - from) / size) * 3)))
+  const { across, down } = thirds(p, s)
   const where: string[] = []
-  if (b.height >= 20) where.push(['upper part', 'middle', 'lower part'][third(p.y, b.y, b.height)])
-  if (b.width >= 30) where.push(['left of the figure', 'centre of the figure', 'right of the figure'][third(p.x, b.x, b.width)])
+  if (b.height >= 20) where.push(['upper part', 'middle', 'lower part'][down])
+  if (isWide(s)) where.push(across === 1 ? 'centre' : `the patient’s ${patientSideOf(p.view, across === 0)} side`)
   const part = pointPart(p)
   return `${head}${part ? `: ${part}` : ''}${where.length ? `, ${where.join(', ')}` : ''}`
+}
+
+/** How far the mark is from the middle of the part it is on, in arrow-key steps (see STEP), in
+ * words: "3 steps up and 1.5 steps to the patient’s left from its middle", "at its middle". Finer than
+ * describePoint's thirds, so that each arrow key press says something new. */
+export function stepPosition(p: MapPoint): string {
+  const s = regionOf(p.view, p.site)?.shapes[shapeIndexOf(p)]
+  if (!s) return ''
+  const m = shapeMiddle(s)
+  // to a tenth of a step: the smallest move (a quarter step, at an edge) still changes the words
+  const steps = (d: number) => Math.round((Math.abs(d) / STEP) * 10) / 10
+  const count = (n: number) => `${n} step${n === 1 ? '' : 's'}`
+  const parts: string[] = []
+  const up = steps(p.y - m.y)
+  if (up > 0) parts.push(`${count(up)} ${p.y < m.y ? 'up' : 'down'}`)
+  const across = steps(p.x - m.x)
+  if (across > 0) parts.push(`${count(across)} to the patient’s ${patientSideOf(p.view, p.x < m.x)}`)
+  return parts.length ? `${parts.join(' and ')} from its middle` : 'at its middle'
 }
 
 /** The point moved to the mirror shape on the patient's other side (the figure is symmetric),
@@ -548,8 +603,8 @@ export function BodyMap({ value, onChange, pins = [], onPoint, onPinSelect, poin
     e.preventDefault()
     const step = e.shiftKey ? BIG_STEP : STEP
     const moved = movePoint(point, dir[0] * step, dir[1] * step)
-    if (moved) onPoint(moved)
-    else onMoveBlocked?.(point)
+    if (moved) onPoint(moved, 'move')
+    else onMoveBlocked?.(point, dir[2])
   }
   const onPinKey = (e: KeyboardEvent, id: number) => {
     if (e.key === 'Enter' || e.key === ' ') {

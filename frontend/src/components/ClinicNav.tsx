@@ -81,7 +81,8 @@ export function AudienceSwitch({
     )
   }
   return (
-    <div className="audience" role="group" aria-label="Show results for" data-testid="audience-toggle" data-audience={audience}>
+    // its name starts with the word shown ("View"), the word the Assess page's prompt tells people to look for
+    <div className="audience" role="group" aria-label="View: show results for" data-testid="audience-toggle" data-audience={audience}>
       <span className="audience-label" aria-hidden="true">
         View:
       </span>

@@ -11,6 +11,7 @@ import { NewVisitForm, visitDefaults } from '../components/NewVisitForm.tsx'
 import { CompareVisits, VisitTimeline } from '../components/VisitTimeline.tsx'
 import { changeHint, SITE_LABELS } from '../content.ts'
 import { useApiData } from '../hooks.ts'
+import { notFound, RecordNotFound } from './ClinicPatientPage.tsx'
 
 type Tab = 'timeline' | 'compare'
 
@@ -35,6 +36,7 @@ export function ClinicLesionPage({ id }: { id: number }) {
     heading.scrollIntoView({ block: 'start' })
   }
 
+  if (notFound(lesion.error)) return <RecordNotFound what="Lesion" />
   if (lesion.error) return <ErrorBox error={lesion.error} what="Could not load the lesion." />
   const d = lesion.data
   if (savedVisit !== null && d?.visits.some((v) => v.id === savedVisit)) {

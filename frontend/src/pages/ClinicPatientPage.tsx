@@ -2,12 +2,26 @@ import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent 
 import { ApiError } from '../api.ts'
 import { createLesion, deleteLesion, deletePatient, getPatient, patientExportUrl, updateLesion, updatePatientRef } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
-import { announce } from '../clinic/focus.ts'
+import { announce, focusLost } from '../clinic/focus.ts'
 import { assessedOn, clinicHref, lesionPlace, RETAKE_LABEL, retakeNote } from '../clinic/format.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import type { Lesion, MapPoint as LesionMapPoint, Side } from '../clinic/types.ts'
 import type { LesionChange } from '../clinic/api.ts'
-import { BodyMap, describePoint, FIGURE, pointOnSide, pointPart, pointSide, regionAt, siteFitsPoint, type MapPoint, type Pin } from '../components/BodyMap.tsx'
+import {
+  BodyMap,
+  describePoint,
+  FIGURE,
+  markSide,
+  pointOnSide,
+  pointPart,
+  pointSide,
+  regionAt,
+  siteFitsPoint,
+  stepPosition,
+  type ArrowDirection,
+  type MapPoint,
+  type Pin,
+} from '../components/BodyMap.tsx'
 import { ChoiceField } from '../components/ChoiceField.tsx'
 import { setAppHash, useUnsavedGuard } from '../components/NewVisitForm.tsx'
 import { SITE_CHOICES, SITE_LABELS } from '../content.ts'
@@ -43,6 +57,27 @@ export function mirroredMap(map: LesionMapPoint | null, side: string): { map: Le
   return { map: { view: map.view, x: round3(moved.x / FIGURE.width), y: map.y }, part: pointPart(moved) }
 }
 
+/** Where a lesion's pin (`map`, fractions of the figure) will be once saved with `side`: moved to
+ * that side where mirroredMap moves it; null without a pin (or off the body). */
+export function pinPoint(map: LesionMapPoint | null, side: string): MapPoint | null {
+  if (!map) return null
+  const moved = mirroredMap(map, side)?.map ?? map
+  const x = moved.x * FIGURE.width
+  const y = moved.y * FIGURE.height
+  const at = regionAt(moved.view, x, y)
+  return at ? { view: moved.view, x, y, site: at.site } : null
+}
+
+/** The warning under a Side field (see sideWarning): always in the page, empty when there is
+ * nothing to say, so that a warning that comes is said (a live region) and seen. */
+function SideWarning({ text, testId }: { text: string; testId: string }) {
+  return (
+    <p className={text ? 'status-warning' : 'visually-hidden'} role="status" data-testid={testId}>
+      {text}
+    </p>
+  )
+}
+
 /** What saving a lesion's "Edit location" says: what changed (location, side) and, when the side
  * moved the pin, where it is now. */
 export function lesionEditText(n: number, changed: { location: boolean; side: boolean }, pinPart: string | null): string {
@@ -66,10 +101,147 @@ export function lesionListCaption(ref: string, n: number): string {
 export const NEW_LESION_LEAVE_MESSAGE = 'The new lesion is not saved: where you placed it and what you typed will be lost. Leave this page?'
 
 /** What the new lesion's placement hint says: where the mark is, in words (see describePoint),
- * and what last changed it or the fields beside it (`note`). */
-export function placementText(point: MapPoint | null, note: string): string {
-  const where = point ? `Placed on the ${describePoint(point)}.` : 'Not placed on the map yet.'
+ * and what last changed it or the fields beside it (`note`). After an arrow key (`moved`) it also
+ * says how far the mark is from the middle of its part, in steps (see stepPosition): each press
+ * changes what the live region says, so each is heard. */
+export function placementText(point: MapPoint | null, note: string, moved = false): string {
+  const where = point ? `Placed on the ${describePoint(point)}${moved ? `; ${stepPosition(point)}` : ''}.` : 'Not placed on the map yet.'
   return note ? `${note} ${where}` : where
+}
+
+/** What an arrow key that could not move the mark says (`presses`: how many times in a row it was
+ * pressed there): the count makes each press change the live region, so each is heard. */
+export function edgeText(point: MapPoint, direction: ArrowDirection, presses: number): string {
+  const part = pointPart(point) || SITE_LABELS[point.site] || point.site
+  return `The mark is at the edge of ${part}: it cannot move further ${direction}${presses > 1 ? ` (pressed ${presses} times)` : ''}.`
+}
+
+const SIDE_WORDS: Record<string, string> = { left: 'Left', right: 'Right', midline: 'Midline' }
+
+/** The warning shown under a Side field whose value contradicts where the mark (or the lesion's
+ * pin) is on the body map: Left or Right with the mark on the patient's other side (see markSide:
+ * the trunk's and head's outer thirds too), or Midline with the mark on an arm, leg, hand, foot or
+ * side of the trunk. '' when they agree, or when either says nothing. Saving is not blocked. */
+export function sideWarning(point: MapPoint | null, side: string, what = 'the mark on the body map'): string {
+  if (!point || !SIDE_WORDS[side]) return ''
+  const at = markSide(point)
+  if (side === 'midline') {
+    const shapeSided = pointSide(point)
+    return shapeSided ? `Check the side: ${what} is on ${pointPart(point)}, but Side is Midline.` : ''
+  }
+  if (!at || at === side) return ''
+  return `Check the side: ${what} is on the patient’s ${at} side, but Side is ${SIDE_WORDS[side]}.`
+}
+
+/** The elements Tab stops at inside `box`, in order. */
+function tabStops(box: HTMLElement): HTMLElement[] {
+  const all = box.querySelectorAll<HTMLElement>(
+    'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])',
+  )
+  return Array.from(all).filter((el) => el.tabIndex >= 0)
+}
+
+/** Keeps Tab inside a confirm box (role="alertdialog"): Tab on its last stop goes to its first,
+ * Shift+Tab on its first to its last (Escape closes it). From the box itself or a message the
+ * focus was put on (tabindex -1, no Tab stop), Tab goes to the next stop in the box, Shift+Tab to
+ * the one before it, wrapping round too. */
+export function trapTab(e: KeyboardEvent<HTMLElement>): void {
+  if (e.key !== 'Tab') return
+  const stops = tabStops(e.currentTarget)
+  if (stops.length === 0) return
+  const first = stops[0]
+  const last = stops[stops.length - 1]
+  const active = document.activeElement
+  const at = stops.findIndex((s) => s === active)
+  if (at === -1) {
+    // Node.DOCUMENT_POSITION_FOLLOWING: the stop comes after the focused element
+    const follows = (s: HTMLElement) => active !== null && (active.compareDocumentPosition(s) & 4) !== 0
+    const next = e.shiftKey ? [...stops].reverse().find((s) => !follows(s)) : stops.find(follows)
+    e.preventDefault()
+    ;(next ?? (e.shiftKey ? last : first)).focus()
+  } else if (e.shiftKey && at === 0) {
+    e.preventDefault()
+    last.focus()
+  } else if (!e.shiftKey && at === stops.length - 1) {
+    e.preventDefault()
+    first.focus()
+  }
+}
+
+/** A status line that says each message, the same one twice too: it is emptied, then filled a
+ * moment later (a live region whose text does not change says nothing). */
+export function useRepeatableStatus(delayMs = 100): [string, (message: string) => void] {
+  const [text, setText] = useState('')
+  const timer = useRef<ReturnType<typeof setTimeout> | null>(null)
+  useEffect(
+    () => () => {
+      if (timer.current !== null) clearTimeout(timer.current)
+    },
+    [],
+  )
+  const say = (message: string) => {
+    if (timer.current !== null) clearTimeout(timer.current)
+    setText('')
+    timer.current = setTimeout(() => {
+      timer.current = null
+      setText(message)
+    }, delayMs)
+  }
+  return [text, say]
+}
+
+/** An error shown where the focus is put (or in the field that has it), so without role="alert":
+ * a screen reader reads it once, as the focus arrives, not twice. */
+function QuietError({ error, id, testId = 'error-message' }: { error: string | null; id?: string; testId?: string }) {
+  if (!error) return null
+  return (
+    <div className="error-message" id={id} data-testid={testId}>
+      {error}
+    </div>
+  )
+}
+
+/** The message of an error, after what failed (`what`): "Could not delete lesion 2: Database is locked". */
+function failed(what: string, err: unknown): Error {
+  return new Error(`${what}: ${(err as Error).message}`)
+}
+
+/** Whether a page's load failed because there is no such record: not found (404), or an id no
+ * record can have (422, e.g. 0). */
+export function notFound(error: Error | null): boolean {
+  return error instanceof ApiError && (error.status === 404 || error.status === 422)
+}
+
+/** A patient's or lesion's page when there is none at that address: a heading that says so (it
+ * takes the focus when the focus is nowhere), a plain sentence, the way back to the patients and a
+ * title that says the same. */
+export function RecordNotFound({ what }: { what: 'Patient' | 'Lesion' }) {
+  const headingRef = useRef<HTMLHeadingElement | null>(null)
+  const title = `${what} not found`
+  useEffect(() => {
+    const before = document.title
+    document.title = `${title} · dermsight`
+    if (focusLost()) headingRef.current?.focus()
+    return () => {
+      document.title = before
+    }
+  }, [title])
+  return (
+    <div className="clinic-page" data-testid="record-not-found">
+      <h1 className="page-title" ref={headingRef} tabIndex={-1}>
+        {title}
+      </h1>
+      <p>
+        There is no {what.toLowerCase()} at this address. It may have been deleted, or the link may be mistyped or out
+        of date.
+      </p>
+      <p>
+        <a href={clinicHref.patients} data-testid="record-not-found-patients">
+          Back to the patient list
+        </a>
+      </p>
+    </div>
+  )
 }
 
 /** What the placement hint says when a body site chosen in the list (`site`) does not fit the
@@ -118,7 +290,8 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
     else openRef.current?.focus()
   }, [open, toggled])
   // a refused save (a 409: another patient's reference): back to the input, which says it is
-  // invalid, so the focus is not left on <body> while the Save button is disabled
+  // invalid, so the focus is not left on <body> while the Save button is disabled; the error is
+  // read with the input (its description), so it is no alert too (it would be read twice)
   useEffect(() => {
     if (error) inputRef.current?.focus()
   }, [error])
@@ -136,7 +309,11 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
       return
     }
     await submit(async () => {
-      await updatePatientRef(id, next)
+      try {
+        await updatePatientRef(id, next)
+      } catch (err) {
+        throw failed('Could not save the reference', err)
+      }
       close()
       onSaved(next)
     })
@@ -176,7 +353,7 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
           from the database; the change is written to the audit log.
         </p>
       </div>
-      <ErrorBox error={error} id={`${ids}-ref-error`} />
+      <QuietError error={error} id={`${ids}-ref-error`} />
       <div className="result-actions">
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="ref-correct-save">
           Save reference
@@ -198,11 +375,16 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
   const [side, setSide] = useState<string>(lesion.side ?? '')
   const { busy, error, submit } = useFormAction()
   const firstRef = useRef<HTMLElement | null>(null)
+  // the first field or button takes the focus: the delete button; in the edit form its first
+  // field in the page's order, Side (the list ChoiceField draws in `sideRowRef`)
+  const sideRowRef = useRef<HTMLDivElement | null>(null)
   useEffect(() => {
-    firstRef.current?.focus()
+    const first = mode === 'edit' ? sideRowRef.current?.querySelector('select') : firstRef.current
+    first?.focus()
   }, [mode, lesion.id])
   // a failed save or delete: the focus goes to what went wrong (the button pressed is disabled
-  // while it ran, which dropped the focus to <body>)
+  // while it ran, which dropped the focus to <body>); it is read as the focus arrives, so it is no
+  // alert too (read twice)
   const errorRef = useRef<HTMLDivElement | null>(null)
   useEffect(() => {
     if (error) errorRef.current?.focus()
@@ -210,12 +392,12 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
   const changed = { location: location.trim() !== (lesion.location ?? ''), side: asSide(side) !== (lesion.side ?? null) }
   useUnsavedGuard(mode === 'edit' && (changed.location || changed.side), LESION_EDIT_LEAVE_MESSAGE)
   const errorBox = error && (
-    <div ref={errorRef} tabIndex={-1} data-testid="lesion-correction-error">
-      <ErrorBox error={error} />
+    <div ref={errorRef} tabIndex={-1} id={`${ids}-error`} data-testid="lesion-correction-error">
+      <QuietError error={error} />
     </div>
   )
   const place = lesionPlace(lesion, SITE_LABELS)
-  const onKey = (e: KeyboardEvent) => {
+  const onKey = (e: KeyboardEvent<HTMLElement>) => {
     if (e.key === 'Escape') {
       e.preventDefault()
       onCancel()
@@ -223,7 +405,17 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
   }
   if (mode === 'delete')
     return (
-      <div className="confirm-box" role="alertdialog" aria-labelledby={`${ids}-what`} onKeyDown={onKey} data-testid="lesion-delete-box">
+      <div
+        className="confirm-box"
+        role="alertdialog"
+        aria-labelledby={`${ids}-what`}
+        aria-describedby={error ? `${ids}-error` : undefined}
+        onKeyDown={(e) => {
+          onKey(e)
+          trapTab(e)
+        }}
+        data-testid="lesion-delete-box"
+      >
         <p id={`${ids}-what`}>
           <strong data-testid="lesion-delete-text">{lesionDeleteText(n, place, lesion.n_visits, lesion.diagnosis)}</strong>
         </p>
@@ -245,7 +437,7 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
                   onDone(`Lesion ${n} had already been deleted.`)
                   return
                 }
-                throw err
+                throw failed(`Could not delete lesion ${n}`, err)
               }
               onDone(`Lesion ${n} deleted.`)
             })}
@@ -271,7 +463,11 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
     const change: LesionChange = { location: location.trim() || null, side: asSide(side) }
     if (moved) change.map = moved.map
     await submit(async () => {
-      await updateLesion(lesion.id, change)
+      try {
+        await updateLesion(lesion.id, change)
+      } catch (err) {
+        throw failed(`Could not save the location of lesion ${n}`, err)
+      }
       onDone(lesionEditText(n, changed, moved ? moved.part : null))
     })
   }
@@ -285,16 +481,15 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
         its visits were assessed with it. A lesion recorded at the wrong site is added again at the right one, its
         photos uploaded there, and this one deleted.
       </p>
-      <div className="field-row">
-        <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-edit-side" />
+      <div className="field-row" ref={sideRowRef} data-testid="lesion-edit-side-row">
+        <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-edit-side">
+          <SideWarning text={sideWarning(pinPoint(lesion.map, side), side, 'the lesion’s pin on the body map')} testId="lesion-edit-side-warning" />
+        </ChoiceField>
       </div>
       <div className="field">
         <label htmlFor={`${ids}-loc`}>Location (free text)</label>
         <input
           id={`${ids}-loc`}
-          ref={(el) => {
-            firstRef.current = el
-          }}
           value={location}
           maxLength={200}
           onChange={(e) => setLocation(e.target.value)}
@@ -325,6 +520,10 @@ export function ClinicPatientPage({ id }: { id: number }) {
   const [location, setLocation] = useState('')
   // what last changed the mark or the fields beside it, said with where the mark is (a live region)
   const [mapNote, setMapNote] = useState('')
+  // whether an arrow key last moved the mark (the placement then says how far from the middle)
+  const [moved, setMoved] = useState(false)
+  // the arrow key that last could not move the mark, and how many times in a row
+  const blockedRef = useRef<{ key: string; presses: number } | null>(null)
   // a mark taken off because the body site chosen in the list no longer fits it: put back if the
   // list comes back to a site that fits (the list is browsed with the arrow keys, one change a step)
   const setAsideRef = useRef<MapPoint | null>(null)
@@ -361,11 +560,12 @@ export function ClinicPatientPage({ id }: { id: number }) {
     setConfirmRef('')
     setDeleteError(null)
   }
-  const onConfirmKey = (e: KeyboardEvent) => {
+  const onConfirmKey = (e: KeyboardEvent<HTMLElement>) => {
     if (e.key === 'Escape') {
       e.preventDefault()
       closeConfirm()
     }
+    trapTab(e)
   }
 
   const p = patient.data
@@ -373,7 +573,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
   // the lesion being corrected (its row's "Edit location" / "Delete lesion…"), and what the last
   // correction did (a live region)
   const [correcting, setCorrecting] = useState<{ id: number; mode: 'edit' | 'delete' } | null>(null)
-  const [corrected, setCorrected] = useState('')
+  const [corrected, setCorrected] = useRepeatableStatus()
   const actionRefs = useRef(new Map<string, HTMLButtonElement | null>())
   const lesionsHeadingRef = useRef<HTMLHeadingElement | null>(null)
   const closeCorrection = () => {
@@ -399,8 +599,10 @@ export function ClinicPatientPage({ id }: { id: number }) {
   // on an arm, leg, hand, foot or side of the trunk); a side chosen moves a mark on the other
   // side's arm (leg…) to the same place on this side's; a site chosen that the mark's region does
   // not fit takes the mark off (and says so)
-  const onPoint = (pt: MapPoint) => {
+  const onPoint = (pt: MapPoint, how?: 'move') => {
     setAsideRef.current = null
+    blockedRef.current = null
+    setMoved(how === 'move')
     setPoint(pt)
     setSite(pt.site)
     const ptSide = pointSide(pt)
@@ -418,6 +620,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
   }
   const onSide = (v: string) => {
     sideFromMapRef.current = false // the user's choice
+    blockedRef.current = null
+    setMoved(false)
     setSide(v)
     if (!point || (v !== 'left' && v !== 'right')) return
     const moved = pointOnSide(point, v)
@@ -427,6 +631,8 @@ export function ClinicPatientPage({ id }: { id: number }) {
   }
   const onSite = (v: string) => {
     setSite(v)
+    blockedRef.current = null
+    setMoved(false)
     const aside = setAsideRef.current
     if (point && !siteFitsPoint(v, point)) {
       setAsideRef.current = point
@@ -441,7 +647,13 @@ export function ClinicPatientPage({ id }: { id: number }) {
       setMapNote(takenOffNote(aside, v))
     }
   }
-  const onMoveBlocked = (pt: MapPoint) => setMapNote(`The mark is at the edge of ${pointPart(pt) || SITE_LABELS[pt.site] || pt.site}.`)
+  const onMoveBlocked = (pt: MapPoint, direction: ArrowDirection) => {
+    const key = `${pt.view} ${pt.x} ${pt.y} ${direction}`
+    const presses = blockedRef.current?.key === key ? blockedRef.current.presses + 1 : 1
+    blockedRef.current = { key, presses }
+    setMoved(false)
+    setMapNote(edgeText(pt, direction, presses))
+  }
 
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
@@ -472,6 +684,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
     }
   }
 
+  if (notFound(patient.error)) return <RecordNotFound what="Patient" />
   if (patient.error) return <ErrorBox error={patient.error} what="Could not load the patient." />
   if (!p) return <p className="muted">Loading…</p>
 
@@ -532,11 +745,13 @@ export function ClinicPatientPage({ id }: { id: number }) {
           <form onSubmit={onCreate} noValidate data-testid="new-lesion-form">
             {/* a live region: a mark placed, moved or taken off by key or list is said */}
             <p className="hint" role="status" data-testid="new-lesion-point">
-              {placementText(point, mapNote)}
+              {placementText(point, mapNote, moved)}
             </p>
             <div className="field-row">
               <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={onSite} choices={SITE_CHOICES} testId="lesion-site" />
-              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={onSide} choices={SIDES} testId="lesion-side" />
+              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={onSide} choices={SIDES} testId="lesion-side">
+                <SideWarning text={sideWarning(point, side)} testId="lesion-side-warning" />
+              </ChoiceField>
             </div>
             <div className="field">
               <label htmlFor={`${ids}-loc`}>Location (free text)</label>
@@ -689,8 +904,9 @@ export function ClinicPatientPage({ id }: { id: number }) {
               data-testid="delete-confirm-input"
             />
             {deleteError && (
-              // the focus moves here, so that it is read where the user is (in this box)
-              <div ref={deleteErrorRef} tabIndex={-1} id={`${ids}-delete-error`} className="error-message" role="alert" data-testid="delete-error">
+              // the focus moves here, so that it is read where the user is (in this box): no
+              // role="alert" too (it would be read twice)
+              <div ref={deleteErrorRef} tabIndex={-1} id={`${ids}-delete-error`} className="error-message" data-testid="delete-error">
                 Could not delete the patient: {deleteError}
               </div>
             )}
