@@ -92,9 +92,17 @@ from typing import Any, TypeGuard
 import numpy as np
 
 from dermsight.evaluate.bootstrap import wilson_interval
+from dermsight.evaluate.frequencies import (
+    DEFAULT_MALIGNANT,
+    from_public_collections,
+    limits_text,
+    malignant_means_text,
+    or_list,
+    too_few,
+)
 from dermsight.evaluate.metrics import HEADLINE_METRICS
 from dermsight.evaluate.settings import MIN_CASES, MIN_N
-from dermsight.taxonomy import UNSPECIFIED
+from dermsight.taxonomy import MALIGNANT, UNSPECIFIED
 
 __all__ = ["FEW_GROUPS", "METRIC_LABELS", "card_report_extras", "render_report"]
 
@@ -141,9 +149,12 @@ _LOWER_IS_BETTER = frozenset({"ece", "brier", "nll"})
 
 #: what the malignant figures score (dermsight.malignancy): not the three classes' plain sum when
 #: the bundle leaves a class out of the denominator, as the nine-class bundles leave out UNK
+#: (the shipped model's malignant classes: :func:`_malignant_share` names an evaluation's own)
 _MALIGNANT_SHARE = ("The malignant share is P(MEL)+P(BCC)+P(SCC) over the probability on the "
                     "classes the bundle does not leave out of it (a bundle may leave out UNK); "
                     "the malignant AUC, pAUC and thresholds score it.")
+#: how the texts above name the shipped model's malignant classes
+_SHIPPED_MALIGNANT = or_list(DEFAULT_MALIGNANT)
 
 _PLOT_CAPTIONS: dict[str, str] = {
     "roc": ("One-vs-rest ROC curves on the test set (dashed: malignant = MEL, BCC or SCC, "
@@ -391,9 +402,53 @@ def _kv_table(d: Mapping[str, Any], caption: str) -> str:
     return f"<table><caption>{_e(caption)}</caption><tbody>{body}</tbody></table>"
 
 
-def _label(key: str) -> str:
+def _malignant_codes(test: Mapping[str, Any] | None) -> list[str]:
+    """The classes an evaluation's malignant figures score: the malignant classes among its
+    classes, as :func:`dermsight.evaluate.metrics.compute_metrics` takes them (the shipped
+    model's when the evaluation names no classes)."""
+    classes = [str(c) for c in (test or {}).get("classes") or []]
+    return [c for c in classes if c in MALIGNANT] if classes else list(DEFAULT_MALIGNANT)
+
+
+def _malignant_share(test: Mapping[str, Any] | None) -> str:
+    """:data:`_MALIGNANT_SHARE` with the evaluation's own malignant classes summed."""
+    codes = _malignant_codes(test)
+    return _MALIGNANT_SHARE.replace("P(MEL)+P(BCC)+P(SCC)",
+                                    "+".join(f"P({_e(c)})" for c in codes))
+
+
+def _present(test: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """The evaluation's classes with and without items in it (``n_<class>``); ``([], [])``
+    when the metrics do not count them."""
+    metrics = test.get("metrics") or {}
+    classes = [str(c) for c in test.get("classes") or []]
+    counts = {c: _value(metrics.get(f"n_{c}")) for c in classes}
+    if not classes or any(n is None for n in counts.values()):
+        return [], []
+    present = [c for c in classes if (counts[c] or 0) > 0]
+    return present, [c for c in classes if c not in present]
+
+
+#: the headline figures that average over the classes present (absent ones have no recall or AUC)
+_OVER_CLASSES = ("balanced_accuracy", "auc_macro")
+
+
+def _label(key: str, test: Mapping[str, Any] | None = None) -> str:
+    """A metric's display name; with ``test``, the malignant AUC names the evaluation's own
+    malignant classes, and balanced accuracy / the mean AUC say over how many of the model's
+    classes they average when some are absent from the evaluated items."""
     if key in METRIC_LABELS:
-        return METRIC_LABELS[key]
+        text = METRIC_LABELS[key]
+        if test is None:
+            return text
+        if key == "malignant_auc":
+            text = text.replace(_SHIPPED_MALIGNANT, or_list(_malignant_codes(test)))
+        present, absent = _present(test)
+        if key in _OVER_CLASSES and present and absent:
+            over = f"over the {len(present)} of {len(present) + len(absent)} classes present"
+            text = (text.replace("over all test items", f"{over} in the test items")
+                    if key == "balanced_accuracy" else f"{text}, {over}")
+        return text
     for prefix, text in (("auc_", "AUC"), ("sensitivity_", "Sensitivity"),
                          ("specificity_", "Specificity")):
         if key.startswith(prefix):
@@ -552,16 +607,36 @@ def _headline(test: Mapping[str, Any]) -> str:
     rows = []
     for key in _HEADLINE:
         if key in ci:
-            rows.append([_e(_label(key)), _ci(ci[key], cases=_cases_for(key, metrics)),
+            rows.append([_e(_label(key, test)), _ci(ci[key], cases=_cases_for(key, metrics)),
                          _metric_n(key, metrics)])
         elif key in metrics:
-            rows.append([_e(_label(key)), _num(metrics[key]), _metric_n(key, metrics)])
+            rows.append([_e(_label(key, test)), _num(metrics[key]), _metric_n(key, metrics)])
     table = _table(["metric", "value (95% CI)", "n (test items)"], rows, num_cols=[1, 2],
                    caption=f"Test metrics on {_count(metrics.get('n'))} items "
                            f"({_count(metrics.get('n_malignant'))} malignant)")
-    return ("<h2>Test metrics</h2>" + table + _ci_note(test)
-            + f'<p class="note">{_MALIGNANT_SHARE}</p>'
+    return ("<h2>Test metrics</h2>" + table + _absent_classes_note(test) + _ci_note(test)
+            + f'<p class="note">{_malignant_share(test)}</p>'
             + _thin_classes_note(metrics, list(test.get("classes") or [])))
+
+
+def _absent_classes_note(test: Mapping[str, Any]) -> str:
+    """Next to the headline: balanced accuracy and the mean AUC average only the classes
+    present, so with some of the model's classes absent they are not its figures over all of
+    them (``""`` when every class is present)."""
+    present, absent = _present(test)
+    metrics = test.get("metrics") or {}
+    shown = [k for k in _OVER_CLASSES if k in (test.get("ci") or {}) or k in metrics]
+    if not (present and absent and shown):
+        return ""
+    total, k = len(present) + len(absent), len(present)
+    names = " and ".join("balanced accuracy" if key == "balanced_accuracy"
+                         else "the mean one-vs-rest AUC" for key in shown)
+    verb, they = ("average", "they are") if len(shown) > 1 else ("averages", "it is")
+    text = (f"These test items hold {k} of the model's {total} classes ({', '.join(present)}); "
+            f"none of {', '.join(absent)}. {names[0].upper() + names[1:]} {verb} over the {k} "
+            f"classes present only, so {they} not comparable with a figure over all {total} "
+            f"classes, such as the model card's (where its test split held all {total}).")
+    return f'<p class="warn">{_e(text)}</p>'
 
 
 def _difference_cell(key: str, entry: object, point: float | None) -> str:
@@ -599,7 +674,7 @@ def _comparison(baseline: Mapping[str, Any], test: Mapping[str, Any]) -> str:
         a, b = _value(ci.get(key)), _value(bci.get(key))
         point = None if a is None or b is None else a - b
         d_cell = _difference_cell(key, diff.get(key), point)
-        rows.append([_e(_label(key)), _metric_n(key, metrics),
+        rows.append([_e(_label(key, test)), _metric_n(key, metrics),
                      _ci(ci.get(key), cases=_cases_for(key, metrics)),
                      _ci(bci.get(key), cases=_cases_for(key, bmetrics)), d_cell])
     note = ("Difference intervals come from a paired bootstrap (both models on the same "
@@ -742,7 +817,7 @@ def _thresholds(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
                      caption=f"Thresholds on {_count(metrics.get('n'))} test items")
             + design
             + '<p class="note">A case is positive when its malignant share &ge; the '
-            f"threshold. {_MALIGNANT_SHARE}</p>"
+            f"threshold. {_malignant_share(test)}</p>"
             + (_figure("risk_tiers", plots["risk_tiers"]) if "risk_tiers" in plots else ""))
 
 
@@ -988,7 +1063,10 @@ def _test_tier_counts(test: Mapping[str, Any]) -> dict[str, tuple[int, int]] | N
 
 def _per_100(n: object, k: object, given: object = None) -> str:
     """``about N`` of 100 (the card's rounded ``per_100`` where given); ``fewer than 1`` where
-    that rounds to 0 but some were malignant."""
+    that rounds to 0 but some were malignant; withheld for a tier of fewer than :data:`MIN_N`
+    images (:func:`~dermsight.evaluate.frequencies.too_few`)."""
+    if _is_num(n) and float(n) > 0 and too_few(float(n)):
+        return f"withheld: too few images to count ({_num(n)})"
     if not (_is_num(n) and _is_num(k)) or float(n) == 0:
         return f"about {round(float(given))}" if _is_num(given) else "&mdash;"
     per = round(float(given)) if _is_num(given) else round(100 * float(k) / float(n))
@@ -1019,13 +1097,19 @@ def _natural_frequencies(results: Mapping[str, Any], test: Mapping[str, Any]) ->
             tn, tk = on_test.get(str(tier), (None, None))
             row += [_num(tn), _num(tk), _per_100(tn, tk)]
         rows.append(row)
+    counted = [e.get("n") for e in per_tier.values() if isinstance(e, Mapping)]
+    counted += [tn for tn, _ in (on_test or {}).values()]
+    thin = any(_is_num(n) and float(n) > 0 and too_few(float(n)) for n in counted)
     fitted = split == "validation"
     text = (f"Of 100 lesions given each tier, about how many were malignant: counted on the "
             f"{_count(nf.get('n'))} {_e(split)} images (kept out of training)"
             + (", the same images the refer and monitor cut-offs were fitted on, so these "
                "counts may flatter the model a little." if fitted else ".")
             + (" The test images, used for no fitting, give the counts beside them." if on_test
-               else " The test images' counts are not in these results."))
+               else " The test images' counts are not in these results.")
+            + (f" A tier with fewer than {MIN_N} images gets no figure (withheld, as subgroups "
+               "that small are): a handful of images says little about how often a result "
+               "goes with cancer." if thin else ""))
     parts = ["<h2>Natural frequencies per risk tier</h2>", f"<p>{text}</p>",
              _table(header, rows, num_cols=range(1, len(header)),
                     caption=f"Malignant lesions per risk tier, {split}"
@@ -1061,8 +1145,38 @@ def card_report_extras(card: Mapping[str, Any]) -> dict[str, Any]:
                     if _is_num(validation.get(f"{name}_sensitivity"))},
             }
     if isinstance(card.get("natural_frequencies"), Mapping):
-        out["natural_frequencies"] = card["natural_frequencies"]
+        out["natural_frequencies"] = _frequency_words(card, card["natural_frequencies"])
     return out
+
+
+def _card_malignant(card: Mapping[str, Any]) -> list[str] | None:
+    """The card's malignant classes (``malignant``; absent: the malignant classes among the
+    training configuration's classes), ``None`` when it names neither."""
+    listed = card.get("malignant")
+    if isinstance(listed, list | tuple) and listed:
+        return [str(c) for c in listed]
+    training = card.get("training")
+    config = training.get("config") if isinstance(training, Mapping) else None
+    data = config.get("data") if isinstance(config, Mapping) else None
+    classes = data.get("classes") if isinstance(data, Mapping) else None
+    if isinstance(classes, list | tuple) and classes:
+        return [str(c) for c in classes if c in MALIGNANT]
+    return None
+
+
+def _frequency_words(card: Mapping[str, Any], nf: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The card's natural frequencies with ``malignant_means`` and ``limits`` said for this
+    model: its own malignant classes, and "public collections" only where every source of the
+    counted images is one (``source_mix``). A card that records neither is shown as it is; the
+    shipped card's words are these."""
+    codes = _card_malignant(card)
+    mix = nf.get("source_mix")
+    n, k = nf.get("n"), nf.get("malignant")
+    if codes is None or not isinstance(mix, Mapping) or not (_is_num(n) and _is_num(k)):
+        return nf
+    public = from_public_collections(mix)
+    return {**nf, "malignant_means": malignant_means_text(codes, public),
+            "limits": limits_text(int(float(n)), int(float(k)), public)}
 
 
 def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -1085,12 +1199,15 @@ def _calibration(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
-def _plots(results: Mapping[str, Any]) -> str:
+def _plots(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
     plots = results.get("plots") or {}
     names = [n for n in plots if n not in ("reliability", "risk_tiers")]
     if not names:
         return ""
-    return "<h2>Figures</h2>" + "".join(_figure(n, plots[n]) for n in names)
+    roc = _PLOT_CAPTIONS["roc"].replace(f"malignant = {_SHIPPED_MALIGNANT}",
+                                        f"malignant = {or_list(_malignant_codes(test))}")
+    return "<h2>Figures</h2>" + "".join(
+        _figure(n, plots[n], roc if n == "roc" else None) for n in names)
 
 
 def _limitations(results: Mapping[str, Any], test: Mapping[str, Any]) -> str:
@@ -1129,7 +1246,7 @@ def render_report(results: Mapping[str, Any]) -> str:
                      _natural_frequencies(results, test), _subgroups(test, results), _ita(test)]
     else:
         sections.append('<p class="warn">No test evaluation in these results.</p>')
-    sections += [_cross_source(results), _calibration(results, test), _plots(results),
+    sections += [_cross_source(results), _calibration(results, test), _plots(results, test),
                  _limitations(results, test)]
     named = " ".join(str(model[k]) for k in ("name", "version") if model.get(k))
     head = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
