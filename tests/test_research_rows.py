@@ -93,8 +93,8 @@ def labelled_cohort(data_dir: Path, sample_ids: list[str], tmp_path: Path) -> Pa
     return write_cohort(tmp_path / "cohort", data_dir, sample_ids[:6], [
         ("nevus", "55", "M", "Chest", "PT000", "clinicA"),
         ("Melanoma", "62", "F", "Leg", "PT001", "clinicA"),
-        ("Naevus", "40", "F", "back", "PT002", "clinicA"),
-        ("Naevus", "41", "F", "back", "PT003", "clinicA"),
+        ("Halo naevus", "40", "F", "back", "PT002", "clinicA"),
+        ("Halo naevus", "41", "F", "back", "PT003", "clinicA"),
         ("Spitz nevus", "173", "M", "back", "PT004", "clinicB"),
         ("", "30", "M", "back", "PT005", "clinicB"),
     ])
@@ -107,7 +107,7 @@ def test_summary_counts_unusable_diagnoses_as_invalid(labelled_cohort: Path) -> 
     assert d["n_unlabeled"] == 4  # no usable label: both kinds
     assert d["n_invalid"] == {"diagnosis": 3, "age": 1, "sex": 0, "site": 0}
     assert d["missing"]["diagnosis"] == round(1 / 6, 4)  # only the label not given
-    assert d["unusable_labels"] == {"Naevus": 2, "Spitz nevus": 1}
+    assert d["unusable_labels"] == {"Halo naevus": 2, "Spitz nevus": 1}
     assert sum(d["by_diagnosis"].values()) == 2  # the classes' table keeps its keys
 
 
@@ -123,7 +123,7 @@ def test_summary_cli_shows_invalid_diagnoses(
     table = out[out.index("by diagnosis:"):out.index("by source:")]
     assert [ln.split()[:2] for ln in table.splitlines() if ln.split()[:1] == ["invalid"]] == \
         [["invalid", "3"]]
-    assert "'Naevus' (2), 'Spitz nevus' (1)" in out
+    assert "'Halo naevus' (2), 'Spitz nevus' (1)" in out
     assert "missing: diagnosis 16.7 %" in out
     assert "173" not in out  # a metadata value is never shown, only its count
     code = run_guarded(app, ["data", "summary", str(labelled_cohort), "--no-progress", "--json"])

@@ -1,10 +1,13 @@
 """What is in a dataset: counts per class / source / sex / site, ages, missing metadata, invalid
 metadata values (given but not usable: age 250 or "60m", sex "X", site "moon", a diagnosis that
-names no class such as "Naevus"; counted apart from the missing ones, ``n_invalid``; the most
-common unusable diagnoses are listed, ``unusable_labels``, each cut to ``MAX_LABEL_CHARS``
+names no class such as "Spitz naevus"; counted apart from the missing ones, ``n_invalid``; the
+most common unusable diagnoses are listed, ``unusable_labels``, each cut to ``MAX_LABEL_CHARS``
 characters: usually a diagnosis name, but a clinic export's diagnosis column may hold free text,
 so check the output before sharing it; the values of the other fields are never shown),
-unreadable files, and the image files of a folder that its CSV does not list (``n_unlisted``).
+unreadable files, the image files of a folder that its CSV does not list (``n_unlisted``), and
+the sets of byte-identical image files (``duplicate_files``: sha256 of the files of one size;
+those under different groups would be split apart unless their groups are merged, as
+``data split`` and ``train`` do).
 Streams the records (``iter_records(decode=False)``) and, unless told not to, checks that every
 image decodes, in a thread pool, with the fast ``verify_image`` path.
 """
@@ -26,6 +29,7 @@ from dermsight.io.errors import ImageDecodeError
 from dermsight.parallel import ordered_map
 from dermsight.progress import ProgressMaker
 from dermsight.records import LesionRecord
+from dermsight.splits import group_of, identical_files, identical_files_message, merge_identical
 
 AGE_BIN_WIDTH = 10
 AGE_BINS: tuple[str, ...] = (
@@ -35,6 +39,8 @@ AGE_BINS: tuple[str, ...] = (
 MAX_ERRORS_LISTED = 20
 #: the most common unusable labels listed (``unusable_labels``)
 MAX_LABELS_LISTED = 5
+#: the sets of byte-identical image files listed (``duplicate_files``; all are counted)
+MAX_DUPLICATES_LISTED = 5
 #: an unusable label is listed cut to this many characters (a free-text cell is not copied whole)
 MAX_LABEL_CHARS = 40
 
@@ -83,6 +89,13 @@ class DataSummary:
     errors: list[str] = field(default_factory=list)
     #: image files in the folder that its CSV does not list (not counted above; by path)
     unlisted: tuple[str, ...] = ()
+    #: per record: its id, group (``splits.group_of``) and image file (None: none, or inside a
+    #: TFRecord shard), for ``find_identical``
+    files: list[tuple[str, str, str | None]] = field(default_factory=list, repr=False)
+    #: the sets of byte-identical image files, by image id (``find_identical``)
+    identical: list[list[str]] = field(default_factory=list)
+    #: how many of ``identical`` span more than one group
+    identical_across_groups: int = 0
 
     def note_unlisted(self, unlisted: UnlistedImages) -> None:
         """Keep the folder's unlisted image files and tell the user (``warn_unlisted``)."""
@@ -118,6 +131,23 @@ class DataSummary:
             self.n_missing["group"] += 1
         if size is not None:
             self.image_sizes[f"{size[0]}x{size[1]}"] += 1
+        self.files.append((rec.id, group_of(rec.id, rec.group), _own_file(rec.path)))
+
+    def find_identical(self) -> str | None:
+        """Find the sets of byte-identical image files (``splits.identical_files``); the
+        warning for those under different groups, None when there are none."""
+        ids = [i for i, _g, _p in self.files]
+        groups = [g for _i, g, _p in self.files]
+        sets = identical_files([p for _i, _g, p in self.files])
+        self.identical = [[ids[i] for i in idx] for idx in sets]
+        _merged, crossing = merge_identical(groups, sets)
+        self.identical_across_groups = len(crossing)
+        if not crossing:
+            return None
+        return identical_files_message(
+            Path(self.path).name, ids, groups, crossing, "data split and train merge their "
+            "groups into one, so that each set stays on one side of a split; remove the "
+            "copies, or check the group column")
 
     def _add_label(self, rec: LesionRecord) -> None:
         if rec.label is not None:
@@ -169,7 +199,20 @@ class DataSummary:
             "errors": list(self.errors),
             "n_unlisted": len(self.unlisted),
             "unlisted": list(self.unlisted[:MAX_ERRORS_LISTED]),
+            "duplicate_files": {
+                "count": len(self.identical),
+                "n_images": sum(len(s) for s in self.identical),
+                "n_across_groups": self.identical_across_groups,
+                "examples": [list(s) for s in self.identical[:MAX_DUPLICATES_LISTED]],
+            },
         }
+
+
+def _own_file(path: str | None) -> str | None:
+    """The file of a record's image, None for one inside a TFRecord shard (``file#ref``)."""
+    from dermsight.io.tfrecord import split_ref
+
+    return None if path is None or split_ref(path) is not None else path
 
 
 def _check(rec: LesionRecord, limits: DecodeLimits) -> tuple[LesionRecord, tuple[int, int] | None]:
@@ -230,6 +273,9 @@ def summarize(
     for line in unknown_label_warnings(summary.by_diagnosis.elements(),
                                        "it is then counted as missing"):
         warn(line)  # "unknown" is read as UNK: said once, with the count
+    identical = summary.find_identical()
+    if identical is not None:
+        warn(identical)
     return summary
 
 

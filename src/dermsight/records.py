@@ -167,7 +167,7 @@ class LesionRecord:
     path: str | None = None
     group: str | None = None
     error: str | None = None
-    #: a label given but not usable (a diagnosis that names no class, such as "Naevus", or a
+    #: a label given but not usable (a diagnosis that names no class, such as "Halo naevus", or a
     #: target that disagrees with it: then the problem): ``label`` is None; kept so that such
     #: rows are counted apart from rows without a label (``dermsight data summary``, which lists
     #: it cut short). Usually a class name, but a clinic's diagnosis column may hold free text

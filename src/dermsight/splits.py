@@ -3,8 +3,13 @@
 Images of one lesion (or one patient, or near-duplicates merged into one ``group_id``) must never
 sit on both sides of a split. The group of an image is taken from ``group_id``, else
 ``lesion_id``, else ``patient_id`` (the first of these columns that the CSV has), and an image
-with an empty group value is its own group. Stratification uses the diagnosis the CSV reader
-derives for any supported layout (HAM10000 dx, ISIC 2019 one-hot, ISIC 2017, SIIM 2020, ...).
+with an empty group value is its own group. Image files with byte-identical content under
+different groups (``identical_files``) have their groups merged into one (``merge_identical``),
+so that no copy of an image sits on the other side of a split; without such files the groups,
+and so the folds, are exactly those of the group column.
+
+Stratification uses the diagnosis the CSV reader derives for any supported layout (HAM10000 dx,
+ISIC 2019 one-hot, ISIC 2017, SIIM 2020, ...).
 
 The fold assignment is scikit-learn's ``StratifiedGroupKFold`` (shuffle, seed) algorithm,
 vectorised so that it runs in about a second on the shared dataset and needs no scikit-learn.
@@ -25,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dermsight.io.csvfolder import GROUP_COLS, Layout, ParsedRow, iter_csv_raw, read_header
+from dermsight.io.csvfolder import (
+    GROUP_COLS,
+    ImageIndex,
+    Layout,
+    ParsedRow,
+    iter_csv_raw,
+    read_header,
+)
 from dermsight.io.errors import ReaderError
 
 UNLABELED = "(none)"
@@ -43,6 +55,8 @@ class FoldAssignment:
     n_folds: int
     #: rows whose diagnosis names no known class ("line N (id): why"); split as unlabelled
     unreadable_labels: list[str] = field(default_factory=list)
+    #: what the user should know about the folds (one line each, without "warning: ")
+    warnings: list[str] = field(default_factory=list)
 
     def rows(self) -> list[tuple[str, int]]:
         return list(zip(self.ids, self.folds, strict=True))
@@ -101,6 +115,100 @@ def resolve_group_col(columns: Sequence[str], requested: str | None) -> str | No
         if name in lower:
             return lower[name]
     return None
+
+
+#: words in a column name that suggest it groups one patient's (or lesion's) images
+GROUP_WORDS = ("patient", "lesion", "subject", "case")
+#: ``--group-col none``: split image by image on purpose
+NO_GROUP = "none"
+
+
+def group_candidates(columns: Sequence[str]) -> list[str]:
+    """Columns that are not one of ``GROUP_COLS`` but whose name suggests they group one
+    patient's or lesion's images (``patient_no``, ``subject``, ``case_id``, ...)."""
+    return [c for c in columns if c.lower() not in GROUP_COLS
+            and any(w in c.lower() for w in GROUP_WORDS)]
+
+
+#: how many examples a message names
+SHOWN = 3
+
+
+def _sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
+def identical_files(paths: Sequence[str | None]) -> list[list[int]]:
+    """The sets of byte-identical files among ``paths`` (None, empty or unreadable: skipped):
+    per set the indices into ``paths``, ascending, two or more; the sets in order of their
+    first index. Only files of one size are compared (sha256 of their bytes, streamed): a file
+    whose size no other file has is not read (the 13,592 shared images: under a second)."""
+    import stat
+
+    by_size: dict[int, list[int]] = {}
+    for i, path in enumerate(paths):
+        if not path:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_size:  # an empty file is no image (and unread)
+            by_size.setdefault(st.st_size, []).append(i)
+    found: list[list[int]] = []
+    for same_size in by_size.values():
+        if len(same_size) < 2:
+            continue
+        by_hash: dict[str, list[int]] = {}
+        for i in same_size:
+            digest = _sha256(str(paths[i]))
+            if digest is not None:
+                by_hash.setdefault(digest, []).append(i)
+        found += [idx for idx in by_hash.values() if len(idx) > 1]
+    return sorted(found)
+
+
+def merge_identical(groups: Sequence[str], sets: Sequence[Sequence[int]]
+                    ) -> tuple[list[str], list[list[int]]]:
+    """``groups`` with the groups of each set of identical files (``identical_files``) merged
+    into one (transitively), which takes the smallest of their ids; and the sets whose files
+    were in more than one group. Without such a set the groups are returned unchanged."""
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+        while parent.get(g, g) != g:
+            g = parent[g]
+        return g
+
+    crossing: list[list[int]] = []
+    for idx in sets:
+        roots = {find(groups[i]) for i in idx}
+        if len({groups[i] for i in idx}) > 1:
+            crossing.append(list(idx))
+        target = min(roots)
+        for r in roots:
+            parent[r] = target
+    if not crossing:
+        return list(groups), []
+    return [find(g) for g in groups], crossing
+
+
+def identical_files_message(where: str, ids: Sequence[str], groups: Sequence[str],
+                            crossing: Sequence[Sequence[int]], consequence: str) -> str:
+    """The warning for byte-identical image files under different groups (``crossing``, from
+    ``merge_identical``; ``groups``: the groups before the merge): the first ``SHOWN`` sets,
+    by image id and group, and how many there are."""
+    shown = "; ".join(" = ".join(f"{ids[i]} ({groups[i]})" for i in idx)
+                      for idx in crossing[:SHOWN])
+    more = f"; ... ({len(crossing) - SHOWN} more)" if len(crossing) > SHOWN else ""
+    n = len(crossing)
+    return (f"{where}: {n} {'set' if n == 1 else 'sets'} of byte-identical image files "
+            f"{'is' if n == 1 else 'are'} listed under different groups (image (group): "
+            f"{shown}{more}); {consequence}")
 
 
 def group_leak(group_col: str, groups: Sequence[str],
@@ -213,7 +321,22 @@ def split_csv(
     """Assign every row of a dataset CSV to one of ``n_folds`` folds (see module doc)."""
     p = Path(csv_path)
     layout = read_header(p)
-    gcol = resolve_group_col(layout.columns, group_col)
+    by_image = (group_col is not None and group_col.strip().lower() == NO_GROUP
+                and group_col.strip().lower() not in {c.lower() for c in layout.columns})
+    gcol = None if by_image else resolve_group_col(layout.columns, group_col)
+    warnings: list[str] = []
+    if gcol is None and not by_image:
+        candidates = group_candidates(layout.columns)
+        if candidates:
+            raise ReaderError(
+                f"{p.name} has no {_or(GROUP_COLS)} column to group one patient's images "
+                f"by, but {_or(candidates)} may be one: pass it with --group-col "
+                f"{candidates[0]} (or --group-col {NO_GROUP} to make the folds image by image, "
+                f"so that one patient's images may land in different folds)")
+        warnings.append(
+            f"{p.name} has no column that groups one patient's or lesion's images "
+            f"({', '.join(GROUP_COLS)}; another one can be named with --group-col): the folds "
+            f"are made image by image, so images of one patient may land in different folds")
     ids: list[str] = []
     labels: list[str] = []
     groups: list[str] = []
@@ -221,6 +344,8 @@ def split_csv(
     others: dict[str, list[str]] = {c: [] for c in layout.columns
                                     if c.lower() in GROUP_COLS and c != gcol}
     seen: set[str] = set()
+    paths: list[str | None] = []
+    index = ImageIndex(p.parent)
     for line, raw, parsed in iter_csv_raw(p):
         if not (raw.get(layout.id_col or "") or raw.get(layout.path_col or "") or "").strip():
             raise ReaderError(f"{p.name} line {line}: row has no image id")
@@ -230,6 +355,8 @@ def split_csv(
         ids.append(parsed.id)
         labels.append(parsed.label or UNLABELED)
         groups.append(group_of(parsed.id, raw.get(gcol) if gcol else None))
+        paths.append(str(p.parent / parsed.path_value) if parsed.path_value
+                     else index.find(parsed.id))
         for c, values in others.items():
             values.append((raw.get(c) or "").strip())
         problem = label_problem(layout, raw, parsed)
@@ -240,8 +367,18 @@ def split_csv(
     leak = group_leak(gcol or "image", groups, others)
     if leak is not None:
         raise ValueError(f"{p.name}: {leak[1]}; group by {leak[0]} (--group-col {leak[0]})")
-    folds = stratified_group_folds(labels, groups, n_folds, seed)
-    return FoldAssignment(ids, labels, groups, folds, gcol, n_folds, unreadable)
+    merged, crossing = merge_identical(groups, identical_files(paths))
+    if crossing:
+        warnings.append(identical_files_message(
+            p.name, ids, groups, crossing, "their groups are merged into one, so that each "
+            "set stays in one fold; remove the copies, or check the group column"))
+    folds = stratified_group_folds(labels, merged, n_folds, seed)
+    return FoldAssignment(ids, labels, merged, folds, gcol, n_folds, unreadable, warnings)
+
+
+def _or(words: Sequence[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
 
 
 def holdout_split(

@@ -129,6 +129,20 @@ SIIM2020_DIAGNOSIS: Final[dict[str, str]] = {
 }
 
 
+#: Other spellings of a class (lower case): British spellings and plurals that clinic exports use.
+#: ("SK" is left out: it may mean seborrhoeic keratosis or another keratosis.)
+DIAGNOSIS_ALIASES: Final[dict[str, str]] = {
+    "naevus": "NV",
+    "naevi": "NV",
+    "nevi": "NV",
+    "melanocytic naevus": "NV",
+    "melanocytic naevi": "NV",
+    "melanocytic nevi": "NV",
+    "seborrhoeic keratosis": "BKL",
+    "angioma": "VASC",
+}
+
+
 #: Label spellings (lower case) read as UNK, "Other / unknown", that in a clinic's export often
 #: mean "not known yet" rather than a lesion of no specific diagnosis. The mapping stays (the
 #: SIIM-ISIC 2020 training labels rely on it); ``dermsight evaluate`` and ``data summary`` warn.
@@ -167,10 +181,24 @@ def normalize_diagnosis(value: str) -> str:
         return HAM10000_DX[low]
     if low in SIIM2020_DIAGNOSIS:
         return SIIM2020_DIAGNOSIS[low]
+    if low in DIAGNOSIS_ALIASES:
+        return DIAGNOSIS_ALIASES[low]
     for c in CLASSES:
         if c.name.lower() == low:
             return c.code
+    # one row's problem, repeated per row: the accepted spellings are listed once where the
+    # rows are reported (``accepted_diagnoses``)
     raise TaxonomyError(f"unknown diagnosis {raw!r}")
+
+
+def accepted_diagnoses() -> str:
+    """What ``normalize_diagnosis`` reads, in words: every class code and a few of the names
+    (the full table of spellings is in docs/batch.md, "Diagnosis spellings")."""
+    return (f"expected a code ({', '.join(CLASS_CODES)}; any case) or a name such as melanoma, "
+            "nevus / naevus, basal cell carcinoma, actinic keratosis, seborrheic / seborrhoeic "
+            "keratosis, dermatofibroma, vascular lesion / angioma or squamous cell carcinoma, "
+            "or a HAM10000 dx (mel, nv, bcc, akiec, bkl, df, vasc); see docs/batch.md, "
+            "\"Diagnosis spellings\"")
 
 
 # --- metadata vocabularies ---------------------------------------------------------------------

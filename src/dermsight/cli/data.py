@@ -61,6 +61,12 @@ def _print_summary(d: dict[str, Any]) -> None:
     )
     if d.get("n_unlisted"):
         echo(f"  image files not listed in the CSV (not counted): {d['n_unlisted']}")
+    dup = d.get("duplicate_files") or {}
+    if dup.get("count"):
+        sets = "set" if dup["count"] == 1 else "sets"
+        echo(f"  byte-identical image files: {dup['count']} {sets} ({dup['n_images']} images), "
+             f"{dup['n_across_groups']} of them under different groups (e.g. "
+             + " = ".join(dup["examples"][0]) + ")")
     if d.get("n_duplicate_ids"):
         echo(f"  rows repeating an id of an earlier row: {d['n_duplicate_ids']} (training "
              "refuses them; evaluate leaves every row of such an id out of its metrics)")
@@ -80,8 +86,11 @@ def _print_summary(d: dict[str, Any]) -> None:
     # a diagnosis given but naming no class: its own row, as the sex, site and age tables have
     table("by diagnosis", {**d["by_diagnosis"], **({"invalid": n_bad_dx} if n_bad_dx else {})})
     if d.get("unusable_labels"):
+        from dermsight.taxonomy import accepted_diagnoses
+
         echo("  unusable diagnoses (read without a label), most common: "
-             + ", ".join(f"{k!r} ({v})" for k, v in d["unusable_labels"].items()))
+             + ", ".join(f"{k!r} ({v})" for k, v in d["unusable_labels"].items())
+             + f" ({accepted_diagnoses()})")
     table("by source", d["by_source"])
     table("by sex", d["by_sex"])
     table("by site", d["by_site"])
@@ -182,7 +191,9 @@ def split_cmd(
         typer.Option(
             "--group-col",
             help="Column that groups images (default: group_id, else lesion_id, else "
-            "patient_id, else each image alone).",
+            "patient_id; 'none': each image alone, on purpose). A CSV without these columns "
+            "but with one whose name suggests a patient, lesion, subject or case is refused "
+            "until one is chosen.",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Shuffle seed.")] = 0,
@@ -229,9 +240,14 @@ def split_cmd(
     for f in report["folds"]:
         print(f"{f['fold']:<4} {f['n']:>6}  " + " ".join(
             f"{100 * f['class_fraction'][c]:5.1f}%" for c in classes), file=err)
+    for line in assignment.warnings:
+        print(f"warning: {line}", file=err)
     if assignment.unreadable_labels:
+        from dermsight.taxonomy import accepted_diagnoses
+
         n = len(assignment.unreadable_labels)
         print(f"warning: {n} rows have a diagnosis that names no known class (e.g. "
-              f"{assignment.unreadable_labels[0]}); they were split as {UNLABELED}", file=err)
+              f"{assignment.unreadable_labels[0]}); they were split as {UNLABELED} "
+              f"({accepted_diagnoses()})", file=err)
     if out is not None:
         print(f"wrote {out}", file=err)

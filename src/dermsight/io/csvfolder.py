@@ -288,7 +288,7 @@ class ParsedRow:
     source: str | None
     problems: list[str] = field(default_factory=list)
     label_problems: list[str] = field(default_factory=list)
-    #: the diagnosis cell as given when it names no class ("Naevus"); None otherwise
+    #: the diagnosis cell as given when it names no class ("Halo naevus"); None otherwise
     unknown_diagnosis: str | None = None
 
     @property

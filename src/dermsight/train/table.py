@@ -18,8 +18,10 @@ from dermsight.io.csvfolder import (
     Layout,
     classify_csvs,
     iter_csv_raw,
+    missing_metadata_message,
     read_header,
     unlisted_images,
+    warn,
     warn_unlisted,
 )
 from dermsight.io.errors import ReaderError
@@ -29,7 +31,10 @@ from dermsight.splits import (
     group_leak,
     group_of,
     holdout_split,
+    identical_files,
+    identical_files_message,
     label_problem,
+    merge_identical,
     resolve_group_col,
     split_sha256,
 )
@@ -79,6 +84,11 @@ class _Folder:
     #: the CSV's columns, and the column ``leak`` says to group by instead (None: no leak)
     columns: tuple[str, ...] = ()
     leak_col: str | None = None
+    #: which of age, sex and site no column of the CSV gives (``missing_metadata_message``)
+    missing_meta: str | None = None
+    #: byte-identical image files under different groups, whose groups were merged
+    #: (``splits.identical_files_message``)
+    identical: str | None = None
 
     def leaves_out(self, label: str | None, raw: dict[str, str | None], cfg: DataConfig
                    ) -> bool:
@@ -237,8 +247,11 @@ def _read_root(root: Path, cfg: DataConfig, fallback: bool = False) -> _Folder:
     if unlisted.files:  # the CSV is the listing: said once, as the batch reader says it
         warn_unlisted(unlisted, "not used for training")
     folder.columns = layout.columns
+    folder.missing_meta = missing_metadata_message(str(folder.csv), layout)
     _group(folder, root.name, cfg, gcol, ids=kept_ids, group_values=group_values,
            other_values=other_values)
+    if folder.identical:  # said as it is read, as the unlisted files are
+        warn(folder.identical)
     return folder
 
 
@@ -270,7 +283,14 @@ def _group(folder: _Folder, name: str, cfg: DataConfig, gcol: str | None, *, ids
         group_values = other_values.pop(gcol) if gcol else [""] * len(ids)
     folder.group_col = gcol or ""
     groups = [group_of(i, v) for i, v in zip(ids, group_values, strict=True)]
-    for row, group in zip(folder.rows, groups, strict=True):
+    # byte-identical copies of an image under different groups: one group, so one split
+    merged, crossing = merge_identical(groups, identical_files([r["path"] for r in folder.rows]))
+    if crossing:
+        folder.identical = identical_files_message(
+            str(folder.csv), ids, groups, crossing, "their groups are merged into one, so that "
+            "each set stays in one split (test, validation or training); remove the copies, "
+            "or check the group column")
+    for row, group in zip(folder.rows, merged, strict=True):
         row[cfg.group_col] = f"{name}:{group}"
         row[GROUPED_BY] = folder.group_col
     leak = None if folder.fell_back else group_leak(folder.group_col, groups, other_values)
@@ -347,7 +367,8 @@ def data_problems(folders: list[_Folder], check_files: bool) -> list[str]:
         if f.unknown:
             lines.append(f"{len(f.unknown)} rows of {f.csv} have a diagnosis dermsight cannot "
                          f"read ({_examples(f.unknown)}); use one of the codes "
-                         f"{', '.join(taxonomy.BY_CODE)} (or their names)")
+                         f"{', '.join(taxonomy.BY_CODE)} (or their names): "
+                         f"{taxonomy.accepted_diagnoses()}")
         if f.repeated:
             lines.append(f"{len(f.repeated)} image ids of {f.csv} appear twice "
                          f"({_examples(f.repeated)})")
@@ -419,7 +440,9 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
     listed image without a file, and a group column under which one patient's (or lesion's,
     by the CSV's other id columns) images fall into several groups. ``notes`` (when given)
     receives one line for each kind of row left out (no diagnosis, another class, an
-    excluded source repository)."""
+    excluded source repository) and for each CSV without an age, sex or site column
+    (``missing_metadata_message``). Byte-identical image files of one folder under different
+    groups have their groups merged (``splits.merge_identical``), said on stderr as read."""
     roots = [Path(r) for r in cfg.roots]
     # a folder without the group column falls back to its own id columns, as long as another
     # folder has it (a name no folder has is a mistake, not a fallback)
@@ -440,7 +463,8 @@ def load_table(cfg: DataConfig, notes: list[str] | None = None) -> pd.DataFrame:
                           if len(problems) > 1 else problems[0])
     if notes is not None:
         notes.extend([*_grouping_note(folders, cfg), *_left_out(folders, cfg),
-                      *_unmatched(folders, cfg)])
+                      *_unmatched(folders, cfg),
+                      *(f.missing_meta for f in folders if f.missing_meta)])
     # object columns throughout: a missing age stays None (never NaN)
     df = pd.DataFrame([row for f in folders for row in f.rows], dtype=object)
     if df.empty:
