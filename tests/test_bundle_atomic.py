@@ -227,7 +227,7 @@ def test_an_interrupted_finalize_leaves_no_bundle_then_the_finished_one_untouche
     finished = _files(out / "bundle")
     assert {"card.json", "model.onnx", "gate.npz", "report.html"} <= set(finished)
     card = json.loads((out / "bundle" / "card.json").read_text())
-    assert card["status"] == "trained"
+    assert card["status"] == "not validated"  # one epoch at 64 px on a few images
     assert card["metrics"]
     assert card["gate"]
 

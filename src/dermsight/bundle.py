@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -60,8 +62,15 @@ MANIFEST_KEY = "files"
 FEATURES_OUTPUT = "features"
 #: the card ``status`` of the provisional bundle finalize scores through before it has fitted
 #: the temperature, thresholds and gate (``train.finalize.scoring.serving_model``); finalize
-#: replaces it with ``"trained"``. Loading refuses such a card (:func:`unfinished_reason`).
+#: replaces it with ``"trained"`` (or ``NOT_VALIDATED``). Loading refuses such a card
+#: (:func:`unfinished_reason`).
 PROVISIONAL = "provisional"
+#: the card ``status`` of a finished bundle whose own test figures do not show that it works
+#: (too few test images, figures not above chance, a smoke-test length of training:
+#: ``train.finalize.card.validation_concerns``); its first limitation, which starts with
+#: ``NOT_VALIDATED_LIMITATION_START``, says why. Loading it says so once (:func:`load_bundle`).
+NOT_VALIDATED = "not validated"
+NOT_VALIDATED_LIMITATION_START = "Not for clinical use: "
 #: the suffixes of the sibling folders :func:`staged_bundle` builds a bundle in
 #: (``bundle.partial-<pid>``) and keeps the bundle it replaces in while it swaps
 #: (``bundle.old-<pid>``); a folder left by an interrupted run is tidied by the next one
@@ -364,13 +373,46 @@ def unfinished_reason(card: Card) -> str | None:
     return None
 
 
+def not_validated_warning(card: Card) -> str | None:
+    """The line said when a bundle whose card is marked ``NOT_VALIDATED`` is loaded (its
+    limitation that says why included), or None for any other card."""
+    if card.extra.get("status") != NOT_VALIDATED:
+        return None
+    limitations = card.extra.get("limitations")
+    why = next((str(x) for x in limitations if str(x).startswith(NOT_VALIDATED_LIMITATION_START)),
+               None) if isinstance(limitations, list) else None
+    return (f"model {card.name} {card.version} is marked {NOT_VALIDATED!r} by its card: "
+            + (why or "research use only, not for clinical use (its card's limitations say why)"))
+
+
+#: the bundles (path, card sha256) this process has said ``not_validated_warning`` for
+_WARNED_NOT_VALIDATED: set[tuple[str, str]] = set()
+
+
+def _say_not_validated(root: Path, card: Card, identity: str) -> None:
+    """Say ``not_validated_warning`` once per bundle and process: a log warning where logging
+    is set up (``dermsight serve``), else one ``warning:`` line on stderr (the CLI)."""
+    line = not_validated_warning(card)
+    key = (str(root.resolve()), identity)
+    if line is None or key in _WARNED_NOT_VALIDATED:
+        return
+    _WARNED_NOT_VALIDATED.add(key)
+    log = logging.getLogger("dermsight.bundle")
+    if log.hasHandlers():
+        log.warning("%s: %s", root, line)
+    else:
+        print(f"warning: {root}: {line}", file=sys.stderr, flush=True)
+
+
 def load_bundle(path: str | Path | None = None, verify: bool = True,
-                reference: bool = True, provisional: bool = False) -> Bundle:
+                reference: bool = True, provisional: bool = False,
+                warn: bool = True) -> Bundle:
     """Load and validate a bundle folder (the shipped default when ``path`` is None).
     ``reference=False``: its reference set is neither checked nor read (``dermsight reference
     build`` replaces it, so a missing, damaged or stale one must not stop it). A provisional
     bundle (:func:`unfinished_reason`) is refused unless ``provisional`` (finalize alone scores
-    through one)."""
+    through one). A bundle marked ``NOT_VALIDATED`` loads, with one warning per process unless
+    ``warn`` is False (finalize, which says it itself)."""
     root = Path(path) if path is not None else default_bundle_path()
     check_bundle_folder(root)
     card_path = root / CARD_FILE
@@ -387,6 +429,8 @@ def load_bundle(path: str | Path | None = None, verify: bool = True,
             raise BundleError(f"{card_path}: onnx.sha256 disagrees with '{MANIFEST_KEY}'")
         verify_files(root, card, skip=None if reference else REFERENCE_DIR)
     gate_arrays = load_gate(root / GATE_FILE, card.gate)
+    if warn:
+        _say_not_validated(root, card, identity)
     return Bundle(path=root, card=card, gate_arrays=gate_arrays, card_sha256=identity,
                   reference_shape=check_reference(root, gate_arrays) if reference else None)
 

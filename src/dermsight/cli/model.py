@@ -100,7 +100,8 @@ def copy_bundle(src: Path, dst: Path) -> None:
     (``bundle.staged_bundle``), so ``dst`` is at every moment the bundle that was there (or
     none) or the new one, never a mix: a copy that fails (a full disk: ``UserError``) or is
     interrupted (Ctrl-C: ``Interrupted``) leaves ``dst`` as it was. A folder that is not a
-    bundle is never overwritten."""
+    bundle is never overwritten. The split the bundle was trained on comes along
+    (:func:`_carry_split`)."""
     import shutil
 
     from dermsight.bundle import staged_bundle
@@ -115,12 +116,40 @@ def copy_bundle(src: Path, dst: Path) -> None:
     try:
         with staged_bundle(dst) as stage:
             shutil.copytree(src, stage, dirs_exist_ok=True)
+            _carry_split(src, stage)
     except KeyboardInterrupt:
         raise Interrupted(f"{src} is the finished bundle; the copy to {dst} was stopped "
                           f"({_left_as(dst, before)[0]})") from None
     except OSError as exc:
         raise UserError(f"could not copy the bundle {src} to {dst}: {_os_reason(exc)} "
                         f"({_left_as(dst, before)[0]})") from exc
+
+
+#: the split file a bundle folder may hold beside its files (``splits.split_candidates``)
+SPLIT_FILE = "split.csv"
+
+
+def _carry_split(src: Path, copy: Path) -> None:
+    """Put the split the bundle ``src`` was trained on into its ``copy`` as ``split.csv``: the
+    run folder's ``RUN/split.csv`` beside ``RUN/bundle`` stays behind when the bundle is copied
+    elsewhere, and without it ``dermsight evaluate`` cannot tell which evaluated images trained
+    the model (``batch.summary.training_overlap``). Only a file whose ids match every split
+    fingerprint the card records (``splits.recorded_split_file``); none found, nothing copied.
+    It is not a bundle file: the manifest does not list it and loading does not read it."""
+    import shutil
+
+    from dermsight.bundle import CARD_FILE
+    from dermsight.splits import recorded_split_file
+
+    if (copy / SPLIT_FILE).exists():  # the bundle held one: copied with it
+        return
+    try:
+        card = json.loads((src / CARD_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # loading the bundle says what is wrong with its card
+    found = recorded_split_file(card.get("data") if isinstance(card, dict) else None, src)
+    if found is not None:
+        shutil.copy2(found, copy / SPLIT_FILE)
 
 
 def _os_reason(exc: OSError) -> str:

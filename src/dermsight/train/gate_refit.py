@@ -303,7 +303,8 @@ def _val_frequencies(model: Dermsight, val: DermoSet, feats: GateFeatures) -> di
     assert feats.logits is not None
     probs = model.probabilities(feats.logits)
     return natural_frequencies(model.malignant(probs), np.isin(val.labels, model.card.malignant),
-                               model.card.thresholds, val.sources)
+                               model.card.thresholds, val.sources,
+                               malignant_classes=model.card.malignant)
 
 
 def unseen_source_false_rejects(

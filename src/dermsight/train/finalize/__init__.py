@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from dermsight.bundle import RUN_BUNDLE_DIR, staged_bundle
+from dermsight.bundle import NOT_VALIDATED, RUN_BUNDLE_DIR, staged_bundle
 from dermsight.compression import note_limits, survey
 from dermsight.evaluate.frequencies import natural_frequencies
 from dermsight.preprocess import MetaSpec
@@ -35,8 +35,10 @@ from dermsight.train.finalize.card import (
     intended_use,
     licence_section,
     limitations,
+    not_validated_limitation,
     thin_figures_limitation,
     training_section,
+    validation_concerns,
     withhold_thin_figures,
     write_card,
 )
@@ -74,6 +76,10 @@ def finalize(cfg: TrainConfig, df: pd.DataFrame, out: Path, info: DistInfo,
         summary = _make_bundle(cfg, df, out, stage, provenance, t_start)
     summary = {"bundle": str(bundle_dir), **summary}
     (out / "finalize_summary.json").write_text(json.dumps(summary, indent=2))
+    if summary.get("not_validated"):  # said once the bundle is in place
+        print(f"warning: the bundle {bundle_dir} is marked {NOT_VALIDATED!r}: "
+              f"{'; '.join(summary['not_validated'])}. Its card says research use only: do not "
+              "use it for patients.", file=sys.stderr, flush=True)
     return summary
 
 
@@ -110,22 +116,26 @@ def _make_bundle(cfg: TrainConfig, df: pd.DataFrame, out: Path, bundle_dir: Path
                                       temperature_limitation(calib.temperature,
                                                              len(cfg.data.classes)))
                     if line is not None]
+    # a run whose own test figures do not show that it works says so (status, intended use,
+    # first limitation) instead of a trained model's decision-support claim
+    concerns = validation_concerns(cfg, evaluation.test)
     val = parts["val"]
     extra: dict[str, Any] = {
         "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "status": "trained",
+        "status": NOT_VALIDATED if concerns else "trained",
         "metrics": evaluation.metrics_section(parity),
         "baseline": baseline(cfg, parts, calib, offsets),
         "cross_source": evaluation.cross_source,
         "training": training_section(cfg, out, provenance),
         "data": {**data_section(cfg, df), "train_compression": files},
-        "intended_use": intended_use(len(cfg.data.classes)),
-        "limitations": [*limitations(cfg, df),
+        "intended_use": intended_use(len(cfg.data.classes), validated=not concerns),
+        "limitations": [*filter(None, [not_validated_limitation(concerns)]), *limitations(cfg, df),
                         compression_limitation(files, gate[0]["quality"]), *figure_notes],
         "licence": licence_section(cfg, df),
         "natural_frequencies": natural_frequencies(
             calib.malignant_probability(val.logits), calib.is_malignant(val.labels),
-            calib.thresholds, val.sources),
+            calib.thresholds, val.sources,
+            malignant_classes=[calib.classes[i] for i in calib.malignant]),
         "decision_fit": decision_fit,
     }
     html, extra["plots"] = render_report(cfg, bundle_dir, parts["test"], calib=calib,
@@ -134,4 +144,4 @@ def _make_bundle(cfg: TrainConfig, df: pd.DataFrame, out: Path, bundle_dir: Path
     write_card(cfg, bundle_dir, onnx_bytes, calib=calib, decision=decision, gate=gate,
                extra=extra, report_html=html)
     return {"temperature": calib.temperature, "refer": calib.refer, "monitor": calib.monitor,
-            "parity": parity}
+            "parity": parity, **({"not_validated": concerns} if concerns else {})}

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from dermsight.bundle import Card, save_bundle
+from dermsight.bundle import NOT_VALIDATED_LIMITATION_START, Card, save_bundle
 from dermsight.compression import MEASURED_ON_QUALITY
 from dermsight.decision import DecisionRule
 from dermsight.evaluate.settings import MIN_CASES
@@ -64,7 +64,18 @@ def licence_section(cfg: TrainConfig, df: pd.DataFrame) -> dict[str, str]:
     }
 
 
-def intended_use(n_classes: int) -> str:
+def intended_use(n_classes: int, validated: bool = True) -> str:
+    """The card's ``intended_use``; ``validated=False`` (``validation_concerns`` found some):
+    research use only, for no decision about a patient."""
+    if not validated:
+        return (
+            "Research use only, not for clinical use: this model is not validated (its first "
+            "limitation says why), so it must not inform any decision about a patient. It "
+            "estimates how likely a dermoscopic image of a single skin lesion "
+            f"belongs to each of {n_classes} ISIC diagnostic classes, and a malignancy risk "
+            "tier. It is not a diagnosis and not a medical device (non-commercial data "
+            "licences)."
+        )
     return (
         "Decision support for clinicians and informed patients: estimates how likely a "
         f"dermoscopic image of a single skin lesion belongs to each of {n_classes} ISIC "
@@ -72,6 +83,79 @@ def intended_use(n_classes: int) -> str:
         "device, and must not delay or replace examination by a dermatologist. Research use only "
         "(non-commercial data licences)."
     )
+
+
+#: fewer test images than this and a card's test figures cannot show that a model works
+MIN_TEST_IMAGES = 100
+#: the shipped recipe's training length and input size (configs/default.yaml, a test keeps them
+#: in step): a run trained for under half as many epochs, or at under half the input size, is
+#: a smoke test, not a model (earlier recipes and experiments used 10 epochs, or 128 px)
+RECIPE_EPOCHS = 14
+RECIPE_INPUT_SIZE = 160
+#: the headline one-vs-rest AUCs that must be above chance (0.5), with the card's names
+_CHANCE_AUCS = (("mel_auc", "melanoma AUC"), ("malignant_auc", "malignant AUC"))
+
+
+def _number(x: Any) -> float | None:
+    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) and x == x \
+        else None
+
+
+def _not_above_chance(test: Mapping[str, Any], key: str, name: str,
+                      chance: float, chance_said: str) -> str | None:
+    """Why the test figure ``key`` does not show a model above ``chance`` (its value at or
+    below it, or its confidence interval reaching down to it), or None (also when withheld)."""
+    value = _number((test.get("metrics") or {}).get(key))
+    if value is None:
+        return None
+    ci = (test.get("ci") or {}).get(key)
+    lo = _number(ci.get("lo")) if isinstance(ci, Mapping) else None
+    hi = _number(ci.get("hi")) if isinstance(ci, Mapping) else None
+    level = _number(test.get("ci_level"))
+    shown = f"test {name} {value:.3f}"
+    if lo is not None and hi is not None:
+        shown += f" ({f'{level * 100:g} % ' if level else ''}CI {lo:.3f}-{hi:.3f})"
+    if value <= chance:
+        return f"{shown} is at or below chance ({chance_said})"
+    if lo is not None and lo <= chance:
+        return f"{shown} is not shown to be above chance ({chance_said})"
+    return None
+
+
+def validation_concerns(cfg: TrainConfig, test: Mapping[str, Any]) -> list[str]:
+    """Why this run's own test evaluation ``test`` (as the card's ``metrics.test``, thin
+    figures withheld) does not show that the model works, one phrase each; empty for a run
+    like the shipped one. Any concern marks the card ``bundle.NOT_VALIDATED``: too short a
+    training or too small an input (under half the shipped recipe's), fewer than
+    ``MIN_TEST_IMAGES`` test images, balanced accuracy or a headline AUC (melanoma, malignant)
+    not above chance (at or below it, or its confidence interval reaching down to it)."""
+    out = []
+    epochs, size = int(cfg.train.epochs), int(cfg.input.size)
+    if epochs * 2 < RECIPE_EPOCHS or size * 2 < RECIPE_INPUT_SIZE:
+        out.append(f"trained for {_count(epochs, 'epoch')} at {size} px (the shipped recipe: "
+                   f"{RECIPE_EPOCHS} epochs at {RECIPE_INPUT_SIZE} px)")
+    n = _number(test.get("n"))
+    if n is not None and n < MIN_TEST_IMAGES:
+        out.append(f"tested on {_count(int(n), 'image')} only (fewer than {MIN_TEST_IMAGES})")
+    metrics = test.get("metrics") or {}
+    classes = list(cfg.data.classes)
+    present = [c for c in classes if (_number(metrics.get(f"n_{c}")) or 0) > 0] or classes
+    chance = 1.0 / len(present)
+    if (why := _not_above_chance(test, "balanced_accuracy", "balanced accuracy", chance,
+                                 f"{chance:.3g} for {len(present)} classes")) is not None:
+        out.append(why)
+    for key, name in _CHANCE_AUCS:
+        if (why := _not_above_chance(test, key, name, 0.5, "0.5")) is not None:
+            out.append(why)
+    return out
+
+
+def not_validated_limitation(concerns: Sequence[str]) -> str | None:
+    """The card's first limitation when ``validation_concerns`` found some, else None."""
+    if not concerns:
+        return None
+    return (f"{NOT_VALIDATED_LIMITATION_START}{'; '.join(concerns)}. The model is not "
+            "validated: research use only.")
 
 
 def machine_description() -> str:
@@ -410,5 +494,5 @@ def write_card(cfg: TrainConfig, bundle_dir: Path, onnx_bytes: bytes, *, calib: 
                 outputs=OUTPUTS, gate=gate[0], extra=extra, decision=decision,
                 malignant_excluded=list(calib.excluded))
     save_bundle(bundle_dir, onnx_bytes, card, gate_arrays=gate[1], report_html=report_html)
-    load_bundle(bundle_dir)  # validate what we wrote
+    load_bundle(bundle_dir, warn=False)  # validate what we wrote (finalize warns itself)
     return card
