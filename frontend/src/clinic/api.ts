@@ -125,6 +125,26 @@ export async function logout(): Promise<void> {
   }
 }
 
+/** What changing your own password answers: the new session of this browser (as login answers
+ * it), and how many of your other sessions ended and API tokens were revoked. */
+export interface PasswordChanged extends Session {
+  sessions_ended: number
+  tokens_revoked: number
+}
+
+/** Change your own password (`POST /auth/password`, from this signed-in session). The server ends
+ * your other sessions, revokes your API tokens and opens a new session for this browser: its CSRF
+ * token is taken for this page's requests. A wrong current password is a 422 (and counts towards
+ * the lock of failed sign-ins), not a 401: this page stays signed in. */
+export async function changePassword(currentPassword: string, newPassword: string): Promise<PasswordChanged> {
+  const s = await json<PasswordChanged>(
+    '/auth/password',
+    send('POST', { current_password: currentPassword, new_password: newPassword }),
+  )
+  setCsrfToken(s.csrf_token)
+  return s
+}
+
 export const listTokens = () => json<ApiTokenInfo[]>('/auth/tokens')
 /** `days`: how long it works (1-365; the server's default, 90, when left out) */
 export const createToken = (name: string, days?: number) =>

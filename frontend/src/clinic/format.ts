@@ -31,6 +31,7 @@ export type ClinicRoute =
   | { page: 'lesion'; id: number }
   | { page: 'dashboard' }
   | { page: 'admin' }
+  | { page: 'account' }
 
 /** "#/clinic/lesions/7" -> {page: 'lesion', id: 7}; null for hashes outside the clinic. */
 export function clinicRouteFromHash(hash: string): ClinicRoute | null {
@@ -38,6 +39,7 @@ export function clinicRouteFromHash(hash: string): ClinicRoute | null {
   if (path === '/clinic' || path === '/clinic/patients') return { page: 'patients' }
   if (path === '/clinic/dashboard') return { page: 'dashboard' }
   if (path === '/clinic/admin') return { page: 'admin' }
+  if (path === '/clinic/account') return { page: 'account' }
   const m = /^\/clinic\/(patients|lesions)\/(\d+)$/.exec(path)
   if (m) return { page: m[1] === 'patients' ? 'patient' : 'lesion', id: Number(m[2]) }
   return null
@@ -49,6 +51,7 @@ export const clinicHref = {
   lesion: (id: number) => `#/clinic/lesions/${id}`,
   dashboard: '#/clinic/dashboard',
   admin: '#/clinic/admin',
+  account: '#/clinic/account',
 }
 
 // --- changes between visits -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ import { fieldErrorProps, refusedInput } from '../clinic/fieldErrors.ts'
 import { focusLost } from '../clinic/focus.ts'
 import { useClinic, useLoad } from '../clinic/session.ts'
 import { TOKEN_DAYS, type ApiTokenInfo, type AuditEntry, type AuditQuery, type NewApiToken, type Role } from '../clinic/types.ts'
+import { clinicHref } from '../clinic/format.ts'
 import { formatTimestamp } from '../format.ts'
 import { EmptyRow, TableWrap } from '../components/TableWrap.tsx'
 import { useFormAction } from '../hooks.ts'
@@ -605,7 +606,8 @@ export function ClinicAdminPage() {
     <div className="clinic-page" data-testid="admin-page">
       <h1 className="page-title">{isAdmin ? 'Account and administration' : 'Account'}</h1>
       <p className="lead">
-        Signed in as <strong>{session?.user.username}</strong> ({session?.user.role}).
+        Signed in as <strong>{session?.user.username}</strong> ({session?.user.role}).{' '}
+        <a href={clinicHref.account} data-testid="change-password-link">Change your password</a>
       </p>
       <Tokens />
       {isAdmin && <Users />}

@@ -3,6 +3,7 @@ import { focusHeadingWhenShown, focusRequested, onAnnounce, type Announcement } 
 import type { ClinicRoute } from '../clinic/format.ts'
 import { useClinic } from '../clinic/session.ts'
 import type { Session } from '../clinic/types.ts'
+import { ClinicAccountPage } from './ClinicAccountPage.tsx'
 import { ClinicAdminPage } from './ClinicAdminPage.tsx'
 import { ClinicLesionPage } from './ClinicLesionPage.tsx'
 import { ClinicPatientPage } from './ClinicPatientPage.tsx'
@@ -16,6 +17,7 @@ export const CLINIC_TITLES: Record<ClinicRoute['page'], string> = {
   lesion: 'Lesion',
   dashboard: 'Clinic dashboard',
   admin: 'Account',
+  account: 'Change your password',
 }
 
 /** The title of the clinic page on screen, as its heading says it: the sign-in page's while nobody
@@ -111,5 +113,7 @@ function ClinicPage({ route }: { route: ClinicRoute }) {
       return <DashboardPage />
     case 'admin':
       return <ClinicAdminPage />
+    case 'account':
+      return <ClinicAccountPage />
   }
 }

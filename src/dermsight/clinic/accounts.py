@@ -268,6 +268,67 @@ def locks(db: DbSession, username: str, ip: str, now: datetime | None = None,
     return Locks(username=waits[0], address=waits[1])
 
 
+@dataclass(frozen=True)
+class LockStarts:
+    """The failed login that began the lock in place now, for the username and for the client
+    address separately (None: not locked): ``lock_starts``."""
+
+    username: LoginAttempt | None
+    address: LoginAttempt | None
+
+
+def _lock_start(rows: list[LoginAttempt], limit: int, now: datetime) -> LoginAttempt | None:
+    """Of the failed attempts ``rows`` of one username or address (oldest first), the one that
+    began the lock in place at ``now`` (None: not locked): the latest attempt before which the
+    key was not locked (fewer than ``limit`` failures within the ``FAILURE_WINDOW`` before it).
+    Every later failure came while the lock held, so it is the same lock (a lock is lifted
+    only by time or by ``unlock``, which takes the failures out of the count)."""
+    if sum(aware(r.at) >= now - FAILURE_WINDOW for r in rows) < limit:
+        return None
+    for i in range(len(rows) - 1, -1, -1):
+        since = aware(rows[i].at) - FAILURE_WINDOW
+        if sum(aware(r.at) >= since for r in rows[:i]) < limit:
+            return rows[i]
+    return rows[0]  # pragma: no cover - the first row always has nothing before it
+
+
+def lock_starts(db: DbSession, username: str, ip: str, now: datetime | None = None
+                ) -> LockStarts:
+    """The failed login that began the username's lock in place now, and the one that began
+    the client address's (``locks``' limits; None: not locked), so that a lock is logged once
+    (``lockout``) however many failures complete it at the same moment. Failures in flight
+    (claimed, not yet settled) count, as in ``locks``."""
+    now = now or utcnow()
+    starts = []
+    for column, value, limit in ((LoginAttempt.username, login_key(username), MAX_FAILURES),
+                                 (LoginAttempt.ip, address_key(ip), MAX_ADDRESS_FAILURES)):
+        # the table keeps two windows (``record_attempt``): enough to see where a lock began
+        rows = list(db.scalars(
+            select(LoginAttempt).where(column == value, LoginAttempt.success.is_(False),
+                                       LoginAttempt.at >= now - 2 * FAILURE_WINDOW)
+            .order_by(LoginAttempt.at, LoginAttempt.id)))
+        starts.append(_lock_start(rows, limit, now))
+    return LockStarts(username=starts[0], address=starts[1])
+
+
+#: PostgreSQL's advisory lock held while a failed login is logged (``hold_failure_lock``)
+FAILURE_LOCK_KEY = 0x64726D66
+
+
+def hold_failure_lock(db: DbSession, attempt_id: int | None) -> None:
+    """Serialize the logging of failed logins (held until the transaction ends), so that of
+    several failures completing a lock at once exactly one finds it not logged yet. SQLite: a
+    no-op UPDATE of the attempt's row, which takes the database's write lock (waiting for
+    another writer's commit) before anything is read. PostgreSQL: a transaction-level advisory
+    lock (READ COMMITTED: what is read after it includes the previous holder's commit)."""
+    if db.get_bind().dialect.name == "sqlite":
+        db.execute(update(LoginAttempt).where(LoginAttempt.id == (attempt_id or 0))
+                   .values(success=LoginAttempt.success)
+                   .execution_options(synchronize_session=False))
+    else:
+        db.execute(select(func.pg_advisory_xact_lock(FAILURE_LOCK_KEY)))
+
+
 def retry_after_s(db: DbSession, username: str, ip: str, now: datetime | None = None,
                   exclude: int | None = None) -> int:
     """Seconds until a login may be tried again (0 = now): the longer of the username's and
@@ -541,13 +602,27 @@ def end_access(db: DbSession, user: User) -> Ended:
     return Ended(sessions=int(sessions), tokens=int(tokens))
 
 
-def set_password(db: DbSession, user: User, password: str) -> Ended:
+class PasswordChangedMeanwhile(AccountError):
+    """``set_password(replacing=)``: the password is no longer the one that was checked."""
+
+
+def set_password(db: DbSession, user: User, password: str, *,
+                 replacing: str | None = None) -> Ended:
     """Give ``user`` a new password (the rules of ``check_password``; ``AccountError``
     otherwise) and end their sessions and API tokens (``end_access``): whoever held one, or
-    knew the old password, is out."""
+    knew the old password, is out. ``replacing``: the password hash the user's current
+    password was just verified against (a user changing their own); when the account no
+    longer has it (a new password or a disabling committed meanwhile),
+    ``PasswordChangedMeanwhile`` and nothing is changed."""
     check_password(password, user.username)
     new_hash = _hasher.hash(password)
-    user = lock_user(db, user.id) or user  # a login confirming the old hash waits, or sees it
+    locked = lock_user(db, user.id)  # a login confirming the old hash waits, or sees it
+    if replacing is not None and (locked is None or not locked.active
+                                  or locked.password_hash != replacing):
+        raise PasswordChangedMeanwhile(
+            "your password was changed or your account disabled while this request ran: "
+            "nothing was changed; sign in again")
+    user = locked or user
     user.password_hash = new_hash
     db.flush()  # the row's lock before the sessions are read (PostgreSQL: one in commit waits)
     return end_access(db, user)

@@ -14,7 +14,8 @@ the events of one patient can be listed (``query``), also after the patient's de
 
 Sign-ins are logged too: ``login``, ``logout``, ``login_failed`` and ``lockout``
 (``record_login``), and an administrator's actions on accounts (``unlock``, ``disable``,
-``enable``, ``set_password``). The events have no field for the client's address.
+``enable``, ``set_password``; ``set_password`` also a user changing their own). The events
+have no field for the client's address.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ REPEAT_LIST = timedelta(minutes=1)
 #: within ``LOCKOUTS_MAX``); ``lockout``: an account (``user`` / ``unknown_user``) or a client
 #: address (``address``) reached its limit of failed logins;
 #: ``unlock``, ``disable``, ``enable``, ``set_password``: an administrator's action
-#: on an account (in the web UI / API or with ``dermsight clinic``: no user)
+#: on an account (in the web UI / API or with ``dermsight clinic``: no user), or
+#: ``set_password`` by a user changing their own password (``POST /auth/password``)
 ACTIONS = ("create", "view", "update", "export", "delete", "login", "logout", "purge",
            "login_failed", "lockout", "unlock", "disable", "enable", "set_password")
 #: the most events one page of ``query`` returns

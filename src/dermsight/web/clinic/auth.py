@@ -1,5 +1,5 @@
-"""Login, logout, the current user, per-user API tokens; admin: users (list, create, unlock,
-disable, enable) and the audit log."""
+"""Login, logout, the current user, changing one's own password, per-user API tokens; admin:
+users (list, create, unlock, disable, enable) and the audit log."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DbSession
 from starlette.exceptions import HTTPException
 
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.models import ApiToken, User, utcnow
-from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn
+from dermsight.clinic.models import ApiToken, AuditEvent, User, utcnow
+from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn, _Body
 from dermsight.web.clinic.deps import (
     COOKIE,
     AdminUser,
@@ -70,7 +71,7 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
         accounts.settle_attempt(s, attempt, success=user is not None)
         if user is None:
             cookie, row = "", None
-            _audit_failure(s, body.username, ip)
+            _audit_failure(s, body.username, ip, attempt)
         else:
             old = request.cookies.get(COOKIE)
             if old:  # a new session id at every login: the browser's previous one ends
@@ -87,24 +88,46 @@ def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]
             "idle_minutes": clinic.config.session_idle_minutes}
 
 
-def _audit_failure(s: DbSession, typed: str, ip: str) -> None:
+def _audit_failure(s: DbSession, typed: str, ip: str, attempt: int | None = None) -> None:
     """Log a failed login to an existing account (``login_failed``; at most ``MAX_FAILURES``
-    per account and window: the account's lock bounds them) and, when it locked the account
-    or the address, a ``lockout``: neither was locked before it (the login was tried), so a
-    lock now is new. A name that matches no account gets no ``login_failed``, and its
-    lockouts, like every address's, are logged up to ``audit.LOCKOUTS_MAX`` within the window
-    (``audit.record_lockout``): the log cannot be filled by guesses from many addresses."""
+    per account and window: the account's lock bounds them) and, when it completed a lock of
+    the account or the address, one ``lockout`` per lock: several failures that complete it
+    at once (parallel guesses, each let through before the others failed) log it once.
+    ``attempt``: the failure's own ``LoginAttempt`` (None: taken as the one that began any lock
+    of the address in place). Serialized (``accounts.hold_failure_lock``): an account's or a
+    name's lock is logged unless a ``lockout`` about it was logged since the failure that began
+    it (``accounts.lock_starts``); an address's by the failure that began it. A name that
+    matches no account gets no ``login_failed``, and its lockouts, like every address's, are
+    logged up to ``audit.LOCKOUTS_MAX`` within the window (``audit.record_lockout``): the log
+    cannot be filled by guesses from many addresses."""
+    accounts.hold_failure_lock(s, attempt)
     account = accounts.find_user(s, typed)
     if account is not None:
         audit.record_login(s, "login_failed", account, typed)
-    locks = accounts.locks(s, typed, ip)
-    if locks.username:
+    began = accounts.lock_starts(s, typed, ip)
+    if began.username is not None and not _lockout_logged(s, account, typed,
+                                                          aware(began.username.at)):
         if account is not None:
             audit.record_login(s, "lockout", account, typed)
         else:
             audit.record_lockout(s, None, typed, address=False)
-    if locks.address:
+    if began.address is not None and attempt in (None, began.address.id):
         audit.record_lockout(s, account, typed, address=True)
+
+
+def _lockout_logged(s: DbSession, account: User | None, typed: str, since: datetime) -> bool:
+    """Whether a ``lockout`` of ``account`` (None: of the name ``typed``, which matches no
+    account, ignoring case as logins do) was logged at ``since`` or later."""
+    if account is not None:
+        return s.scalar(select(AuditEvent.id).where(
+            AuditEvent.action == "lockout", AuditEvent.object_type == "user",
+            AuditEvent.object_id == account.id, AuditEvent.at >= since).limit(1)) is not None
+    key = accounts.login_key(typed)
+    # at most ``audit.LOCKOUTS_MAX`` such events within the window (``audit.record_lockout``)
+    names = s.scalars(select(AuditEvent.username).where(
+        AuditEvent.action == "lockout", AuditEvent.object_type == "unknown_user",
+        AuditEvent.at >= since))
+    return any(accounts.login_key(name or "") == key for name in names)
 
 
 #: a bearer token on the routes that only a signed-in session may use
@@ -174,6 +197,91 @@ def session_only(refusal: str, *, admin: bool) -> Callable[[Request], User]:
 
 session_user = session_only(TOKEN_CANNOT_CREATE, admin=False)
 admin_session_user = session_only(TOKEN_CANNOT_CREATE_USER, admin=True)
+
+
+class PasswordIn(_Body):
+    """``POST /auth/password``: the user's own password now, and the new one."""
+
+    current_password: str = Field(max_length=256)
+    new_password: str = Field(max_length=accounts.MAX_PASSWORD)
+
+
+#: a bearer token on ``POST /auth/password``
+TOKEN_CANNOT_SET_PASSWORD = ("an API token cannot change a password (a leaked one could "
+                             "otherwise lock its owner out): sign in and change it from your "
+                             "session")
+#: the current password typed to change it is not the account's
+WRONG_CURRENT_PASSWORD = ("the current password is wrong: nothing was changed (failed tries "
+                          "count towards the lock of failed sign-ins)")
+SAME_PASSWORD = "the new password is the same as the current one: choose another one"
+
+session_to_set_password = session_only(TOKEN_CANNOT_SET_PASSWORD, admin=False)
+
+
+@router.post("/auth/password",
+             summary="Change your own password (from a signed-in session only; audited)",
+             description="Checks `current_password` (a wrong one is a 422 and counts as a "
+                         "failed sign-in: after "
+                         f"{accounts.MAX_FAILURES} within "
+                         f"{int(accounts.FAILURE_WINDOW.total_seconds()) // 60} minutes, a 429 "
+                         "until the lock ends), then sets `new_password` (the rules of every "
+                         "new password; a refused one is a 422 saying why). Your other "
+                         "sessions end and every API token of yours is revoked; this browser "
+                         "stays signed in with a new session (new cookie, new `csrf_token`, "
+                         "answered as by login, with `sessions_ended`: the other sessions "
+                         "ended, and `tokens_revoked`). 403 with an API token. Logged as "
+                         "`set_password` by you.",
+             responses={403: {"description": "sent with an API token instead of a session"},
+                        422: {"description": "the current password is wrong, or the new one "
+                                             "is refused"},
+                        429: {"description": "too many failed sign-ins or password checks"}})
+def change_password(body: PasswordIn, request: Request, response: Response,
+                    user: Annotated[User, Depends(session_to_set_password)]) -> dict[str, Any]:
+    """The current password is checked as a login checks it (``login``: the attempt claimed
+    first, so parallel guesses count against each other; a locked account or address is a
+    429; a wrong password is a failed login, audited as one): this route is no way around the
+    lock. The new password is set only if the account still has the password just verified
+    (``accounts.set_password(replacing=)``); the request's own session is checked first
+    (``route_session(check_at_once=True)``), as the new password ends it, and a new one is
+    opened in the same transaction."""
+    clinic = clinic_of(request)
+    ip = _client_ip(request)
+    with clinic.db.session() as s:
+        attempt = accounts.claim_attempt(s, user.username, ip)
+    with clinic.db.session() as s:
+        wait = accounts.retry_after_s(s, user.username, ip, exclude=attempt)
+        if wait:
+            accounts.settle_attempt(s, attempt, None)
+    if wait:
+        raise HTTPException(429, f"too many failed sign-ins or password checks: try again in "
+                                 f"{wait} s", headers={"Retry-After": str(wait)})
+    with clinic.db.session() as s:
+        verified = accounts.verify_password(s, user.username, body.current_password)
+        ok = verified is not None and verified.id == user.id
+        verified_hash = verified.password_hash if verified is not None and ok else ""
+        accounts.settle_attempt(s, attempt, success=ok)
+        if not ok:
+            _audit_failure(s, user.username, ip, attempt)
+    if not ok:
+        raise HTTPException(422, WRONG_CURRENT_PASSWORD)
+    if body.new_password == body.current_password:
+        raise HTTPException(422, SAME_PASSWORD)
+    with route_session(request, check_at_once=True) as s:
+        try:
+            ended = accounts.set_password(s, user, body.new_password, replacing=verified_hash)
+        except accounts.PasswordChangedMeanwhile as exc:
+            raise HTTPException(409, str(exc)) from exc
+        except accounts.AccountError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        audit.record(s, user, "set_password", "user", user.id)
+        cookie, row = accounts.open_session(s, user, clinic.config.session_idle)
+    response.set_cookie(COOKIE, cookie, max_age=accounts.SESSION_DAYS * 86400, httponly=True,
+                        samesite="strict", secure=_https(request) or clinic.config.secure_cookie,
+                        path="/")
+    return {"user": user_json(user), "csrf_token": row.csrf_token,
+            "idle_minutes": clinic.config.session_idle_minutes,
+            # the request's own session is among those ``set_password`` ended
+            "sessions_ended": max(ended.sessions - 1, 0), "tokens_revoked": ended.tokens}
 
 
 @router.post("/auth/tokens", status_code=201,
