@@ -4,12 +4,18 @@ sweep``: administer the clinic database.
 Each command takes ``--database URL`` (else ``DERMSIGHT_DATABASE_URL``); a PostgreSQL database
 also needs the image folder (``--images`` / ``DERMSIGHT_CLINIC_IMAGES``) for ``purge`` and
 ``sweep``. User
-errors (bad URL, taken username, weak password, unknown user) print one line and exit 2.
+errors (bad URL, taken username, weak password, unknown user), a database that refuses the work
+(locked by another process: ``_database_errors``), an unknown ``DERMSIGHT_*`` variable close to
+a known one, and a question with no terminal to answer it (``_stdin_is_terminal``) print one
+line and exit 2.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -18,6 +24,7 @@ import typer
 from dermsight.cli.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from sqlalchemy.exc import SQLAlchemyError
     from sqlalchemy.orm import Session as DbSession
 
     from dermsight.clinic.accounts import Ended
@@ -39,7 +46,12 @@ ImagesOpt = Annotated[str | None, typer.Option(
 def _config(database: str | None, images: str | None = None,
             retention_days: int | None = None, require_images: bool = True) -> ClinicConfig:
     from dermsight.clinic.config import ClinicConfig, ClinicConfigError
+    from dermsight.web.settings import unknown_variable_refusal
 
+    # a misspelt DERMSIGHT_* name (the image folder's without its S) would be ignored: refused,
+    # as by serve
+    if (why := unknown_variable_refusal(os.environ)) is not None:
+        raise UserError(why)
     try:
         config = ClinicConfig.resolve(database=database, images=images,
                                       retention_days=retention_days,
@@ -49,6 +61,45 @@ def _config(database: str | None, images: str | None = None,
     if config is None:
         raise UserError("no database: give --database URL or set DERMSIGHT_DATABASE_URL")
     return config
+
+
+def _stdin_is_terminal() -> bool:
+    """Whether stdin is a terminal, where someone can answer a question (not cron's
+    ``/dev/null``, a pipe or a file)."""
+    return sys.stdin is not None and sys.stdin.isatty()
+
+
+def _require_terminal(why: str) -> None:
+    """``UserError`` (exit 2, before any work) when a question would be asked with no terminal
+    to answer it: it would read the end of input and stop as if interrupted (exit 130)."""
+    if not _stdin_is_terminal():
+        raise UserError(f"stdin is not a terminal: {why}")
+
+
+def _database_error(exc: SQLAlchemyError) -> str:
+    """One line for a database that refused the work: the driver's message (its first line),
+    never the SQL statement or its parameters (a new password's hash)."""
+    from dermsight.clinic.db import SQLITE_LOCK_TIMEOUT_S
+
+    cause = getattr(exc, "orig", None) or exc
+    text = str(cause).strip()
+    detail = text.splitlines()[0] if text else type(cause).__name__
+    if "locked" in detail:  # SQLite: another connection kept its write lock past the wait
+        detail += (f" (another process, such as a dermsight upgrade or purge or an sqlite3 "
+                   f"shell, kept it locked for {SQLITE_LOCK_TIMEOUT_S} s; try again)")
+    return f"database error: {detail}"
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    """Around a command's work on the database: an ``SQLAlchemyError`` (a database locked by
+    another process, a lost connection) becomes one line (``_database_error``), exit 2."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        raise UserError(_database_error(exc)) from None  # the statement stays out of any log
 
 
 def _database(config: ClinicConfig, migrate: bool = False, create: bool = False) -> Database:
@@ -108,10 +159,11 @@ def create_user(
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
+        _require_terminal(_NO_PASSWORD_PROMPT)
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
     db = _database(config, create=True)
     try:
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             user = accounts.create_user(s, username, password, role)
             audit.record(s, None, "create", "user", user.id)
     except accounts.AccountError as exc:
@@ -120,6 +172,10 @@ def create_user(
         db.dispose()
     typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
 
+
+#: why a password is not asked for when stdin is not a terminal
+_NO_PASSWORD_PROMPT = ("give the password as the first line of stdin with --password-stdin, or "
+                       "run the command in a terminal")
 
 # --- account administration: set-password, unlock, disable, enable ------------------------------
 
@@ -162,15 +218,17 @@ def set_password(
     from dermsight.clinic import accounts, audit
 
     config = _config(database, require_images=False)
+    if not password_stdin:
+        _require_terminal(_NO_PASSWORD_PROMPT)
     db = _database(config)
     try:
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             name = _account(s, username).username
         if password_stdin:
             password = sys.stdin.readline().rstrip("\r\n")
         else:
             password = typer.prompt("new password", hide_input=True, confirmation_prompt=True)
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             user = _account(s, username)
             ended = accounts.set_password(s, user, password)
             audit.record(s, None, "set_password", "user", user.id)
@@ -194,7 +252,7 @@ def unlock(username: UserArg, database: DatabaseOpt = None) -> None:
 
     db = _database(_config(database, require_images=False))
     try:
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             user = _account(s, username)
             until = accounts.locked_until(s, [user.username]).get(user.username)
             accounts.unlock(s, user)
@@ -216,7 +274,7 @@ def disable(username: UserArg, database: DatabaseOpt = None) -> None:
 
     db = _database(_config(database, require_images=False))
     try:
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             user = _account(s, username)
             ended = accounts.disable(s, user)
             audit.record(s, None, "disable", "user", user.id)
@@ -236,7 +294,7 @@ def enable(username: UserArg, database: DatabaseOpt = None) -> None:
 
     db = _database(_config(database, require_images=False))
     try:
-        with db.session() as s:
+        with _database_errors(), db.session() as s:
             user = _account(s, username)
             was_active = user.active
             if not was_active:
@@ -276,13 +334,11 @@ def purge(
                         "DERMSIGHT_RETENTION_DAYS")
     _database(config).dispose()  # at this release's revision, else refused: never migrated
     clinic = Clinic.open(config, migrate=False, sweep=False)
-    try:
+    with closing(clinic), _database_errors():
         if dry_run:
             plan = purge_plan(clinic, config.retention_days, dry_run=True)
         else:
             done = purge_once(clinic, config.retention_days)  # takes turns with running servers
-    finally:
-        clinic.close()
     if dry_run:
         typer.echo(f"dry run, nothing deleted: {plan.counts('would purge')} (visits stored "
                    f"more than {config.retention_days} days ago; lesions and patients left "
@@ -315,9 +371,11 @@ def sweep(
     from dermsight.clinic.runtime import Clinic
 
     config = _config(database, images)
+    if not (yes or dry_run):  # cron's stdin: the question would read its end, as a Ctrl-C
+        _require_terminal("add --yes to delete without asking (or --dry-run to list)")
     _database(config).dispose()  # at this release's revision, else refused: never migrated
     clinic = Clinic.open(config, migrate=False, sweep=False)
-    try:
+    with closing(clinic), _database_errors():
         found = clinic.sweep(dry_run=True, force=force)
         for name in found.unreferenced:
             typer.echo(name)
@@ -333,8 +391,6 @@ def sweep(
         if not yes and not typer.confirm(f"delete {len(found.unreferenced)} files?"):
             raise UserError("nothing deleted")
         done = clinic.sweep(force=force)
-    finally:
-        clinic.close()
     typer.echo(f"deleted {len(done.removed)} files")
 
 

@@ -236,6 +236,50 @@ def predict(  # noqa: PLR0913
         raise SystemExit(EXIT_BAD_INPUT)
 
 
+def database_shown(url: str) -> str:
+    """The clinic database as the log names it: a SQLite file's absolute path (a relative
+    ``--database`` is relative to the working directory, ``/`` under systemd), else the URL
+    with its password masked (``***``, also a ``?password=``)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    from dermsight.clinic.config import sqlite_path
+
+    path = sqlite_path(url)
+    if path is not None:
+        return str(path.expanduser().resolve())
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not a URL SQLAlchemy reads: nothing of it is shown
+        return "(a database URL SQLAlchemy cannot parse)"
+    if "password" in parsed.query:  # libpq also takes it as ?password=
+        parsed = parsed.set(query={**parsed.query, "password": "***"})
+    return parsed.render_as_string(hide_password=True)
+
+
+def images_shown(images: str) -> str:
+    """The clinic image store as the log names it: a local folder's absolute path, else the URL
+    (``s3://bucket/prefix``) with a password in it masked."""
+    from urllib.parse import urlsplit
+
+    if "://" not in images:
+        return str(Path(images).expanduser().resolve())
+    parts = urlsplit(images)
+    if parts.password is None:
+        return images
+    host = parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=f"{parts.username or ''}:***@{host}").geturl()
+
+
+def _new_database_file(url: str) -> Path | None:
+    """The SQLite file of ``url`` when it does not exist yet (the start creates it, empty);
+    None otherwise."""
+    from dermsight.clinic.config import sqlite_path
+
+    path = sqlite_path(url)
+    return None if path is None or path.exists() else path.expanduser().resolve()
+
+
 def _serve_settings(
     *, model: Path | None, workers: int | None, threads: int | None, log_level: str | None,
     database: str | None, images: str | None, retention_days: int | None,
@@ -348,12 +392,21 @@ def serve(  # noqa: PLR0913
 
     # the start-up lines: stdout, in the log's format, whatever the log level
     said = logging.getLogger(SERVE_LOGGER)
+    new_file = None
+    if settings.clinic is not None:  # which database, before the start can fail on it
+        new_file = _new_database_file(settings.clinic.database_url)
+        said.info("clinic database: %s (images: %s)",
+                  database_shown(settings.clinic.database_url),
+                  images_shown(settings.clinic.images))
 
     def announce() -> None:  # the model is loaded (a BundleError -> exit 3 comes before this)
         card = app.state.model.card
         said.info("serving %s %s at http://%s:%d/ (API docs: http://%s:%d/api/v1/docs)",
                   card.name, card.version, shown, port, shown, port)
         if settings.clinic is not None:
+            if new_file is not None and new_file.exists():  # made by this start
+                said.warning("created a new, empty clinic database at %s (check --database if "
+                             "you expected existing records)", new_file)
             said.info("clinic storage on: log in at / (first account: dermsight clinic "
                       "create-user --role admin)")
             said.info("clinic sessions end after %d minutes without activity",

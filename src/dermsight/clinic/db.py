@@ -17,6 +17,7 @@ never migrate.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import unicodedata
 from collections.abc import Callable, Iterator
@@ -213,23 +214,51 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     ``ClinicConfigError`` (one line) when the database is at a revision this code does not know
     (made by a newer dermsight), when a migration refuses (revision 0005's clashing names), and
     when the database refuses a statement of it (the change undone)."""
+    _quiet_alembic()  # before Alembic's first import, which sets up its plugins
     from alembic import command
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(_alembic_config(None))
     head = script.get_current_head()
-    with _migration_connection(engine) as conn:
-        at = _revision_of(conn)  # read under the lock: another instance may have just upgraded
-        if at is not None and at not in {s.revision for s in script.walk_revisions()}:
-            raise _newer(at, head)
-        try:
+    target = head if revision == "head" else revision
+    at: str | None = None
+    read = False
+    try:  # around the whole block: its end commits, and a COMMIT can fail too (a full disk)
+        with _migration_connection(engine) as conn:
+            at = _revision_of(conn)  # read under the lock: another instance may have upgraded
+            read = True
+            if at is not None and at not in {s.revision for s in script.walk_revisions()}:
+                raise _newer(at, head)
             command.upgrade(_alembic_config(conn), revision)
-        except SQLAlchemyError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            target = head if revision == "head" else revision
-            raise ClinicConfigError(
-                f"the upgrade from revision {at or 'none (a new database)'} to {target} failed "
-                f"and was undone, the database is unchanged: {first}") from exc
+    except SQLAlchemyError as exc:
+        if not read:  # the lock or the revision could not be had: nothing was tried
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ClinicConfigError(
+            f"the upgrade from revision {at or 'none (a new database)'} to {target} failed "
+            f"and was undone, the database is unchanged: {first}") from exc
+
+
+def _alembic_noise(record: logging.LogRecord) -> bool:
+    """False for Alembic's INFO lines about itself, logged at every start: "Context impl
+    SQLiteImpl." and "Will assume non-transactional DDL.", which describes Alembic's own
+    handling of SQLite, not ``upgrade``'s (one transaction: ``_migration_connection``). Its
+    "Running upgrade 0008 -> 0009" lines stay."""
+    return not (record.levelno <= logging.INFO and isinstance(record.msg, str)
+                and record.msg.startswith(("Context impl ", "Will assume ")))
+
+
+def _quiet_alembic() -> None:
+    """Leave out of the log Alembic's INFO lines that only describe Alembic (``_alembic_noise``;
+    the seven "setup plugin" lines of its first import), which read as if the upgrade were
+    not one transaction. Its warnings, and the lines naming each migration run, stay. A
+    ``alembic.runtime.plugins`` logger whose level an operator set is left as it is."""
+    plugins = logging.getLogger("alembic.runtime.plugins")
+    if plugins.level == logging.NOTSET:
+        plugins.setLevel(logging.WARNING)
+    migration = logging.getLogger("alembic.runtime.migration")
+    if _alembic_noise not in migration.filters:
+        migration.addFilter(_alembic_noise)
 
 
 def require_current(engine: Engine) -> None:
@@ -258,6 +287,7 @@ def require_current(engine: Engine) -> None:
 
 
 def current_revision(engine: Engine) -> str | None:
+    _quiet_alembic()
     with engine.connect() as conn:
         return _revision_of(conn)
 

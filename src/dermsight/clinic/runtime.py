@@ -43,6 +43,25 @@ class SweepResult:
     refused: str | None = None
 
 
+#: errors of dermsight's own code (a bug: they keep their traceback), not of the storage it uses
+PROGRAMMING_ERRORS: tuple[type[Exception], ...] = (
+    AssertionError, AttributeError, LookupError, NameError, TypeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def image_store_error(images: str, exc: Exception) -> ClinicConfigError:
+    """One line for an image store that cannot be used: ``exc`` of fsspec or of the S3 client
+    (botocore's ``NoCredentialsError``, ``EndpointConnectionError``, a refused bucket), a
+    local folder's ``OSError``, an unknown protocol: its class (the S3 client's say what went
+    wrong) and the first line of its message."""
+    detail = (_first_line(exc) if isinstance(exc, OSError)
+              else f"{type(exc).__name__}: {_first_line(exc)}")
+    return ClinicConfigError(f"cannot open the clinic image store {images}: {detail}")
+
+
 def _local_folder(images: str) -> Path | None:
     if "://" not in images:
         return Path(images).expanduser()
@@ -60,7 +79,8 @@ class Clinic:
     @classmethod
     def open(cls, config: ClinicConfig, migrate: bool = True, sweep: bool = True) -> Clinic:
         """Connect, run the migrations, delete image files left by an interrupted upload.
-        ``ClinicConfigError`` (one line) when the database or the image store cannot be used."""
+        ``ClinicConfigError`` (one line) when the database or the image store cannot be used
+        (``image_store_error``: S3 without credentials, an endpoint that cannot be reached)."""
         from sqlalchemy.exc import SQLAlchemyError
 
         db = Database(config.database_url)
@@ -68,19 +88,26 @@ class Clinic:
             if migrate:
                 db.upgrade()
             cls._check_folder(config, db)
-            images = ImageStore(config.images, config.storage_options)
         except ClinicConfigError:  # a migration that cannot be applied says why itself
             db.dispose()
             raise
         except (SQLAlchemyError, OSError) as exc:
             db.dispose()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ClinicConfigError(f"cannot open the clinic storage: {first}") from exc
-        clinic = cls(config, db, images)
-        if sweep:
-            result = clinic.sweep()
-            if result.removed:
-                log.info("removed %d image files no visit references", len(result.removed))
+            raise ClinicConfigError(f"cannot open the clinic storage: {_first_line(exc)}") from exc
+        try:
+            clinic = cls(config, db, ImageStore(config.images, config.storage_options))
+            if sweep:
+                result = clinic.sweep()
+                if result.removed:
+                    log.info("removed %d image files no visit references", len(result.removed))
+        except SQLAlchemyError as exc:  # the sweep's query
+            db.dispose()
+            raise ClinicConfigError(f"cannot open the clinic storage: {_first_line(exc)}") from exc
+        except Exception as exc:  # the image store's (fsspec, the S3 client): not only OSError
+            db.dispose()
+            if isinstance(exc, PROGRAMMING_ERRORS):
+                raise
+            raise image_store_error(config.images, exc) from exc
         return clinic
 
     @staticmethod
