@@ -116,8 +116,36 @@ def test_summary_counts_identical_files(tmp_path: Path, data_dir: Path, metadata
     assert code == 0, err
     dup = json.loads(out)["duplicate_files"]
     assert dup == {"count": 1, "n_images": 2, "n_across_groups": 1,
-                   "examples": [["HOSP0000", "HOSP9000"]]}
+                   "examples": [["HOSP0000", "HOSP9000"]],
+                   "examples_across_groups": [["HOSP0000", "HOSP9000"]]}
     assert "byte-identical" in err
+
+
+def test_summary_names_a_set_under_different_groups(
+        tmp_path: Path, data_dir: Path, metadata: pd.DataFrame,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A copy within one patient (HOSP0000 = HOSP8000, both P000) comes first in the folder; the
+    set the summary names as 'under different groups' is the one that is (HOSP0002 of P001 =
+    HOSP8001 of P998)."""
+    csv_path = _cohort(tmp_path / "cohort", data_dir, metadata, patient_col="patient_id",
+                       copy_of_first=False)
+    images = csv_path.parent / "images"
+    shutil.copyfile(images / "HOSP0000.jpg", images / "HOSP8000.jpg")
+    shutil.copyfile(images / "HOSP0002.jpg", images / "HOSP8001.jpg")
+    with csv_path.open("a", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["HOSP8000", "nevus", "30", "F", "back", "P000"])
+        w.writerow(["HOSP8001", "nevus", "32", "F", "back", "P998"])
+    args = ["data", "summary", str(csv_path.parent), "--no-verify", "--no-progress"]
+    assert run_guarded(app, args) == 0
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if "byte-identical image files" in x)
+    assert "2 sets (4 images), 1 of them under different groups (e.g. HOSP0002 = HOSP8001)" \
+        in line, line
+    assert run_guarded(app, [*args, "--json"]) == 0
+    dup = json.loads(capsys.readouterr().out)["duplicate_files"]
+    assert dup["examples"] == [["HOSP0002", "HOSP8001"], ["HOSP0000", "HOSP8000"]]
+    assert dup["examples_across_groups"] == [["HOSP0002", "HOSP8001"]]
 
 
 def test_no_copies_leave_the_folds_as_they_were(tmp_path: Path, data_dir: Path,
@@ -150,6 +178,40 @@ def test_data_split_refuses_image_folds_beside_a_patient_column(
     assert code == 0, err
     assert "(grouped by image)" in err
     assert len(pd.read_csv(out)) == 2 * N_PATIENTS
+
+
+@pytest.mark.parametrize("column", ["patient_no", "case_num", "subjectId", "PatientID", "patient"])
+def test_data_split_refuses_beside_an_identifier_column(
+        tmp_path: Path, column: str, capsys: pytest.CaptureFixture[str]) -> None:
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text(f"image_id,diagnosis,{column}\nA,NV,1\nB,MEL,2\nC,NV,3\nD,MEL,4\n",
+                        encoding="utf-8")
+    code = run_guarded(app, ["data", "split", str(csv_path), "--folds", "2",
+                             "--out", str(tmp_path / "f.csv")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"--group-col {column}" in err
+
+
+def test_data_split_takes_no_metadata_column_for_a_patient_column(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """patient_age and patient_sex are read as age and sex; lesion_site and case_note name no
+    patient: the folds are made image by image, with the warning, not refused (and
+    ``--group-col patient_age`` is not suggested)."""
+    from dermsight.splits import group_candidates
+
+    header = "image_id,diagnosis,patient_age,patient_sex,lesion_site,case_note,localization"
+    csv_path = tmp_path / "p.csv"
+    csv_path.write_text(f"{header}\nA,NV,40,male,back,x,back\nB,MEL,50,female,back,y,back\n"
+                        "C,NV,40,male,arm,z,arm\nD,MEL,60,female,arm,w,arm\n", encoding="utf-8")
+    assert group_candidates(header.split(",")) == []
+    out = tmp_path / "f.csv"
+    code = run_guarded(app, ["data", "split", str(csv_path), "--folds", "2", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "images of one patient may land in different folds" in err
+    assert "--group-col patient_age" not in err
+    assert sorted(pd.read_csv(out)["image_id"]) == ["A", "B", "C", "D"]
 
 
 def test_data_split_without_any_group_column_warns(

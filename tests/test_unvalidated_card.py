@@ -109,6 +109,34 @@ def test_each_concern_alone_and_a_figure_not_shown_above_chance() -> None:
         "tested on 99 images only (fewer than 100)"]
 
 
+def test_a_short_run_whose_test_figures_hold_is_not_marked_for_its_length() -> None:
+    """6 epochs at 224 px (under half the recipe's 14 epochs) with test figures like the shipped
+    model's (2,020 test images, balanced accuracy 0.69, melanoma AUC 0.90, CI 0.88-0.92): no
+    concern. Its length is named only beside another concern, or for a subsample run
+    (data.limit)."""
+    pytest.importorskip("torch")
+    from dermsight.train.config import load_config
+    from dermsight.train.finalize.card import validation_concerns
+
+    shipped = json.loads((SHIPPED / "card.json").read_text(encoding="utf-8"))["metrics"]["test"]
+    short = ["train.epochs=6", "input.size=224"]
+    cfg = load_config(REPO / "configs" / "default.yaml", short)
+    assert validation_concerns(cfg, shipped) == []
+    length = "trained for 6 epochs at 224 px (the shipped recipe: 14 epochs at 160 px)"
+    # beside thin test evidence: named first
+    assert validation_concerns(cfg, {**shipped, "n": 40}) == [
+        length, "tested on 40 images only (fewer than 100)"]
+    # a subsample run: named on its own
+    limited = load_config(REPO / "configs" / "default.yaml", [*short, "data.limit=50"])
+    assert validation_concerns(limited, shipped) == [
+        f"{length} on at most 50 images per split (data.limit)"]
+    # the 1-epoch, 32-px smoke run tested on 24 images: still marked, its length among the why
+    tiny = validation_concerns(load_config(REPO / "configs" / "default.yaml", TINY),
+                               _tiny_test())
+    assert tiny[0] == "trained for 1 epoch at 32 px (the shipped recipe: 14 epochs at 160 px)"
+    assert "tested on 24 images only (fewer than 100)" in tiny
+
+
 def test_the_shipped_card_is_what_finalize_would_write_for_it() -> None:
     """The shipped model (14 epochs at 160 px, 2,020 test images, figures far above chance) has
     no concern: status "trained", the decision-support intended use, no such limitation; and
@@ -215,6 +243,23 @@ def test_verify_and_predict_say_one_warning_line_for_a_marked_bundle(
     shipped = _cli("bundle", "verify")
     assert shipped.returncode == 0
     assert "not validated" not in shipped.stderr
+
+
+def test_predict_json_gives_the_cards_status(
+        tmp_path: Path, sample_image: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``predict --json`` carries the card's status at the top level of each answer (not in
+    ``model``, which ``similar`` compares between predictions)."""
+    from dermsight.cli import app
+    from dermsight.cli.errors import run_guarded
+
+    marked = _marked(tmp_path / "marked")
+    for bundle, status in ((marked, NOT_VALIDATED), (SHIPPED, "trained")):
+        code = run_guarded(app, ["predict", str(sample_image), "--model", str(bundle), "--json"])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        (answer,) = json.loads(out)
+        assert answer["model_status"] == status
+        assert set(answer["model"]) == {"name", "version"}
 
 
 # --- the split file travels with a copied bundle --------------------------------------------------

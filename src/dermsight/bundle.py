@@ -66,7 +66,8 @@ FEATURES_OUTPUT = "features"
 #: (:func:`unfinished_reason`).
 PROVISIONAL = "provisional"
 #: the card ``status`` of a finished bundle whose own test figures do not show that it works
-#: (too few test images, figures not above chance, a smoke-test length of training:
+#: (too few test images, figures not above chance; a smoke-test length of training or a
+#: ``data.limit`` subsample is named among the reasons:
 #: ``train.finalize.card.validation_concerns``); its first limitation, which starts with
 #: ``NOT_VALIDATED_LIMITATION_START``, says why. Loading it says so once (:func:`load_bundle`).
 NOT_VALIDATED = "not validated"

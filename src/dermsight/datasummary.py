@@ -92,9 +92,10 @@ class DataSummary:
     #: per record: its id, group (``splits.group_of``) and image file (None: none, or inside a
     #: TFRecord shard), for ``find_identical``
     files: list[tuple[str, str, str | None]] = field(default_factory=list, repr=False)
-    #: the sets of byte-identical image files, by image id (``find_identical``)
+    #: the sets of byte-identical image files, by image id (``find_identical``): those that span
+    #: more than one group first
     identical: list[list[str]] = field(default_factory=list)
-    #: how many of ``identical`` span more than one group
+    #: how many of ``identical`` span more than one group (its first ones)
     identical_across_groups: int = 0
 
     def note_unlisted(self, unlisted: UnlistedImages) -> None:
@@ -139,8 +140,10 @@ class DataSummary:
         ids = [i for i, _g, _p in self.files]
         groups = [g for _i, g, _p in self.files]
         sets = identical_files([p for _i, _g, p in self.files])
-        self.identical = [[ids[i] for i in idx] for idx in sets]
         _merged, crossing = merge_identical(groups, sets)
+        crossed = {tuple(idx) for idx in crossing}
+        ordered = sorted(sets, key=lambda idx: tuple(idx) not in crossed)  # stable
+        self.identical = [[ids[i] for i in idx] for idx in ordered]
         self.identical_across_groups = len(crossing)
         if not crossing:
             return None
@@ -203,7 +206,11 @@ class DataSummary:
                 "count": len(self.identical),
                 "n_images": sum(len(s) for s in self.identical),
                 "n_across_groups": self.identical_across_groups,
+                # those under different groups first
                 "examples": [list(s) for s in self.identical[:MAX_DUPLICATES_LISTED]],
+                "examples_across_groups": [
+                    list(s) for s in self.identical[:min(MAX_DUPLICATES_LISTED,
+                                                         self.identical_across_groups)]],
             },
         }
 

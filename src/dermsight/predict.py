@@ -193,6 +193,10 @@ class Prediction:
     embedding: np.ndarray | None = field(default=None, repr=False, compare=False)
     #: the sha256 of the ONNX network that computed them (``similar`` refuses another's)
     network_sha256: str | None = field(default=None, repr=False)
+    #: the model card's ``status``: ``"trained"``, or ``"not validated"`` (``bundle.NOT_VALIDATED``:
+    #: its own test figures do not show that it works; research use only); None when the card
+    #: has none
+    model_status: str | None = None
 
     @property
     def assessable(self) -> bool:
@@ -228,6 +232,7 @@ class Prediction:
             "flags": [f.to_dict() for f in self.flags],
             "ood_score": None if self.ood_score is None else round(self.ood_score, 4),
             "model": self.model,
+            "model_status": self.model_status,
             "input": self.meta.as_dict(),
             "timing_ms": round(self.timing_ms, 2),
             "disclaimer": DISCLAIMER,
@@ -791,4 +796,6 @@ class Dermsight:
             image=rgb if want_heatmap else None,  # overlay_png's; not held without a heatmap
             embedding=None if result.embeddings is None else result.embeddings[i],
             network_sha256=self.card.onnx_sha256,
+            model_status=status if isinstance(status := self.card.extra.get("status"), str)
+            else None,
         )

@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from dermsight.io.csvfolder import (
+    AGE_COLS,
     GROUP_COLS,
+    ID_COLS,
+    LABEL_COLS,
+    PATH_COLS,
+    SEX_COLS,
+    SITE_COLS,
     ImageIndex,
     Layout,
     ParsedRow,
@@ -119,15 +127,41 @@ def resolve_group_col(columns: Sequence[str], requested: str | None) -> str | No
 
 #: words in a column name that suggest it groups one patient's (or lesion's) images
 GROUP_WORDS = ("patient", "lesion", "subject", "case")
+#: words that, after a group word, make a column name an identifier (``patient_no``, ``caseID``)
+ID_WORDS = ("id", "no", "num", "number", "nr", "code", "ref", "key")
 #: ``--group-col none``: split image by image on purpose
 NO_GROUP = "none"
+#: column names the readers already read as something else (id, path, diagnosis, age, sex,
+#: site, source): never a patient column, although ``patient_age`` names a patient
+_READ_AS_OTHER = frozenset(c.lower() for c in (
+    *ID_COLS, *PATH_COLS, *LABEL_COLS, *AGE_COLS, *SEX_COLS, *SITE_COLS, "source", "target"))
+_NAME_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _name_words(column: str) -> list[str]:
+    """The words of a column name, lower case: split on ``_``, ``-``, spaces and other
+    punctuation and at camelCase humps (``PatientID`` -> patient, id; ``subjectId``)."""
+    return [w.lower() for w in _NAME_WORD.findall(column)]
+
+
+def _names_a_group(column: str) -> bool:
+    words = _name_words(column)
+    if len(words) == 1:  # ``patient``, ``subject``; or run together: ``patientid``, ``caseno``
+        word = words[0]
+        return word in GROUP_WORDS or any(
+            word == g + i for g in GROUP_WORDS for i in ID_WORDS)
+    return any(a in GROUP_WORDS and b in ID_WORDS for a, b in pairwise(words))
 
 
 def group_candidates(columns: Sequence[str]) -> list[str]:
-    """Columns that are not one of ``GROUP_COLS`` but whose name suggests they group one
-    patient's or lesion's images (``patient_no``, ``subject``, ``case_id``, ...)."""
+    """Columns that are not one of ``GROUP_COLS`` but whose name looks like an identifier of a
+    patient, lesion, subject or case: a group word followed by an id word (``patient_no``,
+    ``case_num``, ``subjectId``, ``PatientID``) or the group word alone (``patient``). Columns
+    the readers take as age, sex, site, diagnosis, image id / path or source
+    (``patient_age``, ``patient_sex``) and other words after the group word (``lesion_site``,
+    ``case_note``) are not."""
     return [c for c in columns if c.lower() not in GROUP_COLS
-            and any(w in c.lower() for w in GROUP_WORDS)]
+            and c.lower() not in _READ_AS_OTHER and _names_a_group(c)]
 
 
 #: how many examples a message names

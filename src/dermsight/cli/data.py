@@ -51,6 +51,21 @@ def _check_plot(plot: Path, dataset: Path) -> None:
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar on stderr")]
 
 
+def _duplicates_line(dup: dict[str, Any]) -> str:
+    """The summary's line on byte-identical image files; its example is a set under different
+    groups where there is one (those are what data split and train merge)."""
+    sets = "set" if dup["count"] == 1 else "sets"
+    across = dup.get("examples_across_groups") or []
+    if across:
+        which = (f"{dup['n_across_groups']} of them under different groups (e.g. "
+                 + " = ".join(across[0]) + ")")
+    else:
+        which = ("none of them under different groups (e.g. "
+                 + " = ".join(dup["examples"][0]) + ", in one group)")
+    return (f"  byte-identical image files: {dup['count']} {sets} ({dup['n_images']} images), "
+            f"{which}")
+
+
 def _print_summary(d: dict[str, Any]) -> None:
     echo = typer.echo
     status = "verified (decoded)" if d["verified"] else "not verified (--no-verify)"
@@ -63,10 +78,7 @@ def _print_summary(d: dict[str, Any]) -> None:
         echo(f"  image files not listed in the CSV (not counted): {d['n_unlisted']}")
     dup = d.get("duplicate_files") or {}
     if dup.get("count"):
-        sets = "set" if dup["count"] == 1 else "sets"
-        echo(f"  byte-identical image files: {dup['count']} {sets} ({dup['n_images']} images), "
-             f"{dup['n_across_groups']} of them under different groups (e.g. "
-             + " = ".join(dup["examples"][0]) + ")")
+        echo(_duplicates_line(dup))
     if d.get("n_duplicate_ids"):
         echo(f"  rows repeating an id of an earlier row: {d['n_duplicate_ids']} (training "
              "refuses them; evaluate leaves every row of such an id out of its metrics)")
@@ -192,8 +204,8 @@ def split_cmd(
             "--group-col",
             help="Column that groups images (default: group_id, else lesion_id, else "
             "patient_id; 'none': each image alone, on purpose). A CSV without these columns "
-            "but with one whose name suggests a patient, lesion, subject or case is refused "
-            "until one is chosen.",
+            "but with one whose name looks like a patient, lesion, subject or case identifier "
+            "(patient_no, case_id, SubjectID) is refused until one is chosen.",
         ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Shuffle seed.")] = 0,

@@ -100,6 +100,11 @@ class PredictResponse(BaseModel):
                           "'not dermoscopic' head, refused above the card's gate.v2_threshold)"
     )
     model: ModelInfo
+    model_status: str | None = Field(
+        None, description="the model card's status: 'trained', or 'not validated' (its own "
+                          "test figures do not show that it works: research use only, not for "
+                          "any decision about a patient); null when the card states none"
+    )
     input: InputMeta = Field(description="the metadata the model used (after validation; from "
                                          "DICOM tags when the form left a field empty)")
     timing_ms: float = Field(description="decode + inference + heatmap time on the server")

@@ -88,8 +88,10 @@ def intended_use(n_classes: int, validated: bool = True) -> str:
 #: fewer test images than this and a card's test figures cannot show that a model works
 MIN_TEST_IMAGES = 100
 #: the shipped recipe's training length and input size (configs/default.yaml, a test keeps them
-#: in step): a run trained for under half as many epochs, or at under half the input size, is
-#: a smoke test, not a model (earlier recipes and experiments used 10 epochs, or 128 px)
+#: in step): a run trained for under half as many epochs, or at under half the input size, has
+#: that named among the reasons its card is marked, but only beside another concern (thin or
+#: weak test figures) or for a subsample run (``data.limit``): a short run whose test figures
+#: hold is not marked for its length alone (earlier recipes used 10 epochs, or 128 px)
 RECIPE_EPOCHS = 14
 RECIPE_INPUT_SIZE = 160
 #: the headline one-vs-rest AUCs that must be above chance (0.5), with the card's names
@@ -125,15 +127,13 @@ def _not_above_chance(test: Mapping[str, Any], key: str, name: str,
 def validation_concerns(cfg: TrainConfig, test: Mapping[str, Any]) -> list[str]:
     """Why this run's own test evaluation ``test`` (as the card's ``metrics.test``, thin
     figures withheld) does not show that the model works, one phrase each; empty for a run
-    like the shipped one. Any concern marks the card ``bundle.NOT_VALIDATED``: too short a
-    training or too small an input (under half the shipped recipe's), fewer than
+    like the shipped one. Any concern marks the card ``bundle.NOT_VALIDATED``: fewer than
     ``MIN_TEST_IMAGES`` test images, balanced accuracy or a headline AUC (melanoma, malignant)
-    not above chance (at or below it, or its confidence interval reaching down to it)."""
+    not above chance (at or below it, or its confidence interval reaching down to it). Too
+    short a training or too small an input (under half the shipped recipe's) is named first
+    when one of those marks the card, or when the run trained on a subsample (``data.limit``);
+    alone, with test figures that hold, it is no concern."""
     out = []
-    epochs, size = int(cfg.train.epochs), int(cfg.input.size)
-    if epochs * 2 < RECIPE_EPOCHS or size * 2 < RECIPE_INPUT_SIZE:
-        out.append(f"trained for {_count(epochs, 'epoch')} at {size} px (the shipped recipe: "
-                   f"{RECIPE_EPOCHS} epochs at {RECIPE_INPUT_SIZE} px)")
     n = _number(test.get("n"))
     if n is not None and n < MIN_TEST_IMAGES:
         out.append(f"tested on {_count(int(n), 'image')} only (fewer than {MIN_TEST_IMAGES})")
@@ -147,6 +147,14 @@ def validation_concerns(cfg: TrainConfig, test: Mapping[str, Any]) -> list[str]:
     for key, name in _CHANCE_AUCS:
         if (why := _not_above_chance(test, key, name, 0.5, "0.5")) is not None:
             out.append(why)
+    epochs, size = int(cfg.train.epochs), int(cfg.input.size)
+    limit = cfg.data.limit
+    if (epochs * 2 < RECIPE_EPOCHS or size * 2 < RECIPE_INPUT_SIZE) and (out or limit):
+        short = (f"trained for {_count(epochs, 'epoch')} at {size} px (the shipped recipe: "
+                 f"{RECIPE_EPOCHS} epochs at {RECIPE_INPUT_SIZE} px)")
+        if limit:
+            short += f" on at most {_count(int(limit), 'image')} per split (data.limit)"
+        out.insert(0, short)
     return out
 
 
