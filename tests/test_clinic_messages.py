@@ -147,8 +147,9 @@ def test_forbidden_and_not_found_say_what_to_do(harness: ClinicHarness) -> None:
     del h.client.headers["X-CSRF-Token"]
     r = h.post("/patients", json={"ref": "CSRF-1"})
     assert r.status_code == 403
-    assert r.json()["detail"] == ("this request lacks the session's security token (the "
-                                  "X-CSRF-Token header): reload the page, or sign in again")
+    assert r.json()["detail"] == ("this request lacks the session's security token, or has an "
+                                  "out-of-date one (the X-CSRF-Token header): reload the page, "
+                                  "or sign in again")
 
 
 # --- 2. login ignores case -----------------------------------------------------------------------

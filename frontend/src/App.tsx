@@ -2,6 +2,7 @@ import { useEffect, useRef, useState } from 'react'
 import { clearCache, onAuthRequired } from './api.ts'
 import { logout, onSessionExpired, sameSession, sessionNow, setCsrfToken } from './clinic/api.ts'
 import { clinicHref } from './clinic/format.ts'
+import { asSentence } from './format.ts'
 import { focusLost, whenFound } from './clinic/focus.ts'
 import { ClinicContext, idleReason, useClinicRoute, useIdleTimeout } from './clinic/session.ts'
 import type { Session } from './clinic/types.ts'
@@ -24,6 +25,7 @@ import {
 } from './hooks.ts'
 import { AssessPage, forgetAssessCase } from './pages/AssessPage.tsx'
 import { ClinicMain, clinicPageTitle } from './pages/ClinicMain.tsx'
+import { PageTitleContext } from './pages/ClinicPatientPage.tsx'
 import { LearnPage } from './pages/LearnPage.tsx'
 import { ModelPage } from './pages/ModelPage.tsx'
 import { NotFoundPage } from './pages/NotFoundPage.tsx'
@@ -124,6 +126,25 @@ export function focusNewPage(
   return whenFound(main, tryFocus, timeoutMs, { childList: true, subtree: true, attributes: true, attributeFilter: ['hidden'] })
 }
 
+/** What the page says when "Sign out" did not end the session on the server. */
+export function signOutFailedText(err: unknown): string {
+  const why = asSentence(err instanceof Error ? err.message : '') || 'The server did not answer.'
+  return `Could not sign out: ${why} You are still signed in.`
+}
+
+/** "Sign out": `signedOut()` once the server ended the session (`logout` resolved); when it did
+ * not (`logout` rejected: the session is still open), `failed` with what the page says instead,
+ * the page left as it is: it does not pretend to be signed out. */
+export function signOutThen(logout: () => Promise<void>, signedOut: () => void, failed: (text: string) => void): Promise<void> {
+  return logout().then(signedOut, (err: unknown) => failed(signOutFailedText(err)))
+}
+
+/** The title of a clinic page: the one it gives itself (`own`, e.g. "Patient not found") while it
+ * is shown (someone `signedIn`), else the route's (`routeTitle`: the sign-in page's too). */
+export function pageTitleWith(routeTitle: string, signedIn: boolean, own: string | null): string {
+  return signedIn && own ? own : routeTitle
+}
+
 export default function App() {
   const route = useHashRoute()
   const [audience, setAudience] = useState<Audience>(loadAudience)
@@ -193,7 +214,7 @@ export default function App() {
           // that is another (another tab signed in as someone else) is not taken on
           sessionEnded()
         } else {
-          if (s) setCsrfToken(s.csrf_token)
+          if (s) setCsrfToken(s.csrf_token, s.user.id)
           setSession(s)
         }
         setSessionChecked(true)
@@ -202,8 +223,12 @@ export default function App() {
     )
   }, [clinicOn])
 
+  // the title a clinic page gives itself while shown ("Patient not found"; RecordNotFound)
+  const [recordTitle, setRecordTitle] = useState<string | null>(null)
   // the title says the page on screen: the sign-in page's until someone is signed in
-  const pageTitle = clinicPage ? clinicPageTitle(clinicPage.page, session, resumeAs, sessionChecked) : TITLES[route]
+  const pageTitle = clinicPage
+    ? pageTitleWith(clinicPageTitle(clinicPage.page, session, resumeAs, sessionChecked), session !== null, recordTitle)
+    : TITLES[route]
   useEffect(() => {
     document.title = `${pageTitle} · dermsight`
   }, [pageTitle])
@@ -227,18 +252,28 @@ export default function App() {
     }
   }, [needToken])
 
+  // why the last "Sign out" failed (the session is still open on the server), until the next try
+  const [signOutError, setSignOutError] = useState<string | null>(null)
   const signOut = () => {
     // unsaved work (a new visit) is asked about while the session still exists: Cancel keeps it
     if (!confirmDiscardUnsaved((m) => window.confirm(m))) return
     forgetAssessCase() // an image and result from the Assess page are not left for the next user
     clearAssess() // nor on the screen, where the Assess page is shown
-    void logout().finally(() => {
-      setSession(null)
-      setResumeAs(null) // signing out discards the page, unlike a session that timed out
-      setHiddenWhy(null)
-      setAppHash(window, clinicHref.patients) // already agreed to: the page's guard does not ask again
-    })
+    setSignOutError(null)
+    void signOutThen(
+      logout,
+      () => {
+        setSession(null)
+        setResumeAs(null) // signing out discards the page, unlike a session that timed out
+        setHiddenWhy(null)
+        setAppHash(window, clinicHref.patients) // already agreed to: the page's guard does not ask again
+      },
+      setSignOutError,
+    )
   }
+  useEffect(() => {
+    if (!session) setSignOutError(null)
+  }, [session])
 
   const chooseAudience = (a: Audience) => {
     setAudience(a)
@@ -306,9 +341,17 @@ export default function App() {
               fallbackFocus={() => (mainRef.current && pageHeadingToFocus(mainRef.current)) ?? mainRef.current}
             />
           )}
+          {signOutError && (
+            <div className="container no-print">
+              <p className="error-message" role="alert" data-testid="logout-error">
+                {signOutError}
+              </p>
+            </div>
+          )}
           <main id="main" ref={mainRef} tabIndex={-1} className="container main" inert={warningOpen}>
             {clinicPage ? (
               <ClinicContext.Provider value={{ session, setSession }}>
+                <PageTitleContext.Provider value={setRecordTitle}>
                 <ClinicMain
                   route={clinicPage}
                   checked={sessionChecked}
@@ -316,6 +359,7 @@ export default function App() {
                   hiddenWhy={hiddenWhy}
                   onSwitchUser={() => switchUser((m) => window.confirm(m), { setResumeAs, setHiddenWhy })}
                 />
+                </PageTitleContext.Provider>
               </ClinicContext.Provider>
             ) : (
               <>

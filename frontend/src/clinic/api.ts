@@ -27,9 +27,56 @@ import type {
 } from './types.ts'
 
 let csrfToken: string | null = null
+// the user whose session the page shows (its CSRF token above): a token found afresh for the
+// browser's cookie (`refreshCsrf`) is taken only when it is this user's
+let csrfUserId: number | null = null
 
-export function setCsrfToken(token: string | null): void {
+/** The CSRF token sent on this page's unsafe requests, and the id of the user whose session it is
+ * (unknown: the token is never refreshed, see `refreshCsrf`). */
+export function setCsrfToken(token: string | null, userId: number | null = null): void {
   csrfToken = token
+  csrfUserId = token === null ? null : userId
+}
+
+/** The CSRF token this page sends now (null: none), e.g. after `refreshCsrf` took a new one. */
+export function currentCsrfToken(): string | null {
+  return csrfToken
+}
+
+/** Whether a 403 is the server refusing a request's CSRF token (missing, or out of date: another
+ * tab of the browser changed the password and the cookie now opens a new session). */
+function csrfRefused(status: number, message: string): boolean {
+  return status === 403 && /security token|csrf/i.test(message)
+}
+
+/** The cookie's session now has another CSRF token than the page's (another tab changed the
+ * password: the server replaced the browser's session with a new one, for the same user). Takes
+ * the token `GET /auth/me` answers when that session is the page's user's (never another user's:
+ * see `sessionNow`). Returns whether a new token was taken. */
+async function refreshCsrf(): Promise<boolean> {
+  if (csrfUserId === null) return false
+  const userId = csrfUserId
+  let res: Response
+  try {
+    res = await fetch(`${API}/auth/me`, withCsrf({ headers: { Accept: 'application/json' } }, null))
+  } catch {
+    return false
+  }
+  if (!res.ok) return false
+  const s = (await res.json().catch(() => null)) as Session | null
+  if (!s || !s.user || s.user.id !== userId || !s.csrf_token || s.csrf_token === csrfToken) return false
+  csrfToken = s.csrf_token
+  csrfTokenListeners.forEach((fn) => fn(s))
+  return true
+}
+
+const csrfTokenListeners = new Set<(s: Session) => void>()
+
+/** Subscribe to "the page took the new CSRF token of its user's session" (`refreshCsrf`); returns
+ * an unsubscribe function. */
+export function onCsrfRefreshed(fn: (s: Session) => void): () => void {
+  csrfTokenListeners.add(fn)
+  return () => csrfTokenListeners.delete(fn)
 }
 
 type Listener = () => void
@@ -41,7 +88,7 @@ export function onSessionExpired(fn: Listener): () => void {
   return () => expiredListeners.delete(fn)
 }
 
-async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired = true): Promise<Response> {
+async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired = true, retried = false): Promise<Response> {
   let res: Response
   try {
     res = await fetch(`${API}${path}`, withCsrf(init, csrfToken))
@@ -50,6 +97,11 @@ async function clinicFetch(path: string, init: RequestInit = {}, notifyExpired =
   }
   if (res.ok) return res
   const body = await errorBody(res)
+  // a CSRF token out of date (another tab changed the password): the session's token is fetched
+  // again and the request sent once more, with it
+  if (!retried && isUnsafeMethod(init.method) && csrfRefused(res.status, errorMessageFrom(res.status, body)) && (await refreshCsrf())) {
+    return clinicFetch(path, init, notifyExpired, true)
+  }
   if (res.status === 401 && notifyExpired) expiredListeners.forEach((fn) => fn())
   let message = errorMessageFrom(res.status, body)
   if (res.status === 401) {
@@ -92,7 +144,7 @@ export async function login(username: string, password: string): Promise<Session
     false,
   )
   const s = (await res.json()) as Session
-  setCsrfToken(s.csrf_token)
+  setCsrfToken(s.csrf_token, s.user.id)
   return s
 }
 
@@ -112,17 +164,26 @@ export async function sessionNow(): Promise<Session | null> {
 }
 
 /** Whether `now` (what `sessionNow` found) is the session the page shows (`page`): the same user
- * and the same session (its CSRF token, made once per sign-in, says which). */
+ * and the same session (its CSRF token, made once per sign-in, says which; or the one the page
+ * took since for its user, see `refreshCsrf`). */
 export function sameSession(page: Session, now: Session | null): boolean {
-  return now !== null && now.user.id === page.user.id && now.csrf_token === page.csrf_token
+  return (
+    now !== null &&
+    now.user.id === page.user.id &&
+    (now.csrf_token === page.csrf_token || (csrfToken !== null && now.csrf_token === csrfToken))
+  )
 }
 
+/** Sign out (`POST /auth/logout`). Resolves when the session is ended: signed out, or already gone
+ * (401); rejects (an ApiError) when the server did not end it (not reachable, a refusal that a new
+ * CSRF token did not cure): the session is then still open and the page must not say otherwise. */
 export async function logout(): Promise<void> {
   try {
     await clinicFetch('/auth/logout', { method: 'POST' }, false)
-  } finally {
-    setCsrfToken(null)
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 401)) throw err
   }
+  setCsrfToken(null)
 }
 
 /** What changing your own password answers: the new session of this browser (as login answers
@@ -141,7 +202,7 @@ export async function changePassword(currentPassword: string, newPassword: strin
     '/auth/password',
     send('POST', { current_password: currentPassword, new_password: newPassword }),
   )
-  setCsrfToken(s.csrf_token)
+  setCsrfToken(s.csrf_token, s.user.id)
   return s
 }
 

@@ -357,7 +357,8 @@ describe('the patient page keeps the mark, Body site and Side in step and says s
     expect(hint).toContain('arrow keys move the mark')
     // an arrow key at the edge of the part: said, the mark stays
     ;(props.onMoveBlocked as (p: MapPoint, d: string) => void)({ view: 'back', site: 'posterior torso', x: 41, y: 84 }, 'left')
-    expect(text(placement(render()))).toContain('The mark is at the edge of Torso – back: it cannot move further left.')
+    // on the back view the screen's left is the patient's left: said in the patient's sides, as the page's other words
+    expect(text(placement(render()))).toContain('The mark is at the edge of Torso – back: it cannot move further towards the patient’s left.')
   })
 
   it('names a pin whose risk rose as such, not by its colour alone', () => {

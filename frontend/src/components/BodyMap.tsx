@@ -422,7 +422,7 @@ function thirds(p: MapPoint, s: Shape): { across: number; down: number } {
 
 /** The patient's side that the figure's left (`figureLeft` true) or right is on, in `view`: on the
  * front view the figure's left is the patient's right, on the back view their left. */
-function patientSideOf(view: View, figureLeft: boolean): 'left' | 'right' {
+export function patientSideOf(view: View, figureLeft: boolean): 'left' | 'right' {
   return figureLeft === (view === 'back') ? 'left' : 'right'
 }
 

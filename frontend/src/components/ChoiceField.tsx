@@ -14,14 +14,23 @@ interface Props {
   testId: string
   /** shown under the list (e.g. a hint) */
   children?: ReactNode
+  /** the id(s) of what the list is described by (aria-describedby: e.g. a warning under it, read
+   * with the list when it takes focus, already shown or not) */
+  describedBy?: string
 }
 
 /** A labelled list with "Not stated" first: sex, body site, side (Assess page and clinic forms). */
-export function ChoiceField({ id, label, value, onChange, choices, testId, children }: Props) {
+export function ChoiceField({ id, label, value, onChange, choices, testId, children, describedBy }: Props) {
   return (
     <div className="field">
       <label htmlFor={id}>{label}</label>
-      <select id={id} value={value} onChange={(e) => onChange(e.target.value)} data-testid={testId}>
+      <select
+        id={id}
+        value={value}
+        onChange={(e) => onChange(e.target.value)}
+        aria-describedby={describedBy || undefined}
+        data-testid={testId}
+      >
         <option value="">Not stated</option>
         {choices.map((c) => (
           <option key={c.value} value={c.value}>

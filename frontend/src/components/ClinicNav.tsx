@@ -15,8 +15,8 @@ export function ClinicNavLinks({ route, session }: { route: ClinicRoute | null; 
     { key: 'dashboard', href: clinicHref.dashboard, label: 'Dashboard', current: page === 'dashboard' },
   ]
   // "Account" for everyone: the page's heading (and the tab's title) starts with it, "Account and
-  // administration" for an admin
-  if (session) links.push({ key: 'admin', href: clinicHref.admin, label: CLINIC_ACCOUNT_LINK, current: page === 'admin' })
+  // administration" for an admin; the password page (#/clinic/account) is part of it
+  if (session) links.push({ key: 'admin', href: clinicHref.admin, label: CLINIC_ACCOUNT_LINK, current: page === 'admin' || page === 'account' })
   return (
     <>
       {links.map((n) => (

@@ -1,7 +1,6 @@
 import { useId, useRef, useState, type FormEvent } from 'react'
 import { ApiError } from '../api.ts'
 import { changePassword, type PasswordChanged } from '../clinic/api.ts'
-import { ErrorBox } from '../clinic/badges.tsx'
 import { refusedInput } from '../clinic/fieldErrors.ts'
 import { clinicHref } from '../clinic/format.ts'
 import { useClinic } from '../clinic/session.ts'
@@ -53,6 +52,18 @@ export function passwordChangedMessage(r: Pick<PasswordChanged, 'sessions_ended'
     r.sessions_ended === 1 ? '1 other session was signed out' : `${r.sessions_ended} other sessions were signed out`
   const tokens = r.tokens_revoked === 1 ? '1 API token was revoked' : `${r.tokens_revoked} API tokens were revoked`
   return `Your password was changed. ${sessions} and ${tokens}; this browser stays signed in.`
+}
+
+/** The form's message: read as the focus goes to the field it is tied to (aria-describedby), so
+ * without role="alert" (a screen reader would read it twice). */
+function QuietError({ error, what, id, testId }: { error: Error | string | null; what: string; id: string; testId: string }) {
+  if (!error) return null
+  return (
+    <div className="error-message" id={id} data-testid={testId}>
+      <strong>{what} </strong>
+      {typeof error === 'string' ? error : error.message}
+    </div>
+  )
 }
 
 /** Change your own password (`#/clinic/account`): the current one, the new one twice. */
@@ -130,7 +141,9 @@ export function ClinicAccountPage() {
         stays signed in. Your API tokens are listed on the <a href={clinicHref.admin}>Account</a> page: create new ones
         there if a script needs one.
       </p>
-      <div role="status" aria-live="polite" data-testid="account-status">
+      {/* no live region: the message takes the focus (the button pressed was disabled while
+          saving), and is read then, once */}
+      <div data-testid="account-status">
         {done && (
           <p className="notice" tabIndex={-1} ref={doneRef} data-testid="account-done">
             {done}
@@ -196,7 +209,7 @@ export function ClinicAccountPage() {
             data-testid="account-confirm"
           />
         </div>
-        <ErrorBox error={error} what="Password not changed." testId="account-error" id={errorId} />
+        <QuietError error={error} what="Password not changed." testId="account-error" id={errorId} />
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="account-submit">
           {busy ? 'Changing the password…' : 'Change password'}
         </button>

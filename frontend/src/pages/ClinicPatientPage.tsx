@@ -1,4 +1,4 @@
-import { useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
+import { createContext, useContext, useEffect, useId, useRef, useState, type FormEvent, type KeyboardEvent } from 'react'
 import { ApiError } from '../api.ts'
 import { createLesion, deleteLesion, deletePatient, getPatient, patientExportUrl, updateLesion, updatePatientRef } from '../clinic/api.ts'
 import { ClinicNotice, ErrorBox, RetakeBadge, RiskRoseBadge, TierBadge } from '../clinic/badges.tsx'
@@ -12,6 +12,7 @@ import {
   describePoint,
   FIGURE,
   markSide,
+  patientSideOf,
   pointOnSide,
   pointPart,
   pointSide,
@@ -70,9 +71,9 @@ export function pinPoint(map: LesionMapPoint | null, side: string): MapPoint | n
 
 /** The warning under a Side field (see sideWarning): always in the page, empty when there is
  * nothing to say, so that a warning that comes is said (a live region) and seen. */
-function SideWarning({ text, testId }: { text: string; testId: string }) {
+function SideWarning({ text, testId, id }: { text: string; testId: string; id?: string }) {
   return (
-    <p className={text ? 'status-warning' : 'visually-hidden'} role="status" data-testid={testId}>
+    <p className={text ? 'status-warning' : 'visually-hidden'} role="status" id={id} data-testid={testId}>
       {text}
     </p>
   )
@@ -113,7 +114,13 @@ export function placementText(point: MapPoint | null, note: string, moved = fals
  * pressed there): the count makes each press change the live region, so each is heard. */
 export function edgeText(point: MapPoint, direction: ArrowDirection, presses: number): string {
   const part = pointPart(point) || SITE_LABELS[point.site] || point.site
-  return `The mark is at the edge of ${part}: it cannot move further ${direction}${presses > 1 ? ` (pressed ${presses} times)` : ''}.`
+  // left and right in the patient's sides, as the rest of the page says them (the arrow keys move
+  // the mark left and right on the screen: on the front view that is the patient's other side)
+  const way =
+    direction === 'left' || direction === 'right'
+      ? `towards the patient’s ${patientSideOf(point.view, direction === 'left')}`
+      : direction
+  return `The mark is at the edge of ${part}: it cannot move further ${way}${presses > 1 ? ` (pressed ${presses} times)` : ''}.`
 }
 
 const SIDE_WORDS: Record<string, string> = { left: 'Left', right: 'Right', midline: 'Midline' }
@@ -201,6 +208,11 @@ function QuietError({ error, id, testId = 'error-message' }: { error: string | n
   )
 }
 
+/** How a clinic page gives the tab its own title while shown ("Patient not found": see
+ * RecordNotFound), instead of the route's: the app provides it (null: none, the title is not
+ * the app's to keep, and the page writes document.title itself). */
+export const PageTitleContext = createContext<((title: string | null) => void) | null>(null)
+
 /** The message of an error, after what failed (`what`): "Could not delete lesion 2: Database is locked". */
 function failed(what: string, err: unknown): Error {
   return new Error(`${what}: ${(err as Error).message}`)
@@ -218,14 +230,21 @@ export function notFound(error: Error | null): boolean {
 export function RecordNotFound({ what }: { what: 'Patient' | 'Lesion' }) {
   const headingRef = useRef<HTMLHeadingElement | null>(null)
   const title = `${what} not found`
+  const setPageTitle = useContext(PageTitleContext)
   useEffect(() => {
+    if (focusLost()) headingRef.current?.focus()
+    if (setPageTitle) {
+      // the app's title logic puts it in the tab's title while the page is shown (not while it is
+      // hidden under the sign-in form, and again after signing in)
+      setPageTitle(title)
+      return () => setPageTitle(null)
+    }
     const before = document.title
     document.title = `${title} · dermsight`
-    if (focusLost()) headingRef.current?.focus()
     return () => {
       document.title = before
     }
-  }, [title])
+  }, [title, setPageTitle])
   return (
     <div className="clinic-page" data-testid="record-not-found">
       <h1 className="page-title" ref={headingRef} tabIndex={-1}>
@@ -390,6 +409,9 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
     if (error) errorRef.current?.focus()
   }, [error])
   const changed = { location: location.trim() !== (lesion.location ?? ''), side: asSide(side) !== (lesion.side ?? null) }
+  // the pin as it will be saved: moved to a new side (onSave), else where it is saved now, so that
+  // a saved pin that contradicts the saved side is warned about when the form opens
+  const editWarning = sideWarning(pinPoint(lesion.map, changed.side ? side : ''), side, 'the lesion’s pin on the body map')
   useUnsavedGuard(mode === 'edit' && (changed.location || changed.side), LESION_EDIT_LEAVE_MESSAGE)
   const errorBox = error && (
     <div ref={errorRef} tabIndex={-1} id={`${ids}-error`} data-testid="lesion-correction-error">
@@ -482,8 +504,16 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
         photos uploaded there, and this one deleted.
       </p>
       <div className="field-row" ref={sideRowRef} data-testid="lesion-edit-side-row">
-        <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={setSide} choices={SIDES} testId="lesion-edit-side">
-          <SideWarning text={sideWarning(pinPoint(lesion.map, side), side, 'the lesion’s pin on the body map')} testId="lesion-edit-side-warning" />
+        <ChoiceField
+          id={`${ids}-side`}
+          label="Side"
+          value={side}
+          onChange={setSide}
+          choices={SIDES}
+          testId="lesion-edit-side"
+          describedBy={editWarning ? `${ids}-side-warning` : undefined}
+        >
+          <SideWarning text={editWarning} id={`${ids}-side-warning`} testId="lesion-edit-side-warning" />
         </ChoiceField>
       </div>
       <div className="field">
@@ -654,6 +684,7 @@ export function ClinicPatientPage({ id }: { id: number }) {
     setMoved(false)
     setMapNote(edgeText(pt, direction, presses))
   }
+  const newSideWarning = sideWarning(point, side)
 
   const onCreate = async (e: FormEvent) => {
     e.preventDefault()
@@ -749,8 +780,16 @@ export function ClinicPatientPage({ id }: { id: number }) {
             </p>
             <div className="field-row">
               <ChoiceField id={`${ids}-site`} label="Body site" value={site} onChange={onSite} choices={SITE_CHOICES} testId="lesion-site" />
-              <ChoiceField id={`${ids}-side`} label="Side" value={side} onChange={onSide} choices={SIDES} testId="lesion-side">
-                <SideWarning text={sideWarning(point, side)} testId="lesion-side-warning" />
+              <ChoiceField
+                id={`${ids}-side`}
+                label="Side"
+                value={side}
+                onChange={onSide}
+                choices={SIDES}
+                testId="lesion-side"
+                describedBy={newSideWarning ? `${ids}-side-warning` : undefined}
+              >
+                <SideWarning text={newSideWarning} id={`${ids}-side-warning`} testId="lesion-side-warning" />
               </ChoiceField>
             </div>
             <div className="field">

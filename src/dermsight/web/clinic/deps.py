@@ -113,8 +113,9 @@ def authenticate(request: Request) -> Auth:
         raise _unauthorized(session_refused(found, clinic.config.session_idle_minutes))
     row, user = found
     if request.method in UNSAFE and not accounts.csrf_ok(row, request.headers.get(CSRF_HEADER)):
-        raise HTTPException(403, f"this request lacks the session's security token (the "
-                                 f"{CSRF_HEADER} header): reload the page, or sign in again")
+        raise HTTPException(403, f"this request lacks the session's security token, or has an "
+                                 f"out-of-date one (the {CSRF_HEADER} header): reload the page, "
+                                 f"or sign in again")
     request.state.clinic_grant = Grant(user.id, row.id, None)
     return Auth(user, row)
 
