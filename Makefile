@@ -48,10 +48,14 @@ sys-postgresql:
 
 setup-all: setup-py system-deps
 
-# the Python side of setup-all only (no apt): what `make check` needs
-setup-py: $(BIN)/python
+# the Python side of setup-all only (no apt): what `make check` needs; it installs again only
+# when a requirements file or pyproject.toml changed (the stamp), so the loop runs offline
+setup-py: $(VENV)/.setup-py.stamp
+
+$(VENV)/.setup-py.stamp: $(BIN)/python requirements/all.txt requirements/core.txt pyproject.toml
 	$(BIN)/pip install -q -r requirements/all.txt
 	$(BIN)/pip install -q --no-deps -e .
+	touch $@
 
 frontend:
 	cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm run build

@@ -59,3 +59,23 @@ def test_benchmark_load_row_quotes_requests_as_a_total() -> None:
                  REPO / "benchmarks" / "bench_api.py"):
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"clients (\u00d7|x) (5,000|\{)", text), path.name
+
+
+def test_architecture_names_every_front_end_page() -> None:
+    """Each page component in ``frontend/src/pages`` is named in the code map (it left out the
+    password page and the not-found page)."""
+    text = ARCHITECTURE.read_text(encoding="utf-8")
+    pages = sorted(p.stem for p in (REPO / "frontend" / "src" / "pages").glob("*.tsx")
+                   if not p.name.endswith(".test.tsx"))
+    assert len(pages) >= 10
+    assert [p for p in pages if f"`{p}`" not in text and p not in
+            ("AssessPage", "LearnPage", "ModelPage")] == []
+
+
+def test_frontend_readme_names_the_check_ci_runs() -> None:
+    """CI checks the committed UI build with ``make check-frontend`` (``git status``, new files
+    too), not the ``git diff --exit-code`` the front end's README and Vite config quoted."""
+    for path in (REPO / "frontend" / "README.md", REPO / "frontend" / "vite.config.ts"):
+        text = path.read_text(encoding="utf-8")
+        assert "git diff --exit-code" not in text, path.name
+        assert "make check-frontend" in text, path.name
