@@ -174,15 +174,31 @@ export function isWithheld(e: Estimate | null | undefined): boolean {
   return !e || typeof e.value !== 'number' || !Number.isFinite(e.value)
 }
 
-/** "0.833 (0.600–1.000), 5 of 6" or "withheld: too few cases (2 melanomas)". */
-export function formatEstimate(e: Estimate | null | undefined): string {
+/** `count noun` with an English plural: (1, 'melanoma') -> "1 melanoma", (9, 'other') -> "9 others". */
+function counted(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`
+}
+
+/**
+ * "0.833 (95% CI 0.600–1.000), 5 of 6" or "withheld: too few cases (2 melanomas)". An AUC names
+ * both its sides (`sides`: the singular nouns of its positives and negatives): "n = 15: 6
+ * melanomas, 9 others"; an estimate without an interval says why (its `note`).
+ */
+export function formatEstimate(e: Estimate | null | undefined, sides: [string, string] = ['positive', 'negative']): string {
   if (isWithheld(e)) {
     const why = typeof e?.reason === 'string' && e.reason.trim() ? e.reason.trim() : typeof e?.withheld === 'string' ? e.withheld : ''
     return why ? `withheld: ${why}` : 'withheld: too few cases'
   }
   const v = e as Estimate & { value: number }
-  const ci = typeof v.lo === 'number' && typeof v.hi === 'number' ? ` (95% CI ${v.lo.toFixed(3)}–${v.hi.toFixed(3)})` : ''
-  const counts = typeof v.k === 'number' && typeof v.n === 'number' ? `, ${v.k} of ${v.n}` : typeof v.n === 'number' ? `, n = ${v.n}` : ''
+  const ci =
+    typeof v.lo === 'number' && typeof v.hi === 'number'
+      ? ` (95% CI ${v.lo.toFixed(3)}–${v.hi.toFixed(3)})`
+      : typeof v.note === 'string' && v.note.trim()
+        ? ` (no interval: ${v.note.trim()})`
+        : ''
+  const both = typeof v.positives === 'number' && typeof v.negatives === 'number'
+  const split = both ? `: ${counted(v.positives as number, sides[0])}, ${counted(v.negatives as number, sides[1])}` : ''
+  const counts = typeof v.k === 'number' && typeof v.n === 'number' ? `, ${v.k} of ${v.n}` : typeof v.n === 'number' ? `, n = ${v.n}${split}` : ''
   return `${v.value.toFixed(3)}${ci}${counts}`
 }
 

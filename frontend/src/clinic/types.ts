@@ -191,6 +191,11 @@ export interface Estimate {
   withheld?: string | boolean | null
   /** how the interval was made: Wilson widened to the bootstrap (proportions) or the bootstrap */
   method?: 'wilson+bootstrap' | 'bootstrap'
+  /** an AUC's two sides: the positives (e.g. melanomas) and the negatives (the others) */
+  positives?: number
+  negatives?: number
+  /** why an estimate with a value has no interval (the bootstrap's resamples all gave one value) */
+  note?: string | null
 }
 
 export interface ModelFigures {
@@ -199,6 +204,8 @@ export interface ModelFigures {
   n_lesions: number
   n_malignant: number
   n_mel: number
+  /** lesions confirmed Other / unknown (UNK): in no sensitivity, specificity or AUC */
+  n_unk?: number
   refer: { sensitivity: Estimate | null; specificity: Estimate | null } | null
   mel_auc: Estimate | null
   confusion: { labels: string[]; matrix: number[][] } | null

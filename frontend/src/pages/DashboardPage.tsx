@@ -6,12 +6,12 @@ import { useLoad } from '../clinic/session.ts'
 import type { Estimate, ModelFigures } from '../clinic/types.ts'
 import { TableWrap } from '../components/TableWrap.tsx'
 
-function EstimateRow({ label, e, testId }: { label: string; e: Estimate | null | undefined; testId: string }) {
+function EstimateRow({ label, e, testId, sides }: { label: string; e: Estimate | null | undefined; testId: string; sides?: [string, string] }) {
   const withheld = isWithheld(e)
   return (
     <tr data-testid={testId} data-withheld={withheld}>
       <th scope="row">{label}</th>
-      <td className={withheld ? 'muted' : undefined}>{formatEstimate(e)}</td>
+      <td className={withheld ? 'muted' : undefined}>{formatEstimate(e, sides)}</td>
     </tr>
   )
 }
@@ -72,7 +72,7 @@ function ModelBlock({ m }: { m: ModelFigures }) {
         <tbody>
           <EstimateRow label="Sensitivity of the refer tier (malignant lesions called high risk)" e={m.refer?.sensitivity} testId="fig-sensitivity" />
           <EstimateRow label="Specificity of the refer tier (benign lesions not called high risk)" e={m.refer?.specificity} testId="fig-specificity" />
-          <EstimateRow label="Melanoma AUC (melanoma vs the rest)" e={m.mel_auc} testId="fig-mel-auc" />
+          <EstimateRow label="Melanoma AUC (melanoma vs the rest)" e={m.mel_auc} testId="fig-mel-auc" sides={['melanoma', 'other']} />
         </tbody>
       </table>
       {m.note && <p className="hint" data-testid="dashboard-note">{m.note}</p>}
@@ -109,7 +109,9 @@ export function DashboardPage() {
         How the model did on <strong>this clinic’s own confirmed cases only</strong> — lesions with a diagnosis
         recorded here — per model version, with 95% confidence intervals over patients (Wilson intervals for
         sensitivity and specificity, so a perfect score on few cases still shows its uncertainty; bootstrap for the
-        AUC) and the counts behind them. These
+        AUC, which shows no interval, and says so, when every resample gives the same value, as a perfect AUC on few
+        lesions does) and the counts behind them. Lesions confirmed Other / unknown are neither benign nor malignant,
+        so they are in no sensitivity, specificity or AUC. These
         are not the figures on the Model page, which come from public data sets with other cameras and patients.
         Values are withheld when there are too few cases to say anything.
       </p>

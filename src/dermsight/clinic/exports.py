@@ -149,7 +149,14 @@ def _readme(n_rows: int, left_out: Counter[str]) -> str:
         "the photo may be of another lesion. A clinician who checks that it is of this lesion can "
         "add it to the data by hand.\n"
         f"- {left_out[IMAGE_MISSING_REASON]}: the visit's image file is missing from the image "
-        "store (e.g. restored from an incomplete backup).\n")
+        "store (e.g. restored from an incomplete backup).\n"
+        "\n"
+        "This is pseudonymised personal data, not an anonymous research set: image_id, "
+        "lesion_id and group_id are the clinic's internal ids of the visit, lesion and patient "
+        "(visit_<id>, lesion_<id>, patient_<id>), which anyone with access to the clinic's "
+        "records can map back to the patient; taken_at is the exact date of the "
+        "visit, and age_approx (the ISIC column name) holds the age exactly as entered, not a "
+        "rounded one. Handle it under the clinic's data-protection rules.\n")
 
 
 def confirmed_zip(db: DbSession, images: ImageStore) -> ConfirmedExport:

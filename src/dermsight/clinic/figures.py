@@ -10,8 +10,14 @@ whose assessable visits all carry one is counted apart (``n_left_out_site_in_dou
 come from ``dermsight.evaluate.metrics`` with intervals over patients (groups) as ``dermsight
 evaluate`` gives them (``evaluate.bootstrap``'s ``WILSON`` method): a proportion (sensitivity,
 specificity) the Wilson score interval widened to the group bootstrap, so 7 of 7 is not "1.000 to
-1.000"; the AUC the group bootstrap. A figure with too few cases behind it is withheld (``None``)
-and the note says why.
+1.000"; the AUC the group bootstrap, through the same ``case_intervals`` as ``dermsight evaluate``:
+it names its ``positives`` (melanomas) and ``negatives`` (the others), and where the middle 95 % of
+the resamples all gave one value (a perfect AUC on few lesions) it shows no interval (``lo``/``hi``
+``None``) and its ``note`` says so, rather than "1.000 to 1.000". A figure with too few cases
+behind it is withheld (``None``) and the note says why. A lesion confirmed Other / unknown
+(``taxonomy.UNSPECIFIED``, UNK) is neither benign nor malignant: it is left out of the
+sensitivity, specificity and AUC (counted in the note) and kept in the confusion matrix, where
+UNK is one of the model's classes.
 """
 
 from __future__ import annotations
@@ -30,11 +36,7 @@ from sqlalchemy.orm import Session as DbSession
 from dermsight import taxonomy
 from dermsight.clinic.models import Diagnosis, Lesion, Visit
 from dermsight.clinic.sites import site_in_doubt
-from dermsight.evaluate.bootstrap import (
-    RESAMPLED_METHOD,
-    bootstrap,
-    case_intervals,
-)
+from dermsight.evaluate.bootstrap import case_intervals
 from dermsight.evaluate.metrics import binary_auc, confusion_counts, rates_at_threshold
 from dermsight.predict import CANNOT_ASSESS
 
@@ -111,15 +113,6 @@ def confirmed_cases(db: DbSession) -> ConfirmedCases:
     return ConfirmedCases(dict(out), unassessable, n_unassessable, in_doubt, n_in_doubt)
 
 
-def _ci(d: dict[str, float | int | None], k: int | None = None, n: int | None = None
-        ) -> dict[str, Any]:
-    out: dict[str, Any] = {"value": d["value"], "lo": d["lo"], "hi": d["hi"]}
-    if k is not None:
-        out["k"] = k
-    out["n"] = n if n is not None else d["n"]
-    return out
-
-
 def _proportion(entry: dict[str, Any], k: int, n: int) -> dict[str, Any]:
     """A ``case_intervals`` entry of ``k`` of ``n`` lesions as the dashboard sends it."""
     return {"value": entry["value"], "lo": entry["lo"], "hi": entry["hi"], "k": k, "n": n,
@@ -132,13 +125,20 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
     on no assessable visit; ``left_out_site``: those whose every assessable visit carries a site
     warning (both said in the note)."""
     classes = list(items[0].probabilities) if items else list(taxonomy.CLASS_CODES)
-    groups = np.array([it.patient_id for it in items])
-    malignant = np.array([it.code in taxonomy.MALIGNANT for it in items], dtype=bool)
-    referred = np.array([it.referred for it in items], dtype=np.float64)
-    is_mel = np.array([it.code == "MEL" for it in items], dtype=bool)
-    p_mel = np.array([it.probabilities.get("MEL", 0.0) for it in items], dtype=np.float64)
-    n, n_mal, n_mel = len(items), int(malignant.sum()), int(is_mel.sum())
+    # a lesion confirmed Other / unknown is neither benign nor malignant: in no rate or AUC
+    rated = [it for it in items if it.code != taxonomy.UNSPECIFIED]
+    n_unk = len(items) - len(rated)
+    groups = np.array([it.patient_id for it in rated])
+    malignant = np.array([it.code in taxonomy.MALIGNANT for it in rated], dtype=bool)
+    referred = np.array([it.referred for it in rated], dtype=np.float64)
+    is_mel = np.array([it.code == "MEL" for it in rated], dtype=bool)
+    p_mel = np.array([it.probabilities.get("MEL", 0.0) for it in rated], dtype=np.float64)
+    n, n_mal, n_mel = len(rated), int(malignant.sum()), int(is_mel.sum())
     notes = []
+    if n_unk:
+        notes.append(f"{n_unk} lesion{'s' if n_unk != 1 else ''} confirmed Other / unknown (UNK) "
+                     "left out of sensitivity, specificity and AUC: "
+                     f"{'they are' if n_unk != 1 else 'it is'} neither benign nor malignant")
 
     def rates(w: npt.NDArray[np.float64] | None) -> dict[str, float | int | None]:
         sens, spec = rates_at_threshold(malignant, referred, 0.5, w)
@@ -157,9 +157,15 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
                      f"{n - n_mal} benign confirmed lesions (at least {MIN_EACH} of each needed)")
     mel_auc = None
     if n_mel >= MIN_EACH and n - n_mel >= MIN_EACH:
-        auc = bootstrap(lambda w: {"auc": binary_auc(is_mel, p_mel, w)}, n, groups,
-                        n_boot=N_BOOT, seed=0)
-        mel_auc = {**_ci(auc["auc"], n=n), "method": RESAMPLED_METHOD}
+        # ``dermsight evaluate``'s AUC entry: positives and negatives, and no interval (a note)
+        # where the bootstrap's resamples all gave one value
+        auc = case_intervals(lambda w: {"mel_auc": binary_auc(is_mel, p_mel, w), "n": n,
+                                        "n_mel": n_mel},
+                             n, groups, n_boot=N_BOOT, seed=0, keys=["mel_auc"])["mel_auc"]
+        mel_auc = {"value": auc["value"], "lo": auc["lo"], "hi": auc["hi"], "n": n,
+                   "positives": n_mel, "negatives": n - n_mel, "method": auc["method"]}
+        if auc.get("note"):
+            mel_auc["note"] = auc["note"]
     else:
         notes.append(f"melanoma AUC withheld: {n_mel} melanomas and {n - n_mel} other confirmed "
                      f"lesions (at least {MIN_EACH} of each needed)")
@@ -172,9 +178,9 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
                      "that its body site contradicts the lesion's or another visit's (the photo "
                      "may be of another lesion)")
     in_model = [i for i, it in enumerate(items) if it.code in classes]
-    if len(in_model) < n:
-        notes.append(f"{n - len(in_model)} lesions with a diagnosis this model does not know "
-                     "are left out of the confusion matrix")
+    if len(in_model) < len(items):
+        notes.append(f"{len(items) - len(in_model)} lesions with a diagnosis this model does "
+                     "not know are left out of the confusion matrix")
     matrix: list[list[int]] = [[0] * len(classes) for _ in classes]
     if in_model:
         y = np.array([classes.index(items[i].code) for i in in_model])
@@ -183,15 +189,16 @@ def model_figures(name: str, version: str, items: Sequence[ConfirmedItem], left_
         cm = confusion_counts(y, onehot)[:, :-1]
         matrix = cm.astype(int).tolist()
     return {
-        "name": name, "version": version, "n_lesions": n, "n_malignant": n_mal, "n_mel": n_mel,
+        "name": name, "version": version, "n_lesions": len(items), "n_malignant": n_mal,
+        "n_mel": n_mel, "n_unk": n_unk,
         "n_left_out_cannot_assess": left_out, "n_left_out_site_in_doubt": left_out_site,
         "refer": refer, "mel_auc": mel_auc,
         "confusion": {"labels": classes, "matrix": matrix},
         "note": "; ".join(notes) if notes else
         f"95 % intervals over patients: sensitivity and specificity by the Wilson score "
         f"interval, widened to the bootstrap ({N_BOOT} resamples) where that is wider; the AUC "
-        "by the bootstrap; one item per lesion (its latest visit assessed by this model "
-        "version)",
+        "by the bootstrap (no interval where its resamples all gave one value); one item per "
+        "lesion (its latest visit assessed by this model version)",
     }
 
 
