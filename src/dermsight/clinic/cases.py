@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import unicodedata
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -51,7 +52,13 @@ from sqlalchemy.orm import Session as DbSession
 from dermsight import taxonomy
 from dermsight.clinic import sites
 from dermsight.clinic.accounts import aware
-from dermsight.clinic.db import add_unique, casekey, insert_or_found, taken_ignoring_case
+from dermsight.clinic.db import (
+    add_unique,
+    casekey,
+    insert_or_found,
+    lookalike_keys,
+    taken_ignoring_case,
+)
 from dermsight.clinic.models import Diagnosis, Lesion, Patient, User, Visit, utcnow
 
 #: rise of the malignant probability (absolute) between visits that flags a lesion
@@ -245,10 +252,13 @@ def create_patient(db: DbSession, ref: str, user: User) -> Patient:
     Unicode's case folding, an accented letter composed or decomposed alike: ``db.casekey``, on
     SQLite and PostgreSQL the same). Checked first, to name the stored spelling and to leave
     the session's other work alone (an insert the index refuses rolls it all back); the unique
-    index on ``Patient.ref_key`` refuses the loser of two concurrent requests the same way."""
+    index on ``Patient.ref_key`` refuses the loser of two concurrent requests the same way.
+    A reference that only looks the same as another (``_ref_alike``) is a 409 too."""
     ref = ref.strip()
     taken = taken_ignoring_case(db, Patient.ref, ref)
     if taken is None:
+        if (alike := _ref_alike(db, ref)) is not None:
+            raise alike
         p = Patient(ref=ref, created_by=user.id)
         taken = add_unique(db, p, Patient.ref, ref)
         if taken is None:
@@ -262,11 +272,46 @@ def _ref_taken(ref: str, taken: str) -> Conflict:
     return Conflict(f"a patient with reference {ref!r} exists already{same}")
 
 
+def _ref_alike(db: DbSession, ref: str, patient_id: int | None = None) -> Conflict | None:
+    """The 409 of a reference that looks the same as another patient's (``db.lookalike_keys``:
+    ``P-001`` written with a Cyrillic U+0420 or a fullwidth U+FF30 beside ``P-001``) without
+    being equal to it ignoring case (that is ``_ref_taken``); None when no other patient's (not
+    ``patient_id``'s) does. Every reference is compared (a clinic has thousands at most).
+    Unlike equality, no index backs it: two such requests at the same instant can both pass."""
+    keys, plain = lookalike_keys(ref), ref.isascii()
+    query = select(Patient.ref)
+    if patient_id is not None:
+        query = query.where(Patient.id != patient_id)
+    for other in db.scalars(query):
+        # two ASCII references look alike only when equal ignoring case: checked already
+        if (plain and other.isascii()) or not keys & lookalike_keys(other):
+            continue
+        if casekey(other) == casekey(ref):  # stored since the check (a concurrent request)
+            return _ref_taken(ref, other)
+        # the first character that differs, named in both (when they line up)
+        differs = next((d for d in enumerate(zip(ref, other, strict=True), 1)
+                        if casekey(d[1][0]) != casekey(d[1][1])),
+                       None) if len(ref) == len(other) else None
+        where = "" if differs is None else (
+            f" (character {differs[0]} is {_described(differs[1][0])}, the existing "
+            f"reference's is {_described(differs[1][1])})")
+        return Conflict(f"reference {ref!r} looks the same as existing patient reference "
+                        f"{other!r}{where}: choose a reference that cannot be mistaken for it")
+    return None
+
+
+def _described(ch: str) -> str:
+    """``U+0420 CYRILLIC CAPITAL LETTER ER``: a character named, not only written."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" {name}" if name else "")
+
+
 def rename_patient(db: DbSession, patient: Patient, ref: str) -> None:
     """Correct the patient's reference (a name typed into it by mistake, a wrong record
     number). The rule of ``create_patient``: a ``Conflict`` (409, the same message) when
     *another* patient's reference equals ``ref`` ignoring case and surrounding spaces; the
-    patient's own in another spelling is a correction (``p-001`` -> ``P-001``). ``ref_key``
+    patient's own in another spelling is a correction (``p-001`` -> ``P-001``); one that looks
+    the same as another patient's is refused too (``_ref_alike``). ``ref_key``
     follows the new reference (``Patient._set_key``), and the unique index on it refuses the
     loser of two concurrent requests for one reference the same way (``insert_or_found``
     flushes the update: the row is already in the session). The old text stays in the
@@ -282,6 +327,8 @@ def rename_patient(db: DbSession, patient: Patient, ref: str) -> None:
 
     taken = other()
     if taken is None:
+        if (alike := _ref_alike(db, ref, patient_id)) is not None:
+            raise alike
         patient.ref = ref
         taken = insert_or_found(db, patient, other)
         if taken is None:

@@ -57,6 +57,38 @@ def casekey(name: str) -> str:
     return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
 
 
+#: letters of other alphabets (Cyrillic, Greek) that look like a Latin letter in one of their
+#: cases, by that Latin letter, as case folding writes them (small: Cyrillic U+0440 stands for
+#: its capital U+0420 too, both drawn like ``P`` / ``p``). Written as escapes: the source shows
+#: no look-alike.
+LOOKALIKES: dict[int, str] = str.maketrans({
+    # Cyrillic
+    "\u0430": "a", "\u0432": "b", "\u0435": "e", "\u0455": "s", "\u0456": "i", "\u0458": "j",
+    "\u043a": "k", "\u043c": "m", "\u043d": "h", "\u043e": "o", "\u0440": "p", "\u0441": "c",
+    "\u0442": "t", "\u0445": "x", "\u0443": "y", "\u04af": "y", "\u04cf": "i", "\u051b": "q",
+    "\u051d": "w", "\u04bb": "h", "\u0501": "d",
+    # Greek
+    "\u03b1": "a", "\u03b2": "b", "\u03b5": "e", "\u03b6": "z", "\u03b7": "h", "\u03b9": "i",
+    "\u03ba": "k", "\u03bc": "m", "\u03bd": "n", "\u03bf": "o", "\u03c1": "p", "\u03c4": "t",
+    "\u03c5": "y", "\u03c7": "x", "\u03b3": "y", "\u03f2": "c", "\u03f3": "j",
+})
+#: the letters whose small form looks like another Latin letter than their capital (Greek nu,
+#: U+03BD, like ``v``; its capital like ``N``): a second key (``lookalike_keys``)
+SMALL_LOOKALIKES: dict[int, str] = {**LOOKALIKES, **str.maketrans({
+    "\u03bd": "v", "\u03c5": "u", "\u03b7": "n", "\u04cf": "l"})}
+
+
+def lookalike_keys(name: str) -> set[str]:
+    """``name`` as it looks, ignoring case: compatibility forms folded (NFKD: a fullwidth P,
+    U+FF30, or a superscript one is its plain letter or digit), case folded, letters of other
+    alphabets drawn like a Latin one replaced by it (``LOOKALIKES``: Cyrillic U+0420 is ``p``;
+    ``SMALL_LOOKALIKES`` for the second key), then ``casekey``. Two names whose keys meet look
+    alike in a list (or would, in another case). Accents stay (``é`` is not ``e``), and so do
+    letters and digits that differ in shape (``0`` and ``O``, ``1`` and ``l``)."""
+    folded = unicodedata.normalize("NFKD", name).casefold()
+    return {casekey(folded.translate(LOOKALIKES)), casekey(folded.translate(SMALL_LOOKALIKES))}
+
+
 def _sql_casekey(value: Any) -> Any:
     return casekey(value) if isinstance(value, str) else value
 

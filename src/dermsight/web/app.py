@@ -22,9 +22,11 @@ Routes (all JSON errors are ``{"detail": "human-readable sentence"}``):
 
 Status codes a client can cause: 400 malformed HTTP (from the server's protocol, before the
 app) / multipart / Content-Length, 401 token (only with ``DERMSIGHT_API_TOKEN``), 403 TTA not
-allowed, 404, 405 method not allowed, 408 upload timeout, 413 too large, 415 not an image or not
+allowed, 404, 405 method not allowed, 408 upload timeout, 413 too large (an upload over the image
+cap, any other body over ``middleware.MAX_SMALL_BODY_BYTES``, 64 KiB), 415 not an image or not
 multipart, 422 bad metadata / missing or repeated image / an image in an accepted format that
-cannot be used (truncated, corrupt, too many pixels), 503 busy (in-flight upload budget /
+cannot be used (truncated, corrupt, too many pixels) / a JSON body that cannot be read
+(``unreadable_json``), 503 busy (in-flight upload budget /
 connection or request limit, with ``Retry-After``). A 500 only ever means a bug; it carries no
 details but the request id (the server log gets the exception type and the same id). Every
 response the app sends carries ``X-Request-ID`` (the client's, when usable, else a new one).
@@ -74,7 +76,8 @@ line, header or `Content-Length` the server cannot parse: answered by the HTTP l
 API, so without `X-Request-ID`), 401 missing/wrong bearer token (only when the operator sets
 `DERMSIGHT_API_TOKEN`), 403 `?tta=true` on a server that does not allow it
 (`DERMSIGHT_ALLOW_TTA`), 404, 405 a method the route does not take (`Allow` lists those it does),
-408 upload too slow, 413 upload over the size cap, 415 not an image (or not
+408 upload too slow, 413 upload over the size cap (a body that is not `multipart/form-data`:
+over 64 KiB), 415 not an image (or not
 `multipart/form-data`), 422 bad metadata, a missing or repeated image, or an image in an accepted
 format that cannot be used (truncated, corrupt, too many pixels), 503 server busy (retry after
 `Retry-After` seconds; any route, `/health` included). Every response carries `X-Request-ID`: the
@@ -140,10 +143,36 @@ def browser_not_found(request: Request) -> Response | None:
     return HTMLResponse(NOT_FOUND_HTML.format(path=html.escape(path)), status_code=404)
 
 
+#: FastAPI's 400 for a JSON body its ``json.loads`` raised on with something other than a
+#: ``JSONDecodeError`` (those are already a 422: ``validation.validation_message``)
+FASTAPI_BODY_ERROR = "There was an error parsing the body"
+
+
+def unreadable_json(exc: HTTPException) -> str | None:
+    """The 422 sentence for FastAPI's vague 400 (``FASTAPI_BODY_ERROR``) when its cause is a
+    JSON body that cannot be read: not UTF-8 (``UnicodeDecodeError``), nested too deeply
+    (``RecursionError``), an integer longer than Python converts (``ValueError``, 4,300 digits);
+    None for any other 400 (a client that went away while sending, ...)."""
+    if exc.status_code != 400 or exc.detail != FASTAPI_BODY_ERROR:
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, UnicodeDecodeError):
+        return "the request body is not valid JSON (it is not UTF-8 text)"
+    if isinstance(cause, RecursionError):
+        return "the request body cannot be read as JSON (it is nested too deeply)"
+    if isinstance(cause, ValueError):
+        if "digits" in str(cause):
+            return "the request body cannot be read as JSON (a number in it has too many digits)"
+        return "the request body cannot be read as JSON"
+    return None
+
+
 async def http_error(request: Request, exc: HTTPException) -> Response:
     detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     if exc.status_code in (204, 304):  # pragma: no cover - no body allowed
         return Response(status_code=exc.status_code, headers=exc.headers)
+    if (unreadable := unreadable_json(exc)) is not None:
+        return JSONResponse({"detail": unreadable}, status_code=422)
     if exc.status_code == 404 and (page := browser_not_found(request)) is not None:
         return page
     return JSONResponse({"detail": detail}, status_code=exc.status_code, headers=exc.headers)

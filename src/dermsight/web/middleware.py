@@ -296,11 +296,31 @@ class MetricsMiddleware:
 
 
 class PayloadTooLarge(HTTPException):
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, detail: str | None = None) -> None:
         super().__init__(
             status_code=413,
-            detail=too_large_detail(limit),
+            detail=too_large_detail(limit) if detail is None else detail,
         )
+
+
+#: the largest request body that is not a ``multipart/form-data`` upload (the JSON bodies of the
+#: clinic API: the largest, a 2,000-character note, is at most 24 kB even with every character
+#: written as a JSON escape of a surrogate pair). Larger ones are refused (413) before anything
+#: parses them: FastAPI reads and decodes a JSON body whole, on the event loop.
+MAX_SMALL_BODY_BYTES = 64 * 1024
+
+
+def small_body_too_large(limit: int) -> str:
+    """The 413 of a body over the cap for bodies that are not multipart (``limit`` bytes)."""
+    size = f"{limit // 1024} KiB" if limit % 1024 == 0 else f"{limit} bytes"
+    return ("request body too large: a request that is not an image upload "
+            f"(multipart/form-data) may send at most {size}")
+
+
+def is_multipart(scope: Scope) -> bool:
+    """Whether the request says its body is ``multipart/form-data`` (an image upload)."""
+    ctype = Headers(scope=scope).get("content-type", "")
+    return ctype.split(";", 1)[0].strip().lower() == "multipart/form-data"
 
 
 UPLOADS_BUSY = "server busy: too many uploads in progress, retry in a few seconds"
@@ -344,17 +364,26 @@ class InflightBudget:
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` (413) and bodies the in-flight ``budget`` cannot hold
+    """Refuse bodies over the cap (413) and bodies the in-flight ``budget`` cannot hold
     (503 + Retry-After): from Content-Length before reading anything, else while the body streams
-    in (chunked uploads); the body is never buffered here."""
+    in (chunked uploads); the body is never buffered here. The cap is ``max_bytes`` for a
+    ``multipart/form-data`` body (an image upload), ``small_max_bytes`` for any other (JSON:
+    ``MAX_SMALL_BODY_BYTES``)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, image_limit: int | None = None,
-                 budget: InflightBudget | None = None, retry_after_s: int = 10) -> None:
+                 budget: InflightBudget | None = None, retry_after_s: int = 10,
+                 small_max_bytes: int = MAX_SMALL_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.image_limit = image_limit or max_bytes
+        self.small_max_bytes = small_max_bytes
         self.budget = budget
         self.retry_after_s = retry_after_s
+
+    def _too_large(self, multipart: bool) -> PayloadTooLarge:
+        if multipart:
+            return PayloadTooLarge(self.image_limit)
+        return PayloadTooLarge(self.small_max_bytes, small_body_too_large(self.small_max_bytes))
 
     # ruff noqa below: request log + the catch-all 500 in one ASGI call.
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901
@@ -362,6 +391,8 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         raw = Headers(scope=scope).get("content-length")
+        multipart = is_multipart(scope)
+        cap = self.max_bytes if multipart else self.small_max_bytes
         if raw is not None:
             try:
                 length = int(raw)
@@ -370,8 +401,8 @@ class BodyLimitMiddleware:
             except ValueError:
                 await send_json(send, 400, "invalid Content-Length header", close=True)
                 return
-            if length > self.max_bytes:
-                await send_json(send, 413, PayloadTooLarge(self.image_limit).detail, close=True)
+            if length > cap:
+                await send_json(send, 413, self._too_large(multipart).detail, close=True)
                 return
         else:
             length = 0
@@ -393,8 +424,8 @@ class BodyLimitMiddleware:
                 if budget is not None and n:
                     budget.used += n
                     held += n
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(self.image_limit)
+                if seen > cap:
+                    raise self._too_large(multipart)
                 if budget is not None and n and budget.used > budget.room_for(max(length, seen)):
                     raise ServerBusy(self.retry_after_s)
             return message
