@@ -14,7 +14,8 @@ word), and refuses an unusable ``FORWARDED_ALLOW_IPS`` (uvicorn's). Variables:
 * ``DERMSIGHT_API_TOKEN``: when set, ``/api/v1/*`` (except health and the OpenAPI docs) needs
   ``Authorization: Bearer <token>``; unset = no auth.
 * ``DERMSIGHT_CORS_ORIGINS``: comma-separated allowed origins; unset = CORS off.
-* ``DERMSIGHT_MAX_UPLOAD_MB`` (20): largest accepted image / request body, in MiB.
+* ``DERMSIGHT_MAX_UPLOAD_MB`` (20): largest accepted image (a multipart upload's body), in MiB;
+  any other request body may send at most 64 KiB (``middleware.MAX_SMALL_BODY_BYTES``).
 * ``DERMSIGHT_MAX_IMAGE_PIXELS`` (25,000,000): largest image (width x height), from the header
   (see ``dermsight.io.decode`` for the other decoding limits).
 * ``DERMSIGHT_UPLOAD_TIMEOUT_S`` (60): the body must arrive within this time (slow uploads).

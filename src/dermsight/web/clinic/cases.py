@@ -136,7 +136,8 @@ def list_patients(request: Request, user: CurrentUser,
         return cases.list_patients(s, q)
 
 
-@router.post("/patients", status_code=201, summary="A new patient (409 if the ref exists)")
+@router.post("/patients", status_code=201,
+             summary="A new patient (409 if the ref exists or looks like another patient's)")
 def create_patient(body: PatientIn, request: Request, user: CurrentUser
                    ) -> dict[str, Any]:
     with route_session(request) as s:
@@ -156,7 +157,8 @@ PATIENT_CHANGE = (
     "Corrects the patient's reference (a name typed into it by mistake, a wrong record "
     "number): any signed-in user, as for creating a patient, under the same rules (1-64 "
     "characters, one line; 409 when another patient's reference is the same ignoring case and "
-    "surrounding spaces; the patient's own in another case is a correction). Audited as an "
+    "surrounding spaces, or looks the same (fullwidth forms, Cyrillic or Greek letters drawn "
+    "like Latin ones); the patient's own in another case is a correction). Audited as an "
     "`update` of the patient. The old reference is removed from the SQLite database file and "
     "its write-ahead log at once (PostgreSQL: not at once, see docs/clinic.md). Answers the "
     "patient as `GET /patients/{id}` does.")
