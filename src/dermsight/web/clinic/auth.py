@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from dermsight.clinic import accounts, audit
 from dermsight.clinic.accounts import aware
 from dermsight.clinic.models import ApiToken, AuditEvent, User, utcnow
+from dermsight.clinic.runtime import Clinic
 from dermsight.web.clinic.bodies import AuditQuery, LoginIn, TokenIn, UserIn, _Body
 from dermsight.web.clinic.deps import (
     COOKIE,
@@ -47,19 +48,27 @@ def _https(request: Request) -> bool:
             or request.headers.get("x-forwarded-proto", "").lower() == "https")
 
 
+def _claim_attempt(clinic: Clinic, username: str, ip: str, refused: str) -> int:
+    """Record a password check of ``username`` from ``ip`` before it is made (committed first:
+    parallel guesses see it) and return its id; a 429 with ``Retry-After`` (``refused``: what
+    was too many) when the account, the name or the address is locked."""
+    with clinic.db.session() as s:
+        attempt = accounts.claim_attempt(s, username, ip)
+    with clinic.db.session() as s:
+        wait = accounts.retry_after_s(s, username, ip, exclude=attempt)
+        if wait:
+            accounts.settle_attempt(s, attempt, None)
+    if wait:
+        raise HTTPException(429, f"{refused}: try again in {wait} s",
+                            headers={"Retry-After": str(wait)})
+    return attempt
+
+
 @router.post("/auth/login", summary="Log in: sets the session cookie, returns the CSRF token")
 def login(body: LoginIn, request: Request, response: Response) -> dict[str, Any]:
     clinic = clinic_of(request)
     ip = _client_ip(request)
-    with clinic.db.session() as s:  # committed before the check: parallel guesses see it
-        attempt = accounts.claim_attempt(s, body.username, ip)
-    with clinic.db.session() as s:
-        wait = accounts.retry_after_s(s, body.username, ip, exclude=attempt)
-        if wait:
-            accounts.settle_attempt(s, attempt, None)
-    if wait:
-        raise HTTPException(429, f"too many failed logins: try again in {wait} s",
-                            headers={"Retry-After": str(wait)})
+    attempt = _claim_attempt(clinic, body.username, ip, "too many failed logins")
     with clinic.db.session() as s:
         user = accounts.verify_password(s, body.username, body.password)
         # the session is opened only if the account, locked now, is still active with the
@@ -246,15 +255,8 @@ def change_password(body: PasswordIn, request: Request, response: Response,
     opened in the same transaction."""
     clinic = clinic_of(request)
     ip = _client_ip(request)
-    with clinic.db.session() as s:
-        attempt = accounts.claim_attempt(s, user.username, ip)
-    with clinic.db.session() as s:
-        wait = accounts.retry_after_s(s, user.username, ip, exclude=attempt)
-        if wait:
-            accounts.settle_attempt(s, attempt, None)
-    if wait:
-        raise HTTPException(429, f"too many failed sign-ins or password checks: try again in "
-                                 f"{wait} s", headers={"Retry-After": str(wait)})
+    attempt = _claim_attempt(clinic, user.username, ip,
+                             "too many failed sign-ins or password checks")
     with clinic.db.session() as s:
         verified = accounts.verify_password(s, user.username, body.current_password)
         ok = verified is not None and verified.id == user.id
