@@ -227,6 +227,27 @@ def test_the_logged_database_and_image_store_hide_passwords() -> None:
     assert "s3cret" not in shown
     assert images_shown("s3://key:s3cret@bucket/x") == "s3://key:***@bucket/x"
     assert images_shown("s3://bucket/x") == "s3://bucket/x"
+    # a review found these shown: another libpq password key, an '@' in the password
+    assert "s3cret" not in database_shown("postgresql+psycopg://u@h/db?sslpassword=s3cret")
+    shown = database_shown("postgresql+psycopg://u:p@s3cret@h/db")
+    assert "s3cret" not in shown
+    assert "not shown" in shown
+
+
+def test_only_database_faults_become_one_line() -> None:
+    """A locked or unreachable database is the operator's to fix (one line, exit 2); a query
+    dermsight built wrongly is a fault of dermsight's and keeps its traceback."""
+    from sqlalchemy.exc import InvalidRequestError, OperationalError, ProgrammingError
+
+    from dermsight.cli.clinic import _database_errors
+    from dermsight.cli.errors import UserError
+
+    with pytest.raises(UserError, match="database is locked"), _database_errors():
+        raise OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    with pytest.raises(InvalidRequestError), _database_errors():
+        raise InvalidRequestError('Entity namespace for "users" has no property "usernme"')
+    with pytest.raises(ProgrammingError), _database_errors():
+        raise ProgrammingError("SELECT x", {}, sqlite3.OperationalError("no such column: x"))
 
 
 # --- 4. a COMMIT that fails ends the upgrade with its own message --------------------------------

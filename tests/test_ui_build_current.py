@@ -42,6 +42,27 @@ def test_the_fingerprint_follows_a_source_change_but_not_a_unit_test(tmp_path: P
     assert tool.fingerprint(front) == before
     (front / "src" / "App.tsx").write_text("export const a = 2\n")
     assert tool.fingerprint(front) != before
+    (front / "src" / ".DS_Store").write_bytes(b"\0\1")  # a stray dotfile
+    (front / "src" / "App.tsx").write_bytes(b"export const a = 1\r\n")  # CRLF line ends
+    assert tool.fingerprint(front) == before
     (front / "src" / "App.tsx").write_text("export const a = 1\n")
     (front / "package.json").write_text('{"x": 1}\n')
+    assert tool.fingerprint(front) != before
+
+
+def test_the_fingerprint_leaves_out_what_git_ignores(tmp_path: Path) -> None:
+    """In a git checkout a file ``.gitignore`` leaves out (``npm-debug.log``) is no build input,
+    and a new file not yet added to git is one."""
+    import subprocess
+
+    tool = _tool()
+    front = tmp_path / "frontend"
+    (front / "src").mkdir(parents=True)
+    (front / "src" / "App.tsx").write_text("export const a = 1\n")
+    (front / ".gitignore").write_text("*.log\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    before = tool.fingerprint(front)
+    (front / "src" / "npm-debug.log").write_text("noise\n")
+    assert tool.fingerprint(front) == before
+    (front / "src" / "Page.tsx").write_text("export const b = 2\n")  # untracked, not ignored
     assert tool.fingerprint(front) != before

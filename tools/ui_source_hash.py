@@ -9,7 +9,9 @@ the build itself.
 The fingerprint covers what the build reads: ``frontend/src`` (not the unit tests:
 ``*.test.ts``/``*.test.tsx`` and ``src/testing/``), ``index.html``, ``package.json``,
 ``package-lock.json``, ``vite.config.ts`` and the ``tsconfig`` files; each file by its path
-relative to ``frontend/`` and its bytes.
+relative to ``frontend/`` and its bytes with LF line ends; in ``frontend/src`` only files git
+tracks or would track (``.gitignore`` applies; a new file counts before ``git add``), and no
+dotfiles.
 
     python tools/ui_source_hash.py            # print the fingerprint
     python tools/ui_source_hash.py --write    # write frontend/build-source.sha256 (the build)
@@ -18,6 +20,7 @@ relative to ``frontend/`` and its bytes.
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,21 +30,39 @@ TOP_FILES = ("index.html", "package.json", "package-lock.json", "vite.config.ts"
              "tsconfig.json", "tsconfig.app.json", "tsconfig.node.json")
 
 
+def _listed(folder: Path) -> list[Path] | None:
+    """The files under ``folder`` that git tracks or would track (not those ``.gitignore``
+    leaves out: ``*.log``, ``node_modules``); None outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                              "--exclude-standard", "--", "."], cwd=folder, check=True,
+                             capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return [folder / name for name in out.decode().split("\0") if name]
+
+
 def build_inputs(frontend: Path = FRONTEND) -> list[Path]:
-    """The files the UI build is made from, sorted by their path relative to ``frontend``."""
-    src = [p for p in (frontend / "src").rglob("*") if p.is_file()
+    """The files the UI build is made from, sorted by their path relative to ``frontend``: no
+    dotfiles (``.DS_Store``), nothing git ignores, no unit tests."""
+    src_dir = frontend / "src"
+    listed = _listed(src_dir)
+    files = listed if listed is not None else [p for p in src_dir.rglob("*")]
+    src = [p for p in files if p.is_file()
+           and not any(part.startswith(".") for part in p.relative_to(src_dir).parts)
            and not p.name.endswith((".test.ts", ".test.tsx"))
-           and "testing" not in p.relative_to(frontend / "src").parts[:1]]
+           and "testing" not in p.relative_to(src_dir).parts[:1]]
     top = [frontend / name for name in TOP_FILES if (frontend / name).is_file()]
     return sorted(src + top, key=lambda p: p.relative_to(frontend).as_posix())
 
 
 def fingerprint(frontend: Path = FRONTEND) -> str:
-    """sha256 over each build input's relative path and bytes."""
+    """sha256 over each build input's relative path and bytes (line ends as LF: a checkout with
+    CRLF line ends gives the same)."""
     h = hashlib.sha256()
     for p in build_inputs(frontend):
         h.update(p.relative_to(frontend).as_posix().encode() + b"\0")
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        h.update(hashlib.sha256(p.read_bytes().replace(b"\r\n", b"\n")).digest())
     return h.hexdigest()
 
 

@@ -92,13 +92,16 @@ def _database_error(exc: SQLAlchemyError) -> str:
 
 @contextmanager
 def _database_errors() -> Iterator[None]:
-    """Around a command's work on the database: an ``SQLAlchemyError`` (a database locked by
-    another process, a lost connection) becomes one line (``_database_error``), exit 2."""
-    from sqlalchemy.exc import SQLAlchemyError
+    """Around a command's work on the database: an ``OperationalError`` or ``InterfaceError``
+    (a database locked by another process, a lost connection, a full disk) becomes one line
+    (``_database_error``), exit 2. Other SQLAlchemy errors (a query the code built wrongly, a
+    column the schema lacks: ``ProgrammingError``, ``InvalidRequestError``) are faults of
+    dermsight's, not the operator's: they keep their traceback."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
 
     try:
         yield
-    except SQLAlchemyError as exc:
+    except (OperationalError, InterfaceError) as exc:
         raise UserError(_database_error(exc)) from None  # the statement stays out of any log
 
 

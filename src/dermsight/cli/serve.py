@@ -239,7 +239,8 @@ def predict(  # noqa: PLR0913
 def database_shown(url: str) -> str:
     """The clinic database as the log names it: a SQLite file's absolute path (a relative
     ``--database`` is relative to the working directory, ``/`` under systemd), else the URL
-    with its password masked (``***``, also a ``?password=``)."""
+    with its password masked (``***``, also a query value whose name holds "pass":
+    ``?password=``, ``?sslpassword=``; a URL with an unencoded ``@`` is not shown)."""
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
@@ -252,8 +253,11 @@ def database_shown(url: str) -> str:
         parsed = make_url(url)
     except ArgumentError:  # not a URL SQLAlchemy reads: nothing of it is shown
         return "(a database URL SQLAlchemy cannot parse)"
-    if "password" in parsed.query:  # libpq also takes it as ?password=
-        parsed = parsed.set(query={**parsed.query, "password": "***"})
+    if parsed.host and "@" in parsed.host:  # an '@' in the password not written as %40
+        return "(a database URL with an unencoded '@' in it; not shown: it may hold a password)"
+    secret = [k for k in parsed.query if "pass" in k.lower()]  # ?password=, ?sslpassword=
+    if secret:
+        parsed = parsed.set(query={**parsed.query, **dict.fromkeys(secret, "***")})
     return parsed.render_as_string(hide_password=True)
 
 

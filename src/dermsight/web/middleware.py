@@ -317,10 +317,22 @@ def small_body_too_large(limit: int) -> str:
             f"(multipart/form-data) may send at most {size}")
 
 
+#: bodies that are a file sent the wrong way (not in a multipart form): they keep the image cap,
+#: so that the upload routes answer their 415 "send the image as multipart/form-data" rather
+#: than a 413 about a size that is not the problem; nothing decodes them as JSON
+FILE_TYPES = ("image/", "application/octet-stream", "application/dicom")
+
+
 def is_multipart(scope: Scope) -> bool:
     """Whether the request says its body is ``multipart/form-data`` (an image upload)."""
     ctype = Headers(scope=scope).get("content-type", "")
     return ctype.split(";", 1)[0].strip().lower() == "multipart/form-data"
+
+
+def is_file_body(scope: Scope) -> bool:
+    """Whether the request says its body is a file (``FILE_TYPES``), not JSON or a form."""
+    ctype = Headers(scope=scope).get("content-type", "").split(";", 1)[0].strip().lower()
+    return ctype.startswith(FILE_TYPES)
 
 
 UPLOADS_BUSY = "server busy: too many uploads in progress, retry in a few seconds"
@@ -367,7 +379,8 @@ class BodyLimitMiddleware:
     """Refuse bodies over the cap (413) and bodies the in-flight ``budget`` cannot hold
     (503 + Retry-After): from Content-Length before reading anything, else while the body streams
     in (chunked uploads); the body is never buffered here. The cap is ``max_bytes`` for a
-    ``multipart/form-data`` body (an image upload), ``small_max_bytes`` for any other (JSON:
+    ``multipart/form-data`` body (an image upload) or a file sent as the whole body (``FILE_TYPES``:
+    the route's 415 says how to send it), ``small_max_bytes`` for any other (JSON:
     ``MAX_SMALL_BODY_BYTES``)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int, image_limit: int | None = None,
@@ -391,7 +404,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         raw = Headers(scope=scope).get("content-length")
-        multipart = is_multipart(scope)
+        multipart = is_multipart(scope) or is_file_body(scope)
         cap = self.max_bytes if multipart else self.small_max_bytes
         if raw is not None:
             try:

@@ -165,9 +165,9 @@ KNOWN_VARIABLES = frozenset({
     "DERMSIGHT_DATABASE_URL", "DERMSIGHT_CLINIC_IMAGES", "DERMSIGHT_RETENTION_DAYS",
     "DERMSIGHT_SESSION_IDLE_MINUTES", "DERMSIGHT_CLINIC_SWEEP_GRACE_S",
     "DERMSIGHT_MAX_IMAGE_BYTES", "DERMSIGHT_MAX_DECODE_MB", "DERMSIGHT_DECODE_MEMORY_MB",
-    # the tests and the front end's tests
+    # the tests and the front end's tests; the front end's dev server (`npm run dev`'s /api proxy)
     "DERMSIGHT_SHARED_DATA", "DERMSIGHT_PG_BIN", "DERMSIGHT_CHROMIUM", "DERMSIGHT_E2E_MODEL",
-    "DERMSIGHT_E2E_STATIC_DIR", "DERMSIGHT_TEST_OUTPUT",
+    "DERMSIGHT_E2E_STATIC_DIR", "DERMSIGHT_TEST_OUTPUT", "DERMSIGHT_API",
 })
 
 #: the names deployment tools set, which dermsight never reads and ``serve`` passes over without a
