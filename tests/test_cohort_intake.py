@@ -268,3 +268,24 @@ def test_training_refusal_lists_the_accepted_spellings(
     assert "naevus'" not in text
     assert "nevus / naevus" in text
     assert "docs/batch.md" in text
+
+
+def test_a_run_split_before_the_merge_is_told_why_its_split_moved(tmp_path: Path) -> None:
+    """A run trained before byte-identical images' groups were merged finds its images in other
+    splits with the same data: the refusal says that the merge may be why (it read as if the
+    data had changed)."""
+    import pandas as pd
+
+    from dermsight.train.config import ConfigError
+    from dermsight.train.pipeline import check_same_split
+
+    pd.DataFrame({"image_id": ["a", "b"], "split": ["train", "val"],
+                  "diagnosis": ["NV", "MEL"]}).to_csv(tmp_path / "split.csv", index=False)
+    now = pd.DataFrame({"image_id": ["a", "b"], "split": ["train", "train"],
+                        "diagnosis": ["NV", "MEL"]})
+    with pytest.raises(ConfigError, match="byte-identical image files are merged"):
+        check_same_split(now, tmp_path)
+    gone = now.iloc[:1]
+    with pytest.raises(ConfigError) as refused:
+        check_same_split(gone, tmp_path)
+    assert "byte-identical" not in str(refused.value)  # data that did change: no such hint

@@ -228,7 +228,12 @@ def check_same_split(df: pd.DataFrame, out: Path) -> None:
             f"the data differ from the split this run was trained on ({path}): {len(new)} "
             f"images new, {len(gone)} gone, {len(moved)} in another split or with another "
             f"diagnosis (e.g. {example}); restore the data the run was trained on, or train a "
-            f"new run into another --out")
+            f"new run into another --out"
+            + ("" if new or gone else
+               " (images in another split with the same data: since 2026-12-07 the groups of "
+               "byte-identical image files are merged, so that copies stay in one split; if a "
+               "warning above named such files, this run's split kept copies apart: train it "
+               "again into another --out)"))
 
 
 def _check_trainable(cfg: TrainConfig, df: pd.DataFrame, info: DistInfo, stage: str) -> None:
