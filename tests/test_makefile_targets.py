@@ -17,8 +17,11 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 
 def dry_run(*args: str) -> list[str]:
-    """The commands ``make ARGS`` would run, one per line."""
-    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(REPO), *args],
+    """The commands ``make ARGS`` would run, one per line, as in a new checkout (``-W
+    pyproject.toml``: the setup stamp in ``.venv`` is out of date, as it is before the first
+    install or after a change to the requirements)."""
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-W", "pyproject.toml",
+                           "-C", str(REPO), *args],
                           capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
@@ -70,3 +73,30 @@ def test_check_passes_pytest_args_to_the_fast_tests() -> None:
     text = "\n".join(lines)
     assert "apt-get" not in text
     assert "npm" not in text
+
+
+def test_check_installs_again_only_when_the_requirements_change(tmp_path: Path) -> None:
+    """``make check`` installs once, then only after a change to ``requirements/`` or
+    ``pyproject.toml`` (its stamp in ``.venv``): it needed the network at every run."""
+    import os
+    import time
+
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    shutil.copytree(REPO / "requirements", tmp_path / "requirements")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").touch()
+    stamp = tmp_path / ".venv" / ".setup-py.stamp"
+
+    def commands() -> str:
+        return subprocess.run(["make", "--no-print-directory", "-n", "-C", str(tmp_path),
+                               "check"], capture_output=True, text=True, timeout=60,
+                              check=True).stdout
+
+    assert SETUP_PY in commands()  # no stamp yet: a new checkout installs
+    stamp.touch()
+    later = time.time() + 5
+    os.utime(stamp, (later, later))
+    assert SETUP_PY not in commands()
+    os.utime(tmp_path / "requirements" / "all.txt", (later + 5, later + 5))
+    assert SETUP_PY in commands()
