@@ -50,15 +50,19 @@ export function ErrorBox({
   what,
   testId = 'error-message',
   id,
+  quiet = false,
 }: {
   error: Error | string | null
   what?: string
   testId?: string
   id?: string
+  /** shown where the focus is put, or in the description of the field that gets it: no
+   * role="alert", so that a screen reader reads it once, as the focus arrives, not twice */
+  quiet?: boolean
 }) {
   if (!error) return null
   return (
-    <div className="error-message" role="alert" data-testid={testId} id={id}>
+    <div className="error-message" role={quiet ? undefined : 'alert'} data-testid={testId} id={id}>
       {what && <strong>{what} </strong>}
       {typeof error === 'string' ? error : error.message}
     </div>

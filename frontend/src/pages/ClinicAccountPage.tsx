@@ -1,6 +1,7 @@
 import { useId, useRef, useState, type FormEvent } from 'react'
 import { ApiError } from '../api.ts'
 import { changePassword, type PasswordChanged } from '../clinic/api.ts'
+import { ErrorBox } from '../clinic/badges.tsx'
 import { refusedInput } from '../clinic/fieldErrors.ts'
 import { clinicHref } from '../clinic/format.ts'
 import { useClinic } from '../clinic/session.ts'
@@ -52,18 +53,6 @@ export function passwordChangedMessage(r: Pick<PasswordChanged, 'sessions_ended'
     r.sessions_ended === 1 ? '1 other session was signed out' : `${r.sessions_ended} other sessions were signed out`
   const tokens = r.tokens_revoked === 1 ? '1 API token was revoked' : `${r.tokens_revoked} API tokens were revoked`
   return `Your password was changed. ${sessions} and ${tokens}; this browser stays signed in.`
-}
-
-/** The form's message: read as the focus goes to the field it is tied to (aria-describedby), so
- * without role="alert" (a screen reader would read it twice). */
-function QuietError({ error, what, id, testId }: { error: Error | string | null; what: string; id: string; testId: string }) {
-  if (!error) return null
-  return (
-    <div className="error-message" id={id} data-testid={testId}>
-      <strong>{what} </strong>
-      {typeof error === 'string' ? error : error.message}
-    </div>
-  )
 }
 
 /** Change your own password (`#/clinic/account`): the current one, the new one twice. */
@@ -209,7 +198,8 @@ export function ClinicAccountPage() {
             data-testid="account-confirm"
           />
         </div>
-        <QuietError error={error} what="Password not changed." testId="account-error" id={errorId} />
+        {/* quiet: read as the focus goes to the field it describes (aria-describedby) */}
+        <ErrorBox quiet error={error} what="Password not changed." testId="account-error" id={errorId} />
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="account-submit">
           {busy ? 'Changing the password…' : 'Change password'}
         </button>

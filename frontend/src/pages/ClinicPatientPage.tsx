@@ -197,17 +197,6 @@ export function useRepeatableStatus(delayMs = 100): [string, (message: string) =
   return [text, say]
 }
 
-/** An error shown where the focus is put (or in the field that has it), so without role="alert":
- * a screen reader reads it once, as the focus arrives, not twice. */
-function QuietError({ error, id, testId = 'error-message' }: { error: string | null; id?: string; testId?: string }) {
-  if (!error) return null
-  return (
-    <div className="error-message" id={id} data-testid={testId}>
-      {error}
-    </div>
-  )
-}
-
 /** How a clinic page gives the tab its own title while shown ("Patient not found": see
  * RecordNotFound), instead of the route's: the app provides it (null: none, the title is not
  * the app's to keep, and the page writes document.title itself). */
@@ -372,7 +361,7 @@ export function RefCorrection({ id, current, onSaved }: { id: number; current: s
           from the database; the change is written to the audit log.
         </p>
       </div>
-      <QuietError error={error} id={`${ids}-ref-error`} />
+      <ErrorBox quiet error={error} id={`${ids}-ref-error`} />
       <div className="result-actions">
         <button type="submit" className="btn btn-primary" disabled={busy} data-testid="ref-correct-save">
           Save reference
@@ -415,7 +404,7 @@ export function LesionCorrection({ lesion, n, mode, onDone, onCancel }: { lesion
   useUnsavedGuard(mode === 'edit' && (changed.location || changed.side), LESION_EDIT_LEAVE_MESSAGE)
   const errorBox = error && (
     <div ref={errorRef} tabIndex={-1} id={`${ids}-error`} data-testid="lesion-correction-error">
-      <QuietError error={error} />
+      <ErrorBox quiet error={error} />
     </div>
   )
   const place = lesionPlace(lesion, SITE_LABELS)
