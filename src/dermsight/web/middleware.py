@@ -323,16 +323,12 @@ def small_body_too_large(limit: int) -> str:
 FILE_TYPES = ("image/", "application/octet-stream", "application/dicom")
 
 
-def is_multipart(scope: Scope) -> bool:
-    """Whether the request says its body is ``multipart/form-data`` (an image upload)."""
-    ctype = Headers(scope=scope).get("content-type", "")
-    return ctype.split(";", 1)[0].strip().lower() == "multipart/form-data"
-
-
-def is_file_body(scope: Scope) -> bool:
-    """Whether the request says its body is a file (``FILE_TYPES``), not JSON or a form."""
+def takes_image_cap(scope: Scope) -> bool:
+    """Whether the request says its body is an image upload (``multipart/form-data``) or a file
+    sent as the whole body (``FILE_TYPES``), not JSON or a form: the image cap, not the small
+    one."""
     ctype = Headers(scope=scope).get("content-type", "").split(";", 1)[0].strip().lower()
-    return ctype.startswith(FILE_TYPES)
+    return ctype == "multipart/form-data" or ctype.startswith(FILE_TYPES)
 
 
 UPLOADS_BUSY = "server busy: too many uploads in progress, retry in a few seconds"
@@ -404,7 +400,7 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         raw = Headers(scope=scope).get("content-length")
-        multipart = is_multipart(scope) or is_file_body(scope)
+        multipart = takes_image_cap(scope)
         cap = self.max_bytes if multipart else self.small_max_bytes
         if raw is not None:
             try:
